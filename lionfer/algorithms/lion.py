@@ -1,0 +1,272 @@
+"""LION (Du et al., IJCAI 2023): label disambiguation + progressive negative learning.
+
+- Labeled: a sample is clear when max p ≥ τ and argmax p = its label (Eq. 1); clear samples train
+  with CE (Eq. 2) and update class prototypes (Eq. 3). An ambiguous one gets a candidate set
+  (Eq. 4) whose weights move toward cos(q, prototype) (Eq. 5); once a weight reaches τ the sample
+  is relabeled to that class and becomes clear (Eq. 6).
+- Unlabeled: reliable when max p_w ≥ γ (Eq. 7): FixMatch-style CE on the strong view (Eq. 8) and
+  prototype updates. Unreliable: classes with renormalised probability ≤ δ are added, one by one,
+  to a per-sample complementary label bank (Eq. 9) trained by L_NL (Eq. 10) and L_NC (Eq. 11).
+- L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC (Eq. 12). Choices the paper leaves open follow
+  lionfer's spec (warm-up, one forward pass, update order); see the README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_views
+from lionfer.config import check
+from lionfer.losses import masked_cross_entropy
+from lionfer.metrics import relabel_metrics
+from lionfer.registry import ALGORITHMS
+
+
+@dataclass(frozen=True)
+class LionConfig:
+    clear_threshold: float = 0.80  # τ, Eq. 1 and Eq. 6
+    reliable_threshold: float = 0.83  # γ, Eq. 7
+    complementary_threshold: float = 0.05  # δ, Eq. 9
+    candidate_threshold: float = 0.30  # μ, Eq. 4
+    ema_momentum: float = 0.99  # φ, Eq. 3 and Eq. 5
+    lambda_reliable: float = 0.85  # λ1
+    lambda_negative: float = 0.45  # λ2
+    lambda_consistency: float = 0.06  # λ3
+    disambiguation_start: float = 0.3  # fraction of steps trained on all given labels first
+    use_disambiguation: bool = True
+    use_negative_learning: bool = True
+    use_negative_consistency: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "clear_threshold",
+            "reliable_threshold",
+            "complementary_threshold",
+            "candidate_threshold",
+            "ema_momentum",
+            "disambiguation_start",
+        ):
+            check(0.0 <= getattr(self, name) <= 1.0, f"algorithm.{name}", "must lie in [0, 1]")
+
+
+# ---- Equations as pure functions of detached tensors ----
+
+
+def split_clear(probs: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 1: (B,) true where max p ≥ τ and argmax p equals the current label."""
+    confidence, predicted = probs.max(dim=1)
+    return (confidence >= tau) & (predicted == labels)
+
+
+def candidate_set(probs: torch.Tensor, mu: float) -> torch.Tensor:
+    """Eq. 4: (B, C) candidates = {argmax p} ∪ {c : p_c ≥ μ}."""
+    candidates = probs >= mu
+    candidates[torch.arange(len(probs)), probs.argmax(dim=1)] = True
+    return candidates
+
+
+def update_prototypes(
+    prototypes: torch.Tensor,
+    ready: torch.Tensor,
+    features: torch.Tensor,
+    classes: torch.Tensor,
+    phi: float,
+) -> None:
+    """Eq. 3, in place and in batch order: first update sets S_c = q, later ones
+    S_c ← normalise(φ S_c + (1 − φ) q)."""
+    for q, c in zip(features, classes.tolist(), strict=True):
+        if ready[c]:
+            prototypes[c] = F.normalize(phi * prototypes[c] + (1 - phi) * q, dim=0)
+        else:
+            prototypes[c] = q
+            ready[c] = True
+
+
+def update_weights(
+    weights: torch.Tensor,
+    candidates: torch.Tensor,
+    features: torch.Tensor,
+    prototypes: torch.Tensor,
+    ready: torch.Tensor,
+    phi: float,
+) -> torch.Tensor:
+    """Eq. 5: w_c ← φ w_c + (1 − φ) cos(q, S_c) on candidates; a class without a prototype
+    contributes 0; weights outside the candidate set stay 0."""
+    similarity = F.normalize(features, dim=1) @ F.normalize(prototypes, dim=1).T  # (B, C)
+    similarity = similarity * ready.to(similarity.dtype)
+    updated = phi * weights + (1 - phi) * similarity
+    return torch.where(candidates, updated, torch.zeros_like(updated))
+
+
+def relabel_decision(weights: torch.Tensor, candidates: torch.Tensor):
+    """Eq. 6: (largest candidate weight (B,), its class (B,)); relabel where it reaches τ."""
+    return weights.masked_fill(~candidates, float("-inf")).max(dim=1)
+
+
+def grow_complementary(bank_rows: torch.Tensor, probs: torch.Tensor, delta: float) -> torch.Tensor:
+    """Eq. 9, progressive: over the classes not yet in the bank, renormalise p; while the smallest
+    renormalised probability is ≤ δ and more than one class remains, add it and repeat.
+    Vectorised over the batch: at most C − 1 rounds."""
+    rows = bank_rows.clone()
+    for _ in range(probs.shape[1] - 1):
+        remaining = ~rows
+        mass = (probs * remaining).sum(dim=1, keepdim=True).clamp_min(1e-12)
+        renormalised = torch.where(remaining, probs / mass, torch.full_like(probs, float("inf")))
+        smallest, argmin = renormalised.min(dim=1)
+        add = (smallest <= delta) & (remaining.sum(dim=1) > 1)
+        if not add.any():
+            break
+        rows[add.nonzero(as_tuple=True)[0], argmin[add]] = True
+    return rows
+
+
+def negative_learning_loss(bank_rows: torch.Tensor, probs_w: torch.Tensor) -> torch.Tensor:
+    """Eq. 10: mean over samples of −Σ_c ȳ_c (1 − p_w,c)."""
+    return -(bank_rows.to(probs_w.dtype) * (1 - probs_w)).sum(dim=1).mean()
+
+
+def negative_consistency_loss(bank_rows: torch.Tensor, probs_s: torch.Tensor) -> torch.Tensor:
+    """Eq. 11: mean over samples of −Σ_c ȳ_c log(1 − p_s,c), clamped for stability."""
+    log_complement = torch.log((1 - probs_s).clamp_min(1e-6))
+    return -(bank_rows.to(probs_s.dtype) * log_complement).sum(dim=1).mean()
+
+
+@ALGORITHMS.register("lion", "LION: label disambiguation + progressive negative learning")
+class Lion(Algorithm):
+    config_class = LionConfig
+    views = ("weak", "strong")
+
+    def __init__(self, cfg: LionConfig, info):
+        super().__init__(cfg, info)
+        m, n, c = info.num_labeled, info.num_unlabeled, info.num_classes
+        self.label = info.given_labels.clone().long()  # (M,) current labels
+        self.ambiguous = torch.zeros(m, dtype=torch.bool)
+        self.candidates = torch.zeros(m, c, dtype=torch.bool)
+        self.weights = torch.zeros(m, c)
+        self.relabel_step = torch.full((m,), -1, dtype=torch.long)
+        self.relabel_weight = torch.zeros(m)  # the candidate weight that triggered Eq. 6
+        self.prototypes = torch.zeros(c, info.feature_dim)
+        self.prototype_ready = torch.zeros(c, dtype=torch.bool)
+        self.bank = torch.zeros(n, c, dtype=torch.bool)  # complementary label bank
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        names = (
+            "label",
+            "ambiguous",
+            "candidates",
+            "weights",
+            "relabel_step",
+            "relabel_weight",
+            "prototypes",
+            "prototype_ready",
+            "bank",
+        )
+        return {name: getattr(self, name) for name in names}
+
+    def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
+        cfg = self.cfg
+        (logits_lb, q_lb), (logits_w, q_w), (logits_s, _) = forward_views(
+            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s
+        )
+        probs_lb = logits_lb.detach().float().softmax(dim=1)
+        probs_w = logits_w.float().softmax(dim=1)
+        probs_w_detached = probs_w.detach()
+        labels = self.label[batch.idx_lb]
+        clear = split_clear(probs_lb, labels, cfg.clear_threshold)
+        confidence, pseudo_labels = probs_w_detached.max(dim=1)
+        reliable = confidence >= cfg.reliable_threshold
+        with torch.no_grad():
+            update_prototypes(
+                self.prototypes,
+                self.prototype_ready,
+                q_lb.detach().float()[clear],
+                labels[clear],
+                cfg.ema_momentum,
+            )
+            update_prototypes(
+                self.prototypes,
+                self.prototype_ready,
+                q_w.detach().float()[reliable],
+                pseudo_labels[reliable],
+                cfg.ema_momentum,
+            )
+        disambiguate = cfg.use_disambiguation and progress.fraction >= cfg.disambiguation_start
+        if disambiguate:
+            self._disambiguate(batch.idx_lb, clear, probs_lb, q_lb.detach().float(), progress.step)
+            loss_sup = masked_cross_entropy(logits_lb, labels, clear)
+        else:
+            loss_sup = F.cross_entropy(logits_lb, labels)
+        loss_reliable = masked_cross_entropy(logits_s, pseudo_labels, reliable)
+        loss = loss_sup + cfg.lambda_reliable * loss_reliable
+        logs = {
+            "loss_sup": loss_sup.item(),
+            "loss_reliable": loss_reliable.item(),
+            "mask_rate": reliable.float().mean().item(),
+            "clear_rate": clear.float().mean().item(),
+        }
+        unreliable = ~reliable
+        if (cfg.use_negative_learning or cfg.use_negative_consistency) and unreliable.any():
+            idx = batch.idx_ulb[unreliable]
+            rows = grow_complementary(
+                self.bank[idx], probs_w_detached[unreliable], cfg.complementary_threshold
+            )
+            self.bank[idx] = rows
+            if cfg.use_negative_learning:
+                loss_nl = negative_learning_loss(rows, probs_w[unreliable])
+                loss = loss + cfg.lambda_negative * loss_nl
+                logs["loss_nl"] = loss_nl.item()
+            if cfg.use_negative_consistency:
+                probs_s = logits_s.float().softmax(dim=1)[unreliable]
+                loss_nc = negative_consistency_loss(rows, probs_s)
+                loss = loss + cfg.lambda_consistency * loss_nc
+                logs["loss_nc"] = loss_nc.item()
+        return StepOutput(loss, logs, pseudo_labels, reliable)
+
+    def _disambiguate(self, idx, clear, probs, features, step: int) -> None:
+        """Eqs. 4–6 for this batch's labeled samples (state updates only)."""
+        cfg = self.cfg
+        ambiguous = ~clear
+        newly = ambiguous & ~self.ambiguous[idx]
+        candidates = self.candidates[idx]
+        weights = self.weights[idx]
+        fresh = candidate_set(probs, cfg.candidate_threshold)
+        candidates = torch.where(newly[:, None], fresh, candidates)
+        weights = torch.where(newly[:, None], probs * fresh, weights)
+        updated = update_weights(
+            weights, candidates, features, self.prototypes, self.prototype_ready, cfg.ema_momentum
+        )
+        weights = torch.where(ambiguous[:, None], updated, weights)
+        best, new_label = relabel_decision(weights, candidates)
+        relabel = ambiguous & (best >= cfg.clear_threshold)
+        changed = relabel & (new_label != self.label[idx])
+        self.label[idx[relabel]] = new_label[relabel]
+        self.relabel_step[idx[changed]] = step
+        self.relabel_weight[idx[changed]] = best[changed]
+        still_ambiguous = ambiguous & ~relabel
+        self.ambiguous[idx] = still_ambiguous
+        self.candidates[idx] = candidates & still_ambiguous[:, None]
+        self.weights[idx] = weights * still_ambiguous[:, None]
+
+    def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
+        given = self.info.given_labels.cpu().numpy()
+        current = self.label.cpu().numpy()
+        out = {
+            "relabel": relabel_metrics(given, current, true_labeled),
+            "ambiguous_now": int(self.ambiguous.sum()),
+        }
+        sizes = self.bank.sum(dim=1).float()
+        clb = {
+            "mean_size": float(sizes.mean()) if len(sizes) else 0.0,
+            "samples_with_entries": int((sizes > 0).sum()),
+        }
+        if true_unlabeled is not None:
+            truth = torch.as_tensor(true_unlabeled, device=self.bank.device)
+            known = (truth >= 0).nonzero(as_tuple=True)[0]
+            entries = int(self.bank[known].sum())
+            wrong = int(self.bank[known, truth[known]].sum())  # the bank excludes the true class
+            clb["correct_fraction"] = 1.0 - wrong / entries if entries else None
+        out["clb"] = clb
+        return out

@@ -1,0 +1,247 @@
+"""The `lionfer` command: subcommands parse arguments, call the library, print, and exit with a
+status (0 ok, 1 runtime failure, 2 bad input, 130 interrupted). No ML logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from lionfer.config import ConfigError, load_config, replace, to_toml
+from lionfer.registry import ALGORITHMS, DATASETS, MODELS
+
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def split_config_args(items: list[str]) -> tuple[Path | None, list[str]]:
+    """[CONFIG] [key=value ...]: the first item without '=' is a TOML file or a packaged config."""
+    if not items or "=" in items[0]:
+        return None, items
+    name, overrides = items[0], items[1:]
+    for bad in overrides:
+        if "=" not in bad:
+            raise ConfigError(f"expected key=value after the config file, got {bad!r}")
+    path = Path(name)
+    if path.is_file():
+        return path, overrides
+    packaged = PACKAGED_CONFIGS / f"{name.removesuffix('.toml')}.toml"
+    if packaged.is_file():
+        return packaged, overrides
+    names = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml")))
+    raise ConfigError(f"config file not found: {name} (packaged configs: {names})")
+
+
+def config_from_args(items: list[str], extra: tuple[str, ...] = ()):
+    path, overrides = split_config_args(items)
+    return load_config(path, [*overrides, *extra])
+
+
+def default_out(cfg) -> Path:
+    labels = "all" if cfg.data.num_labels == -1 else cfg.data.num_labels
+    return Path("runs") / f"{cfg.data.dataset}@{labels}" / cfg.algorithm.name / f"s{cfg.seed}"
+
+
+def cmd_train(args) -> int:
+    from lionfer.trainer import train
+
+    extra = (f"train.device={args.device}",) if args.device else ()
+    if args.resume:
+        if not args.out:
+            raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
+        if args.items:
+            raise ConfigError("--resume continues a run with its saved config; drop the overrides")
+        cfg = load_config(Path(args.out) / "config.toml")
+    else:
+        cfg = config_from_args(args.items, extra)
+    if args.dry_run:
+        cfg = replace(
+            cfg,
+            "train.steps=2",
+            "train.eval_every=2",
+            "train.log_every=1",
+            "train.checkpoint_every=2",
+        )
+        with tempfile.TemporaryDirectory(prefix="lionfer-dry-run-") as tmp:
+            summary = train(cfg, Path(tmp) / "run", progress=False, command=shlex.join(sys.argv))
+        print(
+            f"dry run ok: 2 steps of {cfg.algorithm.name} on {cfg.data.dataset}, "
+            f"test_acc {summary['test_acc']:.4f} (nothing was saved)"
+        )
+        return 0
+    out = Path(args.out) if args.out else default_out(cfg)
+    summary = train(
+        cfg,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        command=shlex.join(sys.argv),
+    )
+    print(format_summary(summary, out))
+    return 0
+
+
+def format_summary(summary: dict, out: Path) -> str:
+    lines = [
+        f"run: {out}",
+        f"{summary['algorithm']} on {summary['dataset']} ({summary['num_labels']} labels, "
+        f"seed {summary['seed']}, {summary['steps']} steps)",
+        f"test accuracy {summary['test_acc']:.4f} (EMA), {summary['test_acc_raw']:.4f} (raw); "
+        f"mean class accuracy {summary['mean_class_acc']:.4f}",
+    ]
+    if "relabel" in summary:
+        r = summary["relabel"]
+        line = f"relabeled {r['count']} of {summary['num_labels']} labeled images"
+        if r.get("precision") is not None:
+            line += f", precision {r['precision']:.3f}"
+        if r.get("recall") is not None:
+            line += f", recall {r['recall']:.3f}"
+        lines.append(line + f" (see {out / 'relabels.csv'})")
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args) -> int:
+    from lionfer.evaluate import evaluate_run
+
+    result = evaluate_run(Path(args.run), checkpoint=args.checkpoint)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(
+        f"{args.run} ({args.checkpoint}.pt, EMA model): test accuracy {result['test_acc']:.4f}, "
+        f"mean class accuracy {result['mean_class_acc']:.4f}"
+    )
+    for name, acc in result["per_class_acc"].items():
+        print(f"  {name:<12} {'-' if acc is None else f'{acc:.4f}'}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    import lionfer.algorithms  # noqa: F401
+    import lionfer.models  # noqa: F401
+    from lionfer.data.pipeline import register_readers
+
+    register_readers()
+    registry = {"algorithms": ALGORITHMS, "models": MODELS, "datasets": DATASETS}[args.what]
+    width = max(len(name) for name in registry.names())
+    for entry in registry:
+        print(f"{entry.name:<{width}}  {entry.description}")
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    print(to_toml(config_from_args(args.items)), end="")
+    return 0
+
+
+def cmd_data_stats(args) -> int:
+    from lionfer.data.pipeline import dataset_stats
+
+    cfg = config_from_args(args.items)
+    stats = dataset_stats(cfg.data, cfg.seed)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    names = list(dict.fromkeys(name for part in stats.values() for name in part))
+    parts = list(stats)
+    print(f"{'class':<12}" + "".join(f"{p:>11}" for p in parts))
+    for name in names:
+        print(f"{name:<12}" + "".join(f"{stats[p].get(name, 0):>11}" for p in parts))
+    print(f"{'total':<12}" + "".join(f"{sum(stats[p].values()):>11}" for p in parts))
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from lionfer.data.pipeline import load_dataset
+    from lionfer.data.prepare import prepare
+
+    cfg = config_from_args(args.items)
+    data = load_dataset(cfg.data, cfg.seed)
+    result = prepare(
+        data,
+        Path(args.out),
+        size=args.size,
+        detector=args.detector,
+        multi_face=args.multi_face,
+        progress=not args.no_progress,
+    )
+    print(result)
+    print(f"train from the cache with: lionfer train data.dataset=manifest data.root={args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lionfer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (LION on the embedded data by default)")
+    p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
+    p.add_argument("--out", help="run folder (default runs/<dataset>@<labels>/<algorithm>/s<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--dry-run", action="store_true", help="2 steps of the real path, nothing saved")
+    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run's model on its test set")
+    p.add_argument("run")
+    p.add_argument("--checkpoint", choices=("last", "best"), default="last")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("list", help="list algorithms, models or datasets")
+    p.add_argument("what", choices=("algorithms", "models", "datasets"))
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("config", help="show the resolved config")
+    config_sub = p.add_subparsers(dest="action", required=True)
+    show = config_sub.add_parser("show", help="print the resolved config as TOML")
+    show.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
+    show.set_defaults(func=cmd_config_show)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="action", required=True)
+    stats = data_sub.add_parser("stats", help="per-class counts of train/test and the split")
+    stats.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_data_stats)
+
+    p = sub.add_parser("prepare", help="detect, align and cache faces from raw images")
+    p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
+    p.add_argument("--out", required=True, help="cache folder")
+    p.add_argument("--size", type=int, default=112, help="face size in pixels (default 112)")
+    p.add_argument("--detector", choices=("auto", "mtcnn", "haar"), default="auto")
+    p.add_argument("--multi-face", choices=("largest", "all"), default="largest")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lionfer.data.images import ImageError
+    from lionfer.trainer import NonFiniteLoss, RunExistsError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, RunExistsError, FileNotFoundError, ImageError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except (NonFiniteLoss, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the last checkpoint is saved; continue with --resume --out RUN",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

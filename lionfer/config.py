@@ -1,0 +1,297 @@
+"""Typed, frozen, strict configuration: defaults < TOML file < `key=value` overrides.
+
+A Config is a tree of frozen dataclasses. The `algorithm` section holds `name` plus the fields of
+that algorithm's own config class (see lionfer.algorithms). Unknown keys and bad values raise
+ConfigError with a suggestion; the resolved config is saved as TOML in every run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from lionfer.registry import ALGORITHMS
+
+
+class ConfigError(ValueError):
+    """A config key or value that lionfer cannot use; the message says how to fix it."""
+
+
+def check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthetic"  # registry name, see `lionfer list datasets`
+    root: str = ""  # the dataset's folder as it ships
+    num_labels: int = 140  # labeled budget; -1 labels every training image
+    noise: str = "none"  # none | symmetric | asymmetric (label noise for studies)
+    noise_rate: float = 0.0
+    noise_map: dict = field(default_factory=dict)  # asymmetric {from_id: to_id}; {} = default
+    image_size: int = 32
+    data_seed: int = 0  # seed of generated data (synthetic), independent of the run seed
+    num_train: int = 2100  # synthetic: training images
+    num_test: int = 700  # synthetic: test images
+    ambiguity: float = 0.35  # synthetic: fraction of faces blending two expressions
+    num_classes: int = 7  # 7, or 8 with Contempt (AffectNet, FERPlus)
+    variant: str = ""  # dataset layout/variant; empty = detect
+    unlabeled_root: str = ""  # folder: optional folder of unlabeled images
+    class_map: dict = field(default_factory=dict)  # folder/manifest: class name -> canonical id
+    label_file: str = ""  # override the dataset's label list (relative to root)
+    split_file: str = ""  # reuse a saved split.json
+    val_fraction: float = 0.0  # stratified validation carve-out from train, for model selection
+    skip_bad: bool = False  # skip missing/unreadable listed files (counted) instead of failing
+    num_workers: int = 0  # data-loading worker processes
+
+    def __post_init__(self) -> None:
+        check(
+            self.num_labels == -1 or self.num_labels > 0,
+            "data.num_labels",
+            f"must be positive or -1 (all labeled), got {self.num_labels}",
+        )
+        check(
+            self.noise in ("none", "symmetric", "asymmetric"),
+            "data.noise",
+            f"must be none, symmetric or asymmetric, got {self.noise!r}",
+        )
+        check(0.0 <= self.noise_rate <= 1.0, "data.noise_rate", "must lie in [0, 1]")
+        check(8 <= self.image_size <= 1024, "data.image_size", "must lie in [8, 1024]")
+        check(self.num_train > 0 and self.num_test > 0, "data.num_train", "must be positive")
+        check(0.0 <= self.ambiguity <= 1.0, "data.ambiguity", "must lie in [0, 1]")
+        check(self.num_classes in (7, 8), "data.num_classes", "must be 7 or 8")
+        check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must lie in [0, 1)")
+        check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "cnn_small"  # registry name, see `lionfer list models`
+    pretrained: str = ""  # local weights file (e.g. resnet18_msceleb.pth); empty = random init
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        check(0.0 <= self.dropout < 1.0, "model.dropout", "must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 600  # optimisation steps (paper scale: 16000)
+    batch_size: int = 16  # labeled images per step (B_l)
+    unlabeled_ratio: int = 1  # unlabeled images per step = ratio * batch_size
+    lr: float = 5e-4  # Adam, constant
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999  # EMA model used for evaluation
+    eval_every: int = 200  # steps between evaluations (and the end of training)
+    log_every: int = 20  # steps between metrics.jsonl training records
+    checkpoint_every: int = 200  # steps between checkpoints/last.pt
+    eval_batch_size: int = 128
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+
+    def __post_init__(self) -> None:
+        for name in (
+            "steps",
+            "batch_size",
+            "unlabeled_ratio",
+            "eval_every",
+            "log_every",
+            "checkpoint_every",
+            "eval_batch_size",
+        ):
+            check(getattr(self, name) > 0, f"train.{name}", "must be positive")
+        check(self.lr > 0, "train.lr", "must be positive")
+        check(0.0 <= self.ema_decay < 1.0, "train.ema_decay", "must lie in [0, 1)")
+        check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    name: str = "lion"  # registry name, see `lionfer list algorithms`
+    params: Any = None  # the algorithm's own frozen config dataclass
+
+    def __getattr__(self, key: str) -> Any:  # cfg.algorithm.clear_threshold reads params
+        params = self.__dict__.get("params")
+        if params is not None and key in {f.name for f in fields(params)}:
+            return getattr(params, key)
+        raise AttributeError(key)
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        out = {"seed": self.seed}
+        for section in ("data", "model", "train"):
+            out[section] = dataclasses.asdict(getattr(self, section))
+        params = self.algorithm.params
+        out["algorithm"] = {"name": self.algorithm.name, **dataclasses.asdict(params)}
+        return out
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _suggest(key: str, options) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(sorted(options))}"
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """Check a TOML value against a field's annotated type; ints are accepted for floats."""
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        check(isinstance(value, bool), key, f"expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        check(
+            isinstance(value, int) and not isinstance(value, bool),
+            key,
+            f"expected an integer, got {value!r}",
+        )
+        return value
+    if kind is float:
+        check(
+            isinstance(value, int | float) and not isinstance(value, bool),
+            key,
+            f"expected a number, got {value!r}",
+        )
+        return float(value)
+    if kind is str:
+        check(isinstance(value, str), key, f"expected a string, got {value!r}")
+        return value
+    if kind is dict:
+        check(isinstance(value, dict), key, f"expected a table such as {{a = 1}}, got {value!r}")
+        return dict(value)
+    if kind is tuple:
+        check(isinstance(value, list | tuple), key, f"expected a list, got {value!r}")
+        return tuple(value)
+    return value
+
+
+def build_section(cls: type, values: dict, prefix: str) -> Any:
+    """Construct a frozen dataclass from a dict, rejecting unknown keys with a suggestion."""
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"unknown key {prefix}{key}.{_suggest(key, known)}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise ConfigError(f"{prefix.rstrip('.')}: {error}") from error
+
+
+def algorithm_config_class(name: str) -> type:
+    import lionfer.algorithms  # noqa: F401  (registers the algorithms)
+
+    try:
+        return ALGORITHMS.get(name).config_class
+    except KeyError as error:
+        raise ConfigError(f"algorithm.name: {error.args[0]}") from error
+
+
+def from_dict(raw: dict) -> Config:
+    raw = dict(raw)
+    known = {"seed", "algorithm", *SECTIONS}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"unknown key {key}.{_suggest(key, known)}")
+    sections = {
+        name: build_section(cls, dict(raw.get(name, {})), f"{name}.")
+        for name, cls in SECTIONS.items()
+    }
+    algo = dict(raw.get("algorithm", {}))
+    name = algo.pop("name", AlgorithmConfig.name)
+    check(isinstance(name, str), "algorithm.name", "expected a string")
+    params = build_section(algorithm_config_class(name), algo, "algorithm.")
+    seed = _coerce(raw.get("seed", 0), int, "seed")
+    return Config(seed=seed, algorithm=AlgorithmConfig(name=name, params=params), **sections)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: a TOML literal (1, 0.5, true, "x", {a = 1}) or a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `dotted.key=value` to a nested dict in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key=value, e.g. train.steps=100")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{key}: {part} is a value, not a section")
+    value = parse_value(text.strip())
+    if parts == ["algorithm", "name"] and value != raw.get("algorithm", {}).get("name"):
+        # Switching algorithm drops the previous algorithm's own fields from the file.
+        raw["algorithm"] = {k: v for k, v in node.items() if k == "name"}
+        node = raw["algorithm"]
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path} is not valid TOML: {error}") from error
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return from_dict(raw)
+
+
+def replace(cfg: Config, *overrides: str) -> Config:
+    """A copy of cfg with `key=value` overrides applied (validated like any config)."""
+    raw = cfg.to_dict()
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return from_dict(raw)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f'"{k}" = {_toml_value(v)}' for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(cfg: Config) -> str:
+    data = cfg.to_dict()
+    lines = [f"seed = {data.pop('seed')}"]
+    for section, values in data.items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(to_toml(cfg))

@@ -1,0 +1,1 @@
+"""Dataset readers, splits, transforms and loaders."""

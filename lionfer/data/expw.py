@@ -1,0 +1,142 @@
+"""ExpW (Expression in-the-Wild) reader: label/label.lst lists one face per line (box + FER-order
+expression) in the photos under image/origin/. ExpW has no official split, so lionfer holds out a
+stratified 20% of faces as test, seeded by data.data_seed so every run sees the same split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lionfer import labels
+from lionfer.data.base import FERData, ImageSet
+from lionfer.data.checks import (
+    check_label_ids,
+    check_listed_files,
+    drop_duplicates,
+    require_dir,
+    require_file,
+)
+from lionfer.registry import DATASETS
+
+LABEL_LIST = "label/label.lst"  # 91,793 faces in the release (a secondary-source count)
+IMAGE_DIR = "image/origin"
+TEST_FRACTION = 0.2
+FIELDS = ("image_name", "face_id", "top", "left", "right", "bottom", "confidence", "expression")
+FIX = (
+    f"Set data.root to the ExpW folder holding {LABEL_LIST} and {IMAGE_DIR}/ "
+    "(or data.label_file to the label list)"
+)
+
+
+@dataclass
+class FaceList:
+    """label.lst as parsed: one entry per face line."""
+
+    names: list[str]  # image file name per face
+    face_ids: list[int]
+    boxes: np.ndarray  # (N, 4) x, y, w, h
+    expression: np.ndarray  # (N,) ExpW ids 0..6 (FER2013 order)
+    lines: list[int]
+
+
+@DATASETS.register("expw", "ExpW: in-the-wild faces (boxes in label.lst); seeded 20% held out")
+def load(cfg, seed: int) -> FERData:
+    """Read ExpW from cfg.root; the test split depends only on cfg.data_seed and the list."""
+    if cfg.num_classes != 7:
+        raise ValueError("expw has no Contempt class; set data.num_classes=7")
+    if cfg.variant:
+        raise ValueError(f"expw: data.variant is not used; leave it empty (got {cfg.variant!r})")
+    if not cfg.root:
+        raise ValueError(f"expw: data.root is empty. {FIX}")
+    root = require_dir(cfg.root, "ExpW root", FIX)
+    faces = read_label_list(require_file(root / (cfg.label_file or LABEL_LIST), "ExpW list", FIX))
+    image_dir = require_dir(root / IMAGE_DIR, "ExpW image folder", FIX)
+    keep = (faces.boxes[:, 2] > 0) & (faces.boxes[:, 3] > 0)
+    notes = []
+    if not keep.all():
+        notes.append(f"expw: skipped {int((~keep).sum())} faces with an empty box")
+    idx = np.flatnonzero(keep)
+    keys = [f"{faces.names[i]}#{faces.face_ids[i]}" for i in idx]
+    unique, more = drop_duplicates(keys, faces.expression[idx], "expw label list")
+    idx = idx[unique]
+    paths = [str(image_dir / faces.names[i]) for i in idx]
+    exists, missing = check_listed_files(paths, cfg.skip_bad, "expw")
+    idx = idx[exists]
+    faces_set = ImageSet(
+        images=[p for p, ok in zip(paths, exists, strict=True) if ok],
+        labels=labels.to_canonical(faces.expression[idx], labels.EXPW),
+        ids=[f"{faces.names[i]}#{faces.face_ids[i]}" for i in idx],
+        boxes=faces.boxes[idx],
+    )
+    test = stratified_holdout(faces_set.labels, TEST_FRACTION, cfg.data_seed)
+    split_note = (
+        f"expw: no official split; lionfer holds out a stratified {TEST_FRACTION:.0%} of faces "
+        f"as test (data_seed={cfg.data_seed}): {int((~test).sum())} train, {int(test.sum())} test. "
+        "Publish data_seed with results"
+    )
+    return FERData(
+        name="expw",
+        class_names=labels.class_names(7),
+        train=faces_set.subset(np.flatnonzero(~test)),
+        test=faces_set.subset(np.flatnonzero(test)),
+        split_rule="balanced",
+        notes=notes + more + missing + [split_note],
+    )
+
+
+def read_label_list(path: Path) -> FaceList:
+    """Parse `image_name face_id top left right bottom confidence expression` lines."""
+    names, face_ids, boxes, expression, lines = [], [], [], [], []
+    with path.open(encoding="utf-8-sig") as file:
+        for line, text in enumerate(file, start=1):
+            fields = text.split()
+            if not fields or fields[0].startswith("#") or (not names and fields[0] == FIELDS[0]):
+                continue  # blank, comment, or the documented header
+            where = f"{path}, line {line}"
+            if len(fields) != len(FIELDS):
+                raise ValueError(
+                    f"{where}: {len(fields)} fields, expected {len(FIELDS)} ({' '.join(FIELDS)})"
+                )
+            face_id, top, left, right, bottom = (
+                parse_int(fields[i], FIELDS[i], where) for i in range(1, 6)
+            )
+            names.append(fields[0])
+            face_ids.append(face_id)
+            boxes.append((left, top, right - left, bottom - top))
+            parse_float(fields[6], FIELDS[6], where)  # unused, but a bad value means a bad line
+            expression.append(parse_int(fields[7], FIELDS[7], where))
+            lines.append(line)
+    if not names:
+        raise ValueError(f"{path} lists no faces; re-copy label.lst from the ExpW release")
+    check_label_ids(expression, labels.EXPW, str(path), lines)
+    return FaceList(
+        names, face_ids, np.asarray(boxes, dtype=np.int64), np.asarray(expression), lines
+    )
+
+
+def stratified_holdout(classes: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """(N,) bool test mask: round(fraction * n_c) of each class c, drawn with a seeded shuffle."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(classes), dtype=bool)
+    for c in np.unique(classes).tolist():
+        members = rng.permutation(np.flatnonzero(classes == c))
+        test[members[: int(round(fraction * len(members)))]] = True
+    return test
+
+
+def parse_int(text: str, column: str, where: str) -> int:
+    """An integer field; anything else names the place and the column."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{where}: {column} is {text!r}, expected an integer") from None
+
+
+def parse_float(text: str, column: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: {column} is {text!r}, expected a number") from None

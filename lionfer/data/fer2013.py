@@ -1,0 +1,323 @@
+"""FER2013 and FERPlus readers: 48x48 grayscale faces stored as pixel strings in fer2013.csv, held
+in memory. Usage Training is train, PrivateTest is test; PublicTest (the validation set) is left
+out of both. FERPlus relabels the same rows by ten annotators' votes in fer2013new.csv, reduced to
+one label by the official majority rule (ferplus_majority).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lionfer import labels
+from lionfer.data.base import FERData, ImageSet
+from lionfer.data.checks import check_label_ids, drop_duplicates, require_file
+from lionfer.registry import DATASETS
+
+SIDE = 48
+FER_COLUMNS = ("emotion", "pixels", "Usage")
+USAGES = ("Training", "PublicTest", "PrivateTest")
+# Real fer2013.csv: 35,887 rows = Training 28,709 + PublicTest 3,589 + PrivateTest 3,589.
+SPLIT_OF_USAGE = {"Training": "train", "PrivateTest": "test"}
+VOTE_COLUMNS = labels.FERPLUS_COLUMNS + ("unknown", "NF")
+UNKNOWN, NOT_FACE = 8, 9  # vote columns that are not expressions
+FER_FIX = (
+    "Set data.root to the folder holding fer2013.csv (Kaggle 'Challenges in Representation "
+    "Learning: Facial Expression Recognition Challenge'), or data.label_file to the CSV"
+)
+FERPLUS_FIX = (
+    "Set data.root to a folder holding fer2013.csv and FERPlus's fer2013new.csv "
+    "(github.com/microsoft/FERPlus), or data.label_file to fer2013new.csv"
+)
+
+
+@dataclass
+class FerRows:
+    """The readable rows of fer2013.csv."""
+
+    emotion: np.ndarray  # (N,) FER2013 emotion ids 0..6
+    pixels: np.ndarray  # (N, 48, 48) uint8 grayscale
+    usage: np.ndarray  # (N,) str: Training | PublicTest | PrivateTest
+    rows: np.ndarray  # (N,) 0-based data-row index (FERPlus aligns on it)
+    total: int  # data rows in the file, skipped ones included
+    notes: list[str]
+
+
+@DATASETS.register("fer2013", "FER2013: 48x48 grayscale faces from fer2013.csv; PrivateTest = test")
+def load_fer2013(cfg, seed: int) -> FERData:
+    """Read fer2013.csv (or cfg.label_file) under cfg.root; 7 classes."""
+    require_seven(cfg, "fer2013")
+    path = require_file(
+        resolve(cfg, "fer2013", cfg.label_file or "fer2013.csv"), "FER2013 CSV", FER_FIX
+    )
+    fer = read_fer_csv(path, cfg.skip_bad)
+    canonical = labels.to_canonical(fer.emotion, labels.FER2013)
+    train, test, notes = split_by_usage(fer, canonical, "fer2013")
+    return FERData(
+        name="fer2013",
+        class_names=labels.class_names(7),
+        train=train,
+        test=test,
+        split_rule="balanced",
+        notes=fer.notes + notes,
+    )
+
+
+@DATASETS.register(
+    "ferplus", "FERPlus: FER2013 images relabelled by 10 annotators (majority vote); 7 or 8 classes"
+)
+def load_ferplus(cfg, seed: int) -> FERData:
+    """Read fer2013.csv and fer2013new.csv (or cfg.label_file) under cfg.root."""
+    names = labels.class_names(cfg.num_classes)
+    refuse_variant(cfg, "ferplus")
+    fer_path = require_file(resolve(cfg, "ferplus", "fer2013.csv"), "FER2013 CSV", FERPLUS_FIX)
+    votes_path = require_file(
+        resolve(cfg, "ferplus", cfg.label_file or "fer2013new.csv"), "FERPlus votes", FERPLUS_FIX
+    )
+    fer = read_fer_csv(fer_path, cfg.skip_bad)
+    plus = read_ferplus_votes(votes_path)
+    check_aligned(fer, plus, fer_path, votes_path)
+    image_names, votes = plus.image_names[fer.rows], plus.votes[fer.rows]
+    keep, winner, dropped = ferplus_keep(image_names, votes, cfg.num_classes)
+    unique, duplicate_notes = drop_duplicates(image_names[keep].tolist(), winner[keep], "ferplus")
+    keep[np.flatnonzero(keep)[~unique]] = False
+    notes = [f"ferplus: kept {int(keep.sum())} of {len(keep)} rows (official majority vote)"]
+    notes += [f"ferplus: dropped {n} {reason}" for reason, n in dropped.items() if n]
+    canonical = np.full(len(keep), labels.DROP, dtype=np.int64)
+    canonical[keep] = labels.to_canonical(winner[keep], labels.FERPLUS, cfg.num_classes)
+    train, test, split_notes = split_by_usage(fer, canonical, "ferplus")
+    return FERData(
+        name="ferplus",
+        class_names=names,
+        train=train,
+        test=test,
+        split_rule="balanced",
+        notes=fer.notes + notes + duplicate_notes + split_notes,
+    )
+
+
+def ferplus_majority(votes: np.ndarray) -> np.ndarray:
+    """The official FERPlus majority label per row: (N, 10) votes -> (N,) column index, or -1.
+
+    Votes of 1 or fewer are zeroed as outliers; the top column wins only with strictly more than
+    half of the remaining votes (so ties and exact halves give -1). The winner may be 8 (unknown)
+    or 9 (NF); the caller drops those.
+    """
+    votes = np.asarray(votes, dtype=np.float64)
+    if votes.ndim != 2 or votes.shape[1] != len(VOTE_COLUMNS):
+        raise ValueError(f"votes must be (N, {len(VOTE_COLUMNS)}), got {votes.shape}")
+    kept = np.where(votes > 1, votes, 0.0)
+    top = kept.max(axis=1)
+    return np.where(top > 0.5 * kept.sum(axis=1), kept.argmax(axis=1), -1)
+
+
+def ferplus_keep(
+    image_names: np.ndarray, votes: np.ndarray, num_classes: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(keep (N,) bool, winning column (N,), dropped count per reason) for FERPlus rows."""
+    winner = ferplus_majority(votes)
+    no_name = np.array([not name for name in image_names.tolist()], dtype=bool)
+    reasons = {
+        "rows without an image name (dropped by FERPlus)": no_name,
+        "rows without a majority": ~no_name & (winner == -1),
+        "rows whose majority is unknown": ~no_name & (winner == UNKNOWN),
+        "rows whose majority is NF (not a face)": ~no_name & (winner == NOT_FACE),
+    }
+    if num_classes == 7:
+        reasons["Contempt rows (7-class mode)"] = ~no_name & (winner == labels.CONTEMPT)
+    keep = ~np.logical_or.reduce(list(reasons.values()))
+    return keep, winner, {reason: int(mask.sum()) for reason, mask in reasons.items()}
+
+
+def read_fer_csv(path: Path, skip_bad: bool) -> FerRows:
+    """Parse fer2013.csv; a row with a wrong pixel string raises (or is skipped with skip_bad)."""
+    emotion, usage, rows, lines, images, bad_lines = [], [], [], [], [], []
+    total = 0
+    for row, (line, fields) in enumerate(csv_records(path, FER_COLUMNS)):
+        total = row + 1
+        where = f"{path}, line {line}"
+        if fields["Usage"] not in USAGES:
+            raise ValueError(f"{where}: Usage is {fields['Usage']!r}, expected one of {USAGES}")
+        value = parse_int(fields["emotion"], "emotion", where)
+        pixels = parse_pixels(fields["pixels"])
+        if pixels is None:
+            if not skip_bad:
+                raise ValueError(
+                    f"{where}: pixels must be {SIDE * SIDE} integers in 0..255 separated by "
+                    "spaces. Repair the row, or set data.skip_bad=true to skip it"
+                )
+            bad_lines.append(line)
+            continue
+        emotion.append(value)
+        usage.append(fields["Usage"])
+        rows.append(row)
+        lines.append(line)
+        images.append(pixels)
+    if not images:
+        raise ValueError(f"{path} holds no usable rows; re-copy fer2013.csv")
+    check_label_ids(emotion, labels.FER2013, str(path), lines)
+    notes = []
+    if bad_lines:
+        notes.append(
+            f"fer2013.csv: skipped {len(bad_lines)} rows with bad pixels (first: line "
+            f"{bad_lines[0]})"
+        )
+    return FerRows(
+        emotion=np.asarray(emotion, dtype=np.int64),
+        pixels=np.stack(images),
+        usage=np.asarray(usage),
+        rows=np.asarray(rows, dtype=np.int64),
+        total=total,
+        notes=notes,
+    )
+
+
+def parse_pixels(text: str) -> np.ndarray | None:
+    """48x48 uint8 from a string of 2,304 space-separated values, or None if it is not one."""
+    try:
+        # Older NumPy only warns on unparsable text (and stops reading); newer raises.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            values = np.fromstring(text, dtype=np.int64, sep=" ")
+    except (ValueError, DeprecationWarning):
+        return None
+    if values.size != SIDE * SIDE or values.min() < 0 or values.max() > 255:
+        return None
+    return values.astype(np.uint8).reshape(SIDE, SIDE)
+
+
+@dataclass
+class FerPlusVotes:
+    """The rows of fer2013new.csv."""
+
+    image_names: np.ndarray  # (N,) str, empty where FERPlus dropped the image
+    usage: np.ndarray  # (N,) str
+    votes: np.ndarray  # (N, 10) float: 8 emotions, unknown, NF
+    lines: np.ndarray  # (N,) line number in the file
+
+
+def read_ferplus_votes(path: Path) -> FerPlusVotes:
+    """Parse fer2013new.csv; vote counts must be non-negative integers."""
+    names, usage, votes, lines = [], [], [], []
+    for line, fields in csv_records(path, ("Usage", "Image name") + VOTE_COLUMNS):
+        where = f"{path}, line {line}"
+        row = [parse_int(fields[c], c, where) for c in VOTE_COLUMNS]
+        if min(row) < 0:
+            raise ValueError(f"{where}: a vote count is negative ({row})")
+        names.append(fields["Image name"])
+        usage.append(fields["Usage"])
+        votes.append(row)
+        lines.append(line)
+    if not names:
+        raise ValueError(f"{path} holds no rows; re-copy fer2013new.csv from FERPlus")
+    return FerPlusVotes(
+        np.asarray(names), np.asarray(usage), np.asarray(votes, dtype=np.float64), np.asarray(lines)
+    )
+
+
+def check_aligned(fer: FerRows, plus: FerPlusVotes, fer_path: Path, votes_path: Path) -> None:
+    """fer2013new.csv must match fer2013.csv row by row: same count, same Usage, ferNNNNNNN.png."""
+    if len(plus.usage) != fer.total:
+        raise ValueError(
+            f"{votes_path} has {len(plus.usage)} rows but {fer_path} has {fer.total}; FERPlus "
+            "labels are row-aligned with fer2013.csv, so use the matching copies"
+        )
+    for row in fer.rows.tolist():
+        number = re.fullmatch(r"fer(\d+)\.png", str(plus.image_names[row]))
+        if number is not None and int(number.group(1)) != row:
+            raise ValueError(
+                f"{votes_path}, line {plus.lines[row]}: image {plus.image_names[row]} is on data "
+                f"row {row}; the file is not row-aligned with {fer_path}"
+            )
+    mismatch = np.flatnonzero(plus.usage[fer.rows] != fer.usage)
+    if len(mismatch):
+        row = int(fer.rows[mismatch[0]])
+        theirs, ours = str(plus.usage[row]), str(fer.usage[mismatch[0]])
+        raise ValueError(
+            f"{votes_path}, line {plus.lines[row]}: Usage {theirs!r} but {fer_path} says "
+            f"{ours!r}; the files are not row-aligned"
+        )
+
+
+def split_by_usage(
+    fer: FerRows, canonical: np.ndarray, name: str
+) -> tuple[ImageSet, ImageSet, list[str]]:
+    """Training rows -> train, PrivateTest -> test (DROP labels left out); PublicTest is noted."""
+    parts = {}
+    for usage, split in SPLIT_OF_USAGE.items():
+        idx = np.flatnonzero((fer.usage == usage) & (canonical != labels.DROP))
+        if len(idx) == 0:
+            raise ValueError(f"{name}: no usable {usage} rows; re-copy the full CSV")
+        gray = fer.pixels[idx]
+        parts[split] = ImageSet(
+            images=np.repeat(gray[..., None], 3, axis=-1),  # (n, 48, 48, 3)
+            labels=canonical[idx],
+            ids=[f"fer{row:07d}.png" for row in fer.rows[idx].tolist()],
+        )
+    public = int(((fer.usage == "PublicTest") & (canonical != labels.DROP)).sum())
+    note = (
+        f"{name}: {public} PublicTest rows (the validation set) are in neither train nor test; "
+        "FERData has no validation field yet"
+    )
+    return parts["train"], parts["test"], [note]
+
+
+def csv_records(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, {column: stripped text}) per data row of a CSV with a header row."""
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        reader = csv.reader(file)
+        header = [cell.strip() for cell in next(reader, [])]
+        if not header:
+            raise ValueError(f"{path} is empty; expected a header row {','.join(columns)}")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}: the header {[cell[:24] for cell in header[:12]]} lacks the columns "
+                f"{missing}; expected {','.join(columns)}"
+            )
+        index = {c: header.index(c) for c in columns}
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(row)} fields, expected {len(header)}"
+                )
+            yield reader.line_num, {c: row[i].strip() for c, i in index.items()}
+
+
+def parse_int(text: str, column: str, where: str) -> int:
+    """An integer field ("3" or "3.0"); anything else names the place and the column."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer():
+        raise ValueError(f"{where}: {column} is {text!r}, expected an integer")
+    return int(number)
+
+
+def resolve(cfg, name: str, relative: str) -> Path:
+    """A file under cfg.root (an absolute relative path stands alone)."""
+    if not cfg.root and not Path(relative).is_absolute():
+        raise ValueError(f"{name}: data.root is empty; set it to the dataset folder")
+    return Path(cfg.root) / relative
+
+
+def require_seven(cfg, name: str) -> None:
+    """FER2013 has no Contempt class, and no layout variants."""
+    if cfg.num_classes != 7:
+        raise ValueError(f"{name} has no Contempt class; set data.num_classes=7")
+    refuse_variant(cfg, name)
+
+
+def refuse_variant(cfg, name: str) -> None:
+    """Only AffectNet ships in more than one layout."""
+    if cfg.variant:
+        raise ValueError(f"{name}: data.variant is not used; leave it empty (got {cfg.variant!r})")

@@ -1,0 +1,188 @@
+"""A user's own images, one folder per class: ROOT/<class>/* or ROOT/train/<class>/* and
+ROOT/test/<class>/*. FER expression names (or data.class_map) give the canonical label space; other
+folder names become a general image classifier with the folders as classes, sorted alphabetically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lionfer import labels as L
+from lionfer.data.base import FERData, ImageSet
+from lionfer.data.checks import list_images, require_dir
+from lionfer.data.splits import stratified_holdout
+from lionfer.registry import DATASETS
+
+HOLDOUT = 0.2  # test fraction held out when the data has no test split
+
+
+def resolve_classes(
+    names: list[str], class_map: dict, num_classes: int
+) -> tuple[tuple[str, ...], dict[str, int], list[str]]:
+    """(class names, name -> class id, notes) for the class names found in the data.
+
+    class_map (name -> canonical id or FER name; -1 drops the class) wins; then FER names and
+    aliases ('happy', 'angry'); otherwise the names themselves, sorted, are the classes.
+    """
+    if class_map:
+        mapping = {name: _map_lookup(name, class_map) for name in names}
+    elif all(name.strip().lower() in L.NAME_ALIASES for name in names):
+        mapping = {name: L.class_from_name(name) for name in names}
+    else:
+        generic = tuple(sorted(set(names)))
+        notes = [
+            f"class names {list(generic)} are not all FER expressions and no data.class_map was "
+            "given: treating them as general classes, ids in alphabetical order"
+        ]
+        return generic, {name: i for i, name in enumerate(generic)}, notes
+    eight = num_classes == 8 or L.CONTEMPT in mapping.values()
+    return (L.CLASS_NAMES_8 if eight else L.CLASS_NAMES), mapping, []
+
+
+def _map_lookup(name: str, class_map: dict) -> int:
+    lowered = {str(k).strip().lower(): v for k, v in class_map.items()}
+    if name not in class_map and name.strip().lower() not in lowered:
+        raise ValueError(
+            f"class {name!r} is not in data.class_map (keys: {sorted(map(str, class_map))}); "
+            "add it, mapping to a canonical id 0-7 or -1 to drop it"
+        )
+    value = class_map.get(name, lowered.get(name.strip().lower()))
+    if isinstance(value, str) and not value.lstrip("-").isdigit():
+        return L.class_from_name(value)
+    value = int(value)
+    if value != L.DROP and not 0 <= value <= L.CONTEMPT:
+        raise ValueError(
+            f"data.class_map[{name!r}] = {value}: canonical ids are 0-6 "
+            f"({', '.join(L.CLASS_NAMES)}), 7 Contempt, or -1 to drop the class"
+        )
+    return value
+
+
+def scan_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
+    """(class name -> image files found recursively in folder/<class>/, entries ignored)."""
+    classes, ignored = {}, 0
+    for child in sorted(folder.iterdir()):
+        if child.name.startswith("."):
+            continue
+        if child.is_dir():
+            classes[child.name], skipped = list_images(child, recursive=True)
+            ignored += skipped
+        else:
+            ignored += 1
+    return classes, ignored
+
+
+def find_child(root: Path, *names: str) -> Path | None:
+    """The subfolder of root whose name matches one of names, ignoring case."""
+    wanted = {n.lower() for n in names}
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and child.name.lower() in wanted:
+            return child
+    return None
+
+
+def image_set(paths: list[Path], labels, root: Path, test: bool) -> ImageSet:
+    labels = np.asarray(labels, dtype=np.int64)
+    return ImageSet(
+        images=[str(p) for p in paths],
+        labels=labels,
+        true_labels=labels.copy() if test else None,  # test labels are the reference
+        ids=[p.relative_to(root).as_posix() for p in paths],
+    )
+
+
+def holdout_test(train: ImageSet, seed: int) -> tuple[ImageSet, ImageSet, str]:
+    """Split a seeded stratified HOLDOUT fraction of train off as the test set."""
+    test_index = stratified_holdout(train.labels, HOLDOUT, seed)
+    keep = np.ones(len(train), dtype=bool)
+    keep[test_index] = False
+    test = train.subset(test_index)
+    test.true_labels = test.labels.copy()
+    note = (
+        f"no test split: held out a stratified {HOLDOUT:.0%} of train as test "
+        f"({len(test_index)} images, data.data_seed={seed})"
+    )
+    return train.subset(np.flatnonzero(keep)), test, note
+
+
+def read_unlabeled(folder: str) -> tuple[ImageSet, str]:
+    root = require_dir(
+        Path(folder).expanduser(),
+        "unlabeled image folder",
+        "data.unlabeled_root must be a folder of images (searched recursively)",
+    )
+    paths, ignored = list_images(root, recursive=True)
+    if not paths:
+        raise FileNotFoundError(
+            f"no images (png, jpg, jpeg, bmp) found under data.unlabeled_root={root}"
+        )
+    unlabeled = ImageSet(
+        images=[str(p) for p in paths],
+        labels=np.full(len(paths), -1),
+        ids=[f"unlabeled/{p.relative_to(root).as_posix()}" for p in paths],
+    )
+    return unlabeled, f"{len(paths)} unlabeled images from {root} ({ignored} other files ignored)"
+
+
+@DATASETS.register("folder", "your own images: ROOT/<class>/*.jpg or ROOT/{train,test}/<class>/")
+def load(cfg, seed: int) -> FERData:
+    """Read a class-per-folder image tree; without a test/ folder, 20% of train is held out."""
+    root = require_dir(
+        Path(cfg.root).expanduser(),
+        "image folder",
+        "data.root must hold one folder per class (ROOT/<class>/*.jpg), or train/ and test/ "
+        "folders that do",
+    )
+    train_dir = find_child(root, "train")
+    test_dir = find_child(root, "test")
+    if test_dir and not train_dir:
+        raise FileNotFoundError(
+            f"{root} has a test/ folder but no train/ folder; put the training class folders "
+            "under ROOT/train/, or move the class folders up to ROOT/<class>/"
+        )
+    train_files, ignored = scan_split(train_dir or root)
+    test_files, test_ignored = scan_split(test_dir) if test_dir else ({}, 0)
+    if not any(train_files.values()):
+        raise FileNotFoundError(
+            f"no images found in class folders under {train_dir or root}; expected "
+            "ROOT/<class>/<image>.jpg (png, jpg, jpeg, bmp) or ROOT/train/<class>/<image>.jpg"
+        )
+    class_names, mapping, notes = resolve_classes(
+        sorted(set(train_files) | set(test_files)), cfg.class_map, cfg.num_classes
+    )
+    train = _collect(train_files, mapping, root, test=False)
+    if test_dir:
+        test = _collect(test_files, mapping, root, test=True)
+    else:
+        train, test, note = holdout_test(train, cfg.data_seed)
+        notes.append(note)
+    dropped = sorted(name for name, c in mapping.items() if c == L.DROP)
+    if dropped:
+        notes.append(f"dropped the classes {dropped} (data.class_map maps them to -1)")
+    if ignored + test_ignored:
+        notes.append(f"ignored {ignored + test_ignored} hidden or non-image files")
+    unlabeled = None
+    if cfg.unlabeled_root:
+        unlabeled, note = read_unlabeled(cfg.unlabeled_root)
+        notes.append(note)
+    return FERData(
+        name="folder",
+        class_names=class_names,
+        train=train,
+        test=test,
+        unlabeled=unlabeled,
+        split_rule="balanced",
+        notes=notes,
+    )
+
+
+def _collect(files: dict[str, list[Path]], mapping: dict[str, int], root: Path, test: bool):
+    paths, labels = [], []
+    for name, class_paths in files.items():
+        if mapping[name] == L.DROP:
+            continue
+        paths += class_paths
+        labels += [mapping[name]] * len(class_paths)
+    return image_set(paths, labels, root, test)

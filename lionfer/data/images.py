@@ -1,0 +1,117 @@
+"""Opening image files robustly: every mode becomes 8-bit RGB, EXIF rotation is applied, and a file
+that cannot be used (missing, empty, truncated, corrupt, not an image, too small) raises ImageError
+naming the file and the fix. Truncated files are errors: PIL.ImageFile.LOAD_TRUNCATED_IMAGES stays
+False, so partial data is never silently accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+_FIX = "re-copy or re-download it, or remove it from the dataset's list"
+
+
+class ImageError(ValueError):
+    """An image file that is missing, truncated, corrupt or unusable."""
+
+
+class ImageTooSmallError(ImageError):
+    """An image that decodes fine but is smaller than the caller's minimum side."""
+
+
+def open_image(path: str | Path, min_size: int = 1) -> Image.Image:
+    """Open an image file as 8-bit RGB, honouring EXIF orientation.
+
+    min_size: the smallest allowed side in pixels (after rotation); smaller raises
+    ImageTooSmallError (a subclass of ImageError).
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            # exif_transpose returns a new image (a copy when there is no rotation), so the result
+            # survives the `with` closing the file's image core.
+            rgb = to_rgb(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError as error:
+        raise ImageError(
+            f"image {path} is too large to decode safely: {error}. If you trust the file, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS; otherwise remove it from the dataset"
+        ) from error
+    except UnidentifiedImageError as error:
+        raise ImageError(f"cannot read image {path}: {_not_an_image(path)}; {_FIX}") from error
+    except Exception as error:
+        # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
+        # EOFError, struct.error, IndexError, ...): all mean "this file is unusable".
+        raise ImageError(f"cannot read image {path}: {_describe(error)}; {_FIX}") from error
+    if min(rgb.size) < min_size:
+        width, height = rgb.size
+        raise ImageTooSmallError(
+            f"image {path} is too small ({width}×{height}); minimum is {min_size} px. "
+            "Remove it from the dataset or lower the minimum size"
+        )
+    return rgb
+
+
+def _check_file(path: Path) -> None:
+    """Raise ImageError for a path that is not a non-empty regular file."""
+    if path.is_dir():
+        raise ImageError(f"{path} is a directory, not an image file (check the label list)")
+    if not path.is_file():
+        raise ImageError(
+            f"image file not found: {path} (check the dataset root and the label list)"
+        )
+    if path.stat().st_size == 0:
+        raise ImageError(f"image file {path} is empty (0 bytes); {_FIX}")
+
+
+def _describe(error: Exception) -> str:
+    """A short human reason for a decode error."""
+    text = str(error) or type(error).__name__
+    if "truncated" in text.lower() or isinstance(error, EOFError):
+        return f"the file is truncated ({text}), e.g. an interrupted copy or download"
+    return f"the file is corrupt ({type(error).__name__}: {text})"
+
+
+def _not_an_image(path: Path) -> str:
+    """Why PIL could not identify the file, looking at its first bytes."""
+    head = path.read_bytes()[:512]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        hint = " (often an HTML error page saved by a failed download)" if "<" in text else ""
+        return f"the file holds text, not an image{hint}"
+    return "the content is not a known image format (corrupt, or a wrong file extension)"
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode (L, LA, P, PA, RGBA, CMYK, YCbCr, I;16, I, F) to 8-bit RGB.
+
+    Transparency is composited on white; 16-bit images are scaled to 8 bits (value / 257).
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I;16"):
+        return _gray_to_rgb(np.asarray(image, dtype=np.float64) * (255.0 / 65535.0))
+    if image.mode in ("I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        # Mode I/F carries no bit depth: values above 255 can only be 16-bit data.
+        high = array.max() if array.size else 0.0
+        return _gray_to_rgb(array * (255.0 / 65535.0) if high > 255 else array)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _gray_to_rgb(array: np.ndarray) -> Image.Image:
+    gray = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray).convert("RGB")

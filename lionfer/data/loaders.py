@@ -1,0 +1,108 @@
+"""Batch streams for training and evaluation.
+
+Training streams are infinite: epoch e of a stream is a seeded permutation, and every draw gets its
+own augmentation seed, so the stream is a pure function of (seed, position). Resuming at step s
+restarts the stream at position s and reproduces an uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lionfer.data.base import ImageSet
+
+Transform = Callable[..., torch.Tensor]
+
+
+class ViewDataset(Dataset):
+    """Items are (index, seed) pairs; returns (view_1, ..., view_k, label, index)."""
+
+    def __init__(self, images: ImageSet, views: tuple[Transform, ...]):
+        self.images = images
+        self.views = views
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: tuple[int, int]):
+        index, seed = item
+        image = self.images.load(index)
+        with torch.random.fork_rng(devices=[]):
+            state = random.getstate()
+            torch.manual_seed(seed)
+            random.seed(seed)
+            tensors = [view(image) for view in self.views]
+            random.setstate(state)
+        return (*tensors, int(self.images.labels[index]), index)
+
+
+class StreamSampler:
+    """Infinite batches of (index, seed): concatenated seeded permutations of range(n)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, stream: int, start_batch: int = 0):
+        if n <= 0:
+            raise ValueError("cannot draw batches from an empty set")
+        self.n, self.batch_size, self.seed, self.stream = n, batch_size, seed, stream
+        self.start_batch = start_batch
+        self._epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(hash((self.seed, self.stream, epoch)) % 2**62)
+            self._perm, self._epoch = torch.randperm(self.n, generator=generator), epoch
+        return self._perm
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        position = self.start_batch * self.batch_size
+        while True:
+            batch = []
+            for _ in range(self.batch_size):
+                epoch, offset = divmod(position, self.n)
+                sample_seed = hash((self.seed, self.stream, position)) % 2**62
+                batch.append((int(self._permutation(epoch)[offset]), sample_seed))
+                position += 1
+            yield batch
+
+
+def private_generator(seed: int) -> torch.Generator:
+    """Samples are reseeded individually; a private generator keeps DataLoader from drawing its
+    base seed from the global RNG, which would make a resumed run's dropout diverge."""
+    return torch.Generator().manual_seed(seed)
+
+
+def stream_loader(
+    images: ImageSet,
+    views: tuple[Transform, ...],
+    batch_size: int,
+    seed: int,
+    stream: int,
+    start_batch: int,
+    num_workers: int,
+    pin_memory: bool,
+) -> DataLoader:
+    sampler = StreamSampler(len(images), batch_size, seed, stream, start_batch)
+    return DataLoader(
+        ViewDataset(images, views),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        generator=private_generator(seed),
+    )
+
+
+def eval_loader(
+    images: ImageSet, transform: Transform, batch_size: int, num_workers: int = 0
+) -> DataLoader:
+    items = [(i, 0) for i in range(len(images))]
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    return DataLoader(
+        ViewDataset(images, (transform,)),
+        batch_sampler=batches,
+        num_workers=num_workers,
+        generator=private_generator(0),
+    )

@@ -1,0 +1,233 @@
+"""A CSV manifest of images: header `path,label` plus optional `split` (train | test | unlabeled),
+`true_label` and a face box `x,y,w,h`. Labels are class names or canonical ids; an empty label (or
+-1) marks an unlabeled image. This is also what `lionfer prepare` writes for its face cache.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lionfer import labels as L
+from lionfer.data.base import FERData, ImageSet
+from lionfer.data.checks import check_label_ids, check_listed_files, drop_duplicates, require_file
+from lionfer.data.folder import holdout_test, resolve_classes
+from lionfer.registry import DATASETS
+
+REQUIRED = ("path", "label")
+BOX = ("x", "y", "w", "h")
+KNOWN = REQUIRED + ("split", "true_label") + BOX
+SPLITS = ("train", "test", "unlabeled")
+
+
+@dataclass
+class Row:
+    line: int
+    path: str
+    label: str
+    split: str
+    true_label: str
+    box: tuple[int, int, int, int] | None
+
+
+def find_csv(root: str, label_file: str) -> Path:
+    """cfg.root is the CSV itself, or a folder holding manifest.csv (or data.label_file)."""
+    path = Path(root).expanduser()
+    if path.is_dir():
+        path = path / (label_file or "manifest.csv")
+    return require_file(
+        path,
+        "image manifest",
+        "data.root must be a CSV with header 'path,label[,split,true_label,x,y,w,h]' or a "
+        "folder holding manifest.csv",
+    )
+
+
+def read_rows(path: Path) -> tuple[list[Row], list[str]]:
+    """Rows of the manifest, checked field by field; errors name the file and line."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = [h.strip().lower() for h in next(reader, [])]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise ValueError(
+                f"{path}, line 1: the header lacks {missing}; it must start with 'path,label' "
+                f"(optional columns: split, true_label, x, y, w, h), got {header}"
+            )
+        has_box = [c in header for c in BOX]
+        if any(has_box) and not all(has_box):
+            raise ValueError(f"{path}, line 1: a face box needs all four columns x, y, w, h")
+        notes = []
+        unknown = [c for c in header if c not in KNOWN]
+        if unknown:
+            notes.append(f"manifest: ignored the columns {unknown}")
+        rows = []
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue
+            if len(fields) != len(header):
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(fields)} fields but the header has "
+                    f"{len(header)}; fix that line (quote paths that contain commas)"
+                )
+            rows.append(
+                _row(
+                    dict(zip(header, (f.strip() for f in fields), strict=True)),
+                    reader.line_num,
+                    path,
+                    all(has_box),
+                )
+            )
+    if not rows:
+        raise ValueError(f"{path} lists no images; add rows 'path,label'")
+    return rows, notes
+
+
+def _row(values: dict[str, str], line: int, path: Path, has_box: bool) -> Row:
+    where = f"{path}, line {line}"
+    if not values["path"]:
+        raise ValueError(f"{where}: empty path")
+    split = values.get("split", "").lower() or "train"
+    if split not in SPLITS:
+        raise ValueError(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
+    box = None
+    if has_box:
+        try:
+            box = tuple(int(values[c]) for c in BOX)
+        except ValueError:
+            raise ValueError(f"{where}: x, y, w, h must be integers (pixels)") from None
+        if box[2] <= 0 or box[3] <= 0:
+            raise ValueError(f"{where}: the face box width and height must be positive")
+    label = "" if values["label"] == "-1" else values["label"]
+    if split == "test" and not label:
+        raise ValueError(f"{where}: a test image needs a label (it is the reference)")
+    return Row(line, values["path"], label, split, values.get("true_label", ""), box)
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("+-").isdigit()
+
+
+def label_space(rows: list[Row], class_map: dict, num_classes: int, source: Path):
+    """(class names, function label text -> class id, notes), from the labels that occur."""
+    texts = {r.label for r in rows} | {r.true_label for r in rows}
+    names = sorted(t for t in texts if t and not _is_int(t))
+    numbered = [(int(t), r.line) for r in rows for t in (r.label, r.true_label) if _is_int(t)]
+    ids = [i for i, _ in numbered]
+    check_label_ids(ids, range(-1, 8), str(source), [line for _, line in numbered])
+    class_names, mapping, notes = resolve_classes(names, class_map, num_classes)
+    generic = class_names not in (L.CLASS_NAMES, L.CLASS_NAMES_8)
+    if generic and len(ids):
+        line, text = next(
+            (r.line, t)
+            for r in rows
+            for t in (r.label, r.true_label)
+            if t in mapping and t.strip().lower() not in L.NAME_ALIASES
+        )
+        raise ValueError(
+            f"{source}, line {line}: label {text!r} is neither a FER class name nor a canonical "
+            "id, while other rows use canonical ids; give a data.class_map"
+        )
+    if not generic and (L.CONTEMPT in ids or num_classes == 8):
+        class_names = L.CLASS_NAMES_8
+
+    def to_id(text: str) -> int:
+        if not text or text == "-1":
+            return -1
+        return int(text) if _is_int(text) else mapping[text]
+
+    return class_names, to_id, notes
+
+
+@DATASETS.register("manifest", "images listed in a CSV: path,label[,split,true_label,x,y,w,h]")
+def load(cfg, seed: int) -> FERData:
+    """Read the manifest at cfg.root; without test rows, 20% of labeled train is held out."""
+    source = find_csv(cfg.root, cfg.label_file)
+    rows, notes = read_rows(source)
+    class_names, to_id, label_notes = label_space(rows, cfg.class_map, cfg.num_classes, source)
+    notes += label_notes
+    _check_split_conflicts(rows, source)
+    labels = np.array([to_id(r.label) for r in rows], dtype=np.int64)
+    keep, dup_notes = drop_duplicates([r.path for r in rows], labels, str(source))
+    paths = [_resolve(source.parent, r.path) for r in rows]
+    exists, missing_notes = check_listed_files(paths, cfg.skip_bad, "manifest")
+    notes += dup_notes + missing_notes
+    keep &= exists
+    dropped = keep & np.array([bool(r.label) for r in rows]) & (labels == L.DROP)
+    if dropped.any():
+        notes.append(f"manifest: dropped {int(dropped.sum())} rows whose class maps to -1")
+        keep &= ~dropped
+    truth = np.array([to_id(r.true_label or r.label) for r in rows], dtype=np.int64)
+    split = np.array([r.split for r in rows])
+    is_train = keep & (split == "train") & (labels >= 0)
+    # an unlabeled row's label, if one is given, survives only as its true label (diagnostics)
+    is_unlabeled = keep & ((split == "unlabeled") | ((split == "train") & (labels < 0)))
+    is_test = keep & (split == "test")
+    has_truth = any(r.true_label for r in rows)
+    part = _ImageSetMaker(rows, paths, labels, truth, has_truth)
+    train = part.make(is_train)
+    if is_test.any():
+        test = part.make(is_test, test=True)
+    else:
+        train, test, note = holdout_test(train, cfg.data_seed)
+        notes.append(note)
+    if not len(train):
+        raise ValueError(f"{source} has no labeled training images; give some rows a label")
+    unlabeled = part.make(is_unlabeled, unlabeled=True) if is_unlabeled.any() else None
+    return FERData(
+        name="manifest",
+        class_names=class_names,
+        train=train,
+        test=test,
+        unlabeled=unlabeled,
+        split_rule="balanced",
+        notes=notes,
+    )
+
+
+def _resolve(folder: Path, path: str) -> Path:
+    return Path(path) if Path(path).is_absolute() else folder / path
+
+
+def _check_split_conflicts(rows: list[Row], source: Path) -> None:
+    """An image listed in two splits would leak test images into training."""
+    first: dict[str, Row] = {}
+    for row in rows:
+        seen = first.setdefault(row.path, row)
+        if seen.split != row.split:
+            raise ValueError(
+                f"{source}: {row.path!r} is listed as {seen.split} (line {seen.line}) and as "
+                f"{row.split} (line {row.line}); keep one of the two rows"
+            )
+
+
+@dataclass
+class _ImageSetMaker:
+    rows: list[Row]
+    paths: list[Path]
+    labels: np.ndarray
+    truth: np.ndarray
+    has_truth: bool
+
+    def make(self, mask: np.ndarray, test: bool = False, unlabeled: bool = False) -> ImageSet:
+        index = np.flatnonzero(mask)
+        labels = self.labels[index]
+        if test:
+            true_labels = labels.copy()  # test labels are the reference
+        elif (unlabeled or self.has_truth) and (self.truth[index] >= 0).any():
+            true_labels = self.truth[index]
+        else:
+            true_labels = None
+        boxes = None
+        if self.rows and self.rows[0].box is not None:
+            boxes = np.array([self.rows[i].box for i in index], dtype=np.int64).reshape(-1, 4)
+        return ImageSet(
+            images=[str(self.paths[i]) for i in index],
+            labels=np.full(len(index), -1) if unlabeled else labels,
+            true_labels=true_labels,
+            ids=[self.rows[i].path for i in index],
+            boxes=boxes,
+        )

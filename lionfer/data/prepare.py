@@ -1,0 +1,321 @@
+"""`lionfer prepare`: crop every face of a dataset once into a cache that training reads fast.
+
+out_dir/faces/<split>/<index>.png (size×size RGB), manifest.csv (path,label,split,true_label,source;
+readable by the `manifest` dataset), failures.csv (source,split,reason) and prepare.json. Resumable:
+finished crops are skipped, writes are atomic, and a bad image is recorded, never fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from lionfer.data.base import FERData, ImageSet
+from lionfer.data.faces import (
+    DETECTORS,
+    MULTI_FACE,
+    DetectorUnavailable,
+    align,
+    crop_square,
+    detect,
+    pick_faces,
+)
+from lionfer.data.images import ImageError, ImageTooSmallError, open_image
+
+SPLITS = ("train", "test", "unlabeled")
+MANIFEST_COLUMNS = ("path", "label", "split", "true_label", "source")
+FAILURE_COLUMNS = ("source", "split", "reason")
+COUNTS = ("done", "skipped_existing", "no_face", "unreadable", "too_small", "errors", "multi_face")
+GIVEN_BOX_MARGIN = 1.1  # dataset boxes (AffectNet, ExpW) are tight; keep a little context
+SETTINGS = ("dataset", "size", "detector", "multi_face")  # must match to resume into a folder
+TEMP_SUFFIX = ".part"
+
+
+@dataclass
+class PrepareReport:
+    """What one prepare() call did. counts: COUNTS over this call; rows: manifest rows in total."""
+
+    out_dir: Path
+    counts: Counter = field(default_factory=Counter)
+    per_split: dict[str, Counter] = field(default_factory=dict)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # source, split, reason
+    rows: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{k} {self.counts[k]}" for k in COUNTS)
+        return f"prepared {self.out_dir}: {parts}; manifest rows {self.rows} ({self.seconds:.1f} s)"
+
+
+class _NoFace(Exception):
+    """The detector found no face in an image."""
+
+
+def prepare(
+    data: FERData,
+    out_dir: str | Path,
+    size: int = 112,
+    detector: str = "auto",
+    multi_face: str = "largest",
+    splits: tuple[str, ...] = SPLITS,
+    progress: bool = True,
+    min_size: int = 16,
+) -> PrepareReport:
+    """Crop the faces of data's splits into out_dir (see the module docstring).
+
+    Images with a box are cropped by it (enlarged GIVEN_BOX_MARGIN, square); in-memory arrays are
+    already faces and only resized; other files go through detect + align. Images smaller than
+    min_size px on a side are failures ("too small").
+    """
+    _check_arguments(size, detector, multi_face, splits, min_size)
+    out = Path(out_dir)
+    settings = {"dataset": data.name, "size": size, "detector": detector, "multi_face": multi_face}
+    _check_resumable(out, settings)
+    # Settings go on disk first, so even an interrupted run guards its folder against mixing.
+    _write_text(out / "prepare.json", json.dumps({**settings, "complete": False}, indent=2))
+    report = PrepareReport(out_dir=out)
+    start = time.perf_counter()
+    for split in splits:
+        images = _split_set(data, split)
+        if images is None or not len(images):
+            continue
+        folder = out / "faces" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_partial_files(folder)
+        counts = report.per_split.setdefault(split, Counter())
+        for i in tqdm(
+            range(len(images)), desc=f"prepare {split}", unit="img", disable=not progress
+        ):
+            failure = _prepare_one(images, i, folder, size, detector, multi_face, min_size, counts)
+            if failure:
+                report.failures.append((images.ids[i], split, failure))
+        report.counts.update(counts)
+    rows = _manifest_rows(data, out, multi_face)
+    _write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows)
+    _write_csv(out / "failures.csv", FAILURE_COLUMNS, report.failures)
+    report.rows = len(rows)
+    report.seconds = time.perf_counter() - start
+    _write_text(out / "prepare.json", json.dumps(_summary_json(data, settings, report), indent=2))
+    return report
+
+
+def _prepare_one(
+    images: ImageSet,
+    i: int,
+    folder: Path,
+    size: int,
+    detector: str,
+    multi_face: str,
+    min_size: int,
+    counts: Counter,
+) -> str:
+    """Crop image i into folder, updating counts; returns the failure reason, or ""."""
+    if _is_done(folder, i, size, multi_face):
+        counts["skipped_existing"] += 1
+        return ""
+    try:
+        crops, num_faces = _crops(images, i, size, detector, multi_face, min_size)
+    except _NoFace:
+        counts["no_face"] += 1
+        return "no face found"
+    except ImageTooSmallError as error:
+        counts["too_small"] += 1
+        return f"too small: {error}"
+    except ImageError as error:
+        counts["unreadable"] += 1
+        return f"unreadable: {error}"
+    except DetectorUnavailable:
+        raise  # a set-up problem, not a bad image
+    except Exception as error:
+        # A decoder or detector crash on one image must not stop a night-long run; it is
+        # counted as "errors" and listed with its type so a systematic bug stays visible.
+        counts["errors"] += 1
+        return f"error: {type(error).__name__}: {error}"
+    counts["multi_face"] += int(num_faces > 1)
+    # Highest k first: the unsuffixed file (largest) or _f0 (all) is written last, so its
+    # presence marks the whole image as done.
+    for k in reversed(range(len(crops))):
+        _write_png(folder / _crop_name(i, k, multi_face), crops[k])
+    counts["done"] += 1
+    return ""
+
+
+def _crops(
+    images: ImageSet, i: int, size: int, detector: str, multi_face: str, min_size: int
+) -> tuple[list[Image.Image], int]:
+    """(face crops of image i, number of faces detected)."""
+    if not images.is_files:  # in-memory arrays are already faces: resize only
+        image = images.load(i)
+        _check_size(image.size, min_size, f"image {images.ids[i]}")
+        return [crop_square(image, (0, 0, *image.size), size)], 1
+    image = open_image(images.images[i], min_size=min_size)
+    if images.boxes is not None:
+        box = tuple(int(v) for v in images.boxes[i])
+        _check_box(box, image.size, min_size, images.ids[i])
+        return [crop_square(image, box, size, GIVEN_BOX_MARGIN)], 1
+    faces = detect(image, detector)
+    if not faces:
+        raise _NoFace()
+    return [align(image, face, size) for face in pick_faces(faces, multi_face)], len(faces)
+
+
+def _check_size(wh: tuple[int, int], min_size: int, what: str) -> None:
+    if min(wh) < min_size:
+        raise ImageTooSmallError(f"{what} is too small ({wh[0]}×{wh[1]}); minimum is {min_size} px")
+
+
+def _check_box(box: tuple[int, ...], image_size: tuple[int, int], min_size: int, what: str) -> None:
+    x, y, w, h = box
+    if w <= 0 or h <= 0 or x >= image_size[0] or y >= image_size[1] or x + w <= 0 or y + h <= 0:
+        raise ImageError(
+            f"face box (x={x}, y={y}, w={w}, h={h}) of {what} lies outside its "
+            f"{image_size[0]}×{image_size[1]} image; fix the box in the dataset's list"
+        )
+    _check_size((w, h), min_size, f"face box of {what}")
+
+
+def _crop_name(i: int, k: int, multi_face: str) -> str:
+    return f"{i:06d}.png" if multi_face == "largest" else f"{i:06d}_f{k}.png"
+
+
+def _is_done(folder: Path, i: int, size: int, multi_face: str) -> bool:
+    return _is_readable(folder / _crop_name(i, 0, multi_face), size)
+
+
+def _is_readable(path: Path, size: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as image:
+            right_size = image.size == (size, size)
+            image.verify()  # checks the PNG chunks and CRCs without decoding
+        return right_size
+    except Exception:
+        return False
+
+
+def _crop_files(folder: Path, i: int, multi_face: str) -> list[Path]:
+    """The finished crop files of image i, in face order."""
+    first = folder / _crop_name(i, 0, multi_face)
+    if not first.is_file():
+        return []
+    if multi_face == "largest":
+        return [first]
+    files, k = [], 0
+    while (folder / _crop_name(i, k, multi_face)).is_file():
+        files.append(folder / _crop_name(i, k, multi_face))
+        k += 1
+    return files
+
+
+def _manifest_rows(data: FERData, out: Path, multi_face: str) -> list[tuple[str, ...]]:
+    """One row per crop present on disk, for every split (also ones prepared by earlier calls)."""
+    rows = []
+    for split in SPLITS:
+        images = _split_set(data, split)
+        folder = out / "faces" / split
+        if images is None or not folder.is_dir():
+            continue
+        for i in range(len(images)):
+            label = "" if split == "unlabeled" else _id_text(images.labels[i])
+            truth = "" if images.true_labels is None else _id_text(images.true_labels[i])
+            for path in _crop_files(folder, i, multi_face):
+                relative = path.relative_to(out).as_posix()
+                rows.append((relative, label, split, truth, images.ids[i]))
+    return rows
+
+
+def _id_text(value) -> str:
+    return "" if int(value) < 0 else str(int(value))
+
+
+def _split_set(data: FERData, split: str) -> ImageSet | None:
+    return {"train": data.train, "test": data.test, "unlabeled": data.unlabeled}[split]
+
+
+def _summary_json(data: FERData, settings: dict, report: PrepareReport) -> dict:
+    return {
+        **settings,
+        "complete": True,
+        "class_names": list(data.class_names),
+        "template": "ArcFace 5-point 112x112, scaled to size",
+        "counts": {k: report.counts[k] for k in COUNTS},
+        "per_split": {s: {k: c[k] for k in COUNTS} for s, c in report.per_split.items()},
+        "manifest_rows": report.rows,
+        "seconds": round(report.seconds, 2),
+    }
+
+
+def _check_arguments(
+    size: int, detector: str, multi_face: str, splits: tuple[str, ...], min_size: int
+) -> None:
+    if not 8 <= size <= 1024:
+        raise ValueError(f"prepare size must lie in [8, 1024] pixels, got {size}")
+    if detector not in DETECTORS:
+        raise ValueError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
+    if multi_face not in MULTI_FACE:
+        raise ValueError(f"unknown multi_face rule {multi_face!r}; choose one of {MULTI_FACE}")
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"splits must be a non-empty subset of {SPLITS}, got {tuple(splits)}")
+    if min_size < 1:
+        raise ValueError(f"min_size must be at least 1 pixel, got {min_size}")
+
+
+def _check_resumable(out: Path, settings: dict) -> None:
+    """Refuse to mix crops of different settings in one folder."""
+    previous_file = out / "prepare.json"
+    if not previous_file.is_file():
+        return
+    previous = json.loads(previous_file.read_text())
+    changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+    if changed:
+        what = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
+        raise ValueError(
+            f"{out} was prepared with {what}; resuming would mix crops. Use a new output folder, "
+            f"or delete {out} to start again"
+        )
+
+
+def _remove_partial_files(folder: Path) -> None:
+    """Temp files left by an interrupted run (the finished files are never partial)."""
+    for path in folder.glob(f".*{TEMP_SUFFIX}"):
+        path.unlink()
+
+
+def _write_png(path: Path, image: Image.Image) -> None:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    _write_bytes(path, buffer.getvalue())
+
+
+def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    _write_text(path, buffer.getvalue())
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode("utf-8"))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write to a hidden temp name, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+    temp.write_bytes(data)
+    os.replace(temp, path)

@@ -1,0 +1,198 @@
+"""RAF-DB basic (7 classes, 12,271 train / 3,068 test) in either layout it circulates in.
+
+Format A, as the database ships: EmoLabel/list_patition_label.txt (`train_00001.jpg 5`, ids 1-7)
+with Image/aligned/<stem>_aligned.jpg or Image/original/<name>. Format B, the Ada-CM/LION copy:
+labels/RAF_{train,test}_label2.txt (ids 0-6) with images under images/{train,test}/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lionfer import labels as L
+from lionfer.data.base import FERData, ImageSet
+from lionfer.data.checks import check_label_ids, check_listed_files, drop_duplicates, require_file
+from lionfer.registry import DATASETS
+
+LIST_A = Path("EmoLabel") / "list_patition_label.txt"  # sic: "patition"
+LISTS_B = (Path("labels") / "RAF_train_label2.txt", Path("labels") / "RAF_test_label2.txt")
+VARIANTS = ("aligned", "original")
+LAYOUTS = (
+    "format A (official): ROOT/EmoLabel/list_patition_label.txt and ROOT/Image/aligned/ "
+    "(or Image/original/); format B (Ada-CM/LION): ROOT/labels/RAF_train_label2.txt, "
+    "ROOT/labels/RAF_test_label2.txt and ROOT/images/train/, ROOT/images/test/"
+)
+
+
+def read_list(
+    path: Path, min_columns: int, max_columns: int
+) -> tuple[list[str], list[int], list[int]]:
+    """(names, ids, line numbers) of a whitespace-separated `name id [...]` list; blank lines are
+    skipped, anything else malformed raises naming the file and line."""
+    names, ids, lines = [], [], []
+    text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM; no trailing newline is fine
+    for number, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if not (min_columns <= len(parts) <= max_columns) or not _is_int(parts[1]):
+            raise ValueError(
+                f"{path}, line {number}: expected '<image name> <label id>', got {line.strip()!r}; "
+                "fix or delete that line"
+            )
+        names.append(parts[0])
+        ids.append(int(parts[1]))
+        lines.append(number)
+    if not names:
+        raise ValueError(f"{path} holds no entries; it should list '<image name> <label id>' lines")
+    return names, ids, lines
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("+-").isdigit()
+
+
+def detect_format(root: Path, label_file: str) -> str:
+    """'A' or 'B' from what lies in root; a root holding neither raises listing both layouts."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"RAF-DB root {root} is not a folder. Expected {LAYOUTS}")
+    if label_file:
+        if (root / "Image").is_dir():
+            return "A"
+        if (root / "images").is_dir():
+            return "B"
+    elif (root / LIST_A).is_file():
+        return "A"
+    elif all((root / p).is_file() for p in LISTS_B):
+        return "B"
+    raise FileNotFoundError(
+        f"{root} does not look like RAF-DB. Expected {LAYOUTS}. data.root must be the folder "
+        "that holds EmoLabel/ and Image/ (often named 'basic'), or labels/ and images/"
+    )
+
+
+def pick_variant(root: Path, variant: str) -> str:
+    if variant and variant not in VARIANTS:
+        raise ValueError(f"RAF-DB data.variant must be one of {VARIANTS} or empty, not {variant!r}")
+    if variant:
+        return variant
+    if (root / "Image" / "aligned").is_dir():
+        return "aligned"
+    if (root / "Image" / "original").is_dir():
+        return "original"
+    raise FileNotFoundError(
+        f"RAF-DB images not found: expected the folder {root / 'Image' / 'aligned'} or "
+        f"{root / 'Image' / 'original'}. data.root must be the folder that holds EmoLabel/ "
+        "and Image/"
+    )
+
+
+def image_path_a(root: Path, name: str, variant: str) -> Path:
+    """The aligned file of train_00001.jpg is Image/aligned/train_00001_aligned.jpg."""
+    if variant == "aligned":
+        return root / "Image" / "aligned" / f"{name.split('.')[0]}_aligned.jpg"
+    return root / "Image" / "original" / name
+
+
+def _resolve(root: Path, path: str) -> Path:
+    return Path(path) if Path(path).is_absolute() else root / path
+
+
+def read_format_a(cfg, root: Path) -> tuple[list[Path], list[str], np.ndarray, list[str]]:
+    """(paths, names, canonical labels, notes) of every entry in the list, train and test."""
+    list_path = _resolve(root, cfg.label_file) if cfg.label_file else root / LIST_A
+    require_file(
+        list_path,
+        "RAF-DB label list",
+        "data.root must be the folder that holds "
+        "EmoLabel/ and Image/, or set data.label_file to the list's path",
+    )
+    names, ids, lines = read_list(list_path, 2, 2)
+    check_label_ids(ids, L.RAFDB_FILE, str(list_path), lines)
+    for name, number in zip(names, lines, strict=True):
+        if not name.startswith(("train", "test")):
+            raise ValueError(
+                f"{list_path}, line {number}: {name!r} starts with neither 'train' nor 'test', "
+                "so its split is unknown; fix or delete that line"
+            )
+    variant = pick_variant(root, cfg.variant)
+    paths = [image_path_a(root, name, variant) for name in names]
+    notes = [f"rafdb: format A, {variant} images, list {list_path}"]
+    return paths, names, L.to_canonical(ids, L.RAFDB_FILE), notes
+
+
+def read_format_b(cfg, root: Path) -> tuple[list[Path], list[str], np.ndarray, list[str]]:
+    """Like read_format_a; names are prefixed with their split ('train/x.jpg')."""
+    if cfg.variant:
+        raise ValueError(
+            f"data.variant={cfg.variant!r} applies to RAF-DB format A only; format B (labels/, "
+            "images/) ships one image folder per split. Leave data.variant empty"
+        )
+    list_paths = [root / p for p in LISTS_B]
+    if cfg.label_file:  # "train.txt" or "train.txt,test.txt"
+        override = [_resolve(root, p.strip()) for p in cfg.label_file.split(",")]
+        if len(override) > 2:
+            raise ValueError(
+                f"data.label_file={cfg.label_file!r}: format B takes 'train_list' or "
+                "'train_list,test_list'"
+            )
+        list_paths[: len(override)] = override
+    paths, names, ids = [], [], []
+    for split, list_path in zip(("train", "test"), list_paths, strict=True):
+        require_file(
+            list_path,
+            f"RAF-DB {split} list",
+            "data.root must hold labels/ and "
+            "images/ (format B), or set data.label_file='train.txt,test.txt'",
+        )
+        split_names, split_ids, lines = read_list(list_path, 2, 3)
+        check_label_ids(split_ids, L.RAFDB_ZERO, str(list_path), lines)
+        paths += [root / "images" / split / name for name in split_names]
+        names += [f"{split}/{name}" for name in split_names]
+        ids += split_ids
+    notes = [f"rafdb: format B, lists {list_paths[0]} and {list_paths[1]}"]
+    return paths, names, L.to_canonical(ids, L.RAFDB_ZERO), notes
+
+
+@DATASETS.register(
+    "rafdb", "RAF-DB basic: 7 classes, 12,271 train / 3,068 test (official or Ada-CM lists)"
+)
+def load(cfg, seed: int) -> FERData:
+    """Read RAF-DB from cfg.root; the test set is the official 3,068-image test split."""
+    if cfg.num_classes != 7:
+        raise ValueError("RAF-DB has 7 classes (no Contempt); set data.num_classes=7")
+    root = Path(cfg.root).expanduser()
+    layout = detect_format(root, cfg.label_file)
+    reader = read_format_a if layout == "A" else read_format_b
+    paths, names, labels, notes = reader(cfg, root)
+    keep, dup_notes = drop_duplicates(names, labels, "the RAF-DB list")
+    exists, missing_notes = check_listed_files(paths, cfg.skip_bad, "rafdb")
+    keep &= exists
+    is_train = np.array([n.startswith("train") for n in names]) & keep
+    is_test = np.array([n.startswith("test") for n in names]) & keep
+    if not is_train.any() or not is_test.any():
+        raise ValueError(
+            f"RAF-DB list has {int(is_train.sum())} train and {int(is_test.sum())} test entries; "
+            "both are needed. Check data.label_file"
+        )
+    return FERData(
+        name="rafdb",
+        class_names=L.CLASS_NAMES,
+        train=_image_set(paths, names, labels, is_train, test=False),
+        test=_image_set(paths, names, labels, is_test, test=True),
+        split_rule="rafdb",
+        notes=notes + dup_notes + missing_notes,
+    )
+
+
+def _image_set(paths, names, labels, mask, test: bool) -> ImageSet:
+    index = np.flatnonzero(mask)
+    chosen = labels[index]
+    return ImageSet(
+        images=[str(paths[i]) for i in index],
+        labels=chosen,
+        true_labels=chosen.copy() if test else None,  # test labels are the reference
+        ids=[names[i] for i in index],
+    )

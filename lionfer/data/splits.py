@@ -1,0 +1,235 @@
+"""Semi-supervised splits: per-class labeled budgets (the RAF-DB protocol table or class-balanced),
+seeded labeled / unlabeled / validation index sets, and split files that pin them down exactly.
+
+A Split indexes FERData.train. Its source hash (ids + given labels) ties it to one label list, so a
+split file cannot silently be reused on another dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lionfer.data.base import FERData, ImageSet
+
+# Ada-CM / LION RAF-DB protocol: Fear (canonical id 1) is capped; the other six classes share the
+# rest equally. The released codes hard-code these numbers.
+RAFDB_FEAR_BUDGET = {100: 10, 400: 40, 1000: 100, 2000: 200, 4000: 250}
+FEAR = 1
+RULES = ("rafdb", "balanced")
+
+
+def labeled_budget(
+    rule: str, num_labels: int, class_counts, class_names: tuple[str, ...] | list[str]
+) -> np.ndarray:
+    """Labeled images per class, (C,) int64, for a total budget; -1 labels everything."""
+    counts = np.asarray(class_counts, dtype=np.int64)
+    total = int(counts.sum())
+    if len(counts) != len(class_names):
+        raise ValueError(f"{len(counts)} class counts but {len(class_names)} class names")
+    if rule not in RULES:
+        raise ValueError(f"unknown split rule {rule!r}; use one of {', '.join(RULES)}")
+    if num_labels == -1:
+        return counts.copy()
+    if num_labels <= 0:
+        raise ValueError(f"num_labels must be positive or -1 (all labeled), got {num_labels}")
+    if num_labels > total:
+        raise ValueError(
+            f"num_labels={num_labels} exceeds the {total} labeled training images; "
+            "lower data.num_labels or use -1 to label every training image"
+        )
+    if rule == "rafdb":
+        return _rafdb_budget(num_labels, counts, class_names)
+    return _balanced_budget(num_labels, counts)
+
+
+def _rafdb_budget(num_labels: int, counts: np.ndarray, class_names) -> np.ndarray:
+    if num_labels not in RAFDB_FEAR_BUDGET:
+        raise ValueError(
+            f"num_labels={num_labels} is not a RAF-DB protocol budget; supported budgets are "
+            f"{sorted(RAFDB_FEAR_BUDGET)}. For another budget use split rule 'balanced'"
+        )
+    if len(counts) != 7 or class_names[FEAR] != "Fear":
+        raise ValueError(
+            f"the rafdb split rule needs the 7 canonical classes with Fear at id {FEAR}, got "
+            f"{list(class_names)}; use split rule 'balanced'"
+        )
+    fear = RAFDB_FEAR_BUDGET[num_labels]
+    budget = np.full(7, (num_labels - fear) // 6, dtype=np.int64)
+    budget[FEAR] = fear
+    short = [c for c in range(7) if counts[c] < budget[c]]
+    if short:
+        detail = "; ".join(
+            f"{class_names[c]} has {counts[c]} images but needs {budget[c]}" for c in short
+        )
+        # Never shrink a budget silently: the protocol's numbers would no longer mean anything.
+        raise ValueError(
+            f"the RAF-DB budget {num_labels} cannot be filled: {detail}. Use a smaller "
+            "data.num_labels, or split rule 'balanced'"
+        )
+    return budget
+
+
+def _balanced_budget(num_labels: int, counts: np.ndarray) -> np.ndarray:
+    """N // C per class; classes short of their share give all they have and the rest is spread
+    over the others; a final remainder goes one each to the open classes with most images."""
+    budget = np.zeros_like(counts)
+    remaining = num_labels
+    while remaining > 0:
+        open_classes = np.flatnonzero(budget < counts)
+        share, extra = divmod(remaining, len(open_classes))
+        if share == 0:
+            # stable sort on -count: ties go to the lower class id
+            order = open_classes[np.argsort(-counts[open_classes], kind="stable")]
+            budget[order[:extra]] += 1
+            break
+        add = np.minimum(share, counts[open_classes] - budget[open_classes])
+        budget[open_classes] += add
+        remaining -= int(add.sum())
+    return budget
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Indices into FERData.train: labeled, unlabeled and val (possibly empty), all sorted."""
+
+    labeled: np.ndarray
+    unlabeled: np.ndarray
+    val: np.ndarray
+    seed: int
+    rule: str
+    num_labels: int
+    per_class: dict[str, int] = field(default_factory=dict)
+    source_hash: str = ""
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "labeled": len(self.labeled),
+            "unlabeled": len(self.unlabeled),
+            "val": len(self.val),
+        }
+
+    def save(self, path: str | Path) -> None:
+        payload = {
+            "seed": self.seed,
+            "rule": self.rule,
+            "num_labels": self.num_labels,
+            "source_hash": self.source_hash,
+            "counts": self.counts(),
+            "per_class": self.per_class,
+            "labeled": self.labeled.tolist(),
+            "unlabeled": self.unlabeled.tolist(),
+            "val": self.val.tolist(),
+        }
+        Path(path).write_text(json.dumps(payload, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Split:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"split file not found: {path}; data.split_file must name a split.json "
+                "written by an earlier run"
+            )
+        try:
+            payload = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"split file {path} is not valid JSON: {error}") from error
+        keys = ("labeled", "unlabeled", "val", "seed", "rule", "num_labels", "source_hash")
+        missing = [k for k in keys if k not in payload]
+        if missing:
+            raise ValueError(f"split file {path} lacks {missing}; it was not written by lionfer")
+        return cls(
+            labeled=np.asarray(payload["labeled"], dtype=np.int64),
+            unlabeled=np.asarray(payload["unlabeled"], dtype=np.int64),
+            val=np.asarray(payload["val"], dtype=np.int64),
+            seed=int(payload["seed"]),
+            rule=str(payload["rule"]),
+            num_labels=int(payload["num_labels"]),
+            per_class={str(k): int(v) for k, v in payload.get("per_class", {}).items()},
+            source_hash=str(payload["source_hash"]),
+        )
+
+
+def source_hash(train: ImageSet) -> str:
+    """First 16 hex chars of sha256 over (id, given label) pairs, in order."""
+    digest = hashlib.sha256()
+    for image_id, label in zip(train.ids, train.labels.tolist(), strict=True):
+        digest.update(f"{image_id}\t{label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def stratified_pick(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of round(fraction * n_c) images drawn from each class c; labels < 0 are
+    never picked."""
+    labels = np.asarray(labels, dtype=np.int64)
+    picked = []
+    for c in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == c)
+        take = int(np.floor(fraction * len(members) + 0.5))
+        picked.append(rng.permutation(members)[:take])
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded stratified hold-out (e.g. a test set for data without one): sorted indices."""
+    return stratified_pick(labels, fraction, np.random.default_rng(seed))
+
+
+def make_split(
+    data: FERData, num_labels: int, seed: int, val_fraction: float = 0.0, rule: str | None = None
+) -> Split:
+    """Carve a stratified val set (if val_fraction > 0), then label budget[c] images of each class
+    after a seeded shuffle; the rest of train is unlabeled. rule defaults to data.split_rule."""
+    rule = rule or data.split_rule
+    labels = data.train.labels
+    rng = np.random.default_rng(seed)
+    val = stratified_pick(labels, val_fraction, rng) if val_fraction > 0 else np.zeros(0, np.int64)
+    remaining = np.ones(len(labels), dtype=bool)
+    remaining[val] = False
+    num_classes = len(data.class_names)
+    counts = np.bincount(labels[remaining & (labels >= 0)], minlength=num_classes)
+    budget = labeled_budget(rule, num_labels, counts, data.class_names)
+    labeled = []
+    for c in range(num_classes):
+        members = np.flatnonzero(remaining & (labels == c))
+        labeled.append(rng.permutation(members)[: budget[c]])
+    labeled = np.sort(np.concatenate(labeled)).astype(np.int64)
+    is_unlabeled = remaining.copy()
+    is_unlabeled[labeled] = False
+    return Split(
+        labeled=labeled,
+        unlabeled=np.flatnonzero(is_unlabeled).astype(np.int64),
+        val=val.astype(np.int64),
+        seed=seed,
+        rule=rule,
+        num_labels=num_labels,
+        per_class={name: int(budget[c]) for c, name in enumerate(data.class_names)},
+        source_hash=source_hash(data.train),
+    )
+
+
+def load_split(path: str | Path, data: FERData) -> Split:
+    """A saved split, checked against this dataset's training list (hash and index ranges)."""
+    split = Split.load(path)
+    expected = source_hash(data.train)
+    if split.source_hash != expected:
+        raise ValueError(
+            f"split file {path} was made for another dataset or label list (hash "
+            f"{split.source_hash}, this {data.name} training list has {expected}); "
+            "use the split made for this data, or drop data.split_file to make a new one"
+        )
+    n = len(data.train)
+    parts = np.concatenate([split.labeled, split.unlabeled, split.val])
+    if len(parts) and (parts.min() < 0 or parts.max() >= n):
+        raise ValueError(f"split file {path} has indices outside 0..{n - 1}; it is corrupt")
+    if len(np.unique(parts)) != len(parts) or len(parts) != n:
+        raise ValueError(
+            f"split file {path} must cover the {n} training images exactly once "
+            f"(it lists {len(parts)} indices, {len(np.unique(parts))} distinct); it is corrupt"
+        )
+    return split

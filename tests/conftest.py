@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny configs that run the real training path in seconds on CPU."""
+
+import pytest
+import torch
+
+from lionfer.config import load_config
+
+torch.set_num_threads(2)
+
+TINY = [
+    "data.num_train=210",
+    "data.num_test=70",
+    "data.num_labels=28",
+    "data.image_size=24",
+    "train.steps=12",
+    "train.batch_size=4",
+    "train.eval_every=6",
+    "train.log_every=3",
+    "train.checkpoint_every=6",
+    "train.eval_batch_size=64",
+]
+
+
+@pytest.fixture
+def tiny_cfg():
+    def make(*overrides):
+        return load_config(None, [*TINY, *overrides])
+
+    return make

@@ -1,0 +1,82 @@
+"""Config: defaults < file < overrides, strictness, suggestions, TOML round trip."""
+
+import pytest
+
+from lionfer.config import ConfigError, load_config, replace, save_config
+
+
+def test_defaults_train_lion_on_synthetic():
+    cfg = load_config()
+    assert (cfg.data.dataset, cfg.algorithm.name, cfg.model.name) == (
+        "synthetic",
+        "lion",
+        "cnn_small",
+    )
+    assert cfg.algorithm.params.clear_threshold == 0.80
+    assert cfg.algorithm.reliable_threshold == 0.83  # section attribute reads the params
+
+
+def test_file_then_overrides_win(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'seed = 3\n[train]\nsteps = 50\n[algorithm]\nname = "lion"\nclear_threshold = 0.7\n'
+    )
+    cfg = load_config(
+        path,
+        ["train.steps=7", "algorithm.complementary_threshold=0.01", "data.class_map={happy = 3}"],
+    )
+    assert cfg.seed == 3 and cfg.train.steps == 7
+    assert cfg.algorithm.clear_threshold == 0.7 and cfg.algorithm.complementary_threshold == 0.01
+    assert cfg.data.class_map == {"happy": 3}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.stpes=5", "Did you mean 'steps'"),
+        ("trian.steps=5", "Did you mean 'train'"),
+        ("algorithm.clear_treshold=0.5", "Did you mean 'clear_threshold'"),
+        ("algorithm.name=lino", "Did you mean 'lion'"),
+        ("train.steps=ten", "expected an integer"),
+        ("train.steps=0", "must be positive"),
+        ("data.noise=gaussian", "symmetric"),
+        ("algorithm.clear_threshold=1.5", "must lie in"),
+        ("steps", "key=value"),
+    ],
+)
+def test_bad_keys_and_values_are_errors_with_a_fix(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_switching_algorithm_drops_the_old_algorithms_fields(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[algorithm]\nname = "lion"\nclear_threshold = 0.7\n')
+    cfg = load_config(path, ["algorithm.name=fixmatch", "algorithm.threshold=0.9"])
+    assert cfg.algorithm.name == "fixmatch" and cfg.algorithm.threshold == 0.9
+    with pytest.raises(ConfigError, match="unknown key algorithm.clear_threshold"):
+        load_config(None, ["algorithm.name=fixmatch", "algorithm.clear_threshold=0.7"])
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(
+        None,
+        [
+            "seed=4",
+            'data.root=C:\\faces "x"',
+            "data.class_map={a = 1}",
+            "algorithm.use_negative_learning=false",
+        ],
+    )
+    save_config(cfg, tmp_path / "config.toml")
+    assert load_config(tmp_path / "config.toml") == cfg
+    assert replace(cfg, "seed=5").seed == 5 and cfg.seed == 4
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nsteps=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)

@@ -1,0 +1,171 @@
+"""The digits dataset (sklearn's bundled 8x8 digits) and label-noise injection."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from lionfer.data import digits
+from lionfer.data.noise import (
+    DIGIT_CONFUSIONS,
+    FER_CONFUSIONS,
+    default_noise_map,
+    inject_noise,
+    parse_noise_map,
+)
+from lionfer.registry import DATASETS
+
+
+def make_cfg(**overrides):
+    fields = dict(image_size=16, data_seed=0)
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
+
+
+# --- digits -------------------------------------------------------------------------------------
+
+
+def test_digits_registered():
+    assert DATASETS.get("digits") is digits.load
+
+
+def test_digits_shapes_split_and_labels():
+    data = digits.load(make_cfg(image_size=24))
+    assert data.class_names == tuple("0123456789") and data.num_classes == 10
+    assert data.split_rule == "balanced"
+    assert data.train.images.shape[1:] == (24, 24, 3) and data.train.images.dtype == np.uint8
+    assert len(data.train) + len(data.test) == 1797
+    assert set(data.train.ids).isdisjoint(data.test.ids)
+    for part in (data.train, data.test):
+        np.testing.assert_array_equal(part.labels, part.true_labels)
+    # Stratified: every class is ~25% test.
+    test_share = np.bincount(data.test.labels, minlength=10) / np.bincount(
+        np.concatenate([data.train.labels, data.test.labels]), minlength=10
+    )
+    assert np.all(np.abs(test_share - 0.25) < 0.02)
+    assert (data.train.images[..., 0] == data.train.images[..., 2]).all()  # grey in RGB
+
+
+def test_digits_split_follows_data_seed():
+    first, again = digits.load(make_cfg(data_seed=0)), digits.load(make_cfg(data_seed=0), seed=9)
+    other = digits.load(make_cfg(data_seed=1))
+    assert first.test.ids == again.test.ids
+    assert first.train.images.tobytes() == again.train.images.tobytes()
+    assert first.test.ids != other.test.ids
+
+
+def test_digits_rejects_tiny_images():
+    with pytest.raises(ValueError, match="image_size"):
+        digits.load(make_cfg(image_size=4))
+
+
+def test_bilinear_matrix_is_a_partition_of_unity():
+    weights = digits.bilinear_matrix(8, 20)
+    np.testing.assert_allclose(weights.sum(1), 1.0)
+    np.testing.assert_allclose(digits.bilinear_matrix(8, 8), np.eye(8))
+
+
+def test_upscale_values():
+    image = np.zeros((1, 8, 8))
+    image[0, :, 4:] = 16
+    out = digits.upscale(image, 32)
+    assert out.shape == (1, 32, 32, 3)
+    assert out[0, :, :14].max() == 0 and out[0, :, 18:].min() == 255
+    assert 0 < out[0, 5, 16, 0] < 255  # the edge is interpolated
+    assert (digits.upscale(np.full((2, 8, 8), 4.0), 13) == 64).all()  # 4/16 of 255
+
+
+# --- noise --------------------------------------------------------------------------------------
+
+
+def balanced(n: int, num_classes: int) -> np.ndarray:
+    return np.arange(n) % num_classes
+
+
+def test_symmetric_flip_rate_and_targets():
+    labels = balanced(10000, 7)
+    noisy = inject_noise(labels, 7, "symmetric", 0.3, seed=0)
+    flipped = noisy != labels
+    assert abs(flipped.mean() - 0.3) < 0.02
+    # Targets of flips from class 0 are spread evenly over the six other classes.
+    targets = np.bincount(noisy[flipped & (labels == 0)], minlength=7)
+    assert targets[0] == 0
+    shares = targets[1:] / targets[1:].sum()
+    assert np.all(np.abs(shares - 1 / 6) < 0.04)
+    assert noisy.min() >= 0 and noisy.max() <= 6
+
+
+def test_symmetric_rate_one_flips_every_label():
+    labels = balanced(1000, 10)
+    noisy = inject_noise(labels, 10, "symmetric", 1.0, seed=1)
+    assert (noisy != labels).all()
+
+
+def test_asymmetric_touches_only_mapped_classes():
+    labels = balanced(10000, 7)
+    noisy = inject_noise(labels, 7, "asymmetric", 0.4, seed=0, class_map=FER_CONFUSIONS)
+    flipped = noisy != labels
+    mapped = np.isin(labels, list(FER_CONFUSIONS))
+    assert not flipped[~mapped].any()
+    assert abs(flipped[mapped].mean() - 0.4) < 0.03
+    for source, target in FER_CONFUSIONS.items():
+        assert (noisy[flipped & (labels == source)] == target).all()
+
+
+def test_noise_is_seeded_and_leaves_input_alone():
+    labels = balanced(500, 7)
+    original = labels.copy()
+    first = inject_noise(labels, 7, "symmetric", 0.2, seed=3)
+    np.testing.assert_array_equal(first, inject_noise(labels, 7, "symmetric", 0.2, seed=3))
+    assert not np.array_equal(first, inject_noise(labels, 7, "symmetric", 0.2, seed=4))
+    np.testing.assert_array_equal(labels, original)
+    assert first is not labels
+
+
+def test_none_and_unknown_labels():
+    labels = np.array([0, 1, -1, 2, -1])
+    np.testing.assert_array_equal(inject_noise(labels, 3, "none", 0.0, seed=0), labels)
+    noisy = inject_noise(labels, 3, "symmetric", 1.0, seed=0)
+    assert (noisy[labels == -1] == -1).all() and (noisy[labels >= 0] != labels[labels >= 0]).all()
+
+
+@pytest.mark.parametrize(
+    ("kind", "rate", "class_map", "message"),
+    [
+        ("gaussian", 0.1, None, "none, symmetric, asymmetric"),
+        ("symmetric", 1.5, None, r"\[0, 1\]"),
+        ("symmetric", -0.1, None, r"\[0, 1\]"),
+        ("none", 0.2, None, "kind 'none'"),
+        ("asymmetric", 0.2, None, "class_map"),
+        ("asymmetric", 0.2, {7: 0}, "outside 0..6"),
+    ],
+)
+def test_noise_errors(kind, rate, class_map, message):
+    with pytest.raises(ValueError, match=message):
+        inject_noise(balanced(20, 7), 7, kind, rate, seed=0, class_map=class_map)
+
+
+def test_noise_rejects_out_of_range_labels():
+    with pytest.raises(ValueError, match="0..6"):
+        inject_noise(np.array([0, 9]), 7, "symmetric", 0.1, seed=0)
+
+
+def test_parse_noise_map():
+    assert parse_noise_map({"1": 0, "2": "5"}, 7) == {1: 0, 2: 5}
+    assert parse_noise_map({}, 7) == {}
+    with pytest.raises(ValueError, match="outside 0..6"):
+        parse_noise_map({"1": 7}, 7)
+    with pytest.raises(ValueError, match="outside 0..6"):
+        parse_noise_map({"-1": 0}, 7)
+    with pytest.raises(ValueError, match="integers"):
+        parse_noise_map({"fear": 0}, 7)
+    with pytest.raises(ValueError, match="itself"):
+        parse_noise_map({"3": 3}, 7)
+
+
+def test_default_noise_maps():
+    assert default_noise_map("digits") == DIGIT_CONFUSIONS
+    assert default_noise_map("rafdb") == FER_CONFUSIONS == {1: 0, 2: 5, 4: 6}
+    default_noise_map("synthetic")[1] = 3  # a copy: the module constant stays intact
+    assert FER_CONFUSIONS[1] == 0
+    assert all(0 <= k < 10 and 0 <= v < 10 for k, v in DIGIT_CONFUSIONS.items())

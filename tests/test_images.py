@@ -1,0 +1,185 @@
+"""open_image: every mode to 8-bit RGB, EXIF rotation, and a named ImageError for each bad file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from lionfer.data.images import ImageError, ImageTooSmallError, open_image, to_rgb
+
+
+def noise(h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def encoded(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_rgb_jpeg_opens_with_same_size_and_content(tmp_path):
+    path = tmp_path / "a.png"
+    array = noise(20, 30)
+    Image.fromarray(array).save(path)
+    image = open_image(path)
+    assert image.mode == "RGB" and image.size == (30, 20)
+    np.testing.assert_array_equal(np.asarray(image), array)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("JPEG", ".jpg"), ("PNG", ".png")])
+def test_truncated_file_is_an_error_naming_file_and_fix(tmp_path, fmt, suffix):
+    data = encoded(Image.fromarray(noise(64, 64)), fmt)
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="truncated") as info:
+        open_image(path)
+    assert str(path) in str(info.value) and "re-copy" in str(info.value)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_random_bytes_are_not_an_image(tmp_path):
+    path = tmp_path / "junk.jpg"
+    path.write_bytes(bytes(np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8)))
+    with pytest.raises(ImageError, match="not a known image format") as info:
+        open_image(path)
+    assert str(path) in str(info.value)
+
+
+def test_png_with_corrupt_data_chunk_is_an_error(tmp_path):
+    data = bytearray(encoded(Image.fromarray(noise(64, 64)), "PNG"))
+    start = data.index(b"IDAT") + 20
+    data[start : start + 40] = bytes(40)  # breaks the chunk's CRC and the zlib stream
+    path = tmp_path / "broken.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="corrupt|truncated"):
+        open_image(path)
+
+
+def test_missing_path_and_directory(tmp_path):
+    with pytest.raises(ImageError, match="not found"):
+        open_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageError, match="is a directory"):
+        open_image(tmp_path)
+
+
+def test_zero_byte_file(tmp_path):
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(ImageError, match="empty \\(0 bytes\\)"):
+        open_image(path)
+
+
+def test_text_file_named_jpg(tmp_path):
+    path = tmp_path / "page.jpg"
+    path.write_text("<html><body>403 Forbidden</body></html>\n")
+    with pytest.raises(ImageError, match="holds text, not an image.*HTML"):
+        open_image(path)
+
+
+def test_grayscale_becomes_rgb_with_equal_channels(tmp_path):
+    path = tmp_path / "gray.png"
+    Image.fromarray(noise()[..., 0]).save(path)
+    array = np.asarray(open_image(path))
+    assert array.shape == (32, 32, 3)
+    np.testing.assert_array_equal(array[..., 0], noise()[..., 0])
+    np.testing.assert_array_equal(array[..., 0], array[..., 2])
+
+
+def test_palette_without_and_with_transparency(tmp_path):
+    palette = Image.new("P", (10, 10))
+    palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (5, 0, 10, 10))  # left half index 0 (red), right half index 1 (blue)
+    path = tmp_path / "p.png"
+    palette.save(path)
+    array = np.asarray(open_image(path))
+    assert tuple(array[0, 0]) == (255, 0, 0) and tuple(array[0, 9]) == (0, 0, 255)
+
+    path_t = tmp_path / "pt.png"
+    palette.save(path_t, transparency=1)  # index 1 (blue) is transparent → white
+    with Image.open(path_t) as raw:
+        assert raw.mode == "P" and "transparency" in raw.info
+    array = np.asarray(open_image(path_t))
+    assert tuple(array[0, 0]) == (255, 0, 0) and tuple(array[0, 9]) == (255, 255, 255)
+
+
+def test_cmyk_jpeg(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(path, quality=100)  # pure red
+    with Image.open(path) as raw:
+        assert raw.mode == "CMYK"
+    image = open_image(path)
+    assert image.mode == "RGB"
+    r, g, b = np.asarray(image)[8, 8].astype(int)
+    assert r > 240 and g < 15 and b < 15
+
+
+def test_alpha_is_composited_on_white(tmp_path):
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., 0] = 255  # red
+    rgba[:, :2, 3] = 255  # left half opaque, right half fully transparent
+    rgba[0, 2, 3] = 128  # one half-transparent pixel
+    path = tmp_path / "rgba.png"
+    Image.fromarray(rgba).save(path)
+    array = np.asarray(open_image(path)).astype(int)
+    assert tuple(array[0, 0]) == (255, 0, 0)
+    assert tuple(array[1, 3]) == (255, 255, 255)
+    assert array[0, 2, 0] == 255 and abs(array[0, 2, 1] - 127) <= 1
+
+    la = np.zeros((4, 4, 2), dtype=np.uint8)  # black, opaque only in the first column
+    la[:, 0, 1] = 255
+    path_la = tmp_path / "la.png"
+    Image.fromarray(la).save(path_la)
+    array = np.asarray(open_image(path_la))
+    assert tuple(array[0, 0]) == (0, 0, 0) and tuple(array[0, 3]) == (255, 255, 255)
+
+
+def test_16_bit_png_is_scaled_to_8_bit(tmp_path):
+    values = np.array([[0, 257, 65535, 32896]], dtype=np.uint16)  # 32896 = 128 * 257
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    with Image.open(path) as raw:
+        assert raw.mode.startswith("I")
+    array = np.asarray(open_image(path))
+    assert array.dtype == np.uint8
+    np.testing.assert_array_equal(array[0, :, 0], [0, 1, 255, 128])
+
+
+def test_dark_16_bit_image_is_not_mistaken_for_8_bit():
+    # All values <= 255 in a 16-bit image are nearly black, not full-range 8-bit data.
+    dark = Image.fromarray(np.full((2, 2), 200, dtype=np.uint16))
+    assert dark.mode.startswith("I;16")
+    assert np.asarray(to_rgb(dark)).max() == 1
+
+
+@pytest.mark.parametrize("orientation,red_at", [(6, "top"), (8, "bottom")])
+def test_exif_orientation_is_applied(tmp_path, orientation, red_at):
+    array = np.zeros((20, 40, 3), dtype=np.uint8)
+    array[:, :20] = (255, 0, 0)  # stored image: red left half, blue right half
+    array[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"o{orientation}.jpg"
+    Image.fromarray(array).save(path, exif=exif, quality=95)
+    image = open_image(path)
+    assert image.size == (20, 40)  # portrait after rotation
+    out = np.asarray(image).astype(int)
+    top, bottom = out[5, 10], out[34, 10]
+    red, blue = (top, bottom) if red_at == "top" else (bottom, top)
+    assert red[0] > 200 and red[2] < 60 and blue[2] > 200 and blue[0] < 60
+
+
+def test_tiny_images_and_min_size(tmp_path):
+    path = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(path)
+    assert open_image(path).size == (1, 1)  # default min_size=1 accepts it
+    with pytest.raises(ImageTooSmallError, match="too small \\(1×1\\); minimum is 8 px"):
+        open_image(path, min_size=8)
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (100, 7)).save(wide)
+    with pytest.raises(ImageError, match="too small \\(100×7\\); minimum is 16 px"):
+        open_image(wide, min_size=16)
+    assert open_image(wide, min_size=7).size == (100, 7)

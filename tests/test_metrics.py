@@ -1,0 +1,101 @@
+"""Metrics against hand-computed numbers, including empty-class and no-relabel edge cases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import f1_score
+
+from lionfer.metrics import (
+    accuracy,
+    confusion_matrix,
+    format_mean_std,
+    macro_f1,
+    mean_class_accuracy,
+    mean_std,
+    per_class_accuracy,
+    relabel_metrics,
+)
+
+# Class 3 has no samples and is never predicted.
+Y_TRUE = [0, 0, 0, 1, 1, 2]
+Y_PRED = [0, 0, 1, 1, 2, 2]
+CM = np.array([[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+
+
+def test_confusion_matrix_rows_are_true_class():
+    np.testing.assert_array_equal(confusion_matrix(Y_TRUE, Y_PRED, 4), CM)
+
+
+def test_confusion_matrix_accepts_tensors():
+    cm = confusion_matrix(torch.tensor(Y_TRUE), torch.tensor(Y_PRED), 4)
+    np.testing.assert_array_equal(cm, CM)
+
+
+def test_confusion_matrix_rejects_out_of_range_labels():
+    with pytest.raises(ValueError, match=r"y_pred holds labels outside 0\.\.3: \[4\]"):
+        confusion_matrix([0, 1], [0, 4], 4)
+    with pytest.raises(ValueError, match="2 labels but y_pred has 3"):
+        confusion_matrix([0, 1], [0, 1, 1], 4)
+
+
+def test_accuracy_and_per_class():
+    assert accuracy(CM) == pytest.approx(4 / 6)
+    np.testing.assert_allclose(per_class_accuracy(CM), [2 / 3, 1 / 2, 1.0, np.nan])
+    assert mean_class_accuracy(CM) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+
+
+def test_macro_f1_hand_computed_and_matches_sklearn():
+    # F1 = 2TP / (2TP + FP + FN): class 0 4/5, class 1 2/4, class 2 2/3; class 3 absent.
+    assert macro_f1(CM) == pytest.approx((4 / 5 + 2 / 4 + 2 / 3) / 3)
+    assert macro_f1(CM) == pytest.approx(f1_score(Y_TRUE, Y_PRED, average="macro"))
+
+
+def test_class_predicted_but_absent_counts_in_f1_not_in_mean_class_accuracy():
+    cm = confusion_matrix([0, 0], [0, 1], 3)
+    assert mean_class_accuracy(cm) == pytest.approx(0.5)
+    assert math.isnan(per_class_accuracy(cm)[1])
+    assert macro_f1(cm) == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_empty_confusion_matrix_fails():
+    with pytest.raises(ValueError, match="empty"):
+        accuracy(np.zeros((3, 3), dtype=int))
+    with pytest.raises(ValueError, match="empty"):
+        mean_class_accuracy(np.zeros((3, 3), dtype=int))
+
+
+def test_mean_std_uses_sample_std():
+    mean, std = mean_std([1.0, 2.0, 3.0, 4.0])
+    assert mean == pytest.approx(2.5)
+    assert std == pytest.approx(math.sqrt(5 / 3))
+    assert mean_std([0.7]) == (0.7, 0.0)
+    with pytest.raises(ValueError):
+        mean_std([])
+
+
+def test_format_mean_std():
+    assert format_mean_std([0.67, 0.68, 0.69]) == "68.00±1.00"
+    assert format_mean_std([0.6783]) == "67.83±0.00"
+    assert format_mean_std([0.5, 0.6], scale=1, digits=3) == "0.550±0.071"
+
+
+def test_relabel_metrics_hand_computed():
+    given = [0, 1, 2, 3, 0, 1]
+    true = [0, 2, 2, 1, 0, 1]  # items 1 and 3 were given wrong labels
+    current = [0, 2, 1, 1, 1, 1]  # items 1, 2, 3, 4 relabeled; 1 and 3 to the truth
+    assert relabel_metrics(given, current, true) == {
+        "count": 4,
+        "precision": 0.5,
+        "recall": 1.0,
+        "wrong_given": 2,
+    }
+
+
+def test_relabel_metrics_without_truth_or_changes():
+    assert relabel_metrics([0, 1, 2], [0, 2, 2]) == {"count": 1}
+    unchanged = relabel_metrics([0, 1], [0, 1], [1, 1])
+    assert unchanged == {"count": 0, "precision": None, "recall": 0.0, "wrong_given": 1}
+    clean = relabel_metrics([0, 1], [1, 1], [0, 1])
+    assert clean == {"count": 1, "precision": 0.0, "recall": None, "wrong_given": 0}

@@ -1,0 +1,161 @@
+"""Models: output shapes, unit-norm features, registry, and strict checkpoint loading."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torchvision
+
+from lionfer.models import MODELS, Output, build_model, load_pretrained
+
+
+def model_cfg(name: str, pretrained: str = "", dropout: float = 0.5) -> SimpleNamespace:
+    return SimpleNamespace(name=name, pretrained=pretrained, dropout=dropout)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    return build_model(model_cfg("resnet18"), 7)
+
+
+@pytest.fixture(scope="module")
+def msceleb_tensors() -> dict[str, torch.Tensor]:
+    """A random torchvision resnet18 state dict with a 1000-way fc, like the MS-Celeb file."""
+    torch.manual_seed(123)
+    state = torchvision.models.resnet18(weights=None, num_classes=1000).state_dict()
+    return {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()}
+
+
+@pytest.fixture
+def msceleb_state(msceleb_tensors) -> dict[str, torch.Tensor]:
+    return dict(msceleb_tensors)  # tests may swap entries
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "dim"),
+    [("cnn_small", 16, 128), ("cnn_small", 128, 128), ("resnet18", 64, 512)],
+)
+def test_output_shapes_and_unit_features(name, size, dim):
+    torch.manual_seed(0)
+    model = build_model(model_cfg(name), 5).eval()
+    out = model(torch.randn(3, 3, size, size))
+    assert isinstance(out, Output)
+    assert out.logits.shape == (3, 5)
+    assert out.features.shape == (3, dim)
+    assert model.feature_dim == dim and model.num_classes == 5
+    assert len(model.mean) == 3 and len(model.std) == 3
+    torch.testing.assert_close(out.features.norm(dim=1), torch.ones(3))
+
+
+def test_registry_lists_both_models():
+    assert {"resnet18", "cnn_small"} <= set(MODELS.names())
+    with pytest.raises(KeyError, match="cnn_small"):
+        build_model(model_cfg("cnn_smal"), 7)
+
+
+def test_resnet_uses_imagenet_normalisation(resnet):
+    assert resnet.mean == (0.485, 0.456, 0.406)
+    assert resnet.std == (0.229, 0.224, 0.225)
+
+
+def test_init_is_deterministic_under_manual_seed():
+    torch.manual_seed(7)
+    a = build_model(model_cfg("cnn_small"), 7).state_dict()
+    torch.manual_seed(7)
+    b = build_model(model_cfg("cnn_small"), 7).state_dict()
+    torch.manual_seed(8)
+    c = build_model(model_cfg("cnn_small"), 7).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["head.weight"], c["head.weight"])
+
+
+def test_features_are_free_of_dropout():
+    torch.manual_seed(0)
+    model = build_model(model_cfg("cnn_small", dropout=0.9), 7).eval()
+    x = torch.randn(4, 3, 32, 32)
+    features_eval = model(x).features
+    model.backbone.eval()  # BN in eval mode; only dropout is in train mode
+    model.dropout.train()
+    out = model(x)
+    torch.testing.assert_close(out.features, features_eval)
+    assert not torch.allclose(out.logits, model.eval()(x).logits)
+
+
+def test_loads_msceleb_format(tmp_path, resnet, msceleb_state):
+    state = msceleb_state
+    path = tmp_path / "resnet18_msceleb.pth"
+    torch.save({"state_dict": state, "epoch": 10}, path)
+    head_before = resnet.head.weight.clone()
+    message = load_pretrained(resnet, path)
+    assert message == f"loaded 120 tensors from {path} (dropped fc.bias, fc.weight)"
+    backbone = resnet.backbone.state_dict()
+    assert len(backbone) == 120
+    for key, value in backbone.items():
+        assert torch.equal(value, state[key]), key
+    assert torch.equal(resnet.head.weight, head_before)
+
+
+def test_build_model_loads_pretrained(tmp_path, msceleb_state):
+    state = msceleb_state
+    path = tmp_path / "bare.pth"
+    torch.save(state, path)  # a bare state dict
+    model = build_model(model_cfg("resnet18", pretrained=str(path)), 7)
+    assert torch.equal(model.backbone.conv1.weight, state["conv1.weight"])
+
+
+def test_module_prefix_is_stripped(tmp_path, resnet, msceleb_state):
+    state = msceleb_state
+    path = tmp_path / "dp.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    assert "loaded 120 tensors" in load_pretrained(resnet, path)
+    assert torch.equal(resnet.backbone.layer4[1].bn2.weight, state["layer4.1.bn2.weight"])
+
+
+def test_missing_or_renamed_key_fails(tmp_path, resnet, msceleb_state):
+    state = msceleb_state
+    state["layer3.0.conv_one.weight"] = state.pop("layer3.0.conv1.weight")
+    path = tmp_path / "renamed.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"missing: layer3\.0\.conv1\.weight") as err:
+        load_pretrained(resnet, path)
+    assert "unexpected: layer3.0.conv_one.weight" in str(err.value)
+    assert "resnet18_msceleb.pth" in str(err.value)  # says what format is expected
+
+
+def test_wrong_shape_fails(tmp_path, resnet, msceleb_state):
+    state = msceleb_state
+    state["conv1.weight"] = torch.zeros(64, 1, 7, 7)
+    path = tmp_path / "gray.pth"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"conv1\.weight \(64, 1, 7, 7\) vs \(64, 3, 7, 7\)"):
+        load_pretrained(resnet, path)
+
+
+def test_missing_file_names_path(tmp_path, resnet):
+    path = tmp_path / "nowhere" / "resnet18_msceleb.pth"
+    with pytest.raises(FileNotFoundError, match=str(path)):
+        load_pretrained(resnet, path)
+
+
+class Payload:
+    """An arbitrary object: weights_only loading must refuse to unpickle it."""
+
+
+def test_arbitrary_pickle_is_refused(tmp_path, resnet, msceleb_state):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": msceleb_state, "payload": Payload()}, path)
+    with pytest.raises(ValueError, match="weights_only"):
+        load_pretrained(resnet, path)
+
+
+def test_lionfer_model_state_round_trips(tmp_path):
+    torch.manual_seed(0)
+    source = build_model(model_cfg("cnn_small"), 7)
+    path = tmp_path / "last.pt"
+    torch.save({"model": source.state_dict()}, path)
+    torch.manual_seed(1)
+    target = build_model(model_cfg("cnn_small"), 7)
+    assert "dropped" not in load_pretrained(target, path)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key

@@ -1,0 +1,361 @@
+"""Face detection, alignment and `prepare`: real detectors on skimage's astronaut photo, a tiny
+FERData of good, faceless, corrupt, too-small, in-memory and boxed images, resume and multi-face."""
+
+from __future__ import annotations
+
+import csv
+import json
+import socket
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from skimage import data as skdata
+
+from lionfer.data import faces
+from lionfer.data.base import FERData, ImageSet
+from lionfer.data.faces import ARCFACE_TEMPLATE_112, Face, align, crop_square, detect, pick_faces
+from lionfer.data.prepare import prepare
+from lionfer.labels import CLASS_NAMES
+
+HAPPY, SURPRISE, FEAR = 3, 0, 1
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skdata.astronaut())  # 512×512, one frontal face near (225, 120)
+
+
+@pytest.fixture(scope="module")
+def mtcnn_faces(astronaut) -> list[Face]:
+    return detect(astronaut, "mtcnn")
+
+
+def two_faces(astronaut: Image.Image) -> Image.Image:
+    """The astronaut at 320 px and, to its right, at 160 px: two faces of different size."""
+    canvas = Image.new("RGB", (480, 320), (128, 128, 128))
+    canvas.paste(astronaut.resize((320, 320)), (0, 0))
+    canvas.paste(astronaut.resize((160, 160)), (320, 80))
+    return canvas
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# detection
+
+
+def test_mtcnn_finds_the_astronaut_with_plausible_landmarks(mtcnn_faces):
+    assert len(mtcnn_faces) == 1
+    face = mtcnn_faces[0]
+    x, y, w, h = face.box
+    assert face.detector == "mtcnn" and face.score > 0.99
+    assert 150 < x + w / 2 < 300 and 60 < y + h / 2 < 180 and 60 < w < 140
+    points = face.landmarks
+    assert points.shape == (5, 2) and points.dtype == np.float64
+    left_eye, right_eye, nose, mouth_left, mouth_right = points
+    assert left_eye[0] < right_eye[0] and mouth_left[0] < mouth_right[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+    assert np.all((points >= [x, y]) & (points <= [x + w, y + h]))
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    inter = max(0, min(ax + aw, bx + bw) - max(ax, bx)) * max(
+        0, min(ay + ah, by + bh) - max(ay, by)
+    )
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def test_haar_finds_the_same_face(astronaut, mtcnn_faces):
+    found = detect(astronaut, "haar")
+    assert len(found) == 1
+    assert found[0].detector == "haar" and found[0].landmarks is None
+    assert iou(found[0].box, mtcnn_faces[0].box) > 0.5
+
+
+def test_auto_uses_mtcnn_then_falls_back_to_haar(astronaut, monkeypatch):
+    assert [f.detector for f in detect(astronaut, "auto")] == ["mtcnn"]
+    blind = types.SimpleNamespace(detect=lambda image, landmarks: (None, [None], None))
+    monkeypatch.setattr(faces, "_mtcnn_or_none", lambda: blind)
+    assert [f.detector for f in detect(astronaut, "auto")] == ["haar"]
+    monkeypatch.setattr(faces, "_mtcnn_or_none", lambda: None)  # facenet-pytorch not installed
+    assert [f.detector for f in detect(astronaut, "auto")] == ["haar"]
+    with pytest.raises(ValueError, match="unknown face detector 'dlib'"):
+        detect(astronaut, "dlib")
+
+
+def test_large_images_are_shrunk_for_detection_and_boxes_scaled_back(astronaut):
+    (face,) = detect(astronaut, "haar")
+    (large,) = detect(astronaut.resize((2048, 2048)), "haar")  # detected at 1024 px
+    # Haar's scale steps are 10% apart; without scaling back the box would be 2× off.
+    np.testing.assert_allclose(large.box, np.array(face.box) * 4, atol=0.1 * 4 * face.box[2])
+
+
+def test_noise_has_no_face():
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    assert detect(Image.fromarray(noise), "auto") == []
+
+
+def test_mtcnn_is_built_offline_from_packaged_weights(astronaut, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("MTCNN tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    faces._mtcnn.cache_clear()
+    assert len(detect(astronaut, "mtcnn")) == 1
+
+
+def test_detectors_are_not_built_at_import():
+    code = "import sys, lionfer.data.prepare; assert 'facenet_pytorch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# choosing and aligning faces
+
+
+def test_pick_faces_keeps_largest_then_higher_score():
+    small = Face((0, 0, 10, 10), 0.99, None, "mtcnn")
+    big_low = Face((50, 0, 20, 20), 0.91, None, "mtcnn")
+    big_high = Face((90, 0, 20, 20), 0.95, None, "mtcnn")
+    assert pick_faces([small, big_low, big_high]) == [big_high]
+    assert pick_faces([small, big_low, big_high], "all") == [big_high, big_low, small]
+    assert pick_faces([]) == []
+    with pytest.raises(ValueError, match="multi_face"):
+        pick_faces([small], "first")
+
+
+def test_align_maps_landmarks_onto_the_template():
+    # Five white dots at the template rotated by 30°, scaled 1.5× and shifted: align must undo it.
+    angle = np.deg2rad(30)
+    rotation = 1.5 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = (ARCFACE_TEMPLATE_112 - 56) @ rotation.T + [150, 140]
+    image = Image.new("RGB", (300, 300))
+    draw = ImageDraw.Draw(image)
+    for px, py in points:
+        draw.ellipse((px - 3, py - 3, px + 3, py + 3), fill=(255, 255, 255))
+    face = Face((90, 80, 120, 120), 1.0, points, "mtcnn")
+    for size in (112, 64, 224):  # downscaling (via a PIL shrink first) and upscaling
+        out = np.asarray(align(image, face, size))[..., 0]
+        assert out.shape == (size, size)
+        for tx, ty in np.rint(ARCFACE_TEMPLATE_112 * size / 112).astype(int):
+            assert out[ty, tx] > 100, f"no dot at template point ({tx}, {ty}) for size {size}"
+        assert (out > 100).mean() < 0.05  # and nothing else is bright
+
+
+def test_align_real_face_and_without_landmarks(astronaut, mtcnn_faces):
+    aligned = align(astronaut, mtcnn_faces[0], 112)
+    assert aligned.mode == "RGB" and aligned.size == (112, 112)
+    no_points = Face(mtcnn_faces[0].box, 1.0, None, "haar")
+    assert align(astronaut, no_points, 48).size == (48, 48)
+
+
+def test_crop_square_clamps_inside_and_pads_outside():
+    white = Image.new("RGB", (100, 60), (255, 255, 255))
+    # Near the corner, the 48-px square fits: shifted inside, no padding.
+    corner = np.asarray(crop_square(white, (80, 40, 40, 40), 24, margin=1.2))
+    assert corner.shape == (24, 24, 3) and corner.min() == 255
+    # A square larger than the image height stays centred and is padded black above and below.
+    tall = np.asarray(crop_square(white, (20, 0, 60, 60), 40, margin=1.5))  # side 90 > 60
+    assert tall[0, 20].max() == 0 and tall[-1, 20].max() == 0 and tall[20, 20].min() == 255
+
+
+# prepare
+
+SMALL_BOX = (88, 33, 47, 47)  # the face in the astronaut at 256 px (Haar's box, halved)
+
+
+@pytest.fixture
+def tiny_data(tmp_path, astronaut) -> FERData:
+    """train: a face photo, noise, a corrupt file, a too-small image; test: a boxed photo;
+    unlabeled: two in-memory 48×48 grayscale faces."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    astronaut.resize((256, 256)).save(raw / "astronaut.jpg", quality=92)  # small: fast MTCNN
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(raw / "noise.png")
+    (raw / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 4)
+    Image.new("RGB", (10, 10)).save(raw / "tiny.png")
+    train = ImageSet(
+        images=[str(raw / n) for n in ("astronaut.jpg", "noise.png", "corrupt.jpg", "tiny.png")],
+        labels=[HAPPY, SURPRISE, FEAR, FEAR],
+    )
+    boxed = ImageSet(images=[str(raw / "astronaut.jpg")], labels=[HAPPY], boxes=[SMALL_BOX])
+    arrays = np.random.default_rng(1).integers(0, 256, (2, 48, 48), dtype=np.uint8)
+    unlabeled = ImageSet(images=arrays, labels=[-1, -1], true_labels=[SURPRISE, FEAR])
+    return FERData("tiny", CLASS_NAMES, train=train, test=boxed, unlabeled=unlabeled)
+
+
+@pytest.fixture
+def fake_detector(monkeypatch):
+    """Replace the detectors inside prepare (for tests about files, not faces): the 256-px
+    astronaut has one face, anything else none."""
+
+    def fake_detect(image, detector):
+        return [Face(SMALL_BOX, 1.0, None, "fake")] if image.size == (256, 256) else []
+
+    monkeypatch.setattr("lionfer.data.prepare.detect", fake_detect)
+
+
+def test_prepare_writes_crops_manifest_failures_and_counts(tiny_data, tmp_path):
+    out = tmp_path / "out"
+    report = prepare(tiny_data, out, size=64, progress=False)  # the real detectors
+    expected = {"done": 4, "skipped_existing": 0, "no_face": 1, "unreadable": 1, "too_small": 1}
+    assert {k: report.counts[k] for k in expected} == expected
+    assert report.counts["errors"] == 0 and report.counts["multi_face"] == 0
+
+    rows = read_csv(out / "manifest.csv")
+    assert list(rows[0]) == ["path", "label", "split", "true_label", "source"]
+    assert [(r["path"], r["label"], r["split"], r["true_label"]) for r in rows] == [
+        ("faces/train/000000.png", "3", "train", ""),
+        ("faces/test/000000.png", "3", "test", ""),
+        ("faces/unlabeled/000000.png", "", "unlabeled", "0"),
+        ("faces/unlabeled/000001.png", "", "unlabeled", "1"),
+    ]
+    assert rows[0]["source"].endswith("astronaut.jpg") and rows[2]["source"] == "0"
+    for row in rows:
+        with Image.open(out / row["path"]) as image:
+            assert image.mode == "RGB" and image.size == (64, 64)
+    assert sorted(p.name for p in (out / "faces" / "train").iterdir()) == ["000000.png"]
+
+    failures = {r["source"].rsplit("/", 1)[-1]: r for r in read_csv(out / "failures.csv")}
+    assert sorted(failures) == ["corrupt.jpg", "noise.png", "tiny.png"]
+    assert failures["noise.png"]["reason"] == "no face found"
+    assert failures["corrupt.jpg"]["reason"].startswith("unreadable: cannot read image")
+    assert "too small (10×10); minimum is 16 px" in failures["tiny.png"]["reason"]
+    assert all(r["split"] == "train" for r in failures.values())
+
+    summary = json.loads((out / "prepare.json").read_text())
+    assert summary["dataset"] == "tiny" and summary["size"] == 64 and summary["complete"]
+    assert summary["class_names"] == list(CLASS_NAMES)
+    assert summary["counts"]["done"] == 4 and summary["counts"]["no_face"] == 1
+
+
+def test_prepare_crops_boxes_and_resizes_arrays(tiny_data, tmp_path, astronaut):
+    out = tmp_path / "out"
+    prepare(tiny_data, out, size=64, splits=("test", "unlabeled"), progress=False)
+    boxed = np.asarray(Image.open(out / "faces/test/000000.png"), dtype=float)
+    source = astronaut.resize((256, 256))
+    expected = np.asarray(crop_square(source, SMALL_BOX, 64, 1.1), dtype=float)
+    assert np.abs(boxed - expected).mean() < 4  # the same crop, up to JPEG loss
+    array = tiny_data.unlabeled.images[0]
+    resized = np.asarray(Image.fromarray(array).resize((64, 64), Image.Resampling.BICUBIC))
+    crop = np.asarray(Image.open(out / "faces/unlabeled/000000.png"))
+    np.testing.assert_array_equal(crop[..., 1], resized)
+    assert not (out / "faces" / "train").exists()
+
+
+def test_prepare_resumes_and_skips_finished_images(tiny_data, tmp_path, fake_detector):
+    out = tmp_path / "out"
+    prepare(tiny_data, out, size=64, progress=False)
+    manifest = (out / "manifest.csv").read_bytes()
+    failures = (out / "failures.csv").read_bytes()
+    again = prepare(tiny_data, out, size=64, progress=False)
+    assert again.counts["skipped_existing"] == 4 and again.counts["done"] == 0
+    assert again.counts["no_face"] == 1 and again.counts["unreadable"] == 1
+    assert (out / "manifest.csv").read_bytes() == manifest
+    assert (out / "failures.csv").read_bytes() == failures  # failures are retried, not forgotten
+
+    # An interrupted run leaves a temp file and may have lost a crop; a damaged crop is redone.
+    (out / "faces/unlabeled/000001.png").unlink()
+    (out / "faces/unlabeled/.000001.png.123.part").write_bytes(b"half")
+    (out / "faces/test/000000.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    third = prepare(tiny_data, out, size=64, progress=False)
+    assert third.counts["done"] == 2 and third.counts["skipped_existing"] == 2
+    assert not list(out.rglob("*.part"))
+    assert (out / "manifest.csv").read_bytes() == manifest
+
+
+def test_manifest_keeps_splits_prepared_earlier(tiny_data, tmp_path, fake_detector):
+    out = tmp_path / "out"
+    prepare(tiny_data, out, size=64, splits=("unlabeled",), progress=False)
+    report = prepare(tiny_data, out, size=64, splits=("train",), progress=False)
+    assert report.rows == 3 and report.counts["done"] == 1
+    assert [r["split"] for r in read_csv(out / "manifest.csv")] == [
+        "train",
+        "unlabeled",
+        "unlabeled",
+    ]
+
+
+def test_prepare_refuses_to_mix_settings(tiny_data, tmp_path):
+    out = tmp_path / "out"
+    prepare(tiny_data, out, size=64, splits=("unlabeled",), progress=False)
+    with pytest.raises(ValueError, match="size=64 \\(now 32\\).*new output folder"):
+        prepare(tiny_data, out, size=32, splits=("unlabeled",), progress=False)
+    with pytest.raises(ValueError, match="multi_face"):
+        prepare(tiny_data, tmp_path / "other", multi_face="every", progress=False)
+    assert not (tmp_path / "other").exists()  # arguments are checked before anything is written
+    with pytest.raises(ValueError, match="splits"):
+        prepare(tiny_data, tmp_path / "other", splits=("val",), progress=False)
+
+
+def test_missing_detector_stops_prepare_instead_of_failing_each_image(
+    tiny_data, tmp_path, monkeypatch
+):
+    def unavailable():
+        raise faces.DetectorUnavailable("MTCNN needs facenet-pytorch")
+
+    monkeypatch.setattr(faces, "_mtcnn", unavailable)
+    with pytest.raises(faces.DetectorUnavailable, match="facenet-pytorch"):
+        prepare(tiny_data, tmp_path / "out", size=64, detector="mtcnn", progress=False)
+    with pytest.warns(RuntimeWarning, match="falling back to the Haar cascade"):
+        report = prepare(tiny_data, tmp_path / "auto", size=64, detector="auto", progress=False)
+    assert report.counts["done"] == 4  # Haar found the astronaut
+
+
+def test_manifest_is_readable_by_the_manifest_dataset(tiny_data, tmp_path, fake_detector):
+    import lionfer.data.manifest  # noqa: F401  (registers "manifest")
+    from lionfer.config import DataConfig
+    from lionfer.registry import DATASETS
+
+    out = tmp_path / "out"
+    prepare(tiny_data, out, size=64, progress=False)
+    loaded = DATASETS.get("manifest")(DataConfig(dataset="manifest", root=str(out)), seed=0)
+    assert loaded.class_names == CLASS_NAMES
+    assert loaded.train.labels.tolist() == [HAPPY] and loaded.test.labels.tolist() == [HAPPY]
+    assert len(loaded.unlabeled) == 2
+    assert loaded.unlabeled.true_labels.tolist() == [SURPRISE, FEAR]
+    assert loaded.train.load(0).size == (64, 64)
+
+
+@pytest.fixture(scope="module")
+def two_face_file(tmp_path_factory, astronaut):
+    """The two-face image on disk and its faces, largest first."""
+    image = two_faces(astronaut)
+    path = tmp_path_factory.mktemp("two") / "two.png"
+    image.save(path)
+    return path, pick_faces(detect(image, "auto"), "all")
+
+
+def test_two_faces_are_found_largest_first(two_face_file):
+    _, found = two_face_file
+    assert len(found) == 2
+    big, small = found
+    assert big.box[0] < 320 <= small.box[0] and big.area > 3 * small.area
+
+
+@pytest.mark.parametrize(
+    "rule,names", [("largest", ["000000.png"]), ("all", ["000000_f0.png", "000000_f1.png"])]
+)
+def test_prepare_multiple_faces(tmp_path, two_face_file, rule, names):
+    path, found = two_face_file
+    single = ImageSet(images=[str(path)], labels=[HAPPY])
+    dataset = FERData("two", CLASS_NAMES, train=single, test=single.subset(np.array([], int)))
+    out = tmp_path / rule
+    report = prepare(dataset, out, size=64, multi_face=rule, progress=False)
+    assert report.counts["multi_face"] == 1 and report.counts["done"] == 1
+    assert sorted(p.name for p in (out / "faces/train").iterdir()) == names
+    rows = read_csv(out / "manifest.csv")
+    assert [r["path"].rsplit("/", 1)[-1] for r in rows] == names
+    image = Image.open(path).convert("RGB")
+    for name, face in zip(names, found, strict=False):  # crop k is face k, largest first
+        crop = np.asarray(Image.open(out / "faces/train" / name), dtype=float)
+        assert np.abs(crop - np.asarray(align(image, face, 64), dtype=float)).mean() < 1

@@ -1,0 +1,404 @@
+"""FER2013, FERPlus and ExpW readers on tiny hand-written copies: label maps class by class, the
+Usage split, the official FERPlus majority rule, ExpW boxes and its seeded split, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lionfer.config import DataConfig
+from lionfer.data import expw, fer2013
+
+VOTE_HEADER = (
+    "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+)
+# FER2013 / ExpW id -> canonical id (0 SU, 1 FE, 2 DI, 3 HA, 4 SA, 5 AN, 6 NE).
+FER_CANONICAL = {0: 5, 1: 2, 2: 1, 3: 3, 4: 4, 5: 0, 6: 6}
+
+
+def cfg(dataset: str, root: Path, **overrides) -> DataConfig:
+    return DataConfig(dataset=dataset, root=str(root), **overrides)
+
+
+def pixels(value: int) -> str:
+    return " ".join([str(value)] * 48 * 48)
+
+
+def write_fer(path: Path, rows: list[tuple[int, int | str, str]]) -> Path:
+    """rows: (emotion, pixel value or a raw pixel string, Usage)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["emotion,pixels,Usage"]
+    lines += [f"{e},{pixels(p) if isinstance(p, int) else p},{u}" for e, p, u in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def fer_rows() -> list[tuple[int, int, str]]:
+    """Training: emotions 0..6 (pixel value 10*e); PrivateTest: 0..6; PublicTest: 3 rows."""
+    rows = [(e, 10 * e, "Training") for e in range(7)]
+    rows += [(e, 100 + e, "PrivateTest") for e in range(7)]
+    rows += [(e, 200, "PublicTest") for e in (0, 3, 5)]
+    return rows
+
+
+# --- FER2013 --------------------------------------------------------------------------------
+
+
+def test_fer2013_maps_every_class_and_splits_by_usage(tmp_path):
+    write_fer(tmp_path / "fer2013.csv", fer_rows())
+    data = fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)
+    assert data.name == "fer2013" and data.split_rule == "balanced"
+    assert data.train.labels.tolist() == [FER_CANONICAL[e] for e in range(7)]
+    assert data.train.labels[0] == 5  # Angry -> Anger
+    assert data.train.labels[5] == 0  # Surprise -> Surprise
+    assert data.train.labels[2] == 1  # Fear -> Fear
+    assert data.test.labels.tolist() == [FER_CANONICAL[e] for e in range(7)]
+    assert data.train.images.shape == (7, 48, 48, 3) and data.train.images.dtype == np.uint8
+    assert data.train.images[4].min() == data.train.images[4].max() == 40  # row 4's pixels
+    assert data.test.images[0, 0, 0].tolist() == [100, 100, 100]
+    assert data.train.ids[0] == "fer0000000.png" and data.test.ids[0] == "fer0000007.png"
+    assert data.train.load(3).size == (48, 48)
+    assert any("3 PublicTest rows (the validation set) are in neither" in n for n in data.notes)
+
+
+def test_fer2013_label_file_overrides_the_csv(tmp_path):
+    write_fer(tmp_path / "sub" / "icml.csv", fer_rows())
+    data = fer2013.load_fer2013(cfg("fer2013", tmp_path, label_file="sub/icml.csv"), seed=0)
+    assert len(data.train) == 7 and len(data.test) == 7
+
+
+def test_fer2013_columns_in_any_order(tmp_path):
+    text = "emotion, Usage, pixels\n" + "".join(f"{e},Training,{pixels(e)}\n" for e in range(7))
+    (tmp_path / "fer2013.csv").write_text(text + f"5,PrivateTest,{pixels(1)}\n")
+    data = fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)
+    assert len(data.train) == 7 and data.test.labels.tolist() == [0]
+
+
+def test_fer2013_wrong_root(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"expected the file .*fer2013.csv"):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)
+    with pytest.raises(ValueError, match="data.root is empty"):
+        fer2013.load_fer2013(cfg("fer2013", ""), seed=0)
+
+
+def test_fer2013_bad_pixel_row_fails_or_is_skipped(tmp_path):
+    rows = fer_rows()
+    rows[2] = (2, " ".join(["1"] * 100), "Training")  # line 4: 100 values, not 2304
+    write_fer(tmp_path / "fer2013.csv", rows)
+    with pytest.raises(ValueError, match=r"fer2013.csv, line 4: pixels must be 2304 integers"):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)
+    data = fer2013.load_fer2013(cfg("fer2013", tmp_path, skip_bad=True), seed=0)
+    assert len(data.train) == 6 and "fer0000002.png" not in data.train.ids
+    assert "fer2013.csv: skipped 1 rows with bad pixels (first: line 4)" in data.notes
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ((7, 1, "Training"), r"line 3: label id 7 is out of range"),
+        (("x", 1, "Training"), r"line 3: emotion is 'x', expected an integer"),
+        ((1, 1, "Validation"), r"line 3: Usage is 'Validation'"),
+        ((1, pixels(1).replace("1", "256", 1), "Training"), r"line 3: pixels must be"),
+        ((1, pixels(1).replace("1", "a", 1), "Training"), r"line 3: pixels must be"),
+    ],
+)
+def test_fer2013_bad_rows_name_the_line(tmp_path, row, message):
+    write_fer(tmp_path / "fer2013.csv", [fer_rows()[0], row] + fer_rows()[1:])
+    with pytest.raises(ValueError, match=message):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("emotion,pixels,Usage\n", "holds no usable rows"),
+        ("emotion,Usage\n1,Training\n", r"lacks the columns \['pixels'\]"),
+        (f"emotion,pixels,Usage\n1,{pixels(1)}\n", r"line 2: 2 fields, expected 3"),
+    ],
+)
+def test_fer2013_malformed_files(tmp_path, text, message):
+    (tmp_path / "fer2013.csv").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)
+
+
+def test_fer2013_refuses_eight_classes_and_variants(tmp_path):
+    write_fer(tmp_path / "fer2013.csv", fer_rows())
+    with pytest.raises(ValueError, match="no Contempt class"):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path, num_classes=8), seed=0)
+    with pytest.raises(ValueError, match="variant is not used"):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path, variant="csv"), seed=0)
+
+
+# --- FERPlus majority rule ------------------------------------------------------------------
+
+
+def votes(**counts: int) -> list[int]:
+    return [counts.get(c, 0) for c in fer2013.VOTE_COLUMNS]
+
+
+def test_ferplus_majority_hand_made_rows():
+    rows = [
+        votes(fear=10),  # unanimous -> fear (6)
+        votes(happiness=6, neutral=4),  # 6 > 5 -> happiness (1)
+        votes(happiness=5, neutral=3, sadness=2),  # exactly half -> none
+        votes(happiness=4, neutral=4),  # tie -> none
+        votes(happiness=5, neutral=1, sadness=1, anger=1, fear=1, disgust=1),  # outliers removed
+        votes(unknown=8, neutral=2),  # unknown wins (8)
+        votes(NF=10),  # not a face (9)
+        votes(contempt=7, anger=3),  # contempt (7)
+        votes(),  # no votes
+        votes(neutral=1, happiness=1, surprise=1),  # every vote an outlier
+    ]
+    assert fer2013.ferplus_majority(np.array(rows)).tolist() == [6, 1, -1, -1, 1, 8, 9, 7, -1, -1]
+
+
+def test_ferplus_majority_outlier_removal_decides():
+    # Raw: 5 of 10 is exactly half (no majority); after zeroing the single votes, 5 of 5 wins.
+    row = votes(surprise=5, neutral=1, happiness=1, sadness=1, anger=1, fear=1)
+    assert fer2013.ferplus_majority(np.array([row])).tolist() == [2]
+    with pytest.raises(ValueError, match=r"votes must be \(N, 10\)"):
+        fer2013.ferplus_majority(np.zeros((2, 8)))
+
+
+# --- FERPlus reader -------------------------------------------------------------------------
+
+
+def ferplus_release(root: Path, vote_rows: list[tuple[str, str, list[int]]]) -> Path:
+    """fer2013.csv with one row per vote row (same Usage), and fer2013new.csv."""
+    write_fer(root / "fer2013.csv", [(0, i, usage) for i, (usage, _, _) in enumerate(vote_rows)])
+    lines = [VOTE_HEADER] + [
+        f"{usage},{name},{','.join(map(str, row))}" for usage, name, row in vote_rows
+    ]
+    (root / "fer2013new.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def plus_rows() -> list[tuple[str, str, list[int]]]:
+    """Training rows 0..7 won by each emotion column in turn, then one row per drop reason."""
+    rows = [("Training", "", votes(**{column: 10})) for column in fer2013.VOTE_COLUMNS[:8]]
+    rows += [
+        ("Training", "", votes(happiness=10)),  # no image name: dropped by FERPlus
+        ("Training", "", votes(unknown=9, neutral=1)),
+        ("Training", "", votes(NF=10)),
+        ("Training", "", votes(happiness=4, neutral=4, fear=2)),  # no majority
+        ("PrivateTest", "", votes(fear=7, surprise=3)),
+        ("PrivateTest", "", votes(contempt=10)),
+        ("PublicTest", "", votes(anger=10)),
+    ]
+    return [
+        (usage, "" if i == 8 else f"fer{i:07d}.png", row) for i, (usage, _, row) in enumerate(rows)
+    ]
+
+
+def test_ferplus_maps_each_column_and_counts_drops(tmp_path):
+    data = fer2013.load_ferplus(cfg("ferplus", ferplus_release(tmp_path, plus_rows())), seed=0)
+    # columns neutral, happiness, surprise, sadness, anger, disgust, fear (contempt dropped)
+    assert data.train.labels.tolist() == [6, 3, 0, 4, 5, 2, 1]
+    assert data.train.ids == [f"fer{i:07d}.png" for i in range(7)]
+    assert data.train.images[6, 0, 0, 0] == 6  # pixels of the same row
+    assert data.test.labels.tolist() == [1]  # fear
+    for note in (
+        "ferplus: kept 9 of 15 rows (official majority vote)",
+        "ferplus: dropped 1 rows without an image name (dropped by FERPlus)",
+        "ferplus: dropped 1 rows without a majority",
+        "ferplus: dropped 1 rows whose majority is unknown",
+        "ferplus: dropped 1 rows whose majority is NF (not a face)",
+        "ferplus: dropped 2 Contempt rows (7-class mode)",
+    ):
+        assert note in data.notes
+    assert any("1 PublicTest rows" in note for note in data.notes)
+
+
+def test_ferplus_eight_classes_keep_contempt(tmp_path):
+    root = ferplus_release(tmp_path, plus_rows())
+    data = fer2013.load_ferplus(cfg("ferplus", root, num_classes=8), seed=0)
+    assert data.class_names[7] == "Contempt"
+    assert data.train.labels.tolist() == [6, 3, 0, 4, 5, 2, 1, 7]
+    assert data.test.labels.tolist() == [1, 7]
+
+
+def test_ferplus_label_file_overrides_the_votes(tmp_path):
+    root = ferplus_release(tmp_path, plus_rows())
+    (root / "fer2013new.csv").rename(root / "votes.csv")
+    with pytest.raises(FileNotFoundError, match="fer2013new.csv"):
+        fer2013.load_ferplus(cfg("ferplus", root), seed=0)
+    data = fer2013.load_ferplus(cfg("ferplus", root, label_file="votes.csv"), seed=0)
+    assert len(data.train) == 7
+
+
+def test_ferplus_files_must_be_row_aligned(tmp_path):
+    rows = plus_rows()
+    ferplus_release(tmp_path / "short", rows)
+    lines = (tmp_path / "short" / "fer2013new.csv").read_text().splitlines()
+    (tmp_path / "short" / "fer2013new.csv").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ValueError, match="has 14 rows but .*fer2013.csv has 15"):
+        fer2013.load_ferplus(cfg("ferplus", tmp_path / "short"), seed=0)
+
+    swapped = list(rows)
+    swapped[1], swapped[2] = rows[2], rows[1]
+    ferplus_release(tmp_path / "swapped", swapped)
+    with pytest.raises(ValueError, match=r"line 3: image fer0000002.png is on data row 1"):
+        fer2013.load_ferplus(cfg("ferplus", tmp_path / "swapped"), seed=0)
+
+    duplicated = list(rows)
+    duplicated[3] = rows[2]
+    ferplus_release(tmp_path / "duplicated", duplicated)
+    with pytest.raises(ValueError, match="not row-aligned"):
+        fer2013.load_ferplus(cfg("ferplus", tmp_path / "duplicated"), seed=0)
+
+    root = ferplus_release(tmp_path / "usage", rows)
+    write_fer(root / "fer2013.csv", [(0, 1, "PublicTest")] + [(0, 1, u) for u, _, _ in rows[1:]])
+    with pytest.raises(ValueError, match=r"line 2: Usage 'Training' but .* says 'PublicTest'"):
+        fer2013.load_ferplus(cfg("ferplus", root), seed=0)
+
+
+@pytest.mark.parametrize(
+    ("vote", "message"), [("-1", "a vote count is negative"), ("two", "neutral is 'two'")]
+)
+def test_ferplus_bad_votes_name_the_line(tmp_path, vote, message):
+    root = ferplus_release(tmp_path, plus_rows())
+    lines = (root / "fer2013new.csv").read_text().splitlines()
+    lines[2] = lines[2].replace("Training,fer0000001.png,0,", f"Training,fer0000001.png,{vote},")
+    (root / "fer2013new.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"fer2013new.csv, line 3: {message}"):
+        fer2013.load_ferplus(cfg("ferplus", root), seed=0)
+
+
+def test_ferplus_empty_votes_file(tmp_path):
+    root = ferplus_release(tmp_path, plus_rows())
+    (root / "fer2013new.csv").write_text(VOTE_HEADER + "\n")
+    with pytest.raises(ValueError, match="holds no rows"):
+        fer2013.load_ferplus(cfg("ferplus", root), seed=0)
+
+
+# --- ExpW -----------------------------------------------------------------------------------
+
+
+def expw_release(root: Path, lines: list[str], images: set[str] | None = None) -> Path:
+    (root / "label").mkdir(parents=True, exist_ok=True)
+    (root / "label" / "label.lst").write_text("\n".join(lines) + "\n")
+    listed = {line.split()[0] for line in lines if line.strip()} - {"image_name"}
+    names = images if images is not None else listed
+    for name in names:
+        path = root / "image" / "origin" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (300, 200), (10, 20, 30)).save(path)
+    (root / "image" / "origin").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def expw_lines(per_class: int = 10) -> list[str]:
+    """per_class faces of each expression, two faces per photo."""
+    lines = []
+    for e in range(7):
+        for k in range(per_class):
+            photo, face = f"e{e}_{k // 2}.jpg", k % 2
+            lines.append(f"{photo} {face} {10 + face} {20} {60} {70 + face} 33.5 {e}")
+    return lines
+
+
+def test_expw_boxes_and_labels(tmp_path):
+    root = expw_release(tmp_path, ["angry_actor_104.jpg 0 28 113 226 141 22.9362 0"] + expw_lines())
+    data = expw.load(cfg("expw", root), seed=0)
+    assert data.name == "expw" and data.split_rule == "balanced"
+    both = {**dict(zip(data.train.ids, data.train.boxes.tolist(), strict=True)),
+            **dict(zip(data.test.ids, data.test.boxes.tolist(), strict=True))}  # fmt: skip
+    # top 28, left 113, right 226, bottom 141 -> x 113, y 28, w 113, h 113
+    assert both["angry_actor_104.jpg#0"] == [113, 28, 113, 113]
+    assert both["e3_0.jpg#1"] == [20, 11, 40, 60]
+    labels = {**dict(zip(data.train.ids, data.train.labels.tolist(), strict=True)),
+              **dict(zip(data.test.ids, data.test.labels.tolist(), strict=True))}  # fmt: skip
+    assert labels["angry_actor_104.jpg#0"] == 5  # angry -> Anger
+    for e in range(7):
+        assert labels[f"e{e}_0.jpg#0"] == FER_CANONICAL[e]
+    assert labels["e5_1.jpg#1"] == 0  # surprise -> Surprise
+    _, _, w, h = data.train.boxes[0].tolist()
+    assert data.train.load(0).size == (w, h)
+    assert data.train.images[0].startswith(str(tmp_path / "image" / "origin"))
+
+
+def test_expw_split_is_stratified_seeded_and_disjoint(tmp_path):
+    root = expw_release(tmp_path, expw_lines())
+    data = expw.load(cfg("expw", root), seed=0)
+    assert len(data.train) == 56 and len(data.test) == 14
+    assert np.bincount(data.test.labels, minlength=7).tolist() == [2] * 7
+    assert not set(data.train.ids) & set(data.test.ids)
+    again = expw.load(cfg("expw", root), seed=123)  # the run seed does not move the split
+    assert again.test.ids == data.test.ids
+    other = expw.load(cfg("expw", root, data_seed=1), seed=0)
+    assert other.test.ids != data.test.ids
+    assert any("no official split" in n and "56 train, 14 test" in n for n in data.notes)
+
+
+def test_stratified_holdout_counts():
+    classes = np.array([0] * 10 + [1] * 5 + [2] * 1)
+    test = expw.stratified_holdout(classes, 0.2, seed=3)
+    assert [int(test[classes == c].sum()) for c in range(3)] == [2, 1, 0]
+    assert np.array_equal(test, expw.stratified_holdout(classes, 0.2, seed=3))
+
+
+def test_expw_degenerate_boxes_and_duplicates_are_counted(tmp_path):
+    lines = expw_lines() + [
+        "flat.jpg 0 50 40 10 90 9.0 3",  # right < left
+        "flat.jpg 1 50 10 60 50 9.0 3",  # bottom == top
+        expw_lines()[0],  # the same face again
+    ]
+    data = expw.load(cfg("expw", expw_release(tmp_path, lines)), seed=0)
+    assert len(data.train) + len(data.test) == 70
+    assert "expw: skipped 2 faces with an empty box" in data.notes
+    assert "dropped 1 duplicate entries in expw label list (each kept once)" in data.notes
+
+
+def test_expw_header_and_label_file(tmp_path):
+    header = "image_name face_id_in_image face_box_top face_box_left face_box_right "
+    header += "face_box_bottom face_box_cofidence expression_label"
+    root = expw_release(tmp_path, [header] + expw_lines())
+    (root / "label" / "label.lst").rename(root / "label" / "mine.lst")
+    with pytest.raises(FileNotFoundError, match=r"label/label.lst"):
+        expw.load(cfg("expw", root), seed=0)
+    data = expw.load(cfg("expw", root, label_file="label/mine.lst"), seed=0)
+    assert len(data.train) + len(data.test) == 70
+
+
+def test_expw_missing_images(tmp_path):
+    lines = expw_lines()
+    names = {line.split()[0] for line in lines} - {"e2_0.jpg"}  # two faces lose their photo
+    root = expw_release(tmp_path, lines, images=names)
+    with pytest.raises(FileNotFoundError, match="2 of 70 listed images are missing.*e2_0.jpg"):
+        expw.load(cfg("expw", root), seed=0)
+    data = expw.load(cfg("expw", root, skip_bad=True), seed=0)
+    assert len(data.train) + len(data.test) == 68
+    assert any("skipped 2 missing files" in note for note in data.notes)
+    empty = expw_release(tmp_path / "empty", lines, images=set())
+    with pytest.raises(FileNotFoundError, match="data.root is probably wrong"):
+        expw.load(cfg("expw", empty), seed=0)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("x.jpg 0 1 2 3 4 5.0 7", r"label.lst, line 71: label id 7 is out of range"),
+        ("x.jpg 0 1 2 3 4 5.0", r"line 71: 7 fields, expected 8"),
+        ("x.jpg 0 1 two 3 4 5.0 1", r"line 71: left is 'two', expected an integer"),
+        ("x.jpg 0 1 2 3 4 high 1", r"line 71: confidence is 'high', expected a number"),
+    ],
+)
+def test_expw_bad_lines_name_file_and_line(tmp_path, line, message):
+    root = expw_release(tmp_path, expw_lines() + [line])
+    with pytest.raises(ValueError, match=message):
+        expw.load(cfg("expw", root), seed=0)
+
+
+def test_expw_wrong_root_and_empty_list(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"expected the file .*label/label.lst"):
+        expw.load(cfg("expw", tmp_path), seed=0)
+    root = expw_release(tmp_path, [""], images=set())
+    with pytest.raises(ValueError, match="lists no faces"):
+        expw.load(cfg("expw", root), seed=0)
+    with pytest.raises(ValueError, match="no Contempt class"):
+        expw.load(cfg("expw", root, num_classes=8), seed=0)

@@ -1,0 +1,243 @@
+"""The folder and manifest readers (a user's own images) on tiny generated trees and CSVs."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lionfer.config import DataConfig
+from lionfer.data import folder, manifest
+from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
+from lionfer.registry import DATASETS
+
+
+def write_image(path: Path, size: int = 8) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.arange(size * size * 3, dtype=np.uint8).reshape(size, size, 3)
+    Image.fromarray(pixels).save(path)
+
+
+def make_tree(root: Path, counts: dict[str, int]) -> Path:
+    for name, count in counts.items():
+        for k in range(count):
+            write_image(root / name / f"{k:02d}.png")
+    return root
+
+
+def cfg(root, **kwargs) -> DataConfig:
+    return DataConfig(root=str(root), **kwargs)
+
+
+def test_readers_are_registered():
+    assert DATASETS.get("folder") is folder.load and DATASETS.get("manifest") is manifest.load
+
+
+def test_folder_fer_names_are_canonical_with_stratified_holdout(tmp_path):
+    root = make_tree(tmp_path, {"happy": 10, "Angry": 5, "sad": 5, "surprised": 10})
+    (root / "happy" / ".hidden.png").write_text("x")
+    (root / "happy" / "readme.md").write_text("x")
+    (root / "labels.txt").write_text("x")
+    data = folder.load(cfg(root), seed=0)
+    assert data.class_names == CLASS_NAMES and data.split_rule == "balanced"
+    test_counts = np.bincount(data.test.labels, minlength=7)
+    train_counts = np.bincount(data.train.labels, minlength=7)
+    # happy -> 3, Angry -> 5, sad -> 4, surprised -> 0; 20% of each class held out
+    assert test_counts.tolist() == [2, 0, 0, 2, 1, 1, 0]
+    assert train_counts.tolist() == [8, 0, 0, 8, 4, 4, 0]
+    assert not set(data.train.ids) & set(data.test.ids)
+    assert np.array_equal(data.test.true_labels, data.test.labels)
+    assert any("held out a stratified 20%" in note for note in data.notes)
+    assert any("ignored 3" in note for note in data.notes)
+    again = folder.load(cfg(root), seed=5)  # the test set follows data_seed, not the run seed
+    assert again.test.ids == data.test.ids
+    other = folder.load(cfg(root, data_seed=1), seed=0)
+    assert other.test.ids != data.test.ids
+
+
+def test_folder_train_test_layout(tmp_path):
+    make_tree(tmp_path / "train", {"neutral": 3, "fear": 2})
+    make_tree(tmp_path / "test", {"neutral": 1, "fear": 1, "disgust": 1})
+    data = folder.load(cfg(tmp_path), seed=0)
+    assert sorted(data.train.labels.tolist()) == [1, 1, 6, 6, 6]
+    assert sorted(data.test.labels.tolist()) == [1, 2, 6]
+    assert data.train.ids[0].startswith("train/") and data.test.ids[0].startswith("test/")
+    assert data.train.images[0] == str(tmp_path / data.train.ids[0])
+    assert not any("held out" in note for note in data.notes)
+
+
+def test_folder_contempt_gives_eight_classes(tmp_path):
+    data = folder.load(cfg(make_tree(tmp_path, {"contempt": 5, "happy": 5})), seed=0)
+    assert data.class_names == CLASS_NAMES_8
+    assert set(data.train.labels.tolist()) == {3, 7}
+
+
+def test_folder_other_names_are_general_classes(tmp_path):
+    data = folder.load(cfg(make_tree(tmp_path, {"dog": 5, "cat": 5, "bird": 5})), seed=0)
+    assert data.class_names == ("bird", "cat", "dog")
+    assert {
+        i.split("/")[0]: int(c) for i, c in zip(data.train.ids, data.train.labels, strict=True)
+    } == {"bird": 0, "cat": 1, "dog": 2}
+    assert any("general classes" in note for note in data.notes)
+
+
+def test_folder_class_map(tmp_path):
+    root = make_tree(tmp_path, {"pos": 5, "neg": 5, "junk": 5})
+    data = folder.load(cfg(root, class_map={"pos": 3, "NEG": "sad", "junk": -1}), seed=0)
+    assert data.class_names == CLASS_NAMES
+    assert sorted(set(data.train.labels.tolist())) == [3, 4]
+    assert len(data.train) + len(data.test) == 10
+    assert any("dropped the classes ['junk']" in note for note in data.notes)
+    with pytest.raises(ValueError, match="'junk' is not in data.class_map"):
+        folder.load(cfg(root, class_map={"pos": 3, "neg": 4}), seed=0)
+    with pytest.raises(ValueError, match="canonical ids are 0-6"):
+        folder.load(cfg(root, class_map={"pos": 9, "neg": 4, "junk": 1}), seed=0)
+
+
+def test_folder_unlabeled_root_recursive(tmp_path):
+    root = make_tree(tmp_path / "labeled", {"happy": 5, "sad": 5})
+    write_image(tmp_path / "photos" / "a.jpg")
+    write_image(tmp_path / "photos" / "2024" / "b.png")
+    (tmp_path / "photos" / "list.csv").write_text("x")
+    data = folder.load(cfg(root, unlabeled_root=str(tmp_path / "photos")), seed=0)
+    assert data.unlabeled.ids == ["unlabeled/2024/b.png", "unlabeled/a.jpg"]
+    assert data.unlabeled.labels.tolist() == [-1, -1]
+    assert data.unlabeled.load(0).size == (8, 8)
+    with pytest.raises(FileNotFoundError, match="unlabeled image folder not found"):
+        folder.load(cfg(root, unlabeled_root=str(tmp_path / "none")), seed=0)
+
+
+def test_folder_bad_roots(tmp_path):
+    with pytest.raises(FileNotFoundError, match="image folder not found.*one folder per class"):
+        folder.load(cfg(tmp_path / "missing"), seed=0)
+    (tmp_path / "empty" / "happy").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no images found"):
+        folder.load(cfg(tmp_path / "empty"), seed=0)
+    make_tree(tmp_path / "only_test" / "test", {"happy": 2})
+    with pytest.raises(FileNotFoundError, match="no train/ folder"):
+        folder.load(cfg(tmp_path / "only_test"), seed=0)
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def make_images(root: Path, names) -> None:
+    for name in names:
+        write_image(root / name, size=16)
+
+
+def test_manifest_splits_labels_and_relative_paths(tmp_path):
+    make_images(tmp_path / "data", [f"img/{k}.png" for k in range(8)])
+    write_csv(
+        tmp_path / "data" / "manifest.csv",
+        "path,label,split,true_label\n"
+        "img/0.png,happy,train,\n"
+        "img/1.png,3,train,\n"
+        "img/2.png,Anger,,\n"
+        "img/3.png,,train,sad\n"
+        "img/4.png,,unlabeled,\n"
+        "img/5.png,-1,unlabeled,0\n"
+        "img/6.png,neutral,test,\n"
+        "img/7.png,0,test,\n",
+    )
+    for root in (tmp_path / "data", tmp_path / "data" / "manifest.csv"):
+        data = manifest.load(cfg(root), seed=0)
+        assert data.class_names == CLASS_NAMES
+        assert data.train.ids == ["img/0.png", "img/1.png", "img/2.png"]
+        assert data.train.labels.tolist() == [3, 3, 5]
+        assert data.train.images[0] == str(tmp_path / "data" / "img" / "0.png")
+        assert data.test.labels.tolist() == [6, 0]
+        assert np.array_equal(data.test.true_labels, data.test.labels)
+        assert data.unlabeled.ids == ["img/3.png", "img/4.png", "img/5.png"]
+        assert data.unlabeled.labels.tolist() == [-1, -1, -1]
+        assert data.unlabeled.true_labels.tolist() == [4, -1, 0]
+
+
+def test_manifest_without_test_rows_holds_out_20_percent(tmp_path):
+    names = [f"{k}.jpg" for k in range(20)]
+    make_images(tmp_path, names)
+    rows = [f"{n},{'happy' if k < 10 else 'sad'}" for k, n in enumerate(names)]
+    write_csv(tmp_path / "manifest.csv", "path,label\n" + "\n".join(rows))
+    data = manifest.load(cfg(tmp_path), seed=0)
+    assert np.bincount(data.test.labels, minlength=7).tolist() == [0, 0, 0, 2, 2, 0, 0]
+    assert len(data.train) == 16 and data.unlabeled is None
+    assert any("held out" in note for note in data.notes)
+
+
+def test_manifest_face_boxes_crop(tmp_path):
+    make_images(tmp_path, ["a.png", "b.png"])
+    write_csv(
+        tmp_path / "m.csv",
+        "path,label,split,x,y,w,h\na.png,happy,,2,3,5,6\nb.png,sad,test,0,0,4,4\n",
+    )
+    data = manifest.load(cfg(tmp_path / "m.csv"), seed=0)
+    assert data.train.boxes.tolist() == [[2, 3, 5, 6]]
+    assert data.train.load(0).size == (5, 6)
+    assert data.test.boxes.tolist() == [[0, 0, 4, 4]]
+
+
+def test_manifest_general_classes_and_class_map(tmp_path):
+    make_images(tmp_path, ["a.png", "b.png", "c.png"])
+    write_csv(
+        tmp_path / "manifest.csv", "path,label,split\na.png,dog,\nb.png,cat,\nc.png,dog,test\n"
+    )
+    data = manifest.load(cfg(tmp_path), seed=0)
+    assert data.class_names == ("cat", "dog") and data.train.labels.tolist() == [1, 0]
+    mapped = manifest.load(cfg(tmp_path, class_map={"dog": 3, "cat": 4}), seed=0)
+    assert mapped.class_names == CLASS_NAMES and mapped.train.labels.tolist() == [3, 4]
+
+
+@pytest.mark.parametrize(
+    "text, error, message",
+    [
+        ("path,lab\na.png,happy\n", ValueError, "line 1: the header lacks \\['label'\\]"),
+        ("path,label,x,y\na.png,happy,1,2\n", ValueError, "needs all four columns"),
+        ("path,label\na.png,happy\nb.png,sad,extra\n", ValueError, "line 3: 3 fields"),
+        ("path,label,split\na.png,happy,val\n", ValueError, "line 2: split 'val' must be"),
+        ("path,label\na.png,happy\nb.png,9\n", ValueError, r"line 3: label id 9 is out of range"),
+        ("path,label,split\na.png,happy,\nb.png,,test\n", ValueError, "line 3: a test image"),
+        ("path,label\na.png,happy\nb.png,3\nb.png,cow\n", ValueError, "line 4: label 'cow'"),
+        (
+            "path,label,split\na.png,happy,train\na.png,happy,test\n",
+            ValueError,
+            "listed as train \\(line 2\\) and as test \\(line 3\\)",
+        ),
+        ("path,label\na.png,happy\na.png,sad\n", ValueError, "twice with different labels"),
+        ("path,label,x,y,w,h\na.png,happy,1,2,0,3\n", ValueError, "line 2: the face box"),
+        ("path,label\n", ValueError, "lists no images"),
+    ],
+)
+def test_manifest_bad_input_names_file_and_line(tmp_path, text, error, message):
+    make_images(tmp_path, ["a.png", "b.png"])
+    write_csv(tmp_path / "manifest.csv", text)
+    with pytest.raises(error, match=message):
+        manifest.load(cfg(tmp_path), seed=0)
+
+
+def test_manifest_missing_files(tmp_path):
+    make_images(tmp_path, ["a.png", "b.png", "c.png"])
+    rows = "path,label,split\na.png,happy,\nb.png,sad,\nc.png,sad,test\ngone.png,happy,\n"
+    write_csv(tmp_path / "manifest.csv", rows)
+    with pytest.raises(FileNotFoundError, match="1 of 4 .*gone.png.*skip_bad=true"):
+        manifest.load(cfg(tmp_path), seed=0)
+    data = manifest.load(cfg(tmp_path, skip_bad=True), seed=0)
+    assert data.train.ids == ["a.png", "b.png"]
+    assert any("skipped 1 missing files" in note for note in data.notes)
+    write_csv(tmp_path / "elsewhere" / "manifest.csv", rows)
+    with pytest.raises(FileNotFoundError, match="none of the 4 listed images"):
+        manifest.load(cfg(tmp_path / "elsewhere"), seed=0)
+    with pytest.raises(FileNotFoundError, match="image manifest not found"):
+        manifest.load(cfg(tmp_path / "nowhere"), seed=0)
+
+
+def test_manifest_duplicates_kept_once(tmp_path):
+    make_images(tmp_path, ["a.png", "b.png"])
+    write_csv(
+        tmp_path / "manifest.csv", "path,label,split\na.png,happy,\na.png,3,\nb.png,sad,test\n"
+    )
+    data = manifest.load(cfg(tmp_path), seed=0)
+    assert data.train.ids == ["a.png"]
+    assert any("1 duplicate entries" in note for note in data.notes)

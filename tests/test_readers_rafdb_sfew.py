@@ -1,0 +1,278 @@
+"""RAF-DB (both layouts) and SFEW readers on tiny generated copies of their exact layouts."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lionfer.config import DataConfig
+from lionfer.data import rafdb, sfew
+from lionfer.labels import CLASS_NAMES
+from lionfer.registry import DATASETS
+
+# RAF file id -> how many train / test images the fake list holds
+TRAIN_PER_ID = {1: 2, 2: 1, 3: 1, 4: 3, 5: 1, 6: 1, 7: 2}
+TEST_PER_ID = {1: 1, 4: 1, 7: 1}
+
+
+def write_image(path: Path, value: int = 128) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8, 3), value, dtype=np.uint8)).save(path)
+
+
+def raf_entries() -> list[tuple[str, int]]:
+    entries, n = [], 0
+    for split, per_id, digits in (("train", TRAIN_PER_ID, 5), ("test", TEST_PER_ID, 4)):
+        for raf_id, count in per_id.items():
+            for _ in range(count):
+                n += 1
+                entries.append((f"{split}_{n:0{digits}d}.jpg", raf_id))
+    return entries
+
+
+def make_raf_a(root: Path, entries, variants=("aligned",), text: str | None = None) -> Path:
+    """The official layout; the list's last line has no trailing newline, like the real file."""
+    listing = root / "EmoLabel" / "list_patition_label.txt"
+    listing.parent.mkdir(parents=True)
+    listing.write_text(text if text is not None else "\n".join(f"{n} {i}" for n, i in entries))
+    for name, raf_id in entries:
+        if "aligned" in variants:
+            write_image(root / "Image" / "aligned" / f"{name[:-4]}_aligned.jpg", raf_id)
+        if "original" in variants:
+            write_image(root / "Image" / "original" / name, raf_id)
+    return root
+
+
+def make_raf_b(root: Path, entries, third_column: bool = False) -> Path:
+    """The Ada-CM/LION layout: zero-based ids, one list and one image folder per split."""
+    (root / "labels").mkdir(parents=True)
+    for split in ("train", "test"):
+        lines = []
+        for name, raf_id in entries:
+            if name.startswith(split):
+                aligned = f"{name[:-4]}_aligned.jpg"
+                lines.append(f"{aligned} {raf_id - 1}" + (" 0.9" if third_column else ""))
+                write_image(root / "images" / split / aligned, raf_id)
+        (root / "labels" / f"RAF_{split}_label2.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def cfg(root, **kwargs) -> DataConfig:
+    return DataConfig(root=str(root), **kwargs)
+
+
+def test_rafdb_is_registered():
+    assert DATASETS.get("rafdb") is rafdb.load and DATASETS.get("sfew") is sfew.load
+
+
+def test_rafdb_format_a_aligned_paths_labels_and_split(tmp_path):
+    root = make_raf_a(tmp_path / "basic", raf_entries())
+    data = rafdb.load(cfg(root), seed=0)
+    assert data.class_names == CLASS_NAMES and data.split_rule == "rafdb"
+    assert len(data.train) == 11 and len(data.test) == 3
+    assert data.train.ids[0] == "train_00001.jpg"
+    assert data.train.images[0] == str(root / "Image/aligned/train_00001_aligned.jpg")
+    assert data.test.images[0] == str(root / "Image/aligned/test_0012_aligned.jpg")
+    # file id 1 Surprise -> 0, 2 Fear -> 1, ..., 7 Neutral -> 6
+    assert np.bincount(data.train.labels, minlength=7).tolist() == [2, 1, 1, 3, 1, 1, 2]
+    assert data.test.labels.tolist() == [0, 3, 6]
+    assert all(i.startswith("train") for i in data.train.ids)
+    assert all(i.startswith("test") for i in data.test.ids)
+    assert data.train.true_labels is None
+    assert np.array_equal(data.test.true_labels, data.test.labels)
+    # the image written for file id 7 (value 7) is the one labelled Neutral
+    neutral = int(np.flatnonzero(data.train.labels == 6)[0])
+    assert np.asarray(data.train.load(neutral))[0, 0, 0] == 7
+
+
+def test_rafdb_variants(tmp_path):
+    entries = raf_entries()
+    both = make_raf_a(tmp_path / "both", entries, variants=("aligned", "original"))
+    original = rafdb.load(cfg(both, variant="original"), seed=0)
+    assert original.train.images[0] == str(both / "Image/original/train_00001.jpg")
+    assert rafdb.load(cfg(both), seed=0).train.images[0].endswith("_aligned.jpg")
+    only_original = make_raf_a(tmp_path / "orig", entries, variants=("original",))
+    assert rafdb.load(cfg(only_original), seed=0).train.images[0].endswith("train_00001.jpg")
+    with pytest.raises(ValueError, match="variant"):
+        rafdb.load(cfg(both, variant="cropped"), seed=0)
+
+
+def test_rafdb_tolerates_blank_lines_crlf_and_trailing_newline(tmp_path):
+    entries = raf_entries()
+    text = "\r\n".join(f"{n} {i}" for n, i in entries[:5]) + "\r\n\n  \n"
+    text += "\n".join(f"{n}  {i}" for n, i in entries[5:]) + "\n"
+    data = rafdb.load(cfg(make_raf_a(tmp_path, entries, text=text)), seed=0)
+    assert len(data.train) + len(data.test) == len(entries)
+
+
+def test_rafdb_format_b_zero_based_lists(tmp_path):
+    root = make_raf_b(tmp_path / "RAFdataset", raf_entries(), third_column=True)
+    data = rafdb.load(cfg(root), seed=0)
+    assert len(data.train) == 11 and len(data.test) == 3
+    assert data.train.images[0] == str(root / "images/train/train_00001_aligned.jpg")
+    assert data.test.ids[0] == "test/test_0012_aligned.jpg"
+    assert np.bincount(data.train.labels, minlength=7).tolist() == [2, 1, 1, 3, 1, 1, 2]
+    assert data.test.labels.tolist() == [0, 3, 6]
+    assert any("format B" in note for note in data.notes)
+    with pytest.raises(ValueError, match="format A only"):
+        rafdb.load(cfg(root, variant="aligned"), seed=0)
+
+
+def test_rafdb_format_b_rejects_id_7(tmp_path):
+    root = make_raf_b(tmp_path, raf_entries())
+    listing = root / "labels/RAF_train_label2.txt"
+    listing.write_text(listing.read_text() + "train_99999_aligned.jpg 7\n")
+    with pytest.raises(ValueError, match=r"RAF_train_label2.txt, line 12: label id 7"):
+        rafdb.load(cfg(root), seed=0)
+
+
+def test_rafdb_label_file_override(tmp_path):
+    entries = raf_entries()
+    root = make_raf_a(tmp_path / "a", entries)
+    (root / "mine.txt").write_text("\n".join(f"{n} {i}" for n, i in entries[:4] + entries[-1:]))
+    data = rafdb.load(cfg(root, label_file="mine.txt"), seed=0)
+    assert (len(data.train), len(data.test)) == (4, 1)
+    root_b = make_raf_b(tmp_path / "b", entries)
+    (root_b / "few.txt").write_text("train_00001_aligned.jpg 0\ntrain_00003_aligned.jpg 1\n")
+    (root_b / "t.txt").write_text("test_0012_aligned.jpg 0\n")
+    data = rafdb.load(cfg(root_b, label_file="few.txt,t.txt"), seed=0)
+    assert data.train.labels.tolist() == [0, 1] and data.test.labels.tolist() == [0]
+
+
+def test_rafdb_wrong_root_lists_both_layouts(tmp_path):
+    (tmp_path / "Image").mkdir()
+    with pytest.raises(FileNotFoundError, match="EmoLabel.*RAF_train_label2.txt"):
+        rafdb.load(cfg(tmp_path), seed=0)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        rafdb.load(cfg(tmp_path / "nowhere"), seed=0)
+
+
+def test_rafdb_images_missing_everywhere_means_wrong_root(tmp_path):
+    root = make_raf_a(tmp_path, raf_entries(), variants=("original",))
+    with pytest.raises(
+        FileNotFoundError, match="none of the 14 listed images.*train_00001_aligned"
+    ):
+        rafdb.load(cfg(root, variant="aligned"), seed=0)
+
+
+def test_rafdb_some_missing_images_error_or_skip(tmp_path):
+    root = make_raf_a(tmp_path, raf_entries())
+    (root / "Image/aligned/train_00002_aligned.jpg").unlink()
+    (root / "Image/aligned/test_0013_aligned.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match="2 of 14 .*train_00002_aligned.*skip_bad=true"):
+        rafdb.load(cfg(root), seed=0)
+    data = rafdb.load(cfg(root, skip_bad=True), seed=0)
+    assert (len(data.train), len(data.test)) == (10, 2)
+    assert "train_00002.jpg" not in data.train.ids
+    assert any("skipped 2 missing files" in note for note in data.notes)
+
+
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ("train_00099.jpg", "line 15: expected '<image name> <label id>'"),
+        ("train_00099.jpg 3 4", "line 15: expected"),
+        ("train_00099.jpg happy", "line 15: expected"),
+        ("train_00099.jpg 8", r"line 15: label id 8 is out of range; valid ids are \[1, 2"),
+        ("train_00099.jpg 0", "line 15: label id 0 is out of range"),
+        ("val_0001.jpg 3", "line 15: 'val_0001.jpg' starts with neither"),
+    ],
+)
+def test_rafdb_malformed_lines_name_file_and_line(tmp_path, bad_line, message):
+    entries = raf_entries()
+    text = "\n".join(f"{n} {i}" for n, i in entries) + "\n" + bad_line
+    root = make_raf_a(tmp_path, entries, text=text)
+    with pytest.raises(ValueError, match=message) as error:
+        rafdb.load(cfg(root), seed=0)
+    assert "list_patition_label.txt" in str(error.value)
+
+
+def test_rafdb_duplicates_kept_once_conflicts_rejected(tmp_path):
+    entries = raf_entries()
+    text = "\n".join(f"{n} {i}" for n, i in entries + entries[:2])
+    data = rafdb.load(cfg(make_raf_a(tmp_path / "dup", entries, text=text)), seed=0)
+    assert len(data.train) == 11
+    assert any("2 duplicate entries" in note for note in data.notes)
+    text = "\n".join(f"{n} {i}" for n, i in entries + [(entries[0][0], 5)])
+    with pytest.raises(ValueError, match="listed twice with different labels"):
+        rafdb.load(cfg(make_raf_a(tmp_path / "conflict", entries, text=text)), seed=0)
+
+
+def test_rafdb_refuses_eight_classes(tmp_path):
+    with pytest.raises(ValueError, match="7 classes"):
+        rafdb.load(cfg(make_raf_a(tmp_path, raf_entries()), num_classes=8), seed=0)
+
+
+# SFEW folder -> images in Train and Val; canonical ids from labels.SFEW_FOLDERS
+SFEW_COUNTS = {
+    "Angry": (3, 1),
+    "Disgust": (1, 1),
+    "Fear": (2, 1),
+    "Happy": (4, 2),
+    "Neutral": (2, 1),
+    "Sad": (1, 1),
+    "Surprise": (2, 1),
+}
+EXTENSIONS = (".png", ".jpg", ".JPEG", ".bmp")
+
+
+def make_sfew(root: Path, train="Train", val="Val", lower=False) -> Path:
+    for split, column in ((train, 0), (val, 1)):
+        for name, counts in SFEW_COUNTS.items():
+            folder = root / split / (name.lower() if lower else name)
+            for k in range(counts[column]):
+                write_image(folder / f"{name}_{k}{EXTENSIONS[k % 4]}")
+    return root
+
+
+def test_sfew_folders_map_by_name_not_alphabetically(tmp_path):
+    root = make_sfew(tmp_path / "SFEW_2")
+    (root / "Train/Happy/.DS_Store").write_text("x")
+    (root / "Train/Happy/notes.txt").write_text("x")
+    data = sfew.load(cfg(root), seed=0)
+    assert len(data.train) == 15 and len(data.test) == 8
+    assert data.class_names == CLASS_NAMES and data.split_rule == "balanced"
+    pairs = zip(data.train.ids, data.train.labels, strict=True)
+    by_folder = {i.split("/")[1]: int(c) for i, c in pairs}
+    assert by_folder["Neutral"] == 6 and by_folder["Angry"] == 5 and by_folder["Surprise"] == 0
+    assert by_folder == {
+        "Surprise": 0,
+        "Fear": 1,
+        "Disgust": 2,
+        "Happy": 3,
+        "Sad": 4,
+        "Angry": 5,
+        "Neutral": 6,
+    }
+    # SU FE DI HA SA AN NE
+    assert np.bincount(data.train.labels, minlength=7).tolist() == [2, 2, 1, 4, 1, 3, 2]
+    assert np.bincount(data.test.labels, minlength=7).tolist() == [1, 1, 1, 2, 1, 1, 1]
+    assert all(i.startswith("Val/") for i in data.test.ids)
+    assert np.array_equal(data.test.true_labels, data.test.labels)
+    assert any("ignored 2" in note for note in data.notes)
+    assert any(i.endswith(".JPEG") for i in data.train.ids)
+
+
+def test_sfew_accepts_lower_case_folders(tmp_path):
+    data = sfew.load(cfg(make_sfew(tmp_path, "train", "val", lower=True)), seed=0)
+    assert np.bincount(data.train.labels, minlength=7).tolist() == [2, 2, 1, 4, 1, 3, 2]
+
+
+def test_sfew_unknown_class_folder_lists_expected_names(tmp_path):
+    root = make_sfew(tmp_path)
+    write_image(root / "Train/Contempt/a.png")
+    with pytest.raises(ValueError, match=r"\['Contempt'\].*'Angry', 'Disgust'"):
+        sfew.load(cfg(root), seed=0)
+
+
+def test_sfew_wrong_root(tmp_path):
+    root = make_sfew(tmp_path / "data")
+    with pytest.raises(FileNotFoundError, match="no Train/ folder.*holds Train/ and Val/"):
+        sfew.load(cfg(tmp_path), seed=0)
+    with pytest.raises(FileNotFoundError, match="SFEW root not found"):
+        sfew.load(cfg(tmp_path / "nowhere"), seed=0)
+    for path in (root / "Val").rglob("*.*"):
+        path.unlink()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        sfew.load(cfg(root), seed=0)

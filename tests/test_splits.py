@@ -1,0 +1,216 @@
+"""Labeled budgets against the protocol tables, seeded splits, split files and their checks."""
+
+import numpy as np
+import pytest
+
+from lionfer.data.base import FERData, ImageSet
+from lionfer.data.splits import (
+    Split,
+    labeled_budget,
+    load_split,
+    make_split,
+    source_hash,
+    stratified_holdout,
+)
+from lionfer.labels import CLASS_NAMES
+
+RAF_TRAIN_COUNTS = (1290, 281, 717, 4772, 1982, 705, 2524)  # SU FE DI HA SA AN NE
+
+
+def fake_data(counts, rule="rafdb", names=CLASS_NAMES, name="fake") -> FERData:
+    """Label counts only; images are ids, never opened. Labels interleaved, not sorted."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    labels = np.random.default_rng(123).permutation(labels)
+    ids = [f"img_{i:05d}.jpg" for i in range(len(labels))]
+    train = ImageSet(images=list(ids), labels=labels, ids=ids)
+    test = ImageSet(images=ids[:3], labels=labels[:3], ids=ids[:3])
+    return FERData(name, tuple(names), train, test, split_rule=rule)
+
+
+@pytest.mark.parametrize(
+    "budget, fear, other",
+    [(100, 10, 15), (400, 40, 60), (1000, 100, 150), (2000, 200, 300), (4000, 250, 625)],
+)
+def test_rafdb_budgets_match_protocol_table(budget, fear, other):
+    per_class = labeled_budget("rafdb", budget, RAF_TRAIN_COUNTS, CLASS_NAMES)
+    assert per_class.tolist() == [other, fear, other, other, other, other, other]
+    assert per_class.sum() == budget
+
+
+def test_rafdb_budget_outside_table_lists_supported_budgets():
+    with pytest.raises(ValueError, match=r"\[100, 400, 1000, 2000, 4000\].*balanced"):
+        labeled_budget("rafdb", 5000, RAF_TRAIN_COUNTS, CLASS_NAMES)
+
+
+def test_rafdb_class_that_cannot_fill_budget_is_named_never_shrunk():
+    counts = list(RAF_TRAIN_COUNTS)
+    counts[5] = 600  # Anger below the 625 the 4000 budget needs
+    with pytest.raises(ValueError, match="Anger has 600 images but needs 625"):
+        labeled_budget("rafdb", 4000, counts, CLASS_NAMES)
+    counts = list(RAF_TRAIN_COUNTS)
+    counts[1] = 9  # Fear below 10 at budget 100: the released codes' silent failure
+    with pytest.raises(ValueError, match="Fear has 9 images but needs 10"):
+        labeled_budget("rafdb", 100, counts, CLASS_NAMES)
+
+
+def test_balanced_budget_even_split_and_remainder_to_largest_classes():
+    counts = [50, 40, 30, 30, 30, 30, 60]
+    # 100 = 7 * 14 + 2: the two largest classes (60 NE, 50 SU) get one more
+    assert labeled_budget("balanced", 100, counts, CLASS_NAMES).tolist() == [
+        15,
+        14,
+        14,
+        14,
+        14,
+        14,
+        15,
+    ]
+
+
+def test_balanced_budget_redistributes_a_short_class():
+    counts = [50, 4, 30, 30, 30, 30, 30]
+    # share 70 // 7 = 10; Fear gives its 4, the other 66 split over 6 classes = 11 each
+    assert labeled_budget("balanced", 70, counts, CLASS_NAMES).tolist() == [
+        11,
+        4,
+        11,
+        11,
+        11,
+        11,
+        11,
+    ]
+    # 71: 67 over 6 = 11 rest 1, which goes to Surprise (50 images, the most)
+    per_class = labeled_budget("balanced", 71, counts, CLASS_NAMES)
+    assert per_class.tolist() == [12, 4, 11, 11, 11, 11, 11]
+
+
+def test_balanced_budget_cascades_until_stable():
+    counts = [100, 3, 12, 100, 100, 100, 100]
+    # share 10: Fear gives 3; 67 / 6 = 11 → Disgust (12) still fits; 67 = 6*11 + 1 → Surprise +1
+    assert labeled_budget("balanced", 70, counts, CLASS_NAMES).tolist() == [
+        12,
+        3,
+        11,
+        11,
+        11,
+        11,
+        11,
+    ]
+    counts = [100, 3, 8, 100, 100, 100, 100]
+    # Fear 3, then share 11 > Disgust's 8: Disgust gives 8, 59 over 5 = 11 rest 4
+    per_class = labeled_budget("balanced", 70, counts, CLASS_NAMES)
+    assert per_class.tolist() == [12, 3, 8, 12, 12, 12, 11]
+    assert per_class.sum() == 70 and (per_class <= counts).all()
+
+
+def test_budget_errors_and_all_labeled():
+    with pytest.raises(ValueError, match="exceeds the 12271"):
+        labeled_budget("balanced", 12272, RAF_TRAIN_COUNTS, CLASS_NAMES)
+    with pytest.raises(ValueError, match="unknown split rule"):
+        labeled_budget("fixed", 100, RAF_TRAIN_COUNTS, CLASS_NAMES)
+    everything = labeled_budget("rafdb", -1, RAF_TRAIN_COUNTS, CLASS_NAMES)
+    assert everything.tolist() == list(RAF_TRAIN_COUNTS)
+
+
+def test_make_split_counts_disjoint_cover_and_sorted():
+    data = fake_data(RAF_TRAIN_COUNTS)
+    split = make_split(data, 100, seed=0)
+    labels = data.train.labels
+    assert np.bincount(labels[split.labeled], minlength=7).tolist() == [15, 10, 15, 15, 15, 15, 15]
+    assert split.per_class["Fear"] == 10 and split.per_class["Neutral"] == 15
+    both = np.concatenate([split.labeled, split.unlabeled])
+    assert len(np.intersect1d(split.labeled, split.unlabeled)) == 0
+    assert np.array_equal(np.sort(both), np.arange(len(labels)))
+    assert (np.diff(split.labeled) > 0).all() and (np.diff(split.unlabeled) > 0).all()
+    assert len(split.val) == 0 and split.rule == "rafdb"
+
+
+def test_make_split_deterministic_per_seed():
+    data = fake_data(RAF_TRAIN_COUNTS)
+    first, again = make_split(data, 400, seed=3), make_split(data, 400, seed=3)
+    other = make_split(data, 400, seed=4)
+    assert np.array_equal(first.labeled, again.labeled)
+    assert not np.array_equal(first.labeled, other.labeled)
+    assert np.bincount(data.train.labels[other.labeled]).tolist() == [60, 40, 60, 60, 60, 60, 60]
+
+
+def test_val_carve_out_is_stratified_and_disjoint():
+    counts = [100, 50, 20, 200, 100, 40, 60]
+    data = fake_data(counts, rule="balanced")
+    split = make_split(data, 70, seed=1, val_fraction=0.1)
+    labels = data.train.labels
+    assert np.bincount(labels[split.val], minlength=7).tolist() == [10, 5, 2, 20, 10, 4, 6]
+    parts = np.concatenate([split.labeled, split.unlabeled, split.val])
+    assert np.array_equal(np.sort(parts), np.arange(len(labels)))
+    assert split.per_class == {name: 10 for name in CLASS_NAMES}
+
+
+def test_unlabeled_training_entries_stay_unlabeled():
+    data = fake_data([5] * 7, rule="balanced")
+    data.train.labels[:4] = -1
+    split = make_split(data, 7, seed=0)
+    assert set(range(4)) <= set(split.unlabeled.tolist())
+    assert len(split.labeled) == 7
+
+
+def test_save_load_round_trip(tmp_path):
+    data = fake_data(RAF_TRAIN_COUNTS)
+    split = make_split(data, 1000, seed=2, val_fraction=0.05)
+    path = tmp_path / "split.json"
+    split.save(path)
+    loaded = load_split(path, data)
+    for part in ("labeled", "unlabeled", "val"):
+        assert np.array_equal(getattr(loaded, part), getattr(split, part))
+    assert (loaded.seed, loaded.rule, loaded.num_labels) == (2, "rafdb", 1000)
+    assert loaded.per_class == split.per_class and loaded.source_hash == source_hash(data.train)
+    assert loaded.labeled.dtype == np.int64
+    assert Split.load(path).counts()["labeled"] == 1000
+
+
+def test_load_split_rejects_another_label_list(tmp_path):
+    data = fake_data(RAF_TRAIN_COUNTS)
+    path = tmp_path / "split.json"
+    make_split(data, 100, seed=0).save(path)
+    relabeled = fake_data(RAF_TRAIN_COUNTS)
+    relabeled.train.labels[0] = (relabeled.train.labels[0] + 1) % 7
+    with pytest.raises(ValueError, match="another dataset or label list"):
+        load_split(path, relabeled)
+    with pytest.raises(ValueError, match="another dataset or label list"):
+        load_split(path, fake_data([10] * 7))
+
+
+def test_load_split_rejects_corrupt_indices(tmp_path):
+    data = fake_data([10] * 7, rule="balanced")
+    split = make_split(data, 14, seed=0)
+    bad = Split(
+        split.labeled,
+        split.unlabeled[:-1],
+        split.val,
+        0,
+        "balanced",
+        14,
+        split.per_class,
+        split.source_hash,
+    )
+    bad.save(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="exactly once"):
+        load_split(tmp_path / "bad.json", data)
+    with pytest.raises(FileNotFoundError, match="split file not found"):
+        load_split(tmp_path / "missing.json", data)
+
+
+def test_source_hash_depends_on_ids_and_labels():
+    data = fake_data([3] * 7)
+    base = source_hash(data.train)
+    assert len(base) == 16 and base == source_hash(fake_data([3] * 7).train)
+    renamed = data.train.subset(np.arange(len(data.train)))
+    renamed.ids[0] = "other.jpg"
+    assert source_hash(renamed) != base
+
+
+def test_stratified_holdout_is_seeded_and_per_class():
+    labels = np.repeat(np.arange(3), [10, 20, 5])
+    held = stratified_holdout(labels, 0.2, seed=0)
+    assert np.bincount(labels[held]).tolist() == [2, 4, 1]
+    assert np.array_equal(held, stratified_holdout(labels, 0.2, seed=0))
+    assert not np.array_equal(held, stratified_holdout(labels, 0.2, seed=1))

@@ -306,3 +306,20 @@ def test_state_dict_round_trip():
         assert torch.equal(getattr(other, key), value), key
     with pytest.raises(ValueError, match="expected"):
         other.load_state_dict({"label": lion.label})
+
+
+def test_optional_candidate_loss_trains_ambiguous_samples_toward_their_weights():
+    probs_w, probs_s = [[0.5, 0.3, 0.2]], [[0.5, 0.3, 0.2]]
+    batch = Batch(rows([[0.45, 0.40, 0.15]], [[1.0, 0.0]]), T([1]), T([0]),
+                  rows(probs_w, [[0.0, 1.0]]), rows(probs_s, [[0.0, 1.0]]), T([0]))
+    losses = {}
+    for mode in ("none", "candidates"):
+        lion = make_lion([1], num_unlabeled=1, ema_momentum=0.5, use_negative_learning=False,
+                         use_negative_consistency=False, ambiguous_loss=mode)
+        lion.prototypes[:] = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+        lion.prototype_ready[:] = True
+        losses[mode] = lion.step(Passthrough(3), batch, Progress(0, 10)).loss.item()
+    assert losses["none"] == 0.0  # the paper: no loss for an ambiguous sample
+    target = T([0.725, 0.2]) / 0.925  # its candidate weights after Eq. 5, normalised
+    expected = -(target * torch.log(T([0.45, 0.40]))).sum().item()
+    assert losses["candidates"] == pytest.approx(expected, rel=1e-5)

@@ -96,3 +96,22 @@ def test_nan_loss_stops_naming_the_step(tiny_cfg, tmp_path):
         train(cfg, tmp_path / "run", progress=False)
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(records[-1])["event"] == "error"
+
+
+def test_ctrl_c_saves_a_checkpoint_first(tiny_cfg, tmp_path, monkeypatch):
+    from lionfer.trainer import Trainer
+
+    original = Trainer._train_step
+
+    def interrupt_at_step_3(self, lb, ulb):
+        if self.step == 3:
+            raise KeyboardInterrupt
+        original(self, lb, ulb)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupt_at_step_3)
+    cfg = tiny_cfg("algorithm.name=fixmatch")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 3
+    monkeypatch.setattr(Trainer, "_train_step", original)
+    assert train(cfg, tmp_path / "run", resume=True, progress=False)["steps"] == 12

@@ -39,6 +39,9 @@ class LionConfig:
     use_disambiguation: bool = True
     use_negative_learning: bool = True
     use_negative_consistency: bool = True
+    # "none" (paper): an ambiguous sample gets no loss until it is relabeled; "candidates"
+    # (extension): soft CE toward its normalised candidate weights.
+    ambiguous_loss: str = "none"
 
     def __post_init__(self) -> None:
         for name in (
@@ -50,6 +53,11 @@ class LionConfig:
             "disambiguation_start",
         ):
             check(0.0 <= getattr(self, name) <= 1.0, f"algorithm.{name}", "must lie in [0, 1]")
+        check(
+            self.ambiguous_loss in ("none", "candidates"),
+            "algorithm.ambiguous_loss",
+            f"must be none or candidates, got {self.ambiguous_loss!r}",
+        )
 
 
 # ---- Equations as pure functions of detached tensors ----
@@ -173,10 +181,9 @@ class Lion(Algorithm):
         )
         probs_lb = logits_lb.detach().float().softmax(dim=1)
         probs_w = logits_w.float().softmax(dim=1)
-        probs_w_detached = probs_w.detach()
         labels = self.label[batch.idx_lb]
         clear = split_clear(probs_lb, labels, cfg.clear_threshold)
-        confidence, pseudo_labels = probs_w_detached.max(dim=1)
+        confidence, pseudo_labels = probs_w.detach().max(dim=1)
         reliable = confidence >= cfg.reliable_threshold
         with torch.no_grad():
             update_prototypes(
@@ -193,37 +200,59 @@ class Lion(Algorithm):
                 pseudo_labels[reliable],
                 cfg.ema_momentum,
             )
-        disambiguate = cfg.use_disambiguation and progress.fraction >= cfg.disambiguation_start
-        if disambiguate:
-            self._disambiguate(batch.idx_lb, clear, probs_lb, q_lb.detach().float(), progress.step)
-            loss_sup = masked_cross_entropy(logits_lb, labels, clear)
-        else:
-            loss_sup = F.cross_entropy(logits_lb, labels)
-        loss_reliable = masked_cross_entropy(logits_s, pseudo_labels, reliable)
-        loss = loss_sup + cfg.lambda_reliable * loss_reliable
         logs = {
-            "loss_sup": loss_sup.item(),
-            "loss_reliable": loss_reliable.item(),
-            "mask_rate": reliable.float().mean().item(),
             "clear_rate": clear.float().mean().item(),
+            "mask_rate": reliable.float().mean().item(),
         }
-        unreliable = ~reliable
-        if (cfg.use_negative_learning or cfg.use_negative_consistency) and unreliable.any():
-            idx = batch.idx_ulb[unreliable]
-            rows = grow_complementary(
-                self.bank[idx], probs_w_detached[unreliable], cfg.complementary_threshold
-            )
-            self.bank[idx] = rows
-            if cfg.use_negative_learning:
-                loss_nl = negative_learning_loss(rows, probs_w[unreliable])
-                loss = loss + cfg.lambda_negative * loss_nl
-                logs["loss_nl"] = loss_nl.item()
-            if cfg.use_negative_consistency:
-                probs_s = logits_s.float().softmax(dim=1)[unreliable]
-                loss_nc = negative_consistency_loss(rows, probs_s)
-                loss = loss + cfg.lambda_consistency * loss_nc
-                logs["loss_nc"] = loss_nc.item()
+        loss = self._labeled_loss(
+            logits_lb, labels, clear, probs_lb, q_lb, batch.idx_lb, progress, logs
+        )
+        loss_reliable = masked_cross_entropy(logits_s, pseudo_labels, reliable)
+        logs["loss_reliable"] = loss_reliable.item()
+        loss = loss + cfg.lambda_reliable * loss_reliable
+        if (cfg.use_negative_learning or cfg.use_negative_consistency) and not reliable.all():
+            loss = loss + self._negative_loss(probs_w, logits_s, ~reliable, batch.idx_ulb, logs)
         return StepOutput(loss, logs, pseudo_labels, reliable)
+
+    def _labeled_loss(self, logits_lb, labels, clear, probs_lb, q_lb, idx, progress, logs):
+        """L_S (Eq. 2) after Eqs. 4–6 have updated the state; all labels during warm-up."""
+        cfg = self.cfg
+        if not cfg.use_disambiguation or progress.fraction < cfg.disambiguation_start:
+            loss = F.cross_entropy(logits_lb, labels)
+            logs["loss_sup"] = loss.item()
+            return loss
+        self._disambiguate(idx, clear, probs_lb, q_lb.detach().float(), progress.step)
+        loss = masked_cross_entropy(logits_lb, labels, clear)
+        logs["loss_sup"] = loss.item()
+        ambiguous = self.ambiguous[idx] & ~clear
+        if cfg.ambiguous_loss == "candidates" and ambiguous.any():
+            weights = self.weights[idx][ambiguous].clamp_min(0) * self.candidates[idx][ambiguous]
+            target = weights + 1e-8 * self.candidates[idx][ambiguous]  # all-zero rows: uniform
+            target = target / target.sum(dim=1, keepdim=True)
+            log_probs = logits_lb[ambiguous].float().log_softmax(dim=1)
+            loss_ambiguous = -(target * log_probs).sum(dim=1).mean()
+            logs["loss_ambiguous"] = loss_ambiguous.item()
+            loss = loss + loss_ambiguous
+        return loss
+
+    def _negative_loss(self, probs_w, logits_s, unreliable, idx_ulb, logs):
+        """Eq. 9 grows the bank rows of this batch's unreliable samples; λ2 L_NL + λ3 L_NC."""
+        cfg = self.cfg
+        idx = idx_ulb[unreliable]
+        rows = grow_complementary(
+            self.bank[idx], probs_w.detach()[unreliable], cfg.complementary_threshold
+        )
+        self.bank[idx] = rows
+        loss = probs_w.sum() * 0.0
+        if cfg.use_negative_learning:
+            loss_nl = negative_learning_loss(rows, probs_w[unreliable])
+            logs["loss_nl"] = loss_nl.item()
+            loss = loss + cfg.lambda_negative * loss_nl
+        if cfg.use_negative_consistency:
+            loss_nc = negative_consistency_loss(rows, logits_s.float().softmax(dim=1)[unreliable])
+            logs["loss_nc"] = loss_nc.item()
+            loss = loss + cfg.lambda_consistency * loss_nc
+        return loss
 
     def _disambiguate(self, idx, clear, probs, features, step: int) -> None:
         """Eqs. 4–6 for this batch's labeled samples (state updates only)."""

@@ -21,6 +21,7 @@ from lionfer.data.checks import (
     check_label_ids,
     check_listed_files,
     drop_duplicates,
+    parse_int,
     require_dir,
     require_file,
 )
@@ -259,21 +260,6 @@ def small_npy(data: bytes) -> np.ndarray | None:
     if dtype.hasobject or len(data) - end != count * dtype.itemsize:
         return None
     return np.frombuffer(data, dtype=dtype, count=count, offset=end)
-
-
-def parse_int(text: str, column: str, where: str) -> int:
-    """An integer field ("3" or "3.0"); anything else names the place and the column."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        number = float("nan")
-    if not number.is_integer():
-        raise ValueError(f"{where}: {column} is {text.strip()!r}, expected an integer")
-    return int(number)
 
 
 def affectnet_keep(

@@ -1,6 +1,7 @@
 """Shared checks for dataset readers: expected files and folders, listed files that are missing,
-duplicate entries and out-of-range label ids. Each failure names the file (and line) and the fix;
-with data.skip_bad the missing files are dropped instead and counted in a note.
+duplicate entries, out-of-range label ids, number fields and config options a reader cannot use.
+Each failure names the file (and line) and the fix; with data.skip_bad the missing files are
+dropped instead and counted in a note.
 """
 
 from __future__ import annotations
@@ -28,6 +29,42 @@ def require_dir(path: str | Path, what: str, fix: str) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"{what} not found: expected the folder {path}. {fix}")
     return path
+
+
+def require_seven(cfg, name: str) -> None:
+    """A dataset without a Contempt class and without layout variants (7-class mode only)."""
+    if cfg.num_classes != 7:
+        raise ValueError(f"{name} has no Contempt class; set data.num_classes=7")
+    refuse_variant(cfg, name)
+
+
+def refuse_variant(cfg, name: str) -> None:
+    """Only AffectNet ships in more than one layout."""
+    if cfg.variant:
+        raise ValueError(f"{name}: data.variant is not used; leave it empty (got {cfg.variant!r})")
+
+
+def parse_int(text: str, column: str, where: str) -> int:
+    """An integer field ("3" or "3.0"); anything else names the place and the column."""
+    try:
+        return int(text)  # exact for any size, where float() would round past 2**53
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer():
+        raise ValueError(f"{where}: {column} is {text.strip()!r}, expected an integer")
+    return int(number)
+
+
+def parse_float(text: str, column: str, where: str) -> float:
+    """A number field; anything else names the place and the column."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: {column} is {text!r}, expected a number") from None
 
 
 def check_listed_files(

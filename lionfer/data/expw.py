@@ -16,9 +16,13 @@ from lionfer.data.checks import (
     check_label_ids,
     check_listed_files,
     drop_duplicates,
+    parse_float,
+    parse_int,
     require_dir,
     require_file,
+    require_seven,
 )
+from lionfer.data.splits import hold_out
 from lionfer.registry import DATASETS
 
 LABEL_LIST = "label/label.lst"  # 91,793 faces in the release (a secondary-source count)
@@ -45,10 +49,7 @@ class FaceList:
 @DATASETS.register("expw", "ExpW: in-the-wild faces (boxes in label.lst); seeded 20% held out")
 def load(cfg, seed: int) -> FERData:
     """Read ExpW from cfg.root; the test split depends only on cfg.data_seed and the list."""
-    if cfg.num_classes != 7:
-        raise ValueError("expw has no Contempt class; set data.num_classes=7")
-    if cfg.variant:
-        raise ValueError(f"expw: data.variant is not used; leave it empty (got {cfg.variant!r})")
+    require_seven(cfg, "expw")
     if not cfg.root:
         raise ValueError(f"expw: data.root is empty. {FIX}")
     root = require_dir(cfg.root, "ExpW root", FIX)
@@ -71,17 +72,17 @@ def load(cfg, seed: int) -> FERData:
         ids=[f"{faces.names[i]}#{faces.face_ids[i]}" for i in idx],
         boxes=faces.boxes[idx],
     )
-    test = stratified_holdout(faces_set.labels, TEST_FRACTION, cfg.data_seed)
+    train, test = hold_out(faces_set, TEST_FRACTION, cfg.data_seed)
     split_note = (
         f"expw: no official split; lionfer holds out a stratified {TEST_FRACTION:.0%} of faces "
-        f"as test (data_seed={cfg.data_seed}): {int((~test).sum())} train, {int(test.sum())} test. "
+        f"as test (data_seed={cfg.data_seed}): {len(train)} train, {len(test)} test. "
         "Publish data_seed with results"
     )
     return FERData(
         name="expw",
         class_names=labels.class_names(7),
-        train=faces_set.subset(np.flatnonzero(~test)),
-        test=faces_set.subset(np.flatnonzero(test)),
+        train=train,
+        test=test,
         split_rule="balanced",
         notes=notes + more + missing + [split_note],
     )
@@ -115,28 +116,3 @@ def read_label_list(path: Path) -> FaceList:
     return FaceList(
         names, face_ids, np.asarray(boxes, dtype=np.int64), np.asarray(expression), lines
     )
-
-
-def stratified_holdout(classes: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """(N,) bool test mask: round(fraction * n_c) of each class c, drawn with a seeded shuffle."""
-    rng = np.random.default_rng(seed)
-    test = np.zeros(len(classes), dtype=bool)
-    for c in np.unique(classes).tolist():
-        members = rng.permutation(np.flatnonzero(classes == c))
-        test[members[: int(round(fraction * len(members)))]] = True
-    return test
-
-
-def parse_int(text: str, column: str, where: str) -> int:
-    """An integer field; anything else names the place and the column."""
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{where}: {column} is {text!r}, expected an integer") from None
-
-
-def parse_float(text: str, column: str, where: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{where}: {column} is {text!r}, expected a number") from None

@@ -17,7 +17,14 @@ import numpy as np
 
 from lionfer import labels
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import check_label_ids, drop_duplicates, require_file
+from lionfer.data.checks import (
+    check_label_ids,
+    drop_duplicates,
+    parse_int,
+    refuse_variant,
+    require_file,
+    require_seven,
+)
 from lionfer.registry import DATASETS
 
 SIDE = 48
@@ -292,32 +299,8 @@ def csv_records(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dic
             yield reader.line_num, {c: row[i].strip() for c, i in index.items()}
 
 
-def parse_int(text: str, column: str, where: str) -> int:
-    """An integer field ("3" or "3.0"); anything else names the place and the column."""
-    try:
-        number = float(text)
-    except ValueError:
-        number = float("nan")
-    if not number.is_integer():
-        raise ValueError(f"{where}: {column} is {text!r}, expected an integer")
-    return int(number)
-
-
 def resolve(cfg, name: str, relative: str) -> Path:
     """A file under cfg.root (an absolute relative path stands alone)."""
     if not cfg.root and not Path(relative).is_absolute():
         raise ValueError(f"{name}: data.root is empty; set it to the dataset folder")
     return Path(cfg.root) / relative
-
-
-def require_seven(cfg, name: str) -> None:
-    """FER2013 has no Contempt class, and no layout variants."""
-    if cfg.num_classes != 7:
-        raise ValueError(f"{name} has no Contempt class; set data.num_classes=7")
-    refuse_variant(cfg, name)
-
-
-def refuse_variant(cfg, name: str) -> None:
-    """Only AffectNet ships in more than one layout."""
-    if cfg.variant:
-        raise ValueError(f"{name}: data.variant is not used; leave it empty (got {cfg.variant!r})")

@@ -12,7 +12,7 @@ import numpy as np
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import list_images, require_dir
-from lionfer.data.splits import stratified_holdout
+from lionfer.data.splits import hold_out
 from lionfer.registry import DATASETS
 
 HOLDOUT = 0.2  # test fraction held out when the data has no test split
@@ -95,16 +95,13 @@ def image_set(paths: list[Path], labels, root: Path, test: bool) -> ImageSet:
 
 def holdout_test(train: ImageSet, seed: int) -> tuple[ImageSet, ImageSet, str]:
     """Split a seeded stratified HOLDOUT fraction of train off as the test set."""
-    test_index = stratified_holdout(train.labels, HOLDOUT, seed)
-    keep = np.ones(len(train), dtype=bool)
-    keep[test_index] = False
-    test = train.subset(test_index)
+    rest, test = hold_out(train, HOLDOUT, seed)
     test.true_labels = test.labels.copy()
     note = (
         f"no test split: held out a stratified {HOLDOUT:.0%} of train as test "
-        f"({len(test_index)} images, data.data_seed={seed})"
+        f"({len(test)} images, data.data_seed={seed})"
     )
-    return train.subset(np.flatnonzero(keep)), test, note
+    return rest, test, note
 
 
 def read_unlabeled(folder: str) -> tuple[ImageSet, str]:

@@ -180,6 +180,15 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.nda
     return stratified_pick(labels, fraction, np.random.default_rng(seed))
 
 
+def hold_out(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """(rest, held out): images split by stratified_holdout, e.g. into train and a test set for
+    data that ships without one. Both parts keep the original order."""
+    held = stratified_holdout(images.labels, fraction, seed)
+    rest = np.ones(len(images), dtype=bool)
+    rest[held] = False
+    return images.subset(np.flatnonzero(rest)), images.subset(held)
+
+
 def make_split(
     data: FERData, num_labels: int, seed: int, val_fraction: float = 0.0, rule: str | None = None
 ) -> Split:

@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lionfer.cli import DEFAULT_CONFIG
 from lionfer.config import load_config, replace
 from lionfer.report import comparison_table
 from lionfer.trainer import train
@@ -26,7 +27,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--algorithms", nargs="+", default=["supervised", "fixmatch", "lion"])
     args = parser.parse_args()
-    base = load_config(None, args.overrides)
+    base = load_config(DEFAULT_CONFIG, args.overrides)  # the embedded default, CPU scale
     summaries = []
     for seed in args.seeds:
         for name in args.algorithms:

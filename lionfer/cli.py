@@ -14,12 +14,14 @@ from lionfer.config import ConfigError, load_config, replace, to_toml
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = PACKAGED_CONFIGS / "default.toml"
 
 
 def split_config_args(items: list[str]) -> tuple[Path | None, list[str]]:
-    """[CONFIG] [key=value ...]: the first item without '=' is a TOML file or a packaged config."""
+    """[CONFIG] [key=value ...]: the first item without '=' is a TOML file or a packaged config;
+    without one, the packaged default.toml (the embedded data at CPU scale)."""
     if not items or "=" in items[0]:
-        return None, items
+        return DEFAULT_CONFIG, items
     name, overrides = items[0], items[1:]
     for bad in overrides:
         if "=" not in bad:
@@ -100,6 +102,7 @@ def format_summary(summary: dict, out: Path) -> str:
         if r.get("recall") is not None:
             line += f", recall {r['recall']:.3f}"
         lines.append(line + f" (see {out / 'relabels.csv'})")
+    lines += [f"warning: {w}" for w in summary.get("warnings", [])]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from lionfer.cli import DEFAULT_CONFIG
 from lionfer.config import load_config, replace
 from lionfer.report import comparison_table
 from lionfer.trainer import train
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     summaries = []
     for name in ALGORITHMS:
-        cfg = replace(load_config(None, overrides), f"algorithm.name={name}")
+        cfg = replace(load_config(DEFAULT_CONFIG, overrides), f"algorithm.name={name}")
         print(
             f"\n== {name}: {cfg.data.dataset}, {cfg.data.num_labels} labels, "
             f"{cfg.train.steps} steps, {cfg.model.name} ==",

@@ -26,7 +26,7 @@ from lionfer.data.loaders import eval_loader, stream_loader
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.ema import ModelEMA
 from lionfer.metrics import confusion_matrix
-from lionfer.models import build_model
+from lionfer.models import build_model, load_pretrained
 from lionfer.registry import ALGORITHMS
 
 
@@ -47,21 +47,23 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    has_run = out.exists() and any(out.iterdir())
+def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to touch an existing run unless resuming or asked to overwrite it."""
     if resume:
         last = out / "checkpoints" / "last.pt"
         if not last.is_file():
             raise FileNotFoundError(f"nothing to resume: {last} is missing")
-        return
-    if has_run and not overwrite:
+    elif out.exists() and any(out.iterdir()) and not overwrite:
         raise RunExistsError(
             f"run folder {out} already holds a run; pass --resume to continue it, --overwrite to "
             "replace it, or choose another --out"
         )
-    if has_run:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def create_run_dir(out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)  # only reached with overwrite=True (see check_run_dir)
+    out.mkdir(parents=True)
 
 
 @torch.no_grad()
@@ -116,12 +118,17 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.run_data = run_data or build_run_data(cfg.data, cfg.seed)
         self.metrics_path = self.out / "metrics.jsonl"
+        self._build()
 
     def _build(self) -> None:
         cfg, rd = self.cfg, self.run_data
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-        self.model = build_model(cfg.model, rd.num_classes).to(self.device)
+        self.model = build_model(dataclasses.replace(cfg.model, pretrained=""), rd.num_classes)
+        self.weights_message = "random init"
+        if cfg.model.pretrained:
+            self.weights_message = load_pretrained(self.model, cfg.model.pretrained)
+        self.model.to(self.device)
         self.ema = ModelEMA(self.model, cfg.train.ema_decay)
         info = AlgorithmInfo(
             rd.num_classes,
@@ -250,7 +257,6 @@ class Trainer:
     def fit(self, resume: bool = False, stop_after: int | None = None) -> dict | None:
         """Train to cfg.train.steps (or stop early after `stop_after` steps of this call, saving
         a checkpoint). Returns the summary, or None when stopped early."""
-        self._build()
         if resume:
             self._restore(load_checkpoint(self.out / "checkpoints" / "last.pt"))
         else:
@@ -261,6 +267,7 @@ class Trainer:
                     "event": "start",
                     "num_labeled": len(self.run_data.labeled),
                     "num_unlabeled": len(self.run_data.unlabeled),
+                    "weights": self.weights_message,
                     "notes": self.run_data.data.notes,
                 }
             )
@@ -361,14 +368,13 @@ def train(
 ) -> dict | None:
     """Train one run into `out`; on resume the run's saved config is used."""
     out = Path(out)
-    prepare_run_dir(out, resume, overwrite)
+    check_run_dir(out, resume, overwrite)
     if resume:
         cfg = load_config(out / "config.toml")  # a resumed run continues with its own config
-        run_data = build_run_data(
-            dataclasses.replace(cfg.data, split_file=str(out / "split.json")), cfg.seed
-        )
+        split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
+        trainer = Trainer(cfg, out, build_run_data(split, cfg.seed), progress, command)
     else:
+        trainer = Trainer(cfg, out, progress=progress, command=command)  # data and model first,
+        create_run_dir(out)  # so a bad root or weights file leaves no half-made run behind
         save_config(cfg, out / "config.toml")
-        run_data = None
-    trainer = Trainer(cfg, out, run_data, progress=progress, command=command)
     return trainer.fit(resume=resume, stop_after=stop_after)

@@ -310,12 +310,24 @@ def test_state_dict_round_trip():
 
 def test_optional_candidate_loss_trains_ambiguous_samples_toward_their_weights():
     probs_w, probs_s = [[0.5, 0.3, 0.2]], [[0.5, 0.3, 0.2]]
-    batch = Batch(rows([[0.45, 0.40, 0.15]], [[1.0, 0.0]]), T([1]), T([0]),
-                  rows(probs_w, [[0.0, 1.0]]), rows(probs_s, [[0.0, 1.0]]), T([0]))
+    batch = Batch(
+        rows([[0.45, 0.40, 0.15]], [[1.0, 0.0]]),
+        T([1]),
+        T([0]),
+        rows(probs_w, [[0.0, 1.0]]),
+        rows(probs_s, [[0.0, 1.0]]),
+        T([0]),
+    )
     losses = {}
     for mode in ("none", "candidates"):
-        lion = make_lion([1], num_unlabeled=1, ema_momentum=0.5, use_negative_learning=False,
-                         use_negative_consistency=False, ambiguous_loss=mode)
+        lion = make_lion(
+            [1],
+            num_unlabeled=1,
+            ema_momentum=0.5,
+            use_negative_learning=False,
+            use_negative_consistency=False,
+            ambiguous_loss=mode,
+        )
         lion.prototypes[:] = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
         lion.prototype_ready[:] = True
         losses[mode] = lion.step(Passthrough(3), batch, Progress(0, 10)).loss.item()
@@ -323,3 +335,26 @@ def test_optional_candidate_loss_trains_ambiguous_samples_toward_their_weights()
     target = T([0.725, 0.2]) / 0.925  # its candidate weights after Eq. 5, normalised
     expected = -(target * torch.log(T([0.45, 0.40]))).sum().item()
     assert losses["candidates"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_warns_when_disambiguation_starts_with_few_clear_images():
+    lion = make_lion(
+        [0, 1],
+        disambiguation_start=0.5,
+        use_negative_learning=False,
+        use_negative_consistency=False,
+    )
+    probs_w, probs_s, feats = unlabeled_batch()
+    unsure = Batch(
+        rows([[0.5, 0.3, 0.2], [0.3, 0.5, 0.2]], feats),
+        T([0, 1]),
+        T([0, 1]),
+        rows(probs_w, feats),
+        rows(probs_s, feats),
+        T([0, 1]),
+    )
+    lion.step(Passthrough(3), unsure, Progress(0, 10))
+    with pytest.warns(UserWarning, match="only 0% of labeled"):
+        lion.step(Passthrough(3), unsure, Progress(5, 10))
+    summary = lion.summary()
+    assert summary["clear_rate_at_disambiguation"] == 0.0 and "warnings" in summary

@@ -115,3 +115,25 @@ def test_ctrl_c_saves_a_checkpoint_first(tiny_cfg, tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 3
     monkeypatch.setattr(Trainer, "_train_step", original)
     assert train(cfg, tmp_path / "run", resume=True, progress=False)["steps"] == 12
+
+
+def test_pretrained_weights_are_loaded_and_reported(tiny_cfg, tmp_path):
+    from types import SimpleNamespace
+
+    from lionfer.models import build_model
+
+    source = build_model(SimpleNamespace(name="cnn_small", pretrained="", dropout=0.5), 7)
+    torch.save(source.state_dict(), tmp_path / "weights.pt")
+    cfg = tiny_cfg(
+        "algorithm.name=supervised",
+        "train.steps=2",
+        "train.eval_every=2",
+        f"model.pretrained={tmp_path / 'weights.pt'}",
+    )
+    train(cfg, tmp_path / "run", progress=False)
+    start = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["weights"].startswith("loaded") and "weights.pt" in start["weights"]
+    missing = tiny_cfg(f"model.pretrained={tmp_path / 'nope.pt'}")
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        train(missing, tmp_path / "run2", progress=False)
+    assert not (tmp_path / "run2").exists()  # a failed start leaves no run folder behind

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,18 @@ class LionConfig:
             "algorithm.ambiguous_loss",
             f"must be none or candidates, got {self.ambiguous_loss!r}",
         )
+
+
+LOW_CLEAR_RATE = 0.5
+
+
+def low_clear_message(rate: float, step: int) -> str:
+    return (
+        f"LION began label disambiguation at step {step} with only {100 * rate:.0f}% of labeled "
+        "images clear (max p ≥ τ and argmax = label); the others get no loss until relabeled, so "
+        "training can collapse. Train longer, raise algorithm.disambiguation_start or train.lr, "
+        "or lower algorithm.clear_threshold."
+    )
 
 
 # ---- Equations as pure functions of detached tensors ----
@@ -159,6 +172,11 @@ class Lion(Algorithm):
         self.prototypes = torch.zeros(c, info.feature_dim)
         self.prototype_ready = torch.zeros(c, dtype=torch.bool)
         self.bank = torch.zeros(n, c, dtype=torch.bool)  # complementary label bank
+        # Running clear rate of labeled batches, and its value when disambiguation began: when
+        # few labeled images are clear then, L_S vanishes and the run can collapse.
+        self.clear_ema = torch.zeros(())
+        self.clear_steps = torch.zeros((), dtype=torch.long)
+        self.clear_at_start = torch.full((), -1.0)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         names = (
@@ -171,6 +189,9 @@ class Lion(Algorithm):
             "prototypes",
             "prototype_ready",
             "bank",
+            "clear_ema",
+            "clear_steps",
+            "clear_at_start",
         )
         return {name: getattr(self, name) for name in names}
 
@@ -217,10 +238,17 @@ class Lion(Algorithm):
     def _labeled_loss(self, logits_lb, labels, clear, probs_lb, q_lb, idx, progress, logs):
         """L_S (Eq. 2) after Eqs. 4–6 have updated the state; all labels during warm-up."""
         cfg = self.cfg
+        self.clear_ema.lerp_(clear.float().mean().to(self.clear_ema), 0.05)
+        self.clear_steps += 1
         if not cfg.use_disambiguation or progress.fraction < cfg.disambiguation_start:
             loss = F.cross_entropy(logits_lb, labels)
             logs["loss_sup"] = loss.item()
             return loss
+        if self.clear_at_start < 0:
+            rate = self.clear_ema / (1 - 0.95 ** self.clear_steps.float())  # bias-corrected
+            self.clear_at_start.copy_(rate)
+            if rate < LOW_CLEAR_RATE:
+                warnings.warn(low_clear_message(float(rate), progress.step), stacklevel=2)
         self._disambiguate(idx, clear, probs_lb, q_lb.detach().float(), progress.step)
         loss = masked_cross_entropy(logits_lb, labels, clear)
         logs["loss_sup"] = loss.item()
@@ -284,6 +312,7 @@ class Lion(Algorithm):
         current = self.label.cpu().numpy()
         out = {
             "relabel": relabel_metrics(given, current, true_labeled),
+            "clear_rate_at_disambiguation": float(self.clear_at_start),
             "ambiguous_now": int(self.ambiguous.sum()),
         }
         sizes = self.bank.sum(dim=1).float()
@@ -298,4 +327,7 @@ class Lion(Algorithm):
             wrong = int(self.bank[known, truth[known]].sum())  # the bank excludes the true class
             clb["correct_fraction"] = 1.0 - wrong / entries if entries else None
         out["clb"] = clb
+        start = float(self.clear_at_start)
+        if 0 <= start < LOW_CLEAR_RATE:
+            out["warnings"] = [low_clear_message(start, -1).replace(" at step -1", "")]
         return out

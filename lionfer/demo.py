@@ -40,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  relabel precision {r['precision']:.2f} (corrections that are right), "
             f"recall {r['recall']:.2f} (wrong labels fixed)"
         )
-    if "correct_fraction" in clb:
+    if clb.get("correct_fraction") is not None:
         print(
             f"  complementary label bank: {clb['mean_size']:.2f} classes per unlabeled face, "
             f"{100 * clb['correct_fraction']:.1f}% of entries correctly exclude the face's class"
         )
     print(f"  corrected labels: {root / 'lion' / 'relabels.csv'}")
+    for warning in lion.get("warnings", []):
+        print(f"warning: {warning}")
     return 0
 
 

@@ -5,17 +5,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from lionfer.checkpoint import load_checkpoint
 from lionfer.config import load_config
-from lionfer.data import transforms
-from lionfer.data.loaders import eval_loader
 from lionfer.data.pipeline import build_run_data
-from lionfer.metrics import confusion_matrix
+from lionfer.metrics import accuracy
 from lionfer.models import build_model
 from lionfer.report import final_figures
-from lionfer.trainer import predict, resolve_device
+from lionfer.trainer import confusion_on, resolve_device
 
 
 def load_run_model(run: Path, checkpoint: str = "last", device: str = "cpu"):
@@ -32,15 +28,12 @@ def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> d
     cfg, model, state = load_run_model(run, checkpoint, device)
     data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
     rd = build_run_data(data_cfg, cfg.seed)
-    tf = transforms.evaluate(cfg.data.image_size, model.mean, model.std)
-    loader = eval_loader(rd.test, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
-    predicted, _ = predict(model, loader, next(model.parameters()).device)
-    cm = confusion_matrix(rd.test.labels, predicted, rd.num_classes)
+    cm = confusion_on(model, rd.test, rd.num_classes, cfg, next(model.parameters()).device)
     return {
         "run": str(run),
         "checkpoint": checkpoint,
         "step": state["step"],
-        "test_acc": float(np.trace(cm) / max(cm.sum(), 1)),
+        "test_acc": accuracy(cm),
         **final_figures(cm, list(rd.data.class_names)),
     }
 

@@ -25,7 +25,7 @@ from lionfer.data import transforms
 from lionfer.data.loaders import eval_loader, stream_loader
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.ema import ModelEMA
-from lionfer.metrics import confusion_matrix
+from lionfer.metrics import accuracy, confusion_matrix
 from lionfer.models import build_model, load_pretrained
 from lionfer.registry import ALGORITHMS
 
@@ -64,6 +64,14 @@ def create_run_dir(out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)  # only reached with overwrite=True (see check_run_dir)
     out.mkdir(parents=True)
+
+
+def confusion_on(model, images, num_classes: int, cfg: Config, device) -> np.ndarray:
+    """The (C, C) test confusion matrix of `model` on an ImageSet, eval transform, no TTA."""
+    tf = transforms.evaluate(cfg.data.image_size, model.mean, model.std)
+    loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
+    predicted, _ = predict(model, loader, device)
+    return confusion_matrix(images.labels, predicted, num_classes)
 
 
 @torch.no_grad()
@@ -216,16 +224,12 @@ class Trainer:
 
     def _evaluate(self) -> dict:
         rd, cfg = self.run_data, self.cfg
-        size, mean, std = cfg.data.image_size, self.model.mean, self.model.std
-        tf = transforms.evaluate(size, mean, std)
         record = {"event": "eval", "step": self.step}
         parts = {"test": rd.test, **({"val": rd.val} if rd.val is not None else {})}
         for part, images in parts.items():
-            loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
             for tag, model in (("", self.ema.module), ("_raw", self.model)):
-                predicted, _ = predict(model, loader, self.device)
-                cm = confusion_matrix(images.labels, predicted, rd.num_classes)
-                record[f"{part}_acc{tag}"] = float(np.trace(cm) / max(cm.sum(), 1))
+                cm = confusion_on(model, images, rd.num_classes, cfg, self.device)
+                record[f"{part}_acc{tag}"] = accuracy(cm)
                 if not tag:
                     record[f"{part}_confusion"] = cm.tolist()
         self.model.train()

@@ -14,8 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lionfer.cli import DEFAULT_CONFIG
-from lionfer.config import load_config, replace
+from lionfer.config import DEFAULT_CONFIG, load_config, replace
 from lionfer.report import comparison_table
 from lionfer.trainer import train
 

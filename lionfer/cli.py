@@ -10,11 +10,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lionfer.config import ConfigError, load_config, replace, to_toml
+from lionfer.config import (
+    DEFAULT_CONFIG,
+    PACKAGED_CONFIGS,
+    ConfigError,
+    load_config,
+    replace,
+    to_toml,
+)
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
-
-PACKAGED_CONFIGS = Path(__file__).parent / "configs"
-DEFAULT_CONFIG = PACKAGED_CONFIGS / "default.toml"
 
 
 def split_config_args(items: list[str]) -> tuple[Path | None, list[str]]:

@@ -16,6 +16,9 @@ from typing import Any, get_type_hints
 
 from lionfer.registry import ALGORITHMS
 
+PACKAGED_CONFIGS = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = PACKAGED_CONFIGS / "default.toml"  # the embedded data at CPU scale
+
 
 class ConfigError(ValueError):
     """A config key or value that lionfer cannot use; the message says how to fix it."""

@@ -44,6 +44,18 @@ def rows(probs, features):
     return torch.cat([torch.log(T(probs)), T(features)], dim=1)
 
 
+def make_batch(probs_lb, feats_lb, labels, idx_lb, probs_w, probs_s, feats_ulb, idx_ulb):
+    """A step's Batch whose probabilities and features are all chosen by the test."""
+    return Batch(
+        rows(probs_lb, feats_lb),
+        T(labels),
+        T(idx_lb),
+        rows(probs_w, feats_ulb),
+        rows(probs_s, feats_ulb),
+        T(idx_ulb),
+    )
+
+
 def make_lion(given, num_unlabeled=4, num_classes=3, dim=2, **overrides):
     cfg = LionConfig(**{"disambiguation_start": 0.0, **overrides})
     info = AlgorithmInfo(num_classes, len(given), num_unlabeled, dim, T(given))
@@ -183,13 +195,8 @@ def test_step_total_loss_matches_eq12_by_hand():
     lion = make_lion([0, 1])
     probs_lb = [[0.90, 0.05, 0.05], [0.50, 0.30, 0.20]]  # clear, ambiguous
     probs_w, probs_s, feats = unlabeled_batch()
-    batch = Batch(
-        rows(probs_lb, [[1.0, 0.0], [0.0, 1.0]]),
-        T([0, 1]),
-        T([0, 1]),
-        rows(probs_w, feats),
-        rows(probs_s, feats),
-        T([3, 1]),
+    batch = make_batch(
+        probs_lb, [[1.0, 0.0], [0.0, 1.0]], [0, 1], [0, 1], probs_w, probs_s, feats, [3, 1]
     )
     out = lion.step(Passthrough(3), batch, Progress(5, 10))
     loss_s = -math.log(0.90)  # only the clear sample
@@ -214,14 +221,7 @@ def test_all_switches_off_is_supervised_plus_fixmatch_gamma():
     )
     probs_lb = [[0.90, 0.05, 0.05], [0.50, 0.30, 0.20]]
     probs_w, probs_s, feats = unlabeled_batch()
-    batch = Batch(
-        rows(probs_lb, feats),
-        T([0, 1]),
-        T([0, 1]),
-        rows(probs_w, feats),
-        rows(probs_s, feats),
-        T([0, 1]),
-    )
+    batch = make_batch(probs_lb, feats, [0, 1], [0, 1], probs_w, probs_s, feats, [0, 1])
     out = lion.step(Passthrough(3), batch, Progress(9, 10))
     logits_lb, logits_s = torch.log(T(probs_lb)), torch.log(T(probs_s))
     supervised = F.cross_entropy(logits_lb, T([0, 1]))  # all labeled samples
@@ -240,14 +240,7 @@ def test_warmup_trains_every_labeled_sample_and_leaves_labels_alone():
     )
     probs_lb = [[0.90, 0.05, 0.05], [0.95, 0.03, 0.02]]  # sample 1 disagrees with confidence
     probs_w, probs_s, feats = unlabeled_batch()
-    batch = Batch(
-        rows(probs_lb, feats),
-        T([0, 1]),
-        T([0, 1]),
-        rows(probs_w, feats),
-        rows(probs_s, feats),
-        T([0, 1]),
-    )
+    batch = make_batch(probs_lb, feats, [0, 1], [0, 1], probs_w, probs_s, feats, [0, 1])
     lion.step(Passthrough(3), batch, Progress(4, 10))  # 40% < 50%: warm-up
     assert lion.label.tolist() == [0, 1] and not lion.ambiguous.any()
     lion.step(Passthrough(3), batch, Progress(5, 10))  # disambiguation from here on
@@ -256,24 +249,26 @@ def test_warmup_trains_every_labeled_sample_and_leaves_labels_alone():
     assert not lion.ambiguous.any()  # relabeled samples become clear
 
 
-def test_ambiguous_sample_keeps_candidates_across_visits_and_relabels_via_prototypes():
+def one_ambiguous_sample_lion(**overrides):
+    """One labeled sample (label 1), fixed prototypes S = [1,0], [0,1], [-1,0], φ = 0.5."""
     lion = make_lion(
         [1],
         num_unlabeled=1,
         ema_momentum=0.5,
         use_negative_learning=False,
         use_negative_consistency=False,
+        **overrides,
     )
     lion.prototypes[:] = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     lion.prototype_ready[:] = True
+    return lion
+
+
+def test_ambiguous_sample_keeps_candidates_across_visits_and_relabels_via_prototypes():
+    lion = one_ambiguous_sample_lion()
     probs_w, probs_s = [[0.5, 0.3, 0.2]], [[0.5, 0.3, 0.2]]  # unreliable, no bank use
-    first = Batch(
-        rows([[0.45, 0.40, 0.15]], [[1.0, 0.0]]),
-        T([1]),
-        T([0]),
-        rows(probs_w, [[0.0, 1.0]]),
-        rows(probs_s, [[0.0, 1.0]]),
-        T([0]),
+    first = make_batch(
+        [[0.45, 0.40, 0.15]], [[1.0, 0.0]], [1], [0], probs_w, probs_s, [[0.0, 1.0]], [0]
     )
     lion.step(Passthrough(3), first, Progress(0, 10))
     # candidates {0, 1}; w = 0.5·[0.45, 0.40] + 0.5·[cos 1, cos 0] = [0.725, 0.2]
@@ -281,13 +276,8 @@ def test_ambiguous_sample_keeps_candidates_across_visits_and_relabels_via_protot
     assert lion.candidates[0].tolist() == [True, True, False]
     assert torch.allclose(lion.weights[0], T([0.725, 0.2, 0.0]))
     # second visit with different probabilities: candidates are not re-initialised
-    second = Batch(
-        rows([[0.2, 0.3, 0.5]], [[1.0, 0.0]]),
-        T([1]),
-        T([0]),
-        rows(probs_w, [[0.0, 1.0]]),
-        rows(probs_s, [[0.0, 1.0]]),
-        T([0]),
+    second = make_batch(
+        [[0.2, 0.3, 0.5]], [[1.0, 0.0]], [1], [0], probs_w, probs_s, [[0.0, 1.0]], [0]
     )
     lion.step(Passthrough(3), second, Progress(1, 10))
     # w0 = 0.5·0.725 + 0.5·1 = 0.8625 ≥ τ → relabeled to class 0 at step 1
@@ -310,26 +300,12 @@ def test_state_dict_round_trip():
 
 def test_optional_candidate_loss_trains_ambiguous_samples_toward_their_weights():
     probs_w, probs_s = [[0.5, 0.3, 0.2]], [[0.5, 0.3, 0.2]]
-    batch = Batch(
-        rows([[0.45, 0.40, 0.15]], [[1.0, 0.0]]),
-        T([1]),
-        T([0]),
-        rows(probs_w, [[0.0, 1.0]]),
-        rows(probs_s, [[0.0, 1.0]]),
-        T([0]),
+    batch = make_batch(
+        [[0.45, 0.40, 0.15]], [[1.0, 0.0]], [1], [0], probs_w, probs_s, [[0.0, 1.0]], [0]
     )
     losses = {}
     for mode in ("none", "candidates"):
-        lion = make_lion(
-            [1],
-            num_unlabeled=1,
-            ema_momentum=0.5,
-            use_negative_learning=False,
-            use_negative_consistency=False,
-            ambiguous_loss=mode,
-        )
-        lion.prototypes[:] = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-        lion.prototype_ready[:] = True
+        lion = one_ambiguous_sample_lion(ambiguous_loss=mode)
         losses[mode] = lion.step(Passthrough(3), batch, Progress(0, 10)).loss.item()
     assert losses["none"] == 0.0  # the paper: no loss for an ambiguous sample
     target = T([0.725, 0.2]) / 0.925  # its candidate weights after Eq. 5, normalised
@@ -345,13 +321,8 @@ def test_warns_when_disambiguation_starts_with_few_clear_images():
         use_negative_consistency=False,
     )
     probs_w, probs_s, feats = unlabeled_batch()
-    unsure = Batch(
-        rows([[0.5, 0.3, 0.2], [0.3, 0.5, 0.2]], feats),
-        T([0, 1]),
-        T([0, 1]),
-        rows(probs_w, feats),
-        rows(probs_s, feats),
-        T([0, 1]),
+    unsure = make_batch(
+        [[0.5, 0.3, 0.2], [0.3, 0.5, 0.2]], feats, [0, 1], [0, 1], probs_w, probs_s, feats, [0, 1]
     )
     lion.step(Passthrough(3), unsure, Progress(0, 10))
     with pytest.warns(UserWarning, match="only 0% of labeled"):

@@ -64,9 +64,10 @@ class LionConfig:
 LOW_CLEAR_RATE = 0.5
 
 
-def low_clear_message(rate: float, step: int) -> str:
+def low_clear_message(rate: float, step: int | None = None) -> str:
+    at_step = "" if step is None else f" at step {step}"
     return (
-        f"LION began label disambiguation at step {step} with only {100 * rate:.0f}% of labeled "
+        f"LION began label disambiguation{at_step} with only {100 * rate:.0f}% of labeled "
         "images clear (max p ≥ τ and argmax = label); the others get no loss until relabeled, so "
         "training can collapse. Train longer, raise algorithm.disambiguation_start or train.lr, "
         "or lower algorithm.clear_threshold."
@@ -329,5 +330,5 @@ class Lion(Algorithm):
         out["clb"] = clb
         start = float(self.clear_at_start)
         if 0 <= start < LOW_CLEAR_RATE:
-            out["warnings"] = [low_clear_message(start, -1).replace(" at step -1", "")]
+            out["warnings"] = [low_clear_message(start)]
         return out

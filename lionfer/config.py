@@ -14,19 +14,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from lionfer.errors import ConfigError, check
 from lionfer.registry import ALGORITHMS
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = PACKAGED_CONFIGS / "default.toml"  # the embedded data at CPU scale
-
-
-class ConfigError(ValueError):
-    """A config key or value that lionfer cannot use; the message says how to fix it."""
-
-
-def check(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(f"{key}: {message}")
 
 
 @dataclass(frozen=True)
@@ -197,10 +189,10 @@ def build_section(cls: type, values: dict, prefix: str) -> Any:
 
 
 def algorithm_config_class(name: str) -> type:
-    import lionfer.algorithms  # noqa: F401  (registers the algorithms)
+    import lionfer.algorithms  # noqa: F401  (registers the algorithms; imports no torch)
 
     try:
-        return ALGORITHMS.get(name).config_class
+        return ALGORITHMS.entry(name).config
     except KeyError as error:
         raise ConfigError(f"algorithm.name: {error.args[0]}") from error
 

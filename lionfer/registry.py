@@ -1,8 +1,13 @@
-"""One Registry class; the algorithm, model and dataset registries are instances of it."""
+"""One Registry class; the algorithm, model and dataset registries are instances of it.
+
+An entry's object may be given as "module:attribute" and is imported on first use, so listing
+names (and validating a config) never imports torch.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,8 +16,9 @@ from typing import Any
 @dataclass(frozen=True)
 class Entry:
     name: str
-    obj: Any
+    target: Any  # the object, or "module:attribute" imported by Registry.get
     description: str
+    config: type | None = None  # the entry's frozen config dataclass (algorithms)
 
 
 class Registry:
@@ -22,17 +28,24 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, description: str) -> Callable[[Any], Any]:
+    def add(self, name: str, target: Any, description: str, config: type | None = None) -> None:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._entries[name] = Entry(name, target, description, config)
+
+    def register(self, name: str, description: str, config: type | None = None) -> Callable:
         def decorator(obj: Any) -> Any:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._entries[name] = Entry(name, obj, description)
+            self.add(name, obj, description, config)
             return obj
 
         return decorator
 
     def get(self, name: str) -> Any:
-        return self.entry(name).obj
+        entry = self.entry(name)
+        if isinstance(entry.target, str):
+            module, _, attribute = entry.target.partition(":")
+            return getattr(importlib.import_module(module), attribute)
+        return entry.target
 
     def entry(self, name: str) -> Entry:
         if name not in self._entries:

@@ -100,6 +100,8 @@ class Window:
         return cls({})
 
     def add(self, logs: dict, pseudo_correct: int = 0, pseudo_total: int = 0) -> None:
+        """Values are floats or detached 0-d tensors; tensors are summed where they live and
+        read only by means(), so logging costs no host synchronisation per step."""
         for key, value in logs.items():
             self.sums[key] = self.sums.get(key, 0.0) + value
         self.count += 1
@@ -107,7 +109,7 @@ class Window:
         self.pseudo_total += pseudo_total
 
     def means(self) -> dict:
-        out = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        out = {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
         if self.pseudo_total:
             out["pseudo_label_acc"] = self.pseudo_correct / self.pseudo_total
         return out
@@ -334,7 +336,7 @@ class Trainer:
             used = out.mask & (known >= 0)
             correct = int((out.pseudo_labels[used] == known[used]).sum())
             total = int(used.sum())
-        logs = {"loss": out.loss.item(), **out.logs}
+        logs = {"loss": out.loss.detach(), **out.logs}
         self.window.add(logs, correct, total)
         self.eval_window.add({k: v for k, v in logs.items() if k == "mask_rate"}, correct, total)
 

@@ -8,28 +8,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch.nn.functional as F
 
 from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_views
-from lionfer.config import check
+from lionfer.algorithms.hparams import FixMatchConfig
 from lionfer.losses import masked_cross_entropy
-from lionfer.registry import ALGORITHMS
 
 
-@dataclass(frozen=True)
-class FixMatchConfig:
-    threshold: float = 0.95  # τ, pseudo-label confidence
-    lambda_u: float = 1.0  # λ_u, unlabeled loss weight
-
-    def __post_init__(self) -> None:
-        check(0.0 <= self.threshold <= 1.0, "algorithm.threshold", "must lie in [0, 1]")
-
-
-@ALGORITHMS.register(
-    "fixmatch", "FixMatch: confident weak-view pseudo-labels train the strong view"
-)
 class FixMatch(Algorithm):
     config_class = FixMatchConfig
     views = ("weak", "strong")

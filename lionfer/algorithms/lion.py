@@ -14,52 +14,14 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_views
-from lionfer.config import check
+from lionfer.algorithms.hparams import LionConfig
 from lionfer.losses import masked_cross_entropy
 from lionfer.metrics import relabel_metrics
-from lionfer.registry import ALGORITHMS
-
-
-@dataclass(frozen=True)
-class LionConfig:
-    clear_threshold: float = 0.80  # τ, Eq. 1 and Eq. 6
-    reliable_threshold: float = 0.83  # γ, Eq. 7
-    complementary_threshold: float = 0.05  # δ, Eq. 9
-    candidate_threshold: float = 0.30  # μ, Eq. 4
-    ema_momentum: float = 0.99  # φ, Eq. 3 and Eq. 5
-    lambda_reliable: float = 0.85  # λ1
-    lambda_negative: float = 0.45  # λ2
-    lambda_consistency: float = 0.06  # λ3
-    disambiguation_start: float = 0.3  # fraction of steps trained on all given labels first
-    use_disambiguation: bool = True
-    use_negative_learning: bool = True
-    use_negative_consistency: bool = True
-    # "none" (paper): an ambiguous sample gets no loss until it is relabeled; "candidates"
-    # (extension): soft CE toward its normalised candidate weights.
-    ambiguous_loss: str = "none"
-
-    def __post_init__(self) -> None:
-        for name in (
-            "clear_threshold",
-            "reliable_threshold",
-            "complementary_threshold",
-            "candidate_threshold",
-            "ema_momentum",
-            "disambiguation_start",
-        ):
-            check(0.0 <= getattr(self, name) <= 1.0, f"algorithm.{name}", "must lie in [0, 1]")
-        check(
-            self.ambiguous_loss in ("none", "candidates"),
-            "algorithm.ambiguous_loss",
-            f"must be none or candidates, got {self.ambiguous_loss!r}",
-        )
-
 
 LOW_CLEAR_RATE = 0.5
 
@@ -156,7 +118,6 @@ def negative_consistency_loss(bank_rows: torch.Tensor, probs_s: torch.Tensor) ->
     return -(bank_rows.to(probs_s.dtype) * log_complement).sum(dim=1).mean()
 
 
-@ALGORITHMS.register("lion", "LION: label disambiguation + progressive negative learning")
 class Lion(Algorithm):
     config_class = LionConfig
     views = ("weak", "strong")

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch.nn.functional as F
 
 from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput
-from lionfer.registry import ALGORITHMS
+from lionfer.algorithms.hparams import SupervisedConfig
 
 
-@dataclass(frozen=True)
-class SupervisedConfig:
-    label_smoothing: float = 0.0
-
-
-@ALGORITHMS.register("supervised", "labeled images only, cross-entropy (the paper's baseline)")
 class Supervised(Algorithm):
     config_class = SupervisedConfig
     views = ()

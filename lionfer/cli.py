@@ -1,5 +1,6 @@
 """The `lionfer` command: subcommands parse arguments, call the library, print, and exit with a
-status (0 ok, 1 runtime failure, 2 bad input, 130 interrupted). No ML logic lives here."""
+status: 0 ok, 1 runtime failure, 2 bad input, 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM).
+No ML logic lives here, and nothing imports torch until a command needs it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import json
 import shlex
 import sys
 import tempfile
+import traceback
+import warnings
 from pathlib import Path
 
+from lionfer import __version__
 from lionfer.config import (
     DEFAULT_CONFIG,
     PACKAGED_CONFIGS,
@@ -18,18 +22,23 @@ from lionfer.config import (
     replace,
     to_toml,
 )
+from lionfer.errors import InputError, Interrupted, RuntimeFailure
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
 
 
 def split_config_args(items: list[str]) -> tuple[Path | None, list[str]]:
-    """[CONFIG] [key=value ...]: the first item without '=' is a TOML file or a packaged config;
-    without one, the packaged default.toml (the embedded data at CPU scale)."""
-    if not items or "=" in items[0]:
-        return DEFAULT_CONFIG, items
-    name, overrides = items[0], items[1:]
-    for bad in overrides:
-        if "=" not in bad:
-            raise ConfigError(f"expected key=value after the config file, got {bad!r}")
+    """[CONFIG] [key=value ...] in any order: the one item without '=' is a TOML file or a packaged
+    config; without one, the packaged default.toml (the embedded data at CPU scale)."""
+    names = [item for item in items if "=" not in item]
+    overrides = [item for item in items if "=" in item]
+    if not names:
+        return DEFAULT_CONFIG, overrides
+    if len(names) > 1:
+        raise ConfigError(
+            f"expected one config file and key=value overrides, got {len(names)} items without "
+            f"'=': {', '.join(map(repr, names))}"
+        )
+    name = names[0]
     path = Path(name)
     if path.is_file():
         return path, overrides
@@ -53,15 +62,20 @@ def default_out(cfg) -> Path:
 def cmd_train(args) -> int:
     from lionfer.trainer import train
 
-    extra = (f"train.device={args.device}",) if args.device else ()
+    command = shlex.join(["lionfer", *sys.argv[1:]])
     if args.resume:
         if not args.out:
             raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
-        if args.items:
-            raise ConfigError("--resume continues a run with its saved config; drop the overrides")
-        cfg = load_config(Path(args.out) / "config.toml")
-    else:
-        cfg = config_from_args(args.items, extra)
+        if args.items or args.device:
+            raise ConfigError(
+                "--resume continues a run with its saved config; drop the overrides and --device"
+            )
+        out = Path(args.out)
+        summary = train(None, out, resume=True, progress=not args.no_progress, command=command)
+        print(format_summary(summary, out))
+        return 0
+    extra = (f"train.device={args.device}",) if args.device else ()
+    cfg = config_from_args(args.items, extra)
     if args.dry_run:
         cfg = replace(
             cfg,
@@ -71,7 +85,7 @@ def cmd_train(args) -> int:
             "train.checkpoint_every=2",
         )
         with tempfile.TemporaryDirectory(prefix="lionfer-dry-run-") as tmp:
-            summary = train(cfg, Path(tmp) / "run", progress=False, command=shlex.join(sys.argv))
+            summary = train(cfg, Path(tmp) / "run", progress=False, command=command)
         print(
             f"dry run ok: 2 steps of {cfg.algorithm.name} on {cfg.data.dataset}, "
             f"test_acc {summary['test_acc']:.4f} (nothing was saved)"
@@ -81,10 +95,9 @@ def cmd_train(args) -> int:
     summary = train(
         cfg,
         out,
-        resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        command=shlex.join(sys.argv),
+        command=command,
     )
     print(format_summary(summary, out))
     return 0
@@ -127,11 +140,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_list(args) -> int:
-    import lionfer.algorithms  # noqa: F401
-    import lionfer.models  # noqa: F401
-    from lionfer.data.pipeline import register_readers
-
-    register_readers()
+    if args.what == "algorithms":
+        import lionfer.algorithms  # noqa: F401  (the table of algorithms; no torch)
+    elif args.what == "datasets":
+        import lionfer.data.pipeline  # noqa: F401  (the table of datasets; no torch)
     registry = {"algorithms": ALGORITHMS, "models": MODELS, "datasets": DATASETS}[args.what]
     width = max(len(name) for name in registry.names())
     for entry in registry:
@@ -182,16 +194,21 @@ def cmd_prepare(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lionfer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lionfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model (LION on the embedded data by default)")
     p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
     p.add_argument("--out", help="run folder (default runs/<dataset>@<labels>/<algorithm>/s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the lionfer run in --out (nothing else)"
+    )
     p.add_argument("--dry-run", action="store_true", help="2 steps of the real path, nothing saved")
-    p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: cuda when available)")
+    p.add_argument(
+        "--no-progress", action="store_true", help="one plain line per log interval, no bars"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run's model on its test set")
@@ -228,26 +245,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from lionfer.data.images import ImageError
-    from lionfer.trainer import NonFiniteLoss, RunExistsError
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Flags and [CONFIG] [key=value] items in any order: argparse stops collecting positional
+    items at the first flag, so the items after it are picked up here."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    stray = [item for item in rest if item.startswith("-") or not hasattr(args, "items")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if rest:
+        args.items = [*args.items, *rest]
+    return args
 
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, RunExistsError, FileNotFoundError, ImageError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    except (NonFiniteLoss, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted: the last checkpoint is saved; continue with --resume --out RUN",
-            file=sys.stderr,
-        )
-        return 130
+
+def print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one clean line, without Python's source line."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = print_warning
+        try:
+            return args.func(args)
+        except Interrupted as error:
+            print(f"\n{error}", file=sys.stderr)
+            return error.exit_code
+        except KeyboardInterrupt:
+            hint = ""
+            if args.command == "train":
+                hint = " A run keeps its last saved checkpoint: lionfer train --resume --out RUN"
+            print(f"\ninterrupted: stopped at once.{hint}", file=sys.stderr)
+            return 130
+        except InputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except RuntimeFailure as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        except Exception as error:  # a failure nobody foresaw: keep the traceback for the report
+            traceback.print_exc()
+            print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

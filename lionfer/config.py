@@ -2,23 +2,32 @@
 
 A Config is a tree of frozen dataclasses. The `algorithm` section holds `name` plus the fields of
 that algorithm's own config class (see lionfer.algorithms). Unknown keys and bad values raise
-ConfigError with a suggestion; the resolved config is saved as TOML in every run folder.
+ConfigError with a suggestion; the resolved config is saved as TOML in every run folder. Paths
+(data.root, data.unlabeled_root, data.split_file, data.label_file, model.pretrained) are made
+absolute when a config is loaded, relative to the current folder (data.label_file: to data.root),
+so a saved config works from anywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from lionfer.atomic import write_text_atomic
 from lionfer.errors import ConfigError, check
-from lionfer.registry import ALGORITHMS
+from lionfer.registry import ALGORITHMS, DATASETS, MODELS
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = PACKAGED_CONFIGS / "default.toml"  # the embedded data at CPU scale
+MIN_IMAGE_SIZE = 16  # px: the smallest input the models reduce to a 1×1 feature map
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class DataConfig:
     split_file: str = ""  # reuse a saved split.json
     val_fraction: float = 0.0  # stratified validation carve-out from train, for model selection
     skip_bad: bool = False  # skip missing/unreadable listed files (counted) instead of failing
+    allow_outside_root: bool = False  # manifest: allow image paths outside the manifest's folder
     num_workers: int = 0  # data-loading worker processes
 
     def __post_init__(self) -> None:
@@ -56,7 +66,11 @@ class DataConfig:
             f"must be none, symmetric or asymmetric, got {self.noise!r}",
         )
         check(0.0 <= self.noise_rate <= 1.0, "data.noise_rate", "must lie in [0, 1]")
-        check(8 <= self.image_size <= 1024, "data.image_size", "must lie in [8, 1024]")
+        check(
+            MIN_IMAGE_SIZE <= self.image_size <= 1024,
+            "data.image_size",
+            f"must lie in [{MIN_IMAGE_SIZE}, 1024] pixels, got {self.image_size}",
+        )
         check(self.num_train > 0 and self.num_test > 0, "data.num_train", "must be positive")
         check(0.0 <= self.ambiguity <= 1.0, "data.ambiguity", "must lie in [0, 1]")
         check(self.num_classes in (7, 8), "data.num_classes", "must be 7 or 8")
@@ -102,6 +116,11 @@ class TrainConfig:
         check(self.lr > 0, "train.lr", "must be positive")
         check(0.0 <= self.ema_decay < 1.0, "train.ema_decay", "must lie in [0, 1)")
         check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        check(
+            DEVICE_PATTERN.fullmatch(self.device) is not None,
+            "train.device",
+            f"must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -212,7 +231,30 @@ def from_dict(raw: dict) -> Config:
     check(isinstance(name, str), "algorithm.name", "expected a string")
     params = build_section(algorithm_config_class(name), algo, "algorithm.")
     seed = _coerce(raw.get("seed", 0), int, "seed")
+    check(seed >= 0, "seed", f"must be a non-negative integer, got {seed}")
+    check_name(DATASETS, sections["data"].dataset, "data.dataset")
+    check_name(MODELS, sections["model"].name, "model.name")
     return Config(seed=seed, algorithm=AlgorithmConfig(name=name, params=params), **sections)
+
+
+def check_name(registry, name: str, key: str) -> None:
+    """A registered name, or ConfigError listing the names. The tables of names import no torch;
+    a name registered only by its implementation module is found by importing that module."""
+    modules = {
+        "dataset": ("lionfer.data.pipeline", "lionfer.data.pipeline:register_readers"),
+        "model": ("lionfer.models",),
+    }.get(registry.kind, ())
+    for module in modules:
+        if name in registry:
+            return
+        module, _, function = module.partition(":")
+        imported = importlib.import_module(module)
+        if function:
+            getattr(imported, function)()
+    try:
+        registry.entry(name)
+    except KeyError as error:
+        raise ConfigError(f"{key}: {error}") from error
 
 
 def parse_value(text: str) -> Any:
@@ -254,7 +296,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             raise ConfigError(f"{path} is not valid TOML: {error}") from error
     for assignment in overrides:
         apply_override(raw, assignment)
-    return from_dict(raw)
+    return resolve_paths(from_dict(raw))
 
 
 def replace(cfg: Config, *overrides: str) -> Config:
@@ -262,7 +304,33 @@ def replace(cfg: Config, *overrides: str) -> Config:
     raw = cfg.to_dict()
     for assignment in overrides:
         apply_override(raw, assignment)
-    return from_dict(raw)
+    return resolve_paths(from_dict(raw))
+
+
+def absolute(path: str, base: str | Path) -> str:
+    """An absolute, normalised form of a path ('' stays ''; '~' is expanded)."""
+    if not path:
+        return path
+    return os.path.abspath(os.path.join(base, os.path.expanduser(path)))
+
+
+def resolve_paths(cfg: Config, base: str | Path | None = None) -> Config:
+    """cfg with its paths absolute: relative to `base` (default: the current folder), and
+    data.label_file (one path, or two separated by a comma) relative to data.root."""
+    base = Path.cwd() if base is None else Path(base)
+    data = cfg.data
+    root = absolute(data.root, base)
+    label_base = root if root and not Path(root).is_file() else base
+    label_file = ",".join(absolute(p.strip(), label_base) for p in data.label_file.split(","))
+    data = dataclasses.replace(
+        data,
+        root=root,
+        unlabeled_root=absolute(data.unlabeled_root, base),
+        split_file=absolute(data.split_file, base),
+        label_file=label_file if data.label_file else "",
+    )
+    model = dataclasses.replace(cfg.model, pretrained=absolute(cfg.model.pretrained, base))
+    return dataclasses.replace(cfg, data=data, model=model)
 
 
 def _toml_value(value: Any) -> str:
@@ -289,4 +357,4 @@ def to_toml(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(to_toml(cfg))
+    write_text_atomic(path, to_toml(cfg))

@@ -1,14 +1,74 @@
 """Errors that carry the fix in their message, and the one-line check used by every config class.
 
-Kept free of torch and of lionfer's other modules so that configs, registries and the CLI can
-import it without pulling in anything heavy.
+Two families, which the command line maps to exit codes:
+- InputError (exit 2): something the user gave cannot be used: a config key or value, a missing
+  or malformed file, an unreadable image, a run folder that must not be touched. The message
+  names the key or file and says how to fix it.
+- RuntimeFailure (exit 1): the run itself failed (a non-finite loss, a checkpoint that could not
+  be written).
+Interrupted (exit 128 + signal number) is raised after SIGINT or SIGTERM once a checkpoint is
+saved. Kept free of torch and of lionfer's other modules so that anything can import it.
 """
 
 from __future__ import annotations
 
+import shlex
+import signal
 
-class ConfigError(ValueError):
-    """A config key or value that lionfer cannot use; the message says how to fix it."""
+
+class InputError(ValueError):
+    """Bad input; the message names the key or file and the fix."""
+
+
+class ConfigError(InputError):
+    """A config key or value that lionfer cannot use."""
+
+
+class MissingInputError(InputError, FileNotFoundError):
+    """A file or folder the input names does not exist."""
+
+
+class RunExistsError(InputError, FileExistsError):
+    """--out names a folder that must not be written into (or replaced) as asked."""
+
+
+class CheckpointError(InputError):
+    """A file that is not a lionfer checkpoint, or one that does not fit the current run."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name that is not in a registry; the message lists what exists."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class RuntimeFailure(RuntimeError):
+    """The run failed while training; the message says what is saved and what to do."""
+
+
+class NonFiniteLoss(RuntimeFailure):
+    """The loss became NaN or infinite."""
+
+
+class CheckpointWriteError(RuntimeFailure):
+    """A checkpoint (or another run file) could not be written, e.g. the disk is full."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM at a step boundary, after saving a checkpoint."""
+
+    def __init__(self, signum: int, step: int, run: str):
+        self.signum, self.step, self.run = signum, step, run
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name} at step {step}; checkpoints/last.pt is saved; "
+            f"resume with: lionfer train --resume --out {shlex.quote(run)}"
+        )
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
 def check(condition: bool, key: str, message: str) -> None:

@@ -1,8 +1,9 @@
 """Backbones and the FER network around them: backbone → GAP → L2-normalise (q) → Dropout → Linear.
 
-Registered in MODELS as factories `build(cfg, num_classes) -> FERNet`: `resnet18` (torchvision,
-never downloaded; weights come from a local file such as the MS-Celeb `resnet18_msceleb.pth`) and
-`cnn_small` (a tiny CNN for CPU runs and tests). `load_pretrained` loads a backbone strictly.
+Factories `build(cfg, num_classes) -> FERNet`, named in lionfer.registry.MODELS so that listing
+them imports no torch: `resnet18` (torchvision, never downloaded; weights come from a local file
+such as the MS-Celeb `resnet18_msceleb.pth`) and `cnn_small` (a tiny CNN for CPU runs and tests).
+`load_pretrained` loads a backbone strictly.
 """
 
 from __future__ import annotations
@@ -111,12 +112,10 @@ def small_cnn_backbone() -> nn.Sequential:
     )
 
 
-@MODELS.register("resnet18", "torchvision ResNet-18 backbone, 512-d features, ImageNet norm")
 def build_resnet18(cfg: Any, num_classes: int) -> FERNet:
     return FERNet(ResNet18Backbone(), 512, num_classes, cfg.dropout, IMAGENET_MEAN, IMAGENET_STD)
 
 
-@MODELS.register("cnn_small", "4-block CNN, 128-d features, for CPU runs and tests (16-128 px)")
 def build_cnn_small(cfg: Any, num_classes: int) -> FERNet:
     return FERNet(small_cnn_backbone(), 128, num_classes, cfg.dropout, (0.5,) * 3, (0.5,) * 3)
 

@@ -1,7 +1,8 @@
 """One Registry class; the algorithm, model and dataset registries are instances of it.
 
 An entry's object may be given as "module:attribute" and is imported on first use, so listing
-names (and validating a config) never imports torch.
+names (and validating a config) never imports torch. The models are declared here by name; the
+algorithms in lionfer.algorithms and the datasets in lionfer.data.pipeline, the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from lionfer.errors import UnknownNameError
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -19,6 +22,10 @@ class Entry:
     target: Any  # the object, or "module:attribute" imported by Registry.get
     description: str
     config: type | None = None  # the entry's frozen config dataclass (algorithms)
+
+
+def _location(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"
 
 
 class Registry:
@@ -29,7 +36,13 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def add(self, name: str, target: Any, description: str, config: type | None = None) -> None:
+        """Register a name. A module that registers the very object a lazy "module:attribute"
+        entry names (e.g. with @register when it is imported) completes that entry."""
         if name in self._entries:
+            known = self._entries[name]
+            if isinstance(known.target, str) and known.target == _location(target):
+                self._entries[name] = Entry(name, target, description, config or known.config)
+                return
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = Entry(name, target, description, config)
 
@@ -51,7 +64,7 @@ class Registry:
         if name not in self._entries:
             close = difflib.get_close_matches(name, self._entries, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(sorted(self._entries))}"
             )
         return self._entries[name]
@@ -69,3 +82,17 @@ class Registry:
 ALGORITHMS = Registry("algorithm")
 MODELS = Registry("model")
 DATASETS = Registry("dataset")
+
+for _name, _target, _description in (
+    (
+        "resnet18",
+        "build_resnet18",
+        "torchvision ResNet-18 backbone, 512-d features, ImageNet norm",
+    ),
+    (
+        "cnn_small",
+        "build_cnn_small",
+        "4-block CNN, 128-d features, for CPU runs and tests (16-128 px)",
+    ),
+):
+    MODELS.add(_name, f"lionfer.models:{_target}", _description)

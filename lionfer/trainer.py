@@ -1,13 +1,17 @@
 """THE training loop: batch → algorithm step → backward → Adam → EMA → log → evaluate →
-checkpoint, counted in steps, resumable exactly, with a run folder as its only output."""
+checkpoint, counted in steps, resumable exactly, with a run folder as its only output.
+
+SIGINT and SIGTERM stop the loop at the next step boundary with checkpoints/last.pt saved and an
+"interrupted" event (Interrupted is raised); any other failure in the loop writes an "error" event
+and a checkpoint before it propagates. Python warnings become "warning" events.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
-import shutil
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,51 +23,47 @@ from tqdm import tqdm
 
 from lionfer import report
 from lionfer.algorithms.base import AlgorithmInfo, Batch, Progress
-from lionfer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from lionfer.config import Config, load_config, save_config
+from lionfer.checkpoint import (
+    check_state_fits,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from lionfer.config import Config, load_config, resolve_paths, save_config
 from lionfer.data import transforms
 from lionfer.data.loaders import eval_loader, stream_loader
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.ema import ModelEMA
+from lionfer.errors import (
+    CheckpointWriteError,
+    ConfigError,
+    InputError,
+    Interrupted,
+    MissingInputError,
+    NonFiniteLoss,
+    RunExistsError,
+)
+from lionfer.interrupts import StopSignals
 from lionfer.metrics import accuracy, confusion_matrix
 from lionfer.models import build_model, load_pretrained
 from lionfer.registry import ALGORITHMS
+from lionfer.runfolder import LAST, MetricsLog, check_run_dir, create_run_dir
 
-
-class RunExistsError(FileExistsError):
-    pass
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
+__all__ = ["NonFiniteLoss", "RunExistsError", "Trainer", "train"]
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but CUDA is not available; use train.device=cpu")
-    return device
-
-
-def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to touch an existing run unless resuming or asked to overwrite it."""
-    if resume:
-        last = out / "checkpoints" / "last.pt"
-        if not last.is_file():
-            raise FileNotFoundError(f"nothing to resume: {last} is missing")
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunExistsError(
-            f"run folder {out} already holds a run; pass --resume to continue it, --overwrite to "
-            "replace it, or choose another --out"
+    available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+    if device.type in available and not available[device.type]():
+        raise ConfigError(
+            f"train.device={name} but {device.type} is not available here; use train.device=cpu "
+            "(or auto)"
         )
-
-
-def create_run_dir(out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)  # only reached with overwrite=True (see check_run_dir)
-    out.mkdir(parents=True)
+    return device
 
 
 def confusion_on(model, images, num_classes: int, cfg: Config, device) -> np.ndarray:
@@ -126,8 +126,9 @@ class Trainer:
     ):
         self.cfg, self.out, self.progress, self.command = cfg, Path(out), progress, command
         self.device = resolve_device(cfg.train.device)
-        self.run_data = run_data or build_run_data(cfg.data, cfg.seed)
+        self.run_data = run_data or build_run_data(cfg.data, cfg.seed, progress=progress)
         self.metrics_path = self.out / "metrics.jsonl"
+        self.metrics = MetricsLog(self.metrics_path)
         self._build()
 
     def _build(self) -> None:
@@ -137,7 +138,7 @@ class Trainer:
         self.model = build_model(dataclasses.replace(cfg.model, pretrained=""), rd.num_classes)
         self.weights_message = "random init"
         if cfg.model.pretrained:
-            self.weights_message = load_pretrained(self.model, cfg.model.pretrained)
+            self.weights_message = _load_weights(self.model, cfg.model.pretrained)
         self.model.to(self.device)
         self.ema = ModelEMA(self.model, cfg.train.ema_decay)
         info = AlgorithmInfo(
@@ -157,6 +158,8 @@ class Trainer:
         self.step, self.best, self.window = 0, {"acc": -1.0, "step": -1}, Window.empty()
         self.eval_window = Window.empty()
         self.last_eval: dict | None = None
+        self.saved_step: int | None = None  # the step of checkpoints/last.pt on disk
+        self._mid_step = False  # True while a step's updates are under way
 
     def _loaders(self):
         cfg, rd = self.cfg, self.run_data
@@ -204,7 +207,8 @@ class Trainer:
             "image_size": self.cfg.data.image_size,
         }
 
-    def _restore(self, state: dict) -> None:
+    def _restore(self, state: dict, path: Path) -> None:
+        check_state_fits(state, self.algorithm.state_dict(), self.run_data, path)
         self.step = state["step"]
         self.model.load_state_dict(state["model"])
         self.ema.module.load_state_dict(state["ema"])
@@ -214,15 +218,25 @@ class Trainer:
         self.window = Window(**state["window"])
         self.eval_window = Window(**state["eval_window"])
         set_rng_state(state["rng"])
+        self.saved_step = self.step
 
     def _save(self, name: str = "last.pt") -> None:
-        save_checkpoint(self._state(), self.out / "checkpoints" / name)
+        try:
+            save_checkpoint(self._state(), self.out / "checkpoints" / name)
+        except CheckpointWriteError as error:
+            raise CheckpointWriteError(f"{error}; {self._last_good()}") from error
+        if name == "last.pt":
+            self.saved_step = self.step
+
+    def _last_good(self) -> str:
+        if self.saved_step is None:
+            return "no checkpoint of this run was saved yet"
+        return f"the last good checkpoint is {self.out / LAST} (step {self.saved_step})"
 
     # ---- evaluation and logging ----
 
     def _log(self, record: dict) -> None:
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        self.metrics.append(record)
 
     def _evaluate(self) -> dict:
         rd, cfg = self.run_data, self.cfg
@@ -260,23 +274,42 @@ class Trainer:
 
     # ---- the loop ----
 
+    def _begin(self) -> None:
+        """The run's first files; the start event first, so the folder is recognisably a run."""
+        rd = self.run_data
+        self._log(
+            {
+                "event": "start",
+                "num_labeled": len(rd.labeled),
+                "num_unlabeled": len(rd.unlabeled),
+                "weights": self.weights_message,
+                "notes": rd.data.notes,
+            }
+        )
+        save_config(self.cfg, self.out / "config.toml")
+        rd.split.save(self.out / "split.json")
+        report.write_meta(self.out, self.cfg, self.device, self.command)
+
+    def _resume(self) -> None:
+        path = self.out / LAST
+        self._restore(load_checkpoint(path), path)
+        dropped = self.metrics.rewind(self.step)  # their steps are trained again
+        record = {"event": "resume", "step": self.step, "checkpoint": str(LAST)}
+        self._log({**record, "dropped": dropped, "notes": self.run_data.data.notes})
+
     def fit(self, resume: bool = False, stop_after: int | None = None) -> dict | None:
         """Train to cfg.train.steps (or stop early after `stop_after` steps of this call, saving
-        a checkpoint). Returns the summary, or None when stopped early."""
-        if resume:
-            self._restore(load_checkpoint(self.out / "checkpoints" / "last.pt"))
-        else:
-            self.run_data.split.save(self.out / "split.json")
-            report.write_meta(self.out, self.cfg, self.device, self.command)
-            self._log(
-                {
-                    "event": "start",
-                    "num_labeled": len(self.run_data.labeled),
-                    "num_unlabeled": len(self.run_data.unlabeled),
-                    "weights": self.weights_message,
-                    "notes": self.run_data.data.notes,
-                }
-            )
+        a checkpoint). Returns the summary, or None when stopped early. A signal from here on
+        stops the run at the next step boundary."""
+        with StopSignals() as stop:
+            if resume:
+                self._resume()
+            else:
+                self._begin()
+            with self.metrics.recording_warnings(lambda: self.step):
+                return self._loop(stop, stop_after)
+
+    def _loop(self, stop: StopSignals, stop_after: int | None) -> dict | None:
         total, start = self.cfg.train.steps, self.step
         end = total if stop_after is None else min(total, start + stop_after)
         labeled, unlabeled = self._loaders()
@@ -296,16 +329,53 @@ class Trainer:
                 ulb = next(unlabeled_iter) if unlabeled_iter is not None else None
                 self._train_step(next(labeled_iter), ulb)
                 self.step += 1
+                self._mid_step = False
                 self._periodic(bar, started, start)
-        except KeyboardInterrupt:
-            self._save()
-            bar.close()
+                if stop.signum is not None:
+                    self._stop(stop.signum)
+            if self.step < total:
+                self._save()
+                return None
+            return report.finish_run(self)
+        except Interrupted:
             raise
-        bar.close()
-        if self.step < total:
-            self._save()
-            return None
-        return report.finish_run(self)
+        except BaseException as error:
+            if stop.signum is not None and not self._mid_step:
+                # e.g. loader workers that got the same SIGTERM (Slurm signals every process)
+                self._stop(stop.signum, cause=error)
+            self._fail(error)
+            raise
+        finally:
+            bar.close()
+
+    def _stop(self, signum: int, cause: BaseException | None = None) -> None:
+        self._save()
+        name = signal.Signals(signum).name
+        record = {"event": "interrupted", "step": self.step, "signal": name}
+        if cause is not None:
+            record["error"] = _describe(cause)
+        self._log({**record, "checkpoint": str(LAST)})
+        raise Interrupted(signum, self.step, str(self.out)) from cause
+
+    def _fail(self, error: BaseException) -> None:
+        """Record a failure in the loop. At a step boundary the state is exact and goes to
+        last.pt; part-way through a step it goes to error.pt (for inspection), except on a
+        second Ctrl-C, which saves nothing."""
+        interrupted = isinstance(error, KeyboardInterrupt)
+        record: dict = {"event": "interrupted" if interrupted else "error", "step": self.step}
+        record.update({"signal": "SIGINT"} if interrupted else {"error": _describe(error)})
+        record.update(getattr(error, "logs", {}))
+        name = "error.pt" if self._mid_step else "last.pt"
+        if not (interrupted and self._mid_step):
+            try:
+                self._save(name)
+                record["checkpoint"] = str(Path("checkpoints") / name)
+            except CheckpointWriteError as save_error:
+                record["checkpoint_error"] = str(save_error)
+        try:
+            self._log(record)
+        except OSError:
+            pass  # e.g. the disk is full; the error itself still reaches the caller
 
     def _train_step(self, lb, ulb) -> None:
         x_lb, y_lb, idx_lb = lb
@@ -318,14 +388,16 @@ class Trainer:
             if self.device.type == "cuda"
             else nullcontext()
         )
+        self._mid_step = True  # the algorithm's per-sample state may change from here on
         with autocast:
             out = self.algorithm.step(self.model, batch, Progress(self.step, self.cfg.train.steps))
         if not math.isfinite(out.loss.item()):
-            self._log({"event": "error", "step": self.step, "error": "non-finite loss", **out.logs})
-            raise NonFiniteLoss(
+            error = NonFiniteLoss(
                 f"loss is {out.loss.item()} at step {self.step} (logs: {out.logs}); lower "
-                "train.lr or check the data; the last good checkpoint is in checkpoints/last.pt"
+                f"train.lr or check the data; {self._last_good()}"
             )
+            error.logs = {k: float(v) for k, v in out.logs.items()}
+            raise error
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()
@@ -353,18 +425,44 @@ class Trainer:
                 acc=f"{self.best['test_acc'] if 'test_acc' in self.best else 0:.3f}",
                 it_s=f"{steps_per_s:.1f}",
             )
+            if not self.progress:
+                print(progress_line(step, cfg.steps, means, steps_per_s), flush=True)
             self.window = Window.empty()
         if step % cfg.eval_every == 0 or last:
             record = self._evaluate()
             self._after_eval(record)
             bar.set_postfix(test_acc=f"{record['test_acc']:.3f}")
+            if not self.progress:
+                print(f"step {step}/{cfg.steps}  test_acc {record['test_acc']:.4f}", flush=True)
         if step % cfg.checkpoint_every == 0 or last:
             self._save()
         bar.update(1)
 
 
+def progress_line(step: int, total: int, means: dict, steps_per_s: float) -> str:
+    """One plain line per log interval (for --no-progress, logs and batch jobs)."""
+    parts = [f"step {step}/{total}", f"loss {means.get('loss', float('nan')):.4f}"]
+    if "mask_rate" in means:
+        parts.append(f"mask {means['mask_rate']:.2f}")
+    parts.append(f"{steps_per_s:.2f} steps/s")
+    return "  ".join(parts)
+
+
+def _load_weights(model: torch.nn.Module, path: str) -> str:
+    try:
+        return load_pretrained(model, path)
+    except FileNotFoundError as error:
+        raise MissingInputError(f"model.pretrained: {error}") from error
+    except ValueError as error:
+        raise InputError(f"model.pretrained: {error}") from error
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
 def train(
-    cfg: Config,
+    cfg: Config | None,
     out: str | Path,
     resume: bool = False,
     overwrite: bool = False,
@@ -372,15 +470,19 @@ def train(
     progress: bool = True,
     command: str = "",
 ) -> dict | None:
-    """Train one run into `out`; on resume the run's saved config is used."""
+    """Train one run into `out`; on resume the run's saved config is used (cfg may be None).
+
+    Raises InputError (bad config, data or run folder: nothing is written), Interrupted (SIGINT or
+    SIGTERM: checkpoints/last.pt saved), or the failure of a step (an "error" event and a
+    checkpoint are written first)."""
     out = Path(out)
     check_run_dir(out, resume, overwrite)
     if resume:
         cfg = load_config(out / "config.toml")  # a resumed run continues with its own config
         split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
-        trainer = Trainer(cfg, out, build_run_data(split, cfg.seed), progress, command)
+        trainer = Trainer(cfg, out, build_run_data(split, cfg.seed, progress), progress, command)
     else:
+        cfg = resolve_paths(cfg)
         trainer = Trainer(cfg, out, progress=progress, command=command)  # data and model first,
-        create_run_dir(out)  # so a bad root or weights file leaves no half-made run behind
-        save_config(cfg, out / "config.toml")
+        create_run_dir(out, overwrite)  # so a bad root or weights file leaves no run folder
     return trainer.fit(resume=resume, stop_after=stop_after)

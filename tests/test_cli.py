@@ -3,6 +3,7 @@
 import json
 import tomllib
 
+import pytest
 from conftest import TINY
 
 from lionfer.cli import main
@@ -52,7 +53,7 @@ def test_bad_input_exits_2_with_the_fix(capsys, tmp_path):
     code, _, err = run(capsys, "config", "show", "missing.toml")
     assert code == 2 and "config file not found" in err
     code, _, err = run(capsys, "train", "--resume", "--out", str(tmp_path / "none"))
-    assert code == 2 and "config file not found" in err
+    assert code == 2 and "nothing to resume" in err
 
 
 def test_data_stats_json(capsys):
@@ -62,3 +63,49 @@ def test_data_stats_json(capsys):
     assert sum(stats["labeled"].values()) == 28
     assert sum(stats["train"].values()) == 210
     assert sum(stats["labeled"].values()) + sum(stats["unlabeled"].values()) == 210
+
+
+def test_flags_and_overrides_in_any_order(tmp_path):
+    from lionfer.cli import config_from_args, parse_args
+
+    args = parse_args(["train", "--no-progress", "train.steps=5"])
+    assert args.no_progress and args.items == ["train.steps=5"]
+    args = parse_args(["train", "train.steps=5", "--out", "X", "seed=1", "--dry-run", "default"])
+    assert args.out == "X" and args.dry_run and args.items == ["train.steps=5", "seed=1", "default"]
+    cfg = config_from_args(args.items)
+    assert (cfg.train.steps, cfg.seed, cfg.train.lr) == (5, 1, 3e-3)  # default.toml's lr
+    with pytest.raises(SystemExit) as info:
+        parse_args(["train", "train.steps=5", "--bogus"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit):
+        parse_args(["evaluate", "run", "--json", "extra"])
+
+
+def test_no_progress_prints_a_line_per_log_interval_and_warnings_as_one_line(
+    capsys, tmp_path, monkeypatch
+):
+    import warnings
+
+    from lionfer.algorithms.supervised import Supervised
+
+    original = Supervised.step
+
+    def warns_at_step_1(self, model, batch, progress):
+        if progress.step == 1:
+            warnings.warn("few labeled images are clear", UserWarning, stacklevel=2)
+        return original(self, model, batch, progress)
+
+    monkeypatch.setattr(Supervised, "step", warns_at_step_1)
+    out = tmp_path / "run"
+    argv = [*TINY, "algorithm.name=supervised", "train.steps=4", "train.log_every=2"]
+    code, stdout, err = run(capsys, "train", "--no-progress", *argv, "--out", str(out))
+    assert code == 0, err
+    lines = [line for line in stdout.splitlines() if line.startswith("step ")]
+    assert [line.split("  ")[:1] for line in lines if "loss" in line] == [
+        ["step 2/4"],
+        ["step 4/4"],
+    ]
+    assert "steps/s" in lines[0]
+    assert "warning: few labeled images are clear\n" in err and "UserWarning" not in err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"event": "warning", "step": 1, "message": "few labeled images are clear"} in records

@@ -1,4 +1,6 @@
-"""Config: defaults < file < overrides, strictness, suggestions, TOML round trip."""
+"""Config: defaults < file < overrides, strictness, suggestions, TOML round trip, paths."""
+
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +82,49 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("[train\nsteps=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_paths_are_made_absolute_and_saved_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(
+        None,
+        [
+            "data.root=faces",
+            "data.unlabeled_root=./more/../extra",
+            "data.split_file=runs/a/split.json",
+            "data.label_file=lists/train.txt,lists/test.txt",
+            "model.pretrained=~/weights.pth",
+        ],
+    )
+    assert cfg.data.root == str(tmp_path / "faces")
+    assert cfg.data.unlabeled_root == str(tmp_path / "extra")
+    assert cfg.data.split_file == str(tmp_path / "runs" / "a" / "split.json")
+    lists = tmp_path / "faces" / "lists"  # the label list is relative to data.root
+    assert cfg.data.label_file == f"{lists / 'train.txt'},{lists / 'test.txt'}"
+    assert cfg.model.pretrained == str(Path.home() / "weights.pth")
+    save_config(cfg, tmp_path / "config.toml")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert load_config(tmp_path / "config.toml") == cfg  # the same run from any folder
+    assert load_config(None, ["data.root=/abs/faces"]).data.root == "/abs/faces"
+    assert load_config().data.root == ""  # empty stays empty
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seed=-1", "seed: must be a non-negative integer, got -1"),
+        ("data.image_size=8", r"data.image_size: must lie in \[16, 1024\]"),
+        ("train.device=tpu", "train.device: must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+        ("data.dataset=rafbd", "data.dataset: unknown dataset 'rafbd'. Did you mean 'rafdb'"),
+        ("model.name=resnet", "model.name: unknown model 'resnet'"),
+    ],
+)
+def test_values_that_used_to_fail_later_name_their_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_devices_that_are_accepted():
+    for device in ("auto", "cpu", "cuda", "cuda:1", "mps"):
+        assert load_config(None, [f"train.device={device}"]).train.device == device

@@ -1,4 +1,5 @@
-"""open_image: every mode to 8-bit RGB, EXIF rotation, and a named ImageError for each bad file."""
+"""open_image: every mode to 8-bit RGB, EXIF rotation, and a named ImageError for each bad file;
+check_images: every image of a set checked once before a run reads it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from lionfer.data.images import ImageError, ImageTooSmallError, open_image, to_rgb
+from lionfer.data.base import ImageSet
+from lionfer.data.checks import MIN_IMAGE_SIDE, check_images
+from lionfer.data.images import (
+    ImageError,
+    ImageTooSmallError,
+    check_image_file,
+    open_image,
+    to_rgb,
+)
+from lionfer.errors import InputError
 
 
 def noise(h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
@@ -183,3 +193,66 @@ def test_tiny_images_and_min_size(tmp_path):
     with pytest.raises(ImageError, match="too small \\(100×7\\); minimum is 16 px"):
         open_image(wide, min_size=16)
     assert open_image(wide, min_size=7).size == (100, 7)
+
+
+def test_check_image_file_decodes_like_training_does(tmp_path):
+    data = encoded(Image.fromarray(noise(64, 48)), "JPEG", quality=90)
+    whole, cut = tmp_path / "whole.jpg", tmp_path / "cut.jpg"
+    whole.write_bytes(data)
+    cut.write_bytes(data[: len(data) // 2])
+    assert check_image_file(whole) == (48, 64)
+    with pytest.raises(ImageError, match="truncated"):
+        check_image_file(cut)
+    with pytest.raises(ImageError, match="not found"):
+        check_image_file(tmp_path / "gone.jpg")
+
+
+def file_set(tmp_path, sizes, broken=()) -> ImageSet:
+    paths = []
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for k, size in enumerate(sizes):
+        path = tmp_path / f"{k}.png"
+        data = encoded(Image.fromarray(noise(size, size, k)), "PNG")
+        path.write_bytes(data[: len(data) // 3] if k in broken else data)
+        paths.append(str(path))
+    return ImageSet(paths, np.zeros(len(paths)), ids=[f"{k}.png" for k in range(len(paths))])
+
+
+def test_unreadable_images_are_an_error_listing_them_or_skipped_when_asked(tmp_path):
+    images = file_set(tmp_path, [32] * 6, broken=(1, 4))
+    with pytest.raises(ImageError) as info:
+        check_images(images, "unlabeled", skip_bad=False)
+    message = str(info.value)
+    assert message.startswith("2 of 6 unlabeled images cannot be read")
+    assert "1.png: cannot read image" in message and "data.skip_bad=true" in message
+    result = check_images(images, "unlabeled", skip_bad=True)
+    assert result.keep.tolist() == [True, False, True, True, False, True]
+    assert result.notes == [
+        "skipped 2 unreadable unlabeled images (data.skip_bad=true): 1.png, 4.png"
+    ]
+    with pytest.raises(ImageError, match="6 of 6"):  # nothing left to train on: still an error
+        check_images(file_set(tmp_path / "all", [32] * 6, range(6)), "train", skip_bad=True)
+
+
+def test_images_smaller_than_the_minimum_warn(tmp_path):
+    result = check_images(file_set(tmp_path, [32, 1, 8, 16]), "train", skip_bad=False)
+    assert result.keep.all() and result.notes == []
+    assert result.warnings == [
+        f"2 of 4 train images are smaller than {MIN_IMAGE_SIDE} px on a side (1.png, 2.png); "
+        "they are upscaled to data.image_size and carry little detail"
+    ]
+    boxed = file_set(tmp_path / "boxed", [32, 32])
+    boxed.boxes = np.array([[0, 0, 20, 20], [4, 4, 10, 30]])  # training sees the face box
+    assert "1 of 2" in check_images(boxed, "train", skip_bad=False).warnings[0]
+
+
+def test_in_memory_images_are_checked_by_shape():
+    arrays = ImageSet(np.zeros((5, 8, 8, 3), np.uint8), np.zeros(5))
+    result = check_images(arrays, "train", skip_bad=False)
+    assert result.keep.all() and "5 of 5 train images are smaller" in result.warnings[0]
+    assert (
+        check_images(ImageSet(np.zeros((5, 24, 24), np.uint8), np.zeros(5)), "x", False).warnings
+        == []
+    )
+    with pytest.raises(InputError, match="must be uint8"):
+        check_images(ImageSet(np.zeros((5, 24, 24, 3)), np.zeros(5)), "test", skip_bad=False)

@@ -8,6 +8,7 @@ from PIL import Image
 
 from lionfer.config import DataConfig
 from lionfer.data import folder, manifest
+from lionfer.errors import InputError
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
 from lionfer.registry import DATASETS
 
@@ -241,3 +242,28 @@ def test_manifest_duplicates_kept_once(tmp_path):
     data = manifest.load(cfg(tmp_path), seed=0)
     assert data.train.ids == ["a.png"]
     assert any("1 duplicate entries" in note for note in data.notes)
+
+
+@pytest.mark.parametrize("outside", ["../../../../etc/passwd", "../other/x.png", "{abs}"])
+def test_manifest_paths_must_stay_inside_its_folder(tmp_path, outside):
+    make_images(tmp_path / "data", ["a.png", "b.png"])
+    make_images(tmp_path / "other", ["x.png"])
+    outside = outside.format(abs=tmp_path / "other" / "x.png")
+    rows = f"path,label,split\na.png,happy,\nb.png,sad,test\n{outside},sad,\n"
+    write_csv(tmp_path / "data" / "manifest.csv", rows)
+    with pytest.raises(InputError, match=r"line 4: the image path .* points outside") as info:
+        manifest.load(cfg(tmp_path / "data"), seed=0)
+    assert "data.allow_outside_root=true" in str(info.value)
+    if outside.endswith("x.png"):  # a trusted manifest may reach outside
+        data = manifest.load(cfg(tmp_path / "data", allow_outside_root=True), seed=0)
+        assert data.train.images[-1] == str(tmp_path / "other" / "x.png")
+
+
+def test_manifest_absolute_and_dotted_paths_inside_the_folder_are_fine(tmp_path):
+    make_images(tmp_path / "data", ["img/a.png", "b.png"])
+    rows = (
+        f"path,label,split\n{tmp_path / 'data' / 'img' / 'a.png'},happy,\nimg/../b.png,sad,test\n"
+    )
+    write_csv(tmp_path / "data" / "manifest.csv", rows)
+    data = manifest.load(cfg(tmp_path / "data"), seed=0)
+    assert data.test.images == [str(tmp_path / "data" / "b.png")]

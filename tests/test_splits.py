@@ -1,5 +1,7 @@
 """Labeled budgets against the protocol tables, seeded splits, split files and their checks."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from lionfer.data.splits import (
     source_hash,
     stratified_holdout,
 )
+from lionfer.errors import InputError
 from lionfer.labels import CLASS_NAMES
 
 RAF_TRAIN_COUNTS = (1290, 281, 717, 4772, 1982, 705, 2524)  # SU FE DI HA SA AN NE
@@ -214,3 +217,37 @@ def test_stratified_holdout_is_seeded_and_per_class():
     assert np.bincount(labels[held]).tolist() == [2, 4, 1]
     assert np.array_equal(held, stratified_holdout(labels, 0.2, seed=0))
     assert not np.array_equal(held, stratified_holdout(labels, 0.2, seed=1))
+
+
+def with_extra_unlabeled(data: FERData, names: list[str]) -> FERData:
+    data.unlabeled = ImageSet(images=list(names), labels=np.full(len(names), -1), ids=names)
+    return data
+
+
+def test_split_file_records_and_checks_the_extra_unlabeled_images(tmp_path):
+    names = [f"unlabeled/{k}.jpg" for k in range(301)]
+    data = with_extra_unlabeled(fake_data([10] * 7, rule="balanced"), names)
+    path = tmp_path / "split.json"
+    make_split(data, 14, seed=0).save(path)
+    assert load_split(path, data).extra_unlabeled_ids == names
+    one_gone = with_extra_unlabeled(fake_data([10] * 7, rule="balanced"), names[:-1])
+    with pytest.raises(
+        InputError, match=r"301 then, 300 now; missing: unlabeled/300.jpg; new: none"
+    ):
+        load_split(path, one_gone)
+    shuffled = with_extra_unlabeled(fake_data([10] * 7, rule="balanced"), names[::-1])
+    with pytest.raises(InputError, match="the same images in another order"):
+        load_split(path, shuffled)
+
+
+def test_an_old_split_file_is_read_and_says_what_is_not_checked(tmp_path):
+    data = with_extra_unlabeled(fake_data([10] * 7, rule="balanced"), ["u/a.jpg", "u/b.jpg"])
+    path = tmp_path / "split.json"
+    make_split(data, 14, seed=0).save(path)
+    payload = json.loads(path.read_text())
+    del payload["extra_unlabeled_ids"]  # written before lionfer recorded them
+    path.write_text(json.dumps(payload))
+    with pytest.warns(UserWarning, match="are not checked against it"):
+        split = load_split(path, data)
+    assert split.extra_unlabeled_ids == ["u/a.jpg", "u/b.jpg"]  # a run saving it records them
+    assert any("predates the unlabeled-set check" in note for note in data.notes)

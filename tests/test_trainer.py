@@ -2,11 +2,17 @@
 
 import csv
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from lionfer.checkpoint import load_checkpoint
+from lionfer.checkpoint import check_state_fits, load_checkpoint
+from lionfer.data.images import ImageError
+from lionfer.errors import CheckpointError, InputError
+from lionfer.labels import CLASS_NAMES
 from lionfer.trainer import NonFiniteLoss, RunExistsError, train
 
 
@@ -137,3 +143,79 @@ def test_pretrained_weights_are_loaded_and_reported(tiny_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         train(missing, tmp_path / "run2", progress=False)
     assert not (tmp_path / "run2").exists()  # a failed start leaves no run folder behind
+
+
+def save_png(path: Path, seed: int, size: int = 16) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def faces_with_unlabeled(root: Path, unlabeled: int = 4) -> list[str]:
+    for c, name in enumerate(CLASS_NAMES):
+        for k in range(3):
+            save_png(root / "faces" / name.lower() / f"{k}.png", seed=10 * c + k)
+    for k in range(unlabeled):
+        save_png(root / "unlabeled" / f"{k}.png", seed=100 + k)
+    return [
+        "data.dataset=folder",
+        f"data.root={root / 'faces'}",
+        f"data.unlabeled_root={root / 'unlabeled'}",
+        "data.num_labels=7",
+        "data.image_size=16",
+        "algorithm.name=supervised",
+        "train.steps=2",
+        "train.eval_every=2",
+    ]
+
+
+def test_a_corrupt_unlabeled_image_is_caught_before_step_1_or_skipped(tiny_cfg, tmp_path):
+    overrides = faces_with_unlabeled(tmp_path)
+    broken = tmp_path / "unlabeled" / "2.png"
+    broken.write_bytes(broken.read_bytes()[:50])
+    with pytest.raises(ImageError, match=r"1 of 4 unlabeled images cannot be read.*2\.png"):
+        train(tiny_cfg(*overrides), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # found before the run folder was made
+    summary = train(tiny_cfg(*overrides, "data.skip_bad=true"), tmp_path / "run", progress=False)
+    note = "skipped 1 unreadable unlabeled images (data.skip_bad=true): unlabeled/2.png"
+    assert note in summary["notes"]
+    assert summary["num_unlabeled"] == 7 + 3  # the unlabeled half of train, and 3 extra images
+    start = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert note in start["notes"]
+
+
+def test_resume_refuses_a_changed_unlabeled_folder(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(*faces_with_unlabeled(tmp_path))
+    assert train(cfg, tmp_path / "run", progress=False, stop_after=1) is None
+    (tmp_path / "unlabeled" / "3.png").unlink()
+    with pytest.raises(InputError, match="4 then, 3 now; missing: unlabeled/3.png"):
+        train(None, tmp_path / "run", resume=True, progress=False)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
+
+
+def test_per_sample_state_must_cover_the_sets_it_indexes():
+    from types import SimpleNamespace
+
+    run_data = SimpleNamespace(
+        data=SimpleNamespace(class_names=("a", "b")), labeled=[0] * 4, unlabeled=[0] * 300
+    )
+    fresh = {"label": torch.zeros(4), "bank": torch.zeros(300, 2, dtype=torch.bool)}
+    saved = {"label": torch.zeros(4), "bank": torch.zeros(301, 2, dtype=torch.bool)}
+    state = {"class_names": ["a", "b"], "algorithm": saved}
+    with pytest.raises(
+        CheckpointError, match=r"'bank' has shape \(301, 2\), but the unlabeled set"
+    ):
+        check_state_fits(state, fresh, run_data, Path("last.pt"))
+    check_state_fits({**state, "algorithm": fresh}, fresh, run_data, Path("last.pt"))
+    with pytest.raises(CheckpointError, match="trained on the classes"):
+        check_state_fits({**state, "class_names": ["a", "c"]}, fresh, run_data, Path("last.pt"))
+
+
+def test_a_class_without_labels_is_a_warning_and_a_note(tiny_cfg):
+    from lionfer.data.pipeline import build_run_data
+
+    cfg = tiny_cfg("data.num_labels=3")
+    with pytest.warns(UserWarning, match=r"4 of 7 classes get no labeled image") as caught:
+        run_data = build_run_data(cfg.data, cfg.seed)
+    assert "data.num_labels=3 is too small" in str(caught[0].message)
+    assert any("get no labeled image" in note for note in run_data.data.notes)

@@ -1,47 +1,56 @@
 """Shared checks for dataset readers: expected files and folders, listed files that are missing,
-duplicate entries, out-of-range label ids, number fields and config options a reader cannot use.
-Each failure names the file (and line) and the fix; with data.skip_bad the missing files are
-dropped instead and counted in a note.
+duplicate entries, out-of-range label ids, number fields and config options a reader cannot use,
+and the check of every image a run will read. Each failure names the file (and line) and the fix;
+with data.skip_bad missing and unreadable files are dropped instead and counted in a note.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
+from lionfer.data.images import ImageError, check_image_file
+from lionfer.errors import ConfigError, InputError, MissingInputError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 _SHOWN = 3  # how many offending entries an error message lists
+MIN_IMAGE_SIDE = 16  # px; a smaller image (or face box) is used, with a warning
+PROGRESS_FROM = 500  # image checks of this many files or more show a progress bar
 
 
 def require_file(path: str | Path, what: str, fix: str) -> Path:
-    """The path if it is a file, else FileNotFoundError naming it, what it is, and the fix."""
+    """The path if it is a file, else MissingInputError naming it, what it is, and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: expected the file {path}. {fix}")
+        raise MissingInputError(f"{what} not found: expected the file {path}. {fix}")
     return path
 
 
 def require_dir(path: str | Path, what: str, fix: str) -> Path:
-    """The path if it is a folder, else FileNotFoundError naming it, what it is, and the fix."""
+    """The path if it is a folder, else MissingInputError naming it, what it is, and the fix."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{what} not found: expected the folder {path}. {fix}")
+        raise MissingInputError(f"{what} not found: expected the folder {path}. {fix}")
     return path
 
 
 def require_seven(cfg, name: str) -> None:
     """A dataset without a Contempt class and without layout variants (7-class mode only)."""
     if cfg.num_classes != 7:
-        raise ValueError(f"{name} has no Contempt class; set data.num_classes=7")
+        raise ConfigError(f"{name} has no Contempt class; set data.num_classes=7")
     refuse_variant(cfg, name)
 
 
 def refuse_variant(cfg, name: str) -> None:
     """Only AffectNet ships in more than one layout."""
     if cfg.variant:
-        raise ValueError(f"{name}: data.variant is not used; leave it empty (got {cfg.variant!r})")
+        raise ConfigError(f"{name}: data.variant is not used; leave it empty (got {cfg.variant!r})")
 
 
 def parse_int(text: str, column: str, where: str) -> int:
@@ -55,7 +64,7 @@ def parse_int(text: str, column: str, where: str) -> int:
     except ValueError:
         number = float("nan")
     if not number.is_integer():
-        raise ValueError(f"{where}: {column} is {text.strip()!r}, expected an integer")
+        raise InputError(f"{where}: {column} is {text.strip()!r}, expected an integer")
     return int(number)
 
 
@@ -64,7 +73,7 @@ def parse_float(text: str, column: str, where: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{where}: {column} is {text!r}, expected a number") from None
+        raise InputError(f"{where}: {column} is {text!r}, expected a number") from None
 
 
 def check_listed_files(
@@ -79,14 +88,14 @@ def check_listed_files(
     if not missing:
         return exists, []
     if len(missing) == len(paths):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{dataset}: none of the {len(paths)} listed images exist (the first expected is "
             f"{missing[0]}). data.root is probably wrong: point it at the dataset folder as it "
             "ships (or pick data.variant to match the image folder you have)"
         )
     if not skip_bad:
         shown = ", ".join(missing[:_SHOWN])
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{dataset}: {len(missing)} of {len(paths)} listed images are missing "
             f"(first: {shown}). Restore them or set data.skip_bad=true to skip them"
         )
@@ -108,7 +117,7 @@ def drop_duplicates(
         if name in first:
             j = first[name]
             if labels is not None and int(labels[i]) != int(labels[j]):
-                raise ValueError(
+                raise InputError(
                     f"{source or 'label list'}: {name!r} is listed twice with different labels "
                     f"({labels[j]} on entry {j + 1}, {labels[i]} on entry {i + 1}); "
                     "remove the wrong entry"
@@ -129,13 +138,13 @@ def check_label_ids(
     source: str,
     lines: Sequence[int] | None = None,
 ) -> None:
-    """Raise ValueError at the first id not in valid, naming the file, its 1-based line and the
+    """Raise InputError at the first id not in valid, naming the file, its 1-based line and the
     valid ids. lines: the line number of each id (default: entry i is on line i + 1)."""
     valid_set = {int(v) for v in valid}
     for i, value in enumerate(np.asarray(ids).tolist()):
         if int(value) not in valid_set:
             line = lines[i] if lines is not None else i + 1
-            raise ValueError(
+            raise InputError(
                 f"{source}, line {line}: label id {value} is out of range; valid ids are "
                 f"{sorted(valid_set)}. Check that this is the right label file for the dataset"
             )
@@ -162,3 +171,97 @@ def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path]
         elif path.is_file():
             ignored += 1
     return sorted(images), ignored
+
+
+@dataclass
+class ImageCheck:
+    """What check_images found: keep (N,) bool (False for unreadable images dropped with
+    skip_bad), notes for the run, and warnings to raise (small images)."""
+
+    keep: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_images(images, part: str, skip_bad: bool, progress: bool = False) -> ImageCheck:
+    """Check every image of an ImageSet once, before training reads it.
+
+    In-memory arrays are checked by shape and type; files are decoded (in threads, with a progress
+    bar from PROGRESS_FROM files on). An unreadable file is an ImageError listing the first few, or
+    with skip_bad is dropped and counted in a note. Images whose shorter side is under
+    MIN_IMAGE_SIDE pixels are used, with a warning.
+    """
+    if not images.is_files:
+        return ImageCheck(np.ones(len(images), dtype=bool), [], _array_warnings(images, part))
+    sizes, failures = _probe_files(images.images, part, progress)
+    keep = np.array([error is None for error in failures], dtype=bool)
+    bad = [(images.ids[i], failures[i]) for i in np.flatnonzero(~keep)]
+    notes = []
+    if bad:
+        first = "; ".join(f"{name}: {error}" for name, error in bad[:_SHOWN])
+        more = f" (and {len(bad) - _SHOWN} more)" if len(bad) > _SHOWN else ""
+        if not skip_bad or len(bad) == len(images):
+            raise ImageError(
+                f"{len(bad)} of {len(images)} {part} images cannot be read{more}. First: {first}. "
+                "Fix or remove them, or set data.skip_bad=true to skip unreadable images "
+                "(they are counted in the run's notes)"
+            )
+        shown = ", ".join(name for name, _ in bad[:_SHOWN])
+        notes.append(
+            f"skipped {len(bad)} unreadable {part} images (data.skip_bad=true): {shown}{more}"
+        )
+    if images.boxes is not None:  # a face box is what training sees
+        boxed = images.boxes[:, 2] > 0
+        sizes[boxed] = images.boxes[boxed][:, 2:]
+    small = [images.ids[i] for i in np.flatnonzero(keep & (sizes.min(axis=1) < MIN_IMAGE_SIDE))]
+    return ImageCheck(keep, notes, _small_warning(small, len(images), part))
+
+
+def _probe_files(paths, part: str, progress: bool) -> tuple[np.ndarray, list[str | None]]:
+    """((N, 2) width and height, error message or None per file), decoded in a thread pool."""
+
+    def probe(path) -> tuple[tuple[int, int], str | None]:
+        try:
+            return check_image_file(path), None
+        except ImageError as error:
+            return (0, 0), str(error)
+
+    workers = min(8, os.cpu_count() or 1)
+    show = progress and len(paths) >= PROGRESS_FROM
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(
+            tqdm(
+                pool.map(probe, paths),
+                total=len(paths),
+                desc=f"checking {part} images",
+                disable=not show,
+                unit="img",
+            )
+        )
+    sizes = np.array([size for size, _ in results], dtype=np.int64).reshape(-1, 2)
+    return sizes, [error for _, error in results]
+
+
+def _array_warnings(images, part: str) -> list[str]:
+    """In-memory images: (N, H, W) or (N, H, W, 1|3) uint8; all share one size."""
+    array = images.images
+    shape_ok = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (1, 3))
+    if not shape_ok or array.dtype != np.uint8:
+        raise InputError(
+            f"{part} images are a {array.dtype} array of shape {array.shape}; in-memory images "
+            "must be uint8 (N, H, W) or (N, H, W, 3)"
+        )
+    side = min(array.shape[1], array.shape[2])
+    return _small_warning(list(images.ids) if side < MIN_IMAGE_SIDE else [], len(images), part)
+
+
+def _small_warning(small: list[str], total: int, part: str) -> list[str]:
+    if not small:
+        return []
+    shown = ", ".join(small[:_SHOWN]) + (
+        f" (and {len(small) - _SHOWN} more)" if len(small) > _SHOWN else ""
+    )
+    return [
+        f"{len(small)} of {total} {part} images are smaller than {MIN_IMAGE_SIDE} px on a side "
+        f"({shown}); they are upscaled to data.image_size and carry little detail"
+    ]

@@ -13,6 +13,7 @@ from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import list_images, require_dir
 from lionfer.data.splits import hold_out
+from lionfer.errors import ConfigError, MissingInputError
 from lionfer.registry import DATASETS
 
 HOLDOUT = 0.2  # test fraction held out when the data has no test split
@@ -44,7 +45,7 @@ def resolve_classes(
 def _map_lookup(name: str, class_map: dict) -> int:
     lowered = {str(k).strip().lower(): v for k, v in class_map.items()}
     if name not in class_map and name.strip().lower() not in lowered:
-        raise ValueError(
+        raise ConfigError(
             f"class {name!r} is not in data.class_map (keys: {sorted(map(str, class_map))}); "
             "add it, mapping to a canonical id 0-7 or -1 to drop it"
         )
@@ -53,7 +54,7 @@ def _map_lookup(name: str, class_map: dict) -> int:
         return L.class_from_name(value)
     value = int(value)
     if value != L.DROP and not 0 <= value <= L.CONTEMPT:
-        raise ValueError(
+        raise ConfigError(
             f"data.class_map[{name!r}] = {value}: canonical ids are 0-6 "
             f"({', '.join(L.CLASS_NAMES)}), 7 Contempt, or -1 to drop the class"
         )
@@ -112,7 +113,7 @@ def read_unlabeled(folder: str) -> tuple[ImageSet, str]:
     )
     paths, ignored = list_images(root, recursive=True)
     if not paths:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no images (png, jpg, jpeg, bmp) found under data.unlabeled_root={root}"
         )
     unlabeled = ImageSet(
@@ -135,14 +136,14 @@ def load(cfg, seed: int) -> FERData:
     train_dir = find_child(root, "train")
     test_dir = find_child(root, "test")
     if test_dir and not train_dir:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{root} has a test/ folder but no train/ folder; put the training class folders "
             "under ROOT/train/, or move the class folders up to ROOT/<class>/"
         )
     train_files, ignored = scan_split(train_dir or root)
     test_files, test_ignored = scan_split(test_dir) if test_dir else ({}, 0)
     if not any(train_files.values()):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no images found in class folders under {train_dir or root}; expected "
             "ROOT/<class>/<image>.jpg (png, jpg, jpeg, bmp) or ROOT/train/<class>/<image>.jpg"
         )

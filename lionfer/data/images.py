@@ -5,15 +5,19 @@ False, so partial data is never silently accepted."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lionfer.errors import InputError
+
 _FIX = "re-copy or re-download it, or remove it from the dataset's list"
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image file that is missing, truncated, corrupt or unusable."""
 
 
@@ -28,13 +32,43 @@ def open_image(path: str | Path, min_size: int = 1) -> Image.Image:
     ImageTooSmallError (a subclass of ImageError).
     """
     path = Path(path)
-    _check_file(path)
-    try:
+    with _decoding(path):
         with Image.open(path) as image:
             image.load()
             # exif_transpose returns a new image (a copy when there is no rotation), so the result
             # survives the `with` closing the file's image core.
             rgb = to_rgb(ImageOps.exif_transpose(image))
+    if min(rgb.size) < min_size:
+        width, height = rgb.size
+        raise ImageTooSmallError(
+            f"image {path} is too small ({width}×{height}); minimum is {min_size} px. "
+            "Remove it from the dataset or lower the minimum size"
+        )
+    return rgb
+
+
+def check_image_file(path: str | Path) -> tuple[int, int]:
+    """Decode an image file once to prove it is usable; returns its stored (width, height).
+
+    JPEGs are decoded at reduced scale (libjpeg's DCT scaling still reads every byte, so a
+    truncated or corrupt file fails as it would in training) to keep a check of a large dataset
+    fast. Raises ImageError like open_image.
+    """
+    path = Path(path)
+    with _decoding(path):
+        with Image.open(path) as image:
+            size = image.size
+            image.draft("RGB", (32, 32))  # a no-op for formats other than JPEG
+            image.load()
+    return size
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    """Turn whatever PIL raises on a bad file into an ImageError naming it and the fix."""
+    _check_file(path)
+    try:
+        yield
     except Image.DecompressionBombError as error:
         raise ImageError(
             f"image {path} is too large to decode safely: {error}. If you trust the file, raise "
@@ -46,13 +80,6 @@ def open_image(path: str | Path, min_size: int = 1) -> Image.Image:
         # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
         # EOFError, struct.error, IndexError, ...): all mean "this file is unusable".
         raise ImageError(f"cannot read image {path}: {_describe(error)}; {_FIX}") from error
-    if min(rgb.size) < min_size:
-        width, height = rgb.size
-        raise ImageTooSmallError(
-            f"image {path} is too small ({width}×{height}); minimum is {min_size} px. "
-            "Remove it from the dataset or lower the minimum size"
-        )
-    return rgb
 
 
 def _check_file(path: Path) -> None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import check_label_ids, check_listed_files, drop_duplicates, require_file
 from lionfer.data.folder import holdout_test, resolve_classes
+from lionfer.errors import InputError
 from lionfer.registry import DATASETS
 
 REQUIRED = ("path", "label")
@@ -53,13 +55,13 @@ def read_rows(path: Path) -> tuple[list[Row], list[str]]:
         header = [h.strip().lower() for h in next(reader, [])]
         missing = [c for c in REQUIRED if c not in header]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{path}, line 1: the header lacks {missing}; it must start with 'path,label' "
                 f"(optional columns: split, true_label, x, y, w, h), got {header}"
             )
         has_box = [c in header for c in BOX]
         if any(has_box) and not all(has_box):
-            raise ValueError(f"{path}, line 1: a face box needs all four columns x, y, w, h")
+            raise InputError(f"{path}, line 1: a face box needs all four columns x, y, w, h")
         notes = []
         unknown = [c for c in header if c not in KNOWN]
         if unknown:
@@ -69,7 +71,7 @@ def read_rows(path: Path) -> tuple[list[Row], list[str]]:
             if not any(f.strip() for f in fields):
                 continue
             if len(fields) != len(header):
-                raise ValueError(
+                raise InputError(
                     f"{path}, line {reader.line_num}: {len(fields)} fields but the header has "
                     f"{len(header)}; fix that line (quote paths that contain commas)"
                 )
@@ -82,28 +84,28 @@ def read_rows(path: Path) -> tuple[list[Row], list[str]]:
                 )
             )
     if not rows:
-        raise ValueError(f"{path} lists no images; add rows 'path,label'")
+        raise InputError(f"{path} lists no images; add rows 'path,label'")
     return rows, notes
 
 
 def _row(values: dict[str, str], line: int, path: Path, has_box: bool) -> Row:
     where = f"{path}, line {line}"
     if not values["path"]:
-        raise ValueError(f"{where}: empty path")
+        raise InputError(f"{where}: empty path")
     split = values.get("split", "").lower() or "train"
     if split not in SPLITS:
-        raise ValueError(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
+        raise InputError(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
     box = None
     if has_box:
         try:
             box = tuple(int(values[c]) for c in BOX)
         except ValueError:
-            raise ValueError(f"{where}: x, y, w, h must be integers (pixels)") from None
+            raise InputError(f"{where}: x, y, w, h must be integers (pixels)") from None
         if box[2] <= 0 or box[3] <= 0:
-            raise ValueError(f"{where}: the face box width and height must be positive")
+            raise InputError(f"{where}: the face box width and height must be positive")
     label = "" if values["label"] == "-1" else values["label"]
     if split == "test" and not label:
-        raise ValueError(f"{where}: a test image needs a label (it is the reference)")
+        raise InputError(f"{where}: a test image needs a label (it is the reference)")
     return Row(line, values["path"], label, split, values.get("true_label", ""), box)
 
 
@@ -127,7 +129,7 @@ def label_space(rows: list[Row], class_map: dict, num_classes: int, source: Path
             for t in (r.label, r.true_label)
             if t in mapping and t.strip().lower() not in L.NAME_ALIASES
         )
-        raise ValueError(
+        raise InputError(
             f"{source}, line {line}: label {text!r} is neither a FER class name nor a canonical "
             "id, while other rows use canonical ids; give a data.class_map"
         )
@@ -152,7 +154,7 @@ def load(cfg, seed: int) -> FERData:
     _check_split_conflicts(rows, source)
     labels = np.array([to_id(r.label) for r in rows], dtype=np.int64)
     keep, dup_notes = drop_duplicates([r.path for r in rows], labels, str(source))
-    paths = [_resolve(source.parent, r.path) for r in rows]
+    paths = resolve_paths(rows, source, cfg.allow_outside_root)
     exists, missing_notes = check_listed_files(paths, cfg.skip_bad, "manifest")
     notes += dup_notes + missing_notes
     keep &= exists
@@ -175,7 +177,7 @@ def load(cfg, seed: int) -> FERData:
         train, test, note = holdout_test(train, cfg.data_seed)
         notes.append(note)
     if not len(train):
-        raise ValueError(f"{source} has no labeled training images; give some rows a label")
+        raise InputError(f"{source} has no labeled training images; give some rows a label")
     unlabeled = part.make(is_unlabeled, unlabeled=True) if is_unlabeled.any() else None
     return FERData(
         name="manifest",
@@ -188,8 +190,26 @@ def load(cfg, seed: int) -> FERData:
     )
 
 
-def _resolve(folder: Path, path: str) -> Path:
-    return Path(path) if Path(path).is_absolute() else folder / path
+def resolve_paths(rows: list[Row], source: Path, allow_outside: bool) -> list[Path]:
+    """Each row's image path, relative to the manifest's folder (absolute paths stand alone).
+    A path that leaves that folder ('../../x', '/elsewhere/x') is refused unless allow_outside:
+    a manifest from somewhere else must not make lionfer read arbitrary files."""
+    folder = Path(os.path.abspath(source.parent))
+    paths = [Path(os.path.normpath(folder / row.path)) for row in rows]
+    if allow_outside:
+        return paths
+    outside = [
+        row for row, path in zip(rows, paths, strict=True) if not path.is_relative_to(folder)
+    ]
+    if outside:
+        first = outside[0]
+        raise InputError(
+            f"{source}, line {first.line}: the image path {first.path!r} points outside the "
+            f"manifest's folder {folder} ({len(outside)} rows do). Paths must stay inside it: "
+            "move the images (or the manifest) so they do, or set data.allow_outside_root=true "
+            "if you trust this manifest"
+        )
+    return paths
 
 
 def _check_split_conflicts(rows: list[Row], source: Path) -> None:
@@ -198,7 +218,7 @@ def _check_split_conflicts(rows: list[Row], source: Path) -> None:
     for row in rows:
         seen = first.setdefault(row.path, row)
         if seen.split != row.split:
-            raise ValueError(
+            raise InputError(
                 f"{source}: {row.path!r} is listed as {seen.split} (line {seen.line}) and as "
                 f"{row.split} (line {row.line}); keep one of the two rows"
             )

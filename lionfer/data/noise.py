@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from lionfer.errors import ConfigError
+
 NOISE_KINDS: tuple[str, ...] = ("none", "symmetric", "asymmetric")
 FER_CONFUSIONS: dict[int, int] = {1: 0, 2: 5, 4: 6}  # Fear→Surprise, Disgust→Anger, Sadness→Neutral
 DIGIT_CONFUSIONS: dict[int, int] = {7: 1, 2: 7, 5: 6, 6: 5, 3: 8}
@@ -26,18 +28,18 @@ def parse_noise_map(mapping: dict, num_classes: int) -> dict[int, int]:
         try:
             source, target = int(key), int(value)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"noise_map entry {key!r} = {value!r}: both sides must be class ids (integers), "
-                'e.g. noise_map = {"1" = 0}'
+            raise ConfigError(
+                f"data.noise_map entry {key!r} = {value!r}: both sides must be class ids "
+                '(integers), e.g. noise_map = {"1" = 0}'
             ) from None
         for class_id in (source, target):
             if not 0 <= class_id < num_classes:
-                raise ValueError(
-                    f"noise_map entry {key!r} = {value!r}: class id {class_id} is outside "
+                raise ConfigError(
+                    f"data.noise_map entry {key!r} = {value!r}: class id {class_id} is outside "
                     f"0..{num_classes - 1} for a {num_classes}-class dataset"
                 )
         if source == target:
-            raise ValueError(f"noise_map entry {key!r} = {value!r} maps a class to itself")
+            raise ConfigError(f"data.noise_map entry {key!r} = {value!r} maps a class to itself")
         parsed[source] = target
     return parsed
 
@@ -57,16 +59,16 @@ def inject_noise(
     Unknown labels (-1) are never touched.
     """
     if kind not in NOISE_KINDS:
-        raise ValueError(f"unknown noise kind {kind!r}; use one of {', '.join(NOISE_KINDS)}")
+        raise ConfigError(f"unknown noise kind {kind!r}; use one of {', '.join(NOISE_KINDS)}")
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"noise rate must be a probability in [0, 1], got {rate}")
+        raise ConfigError(f"noise rate must be a probability in [0, 1], got {rate}")
     labels = np.asarray(labels, dtype=np.int64)
     known = labels >= 0
     if (labels[known] >= num_classes).any():
-        raise ValueError(f"labels must be in 0..{num_classes - 1} (or -1 for unknown)")
+        raise ConfigError(f"labels must be in 0..{num_classes - 1} (or -1 for unknown)")
     if kind == "none":
         if rate != 0.0:
-            raise ValueError(
+            raise ConfigError(
                 f"noise rate {rate} given with noise kind 'none'; set the kind to symmetric or "
                 "asymmetric, or the rate to 0"
             )
@@ -80,7 +82,7 @@ def inject_noise(
         noisy[flip] = (labels[flip] + offset[flip]) % num_classes
         return noisy
     if class_map is None:
-        raise ValueError(
+        raise ConfigError(
             "asymmetric noise needs a class_map (class id -> class id); "
             "pass default_noise_map(dataset_name) or parse_noise_map(cfg.noise_map, C)"
         )

@@ -1,40 +1,124 @@
-"""From a DataConfig to the image sets a run uses: read the dataset, inject label noise if asked,
-split train into labeled / unlabeled (/ validation), and report per-class counts."""
+"""From a DataConfig to the image sets a run uses: read the dataset, check every image once, inject
+label noise if asked, split train into labeled / unlabeled (/ validation), and report per-class
+counts. Also the table of dataset names, and the one place where a reader's complaints about the
+user's files become InputError (exit code 2)."""
 
 from __future__ import annotations
 
-import importlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from lionfer.data.base import FERData, ImageSet
+from lionfer.data.checks import check_images
 from lionfer.data.noise import default_noise_map, inject_noise, parse_noise_map
 from lionfer.data.splits import Split, load_split, make_split
+from lionfer.errors import ConfigError, InputError, MissingInputError
 from lionfer.registry import DATASETS
 
-READERS = (
-    "synthetic",
-    "digits",
-    "folder",
-    "manifest",
-    "rafdb",
-    "sfew",
-    "affectnet",
-    "fer2013",
-    "expw",
+# Every dataset by name, imported on first use so that listing them and validating a config stay
+# light; each reader module registers the same function when it is imported. The flag says whether
+# the reader needs data.root.
+DATASET_TABLE = (
+    (
+        "synthetic",
+        "synthetic:load",
+        "procedural faces, 7 expressions, ambiguous labels; built in",
+        False,
+    ),
+    (
+        "digits",
+        "digits:load",
+        "sklearn's bundled 8x8 handwritten digits, 10 classes; built in",
+        False,
+    ),
+    (
+        "folder",
+        "folder:load",
+        "your own images: ROOT/<class>/*.jpg or ROOT/{train,test}/<class>/",
+        True,
+    ),
+    (
+        "manifest",
+        "manifest:load",
+        "images listed in a CSV: path,label[,split,true_label,x,y,w,h]",
+        True,
+    ),
+    (
+        "rafdb",
+        "rafdb:load",
+        "RAF-DB basic: 7 classes, 12,271 train / 3,068 test (official or Ada-CM lists)",
+        True,
+    ),
+    ("sfew", "sfew:load", "SFEW 2.0: 7 classes, Train 958 / Val 436 (Val is the test set)", True),
+    (
+        "affectnet",
+        "affectnet:load",
+        "AffectNet: CSV release (face boxes) or pre-cropped .npy release; val set = test",
+        True,
+    ),
+    (
+        "fer2013",
+        "fer2013:load_fer2013",
+        "FER2013: 48x48 grayscale faces from fer2013.csv; PrivateTest = test",
+        True,
+    ),
+    (
+        "ferplus",
+        "fer2013:load_ferplus",
+        "FERPlus: FER2013 images relabelled by 10 annotators (majority vote); 7 or 8 classes",
+        True,
+    ),
+    (
+        "expw",
+        "expw:load",
+        "ExpW: in-the-wild faces (boxes in label.lst); seeded 20% held out",
+        True,
+    ),
 )
+for _name, _target, _description, _reads_files in DATASET_TABLE:
+    if _name not in DATASETS:
+        DATASETS.add(_name, f"lionfer.data.{_target}", _description)
+FILE_DATASETS = frozenset(name for name, _, _, reads_files in DATASET_TABLE if reads_files)
+PARTS = ("train", "test", "unlabeled")
 
 
 def register_readers() -> None:
-    for module in READERS:
-        importlib.import_module(f"lionfer.data.{module}")
+    """Import every reader (their names are registered already; this loads the functions)."""
+    for name in DATASETS.names():
+        DATASETS.get(name)
 
 
-def load_dataset(cfg, seed: int) -> FERData:
-    """Read cfg.dataset and apply cfg.noise to its training labels (true labels are kept)."""
-    register_readers()
-    data = DATASETS.get(cfg.dataset)(cfg, seed)
+def read_dataset(cfg, seed: int) -> FERData:
+    """Call the reader of cfg.dataset. Readers report bad data with ValueError (or InputError) and
+    missing files with FileNotFoundError; both become InputError here, the one place where a
+    dataset's own files are read, so the command line answers them with exit code 2."""
+    if cfg.dataset in FILE_DATASETS and not cfg.root:
+        raise ConfigError(
+            f"data.root is empty, but the {cfg.dataset} dataset reads files: set data.root to "
+            "the dataset's folder (e.g. data.root=/data/faces); `lionfer list datasets` shows "
+            "the built-in ones that need none"
+        )
+    reader = DATASETS.get(cfg.dataset)
+    try:
+        return reader(cfg, seed)
+    except InputError:
+        raise
+    except FileNotFoundError as error:
+        raise MissingInputError(str(error)) from error
+    except (ValueError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        raise InputError(f"{cfg.dataset}: {message}") from error
+
+
+def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool = False):
+    """Read cfg.dataset, check its images (the parts named in `check`; unreadable ones are an
+    error, or dropped with cfg.skip_bad), then apply cfg.noise to the training labels (true
+    labels are kept)."""
+    data = read_dataset(cfg, seed)
+    for part in check:
+        check_part(data, part, cfg.skip_bad, progress)
     if cfg.noise != "none" and cfg.noise_rate > 0:
         train = data.train
         truth = train.labels.copy() if train.true_labels is None else train.true_labels
@@ -54,11 +138,24 @@ def load_dataset(cfg, seed: int) -> FERData:
     return data
 
 
+def check_part(data: FERData, part: str, skip_bad: bool, progress: bool) -> None:
+    """Check every image of data.<part> once; drop unreadable ones when skip_bad (noted)."""
+    images = getattr(data, part)
+    if images is None or not len(images):
+        return
+    result = check_images(images, part, skip_bad, progress)
+    data.notes += result.notes
+    for message in result.warnings:
+        warnings.warn(message, stacklevel=3)
+    if not result.keep.all():
+        setattr(data, part, images.subset(np.flatnonzero(result.keep)))
+
+
 def concat(first: ImageSet, second: ImageSet | None) -> ImageSet:
     if second is None or len(second) == 0:
         return first
     if first.is_files != second.is_files:
-        raise ValueError("cannot mix in-memory images with image files in one set")
+        raise InputError("cannot mix in-memory images with image files in one set")
     images = (
         np.concatenate([first.images, second.images])
         if not first.is_files
@@ -96,12 +193,12 @@ class RunData:
         return self.data.num_classes
 
 
-def build_run_data(cfg, seed: int) -> RunData:
-    data = load_dataset(cfg, seed)
-    if cfg.split_file:
-        split = load_split(cfg.split_file, data)
-    else:
-        split = make_split(data, cfg.num_labels, seed, cfg.val_fraction)
+def build_run_data(cfg, seed: int, progress: bool = False) -> RunData:
+    """The image sets of a run: the dataset read and checked, split by cfg.split_file or a new
+    seeded split. progress: show a progress bar while a large set of image files is checked."""
+    data = load_dataset(cfg, seed, progress=progress)
+    split = choose_split(cfg, seed, data)
+    warn_unlabeled_classes(data, split, cfg.num_labels)
     train = data.train
     hidden = train.subset(split.unlabeled)
     if hidden.true_labels is None:
@@ -110,6 +207,33 @@ def build_run_data(cfg, seed: int) -> RunData:
     unlabeled = concat(hidden, data.unlabeled)
     val = train.subset(split.val) if len(split.val) else None
     return RunData(data, split, train.subset(split.labeled), unlabeled, val, data.test)
+
+
+def choose_split(cfg, seed: int, data: FERData) -> Split:
+    if cfg.split_file:
+        return load_split(cfg.split_file, data)
+    return make_split(data, cfg.num_labels, seed, cfg.val_fraction)
+
+
+def warn_unlabeled_classes(data: FERData, split: Split, num_labels: int) -> None:
+    """A class without a single labeled image cannot be learnt from labels: say so (a warning,
+    and a note in the run)."""
+    counts = np.bincount(data.train.labels[split.labeled], minlength=data.num_classes)
+    empty = [data.class_names[c] for c in np.flatnonzero(counts == 0)]
+    if not empty:
+        return
+    total = np.bincount(data.train.labels[data.train.labels >= 0], minlength=data.num_classes)
+    without_images = [data.class_names[c] for c in np.flatnonzero(total == 0)]
+    message = f"{len(empty)} of {data.num_classes} classes get no labeled image: {', '.join(empty)}"
+    if without_images:
+        message += f" ({', '.join(without_images)} has no training images at all)"
+    if len(without_images) < len(empty):
+        message += (
+            f"; data.num_labels={num_labels} is too small to label every class: give at least "
+            f"{data.num_classes}"
+        )
+    data.notes.append(message)
+    warnings.warn(message, stacklevel=3)
 
 
 def count_by_class(labels: np.ndarray, class_names) -> dict[str, int]:
@@ -121,13 +245,10 @@ def count_by_class(labels: np.ndarray, class_names) -> dict[str, int]:
 
 
 def dataset_stats(cfg, seed: int) -> dict[str, dict[str, int]]:
-    """Per-class counts of train, test and the labeled / unlabeled split the config makes."""
-    data = load_dataset(cfg, seed)
-    split = (
-        load_split(cfg.split_file, data)
-        if cfg.split_file
-        else make_split(data, cfg.num_labels, seed, cfg.val_fraction)
-    )
+    """Per-class counts of train, test and the labeled / unlabeled split the config makes.
+    Images are not decoded here (that is done when a run starts), so counts are of listed files."""
+    data = load_dataset(cfg, seed, check=())
+    split = choose_split(cfg, seed, data)
     names = data.class_names
     labels = data.train.labels
     unlabeled = labels[split.unlabeled]

@@ -1,20 +1,26 @@
 """Semi-supervised splits: per-class labeled budgets (the RAF-DB protocol table or class-balanced),
 seeded labeled / unlabeled / validation index sets, and split files that pin them down exactly.
 
-A Split indexes FERData.train. Its source hash (ids + given labels) ties it to one label list, so a
-split file cannot silently be reused on another dataset.
+A Split indexes FERData.train. Its source hash (ids + given labels) ties it to one label list, and
+it lists the ids of the extra unlabeled images (FERData.unlabeled), so a split file cannot silently
+be reused on other data: per-sample state such as LION's complementary label bank is indexed by
+position in these sets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lionfer.atomic import write_text_atomic
 from lionfer.data.base import FERData, ImageSet
+from lionfer.errors import ConfigError, InputError, MissingInputError
 
 # Ada-CM / LION RAF-DB protocol: Fear (canonical id 1) is capped; the other six classes share the
 # rest equally. The released codes hard-code these numbers.
@@ -32,14 +38,14 @@ def labeled_budget(
     if len(counts) != len(class_names):
         raise ValueError(f"{len(counts)} class counts but {len(class_names)} class names")
     if rule not in RULES:
-        raise ValueError(f"unknown split rule {rule!r}; use one of {', '.join(RULES)}")
+        raise InputError(f"unknown split rule {rule!r}; use one of {', '.join(RULES)}")
     if num_labels == -1:
         return counts.copy()
     if num_labels <= 0:
-        raise ValueError(f"num_labels must be positive or -1 (all labeled), got {num_labels}")
+        raise ConfigError(f"num_labels must be positive or -1 (all labeled), got {num_labels}")
     if num_labels > total:
-        raise ValueError(
-            f"num_labels={num_labels} exceeds the {total} labeled training images; "
+        raise ConfigError(
+            f"data.num_labels={num_labels} exceeds the {total} labeled training images; "
             "lower data.num_labels or use -1 to label every training image"
         )
     if rule == "rafdb":
@@ -49,12 +55,12 @@ def labeled_budget(
 
 def _rafdb_budget(num_labels: int, counts: np.ndarray, class_names) -> np.ndarray:
     if num_labels not in RAFDB_FEAR_BUDGET:
-        raise ValueError(
-            f"num_labels={num_labels} is not a RAF-DB protocol budget; supported budgets are "
+        raise ConfigError(
+            f"data.num_labels={num_labels} is not a RAF-DB protocol budget; supported budgets are "
             f"{sorted(RAFDB_FEAR_BUDGET)}. For another budget use split rule 'balanced'"
         )
     if len(counts) != 7 or class_names[FEAR] != "Fear":
-        raise ValueError(
+        raise InputError(
             f"the rafdb split rule needs the 7 canonical classes with Fear at id {FEAR}, got "
             f"{list(class_names)}; use split rule 'balanced'"
         )
@@ -67,7 +73,7 @@ def _rafdb_budget(num_labels: int, counts: np.ndarray, class_names) -> np.ndarra
             f"{class_names[c]} has {counts[c]} images but needs {budget[c]}" for c in short
         )
         # Never shrink a budget silently: the protocol's numbers would no longer mean anything.
-        raise ValueError(
+        raise ConfigError(
             f"the RAF-DB budget {num_labels} cannot be filled: {detail}. Use a smaller "
             "data.num_labels, or split rule 'balanced'"
         )
@@ -105,6 +111,7 @@ class Split:
     num_labels: int
     per_class: dict[str, int] = field(default_factory=dict)
     source_hash: str = ""
+    extra_unlabeled_ids: list[str] | None = None  # ids of FERData.unlabeled; None: not recorded
 
     def counts(self) -> dict[str, int]:
         return {
@@ -124,25 +131,30 @@ class Split:
             "labeled": self.labeled.tolist(),
             "unlabeled": self.unlabeled.tolist(),
             "val": self.val.tolist(),
+            "extra_unlabeled_ids": self.extra_unlabeled_ids,
         }
-        Path(path).write_text(json.dumps(payload, indent=1) + "\n")
+        write_text_atomic(Path(path), json.dumps(payload, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Split:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"split file not found: {path}; data.split_file must name a split.json "
                 "written by an earlier run"
             )
         try:
             payload = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"split file {path} is not valid JSON: {error}") from error
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputError(f"split file {path} is not valid JSON: {error}") from error
+        if not isinstance(payload, dict):
+            raise InputError(
+                f"split file {path} holds no JSON object; it was not written by lionfer"
+            )
         keys = ("labeled", "unlabeled", "val", "seed", "rule", "num_labels", "source_hash")
         missing = [k for k in keys if k not in payload]
         if missing:
-            raise ValueError(f"split file {path} lacks {missing}; it was not written by lionfer")
+            raise InputError(f"split file {path} lacks {missing}; it was not written by lionfer")
         return cls(
             labeled=np.asarray(payload["labeled"], dtype=np.int64),
             unlabeled=np.asarray(payload["unlabeled"], dtype=np.int64),
@@ -152,7 +164,16 @@ class Split:
             num_labels=int(payload["num_labels"]),
             per_class={str(k): int(v) for k, v in payload.get("per_class", {}).items()},
             source_hash=str(payload["source_hash"]),
+            extra_unlabeled_ids=_ids_or_none(payload.get("extra_unlabeled_ids"), path),
         )
+
+
+def _ids_or_none(value, path: Path) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InputError(f"split file {path}: extra_unlabeled_ids must be a list; it is corrupt")
+    return [str(v) for v in value]
 
 
 def source_hash(train: ImageSet) -> str:
@@ -219,15 +240,22 @@ def make_split(
         num_labels=num_labels,
         per_class={name: int(budget[c]) for c, name in enumerate(data.class_names)},
         source_hash=source_hash(data.train),
+        extra_unlabeled_ids=extra_unlabeled_ids(data),
     )
 
 
+def extra_unlabeled_ids(data: FERData) -> list[str]:
+    return [] if data.unlabeled is None else list(data.unlabeled.ids)
+
+
 def load_split(path: str | Path, data: FERData) -> Split:
-    """A saved split, checked against this dataset's training list (hash and index ranges)."""
+    """A saved split, checked against this dataset: the training list (hash and index ranges) and
+    the extra unlabeled images. A split file from before the unlabeled check adds a note saying
+    what is not checked."""
     split = Split.load(path)
     expected = source_hash(data.train)
     if split.source_hash != expected:
-        raise ValueError(
+        raise InputError(
             f"split file {path} was made for another dataset or label list (hash "
             f"{split.source_hash}, this {data.name} training list has {expected}); "
             "use the split made for this data, or drop data.split_file to make a new one"
@@ -235,10 +263,49 @@ def load_split(path: str | Path, data: FERData) -> Split:
     n = len(data.train)
     parts = np.concatenate([split.labeled, split.unlabeled, split.val])
     if len(parts) and (parts.min() < 0 or parts.max() >= n):
-        raise ValueError(f"split file {path} has indices outside 0..{n - 1}; it is corrupt")
+        raise InputError(f"split file {path} has indices outside 0..{n - 1}; it is corrupt")
     if len(np.unique(parts)) != len(parts) or len(parts) != n:
-        raise ValueError(
+        raise InputError(
             f"split file {path} must cover the {n} training images exactly once "
             f"(it lists {len(parts)} indices, {len(np.unique(parts))} distinct); it is corrupt"
         )
+    if not check_extra_unlabeled(split, data, path):
+        split = dataclasses.replace(split, extra_unlabeled_ids=extra_unlabeled_ids(data))
     return split
+
+
+def check_extra_unlabeled(split: Split, data: FERData, path: str | Path) -> bool:
+    """The extra unlabeled images must be the ones, in the order, the split was made with.
+    False (and a note) for a split file that does not record them."""
+    current = extra_unlabeled_ids(data)
+    if split.extra_unlabeled_ids is None:
+        note = (
+            f"split file {path} predates the unlabeled-set check: the {len(current)} extra "
+            "unlabeled images are not checked against it"
+        )
+        data.notes.append(note)
+        warnings.warn(note, stacklevel=3)
+        return False
+    saved = list(split.extra_unlabeled_ids)
+    if saved == current:
+        return True
+    missing = sorted(set(saved) - set(current))
+    new = sorted(set(current) - set(saved))
+    detail = (
+        f"missing: {_first(missing)}; new: {_first(new)}"
+        if missing or new
+        else "the same images in another order"
+    )
+    raise InputError(
+        f"the unlabeled images changed since split file {path} was made ({len(saved)} then, "
+        f"{len(current)} now; {detail}). Per-image state is indexed by position, so it would "
+        "land on other images: restore the unlabeled folder, or start a new run (without "
+        "data.split_file)"
+    )
+
+
+def _first(names: list[str], shown: int = 3) -> str:
+    if not names:
+        return "none"
+    more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

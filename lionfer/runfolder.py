@@ -1,0 +1,171 @@
+"""The run folder: what makes a folder a lionfer run, the checks before a run is written into one,
+and metrics.jsonl.
+
+A run is only ever written into a new or empty folder, or replaces a folder that is recognisably a
+lionfer run (--overwrite), and never the current folder, one of its parents or the home folder:
+nothing a user made is deleted. metrics.jsonl gets one JSON object per line (Python warnings
+included, as "warning" events); on resume the records after the checkpoint's step are dropped,
+so no step appears twice.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lionfer.atomic import write_text_atomic
+from lionfer.errors import InputError, MissingInputError, RunExistsError
+
+METRICS = "metrics.jsonl"
+LAST = Path("checkpoints") / "last.pt"
+REPLAYED_EVENTS = ("train", "eval", "warning")  # written again when a resumed run replays steps
+_SHOWN = 5
+
+
+def read_records(path: Path) -> list[dict]:
+    """The JSON records of a metrics.jsonl; a torn last line (a killed write) is left out."""
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _first_record(path: Path) -> dict | None:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.loads(handle.readline())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A folder lionfer made: metrics.jsonl opening with lionfer's start event, or a readable
+    lionfer checkpoint in checkpoints/last.pt."""
+    first = _first_record(folder / METRICS)
+    if isinstance(first, dict) and first.get("event") == "start" and "num_labeled" in first:
+        return True
+    if (folder / LAST).is_file():
+        from lionfer.checkpoint import load_checkpoint  # torch, only when there is a checkpoint
+
+        try:
+            load_checkpoint(folder / LAST)
+        except InputError:
+            return False
+        return True
+    return False
+
+
+def describe_foreign(folder: Path) -> str:
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    shown = ", ".join(names[:_SHOWN]) + (", ..." if len(names) > _SHOWN else "")
+    entries = "entry that is" if len(names) == 1 else "entries that are"
+    return f"holds {len(names)} {entries} not a lionfer run: {shown}"
+
+
+def _protected(folder: Path) -> bool:
+    """The current folder, the home folder, or a parent of either (the filesystem root too)."""
+    target = folder.resolve()
+    places = [Path.cwd().resolve()]
+    try:
+        places.append(Path.home().resolve())
+    except RuntimeError:  # no home folder known
+        pass
+    return any(target == place or target in place.parents for place in places)
+
+
+def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse, before anything is built, a run folder that cannot be written as asked."""
+    if out.exists() and not out.is_dir():
+        raise RunExistsError(f"--out {out} is a file, not a folder; choose a folder for the run")
+    if resume:
+        if not (out / LAST).is_file():
+            raise MissingInputError(
+                f"nothing to resume: {out / LAST} is missing (is --out the run folder?)"
+            )
+        return
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not is_run_folder(out):
+        raise RunExistsError(
+            f"{out} {describe_foreign(out)}. lionfer writes a run only into a new or empty folder "
+            "and never deletes what it did not make: choose another --out"
+        )
+    if not overwrite:
+        raise RunExistsError(
+            f"run folder {out} already holds a run; pass --resume to continue it, --overwrite to "
+            "replace it, or choose another --out"
+        )
+    if _protected(out) or out.is_symlink():
+        raise RunExistsError(
+            f"--overwrite will not delete {out}: it is the current folder, a parent of it, your "
+            "home folder or a link. Replace the run by its own folder (e.g. --out runs/x)"
+        )
+
+
+def create_run_dir(out: Path, overwrite: bool) -> None:
+    """Make the run folder; an existing run is deleted only with overwrite, re-checked here."""
+    if out.exists() and any(out.iterdir()):
+        check_run_dir(out, resume=False, overwrite=overwrite)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for 0-d tensors and numpy scalars in logs."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to {METRICS}")
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per event, appended and flushed."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, record: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, default=_plain) + "\n")
+
+    def records(self) -> list[dict]:
+        return read_records(self.path) if self.path.is_file() else []
+
+    def rewind(self, step: int) -> int:
+        """Drop the records of steps after `step` that a resumed run writes again (train, eval,
+        warning); keep the run's history (start, resume, interrupted, error). Returns how many
+        records were dropped, counting a torn last line."""
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        lines = [line for line in text.splitlines() if line.strip()]
+        records = read_records(self.path)
+        kept = [
+            r
+            for r in records
+            if not (r.get("event") in REPLAYED_EVENTS and int(r.get("step", 0)) > step)
+        ]
+        text = "".join(json.dumps(r, default=_plain) + "\n" for r in kept)
+        write_text_atomic(self.path, text)
+        return len(lines) - len(kept)
+
+    @contextmanager
+    def recording_warnings(self, step: Callable[[], int]) -> Iterator[None]:
+        """Each Python warning shown meanwhile is also logged as a "warning" event; how it is
+        shown stays the caller's (the command line prints one `warning: ...` line)."""
+        with warnings.catch_warnings():
+            show = warnings.showwarning
+
+            def record(message, category, filename, lineno, file=None, line=None):
+                self.append({"event": "warning", "step": step(), "message": str(message)})
+                show(message, category, filename, lineno, file, line)
+
+            warnings.showwarning = record
+            yield

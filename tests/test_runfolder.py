@@ -1,0 +1,140 @@
+"""The run folder: only a lionfer run is ever replaced; the current folder, its parents and the
+home folder never are; metrics.jsonl gets resume events and no step twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from lionfer.checkpoint import REQUIRED_KEYS
+from lionfer.cli import main
+from lionfer.errors import RunExistsError
+from lionfer.runfolder import MetricsLog, check_run_dir, create_run_dir, is_run_folder
+from lionfer.trainer import train
+
+START = {"event": "start", "num_labeled": 28, "num_unlabeled": 182, "weights": "random init"}
+
+
+def fake_run(folder: Path) -> Path:
+    """A folder with lionfer's own opening record, as every run writes first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.jsonl").write_text(json.dumps(START) + "\n")
+    (folder / "config.toml").write_text("seed = 0\n")
+    return folder
+
+
+def user_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(b"\xff\xd8 not really")
+    (folder / "notes.txt").write_text("my notes\n")
+    (folder / "album").mkdir()
+    return folder
+
+
+def test_a_users_folder_survives_overwrite(tiny_cfg, tmp_path, capsys):
+    folder = user_folder(tmp_path / "mine")
+    with pytest.raises(RunExistsError, match=r"holds 3 entries that are not a lionfer run: "):
+        train(tiny_cfg(), folder, overwrite=True, progress=False)
+    code = main(["train", "train.steps=2", "--out", str(folder), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2 and "a.jpg, album/, notes.txt" in err and "already holds a run" not in err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jpg", "album", "notes.txt"]
+    assert (folder / "notes.txt").read_text() == "my notes\n"
+
+
+def test_without_overwrite_a_non_run_folder_is_described_not_called_a_run(tmp_path):
+    folder = user_folder(tmp_path / "mine")
+    with pytest.raises(RunExistsError) as info:
+        check_run_dir(folder, resume=False, overwrite=False)
+    assert "not a lionfer run" in str(info.value) and "--overwrite" not in str(info.value)
+    run = fake_run(tmp_path / "run")
+    with pytest.raises(RunExistsError, match="already holds a run; pass --resume"):
+        check_run_dir(run, resume=False, overwrite=False)
+    check_run_dir(tmp_path / "new", resume=False, overwrite=False)  # new and empty are fine
+    (tmp_path / "empty").mkdir()
+    check_run_dir(tmp_path / "empty", resume=False, overwrite=False)
+
+
+def test_overwrite_never_deletes_the_current_folder_its_parents_or_home(tmp_path, monkeypatch):
+    run = fake_run(tmp_path / "run")
+    (run / "sub").mkdir()
+    for cwd, out in ((run, Path(".")), (run / "sub", Path("..")), (run / "sub", run)):
+        monkeypatch.chdir(cwd)
+        with pytest.raises(RunExistsError, match="--overwrite will not delete"):
+            check_run_dir(out, resume=False, overwrite=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(run))
+    with pytest.raises(RunExistsError, match="home folder"):
+        check_run_dir(run, resume=False, overwrite=True)
+    assert (run / "metrics.jsonl").is_file()
+
+
+def test_overwrite_replaces_a_run_folder(tmp_path):
+    run = fake_run(tmp_path / "run")
+    (run / "checkpoints").mkdir()
+    check_run_dir(run, resume=False, overwrite=True)
+    create_run_dir(run, overwrite=True)
+    assert run.is_dir() and not any(run.iterdir())
+
+
+def test_a_run_is_recognised_by_its_own_files(tmp_path):
+    assert is_run_folder(fake_run(tmp_path / "a"))
+    other = tmp_path / "b"
+    other.mkdir()
+    (other / "config.toml").write_text("seed = 0\n")
+    (other / "metrics.jsonl").write_text('{"event": "start"}\n')  # not lionfer's start record
+    assert not is_run_folder(other)
+    checkpoint = tmp_path / "c" / "checkpoints" / "last.pt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({key: 0 for key in REQUIRED_KEYS}, checkpoint)
+    assert is_run_folder(tmp_path / "c")
+    torch.save({"weight": torch.zeros(2)}, checkpoint)  # a plain state dict is not a run
+    assert not is_run_folder(tmp_path / "c")
+
+
+def test_a_file_as_out_exits_2(tmp_path, capsys):
+    target = tmp_path / "results.txt"
+    target.write_text("keep me\n")
+    assert main(["train", "--out", str(target), "--overwrite"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert target.read_text() == "keep me\n"
+
+
+def test_rewind_keeps_history_and_drops_replayed_steps(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    for record in (
+        START,
+        {"event": "train", "step": 2},
+        {"event": "eval", "step": 2},
+        {"event": "train", "step": 4},
+        {"event": "warning", "step": 3, "message": "x"},
+        {"event": "error", "step": 4, "error": "RuntimeError: boom"},
+    ):
+        log.append(record)
+    with log.path.open("a") as handle:
+        handle.write('{"event": "train", "st')  # a write cut short by SIGKILL
+    assert log.rewind(2) == 3
+    assert [(r["event"], r.get("step")) for r in log.records()] == [
+        ("start", None),
+        ("train", 2),
+        ("eval", 2),
+        ("error", 4),
+    ]
+
+
+def test_resume_logs_an_event_and_no_step_twice(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("algorithm.name=supervised", "train.steps=4", "train.log_every=1")
+    run = tmp_path / "run"
+    assert train(cfg, run, progress=False, stop_after=2) is None
+    with (run / "metrics.jsonl").open("a") as handle:  # steps 3 and 4 logged, then SIGKILL
+        handle.write('{"event": "train", "step": 3}\n{"event": "train", "step": 4}\n{"ev')
+    train(None, run, resume=True, progress=False)
+    records = MetricsLog(run / "metrics.jsonl").records()
+    assert [r["step"] for r in records if r["event"] == "train"] == [1, 2, 3, 4]
+    resume = [r for r in records if r["event"] == "resume"]
+    assert len(resume) == 1 and resume[0]["notes"] == records[0]["notes"]
+    assert resume[0]["step"] == 2 and resume[0]["dropped"] == 3
+    assert resume[0]["checkpoint"] == "checkpoints/last.pt"

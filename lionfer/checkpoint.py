@@ -30,11 +30,35 @@ def save_checkpoint(state: dict, path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(path) as tmp, open(tmp, "wb") as handle:
-            torch.save(state, handle)
+            writer = _KeepWriteError(handle)
+            try:
+                torch.save(state, writer)
+            except RuntimeError as error:
+                if writer.error is None:
+                    raise
+                raise writer.error from error  # torch reports a failed write (ENOSPC) vaguely
             flush_to_disk(handle)
     except OSError as error:
         reason = error.strerror or os.strerror(error.errno or errno.EIO) or str(error)
         raise CheckpointWriteError(f"could not write checkpoint {path}: {reason}") from error
+
+
+class _KeepWriteError:
+    """A file for torch.save that keeps the OSError of a failed write: torch itself reports a
+    full disk only as 'RuntimeError: [enforce fail at inline_container.cc] unexpected pos'."""
+
+    def __init__(self, handle):
+        self.handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def load_checkpoint(path: Path) -> dict:

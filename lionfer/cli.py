@@ -178,7 +178,7 @@ def cmd_prepare(args) -> int:
     from lionfer.data.prepare import prepare
 
     cfg = config_from_args(args.items)
-    data = load_dataset(cfg.data, cfg.seed)
+    data = load_dataset(cfg.data, cfg.seed, check=())  # prepare lists unreadable files itself
     result = prepare(
         data,
         Path(args.out),
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        except RuntimeFailure as error:
+        except (RuntimeFailure, OSError) as error:  # OSError: e.g. a full disk, a lost mount
             print(f"error: {error}", file=sys.stderr)
             return 1
         except Exception as error:  # a failure nobody foresaw: keep the traceback for the report

@@ -3,9 +3,9 @@
 A Config is a tree of frozen dataclasses. The `algorithm` section holds `name` plus the fields of
 that algorithm's own config class (see lionfer.algorithms). Unknown keys and bad values raise
 ConfigError with a suggestion; the resolved config is saved as TOML in every run folder. Paths
-(data.root, data.unlabeled_root, data.split_file, data.label_file, model.pretrained) are made
-absolute when a config is loaded, relative to the current folder (data.label_file: to data.root),
-so a saved config works from anywhere.
+(data.root, data.unlabeled_root, data.split_file, data.label_file, model.pretrained when it names a
+file) are made absolute when a config is loaded, relative to the current folder (data.label_file:
+to data.root), so a saved config works from anywhere.
 """
 
 from __future__ import annotations
@@ -329,8 +329,17 @@ def resolve_paths(cfg: Config, base: str | Path | None = None) -> Config:
         split_file=absolute(data.split_file, base),
         label_file=label_file if data.label_file else "",
     )
-    model = dataclasses.replace(cfg.model, pretrained=absolute(cfg.model.pretrained, base))
+    pretrained = cfg.model.pretrained
+    if _looks_like_a_path(pretrained, base):
+        pretrained = absolute(pretrained, base)
+    model = dataclasses.replace(cfg.model, pretrained=pretrained)
     return dataclasses.replace(cfg, data=data, model=model)
+
+
+def _looks_like_a_path(value: str, base: Path) -> bool:
+    """A weights file, as opposed to the name of a weight set (a word such as `imagenet`)."""
+    path = Path(os.path.expanduser(value))
+    return bool(value) and (len(path.parts) > 1 or bool(path.suffix) or (base / path).exists())
 
 
 def _toml_value(value: Any) -> str:

@@ -48,7 +48,11 @@ class RuntimeFailure(RuntimeError):
 
 
 class NonFiniteLoss(RuntimeFailure):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; `logs` holds the step's logged values."""
+
+    def __init__(self, message: str, logs: dict | None = None):
+        super().__init__(message)
+        self.logs = dict(logs or {})
 
 
 class CheckpointWriteError(RuntimeFailure):

@@ -364,7 +364,8 @@ class Trainer:
         interrupted = isinstance(error, KeyboardInterrupt)
         record: dict = {"event": "interrupted" if interrupted else "error", "step": self.step}
         record.update({"signal": "SIGINT"} if interrupted else {"error": _describe(error)})
-        record.update(getattr(error, "logs", {}))
+        if isinstance(error, NonFiniteLoss):
+            record.update(error.logs)
         name = "error.pt" if self._mid_step else "last.pt"
         if not (interrupted and self._mid_step):
             try:
@@ -392,12 +393,12 @@ class Trainer:
         with autocast:
             out = self.algorithm.step(self.model, batch, Progress(self.step, self.cfg.train.steps))
         if not math.isfinite(out.loss.item()):
-            error = NonFiniteLoss(
-                f"loss is {out.loss.item()} at step {self.step} (logs: {out.logs}); lower "
-                f"train.lr or check the data; {self._last_good()}"
+            logs = {k: float(v) for k, v in out.logs.items()}  # 0-d tensors are not JSON
+            raise NonFiniteLoss(
+                f"loss is {out.loss.item()} at step {self.step} (logs: {logs}); lower "
+                f"train.lr or check the data; {self._last_good()}",
+                logs,
             )
-            error.logs = {k: float(v) for k, v in out.logs.items()}
-            raise error
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()

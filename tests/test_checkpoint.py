@@ -4,6 +4,7 @@ anything that is not a lionfer checkpoint in one line, executing nothing."""
 from __future__ import annotations
 
 import errno
+import io
 import os
 import pickle
 
@@ -87,3 +88,35 @@ def test_a_failed_write_keeps_the_last_good_checkpoint_and_no_tmp_file(tmp_path,
         save_checkpoint(lionfer_state(2), path)
     assert [p.name for p in path.parent.iterdir()] == ["last.pt"]
     assert load_checkpoint(path)["step"] == 1
+
+
+class FullDisk(io.RawIOBase):
+    """A file on a disk that fills up after `room` bytes."""
+
+    def __init__(self, room: int):
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return len(data)
+
+
+def test_torchs_vague_error_on_a_full_disk_is_reported_as_one(tmp_path, monkeypatch):
+    import lionfer.checkpoint
+
+    real_open = open
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        real_open(file, mode, *args, **kwargs).close()  # the .tmp file exists, as it would
+        return FullDisk(room=300)
+
+    monkeypatch.setattr(lionfer.checkpoint, "open", open_on_a_full_disk, raising=False)
+    path = tmp_path / "last.pt"
+    with pytest.raises(CheckpointWriteError, match="No space left on device"):
+        save_checkpoint(lionfer_state(1) | {"weights": torch.zeros(10_000)}, path)
+    assert list(tmp_path.iterdir()) == []  # no .tmp left behind

@@ -157,3 +157,25 @@ def test_prepare_then_train_from_the_cache(capsys, tmp_path):
     assert summary["num_labels"] == 14 and 0.0 <= summary["test_acc"] <= 1.0
     split = json.loads((out / "split.json").read_text())
     assert len(split["labeled"]) == 14 and len(split["unlabeled"]) == total - 7 - 14
+
+
+def test_prepare_records_an_unreadable_raw_image_and_goes_on(capsys, tmp_path):
+    write_manifest(tmp_path)
+    broken = tmp_path / "images" / "happiness_0.jpg"
+    broken.write_bytes(broken.read_bytes()[:100])
+    code, stdout, err = run(
+        capsys,
+        "prepare",
+        "data.dataset=manifest",
+        f"data.root={tmp_path / 'faces.csv'}",
+        "--out",
+        str(tmp_path / "cache"),
+        "--detector",
+        "haar",
+        "--size",
+        "32",
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "done 41," in stdout and "unreadable 1," in stdout
+    assert "happiness_0.jpg" in (tmp_path / "cache" / "failures.csv").read_text()

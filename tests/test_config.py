@@ -107,6 +107,11 @@ def test_paths_are_made_absolute_and_saved_so(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert load_config(tmp_path / "config.toml") == cfg  # the same run from any folder
     assert load_config(None, ["data.root=/abs/faces"]).data.root == "/abs/faces"
+    assert load_config(None, ["model.pretrained=imagenet"]).model.pretrained == "imagenet"
+    (tmp_path / "elsewhere" / "weights").write_bytes(b"")  # a file without a suffix is a path
+    assert load_config(None, ["model.pretrained=weights"]).model.pretrained == str(
+        tmp_path / "elsewhere" / "weights"
+    )
     assert load_config().data.root == ""  # empty stays empty
 
 

@@ -98,10 +98,12 @@ def test_existing_run_is_never_overwritten_unless_asked(tiny_cfg, tmp_path):
 
 def test_nan_loss_stops_naming_the_step(tiny_cfg, tmp_path):
     cfg = tiny_cfg("algorithm.name=supervised", "train.lr=1e30", "train.steps=50")
-    with pytest.raises(NonFiniteLoss, match=r"at step \d+"):
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+.*(last good checkpoint|no checkpoint)"):
         train(cfg, tmp_path / "run", progress=False)
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert json.loads(records[-1])["event"] == "error"
+    last = json.loads(records[-1])
+    assert last["event"] == "error" and last["error"].startswith("NonFiniteLoss: loss is")
+    assert last["checkpoint"] == "checkpoints/error.pt"  # the state that gave the NaN
 
 
 def test_ctrl_c_saves_a_checkpoint_first(tiny_cfg, tmp_path, monkeypatch):

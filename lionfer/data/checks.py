@@ -202,7 +202,7 @@ def check_images(images, part: str, skip_bad: bool, progress: bool = False) -> I
         more = f" (and {len(bad) - _SHOWN} more)" if len(bad) > _SHOWN else ""
         if not skip_bad or len(bad) == len(images):
             raise ImageError(
-                f"{len(bad)} of {len(images)} {part} images cannot be read{more}. First: {first}. "
+                f"{len(bad)} of {len(images)} {part} images cannot be read. First: {first}{more}. "
                 "Fix or remove them, or set data.skip_bad=true to skip unreadable images "
                 "(they are counted in the run's notes)"
             )
@@ -243,9 +243,9 @@ def _probe_files(paths, part: str, progress: bool) -> tuple[np.ndarray, list[str
 
 
 def _array_warnings(images, part: str) -> list[str]:
-    """In-memory images: (N, H, W) or (N, H, W, 1|3) uint8; all share one size."""
+    """In-memory images: (N, H, W) or (N, H, W, 3) uint8; all share one size."""
     array = images.images
-    shape_ok = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (1, 3))
+    shape_ok = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] == 3)
     if not shape_ok or array.dtype != np.uint8:
         raise InputError(
             f"{part} images are a {array.dtype} array of shape {array.shape}; in-memory images "

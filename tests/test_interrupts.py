@@ -89,7 +89,7 @@ def test_sigterm_mid_run_then_resume_equals_uninterrupted(tmp_path):
     assert steps == [r["step"] for r in events(tmp_path / "full") if r["event"] == "train"]
 
 
-SUPERVISED = ["algorithm.name=supervised", "train.steps=4", "train.eval_every=2"]
+SUPERVISED = ["algorithm.name=supervised", "train.steps=4", "train.eval_every=2", *SMALL]
 CHECKPOINT_EVERY_2 = ["train.checkpoint_every=2", "train.log_every=2"]
 
 

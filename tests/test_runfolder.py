@@ -126,7 +126,8 @@ def test_rewind_keeps_history_and_drops_replayed_steps(tmp_path):
 
 
 def test_resume_logs_an_event_and_no_step_twice(tiny_cfg, tmp_path):
-    cfg = tiny_cfg("algorithm.name=supervised", "train.steps=4", "train.log_every=1")
+    small = ("data.num_train=70", "data.num_test=14", "data.num_labels=14")
+    cfg = tiny_cfg("algorithm.name=supervised", "train.steps=4", "train.log_every=1", *small)
     run = tmp_path / "run"
     assert train(cfg, run, progress=False, stop_after=2) is None
     with (run / "metrics.jsonl").open("a") as handle:  # steps 3 and 4 logged, then SIGKILL

@@ -66,12 +66,21 @@ def cmd_train(args) -> int:
     if args.resume:
         if not args.out:
             raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
-        if args.items or args.device:
+        if args.items:
+            raise ConfigError("--resume continues a run with its saved config; drop the overrides")
+        if args.overwrite or args.dry_run:
             raise ConfigError(
-                "--resume continues a run with its saved config; drop the overrides and --device"
+                "--resume continues a run: it takes neither --overwrite nor --dry-run"
             )
         out = Path(args.out)
-        summary = train(None, out, resume=True, progress=not args.no_progress, command=command)
+        summary = train(
+            None,
+            out,
+            resume=True,
+            progress=not args.no_progress,
+            command=command,
+            device=args.device,
+        )
         print(format_summary(summary, out))
         return 0
     extra = (f"train.device={args.device}",) if args.device else ()
@@ -205,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace the lionfer run in --out (nothing else)"
     )
     p.add_argument("--dry-run", action="store_true", help="2 steps of the real path, nothing saved")
-    p.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: cuda when available)")
+    p.add_argument(
+        "--device", help="cpu, cuda, cuda:N, mps (default: cuda when available; also on --resume)"
+    )
     p.add_argument(
         "--no-progress", action="store_true", help="one plain line per log interval, no bars"
     )
@@ -275,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             hint = ""
             if args.command == "train":
-                hint = " A run keeps its last saved checkpoint: lionfer train --resume --out RUN"
+                hint = (
+                    " A run keeps its last saved checkpoint, if one was saved: "
+                    "lionfer train --resume --out RUN"
+                )
             print(f"\ninterrupted: stopped at once.{hint}", file=sys.stderr)
             return 130
         except InputError as error:

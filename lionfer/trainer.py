@@ -30,7 +30,7 @@ from lionfer.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from lionfer.config import Config, load_config, resolve_paths, save_config
+from lionfer.config import Config, load_config, replace, resolve_paths, save_config
 from lionfer.data import transforms
 from lionfer.data.loaders import eval_loader, stream_loader
 from lionfer.data.pipeline import RunData, build_run_data
@@ -61,7 +61,7 @@ def resolve_device(name: str) -> torch.device:
     if device.type in available and not available[device.type]():
         raise ConfigError(
             f"train.device={name} but {device.type} is not available here; use train.device=cpu "
-            "(or auto)"
+            "or auto (to continue a run here: lionfer train --resume --out RUN --device cpu)"
         )
     return device
 
@@ -470,8 +470,10 @@ def train(
     stop_after: int | None = None,
     progress: bool = True,
     command: str = "",
+    device: str | None = None,
 ) -> dict | None:
-    """Train one run into `out`; on resume the run's saved config is used (cfg may be None).
+    """Train one run into `out`; on resume the run's saved config is used (cfg may be None), on
+    `device` when one is given (e.g. a run begun on a GPU continued on a CPU).
 
     Raises InputError (bad config, data or run folder: nothing is written), Interrupted (SIGINT or
     SIGTERM: checkpoints/last.pt saved), or the failure of a step (an "error" event and a
@@ -480,6 +482,8 @@ def train(
     check_run_dir(out, resume, overwrite)
     if resume:
         cfg = load_config(out / "config.toml")  # a resumed run continues with its own config
+        if device:
+            cfg = replace(cfg, f"train.device={device}")
         split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
         trainer = Trainer(cfg, out, build_run_data(split, cfg.seed, progress), progress, command)
     else:

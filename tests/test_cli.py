@@ -4,6 +4,7 @@ import json
 import tomllib
 
 import pytest
+import torch
 from conftest import TINY
 
 from lionfer.cli import main
@@ -109,3 +110,21 @@ def test_no_progress_prints_a_line_per_log_interval_and_warnings_as_one_line(
     assert "warning: few labeled images are clear\n" in err and "UserWarning" not in err
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"event": "warning", "step": 1, "message": "few labeled images are clear"} in records
+
+
+def test_a_gpu_run_is_continued_on_a_cpu_with_device(capsys, tmp_path, tiny_cfg):
+    from lionfer.trainer import train
+
+    small = ("data.num_train=70", "data.num_test=14", "data.num_labels=14")
+    run_dir = tmp_path / "run"
+    train(tiny_cfg("algorithm.name=supervised", "train.steps=2", *small), run_dir, stop_after=1)
+    config = run_dir / "config.toml"
+    config.write_text(config.read_text().replace('device = "auto"', 'device = "cuda:0"'))
+    resume = ["train", "--resume", "--out", str(run_dir), "--no-progress"]
+    if not torch.cuda.is_available():
+        code, _, err = run(capsys, *resume)
+        assert code == 2 and "--resume --out RUN --device cpu" in err
+    code, stdout, err = run(capsys, *resume, "--device", "cpu")
+    assert code == 0 and "2 steps" in stdout, err
+    code, _, err = run(capsys, *resume, "--dry-run")
+    assert code == 2 and "neither --overwrite nor --dry-run" in err

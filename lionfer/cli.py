@@ -55,7 +55,9 @@ def config_from_args(items: list[str], extra: tuple[str, ...] = ()):
 
 
 def default_out(cfg) -> Path:
-    labels = "all" if cfg.data.num_labels == -1 else cfg.data.num_labels
+    from lionfer.trainer import data_config  # fullysupervised labels every image
+
+    labels = "all" if data_config(cfg).num_labels == -1 else cfg.data.num_labels
     return Path("runs") / f"{cfg.data.dataset}@{labels}" / cfg.algorithm.name / f"s{cfg.seed}"
 
 

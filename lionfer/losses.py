@@ -23,3 +23,9 @@ def masked_cross_entropy(
     if count.item() == 0:
         return logits.sum() * 0.0
     return (per_sample * mask).sum() / count
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of H(targets, softmax(logits)) = −Σ_c targets_c log p_c; targets (B, C)
+    are probability rows (mixed one-hots, sharpened guesses)."""
+    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()

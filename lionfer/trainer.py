@@ -74,6 +74,25 @@ def confusion_on(model, images, num_classes: int, cfg: Config, device) -> np.nda
     return confusion_matrix(images.labels, predicted, num_classes)
 
 
+def data_config(cfg: Config):
+    """The data section a run is built from: every training image labeled when the algorithm
+    declares uses_all_labels (data.num_labels is then ignored)."""
+    if ALGORITHMS.get(cfg.algorithm.name).uses_all_labels:
+        return dataclasses.replace(cfg.data, num_labels=-1)
+    return cfg.data
+
+
+def check_all_labeled(cfg: Config, run_data: RunData) -> None:
+    """An algorithm that uses every label must not get a split that hides some (a split file)."""
+    hidden = int((run_data.data.train.labels[run_data.split.unlabeled] >= 0).sum())
+    if ALGORITHMS.get(cfg.algorithm.name).uses_all_labels and hidden:
+        raise ConfigError(
+            f"algorithm {cfg.algorithm.name} trains on every training image, but the split "
+            f"{cfg.data.split_file or ''} leaves {hidden} of them unlabeled; drop "
+            "data.split_file, or use a split made with data.num_labels=-1"
+        )
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """(predicted class, probabilities) for every image of an evaluation loader."""
@@ -126,7 +145,8 @@ class Trainer:
     ):
         self.cfg, self.out, self.progress, self.command = cfg, Path(out), progress, command
         self.device = resolve_device(cfg.train.device)
-        self.run_data = run_data or build_run_data(cfg.data, cfg.seed, progress=progress)
+        self.run_data = run_data or build_run_data(data_config(cfg), cfg.seed, progress=progress)
+        check_all_labeled(cfg, self.run_data)
         self.metrics_path = self.out / "metrics.jsonl"
         self.metrics = MetricsLog(self.metrics_path)
         self._build()
@@ -150,8 +170,11 @@ class Trainer:
         )
         self.algorithm = ALGORITHMS.get(cfg.algorithm.name)(cfg.algorithm.params, info)
         self.algorithm.to(self.device)
+        groups = [{"params": self.model.parameters()}]
+        if self.algorithm.modules() is not None:  # e.g. a rotation head, trained with the model
+            groups.append({"params": self.algorithm.modules().parameters()})
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+            groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
         )
         truth = rd.unlabeled.true_labels
         self.truth_ulb = None if truth is None else torch.as_tensor(truth, device=self.device)
@@ -192,12 +215,14 @@ class Trainer:
     # ---- checkpoints ----
 
     def _state(self) -> dict:
+        modules = self.algorithm.modules()
         return {
             "step": self.step,
             "model": self.model.state_dict(),
             "ema": self.ema.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "algorithm": self.algorithm.state_dict(),
+            "algorithm_modules": modules.state_dict() if modules is not None else {},
             "rng": rng_state(),
             "best": self.best,
             "window": self.window.__dict__,
@@ -214,6 +239,8 @@ class Trainer:
         self.ema.module.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.algorithm.load_state_dict(state["algorithm"])
+        if self.algorithm.modules() is not None:
+            self.algorithm.modules().load_state_dict(state["algorithm_modules"])
         self.best = state["best"]
         self.window = Window(**state["window"])
         self.eval_window = Window(**state["eval_window"])
@@ -329,6 +356,8 @@ class Trainer:
                 ulb = next(unlabeled_iter) if unlabeled_iter is not None else None
                 self._train_step(next(labeled_iter), ulb)
                 self.step += 1
+                if self.algorithm.period() and self.step % self.algorithm.period() == 0:
+                    self.algorithm.on_period(self._labeled_probs)
                 self._mid_step = False
                 self._periodic(bar, started, start)
                 if stop.signum is not None:
@@ -380,9 +409,9 @@ class Trainer:
 
     def _train_step(self, lb, ulb) -> None:
         x_lb, y_lb, idx_lb = lb
-        batch = Batch(x_lb, y_lb, idx_lb)
-        if ulb is not None:
-            batch.x_ulb_w, batch.x_ulb_s, _, batch.idx_ulb = ulb
+        # ulb: (view_1, ..., view_k, labels, indices), views in the order of algorithm.views
+        x_ulb, idx_ulb = (tuple(ulb[:-2]), ulb[-1]) if ulb is not None else ((), None)
+        batch = Batch.from_views(x_lb, y_lb, idx_lb, self.algorithm.views, x_ulb, idx_ulb)
         batch = batch.to(self.device)
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
@@ -412,6 +441,16 @@ class Trainer:
         logs = {"loss": out.loss.detach(), **out.logs}
         self.window.add(logs, correct, total)
         self.eval_window.add({k: v for k, v in logs.items() if k == "mask_rate"}, correct, total)
+
+    def _labeled_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The EMA model's probabilities on the labeled set (eval mode, weak views seeded by the
+        step, so a resumed run sees the same views) and the given labels."""
+        cfg, labeled = self.cfg, self.run_data.labeled
+        tf = transforms.weak(cfg.data.image_size, self.model.mean, self.model.std)
+        seed = hash((cfg.seed, -1, self.step)) % 2**62  # ints only: hash() is stable for them
+        loader = eval_loader(labeled, tf, cfg.train.eval_batch_size, cfg.data.num_workers, seed)
+        _, probs = predict(self.ema.module, loader, self.device)
+        return torch.from_numpy(probs), torch.as_tensor(labeled.labels)
 
     def _periodic(self, bar, started: float, start: int) -> None:
         cfg, step = self.cfg.train, self.step

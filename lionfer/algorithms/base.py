@@ -1,8 +1,15 @@
 """The algorithm contract: an algorithm computes one step's loss and logs; the Trainer owns the
-loop (backward, optimiser, EMA, logging, evaluation, checkpoints)."""
+loop (backward, optimiser, EMA, logging, evaluation, checkpoints).
+
+What an algorithm may declare, and the Trainer honours without knowing the method: the unlabeled
+views it needs (`views`), trainable parameters of its own (`modules()`), per-sample or per-class
+state (`state_dict()`), a periodic update from the EMA model's labeled-set predictions
+(`period()` / `on_period()`) and that every training image be labeled (`uses_all_labels`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -30,10 +37,19 @@ class Progress:
     def fraction(self) -> float:
         return self.step / max(self.total, 1)
 
+    def ramp(self, length: float) -> float:
+        """Linear ramp-up from 0 to 1 over the first `length` (a fraction) of the run."""
+        return 1.0 if length <= 0 else min(1.0, self.fraction / length)
+
 
 @dataclass
 class Batch:
-    """One step's data. idx_* are positions in the labeled / unlabeled sets."""
+    """One step's data. idx_* are positions in the labeled / unlabeled sets.
+
+    x_ulb holds every unlabeled view in the order of the algorithm's `views`; x_ulb_w and x_ulb_s
+    name its first weak and first strong view. Built from x_ulb_w / x_ulb_s alone (the two-view
+    form), x_ulb is (x_ulb_w, x_ulb_s).
+    """
 
     x_lb: torch.Tensor  # (B_l, 3, H, W) weak view
     y_lb: torch.Tensor  # (B_l,) given labels
@@ -41,26 +57,70 @@ class Batch:
     x_ulb_w: torch.Tensor | None = None  # (B_u, 3, H, W)
     x_ulb_s: torch.Tensor | None = None  # (B_u, 3, H, W)
     idx_ulb: torch.Tensor | None = None  # (B_u,)
+    x_ulb: tuple[torch.Tensor, ...] = ()  # every unlabeled view, each (B_u, 3, H, W)
+
+    def __post_init__(self) -> None:
+        if not self.x_ulb:
+            self.x_ulb = tuple(v for v in (self.x_ulb_w, self.x_ulb_s) if v is not None)
+
+    @classmethod
+    def from_views(
+        cls,
+        x_lb: torch.Tensor,
+        y_lb: torch.Tensor,
+        idx_lb: torch.Tensor,
+        names: tuple[str, ...],
+        x_ulb: tuple[torch.Tensor, ...],
+        idx_ulb: torch.Tensor | None,
+    ) -> Batch:
+        """A batch whose unlabeled views were made by the transforms `names`, in order."""
+        if len(names) != len(x_ulb):
+            raise ValueError(f"{len(x_ulb)} unlabeled views for the view names {names}")
+
+        def first(name: str) -> torch.Tensor | None:
+            return next((x for n, x in zip(names, x_ulb, strict=True) if n == name), None)
+
+        return cls(x_lb, y_lb, idx_lb, first("weak"), first("strong"), idx_ulb, tuple(x_ulb))
 
     def to(self, device: torch.device) -> Batch:
-        moved = {
-            k: None if v is None else v.to(device, non_blocking=True)
-            for k, v in self.__dict__.items()
-        }
-        return Batch(**moved)
+        def move(value):
+            return None if value is None else value.to(device, non_blocking=True)
+
+        x_ulb = tuple(move(v) for v in self.x_ulb)
+        moved = {id(old): new for old, new in zip(self.x_ulb, x_ulb, strict=True)}
+
+        def alias(value):  # x_ulb_w / x_ulb_s are views of x_ulb: move each tensor once
+            return moved[id(value)] if id(value) in moved else move(value)
+
+        return Batch(
+            move(self.x_lb),
+            move(self.y_lb),
+            move(self.idx_lb),
+            alias(self.x_ulb_w),
+            alias(self.x_ulb_s),
+            move(self.idx_ulb),
+            x_ulb,
+        )
 
 
 @dataclass
 class StepOutput:
     loss: torch.Tensor
-    logs: dict[str, float] = field(default_factory=dict)
+    logs: dict[str, float | torch.Tensor] = field(default_factory=dict)  # floats or 0-d tensors
     pseudo_labels: torch.Tensor | None = None  # (B_u,) argmax of the weak view, for diagnostics
     mask: torch.Tensor | None = None  # (B_u,) bool, which pseudo-labels were used
 
 
+LabeledProbs = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
 class Algorithm:
     config_class: ClassVar[type]
-    views: ClassVar[tuple[str, ...]] = ()  # unlabeled views needed: () or ("weak", "strong")
+    # Transform names (lionfer.data.transforms) applied to each unlabeled image, in order; () for
+    # none. The step receives them as batch.x_ulb.
+    views: ClassVar[tuple[str, ...]] = ()
+    # True: the run's labeled set is every training image (data.num_labels is ignored).
+    uses_all_labels: ClassVar[bool] = False
 
     def __init__(self, cfg, info: AlgorithmInfo):
         self.cfg = cfg
@@ -72,6 +132,24 @@ class Algorithm:
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Per-sample state to save with a checkpoint (plain tensors)."""
         return {}
+
+    def modules(self) -> nn.Module | None:
+        """Trainable parameters of the algorithm's own (e.g. a rotation head), or None.
+
+        The Trainer moves them to the device, optimises them with the model and saves them in
+        checkpoints; they are not part of the evaluated (EMA) model.
+        """
+        return None
+
+    def period(self) -> int:
+        """Steps between calls of on_period(); 0 (the default) never calls it."""
+        return 0
+
+    def on_period(self, labeled_probs: LabeledProbs) -> None:
+        """Called by the Trainer after every period() steps. labeled_probs() returns the EMA
+        model's class probabilities on the whole labeled set, (M, C) on the CPU, in eval mode on
+        weak views seeded by the step, with the given labels (M,). Changes go into state_dict().
+        """
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         expected = set(self.state_dict())
@@ -86,6 +164,9 @@ class Algorithm:
     def to(self, device: torch.device) -> Algorithm:
         for key, value in self.state_dict().items():
             setattr(self, key, value.to(device))
+        modules = self.modules()
+        if modules is not None:
+            modules.to(device)
         return self
 
     def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
@@ -100,3 +181,10 @@ def forward_views(model: nn.Module, *views: torch.Tensor):
     logits = torch.split(out.logits, sizes)
     features = torch.split(out.features, sizes)
     return list(zip(logits, features, strict=True))
+
+
+def step_generator() -> torch.Generator:
+    """A private CPU generator seeded by one draw of torch's global RNG, for a step's own random
+    choices (mixup λ and partners, rotations): they repeat with the seed, resume exactly (the
+    Trainer restores the global RNG) and do not depend on the device."""
+    return torch.Generator().manual_seed(int(torch.randint(2**62, ())))

@@ -30,8 +30,8 @@ class FixMatch(Algorithm):
         loss_unsup = masked_cross_entropy(logits_ulb_s, pseudo_labels, mask, normalise="all")
         loss = loss_sup + self.cfg.lambda_u * loss_unsup
         logs = {
-            "loss_sup": loss_sup.item(),
-            "loss_unsup": loss_unsup.item(),
-            "mask_rate": mask.float().mean().item(),
+            "loss_sup": loss_sup.detach(),
+            "loss_unsup": loss_unsup.detach(),
+            "mask_rate": mask.float().mean(),
         }
         return StepOutput(loss, logs, pseudo_labels, mask)

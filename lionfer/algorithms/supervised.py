@@ -15,4 +15,4 @@ class Supervised(Algorithm):
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         logits = model(batch.x_lb).logits
         loss = F.cross_entropy(logits, batch.y_lb, label_smoothing=self.cfg.label_smoothing)
-        return StepOutput(loss, {"loss_sup": loss.item()})
+        return StepOutput(loss, {"loss_sup": loss.detach()})

@@ -96,9 +96,15 @@ def stream_loader(
 
 
 def eval_loader(
-    images: ImageSet, transform: Transform, batch_size: int, num_workers: int = 0
+    images: ImageSet,
+    transform: Transform,
+    batch_size: int,
+    num_workers: int = 0,
+    seed: int = 0,
 ) -> DataLoader:
-    items = [(i, 0) for i in range(len(images))]
+    """Every image once, in order. A random transform draws image i's augmentation from
+    (seed, i), so a pass is a pure function of its seed."""
+    items = [(i, hash((seed, i)) % 2**62) for i in range(len(images))]
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     return DataLoader(
         ViewDataset(images, (transform,)),

@@ -1,0 +1,40 @@
+"""Pseudo-Label: the ramp of α(t) and the mask on its own view."""
+
+import math
+
+import pytest
+import torch
+from fakes import Passthrough, info, rows
+
+from lionfer.algorithms.base import Batch, Progress
+from lionfer.algorithms.hparams import PseudoLabelConfig
+from lionfer.algorithms.pseudolabel import PseudoLabel, unlabeled_weight
+
+
+@pytest.mark.parametrize(
+    "fraction, expected",
+    [(0.0, 0.0), (0.099, 0.0), (0.1, 0.0), (0.35, 1.5), (0.6, 3.0), (1.0, 3.0)],
+)
+def test_weight_is_zero_then_linear_then_final(fraction, expected):
+    assert math.isclose(unlabeled_weight(fraction, 0.1, 0.6, 3.0), expected)
+
+
+def test_weight_steps_when_start_equals_end():
+    assert unlabeled_weight(0.49, 0.5, 0.5, 2.0) == 0.0
+    assert unlabeled_weight(0.5, 0.5, 0.5, 2.0) == 2.0
+
+
+def test_step_trains_each_image_toward_its_own_argmax_above_the_threshold():
+    algorithm = PseudoLabel(PseudoLabelConfig(threshold=0.7), info())
+    batch = Batch(
+        rows([[0.8, 0.1, 0.1]]),
+        torch.tensor([0]),
+        torch.tensor([0]),
+        rows([[0.6, 0.3, 0.1], [0.1, 0.8, 0.1]]),
+        None,
+        torch.tensor([0, 1]),
+    )
+    out = algorithm.step(Passthrough(3), batch, Progress(60, 100))  # α = α_f = 3
+    assert out.mask.tolist() == [False, True] and out.pseudo_labels.tolist() == [0, 1]
+    expected = -math.log(0.8) + 3.0 * (-math.log(0.8)) / 2  # masked CE over the whole batch
+    assert math.isclose(out.loss.item(), expected, rel_tol=1e-5)

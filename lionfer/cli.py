@@ -181,7 +181,7 @@ def cmd_prepare(args) -> int:
     return 0
 
 
-# ---- using a trained model: predict, export (logic in their own modules) ----
+# ---- using a trained model: predict, export, relabel, audit (logic in their own modules) ----
 
 
 def model_command(resumable: bool = False):
@@ -242,8 +242,25 @@ def cmd_export(args):
     return export(args.model, args.out, args.format, args.checkpoint, args.overwrite)
 
 
+@model_command()
+def cmd_relabel(args):
+    from lionfer.audit import write_relabel_table
+
+    return write_relabel_table(args.run, args.out, args.checkpoint, args.overwrite)
+
+
+@model_command()
+def cmd_audit(args):
+    from lionfer.audit import SPLITS, audit_to_files
+
+    cfg = config_from_args(args.dataset)
+    splits = SPLITS if args.split == "all" else (args.split,)
+    return audit_to_files(_predictor(args), cfg.data, cfg.seed, args.out, args.html, args.top,
+                          splits, args.overwrite, not args.no_progress)  # fmt: skip
+
+
 def add_model_use_parsers(sub) -> None:
-    """The parsers of predict and export."""
+    """The parsers of predict, export, relabel and audit."""
 
     def model_args(p, detection: bool = True) -> None:
         p.add_argument("model", help="run folder, checkpoint .pt or exported .onnx")
@@ -281,6 +298,25 @@ def add_model_use_parsers(sub) -> None:
     p.add_argument("--format", choices=("onnx", "torchscript"), help="default: from the suffix")
     p.add_argument("--out", required=True, help="the exported file (.onnx, .pt)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("relabel", help="a run's labeled set with given and corrected labels")
+    p.add_argument("run")
+    p.add_argument("--checkpoint", choices=("last", "best"), default="last")
+    p.add_argument("--out", required=True, help="CSV file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_relabel)
+
+    p = sub.add_parser(
+        "audit", help="rank a labeled dataset's labels by how much the model doubts them"
+    )
+    model_args(p)
+    p.add_argument("dataset", nargs="*", metavar="[CONFIG] [key=value]", help="the dataset")
+    p.add_argument("--out", required=True, help="suspects CSV (every labeled image, ranked)")
+    p.add_argument("--html", help="HTML page of the top suspects (default: --out with .html)")
+    p.add_argument("--top", type=int, default=50, help="suspects on the HTML page (default 50)")
+    p.add_argument("--split", choices=("all", "train", "test"), default="all")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

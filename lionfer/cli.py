@@ -214,8 +214,8 @@ def model_command(resumable: bool = False):
 def _predictor(args):
     from lionfer.predict import load
 
-    return load(args.model, args.device, args.checkpoint, args.detector, args.face_size,
-                args.batch_size)  # fmt: skip
+    detection = {k: getattr(args, k) for k in ("detector", "face_size") if hasattr(args, k)}
+    return load(args.model, args.device, args.checkpoint, batch_size=args.batch_size, **detection)
 
 
 @model_command(resumable=True)
@@ -262,7 +262,7 @@ def cmd_audit(args):
 def add_model_use_parsers(sub) -> None:
     """The parsers of predict, export, relabel and audit."""
 
-    def model_args(p, detection: bool = True) -> None:
+    def model_args(p, classify: bool = True, detection: bool = True) -> None:
         p.add_argument("model", help="run folder, checkpoint .pt or exported .onnx")
         p.add_argument(
             "--checkpoint",
@@ -270,9 +270,10 @@ def add_model_use_parsers(sub) -> None:
             default="last",
             help="which checkpoint of a run folder (default last)",
         )
-        if detection:
+        if classify:
             p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
             p.add_argument("--batch-size", type=int, default=32, help="faces per model call")
+        if detection:
             p.add_argument("--detector", choices=("auto", "mtcnn", "haar"), default="auto")
             p.add_argument(
                 "--face-size",
@@ -294,7 +295,7 @@ def add_model_use_parsers(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a model to ONNX or TorchScript")
-    model_args(p, detection=False)
+    model_args(p, classify=False, detection=False)
     p.add_argument("--format", choices=("onnx", "torchscript"), help="default: from the suffix")
     p.add_argument("--out", required=True, help="the exported file (.onnx, .pt)")
     p.set_defaults(func=cmd_export)
@@ -309,7 +310,7 @@ def add_model_use_parsers(sub) -> None:
     p = sub.add_parser(
         "audit", help="rank a labeled dataset's labels by how much the model doubts them"
     )
-    model_args(p)
+    model_args(p, detection=False)
     p.add_argument("dataset", nargs="*", metavar="[CONFIG] [key=value]", help="the dataset")
     p.add_argument("--out", required=True, help="suspects CSV (every labeled image, ranked)")
     p.add_argument("--html", help="HTML page of the top suspects (default: --out with .html)")

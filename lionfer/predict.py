@@ -23,7 +23,7 @@ from PIL import Image
 
 from lionfer.data import transforms
 from lionfer.data.checks import IMAGE_EXTENSIONS
-from lionfer.data.faces import DETECTORS, DetectorUnavailable, align, detect, pick_faces
+from lionfer.data.faces import DETECTORS, DetectorUnavailable, Face, align, detect, pick_faces
 from lionfer.data.images import ImageError, open_image, to_rgb
 from lionfer.data.video import EmptyVideoError, VideoError, frames, is_video_file
 
@@ -32,6 +32,9 @@ FACE_SIZE = 112  # `lionfer prepare`'s default --size: faces are aligned at it, 
 PREDICT_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".webp", ".tif", ".tiff", ".gif"}
 CHECKPOINT_KEYS = ("ema", "class_names", "model_name", "image_size")
 GLOB_CHARS = frozenset("*?[")
+# A face detector of your own: RGB image -> faces (lionfer.data.faces.Face: box x, y, w, h in
+# pixels, score, optional (5, 2) landmarks for the alignment, detector name).
+Detector = Callable[[Image.Image], list[Face]]
 
 
 class InputError(ValueError):
@@ -220,12 +223,12 @@ def load(
     model: str | Path,
     device: str = "cpu",
     checkpoint: str = "last",
-    detector: str = "auto",
+    detector: str | Detector = "auto",
     face_size: int = FACE_SIZE,
     batch_size: int = 32,
 ) -> Predictor:
     """A Predictor for a run folder (its checkpoints/<checkpoint>.pt), a checkpoint file or an
-    exported .onnx file."""
+    exported .onnx file. detector: "auto", "mtcnn", "haar", or your own Detector."""
     path = checkpoint_file(model, checkpoint)
     if path.suffix.lower() == ".onnx":
         classifier = OnnxClassifier(path, device)
@@ -366,11 +369,11 @@ class Predictor:
         self,
         classify: Callable[[torch.Tensor], np.ndarray],
         info: ModelInfo,
-        detector: str = "auto",
+        detector: str | Detector = "auto",
         face_size: int = FACE_SIZE,
         batch_size: int = 32,
     ):
-        if detector not in DETECTORS:
+        if not callable(detector) and detector not in DETECTORS:
             raise InputError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
         if batch_size < 1 or face_size < 8:
             raise InputError(
@@ -402,12 +405,24 @@ class Predictor:
         ]
         return np.concatenate(parts).astype(np.float64)
 
+    @property
+    def detector_name(self) -> str:
+        if callable(self.detector):
+            return getattr(self.detector, "__name__", type(self.detector).__name__)
+        return self.detector
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        """The faces of an RGB image, largest first (ties: higher score first)."""
+        if callable(self.detector):
+            return pick_faces(list(self.detector(image)), "all")
+        return pick_faces(detect(image, self.detector), "all")
+
     def faces(self, image: Image.Image, cropped: bool = False) -> list[FaceCrop]:
         """Every face of an RGB image, largest first (as `prepare --multi-face all` orders them),
         aligned to face_size; with cropped=True the whole image is one face."""
         if cropped:
             return [FaceCrop((0.0, 0.0, *map(float, image.size)), None, self.transform(image))]
-        found = pick_faces(detect(image, self.detector), "all")
+        found = self.detect(image)
         return [
             FaceCrop(f.box, f.score, self.transform(align(image, f, self.face_size))) for f in found
         ]

@@ -206,7 +206,7 @@ def job_settings(predictor: Predictor, cropped: bool, frame_stride: int) -> dict
     info = predictor.info
     return {
         "model": info.fingerprint,
-        "detector": "none (cropped)" if cropped else predictor.detector,
+        "detector": "none (cropped)" if cropped else predictor.detector_name,
         "face_size": predictor.face_size,
         "frame_stride": frame_stride,
     }

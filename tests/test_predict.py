@@ -33,19 +33,20 @@ def predictor(checkpoint):
     return load(checkpoint, detector="haar", batch_size=4)
 
 
-@pytest.fixture
-def stub_detector(monkeypatch):
-    """Two faces (the smaller listed first) in every image that is not one flat colour."""
+def two_faces(image: Image.Image) -> list[Face]:
+    """A detector of our own: two faces (the smaller listed first) in every image that is not
+    one flat colour."""
+    if np.asarray(image).std() < 1:
+        return []
+    return [
+        Face((150.0, 20.0, 40.0, 40.0), 0.95, None, "stub"),
+        Face((10.0, 10.0, 80.0, 90.0), 0.99, None, "stub"),
+    ]
 
-    def detect(image, detector):
-        if np.asarray(image).std() < 1:
-            return []
-        return [
-            Face((150.0, 20.0, 40.0, 40.0), 0.95, None, "stub"),
-            Face((10.0, 10.0, 80.0, 90.0), 0.99, None, "stub"),
-        ]
 
-    monkeypatch.setattr(P, "detect", detect)
+@pytest.fixture(scope="module")
+def stubbed(checkpoint):
+    return load(checkpoint, detector=two_faces, batch_size=4)
 
 
 def test_columns_are_stable_and_named_after_the_classes():
@@ -120,8 +121,8 @@ def test_probabilities_are_the_models_softmax_on_the_eval_transform(predictor, c
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
 
 
-def test_every_face_is_reported_largest_first(predictor, stub_detector):
-    table = predictor.predict(scene(faces()))
+def test_every_face_is_reported_largest_first(stubbed):
+    table = stubbed.predict(scene(faces()))
     assert list(table.columns) == columns(CLASS_NAMES)
     assert table["face"].tolist() == [0, 1] and table["source"].tolist() == ["memory:0"] * 2
     assert table[["x", "y", "w", "h"]].values.tolist() == [[10, 10, 80, 90], [150, 20, 40, 40]]
@@ -137,21 +138,21 @@ def test_the_haar_detector_finds_both_rendered_faces(predictor):
     assert sorted(table["x"].round(-1).tolist()) == [30, 190]  # faces pasted at x = 20 and 180
 
 
-def test_batches_do_not_change_the_result(checkpoint, stub_detector):
+def test_batches_do_not_change_the_result(checkpoint):
     images = [scene(faces()), blank(), scene(faces((1, 2)))]
-    one = load(checkpoint, batch_size=1).predict(images)
-    many = load(checkpoint, batch_size=32).predict(images)
+    one = load(checkpoint, detector=two_faces, batch_size=1).predict(images)
+    many = load(checkpoint, detector=two_faces, batch_size=32).predict(images)
     np.testing.assert_allclose(one[P_COLUMNS].to_numpy(), many[P_COLUMNS].to_numpy(), atol=1e-6)
     assert one["source"].tolist() == ["memory:0"] * 2 + ["memory:1"] + ["memory:2"] * 2
 
 
-def test_paths_folders_and_bad_files_give_rows_with_errors(tmp_path, predictor, stub_detector):
+def test_paths_folders_and_bad_files_give_rows_with_errors(tmp_path, stubbed):
     (tmp_path / "sub").mkdir()
     scene(faces()).save(tmp_path / "sub" / "group.png")
     blank().save(tmp_path / "empty_room.jpg")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (tmp_path / "notes.txt").write_text("not an image")
-    table = predictor.predict(str(tmp_path))
+    table = stubbed.predict(str(tmp_path))
     by_source = table.groupby("source")["error"].apply(list).to_dict()
     assert by_source[str(tmp_path / "sub" / "group.png")] == ["", ""]
     assert by_source[str(tmp_path / "empty_room.jpg")] == ["no face found"]
@@ -161,8 +162,8 @@ def test_paths_folders_and_bad_files_give_rows_with_errors(tmp_path, predictor, 
     assert skipped["face"].isna().all()
 
 
-def test_cropped_inputs_are_one_face_each_without_detection(predictor, monkeypatch):
-    monkeypatch.setattr(P, "detect", lambda *a: pytest.fail("cropped inputs are not detected"))
+def test_cropped_inputs_are_one_face_each_without_detection(checkpoint):
+    predictor = load(checkpoint, detector=lambda image: pytest.fail("cropped: no detection"))
     crops = faces((0, 1, 2))
     table = predictor.predict(crops, cropped=True)  # an (N, H, W, 3) stack is N images
     assert table["source"].tolist() == ["memory:0", "memory:1", "memory:2"]
@@ -197,10 +198,10 @@ def _empty_folder(root: Path) -> Path:
     return folder
 
 
-def test_video_frames_are_streamed_with_stride_and_time(tmp_path, predictor, stub_detector):
+def test_video_frames_are_streamed_with_stride_and_time(tmp_path, stubbed):
     frames = [scene(faces()) if i % 3 else blank((320, 160)) for i in range(7)]
     clip = write_clip(tmp_path / "clip.avi", frames, fps=10.0)
-    table = predictor.predict(str(clip), frame_stride=2)
+    table = stubbed.predict(str(clip), frame_stride=2)
     assert table["frame"].drop_duplicates().tolist() == [0, 2, 4, 6]
     np.testing.assert_allclose(table["time_s"].drop_duplicates(), [0.0, 0.2, 0.4, 0.6])
     assert table.groupby("frame").size().tolist() == [1, 2, 2, 1]  # frames 0 and 6 are blank
@@ -215,16 +216,27 @@ def test_empty_and_unreadable_videos_are_skipped_rows(tmp_path, predictor):
     assert table["label"].isna().all()
 
 
-def test_a_missing_detector_stops_with_a_message(predictor, monkeypatch):
-    def unavailable(image, detector):
+def test_a_missing_detector_stops_with_a_message(checkpoint):
+    def unavailable(image):
         raise P.DetectorUnavailable("MTCNN needs facenet-pytorch")
 
-    monkeypatch.setattr(P, "detect", unavailable)
     with pytest.raises(InputError, match="needs facenet-pytorch"):
-        predictor.predict(scene(faces()))
+        load(checkpoint, detector=unavailable).predict(scene(faces()))
+    with pytest.raises(InputError, match="unknown face detector 'dlib'"):
+        load(checkpoint, detector="dlib")
 
 
-def test_the_stream_holds_at_most_a_batch_of_frames(predictor, stub_detector, monkeypatch):
+def test_a_crashing_detector_is_one_error_row_and_the_job_goes_on(checkpoint):
+    def flaky(image):
+        if image.width > 200:
+            raise RuntimeError("out of cheese")
+        return two_faces(image)
+
+    table = load(checkpoint, detector=flaky).predict([scene(faces()), Image.fromarray(faces()[0])])
+    assert table["error"].tolist() == ["error: RuntimeError: out of cheese", "", ""]
+
+
+def test_the_stream_holds_at_most_a_batch_of_frames(stubbed, monkeypatch):
     """An endless video: the first rows come out after batch_size frames were decoded."""
     decoded = []
 
@@ -235,6 +247,6 @@ def test_the_stream_holds_at_most_a_batch_of_frames(predictor, stub_detector, mo
 
     monkeypatch.setattr(P, "frames", endless)
     sources = [P.Source("live.mp4", "video", path=Path("live.mp4"))]
-    first = next(iter(predictor.stream(sources)))
+    first = next(iter(stubbed.stream(sources)))
     assert first.index == 0 and first.probs.shape == (2, len(CLASS_NAMES))
     assert len(decoded) == 2  # 2 faces per frame fill the batch of 4 after 2 frames

@@ -440,8 +440,8 @@ class Predictor:
             if isinstance(item, Frame)
             for row in self.rows(item)
         ]
-        frame = pd.DataFrame(rows, columns=self.columns)
-        return frame.astype({"frame": "Int64", "face": "Int64", "time_s": "float64"})
+        table = pd.DataFrame(rows, columns=self.columns)
+        return table.astype({"frame": "Int64", "face": "Int64", "time_s": "float64"})
 
     def stream(
         self,
@@ -455,6 +455,8 @@ class Predictor:
         At most batch_size frames (and about batch_size faces) are held at once, so memory is
         flat however long a video is.
         """
+        if frame_stride < 1:
+            raise InputError(f"the frame stride must be at least 1, got {frame_stride}")
         pending: list[Frame | SourceDone] = []
         held_frames = held_faces = 0
         for source in sources:

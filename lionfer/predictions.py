@@ -228,7 +228,7 @@ def predict_files(
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a file name such as {out / 'faces.csv'}")
     fmt = output_format(out, fmt)
-    if frame_stride < 1:
+    if frame_stride < 1:  # checked before the output file is touched
         raise InputError(f"--frame-stride must be at least 1, got {frame_stride}")
     sources, ignored = collect_sources(inputs)
     annotate_dir = Path(annotate) if annotate else None

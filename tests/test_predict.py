@@ -206,6 +206,8 @@ def test_video_frames_are_streamed_with_stride_and_time(tmp_path, stubbed):
     np.testing.assert_allclose(table["time_s"].drop_duplicates(), [0.0, 0.2, 0.4, 0.6])
     assert table.groupby("frame").size().tolist() == [1, 2, 2, 1]  # frames 0 and 6 are blank
     assert table[table["frame"] == 0]["error"].tolist() == ["no face found"]
+    with pytest.raises(InputError, match="stride must be at least 1"):
+        stubbed.predict(str(clip), frame_stride=0)
 
 
 def test_empty_and_unreadable_videos_are_skipped_rows(tmp_path, predictor):

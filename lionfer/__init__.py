@@ -1,3 +1,15 @@
-"""lionfer: semi-supervised facial expression recognition under ambiguous labels (LION)."""
+"""lionfer: semi-supervised facial expression recognition under ambiguous labels (LION).
+
+`lionfer.load(MODEL)` returns a Predictor for a run folder, checkpoint or exported ONNX file; it is
+imported on first use, so `import lionfer` stays light (no torch).
+"""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "load":
+        from lionfer.predict import load
+
+        return load
+    raise AttributeError(f"module 'lionfer' has no attribute {name!r}")

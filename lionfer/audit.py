@@ -1,0 +1,386 @@
+"""Reviewing labels with a trained model.
+
+`lionfer audit`: rank a labeled dataset's images by how strongly the model disputes their labels.
+score = p(model's label) − p(given label), the probability margin by which the model prefers its
+own label (0 when it agrees); ranked by score, descending, ties by p(given) ascending. Writes
+suspects.csv (every image) and a self-contained HTML page of the top suspects.
+
+`lionfer relabel`: a run's labeled set with the given and current (corrected) labels, the step of
+each relabel and the candidate weights, from the checkpoint's algorithm state.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import html
+import io
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from lionfer.data.base import FERData, ImageSet
+from lionfer.data.images import ImageError
+from lionfer.predict import InputError, Predictor, checkpoint_file, probability_column
+
+AUDIT_COLUMNS = (
+    "rank",
+    "id",
+    "split",
+    "index",
+    "given_label",
+    "given_name",
+    "model_label",
+    "model_name",
+    "p_given",
+    "p_model",
+    "score",
+)
+RELABEL_COLUMNS = (
+    "index",
+    "id",
+    "given_label",
+    "current_label",
+    "step",
+    "true_label",
+    "given_name",
+    "current_name",
+    "weight",
+    "changed",
+    "ambiguous",
+)
+THUMBNAIL = 96  # px, the longer side of a face on the HTML page
+SPLITS = ("train", "test")
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another")
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """All rows at once via a temporary file, so a reader never sees half a table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    with partial.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row.get(c) is None else _cell(row[c]) for c in columns])
+    partial.replace(path)
+
+
+def _cell(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+# ---- audit ----
+
+
+def audit_score(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """(N,) p(argmax) − p(given) for probabilities (N, C) and given labels (N,)."""
+    rows = np.arange(len(given))
+    return probs.max(axis=1) - probs[rows, given]
+
+
+def rank_order(score: np.ndarray, p_given: np.ndarray) -> np.ndarray:
+    """Indices by score descending, then p(given) ascending, then position."""
+    return np.lexsort((np.arange(len(score)), p_given, -score))
+
+
+@dataclass
+class AuditReport:
+    out: Path
+    html: Path
+    counts: Counter = field(default_factory=Counter)  # audited, disputed, unreadable
+    top: int = 0
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"audited {c['audited']} labeled images: the model disputes {c['disputed']} labels "
+            f"(its label differs); {c['unreadable']} unreadable images skipped\n"
+            f"ranked table: {self.out}\ntop {self.top} suspects: {self.html}"
+        )
+
+
+def labeled_images(data: FERData, splits: tuple[str, ...]) -> Iterator[tuple[str, ImageSet, int]]:
+    for split in splits:
+        images = {"train": data.train, "test": data.test}[split]
+        for i in np.flatnonzero(images.labels >= 0):
+            yield split, images, int(i)
+
+
+def audit(
+    predictor: Predictor, data: FERData, splits: tuple[str, ...] = SPLITS, progress: bool = False
+) -> list[dict]:
+    """One row per labeled image (AUDIT_COLUMNS + p_<class> + error), ranked; unreadable images
+    last, with their error and no rank."""
+    names = predictor.class_names
+    if tuple(data.class_names) != tuple(names):
+        raise InputError(
+            f"the model's classes {list(names)} differ from the dataset's "
+            f"{list(data.class_names)}; audit a dataset with the classes the model was trained on"
+        )
+    items = list(labeled_images(data, splits))
+    if not items:
+        raise InputError(f"{data.name} has no labeled images in {', '.join(splits)}")
+    rows, failed = [], []
+    with tqdm(total=len(items), desc="audit", unit="img", disable=not progress) as bar:
+        for start in range(0, len(items), predictor.batch_size):
+            batch, images = [], []
+            for split, image_set, i in items[start : start + predictor.batch_size]:
+                try:
+                    images.append(image_set.load(i))
+                    batch.append((split, image_set, i))
+                except ImageError as error:
+                    failed.append(_row(split, image_set, i, names, error=f"unreadable: {error}"))
+            probs = predictor.probabilities(images)
+            rows += [_row(*item, names, p) for item, p in zip(batch, probs, strict=True)]
+            bar.update(len(items[start : start + predictor.batch_size]))
+    if rows:
+        score = np.array([r["score"] for r in rows])
+        p_given = np.array([r["p_given"] for r in rows])
+        rows = [rows[i] for i in rank_order(score, p_given)]
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    return rows + failed
+
+
+def _row(split, images: ImageSet, i: int, names, probs=None, error: str = "") -> dict:
+    given = int(images.labels[i])
+    row = {"rank": None, "id": images.ids[i], "split": split, "index": i, "error": error}
+    row.update(given_label=given, given_name=names[given])
+    if probs is None:
+        return row
+    model = int(np.argmax(probs))
+    row.update(model_label=model, model_name=names[model])
+    row.update(p_given=float(probs[given]), p_model=float(probs[model]))
+    row["score"] = float(audit_score(probs[None], np.array([given]))[0])
+    row.update({probability_column(n): float(p) for n, p in zip(names, probs, strict=True)})
+    return row
+
+
+def audit_to_files(
+    predictor: Predictor,
+    data_cfg,
+    seed: int,
+    out: str | Path,
+    html_path: str | Path | None = None,
+    top: int = 50,
+    splits: tuple[str, ...] = SPLITS,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> AuditReport:
+    """Audit the dataset a DataConfig describes; write suspects.csv and the HTML page."""
+    from lionfer.data.pipeline import load_dataset
+
+    out = Path(out)
+    page = Path(html_path) if html_path else out.with_suffix(".html")
+    if top < 1:
+        raise InputError(f"--top must be at least 1, got {top}")
+    refuse_existing(out, overwrite)
+    refuse_existing(page, overwrite)
+    data = load_dataset(data_cfg, seed)
+    rows = audit(predictor, data, splits, progress)
+    names = predictor.class_names
+    columns = [*AUDIT_COLUMNS, *(probability_column(n) for n in names), "error"]
+    write_csv(out, columns, rows)
+    ranked = [r for r in rows if r["rank"] is not None]
+    shown = ranked[:top]
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text(audit_html(shown, data, names, predictor.info.path), encoding="utf-8")
+    report = AuditReport(out, page, top=len(shown))
+    report.counts.update(
+        audited=len(ranked),
+        disputed=sum(r["model_label"] != r["given_label"] for r in ranked),
+        unreadable=len(rows) - len(ranked),
+    )
+    return report
+
+
+def thumbnail_base64(image: Image.Image, size: int = THUMBNAIL) -> str:
+    """A PNG thumbnail (longer side `size`) as base64 text for a data: URL."""
+    thumb = image.convert("RGB").copy()
+    scale = size / max(thumb.size)
+    thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))))
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def audit_html(rows: list[dict], data: FERData, names, model: str) -> str:
+    """A self-contained page: one table row per suspect with its face embedded as a PNG."""
+    sets = {"train": data.train, "test": data.test}
+    body = []
+    for r in rows:
+        face = thumbnail_base64(sets[r["split"]].load(r["index"]))
+        bars = "".join(
+            f'<div class="bar"><span style="width:{100 * r[probability_column(n)]:.1f}%"></span>'
+            f"{html.escape(n)} {r[probability_column(n)]:.3f}</div>"
+            for n in names
+        )
+        body.append(
+            f"<tr><td>{r['rank']}</td>"
+            f'<td><img alt="face" src="data:image/png;base64,{face}"></td>'
+            f"<td>{html.escape(str(r['id']))}<br><small>{r['split']} #{r['index']}</small></td>"
+            f"<td>{html.escape(r['given_name'])}</td><td>{html.escape(r['model_name'])}</td>"
+            f"<td>{r['p_given']:.3f}</td><td>{r['p_model']:.3f}</td><td>{r['score']:.3f}</td>"
+            f"<td>{bars}</td></tr>"
+        )
+    title = f"lionfer audit: top {len(rows)} suspected labels in {html.escape(data.name)}"
+    return HTML_PAGE.format(
+        title=title, model=html.escape(model), rows="\n".join(body), count=len(rows)
+    )
+
+
+HTML_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }}
+img {{ image-rendering: auto; }}
+.bar {{ position: relative; width: 14em; font-size: 0.8em; line-height: 1.3em; }}
+.bar span {{ position: absolute; left: 0; top: 0; bottom: 0; background: #cde; z-index: -1; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>Model: {model}. Score = p(model's label) &minus; p(given label): how much more probable the
+model finds its own label than the given one (0 when it agrees). Highest scores first; review them
+and fix the labels that are wrong.</p>
+<table>
+<tr><th>rank</th><th>face</th><th>id</th><th>given</th><th>model</th><th>p(given)</th>
+<th>p(model)</th><th>score</th><th>probabilities</th></tr>
+{rows}
+</table>
+<p>{count} suspects shown; every labeled image is in the CSV file.</p>
+</body></html>
+"""
+
+
+# ---- relabel ----
+
+
+@dataclass
+class RelabelReport:
+    out: Path
+    labeled: int
+    changed: int
+    ambiguous: int
+    corrected: int | None  # changed to the true label, where true labels are known
+
+    def summary(self) -> str:
+        line = f"{self.labeled} labeled images, {self.changed} relabeled"
+        if self.corrected is not None:
+            line += f" ({self.corrected} to the true label)"
+        return f"{line}, {self.ambiguous} ambiguous now -> {self.out}"
+
+
+def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], list[dict]]:
+    """(columns, one row per labeled image of the run) from its checkpoint's algorithm state.
+
+    w_<class>: the candidate weights at the relabel for relabeled images, the current candidate
+    weights for images that are ambiguous now, empty otherwise. An algorithm without label state
+    leaves every current label equal to the given one.
+    """
+    from lionfer.config import load_config
+    from lionfer.data.pipeline import build_run_data
+    from lionfer.predict import read_checkpoint
+
+    run = Path(run)
+    if not run.is_dir():
+        raise InputError(f"relabel needs a run folder (made by `lionfer train`), got {run}")
+    state = read_checkpoint(checkpoint_file(run, checkpoint))
+    cfg = load_config(run / "config.toml")
+    data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
+    labeled = build_run_data(data_cfg, cfg.seed).labeled
+    names = list(state["class_names"])
+    table = label_state(state.get("algorithm", {}), labeled.labels, len(names))
+    weight_columns = [f"w_{n.lower()}" for n in names]
+    rows = []
+    for i in range(len(labeled)):
+        truth = None if labeled.true_labels is None else int(labeled.true_labels[i])
+        given, current = int(labeled.labels[i]), int(table["label"][i])
+        w = table["w"][i]
+        row = {
+            "index": i,
+            "id": labeled.ids[i],
+            "given_label": given,
+            "current_label": current,
+            "step": int(table["step"][i]) if table["step"][i] >= 0 else None,
+            "true_label": truth if truth is not None and truth >= 0 else None,
+            "given_name": names[given],
+            "current_name": names[current],
+            "weight": None if np.isnan(table["weight"][i]) else float(table["weight"][i]),
+            "changed": current != given,
+            "ambiguous": bool(table["ambiguous"][i]),
+            **{
+                c: (None if np.isnan(v) else float(v))
+                for c, v in zip(weight_columns, w, strict=True)
+            },
+        }
+        rows.append(row)
+    return [*RELABEL_COLUMNS, *weight_columns], rows
+
+
+def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """Per labeled image: label, step (-1 never), weight (NaN: none), w (M, C; NaN rows: none),
+    ambiguous, from an algorithm state dict (LION's keys; absent keys mean no relabeling)."""
+    m = len(given)
+
+    def get(key):
+        value = algorithm.get(key)
+        return None if value is None else value.detach().cpu().numpy()
+
+    label = get("label")
+    if label is not None and len(label) != m:
+        raise InputError(
+            f"the checkpoint's label state covers {len(label)} images but the run's labeled set "
+            f"has {m}: the dataset changed since training (check data.root)"
+        )
+    label = given.copy() if label is None else label.astype(np.int64)
+    step = get("relabel_step")
+    step = np.full(m, -1) if step is None else step
+    ambiguous = get("ambiguous")
+    ambiguous = np.zeros(m, dtype=bool) if ambiguous is None else ambiguous.astype(bool)
+    changed = label != given
+    w = np.full((m, num_classes), np.nan)
+    at_relabel, current = get("relabel_weights"), get("weights")
+    if current is not None:
+        w[ambiguous & ~changed] = current[ambiguous & ~changed]
+    if at_relabel is not None:
+        w[changed] = at_relabel[changed]
+    weight = np.full(m, np.nan)
+    if at_relabel is not None:
+        weight[changed] = at_relabel[changed, label[changed]]
+    elif get("relabel_weight") is not None:  # older state: only the weight that crossed τ
+        weight[changed] = get("relabel_weight")[changed]
+    return {"label": label, "step": step, "ambiguous": ambiguous, "w": w, "weight": weight}
+
+
+def write_relabel_table(
+    run: str | Path, out: str | Path, checkpoint: str = "last", overwrite: bool = False
+) -> RelabelReport:
+    out = Path(out)
+    refuse_existing(out, overwrite)
+    columns, rows = relabel_rows(run, checkpoint)
+    write_csv(out, columns, rows)
+    changed = [r for r in rows if r["changed"]]
+    known = all(r["true_label"] is not None for r in rows)
+    return RelabelReport(
+        out,
+        labeled=len(rows),
+        changed=len(changed),
+        ambiguous=sum(r["ambiguous"] for r in rows),
+        corrected=sum(r["current_label"] == r["true_label"] for r in changed) if known else None,
+    )

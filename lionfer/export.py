@@ -1,0 +1,210 @@
+"""`lionfer export`: a trained model (the EMA weights, eval mode) as ONNX or TorchScript.
+
+The exported graph takes `input`, float32 (N, 3, S, S): RGB faces resized to S×S, scaled to [0, 1]
+and normalised as (x − mean) / std; it returns `logits` and `probabilities`, both (N, C). N is
+dynamic. Class names, S, mean, std and this description are stored in the file: ONNX
+metadata_props, or the TorchScript extra file `lionfer.json`. Each export is run once against
+PyTorch on a random batch before it is kept; its largest probability difference must be at most
+TOLERANCE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import lionfer
+from lionfer.predict import InputError, ModelInfo, checkpoint_file, torch_model
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {
+    ".onnx": "onnx",
+    ".pt": "torchscript",
+    ".ts": "torchscript",
+    ".torchscript": "torchscript",
+}
+TOLERANCE = 1e-4  # max |p_onnx − p_torch| accepted, probabilities in [0, 1]
+CHECK_BATCH = 3  # differs from the export batch, so a batch size baked into the graph is caught
+EXPORT_BATCH = 2
+OPSET = 18
+
+
+class ExportModule(nn.Module):
+    """A lionfer model with plain tensor outputs: (logits, probabilities)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(x).logits
+        return logits, logits.softmax(dim=1)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    info: ModelInfo
+    max_difference: float  # largest |Δ probability| against PyTorch on a random batch
+
+    def summary(self) -> str:
+        i = self.info
+        return (
+            f"exported {i.model_name} ({len(i.class_names)} classes, input (N, 3, {i.image_size}, "
+            f"{i.image_size})) as {self.format} to {self.path}; max probability difference "
+            f"against PyTorch {self.max_difference:.2e} (tolerance {TOLERANCE:g})"
+        )
+
+
+def metadata(info: ModelInfo) -> dict[str, str]:
+    """What a consumer needs to prepare inputs and read outputs, as strings."""
+    s = info.image_size
+    return {
+        "lionfer_version": lionfer.__version__,
+        "model_name": info.model_name,
+        "class_names": json.dumps(list(info.class_names)),
+        "image_size": str(s),
+        "mean": json.dumps(list(info.mean)),
+        "std": json.dumps(list(info.std)),
+        "input": (
+            f"float32 (N, 3, {s}, {s}): RGB face crop resized to {s}x{s}, scaled to [0, 1], then "
+            "(x - mean) / std per channel"
+        ),
+        "outputs": "logits (N, C), probabilities (N, C), classes in class_names order",
+        "source_fingerprint": info.fingerprint,
+    }
+
+
+def export_format(out: Path, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in FORMATS:
+            raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return fmt
+    if out.suffix.lower() not in SUFFIXES:
+        raise InputError(f"cannot tell the format from {out.name}; pass --format onnx|torchscript")
+    return SUFFIXES[out.suffix.lower()]
+
+
+def export(
+    model: str | Path,
+    out: str | Path,
+    fmt: str | None = None,
+    checkpoint: str = "last",
+    overwrite: bool = False,
+) -> ExportResult:
+    """Export MODEL (a run folder or checkpoint) to out; see the module docstring."""
+    out = Path(out)
+    fmt = export_format(out, fmt)
+    if out.exists() and not overwrite:
+        raise InputError(
+            f"{out} already exists; pass --overwrite to replace it or choose another --out"
+        )
+    source = checkpoint_file(model, checkpoint)
+    if source.suffix.lower() == ".onnx":
+        raise InputError(f"{source} is already an ONNX export; export from the run or checkpoint")
+    module, info = torch_model(source, "cpu")
+    wrapper = ExportModule(module).eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.part")
+    try:
+        if fmt == "onnx":
+            _export_onnx(wrapper, info, partial)
+            difference = _check_onnx(wrapper, info, partial)
+        else:
+            _export_torchscript(wrapper, info, partial)
+            difference = _check_torchscript(wrapper, info, partial)
+        if difference > TOLERANCE:
+            raise RuntimeError(
+                f"the {fmt} export differs from PyTorch by {difference:.2e} in probability "
+                f"(tolerance {TOLERANCE:g}); it was not written"
+            )
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return ExportResult(out, fmt, info, difference)
+
+
+def _example(info: ModelInfo, batch: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, info.image_size, info.image_size, generator=generator)
+
+
+def _export_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> None:
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401  (needed by the check; fail before the slow export)
+    except ImportError as error:
+        raise InputError(
+            f"ONNX export needs onnx, onnxscript and onnxruntime: pip install 'lionfer[export]' "
+            f"({error})"
+        ) from error
+    batch = torch.export.Dim("batch")
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            (_example(info, EXPORT_BATCH, 0),),
+            str(path),
+            input_names=["input"],
+            output_names=["logits", "probabilities"],
+            dynamic_shapes={"x": {0: batch}},
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    graph = onnx.load(str(path))
+    del graph.metadata_props[:]
+    for key, value in metadata(info).items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(path))
+
+
+def _check_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> float:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = _example(info, CHECK_BATCH, 1)
+    (probs,) = session.run(["probabilities"], {"input": x.numpy()})
+    with torch.no_grad():
+        expected = wrapper(x)[1].numpy()
+    return float(np.abs(probs - expected).max())
+
+
+def _export_torchscript(wrapper: ExportModule, info: ModelInfo, path: Path) -> None:
+    # PyTorch marks TorchScript as deprecated (FutureWarning) but still loads and runs it.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(wrapper, _example(info, EXPORT_BATCH, 0))
+        extra = {"lionfer.json": json.dumps(metadata(info), indent=2)}
+        torch.jit.save(traced, str(path), _extra_files=extra)
+
+
+def _check_torchscript(wrapper: ExportModule, info: ModelInfo, path: Path) -> float:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(str(path))
+        x = _example(info, CHECK_BATCH, 1)
+        return float((loaded(x)[1] - wrapper(x)[1]).abs().max())
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata stored by export() in an .onnx or TorchScript file."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        return {
+            p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props
+        }
+    files = {"lionfer.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(path), _extra_files=files)
+    return json.loads(files["lionfer.json"])

@@ -1,0 +1,550 @@
+"""Using a trained model on new images and videos: `load(MODEL)` → Predictor.
+
+MODEL is a run folder, a checkpoint (.pt) or an exported ONNX file. The Predictor finds and aligns
+faces as `lionfer prepare` does (MTCNN with 5-point alignment to a FACE_SIZE crop, Haar fallback;
+or takes each input as one face with cropped=True), classifies them in batches with the model's
+evaluation transform, and yields one row per face with stable columns (`columns()`).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lionfer.data import transforms
+from lionfer.data.checks import IMAGE_EXTENSIONS
+from lionfer.data.faces import DETECTORS, DetectorUnavailable, Face, align, detect, pick_faces
+from lionfer.data.images import ImageError, open_image, to_rgb
+from lionfer.data.video import EmptyVideoError, VideoError, frames, is_video_file
+
+FIXED_COLUMNS = ("source", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label")
+FACE_SIZE = 112  # `lionfer prepare`'s default --size: faces are aligned at it, then resized
+PREDICT_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".webp", ".tif", ".tiff", ".gif"}
+CHECKPOINT_KEYS = ("ema", "class_names", "model_name", "image_size")
+GLOB_CHARS = frozenset("*?[")
+# A face detector of your own: RGB image -> faces (lionfer.data.faces.Face: box x, y, w, h in
+# pixels, score, optional (5, 2) landmarks for the alignment, detector name).
+Detector = Callable[[Image.Image], list[Face]]
+
+
+class InputError(ValueError):
+    """A model file, input or output that cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says about itself: enough to preprocess faces and name its outputs."""
+
+    model_name: str
+    class_names: tuple[str, ...]
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    path: str
+    fingerprint: str  # first 16 hex digits of the file's SHA-256
+
+
+def probability_column(class_name: str) -> str:
+    """p_<class name lower-cased, non-word characters as '_'>, e.g. p_surprise."""
+    return "p_" + re.sub(r"\W+", "_", class_name.strip().lower())
+
+
+def columns(class_names: Iterable[str]) -> list[str]:
+    return [*FIXED_COLUMNS, *(probability_column(n) for n in class_names), "error"]
+
+
+def file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+# ---- model files ----
+
+
+def checkpoint_file(model: str | Path, checkpoint: str = "last") -> Path:
+    """The checkpoint a MODEL argument names: RUN/checkpoints/<checkpoint>.pt or the file itself."""
+    path = Path(model)
+    if path.is_dir():
+        file = path / "checkpoints" / f"{checkpoint}.pt"
+        if not file.is_file():
+            raise InputError(
+                f"{path} is not a finished lionfer run: {file} is missing (train one with "
+                "`lionfer train`, choose --checkpoint last|best, or pass a checkpoint file)"
+            )
+        return file
+    if not path.is_file():
+        raise InputError(
+            f"model not found: {path} (a run folder, a .pt checkpoint or a .onnx file)"
+        )
+    return path
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A lionfer training checkpoint, checked for the keys a predictor needs."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's TorchScript-archive notice
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many types on a file that is not a checkpoint
+        text = str(error).strip() or type(error).__name__
+        reason = (
+            "it is a TorchScript export, which lionfer predict does not read"
+            if "TorchScript" in text
+            else f"torch.load failed: {text.splitlines()[0][:200]}"
+        )
+        raise InputError(
+            f"{path} is not a lionfer checkpoint ({reason}); pass a run folder, its "
+            "checkpoints/last.pt or best.pt, or an exported .onnx file"
+        ) from error
+    if not isinstance(state, dict):
+        raise InputError(f"{path} is not a lionfer checkpoint (it holds a {type(state).__name__})")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        hint = (
+            "it looks like bare model weights"
+            if all(isinstance(v, torch.Tensor) for v in state.values())
+            else "it was written by another lionfer version or another program"
+        )
+        raise InputError(
+            f"{path} is not a checkpoint this lionfer version can use: {hint} (missing "
+            f"{', '.join(missing)}). Use a run's checkpoints/last.pt or best.pt written by "
+            "`lionfer train`"
+        )
+    return state
+
+
+def torch_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
+    """(the checkpoint's EMA model in eval mode on device, its ModelInfo)."""
+    from lionfer.config import ModelConfig
+    from lionfer.models import build_model, check_state_dict
+    from lionfer.registry import MODELS
+    from lionfer.trainer import resolve_device
+
+    state = read_checkpoint(path)
+    name, class_names = state["model_name"], tuple(state["class_names"])
+    if name not in MODELS:
+        raise InputError(
+            f"{path} holds a {name!r} model, which this lionfer version does not have "
+            f"(models: {', '.join(MODELS.names())}); it was written by another lionfer version"
+        )
+    model = build_model(ModelConfig(name=name), len(class_names))
+    problems = check_state_dict(model.state_dict(), state["ema"])
+    if problems:
+        raise InputError(
+            f"{path}: the weights do not fit lionfer's {name!r} model ({'; '.join(problems)}); "
+            "the checkpoint was written by another lionfer version"
+        )
+    model.load_state_dict(state["ema"])
+    info = ModelInfo(
+        name,
+        class_names,
+        int(state["image_size"]),
+        tuple(model.mean),
+        tuple(model.std),
+        str(path),
+        file_fingerprint(path),
+    )
+    return model.to(resolve_device(device)).eval(), info
+
+
+class TorchClassifier:
+    """(B, 3, S, S) normalised faces → (B, C) probabilities, with a PyTorch model."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        logits = self.model(x.to(self.device)).logits.float()
+        return logits.softmax(dim=1).cpu().numpy()
+
+
+class OnnxClassifier:
+    """The same, with ONNX Runtime on a file written by `lionfer export --format onnx`."""
+
+    def __init__(self, path: Path, device: str = "cpu"):
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise InputError(
+                "an .onnx MODEL needs onnxruntime: pip install 'lionfer[export]'"
+            ) from error
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise InputError(f"cannot load {path} with ONNX Runtime: {error}") from error
+        self.input_name = self.session.get_inputs()[0].name
+        self.info = onnx_info(self.session.get_modelmeta().custom_metadata_map, path)
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        (probs,) = self.session.run(["probabilities"], {self.input_name: x.numpy()})
+        return probs
+
+
+def onnx_info(metadata: dict[str, str], path: Path) -> ModelInfo:
+    """ModelInfo from the metadata_props that `lionfer export` writes."""
+    import json
+
+    try:
+        return ModelInfo(
+            metadata["model_name"],
+            tuple(json.loads(metadata["class_names"])),
+            int(metadata["image_size"]),
+            tuple(json.loads(metadata["mean"])),
+            tuple(json.loads(metadata["std"])),
+            str(path),
+            file_fingerprint(path),
+        )
+    except (KeyError, ValueError) as error:
+        raise InputError(
+            f"{path} lacks lionfer's metadata ({error}); export it with `lionfer export MODEL "
+            "--format onnx`"
+        ) from error
+
+
+def load(
+    model: str | Path,
+    device: str = "cpu",
+    checkpoint: str = "last",
+    detector: str | Detector = "auto",
+    face_size: int = FACE_SIZE,
+    batch_size: int = 32,
+) -> Predictor:
+    """A Predictor for a run folder (its checkpoints/<checkpoint>.pt), a checkpoint file or an
+    exported .onnx file. detector: "auto", "mtcnn", "haar", or your own Detector."""
+    path = checkpoint_file(model, checkpoint)
+    if path.suffix.lower() == ".onnx":
+        classifier = OnnxClassifier(path, device)
+        return Predictor(classifier, classifier.info, detector, face_size, batch_size)
+    module, info = torch_model(path, device)
+    return Predictor(TorchClassifier(module), info, detector, face_size, batch_size)
+
+
+# ---- inputs ----
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """One input: an image file, a video file, or an image given in memory."""
+
+    name: str  # the `source` column
+    kind: str  # "image" | "video" | "memory"
+    path: Path | None = None
+    image: Image.Image | None = None
+
+
+def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int]:
+    """(sources in order without duplicates, files in folders/globs ignored as not images or
+    videos). Paths may be files, folders (searched recursively) or glob patterns; PIL images and
+    uint8 arrays (H, W), (H, W, 3|4) or a stack (N, H, W, 3) are in-memory images, named
+    memory:0, memory:1, ... in order."""
+    sources, seen, ignored, in_memory = [], set(), 0, 0
+    for item in inputs:
+        if isinstance(item, Image.Image | np.ndarray):
+            for image in _memory_images(item):
+                sources.append(Source(f"memory:{in_memory}", "memory", image=image))
+                in_memory += 1
+            continue
+        if not isinstance(item, str | Path):
+            raise InputError(
+                f"cannot predict on a {type(item).__name__}: give paths, PIL images or arrays"
+            )
+        paths, skipped = _expand_path(str(item))
+        ignored += skipped
+        for path in paths:
+            if str(path) not in seen:
+                seen.add(str(path))
+                kind = "video" if is_video_file(path) else "image"
+                sources.append(Source(str(path), kind, path=path))
+    return sources, ignored
+
+
+def _expand_path(item: str) -> tuple[list[Path], int]:
+    path = Path(item)
+    if path.is_file():
+        return [path], 0
+    if path.is_dir():
+        found, ignored = _media_files(p for p in path.rglob("*") if _visible(p, path))
+        if not found:
+            raise InputError(
+                f"folder {path} holds no images or videos ({ignored} other files); looked "
+                f"recursively for {', '.join(sorted(PREDICT_IMAGE_EXTENSIONS))} and videos"
+            )
+        return found, ignored
+    if GLOB_CHARS & set(item):
+        matches = [Path(p) for p in glob.glob(item, recursive=True)]
+        found, ignored = _media_files(
+            q for m in matches for q in ([m] if m.is_file() else m.rglob("*"))
+        )
+        if not found:
+            raise InputError(f"no images or videos match {item!r}")
+        return found, ignored
+    raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
+
+
+def _visible(path: Path, root: Path) -> bool:
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int]:
+    found, ignored = [], 0
+    for path in paths:
+        if not path.is_file():
+            continue
+        if path.suffix.lower() in PREDICT_IMAGE_EXTENSIONS or is_video_file(path):
+            found.append(path)
+        else:
+            ignored += 1
+    return sorted(found), ignored
+
+
+def _memory_images(item: Image.Image | np.ndarray) -> list[Image.Image]:
+    if isinstance(item, Image.Image):
+        return [to_rgb(item)]
+    if item.dtype != np.uint8 or item.ndim not in (2, 3, 4):
+        raise InputError(
+            f"arrays must be uint8 RGB images (H, W, 3), grayscale (H, W) or a stack (N, H, W, 3);"
+            f" got dtype {item.dtype}, shape {item.shape}"
+        )
+    if item.ndim == 4:
+        return [image for array in item for image in _memory_images(array)]
+    if item.ndim == 3 and item.shape[2] not in (3, 4):
+        raise InputError(f"an image array needs 3 (RGB) or 4 (RGBA) channels, shape {item.shape}")
+    return [to_rgb(Image.fromarray(item))]
+
+
+# ---- faces, frames and batches ----
+
+
+@dataclass
+class FaceCrop:
+    box: tuple[float, float, float, float]  # x, y, w, h in the frame's pixels
+    score: float | None  # MTCNN probability or Haar neighbour count; None for cropped inputs
+    tensor: torch.Tensor  # (3, S, S), the model's input
+
+
+@dataclass
+class Frame:
+    """One image or video frame and what was found in it. A frame with an error gives one row
+    with that error and no label; `reason` is its key in the skip report."""
+
+    source: Source
+    index: int
+    time_s: float | None
+    faces: list[FaceCrop] = field(default_factory=list)
+    error: str = ""
+    reason: str = ""
+    image: Image.Image | None = None  # kept only for annotation
+    probs: np.ndarray | None = None  # (F, C), set when its batch has run
+
+
+@dataclass(frozen=True, eq=False)
+class SourceDone:
+    """Every row of this source has been yielded before this marker."""
+
+    source: Source
+
+
+class Predictor:
+    """Faces in, probabilities out; see the module docstring."""
+
+    def __init__(
+        self,
+        classify: Callable[[torch.Tensor], np.ndarray],
+        info: ModelInfo,
+        detector: str | Detector = "auto",
+        face_size: int = FACE_SIZE,
+        batch_size: int = 32,
+    ):
+        if not callable(detector) and detector not in DETECTORS:
+            raise InputError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
+        if batch_size < 1 or face_size < 8:
+            raise InputError(
+                f"batch_size must be ≥ 1 and face_size ≥ 8 (got {batch_size}, {face_size})"
+            )
+        self.classify, self.info = classify, info
+        self.detector, self.face_size, self.batch_size = detector, face_size, batch_size
+        self.transform = transforms.evaluate(info.image_size, info.mean, info.std)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.info.class_names
+
+    @property
+    def columns(self) -> list[str]:
+        return columns(self.class_names)
+
+    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        """(N, C) class probabilities of face crops, in batches of batch_size."""
+        if not images:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        tensors = torch.stack([self.transform(to_rgb(image)) for image in images])
+        return self._classify(tensors)
+
+    def _classify(self, tensors: torch.Tensor) -> np.ndarray:
+        parts = [
+            self.classify(tensors[i : i + self.batch_size])
+            for i in range(0, len(tensors), self.batch_size)
+        ]
+        return np.concatenate(parts).astype(np.float64)
+
+    @property
+    def detector_name(self) -> str:
+        if callable(self.detector):
+            return getattr(self.detector, "__name__", type(self.detector).__name__)
+        return self.detector
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        """The faces of an RGB image, largest first (ties: higher score first)."""
+        if callable(self.detector):
+            return pick_faces(list(self.detector(image)), "all")
+        return pick_faces(detect(image, self.detector), "all")
+
+    def faces(self, image: Image.Image, cropped: bool = False) -> list[FaceCrop]:
+        """Every face of an RGB image, largest first (as `prepare --multi-face all` orders them),
+        aligned to face_size; with cropped=True the whole image is one face."""
+        if cropped:
+            return [FaceCrop((0.0, 0.0, *map(float, image.size)), None, self.transform(image))]
+        found = self.detect(image)
+        return [
+            FaceCrop(f.box, f.score, self.transform(align(image, f, self.face_size))) for f in found
+        ]
+
+    def predict(self, images: Any, cropped: bool = False, frame_stride: int = 1):
+        """A pandas DataFrame, one row per face (columns()): images are paths (image or video
+        files, folders, globs), PIL images or uint8 RGB arrays, one or a list."""
+        import pandas as pd
+
+        items = images if isinstance(images, list | tuple) else [images]
+        sources, _ = collect_sources(items)
+        rows = [
+            row
+            for item in self.stream(sources, cropped, frame_stride)
+            if isinstance(item, Frame)
+            for row in self.rows(item)
+        ]
+        table = pd.DataFrame(rows, columns=self.columns)
+        return table.astype({"frame": "Int64", "face": "Int64", "time_s": "float64"})
+
+    def stream(
+        self,
+        sources: Iterable[Source],
+        cropped: bool = False,
+        frame_stride: int = 1,
+        keep_images: bool = False,
+    ) -> Iterator[Frame | SourceDone]:
+        """Frames with their probabilities, in input order, and a SourceDone after each source.
+
+        At most batch_size frames (and about batch_size faces) are held at once, so memory is
+        flat however long a video is.
+        """
+        if frame_stride < 1:
+            raise InputError(f"the frame stride must be at least 1, got {frame_stride}")
+        pending: list[Frame | SourceDone] = []
+        held_frames = held_faces = 0
+        for source in sources:
+            for frame in self._frames(source, cropped, frame_stride, keep_images):
+                pending.append(frame)
+                held_frames, held_faces = held_frames + 1, held_faces + len(frame.faces)
+                if held_faces >= self.batch_size or held_frames >= self.batch_size:
+                    yield from self._flush(pending)
+                    held_frames = held_faces = 0
+            pending.append(SourceDone(source))
+        yield from self._flush(pending)
+
+    def _flush(self, pending: list[Frame | SourceDone]) -> Iterator[Frame | SourceDone]:
+        held = [item for item in pending if isinstance(item, Frame) and item.faces]
+        if held:
+            probs = self._classify(torch.stack([f.tensor for item in held for f in item.faces]))
+            start = 0
+            for item in held:
+                item.probs = probs[start : start + len(item.faces)]
+                start += len(item.faces)
+        items = list(pending)
+        pending.clear()
+        yield from items
+
+    def _frames(self, source: Source, cropped: bool, stride: int, keep: bool) -> Iterator[Frame]:
+        if source.kind == "memory":
+            yield self._frame(source, 0, None, source.image, cropped, keep)
+        elif source.kind == "image":
+            try:
+                image = open_image(source.path)
+            except ImageError as error:
+                yield Frame(source, 0, None, error=f"unreadable: {error}", reason="unreadable")
+                return
+            yield self._frame(source, 0, None, image, cropped, keep)
+        else:
+            try:
+                for index, time_s, image in frames(source.path, stride):
+                    yield self._frame(source, index, time_s, image, cropped, keep)
+            except VideoError as error:
+                reason = "empty_video" if isinstance(error, EmptyVideoError) else "unreadable"
+                yield Frame(
+                    source, 0, None, error=f"{reason.replace('_', ' ')}: {error}", reason=reason
+                )
+
+    def _frame(
+        self,
+        source: Source,
+        index: int,
+        time_s: float | None,
+        image: Image.Image,
+        cropped: bool,
+        keep: bool,
+    ) -> Frame:
+        frame = Frame(source, index, time_s, image=image if keep else None)
+        try:
+            frame.faces = self.faces(image, cropped)
+        except DetectorUnavailable as error:  # a set-up problem: stop, keeping what is done
+            raise InputError(str(error)) from error
+        except Exception as error:
+            # A detector crash on one frame must not end a long job; it is reported per row.
+            frame.error, frame.reason = f"error: {type(error).__name__}: {error}", "error"
+            return frame
+        if not frame.faces:
+            frame.error, frame.reason = "no face found", "no_face"
+        return frame
+
+    def rows(self, frame: Frame) -> list[dict]:
+        """The output rows of a frame whose batch has run (columns())."""
+        base = {"source": frame.source.name, "frame": frame.index, "time_s": frame.time_s}
+        names = [probability_column(n) for n in self.class_names]
+        if frame.error:
+            empty = dict.fromkeys(("face", "x", "y", "w", "h", "score", "label", *names))
+            return [{**base, **empty, "error": frame.error}]
+        rows = []
+        for k, (face, probs) in enumerate(zip(frame.faces, frame.probs, strict=True)):
+            x, y, w, h = (float(v) for v in face.box)
+            rows.append(
+                {
+                    **base,
+                    "face": k,
+                    "x": x,
+                    "y": y,
+                    "w": w,
+                    "h": h,
+                    "score": face.score,
+                    "label": self.class_names[int(np.argmax(probs))],
+                    **{n: float(p) for n, p in zip(names, probs, strict=True)},
+                    "error": "",
+                }
+            )
+        return rows

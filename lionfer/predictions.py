@@ -1,0 +1,346 @@
+"""`lionfer predict`'s output: a CSV or JSONL predictions file written row by row and flushed, a
+progress file beside it (OUT.progress) that makes an interrupted job resumable, annotated images
+and videos, and the closing skip report.
+
+OUT.progress is JSON lines: first the job's settings (model fingerprint, columns, detection
+settings), then one {"source", "offset"} line per finished input, written after that input's rows
+are flushed. Rerunning the same command truncates OUT to the last finished input's offset (rows of
+an input cut off halfway go) and skips the finished inputs. An existing OUT that is not a lionfer
+predictions file, or one written with other settings, is refused unless overwrite is given.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lionfer.data.video import VideoWriter, draw_faces, video_fps
+from lionfer.predict import (
+    FIXED_COLUMNS,
+    Frame,
+    InputError,
+    Predictor,
+    Source,
+    SourceDone,
+    collect_sources,
+)
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+PROGRESS_SUFFIX = ".progress"
+SKIP_REASONS = {
+    "unreadable": "unreadable",
+    "no_face": "no face found",
+    "empty_video": "empty video",
+    "error": "errors",
+}
+
+
+def output_format(out: Path, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in ("csv", "jsonl"):
+            raise InputError(f"unknown --format {fmt!r}; choose csv or jsonl")
+        return fmt
+    if out.suffix.lower() not in FORMATS:
+        raise InputError(
+            f"cannot tell the format of {out} from its suffix; name it .csv or .jsonl, or pass "
+            "--format csv|jsonl"
+        )
+    return FORMATS[out.suffix.lower()]
+
+
+def format_value(value) -> str | float | int | None:
+    """Floats with 6 significant digits; None stays None (empty in CSV, null in JSONL)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    return value
+
+
+class PredictionsFile:
+    """The output file and its progress file; see the module docstring."""
+
+    def __init__(self, path: Path, fmt: str, columns: list[str], settings: dict, overwrite: bool):
+        self.path, self.fmt, self.columns = Path(path), fmt, columns
+        self.progress_path = self.path.with_name(self.path.name + PROGRESS_SUFFIX)
+        self.settings = {**settings, "format": fmt, "columns": columns}
+        self.done: set[str] = set()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if overwrite or not self._has_content():
+            self._start()
+        else:
+            self._resume()
+        self._out = self.path.open("ab")
+        self._progress = self.progress_path.open("a", encoding="utf-8")
+
+    def _has_content(self) -> bool:
+        return self.path.is_file() and self.path.stat().st_size > 0
+
+    def _start(self) -> None:
+        header = b""
+        if self.fmt == "csv":
+            header = self._encode_csv(self.columns)
+        self.path.write_bytes(header)
+        record = {"lionfer_predictions": 1, "settings": self.settings, "offset": len(header)}
+        self.progress_path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+    def _resume(self) -> None:
+        if not is_predictions_file(self.path, self.fmt):
+            raise InputError(
+                f"{self.path} exists and is not a lionfer predictions file; choose another --out, "
+                "or pass --overwrite to replace it"
+            )
+        if not self.progress_path.is_file():
+            raise InputError(
+                f"{self.path} holds predictions but {self.progress_path.name}, which says which "
+                "inputs are complete, is missing; pass --overwrite to start again or choose "
+                "another --out"
+            )
+        header, finished = read_progress(self.progress_path)
+        changed = sorted(
+            k for k in {*header, *self.settings} if header.get(k) != self.settings.get(k)
+        )
+        if changed:
+            raise InputError(
+                f"{self.path} was written with other settings ({', '.join(changed)} differ: "
+                "another model, format or detection settings); pass --overwrite to replace it or "
+                "choose another --out"
+            )
+        with self.path.open("r+b") as f:
+            f.truncate(finished[-1][1])
+        self.done = {source for source, _ in finished[1:]}
+
+    def write(self, rows: list[dict]) -> None:
+        for row in rows:
+            values = [format_value(row[c]) for c in self.columns]
+            if self.fmt == "csv":
+                self._out.write(self._encode_csv(["" if v is None else v for v in values]))
+            else:
+                record = dict(zip(self.columns, values, strict=True))
+                self._out.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    def finished(self, source: str) -> None:
+        """Flush the rows written so far and record `source` as complete."""
+        self._out.flush()
+        record = {"source": source, "offset": self._out.tell()}
+        self._progress.write(json.dumps(record) + "\n")
+        self._progress.flush()
+        self.done.add(source)
+
+    def close(self) -> None:
+        self._out.close()
+        self._progress.close()
+
+    @staticmethod
+    def _encode_csv(values: list) -> bytes:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(values)
+        return buffer.getvalue().encode("utf-8")
+
+
+def is_predictions_file(path: Path, fmt: str) -> bool:
+    """Whether the file starts like one written by PredictionsFile (any model's classes)."""
+    with path.open("rb") as f:
+        first = f.readline(1 << 16).decode("utf-8", errors="replace").strip()
+    if fmt == "csv":
+        return first.split(",")[: len(FIXED_COLUMNS)] == list(FIXED_COLUMNS)
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and list(record)[: len(FIXED_COLUMNS)] == list(FIXED_COLUMNS)
+
+
+def read_progress(path: Path) -> tuple[dict, list[tuple[str | None, int]]]:
+    """(settings, [(None, header end), (source, offset), ...]); a torn last line is ignored."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break  # written when the job was killed; what follows cannot be trusted
+    if not records or records[0].get("lionfer_predictions") != 1:
+        raise InputError(f"{path} is not a lionfer progress file; pass --overwrite to start again")
+    finished = [(None, int(records[0]["offset"]))]
+    finished += [(r["source"], int(r["offset"])) for r in records[1:]]
+    return records[0]["settings"], finished
+
+
+@dataclass
+class PredictReport:
+    """What one predict_files call did."""
+
+    out: Path
+    counts: Counter = field(default_factory=Counter)  # images, videos, frames, faces, rows, ...
+    skipped: Counter = field(default_factory=Counter)  # inputs by reason (SKIP_REASONS)
+    annotated: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        c = self.counts
+        lines = [
+            f"{_count(c['faces'], 'face')} from {_count(c['images'], 'image')} and "
+            f"{_count(c['videos'], 'video')} ({c['frames']} video frames read): "
+            f"{_count(c['rows'], 'row')} in {self.out}"
+        ]
+        skipped = ", ".join(f"{SKIP_REASONS[k]} {n}" for k, n in sorted(self.skipped.items()))
+        lines.append(f"skipped inputs: {skipped or 'none'}")
+        if c["frames_without_face"]:
+            lines.append(f"video frames without a face: {c['frames_without_face']}")
+        if c["ignored"]:
+            lines.append(f"ignored {c['ignored']} files in folders that are not images or videos")
+        if c["resumed"]:
+            lines.append(f"already complete from an earlier run: {c['resumed']} inputs")
+        return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def job_settings(predictor: Predictor, cropped: bool, frame_stride: int) -> dict:
+    info = predictor.info
+    return {
+        "model": info.fingerprint,
+        "detector": "none (cropped)" if cropped else predictor.detector_name,
+        "face_size": predictor.face_size,
+        "frame_stride": frame_stride,
+    }
+
+
+def predict_files(
+    predictor: Predictor,
+    inputs: list[str],
+    out: str | Path,
+    fmt: str | None = None,
+    cropped: bool = False,
+    frame_stride: int = 1,
+    annotate: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PredictReport:
+    """Predict on every input into `out` (see the module docstring); resumable."""
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file name such as {out / 'faces.csv'}")
+    fmt = output_format(out, fmt)
+    if frame_stride < 1:  # checked before the output file is touched
+        raise InputError(f"--frame-stride must be at least 1, got {frame_stride}")
+    sources, ignored = collect_sources(inputs)
+    annotate_dir = Path(annotate) if annotate else None
+    if annotate_dir is not None:
+        check_annotate_dir(annotate_dir, sources)
+    settings = job_settings(predictor, cropped, frame_stride)
+    file = PredictionsFile(out, fmt, predictor.columns, settings, overwrite)
+    report = PredictReport(out)
+    report.counts.update(ignored=ignored, resumed=sum(s.name in file.done for s in sources))
+    todo = [s for s in sources if s.name not in file.done]
+    annotator = Annotator(annotate_dir, frame_stride) if annotate_dir else None
+    bar = tqdm(total=len(todo), desc="predict", unit="input", disable=not progress)
+    try:
+        for item in predictor.stream(todo, cropped, frame_stride, keep_images=bool(annotator)):
+            if isinstance(item, SourceDone):
+                file.finished(item.source.name)
+                _count_source(report, item.source)
+                if annotator:
+                    annotator.finish(item.source, report)
+                bar.update(1)
+                continue
+            rows = predictor.rows(item)
+            file.write(rows)
+            _count_frame(report, item, len(rows))
+            if annotator:
+                annotator.add(item, rows)
+            bar.set_postfix(faces=report.counts["faces"])
+    finally:
+        bar.close()
+        file.close()
+        if annotator:
+            annotator.close()
+    return report
+
+
+def _count_source(report: PredictReport, source: Source) -> None:
+    report.counts["videos" if source.kind == "video" else "images"] += 1
+
+
+def _count_frame(report: PredictReport, frame: Frame, rows: int) -> None:
+    report.counts["rows"] += rows
+    report.counts["faces"] += len(frame.faces)
+    video = frame.source.kind == "video"
+    report.counts["frames"] += int(video and frame.reason in ("", "no_face", "error"))
+    if video and frame.reason in ("no_face", "error"):
+        report.counts["frames_without_face"] += 1
+    elif frame.reason:
+        report.skipped[frame.reason] += 1
+
+
+def annotated_path(folder: Path, source: Source) -> Path:
+    """folder / the source's path without its anchor and '..' parts (memory:N → memory_N.png)."""
+    if source.path is None:
+        return folder / f"{source.name.replace(':', '_')}.png"
+    parts = [p for p in source.path.parts if p not in ("..", ".", source.path.anchor)]
+    return folder.joinpath(*parts)
+
+
+def check_annotate_dir(folder: Path, sources: list[Source]) -> None:
+    for source in sources:
+        target = annotated_path(folder, source)
+        if source.path is not None and target.resolve() == source.path.resolve():
+            raise InputError(
+                f"--annotate {folder} would overwrite the input {source.path}; "
+                "choose another folder"
+            )
+
+
+class Annotator:
+    """Writes each image with its boxes and labels, and each video as an annotated video."""
+
+    def __init__(self, folder: Path, frame_stride: int):
+        self.folder, self.frame_stride = folder, frame_stride
+        self.videos: dict[str, VideoWriter] = {}
+
+    def add(self, frame: Frame, rows: list[dict]) -> None:
+        if frame.image is None:  # an input that could not be read
+            return
+        faces = [
+            ((r["x"], r["y"], r["w"], r["h"]), f"{r['label']} {max(self._probs(r)):.2f}")
+            for r in rows
+            if r["label"] is not None
+        ]
+        image = draw_faces(frame.image, faces)
+        target = annotated_path(self.folder, frame.source)
+        if frame.source.kind == "video":
+            writer = self.videos.get(frame.source.name)
+            if writer is None:
+                fps = (video_fps(frame.source.path) or 25.0) / self.frame_stride
+                # clip.avi -> clip.avi.mp4: two inputs never share an annotated video
+                stem = target.with_name(target.name + ".video")
+                writer = self.videos[frame.source.name] = VideoWriter(stem, fps)
+            writer.write(image)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            image.save(target)
+        except (ValueError, OSError):  # a suffix PIL cannot write (.gif frames, .tif modes...)
+            target = target.with_suffix(".png")
+            image.save(target)
+
+    @staticmethod
+    def _probs(row: dict) -> list[float]:
+        return [v for k, v in row.items() if k.startswith("p_")]
+
+    def finish(self, source: Source, report: PredictReport) -> None:
+        writer = self.videos.pop(source.name, None)
+        if writer is not None:
+            writer.close()
+            report.annotated.append(writer.path)
+
+    def close(self) -> None:
+        for writer in self.videos.values():
+            writer.close()
+        self.videos.clear()

@@ -1,0 +1,84 @@
+"""Fixture builders for the predict, export and audit tests: a checkpoint made without training,
+rendered face scenes the real detectors find, a short video clip, and one tiny trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from conftest import TINY
+from PIL import Image
+
+from lionfer.config import ModelConfig
+from lionfer.data import synthetic
+from lionfer.labels import CLASS_NAMES
+from lionfer.models import build_model
+
+IMAGE_SIZE = 24
+TINIER = [
+    "data.num_train=70",
+    "data.num_test=14",
+    "data.num_labels=14",
+    "train.steps=2",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "train.log_every=1",
+]
+
+
+def make_checkpoint(path: Path, seed: int = 0, **extra) -> Path:
+    """A checkpoint with the keys lionfer train writes that a predictor reads (random weights)."""
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(name="cnn_small"), len(CLASS_NAMES))
+    state = {
+        "step": 0,
+        "ema": model.state_dict(),
+        "class_names": list(CLASS_NAMES),
+        "model_name": "cnn_small",
+        "image_size": IMAGE_SIZE,
+        **extra,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def faces(classes=(3, 0, 4), size: int = 96) -> np.ndarray:
+    """Plain rendered faces (N, size, size, 3), one per canonical class id given."""
+    geometry = np.stack([synthetic.prototype(c) for c in classes])
+    return synthetic.render(geometry, size, np.random.default_rng(0), plain=True)
+
+
+def scene(face_images, at=((20, 30), (180, 40)), size=(320, 160)) -> Image.Image:
+    """Faces pasted on a flat background at the given top-left corners."""
+    canvas = Image.new("RGB", size, (90, 120, 90))
+    for face, corner in zip(face_images, at, strict=False):
+        canvas.paste(Image.fromarray(face), corner)
+    return canvas
+
+
+def blank(size=(160, 120)) -> Image.Image:
+    return Image.new("RGB", size, (128, 128, 128))
+
+
+def write_clip(path: Path, frames: list[Image.Image], fps: float = 10.0) -> Path:
+    """An MJPG .avi of RGB frames (all of one size)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, frames[0].size)
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(np.ascontiguousarray(np.asarray(frame)[:, :, ::-1]))
+    writer.release()
+    return path
+
+
+def trained_run(tmp_path_factory) -> Path:
+    """A 2-step LION run on 70 synthetic faces (14 labeled), trained once per test session."""
+    from lionfer.config import load_config
+    from lionfer.trainer import train
+
+    out = tmp_path_factory.getbasetemp() / "lionfer-tiny-run"
+    if not (out / "summary.json").is_file():
+        train(load_config(None, [*TINY, *TINIER]), out, progress=False, overwrite=True)
+    return out

@@ -1,0 +1,216 @@
+"""`lionfer audit` (labels the model disputes) and `lionfer relabel` (a run's corrected labels)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from predict_helpers import IMAGE_SIZE, make_checkpoint, trained_run
+
+from lionfer.audit import audit_score, audit_to_files, label_state, rank_order, relabel_rows
+from lionfer.cli import main
+from lionfer.config import load_config
+from lionfer.labels import CLASS_NAMES
+from lionfer.predict import InputError, ModelInfo, Predictor
+
+# red value of a flat image -> (given class folder, the stub model's probabilities)
+HAPPY, SAD, ANGER = 3, 4, 5
+
+
+def probs_with(**at: float) -> np.ndarray:
+    """7 probabilities: the named class ids (c3=0.7) get their value, the rest share the rest."""
+    p = np.zeros(len(CLASS_NAMES))
+    for key, value in at.items():
+        p[int(key[1:])] = value
+    rest = [i for i in range(len(p)) if f"c{i}" not in at]
+    p[rest] = (1 - p.sum()) / len(rest)
+    return p
+
+
+STUB = {
+    10: probs_with(c3=0.7),  # train/happy/a.png: agrees, p(given) 0.7
+    20: probs_with(c3=0.2, c4=0.6),  # train/happy/b&w.png: says Sadness, score 0.4
+    30: probs_with(c4=0.1, c5=0.8),  # train/sad/c.png: says Anger, score 0.7
+    40: probs_with(c5=0.5),  # test/anger/d.png: agrees, p(given) 0.5
+}
+
+
+def stub_predictor() -> Predictor:
+    def classify(x: torch.Tensor) -> np.ndarray:
+        red = (x[:, 0].mean(dim=(1, 2)) * 255).round().long().tolist()
+        return np.stack([STUB[r] for r in red])
+
+    info = ModelInfo("stub", CLASS_NAMES, 8, (0.0,) * 3, (1.0,) * 3, "stub.pt", "0" * 16)
+    return Predictor(classify, info, batch_size=2)
+
+
+@pytest.fixture
+def labeled_folder(tmp_path) -> Path:
+    root = tmp_path / "faces"
+    files = {
+        "train/happy/a.png": 10,
+        "train/happy/b&w.png": 20,
+        "train/sad/c.png": 30,
+        "test/anger/d.png": 40,
+    }
+    for name, red in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16), (red, 0, 0)).save(root / name)
+    (root / "train/sad/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return root
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_audit_score_and_ranking_by_hand():
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.6, 0.3, 0.1]])
+    given = np.array([0, 0, 2, 1])
+    np.testing.assert_allclose(audit_score(probs, given), [0.0, 0.3, 0.0, 0.3])
+    p_given = probs[np.arange(4), given]  # 0.7, 0.2, 0.8, 0.3
+    assert rank_order(audit_score(probs, given), p_given).tolist() == [1, 3, 0, 2]
+
+
+def test_audit_ranks_disputed_labels_first_and_lists_unreadable_images(labeled_folder, tmp_path):
+    cfg = load_config(None, ["data.dataset=folder", f"data.root={labeled_folder}"])
+    out = tmp_path / "suspects.csv"
+    report = audit_to_files(stub_predictor(), cfg.data, 0, out, top=2, progress=False)
+    rows = read_rows(out)
+    assert [r["id"] for r in rows] == [
+        "train/sad/c.png",
+        "train/happy/b&w.png",
+        "test/anger/d.png",
+        "train/happy/a.png",
+        "train/sad/broken.png",
+    ]
+    assert [r["rank"] for r in rows] == ["1", "2", "3", "4", ""]
+    first = rows[0]
+    assert (first["given_name"], first["model_name"], first["split"]) == (
+        "Sadness",
+        "Anger",
+        "train",
+    )
+    assert float(first["p_given"]) == pytest.approx(0.1) and float(first["score"]) == pytest.approx(
+        0.7
+    )
+    assert float(first["p_anger"]) == pytest.approx(0.8)
+    assert rows[-1]["error"].startswith("unreadable:") and rows[-1]["score"] == ""
+    assert report.counts == {"audited": 4, "disputed": 2, "unreadable": 1}
+    assert report.html == tmp_path / "suspects.html"
+
+
+def test_the_html_page_embeds_the_top_suspects_faces(labeled_folder, tmp_path):
+    cfg = load_config(None, ["data.dataset=folder", f"data.root={labeled_folder}"])
+    report = audit_to_files(stub_predictor(), cfg.data, 0, tmp_path / "s.csv", top=2,
+                            progress=False)  # fmt: skip
+    page = report.html.read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 2
+    face = Image.open(io.BytesIO(base64.b64decode(images[0])))
+    assert face.size == (96, 96) and face.getpixel((5, 5)) == (30, 0, 0)  # c.png, scaled up
+    assert "b&amp;w.png" in page and "b&w.png" not in page
+    assert "<td>Sadness</td><td>Anger</td>" in page
+
+
+def test_audit_refuses_other_classes_and_existing_files(labeled_folder, tmp_path):
+    cfg = load_config(None, ["data.dataset=folder", f"data.root={labeled_folder}"])
+    out = tmp_path / "s.csv"
+    out.write_text("mine")
+    with pytest.raises(InputError, match="already exists"):
+        audit_to_files(stub_predictor(), cfg.data, 0, out, progress=False)
+    assert out.read_text() == "mine"
+    digits = load_config(None, ["data.dataset=digits"])
+    with pytest.raises(InputError, match="classes .* differ"):
+        audit_to_files(stub_predictor(), digits.data, 0, tmp_path / "d.csv", progress=False)
+
+
+def test_cli_audit_on_a_checkpoint_and_a_config_style_dataset(capsys, tmp_path):
+    model = make_checkpoint(tmp_path / "model.pt")
+    out = tmp_path / "suspects.csv"
+    dataset = ["data.num_train=14", "data.num_test=7", f"data.image_size={IMAGE_SIZE}"]
+    code = main(["audit", str(model), *dataset, "--out", str(out), "--top", "3", "--no-progress"])
+    assert code == 0
+    assert "audited 21 labeled images" in capsys.readouterr().out
+    rows = read_rows(out)
+    assert len(rows) == 21 and [r["rank"] for r in rows[:3]] == ["1", "2", "3"]
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert {r["split"] for r in rows} == {"train", "test"}
+    assert len(re.findall("<img ", (tmp_path / "suspects.html").read_text())) == 3
+    code = main(["audit", str(model), *dataset, "--split", "test", "--out", str(out)])
+    assert code == 2 and "already exists" in capsys.readouterr().err
+
+
+# ---- relabel ----
+
+
+def test_label_state_by_hand():
+    given = np.array([0, 1, 2, 1])
+    state = {
+        "label": torch.tensor([0, 2, 2, 1]),
+        "relabel_step": torch.tensor([-1, 7, -1, -1]),
+        "ambiguous": torch.tensor([False, False, True, False]),
+        "weights": torch.tensor([[0.0, 0, 0], [0, 0, 0], [0.4, 0, 0.6], [0, 0, 0]]),
+        "relabel_weights": torch.tensor([[0.0, 0, 0], [0.1, 0.05, 0.85], [0, 0, 0], [0, 0, 0]]),
+    }
+    table = label_state(state, given, 3)
+    assert table["label"].tolist() == [0, 2, 2, 1] and table["step"].tolist() == [-1, 7, -1, -1]
+    np.testing.assert_allclose(table["weight"], [np.nan, 0.85, np.nan, np.nan])
+    np.testing.assert_allclose(table["w"][1], [0.1, 0.05, 0.85])  # at the relabel
+    np.testing.assert_allclose(table["w"][2], [0.4, 0.0, 0.6])  # ambiguous now
+    assert np.isnan(table["w"][[0, 3]]).all()
+    legacy = label_state({"label": state["label"], "relabel_weight": torch.tensor([0, 0.9, 0, 0])},
+                         given, 3)  # fmt: skip
+    np.testing.assert_allclose(legacy["weight"], [np.nan, 0.9, np.nan, np.nan])
+    plain = label_state({}, given, 3)  # an algorithm that never changes labels
+    assert plain["label"].tolist() == given.tolist() and np.isnan(plain["w"]).all()
+    with pytest.raises(InputError, match="covers 2 images but .* has 4"):
+        label_state({"label": torch.tensor([0, 1])}, given, 3)
+
+
+def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run(tmp_path_factory), run)
+    path = run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    algorithm = state["algorithm"]
+    given = int(algorithm["label"][1])
+    algorithm["label"][1] = (given + 1) % 7
+    algorithm["relabel_step"][1] = 5
+    algorithm["relabel_weights"] = torch.zeros(len(algorithm["label"]), 7)
+    algorithm["relabel_weights"][1, (given + 1) % 7] = 0.9
+    torch.save(state, path)
+
+    columns, rows = relabel_rows(run)
+    assert columns[:11] == [
+        "index", "id", "given_label", "current_label", "step", "true_label", "given_name",
+        "current_name", "weight", "changed", "ambiguous",
+    ]  # fmt: skip
+    assert columns[11:] == [f"w_{n.lower()}" for n in CLASS_NAMES]
+    assert len(rows) == 14 and sum(r["changed"] for r in rows) == 1
+    row = rows[1]
+    assert (row["given_label"], row["current_label"], row["step"]) == (given, (given + 1) % 7, 5)
+    assert (
+        row["weight"] == pytest.approx(0.9) and row["current_name"] == CLASS_NAMES[(given + 1) % 7]
+    )
+    assert row["true_label"] is not None  # synthetic data knows the truth
+
+    out = tmp_path / "labels.csv"
+    assert main(["relabel", str(run), "--out", str(out)]) == 0
+    assert "14 labeled images, 1 relabeled" in capsys.readouterr().out
+    written = read_rows(out)
+    assert written[1]["changed"] == "true" and written[0]["changed"] == "false"
+    assert main(["relabel", str(run), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["relabel", str(path), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "needs a run folder" in capsys.readouterr().err

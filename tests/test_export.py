@@ -1,0 +1,95 @@
+"""`lionfer export`: ONNX and TorchScript files that give PyTorch's outputs, with their metadata."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from predict_helpers import IMAGE_SIZE, faces, make_checkpoint
+
+from lionfer.cli import main
+from lionfer.export import TOLERANCE, export, read_metadata
+from lionfer.labels import CLASS_NAMES
+from lionfer.predict import InputError, load, torch_model
+
+onnxruntime = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", seed=3)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "model.onnx"
+    result = export(checkpoint, out)
+    assert result.format == "onnx" and result.max_difference <= TOLERANCE
+    return out
+
+
+def reference(checkpoint: Path, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    model, _ = torch_model(checkpoint)
+    with torch.no_grad():
+        logits = model(x).logits
+    return logits.numpy(), logits.softmax(dim=1).numpy()
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_onnx_runtime_gives_pytorchs_outputs_for_any_batch(onnx_file, checkpoint, batch):
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "probabilities"]
+    x = torch.randn(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(9))
+    logits, probs = session.run(None, {"input": x.numpy()})
+    expected_logits, expected_probs = reference(checkpoint, x)
+    assert probs.shape == (batch, len(CLASS_NAMES))
+    np.testing.assert_allclose(probs, expected_probs, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(logits, expected_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_metadata_holds_classes_size_and_normalisation(onnx_file):
+    meta = read_metadata(onnx_file)
+    assert json.loads(meta["class_names"]) == list(CLASS_NAMES)
+    assert int(meta["image_size"]) == IMAGE_SIZE
+    assert json.loads(meta["mean"]) == [0.5] * 3 and json.loads(meta["std"]) == [0.5] * 3
+    assert "(x - mean) / std" in meta["input"] and meta["model_name"] == "cnn_small"
+
+
+def test_a_predictor_on_the_onnx_file_matches_the_checkpoint(onnx_file, checkpoint):
+    crops = [Image.fromarray(f) for f in faces((0, 3, 6))]
+    from_onnx = load(onnx_file).probabilities(crops)
+    from_torch = load(checkpoint).probabilities(crops)
+    np.testing.assert_allclose(from_onnx, from_torch, atol=TOLERANCE, rtol=0)
+    assert load(onnx_file).info.class_names == CLASS_NAMES
+
+
+def test_torchscript_export_runs_any_batch_and_carries_metadata(capsys, checkpoint, tmp_path):
+    out = tmp_path / "model.pt"
+    assert main(["export", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 0
+    assert "max probability difference against PyTorch" in capsys.readouterr().out
+    assert json.loads(read_metadata(out)["class_names"]) == list(CLASS_NAMES)
+    x = torch.randn(4, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        logits, probs = torch.jit.load(str(out))(x)
+    np.testing.assert_allclose(probs.detach().numpy(), reference(checkpoint, x)[1], atol=1e-6)
+    with pytest.raises(InputError, match="TorchScript export"):
+        load(out)  # an export is not a training checkpoint
+    assert main(["export", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_export_refuses_to_overwrite_and_names_bad_formats(checkpoint, onnx_file, tmp_path):
+    with pytest.raises(InputError, match="already exists.*--overwrite"):
+        export(checkpoint, onnx_file)
+    with pytest.raises(InputError, match="--format onnx|torchscript"):
+        export(checkpoint, tmp_path / "model.bin")
+    with pytest.raises(InputError, match="already an ONNX export"):
+        export(onnx_file, tmp_path / "again.onnx")
+    assert not list(tmp_path.iterdir())  # nothing half-written was left behind

@@ -1,0 +1,254 @@
+"""lionfer.load and the Predictor: model files, faces, batches, rows, sources and videos."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from predict_helpers import IMAGE_SIZE, blank, faces, make_checkpoint, scene, write_clip
+
+import lionfer
+from lionfer import predict as P
+from lionfer.data import transforms
+from lionfer.data.faces import Face
+from lionfer.labels import CLASS_NAMES
+from lionfer.predict import InputError, collect_sources, columns, load
+
+REPO = Path(__file__).resolve().parents[1]
+P_COLUMNS = [f"p_{n.lower()}" for n in CLASS_NAMES]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    return load(checkpoint, detector="haar", batch_size=4)
+
+
+def two_faces(image: Image.Image) -> list[Face]:
+    """A detector of our own: two faces (the smaller listed first) in every image that is not
+    one flat colour."""
+    if np.asarray(image).std() < 1:
+        return []
+    return [
+        Face((150.0, 20.0, 40.0, 40.0), 0.95, None, "stub"),
+        Face((10.0, 10.0, 80.0, 90.0), 0.99, None, "stub"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def stubbed(checkpoint):
+    return load(checkpoint, detector=two_faces, batch_size=4)
+
+
+def test_columns_are_stable_and_named_after_the_classes():
+    assert columns(CLASS_NAMES) == [
+        "source", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label",
+        "p_surprise", "p_fear", "p_disgust", "p_happiness", "p_sadness", "p_anger", "p_neutral",
+        "error",
+    ]  # fmt: skip
+    assert P.probability_column(" Very Happy ") == "p_very_happy"
+
+
+def test_import_lionfer_does_not_import_torch_and_load_is_lazy():
+    code = "import sys, lionfer; assert 'torch' not in sys.modules, 'torch imported'"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert lionfer.load is P.load
+    with pytest.raises(AttributeError, match="no attribute 'lod'"):
+        lionfer.lod  # noqa: B018
+
+
+def test_load_reads_the_model_description_from_the_checkpoint(predictor, checkpoint):
+    info = predictor.info
+    assert info.class_names == CLASS_NAMES and info.image_size == IMAGE_SIZE
+    assert info.model_name == "cnn_small" and info.mean == (0.5,) * 3 and info.std == (0.5,) * 3
+    assert info.path == str(checkpoint) and len(info.fingerprint) == 16
+
+
+def test_a_run_folder_uses_last_or_best(tmp_path, checkpoint):
+    run = tmp_path / "run"
+    make_checkpoint(run / "checkpoints" / "last.pt", seed=1)
+    assert load(run).info.path.endswith("last.pt")
+    with pytest.raises(InputError, match="best.pt is missing"):
+        load(run, checkpoint="best")
+    with pytest.raises(InputError, match="model not found"):
+        load(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a checkpoint at all", "is not a lionfer checkpoint"),
+        ({"model_name": "cnn_small"}, "another lionfer version.*missing ema, class_names"),
+        ({"w": torch.zeros(2)}, "bare model weights"),
+        ({"ema": {}, "class_names": ["a"], "model_name": "vit_huge", "image_size": 8}, "vit_huge"),
+        ({"ema": {"x": torch.zeros(1)}, "class_names": list(CLASS_NAMES),
+          "model_name": "cnn_small", "image_size": 8}, "do not fit"),
+    ],
+)  # fmt: skip
+def test_bad_model_files_get_one_clear_message(tmp_path, content, message):
+    path = tmp_path / "model.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(InputError, match=message):
+        load(path)
+
+
+def test_probabilities_are_the_models_softmax_on_the_eval_transform(predictor, checkpoint):
+    images = [Image.fromarray(f) for f in faces((0, 3, 4, 5, 6))]
+    probs = predictor.probabilities(images)  # batch_size 4: two model calls
+    model, _ = P.torch_model(checkpoint)
+    tf = transforms.evaluate(IMAGE_SIZE, (0.5,) * 3, (0.5,) * 3)
+    with torch.no_grad():
+        expected = model(torch.stack([tf(i) for i in images])).logits.softmax(1).numpy()
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_every_face_is_reported_largest_first(stubbed):
+    table = stubbed.predict(scene(faces()))
+    assert list(table.columns) == columns(CLASS_NAMES)
+    assert table["face"].tolist() == [0, 1] and table["source"].tolist() == ["memory:0"] * 2
+    assert table[["x", "y", "w", "h"]].values.tolist() == [[10, 10, 80, 90], [150, 20, 40, 40]]
+    assert table["score"].tolist() == [0.99, 0.95]
+    assert (table["error"] == "").all()
+    best = table[P_COLUMNS].to_numpy().argmax(axis=1)
+    assert table["label"].tolist() == [CLASS_NAMES[i] for i in best]
+
+
+def test_the_haar_detector_finds_both_rendered_faces(predictor):
+    table = predictor.predict(np.asarray(scene(faces())))
+    assert len(table) == 2
+    assert sorted(table["x"].round(-1).tolist()) == [30, 190]  # faces pasted at x = 20 and 180
+
+
+def test_batches_do_not_change_the_result(checkpoint):
+    images = [scene(faces()), blank(), scene(faces((1, 2)))]
+    one = load(checkpoint, detector=two_faces, batch_size=1).predict(images)
+    many = load(checkpoint, detector=two_faces, batch_size=32).predict(images)
+    np.testing.assert_allclose(one[P_COLUMNS].to_numpy(), many[P_COLUMNS].to_numpy(), atol=1e-6)
+    assert one["source"].tolist() == ["memory:0"] * 2 + ["memory:1"] + ["memory:2"] * 2
+
+
+def test_paths_folders_and_bad_files_give_rows_with_errors(tmp_path, stubbed):
+    (tmp_path / "sub").mkdir()
+    scene(faces()).save(tmp_path / "sub" / "group.png")
+    blank().save(tmp_path / "empty_room.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (tmp_path / "notes.txt").write_text("not an image")
+    table = stubbed.predict(str(tmp_path))
+    by_source = table.groupby("source")["error"].apply(list).to_dict()
+    assert by_source[str(tmp_path / "sub" / "group.png")] == ["", ""]
+    assert by_source[str(tmp_path / "empty_room.jpg")] == ["no face found"]
+    assert by_source[str(tmp_path / "broken.jpg")][0].startswith("unreadable: cannot read image")
+    skipped = table[table["error"] != ""]
+    assert skipped["label"].isna().all() and skipped[P_COLUMNS].isna().all().all()
+    assert skipped["face"].isna().all()
+
+
+def test_cropped_inputs_are_one_face_each_without_detection(checkpoint):
+    predictor = load(checkpoint, detector=lambda image: pytest.fail("cropped: no detection"))
+    crops = faces((0, 1, 2))
+    table = predictor.predict(crops, cropped=True)  # an (N, H, W, 3) stack is N images
+    assert table["source"].tolist() == ["memory:0", "memory:1", "memory:2"]
+    assert table[["x", "y", "w", "h"]].values.tolist() == [[0, 0, 96, 96]] * 3
+    assert table["score"].isna().all()
+    expected = predictor.probabilities([Image.fromarray(c) for c in crops])
+    np.testing.assert_allclose(table[P_COLUMNS].to_numpy(), expected, atol=1e-6)
+
+
+def test_collect_sources_expands_folders_and_globs(tmp_path):
+    for name in ("b.png", "a.jpg", "deep/c.png", ".hidden/d.png", "clip.avi", "x.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    sources, ignored = collect_sources([tmp_path, str(tmp_path / "*.png"), tmp_path / "a.jpg"])
+    names = [Path(s.name).relative_to(tmp_path).as_posix() for s in sources]
+    assert names == ["a.jpg", "b.png", "clip.avi", "deep/c.png"]  # sorted, no duplicates
+    assert [s.kind for s in sources] == ["image", "image", "video", "image"]
+    assert ignored == 1  # x.txt; hidden folders are not searched
+    with pytest.raises(InputError, match="holds no images or videos"):
+        collect_sources([_empty_folder(tmp_path)])
+    with pytest.raises(InputError, match="no images or videos match"):
+        collect_sources([str(tmp_path / "*.gif")])
+    with pytest.raises(InputError, match="input not found"):
+        collect_sources([tmp_path / "missing.jpg"])
+    with pytest.raises(InputError, match="uint8"):
+        collect_sources([np.zeros((8, 8, 3), dtype=np.float32)])
+
+
+def _empty_folder(root: Path) -> Path:
+    folder = root / "empty"
+    folder.mkdir()
+    return folder
+
+
+def test_video_frames_are_streamed_with_stride_and_time(tmp_path, stubbed):
+    frames = [scene(faces()) if i % 3 else blank((320, 160)) for i in range(7)]
+    clip = write_clip(tmp_path / "clip.avi", frames, fps=10.0)
+    table = stubbed.predict(str(clip), frame_stride=2)
+    assert table["frame"].drop_duplicates().tolist() == [0, 2, 4, 6]
+    np.testing.assert_allclose(table["time_s"].drop_duplicates(), [0.0, 0.2, 0.4, 0.6])
+    assert table.groupby("frame").size().tolist() == [1, 2, 2, 1]  # frames 0 and 6 are blank
+    assert table[table["frame"] == 0]["error"].tolist() == ["no face found"]
+    with pytest.raises(InputError, match="stride must be at least 1"):
+        stubbed.predict(str(clip), frame_stride=0)
+
+
+def test_empty_and_unreadable_videos_are_skipped_rows(tmp_path, predictor):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "junk.avi").write_bytes(b"RIFF not really a video")
+    table = predictor.predict([str(tmp_path / "empty.mp4"), str(tmp_path / "junk.avi")])
+    assert table["error"].str.split(":").str[0].tolist() == ["empty video", "unreadable"]
+    assert table["label"].isna().all()
+
+
+def test_a_missing_detector_stops_with_a_message(checkpoint):
+    def unavailable(image):
+        raise P.DetectorUnavailable("MTCNN needs facenet-pytorch")
+
+    with pytest.raises(InputError, match="needs facenet-pytorch"):
+        load(checkpoint, detector=unavailable).predict(scene(faces()))
+    with pytest.raises(InputError, match="unknown face detector 'dlib'"):
+        load(checkpoint, detector="dlib")
+
+
+def test_a_crashing_detector_is_one_error_row_and_the_job_goes_on(checkpoint):
+    def flaky(image):
+        if image.width > 200:
+            raise RuntimeError("out of cheese")
+        return two_faces(image)
+
+    table = load(checkpoint, detector=flaky).predict([scene(faces()), Image.fromarray(faces()[0])])
+    assert table["error"].tolist() == ["error: RuntimeError: out of cheese", "", ""]
+
+
+def test_the_stream_holds_at_most_a_batch_of_frames(stubbed, monkeypatch):
+    """An endless video: the first rows come out after batch_size frames were decoded."""
+    decoded = []
+
+    def endless(path, stride):
+        for index in range(10**9):
+            decoded.append(index)
+            yield index, index / 25, scene(faces((3,)), at=((10, 10),))
+
+    monkeypatch.setattr(P, "frames", endless)
+    sources = [P.Source("live.mp4", "video", path=Path("live.mp4"))]
+    first = next(iter(stubbed.stream(sources)))
+    assert first.index == 0 and first.probs.shape == (2, len(CLASS_NAMES))
+    assert len(decoded) == 2  # 2 faces per frame fill the batch of 4 after 2 frames

@@ -1,0 +1,200 @@
+"""`lionfer predict` end to end: the predictions file, skip report, resume, refusal, annotation."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from predict_helpers import blank, faces, make_checkpoint, scene, write_clip
+
+from lionfer import predict as P
+from lionfer import predictions
+from lionfer.cli import main
+from lionfer.labels import CLASS_NAMES
+from lionfer.predict import InputError, columns, load
+from lionfer.predictions import predict_files
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """A folder as users have them: two group photos, a face-less image, a corrupt file, a
+    non-image, and a 6-frame clip whose frames 0 and 3 show no face."""
+    root = tmp_path_factory.mktemp("photos")
+    scene(faces()).save(root / "a_group.png")
+    scene(faces((5, 6))).save(root / "b_group.jpg")
+    blank().save(root / "c_wall.png")
+    (root / "d_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (root / "notes.txt").write_text("not an image")
+    frames = [blank((320, 160)) if i % 3 == 0 else scene(faces()) for i in range(6)]
+    write_clip(root / "e_clip.avi", frames, fps=5.0)
+    return root
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_over_a_folder_finishes_with_a_skip_report(capsys, tmp_path, checkpoint, photos):
+    out = tmp_path / "preds.csv"
+    code, stdout, err = run(capsys, "predict", checkpoint, photos, "--out", out, "--detector",
+                            "haar", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    rows = read_rows(out)
+    assert list(rows[0]) == columns(CLASS_NAMES)
+    by_source = {}
+    for row in rows:
+        by_source.setdefault(Path(row["source"]).name, []).append(row)
+    assert [r["face"] for r in by_source["a_group.png"]] == ["0", "1"]
+    assert by_source["c_wall.png"][0]["error"] == "no face found"
+    assert by_source["d_broken.jpg"][0]["error"].startswith("unreadable:")
+    assert (
+        by_source["d_broken.jpg"][0]["label"] == "" and by_source["d_broken.jpg"][0]["p_fear"] == ""
+    )
+    clip = by_source["e_clip.avi"]
+    assert [r["frame"] for r in clip] == ["0", "1", "1", "2", "2", "3", "4", "4", "5", "5"]
+    assert [r["time_s"] for r in clip][:2] == ["0.0", "0.2"]
+    for row in rows:
+        if not row["error"]:
+            probs = [float(row[f"p_{n.lower()}"]) for n in CLASS_NAMES]
+            assert row["label"] == CLASS_NAMES[int(np.argmax(probs))]
+            assert abs(sum(probs) - 1) < 1e-4
+    assert "12 faces from 4 images and 1 video (6 video frames read)" in stdout
+    assert "skipped inputs: no face found 1, unreadable 1" in stdout
+    assert "video frames without a face: 2" in stdout and "ignored 1 files" in stdout
+
+
+def test_jsonl_rows_have_the_same_columns_and_null_for_skips(tmp_path, checkpoint, photos):
+    out = tmp_path / "preds.jsonl"
+    predictor = load(checkpoint, detector="haar")
+    predict_files(predictor, [str(photos / "a_group.png"), str(photos / "c_wall.png")], out,
+                  progress=False)  # fmt: skip
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [list(r) for r in records] == [columns(CLASS_NAMES)] * 3
+    assert records[2]["label"] is None and records[2]["p_fear"] is None
+    assert records[2]["error"] == "no face found" and records[0]["error"] == ""
+
+
+def test_an_interrupted_job_resumes_where_it_stopped(tmp_path, checkpoint, photos, monkeypatch):
+    predictor = load(checkpoint, detector="haar", batch_size=2)
+    inputs = [str(photos / name) for name in ("a_group.png", "c_wall.png", "e_clip.avi")]
+    whole = tmp_path / "whole.csv"
+    predict_files(predictor, inputs, whole, progress=False)
+
+    out = tmp_path / "preds.csv"
+    real_frames, seen = P.Predictor._frames, []
+
+    def counted(self, source, *args):
+        seen.append(Path(source.name).name)
+        yield from real_frames(self, source, *args)
+
+    def interrupted(self, source, *args):
+        for i, frame in enumerate(counted(self, source, *args)):
+            if source.name.endswith("e_clip.avi") and i == 2:
+                raise KeyboardInterrupt  # halfway through the video
+            yield frame
+
+    monkeypatch.setattr(P.Predictor, "_frames", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(predictor, inputs, out, progress=False)
+    assert len(read_rows(out)) >= 3  # the finished images' rows were flushed
+    monkeypatch.setattr(P.Predictor, "_frames", counted)
+    seen.clear()
+    report = predict_files(predictor, inputs, out, progress=False)
+    assert seen == ["e_clip.avi"]  # only the unfinished input again
+    assert report.counts["resumed"] == 2
+    assert out.read_text() == whole.read_text()
+
+
+def test_rows_of_an_input_cut_off_halfway_are_dropped_on_resume(tmp_path, checkpoint, photos):
+    predictor = load(checkpoint, detector="haar")
+    out = tmp_path / "preds.csv"
+    predict_files(predictor, [str(photos / "a_group.png")], out, progress=False)
+    finished = out.read_text()
+    with out.open("a") as f:
+        f.write(
+            f"{photos / 'b_group.jpg'},0,,0,1,2,3,4,5,Fear"
+        )  # a torn row of an unfinished input
+    predict_files(predictor, [str(photos / "a_group.png")], out, progress=False)
+    assert out.read_text() == finished
+
+
+def test_a_users_file_is_never_overwritten_silently(capsys, tmp_path, checkpoint, photos):
+    out = tmp_path / "results.csv"
+    out.write_text("name,score\nalice,3\n")
+    code, _, err = run(capsys, "predict", checkpoint, photos / "a_group.png", "--out", out,
+                       "--no-progress")  # fmt: skip
+    assert code == 2 and "is not a lionfer predictions file" in err and "--overwrite" in err
+    assert out.read_text() == "name,score\nalice,3\n"
+    code, _, err = run(capsys, "predict", checkpoint, photos / "a_group.png", "--out", out,
+                       "--detector", "haar", "--overwrite", "--no-progress")  # fmt: skip
+    assert code == 0 and read_rows(out)[0]["source"].endswith("a_group.png")
+
+
+def test_resuming_with_other_settings_or_without_progress_is_refused(tmp_path, checkpoint, photos):
+    predictor = load(checkpoint, detector="haar")
+    out = tmp_path / "preds.csv"
+    predict_files(predictor, [str(photos / "a_group.png")], out, progress=False)
+    with pytest.raises(InputError, match="other settings.*frame_stride"):
+        predict_files(predictor, [str(photos)], out, frame_stride=2, progress=False)
+    other = load(make_checkpoint(tmp_path / "other.pt", seed=5), detector="haar")
+    with pytest.raises(InputError, match="other settings.*model"):
+        predict_files(other, [str(photos)], out, progress=False)
+    Path(f"{out}.progress").unlink()
+    with pytest.raises(InputError, match="preds.csv.progress.*is missing"):
+        predict_files(predictor, [str(photos)], out, progress=False)
+
+
+def test_annotate_writes_images_and_a_video(tmp_path, checkpoint, photos):
+    predictor = load(checkpoint, detector="haar")
+    folder = tmp_path / "annotated"
+    inputs = [str(photos / "a_group.png"), str(photos / "d_broken.jpg"), str(photos / "e_clip.avi")]
+    predict_files(predictor, inputs, tmp_path / "p.csv", frame_stride=2, annotate=folder,
+                  progress=False)  # fmt: skip
+    image = folder / photos.relative_to(photos.anchor) / "a_group.png"
+    drawn = np.asarray(cv2.imread(str(image)))[:, :, ::-1]
+    original = np.asarray(scene(faces()))
+    assert drawn.shape == original.shape and (drawn != original).any()  # boxes were drawn
+    assert not list(folder.rglob("d_broken*"))  # an unreadable input has nothing to draw
+    (video,) = folder.rglob("e_clip.avi.*")
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3  # frames 0, 2, 4
+    capture.release()
+    with pytest.raises(InputError, match="would overwrite the input"):
+        predict_files(predictor, [str(photos / "a_group.png")], tmp_path / "q.csv",
+                      annotate=photos.anchor, progress=False)  # fmt: skip
+
+
+def test_bad_arguments_exit_2_and_an_interrupt_exits_130(capsys, tmp_path, checkpoint, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path / "p.csv")
+    assert code == 2 and "holds no images or videos" in err
+    code, _, err = run(capsys, "predict", tmp_path / "none.pt", empty, "--out", tmp_path / "p.csv")
+    assert code == 2 and "model not found" in err
+    code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path / "p.txt")
+    assert code == 2 and "--format csv|jsonl" in err
+    code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path)
+    assert code == 2 and "is a folder" in err
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predictions, "collect_sources", interrupt)
+    code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path / "p.csv")
+    assert code == 130 and "run the same command again to resume" in err

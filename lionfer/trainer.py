@@ -28,6 +28,7 @@ from lionfer.ema import ModelEMA
 from lionfer.metrics import accuracy, confusion_matrix
 from lionfer.models import build_model, load_pretrained
 from lionfer.registry import ALGORITHMS
+from lionfer.tensorboard_log import TensorBoardLog
 
 
 class RunExistsError(FileExistsError):
@@ -157,6 +158,9 @@ class Trainer:
         self.step, self.best, self.window = 0, {"acc": -1.0, "step": -1}, Window.empty()
         self.eval_window = Window.empty()
         self.last_eval: dict | None = None
+        self.tensorboard = (
+            TensorBoardLog(self.out / "tensorboard") if cfg.train.tensorboard else None
+        )
 
     def _loaders(self):
         cfg, rd = self.cfg, self.run_data
@@ -223,6 +227,8 @@ class Trainer:
     def _log(self, record: dict) -> None:
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
 
     def _evaluate(self) -> dict:
         rd, cfg = self.run_data, self.cfg

@@ -180,6 +180,20 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from lionfer.sweep import run_sweep
+
+    return run_sweep(
+        args.sweep,
+        args.items,
+        args.out,
+        jobs=args.jobs,
+        launcher=args.launcher,
+        dry_run=args.dry_run,
+        slurm=args.slurm,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lionfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +239,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi-face", choices=("largest", "all"), default="largest")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("sweep", help="run a grid of runs (methods x label budgets x seeds)")
+    p.add_argument("sweep", help="a sweep TOML file or a packaged sweep name (e.g. embedded)")
+    p.add_argument("items", nargs="*", metavar="key=value", help="overrides for every run")
+    p.add_argument("--out", required=True, help="the sweep's folder")
+    p.add_argument("--jobs", type=int, help="runs at a time (default: one per GPU, else 1)")
+    p.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    p.add_argument(
+        "--slurm",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a submitit parameter, e.g. slurm_partition=gpu (repeatable)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

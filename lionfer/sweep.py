@@ -2,8 +2,9 @@
 
 Every grid point gets a stable folder DIR/<dataset>@<labels>/<method>/s<seed>; DIR/sweep.json
 lists the points (label, overrides, folder) for `lionfer report`. Finished runs are skipped,
-unfinished ones resumed, the rest started: N at a time as local subprocesses (one per GPU where
-GPUs are visible), or as cluster jobs through submitit. The file format is in the README.
+unfinished ones resumed, the rest started (by lionfer.launch: N at a time as local subprocesses,
+one per GPU where GPUs are visible, or as cluster jobs through submitit). The file format is in
+the README.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ import dataclasses
 import json
 import os
 import re
-import subprocess
-import sys
-import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 
 from lionfer.config import PACKAGED_CONFIGS, Config, load_config, parse_value
 from lionfer.errors import ConfigError
+from lionfer.launch import Result, Task, run_local, run_submitit, visible_gpus
 
 PACKAGED_SWEEPS = PACKAGED_CONFIGS / "sweeps"
 SWEEP_KEYS = (
@@ -40,7 +39,6 @@ VARIANT_KEYS = ("label", "overrides", "num_labels")
 SELECT_KEYS = ("seeds", "num_labels", "only")  # sweep.<key>=... on the command line
 PATH_KEYS = ("data.root", "data.unlabeled_root", "data.split_file", "data.label_file")
 PATH_KEYS += ("model.pretrained",)
-LIONFER = (sys.executable, "-m", "lionfer.cli")  # how a local run is started
 EXECUTION_KEYS = ("train.device", "data.num_workers", "train.tensorboard")  # change no result
 
 
@@ -90,13 +88,6 @@ class Action:
     point: Point
     kind: str
     reason: str = ""
-
-
-@dataclass
-class Result:
-    folder: str
-    ok: bool
-    message: str
 
 
 def budget_name(num_labels: int) -> str:
@@ -401,186 +392,6 @@ def write_sweep_json(out: Path, sweep: Sweep, points: list[Point]) -> None:
     os.replace(tmp, path)
 
 
-# ---- running ----
-
-
-def visible_gpus() -> list[str]:
-    """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES entries."""
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        ids = [d.strip() for d in listed.split(",") if d.strip()]
-        return [] if not ids or ids[0] == "-1" else ids
-    import torch
-
-    return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def child_env(slot: int, gpus: list[str], threads: int) -> dict[str, str]:
-    """A run's environment: this lionfer on the path, one GPU per slot, a share of the cores."""
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-    env.setdefault("OMP_NUM_THREADS", str(threads))
-    return env
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return lines[-1].strip() if lines else ""
-
-
-def _outcome(out: Path, point: Point, code: int, seconds: float, log: Path) -> Result:
-    if code == 0:
-        try:
-            acc = json.loads((out / point.folder / "summary.json").read_text()).get("test_acc")
-        except (OSError, ValueError):
-            acc = None
-        shown = f"test_acc {100 * acc:.2f}%" if isinstance(acc, float) else "finished"
-        return Result(point.folder, True, f"{shown} in {seconds:.0f} s")
-    return Result(
-        point.folder, False, f"exit {code} after {seconds:.0f} s: {_last_line(log)} (log: {log})"
-    )
-
-
-@dataclass
-class Task:
-    number: int  # 1-based position in the sweep, for progress lines
-    action: Action
-    argv: list[str]
-    log: Path
-
-
-def run_local(
-    tasks: list[Task],
-    out: Path,
-    jobs: int,
-    gpus: list[str],
-    echo: Callable[[str], None],
-    total: int,
-    poll_s: float = 0.2,
-) -> list[Result]:
-    """Run the tasks as `python -m lionfer.cli train` subprocesses, `jobs` at a time."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    pending, running, results = list(tasks), {}, []
-    free = list(range(jobs))
-    try:
-        while pending or running:
-            while pending and free:
-                task, slot = pending.pop(0), free.pop(0)
-                task.log.parent.mkdir(parents=True, exist_ok=True)
-                log = task.log.open("a")
-                process = subprocess.Popen(
-                    [*LIONFER, *task.argv],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=child_env(slot, gpus, threads),
-                )
-                running[slot] = (task, process, log, time.monotonic())
-                device = f" on GPU {gpus[slot % len(gpus)]}" if gpus else ""
-                echo(
-                    f"[{task.number}/{total}] {task.action.kind} {task.action.point.folder}{device}"
-                )
-            time.sleep(poll_s)
-            for slot, (task, process, log, started) in list(running.items()):
-                if process.poll() is None:
-                    continue
-                log.close()
-                del running[slot]
-                free.append(slot)
-                result = _outcome(
-                    out, task.action.point, process.returncode, time.monotonic() - started, task.log
-                )
-                results.append(result)
-                word = "done" if result.ok else "FAILED"
-                echo(f"[{task.number}/{total}] {word} {result.folder}: {result.message}")
-    except KeyboardInterrupt:
-        # The runs got the same Ctrl-C and save their checkpoints; wait for them to do so.
-        for _task, process, log, _started in running.values():
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
-        raise
-    return results
-
-
-def run_in_process(argv: list[str], cwd: str) -> int:
-    """A cluster job: `lionfer train ...` in this process; raises when the run fails."""
-    from lionfer.cli import main
-
-    os.chdir(cwd)
-    code = main(argv)
-    if code != 0:
-        raise RuntimeError(f"lionfer {' '.join(argv)} exited with {code}")
-    return code
-
-
-def run_submitit(
-    tasks: list[Task],
-    out: Path,
-    parameters: dict,
-    echo: Callable[[str], None],
-    total: int,
-    cluster: str = "slurm",
-    poll_s: float = 1.0,
-) -> list[Result]:
-    """Submit the tasks through submitit (Slurm; "local" runs them here) and wait for them."""
-    try:
-        import submitit
-    except ImportError as error:
-        raise ConfigError(
-            "--launcher slurm needs the submitit package: pip install 'lionfer[slurm]'"
-        ) from error
-
-    folder = out / "slurm"
-    try:
-        executor = submitit.AutoExecutor(folder=folder / "%j", cluster=cluster)
-        executor.update_parameters(**{"name": "lionfer", **parameters})
-    except RuntimeError as error:
-        raise ConfigError(f"--launcher slurm: {error}; use --launcher local") from error
-    except (NameError, ValueError, TypeError) as error:
-        raise ConfigError(f"submitit parameters ([slurm] or --slurm KEY=VALUE): {error}") from error
-    jobs, results = [], []
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "jobs.tsv").open("a") as ledger:
-        for task in tasks:
-            job = executor.submit(run_in_process, task.argv, os.getcwd())
-            jobs.append((task, job, time.monotonic()))
-            ledger.write(f"{job.job_id}\t{task.action.point.folder}\n")
-            echo(
-                f"[{task.number}/{total}] submitted {task.action.point.folder} as job {job.job_id}"
-            )
-    try:
-        while jobs:
-            time.sleep(poll_s)
-            for entry in [e for e in jobs if e[1].done()]:
-                jobs.remove(entry)
-                task, job, started = entry
-                try:
-                    job.result()
-                    code = 0
-                except Exception:  # the job's own log says why; the sweep goes on
-                    code = 1
-                log = Path(job.paths.stdout)
-                result = _outcome(out, task.action.point, code, time.monotonic() - started, log)
-                results.append(result)
-                word = "done" if result.ok else "FAILED"
-                echo(f"[{task.number}/{total}] {word} {result.folder}: {result.message}")
-    except KeyboardInterrupt:
-        echo(
-            f"the submitted jobs keep running (ids in {folder / 'jobs.tsv'}); wait for them or "
-            "cancel them before running the sweep again"
-        )
-        raise
-    return results
-
-
 def run_sweep(
     name: str | Path,
     items: list[str],
@@ -604,7 +415,15 @@ def run_sweep(
     check_out_dir(out)
     actions = plan(points, out)
     tasks = [
-        Task(n, a, train_argv(a, sweep, out), log_path(out, a.point))
+        Task(
+            n,
+            len(actions),
+            a.point.folder,
+            a.kind,
+            train_argv(a, sweep, out),
+            out / a.point.folder,
+            log_path(out, a.point),
+        )
         for n, a in enumerate(actions, 1)
         if a.kind in ("start", "resume", "restart")
     ]
@@ -622,33 +441,31 @@ def run_sweep(
             failed.append(action.point.folder)
     if dry_run:
         for task in tasks:
-            echo(
-                f"[{task.number}/{len(actions)}] would {task.action.kind}: lionfer "
-                + " ".join(task.argv)
-            )
+            echo(task.line(f"would {task.kind}: lionfer {' '.join(task.argv)}"))
         echo("dry run: nothing was started or written")
         return 1 if failed else 0
     write_sweep_json(out, sweep, [p for p, _ in points])
+    results = _launch(tasks, sweep, out, jobs, launcher, slurm, echo, cluster, gpus)
+    failed += [r.name for r in results if not r.ok]
+    echo(
+        f"sweep {sweep.name}: {sum(r.ok for r in results)} finished now, {counts['skip']} "
+        f"finished before, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
+    )
+    if not failed:
+        echo(f"report with: lionfer report {out} --out {out / 'report'}")
+    return 1 if failed else 0
+
+
+def _launch(tasks, sweep, out, jobs, launcher, slurm, echo, cluster, gpus) -> list[Result]:
     if not tasks:
-        results = []
-    elif launcher == "slurm":
+        return []
+    if launcher == "slurm":
         parameters = dict(sweep.slurm)
         for assignment in slurm:
             key, sep, text = assignment.partition("=")
             if not sep:
                 raise ConfigError(f"--slurm {assignment!r} must look like KEY=VALUE")
             parameters[key.strip()] = parse_value(text.strip())
-        results = run_submitit(tasks, out, parameters, echo, len(actions), cluster=cluster)
-    else:
-        gpus = visible_gpus() if gpus is None else gpus
-        slots = jobs or max(len(gpus), 1)
-        results = run_local(tasks, out, slots, gpus, echo, len(actions))
-    failed += [r.folder for r in results if not r.ok]
-    done = sum(r.ok for r in results)
-    echo(
-        f"sweep {sweep.name}: {done} finished now, {counts['skip']} finished before, "
-        f"{len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
-    )
-    if not failed:
-        echo(f"report with: lionfer report {out} --out {out / 'report'}")
-    return 1 if failed else 0
+        return run_submitit(tasks, out / "slurm", parameters, echo, cluster=cluster)
+    gpus = visible_gpus() if gpus is None else gpus
+    return run_local(tasks, jobs or max(len(gpus), 1), gpus, echo)

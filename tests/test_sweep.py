@@ -10,10 +10,10 @@ from conftest import TINY
 
 from lionfer.cli import main
 from lionfer.config import ConfigError, load_config, replace, save_config
+from lionfer.launch import child_env, visible_gpus
 from lionfer.registry import ALGORITHMS
 from lionfer.sweep import (
     Method,
-    child_env,
     config_differences,
     expand,
     load_sweep,
@@ -21,7 +21,6 @@ from lionfer.sweep import (
     plan,
     run_sweep,
     slug,
-    visible_gpus,
 )
 from lionfer.trainer import train
 
@@ -250,7 +249,7 @@ json.dump({"test_acc": 0.25, "env": env, "argv": sys.argv[1:]}, open(out + "/sum
 def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
     fake = tmp_path / "fake_train.py"
     fake.write_text(FAKE_TRAIN)
-    monkeypatch.setattr("lionfer.sweep.LIONFER", (sys.executable, str(fake)))
+    monkeypatch.setattr("lionfer.launch.LIONFER", (sys.executable, str(fake)))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     body = """
 algorithms = ["supervised", "fixmatch"]

@@ -194,6 +194,14 @@ def cmd_sweep(args) -> int:
     )
 
 
+def cmd_report(args) -> int:
+    from lionfer.comparison import make_report
+
+    result = make_report(args.runs, args.out, best_on_test=args.best_on_test, gallery=args.gallery)
+    print(result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lionfer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +263,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="tables and figures over finished runs and sweeps")
+    p.add_argument("runs", nargs="+", metavar="RUNS_OR_SWEEP")
+    p.add_argument("--out", required=True, help="folder for report.md, report.html and CSVs")
+    p.add_argument(
+        "--best-on-test",
+        action="store_true",
+        help="also report the best evaluation on the test set (optimistic)",
+    )
+    p.add_argument("--gallery", type=int, default=8, help="relabeled faces shown per method")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

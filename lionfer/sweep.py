@@ -10,6 +10,7 @@ the README.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -134,8 +135,6 @@ def _base_config(text: str, near: Path) -> Path:
 
 
 def _check_keys(table: dict, allowed: tuple[str, ...], where: str) -> None:
-    import difflib
-
     for key in table:
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 
 
@@ -66,9 +67,12 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 
 
 def _inline(text: str) -> str:
-    """Escape, then render `code` spans as in the Markdown."""
+    """Escape, then render `code` and **strong** spans as in the Markdown."""
     parts = html.escape(str(text)).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    return "".join(
+        f"<code>{p}</code>" if i % 2 else re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", p)
+        for i, p in enumerate(parts)
+    )
 
 
 def to_html(title: str, sections: list[Section]) -> str:

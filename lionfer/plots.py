@@ -85,20 +85,21 @@ def confusion_figure(matrices: list[tuple[str, list[str], np.ndarray, int]]) -> 
 
 def per_class_figure(column: str, methods: list[str], names: list[str], cells: dict) -> bytes:
     """Grouped bars: per-class accuracy (mean ± std) of each method on one column."""
-    fig = Figure(figsize=(max(5.0, 0.9 * len(names) * max(1, len(methods)) / 2), 3.4))
+    width = min(16.0, max(5.0, 0.35 * len(names) * len(methods) + 2.0))
+    fig = Figure(figsize=(width, 3.6))
     ax = fig.subplots()
-    width = 0.8 / max(len(methods), 1)
+    bar = 0.8 / max(len(methods), 1)
     x = np.arange(len(names))
     for i, method in enumerate(methods):
         by_class = cells.get((method, column), {})
         mean = [by_class[n].mean if n in by_class else np.nan for n in names]
         std = [(by_class[n].std or 0.0) if n in by_class else 0.0 for n in names]
-        ax.bar(x + i * width - 0.4 + width / 2, mean, width, yerr=std, capsize=2, label=method)
+        ax.bar(x + i * bar - 0.4 + bar / 2, mean, bar, yerr=std, capsize=2, label=method)
     ax.set_xticks(x, names, fontsize=8, rotation=30)
     ax.set_ylabel("accuracy (%)")
     ax.set_title(column, fontsize=10)
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=min(len(methods), 7))
     return _png(fig)
 
 

@@ -237,8 +237,9 @@ def mean_confusion(runs) -> dict[tuple[str, str], tuple[list[str], np.ndarray, i
             groups.setdefault((run.method, run.column), []).append(run)
     out = {}
     for key, members in groups.items():
-        mean = np.mean([np.asarray(r.summary["confusion_matrix"], float) for r in members], axis=0)
-        out[key] = (members[0].class_names, row_normalise(mean), len(members))
+        matrices = [np.asarray(r.summary["confusion_matrix"], float) for r in members]
+        same = [m for m in matrices if m.shape == matrices[0].shape]  # 7 and 8 classes never mix
+        out[key] = (members[0].class_names, row_normalise(np.mean(same, axis=0)), len(same))
     return out
 
 

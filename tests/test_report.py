@@ -159,6 +159,8 @@ def test_best_on_test_only_when_asked_and_labelled(table1_runs, tmp_path):
     assert best["lion:paper", "synthetic@400"][1] == pytest.approx(90.0)  # from summary.best
     md = (out / "report.md").read_text()
     assert "## Best on test (optimistic)" in md and "selected on the test set" in md
+    html = (out / "report.html").read_text()
+    assert "<strong>Optimistic: selected on the test set.</strong>" in html
 
 
 def test_sweep_labels_name_methods_and_a_second_report_replaces_the_first(tmp_path):

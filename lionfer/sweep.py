@@ -14,8 +14,10 @@ import difflib
 import json
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ SWEEP_KEYS = (
 )
 VARIANT_KEYS = ("label", "overrides", "num_labels")
 SELECT_KEYS = ("seeds", "num_labels", "only")  # sweep.<key>=... on the command line
+LOCK = "sweep.lock"
 PATH_KEYS = ("data.root", "data.unlabeled_root", "data.split_file", "data.label_file")
 PATH_KEYS += ("model.pretrained",)
 EXECUTION_KEYS = ("train.device", "data.num_workers", "train.tensorboard")  # change no result
@@ -362,13 +365,54 @@ def check_out_dir(out: Path) -> None:
     """A sweep writes into an empty or new folder, or one of its own (holding sweep.json)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the sweep's runs")
-    if out.is_dir() and any(out.iterdir()) and not (out / "sweep.json").is_file():
+    ours = (out / "sweep.json").is_file() or (out / LOCK).is_file()
+    if out.is_dir() and any(out.iterdir()) and not ours:
         names = sorted(p.name for p in out.iterdir())
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise ConfigError(
             f"--out {out} holds {len(names)} entries that are not a lionfer sweep ({shown}); "
             "choose an empty or new folder"
         )
+
+
+@contextmanager
+def sweep_lock(out: Path, echo: Callable[[str], None]):
+    """One sweep at a time in a folder: DIR/sweep.lock names the running sweep's host and pid.
+    A lock left by a process of this host that is gone is removed."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock, me = out / LOCK, f"{socket.gethostname()} {os.getpid()}"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        holder = lock.read_text().strip()
+        if not _gone(holder):
+            raise ConfigError(
+                f"another sweep is running in {out} ({holder}); wait for it to end, or delete "
+                f"{lock} if that process is gone"
+            ) from None
+        echo(f"removing the lock of a sweep that is gone ({holder})")
+        lock.unlink()
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    with os.fdopen(fd, "w") as f:
+        f.write(me + "\n")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _gone(holder: str) -> bool:
+    """Whether the process named "host pid" is known to have ended (only this host is known)."""
+    host, _, pid = holder.partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def write_sweep_json(out: Path, sweep: Sweep, points: list[Point]) -> None:
@@ -378,7 +422,13 @@ def write_sweep_json(out: Path, sweep: Sweep, points: list[Point]) -> None:
     folders = {p["folder"] for p in new}
     kept = []
     if path.is_file():
-        kept = [p for p in json.loads(path.read_text())["points"] if p["folder"] not in folders]
+        try:
+            earlier = json.loads(path.read_text())["points"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError(
+                f"{path} is damaged ({error}); move it away (the run folders stay usable)"
+            ) from error
+        kept = [p for p in earlier if p["folder"] not in folders]
     record = {
         "sweep": sweep.name,
         "file": str(sweep.path),
@@ -412,8 +462,31 @@ def run_sweep(
     out = Path(out)
     points = expand(sweep, overrides)
     check_out_dir(out)
-    actions = plan(points, out)
-    tasks = [
+    if dry_run:
+        return _dry_run(sweep, plan(points, out), out, echo)
+    with sweep_lock(out, echo):
+        actions = plan(points, out)
+        write_sweep_json(out, sweep, [p for p, _ in points])
+        failed = _announce(sweep, actions, out, echo)
+        tasks = _tasks(actions, sweep, out)
+        try:
+            results = _launch(tasks, sweep, out, jobs, launcher, slurm, echo, cluster, gpus)
+        except KeyboardInterrupt:
+            echo("interrupted: run the same command again to continue the sweep")
+            raise
+    failed += [r.name for r in results if not r.ok]
+    skipped = sum(a.kind == "skip" for a in actions)
+    echo(
+        f"sweep {sweep.name}: {sum(r.ok for r in results)} finished now, {skipped} "
+        f"finished before, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
+    )
+    if not failed:
+        echo(f"report with: lionfer report {out} --out {out / 'report'}")
+    return 1 if failed else 0
+
+
+def _tasks(actions: list[Action], sweep: Sweep, out: Path) -> list[Task]:
+    return [
         Task(
             n,
             len(actions),
@@ -426,33 +499,31 @@ def run_sweep(
         for n, a in enumerate(actions, 1)
         if a.kind in ("start", "resume", "restart")
     ]
+
+
+def _announce(sweep: Sweep, actions: list[Action], out: Path, echo) -> list[str]:
+    """Print the plan's counts, the skipped points and the conflicts; return the conflicts."""
     counts = {k: sum(a.kind == k for a in actions) for k in ("start", "resume", "restart", "skip")}
     echo(
         f"sweep {sweep.name}: {len(actions)} runs into {out} ({counts['start']} to start, "
         f"{counts['resume']} to resume, {counts['restart']} to restart, {counts['skip']} finished)"
     )
-    failed = []
+    conflicts = []
     for n, action in enumerate(actions, 1):
         if action.kind == "skip":
             echo(f"[{n}/{len(actions)}] skip {action.point.folder} (finished)")
         elif action.kind == "conflict":
             echo(f"[{n}/{len(actions)}] CONFLICT {action.point.folder}: {action.reason}")
-            failed.append(action.point.folder)
-    if dry_run:
-        for task in tasks:
-            echo(task.line(f"would {task.kind}: lionfer {' '.join(task.argv)}"))
-        echo("dry run: nothing was started or written")
-        return 1 if failed else 0
-    write_sweep_json(out, sweep, [p for p, _ in points])
-    results = _launch(tasks, sweep, out, jobs, launcher, slurm, echo, cluster, gpus)
-    failed += [r.name for r in results if not r.ok]
-    echo(
-        f"sweep {sweep.name}: {sum(r.ok for r in results)} finished now, {counts['skip']} "
-        f"finished before, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
-    )
-    if not failed:
-        echo(f"report with: lionfer report {out} --out {out / 'report'}")
-    return 1 if failed else 0
+            conflicts.append(action.point.folder)
+    return conflicts
+
+
+def _dry_run(sweep: Sweep, actions: list[Action], out: Path, echo) -> int:
+    conflicts = _announce(sweep, actions, out, echo)
+    for task in _tasks(actions, sweep, out):
+        echo(task.line(f"would {task.kind}: lionfer {' '.join(task.argv)}"))
+    echo("dry run: nothing was started or written")
+    return 1 if conflicts else 0
 
 
 def _launch(tasks, sweep, out, jobs, launcher, slurm, echo, cluster, gpus) -> list[Result]:

@@ -3,6 +3,8 @@ local subprocesses and submitit's local executor end to end, and every packaged 
 
 import json
 import os
+import socket
+import subprocess
 import sys
 
 import pytest
@@ -176,6 +178,25 @@ def test_out_folder_with_other_files_is_refused(tmp_path, capsys):
     (tmp_path / "mine" / "thesis.tex").write_text("x")
     code = main(["sweep", str(path), "--out", str(tmp_path / "mine")])
     assert code == 2 and "not a lionfer sweep (thesis.tex)" in capsys.readouterr().err
+
+
+def test_one_sweep_at_a_time_in_a_folder(tmp_path):
+    path = write_sweep(tmp_path, 'algorithms = ["supervised"]\n')
+    out = tmp_path / "out"
+    point, cfg = expand(load_sweep(path))[0]
+    (out / point.folder).mkdir(parents=True)
+    save_config(cfg, out / point.folder / "config.toml")
+    (out / point.folder / "summary.json").write_text("{}")
+    (out / "sweep.lock").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    lines = []
+    with pytest.raises(ConfigError, match="another sweep is running in"):
+        run_sweep(path, [], out, echo=lines.append, gpus=[])
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    (out / "sweep.lock").write_text(f"{socket.gethostname()} {ended.pid}\n")
+    assert run_sweep(path, [], out, echo=lines.append, gpus=[]) == 0
+    assert lines[0].startswith("removing the lock of a sweep that is gone")
+    assert not (out / "sweep.lock").exists()
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):

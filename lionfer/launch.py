@@ -1,6 +1,6 @@
-"""Running `lionfer train` tasks for a sweep: N at a time as local subprocesses (one GPU per slot
-where GPUs are visible, a share of the CPU cores each), or as cluster jobs through submitit.
-A task that fails is reported with the end of its log; the others go on."""
+"""Carrying out a sweep's runs (`lionfer train` jobs): N at a time as local subprocesses (one GPU
+per slot where GPUs are visible, a share of the CPU cores each), or as cluster jobs through
+submitit. A job that fails is reported with the end of its log; the others go on."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ LIONFER = (sys.executable, "-m", "lionfer.cli")  # how a local run is started
 
 
 @dataclass
-class Task:
+class Job:
+    """One `lionfer train` run to carry out."""
+
     number: int  # 1-based position in the sweep, for progress lines
     total: int  # runs in the sweep
     name: str  # the run folder relative to the sweep folder
@@ -53,8 +55,9 @@ def visible_gpus() -> list[str]:
 def child_env(slot: int, gpus: list[str], threads: int) -> dict[str, str]:
     """A run's environment: this lionfer on the path, one GPU per slot, a share of the cores."""
     env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file():  # a source checkout: its code, not an installed copy
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -69,61 +72,61 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def outcome(task: Task, code: int, seconds: float, log: Path) -> Result:
-    """How a task ended, as its progress line tells it."""
+def outcome(job: Job, code: int, seconds: float, log: Path) -> Result:
+    """How a job ended, as its progress line tells it."""
     if code == 0:
         try:
-            acc = json.loads((task.run / "summary.json").read_text()).get("test_acc")
+            acc = json.loads((job.run / "summary.json").read_text()).get("test_acc")
         except (OSError, ValueError):
             acc = None
         shown = f"test_acc {100 * acc:.2f}%" if isinstance(acc, float) else "finished"
-        return Result(task.name, True, f"{shown} in {seconds:.0f} s")
+        return Result(job.name, True, f"{shown} in {seconds:.0f} s")
     message = f"exit {code} after {seconds:.0f} s: {_last_line(log)} (log: {log})"
-    return Result(task.name, False, message)
+    return Result(job.name, False, message)
 
 
-def _report(result: Result, task: Task, echo: Callable[[str], None]) -> Result:
-    echo(task.line(f"{'done' if result.ok else 'FAILED'} {result.name}: {result.message}"))
+def _report(result: Result, job: Job, echo: Callable[[str], None]) -> Result:
+    echo(job.line(f"{'done' if result.ok else 'FAILED'} {result.name}: {result.message}"))
     return result
 
 
 def run_local(
-    tasks: list[Task],
-    jobs: int,
+    jobs: list[Job],
+    slots: int,
     gpus: list[str],
     echo: Callable[[str], None],
     poll_s: float = 0.2,
 ) -> list[Result]:
-    """Run the tasks as `python -m lionfer.cli` subprocesses, `jobs` at a time."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    pending, running, results, free = list(tasks), {}, [], list(range(jobs))
+    """Carry out the jobs as `python -m lionfer.cli` subprocesses, `slots` at a time."""
+    threads = max(1, (os.cpu_count() or 1) // slots)
+    pending, running, results, free = list(jobs), {}, [], list(range(slots))
     try:
         while pending or running:
             while pending and free:
-                task, slot = pending.pop(0), free.pop(0)
-                task.log.parent.mkdir(parents=True, exist_ok=True)
-                log = task.log.open("a")
+                job, slot = pending.pop(0), free.pop(0)
+                job.log.parent.mkdir(parents=True, exist_ok=True)
+                log = job.log.open("a")
                 process = subprocess.Popen(
-                    [*LIONFER, *task.argv],
+                    [*LIONFER, *job.argv],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=child_env(slot, gpus, threads),
                 )
-                running[slot] = (task, process, log, time.monotonic())
+                running[slot] = (job, process, log, time.monotonic())
                 device = f" on GPU {gpus[slot % len(gpus)]}" if gpus else ""
-                echo(task.line(f"{task.kind} {task.name}{device}"))
+                echo(job.line(f"{job.kind} {job.name}{device}"))
             time.sleep(poll_s)
-            for slot, (task, process, log, started) in list(running.items()):
+            for slot, (job, process, log, started) in list(running.items()):
                 if process.poll() is None:
                     continue
                 log.close()
                 del running[slot]
                 free.append(slot)
-                result = outcome(task, process.returncode, time.monotonic() - started, task.log)
-                results.append(_report(result, task, echo))
+                result = outcome(job, process.returncode, time.monotonic() - started, job.log)
+                results.append(_report(result, job, echo))
     except KeyboardInterrupt:
         # The runs got the same Ctrl-C and save their checkpoints; wait for them to do so.
-        for _task, process, log, _started in running.values():
+        for _job, process, log, _started in running.values():
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -162,38 +165,38 @@ def _executor(folder: Path, parameters: dict, cluster: str):
 
 
 def run_submitit(
-    tasks: list[Task],
+    jobs: list[Job],
     folder: Path,
     parameters: dict,
     echo: Callable[[str], None],
     cluster: str = "slurm",
     poll_s: float = 1.0,
 ) -> list[Result]:
-    """Submit the tasks through submitit (Slurm; cluster="local" runs them on this machine),
+    """Submit the jobs through submitit (Slurm; cluster="local" runs them on this machine),
     record the job ids in FOLDER/jobs.tsv, and wait for them."""
     executor = _executor(folder, parameters, cluster)
-    jobs, results = [], []
+    submitted, results = [], []
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "jobs.tsv").open("a") as ledger:
-        for task in tasks:
-            job = executor.submit(run_in_process, task.argv, os.getcwd())
-            jobs.append((task, job, time.monotonic()))
-            ledger.write(f"{job.job_id}\t{task.name}\n")
-            echo(task.line(f"submitted {task.name} as job {job.job_id}"))
+        for job in jobs:
+            handle = executor.submit(run_in_process, job.argv, os.getcwd())
+            submitted.append((job, handle, time.monotonic()))
+            ledger.write(f"{handle.job_id}\t{job.name}\n")
+            echo(job.line(f"submitted {job.name} as job {handle.job_id}"))
     try:
-        while jobs:
+        while submitted:
             time.sleep(poll_s)
-            for entry in [e for e in jobs if e[1].done()]:
-                jobs.remove(entry)
-                task, job, started = entry
+            for entry in [e for e in submitted if e[1].done()]:
+                submitted.remove(entry)
+                job, handle, started = entry
                 try:
-                    job.result()
+                    handle.result()
                     code = 0
                 except Exception:  # the job's own log says why; the sweep goes on
                     code = 1
-                log = Path(job.paths.stdout if code == 0 else job.paths.stderr)
-                result = outcome(task, code, time.monotonic() - started, log)
-                results.append(_report(result, task, echo))
+                log = Path(handle.paths.stdout if code == 0 else handle.paths.stderr)
+                result = outcome(job, code, time.monotonic() - started, log)
+                results.append(_report(result, job, echo))
     except KeyboardInterrupt:
         echo(
             f"the submitted jobs keep running (ids in {folder / 'jobs.tsv'}); wait for them or "

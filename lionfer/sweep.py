@@ -24,7 +24,7 @@ from typing import Any
 
 from lionfer.config import PACKAGED_CONFIGS, Config, load_config, parse_value
 from lionfer.errors import ConfigError
-from lionfer.launch import Result, Task, run_local, run_submitit, visible_gpus
+from lionfer.launch import Job, Result, run_local, run_submitit, visible_gpus
 
 PACKAGED_SWEEPS = PACKAGED_CONFIGS / "sweeps"
 SWEEP_KEYS = (
@@ -468,9 +468,9 @@ def run_sweep(
         actions = plan(points, out)
         write_sweep_json(out, sweep, [p for p, _ in points])
         failed = _announce(sweep, actions, out, echo)
-        tasks = _tasks(actions, sweep, out)
+        jobs_to_run = _jobs(actions, sweep, out)
         try:
-            results = _launch(tasks, sweep, out, jobs, launcher, slurm, echo, cluster, gpus)
+            results = _launch(jobs_to_run, sweep, out, jobs, launcher, slurm, echo, cluster, gpus)
         except KeyboardInterrupt:
             echo("interrupted: run the same command again to continue the sweep")
             raise
@@ -485,9 +485,9 @@ def run_sweep(
     return 1 if failed else 0
 
 
-def _tasks(actions: list[Action], sweep: Sweep, out: Path) -> list[Task]:
+def _jobs(actions: list[Action], sweep: Sweep, out: Path) -> list[Job]:
     return [
-        Task(
+        Job(
             n,
             len(actions),
             a.point.folder,
@@ -520,14 +520,14 @@ def _announce(sweep: Sweep, actions: list[Action], out: Path, echo) -> list[str]
 
 def _dry_run(sweep: Sweep, actions: list[Action], out: Path, echo) -> int:
     conflicts = _announce(sweep, actions, out, echo)
-    for task in _tasks(actions, sweep, out):
-        echo(task.line(f"would {task.kind}: lionfer {' '.join(task.argv)}"))
+    for job in _jobs(actions, sweep, out):
+        echo(job.line(f"would {job.kind}: lionfer {' '.join(job.argv)}"))
     echo("dry run: nothing was started or written")
     return 1 if conflicts else 0
 
 
-def _launch(tasks, sweep, out, jobs, launcher, slurm, echo, cluster, gpus) -> list[Result]:
-    if not tasks:
+def _launch(jobs_to_run, sweep, out, slots, launcher, slurm, echo, cluster, gpus) -> list[Result]:
+    if not jobs_to_run:
         return []
     if launcher == "slurm":
         parameters = dict(sweep.slurm)
@@ -536,6 +536,6 @@ def _launch(tasks, sweep, out, jobs, launcher, slurm, echo, cluster, gpus) -> li
             if not sep:
                 raise ConfigError(f"--slurm {assignment!r} must look like KEY=VALUE")
             parameters[key.strip()] = parse_value(text.strip())
-        return run_submitit(tasks, out / "slurm", parameters, echo, cluster=cluster)
+        return run_submitit(jobs_to_run, out / "slurm", parameters, echo, cluster=cluster)
     gpus = visible_gpus() if gpus is None else gpus
-    return run_local(tasks, jobs or max(len(gpus), 1), gpus, echo)
+    return run_local(jobs_to_run, slots or max(len(gpus), 1), gpus, echo)

@@ -129,6 +129,16 @@ def test_unknown_sweep_name_lists_the_packaged_ones(capsys, tmp_path):
     assert code == 2 and "packaged sweeps: embedded, fig4-rafdb" in capsys.readouterr().err
 
 
+def test_cli_dry_run_of_a_packaged_sweep(capsys, tmp_path):
+    out = tmp_path / "embedded"
+    argv = ["sweep", "embedded", "sweep.only=supervised", "sweep.seeds=0", "--out", str(out)]
+    assert main([*argv, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 runs into" in printed and "would start: lionfer train" in printed
+    assert "train.steps=400" in printed and "synthetic@140/supervised/s0" in printed
+    assert not out.exists()
+
+
 def test_slug_names_folders():
     assert slug("lion:paper") == "lion-paper"
     assert slug("LION+LD+NL") == "lion-ld-nl"

@@ -377,3 +377,9 @@ def test_not_yet_registered_names_are_still_missing():
 
     registered = NOT_YET_REGISTERED & set(ALGORITHMS.names())
     assert not registered, f"remove {sorted(registered)} from NOT_YET_REGISTERED: they exist now"
+
+
+@pytest.mark.parametrize("key", sorted(NOT_YET_KNOWN_KEYS))
+def test_not_yet_known_keys_are_still_unknown(key):
+    with pytest.raises(ConfigError):
+        load_config(None, [f"{key}=paper"])  # once this passes, empty NOT_YET_KNOWN_KEYS

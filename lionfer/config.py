@@ -101,6 +101,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between checkpoints/last.pt
     eval_batch_size: int = 128
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    tensorboard: bool = False  # also write the metric records to RUN/tensorboard/
 
     def __post_init__(self) -> None:
         for name in (

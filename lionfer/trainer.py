@@ -49,6 +49,7 @@ from lionfer.metrics import accuracy, confusion_matrix
 from lionfer.models import build_model, load_pretrained
 from lionfer.registry import ALGORITHMS
 from lionfer.runfolder import LAST, MetricsLog, check_run_dir, create_run_dir
+from lionfer.tensorboard_log import TensorBoardLog
 
 __all__ = ["NonFiniteLoss", "RunExistsError", "Trainer", "train"]
 
@@ -183,6 +184,9 @@ class Trainer:
         self.last_eval: dict | None = None
         self.saved_step: int | None = None  # the step of checkpoints/last.pt on disk
         self._mid_step = False  # True while a step's updates are under way
+        self.tensorboard = (
+            TensorBoardLog(self.out / "tensorboard") if cfg.train.tensorboard else None
+        )
 
     def _loaders(self):
         cfg, rd = self.cfg, self.run_data
@@ -264,6 +268,8 @@ class Trainer:
 
     def _log(self, record: dict) -> None:
         self.metrics.append(record)
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
 
     def _evaluate(self) -> dict:
         rd, cfg = self.run_data, self.cfg

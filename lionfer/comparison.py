@@ -1,0 +1,475 @@
+"""`lionfer report`: finished runs and sweeps in, one folder out: report.md (figures in figures/),
+a self-contained report.html, and a CSV file per table. Reading is lionfer.runs, numbers are
+lionfer.tables, figures are lionfer.plots; this module puts them in order and writes them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lionfer import plots
+from lionfer import tables as T
+from lionfer.document import Image, Section, Table, to_html, to_markdown
+from lionfer.errors import ConfigError
+from lionfer.runs import Collection, Run, labeled_faces, load_runs
+
+MARK = "report.json"  # lists the files a report wrote, so that the next one may replace them
+SENSITIVITY = (("clear_threshold", "τ"), ("reliable_threshold", "γ"))
+GALLERY_COLUMNS = tuple("method column seed index id step given current true weights".split())
+HOW = (
+    "Cells are mean ± sample standard deviation (ddof = 1) over seeds, in %, with n the number "
+    "of seeds; – where a method has no run."
+)
+
+
+@dataclass
+class Output:
+    """The report folder: every file written is recorded, to be listed in report.json."""
+
+    folder: Path
+    files: list[str] = field(default_factory=list)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        path = self.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self.files.append(name)
+
+    def csv(self, name: str, header: list[str], rows: list[list]) -> None:
+        path = self.folder / name
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows([["" if v is None else v for v in row] for row in rows])
+        self.files.append(name)
+
+    def image(self, name: str, png: bytes, caption: str) -> Image:
+        self.write_bytes(f"figures/{name}", png)
+        return Image(name, png, caption)
+
+
+@dataclass
+class ReportResult:
+    out: Path
+    runs: int
+    skipped: int
+    files: list[str]
+
+    def __str__(self) -> str:
+        skipped = f", {self.skipped} skipped (see report.md)" if self.skipped else ""
+        return (
+            f"report of {self.runs} runs{skipped}: {self.out / 'report.md'}, "
+            f"{self.out / 'report.html'} and {sum(f.endswith('.csv') for f in self.files)} CSV "
+            "files"
+        )
+
+
+def prepare_out(out: Path) -> None:
+    """Write into a new or empty folder, or replace the files of an earlier report there; any
+    other content is refused, never overwritten."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the report")
+    if not out.is_dir() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    if not (out / MARK).is_file():
+        raise ConfigError(
+            f"--out {out} holds files that are not a lionfer report; choose an empty or new folder"
+        )
+    for name in json.loads((out / MARK).read_text()).get("files", []):
+        path = (out / name).resolve()
+        if path.is_relative_to(out.resolve()) and path.is_file():
+            path.unlink()
+
+
+def cell_rows(grid: T.Grid) -> list[list]:
+    """A grid as tidy CSV rows: method, column, seeds, mean, std."""
+    return [
+        [m, c, cell.n, cell.mean, cell.std]
+        for m in grid.methods
+        for c in grid.columns
+        if (cell := grid.cells.get((m, c))) is not None
+    ]
+
+
+CELL_HEADER = ["method", "column", "seeds", "mean", "std"]
+
+
+def grid_section(title: str, text: str, grid: T.Grid, out: Output, name: str) -> Section:
+    out.csv(name, CELL_HEADER, cell_rows(grid))
+    table = Table(["method", *grid.columns], grid.rows())
+    return Section(title).add(text, table, f"CSV: `{name}`.")
+
+
+def accuracy_sections(c: Collection, out: Output, best_on_test: bool) -> list[Section]:
+    runs, methods = c.runs, c.methods
+    sections = [
+        grid_section(
+            "Test accuracy (final model)",
+            "Test accuracy of the final EMA model, as in the paper's Table 1. " + HOW,
+            T.grid(runs, T.final_test_acc, methods=methods),
+            out,
+            "table1.csv",
+        )
+    ]
+    val = T.grid(runs, T.best_on_val, methods=methods)
+    if val.cells:
+        text = (
+            "Test accuracy of the evaluation with the best validation accuracy (runs with a "
+            "validation split, `data.val_fraction` > 0). " + HOW
+        )
+        sections.append(grid_section("Best on validation", text, val, out, "table1_best_val.csv"))
+    if not val.cells and not best_on_test:
+        sections[0].add(
+            "No run has a validation split, so no model selection is shown; "
+            "`lionfer report --best-on-test` adds the best evaluation on the test set, labelled "
+            "as optimistic, and `data.val_fraction=0.1` gives future runs a validation split."
+        )
+    if best_on_test:
+        text = (
+            "**Optimistic: selected on the test set.** The highest test accuracy of any "
+            "evaluation during training, as the released codes of Ada-CM and LION report it. " + HOW
+        )
+        grid = T.grid(runs, T.best_on_test, methods=methods)
+        sections.append(
+            grid_section("Best on test (optimistic)", text, grid, out, "table1_best_test.csv")
+        )
+    sections.append(
+        grid_section(
+            "Mean class accuracy",
+            "Mean of the per-class accuracies of the final model (the confusion matrix's mean "
+            "diagonal, row-normalised). " + HOW,
+            T.grid(runs, T.mean_class_acc, methods=methods),
+            out,
+            "mean_class_acc.csv",
+        )
+    )
+    return sections
+
+
+def ablation_section(c: Collection, out: Output) -> list[Section]:
+    columns, rows = T.ablation(c.runs)
+    if len({r.switches for r in rows}) < 2:
+        return []
+    mark = {True: "✓", False: ""}
+    body, tidy = [], []
+    for row in rows:
+        cells = [row.cells[col].text() if col in row.cells else "–" for col in columns]
+        body.append([*(mark[s] for s in row.switches), row.note, *cells])
+        for col, cell in row.cells.items():
+            tidy.append([*row.switches, row.note, col, cell.n, cell.mean, cell.std])
+    out.csv("ablation.csv", [*T.SWITCH_NAMES, "other", "column", "seeds", "mean", "std"], tidy)
+    text = (
+        "LION's components as in the paper's Table 2: label disambiguation (LD, "
+        "`algorithm.use_disambiguation`), L_NL (`use_negative_learning`) and L_NC "
+        "(`use_negative_consistency`), read from each run's config.toml. Runs that differ in other "
+        "hyperparameters are rows of their own (column 'other'). Final test accuracy. " + HOW
+    )
+    table = Table([*T.SWITCH_NAMES, "other", *columns], body)
+    return [Section("Ablation of LION's components").add(text, table, "CSV: `ablation.csv`.")]
+
+
+def sensitivity_sections(c: Collection, out: Output) -> list[Section]:
+    sections = []
+    for key, symbol in SENSITIVITY:
+        series = {col: pts for col, pts in T.sensitivity(c.runs, key).items() if len(pts) > 1}
+        if not series:
+            continue
+        name = f"sensitivity_{key}"
+        rows = [
+            [col, x, cell.n, cell.mean, cell.std] for col, pts in series.items() for x, cell in pts
+        ]
+        out.csv(f"{name}.csv", ["column", key, "seeds", "mean", "std"], rows)
+        table = Table(
+            ["column", f"{symbol} ({key})", "test accuracy %"],
+            [[col, f"{x:g}", cell.text()] for col, pts in series.items() for x, cell in pts],
+        )
+        figure = out.image(
+            f"{name}.png",
+            plots.sensitivity_figure(series, f"{symbol} ({key})"),
+            f"Test accuracy against {symbol}, mean ± std over seeds",
+        )
+        text = (
+            f"LION's final test accuracy against {symbol} (`algorithm.{key}`), as in the paper's "
+            "Fig. 4; each point pools the runs with that value whose other hyperparameters are "
+            "the most common ones. " + HOW
+        )
+        sections.append(
+            Section(f"Sensitivity to {symbol}").add(text, figure, table, f"CSV: `{name}.csv`.")
+        )
+    return sections
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A figure of a value of the "eval" events against the step."""
+
+    title: str
+    keys: tuple[str, ...]  # where the value sits in an eval event
+    ylabel: str
+    name: str  # file name of the figure and the CSV
+    text: str
+
+
+LEARNING = Curve(
+    "Learning curves",
+    ("test_acc",),
+    "test accuracy (%)",
+    "learning_curves",
+    "Test accuracy of the EMA model at each evaluation (`eval` events of metrics.jsonl).",
+)
+LABELS = Curve(
+    "Label accuracy during training",
+    ("labels", "current_accuracy"),
+    "labeled set correct (%)",
+    "label_accuracy",
+    "Accuracy of the labeled set's current labels against the true labels at each evaluation, "
+    "for methods that change labels.",
+)
+
+
+def curve_section(c: Collection, out: Output, curve: Curve) -> list[Section]:
+    title, name = curve.title, curve.name
+    curves = T.curves(c.runs, T.eval_value(*curve.keys))
+    if not curves:
+        return []
+    columns = sorted({col for col, _ in curves}, key=T.column_key)
+    rows = [
+        [col, m, step, cell.n, cell.mean, cell.std]
+        for (col, m), points in curves.items()
+        for step, cell in points
+    ]
+    out.csv(f"{name}.csv", ["column", "method", "step", "seeds", "mean", "std"], rows)
+    png = plots.curves_figure(curves, columns, c.methods, curve.ylabel)
+    figure = out.image(f"{name}.png", png, f"{title}: mean over seeds, band ± one std")
+    return [Section(title).add(curve.text, figure, f"CSV: `{name}.csv`.")]
+
+
+def per_class_sections(c: Collection, out: Output) -> list[Section]:
+    cells = T.per_class(c.runs)
+    if not cells:
+        return []
+    section = Section("Per-class accuracy").add(
+        "Accuracy of each class (recall) of the final model on the test set. " + HOW
+    )
+    tidy = []
+    for column in T.order_columns(c.runs):
+        methods = [m for m in c.methods if (m, column) in cells]
+        if not methods:
+            continue
+        names = list(cells[methods[0], column])
+        rows = [
+            [m, *(cells[m, column][n].text() if n in cells[m, column] else "–" for n in names)]
+            for m in methods
+        ]
+        tidy += [
+            [m, column, n, cell.n, cell.mean, cell.std]
+            for m in methods
+            for n, cell in cells[m, column].items()
+        ]
+        png = plots.per_class_figure(column, methods, names, cells)
+        section.add(
+            f"**{column}**",
+            Table(["method", *names], rows),
+            out.image(f"per_class_{T.slug(column)}.png", png, f"Per-class accuracy on {column}"),
+        )
+    out.csv("per_class_acc.csv", ["method", "column", "class", "seeds", "mean", "std"], tidy)
+    return [section.add("CSV: `per_class_acc.csv`.")]
+
+
+def confusion_sections(c: Collection, out: Output) -> list[Section]:
+    matrices = T.mean_confusion(c.runs)
+    if not matrices:
+        return []
+    section = Section("Confusion matrices").add(
+        "Test confusion matrices of the final model (rows: true class), averaged over seeds and "
+        "row-normalised."
+    )
+    tidy = []
+    for column in T.order_columns(c.runs):
+        panels = [(m, *matrices[m, column]) for m in c.methods if (m, column) in matrices]
+        for method, names, matrix, seeds in panels:
+            tidy += [
+                [method, column, seeds, names[i], names[j], float(matrix[i, j])]
+                for i, j in np.ndindex(matrix.shape)
+            ]
+        if panels:
+            png = plots.confusion_figure(panels)
+            caption = f"Row-normalised confusion matrices on {column}"
+            section.add(out.image(f"confusion_{T.slug(column)}.png", png, caption))
+    header = ["method", "column", "seeds", "true", "predicted", "fraction"]
+    out.csv("confusion.csv", header, tidy)
+    return [section.add("CSV: `confusion.csv`.")]
+
+
+def relabel_sections(c: Collection, out: Output) -> list[Section]:
+    header, rows = T.relabel_table(c.runs, c.methods)
+    if not rows:
+        return []
+    shown = [[*row[:3], *(cell.text() if cell else "–" for cell in row[3:])] for row in rows]
+    tidy = []
+    for row in rows:
+        for (_title, keys, _scale), cell in zip(T.RELABEL_FIGURES, row[3:], strict=True):
+            if cell is not None:
+                tidy.append([row[0], row[1], ".".join(keys), cell.n, cell.mean, cell.std])
+    out.csv("relabel.csv", ["method", "column", "figure", "seeds", "mean", "std"], tidy)
+    text = (
+        "Methods that change labels. precision: of the changed labels, the share now right; "
+        "recall: of the wrong given labels, the share now right; labels correct: the labeled "
+        "set's accuracy against the true labels before (given) and after (current) training. "
+        "Figures that need true labels (synthetic data, injected noise) show – without them. "
+        "Mean ± std over seeds, with n."
+    )
+    return [Section("Relabeling").add(text, Table(header, shown), "CSV: `relabel.csv`.")]
+
+
+def _weights(row: dict, names: list[str], current: str) -> dict[str, float]:
+    weights = {
+        name: float(row[f"w_{name.lower()}"])
+        for name in names
+        if row.get(f"w_{name.lower()}") not in (None, "")
+    }
+    if not weights and row.get("weight") not in (None, ""):
+        weights = {current: float(row["weight"])}
+    return weights
+
+
+def gallery_items(run: Run, limit: int) -> tuple[list[dict], str]:
+    """The first `limit` relabels of a run (by step), with their faces; a note when the faces
+    could not be loaded."""
+    names = run.class_names
+
+    def name(value: str) -> str:
+        return names[int(value)] if value not in ("", None) and 0 <= int(value) < len(names) else ""
+
+    rows = sorted(run.relabels, key=lambda r: (int(r.get("step") or -1), int(r["index"])))[:limit]
+    faces, note = labeled_faces(run, rows)
+    items = []
+    for row in rows:
+        current = name(row["current_label"]) or row.get("current_name", "")
+        items.append(
+            {
+                "method": run.method,
+                "seed": run.seed,
+                "index": int(row["index"]),
+                "id": row.get("id", ""),
+                "step": row.get("step", ""),
+                "given": name(row["given_label"]) or row.get("given_name", ""),
+                "current": current,
+                "true": name(row.get("true_label", "")),
+                "weights": _weights(row, names, current),
+                "image": faces.get(int(row["index"])),
+            }
+        )
+    return items, note
+
+
+def gallery_sections(c: Collection, out: Output, limit: int) -> list[Section]:
+    if limit <= 0:
+        return []
+    section = Section("Relabeled faces").add(
+        "As in the paper's Fig. 5: each face with its given label (blue), the label training "
+        "changed it to (red), the true label where known, and the candidate weights at the "
+        f"change (the class that crossed τ in red). The first {limit} changes (by step) of one "
+        "run per method: the first column's lowest seed."
+    )
+    rows = []
+    for method in c.methods:
+        runs = [r for r in c.runs if r.method == method and r.relabels]
+        if not runs:
+            continue
+        run = min(runs, key=lambda r: (T.column_key(r.column), r.seed))
+        items, note = gallery_items(run, limit)
+        if note:
+            section.add(note)
+        names = run.class_names
+        png = plots.gallery_figure(items, names)
+        caption = f"{method}: relabeled faces of {run.column}, seed {run.seed}"
+        section.add(out.image(f"gallery_{T.slug(method)}.png", png, caption))
+        for item in items:
+            weights = " ".join(f"{k[:3]}={v:.2f}" for k, v in item["weights"].items())
+            row = {**item, "column": run.column, "weights": weights}
+            rows.append([row[k] for k in GALLERY_COLUMNS])
+    if not rows:
+        return []
+    out.csv("gallery.csv", list(GALLERY_COLUMNS), rows)
+    table = Table(list(GALLERY_COLUMNS), [[str(v) for v in r] for r in rows])
+    return [section.add(table, "CSV: `gallery.csv`.")]
+
+
+def shown_path(path: Path) -> str:
+    """A run folder as the report shows it: relative to the working directory where it lies
+    below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def run_row(run: Run) -> dict:
+    """A run's figures for runs.csv."""
+    summary, best = run.summary, run.summary.get("best") or {}
+    row = {"folder": shown_path(run.path), "method": run.method, "column": run.column}
+    row.update({k: summary.get(k) for k in ("seed", "steps", "test_acc", "mean_class_acc")})
+    row.update({k: summary.get(k) for k in ("macro_f1", "mask_rate", "pseudo_label_acc")})
+    row.update({f"best_{k}": best.get(k) for k in ("acc", "step", "selected_on", "test_acc")})
+    return row
+
+
+def runs_section(c: Collection, out: Output) -> Section:
+    ordered = sorted(
+        c.runs, key=lambda r: (T.column_key(r.column), c.methods.index(r.method), r.seed)
+    )
+    rows = [run_row(run) for run in ordered]
+    out.csv("runs.csv", list(rows[0]), [list(row.values()) for row in rows])
+    keys = ("folder", "method", "column", "seed", "steps")
+    shown = [[*(r[k] for k in keys), f"{100 * r['test_acc']:.2f}"] for r in rows]
+    table = Table([*keys, "test acc %"], shown)
+    return Section("Runs").add(table, "CSV (every figure of every run): `runs.csv`.")
+
+
+def overview(c: Collection, paths) -> Section:
+    columns = T.order_columns(c.runs)
+    section = Section("Overview").add(
+        f"{len(c.runs)} finished runs of {len(c.methods)} methods on {', '.join(columns)}, read "
+        f"from {', '.join(f'`{p}`' for p in paths)}. Made by lionfer on "
+        f"{time.strftime('%Y-%m-%d %H:%M')}."
+    )
+    if c.skipped:
+        section.add(f"{len(c.skipped)} run folders were skipped:")
+        section.add(Table(["folder", "why"], [[str(p), why] for p, why in c.skipped]))
+    for note in c.notes:
+        section.add(f"Note: {note}")
+    return section
+
+
+def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> ReportResult:
+    """Read the runs under `paths` and write the report into `out`."""
+    collection = load_runs(paths)
+    out = Path(out)
+    prepare_out(out)
+    output = Output(out)
+    sections = [
+        overview(collection, paths),
+        *accuracy_sections(collection, output, best_on_test),
+        *ablation_section(collection, output),
+        *sensitivity_sections(collection, output),
+        *curve_section(collection, output, LEARNING),
+        *per_class_sections(collection, output),
+        *confusion_sections(collection, output),
+        *relabel_sections(collection, output),
+        *curve_section(collection, output, LABELS),
+        *gallery_sections(collection, output, gallery),
+        runs_section(collection, output),
+    ]
+    title = "lionfer report"
+    output.write_bytes("report.md", to_markdown(title, sections).encode())
+    output.write_bytes("report.html", to_html(title, sections).encode())
+    record = {"files": output.files, "runs": [str(r.path) for r in collection.runs]}
+    (out / MARK).write_text(json.dumps(record, indent=1) + "\n")
+    return ReportResult(out, len(collection.runs), len(collection.skipped), output.files)

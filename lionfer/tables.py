@@ -1,0 +1,291 @@
+"""The numeric core of reports: pure functions from runs (lionfer.runs.Run) to tables of mean ±
+sample std (ddof=1) over seeds, with the number of seeds. Accuracies are given in percent.
+
+Rows are methods, columns are dataset@labels. Nothing here reads files or draws.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+SWITCHES = ("use_disambiguation", "use_negative_learning", "use_negative_consistency")
+SWITCH_NAMES = ("LD", "L_NL", "L_NC")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Mean and sample standard deviation (None for a single value) of n values."""
+
+    mean: float
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Cell:
+        values = np.asarray(list(values), dtype=np.float64)
+        if values.size == 0:
+            raise ValueError("a table cell needs at least one value")
+        std = float(np.std(values, ddof=1)) if values.size > 1 else None
+        return cls(float(np.mean(values)), std, int(values.size))
+
+    def text(self, digits: int = 2) -> str:
+        """'67.83 ± 0.64 (n=3)'; '67.83 (n=1)' for one seed."""
+        spread = "" if self.std is None else f" ± {self.std:.{digits}f}"
+        return f"{self.mean:.{digits}f}{spread} (n={self.n})"
+
+
+@dataclass
+class Grid:
+    """A methods × columns table of cells (absent where a method has no run in a column)."""
+
+    methods: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], Cell]
+
+    def rows(self) -> list[list[str]]:
+        return [
+            [m, *(self.cells[m, c].text() if (m, c) in self.cells else "–" for c in self.columns)]
+            for m in self.methods
+        ]
+
+
+def column_key(column: str) -> tuple:
+    """dataset@labels sorts by dataset, then by budget, 'all' last."""
+    dataset, _, labels = column.rpartition("@")
+    return (dataset, 0, int(labels), "") if labels.isdigit() else (dataset, 1, 0, labels)
+
+
+def order_columns(runs) -> list[str]:
+    return sorted({r.column for r in runs}, key=column_key)
+
+
+def order_methods(runs, preferred: list[str] | None = None) -> list[str]:
+    present = list(dict.fromkeys(r.method for r in runs))
+    ranked = [m for m in (preferred or []) if m in present]
+    return ranked + [m for m in present if m not in ranked]
+
+
+def grid(runs, value: Callable, scale: float = 100.0, methods: list[str] | None = None) -> Grid:
+    """value(run) → a number or None (the run then does not count) for every run, grouped by
+    (method, column); a cell holds the mean ± std of value × scale over its runs."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for run in runs:
+        v = value(run)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            groups.setdefault((run.method, run.column), []).append(scale * float(v))
+    counted = [r for r in runs if (r.method, r.column) in groups]
+    return Grid(
+        order_methods(counted, methods),
+        order_columns(counted),
+        {key: Cell.of(values) for key, values in groups.items()},
+    )
+
+
+# ---- what a cell measures ----
+
+
+def final_test_acc(run) -> float | None:
+    return run.summary.get("test_acc")
+
+
+def best_on_val(run) -> float | None:
+    """Test accuracy of the evaluation chosen on the validation split (None without one)."""
+    best = run.summary.get("best") or {}
+    return best.get("test_acc") if best.get("selected_on") == "val_acc" else None
+
+
+def best_on_test(run) -> float | None:
+    """The highest test accuracy of any evaluation: optimistic, selected on the test set."""
+    accs = [e["test_acc"] for e in run.evals if isinstance(e.get("test_acc"), int | float)]
+    if accs:
+        return max(accs)
+    best = run.summary.get("best") or {}
+    return best.get("acc") if best.get("selected_on") == "test_acc" else None
+
+
+def mean_class_acc(run) -> float | None:
+    return run.summary.get("mean_class_acc")
+
+
+def nested(*keys: str) -> Callable:
+    """value(run) = run.summary[k1][k2]..., None where absent."""
+
+    def value(run):
+        node = run.summary
+        for key in keys:
+            if not isinstance(node, dict) or node.get(key) is None:
+                return None
+            node = node[key]
+        return node
+
+    return value
+
+
+# ---- LION's ablation (Table 2) and sensitivity (Fig. 4) ----
+
+
+def _mode(values: list) -> object:
+    return Counter(repr(v) for v in values).most_common(1)[0][0]
+
+
+def held_fixed(runs, vary: Iterable[str]) -> list:
+    """The runs whose algorithm hyperparameters, apart from `vary`, all equal their most common
+    value among the runs (so one sweep's variants can be read apart from another's)."""
+    vary = set(vary)
+    keys = sorted({k for r in runs for k in r.params} - vary)
+    modes = {k: _mode([r.params.get(k) for r in runs]) for k in keys}
+    return [r for r in runs if all(repr(r.params.get(k)) == modes[k] for k in keys)]
+
+
+def lion_runs(runs) -> list:
+    return [r for r in runs if r.algorithm == "lion"]
+
+
+@dataclass
+class AblationRow:
+    switches: tuple[bool, bool, bool]  # LD, L_NL, L_NC
+    note: str  # other hyperparameters where they differ from the most common ones
+    cells: dict[str, Cell]  # column → test accuracy in %
+
+
+def _differences(params: dict, modes: dict) -> str:
+    return ", ".join(
+        f"{k}={params.get(k)}" for k in sorted(modes) if repr(params.get(k)) != modes[k]
+    )
+
+
+def ablation(runs) -> tuple[list[str], list[AblationRow]]:
+    """LION runs grouped by the three switches (missing = on, the default); runs that differ in
+    other hyperparameters form rows of their own, noted. Rows in the paper's order."""
+    runs = lion_runs(runs)
+    if not runs:
+        return [], []
+    others = sorted({k for r in runs for k in r.params} - set(SWITCHES))
+    modes = {k: _mode([r.params.get(k) for r in runs]) for k in others}
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for run in runs:
+        switches = tuple(bool(run.params.get(s, True)) for s in SWITCHES)
+        key = (switches, _differences(run.params, modes))
+        groups.setdefault(key, {}).setdefault(run.column, []).append(100 * run.summary["test_acc"])
+    rows = [
+        AblationRow(sw, note, {c: Cell.of(v) for c, v in by_column.items()})
+        for (sw, note), by_column in groups.items()
+    ]
+    rows.sort(key=lambda r: (sum(r.switches), [not s for s in r.switches], r.note))
+    return order_columns(runs), rows
+
+
+def sensitivity(runs, key: str) -> dict[str, list[tuple[float, Cell]]]:
+    """Test accuracy (%) against one LION hyperparameter (e.g. clear_threshold), per column:
+    [(value, cell)] sorted by value, over the runs whose other hyperparameters are held fixed."""
+    runs = [r for r in held_fixed(lion_runs(runs), [key]) if r.params.get(key) is not None]
+    out: dict[str, dict[float, list[float]]] = {}
+    for run in runs:
+        by_value = out.setdefault(run.column, {})
+        by_value.setdefault(float(run.params[key]), []).append(100 * run.summary["test_acc"])
+    return {
+        column: sorted((x, Cell.of(v)) for x, v in by_value.items())
+        for column, by_value in sorted(out.items(), key=lambda item: column_key(item[0]))
+    }
+
+
+# ---- curves, matrices, per-class figures ----
+
+
+def curves(runs, value: Callable[[dict], float | None], scale: float = 100.0) -> dict:
+    """{(column, method): [(step, cell)]} of value(eval event) over the seeds at each step."""
+    groups: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for run in runs:
+        for event in run.evals:
+            v = value(event)
+            if v is not None and "step" in event:
+                by_step = groups.setdefault((run.column, run.method), {})
+                by_step.setdefault(int(event["step"]), []).append(scale * float(v))
+    return {key: sorted((s, Cell.of(v)) for s, v in steps.items()) for key, steps in groups.items()}
+
+
+def eval_value(*keys: str) -> Callable[[dict], float | None]:
+    def value(event: dict):
+        for key in keys:
+            if not isinstance(event, dict) or event.get(key) is None:
+                return None
+            event = event[key]
+        return event if isinstance(event, int | float) else None
+
+    return value
+
+
+def row_normalise(matrix: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (a row without samples stays zero)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    sums = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, sums, out=np.zeros_like(matrix), where=sums > 0)
+
+
+def mean_confusion(runs) -> dict[tuple[str, str], tuple[list[str], np.ndarray, int]]:
+    """{(method, column): (class names, row-normalised mean confusion matrix, seeds)}."""
+    groups: dict[tuple[str, str], list] = {}
+    for run in runs:
+        cm = run.summary.get("confusion_matrix")
+        if cm is not None:
+            groups.setdefault((run.method, run.column), []).append(run)
+    out = {}
+    for key, members in groups.items():
+        matrices = [np.asarray(r.summary["confusion_matrix"], float) for r in members]
+        same = [m for m in matrices if m.shape == matrices[0].shape]  # 7 and 8 classes never mix
+        out[key] = (members[0].class_names, row_normalise(np.mean(same, axis=0)), len(same))
+    return out
+
+
+def per_class(runs) -> dict[tuple[str, str], dict[str, Cell]]:
+    """{(method, column): {class name: cell of its accuracy in %}} over seeds."""
+    groups: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for run in runs:
+        for name, acc in (run.summary.get("per_class_acc") or {}).items():
+            if acc is not None:
+                groups.setdefault((run.method, run.column), {}).setdefault(name, []).append(
+                    100 * acc
+                )
+    return {key: {n: Cell.of(v) for n, v in by_class.items()} for key, by_class in groups.items()}
+
+
+# ---- relabeling ----
+
+RELABEL_FIGURES = (  # (title, summary path, scale): counts as they are, fractions in %
+    ("relabeled", ("relabel", "count"), 1.0),
+    ("precision %", ("relabel", "precision"), 100.0),
+    ("recall %", ("relabel", "recall"), 100.0),
+    ("given labels correct %", ("relabel", "given_accuracy"), 100.0),
+    ("current labels correct %", ("relabel", "current_accuracy"), 100.0),
+    ("gain (points)", ("relabel", "accuracy_gain"), 100.0),
+)
+
+
+def relabel_table(runs, methods: list[str] | None = None) -> tuple[list[str], list[list]]:
+    """Rows (method, column, n, then a cell per RELABEL_FIGURES entry) for the runs of methods
+    that change labels (their summary holds "relabel")."""
+    runs = [r for r in runs if isinstance(r.summary.get("relabel"), dict)]
+    header = ["method", "column", "seeds", *(title for title, _, _ in RELABEL_FIGURES)]
+    rows = []
+    for method in order_methods(runs, methods):
+        for column in order_columns(runs):
+            group = [r for r in runs if r.method == method and r.column == column]
+            if not group:
+                continue
+            row: list = [method, column, len(group)]
+            for _, keys, scale in RELABEL_FIGURES:
+                values = [nested(*keys)(r) for r in group]
+                values = [scale * v for v in values if v is not None]
+                row.append(Cell.of(values) if values else None)
+            rows.append(row)
+    return header, rows
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-.") or "x"

@@ -1,0 +1,383 @@
+"""Reports: fabricated run folders with known numbers must come out exactly (mean, sample std
+with ddof=1, seed counts) in the CSV files and report.md; the pure table functions against
+hand-computed values; the relabel gallery from a real tiny run."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from lionfer import tables as T
+from lionfer.cli import main
+from lionfer.comparison import make_report
+from lionfer.runs import Run, load_runs
+from lionfer.trainer import train
+
+NAMES = ["Happiness", "Sadness"]
+
+
+def fake_run(
+    root,
+    folder,
+    *,
+    algorithm="fixmatch",
+    seed=0,
+    labels=100,
+    acc=0.5,
+    mca=None,
+    recipe=None,
+    params=None,
+    best=None,
+    evals=(),
+    cm=((3, 1), (0, 4)),
+    relabel=None,
+    config_labels=None,
+):
+    """A finished run folder written by hand: summary.json, config.toml, metrics.jsonl."""
+    path = root / folder
+    path.mkdir(parents=True)
+    summary = {
+        "algorithm": algorithm,
+        "dataset": "synthetic",
+        "num_labels": labels,
+        "seed": seed,
+        "steps": 20,
+        "class_names": NAMES,
+        "test_acc": acc,
+        "mean_class_acc": acc if mca is None else mca,
+        "per_class_acc": {"Happiness": acc, "Sadness": None},
+        "confusion_matrix": [list(row) for row in cm],
+        "best": best or {"acc": acc, "step": 20, "selected_on": "test_acc", "test_acc": acc},
+    }
+    if recipe:
+        summary["recipe"] = recipe
+    if relabel is not None:
+        summary["relabel"] = relabel
+    (path / "summary.json").write_text(json.dumps(summary))
+    algo = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (params or {}).items())
+    budget = labels if config_labels is None else config_labels
+    (path / "config.toml").write_text(
+        f'seed = {seed}\n[data]\ndataset = "synthetic"\nnum_labels = {budget}\n'
+        f'[algorithm]\nname = "{algorithm}"\n{algo}'
+    )
+    events = [{"event": "start"}] + [{"event": "eval", "step": s, **e} for s, e in evals]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def read_csv(path):
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def cells(rows):
+    """{(method, column): (seeds, mean, std)} from a tidy CSV."""
+    return {
+        (r["method"], r["column"]): (
+            int(r["seeds"]),
+            float(r["mean"]),
+            float(r["std"]) if r["std"] else None,
+        )
+        for r in rows
+    }
+
+
+@pytest.fixture
+def table1_runs(tmp_path):
+    """fixmatch @100: 60, 70, 80 → 70 ± 10; fixmatch @400: 50, 50, 80 → 60 ± 17.3205;
+    lion:paper @100: 65, 75 → 70 ± 7.0711 (best on validation: 66, 70 → 68 ± 2.8284);
+    lion:paper @400: 90 alone (no std); full supervision: @all."""
+    root = tmp_path / "runs"
+    for seed, (a, b) in enumerate([(0.6, 0.5), (0.7, 0.5), (0.8, 0.8)]):
+        evals = [(10, {"test_acc": a - 0.1}), (20, {"test_acc": a})]
+        fake_run(root, f"fm100-s{seed}", seed=seed, acc=a, evals=evals, mca=a - 0.05)
+        fake_run(root, f"fm400-s{seed}", seed=seed, labels=400, acc=b)
+    for seed, (acc, val_pick) in enumerate([(0.65, 0.66), (0.75, 0.70)]):
+        best = {"acc": 0.9, "step": 10, "selected_on": "val_acc", "test_acc": val_pick}
+        evals = [(10, {"test_acc": val_pick}), (20, {"test_acc": acc})]
+        fake_run(
+            root,
+            f"lion100-s{seed}",
+            algorithm="lion",
+            recipe="paper",
+            seed=seed,
+            acc=acc,
+            best=best,
+            evals=evals,
+        )
+    fake_run(root, "lion400-s0", algorithm="lion", recipe="paper", labels=400, acc=0.9)
+    fake_run(root, "full-s0", algorithm="fullysupervised", labels=2100, acc=0.95, config_labels=-1)
+    return root
+
+
+def test_table1_reproduces_the_fabricated_numbers(table1_runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    code = main(["report", str(table1_runs), "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    final = cells(read_csv(out / "table1.csv"))
+    assert final["fixmatch", "synthetic@100"] == (3, pytest.approx(70.0), pytest.approx(10.0))
+    assert final["fixmatch", "synthetic@400"][:2] == (3, pytest.approx(60.0))
+    assert final["fixmatch", "synthetic@400"][2] == pytest.approx(math.sqrt(300.0))
+    assert final["lion:paper", "synthetic@100"][2] == pytest.approx(math.sqrt(50.0))
+    assert final["lion:paper", "synthetic@400"] == (1, pytest.approx(90.0), None)
+    assert final["fullysupervised", "synthetic@all"] == (1, pytest.approx(95.0), None)
+    assert len(final) == 5
+    val = cells(read_csv(out / "table1_best_val.csv"))
+    assert val == {
+        ("lion:paper", "synthetic@100"): (2, pytest.approx(68.0), pytest.approx(math.sqrt(8.0)))
+    }
+    mca = cells(read_csv(out / "mean_class_acc.csv"))
+    assert mca["fixmatch", "synthetic@100"][1] == pytest.approx(65.0)
+    assert not (out / "table1_best_test.csv").exists()  # only when asked
+    md = (out / "report.md").read_text()
+    assert "| method | synthetic@100 | synthetic@400 | synthetic@all |" in md
+    assert "| fixmatch | 70.00 ± 10.00 (n=3) | 60.00 ± 17.32 (n=3) | – |" in md
+    assert "| lion:paper | 70.00 ± 7.07 (n=2) | 90.00 (n=1) | – |" in md
+    assert "| fullysupervised | – | – | 95.00 (n=1) |" in md
+    html = (out / "report.html").read_text()
+    assert "70.00 ± 10.00 (n=3)" in html and "data:image/png;base64," in html
+    assert 'src="figures/' not in html  # self-contained
+    curves = [r for r in read_csv(out / "learning_curves.csv") if r["method"] == "fixmatch"]
+    assert [(r["step"], float(r["mean"])) for r in curves] == [
+        ("10", pytest.approx(60.0)),
+        ("20", pytest.approx(70.0)),
+    ]
+
+
+def test_best_on_test_only_when_asked_and_labelled(table1_runs, tmp_path):
+    out = tmp_path / "report"
+    make_report([table1_runs], out, best_on_test=True)
+    best = cells(read_csv(out / "table1_best_test.csv"))
+    # lion:paper @100 peaked at 66 then 75: the best evaluations are 66 and 75 → 70.5
+    assert best["lion:paper", "synthetic@100"] == (
+        2,
+        pytest.approx(70.5),
+        pytest.approx(math.sqrt(40.5)),
+    )
+    assert best["lion:paper", "synthetic@400"][1] == pytest.approx(90.0)  # from summary.best
+    md = (out / "report.md").read_text()
+    assert "## Best on test (optimistic)" in md and "selected on the test set" in md
+    html = (out / "report.html").read_text()
+    assert "<strong>Optimistic: selected on the test set.</strong>" in html
+
+
+def test_sweep_labels_name_methods_and_a_second_report_replaces_the_first(tmp_path):
+    sweep = tmp_path / "sweep"
+    for seed, acc in ((0, 0.4), (1, 0.6)):
+        fake_run(sweep, f"synthetic@100/lion-w-o-ld/s{seed}", algorithm="lion", seed=seed, acc=acc)
+    points = [
+        {
+            "label": "LION w/o LD",
+            "column": "synthetic@100",
+            "folder": f"synthetic@100/lion-w-o-ld/s{s}",
+        }
+        for s in (0, 1)
+    ]
+    (sweep / "sweep.json").write_text(json.dumps({"points": points}))
+    out = sweep / "report"
+    make_report([sweep / "synthetic@100"], out)  # sweep.json is found above the path
+    assert cells(read_csv(out / "table1.csv")) == {
+        ("LION w/o LD", "synthetic@100"): (2, pytest.approx(50.0), pytest.approx(math.sqrt(200)))
+    }
+    (out / "figures" / "learning_curves.png").unlink(missing_ok=True)
+    make_report([sweep], out)  # replaces its own files
+    assert json.loads((out / "report.json").read_text())["runs"]
+
+
+def test_report_refuses_foreign_folders_and_missing_runs(tmp_path, capsys):
+    fake_run(tmp_path / "runs", "a", acc=0.5)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["report", str(tmp_path / "runs"), "--out", str(mine)]) == 2
+    assert "not a lionfer report" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep"
+    assert main(["report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "no finished run under" in capsys.readouterr().err
+
+
+def test_unreadable_runs_are_skipped_and_counted(tmp_path):
+    fake_run(tmp_path / "runs", "good", acc=0.5)
+    bad = fake_run(tmp_path / "runs", "bad", acc=0.5)
+    (bad / "summary.json").write_text("{not json")
+    collection = load_runs([tmp_path / "runs"])
+    assert len(collection.runs) == 1 and collection.skipped[0][0] == bad.resolve()
+    result = make_report([tmp_path / "runs"], tmp_path / "report")
+    assert result.skipped == 1
+    assert "summary.json is not valid JSON" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_ablation_rows_follow_the_switches_in_the_papers_order(tmp_path):
+    root = tmp_path / "runs"
+    rows = [  # (LD, NL, NC), accuracies
+        ((True, True, True), (0.68, 0.66)),
+        ((False, False, False), (0.58, 0.60)),
+        ((True, False, False), (0.61, 0.61)),
+        ((True, False, True), (0.62,)),
+        ((True, True, False), (0.65,)),
+    ]
+    for k, (switches, accs) in enumerate(rows):
+        params = dict(zip(T.SWITCHES, switches, strict=True))
+        for seed, acc in enumerate(accs):
+            fake_run(root, f"r{k}-s{seed}", algorithm="lion", seed=seed, acc=acc, params=params)
+    fake_run(root, "tau", algorithm="lion", acc=0.3, params={"clear_threshold": 0.6})
+    out = tmp_path / "report"
+    make_report([root], out)
+    table = read_csv(out / "ablation.csv")
+    order = [(r["LD"], r["L_NL"], r["L_NC"], r["other"]) for r in table]
+    assert order == [
+        ("False", "False", "False", ""),
+        ("True", "False", "False", ""),
+        ("True", "True", "False", ""),
+        ("True", "False", "True", ""),
+        ("True", "True", "True", ""),
+        ("True", "True", "True", "clear_threshold=0.6"),
+    ]
+    assert float(table[0]["mean"]) == pytest.approx(59.0)
+    assert float(table[0]["std"]) == pytest.approx(math.sqrt(2.0))
+    assert table[3]["seeds"] == "1" and table[3]["std"] == ""
+    md = (out / "report.md").read_text()
+    assert "| ✓ | ✓ |  |  | 65.00 (n=1) |" in md
+
+
+def test_sensitivity_pools_runs_whose_other_hyperparameters_are_held_fixed(tmp_path):
+    root = tmp_path / "runs"
+    for tau, accs in ((0.6, (0.50, 0.54)), (0.8, (0.70, 0.72)), (0.9, (0.6,))):
+        for seed, acc in enumerate(accs):
+            params = {"clear_threshold": tau, "reliable_threshold": 0.83}
+            fake_run(root, f"t{tau}-{seed}", algorithm="lion", seed=seed, acc=acc, params=params)
+    fake_run(
+        root,
+        "g",
+        algorithm="lion",
+        acc=0.1,
+        params={"clear_threshold": 0.8, "reliable_threshold": 0.77},
+    )
+    runs = load_runs([root]).runs
+    series = T.sensitivity(runs, "clear_threshold")["synthetic@100"]
+    assert [(x, c.n) for x, c in series] == [(0.6, 2), (0.8, 2), (0.9, 1)]
+    assert series[0][1].mean == pytest.approx(52.0)
+    assert series[0][1].std == pytest.approx(math.sqrt(8.0))
+    gamma = T.sensitivity(runs, "reliable_threshold")["synthetic@100"]
+    assert [(x, c.n) for x, c in gamma] == [(0.77, 1), (0.83, 2)]  # τ held at 0.8
+    out = tmp_path / "report"
+    make_report([root], out)
+    assert (out / "figures" / "sensitivity_clear_threshold.png").is_file()
+    rows = read_csv(out / "sensitivity_clear_threshold.csv")
+    assert [(r["clear_threshold"], r["seeds"]) for r in rows] == [
+        ("0.6", "2"),
+        ("0.8", "2"),
+        ("0.9", "1"),
+    ]
+
+
+def test_confusion_per_class_and_relabel_figures(tmp_path):
+    root = tmp_path / "runs"
+    relabels = [
+        {
+            "count": 4,
+            "precision": 0.5,
+            "recall": 0.25,
+            "given_accuracy": 0.8,
+            "current_accuracy": 0.85,
+            "accuracy_gain": 0.05,
+        },
+        {
+            "count": 2,
+            "precision": None,
+            "recall": 0.75,
+            "given_accuracy": 0.8,
+            "current_accuracy": 0.9,
+            "accuracy_gain": 0.1,
+        },
+    ]
+    fake_run(root, "a", algorithm="lion", acc=0.7, cm=((3, 1), (0, 4)), relabel=relabels[0])
+    fake_run(root, "b", algorithm="lion", seed=1, acc=0.3, cm=((1, 1), (2, 2)), relabel=relabels[1])
+    runs = load_runs([root]).runs
+    names, matrix, seeds = T.mean_confusion(runs)["lion", "synthetic@100"]
+    # mean counts [[2, 1], [1, 3]] → rows [2/3, 1/3] and [1/4, 3/4]
+    np.testing.assert_allclose(matrix, [[2 / 3, 1 / 3], [0.25, 0.75]])
+    assert names == NAMES and seeds == 2
+    per_class = T.per_class(runs)["lion", "synthetic@100"]
+    assert per_class["Happiness"] == T.Cell(50.0, pytest.approx(math.sqrt(800)), 2)
+    assert "Sadness" not in per_class  # no value in any seed
+    header, rows = T.relabel_table(runs)
+    row = dict(zip(header, rows[0], strict=True))
+    assert row["seeds"] == 2 and row["relabeled"] == T.Cell(3.0, pytest.approx(math.sqrt(2)), 2)
+    assert row["precision %"] == T.Cell(50.0, None, 1)  # one seed had no relabel to judge
+    assert row["recall %"].mean == pytest.approx(50.0)
+    assert row["gain (points)"].mean == pytest.approx(7.5)
+    out = tmp_path / "report"
+    make_report([root], out)
+    figures = {(r["method"], r["figure"]): r for r in read_csv(out / "relabel.csv")}
+    assert float(figures["lion", "relabel.current_accuracy"]["mean"]) == pytest.approx(87.5)
+    confusion = read_csv(out / "confusion.csv")
+    assert [float(r["fraction"]) for r in confusion] == pytest.approx([2 / 3, 1 / 3, 0.25, 0.75])
+
+
+def test_cell_and_column_order():
+    assert T.Cell.of([0.6, 0.7, 0.8]) == T.Cell(pytest.approx(0.7), pytest.approx(0.1), 3)
+    assert T.Cell.of([5.0]).text() == "5.00 (n=1)"
+    assert T.Cell(70.0, 7.0710678, 2).text() == "70.00 ± 7.07 (n=2)"
+    with pytest.raises(ValueError, match="at least one value"):
+        T.Cell.of([])
+    columns = ["rafdb@all", "rafdb@4000", "affectnet@2000", "rafdb@100", "rafdb@400"]
+    assert sorted(columns, key=T.column_key) == [
+        "affectnet@2000",
+        "rafdb@100",
+        "rafdb@400",
+        "rafdb@4000",
+        "rafdb@all",
+    ]
+    run = Run(
+        path=None,
+        method="m",
+        column="c",
+        seed=0,
+        summary={"test_acc": 0.5},
+        evals=[{"event": "eval", "step": 1, "test_acc": 0.4}],
+    )
+    assert T.best_on_test(run) == 0.4 and T.best_on_val(run) is None
+
+
+def test_relabel_gallery_shows_the_faces_of_a_real_run(tiny_cfg, tmp_path):
+    run = tmp_path / "runs" / "lion"
+    train(tiny_cfg("train.steps=2", "train.eval_every=2"), run, progress=False)
+    names = json.loads((run / "summary.json").read_text())["class_names"]
+    header = [
+        "index",
+        "id",
+        "given_label",
+        "current_label",
+        "step",
+        "true_label",
+        "given_name",
+        "current_name",
+        "weight",
+        *(f"w_{n.lower()}" for n in names),
+    ]
+    rows = [
+        [3, "", 0, 1, 7, 1, names[0], names[1], 0.81, *([0.1] * 7)],
+        [5, "", 2, 4, 2, "", names[2], names[4], 0.9, *([""] * 7)],
+        [6, "not-this-image", 2, 4, 9, "", names[2], names[4], 0.9, *([""] * 7)],
+    ]
+    with (run / "relabels.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    out = tmp_path / "report"
+    make_report([tmp_path / "runs"], out, gallery=5)
+    shown = read_csv(out / "gallery.csv")
+    assert [(r["index"], r["step"], r["given"], r["current"], r["true"]) for r in shown] == [
+        ("5", "2", names[2], names[4], ""),
+        ("3", "7", names[0], names[1], names[1]),
+        ("6", "9", names[2], names[4], ""),
+    ]
+    assert shown[0]["weights"] == f"{names[4][:3]}=0.90"
+    assert (out / "figures" / "gallery_lion.png").stat().st_size > 1000
+    md = (out / "report.md").read_text()
+    assert "no longer matches relabels.csv at index 6" in md  # the labeled set was rebuilt
+    assert "could not be loaded" not in md

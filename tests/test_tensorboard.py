@@ -1,0 +1,37 @@
+"""train.tensorboard=true: the metric records of metrics.jsonl mirrored as TensorBoard scalars."""
+
+import json
+
+import pytest
+
+from lionfer.config import load_config
+from lionfer.tensorboard_log import scalars
+from lionfer.trainer import train
+
+
+def test_tensorboard_mirrors_the_metric_records(tiny_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    train(tiny_cfg("algorithm.name=supervised", "train.tensorboard=true"), run, progress=False)
+    board = EventAccumulator(str(run / "tensorboard"))
+    board.Reload()
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    evals = [e for e in evals if e["event"] == "eval"]
+    logged = board.Scalars("eval/test_acc")
+    assert [s.step for s in logged] == [e["step"] for e in evals] == [6, 12]
+    assert [s.value for s in logged] == pytest.approx([e["test_acc"] for e in evals])
+    assert "train/loss" in board.Tags()["scalars"]
+    assert load_config(None).train.tensorboard is False  # off by default
+
+
+def test_tensorboard_scalars_of_a_record():
+    record = {
+        "event": "eval",
+        "step": 40,
+        "test_acc": 0.5,
+        "test_confusion": [[1, 0], [0, 1]],
+        "labels": {"current_accuracy": 0.9, "note": "x"},
+        "done": True,
+    }
+    assert scalars(record) == {"eval/test_acc": 0.5, "eval/labels/current_accuracy": 0.9}

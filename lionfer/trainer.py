@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from lionfer import report
-from lionfer.algorithms.base import AlgorithmInfo, Batch, Progress
+from lionfer.algorithms.base import AlgorithmInfo, Batch, Probe, Progress
 from lionfer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from lionfer.config import Config, load_config, save_config
 from lionfer.data import transforms
@@ -26,7 +26,7 @@ from lionfer.data.loaders import eval_loader, stream_loader
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.ema import ModelEMA
 from lionfer.metrics import accuracy, confusion_matrix
-from lionfer.models import build_model, load_pretrained
+from lionfer.models import build_model, load_pretrained, resolve_pretrained
 from lionfer.registry import ALGORITHMS
 
 
@@ -86,6 +86,18 @@ def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.nd
     return probs.argmax(axis=1), probs
 
 
+@torch.no_grad()
+def features_of(model, images, cfg: Config, device) -> tuple[torch.Tensor, np.ndarray]:
+    """(unit-norm features q (N, D) on the CPU, labels (N,)) of an ImageSet, eval mode."""
+    tf = transforms.evaluate(cfg.data.image_size, model.mean, model.std)
+    loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
+    was_training = model.training
+    model.eval()
+    features = [model(x.to(device)).features.float().cpu() for x, _, _ in loader]
+    model.train(was_training)
+    return torch.cat(features), images.labels
+
+
 @dataclass
 class Window:
     """Running means of the step logs since the last record, plus pseudo-label diagnostics."""
@@ -137,7 +149,8 @@ class Trainer:
         self.model = build_model(dataclasses.replace(cfg.model, pretrained=""), rd.num_classes)
         self.weights_message = "random init"
         if cfg.model.pretrained:
-            self.weights_message = load_pretrained(self.model, cfg.model.pretrained)
+            weights = resolve_pretrained(cfg.model.name, cfg.model.pretrained)
+            self.weights_message = load_pretrained(self.model, weights)
         self.model.to(self.device)
         self.ema = ModelEMA(self.model, cfg.train.ema_decay)
         info = AlgorithmInfo(
@@ -146,6 +159,7 @@ class Trainer:
             len(rd.unlabeled),
             self.model.feature_dim,
             torch.as_tensor(rd.labeled.labels),
+            tuple(rd.data.class_names),
         )
         self.algorithm = ALGORITHMS.get(cfg.algorithm.name)(cfg.algorithm.params, info)
         self.algorithm.to(self.device)
@@ -242,8 +256,23 @@ class Trainer:
                 if k in ("mask_rate", "pseudo_label_acc")
             }
         )
+        labels = self.algorithm.diagnostics(self._probe())
+        if labels:
+            record["labels"] = labels
         self.eval_window = Window.empty()
         return record
+
+    def _probe(self) -> Probe:
+        """Features of the live model on demand, once per evaluation."""
+        rd, cache = self.run_data, {}
+
+        def features(part: str):
+            if part not in cache:
+                images = {"labeled": rd.labeled, "test": rd.test}[part]
+                cache[part] = features_of(self.model, images, self.cfg, self.device)
+            return cache[part]
+
+        return Probe(rd.labeled.true_labels, features)
 
     def _after_eval(self, record: dict) -> None:
         self.last_eval = record

@@ -3,9 +3,11 @@ loop (backward, optimiser, EMA, logging, evaluation, checkpoints)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,6 +21,7 @@ class AlgorithmInfo:
     num_unlabeled: int
     feature_dim: int
     given_labels: torch.Tensor  # (num_labeled,) the labels the labeled set came with
+    class_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,16 @@ class StepOutput:
     mask: torch.Tensor | None = None  # (B_u,) bool, which pseudo-labels were used
 
 
+@dataclass
+class Probe:
+    """What an algorithm's diagnostics may look at during an evaluation: the labeled set's true
+    labels where known (-1 where not), and features(part) → (q (N, D), labels (N,)) of the live
+    model in eval mode on "labeled" or "test", computed on first use."""
+
+    true_labeled: np.ndarray | None
+    features: Callable[[str], tuple[torch.Tensor, np.ndarray]]
+
+
 class Algorithm:
     config_class: ClassVar[type]
     views: ClassVar[tuple[str, ...]] = ()  # unlabeled views needed: () or ("weak", "strong")
@@ -88,6 +101,11 @@ class Algorithm:
             setattr(self, key, value.to(device))
         return self
 
+    def diagnostics(self, probe: Probe) -> dict:
+        """Figures recorded with every evaluation (an algorithm that changes labels reports
+        {"relabel": {...}, "label_quality": {...}}); none by default."""
+        return {}
+
     def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
         """Figures for summary.json (e.g. relabel precision); true labels where known."""
         return {}
@@ -100,3 +118,12 @@ def forward_views(model: nn.Module, *views: torch.Tensor):
     logits = torch.split(out.logits, sizes)
     features = torch.split(out.features, sizes)
     return list(zip(logits, features, strict=True))
+
+
+def forward_outputs(model: nn.Module, *views: torch.Tensor) -> list:
+    """One forward pass over the concatenated views; returns the model's Output per view
+    (logits, features and, where the model gives them, clean_logits)."""
+    sizes = [len(v) for v in views]
+    out = model(torch.cat(views))
+    parts = [torch.split(t, sizes) if t is not None else [None] * len(sizes) for t in out]
+    return [type(out)(*fields) for fields in zip(*parts, strict=True)]

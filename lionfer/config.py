@@ -83,9 +83,13 @@ class ModelConfig:
     name: str = "cnn_small"  # registry name, see `lionfer list models`
     pretrained: str = ""  # local weights file (e.g. resnet18_msceleb.pth); empty = random init
     dropout: float = 0.5
+    # s in logits = Linear(Dropout(s·q)): q has unit norm, so s sets how fast the head can
+    # become confident (1 = the paper's head).
+    feature_scale: float = 1.0
 
     def __post_init__(self) -> None:
         check(0.0 <= self.dropout < 1.0, "model.dropout", "must lie in [0, 1)")
+        check(self.feature_scale > 0, "model.feature_scale", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -230,7 +234,8 @@ def from_dict(raw: dict) -> Config:
     algo = dict(raw.get("algorithm", {}))
     name = algo.pop("name", AlgorithmConfig.name)
     check(isinstance(name, str), "algorithm.name", "expected a string")
-    params = build_section(algorithm_config_class(name), algo, "algorithm.")
+    config_class = algorithm_config_class(name)
+    params = build_section(config_class, with_recipe(config_class, algo), "algorithm.")
     seed = _coerce(raw.get("seed", 0), int, "seed")
     check(seed >= 0, "seed", f"must be a non-negative integer, got {seed}")
     check_name(DATASETS, sections["data"].dataset, "data.dataset")
@@ -256,6 +261,21 @@ def check_name(registry, name: str, key: str) -> None:
         registry.entry(name)
     except KeyError as error:
         raise ConfigError(f"{key}: {error}") from error
+
+
+def with_recipe(config_class: type, values: dict) -> dict:
+    """An algorithm section with its recipe's fields filled in under the explicit ones.
+
+    A config class with recipes carries RECIPES {name: {field: value}} and DEFAULT_RECIPE."""
+    recipes = getattr(config_class, "RECIPES", None)
+    if not recipes:
+        return values
+    recipe = values.get("recipe", config_class.DEFAULT_RECIPE)
+    if recipe not in recipes:
+        raise ConfigError(
+            f"algorithm.recipe: unknown recipe {recipe!r}.{_suggest(recipe, recipes)}"
+        )
+    return {**recipes[recipe], **values, "recipe": recipe}
 
 
 def parse_value(text: str) -> Any:
@@ -303,8 +323,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
 def replace(cfg: Config, *overrides: str) -> Config:
     """A copy of cfg with `key=value` overrides applied (validated like any config)."""
     raw = cfg.to_dict()
+    old_recipe = raw["algorithm"].get("recipe")
     for assignment in overrides:
         apply_override(raw, assignment)
+    recipes = getattr(algorithm_config_class(raw["algorithm"]["name"]), "RECIPES", None)
+    new_recipe = raw["algorithm"].get("recipe")
+    if recipes and old_recipe in recipes and new_recipe != old_recipe:
+        # cfg holds resolved values: keep only those that differ from what the old recipe set.
+        config_class = type(cfg.algorithm.params)
+        old = dataclasses.asdict(config_class(**with_recipe(config_class, {"recipe": old_recipe})))
+        raw["algorithm"] = {
+            k: v for k, v in raw["algorithm"].items() if k in ("name", "recipe") or old.get(k) != v
+        }
     return resolve_paths(from_dict(raw))
 
 

@@ -1,5 +1,5 @@
-"""`make demo`: LION, FixMatch and the supervised baseline on the embedded synthetic faces,
-then a comparison table with LION's relabel figures."""
+"""`make demo`: the supervised baseline, FixMatch and LION's three recipes on the embedded
+synthetic faces, then a comparison table with the label-quality figures."""
 
 from __future__ import annotations
 
@@ -7,46 +7,40 @@ import sys
 import time
 from pathlib import Path
 
-from lionfer.config import DEFAULT_CONFIG, load_config, replace
-from lionfer.report import comparison_table
+from lionfer.config import DEFAULT_CONFIG, load_config
+from lionfer.report import comparison_table, label_quality_lines, method_name
 from lionfer.trainer import train
 
-ALGORITHMS = ("supervised", "fixmatch", "lion")
+RUNS = (
+    ("supervised", ("algorithm.name=supervised",)),
+    ("fixmatch", ("algorithm.name=fixmatch",)),
+    ("lion-paper", ("algorithm.name=lion", "algorithm.recipe=paper")),
+    ("lion-released", ("algorithm.name=lion", "algorithm.recipe=released")),
+    ("lion-robust", ("algorithm.name=lion", "algorithm.recipe=robust")),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     overrides = list(sys.argv[1:] if argv is None else argv)
     root = Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     summaries = []
-    for name in ALGORITHMS:
-        cfg = replace(load_config(DEFAULT_CONFIG, overrides), f"algorithm.name={name}")
+    for folder, choice in RUNS:
+        cfg = load_config(DEFAULT_CONFIG, [*overrides, *choice])
         print(
-            f"\n== {name}: {cfg.data.dataset}, {cfg.data.num_labels} labels, "
-            f"{cfg.train.steps} steps, {cfg.model.name} ==",
+            f"\n== {folder}: {cfg.data.dataset}, {cfg.data.num_labels} labels, "
+            f"{cfg.train.steps} steps, {cfg.model.name} at {cfg.data.image_size} px ==",
             flush=True,
         )
-        summaries.append(train(cfg, root / name, command="make demo"))
+        summaries.append(train(cfg, root / folder, command="make demo"))
     print(f"\nResults on the synthetic test set (runs in {root}):\n")
     print(comparison_table(summaries))
-    lion = summaries[-1]
-    r, clb = lion["relabel"], lion["clb"]
-    print(
-        f"\nLION relabeled {r['count']} of {lion['num_labels']} labeled faces; "
-        f"{r['wrong_given']} given labels were wrong."
-    )
-    if r.get("precision") is not None:
-        print(
-            f"  relabel precision {r['precision']:.2f} (corrections that are right), "
-            f"recall {r['recall']:.2f} (wrong labels fixed)"
-        )
-    if clb.get("correct_fraction") is not None:
-        print(
-            f"  complementary label bank: {clb['mean_size']:.2f} classes per unlabeled face, "
-            f"{100 * clb['correct_fraction']:.1f}% of entries correctly exclude the face's class"
-        )
-    print(f"  corrected labels: {root / 'lion' / 'relabels.csv'}")
-    for warning in lion.get("warnings", []):
-        print(f"warning: {warning}")
+    for (folder, _), summary in zip(RUNS, summaries, strict=True):
+        lines = label_quality_lines(summary)
+        if lines:
+            print(f"\n{method_name(summary)} ({root / folder / 'relabels.csv'}):")
+            print("\n".join(f"  {line}" for line in lines))
+        for warning in summary.get("warnings", []):
+            print(f"  warning: {warning}")
     return 0
 
 

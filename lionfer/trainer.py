@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from lionfer import report
-from lionfer.algorithms.base import AlgorithmInfo, Batch, Progress
+from lionfer.algorithms.base import AlgorithmInfo, Batch, Probe, Progress
 from lionfer.checkpoint import (
     check_state_fits,
     load_checkpoint,
@@ -46,7 +46,7 @@ from lionfer.errors import (
 )
 from lionfer.interrupts import StopSignals
 from lionfer.metrics import accuracy, confusion_matrix
-from lionfer.models import build_model, load_pretrained
+from lionfer.models import build_model, load_pretrained, resolve_pretrained
 from lionfer.registry import ALGORITHMS
 from lionfer.runfolder import LAST, MetricsLog, check_run_dir, create_run_dir
 from lionfer.tensorboard_log import TensorBoardLog
@@ -106,6 +106,18 @@ def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.nd
     return probs.argmax(axis=1), probs
 
 
+@torch.no_grad()
+def features_of(model, images, cfg: Config, device) -> tuple[torch.Tensor, np.ndarray]:
+    """(unit-norm features q (N, D) on the CPU, labels (N,)) of an ImageSet, eval mode."""
+    tf = transforms.evaluate(cfg.data.image_size, model.mean, model.std)
+    loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
+    was_training = model.training
+    model.eval()
+    features = [model(x.to(device)).features.float().cpu() for x, _, _ in loader]
+    model.train(was_training)
+    return torch.cat(features), images.labels
+
+
 @dataclass
 class Window:
     """Running means of the step logs since the last record, plus pseudo-label diagnostics."""
@@ -159,7 +171,7 @@ class Trainer:
         self.model = build_model(dataclasses.replace(cfg.model, pretrained=""), rd.num_classes)
         self.weights_message = "random init"
         if cfg.model.pretrained:
-            self.weights_message = _load_weights(self.model, cfg.model.pretrained)
+            self.weights_message = _load_weights(self.model, cfg.model)
         self.model.to(self.device)
         self.ema = ModelEMA(self.model, cfg.train.ema_decay)
         info = AlgorithmInfo(
@@ -168,6 +180,7 @@ class Trainer:
             len(rd.unlabeled),
             self.model.feature_dim,
             torch.as_tensor(rd.labeled.labels),
+            tuple(rd.data.class_names),
         )
         self.algorithm = ALGORITHMS.get(cfg.algorithm.name)(cfg.algorithm.params, info)
         self.algorithm.to(self.device)
@@ -289,8 +302,23 @@ class Trainer:
                 if k in ("mask_rate", "pseudo_label_acc")
             }
         )
+        labels = self.algorithm.diagnostics(self._probe())
+        if labels:
+            record["labels"] = labels
         self.eval_window = Window.empty()
         return record
+
+    def _probe(self) -> Probe:
+        """Features of the live model on demand, once per evaluation."""
+        rd, cache = self.run_data, {}
+
+        def features(part: str):
+            if part not in cache:
+                images = {"labeled": rd.labeled, "test": rd.test}[part]
+                cache[part] = features_of(self.model, images, self.cfg, self.device)
+            return cache[part]
+
+        return Probe(rd.labeled.true_labels, features)
 
     def _after_eval(self, record: dict) -> None:
         self.last_eval = record
@@ -494,9 +522,10 @@ def progress_line(step: int, total: int, means: dict, steps_per_s: float) -> str
     return "  ".join(parts)
 
 
-def _load_weights(model: torch.nn.Module, path: str) -> str:
+def _load_weights(model: torch.nn.Module, model_cfg) -> str:
+    """model.pretrained loaded into the model (a file, or a packaged weight set's name)."""
     try:
-        return load_pretrained(model, path)
+        return load_pretrained(model, resolve_pretrained(model_cfg.name, model_cfg.pretrained))
     except FileNotFoundError as error:
         raise MissingInputError(f"model.pretrained: {error}") from error
     except ValueError as error:

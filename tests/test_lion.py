@@ -2,17 +2,22 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lionfer.algorithms.base import AlgorithmInfo, Batch, Progress
+from lionfer.algorithms.base import AlgorithmInfo, Batch, Probe, Progress
+from lionfer.algorithms.hparams import LION_RECIPES, LionConfig, lion_config
 from lionfer.algorithms.lion import (
     Lion,
-    LionConfig,
     candidate_set,
+    class_similarity,
+    disputed_by_margin,
+    first_occurrence,
     grow_complementary,
+    initial_weights,
     negative_consistency_loss,
     negative_learning_loss,
     relabel_decision,
@@ -56,13 +61,27 @@ def make_batch(probs_lb, feats_lb, labels, idx_lb, probs_w, probs_s, feats_ulb, 
     )
 
 
-def make_lion(given, num_unlabeled=4, num_classes=3, dim=2, **overrides):
-    cfg = LionConfig(**{"disambiguation_start": 0.0, **overrides})
-    info = AlgorithmInfo(num_classes, len(given), num_unlabeled, dim, T(given))
+def make_lion(given, num_unlabeled=4, num_classes=3, dim=2, recipe="paper", names=(), **fields):
+    cfg = lion_config(recipe, **{"disambiguation_start": 0.0, **fields})
+    info = AlgorithmInfo(num_classes, len(given), num_unlabeled, dim, T(given), tuple(names))
     return Lion(cfg, info)
 
 
-# ---- Eq. 1 ----
+def quiet(**fields):
+    """No negative learning: the step's loss is the labeled part plus L_Re."""
+    return {"use_negative_learning": False, "use_negative_consistency": False, **fields}
+
+
+UNRELIABLE = ([[0.5, 0.3, 0.2]], [[0.5, 0.3, 0.2]], [[0.0, 1.0]])  # probs_w, probs_s, feats
+
+
+def labeled_batch(probs_lb, labels, idx, feats=None, unlabeled=UNRELIABLE):
+    feats = feats or [[1.0, 0.0]] * len(probs_lb)
+    probs_w, probs_s, feats_ulb = unlabeled
+    return make_batch(probs_lb, feats, labels, idx, probs_w, probs_s, feats_ulb, [0])
+
+
+# ---- Eq. 1 and the margin rule ----
 
 
 def test_eq1_clear_needs_confidence_and_agreement():
@@ -71,24 +90,64 @@ def test_eq1_clear_needs_confidence_and_agreement():
     assert clear.tolist() == [True, False, False, True]  # 0.80 ≥ τ counts as clear
 
 
+def test_margin_rule_disputes_only_a_clear_preference_for_another_class():
+    probs = T([[0.70, 0.20, 0.10], [0.40, 0.35, 0.25], [0.10, 0.80, 0.10]])
+    # gaps max p − p_label: 0.5, 0.05, 0.0
+    assert disputed_by_margin(probs, T([1, 1, 1]), 0.3).tolist() == [True, False, False]
+    assert disputed_by_margin(probs, T([1, 1, 1]), 0.5).tolist() == [False, False, False]
+
+
 # ---- Eq. 3 ----
+
+
+def sequential_prototypes(prototypes, ready, features, classes, selected, phi):
+    """The per-sample loop of Eq. 3, the reference for the vectorised version."""
+    prototypes, ready = prototypes.clone(), ready.clone()
+    for q, c, s in zip(features, classes.tolist(), selected.tolist(), strict=True):
+        if not s:
+            continue
+        if ready[c]:
+            prototypes[c] = F.normalize(phi * prototypes[c] + (1 - phi) * q, dim=0)
+        else:
+            prototypes[c], ready[c] = q, True
+    return prototypes, ready
 
 
 def test_eq3_first_update_sets_then_normalised_ema_in_batch_order():
     prototypes, ready = torch.zeros(3, 2), torch.zeros(3, dtype=torch.bool)
-    update_prototypes(
-        prototypes, ready, T([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]), T([0, 0, 2]), phi=0.5
+    features = T([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.0, 1.0]])
+    selected = T([True, True, True, False])
+    prototypes, ready = update_prototypes(
+        prototypes, ready, features, T([0, 0, 2, 1]), selected, phi=0.5
     )
     s = 1 / math.sqrt(2)
     assert torch.allclose(prototypes[0], T([s, s]))  # normalise(0.5·[1,0] + 0.5·[0,1])
     assert torch.allclose(prototypes[2], T([0.6, 0.8]))
     assert prototypes[1].abs().sum() == 0 and ready.tolist() == [True, False, True]
-    update_prototypes(prototypes, ready, T([[1.0, 0.0]]), T([0]), phi=0.99)
+    prototypes, ready = update_prototypes(
+        prototypes, ready, T([[1.0, 0.0]]), T([0]), T([True]), phi=0.99
+    )
     expected = F.normalize(0.99 * T([s, s]) + 0.01 * T([1.0, 0.0]), dim=0)
     assert torch.allclose(prototypes[0], expected)
 
 
-# ---- Eq. 4 ----
+def test_eq3_vectorised_equals_the_per_sample_loop():
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(5):
+        c, d, b = 4, 6, 24
+        prototypes = F.normalize(torch.randn(c, d, generator=generator), dim=1)
+        ready = torch.rand(c, generator=generator) < 0.5
+        features = F.normalize(torch.randn(b, d, generator=generator), dim=1)
+        classes = torch.randint(0, c, (b,), generator=generator)
+        selected = torch.rand(b, generator=generator) < 0.7
+        phi = (0.5, 0.9, 0.99, 0.3, 0.7)[trial]
+        got = update_prototypes(prototypes, ready, features, classes, selected, phi)
+        want = sequential_prototypes(prototypes, ready, features, classes, selected, phi)
+        assert torch.equal(got[1], want[1])
+        assert torch.allclose(got[0], want[0], atol=1e-6)
+
+
+# ---- Eq. 4 and the initial weights ----
 
 
 def test_eq4_candidates_argmax_plus_classes_above_mu():
@@ -101,6 +160,20 @@ def test_eq4_candidates_argmax_plus_classes_above_mu():
     assert candidate_set(T([[0.4, 0.35, 0.25]]), mu=0.9).tolist() == [[True, False, False]]
 
 
+def test_candidates_with_the_given_label():
+    probs = T([[0.50, 0.35, 0.15]])
+    assert candidate_set(probs, 0.3, T([2])).tolist() == [[True, True, True]]
+    assert candidate_set(probs, 2.0, T([2])).tolist() == [[True, False, True]]  # {argmax, given}
+
+
+def test_initial_weights_rules():
+    probs, candidates = T([[0.6, 0.3, 0.1]]), T([[True, False, True]])
+    assert torch.allclose(initial_weights(probs, candidates, "probs"), T([[0.6, 0.0, 0.1]]))
+    normalised = initial_weights(probs, candidates, "normalised")
+    assert torch.allclose(normalised, T([[0.6 / 0.7, 0.0, 0.1 / 0.7]]))
+    assert torch.allclose(initial_weights(probs, candidates, "uniform"), T([[0.5, 0.0, 0.5]]))
+
+
 # ---- Eq. 5 ----
 
 
@@ -109,9 +182,25 @@ def test_eq5_weights_move_toward_cosine_and_missing_prototype_gives_zero():
     candidates = T([[True, True, False]])
     prototypes = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     ready = T([True, False, True])
-    out = update_weights(weights, candidates, T([[2.0, 0.0]]), prototypes, ready, phi=0.9)
+    similarity = class_similarity(T([[2.0, 0.0]]), prototypes, ready, candidates, "cosine", 0.1)
+    assert torch.allclose(similarity, T([[1.0, 0.0, -1.0]]))
+    out = update_weights(weights, candidates, similarity, phi=0.9)
     # class 0: 0.9·0.5 + 0.1·cos=1; class 1: no prototype → 0.9·0.35; class 2 not a candidate
     assert torch.allclose(out, T([[0.55, 0.315, 0.0]]))
+
+
+def test_softmax_similarity_over_candidates_at_temperature():
+    prototypes = T([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    ready = T([True, True, True])
+    q = T([[0.6, 0.8]])
+    candidates = T([[True, True, False]])
+    # cos = 0.6 and 0.8; softmax([6, 8]) over the two candidates
+    out = class_similarity(q, prototypes, ready, candidates, "softmax", 0.1)
+    e = math.exp(2.0)
+    assert torch.allclose(out, T([[1 / (1 + e), e / (1 + e), 0.0]]), atol=1e-6)
+    everything = class_similarity(q, prototypes, ready, None, "softmax", 1.0)
+    logits = T([0.6, 0.8, 1.0])
+    assert torch.allclose(everything[0], logits.softmax(dim=0), atol=1e-6)
 
 
 # ---- Eq. 6 ----
@@ -171,6 +260,8 @@ def test_eq10_negative_learning_loss():
     probs = T([[0.1, 0.6, 0.3], [0.2, 0.5, 0.3]])
     expected = (-(0.9 + 0.7) + -(0.5)) / 2
     assert negative_learning_loss(bank, probs).item() == pytest.approx(expected)
+    only_first = negative_learning_loss(bank, probs, T([True, False]))
+    assert only_first.item() == pytest.approx(-(0.9 + 0.7))
 
 
 def test_eq11_negative_consistency_loss():
@@ -178,6 +269,11 @@ def test_eq11_negative_consistency_loss():
     probs = T([[0.1, 0.6, 0.3]])
     expected = -(math.log(0.9) + math.log(0.7))
     assert negative_consistency_loss(bank, probs).item() == pytest.approx(expected, rel=1e-6)
+    assert negative_consistency_loss(bank, probs, T([False])).item() == 0.0
+
+
+def test_first_occurrence_points_every_row_at_its_index_first_row():
+    assert first_occurrence(T([3, 1, 3, 0, 1]), 5).tolist() == [0, 1, 0, 3, 1]
 
 
 # ---- Eq. 12 and the step ----
@@ -212,6 +308,38 @@ def test_step_total_loss_matches_eq12_by_hand():
     out.loss.backward()  # a graph exists
 
 
+def test_step_updates_prototypes_from_clear_labeled_then_reliable_unlabeled():
+    lion = make_lion([0, 1], ema_momentum=0.5, **quiet())
+    probs_lb = [[0.90, 0.05, 0.05], [0.50, 0.30, 0.20]]  # clear (class 0), ambiguous
+    probs_w = [[0.90, 0.06, 0.04], [0.40, 0.58, 0.02]]  # reliable → class 0, unreliable
+    batch = make_batch(
+        probs_lb,
+        [[1.0, 0.0], [0.0, 1.0]],
+        [0, 1],
+        [0, 1],
+        probs_w,
+        probs_w,
+        [[0.0, 1.0], [1.0, 0.0]],
+        [0, 1],
+    )
+    lion.step(Passthrough(3), batch, Progress(5, 10))
+    s = 1 / math.sqrt(2)
+    # class 0: set to [1, 0] by the clear labeled row, then normalise(0.5·[1,0] + 0.5·[0,1])
+    assert torch.allclose(lion.prototypes[0], T([s, s]))
+    assert lion.prototype_ready.tolist() == [True, False, False]
+
+
+def test_negative_learning_gradients_reach_the_model():
+    for switch in ("use_negative_learning", "use_negative_consistency"):
+        fields = quiet(**{switch: True}, lambda_reliable=0.0, use_disambiguation=False)
+        lion = make_lion([0], **fields)
+        lion.bank[0] = T([True, False, True])
+        batch = labeled_batch([[1 / 3, 1 / 3, 1 / 3]], [0], [0])  # uniform: L_S has no gradient
+        model = Passthrough(3)
+        lion.step(model, batch, Progress(5, 10)).loss.backward()
+        assert abs(model.scale.grad.item()) > 1e-4, switch
+
+
 def test_all_switches_off_is_supervised_plus_fixmatch_gamma():
     lion = make_lion(
         [0, 1],
@@ -232,33 +360,23 @@ def test_all_switches_off_is_supervised_plus_fixmatch_gamma():
 
 
 def test_warmup_trains_every_labeled_sample_and_leaves_labels_alone():
-    lion = make_lion(
-        [0, 1],
-        disambiguation_start=0.5,
-        use_negative_learning=False,
-        use_negative_consistency=False,
-    )
+    lion = make_lion([0, 1], disambiguation_start=0.5, **quiet(lambda_reliable=0.0))
     probs_lb = [[0.90, 0.05, 0.05], [0.95, 0.03, 0.02]]  # sample 1 disagrees with confidence
     probs_w, probs_s, feats = unlabeled_batch()
     batch = make_batch(probs_lb, feats, [0, 1], [0, 1], probs_w, probs_s, feats, [0, 1])
-    lion.step(Passthrough(3), batch, Progress(4, 10))  # 40% < 50%: warm-up
+    out = lion.step(Passthrough(3), batch, Progress(4, 10))  # 40% < 50%: warm-up
+    assert out.loss.item() == pytest.approx(-(math.log(0.90) + math.log(0.03)) / 2, rel=1e-6)
     assert lion.label.tolist() == [0, 1] and not lion.ambiguous.any()
+    assert lion.start_step.item() == -1
     lion.step(Passthrough(3), batch, Progress(5, 10))  # disambiguation from here on
     assert lion.label.tolist() == [0, 0]  # w = 0.99·p + 0.01·cos ≥ τ: relabeled to class 0
-    assert lion.relabel_step.tolist() == [-1, 5]
+    assert lion.relabel_step.tolist() == [-1, 5] and lion.start_step.item() == 5
     assert not lion.ambiguous.any()  # relabeled samples become clear
 
 
-def one_ambiguous_sample_lion(**overrides):
+def one_ambiguous_sample_lion(recipe="paper", **fields):
     """One labeled sample (label 1), fixed prototypes S = [1,0], [0,1], [-1,0], φ = 0.5."""
-    lion = make_lion(
-        [1],
-        num_unlabeled=1,
-        ema_momentum=0.5,
-        use_negative_learning=False,
-        use_negative_consistency=False,
-        **overrides,
-    )
+    lion = make_lion([1], num_unlabeled=1, recipe=recipe, **quiet(ema_momentum=0.5, **fields))
     lion.prototypes[:] = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     lion.prototype_ready[:] = True
     return lion
@@ -266,24 +384,45 @@ def one_ambiguous_sample_lion(**overrides):
 
 def test_ambiguous_sample_keeps_candidates_across_visits_and_relabels_via_prototypes():
     lion = one_ambiguous_sample_lion()
-    probs_w, probs_s = [[0.5, 0.3, 0.2]], [[0.5, 0.3, 0.2]]  # unreliable, no bank use
-    first = make_batch(
-        [[0.45, 0.40, 0.15]], [[1.0, 0.0]], [1], [0], probs_w, probs_s, [[0.0, 1.0]], [0]
-    )
-    lion.step(Passthrough(3), first, Progress(0, 10))
+    lion.step(Passthrough(3), labeled_batch([[0.45, 0.40, 0.15]], [1], [0]), Progress(0, 10))
     # candidates {0, 1}; w = 0.5·[0.45, 0.40] + 0.5·[cos 1, cos 0] = [0.725, 0.2]
     assert lion.ambiguous.tolist() == [True]
     assert lion.candidates[0].tolist() == [True, True, False]
     assert torch.allclose(lion.weights[0], T([0.725, 0.2, 0.0]))
     # second visit with different probabilities: candidates are not re-initialised
-    second = make_batch(
-        [[0.2, 0.3, 0.5]], [[1.0, 0.0]], [1], [0], probs_w, probs_s, [[0.0, 1.0]], [0]
-    )
-    lion.step(Passthrough(3), second, Progress(1, 10))
+    lion.step(Passthrough(3), labeled_batch([[0.2, 0.3, 0.5]], [1], [0]), Progress(1, 10))
     # w0 = 0.5·0.725 + 0.5·1 = 0.8625 ≥ τ → relabeled to class 0 at step 1
     assert lion.label.tolist() == [0] and lion.relabel_step.tolist() == [1]
-    assert lion.relabel_weight[0].item() == pytest.approx(0.8625)
+    assert torch.allclose(lion.relabel_weights[0], T([0.8625, 0.1, 0.0]))
     assert not lion.ambiguous.any() and not lion.candidates.any()
+
+
+def test_relabel_fires_when_the_weight_equals_tau():
+    thresholds = {"clear_threshold": 0.75, "resolve_threshold": 0.75, "relabel_threshold": 0.75}
+    lion = one_ambiguous_sample_lion(candidate_threshold=0.25, **thresholds)
+    # w0 = 0.5·0.5 + 0.5·cos 1 = 0.75 exactly
+    lion.step(Passthrough(3), labeled_batch([[0.5, 0.25, 0.25]], [1], [0]), Progress(0, 10))
+    assert lion.label.tolist() == [0]
+
+
+def test_relabeled_sample_stays_clear_and_trains_on_its_new_label():
+    lion = one_ambiguous_sample_lion()
+    lion.step(Passthrough(3), labeled_batch([[0.45, 0.40, 0.15]], [1], [0]), Progress(0, 10))
+    lion.step(Passthrough(3), labeled_batch([[0.2, 0.3, 0.5]], [1], [0]), Progress(1, 10))
+    assert lion.label.tolist() == [0]
+    # next visit: unsure (Eq. 1 would call it ambiguous) but it trains with L_S on class 0
+    batch = labeled_batch([[0.4, 0.35, 0.25]], [1], [0])
+    out = lion.step(Passthrough(3), batch, Progress(2, 10))
+    assert out.loss.item() == pytest.approx(-math.log(0.4), rel=1e-6)
+    assert not lion.ambiguous.any() and lion.label.tolist() == [0]
+
+
+def test_repeated_index_in_a_batch_writes_one_value():
+    lion = one_ambiguous_sample_lion()
+    batch = labeled_batch([[0.45, 0.40, 0.15], [0.2, 0.3, 0.5]], [1, 1], [0, 0])
+    lion.step(Passthrough(3), batch, Progress(0, 10))
+    # the first row's visit decides the state: candidates {0, 1}, w = [0.725, 0.2]
+    assert torch.allclose(lion.weights[0], T([0.725, 0.2, 0.0]))
 
 
 def test_state_dict_round_trip():
@@ -299,13 +438,10 @@ def test_state_dict_round_trip():
 
 
 def test_optional_candidate_loss_trains_ambiguous_samples_toward_their_weights():
-    probs_w, probs_s = [[0.5, 0.3, 0.2]], [[0.5, 0.3, 0.2]]
-    batch = make_batch(
-        [[0.45, 0.40, 0.15]], [[1.0, 0.0]], [1], [0], probs_w, probs_s, [[0.0, 1.0]], [0]
-    )
+    batch = labeled_batch([[0.45, 0.40, 0.15]], [1], [0])
     losses = {}
     for mode in ("none", "candidates"):
-        lion = one_ambiguous_sample_lion(ambiguous_loss=mode)
+        lion = one_ambiguous_sample_lion(ambiguous_loss=mode, lambda_reliable=0.0)
         losses[mode] = lion.step(Passthrough(3), batch, Progress(0, 10)).loss.item()
     assert losses["none"] == 0.0  # the paper: no loss for an ambiguous sample
     target = T([0.725, 0.2]) / 0.925  # its candidate weights after Eq. 5, normalised
@@ -314,18 +450,215 @@ def test_optional_candidate_loss_trains_ambiguous_samples_toward_their_weights()
 
 
 def test_warns_when_disambiguation_starts_with_few_clear_images():
-    lion = make_lion(
-        [0, 1],
-        disambiguation_start=0.5,
-        use_negative_learning=False,
-        use_negative_consistency=False,
-    )
+    lion = make_lion([0, 1], disambiguation_start=0.5, **quiet())
     probs_w, probs_s, feats = unlabeled_batch()
     unsure = make_batch(
         [[0.5, 0.3, 0.2], [0.3, 0.5, 0.2]], feats, [0, 1], [0, 1], probs_w, probs_s, feats, [0, 1]
     )
     lion.step(Passthrough(3), unsure, Progress(0, 10))
+    lion.step(Passthrough(3), unsure, Progress(5, 10))
+    probe = Probe(None, lambda part: (torch.zeros(2, 2), np.zeros(2, dtype=np.int64)))
     with pytest.warns(UserWarning, match="only 0% of labeled"):
-        lion.step(Passthrough(3), unsure, Progress(5, 10))
+        lion.diagnostics(probe)
     summary = lion.summary()
     assert summary["clear_rate_at_disambiguation"] == 0.0 and "warnings" in summary
+
+
+# ---- recipes: each rule ----
+
+
+def test_a_recipe_sets_exactly_the_fields_it_names():
+    paper = LionConfig()
+    for name, fields in LION_RECIPES.items():
+        cfg = lion_config(name)
+        differing = {
+            f for f in paper.__dataclass_fields__ if getattr(cfg, f) != getattr(paper, f)
+        } - {"recipe"}
+        assert differing == {f for f, v in fields.items() if getattr(paper, f) != v}, name
+    assert lion_config("released", relabel_threshold=0.999).relabel_threshold == 0.999
+
+
+def test_margin_rule_keeps_an_unsure_but_agreeing_sample_in_ls():
+    batch = labeled_batch([[0.3, 0.45, 0.25]], [1], [0])  # argmax = label, p < τ
+    paper = one_ambiguous_sample_lion(lambda_reliable=0.0)
+    assert paper.step(Passthrough(3), batch, Progress(0, 10)).loss.item() == 0.0
+    margin = one_ambiguous_sample_lion(lambda_reliable=0.0, ambiguity_rule="margin")
+    loss = margin.step(Passthrough(3), batch, Progress(0, 10)).loss.item()
+    assert loss == pytest.approx(-math.log(0.45), rel=1e-6) and not margin.ambiguous.any()
+
+
+def test_persistent_ambiguity_keeps_weights_when_the_sample_looks_clear_again():
+    unsure, sure = [[0.45, 0.40, 0.15]], [[0.05, 0.9, 0.05]]
+    thresholds = {"resolve_threshold": 0.9, "relabel_threshold": 0.9}
+    paper = one_ambiguous_sample_lion(**thresholds)
+    paper.step(Passthrough(3), labeled_batch(unsure, [1], [0]), Progress(0, 10))
+    paper.step(Passthrough(3), labeled_batch(sure, [1], [0]), Progress(1, 10))
+    assert paper.ambiguous.tolist() == [False] and not paper.weights.any()  # Eq. 1 re-decided
+    lion = one_ambiguous_sample_lion(ambiguity_persists=True, **thresholds)
+    lion.step(Passthrough(3), labeled_batch(unsure, [1], [0]), Progress(0, 10))
+    lion.step(Passthrough(3), labeled_batch(sure, [1], [0]), Progress(1, 10))
+    assert lion.ambiguous.tolist() == [True]
+    # [0.725, 0.2] kept, then one more Eq. 5 step toward the cosines [1, 0]
+    assert torch.allclose(lion.weights[0], T([0.8625, 0.1, 0.0]))
+
+
+def test_uniform_initial_weights_let_prototypes_decide():
+    lion = one_ambiguous_sample_lion(weight_init="uniform")
+    lion.step(Passthrough(3), labeled_batch([[0.45, 0.40, 0.15]], [1], [0]), Progress(0, 10))
+    # candidates {0, 1} start at 0.5 each: w = 0.5·0.5 + 0.5·[1, 0] = [0.75, 0.25]
+    assert torch.allclose(lion.weights[0], T([0.75, 0.25, 0.0]))
+
+
+def test_threshold_given_candidates_always_hold_the_label():
+    lion = one_ambiguous_sample_lion(candidate_rule="threshold_given")
+    lion.step(Passthrough(3), labeled_batch([[0.45, 0.10, 0.45]], [1], [0]), Progress(0, 10))
+    assert lion.candidates[0].tolist() == [True, True, True]
+    paper = one_ambiguous_sample_lion()
+    paper.step(Passthrough(3), labeled_batch([[0.45, 0.10, 0.45]], [1], [0]), Progress(0, 10))
+    assert paper.candidates[0].tolist() == [True, False, True]
+
+
+def test_prediction_given_candidates_ignore_mu():
+    lion = one_ambiguous_sample_lion(candidate_rule="prediction_given")
+    lion.step(Passthrough(3), labeled_batch([[0.40, 0.25, 0.35]], [1], [0]), Progress(0, 10))
+    assert lion.candidates[0].tolist() == [True, True, False]
+
+
+def test_agreement_blocks_a_relabel_the_classifier_does_not_share():
+    batch1 = labeled_batch([[0.45, 0.40, 0.15]], [1], [0])
+    batch2 = labeled_batch([[0.2, 0.3, 0.5]], [1], [0])  # classifier now prefers class 2
+    lion = one_ambiguous_sample_lion(relabel_needs_agreement=True)
+    lion.step(Passthrough(3), batch1, Progress(0, 10))
+    lion.step(Passthrough(3), batch2, Progress(1, 10))  # w0 = 0.8625 but argmax p = 2
+    assert lion.label.tolist() == [1] and lion.ambiguous.tolist() == [True]
+    agreeing = labeled_batch([[0.6, 0.3, 0.1]], [1], [0])
+    lion.step(Passthrough(3), agreeing, Progress(2, 10))
+    assert lion.label.tolist() == [0]
+
+
+def test_two_thresholds_resolve_without_relabel_below_the_second():
+    lion = one_ambiguous_sample_lion(resolve_threshold=0.8, relabel_threshold=0.9)
+    lion.step(Passthrough(3), labeled_batch([[0.45, 0.40, 0.15]], [1], [0]), Progress(0, 10))
+    lion.step(Passthrough(3), labeled_batch([[0.2, 0.3, 0.5]], [1], [0]), Progress(1, 10))
+    # w0 = 0.8625: ≥ 0.8 ends the ambiguity, < 0.9 keeps the given label
+    assert lion.label.tolist() == [1] and not lion.ambiguous.any()
+
+
+def test_protected_classes_are_never_relabeled_to_or_from():
+    names = ("surprise", "fear", "neutral")
+    for given, relabeled in ((1, True), (2, False)):
+        lion = make_lion(
+            [given],
+            num_unlabeled=1,
+            names=names,
+            protected_classes=("Neutral",),
+            **quiet(ema_momentum=0.5),
+        )
+        lion.prototypes[:] = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+        lion.prototype_ready[:] = True
+        for step, probs in enumerate(([[0.45, 0.15, 0.40]], [[0.6, 0.2, 0.2]])):
+            lion.step(Passthrough(3), labeled_batch(probs, [given], [0]), Progress(step, 10))
+        assert (lion.label.tolist() == [0]) is relabeled
+
+
+def test_released_gamma_grows_per_epoch_and_negative_weights_decay():
+    lion = make_lion([0], recipe="released", epoch_steps=2, use_disambiguation=False)
+    probs_w = [[0.82, 0.1, 0.08]]  # reliable at γ(epoch 1) = 0.81, not at γ(epoch 3) = 0.83
+    batch = make_batch(
+        [[0.9, 0.05, 0.05]], [[1.0, 0.0]], [0], [0], probs_w, probs_w, [[1.0, 0.0]], [0]
+    )
+    assert lion.step(Passthrough(3), batch, Progress(0, 10)).mask.tolist() == [True]
+    assert lion.step(Passthrough(3), batch, Progress(4, 10)).mask.tolist() == [False]
+    lion.bank[0] = T([False, True, True])
+    out = lion.step(Passthrough(3), batch, Progress(4, 10))  # epoch 3: a = 0.24 − 0.045
+    l_s = 1.6 * -math.log(0.9)
+    l_nl = -(0.9 + 0.92)
+    l_nc = -(math.log(0.9) + math.log(0.92))
+    a = 0.24 - 0.015 * 3
+    expected = l_s + a * l_nl + a / 6.5 * l_nc
+    assert out.loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_fitted_start_waits_for_the_labeled_set_to_be_fitted():
+    lion = make_lion([0, 1], start_rule="fitted", fit_threshold=0.9, **quiet())
+    probs_w, probs_s, feats = unlabeled_batch()
+    wrong = make_batch(
+        [[0.2, 0.7, 0.1], [0.7, 0.2, 0.1]], feats, [0, 1], [0, 1], probs_w, probs_s, feats, [0, 1]
+    )
+    fitted = make_batch(
+        [[0.85, 0.1, 0.05], [0.1, 0.85, 0.05]],
+        feats,
+        [0, 1],
+        [0, 1],
+        probs_w,
+        probs_s,
+        feats,
+        [0, 1],
+    )
+    for step in range(3):
+        lion.step(Passthrough(3), wrong, Progress(step, 100))
+    assert not lion.started
+    steps = 3
+    while not lion.started:
+        lion.step(Passthrough(3), fitted, Progress(steps, 100))
+        steps += 1
+        assert steps < 100
+    # bias-corrected running agreement: 3 steps at 0, then 1s, crosses 0.9 at a known step
+    rates = [0.0] * 3
+    expected = None
+    for n in range(4, 100):
+        rates.append(1.0)
+        ema = 0.0
+        for r in rates:
+            ema = 0.95 * ema + 0.05 * r
+        if ema / (1 - 0.95**n) >= 0.9:
+            expected = n - 1
+            break
+    assert lion.start_step.item() == expected
+
+
+# ---- label-quality figures ----
+
+
+def test_diagnostics_on_a_fabricated_case_with_known_truth():
+    lion = make_lion([0, 1, 2, 0], num_classes=3, dim=2)
+    lion.label[:] = T([0, 2, 2, 1])  # sample 1 corrected (truth 2), sample 3 broken (truth 0)
+    lion.relabel_step[:] = T([-1, 7, -1, 9])
+    lion.ambiguous[:] = T([False, False, True, False])
+    lion.candidates[2] = T([True, False, True])  # holds the given 2 and the truth 2
+    lion.prototypes[:] = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    lion.prototype_ready[:] = True
+    truth = np.array([0, 2, 2, 0])
+    labeled_q = T([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    test_q = T([[1.0, 0.1], [0.1, 1.0], [-1.0, 0.2], [-1.0, 0.0]])
+    parts = {"labeled": (labeled_q, truth), "test": (test_q, np.array([0, 1, 2, 0]))}
+    figures = lion.diagnostics(Probe(truth, parts.get))
+    relabel, quality = figures["relabel"], figures["label_quality"]
+    assert relabel["count"] == 2 and relabel["precision"] == 0.5 and relabel["recall"] == 1.0
+    assert relabel["given_accuracy"] == 0.75 and relabel["current_accuracy"] == 0.75
+    assert quality["ambiguous_fraction"] == 0.25
+    assert quality["candidates_hold_given"] == 1.0 and quality["candidates_hold_true"] == 1.0
+    # cosine to the own (true) class: 1, 1, 0, 1; to the other two classes, averaged
+    assert quality["similarity_own"] == pytest.approx(0.75)
+    others = [(0 - 1) / 2, (-1 + 0) / 2, (0 + 1) / 2, (0 - 1) / 2]
+    assert quality["similarity_other"] == pytest.approx(np.mean(others))
+    assert quality["prototype_acc"] == 0.75  # the last test row is nearest to class 2
+
+
+def test_mean_weights_wait_for_min_visits():
+    lion = one_ambiguous_sample_lion(weight_update="mean", min_visits=2)
+    batch = labeled_batch([[0.45, 0.40, 0.15]], [1], [0])  # q = [1, 0]: cosines [1, 0, −1]
+    lion.step(Passthrough(3), batch, Progress(0, 10))
+    # the mean of one visit's similarities: w = [1, 0]; one visit < min_visits: no decision
+    assert torch.allclose(lion.weights[0], T([1.0, 0.0, 0.0]))
+    assert lion.label.tolist() == [1] and lion.visits.tolist() == [1]
+    other_q = labeled_batch([[0.45, 0.40, 0.15]], [1], [0], feats=[[0.0, 1.0]])
+    lion.step(Passthrough(3), other_q, Progress(1, 10))
+    # second visit, cosines [0, 1]: mean w = [0.5, 0.5] < τ, still ambiguous
+    assert torch.allclose(lion.weights[0], T([0.5, 0.5, 0.0])) and lion.visits.tolist() == [2]
+    lion.step(Passthrough(3), batch, Progress(2, 10))
+    lion.step(Passthrough(3), batch, Progress(3, 10))
+    # visits 3, 4: mean of [1, 0, 1, 1] = 0.75 < 0.8; a fifth visit gives 0.8 → relabel
+    assert lion.label.tolist() == [1]
+    lion.step(Passthrough(3), batch, Progress(4, 10))
+    assert lion.label.tolist() == [0] and lion.visits.tolist() == [0]

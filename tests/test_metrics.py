@@ -90,12 +90,25 @@ def test_relabel_metrics_hand_computed():
         "precision": 0.5,
         "recall": 1.0,
         "wrong_given": 2,
+        "given_accuracy": 4 / 6,  # items 0, 2, 4, 5 were given right
+        "current_accuracy": 4 / 6,  # items 0, 1, 3, 5 are right now
+        "accuracy_gain": 0.0,
     }
+
+
+def test_relabel_metrics_skip_unknown_truth_for_accuracy_but_count_every_change():
+    out = relabel_metrics([0, 1, 2, 2], [1, 1, 0, 2], [1, -1, -1, 2])
+    assert out["count"] == 2  # items 0 and 2 changed; item 2's truth is unknown
+    assert out["precision"] == 1.0 and out["recall"] == 1.0 and out["wrong_given"] == 1
+    assert out["given_accuracy"] == 0.5 and out["current_accuracy"] == 1.0
+    assert out["accuracy_gain"] == 0.5
 
 
 def test_relabel_metrics_without_truth_or_changes():
     assert relabel_metrics([0, 1, 2], [0, 2, 2]) == {"count": 1}
     unchanged = relabel_metrics([0, 1], [0, 1], [1, 1])
-    assert unchanged == {"count": 0, "precision": None, "recall": 0.0, "wrong_given": 1}
+    assert unchanged["precision"] is None and unchanged["recall"] == 0.0
+    assert unchanged["wrong_given"] == 1 and unchanged["accuracy_gain"] == 0.0
     clean = relabel_metrics([0, 1], [1, 1], [0, 1])
-    assert clean == {"count": 1, "precision": 0.0, "recall": None, "wrong_given": 0}
+    assert clean["count"] == 1 and clean["precision"] == 0.0 and clean["recall"] is None
+    assert clean["given_accuracy"] == 1.0 and clean["current_accuracy"] == 0.5

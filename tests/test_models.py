@@ -10,7 +10,7 @@ from lionfer.models import MODELS, Output, build_model, load_pretrained
 
 
 def model_cfg(name: str, pretrained: str = "", dropout: float = 0.5) -> SimpleNamespace:
-    return SimpleNamespace(name=name, pretrained=pretrained, dropout=dropout)
+    return SimpleNamespace(name=name, pretrained=pretrained, dropout=dropout, feature_scale=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +159,32 @@ def test_lionfer_model_state_round_trips(tmp_path):
     assert "dropped" not in load_pretrained(target, path)
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_mobilenet_v2_loads_the_packaged_imagenet_weights():
+    from lionfer.models import resolve_pretrained
+
+    path = resolve_pretrained("mobilenet_v2", "imagenet")
+    model = build_model(model_cfg("mobilenet_v2"), 7)
+    message = load_pretrained(model, path)
+    assert "dropped classifier.1.bias, classifier.1.weight" in message
+    reference = torch.load(path, weights_only=True)["features.0.0.weight"]
+    assert torch.equal(model.backbone.features[0][0].weight, reference)
+    out = model.eval()(torch.randn(2, 3, 32, 32))
+    assert out.features.shape == (2, 1280)
+    with pytest.raises(ValueError, match="no offline ImageNet weights for resnet18"):
+        resolve_pretrained("resnet18", "imagenet")
+    assert resolve_pretrained("resnet18", "my.pth") == "my.pth"
+
+
+def test_clean_logits_skip_dropout_and_feature_scale_multiplies_the_head_input():
+    torch.manual_seed(0)
+    cfg = SimpleNamespace(name="cnn_small", pretrained="", dropout=0.5, feature_scale=4.0)
+    model = build_model(cfg, 3).train()
+    out = model(torch.randn(4, 3, 16, 16))
+    expected = model.head(4.0 * out.features)
+    torch.testing.assert_close(out.clean_logits, expected)
+    assert not torch.allclose(out.logits, out.clean_logits)  # dropout acts on the logits only
+    model.eval()
+    out = model(torch.randn(4, 3, 16, 16))
+    assert torch.equal(out.clean_logits, out.logits)

@@ -130,7 +130,9 @@ def test_pretrained_weights_are_loaded_and_reported(tiny_cfg, tmp_path):
 
     from lionfer.models import build_model
 
-    source = build_model(SimpleNamespace(name="cnn_small", pretrained="", dropout=0.5), 7)
+    source = build_model(
+        SimpleNamespace(name="cnn_small", pretrained="", dropout=0.5, feature_scale=1.0), 7
+    )
     torch.save(source.state_dict(), tmp_path / "weights.pt")
     cfg = tiny_cfg(
         "algorithm.name=supervised",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +27,7 @@ class AlgorithmInfo:
     num_unlabeled: int
     feature_dim: int
     given_labels: torch.Tensor  # (num_labeled,) the labels the labeled set came with
+    class_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,16 @@ class StepOutput:
 LabeledProbs = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 
 
+@dataclass
+class Probe:
+    """What an algorithm's diagnostics may look at during an evaluation: the labeled set's true
+    labels where known (-1 where not), and features(part) → (q (N, D), labels (N,)) of the live
+    model in eval mode on "labeled" or "test", computed on first use."""
+
+    true_labeled: np.ndarray | None
+    features: Callable[[str], tuple[torch.Tensor, np.ndarray]]
+
+
 class Algorithm:
     config_class: ClassVar[type]
     # Transform names (lionfer.data.transforms) applied to each unlabeled image, in order; () for
@@ -169,6 +181,11 @@ class Algorithm:
             modules.to(device)
         return self
 
+    def diagnostics(self, probe: Probe) -> dict:
+        """Figures recorded with every evaluation (an algorithm that changes labels reports
+        {"relabel": {...}, "label_quality": {...}}); none by default."""
+        return {}
+
     def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
         """Figures for summary.json (e.g. relabel precision); true labels where known."""
         return {}
@@ -188,3 +205,12 @@ def step_generator() -> torch.Generator:
     choices (mixup λ and partners, rotations): they repeat with the seed, resume exactly (the
     Trainer restores the global RNG) and do not depend on the device."""
     return torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+
+
+def forward_outputs(model: nn.Module, *views: torch.Tensor) -> list:
+    """One forward pass over the concatenated views; returns the model's Output per view
+    (logits, features and, where the model gives them, clean_logits)."""
+    sizes = [len(v) for v in views]
+    out = model(torch.cat(views))
+    parts = [torch.split(t, sizes) if t is not None else [None] * len(sizes) for t in out]
+    return [type(out)(*fields) for fields in zip(*parts, strict=True)]

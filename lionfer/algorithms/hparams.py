@@ -6,6 +6,7 @@ the methods themselves live one per file beside this one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from lionfer.errors import check
 
@@ -24,25 +25,83 @@ class FixMatchConfig:
         check(0.0 <= self.threshold <= 1.0, "algorithm.threshold", "must lie in [0, 1]")
 
 
+LION_RULE_CHOICES = {
+    "start_rule": ("fraction", "fitted"),
+    "ambiguity_rule": ("confidence", "margin"),
+    "candidate_rule": ("threshold", "prediction_given", "threshold_given"),
+    "weight_init": ("probs", "normalised", "uniform"),
+    "similarity": ("cosine", "softmax"),
+    "weight_update": ("ema", "mean"),
+    "ambiguous_loss": ("none", "candidates"),
+}
+
+
 @dataclass(frozen=True)
 class LionConfig:
-    clear_threshold: float = 0.80  # τ, Eq. 1 and Eq. 6
+    """LION's hyperparameters and rules. The field defaults are the paper's equations (the
+    `paper` recipe); `recipe` names a set of rules (LION_RECIPES) applied when a config is loaded,
+    under any field set explicitly."""
+
+    RECIPES: ClassVar[dict[str, dict]]  # LION_RECIPES, set below
+    DEFAULT_RECIPE: ClassVar[str] = "robust"
+
+    recipe: str = "paper"  # paper | released | robust (see LION_RECIPES)
+    clear_threshold: float = 0.80  # τ, Eq. 1
     reliable_threshold: float = 0.83  # γ, Eq. 7
+    reliable_threshold_step: float = 0.0  # γ grows by this every epoch_steps (released: 0.01)
     complementary_threshold: float = 0.05  # δ, Eq. 9
     candidate_threshold: float = 0.30  # μ, Eq. 4
-    ema_momentum: float = 0.99  # φ, Eq. 3 and Eq. 5
-    lambda_reliable: float = 0.85  # λ1
-    lambda_negative: float = 0.45  # λ2
-    lambda_consistency: float = 0.06  # λ3
-    disambiguation_start: float = 0.3  # fraction of steps trained on all given labels first
+    ema_momentum: float = 0.99  # φ, Eqs. 3 and 5
+    lambda_supervised: float = 1.0  # weight of L_S (released: 1.6)
+    lambda_reliable: float = 0.85  # λ1, Eq. 12
+    lambda_negative: float = 0.45  # λ2, Eq. 12
+    lambda_consistency: float = 0.06  # λ3, Eq. 12
+    negative_decay: float = 0.0  # λ2 falls by this every epoch_steps, λ3 in proportion
+    epoch_steps: int = 800  # an "epoch" of the per-epoch schedules (the released codes' 800)
+    # When disambiguation begins (before it every labeled image trains on its label):
+    # "fraction" after disambiguation_start of the steps; "fitted" once the running fraction of
+    # labeled images predicted as their label with confidence ≥ τ reaches fit_threshold.
+    start_rule: str = "fraction"
+    disambiguation_start: float = 0.3
+    fit_threshold: float = 0.9
+    # Which labeled images are ambiguous: "confidence" (Eq. 1: not max p ≥ τ with argmax = label)
+    # or "margin" (max p − p_label > ambiguity_margin, the released code's rule).
+    ambiguity_rule: str = "confidence"
+    ambiguity_margin: float = 0.5
+    # False (paper): Eq. 1 is re-decided on every visit and candidates are set afresh each time
+    # an image turns ambiguous. True: an ambiguous image stays so, keeping its candidates and
+    # weights, until its weights resolve it (released code, robust recipe).
+    ambiguity_persists: bool = False
+    # Candidates: "threshold" (Eq. 4: argmax ∪ {p_c ≥ μ}), "prediction_given" ({argmax, given
+    # label}), "threshold_given" (Eq. 4 ∪ {given label}).
+    candidate_rule: str = "threshold"
+    # Initial weights: "probs" (Eq. 4: w = p), "normalised" (p renormalised over the
+    # candidates), "uniform" (1 / number of candidates).
+    weight_init: str = "probs"
+    # d(q, S_c) of Eq. 5: "cosine", or "softmax" over the candidates of cos / T.
+    similarity: str = "cosine"
+    similarity_temperature: float = 0.1  # T for similarity = "softmax"
+    # "ema" (Eq. 5: w ← φ w + (1 − φ) d, φ = ema_momentum) or "mean": w is the mean of d over
+    # the visits since the image turned ambiguous, whatever the schedule's length.
+    weight_update: str = "ema"
+    min_visits: int = 1  # visits as ambiguous before Eq. 6 may resolve or relabel the image
+    resolve_threshold: float = 0.80  # max weight ≥ this ends the ambiguity (Eq. 6: τ)
+    relabel_threshold: float = 0.80  # ... and changes the label to that class (Eq. 6: τ)
+    relabel_needs_agreement: bool = False  # the classifier's argmax must be that class too
+    protected_classes: tuple = ()  # class names never relabeled to or from (released: neutral)
+    # "none" (paper): an ambiguous sample gets no loss until it is resolved; "candidates": soft
+    # cross-entropy toward its normalised candidate weights.
+    ambiguous_loss: str = "none"
     use_disambiguation: bool = True
     use_negative_learning: bool = True
     use_negative_consistency: bool = True
-    # "none" (paper): an ambiguous sample gets no loss until it is relabeled; "candidates"
-    # (extension): soft CE toward its normalised candidate weights.
-    ambiguous_loss: str = "none"
 
     def __post_init__(self) -> None:
+        check(
+            self.recipe in LION_RECIPES,
+            "algorithm.recipe",
+            f"must be one of {', '.join(LION_RECIPES)}, got {self.recipe!r}",
+        )
         for name in (
             "clear_threshold",
             "reliable_threshold",
@@ -50,13 +109,93 @@ class LionConfig:
             "candidate_threshold",
             "ema_momentum",
             "disambiguation_start",
+            "fit_threshold",
+            "ambiguity_margin",
+            "resolve_threshold",
+            "relabel_threshold",
         ):
             check(0.0 <= getattr(self, name) <= 1.0, f"algorithm.{name}", "must lie in [0, 1]")
+        for name in (
+            "lambda_supervised",
+            "lambda_reliable",
+            "lambda_negative",
+            "lambda_consistency",
+            "negative_decay",
+            "reliable_threshold_step",
+        ):
+            check(getattr(self, name) >= 0, f"algorithm.{name}", "must be >= 0")
+        check(self.epoch_steps > 0, "algorithm.epoch_steps", "must be positive")
+        check(self.min_visits >= 1, "algorithm.min_visits", "must be >= 1")
+        check(self.similarity_temperature > 0, "algorithm.similarity_temperature", "must be > 0")
         check(
-            self.ambiguous_loss in ("none", "candidates"),
-            "algorithm.ambiguous_loss",
-            f"must be none or candidates, got {self.ambiguous_loss!r}",
+            self.relabel_threshold >= self.resolve_threshold,
+            "algorithm.relabel_threshold",
+            "must be >= algorithm.resolve_threshold (a relabel also resolves the ambiguity)",
         )
+        for name, choices in LION_RULE_CHOICES.items():
+            value = getattr(self, name)
+            check(
+                value in choices,
+                f"algorithm.{name}",
+                f"must be one of {', '.join(choices)}, got {value!r}",
+            )
+
+
+# Recipes: the fields each one sets (a field given explicitly in a config wins). `paper` is the
+# dataclass defaults. `released` follows the authors' released code without its bugs. `robust`
+# is lionfer's own recipe and the toolkit's default (see the README for its design).
+LION_RECIPES: dict[str, dict] = {
+    "paper": {},
+    "released": {
+        "reliable_threshold": 0.81,  # 0.8 + 0.01 · epoch, epoch counted from 1
+        "reliable_threshold_step": 0.01,
+        "complementary_threshold": 0.01,
+        "lambda_supervised": 1.6,
+        "lambda_reliable": 1.2,
+        "lambda_negative": 0.24,
+        "lambda_consistency": 0.24 / 6.5,
+        "negative_decay": 0.015,
+        "disambiguation_start": 0.3,  # epoch 10 of 30
+        "ambiguity_rule": "margin",
+        "ambiguity_margin": 0.5,
+        "ambiguity_persists": True,
+        "candidate_rule": "prediction_given",
+        "weight_init": "normalised",
+        "similarity": "softmax",
+        "similarity_temperature": 0.1,
+        "resolve_threshold": 0.985,
+        "relabel_threshold": 0.996,
+        "protected_classes": ("neutral",),
+    },
+    "robust": {
+        "start_rule": "fitted",
+        "fit_threshold": 0.9,
+        "ambiguity_rule": "margin",
+        "ambiguity_margin": 0.3,
+        "ambiguity_persists": True,
+        "candidate_rule": "threshold_given",
+        "weight_init": "uniform",
+        "similarity": "softmax",
+        "similarity_temperature": 0.1,
+        "weight_update": "mean",
+        "min_visits": 3,
+        "resolve_threshold": 0.7,
+        "relabel_threshold": 0.7,
+        "relabel_needs_agreement": True,
+        "ambiguous_loss": "candidates",
+    },
+}
+LionConfig.RECIPES = LION_RECIPES
+
+
+def lion_config(recipe: str = LionConfig.DEFAULT_RECIPE, **fields) -> LionConfig:
+    """A LionConfig for a recipe, with `fields` set on top (what loading a config does)."""
+    check(
+        recipe in LION_RECIPES,
+        "algorithm.recipe",
+        f"must be one of {', '.join(LION_RECIPES)}, got {recipe!r}",
+    )
+    return LionConfig(**{**LION_RECIPES[recipe], **fields, "recipe": recipe})
 
 
 def _check_range(config, names: tuple[str, ...], low: float = 0.0, high: float = 1.0) -> None:

@@ -2,37 +2,43 @@
 
 - Labeled: a sample is clear when max p ≥ τ and argmax p = its label (Eq. 1); clear samples train
   with CE (Eq. 2) and update class prototypes (Eq. 3). An ambiguous one gets a candidate set
-  (Eq. 4) whose weights move toward cos(q, prototype) (Eq. 5); once a weight reaches τ the sample
-  is relabeled to that class and becomes clear (Eq. 6).
+  (Eq. 4) whose weights move toward its similarity to the prototypes (Eq. 5); once a weight
+  reaches τ the sample takes that class and becomes clear (Eq. 6).
 - Unlabeled: reliable when max p_w ≥ γ (Eq. 7): FixMatch-style CE on the strong view (Eq. 8) and
-  prototype updates. Unreliable: classes with renormalised probability ≤ δ are added, one by one,
-  to a per-sample complementary label bank (Eq. 9) trained by L_NL (Eq. 10) and L_NC (Eq. 11).
-- L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC (Eq. 12). Choices the paper leaves open follow
-  lionfer's spec (warm-up, one forward pass, update order); see the README.
+  prototype updates. Unreliable: classes with renormalised probability ≤ δ join, one by one, a
+  per-sample complementary label bank (Eq. 9) trained by L_NL (Eq. 10) and L_NC (Eq. 11).
+- L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC (Eq. 12).
+- Every rule that differs between the paper, the authors' released code and lionfer's robust
+  recipe is a field of LionConfig (lionfer/algorithms/hparams.py); `algorithm.recipe` picks one
+  set. Decisions (clear, ambiguous, reliable, candidates) use the head without dropout; the
+  gradient path keeps it. A relabeled sample is clear from its next visit on, for good.
+- The step is tensor ops only: no Python loop over samples and no host synchronisation.
 """
 
 from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_views
+from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_outputs
 from lionfer.algorithms.hparams import LionConfig
 from lionfer.losses import masked_cross_entropy
 from lionfer.metrics import relabel_metrics
 
 LOW_CLEAR_RATE = 0.5
+RUNNING = 0.95  # decay of the running clear and fit rates (bias-corrected)
 
 
 def low_clear_message(rate: float, step: int | None = None) -> str:
     at_step = "" if step is None else f" at step {step}"
     return (
         f"LION began label disambiguation{at_step} with only {100 * rate:.0f}% of labeled "
-        "images clear (max p ≥ τ and argmax = label); the others get no loss until relabeled, so "
-        "training can collapse. Train longer, raise algorithm.disambiguation_start or train.lr, "
-        "or lower algorithm.clear_threshold."
+        "images clear; the others get no supervised loss until resolved, so training can "
+        "collapse. Train longer, use algorithm.recipe=robust, raise "
+        "algorithm.disambiguation_start, or lower algorithm.clear_threshold."
     )
 
 
@@ -45,11 +51,34 @@ def split_clear(probs: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.
     return (confidence >= tau) & (predicted == labels)
 
 
-def candidate_set(probs: torch.Tensor, mu: float) -> torch.Tensor:
-    """Eq. 4: (B, C) candidates = {argmax p} ∪ {c : p_c ≥ μ}."""
+def disputed_by_margin(probs: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """(B,) true where max p − p_label > margin: the model prefers another class by that much."""
+    return probs.max(dim=1).values - probs.gather(1, labels[:, None])[:, 0] > margin
+
+
+def candidate_set(
+    probs: torch.Tensor, mu: float, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Eq. 4: (B, C) candidates = {argmax p} ∪ {c : p_c ≥ μ}, plus the label where given
+    (μ > 1 leaves {argmax p} ∪ {label}: the released code's set)."""
+    rows = torch.arange(len(probs), device=probs.device)
     candidates = probs >= mu
-    candidates[torch.arange(len(probs)), probs.argmax(dim=1)] = True
+    candidates[rows, probs.argmax(dim=1)] = True
+    if labels is not None:
+        candidates[rows, labels] = True
     return candidates
+
+
+def initial_weights(probs: torch.Tensor, candidates: torch.Tensor, rule: str) -> torch.Tensor:
+    """Weights of a fresh candidate set: "probs" (Eq. 4, w = p), "normalised" (p over the
+    candidates, summing to 1) or "uniform" (1 / number of candidates); 0 off the set."""
+    on = candidates.to(probs.dtype)
+    if rule == "uniform":
+        return on / on.sum(dim=1, keepdim=True)
+    weights = probs * on
+    if rule == "normalised":
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return weights
 
 
 def update_prototypes(
@@ -57,43 +86,67 @@ def update_prototypes(
     ready: torch.Tensor,
     features: torch.Tensor,
     classes: torch.Tensor,
+    selected: torch.Tensor,
     phi: float,
-) -> None:
-    """Eq. 3, in place and in batch order: first update sets S_c = q, later ones
-    S_c ← normalise(φ S_c + (1 − φ) q)."""
-    for q, c in zip(features, classes.tolist(), strict=True):
-        if ready[c]:
-            prototypes[c] = F.normalize(phi * prototypes[c] + (1 - phi) * q, dim=0)
-        else:
-            prototypes[c] = q
-            ready[c] = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 3 over the selected rows in batch order: a class's first update sets S_c = q, later
+    ones S_c ← normalise(φ S_c + (1 − φ) q). Returns new (prototypes (C, D), ready (C,)).
+
+    Exactly the per-sample loop, vectorised over classes: round j applies every class's j-th
+    update at once, so there are at most B rounds of a few tensor ops and no host sync.
+    """
+    num_classes = prototypes.shape[0]
+    onehot = F.one_hot(classes, num_classes) * selected[:, None]  # (B, C)
+    rank = (onehot.cumsum(dim=0) * onehot).sum(dim=1) - 1  # (B,) j-th update of its class
+    features = features.to(prototypes.dtype)
+    for j in range(len(features)):
+        this = onehot * (rank == j)[:, None]  # (B, C), at most one row per class
+        has = this.sum(dim=0) > 0  # (C,)
+        q = this.T.to(features.dtype) @ features  # (C, D): class c's j-th feature, or 0
+        mixed = F.normalize(phi * prototypes + (1 - phi) * q, dim=1)
+        updated = torch.where(ready[:, None], mixed, q)
+        prototypes = torch.where(has[:, None], updated, prototypes)
+        ready = ready | has
+    return prototypes, ready
 
 
-def update_weights(
-    weights: torch.Tensor,
-    candidates: torch.Tensor,
+def class_similarity(
     features: torch.Tensor,
     prototypes: torch.Tensor,
     ready: torch.Tensor,
-    phi: float,
+    candidates: torch.Tensor | None,
+    kind: str,
+    temperature: float,
 ) -> torch.Tensor:
-    """Eq. 5: w_c ← φ w_c + (1 − φ) cos(q, S_c) on candidates; a class without a prototype
-    contributes 0; weights outside the candidate set stay 0."""
-    similarity = F.normalize(features, dim=1) @ F.normalize(prototypes, dim=1).T  # (B, C)
-    similarity = similarity * ready.to(similarity.dtype)
+    """d(q, S_c) of Eq. 5, (B, C): "cosine" (a class without a prototype gives 0) or "softmax"
+    over the candidates (all classes with a prototype when candidates is None) of cos / T."""
+    cosine = F.normalize(features, dim=1) @ F.normalize(prototypes, dim=1).T  # (B, C)
+    cosine = cosine * ready.to(cosine.dtype)
+    if kind == "cosine":
+        return cosine
+    allowed = ready.expand_as(cosine) if candidates is None else candidates & ready
+    logits = (cosine / temperature).masked_fill(~allowed, float("-inf"))
+    similarity = logits.softmax(dim=1)
+    return torch.nan_to_num(similarity, nan=0.0)  # rows with no allowed class
+
+
+def update_weights(
+    weights: torch.Tensor, candidates: torch.Tensor, similarity: torch.Tensor, phi: float
+) -> torch.Tensor:
+    """Eq. 5: w_c ← φ w_c + (1 − φ) d(q, S_c) on candidates; 0 outside the candidate set."""
     updated = phi * weights + (1 - phi) * similarity
     return torch.where(candidates, updated, torch.zeros_like(updated))
 
 
 def relabel_decision(weights: torch.Tensor, candidates: torch.Tensor):
-    """Eq. 6: (largest candidate weight (B,), its class (B,)); relabel where it reaches τ."""
+    """Eq. 6: (largest candidate weight (B,), its class (B,))."""
     return weights.masked_fill(~candidates, float("-inf")).max(dim=1)
 
 
 def grow_complementary(bank_rows: torch.Tensor, probs: torch.Tensor, delta: float) -> torch.Tensor:
     """Eq. 9, progressive: over the classes not yet in the bank, renormalise p; while the smallest
     renormalised probability is ≤ δ and more than one class remains, add it and repeat.
-    Vectorised over the batch: at most C − 1 rounds."""
+    Vectorised over the batch: C − 1 rounds, no host sync."""
     rows = bank_rows.clone()
     for _ in range(probs.shape[1] - 1):
         remaining = ~rows
@@ -101,21 +154,41 @@ def grow_complementary(bank_rows: torch.Tensor, probs: torch.Tensor, delta: floa
         renormalised = torch.where(remaining, probs / mass, torch.full_like(probs, float("inf")))
         smallest, argmin = renormalised.min(dim=1)
         add = (smallest <= delta) & (remaining.sum(dim=1) > 1)
-        if not add.any():
-            break
-        rows[add.nonzero(as_tuple=True)[0], argmin[add]] = True
+        rows = rows | (F.one_hot(argmin, probs.shape[1]).bool() & add[:, None])
     return rows
 
 
-def negative_learning_loss(bank_rows: torch.Tensor, probs_w: torch.Tensor) -> torch.Tensor:
-    """Eq. 10: mean over samples of −Σ_c ȳ_c (1 − p_w,c)."""
-    return -(bank_rows.to(probs_w.dtype) * (1 - probs_w)).sum(dim=1).mean()
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of values (B,) over the rows where mask is true; 0 (with a graph) when none."""
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1)
 
 
-def negative_consistency_loss(bank_rows: torch.Tensor, probs_s: torch.Tensor) -> torch.Tensor:
-    """Eq. 11: mean over samples of −Σ_c ȳ_c log(1 − p_s,c), clamped for stability."""
+def negative_learning_loss(bank_rows, probs_w, mask=None) -> torch.Tensor:
+    """Eq. 10: mean over (masked) samples of −Σ_c ȳ_c (1 − p_w,c)."""
+    return masked_mean(-(bank_rows.to(probs_w.dtype) * (1 - probs_w)).sum(dim=1), mask)
+
+
+def negative_consistency_loss(bank_rows, probs_s, mask=None) -> torch.Tensor:
+    """Eq. 11: mean over (masked) samples of −Σ_c ȳ_c log(1 − p_s,c), clamped for stability."""
     log_complement = torch.log((1 - probs_s).clamp_min(1e-6))
-    return -(bank_rows.to(probs_s.dtype) * log_complement).sum(dim=1).mean()
+    return masked_mean(-(bank_rows.to(probs_s.dtype) * log_complement).sum(dim=1), mask)
+
+
+def first_occurrence(idx: torch.Tensor, size: int) -> torch.Tensor:
+    """(B,) the batch position of the first row holding the same index as each row (indices in
+    [0, size)); writes of per-sample state take every row's value from there, so an index that
+    appears twice in a batch is written once, deterministically."""
+    positions = torch.arange(len(idx), device=idx.device)
+    first = torch.full((size,), len(idx), dtype=torch.long, device=idx.device)
+    return first.scatter_reduce(0, idx, positions, "amin")[idx]
+
+
+def epoch_of(step: int, epoch_steps: int) -> int:
+    """1-based epoch of a 0-based step (the released code's per-epoch schedules)."""
+    return step // epoch_steps + 1
 
 
 class Lion(Algorithm):
@@ -130,15 +203,21 @@ class Lion(Algorithm):
         self.candidates = torch.zeros(m, c, dtype=torch.bool)
         self.weights = torch.zeros(m, c)
         self.relabel_step = torch.full((m,), -1, dtype=torch.long)
-        self.relabel_weight = torch.zeros(m)  # the candidate weight that triggered Eq. 6
+        self.relabel_weights = torch.zeros(m, c)  # the candidate weights that decided Eq. 6
+        self.visits = torch.zeros(m, dtype=torch.long)  # visits since turning ambiguous
         self.prototypes = torch.zeros(c, info.feature_dim)
         self.prototype_ready = torch.zeros(c, dtype=torch.bool)
         self.bank = torch.zeros(n, c, dtype=torch.bool)  # complementary label bank
-        # Running clear rate of labeled batches, and its value when disambiguation began: when
-        # few labeled images are clear then, L_S vanishes and the run can collapse.
-        self.clear_ema = torch.zeros(())
-        self.clear_steps = torch.zeros((), dtype=torch.long)
+        # Running clear and fit rates of labeled batches (bias-corrected), the step at which
+        # disambiguation began and the clear rate then.
+        self.running = torch.zeros(2)  # (clear, fit) EMAs
+        self.running_steps = torch.zeros((), dtype=torch.long)
+        self.started = torch.zeros((), dtype=torch.bool)
+        self.start_step = torch.full((), -1, dtype=torch.long)
         self.clear_at_start = torch.full((), -1.0)
+        names = {name.lower() for name in cfg.protected_classes}
+        self.protected = torch.tensor([name.lower() in names for name in info.class_names] or [])
+        self._warned = False
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         names = (
@@ -147,136 +226,263 @@ class Lion(Algorithm):
             "candidates",
             "weights",
             "relabel_step",
-            "relabel_weight",
+            "relabel_weights",
+            "visits",
             "prototypes",
             "prototype_ready",
             "bank",
-            "clear_ema",
-            "clear_steps",
+            "running",
+            "running_steps",
+            "started",
+            "start_step",
             "clear_at_start",
         )
         return {name: getattr(self, name) for name in names}
 
+    def to(self, device: torch.device) -> Lion:
+        super().to(device)
+        self.protected = self.protected.to(device)
+        return self
+
+    # ---- the step ----
+
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         cfg = self.cfg
-        (logits_lb, q_lb), (logits_w, q_w), (logits_s, _) = forward_views(
-            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s
-        )
-        probs_lb = logits_lb.detach().float().softmax(dim=1)
-        probs_w = logits_w.float().softmax(dim=1)
+        out_lb, out_w, out_s = forward_outputs(model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s)
+        probs_lb = clean_probs(out_lb)
+        probs_w_clean = clean_probs(out_w)
+        epoch = epoch_of(progress.step, cfg.epoch_steps)
+        gamma = cfg.reliable_threshold + cfg.reliable_threshold_step * epoch
+        confidence, pseudo_labels = probs_w_clean.max(dim=1)
+        reliable = confidence >= gamma
         labels = self.label[batch.idx_lb]
-        clear = split_clear(probs_lb, labels, cfg.clear_threshold)
-        confidence, pseudo_labels = probs_w.detach().max(dim=1)
-        reliable = confidence >= cfg.reliable_threshold
-        with torch.no_grad():
-            update_prototypes(
+        clear_now, disputed = self._clear_now(probs_lb, labels, batch.idx_lb)
+        self._start(probs_lb, labels, clear_now, progress)
+        with torch.no_grad():  # Eq. 3: clear labeled rows, then reliable unlabeled rows
+            self.prototypes, self.prototype_ready = update_prototypes(
                 self.prototypes,
                 self.prototype_ready,
-                q_lb.detach().float()[clear],
-                labels[clear],
+                torch.cat([out_lb.features, out_w.features]).detach().float(),
+                torch.cat([labels, pseudo_labels]),
+                torch.cat([clear_now, reliable]),
                 cfg.ema_momentum,
             )
-            update_prototypes(
-                self.prototypes,
-                self.prototype_ready,
-                q_w.detach().float()[reliable],
-                pseudo_labels[reliable],
-                cfg.ema_momentum,
-            )
-        logs = {
-            "clear_rate": clear.float().mean().item(),
-            "mask_rate": reliable.float().mean().item(),
-        }
-        loss = self._labeled_loss(
-            logits_lb, labels, clear, probs_lb, q_lb, batch.idx_lb, progress, logs
-        )
-        loss_reliable = masked_cross_entropy(logits_s, pseudo_labels, reliable)
-        logs["loss_reliable"] = loss_reliable.item()
+        logs = {"mask_rate": reliable.float().mean()}
+        loss = self._labeled_loss(out_lb, probs_lb, labels, clear_now, disputed, batch, progress)
+        logs.update(self._logs)
+        loss_reliable = masked_cross_entropy(out_s.logits, pseudo_labels, reliable)
+        logs["loss_reliable"] = loss_reliable.detach()
         loss = loss + cfg.lambda_reliable * loss_reliable
-        if (cfg.use_negative_learning or cfg.use_negative_consistency) and not reliable.all():
-            loss = loss + self._negative_loss(probs_w, logits_s, ~reliable, batch.idx_ulb, logs)
+        if cfg.use_negative_learning or cfg.use_negative_consistency:
+            loss = loss + self._negative_loss(out_w, out_s, ~reliable, batch.idx_ulb, epoch, logs)
         return StepOutput(loss, logs, pseudo_labels, reliable)
 
-    def _labeled_loss(self, logits_lb, labels, clear, probs_lb, q_lb, idx, progress, logs):
-        """L_S (Eq. 2) after Eqs. 4–6 have updated the state; all labels during warm-up."""
+    def _clear_now(self, probs_lb, labels, idx):
+        """(clear, disputed) for this visit. Relabeled samples stay clear; with
+        ambiguity_persists an ambiguous sample stays so until its weights resolve it."""
         cfg = self.cfg
-        self.clear_ema.lerp_(clear.float().mean().to(self.clear_ema), 0.05)
-        self.clear_steps += 1
-        if not cfg.use_disambiguation or progress.fraction < cfg.disambiguation_start:
-            loss = F.cross_entropy(logits_lb, labels)
-            logs["loss_sup"] = loss.item()
-            return loss
-        if self.clear_at_start < 0:
-            rate = self.clear_ema / (1 - 0.95 ** self.clear_steps.float())  # bias-corrected
-            self.clear_at_start.copy_(rate)
-            if rate < LOW_CLEAR_RATE:
-                warnings.warn(low_clear_message(float(rate), progress.step), stacklevel=2)
-        self._disambiguate(idx, clear, probs_lb, q_lb.detach().float(), progress.step)
-        loss = masked_cross_entropy(logits_lb, labels, clear)
-        logs["loss_sup"] = loss.item()
-        ambiguous = self.ambiguous[idx] & ~clear
-        if cfg.ambiguous_loss == "candidates" and ambiguous.any():
-            weights = self.weights[idx][ambiguous].clamp_min(0) * self.candidates[idx][ambiguous]
-            target = weights + 1e-8 * self.candidates[idx][ambiguous]  # all-zero rows: uniform
-            target = target / target.sum(dim=1, keepdim=True)
-            log_probs = logits_lb[ambiguous].float().log_softmax(dim=1)
-            loss_ambiguous = -(target * log_probs).sum(dim=1).mean()
-            logs["loss_ambiguous"] = loss_ambiguous.item()
-            loss = loss + loss_ambiguous
-        return loss
+        if cfg.ambiguity_rule == "confidence":
+            disputed = ~split_clear(probs_lb, labels, cfg.clear_threshold)
+        else:
+            disputed = disputed_by_margin(probs_lb, labels, cfg.ambiguity_margin)
+        disputed = disputed & (self.relabel_step[idx] < 0)
+        if cfg.ambiguity_persists:
+            disputed = disputed | (self.ambiguous[idx] & self.started)
+        return ~disputed, disputed
 
-    def _negative_loss(self, probs_w, logits_s, unreliable, idx_ulb, logs):
+    def _start(self, probs_lb, labels, clear_now, progress: Progress) -> None:
+        """Running rates; disambiguation begins at a fraction of the steps or once fitted."""
+        cfg = self.cfg
+        fitted = split_clear(probs_lb, labels, cfg.clear_threshold)  # confidently its label
+        rates = torch.stack([clear_now.float().mean(), fitted.float().mean()])
+        self.running.lerp_(rates.to(self.running), 1 - RUNNING)
+        self.running_steps += 1
+        corrected = self.running / (1 - RUNNING ** self.running_steps.float())
+        if not cfg.use_disambiguation:
+            return
+        if cfg.start_rule == "fraction":
+            start = torch.full_like(self.started, progress.fraction >= cfg.disambiguation_start)
+        else:
+            start = corrected[1] >= cfg.fit_threshold
+        just = start & ~self.started
+        self.start_step = torch.where(just, progress.step, self.start_step)
+        self.clear_at_start = torch.where(
+            just, corrected[0].to(self.clear_at_start), self.clear_at_start
+        )
+        self.started = self.started | start
+
+    def _labeled_loss(self, out_lb, probs_lb, labels, clear_now, disputed, batch, progress):
+        """L_S (Eq. 2) over the clear rows once disambiguation has begun (every row before);
+        Eqs. 4–6 update the state of this batch's ambiguous rows."""
+        cfg = self.cfg
+        started = self.started
+        full = F.cross_entropy(out_lb.logits, labels)
+        clear_loss = masked_cross_entropy(out_lb.logits, labels, clear_now)
+        loss = torch.where(started, clear_loss, full)
+        self._logs = {
+            "clear_rate": torch.where(started, clear_now.float().mean(), 1.0),
+            "loss_sup": loss.detach(),
+        }
+        weights = self._disambiguate(
+            probs_lb,
+            out_lb.features.detach().float(),
+            labels,
+            disputed,
+            batch.idx_lb,
+            progress.step,
+        )
+        if cfg.ambiguous_loss == "candidates":
+            ambiguous = disputed & started
+            target = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            log_probs = out_lb.logits.float().log_softmax(dim=1)
+            loss_ambiguous = masked_mean(-(target * log_probs).sum(dim=1), ambiguous)
+            self._logs["loss_ambiguous"] = loss_ambiguous.detach()
+            loss = loss + loss_ambiguous
+        return cfg.lambda_supervised * loss
+
+    def _disambiguate(self, probs, features, labels, disputed, idx, step: int) -> torch.Tensor:
+        """Eqs. 4–6 for this batch's labeled rows (state updates only, gated on the start);
+        returns the rows' candidate weights after Eq. 5 (0 for clear rows)."""
+        cfg, started = self.cfg, self.started
+        ambiguous = disputed & started
+        newly = ambiguous & ~self.ambiguous[idx]
+        given = labels if cfg.candidate_rule != "threshold" else None
+        mu = cfg.candidate_threshold if cfg.candidate_rule != "prediction_given" else 2.0
+        fresh = candidate_set(probs, mu, given)
+        candidates = torch.where(newly[:, None], fresh, self.candidates[idx])
+        weights = torch.where(
+            newly[:, None], initial_weights(probs, fresh, cfg.weight_init), self.weights[idx]
+        )
+        similarity = class_similarity(
+            features,
+            self.prototypes,
+            self.prototype_ready,
+            candidates,
+            cfg.similarity,
+            cfg.similarity_temperature,
+        )
+        visits = torch.where(newly, 0, self.visits[idx]) + ambiguous.long()
+        if cfg.weight_update == "ema":
+            weights = update_weights(weights, candidates, similarity, cfg.ema_momentum)
+        else:
+            step_size = 1.0 / visits.clamp_min(1).to(weights.dtype)[:, None]
+            weights = update_weights(weights, candidates, similarity, 1.0 - step_size)
+        weights = weights * ambiguous[:, None]
+        best, winner = relabel_decision(weights, candidates & ambiguous[:, None])
+        best = best.masked_fill(visits < cfg.min_visits, float("-inf"))
+        other = winner != labels
+        protected = self._protected(labels) | self._protected(winner)
+        agree = probs.argmax(dim=1) == winner
+        blocked = other & ~agree if cfg.relabel_needs_agreement else torch.zeros_like(other)
+        relabel = ambiguous & (best >= cfg.relabel_threshold) & other & ~protected & ~blocked
+        resolved = ambiguous & (best >= cfg.resolve_threshold) & ~blocked
+        still = ambiguous & ~resolved
+        first = first_occurrence(idx, len(self.label))
+        self.label[idx] = torch.where(relabel, winner, labels)[first]
+        self.relabel_step[idx] = torch.where(relabel, step, self.relabel_step[idx])[first]
+        self.relabel_weights[idx] = torch.where(
+            relabel[:, None], weights, self.relabel_weights[idx]
+        )[first]
+        keep = torch.where(started, still, self.ambiguous[idx])
+        self.ambiguous[idx] = keep[first]
+        self.candidates[idx] = (candidates & still[:, None])[first]
+        self.visits[idx] = (visits * still)[first]
+        self.weights[idx] = (weights * still[:, None])[first]
+        self._logs["ambiguous_rate"] = ambiguous.float().mean()
+        return weights
+
+    def _protected(self, classes: torch.Tensor) -> torch.Tensor:
+        if not len(self.protected):
+            return torch.zeros_like(classes, dtype=torch.bool)
+        return self.protected[classes]
+
+    def _negative_loss(self, out_w, out_s, unreliable, idx_ulb, epoch: int, logs):
         """Eq. 9 grows the bank rows of this batch's unreliable samples; λ2 L_NL + λ3 L_NC."""
         cfg = self.cfg
-        idx = idx_ulb[unreliable]
-        rows = grow_complementary(
-            self.bank[idx], probs_w.detach()[unreliable], cfg.complementary_threshold
-        )
-        self.bank[idx] = rows
+        probs_w = out_w.logits.float().softmax(dim=1)
+        decided = clean_probs(out_w)
+        grown = grow_complementary(self.bank[idx_ulb], decided, cfg.complementary_threshold)
+        rows = torch.where(unreliable[:, None], grown, self.bank[idx_ulb])
+        self.bank[idx_ulb] = rows[first_occurrence(idx_ulb, len(self.bank))]
+        scale = 1.0
+        if cfg.negative_decay > 0 and cfg.lambda_negative > 0:
+            scale = max(0.0, 1 - cfg.negative_decay * epoch / cfg.lambda_negative)
         loss = probs_w.sum() * 0.0
         if cfg.use_negative_learning:
-            loss_nl = negative_learning_loss(rows, probs_w[unreliable])
-            logs["loss_nl"] = loss_nl.item()
-            loss = loss + cfg.lambda_negative * loss_nl
+            loss_nl = negative_learning_loss(rows, probs_w, unreliable)
+            logs["loss_nl"] = loss_nl.detach()
+            loss = loss + scale * cfg.lambda_negative * loss_nl
         if cfg.use_negative_consistency:
-            loss_nc = negative_consistency_loss(rows, logits_s.float().softmax(dim=1)[unreliable])
-            logs["loss_nc"] = loss_nc.item()
-            loss = loss + cfg.lambda_consistency * loss_nc
+            probs_s = out_s.logits.float().softmax(dim=1)
+            loss_nc = negative_consistency_loss(rows, probs_s, unreliable)
+            logs["loss_nc"] = loss_nc.detach()
+            loss = loss + scale * cfg.lambda_consistency * loss_nc
         return loss
 
-    def _disambiguate(self, idx, clear, probs, features, step: int) -> None:
-        """Eqs. 4–6 for this batch's labeled samples (state updates only)."""
-        cfg = self.cfg
-        ambiguous = ~clear
-        newly = ambiguous & ~self.ambiguous[idx]
-        candidates = self.candidates[idx]
-        weights = self.weights[idx]
-        fresh = candidate_set(probs, cfg.candidate_threshold)
-        candidates = torch.where(newly[:, None], fresh, candidates)
-        weights = torch.where(newly[:, None], probs * fresh, weights)
-        updated = update_weights(
-            weights, candidates, features, self.prototypes, self.prototype_ready, cfg.ema_momentum
-        )
-        weights = torch.where(ambiguous[:, None], updated, weights)
-        best, new_label = relabel_decision(weights, candidates)
-        relabel = ambiguous & (best >= cfg.clear_threshold)
-        changed = relabel & (new_label != self.label[idx])
-        self.label[idx[relabel]] = new_label[relabel]
-        self.relabel_step[idx[changed]] = step
-        self.relabel_weight[idx[changed]] = best[changed]
-        still_ambiguous = ambiguous & ~relabel
-        self.ambiguous[idx] = still_ambiguous
-        self.candidates[idx] = candidates & still_ambiguous[:, None]
-        self.weights[idx] = weights * still_ambiguous[:, None]
+    # ---- figures ----
 
-    def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
+    def diagnostics(self, probe) -> dict:
+        """Label-quality figures at an evaluation: how the labeled set's labels compare with the
+        truth (where known), the candidate sets, Eq. 5's similarities and the prototypes."""
         given = self.info.given_labels.cpu().numpy()
         current = self.label.cpu().numpy()
-        out = {
-            "relabel": relabel_metrics(given, current, true_labeled),
-            "clear_rate_at_disambiguation": float(self.clear_at_start),
-            "ambiguous_now": int(self.ambiguous.sum()),
+        truth = probe.true_labeled
+        relabel = relabel_metrics(given, current, truth)
+        ambiguous = self.ambiguous.cpu().numpy()
+        candidates = self.candidates.cpu().numpy()
+        rows = np.flatnonzero(ambiguous)
+        quality = {
+            "started": bool(self.started),
+            "start_step": int(self.start_step),
+            "clear_rate_at_start": float(self.clear_at_start) if self.started else None,
+            "ambiguous_fraction": float(ambiguous.mean()) if len(ambiguous) else 0.0,
+            "candidates_hold_given": mean_or_none(candidates[rows, given[rows]]),
         }
+        if truth is not None:
+            known = rows[truth[rows] >= 0]
+            quality["candidates_hold_true"] = mean_or_none(candidates[known, truth[known]])
+        if bool(self.prototype_ready.any()):
+            quality.update(self._prototype_figures(probe, truth, given))
+        start = quality["clear_rate_at_start"]
+        if start is not None and start < LOW_CLEAR_RATE and not self._warned:
+            self._warned = True
+            warnings.warn(low_clear_message(start, int(self.start_step)), stacklevel=2)
+        return {"relabel": relabel, "label_quality": quality}
+
+    def _prototype_figures(self, probe, truth, given) -> dict:
+        """Eq. 5's similarity for the own class and the others (own = true class where known),
+        and the test accuracy of the nearest-prototype classifier."""
+        cfg = self.cfg
+        features, _ = probe.features("labeled")
+        similarity = (
+            class_similarity(
+                features.to(self.prototypes),
+                self.prototypes,
+                self.prototype_ready,
+                None,
+                cfg.similarity,
+                cfg.similarity_temperature,
+            )
+            .cpu()
+            .numpy()
+        )
+        own_class = np.where(truth >= 0, truth, given) if truth is not None else given
+        own = similarity[np.arange(len(own_class)), own_class]
+        ready = self.prototype_ready.cpu().numpy()
+        others = (similarity.sum(axis=1) - own) / max(int(ready.sum()) - 1, 1)
+        test_features, test_labels = probe.features("test")
+        cosine = (
+            F.normalize(test_features.to(self.prototypes), dim=1)
+            @ F.normalize(self.prototypes, dim=1).T
+        )
+        nearest = cosine.masked_fill(~self.prototype_ready, float("-inf")).argmax(dim=1)
+        return {
+            "similarity_own": float(own.mean()),
+            "similarity_other": float(others.mean()),
+            "prototype_acc": float((nearest.cpu().numpy() == test_labels).mean()),
+        }
+
+    def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
         sizes = self.bank.sum(dim=1).float()
         clb = {
             "mean_size": float(sizes.mean()) if len(sizes) else 0.0,
@@ -288,8 +494,19 @@ class Lion(Algorithm):
             entries = int(self.bank[known].sum())
             wrong = int(self.bank[known, truth[known]].sum())  # the bank excludes the true class
             clb["correct_fraction"] = 1.0 - wrong / entries if entries else None
-        out["clb"] = clb
+        out = {"recipe": self.cfg.recipe, "clb": clb, "ambiguous_now": int(self.ambiguous.sum())}
         start = float(self.clear_at_start)
-        if 0 <= start < LOW_CLEAR_RATE:
-            out["warnings"] = [low_clear_message(start)]
+        out["clear_rate_at_disambiguation"] = start if bool(self.started) else None
+        if bool(self.started) and start < LOW_CLEAR_RATE:
+            out["warnings"] = [low_clear_message(start, int(self.start_step))]
         return out
+
+
+def clean_probs(out) -> torch.Tensor:
+    """Detached probabilities of the head without dropout (the decision probabilities)."""
+    logits = out.clean_logits if out.clean_logits is not None else out.logits
+    return logits.detach().float().softmax(dim=1)
+
+
+def mean_or_none(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None

@@ -41,7 +41,13 @@ class ViewDataset(Dataset):
 
 
 class StreamSampler:
-    """Infinite batches of (index, seed): concatenated seeded permutations of range(n)."""
+    """Infinite batches of (index, seed) from seeded permutations of range(n).
+
+    Each permutation (an epoch) gives n // batch_size batches and drops its last n % batch_size
+    indices (other ones every epoch), so no index appears twice in a batch: per-sample state is
+    written once per step. A set smaller than one batch is cycled instead (repeats are then
+    unavoidable). Batch k is a pure function of (seed, stream, k).
+    """
 
     def __init__(self, n: int, batch_size: int, seed: int, stream: int, start_batch: int = 0):
         if n <= 0:
@@ -56,16 +62,23 @@ class StreamSampler:
             self._perm, self._epoch = torch.randperm(self.n, generator=generator), epoch
         return self._perm
 
+    def positions(self, k: int) -> list[tuple[int, int]]:
+        """(epoch, offset) of each item of batch k."""
+        per_epoch = self.n // self.batch_size
+        if per_epoch == 0:  # smaller than a batch: cycle through the permutations
+            return [divmod(k * self.batch_size + i, self.n) for i in range(self.batch_size)]
+        epoch, first = divmod(k, per_epoch)
+        return [(epoch, first * self.batch_size + i) for i in range(self.batch_size)]
+
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        position = self.start_batch * self.batch_size
+        k = self.start_batch
         while True:
             batch = []
-            for _ in range(self.batch_size):
-                epoch, offset = divmod(position, self.n)
-                sample_seed = hash((self.seed, self.stream, position)) % 2**62
+            for i, (epoch, offset) in enumerate(self.positions(k)):
+                sample_seed = hash((self.seed, self.stream, k * self.batch_size + i)) % 2**62
                 batch.append((int(self._permutation(epoch)[offset]), sample_seed))
-                position += 1
             yield batch
+            k += 1
 
 
 def private_generator(seed: int) -> torch.Generator:

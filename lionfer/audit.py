@@ -191,7 +191,7 @@ def audit_to_files(
         raise InputError(f"--top must be at least 1, got {top}")
     refuse_existing(out, overwrite)
     refuse_existing(page, overwrite)
-    data = load_dataset(data_cfg, seed)
+    data = load_dataset(data_cfg, seed, check=())  # unreadable images are listed below
     rows = audit(predictor, data, splits, progress)
     names = predictor.class_names
     columns = [*AUDIT_COLUMNS, *(probability_column(n) for n in names), "error"]
@@ -303,7 +303,7 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
     state = read_checkpoint(checkpoint_file(run, checkpoint))
     cfg = load_config(run / "config.toml")
     data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
-    labeled = build_run_data(data_cfg, cfg.seed).labeled
+    labeled = build_run_data(data_cfg, cfg.seed, recheck=False).labeled
     names = list(state["class_names"])
     table = label_state(state.get("algorithm", {}), labeled.labels, len(names))
     weight_columns = [f"w_{n.lower()}" for n in names]

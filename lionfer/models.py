@@ -156,7 +156,6 @@ class MobileNetV2Backbone(nn.Module):
         return self.features(x)  # (B, 1280, h, w)
 
 
-@MODELS.register("mobilenet_v2", "torchvision MobileNetV2 backbone, 1280-d features, ImageNet norm")
 def build_mobilenet_v2(cfg: Any, num_classes: int) -> FERNet:
     return FERNet(
         MobileNetV2Backbone(),

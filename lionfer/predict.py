@@ -26,6 +26,7 @@ from lionfer.data.checks import IMAGE_EXTENSIONS
 from lionfer.data.faces import DETECTORS, DetectorUnavailable, Face, align, detect, pick_faces
 from lionfer.data.images import ImageError, open_image, to_rgb
 from lionfer.data.video import EmptyVideoError, VideoError, frames, is_video_file
+from lionfer.errors import InputError
 
 FIXED_COLUMNS = ("source", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label")
 FACE_SIZE = 112  # `lionfer prepare`'s default --size: faces are aligned at it, then resized
@@ -35,10 +36,6 @@ GLOB_CHARS = frozenset("*?[")
 # A face detector of your own: RGB image -> faces (lionfer.data.faces.Face: box x, y, w, h in
 # pixels, score, optional (5, 2) landmarks for the alignment, detector name).
 Detector = Callable[[Image.Image], list[Face]]
-
-
-class InputError(ValueError):
-    """A model file, input or output that cannot be used; the message says how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -94,5 +94,10 @@ for _name, _target, _description in (
         "build_cnn_small",
         "4-block CNN, 128-d features, for CPU runs and tests (16-128 px)",
     ),
+    (
+        "mobilenet_v2",
+        "build_mobilenet_v2",
+        "torchvision MobileNetV2 backbone, 1280-d features, ImageNet norm (pretrained=imagenet)",
+    ),
 ):
     MODELS.add(_name, f"lionfer.models:{_target}", _description)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lionfer.errors import MissingInputError
+
 
 @dataclass
 class Run:
@@ -84,11 +86,11 @@ def find_run_folders(paths: list[Path]) -> list[Path]:
     folders = []
     for path in paths:
         if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist; give run folders or sweep folders")
+            raise MissingInputError(f"{path} does not exist; give run folders or sweep folders")
         found = [path] if (path / "summary.json").is_file() else []
         found += sorted(p.parent for p in path.rglob("*/summary.json"))
         if not found:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"no finished run under {path}: a run writes summary.json when it finishes "
                 "(an unfinished one continues with lionfer train --resume --out RUN)"
             )
@@ -162,7 +164,7 @@ def load_runs(paths) -> Collection:
             skipped.append((folder, str(error)))
     if not runs:
         reasons = "; ".join(f"{folder}: {why}" for folder, why in skipped[:3])
-        raise FileNotFoundError(f"no readable run among {len(skipped)} folders ({reasons})")
+        raise MissingInputError(f"no readable run among {len(skipped)} folders ({reasons})")
     methods = [m for m in order if any(r.method == m for r in runs)]
     methods += list(dict.fromkeys(r.method for r in runs if r.method not in methods))
     notes = []
@@ -189,7 +191,9 @@ def labeled_faces(run: Run, rows: list[dict], size: int = 96) -> tuple[dict, str
         return {}, ""
     try:
         raw = dict(run.config.get("data", {}), split_file=str(run.path / "split.json"))
-        data = build_run_data(build_section(DataConfig, raw, "data."), run.config.get("seed", 0))
+        data = build_run_data(
+            build_section(DataConfig, raw, "data."), run.config.get("seed", 0), recheck=False
+        )
     except (OSError, ValueError, KeyError, IndexError) as error:
         return {}, f"The faces of {run.path} could not be loaded: {error}"
     faces, mismatched = {}, []

@@ -1,16 +1,16 @@
 """Models: output shapes, unit-norm features, registry, and strict checkpoint loading."""
 
-from types import SimpleNamespace
 
 import pytest
 import torch
 import torchvision
 
+from lionfer.config import ModelConfig
 from lionfer.models import MODELS, Output, build_model, load_pretrained
 
 
-def model_cfg(name: str, pretrained: str = "", dropout: float = 0.5) -> SimpleNamespace:
-    return SimpleNamespace(name=name, pretrained=pretrained, dropout=dropout, feature_scale=1.0)
+def model_cfg(name: str, pretrained: str = "", dropout: float = 0.5) -> ModelConfig:
+    return ModelConfig(name=name, pretrained=pretrained, dropout=dropout)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_mobilenet_v2_loads_the_packaged_imagenet_weights():
 
 def test_clean_logits_skip_dropout_and_feature_scale_multiplies_the_head_input():
     torch.manual_seed(0)
-    cfg = SimpleNamespace(name="cnn_small", pretrained="", dropout=0.5, feature_scale=4.0)
+    cfg = ModelConfig(name="cnn_small", dropout=0.5, feature_scale=4.0)
     model = build_model(cfg, 3).train()
     out = model(torch.randn(4, 3, 16, 16))
     expected = model.head(4.0 * out.features)

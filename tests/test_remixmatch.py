@@ -1,6 +1,5 @@
 """ReMixMatch: distribution alignment, rotation targets, and the p_model / p_target state."""
 
-import types
 
 import torch
 from fakes import info
@@ -9,6 +8,7 @@ from lionfer.algorithms.base import Batch, Progress
 from lionfer.algorithms.hparams import ReMixMatchConfig
 from lionfer.algorithms.mixmatch import sharpen
 from lionfer.algorithms.remixmatch import ReMixMatch, align_distribution, rotate_quarters
+from lionfer.config import ModelConfig
 from lionfer.models import build_model
 
 T = torch.tensor
@@ -50,7 +50,7 @@ def test_guess_uses_the_stored_p_model_then_records_the_batch_mean():
 
 
 def test_step_is_reproducible_from_the_global_seed():
-    model = build_model(types.SimpleNamespace(name="cnn_small", pretrained="", dropout=0.0), 3)
+    model = build_model(ModelConfig(name="cnn_small", pretrained="", dropout=0.0), 3)
     model.eval()  # BatchNorm on running statistics: the forward itself is deterministic
     g = torch.Generator().manual_seed(0)
     views = tuple(torch.randn(2, 3, 16, 16, generator=g) for _ in range(3))

@@ -13,9 +13,7 @@ from conftest import TINY
 from lionfer.cli import main
 from lionfer.config import ConfigError, load_config, replace, save_config
 from lionfer.launch import child_env, visible_gpus
-from lionfer.registry import ALGORITHMS
 from lionfer.sweep import (
-    Method,
     config_differences,
     expand,
     load_sweep,
@@ -25,23 +23,6 @@ from lionfer.sweep import (
     slug,
 )
 from lionfer.trainer import train
-
-# Algorithms the packaged sweeps name that this checkout does not register yet; their grid
-# points are skipped by test_every_packaged_sweep_resolves. Empty it once they are registered.
-NOT_YET_REGISTERED = {
-    "fullysupervised",
-    "pseudolabel",
-    "mixmatch",
-    "uda",
-    "remixmatch",
-    "marginmix",
-    "adacm",
-    "flexmatch",
-    "freematch",
-}
-# Config keys the packaged sweeps set that this checkout does not know yet (LION's recipes);
-# they are dropped from the overrides before validation. Empty it once the key exists.
-NOT_YET_KNOWN_KEYS = {"algorithm.recipe"}
 
 
 def write_sweep(tmp_path, body: str, name: str = "grid.toml"):
@@ -345,42 +326,11 @@ def test_submitit_parameters_are_checked(tmp_path):
         )
 
 
-def _without_unknown_keys(overrides):
-    return tuple(o for o in overrides if o.partition("=")[0] not in NOT_YET_KNOWN_KEYS)
-
-
 @pytest.mark.parametrize("name", packaged_sweeps())
 def test_every_packaged_sweep_resolves(name):
     sweep = load_sweep(name)
-    methods = [
-        Method(m.label, _without_unknown_keys(m.overrides), m.num_labels)
-        for m in sweep.methods
-        if not any(o == f"algorithm.name={n}" for o in m.overrides for n in NOT_YET_REGISTERED)
-    ]
-    assert methods, f"{name}: every method is skipped"
-    reduced = type(sweep)(
-        **{
-            **sweep.__dict__,
-            "methods": tuple(methods),
-            "overrides": _without_unknown_keys(sweep.overrides),
-        }
-    )
-    points = expand(reduced, ["data.root=/data/placeholder"])
-    budgets = sum(len(m.num_labels or sweep.num_labels or [None]) for m in methods)
+    points = expand(sweep, ["data.root=/data/placeholder"])
+    budgets = sum(len(m.num_labels or sweep.num_labels or [None]) for m in sweep.methods)
     assert len(points) == budgets * len(sweep.seeds)
     assert len({p.folder for p, _ in points}) == len(points)
     assert sweep.description
-
-
-def test_not_yet_registered_names_are_still_missing():
-    import lionfer.algorithms  # noqa: F401
-
-    registered = NOT_YET_REGISTERED & set(ALGORITHMS.names())
-    assert not registered, f"remove {sorted(registered)} from NOT_YET_REGISTERED: they exist now"
-
-
-@pytest.mark.parametrize("key", sorted(NOT_YET_KNOWN_KEYS))
-def test_not_yet_known_keys_are_still_unknown(key):
-    # Fails once the key exists: then remove it from NOT_YET_KNOWN_KEYS.
-    with pytest.raises(ConfigError, match="unknown key"):
-        load_config(None, [f"{key}=paper"])

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from lionfer.checkpoint import check_state_fits, load_checkpoint
+from lionfer.config import ModelConfig
 from lionfer.data.images import ImageError
 from lionfer.errors import CheckpointError, InputError
 from lionfer.labels import CLASS_NAMES
@@ -126,12 +127,11 @@ def test_ctrl_c_saves_a_checkpoint_first(tiny_cfg, tmp_path, monkeypatch):
 
 
 def test_pretrained_weights_are_loaded_and_reported(tiny_cfg, tmp_path):
-    from types import SimpleNamespace
 
     from lionfer.models import build_model
 
     source = build_model(
-        SimpleNamespace(name="cnn_small", pretrained="", dropout=0.5, feature_scale=1.0), 7
+        ModelConfig(name="cnn_small"), 7
     )
     torch.save(source.state_dict(), tmp_path / "weights.pt")
     cfg = tiny_cfg(

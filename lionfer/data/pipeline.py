@@ -193,10 +193,13 @@ class RunData:
         return self.data.num_classes
 
 
-def build_run_data(cfg, seed: int, progress: bool = False) -> RunData:
+def build_run_data(cfg, seed: int, progress: bool = False, recheck: bool = True) -> RunData:
     """The image sets of a run: the dataset read and checked, split by cfg.split_file or a new
-    seeded split. progress: show a progress bar while a large set of image files is checked."""
-    data = load_dataset(cfg, seed, progress=progress)
+    seeded split. progress: show a progress bar while a large set of image files is checked.
+    recheck=False rebuilds a finished run's data without decoding every image again, unless
+    data.skip_bad dropped images (the check must then drop the same ones)."""
+    check = PARTS if recheck or cfg.skip_bad else ()
+    data = load_dataset(cfg, seed, check=check, progress=progress)
     split = choose_split(cfg, seed, data)
     warn_unlabeled_classes(data, split, cfg.num_labels)
     train = data.train

@@ -1,6 +1,5 @@
 """Models: output shapes, unit-norm features, registry, and strict checkpoint loading."""
 
-
 import pytest
 import torch
 import torchvision

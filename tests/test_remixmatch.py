@@ -1,6 +1,5 @@
 """ReMixMatch: distribution alignment, rotation targets, and the p_model / p_target state."""
 
-
 import torch
 from fakes import info
 

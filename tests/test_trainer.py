@@ -130,9 +130,7 @@ def test_pretrained_weights_are_loaded_and_reported(tiny_cfg, tmp_path):
 
     from lionfer.models import build_model
 
-    source = build_model(
-        ModelConfig(name="cnn_small"), 7
-    )
+    source = build_model(ModelConfig(name="cnn_small"), 7)
     torch.save(source.state_dict(), tmp_path / "weights.pt")
     cfg = tiny_cfg(
         "algorithm.name=supervised",

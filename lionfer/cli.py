@@ -123,14 +123,11 @@ def format_summary(summary: dict, out: Path) -> str:
         f"test accuracy {summary['test_acc']:.4f} (EMA), {summary['test_acc_raw']:.4f} (raw); "
         f"mean class accuracy {summary['mean_class_acc']:.4f}",
     ]
+    from lionfer.report import label_quality_lines
+
+    lines += label_quality_lines(summary)
     if "relabel" in summary:
-        r = summary["relabel"]
-        line = f"relabeled {r['count']} of {summary['num_labels']} labeled images"
-        if r.get("precision") is not None:
-            line += f", precision {r['precision']:.3f}"
-        if r.get("recall") is not None:
-            line += f", recall {r['recall']:.3f}"
-        lines.append(line + f" (see {out / 'relabels.csv'})")
+        lines.append(f"corrected labels: {out / 'relabels.csv'}")
     lines += [f"warning: {w}" for w in summary.get("warnings", [])]
     return "\n".join(lines)
 
@@ -148,6 +145,10 @@ def cmd_evaluate(args) -> int:
     )
     for name, acc in result["per_class_acc"].items():
         print(f"  {name:<12} {'-' if acc is None else f'{acc:.4f}'}")
+    from lionfer.report import label_quality_lines
+
+    for line in label_quality_lines(result):
+        print(line)
     return 0
 
 

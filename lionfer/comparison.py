@@ -225,7 +225,7 @@ LEARNING = Curve(
 )
 LABELS = Curve(
     "Label accuracy during training",
-    ("labels", "current_accuracy"),
+    ("labels", "relabel", "current_accuracy"),
     "labeled set correct (%)",
     "label_accuracy",
     "Accuracy of the labeled set's current labels against the true labels at each evaluation, "

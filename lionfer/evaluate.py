@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from lionfer.algorithms.base import Algorithm
 from lionfer.checkpoint import load_checkpoint
 from lionfer.config import load_config
-from lionfer.data.pipeline import load_dataset
+from lionfer.data.pipeline import build_run_data, load_dataset
 from lionfer.errors import CheckpointError
 from lionfer.metrics import accuracy
 from lionfer.models import build_model
+from lionfer.registry import ALGORITHMS
 from lionfer.report import final_figures
-from lionfer.trainer import confusion_on, resolve_device
+from lionfer.trainer import build_algorithm, confusion_on, feature_probe, resolve_device
 
 
 def load_run_model(run: Path, checkpoint: str = "last", device: str = "cpu"):
@@ -41,14 +43,32 @@ def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> d
             f"{run}: the checkpoint was trained on the classes {list(state['class_names'])}, but "
             f"the run's data now has {list(data.class_names)}; restore the data of the run"
         )
-    cm = confusion_on(model, data.test, data.num_classes, cfg, next(model.parameters()).device)
+    device = next(model.parameters()).device
+    cm = confusion_on(model, data.test, data.num_classes, cfg, device)
     return {
         "run": str(run),
         "checkpoint": checkpoint,
         "step": state["step"],
         "test_acc": accuracy(cm),
         **final_figures(cm, list(data.class_names)),
+        **label_figures(run, cfg, state, device),
     }
+
+
+def label_figures(run: Path, cfg, state: dict, device) -> dict:
+    """The relabel and label-quality figures of a run whose algorithm changes labels, from the
+    checkpoint's algorithm state and live model ({} for the other algorithms)."""
+    if ALGORITHMS.get(cfg.algorithm.name).diagnostics is Algorithm.diagnostics:
+        return {}
+    data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
+    run_data = build_run_data(data_cfg, cfg.seed, recheck=False)
+    live = build_model(dataclasses.replace(cfg.model, pretrained=""), run_data.num_classes)
+    live.load_state_dict(state["model"])
+    live.to(device)
+    algorithm = build_algorithm(cfg, run_data, live).to(device)
+    algorithm.load_state_dict(state["algorithm"])
+    figures = algorithm.diagnostics(feature_probe(live, run_data, cfg, device))
+    return {"num_labels": len(run_data.labeled), **figures}
 
 
 __all__ = ["evaluate_run", "load_run_model"]

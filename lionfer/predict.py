@@ -137,7 +137,9 @@ def torch_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, Model
             f"{path} holds a {name!r} model, which this lionfer version does not have "
             f"(models: {', '.join(MODELS.names())}); it was written by another lionfer version"
         )
-    model = build_model(ModelConfig(name=name), len(class_names))
+    saved = state.get("model_config", {})  # older checkpoints: the defaults shaped the model
+    shape = {k: saved[k] for k in ("dropout", "feature_scale") if k in saved}
+    model = build_model(ModelConfig(name=name, **shape), len(class_names))
     problems = check_state_dict(model.state_dict(), state["ema"])
     if problems:
         raise InputError(

@@ -11,19 +11,20 @@ from lionfer.errors import ConfigError
 
 
 def scalars(record: dict) -> dict[str, float]:
-    """The scalars of one metrics record: numbers at the top level and one level down (an eval
-    event's nested "labels" figures), named `<event>/<key>` or `<event>/<group>/<key>`."""
+    """The scalars of one metrics record, nested groups included (an eval event's "labels"
+    figures), named `<event>/<key>` or `<event>/<group>/.../<key>`."""
     event = record.get("event", "record")
+    top = {k: v for k, v in record.items() if k not in ("event", "step")}
+    return _flatten(top, event)
+
+
+def _flatten(values: dict, prefix: str) -> dict[str, float]:
     out = {}
-    for key, value in record.items():
-        if key in ("event", "step"):
-            continue
+    for key, value in values.items():
         if isinstance(value, dict):
-            for sub, inner in value.items():
-                if isinstance(inner, Real) and not isinstance(inner, bool):
-                    out[f"{event}/{key}/{sub}"] = float(inner)
+            out.update(_flatten(value, f"{prefix}/{key}"))
         elif isinstance(value, Real) and not isinstance(value, bool):
-            out[f"{event}/{key}"] = float(value)
+            out[f"{prefix}/{key}"] = float(value)
     return out
 
 

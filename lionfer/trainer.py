@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from lionfer import report
-from lionfer.algorithms.base import AlgorithmInfo, Batch, Probe, Progress
+from lionfer.algorithms.base import Algorithm, AlgorithmInfo, Batch, Probe, Progress
 from lionfer.checkpoint import (
     check_state_fits,
     load_checkpoint,
@@ -106,6 +106,32 @@ def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.nd
     return probs.argmax(axis=1), probs
 
 
+def build_algorithm(cfg: Config, run_data: RunData, model) -> Algorithm:
+    """The run's algorithm, told what it may know of the data and the model."""
+    info = AlgorithmInfo(
+        run_data.num_classes,
+        len(run_data.labeled),
+        len(run_data.unlabeled),
+        model.feature_dim,
+        torch.as_tensor(run_data.labeled.labels),
+        tuple(run_data.data.class_names),
+    )
+    return ALGORITHMS.get(cfg.algorithm.name)(cfg.algorithm.params, info)
+
+
+def feature_probe(model, run_data: RunData, cfg: Config, device) -> Probe:
+    """Features of `model` (eval mode) on the labeled or test set, computed on first use."""
+    cache = {}
+
+    def features(part: str):
+        if part not in cache:
+            images = {"labeled": run_data.labeled, "test": run_data.test}[part]
+            cache[part] = features_of(model, images, cfg, device)
+        return cache[part]
+
+    return Probe(run_data.labeled.true_labels, features)
+
+
 @torch.no_grad()
 def features_of(model, images, cfg: Config, device) -> tuple[torch.Tensor, np.ndarray]:
     """(unit-norm features q (N, D) on the CPU, labels (N,)) of an ImageSet, eval mode."""
@@ -174,16 +200,7 @@ class Trainer:
             self.weights_message = _load_weights(self.model, cfg.model)
         self.model.to(self.device)
         self.ema = ModelEMA(self.model, cfg.train.ema_decay)
-        info = AlgorithmInfo(
-            rd.num_classes,
-            len(rd.labeled),
-            len(rd.unlabeled),
-            self.model.feature_dim,
-            torch.as_tensor(rd.labeled.labels),
-            tuple(rd.data.class_names),
-        )
-        self.algorithm = ALGORITHMS.get(cfg.algorithm.name)(cfg.algorithm.params, info)
-        self.algorithm.to(self.device)
+        self.algorithm = build_algorithm(cfg, rd, self.model).to(self.device)
         groups = [{"params": self.model.parameters()}]
         if self.algorithm.modules() is not None:  # e.g. a rotation head, trained with the model
             groups.append({"params": self.algorithm.modules().parameters()})
@@ -246,6 +263,7 @@ class Trainer:
             "eval_window": self.eval_window.__dict__,
             "class_names": list(self.run_data.data.class_names),
             "model_name": self.cfg.model.name,
+            "model_config": dataclasses.asdict(self.cfg.model),  # what shapes the network
             "image_size": self.cfg.data.image_size,
         }
 
@@ -302,23 +320,13 @@ class Trainer:
                 if k in ("mask_rate", "pseudo_label_acc")
             }
         )
-        labels = self.algorithm.diagnostics(self._probe())
+        labels = self.algorithm.diagnostics(
+            feature_probe(self.model, self.run_data, self.cfg, self.device)
+        )
         if labels:
             record["labels"] = labels
         self.eval_window = Window.empty()
         return record
-
-    def _probe(self) -> Probe:
-        """Features of the live model on demand, once per evaluation."""
-        rd, cache = self.run_data, {}
-
-        def features(part: str):
-            if part not in cache:
-                images = {"labeled": rd.labeled, "test": rd.test}[part]
-                cache[part] = features_of(self.model, images, self.cfg, self.device)
-            return cache[part]
-
-        return Probe(rd.labeled.true_labels, features)
 
     def _after_eval(self, record: dict) -> None:
         self.last_eval = record

@@ -14,8 +14,30 @@ def test_defaults_train_lion_on_synthetic():
         "lion",
         "cnn_small",
     )
+    assert cfg.algorithm.recipe == "robust"  # lionfer's LION recipe is the default
     assert cfg.algorithm.params.clear_threshold == 0.80
-    assert cfg.algorithm.reliable_threshold == 0.83  # section attribute reads the params
+    paper = load_config(None, ["algorithm.recipe=paper"])
+    assert paper.algorithm.reliable_threshold == 0.83  # section attribute reads the params
+
+
+def test_a_recipe_fills_the_fields_the_config_does_not_set(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[algorithm]\nname = "lion"\nrecipe = "released"\nambiguity_margin = 0.4\n')
+    cfg = load_config(path)
+    assert cfg.algorithm.ambiguity_margin == 0.4  # set by the file
+    assert cfg.algorithm.relabel_threshold == 0.996  # set by the recipe
+    again = load_config(None, ["algorithm.recipe=paper", "algorithm.recipe=released"])
+    assert (
+        again.algorithm.params == load_config(None, ["algorithm.recipe=released"]).algorithm.params
+    )
+    switched = replace(cfg, "algorithm.recipe=paper")
+    assert switched.algorithm.relabel_threshold == 0.80  # the paper's τ ...
+    assert switched.algorithm.ambiguity_margin == 0.4  # ... and what the file set is kept
+    saved = tmp_path / "saved.toml"
+    save_config(cfg, saved)
+    assert load_config(saved).algorithm.params == cfg.algorithm.params
+    with pytest.raises(ConfigError, match="unknown recipe 'robustt'. Did you mean 'robust'"):
+        load_config(None, ["algorithm.recipe=robustt"])
 
 
 def test_file_then_overrides_win(tmp_path):

@@ -40,3 +40,26 @@ def test_algorithms_that_keep_their_labels_record_no_label_figures(tiny_cfg, tmp
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert not any("labels" in r for r in records)
     assert "relabel" not in summary and label_quality_lines(summary) == []
+
+
+def test_evaluate_reports_the_label_figures_of_a_lion_run(tiny_cfg, tmp_path, capsys):
+    from lionfer.cli import main
+    from lionfer.evaluate import evaluate_run
+
+    cfg = tiny_cfg(
+        "algorithm.name=lion",
+        "algorithm.recipe=paper",
+        "algorithm.clear_threshold=0.3",
+        "algorithm.disambiguation_start=0.2",
+    )
+    summary = train(cfg, tmp_path / "run", progress=False)
+    result = evaluate_run(tmp_path / "run", device="cpu")
+    assert result["relabel"] == summary["relabel"]
+    assert (
+        result["label_quality"]["ambiguous_fraction"]
+        == (summary["label_quality"]["ambiguous_fraction"])
+    )
+    assert main(["evaluate", str(tmp_path / "run")]) == 0
+    assert f"relabeled {summary['relabel']['count']} of 28" in capsys.readouterr().out
+    fixmatch = train(tiny_cfg("algorithm.name=fixmatch"), tmp_path / "fm", progress=False)
+    assert "relabel" not in evaluate_run(tmp_path / "fm", device="cpu") and fixmatch

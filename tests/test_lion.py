@@ -527,12 +527,15 @@ def test_prediction_given_candidates_ignore_mu():
 def test_agreement_blocks_a_relabel_the_classifier_does_not_share():
     batch1 = labeled_batch([[0.45, 0.40, 0.15]], [1], [0])
     batch2 = labeled_batch([[0.2, 0.3, 0.5]], [1], [0])  # classifier now prefers class 2
-    lion = one_ambiguous_sample_lion(relabel_needs_agreement=True)
+    lion = one_ambiguous_sample_lion(relabel_confidence=0.55)
     lion.step(Passthrough(3), batch1, Progress(0, 10))
     lion.step(Passthrough(3), batch2, Progress(1, 10))  # w0 = 0.8625 but argmax p = 2
     assert lion.label.tolist() == [1] and lion.ambiguous.tolist() == [True]
+    unsure = labeled_batch([[0.5, 0.3, 0.2]], [1], [0])  # argmax 0 but p = 0.5 < 0.55
+    lion.step(Passthrough(3), unsure, Progress(2, 10))
+    assert lion.label.tolist() == [1]
     agreeing = labeled_batch([[0.6, 0.3, 0.1]], [1], [0])
-    lion.step(Passthrough(3), agreeing, Progress(2, 10))
+    lion.step(Passthrough(3), agreeing, Progress(3, 10))
     assert lion.label.tolist() == [0]
 
 
@@ -662,3 +665,11 @@ def test_mean_weights_wait_for_min_visits():
     assert lion.label.tolist() == [1]
     lion.step(Passthrough(3), batch, Progress(4, 10))
     assert lion.label.tolist() == [0] and lion.visits.tolist() == [0]
+
+
+def test_label_loss_keeps_training_an_ambiguous_sample_on_its_label():
+    batch = labeled_batch([[0.45, 0.40, 0.15]], [1], [0])
+    lion = one_ambiguous_sample_lion(ambiguous_loss="label", lambda_reliable=0.0)
+    loss = lion.step(Passthrough(3), batch, Progress(0, 10)).loss.item()
+    assert lion.ambiguous.tolist() == [True]  # it gathers evidence ...
+    assert loss == pytest.approx(-math.log(0.40), rel=1e-6)  # ... and trains on label 1

@@ -32,7 +32,8 @@ LION_RULE_CHOICES = {
     "weight_init": ("probs", "normalised", "uniform"),
     "similarity": ("cosine", "softmax"),
     "weight_update": ("ema", "mean"),
-    "ambiguous_loss": ("none", "candidates"),
+    "reliable_loss_norm": ("reliable", "batch"),
+    "ambiguous_loss": ("none", "candidates", "label"),
 }
 
 
@@ -49,6 +50,9 @@ class LionConfig:
     clear_threshold: float = 0.80  # τ, Eq. 1
     reliable_threshold: float = 0.83  # γ, Eq. 7
     reliable_threshold_step: float = 0.0  # γ grows by this every epoch_steps (released: 0.01)
+    # L_Re averages over the reliable images (Eq. 8) or over the whole unlabeled batch (the
+    # released code, FixMatch).
+    reliable_loss_norm: str = "reliable"
     complementary_threshold: float = 0.05  # δ, Eq. 9
     candidate_threshold: float = 0.30  # μ, Eq. 4
     ema_momentum: float = 0.99  # φ, Eqs. 3 and 5
@@ -87,10 +91,12 @@ class LionConfig:
     min_visits: int = 1  # visits as ambiguous before Eq. 6 may resolve or relabel the image
     resolve_threshold: float = 0.80  # max weight ≥ this ends the ambiguity (Eq. 6: τ)
     relabel_threshold: float = 0.80  # ... and changes the label to that class (Eq. 6: τ)
-    relabel_needs_agreement: bool = False  # the classifier's argmax must be that class too
+    # > 0: the classifier must also predict the new class, with at least this probability.
+    relabel_confidence: float = 0.0
     protected_classes: tuple = ()  # class names never relabeled to or from (released: neutral)
     # "none" (paper): an ambiguous sample gets no loss until it is resolved; "candidates": soft
-    # cross-entropy toward its normalised candidate weights.
+    # cross-entropy toward its normalised candidate weights; "label": it keeps training on its
+    # label (L_S) while the evidence for another class gathers.
     ambiguous_loss: str = "none"
     use_disambiguation: bool = True
     use_negative_learning: bool = True
@@ -113,6 +119,7 @@ class LionConfig:
             "ambiguity_margin",
             "resolve_threshold",
             "relabel_threshold",
+            "relabel_confidence",
         ):
             check(0.0 <= getattr(self, name) <= 1.0, f"algorithm.{name}", "must lie in [0, 1]")
         for name in (
@@ -152,6 +159,7 @@ LION_RECIPES: dict[str, dict] = {
         "complementary_threshold": 0.01,
         "lambda_supervised": 1.6,
         "lambda_reliable": 1.2,
+        "reliable_loss_norm": "batch",
         "lambda_negative": 0.24,
         "lambda_consistency": 0.24 / 6.5,
         "negative_decay": 0.015,
@@ -168,21 +176,24 @@ LION_RECIPES: dict[str, dict] = {
         "protected_classes": ("neutral",),
     },
     "robust": {
+        "reliable_threshold": 0.95,
+        "reliable_loss_norm": "batch",
+        "lambda_reliable": 1.0,
         "start_rule": "fitted",
         "fit_threshold": 0.9,
         "ambiguity_rule": "margin",
-        "ambiguity_margin": 0.3,
+        "ambiguity_margin": 0.5,
         "ambiguity_persists": True,
         "candidate_rule": "threshold_given",
         "weight_init": "uniform",
         "similarity": "softmax",
         "similarity_temperature": 0.1,
         "weight_update": "mean",
-        "min_visits": 3,
-        "resolve_threshold": 0.7,
-        "relabel_threshold": 0.7,
-        "relabel_needs_agreement": True,
-        "ambiguous_loss": "candidates",
+        "min_visits": 5,
+        "resolve_threshold": 0.9,
+        "relabel_threshold": 0.9,
+        "relabel_confidence": 0.9,
+        "ambiguous_loss": "label",
     },
 }
 LionConfig.RECIPES = LION_RECIPES

@@ -270,7 +270,8 @@ class Lion(Algorithm):
         logs = {"mask_rate": reliable.float().mean()}
         loss = self._labeled_loss(out_lb, probs_lb, labels, clear_now, disputed, batch, progress)
         logs.update(self._logs)
-        loss_reliable = masked_cross_entropy(out_s.logits, pseudo_labels, reliable)
+        norm = "masked" if cfg.reliable_loss_norm == "reliable" else "all"
+        loss_reliable = masked_cross_entropy(out_s.logits, pseudo_labels, reliable, norm)
         logs["loss_reliable"] = loss_reliable.detach()
         loss = loss + cfg.lambda_reliable * loss_reliable
         if cfg.use_negative_learning or cfg.use_negative_consistency:
@@ -317,8 +318,12 @@ class Lion(Algorithm):
         cfg = self.cfg
         started = self.started
         full = F.cross_entropy(out_lb.logits, labels)
-        clear_loss = masked_cross_entropy(out_lb.logits, labels, clear_now)
-        loss = torch.where(started, clear_loss, full)
+        if cfg.ambiguous_loss == "label":  # ambiguity only gathers evidence; every row trains
+            loss = full
+        else:
+            loss = torch.where(
+                started, masked_cross_entropy(out_lb.logits, labels, clear_now), full
+            )
         self._logs = {
             "clear_rate": torch.where(started, clear_now.float().mean(), 1.0),
             "loss_sup": loss.detach(),
@@ -372,8 +377,12 @@ class Lion(Algorithm):
         best = best.masked_fill(visits < cfg.min_visits, float("-inf"))
         other = winner != labels
         protected = self._protected(labels) | self._protected(winner)
-        agree = probs.argmax(dim=1) == winner
-        blocked = other & ~agree if cfg.relabel_needs_agreement else torch.zeros_like(other)
+        if cfg.relabel_confidence > 0:  # the classifier must back the prototypes' choice
+            p_winner = probs.gather(1, winner[:, None])[:, 0]
+            agree = (probs.argmax(dim=1) == winner) & (p_winner >= cfg.relabel_confidence)
+            blocked = other & ~agree
+        else:
+            blocked = torch.zeros_like(other)
         relabel = ambiguous & (best >= cfg.relabel_threshold) & other & ~protected & ~blocked
         resolved = ambiguous & (best >= cfg.resolve_threshold) & ~blocked
         still = ambiguous & ~resolved

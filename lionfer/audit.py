@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lionfer import report
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
 from lionfer.predict import InputError, Predictor, checkpoint_file, probability_column
@@ -42,19 +43,7 @@ AUDIT_COLUMNS = (
     "p_model",
     "score",
 )
-RELABEL_COLUMNS = (
-    "index",
-    "id",
-    "given_label",
-    "current_label",
-    "step",
-    "true_label",
-    "given_name",
-    "current_name",
-    "weight",
-    "changed",
-    "ambiguous",
-)
+RELABEL_COLUMNS = (*report.RELABEL_COLUMNS, "changed", "ambiguous")
 THUMBNAIL = 96  # px, the longer side of a face on the HTML page
 SPLITS = ("train", "test")
 

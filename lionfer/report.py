@@ -102,6 +102,20 @@ def finish_run(trainer) -> dict:
     return summary
 
 
+# relabels.csv: these columns, then w_<class> (the candidate weights at the relabel)
+RELABEL_COLUMNS = (
+    "index",
+    "id",
+    "given_label",
+    "current_label",
+    "step",
+    "true_label",
+    "given_name",
+    "current_name",
+    "weight",
+)
+
+
 def write_relabels(path: Path, algorithm, labeled, names) -> None:
     """One row per labeled image whose current label differs from the given one, with the
     candidate weights that decided it (weight: the winning one; w_<class>: all of them)."""
@@ -114,20 +128,7 @@ def write_relabels(path: Path, algorithm, labeled, names) -> None:
     weight_columns = [f"w_{name.lower()}" for name in names] if weights is not None else []
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            [
-                "index",
-                "id",
-                "given_label",
-                "current_label",
-                "step",
-                "true_label",
-                "given_name",
-                "current_name",
-                "weight",
-                *weight_columns,
-            ]
-        )
+        writer.writerow([*RELABEL_COLUMNS, *weight_columns])
         for i in np.flatnonzero(current != given):
             row_weights = [] if weights is None else [f"{w:.4f}" for w in weights[i]]
             writer.writerow(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from fakes import Passthrough
 
 from lionfer.algorithms.base import AlgorithmInfo, Batch, Probe, Progress
 from lionfer.algorithms.hparams import LION_RECIPES, LionConfig, lion_config
@@ -25,23 +25,8 @@ from lionfer.algorithms.lion import (
     update_prototypes,
     update_weights,
 )
-from lionfer.models import Output
 
 T = torch.tensor
-
-
-class Passthrough(nn.Module):
-    """A 'model' whose input rows are [logits (C) | features (D)], so every probability in a
-    step is chosen by the test. The scale parameter gives the loss a graph."""
-
-    def __init__(self, num_classes: int):
-        super().__init__()
-        self.num_classes = num_classes
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, x):
-        c = self.num_classes
-        return Output(x[:, :c] * self.scale, F.normalize(x[:, c:], dim=1))
 
 
 def rows(probs, features):
@@ -673,3 +658,10 @@ def test_label_loss_keeps_training_an_ambiguous_sample_on_its_label():
     loss = lion.step(Passthrough(3), batch, Progress(0, 10)).loss.item()
     assert lion.ambiguous.tolist() == [True]  # it gathers evidence ...
     assert loss == pytest.approx(-math.log(0.40), rel=1e-6)  # ... and trains on label 1
+
+
+def test_bank_keep_leaves_that_many_classes_out_of_the_bank():
+    bank = torch.zeros(1, 4, dtype=torch.bool)
+    probs = T([[0.001, 0.002, 0.003, 0.994]])
+    assert grow_complementary(bank, probs, 0.05).sum().item() == 3
+    assert grow_complementary(bank, probs, 0.05, keep=3).tolist() == [[True, False, False, False]]

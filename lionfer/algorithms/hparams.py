@@ -54,6 +54,7 @@ class LionConfig:
     # released code, FixMatch).
     reliable_loss_norm: str = "reliable"
     complementary_threshold: float = 0.05  # δ, Eq. 9
+    bank_keep: int = 1  # classes always left out of an image's complementary label bank
     candidate_threshold: float = 0.30  # μ, Eq. 4
     ema_momentum: float = 0.99  # φ, Eqs. 3 and 5
     lambda_supervised: float = 1.0  # weight of L_S (released: 1.6)
@@ -133,6 +134,11 @@ class LionConfig:
             check(getattr(self, name) >= 0, f"algorithm.{name}", "must be >= 0")
         check(self.epoch_steps > 0, "algorithm.epoch_steps", "must be positive")
         check(self.min_visits >= 1, "algorithm.min_visits", "must be >= 1")
+        check(
+            self.bank_keep >= 1,
+            "algorithm.bank_keep",
+            "must be >= 1 (the bank never holds every class)",
+        )
         check(self.similarity_temperature > 0, "algorithm.similarity_temperature", "must be > 0")
         check(
             self.relabel_threshold >= self.resolve_threshold,

@@ -143,9 +143,11 @@ def relabel_decision(weights: torch.Tensor, candidates: torch.Tensor):
     return weights.masked_fill(~candidates, float("-inf")).max(dim=1)
 
 
-def grow_complementary(bank_rows: torch.Tensor, probs: torch.Tensor, delta: float) -> torch.Tensor:
+def grow_complementary(
+    bank_rows: torch.Tensor, probs: torch.Tensor, delta: float, keep: int = 1
+) -> torch.Tensor:
     """Eq. 9, progressive: over the classes not yet in the bank, renormalise p; while the smallest
-    renormalised probability is ≤ δ and more than one class remains, add it and repeat.
+    renormalised probability is ≤ δ and more than `keep` classes remain, add it and repeat.
     Vectorised over the batch: C − 1 rounds, no host sync."""
     rows = bank_rows.clone()
     for _ in range(probs.shape[1] - 1):
@@ -153,7 +155,7 @@ def grow_complementary(bank_rows: torch.Tensor, probs: torch.Tensor, delta: floa
         mass = (probs * remaining).sum(dim=1, keepdim=True).clamp_min(1e-12)
         renormalised = torch.where(remaining, probs / mass, torch.full_like(probs, float("inf")))
         smallest, argmin = renormalised.min(dim=1)
-        add = (smallest <= delta) & (remaining.sum(dim=1) > 1)
+        add = (smallest <= delta) & (remaining.sum(dim=1) > keep)
         rows = rows | (F.one_hot(argmin, probs.shape[1]).bool() & add[:, None])
     return rows
 
@@ -410,7 +412,9 @@ class Lion(Algorithm):
         cfg = self.cfg
         probs_w = out_w.logits.float().softmax(dim=1)
         decided = clean_probs(out_w)
-        grown = grow_complementary(self.bank[idx_ulb], decided, cfg.complementary_threshold)
+        grown = grow_complementary(
+            self.bank[idx_ulb], decided, cfg.complementary_threshold, cfg.bank_keep
+        )
         rows = torch.where(unreliable[:, None], grown, self.bank[idx_ulb])
         self.bank[idx_ulb] = rows[first_occurrence(idx_ulb, len(self.bank))]
         scale = 1.0

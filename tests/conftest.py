@@ -8,6 +8,10 @@ from lionfer.config import load_config
 torch.set_num_threads(2)
 
 TINY = [
+    "model.name=cnn_small",  # the packaged default.toml trains a pretrained MobileNetV2
+    'model.pretrained=""',
+    "model.feature_scale=1.0",
+    "data.num_workers=0",
     "data.num_train=210",
     "data.num_test=70",
     "data.num_labels=28",

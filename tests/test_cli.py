@@ -58,7 +58,9 @@ def test_bad_input_exits_2_with_the_fix(capsys, tmp_path):
 
 
 def test_data_stats_json(capsys):
-    code, stdout, _ = run(capsys, "data", "stats", *TINY[:4], "--json")
+    code, stdout, _ = run(
+        capsys, "data", "stats", *[t for t in TINY if t.startswith("data.")], "--json"
+    )
     stats = json.loads(stdout)
     assert code == 0 and set(stats) == {"train", "test", "labeled", "unlabeled"}
     assert sum(stats["labeled"].values()) == 28
@@ -74,7 +76,7 @@ def test_flags_and_overrides_in_any_order(tmp_path):
     args = parse_args(["train", "train.steps=5", "--out", "X", "seed=1", "--dry-run", "default"])
     assert args.out == "X" and args.dry_run and args.items == ["train.steps=5", "seed=1", "default"]
     cfg = config_from_args(args.items)
-    assert (cfg.train.steps, cfg.seed, cfg.train.lr) == (5, 1, 3e-3)  # default.toml's lr
+    assert (cfg.train.steps, cfg.seed, cfg.model.name) == (5, 1, "mobilenet_v2")  # default.toml
     with pytest.raises(SystemExit) as info:
         parse_args(["train", "train.steps=5", "--bogus"])
     assert info.value.code == 2

@@ -665,3 +665,22 @@ def test_bank_keep_leaves_that_many_classes_out_of_the_bank():
     probs = T([[0.001, 0.002, 0.003, 0.994]])
     assert grow_complementary(bank, probs, 0.05).sum().item() == 3
     assert grow_complementary(bank, probs, 0.05, keep=3).tolist() == [[True, False, False, False]]
+
+
+def test_robust_with_every_switch_off_is_fixmatch():
+    from lionfer.algorithms.fixmatch import FixMatch
+    from lionfer.algorithms.hparams import FixMatchConfig
+
+    off = {f"use_{part}": False for part in ("disambiguation", "negative_learning")}
+    lion = make_lion([0, 1], recipe="robust", use_negative_consistency=False, **off)
+    info = AlgorithmInfo(3, 2, 4, 2, T([0, 1]))
+    fixmatch = FixMatch(FixMatchConfig(threshold=0.95), info)
+    probs_w = [[0.96, 0.03, 0.01], [0.40, 0.58, 0.02]]  # one pseudo-label passes 0.95
+    probs_s = [[0.70, 0.20, 0.10], [0.30, 0.50, 0.20]]
+    feats = [[1.0, 0.0], [0.0, 1.0]]
+    batch = make_batch(
+        [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1]], feats, [0, 1], [0, 1], probs_w, probs_s, feats, [0, 1]
+    )
+    ours = lion.step(Passthrough(3), batch, Progress(9, 10)).loss.item()
+    theirs = fixmatch.step(Passthrough(3), batch, Progress(9, 10)).loss.item()
+    assert ours == pytest.approx(theirs, rel=1e-6)

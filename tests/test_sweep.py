@@ -31,7 +31,8 @@ def write_sweep(tmp_path, body: str, name: str = "grid.toml"):
         "[data]\n" + "\n".join(t.removeprefix("data.") for t in TINY if t.startswith("data."))
     )
     path = tmp_path / name
-    path.write_text(f'config = "base.toml"\noverrides = {json.dumps(TINY[4:])}\n' + body)
+    others = [t for t in TINY if not t.startswith("data.")]
+    path.write_text(f'config = "base.toml"\noverrides = {json.dumps(others)}\n' + body)
     return path
 
 

@@ -10,8 +10,9 @@
 - L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC (Eq. 12).
 - Every rule that differs between the paper, the authors' released code and lionfer's robust
   recipe is a field of LionConfig (lionfer/algorithms/hparams.py); `algorithm.recipe` picks one
-  set. Decisions (clear, ambiguous, reliable, candidates) use the head without dropout; the
-  gradient path keeps it. A relabeled sample is clear from its next visit on, for good.
+  set. The labeled images' decisions (clear, ambiguous, candidates) use the head without
+  dropout; the unlabeled ones (reliable, bank) use the training forward as FixMatch does. A
+  relabeled sample is clear from its next visit on, for good.
 - The step is tensor ops only: no Python loop over samples and no host synchronisation.
 """
 
@@ -252,10 +253,10 @@ class Lion(Algorithm):
         cfg = self.cfg
         out_lb, out_w, out_s = forward_outputs(model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s)
         probs_lb = clean_probs(out_lb)
-        probs_w_clean = clean_probs(out_w)
+        probs_w = out_w.logits.detach().float().softmax(dim=1)  # as FixMatch: the train-mode head
         epoch = epoch_of(progress.step, cfg.epoch_steps)
         gamma = cfg.reliable_threshold + cfg.reliable_threshold_step * epoch
-        confidence, pseudo_labels = probs_w_clean.max(dim=1)
+        confidence, pseudo_labels = probs_w.max(dim=1)
         reliable = confidence >= gamma
         labels = self.label[batch.idx_lb]
         clear_now, disputed = self._clear_now(probs_lb, labels, batch.idx_lb)
@@ -411,9 +412,8 @@ class Lion(Algorithm):
         """Eq. 9 grows the bank rows of this batch's unreliable samples; λ2 L_NL + λ3 L_NC."""
         cfg = self.cfg
         probs_w = out_w.logits.float().softmax(dim=1)
-        decided = clean_probs(out_w)
         grown = grow_complementary(
-            self.bank[idx_ulb], decided, cfg.complementary_threshold, cfg.bank_keep
+            self.bank[idx_ulb], probs_w.detach(), cfg.complementary_threshold, cfg.bank_keep
         )
         rows = torch.where(unreliable[:, None], grown, self.bank[idx_ulb])
         self.bank[idx_ulb] = rows[first_occurrence(idx_ulb, len(self.bank))]

@@ -49,7 +49,7 @@ class LionConfig:
     recipe: str = "paper"  # paper | released | robust (see LION_RECIPES)
     clear_threshold: float = 0.80  # τ, Eq. 1
     reliable_threshold: float = 0.83  # γ, Eq. 7
-    reliable_threshold_step: float = 0.0  # γ grows by this every epoch_steps (released: 0.01)
+    reliable_threshold_step: float = 0.0  # γ + this · epoch (epoch from 1; released: 0.01)
     # L_Re averages over the reliable images (Eq. 8) or over the whole unlabeled batch (the
     # released code, FixMatch).
     reliable_loss_norm: str = "reliable"
@@ -160,7 +160,7 @@ class LionConfig:
 LION_RECIPES: dict[str, dict] = {
     "paper": {},
     "released": {
-        "reliable_threshold": 0.81,  # 0.8 + 0.01 · epoch, epoch counted from 1
+        "reliable_threshold": 0.80,  # γ = 0.8 + 0.01 · epoch, epoch counted from 1
         "reliable_threshold_step": 0.01,
         "complementary_threshold": 0.01,
         "lambda_supervised": 1.6,

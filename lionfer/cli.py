@@ -161,6 +161,9 @@ def cmd_list(args) -> int:
     width = max(len(name) for name in registry.names())
     for entry in registry:
         print(f"{entry.name:<{width}}  {entry.description}")
+        for recipe, note in getattr(entry.config, "RECIPE_NOTES", {}).items():
+            default = " (default)" if recipe == entry.config.DEFAULT_RECIPE else ""
+            print(f"{'':<{width}}    algorithm.recipe={recipe}{default}: {note}")
     return 0
 
 

@@ -38,9 +38,11 @@ def test_dry_run_saves_nothing(capsys, tmp_path, monkeypatch):
 
 def test_list_and_config_show(capsys):
     code, stdout, _ = run(capsys, "list", "algorithms")
-    assert code == 0 and {"lion", "fixmatch", "supervised"} <= {
-        line.split()[0] for line in stdout.splitlines()
-    }
+    names = {line.split()[0] for line in stdout.splitlines() if not line.startswith(" ")}
+    assert code == 0 and len(names) == 12 and {"lion", "fixmatch", "adacm"} <= names
+    recipes = [line.split()[0] for line in stdout.splitlines() if line.startswith(" ")]
+    assert recipes == [f"algorithm.recipe={r}" for r in ("paper", "released", "robust")]
+    assert "algorithm.recipe=robust (default)" in stdout
     code, stdout, _ = run(capsys, "list", "datasets")
     assert {"synthetic", "digits", "rafdb"} <= {line.split()[0] for line in stdout.splitlines()}
     code, stdout, _ = run(capsys, "config", "show", "train.steps=9", "algorithm.name=fixmatch")

@@ -44,6 +44,7 @@ class LionConfig:
     under any field set explicitly."""
 
     RECIPES: ClassVar[dict[str, dict]]  # LION_RECIPES, set below
+    RECIPE_NOTES: ClassVar[dict[str, str]]  # one line per recipe, for `lionfer list algorithms`
     DEFAULT_RECIPE: ClassVar[str] = "robust"
 
     recipe: str = "paper"  # paper | released | robust (see LION_RECIPES)
@@ -205,6 +206,11 @@ LION_RECIPES: dict[str, dict] = {
     },
 }
 LionConfig.RECIPES = LION_RECIPES
+LionConfig.RECIPE_NOTES = {
+    "paper": "the paper's equations as written (reproduction; the paper-scale configs)",
+    "released": "the authors' released code's rules, without its bugs",
+    "robust": "lionfer's own: relabels only on agreeing, lasting evidence",
+}
 
 
 def lion_config(recipe: str = LionConfig.DEFAULT_RECIPE, **fields) -> LionConfig:

@@ -40,7 +40,7 @@ def test_list_and_config_show(capsys):
     code, stdout, _ = run(capsys, "list", "algorithms")
     names = {line.split()[0] for line in stdout.splitlines() if not line.startswith(" ")}
     assert code == 0 and len(names) == 12 and {"lion", "fixmatch", "adacm"} <= names
-    recipes = [line.split()[0] for line in stdout.splitlines() if line.startswith(" ")]
+    recipes = [line.split()[0].rstrip(":") for line in stdout.splitlines() if line.startswith(" ")]
     assert recipes == [f"algorithm.recipe={r}" for r in ("paper", "released", "robust")]
     assert "algorithm.recipe=robust (default)" in stdout
     code, stdout, _ = run(capsys, "list", "datasets")

@@ -271,8 +271,9 @@ class Lion(Algorithm):
                 cfg.ema_momentum,
             )
         logs = {"mask_rate": reliable.float().mean()}
-        loss = self._labeled_loss(out_lb, probs_lb, labels, clear_now, disputed, batch, progress)
-        logs.update(self._logs)
+        loss = self._labeled_loss(
+            out_lb, probs_lb, labels, clear_now, disputed, batch, progress, logs
+        )
         norm = "masked" if cfg.reliable_loss_norm == "reliable" else "all"
         loss_reliable = masked_cross_entropy(out_s.logits, pseudo_labels, reliable, norm)
         logs["loss_reliable"] = loss_reliable.detach()
@@ -315,7 +316,7 @@ class Lion(Algorithm):
         )
         self.started = self.started | start
 
-    def _labeled_loss(self, out_lb, probs_lb, labels, clear_now, disputed, batch, progress):
+    def _labeled_loss(self, out_lb, probs_lb, labels, clear_now, disputed, batch, progress, logs):
         """L_S (Eq. 2) over the clear rows once disambiguation has begun (every row before);
         Eqs. 4–6 update the state of this batch's ambiguous rows."""
         cfg = self.cfg
@@ -327,28 +328,21 @@ class Lion(Algorithm):
             loss = torch.where(
                 started, masked_cross_entropy(out_lb.logits, labels, clear_now), full
             )
-        self._logs = {
-            "clear_rate": torch.where(started, clear_now.float().mean(), 1.0),
-            "loss_sup": loss.detach(),
-        }
-        weights = self._disambiguate(
-            probs_lb,
-            out_lb.features.detach().float(),
-            labels,
-            disputed,
-            batch.idx_lb,
-            progress.step,
-        )
+        logs["clear_rate"] = torch.where(started, clear_now.float().mean(), 1.0)
+        logs["loss_sup"] = loss.detach()
+        logs["ambiguous_rate"] = (disputed & started).float().mean()
+        features = out_lb.features.detach().float()
+        weights = self._disambiguate(probs_lb, features, labels, disputed, batch.idx_lb, progress)
         if cfg.ambiguous_loss == "candidates":
             ambiguous = disputed & started
             target = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
             log_probs = out_lb.logits.float().log_softmax(dim=1)
             loss_ambiguous = masked_mean(-(target * log_probs).sum(dim=1), ambiguous)
-            self._logs["loss_ambiguous"] = loss_ambiguous.detach()
+            logs["loss_ambiguous"] = loss_ambiguous.detach()
             loss = loss + loss_ambiguous
         return cfg.lambda_supervised * loss
 
-    def _disambiguate(self, probs, features, labels, disputed, idx, step: int) -> torch.Tensor:
+    def _disambiguate(self, probs, features, labels, disputed, idx, progress) -> torch.Tensor:
         """Eqs. 4–6 for this batch's labeled rows (state updates only, gated on the start);
         returns the rows' candidate weights after Eq. 5 (0 for clear rows)."""
         cfg, started = self.cfg, self.started
@@ -391,7 +385,7 @@ class Lion(Algorithm):
         still = ambiguous & ~resolved
         first = first_occurrence(idx, len(self.label))
         self.label[idx] = torch.where(relabel, winner, labels)[first]
-        self.relabel_step[idx] = torch.where(relabel, step, self.relabel_step[idx])[first]
+        self.relabel_step[idx] = torch.where(relabel, progress.step, self.relabel_step[idx])[first]
         self.relabel_weights[idx] = torch.where(
             relabel[:, None], weights, self.relabel_weights[idx]
         )[first]
@@ -400,7 +394,6 @@ class Lion(Algorithm):
         self.candidates[idx] = (candidates & still[:, None])[first]
         self.visits[idx] = (visits * still)[first]
         self.weights[idx] = (weights * still[:, None])[first]
-        self._logs["ambiguous_rate"] = ambiguous.float().mean()
         return weights
 
     def _protected(self, classes: torch.Tensor) -> torch.Tensor:

@@ -9,12 +9,10 @@ and a checkpoint before it propagates. Python warnings become "warning" events.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +48,7 @@ from lionfer.models import build_model, load_pretrained, resolve_pretrained
 from lionfer.registry import ALGORITHMS
 from lionfer.runfolder import LAST, MetricsLog, check_run_dir, create_run_dir
 from lionfer.tensorboard_log import TensorBoardLog
+from lionfer.window import LossWatch, Window
 
 __all__ = ["NonFiniteLoss", "RunExistsError", "Trainer", "train"]
 
@@ -118,35 +117,6 @@ def features_of(model, images, cfg: Config, device) -> tuple[torch.Tensor, np.nd
     return torch.cat(features), images.labels
 
 
-@dataclass
-class Window:
-    """Running means of the step logs since the last record, plus pseudo-label diagnostics."""
-
-    sums: dict
-    count: int = 0
-    pseudo_total: int = 0
-    pseudo_correct: int = 0
-
-    @classmethod
-    def empty(cls) -> Window:
-        return cls({})
-
-    def add(self, logs: dict, pseudo_correct: int = 0, pseudo_total: int = 0) -> None:
-        """Values are floats or detached 0-d tensors; tensors are summed where they live and
-        read only by means(), so logging costs no host synchronisation per step."""
-        for key, value in logs.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        self.count += 1
-        self.pseudo_correct += pseudo_correct
-        self.pseudo_total += pseudo_total
-
-    def means(self) -> dict:
-        out = {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
-        if self.pseudo_total:
-            out["pseudo_label_acc"] = self.pseudo_correct / self.pseudo_total
-        return out
-
-
 class Trainer:
     def __init__(
         self,
@@ -187,13 +157,17 @@ class Trainer:
         groups = [{"params": self.model.parameters()}]
         if self.algorithm.modules() is not None:  # e.g. a rotation head, trained with the model
             groups.append({"params": self.algorithm.modules().parameters()})
-        self.optimizer = torch.optim.Adam(
-            groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+        self.optimizer = torch.optim.Adam(  # fused on a GPU: one kernel, no host reads
+            groups,
+            lr=cfg.train.lr,
+            weight_decay=cfg.train.weight_decay,
+            fused=True if self.device.type == "cuda" else None,
         )
         truth = rd.unlabeled.true_labels
         self.truth_ulb = None if truth is None else torch.as_tensor(truth, device=self.device)
         self.step, self.best, self.window = 0, {"acc": -1.0, "step": -1}, Window.empty()
         self.eval_window = Window.empty()
+        self.watch = LossWatch()
         self.last_eval: dict | None = None
         self.saved_step: int | None = None  # the step of checkpoints/last.pt on disk
         self._mid_step = False  # True while a step's updates are under way
@@ -242,8 +216,8 @@ class Trainer:
             "algorithm_modules": modules.state_dict() if modules is not None else {},
             "rng": rng_state(),
             "best": self.best,
-            "window": self.window.__dict__,
-            "eval_window": self.eval_window.__dict__,
+            "window": self.window.state(),
+            "eval_window": self.eval_window.state(),
             "class_names": list(self.run_data.data.class_names),
             "model_name": self.cfg.model.name,
             "image_size": self.cfg.data.image_size,
@@ -265,12 +239,27 @@ class Trainer:
         self.saved_step = self.step
 
     def _save(self, name: str = "last.pt") -> None:
+        if name != "error.pt":
+            self._check_finite()  # a checkpoint never holds the state after a non-finite loss
         try:
             save_checkpoint(self._state(), self.out / "checkpoints" / name)
         except CheckpointWriteError as error:
             raise CheckpointWriteError(f"{error}; {self._last_good()}") from error
         if name == "last.pt":
             self.saved_step = self.step
+
+    def _check_finite(self) -> None:
+        """Raise NonFiniteLoss naming the first step whose loss was NaN or infinite (the loss is
+        checked on the device every step and read here, at log, evaluation and checkpoint
+        boundaries)."""
+        bad = self.watch.check()
+        if bad is not None:
+            step, logs = bad
+            raise NonFiniteLoss(
+                f"loss is {logs.get('loss')} at step {step} (logs: {logs}); lower train.lr or "
+                f"check the data; {self._last_good()}",
+                logs,
+            )
 
     def _last_good(self) -> str:
         if self.saved_step is None:
@@ -429,7 +418,8 @@ class Trainer:
         record.update({"signal": "SIGINT"} if interrupted else {"error": _describe(error)})
         if isinstance(error, NonFiniteLoss):
             record.update(error.logs)
-        name = "error.pt" if self._mid_step else "last.pt"
+        unsure = self._mid_step or isinstance(error, NonFiniteLoss) or self._nonfinite_seen()
+        name = "error.pt" if unsure else "last.pt"
         if not (interrupted and self._mid_step):
             try:
                 self._save(name)
@@ -440,6 +430,12 @@ class Trainer:
             self._log(record)
         except OSError:
             pass  # e.g. the disk is full; the error itself still reaches the caller
+
+    def _nonfinite_seen(self) -> bool:
+        try:
+            return self.watch.check() is not None
+        except RuntimeError:  # the device itself failed
+            return True
 
     def _train_step(self, lb, ulb) -> None:
         x_lb, y_lb, idx_lb = lb
@@ -455,24 +451,17 @@ class Trainer:
         self._mid_step = True  # the algorithm's per-sample state may change from here on
         with autocast:
             out = self.algorithm.step(self.model, batch, Progress(self.step, self.cfg.train.steps))
-        if not math.isfinite(out.loss.item()):
-            logs = {k: float(v) for k, v in out.logs.items()}  # 0-d tensors are not JSON
-            raise NonFiniteLoss(
-                f"loss is {out.loss.item()} at step {self.step} (logs: {logs}); lower "
-                f"train.lr or check the data; {self._last_good()}",
-                logs,
-            )
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()
         self.ema.update(self.model, self.step)
+        logs = {"loss": out.loss.detach(), **out.logs}
+        self.watch.record(self.step, out.loss, logs)  # read at the next boundary, no sync now
         correct = total = 0
-        if out.mask is not None and self.truth_ulb is not None and out.mask.any():
+        if out.mask is not None and self.truth_ulb is not None:
             known = self.truth_ulb[batch.idx_ulb]
             used = out.mask & (known >= 0)
-            correct = int((out.pseudo_labels[used] == known[used]).sum())
-            total = int(used.sum())
-        logs = {"loss": out.loss.detach(), **out.logs}
+            correct, total = (used & (out.pseudo_labels == known)).sum(), used.sum()
         self.window.add(logs, correct, total)
         self.eval_window.add({k: v for k, v in logs.items() if k == "mask_rate"}, correct, total)
 
@@ -489,6 +478,8 @@ class Trainer:
     def _periodic(self, bar, started: float, start: int) -> None:
         cfg, step = self.cfg.train, self.step
         last = step == cfg.steps
+        if last or any(step % every == 0 for every in self._boundaries()):
+            self._check_finite()
         if step % cfg.log_every == 0 or last:
             means = self.window.means()
             steps_per_s = (step - start) / max(time.perf_counter() - started, 1e-9)
@@ -511,6 +502,10 @@ class Trainer:
         if step % cfg.checkpoint_every == 0 or last:
             self._save()
         bar.update(1)
+
+    def _boundaries(self) -> tuple[int, ...]:
+        cfg = self.cfg.train
+        return cfg.log_every, cfg.eval_every, cfg.checkpoint_every
 
 
 def progress_line(step: int, total: int, means: dict, steps_per_s: float) -> str:

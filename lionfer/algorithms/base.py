@@ -201,10 +201,10 @@ def forward_views(model: nn.Module, *views: torch.Tensor):
 
 
 def step_generator() -> torch.Generator:
-    """A private CPU generator seeded by one draw of torch's global RNG, for a step's own random
-    choices (mixup λ and partners, rotations): they repeat with the seed, resume exactly (the
-    Trainer restores the global RNG) and do not depend on the device."""
-    return torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+    """The generator of a step's own random choices (mixup λ and partners, rotations): torch's
+    global CPU generator, so they repeat with the seed, resume exactly (the Trainer restores it),
+    do not depend on the device and cost no transfer from the GPU."""
+    return torch.default_generator
 
 
 def forward_outputs(model: nn.Module, *views: torch.Tensor) -> list:

@@ -157,7 +157,7 @@ def cmd_list(args) -> int:
     elif args.what == "datasets":
         import lionfer.data.pipeline  # noqa: F401  (the table of datasets; no torch)
     registry = {"algorithms": ALGORITHMS, "models": MODELS, "datasets": DATASETS}[args.what]
-    width = max(len(name) for name in registry.names())
+    width = max(len(entry.name) for entry in registry)
     for entry in registry:
         print(f"{entry.name:<{width}}  {entry.description}")
     return 0

@@ -44,7 +44,7 @@ from lionfer.errors import (
 )
 from lionfer.interrupts import StopSignals
 from lionfer.metrics import accuracy, confusion_matrix
-from lionfer.models import build_model, load_pretrained, resolve_pretrained
+from lionfer.models import build_model, load_weights
 from lionfer.registry import ALGORITHMS
 from lionfer.runfolder import LAST, MetricsLog, check_run_dir, create_run_dir
 from lionfer.tensorboard_log import TensorBoardLog
@@ -520,7 +520,9 @@ def progress_line(step: int, total: int, means: dict, steps_per_s: float) -> str
 def _load_weights(model: torch.nn.Module, model_cfg) -> str:
     """model.pretrained loaded into the model (a file, or a packaged weight set's name)."""
     try:
-        return load_pretrained(model, resolve_pretrained(model_cfg.name, model_cfg.pretrained))
+        return load_weights(model, model_cfg.name, model_cfg.pretrained)
+    except InputError:
+        raise
     except FileNotFoundError as error:
         raise MissingInputError(f"model.pretrained: {error}") from error
     except ValueError as error:

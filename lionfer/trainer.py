@@ -30,7 +30,9 @@ from lionfer.checkpoint import (
 )
 from lionfer.config import Config, load_config, replace, resolve_paths, save_config
 from lionfer.data import transforms
-from lionfer.data.loaders import eval_loader, stream_loader
+from lionfer.data.base import ImageSet
+from lionfer.data.cache import cache_images
+from lionfer.data.loaders import DeviceStream, eval_loader, stream_loader
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.ema import ModelEMA
 from lionfer.errors import (
@@ -134,6 +136,10 @@ class Trainer:
         self.metrics = MetricsLog(self.metrics_path)
         self._build()
 
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.cfg.train.channels_last else torch.preserve_format
+
     def _build(self) -> None:
         cfg, rd = self.cfg, self.run_data
         torch.manual_seed(cfg.seed)
@@ -142,8 +148,9 @@ class Trainer:
         self.weights_message = "random init"
         if cfg.model.pretrained:
             self.weights_message = _load_weights(self.model, cfg.model)
-        self.model.to(self.device)
+        self.model.to(self.device, memory_format=self.memory_format)
         self.ema = ModelEMA(self.model, cfg.train.ema_decay)
+        self.train_model = torch.compile(self.model) if cfg.train.compile else self.model
         info = AlgorithmInfo(
             rd.num_classes,
             len(rd.labeled),
@@ -175,33 +182,44 @@ class Trainer:
             TensorBoardLog(self.out / "tensorboard") if cfg.train.tensorboard else None
         )
 
+    def _training_sets(self) -> tuple[ImageSet, ImageSet]:
+        """The labeled and unlabeled training images, through the uint8 cache when asked (or
+        when the views are made on the device, which needs it)."""
+        cfg, rd = self.cfg.data, self.run_data
+        if not (cfg.cache_images or cfg.augment_on == "device"):
+            return rd.labeled, rd.unlabeled
+        return tuple(
+            cache_images(images, cfg.image_size, cfg.num_workers, self.progress, what)
+            for images, what in ((rd.labeled, "labeled"), (rd.unlabeled, "unlabeled"))
+        )
+
     def _loaders(self):
-        cfg, rd = self.cfg, self.run_data
-        size, mean, std = cfg.data.image_size, self.model.mean, self.model.std
-        common = dict(
+        """The labeled stream (weak views) and, for an algorithm with views, the unlabeled one."""
+        cfg = self.cfg
+        labeled_set, unlabeled_set = self._training_sets()
+        sizes = (cfg.train.batch_size, cfg.train.batch_size * cfg.train.unlabeled_ratio)
+        streams = [(labeled_set, ("weak",), sizes[0], 0)]
+        if self.algorithm.views:
+            streams.append((unlabeled_set, self.algorithm.views, sizes[1], 1))
+        made = [self._stream(*stream) for stream in streams]
+        return made[0], (made[1] if len(made) > 1 else None)
+
+    def _stream(self, images, views: tuple[str, ...], batch_size: int, stream: int):
+        cfg, mean, std = self.cfg, self.model.mean, self.model.std
+        if cfg.data.augment_on == "device":
+            return DeviceStream(images, views, batch_size, cfg.seed, stream, self.step,
+                                self.device, (mean, std))  # fmt: skip
+        size = cfg.data.image_size
+        return stream_loader(
+            images,
+            tuple(getattr(transforms, view)(size, mean, std) for view in views),
+            batch_size,
             seed=cfg.seed,
+            stream=stream,
             start_batch=self.step,
             num_workers=cfg.data.num_workers,
             pin_memory=self.device.type == "cuda",
         )
-        labeled = stream_loader(
-            rd.labeled,
-            (transforms.weak(size, mean, std),),
-            cfg.train.batch_size,
-            stream=0,
-            **common,
-        )
-        unlabeled = None
-        if self.algorithm.views:
-            views = tuple(getattr(transforms, v)(size, mean, std) for v in self.algorithm.views)
-            unlabeled = stream_loader(
-                rd.unlabeled,
-                views,
-                cfg.train.batch_size * cfg.train.unlabeled_ratio,
-                stream=1,
-                **common,
-            )
-        return labeled, unlabeled
 
     # ---- checkpoints ----
 
@@ -442,7 +460,7 @@ class Trainer:
         # ulb: (view_1, ..., view_k, labels, indices), views in the order of algorithm.views
         x_ulb, idx_ulb = (tuple(ulb[:-2]), ulb[-1]) if ulb is not None else ((), None)
         batch = Batch.from_views(x_lb, y_lb, idx_lb, self.algorithm.views, x_ulb, idx_ulb)
-        batch = batch.to(self.device)
+        batch = batch.to(self.device, self.memory_format)
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if self.device.type == "cuda"
@@ -450,7 +468,9 @@ class Trainer:
         )
         self._mid_step = True  # the algorithm's per-sample state may change from here on
         with autocast:
-            out = self.algorithm.step(self.model, batch, Progress(self.step, self.cfg.train.steps))
+            out = self.algorithm.step(
+                self.train_model, batch, Progress(self.step, self.cfg.train.steps)
+            )
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()

@@ -84,9 +84,17 @@ class Batch:
 
         return cls(x_lb, y_lb, idx_lb, first("weak"), first("strong"), idx_ulb, tuple(x_ulb))
 
-    def to(self, device: torch.device) -> Batch:
+    def to(
+        self, device: torch.device, memory_format: torch.memory_format = torch.preserve_format
+    ) -> Batch:
+        """On `device` (non-blocking copies); images (4-d) in `memory_format`."""
+
         def move(value):
-            return None if value is None else value.to(device, non_blocking=True)
+            if value is None:
+                return None
+            if value.dim() == 4:
+                return value.to(device, non_blocking=True, memory_format=memory_format)
+            return value.to(device, non_blocking=True)
 
         x_ulb = tuple(move(v) for v in self.x_ulb)
         moved = {id(old): new for old, new in zip(self.x_ulb, x_ulb, strict=True)}

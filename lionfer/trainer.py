@@ -12,6 +12,7 @@ import dataclasses
 import random
 import signal
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -34,6 +35,16 @@ from lionfer.data.base import ImageSet
 from lionfer.data.cache import cache_images
 from lionfer.data.loaders import DeviceStream, eval_loader, stream_loader
 from lionfer.data.pipeline import RunData, build_run_data
+from lionfer.distributed import (
+    LOCAL,
+    Comm,
+    check_divisible,
+    join,
+    leave,
+    process_device,
+    sync_batchnorm,
+    wrap,
+)
 from lionfer.ema import ModelEMA
 from lionfer.errors import (
     CheckpointWriteError,
@@ -127,10 +138,20 @@ class Trainer:
         run_data: RunData | None = None,
         progress: bool = True,
         command: str = "",
+        comm: Comm = LOCAL,
     ):
-        self.cfg, self.out, self.progress, self.command = cfg, Path(out), progress, command
-        self.device = resolve_device(cfg.train.device)
-        self.run_data = run_data or build_run_data(data_config(cfg), cfg.seed, progress=progress)
+        """comm: the processes of a multi-process run (lionfer.distributed.join); the main one
+        writes the run folder, evaluates and saves checkpoints."""
+        self.comm, self.is_main = comm, comm.is_main
+        self.cfg, self.out, self.command = cfg, Path(out), command
+        self.progress = progress and self.is_main
+        self.device = process_device(resolve_device(cfg.train.device), comm)
+        sizes = {"train.batch_size": cfg.train.batch_size}
+        sizes["batch_size x unlabeled_ratio"] = cfg.train.batch_size * cfg.train.unlabeled_ratio
+        check_divisible(sizes, comm)
+        self.run_data = run_data or build_run_data(
+            data_config(cfg), cfg.seed, progress=self.progress
+        )
         check_all_labeled(cfg, self.run_data)
         self.metrics_path = self.out / "metrics.jsonl"
         self.metrics = MetricsLog(self.metrics_path)
@@ -149,8 +170,14 @@ class Trainer:
         if cfg.model.pretrained:
             self.weights_message = _load_weights(self.model, cfg.model)
         self.model.to(self.device, memory_format=self.memory_format)
-        self.ema = ModelEMA(self.model, cfg.train.ema_decay)
-        self.train_model = torch.compile(self.model) if cfg.train.compile else self.model
+        self.ema = ModelEMA(self.model, cfg.train.ema_decay)  # plain BatchNorm: evaluated alone
+        synced = cfg.train.sync_batchnorm and self.comm.world_size > 1
+        if synced:
+            self.model = sync_batchnorm(self.model, self.comm, self.device)
+        self.train_model = wrap(self.model, self.comm, self.device, synced)
+        if cfg.train.compile:
+            self.train_model = torch.compile(self.train_model)
+        self._seed_device_rng()
         info = AlgorithmInfo(
             rd.num_classes,
             len(rd.labeled),
@@ -160,6 +187,7 @@ class Trainer:
             tuple(rd.data.class_names),
         )
         self.algorithm = ALGORITHMS.get(cfg.algorithm.name)(cfg.algorithm.params, info)
+        self.algorithm.comm = self.comm
         self.algorithm.to(self.device)
         groups = [{"params": self.model.parameters()}]
         if self.algorithm.modules() is not None:  # e.g. a rotation head, trained with the model
@@ -181,6 +209,13 @@ class Trainer:
         self.tensorboard = (
             TensorBoardLog(self.out / "tensorboard") if cfg.train.tensorboard else None
         )
+
+    def _seed_device_rng(self) -> None:
+        """With several processes on GPUs, each draws its own dropout masks: the GPU generator is
+        seeded by (seed, rank, step); the CPU generator, which the algorithms draw from, stays the
+        same on every process."""
+        if self.comm.world_size > 1 and self.device.type == "cuda":
+            torch.cuda.manual_seed(hash((self.cfg.seed, self.comm.rank, self.step)) % 2**62)
 
     def _training_sets(self) -> tuple[ImageSet, ImageSet]:
         """The labeled and unlabeled training images, through the uint8 cache when asked (or
@@ -205,10 +240,12 @@ class Trainer:
         return made[0], (made[1] if len(made) > 1 else None)
 
     def _stream(self, images, views: tuple[str, ...], batch_size: int, stream: int):
+        """This process's share of a stream of global batches of `batch_size`."""
         cfg, mean, std = self.cfg, self.model.mean, self.model.std
+        shard = (self.comm.rank, self.comm.world_size)
         if cfg.data.augment_on == "device":
             return DeviceStream(images, views, batch_size, cfg.seed, stream, self.step,
-                                self.device, (mean, std))  # fmt: skip
+                                self.device, (mean, std), shard)  # fmt: skip
         size = cfg.data.image_size
         return stream_loader(
             images,
@@ -219,6 +256,7 @@ class Trainer:
             start_batch=self.step,
             num_workers=cfg.data.num_workers,
             pin_memory=self.device.type == "cuda",
+            shard=shard,
         )
 
     # ---- checkpoints ----
@@ -254,11 +292,17 @@ class Trainer:
         self.window = Window(**state["window"])
         self.eval_window = Window(**state["eval_window"])
         set_rng_state(state["rng"])
+        self._seed_device_rng()
         self.saved_step = self.step
 
     def _save(self, name: str = "last.pt") -> None:
+        """Write checkpoints/<name> (the main process; the state is the same in every one)."""
         if name != "error.pt":
             self._check_finite()  # a checkpoint never holds the state after a non-finite loss
+        if not self.is_main:
+            if name == "last.pt":
+                self.saved_step = self.step
+            return
         try:
             save_checkpoint(self._state(), self.out / "checkpoints" / name)
         except CheckpointWriteError as error:
@@ -287,6 +331,8 @@ class Trainer:
     # ---- evaluation and logging ----
 
     def _log(self, record: dict) -> None:
+        if not self.is_main:
+            return
         self.metrics.append(record)
         if self.tensorboard is not None:
             self.tensorboard.write(record)
@@ -354,14 +400,15 @@ class Trainer:
                 "notes": rd.data.notes,
             }
         )
-        save_config(self.cfg, self.out / "config.toml")
-        rd.split.save(self.out / "split.json")
-        report.write_meta(self.out, self.cfg, self.device, self.command)
+        if self.is_main:
+            save_config(self.cfg, self.out / "config.toml")
+            rd.split.save(self.out / "split.json")
+            report.write_meta(self.out, self.cfg, self.device, self.command, self.comm.world_size)
 
     def _resume(self) -> None:
         path = self.out / LAST
         self._restore(load_checkpoint(path), path)
-        dropped = self.metrics.rewind(self.step)  # their steps are trained again
+        dropped = self.metrics.rewind(self.step) if self.is_main else 0  # trained again
         record = {"event": "resume", "step": self.step, "checkpoint": str(LAST)}
         self._log({**record, "dropped": dropped, "notes": self.run_data.data.notes})
 
@@ -374,6 +421,10 @@ class Trainer:
                 self._resume()
             else:
                 self._begin()
+            if not self.is_main:  # the main process reports warnings once for all
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return self._loop(stop, stop_after)
             with self.metrics.recording_warnings(lambda: self.step):
                 return self._loop(stop, stop_after)
 
@@ -401,12 +452,13 @@ class Trainer:
                     self.algorithm.on_period(self._labeled_probs)
                 self._mid_step = False
                 self._periodic(bar, started, start)
-                if stop.signum is not None:
-                    self._stop(stop.signum)
+                signum = self.comm.agree(stop.signum or 0)  # every process stops at this step
+                if signum:
+                    self._stop(signum)
             if self.step < total:
                 self._save()
                 return None
-            return report.finish_run(self)
+            return report.finish_run(self) if self.is_main else None
         except Interrupted:
             raise
         except BaseException as error:
@@ -460,7 +512,7 @@ class Trainer:
         # ulb: (view_1, ..., view_k, labels, indices), views in the order of algorithm.views
         x_ulb, idx_ulb = (tuple(ulb[:-2]), ulb[-1]) if ulb is not None else ((), None)
         batch = Batch.from_views(x_lb, y_lb, idx_lb, self.algorithm.views, x_ulb, idx_ulb)
-        batch = batch.to(self.device, self.memory_format)
+        batch = self._global_labels(batch.to(self.device, self.memory_format))
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if self.device.type == "cuda"
@@ -484,6 +536,17 @@ class Trainer:
             correct, total = (used & (out.pseudo_labels == known)).sum(), used.sum()
         self.window.add(logs, correct, total)
         self.eval_window.add({k: v for k, v in logs.items() if k == "mask_rate"}, correct, total)
+
+    def _global_labels(self, batch: Batch) -> Batch:
+        """With several processes: the labels and indices of the whole global batch (one small
+        collective); the images stay this process's share."""
+        if self.comm.world_size == 1:
+            return batch
+        parts = [batch.y_lb, batch.idx_lb] + ([batch.idx_ulb] if batch.idx_ulb is not None else [])
+        gathered = self.comm.gather_views(torch.cat(parts), [len(p) for p in parts])
+        batch.y_lb, batch.idx_lb = gathered[0], gathered[1]
+        batch.idx_ulb = gathered[2] if batch.idx_ulb is not None else None
+        return batch
 
     def _labeled_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The EMA model's probabilities on the labeled set (eval mode, weak views seeded by the
@@ -510,16 +573,21 @@ class Trainer:
                 acc=f"{self.best['test_acc'] if 'test_acc' in self.best else 0:.3f}",
                 it_s=f"{steps_per_s:.1f}",
             )
-            if not self.progress:
+            if self.is_main and not self.progress:
                 print(progress_line(step, cfg.steps, means, steps_per_s), flush=True)
             self.window = Window.empty()
-        if step % cfg.eval_every == 0 or last:
+        if (step % cfg.eval_every == 0 or last) and not self.is_main:
+            self.eval_window = Window.empty()  # the main process evaluates
+        elif step % cfg.eval_every == 0 or last:
             record = self._evaluate()
             self._after_eval(record)
             bar.set_postfix(test_acc=f"{record['test_acc']:.3f}")
             if not self.progress:
                 print(f"step {step}/{cfg.steps}  test_acc {record['test_acc']:.4f}", flush=True)
         if step % cfg.checkpoint_every == 0 or last:
+            self.comm.check_identical(
+                self.algorithm.state_dict(), f"algorithm state at step {step}"
+            )
             self._save()
         bar.update(1)
 
@@ -564,7 +632,9 @@ def train(
     device: str | None = None,
 ) -> dict | None:
     """Train one run into `out`; on resume the run's saved config is used (cfg may be None), on
-    `device` when one is given (e.g. a run begun on a GPU continued on a CPU).
+    `device` when one is given (e.g. a run begun on a GPU continued on a CPU). Started by
+    torchrun, the processes share the run (lionfer.distributed); the main one writes the run
+    folder and returns the summary, the others None.
 
     Raises InputError (bad config, data or run folder: nothing is written), Interrupted (SIGINT or
     SIGTERM: checkpoints/last.pt saved), or the failure of a step (an "error" event and a
@@ -575,10 +645,22 @@ def train(
         cfg = load_config(out / "config.toml")  # a resumed run continues with its own config
         if device:
             cfg = replace(cfg, f"train.device={device}")
-        split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
-        trainer = Trainer(cfg, out, build_run_data(split, cfg.seed, progress), progress, command)
     else:
         cfg = resolve_paths(cfg)
-        trainer = Trainer(cfg, out, progress=progress, command=command)  # data and model first,
-        create_run_dir(out, overwrite)  # so a bad root or weights file leaves no run folder
-    return trainer.fit(resume=resume, stop_after=stop_after)
+    comm = join(resolve_device(cfg.train.device))
+    finished = False
+    try:
+        data = None
+        if resume:
+            split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
+            data = build_run_data(split, cfg.seed, progress and comm.is_main)
+        # data and model first, so a bad root or weights file leaves no run folder
+        trainer = Trainer(cfg, out, data, progress, command, comm)
+        if not resume and comm.is_main:
+            create_run_dir(out, overwrite)
+        comm.barrier()
+        summary = trainer.fit(resume=resume, stop_after=stop_after)
+        finished = True
+        return summary
+    finally:
+        leave(comm, finished)

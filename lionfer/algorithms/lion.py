@@ -256,7 +256,9 @@ class Lion(Algorithm):
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         cfg = self.cfg
-        out_lb, out_w, out_s = forward_outputs(model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s)
+        out_lb, out_w, out_s = forward_outputs(
+            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s, comm=self.comm
+        )
         probs_lb = clean_probs(out_lb)
         probs_w_clean = clean_probs(out_w)
         epoch = epoch_of(progress.step, cfg.epoch_steps)

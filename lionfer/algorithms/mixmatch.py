@@ -85,15 +85,16 @@ class MixMatch(Algorithm):
     views = ("weak", "weak")  # K = 2 augmentations per unlabeled image
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
-        cfg, num_labeled = self.cfg, len(batch.x_lb)
+        cfg, comm, num_labeled = self.cfg, self.comm, len(batch.y_lb)
         with torch.no_grad():
-            guesses = forward_views(model, *batch.x_ulb)
+            guesses = forward_views(model, *batch.x_ulb, comm=comm)
             targets_ulb = guess_labels([logits for logits, _ in guesses], cfg.temperature)
+        whole = batch.gathered(comm)  # MixUp partners come from the whole global batch
         mixed_x, mixed_y = mix_pool(
-            batch, targets_ulb, batch.x_ulb, self.info.num_classes, cfg.alpha
+            whole, targets_ulb, whole.x_ulb, self.info.num_classes, cfg.alpha
         )
         (logits_x, _), (logits_u, _) = forward_views(
-            model, mixed_x[:num_labeled], mixed_x[num_labeled:]
+            model, comm.local(mixed_x[:num_labeled]), comm.local(mixed_x[num_labeled:]), comm=comm
         )
         loss_sup = soft_cross_entropy(logits_x, mixed_y[:num_labeled])
         # (1/C)‖q' − p‖² averaged over the mixed unlabeled items = mean squared error per entry

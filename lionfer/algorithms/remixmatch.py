@@ -92,21 +92,23 @@ class ReMixMatch(Algorithm):
         return guess
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
-        cfg, num_labeled = self.cfg, len(batch.x_lb)
-        x_ulb_w, strong = batch.x_ulb[0], batch.x_ulb[1:]
+        cfg, comm, num_labeled = self.cfg, self.comm, len(batch.y_lb)
         with torch.no_grad():
-            (logits_w, _) = forward_views(model, x_ulb_w)[0]
+            (logits_w, _) = forward_views(model, batch.x_ulb[0], comm=comm)[0]
             targets_ulb = self._guess(logits_w)
+        whole = batch.gathered(comm)  # MixUp partners come from the whole global batch
+        x_ulb_w, strong = whole.x_ulb[0], whole.x_ulb[1:]
         mixed_x, mixed_y = mix_pool(
-            batch, targets_ulb, (*strong, x_ulb_w), self.info.num_classes, cfg.alpha
+            whole, targets_ulb, (*strong, x_ulb_w), self.info.num_classes, cfg.alpha
         )
         turns = torch.randint(4, (len(strong[0]),), generator=step_generator())
         (logits_x, _), (logits_u, _), (logits_u1, _), (_, features_rot) = forward_views(
             model,
-            mixed_x[:num_labeled],
-            mixed_x[num_labeled:],
-            strong[0],
-            rotate_quarters(strong[0], turns),
+            comm.local(mixed_x[:num_labeled]),
+            comm.local(mixed_x[num_labeled:]),
+            comm.local(strong[0]),
+            comm.local(rotate_quarters(strong[0], turns)),
+            comm=comm,
         )
         loss_sup = soft_cross_entropy(logits_x, mixed_y[:num_labeled])
         loss_unsup = soft_cross_entropy(logits_u, mixed_y[num_labeled:])

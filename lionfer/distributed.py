@@ -256,13 +256,20 @@ def _all_reduce_sum(tensor: torch.Tensor, comm: Comm) -> torch.Tensor:
 
 
 def sync_batchnorm(model: nn.Module, comm: Comm, device: torch.device) -> nn.Module:
-    """The model with every BatchNorm2d taking global-batch statistics: torch's SyncBatchNorm on
-    GPUs, GlobalBatchNorm elsewhere. Parameters and buffers are kept (the same tensors)."""
+    """The model with its BatchNorm layers taking global-batch statistics: torch's (or, for timm
+    models, timm's) SyncBatchNorm on GPUs; on CPUs GlobalBatchNorm in place of every
+    nn.BatchNorm2d (timm's BatchNormAct2d keeps each process's statistics there). Parameters and
+    buffers are kept (the same tensors)."""
     if comm.world_size == 1:
         return model
     if device.type == "cuda":
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if any(type(m).__module__.startswith("timm.") for m in norms):
+            from timm.layers import convert_sync_batchnorm  # keeps timm's fused activations
+
+            return convert_sync_batchnorm(model)
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    for name, module in list(model.named_modules()):
+    for name, module in list(model.named_modules()):  # torch's BatchNorm2d layers
         if type(module) is nn.BatchNorm2d:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
@@ -275,6 +282,7 @@ def _global_copy(module: nn.BatchNorm2d, comm: Comm) -> GlobalBatchNorm:
         module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
     )
     new.comm = comm
+    new.train(module.training)
     if module.affine:
         new.weight, new.bias = module.weight, module.bias
     if module.track_running_stats:

@@ -140,3 +140,33 @@ def test_a_run_moves_from_one_to_two_processes_and_back(one_process, tmp_path):
     assert_same_run(one_process, out)
     resumes = [r for r in records(out) if r["event"] == "resume"]
     assert [r["step"] for r in resumes] == [2, 4]
+
+
+def test_cpu_batchnorm_takes_over_the_same_tensors_and_evaluates_alone():
+    from lionfer.config import ModelConfig
+    from lionfer.distributed import Comm, GlobalBatchNorm, sync_batchnorm
+    from lionfer.models import build_model
+
+    class TwoProcesses(Comm):
+        world_size = 2
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="cnn_small"), 7).eval()
+    x = torch.randn(3, 3, 32, 32)
+    before, tensors = model(x).logits, {k: v.data_ptr() for k, v in model.state_dict().items()}
+    model = sync_batchnorm(model, TwoProcesses(), torch.device("cpu"))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 4 and all(isinstance(m, GlobalBatchNorm) for m in norms)
+    assert {k: v.data_ptr() for k, v in model.state_dict().items()} == tensors  # same storage
+    assert torch.equal(model(x).logits, before)  # evaluation needs no other process
+
+
+def test_a_state_digest_tells_equal_tensors_from_others():
+    from lionfer.distributed import digest
+
+    bank = torch.rand(50, 7) < 0.3
+    swapped = bank.clone()
+    swapped[[3, 4]] = bank[[4, 3]]
+    assert torch.equal(digest(bank), digest(bank.clone()))
+    assert not torch.equal(digest(bank), digest(swapped)) or torch.equal(bank, swapped)
+    assert not torch.equal(digest(torch.arange(5.0)), digest(torch.arange(5.0).flip(0)))

@@ -240,6 +240,15 @@ def forward_views(model: nn.Module, *views: torch.Tensor, comm: Comm = LOCAL):
     return list(zip(logits, features, strict=True))
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor a step made (e.g. random draws) moved to `device` without a host
+    synchronisation: pinned, then copied without blocking, on a GPU."""
+    device = torch.device(device)
+    if device.type != "cuda" or tensor.device == device:
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def step_generator() -> torch.Generator:
     """The generator of a step's own random choices (mixup λ and partners, rotations): torch's
     global CPU generator, so they repeat with the seed, resume exactly (the Trainer restores it),

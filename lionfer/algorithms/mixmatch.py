@@ -30,6 +30,7 @@ from lionfer.algorithms.base import (
     StepOutput,
     forward_views,
     step_generator,
+    to_device,
 )
 from lionfer.algorithms.hparams import MixMatchConfig
 from lionfer.losses import soft_cross_entropy
@@ -59,9 +60,10 @@ def draw_mixup(n: int, alpha: float, generator: torch.Generator):
 
 def mixup(x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, partner: torch.Tensor):
     """x' = λ' x + (1 − λ') x[partner] and the same for the targets y (N, C); lam is (N,)."""
-    lam_x = lam.to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    lam = to_device(lam, x.device)
+    lam_x = lam.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
     lam_y = lam.to(y.device, y.dtype).view(-1, 1)
-    partner = partner.to(x.device)
+    partner = to_device(partner, x.device)
     return lam_x * x + (1 - lam_x) * x[partner], lam_y * y + (1 - lam_y) * y[partner]
 
 

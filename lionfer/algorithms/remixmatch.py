@@ -34,6 +34,7 @@ from lionfer.algorithms.base import (
     StepOutput,
     forward_views,
     step_generator,
+    to_device,
 )
 from lionfer.algorithms.hparams import ReMixMatchConfig
 from lionfer.algorithms.mixmatch import mix_pool, sharpen
@@ -51,7 +52,7 @@ def align_distribution(
 def rotate_quarters(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """Rotate each square image x[i] (3, S, S) by turns[i] ∈ {0, 1, 2, 3} quarter turns
     counter-clockwise (torch.rot90 on the spatial dims)."""
-    turns = turns.to(x.device).view(-1, 1, 1, 1)
+    turns = to_device(turns, x.device).view(-1, 1, 1, 1)
     out = x
     for k in (1, 2, 3):
         out = torch.where(turns == k, torch.rot90(x, k, dims=(2, 3)), out)
@@ -114,7 +115,7 @@ class ReMixMatch(Algorithm):
         loss_unsup = soft_cross_entropy(logits_u, mixed_y[num_labeled:])
         loss_u1 = soft_cross_entropy(logits_u1, targets_ulb)
         loss_rot = F.cross_entropy(
-            self.rotation_head(features_rot).float(), turns.to(features_rot.device)
+            self.rotation_head(features_rot).float(), to_device(turns, features_rot.device)
         )
         ramp = progress.ramp(cfg.rampup)
         loss = (

@@ -173,7 +173,8 @@ def affine_nearest(x: Tensor, theta: Tensor) -> Tensor:
     base = torch.stack(
         [xs.expand(h, w), ys[:, None].expand(h, w), torch.ones_like(xs).expand(h, w)], -1
     )
-    scale = torch.tensor([0.5 * w, 0.5 * h], device=x.device)
+    scale = torch.full((2,), 0.5 * w, device=x.device)  # made on the device: no copy
+    scale[1] = 0.5 * h
     grid = base.view(1, h * w, 3).expand(b, -1, -1).bmm(theta.transpose(1, 2) / scale)
     out = F.grid_sample(
         x.float(), grid.view(b, h, w, 2), mode="nearest", padding_mode="zeros", align_corners=False
@@ -274,10 +275,11 @@ def crop_and_flip(x: Tensor, params: ViewParams) -> Tensor:
     return torch.where(params.flip[:, None, None, None], out.flip(-1), out)
 
 
-def normalise(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """ToTensor + Normalize: (x / 255 − mean) / std, float32."""
-    mean_t = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+def normalise(x: Tensor, mean, std) -> Tensor:
+    """ToTensor + Normalize: (x / 255 − mean) / std, float32. mean and std: 3 numbers, or
+    tensors already on x's device (a stream makes them once: no copy per batch)."""
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
     return (x.float().div(255) - mean_t) / std_t
 
 

@@ -153,7 +153,8 @@ class DeviceStream:
         self.pixels = pixels_of(images)  # (N, S, S, 3) uint8, shared, never copied whole
         self.labels = torch.as_tensor(images.labels)
         self.views, self.batch_size, self.seed, self.stream = views, batch_size, seed, stream
-        self.device, (self.mean, self.std) = torch.device(device), normalisation
+        self.device = torch.device(device)
+        self.mean, self.std = (torch.tensor(v).to(self.device) for v in normalisation)  # once
         self.sampler = StreamSampler(len(images), batch_size, seed, stream, start_batch)
         rank, shards = shard
         self.share = slice(rank * batch_size // shards, (rank + 1) * batch_size // shards)
@@ -166,15 +167,16 @@ class DeviceStream:
 
     def batch(self, k: int) -> tuple[torch.Tensor, ...]:
         indices = torch.tensor([index for index, _ in self.sampler.batch(k)[self.share]])
-        pixels = self.pixels.index_select(0, indices)  # (b, S, S, 3)
-        if self.device.type == "cuda":
-            pixels = pixels.pin_memory()
+        pixels, labels = self.pixels.index_select(0, indices), self.labels[indices]  # (b, S, S, 3)
+        if self.device.type == "cuda":  # pinned, so that the copies do not block
+            pixels, labels, indices = (t.pin_memory() for t in (pixels, labels, indices))
         x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # (b, 3, S, S)
         generator = torch.Generator().manual_seed(hash((self.seed, self.stream, k)) % 2**62)
         views = views_of(
             x, self.views, self.mean, self.std, generator, self.batch_size, self.share.start
         )
-        return (*views, self.labels[indices], indices)
+        move = {"device": self.device, "non_blocking": True}
+        return (*views, labels.to(**move), indices.to(**move))
 
 
 def eval_loader(

@@ -84,7 +84,8 @@ def cmd_train(args) -> int:
             command=command,
             device=args.device,
         )
-        print(format_summary(summary, out))
+        if summary is not None:
+            print(format_summary(summary, out))
         return 0
     extra = (f"train.device={args.device}",) if args.device else ()
     cfg = config_from_args(args.items, extra)
@@ -98,6 +99,8 @@ def cmd_train(args) -> int:
         )
         with tempfile.TemporaryDirectory(prefix="lionfer-dry-run-") as tmp:
             summary = train(cfg, Path(tmp) / "run", progress=False, command=command)
+        if summary is None:  # another process of a multi-process run: the main one reports
+            return 0
         print(
             f"dry run ok: 2 steps of {cfg.algorithm.name} on {cfg.data.dataset}, "
             f"test_acc {summary['test_acc']:.4f} (nothing was saved)"
@@ -111,7 +114,8 @@ def cmd_train(args) -> int:
         progress=not args.no_progress,
         command=command,
     )
-    print(format_summary(summary, out))
+    if summary is not None:  # None: another process of a multi-process run
+        print(format_summary(summary, out))
     return 0
 
 
@@ -158,7 +162,7 @@ def cmd_list(args) -> int:
     elif args.what == "datasets":
         import lionfer.data.pipeline  # noqa: F401  (the table of datasets; no torch)
     registry = {"algorithms": ALGORITHMS, "models": MODELS, "datasets": DATASETS}[args.what]
-    width = max(len(name) for name in registry.names())
+    width = max(len(entry.name) for entry in registry)
     for entry in registry:
         print(f"{entry.name:<{width}}  {entry.description}")
         for recipe, note in getattr(entry.config, "RECIPE_NOTES", {}).items():

@@ -53,6 +53,12 @@ class DataConfig:
     skip_bad: bool = False  # skip missing/unreadable listed files (counted) instead of failing
     allow_outside_root: bool = False  # manifest: allow image paths outside the manifest's folder
     num_workers: int = 0  # data-loading worker processes
+    # Training images decoded once, resized to image_size and held in memory as uint8
+    # (N × image_size² × 3 bytes); RandAugment then sees them at image_size.
+    cache_images: bool = False
+    # Where the training views are made: "cpu" (loader workers, PIL) or "device" (batched tensor
+    # ops on the training device from the uint8 cache, which it implies).
+    augment_on: str = "cpu"
 
     def __post_init__(self) -> None:
         check(
@@ -76,6 +82,11 @@ class DataConfig:
         check(self.num_classes in (7, 8), "data.num_classes", "must be 7 or 8")
         check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must lie in [0, 1)")
         check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        check(
+            self.augment_on in ("cpu", "device"),
+            "data.augment_on",
+            f"must be cpu or device, got {self.augment_on!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,11 @@ class TrainConfig:
     eval_batch_size: int = 128
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     tensorboard: bool = False  # also write the metric records to RUN/tensorboard/
+    channels_last: bool = False  # NHWC memory format for the model and images (faster on GPUs)
+    compile: bool = False  # torch.compile the training model (slow start, faster steps)
+    # Several processes (torchrun): BatchNorm statistics over the global batch, so the run
+    # equals one process; false keeps each process's own statistics (less communication).
+    sync_batchnorm: bool = True
 
     def __post_init__(self) -> None:
         for name in (

@@ -2,8 +2,11 @@
 
 Factories `build(cfg, num_classes) -> FERNet`, named in lionfer.registry.MODELS so that listing
 them imports no torch: `resnet18` (torchvision, never downloaded; weights come from a local file
-such as the MS-Celeb `resnet18_msceleb.pth`) and `cnn_small` (a tiny CNN for CPU runs and tests).
-`load_pretrained` loads a backbone strictly.
+such as the MS-Celeb `resnet18_msceleb.pth`), `cnn_small` (a tiny CNN for CPU runs and tests),
+`mobilenet_v2`, and the families `timm:NAME` and `torchvision:NAME`: any timm model, or any
+torchvision classification model, with its classifier removed so that it returns its pooled
+features. `load_pretrained` loads a backbone strictly, from a file or (model.pretrained=hub,
+downloaded only when asked) from the library's hub.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from lionfer.errors import ConfigError
 from lionfer.registry import MODELS
 
 log = logging.getLogger(__name__)
@@ -61,9 +65,14 @@ class FERNet(nn.Module):
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
         feature_scale: float = 1.0,
+        head_prefixes: tuple[str, ...] = DROPPABLE_PREFIXES,
+        weights_format: str = "",
     ):
         super().__init__()
         self.backbone = backbone
+        # Keys of the backbone's own classifier in a weights file (dropped when loading it).
+        self.head_prefixes = tuple(head_prefixes)
+        self.weights_format = weights_format or EXPECTED_FORMAT
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(feature_dim, num_classes)
         self.feature_dim = feature_dim
@@ -73,8 +82,9 @@ class FERNet(nn.Module):
         self.feature_scale = feature_scale
 
     def forward(self, x: Tensor) -> Output:
-        feature_map = self.backbone(x)  # (B, D, h, w)
-        features = F.normalize(feature_map.mean(dim=(2, 3)), dim=1)  # (B, D)
+        feature_map = self.backbone(x)  # (B, D, h, w), or (B, D) from a backbone that pools
+        pooled = feature_map.mean(dim=(2, 3)) if feature_map.dim() == 4 else feature_map
+        features = F.normalize(pooled, dim=1)  # (B, D)
         scaled = self.feature_scale * features
         logits = self.head(self.dropout(scaled))  # (B, C)
         clean = self.head(scaled) if self.training and self.dropout.p > 0 else logits
@@ -168,6 +178,135 @@ def build_mobilenet_v2(cfg: Any, num_classes: int) -> FERNet:
     )
 
 
+# ---- the timm and torchvision families: any model of those libraries by name ----
+
+# torchvision builders that need arguments to give plain logits in training mode.
+TORCHVISION_KWARGS = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=3)
+    return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+def import_timm():
+    """timm, or ConfigError saying how to install it (it is an optional extra)."""
+    try:
+        import timm
+    except ImportError as error:
+        raise ConfigError(
+            "model.name=timm:...: the timm package is not installed; pip install 'lionfer[timm]' "
+            "(or pip install timm)"
+        ) from error
+    return timm
+
+
+def build_timm(name: str, cfg: Any, num_classes: int) -> FERNet:
+    """timm model `name` without its classifier (num_classes=0: it returns pooled features),
+    never downloaded here; ImageNet-style normalisation from its pretrained config."""
+    timm = import_timm()
+    if not timm.is_model(name):
+        raise ConfigError(
+            f"model.name=timm:{name}: timm {timm.__version__} has no model {name!r}."
+            f"{_suggest(name, timm.list_models())} (timm.list_models() lists them)"
+        )
+    net = timm.create_model(name, pretrained=False, num_classes=0)
+    feature_dim = int(getattr(net, "head_hidden_size", None) or net.num_features)
+    pretrained = dict(getattr(net, "pretrained_cfg", {}) or {})
+    classifier = pretrained.get("classifier") or "head"
+    classifiers = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    return FERNet(
+        net,
+        feature_dim,
+        num_classes,
+        cfg.dropout,
+        tuple(pretrained.get("mean", IMAGENET_MEAN)),
+        tuple(pretrained.get("std", IMAGENET_STD)),
+        cfg.feature_scale,
+        head_prefixes=tuple(f"{c}." for c in classifiers),
+        weights_format=f"expected a state dict of timm's {name} (as timm saves it; its "
+        f"classifier {', '.join(classifiers)} is dropped), a .pth/.bin or .safetensors file",
+    )
+
+
+def build_torchvision(name: str, cfg: Any, num_classes: int) -> FERNet:
+    """torchvision classification model `name`, never downloaded here, with its last Linear
+    layer (and the dropout beside it) replaced by Identity: it returns its pooled features."""
+    names = torchvision.models.list_models(module=torchvision.models)
+    if name not in names:
+        raise ConfigError(
+            f"model.name=torchvision:{name}: torchvision {torchvision.__version__} has no "
+            f"classification model {name!r}.{_suggest(name, names)} "
+            "(torchvision.models.list_models() lists them)"
+        )
+    net = torchvision.models.get_model(name, weights=None, **TORCHVISION_KWARGS.get(name, {}))
+    path, feature_dim = strip_classifier(net, f"torchvision:{name}")
+    return FERNet(
+        net,
+        feature_dim,
+        num_classes,
+        cfg.dropout,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        cfg.feature_scale,
+        head_prefixes=(f"{path}.",),
+        weights_format=f"expected a state dict of torchvision's {name} (as torchvision saves "
+        f"it; its classifier {path} is dropped)",
+    )
+
+
+def strip_classifier(net: nn.Module, label: str) -> tuple[str, int]:
+    """Replace the last Linear layer of `net` (its classifier) and any Dropout beside it by
+    Identity, in place; returns (the classifier's name, its input size = the feature size)."""
+    linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError(
+            f"model.name={label} ends in no linear classifier (e.g. a convolution per class), so "
+            "lionfer cannot take its pooled features; choose another model"
+        )
+    path, linear = linears[-1]
+    parent_name, _, child = path.rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    setattr(parent, child, nn.Identity())
+    if parent_name:
+        for sibling, module in list(parent.named_children()):
+            if isinstance(module, nn.Dropout):
+                setattr(parent, sibling, nn.Identity())
+    return path, linear.in_features
+
+
+def hub_state_dict(model_name: str) -> dict[str, Tensor]:
+    """The pretrained weights of a timm:NAME or torchvision:NAME model, downloaded by that
+    library (model.pretrained=hub); ValueError saying what failed and what to do instead."""
+    family, _, name = model_name.partition(":")
+    if family not in ("timm", "torchvision") or not name:
+        raise ValueError(
+            f"model.pretrained=hub downloads weights for timm:NAME and torchvision:NAME models, "
+            f"not {model_name}; give a local weights file instead"
+        )
+    try:
+        if family == "timm":
+            net = import_timm().create_model(name, pretrained=True)
+            return net.state_dict()
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        return weights.get_state_dict(progress=False)
+    except ConfigError:
+        raise
+    except Exception as error:  # offline, no such weights, a broken cache: all say the same
+        source = "the Hugging Face hub (via timm)" if family == "timm" else "torchvision's hub"
+        raise ValueError(
+            f"could not download the pretrained weights of {model_name} from {source}: "
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}. "
+            "Without internet access, download them where you have it and give the file: "
+            "model.pretrained=PATH"
+        ) from error
+
+
 # model.pretrained = "imagenet": torchvision's ImageNet weights where a package on this machine
 # ships them (installed by the Makefile), never downloaded.
 OFFLINE_IMAGENET = {
@@ -198,53 +337,88 @@ def build_model(cfg: Any, num_classes: int) -> nn.Module:
     """The model registered as cfg.name, with cfg.pretrained's weights loaded when it is set."""
     model = MODELS.get(cfg.name)(cfg, num_classes)
     if cfg.pretrained:
-        log.info(load_pretrained(model, cfg.pretrained))
+        log.info(load_weights(model, cfg.name, cfg.pretrained))
     return model
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """The tensors of a checkpoint file, unwrapped from 'state_dict'/'model' and 'module.'."""
+def load_weights(model: nn.Module, model_name: str, pretrained: str) -> str:
+    """model.pretrained into the model: a file, a packaged weight set's name (imagenet), or
+    hub (timm:NAME and torchvision:NAME models, downloaded by their library)."""
+    if pretrained == "hub":
+        return load_state(model, hub_state_dict(model_name), f"the hub ({model_name})")
+    return load_pretrained(model, resolve_pretrained(model_name, pretrained))
+
+
+def read_state_dict(path: str | Path, expected: str = EXPECTED_FORMAT) -> dict[str, Tensor]:
+    """The tensors of a checkpoint file (torch or .safetensors), unwrapped from
+    'state_dict'/'model' and 'module.'."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"pretrained weights not found: {path}. Put the file there or fix model.pretrained "
-            f"(empty = random init); {EXPECTED_FORMAT}"
+            f"(empty = random init); {expected}"
         )
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, expected)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise ValueError(
             f"cannot read {path} as plain tensors (loaded with weights_only=True, so files that "
-            f"hold arbitrary Python objects are refused): {err}. {EXPECTED_FORMAT}"
+            f"hold arbitrary Python objects are refused): {err}. {expected}"
         ) from err
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors; {EXPECTED_FORMAT}")
+        raise ValueError(f"{path} does not hold a state dict of tensors; {expected}")
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> str:
-    """Load a backbone (or whole-model) checkpoint strictly; return what was loaded.
+def _read_safetensors(path: Path, expected: str) -> dict[str, Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError as error:
+        raise ValueError(
+            f"{path} is a .safetensors file: pip install safetensors (it comes with "
+            "'lionfer[timm]') to read it"
+        ) from error
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as error:  # the library raises its own types for a damaged file
+        raise ValueError(f"cannot read {path} as safetensors: {error}. {expected}") from error
+    return {k.removeprefix("module."): v for k, v in state.items()}
 
-    Every backbone tensor must be in the file with the same shape; `fc.*` (a classifier trained on
-    another label set) is the only thing that may be left over. A lionfer model state dict
-    (backbone.* and head.*) is loaded into the whole model, head included.
+
+def load_pretrained(model: nn.Module, path: str | Path) -> str:
+    """Load a backbone (or whole-model) checkpoint file strictly; return what was loaded.
+
+    Every backbone tensor must be in the file with the same shape; the backbone's own classifier
+    (`fc.*`, `classifier.*`, or the head a timm/torchvision model names) trained on another label
+    set is the only thing that may be left over. A lionfer model state dict (backbone.* and
+    head.*) is loaded into the whole model, head included.
     """
-    state = read_state_dict(path)
+    expected = getattr(model, "weights_format", EXPECTED_FORMAT)
+    return load_state(model, read_state_dict(path, expected), str(path))
+
+
+def load_state(model: nn.Module, state: Mapping[str, Tensor], source: str) -> str:
+    """load_pretrained's strict load of tensors that came from `source` (a file, the hub)."""
+    expected_format = getattr(model, "weights_format", EXPECTED_FORMAT)
     if any(k.startswith("backbone.") for k in state):
         target, droppable = model, ()
     else:
-        target, droppable = model.backbone, DROPPABLE_PREFIXES
+        target = model.backbone
+        droppable = tuple(getattr(model, "head_prefixes", DROPPABLE_PREFIXES))
     expected = target.state_dict()
     dropped = sorted(k for k in state if k not in expected and k.startswith(droppable))
-    problems = check_state_dict(expected, {k: v for k, v in state.items() if k not in dropped})
+    kept = {k: v for k, v in state.items() if k not in dropped}
+    problems = check_state_dict(expected, kept)
     if problems:
-        raise ValueError(f"{path} does not fit model: {'; '.join(problems)}. {EXPECTED_FORMAT}")
-    target.load_state_dict({k: v for k, v in state.items() if k not in dropped}, strict=True)
-    message = f"loaded {len(expected)} tensors from {path}"
+        raise ValueError(f"{source} does not fit model: {'; '.join(problems)}. {expected_format}")
+    target.load_state_dict(kept, strict=True)
+    message = f"loaded {len(expected)} tensors from {source}"
     return message + (f" (dropped {', '.join(dropped)})" if dropped else "")
 
 

@@ -3,11 +3,17 @@
 An entry's object may be given as "module:attribute" and is imported on first use, so listing
 names (and validating a config) never imports torch. The models are declared here by name; the
 algorithms in lionfer.algorithms and the datasets in lionfer.data.pipeline, the same way.
+
+A family names many objects by a prefix: `timm:convnext_tiny` and `torchvision:mobilenet_v2` are
+the models `convnext_tiny` and `mobilenet_v2` of those libraries, built by one factory each
+(called with the name after the prefix first). Whether the library has that name is checked when
+the object is built, so validating a config stays instant.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +40,7 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._families: dict[str, Entry] = {}  # prefix → factory of the whole family
 
     def add(self, name: str, target: Any, description: str, config: type | None = None) -> None:
         """Register a name. A module that registers the very object a lazy "module:attribute"
@@ -53,30 +60,48 @@ class Registry:
 
         return decorator
 
+    def add_family(self, prefix: str, target: Any, description: str) -> None:
+        """Register every name `prefix:NAME`; target(NAME, ...) builds one of them."""
+        if prefix in self._families:
+            raise ValueError(f"{self.kind} family {prefix!r} is already registered")
+        self._families[prefix] = Entry(f"{prefix}:<name>", target, description)
+
     def get(self, name: str) -> Any:
         entry = self.entry(name)
-        if isinstance(entry.target, str):
-            module, _, attribute = entry.target.partition(":")
-            return getattr(importlib.import_module(module), attribute)
-        return entry.target
+        target = entry.target
+        if isinstance(target, str):
+            module, _, attribute = target.partition(":")
+            target = getattr(importlib.import_module(module), attribute)
+        if name not in self._entries:  # a family member: the factory with its name bound
+            return functools.partial(target, name.partition(":")[2])
+        return target
 
     def entry(self, name: str) -> Entry:
-        if name not in self._entries:
-            close = difflib.get_close_matches(name, self._entries, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(sorted(self._entries))}"
-            )
-        return self._entries[name]
+        if name in self._entries:
+            return self._entries[name]
+        prefix, colon, member = name.partition(":")
+        if colon and prefix in self._families and member:
+            family = self._families[prefix]
+            return Entry(name, family.target, family.description)
+        close = difflib.get_close_matches(name, [*self._entries, *self._families], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        available = [*sorted(self._entries), *(e.name for e in self._families.values())]
+        raise UnknownNameError(f"unknown {self.kind} {name!r}.{hint} Available: "
+                               f"{', '.join(available)}")  # fmt: skip
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        if not isinstance(name, str):
+            return False
+        prefix, colon, member = name.partition(":")
+        return name in self._entries or bool(colon and member and prefix in self._families)
 
     def __iter__(self) -> Iterator[Entry]:
-        return iter(self._entries[n] for n in self.names())
+        """Every entry, then every family (named `prefix:<name>`)."""
+        yield from (self._entries[n] for n in self.names())
+        yield from self._families.values()
 
 
 ALGORITHMS = Registry("algorithm")
@@ -101,3 +126,15 @@ for _name, _target, _description in (
     ),
 ):
     MODELS.add(_name, f"lionfer.models:{_target}", _description)
+MODELS.add_family(
+    "timm",
+    "lionfer.models:build_timm",
+    "any timm model by name, e.g. timm:convnext_tiny (needs the timm extra: pip install "
+    "'lionfer[timm]'); random init, a local weights file, or model.pretrained=hub",
+)
+MODELS.add_family(
+    "torchvision",
+    "lionfer.models:build_torchvision",
+    "any torchvision classification model by name, e.g. torchvision:efficientnet_b0; random "
+    "init, a local weights file, or model.pretrained=hub",
+)

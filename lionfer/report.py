@@ -38,13 +38,16 @@ def _git_sha() -> str:
         return "unknown"
 
 
-def write_meta(out: Path, cfg: Config, device: torch.device, command: str) -> None:
+def write_meta(
+    out: Path, cfg: Config, device: torch.device, command: str, processes: int = 1
+) -> None:
     meta = {
         "lionfer": lionfer.__version__,
         "git": _git_sha(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
+        "processes": processes,
         "command": command or " ".join(sys.argv),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

@@ -9,12 +9,11 @@ and a checkpoint before it propagates. Python warnings become "warning" events.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import signal
 import time
+import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,20 @@ from lionfer.checkpoint import (
 )
 from lionfer.config import Config, load_config, replace, resolve_paths, save_config
 from lionfer.data import transforms
-from lionfer.data.loaders import eval_loader, stream_loader
+from lionfer.data.base import ImageSet
+from lionfer.data.cache import cache_images
+from lionfer.data.loaders import DeviceStream, eval_loader, stream_loader
 from lionfer.data.pipeline import RunData, build_run_data
+from lionfer.distributed import (
+    LOCAL,
+    Comm,
+    check_divisible,
+    join,
+    leave,
+    process_device,
+    sync_batchnorm,
+    wrap,
+)
 from lionfer.ema import ModelEMA
 from lionfer.errors import (
     CheckpointWriteError,
@@ -46,10 +57,11 @@ from lionfer.errors import (
 )
 from lionfer.interrupts import StopSignals
 from lionfer.metrics import accuracy, confusion_matrix
-from lionfer.models import build_model, load_pretrained, resolve_pretrained
+from lionfer.models import build_model, load_weights
 from lionfer.registry import ALGORITHMS
 from lionfer.runfolder import LAST, MetricsLog, check_run_dir, create_run_dir
 from lionfer.tensorboard_log import TensorBoardLog
+from lionfer.window import LossWatch, Window
 
 __all__ = ["NonFiniteLoss", "RunExistsError", "Trainer", "train"]
 
@@ -144,35 +156,6 @@ def features_of(model, images, cfg: Config, device) -> tuple[torch.Tensor, np.nd
     return torch.cat(features), images.labels
 
 
-@dataclass
-class Window:
-    """Running means of the step logs since the last record, plus pseudo-label diagnostics."""
-
-    sums: dict
-    count: int = 0
-    pseudo_total: int = 0
-    pseudo_correct: int = 0
-
-    @classmethod
-    def empty(cls) -> Window:
-        return cls({})
-
-    def add(self, logs: dict, pseudo_correct: int = 0, pseudo_total: int = 0) -> None:
-        """Values are floats or detached 0-d tensors; tensors are summed where they live and
-        read only by means(), so logging costs no host synchronisation per step."""
-        for key, value in logs.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        self.count += 1
-        self.pseudo_correct += pseudo_correct
-        self.pseudo_total += pseudo_total
-
-    def means(self) -> dict:
-        out = {k: float(v) / max(self.count, 1) for k, v in self.sums.items()}
-        if self.pseudo_total:
-            out["pseudo_label_acc"] = self.pseudo_correct / self.pseudo_total
-        return out
-
-
 class Trainer:
     def __init__(
         self,
@@ -181,14 +164,28 @@ class Trainer:
         run_data: RunData | None = None,
         progress: bool = True,
         command: str = "",
+        comm: Comm = LOCAL,
     ):
-        self.cfg, self.out, self.progress, self.command = cfg, Path(out), progress, command
-        self.device = resolve_device(cfg.train.device)
-        self.run_data = run_data or build_run_data(data_config(cfg), cfg.seed, progress=progress)
+        """comm: the processes of a multi-process run (lionfer.distributed.join); the main one
+        writes the run folder, evaluates and saves checkpoints."""
+        self.comm, self.is_main = comm, comm.is_main
+        self.cfg, self.out, self.command = cfg, Path(out), command
+        self.progress = progress and self.is_main
+        self.device = process_device(resolve_device(cfg.train.device), comm)
+        sizes = {"train.batch_size": cfg.train.batch_size}
+        sizes["batch_size x unlabeled_ratio"] = cfg.train.batch_size * cfg.train.unlabeled_ratio
+        check_divisible(sizes, comm)
+        self.run_data = run_data or build_run_data(
+            data_config(cfg), cfg.seed, progress=self.progress
+        )
         check_all_labeled(cfg, self.run_data)
         self.metrics_path = self.out / "metrics.jsonl"
         self.metrics = MetricsLog(self.metrics_path)
         self._build()
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.cfg.train.channels_last else torch.preserve_format
 
     def _build(self) -> None:
         cfg, rd = self.cfg, self.run_data
@@ -198,19 +195,32 @@ class Trainer:
         self.weights_message = "random init"
         if cfg.model.pretrained:
             self.weights_message = _load_weights(self.model, cfg.model)
-        self.model.to(self.device)
-        self.ema = ModelEMA(self.model, cfg.train.ema_decay)
-        self.algorithm = build_algorithm(cfg, rd, self.model).to(self.device)
+        self.model.to(self.device, memory_format=self.memory_format)
+        self.ema = ModelEMA(self.model, cfg.train.ema_decay)  # plain BatchNorm: evaluated alone
+        synced = cfg.train.sync_batchnorm and self.comm.world_size > 1
+        if synced:
+            self.model = sync_batchnorm(self.model, self.comm, self.device)
+        self.train_model = wrap(self.model, self.comm, self.device, synced)
+        if cfg.train.compile:
+            self.train_model = torch.compile(self.train_model)
+        self._seed_device_rng()
+        self.algorithm = build_algorithm(cfg, rd, self.model)
+        self.algorithm.comm = self.comm
+        self.algorithm.to(self.device)
         groups = [{"params": self.model.parameters()}]
         if self.algorithm.modules() is not None:  # e.g. a rotation head, trained with the model
             groups.append({"params": self.algorithm.modules().parameters()})
-        self.optimizer = torch.optim.Adam(
-            groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+        self.optimizer = torch.optim.Adam(  # fused on a GPU: one kernel, no host reads
+            groups,
+            lr=cfg.train.lr,
+            weight_decay=cfg.train.weight_decay,
+            fused=True if self.device.type == "cuda" else None,
         )
         truth = rd.unlabeled.true_labels
         self.truth_ulb = None if truth is None else torch.as_tensor(truth, device=self.device)
         self.step, self.best, self.window = 0, {"acc": -1.0, "step": -1}, Window.empty()
         self.eval_window = Window.empty()
+        self.watch = LossWatch()
         self.last_eval: dict | None = None
         self.saved_step: int | None = None  # the step of checkpoints/last.pt on disk
         self._mid_step = False  # True while a step's updates are under way
@@ -218,33 +228,54 @@ class Trainer:
             TensorBoardLog(self.out / "tensorboard") if cfg.train.tensorboard else None
         )
 
+    def _seed_device_rng(self) -> None:
+        """With several processes on GPUs, each draws its own dropout masks: the GPU generator is
+        seeded by (seed, rank, step); the CPU generator, which the algorithms draw from, stays the
+        same on every process."""
+        if self.comm.world_size > 1 and self.device.type == "cuda":
+            torch.cuda.manual_seed(hash((self.cfg.seed, self.comm.rank, self.step)) % 2**62)
+
+    def _training_sets(self) -> tuple[ImageSet, ImageSet]:
+        """The labeled and unlabeled training images, through the uint8 cache when asked (or
+        when the views are made on the device, which needs it)."""
+        cfg, rd = self.cfg.data, self.run_data
+        if not (cfg.cache_images or cfg.augment_on == "device"):
+            return rd.labeled, rd.unlabeled
+        return tuple(
+            cache_images(images, cfg.image_size, cfg.num_workers, self.progress, what)
+            for images, what in ((rd.labeled, "labeled"), (rd.unlabeled, "unlabeled"))
+        )
+
     def _loaders(self):
-        cfg, rd = self.cfg, self.run_data
-        size, mean, std = cfg.data.image_size, self.model.mean, self.model.std
-        common = dict(
+        """The labeled stream (weak views) and, for an algorithm with views, the unlabeled one."""
+        cfg = self.cfg
+        labeled_set, unlabeled_set = self._training_sets()
+        sizes = (cfg.train.batch_size, cfg.train.batch_size * cfg.train.unlabeled_ratio)
+        streams = [(labeled_set, ("weak",), sizes[0], 0)]
+        if self.algorithm.views:
+            streams.append((unlabeled_set, self.algorithm.views, sizes[1], 1))
+        made = [self._stream(*stream) for stream in streams]
+        return made[0], (made[1] if len(made) > 1 else None)
+
+    def _stream(self, images, views: tuple[str, ...], batch_size: int, stream: int):
+        """This process's share of a stream of global batches of `batch_size`."""
+        cfg, mean, std = self.cfg, self.model.mean, self.model.std
+        shard = (self.comm.rank, self.comm.world_size)
+        if cfg.data.augment_on == "device":
+            return DeviceStream(images, views, batch_size, cfg.seed, stream, self.step,
+                                self.device, (mean, std), shard)  # fmt: skip
+        size = cfg.data.image_size
+        return stream_loader(
+            images,
+            tuple(getattr(transforms, view)(size, mean, std) for view in views),
+            batch_size,
             seed=cfg.seed,
+            stream=stream,
             start_batch=self.step,
             num_workers=cfg.data.num_workers,
             pin_memory=self.device.type == "cuda",
+            shard=shard,
         )
-        labeled = stream_loader(
-            rd.labeled,
-            (transforms.weak(size, mean, std),),
-            cfg.train.batch_size,
-            stream=0,
-            **common,
-        )
-        unlabeled = None
-        if self.algorithm.views:
-            views = tuple(getattr(transforms, v)(size, mean, std) for v in self.algorithm.views)
-            unlabeled = stream_loader(
-                rd.unlabeled,
-                views,
-                cfg.train.batch_size * cfg.train.unlabeled_ratio,
-                stream=1,
-                **common,
-            )
-        return labeled, unlabeled
 
     # ---- checkpoints ----
 
@@ -259,8 +290,8 @@ class Trainer:
             "algorithm_modules": modules.state_dict() if modules is not None else {},
             "rng": rng_state(),
             "best": self.best,
-            "window": self.window.__dict__,
-            "eval_window": self.eval_window.__dict__,
+            "window": self.window.state(),
+            "eval_window": self.eval_window.state(),
             "class_names": list(self.run_data.data.class_names),
             "model_name": self.cfg.model.name,
             "model_config": dataclasses.asdict(self.cfg.model),  # what shapes the network
@@ -280,15 +311,36 @@ class Trainer:
         self.window = Window(**state["window"])
         self.eval_window = Window(**state["eval_window"])
         set_rng_state(state["rng"])
+        self._seed_device_rng()
         self.saved_step = self.step
 
     def _save(self, name: str = "last.pt") -> None:
+        """Write checkpoints/<name> (the main process; the state is the same in every one)."""
+        if name != "error.pt":
+            self._check_finite()  # a checkpoint never holds the state after a non-finite loss
+        if not self.is_main:
+            if name == "last.pt":
+                self.saved_step = self.step
+            return
         try:
             save_checkpoint(self._state(), self.out / "checkpoints" / name)
         except CheckpointWriteError as error:
             raise CheckpointWriteError(f"{error}; {self._last_good()}") from error
         if name == "last.pt":
             self.saved_step = self.step
+
+    def _check_finite(self) -> None:
+        """Raise NonFiniteLoss naming the first step whose loss was NaN or infinite (the loss is
+        checked on the device every step and read here, at log, evaluation and checkpoint
+        boundaries)."""
+        bad = self.watch.check()
+        if bad is not None:
+            step, logs = bad
+            raise NonFiniteLoss(
+                f"loss is {logs.get('loss')} at step {step} (logs: {logs}); lower train.lr or "
+                f"check the data; {self._last_good()}",
+                logs,
+            )
 
     def _last_good(self) -> str:
         if self.saved_step is None:
@@ -298,6 +350,8 @@ class Trainer:
     # ---- evaluation and logging ----
 
     def _log(self, record: dict) -> None:
+        if not self.is_main:
+            return
         self.metrics.append(record)
         if self.tensorboard is not None:
             self.tensorboard.write(record)
@@ -355,14 +409,15 @@ class Trainer:
                 "notes": rd.data.notes,
             }
         )
-        save_config(self.cfg, self.out / "config.toml")
-        rd.split.save(self.out / "split.json")
-        report.write_meta(self.out, self.cfg, self.device, self.command)
+        if self.is_main:
+            save_config(self.cfg, self.out / "config.toml")
+            rd.split.save(self.out / "split.json")
+            report.write_meta(self.out, self.cfg, self.device, self.command, self.comm.world_size)
 
     def _resume(self) -> None:
         path = self.out / LAST
         self._restore(load_checkpoint(path), path)
-        dropped = self.metrics.rewind(self.step)  # their steps are trained again
+        dropped = self.metrics.rewind(self.step) if self.is_main else 0  # trained again
         record = {"event": "resume", "step": self.step, "checkpoint": str(LAST)}
         self._log({**record, "dropped": dropped, "notes": self.run_data.data.notes})
 
@@ -375,6 +430,10 @@ class Trainer:
                 self._resume()
             else:
                 self._begin()
+            if not self.is_main:  # the main process reports warnings once for all
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return self._loop(stop, stop_after)
             with self.metrics.recording_warnings(lambda: self.step):
                 return self._loop(stop, stop_after)
 
@@ -402,12 +461,13 @@ class Trainer:
                     self.algorithm.on_period(self._labeled_probs)
                 self._mid_step = False
                 self._periodic(bar, started, start)
-                if stop.signum is not None:
-                    self._stop(stop.signum)
+                signum = self.comm.agree(stop.signum or 0)  # every process stops at this step
+                if signum:
+                    self._stop(signum)
             if self.step < total:
                 self._save()
                 return None
-            return report.finish_run(self)
+            return report.finish_run(self) if self.is_main else None
         except Interrupted:
             raise
         except BaseException as error:
@@ -437,7 +497,8 @@ class Trainer:
         record.update({"signal": "SIGINT"} if interrupted else {"error": _describe(error)})
         if isinstance(error, NonFiniteLoss):
             record.update(error.logs)
-        name = "error.pt" if self._mid_step else "last.pt"
+        unsure = self._mid_step or isinstance(error, NonFiniteLoss) or self._nonfinite_seen()
+        name = "error.pt" if unsure else "last.pt"
         if not (interrupted and self._mid_step):
             try:
                 self._save(name)
@@ -449,12 +510,18 @@ class Trainer:
         except OSError:
             pass  # e.g. the disk is full; the error itself still reaches the caller
 
+    def _nonfinite_seen(self) -> bool:
+        try:
+            return self.watch.check() is not None
+        except RuntimeError:  # the device itself failed
+            return True
+
     def _train_step(self, lb, ulb) -> None:
         x_lb, y_lb, idx_lb = lb
         # ulb: (view_1, ..., view_k, labels, indices), views in the order of algorithm.views
         x_ulb, idx_ulb = (tuple(ulb[:-2]), ulb[-1]) if ulb is not None else ((), None)
         batch = Batch.from_views(x_lb, y_lb, idx_lb, self.algorithm.views, x_ulb, idx_ulb)
-        batch = batch.to(self.device)
+        batch = self._global_labels(batch.to(self.device, self.memory_format))
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if self.device.type == "cuda"
@@ -462,27 +529,33 @@ class Trainer:
         )
         self._mid_step = True  # the algorithm's per-sample state may change from here on
         with autocast:
-            out = self.algorithm.step(self.model, batch, Progress(self.step, self.cfg.train.steps))
-        if not math.isfinite(out.loss.item()):
-            logs = {k: float(v) for k, v in out.logs.items()}  # 0-d tensors are not JSON
-            raise NonFiniteLoss(
-                f"loss is {out.loss.item()} at step {self.step} (logs: {logs}); lower "
-                f"train.lr or check the data; {self._last_good()}",
-                logs,
+            out = self.algorithm.step(
+                self.train_model, batch, Progress(self.step, self.cfg.train.steps)
             )
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.optimizer.step()
         self.ema.update(self.model, self.step)
+        logs = {"loss": out.loss.detach(), **out.logs}
+        self.watch.record(self.step, out.loss, logs)  # read at the next boundary, no sync now
         correct = total = 0
-        if out.mask is not None and self.truth_ulb is not None and out.mask.any():
+        if out.mask is not None and self.truth_ulb is not None:
             known = self.truth_ulb[batch.idx_ulb]
             used = out.mask & (known >= 0)
-            correct = int((out.pseudo_labels[used] == known[used]).sum())
-            total = int(used.sum())
-        logs = {"loss": out.loss.detach(), **out.logs}
+            correct, total = (used & (out.pseudo_labels == known)).sum(), used.sum()
         self.window.add(logs, correct, total)
         self.eval_window.add({k: v for k, v in logs.items() if k == "mask_rate"}, correct, total)
+
+    def _global_labels(self, batch: Batch) -> Batch:
+        """With several processes: the labels and indices of the whole global batch (one small
+        collective); the images stay this process's share."""
+        if self.comm.world_size == 1:
+            return batch
+        parts = [batch.y_lb, batch.idx_lb] + ([batch.idx_ulb] if batch.idx_ulb is not None else [])
+        gathered = self.comm.gather_views(torch.cat(parts), [len(p) for p in parts])
+        batch.y_lb, batch.idx_lb = gathered[0], gathered[1]
+        batch.idx_ulb = gathered[2] if batch.idx_ulb is not None else None
+        return batch
 
     def _labeled_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The EMA model's probabilities on the labeled set (eval mode, weak views seeded by the
@@ -497,6 +570,8 @@ class Trainer:
     def _periodic(self, bar, started: float, start: int) -> None:
         cfg, step = self.cfg.train, self.step
         last = step == cfg.steps
+        if last or any(step % every == 0 for every in self._boundaries()):
+            self._check_finite()
         if step % cfg.log_every == 0 or last:
             means = self.window.means()
             steps_per_s = (step - start) / max(time.perf_counter() - started, 1e-9)
@@ -507,18 +582,27 @@ class Trainer:
                 acc=f"{self.best['test_acc'] if 'test_acc' in self.best else 0:.3f}",
                 it_s=f"{steps_per_s:.1f}",
             )
-            if not self.progress:
+            if self.is_main and not self.progress:
                 print(progress_line(step, cfg.steps, means, steps_per_s), flush=True)
             self.window = Window.empty()
-        if step % cfg.eval_every == 0 or last:
+        if (step % cfg.eval_every == 0 or last) and not self.is_main:
+            self.eval_window = Window.empty()  # the main process evaluates
+        elif step % cfg.eval_every == 0 or last:
             record = self._evaluate()
             self._after_eval(record)
             bar.set_postfix(test_acc=f"{record['test_acc']:.3f}")
             if not self.progress:
                 print(f"step {step}/{cfg.steps}  test_acc {record['test_acc']:.4f}", flush=True)
         if step % cfg.checkpoint_every == 0 or last:
+            self.comm.check_identical(
+                self.algorithm.state_dict(), f"algorithm state at step {step}"
+            )
             self._save()
         bar.update(1)
+
+    def _boundaries(self) -> tuple[int, ...]:
+        cfg = self.cfg.train
+        return cfg.log_every, cfg.eval_every, cfg.checkpoint_every
 
 
 def progress_line(step: int, total: int, means: dict, steps_per_s: float) -> str:
@@ -533,7 +617,9 @@ def progress_line(step: int, total: int, means: dict, steps_per_s: float) -> str
 def _load_weights(model: torch.nn.Module, model_cfg) -> str:
     """model.pretrained loaded into the model (a file, or a packaged weight set's name)."""
     try:
-        return load_pretrained(model, resolve_pretrained(model_cfg.name, model_cfg.pretrained))
+        return load_weights(model, model_cfg.name, model_cfg.pretrained)
+    except InputError:
+        raise
     except FileNotFoundError as error:
         raise MissingInputError(f"model.pretrained: {error}") from error
     except ValueError as error:
@@ -555,7 +641,9 @@ def train(
     device: str | None = None,
 ) -> dict | None:
     """Train one run into `out`; on resume the run's saved config is used (cfg may be None), on
-    `device` when one is given (e.g. a run begun on a GPU continued on a CPU).
+    `device` when one is given (e.g. a run begun on a GPU continued on a CPU). Started by
+    torchrun, the processes share the run (lionfer.distributed); the main one writes the run
+    folder and returns the summary, the others None.
 
     Raises InputError (bad config, data or run folder: nothing is written), Interrupted (SIGINT or
     SIGTERM: checkpoints/last.pt saved), or the failure of a step (an "error" event and a
@@ -566,10 +654,22 @@ def train(
         cfg = load_config(out / "config.toml")  # a resumed run continues with its own config
         if device:
             cfg = replace(cfg, f"train.device={device}")
-        split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
-        trainer = Trainer(cfg, out, build_run_data(split, cfg.seed, progress), progress, command)
     else:
         cfg = resolve_paths(cfg)
-        trainer = Trainer(cfg, out, progress=progress, command=command)  # data and model first,
-        create_run_dir(out, overwrite)  # so a bad root or weights file leaves no run folder
-    return trainer.fit(resume=resume, stop_after=stop_after)
+    comm = join(resolve_device(cfg.train.device))
+    finished = False
+    try:
+        data = None
+        if resume:
+            split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
+            data = build_run_data(split, cfg.seed, progress and comm.is_main)
+        # data and model first, so a bad root or weights file leaves no run folder
+        trainer = Trainer(cfg, out, data, progress, command, comm)
+        if not resume and comm.is_main:
+            create_run_dir(out, overwrite)
+        comm.barrier()
+        summary = trainer.fit(resume=resume, stop_after=stop_after)
+        finished = True
+        return summary
+    finally:
+        leave(comm, finished)

@@ -237,6 +237,33 @@ def test_eq9_vectorised_rows_are_independent():
     ]
 
 
+def sequential_complementary(bank_rows, probs, delta):
+    """Eq. 9 one sample and one round at a time, the reference for the vectorised version."""
+    rows = bank_rows.clone()
+    for row, p in zip(rows, probs, strict=True):
+        while True:
+            remaining = [c for c in range(len(p)) if not row[c]]
+            if len(remaining) <= 1:
+                break
+            mass = sum(float(p[c]) for c in remaining)
+            smallest = min(remaining, key=lambda c: (float(p[c]), c))
+            if float(p[smallest]) / mass > delta:
+                break
+            row[smallest] = True
+    return rows
+
+
+def test_eq9_vectorised_equals_the_round_by_round_loop():
+    generator = torch.Generator().manual_seed(0)
+    for delta in (0.05, 0.2, 0.5):
+        logits = 3 * torch.randn(64, 7, generator=generator)
+        probs = logits.softmax(dim=1)
+        probs[:4] = T([0.03, 0.03, 0.03, 0.03, 0.18, 0.2, 0.5])  # ties: the lower class first
+        bank = torch.rand(64, 7, generator=generator) < 0.3
+        got = grow_complementary(bank, probs, delta)
+        assert torch.equal(got, sequential_complementary(bank, probs, delta)), delta
+
+
 # ---- Eqs. 10, 11 ----
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,28 @@ def test_nan_loss_stops_naming_the_step(tiny_cfg, tmp_path):
     last = json.loads(records[-1])
     assert last["event"] == "error" and last["error"].startswith("NonFiniteLoss: loss is")
     assert last["checkpoint"] == "checkpoints/error.pt"  # the state that gave the NaN
+
+
+def test_a_non_finite_step_is_named_and_no_checkpoint_follows_it(tiny_cfg, tmp_path, monkeypatch):
+    from lionfer.algorithms.supervised import Supervised
+
+    original = Supervised.step
+
+    def nan_at_step_4(self, model, batch, progress):
+        out = original(self, model, batch, progress)
+        if progress.step == 4:  # read back only at the next boundary (step 6), not at once
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Supervised, "step", nan_at_step_4)
+    cfg = tiny_cfg("algorithm.name=supervised", "train.checkpoint_every=2")
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at step 4 .*\(step 4\)"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert records[-1]["event"] == "error" and records[-1]["checkpoint"] == "checkpoints/error.pt"
+    assert math.isnan(records[-1]["loss"]) and math.isfinite(records[-1]["loss_sup"])  # its logs
+    assert [r["step"] for r in records if r["event"] == "train"] == [3]  # none after the NaN
 
 
 def test_ctrl_c_saves_a_checkpoint_first(tiny_cfg, tmp_path, monkeypatch):

@@ -106,7 +106,7 @@ class AdaCM(Algorithm):
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         cfg = self.cfg
         (logits_lb, _), (logits_w1, features_1), (logits_w2, features_2), (logits_s, _) = (
-            forward_views(model, batch.x_lb, *batch.x_ulb)
+            forward_views(model, batch.x_lb, *batch.x_ulb, comm=self.comm)
         )
         probs = (logits_w1.detach().float().softmax(1) + logits_w2.detach().float().softmax(1)) / 2
         confidence, pseudo_labels = probs.max(dim=1)

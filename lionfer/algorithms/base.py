@@ -5,6 +5,11 @@ What an algorithm may declare, and the Trainer honours without knowing the metho
 views it needs (`views`), trainable parameters of its own (`modules()`), per-sample or per-class
 state (`state_dict()`), a periodic update from the EMA model's labeled-set predictions
 (`period()` / `on_period()`) and that every training image be labeled (`uses_all_labels`).
+
+In a run of several processes (lionfer.distributed) a step's images are this process's share of
+the global batch, while labels and indices are the whole global batch's; forward_views and
+forward_outputs, given the algorithm's `comm`, return the outputs of the whole global batch, so a
+step computes the one-process loss and state updates on every process alike.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 from torch import nn
+
+from lionfer.distributed import LOCAL, Comm
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,8 @@ class Batch:
 
     x_ulb holds every unlabeled view in the order of the algorithm's `views`; x_ulb_w and x_ulb_s
     name its first weak and first strong view. Built from x_ulb_w / x_ulb_s alone (the two-view
-    form), x_ulb is (x_ulb_w, x_ulb_s).
+    form), x_ulb is (x_ulb_w, x_ulb_s). With several processes the images (x_*) are this
+    process's share of the global batch and y_lb, idx_lb, idx_ulb the global batch's.
     """
 
     x_lb: torch.Tensor  # (B_l, 3, H, W) weak view
@@ -84,9 +92,38 @@ class Batch:
 
         return cls(x_lb, y_lb, idx_lb, first("weak"), first("strong"), idx_ulb, tuple(x_ulb))
 
-    def to(self, device: torch.device) -> Batch:
+    def gathered(self, comm: Comm) -> Batch:
+        """The batch with the images of every process (for a step that mixes images across the
+        batch before its forward pass, e.g. MixUp); itself in one process."""
+        if comm.world_size == 1:
+            return self
+        x_ulb = tuple(comm.gather(v) for v in self.x_ulb)
+        moved = {id(old): new for old, new in zip(self.x_ulb, x_ulb, strict=True)}
+
+        def alias(value):
+            return None if value is None else moved[id(value)]
+
+        return Batch(
+            comm.gather(self.x_lb),
+            self.y_lb,
+            self.idx_lb,
+            alias(self.x_ulb_w),
+            alias(self.x_ulb_s),
+            self.idx_ulb,
+            x_ulb,
+        )
+
+    def to(
+        self, device: torch.device, memory_format: torch.memory_format = torch.preserve_format
+    ) -> Batch:
+        """On `device` (non-blocking copies); images (4-d) in `memory_format`."""
+
         def move(value):
-            return None if value is None else value.to(device, non_blocking=True)
+            if value is None:
+                return None
+            if value.dim() == 4:
+                return value.to(device, non_blocking=True, memory_format=memory_format)
+            return value.to(device, non_blocking=True)
 
         x_ulb = tuple(move(v) for v in self.x_ulb)
         moved = {id(old): new for old, new in zip(self.x_ulb, x_ulb, strict=True)}
@@ -133,6 +170,8 @@ class Algorithm:
     views: ClassVar[tuple[str, ...]] = ()
     # True: the run's labeled set is every training image (data.num_labels is ignored).
     uses_all_labels: ClassVar[bool] = False
+    # How the processes of a run communicate (set by the Trainer); one process: LOCAL.
+    comm: Comm = LOCAL
 
     def __init__(self, cfg, info: AlgorithmInfo):
         self.cfg = cfg
@@ -191,26 +230,43 @@ class Algorithm:
         return {}
 
 
-def forward_views(model: nn.Module, *views: torch.Tensor):
-    """One forward pass over the concatenated views; returns per-view (logits, features)."""
+def forward_views(model: nn.Module, *views: torch.Tensor, comm: Comm = LOCAL):
+    """One forward pass over the concatenated views; returns per-view (logits, features), each
+    view's rows from every process of the run (comm) in global batch order."""
     sizes = [len(v) for v in views]
     out = model(torch.cat(views))
-    logits = torch.split(out.logits, sizes)
-    features = torch.split(out.features, sizes)
+    logits = comm.gather_views(out.logits, sizes)
+    features = comm.gather_views(out.features, sizes)
     return list(zip(logits, features, strict=True))
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor a step made (e.g. random draws) moved to `device` without a host
+    synchronisation: pinned, then copied without blocking, on a GPU."""
+    device = torch.device(device)
+    if device.type != "cuda" or tensor.device == device:
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def step_generator() -> torch.Generator:
-    """A private CPU generator seeded by one draw of torch's global RNG, for a step's own random
-    choices (mixup λ and partners, rotations): they repeat with the seed, resume exactly (the
-    Trainer restores the global RNG) and do not depend on the device."""
-    return torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+    """The generator of a step's own random choices (mixup λ and partners, rotations): torch's
+    global CPU generator, so they repeat with the seed, resume exactly (the Trainer restores it),
+    do not depend on the device and cost no transfer from the GPU."""
+    return torch.default_generator
 
 
-def forward_outputs(model: nn.Module, *views: torch.Tensor) -> list:
+def forward_outputs(model: nn.Module, *views: torch.Tensor, comm: Comm = LOCAL) -> list:
     """One forward pass over the concatenated views; returns the model's Output per view
-    (logits, features and, where the model gives them, clean_logits)."""
+    (logits, features and, where the model gives them, clean_logits), each view's rows from
+    every process of the run (comm) in global batch order."""
     sizes = [len(v) for v in views]
     out = model(torch.cat(views))
-    parts = [torch.split(t, sizes) if t is not None else [None] * len(sizes) for t in out]
+    parts, done = [], {}
+    for t in out:
+        if t is None:
+            parts.append([None] * len(sizes))
+        else:  # a field that is another field (clean logits without dropout) is gathered once
+            done[id(t)] = done.get(id(t)) or comm.gather_views(t, sizes)
+            parts.append(done[id(t)])
     return [type(out)(*fields) for fields in zip(*parts, strict=True)]

@@ -21,7 +21,7 @@ class FixMatch(Algorithm):
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         (logits_lb, _), (logits_ulb_w, _), (logits_ulb_s, _) = forward_views(
-            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s
+            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s, comm=self.comm
         )
         loss_sup = F.cross_entropy(logits_lb, batch.y_lb)
         probs_ulb_w = logits_ulb_w.detach().float().softmax(dim=1)

@@ -61,7 +61,7 @@ class FlexMatch(Algorithm):
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         cfg = self.cfg
         (logits_lb, _), (logits_ulb_w, _), (logits_ulb_s, _) = forward_views(
-            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s
+            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s, comm=self.comm
         )
         loss_sup = F.cross_entropy(logits_lb, batch.y_lb)
         confidence, pseudo_labels = logits_ulb_w.detach().float().softmax(dim=1).max(dim=1)

@@ -93,22 +93,26 @@ def update_prototypes(
     """Eq. 3 over the selected rows in batch order: a class's first update sets S_c = q, later
     ones S_c ← normalise(φ S_c + (1 − φ) q). Returns new (prototypes (C, D), ready (C,)).
 
-    Exactly the per-sample loop, vectorised over classes: round j applies every class's j-th
-    update at once, so there are at most B rounds of a few tensor ops and no host sync.
+    Exactly the per-sample loop, vectorised over classes: the rows are laid out by their rank
+    within their class, then round j applies every class's j-th update at once (a class's
+    updates are sequential, so there are B rounds of 5 small tensor ops and no host sync).
     """
-    num_classes = prototypes.shape[0]
+    b, num_classes = len(features), prototypes.shape[0]
     onehot = F.one_hot(classes, num_classes) * selected[:, None]  # (B, C)
     rank = (onehot.cumsum(dim=0) * onehot).sum(dim=1) - 1  # (B,) j-th update of its class
-    features = features.to(prototypes.dtype)
-    for j in range(len(features)):
-        this = onehot * (rank == j)[:, None]  # (B, C), at most one row per class
-        has = this.sum(dim=0) > 0  # (C,)
-        q = this.T.to(features.dtype) @ features  # (C, D): class c's j-th feature, or 0
-        mixed = F.normalize(phi * prototypes + (1 - phi) * q, dim=1)
-        updated = torch.where(ready[:, None], mixed, q)
-        prototypes = torch.where(has[:, None], updated, prototypes)
-        ready = ready | has
-    return prototypes, ready
+    slot = torch.where(selected, rank, b)  # unselected rows land in a spare slot, dropped
+    q = prototypes.new_zeros(b + 1, num_classes, prototypes.shape[1])  # (B+1, C, D)
+    q[slot, classes] = features.to(prototypes.dtype)
+    has = torch.zeros(b + 1, num_classes, dtype=torch.bool, device=ready.device)
+    has[slot, classes] = True
+    q, has = q[:b], has[:b]
+    first = has[0] & ~ready  # a class's first update ever: S_c = q, no mixing
+    prototypes = torch.where(first[:, None], q[0], prototypes)
+    mix = torch.cat([(has[0] & ready)[None], has[1:]])[..., None]  # (B, C, 1)
+    for weighted, this in zip(((1 - phi) * q).unbind(0), mix.unbind(0), strict=True):
+        mixed = F.normalize(torch.add(weighted, prototypes, alpha=phi), dim=1)
+        prototypes = torch.where(this, mixed, prototypes)
+    return prototypes, ready | has[0]
 
 
 def class_similarity(
@@ -149,16 +153,20 @@ def grow_complementary(
 ) -> torch.Tensor:
     """Eq. 9, progressive: over the classes not yet in the bank, renormalise p; while the smallest
     renormalised probability is ≤ δ and more than `keep` classes remain, add it and repeat.
-    Vectorised over the batch: C − 1 rounds, no host sync."""
-    rows = bank_rows.clone()
-    for _ in range(probs.shape[1] - 1):
-        remaining = ~rows
-        mass = (probs * remaining).sum(dim=1, keepdim=True).clamp_min(1e-12)
-        renormalised = torch.where(remaining, probs / mass, torch.full_like(probs, float("inf")))
-        smallest, argmin = renormalised.min(dim=1)
-        add = (smallest <= delta) & (remaining.sum(dim=1) > keep)
-        rows = rows | (F.one_hot(argmin, probs.shape[1]).bool() & add[:, None])
-    return rows
+
+    The loop adds the remaining classes in ascending order of p (ties: lower class first) and
+    stops at the first that fails, so it is one sort and prefix sums over the batch, no loop.
+    """
+    num_classes = probs.shape[1]
+    remaining = ~bank_rows
+    order = torch.where(remaining, probs, float("inf")).argsort(dim=1, stable=True)  # (B, C)
+    candidate = remaining.gather(1, order)  # the remaining classes first, ascending
+    smallest = probs.gather(1, order) * candidate
+    mass = smallest.flip(1).cumsum(dim=1).flip(1).clamp_min(1e-12)  # what remains at round k
+    left = remaining.sum(dim=1, keepdim=True) - torch.arange(num_classes, device=probs.device)
+    add = candidate & (smallest / mass <= delta) & (left > keep)
+    add = add.cumprod(dim=1).bool()  # only the unbroken run from the smallest
+    return bank_rows | torch.zeros_like(bank_rows).scatter(1, order, add)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -251,7 +259,9 @@ class Lion(Algorithm):
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         cfg = self.cfg
-        out_lb, out_w, out_s = forward_outputs(model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s)
+        out_lb, out_w, out_s = forward_outputs(
+            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s, comm=self.comm
+        )
         probs_lb = clean_probs(out_lb)
         probs_w = out_w.logits.detach().float().softmax(dim=1)  # as FixMatch: the train-mode head
         epoch = epoch_of(progress.step, cfg.epoch_steps)

@@ -75,7 +75,7 @@ class MarginMix(Algorithm):
 
     def _guess(self, model, batch: Batch) -> torch.Tensor:
         cfg = self.cfg
-        (_, features_lb), *ulb = forward_views(model, batch.x_lb, *batch.x_ulb)
+        (_, features_lb), *ulb = forward_views(model, batch.x_lb, *batch.x_ulb, comm=self.comm)
         update_centroids(
             self.centroids,
             self.centroid_ready,
@@ -90,14 +90,15 @@ class MarginMix(Algorithm):
         return sharpen((1 - weight) * probs + weight * by_centroid, cfg.temperature)
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
-        cfg, num_labeled = self.cfg, len(batch.x_lb)
+        cfg, comm, num_labeled = self.cfg, self.comm, len(batch.y_lb)
         with torch.no_grad():
             targets_ulb = self._guess(model, batch)
+        whole = batch.gathered(comm)  # MixUp partners come from the whole global batch
         mixed_x, mixed_y = mix_pool(
-            batch, targets_ulb, batch.x_ulb, self.info.num_classes, cfg.alpha
+            whole, targets_ulb, whole.x_ulb, self.info.num_classes, cfg.alpha
         )
         (logits_x, _), (logits_u, _) = forward_views(
-            model, mixed_x[:num_labeled], mixed_x[num_labeled:]
+            model, comm.local(mixed_x[:num_labeled]), comm.local(mixed_x[num_labeled:]), comm=comm
         )
         targets_x = mixed_y[:num_labeled]
         loss_sup = soft_cross_entropy(margin_logits(logits_x, targets_x, cfg.margin), targets_x)

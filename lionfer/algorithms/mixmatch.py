@@ -30,6 +30,7 @@ from lionfer.algorithms.base import (
     StepOutput,
     forward_views,
     step_generator,
+    to_device,
 )
 from lionfer.algorithms.hparams import MixMatchConfig
 from lionfer.losses import soft_cross_entropy
@@ -59,9 +60,10 @@ def draw_mixup(n: int, alpha: float, generator: torch.Generator):
 
 def mixup(x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor, partner: torch.Tensor):
     """x' = λ' x + (1 − λ') x[partner] and the same for the targets y (N, C); lam is (N,)."""
-    lam_x = lam.to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
+    lam = to_device(lam, x.device)
+    lam_x = lam.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
     lam_y = lam.to(y.device, y.dtype).view(-1, 1)
-    partner = partner.to(x.device)
+    partner = to_device(partner, x.device)
     return lam_x * x + (1 - lam_x) * x[partner], lam_y * y + (1 - lam_y) * y[partner]
 
 
@@ -85,15 +87,16 @@ class MixMatch(Algorithm):
     views = ("weak", "weak")  # K = 2 augmentations per unlabeled image
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
-        cfg, num_labeled = self.cfg, len(batch.x_lb)
+        cfg, comm, num_labeled = self.cfg, self.comm, len(batch.y_lb)
         with torch.no_grad():
-            guesses = forward_views(model, *batch.x_ulb)
+            guesses = forward_views(model, *batch.x_ulb, comm=comm)
             targets_ulb = guess_labels([logits for logits, _ in guesses], cfg.temperature)
+        whole = batch.gathered(comm)  # MixUp partners come from the whole global batch
         mixed_x, mixed_y = mix_pool(
-            batch, targets_ulb, batch.x_ulb, self.info.num_classes, cfg.alpha
+            whole, targets_ulb, whole.x_ulb, self.info.num_classes, cfg.alpha
         )
         (logits_x, _), (logits_u, _) = forward_views(
-            model, mixed_x[:num_labeled], mixed_x[num_labeled:]
+            model, comm.local(mixed_x[:num_labeled]), comm.local(mixed_x[num_labeled:]), comm=comm
         )
         loss_sup = soft_cross_entropy(logits_x, mixed_y[:num_labeled])
         # (1/C)‖q' − p‖² averaged over the mixed unlabeled items = mean squared error per entry

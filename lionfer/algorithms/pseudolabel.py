@@ -38,7 +38,9 @@ class PseudoLabel(Algorithm):
     views = ("weak",)
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
-        (logits_lb, _), (logits_ulb_w, _) = forward_views(model, batch.x_lb, batch.x_ulb_w)
+        (logits_lb, _), (logits_ulb_w, _) = forward_views(
+            model, batch.x_lb, batch.x_ulb_w, comm=self.comm
+        )
         loss_sup = F.cross_entropy(logits_lb, batch.y_lb)
         probs_ulb_w = logits_ulb_w.detach().float().softmax(dim=1)
         confidence, pseudo_labels = probs_ulb_w.max(dim=1)

@@ -34,6 +34,7 @@ from lionfer.algorithms.base import (
     StepOutput,
     forward_views,
     step_generator,
+    to_device,
 )
 from lionfer.algorithms.hparams import ReMixMatchConfig
 from lionfer.algorithms.mixmatch import mix_pool, sharpen
@@ -51,7 +52,7 @@ def align_distribution(
 def rotate_quarters(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """Rotate each square image x[i] (3, S, S) by turns[i] ∈ {0, 1, 2, 3} quarter turns
     counter-clockwise (torch.rot90 on the spatial dims)."""
-    turns = turns.to(x.device).view(-1, 1, 1, 1)
+    turns = to_device(turns, x.device).view(-1, 1, 1, 1)
     out = x
     for k in (1, 2, 3):
         out = torch.where(turns == k, torch.rot90(x, k, dims=(2, 3)), out)
@@ -92,27 +93,29 @@ class ReMixMatch(Algorithm):
         return guess
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
-        cfg, num_labeled = self.cfg, len(batch.x_lb)
-        x_ulb_w, strong = batch.x_ulb[0], batch.x_ulb[1:]
+        cfg, comm, num_labeled = self.cfg, self.comm, len(batch.y_lb)
         with torch.no_grad():
-            (logits_w, _) = forward_views(model, x_ulb_w)[0]
+            (logits_w, _) = forward_views(model, batch.x_ulb[0], comm=comm)[0]
             targets_ulb = self._guess(logits_w)
+        whole = batch.gathered(comm)  # MixUp partners come from the whole global batch
+        x_ulb_w, strong = whole.x_ulb[0], whole.x_ulb[1:]
         mixed_x, mixed_y = mix_pool(
-            batch, targets_ulb, (*strong, x_ulb_w), self.info.num_classes, cfg.alpha
+            whole, targets_ulb, (*strong, x_ulb_w), self.info.num_classes, cfg.alpha
         )
         turns = torch.randint(4, (len(strong[0]),), generator=step_generator())
         (logits_x, _), (logits_u, _), (logits_u1, _), (_, features_rot) = forward_views(
             model,
-            mixed_x[:num_labeled],
-            mixed_x[num_labeled:],
-            strong[0],
-            rotate_quarters(strong[0], turns),
+            comm.local(mixed_x[:num_labeled]),
+            comm.local(mixed_x[num_labeled:]),
+            comm.local(strong[0]),
+            comm.local(rotate_quarters(strong[0], turns)),
+            comm=comm,
         )
         loss_sup = soft_cross_entropy(logits_x, mixed_y[:num_labeled])
         loss_unsup = soft_cross_entropy(logits_u, mixed_y[num_labeled:])
         loss_u1 = soft_cross_entropy(logits_u1, targets_ulb)
         loss_rot = F.cross_entropy(
-            self.rotation_head(features_rot).float(), turns.to(features_rot.device)
+            self.rotation_head(features_rot).float(), to_device(turns, features_rot.device)
         )
         ramp = progress.ramp(cfg.rampup)
         loss = (

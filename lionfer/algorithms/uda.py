@@ -67,7 +67,7 @@ class UDA(Algorithm):
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         cfg = self.cfg
         (logits_lb, _), (logits_ulb_w, _), (logits_ulb_s, _) = forward_views(
-            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s
+            model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s, comm=self.comm
         )
         eta = tsa_threshold(cfg.tsa, progress.fraction, self.info.num_classes)
         loss_sup, kept = annealed_cross_entropy(logits_lb, batch.y_lb, eta)

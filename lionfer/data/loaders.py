@@ -2,7 +2,10 @@
 
 Training streams are infinite: epoch e of a stream is a seeded permutation, and every draw gets its
 own augmentation seed, so the stream is a pure function of (seed, position). Resuming at step s
-restarts the stream at position s and reproduces an uninterrupted run exactly.
+restarts the stream at position s and reproduces an uninterrupted run exactly. In a run of several
+processes each one takes its share (shard) of the same global batches, whose size is the batch
+size of the run. Views are made by loader workers on the CPU (stream_loader) or, from the uint8
+image cache, on the training device (DeviceStream).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lionfer.data.base import ImageSet
+from lionfer.data.batch_augment import views_of
+from lionfer.data.cache import pixels_of
 
 Transform = Callable[..., torch.Tensor]
 
@@ -49,11 +54,23 @@ class StreamSampler:
     unavoidable). Batch k is a pure function of (seed, stream, k).
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, stream: int, start_batch: int = 0):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        stream: int,
+        start_batch: int = 0,
+        shard: tuple[int, int] = (0, 1),
+    ):
         if n <= 0:
             raise ValueError("cannot draw batches from an empty set")
+        rank, shards = shard
+        if batch_size % shards:
+            raise ValueError(f"a batch of {batch_size} does not split into {shards} equal shares")
         self.n, self.batch_size, self.seed, self.stream = n, batch_size, seed, stream
         self.start_batch = start_batch
+        self.share = slice(rank * batch_size // shards, (rank + 1) * batch_size // shards)
         self._epoch, self._perm = -1, None
 
     def _permutation(self, epoch: int) -> torch.Tensor:
@@ -71,14 +88,19 @@ class StreamSampler:
         return [(epoch, first * self.batch_size + i) for i in range(self.batch_size)]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        """This shard's (index, seed) items of global batch k, k = start_batch, ..."""
         k = self.start_batch
         while True:
-            batch = []
-            for i, (epoch, offset) in enumerate(self.positions(k)):
-                sample_seed = hash((self.seed, self.stream, k * self.batch_size + i)) % 2**62
-                batch.append((int(self._permutation(epoch)[offset]), sample_seed))
-            yield batch
+            yield self.batch(k)[self.share]
             k += 1
+
+    def batch(self, k: int) -> list[tuple[int, int]]:
+        """Global batch k: (index, augmentation seed) per item."""
+        items = []
+        for i, (epoch, offset) in enumerate(self.positions(k)):
+            sample_seed = hash((self.seed, self.stream, k * self.batch_size + i)) % 2**62
+            items.append((int(self._permutation(epoch)[offset]), sample_seed))
+        return items
 
 
 def private_generator(seed: int) -> torch.Generator:
@@ -96,8 +118,10 @@ def stream_loader(
     start_batch: int,
     num_workers: int,
     pin_memory: bool,
+    shard: tuple[int, int] = (0, 1),
 ) -> DataLoader:
-    sampler = StreamSampler(len(images), batch_size, seed, stream, start_batch)
+    """This process's share of each global batch of `batch_size`, views made by workers."""
+    sampler = StreamSampler(len(images), batch_size, seed, stream, start_batch, shard)
     return DataLoader(
         ViewDataset(images, views),
         batch_sampler=sampler,
@@ -106,6 +130,53 @@ def stream_loader(
         persistent_workers=num_workers > 0,
         generator=private_generator(seed),
     )
+
+
+class DeviceStream:
+    """Training batches with their views made on the training device (data.augment_on=device):
+    the same (index order, per batch) as the CPU stream, uint8 images gathered from the cache,
+    one pinned non-blocking copy, then lionfer.data.batch_augment's batched views. Yields
+    (view_1, ..., view_k, labels, indices) like stream_loader, already on the device."""
+
+    def __init__(
+        self,
+        images: ImageSet,
+        views: tuple[str, ...],
+        batch_size: int,
+        seed: int,
+        stream: int,
+        start_batch: int,
+        device: torch.device,
+        normalisation: tuple,
+        shard: tuple[int, int] = (0, 1),
+    ):
+        self.pixels = pixels_of(images)  # (N, S, S, 3) uint8, shared, never copied whole
+        self.labels = torch.as_tensor(images.labels)
+        self.views, self.batch_size, self.seed, self.stream = views, batch_size, seed, stream
+        self.device = torch.device(device)
+        self.mean, self.std = (torch.tensor(v).to(self.device) for v in normalisation)  # once
+        self.sampler = StreamSampler(len(images), batch_size, seed, stream, start_batch)
+        rank, shards = shard
+        self.share = slice(rank * batch_size // shards, (rank + 1) * batch_size // shards)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        k = self.sampler.start_batch
+        while True:
+            yield self.batch(k)
+            k += 1
+
+    def batch(self, k: int) -> tuple[torch.Tensor, ...]:
+        indices = torch.tensor([index for index, _ in self.sampler.batch(k)[self.share]])
+        pixels, labels = self.pixels.index_select(0, indices), self.labels[indices]  # (b, S, S, 3)
+        if self.device.type == "cuda":  # pinned, so that the copies do not block
+            pixels, labels, indices = (t.pin_memory() for t in (pixels, labels, indices))
+        x = pixels.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # (b, 3, S, S)
+        generator = torch.Generator().manual_seed(hash((self.seed, self.stream, k)) % 2**62)
+        views = views_of(
+            x, self.views, self.mean, self.std, generator, self.batch_size, self.share.start
+        )
+        move = {"device": self.device, "non_blocking": True}
+        return (*views, labels.to(**move), indices.to(**move))
 
 
 def eval_loader(

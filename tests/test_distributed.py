@@ -1,0 +1,176 @@
+"""Several processes (gloo on the CPU) equal one process with the same global batch: the same
+complementary label bank, labels, candidates and prototypes, losses and weights within float
+tolerance; and a run moves between process counts through its checkpoint (1 → 2 → 1)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from lionfer.checkpoint import load_checkpoint
+from lionfer.config import DEFAULT_CONFIG, load_config
+from lionfer.trainer import train
+
+REPO = Path(__file__).resolve().parent.parent
+
+# LION made busy in 6 steps of a random network: labels are relabeled, samples stay ambiguous
+# with candidate sets, the bank grows and prototypes exist. No dropout: its masks are random
+# draws that differ with the number of processes.
+BUSY = [
+    "model.name=cnn_small",
+    'model.pretrained=""',
+    "model.feature_scale=1.0",
+    "data.num_workers=0",
+    "data.num_train=210",
+    "data.num_test=70",
+    "data.num_labels=28",
+    "data.image_size=24",
+    "train.steps=6",
+    "train.batch_size=4",
+    "train.eval_every=6",
+    "train.log_every=3",
+    "train.checkpoint_every=2",
+    "train.eval_batch_size=64",
+    "model.dropout=0",
+    "algorithm.recipe=paper",
+    "algorithm.disambiguation_start=0.0",
+    "algorithm.clear_threshold=0.16",
+    "algorithm.reliable_threshold=0.18",
+    "algorithm.complementary_threshold=0.13",
+    "algorithm.candidate_threshold=0.14",
+    "algorithm.ema_momentum=0.5",
+    "algorithm.relabel_threshold=0.4",
+    "algorithm.resolve_threshold=0.4",
+]
+EXACT = ("label", "relabel_step", "ambiguous", "candidates", "bank", "visits", "prototype_ready")
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one") / "run"
+    with pytest.warns(UserWarning, match="began label disambiguation"):
+        train(load_config(DEFAULT_CONFIG, BUSY), out, progress=False)
+    return out
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    one, two = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (a, b))
+    assert one["step"] == two["step"]
+    state = one["algorithm"]
+    assert state["bank"].any() and (state["relabel_step"] >= 0).any() and state["ambiguous"].any()
+    for key in EXACT:
+        assert torch.equal(one["algorithm"][key], two["algorithm"][key]), key
+    for key, value in one["algorithm"].items():
+        assert torch.allclose(value.float(), two["algorithm"][key].float(), atol=1e-5), key
+    for part in ("model", "ema"):
+        for key, value in one[part].items():
+            assert torch.allclose(value.float(), two[part][key].float(), atol=1e-4), key
+    losses = [
+        [(r["step"], r["loss"], r["loss_nl"]) for r in records(run) if r["event"] == "train"]
+        for run in (a, b)
+    ]
+    assert [s for s, *_ in losses[0]] == [s for s, *_ in losses[1]] == [3, 6]
+    for (_, *x), (_, *y) in zip(*losses, strict=True):
+        assert x == pytest.approx(y, rel=1e-5, abs=1e-6)
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_under_torchrun_equal_one(one_process, tmp_path):
+    out = tmp_path / "two"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "lionfer",
+        "train",
+        *BUSY,
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run: ") == 1 and done.stdout.count("step 6/6  test_acc") == 1
+    assert_same_run(one_process, out)
+    events = [r["event"] for r in records(out)]
+    assert events.count("start") == 1 and events.count("eval") == 1  # the main process alone
+    assert json.loads((out / "meta.json").read_text())["processes"] == 2
+    assert (
+        json.loads((out / "summary.json").read_text())["relabel"]
+        == json.loads((one_process / "summary.json").read_text())["relabel"]
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def resume_as_process(rank: int, world: int, port: int, out: str) -> None:
+    """One of `world` processes, as torchrun would start it, continuing the run for 2 steps."""
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    train(None, out, resume=True, stop_after=2, progress=False)
+
+
+def test_a_run_moves_from_one_to_two_processes_and_back(one_process, tmp_path):
+    out = tmp_path / "moved"
+    cfg = load_config(DEFAULT_CONFIG, BUSY)
+    assert train(cfg, out, progress=False, stop_after=2) is None  # steps 1-2: one process
+    mp.spawn(resume_as_process, args=(2, free_port(), str(out)), nprocs=2)  # 3-4: two
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 4
+    with pytest.warns(UserWarning, match="began label disambiguation"):
+        train(None, out, resume=True, progress=False)  # 5-6: one again
+    assert_same_run(one_process, out)
+    resumes = [r for r in records(out) if r["event"] == "resume"]
+    assert [r["step"] for r in resumes] == [2, 4]
+
+
+def test_cpu_batchnorm_takes_over_the_same_tensors_and_evaluates_alone():
+    from lionfer.config import ModelConfig
+    from lionfer.distributed import Comm, GlobalBatchNorm, sync_batchnorm
+    from lionfer.models import build_model
+
+    class TwoProcesses(Comm):
+        world_size = 2
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="cnn_small"), 7).eval()
+    x = torch.randn(3, 3, 32, 32)
+    before, tensors = model(x).logits, {k: v.data_ptr() for k, v in model.state_dict().items()}
+    model = sync_batchnorm(model, TwoProcesses(), torch.device("cpu"))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 4 and all(isinstance(m, GlobalBatchNorm) for m in norms)
+    assert {k: v.data_ptr() for k, v in model.state_dict().items()} == tensors  # same storage
+    assert torch.equal(model(x).logits, before)  # evaluation needs no other process
+
+
+def test_a_state_digest_tells_equal_tensors_from_others():
+    from lionfer.distributed import digest
+
+    bank = torch.rand(50, 7) < 0.3
+    swapped = bank.clone()
+    swapped[[3, 4]] = bank[[4, 3]]
+    assert torch.equal(digest(bank), digest(bank.clone()))
+    assert not torch.equal(digest(bank), digest(swapped)) or torch.equal(bank, swapped)
+    assert not torch.equal(digest(torch.arange(5.0)), digest(torch.arange(5.0).flip(0)))

@@ -137,11 +137,9 @@ def run_local(
 
 
 def run_in_process(argv: list[str], cwd: str) -> int:
-    """A cluster job: `lionfer ...` in this process; raises when the run fails."""
-    from lionfer.cli import main
-
-    os.chdir(cwd)
-    code = main(argv)
+    """A cluster job: `lionfer ...` on the node, its output in the job's log; raises when the
+    run fails."""
+    code = subprocess.run([*LIONFER, *argv], cwd=cwd).returncode
     if code != 0:
         raise RuntimeError(f"lionfer {' '.join(argv)} exited with {code}")
     return code

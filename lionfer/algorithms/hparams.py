@@ -186,8 +186,6 @@ LION_RECIPES: dict[str, dict] = {
         "reliable_threshold": 0.95,
         "reliable_loss_norm": "batch",
         "lambda_reliable": 1.0,
-        "complementary_threshold": 0.01,
-        "bank_keep": 3,
         "start_rule": "fitted",
         "fit_threshold": 0.9,
         "ambiguity_rule": "margin",

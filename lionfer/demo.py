@@ -1,15 +1,25 @@
 """`make demo`: the supervised baseline, FixMatch and LION's three recipes on the embedded
-synthetic faces, then a comparison table with the label-quality figures."""
+synthetic faces, then a comparison table with the label-quality figures.
+
+    python -m lionfer.demo [--jobs N] [key=value ...]
+
+The five runs are `lionfer train` subprocesses, two at a time on a machine with two or more CPU
+cores (one GPU each where GPUs are visible); `--jobs 1` runs them one after the other. Each run's
+output goes to `<runs>/logs/<run>.log`."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from lionfer.config import DEFAULT_CONFIG, load_config
+from lionfer.errors import InputError
+from lionfer.launch import Job, run_local, visible_gpus
 from lionfer.report import comparison_table, label_quality_lines, method_name
-from lionfer.trainer import train
 
 RUNS = (
     ("supervised", ("algorithm.name=supervised",)),
@@ -18,29 +28,73 @@ RUNS = (
     ("lion-released", ("algorithm.name=lion", "algorithm.recipe=released")),
     ("lion-robust", ("algorithm.name=lion", "algorithm.recipe=robust")),
 )
+# The longest runs first, so the short supervised one fills the last free slot.
+ORDER = ("fixmatch", "lion-paper", "lion-released", "lion-robust", "supervised")
+
+
+def default_jobs() -> int:
+    gpus = visible_gpus()
+    return len(gpus) if gpus else max(1, min(2, os.cpu_count() or 1))
 
 
 def main(argv: list[str] | None = None) -> int:
-    overrides = list(sys.argv[1:] if argv is None else argv)
-    root = Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    summaries = []
-    for folder, choice in RUNS:
-        cfg = load_config(DEFAULT_CONFIG, [*overrides, *choice])
-        print(
-            f"\n== {folder}: {cfg.data.dataset}, {cfg.data.num_labels} labels, "
-            f"{cfg.train.steps} steps, {cfg.model.name} at {cfg.data.image_size} px ==",
-            flush=True,
+    parser = argparse.ArgumentParser(prog="python -m lionfer.demo", description=__doc__)
+    parser.add_argument("--jobs", type=int, default=None, help="runs at a time")
+    parser.add_argument("overrides", nargs="*", help="key=value for every run")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        print(f"error: --jobs must be at least 1, got {jobs}", file=sys.stderr)
+        return 2
+    root = (Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    choices = dict(RUNS)
+    try:  # every config checked before anything runs
+        configs = {f: load_config(DEFAULT_CONFIG, [*args.overrides, *c]) for f, c in RUNS}
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    cfg = configs["lion-robust"]
+    print(
+        f"{len(RUNS)} runs on {cfg.data.dataset} ({cfg.data.num_labels} labels, "
+        f"{cfg.train.steps} steps, {cfg.model.name} at {cfg.data.image_size} px), "
+        f"{jobs} at a time, into {root}; each run's output in {root / 'logs'}",
+        flush=True,
+    )
+    todo = [
+        Job(
+            n,
+            len(ORDER),
+            folder,
+            "start",
+            ["train", *args.overrides, *choices[folder], "--no-progress", "--out"]
+            + [str(root / folder)],
+            root / folder,
+            root / "logs" / f"{folder}.log",
         )
-        summaries.append(train(cfg, root / folder, command="make demo"))
-    print(f"\nResults on the synthetic test set (runs in {root}):\n")
+        for n, folder in enumerate(ORDER, 1)
+    ]
+    started = time.monotonic()
+    results = run_local(todo, jobs, visible_gpus(), lambda line: print(line, flush=True))
+    failed = [r.name for r in results if not r.ok]
+    summaries = [
+        json.loads((root / folder / "summary.json").read_text())
+        for folder, _ in RUNS
+        if folder not in failed
+    ]
+    minutes = (time.monotonic() - started) / 60
+    print(f"\nResults on the synthetic test set ({minutes:.1f} min; runs in {root}):\n")
     print(comparison_table(summaries))
-    for (folder, _), summary in zip(RUNS, summaries, strict=True):
+    for summary in summaries:
+        folder = next(f for f, _ in RUNS if method_name(summary).replace(":", "-") == f)
         lines = label_quality_lines(summary)
         if lines:
             print(f"\n{method_name(summary)} ({root / folder / 'relabels.csv'}):")
             print("\n".join(f"  {line}" for line in lines))
         for warning in summary.get("warnings", []):
             print(f"  warning: {warning}")
+    if failed:
+        print(f"\nfailed: {', '.join(failed)} (see {root / 'logs'})", file=sys.stderr)
+        return 1
     return 0
 
 

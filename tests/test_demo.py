@@ -1,20 +1,42 @@
 """make demo's entry point on a tiny schedule: five runs and the comparison table."""
 
+import pytest
 from conftest import TINY
 
-from lionfer.demo import RUNS, main
+from lionfer.demo import ORDER, RUNS, main
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
 def test_demo_trains_baselines_and_every_lion_recipe_and_prints_the_table(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, jobs
 ):
     monkeypatch.chdir(tmp_path)
-    assert main([*TINY, "train.steps=4", "train.eval_every=4"]) == 0
+    assert main(["--jobs", jobs, *TINY, "train.steps=4", "train.eval_every=4"]) == 0
     out = capsys.readouterr().out
     for name in ("supervised", "fixmatch", "lion:paper", "lion:released", "lion:robust"):
         assert name in out
     assert "test acc %" in out and "label acc now %" in out and "relabeled" in out
     assert "±" not in out  # one seed: means only
+    assert f"{jobs} at a time" in out
     (root,) = (tmp_path / "runs").iterdir()
-    assert {p.name for p in root.iterdir()} == {folder for folder, _ in RUNS}
+    assert {p.name for p in root.iterdir()} == {folder for folder, _ in RUNS} | {"logs"}
     assert all((root / folder / "summary.json").is_file() for folder, _ in RUNS)
+    assert {p.stem for p in (root / "logs").iterdir()} == set(ORDER)
+    # the runs were what each folder's name says, with the overrides given
+    assert "recipe = \"paper\"" in (root / "lion-paper" / "config.toml").read_text()
+    assert "steps = 4" in (root / "supervised" / "config.toml").read_text()
+
+
+def test_demo_checks_every_config_before_running_anything(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main([*TINY, "train.stepz=4"]) == 2
+    assert "train.stepz" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_demo_reports_a_failed_run_and_exits_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    # a device that does not exist: every run fails at its start, with its log kept
+    assert main(["--jobs", "2", *TINY, "train.steps=2", "train.device=cuda:7"]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "failed:" in captured.err

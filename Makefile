@@ -26,8 +26,11 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # Mutation testing of lionfer/algorithms/ against their tests; lists the mutants that survive.
+# MUTANTS narrows it, e.g. make mutation MUTANTS='lionfer.algorithms.lion*'. One torch thread
+# per child: mutmut forks its workers, and forked OpenMP pools can hang.
+MUTANTS ?=
 mutation: $(STAMP)
-	cd $(CURDIR) && $(VENV)/bin/mutmut run --max-children 2 || true
+	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS) || true
 	$(VENV)/bin/mutmut results
 
 lint: $(STAMP)

@@ -1,11 +1,15 @@
 """Shared fixtures: tiny configs that run the real training path in seconds on CPU."""
 
+import os
+
 import pytest
 import torch
 
 from lionfer.config import load_config
 
-torch.set_num_threads(2)
+# Two threads for the tiny models, unless OMP_NUM_THREADS says otherwise: `make mutation` runs
+# the tests in forked children, which hang on a thread pool the parent started.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 TINY = [
     "model.name=cnn_small",  # the packaged default.toml trains a pretrained MobileNetV2

@@ -711,3 +711,93 @@ def test_robust_with_every_switch_off_is_fixmatch():
     ours = lion.step(Passthrough(3), batch, Progress(9, 10)).loss.item()
     theirs = fixmatch.step(Passthrough(3), batch, Progress(9, 10)).loss.item()
     assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+# ---- pieces that mutation testing found unchecked ----
+
+
+def test_masked_mean_divides_by_the_selected_rows():
+    from lionfer.algorithms.lion import masked_mean
+
+    values = T([1.0, 2.0, 6.0])
+    assert masked_mean(values, T([True, True, False])).item() == pytest.approx(1.5)
+    assert masked_mean(values, T([False, False, False])).item() == 0.0
+    assert masked_mean(values, None).item() == pytest.approx(3.0)
+
+
+def test_epoch_of_counts_whole_epochs_from_one():
+    from lionfer.algorithms.lion import epoch_of
+
+    assert [epoch_of(s, 30) for s in (0, 29, 30, 45, 60)] == [1, 1, 2, 2, 3]
+    assert isinstance(epoch_of(45, 30), int)
+
+
+def test_initial_weights_are_normalised_per_row():
+    probs = T([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])
+    candidates = T([[True, False, True], [True, True, True]])
+    normalised = initial_weights(probs, candidates, "normalised")
+    assert torch.allclose(normalised, T([[0.6 / 0.7, 0.0, 0.1 / 0.7], [0.2, 0.5, 0.3]]))
+    uniform = initial_weights(probs, candidates, "uniform")
+    assert torch.allclose(uniform, T([[0.5, 0.0, 0.5], [1 / 3, 1 / 3, 1 / 3]]))
+
+
+def test_softmax_similarity_is_zero_for_a_row_without_a_ready_candidate():
+    features = T([[1.0, 0.0], [0.0, 1.0]])
+    prototypes = T([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    ready = T([True, True, False])
+    candidates = T([[True, True, False], [False, False, True]])
+    sim = class_similarity(features, prototypes, ready, candidates, "softmax", 0.1)
+    assert sim[1].tolist() == [0.0, 0.0, 0.0]
+    assert sim[0].sum().item() == pytest.approx(1.0) and sim[0, 0] > 0.99
+
+
+def test_eq9_joins_a_class_whose_share_equals_delta():
+    bank = torch.zeros(1, 3, dtype=torch.bool)
+    probs = T([[0.125, 0.375, 0.5]])  # exact in binary: 0.125 / 1.0 == δ
+    assert grow_complementary(bank, probs, 0.125).tolist() == [[True, False, False]]
+
+
+def test_bank_keep_counts_each_rows_own_remaining_classes():
+    bank = T([[False, False, False, False], [True, False, False, False]])
+    probs = T([[0.97, 0.01, 0.01, 0.01], [0.0, 0.98, 0.01, 0.01]])
+    grown = grow_complementary(bank, probs, 0.05, keep=2)
+    assert grown.sum(dim=1).tolist() == [2, 2]  # two classes always stay out of each bank
+    assert grown[1].tolist() == [True, False, True, False]
+
+
+def test_step_logs_its_rates_and_each_loss():
+    lion = make_lion([0, 1])
+    probs_lb = [[0.90, 0.05, 0.05], [0.50, 0.30, 0.20]]  # clear, ambiguous
+    probs_w, probs_s, feats = unlabeled_batch()
+    batch = make_batch(
+        probs_lb, [[1.0, 0.0], [0.0, 1.0]], [0, 1], [0, 1], probs_w, probs_s, feats, [3, 1]
+    )
+    logs = lion.step(Passthrough(3), batch, Progress(5, 10)).logs
+    figures = {k: float(v) for k, v in logs.items()}
+    assert figures["clear_rate"] == pytest.approx(0.5)
+    assert figures["ambiguous_rate"] == pytest.approx(0.5)
+    assert figures["mask_rate"] == pytest.approx(0.5)
+    assert figures["loss_sup"] == pytest.approx(-math.log(0.90), rel=1e-5)
+    assert figures["loss_reliable"] == pytest.approx(-math.log(0.70), rel=1e-5)
+    assert figures["loss_nl"] == pytest.approx(-(1 - 0.02), rel=1e-5)
+    assert figures["loss_nc"] == pytest.approx(-math.log(1 - 0.20), rel=1e-5)
+
+
+class CleanHead(Passthrough):
+    """Passthrough whose training logits differ from its clean (no-dropout) logits: the clean
+    ones are the rows' own, the training ones favour the last class."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        noisy = out.logits.detach().clone()
+        noisy[:, -1] += 10.0
+        return type(out)(noisy + 0 * self.scale, out.features, out.logits)
+
+
+def test_labeled_decisions_use_the_head_without_dropout():
+    lion = make_lion([0, 1], **quiet())
+    probs_lb = [[0.90, 0.05, 0.05], [0.05, 0.90, 0.05]]  # both clear on the clean head
+    batch = labeled_batch(probs_lb, [0, 1], [0, 1], feats=[[1.0, 0.0], [0.0, 1.0]])
+    logs = lion.step(CleanHead(3), batch, Progress(5, 10)).logs
+    assert float(logs["clear_rate"]) == 1.0 and float(logs["ambiguous_rate"]) == 0.0
+    assert not lion.ambiguous[[0, 1]].any()

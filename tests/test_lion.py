@@ -801,3 +801,14 @@ def test_labeled_decisions_use_the_head_without_dropout():
     logs = lion.step(CleanHead(3), batch, Progress(5, 10)).logs
     assert float(logs["clear_rate"]) == 1.0 and float(logs["ambiguous_rate"]) == 0.0
     assert not lion.ambiguous[[0, 1]].any()
+
+
+def test_eq7_an_unlabeled_image_at_exactly_gamma_is_reliable():
+    probs_w = [[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]]
+    gamma = float(torch.log(T(probs_w[0])).softmax(dim=0).max())  # the step's own rounding
+    lion = make_lion([0, 1], reliable_threshold=gamma, **quiet())
+    batch = make_batch(
+        [[0.9, 0.05, 0.05]], [[1.0, 0.0]], [0], [0], probs_w, probs_w, [[1.0, 0.0]] * 2, [0, 1]
+    )
+    out = lion.step(Passthrough(3), batch, Progress(5, 10))
+    assert out.mask.tolist() == [True, False]

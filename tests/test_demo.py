@@ -23,7 +23,7 @@ def test_demo_trains_baselines_and_every_lion_recipe_and_prints_the_table(
     assert all((root / folder / "summary.json").is_file() for folder, _ in RUNS)
     assert {p.stem for p in (root / "logs").iterdir()} == set(ORDER)
     # the runs were what each folder's name says, with the overrides given
-    assert "recipe = \"paper\"" in (root / "lion-paper" / "config.toml").read_text()
+    assert 'recipe = "paper"' in (root / "lion-paper" / "config.toml").read_text()
     assert "steps = 4" in (root / "supervised" / "config.toml").read_text()
 
 

@@ -263,10 +263,10 @@ class Lion(Algorithm):
             model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s, comm=self.comm
         )
         probs_lb = clean_probs(out_lb)
-        probs_w = out_w.logits.detach().float().softmax(dim=1)  # as FixMatch: the train-mode head
+        probs_w = out_w.logits.float().softmax(dim=1)  # as FixMatch: the train-mode head
         epoch = epoch_of(progress.step, cfg.epoch_steps)
         gamma = cfg.reliable_threshold + cfg.reliable_threshold_step * epoch
-        confidence, pseudo_labels = probs_w.max(dim=1)
+        confidence, pseudo_labels = probs_w.detach().max(dim=1)
         reliable = confidence >= gamma
         labels = self.label[batch.idx_lb]
         clear_now, disputed = self._clear_now(probs_lb, labels, batch.idx_lb)
@@ -289,7 +289,7 @@ class Lion(Algorithm):
         logs["loss_reliable"] = loss_reliable.detach()
         loss = loss + cfg.lambda_reliable * loss_reliable
         if cfg.use_negative_learning or cfg.use_negative_consistency:
-            loss = loss + self._negative_loss(out_w, out_s, ~reliable, batch.idx_ulb, epoch, logs)
+            loss = loss + self._negative_loss(probs_w, out_s, ~reliable, batch.idx_ulb, epoch, logs)
         return StepOutput(loss, logs, pseudo_labels, reliable)
 
     def _clear_now(self, probs_lb, labels, idx):
@@ -411,10 +411,10 @@ class Lion(Algorithm):
             return torch.zeros_like(classes, dtype=torch.bool)
         return self.protected[classes]
 
-    def _negative_loss(self, out_w, out_s, unreliable, idx_ulb, epoch: int, logs):
-        """Eq. 9 grows the bank rows of this batch's unreliable samples; λ2 L_NL + λ3 L_NC."""
+    def _negative_loss(self, probs_w, out_s, unreliable, idx_ulb, epoch: int, logs):
+        """Eq. 9 grows the bank rows of this batch's unreliable samples; λ2 L_NL + λ3 L_NC.
+        probs_w: the weak view's probabilities with their graph."""
         cfg = self.cfg
-        probs_w = out_w.logits.float().softmax(dim=1)
         grown = grow_complementary(
             self.bank[idx_ulb], probs_w.detach(), cfg.complementary_threshold, cfg.bank_keep
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import TINY
 
 from lionfer.checkpoint import load_checkpoint
 from lionfer.config import DEFAULT_CONFIG, load_config
@@ -23,20 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 # with candidate sets, the bank grows and prototypes exist. No dropout: its masks are random
 # draws that differ with the number of processes.
 BUSY = [
-    "model.name=cnn_small",
-    'model.pretrained=""',
-    "model.feature_scale=1.0",
-    "data.num_workers=0",
-    "data.num_train=210",
-    "data.num_test=70",
-    "data.num_labels=28",
-    "data.image_size=24",
+    *TINY,
     "train.steps=6",
-    "train.batch_size=4",
-    "train.eval_every=6",
-    "train.log_every=3",
     "train.checkpoint_every=2",
-    "train.eval_batch_size=64",
     "model.dropout=0",
     "algorithm.recipe=paper",
     "algorithm.disambiguation_start=0.0",

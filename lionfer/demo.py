@@ -76,16 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results = run_local(todo, jobs, visible_gpus(), lambda line: print(line, flush=True))
     failed = [r.name for r in results if not r.ok]
-    summaries = [
-        json.loads((root / folder / "summary.json").read_text())
+    summaries = {
+        folder: json.loads((root / folder / "summary.json").read_text())
         for folder, _ in RUNS
         if folder not in failed
-    ]
+    }
     minutes = (time.monotonic() - started) / 60
     print(f"\nResults on the synthetic test set ({minutes:.1f} min; runs in {root}):\n")
-    print(comparison_table(summaries))
-    for summary in summaries:
-        folder = next(f for f, _ in RUNS if method_name(summary).replace(":", "-") == f)
+    print(comparison_table(list(summaries.values())))
+    for folder, summary in summaries.items():
         lines = label_quality_lines(summary)
         if lines:
             print(f"\n{method_name(summary)} ({root / folder / 'relabels.csv'}):")

@@ -210,11 +210,13 @@ class Trainer:
         groups = [{"params": self.model.parameters()}]
         if self.algorithm.modules() is not None:  # e.g. a rotation head, trained with the model
             groups.append({"params": self.algorithm.modules().parameters()})
-        self.optimizer = torch.optim.Adam(  # fused on a GPU: one kernel, no host reads
-            groups,
+        cuda = self.device.type == "cuda"
+        self.optimizer = torch.optim.Adam(  # fused on a GPU: one kernel, no host reads;
+            groups,  # on a CPU the multi-tensor update, which computes what the per-tensor one does
             lr=cfg.train.lr,
             weight_decay=cfg.train.weight_decay,
-            fused=True if self.device.type == "cuda" else None,
+            fused=True if cuda else None,
+            foreach=None if cuda else True,
         )
         truth = rd.unlabeled.true_labels
         self.truth_ulb = None if truth is None else torch.as_tensor(truth, device=self.device)

@@ -98,3 +98,17 @@ def test_device_views_follow_the_stream_order_and_split_into_shares(tmp_path):
             break
     again = next(iter(DeviceStream(images, ("weak", "strong"), 4, 3, 1, 2, "cpu", norm)))
     assert torch.equal(again[1], whole.batch(2)[1])  # a pure function of (seed, stream, k)
+
+
+def test_a_view_depends_on_its_seed_alone_and_leaves_the_global_generators_alone(tmp_path):
+    strong = transforms.strong(24, (0.5,) * 3, (0.5,) * 3)
+    views = ViewDataset(png_folder(tmp_path), (strong, strong))
+    torch.manual_seed(1)
+    first = views[(2, 7)]
+    torch.manual_seed(2)  # another global state: the same views
+    before = torch.random.get_rng_state()
+    again = views[(2, 7)]
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's stream untouched
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[0], first[1])  # the views of one item differ
+    assert not torch.equal(views[(2, 8)][0], first[0])  # another seed, another view

@@ -37,6 +37,14 @@ def default_jobs() -> int:
     return len(gpus) if gpus else max(1, min(2, os.cpu_count() or 1))
 
 
+def run_overrides(jobs: int, given: list[str], gpus: bool) -> list[str]:
+    """Every run's overrides. Runs that share the CPU cores make their views in their own
+    process: a loader worker each would only compete with the other runs for the cores (the
+    views are the same either way). What the user gives comes last and wins."""
+    shared = not gpus and jobs > 1
+    return [*(["data.num_workers=0"] if shared else []), *given]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lionfer.demo", description=__doc__)
     parser.add_argument("--jobs", type=int, default=None, help="runs at a time")
@@ -48,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = (Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     choices = dict(RUNS)
+    overrides = run_overrides(jobs, args.overrides, bool(visible_gpus()))
     try:  # every config checked before anything runs
-        configs = {f: load_config(DEFAULT_CONFIG, [*args.overrides, *c]) for f, c in RUNS}
+        configs = {f: load_config(DEFAULT_CONFIG, [*overrides, *c]) for f, c in RUNS}
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             len(ORDER),
             folder,
             "start",
-            ["train", *args.overrides, *choices[folder], "--no-progress", "--out"]
+            ["train", *overrides, *choices[folder], "--no-progress", "--out"]
             + [str(root / folder)],
             root / folder,
             root / "logs" / f"{folder}.log",

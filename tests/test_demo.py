@@ -3,7 +3,8 @@
 import pytest
 from conftest import TINY
 
-from lionfer.demo import ORDER, RUNS, main
+from lionfer.config import DEFAULT_CONFIG, load_config
+from lionfer.demo import ORDER, RUNS, main, run_overrides
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
@@ -40,3 +41,15 @@ def test_demo_reports_a_failed_run_and_exits_1(tmp_path, monkeypatch, capsys):
     assert main(["--jobs", "2", *TINY, "train.steps=2", "train.device=cuda:7"]) == 1
     captured = capsys.readouterr()
     assert "FAILED" in captured.out and "failed:" in captured.err
+
+
+def test_runs_sharing_the_cpu_make_their_views_without_a_loader_worker():
+    def workers(jobs, given, gpus):
+        return load_config(DEFAULT_CONFIG, run_overrides(jobs, given, gpus)).data.num_workers
+
+    default = load_config(DEFAULT_CONFIG, []).data.num_workers
+    assert default == 1  # one run alone: augmentation beside the model
+    assert workers(2, [], gpus=False) == 0  # two runs on the cores: no worker each
+    assert workers(1, [], gpus=False) == default
+    assert workers(2, [], gpus=True) == default  # a GPU each: the cores feed them
+    assert workers(2, ["data.num_workers=3"], gpus=False) == 3  # what the user gives wins

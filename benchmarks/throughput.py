@@ -189,13 +189,19 @@ def trainer_config(args, b: int, algorithm: str, augment_on: str):
         DEFAULT_CONFIG,
         [
             f"model.name={args.model}",
+            'model.pretrained=""',  # random weights: a step costs the same, and none to find
             f"data.image_size={args.size}",
             f"data.num_workers={args.workers}",
             f"data.augment_on={augment_on}",
             f"train.batch_size={b}",
             f"train.device={args.device}",
             f"algorithm.name={algorithm}",
-            *(["algorithm.disambiguation_start=0.0"] if algorithm == "lion" else []),
+            # LION's disambiguation under way from the first step
+            *(
+                ['algorithm.start_rule="fraction"', "algorithm.disambiguation_start=0.0"]
+                if algorithm == "lion"
+                else []
+            ),
         ],
     )
 
@@ -285,7 +291,8 @@ def scaling_section(args, b: int) -> None:
             command = [
                 sys.executable, "-m", "torch.distributed.run", "--standalone",
                 f"--nproc_per_node={n}", "-m", "lionfer", "train",
-                f"model.name={args.model}", f"data.image_size={args.size}",
+                f"model.name={args.model}", 'model.pretrained=""',
+                f"data.image_size={args.size}",
                 f"train.batch_size={b}", f"train.steps={args.scale_steps}",
                 f"train.log_every={half}", f"train.eval_every={10 * args.scale_steps}",
                 f"train.checkpoint_every={10 * args.scale_steps}",

@@ -1,5 +1,6 @@
 """benchmarks/throughput.py stays runnable: its step section on a tiny model gives LION busy
-state (clear, reliable and ambiguous rows), no host sync, and a LION / FixMatch ratio."""
+state (clear, reliable and ambiguous rows), no host sync, and a LION / FixMatch ratio; its
+trainer and scaling sections run for a model that has no packaged weights."""
 
 import importlib.util
 from pathlib import Path
@@ -10,10 +11,15 @@ import torch
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "throughput.py"
 
 
-def test_the_step_section_measures_lion_against_fixmatch(capsys):
+def load_script():
     spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
     throughput = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(throughput)
+    return throughput
+
+
+def test_the_step_section_measures_lion_against_fixmatch(capsys):
+    throughput = load_script()
     args = SimpleNamespace(model="cnn_small", size=16, steps=1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and steady on a busy machine
@@ -29,3 +35,22 @@ def test_the_step_section_measures_lion_against_fixmatch(capsys):
     )
     assert 0 < float(rates["clear_rate"]) < 1 and 0 < float(rates["mask_rate"]) < 1
     assert float(rates["ambiguous_rate"]) > 0
+
+
+def test_the_trainer_section_runs_a_model_without_packaged_weights(capsys):
+    throughput = load_script()
+    args = SimpleNamespace(model="resnet18", size=24, steps=1, workers=0, device="cpu")
+    throughput.trainer_section(args, 4, torch.device("cpu"), with_loader=True)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    rows = [row for row in rows if row and row[0] in ("fixmatch", "lion")]
+    assert [row[:2] for row in rows] == [
+        ["fixmatch", "cpu"], ["fixmatch", "device"], ["lion", "cpu"], ["lion", "device"]
+    ]  # fmt: skip
+    assert all(float(value) > 0 for row in rows for value in row[2:])
+
+
+def test_the_scaling_section_runs_a_model_without_packaged_weights(capsys):
+    args = SimpleNamespace(model="resnet18", size=24, scale_steps=2, device="cpu")
+    load_script().scaling_section(args, 4)
+    out = capsys.readouterr().out
+    assert "failed" not in out and "2 / 1 processes:" in out

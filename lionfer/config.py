@@ -117,7 +117,7 @@ class TrainConfig:
     eval_batch_size: int = 128
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     tensorboard: bool = False  # also write the metric records to RUN/tensorboard/
-    channels_last: bool = False  # NHWC memory format for the model and images (faster on GPUs)
+    channels_last: bool = False  # NHWC model and images (faster on GPUs; MobileNetV2 on CPUs)
     compile: bool = False  # torch.compile the training model (slow start, faster steps)
     # Several processes (torchrun): BatchNorm statistics over the global batch, so the run
     # equals one process; false keeps each process's own statistics (less communication).

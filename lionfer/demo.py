@@ -32,8 +32,7 @@ RUNS = (
 ORDER = ("fixmatch", "lion-paper", "lion-released", "lion-robust", "supervised")
 
 
-def default_jobs() -> int:
-    gpus = visible_gpus()
+def default_jobs(gpus: list[str]) -> int:
     return len(gpus) if gpus else max(1, min(2, os.cpu_count() or 1))
 
 
@@ -50,13 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="runs at a time")
     parser.add_argument("overrides", nargs="*", help="key=value for every run")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    jobs = default_jobs() if args.jobs is None else args.jobs
+    gpus = visible_gpus()
+    jobs = default_jobs(gpus) if args.jobs is None else args.jobs
     if jobs < 1:
         print(f"error: --jobs must be at least 1, got {jobs}", file=sys.stderr)
         return 2
     root = (Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     choices = dict(RUNS)
-    overrides = run_overrides(jobs, args.overrides, bool(visible_gpus()))
+    overrides = run_overrides(jobs, args.overrides, bool(gpus))
     try:  # every config checked before anything runs
         configs = {f: load_config(DEFAULT_CONFIG, [*overrides, *c]) for f, c in RUNS}
     except InputError as error:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         for n, folder in enumerate(ORDER, 1)
     ]
     started = time.monotonic()
-    results = run_local(todo, jobs, visible_gpus(), lambda line: print(line, flush=True))
+    results = run_local(todo, jobs, gpus, lambda line: print(line, flush=True))
     failed = [r.name for r in results if not r.ok]
     summaries = {
         folder: json.loads((root / folder / "summary.json").read_text())

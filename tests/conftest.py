@@ -1,6 +1,8 @@
 """Shared fixtures: tiny configs that run the real training path in seconds on CPU."""
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +12,17 @@ from lionfer.config import load_config
 # Two threads for the tiny models, unless OMP_NUM_THREADS says otherwise: `make mutation` runs
 # the tests in forked children, which hang on a thread pool the parent started.
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module, to call its sections from a test."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 TINY = [
     "model.name=cnn_small",  # the packaged default.toml trains a pretrained MobileNetV2

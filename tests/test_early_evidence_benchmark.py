@@ -1,22 +1,15 @@
 """benchmarks/early_evidence.py stays runnable and counts what it says on data with known truth."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, load_benchmark
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "early_evidence.py"
 NOISY = [*TINY, "data.noise=symmetric", "data.noise_rate=0.5"]
 
 
 @pytest.fixture
 def early():
-    spec = importlib.util.spec_from_file_location("early_evidence", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("early_evidence")
 
 
 @pytest.mark.parametrize("answer", ["true", "given"])

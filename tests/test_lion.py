@@ -299,13 +299,18 @@ def unlabeled_batch():
     return probs_w, probs_s, feats
 
 
-def test_step_total_loss_matches_eq12_by_hand():
-    lion = make_lion([0, 1])
-    probs_lb = [[0.90, 0.05, 0.05], [0.50, 0.30, 0.20]]  # clear, ambiguous
+def clear_and_ambiguous_batch():
+    """Labeled: one clear row (class 0), one ambiguous; unlabeled: unlabeled_batch() at dataset
+    indices 3 and 1."""
+    probs_lb = [[0.90, 0.05, 0.05], [0.50, 0.30, 0.20]]
     probs_w, probs_s, feats = unlabeled_batch()
-    batch = make_batch(
+    return make_batch(
         probs_lb, [[1.0, 0.0], [0.0, 1.0]], [0, 1], [0, 1], probs_w, probs_s, feats, [3, 1]
     )
+
+
+def test_step_total_loss_matches_eq12_by_hand():
+    lion, batch = make_lion([0, 1]), clear_and_ambiguous_batch()
     out = lion.step(Passthrough(3), batch, Progress(5, 10))
     loss_s = -math.log(0.90)  # only the clear sample
     loss_re = -math.log(0.70)  # reliable sample 0: pseudo-label 0, strong p = 0.7
@@ -766,12 +771,7 @@ def test_bank_keep_counts_each_rows_own_remaining_classes():
 
 
 def test_step_logs_its_rates_and_each_loss():
-    lion = make_lion([0, 1])
-    probs_lb = [[0.90, 0.05, 0.05], [0.50, 0.30, 0.20]]  # clear, ambiguous
-    probs_w, probs_s, feats = unlabeled_batch()
-    batch = make_batch(
-        probs_lb, [[1.0, 0.0], [0.0, 1.0]], [0, 1], [0, 1], probs_w, probs_s, feats, [3, 1]
-    )
+    lion, batch = make_lion([0, 1]), clear_and_ambiguous_batch()
     logs = lion.step(Passthrough(3), batch, Progress(5, 10)).logs
     figures = {k: float(v) for k, v in logs.items()}
     assert figures["clear_rate"] == pytest.approx(0.5)

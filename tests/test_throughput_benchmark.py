@@ -2,24 +2,14 @@
 state (clear, reliable and ambiguous rows), no host sync, and a LION / FixMatch ratio; its
 trainer and scaling sections run for a model that has no packaged weights."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "throughput.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("throughput", SCRIPT)
-    throughput = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(throughput)
-    return throughput
+from conftest import load_benchmark
 
 
 def test_the_step_section_measures_lion_against_fixmatch(capsys):
-    throughput = load_script()
+    throughput = load_benchmark("throughput")
     args = SimpleNamespace(model="cnn_small", size=16, steps=1)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and steady on a busy machine
@@ -38,7 +28,7 @@ def test_the_step_section_measures_lion_against_fixmatch(capsys):
 
 
 def test_the_trainer_section_runs_a_model_without_packaged_weights(capsys):
-    throughput = load_script()
+    throughput = load_benchmark("throughput")
     args = SimpleNamespace(model="resnet18", size=24, steps=1, workers=0, device="cpu")
     throughput.trainer_section(args, 4, torch.device("cpu"), with_loader=True)
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
@@ -51,6 +41,6 @@ def test_the_trainer_section_runs_a_model_without_packaged_weights(capsys):
 
 def test_the_scaling_section_runs_a_model_without_packaged_weights(capsys):
     args = SimpleNamespace(model="resnet18", size=24, scale_steps=2, device="cpu")
-    load_script().scaling_section(args, 4)
+    load_benchmark("throughput").scaling_section(args, 4)
     out = capsys.readouterr().out
     assert "failed" not in out and "2 / 1 processes:" in out

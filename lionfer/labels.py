@@ -22,6 +22,9 @@ CLASS_NAMES_8: tuple[str, ...] = CLASS_NAMES + ("Contempt",)
 SHORT_NAMES: tuple[str, ...] = ("SU", "FE", "DI", "HA", "SA", "AN", "NE", "CO")
 CONTEMPT = 7
 DROP = -1
+# How a given label came about, where a dataset knows (ImageSet.error_types holds the index):
+# right, a slip (a mistake the image does not explain) or ambiguity (the image supports it too).
+ERROR_TYPES: tuple[str, ...] = ("none", "slip", "ambiguity")
 
 # dataset id -> canonical id (DROP: not one of the classes). Contempt maps to CONTEMPT; readers in
 # 7-class mode turn it into DROP.

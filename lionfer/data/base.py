@@ -23,6 +23,8 @@ class ImageSet:
     true_labels: (N,) int64 latent truth where known (synthetic data, injected noise), else None.
     ids: a path or id per image, for reports; defaults to the position.
     boxes: (N, 4) int face boxes (x, y, w, h) to crop path images with, or None.
+    error_types: (N,) int8 codes of ERROR_TYPES saying how each given label came about (-1
+        unknown), where the dataset knows it (synthetic annotators, injected noise, vote counts).
     """
 
     images: np.ndarray | list[str]
@@ -30,6 +32,7 @@ class ImageSet:
     true_labels: np.ndarray | None = None
     ids: list[str] | None = None
     boxes: np.ndarray | None = None
+    error_types: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -46,6 +49,10 @@ class ImageSet:
             )
         if self.boxes is not None:
             self.boxes = np.asarray(self.boxes, dtype=np.int64).reshape(n, 4)
+        if self.error_types is not None:
+            self.error_types = np.asarray(self.error_types, dtype=np.int8)
+            if len(self.error_types) != n:
+                raise ValueError(f"{n} images but {len(self.error_types)} error types")
 
     @property
     def is_files(self) -> bool:
@@ -75,6 +82,7 @@ class ImageSet:
             true_labels=None if self.true_labels is None else self.true_labels[indices],
             ids=[self.ids[i] for i in indices],
             boxes=None if self.boxes is None else self.boxes[indices],
+            error_types=None if self.error_types is None else self.error_types[indices],
         )
 
 

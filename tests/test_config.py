@@ -14,7 +14,7 @@ def test_defaults_train_lion_on_synthetic():
         "lion",
         "cnn_small",
     )
-    assert cfg.algorithm.recipe == "robust"  # lionfer's LION recipe is the default
+    assert cfg.algorithm.recipe == "evidence"  # lionfer's LION recipe is the default
     assert cfg.algorithm.params.clear_threshold == 0.80
     paper = load_config(None, ["algorithm.recipe=paper"])
     assert paper.algorithm.reliable_threshold == 0.83  # section attribute reads the params

@@ -423,7 +423,7 @@ def test_relabel_fires_when_the_weight_equals_tau():
 
 
 def test_relabeled_sample_stays_clear_and_trains_on_its_new_label():
-    lion = one_ambiguous_sample_lion()
+    lion = one_ambiguous_sample_lion(reexamine_relabeled=False)
     lion.step(Passthrough(3), labeled_batch([[0.45, 0.40, 0.15]], [1], [0]), Progress(0, 10))
     lion.step(Passthrough(3), labeled_batch([[0.2, 0.3, 0.5]], [1], [0]), Progress(1, 10))
     assert lion.label.tolist() == [0]
@@ -432,6 +432,19 @@ def test_relabeled_sample_stays_clear_and_trains_on_its_new_label():
     out = lion.step(Passthrough(3), batch, Progress(2, 10))
     assert out.loss.item() == pytest.approx(-math.log(0.4), rel=1e-6)
     assert not lion.ambiguous.any() and lion.label.tolist() == [0]
+
+
+def test_paper_recipe_judges_a_relabeled_sample_again_by_eq_1():
+    lion = one_ambiguous_sample_lion()  # paper: reexamine_relabeled
+    assert lion.cfg.reexamine_relabeled
+    lion.step(Passthrough(3), labeled_batch([[0.45, 0.40, 0.15]], [1], [0]), Progress(0, 10))
+    lion.step(Passthrough(3), labeled_batch([[0.2, 0.3, 0.5]], [1], [0]), Progress(1, 10))
+    assert lion.label.tolist() == [0]
+    # unsure again: Eq. 1 calls it ambiguous, so no L_S and fresh candidates {0, 1}
+    out = lion.step(Passthrough(3), labeled_batch([[0.4, 0.35, 0.25]], [1], [0]), Progress(2, 10))
+    assert out.loss.item() == 0.0
+    assert lion.ambiguous.tolist() == [True]
+    assert lion.candidates[0].tolist() == [True, True, False]
 
 
 def test_repeated_index_in_a_batch_writes_one_value():

@@ -34,6 +34,8 @@ LION_RULE_CHOICES = {
     "weight_update": ("ema", "mean"),
     "reliable_loss_norm": ("reliable", "batch"),
     "ambiguous_loss": ("none", "candidates", "label"),
+    "disambiguation": ("prototypes", "evidence"),
+    "evidence_agreement": ("none", "prototype"),
 }
 
 
@@ -45,9 +47,9 @@ class LionConfig:
 
     RECIPES: ClassVar[dict[str, dict]]  # LION_RECIPES, set below
     RECIPE_NOTES: ClassVar[dict[str, str]]  # one line per recipe, for `lionfer list algorithms`
-    DEFAULT_RECIPE: ClassVar[str] = "robust"
+    DEFAULT_RECIPE: ClassVar[str] = "evidence"  # the one default recipe (config loading)
 
-    recipe: str = "paper"  # paper | released | robust (see LION_RECIPES)
+    recipe: str = "paper"  # paper | released | robust | evidence (see LION_RECIPES)
     clear_threshold: float = 0.80  # τ, Eq. 1
     reliable_threshold: float = 0.83  # γ, Eq. 7
     reliable_threshold_step: float = 0.0  # γ + this · epoch (epoch from 1; released: 0.01)
@@ -100,6 +102,24 @@ class LionConfig:
     # cross-entropy toward its normalised candidate weights; "label": it keeps training on its
     # label (L_S) while the evidence for another class gathers.
     ambiguous_loss: str = "none"
+    # True (the paper's text): a relabeled image is judged by Eq. 1 again on later visits, like any
+    # other; False: it stays clear for good (released code, robust).
+    reexamine_relabeled: bool = False
+    # What decides relabels: "prototypes" (Eqs. 1-6, candidate weights from class prototypes) or
+    # "evidence" (out-of-fold predictions of cross-fitted heads, self-calibrated thresholds, three
+    # outcomes: relabel, demote to unlabeled, keep; see lion.py).
+    disambiguation: str = "prototypes"
+    folds: int = 5  # K cross-fitted heads; head k never trains on fold k, which it judges
+    evidence_scale: float = 10.0  # s: the heads' logits are s · cos(q, w_c)
+    evidence_momentum: float = 0.8  # an image's evidence: EMA over its visits of its head's p
+    evidence_start: float = 0.1  # fraction of the steps before the first decision
+    # Evidence against the given label y: e_y < against_ratio · t_y, t_y the mean evidence for y
+    # over the images labeled y (Confident Learning's per-class threshold).
+    against_ratio: float = 0.5
+    # "prototype": a relabel also needs the nearest class prototype (Eq. 3) to be the new class.
+    evidence_agreement: str = "none"
+    lambda_elr: float = 0.0  # ELR's weight: λ log(1 − ⟨p, t⟩) keeps p near its early targets t
+    elr_momentum: float = 0.7  # β of ELR's per-image targets t ← β t + (1 − β) p
     use_disambiguation: bool = True
     use_negative_learning: bool = True
     use_negative_consistency: bool = True
@@ -122,6 +142,10 @@ class LionConfig:
             "resolve_threshold",
             "relabel_threshold",
             "relabel_confidence",
+            "evidence_momentum",
+            "evidence_start",
+            "against_ratio",
+            "elr_momentum",
         ):
             check(0.0 <= getattr(self, name) <= 1.0, f"algorithm.{name}", "must lie in [0, 1]")
         for name in (
@@ -131,6 +155,7 @@ class LionConfig:
             "lambda_consistency",
             "negative_decay",
             "reliable_threshold_step",
+            "lambda_elr",
         ):
             check(getattr(self, name) >= 0, f"algorithm.{name}", "must be >= 0")
         check(self.epoch_steps > 0, "algorithm.epoch_steps", "must be positive")
@@ -141,6 +166,14 @@ class LionConfig:
             "must be >= 1 (the bank never holds every class)",
         )
         check(self.similarity_temperature > 0, "algorithm.similarity_temperature", "must be > 0")
+        check(self.folds >= 2, "algorithm.folds", "must be >= 2 (a head per fold, each judging one)")
+        check(self.evidence_scale > 0, "algorithm.evidence_scale", "must be > 0")
+        check(
+            self.weight_update == "ema" or self.weight_init == "probs",
+            "algorithm.weight_init",
+            'has no effect under weight_update="mean" (the first visit sets the weights); '
+            'remove it or use weight_update="ema"',
+        )
         check(
             self.relabel_threshold >= self.resolve_threshold,
             "algorithm.relabel_threshold",
@@ -159,7 +192,7 @@ class LionConfig:
 # dataclass defaults. `released` follows the authors' released code without its bugs. `robust`
 # is lionfer's own recipe and the toolkit's default (see the README for its design).
 LION_RECIPES: dict[str, dict] = {
-    "paper": {},
+    "paper": {"reexamine_relabeled": True},
     "released": {
         "reliable_threshold": 0.80,  # γ = 0.8 + 0.01 · epoch, epoch counted from 1
         "reliable_threshold_step": 0.01,
@@ -192,7 +225,6 @@ LION_RECIPES: dict[str, dict] = {
         "ambiguity_margin": 0.5,
         "ambiguity_persists": True,
         "candidate_rule": "threshold_given",
-        "weight_init": "uniform",
         "similarity": "softmax",
         "similarity_temperature": 0.1,
         "weight_update": "mean",
@@ -202,12 +234,23 @@ LION_RECIPES: dict[str, dict] = {
         "relabel_confidence": 0.9,
         "ambiguous_loss": "label",
     },
+    "evidence": {
+        # the unlabeled side as in robust
+        "reliable_threshold": 0.95,
+        "reliable_loss_norm": "batch",
+        "lambda_reliable": 1.0,
+        # the labeled side: decisions from out-of-fold evidence, ELR against memorising
+        "disambiguation": "evidence",
+        "min_visits": 5,
+        "lambda_elr": 3.0,
+    },
 }
 LionConfig.RECIPES = LION_RECIPES
 LionConfig.RECIPE_NOTES = {
     "paper": "the paper's equations as written (reproduction; the paper-scale configs)",
     "released": "the authors' released code's rules, without its bugs",
-    "robust": "lionfer's own: relabels only on agreeing, lasting evidence",
+    "robust": "relabels only where the classifier agrees with the prototypes (rarely does)",
+    "evidence": "lionfer's own: relabels or demotes from out-of-fold evidence (the default)",
 }
 
 

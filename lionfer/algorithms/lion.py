@@ -26,11 +26,13 @@ import torch.nn.functional as F
 
 from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_outputs
 from lionfer.algorithms.hparams import LionConfig
+from lionfer.errors import ConfigError
 from lionfer.losses import masked_cross_entropy
 from lionfer.metrics import relabel_metrics
 
 LOW_CLEAR_RATE = 0.5
-RUNNING = 0.95  # decay of the running clear and fit rates (bias-corrected)
+RUNNING = 0.95
+KEEP, DEMOTE = -2, -1  # evidence verdicts that are not a class  # decay of the running clear and fit rates (bias-corrected)
 
 
 def low_clear_message(rate: float, step: int | None = None) -> str:
@@ -177,6 +179,63 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (values * mask).sum() / mask.sum().clamp_min(1)
 
 
+def elr_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """ELR (Liu et al., NeurIPS 2020): mean over masked rows of log(1 − ⟨p, t⟩), t an image's
+    running target. Its gradient pulls p toward t, the model's early predictions, so that fitting
+    a label that contradicts them (memorising it) meets resistance."""
+    probs = logits.float().softmax(dim=1).clamp(1e-4, 1 - 1e-4)
+    probs = probs / probs.sum(dim=1, keepdim=True)
+    agreement = (probs * targets).sum(dim=1)
+    return masked_mean(torch.log((1 - agreement).clamp_min(1e-4)), mask)
+
+
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
+    """(M,) a fold in [0, folds) per image, each class dealt round-robin over the folds in a
+    seeded random order, so every fold holds every class alike."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=generator)
+    order = order[torch.sort(labels[order].cpu(), stable=True).indices]  # by class, shuffled within
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    return rank % folds
+
+
+def class_thresholds(
+    evidence: torch.Tensor, labels: torch.Tensor, active: torch.Tensor
+) -> torch.Tensor:
+    """(C,) Confident Learning's per-class thresholds: t_j = mean evidence for j over the active
+    images labeled j (1/C for a class without one)."""
+    num_classes = evidence.shape[1]
+    onehot = F.one_hot(labels, num_classes).to(evidence.dtype) * active[:, None]  # (M, C)
+    count = onehot.sum(dim=0)
+    total = (onehot * evidence).sum(dim=0)
+    return torch.where(count > 0, total / count.clamp_min(1), 1.0 / num_classes)
+
+
+def evidence_verdict(
+    evidence: torch.Tensor, labels: torch.Tensor, thresholds: torch.Tensor, against_ratio: float
+) -> torch.Tensor:
+    """(B,) each row's verdict on its label: KEEP (-2), DEMOTE (-1) or a class to relabel to.
+
+    Against the label y: e_y < against_ratio · t_y. For class j ≠ y, the most likely other one:
+    e_j ≥ t_j and e_j > e_y (Confident Learning's off-diagonal). Against and for j: relabel to
+    j; against and for no class: demote; otherwise keep."""
+    own = evidence.gather(1, labels[:, None])[:, 0]
+    others = evidence.scatter(1, labels[:, None], float("-inf"))
+    best, other = others.max(dim=1)
+    against = own < against_ratio * thresholds[labels]
+    for_other = (best >= thresholds[other]) & (best > own)
+    return torch.where(against, torch.where(for_other, other, DEMOTE), KEEP)
+
+
+def streak_update(
+    streak: torch.Tensor, previous: torch.Tensor, verdict: torch.Tensor
+) -> torch.Tensor:
+    """(B,) visits in a row with the same verdict (SELFIE-style consistency): +1 when it repeats,
+    1 when it changes."""
+    return torch.where(verdict == previous, streak + 1, torch.ones_like(streak))
+
+
 def negative_learning_loss(bank_rows, probs_w, mask=None) -> torch.Tensor:
     """Eq. 10: mean over (masked) samples of −Σ_c ȳ_c (1 − p_w,c)."""
     return masked_mean(-(bank_rows.to(probs_w.dtype) * (1 - probs_w)).sum(dim=1), mask)
@@ -195,6 +254,23 @@ def first_occurrence(idx: torch.Tensor, size: int) -> torch.Tensor:
     positions = torch.arange(len(idx), device=idx.device)
     first = torch.full((size,), len(idx), dtype=torch.long, device=idx.device)
     return first.scatter_reduce(0, idx, positions, "amin")[idx]
+
+
+class CrossFitHeads(torch.nn.Module):
+    """K cosine classifiers on the detached feature q: head k trains on every fold but k, so its
+    prediction for an image of fold k comes from labels other than that image's own."""
+
+    def __init__(self, folds: int, num_classes: int, feature_dim: int, scale: float):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        weight = torch.randn(folds, num_classes, feature_dim, generator=generator)
+        self.weight = torch.nn.Parameter(0.01 * weight)  # (K, C, D)
+        self.scale = scale
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, K, C) logits s · cos(q, w_kc) of every head for every row."""
+        q = F.normalize(features, dim=1)
+        return self.scale * torch.einsum("bd,kcd->bkc", q, F.normalize(self.weight, dim=2))
 
 
 def epoch_of(step: int, epoch_steps: int) -> int:
@@ -226,9 +302,19 @@ class Lion(Algorithm):
         self.started = torch.zeros((), dtype=torch.bool)
         self.start_step = torch.full((), -1, dtype=torch.long)
         self.clear_at_start = torch.full((), -1.0)
-        names = {name.lower() for name in cfg.protected_classes}
-        self.protected = torch.tensor([name.lower() in names for name in info.class_names] or [])
+        self.protected = protected_mask(cfg.protected_classes, info.class_names)
         self._warned = False
+        self.heads = None
+        if cfg.disambiguation == "evidence":
+            self.heads = CrossFitHeads(cfg.folds, c, info.feature_dim, cfg.evidence_scale)
+            self.fold = stratified_folds(self.label, cfg.folds)
+            self.evidence = torch.zeros(m, c)  # running out-of-fold p per image
+            self.evidence_visits = torch.zeros(m, dtype=torch.long)
+            self.elr_target = torch.zeros(m, c)  # ELR's running targets t
+            self.verdict = torch.full((m,), KEEP, dtype=torch.long)  # the last visit's verdict
+            self.streak = torch.zeros(m, dtype=torch.long)  # visits in a row with that verdict
+            self.demoted = torch.zeros(m, dtype=torch.bool)  # set aside: trains as unlabeled
+            self.bank_lb = torch.zeros(m, c, dtype=torch.bool)  # demoted images' CLB rows
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         names = (
@@ -248,7 +334,12 @@ class Lion(Algorithm):
             "start_step",
             "clear_at_start",
         )
+        if self.cfg.disambiguation == "evidence":
+            names += EVIDENCE_STATE
         return {name: getattr(self, name) for name in names}
+
+    def modules(self) -> torch.nn.Module | None:
+        return self.heads
 
     def to(self, device: torch.device) -> Lion:
         super().to(device)
@@ -269,21 +360,34 @@ class Lion(Algorithm):
         confidence, pseudo_labels = probs_w.detach().max(dim=1)
         reliable = confidence >= gamma
         labels = self.label[batch.idx_lb]
-        clear_now, disputed = self._clear_now(probs_lb, labels, batch.idx_lb)
-        self._start(probs_lb, labels, clear_now, progress)
+        evidence = cfg.disambiguation == "evidence"
+        if evidence:
+            clear_now = ~self.demoted[batch.idx_lb]
+        else:
+            clear_now, disputed = self._clear_now(probs_lb, labels, batch.idx_lb)
+            self._start(probs_lb, labels, clear_now, progress)
+        # Eq. 3 (c = argmax p): a relabeled image feeds its new class only when predicted so
+        predicted = probs_lb.argmax(dim=1) == labels
+        if evidence:
+            feeds = clear_now & predicted
+        else:
+            feeds = clear_now & ((self.relabel_step[batch.idx_lb] < 0) | predicted)
         with torch.no_grad():  # Eq. 3: clear labeled rows, then reliable unlabeled rows
             self.prototypes, self.prototype_ready = update_prototypes(
                 self.prototypes,
                 self.prototype_ready,
                 torch.cat([out_lb.features, out_w.features]).detach().float(),
                 torch.cat([labels, pseudo_labels]),
-                torch.cat([clear_now, reliable]),
+                torch.cat([feeds, reliable]),
                 cfg.ema_momentum,
             )
         logs = {"mask_rate": reliable.float().mean()}
-        loss = self._labeled_loss(
-            out_lb, probs_lb, labels, clear_now, disputed, batch, progress, logs
-        )
+        if evidence:
+            loss = self._evidence_loss(out_lb, probs_lb, labels, batch.idx_lb, progress, logs)
+        else:
+            loss = self._labeled_loss(
+                out_lb, probs_lb, labels, clear_now, disputed, batch, progress, logs
+            )
         norm = "masked" if cfg.reliable_loss_norm == "reliable" else "all"
         loss_reliable = masked_cross_entropy(out_s.logits, pseudo_labels, reliable, norm)
         logs["loss_reliable"] = loss_reliable.detach()
@@ -300,7 +404,8 @@ class Lion(Algorithm):
             disputed = ~split_clear(probs_lb, labels, cfg.clear_threshold)
         else:
             disputed = disputed_by_margin(probs_lb, labels, cfg.ambiguity_margin)
-        disputed = disputed & (self.relabel_step[idx] < 0)
+        if not cfg.reexamine_relabeled:
+            disputed = disputed & (self.relabel_step[idx] < 0)
         if cfg.ambiguity_persists:
             disputed = disputed | (self.ambiguous[idx] & self.started)
         return ~disputed, disputed
@@ -345,7 +450,8 @@ class Lion(Algorithm):
         weights = self._disambiguate(probs_lb, features, labels, disputed, batch.idx_lb, progress)
         if cfg.ambiguous_loss == "candidates":
             ambiguous = disputed & started
-            target = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+            positive = weights.clamp_min(0)  # cosine similarities can be negative
+            target = positive / positive.sum(dim=1, keepdim=True).clamp_min(1e-12)
             log_probs = out_lb.logits.float().log_softmax(dim=1)
             loss_ambiguous = masked_mean(-(target * log_probs).sum(dim=1), ambiguous)
             logs["loss_ambiguous"] = loss_ambiguous.detach()
@@ -405,6 +511,110 @@ class Lion(Algorithm):
         self.visits[idx] = (visits * still)[first]
         self.weights[idx] = (weights * still[:, None])[first]
         return weights
+
+    def _evidence_loss(self, out_lb, probs_lb, labels, idx, progress: Progress, logs):
+        """The labeled loss of the evidence rule: the cross-fitted heads' loss and the update of
+        each image's evidence (every visit), the decisions (after evidence_start), then L_S and
+        ELR over the images kept, and the demoted ones trained as unlabeled."""
+        cfg = self.cfg
+        first = first_occurrence(idx, len(self.label))
+        loss_heads, oof = self._heads_loss(out_lb.features, labels, idx)
+        seen = (self.evidence_visits[idx] > 0)[:, None]
+        phi, beta = cfg.evidence_momentum, cfg.elr_momentum
+        evidence = torch.where(seen, phi * self.evidence[idx] + (1 - phi) * oof, oof)
+        target = torch.where(seen, beta * self.elr_target[idx] + (1 - beta) * probs_lb, probs_lb)
+        self.evidence[idx] = evidence[first]
+        self.elr_target[idx] = target[first]
+        self.evidence_visits[idx] = (self.evidence_visits[idx] + 1)[first]
+        if cfg.use_disambiguation and progress.fraction >= cfg.evidence_start:
+            labels = self._decide(evidence, out_lb.features, labels, idx, progress)
+        kept = ~self.demoted[idx]
+        logs["clear_rate"] = kept.float().mean()  # kept: trains on its label
+        logs["ambiguous_rate"] = (self.verdict[idx] != KEEP).float().mean()  # disputed now
+        loss_sup = masked_cross_entropy(out_lb.logits, labels, kept)
+        loss_elr = elr_loss(out_lb.logits, target, kept)
+        loss_demoted = self._demoted_loss(out_lb, probs_lb, ~kept, idx, progress, logs)
+        logs.update(
+            loss_sup=loss_sup.detach(),
+            loss_elr=loss_elr.detach(),
+            loss_heads=loss_heads.detach(),
+        )
+        return (
+            cfg.lambda_supervised * loss_sup
+            + cfg.lambda_elr * loss_elr
+            + loss_demoted
+            + loss_heads
+        )
+
+    def _heads_loss(self, features, labels, idx):
+        """CE of every head on the rows outside its fold (and not demoted), with gradient into
+        the heads only; returns it and each row's out-of-fold p (B, C), detached."""
+        logits = self.heads(features.detach().float())  # (B, K, C)
+        folds = self.fold[idx]
+        trains = folds[:, None] != torch.arange(logits.shape[1], device=folds.device)
+        trains = trains & ~self.demoted[idx][:, None]  # (B, K)
+        per_head = F.cross_entropy(
+            logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1]), reduction="none"
+        ).view_as(trains)
+        loss = (per_head * trains).sum() / trains.sum().clamp_min(1)
+        rows = torch.arange(len(idx), device=idx.device)
+        return loss, logits.detach()[rows, folds].softmax(dim=1)
+
+    def _decide(self, evidence, features, labels, idx, progress: Progress) -> torch.Tensor:
+        """Verdicts on this batch's labeled rows from their evidence; a verdict held for
+        min_visits visits in a row is carried out. Returns the rows' labels after it."""
+        cfg = self.cfg
+        first = first_occurrence(idx, len(self.label))
+        active = ~self.demoted & (self.evidence_visits > 0)
+        thresholds = class_thresholds(self.evidence, self.label, active)
+        verdict = evidence_verdict(evidence, labels, thresholds, cfg.against_ratio)
+        if cfg.evidence_agreement == "prototype":  # the nearest prototype must name it too
+            similarity = class_similarity(
+                features.detach().float(), self.prototypes, self.prototype_ready, None, "cosine", 1
+            )
+            nearest = similarity.masked_fill(~self.prototype_ready, float("-inf")).argmax(dim=1)
+            verdict = torch.where((verdict >= 0) & (nearest != verdict), DEMOTE, verdict)
+        protected = self._protected(labels) | self._protected(verdict.clamp_min(0))
+        verdict = torch.where((verdict >= 0) & protected, KEEP, verdict)
+        streak = streak_update(self.streak[idx], self.verdict[idx], verdict)
+        decided = streak >= cfg.min_visits
+        relabel = decided & (verdict >= 0) & (verdict != labels)
+        demote = decided & (verdict == DEMOTE)
+        restore = decided & ((verdict == KEEP) | relabel)
+        new_labels = torch.where(relabel, verdict, labels)
+        demoted = (self.demoted[idx] | demote) & ~restore
+        self.label[idx] = new_labels[first]
+        self.relabel_step[idx] = torch.where(relabel, progress.step, self.relabel_step[idx])[first]
+        self.relabel_weights[idx] = torch.where(
+            relabel[:, None], evidence, self.relabel_weights[idx]
+        )[first]
+        self.demoted[idx] = demoted[first]
+        self.verdict[idx] = verdict[first]
+        self.streak[idx] = streak[first]
+        return new_labels
+
+    def _demoted_loss(self, out_lb, probs_lb, demoted, idx, progress: Progress, logs):
+        """A demoted image trains as an unlabeled one on its (only, weak) view: CE toward its own
+        confident prediction (L_Re's rule, γ) and L_NL on a bank row of its own (Eqs. 9, 10)."""
+        cfg = self.cfg
+        gamma = cfg.reliable_threshold + cfg.reliable_threshold_step * epoch_of(
+            progress.step, cfg.epoch_steps
+        )
+        confidence, pseudo_labels = probs_lb.max(dim=1)
+        reliable = demoted & (confidence >= gamma)
+        loss = cfg.lambda_reliable * masked_cross_entropy(out_lb.logits, pseudo_labels, reliable)
+        if cfg.use_negative_learning:
+            unreliable = demoted & ~reliable
+            grown = grow_complementary(
+                self.bank_lb[idx], probs_lb, cfg.complementary_threshold, cfg.bank_keep
+            )
+            rows = torch.where(unreliable[:, None], grown, self.bank_lb[idx])
+            self.bank_lb[idx] = rows[first_occurrence(idx, len(self.bank_lb))]
+            probs = out_lb.logits.float().softmax(dim=1)
+            loss_nl = negative_learning_loss(rows, probs, unreliable)
+            logs["loss_nl_demoted"] = loss_nl.detach()
+            loss = loss + cfg.lambda_negative * loss_nl
+        return loss
 
     def _protected(self, classes: torch.Tensor) -> torch.Tensor:
         if not len(self.protected):
@@ -511,11 +721,39 @@ class Lion(Algorithm):
             wrong = int(self.bank[known, truth[known]].sum())  # the bank excludes the true class
             clb["correct_fraction"] = 1.0 - wrong / entries if entries else None
         out = {"recipe": self.cfg.recipe, "clb": clb, "ambiguous_now": int(self.ambiguous.sum())}
+        if self.cfg.disambiguation == "evidence":
+            out["demoted_now"] = int(self.demoted.sum())
         start = float(self.clear_at_start)
         out["clear_rate_at_disambiguation"] = start if bool(self.started) else None
         if bool(self.started) and start < LOW_CLEAR_RATE:
             out["warnings"] = [low_clear_message(start, int(self.start_step))]
         return out
+
+
+EVIDENCE_STATE = (
+    "fold",
+    "evidence",
+    "evidence_visits",
+    "elr_target",
+    "verdict",
+    "streak",
+    "demoted",
+    "bank_lb",
+)
+
+
+def protected_mask(names, class_names) -> torch.Tensor:
+    """(C,) bool: the classes named in protected_classes (any case); an unknown name is an
+    error naming the classes there are."""
+    known = {name.lower(): i for i, name in enumerate(class_names)}
+    unknown = [name for name in names if name.lower() not in known]
+    if unknown and class_names:
+        raise ConfigError(
+            f"algorithm.protected_classes names {', '.join(map(repr, unknown))}, which this "
+            f"dataset does not have; its classes are {', '.join(class_names)}"
+        )
+    wanted = {name.lower() for name in names}
+    return torch.tensor([name.lower() in wanted for name in class_names] or [], dtype=torch.bool)
 
 
 def clean_probs(out) -> torch.Tensor:

@@ -1,0 +1,187 @@
+"""LION's evidence rule (recipe `evidence`): its pure pieces against hand-computed numbers, and
+the step's bookkeeping (out-of-fold heads, verdicts held for min_visits, demoted images)."""
+
+import math
+
+import pytest
+import torch
+from fakes import Passthrough
+from test_lion import labeled_batch, make_lion
+
+from lionfer.algorithms.base import AlgorithmInfo, Progress
+from lionfer.algorithms.hparams import lion_config
+from lionfer.algorithms.lion import (
+    DEMOTE,
+    KEEP,
+    CrossFitHeads,
+    Lion,
+    class_thresholds,
+    elr_loss,
+    evidence_verdict,
+    stratified_folds,
+    streak_update,
+)
+from lionfer.errors import ConfigError
+
+
+def T(x):
+    return torch.tensor(x)
+
+
+def test_elr_loss_is_log_of_one_minus_agreement_over_masked_rows():
+    logits = torch.log(T([[0.5, 0.5], [0.9, 0.1]]))
+    targets = T([[1.0, 0.0], [0.0, 1.0]])
+    # row 0: log(1 − 0.5); row 1: log(1 − 0.1)
+    both = elr_loss(logits, targets, T([True, True]))
+    assert both.item() == pytest.approx((math.log(0.5) + math.log(0.9)) / 2, rel=1e-5)
+    assert elr_loss(logits, targets, T([False, True])).item() == pytest.approx(math.log(0.9))
+
+
+def test_elr_gradient_pulls_p_toward_its_target():
+    logits = torch.zeros(1, 2, requires_grad=True)
+    elr_loss(logits, T([[1.0, 0.0]]), T([True])).backward()
+    assert logits.grad[0, 0] < 0 < logits.grad[0, 1]  # descent raises p_0
+
+
+def test_stratified_folds_deal_each_class_over_every_fold():
+    labels = T([0, 1, 0, 1, 0, 1, 0, 1, 2, 2])
+    folds = stratified_folds(labels, 2)
+    for c in (0, 1):
+        assert sorted(folds[labels == c].tolist()) == [0, 0, 1, 1]
+    assert sorted(folds[labels == 2].tolist()) == [0, 1]
+    assert torch.equal(folds, stratified_folds(labels, 2))  # seeded
+
+
+def test_class_thresholds_average_own_class_evidence_over_active_images():
+    evidence = T([[0.8, 0.2], [0.6, 0.4], [0.1, 0.9], [0.0, 1.0]])
+    labels = T([0, 0, 1, 1])
+    thresholds = class_thresholds(evidence, labels, T([True, True, True, False]))
+    assert thresholds.tolist() == pytest.approx([0.7, 0.9])
+    # a class with no active image: 1/C
+    none = class_thresholds(evidence, labels, T([True, True, False, False]))
+    assert none.tolist() == pytest.approx([0.7, 0.5])
+
+
+def test_verdict_relabels_demotes_or_keeps():
+    thresholds = T([0.6, 0.6, 0.6])
+    evidence = T(
+        [
+            [0.2, 0.7, 0.1],  # label 0: 0.2 < 0.5·0.6 and class 1 at 0.7 ≥ 0.6 → relabel to 1
+            [0.25, 0.4, 0.35],  # label 0: against, but no class reaches its threshold → demote
+            [0.35, 0.6, 0.05],  # label 0: 0.35 ≥ 0.3, not against → keep
+            [0.3, 0.6, 0.1],  # label 0: exactly 0.5·t is not against → keep
+        ]
+    )
+    verdict = evidence_verdict(evidence, T([0, 0, 0, 0]), thresholds, 0.5)
+    assert verdict.tolist() == [1, DEMOTE, KEEP, KEEP]
+
+
+def test_streak_counts_repeated_verdicts():
+    streak = streak_update(T([3, 3, 0]), T([1, DEMOTE, KEEP]), T([1, 2, KEEP]))
+    assert streak.tolist() == [4, 1, 1]
+
+
+def test_heads_train_outside_their_fold_and_judge_inside_it():
+    heads = CrossFitHeads(folds=2, num_classes=3, feature_dim=2, scale=10.0)
+    lion = evidence_lion([0, 1], heads=heads, num_classes=3)
+    lion.fold[:] = T([0, 1])
+    batch = labeled_batch([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3]], [0, 1], [0, 1])
+    out = lion.step(Passthrough(3), batch, Progress(0, 10))
+    out.loss.backward()
+    # head 0 saw only row 1 (label 1), head 1 only row 0: each row's evidence is the other head's
+    logits = heads(T([[1.0, 0.0], [1.0, 0.0]])).detach()
+    expected = torch.stack([logits[0, 0], logits[1, 1]]).softmax(dim=1)
+    assert torch.allclose(lion.evidence, expected)
+    assert heads.weight.grad[0, 1].abs().sum() > 0 and heads.weight.grad[1, 0].abs().sum() > 0
+    assert lion.evidence_visits.tolist() == [1, 1]
+
+
+def test_verdict_is_carried_out_after_min_visits_in_a_row():
+    lion = evidence_lion([0, 0, 1, 1], min_visits=2)
+    lion.evidence_visits[:] = 1
+    # image 0 (label 0) looks like class 1; the others agree with their labels
+    lion.evidence[:] = T([[0.05, 0.95], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    heads_says_class_1(lion)
+    batch = batch2([[0.5, 0.5]], [0], [0])
+    lion.step(Passthrough(2), batch, Progress(5, 10))
+    assert lion.label.tolist() == [0, 0, 1, 1] and lion.streak[0] == 1
+    lion.step(Passthrough(2), batch, Progress(6, 10))
+    assert lion.label.tolist() == [1, 0, 1, 1] and lion.relabel_step[0] == 6
+    assert not lion.demoted.any()
+
+
+def test_demoted_image_gets_no_supervised_loss_and_is_restored_when_evidence_agrees():
+    lion = evidence_lion(
+        [0, 0, 1, 1],
+        min_visits=1,
+        lambda_elr=0.0,
+        evidence_scale=1.0,
+        use_negative_learning=False,
+    )
+    lion.evidence_visits[:] = 1
+    lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
+    # cos = (−0.104, 0.995): softmax of the head's logits (1 · cos) is (0.25, 0.75). Thresholds
+    # (0.575, 0.85): image 0 has 0.25 < 0.5 · 0.575, and class 1 at 0.75 < 0.85 → demote
+    x = [[-0.104, 0.9946]]
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=x), Progress(5, 10))
+    assert lion.evidence[0].tolist() == pytest.approx([0.25, 0.75], abs=1e-3)
+    assert lion.demoted.tolist() == [True, False, False, False]
+    out = lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=x), Progress(6, 10))
+    assert lion.demoted[0]
+    assert out.logs["loss_sup"].item() == 0.0
+    # its head now gives (0.73, 0.27): not against label 0, so restored with its label
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=[[1.0, 0.0]]), Progress(7, 10))
+    assert not lion.demoted.any() and lion.label.tolist() == [0, 0, 1, 1]
+
+
+def test_evidence_state_is_saved_and_heads_are_the_algorithms_module():
+    lion = evidence_lion([0, 1])
+    state = lion.state_dict()
+    for name in ("evidence", "demoted", "fold", "streak", "verdict", "bank_lb", "elr_target"):
+        assert name in state
+    assert lion.modules() is lion.heads
+    paper = make_lion([0, 1], recipe="paper")
+    assert paper.modules() is None and "evidence" not in paper.state_dict()
+
+
+def test_unknown_protected_class_is_an_error_naming_the_classes():
+    with pytest.raises(ConfigError, match="Surprise"):
+        make_lion([0], names=("Surprise", "Fear", "Neutral"), protected_classes=("netural",))
+
+
+def test_weight_init_under_mean_update_is_an_error():
+    with pytest.raises(ConfigError, match="weight_init"):
+        lion_config("robust", weight_init="uniform")
+
+
+UNLABELED_2 = ([[0.6, 0.4]], [[0.6, 0.4]], [[0.0, 1.0]])  # one unreliable image, 2 classes
+
+
+def batch2(probs, labels, idx, feats=None):
+    return labeled_batch(probs, labels, idx, feats=feats, unlabeled=UNLABELED_2)
+
+
+def unit(rows):
+    return [[v / math.hypot(*row) for v in row] for row in rows]
+
+
+def heads_says_class_1(lion):
+    """Every head maps every feature to class 1 with certainty (cosine logits ×10 → p ≈ 1)."""
+    lion.heads.weight.data[:] = T([[[0.0, -1.0], [1.0, 0.0]]] * lion.cfg.folds)
+
+
+def evidence_lion(given, heads=None, num_classes=2, **fields):
+    fields = {
+        "evidence_momentum": 0.0,
+        "evidence_start": 0.0,
+        "folds": 2,
+        "use_negative_consistency": False,
+        **fields,
+    }
+    cfg = lion_config("evidence", **fields)
+    info = AlgorithmInfo(num_classes, len(given), 1, 2, T(given))
+    lion = Lion(cfg, info)
+    if heads is not None:
+        lion.heads = heads
+    return lion

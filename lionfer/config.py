@@ -28,6 +28,7 @@ PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = PACKAGED_CONFIGS / "default.toml"  # the embedded data at CPU scale
 MIN_IMAGE_SIZE = 16  # px: the smallest input the models reduce to a 1×1 feature map
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+ANNOTATORS = ("single", "crowd10", "crowd40", "legacy")  # lionfer.data.annotators.ANNOTATORS
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class DataConfig:
     num_train: int = 2100  # synthetic: training images
     num_test: int = 700  # synthetic: test images
     ambiguity: float = 0.35  # synthetic: fraction of faces blending two expressions
+    # synthetic: who labels the training faces: single (one annotator a face), crowd10 (ten
+    # votes, FERPlus majority), crowd40 (forty votes, plurality) or legacy (the earlier data).
+    annotator: str = "single"
     num_classes: int = 7  # 7, or 8 with Contempt (AffectNet, FERPlus)
     variant: str = ""  # dataset layout/variant; empty = detect
     unlabeled_root: str = ""  # folder: optional folder of unlabeled images
@@ -79,6 +83,11 @@ class DataConfig:
         )
         check(self.num_train > 0 and self.num_test > 0, "data.num_train", "must be positive")
         check(0.0 <= self.ambiguity <= 1.0, "data.ambiguity", "must lie in [0, 1]")
+        check(
+            self.annotator in ANNOTATORS,
+            "data.annotator",
+            f"must be one of {', '.join(ANNOTATORS)}, got {self.annotator!r}",
+        )
         check(self.num_classes in (7, 8), "data.num_classes", "must be 7 or 8")
         check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must lie in [0, 1)")
         check(self.num_workers >= 0, "data.num_workers", "must be >= 0")

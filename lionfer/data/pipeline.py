@@ -15,6 +15,7 @@ from lionfer.data.checks import check_images
 from lionfer.data.noise import default_noise_map, inject_noise, parse_noise_map
 from lionfer.data.splits import Split, load_split, make_split
 from lionfer.errors import ConfigError, InputError, MissingInputError
+from lionfer.labels import ERROR_TYPES
 from lionfer.registry import DATASETS
 
 # Every dataset by name, imported on first use so that listing them and validating a config stay
@@ -82,6 +83,7 @@ for _name, _target, _description, _reads_files in DATASET_TABLE:
         DATASETS.add(_name, f"lionfer.data.{_target}", _description)
 FILE_DATASETS = frozenset(name for name, _, _, reads_files in DATASET_TABLE if reads_files)
 PARTS = ("train", "test", "unlabeled")
+NONE, SLIP, UNKNOWN_TYPE = ERROR_TYPES.index("none"), ERROR_TYPES.index("slip"), -1
 
 
 def register_readers() -> None:
@@ -115,7 +117,7 @@ def read_dataset(cfg, seed: int) -> FERData:
 def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool = False):
     """Read cfg.dataset, check its images (the parts named in `check`; unreadable ones are an
     error, or dropped with cfg.skip_bad), then apply cfg.noise to the training labels (true
-    labels are kept)."""
+    labels are kept; the labels it changes become slips in error_types)."""
     data = read_dataset(cfg, seed)
     for part in check:
         check_part(data, part, cfg.skip_bad, progress)
@@ -132,10 +134,31 @@ def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool 
         noisy[labeled] = inject_noise(
             train.labels[labeled], data.num_classes, cfg.noise, cfg.noise_rate, seed + 7919, mapping
         )
-        data.train = ImageSet(train.images, noisy, truth, train.ids, train.boxes)
+        data.train = ImageSet(
+            train.images,
+            noisy,
+            truth,
+            train.ids,
+            train.boxes,
+            error_types=noise_error_types(train, noisy, truth),
+        )
         flipped = int((noisy != train.labels).sum())
         data.notes.append(f"{cfg.noise} noise at rate {cfg.noise_rate}: {flipped} labels flipped")
     return data
+
+
+def noise_error_types(train: ImageSet, noisy: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """ERROR_TYPES codes of the labels after data.noise: a label the noise changed is a slip (none
+    if it landed on the truth); an unchanged one keeps the dataset's own code, or where the
+    dataset gives none, is `none` when it equals the truth and unknown (-1) otherwise."""
+    before = train.labels
+    if train.error_types is not None:
+        codes = train.error_types.astype(np.int8).copy()
+    else:
+        codes = np.where((before >= 0) & (before == truth), NONE, UNKNOWN_TYPE).astype(np.int8)
+    flipped = noisy != before
+    codes[flipped] = np.where(noisy[flipped] == truth[flipped], NONE, SLIP)
+    return codes
 
 
 def check_part(data: FERData, part: str, skip_bad: bool, progress: bool) -> None:

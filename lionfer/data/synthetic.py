@@ -1,9 +1,11 @@
 """Procedural faces with the seven expressions: the built-in default dataset (no download).
 
 An expression is facial geometry (PARAM_NAMES); pose, skin, hair, light, background and occluders
-vary per face. A fraction of faces blend two expressions, and the simulated annotator then often
-names the second one, so given training labels are noisy the way FER labels are. Test labels are
-the truth. Rendering is vectorised over the batch: signed distances on a coordinate grid.
+vary per face. A fraction of faces blend two expressions. Simulated annotators
+(lionfer.data.annotators, chosen by data.annotator) label the training faces from the geometry as
+drawn, so given labels are noisy the way FER labels are: ambiguous where the face shows two
+expressions, slips elsewhere. Test labels are the truth. Rendering is vectorised over the batch:
+signed distances on a coordinate grid.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from lionfer.data import annotators
 from lionfer.data.base import FERData, ImageSet
 from lionfer.labels import CLASS_NAMES
 from lionfer.registry import DATASETS
@@ -55,15 +58,27 @@ BLEND_ALPHA = (0.5, 0.8)  # weight of the dominant class A in a blend
 SECOND_LABEL = (0.45, 0.35)  # P(given = B) at α = 0.5 and α = 0.8, linear between
 PARTNER_BLEND = 0.8  # P(B is A's first partner); otherwise B is any other class
 MIN_SIZE, MAX_SIZE = 24, 128
+# The geometry model as the simulated annotators (lionfer.data.annotators) judge it.
+FACE_MODEL = annotators.FaceModel(
+    prototypes=PROTOTYPES,
+    jitter=JITTER,
+    lower=LOWER,
+    upper=UPPER,
+    first_partner=np.array([PARTNERS[c][0] for c in range(len(PROTOTYPES))]),
+    partner_blend=PARTNER_BLEND,
+    blend_alpha=BLEND_ALPHA,
+)
 
 
 class SyntheticFaces(NamedTuple):
     images: np.ndarray  # (N, S, S, 3) uint8
     true_labels: np.ndarray  # (N,) dominant expression
-    given_labels: np.ndarray  # (N,) what the simulated annotator said
+    given_labels: np.ndarray  # (N,) what the simulated annotator said (-1: no crowd majority)
     blended: np.ndarray  # (N,) bool: the face blends two expressions
     second: np.ndarray  # (N,) the blended-in class B (= true label where not blended)
     geometry: np.ndarray  # (N, P) expression parameters actually rendered
+    votes: np.ndarray  # (N, C) votes per class behind the given label
+    error_types: np.ndarray  # (N,) int8 ERROR_TYPES codes of the given labels (-1: no label)
 
 
 def prototype(label: int) -> np.ndarray:
@@ -90,7 +105,10 @@ def sample_geometry(
 def annotate(
     labels: np.ndarray, second: np.ndarray, alpha: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """Simulated annotator: names B of a blend often, else the truth or (rarely) a partner."""
+    """The `legacy` annotator: from the hidden blend, not the face as drawn, it names B of a blend
+    often, else the truth or (rarely) a partner. Kept unchanged so that data.annotator=legacy
+    reproduces the data sets (and figures) made before the annotators of lionfer.data.annotators.
+    """
     n = len(labels)
     slope = (SECOND_LABEL[1] - SECOND_LABEL[0]) / (BLEND_ALPHA[1] - BLEND_ALPHA[0])
     p_second = np.where(second != labels, SECOND_LABEL[0] + slope * (alpha - BLEND_ALPHA[0]), 0.0)
@@ -395,32 +413,62 @@ def render(
     return out
 
 
-def generate(n: int, size: int, ambiguity: float, rng: np.random.Generator) -> SyntheticFaces:
-    """n faces with balanced true classes, a fraction `ambiguity` blended, and annotator labels."""
+def generate(
+    n: int, size: int, ambiguity: float, rng: np.random.Generator, annotator: str = "single"
+) -> SyntheticFaces:
+    """n faces with balanced true classes, a fraction `ambiguity` blended, and annotator labels.
+
+    annotator: single | crowd10 | crowd40 (lionfer.data.annotators) or legacy. The images do not
+    depend on it: the legacy labels are always drawn before rendering (so legacy reproduces the
+    earlier data bit for bit) and the other annotators draw from rng after rendering.
+    """
     if not 0.0 <= ambiguity <= 1.0:
         raise ValueError(f"ambiguity is a fraction of faces, in [0, 1]; got {ambiguity}")
+    if annotator not in annotators.ANNOTATORS:
+        raise ValueError(
+            f"unknown annotator {annotator!r}; use one of {', '.join(annotators.ANNOTATORS)}"
+        )
     num_classes = len(PROTOTYPES)
     true_labels = rng.permutation(np.arange(n) % num_classes).astype(np.int64)
     geometry, second, alpha, blended = sample_geometry(true_labels, ambiguity, rng)
     given = annotate(true_labels, second, alpha, rng)
     images = render(geometry, size, rng)
-    return SyntheticFaces(images, true_labels, given, blended, second.astype(np.int64), geometry)
+    if annotator == "legacy":
+        presence = annotators.geometry_posteriors(geometry, ambiguity, FACE_MODEL)[1]
+        votes = np.eye(num_classes, dtype=np.int64)[given]
+        codes = annotators.error_types(given, true_labels, presence)
+    else:
+        given, votes, codes, _, _ = annotators.annotate(
+            geometry, true_labels, ambiguity, annotator, rng, FACE_MODEL
+        )
+    return SyntheticFaces(
+        images, true_labels, given, blended, second.astype(np.int64), geometry, votes, codes
+    )
 
 
 def label_error_note(faces: SyntheticFaces) -> str:
-    """How often the given labels differ from the truth, overall and for blended / clear faces."""
+    """How often the given labels differ from the truth, overall and for blended / clear faces,
+    and the error types of the wrong ones (slip / ambiguity)."""
+    known = faces.given_labels >= 0
     wrong = faces.given_labels != faces.true_labels
-    blended, clear = wrong[faces.blended], wrong[~faces.blended]
-    percent = [100.0 * part.mean() if len(part) else 0.0 for part in (wrong, blended, clear)]
-    return (
+    blended, clear = wrong[known & faces.blended], wrong[known & ~faces.blended]
+    percent = [100.0 * part.mean() if len(part) else 0.0 for part in (wrong[known], blended, clear)]
+    slips = int((faces.error_types[known & wrong] == annotators.SLIP).sum())
+    note = (
         f"given labels wrong on {percent[0]:.1f}% of training images "
-        f"({percent[1]:.1f}% of {len(blended)} blended faces, {percent[2]:.1f}% of clear ones)"
+        f"({percent[1]:.1f}% of {len(blended)} blended faces, {percent[2]:.1f}% of clear ones; "
+        f"{slips} slips, {int((known & wrong).sum()) - slips} ambiguous)"
     )
+    if not known.all():
+        note += f"; {int((~known).sum())} faces without a crowd majority are unlabeled"
+    return note
 
 
 @DATASETS.register("synthetic", "procedural faces, 7 expressions, ambiguous labels; built in")
 def load(cfg, seed: int = 0) -> FERData:
-    """Train and test faces from cfg.data_seed; the run seed is ignored, so runs share one set."""
+    """Train and test faces from cfg.data_seed; the run seed is ignored, so runs share one set.
+    cfg.annotator (default single) says who labels the training faces; test labels are the truth.
+    """
     num_classes = getattr(cfg, "num_classes", 7)
     if num_classes != len(CLASS_NAMES):
         raise ValueError(
@@ -429,12 +477,18 @@ def load(cfg, seed: int = 0) -> FERData:
     # Separate streams, so changing num_test leaves the training set unchanged.
     train_rng = np.random.default_rng([cfg.data_seed, 0])
     test_rng = np.random.default_rng([cfg.data_seed, 1])
-    train = generate(cfg.num_train, cfg.image_size, cfg.ambiguity, train_rng)
-    test = generate(cfg.num_test, cfg.image_size, cfg.ambiguity, test_rng)
+    annotator = getattr(cfg, "annotator", "single")
+    train = generate(cfg.num_train, cfg.image_size, cfg.ambiguity, train_rng, annotator)
+    test = generate(cfg.num_test, cfg.image_size, cfg.ambiguity, test_rng, annotator)
     return FERData(
         name="synthetic",
         class_names=CLASS_NAMES,
-        train=ImageSet(train.images, train.given_labels, true_labels=train.true_labels),
+        train=ImageSet(
+            train.images,
+            train.given_labels,
+            true_labels=train.true_labels,
+            error_types=train.error_types,
+        ),
         test=ImageSet(test.images, test.true_labels, true_labels=test.true_labels),
         split_rule="balanced",
         notes=[label_error_note(train)],

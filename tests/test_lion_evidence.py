@@ -185,3 +185,24 @@ def evidence_lion(given, heads=None, num_classes=2, **fields):
     if heads is not None:
         lion.heads = heads
     return lion
+
+
+def test_in_sample_ablation_reads_a_head_that_trained_on_the_image():
+    heads = CrossFitHeads(folds=2, num_classes=3, feature_dim=2, scale=10.0)
+    lion = evidence_lion([0, 1], heads=heads, num_classes=3, evidence_heads="in_sample")
+    lion.fold[:] = T([0, 1])
+    batch = labeled_batch([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3]], [0, 1], [0, 1])
+    logits = heads(T([[1.0, 0.0], [1.0, 0.0]])).detach()
+    lion.step(Passthrough(3), batch, Progress(0, 10))
+    expected = torch.stack([logits[0, 1], logits[1, 0]]).softmax(dim=1)  # the other fold's head
+    assert torch.allclose(lion.evidence, expected)
+
+
+def test_without_demotion_evidence_for_no_class_keeps_the_label():
+    lion = evidence_lion([0, 0, 1, 1], min_visits=1, evidence_scale=1.0, demote=False)
+    lion.evidence_visits[:] = 1
+    lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=[[-0.104, 0.9946]]),
+              Progress(5, 10))  # the same evidence that demotes it above
+    assert not lion.demoted.any() and lion.verdict[0] == KEEP

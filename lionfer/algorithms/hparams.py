@@ -36,6 +36,7 @@ LION_RULE_CHOICES = {
     "ambiguous_loss": ("none", "candidates", "label"),
     "disambiguation": ("prototypes", "evidence"),
     "evidence_agreement": ("none", "prototype"),
+    "evidence_heads": ("out_of_fold", "in_sample"),
 }
 
 
@@ -118,6 +119,10 @@ class LionConfig:
     against_ratio: float = 0.5
     # "prototype": a relabel also needs the nearest class prototype (Eq. 3) to be the new class.
     evidence_agreement: str = "none"
+    # Whose p is an image's evidence: its fold's head, which never trained on it ("out_of_fold"),
+    # or another head, which did ("in_sample": an ablation of the cross-fitting).
+    evidence_heads: str = "out_of_fold"
+    demote: bool = True  # False: evidence against a label but for no class keeps the label
     lambda_elr: float = 0.0  # ELR's weight: λ log(1 − ⟨p, t⟩) keeps p near its early targets t
     elr_momentum: float = 0.7  # β of ELR's per-image targets t ← β t + (1 − β) p
     use_disambiguation: bool = True

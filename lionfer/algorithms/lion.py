@@ -558,6 +558,8 @@ class Lion(Algorithm):
         ).view_as(trains)
         loss = (per_head * trains).sum() / trains.sum().clamp_min(1)
         rows = torch.arange(len(idx), device=idx.device)
+        if self.cfg.evidence_heads == "in_sample":  # a head that trained on the image
+            folds = (folds + 1) % logits.shape[1]
         return loss, logits.detach()[rows, folds].softmax(dim=1)
 
     def _decide(self, evidence, features, labels, idx, progress: Progress) -> torch.Tensor:
@@ -576,6 +578,8 @@ class Lion(Algorithm):
             verdict = torch.where((verdict >= 0) & (nearest != verdict), DEMOTE, verdict)
         protected = self._protected(labels) | self._protected(verdict.clamp_min(0))
         verdict = torch.where((verdict >= 0) & protected, KEEP, verdict)
+        if not cfg.demote:
+            verdict = torch.where(verdict == DEMOTE, KEEP, verdict)
         streak = streak_update(self.streak[idx], self.verdict[idx], verdict)
         decided = streak >= cfg.min_visits
         relabel = decided & (verdict >= 0) & (verdict != labels)

@@ -105,7 +105,8 @@ def finish_run(trainer) -> dict:
     return summary
 
 
-# relabels.csv: these columns, then w_<class> (the candidate weights at the relabel)
+# relabels.csv: these columns, then status (relabeled | demoted), then w_<class> (the candidate
+# weights at the relabel)
 RELABEL_COLUMNS = (
     "index",
     "id",
@@ -116,7 +117,6 @@ RELABEL_COLUMNS = (
     "given_name",
     "current_name",
     "weight",
-    "status",
 )
 
 
@@ -139,7 +139,7 @@ def write_relabels(path: Path, algorithm, labeled, names) -> None:
     weight_columns = [f"w_{name.lower()}" for name in names] if weights is not None else []
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*RELABEL_COLUMNS, *weight_columns])
+        writer.writerow([*RELABEL_COLUMNS, "status", *weight_columns])
         for i in np.flatnonzero((current != given) | demoted):
             row_weights = [] if weights is None else [f"{w:.4f}" for w in weights[i]]
             writer.writerow(

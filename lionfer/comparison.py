@@ -314,16 +314,20 @@ def relabel_sections(c: Collection, out: Output) -> list[Section]:
     shown = [[*row[:3], *(cell.text() if cell else "–" for cell in row[3:])] for row in rows]
     tidy = []
     for row in rows:
-        for (_title, keys, _scale), cell in zip(T.RELABEL_FIGURES, row[3:], strict=True):
+        for (_title, figure, _, _), cell in zip(T.relabel_figures(c.runs), row[3:], strict=True):
             if cell is not None:
-                tidy.append([row[0], row[1], ".".join(keys), cell.n, cell.mean, cell.std])
+                tidy.append([row[0], row[1], figure, cell.n, cell.mean, cell.std])
     out.csv("relabel.csv", ["method", "column", "figure", "seeds", "mean", "std"], tidy)
     text = (
         "Methods that change labels. precision: of the changed labels, the share now right; "
         "recall: of the wrong given labels, the share now right; labels correct: the labeled "
         "set's accuracy against the true labels before (given) and after (current) training. "
         "Figures that need true labels (synthetic data, injected noise) show – without them. "
-        "Mean ± std over seeds, with n."
+        "Where runs know how each given label came about: slips / ambiguity fixed, of the wrong "
+        "given labels of that type (a slip is a mistake the face does not explain, an ambiguous "
+        "label one the face supports too), the share now right; broken, correct given labels "
+        "changed; demoted, labeled images training set aside as unlabeled, and the share of them "
+        "whose given label was wrong. Mean ± std over seeds, with n."
     )
     return [Section("Relabeling").add(text, Table(header, shown), "CSV: `relabel.csv`.")]
 
@@ -339,6 +343,11 @@ def _weights(row: dict, names: list[str], current: str) -> dict[str, float]:
     return weights
 
 
+def relabeled_rows(run: Run) -> list[dict]:
+    """The rows of relabels.csv that changed a label (not the images set aside as demoted)."""
+    return [r for r in run.relabels if r.get("status", "relabeled") != "demoted"]
+
+
 def gallery_items(run: Run, limit: int) -> tuple[list[dict], str]:
     """The first `limit` relabels of a run (by step), with their faces; a note when the faces
     could not be loaded."""
@@ -347,7 +356,8 @@ def gallery_items(run: Run, limit: int) -> tuple[list[dict], str]:
     def name(value: str) -> str:
         return names[int(value)] if value not in ("", None) and 0 <= int(value) < len(names) else ""
 
-    rows = sorted(run.relabels, key=lambda r: (int(r.get("step") or -1), int(r["index"])))[:limit]
+    rows = sorted(relabeled_rows(run), key=lambda r: (int(r.get("step") or -1), int(r["index"])))
+    rows = rows[:limit]
     faces, note = labeled_faces(run, rows)
     items = []
     for row in rows:
@@ -380,7 +390,7 @@ def gallery_sections(c: Collection, out: Output, limit: int) -> list[Section]:
     )
     rows = []
     for method in c.methods:
-        runs = [r for r in c.runs if r.method == method and r.relabels]
+        runs = [r for r in c.runs if r.method == method and relabeled_rows(r)]
         if not runs:
             continue
         run = min(runs, key=lambda r: (T.column_key(r.column), r.seed))

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from lionfer.labels import ERROR_TYPES
+
 
 def as_labels(values: Any) -> np.ndarray:
     return np.asarray(values).astype(np.int64, copy=False).reshape(-1)
@@ -83,31 +85,58 @@ def fraction(hits: np.ndarray) -> float | None:
     return float(hits.mean()) if hits.size else None
 
 
-def relabel_metrics(given: Any, current: Any, true: Any = None) -> dict[str, Any]:
+# The wrong-label types of lionfer.labels.ERROR_TYPES, by code.
+ERROR_TYPE_CODES = {name: ERROR_TYPES.index(name) for name in ("slip", "ambiguity")}
+
+
+def relabel_metrics(
+    given: Any, current: Any, true: Any = None, error_types: Any = None, demoted: Any = None
+) -> dict[str, Any]:
     """How many labels were changed and, where the truth is known (true ≥ 0), how well.
 
-    count: samples whose current label differs from the given one.
+    count: samples whose current label differs from the given one (demoted ones excepted).
     precision: of those, the fraction now equal to the true label (None when count is 0).
     recall: of the wrongly given labels, the fraction now equal to the true label (None if none).
     wrong_given: the number of given labels that differ from the true ones.
     given_accuracy, current_accuracy: the fraction of given / current labels equal to the truth;
     accuracy_gain: current − given (positive when relabeling fixed more than it broke).
+    broken: the number of correctly given labels that were changed.
+
+    error_types (optional, (M,) ERROR_TYPES codes, -1 unknown) adds by_error_type = {"slip":
+    {...}, "ambiguity": {...}}, each with wrong_given (wrong given labels of that type), fixed
+    (of those, now equal to the truth) and changed (labels of that type whose current label
+    differs from the given one). demoted (optional, (M,) bool: labeled images that training set
+    aside as unlabeled) adds demoted = {"count": n, "wrong_given": k}; a demoted image counts
+    with its given label (in current_accuracy, recall and the rest) and never as changed.
+    Without the truth, the result is {"count": ...} (and demoted's count where given).
     """
     given, current = as_labels(given), as_labels(current)
     if given.shape != current.shape:
         raise ValueError(f"{given.size} given labels but {current.size} current labels")
+    if demoted is not None:
+        demoted = np.asarray(demoted, dtype=bool).reshape(-1)
+        if demoted.shape != given.shape:
+            raise ValueError(f"{given.size} given labels but {demoted.size} demoted flags")
+        current = np.where(demoted, given, current)
     changed = current != given
     if true is None:
-        return {"count": int(changed.sum())}
+        out: dict[str, Any] = {"count": int(changed.sum())}
+        if demoted is not None:
+            out["demoted"] = {"count": int(demoted.sum())}
+        return out
     true = as_labels(true)
     if true.shape != given.shape:
         raise ValueError(f"{given.size} given labels but {true.size} true labels")
+    if error_types is not None:
+        error_types = np.asarray(error_types).astype(np.int64).reshape(-1)
+        if error_types.shape != given.shape:
+            raise ValueError(f"{given.size} given labels but {error_types.size} error types")
     count = int(changed.sum())
     known = true >= 0
     given, current, true, changed = given[known], current[known], true[known], changed[known]
     wrong = given != true
     given_accuracy, current_accuracy = fraction(given == true), fraction(current == true)
-    return {
+    out = {
         "count": count,
         "precision": fraction(current[changed] == true[changed]),
         "recall": fraction(current[wrong] == true[wrong]),
@@ -115,4 +144,21 @@ def relabel_metrics(given: Any, current: Any, true: Any = None) -> dict[str, Any
         "given_accuracy": given_accuracy,
         "current_accuracy": current_accuracy,
         "accuracy_gain": None if given_accuracy is None else current_accuracy - given_accuracy,
+        "broken": int((changed & ~wrong).sum()),
     }
+    if error_types is not None:
+        codes = error_types[known]
+        out["by_error_type"] = {
+            name: {
+                "wrong_given": int((wrong & (codes == code)).sum()),
+                "fixed": int((wrong & (codes == code) & (current == true)).sum()),
+                "changed": int((changed & (codes == code)).sum()),
+            }
+            for name, code in ERROR_TYPE_CODES.items()
+        }
+    if demoted is not None:
+        out["demoted"] = {
+            "count": int(demoted.sum()),
+            "wrong_given": int((demoted[known] & wrong).sum()),
+        }
+    return out

@@ -105,7 +105,8 @@ def finish_run(trainer) -> dict:
     return summary
 
 
-# relabels.csv: these columns, then w_<class> (the candidate weights at the relabel)
+# relabels.csv: these columns, then status (relabeled | demoted), then w_<class> (the candidate
+# weights at the relabel)
 RELABEL_COLUMNS = (
     "index",
     "id",
@@ -120,19 +121,26 @@ RELABEL_COLUMNS = (
 
 
 def write_relabels(path: Path, algorithm, labeled, names) -> None:
-    """One row per labeled image whose current label differs from the given one, with the
-    candidate weights that decided it (weight: the winning one; w_<class>: all of them)."""
+    """One row per labeled image whose current label differs from the given one (status
+    relabeled), with the candidate weights that decided it (weight: the winning one; w_<class>:
+    all of them), and one per labeled image that training set aside as unlabeled (status demoted,
+    where the algorithm's state holds a "demoted" flag per labeled image)."""
     state = algorithm.state_dict()
     given = labeled.labels
     current = state["label"].cpu().numpy() if "label" in state else given
+    demoted = (
+        state["demoted"].cpu().numpy().astype(bool)
+        if "demoted" in state
+        else np.zeros(len(given), dtype=bool)
+    )
     steps = state["relabel_step"].cpu().numpy() if "relabel_step" in state else None
     weights = state["relabel_weights"].cpu().numpy() if "relabel_weights" in state else None
     truth = labeled.true_labels
     weight_columns = [f"w_{name.lower()}" for name in names] if weights is not None else []
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*RELABEL_COLUMNS, *weight_columns])
-        for i in np.flatnonzero(current != given):
+        writer.writerow([*RELABEL_COLUMNS, "status", *weight_columns])
+        for i in np.flatnonzero((current != given) | demoted):
             row_weights = [] if weights is None else [f"{w:.4f}" for w in weights[i]]
             writer.writerow(
                 [
@@ -145,6 +153,7 @@ def write_relabels(path: Path, algorithm, labeled, names) -> None:
                     names[given[i]],
                     names[current[i]],
                     f"{weights[i, current[i]]:.4f}" if weights is not None else "",
+                    "demoted" if demoted[i] else "relabeled",
                     *row_weights,
                 ]
             )
@@ -177,6 +186,52 @@ def _column(runs: list[dict], key: str, sub: str | None = None, scale: float = 1
     if len(values) == 1:
         return f"{values[0] * scale:.2f}"
     return format_mean_std(values, scale=scale)
+
+
+def _from(*keys: str):
+    def value(relabel):
+        for key in keys:
+            if not isinstance(relabel, dict) or relabel.get(key) is None:
+                return None
+            relabel = relabel[key]
+        return relabel
+
+    return value
+
+
+def _fixed_share(kind: str):
+    def value(relabel):
+        fixed, wrong = (
+            _from("by_error_type", kind, "fixed")(relabel),
+            _from("by_error_type", kind, "wrong_given")(relabel),
+        )
+        return None if fixed is None or not wrong else 100.0 * fixed / wrong
+
+    return value
+
+
+def _demoted_wrong(relabel):
+    count, wrong = _from("demoted", "count")(relabel), _from("demoted", "wrong_given")(relabel)
+    return None if wrong is None or not count else 100.0 * wrong / count
+
+
+# Columns of comparison_table shown only where some run has the figure.
+TYPE_COLUMNS = (
+    ("slips fixed %", _fixed_share("slip")),
+    ("ambig. fixed %", _fixed_share("ambiguity")),
+    ("broken", _from("broken")),
+    ("demoted", _from("demoted", "count")),
+    ("demoted wrong %", _demoted_wrong),
+)
+
+
+def _figure_column(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return format_mean_std(values, scale=1.0)
 
 
 def comparison_table(summaries: list[dict]) -> str:
@@ -214,6 +269,15 @@ def comparison_table(summaries: list[dict]) -> str:
                 _column(runs, "relabel", "current_accuracy"),
             ]
         )
+    extra = [
+        (title, value)
+        for title, value in TYPE_COLUMNS
+        if any(value(s.get("relabel")) is not None for s in summaries)
+    ]
+    header += [title for title, _ in extra]
+    for row, runs in zip(rows[1:], groups.values(), strict=True):
+        for _, value in extra:
+            row.append(_figure_column([value(r.get("relabel")) for r in runs]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -232,6 +296,9 @@ def label_quality_lines(summary: dict) -> list[str]:
             f" labels right {_percent(relabel['given_accuracy'])} as given, "
             f"{_percent(relabel['current_accuracy'])} now"
         )
+    types = error_type_line(relabel)
+    if types:
+        lines.append(types)
     if quality:
         parts = [f"ambiguous now {_percent(quality.get('ambiguous_fraction'))}"]
         if quality.get("start_step", -1) >= 0:
@@ -244,6 +311,29 @@ def label_quality_lines(summary: dict) -> list[str]:
             )
         lines.append("; ".join(parts))
     return lines
+
+
+def error_type_line(relabel: dict) -> str:
+    """'wrong labels fixed: slips 5 of 12, ambiguous 3 of 20; correct labels broken: 1; demoted
+    8 (5 of them wrongly labeled)', from the parts of relabel_metrics that are there."""
+    parts = []
+    by_type = relabel.get("by_error_type")
+    if by_type:
+        fixed = [
+            f"{name} {by_type[key]['fixed']} of {by_type[key]['wrong_given']}"
+            for key, name in (("slip", "slips"), ("ambiguity", "ambiguous"))
+            if key in by_type
+        ]
+        parts.append("wrong labels fixed: " + ", ".join(fixed))
+    if relabel.get("broken") is not None:
+        parts.append(f"correct labels broken: {relabel['broken']}")
+    demoted = relabel.get("demoted")
+    if demoted:
+        text = f"demoted to unlabeled: {demoted['count']}"
+        if demoted.get("wrong_given") is not None:
+            text += f" ({demoted['wrong_given']} of them wrongly labeled)"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def _percent(value) -> str:

@@ -257,21 +257,70 @@ def per_class(runs) -> dict[tuple[str, str], dict[str, Cell]]:
 
 # ---- relabeling ----
 
-RELABEL_FIGURES = (  # (title, summary path, scale): counts as they are, fractions in %
-    ("relabeled", ("relabel", "count"), 1.0),
-    ("precision %", ("relabel", "precision"), 100.0),
-    ("recall %", ("relabel", "recall"), 100.0),
-    ("given labels correct %", ("relabel", "given_accuracy"), 100.0),
-    ("current labels correct %", ("relabel", "current_accuracy"), 100.0),
-    ("gain (points)", ("relabel", "accuracy_gain"), 100.0),
+
+def share(numerator: tuple[str, ...], denominator: tuple[str, ...]) -> Callable:
+    """value(run) = summary[numerator] / summary[denominator]; None where either is absent or the
+    denominator is 0."""
+
+    def value(run):
+        top, bottom = nested(*numerator)(run), nested(*denominator)(run)
+        return None if top is None or not bottom else top / bottom
+
+    return value
+
+
+def _type_share(kind: str) -> Callable:
+    keys = ("relabel", "by_error_type", kind)
+    return share((*keys, "fixed"), (*keys, "wrong_given"))
+
+
+def _figure(title: str, keys: tuple[str, ...], scale: float) -> tuple:
+    return (title, ".".join(("relabel", *keys)), nested("relabel", *keys), scale)
+
+
+# (title, figure name in relabel.csv, value(run), scale): counts as they are, fractions in %.
+RELABEL_FIGURES = (
+    _figure("relabeled", ("count",), 1.0),
+    _figure("precision %", ("precision",), 100.0),
+    _figure("recall %", ("recall",), 100.0),
+    _figure("given labels correct %", ("given_accuracy",), 100.0),
+    _figure("current labels correct %", ("current_accuracy",), 100.0),
+    _figure("gain (points)", ("accuracy_gain",), 100.0),
+)
+# Figures by error type and of demoted images: columns only where some run has them.
+LABEL_TYPE_FIGURES = (
+    ("slips fixed %", "relabel.by_error_type.slip.fixed_share", _type_share("slip"), 100.0),
+    (
+        "ambiguity fixed %",
+        "relabel.by_error_type.ambiguity.fixed_share",
+        _type_share("ambiguity"),
+        100.0,
+    ),
+    _figure("broken", ("broken",), 1.0),
+    _figure("demoted", ("demoted", "count"), 1.0),
+    (
+        "demoted wrong %",
+        "relabel.demoted.wrong_share",
+        share(("relabel", "demoted", "wrong_given"), ("relabel", "demoted", "count")),
+        100.0,
+    ),
 )
 
 
+def relabel_figures(runs) -> tuple:
+    """The figures of relabel_table for these runs: RELABEL_FIGURES, then each of
+    LABEL_TYPE_FIGURES that some run has."""
+    runs = [r for r in runs if isinstance(r.summary.get("relabel"), dict)]
+    extra = tuple(f for f in LABEL_TYPE_FIGURES if any(f[2](r) is not None for r in runs))
+    return RELABEL_FIGURES + extra
+
+
 def relabel_table(runs, methods: list[str] | None = None) -> tuple[list[str], list[list]]:
-    """Rows (method, column, n, then a cell per RELABEL_FIGURES entry) for the runs of methods
+    """Rows (method, column, n, then a cell per relabel_figures entry) for the runs of methods
     that change labels (their summary holds "relabel")."""
     runs = [r for r in runs if isinstance(r.summary.get("relabel"), dict)]
-    header = ["method", "column", "seeds", *(title for title, _, _ in RELABEL_FIGURES)]
+    figures = relabel_figures(runs)
+    header = ["method", "column", "seeds", *(title for title, _, _, _ in figures)]
     rows = []
     for method in order_methods(runs, methods):
         for column in order_columns(runs):
@@ -279,8 +328,8 @@ def relabel_table(runs, methods: list[str] | None = None) -> tuple[list[str], li
             if not group:
                 continue
             row: list = [method, column, len(group)]
-            for _, keys, scale in RELABEL_FIGURES:
-                values = [nested(*keys)(r) for r in group]
+            for _, _, value, scale in figures:
+                values = [value(r) for r in group]
                 values = [scale * v for v in values if v is not None]
                 row.append(Cell.of(values) if values else None)
             rows.append(row)

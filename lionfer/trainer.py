@@ -141,7 +141,7 @@ def feature_probe(model, run_data: RunData, cfg: Config, device) -> Probe:
             cache[part] = features_of(model, images, cfg, device)
         return cache[part]
 
-    return Probe(run_data.labeled.true_labels, features)
+    return Probe(run_data.labeled.true_labels, features, run_data.labeled.error_types)
 
 
 @torch.no_grad()

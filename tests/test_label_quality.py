@@ -63,3 +63,116 @@ def test_evaluate_reports_the_label_figures_of_a_lion_run(tiny_cfg, tmp_path, ca
     assert f"relabeled {summary['relabel']['count']} of 28" in capsys.readouterr().out
     fixmatch = train(tiny_cfg("algorithm.name=fixmatch"), tmp_path / "fm", progress=False)
     assert "relabel" not in evaluate_run(tmp_path / "fm", device="cpu") and fixmatch
+
+
+# A fabricated labeled set with known truth, error types and a demoted image per seed:
+#                 0  1  2  3  4  5  6  7
+GIVEN = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+TRUE = np.array([0, 1, 1, 1, 0, 2, 2, 1])
+TYPES = np.array([0, 0, 1, 2, 2, 0, 1, 0])  # wrong: 2, 6 slips; 3, 4 ambiguity
+CURRENT = (
+    np.array([0, 1, 1, 1, 1, 2, 0, 0]),  # seed 0: fixes slip 2 and ambiguous 3, breaks 7
+    np.array([0, 1, 1, 0, 1, 2, 2, 1]),  # seed 1: fixes slips 2 and 6
+)
+DEMOTED = (
+    np.array([0, 0, 0, 0, 1, 0, 0, 0], bool),  # seed 0 sets aside 4 (wrongly labeled)
+    np.array([0, 0, 0, 0, 0, 1, 0, 0], bool),  # seed 1 sets aside 5 (rightly labeled)
+)
+
+
+def fabricated_summaries():
+    from lionfer.metrics import relabel_metrics
+
+    return [
+        {
+            "algorithm": "lion",
+            "recipe": "new",
+            "dataset": "synthetic",
+            "seed": seed,
+            "num_labels": 8,
+            "test_acc": 0.5,
+            "mean_class_acc": 0.5,
+            "relabel": relabel_metrics(GIVEN, CURRENT[seed], TRUE, TYPES, DEMOTED[seed]),
+        }
+        for seed in (0, 1)
+    ]
+
+
+def test_error_type_figures_of_a_fabricated_case_by_hand():
+    first, second = (s["relabel"] for s in fabricated_summaries())
+    assert first["by_error_type"] == {
+        "slip": {"wrong_given": 2, "fixed": 1, "changed": 1},
+        "ambiguity": {"wrong_given": 2, "fixed": 1, "changed": 1},  # 4 is demoted: unchanged
+    }
+    assert first["broken"] == 1 and first["demoted"] == {"count": 1, "wrong_given": 1}
+    assert first["count"] == 3 and first["current_accuracy"] == 5 / 8  # 0, 1, 2, 3, 5
+    assert second["by_error_type"]["slip"] == {"wrong_given": 2, "fixed": 2, "changed": 2}
+    assert second["by_error_type"]["ambiguity"] == {"wrong_given": 2, "fixed": 0, "changed": 0}
+    assert second["broken"] == 0 and second["demoted"] == {"count": 1, "wrong_given": 0}
+    assert label_quality_lines({**fabricated_summaries()[0], "num_labels": 8})[1] == (
+        "wrong labels fixed: slips 1 of 2, ambiguous 1 of 2; correct labels broken: 1; "
+        "demoted to unlabeled: 1 (1 of them wrongly labeled)"
+    )
+
+
+def test_error_type_figures_reach_the_report_tables(tmp_path):
+    from lionfer import tables as T
+    from lionfer.comparison import make_report
+    from lionfer.runs import load_runs
+
+    root = tmp_path / "runs"
+    for summary in fabricated_summaries():
+        path = root / f"seed{summary['seed']}"
+        path.mkdir(parents=True)
+        summary = {**summary, "class_names": ["A", "B", "C"], "steps": 1}
+        summary["confusion_matrix"] = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+        (path / "summary.json").write_text(json.dumps(summary))
+        (path / "config.toml").write_text(
+            f'seed = {summary["seed"]}\n[data]\ndataset = "synthetic"\nnum_labels = 8\n'
+            '[algorithm]\nname = "lion"\n'
+        )
+        (path / "metrics.jsonl").write_text('{"event": "start"}\n')
+    make_report([root], tmp_path / "report")
+    with (tmp_path / "report" / "relabel.csv").open() as f:
+        figures = {r["figure"]: r for r in csv.DictReader(f)}
+    assert float(figures["relabel.by_error_type.slip.fixed_share"]["mean"]) == 75.0  # 50, 100
+    assert float(figures["relabel.by_error_type.ambiguity.fixed_share"]["mean"]) == 25.0
+    assert float(figures["relabel.broken"]["mean"]) == 0.5
+    assert float(figures["relabel.demoted.count"]["mean"]) == 1.0
+    assert float(figures["relabel.demoted.wrong_share"]["mean"]) == 50.0  # 100, 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "slips fixed %" in md and "demoted wrong %" in md
+    table = comparison_table(fabricated_summaries())
+    header, _, row = table.splitlines()
+    for title in ("slips fixed %", "ambig. fixed %", "broken", "demoted", "demoted wrong %"):
+        assert title in header
+    # slips 50 and 100 %, ambiguity 50 and 0 %, demoted wrongly labeled 100 and 0 %
+    assert "75.00±35.36" in row and "25.00±35.36" in row and "50.00±70.71" in row
+    runs = load_runs([root]).runs
+    for run in runs:  # without the new figures their columns are left out
+        for key in ("by_error_type", "broken", "demoted"):
+            run.summary["relabel"].pop(key)
+    header, _ = T.relabel_table(runs)
+    assert header[-1] == "gain (points)"
+
+
+def test_relabels_csv_lists_demoted_images_with_their_status(tmp_path):
+    import torch
+
+    from lionfer.data.base import ImageSet
+    from lionfer.report import write_relabels
+
+    class Fake:
+        def state_dict(self):
+            return {
+                "label": torch.tensor([0, 2, 2, 0]),
+                "demoted": torch.tensor([False, False, False, True]),
+            }
+
+    labeled = ImageSet(np.zeros((4, 2, 2, 3), np.uint8), [0, 1, 2, 0], true_labels=[0, 2, 2, 1])
+    write_relabels(tmp_path / "relabels.csv", Fake(), labeled, ["A", "B", "C"])
+    with (tmp_path / "relabels.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["index"], r["status"]) for r in rows] == [("1", "relabeled"), ("3", "demoted")]
+    assert rows[1]["given_label"] == rows[1]["current_label"] == "0"
+    assert "demoted" not in comparison_table([{"algorithm": "fixmatch", "test_acc": 0.5}])

@@ -93,6 +93,7 @@ def test_relabel_metrics_hand_computed():
         "given_accuracy": 4 / 6,  # items 0, 2, 4, 5 were given right
         "current_accuracy": 4 / 6,  # items 0, 1, 3, 5 are right now
         "accuracy_gain": 0.0,
+        "broken": 2,  # items 2 and 4 were given right and changed
     }
 
 
@@ -112,3 +113,41 @@ def test_relabel_metrics_without_truth_or_changes():
     clean = relabel_metrics([0, 1], [1, 1], [0, 1])
     assert clean["count"] == 1 and clean["precision"] == 0.0 and clean["recall"] is None
     assert clean["given_accuracy"] == 1.0 and clean["current_accuracy"] == 0.5
+
+
+def test_relabel_metrics_by_error_type_broken_and_demoted_by_hand():
+    #          0  1  2  3  4  5  6  7  8  9
+    given = [0, 1, 2, 3, 0, 1, 2, 3, 4, 5]
+    true = [0, 2, 2, 1, 1, 1, 0, 3, 0, -1]
+    types = [0, 1, 0, 2, 2, 0, 1, 0, 2, 1]  # wrong: 1, 6 slips; 3, 4, 8 ambiguity
+    current = [0, 2, 1, 3, 2, 1, 3, 0, 0, 4]
+    demoted = [0, 0, 0, 0, 0, 0, 0, 1, 1, 0]  # 7 (right) and 8 (wrong) set aside
+    out = relabel_metrics(given, current, true, types, demoted)
+    # Changed: 1 (fixed), 2 (broken), 4 (to a third class), 6 (to a third class), 9 (no truth);
+    # 7 and 8 are demoted, so they keep their given labels.
+    assert out["count"] == 5
+    assert out["precision"] == 0.25  # of 1, 2, 4, 6 only 1 is right now
+    assert out["wrong_given"] == 5 and out["recall"] == 0.2  # 1 of 1, 3, 4, 6, 8
+    assert out["given_accuracy"] == 4 / 9  # 0, 2, 5, 7
+    assert out["current_accuracy"] == 4 / 9  # 0, 1, 5, 7 (7 with its given label)
+    assert out["broken"] == 1  # item 2
+    assert out["by_error_type"] == {
+        "slip": {"wrong_given": 2, "fixed": 1, "changed": 2},  # 1, 6; item 9 has no truth
+        "ambiguity": {"wrong_given": 3, "fixed": 0, "changed": 1},  # 3, 4, 8
+    }
+    assert out["demoted"] == {"count": 2, "wrong_given": 1}
+
+
+def test_relabel_metrics_new_parts_are_optional():
+    base = relabel_metrics([0, 1], [1, 1], [1, 1])
+    assert "by_error_type" not in base and "demoted" not in base and base["broken"] == 0
+    assert relabel_metrics([0, 1], [1, 0], demoted=[True, False]) == {
+        "count": 1,
+        "demoted": {"count": 1},
+    }
+    unknown = relabel_metrics([0, 1], [1, 1], [1, 1], error_types=[-1, -1])
+    assert unknown["by_error_type"]["slip"] == {"wrong_given": 0, "fixed": 0, "changed": 0}
+    with pytest.raises(ValueError, match="demoted"):
+        relabel_metrics([0, 1], [0, 1], [0, 1], demoted=[True])
+    with pytest.raises(ValueError, match="error types"):
+        relabel_metrics([0, 1], [0, 1], [0, 1], error_types=[0])

@@ -156,11 +156,13 @@ LabeledProbs = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 @dataclass
 class Probe:
     """What an algorithm's diagnostics may look at during an evaluation: the labeled set's true
-    labels where known (-1 where not), and features(part) → (q (N, D), labels (N,)) of the live
-    model in eval mode on "labeled" or "test", computed on first use."""
+    labels where known (-1 where not), features(part) → (q (N, D), labels (N,)) of the live
+    model in eval mode on "labeled" or "test", computed on first use, and the labeled set's error
+    types (lionfer.labels.ERROR_TYPES codes, -1 unknown) where the dataset knows them."""
 
     true_labeled: np.ndarray | None
     features: Callable[[str], tuple[torch.Tensor, np.ndarray]]
+    error_types_labeled: np.ndarray | None = None
 
 
 class Algorithm:

@@ -38,14 +38,13 @@ USAGES = ("Training", "PublicTest", "PrivateTest")
 SPLIT_OF_USAGE = {"Training": "train", "PrivateTest": "test"}
 VOTE_COLUMNS = labels.FERPLUS_COLUMNS + ("unknown", "NF")
 UNKNOWN, NOT_FACE = 8, 9  # vote columns that are not expressions
-SPLIT_OF_USAGE_INVERSE = {split: usage for usage, split in SPLIT_OF_USAGE.items()}
 FER_FIX = (
     "Set data.root to the folder holding fer2013.csv (Kaggle 'Challenges in Representation "
     "Learning: Facial Expression Recognition Challenge'), or data.label_file to the CSV"
 )
 TRUTH_FIX = (
-    "data.truth=ferplus reads FERPlus's fer2013new.csv (github.com/microsoft/FERPlus, "
-    "data/fer2013new.csv), row-aligned with fer2013.csv: put it beside fer2013.csv, or set "
+    "data.truth=ferplus reads FERPlus's fer2013new.csv (github.com/microsoft/FERPlus), "
+    "row-aligned with fer2013.csv: put it beside fer2013.csv, or set "
     "data.truth= (empty) to train on FER2013 without truth"
 )
 FERPLUS_FIX = (
@@ -179,7 +178,7 @@ def truth_summary(usage: np.ndarray, truth: np.ndarray, error_types: np.ndarray)
     codes = error_types[known]
     counts = {name: int((codes == code).sum()) for code, name in enumerate(labels.ERROR_TYPES)}
     wrong = counts["slip"] + counts["ambiguity"]
-    test_rows = usage == SPLIT_OF_USAGE_INVERSE["test"]
+    test_rows = usage == "PrivateTest"
     return [
         f"fer2013: FERPlus majority truth for {int(known.sum())} of {int(train.sum())} training "
         f"images (the rest keep an unknown truth); {wrong} of their FER2013 labels differ from it "

@@ -52,6 +52,9 @@ class DataConfig:
     unlabeled_root: str = ""  # folder: optional folder of unlabeled images
     class_map: dict = field(default_factory=dict)  # folder/manifest: class name -> canonical id
     label_file: str = ""  # override the dataset's label list (relative to root)
+    # fer2013: "ferplus" reads FERPlus's fer2013new.csv beside fer2013.csv as the true labels
+    # (majority vote); "" = no truth beyond the given labels.
+    truth: str = ""
     split_file: str = ""  # reuse a saved split.json
     val_fraction: float = 0.0  # stratified validation carve-out from train, for model selection
     skip_bad: bool = False  # skip missing/unreadable listed files (counted) instead of failing
@@ -89,6 +92,16 @@ class DataConfig:
             f"must be one of {', '.join(ANNOTATORS)}, got {self.annotator!r}",
         )
         check(self.num_classes in (7, 8), "data.num_classes", "must be 7 or 8")
+        check(
+            self.truth in ("", "ferplus"),
+            "data.truth",
+            f'must be "" (none) or ferplus, got {self.truth!r}',
+        )
+        check(
+            self.truth != "ferplus" or self.dataset == "fer2013",
+            "data.truth",
+            f"ferplus is the truth of data.dataset=fer2013, not of {self.dataset!r}",
+        )
         check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must lie in [0, 1)")
         check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
         check(

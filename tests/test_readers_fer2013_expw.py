@@ -277,6 +277,178 @@ def test_ferplus_empty_votes_file(tmp_path):
         fer2013.load_ferplus(cfg("ferplus", root), seed=0)
 
 
+# --- FER2013 labels with FERPlus truth (data.truth=ferplus) --------------------------------
+
+# (Usage, FER2013 emotion, image name, votes, truth, error type) per data row; canonical ids:
+# 0 SU, 1 FE, 2 DI, 3 HA, 4 SA, 5 AN, 6 NE; error types: 0 none, 1 slip, 2 ambiguity, -1 unknown.
+TRUTH_ROWS = [
+    ("Training", 3, "fer0000000.png", votes(happiness=10), 3, 0),  # Happy, agreed
+    ("Training", 0, "fer0000001.png", votes(neutral=9, anger=1), 6, 1),  # Angry got 1 vote
+    ("Training", 4, "fer0000002.png", votes(neutral=6, sadness=4), 6, 2),  # Sad got 4 votes
+    ("Training", 6, "fer0000003.png", votes(surprise=10), 0, 1),  # Neutral got none
+    ("Training", 5, "fer0000004.png", votes(fear=8, surprise=2), 1, 2),  # 2 votes: ambiguity
+    ("Training", 1, "fer0000005.png", votes(anger=7, disgust=1, sadness=1, neutral=1), 5, 1),
+    ("Training", 2, "fer0000006.png", votes(fear=5, surprise=5), -1, -1),  # a tie
+    ("Training", 3, "fer0000007.png", votes(happiness=5, neutral=5), -1, -1),  # exactly half
+    ("Training", 3, "fer0000008.png", votes(unknown=8, happiness=2), -1, -1),
+    ("Training", 3, "fer0000009.png", votes(NF=10), -1, -1),
+    ("Training", 0, "fer0000010.png", votes(contempt=6, anger=4), -1, -1),  # 7 classes
+    ("Training", 3, "", votes(happiness=10), -1, -1),  # dropped by FERPlus: no image name
+    ("PrivateTest", 3, "fer0000012.png", votes(sadness=10), 4, 1),
+    ("PrivateTest", 3, "fer0000013.png", votes(sadness=5, happiness=5), -1, -1),
+    ("PrivateTest", 6, "fer0000014.png", votes(neutral=10), 6, 0),
+    ("PublicTest", 3, "fer0000015.png", votes(happiness=10), 3, 0),
+]
+
+
+def fer_with_votes(root: Path, rows=TRUTH_ROWS, votes_name: str = "fer2013new.csv") -> Path:
+    """fer2013.csv (pixel value = row index) and FERPlus's fer2013new.csv beside it."""
+    write_fer(root / "fer2013.csv", [(e, i, usage) for i, (usage, e, *_) in enumerate(rows)])
+    lines = [VOTE_HEADER] + [
+        f"{usage},{name},{','.join(map(str, row))}" for usage, _, name, row, _, _ in rows
+    ]
+    (root / votes_name).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_fer2013_ferplus_truth_and_error_types(tmp_path):
+    data = fer2013.load_fer2013(cfg("fer2013", fer_with_votes(tmp_path), truth="ferplus"), 0)
+    train = [row for row in TRUTH_ROWS if row[0] == "Training"]
+    assert data.train.labels.tolist() == [FER_CANONICAL[row[1]] for row in train]  # as given
+    assert data.train.true_labels.tolist() == [row[4] for row in train]
+    assert data.train.error_types.tolist() == [row[5] for row in train]
+    assert data.train.error_types.dtype == np.int8
+    assert data.train.ids[1] == "fer0000001.png" and data.train.images[1, 0, 0, 0] == 1
+    # the test set is labelled by the truth; the PrivateTest row without a majority is left out
+    assert data.test.ids == ["fer0000012.png", "fer0000014.png"]
+    assert data.test.labels.tolist() == data.test.true_labels.tolist() == [4, 6]
+    assert (
+        "fer2013: FERPlus majority truth for 6 of 12 training images (the rest keep an unknown "
+        "truth); 5 of their FER2013 labels differ from it (3 slips: 0-1 votes for the given "
+        "label; 2 ambiguous: 2 or more)"
+    ) in data.notes
+    assert any("1 PrivateTest rows without one are left out" in note for note in data.notes)
+    # error types follow the labels into subsets (the labeled / unlabeled split)
+    part = data.train.subset(np.array([2, 6]))
+    assert part.error_types.tolist() == [2, -1] and part.true_labels.tolist() == [6, -1]
+
+
+def test_ferplus_truth_rule_by_hand():
+    given = np.array([3, 3, 3, 6])  # canonical: Happiness x3, Neutral
+    rows = np.array(
+        [
+            votes(neutral=8, happiness=2),  # truth NE; HA got 2 -> ambiguity
+            votes(neutral=8, happiness=1, fear=1),  # truth NE; HA got 1 -> slip
+            votes(happiness=6, neutral=4),  # agreed -> none
+            votes(neutral=4, happiness=4, surprise=2),  # no majority -> unknown
+        ]
+    )
+    names = np.array([f"fer{i:07d}.png" for i in range(4)])
+    truth, error = fer2013.ferplus_truth(names, rows, given)
+    assert truth.tolist() == [6, 6, 3, -1]
+    assert error.tolist() == [2, 1, 0, -1]
+
+
+def test_fer2013_without_truth_has_none(tmp_path):
+    data = fer2013.load_fer2013(cfg("fer2013", fer_with_votes(tmp_path)), seed=0)
+    assert data.train.true_labels is None and data.train.error_types is None
+    assert len(data.test) == 3  # PrivateTest by FER2013's own labels
+
+
+def test_fer2013_truth_needs_the_votes_file_beside_the_csv(tmp_path):
+    root = fer_with_votes(tmp_path, votes_name="elsewhere.csv")
+    with pytest.raises(FileNotFoundError) as error:
+        fer2013.load_fer2013(cfg("fer2013", root, truth="ferplus"), seed=0)
+    message = str(error.value)
+    assert f"expected the file {root / 'fer2013new.csv'}" in message
+    assert "github.com/microsoft/FERPlus" in message
+    # beside the CSV that data.label_file names
+    sub = fer_with_votes(tmp_path / "sub")
+    data = fer2013.load_fer2013(
+        cfg("fer2013", tmp_path, label_file=str(sub / "fer2013.csv"), truth="ferplus"), seed=0
+    )
+    assert data.train.true_labels is not None
+
+
+def test_fer2013_truth_files_must_be_row_aligned(tmp_path):
+    rows = list(TRUTH_ROWS)
+    rows[1], rows[2] = TRUTH_ROWS[2], TRUTH_ROWS[1]
+    root = fer_with_votes(tmp_path, rows)
+    write_fer(root / "fer2013.csv", [(e, i, u) for i, (u, e, *_) in enumerate(TRUTH_ROWS)])
+    with pytest.raises(ValueError, match="is not row-aligned"):
+        fer2013.load_fer2013(cfg("fer2013", root, truth="ferplus"), seed=0)
+
+
+def test_data_truth_is_checked():
+    from lionfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r'data.truth: must be "" \(none\) or ferplus'):
+        DataConfig(dataset="fer2013", truth="majority")
+    with pytest.raises(ConfigError, match="ferplus is the truth of data.dataset=fer2013"):
+        DataConfig(dataset="rafdb", truth="ferplus")
+
+
+def test_fer2013_truth_through_a_run(tmp_path):
+    """The split keeps truth and error types with the labeled images; a short LION run writes
+    its summary with images of unknown truth among them."""
+    from lionfer.config import load_config
+    from lionfer.data.pipeline import build_run_data
+    from lionfer.trainer import train
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(70):  # 8 training images per class, then 2 test images per class
+        e = i % 7
+        column = fer2013.VOTE_COLUMNS[labels_fer_to_plus(e)]
+        other = "surprise" if column != "surprise" else "neutral"
+        kind = (i // 7) % 3  # agreed, no majority, a slip
+        row = [votes(**{column: 10}), votes(neutral=5, happiness=5), votes(**{other: 9, column: 1})]
+        usage = "Training" if i < 56 else "PrivateTest"
+        rows.append((usage, e, f"fer{i:07d}.png", row[kind], 0, 0))
+    root = fer_with_votes(tmp_path / "data", rows)
+    pix = " ".join(str(v) for v in rng.integers(0, 256, 48 * 48))
+    lines = (root / "fer2013.csv").read_text().splitlines()
+    lines = [lines[0]] + [f"{line.split(',')[0]},{pix},{line.split(',')[-1]}" for line in lines[1:]]
+    (root / "fer2013.csv").write_text("\n".join(lines) + "\n")
+    overrides = [
+        "data.dataset=fer2013",
+        f"data.root={root}",
+        "data.truth=ferplus",
+        "data.num_labels=28",
+        "data.image_size=24",
+        "data.num_workers=0",
+        "model.name=cnn_small",
+        'model.pretrained=""',
+        "model.feature_scale=1.0",
+        "train.steps=2",
+        "train.batch_size=4",
+        "train.eval_every=2",
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+        "algorithm.name=lion",
+    ]
+    run_cfg = load_config(None, overrides)
+    rd = build_run_data(run_cfg.data, 0)
+    assert len(rd.labeled) == 28 and rd.labeled.error_types is not None
+    assert (rd.labeled.true_labels == -1).any() and (rd.labeled.true_labels >= 0).any()
+    assert len(rd.unlabeled.true_labels) == len(rd.unlabeled) == 28
+    summary = train(run_cfg, tmp_path / "run", progress=False)
+    assert summary["algorithm"] == "lion" and summary["steps"] == 2
+    truth, given = rd.labeled.true_labels, rd.labeled.labels
+    known = truth >= 0  # images without a majority stay out of the label-quality figures
+    assert summary["relabel"]["wrong_given"] == int((given[known] != truth[known]).sum())
+    assert summary["relabel"]["given_accuracy"] == pytest.approx(
+        (given[known] == truth[known]).mean()
+    )
+
+
+def labels_fer_to_plus(emotion: int) -> int:
+    """The FERPlus vote column of a FER2013 emotion id."""
+    from lionfer import labels
+
+    return int(labels.from_canonical([labels.FER2013[emotion]], labels.FERPLUS)[0])
+
+
 # --- ExpW -----------------------------------------------------------------------------------
 
 

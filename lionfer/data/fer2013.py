@@ -2,6 +2,10 @@
 in memory. Usage Training is train, PrivateTest is test; PublicTest (the validation set) is left
 out of both. FERPlus relabels the same rows by ten annotators' votes in fer2013new.csv, reduced to
 one label by the official majority rule (ferplus_majority).
+
+`fer2013` with data.truth=ferplus is a benchmark of label noise with known truth: FER2013's own
+labels are the given labels and the FERPlus majority is the truth (ferplus_truth); the test set is
+labelled by the truth.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ FER_FIX = (
     "Set data.root to the folder holding fer2013.csv (Kaggle 'Challenges in Representation "
     "Learning: Facial Expression Recognition Challenge'), or data.label_file to the CSV"
 )
+TRUTH_FIX = (
+    "data.truth=ferplus reads FERPlus's fer2013new.csv (github.com/microsoft/FERPlus), "
+    "row-aligned with fer2013.csv: put it beside fer2013.csv, or set "
+    "data.truth= (empty) to train on FER2013 without truth"
+)
 FERPLUS_FIX = (
     "Set data.root to a folder holding fer2013.csv and FERPlus's fer2013new.csv "
     "(github.com/microsoft/FERPlus), or data.label_file to fer2013new.csv"
@@ -65,14 +74,24 @@ def load_fer2013(cfg, seed: int) -> FERData:
     )
     fer = read_fer_csv(path, cfg.skip_bad)
     canonical = labels.to_canonical(fer.emotion, labels.FER2013)
-    train, test, notes = split_by_usage(fer, canonical, "fer2013")
+    truth = error_types = None
+    truth_notes = []
+    if cfg.truth == "ferplus":
+        votes_path = require_file(path.parent / "fer2013new.csv", "FERPlus votes", TRUTH_FIX)
+        plus = read_ferplus_votes(votes_path)
+        check_aligned(fer, plus, path, votes_path)
+        truth, error_types = ferplus_truth(
+            plus.image_names[fer.rows], plus.votes[fer.rows], canonical
+        )
+        truth_notes = truth_summary(fer.usage, truth, error_types)
+    train, test, notes = split_by_usage(fer, canonical, "fer2013", truth, error_types)
     return FERData(
         name="fer2013",
         class_names=labels.class_names(7),
         train=train,
         test=test,
         split_rule="balanced",
-        notes=fer.notes + notes,
+        notes=fer.notes + truth_notes + notes,
     )
 
 
@@ -122,6 +141,53 @@ def ferplus_majority(votes: np.ndarray) -> np.ndarray:
     kept = np.where(votes > 1, votes, 0.0)
     top = kept.max(axis=1)
     return np.where(top > 0.5 * kept.sum(axis=1), kept.argmax(axis=1), -1)
+
+
+def ferplus_truth(
+    image_names: np.ndarray, votes: np.ndarray, given: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The FERPlus truth of FER2013 rows and the error type of their given labels.
+
+    image_names (N,), votes (N, 10) and given (N,) canonical FER2013 labels, row-aligned.
+    truth (N,): the canonical class of the official majority (ferplus_majority: votes of 1 or
+    fewer zeroed, the top column wins with strictly more than half of the rest), or -1 where
+    FERPlus dropped the image (no image name) or the majority is missing (a tie or no column above
+    half), unknown, NF or Contempt (FER2013 has seven classes: Contempt is dropped, as in the
+    7-class FERPlus mode).
+    error_types (N,) int8, codes of labels.ERROR_TYPES: "none" where given == truth; else, by the
+    raw votes the given label's column got, "slip" for 0 or 1 (the outliers the majority rule
+    discards) and "ambiguity" for 2 or more; -1 where the truth is unknown.
+    """
+    keep, winner, _ = ferplus_keep(np.asarray(image_names), votes, 7)
+    truth = np.full(len(keep), labels.DROP, dtype=np.int64)
+    truth[keep] = labels.to_canonical(winner[keep], labels.FERPLUS, 7)
+    given = np.asarray(given, dtype=np.int64)
+    column = labels.from_canonical(given, labels.FERPLUS)
+    given_votes = np.asarray(votes)[np.arange(len(given)), column]
+    none, slip, ambiguity = (labels.ERROR_TYPES.index(t) for t in ("none", "slip", "ambiguity"))
+    error = np.where(given_votes >= 2, ambiguity, slip)
+    error = np.where(given == truth, none, error)
+    error = np.where(keep, error, -1).astype(np.int8)
+    return truth, error
+
+
+def truth_summary(usage: np.ndarray, truth: np.ndarray, error_types: np.ndarray) -> list[str]:
+    """Notes on the FERPlus truth of the Training rows and on the test rows it labels."""
+    train = usage == "Training"
+    known = train & (truth != labels.DROP)
+    codes = error_types[known]
+    counts = {name: int((codes == code).sum()) for code, name in enumerate(labels.ERROR_TYPES)}
+    wrong = counts["slip"] + counts["ambiguity"]
+    test_rows = usage == "PrivateTest"
+    return [
+        f"fer2013: FERPlus majority truth for {int(known.sum())} of {int(train.sum())} training "
+        f"images (the rest keep an unknown truth); {wrong} of their FER2013 labels differ from it "
+        f"({counts['slip']} slips: 0-1 votes for the given label; {counts['ambiguity']} "
+        "ambiguous: 2 or more)",
+        f"fer2013: the test set is labelled by the FERPlus majority; "
+        f"{int((test_rows & (truth == labels.DROP)).sum())} PrivateTest rows without one are left "
+        "out",
+    ]
 
 
 def ferplus_keep(
@@ -253,19 +319,29 @@ def check_aligned(fer: FerRows, plus: FerPlusVotes, fer_path: Path, votes_path: 
 
 
 def split_by_usage(
-    fer: FerRows, canonical: np.ndarray, name: str
+    fer: FerRows,
+    canonical: np.ndarray,
+    name: str,
+    truth: np.ndarray | None = None,
+    error_types: np.ndarray | None = None,
 ) -> tuple[ImageSet, ImageSet, list[str]]:
-    """Training rows -> train, PrivateTest -> test (DROP labels left out); PublicTest is noted."""
+    """Training rows -> train, PrivateTest -> test (DROP labels left out); PublicTest is noted.
+
+    With truth (row-aligned with fer, -1 unknown): train images carry it as their true labels,
+    with their error types, and the test set is labelled by it (rows without one left out)."""
     parts = {}
     for usage, split in SPLIT_OF_USAGE.items():
-        idx = np.flatnonzero((fer.usage == usage) & (canonical != labels.DROP))
+        given = truth if truth is not None and split == "test" else canonical
+        idx = np.flatnonzero((fer.usage == usage) & (given != labels.DROP))
         if len(idx) == 0:
             raise ValueError(f"{name}: no usable {usage} rows; re-copy the full CSV")
         gray = fer.pixels[idx]
         parts[split] = ImageSet(
             images=np.repeat(gray[..., None], 3, axis=-1),  # (n, 48, 48, 3)
-            labels=canonical[idx],
+            labels=given[idx],
+            true_labels=None if truth is None else truth[idx],
             ids=[f"fer{row:07d}.png" for row in fer.rows[idx].tolist()],
+            error_types=None if error_types is None else error_types[idx],
         )
     public = int(((fer.usage == "PublicTest") & (canonical != labels.DROP)).sum())
     note = (

@@ -657,7 +657,8 @@ class Lion(Algorithm):
         given = self.info.given_labels.cpu().numpy()
         current = self.label.cpu().numpy()
         truth = probe.true_labeled
-        relabel = relabel_metrics(given, current, truth)
+        demoted = self.demoted.cpu().numpy() if self.cfg.disambiguation == "evidence" else None
+        relabel = relabel_metrics(given, current, truth, probe.error_types_labeled, demoted)
         ambiguous = self.ambiguous.cpu().numpy()
         candidates = self.candidates.cpu().numpy()
         rows = np.flatnonzero(ambiguous)

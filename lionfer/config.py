@@ -389,27 +389,21 @@ def _looks_like_a_path(value: str, base: Path) -> bool:
     return bool(value) and (len(path.parts) > 1 or bool(path.suffix) or (base / path).exists())
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+def _plain(value: Any) -> Any:
+    """A config value as tomli-w writes it: tuples as lists, table keys as strings."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f'"{k}" = {_toml_value(v)}' for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r} as TOML")
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def to_toml(cfg: Config) -> str:
-    data = cfg.to_dict()
-    lines = [f"seed = {data.pop('seed')}"]
-    for section, values in data.items():
-        lines += ["", f"[{section}]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-    return "\n".join(lines) + "\n"
+    """The config as TOML that tomllib reads back to the same values (written by tomli-w, which
+    quotes and escapes every string and key)."""
+    import tomli_w
+
+    return tomli_w.dumps(_plain(cfg.to_dict()))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -342,7 +342,7 @@ def resolve_pretrained(model_name: str, pretrained: str) -> str:
     if model_name not in PACKAGED_IMAGENET:
         raise ValueError(
             f"model.pretrained=imagenet: lionfer ships ImageNet weights only for "
-            f"{', '.join(PACKAGED_IMAGENET)}, not {model_name}; set model.pretrained=\"\" to "
+            f'{", ".join(PACKAGED_IMAGENET)}, not {model_name}; set model.pretrained="" to '
             "train it from scratch, or model.pretrained=PATH to load a weights file"
         )
     name, sha256 = PACKAGED_IMAGENET[model_name]

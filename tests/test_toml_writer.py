@@ -24,6 +24,7 @@ HOSTILE_STRINGS = [
     "",
 ]
 
+
 def as_read(value):
     """A config dict as TOML gives it back: tuples are arrays, read as lists."""
     if isinstance(value, dict):

@@ -101,7 +101,7 @@ def test_a_missing_or_mis_shaped_backbone_tensor_is_still_an_error(tmp_path, tor
         load_pretrained(model, path)
 
 
-def test_a_bare_file_without_a_whole_batchnorm_is_missing_it_not_filled(tmp_path, torchvision_state):
+def test_a_file_without_a_whole_batchnorm_misses_it(tmp_path, torchvision_state):
     state = {k: v for k, v in torchvision_state.items() if not k.startswith("bn1.")}
     path = tmp_path / "nobn.pth"
     torch.save(state, path)

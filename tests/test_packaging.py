@@ -71,6 +71,7 @@ def test_the_wheel_carries_weights_configs_and_py_typed(source, tmp_path):
     assert "License-Expression: MIT" in metadata
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert not any("==" in line.split(";")[0] for line in requires), requires  # ranges, not pins
+    assert "Requires-Dist: opencv-python-headless<5,>=4.8" in requires  # 5 lacks Haar
     assert not any("requests" in line for line in requires)
     assert any(
         line.startswith("Requires-Dist: scikit-image") and "extra ==" in line for line in requires

@@ -343,6 +343,30 @@ def apply_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
+def apply_overrides(raw: dict, assignments: list[str] | tuple) -> None:
+    """Apply `dotted.key=value` overrides in order, in place.
+
+    Switching model (a model.name override that differs from the file's) without a
+    model.pretrained override drops the file's model.pretrained: the weights a file names belong
+    to its own model, so `lionfer train model.name=resnet18` trains a ResNet-18 from scratch
+    (random init) rather than look for the default's ImageNet MobileNetV2 weights."""
+    model = raw.get("model")
+    name_before = model.get("name", ModelConfig.name) if isinstance(model, dict) else None
+    keys = set()
+    for assignment in assignments:
+        apply_override(raw, assignment)
+        keys.add(assignment.split("=", 1)[0].strip())
+    model = raw.get("model")
+    if (
+        "model.name" in keys
+        and "model.pretrained" not in keys
+        and isinstance(model, dict)
+        and model.get("name") != (name_before or ModelConfig.name)
+        and model.get("pretrained")
+    ):
+        model["pretrained"] = ""
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
     raw: dict = {}
     if path is not None:
@@ -353,8 +377,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path} is not valid TOML: {error}") from error
-    for assignment in overrides:
-        apply_override(raw, assignment)
+    apply_overrides(raw, overrides)
     return resolve_paths(from_dict(raw))
 
 
@@ -362,8 +385,7 @@ def replace(cfg: Config, *overrides: str) -> Config:
     """A copy of cfg with `key=value` overrides applied (validated like any config)."""
     raw = cfg.to_dict()
     old_recipe = raw["algorithm"].get("recipe")
-    for assignment in overrides:
-        apply_override(raw, assignment)
+    apply_overrides(raw, overrides)
     recipes = getattr(algorithm_config_class(raw["algorithm"]["name"]), "RECIPES", None)
     new_recipe = raw["algorithm"].get("recipe")
     if recipes and old_recipe in recipes and new_recipe != old_recipe:
@@ -411,27 +433,21 @@ def _looks_like_a_path(value: str, base: Path) -> bool:
     return bool(value) and (len(path.parts) > 1 or bool(path.suffix) or (base / path).exists())
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+def _plain(value: Any) -> Any:
+    """A config value as tomli-w writes it: tuples as lists, table keys as strings."""
     if isinstance(value, dict):
-        return "{" + ", ".join(f'"{k}" = {_toml_value(v)}' for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r} as TOML")
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def to_toml(cfg: Config) -> str:
-    data = cfg.to_dict()
-    lines = [f"seed = {data.pop('seed')}"]
-    for section, values in data.items():
-        lines += ["", f"[{section}]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-    return "\n".join(lines) + "\n"
+    """The config as TOML that tomllib reads back to the same values (written by tomli-w, which
+    quotes and escapes every string and key)."""
+    import tomli_w
+
+    return tomli_w.dumps(_plain(cfg.to_dict()))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

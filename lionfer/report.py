@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,21 +20,7 @@ from lionfer.metrics import (
     mean_class_accuracy,
     per_class_accuracy,
 )
-
-
-def _git_sha() -> str:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+from lionfer.runfolder import source_revision
 
 
 def write_meta(
@@ -43,7 +28,7 @@ def write_meta(
 ) -> None:
     meta = {
         "lionfer": lionfer.__version__,
-        "git": _git_sha(),
+        "git": source_revision(),  # None unless run from a lionfer checkout
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import tomllib
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +27,31 @@ METRICS = "metrics.jsonl"
 LAST = Path("checkpoints") / "last.pt"
 REPLAYED_EVENTS = ("train", "eval", "warning")  # written again when a resumed run replays steps
 _SHOWN = 5
+
+
+def source_revision(package_dir: Path | None = None) -> str | None:
+    """The git commit of lionfer's own source (meta.json's `git`), or None when lionfer is not
+    imported from a git checkout of lionfer: a wheel installed into a virtualenv inside some
+    other repository must not record that repository's commit."""
+    package_dir = Path(__file__).resolve().parent if package_dir is None else package_dir
+    root = package_dir.parent
+    try:
+        project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    if project.get("project", {}).get("name") != "lionfer" or not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def read_records(path: Path) -> list[dict]:

@@ -155,3 +155,37 @@ def test_values_that_used_to_fail_later_name_their_key(override, message):
 def test_devices_that_are_accepted():
     for device in ("auto", "cpu", "cuda", "cuda:1", "mps"):
         assert load_config(None, [f"train.device={device}"]).train.device == device
+
+
+def test_switching_model_drops_the_files_weights(tmp_path):
+    """model.name=X alone trains X from scratch whatever weights the config file names (the
+    default names ImageNet weights that exist only for mobilenet_v2); weights given on the
+    command line are kept, in either order; the same model name keeps the file's weights."""
+    from lionfer.config import DEFAULT_CONFIG
+
+    for name in ("cnn_small", "resnet18", "timm:resnet10t", "torchvision:resnet18"):
+        cfg = load_config(DEFAULT_CONFIG, [f"model.name={name}"])
+        assert cfg.model.name == name and cfg.model.pretrained == ""
+    assert load_config(DEFAULT_CONFIG, ["model.name=mobilenet_v2"]).model.pretrained == "imagenet"
+    assert load_config(DEFAULT_CONFIG).model.pretrained == "imagenet"
+    for overrides in (
+        ["model.name=resnet18", "model.pretrained=/w/r18.pth"],
+        ["model.pretrained=/w/r18.pth", "model.name=resnet18"],
+    ):
+        assert load_config(DEFAULT_CONFIG, overrides).model.pretrained == "/w/r18.pth"
+    file = tmp_path / "mine.toml"
+    file.write_text('[model]\nname = "resnet18"\npretrained = "/w/r18.pth"\n')
+    assert load_config(file, ["model.name=cnn_small"]).model.pretrained == ""
+    assert load_config(file, ["model.dropout=0.1"]).model.pretrained == "/w/r18.pth"
+    base = load_config(DEFAULT_CONFIG)
+    assert replace(base, "model.name=resnet18").model.pretrained == ""
+    assert replace(base, "train.steps=3").model.pretrained == "imagenet"
+
+
+def test_imagenet_for_a_model_without_packaged_weights_says_how_to_train_from_scratch():
+    from lionfer.models import resolve_pretrained
+
+    with pytest.raises(ValueError) as error:
+        resolve_pretrained("timm:resnet10t", "imagenet")
+    message = str(error.value)
+    assert "\n" not in message and 'model.pretrained=""' in message and "mobilenet_v2" in message

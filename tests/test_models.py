@@ -171,7 +171,7 @@ def test_mobilenet_v2_loads_the_packaged_imagenet_weights():
     assert torch.equal(model.backbone.features[0][0].weight, reference)
     out = model.eval()(torch.randn(2, 3, 32, 32))
     assert out.features.shape == (2, 1280)
-    with pytest.raises(ValueError, match="no offline ImageNet weights for resnet18"):
+    with pytest.raises(ValueError, match='not resnet18; set model.pretrained="" to train it'):
         resolve_pretrained("resnet18", "imagenet")
     assert resolve_pretrained("resnet18", "my.pth") == "my.pth"
 
@@ -187,3 +187,27 @@ def test_clean_logits_skip_dropout_and_feature_scale_multiplies_the_head_input()
     model.eval()
     out = model(torch.randn(4, 3, 16, 16))
     assert torch.equal(out.clean_logits, out.logits)
+
+
+def test_the_packaged_imagenet_weights_are_torchvisions_file(tmp_path, monkeypatch):
+    """The file is torchvision's own (its name carries the first 8 hex digits of its SHA-256)
+    and is checked before it is read: a damaged or missing copy says to reinstall."""
+    import hashlib
+
+    from lionfer import models
+
+    name, sha256 = models.PACKAGED_IMAGENET["mobilenet_v2"]
+    path = models.WEIGHTS_DIR / name
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    assert name == f"mobilenet_v2-{sha256[:8]}.pth"
+    assert (models.WEIGHTS_DIR / "LICENSE-torchvision.txt").read_text().startswith("BSD 3-Clause")
+
+    damaged = tmp_path / name
+    damaged.write_bytes(path.read_bytes()[:-1] + b"\0")
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(models, "_VERIFIED", set())
+    with pytest.raises(ValueError, match="is damaged .*reinstall lionfer"):
+        models.resolve_pretrained("mobilenet_v2", "imagenet")
+    damaged.unlink()
+    with pytest.raises(FileNotFoundError, match="missing; reinstall lionfer"):
+        models.resolve_pretrained("mobilenet_v2", "imagenet")

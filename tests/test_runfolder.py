@@ -139,3 +139,33 @@ def test_resume_logs_an_event_and_no_step_twice(tiny_cfg, tmp_path):
     assert len(resume) == 1 and resume[0]["notes"] == records[0]["notes"]
     assert resume[0]["step"] == 2 and resume[0]["dropped"] == 3
     assert resume[0]["checkpoint"] == "checkpoints/last.pt"
+
+
+def test_meta_git_is_lionfers_own_commit_only(tmp_path):
+    """meta.json's `git` is the commit of lionfer's own checkout, never that of a repository
+    that merely holds the environment lionfer is installed in."""
+    import subprocess
+
+    from lionfer.runfolder import source_revision
+
+    user_repo = tmp_path / "project"
+    package = user_repo / ".venv" / "lib" / "site-packages" / "lionfer"
+    package.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(user_repo)], check=True)
+    assert source_revision(package) is None  # a wheel inside someone else's repository
+    (user_repo / "lionfer").mkdir()
+    (user_repo / "pyproject.toml").write_text('[project]\nname = "someone-else"\n')
+    assert source_revision(user_repo / "lionfer") is None  # another project's checkout
+
+    checkout = tmp_path / "lionfer-src"
+    (checkout / "lionfer").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text('[project]\nname = "lionfer"\n')
+    assert source_revision(checkout / "lionfer") is None  # not a git checkout
+    git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert source_revision(checkout / "lionfer") == head

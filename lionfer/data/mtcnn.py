@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops import nms, roi_align
+from torchvision.ops import nms
 
 MIN_FACE_SIZE = 20  # px: the smallest face searched for
 PYRAMID_FACTOR = 0.709  # each pyramid level's scale is the previous one times this (area ≈ 1/2)
@@ -210,8 +211,7 @@ class MTCNN:
             raise ValueError(
                 f"expected an RGB image (H, W, 3); got an array of shape {array.shape}"
             )
-        pixels = torch.tensor(array, dtype=torch.float32, device=self.device)
-        pixels = pixels.permute(2, 0, 1)[None]  # (1, 3, H, W), 0..255
+        pixels = _normalise(array.astype(np.float32))  # (H, W, 3)
         boxes = self._propose(pixels)
         if len(boxes):
             boxes = self._refine(pixels, boxes)
@@ -219,14 +219,14 @@ class MTCNN:
             return self._output(pixels, boxes)
         return _empty()
 
-    def _propose(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _propose(self, pixels: np.ndarray) -> torch.Tensor:
         """Stage 1: (N, 4) square candidate boxes from P-Net over the pyramid."""
-        height, width = pixels.shape[2:]
+        height, width = pixels.shape[:2]
         found, scores = [], []
         for scale in self.scales(height, width):
             size = (math.ceil(height * scale), math.ceil(width * scale))
-            level = _normalise(F.interpolate(pixels, size=size, mode="area"))
-            prob, offsets = self.pnet(level)
+            level = cv2.resize(pixels, size[::-1], interpolation=cv2.INTER_AREA)
+            prob, offsets = self.pnet(self._tensor(level[None]))
             rows, cols = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
             if len(rows) == 0:
                 continue
@@ -239,23 +239,23 @@ class MTCNN:
             found.append(torch.cat([windows[keep], offsets[0][:, rows[keep], cols[keep]].T], 1))
             scores.append(score[keep])
         if not found:
-            return torch.zeros(0, 4, device=pixels.device)
+            return torch.zeros(0, 4, device=self.device)
         # As in the paper's code, NMS compares the windows themselves, then they are calibrated.
         found, score = torch.cat(found), torch.cat(scores)
         found = found[nms(found[:, :4], score, NMS_IOU[1])]
         return _square(_calibrate(found[:, :4], found[:, 4:]))
 
-    def _refine(self, pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def _refine(self, pixels: np.ndarray, boxes: torch.Tensor) -> torch.Tensor:
         """Stage 2: the candidates R-Net keeps, calibrated and squared."""
-        prob, offsets = _batched(self.rnet, _crops(pixels, boxes, 24))
+        prob, offsets = _batched(self.rnet, self._tensor(_crops(pixels, boxes, 24)))
         keep = prob >= self.thresholds[1]
         boxes, prob, offsets = boxes[keep], prob[keep], offsets[keep]
         keep = nms(boxes, prob, NMS_IOU[2])
         return _square(_calibrate(boxes[keep], offsets[keep]))
 
-    def _output(self, pixels: torch.Tensor, boxes: torch.Tensor) -> Detections:
+    def _output(self, pixels: np.ndarray, boxes: torch.Tensor) -> Detections:
         """Stage 3: O-Net's scores, calibrated boxes and landmarks."""
-        prob, offsets, points = _batched(self.onet, _crops(pixels, boxes, 48))
+        prob, offsets, points = _batched(self.onet, self._tensor(_crops(pixels, boxes, 48)))
         keep = prob >= self.thresholds[2]
         boxes, prob, offsets, points = boxes[keep], prob[keep], offsets[keep], points[keep]
         # Landmarks are fractions of the box O-Net was shown, x1..x5 then y1..y5.
@@ -269,13 +269,17 @@ class MTCNN:
             landmarks=landmarks[keep].double().cpu().numpy(),
         )
 
+    def _tensor(self, images: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) float32 → (N, 3, H, W) on the networks' device."""
+        return torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2)
+
 
 def _empty() -> Detections:
     return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2)))
 
 
-def _normalise(pixels: torch.Tensor) -> torch.Tensor:
-    return (pixels - 127.5) * (1.0 / 128.0)
+def _normalise(pixels: np.ndarray) -> np.ndarray:
+    return (pixels - np.float32(127.5)) * np.float32(1.0 / 128.0)
 
 
 def _calibrate(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -291,18 +295,25 @@ def _square(boxes: torch.Tensor) -> torch.Tensor:
     return torch.cat([centre - half, centre + half], dim=1)
 
 
-def _crops(pixels: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Each box's region resized to size×size (an average over samples inside each output
-    pixel), black outside the image, normalised for the network."""
-    height, width = pixels.shape[2:]
-    # roi_align clamps samples up to one pixel outside the image; pad so that black is black.
-    pad = 1
-    padded = F.pad(pixels, (pad, pad, pad, pad))
-    rois = torch.cat([torch.zeros(len(boxes), 1, device=boxes.device), boxes + pad], dim=1)
-    crops = roi_align(
-        padded, rois, (size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True
-    )
-    return _normalise(crops)
+def _crops(pixels: np.ndarray, boxes: torch.Tensor, size: int) -> np.ndarray:
+    """(N, size, size, 3): each box's pixels (rounded to whole pixels) resized to size×size,
+    averaged over the source pixels when shrinking; the part of a box outside the image is black
+    (the input's normalised zero)."""
+    height, width = pixels.shape[:2]
+    black = _normalise(np.zeros(3, np.float32))
+    out = np.empty((len(boxes), size, size, 3), np.float32)
+    for k, (x1, y1, x2, y2) in enumerate(boxes.round().long().tolist()):
+        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
+        crop = np.empty((y2 - y1, x2 - x1, 3), np.float32)
+        crop[:] = black
+        ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+        if ix1 < ix2 and iy1 < iy2:
+            crop[iy1 - y1 : iy2 - y1, ix1 - x1 : ix2 - x1] = pixels[iy1:iy2, ix1:ix2]
+        shrink = crop.shape[0] > size or crop.shape[1] > size
+        out[k] = cv2.resize(
+            crop, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
+    return out
 
 
 def _batched(net: nn.Module, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:

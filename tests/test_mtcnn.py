@@ -121,6 +121,13 @@ def test_wrong_input_and_settings_are_refused(detector):
     assert detector.scales(19, 1000) == []
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_finds_the_same_face(detector, astronaut):
+    on_gpu = MTCNN(device="cuda").detect(astronaut)
+    assert len(on_gpu) == 1
+    np.testing.assert_allclose(on_gpu.boxes, detector.detect(astronaut).boxes, atol=1.0)
+
+
 # the same detector as facenet-pytorch's, where it is installed
 
 

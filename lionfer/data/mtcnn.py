@@ -1,6 +1,7 @@
 """MTCNN face detection (Zhang, Zhang, Li and Qiao, "Joint Face Detection and Alignment Using
-Multitask Cascaded Convolutional Networks", IEEE SPL 2016), on CPU or GPU, with the weights that
-ship inside lionfer (lionfer/weights/mtcnn_*.pt, MIT licensed: weights/MTCNN-LICENSE.txt).
+Multitask Cascaded Convolutional Networks", IEEE SPL 2016) on a torch device (lionfer detects on
+CPU), with the weights that ship inside lionfer (lionfer/weights/mtcnn_*.pt, MIT licensed:
+lionfer/weights/MTCNN-LICENSE.txt).
 
 Three networks in a cascade, each pass keeping fewer, better candidates:
 
@@ -13,9 +14,10 @@ Three networks in a cascade, each pass keeping fewer, better candidates:
    area), which removes a small box nested in a larger one.
 
 Between stages boxes are calibrated by the regressed offsets (fractions of the box side) and made
-square around their centre. Crops that leave the image are padded with black, as in the paper's
-code. Coordinates are continuous pixels, 0-based: a box (x1, y1, x2, y2) covers [x1, x2) × [y1, y2).
-Input pixels are scaled as the published networks expect, (v − 127.5) / 128.
+square around their centre. Pyramid levels and crops are resized by area averaging (OpenCV);
+crops that leave the image are padded with black, as in the paper's code. Coordinates are
+continuous pixels, 0-based: a box (x1, y1, x2, y2) covers [x1, x2) × [y1, y2). Input pixels are
+scaled as the published networks expect, (v − 127.5) / 128.
 """
 
 from __future__ import annotations

@@ -13,8 +13,6 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt torch torchvision
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,export,slurm,tensorboard,timm]'
-	# facenet-pytorch pins an old torch; its MTCNN weights are all lionfer uses, so skip its deps.
-	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from skimage import data as skdata
 
 from lionfer.data import faces
+from lionfer.data import mtcnn as faces_mtcnn
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.faces import ARCFACE_TEMPLATE_112, Face, align, crop_square, detect, pick_faces
 from lionfer.data.prepare import prepare
@@ -80,12 +81,12 @@ def test_haar_finds_the_same_face(astronaut, mtcnn_faces):
     assert iou(found[0].box, mtcnn_faces[0].box) > 0.5
 
 
-def test_auto_uses_mtcnn_then_falls_back_to_haar(astronaut, monkeypatch):
+def test_auto_uses_mtcnn_and_haar_only_when_mtcnn_cannot_run(astronaut, monkeypatch):
     assert [f.detector for f in detect(astronaut, "auto")] == ["mtcnn"]
-    blind = types.SimpleNamespace(detect=lambda image, landmarks: (None, [None], None))
+    blind = types.SimpleNamespace(detect=lambda image: faces_mtcnn._empty())
     monkeypatch.setattr(faces, "_mtcnn_or_none", lambda: blind)
-    assert [f.detector for f in detect(astronaut, "auto")] == ["haar"]
-    monkeypatch.setattr(faces, "_mtcnn_or_none", lambda: None)  # facenet-pytorch not installed
+    assert detect(astronaut, "auto") == []  # MTCNN ran and saw no face: Haar is not asked
+    monkeypatch.setattr(faces, "_mtcnn_or_none", lambda: None)  # MTCNN's weights are missing
     assert [f.detector for f in detect(astronaut, "auto")] == ["haar"]
     with pytest.raises(ValueError, match="unknown face detector 'dlib'"):
         detect(astronaut, "dlib")
@@ -114,7 +115,7 @@ def test_mtcnn_is_built_offline_from_packaged_weights(astronaut, monkeypatch):
 
 
 def test_detectors_are_not_built_at_import():
-    code = "import sys, lionfer.data.prepare; assert 'facenet_pytorch' not in sys.modules"
+    code = "import sys, lionfer.data.prepare; assert 'lionfer.data.mtcnn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -301,10 +302,10 @@ def test_missing_detector_stops_prepare_instead_of_failing_each_image(
     tiny_data, tmp_path, monkeypatch
 ):
     def unavailable():
-        raise faces.DetectorUnavailable("MTCNN needs facenet-pytorch")
+        raise faces.DetectorUnavailable("MTCNN weights file mtcnn_pnet.pt is missing")
 
     monkeypatch.setattr(faces, "_mtcnn", unavailable)
-    with pytest.raises(faces.DetectorUnavailable, match="facenet-pytorch"):
+    with pytest.raises(faces.DetectorUnavailable, match="mtcnn_pnet.pt is missing"):
         prepare(tiny_data, tmp_path / "out", size=64, detector="mtcnn", progress=False)
     with pytest.warns(RuntimeWarning, match="falling back to the Haar cascade"):
         report = prepare(tiny_data, tmp_path / "auto", size=64, detector="auto", progress=False)

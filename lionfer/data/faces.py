@@ -1,7 +1,7 @@
-"""Face detection and alignment, offline: MTCNN (facenet-pytorch, weights shipped in the package)
-with OpenCV's Haar cascade as the fallback, a 5-point similarity alignment to the ArcFace template,
-a square box crop when there are no landmarks, and the rule that picks faces in a crowded image.
-Detectors are built on first use and cached, never at import.
+"""Face detection and alignment, offline: MTCNN (lionfer.data.mtcnn, its weights shipped inside
+lionfer) with OpenCV's Haar cascade only where MTCNN cannot run, a 5-point similarity alignment to
+the ArcFace template, a square box crop when there are no landmarks, and the rule that picks faces
+in a crowded image. Detectors are built on first use and cached, never at import.
 """
 
 from __future__ import annotations
@@ -63,8 +63,10 @@ class Face:
 def detect(
     image: Image.Image, detector: str = "auto", min_score: float = MTCNN_MIN_SCORE
 ) -> list[Face]:
-    """Faces in an RGB image. "auto" runs MTCNN and falls back to Haar when it finds nothing or
-    facenet-pytorch is not installed; "mtcnn" and "haar" run only that detector."""
+    """Faces in an RGB image. "auto" runs MTCNN, and the Haar cascade only when MTCNN cannot be
+    built (its weights missing or damaged; a warning says so), never when MTCNN ran and found
+    nothing: Haar finds "faces" in lettering and textures that MTCNN rejects. "mtcnn" and "haar"
+    run only that detector."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
     small, scale = _shrink(image.convert("RGB"), DETECT_MAX_SIDE)
@@ -74,8 +76,7 @@ def detect(
         faces = _detect_mtcnn(_mtcnn(), small, min_score)
     else:
         model = _mtcnn_or_none()
-        faces = _detect_mtcnn(model, small, min_score) if model is not None else []
-        faces = faces or _detect_haar(small)
+        faces = _detect_mtcnn(model, small, min_score) if model is not None else _detect_haar(small)
     return [_rescaled(face, 1.0 / scale) for face in faces]
 
 
@@ -172,16 +173,12 @@ def _rescaled(face: Face, factor: float) -> Face:
 
 def _detect_mtcnn(model: Any, image: Image.Image, min_score: float) -> list[Face]:
     with _torch_threads(MTCNN_THREADS):
-        boxes, probs, points = model.detect(image, landmarks=True)
-    if boxes is None:  # no face: facenet-pytorch returns None (and probs [None])
-        return []
-    # facenet-pytorch returns numpy object arrays; make them float.
-    boxes = np.asarray(boxes.tolist(), dtype=np.float64).reshape(-1, 4)
-    probs = np.asarray(probs.tolist(), dtype=np.float64).reshape(-1)
-    points = np.asarray(points.tolist(), dtype=np.float64).reshape(-1, 5, 2)
+        found = model.detect(image)
     return [
         Face((x1, y1, x2 - x1, y2 - y1), float(p), landmarks, "mtcnn")
-        for (x1, y1, x2, y2), p, landmarks in zip(boxes.tolist(), probs, points, strict=True)
+        for (x1, y1, x2, y2), p, landmarks in zip(
+            found.boxes.tolist(), found.scores, found.landmarks, strict=True
+        )
         if p >= min_score
     ]
 
@@ -213,15 +210,13 @@ def _torch_threads(count: int) -> Iterator[None]:
 
 @functools.cache
 def _mtcnn() -> Any:
-    """The MTCNN detector on CPU; its pnet/rnet/onet weights ship inside facenet-pytorch."""
+    """lionfer's MTCNN on CPU, from the weight files shipped in lionfer/weights."""
+    from lionfer.data.mtcnn import MTCNN, WeightsError
+
     try:
-        from facenet_pytorch import MTCNN
-    except ImportError as error:
-        raise DetectorUnavailable(
-            "MTCNN needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0 "
-            "(or use detector='haar')"
-        ) from error
-    return MTCNN(keep_all=True, device="cpu")
+        return MTCNN(device="cpu")
+    except WeightsError as error:
+        raise DetectorUnavailable(f"{error} (or use detector='haar')") from error
 
 
 def _mtcnn_or_none() -> Any | None:

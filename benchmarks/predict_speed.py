@@ -56,7 +56,7 @@ def images_per_second(predictor, images, cropped: bool, repeats: int) -> tuple[f
         start = time.perf_counter()
         table = predictor.predict(images, cropped=cropped)
         best = min(best, time.perf_counter() - start)
-        faces = int((table["error"] == "").sum())
+        faces = int(table["error"].isna().sum())
     return len(images) / best, faces
 
 

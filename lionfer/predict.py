@@ -154,9 +154,7 @@ def not_a_checkpoint(path: Path, error: Exception) -> str:
         return "the file is empty (0 bytes)"
     for magic, kind in IMAGE_MAGIC:
         if head.startswith(magic):
-            return (
-                f"it is a {kind} image (the model comes first: lionfer predict MODEL INPUT...)"
-            )
+            return f"it is a {kind} image (the model comes first: lionfer predict MODEL INPUT...)"
     if head[8:12] == b"WEBP":
         return "it is a WebP image (the model comes first: lionfer predict MODEL INPUT...)"
     if "TorchScript" in text:

@@ -300,9 +300,7 @@ def predict_files(
     report.counts.update(ignored=ignored, resumed=sum(s.name in file.done for s in sources))
     todo = [s for s in sources if s.name not in file.done]
     annotator = Annotator(annotate_dir, frame_stride, sources) if annotate_dir else None
-    bar = (
-        tqdm(total=len(todo), desc="predict", unit="input") if progress else _NoBar()
-    )
+    bar = tqdm(total=len(todo), desc="predict", unit="input") if progress else _NoBar()
     before = (report.counts.copy(), report.skipped.copy())
     try:
         for item in predictor.stream(todo, cropped, frame_stride, keep_images=bool(annotator)):

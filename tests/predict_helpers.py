@@ -116,7 +116,9 @@ def _shift_chunk_offsets(box: bytes, shift: int) -> bytes:
     kind = box[4:8]
     if kind == b"stco":
         count = int.from_bytes(box[12:16], "big")
-        offsets = [int.from_bytes(box[16 + 4 * i : 20 + 4 * i], "big") + shift for i in range(count)]
+        offsets = [
+            int.from_bytes(box[16 + 4 * i : 20 + 4 * i], "big") + shift for i in range(count)
+        ]
         return box[:16] + b"".join(o.to_bytes(4, "big") for o in offsets)
     if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
         children = [_shift_chunk_offsets(child, shift) for _, child in _boxes(box[8:])]

@@ -320,7 +320,9 @@ def _truncated(path: Path, fraction: float) -> Path:
 @pytest.mark.parametrize("suffix", [".avi", ".mp4"])
 def test_a_truncated_video_ends_with_a_row_saying_where_decoding_stopped(tmp_path, stubbed, suffix):
     noise = np.random.default_rng(0)
-    clip = [Image.fromarray(noise.integers(0, 256, (120, 160, 3), dtype=np.uint8)) for _ in range(30)]
+    clip = [
+        Image.fromarray(noise.integers(0, 256, (120, 160, 3), dtype=np.uint8)) for _ in range(30)
+    ]
     write = write_clip if suffix == ".avi" else write_mp4  # mp4: its index before the frames
     whole = write(tmp_path / f"clip{suffix}", clip, fps=10.0)
     table = stubbed.predict(str(whole))

@@ -182,7 +182,9 @@ def test_annotate_writes_images_and_a_video(tmp_path, checkpoint, photos):
                       annotate=photos.anchor, progress=False)  # fmt: skip
 
 
-def test_annotated_output_inside_the_inputs_is_never_read_back(tmp_path, checkpoint, photos, capsys):
+def test_annotated_output_inside_the_inputs_is_never_read_back(
+    tmp_path, checkpoint, photos, capsys
+):
     shots = tmp_path / "shots"
     shots.mkdir()
     for name in ("a_group.png", "b_group.jpg"):
@@ -192,7 +194,10 @@ def test_annotated_output_inside_the_inputs_is_never_read_back(tmp_path, checkpo
             "--detector", "haar", "--no-progress"]  # fmt: skip
     code, first, err = run(capsys, *argv)
     assert code == 0, err
-    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == ["a_group.png", "b_group.jpg"]
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == [
+        "a_group.png",
+        "b_group.jpg",
+    ]
     code, again, err = run(capsys, *argv)  # the annotated copies are in the input folder now
     assert code == 0, err
     assert "skipped 2 files inside the --annotate folder" in again

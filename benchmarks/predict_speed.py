@@ -7,11 +7,21 @@ without detection (cropped=True) and 320×160 scenes with one face for the runs 
 Each case runs once to warm up, then is timed over --images images, best of --repeats.
 
     python benchmarks/predict_speed.py --model resnet18 --size 112 --images 64
+
+--wait-policy measures OpenMP's wait policy on a busy CPU instead: --load busy processes spin while
+child processes predict on face crops (PyTorch, batch 1 and --batch) with OMP_WAIT_POLICY unset
+and =PASSIVE, alternating, --repeats times each; it prints images/s of each and the ratio. The
+policy must be set before torch is imported, hence the child processes.
+
+    python benchmarks/predict_speed.py --wait-policy --model resnet18 --size 112 --load 2
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,8 +66,53 @@ def images_per_second(predictor, images, cropped: bool, repeats: int) -> tuple[f
         start = time.perf_counter()
         table = predictor.predict(images, cropped=cropped)
         best = min(best, time.perf_counter() - start)
-        faces = int((table["error"] == "").sum())
+        faces = int(table["error"].isna().sum())
     return len(images) / best, faces
+
+
+def child(model: Path, images: int, batch: int) -> None:
+    """One timing in this process (its OMP_WAIT_POLICY fixed when torch was imported)."""
+    crops, _ = inputs(images)
+    rates = []
+    for size in (1, batch):
+        predictor = load(model, batch_size=size)
+        rates.append(images_per_second(predictor, crops, True, 1)[0])
+    print(" ".join(f"{rate:.2f}" for rate in rates))
+
+
+def wait_policy(args) -> None:
+    """Face crops per second with OMP_WAIT_POLICY unset and PASSIVE while --load processes spin."""
+    spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+    results: dict[str, list[list[float]]] = {"unset": [], "PASSIVE": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model = checkpoint(Path(tmp), args.model, args.size)
+            env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+            for _ in range(args.repeats):
+                for policy in results:
+                    extra = {} if policy == "unset" else {"OMP_WAIT_POLICY": policy}
+                    done = subprocess.run(
+                        [sys.executable, __file__, "--child", str(model), "--images",
+                         str(args.images), "--batch", str(args.batch)],
+                        env={**env, **extra}, capture_output=True, text=True, check=True,
+                    )  # fmt: skip
+                    results[policy].append([float(v) for v in done.stdout.split()[-2:]])
+    finally:
+        for process in spin:
+            process.kill()
+            process.wait()
+    print(
+        f"{args.model} at {args.size} px, {args.images} face crops, {args.load} busy processes "
+        f"on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+        f"{args.repeats} alternating runs each"
+    )
+    print(f"{'batch':>6}{'unset':>16}{'PASSIVE':>16}{'ratio (median)':>16}")
+    for k, batch in enumerate((1, args.batch)):
+        unset = sorted(r[k] for r in results["unset"])
+        passive = sorted(r[k] for r in results["PASSIVE"])
+        ratio = sorted(p / u for p, u in zip(passive, unset, strict=True))[len(unset) // 2]
+        span = lambda v: f"{v[0]:.1f}–{v[-1]:.1f}"  # noqa: E731
+        print(f"{batch:>6}{span(unset):>16}{span(passive):>16}{ratio:>15.1f}x")
 
 
 def main() -> None:
@@ -68,7 +123,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="the batched runs' batch size")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--wait-policy", action="store_true", help="OMP_WAIT_POLICY under load")
+    parser.add_argument("--load", type=int, default=2, help="busy processes for --wait-policy")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args.child, args.images, args.batch)
+        return
+    if args.wait_policy:
+        wait_policy(args)
+        return
     torch.set_num_threads(args.threads)
     crops, scenes = inputs(args.images)
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,9 +23,23 @@ from PIL import Image
 
 from lionfer.data import transforms
 from lionfer.data.checks import IMAGE_EXTENSIONS
-from lionfer.data.faces import DETECTORS, DetectorUnavailable, Face, align, detect, pick_faces
+from lionfer.data.faces import (
+    DETECT_MAX_SIDE,
+    DETECTORS,
+    DetectorUnavailable,
+    Face,
+    align,
+    detect,
+    pick_faces,
+)
 from lionfer.data.images import ImageError, open_image, to_rgb
-from lionfer.data.video import EmptyVideoError, VideoError, frames, is_video_file
+from lionfer.data.video import (
+    DamagedVideoError,
+    EmptyVideoError,
+    VideoError,
+    frames,
+    is_video_file,
+)
 from lionfer.errors import InputError
 
 FIXED_COLUMNS = ("source", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label")
@@ -33,6 +47,9 @@ FACE_SIZE = 112  # `lionfer prepare`'s default --size: faces are aligned at it, 
 PREDICT_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".webp", ".tif", ".tiff", ".gif"}
 CHECKPOINT_KEYS = ("ema", "class_names", "model_name", "image_size")
 GLOB_CHARS = frozenset("*?[")
+# MTCNN finds faces of at least 20 px (its min_face_size) and fails on a smaller image; the Haar
+# cascade looks for 24 px and more. Smaller images (as detection sees them) hold no face to find.
+MIN_DETECT_SIDE = 20
 # A face detector of your own: RGB image -> faces (lionfer.data.faces.Face: box x, y, w, h in
 # pixels, score, optional (5, 2) landmarks for the alignment, detector name).
 Detector = Callable[[Image.Image], list[Face]]
@@ -96,15 +113,9 @@ def read_checkpoint(path: Path) -> dict:
             warnings.simplefilter("ignore", UserWarning)  # torch's TorchScript-archive notice
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types on a file that is not a checkpoint
-        text = str(error).strip() or type(error).__name__
-        reason = (
-            "it is a TorchScript export, which lionfer predict does not read"
-            if "TorchScript" in text
-            else f"torch.load failed: {text.splitlines()[0][:200]}"
-        )
         raise InputError(
-            f"{path} is not a lionfer checkpoint ({reason}); pass a run folder, its "
-            "checkpoints/last.pt or best.pt, or an exported .onnx file"
+            f"{path} is not a lionfer checkpoint: {not_a_checkpoint(path, error)}; pass a run "
+            "folder, its checkpoints/last.pt or best.pt, or an exported .onnx file"
         ) from error
     if not isinstance(state, dict):
         raise InputError(f"{path} is not a lionfer checkpoint (it holds a {type(state).__name__})")
@@ -123,12 +134,81 @@ def read_checkpoint(path: Path) -> dict:
     return state
 
 
+IMAGE_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def not_a_checkpoint(path: Path, error: Exception) -> str:
+    """Why torch.load refused a file, in words and from its first bytes, without torch's advice
+    (which is to unpickle arbitrary objects)."""
+    text = str(error)
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "the file is empty (0 bytes)"
+    for magic, kind in IMAGE_MAGIC:
+        if head.startswith(magic):
+            return f"it is a {kind} image (the model comes first: lionfer predict MODEL INPUT...)"
+    if head[8:12] == b"WEBP":
+        return "it is a WebP image (the model comes first: lionfer predict MODEL INPUT...)"
+    if "TorchScript" in text:
+        return "it is a TorchScript export, which lionfer predict does not read"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):  # torch's zip or pickle
+        if "Weights only load failed" in text and "GLOBAL" in text.upper():
+            return (
+                "it holds Python objects besides tensors and plain values, which lionfer does "
+                "not unpickle (a file of another program)"
+            )
+        if head.startswith(b"PK\x03\x04") and "archive" in text:
+            return "it is a ZIP archive, not a PyTorch file"
+        return "it is a damaged or truncated PyTorch file (copy it again)"
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+            return "it is a text file, not a PyTorch file"
+        except UnicodeDecodeError as bad:
+            if bad.start >= len(head) - 4:  # a character cut at the end of the 4096 bytes
+                return "it is a text file, not a PyTorch file"
+    return "it is not a PyTorch file"
+
+
+def inference_device(name: str) -> torch.device:
+    """The torch device `--device` names, or an InputError that says what to pass instead."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as error:
+        raise InputError(
+            f"--device {name!r} is not a device; use cpu, cuda, cuda:N or mps"
+        ) from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"--device {name}: no CUDA GPU is visible here (torch.cuda.is_available() is "
+                "False); use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPUs "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device {name}: lionfer predicts on cpu, cuda, cuda:N or mps")
+    return device
+
+
 def torch_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
     """(the checkpoint's EMA model in eval mode on device, its ModelInfo)."""
     from lionfer.config import ModelConfig
     from lionfer.models import build_model, check_state_dict
     from lionfer.registry import MODELS
-    from lionfer.trainer import resolve_device
 
     state = read_checkpoint(path)
     name, class_names = state["model_name"], tuple(state["class_names"])
@@ -156,7 +236,7 @@ def torch_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, Model
         str(path),
         file_fingerprint(path),
     )
-    return model.to(resolve_device(device)).eval(), info
+    return model.to(inference_device(device)).eval(), info
 
 
 class TorchClassifier:
@@ -229,6 +309,7 @@ def load(
     """A Predictor for a run folder (its checkpoints/<checkpoint>.pt), a checkpoint file or an
     exported .onnx file. detector: "auto", "mtcnn", "haar", or your own Detector."""
     path = checkpoint_file(model, checkpoint)
+    inference_device(device)  # a device that is not there is refused before any work
     if path.suffix.lower() == ".onnx":
         classifier = OnnxClassifier(path, device)
         return Predictor(classifier, classifier.info, detector, face_size, batch_size)
@@ -414,6 +495,8 @@ class Predictor:
         """The faces of an RGB image, largest first (ties: higher score first)."""
         if callable(self.detector):
             return pick_faces(list(self.detector(image)), "all")
+        if min(image.size) * min(1.0, DETECT_MAX_SIDE / max(image.size)) < MIN_DETECT_SIDE:
+            return []
         return pick_faces(detect(image, self.detector), "all")
 
     def faces(self, image: Image.Image, cropped: bool = False) -> list[FaceCrop]:
@@ -494,6 +577,14 @@ class Predictor:
             try:
                 for index, time_s, image in frames(source.path, stride):
                     yield self._frame(source, index, time_s, image, cropped, keep)
+            except DamagedVideoError as error:
+                yield Frame(
+                    source,
+                    error.frame,
+                    error.time_s,
+                    error=f"damaged video: {error}",
+                    reason="damaged_video",
+                )
             except VideoError as error:
                 reason = "empty_video" if isinstance(error, EmptyVideoError) else "unreadable"
                 yield Frame(
@@ -543,7 +634,7 @@ class Predictor:
                     "score": face.score,
                     "label": self.class_names[int(np.argmax(probs))],
                     **{n: float(p) for n, p in zip(names, probs, strict=True)},
-                    "error": "",
+                    "error": None,
                 }
             )
         return rows

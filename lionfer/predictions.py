@@ -3,17 +3,25 @@ progress file beside it (OUT.progress) that makes an interrupted job resumable, 
 and videos, and the closing skip report.
 
 OUT.progress is JSON lines: first the job's settings (model fingerprint, columns, detection
-settings), then one {"source", "offset"} line per finished input, written after that input's rows
-are flushed. Rerunning the same command truncates OUT to the last finished input's offset (rows of
-an input cut off halfway go) and skips the finished inputs. An existing OUT that is not a lionfer
-predictions file, or one written with other settings, is refused unless overwrite is given.
+settings, a digest of the list of inputs), then one {"source", "offset", "counts", "skipped"} line
+per finished input, written after that input's rows are flushed. Rerunning the same command
+truncates OUT to the last finished input's offset (rows of an input cut off halfway go), skips the
+finished inputs and reports the whole file. An existing OUT that is not a lionfer predictions file,
+or one written with other settings or for another list of inputs, is refused unless overwrite is
+given.
+
+Annotated copies go under the --annotate folder at their path below the inputs' deepest common
+folder, so two inputs never share one and nothing is written outside it; files inside that folder
+are never read as inputs.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +76,7 @@ class PredictionsFile:
         self.path, self.fmt, self.columns = Path(path), fmt, columns
         self.progress_path = self.path.with_name(self.path.name + PROGRESS_SUFFIX)
         self.settings = {**settings, "format": fmt, "columns": columns}
-        self.done: set[str] = set()
+        self.done: dict[str, dict] = {}  # finished source -> its progress record
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if overwrite or not self._has_content():
             self._start()
@@ -102,17 +110,26 @@ class PredictionsFile:
             )
         header, finished = read_progress(self.progress_path)
         changed = sorted(
-            k for k in {*header, *self.settings} if header.get(k) != self.settings.get(k)
-        )
+            k
+            for k in {*header, *self.settings}
+            if header.get(k) != self.settings.get(k) and (k != "inputs" or k in header)
+        )  # a file from before inputs were recorded resumes as it did then
+        if changed == ["inputs"]:
+            then, now = header.get("inputs", {}), self.settings["inputs"]
+            raise InputError(
+                f"{self.path} holds predictions for another list of inputs ({then.get('count')} "
+                f"inputs then, {now['count']} now); run with the same inputs to resume, pass "
+                "--overwrite to replace the file, or choose another --out"
+            )
         if changed:
             raise InputError(
                 f"{self.path} was written with other settings ({', '.join(changed)} differ: "
-                "another model, format or detection settings); pass --overwrite to replace it or "
-                "choose another --out"
+                "another model, format, detection settings or list of inputs); pass --overwrite "
+                "to replace it or choose another --out"
             )
         with self.path.open("r+b") as f:
-            f.truncate(finished[-1][1])
-        self.done = {source for source, _ in finished[1:]}
+            f.truncate(finished[-1]["offset"])
+        self.done = {record["source"]: record for record in finished[1:]}
 
     def write(self, rows: list[dict]) -> None:
         for row in rows:
@@ -123,13 +140,19 @@ class PredictionsFile:
                 record = dict(zip(self.columns, values, strict=True))
                 self._out.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
 
-    def finished(self, source: str) -> None:
-        """Flush the rows written so far and record `source` as complete."""
+    def finished(self, source: str, counts: Counter, skipped: Counter) -> None:
+        """Flush the rows written so far and record `source` as complete, with what it added to
+        the report (so that a resumed job reports the whole file)."""
         self._out.flush()
-        record = {"source": source, "offset": self._out.tell()}
+        record = {
+            "source": source,
+            "offset": self._out.tell(),
+            "counts": dict(counts),
+            "skipped": dict(skipped),
+        }
         self._progress.write(json.dumps(record) + "\n")
         self._progress.flush()
-        self.done.add(source)
+        self.done[source] = record
 
     def close(self) -> None:
         self._out.close()
@@ -155,8 +178,9 @@ def is_predictions_file(path: Path, fmt: str) -> bool:
     return isinstance(record, dict) and list(record)[: len(FIXED_COLUMNS)] == list(FIXED_COLUMNS)
 
 
-def read_progress(path: Path) -> tuple[dict, list[tuple[str | None, int]]]:
-    """(settings, [(None, header end), (source, offset), ...]); a torn last line is ignored."""
+def read_progress(path: Path) -> tuple[dict, list[dict]]:
+    """(settings, [{"source": None, "offset": header end}, {"source", "offset", "counts",
+    "skipped"}, ...]); a torn last line is ignored."""
     lines = path.read_text(encoding="utf-8").splitlines()
     records = []
     for line in lines:
@@ -166,8 +190,8 @@ def read_progress(path: Path) -> tuple[dict, list[tuple[str | None, int]]]:
             break  # written when the job was killed; what follows cannot be trusted
     if not records or records[0].get("lionfer_predictions") != 1:
         raise InputError(f"{path} is not a lionfer progress file; pass --overwrite to start again")
-    finished = [(None, int(records[0]["offset"]))]
-    finished += [(r["source"], int(r["offset"])) for r in records[1:]]
+    finished = [{"source": None, "offset": int(records[0]["offset"])}]
+    finished += [{**r, "offset": int(r["offset"])} for r in records[1:]]
     return records[0]["settings"], finished
 
 
@@ -179,6 +203,8 @@ class PredictReport:
     counts: Counter = field(default_factory=Counter)  # images, videos, frames, faces, rows, ...
     skipped: Counter = field(default_factory=Counter)  # inputs by reason (SKIP_REASONS)
     annotated: list[Path] = field(default_factory=list)
+    excluded: int = 0  # files inside the --annotate folder, not read as inputs
+    annotate_dir: Path | None = None
 
     def summary(self) -> str:
         c = self.counts
@@ -189,12 +215,24 @@ class PredictReport:
         ]
         skipped = ", ".join(f"{SKIP_REASONS[k]} {n}" for k, n in sorted(self.skipped.items()))
         lines.append(f"skipped inputs: {skipped or 'none'}")
+        if c["damaged_videos"]:
+            lines.append(
+                f"damaged videos, read up to the damage (see their error rows): "
+                f"{c['damaged_videos']}"
+            )
         if c["frames_without_face"]:
             lines.append(f"video frames without a face: {c['frames_without_face']}")
         if c["ignored"]:
             lines.append(f"ignored {c['ignored']} files in folders that are not images or videos")
+        if self.excluded:
+            lines.append(
+                f"skipped {_count(self.excluded, 'file')} inside the --annotate folder "
+                f"{self.annotate_dir} (annotated output is never read as input)"
+            )
         if c["resumed"]:
-            lines.append(f"already complete from an earlier run: {c['resumed']} inputs")
+            lines.append(
+                f"already complete from an earlier run: {c['resumed']} inputs (counted above)"
+            )
         return "\n".join(lines)
 
 
@@ -202,14 +240,32 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def job_settings(predictor: Predictor, cropped: bool, frame_stride: int) -> dict:
+def job_settings(
+    predictor: Predictor, cropped: bool, frame_stride: int, sources: list[Source]
+) -> dict:
     info = predictor.info
+    names = "\n".join(source.name for source in sources).encode("utf-8")
     return {
         "model": info.fingerprint,
         "detector": "none (cropped)" if cropped else predictor.detector_name,
         "face_size": predictor.face_size,
         "frame_stride": frame_stride,
+        "inputs": {"count": len(sources), "sha256": hashlib.sha256(names).hexdigest()[:16]},
     }
+
+
+class _NoBar:
+    """Stands in for tqdm when progress is off: no object whose teardown a late Ctrl-C can
+    interrupt with a traceback."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **values) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def predict_files(
@@ -232,20 +288,28 @@ def predict_files(
         raise InputError(f"--frame-stride must be at least 1, got {frame_stride}")
     sources, ignored = collect_sources(inputs)
     annotate_dir = Path(annotate) if annotate else None
+    excluded = 0
     if annotate_dir is not None:
-        check_annotate_dir(annotate_dir, sources)
-    settings = job_settings(predictor, cropped, frame_stride)
+        sources, excluded = exclude_folder(sources, annotate_dir)
+    settings = job_settings(predictor, cropped, frame_stride, sources)
     file = PredictionsFile(out, fmt, predictor.columns, settings, overwrite)
-    report = PredictReport(out)
+    report = PredictReport(out, excluded=excluded, annotate_dir=annotate_dir)
+    for record in file.done.values():  # what the earlier runs wrote counts too
+        report.counts.update(record.get("counts", {}))
+        report.skipped.update(record.get("skipped", {}))
     report.counts.update(ignored=ignored, resumed=sum(s.name in file.done for s in sources))
     todo = [s for s in sources if s.name not in file.done]
-    annotator = Annotator(annotate_dir, frame_stride) if annotate_dir else None
-    bar = tqdm(total=len(todo), desc="predict", unit="input", disable=not progress)
+    annotator = Annotator(annotate_dir, frame_stride, sources) if annotate_dir else None
+    bar = tqdm(total=len(todo), desc="predict", unit="input") if progress else _NoBar()
+    before = (report.counts.copy(), report.skipped.copy())
     try:
         for item in predictor.stream(todo, cropped, frame_stride, keep_images=bool(annotator)):
             if isinstance(item, SourceDone):
-                file.finished(item.source.name)
                 _count_source(report, item.source)
+                file.finished(
+                    item.source.name, report.counts - before[0], report.skipped - before[1]
+                )
+                before = (report.counts.copy(), report.skipped.copy())
                 if annotator:
                     annotator.finish(item.source, report)
                 bar.update(1)
@@ -264,6 +328,19 @@ def predict_files(
     return report
 
 
+def exclude_folder(sources: list[Source], folder: Path) -> tuple[list[Source], int]:
+    """(the sources outside folder, how many were inside it): the --annotate folder's files are
+    lionfer's output, never input, wherever the folder is."""
+    inside = folder.resolve()
+    kept = [s for s in sources if s.path is None or not s.path.resolve().is_relative_to(inside)]
+    if sources and not kept:
+        raise InputError(
+            f"every input is inside the --annotate folder {folder}, whose files are never read as "
+            "inputs; choose another --annotate folder"
+        )
+    return kept, len(sources) - len(kept)
+
+
 def _count_source(report: PredictReport, source: Source) -> None:
     report.counts["videos" if source.kind == "video" else "images"] += 1
 
@@ -273,35 +350,35 @@ def _count_frame(report: PredictReport, frame: Frame, rows: int) -> None:
     report.counts["faces"] += len(frame.faces)
     video = frame.source.kind == "video"
     report.counts["frames"] += int(video and frame.reason in ("", "no_face", "error"))
-    if video and frame.reason in ("no_face", "error"):
+    if frame.reason == "damaged_video":
+        report.counts["damaged_videos"] += 1
+    elif video and frame.reason in ("no_face", "error"):
         report.counts["frames_without_face"] += 1
     elif frame.reason:
         report.skipped[frame.reason] += 1
 
 
-def annotated_path(folder: Path, source: Source) -> Path:
-    """folder / the source's path without its anchor and '..' parts (memory:N → memory_N.png)."""
-    if source.path is None:
+def annotation_root(sources: list[Source]) -> Path | None:
+    """The deepest folder holding every file input (resolved), or None without file inputs."""
+    parents = [str(s.path.resolve().parent) for s in sources if s.path is not None]
+    return Path(os.path.commonpath(parents)) if parents else None
+
+
+def annotated_path(folder: Path, source: Source, root: Path | None) -> Path:
+    """folder / the source's resolved path below root (annotation_root of every input), so that
+    `../in/a.jpg` and `in/a.jpg` stay apart and an absolute path is not copied whole; an image in
+    memory is folder / memory_N.png."""
+    if source.path is None or root is None:
         return folder / f"{source.name.replace(':', '_')}.png"
-    parts = [p for p in source.path.parts if p not in ("..", ".", source.path.anchor)]
-    return folder.joinpath(*parts)
-
-
-def check_annotate_dir(folder: Path, sources: list[Source]) -> None:
-    for source in sources:
-        target = annotated_path(folder, source)
-        if source.path is not None and target.resolve() == source.path.resolve():
-            raise InputError(
-                f"--annotate {folder} would overwrite the input {source.path}; "
-                "choose another folder"
-            )
+    return folder / source.path.resolve().relative_to(root)
 
 
 class Annotator:
     """Writes each image with its boxes and labels, and each video as an annotated video."""
 
-    def __init__(self, folder: Path, frame_stride: int):
+    def __init__(self, folder: Path, frame_stride: int, sources: list[Source]):
         self.folder, self.frame_stride = folder, frame_stride
+        self.root = annotation_root(sources)  # of every input, also those done before a resume
         self.videos: dict[str, VideoWriter] = {}
 
     def add(self, frame: Frame, rows: list[dict]) -> None:
@@ -313,7 +390,7 @@ class Annotator:
             if r["label"] is not None
         ]
         image = draw_faces(frame.image, faces)
-        target = annotated_path(self.folder, frame.source)
+        target = annotated_path(self.folder, frame.source, self.root)
         if frame.source.kind == "video":
             writer = self.videos.get(frame.source.name)
             if writer is None:
@@ -327,8 +404,8 @@ class Annotator:
         try:
             image.save(target)
         except (ValueError, OSError):  # a suffix PIL cannot write (.gif frames, .tif modes...)
-            target = target.with_suffix(".png")
-            image.save(target)
+            # a.gif -> a.gif.png: never the annotated copy of another input a.png
+            image.save(target.with_name(target.name + ".png"))
 
     @staticmethod
     def _probs(row: dict) -> list[float]:

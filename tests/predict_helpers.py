@@ -82,3 +82,45 @@ def trained_run(tmp_path_factory) -> Path:
     if not (out / "summary.json").is_file():
         train(load_config(None, [*TINY, *TINIER]), out, progress=False, overwrite=True)
     return out
+
+
+def write_mp4(path: Path, frames: list[Image.Image], fps: float = 10.0) -> Path:
+    """An mp4v .mp4 of RGB frames with its index (moov) moved before the frame data, as cameras
+    and `ffmpeg -movflags +faststart` write them: a copy cut short still opens."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, frames[0].size)
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(np.ascontiguousarray(np.asarray(frame)[:, :, ::-1]))
+    writer.release()
+    boxes = _boxes(path.read_bytes())
+    moov = next(box for kind, box in boxes if kind == b"moov")
+    moov = _shift_chunk_offsets(moov, len(moov))
+    head = [box for kind, box in boxes if kind == b"ftyp"]
+    rest = [box for kind, box in boxes if kind not in (b"ftyp", b"moov")]
+    path.write_bytes(b"".join([*head, moov, *rest]))
+    return path
+
+
+def _boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The top-level (type, whole box) of an ISO media byte string (32-bit sizes only)."""
+    boxes, at = [], 0
+    while at < len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        boxes.append((data[at + 4 : at + 8], data[at : at + size]))
+        at += size
+    return boxes
+
+
+def _shift_chunk_offsets(box: bytes, shift: int) -> bytes:
+    """The box with every stco entry (a chunk's file offset) moved by shift bytes."""
+    kind = box[4:8]
+    if kind == b"stco":
+        count = int.from_bytes(box[12:16], "big")
+        offsets = [
+            int.from_bytes(box[16 + 4 * i : 20 + 4 * i], "big") + shift for i in range(count)
+        ]
+        return box[:16] + b"".join(o.to_bytes(4, "big") for o in offsets)
+    if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+        children = [_shift_chunk_offsets(child, shift) for _, child in _boxes(box[8:])]
+        return box[:8] + b"".join(children)
+    return box

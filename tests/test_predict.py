@@ -7,10 +7,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from predict_helpers import IMAGE_SIZE, blank, faces, make_checkpoint, scene, write_clip
+from predict_helpers import (
+    IMAGE_SIZE,
+    blank,
+    faces,
+    make_checkpoint,
+    scene,
+    write_clip,
+    write_mp4,
+)
 
 import lionfer
 from lionfer import predict as P
@@ -127,7 +136,7 @@ def test_every_face_is_reported_largest_first(stubbed):
     assert table["face"].tolist() == [0, 1] and table["source"].tolist() == ["memory:0"] * 2
     assert table[["x", "y", "w", "h"]].values.tolist() == [[10, 10, 80, 90], [150, 20, 40, 40]]
     assert table["score"].tolist() == [0.99, 0.95]
-    assert (table["error"] == "").all()
+    assert table["error"].isna().all()  # pandas' missing value, not "", on good rows
     best = table[P_COLUMNS].to_numpy().argmax(axis=1)
     assert table["label"].tolist() == [CLASS_NAMES[i] for i in best]
 
@@ -154,10 +163,10 @@ def test_paths_folders_and_bad_files_give_rows_with_errors(tmp_path, stubbed):
     (tmp_path / "notes.txt").write_text("not an image")
     table = stubbed.predict(str(tmp_path))
     by_source = table.groupby("source")["error"].apply(list).to_dict()
-    assert by_source[str(tmp_path / "sub" / "group.png")] == ["", ""]
+    assert table[table["source"].str.endswith("group.png")]["error"].isna().tolist() == [True] * 2
     assert by_source[str(tmp_path / "empty_room.jpg")] == ["no face found"]
     assert by_source[str(tmp_path / "broken.jpg")][0].startswith("unreadable: cannot read image")
-    skipped = table[table["error"] != ""]
+    skipped = table[table["error"].notna()]
     assert skipped["label"].isna().all() and skipped[P_COLUMNS].isna().all().all()
     assert skipped["face"].isna().all()
 
@@ -235,7 +244,8 @@ def test_a_crashing_detector_is_one_error_row_and_the_job_goes_on(checkpoint):
         return two_faces(image)
 
     table = load(checkpoint, detector=flaky).predict([scene(faces()), Image.fromarray(faces()[0])])
-    assert table["error"].tolist() == ["error: RuntimeError: out of cheese", "", ""]
+    assert table["error"].iloc[0] == "error: RuntimeError: out of cheese"
+    assert table["error"].iloc[1:].isna().all()
 
 
 def test_the_stream_holds_at_most_a_batch_of_frames(stubbed, monkeypatch):
@@ -252,3 +262,76 @@ def test_the_stream_holds_at_most_a_batch_of_frames(stubbed, monkeypatch):
     first = next(iter(stubbed.stream(sources)))
     assert first.index == 0 and first.probs.shape == (2, len(CLASS_NAMES))
     assert len(decoded) == 2  # 2 faces per frame fill the batch of 4 after 2 frames
+
+
+@pytest.mark.parametrize("detector", ["auto", "mtcnn", "haar"])
+def test_images_too_small_for_a_face_have_no_face_not_a_crash(checkpoint, detector):
+    predictor = load(checkpoint, detector=detector)
+    tiny = [Image.new("RGB", size, (120, 100, 90)) for size in ((8, 8), (19, 19), (640, 12))]
+    table = predictor.predict(tiny)
+    assert table["error"].tolist() == ["no face found"] * 3
+
+
+def _model_file(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / {"random": "model.pt", "jpeg": "photo.jpg", "text": "notes.txt"}[kind]
+    if kind == "random":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    elif kind == "jpeg":
+        Image.fromarray(faces((3,))[0]).save(path)
+    else:
+        path.write_text("these are my notes\nnot a model\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"),
+    [("random", "not a PyTorch file"), ("jpeg", "JPEG image"), ("text", "text file")],
+)
+def test_a_file_that_is_no_model_gets_one_line_with_the_fix(tmp_path, kind, says):
+    with pytest.raises(InputError) as caught:
+        load(_model_file(tmp_path, kind))
+    message = str(caught.value)
+    assert says in message and "pass a run folder" in message
+    assert "\n" not in message and "weights_only" not in message
+    assert "torch.load failed" not in message and "PyTorch 2.6" not in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_predict_on_a_missing_gpu_says_what_to_pass_instead(checkpoint):
+    with pytest.raises(InputError) as caught:
+        load(checkpoint, device="cuda")
+    message = str(caught.value)
+    assert "--device cuda" in message and "--device cpu" in message
+    assert "train.device" not in message and "lionfer train" not in message
+
+
+def test_a_device_that_is_not_one_is_refused(checkpoint):
+    with pytest.raises(InputError, match="'gpu' is not a device; use cpu, cuda"):
+        load(checkpoint, device="gpu")
+
+
+def _truncated(path: Path, fraction: float) -> Path:
+    cut = path.with_name(f"cut_{path.name}")
+    data = path.read_bytes()
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    return cut
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_a_truncated_video_ends_with_a_row_saying_where_decoding_stopped(tmp_path, stubbed, suffix):
+    noise = np.random.default_rng(0)
+    clip = [
+        Image.fromarray(noise.integers(0, 256, (120, 160, 3), dtype=np.uint8)) for _ in range(30)
+    ]
+    write = write_clip if suffix == ".avi" else write_mp4  # mp4: its index before the frames
+    whole = write(tmp_path / f"clip{suffix}", clip, fps=10.0)
+    table = stubbed.predict(str(whole))
+    assert table["error"].isna().all() and table["frame"].max() == 29  # the intact file: no error
+    table = stubbed.predict(str(_truncated(whole, 0.5)))
+    last = table.iloc[-1]
+    read = table[table["error"].isna()]["frame"].drop_duplicates().tolist()
+    assert 0 < len(read) < 30 and read == list(range(len(read)))
+    assert last["error"].startswith(f"damaged video: decoding stopped at frame {len(read)} (")
+    assert "of the 30 frames" in last["error"]
+    assert last["frame"] == len(read) and last["time_s"] == pytest.approx(len(read) / 10)
+    assert pd.isna(last["label"])

@@ -38,7 +38,7 @@ def test_the_readme_python_example_runs(tmp_path, tmp_path_factory, monkeypatch,
     exec(compile(code, str(README), "exec"), namespace)
 
     table = namespace["table"]
-    found = table[table["error"] == ""]
+    found = table[table["error"].isna()]
     assert (found["source"] == "photos/group.png").sum() == 2  # both faces of the group photo
     assert (found["source"] == "clip.mp4").sum() == 3 and found["frame"].max() == 2
     assert table["label"].notna().sum() == len(found)

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from predict_helpers import blank, faces, make_checkpoint, scene, write_clip
 
 from lionfer import predict as P
@@ -87,7 +88,7 @@ def test_jsonl_rows_have_the_same_columns_and_null_for_skips(tmp_path, checkpoin
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [list(r) for r in records] == [columns(CLASS_NAMES)] * 3
     assert records[2]["label"] is None and records[2]["p_fear"] is None
-    assert records[2]["error"] == "no face found" and records[0]["error"] == ""
+    assert records[2]["error"] == "no face found" and records[0]["error"] is None
 
 
 def test_an_interrupted_job_resumes_where_it_stopped(tmp_path, checkpoint, photos, monkeypatch):
@@ -166,18 +167,128 @@ def test_annotate_writes_images_and_a_video(tmp_path, checkpoint, photos):
     inputs = [str(photos / "a_group.png"), str(photos / "d_broken.jpg"), str(photos / "e_clip.avi")]
     predict_files(predictor, inputs, tmp_path / "p.csv", frame_stride=2, annotate=folder,
                   progress=False)  # fmt: skip
-    image = folder / photos.relative_to(photos.anchor) / "a_group.png"
+    image = folder / "a_group.png"  # below the inputs' common folder, not the absolute path
     drawn = np.asarray(cv2.imread(str(image)))[:, :, ::-1]
     original = np.asarray(scene(faces()))
     assert drawn.shape == original.shape and (drawn != original).any()  # boxes were drawn
     assert not list(folder.rglob("d_broken*"))  # an unreadable input has nothing to draw
     (video,) = folder.rglob("e_clip.avi.*")
+    assert video.parent == folder
     capture = cv2.VideoCapture(str(video))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3  # frames 0, 2, 4
     capture.release()
-    with pytest.raises(InputError, match="would overwrite the input"):
+    with pytest.raises(InputError, match="every input is inside the --annotate folder"):
         predict_files(predictor, [str(photos / "a_group.png")], tmp_path / "q.csv",
                       annotate=photos.anchor, progress=False)  # fmt: skip
+
+
+def test_annotated_output_inside_the_inputs_is_never_read_back(
+    tmp_path, checkpoint, photos, capsys
+):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for name in ("a_group.png", "b_group.jpg"):
+        (shots / name).write_bytes((photos / name).read_bytes())
+    folder = shots / "annotated"
+    argv = ["predict", checkpoint, shots, "--out", tmp_path / "p.csv", "--annotate", folder,
+            "--detector", "haar", "--no-progress"]  # fmt: skip
+    code, first, err = run(capsys, *argv)
+    assert code == 0, err
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == [
+        "a_group.png",
+        "b_group.jpg",
+    ]
+    code, again, err = run(capsys, *argv)  # the annotated copies are in the input folder now
+    assert code == 0, err
+    assert "skipped 2 files inside the --annotate folder" in again
+    assert "already complete from an earlier run: 2 inputs" in again
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
+        "a_group.png",
+        "b_group.jpg",
+    ]  # no annotated/annotated/...
+    assert {r["source"] for r in read_rows(tmp_path / "p.csv")} == {
+        str(shots / "a_group.png"),
+        str(shots / "b_group.jpg"),
+    }
+
+
+def test_annotated_paths_stay_apart_and_relative(tmp_path, checkpoint, monkeypatch):
+    """../in/a.png and in/a.png are two files; each keeps its own annotated copy."""
+    work = tmp_path / "work"
+    (work / "in").mkdir(parents=True)
+    (tmp_path / "in").mkdir()
+    scene(faces()).save(tmp_path / "in" / "a.png")
+    scene(faces((5, 6)), at=((60, 40), (200, 20))).save(work / "in" / "a.png")
+    monkeypatch.chdir(work)
+    predictor = load(checkpoint, detector="haar")
+    folder = tmp_path / "annotated"
+    inputs = ["../in/a.png", "in/a.png"]
+    predict_files(predictor, inputs, tmp_path / "p.csv", annotate=folder, progress=False)
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert written == ["in/a.png", "work/in/a.png"]  # below their common folder, tmp_path
+    first, second = (cv2.imread(str(folder / p)) for p in written)
+    assert first.shape == second.shape and (first != second).any()  # neither overwrote the other
+
+
+def test_another_list_of_inputs_on_an_existing_out_is_refused(capsys, tmp_path, checkpoint, photos):
+    out = tmp_path / "p.csv"
+    base = ["predict", checkpoint, "--out", out, "--detector", "haar", "--no-progress"]
+    code, _, err = run(capsys, *base, photos / "a_group.png", photos / "c_wall.png")
+    assert code == 0, err
+    before = out.read_text()
+    code, _, err = run(capsys, *base, photos / "b_group.jpg")
+    assert code == 2 and "another list of inputs (2 inputs then, 1 now)" in err
+    assert "--overwrite" in err and out.read_text() == before
+    code, stdout, err = run(capsys, *base, photos / "b_group.jpg", "--overwrite")
+    assert code == 0 and {r["source"] for r in read_rows(out)} == {str(photos / "b_group.jpg")}
+
+
+def test_a_resumed_job_reports_the_whole_file(capsys, tmp_path, checkpoint, photos):
+    argv = ["predict", checkpoint, photos / "a_group.png", photos / "c_wall.png",
+            photos / "e_clip.avi", "--out", tmp_path / "p.csv", "--detector", "haar",
+            "--no-progress"]  # fmt: skip
+    code, first, err = run(capsys, *argv)
+    assert code == 0, err
+    code, again, err = run(capsys, *argv)  # nothing left to do
+    assert code == 0, err
+    rows = len(read_rows(tmp_path / "p.csv"))
+    assert f"{rows} rows in" in first and f"{rows} rows in" in again
+    assert first.splitlines()[:3] == again.splitlines()[:3]
+    assert "already complete from an earlier run: 3 inputs" in again
+
+
+def test_a_damaged_video_is_reported(capsys, tmp_path, checkpoint, photos):
+    data = (photos / "e_clip.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    code, stdout, err = run(capsys, "predict", checkpoint, tmp_path / "cut.avi", "--out",
+                            tmp_path / "p.csv", "--detector", "haar", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    last = read_rows(tmp_path / "p.csv")[-1]
+    assert last["error"].startswith("damaged video: decoding stopped at frame ")
+    assert "damaged videos, read up to the damage (see their error rows): 1" in stdout
+
+
+def test_no_progress_builds_no_progress_bar(tmp_path, checkpoint, photos, monkeypatch):
+    def no_bar(*args, **kwargs):
+        raise AssertionError("a progress bar was built with progress off")
+
+    monkeypatch.setattr(predictions, "tqdm", no_bar)
+    predict_files(load(checkpoint, detector="haar"), [str(photos / "c_wall.png")],
+                  tmp_path / "p.csv", progress=False)  # fmt: skip
+
+
+def test_label_text_grows_with_the_image():
+    from lionfer.data.video import BOX_COLOUR, draw_faces
+
+    def label_height(size: int) -> int:
+        """Rows of the caption's background above the box (the box starts at 30% of size)."""
+        image = Image.new("RGB", (size, size), (0, 0, 0))
+        top = int(size * 0.3)
+        drawn = np.asarray(draw_faces(image, [((top, top, top, top), "Happiness 0.93")]))
+        return int((drawn[:top] == BOX_COLOUR).all(axis=2).any(axis=1).sum())
+
+    small, large = label_height(200), label_height(2000)
+    assert small >= 10 and large >= 4 * small
 
 
 def test_bad_arguments_exit_2_and_an_interrupt_exits_130(capsys, tmp_path, checkpoint, monkeypatch):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
@@ -18,6 +18,7 @@ VIDEO_EXTENSIONS = frozenset(
 VIDEO_CODECS = (("mp4v", ".mp4"), ("MJPG", ".avi"))
 BOX_COLOUR = (255, 64, 64)
 TEXT_COLOUR = (255, 255, 255)
+MIN_LABEL_PX = 11  # caption height on small images; it grows with the image (label_font)
 
 
 class VideoError(ValueError):
@@ -28,22 +29,42 @@ class EmptyVideoError(VideoError):
     """A video file that opens but yields no frame."""
 
 
+class DamagedVideoError(VideoError):
+    """A video whose decoding stopped before the frames its header declares: the frames before
+    `frame` were yielded; `time_s` is that frame's time (None without a frame rate)."""
+
+    def __init__(self, message: str, frame: int, time_s: float | None):
+        super().__init__(message)
+        self.frame, self.time_s = frame, time_s
+
+
+# Containers whose header states the exact frame count; for the others OpenCV estimates it from
+# the duration, so a few frames short of the estimate is no sign of damage.
+EXACT_FRAME_COUNT = frozenset({".mp4", ".m4v", ".mov", ".avi"})
+
+
 def is_video_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | None, Image.Image]]:
     """(frame index, time in seconds or None when the file has no frame rate, RGB frame) for every
-    stride-th frame, decoded one at a time. Raises VideoError when nothing can be read."""
+    stride-th frame, decoded one at a time. Raises VideoError when nothing can be read, and
+    DamagedVideoError after the last good frame when decoding stops before the declared end."""
     if stride < 1:
         raise ValueError(f"frame stride must be at least 1, got {stride}")
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise EmptyVideoError(f"video file {path} is empty (0 bytes)")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise VideoError(f"cannot open video {path}: not a video, or a codec OpenCV lacks here")
+        raise VideoError(
+            f"cannot open video {path}: not a video, damaged or truncated (an .mp4 cut short "
+            "loses its index), or a codec OpenCV lacks here"
+        )
     fps = capture.get(cv2.CAP_PROP_FPS)
     fps = fps if math.isfinite(fps) and fps > 0 else None
+    declared = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    declared = int(declared) if math.isfinite(declared) and declared > 0 else 0
     index = 0
     try:
         while True:
@@ -61,6 +82,16 @@ def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | Non
         capture.release()
     if index == 0:
         raise EmptyVideoError(f"video {path} has no readable frame (empty, truncated or corrupt)")
+    slack = 0 if Path(path).suffix.lower() in EXACT_FRAME_COUNT else max(2, declared // 50)
+    if index < declared - slack:
+        time_s = index / fps if fps else None
+        at = f"frame {index}" + (f" ({time_s:.2f} s)" if time_s is not None else "")
+        raise DamagedVideoError(
+            f"decoding stopped at {at} of the {declared} frames its header declares "
+            "(truncated or corrupt file); the frames before it were read",
+            index,
+            time_s,
+        )
 
 
 def video_fps(path: str | Path) -> float | None:
@@ -76,15 +107,26 @@ def draw_faces(image: Image.Image, faces: list[tuple[tuple[float, ...], str]]) -
     out = image.convert("RGB").copy()
     pen = ImageDraw.Draw(out)
     width = max(1, round(max(out.size) / 300))
+    font = label_font(out.size)
+    pad = max(2, width)
     for (x, y, w, h), caption in faces:
         pen.rectangle((x, y, x + w, y + h), outline=BOX_COLOUR, width=width)
-        left, top, right, bottom = pen.textbbox((x, y), caption)
-        top_y = y - (bottom - top) - 2 if y - (bottom - top) - 2 >= 0 else y + h
-        pen.rectangle(
-            (x, top_y, x + (right - left) + 4, top_y + (bottom - top) + 2), fill=BOX_COLOUR
-        )
-        pen.text((x + 2, top_y), caption, fill=TEXT_COLOUR)
+        left, top, right, bottom = pen.textbbox((0, 0), caption, font=font)
+        high = bottom + pad
+        top_y = y - high if y - high >= 0 else y + h
+        pen.rectangle((x, top_y, x + right + 2 * pad, top_y + high), fill=BOX_COLOUR)
+        pen.text((x + pad, top_y), caption, fill=TEXT_COLOUR, font=font)
     return out
+
+
+def label_font(size: tuple[int, int]) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at about 1/40 of the image's longer side (at least MIN_LABEL_PX), so
+    captions stay readable on a 4K frame; the fixed bitmap font where FreeType is missing."""
+    px = max(MIN_LABEL_PX, round(max(size) / 40))
+    try:
+        return ImageFont.load_default(size=px)
+    except (TypeError, OSError, ImportError):  # Pillow < 10.1 or without FreeType
+        return ImageFont.load_default()
 
 
 class VideoWriter:

@@ -21,6 +21,7 @@ from lionfer.metrics import (
     per_class_accuracy,
 )
 from lionfer.runfolder import source_revision
+from lionfer.tables import dig
 
 
 def write_meta(
@@ -174,14 +175,7 @@ def _column(runs: list[dict], key: str, sub: str | None = None, scale: float = 1
 
 
 def _from(*keys: str):
-    def value(relabel):
-        for key in keys:
-            if not isinstance(relabel, dict) or relabel.get(key) is None:
-                return None
-            relabel = relabel[key]
-        return relabel
-
-    return value
+    return lambda relabel: dig(relabel, *keys)
 
 
 def _fixed_share(kind: str):

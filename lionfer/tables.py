@@ -113,18 +113,18 @@ def mean_class_acc(run) -> float | None:
     return run.summary.get("mean_class_acc")
 
 
+def dig(node, *keys: str):
+    """node[k1][k2]..., None where a level is absent or not a dict."""
+    for key in keys:
+        if not isinstance(node, dict) or node.get(key) is None:
+            return None
+        node = node[key]
+    return node
+
+
 def nested(*keys: str) -> Callable:
     """value(run) = run.summary[k1][k2]..., None where absent."""
-
-    def value(run):
-        node = run.summary
-        for key in keys:
-            if not isinstance(node, dict) or node.get(key) is None:
-                return None
-            node = node[key]
-        return node
-
-    return value
+    return lambda run: dig(run.summary, *keys)
 
 
 # ---- LION's ablation (Table 2) and sensitivity (Fig. 4) ----

@@ -243,13 +243,14 @@ def test_noise_on_annotated_faces_keeps_the_annotator_types_where_unchanged():
 def test_packaged_sweeps_on_the_embedded_faces_pin_the_legacy_annotator():
     from lionfer.sweep import PACKAGED_SWEEPS, expand, load_sweep
 
+    published = {"embedded", "lion-embedded", "lion-embedded-10", "lion-resnet18", "lion-scratch"}
+    named = {"lion-evidence-faces": {"single"}, "lion-evidence-crowd10": {"crowd10"}}
     synthetic_sweeps = []
     for path in sorted(PACKAGED_SWEEPS.glob("*.toml")):
         points = expand(load_sweep(path))
         on_faces = [cfg for _, cfg in points if cfg.data.dataset == "synthetic"]
         if on_faces:
             synthetic_sweeps.append(path.stem)
-            assert all(cfg.data.annotator == "legacy" for cfg in on_faces), path.stem
-    assert {"embedded", "lion-embedded", "lion-embedded-10", "lion-resnet18", "lion-scratch"} <= (
-        set(synthetic_sweeps)
-    )
+            expected = named.get(path.stem, {"legacy"})
+            assert {cfg.data.annotator for cfg in on_faces} == expected, path.stem
+    assert published | set(named) <= set(synthetic_sweeps)

@@ -41,8 +41,9 @@ def test_list_and_config_show(capsys):
     names = {line.split()[0] for line in stdout.splitlines() if not line.startswith(" ")}
     assert code == 0 and len(names) == 12 and {"lion", "fixmatch", "adacm"} <= names
     recipes = [line.split()[0].rstrip(":") for line in stdout.splitlines() if line.startswith(" ")]
-    assert recipes == [f"algorithm.recipe={r}" for r in ("paper", "released", "robust")]
-    assert "algorithm.recipe=robust (default)" in stdout
+    recipe_names = ("paper", "released", "robust", "evidence")
+    assert recipes == [f"algorithm.recipe={r}" for r in recipe_names]
+    assert "algorithm.recipe=evidence (default)" in stdout
     code, stdout, _ = run(capsys, "list", "datasets")
     assert {"synthetic", "digits", "rafdb"} <= {line.split()[0] for line in stdout.splitlines()}
     code, stdout, _ = run(capsys, "config", "show", "train.steps=9", "algorithm.name=fixmatch")

@@ -16,6 +16,7 @@ def test_demo_trains_baselines_and_every_lion_recipe_and_prints_the_table(
     out = capsys.readouterr().out
     for name in ("supervised", "fixmatch", "lion:paper", "lion:released", "lion:robust"):
         assert name in out
+    assert "lion:evidence" in out and "cannot rank" in out  # the default, and what a seed shows
     assert "test acc %" in out and "label acc now %" in out and "relabeled" in out
     assert "±" not in out  # one seed: means only
     assert f"{jobs} at a time" in out

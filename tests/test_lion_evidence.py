@@ -203,6 +203,7 @@ def test_without_demotion_evidence_for_no_class_keeps_the_label():
     lion.evidence_visits[:] = 1
     lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
     lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
-    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=[[-0.104, 0.9946]]),
-              Progress(5, 10))  # the same evidence that demotes it above
+    lion.step(
+        Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=[[-0.104, 0.9946]]), Progress(5, 10)
+    )  # the same evidence that demotes it above
     assert not lion.demoted.any() and lion.verdict[0] == KEEP

@@ -377,7 +377,7 @@ def test_relabel_gallery_shows_the_faces_of_a_real_run(tiny_cfg, tmp_path):
         ("6", "9", names[2], names[4], ""),
     ]
     assert shown[0]["weights"] == f"{names[4][:3]}=0.90"
-    assert (out / "figures" / "gallery_lion-robust.png").stat().st_size > 1000
+    assert (out / "figures" / "gallery_lion-evidence.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
     assert "no longer matches relabels.csv at index 6" in md  # the labeled set was rebuilt
     assert "could not be loaded" not in md

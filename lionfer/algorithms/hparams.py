@@ -171,7 +171,9 @@ class LionConfig:
             "must be >= 1 (the bank never holds every class)",
         )
         check(self.similarity_temperature > 0, "algorithm.similarity_temperature", "must be > 0")
-        check(self.folds >= 2, "algorithm.folds", "must be >= 2 (a head per fold, each judging one)")
+        check(
+            self.folds >= 2, "algorithm.folds", "must be >= 2 (a head per fold, each judging one)"
+        )
         check(self.evidence_scale > 0, "algorithm.evidence_scale", "must be > 0")
         check(
             self.weight_update == "ema" or self.weight_init == "probs",

@@ -31,8 +31,8 @@ from lionfer.losses import masked_cross_entropy
 from lionfer.metrics import relabel_metrics
 
 LOW_CLEAR_RATE = 0.5
-RUNNING = 0.95
-KEEP, DEMOTE = -2, -1  # evidence verdicts that are not a class  # decay of the running clear and fit rates (bias-corrected)
+RUNNING = 0.95  # decay of the running clear and fit rates (bias-corrected)
+KEEP, DEMOTE = -2, -1  # evidence verdicts that are not a class
 
 
 def low_clear_message(rate: float, step: int | None = None) -> str:
@@ -540,10 +540,7 @@ class Lion(Algorithm):
             loss_heads=loss_heads.detach(),
         )
         return (
-            cfg.lambda_supervised * loss_sup
-            + cfg.lambda_elr * loss_elr
-            + loss_demoted
-            + loss_heads
+            cfg.lambda_supervised * loss_sup + cfg.lambda_elr * loss_elr + loss_demoted + loss_heads
         )
 
     def _heads_loss(self, features, labels, idx):

@@ -150,6 +150,14 @@ def test_unknown_protected_class_is_an_error_naming_the_classes():
         make_lion([0], names=("Surprise", "Fear", "Neutral"), protected_classes=("netural",))
 
 
+def test_released_recipes_own_neutral_is_skipped_where_the_dataset_has_none():
+    digits = tuple(str(c) for c in range(3))
+    lion = make_lion([0], recipe="released", names=digits)
+    assert not lion.protected.any()
+    faces = make_lion([0], recipe="released", names=("Surprise", "Fear", "Neutral"))
+    assert faces.protected.tolist() == [False, False, True]
+
+
 def test_weight_init_under_mean_update_is_an_error():
     with pytest.raises(ConfigError, match="weight_init"):
         lion_config("robust", weight_init="uniform")

@@ -302,7 +302,12 @@ class Lion(Algorithm):
         self.started = torch.zeros((), dtype=torch.bool)
         self.start_step = torch.full((), -1, dtype=torch.long)
         self.clear_at_start = torch.full((), -1.0)
-        self.protected = protected_mask(cfg.protected_classes, info.class_names)
+        # a recipe's own protected classes apply where the dataset has them (the released
+        # recipe's Neutral on digits does not); a name the user gave must exist
+        from_recipe = cfg.protected_classes == LionConfig.RECIPES[cfg.recipe].get(
+            "protected_classes", ()
+        )
+        self.protected = protected_mask(cfg.protected_classes, info.class_names, from_recipe)
         self._warned = False
         self.heads = None
         if cfg.disambiguation == "evidence":
@@ -744,12 +749,12 @@ EVIDENCE_STATE = (
 )
 
 
-def protected_mask(names, class_names) -> torch.Tensor:
+def protected_mask(names, class_names, skip_unknown: bool = False) -> torch.Tensor:
     """(C,) bool: the classes named in protected_classes (any case); an unknown name is an
-    error naming the classes there are."""
+    error naming the classes there are, unless skip_unknown."""
     known = {name.lower(): i for i, name in enumerate(class_names)}
     unknown = [name for name in names if name.lower() not in known]
-    if unknown and class_names:
+    if unknown and class_names and not skip_unknown:
         raise ConfigError(
             f"algorithm.protected_classes names {', '.join(map(repr, unknown))}, which this "
             f"dataset does not have; its classes are {', '.join(class_names)}"

@@ -215,3 +215,24 @@ def test_without_demotion_evidence_for_no_class_keeps_the_label():
         Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=[[-0.104, 0.9946]]), Progress(5, 10)
     )  # the same evidence that demotes it above
     assert not lion.demoted.any() and lion.verdict[0] == KEEP
+
+
+def test_evidence_and_elr_targets_are_running_averages_over_visits():
+    heads = CrossFitHeads(folds=2, num_classes=3, feature_dim=2, scale=10.0)
+    lion = evidence_lion(
+        [0],
+        heads=heads,
+        num_classes=3,
+        evidence_momentum=0.5,
+        elr_momentum=0.25,
+        evidence_start=1.0,  # no decisions: the running averages alone
+    )
+    oof = heads(T([[1.0, 0.0]])).detach()[0, lion.fold[0]].softmax(dim=0)
+    p1, p2 = [0.5, 0.3, 0.2], [0.2, 0.5, 0.3]
+    lion.step(Passthrough(3), labeled_batch([p1], [0], [0]), Progress(0, 10))
+    assert torch.allclose(lion.evidence[0], oof) and torch.allclose(lion.elr_target[0], T(p1))
+    lion.evidence[0] = T([0.2, 0.2, 0.6])
+    lion.step(Passthrough(3), labeled_batch([p2], [0], [0]), Progress(1, 10))
+    assert torch.allclose(lion.evidence[0], 0.5 * T([0.2, 0.2, 0.6]) + 0.5 * oof)
+    assert torch.allclose(lion.elr_target[0], 0.25 * T(p1) + 0.75 * T(p2))
+    assert lion.evidence_visits.tolist() == [2]

@@ -40,7 +40,7 @@ def low_clear_message(rate: float, step: int | None = None) -> str:
     return (
         f"LION began label disambiguation{at_step} with only {100 * rate:.0f}% of labeled "
         "images clear; the others get no supervised loss until resolved, so training can "
-        "collapse. Train longer, use algorithm.recipe=robust, raise "
+        "collapse. Train longer, use the default algorithm.recipe=evidence, raise "
         "algorithm.disambiguation_start, or lower algorithm.clear_threshold."
     )
 

@@ -388,7 +388,9 @@ class Lion(Algorithm):
             )
         logs = {"mask_rate": reliable.float().mean()}
         if evidence:
-            loss = self._evidence_loss(out_lb, probs_lb, labels, batch.idx_lb, progress, logs)
+            loss = self._evidence_loss(
+                out_lb, probs_lb, labels, batch.idx_lb, progress, gamma, logs
+            )
         else:
             loss = self._labeled_loss(
                 out_lb, probs_lb, labels, clear_now, disputed, batch, progress, logs
@@ -517,7 +519,7 @@ class Lion(Algorithm):
         self.weights[idx] = (weights * still[:, None])[first]
         return weights
 
-    def _evidence_loss(self, out_lb, probs_lb, labels, idx, progress: Progress, logs):
+    def _evidence_loss(self, out_lb, probs_lb, labels, idx, progress: Progress, gamma, logs):
         """The labeled loss of the evidence rule: the cross-fitted heads' loss and the update of
         each image's evidence (every visit), the decisions (after evidence_start), then L_S and
         ELR over the images kept, and the demoted ones trained as unlabeled."""
@@ -538,7 +540,7 @@ class Lion(Algorithm):
         logs["ambiguous_rate"] = (self.verdict[idx] != KEEP).float().mean()  # disputed now
         loss_sup = masked_cross_entropy(out_lb.logits, labels, kept)
         loss_elr = elr_loss(out_lb.logits, target, kept)
-        loss_demoted = self._demoted_loss(out_lb, probs_lb, ~kept, idx, progress, logs)
+        loss_demoted = self._demoted_loss(out_lb, probs_lb, ~kept, idx, gamma, logs)
         logs.update(
             loss_sup=loss_sup.detach(),
             loss_elr=loss_elr.detach(),
@@ -599,13 +601,10 @@ class Lion(Algorithm):
         self.streak[idx] = streak[first]
         return new_labels
 
-    def _demoted_loss(self, out_lb, probs_lb, demoted, idx, progress: Progress, logs):
+    def _demoted_loss(self, out_lb, probs_lb, demoted, idx, gamma, logs):
         """A demoted image trains as an unlabeled one on its (only, weak) view: CE toward its own
         confident prediction (L_Re's rule, γ) and L_NL on a bank row of its own (Eqs. 9, 10)."""
         cfg = self.cfg
-        gamma = cfg.reliable_threshold + cfg.reliable_threshold_step * epoch_of(
-            progress.step, cfg.epoch_steps
-        )
         confidence, pseudo_labels = probs_lb.max(dim=1)
         reliable = demoted & (confidence >= gamma)
         loss = cfg.lambda_reliable * masked_cross_entropy(out_lb.logits, pseudo_labels, reliable)

@@ -366,16 +366,14 @@ class Lion(Algorithm):
         reliable = confidence >= gamma
         labels = self.label[batch.idx_lb]
         evidence = cfg.disambiguation == "evidence"
-        if evidence:
-            clear_now = ~self.demoted[batch.idx_lb]
-        else:
-            clear_now, disputed = self._clear_now(probs_lb, labels, batch.idx_lb)
-            self._start(probs_lb, labels, clear_now, progress)
         # Eq. 3 (c = argmax p): a relabeled image feeds its new class only when predicted so
         predicted = probs_lb.argmax(dim=1) == labels
         if evidence:
+            clear_now = ~self.demoted[batch.idx_lb]
             feeds = clear_now & predicted
         else:
+            clear_now, disputed = self._clear_now(probs_lb, labels, batch.idx_lb)
+            self._start(probs_lb, labels, clear_now, progress)
             feeds = clear_now & ((self.relabel_step[batch.idx_lb] < 0) | predicted)
         with torch.no_grad():  # Eq. 3: clear labeled rows, then reliable unlabeled rows
             self.prototypes, self.prototype_ready = update_prototypes(
@@ -534,13 +532,13 @@ class Lion(Algorithm):
         self.elr_target[idx] = target[first]
         self.evidence_visits[idx] = (self.evidence_visits[idx] + 1)[first]
         if cfg.use_disambiguation and progress.fraction >= cfg.evidence_start:
-            labels = self._decide(evidence, out_lb.features, labels, idx, progress)
+            labels = self._decide(evidence, out_lb.features, labels, idx, first, progress)
         kept = ~self.demoted[idx]
         logs["clear_rate"] = kept.float().mean()  # kept: trains on its label
         logs["ambiguous_rate"] = (self.verdict[idx] != KEEP).float().mean()  # disputed now
         loss_sup = masked_cross_entropy(out_lb.logits, labels, kept)
         loss_elr = elr_loss(out_lb.logits, target, kept)
-        loss_demoted = self._demoted_loss(out_lb, probs_lb, ~kept, idx, gamma, logs)
+        loss_demoted = self._demoted_loss(out_lb, probs_lb, ~kept, idx, first, gamma, logs)
         logs.update(
             loss_sup=loss_sup.detach(),
             loss_elr=loss_elr.detach(),
@@ -566,11 +564,11 @@ class Lion(Algorithm):
             folds = (folds + 1) % logits.shape[1]
         return loss, logits.detach()[rows, folds].softmax(dim=1)
 
-    def _decide(self, evidence, features, labels, idx, progress: Progress) -> torch.Tensor:
+    def _decide(self, evidence, features, labels, idx, first, progress: Progress):
         """Verdicts on this batch's labeled rows from their evidence; a verdict held for
-        min_visits visits in a row is carried out. Returns the rows' labels after it."""
+        min_visits visits in a row is carried out. Returns the rows' labels after it.
+        first: each row's first occurrence in the batch (first_occurrence), for the writes."""
         cfg = self.cfg
-        first = first_occurrence(idx, len(self.label))
         active = ~self.demoted & (self.evidence_visits > 0)
         thresholds = class_thresholds(self.evidence, self.label, active)
         verdict = evidence_verdict(evidence, labels, thresholds, cfg.against_ratio)
@@ -601,7 +599,7 @@ class Lion(Algorithm):
         self.streak[idx] = streak[first]
         return new_labels
 
-    def _demoted_loss(self, out_lb, probs_lb, demoted, idx, gamma, logs):
+    def _demoted_loss(self, out_lb, probs_lb, demoted, idx, first, gamma, logs):
         """A demoted image trains as an unlabeled one on its (only, weak) view: CE toward its own
         confident prediction (L_Re's rule, γ) and L_NL on a bank row of its own (Eqs. 9, 10)."""
         cfg = self.cfg
@@ -614,7 +612,7 @@ class Lion(Algorithm):
                 self.bank_lb[idx], probs_lb, cfg.complementary_threshold, cfg.bank_keep
             )
             rows = torch.where(unreliable[:, None], grown, self.bank_lb[idx])
-            self.bank_lb[idx] = rows[first_occurrence(idx, len(self.bank_lb))]
+            self.bank_lb[idx] = rows[first]
             probs = out_lb.logits.float().softmax(dim=1)
             loss_nl = negative_learning_loss(rows, probs, unreliable)
             logs["loss_nl_demoted"] = loss_nl.detach()

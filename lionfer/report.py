@@ -8,6 +8,7 @@ import json
 import platform
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from lionfer.metrics import (
     per_class_accuracy,
 )
 from lionfer.runfolder import source_revision
-from lionfer.tables import dig
+from lionfer.tables import LABEL_TYPE_FIGURES
 
 
 def write_meta(
@@ -174,34 +175,23 @@ def _column(runs: list[dict], key: str, sub: str | None = None, scale: float = 1
     return format_mean_std(values, scale=scale)
 
 
-def _from(*keys: str):
-    return lambda relabel: dig(relabel, *keys)
+class _Run(NamedTuple):
+    """A summary where the report's figures expect a run (they read run.summary)."""
+
+    summary: dict
 
 
-def _fixed_share(kind: str):
-    def value(relabel):
-        fixed, wrong = (
-            _from("by_error_type", kind, "fixed")(relabel),
-            _from("by_error_type", kind, "wrong_given")(relabel),
-        )
-        return None if fixed is None or not wrong else 100.0 * fixed / wrong
-
-    return value
-
-
-def _demoted_wrong(relabel):
-    count, wrong = _from("demoted", "count")(relabel), _from("demoted", "wrong_given")(relabel)
-    return None if wrong is None or not count else 100.0 * wrong / count
-
-
-# Columns of comparison_table shown only where some run has the figure.
-TYPE_COLUMNS = (
-    ("slips fixed %", _fixed_share("slip")),
-    ("ambig. fixed %", _fixed_share("ambiguity")),
-    ("broken", _from("broken")),
-    ("demoted", _from("demoted", "count")),
-    ("demoted wrong %", _demoted_wrong),
+# Columns of comparison_table shown only where some run has the figure: the report's figures by
+# error type and of demoted images (lionfer.tables), under shorter titles; values in display units.
+_SHORT_TITLES = {"ambiguity fixed %": "ambig. fixed %"}
+TYPE_COLUMNS = tuple(
+    (_SHORT_TITLES.get(title, title), lambda s, v=value, k=scale: _scaled(v(_Run(s)), k))
+    for title, _, value, scale in LABEL_TYPE_FIGURES
 )
+
+
+def _scaled(value, scale: float):
+    return None if value is None else value * scale
 
 
 def _figure_column(values: list) -> str:
@@ -251,12 +241,12 @@ def comparison_table(summaries: list[dict]) -> str:
     extra = [
         (title, value)
         for title, value in TYPE_COLUMNS
-        if any(value(s.get("relabel")) is not None for s in summaries)
+        if any(value(s) is not None for s in summaries)
     ]
     header += [title for title, _ in extra]
     for row, runs in zip(rows[1:], groups.values(), strict=True):
         for _, value in extra:
-            row.append(_figure_column([value(r.get("relabel")) for r in runs]))
+            row.append(_figure_column([value(r) for r in runs]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

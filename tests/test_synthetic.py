@@ -55,7 +55,7 @@ def test_shapes_labels_and_metadata():
     assert any(note.startswith("given labels wrong on") for note in data.notes)
 
 
-@pytest.mark.parametrize("size", [24, 64, 128])
+@pytest.mark.parametrize("size", [24, 64, 128, 224])
 def test_render_sizes(size):
     images = syn.render(syn.PROTOTYPES[:2], size, np.random.default_rng(0))
     assert images.shape == (2, size, size, 3) and images.dtype == np.uint8
@@ -66,7 +66,7 @@ def test_render_rejects_bad_input():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="columns"):
         syn.render(np.zeros((2, 3)), 32, rng)
-    with pytest.raises(ValueError, match="24..128"):
+    with pytest.raises(ValueError, match="24..224"):
         syn.render(syn.PROTOTYPES, 16, rng)
     with pytest.raises(ValueError, match="ambiguity"):
         syn.generate(7, 32, 1.5, rng)

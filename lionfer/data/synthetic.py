@@ -57,7 +57,7 @@ CLEAR_AGREEMENT = 0.95  # P(given = true) for a clear face
 BLEND_ALPHA = (0.5, 0.8)  # weight of the dominant class A in a blend
 SECOND_LABEL = (0.45, 0.35)  # P(given = B) at α = 0.5 and α = 0.8, linear between
 PARTNER_BLEND = 0.8  # P(B is A's first partner); otherwise B is any other class
-MIN_SIZE, MAX_SIZE = 24, 128
+MIN_SIZE, MAX_SIZE = 24, 224
 # The geometry model as the simulated annotators (lionfer.data.annotators) judge it.
 FACE_MODEL = annotators.FaceModel(
     prototypes=PROTOTYPES,

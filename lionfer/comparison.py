@@ -16,11 +16,11 @@ from lionfer import plots
 from lionfer import tables as T
 from lionfer.document import Image, Section, Table, to_html, to_markdown
 from lionfer.errors import ConfigError
-from lionfer.runs import Collection, Run, labeled_faces, load_runs
+from lionfer.gallery import GALLERY_COLUMNS, gallery_items, relabeled_rows
+from lionfer.runs import Collection, Run, load_runs
 
 MARK = "report.json"  # lists the files a report wrote, so that the next one may replace them
 SENSITIVITY = (("clear_threshold", "τ"), ("reliable_threshold", "γ"))
-GALLERY_COLUMNS = tuple("method column seed index id step given current true weights".split())
 HOW = (
     "Cells are mean ± sample standard deviation (ddof = 1) over seeds, in %, with n the number "
     "of seeds; – where a method has no run."
@@ -330,53 +330,6 @@ def relabel_sections(c: Collection, out: Output) -> list[Section]:
         "whose given label was wrong. Mean ± std over seeds, with n."
     )
     return [Section("Relabeling").add(text, Table(header, shown), "CSV: `relabel.csv`.")]
-
-
-def _weights(row: dict, names: list[str], current: str) -> dict[str, float]:
-    weights = {
-        name: float(row[f"w_{name.lower()}"])
-        for name in names
-        if row.get(f"w_{name.lower()}") not in (None, "")
-    }
-    if not weights and row.get("weight") not in (None, ""):
-        weights = {current: float(row["weight"])}
-    return weights
-
-
-def relabeled_rows(run: Run) -> list[dict]:
-    """The rows of relabels.csv that changed a label (not the images set aside as demoted)."""
-    return [r for r in run.relabels if r.get("status", "relabeled") != "demoted"]
-
-
-def gallery_items(run: Run, limit: int) -> tuple[list[dict], str]:
-    """The first `limit` relabels of a run (by step), with their faces; a note when the faces
-    could not be loaded."""
-    names = run.class_names
-
-    def name(value: str) -> str:
-        return names[int(value)] if value not in ("", None) and 0 <= int(value) < len(names) else ""
-
-    rows = sorted(relabeled_rows(run), key=lambda r: (int(r.get("step") or -1), int(r["index"])))
-    rows = rows[:limit]
-    faces, note = labeled_faces(run, rows)
-    items = []
-    for row in rows:
-        current = name(row["current_label"]) or row.get("current_name", "")
-        items.append(
-            {
-                "method": run.method,
-                "seed": run.seed,
-                "index": int(row["index"]),
-                "id": row.get("id", ""),
-                "step": row.get("step", ""),
-                "given": name(row["given_label"]) or row.get("given_name", ""),
-                "current": current,
-                "true": name(row.get("true_label", "")),
-                "weights": _weights(row, names, current),
-                "image": faces.get(int(row["index"])),
-            }
-        )
-    return items, note
 
 
 def gallery_sections(c: Collection, out: Output, limit: int) -> list[Section]:

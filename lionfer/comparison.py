@@ -1,6 +1,7 @@
 """`lionfer report`: finished runs and sweeps in, one folder out: report.md (figures in figures/),
 a self-contained report.html, and a CSV file per table. Reading is lionfer.runs, numbers are
-lionfer.tables, figures are lionfer.plots; this module puts them in order and writes them."""
+lionfer.tables, flags are lionfer.collapse, figures are lionfer.plots; this module puts them in
+order and writes them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lionfer import plots
+from lionfer import collapse, plots
 from lionfer import tables as T
 from lionfer.document import Image, Section, Table, to_html, to_markdown
 from lionfer.errors import ConfigError
@@ -59,14 +60,16 @@ class ReportResult:
     runs: int
     skipped: int
     files: list[str]
+    warnings: list[str] = field(default_factory=list)  # one line per flagged method
 
     def __str__(self) -> str:
         skipped = f", {self.skipped} skipped (see report.md)" if self.skipped else ""
-        return (
+        done = (
             f"report of {self.runs} runs{skipped}: {self.out / 'report.md'}, "
             f"{self.out / 'report.html'} and {sum(f.endswith('.csv') for f in self.files)} CSV "
             "files"
         )
+        return "\n".join([done, *self.warnings])
 
 
 def prepare_out(out: Path) -> None:
@@ -106,11 +109,15 @@ def grid_section(title: str, text: str, grid: T.Grid, out: Output, name: str) ->
     return Section(title).add(text, table, f"CSV: `{name}`.")
 
 
-def main_section(c: Collection, out: Output) -> Section:
-    """Table 1: test accuracy and mean class accuracy side by side."""
+def main_section(c: Collection, out: Output, groups: dict) -> Section:
+    """Table 1: test accuracy and mean class accuracy side by side, with the flags."""
     acc = T.grid(c.runs, T.final_test_acc, methods=c.methods)
     mca = T.grid(c.runs, T.mean_class_acc, methods=c.methods)
-    out.csv("table1.csv", CELL_HEADER, cell_rows(acc))
+    out.csv(
+        "table1.csv",
+        [*CELL_HEADER, "flags"],
+        [[*r, groups.get((r[0], r[1]), "")] for r in cell_rows(acc)],
+    )
     out.csv("mean_class_acc.csv", CELL_HEADER, cell_rows(mca))
     header = ["method"]
     for column in acc.columns:
@@ -122,20 +129,23 @@ def main_section(c: Collection, out: Output) -> Section:
             row += [
                 g.cells[m, column].text() if (m, column) in g.cells else "–" for g in (acc, mca)
             ]
-        rows.append(row)
+        rows.append(row + ([collapse.method_text(groups, m, acc.columns)] if groups else []))
     text = (
         "Test accuracy of the final EMA model, as in the paper's Table 1, and its mean class "
         "accuracy (the mean of the per-class accuracies, the confusion matrix's row-normalised "
         "diagonal). " + HOW
     )
+    table = Table(header + (["flags"] if groups else []), rows)
     return Section("Test accuracy (final model)").add(
-        text, Table(header, rows), "CSV: `table1.csv`, `mean_class_acc.csv`."
+        text, table, "CSV: `table1.csv` (with each cell's flags), `mean_class_acc.csv`."
     )
 
 
-def accuracy_sections(c: Collection, out: Output, best_on_test: bool) -> list[Section]:
+def accuracy_sections(
+    c: Collection, out: Output, best_on_test: bool, groups: dict
+) -> list[Section]:
     runs, methods = c.runs, c.methods
-    sections = [main_section(c, out)]
+    sections = [main_section(c, out, groups)]
     val = T.grid(runs, T.best_on_val, methods=methods)
     if val.cells:
         text = (
@@ -159,6 +169,31 @@ def accuracy_sections(c: Collection, out: Output, best_on_test: bool) -> list[Se
             grid_section("Best on test (optimistic)", text, grid, out, "table1_best_test.csv")
         )
     return sections
+
+
+def flags_section(c: Collection, flags: dict) -> Section:
+    judged = collapse.judged(c.runs)
+    section = Section("Flags").add(
+        collapse.EXPLANATION,
+        f"Rule (a) judged {judged[collapse.COLLAPSED]} of {len(c.runs)} runs, rule (b) "
+        f"{judged[collapse.CHANCE]}.",
+    )
+    rows = [
+        [
+            run.method,
+            run.column,
+            str(run.seed),
+            "; ".join(f"**{f.rule}**: {f.evidence}" for f in found),
+            found[0].term,
+            shown_path(run.path),
+        ]
+        for run in ordered_runs(c)
+        if (found := flags.get(run.path))
+    ]
+    if not rows:
+        return section.add("No run flagged.")
+    header = ["method", "column", "seed", "flags", "schedule term", "folder"]
+    return section.add(Table(header, rows), "CSV: the `flags` column of `runs.csv`, `table1.csv`.")
 
 
 def ablation_section(c: Collection, out: Output) -> list[Section]:
@@ -383,25 +418,33 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def run_row(run: Run) -> dict:
+def run_row(run: Run, flags: list) -> dict:
     """A run's figures for runs.csv."""
     summary, best = run.summary, run.summary.get("best") or {}
     row = {"folder": shown_path(run.path), "method": run.method, "column": run.column}
     row.update({k: summary.get(k) for k in ("seed", "steps", "test_acc", "mean_class_acc")})
     row.update({k: summary.get(k) for k in ("macro_f1", "mask_rate", "pseudo_label_acc")})
     row.update({f"best_{k}": best.get(k) for k in ("acc", "step", "selected_on", "test_acc")})
+    row["flags"] = collapse.run_text(flags)
     return row
 
 
-def runs_section(c: Collection, out: Output) -> Section:
-    ordered = sorted(
-        c.runs, key=lambda r: (T.column_key(r.column), c.methods.index(r.method), r.seed)
-    )
-    rows = [run_row(run) for run in ordered]
+def ordered_runs(c: Collection) -> list[Run]:
+    return sorted(c.runs, key=lambda r: (T.column_key(r.column), c.methods.index(r.method), r.seed))
+
+
+def runs_section(c: Collection, out: Output, flags: dict) -> Section:
+    ordered = ordered_runs(c)
+    rows = [run_row(run, flags.get(run.path, [])) for run in ordered]
     out.csv("runs.csv", list(rows[0]), [list(row.values()) for row in rows])
     keys = ("folder", "method", "column", "seed", "steps")
     shown = [[*(r[k] for k in keys), f"{100 * r['test_acc']:.2f}"] for r in rows]
-    table = Table([*keys, "test acc %"], shown)
+    header = [*keys, "test acc %"]
+    if any(flags.values()):  # a marked row per flagged run
+        header.append("flags")
+        for row, run in zip(shown, ordered, strict=True):
+            row.append(", ".join(f"**{f.rule}**" for f in flags.get(run.path, [])))
+    table = Table(header, shown)
     return Section("Runs").add(table, "CSV (every figure of every run): `runs.csv`.")
 
 
@@ -426,9 +469,12 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
     out = Path(out)
     prepare_out(out)
     output = Output(out)
+    flags = {run.path: collapse.run_flags(run) for run in collection.runs}
+    groups = collapse.group_flags(collection.runs, flags)
     sections = [
         overview(collection, paths),
-        *accuracy_sections(collection, output, best_on_test),
+        *accuracy_sections(collection, output, best_on_test, groups),
+        flags_section(collection, flags),
         *ablation_section(collection, output),
         *sensitivity_sections(collection, output),
         *curve_section(collection, output, LEARNING),
@@ -437,11 +483,16 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
         *relabel_sections(collection, output),
         *curve_section(collection, output, LABELS),
         *gallery_sections(collection, output, gallery),
-        runs_section(collection, output),
+        runs_section(collection, output, flags),
     ]
     title = "lionfer report"
     output.write_bytes("report.md", to_markdown(title, sections).encode())
     output.write_bytes("report.html", to_html(title, sections).encode())
-    record = {"files": output.files, "runs": [str(r.path) for r in collection.runs]}
+    record = {
+        "files": output.files,
+        "runs": [str(r.path) for r in collection.runs],
+        "flags": collapse.records(ordered_runs(collection), flags),
+    }
     (out / MARK).write_text(json.dumps(record, indent=1) + "\n")
-    return ReportResult(out, len(collection.runs), len(collection.skipped), output.files)
+    warnings = collapse.warnings(collection.methods, groups, out / "report.md")
+    return ReportResult(out, len(collection.runs), len(collection.skipped), output.files, warnings)

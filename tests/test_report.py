@@ -140,6 +140,7 @@ def test_table1_reproduces_the_fabricated_numbers(table1_runs, tmp_path, capsys)
     assert f"| fixmatch | {fixmatch} (n=3) | – | – |" in md
     assert "| lion:paper | 70.00 ± 7.07 (n=2) | 70.00 ± 7.07 (n=2) | 90.00 (n=1) |" in md
     assert "| fullysupervised | – | – | – | – | 95.00 (n=1) | 95.00 (n=1) |" in md
+    assert "| flags |" not in md and "No run flagged." in md  # two classes: never collapsed
     html = (out / "report.html").read_text()
     assert "70.00 ± 10.00 (n=3)" in html and "data:image/png;base64," in html
     assert 'src="figures/' not in html  # self-contained

@@ -1,6 +1,7 @@
 """`lionfer report`: finished runs and sweeps in, one folder out: report.md (figures in figures/),
 a self-contained report.html, and a CSV file per table. Reading is lionfer.runs, numbers are
-lionfer.tables, figures are lionfer.plots; this module puts them in order and writes them."""
+lionfer.tables, flags are lionfer.collapse, figures are lionfer.plots; this module puts them in
+order and writes them."""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from lionfer import plots
+from lionfer import collapse, plots
 from lionfer import tables as T
 from lionfer.document import Image, Section, Table, to_html, to_markdown
 from lionfer.errors import ConfigError
-from lionfer.runs import Collection, Run, labeled_faces, load_runs
+from lionfer.gallery import GALLERY_COLUMNS, gallery_items, relabeled_rows
+from lionfer.runs import Collection, Run, load_runs
 
 MARK = "report.json"  # lists the files a report wrote, so that the next one may replace them
 SENSITIVITY = (("clear_threshold", "τ"), ("reliable_threshold", "γ"))
-GALLERY_COLUMNS = tuple("method column seed index id step given current true weights".split())
 HOW = (
     "Cells are mean ± sample standard deviation (ddof = 1) over seeds, in %, with n the number "
     "of seeds; – where a method has no run."
@@ -59,14 +60,16 @@ class ReportResult:
     runs: int
     skipped: int
     files: list[str]
+    warnings: list[str] = field(default_factory=list)  # one line per flagged method
 
     def __str__(self) -> str:
         skipped = f", {self.skipped} skipped (see report.md)" if self.skipped else ""
-        return (
+        done = (
             f"report of {self.runs} runs{skipped}: {self.out / 'report.md'}, "
             f"{self.out / 'report.html'} and {sum(f.endswith('.csv') for f in self.files)} CSV "
             "files"
         )
+        return "\n".join([done, *self.warnings])
 
 
 def prepare_out(out: Path) -> None:
@@ -106,17 +109,43 @@ def grid_section(title: str, text: str, grid: T.Grid, out: Output, name: str) ->
     return Section(title).add(text, table, f"CSV: `{name}`.")
 
 
-def accuracy_sections(c: Collection, out: Output, best_on_test: bool) -> list[Section]:
+def main_section(c: Collection, out: Output, groups: dict) -> Section:
+    """Table 1: test accuracy and mean class accuracy side by side, with the flags."""
+    acc = T.grid(c.runs, T.final_test_acc, methods=c.methods)
+    mca = T.grid(c.runs, T.mean_class_acc, methods=c.methods)
+    out.csv(
+        "table1.csv",
+        [*CELL_HEADER, "flags"],
+        [[*r, groups.get((r[0], r[1]), "")] for r in cell_rows(acc)],
+    )
+    out.csv("mean_class_acc.csv", CELL_HEADER, cell_rows(mca))
+    header = ["method"]
+    for column in acc.columns:
+        header += [f"{column} test acc %", f"{column} mean class acc %"]
+    rows = []
+    for m in acc.methods:
+        row = [m]
+        for column in acc.columns:
+            row += [
+                g.cells[m, column].text() if (m, column) in g.cells else "–" for g in (acc, mca)
+            ]
+        rows.append(row + ([collapse.method_text(groups, m, acc.columns)] if groups else []))
+    text = (
+        "Test accuracy of the final EMA model, as in the paper's Table 1, and its mean class "
+        "accuracy (the mean of the per-class accuracies, the confusion matrix's row-normalised "
+        "diagonal). " + HOW
+    )
+    table = Table(header + (["flags"] if groups else []), rows)
+    return Section("Test accuracy (final model)").add(
+        text, table, "CSV: `table1.csv` (with each cell's flags), `mean_class_acc.csv`."
+    )
+
+
+def accuracy_sections(
+    c: Collection, out: Output, best_on_test: bool, groups: dict
+) -> list[Section]:
     runs, methods = c.runs, c.methods
-    sections = [
-        grid_section(
-            "Test accuracy (final model)",
-            "Test accuracy of the final EMA model, as in the paper's Table 1. " + HOW,
-            T.grid(runs, T.final_test_acc, methods=methods),
-            out,
-            "table1.csv",
-        )
-    ]
+    sections = [main_section(c, out, groups)]
     val = T.grid(runs, T.best_on_val, methods=methods)
     if val.cells:
         text = (
@@ -139,17 +168,32 @@ def accuracy_sections(c: Collection, out: Output, best_on_test: bool) -> list[Se
         sections.append(
             grid_section("Best on test (optimistic)", text, grid, out, "table1_best_test.csv")
         )
-    sections.append(
-        grid_section(
-            "Mean class accuracy",
-            "Mean of the per-class accuracies of the final model (the confusion matrix's mean "
-            "diagonal, row-normalised). " + HOW,
-            T.grid(runs, T.mean_class_acc, methods=methods),
-            out,
-            "mean_class_acc.csv",
-        )
-    )
     return sections
+
+
+def flags_section(c: Collection, flags: dict) -> Section:
+    judged = collapse.judged(c.runs)
+    section = Section("Flags").add(
+        collapse.EXPLANATION,
+        f"Rule (a) judged {judged[collapse.COLLAPSED]} of {len(c.runs)} runs, rule (b) "
+        f"{judged[collapse.CHANCE]}.",
+    )
+    rows = [
+        [
+            run.method,
+            run.column,
+            str(run.seed),
+            "; ".join(f"**{f.rule}**: {f.evidence}" for f in found),
+            found[0].term,
+            shown_path(run.path),
+        ]
+        for run in ordered_runs(c)
+        if (found := flags.get(run.path))
+    ]
+    if not rows:
+        return section.add("No run flagged.")
+    header = ["method", "column", "seed", "flags", "schedule term", "folder"]
+    return section.add(Table(header, rows), "CSV: the `flags` column of `runs.csv`, `table1.csv`.")
 
 
 def ablation_section(c: Collection, out: Output) -> list[Section]:
@@ -332,53 +376,6 @@ def relabel_sections(c: Collection, out: Output) -> list[Section]:
     return [Section("Relabeling").add(text, Table(header, shown), "CSV: `relabel.csv`.")]
 
 
-def _weights(row: dict, names: list[str], current: str) -> dict[str, float]:
-    weights = {
-        name: float(row[f"w_{name.lower()}"])
-        for name in names
-        if row.get(f"w_{name.lower()}") not in (None, "")
-    }
-    if not weights and row.get("weight") not in (None, ""):
-        weights = {current: float(row["weight"])}
-    return weights
-
-
-def relabeled_rows(run: Run) -> list[dict]:
-    """The rows of relabels.csv that changed a label (not the images set aside as demoted)."""
-    return [r for r in run.relabels if r.get("status", "relabeled") != "demoted"]
-
-
-def gallery_items(run: Run, limit: int) -> tuple[list[dict], str]:
-    """The first `limit` relabels of a run (by step), with their faces; a note when the faces
-    could not be loaded."""
-    names = run.class_names
-
-    def name(value: str) -> str:
-        return names[int(value)] if value not in ("", None) and 0 <= int(value) < len(names) else ""
-
-    rows = sorted(relabeled_rows(run), key=lambda r: (int(r.get("step") or -1), int(r["index"])))
-    rows = rows[:limit]
-    faces, note = labeled_faces(run, rows)
-    items = []
-    for row in rows:
-        current = name(row["current_label"]) or row.get("current_name", "")
-        items.append(
-            {
-                "method": run.method,
-                "seed": run.seed,
-                "index": int(row["index"]),
-                "id": row.get("id", ""),
-                "step": row.get("step", ""),
-                "given": name(row["given_label"]) or row.get("given_name", ""),
-                "current": current,
-                "true": name(row.get("true_label", "")),
-                "weights": _weights(row, names, current),
-                "image": faces.get(int(row["index"])),
-            }
-        )
-    return items, note
-
-
 def gallery_sections(c: Collection, out: Output, limit: int) -> list[Section]:
     if limit <= 0:
         return []
@@ -421,25 +418,33 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def run_row(run: Run) -> dict:
+def run_row(run: Run, flags: list) -> dict:
     """A run's figures for runs.csv."""
     summary, best = run.summary, run.summary.get("best") or {}
     row = {"folder": shown_path(run.path), "method": run.method, "column": run.column}
     row.update({k: summary.get(k) for k in ("seed", "steps", "test_acc", "mean_class_acc")})
     row.update({k: summary.get(k) for k in ("macro_f1", "mask_rate", "pseudo_label_acc")})
     row.update({f"best_{k}": best.get(k) for k in ("acc", "step", "selected_on", "test_acc")})
+    row["flags"] = collapse.run_text(flags)
     return row
 
 
-def runs_section(c: Collection, out: Output) -> Section:
-    ordered = sorted(
-        c.runs, key=lambda r: (T.column_key(r.column), c.methods.index(r.method), r.seed)
-    )
-    rows = [run_row(run) for run in ordered]
+def ordered_runs(c: Collection) -> list[Run]:
+    return sorted(c.runs, key=lambda r: (T.column_key(r.column), c.methods.index(r.method), r.seed))
+
+
+def runs_section(c: Collection, out: Output, flags: dict) -> Section:
+    ordered = ordered_runs(c)
+    rows = [run_row(run, flags.get(run.path, [])) for run in ordered]
     out.csv("runs.csv", list(rows[0]), [list(row.values()) for row in rows])
     keys = ("folder", "method", "column", "seed", "steps")
     shown = [[*(r[k] for k in keys), f"{100 * r['test_acc']:.2f}"] for r in rows]
-    table = Table([*keys, "test acc %"], shown)
+    header = [*keys, "test acc %"]
+    if any(flags.values()):  # a marked row per flagged run
+        header.append("flags")
+        for row, run in zip(shown, ordered, strict=True):
+            row.append(", ".join(f"**{f.rule}**" for f in flags.get(run.path, [])))
+    table = Table(header, shown)
     return Section("Runs").add(table, "CSV (every figure of every run): `runs.csv`.")
 
 
@@ -464,9 +469,12 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
     out = Path(out)
     prepare_out(out)
     output = Output(out)
+    flags = {run.path: collapse.run_flags(run) for run in collection.runs}
+    groups = collapse.group_flags(collection.runs, flags)
     sections = [
         overview(collection, paths),
-        *accuracy_sections(collection, output, best_on_test),
+        *accuracy_sections(collection, output, best_on_test, groups),
+        flags_section(collection, flags),
         *ablation_section(collection, output),
         *sensitivity_sections(collection, output),
         *curve_section(collection, output, LEARNING),
@@ -475,11 +483,16 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
         *relabel_sections(collection, output),
         *curve_section(collection, output, LABELS),
         *gallery_sections(collection, output, gallery),
-        runs_section(collection, output),
+        runs_section(collection, output, flags),
     ]
     title = "lionfer report"
     output.write_bytes("report.md", to_markdown(title, sections).encode())
     output.write_bytes("report.html", to_html(title, sections).encode())
-    record = {"files": output.files, "runs": [str(r.path) for r in collection.runs]}
+    record = {
+        "files": output.files,
+        "runs": [str(r.path) for r in collection.runs],
+        "flags": collapse.records(ordered_runs(collection), flags),
+    }
     (out / MARK).write_text(json.dumps(record, indent=1) + "\n")
-    return ReportResult(out, len(collection.runs), len(collection.skipped), output.files)
+    warnings = collapse.warnings(collection.methods, groups, out / "report.md")
+    return ReportResult(out, len(collection.runs), len(collection.skipped), output.files, warnings)

@@ -1,7 +1,7 @@
 """Reading finished runs for reports: find run folders (any folder holding summary.json) under the
 paths given, label them with the method and column a sweep gave them (sweep.json), and load each
-one's summary, config, evaluation events and relabels. A run that cannot be read is skipped and
-counted, never fatal; a path that does not exist, or holds no run, is an error."""
+one's summary, config, evaluation and training events and relabels. A run that cannot be read is
+skipped and counted, never fatal; a path that does not exist, or holds no run, is an error."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ class Run:
     summary: dict
     config: dict = field(default_factory=dict)  # config.toml as written; {} when absent
     evals: list[dict] = field(default_factory=list)  # "eval" events of metrics.jsonl, in order
+    trains: list[dict] = field(default_factory=list)  # "train" events (the step logs), in order
     relabels: list[dict] = field(default_factory=list)  # rows of relabels.csv (strings)
 
     @property
@@ -98,17 +99,18 @@ def find_run_folders(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
-def read_evals(path: Path) -> list[dict]:
+def read_events(path: Path, kinds: tuple[str, ...] = ("eval", "train")) -> dict[str, list[dict]]:
+    """{kind: the events of that kind in metrics.jsonl, in order} ([] where the file is absent)."""
+    events: dict[str, list[dict]] = {kind: [] for kind in kinds}
     if not path.is_file():
-        return []
-    events = []
+        return events
     for line in path.read_text().splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue  # a line cut short by a crash; the others still count
-        if isinstance(record, dict) and record.get("event") == "eval":
-            events.append(record)
+        if isinstance(record, dict) and record.get("event") in events:
+            events[record["event"]].append(record)
     return events
 
 
@@ -138,6 +140,7 @@ def load_run(folder: Path, point: dict | None) -> Run:
             config = tomllib.loads((folder / "config.toml").read_text())
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"config.toml is not valid TOML ({error})") from error
+    events = read_events(folder / "metrics.jsonl")
     return Run(
         path=folder,
         method=point["label"] if point else method_name(summary),
@@ -147,7 +150,8 @@ def load_run(folder: Path, point: dict | None) -> Run:
         seed=int(summary["seed"]),
         summary=summary,
         config=config,
-        evals=read_evals(folder / "metrics.jsonl"),
+        evals=events["eval"],
+        trains=events["train"],
         relabels=read_relabels(folder / "relabels.csv"),
     )
 

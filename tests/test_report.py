@@ -132,10 +132,15 @@ def test_table1_reproduces_the_fabricated_numbers(table1_runs, tmp_path, capsys)
     assert mca["fixmatch", "synthetic@100"][1] == pytest.approx(65.0)
     assert not (out / "table1_best_test.csv").exists()  # only when asked
     md = (out / "report.md").read_text()
-    assert "| method | synthetic@100 | synthetic@400 | synthetic@all |" in md
-    assert "| fixmatch | 70.00 ± 10.00 (n=3) | 60.00 ± 17.32 (n=3) | – |" in md
-    assert "| lion:paper | 70.00 ± 7.07 (n=2) | 90.00 (n=1) | – |" in md
-    assert "| fullysupervised | – | – | 95.00 (n=1) |" in md
+    # Table 1: test accuracy and mean class accuracy side by side, each with its seeds' spread
+    columns = [f"synthetic@{n}" for n in (100, 400, "all")]
+    header = " | ".join(f"{c} test acc % | {c} mean class acc %" for c in columns)
+    assert f"| method | {header} |" in md
+    fixmatch = "70.00 ± 10.00 (n=3) | 65.00 ± 10.00 (n=3) | 60.00 ± 17.32 (n=3) | 60.00 ± 17.32"
+    assert f"| fixmatch | {fixmatch} (n=3) | – | – |" in md
+    assert "| lion:paper | 70.00 ± 7.07 (n=2) | 70.00 ± 7.07 (n=2) | 90.00 (n=1) |" in md
+    assert "| fullysupervised | – | – | – | – | 95.00 (n=1) | 95.00 (n=1) |" in md
+    assert "| flags |" not in md and "No run flagged." in md  # two classes: never collapsed
     html = (out / "report.html").read_text()
     assert "70.00 ± 10.00 (n=3)" in html and "data:image/png;base64," in html
     assert 'src="figures/' not in html  # self-contained

@@ -1,0 +1,352 @@
+"""Flags against silent collapse, for reports: pure rules from a finished run (lionfer.runs.Run)
+to flags with their reasons. A run is flagged when its test predictions fall on two or fewer
+classes, or when its pseudo-labels stay near chance over the last half of training; each flag
+names the schedule term that drove the unlabeled loss, with numbers read from the run's own logs
+(metrics.jsonl) and config. The rules and thresholds are documented in docs/report-flags.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lionfer.tables import column_key
+
+COLLAPSE_SHARE = 0.90  # (a): share of the test predictions ...
+COLLAPSE_CLASSES = 2  # ... that fall on this many classes or fewer (judged where C > this)
+CHANCE_FACTOR = 1.5  # (b): pseudo-label accuracy under CHANCE_FACTOR / C is chance
+LATE = 0.5  # (b) and the terms' numbers read the logs of steps after this fraction of the run
+EPS = 1e-9  # so that exactly 90% (63 of 70) counts as 90%
+
+COLLAPSED = "collapsed"
+CHANCE = "pseudo-labels at chance"
+RULES = (COLLAPSED, CHANCE)
+EXPLANATION = (
+    f"A run is flagged (a) **{COLLAPSED}** when ≥ {COLLAPSE_SHARE:.0%} of its test predictions "
+    f"(the confusion matrix's column sums) fall on {COLLAPSE_CLASSES} classes or fewer (judged "
+    f"where C > {COLLAPSE_CLASSES}), and (b) **{CHANCE}** when every pseudo-label accuracy "
+    f"logged after {LATE:.0%} of its steps is under {CHANCE_FACTOR:g}/C (judged where the run "
+    "logs one there). Each reason names the schedule term that drove the unlabeled loss, with "
+    "its numbers over the last half of the run from metrics.jsonl and config.toml; "
+    "docs/report-flags.md in lionfer's repository explains how to read them."
+)
+
+
+@dataclass(frozen=True)
+class Flag:
+    rule: str  # COLLAPSED or CHANCE
+    evidence: str  # the numbers that broke the rule
+    term: str  # the schedule term that dominated, with its numbers (the same for a run's flags)
+
+
+def run_text(flags: list[Flag]) -> str:
+    """A run's flags in one line: 'collapsed: ... | schedule term: ...' ('' for none)."""
+    if not flags:
+        return ""
+    return " | ".join(
+        [*(f"{f.rule}: {f.evidence}" for f in flags), f"schedule term: {flags[0].term}"]
+    )
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.2f}×" if ratio < 10 else f"{ratio:.0f}×"
+
+
+def num_classes(run) -> int | None:
+    """C: the run's classes (class_names, else the confusion matrix's size)."""
+    names = run.summary.get("class_names") or run.summary.get("confusion_matrix") or []
+    return len(names) or None
+
+
+def steps(run) -> int | None:
+    """The run's length in steps: summary.json's, else its last logged step."""
+    logged = [e["step"] for e in run.trains if _number(e.get("step"))]
+    return run.summary.get("steps") or (max(logged) if logged else None)
+
+
+def late_logs(run) -> list[dict]:
+    """The training logs of steps after LATE of the run, one per step (a resumed run logs some
+    steps twice; the later line is the one training went on from), by step."""
+    total = steps(run)
+    if not total:
+        return []
+    by_step = {e["step"]: e for e in run.trains if _number(e.get("step"))}
+    return [by_step[s] for s in sorted(by_step) if s > LATE * total]
+
+
+def _mean(logs: list[dict], key: str) -> float | None:
+    values = [e[key] for e in logs if _number(e.get(key))]
+    return float(np.mean(values)) if values else None
+
+
+def _ratio(logs: list[dict], loss: str, weight) -> float | None:
+    """Σ weight·loss / Σ loss_sup over the logs; weight is a logged key or a number."""
+    pairs = [
+        (e[loss] * (e.get(weight) if isinstance(weight, str) else weight), e["loss_sup"])
+        for e in logs
+        if _number(e.get(loss))
+        and _number(e.get("loss_sup"))
+        and (not isinstance(weight, str) or _number(e.get(weight)))
+    ]
+    bottom = sum(sup for _, sup in pairs)
+    return sum(top for top, _ in pairs) / bottom if pairs and bottom > 0 else None
+
+
+# ---- the rules ----
+
+
+def collapsed(run) -> str | None:
+    """Rule (a): the evidence when ≥ COLLAPSE_SHARE of the test predictions (the confusion
+    matrix's column sums) fall on COLLAPSE_CLASSES classes or fewer; None otherwise, and where
+    the run has no confusion matrix or only COLLAPSE_CLASSES classes."""
+    cm = run.summary.get("confusion_matrix")
+    if not cm or len(cm) <= COLLAPSE_CLASSES:
+        return None
+    cm = np.asarray(cm, dtype=np.float64)
+    predicted, total = cm.sum(axis=0), cm.sum()
+    top = np.argsort(-predicted, kind="stable")[:COLLAPSE_CLASSES]
+    top = [int(i) for i in top if predicted[i] > 0]
+    share = predicted[top].sum() / total if total else 0.0
+    if share < COLLAPSE_SHARE - EPS:
+        return None
+    names = run.class_names if len(run.class_names) == len(cm) else [str(i) for i in range(len(cm))]
+    classes = ", ".join(f"{names[i]} {_pct(predicted[i] / total)}" for i in top)
+    truth = cm.sum(axis=1)[top].sum() / total
+    return (
+        f"{_pct(share)} of {int(total)} test predictions on {len(top)} of {len(cm)} classes "
+        f"({classes}; these classes hold {_pct(truth)} of the true labels)"
+    )
+
+
+def chance_pseudo_labels(run) -> str | None:
+    """Rule (b): the evidence when every pseudo_label_acc logged after LATE of the run is under
+    CHANCE_FACTOR / C; None otherwise, and where none is logged there (a method without
+    pseudo-labels, unlabeled images without true labels, or no pseudo-label passed a mask)."""
+    c, logs = num_classes(run), late_logs(run)
+    accs = [e["pseudo_label_acc"] for e in logs if _number(e.get("pseudo_label_acc"))]
+    if not c or not accs or max(accs) >= CHANCE_FACTOR / c:
+        return None
+    return (
+        f"pseudo-label accuracy under {CHANCE_FACTOR:g}/C = {_pct(CHANCE_FACTOR / c)} at all "
+        f"{len(accs)} logs after step {LATE * steps(run):.10g} of {steps(run)} "
+        f"(highest {_pct(max(accs))})"
+    )
+
+
+# ---- the schedule terms: which logged keys name them, per method ----
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """A weight of the unlabeled loss that ramps up, logged each step."""
+
+    symbol: str  # the paper's name of the weight
+    key: str = "weight_unsup"  # logged weight
+    config: str = "lambda_u"  # its final value in the config's [algorithm]
+
+    def describe(self, run, logs: list[dict]) -> str | None:
+        weights = [(e["step"], e[self.key]) for e in run.trains if _number(e.get(self.key))]
+        if not weights:
+            return None
+        peak = max(w for _, w in weights)
+        first = next((s for s, w in weights if w > 0), None)
+        idle = [s for s, w in weights if w == 0 and (first is None or s < first)]
+        target = run.params.get(self.config)
+        given = f"; algorithm.{self.config} = {target:g}" if _number(target) else ""
+        text = f"{self.symbol} ramped to {peak:g} ({self.key}{given})"
+        if idle and steps(run):
+            text += f" from {_pct(idle[-1] / steps(run))} of the run"
+        ratio = _ratio(logs, "loss_unsup", self.key)
+        if ratio is not None:
+            text += f"; loss_unsup × weight was {_times(ratio)} loss_sup over the last half"
+        return text
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A confidence threshold on pseudo-labels: logged (adaptive) or fixed in the config."""
+
+    key: str | None = None  # logged threshold; None: the config's value
+    config: str | None = "threshold"
+    weight: str | None = "lambda_u"  # fixed weight of the unlabeled loss; None: ramped elsewhere
+
+    def describe(self, run, logs: list[dict]) -> str | None:
+        c = num_classes(run)
+        value, name = (_mean(logs, self.key), self.key) if self.key else (None, None)
+        if value is None and self.config and _number(run.params.get(self.config)):
+            value, name = float(run.params[self.config]), f"algorithm.{self.config}"
+        mask, right = _mean(logs, "mask_rate"), _mean(logs, "pseudo_label_acc")
+        if value is None and mask is None:
+            return None
+        parts = []
+        if value is not None:
+            parts.append(f"threshold at {value:.2f} ({name}){_near_chance(value, c)}")
+        if mask is not None:
+            parts.append(f"with mask {mask:.2f}")
+        if right is not None:
+            parts.append(f"while pseudo-labels {_pct(right)} right")
+        text = " ".join(parts)
+        if self.weight:
+            text += _weighted("loss_unsup", logs, run.params, self.weight)
+        return text + " over the last half"
+
+
+def _weighted(loss: str, logs: list[dict], params: dict, weight: str) -> str:
+    """'; loss_unsup × 4 (lambda_u) was 0.74× loss_sup' for a loss with a fixed weight in the
+    config (× 1 where the config lacks it); '' where the loss is not logged."""
+    value = params.get(weight)
+    ratio = _ratio(logs, loss, float(value) if _number(value) else 1.0)
+    if ratio is None:
+        return ""
+    shown = f" × {value:g} ({weight})" if _number(value) else ""
+    return f"; {loss}{shown} was {_times(ratio)} loss_sup"
+
+
+def _near_chance(threshold: float, c: int | None) -> str:
+    """A threshold at or under 1/C passes every pseudo-label (a top probability is ≥ 1/C)."""
+    if not c or threshold >= CHANCE_FACTOR / c:
+        return ""
+    return " ≤ 1/C, passing every pseudo-label" if threshold <= 1 / c + EPS else " ≈ 1/C"
+
+
+@dataclass(frozen=True)
+class Rates:
+    """LION's shares of the batch: labeled images clear or ambiguous, unlabeled ones reliable."""
+
+    rates: tuple[tuple[str, str], ...] = (
+        ("clear_rate", "clear"),
+        ("ambiguous_rate", "ambiguous"),
+        ("mask_rate", "reliable"),
+    )
+    threshold: str = "reliable_threshold"  # γ
+    loss: str = "loss_reliable"
+    weight: str = "lambda_reliable"  # λ1
+
+    def describe(self, run, logs: list[dict]) -> str | None:
+        shown = [(name, _mean(logs, key)) for key, name in self.rates]
+        shown = [f"{name} {value:.2f}" for name, value in shown if value is not None]
+        if not shown:
+            return None
+        text = "rates " + ", ".join(shown)
+        gamma = run.params.get(self.threshold)
+        if _number(gamma):
+            text += f" (γ = {gamma:g})"
+        right = _mean(logs, "pseudo_label_acc")
+        if right is not None:
+            text += f" while pseudo-labels {_pct(right)} right"
+        return text + _weighted(self.loss, logs, run.params, self.weight) + " over the last half"
+
+
+# algorithm → its schedule terms, the one its loss scales most directly first
+SCHEDULE_TERMS: dict[str, tuple] = {
+    "pseudolabel": (Ramp("α_f"), Threshold(weight=None)),
+    "mixmatch": (Ramp("λ_U"),),
+    "marginmix": (Ramp("λ_U"),),
+    "fixmatch": (Threshold(),),
+    "uda": (Threshold(),),
+    "flexmatch": (Threshold("threshold_mean"),),
+    "adacm": (Threshold("threshold_mean"),),
+    "freematch": (Threshold("threshold_global", config=None),),
+    "lion": (Rates(),),
+}
+
+
+def schedule_term(run) -> str:
+    """The run's schedule terms (SCHEDULE_TERMS) with their numbers, the dominant one first; a
+    generic account where no term is known or logged."""
+    logs = late_logs(run)
+    found = [t.describe(run, logs) for t in SCHEDULE_TERMS.get(run.algorithm, ())]
+    found = [text for text in found if text]
+    if found:
+        return "; ".join(found)
+    ratio = _ratio(logs, "loss_unsup", 1.0)
+    if ratio is not None:
+        return f"no schedule term known; loss_unsup was {_times(ratio)} loss_sup over the last half"
+    return f"no schedule term of {run.algorithm or 'this method'} in its logs"
+
+
+def run_flags(run) -> list[Flag]:
+    """The flags of one run (empty for a healthy one)."""
+    found = [(COLLAPSED, collapsed(run)), (CHANCE, chance_pseudo_labels(run))]
+    found = [(rule, evidence) for rule, evidence in found if evidence]
+    term = schedule_term(run) if found else ""
+    return [Flag(rule, evidence, term) for rule, evidence in found]
+
+
+def group_flags(runs, flags: dict) -> dict[tuple[str, str], str]:
+    """{(method, column): 'collapsed in 3/3 seeds, pseudo-labels at chance in 1/3 seeds'} for
+    the groups with a flagged run; flags maps each run's path to its run_flags."""
+    groups: dict[tuple[str, str], list] = {}
+    for run in runs:
+        groups.setdefault((run.method, run.column), []).append(flags.get(run.path, []))
+    out = {}
+    for key, members in groups.items():
+        counts = [(rule, sum(any(f.rule == rule for f in m) for m in members)) for rule in RULES]
+        parts = [f"{rule} in {k}/{len(members)} seeds" for rule, k in counts if k]
+        if parts:
+            out[key] = ", ".join(parts)
+    return out
+
+
+def judged(runs) -> dict[str, int]:
+    """How many runs each rule could judge (a confusion matrix of more than two classes;
+    pseudo-label accuracy logged in the last half)."""
+    return {
+        COLLAPSED: sum(
+            len(r.summary.get("confusion_matrix") or []) > COLLAPSE_CLASSES for r in runs
+        ),
+        CHANCE: sum(
+            bool(num_classes(r)) and any(_number(e.get("pseudo_label_acc")) for e in late_logs(r))
+            for r in runs
+        ),
+    }
+
+
+# ---- how the report shows them ----
+
+
+def method_text(groups: dict, method: str, columns: list[str]) -> str:
+    """A method's group_flags over the columns, each column named where there are several."""
+    named = len(columns) > 1
+    return "; ".join(
+        f"{column}: {groups[method, column]}" if named else groups[method, column]
+        for column in columns
+        if (method, column) in groups
+    )
+
+
+def warnings(methods: list[str], groups: dict, report: Path) -> list[str]:
+    """One line per flagged method, for the terminal."""
+    lines = []
+    for method in methods:
+        columns = sorted((c for m, c in groups if m == method), key=column_key)
+        if columns:
+            text = "; ".join(f"on {c}: {groups[method, c]}" for c in columns)
+            lines.append(f"warning: {method} {text}; see Flags in {report}")
+    return lines
+
+
+def records(runs, flags: dict) -> list[dict]:
+    """The flagged runs as JSON records: folder, method, column, seed, flags (rule, evidence) and
+    the schedule term."""
+    return [
+        {
+            "folder": str(run.path),
+            "method": run.method,
+            "column": run.column,
+            "seed": run.seed,
+            "flags": [{"rule": f.rule, "evidence": f.evidence} for f in flags[run.path]],
+            "term": flags[run.path][0].term,
+        }
+        for run in runs
+        if flags.get(run.path)
+    ]

@@ -1,0 +1,273 @@
+"""Collapse flags of reports: fabricated run folders (summary.json, config.toml, metrics.jsonl
+written by hand) with known confusion matrices and training logs, flagged or not exactly at the
+rules' boundaries, with the schedule term named from the run's own numbers; the flags reach
+report.md, the CSV files, report.json and the command's warnings."""
+
+import csv
+import json
+
+import pytest
+
+from lionfer import collapse as K
+from lionfer.cli import main
+from lionfer.comparison import make_report
+from lionfer.runs import load_runs
+
+NAMES = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
+C = len(NAMES)
+CHANCE = 1.5 / C  # 0.2143
+
+
+def predicted(counts) -> list[list[int]]:
+    """A 7 × 7 confusion matrix whose column sums are `counts` (100 true images per class,
+    spread over the rows in order)."""
+    cm = [[0] * C for _ in range(C)]
+    row = 0
+    for column, count in enumerate(counts):
+        for _ in range(count):
+            while sum(cm[row]) == 100:
+                row += 1
+            cm[row][column] += 1
+    return cm
+
+
+HEALTHY = predicted([100] * C)
+COLLAPSED = predicted([0, 400, 0, 0, 0, 265, 35])  # 95% on Fear and Anger
+
+
+def write_run(
+    root,
+    folder,
+    *,
+    algorithm="mixmatch",
+    seed=0,
+    cm=HEALTHY,
+    logs=(),
+    params=None,
+    steps=100,
+):
+    """A finished run folder: summary.json, config.toml and metrics.jsonl with `logs` as its
+    "train" events ({"step": s, key: value, ...})."""
+    path = root / folder
+    path.mkdir(parents=True)
+    summary = {
+        "algorithm": algorithm,
+        "dataset": "synthetic",
+        "num_labels": 140,
+        "seed": seed,
+        "steps": steps,
+        "class_names": NAMES,
+        "test_acc": 0.5,
+        "mean_class_acc": 0.5,
+        "confusion_matrix": cm,
+    }
+    (path / "summary.json").write_text(json.dumps(summary))
+    algo = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (params or {}).items())
+    (path / "config.toml").write_text(
+        f'seed = {seed}\n[data]\ndataset = "synthetic"\nnum_labels = 140\n'
+        f'[algorithm]\nname = "{algorithm}"\n{algo}'
+    )
+    events = [{"event": "start"}] + [{"event": "train", **e} for e in logs]
+    events.append({"event": "eval", "step": steps, "test_acc": 0.5})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def ramp_logs(pseudo=(0.5,) * 10, loss_unsup=0.02, loss_sup=1.0):
+    """MixMatch's logs every 10 of 100 steps: λ_U ramping 10, 20, ..., 100."""
+    return [
+        {
+            "step": 10 * (i + 1),
+            "loss_sup": loss_sup,
+            "loss_unsup": loss_unsup,
+            "weight_unsup": 10.0 * (i + 1),
+            "pseudo_label_acc": acc,
+        }
+        for i, acc in enumerate(pseudo)
+    ]
+
+
+def one_run(tmp_path, **kwargs):
+    write_run(tmp_path / "runs", "r", **kwargs)
+    (run,) = load_runs([tmp_path / "runs"]).runs
+    return run
+
+
+def read_csv(path):
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_collapsed_run_is_flagged_naming_its_ramped_weight(tmp_path):
+    run = one_run(tmp_path, cm=COLLAPSED, logs=ramp_logs(), params={"lambda_u": 100.0})
+    (flag,) = K.run_flags(run)
+    assert flag.rule == K.COLLAPSED
+    assert flag.evidence.startswith("95% of 700 test predictions on 2 of 7 classes")
+    assert "Fear 57%, Anger 38%" in flag.evidence
+    # the term from the logs: λ_U ramped to 100; over steps 60..100, Σ 0.02·w / Σ 1.0 =
+    # 0.02 · (60 + 70 + 80 + 90 + 100) / 5 = 1.60
+    assert flag.term.startswith("λ_U ramped to 100 (weight_unsup; algorithm.lambda_u = 100)")
+    assert "loss_unsup × weight was 1.60× loss_sup over the last half" in flag.term
+
+
+def test_a_healthy_run_is_not_flagged(tmp_path):
+    run = one_run(tmp_path, logs=ramp_logs(pseudo=(0.6,) * 10))
+    assert K.run_flags(run) == []
+    out = tmp_path / "report"
+    result = make_report([tmp_path / "runs"], out)
+    assert result.warnings == [] and "warning" not in str(result)
+    md = (out / "report.md").read_text()
+    assert "No run flagged." in md and "Rule (a) judged 1 of 1 runs, rule (b) 1." in md
+    assert read_csv(out / "runs.csv")[0]["flags"] == ""
+    assert read_csv(out / "table1.csv")[0]["flags"] == ""
+    assert json.loads((out / "report.json").read_text())["flags"] == []
+
+
+@pytest.mark.parametrize(
+    ("counts", "flagged"),
+    [
+        ([0, 400, 0, 0, 0, 230, 70], True),  # 630 of 700: exactly 90% on two classes
+        ([0, 400, 0, 0, 0, 223, 77], False),  # 623 of 700: 89%
+        ([0, 700, 0, 0, 0, 0, 0], True),  # everything on one class
+        ([35, 222, 0, 0, 0, 222, 221], False),  # 95% on three classes, 63% on two
+    ],
+)
+def test_collapse_is_judged_on_the_two_most_predicted_classes(tmp_path, counts, flagged):
+    assert sum(counts) == 700
+    run = one_run(tmp_path, cm=predicted(counts))
+    assert (K.collapsed(run) is not None) is flagged
+
+
+def test_two_classes_are_never_called_collapsed(tmp_path):
+    run = one_run(tmp_path, cm=[[50, 0], [50, 0]])
+    assert K.collapsed(run) is None and K.judged([run])[K.COLLAPSED] == 0
+
+
+def test_pseudo_labels_under_chance_over_the_last_half_are_flagged(tmp_path):
+    # high in the first half (warm-up does not count), under 1.5/C at every later log
+    pseudo = (0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.12, 0.2)
+    run = one_run(tmp_path, logs=ramp_logs(pseudo=pseudo), params={"lambda_u": 100.0})
+    (flag,) = K.run_flags(run)
+    assert flag.rule == K.CHANCE
+    assert flag.evidence == (
+        "pseudo-label accuracy under 1.5/C = 21% at all 5 logs after step 50 of 100 (highest 20%)"
+    )
+    assert "λ_U ramped to 100" in flag.term
+
+
+@pytest.mark.parametrize(
+    "pseudo",
+    [
+        (0.1,) * 9 + (0.25,),  # recovers at the last log
+        (0.1,) * 5 + (0.2, 0.2, CHANCE, 0.2, 0.2),  # exactly 1.5/C once: not under it
+        (0.1,) * 5 + (0.5,) * 5,  # under chance only during the first half
+    ],
+)
+def test_pseudo_labels_that_reach_chance_are_not_flagged(tmp_path, pseudo):
+    run = one_run(tmp_path, logs=ramp_logs(pseudo=pseudo))
+    assert K.chance_pseudo_labels(run) is None and K.run_flags(run) == []
+
+
+def test_runs_without_pseudo_label_accuracy_are_not_judged_by_it(tmp_path):
+    logs = [{"step": s, "loss_sup": 1.0, "loss_unsup": 0.5, "mask_rate": 0.0} for s in (50, 100)]
+    run = one_run(tmp_path, algorithm="fixmatch", logs=logs)
+    assert K.chance_pseudo_labels(run) is None and K.judged([run])[K.CHANCE] == 0
+
+
+def test_a_resumed_run_counts_the_last_line_of_a_step(tmp_path):
+    logs = ramp_logs(pseudo=(0.1,) * 10)
+    logs.insert(8, {**logs[8], "pseudo_label_acc": 0.9})  # step 90 logged before a crash ...
+    run = one_run(tmp_path, logs=logs)  # ... and again after the resume, at 0.1
+    assert K.chance_pseudo_labels(run) is not None
+
+
+def test_threshold_and_rates_terms_are_read_from_the_logs(tmp_path):
+    logs = [
+        {
+            "step": s,
+            "loss_sup": 2.0,
+            "loss_unsup": 1.5,
+            "mask_rate": 1.0,
+            "threshold_global": 0.15,
+            "pseudo_label_acc": 0.14,
+        }
+        for s in (25, 50, 75, 100)
+    ]
+    run = one_run(tmp_path, algorithm="freematch", cm=COLLAPSED, logs=logs)
+    assert K.run_flags(run)[0].term == (
+        "threshold at 0.15 (threshold_global) ≈ 1/C with mask 1.00 while pseudo-labels 14% "
+        "right; loss_unsup was 0.75× loss_sup over the last half"
+    )
+    fixed = [{**e, "threshold_global": None} for e in logs]
+    run = one_run(tmp_path / "b", algorithm="fixmatch", logs=fixed, params={"threshold": 0.1})
+    assert K.schedule_term(run).startswith(
+        "threshold at 0.10 (algorithm.threshold) ≤ 1/C, passing every pseudo-label with mask 1.00"
+    )
+    lion = [
+        {"step": s, "clear_rate": 0.3, "ambiguous_rate": 0.7, "mask_rate": 0.9, "loss_sup": 1.0}
+        for s in (50, 100)
+    ]
+    lion = [{**e, "loss_reliable": 2.0} for e in lion]
+    params = {"reliable_threshold": 0.95, "lambda_reliable": 0.5}
+    run = one_run(tmp_path / "c", algorithm="lion", logs=lion, params=params)
+    assert K.schedule_term(run) == (
+        "rates clear 0.30, ambiguous 0.70, reliable 0.90 (γ = 0.95); loss_reliable × 0.5 "
+        "(lambda_reliable) was 1.00× loss_sup over the last half"
+    )
+
+
+def test_a_ramp_that_starts_late_says_when(tmp_path):
+    logs = [
+        {"step": s, "weight_unsup": w, "loss_sup": 1.0, "loss_unsup": 0.1, "mask_rate": 1.0}
+        for s, w in ((10, 0.0), (20, 0.3), (60, 3.0), (100, 3.0))
+    ]
+    run = one_run(tmp_path, algorithm="pseudolabel", logs=logs, params={"lambda_u": 3.0})
+    assert K.schedule_term(run).startswith(
+        "α_f ramped to 3 (weight_unsup; algorithm.lambda_u = 3) from 10% of the run; "
+        "loss_unsup × weight was 0.30× loss_sup"
+    )
+
+
+def test_unknown_methods_get_the_generic_account(tmp_path):
+    logs = [{"step": 100, "loss_sup": 1.0, "loss_unsup": 2.0}]
+    run = one_run(tmp_path, algorithm="remixmatch", cm=COLLAPSED, logs=logs)
+    assert K.run_flags(run)[0].term == (
+        "no schedule term known; loss_unsup was 2.00× loss_sup over the last half"
+    )
+    run = one_run(tmp_path / "b", algorithm="remixmatch", cm=COLLAPSED)
+    assert K.run_flags(run)[0].term == "no schedule term of remixmatch in its logs"
+
+
+def test_the_method_row_counts_flagged_seeds_everywhere_the_report_writes(tmp_path, capsys):
+    root = tmp_path / "runs"
+    for seed, cm in enumerate((COLLAPSED, COLLAPSED, HEALTHY)):
+        write_run(root, f"mm-s{seed}", seed=seed, cm=cm, logs=ramp_logs())
+    write_run(root, "fm-s0", algorithm="fixmatch", cm=HEALTHY)
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    warnings = [line for line in printed if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: mixmatch on synthetic@140: collapsed in 2/3 seeds; see Flags in "
+        f"{out / 'report.md'}"
+    ]
+    md = (out / "report.md").read_text()
+    assert "| mixmatch | 50.00 ± 0.00 (n=3) | 50.00 ± 0.00 (n=3) | collapsed in 2/3 seeds |" in md
+    assert "| fixmatch | 50.00 (n=1) | 50.00 (n=1) |  |" in md
+    flagged = [line for line in md.splitlines() if "**collapsed**: 95% of 700" in line]
+    assert [line.split(" | ")[2] for line in flagged] == ["0", "1"]  # seeds 0 and 1
+    assert all("λ_U ramped to 100 (weight_unsup)" in line for line in flagged)
+    assert "<strong>collapsed</strong>: 95% of 700" in (out / "report.html").read_text()
+    assert md.count(" | 50.00 | **collapsed** |") == 2  # the Runs table marks seeds 0 and 1
+    table1 = {r["method"]: r["flags"] for r in read_csv(out / "table1.csv")}
+    assert table1 == {"mixmatch": "collapsed in 2/3 seeds", "fixmatch": ""}
+    runs = {(r["method"], r["seed"]): r["flags"] for r in read_csv(out / "runs.csv")}
+    assert runs["mixmatch", "0"].startswith("collapsed: 95% of 700 test predictions")
+    assert "| schedule term: λ_U ramped to 100" in runs["mixmatch", "0"]
+    assert runs["mixmatch", "2"] == runs["fixmatch", "0"] == ""
+    records = json.loads((out / "report.json").read_text())["flags"]
+    assert [(r["method"], r["seed"], [f["rule"] for f in r["flags"]]) for r in records] == [
+        ("mixmatch", 0, ["collapsed"]),
+        ("mixmatch", 1, ["collapsed"]),
+    ]
+    assert records[0]["term"].startswith("λ_U ramped to 100")

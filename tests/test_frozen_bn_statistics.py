@@ -2,15 +2,26 @@
 BatchNorm layer's running statistics and counter are bit-identical afterwards."""
 
 import copy
+import socket
 
 import pytest
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from batchnorm_helpers import bn_model, same, statistics, statistics_after
 from torch import nn
 
-from lionfer.algorithms.base import frozen_bn_statistics
-from lionfer.distributed import Comm, GlobalBatchNorm, sync_batchnorm
+import lionfer.algorithms  # noqa: F401  (registers the algorithms)
+from lionfer.algorithms.base import AlgorithmInfo, Batch, Progress, frozen_bn_statistics
+from lionfer.distributed import (
+    LOCAL,
+    Comm,
+    GlobalBatchNorm,
+    ProcessGroup,
+    sync_batchnorm,
+    wrap,
+)
+from lionfer.registry import ALGORITHMS
 
 
 def norms_model(momentum):
@@ -101,3 +112,77 @@ def test_global_batchnorm_and_a_ddp_wrapped_model_are_frozen_too(one_process_gro
     with torch.no_grad():
         wrapped(x)
     assert not same(statistics(model), before)  # the global-batch path does update them
+
+
+# ---- the baselines' frozen passes with several processes ----
+
+BASELINES = ("mixmatch", "remixmatch", "marginmix", "pseudolabel")
+
+
+def global_batch(cls) -> Batch:
+    g = torch.Generator().manual_seed(0)
+    views = tuple(torch.randn(4, 3, 16, 16, generator=g) for _ in cls.views)
+    labels = torch.tensor([0, 1, 2, 0])
+    return Batch.from_views(
+        torch.randn(4, 3, 16, 16, generator=g), labels, torch.arange(4), cls.views, views, labels
+    )
+
+
+def step_results(comm: Comm) -> dict:
+    """Each baseline's loss, model gradient and BatchNorm statistics after one step on this
+    process's share of the same global batch (GlobalBatchNorm and DDP with several)."""
+    results = {}
+    for name in BASELINES:
+        cls = ALGORITHMS.get(name)
+        info = AlgorithmInfo(3, 6, 8, 128, torch.tensor([0, 1, 2, 0, 1, 2]))
+        algorithm = cls(ALGORITHMS.entry(name).config(), info)
+        algorithm.comm = comm
+        model = sync_batchnorm(bn_model(), comm, torch.device("cpu"))
+        trained = wrap(model, comm, torch.device("cpu"), synced_batchnorm=True)
+        whole = global_batch(cls)
+        batch = Batch.from_views(
+            comm.local(whole.x_lb),
+            whole.y_lb,
+            whole.idx_lb,
+            cls.views,
+            tuple(comm.local(x) for x in whole.x_ulb),
+            whole.idx_ulb,
+        )
+        torch.manual_seed(1)  # the step's own draws (MixUp, rotations), alike in every process
+        out = algorithm.step(trained, batch, Progress(5, 10))
+        out.loss.backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        results[name] = (out.loss.detach(), grads, statistics(model))
+    return results
+
+
+def step_as_process(rank: int, world: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    store = dist.TCPStore("127.0.0.1", port, world, rank == 0)
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=world)
+    try:
+        comm = ProcessGroup(rank, world, rank, dist.group.WORLD, dist.group.WORLD)
+        torch.save(step_results(comm), f"{out}/{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_step_the_baselines_as_one(tmp_path):
+    one = step_results(LOCAL)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(step_as_process, args=(2, port, str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        two = torch.load(tmp_path / f"{rank}.pt")
+        for name in BASELINES:
+            (loss, grads, stats), (loss2, grads2, stats2) = one[name], two[name]
+            assert torch.allclose(loss, loss2, rtol=1e-5), name
+            assert grads.keys() == grads2.keys(), name
+            for key in grads:
+                assert torch.allclose(grads[key], grads2[key], rtol=1e-3, atol=1e-6), (name, key)
+            for key in stats:
+                assert torch.allclose(stats[key].double(), stats2[key].double(), atol=1e-5), (
+                    name,
+                    key,
+                )

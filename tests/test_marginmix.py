@@ -1,11 +1,13 @@
 """Margin-Mix (approximation): the additive margin, class centroids and the blended guess."""
 
+import copy
 import math
 
 import torch
+from batchnorm_helpers import bn_model, recorded_passes, same, statistics, statistics_after
 from fakes import Passthrough, info, rows
 
-from lionfer.algorithms.base import Batch
+from lionfer.algorithms.base import Batch, Progress
 from lionfer.algorithms.hparams import MarginMixConfig
 from lionfer.algorithms.marginmix import (
     MarginMix,
@@ -67,3 +69,19 @@ def test_guess_blends_in_the_centroids_once_every_class_has_one():
     by_centroid = 1 / (1 + math.exp(-2))
     mix = T([[0.5 * 0.6 + 0.5 * by_centroid, 0.5 * 0.4 + 0.5 * (1 - by_centroid)]])
     assert torch.allclose(blended, sharpen(mix, 0.5))
+
+
+def test_only_the_mixed_pass_moves_batchnorm_statistics():
+    model = bn_model()
+    initial = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    views = tuple(torch.randn(2, 3, 16, 16, generator=g) for _ in MarginMix.views)
+    x_lb, y = torch.randn(2, 3, 16, 16, generator=g), T([0, 1])
+    batch = Batch.from_views(x_lb, y, y, MarginMix.views, views, y)
+    algorithm = MarginMix(MarginMixConfig(), info(3, feature_dim=model.feature_dim))
+    with recorded_passes(model) as passes:
+        algorithm.step(model, batch, Progress(5, 10))
+    guess, mixed = passes  # the labeled images and the K weak views; the mixed pool
+    assert torch.equal(guess, torch.cat([x_lb, *views])) and len(mixed) == 2 + 2 * 2
+    assert same(statistics(model), statistics_after(initial, [mixed]))
+    assert not same(statistics(model), statistics_after(initial, [guess, mixed]))

@@ -1,11 +1,17 @@
 """MixMatch's pieces against hand-computed values: sharpening, label guessing, MixUp, λ draws."""
 
+import copy
 import math
 
 import pytest
 import torch
+from batchnorm_helpers import bn_model, recorded_passes, same, statistics, statistics_after
+from fakes import info
 
+from lionfer.algorithms.base import Batch, Progress
+from lionfer.algorithms.hparams import MixMatchConfig
 from lionfer.algorithms.mixmatch import (
+    MixMatch,
     draw_mixup,
     guess_labels,
     mixup,
@@ -59,3 +65,19 @@ def test_beta_draws_have_the_beta_mean_and_variance(alpha):
     variance = 1.0 / (4 * (2 * alpha + 1))  # Beta(α, α): mean 1/2, variance 1/(4(2α + 1))
     assert abs(lam.mean().item() - 0.5) < 0.01
     assert math.isclose(lam.var().item(), variance, rel_tol=0.05)
+
+
+def test_only_the_mixed_pass_moves_batchnorm_statistics():
+    model = bn_model()
+    initial = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    views = tuple(torch.randn(2, 3, 16, 16, generator=g) for _ in MixMatch.views)
+    x_lb, y = torch.randn(2, 3, 16, 16, generator=g), T([0, 1])
+    batch = Batch.from_views(x_lb, y, y, MixMatch.views, views, y)
+    algorithm = MixMatch(MixMatchConfig(), info(3, feature_dim=model.feature_dim))
+    with recorded_passes(model) as passes:
+        algorithm.step(model, batch, Progress(5, 10))
+    guess, mixed = passes  # the K weak views; the mixed labeled and unlabeled parts
+    assert torch.equal(guess, torch.cat(views)) and len(mixed) == 2 + 2 * 2
+    assert same(statistics(model), statistics_after(initial, [mixed]))
+    assert not same(statistics(model), statistics_after(initial, [guess, mixed]))

@@ -1,6 +1,9 @@
 """ReMixMatch: distribution alignment, rotation targets, and the p_model / p_target state."""
 
+import copy
+
 import torch
+from batchnorm_helpers import bn_model, recorded_passes, same, statistics, statistics_after
 from fakes import info
 
 from lionfer.algorithms.base import Batch, Progress
@@ -69,3 +72,19 @@ def test_step_is_reproducible_from_the_global_seed():
         torch.manual_seed(seed)
         losses.append(algorithm.step(model, batch, Progress(5, 10)).loss)
     assert torch.equal(losses[0], losses[1]) and not torch.equal(losses[0], losses[2])
+
+
+def test_only_the_mixed_strong_and_rotated_pass_moves_batchnorm_statistics():
+    model = bn_model()
+    initial = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    views = tuple(torch.randn(2, 3, 16, 16, generator=g) for _ in ReMixMatch.views)
+    x_lb, y = torch.randn(2, 3, 16, 16, generator=g), T([0, 1])
+    batch = Batch.from_views(x_lb, y, y, ReMixMatch.views, views, y)
+    algorithm = ReMixMatch(ReMixMatchConfig(), info(3, feature_dim=model.feature_dim))
+    with recorded_passes(model) as passes:
+        algorithm.step(model, batch, Progress(5, 10))
+    guess, rest = passes  # the weak view; the mixed pool, the first strong view, its rotation
+    assert torch.equal(guess, views[0]) and len(rest) == 2 + 2 * 3 + 2 + 2
+    assert same(statistics(model), statistics_after(initial, [rest]))
+    assert not same(statistics(model), statistics_after(initial, [guess, rest]))

@@ -10,17 +10,22 @@ In a run of several processes (lionfer.distributed) a step's images are this pro
 the global batch, while labels and indices are the whole global batch's; forward_views and
 forward_outputs, given the algorithm's `comm`, return the outputs of the whole global batch, so a
 step computes the one-process loss and state updates on every process alike.
+
+A forward pass inside frozen_bn_statistics normalises with its own batch's statistics but leaves
+BatchNorm's running statistics as they were (label guessing, as the methods' codes do).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 
 from lionfer.distributed import LOCAL, Comm
 
@@ -240,6 +245,32 @@ def forward_views(model: nn.Module, *views: torch.Tensor, comm: Comm = LOCAL):
     logits = comm.gather_views(out.logits, sizes)
     features = comm.gather_views(out.features, sizes)
     return list(zip(logits, features, strict=True))
+
+
+@contextmanager
+def frozen_bn_statistics(model: nn.Module) -> Iterator[None]:
+    """Forward passes inside normalise with their batch's statistics (train mode) as usual, but
+    every BatchNorm layer's running_mean, running_var and num_batches_tracked (also
+    SyncBatchNorm's, lionfer.distributed's GlobalBatchNorm's, a DDP-wrapped model's) are as they
+    were afterwards: USB's freeze_bn / unfreeze_bn, the authors' codes' skipped update ops.
+
+    The buffers are copied back after the passes. Momentum 0 would not do: the pass would still
+    count in num_batches_tracked, and a layer with momentum None averages by that count."""
+    buffers = [
+        buffer
+        for module in model.modules()
+        if isinstance(module, _NormBase)
+        for buffer in (module.running_mean, module.running_var, module.num_batches_tracked)
+        if buffer is not None
+    ]
+    saved = [buffer.clone() for buffer in buffers]
+    try:
+        yield
+    finally:
+        for buffer, value in zip(buffers, saved, strict=True):
+            # Through .data: a pass with a gradient saved the running statistics for its
+            # backward, which an in-place change of the tensor itself would fail.
+            buffer.data.copy_(value)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -16,7 +16,9 @@ margin loss, distance and weights are unknown. lionfer's choices (ours): the mar
 network's own linear head (not a separate cosine classifier), so the evaluated classifier is the
 one the margin trains; the distance is the cosine distance to the normalised centroids; the
 centroids come from the unmixed labeled images of each step. λ_U = 75 over a whole-run ramp are
-those of the MixMatch port it was built on. Treat its numbers as "Margin-Mix (approximation)".
+those of the MixMatch port it was built on. As in lionfer's MixMatch, the guessing pass (labeled
+images and the K views) leaves BatchNorm's running statistics as they were and the mixed pass
+records its statistics. Treat its numbers as "Margin-Mix (approximation)".
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_views
+from lionfer.algorithms.base import (
+    Algorithm,
+    Batch,
+    Progress,
+    StepOutput,
+    forward_views,
+    frozen_bn_statistics,
+)
 from lionfer.algorithms.hparams import MarginMixConfig
 from lionfer.algorithms.mixmatch import guess_labels, mix_pool, sharpen
 from lionfer.losses import soft_cross_entropy
@@ -75,7 +84,8 @@ class MarginMix(Algorithm):
 
     def _guess(self, model, batch: Batch) -> torch.Tensor:
         cfg = self.cfg
-        (_, features_lb), *ulb = forward_views(model, batch.x_lb, *batch.x_ulb, comm=self.comm)
+        with frozen_bn_statistics(model):
+            (_, features_lb), *ulb = forward_views(model, batch.x_lb, *batch.x_ulb, comm=self.comm)
         update_centroids(
             self.centroids,
             self.centroid_ready,

@@ -11,11 +11,16 @@
 Reference: D. Berthelot, N. Carlini, I. Goodfellow, N. Papernot, A. Oliver, C. Raffel, "MixMatch:
 A Holistic Approach to Semi-Supervised Learning", NeurIPS 2019. Codes differ from each other on
 λ: the authors' code draws one λ per mixed item, the popular PyTorch port and USB one per batch;
-lionfer follows the authors (per item). The mixed labeled and unlabeled parts go through one
-concatenated forward pass, so BatchNorm sees one batch (the codes interleave chunks instead). λ_U
-ramps up over the paper's first 16,000 steps, which at the FER protocol's 16,000-step run is the
-whole run (`rampup = 1.0`, as in the PyTorch port); 1/64 of a short run lets λ_U = 100 act on
-near-random guesses and collapses the network.
+lionfer follows the authors (per item). The guessing pass normalises with its own batch's
+statistics but leaves BatchNorm's running statistics as they were, as the authors' code and USB
+do (the PyTorch port lets it update them). The mixed labeled and unlabeled parts go through one
+concatenated forward pass, whose statistics BatchNorm records; the codes cut the mixed pool into
+chunks of B_l images normalised one by one and record one chunk: the authors' first interleaved
+chunk (a share of each part), USB's mixed labeled chunk. USB's configs use α = 0.5 (lionfer: the
+paper's 0.75) and ramp λ_U over the first 40% of the run. λ_U ramps up over the paper's first
+16,000 steps, which at the FER protocol's 16,000-step run is the whole run (`rampup = 1.0`, as in
+the PyTorch port); 1/64 of a short run lets λ_U = 100 act on near-random guesses and collapses the
+network.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from lionfer.algorithms.base import (
     Progress,
     StepOutput,
     forward_views,
+    frozen_bn_statistics,
     step_generator,
     to_device,
 )
@@ -88,7 +94,7 @@ class MixMatch(Algorithm):
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         cfg, comm, num_labeled = self.cfg, self.comm, len(batch.y_lb)
-        with torch.no_grad():
+        with torch.no_grad(), frozen_bn_statistics(model):
             guesses = forward_views(model, *batch.x_ulb, comm=comm)
             targets_ulb = guess_labels([logits for logits, _ in guesses], cfg.temperature)
         whole = batch.gathered(comm)  # MixUp partners come from the whole global batch

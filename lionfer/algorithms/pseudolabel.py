@@ -12,14 +12,24 @@ Deep Neural Networks", 2013. Paper and later codes differ: USB keeps only pseudo
 confidence ≥ 0.95 and ramps a weight of 1 over 40% of training; lionfer follows the paper
 (threshold 0, α_f = 3) with the threshold as a knob. The paper's T1 = 100 and T2 = 600 are epochs of
 a schedule whose length it does not give; lionfer takes them as fractions 0.1 and 0.6 of the run.
-The paper's dropout and denoising-autoencoder pre-training are the backbone's business here.
+The paper's dropout and denoising-autoencoder pre-training are the backbone's business here. The
+paper's network has no BatchNorm; as in USB and the MixMatch authors' re-implementation, labeled
+and unlabeled images go through separate forward passes, each normalised with its own batch's
+statistics, and only the labeled pass updates BatchNorm's running statistics.
 """
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 
-from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_views
+from lionfer.algorithms.base import (
+    Algorithm,
+    Batch,
+    Progress,
+    StepOutput,
+    forward_views,
+    frozen_bn_statistics,
+)
 from lionfer.algorithms.hparams import PseudoLabelConfig
 from lionfer.losses import masked_cross_entropy
 
@@ -38,9 +48,9 @@ class PseudoLabel(Algorithm):
     views = ("weak",)
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
-        (logits_lb, _), (logits_ulb_w, _) = forward_views(
-            model, batch.x_lb, batch.x_ulb_w, comm=self.comm
-        )
+        (logits_lb, _) = forward_views(model, batch.x_lb, comm=self.comm)[0]
+        with frozen_bn_statistics(model):  # its own BatchNorm batch, statistics not recorded
+            (logits_ulb_w, _) = forward_views(model, batch.x_ulb_w, comm=self.comm)[0]
         loss_sup = F.cross_entropy(logits_lb, batch.y_lb)
         probs_ulb_w = logits_ulb_w.detach().float().softmax(dim=1)
         confidence, pseudo_labels = probs_ulb_w.max(dim=1)

@@ -16,9 +16,14 @@ last 128 batch predictions (USB: an EMA), initialised uniform as in the authors'
 the labeled class frequencies (the authors' code: an EMA of labeled one-hots; USB: as here);
 each image draws its own rotation (the authors' code rotates batch quarters). The strong view is
 lionfer's RandAugment (the paper: CTAugment), K = 2 strong views (USB's FER-scale choice; the
-authors use 8), and one concatenated forward pass carries every view, so BatchNorm sees one batch.
-λ_U and λ_Û1 ramp up over the authors' 1,024 kimg (16,000 steps at batch 64): the whole run at
-the FER protocol's scale (`rampup = 1.0`).
+authors use 8). The weak view's guessing pass normalises with its own batch's statistics but
+leaves BatchNorm's running statistics as they were (as the authors' code and USB do); one
+concatenated pass then carries the mixed pool, the first strong view and its rotation, and
+BatchNorm records its statistics. The codes record less: the authors' code only the last of its
+interleaved mixed chunks of B_l images, USB only its mixed labeled chunk (USB's labeled, strong
+and rotation passes and its other chunks leave the statistics as they were). λ_U and λ_Û1 ramp
+up over the authors' 1,024 kimg (16,000 steps at batch 64): the whole run at the FER protocol's
+scale (`rampup = 1.0`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from lionfer.algorithms.base import (
     Progress,
     StepOutput,
     forward_views,
+    frozen_bn_statistics,
     step_generator,
     to_device,
 )
@@ -94,7 +100,7 @@ class ReMixMatch(Algorithm):
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         cfg, comm, num_labeled = self.cfg, self.comm, len(batch.y_lb)
-        with torch.no_grad():
+        with torch.no_grad(), frozen_bn_statistics(model):
             (logits_w, _) = forward_views(model, batch.x_ulb[0], comm=comm)[0]
             targets_ulb = self._guess(logits_w)
         whole = batch.gathered(comm)  # MixUp partners come from the whole global batch

@@ -10,10 +10,13 @@
 - L = Σ_b m_b CE_b / max(Σ_b m_b, 1) + λ · mean_b 1[max p_w,b > β] · KL(q̂_b ‖ p_s,b).
 
 Reference: Q. Xie, Z. Dai, E. Hovy, M.-T. Luong, Q. V. Le, "Unsupervised Data Augmentation for
-Consistency Training", NeurIPS 2020. Paper and codes agree on the losses; TSA tests the
-correct-class probability and divides by the images kept, as the paper and its code do (USB tests
-the maximum probability and divides by the batch). The authors' image runs switch TSA off, which
-is lionfer's default (`tsa = "none"`).
+Consistency Training", NeurIPS 2020. lionfer follows the paper and the authors' code where USB
+differs. The target is softmax(z_w / τ) as in the authors' code, where USB's UDA never applies τ
+(its target is the weak view's plain softmax). TSA tests the correct-class probability
+and divides by the images kept, as the paper and its code do (USB tests the maximum probability
+and divides by the batch). The authors' image runs switch TSA off, which is lionfer's default
+(`tsa = "none"`). One concatenated pass carries the labeled, weak and strong images and BatchNorm
+records its statistics, as in the authors' code and USB (its image configs' `use_cat`).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ EXPECTED_LOGS = {
     "adacm": {"loss_unsup", "loss_contrast", "mask_rate", "threshold_mean"},
     "flexmatch": {"loss_unsup", "mask_rate", "threshold_mean"},
     "freematch": {"loss_unsup", "loss_fair", "mask_rate", "threshold_global"},
+    "softmatch": {"loss_unsup", "mask_rate", "full_weight_rate", "threshold_global"},
 }
 
 NUM_CLASSES, B_LB, B_ULB, SIZE = 3, 4, 4, 16
@@ -80,6 +81,7 @@ def test_every_method_of_the_comparison_is_registered():
         "adacm",
         "flexmatch",
         "freematch",
+        "softmatch",
         "lion",
     } <= set(NAMES)
     assert set(NAMES) <= set(EXPECTED_LOGS), "add the new algorithm's logs to EXPECTED_LOGS"

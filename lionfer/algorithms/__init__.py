@@ -69,6 +69,12 @@ for _name, _target, _description, _config in (
         hp.FreeMatchConfig,
     ),
     (
+        "softmatch",
+        "softmatch:SoftMatch",
+        "SoftMatch: every pseudo-label weighted by a truncated Gaussian of its confidence, UA",
+        hp.SoftMatchConfig,
+    ),
+    (
         "adacm",
         "adacm:AdaCM",
         "Ada-CM: per-class confidence margins from labeled data, contrastive low-confidence",

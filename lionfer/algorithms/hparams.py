@@ -425,3 +425,18 @@ class FreeMatchConfig:
     def __post_init__(self) -> None:
         _check_range(self, ("ema",))
         _check_weights(self, ("lambda_u", "lambda_f"))
+
+
+@dataclass(frozen=True)
+class SoftMatchConfig:
+    ema: float = 0.999  # m, momentum of μ_t, σ_t² and p̂
+    lambda_u: float = 1.0  # λ_max, the weight of a pseudo-label at or above μ_t
+    # The weight's σ is σ_t / n_sigma: 2 in the paper's experiments (§4.1, "divide the
+    # variance by 4") and both its codes; 1 is Eq. 5 as printed.
+    n_sigma: float = 2.0
+    uniform_alignment: bool = True  # UA, Eq. 8 (false: the paper's "w/o UA" ablation)
+
+    def __post_init__(self) -> None:
+        _check_range(self, ("ema",))
+        _check_weights(self, ("lambda_u",))
+        _check_positive(self, ("n_sigma",))

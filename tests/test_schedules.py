@@ -1,6 +1,7 @@
 """lionfer.schedules: the rule's arithmetic on hand-computed values, the stated defaults against
-the configs lionfer loads, and docs/schedules.md holding the tables the module prints (so the page
-follows hparams.py)."""
+the configs lionfer loads, docs/schedules.md holding the tables the module prints (so the page
+follows hparams.py), and the showcase sweep running every registered method with the rule's
+overrides and nothing else."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lionfer.algorithms.hparams import LionConfig, lion_config
 from lionfer.config import DEFAULT_CONFIG, load_config
 from lionfer.registry import ALGORITHMS
 from lionfer.schedules import SCHEDULES, Schedule, rule_overrides, rule_value
+from lionfer.sweep import expand, load_sweep
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "schedules.md"
 
@@ -87,3 +89,26 @@ def test_the_page_holds_the_tables_the_module_prints():
     for table in schedules.tables().strip().split("\n\n"):
         assert table in page, "docs/schedules.md is stale: paste `python -m lionfer.schedules`"
     assert f"{schedules.MIN_STEPS} steps" in page  # the bound is stated
+
+
+def test_showcase_runs_every_method_with_the_rules_overrides_only():
+    sweep = load_sweep("showcase")
+    methods = {m.label: m for m in sweep.methods}
+    assert list(methods) == [m for m in schedules.METHODS if registered(m)]
+    for name in ALGORITHMS.names():
+        assert any(label.partition(":")[0] == name for label in methods), name
+    for label, method in methods.items():
+        assert method.overrides == tuple(schedules._algorithm(label)) + rule_overrides(label, 600)
+    assert methods["fullysupervised"].num_labels == (-1,)
+    assert sweep.seeds == (0, 1, 2) and not sweep.num_labels
+    assert not any(o.startswith(("data.", "model.", "train.")) for o in sweep.overrides)
+    points = expand(sweep)
+    by_label = {p.label: cfg for p, cfg in points if p.seed == 0}
+    assert {cfg.train.steps for cfg in by_label.values()} == {600}
+    default = load_config(DEFAULT_CONFIG)
+    for cfg in by_label.values():  # the embedded default's data, model and schedule
+        assert cfg.data == default.data or cfg.data.num_labels == -1
+        assert cfg.model == default.model and cfg.train == default.train
+    assert by_label["adacm"].algorithm.epoch_steps == 30
+    assert by_label["lion:released"].algorithm.epoch_steps == 20
+    assert by_label["lion:evidence"].algorithm.params == default.algorithm.params

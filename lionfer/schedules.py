@@ -178,7 +178,7 @@ SCHEDULES: tuple[Schedule, ...] = (
     Schedule(
         "softmatch",
         "ema",
-        "EMAs of the confidence's mean and variance (and of DA's p_model)",
+        "EMAs of μ_t, σ_t² (the confidence's mean, variance) and p̂",
         "m = 0.999: 1,000 of 1,048,576 steps",
         USB.format("softmatch", "softmatch") + ", `softmatch/utils.py`",
         "ema",

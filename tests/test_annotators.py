@@ -244,7 +244,11 @@ def test_packaged_sweeps_on_the_embedded_faces_pin_the_legacy_annotator():
     from lionfer.sweep import PACKAGED_SWEEPS, expand, load_sweep
 
     published = {"embedded", "lion-embedded", "lion-embedded-10", "lion-resnet18", "lion-scratch"}
-    named = {"lion-evidence-faces": {"single"}, "lion-evidence-crowd10": {"crowd10"}}
+    named = {
+        "lion-evidence-faces": {"single"},
+        "lion-evidence-crowd10": {"crowd10"},
+        "showcase": {"single"},  # the embedded default as users run it
+    }
     synthetic_sweeps = []
     for path in sorted(PACKAGED_SWEEPS.glob("*.toml")):
         points = expand(load_sweep(path))

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint mutation clean
+.PHONY: install demo test lint docs mutation clean
 
 install: $(STAMP)
 
@@ -30,7 +30,12 @@ mutation: $(STAMP)
 	$(VENV)/bin/mutmut results
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lionfer tests benchmarks
+	$(VENV)/bin/ruff check lionfer tests benchmarks docs
+
+# The documentation site (mkdocs.yml, docs/) into site/. --strict: a broken link or anchor, or a
+# page left out of the nav, is an error.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) build *.egg-info mutants
+	rm -rf $(VENV) build *.egg-info mutants site

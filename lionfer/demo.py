@@ -36,7 +36,7 @@ ONE_SEED = (
     "One seed shows that every method runs and what LION did to the labels; it cannot rank\n"
     "methods. Over seeds 0-2 of this default a method's test accuracy moves by about 3-5 points\n"
     "(sample std), and floating-point kernels differ between CPUs and thread counts, so another\n"
-    "machine prints other digits. The README's results give mean and std over seeds:\n"
+    "machine prints other digits. docs/results.md gives mean and std over seeds:\n"
     "lionfer sweep lion-evidence-faces --out runs/lion-evidence-faces --jobs 2"
 )
 

@@ -4,7 +4,7 @@ Every grid point gets a stable folder DIR/<dataset>@<labels>/<method>/s<seed>; D
 lists the points (label, overrides, folder) for `lionfer report`. Finished runs are skipped,
 unfinished ones resumed, the rest started (by lionfer.launch: N at a time as local subprocesses,
 one per GPU where GPUs are visible, or as cluster jobs through submitit). The file format is in
-the README.
+docs/sweeps.md.
 """
 
 from __future__ import annotations

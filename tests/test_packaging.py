@@ -1,6 +1,7 @@
 """What pip installs: the wheel carries the configs, the ImageNet weights of the default (with
-their licence) and py.typed; the sdist carries the tests and the benchmark scripts they load;
-the metadata states ranges, a licence and one version. Built offline from a copy of the source."""
+their licence) and py.typed; the sdist carries the tests, the benchmark scripts and the
+documentation pages they read; the metadata states ranges, a licence and one version. Built
+offline from a copy of the source."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from lionfer.models import PACKAGED_IMAGENET
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ["lionfer", "tests", "benchmarks", "pyproject.toml", "README.md", "LICENSE"]
-SOURCE += ["MANIFEST.in", "constraints.txt", "Makefile"]
+SOURCE += ["MANIFEST.in", "constraints.txt", "Makefile", "docs", "mkdocs.yml", "CONTRIBUTING.md"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_the_wheel_carries_weights_configs_and_py_typed(source, tmp_path):
     assert not any(name.startswith("tests/") for name in names)
 
 
-def test_the_sdist_carries_the_tests_and_the_benchmarks_they_load(source, tmp_path):
+def test_the_sdist_carries_the_tests_and_what_they_read(source, tmp_path):
     sdist = build(source, tmp_path, "--sdist")
     top = f"lionfer-{lionfer.__version__}"
     with tarfile.open(sdist) as archive:
@@ -89,6 +90,9 @@ def test_the_sdist_carries_the_tests_and_the_benchmarks_they_load(source, tmp_pa
         assert f"{top}/benchmarks/{script.name}" in names
     assert {f"{top}/tests/conftest.py", f"{top}/LICENSE", f"{top}/constraints.txt"} <= names
     assert f"{top}/lionfer/weights/{PACKAGED_IMAGENET['mobilenet_v2'][0]}" in names
+    for page in (ROOT / "docs").glob("*.md"):  # the tests check their commands and links
+        assert f"{top}/docs/{page.name}" in names
+    assert {f"{top}/mkdocs.yml", f"{top}/CONTRIBUTING.md", f"{top}/docs/hooks.py"} <= names
 
 
 def test_one_version_and_a_spdx_licence():

@@ -1,4 +1,5 @@
-"""The README's Python example of lionfer.load runs as written, on a tiny run trained first."""
+"""The README's Python example of lionfer.load runs as written, on a tiny run trained first; the
+docs page on trained models shows the same example."""
 
 from __future__ import annotations
 
@@ -11,17 +12,24 @@ import numpy as np
 from PIL import Image
 from predict_helpers import faces, scene, trained_run
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS_PAGE = ROOT / "docs" / "inference.md"  # Using a trained model
 
 
-def readme_example() -> str:
-    section = README.read_text().split("## Using a trained model", 1)[1]
-    (code,) = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.DOTALL)
+def load_example(page: Path) -> str:
+    """The page's one Python block that calls lionfer.load."""
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL)
+    (code,) = [block for block in blocks if "lionfer.load(" in block]
     return code
 
 
+def test_the_docs_page_shows_the_readme_example():
+    assert load_example(DOCS_PAGE) == load_example(README)
+
+
 def test_the_readme_python_example_runs(tmp_path, tmp_path_factory, monkeypatch, capsys):
-    code = readme_example()
+    code = load_example(README)
     assert "lionfer.load(" in code and ".predict(" in code
     shutil.copytree(trained_run(tmp_path_factory), tmp_path / "runs/synthetic@140/lion/s0")
     (tmp_path / "photos").mkdir()

@@ -1,9 +1,10 @@
-"""Every command in the README's bash blocks is checked: each `lionfer` line parses with the real
-command line and its config (file name, keys, values) resolves; `list`, `config show` and
-`--help` run as written; `lionfer train` on the embedded data runs for real as a dry run (two
-steps, on fewer images, in a folder holding stand-in weight files with the names the README
-uses). `make`, `pip install`, `torchrun` and benchmark lines are checked against the Makefile,
-the package's extras, the command line and the scripts' own flags."""
+"""Every command in the bash blocks of the README, CONTRIBUTING.md and the docs pages is
+checked: each `lionfer` line parses with the real command line and its config (file name, keys,
+values) resolves; `list`, `config show` and `--help` run as written; `lionfer train` on the
+embedded data runs for real as a dry run (two steps, on fewer images, in a folder holding
+stand-in weight files with the names the pages use). `make`, `pip install`, `torchrun` and
+benchmark lines are checked against the Makefile, the package's extras, the command line and the
+scripts' own flags."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from lionfer.cli import config_from_args, main, parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+# The README's reference sections live in docs/: their commands are checked wherever they are.
+PAGES = [README, ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
 # A dry run on fewer, smaller batches: the command's own keys still decide model and data.
 SHRINK = [
     "data.num_train=280",
@@ -32,12 +35,15 @@ RUN_TAKING = {"evaluate", "predict", "export", "relabel", "audit", "report"}
 
 
 def readme_commands() -> list[list[str]]:
+    """Each command once, in the order the pages give them (the README's quick start is also on
+    the docs' home page)."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.DOTALL):
-        for line in block.replace("\\\n", " ").splitlines():
-            tokens = shlex.split(line, comments=True)
-            if tokens:
-                commands.append(tokens)
+    for page in PAGES:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.DOTALL):
+            for line in block.replace("\\\n", " ").splitlines():
+                tokens = shlex.split(line, comments=True)
+                if tokens and tokens not in commands:
+                    commands.append(tokens)
     return commands
 
 
@@ -58,6 +64,7 @@ def is_synopsis(args: list[str]) -> bool:
 
 
 def test_the_readme_has_the_commands_this_test_checks():
+    assert "make demo" in README.read_text() and "lionfer train" in README.read_text()
     lines = [" ".join(c) for c in COMMANDS]
     assert "lionfer train" in lines
     assert any(line.startswith("lionfer train model.name=timm:convnext_tiny") for line in lines)

@@ -197,7 +197,7 @@ class LionConfig:
 
 # Recipes: the fields each one sets (a field given explicitly in a config wins). `paper` is the
 # dataclass defaults. `released` follows the authors' released code without its bugs. `robust`
-# is lionfer's own recipe and the toolkit's default (see the README for its design).
+# and `evidence` are lionfer's own; `evidence` is the default (DEFAULT_RECIPE; docs/lion.md).
 LION_RECIPES: dict[str, dict] = {
     "paper": {"reexamine_relabeled": True},
     "released": {

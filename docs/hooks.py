@@ -1,0 +1,244 @@
+"""MkDocs hooks (mkdocs.yml `hooks:`): the parts of the pages that come from the code.
+
+A page line `<!-- generated: NAME -->` is replaced when the site is built, so these tables cannot
+drift from the code:
+- `config-keys`: every key of the `seed`, `[data]`, `[model]` and `[train]` sections, from the
+  dataclasses of lionfer/config.py: type, default, the packaged default.toml's value, comment;
+- `algorithm-keys`: every method's `[algorithm]` keys, from lionfer/algorithms/hparams.py (LION
+  with a column per recipe);
+- `lionfer list algorithms|models|datasets`: what that command prints (the registries);
+- `contributing`: the page becomes CONTRIBUTING.md (its links to docs/ made site links).
+A field's comment is the one on its line, else the comment lines right above it. The pages are
+also written for GitHub, so a pipe escaped inside a table cell's code span is unescaped here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import re
+import sys
+import tokenize
+import tomllib
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # document the checkout being built, not an installed lionfer
+
+MARKER = re.compile(r"^<!-- generated: (.+?) -->$", re.MULTILINE)
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """{field: comment} for a dataclass: the comment on the field's line, else the block of
+    comment lines directly above it."""
+    path = Path(sys.modules[cls.__module__].__file__)
+    source = path.read_text()
+    comments = {}  # line number → comment text
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+    lines = source.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"class {cls.__name__}"))
+    out = {}
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        if line and not line[0].isspace():
+            break  # the end of the class body
+        match = re.match(r"    (\w+): ", line)
+        if not match:
+            continue
+        number = i + 1
+        if number in comments and not line.strip().startswith("#"):
+            out[match.group(1)] = comments[number]
+            continue
+        above = []
+        while number - 1 in comments and lines[number - 2].strip().startswith("#"):
+            number -= 1
+            above.insert(0, comments[number])
+        out[match.group(1)] = " ".join(above)
+    return out
+
+
+def toml_value(value: Any) -> str:
+    """A value as it is written in a config file or a `key=value` override."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text if len(text) <= 8 else f"{value:.4g}"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def cell(text: str) -> str:
+    """A comment as a Markdown table cell: outside its code spans, a pipe would end the cell, a
+    `<` could open a tag and a `*` emphasis."""
+    parts = re.split(r"(`[^`]*`)", text)
+    for i in range(0, len(parts), 2):
+        parts[i] = parts[i].replace("|", "\\|").replace("<", "&lt;").replace("*", "\\*")
+    return "".join(parts)
+
+
+def code(value: Any) -> str:
+    return f"`{toml_value(value)}`"
+
+
+def default_of(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", str(kind))
+
+
+def key_rows(
+    cls: type, prefix: str, packaged: dict | None, skip: tuple[str, ...] = ()
+) -> list[str]:
+    """A table row per field: key, type, default, (the packaged config's value,) comment."""
+    comments = field_comments(cls)
+    hints = get_type_hints(cls)
+    rows = []
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        columns = [f"`{prefix}{field.name}`", type_name(hints[field.name]), code(default_of(field))]
+        if packaged is not None:
+            columns.append(code(packaged[field.name]) if field.name in packaged else "")
+        columns.append(cell(comments.get(field.name, "")))
+        rows.append("| " + " | ".join(columns) + " |")
+    return rows
+
+
+def config_keys() -> str:
+    from lionfer.config import DEFAULT_CONFIG, SECTIONS, AlgorithmConfig, Config
+
+    packaged = tomllib.loads(DEFAULT_CONFIG.read_text())
+    header = ["| key | type | default | `default.toml` | what it is |", "|---|---|---|---|---|"]
+    out = ["### `seed`", "", *header]
+    out += key_rows(Config, "", packaged, skip=("data", "model", "algorithm", "train"))
+    for name, cls in SECTIONS.items():
+        out += ["", f"### `[{name}]`", "", *header]
+        out += key_rows(cls, f"{name}.", packaged.get(name, {}))
+    out += ["", "### `[algorithm]`", "", *header]
+    out += key_rows(AlgorithmConfig, "algorithm.", packaged.get("algorithm", {}), skip=("params",))
+    out += ["", "The other `[algorithm]` keys are the method's own: [below](#algorithm-keys)."]
+    return "\n".join(out)
+
+
+def algorithm_keys() -> str:
+    import lionfer.algorithms  # noqa: F401  (registers the methods; imports no torch)
+    from lionfer.config import DEFAULT_CONFIG
+    from lionfer.registry import ALGORITHMS
+
+    packaged = tomllib.loads(DEFAULT_CONFIG.read_text()).get("algorithm", {})
+    out = []
+    for entry in ALGORITHMS:
+        cls = entry.config
+        out += [f"### `{entry.name}`", "", f"{entry.description}; keys of `{cls.__name__}`.", ""]
+        recipes = getattr(cls, "RECIPES", None)
+        if recipes:
+            out += recipe_table(cls, recipes)
+        else:
+            out += ["| key | type | default | what it is |", "|---|---|---|---|"]
+            out += key_rows(cls, "algorithm.", None)
+        if packaged.get("name") == entry.name:
+            given = ", ".join(f"`{k} = {toml_value(v)}`" for k, v in packaged.items())
+            out += ["", f"The packaged `default.toml` sets {given}."]
+        out.append("")
+    return "\n".join(out)
+
+
+def recipe_table(cls: type, recipes: dict[str, dict]) -> list[str]:
+    """A column per recipe; a value the recipe sets (rather than the field default) is bold."""
+    comments = field_comments(cls)
+    hints = get_type_hints(cls)
+    names = list(recipes)
+    out = [
+        f"`algorithm.recipe` picks a recipe: the fields it sets (in bold) apply under any key set "
+        f"explicitly. Without one a config gets `{cls.DEFAULT_RECIPE}`.",
+        "",
+        "| key | type | " + " | ".join(f"`{r}`" for r in names) + " | what it is |",
+        "|---|---|" + "---|" * len(names) + "---|",
+    ]
+    for field in dataclasses.fields(cls):
+        values = []
+        for recipe in names:
+            if field.name == "recipe":
+                values.append(code(recipe))
+            elif field.name in recipes[recipe]:
+                values.append(f"**{code(recipes[recipe][field.name])}**")
+            else:
+                values.append(code(default_of(field)))
+        out.append(
+            f"| `algorithm.{field.name}` | {type_name(hints[field.name])} | "
+            + " | ".join(values)
+            + f" | {cell(comments.get(field.name, ''))} |"
+        )
+    return out
+
+
+def lionfer_list(what: str) -> str:
+    from lionfer.cli import main
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["list", what])
+    if code != 0:
+        raise RuntimeError(f"lionfer list {what} exited with {code}")
+    return f"```text\n$ lionfer list {what}\n{printed.getvalue()}```"
+
+
+def contributing() -> str:
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    text = text.replace("](docs/", "](").replace("](README.md)", "](index.md)")
+    return text
+
+
+GENERATORS = {
+    "config-keys": config_keys,
+    "algorithm-keys": algorithm_keys,
+    "lionfer list algorithms": lambda: lionfer_list("algorithms"),
+    "lionfer list models": lambda: lionfer_list("models"),
+    "lionfer list datasets": lambda: lionfer_list("datasets"),
+}
+
+
+def unescape_table_pipes(markdown: str) -> str:
+    """`a\\|b` → `a|b` inside the code spans of table rows (lines that start with `|`):
+    GitHub's tables need the escape, Python-Markdown keeps such pipes in their cell already and
+    would print the backslash."""
+
+    def fix_row(line: str) -> str:
+        if not line.lstrip().startswith("|"):
+            return line
+        return CODE_SPAN.sub(lambda span: span.group(0).replace("\\|", "|"), line)
+
+    return "\n".join(fix_row(line) for line in markdown.split("\n"))
+
+
+def generate(markdown: str) -> str:
+    """Every marker replaced by what it names; an unknown name fails the build."""
+    if "<!-- generated: contributing -->" in markdown:
+        markdown = contributing()
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in GENERATORS:
+            raise ValueError(f"unknown generated section {name!r}; known: {', '.join(GENERATORS)}")
+        return GENERATORS[name]()
+
+    return MARKER.sub(replace, markdown)
+
+
+def on_page_markdown(markdown: str, **kwargs) -> str:
+    return unescape_table_pipes(generate(markdown))

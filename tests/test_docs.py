@@ -1,0 +1,149 @@
+"""The documentation: the site builds with `mkdocs build --strict` (no broken link or anchor, no
+page outside the nav), its generated tables name every config key and method, the README stays
+short and its links (and CONTRIBUTING.md's) resolve, and CONTRIBUTING.md has a line for every
+module of the package."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+README = ROOT / "README.md"
+CONTRIBUTING = ROOT / "CONTRIBUTING.md"
+README_MAX_LINES = 250
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site as `make docs` builds it, into a temporary folder."""
+    pytest.importorskip("mkdocs", reason="the docs are built with mkdocs (the dev extra has it)")
+    out = tmp_path_factory.mktemp("site")
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)]
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}{done.stderr}"
+    return out
+
+
+def page_html(site: Path, page: str) -> str:
+    """The built HTML of a docs page ("cli.md" → site/cli/index.html)."""
+    name = Path(page).stem
+    return (site / ("index.html" if name == "index" else f"{name}/index.html")).read_text()
+
+
+def nav_pages(node) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [page for value in node.values() for page in nav_pages(value)]
+    return [page for item in node for page in nav_pages(item)]
+
+
+def test_the_site_builds_strictly(site):
+    assert (site / "index.html").is_file()
+    assert not list(site.rglob("*.py")), "docs/hooks.py is not a page: it must not be published"
+
+
+def test_every_docs_page_is_in_the_nav():
+    yaml = pytest.importorskip("yaml", reason="mkdocs.yml is read with PyYAML (mkdocs needs it)")
+    nav = nav_pages(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
+    pages = sorted(p.name for p in DOCS.glob("*.md"))
+    assert sorted(nav) == pages, "every page of docs/ once in mkdocs.yml's nav, and no other"
+
+
+def test_the_readme_stays_short():
+    lines = len(README.read_text().splitlines())
+    assert lines < README_MAX_LINES, f"README.md has {lines} lines: move reference text to docs/"
+
+
+def github_slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.replace("`", "").strip().lower())
+    return text.replace(" ", "-")
+
+
+def relative_links(path: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL)
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    return [link for link in links if not re.match(r"[a-z]+:", link)]
+
+
+@pytest.mark.parametrize("source", [README, CONTRIBUTING], ids=lambda p: p.name)
+def test_the_links_of_the_readme_and_contributing_resolve(source, site):
+    headings = re.findall(r"^#+ (.+)$", source.read_text(), re.MULTILINE)
+    for link in relative_links(source):
+        path, _, anchor = link.partition("#")
+        if not path:
+            assert anchor in {github_slug(h) for h in headings}, f"{source.name}: {link}"
+            continue
+        target = (source.parent / path).resolve()
+        assert target.exists(), f"{source.name} links to {path}, which does not exist"
+        if anchor:
+            assert target.parent == DOCS and target.suffix == ".md", link
+            ids = set(re.findall(r'id="([^"]+)"', page_html(site, target.name)))
+            assert anchor in ids, f"{source.name} links to {link}: the page has no such anchor"
+
+
+def test_the_config_tables_are_generated_with_every_key(site):
+    import lionfer.algorithms  # noqa: F401  (registers the methods)
+    from lionfer.config import SECTIONS
+    from lionfer.registry import ALGORITHMS
+
+    html = page_html(site, "config.md")
+    for section, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            assert f"<code>{section}.{field.name}</code>" in html, f"{section}.{field.name}"
+    # one field's type, default, value in default.toml and comment, as config.py has them
+    rows = re.findall(r"<tr>\s*<td><code>data.num_workers</code></td>(.*?)</tr>", html, re.DOTALL)
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in rows]
+    expected = ["int", "<code>0</code>", "<code>1</code>", "data-loading worker processes"]
+    assert expected in cells, cells
+    for entry in ALGORITHMS:
+        assert f'id="{entry.name}"' in html, entry.name
+        for field in dataclasses.fields(entry.config):
+            assert f"<code>algorithm.{field.name}</code>" in html
+    assert "<!-- generated" not in html
+
+
+def test_the_registry_listings_are_what_lionfer_list_prints(site, capsys):
+    from lionfer.cli import main
+
+    for what, page in [("algorithms", "algorithms.md"), ("models", "performance.md")]:
+        assert main(["list", what]) == 0
+        printed = capsys.readouterr().out
+        html = page_html(site, page)
+        for line in printed.splitlines():
+            name = line.split()[0]
+            assert name.replace("<", "&lt;").replace(">", "&gt;") in html, (what, name)
+
+
+def listed_modules() -> dict[str, str]:
+    """{path: line} of CONTRIBUTING.md's layout: `- `lionfer/...`: what it holds`."""
+    text = CONTRIBUTING.read_text().split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^- `(lionfer/[^`]+)`: (.+)$", text, re.MULTILINE))
+
+
+def test_contributing_has_a_line_for_every_module():
+    listed = listed_modules()
+    modules = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "lionfer").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    missing = sorted(modules - set(listed))
+    hints = []
+    for path in missing:
+        docstring = ast.get_docstring(ast.parse((ROOT / path).read_text())) or ""
+        hints.append(f"- `{path}`: {docstring.splitlines()[0] if docstring else '...'}")
+    assert not missing, "CONTRIBUTING.md's layout lacks:\n" + "\n".join(hints)
+    for path in listed:
+        assert (ROOT / path).exists(), f"CONTRIBUTING.md lists {path}, which does not exist"

@@ -7,7 +7,9 @@ drift from the code:
 - `algorithm-keys`: every method's `[algorithm]` keys, from lionfer/algorithms/hparams.py (LION
   with a column per recipe);
 - `lionfer list algorithms|models|datasets`: what that command prints (the registries);
-- `contributing`: the page becomes CONTRIBUTING.md (its links to docs/ made site links).
+- `contributing`: the page becomes CONTRIBUTING.md (its links to docs/ made site links);
+- `results NAME`: a packaged sweep's table from the `lionfer report` CSV files committed in
+  docs/results/NAME/, with the commands, commit and machine of its made.toml.
 A field's comment is the one on its line, else the comment lines right above it. The pages are
 also written for GitHub, so a pipe escaped inside a table cell's code span is unescaped here.
 """
@@ -204,12 +206,66 @@ def contributing() -> str:
     return text
 
 
+RESULTS = ROOT / "docs" / "results"
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _mean_std(row: dict[str, str], scale: float = 1.0, digits: int = 2) -> str:
+    mean, std = float(row["mean"]) * scale, row.get("std") or ""
+    text = f"{mean:.{digits}f}"
+    return text + (f" ± {float(std) * scale:.{digits}f}" if std else "")
+
+
+def results_table(name: str) -> str:
+    """The table of docs/results/NAME/: one row per method, test accuracy and mean class accuracy
+    (mean ± std over seeds, %), for methods that change labels the labeled set's accuracy before
+    → after and the relabels' precision, and the report's flags."""
+    folder = RESULTS / name
+    tables = {f: _csv(folder / f"{f}.csv") for f in ("table1", "mean_class_acc", "relabel")}
+    relabel = {(r["method"], r["column"], r["figure"]): r for r in tables["relabel"]}  # in %
+    mean_class = {(r["method"], r["column"]): r for r in tables["mean_class_acc"]}
+    lines = [
+        "| method | labels | test acc % | mean class acc % | labels right % (given → end) "
+        "| relabels (precision %) | flags |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in tables["table1"]:
+        key = (row["method"], row["column"])
+        labels_right = relabels = ""
+        if key + ("relabel.given_accuracy",) in relabel:
+            given = _mean_std(relabel[key + ("relabel.given_accuracy",)], 1, 1)
+            current = _mean_std(relabel[key + ("relabel.current_accuracy",)], 1, 1)
+            labels_right = f"{given.split(' ± ')[0]} → {current}"
+            count = _mean_std(relabel[key + ("relabel.count",)], 1, 1)
+            precision = relabel.get(key + ("relabel.precision",))
+            relabels = count + (f" ({_mean_std(precision, 1, 0)})" if precision else "")
+        lines.append(
+            f"| {row['method']} | {row['column'].split('@')[1]} | {_mean_std(row)} "
+            f"(n={row['seeds']}) | {_mean_std(mean_class[key])} | {labels_right} | {relabels} "
+            f"| {row['flags']} |"
+        )
+    made = tomllib.loads((folder / "made.toml").read_text())
+    commands = "\n".join(made["commands"])
+    return (
+        "\n".join(lines)
+        + f"\n\nMade at commit `{made['commit']}` on {made['machine']} ({made['date']}):\n\n"
+        + f"```bash\n{commands}\n```\n"
+    )
+
+
 GENERATORS = {
     "config-keys": config_keys,
     "algorithm-keys": algorithm_keys,
     "lionfer list algorithms": lambda: lionfer_list("algorithms"),
     "lionfer list models": lambda: lionfer_list("models"),
     "lionfer list datasets": lambda: lionfer_list("datasets"),
+    **{f"results {d.name}": (lambda d=d: results_table(d.name)) for d in RESULTS.iterdir()},
 }
 
 

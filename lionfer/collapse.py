@@ -251,11 +251,13 @@ SCHEDULE_TERMS: dict[str, tuple] = {
     "pseudolabel": (Ramp("α_f"), Threshold(weight=None)),
     "mixmatch": (Ramp("λ_U"),),
     "marginmix": (Ramp("λ_U"),),
+    "remixmatch": (Ramp("λ_U"),),
     "fixmatch": (Threshold(),),
     "uda": (Threshold(),),
     "flexmatch": (Threshold("threshold_mean"),),
     "adacm": (Threshold("threshold_mean"),),
     "freematch": (Threshold("threshold_global", config=None),),
+    "softmatch": (Threshold("threshold_global", config=None),),  # μ_t, full weight from there
     "lion": (Rates(),),
 }
 

@@ -30,7 +30,7 @@ EXPECTED_LOGS = {
     "pseudolabel": {"loss_unsup", "mask_rate", "weight_unsup"},
     "mixmatch": {"loss_unsup", "weight_unsup"},
     "uda": {"loss_unsup", "mask_rate", "tsa_kept"},
-    "remixmatch": {"loss_unsup", "loss_u1", "loss_rot"},
+    "remixmatch": {"loss_unsup", "loss_u1", "loss_rot", "weight_unsup"},
     "marginmix": {"loss_unsup", "weight_unsup", "centroids_ready"},
     "adacm": {"loss_unsup", "loss_contrast", "mask_rate", "threshold_mean"},
     "flexmatch": {"loss_unsup", "mask_rate", "threshold_mean"},

@@ -147,3 +147,55 @@ def test_contributing_has_a_line_for_every_module():
     assert not missing, "CONTRIBUTING.md's layout lacks:\n" + "\n".join(hints)
     for path in listed:
         assert (ROOT / path).exists(), f"CONTRIBUTING.md lists {path}, which does not exist"
+
+
+def load_hooks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_results_table_is_the_committed_report_rendered():
+    """The README's headline table cannot be typed by hand: it equals the table rendered from the
+    report CSV files in docs/results/showcase/, as the Results page shows it."""
+    text = README.read_text()
+    block = text.split("<!-- results showcase -->\n")[1].split("<!-- end results showcase -->")[0]
+    assert block == load_hooks().results_table("showcase")
+    assert "<!-- generated: results showcase -->" in (DOCS / "results.md").read_text()
+
+
+def test_a_results_table_is_rendered_from_the_csv_files(tmp_path, monkeypatch):
+    hooks = load_hooks()
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "table1.csv").write_text(
+        "method,column,seeds,mean,std,flags\n"
+        "fixmatch,synthetic@140,3,64.75,5.4,\n"
+        "mixmatch,synthetic@140,2,18.5,,collapsed in 2/2 seeds\n"
+    )
+    (folder / "mean_class_acc.csv").write_text(
+        "method,column,seeds,mean,std\nfixmatch,synthetic@140,3,60.0,1.0\n"
+        "mixmatch,synthetic@140,2,17.0,\n"
+    )
+    (folder / "relabel.csv").write_text(
+        "method,column,figure,seeds,mean,std\n"
+        "fixmatch,synthetic@140,relabel.given_accuracy,3,76.19,4.5\n"
+        "fixmatch,synthetic@140,relabel.current_accuracy,3,70.0,2.0\n"
+        "fixmatch,synthetic@140,relabel.count,3,4.0,1.0\n"
+        "fixmatch,synthetic@140,relabel.precision,3,25.0,5.0\n"
+    )
+    (folder / "made.toml").write_text(
+        'commands = ["lionfer sweep demo --out runs/demo"]\ncommit = "abc1234"\n'
+        'machine = "a laptop"\ndate = "2026-01-01"\n'
+    )
+    monkeypatch.setattr(hooks, "RESULTS", tmp_path)
+    rows = hooks.results_table("demo").splitlines()
+    assert rows[2] == (
+        "| fixmatch | 140 | 64.75 ± 5.40 (n=3) | 60.00 ± 1.00 | 76.2 → 70.0 ± 2.0 "
+        "| 4.0 ± 1.0 (25 ± 5) |  |"
+    )
+    assert rows[3] == "| mixmatch | 140 | 18.50 (n=2) | 17.00 |  |  | collapsed in 2/2 seeds |"
+    assert "commit `abc1234` on a laptop" in rows[5]

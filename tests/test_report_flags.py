@@ -271,3 +271,13 @@ def test_the_method_row_counts_flagged_seeds_everywhere_the_report_writes(tmp_pa
         ("mixmatch", 1, ["collapsed"]),
     ]
     assert records[0]["term"].startswith("λ_U ramped to 100")
+
+
+def test_every_semi_supervised_method_names_its_schedule_terms():
+    """A method added without an entry would get only the generic reason in a flag."""
+    import lionfer.algorithms  # noqa: F401  (registers the algorithms)
+    from lionfer.collapse import SCHEDULE_TERMS
+    from lionfer.registry import ALGORITHMS
+
+    unlabeled = set(ALGORITHMS.names()) - {"supervised", "fullysupervised"}
+    assert unlabeled <= set(SCHEDULE_TERMS)

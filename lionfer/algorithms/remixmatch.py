@@ -134,6 +134,7 @@ class ReMixMatch(Algorithm):
             "loss_unsup": loss_unsup.detach(),
             "loss_u1": loss_u1.detach(),
             "loss_rot": loss_rot.detach(),
+            "weight_unsup": ramp * cfg.lambda_u,  # λ_U as ramped this step
         }
         pseudo_labels = targets_ulb.argmax(dim=1)
         mask = torch.ones_like(pseudo_labels, dtype=torch.bool)  # every guess is used (softly)

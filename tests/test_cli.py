@@ -39,7 +39,7 @@ def test_dry_run_saves_nothing(capsys, tmp_path, monkeypatch):
 def test_list_and_config_show(capsys):
     code, stdout, _ = run(capsys, "list", "algorithms")
     names = {line.split()[0] for line in stdout.splitlines() if not line.startswith(" ")}
-    assert code == 0 and len(names) == 12 and {"lion", "fixmatch", "adacm"} <= names
+    assert code == 0 and len(names) == 13 and {"lion", "fixmatch", "adacm", "softmatch"} <= names
     recipes = [line.split()[0].rstrip(":") for line in stdout.splitlines() if line.startswith(" ")]
     recipe_names = ("paper", "released", "robust", "evidence")
     assert recipes == [f"algorithm.recipe={r}" for r in recipe_names]

@@ -13,36 +13,32 @@
   set. The labeled images' decisions (clear, ambiguous, candidates) use the head without
   dropout; the unlabeled ones (reliable, bank) use the training forward as FixMatch does. A
   relabeled sample is clear from its next visit on, for good.
+- Its figures and relabel table: lion_report.py.
 - The step is tensor ops only: no Python loop over samples and no host synchronisation.
 """
 
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_outputs
 from lionfer.algorithms.hparams import LionConfig
+from lionfer.algorithms.lion_report import (  # noqa: F401 (importable from here too)
+    LOW_CLEAR_RATE,
+    label_figures,
+    low_clear_message,
+    mean_or_none,
+    summary_figures,
+)
 from lionfer.errors import ConfigError
 from lionfer.losses import masked_cross_entropy
-from lionfer.metrics import relabel_metrics
 
-LOW_CLEAR_RATE = 0.5
 RUNNING = 0.95  # decay of the running clear and fit rates (bias-corrected)
 KEEP, DEMOTE = -2, -1  # evidence verdicts that are not a class
-
-
-def low_clear_message(rate: float, step: int | None = None) -> str:
-    at_step = "" if step is None else f" at step {step}"
-    return (
-        f"LION began label disambiguation{at_step} with only {100 * rate:.0f}% of labeled "
-        "images clear; the others get no supervised loss until resolved, so training can "
-        "collapse. Train longer, use the default algorithm.recipe=evidence, raise "
-        "algorithm.disambiguation_start, or lower algorithm.clear_threshold."
-    )
 
 
 # ---- Equations as pure functions of detached tensors ----
@@ -648,90 +644,24 @@ class Lion(Algorithm):
             loss = loss + scale * cfg.lambda_consistency * loss_nc
         return loss
 
-    # ---- figures ----
+    # ---- figures (lion_report.py) ----
 
     def diagnostics(self, probe) -> dict:
-        """Label-quality figures at an evaluation: how the labeled set's labels compare with the
-        truth (where known), the candidate sets, Eq. 5's similarities and the prototypes."""
-        given = self.info.given_labels.cpu().numpy()
-        current = self.label.cpu().numpy()
-        truth = probe.true_labeled
-        demoted = self.demoted.cpu().numpy() if self.cfg.disambiguation == "evidence" else None
-        relabel = relabel_metrics(given, current, truth, probe.error_types_labeled, demoted)
-        ambiguous = self.ambiguous.cpu().numpy()
-        candidates = self.candidates.cpu().numpy()
-        rows = np.flatnonzero(ambiguous)
-        quality = {
-            "started": bool(self.started),
-            "start_step": int(self.start_step),
-            "clear_rate_at_start": float(self.clear_at_start) if self.started else None,
-            "ambiguous_fraction": float(ambiguous.mean()) if len(ambiguous) else 0.0,
-            "candidates_hold_given": mean_or_none(candidates[rows, given[rows]]),
-        }
-        if truth is not None:
-            known = rows[truth[rows] >= 0]
-            quality["candidates_hold_true"] = mean_or_none(candidates[known, truth[known]])
-        if bool(self.prototype_ready.any()):
-            quality.update(self._prototype_figures(probe, truth, given))
-        start = quality["clear_rate_at_start"]
+        """Label-quality figures at an evaluation (lion_report.label_figures); a warning, once,
+        when disambiguation began with few labeled images clear."""
+        cfg = self.cfg
+        similarity = partial(
+            class_similarity, kind=cfg.similarity, temperature=cfg.similarity_temperature
+        )
+        figures = label_figures(self.state_dict(), self.info.given_labels, probe, similarity)
+        start = figures["label_quality"]["clear_rate_at_start"]
         if start is not None and start < LOW_CLEAR_RATE and not self._warned:
             self._warned = True
             warnings.warn(low_clear_message(start, int(self.start_step)), stacklevel=2)
-        return {"relabel": relabel, "label_quality": quality}
-
-    def _prototype_figures(self, probe, truth, given) -> dict:
-        """Eq. 5's similarity for the own class and the others (own = true class where known),
-        and the test accuracy of the nearest-prototype classifier."""
-        cfg = self.cfg
-        features, _ = probe.features("labeled")
-        similarity = (
-            class_similarity(
-                features.to(self.prototypes),
-                self.prototypes,
-                self.prototype_ready,
-                None,
-                cfg.similarity,
-                cfg.similarity_temperature,
-            )
-            .cpu()
-            .numpy()
-        )
-        own_class = np.where(truth >= 0, truth, given) if truth is not None else given
-        own = similarity[np.arange(len(own_class)), own_class]
-        ready = self.prototype_ready.cpu().numpy()
-        others = (similarity.sum(axis=1) - own) / max(int(ready.sum()) - 1, 1)
-        test_features, test_labels = probe.features("test")
-        cosine = (
-            F.normalize(test_features.to(self.prototypes), dim=1)
-            @ F.normalize(self.prototypes, dim=1).T
-        )
-        nearest = cosine.masked_fill(~self.prototype_ready, float("-inf")).argmax(dim=1)
-        return {
-            "similarity_own": float(own.mean()),
-            "similarity_other": float(others.mean()),
-            "prototype_acc": float((nearest.cpu().numpy() == test_labels).mean()),
-        }
+        return figures
 
     def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
-        sizes = self.bank.sum(dim=1).float()
-        clb = {
-            "mean_size": float(sizes.mean()) if len(sizes) else 0.0,
-            "samples_with_entries": int((sizes > 0).sum()),
-        }
-        if true_unlabeled is not None:
-            truth = torch.as_tensor(true_unlabeled, device=self.bank.device)
-            known = (truth >= 0).nonzero(as_tuple=True)[0]
-            entries = int(self.bank[known].sum())
-            wrong = int(self.bank[known, truth[known]].sum())  # the bank excludes the true class
-            clb["correct_fraction"] = 1.0 - wrong / entries if entries else None
-        out = {"recipe": self.cfg.recipe, "clb": clb, "ambiguous_now": int(self.ambiguous.sum())}
-        if self.cfg.disambiguation == "evidence":
-            out["demoted_now"] = int(self.demoted.sum())
-        start = float(self.clear_at_start)
-        out["clear_rate_at_disambiguation"] = start if bool(self.started) else None
-        if bool(self.started) and start < LOW_CLEAR_RATE:
-            out["warnings"] = [low_clear_message(start, int(self.start_step))]
-        return out
+        return summary_figures(self.state_dict(), self.cfg.recipe, true_unlabeled)
 
 
 EVIDENCE_STATE = (
@@ -764,7 +694,3 @@ def clean_probs(out) -> torch.Tensor:
     """Detached probabilities of the head without dropout (the decision probabilities)."""
     logits = out.clean_logits if out.clean_logits is not None else out.logits
     return logits.detach().float().softmax(dim=1)
-
-
-def mean_or_none(values: np.ndarray) -> float | None:
-    return float(values.mean()) if values.size else None

@@ -13,7 +13,8 @@
   set. The labeled images' decisions (clear, ambiguous, candidates) use the head without
   dropout; the unlabeled ones (reliable, bank) use the training forward as FixMatch does. A
   relabeled sample is clear from its next visit on, for good.
-- Its figures and relabel table: lion_report.py.
+- Its equations as pure functions: lion_equations.py (the evidence rule's: lion_evidence.py);
+  its figures and relabel table: lion_report.py.
 - The step is tensor ops only: no Python loop over samples and no host synchronisation.
 """
 
@@ -27,6 +28,34 @@ import torch.nn.functional as F
 
 from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_outputs
 from lionfer.algorithms.hparams import LionConfig
+from lionfer.algorithms.lion_equations import (  # noqa: F401 (importable from here too)
+    candidate_set,
+    class_similarity,
+    clean_probs,
+    disputed_by_margin,
+    epoch_of,
+    first_occurrence,
+    grow_complementary,
+    initial_weights,
+    masked_mean,
+    negative_consistency_loss,
+    negative_learning_loss,
+    relabel_decision,
+    split_clear,
+    update_prototypes,
+    update_weights,
+)
+from lionfer.algorithms.lion_evidence import (  # noqa: F401 (importable from here too)
+    DEMOTE,
+    EVIDENCE_STATE,
+    KEEP,
+    CrossFitHeads,
+    class_thresholds,
+    elr_loss,
+    evidence_verdict,
+    stratified_folds,
+    streak_update,
+)
 from lionfer.algorithms.lion_report import (  # noqa: F401 (importable from here too)
     LOW_CLEAR_RATE,
     label_figures,
@@ -38,240 +67,6 @@ from lionfer.errors import ConfigError
 from lionfer.losses import masked_cross_entropy
 
 RUNNING = 0.95  # decay of the running clear and fit rates (bias-corrected)
-KEEP, DEMOTE = -2, -1  # evidence verdicts that are not a class
-
-
-# ---- Equations as pure functions of detached tensors ----
-
-
-def split_clear(probs: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 1: (B,) true where max p ≥ τ and argmax p equals the current label."""
-    confidence, predicted = probs.max(dim=1)
-    return (confidence >= tau) & (predicted == labels)
-
-
-def disputed_by_margin(probs: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """(B,) true where max p − p_label > margin: the model prefers another class by that much."""
-    return probs.max(dim=1).values - probs.gather(1, labels[:, None])[:, 0] > margin
-
-
-def candidate_set(
-    probs: torch.Tensor, mu: float, labels: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Eq. 4: (B, C) candidates = {argmax p} ∪ {c : p_c ≥ μ}, plus the label where given
-    (μ > 1 leaves {argmax p} ∪ {label}: the released code's set)."""
-    rows = torch.arange(len(probs), device=probs.device)
-    candidates = probs >= mu
-    candidates[rows, probs.argmax(dim=1)] = True
-    if labels is not None:
-        candidates[rows, labels] = True
-    return candidates
-
-
-def initial_weights(probs: torch.Tensor, candidates: torch.Tensor, rule: str) -> torch.Tensor:
-    """Weights of a fresh candidate set: "probs" (Eq. 4, w = p), "normalised" (p over the
-    candidates, summing to 1) or "uniform" (1 / number of candidates); 0 off the set."""
-    on = candidates.to(probs.dtype)
-    if rule == "uniform":
-        return on / on.sum(dim=1, keepdim=True)
-    weights = probs * on
-    if rule == "normalised":
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    return weights
-
-
-def update_prototypes(
-    prototypes: torch.Tensor,
-    ready: torch.Tensor,
-    features: torch.Tensor,
-    classes: torch.Tensor,
-    selected: torch.Tensor,
-    phi: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 3 over the selected rows in batch order: a class's first update sets S_c = q, later
-    ones S_c ← normalise(φ S_c + (1 − φ) q). Returns new (prototypes (C, D), ready (C,)).
-
-    Exactly the per-sample loop, vectorised over classes: the rows are laid out by their rank
-    within their class, then round j applies every class's j-th update at once (a class's
-    updates are sequential, so there are B rounds of 5 small tensor ops and no host sync).
-    """
-    b, num_classes = len(features), prototypes.shape[0]
-    onehot = F.one_hot(classes, num_classes) * selected[:, None]  # (B, C)
-    rank = (onehot.cumsum(dim=0) * onehot).sum(dim=1) - 1  # (B,) j-th update of its class
-    slot = torch.where(selected, rank, b)  # unselected rows land in a spare slot, dropped
-    q = prototypes.new_zeros(b + 1, num_classes, prototypes.shape[1])  # (B+1, C, D)
-    q[slot, classes] = features.to(prototypes.dtype)
-    has = torch.zeros(b + 1, num_classes, dtype=torch.bool, device=ready.device)
-    has[slot, classes] = True
-    q, has = q[:b], has[:b]
-    first = has[0] & ~ready  # a class's first update ever: S_c = q, no mixing
-    prototypes = torch.where(first[:, None], q[0], prototypes)
-    mix = torch.cat([(has[0] & ready)[None], has[1:]])[..., None]  # (B, C, 1)
-    for weighted, this in zip(((1 - phi) * q).unbind(0), mix.unbind(0), strict=True):
-        mixed = F.normalize(torch.add(weighted, prototypes, alpha=phi), dim=1)
-        prototypes = torch.where(this, mixed, prototypes)
-    return prototypes, ready | has[0]
-
-
-def class_similarity(
-    features: torch.Tensor,
-    prototypes: torch.Tensor,
-    ready: torch.Tensor,
-    candidates: torch.Tensor | None,
-    kind: str,
-    temperature: float,
-) -> torch.Tensor:
-    """d(q, S_c) of Eq. 5, (B, C): "cosine" (a class without a prototype gives 0) or "softmax"
-    over the candidates (all classes with a prototype when candidates is None) of cos / T."""
-    cosine = F.normalize(features, dim=1) @ F.normalize(prototypes, dim=1).T  # (B, C)
-    cosine = cosine * ready.to(cosine.dtype)
-    if kind == "cosine":
-        return cosine
-    allowed = ready.expand_as(cosine) if candidates is None else candidates & ready
-    logits = (cosine / temperature).masked_fill(~allowed, float("-inf"))
-    similarity = logits.softmax(dim=1)
-    return torch.nan_to_num(similarity, nan=0.0)  # rows with no allowed class
-
-
-def update_weights(
-    weights: torch.Tensor, candidates: torch.Tensor, similarity: torch.Tensor, phi: float
-) -> torch.Tensor:
-    """Eq. 5: w_c ← φ w_c + (1 − φ) d(q, S_c) on candidates; 0 outside the candidate set."""
-    updated = phi * weights + (1 - phi) * similarity
-    return torch.where(candidates, updated, torch.zeros_like(updated))
-
-
-def relabel_decision(weights: torch.Tensor, candidates: torch.Tensor):
-    """Eq. 6: (largest candidate weight (B,), its class (B,))."""
-    return weights.masked_fill(~candidates, float("-inf")).max(dim=1)
-
-
-def grow_complementary(
-    bank_rows: torch.Tensor, probs: torch.Tensor, delta: float, keep: int = 1
-) -> torch.Tensor:
-    """Eq. 9, progressive: over the classes not yet in the bank, renormalise p; while the smallest
-    renormalised probability is ≤ δ and more than `keep` classes remain, add it and repeat.
-
-    The loop adds the remaining classes in ascending order of p (ties: lower class first) and
-    stops at the first that fails, so it is one sort and prefix sums over the batch, no loop.
-    """
-    num_classes = probs.shape[1]
-    remaining = ~bank_rows
-    order = torch.where(remaining, probs, float("inf")).argsort(dim=1, stable=True)  # (B, C)
-    candidate = remaining.gather(1, order)  # the remaining classes first, ascending
-    smallest = probs.gather(1, order) * candidate
-    mass = smallest.flip(1).cumsum(dim=1).flip(1).clamp_min(1e-12)  # what remains at round k
-    left = remaining.sum(dim=1, keepdim=True) - torch.arange(num_classes, device=probs.device)
-    add = candidate & (smallest / mass <= delta) & (left > keep)
-    add = add.cumprod(dim=1).bool()  # only the unbroken run from the smallest
-    return bank_rows | torch.zeros_like(bank_rows).scatter(1, order, add)
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of values (B,) over the rows where mask is true; 0 (with a graph) when none."""
-    if mask is None:
-        return values.mean()
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1)
-
-
-def elr_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """ELR (Liu et al., NeurIPS 2020): mean over masked rows of log(1 − ⟨p, t⟩), t an image's
-    running target. Its gradient pulls p toward t, the model's early predictions, so that fitting
-    a label that contradicts them (memorising it) meets resistance."""
-    probs = logits.float().softmax(dim=1).clamp(1e-4, 1 - 1e-4)
-    probs = probs / probs.sum(dim=1, keepdim=True)
-    agreement = (probs * targets).sum(dim=1)
-    return masked_mean(torch.log((1 - agreement).clamp_min(1e-4)), mask)
-
-
-def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
-    """(M,) a fold in [0, folds) per image, each class dealt round-robin over the folds in a
-    seeded random order, so every fold holds every class alike."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(labels), generator=generator)
-    order = order[torch.sort(labels[order].cpu(), stable=True).indices]  # by class, shuffled within
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(len(order))
-    return rank % folds
-
-
-def class_thresholds(
-    evidence: torch.Tensor, labels: torch.Tensor, active: torch.Tensor
-) -> torch.Tensor:
-    """(C,) Confident Learning's per-class thresholds: t_j = mean evidence for j over the active
-    images labeled j (1/C for a class without one)."""
-    num_classes = evidence.shape[1]
-    onehot = F.one_hot(labels, num_classes).to(evidence.dtype) * active[:, None]  # (M, C)
-    count = onehot.sum(dim=0)
-    total = (onehot * evidence).sum(dim=0)
-    return torch.where(count > 0, total / count.clamp_min(1), 1.0 / num_classes)
-
-
-def evidence_verdict(
-    evidence: torch.Tensor, labels: torch.Tensor, thresholds: torch.Tensor, against_ratio: float
-) -> torch.Tensor:
-    """(B,) each row's verdict on its label: KEEP (-2), DEMOTE (-1) or a class to relabel to.
-
-    Against the label y: e_y < against_ratio · t_y. For class j ≠ y, the most likely other one:
-    e_j ≥ t_j and e_j > e_y (Confident Learning's off-diagonal). Against and for j: relabel to
-    j; against and for no class: demote; otherwise keep."""
-    own = evidence.gather(1, labels[:, None])[:, 0]
-    others = evidence.scatter(1, labels[:, None], float("-inf"))
-    best, other = others.max(dim=1)
-    against = own < against_ratio * thresholds[labels]
-    for_other = (best >= thresholds[other]) & (best > own)
-    return torch.where(against, torch.where(for_other, other, DEMOTE), KEEP)
-
-
-def streak_update(
-    streak: torch.Tensor, previous: torch.Tensor, verdict: torch.Tensor
-) -> torch.Tensor:
-    """(B,) visits in a row with the same verdict (SELFIE-style consistency): +1 when it repeats,
-    1 when it changes."""
-    return torch.where(verdict == previous, streak + 1, torch.ones_like(streak))
-
-
-def negative_learning_loss(bank_rows, probs_w, mask=None) -> torch.Tensor:
-    """Eq. 10: mean over (masked) samples of −Σ_c ȳ_c (1 − p_w,c)."""
-    return masked_mean(-(bank_rows.to(probs_w.dtype) * (1 - probs_w)).sum(dim=1), mask)
-
-
-def negative_consistency_loss(bank_rows, probs_s, mask=None) -> torch.Tensor:
-    """Eq. 11: mean over (masked) samples of −Σ_c ȳ_c log(1 − p_s,c), clamped for stability."""
-    log_complement = torch.log((1 - probs_s).clamp_min(1e-6))
-    return masked_mean(-(bank_rows.to(probs_s.dtype) * log_complement).sum(dim=1), mask)
-
-
-def first_occurrence(idx: torch.Tensor, size: int) -> torch.Tensor:
-    """(B,) the batch position of the first row holding the same index as each row (indices in
-    [0, size)); writes of per-sample state take every row's value from there, so an index that
-    appears twice in a batch is written once, deterministically."""
-    positions = torch.arange(len(idx), device=idx.device)
-    first = torch.full((size,), len(idx), dtype=torch.long, device=idx.device)
-    return first.scatter_reduce(0, idx, positions, "amin")[idx]
-
-
-class CrossFitHeads(torch.nn.Module):
-    """K cosine classifiers on the detached feature q: head k trains on every fold but k, so its
-    prediction for an image of fold k comes from labels other than that image's own."""
-
-    def __init__(self, folds: int, num_classes: int, feature_dim: int, scale: float):
-        super().__init__()
-        generator = torch.Generator().manual_seed(0)
-        weight = torch.randn(folds, num_classes, feature_dim, generator=generator)
-        self.weight = torch.nn.Parameter(0.01 * weight)  # (K, C, D)
-        self.scale = scale
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, K, C) logits s · cos(q, w_kc) of every head for every row."""
-        q = F.normalize(features, dim=1)
-        return self.scale * torch.einsum("bd,kcd->bkc", q, F.normalize(self.weight, dim=2))
-
-
-def epoch_of(step: int, epoch_steps: int) -> int:
-    """1-based epoch of a 0-based step (the released code's per-epoch schedules)."""
-    return step // epoch_steps + 1
 
 
 class Lion(Algorithm):
@@ -664,18 +459,6 @@ class Lion(Algorithm):
         return summary_figures(self.state_dict(), self.cfg.recipe, true_unlabeled)
 
 
-EVIDENCE_STATE = (
-    "fold",
-    "evidence",
-    "evidence_visits",
-    "elr_target",
-    "verdict",
-    "streak",
-    "demoted",
-    "bank_lb",
-)
-
-
 def protected_mask(names, class_names, skip_unknown: bool = False) -> torch.Tensor:
     """(C,) bool: the classes named in protected_classes (any case); an unknown name is an
     error naming the classes there are, unless skip_unknown."""
@@ -688,9 +471,3 @@ def protected_mask(names, class_names, skip_unknown: bool = False) -> torch.Tens
         )
     wanted = {name.lower() for name in names}
     return torch.tensor([name.lower() in wanted for name in class_names] or [], dtype=torch.bool)
-
-
-def clean_probs(out) -> torch.Tensor:
-    """Detached probabilities of the head without dropout (the decision probabilities)."""
-    logits = out.clean_logits if out.clean_logits is not None else out.logits
-    return logits.detach().float().softmax(dim=1)

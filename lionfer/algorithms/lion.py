@@ -7,31 +7,39 @@
 - Unlabeled: reliable when max p_w ≥ γ (Eq. 7): FixMatch-style CE on the strong view (Eq. 8) and
   prototype updates. Unreliable: classes with renormalised probability ≤ δ join, one by one, a
   per-sample complementary label bank (Eq. 9) trained by L_NL (Eq. 10) and L_NC (Eq. 11).
-- L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC (Eq. 12).
-- Every rule that differs between the paper, the authors' released code and lionfer's robust
-  recipe is a field of LionConfig (lionfer/algorithms/hparams.py); `algorithm.recipe` picks one
-  set. The labeled images' decisions (clear, ambiguous, candidates) use the head without
-  dropout; the unlabeled ones (reliable, bank) use the training forward as FixMatch does. A
-  relabeled sample is clear from its next visit on, for good.
-- Its equations as pure functions: lion_equations.py (the evidence rule's: lion_evidence.py);
-  its figures and relabel table: lion_report.py.
+- L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC (Eq. 12), one line of Lion.step.
+- Every rule that differs between the paper, the authors' released code and lionfer's own
+  recipes is a field of LionConfig (lionfer/algorithms/lion_config.py); `algorithm.recipe` picks
+  one set. Each rule is resolved once, when Lion is built, to the function beside its equation
+  (lion_equations.py; the evidence rule's in lion_evidence.py). The labeled images' decisions
+  (clear, ambiguous, candidates) use the head without dropout; the unlabeled ones (reliable,
+  bank) use the training forward as FixMatch does. A relabeled sample is clear from its next
+  visit on, for good. Its figures and relabel table: lion_report.py.
 - The step is tensor ops only: no Python loop over samples and no host synchronisation.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_outputs
-from lionfer.algorithms.hparams import LionConfig
-from lionfer.algorithms.lion_equations import (  # noqa: F401 (importable from here too)
+from lionfer.algorithms.lion_config import LionConfig
+from lionfer.algorithms.lion_equations import (
+    AMBIGUOUS_LOSSES,
+    RELIABLE_LOSSES,
+    SIMILARITIES,
+    SUPERVISED_LOSSES,
+    WEIGHT_INITS,
     candidate_set,
     class_similarity,
     clean_probs,
+    constant_momentum,
+    disputed_by_confidence,
     disputed_by_margin,
     epoch_of,
     first_occurrence,
@@ -40,23 +48,35 @@ from lionfer.algorithms.lion_equations import (  # noqa: F401 (importable from h
     masked_mean,
     negative_consistency_loss,
     negative_learning_loss,
+    negative_weights,
+    never_blocked,
+    prediction_given_candidates,
     relabel_decision,
+    running_mean_momentum,
     split_clear,
+    start_after_fraction,
+    start_when_fitted,
+    threshold_candidates,
+    threshold_given_candidates,
+    unbacked_by_classifier,
     update_prototypes,
     update_weights,
 )
-from lionfer.algorithms.lion_evidence import (  # noqa: F401 (importable from here too)
+from lionfer.algorithms.lion_evidence import (
+    AGREEMENTS,
     DEMOTE,
     EVIDENCE_STATE,
+    JUDGING_HEADS,
     KEEP,
     CrossFitHeads,
+    EvidenceDisambiguation,
     class_thresholds,
     elr_loss,
     evidence_verdict,
     stratified_folds,
     streak_update,
 )
-from lionfer.algorithms.lion_report import (  # noqa: F401 (importable from here too)
+from lionfer.algorithms.lion_report import (
     LOW_CLEAR_RATE,
     label_figures,
     low_clear_message,
@@ -64,12 +84,127 @@ from lionfer.algorithms.lion_report import (  # noqa: F401 (importable from here
     summary_figures,
 )
 from lionfer.errors import ConfigError
-from lionfer.losses import masked_cross_entropy
+
+__all__ = [
+    "DEMOTE",
+    "EVIDENCE_STATE",
+    "KEEP",
+    "LOW_CLEAR_RATE",
+    "RUNNING",
+    "CrossFitHeads",
+    "Lion",
+    "LionRules",
+    "candidate_set",
+    "class_similarity",
+    "class_thresholds",
+    "clean_probs",
+    "disputed_by_margin",
+    "elr_loss",
+    "epoch_of",
+    "evidence_verdict",
+    "first_occurrence",
+    "grow_complementary",
+    "initial_weights",
+    "low_clear_message",
+    "masked_mean",
+    "mean_or_none",
+    "negative_consistency_loss",
+    "negative_learning_loss",
+    "protected_mask",
+    "relabel_decision",
+    "resolve_rules",
+    "split_clear",
+    "stratified_folds",
+    "streak_update",
+    "update_prototypes",
+    "update_weights",
+]
 
 RUNNING = 0.95  # decay of the running clear and fit rates (bias-corrected)
+# LION's per-image state (Lion.state_dict), before the evidence rule's own (EVIDENCE_STATE)
+LION_STATE = (
+    "label",
+    "ambiguous",
+    "candidates",
+    "weights",
+    "relabel_step",
+    "relabel_weights",
+    "visits",
+    "prototypes",
+    "prototype_ready",
+    "bank",
+    "running",
+    "running_steps",
+    "started",
+    "start_step",
+    "clear_at_start",
+)
 
 
-class Lion(Algorithm):
+class LionRules(NamedTuple):
+    """LionConfig's rules (LION_RULE_CHOICES), each resolved to the function that implements it,
+    its parameters bound. The labeled side's rule (disambiguation) is Lion's own methods."""
+
+    start: Callable  # start_rule: (fraction, fit rate ()) → () start?
+    disputed: Callable  # ambiguity_rule: (p, labels) → (B,) not clear, Eq. 1
+    candidates: Callable  # candidate_rule: (p, labels) → (B, C), Eq. 4
+    initial_weights: Callable  # weight_init: (p, candidates) → (B, C), Eq. 4
+    similarity: Callable  # similarity: (q, S, ready, candidates) → d (B, C), Eq. 5
+    weight_momentum: Callable  # weight_update: (visits, dtype) → φ, Eq. 5
+    blocked: Callable  # relabel_confidence: (p, winner, other) → (B,) relabels not backed
+    supervised_loss: Callable  # ambiguous_loss: (logits, labels, clear, started) → L_S, Eq. 2
+    ambiguous_loss: Callable | None  # ambiguous_loss: (logits, w, ambiguous) → its own term
+    reliable_loss: Callable  # reliable_loss_norm: (logits_s, pseudo-labels, reliable) → Eq. 8
+    agreement: Callable  # evidence_agreement: (verdict, q, S, ready) → verdict
+    judging_head: Callable  # evidence_heads: (folds, K) → (B,) the head whose p is evidence
+
+
+def resolve_rules(cfg: LionConfig) -> LionRules:
+    """Each of cfg's rules, chosen by its name once, so that the step compares no names."""
+    mu = cfg.candidate_threshold
+    return LionRules(
+        start={
+            "fraction": partial(start_after_fraction, at=cfg.disambiguation_start),
+            "fitted": partial(start_when_fitted, threshold=cfg.fit_threshold),
+        }[cfg.start_rule],
+        disputed={
+            "confidence": partial(disputed_by_confidence, tau=cfg.clear_threshold),
+            "margin": partial(disputed_by_margin, margin=cfg.ambiguity_margin),
+        }[cfg.ambiguity_rule],
+        candidates={
+            "threshold": partial(threshold_candidates, mu=mu),
+            "prediction_given": prediction_given_candidates,
+            "threshold_given": partial(threshold_given_candidates, mu=mu),
+        }[cfg.candidate_rule],
+        initial_weights=WEIGHT_INITS[cfg.weight_init],
+        similarity=partial(SIMILARITIES[cfg.similarity], temperature=cfg.similarity_temperature),
+        weight_momentum={
+            "ema": partial(constant_momentum, phi=cfg.ema_momentum),
+            "mean": running_mean_momentum,
+        }[cfg.weight_update],
+        blocked=(
+            partial(unbacked_by_classifier, confidence=cfg.relabel_confidence)
+            if cfg.relabel_confidence > 0
+            else never_blocked
+        ),
+        supervised_loss=SUPERVISED_LOSSES[cfg.ambiguous_loss],
+        ambiguous_loss=AMBIGUOUS_LOSSES[cfg.ambiguous_loss],
+        reliable_loss=RELIABLE_LOSSES[cfg.reliable_loss_norm],
+        agreement=AGREEMENTS[cfg.evidence_agreement],
+        judging_head=JUDGING_HEADS[cfg.evidence_heads],
+    )
+
+
+class PrototypeRows(NamedTuple):
+    """A batch's labeled rows under the prototypes rule, for L_S."""
+
+    labels: torch.Tensor  # (B,) the labels they came with this step
+    clear: torch.Tensor  # (B,) Eq. 1 (the rest are disputed)
+    started: torch.Tensor  # () disambiguation has begun
+    weights: torch.Tensor  # (B, C) candidate weights after Eq. 5 (0 for clear rows)
+
+
+class Lion(EvidenceDisambiguation, Algorithm):
     config_class = LionConfig
     views = ("weak", "strong")
 
@@ -100,39 +235,25 @@ class Lion(Algorithm):
         )
         self.protected = protected_mask(cfg.protected_classes, info.class_names, from_recipe)
         self._warned = False
+        self.rules = resolve_rules(cfg)
+        # The labeled side's rule (disambiguation), resolved once: which rows are clear now,
+        # how their labels change (state) and its term of Eq. 12.
+        self._examine, self._disambiguate_labels, self._labeled_loss = {
+            "prototypes": (
+                self._examine_eq1,
+                self._disambiguate_by_prototypes,
+                self._loss_on_clear,
+            ),
+            "evidence": (self._examine_kept, self._disambiguate_by_evidence, self._loss_on_kept),
+        }[cfg.disambiguation]
+        self._state_names = LION_STATE
         self.heads = None
         if cfg.disambiguation == "evidence":
-            self.heads = CrossFitHeads(cfg.folds, c, info.feature_dim, cfg.evidence_scale)
-            self.fold = stratified_folds(self.label, cfg.folds)
-            self.evidence = torch.zeros(m, c)  # running out-of-fold p per image
-            self.evidence_visits = torch.zeros(m, dtype=torch.long)
-            self.elr_target = torch.zeros(m, c)  # ELR's running targets t
-            self.verdict = torch.full((m,), KEEP, dtype=torch.long)  # the last visit's verdict
-            self.streak = torch.zeros(m, dtype=torch.long)  # visits in a row with that verdict
-            self.demoted = torch.zeros(m, dtype=torch.bool)  # set aside: trains as unlabeled
-            self.bank_lb = torch.zeros(m, c, dtype=torch.bool)  # demoted images' CLB rows
+            self._state_names += EVIDENCE_STATE
+            self._init_evidence(cfg, m, c, info.feature_dim)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        names = (
-            "label",
-            "ambiguous",
-            "candidates",
-            "weights",
-            "relabel_step",
-            "relabel_weights",
-            "visits",
-            "prototypes",
-            "prototype_ready",
-            "bank",
-            "running",
-            "running_steps",
-            "started",
-            "start_step",
-            "clear_at_start",
-        )
-        if self.cfg.disambiguation == "evidence":
-            names += EVIDENCE_STATE
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in self._state_names}
 
     def modules(self) -> torch.nn.Module | None:
         return self.heads
@@ -145,7 +266,10 @@ class Lion(Algorithm):
     # ---- the step ----
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
-        cfg = self.cfg
+        """Eq. 7 splits the unlabeled images; the labeled side's rule judges its rows (Eq. 1)
+        and changes their labels (Eqs. 4-6) after Eq. 3 updates the prototypes; Eq. 9 grows the
+        banks; then the losses, which change no state, and their sum (Eq. 12)."""
+        cfg, idx_lb = self.cfg, batch.idx_lb
         out_lb, out_w, out_s = forward_outputs(
             model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s, comm=self.comm
         )
@@ -154,72 +278,99 @@ class Lion(Algorithm):
         epoch = epoch_of(progress.step, cfg.epoch_steps)
         gamma = cfg.reliable_threshold + cfg.reliable_threshold_step * epoch
         confidence, pseudo_labels = probs_w.detach().max(dim=1)
-        reliable = confidence >= gamma
-        labels = self.label[batch.idx_lb]
-        evidence = cfg.disambiguation == "evidence"
-        # Eq. 3 (c = argmax p): a relabeled image feeds its new class only when predicted so
-        predicted = probs_lb.argmax(dim=1) == labels
-        if evidence:
-            clear_now = ~self.demoted[batch.idx_lb]
-            feeds = clear_now & predicted
-        else:
-            clear_now, disputed = self._clear_now(probs_lb, labels, batch.idx_lb)
-            self._start(probs_lb, labels, clear_now, progress)
-            feeds = clear_now & ((self.relabel_step[batch.idx_lb] < 0) | predicted)
-        with torch.no_grad():  # Eq. 3: clear labeled rows, then reliable unlabeled rows
+        reliable = confidence >= gamma  # Eq. 7
+        labels = self.label[idx_lb]
+        clear, feeds = self._examine(probs_lb, labels, idx_lb)  # Eq. 1 (evidence: not demoted)
+        self._update_prototypes(out_lb, out_w, labels, pseudo_labels, feeds, reliable)  # Eq. 3
+        rows = self._disambiguate_labels(out_lb, probs_lb, labels, clear, idx_lb, progress, gamma)
+        bank_rows = self._grow_bank(probs_w.detach(), ~reliable, batch.idx_ulb)  # Eq. 9
+        logs = {"mask_rate": reliable.float().mean()}
+        # L_S (Eq. 2) weighted by λ_s, with the labeled side's rule's own terms
+        loss_labeled = self._labeled_loss(out_lb, rows, logs)
+        loss_re = self.rules.reliable_loss(out_s.logits, pseudo_labels, reliable)  # Eq. 8
+        logs["loss_reliable"] = loss_re.detach()
+        loss_nl, loss_nc = self._negative_losses(bank_rows, probs_w, out_s, ~reliable, logs)
+        lambda_re = cfg.lambda_reliable
+        lambda_nl, lambda_nc = negative_weights(
+            cfg.lambda_negative, cfg.lambda_consistency, cfg.negative_decay, epoch
+        )
+        # Eq. 12: L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC, the negative learning's terms summed first
+        loss = loss_labeled + lambda_re * loss_re + (lambda_nl * loss_nl + lambda_nc * loss_nc)
+        return StepOutput(loss, logs, pseudo_labels, reliable)
+
+    def _update_prototypes(self, out_lb, out_w, labels, pseudo_labels, feeds, reliable) -> None:
+        """Eq. 3 (c = argmax p): the labeled rows that feed it, then the reliable unlabeled ones."""
+        with torch.no_grad():
             self.prototypes, self.prototype_ready = update_prototypes(
                 self.prototypes,
                 self.prototype_ready,
                 torch.cat([out_lb.features, out_w.features]).detach().float(),
                 torch.cat([labels, pseudo_labels]),
                 torch.cat([feeds, reliable]),
-                cfg.ema_momentum,
+                self.cfg.ema_momentum,
             )
-        logs = {"mask_rate": reliable.float().mean()}
-        if evidence:
-            loss = self._evidence_loss(
-                out_lb, probs_lb, labels, batch.idx_lb, progress, gamma, logs
-            )
-        else:
-            loss = self._labeled_loss(
-                out_lb, probs_lb, labels, clear_now, disputed, batch, progress, logs
-            )
-        norm = "masked" if cfg.reliable_loss_norm == "reliable" else "all"
-        loss_reliable = masked_cross_entropy(out_s.logits, pseudo_labels, reliable, norm)
-        logs["loss_reliable"] = loss_reliable.detach()
-        loss = loss + cfg.lambda_reliable * loss_reliable
-        if cfg.use_negative_learning or cfg.use_negative_consistency:
-            loss = loss + self._negative_loss(probs_w, out_s, ~reliable, batch.idx_ulb, epoch, logs)
-        return StepOutput(loss, logs, pseudo_labels, reliable)
 
-    def _clear_now(self, probs_lb, labels, idx):
-        """(clear, disputed) for this visit. Relabeled samples stay clear; with
-        ambiguity_persists an ambiguous sample stays so until its weights resolve it."""
+    def _grow_bank(self, probs_w, unreliable, idx_ulb) -> torch.Tensor:
+        """Eq. 9 grows the bank rows of this batch's unreliable images (when L_NL or L_NC uses
+        them); returns the batch's rows (B, C)."""
         cfg = self.cfg
-        if cfg.ambiguity_rule == "confidence":
-            disputed = ~split_clear(probs_lb, labels, cfg.clear_threshold)
-        else:
-            disputed = disputed_by_margin(probs_lb, labels, cfg.ambiguity_margin)
+        if not (cfg.use_negative_learning or cfg.use_negative_consistency):
+            return self.bank[idx_ulb]
+        grown = grow_complementary(
+            self.bank[idx_ulb], probs_w, cfg.complementary_threshold, cfg.bank_keep
+        )
+        rows = torch.where(unreliable[:, None], grown, self.bank[idx_ulb])
+        self.bank[idx_ulb] = rows[first_occurrence(idx_ulb, len(self.bank))]
+        return rows
+
+    def _negative_losses(self, bank_rows, probs_w, out_s, unreliable, logs):
+        """(L_NL, L_NC) of Eqs. 10 and 11 over the unreliable rows; 0 for one switched off.
+        probs_w: the weak view's probabilities with their graph."""
+        cfg = self.cfg
+        loss_nl = loss_nc = 0.0
+        if cfg.use_negative_learning:
+            loss_nl = negative_learning_loss(bank_rows, probs_w, unreliable)
+            logs["loss_nl"] = loss_nl.detach()
+        if cfg.use_negative_consistency:
+            probs_s = out_s.logits.float().softmax(dim=1)
+            loss_nc = negative_consistency_loss(bank_rows, probs_s, unreliable)
+            logs["loss_nc"] = loss_nc.detach()
+        return loss_nl, loss_nc
+
+    # ---- the labeled side, disambiguation = "prototypes" (the paper's Eqs. 1, 2, 4-6) ----
+
+    def _examine_eq1(self, probs_lb, labels, idx):
+        """(clear, feeds) for this visit, (B,) each. Relabeled samples stay clear unless
+        reexamined; with ambiguity_persists an ambiguous sample stays so until its weights
+        resolve it. A relabeled image feeds Eq. 3 its new class only when predicted so."""
+        cfg = self.cfg
+        disputed = self.rules.disputed(probs_lb, labels)
         if not cfg.reexamine_relabeled:
             disputed = disputed & (self.relabel_step[idx] < 0)
         if cfg.ambiguity_persists:
             disputed = disputed | (self.ambiguous[idx] & self.started)
-        return ~disputed, disputed
+        clear = ~disputed
+        predicted = probs_lb.argmax(dim=1) == labels
+        return clear, clear & ((self.relabel_step[idx] < 0) | predicted)
 
-    def _start(self, probs_lb, labels, clear_now, progress: Progress) -> None:
-        """Running rates; disambiguation begins at a fraction of the steps or once fitted."""
-        cfg = self.cfg
-        fitted = split_clear(probs_lb, labels, cfg.clear_threshold)  # confidently its label
-        rates = torch.stack([clear_now.float().mean(), fitted.float().mean()])
+    def _disambiguate_by_prototypes(self, out_lb, probs_lb, labels, clear, idx, progress, gamma):
+        """The running rates and the start, then Eqs. 4-6 for this batch's disputed rows."""
+        self._start(probs_lb, labels, clear, progress)
+        features = out_lb.features.detach().float()
+        weights = self._relabel_by_prototypes(probs_lb, features, labels, ~clear, idx, progress)
+        return PrototypeRows(labels, clear, self.started, weights)
+
+    def _start(self, probs_lb, labels, clear, progress: Progress) -> None:
+        """Running rates; disambiguation begins by the start rule (a fraction of the steps or
+        once fitted)."""
+        fitted = split_clear(probs_lb, labels, self.cfg.clear_threshold)  # confidently its label
+        rates = torch.stack([clear.float().mean(), fitted.float().mean()])
         self.running.lerp_(rates.to(self.running), 1 - RUNNING)
         self.running_steps += 1
         corrected = self.running / (1 - RUNNING ** self.running_steps.float())
-        if not cfg.use_disambiguation:
+        if not self.cfg.use_disambiguation:
             return
-        if cfg.start_rule == "fraction":
-            start = torch.full_like(self.started, progress.fraction >= cfg.disambiguation_start)
-        else:
-            start = corrected[1] >= cfg.fit_threshold
+        start = self.rules.start(progress.fraction, corrected[1])
         just = start & ~self.started
         self.start_step = torch.where(just, progress.step, self.start_step)
         self.clear_at_start = torch.where(
@@ -227,71 +378,26 @@ class Lion(Algorithm):
         )
         self.started = self.started | start
 
-    def _labeled_loss(self, out_lb, probs_lb, labels, clear_now, disputed, batch, progress, logs):
-        """L_S (Eq. 2) over the clear rows once disambiguation has begun (every row before);
-        Eqs. 4–6 update the state of this batch's ambiguous rows."""
-        cfg = self.cfg
-        started = self.started
-        full = F.cross_entropy(out_lb.logits, labels)
-        if cfg.ambiguous_loss == "label":  # ambiguity only gathers evidence; every row trains
-            loss = full
-        else:
-            loss = torch.where(
-                started, masked_cross_entropy(out_lb.logits, labels, clear_now), full
-            )
-        logs["clear_rate"] = torch.where(started, clear_now.float().mean(), 1.0)
-        logs["loss_sup"] = loss.detach()
-        logs["ambiguous_rate"] = (disputed & started).float().mean()
-        features = out_lb.features.detach().float()
-        weights = self._disambiguate(probs_lb, features, labels, disputed, batch.idx_lb, progress)
-        if cfg.ambiguous_loss == "candidates":
-            ambiguous = disputed & started
-            positive = weights.clamp_min(0)  # cosine similarities can be negative
-            target = positive / positive.sum(dim=1, keepdim=True).clamp_min(1e-12)
-            log_probs = out_lb.logits.float().log_softmax(dim=1)
-            loss_ambiguous = masked_mean(-(target * log_probs).sum(dim=1), ambiguous)
-            logs["loss_ambiguous"] = loss_ambiguous.detach()
-            loss = loss + loss_ambiguous
-        return cfg.lambda_supervised * loss
-
-    def _disambiguate(self, probs, features, labels, disputed, idx, progress) -> torch.Tensor:
-        """Eqs. 4–6 for this batch's labeled rows (state updates only, gated on the start);
+    def _relabel_by_prototypes(self, probs, features, labels, disputed, idx, progress):
+        """Eqs. 4-6 for this batch's labeled rows (state updates only, gated on the start);
         returns the rows' candidate weights after Eq. 5 (0 for clear rows)."""
-        cfg, started = self.cfg, self.started
+        cfg, rules, started = self.cfg, self.rules, self.started
         ambiguous = disputed & started
         newly = ambiguous & ~self.ambiguous[idx]
-        given = labels if cfg.candidate_rule != "threshold" else None
-        mu = cfg.candidate_threshold if cfg.candidate_rule != "prediction_given" else 2.0
-        fresh = candidate_set(probs, mu, given)
+        fresh = rules.candidates(probs, labels)  # Eq. 4
         candidates = torch.where(newly[:, None], fresh, self.candidates[idx])
         weights = torch.where(
-            newly[:, None], initial_weights(probs, fresh, cfg.weight_init), self.weights[idx]
+            newly[:, None], rules.initial_weights(probs, fresh), self.weights[idx]
         )
-        similarity = class_similarity(
-            features,
-            self.prototypes,
-            self.prototype_ready,
-            candidates,
-            cfg.similarity,
-            cfg.similarity_temperature,
-        )
+        similarity = rules.similarity(features, self.prototypes, self.prototype_ready, candidates)
         visits = torch.where(newly, 0, self.visits[idx]) + ambiguous.long()
-        if cfg.weight_update == "ema":
-            weights = update_weights(weights, candidates, similarity, cfg.ema_momentum)
-        else:
-            step_size = 1.0 / visits.clamp_min(1).to(weights.dtype)[:, None]
-            weights = update_weights(weights, candidates, similarity, 1.0 - step_size)
-        weights = weights * ambiguous[:, None]
-        best, winner = relabel_decision(weights, candidates & ambiguous[:, None])
+        phi = rules.weight_momentum(visits, weights.dtype)
+        weights = update_weights(weights, candidates, similarity, phi) * ambiguous[:, None]
+        best, winner = relabel_decision(weights, candidates & ambiguous[:, None])  # Eq. 6
         best = best.masked_fill(visits < cfg.min_visits, float("-inf"))
         other = winner != labels
         protected = self._protected(labels) | self._protected(winner)
-        if cfg.relabel_confidence > 0:  # the classifier must back the prototypes' choice
-            p_winner = probs.gather(1, winner[:, None])[:, 0]
-            agree = (probs.argmax(dim=1) == winner) & (p_winner >= cfg.relabel_confidence)
-            blocked = other & ~agree
-        else:
-            blocked = torch.zeros_like(other)
+        blocked = rules.blocked(probs, winner, other)
         relabel = ambiguous & (best >= cfg.relabel_threshold) & other & ~protected & ~blocked
         resolved = ambiguous & (best >= cfg.resolve_threshold) & ~blocked
         still = ambiguous & ~resolved
@@ -308,147 +414,35 @@ class Lion(Algorithm):
         self.weights[idx] = (weights * still[:, None])[first]
         return weights
 
-    def _evidence_loss(self, out_lb, probs_lb, labels, idx, progress: Progress, gamma, logs):
-        """The labeled loss of the evidence rule: the cross-fitted heads' loss and the update of
-        each image's evidence (every visit), the decisions (after evidence_start), then L_S and
-        ELR over the images kept, and the demoted ones trained as unlabeled."""
-        cfg = self.cfg
-        first = first_occurrence(idx, len(self.label))
-        loss_heads, oof = self._heads_loss(out_lb.features, labels, idx)
-        seen = (self.evidence_visits[idx] > 0)[:, None]
-        phi, beta = cfg.evidence_momentum, cfg.elr_momentum
-        evidence = torch.where(seen, phi * self.evidence[idx] + (1 - phi) * oof, oof)
-        target = torch.where(seen, beta * self.elr_target[idx] + (1 - beta) * probs_lb, probs_lb)
-        self.evidence[idx] = evidence[first]
-        self.elr_target[idx] = target[first]
-        self.evidence_visits[idx] = (self.evidence_visits[idx] + 1)[first]
-        if cfg.use_disambiguation and progress.fraction >= cfg.evidence_start:
-            labels = self._decide(evidence, out_lb.features, labels, idx, first, progress)
-        kept = ~self.demoted[idx]
-        logs["clear_rate"] = kept.float().mean()  # kept: trains on its label
-        logs["ambiguous_rate"] = (self.verdict[idx] != KEEP).float().mean()  # disputed now
-        loss_sup = masked_cross_entropy(out_lb.logits, labels, kept)
-        loss_elr = elr_loss(out_lb.logits, target, kept)
-        loss_demoted = self._demoted_loss(out_lb, probs_lb, ~kept, idx, first, gamma, logs)
-        logs.update(
-            loss_sup=loss_sup.detach(),
-            loss_elr=loss_elr.detach(),
-            loss_heads=loss_heads.detach(),
-        )
-        return (
-            cfg.lambda_supervised * loss_sup + cfg.lambda_elr * loss_elr + loss_demoted + loss_heads
-        )
-
-    def _heads_loss(self, features, labels, idx):
-        """CE of every head on the rows outside its fold (and not demoted), with gradient into
-        the heads only; returns it and each row's out-of-fold p (B, C), detached."""
-        logits = self.heads(features.detach().float())  # (B, K, C)
-        folds = self.fold[idx]
-        trains = folds[:, None] != torch.arange(logits.shape[1], device=folds.device)
-        trains = trains & ~self.demoted[idx][:, None]  # (B, K)
-        per_head = F.cross_entropy(
-            logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1]), reduction="none"
-        ).view_as(trains)
-        loss = (per_head * trains).sum() / trains.sum().clamp_min(1)
-        rows = torch.arange(len(idx), device=idx.device)
-        if self.cfg.evidence_heads == "in_sample":  # a head that trained on the image
-            folds = (folds + 1) % logits.shape[1]
-        return loss, logits.detach()[rows, folds].softmax(dim=1)
-
-    def _decide(self, evidence, features, labels, idx, first, progress: Progress):
-        """Verdicts on this batch's labeled rows from their evidence; a verdict held for
-        min_visits visits in a row is carried out. Returns the rows' labels after it.
-        first: each row's first occurrence in the batch (first_occurrence), for the writes."""
-        cfg = self.cfg
-        active = ~self.demoted & (self.evidence_visits > 0)
-        thresholds = class_thresholds(self.evidence, self.label, active)
-        verdict = evidence_verdict(evidence, labels, thresholds, cfg.against_ratio)
-        if cfg.evidence_agreement == "prototype":  # the nearest prototype must name it too
-            similarity = class_similarity(
-                features.detach().float(), self.prototypes, self.prototype_ready, None, "cosine", 1
+    def _loss_on_clear(self, out_lb, rows: PrototypeRows, logs) -> torch.Tensor:
+        """λ_s L_S (Eq. 2) by the ambiguous_loss rule: over the clear rows once disambiguation
+        has begun (every row before), with the candidates' soft CE where chosen."""
+        started, clear = rows.started, rows.clear
+        loss = self.rules.supervised_loss(out_lb.logits, rows.labels, clear, started)
+        logs["clear_rate"] = torch.where(started, clear.float().mean(), 1.0)
+        logs["loss_sup"] = loss.detach()
+        logs["ambiguous_rate"] = (~clear & started).float().mean()
+        if self.rules.ambiguous_loss is not None:
+            loss_ambiguous = self.rules.ambiguous_loss(
+                out_lb.logits, rows.weights, ~clear & started
             )
-            nearest = similarity.masked_fill(~self.prototype_ready, float("-inf")).argmax(dim=1)
-            verdict = torch.where((verdict >= 0) & (nearest != verdict), DEMOTE, verdict)
-        protected = self._protected(labels) | self._protected(verdict.clamp_min(0))
-        verdict = torch.where((verdict >= 0) & protected, KEEP, verdict)
-        if not cfg.demote:
-            verdict = torch.where(verdict == DEMOTE, KEEP, verdict)
-        streak = streak_update(self.streak[idx], self.verdict[idx], verdict)
-        decided = streak >= cfg.min_visits
-        relabel = decided & (verdict >= 0) & (verdict != labels)
-        demote = decided & (verdict == DEMOTE)
-        restore = decided & ((verdict == KEEP) | relabel)
-        new_labels = torch.where(relabel, verdict, labels)
-        demoted = (self.demoted[idx] | demote) & ~restore
-        self.label[idx] = new_labels[first]
-        self.relabel_step[idx] = torch.where(relabel, progress.step, self.relabel_step[idx])[first]
-        self.relabel_weights[idx] = torch.where(
-            relabel[:, None], evidence, self.relabel_weights[idx]
-        )[first]
-        self.demoted[idx] = demoted[first]
-        self.verdict[idx] = verdict[first]
-        self.streak[idx] = streak[first]
-        return new_labels
-
-    def _demoted_loss(self, out_lb, probs_lb, demoted, idx, first, gamma, logs):
-        """A demoted image trains as an unlabeled one on its (only, weak) view: CE toward its own
-        confident prediction (L_Re's rule, γ) and L_NL on a bank row of its own (Eqs. 9, 10)."""
-        cfg = self.cfg
-        confidence, pseudo_labels = probs_lb.max(dim=1)
-        reliable = demoted & (confidence >= gamma)
-        loss = cfg.lambda_reliable * masked_cross_entropy(out_lb.logits, pseudo_labels, reliable)
-        if cfg.use_negative_learning:
-            unreliable = demoted & ~reliable
-            grown = grow_complementary(
-                self.bank_lb[idx], probs_lb, cfg.complementary_threshold, cfg.bank_keep
-            )
-            rows = torch.where(unreliable[:, None], grown, self.bank_lb[idx])
-            self.bank_lb[idx] = rows[first]
-            probs = out_lb.logits.float().softmax(dim=1)
-            loss_nl = negative_learning_loss(rows, probs, unreliable)
-            logs["loss_nl_demoted"] = loss_nl.detach()
-            loss = loss + cfg.lambda_negative * loss_nl
-        return loss
+            logs["loss_ambiguous"] = loss_ambiguous.detach()
+            loss = loss + loss_ambiguous
+        return self.cfg.lambda_supervised * loss
 
     def _protected(self, classes: torch.Tensor) -> torch.Tensor:
         if not len(self.protected):
             return torch.zeros_like(classes, dtype=torch.bool)
         return self.protected[classes]
 
-    def _negative_loss(self, probs_w, out_s, unreliable, idx_ulb, epoch: int, logs):
-        """Eq. 9 grows the bank rows of this batch's unreliable samples; λ2 L_NL + λ3 L_NC.
-        probs_w: the weak view's probabilities with their graph."""
-        cfg = self.cfg
-        grown = grow_complementary(
-            self.bank[idx_ulb], probs_w.detach(), cfg.complementary_threshold, cfg.bank_keep
-        )
-        rows = torch.where(unreliable[:, None], grown, self.bank[idx_ulb])
-        self.bank[idx_ulb] = rows[first_occurrence(idx_ulb, len(self.bank))]
-        scale = 1.0
-        if cfg.negative_decay > 0 and cfg.lambda_negative > 0:
-            scale = max(0.0, 1 - cfg.negative_decay * epoch / cfg.lambda_negative)
-        loss = probs_w.sum() * 0.0
-        if cfg.use_negative_learning:
-            loss_nl = negative_learning_loss(rows, probs_w, unreliable)
-            logs["loss_nl"] = loss_nl.detach()
-            loss = loss + scale * cfg.lambda_negative * loss_nl
-        if cfg.use_negative_consistency:
-            probs_s = out_s.logits.float().softmax(dim=1)
-            loss_nc = negative_consistency_loss(rows, probs_s, unreliable)
-            logs["loss_nc"] = loss_nc.detach()
-            loss = loss + scale * cfg.lambda_consistency * loss_nc
-        return loss
-
     # ---- figures (lion_report.py) ----
 
     def diagnostics(self, probe) -> dict:
         """Label-quality figures at an evaluation (lion_report.label_figures); a warning, once,
         when disambiguation began with few labeled images clear."""
-        cfg = self.cfg
-        similarity = partial(
-            class_similarity, kind=cfg.similarity, temperature=cfg.similarity_temperature
+        figures = label_figures(
+            self.state_dict(), self.info.given_labels, probe, self.rules.similarity
         )
-        figures = label_figures(self.state_dict(), self.info.given_labels, probe, similarity)
         start = figures["label_quality"]["clear_rate_at_start"]
         if start is not None and start < LOW_CLEAR_RATE and not self._warned:
             self._warned = True

@@ -14,6 +14,9 @@ import numpy as np
 import torch
 
 import lionfer
+
+# RELABEL_COLUMNS stays importable from here: lionfer.audit's table extends it
+from lionfer.algorithms.lion_report import RELABEL_COLUMNS, relabel_table  # noqa: F401
 from lionfer.config import Config
 from lionfer.metrics import (
     format_mean_std,
@@ -92,58 +95,14 @@ def finish_run(trainer) -> dict:
     return summary
 
 
-# relabels.csv: these columns, then status (relabeled | demoted), then w_<class> (the candidate
-# weights at the relabel)
-RELABEL_COLUMNS = (
-    "index",
-    "id",
-    "given_label",
-    "current_label",
-    "step",
-    "true_label",
-    "given_name",
-    "current_name",
-    "weight",
-)
-
-
 def write_relabels(path: Path, algorithm, labeled, names) -> None:
-    """One row per labeled image whose current label differs from the given one (status
-    relabeled), with the candidate weights that decided it (weight: the winning one; w_<class>:
-    all of them), and one per labeled image that training set aside as unlabeled (status demoted,
-    where the algorithm's state holds a "demoted" flag per labeled image)."""
-    state = algorithm.state_dict()
-    given = labeled.labels
-    current = state["label"].cpu().numpy() if "label" in state else given
-    demoted = (
-        state["demoted"].cpu().numpy().astype(bool)
-        if "demoted" in state
-        else np.zeros(len(given), dtype=bool)
-    )
-    steps = state["relabel_step"].cpu().numpy() if "relabel_step" in state else None
-    weights = state["relabel_weights"].cpu().numpy() if "relabel_weights" in state else None
-    truth = labeled.true_labels
-    weight_columns = [f"w_{name.lower()}" for name in names] if weights is not None else []
+    """relabels.csv from the algorithm's state: the relabel table (lion_report.relabel_table),
+    empty for an algorithm that changes no labels."""
+    header, rows = relabel_table(algorithm.state_dict(), labeled, names)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([*RELABEL_COLUMNS, "status", *weight_columns])
-        for i in np.flatnonzero((current != given) | demoted):
-            row_weights = [] if weights is None else [f"{w:.4f}" for w in weights[i]]
-            writer.writerow(
-                [
-                    int(i),
-                    labeled.ids[i],
-                    int(given[i]),
-                    int(current[i]),
-                    int(steps[i]) if steps is not None else "",
-                    int(truth[i]) if truth is not None else "",
-                    names[given[i]],
-                    names[current[i]],
-                    f"{weights[i, current[i]]:.4f}" if weights is not None else "",
-                    "demoted" if demoted[i] else "relabeled",
-                    *row_weights,
-                ]
-            )
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def write_confusion(path: Path, cm: np.ndarray, names) -> None:

@@ -7,278 +7,204 @@
 - Unlabeled: reliable when max p_w ≥ γ (Eq. 7): FixMatch-style CE on the strong view (Eq. 8) and
   prototype updates. Unreliable: classes with renormalised probability ≤ δ join, one by one, a
   per-sample complementary label bank (Eq. 9) trained by L_NL (Eq. 10) and L_NC (Eq. 11).
-- L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC (Eq. 12).
-- Every rule that differs between the paper, the authors' released code and lionfer's robust
-  recipe is a field of LionConfig (lionfer/algorithms/hparams.py); `algorithm.recipe` picks one
-  set. The labeled images' decisions (clear, ambiguous, candidates) use the head without
-  dropout; the unlabeled ones (reliable, bank) use the training forward as FixMatch does. A
-  relabeled sample is clear from its next visit on, for good.
+- L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC (Eq. 12), one line of Lion.step.
+- Every rule that differs between the paper, the authors' released code and lionfer's own
+  recipes is a field of LionConfig (lionfer/algorithms/lion_config.py); `algorithm.recipe` picks
+  one set. Each rule is resolved once, when Lion is built, to the function beside its equation
+  (lion_equations.py; the evidence rule's in lion_evidence.py). The labeled images' decisions
+  (clear, ambiguous, candidates) use the head without dropout; the unlabeled ones (reliable,
+  bank) use the training forward as FixMatch does. A relabeled sample is clear from its next
+  visit on, for good. Its figures and relabel table: lion_report.py.
 - The step is tensor ops only: no Python loop over samples and no host synchronisation.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_outputs
-from lionfer.algorithms.hparams import LionConfig
+from lionfer.algorithms.lion_config import LionConfig
+from lionfer.algorithms.lion_equations import (
+    AMBIGUOUS_LOSSES,
+    RELIABLE_LOSSES,
+    SIMILARITIES,
+    SUPERVISED_LOSSES,
+    WEIGHT_INITS,
+    candidate_set,
+    class_similarity,
+    clean_probs,
+    constant_momentum,
+    disputed_by_confidence,
+    disputed_by_margin,
+    epoch_of,
+    first_occurrence,
+    grow_complementary,
+    initial_weights,
+    masked_mean,
+    negative_consistency_loss,
+    negative_learning_loss,
+    negative_weights,
+    never_blocked,
+    prediction_given_candidates,
+    relabel_decision,
+    running_mean_momentum,
+    split_clear,
+    start_after_fraction,
+    start_when_fitted,
+    threshold_candidates,
+    threshold_given_candidates,
+    unbacked_by_classifier,
+    update_prototypes,
+    update_weights,
+)
+from lionfer.algorithms.lion_evidence import (
+    AGREEMENTS,
+    DEMOTE,
+    EVIDENCE_STATE,
+    JUDGING_HEADS,
+    KEEP,
+    CrossFitHeads,
+    EvidenceDisambiguation,
+    class_thresholds,
+    elr_loss,
+    evidence_verdict,
+    stratified_folds,
+    streak_update,
+)
+from lionfer.algorithms.lion_report import (
+    LOW_CLEAR_RATE,
+    label_figures,
+    low_clear_message,
+    mean_or_none,
+    summary_figures,
+)
 from lionfer.errors import ConfigError
-from lionfer.losses import masked_cross_entropy
-from lionfer.metrics import relabel_metrics
 
-LOW_CLEAR_RATE = 0.5
+__all__ = [
+    "DEMOTE",
+    "EVIDENCE_STATE",
+    "KEEP",
+    "LOW_CLEAR_RATE",
+    "RUNNING",
+    "CrossFitHeads",
+    "Lion",
+    "LionRules",
+    "candidate_set",
+    "class_similarity",
+    "class_thresholds",
+    "clean_probs",
+    "disputed_by_margin",
+    "elr_loss",
+    "epoch_of",
+    "evidence_verdict",
+    "first_occurrence",
+    "grow_complementary",
+    "initial_weights",
+    "low_clear_message",
+    "masked_mean",
+    "mean_or_none",
+    "negative_consistency_loss",
+    "negative_learning_loss",
+    "protected_mask",
+    "relabel_decision",
+    "resolve_rules",
+    "split_clear",
+    "stratified_folds",
+    "streak_update",
+    "update_prototypes",
+    "update_weights",
+]
+
 RUNNING = 0.95  # decay of the running clear and fit rates (bias-corrected)
-KEEP, DEMOTE = -2, -1  # evidence verdicts that are not a class
+# LION's per-image state (Lion.state_dict), before the evidence rule's own (EVIDENCE_STATE)
+LION_STATE = (
+    "label",
+    "ambiguous",
+    "candidates",
+    "weights",
+    "relabel_step",
+    "relabel_weights",
+    "visits",
+    "prototypes",
+    "prototype_ready",
+    "bank",
+    "running",
+    "running_steps",
+    "started",
+    "start_step",
+    "clear_at_start",
+)
 
 
-def low_clear_message(rate: float, step: int | None = None) -> str:
-    at_step = "" if step is None else f" at step {step}"
-    return (
-        f"LION began label disambiguation{at_step} with only {100 * rate:.0f}% of labeled "
-        "images clear; the others get no supervised loss until resolved, so training can "
-        "collapse. Train longer, use the default algorithm.recipe=evidence, raise "
-        "algorithm.disambiguation_start, or lower algorithm.clear_threshold."
+class LionRules(NamedTuple):
+    """LionConfig's rules (LION_RULE_CHOICES), each resolved to the function that implements it,
+    its parameters bound. The labeled side's rule (disambiguation) is Lion's own methods."""
+
+    start: Callable  # start_rule: (fraction, fit rate ()) → () start?
+    disputed: Callable  # ambiguity_rule: (p, labels) → (B,) not clear, Eq. 1
+    candidates: Callable  # candidate_rule: (p, labels) → (B, C), Eq. 4
+    initial_weights: Callable  # weight_init: (p, candidates) → (B, C), Eq. 4
+    similarity: Callable  # similarity: (q, S, ready, candidates) → d (B, C), Eq. 5
+    weight_momentum: Callable  # weight_update: (visits, dtype) → φ, Eq. 5
+    blocked: Callable  # relabel_confidence: (p, winner, other) → (B,) relabels not backed
+    supervised_loss: Callable  # ambiguous_loss: (logits, labels, clear, started) → L_S, Eq. 2
+    ambiguous_loss: Callable | None  # ambiguous_loss: (logits, w, ambiguous) → its own term
+    reliable_loss: Callable  # reliable_loss_norm: (logits_s, pseudo-labels, reliable) → Eq. 8
+    agreement: Callable  # evidence_agreement: (verdict, q, S, ready) → verdict
+    judging_head: Callable  # evidence_heads: (folds, K) → (B,) the head whose p is evidence
+
+
+def resolve_rules(cfg: LionConfig) -> LionRules:
+    """Each of cfg's rules, chosen by its name once, so that the step compares no names."""
+    mu = cfg.candidate_threshold
+    return LionRules(
+        start={
+            "fraction": partial(start_after_fraction, at=cfg.disambiguation_start),
+            "fitted": partial(start_when_fitted, threshold=cfg.fit_threshold),
+        }[cfg.start_rule],
+        disputed={
+            "confidence": partial(disputed_by_confidence, tau=cfg.clear_threshold),
+            "margin": partial(disputed_by_margin, margin=cfg.ambiguity_margin),
+        }[cfg.ambiguity_rule],
+        candidates={
+            "threshold": partial(threshold_candidates, mu=mu),
+            "prediction_given": prediction_given_candidates,
+            "threshold_given": partial(threshold_given_candidates, mu=mu),
+        }[cfg.candidate_rule],
+        initial_weights=WEIGHT_INITS[cfg.weight_init],
+        similarity=partial(SIMILARITIES[cfg.similarity], temperature=cfg.similarity_temperature),
+        weight_momentum={
+            "ema": partial(constant_momentum, phi=cfg.ema_momentum),
+            "mean": running_mean_momentum,
+        }[cfg.weight_update],
+        blocked=(
+            partial(unbacked_by_classifier, confidence=cfg.relabel_confidence)
+            if cfg.relabel_confidence > 0
+            else never_blocked
+        ),
+        supervised_loss=SUPERVISED_LOSSES[cfg.ambiguous_loss],
+        ambiguous_loss=AMBIGUOUS_LOSSES[cfg.ambiguous_loss],
+        reliable_loss=RELIABLE_LOSSES[cfg.reliable_loss_norm],
+        agreement=AGREEMENTS[cfg.evidence_agreement],
+        judging_head=JUDGING_HEADS[cfg.evidence_heads],
     )
 
 
-# ---- Equations as pure functions of detached tensors ----
+class PrototypeRows(NamedTuple):
+    """A batch's labeled rows under the prototypes rule, for L_S."""
+
+    labels: torch.Tensor  # (B,) the labels they came with this step
+    clear: torch.Tensor  # (B,) Eq. 1 (the rest are disputed)
+    started: torch.Tensor  # () disambiguation has begun
+    weights: torch.Tensor  # (B, C) candidate weights after Eq. 5 (0 for clear rows)
 
 
-def split_clear(probs: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 1: (B,) true where max p ≥ τ and argmax p equals the current label."""
-    confidence, predicted = probs.max(dim=1)
-    return (confidence >= tau) & (predicted == labels)
-
-
-def disputed_by_margin(probs: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """(B,) true where max p − p_label > margin: the model prefers another class by that much."""
-    return probs.max(dim=1).values - probs.gather(1, labels[:, None])[:, 0] > margin
-
-
-def candidate_set(
-    probs: torch.Tensor, mu: float, labels: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Eq. 4: (B, C) candidates = {argmax p} ∪ {c : p_c ≥ μ}, plus the label where given
-    (μ > 1 leaves {argmax p} ∪ {label}: the released code's set)."""
-    rows = torch.arange(len(probs), device=probs.device)
-    candidates = probs >= mu
-    candidates[rows, probs.argmax(dim=1)] = True
-    if labels is not None:
-        candidates[rows, labels] = True
-    return candidates
-
-
-def initial_weights(probs: torch.Tensor, candidates: torch.Tensor, rule: str) -> torch.Tensor:
-    """Weights of a fresh candidate set: "probs" (Eq. 4, w = p), "normalised" (p over the
-    candidates, summing to 1) or "uniform" (1 / number of candidates); 0 off the set."""
-    on = candidates.to(probs.dtype)
-    if rule == "uniform":
-        return on / on.sum(dim=1, keepdim=True)
-    weights = probs * on
-    if rule == "normalised":
-        weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    return weights
-
-
-def update_prototypes(
-    prototypes: torch.Tensor,
-    ready: torch.Tensor,
-    features: torch.Tensor,
-    classes: torch.Tensor,
-    selected: torch.Tensor,
-    phi: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eq. 3 over the selected rows in batch order: a class's first update sets S_c = q, later
-    ones S_c ← normalise(φ S_c + (1 − φ) q). Returns new (prototypes (C, D), ready (C,)).
-
-    Exactly the per-sample loop, vectorised over classes: the rows are laid out by their rank
-    within their class, then round j applies every class's j-th update at once (a class's
-    updates are sequential, so there are B rounds of 5 small tensor ops and no host sync).
-    """
-    b, num_classes = len(features), prototypes.shape[0]
-    onehot = F.one_hot(classes, num_classes) * selected[:, None]  # (B, C)
-    rank = (onehot.cumsum(dim=0) * onehot).sum(dim=1) - 1  # (B,) j-th update of its class
-    slot = torch.where(selected, rank, b)  # unselected rows land in a spare slot, dropped
-    q = prototypes.new_zeros(b + 1, num_classes, prototypes.shape[1])  # (B+1, C, D)
-    q[slot, classes] = features.to(prototypes.dtype)
-    has = torch.zeros(b + 1, num_classes, dtype=torch.bool, device=ready.device)
-    has[slot, classes] = True
-    q, has = q[:b], has[:b]
-    first = has[0] & ~ready  # a class's first update ever: S_c = q, no mixing
-    prototypes = torch.where(first[:, None], q[0], prototypes)
-    mix = torch.cat([(has[0] & ready)[None], has[1:]])[..., None]  # (B, C, 1)
-    for weighted, this in zip(((1 - phi) * q).unbind(0), mix.unbind(0), strict=True):
-        mixed = F.normalize(torch.add(weighted, prototypes, alpha=phi), dim=1)
-        prototypes = torch.where(this, mixed, prototypes)
-    return prototypes, ready | has[0]
-
-
-def class_similarity(
-    features: torch.Tensor,
-    prototypes: torch.Tensor,
-    ready: torch.Tensor,
-    candidates: torch.Tensor | None,
-    kind: str,
-    temperature: float,
-) -> torch.Tensor:
-    """d(q, S_c) of Eq. 5, (B, C): "cosine" (a class without a prototype gives 0) or "softmax"
-    over the candidates (all classes with a prototype when candidates is None) of cos / T."""
-    cosine = F.normalize(features, dim=1) @ F.normalize(prototypes, dim=1).T  # (B, C)
-    cosine = cosine * ready.to(cosine.dtype)
-    if kind == "cosine":
-        return cosine
-    allowed = ready.expand_as(cosine) if candidates is None else candidates & ready
-    logits = (cosine / temperature).masked_fill(~allowed, float("-inf"))
-    similarity = logits.softmax(dim=1)
-    return torch.nan_to_num(similarity, nan=0.0)  # rows with no allowed class
-
-
-def update_weights(
-    weights: torch.Tensor, candidates: torch.Tensor, similarity: torch.Tensor, phi: float
-) -> torch.Tensor:
-    """Eq. 5: w_c ← φ w_c + (1 − φ) d(q, S_c) on candidates; 0 outside the candidate set."""
-    updated = phi * weights + (1 - phi) * similarity
-    return torch.where(candidates, updated, torch.zeros_like(updated))
-
-
-def relabel_decision(weights: torch.Tensor, candidates: torch.Tensor):
-    """Eq. 6: (largest candidate weight (B,), its class (B,))."""
-    return weights.masked_fill(~candidates, float("-inf")).max(dim=1)
-
-
-def grow_complementary(
-    bank_rows: torch.Tensor, probs: torch.Tensor, delta: float, keep: int = 1
-) -> torch.Tensor:
-    """Eq. 9, progressive: over the classes not yet in the bank, renormalise p; while the smallest
-    renormalised probability is ≤ δ and more than `keep` classes remain, add it and repeat.
-
-    The loop adds the remaining classes in ascending order of p (ties: lower class first) and
-    stops at the first that fails, so it is one sort and prefix sums over the batch, no loop.
-    """
-    num_classes = probs.shape[1]
-    remaining = ~bank_rows
-    order = torch.where(remaining, probs, float("inf")).argsort(dim=1, stable=True)  # (B, C)
-    candidate = remaining.gather(1, order)  # the remaining classes first, ascending
-    smallest = probs.gather(1, order) * candidate
-    mass = smallest.flip(1).cumsum(dim=1).flip(1).clamp_min(1e-12)  # what remains at round k
-    left = remaining.sum(dim=1, keepdim=True) - torch.arange(num_classes, device=probs.device)
-    add = candidate & (smallest / mass <= delta) & (left > keep)
-    add = add.cumprod(dim=1).bool()  # only the unbroken run from the smallest
-    return bank_rows | torch.zeros_like(bank_rows).scatter(1, order, add)
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of values (B,) over the rows where mask is true; 0 (with a graph) when none."""
-    if mask is None:
-        return values.mean()
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1)
-
-
-def elr_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """ELR (Liu et al., NeurIPS 2020): mean over masked rows of log(1 − ⟨p, t⟩), t an image's
-    running target. Its gradient pulls p toward t, the model's early predictions, so that fitting
-    a label that contradicts them (memorising it) meets resistance."""
-    probs = logits.float().softmax(dim=1).clamp(1e-4, 1 - 1e-4)
-    probs = probs / probs.sum(dim=1, keepdim=True)
-    agreement = (probs * targets).sum(dim=1)
-    return masked_mean(torch.log((1 - agreement).clamp_min(1e-4)), mask)
-
-
-def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
-    """(M,) a fold in [0, folds) per image, each class dealt round-robin over the folds in a
-    seeded random order, so every fold holds every class alike."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(labels), generator=generator)
-    order = order[torch.sort(labels[order].cpu(), stable=True).indices]  # by class, shuffled within
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(len(order))
-    return rank % folds
-
-
-def class_thresholds(
-    evidence: torch.Tensor, labels: torch.Tensor, active: torch.Tensor
-) -> torch.Tensor:
-    """(C,) Confident Learning's per-class thresholds: t_j = mean evidence for j over the active
-    images labeled j (1/C for a class without one)."""
-    num_classes = evidence.shape[1]
-    onehot = F.one_hot(labels, num_classes).to(evidence.dtype) * active[:, None]  # (M, C)
-    count = onehot.sum(dim=0)
-    total = (onehot * evidence).sum(dim=0)
-    return torch.where(count > 0, total / count.clamp_min(1), 1.0 / num_classes)
-
-
-def evidence_verdict(
-    evidence: torch.Tensor, labels: torch.Tensor, thresholds: torch.Tensor, against_ratio: float
-) -> torch.Tensor:
-    """(B,) each row's verdict on its label: KEEP (-2), DEMOTE (-1) or a class to relabel to.
-
-    Against the label y: e_y < against_ratio · t_y. For class j ≠ y, the most likely other one:
-    e_j ≥ t_j and e_j > e_y (Confident Learning's off-diagonal). Against and for j: relabel to
-    j; against and for no class: demote; otherwise keep."""
-    own = evidence.gather(1, labels[:, None])[:, 0]
-    others = evidence.scatter(1, labels[:, None], float("-inf"))
-    best, other = others.max(dim=1)
-    against = own < against_ratio * thresholds[labels]
-    for_other = (best >= thresholds[other]) & (best > own)
-    return torch.where(against, torch.where(for_other, other, DEMOTE), KEEP)
-
-
-def streak_update(
-    streak: torch.Tensor, previous: torch.Tensor, verdict: torch.Tensor
-) -> torch.Tensor:
-    """(B,) visits in a row with the same verdict (SELFIE-style consistency): +1 when it repeats,
-    1 when it changes."""
-    return torch.where(verdict == previous, streak + 1, torch.ones_like(streak))
-
-
-def negative_learning_loss(bank_rows, probs_w, mask=None) -> torch.Tensor:
-    """Eq. 10: mean over (masked) samples of −Σ_c ȳ_c (1 − p_w,c)."""
-    return masked_mean(-(bank_rows.to(probs_w.dtype) * (1 - probs_w)).sum(dim=1), mask)
-
-
-def negative_consistency_loss(bank_rows, probs_s, mask=None) -> torch.Tensor:
-    """Eq. 11: mean over (masked) samples of −Σ_c ȳ_c log(1 − p_s,c), clamped for stability."""
-    log_complement = torch.log((1 - probs_s).clamp_min(1e-6))
-    return masked_mean(-(bank_rows.to(probs_s.dtype) * log_complement).sum(dim=1), mask)
-
-
-def first_occurrence(idx: torch.Tensor, size: int) -> torch.Tensor:
-    """(B,) the batch position of the first row holding the same index as each row (indices in
-    [0, size)); writes of per-sample state take every row's value from there, so an index that
-    appears twice in a batch is written once, deterministically."""
-    positions = torch.arange(len(idx), device=idx.device)
-    first = torch.full((size,), len(idx), dtype=torch.long, device=idx.device)
-    return first.scatter_reduce(0, idx, positions, "amin")[idx]
-
-
-class CrossFitHeads(torch.nn.Module):
-    """K cosine classifiers on the detached feature q: head k trains on every fold but k, so its
-    prediction for an image of fold k comes from labels other than that image's own."""
-
-    def __init__(self, folds: int, num_classes: int, feature_dim: int, scale: float):
-        super().__init__()
-        generator = torch.Generator().manual_seed(0)
-        weight = torch.randn(folds, num_classes, feature_dim, generator=generator)
-        self.weight = torch.nn.Parameter(0.01 * weight)  # (K, C, D)
-        self.scale = scale
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, K, C) logits s · cos(q, w_kc) of every head for every row."""
-        q = F.normalize(features, dim=1)
-        return self.scale * torch.einsum("bd,kcd->bkc", q, F.normalize(self.weight, dim=2))
-
-
-def epoch_of(step: int, epoch_steps: int) -> int:
-    """1-based epoch of a 0-based step (the released code's per-epoch schedules)."""
-    return step // epoch_steps + 1
-
-
-class Lion(Algorithm):
+class Lion(EvidenceDisambiguation, Algorithm):
     config_class = LionConfig
     views = ("weak", "strong")
 
@@ -309,39 +235,25 @@ class Lion(Algorithm):
         )
         self.protected = protected_mask(cfg.protected_classes, info.class_names, from_recipe)
         self._warned = False
+        self.rules = resolve_rules(cfg)
+        # The labeled side's rule (disambiguation), resolved once: which rows are clear now,
+        # how their labels change (state) and its term of Eq. 12.
+        self._examine, self._disambiguate_labels, self._labeled_loss = {
+            "prototypes": (
+                self._examine_eq1,
+                self._disambiguate_by_prototypes,
+                self._loss_on_clear,
+            ),
+            "evidence": (self._examine_kept, self._disambiguate_by_evidence, self._loss_on_kept),
+        }[cfg.disambiguation]
+        self._state_names = LION_STATE
         self.heads = None
         if cfg.disambiguation == "evidence":
-            self.heads = CrossFitHeads(cfg.folds, c, info.feature_dim, cfg.evidence_scale)
-            self.fold = stratified_folds(self.label, cfg.folds)
-            self.evidence = torch.zeros(m, c)  # running out-of-fold p per image
-            self.evidence_visits = torch.zeros(m, dtype=torch.long)
-            self.elr_target = torch.zeros(m, c)  # ELR's running targets t
-            self.verdict = torch.full((m,), KEEP, dtype=torch.long)  # the last visit's verdict
-            self.streak = torch.zeros(m, dtype=torch.long)  # visits in a row with that verdict
-            self.demoted = torch.zeros(m, dtype=torch.bool)  # set aside: trains as unlabeled
-            self.bank_lb = torch.zeros(m, c, dtype=torch.bool)  # demoted images' CLB rows
+            self._state_names += EVIDENCE_STATE
+            self._init_evidence(cfg, m, c, info.feature_dim)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        names = (
-            "label",
-            "ambiguous",
-            "candidates",
-            "weights",
-            "relabel_step",
-            "relabel_weights",
-            "visits",
-            "prototypes",
-            "prototype_ready",
-            "bank",
-            "running",
-            "running_steps",
-            "started",
-            "start_step",
-            "clear_at_start",
-        )
-        if self.cfg.disambiguation == "evidence":
-            names += EVIDENCE_STATE
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in self._state_names}
 
     def modules(self) -> torch.nn.Module | None:
         return self.heads
@@ -354,7 +266,10 @@ class Lion(Algorithm):
     # ---- the step ----
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
-        cfg = self.cfg
+        """Eq. 7 splits the unlabeled images; the labeled side's rule judges its rows (Eq. 1)
+        and changes their labels (Eqs. 4-6) after Eq. 3 updates the prototypes; Eq. 9 grows the
+        banks; then the losses, which change no state, and their sum (Eq. 12)."""
+        cfg, idx_lb = self.cfg, batch.idx_lb
         out_lb, out_w, out_s = forward_outputs(
             model, batch.x_lb, batch.x_ulb_w, batch.x_ulb_s, comm=self.comm
         )
@@ -363,72 +278,99 @@ class Lion(Algorithm):
         epoch = epoch_of(progress.step, cfg.epoch_steps)
         gamma = cfg.reliable_threshold + cfg.reliable_threshold_step * epoch
         confidence, pseudo_labels = probs_w.detach().max(dim=1)
-        reliable = confidence >= gamma
-        labels = self.label[batch.idx_lb]
-        evidence = cfg.disambiguation == "evidence"
-        # Eq. 3 (c = argmax p): a relabeled image feeds its new class only when predicted so
-        predicted = probs_lb.argmax(dim=1) == labels
-        if evidence:
-            clear_now = ~self.demoted[batch.idx_lb]
-            feeds = clear_now & predicted
-        else:
-            clear_now, disputed = self._clear_now(probs_lb, labels, batch.idx_lb)
-            self._start(probs_lb, labels, clear_now, progress)
-            feeds = clear_now & ((self.relabel_step[batch.idx_lb] < 0) | predicted)
-        with torch.no_grad():  # Eq. 3: clear labeled rows, then reliable unlabeled rows
+        reliable = confidence >= gamma  # Eq. 7
+        labels = self.label[idx_lb]
+        clear, feeds = self._examine(probs_lb, labels, idx_lb)  # Eq. 1 (evidence: not demoted)
+        self._update_prototypes(out_lb, out_w, labels, pseudo_labels, feeds, reliable)  # Eq. 3
+        rows = self._disambiguate_labels(out_lb, probs_lb, labels, clear, idx_lb, progress, gamma)
+        bank_rows = self._grow_bank(probs_w.detach(), ~reliable, batch.idx_ulb)  # Eq. 9
+        logs = {"mask_rate": reliable.float().mean()}
+        # L_S (Eq. 2) weighted by λ_s, with the labeled side's rule's own terms
+        loss_labeled = self._labeled_loss(out_lb, rows, logs)
+        loss_re = self.rules.reliable_loss(out_s.logits, pseudo_labels, reliable)  # Eq. 8
+        logs["loss_reliable"] = loss_re.detach()
+        loss_nl, loss_nc = self._negative_losses(bank_rows, probs_w, out_s, ~reliable, logs)
+        lambda_re = cfg.lambda_reliable
+        lambda_nl, lambda_nc = negative_weights(
+            cfg.lambda_negative, cfg.lambda_consistency, cfg.negative_decay, epoch
+        )
+        # Eq. 12: L = L_S + λ1 L_Re + λ2 L_NL + λ3 L_NC, the negative learning's terms summed first
+        loss = loss_labeled + lambda_re * loss_re + (lambda_nl * loss_nl + lambda_nc * loss_nc)
+        return StepOutput(loss, logs, pseudo_labels, reliable)
+
+    def _update_prototypes(self, out_lb, out_w, labels, pseudo_labels, feeds, reliable) -> None:
+        """Eq. 3 (c = argmax p): the labeled rows that feed it, then the reliable unlabeled ones."""
+        with torch.no_grad():
             self.prototypes, self.prototype_ready = update_prototypes(
                 self.prototypes,
                 self.prototype_ready,
                 torch.cat([out_lb.features, out_w.features]).detach().float(),
                 torch.cat([labels, pseudo_labels]),
                 torch.cat([feeds, reliable]),
-                cfg.ema_momentum,
+                self.cfg.ema_momentum,
             )
-        logs = {"mask_rate": reliable.float().mean()}
-        if evidence:
-            loss = self._evidence_loss(
-                out_lb, probs_lb, labels, batch.idx_lb, progress, gamma, logs
-            )
-        else:
-            loss = self._labeled_loss(
-                out_lb, probs_lb, labels, clear_now, disputed, batch, progress, logs
-            )
-        norm = "masked" if cfg.reliable_loss_norm == "reliable" else "all"
-        loss_reliable = masked_cross_entropy(out_s.logits, pseudo_labels, reliable, norm)
-        logs["loss_reliable"] = loss_reliable.detach()
-        loss = loss + cfg.lambda_reliable * loss_reliable
-        if cfg.use_negative_learning or cfg.use_negative_consistency:
-            loss = loss + self._negative_loss(probs_w, out_s, ~reliable, batch.idx_ulb, epoch, logs)
-        return StepOutput(loss, logs, pseudo_labels, reliable)
 
-    def _clear_now(self, probs_lb, labels, idx):
-        """(clear, disputed) for this visit. Relabeled samples stay clear; with
-        ambiguity_persists an ambiguous sample stays so until its weights resolve it."""
+    def _grow_bank(self, probs_w, unreliable, idx_ulb) -> torch.Tensor:
+        """Eq. 9 grows the bank rows of this batch's unreliable images (when L_NL or L_NC uses
+        them); returns the batch's rows (B, C)."""
         cfg = self.cfg
-        if cfg.ambiguity_rule == "confidence":
-            disputed = ~split_clear(probs_lb, labels, cfg.clear_threshold)
-        else:
-            disputed = disputed_by_margin(probs_lb, labels, cfg.ambiguity_margin)
+        if not (cfg.use_negative_learning or cfg.use_negative_consistency):
+            return self.bank[idx_ulb]
+        grown = grow_complementary(
+            self.bank[idx_ulb], probs_w, cfg.complementary_threshold, cfg.bank_keep
+        )
+        rows = torch.where(unreliable[:, None], grown, self.bank[idx_ulb])
+        self.bank[idx_ulb] = rows[first_occurrence(idx_ulb, len(self.bank))]
+        return rows
+
+    def _negative_losses(self, bank_rows, probs_w, out_s, unreliable, logs):
+        """(L_NL, L_NC) of Eqs. 10 and 11 over the unreliable rows; 0 for one switched off.
+        probs_w: the weak view's probabilities with their graph."""
+        cfg = self.cfg
+        loss_nl = loss_nc = 0.0
+        if cfg.use_negative_learning:
+            loss_nl = negative_learning_loss(bank_rows, probs_w, unreliable)
+            logs["loss_nl"] = loss_nl.detach()
+        if cfg.use_negative_consistency:
+            probs_s = out_s.logits.float().softmax(dim=1)
+            loss_nc = negative_consistency_loss(bank_rows, probs_s, unreliable)
+            logs["loss_nc"] = loss_nc.detach()
+        return loss_nl, loss_nc
+
+    # ---- the labeled side, disambiguation = "prototypes" (the paper's Eqs. 1, 2, 4-6) ----
+
+    def _examine_eq1(self, probs_lb, labels, idx):
+        """(clear, feeds) for this visit, (B,) each. Relabeled samples stay clear unless
+        reexamined; with ambiguity_persists an ambiguous sample stays so until its weights
+        resolve it. A relabeled image feeds Eq. 3 its new class only when predicted so."""
+        cfg = self.cfg
+        disputed = self.rules.disputed(probs_lb, labels)
         if not cfg.reexamine_relabeled:
             disputed = disputed & (self.relabel_step[idx] < 0)
         if cfg.ambiguity_persists:
             disputed = disputed | (self.ambiguous[idx] & self.started)
-        return ~disputed, disputed
+        clear = ~disputed
+        predicted = probs_lb.argmax(dim=1) == labels
+        return clear, clear & ((self.relabel_step[idx] < 0) | predicted)
 
-    def _start(self, probs_lb, labels, clear_now, progress: Progress) -> None:
-        """Running rates; disambiguation begins at a fraction of the steps or once fitted."""
-        cfg = self.cfg
-        fitted = split_clear(probs_lb, labels, cfg.clear_threshold)  # confidently its label
-        rates = torch.stack([clear_now.float().mean(), fitted.float().mean()])
+    def _disambiguate_by_prototypes(self, out_lb, probs_lb, labels, clear, idx, progress, gamma):
+        """The running rates and the start, then Eqs. 4-6 for this batch's disputed rows."""
+        self._start(probs_lb, labels, clear, progress)
+        features = out_lb.features.detach().float()
+        weights = self._relabel_by_prototypes(probs_lb, features, labels, ~clear, idx, progress)
+        return PrototypeRows(labels, clear, self.started, weights)
+
+    def _start(self, probs_lb, labels, clear, progress: Progress) -> None:
+        """Running rates; disambiguation begins by the start rule (a fraction of the steps or
+        once fitted)."""
+        fitted = split_clear(probs_lb, labels, self.cfg.clear_threshold)  # confidently its label
+        rates = torch.stack([clear.float().mean(), fitted.float().mean()])
         self.running.lerp_(rates.to(self.running), 1 - RUNNING)
         self.running_steps += 1
         corrected = self.running / (1 - RUNNING ** self.running_steps.float())
-        if not cfg.use_disambiguation:
+        if not self.cfg.use_disambiguation:
             return
-        if cfg.start_rule == "fraction":
-            start = torch.full_like(self.started, progress.fraction >= cfg.disambiguation_start)
-        else:
-            start = corrected[1] >= cfg.fit_threshold
+        start = self.rules.start(progress.fraction, corrected[1])
         just = start & ~self.started
         self.start_step = torch.where(just, progress.step, self.start_step)
         self.clear_at_start = torch.where(
@@ -436,71 +378,26 @@ class Lion(Algorithm):
         )
         self.started = self.started | start
 
-    def _labeled_loss(self, out_lb, probs_lb, labels, clear_now, disputed, batch, progress, logs):
-        """L_S (Eq. 2) over the clear rows once disambiguation has begun (every row before);
-        Eqs. 4–6 update the state of this batch's ambiguous rows."""
-        cfg = self.cfg
-        started = self.started
-        full = F.cross_entropy(out_lb.logits, labels)
-        if cfg.ambiguous_loss == "label":  # ambiguity only gathers evidence; every row trains
-            loss = full
-        else:
-            loss = torch.where(
-                started, masked_cross_entropy(out_lb.logits, labels, clear_now), full
-            )
-        logs["clear_rate"] = torch.where(started, clear_now.float().mean(), 1.0)
-        logs["loss_sup"] = loss.detach()
-        logs["ambiguous_rate"] = (disputed & started).float().mean()
-        features = out_lb.features.detach().float()
-        weights = self._disambiguate(probs_lb, features, labels, disputed, batch.idx_lb, progress)
-        if cfg.ambiguous_loss == "candidates":
-            ambiguous = disputed & started
-            positive = weights.clamp_min(0)  # cosine similarities can be negative
-            target = positive / positive.sum(dim=1, keepdim=True).clamp_min(1e-12)
-            log_probs = out_lb.logits.float().log_softmax(dim=1)
-            loss_ambiguous = masked_mean(-(target * log_probs).sum(dim=1), ambiguous)
-            logs["loss_ambiguous"] = loss_ambiguous.detach()
-            loss = loss + loss_ambiguous
-        return cfg.lambda_supervised * loss
-
-    def _disambiguate(self, probs, features, labels, disputed, idx, progress) -> torch.Tensor:
-        """Eqs. 4–6 for this batch's labeled rows (state updates only, gated on the start);
+    def _relabel_by_prototypes(self, probs, features, labels, disputed, idx, progress):
+        """Eqs. 4-6 for this batch's labeled rows (state updates only, gated on the start);
         returns the rows' candidate weights after Eq. 5 (0 for clear rows)."""
-        cfg, started = self.cfg, self.started
+        cfg, rules, started = self.cfg, self.rules, self.started
         ambiguous = disputed & started
         newly = ambiguous & ~self.ambiguous[idx]
-        given = labels if cfg.candidate_rule != "threshold" else None
-        mu = cfg.candidate_threshold if cfg.candidate_rule != "prediction_given" else 2.0
-        fresh = candidate_set(probs, mu, given)
+        fresh = rules.candidates(probs, labels)  # Eq. 4
         candidates = torch.where(newly[:, None], fresh, self.candidates[idx])
         weights = torch.where(
-            newly[:, None], initial_weights(probs, fresh, cfg.weight_init), self.weights[idx]
+            newly[:, None], rules.initial_weights(probs, fresh), self.weights[idx]
         )
-        similarity = class_similarity(
-            features,
-            self.prototypes,
-            self.prototype_ready,
-            candidates,
-            cfg.similarity,
-            cfg.similarity_temperature,
-        )
+        similarity = rules.similarity(features, self.prototypes, self.prototype_ready, candidates)
         visits = torch.where(newly, 0, self.visits[idx]) + ambiguous.long()
-        if cfg.weight_update == "ema":
-            weights = update_weights(weights, candidates, similarity, cfg.ema_momentum)
-        else:
-            step_size = 1.0 / visits.clamp_min(1).to(weights.dtype)[:, None]
-            weights = update_weights(weights, candidates, similarity, 1.0 - step_size)
-        weights = weights * ambiguous[:, None]
-        best, winner = relabel_decision(weights, candidates & ambiguous[:, None])
+        phi = rules.weight_momentum(visits, weights.dtype)
+        weights = update_weights(weights, candidates, similarity, phi) * ambiguous[:, None]
+        best, winner = relabel_decision(weights, candidates & ambiguous[:, None])  # Eq. 6
         best = best.masked_fill(visits < cfg.min_visits, float("-inf"))
         other = winner != labels
         protected = self._protected(labels) | self._protected(winner)
-        if cfg.relabel_confidence > 0:  # the classifier must back the prototypes' choice
-            p_winner = probs.gather(1, winner[:, None])[:, 0]
-            agree = (probs.argmax(dim=1) == winner) & (p_winner >= cfg.relabel_confidence)
-            blocked = other & ~agree
-        else:
-            blocked = torch.zeros_like(other)
+        blocked = rules.blocked(probs, winner, other)
         relabel = ambiguous & (best >= cfg.relabel_threshold) & other & ~protected & ~blocked
         resolved = ambiguous & (best >= cfg.resolve_threshold) & ~blocked
         still = ambiguous & ~resolved
@@ -517,233 +414,43 @@ class Lion(Algorithm):
         self.weights[idx] = (weights * still[:, None])[first]
         return weights
 
-    def _evidence_loss(self, out_lb, probs_lb, labels, idx, progress: Progress, gamma, logs):
-        """The labeled loss of the evidence rule: the cross-fitted heads' loss and the update of
-        each image's evidence (every visit), the decisions (after evidence_start), then L_S and
-        ELR over the images kept, and the demoted ones trained as unlabeled."""
-        cfg = self.cfg
-        first = first_occurrence(idx, len(self.label))
-        loss_heads, oof = self._heads_loss(out_lb.features, labels, idx)
-        seen = (self.evidence_visits[idx] > 0)[:, None]
-        phi, beta = cfg.evidence_momentum, cfg.elr_momentum
-        evidence = torch.where(seen, phi * self.evidence[idx] + (1 - phi) * oof, oof)
-        target = torch.where(seen, beta * self.elr_target[idx] + (1 - beta) * probs_lb, probs_lb)
-        self.evidence[idx] = evidence[first]
-        self.elr_target[idx] = target[first]
-        self.evidence_visits[idx] = (self.evidence_visits[idx] + 1)[first]
-        if cfg.use_disambiguation and progress.fraction >= cfg.evidence_start:
-            labels = self._decide(evidence, out_lb.features, labels, idx, first, progress)
-        kept = ~self.demoted[idx]
-        logs["clear_rate"] = kept.float().mean()  # kept: trains on its label
-        logs["ambiguous_rate"] = (self.verdict[idx] != KEEP).float().mean()  # disputed now
-        loss_sup = masked_cross_entropy(out_lb.logits, labels, kept)
-        loss_elr = elr_loss(out_lb.logits, target, kept)
-        loss_demoted = self._demoted_loss(out_lb, probs_lb, ~kept, idx, first, gamma, logs)
-        logs.update(
-            loss_sup=loss_sup.detach(),
-            loss_elr=loss_elr.detach(),
-            loss_heads=loss_heads.detach(),
-        )
-        return (
-            cfg.lambda_supervised * loss_sup + cfg.lambda_elr * loss_elr + loss_demoted + loss_heads
-        )
-
-    def _heads_loss(self, features, labels, idx):
-        """CE of every head on the rows outside its fold (and not demoted), with gradient into
-        the heads only; returns it and each row's out-of-fold p (B, C), detached."""
-        logits = self.heads(features.detach().float())  # (B, K, C)
-        folds = self.fold[idx]
-        trains = folds[:, None] != torch.arange(logits.shape[1], device=folds.device)
-        trains = trains & ~self.demoted[idx][:, None]  # (B, K)
-        per_head = F.cross_entropy(
-            logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1]), reduction="none"
-        ).view_as(trains)
-        loss = (per_head * trains).sum() / trains.sum().clamp_min(1)
-        rows = torch.arange(len(idx), device=idx.device)
-        if self.cfg.evidence_heads == "in_sample":  # a head that trained on the image
-            folds = (folds + 1) % logits.shape[1]
-        return loss, logits.detach()[rows, folds].softmax(dim=1)
-
-    def _decide(self, evidence, features, labels, idx, first, progress: Progress):
-        """Verdicts on this batch's labeled rows from their evidence; a verdict held for
-        min_visits visits in a row is carried out. Returns the rows' labels after it.
-        first: each row's first occurrence in the batch (first_occurrence), for the writes."""
-        cfg = self.cfg
-        active = ~self.demoted & (self.evidence_visits > 0)
-        thresholds = class_thresholds(self.evidence, self.label, active)
-        verdict = evidence_verdict(evidence, labels, thresholds, cfg.against_ratio)
-        if cfg.evidence_agreement == "prototype":  # the nearest prototype must name it too
-            similarity = class_similarity(
-                features.detach().float(), self.prototypes, self.prototype_ready, None, "cosine", 1
+    def _loss_on_clear(self, out_lb, rows: PrototypeRows, logs) -> torch.Tensor:
+        """λ_s L_S (Eq. 2) by the ambiguous_loss rule: over the clear rows once disambiguation
+        has begun (every row before), with the candidates' soft CE where chosen."""
+        started, clear = rows.started, rows.clear
+        loss = self.rules.supervised_loss(out_lb.logits, rows.labels, clear, started)
+        logs["clear_rate"] = torch.where(started, clear.float().mean(), 1.0)
+        logs["loss_sup"] = loss.detach()
+        logs["ambiguous_rate"] = (~clear & started).float().mean()
+        if self.rules.ambiguous_loss is not None:
+            loss_ambiguous = self.rules.ambiguous_loss(
+                out_lb.logits, rows.weights, ~clear & started
             )
-            nearest = similarity.masked_fill(~self.prototype_ready, float("-inf")).argmax(dim=1)
-            verdict = torch.where((verdict >= 0) & (nearest != verdict), DEMOTE, verdict)
-        protected = self._protected(labels) | self._protected(verdict.clamp_min(0))
-        verdict = torch.where((verdict >= 0) & protected, KEEP, verdict)
-        if not cfg.demote:
-            verdict = torch.where(verdict == DEMOTE, KEEP, verdict)
-        streak = streak_update(self.streak[idx], self.verdict[idx], verdict)
-        decided = streak >= cfg.min_visits
-        relabel = decided & (verdict >= 0) & (verdict != labels)
-        demote = decided & (verdict == DEMOTE)
-        restore = decided & ((verdict == KEEP) | relabel)
-        new_labels = torch.where(relabel, verdict, labels)
-        demoted = (self.demoted[idx] | demote) & ~restore
-        self.label[idx] = new_labels[first]
-        self.relabel_step[idx] = torch.where(relabel, progress.step, self.relabel_step[idx])[first]
-        self.relabel_weights[idx] = torch.where(
-            relabel[:, None], evidence, self.relabel_weights[idx]
-        )[first]
-        self.demoted[idx] = demoted[first]
-        self.verdict[idx] = verdict[first]
-        self.streak[idx] = streak[first]
-        return new_labels
-
-    def _demoted_loss(self, out_lb, probs_lb, demoted, idx, first, gamma, logs):
-        """A demoted image trains as an unlabeled one on its (only, weak) view: CE toward its own
-        confident prediction (L_Re's rule, γ) and L_NL on a bank row of its own (Eqs. 9, 10)."""
-        cfg = self.cfg
-        confidence, pseudo_labels = probs_lb.max(dim=1)
-        reliable = demoted & (confidence >= gamma)
-        loss = cfg.lambda_reliable * masked_cross_entropy(out_lb.logits, pseudo_labels, reliable)
-        if cfg.use_negative_learning:
-            unreliable = demoted & ~reliable
-            grown = grow_complementary(
-                self.bank_lb[idx], probs_lb, cfg.complementary_threshold, cfg.bank_keep
-            )
-            rows = torch.where(unreliable[:, None], grown, self.bank_lb[idx])
-            self.bank_lb[idx] = rows[first]
-            probs = out_lb.logits.float().softmax(dim=1)
-            loss_nl = negative_learning_loss(rows, probs, unreliable)
-            logs["loss_nl_demoted"] = loss_nl.detach()
-            loss = loss + cfg.lambda_negative * loss_nl
-        return loss
+            logs["loss_ambiguous"] = loss_ambiguous.detach()
+            loss = loss + loss_ambiguous
+        return self.cfg.lambda_supervised * loss
 
     def _protected(self, classes: torch.Tensor) -> torch.Tensor:
         if not len(self.protected):
             return torch.zeros_like(classes, dtype=torch.bool)
         return self.protected[classes]
 
-    def _negative_loss(self, probs_w, out_s, unreliable, idx_ulb, epoch: int, logs):
-        """Eq. 9 grows the bank rows of this batch's unreliable samples; λ2 L_NL + λ3 L_NC.
-        probs_w: the weak view's probabilities with their graph."""
-        cfg = self.cfg
-        grown = grow_complementary(
-            self.bank[idx_ulb], probs_w.detach(), cfg.complementary_threshold, cfg.bank_keep
-        )
-        rows = torch.where(unreliable[:, None], grown, self.bank[idx_ulb])
-        self.bank[idx_ulb] = rows[first_occurrence(idx_ulb, len(self.bank))]
-        scale = 1.0
-        if cfg.negative_decay > 0 and cfg.lambda_negative > 0:
-            scale = max(0.0, 1 - cfg.negative_decay * epoch / cfg.lambda_negative)
-        loss = probs_w.sum() * 0.0
-        if cfg.use_negative_learning:
-            loss_nl = negative_learning_loss(rows, probs_w, unreliable)
-            logs["loss_nl"] = loss_nl.detach()
-            loss = loss + scale * cfg.lambda_negative * loss_nl
-        if cfg.use_negative_consistency:
-            probs_s = out_s.logits.float().softmax(dim=1)
-            loss_nc = negative_consistency_loss(rows, probs_s, unreliable)
-            logs["loss_nc"] = loss_nc.detach()
-            loss = loss + scale * cfg.lambda_consistency * loss_nc
-        return loss
-
-    # ---- figures ----
+    # ---- figures (lion_report.py) ----
 
     def diagnostics(self, probe) -> dict:
-        """Label-quality figures at an evaluation: how the labeled set's labels compare with the
-        truth (where known), the candidate sets, Eq. 5's similarities and the prototypes."""
-        given = self.info.given_labels.cpu().numpy()
-        current = self.label.cpu().numpy()
-        truth = probe.true_labeled
-        demoted = self.demoted.cpu().numpy() if self.cfg.disambiguation == "evidence" else None
-        relabel = relabel_metrics(given, current, truth, probe.error_types_labeled, demoted)
-        ambiguous = self.ambiguous.cpu().numpy()
-        candidates = self.candidates.cpu().numpy()
-        rows = np.flatnonzero(ambiguous)
-        quality = {
-            "started": bool(self.started),
-            "start_step": int(self.start_step),
-            "clear_rate_at_start": float(self.clear_at_start) if self.started else None,
-            "ambiguous_fraction": float(ambiguous.mean()) if len(ambiguous) else 0.0,
-            "candidates_hold_given": mean_or_none(candidates[rows, given[rows]]),
-        }
-        if truth is not None:
-            known = rows[truth[rows] >= 0]
-            quality["candidates_hold_true"] = mean_or_none(candidates[known, truth[known]])
-        if bool(self.prototype_ready.any()):
-            quality.update(self._prototype_figures(probe, truth, given))
-        start = quality["clear_rate_at_start"]
+        """Label-quality figures at an evaluation (lion_report.label_figures); a warning, once,
+        when disambiguation began with few labeled images clear."""
+        figures = label_figures(
+            self.state_dict(), self.info.given_labels, probe, self.rules.similarity
+        )
+        start = figures["label_quality"]["clear_rate_at_start"]
         if start is not None and start < LOW_CLEAR_RATE and not self._warned:
             self._warned = True
             warnings.warn(low_clear_message(start, int(self.start_step)), stacklevel=2)
-        return {"relabel": relabel, "label_quality": quality}
-
-    def _prototype_figures(self, probe, truth, given) -> dict:
-        """Eq. 5's similarity for the own class and the others (own = true class where known),
-        and the test accuracy of the nearest-prototype classifier."""
-        cfg = self.cfg
-        features, _ = probe.features("labeled")
-        similarity = (
-            class_similarity(
-                features.to(self.prototypes),
-                self.prototypes,
-                self.prototype_ready,
-                None,
-                cfg.similarity,
-                cfg.similarity_temperature,
-            )
-            .cpu()
-            .numpy()
-        )
-        own_class = np.where(truth >= 0, truth, given) if truth is not None else given
-        own = similarity[np.arange(len(own_class)), own_class]
-        ready = self.prototype_ready.cpu().numpy()
-        others = (similarity.sum(axis=1) - own) / max(int(ready.sum()) - 1, 1)
-        test_features, test_labels = probe.features("test")
-        cosine = (
-            F.normalize(test_features.to(self.prototypes), dim=1)
-            @ F.normalize(self.prototypes, dim=1).T
-        )
-        nearest = cosine.masked_fill(~self.prototype_ready, float("-inf")).argmax(dim=1)
-        return {
-            "similarity_own": float(own.mean()),
-            "similarity_other": float(others.mean()),
-            "prototype_acc": float((nearest.cpu().numpy() == test_labels).mean()),
-        }
+        return figures
 
     def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
-        sizes = self.bank.sum(dim=1).float()
-        clb = {
-            "mean_size": float(sizes.mean()) if len(sizes) else 0.0,
-            "samples_with_entries": int((sizes > 0).sum()),
-        }
-        if true_unlabeled is not None:
-            truth = torch.as_tensor(true_unlabeled, device=self.bank.device)
-            known = (truth >= 0).nonzero(as_tuple=True)[0]
-            entries = int(self.bank[known].sum())
-            wrong = int(self.bank[known, truth[known]].sum())  # the bank excludes the true class
-            clb["correct_fraction"] = 1.0 - wrong / entries if entries else None
-        out = {"recipe": self.cfg.recipe, "clb": clb, "ambiguous_now": int(self.ambiguous.sum())}
-        if self.cfg.disambiguation == "evidence":
-            out["demoted_now"] = int(self.demoted.sum())
-        start = float(self.clear_at_start)
-        out["clear_rate_at_disambiguation"] = start if bool(self.started) else None
-        if bool(self.started) and start < LOW_CLEAR_RATE:
-            out["warnings"] = [low_clear_message(start, int(self.start_step))]
-        return out
-
-
-EVIDENCE_STATE = (
-    "fold",
-    "evidence",
-    "evidence_visits",
-    "elr_target",
-    "verdict",
-    "streak",
-    "demoted",
-    "bank_lb",
-)
+        return summary_figures(self.state_dict(), self.cfg.recipe, true_unlabeled)
 
 
 def protected_mask(names, class_names, skip_unknown: bool = False) -> torch.Tensor:
@@ -758,13 +465,3 @@ def protected_mask(names, class_names, skip_unknown: bool = False) -> torch.Tens
         )
     wanted = {name.lower() for name in names}
     return torch.tensor([name.lower() in wanted for name in class_names] or [], dtype=torch.bool)
-
-
-def clean_probs(out) -> torch.Tensor:
-    """Detached probabilities of the head without dropout (the decision probabilities)."""
-    logits = out.clean_logits if out.clean_logits is not None else out.logits
-    return logits.detach().float().softmax(dim=1)
-
-
-def mean_or_none(values: np.ndarray) -> float | None:
-    return float(values.mean()) if values.size else None

@@ -1,0 +1,259 @@
+"""LION's configuration: its hyperparameters and rules (LionConfig, with the paper's symbol beside
+each field), the choices of each rule (LION_RULE_CHOICES) and its recipes side by side
+(LION_RECIPES: paper, released, robust, evidence, with a line on each in LION_RECIPE_NOTES).
+Free of torch, like the other methods' configs in hparams.py, which re-exports everything here;
+the algorithm itself is lionfer/algorithms/lion.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lionfer.errors import check
+
+LION_RULE_CHOICES = {
+    "start_rule": ("fraction", "fitted"),
+    "ambiguity_rule": ("confidence", "margin"),
+    "candidate_rule": ("threshold", "prediction_given", "threshold_given"),
+    "weight_init": ("probs", "normalised", "uniform"),
+    "similarity": ("cosine", "softmax"),
+    "weight_update": ("ema", "mean"),
+    "reliable_loss_norm": ("reliable", "batch"),
+    "ambiguous_loss": ("none", "candidates", "label"),
+    "disambiguation": ("prototypes", "evidence"),
+    "evidence_agreement": ("none", "prototype"),
+    "evidence_heads": ("out_of_fold", "in_sample"),
+}
+
+
+@dataclass(frozen=True)
+class LionConfig:
+    """LION's hyperparameters and rules. The field defaults are the paper's equations (the
+    `paper` recipe); `recipe` names a set of rules (LION_RECIPES) applied when a config is loaded,
+    under any field set explicitly."""
+
+    RECIPES: ClassVar[dict[str, dict]]  # LION_RECIPES, set below
+    RECIPE_NOTES: ClassVar[dict[str, str]]  # one line per recipe, for `lionfer list algorithms`
+    DEFAULT_RECIPE: ClassVar[str] = "evidence"  # the one default recipe (config loading)
+
+    recipe: str = "paper"  # paper | released | robust | evidence (see LION_RECIPES)
+    clear_threshold: float = 0.80  # τ, Eq. 1
+    reliable_threshold: float = 0.83  # γ, Eq. 7
+    reliable_threshold_step: float = 0.0  # γ + this · epoch (epoch from 1; released: 0.01)
+    # L_Re averages over the reliable images (Eq. 8) or over the whole unlabeled batch (the
+    # released code, FixMatch).
+    reliable_loss_norm: str = "reliable"
+    complementary_threshold: float = 0.05  # δ, Eq. 9
+    bank_keep: int = 1  # classes always left out of an image's complementary label bank
+    candidate_threshold: float = 0.30  # μ, Eq. 4
+    ema_momentum: float = 0.99  # φ, Eqs. 3 and 5
+    lambda_supervised: float = 1.0  # weight of L_S (released: 1.6)
+    lambda_reliable: float = 0.85  # λ1, Eq. 12
+    lambda_negative: float = 0.45  # λ2, Eq. 12
+    lambda_consistency: float = 0.06  # λ3, Eq. 12
+    negative_decay: float = 0.0  # λ2 falls by this every epoch_steps, λ3 in proportion
+    epoch_steps: int = 800  # an "epoch" of the per-epoch schedules (the released codes' 800)
+    # When disambiguation begins (before it every labeled image trains on its label):
+    # "fraction" after disambiguation_start of the steps; "fitted" once the running fraction of
+    # labeled images predicted as their label with confidence ≥ τ reaches fit_threshold.
+    start_rule: str = "fraction"
+    disambiguation_start: float = 0.3
+    fit_threshold: float = 0.9
+    # Which labeled images are ambiguous: "confidence" (Eq. 1: not max p ≥ τ with argmax = label)
+    # or "margin" (max p − p_label > ambiguity_margin, the released code's rule).
+    ambiguity_rule: str = "confidence"
+    ambiguity_margin: float = 0.5
+    # False (paper): Eq. 1 is re-decided on every visit and candidates are set afresh each time
+    # an image turns ambiguous. True: an ambiguous image stays so, keeping its candidates and
+    # weights, until its weights resolve it (released code, robust recipe).
+    ambiguity_persists: bool = False
+    # Candidates: "threshold" (Eq. 4: argmax ∪ {p_c ≥ μ}), "prediction_given" ({argmax, given
+    # label}), "threshold_given" (Eq. 4 ∪ {given label}).
+    candidate_rule: str = "threshold"
+    # Initial weights: "probs" (Eq. 4: w = p), "normalised" (p renormalised over the
+    # candidates), "uniform" (1 / number of candidates).
+    weight_init: str = "probs"
+    # d(q, S_c) of Eq. 5: "cosine", or "softmax" over the candidates of cos / T.
+    similarity: str = "cosine"
+    similarity_temperature: float = 0.1  # T for similarity = "softmax"
+    # "ema" (Eq. 5: w ← φ w + (1 − φ) d, φ = ema_momentum) or "mean": w is the mean of d over
+    # the visits since the image turned ambiguous, whatever the schedule's length.
+    weight_update: str = "ema"
+    min_visits: int = 1  # visits as ambiguous before Eq. 6 may resolve or relabel the image
+    resolve_threshold: float = 0.80  # max weight ≥ this ends the ambiguity (Eq. 6: τ)
+    relabel_threshold: float = 0.80  # ... and changes the label to that class (Eq. 6: τ)
+    # > 0: the classifier must also predict the new class, with at least this probability.
+    relabel_confidence: float = 0.0
+    protected_classes: tuple = ()  # class names never relabeled to or from (released: neutral)
+    # "none" (paper): an ambiguous sample gets no loss until it is resolved; "candidates": soft
+    # cross-entropy toward its normalised candidate weights; "label": it keeps training on its
+    # label (L_S) while the evidence for another class gathers.
+    ambiguous_loss: str = "none"
+    # True (the paper's text): a relabeled image is judged by Eq. 1 again on later visits, like any
+    # other; False: it stays clear for good (released code, robust).
+    reexamine_relabeled: bool = False
+    # What decides relabels: "prototypes" (Eqs. 1-6, candidate weights from class prototypes) or
+    # "evidence" (out-of-fold predictions of cross-fitted heads, self-calibrated thresholds, three
+    # outcomes: relabel, demote to unlabeled, keep; see lion_evidence.py).
+    disambiguation: str = "prototypes"
+    folds: int = 5  # K cross-fitted heads; head k never trains on fold k, which it judges
+    evidence_scale: float = 10.0  # s: the heads' logits are s · cos(q, w_c)
+    evidence_momentum: float = 0.8  # an image's evidence: EMA over its visits of its head's p
+    evidence_start: float = 0.1  # fraction of the steps before the first decision
+    # Evidence against the given label y: e_y < against_ratio · t_y, t_y the mean evidence for y
+    # over the images labeled y (Confident Learning's per-class threshold).
+    against_ratio: float = 0.5
+    # "prototype": a relabel also needs the nearest class prototype (Eq. 3) to be the new class.
+    evidence_agreement: str = "none"
+    # Whose p is an image's evidence: its fold's head, which never trained on it ("out_of_fold"),
+    # or another head, which did ("in_sample": an ablation of the cross-fitting).
+    evidence_heads: str = "out_of_fold"
+    demote: bool = True  # False: evidence against a label but for no class keeps the label
+    lambda_elr: float = 0.0  # ELR's weight: λ log(1 − ⟨p, t⟩) keeps p near its early targets t
+    elr_momentum: float = 0.7  # β of ELR's per-image targets t ← β t + (1 − β) p
+    use_disambiguation: bool = True
+    use_negative_learning: bool = True
+    use_negative_consistency: bool = True
+
+    def __post_init__(self) -> None:
+        check(
+            self.recipe in LION_RECIPES,
+            "algorithm.recipe",
+            f"must be one of {', '.join(LION_RECIPES)}, got {self.recipe!r}",
+        )
+        for name in (
+            "clear_threshold",
+            "reliable_threshold",
+            "complementary_threshold",
+            "candidate_threshold",
+            "ema_momentum",
+            "disambiguation_start",
+            "fit_threshold",
+            "ambiguity_margin",
+            "resolve_threshold",
+            "relabel_threshold",
+            "relabel_confidence",
+            "evidence_momentum",
+            "evidence_start",
+            "against_ratio",
+            "elr_momentum",
+        ):
+            check(0.0 <= getattr(self, name) <= 1.0, f"algorithm.{name}", "must lie in [0, 1]")
+        for name in (
+            "lambda_supervised",
+            "lambda_reliable",
+            "lambda_negative",
+            "lambda_consistency",
+            "negative_decay",
+            "reliable_threshold_step",
+            "lambda_elr",
+        ):
+            check(getattr(self, name) >= 0, f"algorithm.{name}", "must be >= 0")
+        check(self.epoch_steps > 0, "algorithm.epoch_steps", "must be positive")
+        check(self.min_visits >= 1, "algorithm.min_visits", "must be >= 1")
+        check(
+            self.bank_keep >= 1,
+            "algorithm.bank_keep",
+            "must be >= 1 (the bank never holds every class)",
+        )
+        check(self.similarity_temperature > 0, "algorithm.similarity_temperature", "must be > 0")
+        check(
+            self.folds >= 2, "algorithm.folds", "must be >= 2 (a head per fold, each judging one)"
+        )
+        check(self.evidence_scale > 0, "algorithm.evidence_scale", "must be > 0")
+        check(
+            self.weight_update == "ema" or self.weight_init == "probs",
+            "algorithm.weight_init",
+            'has no effect under weight_update="mean" (the first visit sets the weights); '
+            'remove it or use weight_update="ema"',
+        )
+        check(
+            self.relabel_threshold >= self.resolve_threshold,
+            "algorithm.relabel_threshold",
+            "must be >= algorithm.resolve_threshold (a relabel also resolves the ambiguity)",
+        )
+        for name, choices in LION_RULE_CHOICES.items():
+            value = getattr(self, name)
+            check(
+                value in choices,
+                f"algorithm.{name}",
+                f"must be one of {', '.join(choices)}, got {value!r}",
+            )
+
+
+# Recipes: the fields each one sets (a field given explicitly in a config wins). `paper` is the
+# dataclass defaults. `released` follows the authors' released code without its bugs. `robust`
+# and `evidence` are lionfer's own; `evidence` is the default (DEFAULT_RECIPE; docs/lion.md).
+LION_RECIPES: dict[str, dict] = {
+    "paper": {"reexamine_relabeled": True},
+    "released": {
+        "reliable_threshold": 0.80,  # γ = 0.8 + 0.01 · epoch, epoch counted from 1
+        "reliable_threshold_step": 0.01,
+        "complementary_threshold": 0.01,
+        "lambda_supervised": 1.6,
+        "lambda_reliable": 1.2,
+        "reliable_loss_norm": "batch",
+        "lambda_negative": 0.24,
+        "lambda_consistency": 0.24 / 6.5,
+        "negative_decay": 0.015,
+        "disambiguation_start": 0.3,  # epoch 10 of 30
+        "ambiguity_rule": "margin",
+        "ambiguity_margin": 0.5,
+        "ambiguity_persists": True,
+        "candidate_rule": "prediction_given",
+        "weight_init": "normalised",
+        "similarity": "softmax",
+        "similarity_temperature": 0.1,
+        "resolve_threshold": 0.985,
+        "relabel_threshold": 0.996,
+        "protected_classes": ("neutral",),
+    },
+    "robust": {
+        "reliable_threshold": 0.95,
+        "reliable_loss_norm": "batch",
+        "lambda_reliable": 1.0,
+        "start_rule": "fitted",
+        "fit_threshold": 0.9,
+        "ambiguity_rule": "margin",
+        "ambiguity_margin": 0.5,
+        "ambiguity_persists": True,
+        "candidate_rule": "threshold_given",
+        "similarity": "softmax",
+        "similarity_temperature": 0.1,
+        "weight_update": "mean",
+        "min_visits": 5,
+        "resolve_threshold": 0.9,
+        "relabel_threshold": 0.9,
+        "relabel_confidence": 0.9,
+        "ambiguous_loss": "label",
+    },
+    "evidence": {
+        # the unlabeled side as in robust
+        "reliable_threshold": 0.95,
+        "reliable_loss_norm": "batch",
+        "lambda_reliable": 1.0,
+        # the labeled side: decisions from out-of-fold evidence, ELR against memorising
+        "disambiguation": "evidence",
+        "min_visits": 5,
+        "lambda_elr": 3.0,
+    },
+}
+LION_RECIPE_NOTES = {
+    "paper": "the paper's equations as written (reproduction; the paper-scale configs)",
+    "released": "the authors' released code's rules, without its bugs",
+    "robust": "relabels only where the classifier agrees with the prototypes (rarely does)",
+    "evidence": "lionfer's own: relabels or demotes from out-of-fold evidence (the default)",
+}
+LionConfig.RECIPES = LION_RECIPES
+LionConfig.RECIPE_NOTES = LION_RECIPE_NOTES
+
+
+def lion_config(recipe: str = LionConfig.DEFAULT_RECIPE, **fields) -> LionConfig:
+    """A LionConfig for a recipe, with `fields` set on top (what loading a config does)."""
+    check(
+        recipe in LION_RECIPES,
+        "algorithm.recipe",
+        f"must be one of {', '.join(LION_RECIPES)}, got {recipe!r}",
+    )
+    return LionConfig(**{**LION_RECIPES[recipe], **fields, "recipe": recipe})

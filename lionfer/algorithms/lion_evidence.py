@@ -1,0 +1,329 @@
+"""The evidence rule of LION's labeled side (disambiguation = "evidence", lionfer's own, the
+default recipe), as pure functions: K cross-fitted heads give each labeled image a running
+out-of-fold prediction (its evidence); Confident Learning's per-class thresholds turn it into a
+verdict on the image's label (keep, relabel to a class, or demote the image to unlabeled),
+carried out once it holds for min_visits visits in a row; ELR keeps the model near its early
+predictions meanwhile. The pure pieces first, then EvidenceDisambiguation, the rule's part of
+Lion (lion.py), which resolves to it when its config says disambiguation = "evidence".
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from lionfer.algorithms.base import Progress
+from lionfer.algorithms.lion_equations import (
+    cosine_to_prototypes,
+    first_occurrence,
+    grow_complementary,
+    masked_mean,
+    negative_learning_loss,
+)
+from lionfer.losses import masked_cross_entropy
+
+KEEP, DEMOTE = -2, -1  # evidence verdicts that are not a class
+
+# the per-image state of the evidence rule, saved after LION's own (Lion.state_dict)
+EVIDENCE_STATE = (
+    "fold",
+    "evidence",
+    "evidence_visits",
+    "elr_target",
+    "verdict",
+    "streak",
+    "demoted",
+    "bank_lb",
+)
+
+
+class CrossFitHeads(torch.nn.Module):
+    """K cosine classifiers on the detached feature q: head k trains on every fold but k, so its
+    prediction for an image of fold k comes from labels other than that image's own."""
+
+    def __init__(self, folds: int, num_classes: int, feature_dim: int, scale: float):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        weight = torch.randn(folds, num_classes, feature_dim, generator=generator)
+        self.weight = torch.nn.Parameter(0.01 * weight)  # (K, C, D)
+        self.scale = scale
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, K, C) logits s · cos(q, w_kc) of every head for every row."""
+        q = F.normalize(features, dim=1)
+        return self.scale * torch.einsum("bd,kcd->bkc", q, F.normalize(self.weight, dim=2))
+
+
+def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
+    """(M,) a fold in [0, folds) per image, each class dealt round-robin over the folds in a
+    seeded random order, so every fold holds every class alike."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=generator)
+    order = order[torch.sort(labels[order].cpu(), stable=True).indices]  # by class, shuffled within
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    return rank % folds
+
+
+def training_heads(folds: torch.Tensor, num_heads: int, set_aside: torch.Tensor) -> torch.Tensor:
+    """(B, K) true where head k trains on the row: every head but its fold's, none for a row set
+    aside (demoted)."""
+    trains = folds[:, None] != torch.arange(num_heads, device=folds.device)
+    return trains & ~set_aside[:, None]
+
+
+def cross_fit_loss(logits_heads: torch.Tensor, labels: torch.Tensor, trains: torch.Tensor):
+    """Mean CE of the heads (logits (B, K, C)) on the rows each trains on (trains (B, K))."""
+    per_head = F.cross_entropy(
+        logits_heads.flatten(0, 1),
+        labels.repeat_interleave(logits_heads.shape[1]),
+        reduction="none",
+    ).view_as(trains)
+    return (per_head * trains).sum() / trains.sum().clamp_min(1)
+
+
+# ---- whose prediction is an image's evidence (evidence_heads) ----
+
+
+def out_of_fold_head(folds: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """evidence_heads "out_of_fold": (B,) the head of the row's fold, which never trained on it."""
+    return folds
+
+
+def in_sample_head(folds: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """evidence_heads "in_sample" (an ablation of the cross-fitting): (B,) the next fold's head,
+    which trained on the row."""
+    return (folds + 1) % num_heads
+
+
+JUDGING_HEADS = {"out_of_fold": out_of_fold_head, "in_sample": in_sample_head}
+
+
+def judged_probs(logits_heads: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
+    """(B, C) detached p of head heads[i] for row i."""
+    rows = torch.arange(len(heads), device=heads.device)
+    return logits_heads.detach()[rows, heads].softmax(dim=1)
+
+
+def visit_average(
+    previous: torch.Tensor, current: torch.Tensor, seen: torch.Tensor, momentum: float
+) -> torch.Tensor:
+    """(B, C) a running average over an image's visits: the current value on its first visit
+    (seen (B, 1) false), then momentum · previous + (1 − momentum) · current."""
+    return torch.where(seen, momentum * previous + (1 - momentum) * current, current)
+
+
+def elr_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """ELR (Liu et al., NeurIPS 2020): mean over masked rows of log(1 − ⟨p, t⟩), t an image's
+    running target. Its gradient pulls p toward t, the model's early predictions, so that fitting
+    a label that contradicts them (memorising it) meets resistance."""
+    probs = logits.float().softmax(dim=1).clamp(1e-4, 1 - 1e-4)
+    probs = probs / probs.sum(dim=1, keepdim=True)
+    agreement = (probs * targets).sum(dim=1)
+    return masked_mean(torch.log((1 - agreement).clamp_min(1e-4)), mask)
+
+
+# ---- the verdicts ----
+
+
+def class_thresholds(
+    evidence: torch.Tensor, labels: torch.Tensor, active: torch.Tensor
+) -> torch.Tensor:
+    """(C,) Confident Learning's per-class thresholds: t_j = mean evidence for j over the active
+    images labeled j (1/C for a class without one)."""
+    num_classes = evidence.shape[1]
+    onehot = F.one_hot(labels, num_classes).to(evidence.dtype) * active[:, None]  # (M, C)
+    count = onehot.sum(dim=0)
+    total = (onehot * evidence).sum(dim=0)
+    return torch.where(count > 0, total / count.clamp_min(1), 1.0 / num_classes)
+
+
+def evidence_verdict(
+    evidence: torch.Tensor, labels: torch.Tensor, thresholds: torch.Tensor, against_ratio: float
+) -> torch.Tensor:
+    """(B,) each row's verdict on its label: KEEP (-2), DEMOTE (-1) or a class to relabel to.
+
+    Against the label y: e_y < against_ratio · t_y. For class j ≠ y, the most likely other one:
+    e_j ≥ t_j and e_j > e_y (Confident Learning's off-diagonal). Against and for j: relabel to
+    j; against and for no class: demote; otherwise keep."""
+    own = evidence.gather(1, labels[:, None])[:, 0]
+    others = evidence.scatter(1, labels[:, None], float("-inf"))
+    best, other = others.max(dim=1)
+    against = own < against_ratio * thresholds[labels]
+    for_other = (best >= thresholds[other]) & (best > own)
+    return torch.where(against, torch.where(for_other, other, DEMOTE), KEEP)
+
+
+def any_class(verdict, features, prototypes, ready) -> torch.Tensor:
+    """evidence_agreement "none": (B,) the verdicts as they are."""
+    return verdict
+
+
+def nearest_prototype_agrees(verdict, features, prototypes, ready) -> torch.Tensor:
+    """evidence_agreement "prototype": (B,) a relabel also needs the nearest class prototype
+    (Eq. 3) to be the new class; one it does not name becomes a demotion."""
+    similarity = cosine_to_prototypes(features, prototypes, ready)
+    nearest = similarity.masked_fill(~ready, float("-inf")).argmax(dim=1)
+    return torch.where((verdict >= 0) & (nearest != verdict), DEMOTE, verdict)
+
+
+AGREEMENTS = {"none": any_class, "prototype": nearest_prototype_agrees}
+
+
+def streak_update(
+    streak: torch.Tensor, previous: torch.Tensor, verdict: torch.Tensor
+) -> torch.Tensor:
+    """(B,) visits in a row with the same verdict (SELFIE-style consistency): +1 when it repeats,
+    1 when it changes."""
+    return torch.where(verdict == previous, streak + 1, torch.ones_like(streak))
+
+
+# ---- the rule's part of Lion ----
+
+
+class EvidenceRows(NamedTuple):
+    """A batch's labeled rows under the evidence rule, for its losses."""
+
+    heads_labels: torch.Tensor  # (B,) the labels before this step's decisions
+    logits_heads: torch.Tensor  # (B, K, C) the cross-fitted heads, with their graph
+    heads_train: torch.Tensor  # (B, K) the heads that train on each row
+    labels: torch.Tensor  # (B,) the labels after the decisions
+    kept: torch.Tensor  # (B,) not demoted: trains on its label
+    disputed: torch.Tensor  # (B,) a verdict other than keep
+    target: torch.Tensor  # (B, C) ELR's running targets
+    pseudo_labels: torch.Tensor  # (B,) a demoted row's own prediction
+    reliable: torch.Tensor  # (B,) demoted and confident (γ)
+    unreliable: torch.Tensor  # (B,) demoted and not confident
+    bank_rows: torch.Tensor | None  # (B, C) the demoted rows' banks (with L_NL)
+
+
+class EvidenceDisambiguation:
+    """The evidence rule's steps, a part of Lion (lion.py), whose per-image state they read and
+    write: its own (EVIDENCE_STATE, made by _init_evidence), LION's labels (label, relabel_step,
+    relabel_weights), prototypes (Eq. 3), protected classes and resolved rules."""
+
+    def _init_evidence(self, cfg, m: int, c: int, feature_dim: int) -> None:
+        self.heads = CrossFitHeads(cfg.folds, c, feature_dim, cfg.evidence_scale)
+        self.fold = stratified_folds(self.label, cfg.folds)
+        self.evidence = torch.zeros(m, c)  # running out-of-fold p per image
+        self.evidence_visits = torch.zeros(m, dtype=torch.long)
+        self.elr_target = torch.zeros(m, c)  # ELR's running targets t
+        self.verdict = torch.full((m,), KEEP, dtype=torch.long)  # the last visit's verdict
+        self.streak = torch.zeros(m, dtype=torch.long)  # visits in a row with that verdict
+        self.demoted = torch.zeros(m, dtype=torch.bool)  # set aside: trains as unlabeled
+        self.bank_lb = torch.zeros(m, c, dtype=torch.bool)  # demoted images' CLB rows
+
+    def _examine_kept(self, probs_lb, labels, idx):
+        """(kept, feeds), (B,) each: an image not demoted trains on its label and feeds Eq. 3
+        when predicted as it."""
+        kept = ~self.demoted[idx]
+        return kept, kept & (probs_lb.argmax(dim=1) == labels)
+
+    def _disambiguate_by_evidence(self, out_lb, probs_lb, labels, kept, idx, progress, gamma):
+        """Each image's evidence (the p of its fold's head, averaged over its visits) and ELR
+        target, every visit; the decisions after evidence_start; the demoted rows' banks."""
+        cfg = self.cfg
+        first = first_occurrence(idx, len(self.label))
+        features = out_lb.features.detach().float()
+        logits_heads = self.heads(features)  # (B, K, C), a graph into the heads only
+        folds, num_heads = self.fold[idx], logits_heads.shape[1]
+        heads_train = training_heads(folds, num_heads, ~kept)
+        oof = judged_probs(logits_heads, self.rules.judging_head(folds, num_heads))
+        seen = (self.evidence_visits[idx] > 0)[:, None]
+        evidence = visit_average(self.evidence[idx], oof, seen, cfg.evidence_momentum)
+        target = visit_average(self.elr_target[idx], probs_lb, seen, cfg.elr_momentum)
+        self.evidence[idx] = evidence[first]
+        self.elr_target[idx] = target[first]
+        self.evidence_visits[idx] = (self.evidence_visits[idx] + 1)[first]
+        decided = labels
+        if cfg.use_disambiguation and progress.fraction >= cfg.evidence_start:
+            decided = self._decide(evidence, features, labels, idx, first, progress)
+        demoted = self.demoted[idx]
+        confidence, pseudo_labels = probs_lb.max(dim=1)
+        reliable = demoted & (confidence >= gamma)  # L_Re's rule for the demoted rows
+        unreliable = demoted & ~reliable
+        bank_rows = None
+        if cfg.use_negative_learning:  # Eq. 9 on the demoted rows' own banks
+            grown = grow_complementary(
+                self.bank_lb[idx], probs_lb, cfg.complementary_threshold, cfg.bank_keep
+            )
+            bank_rows = torch.where(unreliable[:, None], grown, self.bank_lb[idx])
+            self.bank_lb[idx] = bank_rows[first]
+        return EvidenceRows(
+            heads_labels=labels,
+            logits_heads=logits_heads,
+            heads_train=heads_train,
+            labels=decided,
+            kept=~demoted,
+            disputed=self.verdict[idx] != KEEP,
+            target=target,
+            pseudo_labels=pseudo_labels,
+            reliable=reliable,
+            unreliable=unreliable,
+            bank_rows=bank_rows,
+        )
+
+    def _decide(self, evidence, features, labels, idx, first, progress: Progress):
+        """Verdicts on this batch's labeled rows from their evidence; a verdict held for
+        min_visits visits in a row is carried out. Returns the rows' labels after it.
+        first: each row's first occurrence in the batch (first_occurrence), for the writes."""
+        cfg = self.cfg
+        active = ~self.demoted & (self.evidence_visits > 0)
+        thresholds = class_thresholds(self.evidence, self.label, active)
+        verdict = evidence_verdict(evidence, labels, thresholds, cfg.against_ratio)
+        verdict = self.rules.agreement(verdict, features, self.prototypes, self.prototype_ready)
+        protected = self._protected(labels) | self._protected(verdict.clamp_min(0))
+        verdict = torch.where((verdict >= 0) & protected, KEEP, verdict)
+        if not cfg.demote:
+            verdict = torch.where(verdict == DEMOTE, KEEP, verdict)
+        streak = streak_update(self.streak[idx], self.verdict[idx], verdict)
+        decided = streak >= cfg.min_visits
+        relabel = decided & (verdict >= 0) & (verdict != labels)
+        demote = decided & (verdict == DEMOTE)
+        restore = decided & ((verdict == KEEP) | relabel)
+        new_labels = torch.where(relabel, verdict, labels)
+        demoted = (self.demoted[idx] | demote) & ~restore
+        self.label[idx] = new_labels[first]
+        self.relabel_step[idx] = torch.where(relabel, progress.step, self.relabel_step[idx])[first]
+        self.relabel_weights[idx] = torch.where(
+            relabel[:, None], evidence, self.relabel_weights[idx]
+        )[first]
+        self.demoted[idx] = demoted[first]
+        self.verdict[idx] = verdict[first]
+        self.streak[idx] = streak[first]
+        return new_labels
+
+    def _loss_on_kept(self, out_lb, rows: EvidenceRows, logs) -> torch.Tensor:
+        """The evidence rule's labeled term: the cross-fitted heads' CE (gradient into the heads
+        only), λ_s L_S and λ_ELR ELR over the images kept, and the demoted ones as unlabeled."""
+        cfg = self.cfg
+        logs["clear_rate"] = rows.kept.float().mean()  # kept: trains on its label
+        logs["ambiguous_rate"] = rows.disputed.float().mean()  # disputed now
+        loss_heads = cross_fit_loss(rows.logits_heads, rows.heads_labels, rows.heads_train)
+        loss_sup = masked_cross_entropy(out_lb.logits, rows.labels, rows.kept)
+        loss_elr = elr_loss(out_lb.logits, rows.target, rows.kept)
+        loss_demoted = self._demoted_loss(out_lb, rows, logs)
+        logs.update(
+            loss_sup=loss_sup.detach(),
+            loss_elr=loss_elr.detach(),
+            loss_heads=loss_heads.detach(),
+        )
+        return (
+            cfg.lambda_supervised * loss_sup + cfg.lambda_elr * loss_elr + loss_demoted + loss_heads
+        )
+
+    def _demoted_loss(self, out_lb, rows: EvidenceRows, logs) -> torch.Tensor:
+        """A demoted image trains as an unlabeled one on its (only, weak) view: CE toward its own
+        confident prediction (L_Re's rule, γ) and L_NL on a bank row of its own (Eq. 10)."""
+        cfg = self.cfg
+        loss = cfg.lambda_reliable * masked_cross_entropy(
+            out_lb.logits, rows.pseudo_labels, rows.reliable
+        )
+        if cfg.use_negative_learning:
+            probs = out_lb.logits.float().softmax(dim=1)
+            loss_nl = negative_learning_loss(rows.bank_rows, probs, rows.unreliable)
+            logs["loss_nl_demoted"] = loss_nl.detach()
+            loss = loss + cfg.lambda_negative * loss_nl
+        return loss

@@ -1,0 +1,156 @@
+"""What LION reports, all read from its state (Lion.state_dict()): the label-quality figures of an
+evaluation (relabel metrics, candidate sets, Eq. 5's similarities, the prototypes), the figures
+of summary.json (the complementary label bank, the start of disambiguation and its warning) and
+the relabel table (the rows of relabels.csv).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lionfer.metrics import relabel_metrics
+
+LOW_CLEAR_RATE = 0.5
+
+
+def low_clear_message(rate: float, step: int | None = None) -> str:
+    at_step = "" if step is None else f" at step {step}"
+    return (
+        f"LION began label disambiguation{at_step} with only {100 * rate:.0f}% of labeled "
+        "images clear; the others get no supervised loss until resolved, so training can "
+        "collapse. Train longer, use the default algorithm.recipe=evidence, raise "
+        "algorithm.disambiguation_start, or lower algorithm.clear_threshold."
+    )
+
+
+def mean_or_none(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
+
+
+def label_figures(state: dict, given_labels: torch.Tensor, probe, similarity) -> dict:
+    """Label-quality figures at an evaluation: how the labeled set's labels compare with the
+    truth (where known), the candidate sets, Eq. 5's similarities and the prototypes.
+    similarity: the run's d(q, S_c) (features, prototypes, ready, candidates) → (N, C)."""
+    given = given_labels.cpu().numpy()
+    current = state["label"].cpu().numpy()
+    truth = probe.true_labeled
+    demoted = state["demoted"].cpu().numpy() if "demoted" in state else None
+    relabel = relabel_metrics(given, current, truth, probe.error_types_labeled, demoted)
+    ambiguous = state["ambiguous"].cpu().numpy()
+    candidates = state["candidates"].cpu().numpy()
+    rows = np.flatnonzero(ambiguous)
+    started = state["started"]
+    quality = {
+        "started": bool(started),
+        "start_step": int(state["start_step"]),
+        "clear_rate_at_start": float(state["clear_at_start"]) if started else None,
+        "ambiguous_fraction": float(ambiguous.mean()) if len(ambiguous) else 0.0,
+        "candidates_hold_given": mean_or_none(candidates[rows, given[rows]]),
+    }
+    if truth is not None:
+        known = rows[truth[rows] >= 0]
+        quality["candidates_hold_true"] = mean_or_none(candidates[known, truth[known]])
+    if bool(state["prototype_ready"].any()):
+        quality.update(prototype_figures(state, probe, truth, given, similarity))
+    return {"relabel": relabel, "label_quality": quality}
+
+
+def prototype_figures(state: dict, probe, truth, given, similarity) -> dict:
+    """Eq. 5's similarity for the own class and the others (own = true class where known),
+    and the test accuracy of the nearest-prototype classifier."""
+    prototypes, ready = state["prototypes"], state["prototype_ready"]
+    features, _ = probe.features("labeled")
+    d = similarity(features.to(prototypes), prototypes, ready, None).cpu().numpy()
+    own_class = np.where(truth >= 0, truth, given) if truth is not None else given
+    own = d[np.arange(len(own_class)), own_class]
+    others = (d.sum(axis=1) - own) / max(int(ready.cpu().numpy().sum()) - 1, 1)
+    test_features, test_labels = probe.features("test")
+    cosine = F.normalize(test_features.to(prototypes), dim=1) @ F.normalize(prototypes, dim=1).T
+    nearest = cosine.masked_fill(~ready, float("-inf")).argmax(dim=1)
+    return {
+        "similarity_own": float(own.mean()),
+        "similarity_other": float(others.mean()),
+        "prototype_acc": float((nearest.cpu().numpy() == test_labels).mean()),
+    }
+
+
+def summary_figures(state: dict, recipe: str, true_unlabeled=None) -> dict:
+    """summary.json's LION figures: the complementary label bank (its share of entries that
+    exclude the true class, where known), the images ambiguous or demoted now, and the clear
+    rate when disambiguation began (with a warning when it was low)."""
+    bank = state["bank"]
+    sizes = bank.sum(dim=1).float()
+    clb = {
+        "mean_size": float(sizes.mean()) if len(sizes) else 0.0,
+        "samples_with_entries": int((sizes > 0).sum()),
+    }
+    if true_unlabeled is not None:
+        truth = torch.as_tensor(true_unlabeled, device=bank.device)
+        known = (truth >= 0).nonzero(as_tuple=True)[0]
+        entries = int(bank[known].sum())
+        wrong = int(bank[known, truth[known]].sum())  # the bank excludes the true class
+        clb["correct_fraction"] = 1.0 - wrong / entries if entries else None
+    out = {"recipe": recipe, "clb": clb, "ambiguous_now": int(state["ambiguous"].sum())}
+    if "demoted" in state:
+        out["demoted_now"] = int(state["demoted"].sum())
+    started, start = bool(state["started"]), float(state["clear_at_start"])
+    out["clear_rate_at_disambiguation"] = start if started else None
+    if started and start < LOW_CLEAR_RATE:
+        out["warnings"] = [low_clear_message(start, int(state["start_step"]))]
+    return out
+
+
+# relabels.csv: these columns, then status (relabeled | demoted), then w_<class> (the candidate
+# weights at the relabel)
+RELABEL_COLUMNS = (
+    "index",
+    "id",
+    "given_label",
+    "current_label",
+    "step",
+    "true_label",
+    "given_name",
+    "current_name",
+    "weight",
+)
+
+
+def relabel_table(state: dict, labeled, names) -> tuple[list[str], list[list]]:
+    """(header, rows) of relabels.csv from an algorithm's state (LION's keys; an absent key
+    means no relabeling): one row per labeled image whose current label differs from the given
+    one (status relabeled), with the candidate weights that decided it (weight: the winning one;
+    w_<class>: all of them), and one per labeled image that training set aside as unlabeled
+    (status demoted, where the state holds a "demoted" flag per labeled image).
+    labeled: the run's labeled ImageSet (labels, ids, true_labels); names: the class names."""
+    given = labeled.labels
+    current = state["label"].cpu().numpy() if "label" in state else given
+    demoted = (
+        state["demoted"].cpu().numpy().astype(bool)
+        if "demoted" in state
+        else np.zeros(len(given), dtype=bool)
+    )
+    steps = state["relabel_step"].cpu().numpy() if "relabel_step" in state else None
+    weights = state["relabel_weights"].cpu().numpy() if "relabel_weights" in state else None
+    truth = labeled.true_labels
+    weight_columns = [f"w_{name.lower()}" for name in names] if weights is not None else []
+    rows = []
+    for i in np.flatnonzero((current != given) | demoted):
+        row_weights = [] if weights is None else [f"{w:.4f}" for w in weights[i]]
+        rows.append(
+            [
+                int(i),
+                labeled.ids[i],
+                int(given[i]),
+                int(current[i]),
+                int(steps[i]) if steps is not None else "",
+                int(truth[i]) if truth is not None else "",
+                names[given[i]],
+                names[current[i]],
+                f"{weights[i, current[i]]:.4f}" if weights is not None else "",
+                "demoted" if demoted[i] else "relabeled",
+                *row_weights,
+            ]
+        )
+    return [*RELABEL_COLUMNS, "status", *weight_columns], rows

@@ -32,10 +32,10 @@ from PIL import Image
 
 from lionfer.config import ModelConfig
 from lionfer.data import synthetic
-from lionfer.export import export
+from lionfer.inference.export import export
+from lionfer.inference.predictor import load
 from lionfer.labels import CLASS_NAMES
 from lionfer.models import build_model
-from lionfer.predict import load
 
 
 def inputs(count: int) -> tuple[list[Image.Image], list[Image.Image]]:

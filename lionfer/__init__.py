@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name == "load":
-        from lionfer.predict import load
+        from lionfer.inference.predictor import load
 
         return load
     raise AttributeError(f"module 'lionfer' has no attribute {name!r}")

@@ -218,13 +218,14 @@ def cmd_prepare(args) -> int:
 
 
 def model_command(resumable: bool = False):
-    """Print the command's result summary; bad input (lionfer.predict.InputError) exits with 2;
-    a resumable command interrupted by Ctrl-C says how to resume and exits with 130."""
+    """Print the command's result summary; bad input (lionfer.inference.predictor.InputError)
+    exits with 2; a resumable command interrupted by Ctrl-C says how to resume and exits
+    with 130."""
 
     def wrap(func):
         @functools.wraps(func)
         def run(args) -> int:
-            from lionfer.predict import InputError
+            from lionfer.inference.predictor import InputError
 
             try:
                 print(func(args).summary())
@@ -278,7 +279,7 @@ def inference_threads(requested: int | None) -> int:
 
     if requested is not None:
         if requested < 1:
-            from lionfer.predict import InputError
+            from lionfer.inference.predictor import InputError
 
             raise InputError(f"--threads must be at least 1, got {requested}")
         threads = requested
@@ -291,7 +292,7 @@ def inference_threads(requested: int | None) -> int:
 
 
 def _predictor(args):
-    from lionfer.predict import load
+    from lionfer.inference.predictor import load
 
     inference_threads(getattr(args, "threads", None))
     detection = {k: getattr(args, k) for k in ("detector", "face_size") if hasattr(args, k)}
@@ -300,7 +301,7 @@ def _predictor(args):
 
 @model_command(resumable=True)
 def cmd_predict(args):
-    from lionfer.predictions import predict_files
+    from lionfer.inference.predictions_file import predict_files
 
     return predict_files(
         _predictor(args),
@@ -317,21 +318,21 @@ def cmd_predict(args):
 
 @model_command()
 def cmd_export(args):
-    from lionfer.export import export
+    from lionfer.inference.export import export
 
     return export(args.model, args.out, args.format, args.checkpoint, args.overwrite)
 
 
 @model_command()
 def cmd_relabel(args):
-    from lionfer.audit import write_relabel_table
+    from lionfer.inference.audit import write_relabel_table
 
     return write_relabel_table(args.run, args.out, args.checkpoint, args.overwrite)
 
 
 @model_command()
 def cmd_audit(args):
-    from lionfer.audit import SPLITS, audit_to_files
+    from lionfer.inference.audit import SPLITS, audit_to_files
 
     cfg = config_from_args(args.dataset)
     splits = SPLITS if args.split == "all" else (args.split,)

@@ -15,7 +15,7 @@ import torch
 
 import lionfer
 
-# RELABEL_COLUMNS stays importable from here: lionfer.audit's table extends it
+# RELABEL_COLUMNS stays importable from here: lionfer.inference.audit's table extends it
 from lionfer.algorithms.lion_report import RELABEL_COLUMNS, relabel_table  # noqa: F401
 from lionfer.config import Config
 from lionfer.metrics import (

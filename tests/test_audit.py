@@ -15,11 +15,17 @@ import torch
 from PIL import Image
 from predict_helpers import IMAGE_SIZE, make_checkpoint, trained_run
 
-from lionfer.audit import audit_score, audit_to_files, label_state, rank_order, relabel_rows
 from lionfer.cli import main
 from lionfer.config import load_config
+from lionfer.inference.audit import (
+    audit_score,
+    audit_to_files,
+    label_state,
+    rank_order,
+    relabel_rows,
+)
+from lionfer.inference.predictor import InputError, ModelInfo, Predictor
 from lionfer.labels import CLASS_NAMES
-from lionfer.predict import InputError, ModelInfo, Predictor
 
 # red value of a flat image -> (given class folder, the stub model's probabilities)
 HAPPY, SAD, ANGER = 3, 4, 5

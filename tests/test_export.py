@@ -13,9 +13,9 @@ from PIL import Image
 from predict_helpers import IMAGE_SIZE, faces, make_checkpoint
 
 from lionfer.cli import main
-from lionfer.export import TOLERANCE, export, read_metadata
+from lionfer.inference.export import TOLERANCE, export, read_metadata
+from lionfer.inference.predictor import InputError, load, torch_model
 from lionfer.labels import CLASS_NAMES
-from lionfer.predict import InputError, load, torch_model
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

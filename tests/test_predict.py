@@ -22,11 +22,11 @@ from predict_helpers import (
 )
 
 import lionfer
-from lionfer import predict as P
 from lionfer.data import transforms
 from lionfer.data.faces import Face
+from lionfer.inference import predictor as P
+from lionfer.inference.predictor import InputError, collect_sources, columns, load
 from lionfer.labels import CLASS_NAMES
-from lionfer.predict import InputError, collect_sources, columns, load
 
 REPO = Path(__file__).resolve().parents[1]
 P_COLUMNS = [f"p_{n.lower()}" for n in CLASS_NAMES]

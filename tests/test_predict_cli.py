@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from lionfer import cli
-from lionfer.predict import InputError
+from lionfer.inference.predictor import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 from predict_helpers import blank, faces, make_checkpoint, scene, write_clip
 
-from lionfer import predict as P
-from lionfer import predictions
 from lionfer.cli import main
+from lionfer.inference import predictions_file as predictions
+from lionfer.inference import predictor as P
+from lionfer.inference.predictions_file import predict_files
+from lionfer.inference.predictor import InputError, columns, load
 from lionfer.labels import CLASS_NAMES
-from lionfer.predict import InputError, columns, load
-from lionfer.predictions import predict_files
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +278,7 @@ def test_no_progress_builds_no_progress_bar(tmp_path, checkpoint, photos, monkey
 
 
 def test_label_text_grows_with_the_image():
-    from lionfer.data.video import BOX_COLOUR, draw_faces
+    from lionfer.inference.video import BOX_COLOUR, draw_faces
 
     def label_height(size: int) -> int:
         """Rows of the caption's background above the box (the box starts at 30% of size)."""

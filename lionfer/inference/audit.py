@@ -28,7 +28,7 @@ from tqdm import tqdm
 from lionfer import report
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
-from lionfer.predict import InputError, Predictor, checkpoint_file, probability_column
+from lionfer.inference.predictor import InputError, Predictor, checkpoint_file, probability_column
 
 AUDIT_COLUMNS = (
     "rank",
@@ -284,7 +284,7 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
     """
     from lionfer.config import load_config
     from lionfer.data.pipeline import build_run_data
-    from lionfer.predict import read_checkpoint
+    from lionfer.inference.predictor import read_checkpoint
 
     run = Path(run)
     if not run.is_dir():

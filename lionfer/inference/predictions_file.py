@@ -28,8 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lionfer.data.video import VideoWriter, draw_faces, video_fps
-from lionfer.predict import (
+from lionfer.inference.predictor import (
     FIXED_COLUMNS,
     Frame,
     InputError,
@@ -38,6 +37,7 @@ from lionfer.predict import (
     SourceDone,
     collect_sources,
 )
+from lionfer.inference.video import VideoWriter, draw_faces, video_fps
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_SUFFIX = ".progress"

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import lionfer
-from lionfer.predict import InputError, ModelInfo, checkpoint_file, torch_model
+from lionfer.inference.predictor import InputError, ModelInfo, checkpoint_file, torch_model
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {

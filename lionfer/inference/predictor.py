@@ -33,14 +33,14 @@ from lionfer.data.faces import (
     pick_faces,
 )
 from lionfer.data.images import ImageError, open_image, to_rgb
-from lionfer.data.video import (
+from lionfer.errors import InputError
+from lionfer.inference.video import (
     DamagedVideoError,
     EmptyVideoError,
     VideoError,
     frames,
     is_video_file,
 )
-from lionfer.errors import InputError
 
 FIXED_COLUMNS = ("source", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label")
 FACE_SIZE = 112  # `lionfer prepare`'s default --size: faces are aligned at it, then resized

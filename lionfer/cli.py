@@ -421,7 +421,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from lionfer.comparison import make_report
+    from lionfer.reporting.report_command import make_report
 
     result = make_report(args.runs, args.out, best_on_test=args.best_on_test, gallery=args.gallery)
     print(result)

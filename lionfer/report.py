@@ -24,8 +24,8 @@ from lionfer.metrics import (
     mean_class_accuracy,
     per_class_accuracy,
 )
+from lionfer.reporting.tables import LABEL_TYPE_FIGURES
 from lionfer.runfolder import source_revision
-from lionfer.tables import LABEL_TYPE_FIGURES
 
 
 def write_meta(
@@ -141,7 +141,8 @@ class _Run(NamedTuple):
 
 
 # Columns of comparison_table shown only where some run has the figure: the report's figures by
-# error type and of demoted images (lionfer.tables), under shorter titles; values in display units.
+# error type and of demoted images (lionfer.reporting.tables), under shorter titles; values in
+# display units.
 _SHORT_TITLES = {"ambiguity fixed %": "ambig. fixed %"}
 TYPE_COLUMNS = tuple(
     (_SHORT_TITLES.get(title, title), lambda s, v=value, k=scale: _scaled(v(_Run(s)), k))

@@ -116,9 +116,9 @@ def test_error_type_figures_of_a_fabricated_case_by_hand():
 
 
 def test_error_type_figures_reach_the_report_tables(tmp_path):
-    from lionfer import tables as T
-    from lionfer.comparison import make_report
-    from lionfer.runs import load_runs
+    from lionfer.reporting import tables as T
+    from lionfer.reporting.report_command import make_report
+    from lionfer.reporting.runs import load_runs
 
     root = tmp_path / "runs"
     for summary in fabricated_summaries():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lionfer import plots
-from lionfer.tables import Cell
+from lionfer.reporting import plots
+from lionfer.reporting.tables import Cell
 
 
 def test_a_run_with_one_evaluation_draws_a_visible_point():

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from lionfer import tables as T
 from lionfer.cli import main
-from lionfer.comparison import make_report
-from lionfer.runs import Run, load_runs
+from lionfer.reporting import tables as T
+from lionfer.reporting.report_command import make_report
+from lionfer.reporting.runs import Run, load_runs
 from lionfer.trainer import train
 
 NAMES = ["Happiness", "Sadness"]

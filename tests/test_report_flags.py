@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from lionfer import collapse as K
 from lionfer.cli import main
-from lionfer.comparison import make_report
-from lionfer.runs import load_runs
+from lionfer.reporting import collapse as K
+from lionfer.reporting.report_command import make_report
+from lionfer.reporting.runs import load_runs
 
 NAMES = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
 C = len(NAMES)
@@ -276,8 +276,8 @@ def test_the_method_row_counts_flagged_seeds_everywhere_the_report_writes(tmp_pa
 def test_every_semi_supervised_method_names_its_schedule_terms():
     """A method added without an entry would get only the generic reason in a flag."""
     import lionfer.algorithms  # noqa: F401  (registers the algorithms)
-    from lionfer.collapse import SCHEDULE_TERMS
     from lionfer.registry import ALGORITHMS
+    from lionfer.reporting.collapse import SCHEDULE_TERMS
 
     unlabeled = set(ALGORITHMS.names()) - {"supervised", "fullysupervised"}
     assert unlabeled <= set(SCHEDULE_TERMS)

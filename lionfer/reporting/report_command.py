@@ -1,7 +1,7 @@
 """`lionfer report`: finished runs and sweeps in, one folder out: report.md (figures in figures/),
-a self-contained report.html, and a CSV file per table. Reading is lionfer.runs, numbers are
-lionfer.tables, flags are lionfer.collapse, figures are lionfer.plots; this module puts them in
-order and writes them."""
+a self-contained report.html, and a CSV file per table. Reading is lionfer.reporting.runs,
+numbers are lionfer.reporting.tables, flags are lionfer.reporting.collapse, figures are
+lionfer.reporting.plots; this module puts them in order and writes them."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lionfer import collapse, plots
-from lionfer import tables as T
-from lionfer.document import Image, Section, Table, to_html, to_markdown
 from lionfer.errors import ConfigError
-from lionfer.gallery import GALLERY_COLUMNS, gallery_items, relabeled_rows
-from lionfer.runs import Collection, Run, load_runs
+from lionfer.reporting import collapse, plots
+from lionfer.reporting import tables as T
+from lionfer.reporting.document import Image, Section, Table, to_html, to_markdown
+from lionfer.reporting.gallery import GALLERY_COLUMNS, gallery_items, relabeled_rows
+from lionfer.reporting.runs import Collection, Run, load_runs
 
 MARK = "report.json"  # lists the files a report wrote, so that the next one may replace them
 SENSITIVITY = (("clear_threshold", "τ"), ("reliable_threshold", "γ"))

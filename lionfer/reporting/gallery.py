@@ -3,7 +3,7 @@ its face (rebuilt from the run's data), given, current and true label and candid
 
 from __future__ import annotations
 
-from lionfer.runs import Run, labeled_faces
+from lionfer.reporting.runs import Run, labeled_faces
 
 GALLERY_COLUMNS = tuple("method column seed index id step given current true weights".split())
 

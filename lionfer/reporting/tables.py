@@ -1,5 +1,5 @@
-"""The numeric core of reports: pure functions from runs (lionfer.runs.Run) to tables of mean ±
-sample std (ddof=1) over seeds, with the number of seeds. Accuracies are given in percent.
+"""The numeric core of reports: pure functions from runs (lionfer.reporting.runs.Run) to tables
+of mean ± sample std (ddof=1) over seeds, with the number of seeds. Accuracies are given in percent.
 
 Rows are methods, columns are dataset@labels. Nothing here reads files or draws.
 """

@@ -1,5 +1,6 @@
 """Report figures with matplotlib (no pyplot state, no display): each *_figure function takes the
-tables of lionfer.tables and returns a PNG as bytes; its *_plot twin returns the Figure."""
+tables of lionfer.reporting.tables and returns a PNG as bytes; its *_plot twin returns the
+Figure."""
 
 from __future__ import annotations
 

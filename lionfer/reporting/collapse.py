@@ -1,8 +1,9 @@
-"""Flags against silent collapse, for reports: pure rules from a finished run (lionfer.runs.Run)
-to flags with their reasons. A run is flagged when its test predictions fall on two or fewer
-classes, or when its pseudo-labels stay near chance over the last half of training; each flag
-names the schedule term that drove the unlabeled loss, with numbers read from the run's own logs
-(metrics.jsonl) and config. The rules and thresholds are documented in docs/report-flags.md."""
+"""Flags against silent collapse, for reports: pure rules from a finished run
+(lionfer.reporting.runs.Run) to flags with their reasons. A run is flagged when its test predictions
+fall on two or fewer classes, or when its pseudo-labels stay near chance over the last half of
+training; each flag names the schedule term that drove the unlabeled loss, with numbers read from
+the run's own logs (metrics.jsonl) and config. The rules and thresholds are documented in
+docs/report-flags.md."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lionfer.tables import column_key
+from lionfer.reporting.tables import column_key
 
 COLLAPSE_SHARE = 0.90  # (a): share of the test predictions ...
 COLLAPSE_CLASSES = 2  # ... that fall on this many classes or fewer (judged where C > this)

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m lionfer.demo
+	$(PY) -m lionfer.experiments.demo
 
 test: $(STAMP)
 	$(PY) -m pytest

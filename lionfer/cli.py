@@ -407,7 +407,7 @@ def add_model_use_parsers(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from lionfer.sweep import run_sweep
+    from lionfer.experiments.sweep import run_sweep
 
     return run_sweep(
         args.sweep,

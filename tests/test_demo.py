@@ -4,7 +4,7 @@ import pytest
 from conftest import TINY
 
 from lionfer.config import DEFAULT_CONFIG, load_config
-from lionfer.demo import ORDER, RUNS, main, run_overrides
+from lionfer.experiments.demo import ORDER, RUNS, main, run_overrides
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])

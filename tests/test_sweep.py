@@ -12,8 +12,8 @@ from conftest import TINY
 
 from lionfer.cli import main
 from lionfer.config import ConfigError, load_config, replace, save_config
-from lionfer.launch import child_env, visible_gpus
-from lionfer.sweep import (
+from lionfer.experiments.launch import child_env, visible_gpus
+from lionfer.experiments.sweep import (
     config_differences,
     expand,
     load_sweep,
@@ -261,7 +261,7 @@ json.dump({"test_acc": 0.25, "env": env, "argv": sys.argv[1:]}, open(out + "/sum
 def test_a_failing_run_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
     fake = tmp_path / "fake_train.py"
     fake.write_text(FAKE_TRAIN)
-    monkeypatch.setattr("lionfer.launch.LIONFER", (sys.executable, str(fake)))
+    monkeypatch.setattr("lionfer.experiments.launch.LIONFER", (sys.executable, str(fake)))
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     body = """
 algorithms = ["supervised", "fixmatch"]

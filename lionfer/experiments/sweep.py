@@ -2,9 +2,9 @@
 
 Every grid point gets a stable folder DIR/<dataset>@<labels>/<method>/s<seed>; DIR/sweep.json
 lists the points (label, overrides, folder) for `lionfer report`. Finished runs are skipped,
-unfinished ones resumed, the rest started (by lionfer.launch: N at a time as local subprocesses,
-one per GPU where GPUs are visible, or as cluster jobs through submitit). The file format is in
-docs/sweeps.md.
+unfinished ones resumed, the rest started (by lionfer.experiments.launch: N at a time as local
+subprocesses, one per GPU where GPUs are visible, or as cluster jobs through submitit). The file
+format is in docs/sweeps.md.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 from lionfer.config import PACKAGED_CONFIGS, Config, load_config, parse_value
 from lionfer.errors import ConfigError
-from lionfer.launch import Job, Result, run_local, run_submitit, visible_gpus
+from lionfer.experiments.launch import Job, Result, run_local, run_submitit, visible_gpus
 
 PACKAGED_SWEEPS = PACKAGED_CONFIGS / "sweeps"
 SWEEP_KEYS = (

@@ -2,7 +2,7 @@
 `evidence`, first) on the embedded synthetic faces, then a comparison table with the
 label-quality figures and what one seed can and cannot show.
 
-    python -m lionfer.demo [--jobs N] [key=value ...]
+    python -m lionfer.experiments.demo [--jobs N] [key=value ...]
 
 The six runs are `lionfer train` subprocesses, two at a time on a machine with two or more CPU
 cores (one GPU each where GPUs are visible); `--jobs 1` runs them one after the other. Each run's
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lionfer.config import DEFAULT_CONFIG, load_config
 from lionfer.errors import InputError
-from lionfer.launch import Job, run_local, visible_gpus
+from lionfer.experiments.launch import Job, run_local, visible_gpus
 from lionfer.report import comparison_table, label_quality_lines, method_name
 
 RUNS = (
@@ -54,7 +54,7 @@ def run_overrides(jobs: int, given: list[str], gpus: bool) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lionfer.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lionfer.experiments.demo", description=__doc__)
     parser.add_argument("--jobs", type=int, default=None, help="runs at a time")
     parser.add_argument("overrides", nargs="*", help="key=value for every run")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

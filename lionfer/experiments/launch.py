@@ -55,7 +55,7 @@ def visible_gpus() -> list[str]:
 def child_env(slot: int, gpus: list[str], threads: int) -> dict[str, str]:
     """A run's environment: this lionfer on the path, one GPU per slot, a share of the cores."""
     env = dict(os.environ)
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # lionfer/experiments/launch.py → the checkout
     if (root / "pyproject.toml").is_file():  # a source checkout: its code, not an installed copy
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     if gpus:

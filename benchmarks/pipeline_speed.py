@@ -23,10 +23,10 @@ import lionfer.algorithms  # noqa: F401  (registers the algorithms)
 from lionfer.config import load_config
 from lionfer.data import transforms
 from lionfer.data.base import ImageSet
+from lionfer.data.datasets.synthetic import MAX_SIZE, generate
 from lionfer.data.loaders import stream_loader
 from lionfer.data.pipeline import build_run_data, load_dataset
 from lionfer.data.prepare import prepare
-from lionfer.data.synthetic import MAX_SIZE, generate
 from lionfer.labels import CLASS_NAMES
 from lionfer.models import IMAGENET_MEAN, IMAGENET_STD
 from lionfer.registry import ALGORITHMS

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from lionfer.config import ModelConfig
-from lionfer.data import synthetic
+from lionfer.data.datasets import synthetic
 from lionfer.inference.export import export
 from lionfer.inference.predictor import load
 from lionfer.labels import CLASS_NAMES

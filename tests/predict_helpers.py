@@ -12,7 +12,7 @@ from conftest import TINY
 from PIL import Image
 
 from lionfer.config import ModelConfig
-from lionfer.data import synthetic
+from lionfer.data.datasets import synthetic
 from lionfer.labels import CLASS_NAMES
 from lionfer.models import build_model
 

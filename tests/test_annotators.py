@@ -9,7 +9,7 @@ import pytest
 from lionfer import config as config_module
 from lionfer.config import DataConfig, load_config
 from lionfer.data import annotators as ann
-from lionfer.data import synthetic as syn
+from lionfer.data.datasets import synthetic as syn
 from lionfer.data.pipeline import build_run_data, load_dataset
 from lionfer.errors import ConfigError
 

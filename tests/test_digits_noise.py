@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lionfer.data import digits
+from lionfer.data.datasets import digits
 from lionfer.data.noise import (
     DIGIT_CONFUSIONS,
     FER_CONFUSIONS,

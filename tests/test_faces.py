@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 from skimage import data as skdata
 
 from lionfer.data import faces
+from lionfer.data.datasets.synthetic import generate
 from lionfer.data.faces import detect
-from lionfer.data.synthetic import generate
 
 
 def title_card(scale: float, thickness: int) -> Image.Image:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from lionfer.config import DataConfig
-from lionfer.data import affectnet
+from lionfer.data.datasets import affectnet
 
 HEADER = (
     "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,"

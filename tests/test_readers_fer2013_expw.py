@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from lionfer.config import DataConfig
-from lionfer.data import expw, fer2013
+from lionfer.data.datasets import expw, fer2013
 from lionfer.data.splits import stratified_holdout
 
 VOTE_HEADER = (

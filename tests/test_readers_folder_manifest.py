@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from lionfer.config import DataConfig
-from lionfer.data import folder, manifest
+from lionfer.data.datasets import folder, manifest
 from lionfer.errors import InputError
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
 from lionfer.registry import DATASETS

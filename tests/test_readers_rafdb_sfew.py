@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from lionfer.config import DataConfig
-from lionfer.data import rafdb, sfew
+from lionfer.data.datasets import rafdb, sfew
 from lionfer.labels import CLASS_NAMES
 from lionfer.registry import DATASETS
 

@@ -38,7 +38,8 @@ def test_the_dataset_table_matches_what_the_readers_register():
     for name, target, description, _ in DATASET_TABLE:
         entry = DATASETS.entry(name)
         assert not isinstance(entry.target, str), name
-        assert f"lionfer.data.{target}" == f"{entry.target.__module__}:{entry.target.__name__}"
+        reader = f"{entry.target.__module__}:{entry.target.__name__}"
+        assert f"lionfer.data.datasets.{target}" == reader
         assert entry.description == description, name
     assert sorted(DATASETS.names()) == sorted(name for name, *_ in DATASET_TABLE)
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lionfer.data import synthetic as syn
+from lionfer.data.datasets import synthetic as syn
 from lionfer.labels import CLASS_NAMES
 from lionfer.registry import DATASETS
 

@@ -1,1 +1,2 @@
-"""Dataset readers, splits, transforms and loaders."""
+"""The data pipeline: splits, transforms, loaders, caches, checks and noise; the dataset readers
+are in lionfer.data.datasets."""

@@ -1,6 +1,6 @@
 """Simulated annotators of the procedural faces: they judge the face as drawn, not its hidden blend.
 
-Pure numpy functions with seeded generators; lionfer.data.synthetic calls them with its own
+Pure numpy functions with seeded generators; lionfer.data.datasets.synthetic calls them with its own
 geometry model (FaceModel). The parts:
 
 - class_posterior: P(true class | rendered geometry), exact up to a quadrature over the blend
@@ -52,7 +52,7 @@ QUADRATURE = 8  # points of the midpoint rule over the blend weight α
 
 
 class FaceModel(NamedTuple):
-    """The generator's geometry model (see lionfer.data.synthetic)."""
+    """The generator's geometry model (see lionfer.data.datasets.synthetic)."""
 
     prototypes: np.ndarray  # (C, P)
     jitter: np.ndarray  # (P,) std of each parameter around its mean
@@ -291,7 +291,7 @@ def calibration(n: int = 14000, ambiguity: float = 0.35, seed: int = 0) -> dict:
     """Figures of the simulated annotators on n generated geometries (no rendering): two-annotator
     agreement overall and per true class (single's pool), and per mode the share of wrong given
     labels, of unknown ones, and the error-type shares among the wrong ones."""
-    from lionfer.data import synthetic
+    from lionfer.data.datasets import synthetic
 
     rng = np.random.default_rng(seed)
     truth = rng.permutation(np.arange(n) % len(synthetic.PROTOTYPES)).astype(np.int64)

@@ -80,7 +80,7 @@ DATASET_TABLE = (
 )
 for _name, _target, _description, _reads_files in DATASET_TABLE:
     if _name not in DATASETS:
-        DATASETS.add(_name, f"lionfer.data.{_target}", _description)
+        DATASETS.add(_name, f"lionfer.data.datasets.{_target}", _description)
 FILE_DATASETS = frozenset(name for name, _, _, reads_files in DATASET_TABLE if reads_files)
 PARTS = ("train", "test", "unlabeled")
 NONE, SLIP, UNKNOWN_TYPE = ERROR_TYPES.index("none"), ERROR_TYPES.index("slip"), -1

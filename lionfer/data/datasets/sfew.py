@@ -10,7 +10,7 @@ from pathlib import Path
 from lionfer import labels as L
 from lionfer.data.base import FERData
 from lionfer.data.checks import require_dir
-from lionfer.data.folder import find_child, image_set, scan_split
+from lionfer.data.datasets.folder import find_child, image_set, scan_split
 from lionfer.registry import DATASETS
 
 LAYOUT = "ROOT/Train/<Class>/*.png and ROOT/Val/<Class>/*.png"

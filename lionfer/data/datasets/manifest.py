@@ -15,7 +15,7 @@ import numpy as np
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import check_label_ids, check_listed_files, drop_duplicates, require_file
-from lionfer.data.folder import holdout_test, resolve_classes
+from lionfer.data.datasets.folder import holdout_test, resolve_classes
 from lionfer.errors import InputError
 from lionfer.registry import DATASETS
 

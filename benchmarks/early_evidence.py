@@ -37,7 +37,9 @@ from lionfer.data import transforms
 from lionfer.data.loaders import eval_loader
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.labels import ERROR_TYPES
-from lionfer.trainer import Trainer, data_config, predict
+from lionfer.training.evaluation import predict
+from lionfer.training.setup import data_config
+from lionfer.training.trainer import Trainer
 
 
 def trace(overrides: list[str], steps: int, every: int) -> list[dict]:
@@ -114,10 +116,10 @@ def fold_data(run_data: RunData, keep: np.ndarray) -> RunData:
 
 def training(trainer: Trainer, steps: int, every: int):
     """Train step by step; yield (step, the raw model in eval mode) every `every` steps."""
-    stream, _ = trainer._loaders()
+    stream, _ = trainer.loaders()
     stream = iter(stream)
     for step in range(1, steps + 1):
-        trainer._train_step(next(stream), None)
+        trainer.train_step(next(stream), None)
         trainer.step = step
         if step % every == 0:
             yield step, trainer.model

@@ -17,7 +17,9 @@ from lionfer.data import transforms
 from lionfer.errors import ConfigError
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
-from lionfer.trainer import Trainer, data_config, train
+from lionfer.training.run import train
+from lionfer.training.setup import data_config
+from lionfer.training.trainer import Trainer
 
 NAMES = ALGORITHMS.names()
 

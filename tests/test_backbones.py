@@ -94,7 +94,7 @@ def test_a_timm_weights_file_loads_strictly_and_drops_timms_classifier(tmp_path)
 
 
 def test_a_torchvision_weights_file_loads_through_the_config(tiny_cfg, tmp_path):
-    from lionfer.trainer import Trainer
+    from lionfer.training.trainer import Trainer
 
     torch.manual_seed(2)
     source = torchvision.models.shufflenet_v2_x0_5(num_classes=1000)
@@ -111,7 +111,7 @@ def test_a_torchvision_weights_file_loads_through_the_config(tiny_cfg, tmp_path)
 def test_hub_weights_are_fetched_only_when_asked_and_offline_says_what_to_do(
     tiny_cfg, tmp_path, monkeypatch
 ):
-    from lionfer.trainer import Trainer
+    from lionfer.training.trainer import Trainer
 
     asked = []
     real_create = timm.create_model

@@ -7,7 +7,8 @@ import torch
 
 from lionfer.checkpoint import load_checkpoint
 from lionfer.errors import ConfigError
-from lionfer.trainer import Trainer, train
+from lionfer.training.run import train
+from lionfer.training.trainer import Trainer
 
 
 def states_equal(a, b) -> None:
@@ -36,8 +37,8 @@ def test_the_cpu_path_is_the_default_and_device_views_differ_from_it(tiny_cfg, t
     cpu = Trainer(tiny_cfg(), tmp_path / "a", progress=False)
     device = Trainer(tiny_cfg("data.augment_on=device"), tmp_path / "b", progress=False)
     assert cpu.cfg.data.augment_on == "cpu" and not cpu.cfg.data.cache_images
-    (x_cpu, y_cpu, idx_cpu), _ = (next(iter(s)) for s in cpu._loaders())
-    (x_dev, y_dev, idx_dev), _ = (next(iter(s)) for s in device._loaders())
+    (x_cpu, y_cpu, idx_cpu), _ = (next(iter(s)) for s in cpu.loaders())
+    (x_dev, y_dev, idx_dev), _ = (next(iter(s)) for s in device.loaders())
     assert torch.equal(idx_cpu, idx_dev) and torch.equal(y_cpu, y_dev)  # the same images
     assert x_cpu.shape == x_dev.shape and not torch.equal(x_cpu, x_dev)  # other pixels
     with pytest.raises(ConfigError, match="data.augment_on: must be cpu or device"):

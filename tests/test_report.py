@@ -13,7 +13,7 @@ from lionfer import tables as T
 from lionfer.cli import main
 from lionfer.comparison import make_report
 from lionfer.runs import Run, load_runs
-from lionfer.trainer import train
+from lionfer.training.run import train
 
 NAMES = ["Happiness", "Sadness"]
 

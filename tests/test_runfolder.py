@@ -13,7 +13,7 @@ from lionfer.checkpoint import REQUIRED_KEYS
 from lionfer.cli import main
 from lionfer.errors import RunExistsError
 from lionfer.runfolder import MetricsLog, check_run_dir, create_run_dir, is_run_folder
-from lionfer.trainer import train
+from lionfer.training.run import train
 
 START = {"event": "start", "num_labeled": 28, "num_unlabeled": 182, "weights": "random init"}
 

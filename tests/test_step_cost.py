@@ -14,7 +14,7 @@ from lionfer.config import ModelConfig
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
 from lionfer.syncs import count_syncs
-from lionfer.trainer import Trainer
+from lionfer.training.trainer import Trainer
 
 C, D, M, N, B = 4, 8, 40, 60, 16
 
@@ -146,11 +146,11 @@ def test_the_trainer_step_reads_nothing_back(tiny_cfg, tmp_path, overrides):
     # GPU run uses, does not.
     params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
     trainer.optimizer = torch.optim.Adam(params, lr=cfg.train.lr, fused=True)
-    labeled, unlabeled = trainer._loaders()
+    labeled, unlabeled = trainer.loaders()
     labeled, unlabeled = iter(labeled), iter(unlabeled)
-    trainer._train_step(next(labeled), next(unlabeled))
+    trainer.train_step(next(labeled), next(unlabeled))
     lb, ulb = next(labeled), next(unlabeled)
     with count_syncs() as counted:
-        trainer._train_step(lb, ulb)
+        trainer.train_step(lb, ulb)
     assert counted.count == 0, str(counted)
     assert trainer.window.count == 2 and "loss" in trainer.window.means()

@@ -38,6 +38,7 @@ from lionfer.data.loaders import eval_loader
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.labels import ERROR_TYPES
 from lionfer.training.evaluation import predict
+from lionfer.training.run import build_trainer
 from lionfer.training.setup import data_config
 from lionfer.training.trainer import Trainer
 
@@ -48,7 +49,7 @@ def trace(overrides: list[str], steps: int, every: int) -> list[dict]:
     (in-sample: the model predicts the images it trains on)."""
     cfg = load_config(DEFAULT_CONFIG, ["algorithm.name=supervised", *overrides])
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
+        trainer = build_trainer(cfg, Path(tmp) / "run", progress=False)
         labeled = trainer.run_data.labeled
         require_truth(labeled)
         loader = labeled_loader(cfg, trainer, labeled)
@@ -72,7 +73,7 @@ def out_of_fold(overrides: list[str], steps: int, every: int, folds: int = 5) ->
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(folds):
             held = np.flatnonzero(fold == k)
-            trainer = Trainer(
+            trainer = build_trainer(
                 cfg, Path(tmp) / f"fold{k}", fold_data(run_data, fold != k), progress=False
             )
             loader = labeled_loader(cfg, trainer, labeled.subset(held))

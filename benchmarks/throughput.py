@@ -39,6 +39,7 @@ from lionfer.config import DEFAULT_CONFIG, load_config
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
 from lionfer.syncs import count_syncs
+from lionfer.training.run import build_trainer
 from lionfer.training.trainer import Trainer
 
 # "lion": the paper's rules with their state busy (realistic_lion); "lion-evidence": the default
@@ -282,7 +283,9 @@ def trainer_section(args, b: int, device: torch.device, with_loader: bool) -> No
         for algorithm in ("fixmatch", "lion"):
             for augment_on in ("cpu", "device"):
                 cfg = trainer_config(args, b, algorithm, augment_on)
-                trainer = Trainer(cfg, Path(tmp) / f"{algorithm}-{augment_on}", progress=False)
+                trainer = build_trainer(
+                    cfg, Path(tmp) / f"{algorithm}-{augment_on}", progress=False
+                )
                 seconds, batch = timed_trainer(trainer, args.steps, device)
                 bare = timed_bare(trainer, batch, args.steps, device)
                 line = f"  {algorithm:<10}{augment_on:<8}{1 / seconds:>9.2f}{1 / bare:>9.2f}"

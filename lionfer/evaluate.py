@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 from lionfer.algorithms.base import Algorithm
-from lionfer.checkpoint import load_checkpoint
 from lionfer.config import load_config
 from lionfer.data.pipeline import build_run_data, load_dataset
 from lionfer.device import resolve_device
@@ -15,6 +14,7 @@ from lionfer.metrics import accuracy
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
 from lionfer.report import final_figures
+from lionfer.training.checkpoint import load_checkpoint
 from lionfer.training.evaluation import confusion_on, feature_probe
 from lionfer.training.setup import build_algorithm
 

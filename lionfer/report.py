@@ -24,8 +24,8 @@ from lionfer.metrics import (
     mean_class_accuracy,
     per_class_accuracy,
 )
-from lionfer.runfolder import source_revision
 from lionfer.tables import LABEL_TYPE_FIGURES
+from lionfer.training.runfolder import source_revision
 
 
 def write_meta(

@@ -16,9 +16,9 @@ import pytest
 import torch
 from conftest import TINY
 
-from lionfer.checkpoint import load_checkpoint
 from lionfer.config import load_config
 from lionfer.errors import CheckpointWriteError, Interrupted
+from lionfer.training.checkpoint import load_checkpoint
 from lionfer.training.run import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,7 +201,7 @@ def test_a_loader_failure_after_sigterm_still_stops_as_interrupted(tiny_cfg, tmp
 
 
 def test_stop_signals_set_a_flag_and_a_second_ctrl_c_stops_at_once():
-    from lionfer.interrupts import StopSignals
+    from lionfer.training.interrupts import StopSignals
 
     before = signal.getsignal(signal.SIGTERM)
     with StopSignals() as stop:

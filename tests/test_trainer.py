@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lionfer.checkpoint import check_state_fits, load_checkpoint
 from lionfer.config import ModelConfig
 from lionfer.data.images import ImageError
 from lionfer.errors import CheckpointError, InputError, NonFiniteLoss, RunExistsError
 from lionfer.labels import CLASS_NAMES
+from lionfer.training.checkpoint import check_state_fits, load_checkpoint
 from lionfer.training.run import train
 
 

@@ -1,5 +1,6 @@
 """train(): one run from its config (or, on resume, its run folder) to its summary: the checks
-before anything is written, the processes of a torchrun run, the Trainer and its fit."""
+before anything is written, the processes of a torchrun run, the Trainer and its fit; and
+build_trainer(), a Trainer made from a config (device, checks, data, parts)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import dataclasses
 from pathlib import Path
 
 from lionfer.config import Config, load_config, replace, resolve_paths
-from lionfer.data.pipeline import build_run_data
+from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.device import resolve_device
-from lionfer.distributed import join, leave
-from lionfer.runfolder import check_run_dir, create_run_dir
+from lionfer.distributed import LOCAL, Comm, join, leave, process_device
+from lionfer.training import setup
+from lionfer.training.runfolder import check_run_dir, create_run_dir
 from lionfer.training.trainer import Trainer
 
 
@@ -48,7 +50,7 @@ def train(
             split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
             data = build_run_data(split, cfg.seed, progress and comm.is_main)
         # data and model first, so a bad root or weights file leaves no run folder
-        trainer = Trainer(cfg, out, data, progress, command, comm)
+        trainer = build_trainer(cfg, out, data, progress, command, comm)
         if not resume and comm.is_main:
             create_run_dir(out, overwrite)
         comm.barrier()
@@ -59,4 +61,23 @@ def train(
         leave(comm, finished)
 
 
-__all__ = ["train"]
+def build_trainer(
+    cfg: Config,
+    out: str | Path,
+    run_data: RunData | None = None,
+    progress: bool = True,
+    command: str = "",
+    comm: Comm = LOCAL,
+) -> Trainer:
+    """A Trainer for `cfg` writing into `out`: this process's device, the batch and label checks,
+    the run's data (read from cfg.data unless given) and its parts, seeded by cfg.seed."""
+    device = process_device(resolve_device(cfg.train.device), comm)
+    setup.check_batch_sizes(cfg, comm)
+    if run_data is None:
+        run_data = build_run_data(setup.data_config(cfg), cfg.seed, progress and comm.is_main)
+    setup.check_all_labeled(cfg, run_data)
+    parts = setup.build_parts(cfg, run_data, device, comm)
+    return Trainer(cfg, out, run_data, parts, device, progress, command, comm)
+
+
+__all__ = ["build_trainer", "train"]

@@ -18,10 +18,10 @@ from lionfer.data.cache import cache_images
 from lionfer.data.loaders import DeviceStream, stream_loader
 from lionfer.data.pipeline import RunData
 from lionfer.distributed import Comm, check_divisible, sync_batchnorm, wrap
-from lionfer.ema import ModelEMA
 from lionfer.errors import ConfigError, InputError, MissingInputError
 from lionfer.models import build_model, load_weights
 from lionfer.registry import ALGORITHMS
+from lionfer.training.ema import ModelEMA
 
 
 def data_config(cfg: Config):

@@ -20,56 +20,52 @@ from tqdm import tqdm
 
 from lionfer import report
 from lionfer.algorithms.base import Batch, Progress
-from lionfer.checkpoint import (
+from lionfer.config import Config, save_config
+from lionfer.data.pipeline import RunData
+from lionfer.distributed import LOCAL, Comm, global_labels
+from lionfer.errors import CheckpointWriteError, Interrupted, NonFiniteLoss
+from lionfer.tensorboard_log import TensorBoardLog
+from lionfer.training import setup
+from lionfer.training.checkpoint import (
     check_state_fits,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from lionfer.config import Config, save_config
-from lionfer.data.pipeline import RunData, build_run_data
-from lionfer.device import resolve_device
-from lionfer.distributed import LOCAL, Comm, process_device
-from lionfer.errors import CheckpointWriteError, Interrupted, NonFiniteLoss
-from lionfer.interrupts import StopSignals
-from lionfer.runfolder import LAST, MetricsLog
-from lionfer.tensorboard_log import TensorBoardLog
-from lionfer.training import setup
 from lionfer.training.evaluation import eval_figures, feature_probe, labeled_probs
-from lionfer.window import LossWatch, Window
+from lionfer.training.interrupts import StopSignals
+from lionfer.training.runfolder import LAST, MetricsLog
+from lionfer.training.window import LossWatch, Window
 
 __all__ = ["Trainer"]
 
 
 class Trainer:
-    """One run's loop, given its config, run folder and data; its parts (model, EMA, algorithm,
-    optimiser, streams) are built by lionfer.training.setup."""
+    """One run's loop, given its config, run folder, data and parts (model, EMA, algorithm,
+    optimiser), built by lionfer.training.setup; the streams come from there too."""
 
     def __init__(
         self,
         cfg: Config,
         out: Path,
-        run_data: RunData | None = None,
+        run_data: RunData,
+        parts: setup.Parts,
+        device: torch.device,
         progress: bool = True,
         command: str = "",
         comm: Comm = LOCAL,
     ):
-        """run_data: the run's data (read from cfg.data when None); comm: the processes of a
-        multi-process run (lionfer.distributed.join); the main one writes the run folder,
-        evaluates and saves checkpoints."""
+        """run_data and parts: the run's data and what it trains (lionfer.training.run's
+        build_trainer makes both from a config); comm: the processes of a multi-process run
+        (lionfer.distributed.join); the main one writes the run folder, evaluates and saves
+        checkpoints."""
         self.comm, self.is_main = comm, comm.is_main
         self.cfg, self.out, self.command = cfg, Path(out), command
         self.progress = progress and self.is_main
-        self.device = process_device(resolve_device(cfg.train.device), comm)
-        setup.check_batch_sizes(cfg, comm)
-        self.run_data = run_data or build_run_data(
-            setup.data_config(cfg), cfg.seed, progress=self.progress
-        )
-        setup.check_all_labeled(cfg, self.run_data)
+        self.device, self.run_data = device, run_data
         self.metrics_path = self.out / "metrics.jsonl"
         self.metrics = MetricsLog(self.metrics_path)
-        parts = setup.build_parts(cfg, self.run_data, self.device, comm)
         self.model, self.ema, self.train_model = parts.model, parts.ema, parts.train_model
         self.algorithm, self.optimizer = parts.algorithm, parts.optimizer
         self.weights_message = parts.weights_message
@@ -330,7 +326,7 @@ class Trainer:
         # ulb: (view_1, ..., view_k, labels, indices), views in the order of algorithm.views
         x_ulb, idx_ulb = (tuple(ulb[:-2]), ulb[-1]) if ulb is not None else ((), None)
         batch = Batch.from_views(x_lb, y_lb, idx_lb, self.algorithm.views, x_ulb, idx_ulb)
-        batch = self._global_labels(batch.to(self.device, self.memory_format))
+        batch = global_labels(batch.to(self.device, self.memory_format), self.comm)
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if self.device.type == "cuda"
@@ -354,17 +350,6 @@ class Trainer:
             correct, total = (used & (out.pseudo_labels == known)).sum(), used.sum()
         self.window.add(logs, correct, total)
         self.eval_window.add({k: v for k, v in logs.items() if k == "mask_rate"}, correct, total)
-
-    def _global_labels(self, batch: Batch) -> Batch:
-        """With several processes: the labels and indices of the whole global batch (one small
-        collective); the images stay this process's share."""
-        if self.comm.world_size == 1:
-            return batch
-        parts = [batch.y_lb, batch.idx_lb] + ([batch.idx_ulb] if batch.idx_ulb is not None else [])
-        gathered = self.comm.gather_views(torch.cat(parts), [len(p) for p in parts])
-        batch.y_lb, batch.idx_lb = gathered[0], gathered[1]
-        batch.idx_ulb = gathered[2] if batch.idx_ulb is not None else None
-        return batch
 
     def _labeled_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The EMA model's probabilities on the labeled set at this step, and the given labels."""

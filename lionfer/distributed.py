@@ -194,9 +194,6 @@ def check_divisible(sizes: dict[str, int], comm: Comm) -> None:
             )
 
 
-# ---- BatchNorm over the global batch ----
-
-
 def global_labels(batch, comm: Comm):
     """The Batch with, for several processes, the labels and indices of the whole global batch
     (one small collective); the images stay this process's share."""
@@ -207,6 +204,9 @@ def global_labels(batch, comm: Comm):
     batch.y_lb, batch.idx_lb = gathered[0], gathered[1]
     batch.idx_ulb = gathered[2] if batch.idx_ulb is not None else None
     return batch
+
+
+# ---- BatchNorm over the global batch ----
 
 
 class GlobalBatchNorm(nn.BatchNorm2d):

@@ -37,7 +37,10 @@ from lionfer.data import transforms
 from lionfer.data.loaders import eval_loader
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.labels import ERROR_TYPES
-from lionfer.trainer import Trainer, data_config, predict
+from lionfer.training.evaluation import predict
+from lionfer.training.run import build_trainer
+from lionfer.training.setup import data_config
+from lionfer.training.trainer import Trainer
 
 
 def trace(overrides: list[str], steps: int, every: int) -> list[dict]:
@@ -46,7 +49,7 @@ def trace(overrides: list[str], steps: int, every: int) -> list[dict]:
     (in-sample: the model predicts the images it trains on)."""
     cfg = load_config(DEFAULT_CONFIG, ["algorithm.name=supervised", *overrides])
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, Path(tmp) / "run", progress=False)
+        trainer = build_trainer(cfg, Path(tmp) / "run", progress=False)
         labeled = trainer.run_data.labeled
         require_truth(labeled)
         loader = labeled_loader(cfg, trainer, labeled)
@@ -70,7 +73,7 @@ def out_of_fold(overrides: list[str], steps: int, every: int, folds: int = 5) ->
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(folds):
             held = np.flatnonzero(fold == k)
-            trainer = Trainer(
+            trainer = build_trainer(
                 cfg, Path(tmp) / f"fold{k}", fold_data(run_data, fold != k), progress=False
             )
             loader = labeled_loader(cfg, trainer, labeled.subset(held))
@@ -114,10 +117,10 @@ def fold_data(run_data: RunData, keep: np.ndarray) -> RunData:
 
 def training(trainer: Trainer, steps: int, every: int):
     """Train step by step; yield (step, the raw model in eval mode) every `every` steps."""
-    stream, _ = trainer._loaders()
+    stream, _ = trainer.loaders()
     stream = iter(stream)
     for step in range(1, steps + 1):
-        trainer._train_step(next(stream), None)
+        trainer.train_step(next(stream), None)
         trainer.step = step
         if step % every == 0:
             yield step, trainer.model

@@ -39,7 +39,8 @@ from lionfer.config import DEFAULT_CONFIG, load_config
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
 from lionfer.syncs import count_syncs
-from lionfer.trainer import Trainer
+from lionfer.training.run import build_trainer
+from lionfer.training.trainer import Trainer
 
 # "lion": the paper's rules with their state busy (realistic_lion); "lion-evidence": the default
 # recipe, its cross-fitted heads and decisions running from the first step.
@@ -224,14 +225,14 @@ def trainer_config(args, b: int, algorithm: str, augment_on: str):
 
 def timed_trainer(trainer: Trainer, steps: int, device: torch.device) -> tuple[float, tuple]:
     """Seconds per step of data + Trainer step (EMA, logs included), and a batch it trained on."""
-    labeled, unlabeled = (iter(s) for s in trainer._loaders())
+    labeled, unlabeled = (iter(s) for s in trainer.loaders())
     for _ in range(2):
         lb, ulb = next(labeled), next(unlabeled)
-        trainer._train_step(lb, ulb)
+        trainer.train_step(lb, ulb)
     synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
-        trainer._train_step(next(labeled), next(unlabeled))
+        trainer.train_step(next(labeled), next(unlabeled))
         trainer.step += 1
     trainer.window.means()  # what a log boundary reads
     synchronize(device)
@@ -262,7 +263,7 @@ def timed_bare(trainer: Trainer, batch, steps: int, device: torch.device) -> flo
 
 def timed_loader(trainer: Trainer, batches: int, device: torch.device) -> float:
     """Images/s of the labeled + unlabeled streams alone (weak, weak + strong)."""
-    labeled, unlabeled = (iter(s) for s in trainer._loaders())
+    labeled, unlabeled = (iter(s) for s in trainer.loaders())
     next(labeled), next(unlabeled)
     synchronize(device)
     start = time.perf_counter()
@@ -282,7 +283,9 @@ def trainer_section(args, b: int, device: torch.device, with_loader: bool) -> No
         for algorithm in ("fixmatch", "lion"):
             for augment_on in ("cpu", "device"):
                 cfg = trainer_config(args, b, algorithm, augment_on)
-                trainer = Trainer(cfg, Path(tmp) / f"{algorithm}-{augment_on}", progress=False)
+                trainer = build_trainer(
+                    cfg, Path(tmp) / f"{algorithm}-{augment_on}", progress=False
+                )
                 seconds, batch = timed_trainer(trainer, args.steps, device)
                 bare = timed_bare(trainer, batch, args.steps, device)
                 line = f"  {algorithm:<10}{augment_on:<8}{1 / seconds:>9.2f}{1 / bare:>9.2f}"

@@ -58,14 +58,14 @@ def config_from_args(items: list[str], extra: tuple[str, ...] = ()):
 
 
 def default_out(cfg) -> Path:
-    from lionfer.trainer import data_config  # fullysupervised labels every image
+    from lionfer.training.setup import data_config  # fullysupervised labels every image
 
     labels = "all" if data_config(cfg).num_labels == -1 else cfg.data.num_labels
     return Path("runs") / f"{cfg.data.dataset}@{labels}" / cfg.algorithm.name / f"s{cfg.seed}"
 
 
 def cmd_train(args) -> int:
-    from lionfer.trainer import train
+    from lionfer.training.run import train
 
     command = shlex.join(["lionfer", *sys.argv[1:]])
     if args.resume:

@@ -194,6 +194,18 @@ def check_divisible(sizes: dict[str, int], comm: Comm) -> None:
             )
 
 
+def global_labels(batch, comm: Comm):
+    """The Batch with, for several processes, the labels and indices of the whole global batch
+    (one small collective); the images stay this process's share."""
+    if comm.world_size == 1:
+        return batch
+    parts = [batch.y_lb, batch.idx_lb] + ([batch.idx_ulb] if batch.idx_ulb is not None else [])
+    gathered = comm.gather_views(torch.cat(parts), [len(p) for p in parts])
+    batch.y_lb, batch.idx_lb = gathered[0], gathered[1]
+    batch.idx_ulb = gathered[2] if batch.idx_ulb is not None else None
+    return batch
+
+
 # ---- BatchNorm over the global batch ----
 
 

@@ -6,15 +6,17 @@ import dataclasses
 from pathlib import Path
 
 from lionfer.algorithms.base import Algorithm
-from lionfer.checkpoint import load_checkpoint
 from lionfer.config import load_config
 from lionfer.data.pipeline import build_run_data, load_dataset
+from lionfer.device import resolve_device
 from lionfer.errors import CheckpointError
 from lionfer.metrics import accuracy
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
 from lionfer.report import final_figures
-from lionfer.trainer import build_algorithm, confusion_on, feature_probe, resolve_device
+from lionfer.training.checkpoint import load_checkpoint
+from lionfer.training.evaluation import confusion_on, feature_probe
+from lionfer.training.setup import build_algorithm
 
 
 def load_run_model(run: Path, checkpoint: str = "last", device: str = "cpu"):

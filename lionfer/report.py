@@ -25,7 +25,7 @@ from lionfer.metrics import (
     per_class_accuracy,
 )
 from lionfer.reporting.tables import LABEL_TYPE_FIGURES
-from lionfer.runfolder import source_revision
+from lionfer.training.runfolder import source_revision
 
 
 def write_meta(
@@ -57,11 +57,13 @@ def final_figures(cm: np.ndarray, class_names) -> dict:
     }
 
 
-def finish_run(trainer) -> dict:
-    """Write summary.json, relabels.csv and confusion.csv from a finished Trainer."""
-    cfg, rd, out = trainer.cfg, trainer.run_data, trainer.out
-    records = [json.loads(line) for line in trainer.metrics_path.read_text().splitlines()]
-    last = trainer.last_eval or trainer._evaluate()
+def finish_run(
+    out: Path, cfg: Config, run_data, algorithm, last_eval: dict, steps: int, best: dict
+) -> dict:
+    """Write summary.json, relabels.csv and confusion.csv of a finished run: its data and
+    algorithm, its last eval record (with test_confusion), its steps and best evaluation."""
+    rd, last = run_data, last_eval
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     cm = np.asarray(last["test_confusion"])
     names = list(rd.data.class_names)
     trains = [r for r in records if r.get("event") == "train"]
@@ -72,12 +74,12 @@ def finish_run(trainer) -> dict:
         "num_labels": len(rd.labeled),
         "num_unlabeled": len(rd.unlabeled),
         "seed": cfg.seed,
-        "steps": trainer.step,
+        "steps": steps,
         "class_names": names,
         "test_acc": last["test_acc"],
         "test_acc_raw": last["test_acc_raw"],
         **final_figures(cm, names),
-        "best": trainer.best,
+        "best": best,
         "steps_per_s": float(np.mean([r["steps_per_s"] for r in trains])) if trains else None,
         "notes": rd.data.notes,
     }
@@ -88,9 +90,9 @@ def finish_run(trainer) -> dict:
             summary[key] = last[key]
     true_labeled = rd.labeled.true_labels
     summary.update(last.get("labels", {}))  # relabel and label_quality figures
-    summary.update(trainer.algorithm.summary(true_labeled, rd.unlabeled.true_labels))
+    summary.update(algorithm.summary(true_labeled, rd.unlabeled.true_labels))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_relabels(out / "relabels.csv", trainer.algorithm, rd.labeled, names)
+    write_relabels(out / "relabels.csv", algorithm, rd.labeled, names)
     write_confusion(out / "confusion.csv", cm, names)
     return summary
 

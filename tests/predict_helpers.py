@@ -76,7 +76,7 @@ def write_clip(path: Path, frames: list[Image.Image], fps: float = 10.0) -> Path
 def trained_run(tmp_path_factory) -> Path:
     """A 2-step LION run on 70 synthetic faces (14 labeled), trained once per test session."""
     from lionfer.config import load_config
-    from lionfer.trainer import train
+    from lionfer.training.run import train
 
     out = tmp_path_factory.getbasetemp() / "lionfer-tiny-run"
     if not (out / "summary.json").is_file():

@@ -11,13 +11,14 @@ import torch
 
 import lionfer.algorithms  # noqa: F401  (registers the algorithms)
 from lionfer.algorithms.base import AlgorithmInfo, Batch, Progress
-from lionfer.checkpoint import load_checkpoint, save_checkpoint
 from lionfer.config import ModelConfig
 from lionfer.data import transforms
 from lionfer.errors import ConfigError
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
-from lionfer.trainer import Trainer, data_config, train
+from lionfer.training.checkpoint import load_checkpoint, save_checkpoint
+from lionfer.training.run import build_trainer, train
+from lionfer.training.setup import data_config
 
 NAMES = ALGORITHMS.names()
 
@@ -208,7 +209,7 @@ def test_full_supervision_labels_every_training_image(tiny_cfg, tmp_path):
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     assert len(split["labeled"]) == 210 and split["num_labels"] == -1
     held_out = tiny_cfg("algorithm.name=fullysupervised", "data.val_fraction=0.2")
-    trainer = Trainer(held_out, tmp_path / "unused", progress=False)
+    trainer = build_trainer(held_out, tmp_path / "unused", progress=False)
     # A stratified fifth of the given labels, rounded per class.
     assert len(trainer.run_data.labeled) + len(trainer.run_data.val) == 210
     assert 40 <= len(trainer.run_data.val) <= 44
@@ -232,7 +233,7 @@ def test_default_run_folder_says_all_labels_for_full_supervision(tiny_cfg):
 
 def test_algorithm_modules_are_optimised_and_checkpointed(tiny_cfg, tmp_path):
     cfg = tiny_cfg("algorithm.name=remixmatch", "train.steps=3", "train.eval_every=3")
-    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer = build_trainer(cfg, tmp_path / "run", progress=False)
     head = trainer.algorithm.modules()
     assert len(trainer.optimizer.param_groups) == 2
     assert {id(p) for p in trainer.optimizer.param_groups[1]["params"]} == {
@@ -248,12 +249,12 @@ def test_algorithm_modules_are_optimised_and_checkpointed(tiny_cfg, tmp_path):
 
 
 def test_algorithms_without_modules_keep_one_parameter_group(tiny_cfg, tmp_path):
-    trainer = Trainer(tiny_cfg("algorithm.name=fixmatch"), tmp_path / "run", progress=False)
+    trainer = build_trainer(tiny_cfg("algorithm.name=fixmatch"), tmp_path / "run", progress=False)
     assert len(trainer.optimizer.param_groups) == 1
 
 
 def test_labeled_probs_are_the_ema_model_on_weak_views_seeded_by_step(tiny_cfg, tmp_path):
-    trainer = Trainer(tiny_cfg("algorithm.name=adacm"), tmp_path / "run", progress=False)
+    trainer = build_trainer(tiny_cfg("algorithm.name=adacm"), tmp_path / "run", progress=False)
     trainer.model.train()
     probs, labels = trainer._labeled_probs()
     again, _ = trainer._labeled_probs()

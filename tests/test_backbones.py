@@ -94,7 +94,7 @@ def test_a_timm_weights_file_loads_strictly_and_drops_timms_classifier(tmp_path)
 
 
 def test_a_torchvision_weights_file_loads_through_the_config(tiny_cfg, tmp_path):
-    from lionfer.trainer import Trainer
+    from lionfer.training.run import build_trainer
 
     torch.manual_seed(2)
     source = torchvision.models.shufflenet_v2_x0_5(num_classes=1000)
@@ -102,7 +102,7 @@ def test_a_torchvision_weights_file_loads_through_the_config(tiny_cfg, tmp_path)
     cfg = tiny_cfg(
         "model.name=torchvision:shufflenet_v2_x0_5", f"model.pretrained={tmp_path}/shufflenet.pth"
     )
-    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer = build_trainer(cfg, tmp_path / "run", progress=False)
     assert trainer.weights_message.endswith("(dropped fc.bias, fc.weight)")
     conv = trainer.model.backbone.conv1[0].weight
     assert torch.equal(conv, source.conv1[0].weight)
@@ -111,7 +111,7 @@ def test_a_torchvision_weights_file_loads_through_the_config(tiny_cfg, tmp_path)
 def test_hub_weights_are_fetched_only_when_asked_and_offline_says_what_to_do(
     tiny_cfg, tmp_path, monkeypatch
 ):
-    from lionfer.trainer import Trainer
+    from lionfer.training.run import build_trainer
 
     asked = []
     real_create = timm.create_model
@@ -123,10 +123,12 @@ def test_hub_weights_are_fetched_only_when_asked_and_offline_says_what_to_do(
         return real_create(name, pretrained=False, **kwargs)
 
     monkeypatch.setattr(timm, "create_model", offline)
-    Trainer(tiny_cfg("model.name=timm:test_resnet"), tmp_path / "a", progress=False)
+    build_trainer(tiny_cfg("model.name=timm:test_resnet"), tmp_path / "a", progress=False)
     assert asked == [False]  # random init: nothing downloaded
     with pytest.raises(InputError) as info:
-        Trainer(tiny_cfg("model.name=timm:test_resnet", "model.pretrained=hub"), tmp_path / "b")
+        build_trainer(
+            tiny_cfg("model.name=timm:test_resnet", "model.pretrained=hub"), tmp_path / "b"
+        )
     message = str(info.value)
     assert "could not download the pretrained weights of timm:test_resnet" in message
     assert "couldn't connect" in message and "model.pretrained=PATH" in message
@@ -138,6 +140,6 @@ def test_hub_weights_are_fetched_only_when_asked_and_offline_says_what_to_do(
     monkeypatch.setattr(torchvision.models, "get_model_weights", no_network)
     cfg = tiny_cfg("model.name=torchvision:shufflenet_v2_x0_5", "model.pretrained=hub")
     with pytest.raises(InputError, match="torchvision's hub: URLError.*name resolution"):
-        Trainer(cfg, tmp_path / "c")
+        build_trainer(cfg, tmp_path / "c")
     with pytest.raises(InputError, match="hub downloads weights for timm:NAME and torchvision"):
-        Trainer(tiny_cfg("model.pretrained=hub"), tmp_path / "d")
+        build_trainer(tiny_cfg("model.pretrained=hub"), tmp_path / "d")

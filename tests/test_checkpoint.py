@@ -11,10 +11,10 @@ import pickle
 import pytest
 import torch
 
-from lionfer.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
 from lionfer.cli import main
 from lionfer.config import save_config
 from lionfer.errors import CheckpointError, CheckpointWriteError
+from lionfer.training.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
 
 
 def lionfer_state(step: int) -> dict:
@@ -107,7 +107,7 @@ class FullDisk(io.RawIOBase):
 
 
 def test_torchs_vague_error_on_a_full_disk_is_reported_as_one(tmp_path, monkeypatch):
-    import lionfer.checkpoint
+    import lionfer.training.checkpoint
 
     real_open = open
 
@@ -115,7 +115,7 @@ def test_torchs_vague_error_on_a_full_disk_is_reported_as_one(tmp_path, monkeypa
         real_open(file, mode, *args, **kwargs).close()  # the .tmp file exists, as it would
         return FullDisk(room=300)
 
-    monkeypatch.setattr(lionfer.checkpoint, "open", open_on_a_full_disk, raising=False)
+    monkeypatch.setattr(lionfer.training.checkpoint, "open", open_on_a_full_disk, raising=False)
     path = tmp_path / "last.pt"
     with pytest.raises(CheckpointWriteError, match="No space left on device"):
         save_checkpoint(lionfer_state(1) | {"weights": torch.zeros(10_000)}, path)

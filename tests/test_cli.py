@@ -118,7 +118,7 @@ def test_no_progress_prints_a_line_per_log_interval_and_warnings_as_one_line(
 
 
 def test_a_gpu_run_is_continued_on_a_cpu_with_device(capsys, tmp_path, tiny_cfg):
-    from lionfer.trainer import train
+    from lionfer.training.run import train
 
     small = ("data.num_train=70", "data.num_test=14", "data.num_labels=14")
     run_dir = tmp_path / "run"

@@ -14,9 +14,9 @@ import torch
 import torch.multiprocessing as mp
 from conftest import TINY
 
-from lionfer.checkpoint import load_checkpoint
 from lionfer.config import DEFAULT_CONFIG, load_config
-from lionfer.trainer import train
+from lionfer.training.checkpoint import load_checkpoint
+from lionfer.training.run import train
 
 REPO = Path(__file__).resolve().parent.parent
 

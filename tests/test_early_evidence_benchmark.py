@@ -56,10 +56,12 @@ def test_folds_deal_every_class_over_the_folds(early):
 def test_out_of_fold_predicts_each_image_by_a_model_that_never_trained_on_it(early, monkeypatch):
     trained, held = [], []
 
-    class Trainer(early.Trainer):
-        def __init__(self, cfg, out, run_data=None, **kwargs):
-            super().__init__(cfg, out, run_data, **kwargs)
-            trained.append(set(self.run_data.labeled.ids))
+    real_build_trainer = early.build_trainer
+
+    def build_trainer(cfg, out, run_data=None, **kwargs):
+        trainer = real_build_trainer(cfg, out, run_data, **kwargs)
+        trained.append(set(trainer.run_data.labeled.ids))
+        return trainer
 
     def predict(model, loader, device):  # a model that answers the true labels, surely
         images = loader.dataset.images
@@ -67,7 +69,7 @@ def test_out_of_fold_predicts_each_image_by_a_model_that_never_trained_on_it(ear
         truth = np.asarray(images.true_labels)
         return truth, np.eye(7)[truth]
 
-    monkeypatch.setattr(early, "Trainer", Trainer)
+    monkeypatch.setattr(early, "build_trainer", build_trainer)
     monkeypatch.setattr(early, "predict", predict)
     rows = early.out_of_fold(NOISY, steps=4, every=2, folds=5)
     assert [row["step"] for row in rows] == [2, 4] and rows[0]["folds"] == 5

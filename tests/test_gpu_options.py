@@ -5,9 +5,9 @@ defaults leave the CPU path as it was."""
 import pytest
 import torch
 
-from lionfer.checkpoint import load_checkpoint
 from lionfer.errors import ConfigError
-from lionfer.trainer import Trainer, train
+from lionfer.training.checkpoint import load_checkpoint
+from lionfer.training.run import build_trainer, train
 
 
 def states_equal(a, b) -> None:
@@ -33,11 +33,11 @@ def test_device_views_train_and_resume_exactly(tiny_cfg, tmp_path):
 
 
 def test_the_cpu_path_is_the_default_and_device_views_differ_from_it(tiny_cfg, tmp_path):
-    cpu = Trainer(tiny_cfg(), tmp_path / "a", progress=False)
-    device = Trainer(tiny_cfg("data.augment_on=device"), tmp_path / "b", progress=False)
+    cpu = build_trainer(tiny_cfg(), tmp_path / "a", progress=False)
+    device = build_trainer(tiny_cfg("data.augment_on=device"), tmp_path / "b", progress=False)
     assert cpu.cfg.data.augment_on == "cpu" and not cpu.cfg.data.cache_images
-    (x_cpu, y_cpu, idx_cpu), _ = (next(iter(s)) for s in cpu._loaders())
-    (x_dev, y_dev, idx_dev), _ = (next(iter(s)) for s in device._loaders())
+    (x_cpu, y_cpu, idx_cpu), _ = (next(iter(s)) for s in cpu.loaders())
+    (x_dev, y_dev, idx_dev), _ = (next(iter(s)) for s in device.loaders())
     assert torch.equal(idx_cpu, idx_dev) and torch.equal(y_cpu, y_dev)  # the same images
     assert x_cpu.shape == x_dev.shape and not torch.equal(x_cpu, x_dev)  # other pixels
     with pytest.raises(ConfigError, match="data.augment_on: must be cpu or device"):
@@ -53,9 +53,9 @@ def test_channels_last_and_compile_reach_the_training_model(tiny_cfg, tmp_path, 
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     cfg = tiny_cfg("train.channels_last=true", "train.compile=true", "train.steps=2")
-    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer = build_trainer(cfg, tmp_path / "run", progress=False)
     assert compiled == [trainer.model] and trainer.train_model is trainer.model
     conv = trainer.model.backbone[0][0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
-    plain = Trainer(tiny_cfg(), tmp_path / "plain", progress=False)
+    plain = build_trainer(tiny_cfg(), tmp_path / "plain", progress=False)
     assert len(compiled) == 1 and plain.model.backbone[0][0].weight.is_contiguous()

@@ -16,10 +16,10 @@ import pytest
 import torch
 from conftest import TINY
 
-from lionfer.checkpoint import load_checkpoint
 from lionfer.config import load_config
 from lionfer.errors import CheckpointWriteError, Interrupted
-from lionfer.trainer import train
+from lionfer.training.checkpoint import load_checkpoint
+from lionfer.training.run import train
 
 ROOT = Path(__file__).resolve().parent.parent
 LION = ["algorithm.name=lion", "algorithm.disambiguation_start=0.25", "train.steps=4"]
@@ -94,16 +94,16 @@ CHECKPOINT_EVERY_2 = ["train.checkpoint_every=2", "train.log_every=2"]
 
 
 def test_ctrl_c_finishes_the_step_saves_and_says_how_to_resume(tiny_cfg, tmp_path, monkeypatch):
-    from lionfer.trainer import Trainer
+    from lionfer.training.trainer import Trainer
 
-    original = Trainer._train_step
+    original = Trainer.train_step
 
     def ctrl_c_during_step_1(self, lb, ulb):
         if self.step == 1:
             os.kill(os.getpid(), signal.SIGINT)  # handled between bytecodes, inside this step
         original(self, lb, ulb)
 
-    monkeypatch.setattr(Trainer, "_train_step", ctrl_c_during_step_1)
+    monkeypatch.setattr(Trainer, "train_step", ctrl_c_during_step_1)
     cfg = tiny_cfg(*SUPERVISED)
     with pytest.raises(Interrupted) as info:
         train(cfg, tmp_path / "run", progress=False)
@@ -201,7 +201,7 @@ def test_a_loader_failure_after_sigterm_still_stops_as_interrupted(tiny_cfg, tmp
 
 
 def test_stop_signals_set_a_flag_and_a_second_ctrl_c_stops_at_once():
-    from lionfer.interrupts import StopSignals
+    from lionfer.training.interrupts import StopSignals
 
     before = signal.getsignal(signal.SIGTERM)
     with StopSignals() as stop:

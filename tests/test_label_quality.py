@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from lionfer.report import comparison_table, label_quality_lines
-from lionfer.trainer import train
+from lionfer.training.run import train
 
 
 def test_lion_run_records_label_quality_over_time_and_at_the_end(tiny_cfg, tmp_path):

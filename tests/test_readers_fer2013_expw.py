@@ -393,7 +393,7 @@ def test_fer2013_truth_through_a_run(tmp_path):
     its summary with images of unknown truth among them."""
     from lionfer.config import load_config
     from lionfer.data.pipeline import build_run_data
-    from lionfer.trainer import train
+    from lionfer.training.run import train
 
     rng = np.random.default_rng(0)
     rows = []

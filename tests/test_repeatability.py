@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from lionfer.trainer import train
+from lionfer.training.run import train
 
 TIMING = {"steps_per_s"}  # measured, not computed
 

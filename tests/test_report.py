@@ -13,7 +13,7 @@ from lionfer.cli import main
 from lionfer.reporting import tables as T
 from lionfer.reporting.report_command import make_report
 from lionfer.reporting.runs import Run, load_runs
-from lionfer.trainer import train
+from lionfer.training.run import train
 
 NAMES = ["Happiness", "Sadness"]
 

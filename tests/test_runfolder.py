@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lionfer.checkpoint import REQUIRED_KEYS
 from lionfer.cli import main
 from lionfer.errors import RunExistsError
-from lionfer.runfolder import MetricsLog, check_run_dir, create_run_dir, is_run_folder
-from lionfer.trainer import train
+from lionfer.training.checkpoint import REQUIRED_KEYS
+from lionfer.training.run import train
+from lionfer.training.runfolder import MetricsLog, check_run_dir, create_run_dir, is_run_folder
 
 START = {"event": "start", "num_labeled": 28, "num_unlabeled": 182, "weights": "random init"}
 
@@ -146,7 +146,7 @@ def test_meta_git_is_lionfers_own_commit_only(tmp_path):
     that merely holds the environment lionfer is installed in."""
     import subprocess
 
-    from lionfer.runfolder import source_revision
+    from lionfer.training.runfolder import source_revision
 
     user_repo = tmp_path / "project"
     package = user_repo / ".venv" / "lib" / "site-packages" / "lionfer"

@@ -14,7 +14,7 @@ from lionfer.config import ModelConfig
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
 from lionfer.syncs import count_syncs
-from lionfer.trainer import Trainer
+from lionfer.training.run import build_trainer
 
 C, D, M, N, B = 4, 8, 40, 60, 16
 
@@ -141,16 +141,16 @@ def test_no_algorithm_syncs_inside_its_step(name):
 )
 def test_the_trainer_step_reads_nothing_back(tiny_cfg, tmp_path, overrides):
     cfg = tiny_cfg(*overrides)
-    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer = build_trainer(cfg, tmp_path / "run", progress=False)
     # Adam on the CPU reads its step counters (CPU tensors even on a GPU); fused Adam, the one a
     # GPU run uses, does not.
     params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
     trainer.optimizer = torch.optim.Adam(params, lr=cfg.train.lr, fused=True)
-    labeled, unlabeled = trainer._loaders()
+    labeled, unlabeled = trainer.loaders()
     labeled, unlabeled = iter(labeled), iter(unlabeled)
-    trainer._train_step(next(labeled), next(unlabeled))
+    trainer.train_step(next(labeled), next(unlabeled))
     lb, ulb = next(labeled), next(unlabeled)
     with count_syncs() as counted:
-        trainer._train_step(lb, ulb)
+        trainer.train_step(lb, ulb)
     assert counted.count == 0, str(counted)
     assert trainer.window.count == 2 and "loss" in trainer.window.means()

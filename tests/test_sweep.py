@@ -22,7 +22,7 @@ from lionfer.experiments.sweep import (
     run_sweep,
     slug,
 )
-from lionfer.trainer import train
+from lionfer.training.run import train
 
 
 def write_sweep(tmp_path, body: str, name: str = "grid.toml"):

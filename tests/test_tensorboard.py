@@ -6,7 +6,7 @@ import pytest
 
 from lionfer.config import load_config
 from lionfer.tensorboard_log import scalars
-from lionfer.trainer import train
+from lionfer.training.run import train
 
 
 def test_tensorboard_mirrors_the_metric_records(tiny_cfg, tmp_path):

@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from lionfer.checkpoint import check_state_fits, load_checkpoint
 from lionfer.config import ModelConfig
 from lionfer.data.images import ImageError
-from lionfer.errors import CheckpointError, InputError
+from lionfer.errors import CheckpointError, InputError, NonFiniteLoss, RunExistsError
 from lionfer.labels import CLASS_NAMES
-from lionfer.trainer import NonFiniteLoss, RunExistsError, train
+from lionfer.training.checkpoint import check_state_fits, load_checkpoint
+from lionfer.training.run import train
 
 
 @pytest.mark.parametrize("algorithm", ["supervised", "fixmatch", "lion"])
@@ -131,21 +131,21 @@ def test_a_non_finite_step_is_named_and_no_checkpoint_follows_it(tiny_cfg, tmp_p
 
 
 def test_ctrl_c_saves_a_checkpoint_first(tiny_cfg, tmp_path, monkeypatch):
-    from lionfer.trainer import Trainer
+    from lionfer.training.trainer import Trainer
 
-    original = Trainer._train_step
+    original = Trainer.train_step
 
     def interrupt_at_step_3(self, lb, ulb):
         if self.step == 3:
             raise KeyboardInterrupt
         original(self, lb, ulb)
 
-    monkeypatch.setattr(Trainer, "_train_step", interrupt_at_step_3)
+    monkeypatch.setattr(Trainer, "train_step", interrupt_at_step_3)
     cfg = tiny_cfg("algorithm.name=fixmatch")
     with pytest.raises(KeyboardInterrupt):
         train(cfg, tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 3
-    monkeypatch.setattr(Trainer, "_train_step", original)
+    monkeypatch.setattr(Trainer, "train_step", original)
     assert train(cfg, tmp_path / "run", resume=True, progress=False)["steps"] == 12
 
 

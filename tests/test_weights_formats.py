@@ -15,7 +15,7 @@ import torchvision
 
 from lionfer.config import ModelConfig
 from lionfer.models import build_model, load_pretrained
-from lionfer.trainer import train
+from lionfer.training.run import train
 
 BACKBONE_TENSORS = 120  # resnet18 up to layer4: 62 parameters, 58 BatchNorm buffers
 

@@ -33,7 +33,7 @@ def source_revision(package_dir: Path | None = None) -> str | None:
     """The git commit of lionfer's own source (meta.json's `git`), or None when lionfer is not
     imported from a git checkout of lionfer: a wheel installed into a virtualenv inside some
     other repository must not record that repository's commit."""
-    package_dir = Path(__file__).resolve().parent if package_dir is None else package_dir
+    package_dir = Path(__file__).resolve().parents[1] if package_dir is None else package_dir
     root = package_dir.parent
     try:
         project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
@@ -82,7 +82,9 @@ def is_run_folder(folder: Path) -> bool:
     if isinstance(first, dict) and first.get("event") == "start" and "num_labeled" in first:
         return True
     if (folder / LAST).is_file():
-        from lionfer.checkpoint import load_checkpoint  # torch, only when there is a checkpoint
+        from lionfer.training.checkpoint import (
+            load_checkpoint,  # torch, only when there is a checkpoint
+        )
 
         try:
             load_checkpoint(folder / LAST)

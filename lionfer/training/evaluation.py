@@ -1,0 +1,90 @@
+"""Evaluating a model on a run's images: predictions of an evaluation loader, the test (and
+validation) figures of an eval event, and the feature probe the algorithms' diagnostics read.
+Used by the Trainer, by lionfer.evaluate and by the run's summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lionfer.algorithms.base import Probe
+from lionfer.config import Config
+from lionfer.data import transforms
+from lionfer.data.loaders import eval_loader
+from lionfer.data.pipeline import RunData
+from lionfer.metrics import accuracy, confusion_matrix
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class, probabilities) for every image of an evaluation loader."""
+    model.eval()
+    probs = []
+    for images, _, _ in loader:
+        logits = model(images.to(device)).logits.float()
+        probs.append(logits.softmax(dim=1).cpu())
+    probs = torch.cat(probs).numpy()
+    return probs.argmax(axis=1), probs
+
+
+def confusion_on(model, images, num_classes: int, cfg: Config, device) -> np.ndarray:
+    """The (C, C) test confusion matrix of `model` on an ImageSet, eval transform, no TTA."""
+    tf = transforms.evaluate(cfg.data.image_size, model.mean, model.std)
+    loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
+    predicted, _ = predict(model, loader, device)
+    return confusion_matrix(images.labels, predicted, num_classes)
+
+
+def eval_figures(ema_model, model, run_data: RunData, cfg: Config, device) -> dict:
+    """{part}_acc of the EMA model, {part}_acc_raw of the live one and {part}_confusion (EMA), for
+    the test set and, where the run holds one out, the validation set."""
+    rd, record = run_data, {}
+    parts = {"test": rd.test, **({"val": rd.val} if rd.val is not None else {})}
+    for part, images in parts.items():
+        for tag, evaluated in (("", ema_model), ("_raw", model)):
+            cm = confusion_on(evaluated, images, rd.num_classes, cfg, device)
+            record[f"{part}_acc{tag}"] = accuracy(cm)
+            if not tag:
+                record[f"{part}_confusion"] = cm.tolist()
+    return record
+
+
+def labeled_probs(
+    ema_model, run_data: RunData, cfg: Config, step: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The EMA model's probabilities on the labeled set (eval mode, weak views seeded by the
+    step, so a resumed run sees the same views) and the given labels."""
+    labeled = run_data.labeled
+    tf = transforms.weak(cfg.data.image_size, ema_model.mean, ema_model.std)
+    seed = hash((cfg.seed, -1, step)) % 2**62  # ints only: hash() is stable for them
+    loader = eval_loader(labeled, tf, cfg.train.eval_batch_size, cfg.data.num_workers, seed)
+    _, probs = predict(ema_model, loader, device)
+    return torch.from_numpy(probs), torch.as_tensor(labeled.labels)
+
+
+def feature_probe(model, run_data: RunData, cfg: Config, device) -> Probe:
+    """Features of `model` (eval mode) on the labeled or test set, computed on first use."""
+    cache = {}
+
+    def features(part: str):
+        if part not in cache:
+            images = {"labeled": run_data.labeled, "test": run_data.test}[part]
+            cache[part] = features_of(model, images, cfg, device)
+        return cache[part]
+
+    return Probe(run_data.labeled.true_labels, features, run_data.labeled.error_types)
+
+
+@torch.no_grad()
+def features_of(model, images, cfg: Config, device) -> tuple[torch.Tensor, np.ndarray]:
+    """(unit-norm features q (N, D) on the CPU, labels (N,)) of an ImageSet, eval mode."""
+    tf = transforms.evaluate(cfg.data.image_size, model.mean, model.std)
+    loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
+    was_training = model.training
+    model.eval()
+    features = [model(x.to(device)).features.float().cpu() for x, _, _ in loader]
+    model.train(was_training)
+    return torch.cat(features), images.labels
+
+
+__all__ = ["confusion_on", "feature_probe", "labeled_probs", "predict", "eval_figures"]

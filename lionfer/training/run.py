@@ -1,0 +1,83 @@
+"""train(): one run from its config (or, on resume, its run folder) to its summary: the checks
+before anything is written, the processes of a torchrun run, the Trainer and its fit; and
+build_trainer(), a Trainer made from a config (device, checks, data, parts)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from lionfer.config import Config, load_config, replace, resolve_paths
+from lionfer.data.pipeline import RunData, build_run_data
+from lionfer.device import resolve_device
+from lionfer.distributed import LOCAL, Comm, join, leave, process_device
+from lionfer.training import setup
+from lionfer.training.runfolder import check_run_dir, create_run_dir
+from lionfer.training.trainer import Trainer
+
+
+def train(
+    cfg: Config | None,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+    command: str = "",
+    device: str | None = None,
+) -> dict | None:
+    """Train one run into `out`; on resume the run's saved config is used (cfg may be None), on
+    `device` when one is given (e.g. a run begun on a GPU continued on a CPU). Started by
+    torchrun, the processes share the run (lionfer.distributed); the main one writes the run
+    folder and returns the summary, the others None.
+
+    Raises InputError (bad config, data or run folder: nothing is written), Interrupted (SIGINT or
+    SIGTERM: checkpoints/last.pt saved), or the failure of a step (an "error" event and a
+    checkpoint are written first)."""
+    out = Path(out)
+    check_run_dir(out, resume, overwrite)
+    if resume:
+        cfg = load_config(out / "config.toml")  # a resumed run continues with its own config
+        if device:
+            cfg = replace(cfg, f"train.device={device}")
+    else:
+        cfg = resolve_paths(cfg)
+    comm = join(resolve_device(cfg.train.device))
+    finished = False
+    try:
+        data = None
+        if resume:
+            split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
+            data = build_run_data(split, cfg.seed, progress and comm.is_main)
+        # data and model first, so a bad root or weights file leaves no run folder
+        trainer = build_trainer(cfg, out, data, progress, command, comm)
+        if not resume and comm.is_main:
+            create_run_dir(out, overwrite)
+        comm.barrier()
+        summary = trainer.fit(resume=resume, stop_after=stop_after)
+        finished = True
+        return summary
+    finally:
+        leave(comm, finished)
+
+
+def build_trainer(
+    cfg: Config,
+    out: str | Path,
+    run_data: RunData | None = None,
+    progress: bool = True,
+    command: str = "",
+    comm: Comm = LOCAL,
+) -> Trainer:
+    """A Trainer for `cfg` writing into `out`: this process's device, the batch and label checks,
+    the run's data (read from cfg.data unless given) and its parts, seeded by cfg.seed."""
+    device = process_device(resolve_device(cfg.train.device), comm)
+    setup.check_batch_sizes(cfg, comm)
+    if run_data is None:
+        run_data = build_run_data(setup.data_config(cfg), cfg.seed, progress and comm.is_main)
+    setup.check_all_labeled(cfg, run_data)
+    parts = setup.build_parts(cfg, run_data, device, comm)
+    return Trainer(cfg, out, run_data, parts, device, progress, command, comm)
+
+
+__all__ = ["build_trainer", "train"]

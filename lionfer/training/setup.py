@@ -1,0 +1,186 @@
+"""Building a run's parts from its config: the data section and the checks on it, the model
+(with its pretrained weights), its EMA and the wrapping for several processes, the algorithm, the
+optimiser, and the training streams (where `data.augment_on` picks the views' maker)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import NamedTuple
+
+import torch
+
+from lionfer.algorithms.base import Algorithm, AlgorithmInfo
+from lionfer.config import Config
+from lionfer.data import transforms
+from lionfer.data.base import ImageSet
+from lionfer.data.cache import cache_images
+from lionfer.data.loaders import DeviceStream, stream_loader
+from lionfer.data.pipeline import RunData
+from lionfer.distributed import Comm, check_divisible, sync_batchnorm, wrap
+from lionfer.errors import ConfigError, InputError, MissingInputError
+from lionfer.models import build_model, load_weights
+from lionfer.registry import ALGORITHMS
+from lionfer.training.ema import ModelEMA
+
+
+def data_config(cfg: Config):
+    """The data section a run is built from: every training image labeled when the algorithm
+    declares uses_all_labels (data.num_labels is then ignored)."""
+    if ALGORITHMS.get(cfg.algorithm.name).uses_all_labels:
+        return dataclasses.replace(cfg.data, num_labels=-1)
+    return cfg.data
+
+
+def check_batch_sizes(cfg: Config, comm: Comm) -> None:
+    """The global batches split evenly over the processes of the run."""
+    sizes = {"train.batch_size": cfg.train.batch_size}
+    sizes["batch_size x unlabeled_ratio"] = cfg.train.batch_size * cfg.train.unlabeled_ratio
+    check_divisible(sizes, comm)
+
+
+def check_all_labeled(cfg: Config, run_data: RunData) -> None:
+    """An algorithm that uses every label must not get a split that hides some (a split file)."""
+    hidden = int((run_data.data.train.labels[run_data.split.unlabeled] >= 0).sum())
+    if ALGORITHMS.get(cfg.algorithm.name).uses_all_labels and hidden:
+        raise ConfigError(
+            f"algorithm {cfg.algorithm.name} trains on every training image, but the split "
+            f"{cfg.data.split_file or ''} leaves {hidden} of them unlabeled; drop "
+            "data.split_file, or use a split made with data.num_labels=-1"
+        )
+
+
+def memory_format(cfg: Config) -> torch.memory_format:
+    return torch.channels_last if cfg.train.channels_last else torch.preserve_format
+
+
+def seed_device_rng(cfg: Config, comm: Comm, device: torch.device, step: int) -> None:
+    """With several processes on GPUs, each draws its own dropout masks: the GPU generator is
+    seeded by (seed, rank, step); the CPU generator, which the algorithms draw from, stays the
+    same on every process."""
+    if comm.world_size > 1 and device.type == "cuda":
+        torch.cuda.manual_seed(hash((cfg.seed, comm.rank, step)) % 2**62)
+
+
+def build_algorithm(cfg: Config, run_data: RunData, model) -> Algorithm:
+    """The run's algorithm, told what it may know of the data and the model."""
+    info = AlgorithmInfo(
+        run_data.num_classes,
+        len(run_data.labeled),
+        len(run_data.unlabeled),
+        model.feature_dim,
+        torch.as_tensor(run_data.labeled.labels),
+        tuple(run_data.data.class_names),
+    )
+    return ALGORITHMS.get(cfg.algorithm.name)(cfg.algorithm.params, info)
+
+
+class Parts(NamedTuple):
+    """What the loop trains: the model, its EMA (plain BatchNorm: evaluated alone), the model as
+    trained (wrapped for several processes, compiled when asked), the algorithm and the
+    optimiser; and where the weights came from."""
+
+    model: torch.nn.Module
+    ema: ModelEMA
+    train_model: torch.nn.Module
+    algorithm: Algorithm
+    optimizer: torch.optim.Optimizer
+    weights_message: str
+
+
+def build_parts(cfg: Config, run_data: RunData, device: torch.device, comm: Comm) -> Parts:
+    """The run's parts, seeded by cfg.seed, in the order that fixes their initial state."""
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = build_model(dataclasses.replace(cfg.model, pretrained=""), run_data.num_classes)
+    weights_message = "random init"
+    if cfg.model.pretrained:
+        weights_message = load_pretrained(model, cfg.model)
+    model.to(device, memory_format=memory_format(cfg))
+    ema = ModelEMA(model, cfg.train.ema_decay)
+    synced = cfg.train.sync_batchnorm and comm.world_size > 1
+    if synced:
+        model = sync_batchnorm(model, comm, device)
+    train_model = wrap(model, comm, device, synced)
+    if cfg.train.compile:
+        train_model = torch.compile(train_model)
+    seed_device_rng(cfg, comm, device, 0)
+    algorithm = build_algorithm(cfg, run_data, model)
+    algorithm.comm = comm
+    algorithm.to(device)
+    optimizer = build_optimizer(cfg, model, algorithm, device)
+    return Parts(model, ema, train_model, algorithm, optimizer, weights_message)
+
+
+def build_optimizer(cfg: Config, model, algorithm: Algorithm, device) -> torch.optim.Adam:
+    """Adam over the model and the algorithm's own modules (e.g. a rotation head)."""
+    groups = [{"params": model.parameters()}]
+    if algorithm.modules() is not None:
+        groups.append({"params": algorithm.modules().parameters()})
+    cuda = device.type == "cuda"
+    return torch.optim.Adam(  # fused on a GPU: one kernel, no host reads;
+        groups,  # on a CPU the multi-tensor update, which computes what the per-tensor one does
+        lr=cfg.train.lr,
+        weight_decay=cfg.train.weight_decay,
+        fused=True if cuda else None,
+        foreach=None if cuda else True,
+    )
+
+
+def load_pretrained(model: torch.nn.Module, model_cfg) -> str:
+    """model.pretrained loaded into the model (a file, or a packaged weight set's name)."""
+    try:
+        return load_weights(model, model_cfg.name, model_cfg.pretrained)
+    except InputError:
+        raise
+    except FileNotFoundError as error:
+        raise MissingInputError(f"model.pretrained: {error}") from error
+    except ValueError as error:
+        raise InputError(f"model.pretrained: {error}") from error
+
+
+def training_sets(cfg: Config, run_data: RunData, progress: bool) -> tuple[ImageSet, ImageSet]:
+    """The labeled and unlabeled training images, through the uint8 cache when asked (or
+    when the views are made on the device, which needs it)."""
+    data, rd = cfg.data, run_data
+    if not (data.cache_images or data.augment_on == "device"):
+        return rd.labeled, rd.unlabeled
+    return tuple(
+        cache_images(images, data.image_size, data.num_workers, progress, what)
+        for images, what in ((rd.labeled, "labeled"), (rd.unlabeled, "unlabeled"))
+    )
+
+
+def loaders(cfg, run_data, views, model, device, comm: Comm, step: int, progress: bool):
+    """The labeled stream (weak views) and, for an algorithm with `views`, the unlabeled one,
+    from batch `step` on."""
+    labeled_set, unlabeled_set = training_sets(cfg, run_data, progress)
+    sizes = (cfg.train.batch_size, cfg.train.batch_size * cfg.train.unlabeled_ratio)
+    streams = [(labeled_set, ("weak",), sizes[0], 0)]
+    if views:
+        streams.append((unlabeled_set, views, sizes[1], 1))
+    made = [stream(cfg, *s, step, model, device, comm) for s in streams]
+    return made[0], (made[1] if len(made) > 1 else None)
+
+
+def stream(cfg, images, views: tuple[str, ...], batch_size: int, index: int, step: int, model,
+           device, comm: Comm):  # fmt: skip
+    """This process's share of stream `index`, global batches of `batch_size` from `step` on:
+    views made on the device (data.augment_on=device) or by the loader's workers."""
+    mean, std = model.mean, model.std
+    shard = (comm.rank, comm.world_size)
+    if cfg.data.augment_on == "device":
+        return DeviceStream(images, views, batch_size, cfg.seed, index, step, device, (mean, std),
+                            shard)  # fmt: skip
+    size = cfg.data.image_size
+    return stream_loader(
+        images,
+        tuple(getattr(transforms, view)(size, mean, std) for view in views),
+        batch_size,
+        seed=cfg.seed,
+        stream=index,
+        start_batch=step,
+        num_workers=cfg.data.num_workers,
+        pin_memory=device.type == "cuda",
+        shard=shard,
+    )

@@ -129,7 +129,7 @@ def format_summary(summary: dict, out: Path) -> str:
         f"test accuracy {summary['test_acc']:.4f} (EMA), {summary['test_acc_raw']:.4f} (raw); "
         f"mean class accuracy {summary['mean_class_acc']:.4f}",
     ]
-    from lionfer.report import label_quality_lines
+    from lionfer.reporting.run_summary import label_quality_lines
 
     lines += label_quality_lines(summary)
     if "relabel" in summary:
@@ -151,7 +151,7 @@ def cmd_evaluate(args) -> int:
     )
     for name, acc in result["per_class_acc"].items():
         print(f"  {name:<12} {'-' if acc is None else f'{acc:.4f}'}")
-    from lionfer.report import label_quality_lines
+    from lionfer.reporting.run_summary import label_quality_lines
 
     for line in label_quality_lines(result):
         print(line)

@@ -13,10 +13,10 @@ from lionfer.errors import CheckpointError
 from lionfer.metrics import accuracy
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
-from lionfer.report import final_figures
 from lionfer.training.checkpoint import load_checkpoint
 from lionfer.training.evaluation import confusion_on, feature_probe
 from lionfer.training.setup import build_algorithm
+from lionfer.training.summary import final_figures
 
 
 def load_run_model(run: Path, checkpoint: str = "last", device: str = "cpu"):

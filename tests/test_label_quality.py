@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from lionfer.report import comparison_table, label_quality_lines
+from lionfer.reporting.run_summary import comparison_table, label_quality_lines
 from lionfer.training.run import train
 
 
@@ -160,7 +160,7 @@ def test_relabels_csv_lists_demoted_images_with_their_status(tmp_path):
     import torch
 
     from lionfer.data.base import ImageSet
-    from lionfer.report import write_relabels
+    from lionfer.training.summary import write_relabels
 
     class Fake:
         def state_dict(self):

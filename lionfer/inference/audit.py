@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from lionfer import report
+from lionfer.algorithms.lion_report import RELABEL_COLUMNS as RUN_RELABEL_COLUMNS
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
 from lionfer.inference.predictor import InputError, Predictor, checkpoint_file, probability_column
@@ -43,7 +43,7 @@ AUDIT_COLUMNS = (
     "p_model",
     "score",
 )
-RELABEL_COLUMNS = (*report.RELABEL_COLUMNS, "changed", "ambiguous")
+RELABEL_COLUMNS = (*RUN_RELABEL_COLUMNS, "changed", "ambiguous")
 THUMBNAIL = 96  # px, the longer side of a face on the HTML page
 SPLITS = ("train", "test")
 

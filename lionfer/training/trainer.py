@@ -18,14 +18,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from lionfer import report
 from lionfer.algorithms.base import Batch, Progress
 from lionfer.config import Config, save_config
 from lionfer.data.pipeline import RunData
 from lionfer.distributed import LOCAL, Comm, global_labels
 from lionfer.errors import CheckpointWriteError, Interrupted, NonFiniteLoss
 from lionfer.tensorboard_log import TensorBoardLog
-from lionfer.training import setup
+from lionfer.training import setup, summary
 from lionfer.training.checkpoint import (
     check_state_fits,
     load_checkpoint,
@@ -210,7 +209,7 @@ class Trainer:
         if self.is_main:
             save_config(self.cfg, self.out / "config.toml")
             rd.split.save(self.out / "split.json")
-            report.write_meta(self.out, self.cfg, self.device, self.command, self.comm.world_size)
+            summary.write_meta(self.out, self.cfg, self.device, self.command, self.comm.world_size)
 
     def _resume(self) -> None:
         path = self.out / LAST
@@ -280,7 +279,7 @@ class Trainer:
     def _finish(self) -> dict:
         """summary.json, relabels.csv and confusion.csv, from the last evaluation."""
         last = self.last_eval or self._evaluate()
-        return report.finish_run(
+        return summary.finish_run(
             self.out, self.cfg, self.run_data, self.algorithm, last, self.step, self.best
         )
 

@@ -1,118 +1,14 @@
-"""Run outputs: meta.json at the start; summary.json, relabels.csv and confusion.csv at the end;
-and the tables that compare runs (mean ± std over seeds)."""
+"""A finished run's summary as text: the label-quality lines `lionfer train` prints, the
+method's name, and `make demo`'s table (mean ± std over seeds)."""
 
 from __future__ import annotations
 
-import csv
 import json
-import platform
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-import torch
-
-import lionfer
-
-# RELABEL_COLUMNS stays importable from here: lionfer.inference.audit's table extends it
-from lionfer.algorithms.lion_report import RELABEL_COLUMNS, relabel_table  # noqa: F401
-from lionfer.config import Config
-from lionfer.metrics import (
-    format_mean_std,
-    macro_f1,
-    mean_class_accuracy,
-    per_class_accuracy,
-)
+from lionfer.metrics import format_mean_std
 from lionfer.reporting.tables import LABEL_TYPE_FIGURES
-from lionfer.training.runfolder import source_revision
-
-
-def write_meta(
-    out: Path, cfg: Config, device: torch.device, command: str, processes: int = 1
-) -> None:
-    meta = {
-        "lionfer": lionfer.__version__,
-        "git": source_revision(),  # None unless run from a lionfer checkout
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(device),
-        "processes": processes,
-        "command": command or " ".join(sys.argv),
-    }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def _nan_to_none(values) -> list:
-    return [None if np.isnan(v) else float(v) for v in values]
-
-
-def final_figures(cm: np.ndarray, class_names) -> dict:
-    per_class = _nan_to_none(per_class_accuracy(cm))
-    return {
-        "mean_class_acc": float(mean_class_accuracy(cm)),
-        "macro_f1": float(macro_f1(cm)),
-        "per_class_acc": dict(zip(class_names, per_class, strict=True)),
-        "confusion_matrix": cm.astype(int).tolist(),
-    }
-
-
-def finish_run(
-    out: Path, cfg: Config, run_data, algorithm, last_eval: dict, steps: int, best: dict
-) -> dict:
-    """Write summary.json, relabels.csv and confusion.csv of a finished run: its data and
-    algorithm, its last eval record (with test_confusion), its steps and best evaluation."""
-    rd, last = run_data, last_eval
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    cm = np.asarray(last["test_confusion"])
-    names = list(rd.data.class_names)
-    trains = [r for r in records if r.get("event") == "train"]
-    summary = {
-        "algorithm": cfg.algorithm.name,
-        "dataset": cfg.data.dataset,
-        "model": cfg.model.name,
-        "num_labels": len(rd.labeled),
-        "num_unlabeled": len(rd.unlabeled),
-        "seed": cfg.seed,
-        "steps": steps,
-        "class_names": names,
-        "test_acc": last["test_acc"],
-        "test_acc_raw": last["test_acc_raw"],
-        **final_figures(cm, names),
-        "best": best,
-        "steps_per_s": float(np.mean([r["steps_per_s"] for r in trains])) if trains else None,
-        "notes": rd.data.notes,
-    }
-    if "val_acc" in last:
-        summary["val_acc"] = last["val_acc"]
-    for key in ("mask_rate", "pseudo_label_acc"):
-        if key in last:
-            summary[key] = last[key]
-    true_labeled = rd.labeled.true_labels
-    summary.update(last.get("labels", {}))  # relabel and label_quality figures
-    summary.update(algorithm.summary(true_labeled, rd.unlabeled.true_labels))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_relabels(out / "relabels.csv", algorithm, rd.labeled, names)
-    write_confusion(out / "confusion.csv", cm, names)
-    return summary
-
-
-def write_relabels(path: Path, algorithm, labeled, names) -> None:
-    """relabels.csv from the algorithm's state: the relabel table (lion_report.relabel_table),
-    empty for an algorithm that changes no labels."""
-    header, rows = relabel_table(algorithm.state_dict(), labeled, names)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def write_confusion(path: Path, cm: np.ndarray, names) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true\\predicted", *names])
-        for name, row in zip(names, cm.astype(int).tolist(), strict=True):
-            writer.writerow([name, *row])
 
 
 def load_summaries(paths) -> list[dict]:

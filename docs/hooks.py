@@ -254,7 +254,7 @@ def results_table(name: str) -> str:
     commands = "\n".join(made["commands"])
     return (
         "\n".join(lines)
-        + f"\n\nMade at commit `{made['commit']}` on {made['machine']} ({made['date']}):\n\n"
+        + f"\n\nRuns made at commit `{made['commit']}` on {made['machine']} ({made['date']}):\n\n"
         + f"```bash\n{commands}\n```\n"
     )
 

@@ -45,6 +45,7 @@ def write_run(
     logs=(),
     params=None,
     steps=100,
+    relabel=None,
 ):
     """A finished run folder: summary.json, config.toml and metrics.jsonl with `logs` as its
     "train" events ({"step": s, key: value, ...})."""
@@ -60,6 +61,7 @@ def write_run(
         "test_acc": 0.5,
         "mean_class_acc": 0.5,
         "confusion_matrix": cm,
+        **({"relabel": relabel} if relabel else {}),
     }
     (path / "summary.json").write_text(json.dumps(summary))
     algo = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (params or {}).items())
@@ -117,7 +119,7 @@ def test_a_healthy_run_is_not_flagged(tmp_path):
     result = make_report([tmp_path / "runs"], out)
     assert result.warnings == [] and "warning" not in str(result)
     md = (out / "report.md").read_text()
-    assert "No run flagged." in md and "Rule (a) judged 1 of 1 runs, rule (b) 1." in md
+    assert "No run flagged." in md and "Rule (a) judged 1 of 1 runs, rule (b) 1, rule (c) 0." in md
     assert read_csv(out / "runs.csv")[0]["flags"] == ""
     assert read_csv(out / "table1.csv")[0]["flags"] == ""
     assert json.loads((out / "report.json").read_text())["flags"] == []
@@ -281,3 +283,51 @@ def test_every_semi_supervised_method_names_its_schedule_terms():
 
     unlabeled = set(ALGORITHMS.names()) - {"supervised", "fullysupervised"}
     assert unlabeled <= set(SCHEDULE_TERMS)
+
+
+def relabel_figures(given, current, count=20, precision=0.15, broken=15):
+    return {
+        "count": count,
+        "precision": precision,
+        "given_accuracy": given,
+        "current_accuracy": current,
+        "broken": broken,
+    }
+
+
+def test_relabels_that_leave_the_labels_worse_are_flagged(tmp_path):
+    worse = write_run(tmp_path, "worse", algorithm="lion", relabel=relabel_figures(0.762, 0.681))
+    flags = K.run_flags(load_runs([worse]).runs[0])
+    assert [f.rule for f in flags] == [K.WORSE]
+    assert flags[0].evidence == (
+        "labels 76% right as given → 68% at the end: 20 relabels, 3 of them right (15%), "
+        "15 correct labels broken"
+    )
+
+
+@pytest.mark.parametrize(
+    "given, current", [(0.762, 0.762), (0.762, 0.80), (0.7619047619047619, 0.761904761904762)]
+)
+def test_labels_as_accurate_as_given_or_better_are_not_flagged(tmp_path, given, current):
+    run = write_run(tmp_path, "same", algorithm="lion", relabel=relabel_figures(given, current))
+    assert K.run_flags(load_runs([run]).runs[0]) == []
+
+
+def test_rule_c_judges_only_runs_with_relabel_figures_against_truth(tmp_path):
+    unknown = {"count": 3, "precision": None, "given_accuracy": None, "current_accuracy": None}
+    runs = [
+        write_run(tmp_path, "a", algorithm="lion", relabel=relabel_figures(0.8, 0.7)),
+        write_run(tmp_path, "b", algorithm="lion", relabel=unknown),
+        write_run(tmp_path, "c", algorithm="fixmatch"),
+    ]
+    collection = load_runs(runs).runs
+    assert K.judged(collection)[K.WORSE] == 1
+    assert [bool(K.run_flags(r)) for r in collection] == [True, False, False]
+
+
+def test_one_relabel_reads_in_the_singular(tmp_path):
+    run = write_run(
+        tmp_path, "one", algorithm="lion", relabel=relabel_figures(0.75, 0.74, 1, 0.0, 1)
+    )
+    evidence = K.run_flags(load_runs([run]).runs[0])[0].evidence
+    assert evidence.endswith(": 1 relabel, 0 of them right (0%), 1 correct label broken")

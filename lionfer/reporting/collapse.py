@@ -1,8 +1,9 @@
 """Flags against silent collapse, for reports: pure rules from a finished run
 (lionfer.reporting.runs.Run) to flags with their reasons. A run is flagged when its test predictions
-fall on two or fewer classes, or when its pseudo-labels stay near chance over the last half of
-training; each flag names the schedule term that drove the unlabeled loss, with numbers read from
-the run's own logs (metrics.jsonl) and config. The rules and thresholds are documented in
+fall on two or fewer classes, when its pseudo-labels stay near chance over the last half of
+training, or when its relabeling left the labeled set less accurate than given; each flag names
+the schedule term that drove the unlabeled loss, with numbers read from the run's own logs
+(metrics.jsonl) and config. The rules and thresholds are documented in
 docs/report-flags.md."""
 
 from __future__ import annotations
@@ -22,21 +23,24 @@ EPS = 1e-9  # so that exactly 90% (63 of 70) counts as 90%
 
 COLLAPSED = "collapsed"
 CHANCE = "pseudo-labels at chance"
-RULES = (COLLAPSED, CHANCE)
+WORSE = "labels made worse"
+RULES = (COLLAPSED, CHANCE, WORSE)
 EXPLANATION = (
     f"A run is flagged (a) **{COLLAPSED}** when ≥ {COLLAPSE_SHARE:.0%} of its test predictions "
     f"(the confusion matrix's column sums) fall on {COLLAPSE_CLASSES} classes or fewer (judged "
-    f"where C > {COLLAPSE_CLASSES}), and (b) **{CHANCE}** when every pseudo-label accuracy "
+    f"where C > {COLLAPSE_CLASSES}), (b) **{CHANCE}** when every pseudo-label accuracy "
     f"logged after {LATE:.0%} of its steps is under {CHANCE_FACTOR:g}/C (judged where the run "
-    "logs one there). Each reason names the schedule term that drove the unlabeled loss, with "
-    "its numbers over the last half of the run from metrics.jsonl and config.toml; "
+    f"logs one there), and (c) **{WORSE}** when its labeled set ends less accurate than given "
+    "(judged where the run changes labels and the true labels are known). Each reason names "
+    "the schedule term that drove the unlabeled loss, with its numbers over the last half of "
+    "the run from metrics.jsonl and config.toml; "
     "docs/report-flags.md in lionfer's repository explains how to read them."
 )
 
 
 @dataclass(frozen=True)
 class Flag:
-    rule: str  # COLLAPSED or CHANCE
+    rule: str  # COLLAPSED, CHANCE or WORSE
     evidence: str  # the numbers that broke the rule
     term: str  # the schedule term that dominated, with its numbers (the same for a run's flags)
 
@@ -103,6 +107,34 @@ def _ratio(logs: list[dict], loss: str, weight) -> float | None:
 
 
 # ---- the rules ----
+
+
+def _relabel(run) -> dict:
+    """summary.json's relabel figures where they can be judged: given and current accuracy of
+    the labeled set against the true labels (a method that changes labels, truth known)."""
+    relabel = run.summary.get("relabel") or {}
+    known = _number(relabel.get("given_accuracy")) and _number(relabel.get("current_accuracy"))
+    return relabel if known else {}
+
+
+def labels_made_worse(run) -> str | None:
+    """Rule (c): the evidence when the labeled set ends less accurate than given (its relabels
+    broke more correct labels than they fixed wrong ones); None otherwise, and where the run
+    changes no labels or has no true labels."""
+    relabel = _relabel(run)
+    if not relabel or relabel["current_accuracy"] >= relabel["given_accuracy"] - EPS:
+        return None
+    count, precision = relabel.get("count"), relabel.get("precision")
+    text = f"labels {_pct(relabel['given_accuracy'])} right as given → "
+    text += f"{_pct(relabel['current_accuracy'])} at the end"
+    if _number(count):
+        text += f": {count:g} relabel{'' if count == 1 else 's'}"
+        if _number(precision):
+            text += f", {round(count * precision):g} of them right ({_pct(precision)})"
+    if _number(relabel.get("broken")):
+        broken = relabel["broken"]
+        text += f", {broken:g} correct label{'' if broken == 1 else 's'} broken"
+    return text
 
 
 def collapsed(run) -> str | None:
@@ -279,7 +311,11 @@ def schedule_term(run) -> str:
 
 def run_flags(run) -> list[Flag]:
     """The flags of one run (empty for a healthy one)."""
-    found = [(COLLAPSED, collapsed(run)), (CHANCE, chance_pseudo_labels(run))]
+    found = [
+        (COLLAPSED, collapsed(run)),
+        (CHANCE, chance_pseudo_labels(run)),
+        (WORSE, labels_made_worse(run)),
+    ]
     found = [(rule, evidence) for rule, evidence in found if evidence]
     term = schedule_term(run) if found else ""
     return [Flag(rule, evidence, term) for rule, evidence in found]
@@ -302,7 +338,7 @@ def group_flags(runs, flags: dict) -> dict[tuple[str, str], str]:
 
 def judged(runs) -> dict[str, int]:
     """How many runs each rule could judge (a confusion matrix of more than two classes;
-    pseudo-label accuracy logged in the last half)."""
+    pseudo-label accuracy logged in the last half; relabel figures against true labels)."""
     return {
         COLLAPSED: sum(
             len(r.summary.get("confusion_matrix") or []) > COLLAPSE_CLASSES for r in runs
@@ -311,6 +347,7 @@ def judged(runs) -> dict[str, int]:
             bool(num_classes(r)) and any(_number(e.get("pseudo_label_acc")) for e in late_logs(r))
             for r in runs
         ),
+        WORSE: sum(bool(_relabel(r)) for r in runs),
     }
 
 

@@ -176,7 +176,7 @@ def flags_section(c: Collection, flags: dict) -> Section:
     section = Section("Flags").add(
         collapse.EXPLANATION,
         f"Rule (a) judged {judged[collapse.COLLAPSED]} of {len(c.runs)} runs, rule (b) "
-        f"{judged[collapse.CHANCE]}.",
+        f"{judged[collapse.CHANCE]}, rule (c) {judged[collapse.WORSE]}.",
     )
     rows = [
         [

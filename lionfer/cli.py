@@ -5,10 +5,7 @@ No ML logic lives here, and nothing imports torch until a command needs it."""
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
-import os
 import shlex
 import sys
 import tempfile
@@ -17,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from lionfer import __version__
+from lionfer.cli_model import add_model_use_parsers, inference_environment
 from lionfer.config import (
     DEFAULT_CONFIG,
     PACKAGED_CONFIGS,
@@ -212,198 +210,6 @@ def cmd_prepare(args) -> int:
     print(result)
     print(f"train from the cache with: lionfer train data.dataset=manifest data.root={args.out}")
     return 0
-
-
-# ---- using a trained model: predict, export, relabel, audit (logic in their own modules) ----
-
-
-def model_command(resumable: bool = False):
-    """Print the command's result summary; bad input (lionfer.inference.predictor.InputError)
-    exits with 2; a resumable command interrupted by Ctrl-C says how to resume and exits
-    with 130."""
-
-    def wrap(func):
-        @functools.wraps(func)
-        def run(args) -> int:
-            from lionfer.inference.predictor import InputError
-
-            try:
-                print(func(args).summary())
-            except InputError as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 2
-            except KeyboardInterrupt:
-                if not resumable:
-                    raise
-                print(f"\ninterrupted: finished inputs are kept in {args.out}; run the same "
-                      "command again to resume", file=sys.stderr)  # fmt: skip
-                return 130
-            return 0
-
-        return run
-
-    return wrap
-
-
-# Commands that only run a model. OpenMP (under torch) spin-waits between parallel regions by
-# default; on a CPU shared with other jobs the spinning threads steal the cores the work needs
-# (3-10x slower inference on a busy 2-core machine). libgomp reads the policy once, when torch is
-# imported, so it is set before that, unless the user chose one.
-INFERENCE_COMMANDS = ("predict", "audit")
-
-
-def inference_environment(command: str) -> None:
-    """OMP_WAIT_POLICY=PASSIVE for an inference command, unless already set or torch is already
-    imported (then it is too late to matter)."""
-    if command in INFERENCE_COMMANDS and "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity mask, capped by a cgroup v2 CPU quota (a
-    container's --cpus), which torch's default thread count does not see."""
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            count = min(count or 1, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, count or 1)
-
-
-def inference_threads(requested: int | None) -> int:
-    """torch's intra-op threads for inference: --threads, else OMP_NUM_THREADS when set, else
-    torch's default (the physical cores) capped at the usable CPUs."""
-    import torch
-
-    if requested is not None:
-        if requested < 1:
-            from lionfer.inference.predictor import InputError
-
-            raise InputError(f"--threads must be at least 1, got {requested}")
-        threads = requested
-    elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        threads = max(1, int(os.environ["OMP_NUM_THREADS"]))
-    else:
-        threads = min(torch.get_num_threads(), usable_cpus())
-    torch.set_num_threads(threads)
-    return threads
-
-
-def _predictor(args):
-    from lionfer.inference.predictor import load
-
-    inference_threads(getattr(args, "threads", None))
-    detection = {k: getattr(args, k) for k in ("detector", "face_size") if hasattr(args, k)}
-    return load(args.model, args.device, args.checkpoint, batch_size=args.batch_size, **detection)
-
-
-@model_command(resumable=True)
-def cmd_predict(args):
-    from lionfer.inference.predictions_file import predict_files
-
-    return predict_files(
-        _predictor(args),
-        args.inputs,
-        args.out,
-        args.format,
-        args.cropped,
-        args.frame_stride,
-        args.annotate,
-        args.overwrite,
-        not args.no_progress,
-    )
-
-
-@model_command()
-def cmd_export(args):
-    from lionfer.inference.export import export
-
-    return export(args.model, args.out, args.format, args.checkpoint, args.overwrite)
-
-
-@model_command()
-def cmd_relabel(args):
-    from lionfer.inference.audit import write_relabel_table
-
-    return write_relabel_table(args.run, args.out, args.checkpoint, args.overwrite)
-
-
-@model_command()
-def cmd_audit(args):
-    from lionfer.inference.audit import SPLITS, audit_to_files
-
-    cfg = config_from_args(args.dataset)
-    splits = SPLITS if args.split == "all" else (args.split,)
-    return audit_to_files(_predictor(args), cfg.data, cfg.seed, args.out, args.html, args.top,
-                          splits, args.overwrite, not args.no_progress)  # fmt: skip
-
-
-def add_model_use_parsers(sub) -> None:
-    """The parsers of predict, export, relabel and audit."""
-
-    def model_args(p, classify: bool = True, detection: bool = True) -> None:
-        p.add_argument("model", help="run folder, checkpoint .pt or exported .onnx")
-        p.add_argument(
-            "--checkpoint",
-            choices=("last", "best"),
-            default="last",
-            help="which checkpoint of a run folder (default last)",
-        )
-        if classify:
-            p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
-            p.add_argument("--batch-size", type=int, default=32, help="faces per model call")
-            p.add_argument(
-                "--threads",
-                type=int,
-                help="torch threads (default: OMP_NUM_THREADS, else the usable cores)",
-            )
-        if detection:
-            p.add_argument("--detector", choices=("auto", "mtcnn", "haar"), default="auto")
-            p.add_argument(
-                "--face-size",
-                type=int,
-                default=112,
-                help="aligned face size before the model's resize, as prepare --size",
-            )
-        p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-
-    p = sub.add_parser("predict", help="expressions of every face in images, folders and videos")
-    model_args(p)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video, folder or glob")
-    p.add_argument("--out", required=True, help="predictions file, .csv or .jsonl")
-    p.add_argument("--format", choices=("csv", "jsonl"), help="default: from the --out suffix")
-    p.add_argument("--cropped", action="store_true", help="inputs are face crops: no detection")
-    p.add_argument("--frame-stride", type=int, default=1, help="every N-th video frame")
-    p.add_argument("--annotate", metavar="DIR", help="write images/videos with boxes and labels")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("export", help="export a model to ONNX or TorchScript")
-    model_args(p, classify=False, detection=False)
-    p.add_argument("--format", choices=("onnx", "torchscript"), help="default: from the suffix")
-    p.add_argument("--out", required=True, help="the exported file (.onnx, .pt)")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("relabel", help="a run's labeled set with given and corrected labels")
-    p.add_argument("run")
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last")
-    p.add_argument("--out", required=True, help="CSV file")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(func=cmd_relabel)
-
-    p = sub.add_parser(
-        "audit", help="rank a labeled dataset's labels by how much the model doubts them"
-    )
-    model_args(p, detection=False)
-    p.add_argument("dataset", nargs="*", metavar="[CONFIG] [key=value]", help="the dataset")
-    p.add_argument("--out", required=True, help="suspects CSV (every labeled image, ranked)")
-    p.add_argument("--html", help="HTML page of the top suspects (default: --out with .html)")
-    p.add_argument("--top", type=int, default=50, help="suspects on the HTML page (default 50)")
-    p.add_argument("--split", choices=("all", "train", "test"), default="all")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_audit)
 
 
 def cmd_sweep(args) -> int:

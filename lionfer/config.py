@@ -286,7 +286,7 @@ def check_name(registry, name: str, key: str) -> None:
     a name registered only by its implementation module is found by importing that module."""
     modules = {
         "dataset": ("lionfer.data.pipeline", "lionfer.data.pipeline:register_readers"),
-        "model": ("lionfer.models",),
+        "model": ("lionfer.backbones",),
     }.get(registry.kind, ())
     for module in modules:
         if name in registry:

@@ -125,16 +125,16 @@ for _name, _target, _description in (
         "torchvision MobileNetV2 backbone, 1280-d features, ImageNet norm (pretrained=imagenet)",
     ),
 ):
-    MODELS.add(_name, f"lionfer.models:{_target}", _description)
+    MODELS.add(_name, f"lionfer.backbones:{_target}", _description)
 MODELS.add_family(
     "timm",
-    "lionfer.models:build_timm",
+    "lionfer.backbones:build_timm",
     "any timm model by name, e.g. timm:convnext_tiny (needs the timm extra: pip install "
     "'lionfer[timm]'); random init, a local weights file, or model.pretrained=hub",
 )
 MODELS.add_family(
     "torchvision",
-    "lionfer.models:build_torchvision",
+    "lionfer.backbones:build_torchvision",
     "any torchvision classification model by name, e.g. torchvision:efficientnet_b0; random "
     "init, a local weights file, or model.pretrained=hub",
 )

@@ -241,7 +241,7 @@ def test_noise_on_annotated_faces_keeps_the_annotator_types_where_unchanged():
 
 
 def test_packaged_sweeps_on_the_embedded_faces_pin_the_legacy_annotator():
-    from lionfer.experiments.sweep import PACKAGED_SWEEPS, expand, load_sweep
+    from lionfer.experiments.sweep_file import PACKAGED_SWEEPS, expand, load_sweep
 
     published = {"embedded", "lion-embedded", "lion-embedded-10", "lion-resnet18", "lion-scratch"}
     named = {

@@ -11,7 +11,7 @@ import pytest
 from lionfer.algorithms.hparams import LionConfig, lion_config
 from lionfer.cli import split_config_args
 from lionfer.config import PACKAGED_CONFIGS, load_config
-from lionfer.experiments.sweep import expand, load_sweep, packaged_sweeps
+from lionfer.experiments.sweep_file import expand, load_sweep, packaged_sweeps
 
 CONFIGS = sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml"))
 PAPER_CONFIGS = ("rafdb-paper", "sfew-paper", "affectnet-paper")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lionfer import cli
+from lionfer import cli_model
 from lionfer.inference.predictor import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,12 +57,12 @@ def restore_threads():
 
 def test_inference_threads(monkeypatch, restore_threads):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert cli.inference_threads(None) == 1 == torch.get_num_threads()
-    assert cli.inference_threads(2) == 2 == torch.get_num_threads()
+    assert cli_model.inference_threads(None) == 1 == torch.get_num_threads()
+    assert cli_model.inference_threads(2) == 2 == torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert 1 <= cli.inference_threads(None) <= cli.usable_cpus()
+    assert 1 <= cli_model.inference_threads(None) <= cli_model.usable_cpus()
     with pytest.raises(InputError, match="--threads must be at least 1"):
-        cli.inference_threads(0)
+        cli_model.inference_threads(0)
 
 
 def test_usable_cpus_follows_a_container_quota(monkeypatch):
@@ -74,4 +74,4 @@ def test_usable_cpus_follows_a_container_quota(monkeypatch):
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(Path, "read_text", quota)
-    assert cli.usable_cpus() == min(2, len(os.sched_getaffinity(0)))
+    assert cli_model.usable_cpus() == min(2, len(os.sched_getaffinity(0)))

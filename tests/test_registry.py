@@ -45,8 +45,8 @@ def test_the_dataset_table_matches_what_the_readers_register():
 
 
 def test_the_model_table_names_the_factories():
-    import lionfer.models
+    import lionfer.backbones
 
     for entry in MODELS:
         assert callable(MODELS.get(entry.name))
-    assert MODELS.get("cnn_small") is lionfer.models.build_cnn_small
+    assert MODELS.get("cnn_small") is lionfer.backbones.build_cnn_small

@@ -13,7 +13,7 @@ import lionfer.algorithms  # noqa: F401  (registers the algorithms)
 from lionfer import schedules
 from lionfer.algorithms.hparams import LionConfig, lion_config
 from lionfer.config import DEFAULT_CONFIG, load_config
-from lionfer.experiments.sweep import expand, load_sweep
+from lionfer.experiments.sweep_file import expand, load_sweep
 from lionfer.registry import ALGORITHMS
 from lionfer.schedules import SCHEDULES, Schedule, rule_overrides, rule_value
 

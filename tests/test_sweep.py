@@ -13,15 +13,8 @@ from conftest import TINY
 from lionfer.cli import main
 from lionfer.config import ConfigError, load_config, replace, save_config
 from lionfer.experiments.launch import child_env, visible_gpus
-from lionfer.experiments.sweep import (
-    config_differences,
-    expand,
-    load_sweep,
-    packaged_sweeps,
-    plan,
-    run_sweep,
-    slug,
-)
+from lionfer.experiments.sweep import config_differences, plan, run_sweep
+from lionfer.experiments.sweep_file import expand, load_sweep, packaged_sweeps, slug
 from lionfer.training.run import train
 
 

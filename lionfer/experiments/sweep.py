@@ -3,86 +3,31 @@
 Every grid point gets a stable folder DIR/<dataset>@<labels>/<method>/s<seed>; DIR/sweep.json
 lists the points (label, overrides, folder) for `lionfer report`. Finished runs are skipped,
 unfinished ones resumed, the rest started (by lionfer.experiments.launch: N at a time as local
-subprocesses, one per GPU where GPUs are visible, or as cluster jobs through submitit). The file
-format is in docs/sweeps.md.
+subprocesses, one per GPU where GPUs are visible, or as cluster jobs through submitit). Reading
+the sweep file and expanding its grid is lionfer.experiments.sweep_file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
-import re
 import socket
-import tomllib
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lionfer.config import PACKAGED_CONFIGS, Config, load_config, parse_value
+from lionfer.config import Config, load_config, parse_value
 from lionfer.errors import ConfigError
 from lionfer.experiments.launch import Job, Result, run_local, run_submitit, visible_gpus
+from lionfer.experiments.sweep_file import Point, Sweep, expand, load_sweep
 
-PACKAGED_SWEEPS = PACKAGED_CONFIGS / "sweeps"
-SWEEP_KEYS = (
-    "description",
-    "config",
-    "dataset_name",
-    "overrides",
-    "num_labels",
-    "seeds",
-    "algorithms",
-    "variants",
-    "slurm",
-)
-VARIANT_KEYS = ("label", "overrides", "num_labels")
-SELECT_KEYS = ("seeds", "num_labels", "only")  # sweep.<key>=... on the command line
 LOCK = "sweep.lock"
 PATH_KEYS = ("data.root", "data.unlabeled_root", "data.split_file", "data.label_file")
 PATH_KEYS += ("model.pretrained",)
 EXECUTION_KEYS = ("train.device", "data.num_workers", "train.tensorboard")  # change no result
-
-
-@dataclass(frozen=True)
-class Method:
-    """A row of the grid: a label and the overrides that make it (e.g. algorithm.name=fixmatch)."""
-
-    label: str
-    overrides: tuple[str, ...]
-    num_labels: tuple[int, ...] = ()  # its own budgets (e.g. -1 for full supervision); () = grid's
-
-
-@dataclass(frozen=True)
-class Sweep:
-    name: str
-    path: Path
-    config: Path  # the base config file
-    overrides: tuple[str, ...]
-    num_labels: tuple[int, ...]
-    seeds: tuple[int, ...]
-    methods: tuple[Method, ...]
-    dataset_name: str = ""  # the dataset's name in folders and report columns; "" = data.dataset
-    slurm: tuple[tuple[str, Any], ...] = ()  # submitit parameters
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Point:
-    """One run of the grid; `overrides` follow the base config in this order."""
-
-    label: str
-    dataset: str
-    num_labels: int  # -1 = every training image labeled
-    seed: int
-    overrides: tuple[str, ...]
-    folder: str  # relative to the sweep folder
-
-    @property
-    def column(self) -> str:
-        return f"{self.dataset}@{budget_name(self.num_labels)}"
 
 
 @dataclass(frozen=True)
@@ -92,197 +37,6 @@ class Action:
     point: Point
     kind: str
     reason: str = ""
-
-
-def budget_name(num_labels: int) -> str:
-    return "all" if num_labels == -1 else str(num_labels)
-
-
-def slug(label: str) -> str:
-    """A folder name for a label: lower case, runs of other characters become one '-'."""
-    name = re.sub(r"[^a-z0-9._]+", "-", label.lower()).strip("-.")
-    if not name:
-        raise ConfigError(f"variant label {label!r} has no letters or digits to name a folder")
-    return name
-
-
-# ---- reading a sweep file ----
-
-
-def find_sweep(name: str | Path) -> Path:
-    """A sweep file path, or the name of a packaged sweep in lionfer/configs/sweeps/."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    packaged = PACKAGED_SWEEPS / f"{str(name).removesuffix('.toml')}.toml"
-    if packaged.is_file():
-        return packaged
-    names = ", ".join(packaged_sweeps())
-    raise ConfigError(f"sweep file not found: {name} (packaged sweeps: {names})")
-
-
-def packaged_sweeps() -> list[str]:
-    return sorted(p.stem for p in PACKAGED_SWEEPS.glob("*.toml"))
-
-
-def _base_config(text: str, near: Path) -> Path:
-    """The sweep's base config: a path (relative to the sweep file) or a packaged config name."""
-    for candidate in (near / text, PACKAGED_CONFIGS / f"{text.removesuffix('.toml')}.toml"):
-        if candidate.is_file():
-            return candidate.resolve()
-    names = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml")))
-    raise ConfigError(
-        f"config {text!r} of the sweep is neither a file next to the sweep file nor a packaged "
-        f"config ({names})"
-    )
-
-
-def _check_keys(table: dict, allowed: tuple[str, ...], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(allowed)}"
-            raise ConfigError(f"unknown key {key!r} in {where}.{hint}")
-
-
-def _int_list(value: Any, key: str) -> tuple[int, ...]:
-    if isinstance(value, str):  # sweep.seeds=0,1 on the command line
-        value = [parse_value(v.strip()) for v in value.split(",") if v.strip()]
-    values = value if isinstance(value, list | tuple) else [value]
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ConfigError(f"{key}: expected a list of integers such as [0, 1, 2], got {value!r}")
-    return tuple(values)
-
-
-def _str_list(value: Any, key: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
-    return tuple(value)
-
-
-def _methods(raw: dict, where: str) -> tuple[Method, ...]:
-    methods = [
-        Method(name, (f"algorithm.name={name}",))
-        for name in _str_list(raw.get("algorithms", []), "algorithms")
-    ]
-    variants = raw.get("variants", [])
-    if not isinstance(variants, list):
-        raise ConfigError(f"variants in {where}: expected [[variants]] tables")
-    for i, variant in enumerate(variants):
-        _check_keys(variant, VARIANT_KEYS, f"variant {i + 1} of {where}")
-        if not isinstance(variant.get("label"), str):
-            raise ConfigError(f'variant {i + 1} of {where} needs a label, e.g. label = "LION"')
-        budgets = variant.get("num_labels")
-        methods.append(
-            Method(
-                variant["label"],
-                _str_list(variant.get("overrides", []), f"variant {variant['label']!r} overrides"),
-                () if budgets is None else _int_list(budgets, f"variant {variant['label']!r}"),
-            )
-        )
-    labels = [m.label for m in methods]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ConfigError(f"{where} names these methods twice: {', '.join(repeated)}")
-    return tuple(methods)
-
-
-def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
-    """Read a sweep file; `select` holds `sweep.seeds=...`, `sweep.num_labels=...` and
-    `sweep.only=LABEL,...` assignments that narrow its grid."""
-    path = find_sweep(name)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path} is not valid TOML: {error}") from error
-    _check_keys(raw, SWEEP_KEYS, str(path))
-    if not isinstance(raw.get("config"), str):
-        raise ConfigError(f'{path} needs a base config, e.g. config = "rafdb-paper"')
-    base = _base_config(raw["config"], path.parent)
-    methods = _methods(raw, str(path))
-    seeds = _int_list(raw.get("seeds", [0]), "seeds")
-    budgets = _int_list(raw["num_labels"], "num_labels") if "num_labels" in raw else ()
-    for assignment in select:
-        key, _, text = assignment.removeprefix("sweep.").partition("=")
-        _check_keys({key: None}, SELECT_KEYS, "the sweep's command-line selection (sweep.KEY=...)")
-        value = parse_value(text)
-        if key == "seeds":
-            seeds = _int_list(value, "sweep.seeds")
-        elif key == "num_labels":
-            budgets = _int_list(value, "sweep.num_labels")
-        else:
-            methods = _select(methods, _str_list(value, "sweep.only"))
-    slurm = raw.get("slurm", {})
-    if not isinstance(slurm, dict):
-        raise ConfigError(f"slurm in {path}: expected a table of submitit parameters")
-    return Sweep(
-        name=path.stem,
-        path=path.resolve(),
-        config=base,
-        overrides=_str_list(raw.get("overrides", []), "overrides"),
-        num_labels=budgets,
-        seeds=seeds,
-        methods=methods or (Method("", ()),),
-        dataset_name=str(raw.get("dataset_name", "")),
-        slurm=tuple(slurm.items()),
-        description=str(raw.get("description", "")),
-    )
-
-
-def _select(methods: tuple[Method, ...], labels: tuple[str, ...]) -> tuple[Method, ...]:
-    known = [m.label for m in methods]
-    unknown = [label for label in labels if label not in known]
-    if unknown:
-        raise ConfigError(
-            f"sweep.only: no method named {', '.join(unknown)}; the sweep has {', '.join(known)}"
-        )
-    return tuple(m for m in methods if m.label in labels)
-
-
-# ---- the grid ----
-
-
-def expand(sweep: Sweep, overrides: list[str] | tuple = ()) -> list[tuple[Point, Config]]:
-    """Every grid point with its resolved config (so a typo fails before anything runs), in run
-    order: seed by seed, so the first seed of every method finishes first."""
-    for assignment in overrides:
-        key = assignment.partition("=")[0].strip()
-        if key in ("seed", "data.num_labels"):
-            option = "seeds" if key == "seed" else "num_labels"
-            raise ConfigError(
-                f"{key} is set by the sweep's grid; choose values with sweep.{option}=... instead"
-            )
-    points, folders = [], {}
-    for seed in sweep.seeds:
-        for method in sweep.methods:
-            for budget in method.num_labels or sweep.num_labels or (None,):
-                grid = [] if budget is None else [f"data.num_labels={budget}"]
-                chosen = (*sweep.overrides, *method.overrides, *grid, f"seed={seed}", *overrides)
-                try:
-                    cfg = load_config(sweep.config, list(chosen))
-                except ConfigError as error:
-                    where = f"method {method.label!r}, " if method.label else ""
-                    raise ConfigError(f"sweep {sweep.name}, {where}seed {seed}: {error}") from error
-                label = method.label or cfg.algorithm.name
-                point = Point(
-                    label=label,
-                    dataset=sweep.dataset_name or cfg.data.dataset,
-                    num_labels=cfg.data.num_labels,
-                    seed=seed,
-                    overrides=tuple(chosen),
-                    folder="",
-                )
-                folder = f"{point.column}/{slug(label)}/s{seed}"
-                if folder in folders:
-                    raise ConfigError(
-                        f"methods {folders[folder]!r} and {label!r} would share the folder "
-                        f"{folder}; give them labels that differ in letters or digits"
-                    )
-                folders[folder] = label
-                points.append((dataclasses.replace(point, folder=folder), cfg))
-    return points
 
 
 def flatten(raw: dict, prefix: str = "") -> dict[str, Any]:

@@ -24,7 +24,8 @@ from lionfer.inference.audit import (
     rank_order,
     relabel_rows,
 )
-from lionfer.inference.predictor import InputError, ModelInfo, Predictor
+from lionfer.inference.model_file import ModelInfo
+from lionfer.inference.predictor import InputError, Predictor
 from lionfer.labels import CLASS_NAMES
 
 # red value of a flat image -> (given class folder, the stub model's probabilities)

@@ -14,7 +14,8 @@ from predict_helpers import IMAGE_SIZE, faces, make_checkpoint
 
 from lionfer.cli import main
 from lionfer.inference.export import TOLERANCE, export, read_metadata
-from lionfer.inference.predictor import InputError, load, torch_model
+from lionfer.inference.model_file import torch_model
+from lionfer.inference.predictor import InputError, load
 from lionfer.labels import CLASS_NAMES
 
 onnxruntime = pytest.importorskip("onnxruntime")

@@ -25,6 +25,7 @@ import lionfer
 from lionfer.data import transforms
 from lionfer.data.faces import Face
 from lionfer.inference import predictor as P
+from lionfer.inference.model_file import torch_model
 from lionfer.inference.predictor import InputError, collect_sources, columns, load
 from lionfer.labels import CLASS_NAMES
 
@@ -122,7 +123,7 @@ def test_bad_model_files_get_one_clear_message(tmp_path, content, message):
 def test_probabilities_are_the_models_softmax_on_the_eval_transform(predictor, checkpoint):
     images = [Image.fromarray(f) for f in faces((0, 3, 4, 5, 6))]
     probs = predictor.probabilities(images)  # batch_size 4: two model calls
-    model, _ = P.torch_model(checkpoint)
+    model, _ = torch_model(checkpoint)
     tf = transforms.evaluate(IMAGE_SIZE, (0.5,) * 3, (0.5,) * 3)
     with torch.no_grad():
         expected = model(torch.stack([tf(i) for i in images])).logits.softmax(1).numpy()

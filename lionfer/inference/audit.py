@@ -28,7 +28,9 @@ from tqdm import tqdm
 from lionfer.algorithms.lion_report import RELABEL_COLUMNS as RUN_RELABEL_COLUMNS
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
-from lionfer.inference.predictor import InputError, Predictor, checkpoint_file, probability_column
+from lionfer.errors import InputError
+from lionfer.inference.model_file import checkpoint_file, read_checkpoint
+from lionfer.inference.predictor import Predictor, probability_column
 
 AUDIT_COLUMNS = (
     "rank",
@@ -284,7 +286,6 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
     """
     from lionfer.config import load_config
     from lionfer.data.pipeline import build_run_data
-    from lionfer.inference.predictor import read_checkpoint
 
     run = Path(run)
     if not run.is_dir():

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 import lionfer
-from lionfer.inference.predictor import InputError, ModelInfo, checkpoint_file, torch_model
+from lionfer.errors import InputError
+from lionfer.inference.model_file import ModelInfo, checkpoint_file, torch_model
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {

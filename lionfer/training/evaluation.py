@@ -1,6 +1,7 @@
 """Evaluating a model on a run's images: predictions of an evaluation loader, the test (and
-validation) figures of an eval event, and the feature probe the algorithms' diagnostics read.
-Used by the Trainer, by lionfer.evaluate and by the run's summary."""
+validation) figures of an eval event, the choice of the best evaluation, and the feature probe
+the algorithms' diagnostics read. Used by the Trainer, by lionfer.evaluate and by the run's
+summary."""
 
 from __future__ import annotations
 
@@ -49,6 +50,20 @@ def eval_figures(ema_model, model, run_data: RunData, cfg: Config, device) -> di
     return record
 
 
+def better_best(best: dict, record: dict, step: int) -> dict | None:
+    """The new best evaluation when an eval record at `step` beats `best` on the validation
+    accuracy (the test accuracy without a validation set), else None."""
+    selector = "val_acc" if "val_acc" in record else "test_acc"
+    if record[selector] <= best["acc"]:
+        return None
+    return {
+        "acc": record[selector],
+        "step": step,
+        "selected_on": selector,
+        "test_acc": record["test_acc"],
+    }
+
+
 def labeled_probs(
     ema_model, run_data: RunData, cfg: Config, step: int, device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,4 +102,11 @@ def features_of(model, images, cfg: Config, device) -> tuple[torch.Tensor, np.nd
     return torch.cat(features), images.labels
 
 
-__all__ = ["confusion_on", "feature_probe", "labeled_probs", "predict", "eval_figures"]
+__all__ = [
+    "better_best",
+    "confusion_on",
+    "feature_probe",
+    "labeled_probs",
+    "predict",
+    "eval_figures",
+]

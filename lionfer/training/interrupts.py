@@ -1,12 +1,14 @@
 """Stopping a run cleanly: SIGINT (Ctrl-C) and SIGTERM (what schedulers, `docker stop` and
 `kill` send) only ask the loop to stop; it finishes the step, saves checkpoints/last.pt and raises
-lionfer.errors.Interrupted."""
+lionfer.errors.Interrupted. Also the metrics.jsonl events of a run that stopped or failed."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+
+from lionfer.errors import NonFiniteLoss
 
 
 class StopSignals:
@@ -37,3 +39,27 @@ class StopSignals:
             again = " (Ctrl-C again stops at once)" if signum == signal.SIGINT else ""
             note = f"\n{signal.Signals(signum).name}: stopping after this step{again}\n"
             os.write(2, note.encode())  # print() is not safe inside a signal handler
+
+
+def stop_record(step: int, signum: int, cause: BaseException | None = None) -> dict:
+    """The "interrupted" event of a run stopped by a signal at a step boundary; cause: an error
+    the signal brought about (e.g. in loader workers that got the same SIGTERM)."""
+    record = {"event": "interrupted", "step": step, "signal": signal.Signals(signum).name}
+    if cause is not None:
+        record["error"] = describe(cause)
+    return record
+
+
+def failure_record(error: BaseException, step: int) -> dict:
+    """The event of a failure in the loop: "interrupted" for a second Ctrl-C, else "error" (with
+    the logs of the step whose loss was not finite)."""
+    interrupted = isinstance(error, KeyboardInterrupt)
+    record: dict = {"event": "interrupted" if interrupted else "error", "step": step}
+    record.update({"signal": "SIGINT"} if interrupted else {"error": describe(error)})
+    if isinstance(error, NonFiniteLoss):
+        record.update(error.logs)
+    return record
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

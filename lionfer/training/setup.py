@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import torch
@@ -52,6 +53,13 @@ def check_all_labeled(cfg: Config, run_data: RunData) -> None:
 
 def memory_format(cfg: Config) -> torch.memory_format:
     return torch.channels_last if cfg.train.channels_last else torch.preserve_format
+
+
+def autocast(device: torch.device):
+    """The precision of a training step: bf16 autocast on CUDA, nothing on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def seed_device_rng(cfg: Config, comm: Comm, device: torch.device, step: int) -> None:

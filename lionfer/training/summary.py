@@ -1,5 +1,6 @@
-"""A run's own files: meta.json at the start; summary.json, relabels.csv and confusion.csv at the
-end, written from explicit values (the run's data, its algorithm, its last evaluation)."""
+"""A run's own files: config.toml, split.json and meta.json at the start; summary.json,
+relabels.csv and confusion.csv at the end, written from explicit values (the run's data, its
+algorithm, its last evaluation)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,22 @@ import torch
 
 import lionfer
 from lionfer.algorithms.lion_report import relabel_table
-from lionfer.config import Config
+from lionfer.config import Config, save_config
 from lionfer.metrics import (
     macro_f1,
     mean_class_accuracy,
     per_class_accuracy,
 )
 from lionfer.training.runfolder import source_revision
+
+
+def write_start(
+    out: Path, cfg: Config, split, device: torch.device, command: str, processes: int = 1
+) -> None:
+    """A new run's files besides metrics.jsonl: config.toml, split.json and meta.json."""
+    save_config(cfg, out / "config.toml")
+    split.save(out / "split.json")
+    write_meta(out, cfg, device, command, processes)
 
 
 def write_meta(

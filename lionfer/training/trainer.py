@@ -9,17 +9,14 @@ and a checkpoint before it propagates. Python warnings become "warning" events.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import time
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from lionfer.algorithms.base import Batch, Progress
-from lionfer.config import Config, save_config
+from lionfer.config import Config
 from lionfer.data.pipeline import RunData
 from lionfer.distributed import LOCAL, Comm, global_labels
 from lionfer.errors import CheckpointWriteError, Interrupted, NonFiniteLoss
@@ -32,10 +29,11 @@ from lionfer.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from lionfer.training.evaluation import eval_figures, feature_probe, labeled_probs
-from lionfer.training.interrupts import StopSignals
+from lionfer.training.evaluation import better_best, eval_figures, feature_probe, labeled_probs
+from lionfer.training.interrupts import StopSignals, failure_record, stop_record
+from lionfer.training.progress import bar_figures, eval_line, progress_bar, progress_line
 from lionfer.training.runfolder import LAST, MetricsLog
-from lionfer.training.window import LossWatch, Window
+from lionfer.training.window import LossWatch, Window, pseudo_counts
 
 __all__ = ["Trainer"]
 
@@ -128,14 +126,11 @@ class Trainer:
         """Write checkpoints/<name> (the main process; the state is the same in every one)."""
         if name != "error.pt":
             self._check_finite()  # a checkpoint never holds the state after a non-finite loss
-        if not self.is_main:
-            if name == "last.pt":
-                self.saved_step = self.step
-            return
-        try:
-            save_checkpoint(self._state(), self.out / "checkpoints" / name)
-        except CheckpointWriteError as error:
-            raise CheckpointWriteError(f"{error}; {self._last_good()}") from error
+        if self.is_main:
+            try:
+                save_checkpoint(self._state(), self.out / "checkpoints" / name)
+            except CheckpointWriteError as error:
+                raise CheckpointWriteError(f"{error}; {self._last_good()}") from error
         if name == "last.pt":
             self.saved_step = self.step
 
@@ -181,14 +176,9 @@ class Trainer:
 
     def _after_eval(self, record: dict) -> None:
         self.last_eval = record
-        selector = "val_acc" if "val_acc" in record else "test_acc"
-        if record[selector] > self.best["acc"]:
-            self.best = {
-                "acc": record[selector],
-                "step": self.step,
-                "selected_on": selector,
-                "test_acc": record["test_acc"],
-            }
+        best = better_best(self.best, record, self.step)
+        if best is not None:
+            self.best = best
             self._save("best.pt")
         self._log({k: v for k, v in record.items() if not k.endswith("_confusion")})
 
@@ -207,9 +197,8 @@ class Trainer:
             }
         )
         if self.is_main:
-            save_config(self.cfg, self.out / "config.toml")
-            rd.split.save(self.out / "split.json")
-            summary.write_meta(self.out, self.cfg, self.device, self.command, self.comm.world_size)
+            world_size = self.comm.world_size
+            summary.write_start(self.out, self.cfg, rd.split, self.device, self.command, world_size)
 
     def _resume(self) -> None:
         path = self.out / LAST
@@ -240,13 +229,7 @@ class Trainer:
         labeled, unlabeled = self.loaders()
         labeled_iter = iter(labeled)
         unlabeled_iter = iter(unlabeled) if unlabeled is not None else None
-        bar = tqdm(
-            total=total,
-            initial=start,
-            disable=not self.progress,
-            dynamic_ncols=True,
-            desc=f"{self.cfg.algorithm.name}",
-        )
+        bar = progress_bar(total, start, self.progress, f"{self.cfg.algorithm.name}")
         started = time.perf_counter()
         self.model.train()
         try:
@@ -285,11 +268,7 @@ class Trainer:
 
     def _stop(self, signum: int, cause: BaseException | None = None) -> None:
         self._save()
-        name = signal.Signals(signum).name
-        record = {"event": "interrupted", "step": self.step, "signal": name}
-        if cause is not None:
-            record["error"] = _describe(cause)
-        self._log({**record, "checkpoint": str(LAST)})
+        self._log({**stop_record(self.step, signum, cause), "checkpoint": str(LAST)})
         raise Interrupted(signum, self.step, str(self.out)) from cause
 
     def _fail(self, error: BaseException) -> None:
@@ -297,11 +276,8 @@ class Trainer:
         last.pt; part-way through a step it goes to error.pt (for inspection), except on a
         second Ctrl-C, which saves nothing."""
         interrupted = isinstance(error, KeyboardInterrupt)
-        record: dict = {"event": "interrupted" if interrupted else "error", "step": self.step}
-        record.update({"signal": "SIGINT"} if interrupted else {"error": _describe(error)})
-        if isinstance(error, NonFiniteLoss):
-            record.update(error.logs)
-        unsure = self._mid_step or isinstance(error, NonFiniteLoss) or self._nonfinite_seen()
+        record = failure_record(error, self.step)
+        unsure = self._mid_step or isinstance(error, NonFiniteLoss) or self.watch.seen()
         name = "error.pt" if unsure else "last.pt"
         if not (interrupted and self._mid_step):
             try:
@@ -314,25 +290,14 @@ class Trainer:
         except OSError:
             pass  # e.g. the disk is full; the error itself still reaches the caller
 
-    def _nonfinite_seen(self) -> bool:
-        try:
-            return self.watch.check() is not None
-        except RuntimeError:  # the device itself failed
-            return True
-
     def train_step(self, lb, ulb) -> None:
         x_lb, y_lb, idx_lb = lb
         # ulb: (view_1, ..., view_k, labels, indices), views in the order of algorithm.views
         x_ulb, idx_ulb = (tuple(ulb[:-2]), ulb[-1]) if ulb is not None else ((), None)
         batch = Batch.from_views(x_lb, y_lb, idx_lb, self.algorithm.views, x_ulb, idx_ulb)
         batch = global_labels(batch.to(self.device, self.memory_format), self.comm)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda"
-            else nullcontext()
-        )
         self._mid_step = True  # the algorithm's per-sample state may change from here on
-        with autocast:
+        with setup.autocast(self.device):
             out = self.algorithm.step(
                 self.train_model, batch, Progress(self.step, self.cfg.train.steps)
             )
@@ -342,11 +307,7 @@ class Trainer:
         self.ema.update(self.model, self.step)
         logs = {"loss": out.loss.detach(), **out.logs}
         self.watch.record(self.step, out.loss, logs)  # read at the next boundary, no sync now
-        correct = total = 0
-        if out.mask is not None and self.truth_ulb is not None:
-            known = self.truth_ulb[batch.idx_ulb]
-            used = out.mask & (known >= 0)
-            correct, total = (used & (out.pseudo_labels == known)).sum(), used.sum()
+        correct, total = pseudo_counts(out.mask, out.pseudo_labels, self.truth_ulb, batch.idx_ulb)
         self.window.add(logs, correct, total)
         self.eval_window.add({k: v for k, v in logs.items() if k == "mask_rate"}, correct, total)
 
@@ -357,18 +318,14 @@ class Trainer:
     def _periodic(self, bar, started: float, start: int) -> None:
         cfg, step = self.cfg.train, self.step
         last = step == cfg.steps
-        if last or any(step % every == 0 for every in self._boundaries()):
+        boundaries = (cfg.log_every, cfg.eval_every, cfg.checkpoint_every)
+        if last or any(step % every == 0 for every in boundaries):
             self._check_finite()
         if step % cfg.log_every == 0 or last:
             means = self.window.means()
             steps_per_s = (step - start) / max(time.perf_counter() - started, 1e-9)
             self._log({"event": "train", "step": step, "steps_per_s": steps_per_s, **means})
-            bar.set_postfix(
-                loss=f"{means.get('loss', 0):.3f}",
-                mask=f"{means.get('mask_rate', 0):.2f}",
-                acc=f"{self.best['test_acc'] if 'test_acc' in self.best else 0:.3f}",
-                it_s=f"{steps_per_s:.1f}",
-            )
+            bar.set_postfix(**bar_figures(means, self.best, steps_per_s))
             if self.is_main and not self.progress:
                 print(progress_line(step, cfg.steps, means, steps_per_s), flush=True)
             self.window = Window.empty()
@@ -379,27 +336,10 @@ class Trainer:
             self._after_eval(record)
             bar.set_postfix(test_acc=f"{record['test_acc']:.3f}")
             if not self.progress:
-                print(f"step {step}/{cfg.steps}  test_acc {record['test_acc']:.4f}", flush=True)
+                print(eval_line(step, cfg.steps, record["test_acc"]), flush=True)
         if step % cfg.checkpoint_every == 0 or last:
             self.comm.check_identical(
                 self.algorithm.state_dict(), f"algorithm state at step {step}"
             )
             self._save()
         bar.update(1)
-
-    def _boundaries(self) -> tuple[int, ...]:
-        cfg = self.cfg.train
-        return cfg.log_every, cfg.eval_every, cfg.checkpoint_every
-
-
-def progress_line(step: int, total: int, means: dict, steps_per_s: float) -> str:
-    """One plain line per log interval (for --no-progress, logs and batch jobs)."""
-    parts = [f"step {step}/{total}", f"loss {means.get('loss', float('nan')):.4f}"]
-    if "mask_rate" in means:
-        parts.append(f"mask {means['mask_rate']:.2f}")
-    parts.append(f"{steps_per_s:.2f} steps/s")
-    return "  ".join(parts)
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"

@@ -1,5 +1,6 @@
 """What the Trainer keeps of each step between two reads, without a host synchronisation per step:
-the running sums of the step logs (Window) and the first non-finite loss (LossWatch).
+the running sums of the step logs (Window), the pseudo-label counts they add up
+(pseudo_counts), and the first non-finite loss (LossWatch).
 
 Both hold device tensors; they are read (one synchronisation) only at log, evaluation and
 checkpoint boundaries, every train.log_every steps at most.
@@ -80,6 +81,16 @@ class Window:
         }
 
 
+def pseudo_counts(mask, pseudo_labels, truth_ulb, idx_ulb):
+    """(correct, total) pseudo-labels of a step among the unlabeled images whose true label is
+    known (≥ 0): 0-d tensors, or (0, 0) without a mask or without true labels."""
+    if mask is None or truth_ulb is None:
+        return 0, 0
+    known = truth_ulb[idx_ulb]
+    used = mask & (known >= 0)
+    return (used & (pseudo_labels == known)).sum(), used.sum()
+
+
 @dataclass
 class LossWatch:
     """The first step whose loss was not finite, and that step's logs, kept on the device.
@@ -104,6 +115,13 @@ class LossWatch:
         new = ~torch.isfinite(loss.detach()) & (self.first_step < 0)
         self.first_step = torch.where(new, step, self.first_step)
         self.logs = torch.where(new, stacked, self.logs)
+
+    def seen(self) -> bool:
+        """Whether a loss was non-finite, or the device cannot tell (it failed itself)."""
+        try:
+            return self.check() is not None
+        except RuntimeError:
+            return True
 
     def check(self) -> tuple[int, dict] | None:
         """(step, logs) of the first non-finite loss so far, or None (one synchronisation)."""

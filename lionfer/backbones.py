@@ -13,7 +13,7 @@ import torchvision
 from torch import Tensor, nn
 
 from lionfer.errors import ConfigError
-from lionfer.models import IMAGENET_MEAN, IMAGENET_STD, FERNet
+from lionfer.models import IMAGENET_MEAN, IMAGENET_STD, FERNet, import_timm
 
 
 class ResNet18Backbone(nn.Module):
@@ -117,18 +117,6 @@ def _suggest(name: str, names: list[str]) -> str:
 
     close = difflib.get_close_matches(name, names, n=3)
     return f" Did you mean {', '.join(close)}?" if close else ""
-
-
-def import_timm():
-    """timm, or ConfigError saying how to install it (it is an optional extra)."""
-    try:
-        import timm
-    except ImportError as error:
-        raise ConfigError(
-            "model.name=timm:...: the timm package is not installed; pip install 'lionfer[timm]' "
-            "(or pip install timm)"
-        ) from error
-    return timm
 
 
 def build_timm(name: str, cfg: Any, num_classes: int) -> FERNet:

@@ -15,44 +15,9 @@ from pathlib import Path
 
 from lionfer import __version__
 from lionfer.cli_model import add_model_use_parsers, inference_environment
-from lionfer.config import (
-    DEFAULT_CONFIG,
-    PACKAGED_CONFIGS,
-    ConfigError,
-    load_config,
-    replace,
-    to_toml,
-)
+from lionfer.config import ConfigError, config_from_args, replace, to_toml
 from lionfer.errors import InputError, Interrupted, RuntimeFailure
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
-
-
-def split_config_args(items: list[str]) -> tuple[Path | None, list[str]]:
-    """[CONFIG] [key=value ...] in any order: the one item without '=' is a TOML file or a packaged
-    config; without one, the packaged default.toml (the embedded data at CPU scale)."""
-    names = [item for item in items if "=" not in item]
-    overrides = [item for item in items if "=" in item]
-    if not names:
-        return DEFAULT_CONFIG, overrides
-    if len(names) > 1:
-        raise ConfigError(
-            f"expected one config file and key=value overrides, got {len(names)} items without "
-            f"'=': {', '.join(map(repr, names))}"
-        )
-    name = names[0]
-    path = Path(name)
-    if path.is_file():
-        return path, overrides
-    packaged = PACKAGED_CONFIGS / f"{name.removesuffix('.toml')}.toml"
-    if packaged.is_file():
-        return packaged, overrides
-    names = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml")))
-    raise ConfigError(f"config file not found: {name} (packaged configs: {names})")
-
-
-def config_from_args(items: list[str], extra: tuple[str, ...] = ()):
-    path, overrides = split_config_args(items)
-    return load_config(path, [*overrides, *extra])
 
 
 def default_out(cfg) -> Path:

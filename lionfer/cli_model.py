@@ -126,7 +126,7 @@ def cmd_relabel(args):
 
 @model_command()
 def cmd_audit(args):
-    from lionfer.cli import config_from_args  # cli imports this module: imported on use
+    from lionfer.config import config_from_args
     from lionfer.inference.audit import SPLITS, audit_to_files
 
     cfg = config_from_args(args.dataset)

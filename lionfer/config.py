@@ -452,3 +452,31 @@ def to_toml(cfg: Config) -> str:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     write_text_atomic(path, to_toml(cfg))
+
+
+def split_config_args(items: list[str]) -> tuple[Path | None, list[str]]:
+    """[CONFIG] [key=value ...] in any order: the one item without '=' is a TOML file or a packaged
+    config; without one, the packaged default.toml (the embedded data at CPU scale)."""
+    names = [item for item in items if "=" not in item]
+    overrides = [item for item in items if "=" in item]
+    if not names:
+        return DEFAULT_CONFIG, overrides
+    if len(names) > 1:
+        raise ConfigError(
+            f"expected one config file and key=value overrides, got {len(names)} items without "
+            f"'=': {', '.join(map(repr, names))}"
+        )
+    name = names[0]
+    path = Path(name)
+    if path.is_file():
+        return path, overrides
+    packaged = PACKAGED_CONFIGS / f"{name.removesuffix('.toml')}.toml"
+    if packaged.is_file():
+        return packaged, overrides
+    names = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml")))
+    raise ConfigError(f"config file not found: {name} (packaged configs: {names})")
+
+
+def config_from_args(items: list[str], extra: tuple[str, ...] = ()):
+    path, overrides = split_config_args(items)
+    return load_config(path, [*overrides, *extra])

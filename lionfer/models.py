@@ -87,6 +87,18 @@ class FERNet(nn.Module):
         return Output(logits, features, clean)
 
 
+def import_timm():
+    """timm, or ConfigError saying how to install it (it is an optional extra)."""
+    try:
+        import timm
+    except ImportError as error:
+        raise ConfigError(
+            "model.name=timm:...: the timm package is not installed; pip install 'lionfer[timm]' "
+            "(or pip install timm)"
+        ) from error
+    return timm
+
+
 def hub_state_dict(model_name: str) -> dict[str, Tensor]:
     """The pretrained weights of a timm:NAME or torchvision:NAME model, downloaded by that
     library (model.pretrained=hub); ValueError saying what failed and what to do instead."""
@@ -96,8 +108,6 @@ def hub_state_dict(model_name: str) -> dict[str, Tensor]:
             f"model.pretrained=hub downloads weights for timm:NAME and torchvision:NAME models, "
             f"not {model_name}; give a local weights file instead"
         )
-    from lionfer.backbones import import_timm  # backbones imports this module
-
     try:
         if family == "timm":
             net = import_timm().create_model(name, pretrained=True)

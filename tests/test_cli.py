@@ -72,7 +72,8 @@ def test_data_stats_json(capsys):
 
 
 def test_flags_and_overrides_in_any_order(tmp_path):
-    from lionfer.cli import config_from_args, parse_args
+    from lionfer.cli import parse_args
+    from lionfer.config import config_from_args
 
     args = parse_args(["train", "--no-progress", "train.steps=5"])
     assert args.no_progress and args.items == ["train.steps=5"]

@@ -9,8 +9,7 @@ import dataclasses
 import pytest
 
 from lionfer.algorithms.hparams import LionConfig, lion_config
-from lionfer.cli import split_config_args
-from lionfer.config import PACKAGED_CONFIGS, load_config
+from lionfer.config import PACKAGED_CONFIGS, load_config, split_config_args
 from lionfer.experiments.sweep_file import expand, load_sweep, packaged_sweeps
 
 CONFIGS = sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml"))

@@ -17,7 +17,8 @@ import pytest
 import torch
 import torchvision
 
-from lionfer.cli import config_from_args, main, parse_args
+from lionfer.cli import main, parse_args
+from lionfer.config import config_from_args
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -21,7 +21,7 @@ geometry model (FaceModel). The parts:
   expression (geometry_posteriors' presence); `slip` where given ≠ truth otherwise. The same rule
   types the `legacy` labels.
 
-Run `python -m lionfer.data.annotators` for the calibration table (agreement of two independent
+Run `python -m lionfer.data.calibration` for the calibration table (agreement of two independent
 annotators per class, error-type shares and the share of wrong labels per mode).
 """
 
@@ -42,7 +42,7 @@ UNKNOWN = -1  # a given label that is no label: a crowd without a FERPlus majori
 # lionfer.data.noise.FER_CONFUSIONS on the classes that map names (Fear, Disgust, Sadness).
 FER_CONFUSION = np.array([1, 0, 5, 6, 6, 2, 4])
 # Calibrated so two independent `single` annotators agree on about 60-65% of the faces at the
-# default ambiguity (0.35); `python -m lionfer.data.annotators` prints the figures.
+# default ambiguity (0.35); `python -m lionfer.data.calibration` prints the figures.
 TEMPERATURE = 2.5  # perceived ∝ posterior^(1/T): T > 1 flattens what an annotator sees
 RELIABILITY = (0.90, 1.00)  # each annotator's P(no slip), uniform over this range
 CLASS_BIAS = {3: 1.25, 6: 1.5}  # Happiness, Neutral: prior weight of the two favoured classes
@@ -285,67 +285,3 @@ def two_annotator_agreement(
     who = choose_annotators(len(posterior), Mode(2, pool, "single"), rng)
     votes = cast_votes(perceived(posterior), reliability[who], rng)
     return votes[:, 0] == votes[:, 1]
-
-
-def calibration(n: int = 14000, ambiguity: float = 0.35, seed: int = 0) -> dict:
-    """Figures of the simulated annotators on n generated geometries (no rendering): two-annotator
-    agreement overall and per true class (single's pool), and per mode the share of wrong given
-    labels, of unknown ones, and the error-type shares among the wrong ones."""
-    from lionfer.data.datasets import synthetic
-
-    rng = np.random.default_rng(seed)
-    truth = rng.permutation(np.arange(n) % len(synthetic.PROTOTYPES)).astype(np.int64)
-    geometry, second, alpha, _ = synthetic.sample_geometry(truth, ambiguity, rng)
-    posterior, presence = geometry_posteriors(geometry, ambiguity, synthetic.FACE_MODEL)
-    agree = two_annotator_agreement(posterior, rng)
-    out = {
-        "agreement": float(agree.mean()),
-        "agreement_by_class": [float(agree[truth == c].mean()) for c in range(posterior.shape[1])],
-        "bayes_accuracy": float((posterior.argmax(1) == truth).mean()),
-        "modes": {},
-    }
-    legacy = synthetic.annotate(truth, second, alpha, rng)
-    results = {"legacy": (legacy, error_types(legacy, truth, presence))}
-    for mode in MODES:
-        a = annotate(geometry, truth, ambiguity, mode, rng, synthetic.FACE_MODEL)
-        results[mode] = (a.labels, a.error_types)
-    for mode, (labels, codes) in results.items():
-        known = labels >= 0
-        wrong = known & (labels != truth)
-        out["modes"][mode] = {
-            "wrong": float(wrong.sum() / max(known.sum(), 1)),
-            "unknown": float((~known).mean()),
-            "slip_share": float((codes[wrong] == SLIP).mean()) if wrong.any() else 0.0,
-            "ambiguity_share": float((codes[wrong] == AMBIGUITY).mean()) if wrong.any() else 0.0,
-            "wrong_by_class": [
-                float(wrong[known & (truth == c)].mean()) for c in range(posterior.shape[1])
-            ],
-        }
-    return out
-
-
-def main() -> None:
-    from lionfer.labels import SHORT_NAMES
-
-    figures = calibration()
-    names = SHORT_NAMES[:7]
-
-    def by_class(values) -> str:
-        return "  ".join(f"{n} {100 * v:.0f}" for n, v in zip(names, values, strict=True))
-
-    print(
-        f"two independent single annotators agree on {100 * figures['agreement']:.1f}% of faces "
-        f"(ambiguity 0.35); Bayes accuracy from the geometry {100 * figures['bayes_accuracy']:.1f}%"
-    )
-    print(f"agreement % by true class: {by_class(figures['agreement_by_class'])}")
-    print(f"{'mode':<8} {'wrong %':>8} {'no label %':>10} {'slip %':>7} {'ambig. %':>8}   wrong %")
-    for mode, m in figures["modes"].items():
-        shares = f"{100 * m['slip_share']:7.1f} {100 * m['ambiguity_share']:8.1f}"
-        print(
-            f"{mode:<8} {100 * m['wrong']:8.1f} {100 * m['unknown']:10.1f} {shares}   "
-            f"{by_class(m['wrong_by_class'])}"
-        )
-
-
-if __name__ == "__main__":
-    main()

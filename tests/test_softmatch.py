@@ -119,6 +119,26 @@ def test_state_round_trip_gives_the_same_next_step():
     assert fresh.step(Passthrough(2), following, Progress(1, 10)).loss != losses[0]
 
 
+def test_estimates_start_at_chance_confidence_unit_variance_and_a_uniform_prediction():
+    state = SoftMatch(SoftMatchConfig(), info(4)).state_dict()
+    assert state["prob_max_mu"].item() == 0.25 and state["prob_max_var"].item() == 1.0
+    assert torch.equal(state["p_model"], torch.full((4,), 0.25))
+
+
+def test_a_confidence_exactly_at_the_mean_has_full_weight_and_is_logged():
+    probs_w = [[0.75, 0.25]]
+    batch = Batch(rows([[0.7, 0.3]]), T([0]), T([0]), rows(probs_w), rows(probs_w), T([0]))
+    cfg = SoftMatchConfig(ema=1.0, uniform_alignment=False)
+    algorithm = SoftMatch(cfg, info(2))
+    logits = Passthrough(2)(rows(probs_w)).logits.detach()
+    confidence = logits.float().softmax(dim=1).max(dim=1).values[0]  # 0.75, as the step has it
+    algorithm.prob_max_mu, algorithm.prob_max_var = confidence.clone(), T(0.01)
+    out = algorithm.step(Passthrough(2), batch, Progress(0, 10))
+    assert out.mask.tolist() == [True]
+    assert out.logs["full_weight_rate"].item() == 1.0
+    assert out.logs["threshold_var"].item() == pytest.approx(0.01)
+
+
 @pytest.mark.parametrize("field", ["ema=1.5", "lambda_u=-1", "n_sigma=0"])
 def test_config_rejects_out_of_range_values(field):
     name, value = field.split("=")

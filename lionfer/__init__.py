@@ -4,7 +4,9 @@
 imported on first use, so `import lionfer` stays light (no torch).
 """
 
-__version__ = "0.1.0"
+from lionfer.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def __getattr__(name: str):

@@ -13,11 +13,11 @@ import traceback
 import warnings
 from pathlib import Path
 
-from lionfer import __version__
 from lionfer.cli_model import add_model_use_parsers, inference_environment
 from lionfer.config import ConfigError, config_from_args, replace, to_toml
 from lionfer.errors import InputError, Interrupted, RuntimeFailure
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
+from lionfer.version import __version__
 
 
 def default_out(cfg) -> Path:

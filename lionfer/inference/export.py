@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-import lionfer
 from lionfer.errors import InputError
 from lionfer.inference.model_file import ModelInfo, checkpoint_file, torch_model
+from lionfer.version import __version__
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {
@@ -69,7 +69,7 @@ def metadata(info: ModelInfo) -> dict[str, str]:
     """What a consumer needs to prepare inputs and read outputs, as strings."""
     s = info.image_size
     return {
-        "lionfer_version": lionfer.__version__,
+        "lionfer_version": __version__,
         "model_name": info.model_name,
         "class_names": json.dumps(list(info.class_names)),
         "image_size": str(s),

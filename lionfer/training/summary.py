@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import lionfer
 from lionfer.algorithms.lion_report import relabel_table
 from lionfer.config import Config, save_config
 from lionfer.metrics import (
@@ -22,6 +21,7 @@ from lionfer.metrics import (
     per_class_accuracy,
 )
 from lionfer.training.runfolder import source_revision
+from lionfer.version import __version__
 
 
 def write_start(
@@ -37,7 +37,7 @@ def write_meta(
     out: Path, cfg: Config, device: torch.device, command: str, processes: int = 1
 ) -> None:
     meta = {
-        "lionfer": lionfer.__version__,
+        "lionfer": __version__,
         "git": source_revision(),  # None unless run from a lionfer checkout
         "torch": torch.__version__,
         "python": platform.python_version(),

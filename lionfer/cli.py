@@ -17,14 +17,15 @@ from lionfer.cli_model import add_model_use_parsers, inference_environment
 from lionfer.config import ConfigError, config_from_args, replace, to_toml
 from lionfer.errors import InputError, Interrupted, RuntimeFailure
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
+from lionfer.run_names import run_folder
 from lionfer.version import __version__
 
 
 def default_out(cfg) -> Path:
     from lionfer.training.setup import data_config  # fullysupervised labels every image
 
-    labels = "all" if data_config(cfg).num_labels == -1 else cfg.data.num_labels
-    return Path("runs") / f"{cfg.data.dataset}@{labels}" / cfg.algorithm.name / f"s{cfg.seed}"
+    labels = data_config(cfg).num_labels
+    return Path("runs") / run_folder(cfg.data.dataset, labels, cfg.algorithm.name, cfg.seed)
 
 
 def cmd_train(args) -> int:

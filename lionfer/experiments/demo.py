@@ -20,7 +20,8 @@ from pathlib import Path
 from lionfer.config import DEFAULT_CONFIG, load_config
 from lionfer.errors import InputError
 from lionfer.experiments.launch import Job, run_local, visible_gpus
-from lionfer.reporting.run_summary import comparison_table, label_quality_lines, method_name
+from lionfer.reporting.run_summary import comparison_table, label_quality_lines
+from lionfer.run_names import method_name
 
 RUNS = (
     ("supervised", ("algorithm.name=supervised",)),

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lionfer import run_names as names
 from lionfer.config import PACKAGED_CONFIGS, Config, load_config, parse_value
 from lionfer.errors import ConfigError
 
@@ -69,16 +69,12 @@ class Point:
 
     @property
     def column(self) -> str:
-        return f"{self.dataset}@{budget_name(self.num_labels)}"
-
-
-def budget_name(num_labels: int) -> str:
-    return "all" if num_labels == -1 else str(num_labels)
+        return names.column(self.dataset, self.num_labels)
 
 
 def slug(label: str) -> str:
-    """A folder name for a label: lower case, runs of other characters become one '-'."""
-    name = re.sub(r"[^a-z0-9._]+", "-", label.lower()).strip("-.")
+    """A folder name for a variant label (run_names.slug); an error where it would be empty."""
+    name = names.slug(label)
     if not name:
         raise ConfigError(f"variant label {label!r} has no letters or digits to name a folder")
     return name

@@ -9,16 +9,11 @@ from typing import NamedTuple
 
 from lionfer.metrics import format_mean_std
 from lionfer.reporting.tables import LABEL_TYPE_FIGURES
+from lionfer.run_names import method_name
 
 
 def load_summaries(paths) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
-
-
-def method_name(summary: dict) -> str:
-    """The algorithm, with its recipe where it has one (lion:robust)."""
-    recipe = summary.get("recipe")
-    return f"{summary['algorithm']}:{recipe}" if recipe else summary["algorithm"]
 
 
 def _column(runs: list[dict], key: str, sub: str | None = None, scale: float = 100.0) -> str:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lionfer import run_names
 from lionfer.errors import MissingInputError
+from lionfer.run_names import method_name
 
 
 @dataclass
@@ -52,16 +54,10 @@ class Collection:
     notes: list[str] = field(default_factory=list)
 
 
-def method_name(summary: dict) -> str:
-    name = summary.get("algorithm", "?")
-    return f"{name}:{summary['recipe']}" if summary.get("recipe") else name
-
-
 def column_name(summary: dict, config: dict) -> str:
     dataset = summary.get("dataset", config.get("data", {}).get("dataset", "?"))
     budget = config.get("data", {}).get("num_labels")
-    labels = "all" if budget == -1 else summary.get("num_labels", budget)
-    return f"{dataset}@{labels}"
+    return run_names.column(dataset, -1 if budget == -1 else summary.get("num_labels", budget))
 
 
 def _sweep_points(paths: list[Path]) -> tuple[dict[Path, dict], list[str]]:

@@ -7,12 +7,14 @@ Rows are methods, columns are dataset@labels. Nothing here reads files or draws.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from lionfer import run_names
+from lionfer.run_names import split_column
 
 SWITCHES = ("use_disambiguation", "use_negative_learning", "use_negative_consistency")
 SWITCH_NAMES = ("LD", "L_NL", "L_NC")
@@ -57,7 +59,7 @@ class Grid:
 
 def column_key(column: str) -> tuple:
     """dataset@labels sorts by dataset, then by budget, 'all' last."""
-    dataset, _, labels = column.rpartition("@")
+    dataset, labels = split_column(column)
     return (dataset, 0, int(labels), "") if labels.isdigit() else (dataset, 1, 0, labels)
 
 
@@ -337,4 +339,5 @@ def relabel_table(runs, methods: list[str] | None = None) -> tuple[list[str], li
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9._]+", "-", text.lower()).strip("-.") or "x"
+    """A file name for a figure's label (run_names.slug), `x` where it would be empty."""
+    return run_names.slug(text) or "x"

@@ -127,15 +127,15 @@ def runners(args, batch: Batch, device: torch.device) -> dict:
         algorithm = None
         if name == "lion":
             algorithm = realistic_lion(model, batch, device)
-        elif name == "lion-evidence":
-            params = load_config(None, ["algorithm.evidence_start=0.0"]).algorithm.params
-            given = torch.randint(0, CLASSES, (N_LABELED,))
-            info = AlgorithmInfo(CLASSES, N_LABELED, N_UNLABELED, model.feature_dim, given)
-            algorithm = ALGORITHMS.get("lion")(params, info).to(device)
         elif name != "bare":
             given = torch.randint(0, CLASSES, (N_LABELED,))
             info = AlgorithmInfo(CLASSES, N_LABELED, N_UNLABELED, model.feature_dim, given)
-            algorithm = ALGORITHMS.get(name)(ALGORITHMS.entry(name).config(), info).to(device)
+            if name == "lion-evidence":  # the default recipe, deciding from the first step
+                registered = "lion"
+                params = load_config(None, ["algorithm.evidence_start=0.0"]).algorithm.params
+            else:
+                registered, params = name, ALGORITHMS.entry(name).config()
+            algorithm = ALGORITHMS.get(registered)(params, info).to(device)
         out[name] = (model, optimizer, algorithm)
     return out
 

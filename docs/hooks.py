@@ -226,34 +226,43 @@ def results_table(name: str) -> str:
     """The table of docs/results/NAME/: one row per method, test accuracy and mean class accuracy
     (mean ± std over seeds, %), for methods that change labels the labeled set's accuracy before
     → after and the relabels' precision, and the report's flags."""
+    from lionfer.reporting.document import markdown_table
+    from lionfer.run_names import split_column
+
     folder = RESULTS / name
     tables = {f: _csv(folder / f"{f}.csv") for f in ("table1", "mean_class_acc", "relabel")}
     relabel = {(r["method"], r["column"], r["figure"]): r for r in tables["relabel"]}  # in %
     mean_class = {(r["method"], r["column"]): r for r in tables["mean_class_acc"]}
-    lines = [
-        "| method | labels | test acc % | mean class acc % | labels right % (given → end) "
-        "| relabels (precision %) | flags |",
-        "|---|---|---|---|---|---|---|",
+    header = [
+        "method",
+        "labels",
+        "test acc %",
+        "mean class acc %",
+        "labels right % (given → end)",
+        "relabels (precision %)",
+        "flags",
     ]
+    rows = []
     for row in tables["table1"]:
         key = (row["method"], row["column"])
         labels_right = relabels = ""
         if key + ("relabel.given_accuracy",) in relabel:
-            given = _mean_std(relabel[key + ("relabel.given_accuracy",)], 1, 1)
+            given = float(relabel[key + ("relabel.given_accuracy",)]["mean"])
             current = _mean_std(relabel[key + ("relabel.current_accuracy",)], 1, 1)
-            labels_right = f"{given.split(' ± ')[0]} → {current}"
+            labels_right = f"{given:.1f} → {current}"
             count = _mean_std(relabel[key + ("relabel.count",)], 1, 1)
             precision = relabel.get(key + ("relabel.precision",))
             relabels = count + (f" ({_mean_std(precision, 1, 0)})" if precision else "")
-        lines.append(
-            f"| {row['method']} | {row['column'].split('@')[1]} | {_mean_std(row)} "
-            f"(n={row['seeds']}) | {_mean_std(mean_class[key])} | {labels_right} | {relabels} "
-            f"| {row['flags']} |"
+        labels = split_column(row["column"])[1]
+        test_acc = f"{_mean_std(row)} (n={row['seeds']})"
+        mean_class_acc = _mean_std(mean_class[key])
+        rows.append(
+            [row["method"], labels, test_acc, mean_class_acc, labels_right, relabels, row["flags"]]
         )
     made = tomllib.loads((folder / "made.toml").read_text())
     commands = "\n".join(made["commands"])
     return (
-        "\n".join(lines)
+        markdown_table(header, rows)
         + f"\n\nRuns made at commit `{made['commit']}` on {made['machine']} ({made['date']}):\n\n"
         + f"```bash\n{commands}\n```\n"
     )

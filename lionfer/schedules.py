@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from lionfer.config import DEFAULT_CONFIG, load_config
 from lionfer.errors import ConfigError
+from lionfer.reporting.document import markdown_table
 
 MIN_STEPS = 10  # the rule's bound: no EMA time constant or window shorter than 10 steps
 STEPS = (600, 1200)  # the embedded default's run and lion-digits' run
@@ -341,12 +342,16 @@ def _length(schedule: Schedule, value, steps: int) -> str:
 
 def source_table() -> str:
     """Each schedule at its source and in lionfer's embedded default at 600 and 1,200 steps."""
-    lines = [
-        "| method | field = default | what | source's schedule | share of its run | "
-        + " | ".join(f"default in {n:,} steps" for n in STEPS)
-        + " | source |",
-        "|---" * (6 + len(STEPS)) + "|",
+    header = [
+        "method",
+        "field = default",
+        "what",
+        "source's schedule",
+        "share of its run",
+        *(f"default in {n:,} steps" for n in STEPS),
+        "source",
     ]
+    rows = []
     for s in SCHEDULES:
         value = default_value(s.method, s.field) if s.field else None
         field = f"`{s.field} = {value}`" if s.field else "-"
@@ -354,50 +359,45 @@ def source_table() -> str:
             field = f"`{s.field}` (to check)"
         share = _percent(s.share) if s.ruled else "-"
         lengths = [_length(s, value, n) if s.field else "-" for n in STEPS]
-        cells = [s.method, field, s.what, s.source, share, *lengths, s.cite]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([s.method, field, s.what, s.source, share, *lengths, s.cite])
+    return markdown_table(header, rows)
 
 
 def rule_table() -> str:
     """The rule's value of every schedule it rescales, at 600 and 1,200 steps."""
-    lines = [
-        "| method | field | source's share | "
-        + " | ".join(f"rule in {n:,} steps" for n in STEPS)
-        + " |",
-        "|---" * (3 + len(STEPS)) + "|",
-    ]
+    header = ["method", "field", "source's share", *(f"rule in {n:,} steps" for n in STEPS)]
+    rows = []
     for s in SCHEDULES:
         if s.ruled:
             values = [f"`{rule_value(s, n)}`: {_length(s, rule_value(s, n), n)}" for n in STEPS]
-            cells = [s.method, f"`{s.field}`", _percent(s.share), *values]
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            rows.append([s.method, f"`{s.field}`", _percent(s.share), *values])
+    return markdown_table(header, rows)
 
 
 def ratio_table(ratios: tuple[int, ...] = (1, 7)) -> str:
     """Each method's source ratio and the images it augments a step at each ratio."""
-    lines = [
-        "| method | source's unlabeled per labeled | unlabeled views | "
-        + " | ".join(f"images a step at `unlabeled_ratio={r}`" for r in ratios)
-        + " | source |",
-        "|---" * (4 + len(ratios)) + "|",
+    header = [
+        "method",
+        "source's unlabeled per labeled",
+        "unlabeled views",
+        *(f"images a step at `unlabeled_ratio={r}`" for r in ratios),
+        "source",
     ]
+    rows = []
     for r in RATIOS:
         images = [str(BATCH + BATCH * ratio * r.views) for ratio in ratios]
-        cells = [r.method, r.source, str(r.views), *images, r.cite]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([r.method, r.source, str(r.views), *images, r.cite])
+    return markdown_table(header, rows)
 
 
 def overrides_table(steps: int = STEPS[0]) -> str:
     """The overrides the rule gives each method in a run of `steps` steps."""
-    lines = [f"| method | the rule's overrides at {steps:,} steps |", "|---|---|"]
+    rows = []
     for method in METHODS:
         found = rule_overrides(method, steps)
         text = ", ".join(f"`{o}`" for o in found) if found else "none (defaults kept)"
-        lines.append(f"| {method} | {text} |")
-    return "\n".join(lines)
+        rows.append([method, text])
+    return markdown_table(["method", f"the rule's overrides at {steps:,} steps"], rows)
 
 
 def tables() -> str:

@@ -36,15 +36,20 @@ def _md_cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of cells written as given (the caller escapes what needs it)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def to_markdown(title: str, sections: list[Section], figures: str = "figures") -> str:
     lines = [f"# {title}", ""]
     for section in sections:
         lines += [f"## {section.title}", ""]
         for block in section.blocks:
             if isinstance(block, Table):
-                lines.append("| " + " | ".join(_md_cell(h) for h in block.header) + " |")
-                lines.append("|" + "---|" * len(block.header))
-                lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
+                cells = [[_md_cell(c) for c in row] for row in block.rows]
+                lines.append(markdown_table([_md_cell(h) for h in block.header], cells))
             elif isinstance(block, Image):
                 lines.append(f"![{block.caption}]({figures}/{block.name})")
             else:

@@ -9,7 +9,9 @@ drift from the code:
 - `lionfer list algorithms|models|datasets`: what that command prints (the registries);
 - `contributing`: the page becomes CONTRIBUTING.md (its links to docs/ made site links);
 - `results NAME`: a packaged sweep's table from the `lionfer report` CSV files committed in
-  docs/results/NAME/, with the commands, commit and machine of its made.toml.
+  docs/results/NAME/, with the commands, commit and machine of its made.toml;
+- `labels NAME`: the label-quality table of docs/results/NAME/ (one column of runs): relabels,
+  their precision and the labels fixed, broken and demoted, pooled over seeds from runs.csv.
 A field's comment is the one on its line, else the comment lines right above it. The pages are
 also written for GitHub, so a pipe escaped inside a table cell's code span is unescaped here.
 """
@@ -268,6 +270,85 @@ def results_table(name: str) -> str:
     )
 
 
+def _runs_by_method(folder: Path) -> dict[str, list[dict[str, str]]]:
+    """runs.csv's rows by method, in table1.csv's order."""
+    runs = _csv(folder / "runs.csv")
+    order = [row["method"] for row in _csv(folder / "table1.csv")]
+    return {m: [r for r in runs if r["method"] == m] for m in dict.fromkeys(order)}
+
+
+def _total(runs: list[dict[str, str]], key: str) -> int:
+    """The sum of a runs.csv count over runs (0 where a run lacks it)."""
+    return sum(round(float(r[key])) for r in runs if r.get(key))
+
+
+def _pooled(right: int, total: int) -> str:
+    return f"{100 * right / total:.0f}% ({right}/{total})" if total else "–"
+
+
+def labels_table(name: str) -> str:
+    """The label-quality table of docs/results/NAME/ (one column of runs): per method test
+    accuracy (mean ± std over seeds, %) and, for methods that change labels, pooled over the
+    seeds from runs.csv: relabels a run, precision (right / changed), wrongly given labels fixed
+    by error type, correct labels broken, demoted images (how many wrongly labeled) and the
+    labeled set's accuracy given → at the end."""
+    from lionfer.reporting.document import markdown_table
+
+    folder = RESULTS / name
+    accuracy = {row["method"]: row for row in _csv(folder / "table1.csv")}
+    header = [
+        "method",
+        "test acc %",
+        "relabels/run",
+        "precision",
+        "fixed: slips · ambiguity",
+        "broken",
+        "demoted (wrongly labeled)",
+        "labels right %",
+    ]
+    rows = []
+    for method, runs in _runs_by_method(folder).items():
+        row = [method, f"{_mean_std(accuracy[method])} (n={accuracy[method]['seeds']})"]
+        runs = [r for r in runs if r.get("relabel.count")]
+        if runs:
+            count = _total(runs, "relabel.count")
+            right = sum(
+                round(float(r["relabel.precision"]) * float(r["relabel.count"]))
+                for r in runs
+                if r.get("relabel.precision")
+            )
+            fixed = [
+                f"{_total(runs, f'relabel.by_error_type.{kind}.fixed')}/"
+                f"{_total(runs, f'relabel.by_error_type.{kind}.wrong_given')}"
+                for kind in ("slip", "ambiguity")
+            ]
+            demoted = _total(runs, "relabel.demoted.count")
+            given, end = (
+                sum(100 * float(r[f"relabel.{k}_accuracy"]) for r in runs) / len(runs)
+                for k in ("given", "current")
+            )
+            row += [
+                f"{count / len(runs):.1f}",
+                _pooled(right, count),
+                " · ".join(fixed),
+                str(_total(runs, "relabel.broken")),
+                f"{demoted} ({_total(runs, 'relabel.demoted.wrong_given')})"
+                if any(r.get("relabel.demoted.count") for r in runs)
+                else "–",
+                f"{given:.1f} → {end:.1f}",
+            ]
+        else:
+            row += [""] * 6
+        rows.append(row)
+    made = tomllib.loads((folder / "made.toml").read_text())
+    commands = "\n".join(made["commands"])
+    return (
+        markdown_table(header, rows)
+        + f"\n\nRuns made at commit `{made['commit']}` on {made['machine']} ({made['date']}):\n\n"
+        + f"```bash\n{commands}\n```\n"
+    )
+
+
 GENERATORS = {
     "config-keys": config_keys,
     "algorithm-keys": algorithm_keys,
@@ -275,6 +356,7 @@ GENERATORS = {
     "lionfer list models": lambda: lionfer_list("models"),
     "lionfer list datasets": lambda: lionfer_list("datasets"),
     **{f"results {d.name}": (lambda d=d: results_table(d.name)) for d in RESULTS.iterdir()},
+    **{f"labels {d.name}": (lambda d=d: labels_table(d.name)) for d in RESULTS.iterdir()},
 }
 
 

@@ -199,3 +199,49 @@ def test_a_results_table_is_rendered_from_the_csv_files(tmp_path, monkeypatch):
     )
     assert rows[3] == "| mixmatch | 140 | 18.50 (n=2) | 17.00 |  |  | collapsed in 2/2 seeds |"
     assert "commit `abc1234` on a laptop" in rows[5]
+
+
+def test_a_labels_table_pools_the_runs_relabel_counts(tmp_path, monkeypatch):
+    """Precision, fixed, broken and demoted are pooled over the seeds from runs.csv's counts
+    (not averaged per seed); methods that change no label get empty cells."""
+    hooks = load_hooks()
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    (folder / "table1.csv").write_text(
+        "method,column,seeds,mean,std,flags\n"
+        "fixmatch,digits@100,2,80.0,2.0,\n"
+        "lion:evidence,digits@100,2,90.0,1.0,\n"
+    )
+    counts = (
+        "relabel.count,relabel.precision,relabel.given_accuracy,relabel.current_accuracy,"
+        "relabel.broken,relabel.by_error_type.slip.wrong_given,relabel.by_error_type.slip.fixed,"
+        "relabel.by_error_type.ambiguity.wrong_given,relabel.by_error_type.ambiguity.fixed,"
+        "relabel.demoted.count,relabel.demoted.wrong_given"
+    )
+    (folder / "runs.csv").write_text(
+        f"folder,method,seed,test_acc,{counts}\n"
+        "a,fixmatch,0,0.8,,,,,,,,,,,\n"
+        "b,lion:evidence,0,0.9,4,0.75,0.8,0.9,1,10,3,2,0,2,1\n"
+        "c,lion:evidence,1,0.9,1,1.0,0.9,0.92,0,8,0,1,1,0,0\n"
+    )
+    (folder / "made.toml").write_text(
+        'commands = ["lionfer report a b c"]\ncommit = "abc1234"\nmachine = "a laptop"\n'
+        'date = "2026-01-01"\n'
+    )
+    monkeypatch.setattr(hooks, "RESULTS", tmp_path)
+    rows = hooks.labels_table("demo").splitlines()
+    assert rows[2] == "| fixmatch | 80.00 ± 2.00 (n=2) |  |  |  |  |  |  |"
+    # 3 of 4 right and 1 of 1: 4/5 pooled (80%), where the per-seed mean would say 87.5%
+    assert rows[3] == (
+        "| lion:evidence | 90.00 ± 1.00 (n=2) | 2.5 | 80% (4/5) | 3/18 · 1/3 | 1 | 2 (1) "
+        "| 85.0 → 91.0 |"
+    )
+    assert "commit `abc1234` on a laptop" in rows[5]
+
+
+@pytest.mark.parametrize("name", sorted(d.name for d in (DOCS / "results").iterdir()))
+def test_every_committed_result_is_shown_on_the_results_page(name):
+    text = (DOCS / "results.md").read_text()
+    assert f"<!-- generated: results {name} -->" in text or (
+        f"<!-- generated: labels {name} -->" in text
+    )

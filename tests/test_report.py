@@ -323,6 +323,26 @@ def test_confusion_per_class_and_relabel_figures(tmp_path):
     assert float(figures["lion", "relabel.current_accuracy"]["mean"]) == pytest.approx(87.5)
     confusion = read_csv(out / "confusion.csv")
     assert [float(r["fraction"]) for r in confusion] == pytest.approx([2 / 3, 1 / 3, 0.25, 0.75])
+    # runs.csv carries each run's own relabel counts, for figures pooled over seeds
+    per_run = {r["seed"]: r for r in read_csv(out / "runs.csv")}
+    assert per_run["0"]["relabel.count"] == "4" and per_run["1"]["relabel.count"] == "2"
+    assert per_run["0"]["relabel.precision"] == "0.5" and per_run["1"]["relabel.precision"] == ""
+
+
+def test_flat_numbers_names_every_number_of_a_nested_dict():
+    relabel = {"count": 3, "by_error_type": {"slip": {"fixed": 1}}, "precision": None, "ok": True}
+    assert T.flat_numbers(relabel, "relabel") == {
+        "relabel.count": 3,
+        "relabel.by_error_type.slip.fixed": 1,
+    }
+    assert T.flat_numbers([1, 2], "x") == {} and T.flat_numbers(0.5, "x") == {"x": 0.5}
+
+
+def test_runs_csv_has_no_relabel_columns_without_a_relabeling_run(tmp_path):
+    fake_run(tmp_path / "runs", "a", acc=0.6)
+    make_report([tmp_path / "runs"], tmp_path / "report")
+    (row,) = read_csv(tmp_path / "report" / "runs.csv")
+    assert not [k for k in row if k.startswith("relabel.")]
 
 
 def test_cell_and_column_order():

@@ -426,6 +426,7 @@ def run_row(run: Run, flags: list) -> dict:
     row.update({k: summary.get(k) for k in ("macro_f1", "mask_rate", "pseudo_label_acc")})
     row.update({f"best_{k}": best.get(k) for k in ("acc", "step", "selected_on", "test_acc")})
     row["flags"] = collapse.run_text(flags)
+    row.update(T.flat_numbers(summary.get("relabel"), "relabel"))
     return row
 
 
@@ -436,7 +437,8 @@ def ordered_runs(c: Collection) -> list[Run]:
 def runs_section(c: Collection, out: Output, flags: dict) -> Section:
     ordered = ordered_runs(c)
     rows = [run_row(run, flags.get(run.path, [])) for run in ordered]
-    out.csv("runs.csv", list(rows[0]), [list(row.values()) for row in rows])
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # relabel ones where present
+    out.csv("runs.csv", columns, [[row.get(key) for key in columns] for row in rows])
     keys = ("folder", "method", "column", "seed", "steps")
     shown = [[*(r[k] for k in keys), f"{100 * r['test_acc']:.2f}"] for r in rows]
     header = [*keys, "test acc %"]

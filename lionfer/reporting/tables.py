@@ -309,6 +309,20 @@ LABEL_TYPE_FIGURES = (
 )
 
 
+def flat_numbers(value, name: str) -> dict:
+    """{dotted name: number} of every number in a nested dict (a run's relabel figures: counts by
+    error type, broken, demoted), for runs.csv; {} for anything else."""
+    if isinstance(value, bool) or value is None:
+        return {}
+    if isinstance(value, int | float):
+        return {name: value}
+    if not isinstance(value, dict):
+        return {}
+    return {
+        k: v for key, item in value.items() for k, v in flat_numbers(item, f"{name}.{key}").items()
+    }
+
+
 def relabel_figures(runs) -> tuple:
     """The figures of relabel_table for these runs: RELABEL_FIGURES, then each of
     LABEL_TYPE_FIGURES that some run has."""

@@ -11,34 +11,20 @@ from lionfer.data.pipeline import build_run_data, load_dataset
 from lionfer.device import resolve_device
 from lionfer.errors import CheckpointError
 from lionfer.metrics import accuracy
-from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
-from lionfer.training.checkpoint import load_checkpoint
+from lionfer.training.checkpoint import checkpoint_model, load_checkpoint
 from lionfer.training.evaluation import confusion_on, feature_probe
 from lionfer.training.setup import build_algorithm
 from lionfer.training.summary import final_figures
 
 
-def load_run_model(run: Path, checkpoint: str = "last", device: str = "cpu"):
-    """(config, EMA model in eval mode) from a run folder."""
+def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> dict:
+    """The run's test figures of its checkpoint's EMA model; only the test images are read (and
+    checked, as in training)."""
     cfg = load_config(run / "config.toml")
     path = run / "checkpoints" / f"{checkpoint}.pt"
     state = load_checkpoint(path)
-    num_classes = len(state["class_names"])
-    model = build_model(dataclasses.replace(cfg.model, pretrained=""), num_classes)
-    try:
-        model.load_state_dict(state["ema"])
-    except RuntimeError as error:  # torch lists the missing and mis-shaped tensors
-        raise CheckpointError(
-            f"{path} does not fit the run's model {cfg.model.name}: "
-            f"{str(error).splitlines()[0]}; it belongs to another run"
-        ) from error
-    return cfg, model.to(resolve_device(device)).eval(), state
-
-
-def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> dict:
-    """The run's test figures; only the test images are read (and checked, as in training)."""
-    cfg, model, state = load_run_model(run, checkpoint, device)
+    model = checkpoint_model(state, path).to(resolve_device(device))
     data = load_dataset(cfg.data, cfg.seed, check=("test",))
     if list(data.class_names) != list(state["class_names"]):
         raise CheckpointError(
@@ -53,24 +39,22 @@ def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> d
         "step": state["step"],
         "test_acc": accuracy(cm),
         **final_figures(cm, list(data.class_names)),
-        **label_figures(run, cfg, state, device),
+        **label_figures(run, cfg, state, path, device),
     }
 
 
-def label_figures(run: Path, cfg, state: dict, device) -> dict:
+def label_figures(run: Path, cfg, state: dict, path: Path, device) -> dict:
     """The relabel and label-quality figures of a run whose algorithm changes labels, from the
-    checkpoint's algorithm state and live model ({} for the other algorithms)."""
+    algorithm state and live model of its checkpoint (at path) ({} for the other algorithms)."""
     if ALGORITHMS.get(cfg.algorithm.name).diagnostics is Algorithm.diagnostics:
         return {}
     data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
     run_data = build_run_data(data_cfg, cfg.seed, recheck=False)
-    live = build_model(dataclasses.replace(cfg.model, pretrained=""), run_data.num_classes)
-    live.load_state_dict(state["model"])
-    live.to(device)
+    live = checkpoint_model(state, path, weights="model").to(device)
     algorithm = build_algorithm(cfg, run_data, live).to(device)
     algorithm.load_state_dict(state["algorithm"])
     figures = algorithm.diagnostics(feature_probe(live, run_data, cfg, device))
     return {"num_labels": len(run_data.labeled), **figures}
 
 
-__all__ = ["evaluate_run", "load_run_model"]
+__all__ = ["evaluate_run"]

@@ -1,20 +1,31 @@
-"""Checkpoints: atomic writes that leave the last good file in place, and loads that refuse
-anything that is not a lionfer checkpoint in one line, executing nothing."""
+"""Checkpoints: atomic writes that leave the last good file in place, loads that refuse anything
+that is not a lionfer checkpoint in one line with the fix, executing nothing, and the model a
+checkpoint holds (its EMA weights)."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import os
 import pickle
+import zipfile
 
 import pytest
 import torch
 
 from lionfer.cli import main
-from lionfer.config import save_config
-from lionfer.errors import CheckpointError, CheckpointWriteError
-from lionfer.training.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
+from lionfer.config import ModelConfig, save_config
+from lionfer.errors import CheckpointError, CheckpointWriteError, MissingInputError
+from lionfer.models import build_model
+from lionfer.training.checkpoint import (
+    MODEL_KEYS,
+    REQUIRED_KEYS,
+    RUN_FIX,
+    checkpoint_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def lionfer_state(step: int) -> dict:
@@ -120,3 +131,63 @@ def test_torchs_vague_error_on_a_full_disk_is_reported_as_one(tmp_path, monkeypa
     with pytest.raises(CheckpointWriteError, match="No space left on device"):
         save_checkpoint(lionfer_state(1) | {"weights": torch.zeros(10_000)}, path)
     assert list(tmp_path.iterdir()) == []  # no .tmp left behind
+
+
+def test_a_missing_or_damaged_file_names_the_problem_and_the_fix(tmp_path):
+    missing = tmp_path / "run" / "checkpoints" / "best.pt"
+    with pytest.raises(MissingInputError) as info:
+        load_checkpoint(missing)
+    assert str(info.value) == f"checkpoint not found: {missing}; {RUN_FIX}"
+    damaged = not_checkpoints(tmp_path)["truncated"]
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(damaged, fix="pass another file")
+    assert str(info.value) == (
+        f"{damaged} is not a lionfer checkpoint: it is a damaged or truncated PyTorch file (copy "
+        "it again); pass another file"
+    )
+    archive = tmp_path / "notes.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("notes.txt", "not a model")
+    with pytest.raises(CheckpointError, match="it is a ZIP archive, not a PyTorch file; use "):
+        load_checkpoint(archive)
+
+
+def test_the_keys_asked_for_are_the_keys_checked(tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint({key: {} for key in MODEL_KEYS} | {"class_names": ["a", "b"]}, path)
+    assert load_checkpoint(path, MODEL_KEYS)["class_names"] == ["a", "b"]
+    with pytest.raises(CheckpointError, match="another lionfer version .*missing step, model, "):
+        load_checkpoint(path)  # resuming needs the optimizer, the algorithm, the RNG ...
+    torch.save({"conv.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(CheckpointError, match=r"bare model weights .*model\.pretrained"):
+        load_checkpoint(path, MODEL_KEYS)
+
+
+def network(seed: int, feature_scale: float = 1.0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(name="cnn_small", feature_scale=feature_scale), 3)
+
+
+def test_the_model_of_a_checkpoint_has_its_ema_weights_and_its_recorded_shape(tmp_path):
+    live, ema = network(0, 2.5), network(1, 2.5)
+    path = tmp_path / "last.pt"
+    config = dataclasses.asdict(ModelConfig(name="cnn_small", feature_scale=2.5))
+    state = {"model": live.state_dict(), "ema": ema.state_dict(), "model_config": config}
+    save_checkpoint(state | {"class_names": ["a", "b", "c"], "model_name": "cnn_small"}, path)
+    state = load_checkpoint(path, ("model", "ema", "class_names", "model_name"))
+    for weights, source in (("ema", ema), ("model", live)):
+        model = checkpoint_model(state, path, weights)
+        assert not model.training and model.feature_scale == 2.5
+        for key, value in source.state_dict().items():
+            assert torch.equal(model.state_dict()[key], value), (weights, key)
+    older = {k: v for k, v in state.items() if k != "model_config"}  # the defaults shaped it
+    assert checkpoint_model(older, path).feature_scale == 1.0
+
+
+def test_a_model_the_weights_do_not_fit_is_refused_in_one_line(tmp_path):
+    state = {"ema": network(0).state_dict(), "class_names": ["a", "b"], "model_name": "cnn_small"}
+    with pytest.raises(CheckpointError, match="do not fit lionfer's 'cnn_small' model") as info:
+        checkpoint_model(state, tmp_path / "last.pt")  # three classes' head, two class names
+    assert "\n" not in str(info.value)
+    with pytest.raises(CheckpointError, match="'vit_huge' model, which this lionfer"):
+        checkpoint_model(state | {"model_name": "vit_huge"}, tmp_path / "last.pt")

@@ -29,8 +29,9 @@ from lionfer.algorithms.lion_report import RELABEL_COLUMNS as RUN_RELABEL_COLUMN
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
 from lionfer.errors import InputError
-from lionfer.inference.model_file import checkpoint_file, read_checkpoint
+from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
 from lionfer.inference.predictor import Predictor, probability_column
+from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
 
 AUDIT_COLUMNS = (
     "rank",
@@ -290,7 +291,7 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
     run = Path(run)
     if not run.is_dir():
         raise InputError(f"relabel needs a run folder (made by `lionfer train`), got {run}")
-    state = read_checkpoint(checkpoint_file(run, checkpoint))
+    state = load_checkpoint(checkpoint_file(run, checkpoint), MODEL_KEYS, MODEL_FIX)
     cfg = load_config(run / "config.toml")
     data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
     labeled = build_run_data(data_cfg, cfg.seed, recheck=False).labeled

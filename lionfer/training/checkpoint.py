@@ -1,9 +1,12 @@
-"""Saving and loading checkpoints: atomic, flushed writes and weights_only loads.
+"""Saving and loading checkpoints: atomic, flushed writes and weights_only loads, and the model a
+checkpoint holds.
 
-A file that is not a lionfer checkpoint (text, truncated, a pickle that would run code, a plain
-state dict) is refused with a one-line CheckpointError; nothing in it is ever executed. A
-checkpoint that does not fit the run's data (other classes, per-sample state of another length)
-is refused too.
+load_checkpoint is the one reader of a checkpoint file (training's resume, evaluation, prediction,
+export, audit): a file that is not a lionfer checkpoint (an image, text, truncated, a pickle that
+would run code, a plain state dict) is refused with a one-line CheckpointError that says what the
+file is and what to pass instead; nothing in it is ever executed. checkpoint_model is the one
+builder of the network a checkpoint holds (its EMA weights). A checkpoint that does not fit the
+run's data (other classes, per-sample state of another length) is refused too.
 """
 
 from __future__ import annotations
@@ -15,11 +18,20 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from lionfer.atomic import flush_to_disk, replacing
+from lionfer.config import ModelConfig
 from lionfer.errors import CheckpointError, CheckpointWriteError, MissingInputError
+from lionfer.models import build_model, check_state_dict
+from lionfer.registry import MODELS
 
-REQUIRED_KEYS = ("step", "model", "ema", "optimizer", "algorithm", "rng", "class_names")
+# What using a checkpoint's model needs (prediction, export, audit).
+MODEL_KEYS = ("ema", "class_names", "model_name", "image_size")
+# What every checkpoint lionfer train writes holds (resume and evaluate read all of it).
+REQUIRED_KEYS = ("step", "model", "optimizer", "algorithm", "rng", *MODEL_KEYS)
+# The fix a refusal ends with unless the caller names another.
+RUN_FIX = "use checkpoints/last.pt or best.pt of a run made by `lionfer train`"
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -61,35 +73,109 @@ class _KeepWriteError:
         self.handle.flush()
 
 
-def load_checkpoint(path: Path) -> dict:
-    """A lionfer checkpoint as a dict of tensors and plain values (loaded with weights_only)."""
+def load_checkpoint(path: Path, keys: tuple[str, ...] = REQUIRED_KEYS, fix: str = RUN_FIX) -> dict:
+    """A lionfer checkpoint as a dict of tensors and plain values (loaded with weights_only),
+    holding at least `keys`. A missing file is a MissingInputError, any other refusal a
+    CheckpointError; each is one line naming the file and the problem, ending with `fix` (what
+    to pass instead)."""
     path = Path(path)
     if not path.is_file():
-        raise MissingInputError(f"checkpoint not found: {path}")
+        raise MissingInputError(f"checkpoint not found: {path}; {fix}")
     try:
         with warnings.catch_warnings():  # torch's notes on a foreign pickle; the error says it
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file; none is executed
         raise CheckpointError(
-            f"{path} is not a lionfer checkpoint: it cannot be read as tensors "
-            f"({type(error).__name__}: {_first_line(error)}). Use checkpoints/last.pt or "
-            "best.pt of a lionfer run"
+            f"{path} is not a lionfer checkpoint: {not_a_checkpoint(path, error)}; {fix}"
         ) from error
-    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        what = "a dict" if isinstance(state, dict) else type(state).__name__
+    if not isinstance(state, dict):
         raise CheckpointError(
-            f"{path} is not a lionfer checkpoint: it holds {what} without "
-            f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} (a plain model state "
-            "dict belongs in model.pretrained). Use checkpoints/last.pt or best.pt of a lionfer run"
+            f"{path} is not a lionfer checkpoint: it holds a {type(state).__name__}, not a dict "
+            f"of tensors and values; {fix}"
+        )
+    missing = [key for key in keys if key not in state]
+    if missing:
+        hint = (
+            "it looks like bare model weights (those belong in model.pretrained)"
+            if state and all(isinstance(v, torch.Tensor) for v in state.values())
+            else "it was written by another lionfer version or another program"
+        )
+        listed = ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else "")
+        raise CheckpointError(
+            f"{path} is not a lionfer checkpoint: {hint} (missing {listed}); {fix}"
         )
     return state
 
 
-def _first_line(error: Exception, limit: int = 160) -> str:
-    text = (str(error).strip().splitlines() or [""])[0]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+IMAGE_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def not_a_checkpoint(path: Path, error: Exception) -> str:
+    """Why torch.load refused a file, in words and from its first bytes, without torch's advice
+    (which is to unpickle arbitrary objects)."""
+    text = str(error)
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "the file is empty (0 bytes)"
+    for magic, kind in IMAGE_MAGIC:
+        if head.startswith(magic):
+            return f"it is a {kind} image (the model comes first: lionfer predict MODEL INPUT...)"
+    if head[8:12] == b"WEBP":
+        return "it is a WebP image (the model comes first: lionfer predict MODEL INPUT...)"
+    if "TorchScript" in text:
+        return "it is a TorchScript export, which lionfer does not read back"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):  # torch's zip or pickle
+        if "Weights only load failed" in text and "GLOBAL" in text.upper():
+            return (
+                "it holds Python objects besides tensors and plain values, which lionfer does "
+                "not unpickle (a file of another program)"
+            )
+        first_entry = head[30 : 30 + int.from_bytes(head[26:28], "little")]
+        if head.startswith(b"PK\x03\x04") and not first_entry.endswith(b"/data.pkl"):
+            return "it is a ZIP archive, not a PyTorch file"  # torch's zip opens with data.pkl
+        return "it is a damaged or truncated PyTorch file (copy it again)"
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+            return "it is a text file, not a PyTorch file"
+        except UnicodeDecodeError as bad:
+            if bad.start >= len(head) - 4:  # a character cut at the end of the 4096 bytes
+                return "it is a text file, not a PyTorch file"
+    return "it is not a PyTorch file"
+
+
+def checkpoint_model(state: dict, path: Path, weights: str = "ema") -> nn.Module:
+    """The network a checkpoint holds, in eval mode on the CPU, with its EMA weights (the model
+    lionfer evaluates, predicts with and exports; weights="model": the live model's). It is built
+    from the checkpoint's own record (model_name and model_config; older checkpoints have no
+    model_config, and the defaults shaped their model), so it needs no config file. `path` only
+    names the file in errors."""
+    name, num_classes = state["model_name"], len(state["class_names"])
+    if name not in MODELS:
+        raise CheckpointError(
+            f"{path} holds a {name!r} model, which this lionfer version does not have "
+            f"(models: {', '.join(MODELS.names())}); it was written by another lionfer version"
+        )
+    saved = state.get("model_config", {})
+    shape = {k: saved[k] for k in ("dropout", "feature_scale") if k in saved}
+    model = build_model(ModelConfig(name=name, **shape), num_classes)
+    problems = check_state_dict(model.state_dict(), state[weights])
+    if problems:
+        raise CheckpointError(
+            f"{path}: the weights do not fit lionfer's {name!r} model ({'; '.join(problems)}); "
+            "the checkpoint was written by another lionfer version"
+        )
+    model.load_state_dict(state[weights])
+    return model.eval()
 
 
 def rng_state() -> dict:

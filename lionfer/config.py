@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import os
 import re
 import tomllib
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import lionfer.data.datasets  # noqa: F401  (the table of dataset names; imports no reader)
 from lionfer.atomic import write_text_atomic
 from lionfer.errors import ConfigError, check
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
@@ -282,19 +282,7 @@ def from_dict(raw: dict) -> Config:
 
 
 def check_name(registry, name: str, key: str) -> None:
-    """A registered name, or ConfigError listing the names. The tables of names import no torch;
-    a name registered only by its implementation module is found by importing that module."""
-    modules = {
-        "dataset": ("lionfer.data.pipeline", "lionfer.data.pipeline:register_readers"),
-        "model": ("lionfer.backbones",),
-    }.get(registry.kind, ())
-    for module in modules:
-        if name in registry:
-            return
-        module, _, function = module.partition(":")
-        imported = importlib.import_module(module)
-        if function:
-            getattr(imported, function)()
+    """A registered name, or ConfigError listing the names."""
     try:
         registry.entry(name)
     except KeyError as error:

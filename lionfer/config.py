@@ -273,7 +273,7 @@ def from_dict(raw: dict) -> Config:
     name = algo.pop("name", AlgorithmConfig.name)
     check(isinstance(name, str), "algorithm.name", "expected a string")
     config_class = algorithm_config_class(name)
-    params = build_section(config_class, with_recipe(config_class, algo), "algorithm.")
+    params = build_section(config_class, algo, "algorithm.")  # LION: its recipe applies here
     seed = _coerce(raw.get("seed", 0), int, "seed")
     check(seed >= 0, "seed", f"must be a non-negative integer, got {seed}")
     check_name(DATASETS, sections["data"].dataset, "data.dataset")
@@ -287,21 +287,6 @@ def check_name(registry, name: str, key: str) -> None:
         registry.entry(name)
     except KeyError as error:
         raise ConfigError(f"{key}: {error}") from error
-
-
-def with_recipe(config_class: type, values: dict) -> dict:
-    """An algorithm section with its recipe's fields filled in under the explicit ones.
-
-    A config class with recipes carries RECIPES {name: {field: value}} and DEFAULT_RECIPE."""
-    recipes = getattr(config_class, "RECIPES", None)
-    if not recipes:
-        return values
-    recipe = values.get("recipe", config_class.DEFAULT_RECIPE)
-    if recipe not in recipes:
-        raise ConfigError(
-            f"algorithm.recipe: unknown recipe {recipe!r}.{_suggest(recipe, recipes)}"
-        )
-    return {**recipes[recipe], **values, "recipe": recipe}
 
 
 def parse_value(text: str) -> Any:
@@ -379,7 +364,7 @@ def replace(cfg: Config, *overrides: str) -> Config:
     if recipes and old_recipe in recipes and new_recipe != old_recipe:
         # cfg holds resolved values: keep only those that differ from what the old recipe set.
         config_class = type(cfg.algorithm.params)
-        old = dataclasses.asdict(config_class(**with_recipe(config_class, {"recipe": old_recipe})))
+        old = dataclasses.asdict(config_class(recipe=old_recipe))
         raw["algorithm"] = {
             k: v for k, v in raw["algorithm"].items() if k in ("name", "recipe") or old.get(k) != v
         }

@@ -274,7 +274,7 @@ def from_dict(raw: dict) -> Config:
     check(isinstance(name, str), "algorithm.name", "expected a string")
     config_class = algorithm_config_class(name)
     params = build_section(config_class, algo, "algorithm.")  # LION: its recipe applies here
-    seed = _coerce(raw.get("seed", 0), int, "seed")
+    seed = _coerce(raw.get("seed", Config.seed), int, "seed")
     check(seed >= 0, "seed", f"must be a non-negative integer, got {seed}")
     check_name(DATASETS, sections["data"].dataset, "data.dataset")
     check_name(MODELS, sections["model"].name, "model.name")
@@ -309,8 +309,9 @@ def apply_override(raw: dict, assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"{key}: {part} is a value, not a section")
     value = parse_value(text.strip())
-    if parts == ["algorithm", "name"] and value != raw.get("algorithm", {}).get("name"):
-        # Switching algorithm drops the previous algorithm's own fields from the file.
+    if parts == ["algorithm", "name"] and value != node.get("name", AlgorithmConfig.name):
+        # Switching algorithm drops the previous algorithm's own fields from the file (a file
+        # that names none holds the default algorithm's).
         raw["algorithm"] = {k: v for k, v in node.items() if k == "name"}
         node = raw["algorithm"]
     node[parts[-1]] = value

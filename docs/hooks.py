@@ -141,10 +141,11 @@ def config_keys() -> str:
 
 def algorithm_keys() -> str:
     import lionfer.algorithms  # noqa: F401  (registers the methods; imports no torch)
-    from lionfer.config import DEFAULT_CONFIG
+    from lionfer.config import DEFAULT_CONFIG, AlgorithmConfig
     from lionfer.registry import ALGORITHMS
 
     packaged = tomllib.loads(DEFAULT_CONFIG.read_text()).get("algorithm", {})
+    packaged_name = packaged.pop("name", AlgorithmConfig.name)
     out = []
     for entry in ALGORITHMS:
         cls = entry.config
@@ -155,7 +156,7 @@ def algorithm_keys() -> str:
         else:
             out += ["| key | type | default | what it is |", "|---|---|---|---|"]
             out += key_rows(cls, "algorithm.", None)
-        if packaged.get("name") == entry.name:
+        if packaged_name == entry.name and packaged:
             given = ", ".join(f"`{k} = {toml_value(v)}`" for k, v in packaged.items())
             out += ["", f"The packaged `default.toml` sets {given}."]
         out.append("")

@@ -126,7 +126,7 @@ def cmd_list(args) -> int:
     if args.what == "algorithms":
         import lionfer.algorithms  # noqa: F401  (the table of algorithms; no torch)
     elif args.what == "datasets":
-        import lionfer.data.pipeline  # noqa: F401  (the table of datasets; no torch)
+        import lionfer.data.datasets  # noqa: F401  (the table of datasets; no numpy)
     registry = {"algorithms": ALGORITHMS, "models": MODELS, "datasets": DATASETS}[args.what]
     width = max(len(entry.name) for entry in registry)
     for entry in registry:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import os
 import re
 import tomllib
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import lionfer.data.datasets  # noqa: F401  (the table of dataset names; imports no reader)
 from lionfer.atomic import write_text_atomic
 from lionfer.errors import ConfigError, check
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
@@ -273,8 +273,8 @@ def from_dict(raw: dict) -> Config:
     name = algo.pop("name", AlgorithmConfig.name)
     check(isinstance(name, str), "algorithm.name", "expected a string")
     config_class = algorithm_config_class(name)
-    params = build_section(config_class, with_recipe(config_class, algo), "algorithm.")
-    seed = _coerce(raw.get("seed", 0), int, "seed")
+    params = build_section(config_class, algo, "algorithm.")  # LION: its recipe applies here
+    seed = _coerce(raw.get("seed", Config.seed), int, "seed")
     check(seed >= 0, "seed", f"must be a non-negative integer, got {seed}")
     check_name(DATASETS, sections["data"].dataset, "data.dataset")
     check_name(MODELS, sections["model"].name, "model.name")
@@ -282,38 +282,11 @@ def from_dict(raw: dict) -> Config:
 
 
 def check_name(registry, name: str, key: str) -> None:
-    """A registered name, or ConfigError listing the names. The tables of names import no torch;
-    a name registered only by its implementation module is found by importing that module."""
-    modules = {
-        "dataset": ("lionfer.data.pipeline", "lionfer.data.pipeline:register_readers"),
-        "model": ("lionfer.backbones",),
-    }.get(registry.kind, ())
-    for module in modules:
-        if name in registry:
-            return
-        module, _, function = module.partition(":")
-        imported = importlib.import_module(module)
-        if function:
-            getattr(imported, function)()
+    """A registered name, or ConfigError listing the names."""
     try:
         registry.entry(name)
     except KeyError as error:
         raise ConfigError(f"{key}: {error}") from error
-
-
-def with_recipe(config_class: type, values: dict) -> dict:
-    """An algorithm section with its recipe's fields filled in under the explicit ones.
-
-    A config class with recipes carries RECIPES {name: {field: value}} and DEFAULT_RECIPE."""
-    recipes = getattr(config_class, "RECIPES", None)
-    if not recipes:
-        return values
-    recipe = values.get("recipe", config_class.DEFAULT_RECIPE)
-    if recipe not in recipes:
-        raise ConfigError(
-            f"algorithm.recipe: unknown recipe {recipe!r}.{_suggest(recipe, recipes)}"
-        )
-    return {**recipes[recipe], **values, "recipe": recipe}
 
 
 def parse_value(text: str) -> Any:
@@ -336,8 +309,9 @@ def apply_override(raw: dict, assignment: str) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"{key}: {part} is a value, not a section")
     value = parse_value(text.strip())
-    if parts == ["algorithm", "name"] and value != raw.get("algorithm", {}).get("name"):
-        # Switching algorithm drops the previous algorithm's own fields from the file.
+    if parts == ["algorithm", "name"] and value != node.get("name", AlgorithmConfig.name):
+        # Switching algorithm drops the previous algorithm's own fields from the file (a file
+        # that names none holds the default algorithm's).
         raw["algorithm"] = {k: v for k, v in node.items() if k == "name"}
         node = raw["algorithm"]
     node[parts[-1]] = value
@@ -391,7 +365,7 @@ def replace(cfg: Config, *overrides: str) -> Config:
     if recipes and old_recipe in recipes and new_recipe != old_recipe:
         # cfg holds resolved values: keep only those that differ from what the old recipe set.
         config_class = type(cfg.algorithm.params)
-        old = dataclasses.asdict(config_class(**with_recipe(config_class, {"recipe": old_recipe})))
+        old = dataclasses.asdict(config_class(recipe=old_recipe))
         raw["algorithm"] = {
             k: v for k, v in raw["algorithm"].items() if k in ("name", "recipe") or old.get(k) != v
         }

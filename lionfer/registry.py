@@ -1,8 +1,10 @@
 """One Registry class; the algorithm, model and dataset registries are instances of it.
 
-An entry's object may be given as "module:attribute" and is imported on first use, so listing
-names (and validating a config) never imports torch. The models are declared here by name; the
-algorithms in lionfer.algorithms and the datasets in lionfer.data.pipeline, the same way.
+Every registry is filled one way: a table of names, each with its object as "module:attribute",
+imported on first use, so listing names (and validating a config) never imports torch or numpy.
+The models are declared here; the algorithms in lionfer.algorithms and the datasets in
+lionfer.data.datasets (each package's __init__), the same way. The implementations never register
+themselves, so the dependencies point one way: table → implementation.
 
 A family names many objects by a prefix: `timm:convnext_tiny` and `torchvision:mobilenet_v2` are
 the models `convnext_tiny` and `mobilenet_v2` of those libraries, built by one factory each
@@ -15,7 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +32,6 @@ class Entry:
     config: type | None = None  # the entry's frozen config dataclass (algorithms)
 
 
-def _location(obj: Any) -> str:
-    return f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"
-
-
 class Registry:
     """Names → objects, each with a one-line description, listable from the CLI."""
 
@@ -43,22 +41,10 @@ class Registry:
         self._families: dict[str, Entry] = {}  # prefix → factory of the whole family
 
     def add(self, name: str, target: Any, description: str, config: type | None = None) -> None:
-        """Register a name. A module that registers the very object a lazy "module:attribute"
-        entry names (e.g. with @register when it is imported) completes that entry."""
+        """Register a name; target is the object or its "module:attribute"."""
         if name in self._entries:
-            known = self._entries[name]
-            if isinstance(known.target, str) and known.target == _location(target):
-                self._entries[name] = Entry(name, target, description, config or known.config)
-                return
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = Entry(name, target, description, config)
-
-    def register(self, name: str, description: str, config: type | None = None) -> Callable:
-        def decorator(obj: Any) -> Any:
-            self.add(name, obj, description, config)
-            return obj
-
-        return decorator
 
     def add_family(self, prefix: str, target: Any, description: str) -> None:
         """Register every name `prefix:NAME`; target(NAME, ...) builds one of them."""

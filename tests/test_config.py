@@ -1,10 +1,11 @@
 """Config: defaults < file < overrides, strictness, suggestions, TOML round trip, paths."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from lionfer.config import ConfigError, load_config, replace, save_config
+from lionfer.config import DEFAULT_CONFIG, ConfigError, load_config, replace, save_config
 
 
 def test_defaults_train_lion_on_synthetic():
@@ -80,6 +81,44 @@ def test_switching_algorithm_drops_the_old_algorithms_fields(tmp_path):
     assert cfg.algorithm.name == "fixmatch" and cfg.algorithm.threshold == 0.9
     with pytest.raises(ConfigError, match="unknown key algorithm.clear_threshold"):
         load_config(None, ["algorithm.name=fixmatch", "algorithm.clear_threshold=0.7"])
+    # a file that names no algorithm holds the default one's fields: naming it keeps them
+    path.write_text("[algorithm]\nclear_threshold = 0.7\n")
+    assert load_config(path, ["algorithm.name=lion"]).algorithm.clear_threshold == 0.7
+    assert load_config(path, ["algorithm.name=fixmatch"]).algorithm.name == "fixmatch"
+
+
+def test_default_toml_names_only_what_differs_from_the_dataclass_defaults():
+    # The dataclasses own every default; default.toml adds only the embedded run's own values.
+    packaged = tomllib.loads(DEFAULT_CONFIG.read_text())
+    bare = load_config()
+    for key, value in packaged.items():
+        nested = isinstance(value, dict)
+        where, section = (getattr(bare, key), value) if nested else (bare, {key: value})
+        for field, given in section.items():
+            name = f"{key}.{field}" if nested else key
+            assert given != getattr(where, field), f"default.toml repeats the default {name}"
+
+
+def test_the_embedded_default_run_is_pinned():
+    cfg = load_config(DEFAULT_CONFIG)
+    data, model, algorithm, train = cfg.data, cfg.model, cfg.algorithm, cfg.train
+    assert cfg.seed == 0
+    assert (data.dataset, data.num_labels, data.image_size, data.num_workers) == (
+        "synthetic",
+        140,
+        64,
+        1,
+    )
+    assert (model.name, model.pretrained, model.feature_scale) == ("mobilenet_v2", "imagenet", 4)
+    assert (algorithm.name, algorithm.recipe, algorithm.epoch_steps) == ("lion", "evidence", 30)
+    assert (train.steps, train.lr, train.eval_every, train.checkpoint_every) == (
+        600,
+        5e-4,
+        200,
+        200,
+    )
+    assert train.channels_last
+    assert load_config(DEFAULT_CONFIG, ["algorithm.name=lion"]) == cfg
 
 
 def test_saved_config_round_trips(tmp_path):

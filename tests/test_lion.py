@@ -1,5 +1,6 @@
 """LION's equations against hand-computed numbers on tiny tensors, and its step end to end."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -25,6 +26,7 @@ from lionfer.algorithms.lion import (
     update_prototypes,
     update_weights,
 )
+from lionfer.errors import ConfigError
 
 T = torch.tensor
 
@@ -498,14 +500,34 @@ def test_warns_when_disambiguation_starts_with_few_clear_images():
 
 
 def test_a_recipe_sets_exactly_the_fields_it_names():
-    paper = LionConfig()
+    defaults = {f.name: f.default for f in dataclasses.fields(LionConfig)}
     for name, fields in LION_RECIPES.items():
         cfg = lion_config(name)
-        differing = {
-            f for f in paper.__dataclass_fields__ if getattr(cfg, f) != getattr(paper, f)
-        } - {"recipe"}
-        assert differing == {f for f, v in fields.items() if getattr(paper, f) != v}, name
+        differing = {f for f, v in defaults.items() if getattr(cfg, f) != v} - {"recipe"}
+        assert differing == {f for f, v in fields.items() if defaults[f] != v}, name
     assert lion_config("released", relabel_threshold=0.999).relabel_threshold == 0.999
+
+
+def test_a_lion_config_built_directly_is_the_one_a_config_file_gets():
+    from lionfer.config import load_config
+
+    default = LionConfig.DEFAULT_RECIPE
+    recipe_field = {f.name: f for f in dataclasses.fields(LionConfig)}["recipe"]
+    assert recipe_field.default == default  # the recipe field says so
+    assert LionConfig() == lion_config() == load_config().algorithm.params
+    assert LionConfig().recipe == default and LionConfig().disambiguation == "evidence"
+    for name in LION_RECIPES:
+        loaded = load_config(None, [f"algorithm.recipe={name}", "algorithm.min_visits=2"])
+        assert LionConfig(name, min_visits=2) == loaded.algorithm.params, name
+        assert LionConfig(recipe=name) == lion_config(name), name
+    released = LionConfig("released", min_visits=2)
+    assert dataclasses.replace(released, folds=3) == LionConfig("released", min_visits=2, folds=3)
+    with pytest.raises(ConfigError, match="unknown recipe 'papr'. Did you mean 'paper'"):
+        LionConfig("papr")
+    with pytest.raises(TypeError, match="clear_treshold"):
+        LionConfig(clear_treshold=0.5)
+    with pytest.raises(ConfigError, match="algorithm.clear_threshold: must lie in"):
+        LionConfig("paper", clear_threshold=2.0)  # still validated
 
 
 def test_margin_rule_keeps_an_unsure_but_agreeing_sample_in_ls():

@@ -313,7 +313,7 @@ def test_missing_detector_stops_prepare_instead_of_failing_each_image(
 
 
 def test_manifest_is_readable_by_the_manifest_dataset(tiny_data, tmp_path, fake_detector):
-    import lionfer.data.datasets.manifest  # noqa: F401  (registers "manifest")
+    import lionfer.data.datasets  # noqa: F401  (registers "manifest")
     from lionfer.config import DataConfig
     from lionfer.registry import DATASETS
 

@@ -7,10 +7,12 @@ the algorithm itself is lionfer/algorithms/lion.py.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from lionfer.errors import check
+from lionfer.errors import ConfigError, check
 
 LION_RULE_CHOICES = {
     "start_rule": ("fraction", "fitted"),
@@ -27,17 +29,19 @@ LION_RULE_CHOICES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LionConfig:
-    """LION's hyperparameters and rules. The field defaults are the paper's equations (the
-    `paper` recipe); `recipe` names a set of rules (LION_RECIPES) applied when a config is loaded,
-    under any field set explicitly."""
+    """LION's hyperparameters and rules. The field defaults are the paper's equations; every
+    LionConfig is built from a recipe (LION_RECIPES, DEFAULT_RECIPE unless one is named):
+    LionConfig(recipe, **fields) is the field defaults, under the recipe's fields, under `fields`.
+    A loaded config is built the same way, so LionConfig() is what a config without a recipe
+    gets."""
 
     RECIPES: ClassVar[dict[str, dict]]  # LION_RECIPES, set below
     RECIPE_NOTES: ClassVar[dict[str, str]]  # one line per recipe, for `lionfer list algorithms`
-    DEFAULT_RECIPE: ClassVar[str] = "evidence"  # the one default recipe (config loading)
+    DEFAULT_RECIPE: ClassVar[str] = "evidence"  # the one default recipe
 
-    recipe: str = "paper"  # paper | released | robust | evidence (see LION_RECIPES)
+    recipe: str = DEFAULT_RECIPE  # paper | released | robust | evidence (see LION_RECIPES)
     clear_threshold: float = 0.80  # τ, Eq. 1
     reliable_threshold: float = 0.83  # γ, Eq. 7
     reliable_threshold_step: float = 0.0  # γ + this · epoch (epoch from 1; released: 0.01)
@@ -116,12 +120,23 @@ class LionConfig:
     use_negative_learning: bool = True
     use_negative_consistency: bool = True
 
+    def __init__(self, recipe: str = DEFAULT_RECIPE, **given: Any) -> None:
+        if recipe not in LION_RECIPES:
+            close = difflib.get_close_matches(str(recipe), LION_RECIPES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"algorithm.recipe: unknown recipe {recipe!r}.{hint} "
+                f"Recipes: {', '.join(LION_RECIPES)}"
+            )
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name != "recipe"}
+        unknown = sorted(given.keys() - defaults.keys())
+        if unknown:
+            raise TypeError(f"LionConfig() got an unexpected keyword argument {unknown[0]!r}")
+        for name, value in {**defaults, **LION_RECIPES[recipe], **given, "recipe": recipe}.items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
-        check(
-            self.recipe in LION_RECIPES,
-            "algorithm.recipe",
-            f"must be one of {', '.join(LION_RECIPES)}, got {self.recipe!r}",
-        )
         for name in (
             "clear_threshold",
             "reliable_threshold",
@@ -182,9 +197,10 @@ class LionConfig:
             )
 
 
-# Recipes: the fields each one sets (a field given explicitly in a config wins). `paper` is the
-# dataclass defaults. `released` follows the authors' released code without its bugs. `robust`
-# and `evidence` are lionfer's own; `evidence` is the default (DEFAULT_RECIPE; docs/lion.md).
+# Recipes: the fields each one sets over the dataclass defaults (a field given explicitly wins).
+# `paper` is the dataclass defaults, with relabeled images re-examined as the paper's text has it.
+# `released` follows the authors' released code without its bugs. `robust` and `evidence` are
+# lionfer's own; `evidence` is the default (LionConfig.DEFAULT_RECIPE; docs/lion.md).
 LION_RECIPES: dict[str, dict] = {
     "paper": {"reexamine_relabeled": True},
     "released": {
@@ -250,10 +266,5 @@ LionConfig.RECIPE_NOTES = LION_RECIPE_NOTES
 
 
 def lion_config(recipe: str = LionConfig.DEFAULT_RECIPE, **fields) -> LionConfig:
-    """A LionConfig for a recipe, with `fields` set on top (what loading a config does)."""
-    check(
-        recipe in LION_RECIPES,
-        "algorithm.recipe",
-        f"must be one of {', '.join(LION_RECIPES)}, got {recipe!r}",
-    )
-    return LionConfig(**{**LION_RECIPES[recipe], **fields, "recipe": recipe})
+    """LionConfig(recipe, **fields): a recipe with `fields` set on top."""
+    return LionConfig(recipe, **fields)

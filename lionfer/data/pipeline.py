@@ -1,7 +1,7 @@
 """From a DataConfig to the image sets a run uses: read the dataset, check every image once, inject
 label noise if asked, split train into labeled / unlabeled (/ validation), and report per-class
-counts. Also the table of dataset names, and the one place where a reader's complaints about the
-user's files become InputError (exit code 2)."""
+counts. Also the one place where a reader's complaints about the user's files become InputError
+(exit code 2); the table of dataset names is lionfer.data.datasets."""
 
 from __future__ import annotations
 
@@ -12,84 +12,15 @@ import numpy as np
 
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import check_images
+from lionfer.data.datasets import FILE_DATASETS
 from lionfer.data.noise import default_noise_map, inject_noise, parse_noise_map
 from lionfer.data.splits import Split, load_split, make_split
 from lionfer.errors import ConfigError, InputError, MissingInputError
 from lionfer.labels import ERROR_TYPES
 from lionfer.registry import DATASETS
 
-# Every dataset by name, imported on first use so that listing them and validating a config stay
-# light; each reader module registers the same function when it is imported. The flag says whether
-# the reader needs data.root.
-DATASET_TABLE = (
-    (
-        "synthetic",
-        "synthetic:load",
-        "procedural faces, 7 expressions, ambiguous labels; built in",
-        False,
-    ),
-    (
-        "digits",
-        "digits:load",
-        "sklearn's bundled 8x8 handwritten digits, 10 classes; built in",
-        False,
-    ),
-    (
-        "folder",
-        "folder:load",
-        "your own images: ROOT/<class>/*.jpg or ROOT/{train,test}/<class>/",
-        True,
-    ),
-    (
-        "manifest",
-        "manifest:load",
-        "images listed in a CSV: path,label[,split,true_label,x,y,w,h]",
-        True,
-    ),
-    (
-        "rafdb",
-        "rafdb:load",
-        "RAF-DB basic: 7 classes, 12,271 train / 3,068 test (official or Ada-CM lists)",
-        True,
-    ),
-    ("sfew", "sfew:load", "SFEW 2.0: 7 classes, Train 958 / Val 436 (Val is the test set)", True),
-    (
-        "affectnet",
-        "affectnet:load",
-        "AffectNet: CSV release (face boxes) or pre-cropped .npy release; val set = test",
-        True,
-    ),
-    (
-        "fer2013",
-        "fer2013:load_fer2013",
-        "FER2013: 48x48 grayscale faces from fer2013.csv; PrivateTest = test",
-        True,
-    ),
-    (
-        "ferplus",
-        "fer2013:load_ferplus",
-        "FERPlus: FER2013 images relabelled by 10 annotators (majority vote); 7 or 8 classes",
-        True,
-    ),
-    (
-        "expw",
-        "expw:load",
-        "ExpW: in-the-wild faces (boxes in label.lst); seeded 20% held out",
-        True,
-    ),
-)
-for _name, _target, _description, _reads_files in DATASET_TABLE:
-    if _name not in DATASETS:
-        DATASETS.add(_name, f"lionfer.data.datasets.{_target}", _description)
-FILE_DATASETS = frozenset(name for name, _, _, reads_files in DATASET_TABLE if reads_files)
 PARTS = ("train", "test", "unlabeled")
 NONE, SLIP, UNKNOWN_TYPE = ERROR_TYPES.index("none"), ERROR_TYPES.index("slip"), -1
-
-
-def register_readers() -> None:
-    """Import every reader (their names are registered already; this loads the functions)."""
-    for name in DATASETS.names():
-        DATASETS.get(name)
 
 
 def read_dataset(cfg, seed: int) -> FERData:

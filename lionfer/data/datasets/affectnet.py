@@ -25,7 +25,6 @@ from lionfer.data.checks import (
     require_dir,
     require_file,
 )
-from lionfer.registry import DATASETS
 
 CSV_LISTS = "Manually_Annotated_file_lists"
 CSV_IMAGES = "Manually_Annotated_Images"
@@ -56,9 +55,6 @@ class Listing:
     notes: list[str]
 
 
-@DATASETS.register(
-    "affectnet", "AffectNet: CSV release (face boxes) or pre-cropped .npy release; val set = test"
-)
 def load(cfg, seed: int) -> FERData:
     """Read AffectNet from cfg.root; cfg.variant "csv" | "npy" | "" (detect the layout)."""
     names = labels.class_names(cfg.num_classes)

@@ -11,7 +11,6 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from lionfer.data.base import FERData, ImageSet
-from lionfer.registry import DATASETS
 
 DIGIT_NAMES: tuple[str, ...] = tuple(str(d) for d in range(10))
 TEST_FRACTION = 0.25
@@ -50,7 +49,6 @@ def split_indices(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray
     return np.sort(train), np.sort(test)
 
 
-@DATASETS.register("digits", "sklearn's bundled 8x8 handwritten digits, 10 classes; built in")
 def load(cfg, seed: int = 0) -> FERData:
     """Digits upscaled to cfg.image_size, split by cfg.data_seed; labels are the true labels."""
     if cfg.image_size < 8:

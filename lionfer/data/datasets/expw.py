@@ -23,7 +23,6 @@ from lionfer.data.checks import (
     require_seven,
 )
 from lionfer.data.splits import hold_out
-from lionfer.registry import DATASETS
 
 LABEL_LIST = "label/label.lst"  # 91,793 faces in the release (a secondary-source count)
 IMAGE_DIR = "image/origin"
@@ -46,7 +45,6 @@ class FaceList:
     lines: list[int]
 
 
-@DATASETS.register("expw", "ExpW: in-the-wild faces (boxes in label.lst); seeded 20% held out")
 def load(cfg, seed: int) -> FERData:
     """Read ExpW from cfg.root; the test split depends only on cfg.data_seed and the list."""
     require_seven(cfg, "expw")

@@ -29,7 +29,6 @@ from lionfer.data.checks import (
     require_file,
     require_seven,
 )
-from lionfer.registry import DATASETS
 
 SIDE = 48
 FER_COLUMNS = ("emotion", "pixels", "Usage")
@@ -65,7 +64,6 @@ class FerRows:
     notes: list[str]
 
 
-@DATASETS.register("fer2013", "FER2013: 48x48 grayscale faces from fer2013.csv; PrivateTest = test")
 def load_fer2013(cfg, seed: int) -> FERData:
     """Read fer2013.csv (or cfg.label_file) under cfg.root; 7 classes."""
     require_seven(cfg, "fer2013")
@@ -95,9 +93,6 @@ def load_fer2013(cfg, seed: int) -> FERData:
     )
 
 
-@DATASETS.register(
-    "ferplus", "FERPlus: FER2013 images relabelled by 10 annotators (majority vote); 7 or 8 classes"
-)
 def load_ferplus(cfg, seed: int) -> FERData:
     """Read fer2013.csv and fer2013new.csv (or cfg.label_file) under cfg.root."""
     names = labels.class_names(cfg.num_classes)

@@ -14,7 +14,6 @@ from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import list_images, require_dir
 from lionfer.data.splits import hold_out
 from lionfer.errors import ConfigError, MissingInputError
-from lionfer.registry import DATASETS
 
 HOLDOUT = 0.2  # test fraction held out when the data has no test split
 
@@ -124,7 +123,6 @@ def read_unlabeled(folder: str) -> tuple[ImageSet, str]:
     return unlabeled, f"{len(paths)} unlabeled images from {root} ({ignored} other files ignored)"
 
 
-@DATASETS.register("folder", "your own images: ROOT/<class>/*.jpg or ROOT/{train,test}/<class>/")
 def load(cfg, seed: int) -> FERData:
     """Read a class-per-folder image tree; without a test/ folder, 20% of train is held out."""
     root = require_dir(

@@ -17,7 +17,6 @@ from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import check_label_ids, check_listed_files, drop_duplicates, require_file
 from lionfer.data.datasets.folder import holdout_test, resolve_classes
 from lionfer.errors import InputError
-from lionfer.registry import DATASETS
 
 REQUIRED = ("path", "label")
 BOX = ("x", "y", "w", "h")
@@ -144,7 +143,6 @@ def label_space(rows: list[Row], class_map: dict, num_classes: int, source: Path
     return class_names, to_id, notes
 
 
-@DATASETS.register("manifest", "images listed in a CSV: path,label[,split,true_label,x,y,w,h]")
 def load(cfg, seed: int) -> FERData:
     """Read the manifest at cfg.root; without test rows, 20% of labeled train is held out."""
     source = find_csv(cfg.root, cfg.label_file)

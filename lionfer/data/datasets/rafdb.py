@@ -14,7 +14,6 @@ import numpy as np
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import check_label_ids, check_listed_files, drop_duplicates, require_file
-from lionfer.registry import DATASETS
 
 LIST_A = Path("EmoLabel") / "list_patition_label.txt"  # sic: "patition"
 LISTS_B = (Path("labels") / "RAF_train_label2.txt", Path("labels") / "RAF_test_label2.txt")
@@ -156,9 +155,6 @@ def read_format_b(cfg, root: Path) -> tuple[list[Path], list[str], np.ndarray, l
     return paths, names, L.to_canonical(ids, L.RAFDB_ZERO), notes
 
 
-@DATASETS.register(
-    "rafdb", "RAF-DB basic: 7 classes, 12,271 train / 3,068 test (official or Ada-CM lists)"
-)
 def load(cfg, seed: int) -> FERData:
     """Read RAF-DB from cfg.root; the test set is the official 3,068-image test split."""
     if cfg.num_classes != 7:

@@ -11,7 +11,6 @@ from lionfer import labels as L
 from lionfer.data.base import FERData
 from lionfer.data.checks import require_dir
 from lionfer.data.datasets.folder import find_child, image_set, scan_split
-from lionfer.registry import DATASETS
 
 LAYOUT = "ROOT/Train/<Class>/*.png and ROOT/Val/<Class>/*.png"
 
@@ -42,7 +41,6 @@ def read_split(folder: Path, root: Path, test: bool):
     return image_set(paths, labels, root, test), notes
 
 
-@DATASETS.register("sfew", "SFEW 2.0: 7 classes, Train 958 / Val 436 (Val is the test set)")
 def load(cfg, seed: int) -> FERData:
     """Read SFEW from cfg.root, the folder holding Train/ and Val/."""
     if cfg.num_classes != 7:

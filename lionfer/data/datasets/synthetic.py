@@ -17,7 +17,6 @@ import numpy as np
 from lionfer.data import annotators
 from lionfer.data.base import FERData, ImageSet
 from lionfer.labels import CLASS_NAMES
-from lionfer.registry import DATASETS
 
 PARAM_NAMES: tuple[str, ...] = (
     "brow_height",  # + raised, − lowered
@@ -464,7 +463,6 @@ def label_error_note(faces: SyntheticFaces) -> str:
     return note
 
 
-@DATASETS.register("synthetic", "procedural faces, 7 expressions, ambiguous labels; built in")
 def load(cfg, seed: int = 0) -> FERData:
     """Train and test faces from cfg.data_seed; the run seed is ignored, so runs share one set.
     cfg.annotator (default single) says who labels the training faces; test labels are the truth.

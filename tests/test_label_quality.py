@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from lionfer.reporting.run_summary import comparison_table, label_quality_lines
+from lionfer.reporting.run_summary import label_quality_lines
 from lionfer.training.run import train
 
 
@@ -31,7 +31,6 @@ def test_lion_run_records_label_quality_over_time_and_at_the_end(tiny_cfg, tmp_p
     with (tmp_path / "run" / "relabels.csv").open() as f:
         header = next(csv.reader(f))
     assert header[-7:] == [f"w_{name.lower()}" for name in summary["class_names"]]
-    assert "label acc now %" in comparison_table([summary])
     assert label_quality_lines(summary)[0].startswith(f"relabeled {summary['relabel']['count']}")
 
 
@@ -132,7 +131,7 @@ def test_error_type_figures_reach_the_report_tables(tmp_path):
             '[algorithm]\nname = "lion"\n'
         )
         (path / "metrics.jsonl").write_text('{"event": "start"}\n')
-    make_report([root], tmp_path / "report")
+    result = make_report([root], tmp_path / "report")
     with (tmp_path / "report" / "relabel.csv").open() as f:
         figures = {r["figure"]: r for r in csv.DictReader(f)}
     assert float(figures["relabel.by_error_type.slip.fixed_share"]["mean"]) == 75.0  # 50, 100
@@ -141,13 +140,18 @@ def test_error_type_figures_reach_the_report_tables(tmp_path):
     assert float(figures["relabel.demoted.count"]["mean"]) == 1.0
     assert float(figures["relabel.demoted.wrong_share"]["mean"]) == 50.0  # 100, 0
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "slips fixed %" in md and "demoted wrong %" in md
-    table = comparison_table(fabricated_summaries())
-    header, _, row = table.splitlines()
-    for title in ("slips fixed %", "ambig. fixed %", "broken", "demoted", "demoted wrong %"):
-        assert title in header
+    (section,) = [s for s in result.sections if s.title == "Relabeling"]
+    (table,) = [b for b in section.blocks if hasattr(b, "header")]
+    for title in ("slips fixed %", "ambiguity fixed %", "broken", "demoted", "demoted wrong %"):
+        assert title in table.header
     # slips 50 and 100 %, ambiguity 50 and 0 %, demoted wrongly labeled 100 and 0 %
-    assert "75.00±35.36" in row and "25.00±35.36" in row and "50.00±70.71" in row
+    (row,) = table.rows
+    assert "75.00 ± 35.36 (n=2)" in row and "25.00 ± 35.36 (n=2)" in row
+    assert "50.00 ± 70.71 (n=2)" in row
+    # each run's own account, as lionfer train printed it, in the report and its result
+    assert [a.seed for a in result.labels] == [0, 1]
+    assert result.labels[0].lines[1] == label_quality_lines(fabricated_summaries()[0])[1]
+    assert "Labels of each run" in md and "slips 1 of 2" in md
     runs = load_runs([root]).runs
     for run in runs:  # without the new figures their columns are left out
         for key in ("by_error_type", "broken", "demoted"):
@@ -175,4 +179,3 @@ def test_relabels_csv_lists_demoted_images_with_their_status(tmp_path):
         rows = list(csv.DictReader(f))
     assert [(r["index"], r["status"]) for r in rows] == [("1", "relabeled"), ("3", "demoted")]
     assert rows[1]["given_label"] == rows[1]["current_label"] == "0"
-    assert "demoted" not in comparison_table([{"algorithm": "fixmatch", "test_acc": 0.5}])

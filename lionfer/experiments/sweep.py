@@ -3,8 +3,9 @@
 Every grid point gets a stable folder DIR/<dataset>@<labels>/<method>/s<seed>; DIR/sweep.json
 lists the points (label, overrides, folder) for `lionfer report`. Finished runs are skipped,
 unfinished ones resumed, the rest started (by lionfer.experiments.launch: N at a time as local
-subprocesses, one per GPU where GPUs are visible, or as cluster jobs through submitit). Reading
-the sweep file and expanding its grid is lionfer.experiments.sweep_file.
+subprocesses, one per GPU where GPUs are visible, without a loader worker each where they share
+the CPU cores, or as cluster jobs through submitit). Reading the sweep file and expanding its grid
+is lionfer.experiments.sweep_file.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ LOCK = "sweep.lock"
 PATH_KEYS = ("data.root", "data.unlabeled_root", "data.split_file", "data.label_file")
 PATH_KEYS += ("model.pretrained",)
 EXECUTION_KEYS = ("train.device", "data.num_workers", "train.tensorboard")  # change no result
+# Runs that share the CPU cores make their views in their own process: a loader worker each would
+# only compete with the other runs for the cores (the views are the same either way). The sweep's
+# and the command line's overrides come after it, and win.
+SHARED_CORES = ("data.num_workers=0",)
 
 
 @dataclass(frozen=True)
@@ -99,13 +104,23 @@ def plan(points: list[tuple[Point, Config]], out: Path) -> list[Action]:
     return actions
 
 
-def train_argv(action: Action, sweep: Sweep, out: Path) -> list[str]:
-    """The `lionfer train` arguments that carry out an action."""
+def train_argv(action: Action, sweep: Sweep, out: Path, shared: bool = False) -> list[str]:
+    """The `lionfer train` arguments that carry out an action; `shared`: the runs share the CPU
+    cores (SHARED_CORES goes first)."""
     folder = str((out / action.point.folder).resolve())
     if action.kind == "resume":
         return ["train", "--resume", "--out", folder, "--no-progress"]
-    argv = ["train", str(sweep.config), *action.point.overrides, "--out", folder, "--no-progress"]
+    execution = SHARED_CORES if shared else ()
+    argv = ["train", str(sweep.config), *execution, *action.point.overrides]
+    argv += ["--out", folder, "--no-progress"]
     return argv + (["--overwrite"] if action.kind == "restart" else [])
+
+
+def shares_cores(launcher: str, jobs: int | None, gpus: list[str] | None) -> bool:
+    """Whether local runs share the CPU cores: more than one at a time and no GPU for them."""
+    if launcher != "local" or (jobs or 1) < 2:
+        return False
+    return not (visible_gpus() if gpus is None else gpus)
 
 
 def log_path(out: Path, point: Point) -> Path:
@@ -206,8 +221,10 @@ def run_sweep(
     echo: Callable[[str], None] = print,
     cluster: str = "slurm",
     gpus: list[str] | None = None,
+    again: str = "the same command",
 ) -> int:
-    """`lionfer sweep`: 0 when every point finished (now or before), 1 when any did not."""
+    """`lionfer sweep`: 0 when every point finished (now or before), 1 when any did not.
+    `again`: the command that continues the sweep, named when it is interrupted."""
     select = [i for i in items if i.startswith("sweep.")]
     overrides = [i for i in items if not i.startswith("sweep.")]
     if jobs is not None and jobs < 1:
@@ -216,17 +233,18 @@ def run_sweep(
     out = Path(out)
     points = expand(sweep, overrides)
     check_out_dir(out)
+    shared = shares_cores(launcher, jobs, gpus)
     if dry_run:
-        return _dry_run(sweep, plan(points, out), out, echo)
+        return _dry_run(sweep, plan(points, out), out, echo, shared)
     with sweep_lock(out, echo):
         actions = plan(points, out)
         write_sweep_json(out, sweep, [p for p, _ in points])
         failed = _announce(sweep, actions, out, echo)
-        jobs_to_run = _jobs(actions, sweep, out)
+        jobs_to_run = _jobs(actions, sweep, out, shared)
         try:
             results = _launch(jobs_to_run, sweep, out, jobs, launcher, slurm, echo, cluster, gpus)
         except KeyboardInterrupt:
-            echo("interrupted: run the same command again to continue the sweep")
+            echo(f"interrupted: run {again} again to continue the sweep")
             raise
     failed += [r.name for r in results if not r.ok]
     skipped = sum(a.kind == "skip" for a in actions)
@@ -239,14 +257,14 @@ def run_sweep(
     return 1 if failed else 0
 
 
-def _jobs(actions: list[Action], sweep: Sweep, out: Path) -> list[Job]:
+def _jobs(actions: list[Action], sweep: Sweep, out: Path, shared: bool) -> list[Job]:
     return [
         Job(
             n,
             len(actions),
             a.point.folder,
             a.kind,
-            train_argv(a, sweep, out),
+            train_argv(a, sweep, out, shared),
             out / a.point.folder,
             log_path(out, a.point),
         )
@@ -272,9 +290,9 @@ def _announce(sweep: Sweep, actions: list[Action], out: Path, echo) -> list[str]
     return conflicts
 
 
-def _dry_run(sweep: Sweep, actions: list[Action], out: Path, echo) -> int:
+def _dry_run(sweep: Sweep, actions: list[Action], out: Path, echo, shared: bool) -> int:
     conflicts = _announce(sweep, actions, out, echo)
-    for job in _jobs(actions, sweep, out):
+    for job in _jobs(actions, sweep, out, shared):
         echo(job.line(f"would {job.kind}: lionfer {' '.join(job.argv)}"))
     echo("dry run: nothing was started or written")
     return 1 if conflicts else 0

@@ -1,12 +1,15 @@
 """A report as data (sections of paragraphs, tables and figures), written as Markdown (figures as
-PNG files beside it) and as one self-contained HTML file (figures embedded as base64 PNG)."""
+PNG files beside it), as one self-contained HTML file (figures embedded as base64 PNG) and its
+tables as plain text for a terminal; the report folder, which records every file written."""
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -40,6 +43,16 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table of cells written as given (the caller escapes what needs it)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """A table as aligned plain text, a rule of dashes under the header."""
+    cells = [[str(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines = [line.rstrip() for line in lines]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def to_markdown(title: str, sections: list[Section], figures: str = "figures") -> str:
@@ -106,3 +119,29 @@ def to_html(title: str, sections: list[Section]) -> str:
                 out.append(f"<p>{_inline(block)}</p>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+@dataclass
+class Output:
+    """The report folder: every file written is recorded, to be listed in report.json."""
+
+    folder: Path
+    files: list[str] = field(default_factory=list)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        path = self.folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self.files.append(name)
+
+    def csv(self, name: str, header: list[str], rows: list[list]) -> None:
+        path = self.folder / name
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows([["" if v is None else v for v in row] for row in rows])
+        self.files.append(name)
+
+    def image(self, name: str, png: bytes, caption: str) -> Image:
+        self.write_bytes(f"figures/{name}", png)
+        return Image(name, png, caption)

@@ -5,7 +5,6 @@ lionfer.reporting.plots; this module puts them in order and writes them."""
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,42 +15,23 @@ import numpy as np
 from lionfer.errors import ConfigError
 from lionfer.reporting import collapse, plots
 from lionfer.reporting import tables as T
-from lionfer.reporting.document import Image, Section, Table, to_html, to_markdown
-from lionfer.reporting.gallery import GALLERY_COLUMNS, gallery_items, relabeled_rows
-from lionfer.reporting.runs import Collection, Run, load_runs
+from lionfer.reporting.document import Output, Section, Table, to_html, to_markdown
+from lionfer.reporting.label_sections import (
+    RunLabels,
+    gallery_sections,
+    relabel_sections,
+    run_labels,
+    run_labels_sections,
+)
+from lionfer.reporting.runs import Collection, Run, load_runs, ordered_runs, shown_path
 
 MARK = "report.json"  # lists the files a report wrote, so that the next one may replace them
 SENSITIVITY = (("clear_threshold", "τ"), ("reliable_threshold", "γ"))
+MAIN, MASK = "Test accuracy (final model)", "Mask rate (%)"  # section titles (relabeling: RELABEL)
 HOW = (
     "Cells are mean ± sample standard deviation (ddof = 1) over seeds, in %, with n the number "
     "of seeds; – where a method has no run."
 )
-
-
-@dataclass
-class Output:
-    """The report folder: every file written is recorded, to be listed in report.json."""
-
-    folder: Path
-    files: list[str] = field(default_factory=list)
-
-    def write_bytes(self, name: str, data: bytes) -> None:
-        path = self.folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        self.files.append(name)
-
-    def csv(self, name: str, header: list[str], rows: list[list]) -> None:
-        path = self.folder / name
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows([["" if v is None else v for v in row] for row in rows])
-        self.files.append(name)
-
-    def image(self, name: str, png: bytes, caption: str) -> Image:
-        self.write_bytes(f"figures/{name}", png)
-        return Image(name, png, caption)
 
 
 @dataclass
@@ -61,6 +41,8 @@ class ReportResult:
     skipped: int
     files: list[str]
     warnings: list[str] = field(default_factory=list)  # one line per flagged method
+    sections: list[Section] = field(default_factory=list)  # the report as written
+    labels: list[RunLabels] = field(default_factory=list)  # each run's account of its labels
 
     def __str__(self) -> str:
         skipped = f", {self.skipped} skipped (see report.md)" if self.skipped else ""
@@ -136,7 +118,7 @@ def main_section(c: Collection, out: Output, groups: dict) -> Section:
         "diagonal). " + HOW
     )
     table = Table(header + (["flags"] if groups else []), rows)
-    return Section("Test accuracy (final model)").add(
+    return Section(MAIN).add(
         text, table, "CSV: `table1.csv` (with each cell's flags), `mean_class_acc.csv`."
     )
 
@@ -169,6 +151,18 @@ def accuracy_sections(
             grid_section("Best on test (optimistic)", text, grid, out, "table1_best_test.csv")
         )
     return sections
+
+
+def mask_sections(c: Collection, out: Output) -> list[Section]:
+    grid = T.grid(c.runs, T.nested("mask_rate"), methods=c.methods)
+    if not grid.cells:
+        return []
+    text = (
+        "Of the unlabeled images, the share whose pseudo-label passed the method's mask (its "
+        "confidence threshold; LION: its reliable images) over the evaluation interval before the "
+        "final evaluation, for methods that mask pseudo-labels. " + HOW
+    )
+    return [grid_section(MASK, text, grid, out, "mask_rate.csv")]
 
 
 def flags_section(c: Collection, flags: dict) -> Section:
@@ -351,73 +345,6 @@ def confusion_sections(c: Collection, out: Output) -> list[Section]:
     return [section.add("CSV: `confusion.csv`.")]
 
 
-def relabel_sections(c: Collection, out: Output) -> list[Section]:
-    header, rows = T.relabel_table(c.runs, c.methods)
-    if not rows:
-        return []
-    shown = [[*row[:3], *(cell.text() if cell else "–" for cell in row[3:])] for row in rows]
-    tidy = []
-    for row in rows:
-        for (_title, figure, _, _), cell in zip(T.relabel_figures(c.runs), row[3:], strict=True):
-            if cell is not None:
-                tidy.append([row[0], row[1], figure, cell.n, cell.mean, cell.std])
-    out.csv("relabel.csv", ["method", "column", "figure", "seeds", "mean", "std"], tidy)
-    text = (
-        "Methods that change labels. precision: of the changed labels, the share now right; "
-        "recall: of the wrong given labels, the share now right; labels correct: the labeled "
-        "set's accuracy against the true labels before (given) and after (current) training. "
-        "Figures that need true labels (synthetic data, injected noise) show – without them. "
-        "Where runs know how each given label came about: slips / ambiguity fixed, of the wrong "
-        "given labels of that type (a slip is a mistake the face does not explain, an ambiguous "
-        "label one the face supports too), the share now right; broken, correct given labels "
-        "changed; demoted, labeled images training set aside as unlabeled, and the share of them "
-        "whose given label was wrong. Mean ± std over seeds, with n."
-    )
-    return [Section("Relabeling").add(text, Table(header, shown), "CSV: `relabel.csv`.")]
-
-
-def gallery_sections(c: Collection, out: Output, limit: int) -> list[Section]:
-    if limit <= 0:
-        return []
-    section = Section("Relabeled faces").add(
-        "As in the paper's Fig. 5: each face with its given label (blue), the label training "
-        "changed it to (red), the true label where known, and the candidate weights at the "
-        f"change (the class that crossed τ in red). The first {limit} changes (by step) of one "
-        "run per method: the first column's lowest seed."
-    )
-    rows = []
-    for method in c.methods:
-        runs = [r for r in c.runs if r.method == method and relabeled_rows(r)]
-        if not runs:
-            continue
-        run = min(runs, key=lambda r: (T.column_key(r.column), r.seed))
-        items, note = gallery_items(run, limit)
-        if note:
-            section.add(note)
-        names = run.class_names
-        png = plots.gallery_figure(items, names)
-        caption = f"{method}: relabeled faces of {run.column}, seed {run.seed}"
-        section.add(out.image(f"gallery_{T.slug(method)}.png", png, caption))
-        for item in items:
-            weights = " ".join(f"{k[:3]}={v:.2f}" for k, v in item["weights"].items())
-            row = {**item, "column": run.column, "weights": weights}
-            rows.append([row[k] for k in GALLERY_COLUMNS])
-    if not rows:
-        return []
-    out.csv("gallery.csv", list(GALLERY_COLUMNS), rows)
-    table = Table(list(GALLERY_COLUMNS), [[str(v) for v in r] for r in rows])
-    return [section.add(table, "CSV: `gallery.csv`.")]
-
-
-def shown_path(path: Path) -> str:
-    """A run folder as the report shows it: relative to the working directory where it lies
-    below it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def run_row(run: Run, flags: list) -> dict:
     """A run's figures for runs.csv."""
     summary, best = run.summary, run.summary.get("best") or {}
@@ -428,10 +355,6 @@ def run_row(run: Run, flags: list) -> dict:
     row["flags"] = collapse.run_text(flags)
     row.update(T.flat_numbers(summary.get("relabel"), "relabel"))
     return row
-
-
-def ordered_runs(c: Collection) -> list[Run]:
-    return sorted(c.runs, key=lambda r: (T.column_key(r.column), c.methods.index(r.method), r.seed))
 
 
 def runs_section(c: Collection, out: Output, flags: dict) -> Section:
@@ -473,6 +396,7 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
     output = Output(out)
     flags = {run.path: collapse.run_flags(run) for run in collection.runs}
     groups = collapse.group_flags(collection.runs, flags)
+    labels = run_labels(collection)
     sections = [
         overview(collection, paths),
         *accuracy_sections(collection, output, best_on_test, groups),
@@ -482,7 +406,9 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
         *curve_section(collection, output, LEARNING),
         *per_class_sections(collection, output),
         *confusion_sections(collection, output),
+        *mask_sections(collection, output),
         *relabel_sections(collection, output),
+        *run_labels_sections(labels),
         *curve_section(collection, output, LABELS),
         *gallery_sections(collection, output, gallery),
         runs_section(collection, output, flags),
@@ -497,4 +423,6 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
     }
     (out / MARK).write_text(json.dumps(record, indent=1) + "\n")
     warnings = collapse.warnings(collection.methods, groups, out / "report.md")
-    return ReportResult(out, len(collection.runs), len(collection.skipped), output.files, warnings)
+    return ReportResult(
+        out, len(collection.runs), len(collection.skipped), output.files, warnings, sections, labels
+    )

@@ -1,7 +1,8 @@
 """Reading finished runs for reports: find run folders (any folder holding summary.json) under the
 paths given, label them with the method and column a sweep gave them (sweep.json), and load each
-one's summary, config, evaluation and training events and relabels. A run that cannot be read is
-skipped and counted, never fatal; a path that does not exist, or holds no run, is an error."""
+one's summary, config, evaluation and training events and relabels, and order them as reports
+show them. A run that cannot be read is skipped and counted, never fatal; a path that does not
+exist, or holds no run, is an error."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from lionfer import run_names
 from lionfer.errors import MissingInputError
+from lionfer.reporting.tables import column_key
 from lionfer.run_names import method_name
 
 
@@ -178,6 +180,20 @@ def load_runs(paths) -> Collection:
                 f"({', '.join(str(p) for p in where)}); each is counted"
             )
     return Collection(runs, skipped, methods, notes)
+
+
+def shown_path(path: Path) -> str:
+    """A run folder as the report shows it: relative to the working directory where it lies
+    below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def ordered_runs(c: Collection) -> list[Run]:
+    """The runs by column, then in the method order, then by seed."""
+    return sorted(c.runs, key=lambda r: (column_key(r.column), c.methods.index(r.method), r.seed))
 
 
 def labeled_faces(run: Run, rows: list[dict], size: int = 96) -> tuple[dict, str]:

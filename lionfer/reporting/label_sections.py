@@ -1,0 +1,117 @@
+"""The report's sections on labels: the relabeling figures of the methods that change labels
+(mean ± std over seeds), each run's own account of its labels (the lines `lionfer train` prints at
+its end, with its warnings), and the relabeled faces (the paper's Fig. 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lionfer.reporting import plots
+from lionfer.reporting import tables as T
+from lionfer.reporting.document import Output, Section, Table
+from lionfer.reporting.gallery import GALLERY_COLUMNS, gallery_items, relabeled_rows
+from lionfer.reporting.run_summary import label_quality_lines
+from lionfer.reporting.runs import Collection, ordered_runs, shown_path
+
+RELABEL = "Relabeling"  # the title of the relabeling figures' section
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    """A run's account of its labels, as `lionfer train` printed it when the run finished."""
+
+    method: str
+    column: str
+    seed: int
+    relabels: Path  # the run's relabels.csv
+    lines: tuple[str, ...]  # label-quality lines, then "warning: ..." lines
+
+
+def run_labels(c: Collection) -> list[RunLabels]:
+    """The account of every run that changes labels or left a warning, in the report's order."""
+    accounts = []
+    for run in ordered_runs(c):
+        warnings = [f"warning: {w}" for w in run.summary.get("warnings", [])]
+        lines = (*label_quality_lines(run.summary), *warnings)
+        if lines:
+            accounts.append(
+                RunLabels(run.method, run.column, run.seed, run.path / "relabels.csv", lines)
+            )
+    return accounts
+
+
+def run_labels_sections(accounts: list[RunLabels]) -> list[Section]:
+    if not accounts:
+        return []
+    text = (
+        "Each run's account of its labels, as `lionfer train` printed it when the run finished: "
+        "the labels it changed (precision, recall, and the labeled set's accuracy as given and "
+        "now, where true labels are known), the wrong given labels it fixed by error type, the "
+        "correct ones it broke and the images it demoted to unlabeled, LION's ambiguous images, "
+        "when its disambiguation began and its prototypes, and the run's warnings."
+    )
+    rows = [
+        [a.method, a.column, str(a.seed), " · ".join(a.lines), f"`{shown_path(a.relabels)}`"]
+        for a in accounts
+    ]
+    table = Table(["method", "column", "seed", "labels", "relabels"], rows)
+    return [Section("Labels of each run").add(text, table)]
+
+
+def relabel_sections(c: Collection, out: Output) -> list[Section]:
+    header, rows = T.relabel_table(c.runs, c.methods)
+    if not rows:
+        return []
+    shown = [[*row[:3], *(cell.text() if cell else "–" for cell in row[3:])] for row in rows]
+    tidy = []
+    for row in rows:
+        for (_title, figure, _, _), cell in zip(T.relabel_figures(c.runs), row[3:], strict=True):
+            if cell is not None:
+                tidy.append([row[0], row[1], figure, cell.n, cell.mean, cell.std])
+    out.csv("relabel.csv", ["method", "column", "figure", "seeds", "mean", "std"], tidy)
+    text = (
+        "Methods that change labels. precision: of the changed labels, the share now right; "
+        "recall: of the wrong given labels, the share now right; labels correct: the labeled "
+        "set's accuracy against the true labels before (given) and after (current) training. "
+        "Figures that need true labels (synthetic data, injected noise) show – without them. "
+        "Where runs know how each given label came about: slips / ambiguity fixed, of the wrong "
+        "given labels of that type (a slip is a mistake the face does not explain, an ambiguous "
+        "label one the face supports too), the share now right; broken, correct given labels "
+        "changed; demoted, labeled images training set aside as unlabeled, and the share of them "
+        "whose given label was wrong. Mean ± std over seeds, with n."
+    )
+    return [Section(RELABEL).add(text, Table(header, shown), "CSV: `relabel.csv`.")]
+
+
+def gallery_sections(c: Collection, out: Output, limit: int) -> list[Section]:
+    if limit <= 0:
+        return []
+    section = Section("Relabeled faces").add(
+        "As in the paper's Fig. 5: each face with its given label (blue), the label training "
+        "changed it to (red), the true label where known, and the candidate weights at the "
+        f"change (the class that crossed τ in red). The first {limit} changes (by step) of one "
+        "run per method: the first column's lowest seed."
+    )
+    rows = []
+    for method in c.methods:
+        runs = [r for r in c.runs if r.method == method and relabeled_rows(r)]
+        if not runs:
+            continue
+        run = min(runs, key=lambda r: (T.column_key(r.column), r.seed))
+        items, note = gallery_items(run, limit)
+        if note:
+            section.add(note)
+        names = run.class_names
+        png = plots.gallery_figure(items, names)
+        caption = f"{method}: relabeled faces of {run.column}, seed {run.seed}"
+        section.add(out.image(f"gallery_{T.slug(method)}.png", png, caption))
+        for item in items:
+            weights = " ".join(f"{k[:3]}={v:.2f}" for k, v in item["weights"].items())
+            row = {**item, "column": run.column, "weights": weights}
+            rows.append([row[k] for k in GALLERY_COLUMNS])
+    if not rows:
+        return []
+    out.csv("gallery.csv", list(GALLERY_COLUMNS), rows)
+    table = Table(list(GALLERY_COLUMNS), [[str(v) for v in r] for r in rows])
+    return [section.add(table, "CSV: `gallery.csv`.")]

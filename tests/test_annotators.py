@@ -249,6 +249,7 @@ def test_packaged_sweeps_on_the_embedded_faces_pin_the_legacy_annotator():
         "lion-evidence-faces": {"single"},
         "lion-evidence-crowd10": {"crowd10"},
         "showcase": {"single"},  # the embedded default as users run it
+        "demo": {"single"},  # make demo: the embedded default too
     }
     synthetic_sweeps = []
     for path in sorted(PACKAGED_SWEEPS.glob("*.toml")):

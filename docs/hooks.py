@@ -225,6 +225,16 @@ def _mean_std(row: dict[str, str], scale: float = 1.0, digits: int = 2) -> str:
     return text + (f" ± {float(std) * scale:.{digits}f}" if std else "")
 
 
+def made_by(folder: Path) -> str:
+    """The lines under a results table: the commit, machine, date and commands of its made.toml."""
+    made = tomllib.loads((folder / "made.toml").read_text())
+    commands = "\n".join(made["commands"])
+    return (
+        f"\n\nRuns made at commit `{made['commit']}` on {made['machine']} ({made['date']}):\n\n"
+        + f"```bash\n{commands}\n```\n"
+    )
+
+
 def results_table(name: str) -> str:
     """The table of docs/results/NAME/: one row per method, test accuracy and mean class accuracy
     (mean ± std over seeds, %), for methods that change labels the labeled set's accuracy before
@@ -233,7 +243,9 @@ def results_table(name: str) -> str:
     from lionfer.run_names import split_column
 
     folder = RESULTS / name
-    tables = {f: _csv(folder / f"{f}.csv") for f in ("table1", "mean_class_acc", "relabel")}
+    tables = {f: _csv(folder / f"{f}.csv") for f in ("table1", "mean_class_acc")}
+    # relabel.csv: only where some run changes labels
+    tables["relabel"] = _csv(folder / "relabel.csv") if (folder / "relabel.csv").is_file() else []
     relabel = {(r["method"], r["column"], r["figure"]): r for r in tables["relabel"]}  # in %
     mean_class = {(r["method"], r["column"]): r for r in tables["mean_class_acc"]}
     header = [
@@ -262,13 +274,7 @@ def results_table(name: str) -> str:
         rows.append(
             [row["method"], labels, test_acc, mean_class_acc, labels_right, relabels, row["flags"]]
         )
-    made = tomllib.loads((folder / "made.toml").read_text())
-    commands = "\n".join(made["commands"])
-    return (
-        markdown_table(header, rows)
-        + f"\n\nRuns made at commit `{made['commit']}` on {made['machine']} ({made['date']}):\n\n"
-        + f"```bash\n{commands}\n```\n"
-    )
+    return markdown_table(header, rows) + made_by(folder)
 
 
 def _runs_by_method(folder: Path) -> dict[str, list[dict[str, str]]]:
@@ -341,13 +347,7 @@ def labels_table(name: str) -> str:
         else:
             row += [""] * 6
         rows.append(row)
-    made = tomllib.loads((folder / "made.toml").read_text())
-    commands = "\n".join(made["commands"])
-    return (
-        markdown_table(header, rows)
-        + f"\n\nRuns made at commit `{made['commit']}` on {made['machine']} ({made['date']}):\n\n"
-        + f"```bash\n{commands}\n```\n"
-    )
+    return markdown_table(header, rows) + made_by(folder)
 
 
 GENERATORS = {

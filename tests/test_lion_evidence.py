@@ -21,7 +21,6 @@ from lionfer.algorithms.lion import (
     stratified_folds,
     streak_update,
 )
-from lionfer.algorithms.lion_evidence import elr_on_all, elr_on_unsupported
 from lionfer.errors import ConfigError
 
 
@@ -237,39 +236,3 @@ def test_evidence_and_elr_targets_are_running_averages_over_visits():
     assert torch.allclose(lion.evidence[0], 0.5 * T([0.2, 0.2, 0.6]) + 0.5 * oof)
     assert torch.allclose(lion.elr_target[0], 0.25 * T(p1) + 0.75 * T(p2))
     assert lion.evidence_visits.tolist() == [2]
-
-
-def test_elr_scopes_choose_the_rows_by_their_own_evidence_against_its_threshold():
-    own, threshold = T([0.2, 0.5, 0.7]), T([0.5, 0.5, 0.5])
-    assert elr_on_unsupported(own, threshold).tolist() == [True, False, False]  # 0.5: supported
-    assert elr_on_all(own, threshold).tolist() == [True, True, True]
-
-
-def test_elr_unsupported_scope_leaves_rows_the_evidence_backs_out_of_elr():
-    """After this visit (EMA 0.9 toward the heads' p: (0.25, 0.75) for row 0, (0.27, 0.73) for
-    row 2) the pool gives thresholds (0.575, 0.864): row 0 (label 0) has evidence 0.25 for its
-    label, under t_0, so ELR applies to it; row 2 (label 1) has 0.928 ≥ t_1, so it trains on its
-    label alone. Under "all" both rows carry ELR."""
-    probs = [[0.6, 0.4], [0.3, 0.7]]
-    feats = [[-0.104, 0.9946], [0.0, 1.0]]
-    losses = {}
-    for scope in ("unsupported", "all"):
-        lion = evidence_lion(
-            [0, 0, 1, 1],
-            elr_scope=scope,
-            lambda_elr=1.0,
-            evidence_scale=1.0,
-            evidence_start=1.0,  # no decisions: ELR's rows alone
-            evidence_momentum=0.9,
-            use_negative_learning=False,
-        )
-        lion.fold[:] = T([0, 1, 0, 1])
-        lion.evidence_visits[:] = 1
-        lion.evidence[:] = T([[0.25, 0.75], [0.9, 0.1], [0.95, 0.05], [0.2, 0.8]])
-        lion.evidence[2] = T([0.05, 0.95])
-        batch = batch2(probs, [0, 1], [0, 2], feats=feats)
-        losses[scope] = lion.step(Passthrough(2), batch, Progress(1, 10)).logs["loss_elr"]
-    # seen before with a zero target: t = 0.7 · 0 + 0.3 · p, each row's term log(1 − 0.3 ⟨p, p⟩)
-    row0, row2 = math.log(1 - 0.3 * (0.36 + 0.16)), math.log(1 - 0.3 * (0.09 + 0.49))
-    assert losses["unsupported"].item() == pytest.approx(row0, rel=1e-4)
-    assert losses["all"].item() == pytest.approx((row0 + row2) / 2, rel=1e-4)

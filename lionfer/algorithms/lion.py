@@ -65,7 +65,6 @@ from lionfer.algorithms.lion_equations import (
 from lionfer.algorithms.lion_evidence import (
     AGREEMENTS,
     DEMOTE,
-    ELR_SCOPES,
     EVIDENCE_STATE,
     JUDGING_HEADS,
     KEEP,
@@ -158,7 +157,6 @@ class LionRules(NamedTuple):
     reliable_loss: Callable  # reliable_loss_norm: (logits_s, pseudo-labels, reliable) → Eq. 8
     agreement: Callable  # evidence_agreement: (verdict, q, S, ready) → verdict
     judging_head: Callable  # evidence_heads: (folds, K) → (B,) the head whose p is evidence
-    elr_rows: Callable  # elr_scope: (own evidence (B,), its class threshold (B,)) → (B,) ELR rows
 
 
 def resolve_rules(cfg: LionConfig) -> LionRules:
@@ -194,7 +192,6 @@ def resolve_rules(cfg: LionConfig) -> LionRules:
         reliable_loss=RELIABLE_LOSSES[cfg.reliable_loss_norm],
         agreement=AGREEMENTS[cfg.evidence_agreement],
         judging_head=JUDGING_HEADS[cfg.evidence_heads],
-        elr_rows=ELR_SCOPES[cfg.elr_scope],
     )
 
 

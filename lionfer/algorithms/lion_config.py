@@ -26,7 +26,6 @@ LION_RULE_CHOICES = {
     "disambiguation": ("prototypes", "evidence"),
     "evidence_agreement": ("none", "prototype"),
     "evidence_heads": ("out_of_fold", "in_sample"),
-    "elr_scope": ("all", "unsupported"),
 }
 
 
@@ -117,11 +116,6 @@ class LionConfig:
     demote: bool = True  # False: evidence against a label but for no class keeps the label
     lambda_elr: float = 0.0  # ELR's weight: λ log(1 − ⟨p, t⟩) keeps p near its early targets t
     elr_momentum: float = 0.7  # β of ELR's per-image targets t ← β t + (1 − β) p
-    # Which kept images ELR applies to: "all", or "unsupported": only those whose out-of-fold
-    # evidence for their label is below its class threshold (e_y < t_y), so that an image the
-    # evidence backs trains on its label alone (a network from scratch is not held to its
-    # random early predictions on them).
-    elr_scope: str = "all"
     use_disambiguation: bool = True
     use_negative_learning: bool = True
     use_negative_consistency: bool = True

@@ -125,20 +125,6 @@ def elr_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) ->
     return masked_mean(torch.log((1 - agreement).clamp_min(1e-4)), mask)
 
 
-def elr_on_all(own: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """elr_scope "all": (B,) every row."""
-    return torch.ones_like(own, dtype=torch.bool)
-
-
-def elr_on_unsupported(own: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """elr_scope "unsupported": (B,) the rows whose evidence for their label, own, is below its
-    class threshold t_y."""
-    return own < threshold
-
-
-ELR_SCOPES = {"all": elr_on_all, "unsupported": elr_on_unsupported}
-
-
 # ---- the verdicts ----
 
 
@@ -207,7 +193,6 @@ class EvidenceRows(NamedTuple):
     kept: torch.Tensor  # (B,) not demoted: trains on its label
     disputed: torch.Tensor  # (B,) a verdict other than keep
     target: torch.Tensor  # (B, C) ELR's running targets
-    elr: torch.Tensor  # (B,) the kept rows ELR applies to (elr_scope)
     pseudo_labels: torch.Tensor  # (B,) a demoted row's own prediction
     reliable: torch.Tensor  # (B,) demoted and confident (γ)
     unreliable: torch.Tensor  # (B,) demoted and not confident
@@ -252,10 +237,6 @@ class EvidenceDisambiguation:
         self.evidence[idx] = evidence[first]
         self.elr_target[idx] = target[first]
         self.evidence_visits[idx] = (self.evidence_visits[idx] + 1)[first]
-        active = ~self.demoted & (self.evidence_visits > 0)
-        thresholds = class_thresholds(self.evidence, self.label, active)
-        own = evidence.gather(1, labels[:, None])[:, 0]
-        elr_rows = self.rules.elr_rows(own, thresholds[labels])
         decided = labels
         if cfg.use_disambiguation and progress.fraction >= cfg.evidence_start:
             decided = self._decide(evidence, features, labels, idx, first, progress)
@@ -278,7 +259,6 @@ class EvidenceDisambiguation:
             kept=~demoted,
             disputed=self.verdict[idx] != KEEP,
             target=target,
-            elr=~demoted & elr_rows,
             pseudo_labels=pseudo_labels,
             reliable=reliable,
             unreliable=unreliable,
@@ -323,7 +303,7 @@ class EvidenceDisambiguation:
         logs["ambiguous_rate"] = rows.disputed.float().mean()  # disputed now
         loss_heads = cross_fit_loss(rows.logits_heads, rows.heads_labels, rows.heads_train)
         loss_sup = masked_cross_entropy(out_lb.logits, rows.labels, rows.kept)
-        loss_elr = elr_loss(out_lb.logits, rows.target, rows.elr)
+        loss_elr = elr_loss(out_lb.logits, rows.target, rows.kept)
         loss_demoted = self._demoted_loss(out_lb, rows, logs)
         logs.update(
             loss_sup=loss_sup.detach(),

@@ -236,3 +236,25 @@ def test_evidence_and_elr_targets_are_running_averages_over_visits():
     assert torch.allclose(lion.evidence[0], 0.5 * T([0.2, 0.2, 0.6]) + 0.5 * oof)
     assert torch.allclose(lion.elr_target[0], 0.25 * T(p1) + 0.75 * T(p2))
     assert lion.evidence_visits.tolist() == [2]
+
+
+def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence():
+    """One image (label 0) on its first visit: its own target is its p = (0.6, 0.4); its head
+    (identity weights, scale 1) predicts softmax(cos) = (0.25, 0.75) for the feature below."""
+    losses = {}
+    for target in ("own", "evidence"):
+        lion = evidence_lion(
+            [0, 1],
+            elr_target=target,
+            lambda_elr=1.0,
+            evidence_scale=1.0,
+            evidence_start=1.0,  # no decisions
+            use_negative_learning=False,
+        )
+        lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
+        batch = batch2([[0.6, 0.4]], [0], [0], feats=[[-0.104, 0.9946]])
+        losses[target] = lion.step(Passthrough(2), batch, Progress(1, 10)).logs["loss_elr"]
+    assert losses["own"].item() == pytest.approx(math.log(1 - (0.36 + 0.16)), rel=1e-4)
+    assert losses["evidence"].item() == pytest.approx(
+        math.log(1 - (0.6 * 0.25 + 0.4 * 0.75)), abs=2e-3
+    )

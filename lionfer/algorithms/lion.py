@@ -65,6 +65,7 @@ from lionfer.algorithms.lion_equations import (
 from lionfer.algorithms.lion_evidence import (
     AGREEMENTS,
     DEMOTE,
+    ELR_TARGETS,
     EVIDENCE_STATE,
     JUDGING_HEADS,
     KEEP,
@@ -157,6 +158,7 @@ class LionRules(NamedTuple):
     reliable_loss: Callable  # reliable_loss_norm: (logits_s, pseudo-labels, reliable) → Eq. 8
     agreement: Callable  # evidence_agreement: (verdict, q, S, ready) → verdict
     judging_head: Callable  # evidence_heads: (folds, K) → (B,) the head whose p is evidence
+    elr_target: Callable  # elr_target: (own targets (B, C), evidence (B, C)) → ELR's targets
 
 
 def resolve_rules(cfg: LionConfig) -> LionRules:
@@ -192,6 +194,7 @@ def resolve_rules(cfg: LionConfig) -> LionRules:
         reliable_loss=RELIABLE_LOSSES[cfg.reliable_loss_norm],
         agreement=AGREEMENTS[cfg.evidence_agreement],
         judging_head=JUDGING_HEADS[cfg.evidence_heads],
+        elr_target=ELR_TARGETS[cfg.elr_target],
     )
 
 

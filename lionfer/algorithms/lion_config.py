@@ -26,6 +26,7 @@ LION_RULE_CHOICES = {
     "disambiguation": ("prototypes", "evidence"),
     "evidence_agreement": ("none", "prototype"),
     "evidence_heads": ("out_of_fold", "in_sample"),
+    "elr_target": ("own", "evidence"),
 }
 
 
@@ -116,6 +117,10 @@ class LionConfig:
     demote: bool = True  # False: evidence against a label but for no class keeps the label
     lambda_elr: float = 0.0  # ELR's weight: λ log(1 − ⟨p, t⟩) keeps p near its early targets t
     elr_momentum: float = 0.7  # β of ELR's per-image targets t ← β t + (1 − β) p
+    # What ELR pulls p toward: "own", the image's running average of its own predictions (ELR's
+    # early-learning targets), or "evidence", its out-of-fold evidence (what the heads that never
+    # trained on it predict), so that a network from scratch is not held to its own early guesses.
+    elr_target: str = "own"
     use_disambiguation: bool = True
     use_negative_learning: bool = True
     use_negative_consistency: bool = True

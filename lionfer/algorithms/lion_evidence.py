@@ -125,6 +125,19 @@ def elr_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) ->
     return masked_mean(torch.log((1 - agreement).clamp_min(1e-4)), mask)
 
 
+def own_predictions(own: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+    """elr_target "own": (B, C) ELR's early-learning targets, the image's own running p."""
+    return own
+
+
+def out_of_fold_evidence(own: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+    """elr_target "evidence": (B, C) the image's out-of-fold evidence."""
+    return evidence
+
+
+ELR_TARGETS = {"own": own_predictions, "evidence": out_of_fold_evidence}
+
+
 # ---- the verdicts ----
 
 
@@ -258,7 +271,7 @@ class EvidenceDisambiguation:
             labels=decided,
             kept=~demoted,
             disputed=self.verdict[idx] != KEEP,
-            target=target,
+            target=self.rules.elr_target(target, evidence),
             pseudo_labels=pseudo_labels,
             reliable=reliable,
             unreliable=unreliable,

@@ -70,10 +70,11 @@ def test_verdict_relabels_demotes_or_keeps():
             [0.25, 0.4, 0.35],  # label 0: against, but no class reaches its threshold → demote
             [0.35, 0.6, 0.05],  # label 0: 0.35 ≥ 0.3, not against → keep
             [0.3, 0.6, 0.1],  # label 0: exactly 0.5·t is not against → keep
+            [0.2, 0.6, 0.2],  # label 0: against, and class 1 exactly at its threshold → relabel
         ]
     )
-    verdict = evidence_verdict(evidence, T([0, 0, 0, 0]), thresholds, 0.5)
-    assert verdict.tolist() == [1, DEMOTE, KEEP, KEEP]
+    verdict = evidence_verdict(evidence, T([0, 0, 0, 0, 0]), thresholds, 0.5)
+    assert verdict.tolist() == [1, DEMOTE, KEEP, KEEP, 1]
 
 
 def test_streak_counts_repeated_verdicts():

@@ -11,7 +11,6 @@ to data.root), so a saved config works from anywhere.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import tomllib
@@ -21,7 +20,7 @@ from typing import Any, get_type_hints
 
 import lionfer.data.datasets  # noqa: F401  (the table of dataset names; imports no reader)
 from lionfer.atomic import write_text_atomic
-from lionfer.errors import ConfigError, check
+from lionfer.errors import ConfigError, check, did_you_mean
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
@@ -199,8 +198,7 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
 def _suggest(key: str, options) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1)
-    return f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(sorted(options))}"
+    return did_you_mean(key, options) or f" Valid keys: {', '.join(sorted(options))}"
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:

@@ -12,6 +12,7 @@ saved. Kept free of torch and of lionfer's other modules so that anything can im
 
 from __future__ import annotations
 
+import difflib
 import shlex
 import signal
 
@@ -78,3 +79,9 @@ class Interrupted(KeyboardInterrupt):
 def check(condition: bool, key: str, message: str) -> None:
     if not condition:
         raise ConfigError(f"{key}: {message}")
+
+
+def did_you_mean(name: str, options) -> str:
+    """ " Did you mean 'x'?" for the option closest to a misspelt name, "" when none is close."""
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""

@@ -14,14 +14,13 @@ the object is built, so validating a config stays instant.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lionfer.errors import UnknownNameError
+from lionfer.errors import UnknownNameError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -69,8 +68,7 @@ class Registry:
         if colon and prefix in self._families and member:
             family = self._families[prefix]
             return Entry(name, family.target, family.description)
-        close = difflib.get_close_matches(name, [*self._entries, *self._families], n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, [*self._entries, *self._families])
         available = [*sorted(self._entries), *(e.name for e in self._families.values())]
         raise UnknownNameError(f"unknown {self.kind} {name!r}.{hint} Available: "
                                f"{', '.join(available)}")  # fmt: skip

@@ -8,11 +8,10 @@ the algorithm itself is lionfer/algorithms/lion.py.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lionfer.errors import ConfigError, check
+from lionfer.errors import ConfigError, check, did_you_mean
 
 LION_RULE_CHOICES = {
     "start_rule": ("fraction", "fitted"),
@@ -127,8 +126,7 @@ class LionConfig:
 
     def __init__(self, recipe: str = DEFAULT_RECIPE, **given: Any) -> None:
         if recipe not in LION_RECIPES:
-            close = difflib.get_close_matches(str(recipe), LION_RECIPES, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(recipe), LION_RECIPES)
             raise ConfigError(
                 f"algorithm.recipe: unknown recipe {recipe!r}.{hint} "
                 f"Recipes: {', '.join(LION_RECIPES)}"

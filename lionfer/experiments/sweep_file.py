@@ -7,7 +7,6 @@ lionfer.experiments.sweep; the file format is in docs/sweeps.md.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 from lionfer import run_names as names
 from lionfer.config import PACKAGED_CONFIGS, Config, load_config, parse_value
-from lionfer.errors import ConfigError
+from lionfer.errors import ConfigError, did_you_mean
 
 PACKAGED_SWEEPS = PACKAGED_CONFIGS / "sweeps"
 SWEEP_KEYS = (
@@ -114,8 +113,7 @@ def _base_config(text: str, near: Path) -> Path:
 def _check_keys(table: dict, allowed: tuple[str, ...], where: str) -> None:
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(allowed)}"
+            hint = did_you_mean(key, allowed) or f" Valid keys: {', '.join(allowed)}"
             raise ConfigError(f"unknown key {key!r} in {where}.{hint}")
 
 

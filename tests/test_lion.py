@@ -496,6 +496,16 @@ def test_warns_when_disambiguation_starts_with_few_clear_images():
     assert summary["clear_rate_at_disambiguation"] == 0.0 and "warnings" in summary
 
 
+def test_summary_scores_the_bank_against_the_unlabeled_truth_it_is_given():
+    lion = make_lion([0, 1], num_unlabeled=3)
+    lion.bank = T([[1, 0, 0], [0, 1, 1], [0, 0, 0]]).bool()
+    # truth 1, 2, 0: rows 0 and 1 hold 3 entries, one of them (row 1's class 2) the true class
+    assert lion.summary(None, [1, 2, 0])["clb"]["correct_fraction"] == pytest.approx(2 / 3)
+    # row 0's truth unknown: only row 1 counts, 1 of its 2 entries wrong
+    assert lion.summary(None, [-1, 2, 0])["clb"]["correct_fraction"] == pytest.approx(0.5)
+    assert "correct_fraction" not in lion.summary()["clb"]
+
+
 # ---- recipes: each rule ----
 
 

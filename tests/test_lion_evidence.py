@@ -21,6 +21,7 @@ from lionfer.algorithms.lion import (
     stratified_folds,
     streak_update,
 )
+from lionfer.algorithms.lion_evidence import nearest_prototype_agrees
 from lionfer.errors import ConfigError
 
 
@@ -181,7 +182,10 @@ def heads_says_class_1(lion):
 
 
 def evidence_lion(given, heads=None, num_classes=2, **fields):
+    """The evidence recipe; without its prototype check unless asked (that check has its own
+    tests below), so that each rule's test reads that rule alone."""
     fields = {
+        "evidence_agreement": "none",
         "evidence_momentum": 0.0,
         "evidence_start": 0.0,
         "folds": 2,
@@ -259,3 +263,43 @@ def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence(
     assert losses["evidence"].item() == pytest.approx(
         math.log(1 - (0.6 * 0.25 + 0.4 * 0.75)), abs=2e-3
     )
+
+
+# ---- the prototype check (evidence_agreement = "prototype", the default) ----
+
+
+def test_the_default_recipe_checks_relabels_against_the_prototypes():
+    assert lion_config().evidence_agreement == "prototype"
+    assert lion_config("evidence").evidence_agreement == "prototype"
+
+
+def test_prototype_check_keeps_a_relabel_the_nearest_prototype_names_and_demotes_the_rest():
+    verdict = T([1, 1, KEEP, DEMOTE, 0, 1])
+    features = T([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [0.0, -1.0]])
+    prototypes = T([[0.0, 2.0], [3.0, 0.0]])  # class 0 points up, class 1 right (any length)
+    ready = T([True, True])
+    # cosines: row 0 (0, 1) → class 1; row 1 (1, 0) → class 0, not its verdict 1; row 4
+    # (0.8, 0.6) → class 0, its verdict; row 5 (−1, 0) → class 1; keep and demote pass unchanged
+    out = nearest_prototype_agrees(verdict, features, prototypes, ready)
+    assert out.tolist() == [1, DEMOTE, KEEP, DEMOTE, 0, 1]
+    # a class without a prototype yet is never the nearest, even where every cosine to a ready
+    # one is negative (row 5): rows 0 and 5 now find class 0 only
+    out = nearest_prototype_agrees(verdict, features, prototypes, T([True, False]))
+    assert out.tolist() == [DEMOTE, DEMOTE, KEEP, DEMOTE, 0, DEMOTE]
+
+
+@pytest.mark.parametrize("prototype_1, outcome", [([1.0, 0.0], "relabel"), ([0.0, -1.0], "demote")])
+def test_a_held_relabel_goes_through_only_where_the_prototypes_agree(prototype_1, outcome):
+    lion = evidence_lion([0, 0, 1, 1], min_visits=2, evidence_agreement="prototype")
+    lion.evidence_visits[:] = 1
+    lion.evidence[:] = T([[0.05, 0.95], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    heads_says_class_1(lion)  # image 0 (label 0, feature (1, 0)) looks like class 1
+    lion.prototypes[:] = T([[0.0, 1.0], prototype_1])
+    lion.prototype_ready[:] = True
+    batch = batch2([[0.5, 0.5]], [0], [0])
+    lion.step(Passthrough(2), batch, Progress(5, 10))
+    lion.step(Passthrough(2), batch, Progress(6, 10))
+    if outcome == "relabel":  # class 1's prototype is nearest to (1, 0)
+        assert lion.label.tolist() == [1, 0, 1, 1] and not lion.demoted.any()
+    else:  # class 1's prototype points away: the relabel becomes a demotion
+        assert lion.label.tolist() == [0, 0, 1, 1] and lion.demoted.tolist() == [1, 0, 0, 0]

@@ -256,6 +256,7 @@ LION_RECIPES: dict[str, dict] = {
         "disambiguation": "evidence",
         "min_visits": 5,
         "lambda_elr": 3.0,
+        "evidence_agreement": "prototype",  # a relabel the prototypes contradict is a demotion
     },
 }
 LION_RECIPE_NOTES = {

@@ -181,7 +181,7 @@ def heads_says_class_1(lion):
     lion.heads.weight.data[:] = T([[[0.0, -1.0], [1.0, 0.0]]] * lion.cfg.folds)
 
 
-def evidence_lion(given, heads=None, num_classes=2, **fields):
+def evidence_lion(given, heads=None, num_classes=2, names=(), **fields):
     """The evidence recipe; without its prototype check unless asked (that check has its own
     tests below), so that each rule's test reads that rule alone."""
     fields = {
@@ -193,7 +193,7 @@ def evidence_lion(given, heads=None, num_classes=2, **fields):
         **fields,
     }
     cfg = lion_config("evidence", **fields)
-    info = AlgorithmInfo(num_classes, len(given), 1, 2, T(given))
+    info = AlgorithmInfo(num_classes, len(given), 1, 2, T(given), tuple(names))
     lion = Lion(cfg, info)
     if heads is not None:
         lion.heads = heads
@@ -265,6 +265,44 @@ def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence(
     )
 
 
+@pytest.mark.parametrize(
+    "protected, labels", [((), [1, 0, 0, 1]), (("b",), [0, 0, 1, 1]), (("a",), [0, 0, 1, 1])]
+)
+def test_evidence_never_relabels_to_or_from_a_protected_class(protected, labels):
+    lion = evidence_lion([0, 0, 1, 1], names=("A", "B"), min_visits=1, protected_classes=protected)
+    lion.evidence_visits[:] = 1
+    lion.evidence[:] = T([[0.05, 0.95], [0.9, 0.1], [0.95, 0.05], [0.2, 0.8]])
+    heads_says_class_1(lion)  # image 0 (label 0) looks like class 1: a relabel to B
+    lion.step(Passthrough(2), batch2([[0.5, 0.5]], [0], [0]), Progress(5, 10))
+    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, -1.0]]] * 2)  # now every image looks like A
+    lion.step(Passthrough(2), batch2([[0.5, 0.5]], [1], [2]), Progress(6, 10))  # image 2: from B
+    assert lion.label.tolist() == labels and not lion.demoted.any()
+
+
+def test_the_evidence_rules_labeled_loss_weighs_each_term_once():
+    """L = λ_s L_S + λ_ELR ELR + the demoted rows' λ_Re CE + the heads' CE + λ_Re L_Re (no
+    negative learning): image 0 is demoted and confident (0.97 ≥ γ), image 1 is kept."""
+    lion = evidence_lion(
+        [0, 0, 1, 1],
+        lambda_supervised=2.0,
+        lambda_elr=3.0,
+        lambda_reliable=0.5,
+        evidence_start=1.0,  # no decisions: image 0 stays demoted
+        use_negative_learning=False,
+    )
+    lion.demoted[0] = True
+    # features (0, 1): the heads' random start calls them class 1, so their CE is not ~0
+    batch = batch2([[0.97, 0.03], [0.6, 0.4]], [0, 0], [0, 1], feats=[[0.0, 1.0]] * 2)
+    out = lion.step(Passthrough(2), batch, Progress(1, 10))
+    logs = out.logs
+    demoted = 0.5 * -math.log(0.97)
+    expected = (
+        2.0 * logs["loss_sup"] + 3.0 * logs["loss_elr"] + demoted + logs["loss_heads"]
+    ) + 0.5 * logs["loss_reliable"]
+    assert logs["loss_heads"] > 0 and logs["loss_elr"] < 0 and logs["loss_sup"] > 0
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 # ---- the prototype check (evidence_agreement = "prototype", the default) ----
 
 
@@ -274,18 +312,21 @@ def test_the_default_recipe_checks_relabels_against_the_prototypes():
 
 
 def test_prototype_check_keeps_a_relabel_the_nearest_prototype_names_and_demotes_the_rest():
-    verdict = T([1, 1, KEEP, DEMOTE, 0, 1])
-    features = T([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [0.0, -1.0]])
+    verdict = T([1, 1, KEEP, DEMOTE, 0, 1, 0])
+    features = T(
+        [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.6, 0.8], [0.0, -1.0], [1.0, 0.0]]
+    )
     prototypes = T([[0.0, 2.0], [3.0, 0.0]])  # class 0 points up, class 1 right (any length)
     ready = T([True, True])
     # cosines: row 0 (0, 1) → class 1; row 1 (1, 0) → class 0, not its verdict 1; row 4
-    # (0.8, 0.6) → class 0, its verdict; row 5 (−1, 0) → class 1; keep and demote pass unchanged
+    # (0.8, 0.6) → class 0, its verdict; row 5 (−1, 0) → class 1; row 6, a relabel to class 0,
+    # (0, 1) → class 1; keep and demote pass unchanged
     out = nearest_prototype_agrees(verdict, features, prototypes, ready)
-    assert out.tolist() == [1, DEMOTE, KEEP, DEMOTE, 0, 1]
+    assert out.tolist() == [1, DEMOTE, KEEP, DEMOTE, 0, 1, DEMOTE]
     # a class without a prototype yet is never the nearest, even where every cosine to a ready
-    # one is negative (row 5): rows 0 and 5 now find class 0 only
+    # one is negative (row 5): rows 0, 5 and 6 now find class 0 only
     out = nearest_prototype_agrees(verdict, features, prototypes, T([True, False]))
-    assert out.tolist() == [DEMOTE, DEMOTE, KEEP, DEMOTE, 0, DEMOTE]
+    assert out.tolist() == [DEMOTE, DEMOTE, KEEP, DEMOTE, 0, DEMOTE, 0]
 
 
 @pytest.mark.parametrize("prototype_1, outcome", [([1.0, 0.0], "relabel"), ([0.0, -1.0], "demote")])

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -490,8 +491,11 @@ def test_warns_when_disambiguation_starts_with_few_clear_images():
     lion.step(Passthrough(3), unsure, Progress(0, 10))
     lion.step(Passthrough(3), unsure, Progress(5, 10))
     probe = Probe(None, lambda part: (torch.zeros(2, 2), np.zeros(2, dtype=np.int64)))
-    with pytest.warns(UserWarning, match="only 0% of labeled"):
+    with pytest.warns(UserWarning, match="at step 5 with only 0% of labeled"):
         lion.diagnostics(probe)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lion.diagnostics(probe)  # once a run
     summary = lion.summary()
     assert summary["clear_rate_at_disambiguation"] == 0.0 and "warnings" in summary
 
@@ -857,3 +861,101 @@ def test_eq7_an_unlabeled_image_at_exactly_gamma_is_reliable():
     )
     out = lion.step(Passthrough(3), batch, Progress(5, 10))
     assert out.mask.tolist() == [True, False]
+
+
+# ---- the bookkeeping around the equations: what feeds Eq. 3, the bank's growth, the logs ----
+
+
+def test_eq1_feeds_a_relabeled_image_only_where_predicted_and_keeps_it_clear():
+    """Margin rule 0.3, relabeled images not re-examined, ambiguity persisting once started.
+    Rows: never relabeled and not predicted; relabeled at step 0, not predicted; relabeled at
+    step 0 and predicted; relabeled at step 0 with a large margin against it; ambiguous."""
+    lion = make_lion(
+        [0] * 5,
+        ambiguity_rule="margin",
+        ambiguity_margin=0.3,
+        reexamine_relabeled=False,
+        ambiguity_persists=True,
+    )
+    lion.started = torch.tensor(True)
+    lion.relabel_step[:] = T([-1, 0, 0, 0, -1])
+    lion.ambiguous[4] = True
+    probs = T(
+        [
+            [0.45, 0.55, 0.0],
+            [0.45, 0.55, 0.0],
+            [0.55, 0.45, 0.0],
+            [0.10, 0.90, 0.0],
+            [0.90, 0.10, 0.0],
+        ]
+    )
+    clear, feeds = lion._examine_eq1(probs, T([0] * 5), T([0, 1, 2, 3, 4]))
+    assert clear.tolist() == [True, True, True, True, False]
+    assert feeds.tolist() == [True, False, True, False, False]
+
+
+@pytest.mark.parametrize("nl, nc", [(True, False), (False, True)])
+def test_the_bank_grows_by_delta_and_bank_keep_when_either_negative_term_reads_it(nl, nc):
+    lion = make_lion(
+        [0],
+        num_unlabeled=2,
+        use_negative_learning=nl,
+        use_negative_consistency=nc,
+        complementary_threshold=0.4,
+        bank_keep=2,
+    )
+    # unlabeled image 1, unsure (0.5, 0.3, 0.2): class 2 joins its bank (0.2 ≤ 0.4); class 1
+    # would too (0.3 / 0.8 = 0.375), but two classes must stay out
+    unsure = [[0.5, 0.3, 0.2]]
+    batch = make_batch(
+        [[0.9, 0.05, 0.05]], [[1.0, 0.0]], [0], [0], unsure, unsure, [[0.0, 1.0]], [1]
+    )
+    lion.step(Passthrough(3), batch, Progress(0, 10))
+    assert lion.bank.tolist() == [[False] * 3, [False, False, True]]
+
+
+def test_the_clear_rate_at_the_start_is_the_clear_rate_not_the_fit_rate():
+    # both rows are clear by the margin (their label is their top class) and under τ = 0.8, so
+    # not fitted: clear rate 1, fit rate 0 when disambiguation begins (step 0)
+    lion = make_lion([0, 1], ambiguity_rule="margin", ambiguity_margin=0.3, **quiet())
+    probs_w, probs_s, feats = unlabeled_batch()
+    batch = make_batch(
+        [[0.5, 0.3, 0.2], [0.3, 0.5, 0.2]], feats, [0, 1], [0, 1], probs_w, probs_s, feats, [0, 1]
+    )
+    lion.step(Passthrough(3), batch, Progress(0, 10))
+    assert lion.summary()["clear_rate_at_disambiguation"] == pytest.approx(1.0)
+
+
+def test_before_the_start_every_labeled_row_counts_as_clear():
+    lion = make_lion([0], disambiguation_start=0.5, **quiet())
+    out = lion.step(Passthrough(3), labeled_batch([[0.4, 0.35, 0.25]], [0], [0]), Progress(0, 10))
+    assert out.logs["clear_rate"].item() == 1.0 and out.logs["ambiguous_rate"].item() == 0.0
+
+
+def test_candidate_loss_averages_over_the_ambiguous_rows_alone():
+    """Row 0 is ambiguous (as in the test above), row 1 clear: the candidates' soft CE is row 0's
+    alone, not halved by a clear row."""
+    lion = make_lion(
+        [1, 0],
+        num_unlabeled=1,
+        **quiet(ema_momentum=0.5, ambiguous_loss="candidates", lambda_reliable=0.0),
+    )
+    lion.prototypes[:] = T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    lion.prototype_ready[:] = True
+    batch = labeled_batch([[0.45, 0.40, 0.15], [0.9, 0.05, 0.05]], [1, 0], [0, 1])
+    out = lion.step(Passthrough(3), batch, Progress(0, 10))
+    target = T([0.725, 0.2]) / 0.925
+    expected = -(target * torch.log(T([0.45, 0.40]))).sum().item()
+    assert out.logs["loss_ambiguous"].item() == pytest.approx(expected, rel=1e-5)
+    assert out.logs["clear_rate"].item() == 0.5
+    assert out.loss.item() == pytest.approx(expected - math.log(0.9), rel=1e-5)
+
+
+def test_softmax_similarity_normalises_over_the_candidates_only():
+    """Candidates {0, 1} of (0.45, 0.40, 0.15); cosines to the prototypes (1, 0, −1); T = 1: d =
+    softmax over the candidates = (e, 1) / (e + 1), not over all three ready classes."""
+    lion = one_ambiguous_sample_lion(similarity="softmax", similarity_temperature=1.0)
+    lion.step(Passthrough(3), labeled_batch([[0.45, 0.40, 0.15]], [1], [0]), Progress(0, 10))
+    d = T([math.e, 1.0]) / (math.e + 1)
+    expected = 0.5 * T([0.45, 0.40]) + 0.5 * d
+    assert torch.allclose(lion.weights[0], torch.cat([expected, T([0.0])]), atol=1e-6)

@@ -21,7 +21,11 @@ from lionfer.algorithms.lion import (
     stratified_folds,
     streak_update,
 )
-from lionfer.algorithms.lion_evidence import nearest_prototype_agrees
+from lionfer.algorithms.lion_evidence import (
+    cross_fit_loss,
+    nearest_prototype_agrees,
+    training_heads,
+)
 from lionfer.errors import ConfigError
 
 
@@ -140,7 +144,8 @@ def test_demoted_image_gets_no_supervised_loss_and_is_restored_when_evidence_agr
 def test_evidence_state_is_saved_and_heads_are_the_algorithms_module():
     lion = evidence_lion([0, 1])
     state = lion.state_dict()
-    for name in ("evidence", "demoted", "fold", "streak", "verdict", "bank_lb", "elr_target"):
+    names = ("evidence", "demoted", "fold", "streak", "verdict", "bank_lb", "elr_target")
+    for name in names + ("label", "prototypes", "bank", "relabel_step"):  # LION's own too
         assert name in state
     assert lion.modules() is lion.heads
     paper = make_lion([0, 1], recipe="paper")
@@ -148,8 +153,12 @@ def test_evidence_state_is_saved_and_heads_are_the_algorithms_module():
 
 
 def test_unknown_protected_class_is_an_error_naming_the_classes():
-    with pytest.raises(ConfigError, match="Surprise"):
-        make_lion([0], names=("Surprise", "Fear", "Neutral"), protected_classes=("netural",))
+    with pytest.raises(
+        ConfigError, match="names 'netural', 'joy', .* are Surprise, Fear, Neutral$"
+    ):
+        make_lion(
+            [0], names=("Surprise", "Fear", "Neutral"), protected_classes=("netural", "fear", "joy")
+        )
 
 
 def test_released_recipes_own_neutral_is_skipped_where_the_dataset_has_none():
@@ -344,3 +353,168 @@ def test_a_held_relabel_goes_through_only_where_the_prototypes_agree(prototype_1
         assert lion.label.tolist() == [1, 0, 1, 1] and not lion.demoted.any()
     else:  # class 1's prototype points away: the relabel becomes a demotion
         assert lion.label.tolist() == [0, 0, 1, 1] and lion.demoted.tolist() == [1, 0, 0, 0]
+
+
+# ---- the cross-fitting, the verdicts and the demoted rows, piece by piece ----
+
+
+def test_each_head_trains_on_every_fold_but_its_own_and_none_on_a_demoted_row():
+    trains = training_heads(T([0, 1, 2, 0]), 3, T([False, False, False, True]))
+    assert trains.tolist() == [
+        [False, True, True],
+        [True, False, True],
+        [True, True, False],
+        [False, False, False],
+    ]
+
+
+def test_cross_fit_loss_is_the_mean_ce_over_the_pairs_of_row_and_head_that_train():
+    # logits = log p, so each head's softmax is the p written here: (B = 2, K = 2, C = 2)
+    logits = torch.log(T([[[0.5, 0.5], [0.8, 0.2]], [[0.9, 0.1], [0.25, 0.75]]]))
+    labels = T([0, 1])
+    both = cross_fit_loss(logits, labels, T([[False, True], [True, False]]))
+    assert both.item() == pytest.approx((-math.log(0.8) - math.log(0.1)) / 2, rel=1e-5)
+    one = cross_fit_loss(logits, labels, T([[False, True], [False, False]]))
+    assert one.item() == pytest.approx(-math.log(0.8), rel=1e-5)
+    assert cross_fit_loss(logits, labels, torch.zeros(2, 2, dtype=torch.bool)).item() == 0.0
+
+
+def test_heads_give_scaled_cosines_and_start_alike_without_drawing_from_the_global_seed():
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    heads = CrossFitHeads(folds=2, num_classes=2, feature_dim=2, scale=10.0)
+    assert torch.equal(torch.random.get_rng_state(), before)  # a run's own draws stay put
+    assert torch.equal(heads.weight, CrossFitHeads(2, 2, 2, 10.0).weight)
+    # each class's weight is normalised on its own: (2, 0) → (1, 0), (1, 1) → (s, s), ...
+    heads.weight.data[:] = T([[[2.0, 0.0], [1.0, 1.0]], [[1.0, 1.0], [-1.0, 1.0]]])
+    s = 1 / math.sqrt(2)
+    # rows (3, 4) and (0, −2) are (0.6, 0.8) and (0, −1) once normalised
+    expected = 10 * T([[[0.6, 1.4 * s], [1.4 * s, 0.2 * s]], [[0.0, -s], [-s, -s]]])
+    assert torch.allclose(heads(T([[3.0, 4.0], [0.0, -2.0]])), expected, atol=1e-6)
+
+
+def test_elr_stays_finite_and_exact_where_p_is_certain_of_its_target():
+    # p is clamped to [1e-4, 1 − 1e-4] and renormalised: (1 − 1e-4, 1e-4, 1e-4) / (1 + 1e-4)
+    loss = elr_loss(T([[100.0, 0.0, 0.0]]), T([[1.0, 0.0, 0.0]]), T([True]))
+    assert loss.item() == pytest.approx(math.log(1 - (1 - 1e-4) / (1 + 1e-4)), rel=1e-3)
+
+
+def test_a_class_level_with_the_label_is_no_evidence_for_a_relabel():
+    # label 0 at 0.45 is against it (< 0.5 · 0.95); class 1 reaches its threshold but only ties
+    verdict = evidence_verdict(T([[0.45, 0.45, 0.1]]), T([0]), T([0.95, 0.4, 0.4]), 0.5)
+    assert verdict.tolist() == [DEMOTE]
+
+
+def test_an_image_twice_in_a_batch_is_judged_once_from_its_first_row():
+    lion = evidence_lion([0, 0, 1, 1], min_visits=1, use_negative_learning=False)
+    lion.evidence_visits[:] = 1
+    lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    heads_says_class_1(lion)  # class 0 points to (0, −1), class 1 to (1, 0)
+    # image 0 twice: its first view looks like class 1 (a relabel), its second like class 0
+    batch = batch2([[0.5, 0.5], [0.5, 0.5]], [0, 0], [0, 0], feats=[[1.0, 0.0], [0.0, -1.0]])
+    lion.step(Passthrough(2), batch, Progress(5, 10))
+    assert lion.evidence[0, 1] > 0.99 and lion.evidence_visits[0] == 2
+    assert lion.label.tolist() == [1, 0, 1, 1] and lion.verdict[0] == 1
+
+
+@pytest.mark.parametrize(
+    "use_disambiguation, evidence_start, decides",
+    [(True, 0.5, True), (True, 0.6, False), (False, 0.0, False)],
+)
+def test_decisions_begin_at_evidence_start_and_only_with_disambiguation_on(
+    use_disambiguation, evidence_start, decides
+):
+    lion = evidence_lion(
+        [0, 0, 1, 1],
+        min_visits=1,
+        evidence_start=evidence_start,
+        use_disambiguation=use_disambiguation,
+    )
+    lion.evidence_visits[:] = 1
+    lion.evidence[:] = T([[0.05, 0.95], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    heads_says_class_1(lion)
+    lion.step(Passthrough(2), batch2([[0.5, 0.5]], [0], [0]), Progress(5, 10))  # fraction 0.5
+    assert lion.label.tolist() == ([1, 0, 1, 1] if decides else [0, 0, 1, 1])
+
+
+def test_thresholds_come_from_the_visited_images_only():
+    """Image 2 (label 0) has no evidence yet. Counted with zeros it would pull t_0 from 0.575 to
+    0.383, and image 0's 0.25 would no longer be against label 0."""
+    lion = evidence_lion(
+        [0, 0, 0, 1, 1], min_visits=1, evidence_scale=1.0, use_negative_learning=False
+    )
+    lion.evidence_visits[:] = T([1, 1, 0, 1, 1])
+    lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.0, 0.0], [0.1, 0.9], [0.1, 0.9]])
+    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
+    x = [[-0.104, 0.9946]]  # the heads give (0.25, 0.75): against 0, class 1 under t_1 = 0.9
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=x), Progress(5, 10))
+    assert lion.demoted.tolist() == [True, False, False, False, False]
+
+
+def test_a_demotion_waits_for_min_visits_like_a_relabel():
+    lion = evidence_lion(
+        [0, 0, 1, 1], min_visits=2, evidence_scale=1.0, use_negative_learning=False
+    )
+    lion.evidence_visits[:] = 1
+    lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
+    batch = batch2([[0.6, 0.4]], [0], [0], feats=[[-0.104, 0.9946]])
+    lion.step(Passthrough(2), batch, Progress(5, 10))
+    assert lion.verdict[0] == DEMOTE and not lion.demoted.any()
+    lion.step(Passthrough(2), batch, Progress(6, 10))
+    assert lion.demoted.tolist() == [True, False, False, False]
+
+
+def test_only_demoted_rows_train_as_unlabeled_with_banks_of_their_own():
+    """Image 0 is demoted and unsure, image 1 kept and confident, image 2 kept and unsure (no
+    decisions). δ = 0.4 and bank_keep 2: image 0's bank takes class 2 (0.2 ≤ δ) and stops, as two
+    classes must stay out. The kept rows get no bank, no self-training and no L_NL."""
+    lion = evidence_lion(
+        [0, 0, 1, 1],
+        num_classes=3,
+        evidence_start=1.0,
+        lambda_supervised=2.0,
+        lambda_elr=3.0,
+        lambda_reliable=0.5,
+        lambda_negative=2.0,
+        reliable_threshold=0.95,
+        complementary_threshold=0.4,
+        bank_keep=2,
+    )
+    lion.demoted[0] = True
+    lion.verdict[0] = DEMOTE
+    unsure, sure = [0.5, 0.3, 0.2], [0.97, 0.02, 0.01]
+    batch = labeled_batch([unsure, sure, unsure], [0, 0, 1], [0, 1, 2])
+    out = lion.step(Passthrough(3), batch, Progress(1, 10))
+    assert lion.bank_lb.tolist() == [[False, False, True]] + [[False] * 3] * 3
+    logs = out.logs
+    assert logs["loss_nl_demoted"].item() == pytest.approx(-(1 - 0.2))  # image 0 alone
+    # ELR over the kept rows only, on their first visit (t = p): log(1 − Σ p²)
+    elr = (math.log(1 - (0.97**2 + 0.02**2 + 0.01**2)) + math.log(1 - 0.38)) / 2
+    assert logs["loss_elr"].item() == pytest.approx(elr, rel=1e-4)
+    assert logs["clear_rate"].item() == pytest.approx(2 / 3)  # kept
+    assert logs["ambiguous_rate"].item() == pytest.approx(1 / 3)  # a verdict other than keep
+    expected = (
+        2.0 * logs["loss_sup"]
+        + 3.0 * logs["loss_elr"]
+        + logs["loss_heads"]
+        + 2.0 * logs["loss_nl_demoted"]
+        + 0.5 * logs["loss_reliable"]
+        + 2.0 * logs["loss_nl"]
+    )
+    assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_only_kept_images_predicted_as_their_label_feed_the_prototypes():
+    lion = evidence_lion([0, 0, 0, 1])
+    lion.demoted[2] = True
+    # image 0 kept and predicted 0; image 1 kept, predicted 1; image 2 demoted, predicted 0
+    batch = batch2(
+        [[0.7, 0.3], [0.3, 0.7], [0.8, 0.2]],
+        [0, 0, 0],
+        [0, 1, 2],
+        feats=[[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]],
+    )
+    lion.step(Passthrough(2), batch, Progress(0, 10))
+    assert lion.prototype_ready.tolist() == [True, False]
+    assert torch.allclose(lion.prototypes[0], T([1.0, 0.0]))

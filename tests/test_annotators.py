@@ -177,7 +177,7 @@ def test_cast_votes_slips_as_defined():
 
 
 def test_unknown_mode_and_config_value_are_refused():
-    with pytest.raises(ValueError, match="annotator"):
+    with pytest.raises(ValueError, match="'crowd7'; use one of single, crowd10, crowd40$"):
         ann.annotate(np.zeros((1, 1)), np.zeros(1, int), 0.3, "crowd7", np.random.default_rng(0),
                      TOY)  # fmt: skip
     with pytest.raises(ValueError, match="annotator"):
@@ -260,3 +260,57 @@ def test_packaged_sweeps_on_the_embedded_faces_pin_the_legacy_annotator():
             expected = named.get(path.stem, {"legacy"})
             assert {cfg.data.annotator for cfg in on_faces} == expected, path.stem
     assert published | set(named) <= set(synthetic_sweeps)
+
+
+def test_ferplus_drops_single_votes_before_it_counts_the_half():
+    counts = np.array(
+        [
+            [2, 1, 1],  # the single votes go: 2 of 2, class 0
+            [4, 2, 2],  # two votes stay: 4 of 8 is exactly half, no majority
+        ]
+    )
+    assert ann.ferplus_majority(counts).tolist() == [0, -1]
+
+
+def test_draws_reach_the_last_class():
+    p = np.array([[0.0, 0.0, 1.0], [0.5, 0.0, 0.5]])
+    draws = ann._draw(p, np.array([[0.3, 0.9], [0.2, 0.7]]))
+    assert draws.tolist() == [[2, 2], [0, 2]]
+
+
+def test_posterior_at_the_upper_bound_is_the_mass_above_it():
+    """Jitter 2 and an upper bound at 3: a face clipped there holds P(x ≥ 3 | class) of each
+    class; one inside holds its Gaussian density."""
+    model = TOY._replace(jitter=np.array([2.0]), lower=np.array([-2.5]), upper=np.array([3.0]))
+    posterior, _ = ann.geometry_posteriors(np.array([[3.0], [-2.5], [1.0]]), 0.0, model)
+    from math import erf, exp, sqrt
+
+    def cdf(v, m):
+        return 0.5 * (1 + erf((v - m) / (2.0 * sqrt(2))))
+
+    above = np.array([1 - cdf(3.0, m) for m in (0.0, 2.0, 6.0)])
+    below = np.array([cdf(-2.5, m) for m in (0.0, 2.0, 6.0)])
+    inside = np.array([exp(-0.5 * ((1.0 - m) / 2.0) ** 2) for m in (0.0, 2.0, 6.0)])
+    np.testing.assert_allclose(posterior[0], above / above.sum(), rtol=1e-9)
+    np.testing.assert_allclose(posterior[1], below / below.sum(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(posterior[2], inside / inside.sum(), rtol=1e-9)
+
+
+def test_where_the_geometry_tells_nothing_presence_is_the_blend_prior():
+    """A jitter so wide that every component is equally likely: the posterior is the uniform
+    prior and presence[c] = 1/C + (ambiguity/C) Σ_{a≠c} w_a(c), w_a(b) = (1 − 0.8)/2 for any other
+    class b plus 0.8 for a's first partner (0 → 1, 1 → 0, 2 → 1): Σ = 1.0, 1.8, 0.2."""
+    flat = TOY._replace(jitter=np.array([1e6]), lower=np.array([-1e9]), upper=np.array([1e9]))
+    posterior, presence = ann.geometry_posteriors(np.array([[1.0]]), 0.5, flat)
+    np.testing.assert_allclose(posterior[0], [1 / 3] * 3, rtol=1e-6)
+    expected = 1 / 3 + 0.5 / 3 * np.array([1.0, 1.8, 0.2])
+    np.testing.assert_allclose(presence[0], expected, rtol=1e-6)
+
+
+def test_an_annotation_carries_the_posterior_and_presence_its_votes_came_from():
+    x = np.array([[1.5], [3.0], [-2.5]])
+    rng = np.random.default_rng(0)
+    votes = ann.annotate(x, np.array([0, 1, 0]), 0.3, "crowd10", rng, TOY, np.array([1, 2, 0]), {})
+    posterior, presence = ann.geometry_posteriors(x, 0.3, TOY)
+    np.testing.assert_allclose(votes.posterior, posterior)
+    np.testing.assert_allclose(votes.presence, presence)

@@ -1,6 +1,7 @@
 """Metrics against hand-computed numbers, including empty-class and no-relabel edge cases."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -151,3 +152,32 @@ def test_relabel_metrics_new_parts_are_optional():
         relabel_metrics([0, 1], [0, 1], [0, 1], demoted=[True])
     with pytest.raises(ValueError, match="error types"):
         relabel_metrics([0, 1], [0, 1], [0, 1], error_types=[0])
+
+
+def test_labels_of_any_shape_are_read_as_one_column():
+    column = np.array([[0], [0], [0], [1], [1], [2]])
+    np.testing.assert_array_equal(confusion_matrix(column, np.array(Y_PRED), 4), CM)
+    assert mean_std([[1.0, 2.0], [3.0, 4.0]]) == mean_std([1.0, 2.0, 3.0, 4.0])
+
+
+def test_errors_name_the_argument_and_the_problem():
+    with pytest.raises(ValueError, match=r"^y_true holds labels outside 0\.\.1: \[2\]"):
+        confusion_matrix([0, 2], [0, 1], 2)
+    with pytest.raises(ValueError, match=r"outside 0\.\.1: \[-1, 2, 3, 4, 5\]$"):  # the first 5
+        confusion_matrix([0] * 6, [-1, 2, 3, 4, 5, 6], 2)
+    with pytest.raises(ValueError, match="^the confusion matrix is empty: no samples were"):
+        accuracy(np.zeros((2, 2), dtype=int))
+    with pytest.raises(ValueError, match="^mean_std needs at least one value$"):
+        mean_std([])
+
+
+def test_a_class_without_samples_gives_nan_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(per_class_accuracy(CM)[3])
+
+
+def test_relabel_metrics_with_no_truth_known_has_no_accuracy_gain():
+    out = relabel_metrics([0, 1], [1, 1], [-1, -1])
+    assert out["count"] == 1 and out["given_accuracy"] is None
+    assert out["accuracy_gain"] is None and out["precision"] is None

@@ -1,0 +1,132 @@
+"""What LION reports (lion_report.py), from hand-made states: the label figures of an
+evaluation, the figures of summary.json, the rows of relabels.csv and the low-clear-rate
+warning."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from lionfer.algorithms.base import Probe
+from lionfer.algorithms.lion_equations import cosine_to_prototypes
+from lionfer.algorithms.lion_report import (
+    RELABEL_COLUMNS,
+    label_figures,
+    low_clear_message,
+    mean_or_none,
+    relabel_table,
+    summary_figures,
+)
+
+
+def T(x):
+    return torch.tensor(x)
+
+
+GIVEN = [0, 1, 1, 0]
+# image 0 kept; image 1 relabeled 1 → 2 at step 12 (rightly); image 2 demoted (given 1, truly
+# 0); image 3 changed 0 → 1 (truth unknown)
+TRUTH = np.array([0, 2, 0, -1])
+ERROR_TYPES = np.array([0, 1, 2, -1])  # none, slip, ambiguity, unknown
+
+
+def lion_state(**changes):
+    state = {
+        "label": T([0, 2, 1, 1]),
+        "ambiguous": T([True, False, True, False]),
+        "candidates": T([[True, True, False], [False] * 3, [True, False, True], [False] * 3]),
+        "started": T(True),
+        "start_step": T(7),
+        "clear_at_start": T(0.25),
+        "prototypes": T([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]),
+        "prototype_ready": T([True, True, False]),
+        "bank": T([[False, True, True], [False] * 3, [True, False, False]]),
+        "relabel_step": T([-1, 12, -1, -1]),
+        "relabel_weights": T([[0.0] * 3, [0.1, 0.2, 0.7], [0.0] * 3, [0.0] * 3]),
+        "demoted": T([False, False, True, False]),
+    }
+    return {**state, **changes}
+
+
+def probe():
+    parts = {
+        "labeled": (T([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]), np.array(GIVEN)),
+        "test": (T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), np.array([0, 1, 2])),
+    }
+    return Probe(TRUTH, parts.__getitem__, ERROR_TYPES)
+
+
+def test_label_figures_of_an_evaluation_by_hand():
+    figures = label_figures(lion_state(), T(GIVEN), probe(), cosine_to_prototypes)
+    relabel = figures["relabel"]
+    # images 1 and 3 changed (the demoted one counts with its given label); of the known, 1 of 1
+    assert relabel["count"] == 2 and relabel["precision"] == 1.0
+    assert relabel["by_error_type"] == {
+        "slip": {"wrong_given": 1, "fixed": 1, "changed": 1},
+        "ambiguity": {"wrong_given": 1, "fixed": 0, "changed": 0},
+    }
+    assert relabel["demoted"] == {"count": 1, "wrong_given": 1}
+    quality = figures["label_quality"]
+    assert quality["started"] is True and quality["start_step"] == 7
+    assert quality["clear_rate_at_start"] == 0.25 and quality["ambiguous_fraction"] == 0.5
+    # ambiguous images 0 and 2: their candidates hold the given label once (0), the true twice
+    assert quality["candidates_hold_given"] == 0.5 and quality["candidates_hold_true"] == 1.0
+    # own class = truth where known, else given: 0, 2, 0, 0; cosines to the ready prototypes
+    # (1, 0), (0, 1), none for class 2: own 1, 0, 1, 0; the one other ready class 0, 1, 0, 1
+    assert quality["similarity_own"] == 0.5 and quality["similarity_other"] == 0.5
+    assert quality["prototype_acc"] == pytest.approx(2 / 3)  # (−1, 0) is nearest class 1
+
+
+def test_label_figures_before_the_start_have_no_clear_rate():
+    state = lion_state(started=T(False), clear_at_start=T(-1.0))
+    quality = label_figures(state, T(GIVEN), probe(), cosine_to_prototypes)["label_quality"]
+    assert quality["started"] is False and quality["clear_rate_at_start"] is None
+
+
+def test_summary_figures_by_hand():
+    # the unlabeled truth 0, 1, 0: the bank rows hold {1, 2}, {}, {0}; one entry of three (image
+    # 2's class 0) excludes the true class
+    out = summary_figures(lion_state(), "evidence", [0, 1, 0])
+    assert out["clb"] == {
+        "mean_size": 1.0,
+        "samples_with_entries": 2,
+        "correct_fraction": pytest.approx(2 / 3),
+    }
+    assert out["recipe"] == "evidence" and out["ambiguous_now"] == 2 and out["demoted_now"] == 1
+    assert out["clear_rate_at_disambiguation"] == 0.25
+    assert out["warnings"] == [low_clear_message(0.25, 7)]
+
+
+@pytest.mark.parametrize("started, clear", [(False, -1.0), (True, 0.5)])
+def test_no_warning_before_the_start_or_with_half_the_images_clear(started, clear):
+    out = summary_figures(lion_state(started=T(started), clear_at_start=T(clear)), "paper")
+    assert "warnings" not in out
+    assert out["clear_rate_at_disambiguation"] == (clear if started else None)
+
+
+def test_low_clear_message_says_the_rate_and_the_step_where_known():
+    assert "disambiguation at step 7 with only 75% of labeled" in low_clear_message(0.75, 7)
+    assert "disambiguation with only 25% of labeled" in low_clear_message(0.25)
+    assert mean_or_none(np.array([])) is None
+
+
+def test_relabels_csv_rows_by_hand():
+    labeled = SimpleNamespace(labels=np.array(GIVEN), ids=["a", "b", "c", "d"], true_labels=TRUTH)
+    header, rows = relabel_table(lion_state(), labeled, ("X", "Y", "Z"))
+    assert header == [*RELABEL_COLUMNS, "status", "w_x", "w_y", "w_z"]
+    zeros = ["0.0000"] * 3
+    assert rows == [
+        [1, "b", 1, 2, 12, 2, "Y", "Z", "0.7000", "relabeled", "0.1000", "0.2000", "0.7000"],
+        [2, "c", 1, 1, -1, 0, "Y", "Y", "0.0000", "demoted", *zeros],
+        [3, "d", 0, 1, -1, -1, "X", "Y", "0.0000", "relabeled", *zeros],
+    ]
+    # a state without relabel steps or weights, and no truth: those cells are empty
+    state = {"label": T([0, 2, 1, 1])}
+    labeled.true_labels = None
+    header, rows = relabel_table(state, labeled, ("X", "Y", "Z"))
+    assert header == [*RELABEL_COLUMNS, "status"]
+    assert rows == [
+        [1, "b", 1, 2, "", "", "Y", "Z", "", "relabeled"],
+        [3, "d", 0, 1, "", "", "X", "Y", "", "relabeled"],
+    ]

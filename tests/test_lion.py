@@ -27,6 +27,13 @@ from lionfer.algorithms.lion import (
     update_prototypes,
     update_weights,
 )
+from lionfer.algorithms.lion_equations import (
+    candidate_loss,
+    negative_weights,
+    prediction_given_candidates,
+    start_when_fitted,
+    unbacked_by_classifier,
+)
 from lionfer.errors import ConfigError
 
 T = torch.tensor
@@ -959,3 +966,45 @@ def test_softmax_similarity_normalises_over_the_candidates_only():
     d = T([math.e, 1.0]) / (math.e + 1)
     expected = 0.5 * T([0.45, 0.40]) + 0.5 * d
     assert torch.allclose(lion.weights[0], torch.cat([expected, T([0.0])]), atol=1e-6)
+
+
+# ---- the equations' pieces on several rows at once ----
+
+
+def test_candidate_loss_normalises_each_row_on_its_own():
+    # row 0: weights (3, 1, 0) → target (0.75, 0.25, 0); row 1: (0, 0, 2) → (0, 0, 1)
+    logits = torch.log(T([[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]]))
+    weights = T([[3.0, 1.0, 0.0], [0.0, 0.0, 2.0]])
+    loss = candidate_loss(logits, weights, T([True, True]))
+    row0 = -(0.75 * math.log(0.5) + 0.25 * math.log(0.25))
+    assert loss.item() == pytest.approx((row0 - math.log(0.5)) / 2, rel=1e-5)
+
+
+def test_negative_consistency_is_a_mean_over_rows():
+    probs_s = T([[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]])
+    bank = T([[False, True, True], [True, False, False]])
+    loss = negative_consistency_loss(bank, probs_s, T([True, True]))
+    expected = (-2 * math.log(0.75) - math.log(0.8)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_prediction_and_given_candidates_row_by_row():
+    probs = T([[0.6, 0.3, 0.1], [0.1, 0.2, 0.7]])
+    candidates = prediction_given_candidates(probs, T([1, 2]))
+    assert candidates.tolist() == [[True, True, False], [False, False, True]]
+
+
+def test_the_classifier_backs_a_relabel_row_by_row_from_exactly_its_confidence():
+    probs = T([[0.5, 0.25, 0.25], [0.25, 0.25, 0.5], [0.75, 0.25, 0.0]])
+    winner, other = T([0, 2, 1]), T([True, True, True])
+    blocked = unbacked_by_classifier(probs, winner, other, 0.5)
+    assert blocked.tolist() == [False, False, True]  # 0.5 ≥ 0.5 backs; class 1 is not predicted
+
+
+def test_a_fitted_start_at_exactly_its_threshold_begins():
+    assert bool(start_when_fitted(0.1, T(0.5), 0.5))
+    assert not bool(start_when_fitted(0.1, T(0.25), 0.5))
+
+
+def test_decay_without_negative_learning_leaves_the_weights_alone():
+    assert negative_weights(0.0, 0.1, 0.015, 5) == (0.0, 0.1)

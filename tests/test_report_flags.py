@@ -273,6 +273,8 @@ def test_the_method_row_counts_flagged_seeds_everywhere_the_report_writes(tmp_pa
         ("mixmatch", 1, ["collapsed"]),
     ]
     assert records[0]["term"].startswith("λ_U ramped to 100")
+    assert records[0]["folder"] == str(root / "mm-s0") and records[0]["column"] == "synthetic@140"
+    assert records[0]["flags"][0]["evidence"].startswith("95% of 700 test predictions")
 
 
 def test_every_semi_supervised_method_names_its_schedule_terms():
@@ -314,7 +316,7 @@ def test_labels_as_accurate_as_given_or_better_are_not_flagged(tmp_path, given, 
 
 
 def test_rule_c_judges_only_runs_with_relabel_figures_against_truth(tmp_path):
-    unknown = {"count": 3, "precision": None, "given_accuracy": None, "current_accuracy": None}
+    unknown = {"count": 3, "precision": None, "given_accuracy": None, "current_accuracy": 0.5}
     runs = [
         write_run(tmp_path, "a", algorithm="lion", relabel=relabel_figures(0.8, 0.7)),
         write_run(tmp_path, "b", algorithm="lion", relabel=unknown),

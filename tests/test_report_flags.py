@@ -105,7 +105,7 @@ def test_a_collapsed_run_is_flagged_naming_its_ramped_weight(tmp_path):
     (flag,) = K.run_flags(run)
     assert flag.rule == K.COLLAPSED
     assert flag.evidence.startswith("95% of 700 test predictions on 2 of 7 classes")
-    assert "Fear 57%, Anger 38%" in flag.evidence
+    assert "Fear 57%, Anger 38%; these classes hold 29% of the true labels" in flag.evidence
     # the term from the logs: λ_U ramped to 100; over steps 60..100, Σ 0.02·w / Σ 1.0 =
     # 0.02 · (60 + 70 + 80 + 90 + 100) / 5 = 1.60
     assert flag.term.startswith("λ_U ramped to 100 (weight_unsup; algorithm.lambda_u = 100)")
@@ -333,3 +333,39 @@ def test_one_relabel_reads_in_the_singular(tmp_path):
     )
     evidence = K.run_flags(load_runs([run]).runs[0])[0].evidence
     assert evidence.endswith(": 1 relabel, 0 of them right (0%), 1 correct label broken")
+
+
+def test_class_count_and_length_fall_back_to_the_confusion_matrix_and_the_logs(tmp_path):
+    run = one_run(tmp_path, logs=ramp_logs(), steps=200)  # logged up to step 100
+    assert K.num_classes(run) == 7 and K.steps(run) == 200
+    del run.summary["confusion_matrix"]
+    assert K.num_classes(run) == 7  # from class_names
+    run.summary["confusion_matrix"] = HEALTHY
+    del run.summary["class_names"], run.summary["steps"]
+    assert K.num_classes(run) == 7 and K.steps(run) == 100  # the matrix; the last logged step
+    del run.summary["confusion_matrix"]
+    run.trains.clear()
+    assert K.num_classes(run) is None and K.steps(run) is None
+
+
+def test_ratios_and_thresholds_near_chance_read_as_written():
+    assert (K._times(9.5), K._times(10.0), K._times(12.3)) == ("9.50×", "10×", "12×")
+    passing, near = " ≤ 1/C, passing every pseudo-label", " ≈ 1/C"
+    assert K._near_chance(1 / 7, 7) == K._near_chance(1 / 7 + K.EPS, 7) == passing
+    assert K._near_chance(0.2, 7) == near  # under 1.5 / 7 = 0.214
+    assert K._near_chance(K.CHANCE_FACTOR / 7, 7) == K._near_chance(0.9, 7) == ""
+    assert K._near_chance(0.1, None) == ""
+
+
+@pytest.mark.parametrize(
+    "weights, since",
+    [([0.0, 0.3, 0.0, 3.0, 3.0], " from 10% of the run"), ([0.0] * 5, " from 100% of the run")],
+)
+def test_a_ramp_is_idle_only_before_its_first_nonzero_weight(tmp_path, weights, since):
+    logs = [
+        {"step": s, "weight_unsup": w, "loss_sup": 1.0, "loss_unsup": 0.1}
+        for s, w in zip((10, 20, 30, 60, 100), weights, strict=True)
+    ]
+    run = one_run(tmp_path, algorithm="pseudolabel", logs=logs)
+    peak = max(weights)
+    assert K.schedule_term(run).startswith(f"α_f ramped to {peak:g} (weight_unsup){since}")

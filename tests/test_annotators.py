@@ -2,6 +2,7 @@
 annotator bit for bit, and the error types of labels changed by data.noise."""
 
 import hashlib
+from math import erf, exp, sqrt
 
 import numpy as np
 import pytest
@@ -122,17 +123,18 @@ def test_error_types_by_hand():
     assert ann.error_types(truth, truth, presence).tolist() == [NONE] * 4
 
 
+def pdf(v, m, sigma=1.0):
+    """The Gaussian density N(v; m, sigma²) up to its constant, which cancels in a posterior."""
+    return exp(-0.5 * ((v - m) / sigma) ** 2)
+
+
+def cdf(v, m, sigma=1.0):
+    return 0.5 * (1 + erf((v - m) / (sigma * sqrt(2))))
+
+
 def test_posterior_without_blends_is_the_gaussian_likelihood_by_hand():
     x = np.array([[1.5], [3.0], [-2.5]])  # the last one sits on the lower bound: clipped
     posterior, presence = ann.geometry_posteriors(x, 0.0, TOY)
-    from math import erf, exp, sqrt
-
-    def pdf(v, m):
-        return exp(-0.5 * (v - m) ** 2)
-
-    def cdf(v, m):
-        return 0.5 * (1 + erf((v - m) / sqrt(2)))
-
     for row, value in enumerate((1.5, 3.0)):
         like = np.array([pdf(value, m) for m in (0.0, 2.0, 6.0)])
         np.testing.assert_allclose(posterior[row], like / like.sum(), rtol=1e-9)
@@ -283,14 +285,9 @@ def test_posterior_at_the_upper_bound_is_the_mass_above_it():
     class; one inside holds its Gaussian density."""
     model = TOY._replace(jitter=np.array([2.0]), lower=np.array([-2.5]), upper=np.array([3.0]))
     posterior, _ = ann.geometry_posteriors(np.array([[3.0], [-2.5], [1.0]]), 0.0, model)
-    from math import erf, exp, sqrt
-
-    def cdf(v, m):
-        return 0.5 * (1 + erf((v - m) / (2.0 * sqrt(2))))
-
-    above = np.array([1 - cdf(3.0, m) for m in (0.0, 2.0, 6.0)])
-    below = np.array([cdf(-2.5, m) for m in (0.0, 2.0, 6.0)])
-    inside = np.array([exp(-0.5 * ((1.0 - m) / 2.0) ** 2) for m in (0.0, 2.0, 6.0)])
+    above = np.array([1 - cdf(3.0, m, 2.0) for m in (0.0, 2.0, 6.0)])
+    below = np.array([cdf(-2.5, m, 2.0) for m in (0.0, 2.0, 6.0)])
+    inside = np.array([pdf(1.0, m, 2.0) for m in (0.0, 2.0, 6.0)])
     np.testing.assert_allclose(posterior[0], above / above.sum(), rtol=1e-9)
     np.testing.assert_allclose(posterior[1], below / below.sum(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(posterior[2], inside / inside.sum(), rtol=1e-9)

@@ -104,9 +104,7 @@ def test_heads_train_outside_their_fold_and_judge_inside_it():
 
 def test_verdict_is_carried_out_after_min_visits_in_a_row():
     lion = evidence_lion([0, 0, 1, 1], min_visits=2)
-    lion.evidence_visits[:] = 1
-    # image 0 (label 0) looks like class 1; the others agree with their labels
-    lion.evidence[:] = T([[0.05, 0.95], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    seen(lion, LOOKS_LIKE_1)
     heads_says_class_1(lion)
     batch = batch2([[0.5, 0.5]], [0], [0])
     lion.step(Passthrough(2), batch, Progress(5, 10))
@@ -124,12 +122,11 @@ def test_demoted_image_gets_no_supervised_loss_and_is_restored_when_evidence_agr
         evidence_scale=1.0,
         use_negative_learning=False,
     )
-    lion.evidence_visits[:] = 1
-    lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
-    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
-    # cos = (−0.104, 0.995): softmax of the head's logits (1 · cos) is (0.25, 0.75). Thresholds
-    # (0.575, 0.85): image 0 has 0.25 < 0.5 · 0.575, and class 1 at 0.75 < 0.85 → demote
-    x = [[-0.104, 0.9946]]
+    seen(lion, UNDECIDED)
+    identity_heads(lion)
+    # the heads give (0.25, 0.75). Thresholds (0.575, 0.85): image 0 has 0.25 < 0.5 · 0.575,
+    # and class 1 at 0.75 < 0.85 → demote
+    x = AGAINST_0
     lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=x), Progress(5, 10))
     assert lion.evidence[0].tolist() == pytest.approx([0.25, 0.75], abs=1e-3)
     assert lion.demoted.tolist() == [True, False, False, False]
@@ -190,6 +187,26 @@ def heads_says_class_1(lion):
     lion.heads.weight.data[:] = T([[[0.0, -1.0], [1.0, 0.0]]] * lion.cfg.folds)
 
 
+def identity_heads(lion):
+    """Every head's class c points along axis c; with evidence_scale 1 the feature AGAINST_0
+    (cos = (−0.104, 0.995)) gets softmax(cos) = (0.25, 0.75)."""
+    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * lion.cfg.folds)
+
+
+AGAINST_0 = [[-0.104, 0.9946]]
+
+# The running evidence of four images labeled 0, 0, 1, 1, images 1-3 agreeing with their
+# labels: image 0 looks like class 1, or is undecided.
+LOOKS_LIKE_1 = [[0.05, 0.95], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]]
+UNDECIDED = [[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]]
+
+
+def seen(lion, evidence):
+    """Every image visited once before, with this running evidence."""
+    lion.evidence_visits[:] = 1
+    lion.evidence[:] = T(evidence)
+
+
 def evidence_lion(given, heads=None, num_classes=2, names=(), **fields):
     """The evidence recipe; without its prototype check unless asked (that check has its own
     tests below), so that each rule's test reads that rule alone."""
@@ -222,11 +239,10 @@ def test_in_sample_ablation_reads_a_head_that_trained_on_the_image():
 
 def test_without_demotion_evidence_for_no_class_keeps_the_label():
     lion = evidence_lion([0, 0, 1, 1], min_visits=1, evidence_scale=1.0, demote=False)
-    lion.evidence_visits[:] = 1
-    lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
-    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
+    seen(lion, UNDECIDED)
+    identity_heads(lion)
     lion.step(
-        Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=[[-0.104, 0.9946]]), Progress(5, 10)
+        Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0), Progress(5, 10)
     )  # the same evidence that demotes it above
     assert not lion.demoted.any() and lion.verdict[0] == KEEP
 
@@ -265,8 +281,8 @@ def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence(
             evidence_start=1.0,  # no decisions
             use_negative_learning=False,
         )
-        lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
-        batch = batch2([[0.6, 0.4]], [0], [0], feats=[[-0.104, 0.9946]])
+        identity_heads(lion)
+        batch = batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0)
         losses[target] = lion.step(Passthrough(2), batch, Progress(1, 10)).logs["loss_elr"]
     assert losses["own"].item() == pytest.approx(math.log(1 - (0.36 + 0.16)), rel=1e-4)
     assert losses["evidence"].item() == pytest.approx(
@@ -279,8 +295,7 @@ def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence(
 )
 def test_evidence_never_relabels_to_or_from_a_protected_class(protected, labels):
     lion = evidence_lion([0, 0, 1, 1], names=("A", "B"), min_visits=1, protected_classes=protected)
-    lion.evidence_visits[:] = 1
-    lion.evidence[:] = T([[0.05, 0.95], [0.9, 0.1], [0.95, 0.05], [0.2, 0.8]])
+    seen(lion, [[0.05, 0.95], [0.9, 0.1], [0.95, 0.05], [0.2, 0.8]])
     heads_says_class_1(lion)  # image 0 (label 0) looks like class 1: a relabel to B
     lion.step(Passthrough(2), batch2([[0.5, 0.5]], [0], [0]), Progress(5, 10))
     lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, -1.0]]] * 2)  # now every image looks like A
@@ -341,8 +356,7 @@ def test_prototype_check_keeps_a_relabel_the_nearest_prototype_names_and_demotes
 @pytest.mark.parametrize("prototype_1, outcome", [([1.0, 0.0], "relabel"), ([0.0, -1.0], "demote")])
 def test_a_held_relabel_goes_through_only_where_the_prototypes_agree(prototype_1, outcome):
     lion = evidence_lion([0, 0, 1, 1], min_visits=2, evidence_agreement="prototype")
-    lion.evidence_visits[:] = 1
-    lion.evidence[:] = T([[0.05, 0.95], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    seen(lion, LOOKS_LIKE_1)
     heads_says_class_1(lion)  # image 0 (label 0, feature (1, 0)) looks like class 1
     lion.prototypes[:] = T([[0.0, 1.0], prototype_1])
     lion.prototype_ready[:] = True
@@ -407,8 +421,7 @@ def test_a_class_level_with_the_label_is_no_evidence_for_a_relabel():
 
 def test_an_image_twice_in_a_batch_is_judged_once_from_its_first_row():
     lion = evidence_lion([0, 0, 1, 1], min_visits=1, use_negative_learning=False)
-    lion.evidence_visits[:] = 1
-    lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    seen(lion, UNDECIDED)
     heads_says_class_1(lion)  # class 0 points to (0, −1), class 1 to (1, 0)
     # image 0 twice: its first view looks like class 1 (a relabel), its second like class 0
     batch = batch2([[0.5, 0.5], [0.5, 0.5]], [0, 0], [0, 0], feats=[[1.0, 0.0], [0.0, -1.0]])
@@ -430,8 +443,7 @@ def test_decisions_begin_at_evidence_start_and_only_with_disambiguation_on(
         evidence_start=evidence_start,
         use_disambiguation=use_disambiguation,
     )
-    lion.evidence_visits[:] = 1
-    lion.evidence[:] = T([[0.05, 0.95], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
+    seen(lion, LOOKS_LIKE_1)
     heads_says_class_1(lion)
     lion.step(Passthrough(2), batch2([[0.5, 0.5]], [0], [0]), Progress(5, 10))  # fraction 0.5
     assert lion.label.tolist() == ([1, 0, 1, 1] if decides else [0, 0, 1, 1])
@@ -445,9 +457,9 @@ def test_thresholds_come_from_the_visited_images_only():
     )
     lion.evidence_visits[:] = T([1, 1, 0, 1, 1])
     lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.0, 0.0], [0.1, 0.9], [0.1, 0.9]])
-    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
-    x = [[-0.104, 0.9946]]  # the heads give (0.25, 0.75): against 0, class 1 under t_1 = 0.9
-    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=x), Progress(5, 10))
+    identity_heads(lion)
+    # the heads give (0.25, 0.75): against 0, class 1 under t_1 = 0.9
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0), Progress(5, 10))
     assert lion.demoted.tolist() == [True, False, False, False, False]
 
 
@@ -455,10 +467,9 @@ def test_a_demotion_waits_for_min_visits_like_a_relabel():
     lion = evidence_lion(
         [0, 0, 1, 1], min_visits=2, evidence_scale=1.0, use_negative_learning=False
     )
-    lion.evidence_visits[:] = 1
-    lion.evidence[:] = T([[0.5, 0.5], [0.9, 0.1], [0.1, 0.9], [0.2, 0.8]])
-    lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, 1.0]]] * 2)
-    batch = batch2([[0.6, 0.4]], [0], [0], feats=[[-0.104, 0.9946]])
+    seen(lion, UNDECIDED)
+    identity_heads(lion)
+    batch = batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0)
     lion.step(Passthrough(2), batch, Progress(5, 10))
     assert lion.verdict[0] == DEMOTE and not lion.demoted.any()
     lion.step(Passthrough(2), batch, Progress(6, 10))

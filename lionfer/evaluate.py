@@ -53,6 +53,9 @@ def label_figures(run: Path, cfg, state: dict, path: Path, device) -> dict:
     live = checkpoint_model(state, path, weights="model").to(device)
     algorithm = build_algorithm(cfg, run_data, live).to(device)
     algorithm.load_state_dict(state["algorithm"])
+    modules = algorithm.modules()
+    if modules is not None:
+        modules.load_state_dict(state["algorithm_modules"])
     figures = algorithm.diagnostics(feature_probe(live, run_data, cfg, device))
     return {"num_labels": len(run_data.labeled), **figures}
 

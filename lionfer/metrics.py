@@ -81,6 +81,19 @@ def format_mean_std(values: Sequence[float], scale: float = 100, digits: int = 2
     return f"{mean * scale:.{digits}f}±{std * scale:.{digits}f}"
 
 
+def excess_agreement_z(hits_a: int, n_a: int, hits_b: int, n_b: int) -> float:
+    """The two-proportion z statistic (pooled variance) of hits_a / n_a above hits_b / n_b:
+    positive when the first agreement rate is the higher. 0.0 where the pooled rate is 0 or 1
+    (both sets agree everywhere or nowhere) and where a set is empty."""
+    if n_a <= 0 or n_b <= 0:
+        return 0.0
+    pooled = (hits_a + hits_b) / (n_a + n_b)
+    variance = pooled * (1 - pooled) * (1 / n_a + 1 / n_b)
+    if variance <= 0:
+        return 0.0
+    return float((hits_a / n_a - hits_b / n_b) / np.sqrt(variance))
+
+
 def fraction(hits: np.ndarray) -> float | None:
     return float(hits.mean()) if hits.size else None
 

@@ -5,6 +5,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from lionfer.reporting.run_summary import label_quality_lines
 from lionfer.training.run import train
@@ -62,6 +63,33 @@ def test_evaluate_reports_the_label_figures_of_a_lion_run(tiny_cfg, tmp_path, ca
     assert f"relabeled {summary['relabel']['count']} of 28" in capsys.readouterr().out
     fixmatch = train(tiny_cfg("algorithm.name=fixmatch"), tmp_path / "fm", progress=False)
     assert "relabel" not in evaluate_run(tmp_path / "fm", device="cpu") and fixmatch
+
+
+def test_the_evidence_check_reaches_the_summary_and_evaluate_recomputes_it(tiny_cfg, tmp_path):
+    from lionfer.evaluate import evaluate_run
+
+    summary = train(tiny_cfg("algorithm.name=lion"), tmp_path / "run", progress=False)
+    check = summary["label_quality"]["evidence_check"]
+    assert set(check) == {"labeled_agreement", "test_agreement", "z", "memorised"}
+    # the same figures from the checkpoint: the heads' weights are loaded with the state
+    assert evaluate_run(tmp_path / "run", device="cpu")["label_quality"]["evidence_check"] == check
+    line = label_quality_lines(summary)[-1]
+    assert line.startswith("evidence check: out of fold, the heads name the given label of ")
+    assert f"(z = {check['z']:.1f})" in line
+
+
+@pytest.mark.parametrize("memorised", [True, False])
+def test_the_evidence_check_line_says_what_it_found(memorised):
+    from lionfer.reporting.run_summary import evidence_check_line
+
+    check = {"labeled_agreement": 0.936, "test_agreement": 0.644, "z": 10.64, "memorised": memorised}
+    line = evidence_check_line(check)
+    assert line.startswith(
+        "evidence check: out of fold, the heads name the given label of 93.6% of labeled images "
+        "and the label of 64.4% of test images (z = 10.6): "
+    )
+    assert ("check this run's relabels by hand" in line) is memorised
+    assert ("no sign that the evidence has learnt the labels" in line) is not memorised
 
 
 # A fabricated labeled set with known truth, error types and a demoted image per seed:

@@ -11,7 +11,9 @@ import torch
 from lionfer.algorithms.base import Probe
 from lionfer.algorithms.lion_equations import cosine_to_prototypes
 from lionfer.algorithms.lion_report import (
+    MEMORISED_Z,
     RELABEL_COLUMNS,
+    evidence_check,
     label_figures,
     low_clear_message,
     mean_or_none,
@@ -130,3 +132,70 @@ def test_relabels_csv_rows_by_hand():
         [1, "b", 1, 2, "", "", "Y", "Z", "", "relabeled"],
         [3, "d", 0, 1, "", "", "X", "Y", "", "relabeled"],
     ]
+
+
+# ---- the evidence check ----
+
+
+class OffsetHeads(torch.nn.Module):
+    """Two heads over 3 classes whose logits are the features themselves (head 0) and the
+    features plus 5 for class 2 (head 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset = torch.nn.Parameter(T([[0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]))
+
+    def forward(self, features):
+        return features[:, None, :] + self.offset
+
+
+# labeled rows judged by their fold's head: head 0 names 0 and 1, head 1 names class 2 twice;
+# all four given labels are named (head 0 alone names 2 of 4, head 1 alone 2 of 4)
+CHECK_FEATURES = T([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 3.0, 0.0], [3.0, 0.0, 0.0]])
+CHECK_GIVEN = np.array([0, 1, 2, 2])
+CHECK_FOLDS = T([0, 0, 1, 1])
+# test rows by the heads' mean p: [3, 0, 0] → 0 (0.51 against 0.46 for 2), [0, 3, 0] → 1,
+# [0, 0, 3] → 2; the labels 0, 2, 2 and an unknown one: 2 of the 3 known named
+CHECK_TEST = T([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [3.0, 0.0, 0.0]])
+CHECK_TEST_LABELS = np.array([0, 2, 2, -1])
+
+
+def check_probe(repeat: int = 1):
+    parts = {
+        "labeled": (CHECK_FEATURES.repeat(repeat, 1), CHECK_GIVEN),
+        "test": (CHECK_TEST.repeat(repeat, 1), np.tile(CHECK_TEST_LABELS, repeat)),
+    }
+    return Probe(None, parts.__getitem__)
+
+
+def test_the_evidence_check_compares_the_fold_heads_with_the_test_labels_by_hand():
+    check = evidence_check(OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe())
+    assert check["labeled_agreement"] == 1.0 and check["test_agreement"] == pytest.approx(2 / 3)
+    # 4/4 against 2/3: pooled 6/7, variance 6/7 · 1/7 · (1/4 + 1/3)
+    variance = 6 / 7 * (1 / 7) * (1 / 4 + 1 / 3)
+    assert check["z"] == pytest.approx((1 - 2 / 3) / variance**0.5)  # 1.25
+    assert check["memorised"] is False
+
+
+def test_the_evidence_check_finds_memorised_evidence_beyond_z_3():
+    given, folds = np.tile(CHECK_GIVEN, 10), CHECK_FOLDS.repeat(10)
+    check = evidence_check(OffsetHeads(), folds, given, check_probe(repeat=10))
+    # 40/40 against 20/30: pooled 60/70, variance 6/7 · 1/7 · (1/40 + 1/30); z = 3.94
+    variance = 6 / 7 * (1 / 7) * (1 / 40 + 1 / 30)
+    assert check["z"] == pytest.approx((1 - 2 / 3) / variance**0.5)
+    assert check["z"] > MEMORISED_Z and check["memorised"] is True
+
+
+def test_the_evidence_check_needs_test_labels_and_reaches_the_label_figures():
+    parts = {"labeled": (CHECK_FEATURES, CHECK_GIVEN), "test": (CHECK_TEST, np.full(4, -1))}
+    assert evidence_check(OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, Probe(None, parts.get)) is None
+    state = lion_state(fold=T([0, 0, 1, 1]))
+    quality = label_figures(state, T(GIVEN), probe(), cosine_to_prototypes)["label_quality"]
+    assert "evidence_check" not in quality  # no heads: another rule
+    state = lion_state(fold=CHECK_FOLDS, prototype_ready=T([False, False, False]))
+    figures = label_figures(
+        state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
+    )
+    assert figures["label_quality"]["evidence_check"] == evidence_check(
+        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe()
+    )

@@ -181,3 +181,19 @@ def test_relabel_metrics_with_no_truth_known_has_no_accuracy_gain():
     out = relabel_metrics([0, 1], [1, 1], [-1, -1])
     assert out["count"] == 1 and out["given_accuracy"] is None
     assert out["accuracy_gain"] is None and out["precision"] is None
+
+
+def test_excess_agreement_z_by_hand():
+    from lionfer.metrics import excess_agreement_z
+
+    # 9/10 against 5/10: pooled 0.7, variance 0.7 · 0.3 · (1/10 + 1/10) = 0.042
+    assert excess_agreement_z(9, 10, 5, 10) == pytest.approx(0.4 / 0.042**0.5)
+    assert excess_agreement_z(5, 10, 9, 10) == pytest.approx(-0.4 / 0.042**0.5)
+    # unequal sizes: 40/40 against 20/30, pooled 60/70
+    pooled = 60 / 70
+    variance = pooled * (1 - pooled) * (1 / 40 + 1 / 30)
+    assert excess_agreement_z(40, 40, 20, 30) == pytest.approx((1 - 2 / 3) / variance**0.5)
+    # no spread (all agree, or none) and empty sets: 0
+    assert excess_agreement_z(10, 10, 4, 4) == 0.0
+    assert excess_agreement_z(0, 10, 0, 4) == 0.0
+    assert excess_agreement_z(0, 0, 3, 4) == 0.0 and excess_agreement_z(3, 4, 0, 0) == 0.0

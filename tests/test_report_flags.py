@@ -46,6 +46,7 @@ def write_run(
     params=None,
     steps=100,
     relabel=None,
+    evidence_check=None,
 ):
     """A finished run folder: summary.json, config.toml and metrics.jsonl with `logs` as its
     "train" events ({"step": s, key: value, ...})."""
@@ -62,6 +63,7 @@ def write_run(
         "mean_class_acc": 0.5,
         "confusion_matrix": cm,
         **({"relabel": relabel} if relabel else {}),
+        **({"label_quality": {"evidence_check": evidence_check}} if evidence_check else {}),
     }
     (path / "summary.json").write_text(json.dumps(summary))
     algo = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (params or {}).items())
@@ -119,7 +121,7 @@ def test_a_healthy_run_is_not_flagged(tmp_path):
     result = make_report([tmp_path / "runs"], out)
     assert result.warnings == [] and "warning" not in str(result)
     md = (out / "report.md").read_text()
-    assert "No run flagged." in md and "Rule (a) judged 1 of 1 runs, rule (b) 1, rule (c) 0." in md
+    assert "No run flagged." in md and "Rule (a) judged 1 of 1 runs, rule (b) 1, rule (c) 0, rule (d) 0, rule (e) 1." in md
     assert read_csv(out / "runs.csv")[0]["flags"] == ""
     assert read_csv(out / "table1.csv")[0]["flags"] == ""
     assert json.loads((out / "report.json").read_text())["flags"] == []
@@ -333,6 +335,70 @@ def test_one_relabel_reads_in_the_singular(tmp_path):
     )
     evidence = K.run_flags(load_runs([run]).runs[0])[0].evidence
     assert evidence.endswith(": 1 relabel, 0 of them right (0%), 1 correct label broken")
+
+
+def evidence_check(labeled, test, z):
+    return {"labeled_agreement": labeled, "test_agreement": test, "z": z, "memorised": z > 3}
+
+
+def test_memorised_evidence_is_flagged_without_true_labels(tmp_path):
+    runs = [
+        write_run(tmp_path, "a", algorithm="lion", evidence_check=evidence_check(0.936, 0.644, 10.6)),
+        write_run(tmp_path, "b", algorithm="lion", evidence_check=evidence_check(0.753, 0.771, -0.8)),
+        write_run(tmp_path, "c", algorithm="lion", evidence_check=evidence_check(0.9, 0.8, 3.0)),
+        write_run(tmp_path, "d", algorithm="fixmatch"),
+    ]
+    collection = load_runs(runs).runs
+    flags = K.run_flags(collection[0])
+    assert [f.rule for f in flags] == [K.MEMORISED]
+    assert flags[0].evidence == (
+        "out of fold, the heads name the given label of 94% of labeled images and the label of "
+        "64% of test images (z = 10.6): its relabels are not evidence"
+    )
+    assert [K.run_flags(r) for r in collection[1:]] == [[], [], []]  # z = 3 is not above 3
+    assert K.judged(collection)[K.MEMORISED] == 3
+
+
+def moved(cm_moves) -> list[list[int]]:
+    """100 test images a class, all recalled, except the moves {(true, predicted): count}."""
+    cm = [[100 if i == j else 0 for j in range(C)] for i in range(C)]
+    for (true, to), count in cm_moves.items():
+        cm[true][true] -= count
+        cm[true][to] += count
+    return cm
+
+
+def test_a_class_recalled_under_a_uniform_guess_is_flagged_lost(tmp_path):
+    # Neutral (6): 87 to Sadness (4), 8 to Anger (5), 5 to Happiness (3): recalled on none;
+    # Fear (1): 86 of 100 to Surprise, recalled on 14% < 1/7 = 14.3%
+    cm = moved({(6, 4): 87, (6, 5): 8, (6, 3): 5, (1, 0): 86})
+    run = load_runs([write_run(tmp_path, "lost", algorithm="lion", cm=cm)]).runs[0]
+    flags = K.run_flags(run)
+    assert [f.rule for f in flags] == [K.LOST]
+    assert flags[0].evidence == (
+        "Fear recalled on 14% of its 100 test images (a uniform guess: 14%; 86% predicted "
+        "Surprise); Neutral recalled on 0% of its 100 test images (a uniform guess: 14%; 87% "
+        "predicted Sadness)"
+    )
+
+
+def test_a_class_recalled_as_often_as_a_uniform_guess_is_not_lost(tmp_path):
+    # 7 classes of 7 test images each: recalling 1 of 7 is exactly 1/C
+    cm = [[7 if i == j else 0 for j in range(C)] for i in range(C)]
+    cm[6] = [1, 1, 1, 1, 1, 1, 1]
+    cm[5] = [0, 0, 0, 0, 0, 7, 0]
+    cm[2] = [0, 0, 0, 0, 0, 0, 0]  # no test image of Disgust: not judged
+    run = load_runs([write_run(tmp_path, "even", algorithm="lion", cm=cm)]).runs[0]
+    assert K.run_flags(run) == []
+    cm[6] = [2, 1, 1, 1, 2, 0, 0]
+    run = load_runs([write_run(tmp_path, "none", algorithm="lion", cm=cm)]).runs[0]
+    assert [f.rule for f in K.run_flags(run)] == [K.LOST]
+
+
+def test_a_collapsed_run_is_not_also_flagged_lost(tmp_path):
+    run = load_runs([write_run(tmp_path, "c", cm=COLLAPSED)]).runs[0]
+    assert [f.rule for f in K.run_flags(run)] == [K.COLLAPSED]
+    assert K.judged([run])[K.LOST] == 1
 
 
 def test_class_count_and_length_fall_back_to_the_confusion_matrix_and_the_logs(tmp_path):

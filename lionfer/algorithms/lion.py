@@ -444,7 +444,7 @@ class Lion(EvidenceDisambiguation, Algorithm):
         """Label-quality figures at an evaluation (lion_report.label_figures); a warning, once,
         when disambiguation began with few labeled images clear."""
         figures = label_figures(
-            self.state_dict(), self.info.given_labels, probe, self.rules.similarity
+            self.state_dict(), self.info.given_labels, probe, self.rules.similarity, self.heads
         )
         start = figures["label_quality"]["clear_rate_at_start"]
         if start is not None and start < LOW_CLEAR_RATE and not self._warned:

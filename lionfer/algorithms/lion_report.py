@@ -10,9 +10,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lionfer.metrics import relabel_metrics
+from lionfer.metrics import excess_agreement_z, relabel_metrics
 
 LOW_CLEAR_RATE = 0.5
+# The evidence check: the out-of-fold evidence is flagged as memorised when it agrees with the
+# labeled set's given labels more than the same heads agree with the test set's labels, by a
+# one-sided two-proportion z above this (p < 0.0015).
+MEMORISED_Z = 3.0
 
 
 def low_clear_message(rate: float, step: int | None = None) -> str:
@@ -29,9 +33,12 @@ def mean_or_none(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def label_figures(state: dict, given_labels: torch.Tensor, probe, similarity) -> dict:
+def label_figures(
+    state: dict, given_labels: torch.Tensor, probe, similarity, heads=None
+) -> dict:
     """Label-quality figures at an evaluation: how the labeled set's labels compare with the
-    truth (where known), the candidate sets, Eq. 5's similarities and the prototypes.
+    truth (where known), the candidate sets, Eq. 5's similarities and the prototypes, and with
+    the evidence rule's cross-fitted heads (heads, None for the other rules) the evidence check.
     similarity: the run's d(q, S_c) (features, prototypes, ready, candidates) → (N, C)."""
     given = given_labels.cpu().numpy()
     current = state["label"].cpu().numpy()
@@ -54,7 +61,42 @@ def label_figures(state: dict, given_labels: torch.Tensor, probe, similarity) ->
         quality["candidates_hold_true"] = mean_or_none(candidates[known, truth[known]])
     if bool(state["prototype_ready"].any()):
         quality.update(prototype_figures(state, probe, truth, given, similarity))
+    if heads is not None:
+        quality["evidence_check"] = evidence_check(heads, state["fold"], given, probe)
     return {"relabel": relabel, "label_quality": quality}
+
+
+def evidence_check(heads, folds: torch.Tensor, given: np.ndarray, probe) -> dict | None:
+    """Whether the heads' out-of-fold evidence is out of sample in fact. Each labeled image's
+    fold head never trained on it, but the features it reads come from a backbone that trained
+    on every given label; where the backbone has learnt them by heart, the heads name an image's
+    given label whether it is right or wrong. Out of sample, the heads can agree with the given
+    labels no more than with the labels of images no part of the model trained on: the test
+    set's (the same annotation where they are noisy alike; the truth, which a classifier better
+    than chance matches at least as often, where the test labels are true). So: the fold head's
+    agreement with the given labels, the heads' (mean p) agreement with the test labels, and
+    the one-sided z of the first above the second; memorised when z > MEMORISED_Z. None
+    without labeled images or test labels."""
+    features, _ = probe.features("labeled")
+    test_features, test_labels = probe.features("test")
+    known = np.asarray(test_labels) >= 0
+    if not len(given) or not known.any():
+        return None
+    weight = next(heads.parameters())
+    with torch.no_grad():
+        logits = heads(features.to(weight))  # (N, K, C)
+        rows = torch.arange(len(given), device=logits.device)
+        judged = logits[rows, folds.to(logits.device)].argmax(dim=1).cpu().numpy()
+        test = heads(test_features.to(weight)).softmax(dim=2).mean(dim=1).argmax(dim=1)
+    hits_labeled = int((judged == given).sum())
+    hits_test = int((test.cpu().numpy()[known] == np.asarray(test_labels)[known]).sum())
+    z = excess_agreement_z(hits_labeled, len(given), hits_test, int(known.sum()))
+    return {
+        "labeled_agreement": hits_labeled / len(given),
+        "test_agreement": hits_test / int(known.sum()),
+        "z": z,
+        "memorised": z > MEMORISED_Z,
+    }
 
 
 def prototype_figures(state: dict, probe, truth, given, similarity) -> dict:

@@ -1,7 +1,9 @@
 """Flags against silent collapse, for reports: pure rules from a finished run
 (lionfer.reporting.runs.Run) to flags with their reasons. A run is flagged when its test predictions
 fall on two or fewer classes, when its pseudo-labels stay near chance over the last half of
-training, or when its relabeling left the labeled set less accurate than given; each flag names
+training, when its relabeling left the labeled set less accurate than given, when LION's
+evidence check found its out-of-fold evidence memorised, or when one class is recalled less
+often than a uniform guess would recall it; each flag names
 the schedule term that drove the unlabeled loss, with numbers read from the run's own logs
 (metrics.jsonl) and config. The rules and thresholds are documented in
 docs/report-flags.md."""
@@ -24,14 +26,22 @@ EPS = 1e-9  # so that exactly 90% (63 of 70) counts as 90%
 COLLAPSED = "collapsed"
 CHANCE = "pseudo-labels at chance"
 WORSE = "labels made worse"
-RULES = (COLLAPSED, CHANCE, WORSE)
+MEMORISED = "evidence memorised"
+LOST = "class lost"
+RULES = (COLLAPSED, CHANCE, WORSE, MEMORISED, LOST)
 EXPLANATION = (
     f"A run is flagged (a) **{COLLAPSED}** when ≥ {COLLAPSE_SHARE:.0%} of its test predictions "
     f"(the confusion matrix's column sums) fall on {COLLAPSE_CLASSES} classes or fewer (judged "
     f"where C > {COLLAPSE_CLASSES}), (b) **{CHANCE}** when every pseudo-label accuracy "
     f"logged after {LATE:.0%} of its steps is under {CHANCE_FACTOR:g}/C (judged where the run "
     f"logs one there), and (c) **{WORSE}** when its labeled set ends less accurate than given "
-    "(judged where the run changes labels and the true labels are known). Each reason names "
+    "(judged where the run changes labels and the true labels are known), and (d) "
+    f"**{MEMORISED}** when LION's out-of-fold evidence agrees with the labeled set's given "
+    "labels more than its heads agree with the test set's labels (z > 3, judged where the run "
+    "reports the evidence check; it needs no true labels), and (e) "
+    f"**{LOST}** when a class is recalled on fewer of its test images than 1/C, a uniform guess's "
+    f"share (judged where C > {COLLAPSE_CLASSES} and the class has test images; a run flagged "
+    f"{COLLAPSED} is not flagged {LOST} too). Each reason names "
     "the schedule term that drove the unlabeled loss, with its numbers over the last half of "
     "the run from metrics.jsonl and config.toml; "
     "docs/report-flags.md in lionfer's repository explains how to read them."
@@ -40,7 +50,7 @@ EXPLANATION = (
 
 @dataclass(frozen=True)
 class Flag:
-    rule: str  # COLLAPSED, CHANCE or WORSE
+    rule: str  # one of RULES
     evidence: str  # the numbers that broke the rule
     term: str  # the schedule term that dominated, with its numbers (the same for a run's flags)
 
@@ -135,6 +145,51 @@ def labels_made_worse(run) -> str | None:
         broken = relabel["broken"]
         text += f", {broken:g} correct label{'' if broken == 1 else 's'} broken"
     return text
+
+
+def _evidence_check(run) -> dict:
+    """summary.json's evidence check (LION's evidence rule), {} where the run has none."""
+    quality = run.summary.get("label_quality") or {}
+    check = quality.get("evidence_check") or {}
+    return check if _number(check.get("z")) else {}
+
+
+def evidence_memorised(run) -> str | None:
+    """Rule (d): the evidence when the run's evidence check found its out-of-fold evidence
+    memorised (memorised true: z above lion_report.MEMORISED_Z); None otherwise, and where the
+    run reports no evidence check."""
+    check = _evidence_check(run)
+    if not check.get("memorised"):
+        return None
+    return (
+        f"out of fold, the heads name the given label of {_pct(check['labeled_agreement'])} of "
+        f"labeled images and the label of {_pct(check['test_agreement'])} of test images "
+        f"(z = {check['z']:.1f}): its relabels are not evidence"
+    )
+
+
+def class_lost(run) -> str | None:
+    """Rule (e): the evidence when a class with test images is recalled on fewer than 1/C of
+    them (C > COLLAPSE_CLASSES): each such class, its recall and where its images went; None
+    otherwise, and where the run has no confusion matrix or only COLLAPSE_CLASSES classes."""
+    cm = run.summary.get("confusion_matrix")
+    if not cm or len(cm) <= COLLAPSE_CLASSES:
+        return None
+    cm = np.asarray(cm, dtype=np.float64)
+    names = run.class_names if len(run.class_names) == len(cm) else [str(i) for i in range(len(cm))]
+    chance, parts = 1 / len(cm), []
+    for c, row in enumerate(cm):
+        total = row.sum()
+        if not total or row[c] / total >= chance - EPS:
+            continue
+        others = row.copy()
+        others[c] = -1
+        to = int(np.argmax(others))
+        parts.append(
+            f"{names[c]} recalled on {_pct(row[c] / total)} of its {int(total)} test images "
+            f"(a uniform guess: {_pct(chance)}; {_pct(row[to] / total)} predicted {names[to]})"
+        )
+    return "; ".join(parts) or None
 
 
 def collapsed(run) -> str | None:
@@ -315,7 +370,10 @@ def run_flags(run) -> list[Flag]:
         (COLLAPSED, collapsed(run)),
         (CHANCE, chance_pseudo_labels(run)),
         (WORSE, labels_made_worse(run)),
+        (MEMORISED, evidence_memorised(run)),
     ]
+    if not found[0][1]:  # a collapse loses classes by definition: said once
+        found.append((LOST, class_lost(run)))
     found = [(rule, evidence) for rule, evidence in found if evidence]
     term = schedule_term(run) if found else ""
     return [Flag(rule, evidence, term) for rule, evidence in found]
@@ -338,7 +396,8 @@ def group_flags(runs, flags: dict) -> dict[tuple[str, str], str]:
 
 def judged(runs) -> dict[str, int]:
     """How many runs each rule could judge (a confusion matrix of more than two classes;
-    pseudo-label accuracy logged in the last half; relabel figures against true labels)."""
+    pseudo-label accuracy logged in the last half; relabel figures against true labels; an
+    evidence check)."""
     return {
         COLLAPSED: sum(
             len(r.summary.get("confusion_matrix") or []) > COLLAPSE_CLASSES for r in runs
@@ -348,6 +407,8 @@ def judged(runs) -> dict[str, int]:
             for r in runs
         ),
         WORSE: sum(bool(_relabel(r)) for r in runs),
+        MEMORISED: sum(bool(_evidence_check(r)) for r in runs),
+        LOST: sum(len(r.summary.get("confusion_matrix") or []) > COLLAPSE_CLASSES for r in runs),
     }
 
 

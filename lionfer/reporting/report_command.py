@@ -170,7 +170,8 @@ def flags_section(c: Collection, flags: dict) -> Section:
     section = Section("Flags").add(
         collapse.EXPLANATION,
         f"Rule (a) judged {judged[collapse.COLLAPSED]} of {len(c.runs)} runs, rule (b) "
-        f"{judged[collapse.CHANCE]}, rule (c) {judged[collapse.WORSE]}.",
+        f"{judged[collapse.CHANCE]}, rule (c) {judged[collapse.WORSE]}, rule (d) "
+        f"{judged[collapse.MEMORISED]}, rule (e) {judged[collapse.LOST]}.",
     )
     rows = [
         [

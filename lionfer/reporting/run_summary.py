@@ -30,7 +30,24 @@ def label_quality_lines(summary: dict) -> list[str]:
                 f"{quality['similarity_other']:.2f}"
             )
         lines.append("; ".join(parts))
+        if quality.get("evidence_check"):
+            lines.append(evidence_check_line(quality["evidence_check"]))
     return lines
+
+
+def evidence_check_line(check: dict) -> str:
+    """The evidence check (lion_report.evidence_check) in a sentence, with what it means."""
+    line = (
+        f"evidence check: out of fold, the heads name the given label of "
+        f"{_percent(check['labeled_agreement'])} of labeled images and the label of "
+        f"{_percent(check['test_agreement'])} of test images (z = {check['z']:.1f})"
+    )
+    if check["memorised"]:
+        return line + (
+            ": the features have learnt the labeled images' labels, so the evidence cannot tell "
+            "a wrong label from a right one; check this run's relabels by hand"
+        )
+    return line + ": no sign that the evidence has learnt the labels"
 
 
 def error_type_line(relabel: dict) -> str:

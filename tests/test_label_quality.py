@@ -82,7 +82,12 @@ def test_the_evidence_check_reaches_the_summary_and_evaluate_recomputes_it(tiny_
 def test_the_evidence_check_line_says_what_it_found(memorised):
     from lionfer.reporting.run_summary import evidence_check_line
 
-    check = {"labeled_agreement": 0.936, "test_agreement": 0.644, "z": 10.64, "memorised": memorised}
+    check = {
+        "labeled_agreement": 0.936,
+        "test_agreement": 0.644,
+        "z": 10.64,
+        "memorised": memorised,
+    }
     line = evidence_check_line(check)
     assert line.startswith(
         "evidence check: out of fold, the heads name the given label of 93.6% of labeled images "

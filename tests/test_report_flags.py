@@ -121,7 +121,10 @@ def test_a_healthy_run_is_not_flagged(tmp_path):
     result = make_report([tmp_path / "runs"], out)
     assert result.warnings == [] and "warning" not in str(result)
     md = (out / "report.md").read_text()
-    assert "No run flagged." in md and "Rule (a) judged 1 of 1 runs, rule (b) 1, rule (c) 0, rule (d) 0, rule (e) 1." in md
+    assert (
+        "No run flagged." in md
+        and "Rule (a) judged 1 of 1 runs, rule (b) 1, rule (c) 0, rule (d) 0, rule (e) 1." in md
+    )
     assert read_csv(out / "runs.csv")[0]["flags"] == ""
     assert read_csv(out / "table1.csv")[0]["flags"] == ""
     assert json.loads((out / "report.json").read_text())["flags"] == []
@@ -343,8 +346,12 @@ def evidence_check(labeled, test, z):
 
 def test_memorised_evidence_is_flagged_without_true_labels(tmp_path):
     runs = [
-        write_run(tmp_path, "a", algorithm="lion", evidence_check=evidence_check(0.936, 0.644, 10.6)),
-        write_run(tmp_path, "b", algorithm="lion", evidence_check=evidence_check(0.753, 0.771, -0.8)),
+        write_run(
+            tmp_path, "a", algorithm="lion", evidence_check=evidence_check(0.936, 0.644, 10.6)
+        ),
+        write_run(
+            tmp_path, "b", algorithm="lion", evidence_check=evidence_check(0.753, 0.771, -0.8)
+        ),
         write_run(tmp_path, "c", algorithm="lion", evidence_check=evidence_check(0.9, 0.8, 3.0)),
         write_run(tmp_path, "d", algorithm="fixmatch"),
     ]

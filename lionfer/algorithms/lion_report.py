@@ -33,9 +33,7 @@ def mean_or_none(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def label_figures(
-    state: dict, given_labels: torch.Tensor, probe, similarity, heads=None
-) -> dict:
+def label_figures(state: dict, given_labels: torch.Tensor, probe, similarity, heads=None) -> dict:
     """Label-quality figures at an evaluation: how the labeled set's labels compare with the
     truth (where known), the candidate sets, Eq. 5's similarities and the prototypes, and with
     the evidence rule's cross-fitted heads (heads, None for the other rules) the evidence check.

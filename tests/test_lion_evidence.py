@@ -288,6 +288,16 @@ def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence(
     assert losses["evidence"].item() == pytest.approx(
         math.log(1 - (0.6 * 0.25 + 0.4 * 0.75)), abs=2e-3
     )
+    # the recipe, told nothing, pulls toward the evidence
+    lion = evidence_lion(
+        [0, 1], lambda_elr=1.0, evidence_scale=1.0, evidence_start=1.0, use_negative_learning=False
+    )
+    identity_heads(lion)
+    batch = batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0)
+    loss = lion.step(Passthrough(2), batch, Progress(1, 10)).logs["loss_elr"]
+    assert lion.cfg.elr_target == "evidence" and loss.item() == pytest.approx(
+        losses["evidence"].item()
+    )
 
 
 @pytest.mark.parametrize(
@@ -486,6 +496,7 @@ def test_only_demoted_rows_train_as_unlabeled_with_banks_of_their_own():
         evidence_start=1.0,
         lambda_supervised=2.0,
         lambda_elr=3.0,
+        elr_target="own",  # t = p on a first visit, so ELR's value is worked out from p alone
         lambda_reliable=0.5,
         lambda_negative=2.0,
         reliable_threshold=0.95,

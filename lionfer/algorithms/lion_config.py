@@ -256,6 +256,9 @@ LION_RECIPES: dict[str, dict] = {
         "disambiguation": "evidence",
         "min_visits": 5,
         "lambda_elr": 3.0,
+        # ELR toward the out-of-fold evidence: toward the image's own early predictions ("own"),
+        # it held a class the network learns late to those guesses (docs/lion.md)
+        "elr_target": "evidence",
         "evidence_agreement": "prototype",  # a relabel the prototypes contradict is a demotion
     },
 }

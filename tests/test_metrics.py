@@ -197,3 +197,6 @@ def test_excess_agreement_z_by_hand():
     assert excess_agreement_z(10, 10, 4, 4) == 0.0
     assert excess_agreement_z(0, 10, 0, 4) == 0.0
     assert excess_agreement_z(0, 0, 3, 4) == 0.0 and excess_agreement_z(3, 4, 0, 0) == 0.0
+    # one image a set is enough: 1/1 against 0/2, pooled 1/3, variance 1/3 · 2/3 · (1 + 1/2)
+    assert excess_agreement_z(1, 1, 0, 2) == pytest.approx(1 / (1 / 3) ** 0.5)
+    assert excess_agreement_z(0, 2, 1, 1) == pytest.approx(-(3**0.5))

@@ -402,6 +402,30 @@ def test_a_class_recalled_as_often_as_a_uniform_guess_is_not_lost(tmp_path):
     assert [f.rule for f in K.run_flags(run)] == [K.LOST]
 
 
+def test_rule_e_judges_more_than_two_classes_and_names_classes_without_names(tmp_path):
+    two = write_run(tmp_path, "two", algorithm="lion", cm=[[0, 10], [0, 10]])  # class 0 at 0%
+    run = load_runs([two]).runs[0]
+    assert K.run_flags(run) == [] and K.judged([run])[K.LOST] == 0
+    # Surprise (0) recalled on none of its 6 images, which went one to each other class: the
+    # first of them, Fear, is named; no class names in the summary: the classes' numbers
+    cm = moved({})
+    cm[0] = [0, 1, 1, 1, 1, 1, 1]
+    path = write_run(tmp_path, "numbers", algorithm="lion", cm=cm)
+    summary = json.loads((path / "summary.json").read_text())
+    del summary["class_names"]
+    (path / "summary.json").write_text(json.dumps(summary))
+    evidence = K.run_flags(load_runs([path]).runs[0])[0].evidence
+    assert (
+        evidence == "0 recalled on 0% of its 6 test images (a uniform guess: 14%; 17% predicted 1)"
+    )
+
+
+def test_an_evidence_check_without_z_is_not_judged(tmp_path):
+    check = {"labeled_agreement": None, "test_agreement": None, "z": None, "memorised": False}
+    run = load_runs([write_run(tmp_path, "a", algorithm="lion", evidence_check=check)]).runs[0]
+    assert K.judged([run])[K.MEMORISED] == 0 and K.run_flags(run) == []
+
+
 def test_a_collapsed_run_is_not_also_flagged_lost(tmp_path):
     run = load_runs([write_run(tmp_path, "c", cm=COLLAPSED)]).runs[0]
     assert [f.rule for f in K.run_flags(run)] == [K.COLLAPSED]

@@ -12,7 +12,7 @@ from lionfer.device import resolve_device
 from lionfer.errors import CheckpointError
 from lionfer.metrics import accuracy
 from lionfer.registry import ALGORITHMS
-from lionfer.training.checkpoint import checkpoint_model, load_checkpoint
+from lionfer.training.checkpoint import checkpoint_model, load_checkpoint, restore_algorithm
 from lionfer.training.evaluation import confusion_on, feature_probe
 from lionfer.training.setup import build_algorithm
 from lionfer.training.summary import final_figures
@@ -52,10 +52,7 @@ def label_figures(run: Path, cfg, state: dict, path: Path, device) -> dict:
     run_data = build_run_data(data_cfg, cfg.seed, recheck=False)
     live = checkpoint_model(state, path, weights="model").to(device)
     algorithm = build_algorithm(cfg, run_data, live).to(device)
-    algorithm.load_state_dict(state["algorithm"])
-    modules = algorithm.modules()
-    if modules is not None:
-        modules.load_state_dict(state["algorithm_modules"])
+    restore_algorithm(algorithm, state)
     figures = algorithm.diagnostics(feature_probe(live, run_data, cfg, device))
     return {"num_labels": len(run_data.labeled), **figures}
 

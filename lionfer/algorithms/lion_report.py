@@ -77,8 +77,10 @@ def evidence_check(heads, folds: torch.Tensor, given: np.ndarray, probe) -> dict
     without labeled images or test labels."""
     features, _ = probe.features("labeled")
     test_features, test_labels = probe.features("test")
-    known = np.asarray(test_labels) >= 0
-    if not len(given) or not known.any():
+    test_labels = np.asarray(test_labels)
+    known = test_labels >= 0
+    num_test = int(known.sum())
+    if not len(given) or not num_test:
         return None
     weight = next(heads.parameters())
     with torch.no_grad():
@@ -87,11 +89,11 @@ def evidence_check(heads, folds: torch.Tensor, given: np.ndarray, probe) -> dict
         judged = logits[rows, folds.to(logits.device)].argmax(dim=1).cpu().numpy()
         test = heads(test_features.to(weight)).softmax(dim=2).mean(dim=1).argmax(dim=1)
     hits_labeled = int((judged == given).sum())
-    hits_test = int((test.cpu().numpy()[known] == np.asarray(test_labels)[known]).sum())
-    z = excess_agreement_z(hits_labeled, len(given), hits_test, int(known.sum()))
+    hits_test = int((test.cpu().numpy()[known] == test_labels[known]).sum())
+    z = excess_agreement_z(hits_labeled, len(given), hits_test, num_test)
     return {
         "labeled_agreement": hits_labeled / len(given),
-        "test_agreement": hits_test / int(known.sum()),
+        "test_agreement": hits_test / num_test,
         "z": z,
         "memorised": z > MEMORISED_Z,
     }

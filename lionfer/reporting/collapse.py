@@ -168,15 +168,28 @@ def evidence_memorised(run) -> str | None:
     )
 
 
+def judged_matrix(run) -> np.ndarray | None:
+    """The test confusion matrix rules (a) and (e) judge (floats), or None where the run has
+    none or only COLLAPSE_CLASSES classes."""
+    cm = run.summary.get("confusion_matrix")
+    if not cm or len(cm) <= COLLAPSE_CLASSES:
+        return None
+    return np.asarray(cm, dtype=np.float64)
+
+
+def matrix_names(run, cm: np.ndarray) -> list[str]:
+    """The class names of the matrix's rows, its indices where the run's names do not fit."""
+    return run.class_names if len(run.class_names) == len(cm) else [str(i) for i in range(len(cm))]
+
+
 def class_lost(run) -> str | None:
     """Rule (e): the evidence when a class with test images is recalled on fewer than 1/C of
     them (C > COLLAPSE_CLASSES): each such class, its recall and where its images went; None
     otherwise, and where the run has no confusion matrix or only COLLAPSE_CLASSES classes."""
-    cm = run.summary.get("confusion_matrix")
-    if not cm or len(cm) <= COLLAPSE_CLASSES:
+    cm = judged_matrix(run)
+    if cm is None:
         return None
-    cm = np.asarray(cm, dtype=np.float64)
-    names = run.class_names if len(run.class_names) == len(cm) else [str(i) for i in range(len(cm))]
+    names = matrix_names(run, cm)
     chance, parts = 1 / len(cm), []
     for c, row in enumerate(cm):
         total = row.sum()
@@ -196,17 +209,16 @@ def collapsed(run) -> str | None:
     """Rule (a): the evidence when ≥ COLLAPSE_SHARE of the test predictions (the confusion
     matrix's column sums) fall on COLLAPSE_CLASSES classes or fewer; None otherwise, and where
     the run has no confusion matrix or only COLLAPSE_CLASSES classes."""
-    cm = run.summary.get("confusion_matrix")
-    if not cm or len(cm) <= COLLAPSE_CLASSES:
+    cm = judged_matrix(run)
+    if cm is None:
         return None
-    cm = np.asarray(cm, dtype=np.float64)
     predicted, total = cm.sum(axis=0), cm.sum()
     top = np.argsort(-predicted, kind="stable")[:COLLAPSE_CLASSES]
     top = [int(i) for i in top if predicted[i] > 0]
     share = predicted[top].sum() / total if total else 0.0
     if share < COLLAPSE_SHARE - EPS:
         return None
-    names = run.class_names if len(run.class_names) == len(cm) else [str(i) for i in range(len(cm))]
+    names = matrix_names(run, cm)
     classes = ", ".join(f"{names[i]} {_pct(predicted[i] / total)}" for i in top)
     truth = cm.sum(axis=1)[top].sum() / total
     return (
@@ -366,14 +378,14 @@ def schedule_term(run) -> str:
 
 def run_flags(run) -> list[Flag]:
     """The flags of one run (empty for a healthy one)."""
+    collapse = collapsed(run)
     found = [
-        (COLLAPSED, collapsed(run)),
+        (COLLAPSED, collapse),
         (CHANCE, chance_pseudo_labels(run)),
         (WORSE, labels_made_worse(run)),
         (MEMORISED, evidence_memorised(run)),
+        (LOST, None if collapse else class_lost(run)),  # a collapse loses classes: said once
     ]
-    if not found[0][1]:  # a collapse loses classes by definition: said once
-        found.append((LOST, class_lost(run)))
     found = [(rule, evidence) for rule, evidence in found if evidence]
     term = schedule_term(run) if found else ""
     return [Flag(rule, evidence, term) for rule, evidence in found]
@@ -399,16 +411,14 @@ def judged(runs) -> dict[str, int]:
     pseudo-label accuracy logged in the last half; relabel figures against true labels; an
     evidence check)."""
     return {
-        COLLAPSED: sum(
-            len(r.summary.get("confusion_matrix") or []) > COLLAPSE_CLASSES for r in runs
-        ),
+        COLLAPSED: sum(judged_matrix(r) is not None for r in runs),
         CHANCE: sum(
             bool(num_classes(r)) and any(_number(e.get("pseudo_label_acc")) for e in late_logs(r))
             for r in runs
         ),
         WORSE: sum(bool(_relabel(r)) for r in runs),
         MEMORISED: sum(bool(_evidence_check(r)) for r in runs),
-        LOST: sum(len(r.summary.get("confusion_matrix") or []) > COLLAPSE_CLASSES for r in runs),
+        LOST: sum(judged_matrix(r) is not None for r in runs),
     }
 
 

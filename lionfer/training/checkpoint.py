@@ -178,6 +178,15 @@ def checkpoint_model(state: dict, path: Path, weights: str = "ema") -> nn.Module
     return model.eval()
 
 
+def restore_algorithm(algorithm, state: dict) -> None:
+    """An algorithm's per-image state and its modules' weights (LION's heads, ReMixMatch's
+    rotation head) from a checkpoint's state."""
+    algorithm.load_state_dict(state["algorithm"])
+    modules = algorithm.modules()
+    if modules is not None:
+        modules.load_state_dict(state["algorithm_modules"])
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():

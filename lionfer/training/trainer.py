@@ -25,6 +25,7 @@ from lionfer.training import setup, summary
 from lionfer.training.checkpoint import (
     check_state_fits,
     load_checkpoint,
+    restore_algorithm,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -112,9 +113,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.ema.module.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.algorithm.load_state_dict(state["algorithm"])
-        if self.algorithm.modules() is not None:
-            self.algorithm.modules().load_state_dict(state["algorithm_modules"])
+        restore_algorithm(self.algorithm, state)
         self.best = state["best"]
         self.window = Window(**state["window"])
         self.eval_window = Window(**state["eval_window"])

@@ -232,7 +232,7 @@ SCHEDULES: tuple[Schedule, ...] = (
     Schedule(
         "lion:evidence",
         "evidence_start",
-        "first evidence decision",
+        "first evidence decision, and the audit's read",
         "lionfer's own (no paper)",
         "-",
         "fraction",

@@ -97,6 +97,61 @@ def test_the_evidence_check_line_says_what_it_found(memorised):
     assert ("no sign that the evidence has learnt the labels" in line) is not memorised
 
 
+def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_loads(
+    tiny_cfg, tmp_path
+):
+    import torch
+
+    from lionfer.evaluate import evaluate_run
+
+    summary = train(tiny_cfg("algorithm.name=lion"), tmp_path / "run", progress=False)
+    audit = summary["label_quality"]["evidence_audit"]
+    assert set(audit) == {"images", "read_step", "z", "passed"} and audit["images"] >= 1
+    assert label_quality_lines(summary)[-2].startswith(f"evidence audit: {audit['images']} ")
+    # a run saved before the audit existed: its state lacks the audit's keys
+    last = sorted((tmp_path / "run" / "checkpoints").glob("*.pt"))[-1]
+    saved = torch.load(last, weights_only=False)
+    state = saved["algorithm"]
+    for name in ("audit", "audit_open", "audit_step", "audit_z", "audit_passed"):
+        del state[name]
+    torch.save(saved, last)
+    figures = evaluate_run(tmp_path / "run", device="cpu")
+    assert "evidence_audit" not in figures["label_quality"]
+    assert figures["label_quality"]["evidence_check"] is not None
+
+
+@pytest.mark.parametrize(
+    "audit, says",
+    [
+        (
+            {"images": 14, "read_step": 60, "z": 4.83, "passed": False},
+            "until the first decision, at step 60: the evidence named the others' given labels "
+            "far more often than theirs (z = 4.8); the features had learnt the labels, so no "
+            "label was changed",
+        ),
+        (
+            {"images": 14, "read_step": 60, "z": -0.44, "passed": True},
+            "until the first decision, at step 60: the evidence named the others' given labels "
+            "no more often than theirs (z = -0.4), so decisions went on",
+        ),
+        (
+            {"images": 14, "read_step": 60, "z": None, "passed": True},
+            "until the first decision, at step 60, none of them seen by then: decisions went on",
+        ),
+        (
+            {"images": 14, "read_step": None, "z": None, "passed": True},
+            "to the end: the run made no decision",
+        ),
+    ],
+)
+def test_the_audit_line_says_what_it_found_and_when(audit, says):
+    from lionfer.reporting.run_summary import evidence_audit_line
+
+    assert evidence_audit_line(audit) == (
+        "evidence audit: 14 labeled images held out of training on their labels " + says
+    )
+
+
 # A fabricated labeled set with known truth, error types and a demoted image per seed:
 #                 0  1  2  3  4  5  6  7
 GIVEN = np.array([0, 1, 2, 0, 1, 2, 0, 1])

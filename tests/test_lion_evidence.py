@@ -22,11 +22,14 @@ from lionfer.algorithms.lion import (
     streak_update,
 )
 from lionfer.algorithms.lion_evidence import (
+    audit_rows,
+    audit_z,
     cross_fit_loss,
     nearest_prototype_agrees,
     training_heads,
 )
 from lionfer.errors import ConfigError
+from lionfer.metrics import excess_agreement_z
 
 
 def T(x):
@@ -216,6 +219,7 @@ def evidence_lion(given, heads=None, num_classes=2, names=(), **fields):
         "evidence_start": 0.0,
         "folds": 2,
         "use_negative_consistency": False,
+        "evidence_audit": 0.0,  # the audit has its own tests below
         **fields,
     }
     cfg = lion_config("evidence", **fields)
@@ -540,3 +544,145 @@ def test_only_kept_images_predicted_as_their_label_feed_the_prototypes():
     lion.step(Passthrough(2), batch, Progress(0, 10))
     assert lion.prototype_ready.tolist() == [True, False]
     assert torch.allclose(lion.prototypes[0], T([1.0, 0.0]))
+
+
+# ---- the audit (evidence_audit) ----
+
+
+def test_the_audit_takes_a_share_of_every_class_and_at_least_one_where_it_has_two():
+    labels = T([0] * 20 + [1] * 10 + [2] * 3 + [3])
+    audit = audit_rows(labels, 0.1)
+    assert torch.bincount(labels[audit], minlength=4).tolist() == [2, 1, 1, 0]
+    assert audit_rows(labels, 0.1).tolist() == audit.tolist()  # seeded
+    assert audit_rows(labels, 0.1, seed=2).tolist() != audit.tolist()
+    assert not audit_rows(labels, 0.0).any()
+    # round half to even on a share: 0.25 · 10 = 2.5 → 2; never a whole class
+    labels = T([0] * 10 + [1] * 2)
+    assert torch.bincount(labels[audit_rows(labels, 0.25)]).tolist() == [2, 1]
+    assert torch.bincount(labels[audit_rows(labels, 0.49)]).tolist() == [5, 1]
+
+
+def test_audit_z_compares_the_trained_labels_agreement_with_the_audits():
+    # evidence names labels 0, 1, 1, 0, 1, 0; labels 0, 1, 1, 0 | 0, 1
+    evidence = T([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6], [0.7, 0.3]])
+    labels = T([0, 1, 1, 0, 0, 1])
+    judged = T([True, True, True, True, False, False])
+    audit = ~judged
+    # 4 of 4 against 0 of 2: pooled 2/3, z = 1 / sqrt(2/9 · (1/4 + 1/2))
+    assert audit_z(evidence, labels, judged, audit) == pytest.approx(1 / math.sqrt(1 / 6))
+    assert audit_z(evidence, labels, judged, torch.zeros(6, dtype=torch.bool)) is None
+    assert audit_z(evidence, labels, torch.zeros(6, dtype=torch.bool), audit) is None
+    # only the rows asked for count: image 3 dropped from the judged set leaves 3 of 3
+    fewer = judged & T([True, True, True, False, False, False])
+    z = 1 / math.sqrt((3 / 5) * (2 / 5) * (1 / 3 + 1 / 2))
+    assert audit_z(evidence, labels, fewer, audit) == pytest.approx(z)
+
+
+def audited_lion(**fields):
+    """Labels 0, 0, 0, 1, 1, 1, images 2 and 5 the audit, every head certain of class 1."""
+    lion = evidence_lion([0, 0, 0, 1, 1, 1], min_visits=1, evidence_audit=0.3, **fields)
+    lion.audit[:] = T([False, False, True, False, False, True])
+    lion.evidence_visits[:] = 1
+    heads_says_class_1(lion)
+    return lion
+
+
+# every image's label named but the audit's image 2
+NAMED_BUT_2 = [[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9], [0.1, 0.9], [0.1, 0.9]]
+# every trained image's label named, neither of the audit's
+NAMED_BUT_AUDIT = [[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9], [0.1, 0.9], [0.9, 0.1]]
+
+
+def test_the_audit_trains_unlabeled_until_the_first_decision_and_then_lets_decisions_go_on():
+    lion = audited_lion(use_negative_learning=False, evidence_start=0.5)
+    lion.evidence[:] = T(NAMED_BUT_2)
+    batch = batch2([[0.6, 0.4], [0.6, 0.4]], [0, 0], [0, 2])
+    out = lion.step(Passthrough(2), batch, Progress(4, 10))  # before the first decision
+    assert (
+        bool(lion.audit_open)
+        and int(lion.audit_step) == -1
+        and float(lion.audit_z) == float("-inf")
+    )
+    assert out.logs["clear_rate"].item() == pytest.approx(0.5)  # image 2 trains unlabeled
+    kept, feeds = lion._examine_kept(T([[0.9, 0.1], [0.9, 0.1]]), T([0, 0]), T([1, 2]))
+    assert kept.tolist() == [True, False] and feeds.tolist() == [True, False]
+    assert lion.label.tolist() == [0, 0, 0, 1, 1, 1]
+    lion.evidence[:] = T(NAMED_BUT_2)
+    out = lion.step(Passthrough(2), batch, Progress(5, 10))  # the first decision
+    # the heads name class 1 for images 0 and 2: 3 of 4 given labels named against 1 of 2 of
+    # the audit's, z = 0.25 / sqrt(4/6 · 2/6 · (1/4 + 1/2)) ≤ 3
+    assert not bool(lion.audit_open) and int(lion.audit_step) == 5 and bool(lion.audit_passed)
+    assert float(lion.audit_z) == pytest.approx(0.25 / math.sqrt(1 / 6))
+    # decisions go on, the audit's images with the others: image 2, given 0, now looks like 1
+    assert lion.label.tolist() == [1, 0, 1, 1, 1, 1]
+    assert out.logs["clear_rate"].item() == 1.0
+
+
+def test_the_audit_reads_the_given_labels_not_the_labels_decisions_made():
+    lion = audited_lion()
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    lion.label[:] = T([1, 1, 0, 1, 1, 1])  # as if images 0 and 1 had been relabeled to 1
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [1], [3]), Progress(5, 10))
+    # given labels 0, 0 | 1, 1 named by evidence 0, 0 | 1, 1; the audit's 0 and 1 by 1 and 0:
+    # 4 of 4 against 0 of 2 (with the current labels it would be 2 of 4)
+    assert float(lion.audit_z) == pytest.approx(excess_agreement_z(4, 4, 0, 2))
+
+
+def test_an_audit_that_finds_the_labels_learnt_stops_every_decision_of_the_run():
+    lion = audited_lion(audit_z=1.0)
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    batch = batch2([[0.6, 0.4], [0.6, 0.4]], [0, 0], [0, 2])
+    out = lion.step(Passthrough(2), batch, Progress(5, 10))
+    # after the visit: 3 of 4 given labels named, 0 of 2 of the audit's, z = √3 > 1
+    assert not bool(lion.audit_open) and int(lion.audit_step) == 5
+    assert not bool(lion.audit_passed)
+    assert float(lion.audit_z) == pytest.approx(math.sqrt(3))
+    assert lion.label.tolist() == [0, 0, 0, 1, 1, 1]  # no decision
+    assert out.logs["clear_rate"].item() == 1.0  # the audit trains on its labels
+    lion.evidence[:] = T(NAMED_BUT_2)  # later visits decide nothing, and read it no more
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(6, 10))
+    assert lion.label.tolist() == [0, 0, 0, 1, 1, 1] and int(lion.audit_step) == 5
+    assert float(lion.audit_z) == pytest.approx(math.sqrt(3))
+    assert not lion.demoted.any() and not bool(lion.audit_passed)
+
+
+def test_at_z_equal_to_audit_z_decisions_go_on():
+    lion = audited_lion(audit_z=excess_agreement_z(3, 4, 0, 2))
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(5, 10))
+    assert bool(lion.audit_passed) and int(lion.audit_step) == 5
+    assert lion.label.tolist() == [1, 0, 0, 1, 1, 1]
+
+
+def test_an_audit_none_of_whose_images_was_seen_lets_decisions_go_on():
+    lion = audited_lion()
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    lion.evidence_visits[:] = T([1, 1, 0, 1, 1, 0])
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(5, 10))
+    assert (
+        bool(lion.audit_passed)
+        and int(lion.audit_step) == 5
+        and float(lion.audit_z) == float("-inf")
+    )
+    assert lion.label.tolist() == [1, 0, 0, 1, 1, 1]
+
+
+def test_the_default_recipe_holds_a_tenth_of_each_class_as_its_audit():
+    lion = make_lion([0] * 20 + [1] * 10, recipe="evidence")
+    assert lion.cfg.evidence_audit == 0.1
+    assert torch.bincount(lion.label[lion.audit]).tolist() == [2, 1]
+    assert bool(lion.audit_open)
+    for name in ("audit", "audit_open", "audit_step", "audit_z", "audit_passed"):
+        assert name in lion.state_dict()
+    assert not bool(evidence_lion([0, 1]).audit_open)  # no audit: nothing to hold open
+    # without disambiguation there are no decisions to audit, and no label is held out
+    off = make_lion([0] * 20 + [1] * 10, recipe="evidence", use_disambiguation=False)
+    assert not off.audit.any() and not bool(off.audit_open)
+
+
+@pytest.mark.parametrize("value", [-0.1, 0.5])
+def test_an_audit_share_outside_its_range_is_an_error(value):
+    with pytest.raises(ConfigError, match="evidence_audit"):
+        lion_config("evidence", evidence_audit=value)
+    with pytest.raises(ConfigError, match="audit_z"):
+        lion_config("evidence", audit_z=0.0)

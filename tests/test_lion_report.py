@@ -199,3 +199,60 @@ def test_the_evidence_check_needs_test_labels_and_reaches_the_label_figures():
     assert figures["label_quality"]["evidence_check"] == evidence_check(
         OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe()
     )
+
+
+def test_the_evidence_check_counts_only_the_labeled_images_trained_on_their_labels():
+    trained = np.array([True, True, False, True])  # image 2 in the open audit
+    check = evidence_check(OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), trained)
+    assert check["labeled_agreement"] == 1.0  # 3 of 3
+    variance = 5 / 6 * (1 / 6) * (1 / 3 + 1 / 3)
+    assert check["z"] == pytest.approx((1 - 2 / 3) / variance**0.5)
+    given = np.array([0, 1, 0, 2])  # image 2's label is not named: it does not count
+    assert evidence_check(OffsetHeads(), CHECK_FOLDS, given, check_probe(), trained) == check
+    none = np.zeros(4, dtype=bool)
+    assert evidence_check(OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), none) is None
+
+
+def audit_state(open_, step, z, passed=True):
+    return lion_state(
+        fold=CHECK_FOLDS,
+        prototype_ready=T([False, False, False]),
+        audit=T([False, False, True, False]),
+        audit_open=T(open_),
+        audit_step=T(step),
+        audit_z=T(z),
+        audit_passed=T(passed),
+    )
+
+
+def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the_check():
+    figures = label_figures(
+        audit_state(True, -1, float("-inf")),
+        T(CHECK_GIVEN),
+        check_probe(),
+        cosine_to_prototypes,
+        OffsetHeads(),
+    )["label_quality"]
+    assert figures["evidence_audit"] == {"images": 1, "read_step": None, "z": None, "passed": True}
+    trained = np.array([True, True, False, True])
+    assert figures["evidence_check"] == evidence_check(
+        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), trained
+    )
+    figures = label_figures(
+        audit_state(False, 60, 4.5, passed=False),
+        T(CHECK_GIVEN),
+        check_probe(),
+        cosine_to_prototypes,
+        OffsetHeads(),
+    )["label_quality"]
+    assert figures["evidence_audit"] == {"images": 1, "read_step": 60, "z": 4.5, "passed": False}
+    assert figures["evidence_check"]["labeled_agreement"] == 1.0
+    assert figures["evidence_check"] == evidence_check(
+        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe()
+    )  # read: the audit trains on its labels and counts
+    state = audit_state(False, -1, float("-inf"))
+    state["audit"] = T([False] * 4)
+    figures = label_figures(
+        state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
+    )["label_quality"]
+    assert "evidence_audit" not in figures  # no audit

@@ -74,6 +74,7 @@ from lionfer.algorithms.lion_evidence import (
     class_thresholds,
     elr_loss,
     evidence_verdict,
+    no_audit,
     stratified_folds,
     streak_update,
 )
@@ -257,6 +258,14 @@ class Lion(EvidenceDisambiguation, Algorithm):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in self._state_names}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """A state saved before the evidence rule had its audit loads as a run without one."""
+        if self.heads is not None and "audit" not in state:
+            state = {**state, **no_audit(len(self.label))}
+        super().load_state_dict(state)
+        if self.heads is not None:
+            self._mirror_audit()
 
     def modules(self) -> torch.nn.Module | None:
         return self.heads

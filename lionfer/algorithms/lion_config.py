@@ -114,6 +114,13 @@ class LionConfig:
     # or another head, which did ("in_sample": an ablation of the cross-fitting).
     evidence_heads: str = "out_of_fold"
     demote: bool = True  # False: evidence against a label but for no class keeps the label
+    # The audit: this fraction of each class's labeled images trains as unlabeled until the first
+    # decision (evidence_start). Where the evidence then names the other labeled images' given
+    # labels far more often than the audit's (one-sided z above audit_z), the features have
+    # learnt the labels, and no label is changed in the run. Either way the audit then trains on
+    # its labels. 0: no audit.
+    evidence_audit: float = 0.0
+    audit_z: float = 3.0
     lambda_elr: float = 0.0  # ELR's weight: λ log(1 − ⟨p, t⟩) keeps p near its early targets t
     elr_momentum: float = 0.7  # β of ELR's per-image targets t ← β t + (1 − β) p
     # What ELR pulls p toward: "own", the image's running average of its own predictions (ELR's
@@ -180,6 +187,12 @@ class LionConfig:
             self.folds >= 2, "algorithm.folds", "must be >= 2 (a head per fold, each judging one)"
         )
         check(self.evidence_scale > 0, "algorithm.evidence_scale", "must be > 0")
+        check(
+            0.0 <= self.evidence_audit < 0.5,
+            "algorithm.evidence_audit",
+            "must lie in [0, 0.5) (the share of each class's labels held out as the audit)",
+        )
+        check(self.audit_z > 0, "algorithm.audit_z", "must be > 0")
         check(
             self.weight_update == "ema" or self.weight_init == "probs",
             "algorithm.weight_init",
@@ -260,6 +273,7 @@ LION_RECIPES: dict[str, dict] = {
         # it held a class the network learns late to those guesses (docs/lion.md)
         "elr_target": "evidence",
         "evidence_agreement": "prototype",  # a relabel the prototypes contradict is a demotion
+        "evidence_audit": 0.1,  # no decision where the features have learnt the labels
     },
 }
 LION_RECIPE_NOTES = {

@@ -23,8 +23,11 @@ from lionfer.algorithms.lion_equations import (
     negative_learning_loss,
 )
 from lionfer.losses import masked_cross_entropy
+from lionfer.metrics import excess_agreement_z
 
 KEEP, DEMOTE = -2, -1  # evidence verdicts that are not a class
+NO_Z = float("-inf")  # the audit's z before it is read, or where none of it was seen (not NaN,
+# which no two processes' states would compare equal on)
 
 # the per-image state of the evidence rule, saved after LION's own (Lion.state_dict)
 EVIDENCE_STATE = (
@@ -36,6 +39,11 @@ EVIDENCE_STATE = (
     "streak",
     "demoted",
     "bank_lb",
+    "audit",
+    "audit_open",
+    "audit_step",
+    "audit_z",
+    "audit_passed",
 )
 
 
@@ -65,6 +73,51 @@ def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.T
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order))
     return rank % folds
+
+
+def audit_rows(labels: torch.Tensor, fraction: float, seed: int = 1) -> torch.Tensor:
+    """(M,) bool: the audit, round(fraction · n_c) of the n_c images labeled c for every class c
+    (at least one where fraction > 0 and the class has two), drawn in a seeded order."""
+    audit = torch.zeros(len(labels), dtype=torch.bool)
+    if fraction <= 0 or not len(labels):
+        return audit
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=generator)
+    order = order[torch.sort(labels[order].cpu(), stable=True).indices]  # by class, shuffled within
+    ranked = labels[order].cpu()
+    counts = torch.bincount(ranked)
+    start = torch.cumsum(counts, dim=0) - counts  # each class's first place in order
+    rank = torch.arange(len(order)) - start[ranked]  # place within its class
+    wanted = (fraction * counts.double()).round().long()
+    wanted = torch.where((counts >= 2) & (wanted < 1), 1, wanted).clamp_max(counts - 1)
+    audit[order] = rank < wanted[ranked]
+    return audit
+
+
+def no_audit(m: int) -> dict[str, torch.Tensor]:
+    """The audit's state where there is none (evidence_audit = 0, or a state saved before it)."""
+    return {
+        "audit": torch.zeros(m, dtype=torch.bool),
+        "audit_open": torch.tensor(False),
+        "audit_step": torch.full((), -1, dtype=torch.long),
+        "audit_z": torch.full((), NO_Z),
+        "audit_passed": torch.tensor(True),
+    }
+
+
+def audit_z(
+    evidence: torch.Tensor, labels: torch.Tensor, judged: torch.Tensor, audit: torch.Tensor
+) -> float | None:
+    """The one-sided z of the evidence's agreement with the labels of the judged images (those
+    whose labels the model trains on) above its agreement with the audit's (whose labels no part
+    of it trains on); None while either set is empty. evidence (M, C), the rest (M,): labels as
+    given, for judged and audit alike."""
+    named = evidence.argmax(dim=1) == labels
+    n_judged, n_audit = int(judged.sum()), int(audit.sum())
+    if not n_judged or not n_audit:
+        return None
+    hits_judged, hits_audit = int((named & judged).sum()), int((named & audit).sum())
+    return excess_agreement_z(hits_judged, n_judged, hits_audit, n_audit)
 
 
 def training_heads(folds: torch.Tensor, num_heads: int, set_aside: torch.Tensor) -> torch.Tensor:
@@ -227,11 +280,28 @@ class EvidenceDisambiguation:
         self.streak = torch.zeros(m, dtype=torch.long)  # visits in a row with that verdict
         self.demoted = torch.zeros(m, dtype=torch.bool)  # set aside: trains as unlabeled
         self.bank_lb = torch.zeros(m, c, dtype=torch.bool)  # demoted images' CLB rows
+        # the audit: images held out of training on their labels until the first decision,
+        # which it tells whether the evidence is evidence or the labels learnt by heart
+        self.audit = audit_rows(self.label, cfg.evidence_audit * cfg.use_disambiguation)
+        self.audit_open = torch.tensor(bool(self.audit.any()))
+        self.audit_step = torch.full((), -1, dtype=torch.long)  # the step it was read at
+        self.audit_z = torch.full((), NO_Z)  # its z then (NO_Z: not read, or none seen)
+        self.audit_passed = torch.tensor(True)  # false: no decision in this run
+        self._mirror_audit()
+
+    def _mirror_audit(self) -> None:
+        """The audit's flags as Python values, so that the step reads them without a sync."""
+        self._audit_pending = bool(self.audit_open)
+        self._decisions_allowed = bool(self.audit_passed)
+
+    def _set_aside(self, idx) -> torch.Tensor:
+        """(B,) rows that train as unlabeled images: demoted, or in the open audit."""
+        return self.demoted[idx] | (self.audit[idx] & self.audit_open)
 
     def _examine_kept(self, probs_lb, labels, idx):
         """(kept, feeds), (B,) each: an image not demoted trains on its label and feeds Eq. 3
         when predicted as it."""
-        kept = ~self.demoted[idx]
+        kept = ~self._set_aside(idx)
         return kept, kept & (probs_lb.argmax(dim=1) == labels)
 
     def _disambiguate_by_evidence(self, out_lb, probs_lb, labels, kept, idx, progress, gamma):
@@ -251,12 +321,16 @@ class EvidenceDisambiguation:
         self.elr_target[idx] = target[first]
         self.evidence_visits[idx] = (self.evidence_visits[idx] + 1)[first]
         decided = labels
-        if cfg.use_disambiguation and progress.fraction >= cfg.evidence_start:
+        if (
+            cfg.use_disambiguation
+            and progress.fraction >= cfg.evidence_start
+            and self._audit_passes(progress)
+        ):
             decided = self._decide(evidence, features, labels, idx, first, progress)
-        demoted = self.demoted[idx]
+        aside = self._set_aside(idx)
         confidence, pseudo_labels = probs_lb.max(dim=1)
-        reliable = demoted & (confidence >= gamma)  # L_Re's rule for the demoted rows
-        unreliable = demoted & ~reliable
+        reliable = aside & (confidence >= gamma)  # L_Re's rule for the rows set aside
+        unreliable = aside & ~reliable
         bank_rows = None
         if cfg.use_negative_learning:  # Eq. 9 on the demoted rows' own banks
             grown = grow_complementary(
@@ -269,7 +343,7 @@ class EvidenceDisambiguation:
             logits_heads=logits_heads,
             heads_train=heads_train,
             labels=decided,
-            kept=~demoted,
+            kept=~aside,
             disputed=self.verdict[idx] != KEEP,
             target=self.rules.elr_target(target, evidence),
             pseudo_labels=pseudo_labels,
@@ -277,6 +351,25 @@ class EvidenceDisambiguation:
             unreliable=unreliable,
             bank_rows=bank_rows,
         )
+
+    def _audit_passes(self, progress: Progress) -> bool:
+        """Whether decisions may be made. The audit is read once, at the first decision: where
+        the evidence names the other images' given labels far more often than the audit's (z
+        above audit_z), the features have learnt the labels, and no decision is made in this
+        run. Either way the audit then trains on its labels like any other image."""
+        if self._audit_pending:
+            # the given labels of every visited image: the current labels of the images kept
+            # would agree with the evidence by the decisions' making
+            visited = self.evidence_visits > 0
+            given = self.info.given_labels.to(self.label.device)
+            z = audit_z(self.evidence, given, ~self.audit & visited, self.audit & visited)
+            self.audit_open.fill_(False)
+            self.audit_step.fill_(progress.step)
+            if z is not None:
+                self.audit_z.fill_(z)
+                self.audit_passed.fill_(z <= self.cfg.audit_z)
+            self._mirror_audit()
+        return self._decisions_allowed
 
     def _decide(self, evidence, features, labels, idx, first, progress: Progress):
         """Verdicts on this batch's labeled rows from their evidence; a verdict held for

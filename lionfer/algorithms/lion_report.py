@@ -60,11 +60,38 @@ def label_figures(state: dict, given_labels: torch.Tensor, probe, similarity, he
     if bool(state["prototype_ready"].any()):
         quality.update(prototype_figures(state, probe, truth, given, similarity))
     if heads is not None:
-        quality["evidence_check"] = evidence_check(heads, state["fold"], given, probe)
+        quality["evidence_check"] = evidence_check(
+            heads, state["fold"], given, probe, ~audit_held(state, len(given))
+        )
+        if "audit" in state and bool(state["audit"].any()):
+            quality["evidence_audit"] = audit_figures(state)
     return {"relabel": relabel, "label_quality": quality}
 
 
-def evidence_check(heads, folds: torch.Tensor, given: np.ndarray, probe) -> dict | None:
+def audit_held(state: dict, m: int) -> np.ndarray:
+    """(M,) bool: the evidence rule's audit images while it is open (they train unlabeled);
+    none in a state saved before the audit."""
+    if "audit" not in state:
+        return np.zeros(m, dtype=bool)
+    return (state["audit"] & state["audit_open"]).cpu().numpy()
+
+
+def audit_figures(state: dict) -> dict:
+    """The evidence rule's audit: its size, the step it was read at and its z then (None before
+    it was read, or where none of its images had been visited), and whether decisions went on."""
+    z = float(state["audit_z"])
+    step = int(state["audit_step"])
+    return {
+        "images": int(state["audit"].sum()),
+        "read_step": step if step >= 0 else None,
+        "z": z if np.isfinite(z) else None,
+        "passed": bool(state["audit_passed"]),
+    }
+
+
+def evidence_check(
+    heads, folds: torch.Tensor, given: np.ndarray, probe, trained: np.ndarray | None = None
+) -> dict | None:
     """Whether the heads' out-of-fold evidence is out of sample in fact. Each labeled image's
     fold head never trained on it, but the features it reads come from a backbone that trained
     on every given label; where the backbone has learnt them by heart, the heads name an image's
@@ -73,14 +100,17 @@ def evidence_check(heads, folds: torch.Tensor, given: np.ndarray, probe) -> dict
     set's (the same annotation where they are noisy alike; the truth, which a classifier better
     than chance matches at least as often, where the test labels are true). So: the fold head's
     agreement with the given labels, the heads' (mean p) agreement with the test labels, and
-    the one-sided z of the first above the second; memorised when z > MEMORISED_Z. None
-    without labeled images or test labels."""
+    the one-sided z of the first above the second; memorised when z > MEMORISED_Z. trained
+    (M,) bool: the labeled images whose labels the model trains on (default all). None without
+    such images or test labels."""
     features, _ = probe.features("labeled")
     test_features, test_labels = probe.features("test")
     test_labels = np.asarray(test_labels)
     known = test_labels >= 0
     num_test = int(known.sum())
-    if not len(given) or not num_test:
+    trained = np.ones(len(given), dtype=bool) if trained is None else trained
+    num_trained = int(trained.sum())
+    if not num_trained or not num_test:
         return None
     weight = next(heads.parameters())
     with torch.no_grad():
@@ -88,11 +118,11 @@ def evidence_check(heads, folds: torch.Tensor, given: np.ndarray, probe) -> dict
         rows = torch.arange(len(given), device=logits.device)
         judged = logits[rows, folds.to(logits.device)].argmax(dim=1).cpu().numpy()
         test = heads(test_features.to(weight)).softmax(dim=2).mean(dim=1).argmax(dim=1)
-    hits_labeled = int((judged == given).sum())
+    hits_labeled = int(((judged == given) & trained).sum())
     hits_test = int((test.cpu().numpy()[known] == test_labels[known]).sum())
-    z = excess_agreement_z(hits_labeled, len(given), hits_test, num_test)
+    z = excess_agreement_z(hits_labeled, num_trained, hits_test, num_test)
     return {
-        "labeled_agreement": hits_labeled / len(given),
+        "labeled_agreement": hits_labeled / num_trained,
         "test_agreement": hits_test / num_test,
         "z": z,
         "memorised": z > MEMORISED_Z,

@@ -30,9 +30,31 @@ def label_quality_lines(summary: dict) -> list[str]:
                 f"{quality['similarity_other']:.2f}"
             )
         lines.append("; ".join(parts))
+        if quality.get("evidence_audit"):
+            lines.append(evidence_audit_line(quality["evidence_audit"]))
         if quality.get("evidence_check"):
             lines.append(evidence_check_line(quality["evidence_check"]))
     return lines
+
+
+def evidence_audit_line(audit: dict) -> str:
+    """The evidence rule's audit (lion_report.audit_figures) in a sentence."""
+    line = f"evidence audit: {audit['images']} labeled images held out of training on their labels"
+    if audit["read_step"] is None:
+        return line + " to the end: the run made no decision"
+    line += f" until the first decision, at step {audit['read_step']}"
+    if audit["z"] is None:
+        return line + ", none of them seen by then: decisions went on"
+    z = f" (z = {audit['z']:.1f})"
+    if audit["passed"]:
+        return line + (
+            f": the evidence named the others' given labels no more often than theirs{z}, "
+            "so decisions went on"
+        )
+    return line + (
+        f": the evidence named the others' given labels far more often than theirs{z}; the "
+        "features had learnt the labels, so no label was changed"
+    )
 
 
 def evidence_check_line(check: dict) -> str:

@@ -95,6 +95,23 @@ def test_the_evidence_check_line_says_what_it_found(memorised):
     )
     assert ("check this run's relabels by hand" in line) is memorised
     assert ("no sign that the evidence has learnt the labels" in line) is not memorised
+    line = evidence_check_line(check, changed=False)
+    assert ("(this run changed no label)" in line) is memorised
+    assert "check this run's relabels by hand" not in line
+
+
+def test_the_evidence_check_line_asks_for_a_check_by_hand_only_after_changes():
+    check = {"labeled_agreement": 0.99, "test_agreement": 0.57, "z": 9.5, "memorised": True}
+    summary = {
+        "num_labels": 10,
+        "relabel": {"count": 0},
+        "label_quality": {"evidence_check": check},
+    }
+    assert label_quality_lines(summary)[-1].endswith("(this run changed no label)")
+    demoted = {**summary, "relabel": {"count": 0, "demoted": {"count": 1}}}
+    assert label_quality_lines(demoted)[-1].endswith("check this run's relabels by hand")
+    relabeled = {**summary, "relabel": {"count": 2, "demoted": {"count": 0}}}
+    assert label_quality_lines(relabeled)[-1].endswith("check this run's relabels by hand")
 
 
 def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_loads(

@@ -686,3 +686,28 @@ def test_an_audit_share_outside_its_range_is_an_error(value):
         lion_config("evidence", evidence_audit=value)
     with pytest.raises(ConfigError, match="audit_z"):
         lion_config("evidence", audit_z=0.0)
+
+
+def test_a_saved_audit_loads_as_saved_and_a_state_from_before_it_as_no_audit():
+    lion = audited_lion(audit_z=1.0)
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(5, 10))
+    saved = {k: v.clone() for k, v in lion.state_dict().items()}
+    assert not bool(saved["audit_passed"]) and int(saved["audit_step"]) == 5
+    fresh = audited_lion(audit_z=1.0)
+    fresh.load_state_dict(saved)
+    assert fresh.audit.tolist() == saved["audit"].tolist() and int(fresh.audit_step) == 5
+    assert not bool(fresh.audit_passed) and not bool(fresh.audit_open)
+    fresh.evidence[:] = T(NAMED_BUT_2)  # it made no decision before the save, nor after
+    fresh.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(6, 10))
+    assert fresh.label.tolist() == [0, 0, 0, 1, 1, 1]
+    # a state saved before the audit: none, read never, decisions go on
+    old = {k: v for k, v in saved.items() if not k.startswith("audit")}
+    older = audited_lion()
+    older.load_state_dict(old)
+    assert not older.audit.any() and older.audit.dtype == torch.bool
+    assert not bool(older.audit_open) and bool(older.audit_passed)
+    assert int(older.audit_step) == -1 and older.audit_step.dtype == torch.long
+    older.evidence[:] = T(NAMED_BUT_2)
+    older.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(6, 10))
+    assert older.label.tolist() == [1, 0, 0, 1, 1, 1] and int(older.audit_step) == -1

@@ -256,3 +256,11 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
         state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
     )["label_quality"]
     assert "evidence_audit" not in figures  # no audit
+
+
+def test_an_audit_read_at_step_0_reports_step_0():
+    state = audit_state(False, 0, 1.5)
+    figures = label_figures(
+        state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
+    )["label_quality"]
+    assert figures["evidence_audit"]["read_step"] == 0

@@ -33,7 +33,8 @@ def label_quality_lines(summary: dict) -> list[str]:
         if quality.get("evidence_audit"):
             lines.append(evidence_audit_line(quality["evidence_audit"]))
         if quality.get("evidence_check"):
-            lines.append(evidence_check_line(quality["evidence_check"]))
+            changed = relabel["count"] > 0 or bool((relabel.get("demoted") or {}).get("count"))
+            lines.append(evidence_check_line(quality["evidence_check"], changed))
     return lines
 
 
@@ -57,18 +58,22 @@ def evidence_audit_line(audit: dict) -> str:
     )
 
 
-def evidence_check_line(check: dict) -> str:
-    """The evidence check (lion_report.evidence_check) in a sentence, with what it means."""
+def evidence_check_line(check: dict, changed: bool = True) -> str:
+    """The evidence check (lion_report.evidence_check) in a sentence, with what it means.
+    changed: whether the run relabeled or demoted any image."""
     line = (
         f"evidence check: out of fold, the heads name the given label of "
         f"{_percent(check['labeled_agreement'])} of labeled images and the label of "
         f"{_percent(check['test_agreement'])} of test images (z = {check['z']:.1f})"
     )
     if check["memorised"]:
-        return line + (
+        line += (
             ": the features have learnt the labeled images' labels, so the evidence cannot tell "
-            "a wrong label from a right one; check this run's relabels by hand"
+            "a wrong label from a right one"
         )
+        if not changed:
+            return line + " (this run changed no label)"
+        return line + "; check this run's relabels by hand"
     return line + ": no sign that the evidence has learnt the labels"
 
 

@@ -129,7 +129,7 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
     last = sorted((tmp_path / "run" / "checkpoints").glob("*.pt"))[-1]
     saved = torch.load(last, weights_only=False)
     state = saved["algorithm"]
-    for name in ("audit", "audit_open", "audit_step", "audit_z", "audit_passed"):
+    for name in ("audit", "audit_step", "audit_z", "audit_passed"):
         del state[name]
     torch.save(saved, last)
     figures = evaluate_run(tmp_path / "run", device="cpu")

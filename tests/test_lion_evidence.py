@@ -672,7 +672,7 @@ def test_the_default_recipe_holds_a_tenth_of_each_class_as_its_audit():
     assert lion.cfg.evidence_audit == 0.1
     assert torch.bincount(lion.label[lion.audit]).tolist() == [2, 1]
     assert bool(lion.audit_open)
-    for name in ("audit", "audit_open", "audit_step", "audit_z", "audit_passed"):
+    for name in ("audit", "audit_step", "audit_z", "audit_passed"):
         assert name in lion.state_dict()
     assert not bool(evidence_lion([0, 1]).audit_open)  # no audit: nothing to hold open
     # without disambiguation there are no decisions to audit, and no label is held out

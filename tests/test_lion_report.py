@@ -10,6 +10,7 @@ import torch
 
 from lionfer.algorithms.base import Probe
 from lionfer.algorithms.lion_equations import cosine_to_prototypes
+from lionfer.algorithms.lion_evidence import no_audit
 from lionfer.algorithms.lion_report import (
     MEMORISED_Z,
     RELABEL_COLUMNS,
@@ -192,7 +193,9 @@ def test_the_evidence_check_needs_test_labels_and_reaches_the_label_figures():
     state = lion_state(fold=T([0, 0, 1, 1]))
     quality = label_figures(state, T(GIVEN), probe(), cosine_to_prototypes)["label_quality"]
     assert "evidence_check" not in quality  # no heads: another rule
-    state = lion_state(fold=CHECK_FOLDS, prototype_ready=T([False, False, False]))
+    state = lion_state(
+        fold=CHECK_FOLDS, prototype_ready=T([False, False, False]), **no_audit(len(CHECK_GIVEN))
+    )
     figures = label_figures(
         state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
     )
@@ -213,12 +216,12 @@ def test_the_evidence_check_counts_only_the_labeled_images_trained_on_their_labe
     assert evidence_check(OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), none) is None
 
 
-def audit_state(open_, step, z, passed=True):
+def audit_state(step, z, passed=True):
+    """Image 2 the audit, read at step (-1: not yet, so held out) with this z."""
     return lion_state(
         fold=CHECK_FOLDS,
         prototype_ready=T([False, False, False]),
         audit=T([False, False, True, False]),
-        audit_open=T(open_),
         audit_step=T(step),
         audit_z=T(z),
         audit_passed=T(passed),
@@ -227,7 +230,7 @@ def audit_state(open_, step, z, passed=True):
 
 def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the_check():
     figures = label_figures(
-        audit_state(True, -1, float("-inf")),
+        audit_state(-1, float("-inf")),
         T(CHECK_GIVEN),
         check_probe(),
         cosine_to_prototypes,
@@ -239,7 +242,7 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
         OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), trained
     )
     figures = label_figures(
-        audit_state(False, 60, 4.5, passed=False),
+        audit_state(60, 4.5, passed=False),
         T(CHECK_GIVEN),
         check_probe(),
         cosine_to_prototypes,
@@ -250,7 +253,7 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
     assert figures["evidence_check"] == evidence_check(
         OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe()
     )  # read: the audit trains on its labels and counts
-    state = audit_state(False, -1, float("-inf"))
+    state = audit_state(-1, float("-inf"))
     state["audit"] = T([False] * 4)
     figures = label_figures(
         state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
@@ -259,7 +262,7 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
 
 
 def test_an_audit_read_at_step_0_reports_step_0():
-    state = audit_state(False, 0, 1.5)
+    state = audit_state(0, 1.5)
     figures = label_figures(
         state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
     )["label_quality"]

@@ -40,7 +40,6 @@ EVIDENCE_STATE = (
     "demoted",
     "bank_lb",
     "audit",
-    "audit_open",
     "audit_step",
     "audit_z",
     "audit_passed",
@@ -64,12 +63,17 @@ class CrossFitHeads(torch.nn.Module):
         return self.scale * torch.einsum("bd,kcd->bkc", q, F.normalize(self.weight, dim=2))
 
 
+def shuffled_by_class(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """(M,) the images' indices ordered by class, in a seeded random order within each class."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=generator)
+    return order[torch.sort(labels[order].cpu(), stable=True).indices]
+
+
 def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
     """(M,) a fold in [0, folds) per image, each class dealt round-robin over the folds in a
     seeded random order, so every fold holds every class alike."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(labels), generator=generator)
-    order = order[torch.sort(labels[order].cpu(), stable=True).indices]  # by class, shuffled within
+    order = shuffled_by_class(labels, seed)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order))
     return rank % folds
@@ -81,9 +85,7 @@ def audit_rows(labels: torch.Tensor, fraction: float, seed: int = 1) -> torch.Te
     audit = torch.zeros(len(labels), dtype=torch.bool)
     if fraction <= 0 or not len(labels):
         return audit
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(labels), generator=generator)
-    order = order[torch.sort(labels[order].cpu(), stable=True).indices]  # by class, shuffled within
+    order = shuffled_by_class(labels, seed)
     ranked = labels[order].cpu()
     counts = torch.bincount(ranked)
     start = torch.cumsum(counts, dim=0) - counts  # each class's first place in order
@@ -98,7 +100,6 @@ def no_audit(m: int) -> dict[str, torch.Tensor]:
     """The audit's state where there is none (evidence_audit = 0, or a state saved before it)."""
     return {
         "audit": torch.zeros(m, dtype=torch.bool),
-        "audit_open": torch.tensor(False),
         "audit_step": torch.full((), -1, dtype=torch.long),
         "audit_z": torch.full((), NO_Z),
         "audit_passed": torch.tensor(True),
@@ -283,11 +284,15 @@ class EvidenceDisambiguation:
         # the audit: images held out of training on their labels until the first decision,
         # which it tells whether the evidence is evidence or the labels learnt by heart
         self.audit = audit_rows(self.label, cfg.evidence_audit * cfg.use_disambiguation)
-        self.audit_open = torch.tensor(bool(self.audit.any()))
-        self.audit_step = torch.full((), -1, dtype=torch.long)  # the step it was read at
+        self.audit_step = torch.full((), -1, dtype=torch.long)  # the step it was read at (-1: not)
         self.audit_z = torch.full((), NO_Z)  # its z then (NO_Z: not read, or none seen)
         self.audit_passed = torch.tensor(True)  # false: no decision in this run
         self._mirror_audit()
+
+    @property
+    def audit_open(self) -> torch.Tensor:
+        """() bool: the audit holds its images out of training on their labels (not read yet)."""
+        return self.audit.any() & (self.audit_step < 0)
 
     def _mirror_audit(self) -> None:
         """The audit's flags as Python values, so that the step reads them without a sync."""
@@ -295,8 +300,8 @@ class EvidenceDisambiguation:
         self._decisions_allowed = bool(self.audit_passed)
 
     def _set_aside(self, idx) -> torch.Tensor:
-        """(B,) rows that train as unlabeled images: demoted, or in the open audit."""
-        return self.demoted[idx] | (self.audit[idx] & self.audit_open)
+        """(B,) rows that train as unlabeled images: demoted, or in the audit before its read."""
+        return self.demoted[idx] | (self.audit[idx] & (self.audit_step < 0))
 
     def _examine_kept(self, probs_lb, labels, idx):
         """(kept, feeds), (B,) each: an image not demoted trains on its label and feeds Eq. 3
@@ -363,7 +368,6 @@ class EvidenceDisambiguation:
             visited = self.evidence_visits > 0
             given = self.info.given_labels.to(self.label.device)
             z = audit_z(self.evidence, given, ~self.audit & visited, self.audit & visited)
-            self.audit_open.fill_(False)
             self.audit_step.fill_(progress.step)
             if z is not None:
                 self.audit_z.fill_(z)

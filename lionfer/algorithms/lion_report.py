@@ -61,19 +61,16 @@ def label_figures(state: dict, given_labels: torch.Tensor, probe, similarity, he
         quality.update(prototype_figures(state, probe, truth, given, similarity))
     if heads is not None:
         quality["evidence_check"] = evidence_check(
-            heads, state["fold"], given, probe, ~audit_held(state, len(given))
+            heads, state["fold"], given, probe, ~audit_held(state)
         )
-        if "audit" in state and bool(state["audit"].any()):
+        if bool(state["audit"].any()):
             quality["evidence_audit"] = audit_figures(state)
     return {"relabel": relabel, "label_quality": quality}
 
 
-def audit_held(state: dict, m: int) -> np.ndarray:
-    """(M,) bool: the evidence rule's audit images while it is open (they train unlabeled);
-    none in a state saved before the audit."""
-    if "audit" not in state:
-        return np.zeros(m, dtype=bool)
-    return (state["audit"] & state["audit_open"]).cpu().numpy()
+def audit_held(state: dict) -> np.ndarray:
+    """(M,) bool: the evidence rule's audit images before its read (they train unlabeled)."""
+    return (state["audit"] & (state["audit_step"] < 0)).cpu().numpy()
 
 
 def audit_figures(state: dict) -> dict:

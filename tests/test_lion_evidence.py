@@ -711,3 +711,12 @@ def test_a_saved_audit_loads_as_saved_and_a_state_from_before_it_as_no_audit():
     older.evidence[:] = T(NAMED_BUT_2)
     older.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(6, 10))
     assert older.label.tolist() == [1, 0, 0, 1, 1, 1] and int(older.audit_step) == -1
+
+
+def test_an_audit_read_at_step_0_lets_its_images_train_on_their_labels_from_then():
+    lion = audited_lion(use_negative_learning=False)
+    lion.evidence[:] = T(NAMED_BUT_2)
+    batch = batch2([[0.6, 0.4], [0.6, 0.4]], [0, 0], [0, 2])
+    out = lion.step(Passthrough(2), batch, Progress(0, 10))  # evidence_start 0: read at step 0
+    assert int(lion.audit_step) == 0 and bool(lion.audit_passed)
+    assert out.logs["clear_rate"].item() == 1.0 and not bool(lion.audit_open)

@@ -267,3 +267,7 @@ def test_an_audit_read_at_step_0_reports_step_0():
         state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
     )["label_quality"]
     assert figures["evidence_audit"]["read_step"] == 0
+    # read: its image counts in the check like any other
+    assert figures["evidence_check"] == evidence_check(
+        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe()
+    )

@@ -121,10 +121,14 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
 
     from lionfer.evaluate import evaluate_run
 
-    summary = train(tiny_cfg("algorithm.name=lion"), tmp_path / "run", progress=False)
+    cfg = tiny_cfg("algorithm.name=lion", "algorithm.audit_z=2.5")
+    summary = train(cfg, tmp_path / "run", progress=False)
     audit = summary["label_quality"]["evidence_audit"]
-    assert set(audit) == {"images", "read_step", "z", "passed"} and audit["images"] >= 1
+    assert set(audit) == {"images", "read_step", "z", "threshold", "passed"}
+    assert audit["images"] >= 1 and audit["threshold"] == 2.5
     assert label_quality_lines(summary)[-2].startswith(f"evidence audit: {audit['images']} ")
+    evaluated = evaluate_run(tmp_path / "run", device="cpu")["label_quality"]["evidence_audit"]
+    assert evaluated == audit  # lionfer evaluate reads the same audit, its threshold too
     # a run saved before the audit existed: its state lacks the audit's keys
     last = sorted((tmp_path / "run" / "checkpoints").glob("*.pt"))[-1]
     saved = torch.load(last, weights_only=False)
@@ -141,15 +145,26 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
     "audit, says",
     [
         (
+            {"images": 14, "read_step": 60, "z": 4.83, "threshold": 3.0, "passed": False},
+            "until the first decision, at step 60: the evidence named the others' given labels "
+            "far more often than theirs (z = 4.8, above 3); the features had learnt the labels, "
+            "so no label was changed",
+        ),
+        (
+            {"images": 14, "read_step": 60, "z": -0.44, "threshold": 3.0, "passed": True},
+            "until the first decision, at step 60: the evidence named the others' given labels "
+            "not far more often than theirs (z = -0.4, at most 3), so decisions went on",
+        ),
+        (  # a threshold set high lets a large z pass, and the line says so
+            {"images": 14, "read_step": 60, "z": 4.5, "threshold": 1000.0, "passed": True},
+            "until the first decision, at step 60: the evidence named the others' given labels "
+            "not far more often than theirs (z = 4.5, at most 1000), so decisions went on",
+        ),
+        (  # the summary of a run made before the threshold was kept
             {"images": 14, "read_step": 60, "z": 4.83, "passed": False},
             "until the first decision, at step 60: the evidence named the others' given labels "
             "far more often than theirs (z = 4.8); the features had learnt the labels, so no "
             "label was changed",
-        ),
-        (
-            {"images": 14, "read_step": 60, "z": -0.44, "passed": True},
-            "until the first decision, at step 60: the evidence named the others' given labels "
-            "no more often than theirs (z = -0.4), so decisions went on",
         ),
         (
             {"images": 14, "read_step": 60, "z": None, "passed": True},

@@ -235,8 +235,15 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
         check_probe(),
         cosine_to_prototypes,
         OffsetHeads(),
+        3.0,
     )["label_quality"]
-    assert figures["evidence_audit"] == {"images": 1, "read_step": None, "z": None, "passed": True}
+    assert figures["evidence_audit"] == {
+        "images": 1,
+        "read_step": None,
+        "z": None,
+        "threshold": 3.0,
+        "passed": True,
+    }
     trained = np.array([True, True, False, True])
     assert figures["evidence_check"] == evidence_check(
         OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), trained
@@ -247,8 +254,15 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
         check_probe(),
         cosine_to_prototypes,
         OffsetHeads(),
+        2.5,
     )["label_quality"]
-    assert figures["evidence_audit"] == {"images": 1, "read_step": 60, "z": 4.5, "passed": False}
+    assert figures["evidence_audit"] == {
+        "images": 1,
+        "read_step": 60,
+        "z": 4.5,
+        "threshold": 2.5,
+        "passed": False,
+    }
     assert figures["evidence_check"]["labeled_agreement"] == 1.0
     assert figures["evidence_check"] == evidence_check(
         OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe()
@@ -256,7 +270,7 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
     state = audit_state(-1, float("-inf"))
     state["audit"] = T([False] * 4)
     figures = label_figures(
-        state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
+        state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads(), 3.0
     )["label_quality"]
     assert "evidence_audit" not in figures  # no audit
 
@@ -264,7 +278,7 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
 def test_an_audit_read_at_step_0_reports_step_0():
     state = audit_state(0, 1.5)
     figures = label_figures(
-        state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
+        state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads(), 3.0
     )["label_quality"]
     assert figures["evidence_audit"]["read_step"] == 0
     # read: its image counts in the check like any other

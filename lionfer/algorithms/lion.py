@@ -453,7 +453,12 @@ class Lion(EvidenceDisambiguation, Algorithm):
         """Label-quality figures at an evaluation (lion_report.label_figures); a warning, once,
         when disambiguation began with few labeled images clear."""
         figures = label_figures(
-            self.state_dict(), self.info.given_labels, probe, self.rules.similarity, self.heads
+            self.state_dict(),
+            self.info.given_labels,
+            probe,
+            self.rules.similarity,
+            self.heads,
+            self.cfg.audit_z,
         )
         start = figures["label_quality"]["clear_rate_at_start"]
         if start is not None and start < LOW_CLEAR_RATE and not self._warned:

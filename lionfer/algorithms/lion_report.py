@@ -33,10 +33,13 @@ def mean_or_none(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-def label_figures(state: dict, given_labels: torch.Tensor, probe, similarity, heads=None) -> dict:
+def label_figures(
+    state: dict, given_labels: torch.Tensor, probe, similarity, heads=None, audit_z=None
+) -> dict:
     """Label-quality figures at an evaluation: how the labeled set's labels compare with the
     truth (where known), the candidate sets, Eq. 5's similarities and the prototypes, and with
-    the evidence rule's cross-fitted heads (heads, None for the other rules) the evidence check.
+    the evidence rule's cross-fitted heads (heads, None for the other rules) the evidence check
+    and the audit (audit_z: the z above which it stops decisions).
     similarity: the run's d(q, S_c) (features, prototypes, ready, candidates) → (N, C)."""
     given = given_labels.cpu().numpy()
     current = state["label"].cpu().numpy()
@@ -64,7 +67,7 @@ def label_figures(state: dict, given_labels: torch.Tensor, probe, similarity, he
             heads, state["fold"], given, probe, ~audit_held(state)
         )
         if bool(state["audit"].any()):
-            quality["evidence_audit"] = audit_figures(state)
+            quality["evidence_audit"] = audit_figures(state, audit_z)
     return {"relabel": relabel, "label_quality": quality}
 
 
@@ -73,15 +76,17 @@ def audit_held(state: dict) -> np.ndarray:
     return (state["audit"] & (state["audit_step"] < 0)).cpu().numpy()
 
 
-def audit_figures(state: dict) -> dict:
+def audit_figures(state: dict, threshold: float) -> dict:
     """The evidence rule's audit: its size, the step it was read at and its z then (None before
-    it was read, or where none of its images had been visited), and whether decisions went on."""
+    it was read, or where none of its images had been visited), the z above which it stops
+    decisions (threshold, algorithm.audit_z), and whether decisions went on."""
     z = float(state["audit_z"])
     step = int(state["audit_step"])
     return {
         "images": int(state["audit"].sum()),
         "read_step": step if step >= 0 else None,
         "z": z if np.isfinite(z) else None,
+        "threshold": float(threshold),
         "passed": bool(state["audit_passed"]),
     }
 

@@ -46,15 +46,19 @@ def evidence_audit_line(audit: dict) -> str:
     line += f" until the first decision, at step {audit['read_step']}"
     if audit["z"] is None:
         return line + ", none of them seen by then: decisions went on"
-    z = f" (z = {audit['z']:.1f})"
+    # the threshold is absent from the summaries of runs made before it was kept
+    threshold = audit.get("threshold")
     if audit["passed"]:
+        bound = f", at most {threshold:g}" if threshold is not None else ""
         return line + (
-            f": the evidence named the others' given labels no more often than theirs{z}, "
-            "so decisions went on"
+            f": the evidence named the others' given labels not far more often than theirs "
+            f"(z = {audit['z']:.1f}{bound}), so decisions went on"
         )
+    bound = f", above {threshold:g}" if threshold is not None else ""
     return line + (
-        f": the evidence named the others' given labels far more often than theirs{z}; the "
-        "features had learnt the labels, so no label was changed"
+        f": the evidence named the others' given labels far more often than theirs "
+        f"(z = {audit['z']:.1f}{bound}); the features had learnt the labels, so no label was "
+        "changed"
     )
 
 

@@ -96,6 +96,12 @@ def audit_rows(labels: torch.Tensor, fraction: float, seed: int = 1) -> torch.Te
     return audit
 
 
+def audit_held(audit: torch.Tensor, audit_step: torch.Tensor) -> torch.Tensor:
+    """Audit images that train as unlabeled ones: all of them until the audit is read (its step
+    is -1 until then), none after."""
+    return audit & (audit_step < 0)
+
+
 def no_audit(m: int) -> dict[str, torch.Tensor]:
     """The audit's state where there is none (evidence_audit = 0, or a state saved before it)."""
     return {
@@ -292,7 +298,7 @@ class EvidenceDisambiguation:
     @property
     def audit_open(self) -> torch.Tensor:
         """() bool: the audit holds its images out of training on their labels (not read yet)."""
-        return self.audit.any() & (self.audit_step < 0)
+        return audit_held(self.audit, self.audit_step).any()
 
     def _mirror_audit(self) -> None:
         """The audit's flags as Python values, so that the step reads them without a sync."""
@@ -301,7 +307,7 @@ class EvidenceDisambiguation:
 
     def _set_aside(self, idx) -> torch.Tensor:
         """(B,) rows that train as unlabeled images: demoted, or in the audit before its read."""
-        return self.demoted[idx] | (self.audit[idx] & (self.audit_step < 0))
+        return self.demoted[idx] | audit_held(self.audit[idx], self.audit_step)
 
     def _examine_kept(self, probs_lb, labels, idx):
         """(kept, feeds), (B,) each: an image not demoted trains on its label and feeds Eq. 3

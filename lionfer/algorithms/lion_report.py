@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lionfer.algorithms.lion_evidence import audit_held
 from lionfer.metrics import excess_agreement_z, relabel_metrics
 
 LOW_CLEAR_RATE = 0.5
@@ -64,16 +65,15 @@ def label_figures(
         quality.update(prototype_figures(state, probe, truth, given, similarity))
     if heads is not None:
         quality["evidence_check"] = evidence_check(
-            heads, state["fold"], given, probe, ~audit_held(state)
+            heads,
+            state["fold"],
+            given,
+            probe,
+            ~audit_held(state["audit"], state["audit_step"]).cpu().numpy(),
         )
         if bool(state["audit"].any()):
             quality["evidence_audit"] = audit_figures(state, audit_z)
     return {"relabel": relabel, "label_quality": quality}
-
-
-def audit_held(state: dict) -> np.ndarray:
-    """(M,) bool: the evidence rule's audit images before its read (they train unlabeled)."""
-    return (state["audit"] & (state["audit_step"] < 0)).cpu().numpy()
 
 
 def audit_figures(state: dict, threshold: float) -> dict:

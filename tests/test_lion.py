@@ -507,6 +507,17 @@ def test_warns_when_disambiguation_starts_with_few_clear_images():
     assert summary["clear_rate_at_disambiguation"] == 0.0 and "warnings" in summary
 
 
+def test_no_warning_when_disambiguation_starts_with_exactly_half_the_images_clear():
+    lion = make_lion([0, 1], **quiet())
+    lion.started.fill_(True)
+    lion.clear_at_start.fill_(0.5)
+    probe = Probe(None, lambda part: (torch.zeros(2, 2), np.zeros(2, dtype=np.int64)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures = lion.diagnostics(probe)
+    assert figures["label_quality"]["clear_rate_at_start"] == 0.5
+
+
 def test_summary_scores_the_bank_against_the_unlabeled_truth_it_is_given():
     lion = make_lion([0, 1], num_unlabeled=3)
     lion.bank = T([[1, 0, 0], [0, 1, 1], [0, 0, 0]]).bool()

@@ -60,6 +60,12 @@ def test_stratified_folds_deal_each_class_over_every_fold():
     assert torch.equal(folds, stratified_folds(labels, 2))  # seeded
 
 
+def test_stratified_folds_default_to_seed_0_which_every_published_table_used():
+    labels = torch.arange(40) % 4
+    assert torch.equal(stratified_folds(labels, 5), stratified_folds(labels, 5, seed=0))
+    assert not torch.equal(stratified_folds(labels, 5), stratified_folds(labels, 5, seed=1))
+
+
 def test_class_thresholds_average_own_class_evidence_over_active_images():
     evidence = T([[0.8, 0.2], [0.6, 0.4], [0.1, 0.9], [0.0, 1.0]])
     labels = T([0, 0, 1, 1])
@@ -529,6 +535,27 @@ def test_only_demoted_rows_train_as_unlabeled_with_banks_of_their_own():
         + 2.0 * logs["loss_nl"]
     )
     assert out.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "gamma, bank", [(0.5, [False, False, False]), (0.51, [False, False, True])]
+)
+def test_a_demoted_row_at_gamma_is_reliable_and_one_just_under_it_grows_its_bank(gamma, bank):
+    """p = (0.5, 0.5, 0) is exact under softmax. At γ = 0.5 the demoted image 0 is reliable
+    (confidence ≥ γ): it trains on its pseudo-label and its bank stays empty. At γ = 0.51 it is
+    unreliable and its bank takes class 2 (0 ≤ δ)."""
+    lion = evidence_lion(
+        [0, 1],
+        num_classes=3,
+        evidence_start=1.0,
+        reliable_threshold=gamma,
+        complementary_threshold=0.4,
+        bank_keep=1,
+    )
+    lion.demoted[0] = True
+    lion.verdict[0] = DEMOTE
+    lion.step(Passthrough(3), labeled_batch([[0.5, 0.5, 0.0]], [0], [0]), Progress(1, 10))
+    assert lion.bank_lb[0].tolist() == bank
 
 
 def test_only_kept_images_predicted_as_their_label_feed_the_prototypes():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from lionfer.algorithms import lion_report
 from lionfer.algorithms.base import Probe
 from lionfer.algorithms.lion_equations import cosine_to_prototypes
 from lionfer.algorithms.lion_evidence import no_audit
@@ -185,6 +186,13 @@ def test_the_evidence_check_finds_memorised_evidence_beyond_z_3():
     variance = 6 / 7 * (1 / 7) * (1 / 40 + 1 / 30)
     assert check["z"] == pytest.approx((1 - 2 / 3) / variance**0.5)
     assert check["z"] > MEMORISED_Z and check["memorised"] is True
+
+
+def test_evidence_at_exactly_the_line_is_not_memorised(monkeypatch):
+    z = evidence_check(OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe())["z"]
+    monkeypatch.setattr(lion_report, "MEMORISED_Z", z)
+    check = evidence_check(OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe())
+    assert check["memorised"] is False  # memorised only above the line
 
 
 def test_the_evidence_check_needs_test_labels_and_reaches_the_label_figures():

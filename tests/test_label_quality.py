@@ -124,15 +124,29 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
     cfg = tiny_cfg("algorithm.name=lion", "algorithm.audit_z=2.5")
     summary = train(cfg, tmp_path / "run", progress=False)
     audit = summary["label_quality"]["evidence_audit"]
-    assert set(audit) == {"images", "read_step", "z", "threshold", "passed"}
+    assert set(audit) == {
+        "images",
+        "read_step",
+        "z",
+        "threshold",
+        "passed",
+        "judged_agreement",
+        "audit_agreement",
+    }
     assert audit["images"] >= 1 and audit["threshold"] == 2.5
+    assert 0 <= audit["judged_agreement"] <= 1 and 0 <= audit["audit_agreement"] <= 1
     assert label_quality_lines(summary)[-2].startswith(f"evidence audit: {audit['images']} ")
     evaluated = evaluate_run(tmp_path / "run", device="cpu")["label_quality"]["evidence_audit"]
     assert evaluated == audit  # lionfer evaluate reads the same audit, its threshold too
-    # a run saved before the audit existed: its state lacks the audit's keys
+    # a run saved before the audit kept its rates: the rest of the audit, without them
     last = sorted((tmp_path / "run" / "checkpoints").glob("*.pt"))[-1]
     saved = torch.load(last, weights_only=False)
     state = saved["algorithm"]
+    del state["audit_agreement"]
+    torch.save(saved, last)
+    older = evaluate_run(tmp_path / "run", device="cpu")["label_quality"]["evidence_audit"]
+    assert older == {k: v for k, v in audit.items() if not k.endswith("_agreement")}
+    # a run saved before the audit existed: its state lacks the audit's keys
     for name in ("audit", "audit_step", "audit_z", "audit_passed"):
         del state[name]
     torch.save(saved, last)
@@ -154,6 +168,34 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
             {"images": 14, "read_step": 60, "z": -0.44, "threshold": 3.0, "passed": True},
             "until the first decision, at step 60: the evidence named the others' given labels "
             "not far more often than theirs (z = -0.4, at most 3), so decisions went on",
+        ),
+        (  # the rates its z compares, where the summary keeps them
+            {
+                "images": 14,
+                "read_step": 60,
+                "z": 4.83,
+                "threshold": 3.0,
+                "passed": False,
+                "judged_agreement": 0.962,
+                "audit_agreement": 0.714,
+            },
+            "until the first decision, at step 60: the evidence named the others' given labels "
+            "far more often than theirs (96% against 71%, z = 4.8, above 3); the features had "
+            "learnt the labels, so no label was changed",
+        ),
+        (
+            {
+                "images": 14,
+                "read_step": 60,
+                "z": 0.5,
+                "threshold": 3.0,
+                "passed": True,
+                "judged_agreement": 0.8,
+                "audit_agreement": 0.7857,
+            },
+            "until the first decision, at step 60: the evidence named the others' given labels "
+            "not far more often than theirs (80% against 79%, z = 0.5, at most 3), so decisions "
+            "went on",
         ),
         (  # a threshold set high lets a large z pass, and the line says so
             {"images": 14, "read_step": 60, "z": 4.5, "threshold": 1000.0, "passed": True},

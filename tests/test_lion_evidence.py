@@ -630,6 +630,7 @@ def test_the_audit_trains_unlabeled_until_the_first_decision_and_then_lets_decis
         and int(lion.audit_step) == -1
         and float(lion.audit_z) == float("-inf")
     )
+    assert lion.audit_agreement.tolist() == [-1.0, -1.0]  # not read yet
     assert out.logs["clear_rate"].item() == pytest.approx(0.5)  # image 2 trains unlabeled
     kept, feeds = lion._examine_kept(T([[0.9, 0.1], [0.9, 0.1]]), T([0, 0]), T([1, 2]))
     assert kept.tolist() == [True, False] and feeds.tolist() == [True, False]
@@ -640,6 +641,7 @@ def test_the_audit_trains_unlabeled_until_the_first_decision_and_then_lets_decis
     # the audit's, z = 0.25 / sqrt(4/6 · 2/6 · (1/4 + 1/2)) ≤ 3
     assert not bool(lion.audit_open) and int(lion.audit_step) == 5 and bool(lion.audit_passed)
     assert float(lion.audit_z) == pytest.approx(0.25 / math.sqrt(1 / 6))
+    assert lion.audit_agreement.tolist() == pytest.approx([3 / 4, 1 / 2])  # the rates z compares
     # decisions go on, the audit's images with the others: image 2, given 0, now looks like 1
     assert lion.label.tolist() == [1, 0, 1, 1, 1, 1]
     assert out.logs["clear_rate"].item() == 1.0
@@ -653,6 +655,7 @@ def test_the_audit_reads_the_given_labels_not_the_labels_decisions_made():
     # given labels 0, 0 | 1, 1 named by evidence 0, 0 | 1, 1; the audit's 0 and 1 by 1 and 0:
     # 4 of 4 against 0 of 2 (with the current labels it would be 2 of 4)
     assert float(lion.audit_z) == pytest.approx(excess_agreement_z(4, 4, 0, 2))
+    assert lion.audit_agreement.tolist() == [1.0, 0.0]
 
 
 def test_an_audit_that_finds_the_labels_learnt_stops_every_decision_of_the_run():
@@ -691,6 +694,7 @@ def test_an_audit_none_of_whose_images_was_seen_lets_decisions_go_on():
         and int(lion.audit_step) == 5
         and float(lion.audit_z) == float("-inf")
     )
+    assert lion.audit_agreement.tolist() == [-1.0, -1.0]  # no rate of an unseen audit
     assert lion.label.tolist() == [1, 0, 0, 1, 1, 1]
 
 
@@ -725,6 +729,12 @@ def test_a_saved_audit_loads_as_saved_and_a_state_from_before_it_as_no_audit():
     fresh.load_state_dict(saved)
     assert fresh.audit.tolist() == saved["audit"].tolist() and int(fresh.audit_step) == 5
     assert not bool(fresh.audit_passed) and not bool(fresh.audit_open)
+    assert fresh.audit_agreement.tolist() == pytest.approx([3 / 4, 0.0])  # its rates, as saved
+    # a state saved before the audit kept its rates: the audit as saved, its rates unknown
+    unrated = audited_lion(audit_z=1.0)
+    unrated.load_state_dict({k: v for k, v in saved.items() if k != "audit_agreement"})
+    assert int(unrated.audit_step) == 5 and not bool(unrated.audit_passed)
+    assert unrated.audit_agreement.tolist() == [-1.0, -1.0]
     fresh.evidence[:] = T(NAMED_BUT_2)  # it made no decision before the save, nor after
     fresh.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(6, 10))
     assert fresh.label.tolist() == [0, 0, 0, 1, 1, 1]

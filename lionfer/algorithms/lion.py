@@ -74,6 +74,7 @@ from lionfer.algorithms.lion_evidence import (
     class_thresholds,
     elr_loss,
     evidence_verdict,
+    no_agreement,
     no_audit,
     stratified_folds,
     streak_update,
@@ -260,9 +261,12 @@ class Lion(EvidenceDisambiguation, Algorithm):
         return {name: getattr(self, name) for name in self._state_names}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """A state saved before the evidence rule had its audit loads as a run without one."""
+        """A state saved before the evidence rule had its audit loads as a run without one; one
+        saved before the audit kept its agreement rates, without them."""
         if self.heads is not None and "audit" not in state:
             state = {**state, **no_audit(len(self.label))}
+        if self.heads is not None and "audit_agreement" not in state:
+            state = {**state, "audit_agreement": no_agreement()}
         super().load_state_dict(state)
         if self.heads is not None:
             self._mirror_audit()

@@ -43,6 +43,7 @@ EVIDENCE_STATE = (
     "audit_step",
     "audit_z",
     "audit_passed",
+    "audit_agreement",
 )
 
 
@@ -109,22 +110,37 @@ def no_audit(m: int) -> dict[str, torch.Tensor]:
         "audit_step": torch.full((), -1, dtype=torch.long),
         "audit_z": torch.full((), NO_Z),
         "audit_passed": torch.tensor(True),
+        "audit_agreement": no_agreement(),
     }
+
+
+def no_agreement() -> torch.Tensor:
+    """(2,) the audit's agreement rates where it has none (not read, none seen, or a state saved
+    before they were kept): -1, which no rate is."""
+    return torch.full((2,), -1.0)
+
+
+def audit_counts(
+    evidence: torch.Tensor, labels: torch.Tensor, judged: torch.Tensor, audit: torch.Tensor
+) -> tuple[int, int, int, int] | None:
+    """(hits, images) of the judged images (those whose labels the model trains on), then of the
+    audit's (whose labels no part of it trains on): how often the evidence names their labels.
+    None while either set is empty. evidence (M, C), the rest (M,): labels as given, for judged
+    and audit alike."""
+    named = evidence.argmax(dim=1) == labels
+    n_judged, n_audit = int(judged.sum()), int(audit.sum())
+    if not n_judged or not n_audit:
+        return None
+    return int((named & judged).sum()), n_judged, int((named & audit).sum()), n_audit
 
 
 def audit_z(
     evidence: torch.Tensor, labels: torch.Tensor, judged: torch.Tensor, audit: torch.Tensor
 ) -> float | None:
-    """The one-sided z of the evidence's agreement with the labels of the judged images (those
-    whose labels the model trains on) above its agreement with the audit's (whose labels no part
-    of it trains on); None while either set is empty. evidence (M, C), the rest (M,): labels as
-    given, for judged and audit alike."""
-    named = evidence.argmax(dim=1) == labels
-    n_judged, n_audit = int(judged.sum()), int(audit.sum())
-    if not n_judged or not n_audit:
-        return None
-    hits_judged, hits_audit = int((named & judged).sum()), int((named & audit).sum())
-    return excess_agreement_z(hits_judged, n_judged, hits_audit, n_audit)
+    """The one-sided z of the evidence's agreement with the judged images' labels above its
+    agreement with the audit's (audit_counts); None while either set is empty."""
+    counts = audit_counts(evidence, labels, judged, audit)
+    return None if counts is None else excess_agreement_z(*counts)
 
 
 def training_heads(folds: torch.Tensor, num_heads: int, set_aside: torch.Tensor) -> torch.Tensor:
@@ -293,6 +309,7 @@ class EvidenceDisambiguation:
         self.audit_step = torch.full((), -1, dtype=torch.long)  # the step it was read at (-1: not)
         self.audit_z = torch.full((), NO_Z)  # its z then (NO_Z: not read, or none seen)
         self.audit_passed = torch.tensor(True)  # false: no decision in this run
+        self.audit_agreement = no_agreement()  # its rates then: the judged images', the audit's
         self._mirror_audit()
 
     @property
@@ -373,11 +390,15 @@ class EvidenceDisambiguation:
             # would agree with the evidence by the decisions' making
             visited = self.evidence_visits > 0
             given = self.info.given_labels.to(self.label.device)
-            z = audit_z(self.evidence, given, ~self.audit & visited, self.audit & visited)
+            counts = audit_counts(self.evidence, given, ~self.audit & visited, self.audit & visited)
             self.audit_step.fill_(progress.step)
-            if z is not None:
+            if counts is not None:
+                hits_judged, n_judged, hits_audit, n_audit = counts
+                z = excess_agreement_z(*counts)
                 self.audit_z.fill_(z)
                 self.audit_passed.fill_(z <= self.cfg.audit_z)
+                rates = torch.tensor([hits_judged / n_judged, hits_audit / n_audit])
+                self.audit_agreement.copy_(rates)
             self._mirror_audit()
         return self._decisions_allowed
 

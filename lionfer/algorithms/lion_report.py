@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lionfer.algorithms.lion_evidence import audit_held
+from lionfer.algorithms.lion_evidence import audit_held, no_agreement
 from lionfer.metrics import excess_agreement_z, relabel_metrics
 
 LOW_CLEAR_RATE = 0.5
@@ -79,16 +79,22 @@ def label_figures(
 def audit_figures(state: dict, threshold: float) -> dict:
     """The evidence rule's audit: its size, the step it was read at and its z then (None before
     it was read, or where none of its images had been visited), the z above which it stops
-    decisions (threshold, algorithm.audit_z), and whether decisions went on."""
+    decisions (threshold, algorithm.audit_z), and whether decisions went on; with the rates its z
+    compares, how often the evidence named the judged images' given labels and the audit's
+    (judged_agreement, audit_agreement), where the state keeps them."""
     z = float(state["audit_z"])
     step = int(state["audit_step"])
-    return {
+    figures = {
         "images": int(state["audit"].sum()),
         "read_step": step if step >= 0 else None,
         "z": z if np.isfinite(z) else None,
         "threshold": float(threshold),
         "passed": bool(state["audit_passed"]),
     }
+    judged, audit = state.get("audit_agreement", no_agreement()).tolist()
+    if judged >= 0 and audit >= 0:
+        figures.update(judged_agreement=judged, audit_agreement=audit)
+    return figures
 
 
 def evidence_check(

@@ -46,19 +46,22 @@ def evidence_audit_line(audit: dict) -> str:
     line += f" until the first decision, at step {audit['read_step']}"
     if audit["z"] is None:
         return line + ", none of them seen by then: decisions went on"
-    # the threshold is absent from the summaries of runs made before it was kept
+    # the threshold and the rates are absent from the summaries of runs made before they were kept
     threshold = audit.get("threshold")
+    rates = ""
+    if audit.get("judged_agreement") is not None:
+        rates = f"{audit['judged_agreement']:.0%} against {audit['audit_agreement']:.0%}, "
     if audit["passed"]:
         bound = f", at most {threshold:g}" if threshold is not None else ""
         return line + (
             f": the evidence named the others' given labels not far more often than theirs "
-            f"(z = {audit['z']:.1f}{bound}), so decisions went on"
+            f"({rates}z = {audit['z']:.1f}{bound}), so decisions went on"
         )
     bound = f", above {threshold:g}" if threshold is not None else ""
     return line + (
         f": the evidence named the others' given labels far more often than theirs "
-        f"(z = {audit['z']:.1f}{bound}); the features had learnt the labels, so no label was "
-        "changed"
+        f"({rates}z = {audit['z']:.1f}{bound}); the features had learnt the labels, so no label "
+        "was changed"
     )
 
 

@@ -15,6 +15,7 @@ from lionfer.algorithms.lion_evidence import no_audit
 from lionfer.algorithms.lion_report import (
     MEMORISED_Z,
     RELABEL_COLUMNS,
+    audit_figures,
     evidence_check,
     label_figures,
     low_clear_message,
@@ -281,6 +282,27 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
         state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads(), 3.0
     )["label_quality"]
     assert "evidence_audit" not in figures  # no audit
+
+
+@pytest.mark.parametrize(
+    "rates, kept",
+    [
+        ([0.0, 0.5], {"judged_agreement": 0.0, "audit_agreement": 0.5}),  # a rate of 0 is kept
+        ([0.75, 0.0], {"judged_agreement": 0.75, "audit_agreement": 0.0}),
+        ([-1.0, -1.0], {}),  # not read, or none of the audit seen
+    ],
+)
+def test_the_audit_figures_carry_the_rates_its_z_compares_where_known(rates, kept):
+    state = {**audit_state(60, 1.5), "audit_agreement": T(rates)}
+    figures = audit_figures(state, 3.0)
+    assert figures == {
+        "images": 1,
+        "read_step": 60,
+        "z": 1.5,
+        "threshold": 3.0,
+        "passed": True,
+        **kept,
+    }
 
 
 def test_an_audit_read_at_step_0_reports_step_0():

@@ -92,7 +92,7 @@ def audit_figures(state: dict, threshold: float) -> dict:
         "passed": bool(state["audit_passed"]),
     }
     judged, audit = state.get("audit_agreement", no_agreement()).tolist()
-    if judged >= 0 and audit >= 0:
+    if judged >= 0:  # both are kept, or neither (-1)
         figures.update(judged_agreement=judged, audit_agreement=audit)
     return figures
 

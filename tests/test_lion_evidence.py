@@ -22,8 +22,8 @@ from lionfer.algorithms.lion import (
     streak_update,
 )
 from lionfer.algorithms.lion_evidence import (
+    audit_counts,
     audit_rows,
-    audit_z,
     cross_fit_loss,
     nearest_prototype_agrees,
     training_heads,
@@ -589,20 +589,23 @@ def test_the_audit_takes_a_share_of_every_class_and_at_least_one_where_it_has_tw
     assert torch.bincount(labels[audit_rows(labels, 0.49)]).tolist() == [5, 1]
 
 
-def test_audit_z_compares_the_trained_labels_agreement_with_the_audits():
+def test_audit_counts_give_the_z_of_the_trained_labels_agreement_above_the_audits():
     # evidence names labels 0, 1, 1, 0, 1, 0; labels 0, 1, 1, 0 | 0, 1
     evidence = T([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6], [0.7, 0.3]])
     labels = T([0, 1, 1, 0, 0, 1])
     judged = T([True, True, True, True, False, False])
     audit = ~judged
     # 4 of 4 against 0 of 2: pooled 2/3, z = 1 / sqrt(2/9 · (1/4 + 1/2))
-    assert audit_z(evidence, labels, judged, audit) == pytest.approx(1 / math.sqrt(1 / 6))
-    assert audit_z(evidence, labels, judged, torch.zeros(6, dtype=torch.bool)) is None
-    assert audit_z(evidence, labels, torch.zeros(6, dtype=torch.bool), audit) is None
+    counts = audit_counts(evidence, labels, judged, audit)
+    assert counts == (4, 4, 0, 2)
+    assert excess_agreement_z(*counts) == pytest.approx(1 / math.sqrt(1 / 6))
+    assert audit_counts(evidence, labels, judged, torch.zeros(6, dtype=torch.bool)) is None
+    assert audit_counts(evidence, labels, torch.zeros(6, dtype=torch.bool), audit) is None
     # only the rows asked for count: image 3 dropped from the judged set leaves 3 of 3
     fewer = judged & T([True, True, True, False, False, False])
     z = 1 / math.sqrt((3 / 5) * (2 / 5) * (1 / 3 + 1 / 2))
-    assert audit_z(evidence, labels, fewer, audit) == pytest.approx(z)
+    counts = audit_counts(evidence, labels, fewer, audit)
+    assert counts == (3, 3, 0, 2) and excess_agreement_z(*counts) == pytest.approx(z)
 
 
 def audited_lion(**fields):

@@ -124,23 +124,14 @@ def audit_counts(
     evidence: torch.Tensor, labels: torch.Tensor, judged: torch.Tensor, audit: torch.Tensor
 ) -> tuple[int, int, int, int] | None:
     """(hits, images) of the judged images (those whose labels the model trains on), then of the
-    audit's (whose labels no part of it trains on): how often the evidence names their labels.
-    None while either set is empty. evidence (M, C), the rest (M,): labels as given, for judged
-    and audit alike."""
+    audit's (whose labels no part of it trains on): how often the evidence names their labels,
+    for the audit's one-sided z (excess_agreement_z). None while either set is empty.
+    evidence (M, C), the rest (M,): labels as given, for judged and audit alike."""
     named = evidence.argmax(dim=1) == labels
     n_judged, n_audit = int(judged.sum()), int(audit.sum())
     if not n_judged or not n_audit:
         return None
     return int((named & judged).sum()), n_judged, int((named & audit).sum()), n_audit
-
-
-def audit_z(
-    evidence: torch.Tensor, labels: torch.Tensor, judged: torch.Tensor, audit: torch.Tensor
-) -> float | None:
-    """The one-sided z of the evidence's agreement with the judged images' labels above its
-    agreement with the audit's (audit_counts); None while either set is empty."""
-    counts = audit_counts(evidence, labels, judged, audit)
-    return None if counts is None else excess_agreement_z(*counts)
 
 
 def training_heads(folds: torch.Tensor, num_heads: int, set_aside: torch.Tensor) -> torch.Tensor:

@@ -132,8 +132,10 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
         "passed",
         "judged_agreement",
         "audit_agreement",
+        "reads",
     }
     assert audit["images"] >= 1 and audit["threshold"] == 2.5
+    assert audit["reads"] == [{"step": audit["read_step"], "z": audit["z"]}]  # read once
     assert 0 <= audit["judged_agreement"] <= 1 and 0 <= audit["audit_agreement"] <= 1
     assert label_quality_lines(summary)[-2].startswith(f"evidence audit: {audit['images']} ")
     evaluated = evaluate_run(tmp_path / "run", device="cpu")["label_quality"]["evidence_audit"]
@@ -215,6 +217,43 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
         (
             {"images": 14, "read_step": None, "z": None, "passed": True},
             "to the end: the run made no decision",
+        ),
+        (  # read twice: the first read was inconclusive
+            {
+                "images": 14,
+                "read_step": 120,
+                "z": 3.42,
+                "threshold": 3.0,
+                "passed": False,
+                "reads": [{"step": 60, "z": 2.34}, {"step": 120, "z": 3.42}],
+            },
+            "until the first decision, at step 120, after 1 inconclusive read (z = 2.3 at step "
+            "60): the evidence named the others' given labels far more often than theirs (z = "
+            "3.4, above 3); the features had learnt the labels, so no label was changed",
+        ),
+        (  # read three times, and let decisions go on at the last
+            {
+                "images": 14,
+                "read_step": 180,
+                "z": 1.2,
+                "threshold": 3.0,
+                "passed": True,
+                "reads": [{"step": 60, "z": 2.0}, {"step": 120, "z": 1.8}, {"step": 180, "z": 1.2}],
+            },
+            "until the first decision, at step 180, after 2 inconclusive reads (z = 2.0 at step "
+            "60, 1.8 at step 120): the evidence named the others' given labels not far more "
+            "often than theirs (z = 1.2, at most 3), so decisions went on",
+        ),
+        (  # the run ended before a read concluded
+            {
+                "images": 14,
+                "read_step": None,
+                "z": None,
+                "passed": True,
+                "reads": [{"step": 60, "z": 2.0}],
+            },
+            "to the end: the run made no decision; it ended after 1 inconclusive read (z = 2.0 at "
+            "step 60)",
         ),
     ],
 )

@@ -701,12 +701,117 @@ def test_an_audit_none_of_whose_images_was_seen_lets_decisions_go_on():
     assert lion.label.tolist() == [1, 0, 0, 1, 1, 1]
 
 
+# NAMED_BUT_AUDIT: 4 of 4 given labels named against 0 of 2 of the audit's,
+# z = 1 / sqrt(4/6 · 2/6 · (1/4 + 1/2)) = √6 ≈ 2.45; NAMED_BUT_2: 4 of 4 against 1 of 2,
+# z = 1/2 / sqrt(5/6 · 1/6 · 3/4) = 6 / √15 ≈ 1.55
+Z_BUT_AUDIT, Z_BUT_2 = math.sqrt(6), 6 / math.sqrt(15)
+
+
+def waiting_lion(**fields):
+    """The audit read every 2 steps of 10, up to 3 times; a z in (2, 3] is inconclusive."""
+    fields = {"evidence_start": 0.2, "audit_reads": 3, "audit_wait_z": 2.0, **fields}
+    return audited_lion(use_negative_learning=False, **fields)
+
+
+def visit_2_and_3(lion, step):
+    """A visit of images 2 (the audit's, given 0) and 3 (given 1): the heads name class 1 for
+    both, as the evidence already does, so the audit's counts stay as they are."""
+    batch = batch2([[0.6, 0.4], [0.6, 0.4]], [0, 1], [2, 3])
+    return lion.step(Passthrough(2), batch, Progress(step, 10))
+
+
+def test_an_inconclusive_audit_keeps_its_images_and_decides_nothing_until_a_read_concludes():
+    lion = waiting_lion()
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    out = visit_2_and_3(lion, 2)  # the first read: z ≈ 2.45, in (2, 3]
+    assert excess_agreement_z(4, 4, 0, 2) == pytest.approx(Z_BUT_AUDIT)
+    assert bool(lion.audit_open) and int(lion.audit_step) == -1 and bool(lion.audit_passed)
+    assert lion.audit_trail[0].tolist() == pytest.approx([2.0, Z_BUT_AUDIT])
+    assert lion.audit_trail[1:, 0].tolist() == [-1.0, -1.0]
+    assert float(lion.audit_z) == float("-inf") and lion.audit_agreement.tolist() == [-1.0, -1.0]
+    assert lion.label.tolist() == [0, 0, 0, 1, 1, 1]  # image 2's evidence is for 1: no decision
+    assert out.logs["clear_rate"].item() == pytest.approx(0.5)  # image 2 still trains unlabeled
+    visit_2_and_3(lion, 3)  # 3 / 10 < 0.4: no read, no decision
+    assert lion.audit_trail[1, 0].item() == -1.0 and lion.label.tolist() == [0, 0, 0, 1, 1, 1]
+    # saved and loaded mid-wait, the audit goes on from its second read
+    fresh = waiting_lion()
+    fresh.load_state_dict({k: v.clone() for k, v in lion.state_dict().items()})
+    fresh.evidence[:] = T(NAMED_BUT_2)
+    out = visit_2_and_3(fresh, 4)  # the second read: z ≈ 1.55 ≤ 2, decisions go on
+    assert excess_agreement_z(4, 4, 1, 2) == pytest.approx(Z_BUT_2)
+    assert not bool(fresh.audit_open) and int(fresh.audit_step) == 4
+    assert bool(fresh.audit_passed) and float(fresh.audit_z) == pytest.approx(Z_BUT_2)
+    assert fresh.audit_trail[:2].flatten().tolist() == pytest.approx(
+        [2.0, Z_BUT_AUDIT, 4.0, Z_BUT_2]
+    )
+    assert fresh.audit_trail[2].tolist() == [-1.0, float("-inf")]
+    assert fresh.audit_agreement.tolist() == pytest.approx([1.0, 0.5])
+    assert fresh.label.tolist() == [0, 0, 1, 1, 1, 1]  # image 2, given 0, relabeled to 1
+    assert out.logs["clear_rate"].item() == 1.0
+
+
+def test_an_audit_read_again_stops_the_run_where_its_z_then_passes_audit_z():
+    lion = waiting_lion(audit_wait_z=1.0, audit_z=2.0)
+    lion.evidence[:] = T(NAMED_BUT_2)
+    visit_2_and_3(lion, 2)  # z ≈ 1.55 in (1, 2]: inconclusive
+    assert bool(lion.audit_open) and lion.label.tolist() == [0, 0, 0, 1, 1, 1]
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    out = visit_2_and_3(lion, 4)  # z ≈ 2.45 > 2: the labels are learnt, no decision in the run
+    assert int(lion.audit_step) == 4 and not bool(lion.audit_passed)
+    assert float(lion.audit_z) == pytest.approx(Z_BUT_AUDIT)
+    assert lion.label.tolist() == [0, 0, 0, 1, 1, 1]
+    assert out.logs["clear_rate"].item() == 1.0  # the audit trains on its labels
+    lion.evidence[:] = T(NAMED_BUT_2)
+    visit_2_and_3(lion, 6)  # read no more, and no decision
+    assert lion.audit_trail[2, 0].item() == -1.0 and lion.label.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("audit_z, passed", [(3.0, True), (2.4, False)])
+def test_the_last_read_is_held_to_audit_z_alone(audit_z, passed):
+    lion = waiting_lion(audit_reads=2, audit_z=audit_z, audit_wait_z=1.0)
+    lion.evidence[:] = T(NAMED_BUT_2)
+    visit_2_and_3(lion, 2)  # z ≈ 1.55 in (1, audit_z]: inconclusive
+    assert bool(lion.audit_open)
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    visit_2_and_3(lion, 4)  # the last read: z ≈ 2.45, inconclusive no more
+    assert not bool(lion.audit_open) and int(lion.audit_step) == 4
+    assert bool(lion.audit_passed) is passed
+    assert lion.label.tolist() == ([0, 0, 1, 1, 1, 1] if passed else [0, 0, 0, 1, 1, 1])
+
+
+def test_one_read_lets_a_z_between_the_lines_decide_as_before():
+    lion = waiting_lion(audit_reads=1)  # the wait line is not used
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    visit_2_and_3(lion, 2)
+    assert int(lion.audit_step) == 2 and bool(lion.audit_passed)
+    assert lion.audit_trail.flatten().tolist() == pytest.approx([2.0, Z_BUT_AUDIT])
+    assert lion.label.tolist() == [0, 0, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "fields, key",
+    [
+        ({"audit_reads": 0}, "audit_reads"),
+        ({"audit_reads": 10, "evidence_start": 0.1}, "audit_reads"),  # the last read at the end
+        ({"audit_reads": 2, "evidence_start": 0.0}, "audit_reads"),
+        ({"audit_reads": 2, "audit_wait_z": 3.5}, "audit_wait_z"),
+    ],
+)
+def test_audit_reads_that_cannot_all_fall_in_the_run_or_a_wait_line_above_audit_z_are_errors(
+    fields, key
+):
+    with pytest.raises(ConfigError, match=key):
+        lion_config("evidence", **fields)
+    lion_config("evidence", audit_reads=9, evidence_start=0.1)  # the last read at 90%
+    lion_config("evidence", audit_reads=1, audit_wait_z=3.5)  # one read: no wait line
+
+
 def test_the_default_recipe_holds_a_tenth_of_each_class_as_its_audit():
     lion = make_lion([0] * 20 + [1] * 10, recipe="evidence")
     assert lion.cfg.evidence_audit == 0.1
     assert torch.bincount(lion.label[lion.audit]).tolist() == [2, 1]
     assert bool(lion.audit_open)
-    for name in ("audit", "audit_step", "audit_z", "audit_passed"):
+    for name in ("audit", "audit_step", "audit_z", "audit_passed", "audit_trail"):
         assert name in lion.state_dict()
     assert not bool(evidence_lion([0, 1]).audit_open)  # no audit: nothing to hold open
     # without disambiguation there are no decisions to audit, and no label is held out
@@ -738,6 +843,12 @@ def test_a_saved_audit_loads_as_saved_and_a_state_from_before_it_as_no_audit():
     unrated.load_state_dict({k: v for k, v in saved.items() if k != "audit_agreement"})
     assert int(unrated.audit_step) == 5 and not bool(unrated.audit_passed)
     assert unrated.audit_agreement.tolist() == [-1.0, -1.0]
+    # one saved before the audit kept its reads: its one read as the first
+    untrailed = audited_lion(audit_z=1.0, audit_wait_z=1.0, audit_reads=3, evidence_start=0.1)
+    untrailed.load_state_dict({k: v for k, v in saved.items() if k != "audit_trail"})
+    assert untrailed.audit_trail[0].tolist() == pytest.approx([5.0, math.sqrt(3)])
+    assert untrailed.audit_trail[1:].tolist() == [[-1.0, float("-inf")]] * 2
+    assert not bool(untrailed.audit_open) and not bool(untrailed.audit_passed)
     fresh.evidence[:] = T(NAMED_BUT_2)  # it made no decision before the save, nor after
     fresh.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(6, 10))
     assert fresh.label.tolist() == [0, 0, 0, 1, 1, 1]

@@ -305,6 +305,21 @@ def test_the_audit_figures_carry_the_rates_its_z_compares_where_known(rates, kep
     }
 
 
+def test_the_audit_figures_list_every_read_made_in_order():
+    trail = T([[60.0, 2.34], [120.0, 3.42], [-1.0, float("-inf")]])
+    state = {**audit_state(120, 3.42, passed=False), "audit_trail": trail}
+    assert audit_figures(state, 3.0)["reads"] == [
+        {"step": 60, "z": pytest.approx(2.34)},
+        {"step": 120, "z": pytest.approx(3.42)},
+    ]
+    # a read that saw none of the audit's images has no z; none made, no read listed
+    trail = T([[60.0, float("-inf")], [-1.0, float("-inf")]])
+    state = {**audit_state(60, float("-inf")), "audit_trail": trail}
+    assert audit_figures(state, 3.0)["reads"] == [{"step": 60, "z": None}]
+    state = {**audit_state(-1, float("-inf")), "audit_trail": T([[-1.0, float("-inf")]])}
+    assert audit_figures(state, 3.0)["reads"] == []
+
+
 def test_an_audit_read_at_step_0_reports_step_0():
     state = audit_state(0, 1.5)
     figures = label_figures(

@@ -76,6 +76,7 @@ from lionfer.algorithms.lion_evidence import (
     evidence_verdict,
     no_agreement,
     no_audit,
+    no_trail,
     stratified_folds,
     streak_update,
 )
@@ -262,11 +263,15 @@ class Lion(EvidenceDisambiguation, Algorithm):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """A state saved before the evidence rule had its audit loads as a run without one; one
-        saved before the audit kept its agreement rates, without them."""
+        saved before the audit kept its agreement rates, without them; one saved before it kept
+        its reads, with its one read as the first."""
         if self.heads is not None and "audit" not in state:
-            state = {**state, **no_audit(len(self.label))}
+            state = {**state, **no_audit(len(self.label), self.cfg.audit_reads)}
         if self.heads is not None and "audit_agreement" not in state:
             state = {**state, "audit_agreement": no_agreement()}
+        if self.heads is not None and "audit_trail" not in state:
+            first = int(state["audit_step"]), float(state["audit_z"])
+            state = {**state, "audit_trail": no_trail(self.cfg.audit_reads, *first)}
         super().load_state_dict(state)
         if self.heads is not None:
             self._mirror_audit()

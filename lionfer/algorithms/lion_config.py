@@ -121,6 +121,11 @@ class LionConfig:
     # its labels. 0: no audit.
     evidence_audit: float = 0.0
     audit_z: float = 3.0
+    # A z above audit_wait_z but not above audit_z is inconclusive: the audit keeps its images
+    # and is read again after another evidence_start of the steps, with no decision meanwhile,
+    # up to audit_reads reads in all (1: one read, held to audit_z alone).
+    audit_wait_z: float = 1.645
+    audit_reads: int = 1
     lambda_elr: float = 0.0  # ELR's weight: λ log(1 − ⟨p, t⟩) keeps p near its early targets t
     elr_momentum: float = 0.7  # β of ELR's per-image targets t ← β t + (1 − β) p
     # What ELR pulls p toward: "own", the image's running average of its own predictions (ELR's
@@ -193,6 +198,19 @@ class LionConfig:
             "must lie in [0, 0.5) (the share of each class's labels held out as the audit)",
         )
         check(self.audit_z > 0, "algorithm.audit_z", "must be > 0")
+        check(
+            self.audit_reads == 1 or self.audit_wait_z <= self.audit_z,
+            "algorithm.audit_wait_z",
+            "must be at most algorithm.audit_z where algorithm.audit_reads > 1 (a z between "
+            "the two is inconclusive)",
+        )
+        check(self.audit_reads >= 1, "algorithm.audit_reads", "must be >= 1")
+        check(
+            self.audit_reads == 1 or 0 < round(self.audit_reads * self.evidence_start, 9) < 1,
+            "algorithm.audit_reads",
+            "times algorithm.evidence_start must lie in (0, 1): the audit is read every "
+            "evidence_start of the steps, and every read must fall within the run",
+        )
         check(
             self.weight_update == "ema" or self.weight_init == "probs",
             "algorithm.weight_init",

@@ -44,6 +44,7 @@ EVIDENCE_STATE = (
     "audit_z",
     "audit_passed",
     "audit_agreement",
+    "audit_trail",
 )
 
 
@@ -103,15 +104,32 @@ def audit_held(audit: torch.Tensor, audit_step: torch.Tensor) -> torch.Tensor:
     return audit & (audit_step < 0)
 
 
-def no_audit(m: int) -> dict[str, torch.Tensor]:
-    """The audit's state where there is none (evidence_audit = 0, or a state saved before it)."""
+def no_audit(m: int, reads: int = 1) -> dict[str, torch.Tensor]:
+    """The audit's state where there is none (evidence_audit = 0, or a state saved before it),
+    for a run that reads it up to `reads` times."""
     return {
         "audit": torch.zeros(m, dtype=torch.bool),
         "audit_step": torch.full((), -1, dtype=torch.long),
         "audit_z": torch.full((), NO_Z),
         "audit_passed": torch.tensor(True),
         "audit_agreement": no_agreement(),
+        "audit_trail": no_trail(reads),
     }
+
+
+def audit_read_point(reads: int, start: float) -> float:
+    """The fraction of the steps at which the audit's read after `reads` reads falls: every
+    evidence_start (start) of the steps (rounded, so that 3 · 0.1 is 0.3)."""
+    return round((reads + 1) * start, 9)
+
+
+def no_trail(reads: int, step: int = -1, z: float = NO_Z) -> torch.Tensor:
+    """(reads, 2) the audit's reads in order, each its step and z; (-1, NO_Z) where a read was
+    not made. step, z: a first read to record (a state saved before the trail was kept)."""
+    trail = torch.tensor([[-1.0, NO_Z]]).repeat(reads, 1)
+    if step >= 0:
+        trail[0] = torch.tensor([float(step), z])
+    return trail
 
 
 def no_agreement() -> torch.Tensor:
@@ -301,6 +319,7 @@ class EvidenceDisambiguation:
         self.audit_z = torch.full((), NO_Z)  # its z then (NO_Z: not read, or none seen)
         self.audit_passed = torch.tensor(True)  # false: no decision in this run
         self.audit_agreement = no_agreement()  # its rates then: the judged images', the audit's
+        self.audit_trail = no_trail(cfg.audit_reads)  # every read: its step and z
         self._mirror_audit()
 
     @property
@@ -311,7 +330,8 @@ class EvidenceDisambiguation:
     def _mirror_audit(self) -> None:
         """The audit's flags as Python values, so that the step reads them without a sync."""
         self._audit_pending = bool(self.audit_open)
-        self._decisions_allowed = bool(self.audit_passed)
+        self._audit_reads = int((self.audit_trail[:, 0] >= 0).sum())
+        self._decisions_allowed = bool(self.audit_passed) and not self._audit_pending
 
     def _set_aside(self, idx) -> torch.Tensor:
         """(B,) rows that train as unlabeled images: demoted, or in the audit before its read."""
@@ -372,24 +392,32 @@ class EvidenceDisambiguation:
         )
 
     def _audit_passes(self, progress: Progress) -> bool:
-        """Whether decisions may be made. The audit is read once, at the first decision: where
-        the evidence names the other images' given labels far more often than the audit's (z
-        above audit_z), the features have learnt the labels, and no decision is made in this
-        run. Either way the audit then trains on its labels like any other image."""
-        if self._audit_pending:
+        """Whether decisions may be made. The audit is read at the first decision: where the
+        evidence names the other images' given labels far more often than the audit's (z above
+        audit_z), the features have learnt the labels, and no decision is made in this run;
+        where it does not (z at most audit_wait_z), decisions go on. A z between the two is
+        inconclusive: the audit keeps its images and is read again after another evidence_start
+        of the steps, with no decision meanwhile, up to audit_reads reads; the last is held to
+        audit_z alone. Once it concludes, the audit trains on its labels like any other image."""
+        cfg = self.cfg
+        due = progress.fraction >= audit_read_point(self._audit_reads, cfg.evidence_start)
+        if self._audit_pending and due:
             # the given labels of every visited image: the current labels of the images kept
             # would agree with the evidence by the decisions' making
             visited = self.evidence_visits > 0
             given = self.info.given_labels.to(self.label.device)
             counts = audit_counts(self.evidence, given, ~self.audit & visited, self.audit & visited)
-            self.audit_step.fill_(progress.step)
-            if counts is not None:
-                hits_judged, n_judged, hits_audit, n_audit = counts
-                z = excess_agreement_z(*counts)
-                self.audit_z.fill_(z)
-                self.audit_passed.fill_(z <= self.cfg.audit_z)
-                rates = torch.tensor([hits_judged / n_judged, hits_audit / n_audit])
-                self.audit_agreement.copy_(rates)
+            z = NO_Z if counts is None else excess_agreement_z(*counts)
+            self.audit_trail[self._audit_reads] = torch.tensor([float(progress.step), z])
+            last = self._audit_reads + 1 >= cfg.audit_reads
+            if counts is None or z > cfg.audit_z or z <= cfg.audit_wait_z or last:
+                self.audit_step.fill_(progress.step)
+                if counts is not None:
+                    hits_judged, n_judged, hits_audit, n_audit = counts
+                    self.audit_z.fill_(z)
+                    self.audit_passed.fill_(z <= cfg.audit_z)
+                    rates = torch.tensor([hits_judged / n_judged, hits_audit / n_audit])
+                    self.audit_agreement.copy_(rates)
             self._mirror_audit()
         return self._decisions_allowed
 

@@ -81,7 +81,9 @@ def audit_figures(state: dict, threshold: float) -> dict:
     it was read, or where none of its images had been visited), the z above which it stops
     decisions (threshold, algorithm.audit_z), and whether decisions went on; with the rates its z
     compares, how often the evidence named the judged images' given labels and the audit's
-    (judged_agreement, audit_agreement), where the state keeps them."""
+    (judged_agreement, audit_agreement), where the state keeps them; and every read made, its
+    step and z (reads: those before the read that concluded were inconclusive, and all of them
+    were where the run ended before one concluded)."""
     z = float(state["audit_z"])
     step = int(state["audit_step"])
     figures = {
@@ -94,6 +96,12 @@ def audit_figures(state: dict, threshold: float) -> dict:
     judged, audit = state.get("audit_agreement", no_agreement()).tolist()
     if judged >= 0:  # both are kept, or neither (-1)
         figures.update(judged_agreement=judged, audit_agreement=audit)
+    if "audit_trail" in state:  # every read in order; all but a concluding last inconclusive
+        figures["reads"] = [
+            {"step": int(read_step), "z": read_z if np.isfinite(read_z) else None}
+            for read_step, read_z in state["audit_trail"].tolist()
+            if read_step >= 0
+        ]
     return figures
 
 

@@ -41,9 +41,14 @@ def label_quality_lines(summary: dict) -> list[str]:
 def evidence_audit_line(audit: dict) -> str:
     """The evidence rule's audit (lion_report.audit_figures) in a sentence."""
     line = f"evidence audit: {audit['images']} labeled images held out of training on their labels"
+    reads = audit.get("reads") or []  # absent from the summaries of runs made before it was kept
     if audit["read_step"] is None:
-        return line + " to the end: the run made no decision"
+        line += " to the end: the run made no decision"
+        return line + (f"; it ended after {_inconclusive(reads)}" if reads else "")
+    waited = reads[:-1]
     line += f" until the first decision, at step {audit['read_step']}"
+    if waited:
+        line += f", after {_inconclusive(waited)}"
     if audit["z"] is None:
         return line + ", none of them seen by then: decisions went on"
     # the threshold and the rates are absent from the summaries of runs made before they were kept
@@ -63,6 +68,13 @@ def evidence_audit_line(audit: dict) -> str:
         f"({rates}z = {audit['z']:.1f}{bound}); the features had learnt the labels, so no label "
         "was changed"
     )
+
+
+def _inconclusive(reads: list) -> str:
+    """'2 inconclusive reads (z = 2.3 at step 60, 2.7 at step 120)'."""
+    each = ", ".join(f"{read['z']:.1f} at step {read['step']}" for read in reads)
+    noun = "read" if len(reads) == 1 else "reads"
+    return f"{len(reads)} inconclusive {noun} (z = {each})"
 
 
 def evidence_check_line(check: dict, changed: bool = True) -> str:

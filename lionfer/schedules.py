@@ -232,7 +232,8 @@ SCHEDULES: tuple[Schedule, ...] = (
     Schedule(
         "lion:evidence",
         "evidence_start",
-        "first evidence decision, and the audit's read",
+        "first evidence decision, and the audit's read (again after each further one "
+        "while it is inconclusive)",
         "lionfer's own (no paper)",
         "-",
         "fraction",

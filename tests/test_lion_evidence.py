@@ -609,7 +609,9 @@ def test_audit_counts_give_the_z_of_the_trained_labels_agreement_above_the_audit
 
 
 def audited_lion(**fields):
-    """Labels 0, 0, 0, 1, 1, 1, images 2 and 5 the audit, every head certain of class 1."""
+    """Labels 0, 0, 0, 1, 1, 1, images 2 and 5 the audit, every head certain of class 1; read
+    once unless asked (the reads after an inconclusive one have their own tests below)."""
+    fields = {"audit_reads": 1, **fields}
     lion = evidence_lion([0, 0, 0, 1, 1, 1], min_visits=1, evidence_audit=0.3, **fields)
     lion.audit[:] = T([False, False, True, False, False, True])
     lion.evidence_visits[:] = 1
@@ -793,7 +795,6 @@ def test_one_read_lets_a_z_between_the_lines_decide_as_before():
     [
         ({"audit_reads": 0}, "audit_reads"),
         ({"audit_reads": 10, "evidence_start": 0.1}, "audit_reads"),  # the last read at the end
-        ({"audit_reads": 2, "evidence_start": 0.0}, "audit_reads"),
         ({"audit_reads": 2, "audit_wait_z": 3.5}, "audit_wait_z"),
     ],
 )
@@ -803,12 +804,16 @@ def test_audit_reads_that_cannot_all_fall_in_the_run_or_a_wait_line_above_audit_
     with pytest.raises(ConfigError, match=key):
         lion_config("evidence", **fields)
     lion_config("evidence", audit_reads=9, evidence_start=0.1)  # the last read at 90%
+    lion_config("evidence", evidence_start=0.5, evidence_audit=0.0)  # no audit: no reads
+    lion_config("evidence", evidence_start=0.0)  # decisions from step 0: reads on steps 0, 1, 2
     lion_config("evidence", audit_reads=1, audit_wait_z=3.5)  # one read: no wait line
 
 
 def test_the_default_recipe_holds_a_tenth_of_each_class_as_its_audit():
     lion = make_lion([0] * 20 + [1] * 10, recipe="evidence")
     assert lion.cfg.evidence_audit == 0.1
+    assert (lion.cfg.audit_reads, lion.cfg.audit_wait_z, lion.cfg.audit_z) == (3, 1.645, 3.0)
+    assert lion.audit_trail.shape == (3, 2)
     assert torch.bincount(lion.label[lion.audit]).tolist() == [2, 1]
     assert bool(lion.audit_open)
     for name in ("audit", "audit_step", "audit_z", "audit_passed", "audit_trail"):
@@ -871,3 +876,14 @@ def test_an_audit_read_at_step_0_lets_its_images_train_on_their_labels_from_then
     out = lion.step(Passthrough(2), batch, Progress(0, 10))  # evidence_start 0: read at step 0
     assert int(lion.audit_step) == 0 and bool(lion.audit_passed)
     assert out.logs["clear_rate"].item() == 1.0 and not bool(lion.audit_open)
+
+
+def test_with_decisions_from_step_0_an_inconclusive_audit_is_read_again_on_the_next_step():
+    lion = waiting_lion(evidence_start=0.0)
+    lion.evidence[:] = T(NAMED_BUT_AUDIT)
+    visit_2_and_3(lion, 0)  # z ≈ 2.45: inconclusive
+    assert bool(lion.audit_open) and lion.audit_trail[0].tolist() == pytest.approx([0, Z_BUT_AUDIT])
+    lion.evidence[:] = T(NAMED_BUT_2)
+    visit_2_and_3(lion, 1)  # z ≈ 1.55: decisions go on
+    assert int(lion.audit_step) == 1 and bool(lion.audit_passed)
+    assert lion.label.tolist() == [0, 0, 1, 1, 1, 1]

@@ -123,7 +123,8 @@ class LionConfig:
     audit_z: float = 3.0
     # A z above audit_wait_z but not above audit_z is inconclusive: the audit keeps its images
     # and is read again after another evidence_start of the steps, with no decision meanwhile,
-    # up to audit_reads reads in all (1: one read, held to audit_z alone).
+    # up to audit_reads reads in all (1: one read, held to audit_z alone; with evidence_start 0,
+    # on successive steps).
     audit_wait_z: float = 1.645
     audit_reads: int = 1
     lambda_elr: float = 0.0  # ELR's weight: λ log(1 − ⟨p, t⟩) keeps p near its early targets t
@@ -206,9 +207,11 @@ class LionConfig:
         )
         check(self.audit_reads >= 1, "algorithm.audit_reads", "must be >= 1")
         check(
-            self.audit_reads == 1 or 0 < round(self.audit_reads * self.evidence_start, 9) < 1,
+            self.audit_reads == 1
+            or self.evidence_audit == 0
+            or round(self.audit_reads * self.evidence_start, 9) < 1,
             "algorithm.audit_reads",
-            "times algorithm.evidence_start must lie in (0, 1): the audit is read every "
+            "times algorithm.evidence_start must be under 1: the audit is read every "
             "evidence_start of the steps, and every read must fall within the run",
         )
         check(
@@ -292,6 +295,8 @@ LION_RECIPES: dict[str, dict] = {
         "elr_target": "evidence",
         "evidence_agreement": "prototype",  # a relabel the prototypes contradict is a demotion
         "evidence_audit": 0.1,  # no decision where the features have learnt the labels
+        # an inconclusive read (z in (1.645, 3]) waits and reads again, at 20% and 30% of the run
+        "audit_reads": 3,
     },
 }
 LION_RECIPE_NOTES = {

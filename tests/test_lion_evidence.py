@@ -26,6 +26,7 @@ from lionfer.algorithms.lion_evidence import (
     audit_rows,
     cross_fit_loss,
     nearest_prototype_agrees,
+    no_trail,
     training_heads,
 )
 from lionfer.errors import ConfigError
@@ -886,4 +887,26 @@ def test_with_decisions_from_step_0_an_inconclusive_audit_is_read_again_on_the_n
     lion.evidence[:] = T(NAMED_BUT_2)
     visit_2_and_3(lion, 1)  # z ≈ 1.55: decisions go on
     assert int(lion.audit_step) == 1 and bool(lion.audit_passed)
+    assert lion.audit_trail[:2].flatten().tolist() == pytest.approx([0, Z_BUT_AUDIT, 1, Z_BUT_2])
     assert lion.label.tolist() == [0, 0, 1, 1, 1, 1]
+
+
+def test_a_read_at_exactly_audit_z_before_the_last_waits_and_one_at_exactly_audit_wait_z_decides():
+    at_stop = waiting_lion(audit_z=Z_BUT_AUDIT)
+    at_stop.evidence[:] = T(NAMED_BUT_AUDIT)
+    visit_2_and_3(at_stop, 2)  # z = audit_z: not above it, and above the wait line
+    assert bool(at_stop.audit_open) and int(at_stop.audit_step) == -1
+    at_wait = waiting_lion(audit_wait_z=Z_BUT_2)
+    at_wait.evidence[:] = T(NAMED_BUT_2)
+    visit_2_and_3(at_wait, 2)  # z = audit_wait_z: not above it, so decisions go on
+    assert int(at_wait.audit_step) == 2 and bool(at_wait.audit_passed)
+
+
+def test_the_trail_of_a_state_saved_before_it_was_kept_holds_its_one_read_even_at_step_0():
+    assert no_trail(2, 0, 1.5).tolist() == [[0.0, 1.5], [-1.0, float("-inf")]]
+    assert no_trail(2).tolist() == [[-1.0, float("-inf")]] * 2
+    # a state saved before the audit, loaded into a run that reads it up to 3 times
+    lion = audited_lion(audit_reads=3, audit_wait_z=1.0, evidence_start=0.1)
+    old = {k: v for k, v in lion.state_dict().items() if not k.startswith("audit")}
+    lion.load_state_dict(old)
+    assert lion.audit_trail.shape == (3, 2) and not lion.audit.any()

@@ -203,7 +203,7 @@ def test_the_evidence_check_needs_test_labels_and_reaches_the_label_figures():
     quality = label_figures(state, T(GIVEN), probe(), cosine_to_prototypes)["label_quality"]
     assert "evidence_check" not in quality  # no heads: another rule
     state = lion_state(
-        fold=CHECK_FOLDS, prototype_ready=T([False, False, False]), **no_audit(len(CHECK_GIVEN))
+        fold=CHECK_FOLDS, prototype_ready=T([False, False, False]), **no_audit(len(CHECK_GIVEN), 1)
     )
     figures = label_figures(
         state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
@@ -318,6 +318,8 @@ def test_the_audit_figures_list_every_read_made_in_order():
     assert audit_figures(state, 3.0)["reads"] == [{"step": 60, "z": None}]
     state = {**audit_state(-1, float("-inf")), "audit_trail": T([[-1.0, float("-inf")]])}
     assert audit_figures(state, 3.0)["reads"] == []
+    state = {**audit_state(-1, float("-inf")), "audit_trail": T([[0.0, 2.0], [-1.0, 0.0]])}
+    assert audit_figures(state, 3.0)["reads"] == [{"step": 0, "z": 2.0}]  # a read at step 0
 
 
 def test_an_audit_read_at_step_0_reports_step_0():

@@ -104,7 +104,7 @@ def audit_held(audit: torch.Tensor, audit_step: torch.Tensor) -> torch.Tensor:
     return audit & (audit_step < 0)
 
 
-def no_audit(m: int, reads: int = 1) -> dict[str, torch.Tensor]:
+def no_audit(m: int, reads: int) -> dict[str, torch.Tensor]:
     """The audit's state where there is none (evidence_audit = 0, or a state saved before it),
     for a run that reads it up to `reads` times."""
     return {

@@ -910,3 +910,16 @@ def test_the_trail_of_a_state_saved_before_it_was_kept_holds_its_one_read_even_a
     old = {k: v for k, v in lion.state_dict().items() if not k.startswith("audit")}
     lion.load_state_dict(old)
     assert lion.audit_trail.shape == (3, 2) and not lion.audit.any()
+
+
+def test_an_inconclusive_read_with_a_negative_z_counts_as_a_read():
+    lion = waiting_lion(audit_wait_z=-2.0)
+    # judged images 0, 1, 3, 4: 2 of 4 given labels named; the audit's 2 and 5: 2 of 2, so
+    # z = −1/2 / sqrt(4/6 · 2/6 · 3/4) ≈ −1.22, in (−2, 3]
+    lion.evidence[:] = T([[0.1, 0.9], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])
+    visit_4 = batch2([[0.6, 0.4]], [1], [4])  # the heads name image 4's label, 1, again
+    lion.step(Passthrough(2), visit_4, Progress(2, 10))
+    assert bool(lion.audit_open)
+    assert lion.audit_trail[0].tolist() == pytest.approx([2.0, -0.5 / math.sqrt(1 / 6)])
+    lion.step(Passthrough(2), visit_4, Progress(3, 10))  # the next read is due at 40%, not now
+    assert lion.audit_trail[:, 0].tolist() == [2.0, -1.0, -1.0] and bool(lion.audit_open)

@@ -265,16 +265,18 @@ class Lion(EvidenceDisambiguation, Algorithm):
         """A state saved before the evidence rule had its audit loads as a run without one; one
         saved before the audit kept its agreement rates, without them; one saved before it kept
         its reads, with its one read as the first."""
-        if self.heads is not None and "audit" not in state:
+        if self.heads is None:
+            super().load_state_dict(state)
+            return
+        if "audit" not in state:
             state = {**state, **no_audit(len(self.label), self.cfg.audit_reads)}
-        if self.heads is not None and "audit_agreement" not in state:
+        if "audit_agreement" not in state:
             state = {**state, "audit_agreement": no_agreement()}
-        if self.heads is not None and "audit_trail" not in state:
+        if "audit_trail" not in state:
             first = int(state["audit_step"]), float(state["audit_z"])
             state = {**state, "audit_trail": no_trail(self.cfg.audit_reads, *first)}
         super().load_state_dict(state)
-        if self.heads is not None:
-            self._mirror_audit()
+        self._mirror_audit()
 
     def modules(self) -> torch.nn.Module | None:
         return self.heads

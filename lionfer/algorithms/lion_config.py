@@ -29,6 +29,12 @@ LION_RULE_CHOICES = {
 }
 
 
+def audit_read_point(reads: int, start: float) -> float:
+    """The fraction of the steps at which the audit's read after `reads` reads falls: every
+    evidence_start (start) of the steps (rounded, so that 3 · 0.1 is 0.3)."""
+    return round((reads + 1) * start, 9)
+
+
 @dataclass(frozen=True, init=False)
 class LionConfig:
     """LION's hyperparameters and rules. The field defaults are the paper's equations; every
@@ -209,7 +215,7 @@ class LionConfig:
         check(
             self.audit_reads == 1
             or self.evidence_audit == 0
-            or round(self.audit_reads * self.evidence_start, 9) < 1,
+            or audit_read_point(self.audit_reads - 1, self.evidence_start) < 1,
             "algorithm.audit_reads",
             "times algorithm.evidence_start must be under 1: the audit is read every "
             "evidence_start of the steps, and every read must fall within the run",

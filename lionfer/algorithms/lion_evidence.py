@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from lionfer.algorithms.base import Progress
+from lionfer.algorithms.lion_config import audit_read_point
 from lionfer.algorithms.lion_equations import (
     cosine_to_prototypes,
     first_occurrence,
@@ -115,12 +116,6 @@ def no_audit(m: int, reads: int) -> dict[str, torch.Tensor]:
         "audit_agreement": no_agreement(),
         "audit_trail": no_trail(reads),
     }
-
-
-def audit_read_point(reads: int, start: float) -> float:
-    """The fraction of the steps at which the audit's read after `reads` reads falls: every
-    evidence_start (start) of the steps (rounded, so that 3 · 0.1 is 0.3)."""
-    return round((reads + 1) * start, 9)
 
 
 def no_trail(reads: int, step: int = -1, z: float = NO_Z) -> torch.Tensor:
@@ -400,8 +395,9 @@ class EvidenceDisambiguation:
         of the steps, with no decision meanwhile, up to audit_reads reads; the last is held to
         audit_z alone. Once it concludes, the audit trains on its labels like any other image."""
         cfg = self.cfg
-        due = progress.fraction >= audit_read_point(self._audit_reads, cfg.evidence_start)
-        if self._audit_pending and due:
+        if self._audit_pending and progress.fraction >= audit_read_point(
+            self._audit_reads, cfg.evidence_start
+        ):
             # the given labels of every visited image: the current labels of the images kept
             # would agree with the evidence by the decisions' making
             visited = self.evidence_visits > 0

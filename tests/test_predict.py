@@ -258,7 +258,7 @@ def test_the_stream_holds_at_most_a_batch_of_frames(stubbed, monkeypatch):
             decoded.append(index)
             yield index, index / 25, scene(faces((3,)), at=((10, 10),))
 
-    monkeypatch.setattr(P, "frames", endless)
+    monkeypatch.setattr(P, "clip_frames", endless)
     sources = [P.Source("live.mp4", "video", path=Path("live.mp4"))]
     first = next(iter(stubbed.stream(sources)))
     assert first.index == 0 and first.probs.shape == (2, len(CLASS_NAMES))
@@ -336,3 +336,56 @@ def test_a_truncated_video_ends_with_a_row_saying_where_decoding_stopped(tmp_pat
     assert "of the 30 frames" in last["error"]
     assert last["frame"] == len(read) and last["time_s"] == pytest.approx(len(read) / 10)
     assert pd.isna(last["label"])
+
+
+def _animation(path: Path, images: list[Image.Image], **save) -> Path:
+    images[0].save(path, save_all=True, append_images=images[1:], **save)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png"])
+def test_an_animated_image_is_read_frame_by_frame_as_a_clip(tmp_path, checkpoint, suffix):
+    predictor = load(checkpoint, detector=lambda image: pytest.fail("cropped: no detection"))
+    shown = [Image.fromarray(face) for face in faces((0, 1, 2, 3, 4))]
+    clip = _animation(tmp_path / f"clip{suffix}", shown, duration=[100, 50, 100, 100, 100])
+    (source,) = collect_sources([clip])[0]
+    assert source.kind == "video"
+    table = predictor.predict(str(clip), cropped=True, frame_stride=2)
+    assert table["frame"].tolist() == [0, 2, 4]
+    np.testing.assert_allclose(table["time_s"], [0.0, 0.15, 0.35])  # the durations before each
+    with Image.open(clip) as decoded:  # each row is its own frame, as the file decodes it
+        frames = []
+        for index in (0, 2, 4):
+            decoded.seek(index)
+            frames.append(decoded.convert("RGB"))
+    expected = predictor.probabilities(frames)
+    np.testing.assert_allclose(table[P_COLUMNS].to_numpy(), expected, atol=1e-6)
+    assert len(set(table["label"])) > 1 or len({tuple(r) for r in expected.round(4)}) == 3
+
+
+def test_an_image_of_one_frame_stays_an_image_and_pages_have_no_time(tmp_path, checkpoint):
+    predictor = load(checkpoint, detector=lambda image: pytest.fail("cropped: no detection"))
+    shown = [Image.fromarray(face) for face in faces((0, 1, 2))]
+    still = _animation(tmp_path / "still.gif", shown[:1], duration=100)
+    pages = _animation(tmp_path / "pages.tif", shown)  # a multi-page TIFF states no duration
+    sources, _ = collect_sources([still, pages])
+    assert [s.kind for s in sources] == ["image", "video"]
+    table = predictor.predict([str(still), str(pages)], cropped=True)
+    assert table["frame"].tolist() == [0, 0, 1, 2]
+    assert table["time_s"].isna().all()
+
+
+def test_a_truncated_animation_ends_with_a_row_saying_where_decoding_stopped(tmp_path, stubbed):
+    noise = np.random.default_rng(0)
+    shown = [Image.fromarray(noise.integers(0, 256, (60, 80, 3), dtype=np.uint8)) for _ in range(6)]
+    whole = _animation(tmp_path / "clip.gif", shown, duration=100)
+    data = whole.read_bytes()
+    for fraction in (0.5, 0.99):  # cut inside a frame's data, or where the count cannot pass it
+        cut = tmp_path / f"cut{fraction}.gif"
+        cut.write_bytes(data[: int(len(data) * fraction)])
+        table = stubbed.predict(str(cut))
+        read = table[table["error"].isna()]["frame"].drop_duplicates().tolist()
+        last = table.iloc[-1]
+        assert 0 < len(read) < 6 and read == list(range(len(read)))
+        assert last["error"].startswith(f"damaged video: decoding stopped at frame {len(read)} (")
+        assert last["time_s"] == pytest.approx(len(read) / 10) and pd.isna(last["label"])

@@ -182,6 +182,23 @@ def test_annotate_writes_images_and_a_video(tmp_path, checkpoint, photos):
                       annotate=photos.anchor, progress=False)  # fmt: skip
 
 
+def test_an_animated_image_is_counted_and_annotated_as_a_clip(tmp_path, checkpoint):
+    predictor = load(checkpoint, detector="haar")
+    shown = [scene(faces()) if i % 2 else blank((320, 160)) for i in range(5)]
+    clip = tmp_path / "clip.gif"
+    shown[0].save(clip, save_all=True, append_images=shown[1:], duration=200)  # 5 fps
+    folder = tmp_path / "annotated"
+    report = predict_files(predictor, [str(clip)], tmp_path / "p.csv", frame_stride=2,
+                           annotate=folder, progress=False)  # fmt: skip
+    assert report.counts["videos"] == 1 and report.counts["images"] == 0
+    assert [r["frame"] for r in read_rows(tmp_path / "p.csv")] == ["0", "2", "4"]  # blank frames
+    (video,) = folder.rglob("clip.gif.*")
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(5 / 2)  # its frame rate, over stride
+    capture.release()
+
+
 def test_annotated_output_inside_the_inputs_is_never_read_back(
     tmp_path, checkpoint, photos, capsys
 ):

@@ -37,7 +37,7 @@ from lionfer.inference.predictor import (
     SourceDone,
     collect_sources,
 )
-from lionfer.inference.video import VideoWriter, draw_faces, video_fps
+from lionfer.inference.video import VideoWriter, clip_fps, draw_faces
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_SUFFIX = ".progress"
@@ -394,7 +394,7 @@ class Annotator:
         if frame.source.kind == "video":
             writer = self.videos.get(frame.source.name)
             if writer is None:
-                fps = (video_fps(frame.source.path) or 25.0) / self.frame_stride
+                fps = (clip_fps(frame.source.path) or 25.0) / self.frame_stride
                 # clip.avi -> clip.avi.mp4: two inputs never share an annotated video
                 stem = target.with_name(target.name + ".video")
                 writer = self.videos[frame.source.name] = VideoWriter(stem, fps)

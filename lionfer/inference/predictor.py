@@ -38,7 +38,8 @@ from lionfer.inference.video import (
     DamagedVideoError,
     EmptyVideoError,
     VideoError,
-    frames,
+    clip_frames,
+    is_clip,
     is_video_file,
 )
 
@@ -175,7 +176,7 @@ def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int]:
         for path in paths:
             if str(path) not in seen:
                 seen.add(str(path))
-                kind = "video" if is_video_file(path) else "image"
+                kind = "video" if is_clip(path) else "image"  # an animated image is a clip
                 sources.append(Source(str(path), kind, path=path))
     return sources, ignored
 
@@ -399,7 +400,7 @@ class Predictor:
             yield self._frame(source, 0, None, image, cropped, keep)
         else:
             try:
-                for index, time_s, image in frames(source.path, stride):
+                for index, time_s, image in clip_frames(source.path, stride):
                     yield self._frame(source, index, time_s, image, cropped, keep)
             except DamagedVideoError as error:
                 yield Frame(

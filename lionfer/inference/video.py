@@ -1,5 +1,6 @@
-"""Videos, streamed: frames are decoded one at a time (OpenCV), so memory stays flat however long
-the clip; plus the drawing of boxes and labels and the annotated-video writer used by predict."""
+"""Videos, streamed: frames are decoded one at a time (OpenCV; PIL for animated images), so memory
+stays flat however long the clip; plus the drawing of boxes and labels and the annotated-video
+writer used by predict."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from lionfer.data.images import to_rgb
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
@@ -43,8 +46,118 @@ class DamagedVideoError(VideoError):
 EXACT_FRAME_COUNT = frozenset({".mp4", ".m4v", ".mov", ".avi"})
 
 
+# Image formats that may hold several frames: an animated GIF, PNG (APNG) or WebP, a multi-page
+# TIFF. Such a file with more than one frame is a clip, read frame by frame like a video.
+ANIMATED_IMAGE_EXTENSIONS = frozenset({".gif", ".png", ".webp", ".tif", ".tiff"})
+
+
 def is_video_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def is_animated_image(path: str | Path) -> bool:
+    """Whether path is an image file of more than one frame, or one whose frames cannot be
+    counted (damaged after its first: read as a clip, the damage is reported where decoding
+    stops). False for a file PIL cannot open, which is then read, and reported, as an image."""
+    if Path(path).suffix.lower() not in ANIMATED_IMAGE_EXTENSIONS:
+        return False
+    try:
+        image = Image.open(path)
+    except Exception:  # PIL's zoo of decode errors: open_image names the problem later
+        return False
+    with image:
+        try:
+            return getattr(image, "n_frames", 1) > 1
+        except Exception:
+            return True
+
+
+def is_clip(path: str | Path) -> bool:
+    """A file read frame by frame: a video, or an image of several frames."""
+    return is_video_file(path) or is_animated_image(path)
+
+
+def clip_frames(
+    path: str | Path, stride: int = 1
+) -> Iterator[tuple[int, float | None, Image.Image]]:
+    """frames() of a video, image_frames() of an animated image."""
+    if Path(path).suffix.lower() in ANIMATED_IMAGE_EXTENSIONS:
+        return image_frames(path, stride)
+    return frames(path, stride)
+
+
+def image_frames(
+    path: str | Path, stride: int = 1
+) -> Iterator[tuple[int, float | None, Image.Image]]:
+    """(frame index, time in seconds, RGB frame) for every stride-th frame of an image file of
+    several frames, as frames() gives a video's. A frame's time is the sum of the durations of
+    the frames before it; None where the file states no duration (a multi-page TIFF). Raises
+    VideoError when no frame can be read, and DamagedVideoError after the last good frame when
+    decoding fails before the end of the file."""
+    if stride < 1:
+        raise ValueError(f"frame stride must be at least 1, got {stride}")
+    try:
+        image = Image.open(path)
+    except Exception as error:
+        raise VideoError(f"cannot open {path} as an image: {error}") from error
+    with image:
+        try:
+            declared = getattr(image, "n_frames", 1)
+        except Exception:  # a frame the count cannot pass: decoding stops there
+            declared = None
+        elapsed_ms, timed, index = 0.0, None, 0
+        while declared is None or index < declared:
+            try:
+                image.seek(index)
+                image.load()
+            except Exception as error:
+                if index == 0:
+                    raise VideoError(f"{path} has no readable frame: {error}") from error
+                of = f" of the {declared} frames the file declares" if declared else ""
+                raise stopped_at(
+                    index, elapsed_ms / 1000 if timed else None, f"{of} (truncated or corrupt file)"
+                ) from error
+            duration = image.info.get("duration")
+            if timed is None:  # the first frame tells whether the file is timed
+                timed = duration is not None
+            if index % stride == 0:
+                frame = to_rgb(ImageOps.exif_transpose(image.copy()))
+                yield index, (elapsed_ms / 1000 if timed else None), frame
+            elapsed_ms += float(duration or 0)
+            index += 1
+    if Path(path).suffix.lower() == ".gif" and not _ends_with_gif_trailer(path):
+        # PIL counts a GIF's frames by scanning it, so one cut short seems whole and shorter
+        raise stopped_at(
+            index,
+            elapsed_ms / 1000 if timed else None,
+            ": the file ends without the GIF trailer (truncated file)",
+        )
+
+
+def stopped_at(index: int, time_s: float | None, why: str) -> DamagedVideoError:
+    """The error of decoding that stopped at frame `index` (at time_s seconds, where known),
+    with `why` after the frame."""
+    at = f"frame {index}" + (f" ({time_s:.2f} s)" if time_s is not None else "")
+    return DamagedVideoError(
+        f"decoding stopped at {at}{why}; the frames before it were read", index, time_s
+    )
+
+
+def _ends_with_gif_trailer(path: str | Path) -> bool:
+    """Whether a GIF file ends with its trailer byte (0x3B), as every complete one does."""
+    with open(path, "rb") as handle:
+        handle.seek(-1, 2)
+        return handle.read(1) == b"\x3b"
+
+
+def clip_fps(path: str | Path) -> float | None:
+    """The frame rate of a video or an animated image (from its mean frame duration), or None."""
+    if Path(path).suffix.lower() not in ANIMATED_IMAGE_EXTENSIONS:
+        return video_fps(path)
+    times = [t for _, t, _ in image_frames(path)]
+    if len(times) < 2 or times[-1] is None or times[-1] <= 0:
+        return None
+    return (len(times) - 1) / times[-1]
 
 
 def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | None, Image.Image]]:
@@ -84,13 +197,10 @@ def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | Non
         raise EmptyVideoError(f"video {path} has no readable frame (empty, truncated or corrupt)")
     slack = 0 if Path(path).suffix.lower() in EXACT_FRAME_COUNT else max(2, declared // 50)
     if index < declared - slack:
-        time_s = index / fps if fps else None
-        at = f"frame {index}" + (f" ({time_s:.2f} s)" if time_s is not None else "")
-        raise DamagedVideoError(
-            f"decoding stopped at {at} of the {declared} frames its header declares "
-            "(truncated or corrupt file); the frames before it were read",
+        raise stopped_at(
             index,
-            time_s,
+            index / fps if fps else None,
+            f" of the {declared} frames its header declares (truncated or corrupt file)",
         )
 
 

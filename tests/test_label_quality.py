@@ -267,6 +267,16 @@ def test_the_audit_line_says_what_it_found_and_when(audit, says):
     )
 
 
+def test_the_audit_line_says_when_no_class_could_give_it_an_image():
+    from lionfer.reporting.run_summary import evidence_audit_line
+
+    audit = {"images": 0, "read_step": None, "z": None, "threshold": 3.0, "passed": False}
+    assert evidence_audit_line(audit) == (
+        "evidence audit: no class had the three labeled images it needs (one held out, two to "
+        "judge), so it could not be made and no label was changed"
+    )
+
+
 # A fabricated labeled set with known truth, error types and a demoted image per seed:
 #                 0  1  2  3  4  5  6  7
 GIVEN = np.array([0, 1, 2, 0, 1, 2, 0, 1])

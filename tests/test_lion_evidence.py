@@ -25,9 +25,11 @@ from lionfer.algorithms.lion_evidence import (
     audit_counts,
     audit_rows,
     cross_fit_loss,
+    heads_trained,
     nearest_prototype_agrees,
     no_trail,
     training_heads,
+    within_known_classes,
 )
 from lionfer.errors import ConfigError
 from lionfer.metrics import excess_agreement_z
@@ -281,11 +283,12 @@ def test_evidence_and_elr_targets_are_running_averages_over_visits():
 
 def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence():
     """One image (label 0) on its first visit: its own target is its p = (0.6, 0.4); its head
-    (identity weights, scale 1) predicts softmax(cos) = (0.25, 0.75) for the feature below."""
+    (identity weights, scale 1) predicts softmax(cos) = (0.25, 0.75) for the feature below. That
+    head trains on images of both classes (2 and 3, in the other fold)."""
     losses = {}
     for target in ("own", "evidence"):
         lion = evidence_lion(
-            [0, 1],
+            [0, 1, 0, 1],
             elr_target=target,
             lambda_elr=1.0,
             evidence_scale=1.0,
@@ -293,6 +296,7 @@ def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence(
             use_negative_learning=False,
         )
         identity_heads(lion)
+        lion.fold[:] = T([0, 0, 1, 1])
         batch = batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0)
         losses[target] = lion.step(Passthrough(2), batch, Progress(1, 10)).logs["loss_elr"]
     assert losses["own"].item() == pytest.approx(math.log(1 - (0.36 + 0.16)), rel=1e-4)
@@ -301,9 +305,14 @@ def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence(
     )
     # the recipe, told nothing, pulls toward the evidence
     lion = evidence_lion(
-        [0, 1], lambda_elr=1.0, evidence_scale=1.0, evidence_start=1.0, use_negative_learning=False
+        [0, 1, 0, 1],
+        lambda_elr=1.0,
+        evidence_scale=1.0,
+        evidence_start=1.0,
+        use_negative_learning=False,
     )
     identity_heads(lion)
+    lion.fold[:] = T([0, 0, 1, 1])
     batch = batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0)
     loss = lion.step(Passthrough(2), batch, Progress(1, 10)).logs["loss_elr"]
     assert lion.cfg.elr_target == "evidence" and loss.item() == pytest.approx(
@@ -316,12 +325,51 @@ def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence(
 )
 def test_evidence_never_relabels_to_or_from_a_protected_class(protected, labels):
     lion = evidence_lion([0, 0, 1, 1], names=("A", "B"), min_visits=1, protected_classes=protected)
+    lion.fold[:] = T([0, 1, 0, 1])  # the heads judging images 0 and 2 train on 1 (A) and 3 (B)
     seen(lion, [[0.05, 0.95], [0.9, 0.1], [0.95, 0.05], [0.2, 0.8]])
     heads_says_class_1(lion)  # image 0 (label 0) looks like class 1: a relabel to B
     lion.step(Passthrough(2), batch2([[0.5, 0.5]], [0], [0]), Progress(5, 10))
     lion.heads.weight.data[:] = T([[[1.0, 0.0], [0.0, -1.0]]] * 2)  # now every image looks like A
     lion.step(Passthrough(2), batch2([[0.5, 0.5]], [1], [2]), Progress(6, 10))  # image 2: from B
     assert lion.label.tolist() == labels and not lion.demoted.any()
+
+
+def test_heads_trained_counts_each_heads_images_by_class_outside_its_fold():
+    folds, labels = T([0, 1, 2, 0, 1, 2]), T([0, 0, 0, 1, 1, 2])
+    trains = T([True, True, False, True, True, True])  # image 2 set aside
+    # per fold: 0 holds classes 0, 1; 1 holds 0, 1; 2 holds 2 (image 2 does not train)
+    counts = heads_trained(folds, labels, trains, num_heads=3, num_classes=3)
+    assert counts.tolist() == [[1, 1, 1], [1, 1, 1], [2, 2, 0]]
+
+
+def test_a_head_judges_only_within_the_classes_it_trains_on():
+    verdict = T([1, 0, DEMOTE, KEEP, 1])
+    labels = T([0, 1, 0, 0, 0])
+    known = T(
+        [
+            [True, True],  # knows both: relabel to 1 stands
+            [False, True],  # a relabel to a class it never trained on: a demotion
+            [False, True],  # knows nothing of the label: no verdict, not even a demotion
+            [True, True],
+            [True, False],  # relabel to 1, which it does not know: a demotion
+        ]
+    )
+    assert within_known_classes(verdict, labels, known).tolist() == [1, DEMOTE, KEEP, KEEP, DEMOTE]
+
+
+def test_an_image_whose_head_never_saw_its_class_keeps_its_label_and_elr_pulls_to_its_own_p():
+    """One image a class: image 0's head trains on image 1 alone (class 1), so its certainty for
+    class 1 is no evidence against label 0."""
+    lion = evidence_lion(
+        [0, 1], min_visits=1, lambda_elr=1.0, evidence_scale=1.0, use_negative_learning=False
+    )
+    identity_heads(lion)
+    batch = batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0)
+    out = lion.step(Passthrough(2), batch, Progress(5, 10))
+    assert lion.label.tolist() == [0, 1] and not lion.demoted.any()
+    assert lion.verdict.tolist() == [KEEP, KEEP]
+    # ELR toward its own p (0.6, 0.4), not toward the evidence (0.25, 0.75)
+    assert out.logs["loss_elr"].item() == pytest.approx(math.log(1 - (0.36 + 0.16)), rel=1e-4)
 
 
 def test_the_evidence_rules_labeled_loss_weighs_each_term_once():
@@ -577,17 +625,35 @@ def test_only_kept_images_predicted_as_their_label_feed_the_prototypes():
 # ---- the audit (evidence_audit) ----
 
 
-def test_the_audit_takes_a_share_of_every_class_and_at_least_one_where_it_has_two():
-    labels = T([0] * 20 + [1] * 10 + [2] * 3 + [3])
+def test_the_audit_takes_a_share_of_every_class_and_leaves_two_of_each_to_judge():
+    labels = T([0] * 20 + [1] * 10 + [2] * 3 + [3] * 2 + [4])
     audit = audit_rows(labels, 0.1)
-    assert torch.bincount(labels[audit], minlength=4).tolist() == [2, 1, 1, 0]
+    assert torch.bincount(labels[audit], minlength=5).tolist() == [2, 1, 1, 0, 0]
     assert audit_rows(labels, 0.1).tolist() == audit.tolist()  # seeded
     assert audit_rows(labels, 0.1, seed=2).tolist() != audit.tolist()
     assert not audit_rows(labels, 0.0).any()
-    # round half to even on a share: 0.25 · 10 = 2.5 → 2; never a whole class
-    labels = T([0] * 10 + [1] * 2)
-    assert torch.bincount(labels[audit_rows(labels, 0.25)]).tolist() == [2, 1]
-    assert torch.bincount(labels[audit_rows(labels, 0.49)]).tolist() == [5, 1]
+    # round half to even on a share: 0.25 · 10 = 2.5 → 2; two of every class stay out
+    labels = T([0] * 10 + [1] * 2 + [2] * 4)
+    assert torch.bincount(labels[audit_rows(labels, 0.25)], minlength=3).tolist() == [2, 0, 1]
+    assert torch.bincount(labels[audit_rows(labels, 0.49)], minlength=3).tolist() == [5, 0, 2]
+    assert torch.bincount(labels[audit_rows(labels, 0.8)], minlength=3).tolist() == [8, 0, 2]
+
+
+def test_an_audit_no_class_can_give_an_image_to_stops_every_decision_from_the_start():
+    lion = evidence_lion([0, 0, 1, 1], min_visits=1, evidence_audit=0.3)  # two of each class
+    assert not lion.audit.any() and not bool(lion.audit_passed)
+    lion.fold[:] = T([0, 1, 0, 1])
+    seen(lion, LOOKS_LIKE_1)
+    heads_says_class_1(lion)
+    lion.step(Passthrough(2), batch2([[0.5, 0.5]], [0], [0]), Progress(5, 10))
+    assert lion.label.tolist() == [0, 0, 1, 1] and not lion.demoted.any()
+    assert int(lion.audit_step) == -1  # nothing to read
+    off = evidence_lion([0, 0, 1, 1], min_visits=1)  # no audit asked for: decisions go on
+    off.fold[:] = T([0, 1, 0, 1])
+    seen(off, LOOKS_LIKE_1)
+    heads_says_class_1(off)
+    off.step(Passthrough(2), batch2([[0.5, 0.5]], [0], [0]), Progress(5, 10))
+    assert bool(off.audit_passed) and off.label.tolist() == [1, 0, 1, 1]
 
 
 def test_audit_counts_give_the_z_of_the_trained_labels_agreement_above_the_audits():

@@ -282,6 +282,17 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
         state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads(), 3.0
     )["label_quality"]
     assert "evidence_audit" not in figures  # no audit
+    state["audit_passed"] = T(False)  # one asked for that no class could give an image to
+    figures = label_figures(
+        state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads(), 3.0
+    )["label_quality"]
+    assert figures["evidence_audit"] == {
+        "images": 0,
+        "read_step": None,
+        "z": None,
+        "threshold": 3.0,
+        "passed": False,
+    }
 
 
 @pytest.mark.parametrize(

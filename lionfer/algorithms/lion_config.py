@@ -124,7 +124,8 @@ class LionConfig:
     # decision (evidence_start). Where the evidence then names the other labeled images' given
     # labels far more often than the audit's (one-sided z above audit_z), the features have
     # learnt the labels, and no label is changed in the run. Either way the audit then trains on
-    # its labels. 0: no audit.
+    # its labels. It leaves two images of every class to judge; where no class has three, it
+    # cannot be made and no label is changed. 0: no audit.
     evidence_audit: float = 0.0
     audit_z: float = 3.0
     # A z above audit_wait_z but not above audit_z is inconclusive: the audit keeps its images

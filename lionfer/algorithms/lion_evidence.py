@@ -84,7 +84,9 @@ def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.T
 
 def audit_rows(labels: torch.Tensor, fraction: float, seed: int = 1) -> torch.Tensor:
     """(M,) bool: the audit, round(fraction · n_c) of the n_c images labeled c for every class c
-    (at least one where fraction > 0 and the class has two), drawn in a seeded order."""
+    (at least one where fraction > 0 and the class has three), drawn in a seeded order. It
+    leaves at least two images of every class to judge: stratified_folds deals them to two
+    folds, so that the head judging each trains on the other (heads_trained)."""
     audit = torch.zeros(len(labels), dtype=torch.bool)
     if fraction <= 0 or not len(labels):
         return audit
@@ -94,7 +96,8 @@ def audit_rows(labels: torch.Tensor, fraction: float, seed: int = 1) -> torch.Te
     start = torch.cumsum(counts, dim=0) - counts  # each class's first place in order
     rank = torch.arange(len(order)) - start[ranked]  # place within its class
     wanted = (fraction * counts.double()).round().long()
-    wanted = torch.where((counts >= 2) & (wanted < 1), 1, wanted).clamp_max(counts - 1)
+    wanted = torch.where(counts >= 3, wanted.clamp_min(1), wanted)
+    wanted = torch.minimum(wanted, (counts - 2).clamp_min(0))  # two of each class to judge
     audit[order] = rank < wanted[ranked]
     return audit
 
@@ -152,6 +155,22 @@ def training_heads(folds: torch.Tensor, num_heads: int, set_aside: torch.Tensor)
     aside (demoted)."""
     trains = folds[:, None] != torch.arange(num_heads, device=folds.device)
     return trains & ~set_aside[:, None]
+
+
+def heads_trained(
+    folds: torch.Tensor,
+    labels: torch.Tensor,
+    trains: torch.Tensor,
+    num_heads: int,
+    num_classes: int,
+) -> torch.Tensor:
+    """(K, C) how many images labeled c head k trains on: those that train (trains (M,), not set
+    aside) outside fold k (training_heads). A head that trains on none of class c cannot name
+    it: its p for c is no evidence for c, and its p against c no evidence against."""
+    onehot = F.one_hot(labels, num_classes).float() * trains[:, None]  # (M, C)
+    per_fold = torch.zeros(num_heads, num_classes, device=labels.device)
+    per_fold.index_add_(0, folds.to(labels.device), onehot)
+    return per_fold.sum(dim=0) - per_fold  # (C,) broadcast over the K folds
 
 
 def cross_fit_loss(logits_heads: torch.Tensor, labels: torch.Tensor, trains: torch.Tensor):
@@ -249,6 +268,19 @@ def evidence_verdict(
     return torch.where(against, torch.where(for_other, other, DEMOTE), KEEP)
 
 
+def within_known_classes(
+    verdict: torch.Tensor, labels: torch.Tensor, known: torch.Tensor
+) -> torch.Tensor:
+    """(B,) the verdicts a row's judging head can give: none (KEEP) where it trains on no image
+    of the row's label, whose evidence against the label is then no evidence; a demotion
+    instead of a relabel to a class it trains on no image of. known (B, C): the judging head
+    of each row trains on some image of class c (heads_trained > 0)."""
+    knows_label = known.gather(1, labels[:, None])[:, 0]
+    knows_new = known.gather(1, verdict.clamp_min(0)[:, None])[:, 0]
+    verdict = torch.where((verdict >= 0) & ~knows_new, DEMOTE, verdict)
+    return torch.where(knows_label, verdict, KEEP)
+
+
 def any_class(verdict, features, prototypes, ready) -> torch.Tensor:
     """evidence_agreement "none": (B,) the verdicts as they are."""
     return verdict
@@ -309,10 +341,13 @@ class EvidenceDisambiguation:
         self.bank_lb = torch.zeros(m, c, dtype=torch.bool)  # demoted images' CLB rows
         # the audit: images held out of training on their labels until the first decision,
         # which it tells whether the evidence is evidence or the labels learnt by heart
-        self.audit = audit_rows(self.label, cfg.evidence_audit * cfg.use_disambiguation)
+        fraction = cfg.evidence_audit * cfg.use_disambiguation
+        self.audit = audit_rows(self.label, fraction)
         self.audit_step = torch.full((), -1, dtype=torch.long)  # the step it was read at (-1: not)
         self.audit_z = torch.full((), NO_Z)  # its z then (NO_Z: not read, or none seen)
-        self.audit_passed = torch.tensor(True)  # false: no decision in this run
+        # false: no decision in this run; so from the start where an audit is asked for but no
+        # class has the three labeled images it needs (audit_rows)
+        self.audit_passed = torch.tensor(not (fraction > 0 and not self.audit.any()))
         self.audit_agreement = no_agreement()  # its rates then: the judged images', the audit's
         self.audit_trail = no_trail(cfg.audit_reads)  # every read: its step and z
         self._mirror_audit()
@@ -347,7 +382,9 @@ class EvidenceDisambiguation:
         logits_heads = self.heads(features)  # (B, K, C), a graph into the heads only
         folds, num_heads = self.fold[idx], logits_heads.shape[1]
         heads_train = training_heads(folds, num_heads, ~kept)
-        oof = judged_probs(logits_heads, self.rules.judging_head(folds, num_heads))
+        judging = self.rules.judging_head(folds, num_heads)
+        oof = judged_probs(logits_heads, judging)
+        known = self._heads_know(num_heads, logits_heads.shape[2])[judging]  # (B, C)
         seen = (self.evidence_visits[idx] > 0)[:, None]
         evidence = visit_average(self.evidence[idx], oof, seen, cfg.evidence_momentum)
         target = visit_average(self.elr_target[idx], probs_lb, seen, cfg.elr_momentum)
@@ -360,7 +397,7 @@ class EvidenceDisambiguation:
             and progress.fraction >= cfg.evidence_start
             and self._audit_passes(progress)
         ):
-            decided = self._decide(evidence, features, labels, idx, first, progress)
+            decided = self._decide(evidence, known, features, labels, idx, first, progress)
         aside = self._set_aside(idx)
         confidence, pseudo_labels = probs_lb.max(dim=1)
         reliable = aside & (confidence >= gamma)  # L_Re's rule for the rows set aside
@@ -379,7 +416,11 @@ class EvidenceDisambiguation:
             labels=decided,
             kept=~aside,
             disputed=self.verdict[idx] != KEEP,
-            target=self.rules.elr_target(target, evidence),
+            # ELR toward evidence only where there is some: its own targets where the judging
+            # head trains on no image of the row's label
+            target=torch.where(
+                known.gather(1, labels[:, None]), self.rules.elr_target(target, evidence), target
+            ),
             pseudo_labels=pseudo_labels,
             reliable=reliable,
             unreliable=unreliable,
@@ -417,14 +458,21 @@ class EvidenceDisambiguation:
             self._mirror_audit()
         return self._decisions_allowed
 
-    def _decide(self, evidence, features, labels, idx, first, progress: Progress):
+    def _heads_know(self, num_heads: int, num_classes: int) -> torch.Tensor:
+        """(K, C) head k trains on some image labeled c now (heads_trained)."""
+        trains = ~self._set_aside(slice(None))
+        return heads_trained(self.fold, self.label, trains, num_heads, num_classes) > 0
+
+    def _decide(self, evidence, known, features, labels, idx, first, progress: Progress):
         """Verdicts on this batch's labeled rows from their evidence; a verdict held for
         min_visits visits in a row is carried out. Returns the rows' labels after it.
+        known (B, C): the classes each row's judging head trains on (within_known_classes).
         first: each row's first occurrence in the batch (first_occurrence), for the writes."""
         cfg = self.cfg
         active = ~self.demoted & (self.evidence_visits > 0)
         thresholds = class_thresholds(self.evidence, self.label, active)
         verdict = evidence_verdict(evidence, labels, thresholds, cfg.against_ratio)
+        verdict = within_known_classes(verdict, labels, known)
         verdict = self.rules.agreement(verdict, features, self.prototypes, self.prototype_ready)
         protected = self._protected(labels) | self._protected(verdict.clamp_min(0))
         verdict = torch.where((verdict >= 0) & protected, KEEP, verdict)

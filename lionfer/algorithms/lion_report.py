@@ -71,7 +71,8 @@ def label_figures(
             probe,
             ~audit_held(state["audit"], state["audit_step"]).cpu().numpy(),
         )
-        if bool(state["audit"].any()):
+        # an audit held, or one asked for that no class had the labeled images to make
+        if bool(state["audit"].any()) or not bool(state["audit_passed"]):
             quality["evidence_audit"] = audit_figures(state, audit_z)
     return {"relabel": relabel, "label_quality": quality}
 

@@ -40,6 +40,11 @@ def label_quality_lines(summary: dict) -> list[str]:
 
 def evidence_audit_line(audit: dict) -> str:
     """The evidence rule's audit (lion_report.audit_figures) in a sentence."""
+    if not audit["images"]:
+        return (
+            "evidence audit: no class had the three labeled images it needs (one held out, two "
+            "to judge), so it could not be made and no label was changed"
+        )
     line = f"evidence audit: {audit['images']} labeled images held out of training on their labels"
     reads = audit.get("reads") or []  # absent from the summaries of runs made before it was kept
     if audit["read_step"] is None:

@@ -406,3 +406,46 @@ def test_relabel_gallery_shows_the_faces_of_a_real_run(tiny_cfg, tmp_path):
     md = (out / "report.md").read_text()
     assert "no longer matches relabels.csv at index 6" in md  # the labeled set was rebuilt
     assert "could not be loaded" not in md
+
+
+def _relabels_csv(path, rows):
+    """relabels.csv of a run: (given, current, true or "", status) per row."""
+    with (path / "relabels.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "given_label", "current_label", "true_label", "status"])
+        for index, (given, current, true, status) in enumerate(rows):
+            writer.writerow([index, given, current, true, status])
+
+
+def test_wrong_relabels_are_pooled_by_class_over_runs(tmp_path):
+    root = tmp_path / "runs"
+    # run a: 0→1 right twice, 0→1 with truth 0 (a broken label), 1→0 with truth 0 (right)
+    a = fake_run(root, "a", algorithm="lion", relabel={"count": 4})
+    _relabels_csv(
+        a,
+        [
+            (0, 1, 1, "relabeled"),
+            (0, 1, 1, "relabeled"),
+            (0, 1, 0, "relabeled"),
+            (1, 0, 0, "relabeled"),
+            (1, 1, 0, "demoted"),
+        ],
+    )
+    # run b: 0→1 with truth 0 again, and one without a known truth
+    b = fake_run(root, "b", algorithm="lion", seed=1, relabel={"count": 2})
+    _relabels_csv(b, [(0, 1, 0, "relabeled"), (1, 0, "", "relabeled")])
+    out = tmp_path / "report"
+    make_report([root], out)
+    pairs = [
+        (r["given"], r["new"], r["true"], r["relabels"], r["runs"])
+        for r in read_csv(out / "relabel_pairs.csv")
+    ]
+    assert pairs == [
+        ("Happiness", "Sadness", "Happiness", "2", "2"),
+        ("Happiness", "Sadness", "Sadness", "2", "1"),
+        ("Sadness", "Happiness", "", "1", "1"),
+        ("Sadness", "Happiness", "Happiness", "1", "1"),
+    ]  # most frequent first; the demoted image is no relabel
+    md = (out / "report.md").read_text()
+    # 5 relabels with a known truth, 2 wrong, both broken correct labels
+    assert "| lion | synthetic@100 | 5 | 2 | 2 | Happiness → Sadness 2 |" in md

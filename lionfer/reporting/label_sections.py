@@ -1,9 +1,11 @@
 """The report's sections on labels: the relabeling figures of the methods that change labels
-(mean ± std over seeds), each run's own account of its labels (the lines `lionfer train` prints at
-its end, with its warnings), and the relabeled faces (the paper's Fig. 5)."""
+(mean ± std over seeds), the classes their wrong relabels went between, each run's own account
+of its labels (the lines `lionfer train` prints at its end, with its warnings), and the relabeled
+faces (the paper's Fig. 5)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +84,80 @@ def relabel_sections(c: Collection, out: Output) -> list[Section]:
         "whose given label was wrong. Mean ± std over seeds, with n."
     )
     return [Section(RELABEL).add(text, Table(header, shown), "CSV: `relabel.csv`.")]
+
+
+PAIR_COLUMNS = ("method", "column", "given", "new", "true", "relabels", "runs")
+PAIRS_SHOWN = 3  # the most frequent wrong (true → new) pairs a row of the section names
+
+
+def relabel_pairs(c: Collection) -> list[list]:
+    """Every (given, new, true) class triple of the relabels of each method and column, pooled
+    over its runs: [method, column, given, new, true ("" where unknown), relabels, runs with
+    one], by method and column in the report's order, then most frequent first."""
+    counts: dict[tuple[str, str], Counter] = {}
+    runs: dict[tuple[str, str], Counter] = {}
+    for run in ordered_runs(c):
+        names = run.class_names
+
+        def name(value, names=names) -> str:
+            value = str(value or "").strip()
+            if not value.isdigit():
+                return ""
+            return names[int(value)] if int(value) < len(names) else value
+
+        triples = Counter(
+            (name(r["given_label"]), name(r["current_label"]), name(r.get("true_label")))
+            for r in relabeled_rows(run)
+        )
+        key = (run.method, run.column)
+        counts.setdefault(key, Counter()).update(triples)
+        runs.setdefault(key, Counter()).update(triples.keys())
+    rows = []
+    for (method, column), triples in counts.items():
+        seen_in = runs[method, column]
+        for triple, n in sorted(triples.items(), key=lambda t: (-t[1], t[0])):
+            rows.append([method, column, *triple, n, seen_in[triple]])
+    return rows
+
+
+def wrong_relabel_line(pairs: list[list]) -> tuple[int, int, int, str] | None:
+    """(relabels with a known truth, wrong ones, correct labels broken, the most frequent wrong
+    true → new pairs) of one method and column's relabel_pairs rows; None without a known truth."""
+    known = [p for p in pairs if p[4]]
+    if not known:
+        return None
+    wrong = Counter()
+    for _, _, _, new, true, n, _ in known:
+        if new != true:
+            wrong[true, new] += n
+    broken = sum(p[5] for p in known if p[2] == p[4])
+    top = sorted(wrong.items(), key=lambda t: (-t[1], t[0]))[:PAIRS_SHOWN]
+    named = ", ".join(f"{true} → {new} {n}" for (true, new), n in top)
+    return sum(p[5] for p in known), sum(wrong.values()), broken, named
+
+
+def relabel_pair_sections(c: Collection, out: Output) -> list[Section]:
+    pairs = relabel_pairs(c)
+    if not pairs:
+        return []
+    out.csv("relabel_pairs.csv", list(PAIR_COLUMNS), pairs)
+    rows = []
+    for method in c.methods:
+        for column in dict.fromkeys(p[1] for p in pairs if p[0] == method):
+            line = wrong_relabel_line([p for p in pairs if p[:2] == [method, column]])
+            if line is not None:
+                known, wrong, broken, named = line
+                rows.append([method, column, str(known), str(wrong), str(broken), named or "–"])
+    text = (
+        "Where the relabels went, pooled over each method's runs (where true labels are known): "
+        "the relabels, the wrong ones (the new label is not the true one), the correct given "
+        f"labels among them that were broken, and the {PAIRS_SHOWN} most frequent wrong ones as "
+        "true class → new label, with how many. Every (given, new, true) triple, with the runs "
+        "it came up in, is in the CSV."
+    )
+    header = ["method", "column", "relabels", "wrong", "broken", "most frequent wrong"]
+    table = Table(header, rows)
+    return [Section("Wrong relabels by class").add(text, table, "CSV: `relabel_pairs.csv`.")]
 
 
 def gallery_sections(c: Collection, out: Output, limit: int) -> list[Section]:

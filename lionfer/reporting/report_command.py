@@ -19,6 +19,7 @@ from lionfer.reporting.document import Output, Section, Table, to_html, to_markd
 from lionfer.reporting.label_sections import (
     RunLabels,
     gallery_sections,
+    relabel_pair_sections,
     relabel_sections,
     run_labels,
     run_labels_sections,
@@ -409,6 +410,7 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
         *confusion_sections(collection, output),
         *mask_sections(collection, output),
         *relabel_sections(collection, output),
+        *relabel_pair_sections(collection, output),
         *run_labels_sections(labels),
         *curve_section(collection, output, LABELS),
         *gallery_sections(collection, output, gallery),

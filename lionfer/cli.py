@@ -146,7 +146,9 @@ def cmd_data_stats(args) -> int:
     from lionfer.data.pipeline import dataset_stats
 
     cfg = config_from_args(args.items)
-    stats = dataset_stats(cfg.data, cfg.seed)
+    stats, note = dataset_stats(cfg.data, cfg.seed)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0

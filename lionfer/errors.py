@@ -25,6 +25,10 @@ class ConfigError(InputError):
     """A config key or value that lionfer cannot use."""
 
 
+class LabelBudgetError(ConfigError):
+    """data.num_labels asks for more labeled images than the training set has."""
+
+
 class MissingInputError(InputError, FileNotFoundError):
     """A file or folder the input names does not exist."""
 

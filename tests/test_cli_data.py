@@ -179,3 +179,15 @@ def test_prepare_records_an_unreadable_raw_image_and_goes_on(capsys, tmp_path):
     assert code == 0, err
     assert "done 41," in stdout and "unreadable 1," in stdout
     assert "happiness_0.jpg" in (tmp_path / "cache" / "failures.csv").read_text()
+
+
+def test_data_stats_with_more_labels_than_images_still_counts_them(capsys, rafdb_root):
+    argv = ["data", "stats", "data.dataset=rafdb", f"data.root={rafdb_root}"]
+    code, stdout, err = run(capsys, *argv, "data.num_labels=1000")
+    assert code == 0, err
+    rows = {line.split()[0]: line.split()[1:] for line in stdout.splitlines()}
+    assert rows["class"] == ["train", "test"] and rows["total"] == ["140", "21"]
+    assert "note: no labeled/unlabeled split: data.num_labels=1000 exceeds the 140" in err
+    assert "lower data.num_labels" in err
+    code, stdout, err = run(capsys, *argv, "data.num_labels=1000", "--json")
+    assert code == 0 and set(json.loads(stdout)) == {"train", "test"}

@@ -15,7 +15,7 @@ from lionfer.data.checks import check_images
 from lionfer.data.datasets import FILE_DATASETS
 from lionfer.data.noise import default_noise_map, inject_noise, parse_noise_map
 from lionfer.data.splits import Split, load_split, make_split
-from lionfer.errors import ConfigError, InputError, MissingInputError
+from lionfer.errors import ConfigError, InputError, LabelBudgetError, MissingInputError
 from lionfer.labels import ERROR_TYPES
 from lionfer.registry import DATASETS
 
@@ -201,22 +201,27 @@ def count_by_class(labels: np.ndarray, class_names) -> dict[str, int]:
     return counts
 
 
-def dataset_stats(cfg, seed: int) -> dict[str, dict[str, int]]:
-    """Per-class counts of train, test and the labeled / unlabeled split the config makes.
-    Images are not decoded here (that is done when a run starts), so counts are of listed files."""
+def dataset_stats(cfg, seed: int) -> tuple[dict[str, dict[str, int]], str]:
+    """Per-class counts of train, test and the labeled / unlabeled split the config makes, and a
+    note ("" or why there is no split: data.num_labels above the training images, whose counts
+    are still given, so that a user can choose it). Images are not decoded here (that is done
+    when a run starts), so counts are of listed files."""
     data = load_dataset(cfg, seed, check=())
-    split = choose_split(cfg, seed, data)
     names = data.class_names
     labels = data.train.labels
-    unlabeled = labels[split.unlabeled]
-    if data.unlabeled is not None:
-        unlabeled = np.concatenate([unlabeled, np.full(len(data.unlabeled), -1)])
     stats = {
         "train": count_by_class(labels, names),
         "test": count_by_class(data.test.labels, names),
-        "labeled": count_by_class(labels[split.labeled], names),
-        "unlabeled": count_by_class(unlabeled, names),
     }
+    try:
+        split = choose_split(cfg, seed, data)
+    except LabelBudgetError as error:
+        return stats, f"no labeled/unlabeled split: {error}"
+    unlabeled = labels[split.unlabeled]
+    if data.unlabeled is not None:
+        unlabeled = np.concatenate([unlabeled, np.full(len(data.unlabeled), -1)])
+    stats["labeled"] = count_by_class(labels[split.labeled], names)
+    stats["unlabeled"] = count_by_class(unlabeled, names)
     if len(split.val):
         stats["val"] = count_by_class(labels[split.val], names)
-    return stats
+    return stats, ""

@@ -20,7 +20,7 @@ import numpy as np
 
 from lionfer.atomic import write_text_atomic
 from lionfer.data.base import FERData, ImageSet
-from lionfer.errors import ConfigError, InputError, MissingInputError
+from lionfer.errors import ConfigError, InputError, LabelBudgetError, MissingInputError
 
 # Ada-CM / LION RAF-DB protocol: Fear (canonical id 1) is capped; the other six classes share the
 # rest equally. The released codes hard-code these numbers.
@@ -44,7 +44,7 @@ def labeled_budget(
     if num_labels <= 0:
         raise ConfigError(f"num_labels must be positive or -1 (all labeled), got {num_labels}")
     if num_labels > total:
-        raise ConfigError(
+        raise LabelBudgetError(
             f"data.num_labels={num_labels} exceeds the {total} labeled training images; "
             "lower data.num_labels or use -1 to label every training image"
         )

@@ -372,6 +372,14 @@ def test_an_image_whose_head_never_saw_its_class_keeps_its_label_and_elr_pulls_t
     assert out.logs["loss_elr"].item() == pytest.approx(math.log(1 - (0.36 + 0.16)), rel=1e-4)
 
 
+def test_a_demoted_image_whose_head_never_saw_its_class_stays_demoted():
+    lion = evidence_lion([0, 1], min_visits=1, use_negative_learning=False)
+    identity_heads(lion)
+    lion.demoted[0] = True  # demoted while its class had other images, say
+    lion.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0), Progress(5, 10))
+    assert lion.demoted.tolist() == [True, False] and lion.label.tolist() == [0, 1]
+
+
 def test_the_evidence_rules_labeled_loss_weighs_each_term_once():
     """L = λ_s L_S + λ_ELR ELR + the demoted rows' λ_Re CE + the heads' CE + λ_Re L_Re (no
     negative learning): image 0 is demoted and confident (0.97 ≥ γ), image 1 is kept."""

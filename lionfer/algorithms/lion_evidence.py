@@ -479,7 +479,8 @@ class EvidenceDisambiguation:
         if not cfg.demote:
             verdict = torch.where(verdict == DEMOTE, KEEP, verdict)
         streak = streak_update(self.streak[idx], self.verdict[idx], verdict)
-        decided = streak >= cfg.min_visits
+        # a row its head cannot judge is left as it is: kept, or demoted (not restored)
+        decided = (streak >= cfg.min_visits) & known.gather(1, labels[:, None])[:, 0]
         relabel = decided & (verdict >= 0) & (verdict != labels)
         demote = decided & (verdict == DEMOTE)
         restore = decided & ((verdict == KEEP) | relabel)

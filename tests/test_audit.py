@@ -169,18 +169,23 @@ def test_label_state_by_hand():
         "ambiguous": torch.tensor([False, False, True, False]),
         "weights": torch.tensor([[0.0, 0, 0], [0, 0, 0], [0.4, 0, 0.6], [0, 0, 0]]),
         "relabel_weights": torch.tensor([[0.0, 0, 0], [0.1, 0.05, 0.85], [0, 0, 0], [0, 0, 0]]),
+        "demoted": torch.tensor([False, False, False, True]),
+        "evidence": torch.tensor([[0.7, 0.2, 0.1], [0, 0, 1], [0, 0, 1], [0.5, 0.1, 0.4]]),
     }
     table = label_state(state, given, 3)
+    assert table["demoted"].tolist() == [False, False, False, True]
+    np.testing.assert_allclose(table["w"][3], [0.5, 0.1, 0.4])  # demoted: the evidence now
     assert table["label"].tolist() == [0, 2, 2, 1] and table["step"].tolist() == [-1, 7, -1, -1]
     np.testing.assert_allclose(table["weight"], [np.nan, 0.85, np.nan, np.nan])
     np.testing.assert_allclose(table["w"][1], [0.1, 0.05, 0.85])  # at the relabel
     np.testing.assert_allclose(table["w"][2], [0.4, 0.0, 0.6])  # ambiguous now
-    assert np.isnan(table["w"][[0, 3]]).all()
+    assert np.isnan(table["w"][0]).all()
     legacy = label_state({"label": state["label"], "relabel_weight": torch.tensor([0, 0.9, 0, 0])},
                          given, 3)  # fmt: skip
     np.testing.assert_allclose(legacy["weight"], [np.nan, 0.9, np.nan, np.nan])
     plain = label_state({}, given, 3)  # an algorithm that never changes labels
     assert plain["label"].tolist() == given.tolist() and np.isnan(plain["w"]).all()
+    assert not plain["demoted"].any()
     with pytest.raises(InputError, match="covers 2 images but .* has 4"):
         label_state({"label": torch.tensor([0, 1])}, given, 3)
 
@@ -196,14 +201,22 @@ def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
     algorithm["relabel_step"][1] = 5
     algorithm["relabel_weights"] = torch.zeros(len(algorithm["label"]), 7)
     algorithm["relabel_weights"][1, (given + 1) % 7] = 0.9
+    algorithm["demoted"] = torch.zeros(len(algorithm["label"]), dtype=torch.bool)
+    algorithm["demoted"][[2, 3]] = True
+    algorithm["evidence"] = torch.full((len(algorithm["label"]), 7), 1 / 7)
     torch.save(state, path)
 
     columns, rows = relabel_rows(run)
-    assert columns[:11] == [
+    assert columns[:12] == [
         "index", "id", "given_label", "current_label", "step", "true_label", "given_name",
-        "current_name", "weight", "changed", "ambiguous",
+        "current_name", "weight", "changed", "ambiguous", "demoted",
     ]  # fmt: skip
-    assert columns[11:] == [f"w_{n.lower()}" for n in CLASS_NAMES]
+    assert columns[12:] == [f"w_{n.lower()}" for n in CLASS_NAMES]
+    assert [r["demoted"] for r in rows[:5]] == [False, False, True, True, False]
+    assert (
+        rows[2]["w_fear"] == pytest.approx(1 / 7)
+        and rows[2]["current_label"] == rows[2]["given_label"]
+    )  # a demoted image keeps its label; its evidence is why
     assert len(rows) == 14 and sum(r["changed"] for r in rows) == 1
     row = rows[1]
     assert (row["given_label"], row["current_label"], row["step"]) == (given, (given + 1) % 7, 5)
@@ -214,7 +227,9 @@ def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
 
     out = tmp_path / "labels.csv"
     assert main(["relabel", str(run), "--out", str(out)]) == 0
-    assert "14 labeled images, 1 relabeled" in capsys.readouterr().out
+    wrong = sum(r["given_label"] != r["true_label"] for r in rows[2:4])
+    assert "1 relabeled (" in (said := capsys.readouterr().out) and "14 labeled images" in said
+    assert f", 2 demoted to unlabeled ({wrong} of them wrongly labeled) ->" in said
     written = read_rows(out)
     assert written[1]["changed"] == "true" and written[0]["changed"] == "false"
     assert main(["relabel", str(run), "--out", str(out)]) == 2

@@ -46,7 +46,7 @@ AUDIT_COLUMNS = (
     "p_model",
     "score",
 )
-RELABEL_COLUMNS = (*RUN_RELABEL_COLUMNS, "changed", "ambiguous")
+RELABEL_COLUMNS = (*RUN_RELABEL_COLUMNS, "changed", "ambiguous", "demoted")
 THUMBNAIL = 96  # px, the longer side of a face on the HTML page
 SPLITS = ("train", "test")
 
@@ -270,20 +270,28 @@ class RelabelReport:
     changed: int
     ambiguous: int
     corrected: int | None  # changed to the true label, where true labels are known
+    demoted: int = 0  # training as unlabeled images now (the evidence recipe)
+    demoted_wrong: int | None = None  # of them, wrongly labeled as given, where known
 
     def summary(self) -> str:
         line = f"{self.labeled} labeled images, {self.changed} relabeled"
         if self.corrected is not None:
             line += f" ({self.corrected} to the true label)"
-        return f"{line}, {self.ambiguous} ambiguous now -> {self.out}"
+        line += f", {self.ambiguous} ambiguous now"
+        if self.demoted:
+            line += f", {self.demoted} demoted to unlabeled"
+            if self.demoted_wrong is not None:
+                line += f" ({self.demoted_wrong} of them wrongly labeled)"
+        return f"{line} -> {self.out}"
 
 
 def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], list[dict]]:
     """(columns, one row per labeled image of the run) from its checkpoint's algorithm state.
 
     w_<class>: the candidate weights at the relabel for relabeled images, the current candidate
-    weights for images that are ambiguous now, empty otherwise. An algorithm without label state
-    leaves every current label equal to the given one.
+    weights for images that are ambiguous now, the current evidence for images demoted now (the
+    evidence recipe: why they train as unlabeled), empty otherwise. An algorithm without label
+    state leaves every current label equal to the given one.
     """
     from lionfer.config import load_config
     from lionfer.data.pipeline import build_run_data
@@ -315,6 +323,7 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
             "weight": None if np.isnan(table["weight"][i]) else float(table["weight"][i]),
             "changed": current != given,
             "ambiguous": bool(table["ambiguous"][i]),
+            "demoted": bool(table["demoted"][i]),
             **{
                 c: (None if np.isnan(v) else float(v))
                 for c, v in zip(weight_columns, w, strict=True)
@@ -326,7 +335,8 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
 
 def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
     """Per labeled image: label, step (-1 never), weight (NaN: none), w (M, C; NaN rows: none),
-    ambiguous, from an algorithm state dict (LION's keys; absent keys mean no relabeling)."""
+    ambiguous, demoted, from an algorithm state dict (LION's keys; absent keys mean no
+    relabeling)."""
     m = len(given)
 
     def get(key):
@@ -344,11 +354,15 @@ def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[st
     step = np.full(m, -1) if step is None else step
     ambiguous = get("ambiguous")
     ambiguous = np.zeros(m, dtype=bool) if ambiguous is None else ambiguous.astype(bool)
+    demoted = get("demoted")
+    demoted = np.zeros(m, dtype=bool) if demoted is None else demoted.astype(bool)
     changed = label != given
     w = np.full((m, num_classes), np.nan)
-    at_relabel, current = get("relabel_weights"), get("weights")
+    at_relabel, current, evidence = get("relabel_weights"), get("weights"), get("evidence")
     if current is not None:
         w[ambiguous & ~changed] = current[ambiguous & ~changed]
+    if evidence is not None:
+        w[demoted & ~changed] = evidence[demoted & ~changed]
     if at_relabel is not None:
         w[changed] = at_relabel[changed]
     weight = np.full(m, np.nan)
@@ -356,7 +370,14 @@ def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[st
         weight[changed] = at_relabel[changed, label[changed]]
     elif get("relabel_weight") is not None:  # older state: only the weight that crossed τ
         weight[changed] = get("relabel_weight")[changed]
-    return {"label": label, "step": step, "ambiguous": ambiguous, "w": w, "weight": weight}
+    return {
+        "label": label,
+        "step": step,
+        "ambiguous": ambiguous,
+        "demoted": demoted,
+        "w": w,
+        "weight": weight,
+    }
 
 
 def write_relabel_table(
@@ -367,6 +388,7 @@ def write_relabel_table(
     columns, rows = relabel_rows(run, checkpoint)
     write_csv(out, columns, rows)
     changed = [r for r in rows if r["changed"]]
+    demoted = [r for r in rows if r["demoted"]]
     known = all(r["true_label"] is not None for r in rows)
     return RelabelReport(
         out,
@@ -374,4 +396,6 @@ def write_relabel_table(
         changed=len(changed),
         ambiguous=sum(r["ambiguous"] for r in rows),
         corrected=sum(r["current_label"] == r["true_label"] for r in changed) if known else None,
+        demoted=len(demoted),
+        demoted_wrong=sum(r["given_label"] != r["true_label"] for r in demoted) if known else None,
     )

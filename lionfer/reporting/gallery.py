@@ -19,6 +19,12 @@ def _weights(row: dict, names: list[str], current: str) -> dict[str, float]:
     return weights
 
 
+def class_name(value, names: list[str]) -> str:
+    """The class name of a label cell of relabels.csv; "" where it is empty or names no class."""
+    value = str(value if value is not None else "").strip()
+    return names[int(value)] if value.isdigit() and int(value) < len(names) else ""
+
+
 def relabeled_rows(run: Run) -> list[dict]:
     """The rows of relabels.csv that changed a label (not the images set aside as demoted)."""
     return [r for r in run.relabels if r.get("status", "relabeled") != "demoted"]
@@ -30,7 +36,7 @@ def gallery_items(run: Run, limit: int) -> tuple[list[dict], str]:
     names = run.class_names
 
     def name(value: str) -> str:
-        return names[int(value)] if value not in ("", None) and 0 <= int(value) < len(names) else ""
+        return class_name(value, names)
 
     rows = sorted(relabeled_rows(run), key=lambda r: (int(r.get("step") or -1), int(r["index"])))
     rows = rows[:limit]

@@ -12,7 +12,7 @@ from pathlib import Path
 from lionfer.reporting import plots
 from lionfer.reporting import tables as T
 from lionfer.reporting.document import Output, Section, Table
-from lionfer.reporting.gallery import GALLERY_COLUMNS, gallery_items, relabeled_rows
+from lionfer.reporting.gallery import GALLERY_COLUMNS, class_name, gallery_items, relabeled_rows
 from lionfer.reporting.run_summary import label_quality_lines
 from lionfer.reporting.runs import Collection, ordered_runs, shown_path
 
@@ -87,6 +87,7 @@ def relabel_sections(c: Collection, out: Output) -> list[Section]:
 
 
 PAIR_COLUMNS = ("method", "column", "given", "new", "true", "relabels", "runs")
+PAIR_CELLS = ("given_label", "current_label", "true_label")  # relabels.csv's, for a triple
 PAIRS_SHOWN = 3  # the most frequent wrong (true → new) pairs a row of the section names
 
 
@@ -98,15 +99,8 @@ def relabel_pairs(c: Collection) -> list[list]:
     runs: dict[tuple[str, str], Counter] = {}
     for run in ordered_runs(c):
         names = run.class_names
-
-        def name(value, names=names) -> str:
-            value = str(value or "").strip()
-            if not value.isdigit():
-                return ""
-            return names[int(value)] if int(value) < len(names) else value
-
         triples = Counter(
-            (name(r["given_label"]), name(r["current_label"]), name(r.get("true_label")))
+            tuple(class_name(r.get(cell), names) for cell in PAIR_CELLS)
             for r in relabeled_rows(run)
         )
         key = (run.method, run.column)

@@ -12,6 +12,7 @@ from PIL import Image, ImageFile
 from lionfer.data.base import ImageSet
 from lionfer.data.checks import MIN_IMAGE_SIDE, check_images
 from lionfer.data.images import (
+    HEIF,
     ImageError,
     ImageTooSmallError,
     check_image_file,
@@ -88,6 +89,18 @@ def test_text_file_named_jpg(tmp_path):
     path.write_text("<html><body>403 Forbidden</body></html>\n")
     with pytest.raises(ImageError, match="holds text, not an image.*HTML"):
         open_image(path)
+
+
+@pytest.mark.skipif(HEIF, reason="pillow-heif is installed: HEIC decodes")
+def test_heic_without_a_decoder_names_the_plugin(tmp_path):
+    path = tmp_path / "IMG_0001.HEIC"  # an ISO-BMFF header Pillow alone cannot identify
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    with pytest.raises(ImageError, match="no HEIC decoder; pip install pillow-heif"):
+        open_image(path)
+    page = tmp_path / "photo.heic"  # text is text, whatever its name
+    page.write_text("<html>404</html>")
+    with pytest.raises(ImageError, match="holds text"):
+        open_image(page)
 
 
 def test_grayscale_becomes_rgb_with_equal_channels(tmp_path):

@@ -184,13 +184,13 @@ def test_cropped_inputs_are_one_face_each_without_detection(checkpoint):
 
 
 def test_collect_sources_expands_folders_and_globs(tmp_path):
-    for name in ("b.png", "a.jpg", "deep/c.png", ".hidden/d.png", "clip.avi", "x.txt"):
+    for name in ("b.png", "a.jpg", "deep/c.png", ".hidden/d.png", "clip.avi", "x.txt", "e.jfif"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     sources, ignored = collect_sources([tmp_path, str(tmp_path / "*.png"), tmp_path / "a.jpg"])
     names = [Path(s.name).relative_to(tmp_path).as_posix() for s in sources]
-    assert names == ["a.jpg", "b.png", "clip.avi", "deep/c.png"]  # sorted, no duplicates
-    assert [s.kind for s in sources] == ["image", "image", "video", "image"]
+    assert names == ["a.jpg", "b.png", "clip.avi", "deep/c.png", "e.jfif"]  # sorted, once each
+    assert [s.kind for s in sources] == ["image", "image", "video", "image", "image"]
     assert ignored == 1  # x.txt; hidden folders are not searched
     with pytest.raises(InputError, match="holds no images or videos"):
         collect_sources([_empty_folder(tmp_path)])

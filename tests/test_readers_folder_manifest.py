@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from lionfer.config import DataConfig
 from lionfer.data.datasets import folder, manifest
@@ -54,6 +54,24 @@ def test_folder_fer_names_are_canonical_with_stratified_holdout(tmp_path):
     assert again.test.ids == data.test.ids
     other = folder.load(cfg(root, data_seed=1), seed=0)
     assert other.test.ids != data.test.ids
+
+
+def test_folder_reads_every_still_image_format(tmp_path):
+    # webp, tiff, gif, jfif/jpe (JPEG), avif are images like png and jpg; .txt is not
+    formats = {"a.webp": "WEBP", "b.tif": "TIFF", "c.gif": "GIF", "d.jfif": "JPEG"}
+    formats |= {"e.jpe": "JPEG", "f.bmp": "BMP", "g.JPEG": "JPEG"}
+    if features.check("avif"):  # Pillow builds since 11.3
+        formats["h.avif"] = "AVIF"
+    pixels = np.full((8, 8, 3), 128, dtype=np.uint8)
+    for name, fmt in formats.items():
+        (tmp_path / "happy").mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / "happy" / name, fmt)
+    make_tree(tmp_path, {"sad": 2})
+    (tmp_path / "happy" / "notes.txt").write_text("x")
+    data = folder.load(cfg(tmp_path), seed=0)
+    names = {Path(p).name for p in data.train.images + data.test.images}
+    assert names == set(formats) | {"00.png", "01.png"}
+    assert any("ignored 1" in note for note in data.notes)
 
 
 def test_folder_train_test_layout(tmp_path):

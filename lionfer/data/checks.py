@@ -18,7 +18,14 @@ from tqdm import tqdm
 from lionfer.data.images import ImageError, check_image_file
 from lionfer.errors import ConfigError, InputError, MissingInputError
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+# The image files read from folders, for training and for predict. HEIC/HEIF need the optional
+# pillow-heif (registered in lionfer.data.images when installed); without it such a file is
+# listed and fails with a message that says so.
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+    | {".avif", ".heic", ".heif"}
+)
+IMAGE_KINDS = "png, jpg, jpeg, bmp, webp, tif, gif, avif, heic"  # for messages
 _SHOWN = 3  # how many offending entries an error message lists
 MIN_IMAGE_SIDE = 16  # px; a smaller image (or face box) is used, with a warning
 PROGRESS_FROM = 500  # image checks of this many files or more show a progress bar

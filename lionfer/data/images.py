@@ -1,7 +1,8 @@
 """Opening image files robustly: every mode becomes 8-bit RGB, EXIF rotation is applied, and a file
 that cannot be used (missing, empty, truncated, corrupt, not an image, too small) raises ImageError
 naming the file and the fix. Truncated files are errors: PIL.ImageFile.LOAD_TRUNCATED_IMAGES stays
-False, so partial data is never silently accepted."""
+False, so partial data is never silently accepted. HEIC/HEIF photos (phones) are read where the
+optional pillow-heif is installed; it is registered with PIL on import."""
 
 from __future__ import annotations
 
@@ -15,6 +16,25 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from lionfer.errors import InputError
 
 _FIX = "re-copy or re-download it, or remove it from the dataset's list"
+# Formats this Pillow may lack a decoder for: what to install, or to do, to read them.
+PLUGINS = {
+    ".heic": "pip install pillow-heif (lionfer uses it when installed), or convert it to JPEG",
+    ".heif": "pip install pillow-heif (lionfer uses it when installed), or convert it to JPEG",
+    ".avif": "upgrade Pillow to a build with AVIF (11.3 or later), or convert it to JPEG",
+}
+
+
+def _register_plugins() -> bool:
+    """Register pillow-heif's HEIC/HEIF opener with PIL where it is installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIF = _register_plugins()  # HEIC/HEIF files can be read here
 
 
 class ImageError(InputError):
@@ -75,6 +95,12 @@ def _decoding(path: Path) -> Iterator[None]:
             "PIL.Image.MAX_IMAGE_PIXELS; otherwise remove it from the dataset"
         ) from error
     except UnidentifiedImageError as error:
+        plugin = PLUGINS.get(path.suffix.lower())
+        if plugin is not None and _head_text(path) is None:
+            raise ImageError(
+                f"cannot read image {path}: this Pillow has no {path.suffix[1:].upper()} "
+                f"decoder; {plugin}"
+            ) from error
         raise ImageError(f"cannot read image {path}: {_not_an_image(path)}; {_FIX}") from error
     except Exception as error:
         # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
@@ -102,14 +128,20 @@ def _describe(error: Exception) -> str:
     return f"the file is corrupt ({type(error).__name__}: {text})"
 
 
-def _not_an_image(path: Path) -> str:
-    """Why PIL could not identify the file, looking at its first bytes."""
+def _head_text(path: Path) -> str | None:
+    """The file's first bytes as text, or None where they are binary."""
     head = path.read_bytes()[:512]
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
-        text = None
-    if text is not None and "\x00" not in text:
+        return None
+    return None if "\x00" in text else text
+
+
+def _not_an_image(path: Path) -> str:
+    """Why PIL could not identify the file, looking at its first bytes."""
+    text = _head_text(path)
+    if text is not None:
         hint = " (often an HTML error page saved by a failed download)" if "<" in text else ""
         return f"the file holds text, not an image{hint}"
     return "the content is not a known image format (corrupt, or a wrong file extension)"

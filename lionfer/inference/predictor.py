@@ -45,7 +45,6 @@ from lionfer.inference.video import (
 
 FIXED_COLUMNS = ("source", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label")
 FACE_SIZE = 112  # `lionfer prepare`'s default --size: faces are aligned at it, then resized
-PREDICT_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".webp", ".tif", ".tiff", ".gif"}
 GLOB_CHARS = frozenset("*?[")
 # MTCNN finds faces of at least 20 px (its min_face_size) and fails on a smaller image; the Haar
 # cascade looks for 24 px and more. Smaller images (as detection sees them) hold no face to find.
@@ -190,7 +189,7 @@ def _expand_path(item: str) -> tuple[list[Path], int]:
         if not found:
             raise InputError(
                 f"folder {path} holds no images or videos ({ignored} other files); looked "
-                f"recursively for {', '.join(sorted(PREDICT_IMAGE_EXTENSIONS))} and videos"
+                f"recursively for {', '.join(sorted(IMAGE_EXTENSIONS))} and videos"
             )
         return found, ignored
     if GLOB_CHARS & set(item):
@@ -213,7 +212,7 @@ def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int]:
     for path in paths:
         if not path.is_file():
             continue
-        if path.suffix.lower() in PREDICT_IMAGE_EXTENSIONS or is_video_file(path):
+        if path.suffix.lower() in IMAGE_EXTENSIONS or is_video_file(path):
             found.append(path)
         else:
             ignored += 1

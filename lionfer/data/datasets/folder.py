@@ -11,7 +11,7 @@ import numpy as np
 
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import list_images, require_dir
+from lionfer.data.checks import IMAGE_KINDS, list_images, require_dir
 from lionfer.data.splits import hold_out
 from lionfer.errors import ConfigError, MissingInputError
 
@@ -112,9 +112,7 @@ def read_unlabeled(folder: str) -> tuple[ImageSet, str]:
     )
     paths, ignored = list_images(root, recursive=True)
     if not paths:
-        raise MissingInputError(
-            f"no images (png, jpg, jpeg, bmp) found under data.unlabeled_root={root}"
-        )
+        raise MissingInputError(f"no images ({IMAGE_KINDS}) found under data.unlabeled_root={root}")
     unlabeled = ImageSet(
         images=[str(p) for p in paths],
         labels=np.full(len(paths), -1),
@@ -143,7 +141,7 @@ def load(cfg, seed: int) -> FERData:
     if not any(train_files.values()):
         raise MissingInputError(
             f"no images found in class folders under {train_dir or root}; expected "
-            "ROOT/<class>/<image>.jpg (png, jpg, jpeg, bmp) or ROOT/train/<class>/<image>.jpg"
+            f"ROOT/<class>/<image>.jpg ({IMAGE_KINDS}) or ROOT/train/<class>/<image>.jpg"
         )
     class_names, mapping, notes = resolve_classes(
         sorted(set(train_files) | set(test_files)), cfg.class_map, cfg.num_classes

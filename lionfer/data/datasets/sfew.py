@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lionfer import labels as L
 from lionfer.data.base import FERData
-from lionfer.data.checks import require_dir
+from lionfer.data.checks import IMAGE_KINDS, require_dir
 from lionfer.data.datasets.folder import find_child, image_set, scan_split
 
 LAYOUT = "ROOT/Train/<Class>/*.png and ROOT/Val/<Class>/*.png"
@@ -31,7 +31,7 @@ def read_split(folder: Path, root: Path, test: bool):
         paths += class_paths
         labels += [by_lower[name.lower()]] * len(class_paths)
     if not paths:
-        raise FileNotFoundError(f"SFEW: no images (png, jpg, jpeg, bmp) under {folder}/<Class>/")
+        raise FileNotFoundError(f"SFEW: no images ({IMAGE_KINDS}) under {folder}/<Class>/")
     notes = []
     absent = sorted(set(by_lower) - {name.lower() for name, p in files.items() if p})
     if absent:

@@ -25,7 +25,7 @@ IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
     | {".avif", ".heic", ".heif"}
 )
-IMAGE_KINDS = "png, jpg, jpeg, bmp, webp, tif, gif, avif, heic"  # for messages
+IMAGE_KINDS = ", ".join(sorted(suffix[1:] for suffix in IMAGE_EXTENSIONS))  # for messages
 _SHOWN = 3  # how many offending entries an error message lists
 MIN_IMAGE_SIDE = 16  # px; a smaller image (or face box) is used, with a warning
 PROGRESS_FROM = 500  # image checks of this many files or more show a progress bar

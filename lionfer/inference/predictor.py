@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from lionfer.data import transforms
-from lionfer.data.checks import IMAGE_EXTENSIONS
+from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS
 from lionfer.data.faces import (
     DETECT_MAX_SIDE,
     DETECTORS,
@@ -189,7 +189,7 @@ def _expand_path(item: str) -> tuple[list[Path], int]:
         if not found:
             raise InputError(
                 f"folder {path} holds no images or videos ({ignored} other files); looked "
-                f"recursively for {', '.join(sorted(IMAGE_EXTENSIONS))} and videos"
+                f"recursively for images ({IMAGE_KINDS}) and videos"
             )
         return found, ignored
     if GLOB_CHARS & set(item):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from lionfer.data import images
 from lionfer.data.base import ImageSet
 from lionfer.data.checks import MIN_IMAGE_SIDE, check_images
 from lionfer.data.images import (
@@ -101,6 +102,17 @@ def test_heic_without_a_decoder_names_the_plugin(tmp_path):
     page.write_text("<html>404</html>")
     with pytest.raises(ImageError, match="holds text"):
         open_image(page)
+
+
+def test_the_missing_decoder_is_named_only_where_it_is_missing(tmp_path, monkeypatch):
+    path = tmp_path / "broken.avif"  # binary content no decoder identifies
+    path.write_bytes(b"\x00\x00\x00\x18ftypzzzz\x00\x00\x00\x00" + bytes(64))
+    monkeypatch.setitem(images.DECODERS, ".avif", False)
+    with pytest.raises(ImageError, match="no AVIF decoder; upgrade Pillow"):
+        open_image(path)
+    monkeypatch.setitem(images.DECODERS, ".avif", True)  # a decoder, so the file is bad
+    with pytest.raises(ImageError, match="not a known image format"):
+        open_image(path)
 
 
 def test_grayscale_becomes_rgb_with_equal_channels(tmp_path):

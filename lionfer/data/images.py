@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from lionfer.errors import InputError
 
 _FIX = "re-copy or re-download it, or remove it from the dataset's list"
-# Formats this Pillow may lack a decoder for: what to install, or to do, to read them.
+# Formats a Pillow may lack a decoder for: what to install, or to do, to read them.
 PLUGINS = {
     ".heic": "pip install pillow-heif (lionfer uses it when installed), or convert it to JPEG",
     ".heif": "pip install pillow-heif (lionfer uses it when installed), or convert it to JPEG",
@@ -35,6 +35,7 @@ def _register_plugins() -> bool:
 
 
 HEIF = _register_plugins()  # HEIC/HEIF files can be read here
+DECODERS = {".heic": HEIF, ".heif": HEIF, ".avif": features.check("avif")}
 
 
 class ImageError(InputError):
@@ -95,11 +96,11 @@ def _decoding(path: Path) -> Iterator[None]:
             "PIL.Image.MAX_IMAGE_PIXELS; otherwise remove it from the dataset"
         ) from error
     except UnidentifiedImageError as error:
-        plugin = PLUGINS.get(path.suffix.lower())
-        if plugin is not None and _head_text(path) is None:
+        suffix = path.suffix.lower()
+        if not DECODERS.get(suffix, True) and _head_text(path) is None:
             raise ImageError(
-                f"cannot read image {path}: this Pillow has no {path.suffix[1:].upper()} "
-                f"decoder; {plugin}"
+                f"cannot read image {path}: this Pillow has no {suffix[1:].upper()} decoder; "
+                f"{PLUGINS[suffix]}"
             ) from error
         raise ImageError(f"cannot read image {path}: {_not_an_image(path)}; {_FIX}") from error
     except Exception as error:

@@ -107,10 +107,10 @@ def test_heic_without_a_decoder_names_the_plugin(tmp_path):
 def test_the_missing_decoder_is_named_only_where_it_is_missing(tmp_path, monkeypatch):
     path = tmp_path / "broken.avif"  # binary content no decoder identifies
     path.write_bytes(b"\x00\x00\x00\x18ftypzzzz\x00\x00\x00\x00" + bytes(64))
-    monkeypatch.setitem(images.DECODERS, ".avif", False)
+    monkeypatch.setattr(images.features, "check", lambda feature: False)  # a Pillow without
     with pytest.raises(ImageError, match="no AVIF decoder; upgrade Pillow"):
         open_image(path)
-    monkeypatch.setitem(images.DECODERS, ".avif", True)  # a decoder, so the file is bad
+    monkeypatch.setattr(images.features, "check", lambda feature: True)  # so the file is bad
     with pytest.raises(ImageError, match="not a known image format"):
         open_image(path)
 

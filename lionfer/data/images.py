@@ -35,7 +35,12 @@ def _register_plugins() -> bool:
 
 
 HEIF = _register_plugins()  # HEIC/HEIF files can be read here
-DECODERS = {".heic": HEIF, ".heif": HEIF, ".avif": features.check("avif")}
+
+
+def _has_decoder(suffix: str) -> bool:
+    """Whether this Pillow decodes the format of suffix, a key of PLUGINS. Asked only of a file
+    PIL could not open, so that start-up does not load the AVIF codec to answer it."""
+    return HEIF if suffix in (".heic", ".heif") else features.check("avif")
 
 
 class ImageError(InputError):
@@ -97,7 +102,7 @@ def _decoding(path: Path) -> Iterator[None]:
         ) from error
     except UnidentifiedImageError as error:
         suffix = path.suffix.lower()
-        if not DECODERS.get(suffix, True) and _head_text(path) is None:
+        if suffix in PLUGINS and not _has_decoder(suffix) and _head_text(path) is None:
             raise ImageError(
                 f"cannot read image {path}: this Pillow has no {suffix[1:].upper()} decoder; "
                 f"{PLUGINS[suffix]}"

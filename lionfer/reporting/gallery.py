@@ -34,16 +34,12 @@ def gallery_items(run: Run, limit: int) -> tuple[list[dict], str]:
     """The first `limit` relabels of a run (by step), with their faces; a note when the faces
     could not be loaded."""
     names = run.class_names
-
-    def name(value: str) -> str:
-        return class_name(value, names)
-
     rows = sorted(relabeled_rows(run), key=lambda r: (int(r.get("step") or -1), int(r["index"])))
     rows = rows[:limit]
     faces, note = labeled_faces(run, rows)
     items = []
     for row in rows:
-        current = name(row["current_label"]) or row.get("current_name", "")
+        current = class_name(row["current_label"], names) or row.get("current_name", "")
         items.append(
             {
                 "method": run.method,
@@ -51,9 +47,9 @@ def gallery_items(run: Run, limit: int) -> tuple[list[dict], str]:
                 "index": int(row["index"]),
                 "id": row.get("id", ""),
                 "step": row.get("step", ""),
-                "given": name(row["given_label"]) or row.get("given_name", ""),
+                "given": class_name(row["given_label"], names) or row.get("given_name", ""),
                 "current": current,
-                "true": name(row.get("true_label", "")),
+                "true": class_name(row.get("true_label", ""), names),
                 "weights": _weights(row, names, current),
                 "image": faces.get(int(row["index"])),
             }

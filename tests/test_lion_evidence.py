@@ -90,8 +90,28 @@ def test_verdict_relabels_demotes_or_keeps():
             [0.2, 0.6, 0.2],  # label 0: against, and class 1 exactly at its threshold → relabel
         ]
     )
-    verdict = evidence_verdict(evidence, T([0, 0, 0, 0, 0]), thresholds, 0.5)
+    verdict = evidence_verdict(evidence, T([0, 0, 0, 0, 0]), thresholds, 0.5, 1.0)
     assert verdict.tolist() == [1, DEMOTE, KEEP, KEEP, 1]
+
+
+def test_a_relabel_needs_its_class_margin_times_every_other_but_the_label():
+    thresholds = T([0.5, 0.3, 0.3, 0.3])
+    evidence = T(
+        [
+            [0.05, 0.5, 0.3, 0.15],  # label 0 against; class 1 is 0.5 < 2 · 0.3: split → demote
+            [0.05, 0.6, 0.3, 0.05],  # class 1 exactly twice the runner-up → relabel to 1
+            [0.2, 0.6, 0.1, 0.1],  # the label's own 0.2 is no runner-up → relabel to 1
+        ]
+    )
+    labels = T([0, 0, 0])
+    assert evidence_verdict(evidence, labels, thresholds, 0.5, 2.0).tolist() == [DEMOTE, 1, 1]
+    # margin 1 is the best other class alone
+    assert evidence_verdict(evidence, labels, thresholds, 0.5, 1.0).tolist() == [1, 1, 1]
+
+
+def test_a_relabel_margin_with_two_classes_has_no_runner_up():
+    verdict = evidence_verdict(T([[0.1, 0.9]]), T([0]), T([0.6, 0.6]), 0.5, 3.0)
+    assert verdict.tolist() == [1]
 
 
 def test_streak_counts_repeated_verdicts():
@@ -237,6 +257,22 @@ def evidence_lion(given, heads=None, num_classes=2, names=(), **fields):
     if heads is not None:
         lion.heads = heads
     return lion
+
+
+@pytest.mark.parametrize("margin, verdict", [(1.0, 1), (2.0, DEMOTE)])
+def test_the_configured_relabel_margin_decides_a_split_between_two_classes(margin, verdict):
+    # image 0, labeled 0, is against its label (0.05) and for class 1 (0.55 ≥ t_1 = 0.475),
+    # with 0.4 for class 2: under twice. evidence_momentum 1: the evidence stays as set.
+    given = [0, 0, 1, 1, 2, 2]
+    lion = evidence_lion(
+        given, num_classes=3, min_visits=1, evidence_momentum=1.0, relabel_margin=margin
+    )
+    others = [[0.8, 0.1, 0.1], [0.3, 0.45, 0.25], [0.25, 0.5, 0.25], [0.1, 0.1, 0.8]]
+    seen(lion, [[0.05, 0.55, 0.4], *others, [0.1, 0.1, 0.8]])
+    batch = labeled_batch([[0.4, 0.3, 0.3]] * 6, given, list(range(6)))
+    lion.step(Passthrough(3), batch, Progress(5, 10))
+    assert lion.verdict[0] == verdict
+    assert lion.label[0] == max(verdict, 0) and bool(lion.demoted[0]) == (verdict == DEMOTE)
 
 
 def test_in_sample_ablation_reads_a_head_that_trained_on_the_image():
@@ -492,7 +528,7 @@ def test_elr_stays_finite_and_exact_where_p_is_certain_of_its_target():
 
 def test_a_class_level_with_the_label_is_no_evidence_for_a_relabel():
     # label 0 at 0.45 is against it (< 0.5 · 0.95); class 1 reaches its threshold but only ties
-    verdict = evidence_verdict(T([[0.45, 0.45, 0.1]]), T([0]), T([0.95, 0.4, 0.4]), 0.5)
+    verdict = evidence_verdict(T([[0.45, 0.45, 0.1]]), T([0]), T([0.95, 0.4, 0.4]), 0.5, 1.0)
     assert verdict.tolist() == [DEMOTE]
 
 

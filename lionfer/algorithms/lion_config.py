@@ -114,6 +114,10 @@ class LionConfig:
     # Evidence against the given label y: e_y < against_ratio · t_y, t_y the mean evidence for y
     # over the images labeled y (Confident Learning's per-class threshold).
     against_ratio: float = 0.5
+    # A relabel to j also needs e_j ≥ relabel_margin · e_k for every class k but the label and j,
+    # else a demotion (evidence split between two other classes names neither). 1: j need only
+    # be the most likely other class; 2 makes fewer, surer relabels (docs/results.md).
+    relabel_margin: float = 1.0
     # "prototype": a relabel also needs the nearest class prototype (Eq. 3) to be the new class.
     evidence_agreement: str = "none"
     # Whose p is an image's evidence: its fold's head, which never trained on it ("out_of_fold"),
@@ -188,6 +192,7 @@ class LionConfig:
             "lambda_elr",
         ):
             check(getattr(self, name) >= 0, f"algorithm.{name}", "must be >= 0")
+        check(self.relabel_margin >= 1, "algorithm.relabel_margin", "must be >= 1")
         check(self.epoch_steps > 0, "algorithm.epoch_steps", "must be positive")
         check(self.min_visits >= 1, "algorithm.min_visits", "must be >= 1")
         check(

@@ -253,18 +253,24 @@ def class_thresholds(
 
 
 def evidence_verdict(
-    evidence: torch.Tensor, labels: torch.Tensor, thresholds: torch.Tensor, against_ratio: float
+    evidence: torch.Tensor,
+    labels: torch.Tensor,
+    thresholds: torch.Tensor,
+    against_ratio: float,
+    margin: float,
 ) -> torch.Tensor:
     """(B,) each row's verdict on its label: KEEP (-2), DEMOTE (-1) or a class to relabel to.
 
     Against the label y: e_y < against_ratio · t_y. For class j ≠ y, the most likely other one:
-    e_j ≥ t_j and e_j > e_y (Confident Learning's off-diagonal). Against and for j: relabel to
+    e_j ≥ t_j and e_j > e_y (Confident Learning's off-diagonal), and e_j ≥ margin · e_k for every
+    other class k ∉ {y, j} (one class, not a split between two). Against and for j: relabel to
     j; against and for no class: demote; otherwise keep."""
     own = evidence.gather(1, labels[:, None])[:, 0]
     others = evidence.scatter(1, labels[:, None], float("-inf"))
     best, other = others.max(dim=1)
+    runner_up = others.topk(2, dim=1).values[:, 1].clamp_min(0)  # -inf: only the label's column
     against = own < against_ratio * thresholds[labels]
-    for_other = (best >= thresholds[other]) & (best > own)
+    for_other = (best >= thresholds[other]) & (best > own) & (best >= margin * runner_up)
     return torch.where(against, torch.where(for_other, other, DEMOTE), KEEP)
 
 
@@ -471,7 +477,9 @@ class EvidenceDisambiguation:
         cfg = self.cfg
         active = ~self.demoted & (self.evidence_visits > 0)
         thresholds = class_thresholds(self.evidence, self.label, active)
-        verdict = evidence_verdict(evidence, labels, thresholds, cfg.against_ratio)
+        verdict = evidence_verdict(
+            evidence, labels, thresholds, cfg.against_ratio, cfg.relabel_margin
+        )
         verdict = within_known_classes(verdict, labels, known)
         verdict = self.rules.agreement(verdict, features, self.prototypes, self.prototype_ready)
         protected = self._protected(labels) | self._protected(verdict.clamp_min(0))

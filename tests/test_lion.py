@@ -560,8 +560,9 @@ def test_a_lion_config_built_directly_is_the_one_a_config_file_gets():
         LionConfig(clear_treshold=0.5)
     with pytest.raises(ConfigError, match="algorithm.clear_threshold: must lie in"):
         LionConfig("paper", clear_threshold=2.0)  # still validated
-    with pytest.raises(ConfigError, match="algorithm.relabel_margin: must be >= 1"):
-        LionConfig(relabel_margin=0.5)
+    for margin in (0.5, math.inf, math.nan):
+        with pytest.raises(ConfigError, match="algorithm.relabel_margin: must be a number >= 1"):
+            LionConfig(relabel_margin=margin)
 
 
 def test_margin_rule_keeps_an_unsure_but_agreeing_sample_in_ls():

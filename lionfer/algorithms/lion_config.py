@@ -8,6 +8,7 @@ the algorithm itself is lionfer/algorithms/lion.py.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -192,7 +193,11 @@ class LionConfig:
             "lambda_elr",
         ):
             check(getattr(self, name) >= 0, f"algorithm.{name}", "must be >= 0")
-        check(self.relabel_margin >= 1, "algorithm.relabel_margin", "must be >= 1")
+        check(
+            1 <= self.relabel_margin < math.inf,
+            "algorithm.relabel_margin",
+            "must be a number >= 1 (1: the most likely other class alone)",
+        )
         check(self.epoch_steps > 0, "algorithm.epoch_steps", "must be positive")
         check(self.min_visits >= 1, "algorithm.min_visits", "must be >= 1")
         check(

@@ -171,7 +171,10 @@ def test_best_on_test_only_when_asked_and_labelled(table1_runs, tmp_path):
 def test_sweep_labels_name_methods_and_a_second_report_replaces_the_first(tmp_path):
     sweep = tmp_path / "sweep"
     for seed, acc in ((0, 0.4), (1, 0.6)):
-        fake_run(sweep, f"synthetic@100/lion-w-o-ld/s{seed}", algorithm="lion", seed=seed, acc=acc)
+        folder = f"synthetic@100/lion-w-o-ld/s{seed}"
+        # a sweep's label names its points whatever their settings (a sweep may vary one)
+        params = {"relabel_margin": 1.0 + seed}
+        fake_run(sweep, folder, algorithm="lion", seed=seed, acc=acc, params=params)
     points = [
         {
             "label": "LION w/o LD",
@@ -189,6 +192,38 @@ def test_sweep_labels_name_methods_and_a_second_report_replaces_the_first(tmp_pa
     (out / "figures" / "learning_curves.png").unlink(missing_ok=True)
     make_report([sweep], out)  # replaces its own files
     assert json.loads((out / "report.json").read_text())["runs"]
+
+
+def test_runs_of_one_algorithm_with_different_settings_are_not_pooled(tmp_path):
+    root = tmp_path / "runs"
+    for seed, (margin, acc) in enumerate(((1.0, 0.4), (1.0, 0.6), (2.0, 0.7))):
+        params = {"recipe": "evidence", "relabel_margin": margin, "folds": 5}
+        fake_run(root, f"r{seed}", algorithm="lion", recipe="evidence", seed=seed % 2, acc=acc,
+                 params=params)  # fmt: skip
+    # a run from a lionfer that did not record relabel_margin: compared on folds alone, pooled
+    fake_run(root, "old", algorithm="fixmatch", seed=0, acc=0.5, params={"folds": 5})
+    fake_run(root, "new", algorithm="fixmatch", seed=1, acc=0.5, params={"folds": 5, "x": 1})
+    collection = load_runs([root])
+    assert sorted({r.method for r in collection.runs}) == [
+        "fixmatch",
+        "lion:evidence (relabel_margin=1.0)",
+        "lion:evidence (relabel_margin=2.0)",
+    ]
+    assert collection.notes == [
+        "lion:evidence runs differ in algorithm.relabel_margin: each setting is shown as a "
+        "method of its own"
+    ]
+    out = tmp_path / "report"
+    make_report([root], out)
+    assert cells(read_csv(out / "table1.csv")) == {
+        ("lion:evidence (relabel_margin=1.0)", "synthetic@100"): (
+            2,
+            pytest.approx(50.0),
+            pytest.approx(math.sqrt(200)),
+        ),
+        ("lion:evidence (relabel_margin=2.0)", "synthetic@100"): (1, pytest.approx(70.0), None),
+        ("fixmatch", "synthetic@100"): (2, pytest.approx(50.0), pytest.approx(0.0)),
+    }
 
 
 def test_report_refuses_foreign_folders_and_missing_runs(tmp_path, capsys):

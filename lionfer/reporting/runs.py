@@ -154,6 +154,31 @@ def load_run(folder: Path, point: dict | None) -> Run:
     )
 
 
+def tell_settings_apart(runs: list[Run]) -> list[str]:
+    """Runs named by their algorithm alone (no sweep label) whose algorithm settings differ get
+    the differing settings in their method name, `lion:evidence (relabel_margin=2.0)`, so that
+    no table pools runs of different settings as one method's seeds. Only settings that every
+    run of the method records are compared (a run from an older lionfer may lack a newer key).
+    Returns a note for each method so split."""
+    by_method: dict[str, list[Run]] = {}
+    for run in runs:
+        by_method.setdefault(run.method, []).append(run)
+    notes = []
+    for method, group in by_method.items():
+        recorded = set.intersection(*(set(run.params) for run in group))
+        differ = sorted(k for k in recorded if len({repr(run.params[k]) for run in group}) > 1)
+        if not differ:
+            continue
+        for run in group:
+            settings = ", ".join(f"{k}={run.params[k]}" for k in differ)
+            run.method = f"{method} ({settings})"
+        notes.append(
+            f"{method} runs differ in algorithm.{', algorithm.'.join(differ)}: each setting is "
+            "shown as a method of its own"
+        )
+    return notes
+
+
 def load_runs(paths) -> Collection:
     paths = [Path(p) for p in paths]
     folders = find_run_folders(paths)
@@ -167,9 +192,9 @@ def load_runs(paths) -> Collection:
     if not runs:
         reasons = "; ".join(f"{folder}: {why}" for folder, why in skipped[:3])
         raise MissingInputError(f"no readable run among {len(skipped)} folders ({reasons})")
+    notes = tell_settings_apart([r for r in runs if r.path not in points])
     methods = [m for m in order if any(r.method == m for r in runs)]
     methods += list(dict.fromkeys(r.method for r in runs if r.method not in methods))
-    notes = []
     seen: dict[tuple, list[Path]] = {}
     for run in runs:
         seen.setdefault((run.method, run.column, run.seed), []).append(run.path)

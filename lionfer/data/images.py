@@ -17,9 +17,10 @@ from lionfer.errors import InputError
 
 _FIX = "re-copy or re-download it, or remove it from the dataset's list"
 # Formats a Pillow may lack a decoder for: what to install, or to do, to read them.
+_HEIF_FIX = "pip install pillow-heif (lionfer uses it when installed), or convert it to JPEG"
 PLUGINS = {
-    ".heic": "pip install pillow-heif (lionfer uses it when installed), or convert it to JPEG",
-    ".heif": "pip install pillow-heif (lionfer uses it when installed), or convert it to JPEG",
+    ".heic": _HEIF_FIX,
+    ".heif": _HEIF_FIX,
     ".avif": "upgrade Pillow to a build with AVIF (11.3 or later), or convert it to JPEG",
 }
 
@@ -101,13 +102,13 @@ def _decoding(path: Path) -> Iterator[None]:
             "PIL.Image.MAX_IMAGE_PIXELS; otherwise remove it from the dataset"
         ) from error
     except UnidentifiedImageError as error:
-        suffix = path.suffix.lower()
-        if suffix in PLUGINS and not _has_decoder(suffix) and _head_text(path) is None:
+        suffix, text = path.suffix.lower(), _head_text(path)
+        if suffix in PLUGINS and not _has_decoder(suffix) and text is None:
             raise ImageError(
                 f"cannot read image {path}: this Pillow has no {suffix[1:].upper()} decoder; "
                 f"{PLUGINS[suffix]}"
             ) from error
-        raise ImageError(f"cannot read image {path}: {_not_an_image(path)}; {_FIX}") from error
+        raise ImageError(f"cannot read image {path}: {_not_an_image(text)}; {_FIX}") from error
     except Exception as error:
         # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
         # EOFError, struct.error, IndexError, ...): all mean "this file is unusable".
@@ -135,8 +136,9 @@ def _describe(error: Exception) -> str:
 
 
 def _head_text(path: Path) -> str | None:
-    """The file's first bytes as text, or None where they are binary."""
-    head = path.read_bytes()[:512]
+    """The file's first 512 bytes as text, or None where they are binary."""
+    with path.open("rb") as f:
+        head = f.read(512)
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -144,9 +146,8 @@ def _head_text(path: Path) -> str | None:
     return None if "\x00" in text else text
 
 
-def _not_an_image(path: Path) -> str:
-    """Why PIL could not identify the file, looking at its first bytes."""
-    text = _head_text(path)
+def _not_an_image(text: str | None) -> str:
+    """Why PIL could not identify the file, from its first bytes as text (_head_text)."""
     if text is not None:
         hint = " (often an HTML error page saved by a failed download)" if "<" in text else ""
         return f"the file holds text, not an image{hint}"

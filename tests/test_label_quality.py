@@ -76,6 +76,11 @@ def test_the_evidence_check_reaches_the_summary_and_evaluate_recomputes_it(tiny_
     line = label_quality_lines(summary)[-1]
     assert line.startswith("evidence check: out of fold, the heads name the given label of ")
     assert f"(z = {check['z']:.1f})" in line
+    by_class = summary["evidence_by_class"]
+    assert list(by_class) == summary["class_names"]
+    named = sum(row["named"] for row in by_class.values())
+    assert 0 < named <= summary["num_labels"]
+    assert sum(row["relabeled_to"] for row in by_class.values()) == summary["relabel"]["count"]
 
 
 @pytest.mark.parametrize("memorised", [True, False])
@@ -392,3 +397,25 @@ def test_relabels_csv_lists_demoted_images_with_their_status(tmp_path):
         rows = list(csv.DictReader(f))
     assert [(r["index"], r["status"]) for r in rows] == [("1", "relabeled"), ("3", "demoted")]
     assert rows[1]["given_label"] == rows[1]["current_label"] == "0"
+
+
+def test_the_relabel_line_lists_the_new_classes_least_trusted_first():
+    from lionfer.reporting.run_summary import relabel_class_line
+
+    by_class = {
+        "Fear": {"named": 50, "agreement": 0.84, "relabeled_to": 11},
+        "Happiness": {"named": 60, "agreement": 0.9, "relabeled_to": 0},
+        "Sadness": {"named": 40, "agreement": 0.62, "relabeled_to": 6},
+        "Neutral": {"named": 0, "agreement": None, "relabeled_to": 1},
+    }
+    line = relabel_class_line(by_class)
+    assert line.endswith(
+        "Neutral 1, agreement -; Sadness 6, agreement 62.0%; Fear 11, agreement 84.0%"
+    )
+    assert "Happiness" not in line
+    known = {"Fear": {**by_class["Fear"], "relabeled_to_known": 11, "relabeled_to_right": 9}}
+    assert relabel_class_line(known).endswith("Fear 11 (9 of 11 right), agreement 84.0%")
+    nothing = {"Fear": {**by_class["Fear"], "relabeled_to": 0}}
+    assert relabel_class_line(nothing) == ""
+    summary = {"num_labels": 8, "relabel": {"count": 18}, "evidence_by_class": by_class}
+    assert label_quality_lines(summary)[-1] == line

@@ -528,6 +528,19 @@ def test_summary_scores_the_bank_against_the_unlabeled_truth_it_is_given():
     assert "correct_fraction" not in lion.summary()["clb"]
 
 
+def test_the_evidence_rule_summary_gives_its_agreement_by_class_under_the_class_names():
+    lion = make_lion([0, 1, 1], recipe="evidence", names=("X", "Y", "Z"))
+    lion.evidence = T([[0.9, 0.1, 0.0], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])
+    lion.evidence_visits = T([1, 1, 1])
+    lion.label = T([0, 1, 2])  # image 2 relabeled 1 → 2, truly 2
+    figures = lion.summary([0, 0, 2])["evidence_by_class"]
+    assert figures["X"]["named"] == 2 and figures["X"]["agreement"] == 0.5
+    assert (figures["Z"]["relabeled_to"], figures["Z"]["relabeled_to_right"]) == (1, 1)
+    unnamed = make_lion([0, 1, 1], recipe="evidence")
+    assert set(unnamed.summary()["evidence_by_class"]) == {"0", "1", "2"}
+    assert "evidence_by_class" not in make_lion([0, 1, 1]).summary()
+
+
 # ---- recipes: each rule ----
 
 

@@ -82,6 +82,7 @@ from lionfer.algorithms.lion_evidence import (
 )
 from lionfer.algorithms.lion_report import (
     LOW_CLEAR_RATE,
+    evidence_by_class,
     label_figures,
     low_clear_message,
     mean_or_none,
@@ -478,7 +479,13 @@ class Lion(EvidenceDisambiguation, Algorithm):
         return figures
 
     def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
-        return summary_figures(self.state_dict(), self.cfg.recipe, true_unlabeled)
+        state = self.state_dict()
+        figures = summary_figures(state, self.cfg.recipe, true_unlabeled)
+        if self.heads is not None:  # the evidence rule: how far its evidence holds, by class
+            given = self.info.given_labels.cpu().numpy()
+            names = self.info.class_names or tuple(map(str, range(self.info.num_classes)))
+            figures["evidence_by_class"] = evidence_by_class(state, given, names, true_labeled)
+        return figures
 
 
 def protected_mask(names, class_names, skip_unknown: bool = False) -> torch.Tensor:

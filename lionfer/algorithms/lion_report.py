@@ -1,7 +1,7 @@
 """What LION reports, all read from its state (Lion.state_dict()): the label-quality figures of an
 evaluation (relabel metrics, candidate sets, Eq. 5's similarities, the prototypes), the figures
-of summary.json (the complementary label bank, the start of disambiguation and its warning) and
-the relabel table (the rows of relabels.csv).
+of summary.json (the complementary label bank, the start of disambiguation and its warning, the
+evidence rule's agreement by class) and the relabel table (the rows of relabels.csv).
 """
 
 from __future__ import annotations
@@ -189,6 +189,57 @@ def summary_figures(state: dict, recipe: str, true_unlabeled=None) -> dict:
     if started and start < LOW_CLEAR_RATE:
         out["warnings"] = [low_clear_message(start, int(state["start_step"]))]
     return out
+
+
+def class_agreement(
+    evidence: torch.Tensor,
+    given: np.ndarray,
+    current: np.ndarray,
+    demoted: np.ndarray,
+    visited: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(named, agree), (C,) each: of the labeled images kept on their given labels (not relabeled,
+    not demoted, visited), how many the evidence names as class c (its argmax), and how many of
+    those were given c. agree / named is how far the evidence's c can be trusted: where it is low,
+    the evidence names c for faces of other classes, and relabels to c are wrong more often. It
+    needs no truth."""
+    num_classes = evidence.shape[1]
+    kept = (current == given) & ~demoted & visited
+    named = evidence.argmax(dim=1).cpu().numpy()[kept]
+    agree = named == given[kept]
+    return (
+        np.bincount(named, minlength=num_classes),
+        np.bincount(named[agree], minlength=num_classes),
+    )
+
+
+def evidence_by_class(state: dict, given: np.ndarray, names, truth=None) -> dict:
+    """summary.json's evidence_by_class: for each class, the evidence's agreement with the given
+    labels where it names the class (class_agreement: named, agreement, None where it names it for
+    no kept image), and the labels changed to it (relabeled_to; demoted images excepted), with,
+    where the truth is passed, how many of those have a known truth (relabeled_to_known) and how
+    many of those are right (relabeled_to_right)."""
+    given = np.asarray(given)
+    truth = None if truth is None else np.asarray(truth)
+    current = state["label"].cpu().numpy()
+    demoted = state["demoted"].cpu().numpy().astype(bool)
+    visited = state["evidence_visits"].cpu().numpy() > 0
+    named, agree = class_agreement(state["evidence"], given, current, demoted, visited)
+    changed = (current != given) & ~demoted
+    figures = {}
+    for c, name in enumerate(names):
+        into = changed & (current == c)
+        row = {
+            "named": int(named[c]),
+            "agreement": float(agree[c] / named[c]) if named[c] else None,
+            "relabeled_to": int(into.sum()),
+        }
+        if truth is not None:
+            known = into & (truth >= 0)
+            row["relabeled_to_known"] = int(known.sum())
+            row["relabeled_to_right"] = int((known & (truth == c)).sum())
+        figures[name] = row
+    return figures
 
 
 # relabels.csv: these columns, then status (relabeled | demoted), then w_<class> (the candidate

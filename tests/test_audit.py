@@ -204,14 +204,23 @@ def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
     algorithm["demoted"] = torch.zeros(len(algorithm["label"]), dtype=torch.bool)
     algorithm["demoted"][[2, 3]] = True
     algorithm["evidence"] = torch.full((len(algorithm["label"]), 7), 1 / 7)
+    # the evidence names the new class n for images 4 and 5, kept on their labels, and for no
+    # other kept image: n's agreement is the share of those two given n
+    new = (given + 1) % 7
+    algorithm["evidence"][:, (new + 1) % 7] = 0.2
+    algorithm["evidence"][[4, 5], new] = 0.5
+    algorithm["evidence_visits"] = torch.ones(len(algorithm["label"]), dtype=torch.long)
     torch.save(state, path)
 
     columns, rows = relabel_rows(run)
-    assert columns[:12] == [
+    assert columns[:13] == [
         "index", "id", "given_label", "current_label", "step", "true_label", "given_name",
-        "current_name", "weight", "changed", "ambiguous", "demoted",
+        "current_name", "weight", "changed", "ambiguous", "demoted", "new_class_agreement",
     ]  # fmt: skip
-    assert columns[12:] == [f"w_{n.lower()}" for n in CLASS_NAMES]
+    assert columns[13:] == [f"w_{n.lower()}" for n in CLASS_NAMES]
+    named_new = [r["given_label"] == new for r in rows[4:6]]
+    assert rows[1]["new_class_agreement"] == pytest.approx(sum(named_new) / 2)
+    assert all(r["new_class_agreement"] is None for r in rows if not r["changed"])
     assert [r["demoted"] for r in rows[:5]] == [False, False, True, True, False]
     assert (
         rows[2]["w_fear"] == pytest.approx(1 / 7)

@@ -346,38 +346,43 @@ def test_an_audit_read_at_step_0_reports_step_0():
 
 
 def evidence_state():
-    """Six labeled images given 0, 0, 1, 1, 2, 2; image 1 relabeled 0 → 2 (truly 2), image 3
-    relabeled 1 → 2 (truly 1), image 5 demoted, image 4 never visited. The evidence names class
-    0, 2, 0, 2, 2, 1."""
+    """Seven labeled images given 0, 0, 1, 1, 2, 2, 1; image 1 relabeled 0 → 2, image 3 relabeled
+    1 → 2, image 5 demoted, image 6 never visited. The evidence names class 0, 2, 0, 2, 2, 1, 1."""
     return {
-        "label": T([0, 2, 1, 2, 2, 2]),
-        "demoted": T([False, False, False, False, False, True]),
-        "evidence_visits": T([3, 3, 3, 3, 0, 3]),
+        "label": T([0, 2, 1, 2, 2, 2, 1]),
+        "demoted": T([False, False, False, False, False, True, False]),
+        "evidence_visits": T([3, 3, 3, 3, 3, 3, 0]),
         "evidence": T(
             [
-                [0.8, 0.1, 0.1],
+                [0.8, 0.1, 0.1],  # kept, given 0, named 0
                 [0.1, 0.2, 0.7],
                 [0.6, 0.3, 0.1],  # kept, given 1, named 0
                 [0.1, 0.2, 0.7],
-                [0.1, 0.1, 0.8],  # never visited: no evidence
+                [0.1, 0.1, 0.8],  # kept, given 2, named 2
                 [0.2, 0.7, 0.1],  # demoted
+                [0.1, 0.8, 0.1],  # never visited: no evidence
             ]
         ),
     }
 
 
+GIVEN_7 = np.array([0, 0, 1, 1, 2, 2, 1])
+
+
 def test_class_agreement_counts_only_the_images_kept_on_their_labels():
-    state, given = evidence_state(), np.array([0, 0, 1, 1, 2, 2])
+    state = evidence_state()
     current, demoted = state["label"].numpy(), state["demoted"].numpy()
     visited = state["evidence_visits"].numpy() > 0
-    named, agree = lion_report.class_agreement(state["evidence"], given, current, demoted, visited)
-    # kept and visited: images 0 (given 0, named 0) and 2 (given 1, named 0)
-    assert named.tolist() == [2, 0, 0] and agree.tolist() == [1, 0, 0]
+    named, agree = lion_report.class_agreement(
+        state["evidence"], GIVEN_7, current, demoted, visited
+    )
+    # kept and visited: images 0 (given 0, named 0), 2 (given 1, named 0), 4 (given 2, named 2)
+    assert named.tolist() == [2, 0, 1] and agree.tolist() == [1, 0, 1]
 
 
 def test_evidence_by_class_by_hand():
-    given, truth = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 2, 1, 1, -1, 2])
-    figures = lion_report.evidence_by_class(evidence_state(), given, ("X", "Y", "Z"), truth)
+    truth = np.array([0, 2, 1, 0, 2, 2, 1])  # image 1's relabel is right, image 3's wrong
+    figures = lion_report.evidence_by_class(evidence_state(), GIVEN_7, ("X", "Y", "Z"), truth)
     assert figures["X"] == {
         "named": 2,
         "agreement": 0.5,
@@ -385,16 +390,18 @@ def test_evidence_by_class_by_hand():
         "relabeled_to_known": 0,
         "relabeled_to_right": 0,
     }
+    # the unvisited image 6 is no evidence for Y
     assert figures["Y"]["named"] == 0 and figures["Y"]["agreement"] is None
     # images 1 and 3 went to Z, one rightly; the demoted image 5 is not a relabel
     z = figures["Z"]
+    assert (z["named"], z["agreement"]) == (1, 1.0)
     assert (z["relabeled_to"], z["relabeled_to_known"], z["relabeled_to_right"]) == (2, 2, 1)
     # the truth of image 1 unknown: it is not counted as known, nor as right
     truth[1] = -1
-    z = lion_report.evidence_by_class(evidence_state(), given, ("X", "Y", "Z"), truth)["Z"]
+    z = lion_report.evidence_by_class(evidence_state(), GIVEN_7, ("X", "Y", "Z"), truth)["Z"]
     assert (z["relabeled_to"], z["relabeled_to_known"], z["relabeled_to_right"]) == (2, 1, 0)
     # without the truth, only what needs none
-    assert set(lion_report.evidence_by_class(evidence_state(), given, "XYZ")["Z"]) == {
+    assert set(lion_report.evidence_by_class(evidence_state(), GIVEN_7, "XYZ")["Z"]) == {
         "named",
         "agreement",
         "relabeled_to",

@@ -192,7 +192,7 @@ def summary_figures(state: dict, recipe: str, true_unlabeled=None) -> dict:
 
 
 def class_agreement(
-    evidence: torch.Tensor,
+    evidence: torch.Tensor | np.ndarray,
     given: np.ndarray,
     current: np.ndarray,
     demoted: np.ndarray,
@@ -205,7 +205,7 @@ def class_agreement(
     needs no truth."""
     num_classes = evidence.shape[1]
     kept = (current == given) & ~demoted & visited
-    named = evidence.argmax(dim=1).cpu().numpy()[kept]
+    named = torch.as_tensor(evidence).argmax(dim=1).cpu().numpy()[kept]
     agree = named == given[kept]
     return (
         np.bincount(named, minlength=num_classes),

@@ -26,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lionfer.algorithms.lion_report import RELABEL_COLUMNS as RUN_RELABEL_COLUMNS
+from lionfer.algorithms.lion_report import class_agreement
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
 from lionfer.errors import InputError
@@ -46,7 +47,13 @@ AUDIT_COLUMNS = (
     "p_model",
     "score",
 )
-RELABEL_COLUMNS = (*RUN_RELABEL_COLUMNS, "changed", "ambiguous", "demoted")
+RELABEL_COLUMNS = (
+    *RUN_RELABEL_COLUMNS,
+    "changed",
+    "ambiguous",
+    "demoted",
+    "new_class_agreement",
+)
 THUMBNAIL = 96  # px, the longer side of a face on the HTML page
 SPLITS = ("train", "test")
 
@@ -324,6 +331,9 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
             "changed": current != given,
             "ambiguous": bool(table["ambiguous"][i]),
             "demoted": bool(table["demoted"][i]),
+            "new_class_agreement": (
+                None if np.isnan(table["agreement"][i]) else float(table["agreement"][i])
+            ),
             **{
                 c: (None if np.isnan(v) else float(v))
                 for c, v in zip(weight_columns, w, strict=True)
@@ -335,8 +345,10 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
 
 def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
     """Per labeled image: label, step (-1 never), weight (NaN: none), w (M, C; NaN rows: none),
-    ambiguous, demoted, from an algorithm state dict (LION's keys; absent keys mean no
-    relabeling)."""
+    ambiguous, demoted and, for a relabeled image of the evidence recipe, agreement: the class
+    agreement (lion_report.class_agreement) of its new class (NaN otherwise, or where the evidence
+    names that class for no kept image); from an algorithm state dict (LION's keys; absent keys
+    mean no relabeling)."""
     m = len(given)
 
     def get(key):
@@ -365,6 +377,13 @@ def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[st
         w[demoted & ~changed] = evidence[demoted & ~changed]
     if at_relabel is not None:
         w[changed] = at_relabel[changed]
+    agreement = np.full(m, np.nan)  # of the class a relabeled image went to (evidence recipe)
+    visits = get("evidence_visits")
+    if evidence is not None and visits is not None:
+        named, agree = class_agreement(evidence, given, label, demoted, visits > 0)
+        per_class = np.where(named > 0, agree / np.maximum(named, 1), np.nan)
+        relabeled = changed & ~demoted
+        agreement[relabeled] = per_class[label[relabeled]]
     weight = np.full(m, np.nan)
     if at_relabel is not None:
         weight[changed] = at_relabel[changed, label[changed]]
@@ -377,6 +396,7 @@ def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[st
         "demoted": demoted,
         "w": w,
         "weight": weight,
+        "agreement": agreement,
     }
 
 

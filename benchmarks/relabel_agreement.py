@@ -29,6 +29,8 @@ from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
 def run_classes(run: Path) -> list[tuple[float, int, int]]:
     """(agreement, relabels of known truth, right) for each class of the run that the evidence
     names for some kept image."""
+    if not run.is_dir():
+        raise SystemExit(f"{run} is not a run folder (made by `lionfer train`)")
     state = load_checkpoint(checkpoint_file(run, "last"), MODEL_KEYS, MODEL_FIX)
     algorithm = state.get("algorithm", {})
     if "evidence" not in algorithm:

@@ -54,6 +54,9 @@ def label_figures(run: Path, cfg, state: dict, path: Path, device) -> dict:
     algorithm = build_algorithm(cfg, run_data, live).to(device)
     restore_algorithm(algorithm, state)
     figures = algorithm.diagnostics(feature_probe(live, run_data, cfg, device))
+    by_class = algorithm.summary(run_data.labeled.true_labels).get("evidence_by_class")
+    if by_class is not None:  # the evidence rule's agreement by class, as in summary.json
+        figures["evidence_by_class"] = by_class
     return {"num_labels": len(run_data.labeled), **figures}
 
 

@@ -81,6 +81,7 @@ def test_the_evidence_check_reaches_the_summary_and_evaluate_recomputes_it(tiny_
     named = sum(row["named"] for row in by_class.values())
     assert 0 < named <= summary["num_labels"]
     assert sum(row["relabeled_to"] for row in by_class.values()) == summary["relabel"]["count"]
+    assert evaluate_run(tmp_path / "run", device="cpu")["evidence_by_class"] == by_class
 
 
 @pytest.mark.parametrize("memorised", [True, False])

@@ -965,6 +965,10 @@ def test_a_saved_audit_loads_as_saved_and_a_state_from_before_it_as_no_audit():
     assert untrailed.audit_trail[0].tolist() == pytest.approx([5.0, math.sqrt(3)])
     assert untrailed.audit_trail[1:].tolist() == [[-1.0, float("-inf")]] * 2
     assert not bool(untrailed.audit_open) and not bool(untrailed.audit_passed)
+    # one that stored the audit's open flag (derived from audit_step now): the flag is dropped
+    flagged = audited_lion(audit_z=1.0)
+    flagged.load_state_dict({**saved, "audit_open": T(True)})
+    assert int(flagged.audit_step) == 5 and not bool(flagged.audit_open)
     fresh.evidence[:] = T(NAMED_BUT_2)  # it made no decision before the save, nor after
     fresh.step(Passthrough(2), batch2([[0.6, 0.4]], [0], [0]), Progress(6, 10))
     assert fresh.label.tolist() == [0, 0, 0, 1, 1, 1]

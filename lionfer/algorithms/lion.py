@@ -265,10 +265,13 @@ class Lion(EvidenceDisambiguation, Algorithm):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """A state saved before the evidence rule had its audit loads as a run without one; one
         saved before the audit kept its agreement rates, without them; one saved before it kept
-        its reads, with its one read as the first."""
+        its reads, with its one read as the first; one that stored the audit's open flag, with
+        the flag derived from its step as now."""
         if self.heads is None:
             super().load_state_dict(state)
             return
+        # saved while the audit's open flag was stored; it is derived from audit_step now
+        state = {key: value for key, value in state.items() if key != "audit_open"}
         if "audit" not in state:
             state = {**state, **no_audit(len(self.label), self.cfg.audit_reads)}
         if "audit_agreement" not in state:

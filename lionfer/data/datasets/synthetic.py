@@ -463,6 +463,20 @@ def label_error_note(faces: SyntheticFaces) -> str:
     return note
 
 
+def _faces(cfg, n: int, stream: int) -> SyntheticFaces:
+    """The faces of one of cfg.data_seed's streams (0: training, 1: test): separate streams, so
+    changing num_test leaves the training set unchanged."""
+    rng = np.random.default_rng([cfg.data_seed, stream])
+    return generate(n, cfg.image_size, cfg.ambiguity, rng, getattr(cfg, "annotator", "single"))
+
+
+def training_faces(cfg) -> SyntheticFaces:
+    """The training faces that load(cfg) serves, with what load leaves out of its ImageSet:
+    the geometry rendered, so that the exact posterior of each face can be computed
+    (annotators.class_posterior(faces.geometry, cfg.ambiguity, FACE_MODEL))."""
+    return _faces(cfg, cfg.num_train, 0)
+
+
 def load(cfg, seed: int = 0) -> FERData:
     """Train and test faces from cfg.data_seed; the run seed is ignored, so runs share one set.
     cfg.annotator (default single) says who labels the training faces; test labels are the truth.
@@ -472,12 +486,7 @@ def load(cfg, seed: int = 0) -> FERData:
         raise ValueError(
             f"synthetic faces have 7 classes; set data.num_classes = 7, not {num_classes}"
         )
-    # Separate streams, so changing num_test leaves the training set unchanged.
-    train_rng = np.random.default_rng([cfg.data_seed, 0])
-    test_rng = np.random.default_rng([cfg.data_seed, 1])
-    annotator = getattr(cfg, "annotator", "single")
-    train = generate(cfg.num_train, cfg.image_size, cfg.ambiguity, train_rng, annotator)
-    test = generate(cfg.num_test, cfg.image_size, cfg.ambiguity, test_rng, annotator)
+    train, test = training_faces(cfg), _faces(cfg, cfg.num_test, 1)
     return FERData(
         name="synthetic",
         class_names=CLASS_NAMES,

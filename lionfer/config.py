@@ -27,7 +27,8 @@ PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = PACKAGED_CONFIGS / "default.toml"  # the embedded data at CPU scale
 MIN_IMAGE_SIZE = 16  # px: the smallest input the models reduce to a 1×1 feature map
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-ANNOTATORS = ("single", "crowd10", "crowd40", "legacy")  # lionfer.data.annotators.ANNOTATORS
+# the same as lionfer.data.annotators.ANNOTATORS (test_annotators checks it)
+ANNOTATORS = ("single", "crowd10", "crowd40", "legacy", "truth")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class DataConfig:
     num_test: int = 700  # synthetic: test images
     ambiguity: float = 0.35  # synthetic: fraction of faces blending two expressions
     # synthetic: who labels the training faces: single (one annotator a face), crowd10 (ten
-    # votes, FERPlus majority), crowd40 (forty votes, plurality) or legacy (the earlier data).
+    # votes, FERPlus majority), crowd40 (forty votes, plurality), legacy (the earlier data) or
+    # truth (every label is the face's true class: clean labels).
     annotator: str = "single"
     num_classes: int = 7  # 7, or 8 with Contempt (AffectNet, FERPlus)
     variant: str = ""  # dataset layout/variant; empty = detect

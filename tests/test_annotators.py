@@ -75,6 +75,14 @@ def test_images_and_truth_do_not_depend_on_the_annotator():
     )
 
 
+def test_the_truth_annotator_gives_clean_labels():
+    faces = syn.generate(70, 24, 0.35, np.random.default_rng(5), "truth")
+    np.testing.assert_array_equal(faces.given_labels, faces.true_labels)
+    assert (faces.error_types == ann.NONE).all()
+    np.testing.assert_array_equal(faces.votes, np.eye(7, dtype=np.int64)[faces.true_labels])
+    assert "0 slips, 0 ambiguous" in syn.label_error_note(faces)
+
+
 @pytest.mark.parametrize("mode, votes", [("single", 1), ("crowd10", 10), ("crowd40", 40)])
 def test_votes_per_face_and_the_given_label_follow_the_mode(mode, votes):
     rng = np.random.default_rng(0)

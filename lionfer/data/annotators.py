@@ -74,7 +74,7 @@ MODES: dict[str, Mode] = {
     "crowd10": Mode(votes=10, pool=40, rule="ferplus"),
     "crowd40": Mode(votes=40, pool=100, rule="plurality"),
 }
-ANNOTATORS: tuple[str, ...] = ("single", "crowd10", "crowd40", "legacy")
+ANNOTATORS: tuple[str, ...] = ("single", "crowd10", "crowd40", "legacy", "truth")
 
 
 class Annotation(NamedTuple):

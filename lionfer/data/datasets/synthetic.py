@@ -417,9 +417,10 @@ def generate(
 ) -> SyntheticFaces:
     """n faces with balanced true classes, a fraction `ambiguity` blended, and annotator labels.
 
-    annotator: single | crowd10 | crowd40 (lionfer.data.annotators) or legacy. The images do not
-    depend on it: the legacy labels are always drawn before rendering (so legacy reproduces the
-    earlier data bit for bit) and the other annotators draw from rng after rendering.
+    annotator: single | crowd10 | crowd40 (lionfer.data.annotators), legacy, or truth (the true
+    classes as labels). The images do not depend on it: the legacy labels are always drawn
+    before rendering (so legacy reproduces the earlier data bit for bit) and the other
+    annotators draw from rng after rendering.
     """
     if not 0.0 <= ambiguity <= 1.0:
         raise ValueError(f"ambiguity is a fraction of faces, in [0, 1]; got {ambiguity}")
@@ -432,7 +433,11 @@ def generate(
     geometry, second, alpha, blended = sample_geometry(true_labels, ambiguity, rng)
     given = annotate(true_labels, second, alpha, rng)
     images = render(geometry, size, rng)
-    if annotator == "legacy":
+    if annotator == "truth":  # clean labels: no vote, no error
+        given = true_labels.copy()
+        votes = np.eye(num_classes, dtype=np.int64)[given]
+        codes = np.full(n, annotators.NONE, dtype=np.int8)
+    elif annotator == "legacy":
         presence = annotators.geometry_posteriors(geometry, ambiguity, FACE_MODEL)[1]
         votes = np.eye(num_classes, dtype=np.int64)[given]
         codes = annotators.error_types(given, true_labels, presence)

@@ -32,6 +32,7 @@ from lionfer.config import load_config
 from lionfer.data.annotators import SLIP, class_posterior
 from lionfer.data.datasets.synthetic import FACE_MODEL, training_faces
 from lionfer.data.pipeline import build_run_data
+from lionfer.errors import InputError
 from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
 
@@ -131,7 +132,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders of the evidence recipe")
     args = parser.parse_args()
-    rows = [run_rows(run) for run in args.runs]
+    try:
+        rows = [run_rows(run) for run in args.runs]
+    except InputError as error:  # a run not finished, a config that no longer loads
+        raise SystemExit(str(error)) from None
     best, own = pooled([ceiling(r) for r in rows]), pooled([sort_wrong(r) for r in rows])
     print(f"{len(args.runs)} runs")
     print(f"the rule on the exact posterior: {line(best)}")

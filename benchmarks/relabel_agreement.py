@@ -22,6 +22,7 @@ import numpy as np
 from lionfer.algorithms.lion_report import evidence_by_class
 from lionfer.config import load_config
 from lionfer.data.pipeline import build_run_data
+from lionfer.errors import InputError
 from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
 
@@ -56,7 +57,10 @@ def main() -> None:
     parser.add_argument("--bins", nargs="+", type=float, default=[0.7, 0.8, 0.9],
                         help="inner edges of the agreement bins (default 0.7 0.8 0.9)")  # fmt: skip
     args = parser.parse_args()
-    rows = np.array([row for run in args.runs for row in run_classes(run)], dtype=float)
+    try:
+        rows = np.array([row for run in args.runs for row in run_classes(run)], dtype=float)
+    except InputError as error:  # a run not finished, a config that no longer loads
+        raise SystemExit(str(error)) from None
     edges = [0.0, *sorted(args.bins), 1.0 + 1e-9]
     print(f"{len(args.runs)} runs, {len(rows)} (run, class) pairs")
     print("agreement      classes  relabels  right  precision")

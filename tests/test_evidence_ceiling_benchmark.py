@@ -102,3 +102,9 @@ def test_a_real_run_is_read_and_printed(bench, tmp_path_factory, tmp_path, capsy
     config.write_text(config.read_text().replace('dataset = "synthetic"', 'dataset = "digits"'))
     with pytest.raises(SystemExit, match="only for the embedded faces"):
         bench.run_rows(digits)
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run, unfinished)
+    (unfinished / "checkpoints" / "last.pt").unlink()
+    monkeypatch.setattr("sys.argv", ["evidence_ceiling.py", str(unfinished)])
+    with pytest.raises(SystemExit, match="not a finished lionfer run"):
+        bench.main()

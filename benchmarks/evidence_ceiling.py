@@ -21,7 +21,6 @@ can draw again from the run's config.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from lionfer.algorithms.lion_evidence import class_thresholds, evidence_verdict
 from lionfer.config import load_config
 from lionfer.data.annotators import SLIP, class_posterior
 from lionfer.data.datasets.synthetic import FACE_MODEL, training_faces
-from lionfer.data.pipeline import build_run_data
+from lionfer.data.pipeline import finished_run_data
 from lionfer.errors import InputError
 from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
@@ -51,8 +50,7 @@ def run_rows(run: Path) -> dict:
     algorithm = state.get("algorithm", {})
     if "evidence" not in algorithm:
         raise SystemExit(f"{run} is not a run of the evidence recipe (no evidence in its state)")
-    data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
-    run_data = build_run_data(data_cfg, cfg.seed, recheck=False)
+    run_data = finished_run_data(run, cfg)
     faces = training_faces(cfg.data)
     rows = run_data.split.labeled
     labeled = run_data.labeled

@@ -14,14 +14,13 @@ data.truth=ferplus); relabels of images of unknown truth are left out of the sco
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from lionfer.algorithms.lion_report import evidence_by_class
 from lionfer.config import load_config
-from lionfer.data.pipeline import build_run_data
+from lionfer.data.pipeline import finished_run_data
 from lionfer.errors import InputError
 from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
@@ -37,8 +36,7 @@ def run_classes(run: Path) -> list[tuple[float, int, int]]:
     if "evidence" not in algorithm:
         raise SystemExit(f"{run} is not a run of the evidence recipe (no evidence in its state)")
     cfg = load_config(run / "config.toml")
-    data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
-    labeled = build_run_data(data_cfg, cfg.seed, recheck=False).labeled
+    labeled = finished_run_data(run, cfg).labeled
     if labeled.true_labels is None:
         raise SystemExit(f"{run}: its data has no truth to score relabels against")
     figures = evidence_by_class(

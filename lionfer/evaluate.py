@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from lionfer.algorithms.base import Algorithm
 from lionfer.config import load_config
-from lionfer.data.pipeline import build_run_data, load_dataset
+from lionfer.data.pipeline import finished_run_data, load_dataset
 from lionfer.device import resolve_device
 from lionfer.errors import CheckpointError
 from lionfer.metrics import accuracy
@@ -48,8 +47,7 @@ def label_figures(run: Path, cfg, state: dict, path: Path, device) -> dict:
     algorithm state and live model of its checkpoint (at path) ({} for the other algorithms)."""
     if ALGORITHMS.get(cfg.algorithm.name).diagnostics is Algorithm.diagnostics:
         return {}
-    data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
-    run_data = build_run_data(data_cfg, cfg.seed, recheck=False)
+    run_data = finished_run_data(run, cfg)
     live = checkpoint_model(state, path, weights="model").to(device)
     algorithm = build_algorithm(cfg, run_data, live).to(device)
     restore_algorithm(algorithm, state)

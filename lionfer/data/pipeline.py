@@ -5,8 +5,10 @@ counts. Also the one place where a reader's complaints about the user's files be
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -164,6 +166,14 @@ def build_run_data(cfg, seed: int, progress: bool = False, recheck: bool = True)
     unlabeled = concat(hidden, data.unlabeled)
     val = train.subset(split.val) if len(split.val) else None
     return RunData(data, split, train.subset(split.labeled), unlabeled, val, data.test)
+
+
+def finished_run_data(run: str | Path, cfg) -> RunData:
+    """The image sets a finished run trained on: its config's data (cfg, from the run's
+    config.toml) with the split it saved (run/split.json), rebuilt without decoding every image
+    again (build_run_data's recheck=False)."""
+    data_cfg = dataclasses.replace(cfg.data, split_file=str(Path(run) / "split.json"))
+    return build_run_data(data_cfg, cfg.seed, recheck=False)
 
 
 def choose_split(cfg, seed: int, data: FERData) -> Split:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import dataclasses
 import html
 import io
 from collections import Counter
@@ -301,15 +300,14 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
     state leaves every current label equal to the given one.
     """
     from lionfer.config import load_config
-    from lionfer.data.pipeline import build_run_data
+    from lionfer.data.pipeline import finished_run_data
 
     run = Path(run)
     if not run.is_dir():
         raise InputError(f"relabel needs a run folder (made by `lionfer train`), got {run}")
     state = load_checkpoint(checkpoint_file(run, checkpoint), MODEL_KEYS, MODEL_FIX)
     cfg = load_config(run / "config.toml")
-    data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
-    labeled = build_run_data(data_cfg, cfg.seed, recheck=False).labeled
+    labeled = finished_run_data(run, cfg).labeled
     names = list(state["class_names"])
     table = label_state(state.get("algorithm", {}), labeled.labels, len(names))
     weight_columns = [f"w_{n.lower()}" for n in names]

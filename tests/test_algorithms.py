@@ -224,6 +224,24 @@ def test_full_supervision_refuses_a_split_that_hides_labels(tiny_cfg, tmp_path):
     assert not (tmp_path / "full").exists()
 
 
+@pytest.mark.parametrize("name", ["lion", "fixmatch", "adacm"])
+def test_a_semi_supervised_run_with_no_unlabeled_image_says_so(tiny_cfg, tmp_path, name):
+    cfg = tiny_cfg(f"algorithm.name={name}", "data.num_labels=-1")
+    with pytest.raises(ConfigError, match=f"{name} learns from unlabeled images, but data.num"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    # a split file that labels everything, as full supervision writes
+    train(tiny_cfg("algorithm.name=fullysupervised", "train.steps=1"), tmp_path / "full",
+          progress=False)  # fmt: skip
+    split = tmp_path / "full" / "split.json"
+    with pytest.raises(ConfigError, match="split .*split.json labels all 210 training images"):
+        train(tiny_cfg(f"algorithm.name={name}", f"data.split_file={split}"), tmp_path / "run",
+              progress=False)  # fmt: skip
+    # supervised training draws no unlabeled image, so everything labeled is fine for it
+    assert train(tiny_cfg("algorithm.name=supervised", "data.num_labels=-1", "train.steps=1"),
+                 tmp_path / "sup", progress=False)["num_unlabeled"] == 0  # fmt: skip
+
+
 def test_default_run_folder_says_all_labels_for_full_supervision(tiny_cfg):
     from lionfer.cli import default_out
 

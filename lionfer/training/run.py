@@ -76,6 +76,7 @@ def build_trainer(
     if run_data is None:
         run_data = build_run_data(setup.data_config(cfg), cfg.seed, progress and comm.is_main)
     setup.check_all_labeled(cfg, run_data)
+    setup.check_unlabeled(cfg, run_data)
     parts = setup.build_parts(cfg, run_data, device, comm)
     return Trainer(cfg, out, run_data, parts, device, progress, command, comm)
 

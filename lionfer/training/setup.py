@@ -51,6 +51,23 @@ def check_all_labeled(cfg: Config, run_data: RunData) -> None:
         )
 
 
+def check_unlabeled(cfg: Config, run_data: RunData) -> None:
+    """A semi-supervised algorithm (one with unlabeled `views`) needs unlabeled images: with
+    every training image labeled (data.num_labels=-1, the whole budget, or such a split file)
+    and no folder of unlabeled images, it has none to draw from."""
+    if not ALGORITHMS.get(cfg.algorithm.name).views or len(run_data.unlabeled) > 0:
+        return
+    data = cfg.data
+    budget = f"data.num_labels={data.num_labels}"
+    split = f"the split {data.split_file}" if data.split_file else budget
+    folder = "add a folder of unlabeled images (data.unlabeled_root), " * (data.dataset == "folder")
+    raise ConfigError(
+        f"algorithm {cfg.algorithm.name} learns from unlabeled images, but {split} labels all "
+        f"{len(run_data.labeled)} training images and leaves none unlabeled; lower "
+        f"data.num_labels, {folder}or train with algorithm.name=supervised"
+    )
+
+
 def memory_format(cfg: Config) -> torch.memory_format:
     return torch.channels_last if cfg.train.channels_last else torch.preserve_format
 

@@ -24,6 +24,7 @@ from lionfer.algorithms.lion import (
 from lionfer.algorithms.lion_evidence import (
     audit_counts,
     audit_rows,
+    calibrated_evidence,
     cross_fit_loss,
     heads_trained,
     nearest_prototype_agrees,
@@ -317,12 +318,23 @@ def test_evidence_and_elr_targets_are_running_averages_over_visits():
     assert lion.evidence_visits.tolist() == [2]
 
 
+def test_calibrated_elr_targets_read_the_evidence_against_the_class_thresholds():
+    evidence = T([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    thresholds = T([0.5, 0.25, 0.8])
+    # (1, 1.2, 0.25) / 2.45 and (0.2, 0.4, 1) / 1.6
+    expected = T([[1 / 2.45, 1.2 / 2.45, 0.25 / 2.45], [0.125, 0.25, 0.625]])
+    assert torch.allclose(calibrated_evidence(None, evidence, thresholds), expected)
+    # equal thresholds leave the evidence as it is
+    same = calibrated_evidence(None, evidence, T([0.4, 0.4, 0.4]))
+    assert torch.allclose(same, evidence)
+
+
 def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence():
     """One image (label 0) on its first visit: its own target is its p = (0.6, 0.4); its head
     (identity weights, scale 1) predicts softmax(cos) = (0.25, 0.75) for the feature below. That
     head trains on images of both classes (2 and 3, in the other fold)."""
     losses = {}
-    for target in ("own", "evidence"):
+    for target in ("own", "evidence", "calibrated"):
         lion = evidence_lion(
             [0, 1, 0, 1],
             elr_target=target,
@@ -338,6 +350,11 @@ def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence(
     assert losses["own"].item() == pytest.approx(math.log(1 - (0.36 + 0.16)), rel=1e-4)
     assert losses["evidence"].item() == pytest.approx(
         math.log(1 - (0.6 * 0.25 + 0.4 * 0.75)), abs=2e-3
+    )
+    # calibrated: the one image visited sets class 0's threshold to its own e_0 = 0.25; class 1,
+    # with no image visited, has 1/C = 0.5; (0.25 / 0.25, 0.75 / 0.5) = (1, 1.5) → (0.4, 0.6)
+    assert losses["calibrated"].item() == pytest.approx(
+        math.log(1 - (0.6 * 0.4 + 0.4 * 0.6)), abs=2e-3
     )
     # the recipe, told nothing, pulls toward the evidence
     lion = evidence_lion(

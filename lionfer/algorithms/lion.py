@@ -162,7 +162,7 @@ class LionRules(NamedTuple):
     reliable_loss: Callable  # reliable_loss_norm: (logits_s, pseudo-labels, reliable) → Eq. 8
     agreement: Callable  # evidence_agreement: (verdict, q, S, ready) → verdict
     judging_head: Callable  # evidence_heads: (folds, K) → (B,) the head whose p is evidence
-    elr_target: Callable  # elr_target: (own targets (B, C), evidence (B, C)) → ELR's targets
+    elr_target: Callable  # elr_target: (own targets, evidence (B, C), thresholds (C,)) → targets
 
 
 def resolve_rules(cfg: LionConfig) -> LionRules:

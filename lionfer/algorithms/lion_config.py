@@ -26,7 +26,7 @@ LION_RULE_CHOICES = {
     "disambiguation": ("prototypes", "evidence"),
     "evidence_agreement": ("none", "prototype"),
     "evidence_heads": ("out_of_fold", "in_sample"),
-    "elr_target": ("own", "evidence"),
+    "elr_target": ("own", "evidence", "calibrated"),
 }
 
 
@@ -143,7 +143,8 @@ class LionConfig:
     elr_momentum: float = 0.7  # β of ELR's per-image targets t ← β t + (1 − β) p
     # What ELR pulls p toward: "own", the image's running average of its own predictions (ELR's
     # early-learning targets), or "evidence", its out-of-fold evidence (what the heads that never
-    # trained on it predict), so that a network from scratch is not held to its own early guesses.
+    # trained on it predict), so that a network from scratch is not held to its own early guesses,
+    # or "calibrated", that evidence read against the class thresholds (e_j / t_j, renormalised).
     elr_target: str = "own"
     use_disambiguation: bool = True
     use_negative_learning: bool = True

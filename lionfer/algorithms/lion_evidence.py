@@ -224,17 +224,29 @@ def elr_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) ->
     return masked_mean(torch.log((1 - agreement).clamp_min(1e-4)), mask)
 
 
-def own_predictions(own: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+def own_predictions(own, evidence, thresholds) -> torch.Tensor:
     """elr_target "own": (B, C) ELR's early-learning targets, the image's own running p."""
     return own
 
 
-def out_of_fold_evidence(own: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+def out_of_fold_evidence(own, evidence, thresholds) -> torch.Tensor:
     """elr_target "evidence": (B, C) the image's out-of-fold evidence."""
     return evidence
 
 
-ELR_TARGETS = {"own": own_predictions, "evidence": out_of_fold_evidence}
+def calibrated_evidence(own, evidence: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """elr_target "calibrated": (B, C) the out-of-fold evidence read against each class's
+    threshold (class_thresholds, (C,)) as the verdicts read it, e_j / t_j, renormalised: a class
+    the heads find hard weighs in the target as it does in the rule."""
+    scaled = evidence / thresholds.clamp_min(1e-6)
+    return scaled / scaled.sum(dim=1, keepdim=True)
+
+
+ELR_TARGETS = {
+    "own": own_predictions,
+    "evidence": out_of_fold_evidence,
+    "calibrated": calibrated_evidence,
+}
 
 
 # ---- the verdicts ----
@@ -397,13 +409,17 @@ class EvidenceDisambiguation:
         self.evidence[idx] = evidence[first]
         self.elr_target[idx] = target[first]
         self.evidence_visits[idx] = (self.evidence_visits[idx] + 1)[first]
+        active = ~self.demoted & (self.evidence_visits > 0)
+        thresholds = class_thresholds(self.evidence, self.label, active)
         decided = labels
         if (
             cfg.use_disambiguation
             and progress.fraction >= cfg.evidence_start
             and self._audit_passes(progress)
         ):
-            decided = self._decide(evidence, known, features, labels, idx, first, progress)
+            decided = self._decide(
+                evidence, thresholds, known, features, labels, idx, first, progress
+            )
         aside = self._set_aside(idx)
         confidence, pseudo_labels = probs_lb.max(dim=1)
         reliable = aside & (confidence >= gamma)  # L_Re's rule for the rows set aside
@@ -425,7 +441,9 @@ class EvidenceDisambiguation:
             # ELR toward evidence only where there is some: its own targets where the judging
             # head trains on no image of the row's label
             target=torch.where(
-                known.gather(1, labels[:, None]), self.rules.elr_target(target, evidence), target
+                known.gather(1, labels[:, None]),
+                self.rules.elr_target(target, evidence, thresholds),
+                target,
             ),
             pseudo_labels=pseudo_labels,
             reliable=reliable,
@@ -469,14 +487,13 @@ class EvidenceDisambiguation:
         trains = ~self._set_aside(slice(None))
         return heads_trained(self.fold, self.label, trains, num_heads, num_classes) > 0
 
-    def _decide(self, evidence, known, features, labels, idx, first, progress: Progress):
-        """Verdicts on this batch's labeled rows from their evidence; a verdict held for
-        min_visits visits in a row is carried out. Returns the rows' labels after it.
+    def _decide(self, evidence, thresholds, known, features, labels, idx, first, progress):
+        """Verdicts on this batch's labeled rows from their evidence, read against the classes'
+        thresholds (class_thresholds over the labeled images kept and visited); a verdict held
+        for min_visits visits in a row is carried out. Returns the rows' labels after it.
         known (B, C): the classes each row's judging head trains on (within_known_classes).
         first: each row's first occurrence in the batch (first_occurrence), for the writes."""
         cfg = self.cfg
-        active = ~self.demoted & (self.evidence_visits > 0)
-        thresholds = class_thresholds(self.evidence, self.label, active)
         verdict = evidence_verdict(
             evidence, labels, thresholds, cfg.against_ratio, cfg.relabel_margin
         )

@@ -98,7 +98,9 @@ def format_summary(summary: dict, out: Path) -> str:
     lines += label_quality_lines(summary)
     if "relabel" in summary:
         lines.append(f"corrected labels: {out / 'relabels.csv'}")
-    lines += [f"warning: {w}" for w in summary.get("warnings", [])]
+    from lionfer.reporting.collapse import summary_flags
+
+    lines += [f"warning: {w}" for w in (*summary.get("warnings", []), *summary_flags(summary))]
     return "\n".join(lines)
 
 

@@ -432,6 +432,27 @@ def test_a_collapsed_run_is_not_also_flagged_lost(tmp_path):
     assert K.judged([run])[K.LOST] == 1
 
 
+def test_a_run_prints_the_test_matrix_flags_when_it_ends(tmp_path):
+    from lionfer.cli import format_summary
+
+    cm = moved({(6, 4): 81, (6, 5): 15})  # Neutral: 4 of 100 recalled, 81 went to Sadness
+    path = write_run(tmp_path, "lost", algorithm="lion", cm=cm)
+    summary = json.loads((path / "summary.json").read_text())
+    summary.update(test_acc=0.75, test_acc_raw=0.73, mean_class_acc=0.75, dataset="synthetic",
+                   num_labels=1400, steps=600)  # fmt: skip
+    lines = format_summary(summary, path).splitlines()
+    assert lines[-1] == (
+        "warning: class lost: Neutral recalled on 4% of its 100 test images (a uniform guess: "
+        "14%; 81% predicted Sadness)"
+    )
+    assert K.summary_flags(summary) == [lines[-1].removeprefix("warning: ")]
+    summary["confusion_matrix"] = COLLAPSED  # said once, as collapsed
+    assert [f.split(":")[0] for f in K.summary_flags(summary)] == [K.COLLAPSED]
+    summary["confusion_matrix"] = moved({})
+    assert K.summary_flags(summary) == []
+    assert not any(line.startswith("warning") for line in format_summary(summary, path).split("\n"))
+
+
 def test_class_count_and_length_fall_back_to_the_confusion_matrix_and_the_logs(tmp_path):
     run = one_run(tmp_path, logs=ramp_logs(), steps=200)  # logged up to step 100
     assert K.num_classes(run) == 7 and K.steps(run) == 200

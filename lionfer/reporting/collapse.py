@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lionfer.reporting.runs import Run
 from lionfer.reporting.tables import column_key
 
 COLLAPSE_SHARE = 0.90  # (a): share of the test predictions ...
@@ -376,19 +377,32 @@ def schedule_term(run) -> str:
     return f"no schedule term of {run.algorithm or 'this method'} in its logs"
 
 
+def _matrix_flags(run) -> list[tuple[str, str | None]]:
+    """(rule, evidence or None) of the rules read from the test confusion matrix alone."""
+    collapse = collapsed(run)
+    # a collapse loses classes: said once
+    return [(COLLAPSED, collapse), (LOST, None if collapse else class_lost(run))]
+
+
 def run_flags(run) -> list[Flag]:
     """The flags of one run (empty for a healthy one)."""
-    collapse = collapsed(run)
     found = [
-        (COLLAPSED, collapse),
+        *_matrix_flags(run),
         (CHANCE, chance_pseudo_labels(run)),
         (WORSE, labels_made_worse(run)),
         (MEMORISED, evidence_memorised(run)),
-        (LOST, None if collapse else class_lost(run)),  # a collapse loses classes: said once
     ]
     found = [(rule, evidence) for rule, evidence in found if evidence]
     term = schedule_term(run) if found else ""
     return [Flag(rule, evidence, term) for rule, evidence in found]
+
+
+def summary_flags(summary: dict) -> list[str]:
+    """'class lost: Neutral recalled on 4% of ...' for each rule read from the test confusion
+    matrix alone (collapsed, class lost) that a run's summary.json breaks: what the run prints
+    when it ends, as `lionfer report` would flag it."""
+    run = Run(Path(), "", "", int(summary.get("seed", 0)), summary)
+    return [f"{rule}: {evidence}" for rule, evidence in _matrix_flags(run) if evidence]
 
 
 def group_flags(runs, flags: dict) -> dict[tuple[str, str], str]:

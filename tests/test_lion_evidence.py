@@ -29,6 +29,7 @@ from lionfer.algorithms.lion_evidence import (
     heads_trained,
     nearest_prototype_agrees,
     no_trail,
+    soft_target_loss,
     training_heads,
     within_known_classes,
 )
@@ -53,6 +54,35 @@ def test_elr_gradient_pulls_p_toward_its_target():
     logits = torch.zeros(1, 2, requires_grad=True)
     elr_loss(logits, T([[1.0, 0.0]]), T([True])).backward()
     assert logits.grad[0, 0] < 0 < logits.grad[0, 1]  # descent raises p_0
+
+
+def test_soft_elr_is_the_cross_entropy_toward_its_target_over_masked_rows():
+    logits = torch.log(T([[0.5, 0.5], [0.8, 0.2]]))
+    targets = T([[1.0, 0.0], [0.25, 0.75]])
+    # row 0: −log 0.5; row 1: −(0.25 log 0.8 + 0.75 log 0.2)
+    row1 = -(0.25 * math.log(0.8) + 0.75 * math.log(0.2))
+    both = soft_target_loss(logits, targets, T([True, True]))
+    assert both.item() == pytest.approx((-math.log(0.5) + row1) / 2, rel=1e-5)
+    assert soft_target_loss(logits, targets, T([False, True])).item() == pytest.approx(row1)
+
+
+def test_soft_elr_beside_the_label_trains_p_to_the_mixture_of_label_and_target():
+    """CE on label 0 plus 3 × the soft term toward t: the minimum is p = (y + 3t) / 4. It keeps
+    class 0 for t = (0.31, 0.45, 0.24) (0.4825 against 0.3375) and gives it up for
+    t = (0.1, 0.8, 0.1) (0.325 against 0.6)."""
+    for t, keeps in (([0.31, 0.45, 0.24], True), ([0.1, 0.8, 0.1], False)):
+        target = T([t])
+        logits = torch.zeros(1, 3, requires_grad=True)
+        opt = torch.optim.SGD([logits], lr=0.5)
+        for _ in range(2000):
+            opt.zero_grad()
+            ce = torch.nn.functional.cross_entropy(logits, T([0]))
+            (ce + 3 * soft_target_loss(logits, target, T([True]))).backward()
+            opt.step()
+        probs = logits.detach().softmax(dim=1)[0]
+        expected = (torch.nn.functional.one_hot(T(0), 3) + 3 * target[0]) / 4
+        assert torch.allclose(probs, expected, atol=1e-3)
+        assert (probs.argmax().item() == 0) == keeps
 
 
 def test_stratified_folds_deal_each_class_over_every_fold():
@@ -329,48 +359,42 @@ def test_calibrated_elr_targets_read_the_evidence_against_the_class_thresholds()
     assert torch.allclose(same, evidence)
 
 
-def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence():
-    """One image (label 0) on its first visit: its own target is its p = (0.6, 0.4); its head
-    (identity weights, scale 1) predicts softmax(cos) = (0.25, 0.75) for the feature below. That
-    head trains on images of both classes (2 and 3, in the other fold)."""
-    losses = {}
-    for target in ("own", "evidence", "calibrated"):
-        lion = evidence_lion(
-            [0, 1, 0, 1],
-            elr_target=target,
-            lambda_elr=1.0,
-            evidence_scale=1.0,
-            evidence_start=1.0,  # no decisions
-            use_negative_learning=False,
-        )
-        identity_heads(lion)
-        lion.fold[:] = T([0, 0, 1, 1])
-        batch = batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0)
-        losses[target] = lion.step(Passthrough(2), batch, Progress(1, 10)).logs["loss_elr"]
-    assert losses["own"].item() == pytest.approx(math.log(1 - (0.36 + 0.16)), rel=1e-4)
-    assert losses["evidence"].item() == pytest.approx(
-        math.log(1 - (0.6 * 0.25 + 0.4 * 0.75)), abs=2e-3
-    )
-    # calibrated: the one image visited sets class 0's threshold to its own e_0 = 0.25; class 1,
-    # with no image visited, has 1/C = 0.5; (0.25 / 0.25, 0.75 / 0.5) = (1, 1.5) → (0.4, 0.6)
-    assert losses["calibrated"].item() == pytest.approx(
-        math.log(1 - (0.6 * 0.4 + 0.4 * 0.6)), abs=2e-3
-    )
-    # the recipe, told nothing, pulls toward the evidence
+def elr_on_a_first_visit(**settings):
+    """ELR's logged term and the Lion that gave it, for one image (label 0) on its first visit:
+    its own target is its p = (0.6, 0.4); its head (identity weights, scale 1) predicts
+    softmax(cos) = (0.25, 0.75) for the feature below. That head trains on images of both
+    classes (2 and 3, in the other fold)."""
     lion = evidence_lion(
         [0, 1, 0, 1],
         lambda_elr=1.0,
         evidence_scale=1.0,
-        evidence_start=1.0,
+        evidence_start=1.0,  # no decisions
         use_negative_learning=False,
+        **settings,
     )
     identity_heads(lion)
     lion.fold[:] = T([0, 0, 1, 1])
     batch = batch2([[0.6, 0.4]], [0], [0], feats=AGAINST_0)
-    loss = lion.step(Passthrough(2), batch, Progress(1, 10)).logs["loss_elr"]
-    assert lion.cfg.elr_target == "evidence" and loss.item() == pytest.approx(
-        losses["evidence"].item()
-    )
+    return lion.step(Passthrough(2), batch, Progress(1, 10)).logs["loss_elr"].item(), lion
+
+
+def test_elr_pulls_toward_its_own_early_predictions_or_the_out_of_fold_evidence():
+    losses = {
+        target: elr_on_a_first_visit(elr_target=target)[0]
+        for target in ("own", "evidence", "calibrated")
+    }
+    assert losses["own"] == pytest.approx(math.log(1 - (0.36 + 0.16)), rel=1e-4)
+    assert losses["evidence"] == pytest.approx(math.log(1 - (0.6 * 0.25 + 0.4 * 0.75)), abs=2e-3)
+    # calibrated: the one image visited sets class 0's threshold to its own e_0 = 0.25; class 1,
+    # with no image visited, has 1/C = 0.5; (0.25 / 0.25, 0.75 / 0.5) = (1, 1.5) → (0.4, 0.6)
+    assert losses["calibrated"] == pytest.approx(math.log(1 - (0.6 * 0.4 + 0.4 * 0.6)), abs=2e-3)
+    # elr_form=soft: the cross-entropy toward the same evidence, −(0.25 log 0.6 + 0.75 log 0.4)
+    soft, _ = elr_on_a_first_visit(elr_form="soft")
+    assert soft == pytest.approx(-(0.25 * math.log(0.6) + 0.75 * math.log(0.4)), abs=2e-3)
+    # the recipe, told nothing, pulls toward the evidence with ELR's own term
+    loss, lion = elr_on_a_first_visit()
+    assert (lion.cfg.elr_target, lion.cfg.elr_form) == ("evidence", "log")
+    assert loss == pytest.approx(losses["evidence"])
 
 
 @pytest.mark.parametrize(

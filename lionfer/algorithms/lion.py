@@ -65,6 +65,7 @@ from lionfer.algorithms.lion_equations import (
 from lionfer.algorithms.lion_evidence import (
     AGREEMENTS,
     DEMOTE,
+    ELR_FORMS,
     ELR_TARGETS,
     EVIDENCE_STATE,
     JUDGING_HEADS,
@@ -163,6 +164,7 @@ class LionRules(NamedTuple):
     agreement: Callable  # evidence_agreement: (verdict, q, S, ready) → verdict
     judging_head: Callable  # evidence_heads: (folds, K) → (B,) the head whose p is evidence
     elr_target: Callable  # elr_target: (own targets, evidence (B, C), thresholds (C,)) → targets
+    elr: Callable  # elr_form: (logits, targets, mask) → ELR's term
 
 
 def resolve_rules(cfg: LionConfig) -> LionRules:
@@ -199,6 +201,7 @@ def resolve_rules(cfg: LionConfig) -> LionRules:
         agreement=AGREEMENTS[cfg.evidence_agreement],
         judging_head=JUDGING_HEADS[cfg.evidence_heads],
         elr_target=ELR_TARGETS[cfg.elr_target],
+        elr=ELR_FORMS[cfg.elr_form],
     )
 
 

@@ -27,6 +27,7 @@ LION_RULE_CHOICES = {
     "evidence_agreement": ("none", "prototype"),
     "evidence_heads": ("out_of_fold", "in_sample"),
     "elr_target": ("own", "evidence", "calibrated"),
+    "elr_form": ("log", "soft"),
 }
 
 
@@ -146,6 +147,10 @@ class LionConfig:
     # trained on it predict), so that a network from scratch is not held to its own early guesses,
     # or "calibrated", that evidence read against the class thresholds (e_j / t_j, renormalised).
     elr_target: str = "own"
+    # ELR's term: "log", ELR's λ log(1 − ⟨p, t⟩), which pulls p toward agreeing with t (alone:
+    # p on t's most likely class); or "soft", λ times the cross-entropy toward t, −Σ t log p,
+    # which pulls p toward t itself (beside λ_s L_S: p = (λ_s y + λ t) / (λ_s + λ)).
+    elr_form: str = "log"
     use_disambiguation: bool = True
     use_negative_learning: bool = True
     use_negative_consistency: bool = True

@@ -224,6 +224,17 @@ def elr_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) ->
     return masked_mean(torch.log((1 - agreement).clamp_min(1e-4)), mask)
 
 
+def soft_target_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor):
+    """elr_form "soft": mean over masked rows of the cross-entropy toward t, −Σ t log p. Alone
+    its minimum is p = t (elr_loss's: p on t's most likely class); beside λ_s L_S it trains p
+    toward (λ_s y + λ t) / (λ_s + λ)."""
+    log_probs = logits.float().log_softmax(dim=1)
+    return masked_mean(-(targets * log_probs).sum(dim=1), mask)
+
+
+ELR_FORMS = {"log": elr_loss, "soft": soft_target_loss}
+
+
 def own_predictions(own, evidence, thresholds) -> torch.Tensor:
     """elr_target "own": (B, C) ELR's early-learning targets, the image's own running p."""
     return own
@@ -529,7 +540,7 @@ class EvidenceDisambiguation:
         logs["ambiguous_rate"] = rows.disputed.float().mean()  # disputed now
         loss_heads = cross_fit_loss(rows.logits_heads, rows.heads_labels, rows.heads_train)
         loss_sup = masked_cross_entropy(out_lb.logits, rows.labels, rows.kept)
-        loss_elr = elr_loss(out_lb.logits, rows.target, rows.kept)
+        loss_elr = self.rules.elr(out_lb.logits, rows.target, rows.kept)
         loss_demoted = self._demoted_loss(out_lb, rows, logs)
         logs.update(
             loss_sup=loss_sup.detach(),

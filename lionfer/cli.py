@@ -98,10 +98,29 @@ def format_summary(summary: dict, out: Path) -> str:
     lines += label_quality_lines(summary)
     if "relabel" in summary:
         lines.append(f"corrected labels: {out / 'relabels.csv'}")
-    from lionfer.reporting.collapse import summary_flags
+    from lionfer.reporting.collapse import LOST, summary_flags
 
-    lines += [f"warning: {w}" for w in (*summary.get("warnings", []), *summary_flags(summary))]
+    flags = summary_flags(summary)
+    lines += [f"warning: {w}" for w in (*summary.get("warnings", []), *flags)]
+    elr = elr_weight(out)
+    if elr and any(flag.startswith(f"{LOST}:") for flag in flags):
+        lines.append(
+            f"hint: ELR (algorithm.lambda_elr={elr:g}) can hold a whole class away from its "
+            "labels; train again with algorithm.lambda_elr=0 to see whether it does here "
+            '(docs/lion.md, "More labels than unlabeled images: Neutral lost again")'
+        )
     return "\n".join(lines)
+
+
+def elr_weight(out: Path) -> float:
+    """The run's ELR weight (algorithm.lambda_elr) from its config.toml; 0 for a method without
+    ELR, or a folder without the file."""
+    import tomllib
+
+    path = out / "config.toml"
+    if not path.is_file():
+        return 0.0
+    return float(tomllib.loads(path.read_text()).get("algorithm", {}).get("lambda_elr", 0.0))
 
 
 def cmd_evaluate(args) -> int:

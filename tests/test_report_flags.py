@@ -446,11 +446,23 @@ def test_a_run_prints_the_test_matrix_flags_when_it_ends(tmp_path):
         "14%; 81% predicted Sadness)"
     )
     assert K.summary_flags(summary) == [lines[-1].removeprefix("warning: ")]
+    assert not any(line.startswith("hint") for line in lines)  # a run without ELR
+    # a LION run with ELR is told how to see whether ELR took the class
+    (path / "config.toml").write_text('[algorithm]\nname = "lion"\nlambda_elr = 3.0\n')
+    lines = format_summary(summary, path).splitlines()
+    assert lines[-1].startswith("hint: ELR (algorithm.lambda_elr=3) can hold a whole class")
+    assert "algorithm.lambda_elr=0" in lines[-1]
+    (path / "config.toml").write_text('[algorithm]\nname = "lion"\nlambda_elr = 0.0\n')
+    assert format_summary(summary, path).splitlines()[-1].startswith("warning: class lost")
     summary["confusion_matrix"] = COLLAPSED  # said once, as collapsed
     assert [f.split(":")[0] for f in K.summary_flags(summary)] == [K.COLLAPSED]
+    (path / "config.toml").write_text('[algorithm]\nname = "lion"\nlambda_elr = 3.0\n')
+    assert not format_summary(summary, path).splitlines()[-1].startswith("hint")  # collapsed
     summary["confusion_matrix"] = moved({})
     assert K.summary_flags(summary) == []
-    assert not any(line.startswith("warning") for line in format_summary(summary, path).split("\n"))
+    assert not any(
+        line.startswith(("warning", "hint")) for line in format_summary(summary, path).split("\n")
+    )
 
 
 def test_class_count_and_length_fall_back_to_the_confusion_matrix_and_the_logs(tmp_path):

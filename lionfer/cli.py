@@ -113,14 +113,17 @@ def format_summary(summary: dict, out: Path) -> str:
 
 
 def elr_weight(out: Path) -> float:
-    """The run's ELR weight (algorithm.lambda_elr) from its config.toml; 0 for a method without
-    ELR, or a folder without the file."""
+    """The run's ELR weight (algorithm.lambda_elr) from its config.toml; 0 for a method or a
+    LION rule without ELR (only the evidence rule has it), or a folder without the file."""
     import tomllib
 
     path = out / "config.toml"
     if not path.is_file():
         return 0.0
-    return float(tomllib.loads(path.read_text()).get("algorithm", {}).get("lambda_elr", 0.0))
+    algorithm = tomllib.loads(path.read_text()).get("algorithm", {})
+    if algorithm.get("disambiguation") != "evidence":
+        return 0.0
+    return float(algorithm.get("lambda_elr", 0.0))
 
 
 def cmd_evaluate(args) -> int:

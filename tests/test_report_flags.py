@@ -448,15 +448,26 @@ def test_a_run_prints_the_test_matrix_flags_when_it_ends(tmp_path):
     assert K.summary_flags(summary) == [lines[-1].removeprefix("warning: ")]
     assert not any(line.startswith("hint") for line in lines)  # a run without ELR
     # a LION run with ELR is told how to see whether ELR took the class
-    (path / "config.toml").write_text('[algorithm]\nname = "lion"\nlambda_elr = 3.0\n')
+    (path / "config.toml").write_text(
+        '[algorithm]\nname = "lion"\ndisambiguation = "evidence"\nlambda_elr = 3.0\n'
+    )
     lines = format_summary(summary, path).splitlines()
     assert lines[-1].startswith("hint: ELR (algorithm.lambda_elr=3) can hold a whole class")
     assert "algorithm.lambda_elr=0" in lines[-1]
-    (path / "config.toml").write_text('[algorithm]\nname = "lion"\nlambda_elr = 0.0\n')
+    (path / "config.toml").write_text(
+        '[algorithm]\nname = "lion"\ndisambiguation = "evidence"\nlambda_elr = 0.0\n'
+    )
+    assert format_summary(summary, path).splitlines()[-1].startswith("warning: class lost")
+    # the prototype rules have no ELR, whatever lambda_elr says
+    (path / "config.toml").write_text(
+        '[algorithm]\ndisambiguation = "prototypes"\nlambda_elr = 3.0\n'
+    )
     assert format_summary(summary, path).splitlines()[-1].startswith("warning: class lost")
     summary["confusion_matrix"] = COLLAPSED  # said once, as collapsed
     assert [f.split(":")[0] for f in K.summary_flags(summary)] == [K.COLLAPSED]
-    (path / "config.toml").write_text('[algorithm]\nname = "lion"\nlambda_elr = 3.0\n')
+    (path / "config.toml").write_text(
+        '[algorithm]\nname = "lion"\ndisambiguation = "evidence"\nlambda_elr = 3.0\n'
+    )
     assert not format_summary(summary, path).splitlines()[-1].startswith("hint")  # collapsed
     summary["confusion_matrix"] = moved({})
     assert K.summary_flags(summary) == []

@@ -16,6 +16,7 @@ operation the identity, so one code path serves both.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Sequence
 
@@ -167,6 +168,7 @@ def leave(comm: Comm, finished: bool = True) -> None:
     """Leave the process group: after the others when the run finished here, at once after a
     failure (a process that failed never joins a barrier again)."""
     if isinstance(comm, ProcessGroup) and dist.is_initialized():
+        gc.collect()  # a DistributedDataParallel model left in a reference cycle holds the group
         if finished:
             comm.barrier()
         dist.destroy_process_group()

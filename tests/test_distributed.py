@@ -111,8 +111,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def resume_as_process(rank: int, world: int, port: int, out: str) -> None:
-    """One of `world` processes, as torchrun would start it, continuing the run for 2 steps."""
+def as_torchrun_starts(rank: int, world: int, port: int) -> None:
+    """This process made one of `world`, as torchrun would start it, on one thread."""
     os.environ.update(
         RANK=str(rank),
         LOCAL_RANK=str(rank),
@@ -121,7 +121,39 @@ def resume_as_process(rank: int, world: int, port: int, out: str) -> None:
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
+
+
+def resume_as_process(rank: int, world: int, port: int, out: str) -> None:
+    """One of `world` processes continuing the run for 2 steps."""
+    as_torchrun_starts(rank, world, port)
     train(None, out, resume=True, stop_after=2, progress=False)
+
+
+def run_recording_the_models_at_leave(rank: int, world: int, port: int, out: str) -> None:
+    """One of `world` processes training 2 steps; when it destroys the process group it writes
+    how many DistributedDataParallel models are still alive then."""
+    import gc
+
+    import torch.distributed as dist
+
+    destroy = dist.destroy_process_group
+
+    def recorded(*args, **kwargs):
+        ddp = torch.nn.parallel.DistributedDataParallel
+        alive = sum(isinstance(o, ddp) for o in gc.get_objects())
+        Path(out, f"alive-{rank}").write_text(str(alive))
+        return destroy(*args, **kwargs)
+
+    dist.destroy_process_group = recorded
+    as_torchrun_starts(rank, world, port)
+    cfg = load_config(DEFAULT_CONFIG, [*TINY, "train.steps=2"])
+    train(cfg, Path(out) / "run", progress=False)
+
+
+def test_no_model_holds_the_process_group_when_a_process_leaves_it(tmp_path):
+    # gloo work that outlives the group aborts the process at its exit (SIGABRT)
+    mp.spawn(run_recording_the_models_at_leave, args=(2, free_port(), str(tmp_path)), nprocs=2)
+    assert [(tmp_path / f"alive-{rank}").read_text() for rank in (0, 1)] == ["0", "0"]
 
 
 def test_a_run_moves_from_one_to_two_processes_and_back(one_process, tmp_path):

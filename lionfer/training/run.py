@@ -45,20 +45,27 @@ def train(
     comm = join(resolve_device(cfg.train.device))
     finished = False
     try:
-        data = None
-        if resume:
-            split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
-            data = build_run_data(split, cfg.seed, progress and comm.is_main)
-        # data and model first, so a bad root or weights file leaves no run folder
-        trainer = build_trainer(cfg, out, data, progress, command, comm)
-        if not resume and comm.is_main:
-            create_run_dir(out, overwrite)
-        comm.barrier()
-        summary = trainer.fit(resume=resume, stop_after=stop_after)
+        summary = train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm)
         finished = True
         return summary
     finally:
+        # train_here's Trainer is gone by now, and with it the DistributedDataParallel model,
+        # which holds the process group: no gloo work outlives the group into the exit
         leave(comm, finished)
+
+
+def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm) -> dict | None:
+    """train()'s work in this process, between joining the process group and leaving it."""
+    data = None
+    if resume:
+        split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
+        data = build_run_data(split, cfg.seed, progress and comm.is_main)
+    # data and model first, so a bad root or weights file leaves no run folder
+    trainer = build_trainer(cfg, out, data, progress, command, comm)
+    if not resume and comm.is_main:
+        create_run_dir(out, overwrite)
+    comm.barrier()
+    return trainer.fit(resume=resume, stop_after=stop_after)
 
 
 def build_trainer(

@@ -171,7 +171,11 @@ def add_model_use_parsers(sub) -> None:
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from the --out suffix")
     p.add_argument("--cropped", action="store_true", help="inputs are face crops: no detection")
     p.add_argument("--frame-stride", type=int, default=1, help="every N-th video frame")
-    p.add_argument("--annotate", metavar="DIR", help="write images/videos with boxes and labels")
+    p.add_argument(
+        "--annotate",
+        metavar="DIR",
+        help="write images/videos with boxes and labels (--overwrite replaces files there too)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_predict)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from predict_helpers import (
     IMAGE_SIZE,
     blank,
@@ -200,6 +200,38 @@ def test_collect_sources_expands_folders_and_globs(tmp_path):
         collect_sources([tmp_path / "missing.jpg"])
     with pytest.raises(InputError, match="uint8"):
         collect_sources([np.zeros((8, 8, 3), dtype=np.float32)])
+
+
+def test_one_file_named_by_several_paths_is_one_source_and_a_link_its_own(tmp_path, monkeypatch):
+    (tmp_path / "photos" / "deep").mkdir(parents=True)
+    for name in ("a.png", "deep/b.png"):
+        (tmp_path / "photos" / name).write_bytes(b"")
+    (tmp_path / "photos" / "link.png").symlink_to(tmp_path / "photos" / "a.png")
+    monkeypatch.chdir(tmp_path)
+    inputs = ["photos/a.png", tmp_path / "photos" / "a.png", "photos/deep/../a.png", "photos"]
+    names = [s.name for s in collect_sources(inputs)[0]]
+    assert names == ["photos/a.png", "photos/deep/b.png", "photos/link.png"]
+
+
+def test_a_glob_matching_a_folder_skips_hidden_files_as_the_folder_does(tmp_path):
+    for name in ("shots/a.jpg", "shots/._a.jpg", "shots/.thumbs/b.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")  # ._a.jpg: macOS's resource fork, not a JPEG
+    by_glob = [s.name for s in collect_sources([str(tmp_path / "sho*")])[0]]
+    by_folder = [s.name for s in collect_sources([tmp_path / "shots"])[0]]
+    assert by_glob == by_folder == [str(tmp_path / "shots" / "a.jpg")]
+
+
+def test_a_pil_image_with_an_exif_orientation_is_read_upright_as_its_path(tmp_path, checkpoint):
+    seen = []
+    predictor = load(checkpoint, detector=lambda image: seen.append(image.size) or [])
+    exif = Image.Exif()
+    exif[P.ORIENTATION_TAG] = 6  # shown turned 90° clockwise: stored 40×80, shown 80×40
+    path = tmp_path / "phone.jpg"
+    Image.new("RGB", (40, 80), (200, 100, 50)).save(path, exif=exif)
+    with Image.open(path) as opened:
+        predictor.predict([str(path), opened, ImageOps.exif_transpose(opened)])
+    assert seen == [(80, 40)] * 3  # an image already turned upright is not turned again
 
 
 def _empty_folder(root: Path) -> Path:

@@ -147,6 +147,23 @@ def test_a_users_file_is_never_overwritten_silently(capsys, tmp_path, checkpoint
     assert code == 0 and read_rows(out)[0]["source"].endswith("a_group.png")
 
 
+def test_a_users_progress_named_file_is_never_overwritten(tmp_path, checkpoint, photos):
+    predictor = load(checkpoint, detector="haar")
+    out = tmp_path / "faces.csv"
+    mine = tmp_path / "faces.csv.progress"
+    mine.write_text("my notes on the progress of the shoot\n")
+    with pytest.raises(InputError, match="faces.csv.progress.*is not lionfer's.*--overwrite"):
+        predict_files(predictor, [str(photos / "a_group.png")], out, progress=False)
+    assert mine.read_text() == "my notes on the progress of the shoot\n" and not out.exists()
+    out.write_text("")  # an empty --out is started again, its progress file checked the same
+    with pytest.raises(InputError, match="is not lionfer's"):
+        predict_files(predictor, [str(photos / "a_group.png")], out, progress=False)
+    mine.unlink()
+    predict_files(predictor, [str(photos / "a_group.png")], out, progress=False)
+    out.unlink()  # a progress file left by lionfer is replaced
+    predict_files(predictor, [str(photos / "a_group.png")], out, progress=False)
+
+
 def test_resuming_with_other_settings_or_without_progress_is_refused(tmp_path, checkpoint, photos):
     predictor = load(checkpoint, detector="haar")
     out = tmp_path / "preds.csv"
@@ -197,6 +214,85 @@ def test_an_animated_image_is_counted_and_annotated_as_a_clip(tmp_path, checkpoi
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(5 / 2)  # its frame rate, over stride
     capture.release()
+
+
+def test_an_annotate_folder_that_is_a_file_is_refused_before_any_output(
+    capsys, tmp_path, checkpoint, photos
+):
+    (tmp_path / "annotated").write_text("a file of mine")
+    out = tmp_path / "p.csv"
+    code, _, err = run(capsys, "predict", checkpoint, photos / "a_group.png", "--out", out,
+                       "--annotate", tmp_path / "annotated", "--no-progress")  # fmt: skip
+    assert code == 2 and "--annotate" in err and "is a file; give a folder" in err
+    assert not out.exists() and (tmp_path / "annotated").read_text() == "a file of mine"
+
+
+def test_annotated_copies_already_in_the_folder_are_never_replaced_unasked(
+    capsys, tmp_path, checkpoint, photos
+):
+    """A new job refuses to write over an image or a video already in the --annotate folder,
+    before any output; --overwrite replaces them, and a job resumed keeps writing its own."""
+    folder = tmp_path / "annotated"
+    folder.mkdir()
+    (folder / "a_group.png").write_text("a file of mine")
+    inputs = [photos / "a_group.png", photos / "e_clip.avi"]
+    out = tmp_path / "p.csv"
+    code, _, err = run(capsys, "predict", checkpoint, *inputs, "--out", out, "--annotate", folder,
+                       "--detector", "haar", "--no-progress")  # fmt: skip
+    assert code == 2 and "already holds" in err and "a_group.png" in err and "--overwrite" in err
+    assert not out.exists() and (folder / "a_group.png").read_text() == "a file of mine"
+    (folder / "a_group.png").unlink()
+    (folder / "e_clip.avi.mp4").write_text("an earlier job's video")
+    code, _, err = run(capsys, "predict", checkpoint, *inputs, "--out", out, "--annotate", folder,
+                       "--detector", "haar", "--no-progress")  # fmt: skip
+    assert code == 2 and "e_clip.avi.mp4" in err and not out.exists()
+    code, _, _ = run(capsys, "predict", checkpoint, *inputs, "--out", out, "--annotate", folder,
+                     "--detector", "haar", "--no-progress", "--overwrite")  # fmt: skip
+    assert code == 0 and (folder / "a_group.png").stat().st_size > 100
+    # the same job again resumes (nothing left to do): its own copies are no obstacle
+    code, _, _ = run(capsys, "predict", checkpoint, *inputs, "--out", out, "--annotate", folder,
+                     "--detector", "haar", "--no-progress")  # fmt: skip
+    assert code == 0
+
+
+def test_a_symbolic_link_is_annotated_at_its_own_path(tmp_path, checkpoint, photos):
+    """A link and its target, or a link to a file elsewhere, each keep their own copy where the
+    input names them."""
+    (tmp_path / "in").mkdir()
+    scene(faces()).save(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "link.png").symlink_to(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "far.png").symlink_to(photos / "b_group.jpg")
+    folder = tmp_path / "annotated"
+    predict_files(load(checkpoint, detector="haar"), [str(tmp_path / "in")], tmp_path / "p.csv",
+                  annotate=folder, progress=False)  # fmt: skip
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert written == ["a.png", "far.png", "link.png"]
+
+
+def test_annotating_a_cut_animation_and_pages_of_other_sizes(tmp_path, checkpoint):
+    """A truncated GIF is annotated up to its damage; a TIFF page of another size than the first
+    is fitted into the video, not dropped."""
+    predictor = load(checkpoint, detector=lambda image: [])
+    noise = np.random.default_rng(0)
+    shown = [Image.fromarray(noise.integers(0, 256, (60, 80, 3), dtype=np.uint8)) for _ in range(6)]
+    shown[0].save(tmp_path / "whole.gif", save_all=True, append_images=shown[1:], duration=100)
+    data = (tmp_path / "whole.gif").read_bytes()
+    (tmp_path / "cut.gif").write_bytes(data[: len(data) // 2])
+    pages = [shown[0], shown[1].resize((40, 30)), shown[2].resize((100, 20))]
+    pages[0].save(tmp_path / "pages.tif", save_all=True, append_images=pages[1:])
+    folder = tmp_path / "annotated"
+    inputs = [str(tmp_path / "cut.gif"), str(tmp_path / "pages.tif")]
+    report = predict_files(predictor, inputs, tmp_path / "p.csv", annotate=folder, progress=False)
+    assert report.counts["damaged_videos"] == 1
+    read = report.counts["frames"] - 3  # the GIF's frames before the damage
+    for name, frames in (("cut.gif", read), ("pages.tif", 3)):
+        (video,) = folder.glob(f"{name}.*")
+        capture = cv2.VideoCapture(str(video))
+        count = 0
+        while capture.read()[0]:
+            count += 1
+        capture.release()
+        assert 0 < count == frames
 
 
 def test_annotated_output_inside_the_inputs_is_never_read_back(

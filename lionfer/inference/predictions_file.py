@@ -36,8 +36,9 @@ from lionfer.inference.predictor import (
     Source,
     SourceDone,
     collect_sources,
+    located,
 )
-from lionfer.inference.video import VideoWriter, clip_fps, draw_faces
+from lionfer.inference.video import VIDEO_CODECS, VideoWriter, clip_fps, draw_faces
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_SUFFIX = ".progress"
@@ -79,6 +80,7 @@ class PredictionsFile:
         self.done: dict[str, dict] = {}  # finished source -> its progress record
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if overwrite or not self._has_content():
+            self._check_progress_path(overwrite)
             self._start()
         else:
             self._resume()
@@ -87,6 +89,16 @@ class PredictionsFile:
 
     def _has_content(self) -> bool:
         return self.path.is_file() and self.path.stat().st_size > 0
+
+    def _check_progress_path(self, overwrite: bool) -> None:
+        """Refuse to replace a file of the user's that happens to be named OUT.progress."""
+        path = self.progress_path
+        if overwrite or not path.exists() or (path.is_file() and is_progress_file(path)):
+            return
+        raise InputError(
+            f"{path}, where predict keeps its progress beside --out, exists and is not lionfer's; "
+            "move it away, choose another --out, or pass --overwrite to replace it"
+        )
 
     def _start(self) -> None:
         header = b""
@@ -176,6 +188,17 @@ def is_predictions_file(path: Path, fmt: str) -> bool:
     except ValueError:
         return False
     return isinstance(record, dict) and list(record)[: len(FIXED_COLUMNS)] == list(FIXED_COLUMNS)
+
+
+def is_progress_file(path: Path) -> bool:
+    """Whether the file starts like a progress file written by PredictionsFile."""
+    with path.open("rb") as f:
+        first = f.readline(1 << 20).decode("utf-8", errors="replace")
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("lionfer_predictions") == 1
 
 
 def read_progress(path: Path) -> tuple[dict, list[dict]]:
@@ -290,7 +313,15 @@ def predict_files(
     annotate_dir = Path(annotate) if annotate else None
     excluded = 0
     if annotate_dir is not None:
+        if annotate_dir.exists() and not annotate_dir.is_dir():
+            raise InputError(
+                f"--annotate {annotate_dir} is a file; give a folder (it is created if missing)"
+            )
         sources, excluded = exclude_folder(sources, annotate_dir)
+    annotator = Annotator(annotate_dir, frame_stride, sources) if annotate_dir else None
+    fresh = not (out.is_file() and out.stat().st_size > 0)  # a resumed job's copies are its own
+    if annotator and fresh and not overwrite:
+        annotator.check_free(sources)
     settings = job_settings(predictor, cropped, frame_stride, sources)
     file = PredictionsFile(out, fmt, predictor.columns, settings, overwrite)
     report = PredictReport(out, excluded=excluded, annotate_dir=annotate_dir)
@@ -299,7 +330,6 @@ def predict_files(
         report.skipped.update(record.get("skipped", {}))
     report.counts.update(ignored=ignored, resumed=sum(s.name in file.done for s in sources))
     todo = [s for s in sources if s.name not in file.done]
-    annotator = Annotator(annotate_dir, frame_stride, sources) if annotate_dir else None
     bar = tqdm(total=len(todo), desc="predict", unit="input") if progress else _NoBar()
     before = (report.counts.copy(), report.skipped.copy())
     try:
@@ -360,17 +390,24 @@ def _count_frame(report: PredictReport, frame: Frame, rows: int) -> None:
 
 def annotation_root(sources: list[Source]) -> Path | None:
     """The deepest folder holding every file input (resolved), or None without file inputs."""
-    parents = [str(s.path.resolve().parent) for s in sources if s.path is not None]
+    parents = [str(located(s.path).parent) for s in sources if s.path is not None]
     return Path(os.path.commonpath(parents)) if parents else None
 
 
 def annotated_path(folder: Path, source: Source, root: Path | None) -> Path:
-    """folder / the source's resolved path below root (annotation_root of every input), so that
-    `../in/a.jpg` and `in/a.jpg` stay apart and an absolute path is not copied whole; an image in
+    """folder / the source's absolute path below root (annotation_root of every input), so that
+    `../in/a.jpg` and `in/a.jpg` stay apart and an absolute path is not copied whole; a symbolic
+    link's copy is at the link's path, not its target's (which may be another input); an image in
     memory is folder / memory_N.png."""
     if source.path is None or root is None:
         return folder / f"{source.name.replace(':', '_')}.png"
-    return folder / source.path.resolve().relative_to(root)
+    return folder / located(source.path).relative_to(root)
+
+
+def video_stem(target: Path) -> Path:
+    """Where a video's annotated copy goes, less its suffix: clip.avi -> clip.avi.mp4, so that
+    two inputs never share an annotated video."""
+    return target.with_name(target.name + ".video")
 
 
 class Annotator:
@@ -395,9 +432,7 @@ class Annotator:
             writer = self.videos.get(frame.source.name)
             if writer is None:
                 fps = (clip_fps(frame.source.path) or 25.0) / self.frame_stride
-                # clip.avi -> clip.avi.mp4: two inputs never share an annotated video
-                stem = target.with_name(target.name + ".video")
-                writer = self.videos[frame.source.name] = VideoWriter(stem, fps)
+                writer = self.videos[frame.source.name] = VideoWriter(video_stem(target), fps)
             writer.write(image)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -406,6 +441,23 @@ class Annotator:
         except (ValueError, OSError):  # a suffix PIL cannot write (.gif frames, .tif modes...)
             # a.gif -> a.gif.png: never the annotated copy of another input a.png
             image.save(target.with_name(target.name + ".png"))
+
+    def check_free(self, sources: list[Source]) -> None:
+        """Refuse a job whose annotated copies would replace files already in the folder (an
+        earlier job's, or the user's own), before anything is written."""
+        for source in sources:
+            target = annotated_path(self.folder, source, self.root)
+            if source.kind == "video":
+                names = [video_stem(target).with_suffix(suffix) for _, suffix in VIDEO_CODECS]
+            else:
+                names = [target, target.with_name(target.name + ".png")]
+            taken = next((p for p in names if p.exists()), None)
+            if taken is not None:
+                raise InputError(
+                    f"--annotate {self.folder} already holds {taken}, where the annotated copy "
+                    f"of {source.name} goes; choose another --annotate folder, or pass "
+                    "--overwrite to replace its files"
+                )
 
     @staticmethod
     def _probs(row: dict) -> list[float]:

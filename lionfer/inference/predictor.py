@@ -9,6 +9,7 @@ evaluation transform, and yields one row per face with stable columns (`columns(
 from __future__ import annotations
 
 import glob
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lionfer.data import transforms
 from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS
@@ -46,6 +47,7 @@ from lionfer.inference.video import (
 FIXED_COLUMNS = ("source", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label")
 FACE_SIZE = 112  # `lionfer prepare`'s default --size: faces are aligned at it, then resized
 GLOB_CHARS = frozenset("*?[")
+ORIENTATION_TAG = 0x0112  # EXIF
 # MTCNN finds faces of at least 20 px (its min_face_size) and fails on a smaller image; the Haar
 # cascade looks for 24 px and more. Smaller images (as detection sees them) hold no face to find.
 MIN_DETECT_SIDE = 20
@@ -173,11 +175,18 @@ def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int]:
         paths, skipped = _expand_path(str(item))
         ignored += skipped
         for path in paths:
-            if str(path) not in seen:
-                seen.add(str(path))
+            if (key := located(path)) not in seen:  # photos/a.jpg and /abs/photos/a.jpg: once
+                seen.add(key)
                 kind = "video" if is_clip(path) else "image"  # an animated image is a clip
                 sources.append(Source(str(path), kind, path=path))
     return sources, ignored
+
+
+def located(path: Path) -> Path:
+    """The absolute path of a file with the symbolic links of its folders resolved but not its
+    own: one key for photos/a.jpg, ./photos/../photos/a.jpg and /abs/photos/a.jpg, while a link
+    the user made stays a file of its own, where it is."""
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
 def _expand_path(item: str) -> tuple[list[Path], int]:
@@ -195,7 +204,9 @@ def _expand_path(item: str) -> tuple[list[Path], int]:
     if GLOB_CHARS & set(item):
         matches = [Path(p) for p in glob.glob(item, recursive=True)]
         found, ignored = _media_files(
-            q for m in matches for q in ([m] if m.is_file() else m.rglob("*"))
+            q
+            for m in matches
+            for q in ([m] if m.is_file() else (p for p in m.rglob("*") if _visible(p, m)))
         )
         if not found:
             raise InputError(f"no images or videos match {item!r}")
@@ -221,7 +232,7 @@ def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int]:
 
 def _memory_images(item: Image.Image | np.ndarray) -> list[Image.Image]:
     if isinstance(item, Image.Image):
-        return [to_rgb(item)]
+        return [to_rgb(_upright(item))]
     if item.dtype != np.uint8 or item.ndim not in (2, 3, 4):
         raise InputError(
             f"arrays must be uint8 RGB images (H, W, 3), grayscale (H, W) or a stack (N, H, W, 3);"
@@ -232,6 +243,17 @@ def _memory_images(item: Image.Image | np.ndarray) -> list[Image.Image]:
     if item.ndim == 3 and item.shape[2] not in (3, 4):
         raise InputError(f"an image array needs 3 (RGB) or 4 (RGBA) channels, shape {item.shape}")
     return [to_rgb(Image.fromarray(item))]
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """A PIL image turned as its EXIF orientation tag says (a phone photo from Image.open), as
+    the file's path would be read; ImageOps.exif_transpose drops the tag, so never twice."""
+    if image.getexif().get(ORIENTATION_TAG, 1) == 1:
+        return image
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError):  # a damaged file's lazy load: its row reports the error
+        return image
 
 
 # ---- faces, frames and batches ----

@@ -151,10 +151,16 @@ def _ends_with_gif_trailer(path: str | Path) -> bool:
 
 
 def clip_fps(path: str | Path) -> float | None:
-    """The frame rate of a video or an animated image (from its mean frame duration), or None."""
+    """The frame rate of a video or an animated image (from its mean frame duration), or None.
+    A damaged animated image gives the rate of the frames before the damage."""
     if Path(path).suffix.lower() not in ANIMATED_IMAGE_EXTENSIONS:
         return video_fps(path)
-    times = [t for _, t, _ in image_frames(path)]
+    times = []
+    try:
+        for _, time_s, _ in image_frames(path):
+            times.append(time_s)
+    except VideoError:  # predict reports the damage in the file's rows
+        pass
     if len(times) < 2 or times[-1] is None or times[-1] <= 0:
         return None
     return (len(times) - 1) / times[-1]
@@ -242,17 +248,22 @@ def label_font(size: tuple[int, int]) -> ImageFont.ImageFont | ImageFont.FreeTyp
 class VideoWriter:
     """Writes RGB frames to `stem` + .mp4 (mp4v) or, where that codec is missing, .avi (MJPG).
 
-    Opened on the first frame (its size fixes the video's); `path` is None until then.
+    Opened on the first frame (its size fixes the video's; a later frame of another size, as a
+    multi-page TIFF's may be, is scaled to fit it and padded black, since OpenCV drops such a
+    frame); `path` is None until then.
     """
 
     def __init__(self, stem: Path, fps: float | None):
         self.stem, self.fps = Path(stem), fps or 25.0
         self.path: Path | None = None
+        self.size: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
 
     def write(self, image: Image.Image) -> None:
         if self._writer is None:
             self._open(image.size)
+        if image.size != self.size:
+            image = ImageOps.pad(image.convert("RGB"), self.size, color=(0, 0, 0))
         self._writer.write(np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1]))
 
     def _open(self, size: tuple[int, int]) -> None:
@@ -261,7 +272,7 @@ class VideoWriter:
             path = self.stem.with_suffix(suffix)
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, size)
             if writer.isOpened():
-                self.path, self._writer = path, writer
+                self.path, self.size, self._writer = path, size, writer
                 return
             writer.release()
         tried = ", ".join(f"{c} ({s})" for c, s in VIDEO_CODECS)

@@ -20,6 +20,7 @@ from lionfer.data import mtcnn as faces_mtcnn
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.faces import ARCFACE_TEMPLATE_112, Face, align, crop_square, detect, pick_faces
 from lionfer.data.prepare import prepare
+from lionfer.errors import InputError
 from lionfer.labels import CLASS_NAMES
 
 HAPPY, SURPRISE, FEAR = 3, 0, 1
@@ -296,6 +297,46 @@ def test_prepare_refuses_to_mix_settings(tiny_data, tmp_path):
     assert not (tmp_path / "other").exists()  # arguments are checked before anything is written
     with pytest.raises(ValueError, match="splits"):
         prepare(tiny_data, tmp_path / "other", splits=("val",), progress=False)
+
+
+def test_prepare_user_errors_are_input_errors(tiny_data, tmp_path):
+    # exit code 2 with the message, not a traceback: lionfer prepare --size 4, or mixed settings
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="size must lie in"):
+        prepare(tiny_data, out, size=4, progress=False)
+    prepare(tiny_data, out, size=64, splits=("unlabeled",), progress=False)
+    with pytest.raises(InputError, match="size=64 \\(now 32\\)"):
+        prepare(tiny_data, out, size=32, splits=("unlabeled",), progress=False)
+
+
+def test_prepare_refuses_a_folder_that_is_not_its_cache(tiny_data, tmp_path):
+    # `lionfer prepare data.root=mine --out mine` must not replace the user's manifest.csv
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "manifest.csv").write_text("path,label\na.jpg,happy\n")
+    with pytest.raises(InputError, match="1 entries that are not a lionfer prepare cache"):
+        prepare(tiny_data, mine, size=64, splits=("unlabeled",), progress=False)
+    assert (mine / "manifest.csv").read_text() == "path,label\na.jpg,happy\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["manifest.csv"]
+    with pytest.raises(InputError, match="is a file"):
+        prepare(tiny_data, mine / "manifest.csv", size=64, progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prepare(tiny_data, empty, size=64, splits=("unlabeled",), progress=False).rows == 2
+
+
+def test_prepare_refuses_to_resume_on_other_images(tiny_data, tmp_path, fake_detector):
+    # crops are numbered by position: an image added in front would shift every label by one
+    out = tmp_path / "out"
+    prepare(tiny_data, out, size=64, splits=("train",), progress=False)
+    train = tiny_data.train
+    grown = ImageSet(images=train.images[:1] + train.images, labels=[FEAR, *train.labels])
+    changed = FERData("tiny", CLASS_NAMES, train=grown, test=tiny_data.test)
+    with pytest.raises(InputError, match=r"train images changed since .* \(4 images.*, 5 images"):
+        prepare(changed, out, size=64, splits=("test",), progress=False)
+    assert [r["label"] for r in read_csv(out / "manifest.csv")] == [str(HAPPY)]
+    again = prepare(tiny_data, out, size=64, progress=False)  # the same images resume
+    assert again.counts["skipped_existing"] == 1
 
 
 def test_missing_detector_stops_prepare_instead_of_failing_each_image(

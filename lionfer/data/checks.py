@@ -1,13 +1,15 @@
 """Shared checks for dataset readers: expected files and folders, listed files that are missing,
 duplicate entries, out-of-range label ids, number fields and config options a reader cannot use,
-and the check of every image a run will read. Each failure names the file (and line) and the fix;
-with data.skip_bad missing and unreadable files are dropped instead and counted in a note.
+unlabeled images that are copies of labeled ones, and the check of every image a run will read.
+Each failure names the file (and line) and the fix; with data.skip_bad missing and unreadable
+files are dropped instead and counted in a note.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +141,38 @@ def drop_duplicates(
     return keep, [f"dropped {duplicates} duplicate entries{where} (each kept once)"]
 
 
+def copies_of(paths: Sequence[str | Path], others: Sequence[str | Path]) -> np.ndarray:
+    """(N,) bool: paths[i] is one of the files `others` lists, by another path (a link, a
+    folder given twice) or as a byte-identical copy. Only files whose size matches one of
+    others' are read; missing files are no copies (the image check reports them)."""
+    real = {os.path.realpath(p) for p in others}
+    by_size: dict[int, list[str]] = {}
+    for path in real:
+        size = _size(path)
+        if size is not None:
+            by_size.setdefault(size, []).append(path)
+    digests: dict[str, bytes] = {}
+
+    def digest(path: str) -> bytes:
+        if path not in digests:
+            digests[path] = hashlib.sha256(Path(path).read_bytes()).digest()
+        return digests[path]
+
+    copies = np.zeros(len(paths), dtype=bool)
+    for i, path in enumerate(paths):
+        path = os.path.realpath(path)
+        same_size = by_size.get(_size(path), []) if path not in real else []
+        copies[i] = path in real or any(digest(o) == digest(path) for o in same_size)
+    return copies
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
 def check_label_ids(
     ids: Sequence[int] | np.ndarray,
     valid: Collection[int],
@@ -165,9 +199,10 @@ def is_image_file(path: Path) -> bool:
 
 def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path], int]:
     """(sorted image files in folder, number of other entries ignored). Hidden files and folders
-    and files with other extensions are ignored; with recursive, subfolders are searched too."""
+    and files with other extensions are ignored; with recursive, subfolders are searched too,
+    symbolic links to folders included (each real folder once, so a link loop ends)."""
     folder = Path(folder)
-    entries = folder.rglob("*") if recursive else folder.iterdir()
+    entries = _walk(folder) if recursive else folder.iterdir()
     images, ignored = [], 0
     for path in entries:
         relative = path.relative_to(folder)
@@ -178,6 +213,20 @@ def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path]
         elif path.is_file():
             ignored += 1
     return sorted(images), ignored
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every entry under folder, following links to folders (Path.rglob does not before Python
+    3.13, which left the images of a linked folder out without a word)."""
+    seen = {os.path.realpath(folder)}
+    for parent, folders, files in os.walk(folder, followlinks=True):
+        for name in sorted(folders):
+            real = os.path.realpath(os.path.join(parent, name))
+            if real in seen:
+                folders.remove(name)  # a loop, or a second link to a folder already listed
+            seen.add(real)
+        for name in files + folders:
+            yield Path(parent, name)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import check_images
+from lionfer.data.checks import check_images, copies_of
 from lionfer.data.datasets import FILE_DATASETS
 from lionfer.data.noise import default_noise_map, inject_noise, parse_noise_map
 from lionfer.data.splits import Split, load_split, make_split
@@ -49,11 +49,13 @@ def read_dataset(cfg, seed: int) -> FERData:
 
 def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool = False):
     """Read cfg.dataset, check its images (the parts named in `check`; unreadable ones are an
-    error, or dropped with cfg.skip_bad), then apply cfg.noise to the training labels (true
+    error, or dropped with cfg.skip_bad), leave out extra unlabeled images that are train or test
+    images (drop_labeled_copies), then apply cfg.noise to the training labels (true
     labels are kept; the labels it changes become slips in error_types)."""
     data = read_dataset(cfg, seed)
     for part in check:
         check_part(data, part, cfg.skip_bad, progress)
+    drop_labeled_copies(data)
     if cfg.noise != "none" and cfg.noise_rate > 0:
         train = data.train
         truth = train.labels.copy() if train.true_labels is None else train.true_labels
@@ -92,6 +94,27 @@ def noise_error_types(train: ImageSet, noisy: np.ndarray, truth: np.ndarray) -> 
     flipped = noisy != before
     codes[flipped] = np.where(noisy[flipped] == truth[flipped], NONE, SLIP)
     return codes
+
+
+def drop_labeled_copies(data: FERData) -> None:
+    """Leave out of data.unlabeled the images that are also train or test images (the same file,
+    e.g. data.unlabeled_root holding the class folders, or a copy): a test image trained on as
+    unlabeled would leak into training, and a train image is unlabeled or labeled already."""
+    unlabeled = data.unlabeled
+    if unlabeled is None or not unlabeled.is_files or not len(unlabeled):
+        return
+    of_train = copies_of(unlabeled.images, data.train.images if data.train.is_files else [])
+    of_test = copies_of(unlabeled.images, data.test.images if data.test.is_files else [])
+    copies = of_train | of_test
+    if not copies.any():
+        return
+    first = ", ".join(unlabeled.ids[i] for i in np.flatnonzero(copies)[:3])
+    data.notes.append(
+        f"left out {int(copies.sum())} of the {len(unlabeled)} extra unlabeled images: they are "
+        f"also training or test images (the same file or a copy; {int(of_test.sum())} of them "
+        f"test images). First: {first}"
+    )
+    data.unlabeled = unlabeled.subset(np.flatnonzero(~copies)) if not copies.all() else None
 
 
 def check_part(data: FERData, part: str, skip_bad: bool, progress: bool) -> None:

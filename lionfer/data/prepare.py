@@ -8,6 +8,7 @@ finished crops are skipped, writes are atomic, and a bad image is recorded, neve
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from lionfer.data.faces import (
     pick_faces,
 )
 from lionfer.data.images import ImageError, ImageTooSmallError, open_image
+from lionfer.errors import ConfigError, RunExistsError
 
 SPLITS = ("train", "test", "unlabeled")
 MANIFEST_COLUMNS = ("path", "label", "split", "true_label", "source")
@@ -38,6 +40,7 @@ COUNTS = ("done", "skipped_existing", "no_face", "unreadable", "too_small", "err
 GIVEN_BOX_MARGIN = 1.1  # dataset boxes (AffectNet, ExpW) are tight; keep a little context
 SETTINGS = ("dataset", "size", "detector", "multi_face")  # must match to resume into a folder
 TEMP_SUFFIX = ".part"
+_SHOWN = 3  # entries of a foreign --out folder an error names
 
 
 @dataclass
@@ -82,9 +85,11 @@ def prepare(
     _check_arguments(size, detector, multi_face, splits, min_size)
     out = Path(out_dir)
     settings = {"dataset": data.name, "size": size, "detector": detector, "multi_face": multi_face}
-    _check_resumable(out, settings)
+    sources = _sources(data)
+    _check_resumable(out, settings, sources)
     # Settings go on disk first, so even an interrupted run guards its folder against mixing.
-    _write_text(out / "prepare.json", json.dumps({**settings, "complete": False}, indent=2))
+    started = {**settings, "sources": sources, "complete": False}
+    _write_text(out / "prepare.json", json.dumps(started, indent=2))
     report = PrepareReport(out_dir=out)
     start = time.perf_counter()
     for split in splits:
@@ -107,7 +112,8 @@ def prepare(
     _write_csv(out / "failures.csv", FAILURE_COLUMNS, report.failures)
     report.rows = len(rows)
     report.seconds = time.perf_counter() - start
-    _write_text(out / "prepare.json", json.dumps(_summary_json(data, settings, report), indent=2))
+    summary = {**_summary_json(data, settings, report), "sources": sources}
+    _write_text(out / "prepare.json", json.dumps(summary, indent=2))
     return report
 
 
@@ -262,31 +268,63 @@ def _check_arguments(
     size: int, detector: str, multi_face: str, splits: tuple[str, ...], min_size: int
 ) -> None:
     if not 8 <= size <= 1024:
-        raise ValueError(f"prepare size must lie in [8, 1024] pixels, got {size}")
+        raise ConfigError(f"prepare size must lie in [8, 1024] pixels, got {size}")
     if detector not in DETECTORS:
-        raise ValueError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
+        raise ConfigError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
     if multi_face not in MULTI_FACE:
-        raise ValueError(f"unknown multi_face rule {multi_face!r}; choose one of {MULTI_FACE}")
+        raise ConfigError(f"unknown multi_face rule {multi_face!r}; choose one of {MULTI_FACE}")
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
-        raise ValueError(f"splits must be a non-empty subset of {SPLITS}, got {tuple(splits)}")
+        raise ConfigError(f"splits must be a non-empty subset of {SPLITS}, got {tuple(splits)}")
     if min_size < 1:
-        raise ValueError(f"min_size must be at least 1 pixel, got {min_size}")
+        raise ConfigError(f"min_size must be at least 1 pixel, got {min_size}")
 
 
-def _check_resumable(out: Path, settings: dict) -> None:
-    """Refuse to mix crops of different settings in one folder."""
+def _sources(data: FERData) -> dict[str, str]:
+    """Per split, a hash of its image ids in order: crop i belongs to image i of its split."""
+    hashes = {}
+    for split in SPLITS:
+        images = _split_set(data, split)
+        if images is not None and len(images):
+            digest = hashlib.sha256("\n".join(map(str, images.ids)).encode())
+            hashes[split] = f"{len(images)} images, sha256 {digest.hexdigest()[:16]}"
+    return hashes
+
+
+def _check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> None:
+    """Refuse to write into a folder that is not a prepare cache, or to mix crops of different
+    settings or of other images in one."""
+    if out.exists() and not out.is_dir():
+        raise RunExistsError(f"--out {out} is a file; give a folder for the face cache")
     previous_file = out / "prepare.json"
     if not previous_file.is_file():
+        entries = sorted(out.iterdir()) if out.is_dir() else []
+        if entries:
+            shown = ", ".join(p.name + "/" * p.is_dir() for p in entries[:_SHOWN])
+            raise RunExistsError(
+                f"{out} holds {len(entries)} entries that are not a lionfer prepare cache "
+                f"({shown}{' ...' if len(entries) > _SHOWN else ''}); prepare writes "
+                "manifest.csv, failures.csv, prepare.json and faces/ there and would replace "
+                "files of yours. Give a new or empty --out folder"
+            )
         return
     previous = json.loads(previous_file.read_text())
     changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
     if changed:
         what = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
-        raise ValueError(
+        raise RunExistsError(
             f"{out} was prepared with {what}; resuming would mix crops. Use a new output folder, "
             f"or delete {out} to start again"
         )
+    before = previous.get("sources") or {}  # absent in caches made before it was recorded
+    for split, now in sources.items():
+        if before.get(split, now) != now and (out / "faces" / split).is_dir():
+            raise RunExistsError(
+                f"the {split} images changed since {out} was prepared ({before[split]} then, "
+                f"{now} now: images added, removed or renamed, or another data.data_seed); "
+                "its crops are numbered by position and would get other images' labels. Use a "
+                f"new output folder, or delete {out} to start again"
+            )
 
 
 def _remove_partial_files(folder: Path) -> None:

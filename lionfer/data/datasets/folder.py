@@ -5,6 +5,7 @@ folder names become a general image classifier with the folders as classes, sort
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -13,32 +14,67 @@ from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import IMAGE_KINDS, list_images, require_dir
 from lionfer.data.splits import hold_out
-from lionfer.errors import ConfigError, MissingInputError
+from lionfer.errors import ConfigError, InputError, MissingInputError
 
 HOLDOUT = 0.2  # test fraction held out when the data has no test split
 
 
 def resolve_classes(
-    names: list[str], class_map: dict, num_classes: int
+    names: list[str], class_map: dict, num_classes: int, places: dict[str, str] | None = None
 ) -> tuple[tuple[str, ...], dict[str, int], list[str]]:
     """(class names, name -> class id, notes) for the class names found in the data.
 
     class_map (name -> canonical id or FER name; -1 drops the class) wins; then FER names and
-    aliases ('happy', 'angry'); otherwise the names themselves, sorted, are the classes.
+    aliases ('happy', 'angry'); otherwise the names themselves, sorted, are the classes (names
+    that differ only in case or surrounding spaces are one class). A name one typo away from a
+    FER name beside FER names is an error naming it (places[name]: where it occurs).
     """
     if class_map:
         mapping = {name: _map_lookup(name, class_map) for name in names}
     elif all(name.strip().lower() in L.NAME_ALIASES for name in names):
         mapping = {name: L.class_from_name(name) for name in names}
     else:
-        generic = tuple(sorted(set(names)))
-        notes = [
-            f"class names {list(generic)} are not all FER expressions and no data.class_map was "
-            "given: treating them as general classes, ids in alphabetical order"
-        ]
-        return generic, {name: i for i, name in enumerate(generic)}, notes
+        _refuse_misspelt(names, places or {})
+        return _general_classes(names)
     eight = num_classes == 8 or L.CONTEMPT in mapping.values()
     return (L.CLASS_NAMES_8 if eight else L.CLASS_NAMES), mapping, []
+
+
+def _refuse_misspelt(names: list[str], places: dict[str, str]) -> None:
+    """Names that are all FER expressions but one misspelt one would silently make a general
+    classifier of different classes: refuse that one, with the FER name it is close to."""
+    known = [name for name in names if name.strip().lower() in L.NAME_ALIASES]
+    if not known:
+        return
+    full_names = [alias for alias in L.NAME_ALIASES if len(alias) > 2]  # not 'su', 'ha', ...
+    for name in names:
+        key = name.strip().lower()
+        close = difflib.get_close_matches(key, full_names, n=1, cutoff=0.8)
+        if key not in L.NAME_ALIASES and close:
+            where = f"{places[name]}: " if name in places else ""
+            raise ConfigError(
+                f"{where}class {name!r} is not a FER expression name (did you mean "
+                f"{close[0]!r}?), while {sorted(known)} are: correct its spelling, or give a "
+                "data.class_map with every class name to train other classes"
+            )
+
+
+def _general_classes(names: list[str]) -> tuple[tuple[str, ...], dict[str, int], list[str]]:
+    """Classes named by the data, in alphabetical order; 'Cat', 'cat' and 'cat ' are one."""
+    spellings: dict[str, list[str]] = {}
+    for name in sorted(set(names)):
+        spellings.setdefault(name.strip().lower(), []).append(name)
+    shown = {key: variants[0].strip() for key, variants in spellings.items()}
+    generic = tuple(sorted(shown.values()))
+    ids = {name: generic.index(shown[name.strip().lower()]) for name in names}
+    notes = [
+        f"class names {list(generic)} are not all FER expressions and no data.class_map was "
+        "given: treating them as general classes, ids in alphabetical order"
+    ]
+    merged = [variants for variants in spellings.values() if len(variants) > 1]
+    if merged:
+        notes.append(f"class names that differ only in case or spaces are one class: {merged}")
+    return generic, ids, notes
 
 
 def _map_lookup(name: str, class_map: dict) -> int:
@@ -65,6 +101,7 @@ def scan_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
     classes, ignored = {}, 0
     for child in sorted(folder.iterdir()):
         if child.name.startswith("."):
+            ignored += child.is_file()  # .DS_Store beside the class folders
             continue
         if child.is_dir():
             classes[child.name], skipped = list_images(child, recursive=True)
@@ -96,6 +133,13 @@ def image_set(paths: list[Path], labels, root: Path, test: bool) -> ImageSet:
 def holdout_test(train: ImageSet, seed: int) -> tuple[ImageSet, ImageSet, str]:
     """Split a seeded stratified HOLDOUT fraction of train off as the test set."""
     rest, test = hold_out(train, HOLDOUT, seed)
+    if not len(test):
+        per_class = np.bincount(train.labels[train.labels >= 0]).max(initial=0)
+        raise InputError(
+            f"too few labeled images to hold out a test set: {HOLDOUT:.0%} of each class rounds "
+            f"to none (the largest class has {per_class}); add a test split (ROOT/test/<class>/ "
+            "folders, or manifest rows with split=test), or at least 3 images per class"
+        )
     test.true_labels = test.labels.copy()
     note = (
         f"no test split: held out a stratified {HOLDOUT:.0%} of train as test "
@@ -143,12 +187,20 @@ def load(cfg, seed: int) -> FERData:
             f"no images found in class folders under {train_dir or root}; expected "
             f"ROOT/<class>/<image>.jpg ({IMAGE_KINDS}) or ROOT/train/<class>/<image>.jpg"
         )
+    places = {name: f"folder {test_dir / name}" for name in test_files}
+    places.update({name: f"folder {(train_dir or root) / name}" for name in train_files})
     class_names, mapping, notes = resolve_classes(
-        sorted(set(train_files) | set(test_files)), cfg.class_map, cfg.num_classes
+        sorted(set(train_files) | set(test_files)), cfg.class_map, cfg.num_classes, places
     )
     train = _collect(train_files, mapping, root, test=False)
     if test_dir:
         test = _collect(test_files, mapping, root, test=True)
+        if not len(test):
+            raise MissingInputError(
+                f"no test images found in class folders under {test_dir}; put them in "
+                f"{test_dir}/<class>/, or remove the empty {test_dir.name}/ folder to hold out "
+                f"{HOLDOUT:.0%} of train as test"
+            )
     else:
         train, test, note = holdout_test(train, cfg.data_seed)
         notes.append(note)

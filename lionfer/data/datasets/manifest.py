@@ -119,7 +119,10 @@ def label_space(rows: list[Row], class_map: dict, num_classes: int, source: Path
     numbered = [(int(t), r.line) for r in rows for t in (r.label, r.true_label) if _is_int(t)]
     ids = [i for i, _ in numbered]
     check_label_ids(ids, range(-1, 8), str(source), [line for _, line in numbered])
-    class_names, mapping, notes = resolve_classes(names, class_map, num_classes)
+    places = {}
+    for row in reversed(rows):  # each name's first line
+        places.update({t: f"{source}, line {row.line}" for t in (row.label, row.true_label)})
+    class_names, mapping, notes = resolve_classes(names, class_map, num_classes, places)
     generic = class_names not in (L.CLASS_NAMES, L.CLASS_NAMES_8)
     if generic and len(ids):
         line, text = next(

@@ -170,8 +170,8 @@ def cmd_data_stats(args) -> int:
     from lionfer.data.pipeline import dataset_stats
 
     cfg = config_from_args(args.items)
-    stats, note = dataset_stats(cfg.data, cfg.seed)
-    if note:
+    stats, notes = dataset_stats(cfg.data, cfg.seed)
+    for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(stats, indent=2))

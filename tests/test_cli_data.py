@@ -191,3 +191,17 @@ def test_data_stats_with_more_labels_than_images_still_counts_them(capsys, rafdb
     assert "lower data.num_labels" in err
     code, stdout, err = run(capsys, *argv, "data.num_labels=1000", "--json")
     assert code == 0 and set(json.loads(stdout)) == {"train", "test"}
+
+
+def test_data_stats_prints_the_datasets_notes(capsys, tmp_path):
+    for name in ("happy", "sad"):
+        for k in range(5):
+            path = tmp_path / "faces" / name / f"{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (40 * k, 0, 0)).save(path)
+    (tmp_path / "faces" / "happy" / "notes.txt").write_text("mine")
+    argv = ["data", "stats", "data.dataset=folder", f"data.root={tmp_path / 'faces'}"]
+    code, _, err = run(capsys, *argv, "data.num_labels=4")
+    assert code == 0, err
+    assert "note: no test split: held out" in err  # a note of the dataset's own
+    assert "note: ignored 1 hidden or non-image files" in err  # notes.txt

@@ -234,12 +234,14 @@ def count_by_class(labels: np.ndarray, class_names) -> dict[str, int]:
     return counts
 
 
-def dataset_stats(cfg, seed: int) -> tuple[dict[str, dict[str, int]], str]:
-    """Per-class counts of train, test and the labeled / unlabeled split the config makes, and a
-    note ("" or why there is no split: data.num_labels above the training images, whose counts
-    are still given, so that a user can choose it). Images are not decoded here (that is done
-    when a run starts), so counts are of listed files."""
+def dataset_stats(cfg, seed: int) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Per-class counts of train, test and the labeled / unlabeled split the config makes, and
+    the notes: the dataset's (files ignored, entries dropped, classes merged or held out, as a
+    run prints them), then why there is no split where there is none (data.num_labels above the
+    training images, whose counts are still given, so that a user can choose it). Images are not
+    decoded here (that is done when a run starts), so counts are of listed files."""
     data = load_dataset(cfg, seed, check=())
+    notes = list(data.notes)
     names = data.class_names
     labels = data.train.labels
     stats = {
@@ -249,7 +251,7 @@ def dataset_stats(cfg, seed: int) -> tuple[dict[str, dict[str, int]], str]:
     try:
         split = choose_split(cfg, seed, data)
     except LabelBudgetError as error:
-        return stats, f"no labeled/unlabeled split: {error}"
+        return stats, [*notes, f"no labeled/unlabeled split: {error}"]
     unlabeled = labels[split.unlabeled]
     if data.unlabeled is not None:
         unlabeled = np.concatenate([unlabeled, np.full(len(data.unlabeled), -1)])
@@ -257,4 +259,4 @@ def dataset_stats(cfg, seed: int) -> tuple[dict[str, dict[str, int]], str]:
     stats["unlabeled"] = count_by_class(unlabeled, names)
     if len(split.val):
         stats["val"] = count_by_class(labels[split.val], names)
-    return stats, ""
+    return stats, notes

@@ -22,6 +22,7 @@ from lionfer.algorithms.lion import (
     initial_weights,
     negative_consistency_loss,
     negative_learning_loss,
+    protected_mask,
     relabel_decision,
     split_clear,
     update_prototypes,
@@ -140,6 +141,18 @@ def test_eq3_vectorised_equals_the_per_sample_loop():
         want = sequential_prototypes(prototypes, ready, features, classes, selected, phi)
         assert torch.equal(got[1], want[1])
         assert torch.allclose(got[0], want[0], atol=1e-6)
+
+
+def test_eq3_first_update_keeps_the_feature_and_leaves_other_classes_alone():
+    # features as the backbone gives them, not unit length: a class's first update takes q as it
+    # is (no normalising, as the per-sample loop), and a ready class with no row this batch keeps
+    # its prototype unchanged
+    prototypes = T([[0.0, 0.0], [0.0, 2.0]])
+    ready = T([False, True])
+    prototypes, ready = update_prototypes(
+        prototypes, ready, T([[3.0, 4.0]]), T([0]), T([True]), phi=0.5
+    )
+    assert prototypes.tolist() == [[3.0, 4.0], [0.0, 2.0]] and ready.tolist() == [True, True]
 
 
 # ---- Eq. 4 and the initial weights ----
@@ -261,6 +274,15 @@ def sequential_complementary(bank_rows, probs, delta):
                 break
             row[smallest] = True
     return rows
+
+
+def test_eq9_tied_probabilities_join_the_lower_class_first():
+    # 20 classes (torch sorts more than 16 values unstably unless asked): 19 tie at 0.01, and
+    # bank_keep = 10 lets 10 of them join, the lowest-numbered ones
+    bank = torch.zeros(1, 20, dtype=torch.bool)
+    probs = T([[0.01] * 19 + [0.81]])
+    out = grow_complementary(bank, probs, delta=0.05, keep=10)
+    assert out[0].nonzero().flatten().tolist() == list(range(10))
 
 
 def test_eq9_vectorised_equals_the_round_by_round_loop():
@@ -422,6 +444,17 @@ def test_ambiguous_sample_keeps_candidates_across_visits_and_relabels_via_protot
     assert lion.label.tolist() == [0] and lion.relabel_step.tolist() == [1]
     assert torch.allclose(lion.relabel_weights[0], T([0.8625, 0.1, 0.0]))
     assert not lion.ambiguous.any() and not lion.candidates.any()
+
+
+def test_eq6_never_relabels_to_a_class_outside_the_candidates():
+    # q = (−1, −1)/√2 has cosine −0.707 to S_0 and S_1, +0.707 to S_2; candidates {0, 1}: w =
+    # 0.5·[0.45, 0.40] + 0.5·[−0.707, −0.707] = [−0.128, −0.153], under even a threshold of 0;
+    # class 2, outside the set, keeps weight 0 and must not win
+    lion = one_ambiguous_sample_lion(resolve_threshold=0.0, relabel_threshold=0.0)
+    batch = labeled_batch([[0.45, 0.40, 0.15]], [1], [0], feats=[[-1.0, -1.0]])
+    lion.step(Passthrough(3), batch, Progress(0, 10))
+    assert lion.candidates[0].tolist() == [True, True, False]
+    assert lion.label.tolist() == [1] and lion.ambiguous.tolist() == [True]
 
 
 def test_relabel_fires_when_the_weight_equals_tau():
@@ -662,6 +695,18 @@ def test_protected_classes_are_never_relabeled_to_or_from():
         for step, probs in enumerate(([[0.45, 0.15, 0.40]], [[0.6, 0.2, 0.2]])):
             lion.step(Passthrough(3), labeled_batch(probs, [given], [0]), Progress(step, 10))
         assert (lion.label.tolist() == [0]) is relabeled
+
+
+def test_protected_mask_names_the_classes_when_a_name_is_unknown():
+    names = ("Surprise", "Fear", "Neutral")
+    assert protected_mask(("neutral",), names).tolist() == [False, False, True]
+    with pytest.raises(ConfigError, match="'Contempt', which this dataset does not have"):
+        protected_mask(("Contempt", "Neutral"), names)
+    assert protected_mask(("Contempt", "Neutral"), names, skip_unknown=True).tolist() == [
+        False,
+        False,
+        True,
+    ]
 
 
 def test_released_gamma_grows_per_epoch_and_negative_weights_decay():

@@ -2,6 +2,8 @@
 evaluation, the figures of summary.json, the rows of relabels.csv and the low-clear-rate
 warning."""
 
+import math
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +12,7 @@ import torch
 
 from lionfer.algorithms import lion_report
 from lionfer.algorithms.base import Probe
-from lionfer.algorithms.lion_equations import cosine_to_prototypes
+from lionfer.algorithms.lion_equations import cosine_to_prototypes, softmax_over_prototypes
 from lionfer.algorithms.lion_evidence import no_audit
 from lionfer.algorithms.lion_report import (
     MEMORISED_Z,
@@ -81,6 +83,41 @@ def test_label_figures_of_an_evaluation_by_hand():
     # (1, 0), (0, 1), none for class 2: own 1, 0, 1, 0; the one other ready class 0, 1, 0, 1
     assert quality["similarity_own"] == 0.5 and quality["similarity_other"] == 0.5
     assert quality["prototype_acc"] == pytest.approx(2 / 3)  # (−1, 0) is nearest class 1
+
+
+def test_label_figures_under_the_softmax_similarity_by_hand():
+    similarity = partial(softmax_over_prototypes, temperature=1.0)
+    quality = label_figures(lion_state(), T(GIVEN), probe(), similarity)["label_quality"]
+    # softmax of the cosines over the ready classes 0 and 1: (e, 1) / (e + 1) for (1, 0), (1, e)
+    # / (e + 1) for (0, 1); own classes 0, 2, 0, 0: e, 0, e, 1 over e + 1; the others the rest
+    e = math.e
+    assert quality["similarity_own"] == pytest.approx((2 * e + 1) / (4 * (e + 1)))
+    assert quality["similarity_other"] == pytest.approx((2 * e + 3) / (4 * (e + 1)))
+    assert quality["prototype_acc"] == pytest.approx(2 / 3)
+
+
+def test_the_nearest_prototype_is_nearest_in_angle_whatever_its_length():
+    # a class's first update leaves its prototype at the feature's length: (3, 0) is longer than
+    # (0, 1), but (0.6, 0.8) lies at cosine 0.6 to it and 0.8 to (0, 1)
+    state = lion_state(prototypes=T([[3.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+    parts = {"labeled": probe().features("labeled"), "test": (T([[0.6, 0.8]]), np.array([1]))}
+    figures = label_figures(state, T(GIVEN), Probe(TRUTH, parts.__getitem__), cosine_to_prototypes)
+    assert figures["label_quality"]["prototype_acc"] == 1.0
+
+
+def test_figures_of_an_empty_set_are_zero_not_nan():
+    empty = lion_state(
+        label=torch.zeros(0, dtype=torch.long),
+        ambiguous=torch.zeros(0, dtype=torch.bool),
+        candidates=torch.zeros(0, 3, dtype=torch.bool),
+        prototype_ready=torch.zeros(3, dtype=torch.bool),
+        bank=torch.zeros(0, 3, dtype=torch.bool),
+        demoted=torch.zeros(0, dtype=torch.bool),
+    )
+    nothing = Probe(np.zeros(0, dtype=int), probe().features)
+    quality = label_figures(empty, empty["label"], nothing, cosine_to_prototypes)["label_quality"]
+    assert quality["ambiguous_fraction"] == 0.0
+    assert summary_figures(empty, "paper")["clb"] == {"mean_size": 0.0, "samples_with_entries": 0}
 
 
 def test_label_figures_before_the_start_have_no_clear_rate():

@@ -158,6 +158,11 @@ def test_labels_of_any_shape_are_read_as_one_column():
     column = np.array([[0], [0], [0], [1], [1], [2]])
     np.testing.assert_array_equal(confusion_matrix(column, np.array(Y_PRED), 4), CM)
     assert mean_std([[1.0, 2.0], [3.0, 4.0]]) == mean_std([1.0, 2.0, 3.0, 4.0])
+    # the optional per-label flags and error types too
+    given, current, true = [0, 1, 2], [1, 1, 0], [1, 1, 2]
+    flat = relabel_metrics(given, current, true, [1, -1, 2], [False, False, True])
+    columns = relabel_metrics(given, current, true, [[1], [-1], [2]], [[False], [False], [True]])
+    assert columns == flat and flat["demoted"] == {"count": 1, "wrong_given": 0}
 
 
 def test_errors_name_the_argument_and_the_problem():

@@ -5,13 +5,14 @@ report.md, the CSV files, report.json and the command's warnings."""
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
 from lionfer.cli import main
 from lionfer.reporting import collapse as K
 from lionfer.reporting.report_command import make_report
-from lionfer.reporting.runs import load_runs
+from lionfer.reporting.runs import Run, load_runs
 
 NAMES = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
 C = len(NAMES)
@@ -510,3 +511,133 @@ def test_a_ramp_is_idle_only_before_its_first_nonzero_weight(tmp_path, weights, 
     run = one_run(tmp_path, algorithm="pseudolabel", logs=logs)
     peak = max(weights)
     assert K.schedule_term(run).startswith(f"α_f ramped to {peak:g} (weight_unsup){since}")
+
+
+def test_collapse_names_only_the_classes_predicted_at_all(tmp_path):
+    run = one_run(tmp_path, cm=predicted([0, 700, 0, 0, 0, 0, 0]))
+    assert K.collapsed(run) == (
+        "100% of 700 test predictions on 1 of 7 classes "
+        "(Fear 100%; these classes hold 14% of the true labels)"
+    )
+    # one prediction makes a class predicted: 8 + 1 of 10 is 90%
+    run = one_run(tmp_path / "b", cm=[[8, 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert K.collapsed(run) == (
+        "90% of 10 test predictions on 2 of 3 classes "
+        "(0 80%, 1 10%; these classes hold 90% of the true labels)"
+    )
+
+
+def test_a_tie_for_the_second_class_names_the_first_of_them(tmp_path):
+    # Sadness, Anger and Neutral tie at 10 predictions: the text names Sadness, the same on
+    # every machine
+    run = one_run(tmp_path, cm=predicted([0, 670, 0, 0, 10, 10, 10]))
+    assert K.collapsed(run).startswith(
+        "97% of 700 test predictions on 2 of 7 classes (Fear 96%, Sadness 1%;"
+    )
+
+
+def test_an_empty_confusion_matrix_flags_nothing():
+    assert K.summary_flags({"confusion_matrix": [[0, 0, 0], [0, 0, 0], [0, 0, 0]]}) == []
+
+
+def test_a_weighted_loss_reads_only_the_logs_that_hold_it_and_loss_sup(tmp_path):
+    logs = [
+        {"step": 60, "loss_sup": 1.0, "loss_unsup": 0.5, "mask_rate": 0.5},
+        {"step": 70, "loss_sup": 1.0, "mask_rate": 0.5},  # no loss_unsup
+        {"step": 80, "loss_unsup": 3.0, "mask_rate": 0.5},  # no loss_sup
+        {"step": 90, "loss_sup": 1.0, "loss_unsup": 0.5, "mask_rate": 0.5},
+    ]
+    params = {"threshold": 0.95, "lambda_u": 2.0}
+    run = one_run(tmp_path, algorithm="fixmatch", logs=logs, params=params)
+    # steps 60 and 90: Σ 2 · 0.5 / Σ 1.0 = 1
+    assert K.schedule_term(run) == (
+        "threshold at 0.95 (algorithm.threshold) with mask 0.50; loss_unsup × 2 (lambda_u) was "
+        "1.00× loss_sup over the last half"
+    )
+
+
+def test_lion_rates_without_supervised_loss_give_no_ratio(tmp_path):
+    # no clear image: L_S is 0 at every log, so the reliable loss has nothing to compare with
+    logs = [
+        {
+            "step": s,
+            "clear_rate": 0.0,
+            "ambiguous_rate": 1.0,
+            "mask_rate": 0.5,
+            "loss_sup": 0.0,
+            "loss_reliable": 1.0,
+            "pseudo_label_acc": 0.8,
+        }
+        for s in (60, 100)
+    ]
+    params = {"reliable_threshold": 0.95, "lambda_reliable": 1.0}
+    run = one_run(tmp_path, algorithm="lion", logs=logs, params=params)
+    assert K.schedule_term(run) == (
+        "rates clear 0.00, ambiguous 1.00, reliable 0.50 (γ = 0.95) while pseudo-labels 80% "
+        "right over the last half"
+    )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "log", "params", "term"),
+    [
+        ("fixmatch", {}, {"threshold": 0.95}, "threshold at 0.95 (algorithm.threshold)"),
+        ("freematch", {"mask_rate": 0.4}, {}, "with mask 0.40"),
+        ("fixmatch", {}, {}, None),
+    ],
+)
+def test_a_threshold_term_shows_the_threshold_or_the_mask_whichever_is_known(
+    tmp_path, algorithm, log, params, term
+):
+    logs = [{"step": 100, "loss_sup": 1.0, **log}]
+    run = one_run(tmp_path, algorithm=algorithm, logs=logs, params=params)
+    generic = f"no schedule term of {algorithm} in its logs"
+    assert K.schedule_term(run) == (f"{term} over the last half" if term else generic)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "term"),
+    [
+        ("supervised", "no schedule term of supervised in its logs"),
+        ("", "no schedule term of this method in its logs"),  # a summary without its algorithm
+    ],
+)
+def test_a_method_without_schedule_terms_gets_the_generic_account(tmp_path, algorithm, term):
+    run = one_run(tmp_path, algorithm=algorithm, cm=COLLAPSED)
+    assert K.run_flags(run)[0].term == term
+
+
+def test_a_method_with_two_schedule_terms_names_both_in_order(tmp_path):
+    logs = [{"step": 60, "weight_unsup": 3.0, "loss_sup": 1.0, "loss_unsup": 0.1, "mask_rate": 0.5}]
+    params = {"lambda_u": 3.0, "threshold": 0.95}
+    run = one_run(tmp_path, algorithm="pseudolabel", logs=logs, params=params)
+    assert K.schedule_term(run) == (
+        "α_f ramped to 3 (weight_unsup; algorithm.lambda_u = 3); loss_unsup × weight was 0.30× "
+        "loss_sup over the last half; threshold at 0.95 (algorithm.threshold) with mask 0.50 "
+        "over the last half"
+    )
+
+
+def test_group_flags_count_every_seed_and_list_every_rule():
+    runs = [Run(Path(name), "fixmatch", "rafdb@100", seed, {}) for seed, name in enumerate("ab")]
+    flagged = [K.Flag(K.COLLAPSED, "", ""), K.Flag(K.CHANCE, "", "")]
+    # run b is not in flags: a seed without flags
+    assert K.group_flags(runs, {Path("a"): flagged}) == {
+        ("fixmatch", "rafdb@100"): "collapsed in 1/2 seeds, pseudo-labels at chance in 1/2 seeds"
+    }
+
+
+def test_a_methods_flags_name_their_columns_in_budget_order_where_there_are_several():
+    groups = {
+        ("m", "rafdb@1000"): "class lost in 1/3 seeds",
+        ("m", "rafdb@250"): "collapsed in 3/3 seeds",
+    }
+    columns = ["rafdb@250", "rafdb@1000"]
+    assert K.method_text(groups, "m", columns) == (
+        "rafdb@250: collapsed in 3/3 seeds; rafdb@1000: class lost in 1/3 seeds"
+    )
+    assert K.method_text(groups, "m", ["rafdb@250"]) == "collapsed in 3/3 seeds"
+    assert K.warnings(["m"], groups, Path("report.md")) == [
+        "warning: m on rafdb@250: collapsed in 3/3 seeds; on rafdb@1000: class lost in 1/3 "
+        "seeds; see Flags in report.md"
+    ]

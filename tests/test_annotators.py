@@ -279,6 +279,7 @@ def test_packaged_sweeps_on_the_embedded_faces_pin_the_legacy_annotator():
     named = {
         "lion-evidence-faces": {"single"},
         "lion-evidence-crowd10": {"crowd10"},
+        "evidence-ablation-faces": {"single"},
         "showcase": {"single"},  # the embedded default as users run it
         "demo": {"single"},  # make demo: the embedded default too
     }

@@ -79,16 +79,13 @@ class PredictionsFile:
         self.settings = {**settings, "format": fmt, "columns": columns}
         self.done: dict[str, dict] = {}  # finished source -> its progress record
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if overwrite or not self._has_content():
+        if overwrite or not has_content(self.path):
             self._check_progress_path(overwrite)
             self._start()
         else:
             self._resume()
         self._out = self.path.open("ab")
         self._progress = self.progress_path.open("a", encoding="utf-8")
-
-    def _has_content(self) -> bool:
-        return self.path.is_file() and self.path.stat().st_size > 0
 
     def _check_progress_path(self, overwrite: bool) -> None:
         """Refuse to replace a file of the user's that happens to be named OUT.progress."""
@@ -188,6 +185,11 @@ def is_predictions_file(path: Path, fmt: str) -> bool:
     except ValueError:
         return False
     return isinstance(record, dict) and list(record)[: len(FIXED_COLUMNS)] == list(FIXED_COLUMNS)
+
+
+def has_content(path: Path) -> bool:
+    """Whether `--out` holds something: a job writing into it resumes rather than starts."""
+    return path.is_file() and path.stat().st_size > 0
 
 
 def is_progress_file(path: Path) -> bool:
@@ -319,7 +321,7 @@ def predict_files(
             )
         sources, excluded = exclude_folder(sources, annotate_dir)
     annotator = Annotator(annotate_dir, frame_stride, sources) if annotate_dir else None
-    fresh = not (out.is_file() and out.stat().st_size > 0)  # a resumed job's copies are its own
+    fresh = not has_content(out)  # a resumed job's copies are its own
     if annotator and fresh and not overwrite:
         annotator.check_free(sources)
     settings = job_settings(predictor, cropped, frame_stride, sources)

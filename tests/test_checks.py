@@ -1,11 +1,13 @@
-"""Shared dataset checks on tiny trees: listing image folders, and finding copies of files."""
+"""Shared dataset checks on tiny trees: listing image folders, and finding copies of files and
+images that appear twice."""
 
 import os
 
 import numpy as np
 from PIL import Image
 
-from lionfer.data.checks import copies_of, list_images
+from lionfer.data.base import ImageSet
+from lionfer.data.checks import TAIL_BYTES, copies_of, list_images, same_images
 
 
 def write_image(path, value: int = 0) -> None:
@@ -47,3 +49,45 @@ def test_copies_of_finds_the_same_file_and_byte_copies(tmp_path):
     assert copies_of(paths, others).tolist() == [False, True, True, True, False]
     assert copies_of(paths, []).tolist() == [False] * 5
     assert copies_of([], others).dtype == np.bool_
+
+
+def test_same_images_groups_copies_by_content_not_by_size_or_tail(tmp_path):
+    tail = bytes(range(256)) * (TAIL_BYTES // 256 + 1)
+    files = {
+        "a": b"A" + tail,  # a and b: the same size and the same last TAIL_BYTES, other bytes
+        "b": b"B" + tail,
+        "a_copy": b"A" + tail,
+        "c": b"C" * 50,
+        "missing": None,
+    }
+    for name, data in files.items():
+        if data is not None:
+            (tmp_path / name).write_bytes(data)
+    os.symlink(tmp_path / "c", tmp_path / "c_link")
+    train = ImageSet([str(tmp_path / n) for n in ("a", "b", "c", "missing")], [0, 1, 2, 0])
+    test = ImageSet([str(tmp_path / n) for n in ("a_copy", "c_link", "missing")], [1, 2, 0])
+    groups = sorted(sorted(g) for g in same_images([train, test]))
+    assert groups == [[(0, 0), (1, 0)], [(0, 2), (1, 1)]]
+
+
+def test_same_images_compares_arrays_and_face_boxes(tmp_path):
+    pixels = np.zeros((4, 6, 6), dtype=np.uint8)
+    pixels[1] = pixels[3] = 7
+    arrays = ImageSet(pixels, [0, 1, 2, 3])
+    assert sorted(sorted(g) for g in same_images([arrays])) == [[(0, 0), (0, 2)], [(0, 1), (0, 3)]]
+    # one photo, three faces: two boxes the same, one another face
+    write_image(tmp_path / "p.png")
+    boxes = [[0, 0, 5, 5], [0, 0, 5, 5], [5, 5, 5, 5]]
+    boxed = ImageSet([str(tmp_path / "p.png")] * 3, [0, 1, 1], boxes=boxes)
+    assert same_images([boxed]) == [[(0, 0), (0, 1)]]
+
+
+def test_copies_of_reads_a_shared_cache_of_hashes(tmp_path):
+    write_image(tmp_path / "a.png", 10)
+    write_image(tmp_path / "b.png", 20)  # the same size, other bytes
+    a, b = (os.path.realpath(tmp_path / name) for name in ("a.png", "b.png"))
+    digests: dict[str, bytes] = {}
+    assert copies_of([a], [b], digests).tolist() == [False]
+    assert set(digests) == {a, b}  # both hashed, kept for the next call
+    digests[a] = digests[b]  # a cached hash is not computed again
+    assert copies_of([a], [b], digests).tolist() == [True]

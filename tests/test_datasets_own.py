@@ -10,7 +10,7 @@ from PIL import Image
 
 from lionfer.config import DataConfig
 from lionfer.data.datasets import folder, manifest
-from lionfer.data.pipeline import load_dataset
+from lionfer.data.pipeline import dataset_stats, load_dataset
 from lionfer.errors import ConfigError, InputError, MissingInputError
 from lionfer.labels import CLASS_NAMES
 
@@ -101,3 +101,48 @@ def test_linked_class_folders_and_stray_files_are_counted(tmp_path):
     counts = np.bincount(np.concatenate([data.train.labels, data.test.labels]), minlength=7)
     assert counts.tolist() == [0, 0, 0, 10, 5, 5, 0]  # happy 5 + 5 linked, sad 5, Angry 5
     assert any("ignored 3 hidden or non-image files" in note for note in data.notes)
+
+
+def test_photos_that_appear_twice_are_named_with_their_labels(tmp_path):
+    root = make_tree(tmp_path / "faces", ("train/happy", "train/sad", "test/happy", "test/sad"))
+    train, test = root / "train", root / "test"
+    (train / "sad" / "same_face.png").write_bytes((train / "happy" / "0.png").read_bytes())
+    (train / "happy" / "again.png").write_bytes((train / "happy" / "1.png").read_bytes())
+    (test / "sad" / "seen.png").write_bytes((train / "sad" / "2.png").read_bytes())
+    (test / "happy" / "also_sad.png").write_bytes((test / "sad" / "4.png").read_bytes())
+    os.symlink(train / "sad" / "3.png", test / "sad" / "linked.png")
+    data = load_dataset(cfg(root), seed=0)
+    notes = [n for n in data.notes if "copy" in n or "copies" in n]
+    assert notes == [
+        "2 training images are copies of another training image (the same file by another path, "
+        "or byte-identical; 2 images appear more than once): 1 of these carries different labels, "
+        "e.g. train/happy/0.png (Happiness) and train/sad/same_face.png (Sadness); each copy "
+        "trains on its "
+        "own label, so keep the copy whose label is right and remove the others",
+        "1 test image is a copy of another test image (the same file by another path, or "
+        "byte-identical; 1 image appears more than once): 1 of these carries different labels, "
+        "e.g. test/happy/also_sad.png (Happiness) and test/sad/4.png (Sadness); test accuracy "
+        "scores each copy by its own label, so keep the copy whose label is right and remove the "
+        "others",
+        "2 test images are also training images (the same file or a byte-identical copy), e.g. "
+        "the test image test/sad/seen.png (Sadness) is the training image train/sad/2.png "
+        "(Sadness): test accuracy counts them as seen images; remove one copy of each",
+    ]
+    _, stats_notes = dataset_stats(cfg(root), seed=0)
+    assert notes[0] in stats_notes and notes[1] in stats_notes
+    unchecked = load_dataset(cfg(root), seed=0, check=())
+    assert len(unchecked.train) == len(data.train) and len(unchecked.test) == len(data.test)
+
+
+def test_copies_with_one_label_are_noted_as_weighing_more(tmp_path):
+    root = make_tree(tmp_path / "faces", ("train/happy", "train/sad", "test/happy", "test/sad"))
+    for k in range(2):
+        (root / "train/sad" / f"dup{k}.png").write_bytes((root / "train/sad/0.png").read_bytes())
+    data = load_dataset(cfg(root), seed=0)
+    assert [n for n in data.notes if "copy" in n or "copies" in n] == [
+        "2 training images are copies of another training image (the same file by another "
+        "path, or byte-identical; 1 image appears more than once), each with one label: "
+        "those images weigh more in training"
+    ]
+    clean = load_dataset(cfg(make_tree(tmp_path / "clean", ("happy", "sad"))), seed=0)
+    assert not any("cop" in n for n in clean.notes)

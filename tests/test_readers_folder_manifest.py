@@ -224,7 +224,11 @@ def test_manifest_general_classes_and_class_map(tmp_path):
             ValueError,
             "listed as train \\(line 2\\) and as test \\(line 3\\)",
         ),
-        ("path,label\na.png,happy\na.png,sad\n", ValueError, "twice with different labels"),
+        (  # a blank line: the lines named are the file's, not the entries' numbers
+            "path,label\na.png,happy\n\nb.png,sad\na.png,sad\n",
+            ValueError,
+            "twice with different labels \\(3 on line 2, 4 on line 5\\)",
+        ),
         ("path,label,x,y,w,h\na.png,happy,1,2,0,3\n", ValueError, "line 2: the face box"),
         ("path,label\n", ValueError, "lists no images"),
     ],

@@ -1,8 +1,8 @@
 """Shared checks for dataset readers: expected files and folders, listed files that are missing,
 duplicate entries, out-of-range label ids, number fields and config options a reader cannot use,
-unlabeled images that are copies of labeled ones, and the check of every image a run will read.
-Each failure names the file (and line) and the fix; with data.skip_bad missing and unreadable
-files are dropped instead and counted in a note.
+unlabeled images that are copies of labeled ones, images that appear twice, and the check of
+every image a run will read. Each failure names the file (and line) and the fix; with
+data.skip_bad missing and unreadable files are dropped instead and counted in a note.
 """
 
 from __future__ import annotations
@@ -113,13 +113,21 @@ def check_listed_files(
 
 
 def drop_duplicates(
-    names: Sequence[str], labels: Sequence[int] | None = None, source: str = ""
+    names: Sequence[str],
+    labels: Sequence[int] | None = None,
+    source: str = "",
+    lines: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Keep each name's first entry: (keep_mask (N,) bool, notes).
 
     With labels given, a name listed twice with different labels is an error (which one is right
-    cannot be guessed).
+    cannot be guessed), naming both places: lines[i] where the file's line numbers are given,
+    else "entry i + 1".
     """
+
+    def place(i: int) -> str:
+        return f"line {lines[i]}" if lines is not None else f"entry {i + 1}"
+
     keep = np.zeros(len(names), dtype=bool)
     first: dict[str, int] = {}
     for i, name in enumerate(names):
@@ -128,7 +136,7 @@ def drop_duplicates(
             if labels is not None and int(labels[i]) != int(labels[j]):
                 raise InputError(
                     f"{source or 'label list'}: {name!r} is listed twice with different labels "
-                    f"({labels[j]} on entry {j + 1}, {labels[i]} on entry {i + 1}); "
+                    f"({labels[j]} on {place(j)}, {labels[i]} on {place(i)}); "
                     "remove the wrong entry"
                 )
             continue
@@ -141,17 +149,22 @@ def drop_duplicates(
     return keep, [f"dropped {duplicates} duplicate entries{where} (each kept once)"]
 
 
-def copies_of(paths: Sequence[str | Path], others: Sequence[str | Path]) -> np.ndarray:
+def copies_of(
+    paths: Sequence[str | Path],
+    others: Sequence[str | Path],
+    digests: dict[str, bytes] | None = None,
+) -> np.ndarray:
     """(N,) bool: paths[i] is one of the files `others` lists, by another path (a link, a
     folder given twice) or as a byte-identical copy. Only files whose size matches one of
-    others' are read; missing files are no copies (the image check reports them)."""
+    others' are read; missing files are no copies (the image check reports them). digests:
+    a cache of file hashes by real path, to share between calls on the same files."""
     real = {os.path.realpath(p) for p in others}
     by_size: dict[int, list[str]] = {}
     for path in real:
         size = _size(path)
         if size is not None:
             by_size.setdefault(size, []).append(path)
-    digests: dict[str, bytes] = {}
+    digests = {} if digests is None else digests
 
     def digest(path: str) -> bytes:
         if path not in digests:
@@ -164,6 +177,73 @@ def copies_of(paths: Sequence[str | Path], others: Sequence[str | Path]) -> np.n
         same_size = by_size.get(_size(path), []) if path not in real else []
         copies[i] = path in real or any(digest(o) == digest(path) for o in same_size)
     return copies
+
+
+TAIL_BYTES = 4096  # a file's last bytes, read to tell same-size files apart before hashing
+
+
+def same_images(sets: Sequence) -> list[list[tuple[int, int]]]:
+    """Groups of two or more entries, as (set number, entry number) over `sets` (ImageSets),
+    that show the same image: one file by several paths, byte-identical files, or equal
+    in-memory arrays; where a set has face boxes, the box must match too. Files are compared by
+    size, then by their last TAIL_BYTES, and only then hashed whole, so a dataset of distinct
+    files is mostly not read; missing files match nothing (the image check reports them)."""
+    entries = [(s, i) for s, images in enumerate(sets) for i in range(len(images))]
+    keys: dict[tuple[int, int], object] = {}
+    by_size: dict[int, list[tuple[int, int, str]]] = {}
+    for s, images in enumerate(sets):
+        if not images.is_files:
+            for i in range(len(images)):
+                array = np.ascontiguousarray(images.images[i])
+                keys[s, i] = ("array", array.shape, hashlib.sha256(array.tobytes()).digest())
+            continue
+        for i, path in enumerate(images.images):
+            real = os.path.realpath(path)
+            size = _size(real)
+            if size is None:
+                keys[s, i] = ("missing", s, i)
+                continue
+            keys[s, i] = ("file", real)
+            by_size.setdefault(size, []).append((s, i, real))
+    for candidates in by_size.values():
+        if len({real for _, _, real in candidates}) < 2:
+            continue
+        by_tail: dict[bytes, list[tuple[int, int, str]]] = {}
+        for s, i, real in candidates:
+            tail = _tail(real)
+            if tail is not None:
+                by_tail.setdefault(tail, []).append((s, i, real))
+        for same_tail in by_tail.values():
+            if len({real for _, _, real in same_tail}) < 2:
+                continue
+            digests: dict[str, bytes | None] = {}
+            for s, i, real in same_tail:
+                if real not in digests:
+                    digests[real] = _digest(real)
+                if digests[real] is not None:
+                    keys[s, i] = ("bytes", digests[real])
+    groups: dict[object, list[tuple[int, int]]] = {}
+    for s, i in entries:
+        boxes = sets[s].boxes
+        box = None if boxes is None else tuple(int(v) for v in boxes[i])
+        groups.setdefault((keys[s, i], box), []).append((s, i))
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _tail(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as file:
+            file.seek(max(0, os.fstat(file.fileno()).st_size - TAIL_BYTES))
+            return file.read()
+    except OSError:
+        return None
+
+
+def _digest(path: str) -> bytes | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).digest()
+    except OSError:
+        return None
 
 
 def _size(path: str) -> int | None:

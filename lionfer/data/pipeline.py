@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import check_images, copies_of
+from lionfer.data.checks import check_images, copies_of, same_images
 from lionfer.data.datasets import FILE_DATASETS
 from lionfer.data.noise import default_noise_map, inject_noise, parse_noise_map
 from lionfer.data.splits import Split, load_split, make_split
@@ -50,12 +50,15 @@ def read_dataset(cfg, seed: int) -> FERData:
 def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool = False):
     """Read cfg.dataset, check its images (the parts named in `check`; unreadable ones are an
     error, or dropped with cfg.skip_bad), leave out extra unlabeled images that are train or test
-    images (drop_labeled_copies), then apply cfg.noise to the training labels (true
+    images (drop_labeled_copies), note images that appear twice (copy_notes, where train is
+    checked), then apply cfg.noise to the training labels (true
     labels are kept; the labels it changes become slips in error_types)."""
     data = read_dataset(cfg, seed)
     for part in check:
         check_part(data, part, cfg.skip_bad, progress)
     drop_labeled_copies(data)
+    if "train" in check:
+        data.notes += copy_notes(data)
     if cfg.noise != "none" and cfg.noise_rate > 0:
         train = data.train
         truth = train.labels.copy() if train.true_labels is None else train.true_labels
@@ -103,8 +106,11 @@ def drop_labeled_copies(data: FERData) -> None:
     unlabeled = data.unlabeled
     if unlabeled is None or not unlabeled.is_files or not len(unlabeled):
         return
-    of_train = copies_of(unlabeled.images, data.train.images if data.train.is_files else [])
-    of_test = copies_of(unlabeled.images, data.test.images if data.test.is_files else [])
+    digests: dict[str, bytes] = {}  # an unlabeled file the size of train and test ones: hashed once
+    of_train = copies_of(
+        unlabeled.images, data.train.images if data.train.is_files else [], digests
+    )
+    of_test = copies_of(unlabeled.images, data.test.images if data.test.is_files else [], digests)
     copies = of_train | of_test
     if not copies.any():
         return
@@ -115,6 +121,71 @@ def drop_labeled_copies(data: FERData) -> None:
         f"test images). First: {first}"
     )
     data.unlabeled = unlabeled.subset(np.flatnonzero(~copies)) if not copies.all() else None
+
+
+def copy_notes(data: FERData) -> list[str]:
+    """Notes on images that appear more than once in train and test (the same file by two
+    paths, a byte-identical copy, an equal array): copies in train that carry different labels
+    (a copy with two labels trains on both), other repeats in train (the photo weighs more), test
+    images that are also training images (test accuracy counts them as seen), and test copies
+    with different labels. Nothing is dropped: the user decides which copy is right."""
+    sets = [data.train, data.test]
+    groups = same_images(sets)
+    if not groups:
+        return []
+    names = data.class_names
+
+    def named(s: int, i: int) -> str:
+        label = int(sets[s].labels[i])
+        return f"{sets[s].ids[i]} ({names[label] if label >= 0 else 'no label'})"
+
+    def labels_of(group, part: int) -> set[int]:
+        return {int(sets[s].labels[i]) for s, i in group if s == part and sets[s].labels[i] >= 0}
+
+    notes = []
+    costs = {
+        0: ("each copy trains on its own label", "those images weigh more in training"),
+        1: ("test accuracy scores each copy by its own label", "they count twice in test accuracy"),
+    }
+    for part, where in ((0, "training"), (1, "test")):
+        within = [[e for e in g if e[0] == part] for g in groups]
+        within = [g for g in within if len(g) > 1]
+        if not within:
+            continue
+        repeats = sum(len(g) - 1 for g in within)
+        mixed = [g for g in within if len(labels_of(g, part)) > 1]
+        copies = counted(repeats, f"{where} image is a copy", f"{where} images are copies")
+        photos = counted(len(within), "image appears", "images appear")
+        note = (
+            f"{copies} of another {where} image (the same file by another path, or "
+            f"byte-identical; {photos} more than once)"
+        )
+        if mixed:
+            first = " and ".join(named(s, i) for s, i in mixed[0][:2])
+            carry = counted(len(mixed), "of these carries", "of these carry")
+            note += (
+                f": {carry} different labels, e.g. {first}; {costs[part][0]}, so keep the copy "
+                "whose label is right and remove the others"
+            )
+        else:
+            note += f", each with one label: {costs[part][1]}"
+        notes.append(note)
+    shared = [g for g in groups if {s for s, _ in g} == {0, 1}]
+    if shared:
+        seen = sum(s == 1 for g in shared for s, _ in g)
+        test = next(e for e in shared[0] if e[0] == 1)
+        train = next(e for e in shared[0] if e[0] == 0)
+        notes.append(
+            f"{counted(seen, 'test image is', 'test images are')} also training images (the "
+            "same file or a byte-identical "
+            f"copy), e.g. the test image {named(*test)} is the training image {named(*train)}: "
+            "test accuracy counts them as seen images; remove one copy of each"
+        )
+    return notes
+
+
+def counted(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def check_part(data: FERData, part: str, skip_bad: bool, progress: bool) -> None:
@@ -241,7 +312,7 @@ def dataset_stats(cfg, seed: int) -> tuple[dict[str, dict[str, int]], list[str]]
     training images, whose counts are still given, so that a user can choose it). Images are not
     decoded here (that is done when a run starts), so counts are of listed files."""
     data = load_dataset(cfg, seed, check=())
-    notes = list(data.notes)
+    notes = data.notes + copy_notes(data)
     names = data.class_names
     labels = data.train.labels
     stats = {

@@ -154,7 +154,9 @@ def load(cfg, seed: int) -> FERData:
     notes += label_notes
     _check_split_conflicts(rows, source)
     labels = np.array([to_id(r.label) for r in rows], dtype=np.int64)
-    keep, dup_notes = drop_duplicates([r.path for r in rows], labels, str(source))
+    keep, dup_notes = drop_duplicates(
+        [r.path for r in rows], labels, str(source), [r.line for r in rows]
+    )
     paths = resolve_paths(rows, source, cfg.allow_outside_root)
     exists, missing_notes = check_listed_files(paths, cfg.skip_bad, "manifest")
     notes += dup_notes + missing_notes

@@ -75,9 +75,9 @@ class DataConfig:
             f"must be positive or -1 (all labeled), got {self.num_labels}",
         )
         check(
-            self.noise in ("none", "symmetric", "asymmetric"),
+            self.noise in ("none", "symmetric", "asymmetric", "instance"),
             "data.noise",
-            f"must be none, symmetric or asymmetric, got {self.noise!r}",
+            f"must be none, symmetric, asymmetric or instance, got {self.noise!r}",
         )
         check(0.0 <= self.noise_rate <= 1.0, "data.noise_rate", "must lie in [0, 1]")
         check(

@@ -5,14 +5,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from lionfer.config import DataConfig
+from lionfer.data.base import ImageSet
 from lionfer.data.datasets import digits
 from lionfer.data.noise import (
     DIGIT_CONFUSIONS,
     FER_CONFUSIONS,
     default_noise_map,
+    image_features,
     inject_noise,
     parse_noise_map,
 )
+from lionfer.data.pipeline import load_dataset
 from lionfer.registry import DATASETS
 
 
@@ -132,7 +136,8 @@ def test_none_and_unknown_labels():
 @pytest.mark.parametrize(
     ("kind", "rate", "class_map", "message"),
     [
-        ("gaussian", 0.1, None, "none, symmetric, asymmetric"),
+        ("gaussian", 0.1, None, "none, symmetric, asymmetric, instance"),
+        ("instance", 0.2, None, "needs features"),
         ("symmetric", 1.5, None, r"\[0, 1\]"),
         ("symmetric", -0.1, None, r"\[0, 1\]"),
         ("none", 0.2, None, "kind 'none'"),
@@ -169,3 +174,61 @@ def test_default_noise_maps():
     default_noise_map("synthetic")[1] = 3  # a copy: the module constant stays intact
     assert FER_CONFUSIONS[1] == 0
     assert all(0 <= k < 10 and 0 <= v < 10 for k, v in DIGIT_CONFUSIONS.items())
+
+
+# --- instance-dependent noise ---------------------------------------------------------------------
+
+
+def test_instance_noise_flips_at_the_rate_and_keeps_unknown_labels():
+    rng = np.random.default_rng(0)
+    labels = balanced(20000, 7)
+    labels[::50] = -1
+    features = rng.standard_normal((len(labels), 64))
+    noisy = inject_noise(labels, 7, "instance", 0.3, seed=0, features=features)
+    known = labels >= 0
+    assert abs((noisy[known] != labels[known]).mean() - 0.3) < 0.02
+    assert (noisy[~known] == -1).all() and noisy.min() >= -1 and noisy.max() <= 6
+    same = inject_noise(labels, 7, "instance", 0.3, seed=0, features=features)
+    np.testing.assert_array_equal(noisy, same)
+    assert not np.array_equal(noisy, inject_noise(labels, 7, "instance", 0.3, 1, None, features))
+    clean = inject_noise(labels, 7, "instance", 0.0, seed=0, features=features)
+    np.testing.assert_array_equal(clean, labels)
+
+
+def test_instance_noise_sends_an_image_to_the_wrong_class_its_pixels_pick():
+    # two kinds of image in one class, x and -x: each flips mostly to its own wrong class,
+    # and the rates vary by image around the rate (sd 0.1), not one rate for all
+    v = np.random.default_rng(1).standard_normal(256)
+    v *= 16 / np.linalg.norm(v)  # the norm of a standardised 16 x 16 image
+    labels = np.zeros(4000, dtype=np.int64)
+    features = np.where((np.arange(4000) % 2 == 0)[:, None], v, -v)
+    noisy = inject_noise(labels, 7, "instance", 0.5, seed=2, features=features)
+    targets = []
+    for half in (0, 1):
+        flipped = noisy[half::2][noisy[half::2] != 0]
+        counts = np.bincount(flipped, minlength=7)
+        assert counts.max() > 0.8 * counts.sum()
+        targets.append(int(counts.argmax()))
+    assert targets[0] != targets[1]
+    symmetric = inject_noise(labels, 7, "symmetric", 0.5, seed=2)
+    assert np.bincount(symmetric[symmetric != 0]).max() < 0.25 * (symmetric != 0).sum()
+
+
+def test_image_features_are_standardised_gray_pixels():
+    pixels = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    pixels[1, :, :4] = 200  # half bright
+    pixels[2] = np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 3
+    rows = image_features(ImageSet(pixels, [0, 1, 2]))
+    assert rows.shape == (3, 256)
+    assert not rows[0].any()  # a flat image
+    np.testing.assert_allclose(rows[1:].mean(axis=1), 0, atol=1e-9)
+    np.testing.assert_allclose(rows[1:].std(axis=1), 1, atol=1e-9)
+
+
+def test_instance_noise_on_digits_flips_labels_as_slips():
+    data = load_dataset(DataConfig(dataset="digits", noise="instance", noise_rate=0.2), 0, ())
+    train = data.train
+    flipped = train.labels != train.true_labels
+    assert 0.15 < flipped.mean() < 0.25
+    assert (train.error_types[flipped] == 1).all()  # ERROR_TYPES.index("slip")
+    assert any(note.startswith("instance noise at rate 0.2: ") for note in data.notes)

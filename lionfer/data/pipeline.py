@@ -15,7 +15,7 @@ import numpy as np
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import check_images, copies_of, same_images
 from lionfer.data.datasets import FILE_DATASETS
-from lionfer.data.noise import default_noise_map, inject_noise, parse_noise_map
+from lionfer.data.noise import default_noise_map, image_features, inject_noise, parse_noise_map
 from lionfer.data.splits import Split, load_split, make_split
 from lionfer.errors import ConfigError, InputError, LabelBudgetError, MissingInputError
 from lionfer.labels import ERROR_TYPES
@@ -68,9 +68,18 @@ def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool 
             else (default_noise_map(cfg.dataset))
         )
         labeled = train.labels >= 0
+        features = None
+        if cfg.noise == "instance":
+            features = image_features(train.subset(np.flatnonzero(labeled)))
         noisy = train.labels.copy()
         noisy[labeled] = inject_noise(
-            train.labels[labeled], data.num_classes, cfg.noise, cfg.noise_rate, seed + 7919, mapping
+            train.labels[labeled],
+            data.num_classes,
+            cfg.noise,
+            cfg.noise_rate,
+            seed + 7919,
+            mapping,
+            features,
         )
         data.train = ImageSet(
             train.images,

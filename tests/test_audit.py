@@ -245,3 +245,17 @@ def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["relabel", str(path), "--out", str(tmp_path / "x.csv")]) == 2
     assert "needs a run folder" in capsys.readouterr().err
+
+
+def test_the_audit_names_a_photo_labeled_twice_with_different_labels(labeled_folder, tmp_path):
+    # the same photo in happy/ and sad/: whatever the model says, one of its labels is wrong
+    shutil.copy(labeled_folder / "train/happy/a.png", labeled_folder / "train/sad/a_again.png")
+    cfg = load_config(None, ["data.dataset=folder", f"data.root={labeled_folder}"])
+    report = audit_to_files(stub_predictor(), cfg.data, 0, tmp_path / "s.csv", progress=False)
+    lines = report.summary().splitlines()
+    assert lines[0].startswith(
+        "note: 1 training image is a copy of another training image (the same file by another "
+        "path, or byte-identical; 1 image appears more than once): 1 of these carries different "
+        "labels, e.g. train/happy/a.png (Happiness) and train/sad/a_again.png (Sadness)"
+    )
+    assert lines[1].startswith("audited 5 labeled images")

@@ -102,10 +102,11 @@ class AuditReport:
     html: Path
     counts: Counter = field(default_factory=Counter)  # audited, disputed, unreadable
     top: int = 0
+    notes: list[str] = field(default_factory=list)  # the dataset's, images that appear twice
 
     def summary(self) -> str:
         c = self.counts
-        return (
+        return "".join(f"note: {note}\n" for note in self.notes) + (
             f"audited {c['audited']} labeled images: the model disputes {c['disputed']} labels "
             f"(its label differs); {c['unreadable']} unreadable images skipped\n"
             f"ranked table: {self.out}\ntop {self.top} suspects: {self.html}"
@@ -181,7 +182,7 @@ def audit_to_files(
     progress: bool = True,
 ) -> AuditReport:
     """Audit the dataset a DataConfig describes; write suspects.csv and the HTML page."""
-    from lionfer.data.pipeline import load_dataset
+    from lionfer.data.pipeline import copy_notes, load_dataset
 
     out = Path(out)
     page = Path(html_path) if html_path else out.with_suffix(".html")
@@ -198,7 +199,7 @@ def audit_to_files(
     shown = ranked[:top]
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(audit_html(shown, data, names, predictor.info.path), encoding="utf-8")
-    report = AuditReport(out, page, top=len(shown))
+    report = AuditReport(out, page, top=len(shown), notes=data.notes + copy_notes(data))
     report.counts.update(
         audited=len(ranked),
         disputed=sum(r["model_label"] != r["given_label"] for r in ranked),

@@ -45,6 +45,10 @@ def test_centroid_guess_is_a_softmax_of_negative_cosine_distance():
     guess = centroid_guess(T([[1.0, 0.0]]), T([[2.0, 0.0], [0.0, 3.0]]), temperature=0.5)
     # d = (0, 1) → softmax(0, −2)
     assert torch.allclose(guess, T([[1 / (1 + math.exp(-2)), math.exp(-2) / (1 + math.exp(-2))]]))
+    # each row by its own norm: a longer feature beside it changes nothing
+    both = centroid_guess(T([[1.0, 0.0], [0.0, 5.0]]), T([[2.0, 0.0], [0.0, 3.0]]), 0.5)
+    assert torch.allclose(both[0], guess[0])
+    assert torch.allclose(both[1], guess[0].flip(0))
 
 
 def make_batch(labels):

@@ -32,6 +32,13 @@ def test_rotation_turns_each_image_by_its_own_target():
     assert out[1, 0].tolist() == [[1, 3], [0, 2]]  # a quarter turn counter-clockwise
     assert out[2, 0].tolist() == [[3, 2], [1, 0]]
     assert out[3, 0].tolist() == [[2, 0], [3, 1]]
+    head = ReMixMatch(ReMixMatchConfig(), info(3, given=(0, 1, 2))).rotation_head
+    assert head.out_features == 4  # one class per quarter turn, no more
+
+
+def test_a_class_without_labels_has_a_zero_target_share():
+    algorithm = ReMixMatch(ReMixMatchConfig(), info(3, given=(0, 1, 1)))
+    assert torch.allclose(algorithm.p_target, T([1 / 3, 2 / 3, 0.0]))
 
 
 def test_guess_uses_the_stored_p_model_then_records_the_batch_mean():
@@ -49,6 +56,10 @@ def test_guess_uses_the_stored_p_model_then_records_the_batch_mean():
     algorithm._guess(torch.log(T([[0.1, 0.8, 0.1]])))  # history of 2: overwrites row 0
     assert torch.allclose(algorithm.p_model_history, T([[0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]))
     assert algorithm.p_model_position == 3
+    # p_model is the class-wise mean of the history: (0.1, 0.45, 0.45), not uniform
+    guess = algorithm._guess(torch.log(probs))
+    expected = sharpen(align_distribution(probs, algorithm.p_target, T([0.1, 0.45, 0.45])), 0.5)
+    assert torch.allclose(guess, expected)
 
 
 def test_step_is_reproducible_from_the_global_seed():

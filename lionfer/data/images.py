@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from lionfer.errors import InputError
 
-_FIX = "re-copy or re-download it, or remove it from the dataset's list"
+_FIX = "re-copy or re-download it, or remove it"
 # Formats a Pillow may lack a decoder for: what to install, or to do, to read them.
 _HEIF_FIX = "pip install pillow-heif (lionfer uses it when installed), or convert it to JPEG"
 PLUGINS = {

@@ -6,8 +6,10 @@ import os
 import numpy as np
 from PIL import Image
 
-from lionfer.data.base import ImageSet
+from lionfer.data import checks
+from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import TAIL_BYTES, copies_of, list_images, same_images
+from lionfer.data.pipeline import drop_labeled_copies
 
 
 def write_image(path, value: int = 0) -> None:
@@ -82,12 +84,24 @@ def test_same_images_compares_arrays_and_face_boxes(tmp_path):
     assert same_images([boxed]) == [[(0, 0), (0, 1)]]
 
 
-def test_copies_of_reads_a_shared_cache_of_hashes(tmp_path):
-    write_image(tmp_path / "a.png", 10)
-    write_image(tmp_path / "b.png", 20)  # the same size, other bytes
-    a, b = (os.path.realpath(tmp_path / name) for name in ("a.png", "b.png"))
-    digests: dict[str, bytes] = {}
-    assert copies_of([a], [b], digests).tolist() == [False]
-    assert set(digests) == {a, b}  # both hashed, kept for the next call
-    digests[a] = digests[b]  # a cached hash is not computed again
-    assert copies_of([a], [b], digests).tolist() == [True]
+def test_leaving_out_unlabeled_copies_hashes_each_file_once(tmp_path, monkeypatch):
+    # an unlabeled file the size of a train and a test file, with their last bytes: each of the
+    # three is hashed once, where comparing with train and with test apart hashed it twice
+    tail = bytes(range(256)) * (TAIL_BYTES // 256 + 1)
+    for name, first in (("unl", b"U"), ("train", b"A"), ("test", b"B")):
+        (tmp_path / name).write_bytes(first + tail)
+    hashed = []
+    real_digest = checks._digest
+    monkeypatch.setattr(checks, "_digest", lambda path: hashed.append(path) or real_digest(path))
+    data = FERData(
+        "files",
+        ("a", "b"),
+        ImageSet([str(tmp_path / "train")], [0]),
+        ImageSet([str(tmp_path / "test")], [1]),
+        ImageSet([str(tmp_path / "unl")], [-1]),
+    )
+    drop_labeled_copies(data)
+    assert sorted(hashed) == sorted(
+        os.path.realpath(tmp_path / n) for n in ("unl", "train", "test")
+    )
+    assert data.unlabeled is not None and not data.notes  # other bytes: no copy

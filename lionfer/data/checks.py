@@ -149,62 +149,34 @@ def drop_duplicates(
     return keep, [f"dropped {duplicates} duplicate entries{where} (each kept once)"]
 
 
-def copies_of(
-    paths: Sequence[str | Path],
-    others: Sequence[str | Path],
-    digests: dict[str, bytes] | None = None,
-) -> np.ndarray:
+def copies_of(paths: Sequence[str | Path], others: Sequence[str | Path]) -> np.ndarray:
     """(N,) bool: paths[i] is one of the files `others` lists, by another path (a link, a
-    folder given twice) or as a byte-identical copy. Only files whose size matches one of
-    others' are read; missing files are no copies (the image check reports them). digests:
-    a cache of file hashes by real path, to share between calls on the same files."""
-    real = {os.path.realpath(p) for p in others}
-    by_size: dict[int, list[str]] = {}
-    for path in real:
-        size = _size(path)
-        if size is not None:
-            by_size.setdefault(size, []).append(path)
-    digests = {} if digests is None else digests
-
-    def digest(path: str) -> bytes:
-        if path not in digests:
-            digests[path] = hashlib.sha256(Path(path).read_bytes()).digest()
-        return digests[path]
-
-    copies = np.zeros(len(paths), dtype=bool)
-    for i, path in enumerate(paths):
-        path = os.path.realpath(path)
-        same_size = by_size.get(_size(path), []) if path not in real else []
-        copies[i] = path in real or any(digest(o) == digest(path) for o in same_size)
-    return copies
+    folder given twice) or as a byte-identical copy (compared as file_keys compares them);
+    missing files are no copies (the image check reports them)."""
+    mine, theirs = file_keys([paths, others])
+    listed = set(theirs)
+    return np.array([key in listed for key in mine], dtype=bool)
 
 
 TAIL_BYTES = 4096  # a file's last bytes, read to tell same-size files apart before hashing
 
 
-def same_images(sets: Sequence) -> list[list[tuple[int, int]]]:
-    """Groups of two or more entries, as (set number, entry number) over `sets` (ImageSets),
-    that show the same image: one file by several paths, byte-identical files, or equal
-    in-memory arrays; where a set has face boxes, the box must match too. Files are compared by
-    size, then by their last TAIL_BYTES, and only then hashed whole, so a dataset of distinct
-    files is mostly not read; missing files match nothing (the image check reports them)."""
-    entries = [(s, i) for s, images in enumerate(sets) for i in range(len(images))]
-    keys: dict[tuple[int, int], object] = {}
+def file_keys(path_lists: Sequence[Sequence[str | Path]]) -> list[list[object]]:
+    """A key per path of each list, equal for two paths exactly when they hold the same content:
+    one file by several paths, or byte-identical files. Files are compared by size, then by their
+    last TAIL_BYTES, and only then hashed whole, so a set of distinct files is mostly not read;
+    each file is hashed at most once. A missing file gets a key of its own."""
+    keys: list[list[object]] = []
     by_size: dict[int, list[tuple[int, int, str]]] = {}
-    for s, images in enumerate(sets):
-        if not images.is_files:
-            for i in range(len(images)):
-                array = np.ascontiguousarray(images.images[i])
-                keys[s, i] = ("array", array.shape, hashlib.sha256(array.tobytes()).digest())
-            continue
-        for i, path in enumerate(images.images):
+    for s, paths in enumerate(path_lists):
+        keys.append([])
+        for i, path in enumerate(paths):
             real = os.path.realpath(path)
             size = _size(real)
-            if size is None:
-                keys[s, i] = ("missing", s, i)
-                continue
-            keys[s, i] = ("file", real)
-            by_size.setdefault(size, []).append((s, i, real))
+            keys[s].append(("file", real) if size is not None else ("missing", s, i))
+            if size is not None:
+                by_size.setdefault(size, []).append((s, i, real))
+    digests: dict[str, bytes | None] = {}
     for candidates in by_size.values():
         if len({real for _, _, real in candidates}) < 2:
             continue
@@ -216,17 +188,31 @@ def same_images(sets: Sequence) -> list[list[tuple[int, int]]]:
         for same_tail in by_tail.values():
             if len({real for _, _, real in same_tail}) < 2:
                 continue
-            digests: dict[str, bytes | None] = {}
             for s, i, real in same_tail:
                 if real not in digests:
                     digests[real] = _digest(real)
                 if digests[real] is not None:
-                    keys[s, i] = ("bytes", digests[real])
+                    keys[s][i] = ("bytes", digests[real])
+    return keys
+
+
+def same_images(sets: Sequence) -> list[list[tuple[int, int]]]:
+    """Groups of two or more entries, as (set number, entry number) over `sets` (ImageSets),
+    that show the same image: files with the same content (file_keys) or equal in-memory
+    arrays; where a set has face boxes, the box must match too. Missing files match nothing
+    (the image check reports them)."""
+    files = [s for s, images in enumerate(sets) if images.is_files]
+    content = dict(zip(files, file_keys([sets[s].images for s in files]), strict=True))
     groups: dict[object, list[tuple[int, int]]] = {}
-    for s, i in entries:
-        boxes = sets[s].boxes
-        box = None if boxes is None else tuple(int(v) for v in boxes[i])
-        groups.setdefault((keys[s, i], box), []).append((s, i))
+    for s, images in enumerate(sets):
+        for i in range(len(images)):
+            if images.is_files:
+                key = content[s][i]
+            else:
+                array = np.ascontiguousarray(images.images[i])
+                key = ("array", array.shape, hashlib.sha256(array.tobytes()).digest())
+            box = None if images.boxes is None else tuple(int(v) for v in images.boxes[i])
+            groups.setdefault((key, box), []).append((s, i))
     return [group for group in groups.values() if len(group) > 1]
 
 

@@ -146,3 +146,15 @@ def test_copies_with_one_label_are_noted_as_weighing_more(tmp_path):
     ]
     clean = load_dataset(cfg(make_tree(tmp_path / "clean", ("happy", "sad"))), seed=0)
     assert not any("cop" in n for n in clean.notes)
+
+
+def test_the_example_of_copies_with_different_labels_shows_two_labels(tmp_path):
+    # three copies, two under happy/ and one under sad/: the example names a happy and the sad one
+    root = make_tree(tmp_path / "faces", ("train/happy", "train/sad", "test/happy", "test/sad"))
+    photo = (root / "train/happy/0.png").read_bytes()
+    (root / "train/happy/same.png").write_bytes(photo)
+    (root / "train/sad/same.png").write_bytes(photo)
+    data = load_dataset(cfg(root), seed=0)
+    (note,) = [n for n in data.notes if "different labels" in n]
+    assert "e.g. train/happy/0.png (Happiness) and train/sad/same.png (Sadness);" in note
+    assert note.startswith("2 training images are copies of another training image")

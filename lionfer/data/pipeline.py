@@ -149,8 +149,18 @@ def copy_notes(data: FERData) -> list[str]:
         label = int(sets[s].labels[i])
         return f"{sets[s].ids[i]} ({names[label] if label >= 0 else 'no label'})"
 
-    def labels_of(group, part: int) -> set[int]:
-        return {int(sets[s].labels[i]) for s, i in group if s == part and sets[s].labels[i] >= 0}
+    def label(entry: tuple[int, int]) -> int:
+        s, i = entry
+        return int(sets[s].labels[i])
+
+    def labels_of(group) -> set[int]:
+        return {label(e) for e in group if label(e) >= 0}
+
+    def two_labels(group) -> str:
+        """Two entries of a group under different labels, named."""
+        first = next(e for e in group if label(e) >= 0)
+        other = next(e for e in group if label(e) >= 0 and label(e) != label(first))
+        return f"{named(*first)} and {named(*other)}"
 
     notes = []
     costs = {
@@ -163,7 +173,7 @@ def copy_notes(data: FERData) -> list[str]:
         if not within:
             continue
         repeats = sum(len(g) - 1 for g in within)
-        mixed = [g for g in within if len(labels_of(g, part)) > 1]
+        mixed = [g for g in within if len(labels_of(g)) > 1]
         copies = counted(repeats, f"{where} image is a copy", f"{where} images are copies")
         photos = counted(len(within), "image appears", "images appear")
         note = (
@@ -171,10 +181,10 @@ def copy_notes(data: FERData) -> list[str]:
             f"byte-identical; {photos} more than once)"
         )
         if mixed:
-            first = " and ".join(named(s, i) for s, i in mixed[0][:2])
             carry = counted(len(mixed), "of these carries", "of these carry")
             note += (
-                f": {carry} different labels, e.g. {first}; {costs[part][0]}, so keep the copy "
+                f": {carry} different labels, e.g. {two_labels(mixed[0])}; {costs[part][0]}, "
+                "so keep the copy "
                 "whose label is right and remove the others"
             )
         else:
@@ -187,8 +197,8 @@ def copy_notes(data: FERData) -> list[str]:
         train = next(e for e in shared[0] if e[0] == 0)
         notes.append(
             f"{counted(seen, 'test image is', 'test images are')} also training images (the "
-            "same file or a byte-identical "
-            f"copy), e.g. the test image {named(*test)} is the training image {named(*train)}: "
+            "same file or a byte-identical copy), e.g. the test image "
+            f"{named(*test)} is the training image {named(*train)}: "
             "test accuracy counts them as seen images; remove one copy of each"
         )
     return notes

@@ -226,10 +226,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+class Commands(argparse._SubParsersAction):
+    """Subcommands whose own --help opens with the line the command list gives them."""
+
+    def add_parser(self, name, **kwargs):
+        summary = kwargs.get("help")
+        if summary and "description" not in kwargs:
+            kwargs["description"] = summary[0].upper() + summary[1:] + "."
+        return super().add_parser(name, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lionfer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="lionfer",
+        description="Semi-supervised facial expression recognition with labels not fully "
+        "trusted: LION and its baselines, label corrections, prediction on images and videos.",
+        epilog="`lionfer COMMAND --help` for a command's options. Exit status: 0 ok, 1 runtime "
+        "failure, 2 bad input, 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM).",
+    )
     parser.add_argument("--version", action="version", version=f"lionfer {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, action=Commands)
 
     p = sub.add_parser("train", help="train a model (LION on the embedded data by default)")
     p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
@@ -258,13 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("config", help="show the resolved config")
-    config_sub = p.add_subparsers(dest="action", required=True)
+    config_sub = p.add_subparsers(dest="action", required=True, action=Commands)
     show = config_sub.add_parser("show", help="print the resolved config as TOML")
     show.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
     show.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser("data", help="dataset tools")
-    data_sub = p.add_subparsers(dest="action", required=True)
+    data_sub = p.add_subparsers(dest="action", required=True, action=Commands)
     stats = data_sub.add_parser("stats", help="per-class counts of train/test and the split")
     stats.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
     stats.add_argument("--json", action="store_true")

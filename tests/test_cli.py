@@ -1,5 +1,6 @@
 """The lionfer command end to end on tiny runs."""
 
+import argparse
 import json
 import tomllib
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from conftest import TINY
 
-from lionfer.cli import main
+from lionfer.cli import build_parser, main
 
 
 def run(capsys, *argv):
@@ -49,6 +50,22 @@ def test_list_and_config_show(capsys):
     code, stdout, _ = run(capsys, "config", "show", "train.steps=9", "algorithm.name=fixmatch")
     shown = tomllib.loads(stdout)
     assert shown["train"]["steps"] == 9 and shown["algorithm"]["threshold"] == 0.95
+
+
+def test_help_says_what_lionfer_and_each_command_do():
+    parser = build_parser()
+    top = parser.format_help()
+    assert "facial expression recognition" in top and "Exit status: 0 ok" in top
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    nested = [("config", "show"), ("data", "stats")]
+    for names in [(name,) for name in commands.choices] + nested:
+        command = parser
+        for name in names:
+            action = next(a for a in command._actions if isinstance(a, argparse._SubParsersAction))
+            summary = next(c.help for c in action._choices_actions if c.dest == name)
+            command = action.choices[name]
+        # the command's own --help opens with the line the list of commands gives it
+        assert command.description == summary[0].upper() + summary[1:] + ".", names
 
 
 def test_bad_input_exits_2_with_the_fix(capsys, tmp_path):

@@ -36,7 +36,7 @@ class DataConfig:
     dataset: str = "synthetic"  # registry name, see `lionfer list datasets`
     root: str = ""  # the dataset's folder as it ships
     num_labels: int = 140  # labeled budget; -1 labels every training image
-    noise: str = "none"  # none | symmetric | asymmetric (label noise for studies)
+    noise: str = "none"  # none | symmetric | asymmetric | instance (label noise for studies)
     noise_rate: float = 0.0
     noise_map: dict = field(default_factory=dict)  # asymmetric {from_id: to_id}; {} = default
     image_size: int = 32

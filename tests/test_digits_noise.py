@@ -1,5 +1,6 @@
 """The digits dataset (sklearn's bundled 8x8 digits) and label-noise injection."""
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,7 +18,9 @@ from lionfer.data.noise import (
     parse_noise_map,
 )
 from lionfer.data.pipeline import load_dataset
+from lionfer.errors import ConfigError
 from lionfer.registry import DATASETS
+from lionfer.training import train
 
 
 def make_cfg(**overrides):
@@ -232,3 +235,25 @@ def test_instance_noise_on_digits_flips_labels_as_slips():
     assert 0.15 < flipped.mean() < 0.25
     assert (train.error_types[flipped] == 1).all()  # ERROR_TYPES.index("slip")
     assert any(note.startswith("instance noise at rate 0.2: ") for note in data.notes)
+
+
+@pytest.mark.parametrize(
+    "items, problem",
+    [
+        (["data.noise_rate=0.2"], "data.noise_rate=0.2 changes no label with data.noise=none"),
+        (
+            ["data.noise=symmetric", "data.noise_rate=0.2", 'data.noise_map={"1" = 0}'],
+            "data.noise_map is read only by data.noise=asymmetric, not symmetric",
+        ),
+    ],
+)
+def test_noise_settings_that_would_change_nothing_stop_the_run(tiny_cfg, tmp_path, items, problem):
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        train(tiny_cfg(*items), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_noise_at_rate_zero_is_noted():
+    data = load_dataset(DataConfig(dataset="digits", noise="symmetric", noise_rate=0.0), 0, ())
+    assert (data.train.labels == data.train.true_labels).all()
+    assert "symmetric noise at rate 0: no label flipped" in data.notes

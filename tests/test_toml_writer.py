@@ -47,7 +47,8 @@ def test_hostile_strings_round_trip(tmp_path, text):
 
 def test_hostile_table_keys_round_trip(tmp_path):
     class_map = {key: i % 7 for i, key in enumerate(HOSTILE_KEYS)}
-    raw = {"data": {"dataset": "folder", "class_map": class_map, "noise_map": {"0": 4}}}
+    raw = {"data": {"dataset": "folder", "class_map": class_map, "noise": "asymmetric",
+                    "noise_map": {"0": 4}}}  # fmt: skip
     cfg = from_dict(raw)
     assert tomllib.loads(to_toml(cfg)) == as_read(cfg.to_dict())
     save_config(cfg, tmp_path / "config.toml")

@@ -91,6 +91,8 @@ def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool 
         )
         flipped = int((noisy != train.labels).sum())
         data.notes.append(f"{cfg.noise} noise at rate {cfg.noise_rate}: {flipped} labels flipped")
+    elif cfg.noise != "none":  # a rate sweep's clean point
+        data.notes.append(f"{cfg.noise} noise at rate 0: no label flipped")
     return data
 
 

@@ -80,6 +80,7 @@ def build_trainer(
     the run's data (read from cfg.data unless given) and its parts, seeded by cfg.seed."""
     device = process_device(resolve_device(cfg.train.device), comm)
     setup.check_batch_sizes(cfg, comm)
+    setup.check_noise(cfg)
     if run_data is None:
         run_data = build_run_data(setup.data_config(cfg), cfg.seed, progress and comm.is_main)
     setup.check_all_labeled(cfg, run_data)

@@ -40,6 +40,22 @@ def check_batch_sizes(cfg: Config, comm: Comm) -> None:
     check_divisible(sizes, comm)
 
 
+def check_noise(cfg: Config) -> None:
+    """data.noise_rate and data.noise_map act only with a noise that reads them: set without it,
+    they would leave the labels as given in a run meant to study noise."""
+    data = cfg.data
+    if data.noise == "none" and data.noise_rate > 0:
+        raise ConfigError(
+            f"data.noise_rate={data.noise_rate} changes no label with data.noise=none; add "
+            "data.noise=symmetric, asymmetric or instance, or drop data.noise_rate"
+        )
+    if data.noise_map and data.noise != "asymmetric":
+        raise ConfigError(
+            f"data.noise_map is read only by data.noise=asymmetric, not {data.noise}; add "
+            "data.noise=asymmetric, or drop data.noise_map"
+        )
+
+
 def check_all_labeled(cfg: Config, run_data: RunData) -> None:
     """An algorithm that uses every label must not get a split that hides some (a split file)."""
     hidden = int((run_data.data.train.labels[run_data.split.unlabeled] >= 0).sum())

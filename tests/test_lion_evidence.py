@@ -21,6 +21,7 @@ from lionfer.algorithms.lion import (
     stratified_folds,
     streak_update,
 )
+from lionfer.algorithms.lion_config import LION_RECIPES, unread_settings
 from lionfer.algorithms.lion_evidence import (
     audit_counts,
     audit_rows,
@@ -35,6 +36,7 @@ from lionfer.algorithms.lion_evidence import (
 )
 from lionfer.errors import ConfigError
 from lionfer.metrics import excess_agreement_z
+from lionfer.training import train
 
 
 def T(x):
@@ -232,6 +234,32 @@ def test_released_recipes_own_neutral_is_skipped_where_the_dataset_has_none():
 def test_weight_init_under_mean_update_is_an_error():
     with pytest.raises(ConfigError, match="weight_init"):
         lion_config("robust", weight_init="uniform")
+
+
+def test_the_evidence_rules_settings_moved_where_prototypes_decide_are_named():
+    # each recipe as it comes sets nothing it does not read
+    assert all(unread_settings(lion_config(recipe)) == [] for recipe in LION_RECIPES)
+    assert unread_settings(lion_config("robust", lambda_elr=3.0, relabel_margin=2.0)) == [
+        "relabel_margin",
+        "lambda_elr",
+    ]
+    assert unread_settings(lion_config("paper", lambda_elr=0.0)) == []  # its own value
+    # the evidence recipe decided by prototypes: its own values are not the user's
+    assert unread_settings(lion_config("evidence", disambiguation="prototypes")) == []
+    moved = lion_config("evidence", disambiguation="prototypes", elr_target="own")
+    assert unread_settings(moved) == ["elr_target"]
+    # the evidence rule reads them all
+    assert unread_settings(lion_config("robust", disambiguation="evidence", lambda_elr=1.0)) == []
+
+
+def test_a_run_that_would_ignore_the_evidence_rules_settings_does_not_start(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("algorithm.recipe=robust", "algorithm.lambda_elr=0")
+    assert cfg.algorithm.lambda_elr == 0  # robust's own value: nothing moved, the run starts
+    cfg = tiny_cfg("algorithm.recipe=robust", "algorithm.lambda_elr=1", "algorithm.audit_z=2")
+    problem = "algorithm.audit_z, algorithm.lambda_elr are read only by the evidence rule"
+    with pytest.raises(ConfigError, match=problem):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 UNLABELED_2 = ([[0.6, 0.4]], [[0.6, 0.4]], [[0.0, 1.0]])  # one unreliable image, 2 classes

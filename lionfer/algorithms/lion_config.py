@@ -332,6 +332,38 @@ LionConfig.RECIPES = LION_RECIPES
 LionConfig.RECIPE_NOTES = LION_RECIPE_NOTES
 
 
+# The settings only the evidence rule reads (disambiguation = "evidence"); the prototypes' rule
+# reads none of them.
+EVIDENCE_SETTINGS = (
+    "folds",
+    "evidence_scale",
+    "evidence_momentum",
+    "evidence_start",
+    "against_ratio",
+    "relabel_margin",
+    "evidence_agreement",
+    "evidence_heads",
+    "demote",
+    "evidence_audit",
+    "audit_z",
+    "audit_wait_z",
+    "audit_reads",
+    "lambda_elr",
+    "elr_momentum",
+    "elr_target",
+    "elr_form",
+)
+
+
+def unread_settings(cfg: LionConfig) -> list[str]:
+    """The evidence rule's settings that `cfg` moves from its recipe's values where its rule is
+    the prototypes' (disambiguation = "prototypes"), which reads none of them; [] otherwise."""
+    if cfg.disambiguation == "evidence":
+        return []
+    recipe = {**{f.name: f.default for f in dataclasses.fields(cfg)}, **LION_RECIPES[cfg.recipe]}
+    return [name for name in EVIDENCE_SETTINGS if getattr(cfg, name) != recipe[name]]
+
+
 def lion_config(recipe: str = LionConfig.DEFAULT_RECIPE, **fields) -> LionConfig:
     """LionConfig(recipe, **fields): a recipe with `fields` set on top."""
     return LionConfig(recipe, **fields)

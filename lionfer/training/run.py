@@ -57,6 +57,9 @@ def train(
 def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm) -> dict | None:
     """train()'s work in this process, between joining the process group and leaving it."""
     data = None
+    if not resume:  # settings that would do nothing; a finished run's config is not judged again
+        setup.check_noise(cfg)
+        setup.check_lion_settings(cfg)
     if resume:
         split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
         data = build_run_data(split, cfg.seed, progress and comm.is_main)
@@ -80,7 +83,6 @@ def build_trainer(
     the run's data (read from cfg.data unless given) and its parts, seeded by cfg.seed."""
     device = process_device(resolve_device(cfg.train.device), comm)
     setup.check_batch_sizes(cfg, comm)
-    setup.check_noise(cfg)
     if run_data is None:
         run_data = build_run_data(setup.data_config(cfg), cfg.seed, progress and comm.is_main)
     setup.check_all_labeled(cfg, run_data)

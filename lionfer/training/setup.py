@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 
 from lionfer.algorithms.base import Algorithm, AlgorithmInfo
+from lionfer.algorithms.lion_config import unread_settings
 from lionfer.config import Config
 from lionfer.data import transforms
 from lionfer.data.base import ImageSet
@@ -53,6 +54,21 @@ def check_noise(cfg: Config) -> None:
         raise ConfigError(
             f"data.noise_map is read only by data.noise=asymmetric, not {data.noise}; add "
             "data.noise=asymmetric, or drop data.noise_map"
+        )
+
+
+def check_lion_settings(cfg: Config) -> None:
+    """LION's evidence-rule settings set where the run decides by prototypes, which reads none."""
+    if cfg.algorithm.name != "lion":
+        return
+    unread = unread_settings(cfg.algorithm.params)
+    if unread:
+        names = ", ".join(f"algorithm.{name}" for name in unread)
+        verb, pronoun = ("is", "it") if len(unread) == 1 else ("are", "them")
+        raise ConfigError(
+            f"{names} {verb} read only by the evidence rule (algorithm.disambiguation=evidence, "
+            f"the default recipe's), and this run decides by prototypes (algorithm.recipe="
+            f"{cfg.algorithm.recipe}); drop {pronoun}, or train with algorithm.recipe=evidence"
         )
 
 

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
+import lionfer.data.datasets
 from lionfer.config import DEFAULT_CONFIG, ConfigError, load_config, replace, save_config
+from lionfer.data.datasets import DATASET_KEYS, DATASET_TABLE
+from lionfer.training import setup
 
 
 def test_defaults_train_lion_on_synthetic():
@@ -228,3 +231,45 @@ def test_imagenet_for_a_model_without_packaged_weights_says_how_to_train_from_sc
         resolve_pretrained("timm:resnet10t", "imagenet")
     message = str(error.value)
     assert "\n" not in message and 'model.pretrained=""' in message and "mobilenet_v2" in message
+
+
+@pytest.mark.parametrize(
+    "items, unread",
+    [
+        (["data.dataset=digits", "data.annotator=crowd10"], ["annotator"]),
+        (
+            ["data.dataset=digits", "data.num_classes=8", "data.ambiguity=0.5"],
+            ["num_classes", "ambiguity"],
+        ),  # fmt: skip
+        (["data.unlabeled_root=/tmp"], ["unlabeled_root"]),  # the synthetic faces
+        (["data.dataset=digits", "data.root=/tmp"], ["root"]),
+        (["data.dataset=sfew", "data.root=/tmp", "data.class_map={a = 1}"], ["class_map"]),
+    ],
+)
+def test_a_new_run_refuses_data_keys_its_dataset_does_not_read(items, unread):
+    cfg = load_config(None, items)
+    with pytest.raises(ConfigError) as error:
+        setup.check_dataset_keys(cfg)
+    words = str(error.value).split()
+    named = [word.removeprefix("data.") for word in words if word.startswith("data.")]
+    assert named[1:] == unread  # after data.dataset=..., the keys, each once
+    assert str(error.value).endswith("or pick the dataset meant")
+
+
+def test_the_keys_each_dataset_reads_are_the_ones_its_reader_reads():
+    """DATASET_KEYS against the readers' sources: a module that reads cfg.KEY is listed for KEY,
+    so that a run is never refused a key its dataset reads."""
+    folder = Path(lionfer.data.datasets.__file__).parent
+    for name, target, *_ in DATASET_TABLE:
+        source = (folder / f"{target.partition(':')[0]}.py").read_text()
+        for key, readers in DATASET_KEYS.items():
+            if f"cfg.{key}" in source:
+                assert name in readers, (name, key)
+    # and the settings each dataset is known to read pass
+    read = (
+        ["data.dataset=digits", "data.data_seed=3"],
+        ["data.annotator=truth"],
+        ["data.dataset=folder", "data.root=/tmp", "data.unlabeled_root=/tmp"],
+    )
+    for items in read:
+        setup.check_dataset_keys(load_config(None, items))

@@ -58,6 +58,7 @@ def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm)
     """train()'s work in this process, between joining the process group and leaving it."""
     data = None
     if not resume:  # settings that would do nothing; a finished run's config is not judged again
+        setup.check_dataset_keys(cfg)
         setup.check_noise(cfg)
         setup.check_lion_settings(cfg)
     if resume:

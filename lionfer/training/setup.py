@@ -13,10 +13,11 @@ import torch
 
 from lionfer.algorithms.base import Algorithm, AlgorithmInfo
 from lionfer.algorithms.lion_config import unread_settings
-from lionfer.config import Config
+from lionfer.config import Config, DataConfig
 from lionfer.data import transforms
 from lionfer.data.base import ImageSet
 from lionfer.data.cache import cache_images
+from lionfer.data.datasets import DATASET_KEYS
 from lionfer.data.loaders import DeviceStream, stream_loader
 from lionfer.data.pipeline import RunData
 from lionfer.distributed import Comm, check_divisible, sync_batchnorm, wrap
@@ -54,6 +55,24 @@ def check_noise(cfg: Config) -> None:
         raise ConfigError(
             f"data.noise_map is read only by data.noise=asymmetric, not {data.noise}; add "
             "data.noise=asymmetric, or drop data.noise_map"
+        )
+
+
+def check_dataset_keys(cfg: Config) -> None:
+    """Data keys set away from their defaults for a dataset that does not read them."""
+    data, default = cfg.data, DataConfig()
+    unread = [
+        key
+        for key, readers in DATASET_KEYS.items()
+        if data.dataset not in readers and getattr(data, key) != getattr(default, key)
+    ]
+    if unread:
+        named = " or ".join(
+            f"data.{key} (read by {', '.join(sorted(DATASET_KEYS[key]))})" for key in unread
+        )
+        raise ConfigError(
+            f"data.dataset={data.dataset} does not read {named}; drop "
+            f"{'it' if len(unread) == 1 else 'them'}, or pick the dataset meant"
         )
 
 

@@ -70,3 +70,19 @@ DATASET_TABLE = (
 for _name, _target, _description, _reads_files in DATASET_TABLE:
     DATASETS.add(_name, f"{__name__}.{_target}", _description)
 FILE_DATASETS = frozenset(name for name, _, _, reads_files in DATASET_TABLE if reads_files)
+
+# The data keys that only some datasets read (the others leave them unread): key -> those datasets.
+DATASET_KEYS = {
+    "root": FILE_DATASETS,
+    "variant": frozenset({"affectnet", "rafdb"}),
+    "class_map": frozenset({"folder", "manifest"}),
+    "label_file": frozenset({"affectnet", "expw", "fer2013", "ferplus", "manifest", "rafdb"}),
+    "unlabeled_root": frozenset({"folder"}),
+    "allow_outside_root": frozenset({"manifest"}),
+    "num_classes": frozenset(name for name, *_ in DATASET_TABLE) - {"digits"},
+    "data_seed": frozenset({"digits", "expw", "folder", "manifest", "synthetic"}),
+    "num_train": frozenset({"synthetic"}),
+    "num_test": frozenset({"synthetic"}),
+    "ambiguity": frozenset({"synthetic"}),
+    "annotator": frozenset({"synthetic"}),
+}

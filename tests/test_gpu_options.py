@@ -19,7 +19,7 @@ def states_equal(a, b) -> None:
 def test_device_views_train_and_resume_exactly(tiny_cfg, tmp_path):
     cfg = tiny_cfg(
         "data.augment_on=device",
-        "algorithm.disambiguation_start=0.25",
+        "algorithm.evidence_start=0.25",
         "train.steps=6",
         "train.eval_every=6",
     )

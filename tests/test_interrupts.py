@@ -22,7 +22,7 @@ from lionfer.training.checkpoint import load_checkpoint
 from lionfer.training.run import train
 
 ROOT = Path(__file__).resolve().parent.parent
-LION = ["algorithm.name=lion", "algorithm.disambiguation_start=0.25", "train.steps=4"]
+LION = ["algorithm.name=lion", "algorithm.evidence_start=0.25", "train.steps=4"]
 SHORT = ["train.eval_every=4", "train.checkpoint_every=4", "train.log_every=2"]
 SMALL = ["data.num_train=70", "data.num_test=14", "data.num_labels=14"]
 

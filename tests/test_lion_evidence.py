@@ -236,27 +236,42 @@ def test_weight_init_under_mean_update_is_an_error():
         lion_config("robust", weight_init="uniform")
 
 
-def test_the_evidence_rules_settings_moved_where_prototypes_decide_are_named():
+def test_the_other_rules_settings_moved_from_the_recipe_are_named():
     # each recipe as it comes sets nothing it does not read
     assert all(unread_settings(lion_config(recipe)) == [] for recipe in LION_RECIPES)
+    # deciding by prototypes, the evidence rule's settings
     assert unread_settings(lion_config("robust", lambda_elr=3.0, relabel_margin=2.0)) == [
         "relabel_margin",
         "lambda_elr",
     ]
     assert unread_settings(lion_config("paper", lambda_elr=0.0)) == []  # its own value
-    # the evidence recipe decided by prototypes: its own values are not the user's
+    # deciding from evidence, the prototypes' rule's: τ (Eq. 1) and Eq. 6's thresholds
+    moved = lion_config(clear_threshold=0.9, relabel_threshold=0.85, lambda_elr=1.0)
+    assert unread_settings(moved) == ["clear_threshold", "relabel_threshold"]
+    # the settings both rules read are never named
+    assert unread_settings(lion_config(min_visits=2, protected_classes=("neutral",))) == []
+    assert unread_settings(lion_config("robust", min_visits=2, ema_momentum=0.9)) == []
+    # a recipe decided by the other rule: its own values are not the user's
     assert unread_settings(lion_config("evidence", disambiguation="prototypes")) == []
+    assert unread_settings(lion_config("robust", disambiguation="evidence")) == []
     moved = lion_config("evidence", disambiguation="prototypes", elr_target="own")
     assert unread_settings(moved) == ["elr_target"]
-    # the evidence rule reads them all
-    assert unread_settings(lion_config("robust", disambiguation="evidence", lambda_elr=1.0)) == []
+    moved = lion_config("robust", disambiguation="evidence", lambda_elr=1.0, min_visits=1)
+    assert unread_settings(moved) == []
 
 
-def test_a_run_that_would_ignore_the_evidence_rules_settings_does_not_start(tiny_cfg, tmp_path):
+def test_a_run_that_would_ignore_the_other_rules_settings_does_not_start(tiny_cfg, tmp_path):
     cfg = tiny_cfg("algorithm.recipe=robust", "algorithm.lambda_elr=0")
     assert cfg.algorithm.lambda_elr == 0  # robust's own value: nothing moved, the run starts
     cfg = tiny_cfg("algorithm.recipe=robust", "algorithm.lambda_elr=1", "algorithm.audit_z=2")
     problem = "algorithm.audit_z, algorithm.lambda_elr are read only by the evidence rule"
+    with pytest.raises(ConfigError, match=problem):
+        train(cfg, tmp_path / "run", progress=False)
+    cfg = tiny_cfg("algorithm.clear_threshold=0.9")  # τ on the default recipe
+    problem = (
+        "algorithm.clear_threshold is read only by the prototypes' rule .* train with "
+        "algorithm.recipe=paper, released or robust"
+    )
     with pytest.raises(ConfigError, match=problem):
         train(cfg, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()

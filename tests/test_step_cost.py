@@ -137,7 +137,7 @@ def test_no_algorithm_syncs_inside_its_step(name):
 
 
 @pytest.mark.parametrize(
-    "overrides", [["algorithm.name=fixmatch"], ["algorithm.disambiguation_start=0.0"]]
+    "overrides", [["algorithm.name=fixmatch"], ["algorithm.evidence_start=0.0"]]
 )
 def test_the_trainer_step_reads_nothing_back(tiny_cfg, tmp_path, overrides):
     cfg = tiny_cfg(*overrides)

@@ -72,7 +72,7 @@ def test_every_algorithm_writes_the_run_contract(tiny_cfg, tmp_path, algorithm):
 
 
 def test_resume_equals_uninterrupted(tiny_cfg, tmp_path):
-    cfg = tiny_cfg("algorithm.name=lion", "algorithm.disambiguation_start=0.25")
+    cfg = tiny_cfg("algorithm.name=lion", "algorithm.evidence_start=0.25")
     full = train(cfg, tmp_path / "full", progress=False)
     assert train(cfg, tmp_path / "split", progress=False, stop_after=5) is None
     assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["step"] == 5

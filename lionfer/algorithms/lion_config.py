@@ -355,13 +355,37 @@ EVIDENCE_SETTINGS = (
 )
 
 
+# The settings only the prototypes' rule reads (Eqs. 1-6, disambiguation = "prototypes"); the
+# evidence rule reads none of them (its prototype check is a plain cosine).
+PROTOTYPE_SETTINGS = (
+    "start_rule",
+    "disambiguation_start",
+    "fit_threshold",
+    "clear_threshold",
+    "ambiguity_rule",
+    "ambiguity_margin",
+    "ambiguity_persists",
+    "candidate_rule",
+    "candidate_threshold",
+    "weight_init",
+    "similarity",
+    "similarity_temperature",
+    "weight_update",
+    "resolve_threshold",
+    "relabel_threshold",
+    "relabel_confidence",
+    "ambiguous_loss",
+    "reexamine_relabeled",
+)
+
+
 def unread_settings(cfg: LionConfig) -> list[str]:
-    """The evidence rule's settings that `cfg` moves from its recipe's values where its rule is
-    the prototypes' (disambiguation = "prototypes"), which reads none of them; [] otherwise."""
-    if cfg.disambiguation == "evidence":
-        return []
+    """The settings of the other rule than cfg's (EVIDENCE_SETTINGS where it decides by
+    prototypes, PROTOTYPE_SETTINGS where it decides from evidence) that `cfg` moves from its
+    recipe's values: its rule reads none of them."""
+    other = EVIDENCE_SETTINGS if cfg.disambiguation == "prototypes" else PROTOTYPE_SETTINGS
     recipe = {**{f.name: f.default for f in dataclasses.fields(cfg)}, **LION_RECIPES[cfg.recipe]}
-    return [name for name in EVIDENCE_SETTINGS if getattr(cfg, name) != recipe[name]]
+    return [name for name in other if getattr(cfg, name) != recipe[name]]
 
 
 def lion_config(recipe: str = LionConfig.DEFAULT_RECIPE, **fields) -> LionConfig:

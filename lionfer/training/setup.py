@@ -77,18 +77,31 @@ def check_dataset_keys(cfg: Config) -> None:
 
 
 def check_lion_settings(cfg: Config) -> None:
-    """LION's evidence-rule settings set where the run decides by prototypes, which reads none."""
+    """LION's settings of the rule the run does not decide by (prototypes or evidence)."""
     if cfg.algorithm.name != "lion":
         return
     unread = unread_settings(cfg.algorithm.params)
-    if unread:
-        names = ", ".join(f"algorithm.{name}" for name in unread)
-        verb, pronoun = ("is", "it") if len(unread) == 1 else ("are", "them")
-        raise ConfigError(
-            f"{names} {verb} read only by the evidence rule (algorithm.disambiguation=evidence, "
-            f"the default recipe's), and this run decides by prototypes (algorithm.recipe="
-            f"{cfg.algorithm.recipe}); drop {pronoun}, or train with algorithm.recipe=evidence"
+    if not unread:
+        return
+    names = ", ".join(f"algorithm.{name}" for name in unread)
+    verb, pronoun = ("is", "it") if len(unread) == 1 else ("are", "them")
+    recipe = f"algorithm.recipe={cfg.algorithm.recipe}"
+    if cfg.algorithm.disambiguation == "prototypes":
+        rule, run, fix = (
+            "the evidence rule (algorithm.disambiguation=evidence, the default recipe's)",
+            f"decides by prototypes ({recipe})",
+            "algorithm.recipe=evidence",
         )
+    else:
+        rule, run, fix = (
+            "the prototypes' rule (Eqs. 1-6: the paper, released and robust recipes)",
+            f"decides from evidence ({recipe})",
+            "algorithm.recipe=paper, released or robust",
+        )
+    raise ConfigError(
+        f"{names} {verb} read only by {rule}, and this run {run}; drop {pronoun}, or train "
+        f"with {fix}"
+    )
 
 
 def check_all_labeled(cfg: Config, run_data: RunData) -> None:

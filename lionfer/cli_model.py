@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+FACE_SIZE = 112  # --face-size's default: the aligned face before the model's resize
+
 
 def model_command(resumable: bool = False):
     """Print the command's result summary; bad input (lionfer.inference.predictor.InputError)
@@ -96,7 +98,22 @@ def _predictor(args):
 @model_command(resumable=True)
 def cmd_predict(args):
     from lionfer.inference.predictions_file import predict_files
+    from lionfer.inference.predictor import InputError
 
+    if args.cropped:  # the detection options would be ignored
+        given = [
+            flag
+            for flag, value, default in (
+                ("--detector", args.detector, "auto"),
+                ("--face-size", args.face_size, FACE_SIZE),
+            )
+            if value != default
+        ]
+        if given:
+            raise InputError(
+                f"{' and '.join(given)} set how faces are found and aligned, but --cropped "
+                "takes each input as a face as it is; drop one or the other"
+            )
     return predict_files(
         _predictor(args),
         args.inputs,
@@ -159,7 +176,7 @@ def add_model_use_parsers(sub) -> None:
             p.add_argument(
                 "--face-size",
                 type=int,
-                default=112,
+                default=FACE_SIZE,
                 help="aligned face size before the model's resize, as prepare --size",
             )
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -147,6 +147,22 @@ def test_a_users_file_is_never_overwritten_silently(capsys, tmp_path, checkpoint
     assert code == 0 and read_rows(out)[0]["source"].endswith("a_group.png")
 
 
+def test_detection_options_with_cropped_inputs_are_refused(capsys, tmp_path, checkpoint, photos):
+    out = tmp_path / "faces.csv"
+    for options, named in (
+        (["--detector", "haar"], "--detector set how"),
+        (["--face-size", "96"], "--face-size set how"),
+        (["--detector", "mtcnn", "--face-size", "64"], "--detector and --face-size set how"),
+    ):
+        code, _, err = run(capsys, "predict", checkpoint, photos / "a_group.png", "--out", out,
+                           "--cropped", *options, "--no-progress")  # fmt: skip
+        assert code == 2 and named in err and "--cropped takes each input as a face" in err
+        assert not out.exists()
+    code, _, _ = run(capsys, "predict", checkpoint, photos / "a_group.png", "--out", out,
+                     "--cropped", "--no-progress")  # fmt: skip
+    assert code == 0 and len(read_rows(out)) == 1  # the whole picture, one face
+
+
 def test_a_users_progress_named_file_is_never_overwritten(tmp_path, checkpoint, photos):
     predictor = load(checkpoint, detector="haar")
     out = tmp_path / "faces.csv"

@@ -209,16 +209,8 @@ def trainer_config(args, b: int, algorithm: str, augment_on: str):
             f"train.batch_size={b}",
             f"train.device={args.device}",
             f"algorithm.name={algorithm}",
-            # LION's disambiguation under way from the first step
-            *(
-                [
-                    'algorithm.start_rule="fraction"',
-                    "algorithm.disambiguation_start=0.0",
-                    "algorithm.evidence_start=0.0",
-                ]
-                if algorithm == "lion"
-                else []
-            ),
+            # LION's decisions (the default recipe's, from evidence) from the first step
+            *(["algorithm.evidence_start=0.0"] if algorithm == "lion" else []),
         ],
     )
 

@@ -8,7 +8,7 @@ import pytest
 import lionfer.data.datasets
 from lionfer.config import DEFAULT_CONFIG, ConfigError, load_config, replace, save_config
 from lionfer.data.datasets import DATASET_KEYS, DATASET_TABLE
-from lionfer.training import setup
+from lionfer.unread import check_dataset_keys
 
 
 def test_defaults_train_lion_on_synthetic():
@@ -249,7 +249,7 @@ def test_imagenet_for_a_model_without_packaged_weights_says_how_to_train_from_sc
 def test_a_new_run_refuses_data_keys_its_dataset_does_not_read(items, unread):
     cfg = load_config(None, items)
     with pytest.raises(ConfigError) as error:
-        setup.check_dataset_keys(cfg)
+        check_dataset_keys(cfg)
     words = str(error.value).split()
     named = [word.removeprefix("data.") for word in words if word.startswith("data.")]
     assert named[1:] == unread  # after data.dataset=..., the keys, each once
@@ -272,4 +272,4 @@ def test_the_keys_each_dataset_reads_are_the_ones_its_reader_reads():
         ["data.dataset=folder", "data.root=/tmp", "data.unlabeled_root=/tmp"],
     )
     for items in read:
-        setup.check_dataset_keys(load_config(None, items))
+        check_dataset_keys(load_config(None, items))

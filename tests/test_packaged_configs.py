@@ -12,18 +12,11 @@ from lionfer.algorithms.hparams import LionConfig, lion_config
 from lionfer.config import PACKAGED_CONFIGS, load_config, split_config_args
 from lionfer.data.datasets import FILE_DATASETS
 from lionfer.experiments.sweep_file import expand, load_sweep, packaged_sweeps
-from lionfer.training import setup
+from lionfer.unread import check_new_run
 
 CONFIGS = sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml"))
 PAPER_CONFIGS = ("rafdb-paper", "sfew-paper", "affectnet-paper")
 PLACEHOLDER = ["data.root=/data/placeholder"]
-
-
-def start_checks(cfg) -> None:
-    """What `lionfer train` checks of a new run's config before it reads any data."""
-    setup.check_dataset_keys(cfg)
-    setup.check_noise(cfg)
-    setup.check_lion_settings(cfg)
 
 
 def recipe_of(overrides) -> str | None:
@@ -55,7 +48,7 @@ def test_every_packaged_config_names_a_known_recipe(name):
     cfg = load_config(path, overrides)
     if cfg.algorithm.name == "lion":
         assert cfg.algorithm.recipe in LionConfig.RECIPES
-    start_checks(cfg)
+    check_new_run(cfg)
 
 
 @pytest.mark.parametrize("name", PAPER_CONFIGS)
@@ -80,7 +73,7 @@ def test_every_packaged_sweep_point_names_a_known_recipe(name):
                 assert cfg.algorithm.recipe == wanted, point.label
         if cfg.data.dataset not in FILE_DATASETS:  # PLACEHOLDER's root is for those alone
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=""))
-        start_checks(cfg)  # nothing set that its dataset or rule would not read
+        check_new_run(cfg)  # nothing set that its dataset or rule would not read
 
 
 def test_paper_sweeps_run_lion_paper_on_paper_configs():

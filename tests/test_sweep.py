@@ -196,6 +196,23 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "would start: lionfer train" in lines[1] and "--out" in lines[1]
 
 
+def test_runs_that_would_not_start_stop_the_sweep_before_it_writes_anything(tmp_path):
+    # τ on the default recipe, which decides from evidence: none of the runs would read it
+    path = write_sweep(tmp_path, 'num_labels = [14]\nseeds = [0, 1]\nalgorithms = ["lion"]\n')
+    problem = (
+        r"the sweep's run \S+ \(and 1 more of its runs\): algorithm.clear_threshold is read "
+        r"only by the prototypes' rule"
+    )
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError, match=problem):
+            run_sweep(path, ["algorithm.clear_threshold=0.5"], tmp_path / "out", dry_run=dry_run,
+                      echo=print, gpus=[])  # fmt: skip
+        assert not (tmp_path / "out").exists()
+    lines = []  # without it, the same sweep plans its two runs
+    assert run_sweep(path, [], tmp_path / "out", dry_run=True, echo=lines.append, gpus=[]) == 0
+    assert "2 to start" in lines[0]
+
+
 def test_one_gpu_per_slot_and_a_share_of_the_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     envs = [child_env(slot, ["2", "5"], threads=3) for slot in range(3)]

@@ -24,6 +24,7 @@ from lionfer.config import Config, load_config, parse_value
 from lionfer.errors import ConfigError
 from lionfer.experiments.launch import Job, Result, run_local, run_submitit, visible_gpus
 from lionfer.experiments.sweep_file import Point, Sweep, expand, load_sweep
+from lionfer.unread import check_new_run
 
 LOCK = "sweep.lock"
 PATH_KEYS = ("data.root", "data.unlabeled_root", "data.split_file", "data.label_file")
@@ -210,6 +211,24 @@ def write_sweep_json(out: Path, sweep: Sweep, points: list[Point]) -> None:
     os.replace(tmp, path)
 
 
+def check_new_runs(points: list[tuple[Point, Config]], actions: list[Action]) -> None:
+    """The runs the sweep would start (or start again) pass lionfer train's checks of a new
+    run (check_new_run): else a ConfigError naming the first that does not and how many, before
+    any run starts."""
+    starting = {a.point.folder for a in actions if a.kind in ("start", "restart")}
+    refused = []
+    for point, cfg in points:
+        if point.folder in starting:
+            try:
+                check_new_run(cfg)
+            except ConfigError as error:
+                refused.append((point, error))
+    if refused:
+        point, error = refused[0]
+        others = f" (and {len(refused) - 1} more of its runs)" if len(refused) > 1 else ""
+        raise ConfigError(f"the sweep's run {point.folder}{others}: {error}")
+
+
 def run_sweep(
     name: str | Path,
     items: list[str],
@@ -234,10 +253,12 @@ def run_sweep(
     points = expand(sweep, overrides)
     check_out_dir(out)
     shared = shares_cores(launcher, jobs, gpus)
+    actions = plan(points, out)
+    check_new_runs(points, actions)  # before the sweep writes anything
     if dry_run:
-        return _dry_run(sweep, plan(points, out), out, echo, shared)
+        return _dry_run(sweep, actions, out, echo, shared)
     with sweep_lock(out, echo):
-        actions = plan(points, out)
+        actions = plan(points, out)  # again, under the lock
         write_sweep_json(out, sweep, [p for p, _ in points])
         failed = _announce(sweep, actions, out, echo)
         jobs_to_run = _jobs(actions, sweep, out, shared)

@@ -14,6 +14,7 @@ from lionfer.distributed import LOCAL, Comm, join, leave, process_device
 from lionfer.training import setup
 from lionfer.training.runfolder import check_run_dir, create_run_dir
 from lionfer.training.trainer import Trainer
+from lionfer.unread import check_new_run
 
 
 def train(
@@ -58,9 +59,7 @@ def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm)
     """train()'s work in this process, between joining the process group and leaving it."""
     data = None
     if not resume:  # settings that would do nothing; a finished run's config is not judged again
-        setup.check_dataset_keys(cfg)
-        setup.check_noise(cfg)
-        setup.check_lion_settings(cfg)
+        check_new_run(cfg)
     if resume:
         split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
         data = build_run_data(split, cfg.seed, progress and comm.is_main)

@@ -1,0 +1,81 @@
+"""Settings a new run would not read, refused before it starts: a noise rate or map without its
+noise, data keys its dataset does not read (DATASET_KEYS), and LION's settings of the rule the run
+does not decide by (unread_settings). Each is a ConfigError naming the settings and the fix.
+`lionfer train` checks a new run (not a resumed one: a finished run's config.toml is not judged
+again), and `lionfer sweep` every run it would start, before it starts any. Free of torch."""
+
+from __future__ import annotations
+
+from lionfer.algorithms.lion_config import unread_settings
+from lionfer.config import Config, DataConfig
+from lionfer.data.datasets import DATASET_KEYS
+from lionfer.errors import ConfigError
+
+
+def check_new_run(cfg: Config) -> None:
+    """Every check below, in turn."""
+    check_dataset_keys(cfg)
+    check_noise(cfg)
+    check_lion_settings(cfg)
+
+
+def check_noise(cfg: Config) -> None:
+    """data.noise_rate and data.noise_map act only with a noise that reads them: set without it,
+    they would leave the labels as given in a run meant to study noise."""
+    data = cfg.data
+    if data.noise == "none" and data.noise_rate > 0:
+        raise ConfigError(
+            f"data.noise_rate={data.noise_rate} changes no label with data.noise=none; add "
+            "data.noise=symmetric, asymmetric or instance, or drop data.noise_rate"
+        )
+    if data.noise_map and data.noise != "asymmetric":
+        raise ConfigError(
+            f"data.noise_map is read only by data.noise=asymmetric, not {data.noise}; add "
+            "data.noise=asymmetric, or drop data.noise_map"
+        )
+
+
+def check_dataset_keys(cfg: Config) -> None:
+    """Data keys set away from their defaults for a dataset that does not read them."""
+    data, default = cfg.data, DataConfig()
+    unread = [
+        key
+        for key, readers in DATASET_KEYS.items()
+        if data.dataset not in readers and getattr(data, key) != getattr(default, key)
+    ]
+    if unread:
+        named = " or ".join(
+            f"data.{key} (read by {', '.join(sorted(DATASET_KEYS[key]))})" for key in unread
+        )
+        raise ConfigError(
+            f"data.dataset={data.dataset} does not read {named}; drop "
+            f"{'it' if len(unread) == 1 else 'them'}, or pick the dataset meant"
+        )
+
+
+def check_lion_settings(cfg: Config) -> None:
+    """LION's settings of the rule the run does not decide by (prototypes or evidence)."""
+    if cfg.algorithm.name != "lion":
+        return
+    unread = unread_settings(cfg.algorithm.params)
+    if not unread:
+        return
+    names = ", ".join(f"algorithm.{name}" for name in unread)
+    verb, pronoun = ("is", "it") if len(unread) == 1 else ("are", "them")
+    recipe = f"algorithm.recipe={cfg.algorithm.recipe}"
+    if cfg.algorithm.disambiguation == "prototypes":
+        rule, run, fix = (
+            "the evidence rule (algorithm.disambiguation=evidence, the default recipe's)",
+            f"decides by prototypes ({recipe})",
+            "algorithm.recipe=evidence",
+        )
+    else:
+        rule, run, fix = (
+            "the prototypes' rule (Eqs. 1-6: the paper, released and robust recipes)",
+            f"decides from evidence ({recipe})",
+            "algorithm.recipe=paper, released or robust",
+        )
+    raise ConfigError(
+        f"{names} {verb} read only by {rule}, and this run {run}; drop {pronoun}, or train "
+        f"with {fix}"
+    )

@@ -10,8 +10,6 @@ import os
 import sys
 from pathlib import Path
 
-FACE_SIZE = 112  # --face-size's default: the aligned face before the model's resize
-
 
 def model_command(resumable: bool = False):
     """Print the command's result summary; bad input (lionfer.inference.predictor.InputError)
@@ -91,7 +89,10 @@ def _predictor(args):
     from lionfer.inference.predictor import load
 
     inference_threads(getattr(args, "threads", None))
-    detection = {k: getattr(args, k) for k in ("detector", "face_size") if hasattr(args, k)}
+    # the detection options given (None: not given, load's defaults)
+    detection = {
+        k: getattr(args, k) for k in ("detector", "face_size") if getattr(args, k, None) is not None
+    }
     return load(args.model, args.device, args.checkpoint, batch_size=args.batch_size, **detection)
 
 
@@ -101,14 +102,8 @@ def cmd_predict(args):
     from lionfer.inference.predictor import InputError
 
     if args.cropped:  # the detection options would be ignored
-        given = [
-            flag
-            for flag, value, default in (
-                ("--detector", args.detector, "auto"),
-                ("--face-size", args.face_size, FACE_SIZE),
-            )
-            if value != default
-        ]
+        options = (("--detector", args.detector), ("--face-size", args.face_size))
+        given = [flag for flag, value in options if value is not None]
         if given:
             raise InputError(
                 f"{' and '.join(given)} set how faces are found and aligned, but --cropped "
@@ -172,11 +167,11 @@ def add_model_use_parsers(sub) -> None:
                 help="torch threads (default: OMP_NUM_THREADS, else the usable cores)",
             )
         if detection:
-            p.add_argument("--detector", choices=("auto", "mtcnn", "haar"), default="auto")
+            # None when not given: lionfer.load's defaults apply
+            p.add_argument("--detector", choices=("auto", "mtcnn", "haar"))
             p.add_argument(
                 "--face-size",
                 type=int,
-                default=FACE_SIZE,
                 help="aligned face size before the model's resize, as prepare --size",
             )
         p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

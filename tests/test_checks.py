@@ -48,9 +48,9 @@ def test_copies_of_finds_the_same_file_and_byte_copies(tmp_path):
         tmp_path / "unl" / "../train/a.png",
         tmp_path / "unl" / "missing.png",
     ]
-    assert copies_of(paths, others).tolist() == [False, True, True, True, False]
-    assert copies_of(paths, []).tolist() == [False] * 5
-    assert copies_of([], others).dtype == np.bool_
+    assert copies_of(paths, others)[0].tolist() == [False, True, True, True, False]
+    assert copies_of(paths, [])[0].tolist() == [False] * 5
+    assert copies_of([], others)[0].dtype == np.bool_
 
 
 def test_same_images_groups_copies_by_content_not_by_size_or_tail(tmp_path):

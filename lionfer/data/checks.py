@@ -149,13 +149,14 @@ def drop_duplicates(
     return keep, [f"dropped {duplicates} duplicate entries{where} (each kept once)"]
 
 
-def copies_of(paths: Sequence[str | Path], others: Sequence[str | Path]) -> np.ndarray:
-    """(N,) bool: paths[i] is one of the files `others` lists, by another path (a link, a
-    folder given twice) or as a byte-identical copy (compared as file_keys compares them);
-    missing files are no copies (the image check reports them)."""
-    mine, theirs = file_keys([paths, others])
-    listed = set(theirs)
-    return np.array([key in listed for key in mine], dtype=bool)
+def copies_of(paths: Sequence[str | Path], *others: Sequence[str | Path]) -> list[np.ndarray]:
+    """For each list of `others`, (N,) bool: paths[i] is one of the files it lists, by another
+    path (a link, a folder given twice) or as a byte-identical copy (compared as file_keys
+    compares them, in one pass over every list: a file is hashed at most once); missing files
+    are no copies (the image check reports them)."""
+    mine, *theirs = file_keys([paths, *others])
+    listed = [set(keys) for keys in theirs]
+    return [np.array([key in keys for key in mine], dtype=bool) for keys in listed]
 
 
 TAIL_BYTES = 4096  # a file's last bytes, read to tell same-size files apart before hashing

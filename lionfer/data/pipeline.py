@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import check_images, file_keys, same_images
+from lionfer.data.checks import check_images, copies_of, same_images
 from lionfer.data.datasets import FILE_DATASETS
 from lionfer.data.noise import default_noise_map, image_features, inject_noise, parse_noise_map
 from lionfer.data.splits import Split, load_split, make_split
@@ -117,12 +117,9 @@ def drop_labeled_copies(data: FERData) -> None:
     unlabeled = data.unlabeled
     if unlabeled is None or not unlabeled.is_files or not len(unlabeled):
         return
-    mine, train, test = file_keys(  # one pass: a file is hashed at most once
-        [unlabeled.images, *(s.images if s.is_files else [] for s in (data.train, data.test))]
+    of_train, of_test = copies_of(
+        unlabeled.images, *(s.images if s.is_files else [] for s in (data.train, data.test))
     )
-    train_keys, test_keys = set(train), set(test)
-    of_train = np.array([key in train_keys for key in mine], dtype=bool)
-    of_test = np.array([key in test_keys for key in mine], dtype=bool)
     copies = of_train | of_test
     if not copies.any():
         return

@@ -384,8 +384,8 @@ def unread_settings(cfg: LionConfig) -> list[str]:
     prototypes, PROTOTYPE_SETTINGS where it decides from evidence) that `cfg` moves from its
     recipe's values: its rule reads none of them."""
     other = EVIDENCE_SETTINGS if cfg.disambiguation == "prototypes" else PROTOTYPE_SETTINGS
-    recipe = {**{f.name: f.default for f in dataclasses.fields(cfg)}, **LION_RECIPES[cfg.recipe]}
-    return [name for name in other if getattr(cfg, name) != recipe[name]]
+    recipe = LionConfig(cfg.recipe)
+    return [name for name in other if getattr(cfg, name) != getattr(recipe, name)]
 
 
 def lion_config(recipe: str = LionConfig.DEFAULT_RECIPE, **fields) -> LionConfig:

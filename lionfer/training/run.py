@@ -58,11 +58,11 @@ def train(
 def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm) -> dict | None:
     """train()'s work in this process, between joining the process group and leaving it."""
     data = None
-    if not resume:  # settings that would do nothing; a finished run's config is not judged again
-        check_new_run(cfg)
-    if resume:
+    if resume:  # a finished run's config is not judged again
         split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
         data = build_run_data(split, cfg.seed, progress and comm.is_main)
+    else:
+        check_new_run(cfg)  # settings that would do nothing
     # data and model first, so a bad root or weights file leaves no run folder
     trainer = build_trainer(cfg, out, data, progress, command, comm)
     if not resume and comm.is_main:

@@ -43,6 +43,22 @@ def test_step_trains_each_image_toward_its_own_argmax_above_the_threshold():
     assert math.isclose(out.loss.item(), expected, rel_tol=1e-5)
 
 
+def test_an_image_exactly_at_the_threshold_is_kept():
+    x_ulb = rows([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]])
+    confidence = x_ulb[:, :3].softmax(dim=1).max(dim=1).values  # as the step computes it
+    algorithm = PseudoLabel(PseudoLabelConfig(threshold=confidence[0].item()), info())
+    batch = Batch(
+        rows([[0.8, 0.1, 0.1]]),
+        torch.tensor([0]),
+        torch.tensor([0]),
+        x_ulb,
+        None,
+        torch.tensor([0, 1]),
+    )
+    out = algorithm.step(Passthrough(3), batch, Progress(60, 100))
+    assert out.mask.tolist() == [True, False]
+
+
 def test_labeled_and_unlabeled_images_are_apart_and_only_the_labeled_move_batchnorm():
     model = bn_model()
     initial = copy.deepcopy(model)

@@ -58,7 +58,8 @@ def make_batch(probs_lb, feats_lb, labels, idx_lb, probs_w, probs_s, feats_ulb, 
 
 
 def make_lion(given, num_unlabeled=4, num_classes=3, dim=2, recipe="paper", names=(), **fields):
-    cfg = lion_config(recipe, **{"disambiguation_start": 0.0, **fields})
+    start = {} if recipe == "evidence" else {"disambiguation_start": 0.0}  # the prototypes' rule's
+    cfg = lion_config(recipe, **{**start, **fields})
     info = AlgorithmInfo(num_classes, len(given), num_unlabeled, dim, T(given), tuple(names))
     return Lion(cfg, info)
 

@@ -168,8 +168,11 @@ def cmd_config_show(args) -> int:
 
 def cmd_data_stats(args) -> int:
     from lionfer.data.pipeline import dataset_stats
+    from lionfer.unread import check_dataset_keys, check_noise
 
     cfg = config_from_args(args.items)
+    check_dataset_keys(cfg)  # counts of a dataset that would ignore a key are not the ones asked
+    check_noise(cfg)
     stats, notes = dataset_stats(cfg.data, cfg.seed)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

@@ -205,3 +205,13 @@ def test_data_stats_prints_the_datasets_notes(capsys, tmp_path):
     assert code == 0, err
     assert "note: no test split: held out" in err  # a note of the dataset's own
     assert "note: ignored 1 hidden or non-image files" in err  # notes.txt
+
+
+def test_data_stats_refuses_settings_the_dataset_would_not_read(capsys, rafdb_root):
+    argv = ["data", "stats", "data.dataset=rafdb", f"data.root={rafdb_root}"]
+    code, stdout, err = run(capsys, *argv, "data.annotator=crowd10")
+    assert code == 2 and not stdout
+    assert "does not read data.annotator" in err
+    code, stdout, err = run(capsys, *argv, "data.noise_rate=0.2")
+    assert code == 2 and not stdout
+    assert "changes no label with data.noise=none" in err

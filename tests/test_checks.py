@@ -4,12 +4,14 @@ images that appear twice."""
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lionfer.data import checks
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import TAIL_BYTES, copies_of, list_images, same_images
 from lionfer.data.pipeline import drop_labeled_copies
+from lionfer.errors import MissingInputError
 
 
 def write_image(path, value: int = 0) -> None:
@@ -32,6 +34,24 @@ def test_list_images_follows_linked_folders_once(tmp_path):
     names = [p.relative_to(happy).as_posix() for p in images]
     assert names == ["2020/may/d.bmp", "c.png", "extra/a.png", "extra/b.jpg"]
     assert ignored == 1
+
+
+def test_list_images_lists_a_link_to_a_missing_image_for_the_check_to_name(tmp_path):
+    write_image(tmp_path / "a.png")
+    os.symlink(tmp_path / "gone.png", tmp_path / "b.png")  # the image moved away
+    os.symlink(tmp_path / "gone.txt", tmp_path / "c.txt")  # not an image either way
+    os.symlink(tmp_path / "gone.png", tmp_path / ".d.png")  # hidden
+    images, ignored = list_images(tmp_path)
+    assert [p.name for p in images] == ["a.png", "b.png"] and ignored == 0
+
+
+def test_all_listed_files_missing_gives_the_reader_s_fix(tmp_path):
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    with pytest.raises(MissingInputError, match="data.root is probably wrong"):
+        checks.check_listed_files(paths, False, "rafdb")
+    with pytest.raises(MissingInputError, match=r"a.png\)\. Keep the list beside") as info:
+        checks.check_listed_files(paths, False, "manifest", "Keep the list beside its images")
+    assert "data.variant" not in str(info.value)
 
 
 def test_copies_of_finds_the_same_file_and_byte_copies(tmp_path):

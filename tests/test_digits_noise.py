@@ -102,10 +102,68 @@ def test_symmetric_flip_rate_and_targets():
     assert noisy.min() >= 0 and noisy.max() <= 6
 
 
-def test_symmetric_rate_one_flips_every_label():
-    labels = balanced(1000, 10)
-    noisy = inject_noise(labels, 10, "symmetric", 1.0, seed=1)
-    assert (noisy != labels).all()
+def test_symmetric_noise_flips_only_to_classes_with_labels():
+    # Happiness and Sadness of the 7 FER classes (a folder of two class folders): a flip never
+    # invents a Surprise or a Neutral label the data does not have
+    labels = np.repeat([3, 4], 500)
+    noisy = inject_noise(labels, 7, "symmetric", 0.4, seed=0)
+    assert set(noisy.tolist()) == {3, 4}
+    assert abs((noisy != labels).mean() - 0.4) < 0.04
+    features = np.random.default_rng(0).standard_normal((len(labels), 16))
+    noisy = inject_noise(labels, 7, "instance", 0.4, seed=0, features=features)
+    assert set(noisy.tolist()) == {3, 4} and (noisy != labels).any()
+
+
+def test_with_every_class_present_symmetric_noise_is_unchanged():
+    # the flips drawn before flips were limited to the classes present: (label + offset) % C
+    labels = balanced(700, 7)
+    rng = np.random.default_rng(5)
+    flip = rng.random(len(labels)) < 0.3
+    expected = np.where(flip, (labels + rng.integers(1, 7, len(labels))) % 7, labels)
+    np.testing.assert_array_equal(inject_noise(labels, 7, "symmetric", 0.3, seed=5), expected)
+
+
+@pytest.mark.parametrize(
+    ("kind", "rate", "num_classes", "allowed"),
+    [
+        ("symmetric", 0.85, 7, True),  # the true class still the likeliest label (0.15 > 0.142)
+        ("symmetric", 6 / 7, 7, False),  # every class equally likely: the labels say nothing
+        ("symmetric", 1.0, 10, False),
+        ("symmetric", 0.45, 2, True),
+        ("symmetric", 0.5, 2, False),
+        ("asymmetric", 0.45, 7, True),
+        ("asymmetric", 0.5, 7, True),  # a Fear image as often labeled Surprise as Fear
+        ("asymmetric", 0.55, 7, False),  # more often Surprise than Fear
+        ("asymmetric", 1.0, 7, False),
+        ("instance", 1.0, 7, True),  # each image's wrong labels spread over other classes
+    ],
+)
+def test_a_rate_past_which_the_labels_stop_naming_the_classes_is_refused(
+    kind, rate, num_classes, allowed
+):
+    labels = balanced(70, num_classes)
+    extra = {"class_map": {1: 0}, "features": np.ones((70, 4))}
+    if allowed:
+        inject_noise(labels, num_classes, kind, rate, seed=0, **extra)
+        return
+    with pytest.raises(ConfigError, match=f"noise_rate={rate} is too high for {kind} noise"):
+        inject_noise(labels, num_classes, kind, rate, seed=0, **extra)
+
+
+@pytest.mark.parametrize(
+    ("labels", "class_map", "message"),
+    [
+        # the default FER confusions on a folder of Happiness and Sadness: Sadness -> Neutral
+        ([3, 4, 3, 4], FER_CONFUSIONS, "flip class 4 to class 6, which has no training labels"),
+        ([3, 4, 3, 4], {1: 0}, "would flip no label"),
+        # the default FER confusions on three general classes (bird, cat, dog)
+        ([0, 1, 2, 0], FER_CONFUSIONS, "class id 5 is outside 0..2.*where data.noise_map is empty"),
+    ],
+)
+def test_an_asymmetric_map_must_act_on_classes_the_labels_have(labels, class_map, message):
+    with pytest.raises(ConfigError, match=message):
+        inject_noise(np.array(labels), max(labels) + 1 if max(labels) < 3 else 7, "asymmetric",
+                     0.3, seed=0, class_map=class_map)  # fmt: skip
 
 
 def test_asymmetric_touches_only_mapped_classes():
@@ -132,8 +190,9 @@ def test_noise_is_seeded_and_leaves_input_alone():
 def test_none_and_unknown_labels():
     labels = np.array([0, 1, -1, 2, -1])
     np.testing.assert_array_equal(inject_noise(labels, 3, "none", 0.0, seed=0), labels)
-    noisy = inject_noise(labels, 3, "symmetric", 1.0, seed=0)
-    assert (noisy[labels == -1] == -1).all() and (noisy[labels >= 0] != labels[labels >= 0]).all()
+    noisy = inject_noise(labels, 3, "symmetric", 0.6, seed=1)
+    assert (noisy[labels == -1] == -1).all() and (noisy[labels >= 0] != labels[labels >= 0]).any()
+    assert noisy[labels >= 0].min() >= 0 and noisy.max() <= 2
 
 
 @pytest.mark.parametrize(
@@ -165,7 +224,7 @@ def test_parse_noise_map():
         parse_noise_map({"1": 7}, 7)
     with pytest.raises(ValueError, match="outside 0..6"):
         parse_noise_map({"-1": 0}, 7)
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(ValueError, match=r"'fear' = 0: .*integers 0..6, not names"):
         parse_noise_map({"fear": 0}, 7)
     with pytest.raises(ValueError, match="itself"):
         parse_noise_map({"3": 3}, 7)
@@ -203,9 +262,10 @@ def test_instance_noise_sends_an_image_to_the_wrong_class_its_pixels_pick():
     # and the rates vary by image around the rate (sd 0.1), not one rate for all
     v = np.random.default_rng(1).standard_normal(256)
     v *= 16 / np.linalg.norm(v)  # the norm of a standardised 16 x 16 image
-    labels = np.zeros(4000, dtype=np.int64)
-    features = np.where((np.arange(4000) % 2 == 0)[:, None], v, -v)
-    noisy = inject_noise(labels, 7, "instance", 0.5, seed=2, features=features)
+    labels = np.zeros(4006, dtype=np.int64)
+    labels[4000:] = np.arange(1, 7)  # an image of each other class: flips may reach them all
+    features = np.where((np.arange(4006) % 2 == 0)[:, None], v, -v)
+    noisy = inject_noise(labels, 7, "instance", 0.5, seed=2, features=features)[:4000]
     targets = []
     for half in (0, 1):
         flipped = noisy[half::2][noisy[half::2] != 0]
@@ -213,7 +273,7 @@ def test_instance_noise_sends_an_image_to_the_wrong_class_its_pixels_pick():
         assert counts.max() > 0.8 * counts.sum()
         targets.append(int(counts.argmax()))
     assert targets[0] != targets[1]
-    symmetric = inject_noise(labels, 7, "symmetric", 0.5, seed=2)
+    symmetric = inject_noise(labels, 7, "symmetric", 0.5, seed=2)[:4000]
     assert np.bincount(symmetric[symmetric != 0]).max() < 0.25 * (symmetric != 0).sum()
 
 

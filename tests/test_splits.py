@@ -14,7 +14,7 @@ from lionfer.data.splits import (
     source_hash,
     stratified_holdout,
 )
-from lionfer.errors import InputError
+from lionfer.errors import InputError, LabelBudgetError
 from lionfer.labels import CLASS_NAMES
 
 RAF_TRAIN_COUNTS = (1290, 281, 717, 4772, 1982, 705, 2524)  # SU FE DI HA SA AN NE
@@ -146,6 +146,15 @@ def test_val_carve_out_is_stratified_and_disjoint():
     parts = np.concatenate([split.labeled, split.unlabeled, split.val])
     assert np.array_equal(np.sort(parts), np.arange(len(labels)))
     assert split.per_class == {name: 10 for name in CLASS_NAMES}
+
+
+def test_a_budget_the_validation_set_leaves_short_says_so():
+    data = fake_data([10, 10], rule="balanced", names=("cat", "dog"))
+    with pytest.raises(LabelBudgetError, match=r"the 16 .*val_fraction=0.2 set 4 aside"):
+        make_split(data, 20, seed=0, val_fraction=0.2)
+    with pytest.raises(LabelBudgetError, match="exceeds the 20 labeled training images; lower"):
+        make_split(data, 21, seed=0)
+    assert len(make_split(data, 16, seed=0, val_fraction=0.2).labeled) == 16
 
 
 def test_unlabeled_training_entries_stay_unlabeled():

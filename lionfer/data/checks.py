@@ -86,11 +86,12 @@ def parse_float(text: str, column: str, where: str) -> float:
 
 
 def check_listed_files(
-    paths: Sequence[str | Path], skip_bad: bool, dataset: str
+    paths: Sequence[str | Path], skip_bad: bool, dataset: str, fix: str = ""
 ) -> tuple[np.ndarray, list[str]]:
     """Which listed files exist: (kept_mask (N,) bool, notes).
 
-    All missing → the root is wrong (error). Some missing → error, or dropped with skip_bad.
+    All missing → the root is wrong (error; fix: what to check, where the dataset's root is not
+    the answer). Some missing → error, or dropped with skip_bad.
     """
     exists = np.fromiter((Path(p).is_file() for p in paths), dtype=bool, count=len(paths))
     missing = [str(p) for p, ok in zip(paths, exists, strict=True) if not ok]
@@ -99,8 +100,12 @@ def check_listed_files(
     if len(missing) == len(paths):
         raise MissingInputError(
             f"{dataset}: none of the {len(paths)} listed images exist (the first expected is "
-            f"{missing[0]}). data.root is probably wrong: point it at the dataset folder as it "
-            "ships (or pick data.variant to match the image folder you have)"
+            f"{missing[0]}). "
+            + (
+                fix
+                or "data.root is probably wrong: point it at the dataset folder as it ships (or "
+                "pick data.variant to match the image folder you have)"
+            )
         )
     if not skip_bad:
         shown = ", ".join(missing[:_SHOWN])
@@ -259,9 +264,12 @@ def check_label_ids(
 
 
 def is_image_file(path: Path) -> bool:
-    """A visible file with an image extension (hidden files such as .DS_Store are not)."""
+    """A visible file with an image extension (hidden files such as .DS_Store are not). A link
+    to a missing file counts, so that the image check names it where the image would otherwise
+    vanish from the data without a word."""
     visible = not path.name.startswith(".")
-    return visible and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+    broken_link = path.is_symlink() and not path.exists()
+    return visible and path.suffix.lower() in IMAGE_EXTENSIONS and (path.is_file() or broken_link)
 
 
 def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path], int]:
@@ -269,7 +277,7 @@ def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path]
     and files with other extensions are ignored; with recursive, subfolders are searched too,
     symbolic links to folders included (each real folder once, so a link loop ends)."""
     folder = Path(folder)
-    entries = _walk(folder) if recursive else folder.iterdir()
+    entries = walk_files(folder) if recursive else folder.iterdir()
     images, ignored = [], 0
     for path in entries:
         relative = path.relative_to(folder)
@@ -282,7 +290,7 @@ def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path]
     return sorted(images), ignored
 
 
-def _walk(folder: Path) -> Iterator[Path]:
+def walk_files(folder: Path) -> Iterator[Path]:
     """Every entry under folder, following links to folders (Path.rglob does not before Python
     3.13, which left the images of a linked folder out without a word)."""
     seen = {os.path.realpath(folder)}

@@ -35,7 +35,7 @@ def parse_noise_map(mapping: dict, num_classes: int) -> dict[int, int]:
         except (TypeError, ValueError):
             raise ConfigError(
                 f"data.noise_map entry {key!r} = {value!r}: both sides must be class ids "
-                '(integers), e.g. noise_map = {"1" = 0}'
+                f'(integers 0..{num_classes - 1}, not names), e.g. noise_map = {{"1" = 0}}'
             ) from None
         for class_id in (source, target):
             if not 0 <= class_id < num_classes:
@@ -63,7 +63,9 @@ def inject_noise(
     symmetric: every label is eligible and flips to a uniformly chosen other class.
     asymmetric: labels whose class is a key of class_map flip to class_map[class].
     instance: see instance_noise; needs features, one row per label (image_features).
-    Unknown labels (-1) are never touched.
+    Unknown labels (-1) are never touched, and no label flips to a class that has no label here
+    (a class of the label space the data lacks). A rate at which a wrong class would be as
+    likely a label as the true one is refused (check_noise_fits).
     """
     if kind not in NOISE_KINDS:
         raise ConfigError(f"unknown noise kind {kind!r}; use one of {', '.join(NOISE_KINDS)}")
@@ -80,6 +82,8 @@ def inject_noise(
                 "asymmetric, or the rate to 0"
             )
         return labels.copy()
+    present = np.unique(labels[known])  # the classes a label can flip to
+    check_rate(kind, rate, len(present))
     rng = np.random.default_rng(seed)
     if kind == "instance":
         if features is None or len(features) != len(labels):
@@ -90,21 +94,95 @@ def inject_noise(
     flip = (rng.random(len(labels)) < rate) & known
     noisy = labels.copy()
     if kind == "symmetric":
-        # An offset in 1..C-1 never lands on the label itself and is uniform over the others.
-        offset = rng.integers(1, num_classes, len(labels))
-        noisy[flip] = (labels[flip] + offset[flip]) % num_classes
+        # An offset in 1..P-1 among the P present classes never lands on the label itself and is
+        # uniform over the others (with every class present, P = C and positions are ids).
+        position = np.searchsorted(present, labels)
+        offset = rng.integers(1, len(present), len(labels))
+        noisy[flip] = present[(position[flip] + offset[flip]) % len(present)]
         return noisy
     if class_map is None:
         raise ConfigError(
             "asymmetric noise needs a class_map (class id -> class id); "
             "pass default_noise_map(dataset_name) or parse_noise_map(cfg.noise_map, C)"
         )
-    class_map = parse_noise_map(class_map, num_classes)
     table = np.arange(num_classes)
-    for source, target in class_map.items():
+    for source, target in checked_map(class_map, num_classes, present).items():
         table[source] = target
     noisy[flip] = table[labels[flip]]
     return noisy
+
+
+MAP_FIX = (
+    "where data.noise_map is empty, the map is the dataset's default (the FER confusions "
+    f"{FER_CONFUSIONS} for FER classes); set data.noise_map to pairs of this data's class ids "
+    "(a folder's or manifest's other classes are numbered alphabetically), e.g. {\"1\" = 0}"
+)
+
+
+def checked_map(class_map: dict, num_classes: int, present: np.ndarray) -> dict[int, int]:
+    """The asymmetric map, parsed, checked against the classes with labels: a class with labels
+    must map to a class with labels (a flip must not invent a class the data lacks), and some
+    class of the map must have labels (else the noise flips nothing). Pairs of classes without
+    labels are inert: the FER confusions stay usable on a folder with some of the classes."""
+    try:
+        parsed = parse_noise_map(class_map, num_classes)
+    except ConfigError as error:
+        raise ConfigError(f"asymmetric noise: {error}; {MAP_FIX}") from None
+    with_labels = set(present.tolist())
+    for source, target in parsed.items():
+        if source in with_labels and target not in with_labels:
+            raise ConfigError(
+                f"asymmetric noise would flip class {source} to class {target}, which has no "
+                f"training labels (classes with labels: {sorted(with_labels)}); {MAP_FIX}"
+            )
+    if not with_labels & set(parsed):
+        raise ConfigError(
+            f"asymmetric noise with the map {parsed} would flip no label: none of its classes "
+            f"has training labels (classes with labels: {sorted(with_labels)}); {MAP_FIX}"
+        )
+    return parsed
+
+
+def check_noise_fits(
+    kind: str, rate: float, class_map: dict | None, labels: np.ndarray, num_classes: int
+) -> None:
+    """The checks inject_noise makes of a noise against the labels it would change (the rate, and
+    an asymmetric map), made alone: the pipeline makes them before it decodes any image."""
+    labels = np.asarray(labels, dtype=np.int64)
+    present = np.unique(labels[labels >= 0])
+    check_rate(kind, rate, len(present))
+    if kind == "asymmetric" and class_map is not None:
+        checked_map(class_map, num_classes, present)
+
+
+def check_rate(kind: str, rate: float, num_present: int) -> None:
+    """ConfigError for a noise that labels of num_present classes cannot carry: symmetric noise
+    from (P - 1)/P (the true class no likelier a label than each other one), asymmetric noise
+    above 0.5 (a mapped class labeled wrongly more often than rightly). Instance noise spreads
+    an image's wrong labels over the other classes, and has no such limit."""
+    if rate == 0.0:
+        return
+    if kind in ("symmetric", "instance") and num_present < 2:
+        raise ConfigError(
+            f"{kind} noise needs labels of at least 2 classes to flip between; these labels "
+            f"have {num_present}"
+        )
+    if kind == "symmetric" and rate >= (num_present - 1) / num_present:
+        reason = (
+            f"on {num_present} classes the true class would be no likelier a label than each "
+            "other one"
+        )
+        limit = f"below {(num_present - 1) / num_present:.3g}"
+    elif kind == "asymmetric" and rate > 0.5:
+        reason = "a mapped class's images would be labeled as the class it maps to more often than"
+        reason += " as themselves"
+        limit = "of at most 0.5"
+    else:
+        return
+    raise ConfigError(
+        f"data.noise_rate={rate} is too high for {kind} noise: {reason}, so the labels would no "
+        f"longer name the classes. Use a rate {limit}"
+    )
 
 
 def instance_noise(
@@ -135,6 +213,8 @@ def instance_noise(
     for c in range(num_classes):
         rows = labels == c
         logits[rows] = features[rows] @ maps[c]
+    present = np.unique(labels[known])
+    logits[:, np.setdiff1d(np.arange(num_classes), present)] = -np.inf  # no label to invent
     rows = np.flatnonzero(known)
     logits[rows, labels[rows]] = -np.inf
     logits[rows] -= logits[rows].max(axis=1, keepdims=True)
@@ -144,7 +224,7 @@ def instance_noise(
     draws = rng.random(len(rows))[:, None]
     chosen = (np.cumsum(p, axis=1) < draws).sum(axis=1)
     noisy = labels.copy()
-    noisy[rows] = np.minimum(chosen, num_classes - 1)  # a draw past a sum of 1 − 1e-16
+    noisy[rows] = np.minimum(chosen, present[-1])  # a draw past a sum of 1 − 1e-16
     return noisy
 
 

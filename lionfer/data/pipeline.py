@@ -15,7 +15,13 @@ import numpy as np
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import check_images, copies_of, same_images
 from lionfer.data.datasets import FILE_DATASETS
-from lionfer.data.noise import default_noise_map, image_features, inject_noise, parse_noise_map
+from lionfer.data.noise import (
+    check_noise_fits,
+    default_noise_map,
+    image_features,
+    inject_noise,
+    parse_noise_map,
+)
 from lionfer.data.splits import Split, load_split, make_split
 from lionfer.errors import ConfigError, InputError, LabelBudgetError, MissingInputError
 from lionfer.labels import ERROR_TYPES
@@ -54,19 +60,18 @@ def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool 
     checked), then apply cfg.noise to the training labels (true
     labels are kept; the labels it changes become slips in error_types)."""
     data = read_dataset(cfg, seed)
+    noisy_labels = cfg.noise != "none" and cfg.noise_rate > 0
+    if noisy_labels:  # a noise the labels cannot carry is refused before the images are decoded
+        mapping = noise_map(cfg, data.num_classes)
+        check_noise_fits(cfg.noise, cfg.noise_rate, mapping, data.train.labels, data.num_classes)
     for part in check:
         check_part(data, part, cfg.skip_bad, progress)
     drop_labeled_copies(data)
     if "train" in check:
         data.notes += copy_notes(data)
-    if cfg.noise != "none" and cfg.noise_rate > 0:
+    if noisy_labels:
         train = data.train
         truth = train.labels.copy() if train.true_labels is None else train.true_labels
-        mapping = (
-            parse_noise_map(cfg.noise_map, data.num_classes)
-            if cfg.noise_map
-            else (default_noise_map(cfg.dataset))
-        )
         labeled = train.labels >= 0
         features = None
         if cfg.noise == "instance":
@@ -94,6 +99,13 @@ def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool 
     elif cfg.noise != "none":  # a rate sweep's clean point
         data.notes.append(f"{cfg.noise} noise at rate 0: no label flipped")
     return data
+
+
+def noise_map(cfg, num_classes: int) -> dict:
+    """data.noise_map parsed, or the dataset's default map."""
+    if cfg.noise_map:
+        return parse_noise_map(cfg.noise_map, num_classes)
+    return default_noise_map(cfg.dataset)
 
 
 def noise_error_types(train: ImageSet, noisy: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -306,11 +318,13 @@ def warn_unlabeled_classes(data: FERData, split: Split, num_labels: int) -> None
     without_images = [data.class_names[c] for c in np.flatnonzero(total == 0)]
     message = f"{len(empty)} of {data.num_classes} classes get no labeled image: {', '.join(empty)}"
     if without_images:
-        message += f" ({', '.join(without_images)} has no training images at all)"
+        verb = "has" if len(without_images) == 1 else "have"
+        message += f" ({', '.join(without_images)} {verb} no training images at all)"
     if len(without_images) < len(empty):
+        with_images = data.num_classes - len(without_images)
         message += (
-            f"; data.num_labels={num_labels} is too small to label every class: give at least "
-            f"{data.num_classes}"
+            f"; data.num_labels={num_labels} is too small to label every class that has "
+            f"images: give at least {with_images}"
         )
     data.notes.append(message)
     warnings.warn(message, stacklevel=3)

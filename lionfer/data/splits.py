@@ -223,6 +223,12 @@ def make_split(
     remaining[val] = False
     num_classes = len(data.class_names)
     counts = np.bincount(labels[remaining & (labels >= 0)], minlength=num_classes)
+    if len(val) and num_labels > counts.sum():
+        raise LabelBudgetError(
+            f"data.num_labels={num_labels} exceeds the {counts.sum()} labeled training images "
+            f"left after data.val_fraction={val_fraction} set {len(val)} aside for validation; "
+            "lower data.num_labels or data.val_fraction, or use -1 to label every training image"
+        )
     budget = labeled_budget(rule, num_labels, counts, data.class_names)
     labeled = []
     for c in range(num_classes):

@@ -6,6 +6,7 @@ folder names become a general image classifier with the folders as classes, sort
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ def resolve_classes(
         mapping = {name: L.class_from_name(name) for name in names}
     else:
         _refuse_misspelt(names, places or {})
+        _warn_mixed(names)
         return _general_classes(names)
     eight = num_classes == 8 or L.CONTEMPT in mapping.values()
     return (L.CLASS_NAMES_8 if eight else L.CLASS_NAMES), mapping, []
@@ -57,6 +59,21 @@ def _refuse_misspelt(names: list[str], places: dict[str, str]) -> None:
                 f"{close[0]!r}?), while {sorted(known)} are: correct its spelling, or give a "
                 "data.class_map with every class name to train other classes"
             )
+
+
+def _warn_mixed(names: list[str]) -> None:
+    """FER names beside other names make general classes: the FER classes, their canonical ids
+    and a FER model's head are not used. Likely a stray label, so say it where it is seen."""
+    fer = sorted({n for n in names if n.strip().lower() in L.NAME_ALIASES})
+    other = sorted({n for n in names if n.strip().lower() not in L.NAME_ALIASES})
+    if fer:
+        warnings.warn(
+            f"class names {other} are not FER expressions while {fer} are: training general "
+            "classes in alphabetical order, not the FER classes. To train the FER classes, give "
+            "a data.class_map that maps every class name to a FER class, or to -1 to drop it "
+            f"({other[0]!r} = -1)",
+            stacklevel=2,
+        )
 
 
 def _general_classes(names: list[str]) -> tuple[tuple[str, ...], dict[str, int], list[str]]:

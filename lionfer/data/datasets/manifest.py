@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,8 @@ REQUIRED = ("path", "label")
 BOX = ("x", "y", "w", "h")
 KNOWN = REQUIRED + ("split", "true_label") + BOX
 SPLITS = ("train", "test", "unlabeled")
+# A label written as a number: "3", "+3", "3.0" (pandas writes "3.0" to a column with a gap)
+NUMBER = re.compile(r"[+-]?(\d+)(?:\.(\d*))?")
 
 
 @dataclass
@@ -49,7 +53,7 @@ def find_csv(root: str, label_file: str) -> Path:
 
 def read_rows(path: Path) -> tuple[list[Row], list[str]]:
     """Rows of the manifest, checked field by field; errors name the file and line."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(_text(path), newline="") as handle:
         reader = csv.reader(handle)
         header = [h.strip().lower() for h in next(reader, [])]
         missing = [c for c in REQUIRED if c not in header]
@@ -87,6 +91,34 @@ def read_rows(path: Path) -> tuple[list[Row], list[str]]:
     return rows, notes
 
 
+def _text(path: Path) -> str:
+    """The manifest as text: UTF-8, with or without a byte order mark."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}, line {line}: byte 0x{data[error.start]:02x} is not UTF-8 text; save the "
+            "manifest as UTF-8 (in Excel: 'CSV UTF-8'; in pandas: to_csv(..., "
+            "encoding='utf-8'))"
+        ) from None
+
+
+def _label_text(text: str, column: str, where: str) -> str:
+    """A label as written, a number in canonical form ("3.0" and "+3" -> "3"); a number that is
+    no whole class id is an error."""
+    number = NUMBER.fullmatch(text)
+    if not number:
+        return text
+    if number.group(2) and number.group(2).strip("0"):
+        raise InputError(
+            f"{where}: {column} {text!r} is a number but not a class id; write a class name or "
+            "a canonical id 0-7 (-1 or empty: unlabeled)"
+        )
+    return str(int(text.partition(".")[0]))
+
+
 def _row(values: dict[str, str], line: int, path: Path, has_box: bool) -> Row:
     where = f"{path}, line {line}"
     if not values["path"]:
@@ -102,10 +134,12 @@ def _row(values: dict[str, str], line: int, path: Path, has_box: bool) -> Row:
             raise InputError(f"{where}: x, y, w, h must be integers (pixels)") from None
         if box[2] <= 0 or box[3] <= 0:
             raise InputError(f"{where}: the face box width and height must be positive")
-    label = "" if values["label"] == "-1" else values["label"]
+    label = _label_text(values["label"], "label", where)
+    label = "" if label == str(L.DROP) else label  # -1: unlabeled
     if split == "test" and not label:
         raise InputError(f"{where}: a test image needs a label (it is the reference)")
-    return Row(line, values["path"], label, split, values.get("true_label", ""), box)
+    true_label = _label_text(values.get("true_label", ""), "true_label", where)
+    return Row(line, values["path"], label, split, true_label, box)
 
 
 def _is_int(text: str) -> bool:
@@ -152,13 +186,18 @@ def load(cfg, seed: int) -> FERData:
     rows, notes = read_rows(source)
     class_names, to_id, label_notes = label_space(rows, cfg.class_map, cfg.num_classes, source)
     notes += label_notes
-    _check_split_conflicts(rows, source)
-    labels = np.array([to_id(r.label) for r in rows], dtype=np.int64)
-    keep, dup_notes = drop_duplicates(
-        [r.path for r in rows], labels, str(source), [r.line for r in rows]
-    )
     paths = resolve_paths(rows, source, cfg.allow_outside_root)
-    exists, missing_notes = check_listed_files(paths, cfg.skip_bad, "manifest")
+    files = [str(path) for path in paths]  # 'a.png', './a.png' and 'x/../a.png' are one file
+    _check_split_conflicts(rows, files, source)
+    labels = np.array([to_id(r.label) for r in rows], dtype=np.int64)
+    keep, dup_notes = drop_duplicates(files, labels, str(source), [r.line for r in rows])
+    exists, missing_notes = check_listed_files(
+        paths,
+        cfg.skip_bad,
+        "manifest",
+        f"Image paths are read relative to the manifest's folder {source.parent}: keep the "
+        "manifest beside the images it lists",
+    )
     notes += dup_notes + missing_notes
     keep &= exists
     dropped = keep & np.array([bool(r.label) for r in rows]) & (labels == L.DROP)
@@ -172,6 +211,11 @@ def load(cfg, seed: int) -> FERData:
     is_unlabeled = keep & ((split == "unlabeled") | ((split == "train") & (labels < 0)))
     is_test = keep & (split == "test")
     has_truth = any(r.true_label for r in rows)
+    if not is_train.any():
+        raise InputError(
+            f"{source} has no labeled training images; give some rows a label (a train row "
+            "with an empty label, or -1, is unlabeled)"
+        )
     part = _ImageSetMaker(rows, paths, labels, truth, has_truth)
     train = part.make(is_train)
     if is_test.any():
@@ -179,8 +223,6 @@ def load(cfg, seed: int) -> FERData:
     else:
         train, test, note = holdout_test(train, cfg.data_seed)
         notes.append(note)
-    if not len(train):
-        raise InputError(f"{source} has no labeled training images; give some rows a label")
     unlabeled = part.make(is_unlabeled, unlabeled=True) if is_unlabeled.any() else None
     return FERData(
         name="manifest",
@@ -198,7 +240,7 @@ def resolve_paths(rows: list[Row], source: Path, allow_outside: bool) -> list[Pa
     A path that leaves that folder ('../../x', '/elsewhere/x') is refused unless allow_outside:
     a manifest from somewhere else must not make lionfer read arbitrary files."""
     folder = Path(os.path.abspath(source.parent))
-    paths = [Path(os.path.normpath(folder / row.path)) for row in rows]
+    paths = [Path(os.path.normpath(folder / _local(row.path, folder))) for row in rows]
     if allow_outside:
         return paths
     outside = [
@@ -215,11 +257,20 @@ def resolve_paths(rows: list[Row], source: Path, allow_outside: bool) -> list[Pa
     return paths
 
 
-def _check_split_conflicts(rows: list[Row], source: Path) -> None:
-    """An image listed in two splits would leak test images into training."""
+def _local(path: str, folder: Path) -> str:
+    """A path written on Windows ('img\\a.png') read where '/' separates folders, unless a file
+    of that very name exists (a backslash is a legal character of a POSIX file name)."""
+    if "\\" not in path or os.sep == "\\" or (folder / path).exists():
+        return path
+    return path.replace("\\", "/")
+
+
+def _check_split_conflicts(rows: list[Row], files: list[str], source: Path) -> None:
+    """An image listed in two splits (files: each row's resolved path) would leak test images
+    into training."""
     first: dict[str, Row] = {}
-    for row in rows:
-        seen = first.setdefault(row.path, row)
+    for row, file in zip(rows, files, strict=True):
+        seen = first.setdefault(file, row)
         if seen.split != row.split:
             raise InputError(
                 f"{source}: {row.path!r} is listed as {seen.split} (line {seen.line}) and as "

@@ -44,13 +44,18 @@ def model_command(resumable: bool = False):
 # (3-10x slower inference on a busy 2-core machine). libgomp reads the policy once, when torch is
 # imported, so it is set before that, unless the user chose one.
 INFERENCE_COMMANDS = ("predict", "audit")
+AV_LOG_QUIET = -8  # FFmpeg's log level that prints nothing
 
 
 def inference_environment(command: str) -> None:
     """OMP_WAIT_POLICY=PASSIVE for an inference command, unless already set or torch is already
-    imported (then it is too late to matter)."""
+    imported (then it is too late to matter); and for predict, FFmpeg (under OpenCV) quiet unless
+    OPENCV_FFMPEG_LOGLEVEL is set: its lines ("moov atom not found", "overread 8") would only
+    repeat, without the file's name, what the damaged file's row says."""
     if command in INFERENCE_COMMANDS and "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if command == "predict":  # read when OpenCV first opens a video, not at import
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", str(AV_LOG_QUIET))
 
 
 def usable_cpus() -> int:

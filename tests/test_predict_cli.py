@@ -1,7 +1,9 @@
-"""`lionfer predict` and `audit` on a shared CPU: OpenMP's wait policy and torch's thread count."""
+"""`lionfer predict` and `audit` on a shared CPU: OpenMP's wait policy and torch's thread count;
+FFmpeg's log kept off predict's terminal."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from predict_helpers import make_checkpoint
 
 from lionfer import cli_model
 from lionfer.inference.predictor import InputError
@@ -42,6 +45,29 @@ def test_predict_sets_a_passive_openmp_wait_policy_before_torch_loads(tmp_path):
     args = f"'predict', '{tmp_path / 'none.pt'}', 'x.jpg', '--out', '{tmp_path / 'p.csv'}'"
     assert _child(MAIN.format(args=args)) == "PASSIVE True"  # torch came after the policy
     assert _child(MAIN.format(args=args), OMP_WAIT_POLICY="ACTIVE") == "ACTIVE True"  # the user's
+
+
+# An .mp4 with no index (moov box): FFmpeg logs "moov atom not found" on opening it.
+NO_INDEX = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00\x00\x00\x08free" * 8
+
+
+def test_predict_keeps_ffmpegs_log_off_the_terminal(tmp_path):
+    video = tmp_path / "cut.mp4"
+    video.write_bytes(NO_INDEX)
+    clean = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=300)
+    opened = run([sys.executable, "-c", f"import cv2; cv2.VideoCapture({str(video)!r})"], env=clean)
+    if "moov atom" not in opened.stderr:
+        pytest.skip("this OpenCV's FFmpeg logs nothing on a video without its index")
+    model = make_checkpoint(tmp_path / "model.pt")
+    command = [sys.executable, "-m", "lionfer", "predict", str(model), str(video), "--out"]
+    env = {**clean, "PYTHONPATH": str(REPO)}
+    done = run([*command, str(tmp_path / "p.csv"), "--no-progress"], env=env)
+    assert done.returncode == 0, done.stderr
+    assert "moov atom" not in done.stderr + done.stdout
+    assert "unreadable 1" in done.stdout  # the file's row says what is wrong with it
+    asked = run([*command, str(tmp_path / "q.csv")], env={**env, "OPENCV_FFMPEG_LOGLEVEL": "16"})
+    assert "moov atom" in asked.stdout + asked.stderr  # the user's log level is kept
 
 
 def test_training_keeps_openmps_default_wait_policy():

@@ -2,16 +2,18 @@
 that cannot be used (missing, empty, truncated, corrupt, not an image, too small) raises ImageError
 naming the file and the fix. Truncated files are errors: PIL.ImageFile.LOAD_TRUNCATED_IMAGES stays
 False, so partial data is never silently accepted. HEIC/HEIF photos (phones) are read where the
-optional pillow-heif is installed; it is registered with PIL on import."""
+optional pillow-heif is installed; it is registered with PIL on import. open_photo reads a JPEG
+too large for PIL's decompression-bomb limit at reduced scale, for prediction."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError, features
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError, features
 
 from lionfer.errors import InputError
 
@@ -74,6 +76,47 @@ def open_image(path: str | Path, min_size: int = 1) -> Image.Image:
     return rgb
 
 
+JPEG_SCALES = (1, 2, 4, 8)  # the reductions libjpeg decodes at (PIL's Image.draft)
+
+
+def open_photo(path: str | Path, max_pixels: int | None = None) -> tuple[Image.Image, int]:
+    """open_image for photos of any size: a JPEG of more than max_pixels (default PIL's
+    decompression-bomb limit, Image.MAX_IMAGE_PIXELS, 89 MP: above it PIL warns, and from twice it
+    refuses) is decoded by libjpeg at 1/2, 1/4 or 1/8 scale, the largest that fits, so a 108 or
+    200 MP phone photo is read in the memory of a smaller one. Returns (RGB image, scale), scale
+    being the file's pixels per pixel of the image (1 unless reduced). Raises ImageError like
+    open_image; other formats over the limit stay PIL's warning or error."""
+    path = Path(path)
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if limit and _is_jpeg(path):
+        with _decoding(path):
+            # Not Image.open, which judges the size the file declares: the size decoded is what
+            # takes memory, and draft bounds it.
+            with JpegImagePlugin.JpegImageFile(path) as image:
+                width, height = image.size
+                fits = [s for s in JPEG_SCALES if -(-width // s) * -(-height // s) <= limit]
+                if not fits:
+                    raise Image.DecompressionBombError(
+                        f"{width}×{height} px is more than {limit} pixels even at 1/8 scale"
+                    )
+                if fits[0] > 1:
+                    target = (max(1, width // fits[0]), max(1, height // fits[0]))
+                    _, (_, _, reduced_width, _) = image.draft(image.mode, target)
+                    image.load()
+                    # draft returns the box of the file in its own pixels: width / scale wide
+                    return to_rgb(ImageOps.exif_transpose(image)), round(width / reduced_width)
+    return open_image(path), 1
+
+
+def _is_jpeg(path: Path) -> bool:
+    """Whether the file starts with a JPEG's start-of-image marker (False if unreadable)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(3) == b"\xff\xd8\xff"
+    except OSError:
+        return False
+
+
 def check_image_file(path: str | Path) -> tuple[int, int]:
     """Decode an image file once to prove it is usable; returns its stored (width, height).
 
@@ -98,8 +141,8 @@ def _decoding(path: Path) -> Iterator[None]:
         yield
     except Image.DecompressionBombError as error:
         raise ImageError(
-            f"image {path} is too large to decode safely: {error}. If you trust the file, raise "
-            "PIL.Image.MAX_IMAGE_PIXELS; otherwise remove it from the dataset"
+            f"image {path} is too large to decode safely: {error}. If you trust the file, "
+            "downscale it (or, in Python, raise PIL.Image.MAX_IMAGE_PIXELS); otherwise remove it"
         ) from error
     except UnidentifiedImageError as error:
         suffix, text = path.suffix.lower(), _head_text(path)
@@ -117,6 +160,11 @@ def _decoding(path: Path) -> Iterator[None]:
 
 def _check_file(path: Path) -> None:
     """Raise ImageError for a path that is not a non-empty regular file."""
+    if path.is_symlink() and not path.exists():
+        raise ImageError(
+            f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; fix the "
+            "link or remove it"
+        )
     if path.is_dir():
         raise ImageError(f"{path} is a directory, not an image file (check the label list)")
     if not path.is_file():
@@ -157,7 +205,8 @@ def _not_an_image(text: str | None) -> str:
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode (L, LA, P, PA, RGBA, CMYK, YCbCr, I;16, I, F) to 8-bit RGB.
 
-    Transparency is composited on white; 16-bit images are scaled to 8 bits (value / 257).
+    Transparency is composited on white; 16-bit images are scaled to 8 bits (value / 257); a
+    float image (F) whose values all lie in [0, 1], as float images are kept, is scaled by 255.
     """
     if image.mode == "RGB":
         return image
@@ -165,8 +214,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return _gray_to_rgb(np.asarray(image, dtype=np.float64) * (255.0 / 65535.0))
     if image.mode in ("I", "F"):
         array = np.asarray(image, dtype=np.float64)
-        # Mode I/F carries no bit depth: values above 255 can only be 16-bit data.
+        # Mode I/F carries no bit depth: values above 255 can only be 16-bit data, and float
+        # values up to 1 are [0, 1] data (read as 0..255 they were a black image).
         high = array.max() if array.size else 0.0
+        if image.mode == "F" and high <= 1.0:
+            return _gray_to_rgb(array * 255.0)
         return _gray_to_rgb(array * (255.0 / 65535.0) if high > 255 else array)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         image.mode == "P" and "transparency" in image.info

@@ -423,8 +423,11 @@ class Annotator:
     def add(self, frame: Frame, rows: list[dict]) -> None:
         if frame.image is None:  # an input that could not be read
             return
-        faces = [
-            ((r["x"], r["y"], r["w"], r["h"]), f"{r['label']} {max(self._probs(r)):.2f}")
+        faces = [  # rows give boxes in the file's pixels, frame.scale of the image's
+            (
+                tuple(r[k] / frame.scale for k in ("x", "y", "w", "h")),
+                f"{r['label']} {max(self._probs(r)):.2f}",
+            )
             for r in rows
             if r["label"] is not None
         ]

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageOps
 
 from lionfer.data import transforms
-from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS
+from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS, walk_files
 from lionfer.data.faces import (
     DETECT_MAX_SIDE,
     DETECTORS,
@@ -31,11 +31,12 @@ from lionfer.data.faces import (
     detect,
     pick_faces,
 )
-from lionfer.data.images import ImageError, open_image, to_rgb
+from lionfer.data.images import ImageError, open_photo, to_rgb
 from lionfer.device import inference_device
 from lionfer.errors import InputError
 from lionfer.inference.model_file import ModelInfo, checkpoint_file, file_fingerprint, torch_model
 from lionfer.inference.video import (
+    VIDEO_KINDS,
     DamagedVideoError,
     EmptyVideoError,
     VideoError,
@@ -194,11 +195,11 @@ def _expand_path(item: str) -> tuple[list[Path], int]:
     if path.is_file():
         return [path], 0
     if path.is_dir():
-        found, ignored = _media_files(p for p in path.rglob("*") if _visible(p, path))
+        found, ignored = _media_files(p for p in walk_files(path) if _visible(p, path))
         if not found:
             raise InputError(
                 f"folder {path} holds no images or videos ({ignored} other files); looked "
-                f"recursively for images ({IMAGE_KINDS}) and videos"
+                f"recursively for images ({IMAGE_KINDS}) and videos ({VIDEO_KINDS})"
             )
         return found, ignored
     if GLOB_CHARS & set(item):
@@ -206,11 +207,15 @@ def _expand_path(item: str) -> tuple[list[Path], int]:
         found, ignored = _media_files(
             q
             for m in matches
-            for q in ([m] if m.is_file() else (p for p in m.rglob("*") if _visible(p, m)))
+            for q in ([m] if m.is_file() else (p for p in walk_files(m) if _visible(p, m)))
         )
         if not found:
             raise InputError(f"no images or videos match {item!r}")
         return found, ignored
+    if path.is_symlink():
+        raise InputError(
+            f"input {path} is a symbolic link to {os.readlink(path)}, which does not exist"
+        )
     raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
 
 
@@ -219,9 +224,11 @@ def _visible(path: Path, root: Path) -> bool:
 
 
 def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int]:
+    """(the image and video files among paths, sorted; how many other files there were). A
+    symbolic link whose target is missing is kept, to be reported as unreadable."""
     found, ignored = [], 0
     for path in paths:
-        if not path.is_file():
+        if path.is_dir() or not (path.is_file() or path.is_symlink()):
             continue
         if path.suffix.lower() in IMAGE_EXTENSIONS or is_video_file(path):
             found.append(path)
@@ -278,6 +285,7 @@ class Frame:
     error: str = ""
     reason: str = ""
     image: Image.Image | None = None  # kept only for annotation
+    scale: int = 1  # the file's pixels per pixel of image (a huge JPEG is read reduced)
     probs: np.ndarray | None = None  # (F, C), set when its batch has run
 
 
@@ -414,11 +422,11 @@ class Predictor:
             yield self._frame(source, 0, None, source.image, cropped, keep)
         elif source.kind == "image":
             try:
-                image = open_image(source.path)
+                image, scale = open_photo(source.path)
             except ImageError as error:
                 yield Frame(source, 0, None, error=f"unreadable: {error}", reason="unreadable")
                 return
-            yield self._frame(source, 0, None, image, cropped, keep)
+            yield self._frame(source, 0, None, image, cropped, keep, scale)
         else:
             try:
                 for index, time_s, image in clip_frames(source.path, stride):
@@ -445,8 +453,9 @@ class Predictor:
         image: Image.Image,
         cropped: bool,
         keep: bool,
+        scale: int = 1,
     ) -> Frame:
-        frame = Frame(source, index, time_s, image=image if keep else None)
+        frame = Frame(source, index, time_s, image=image if keep else None, scale=scale)
         try:
             frame.faces = self.faces(image, cropped)
         except DetectorUnavailable as error:  # a set-up problem: stop, keeping what is done
@@ -457,6 +466,8 @@ class Predictor:
             return frame
         if not frame.faces:
             frame.error, frame.reason = "no face found", "no_face"
+        for face in frame.faces:  # boxes in the file's pixels
+            face.box = tuple(v * scale for v in face.box)
         return frame
 
     def rows(self, frame: Frame) -> list[dict]:

@@ -5,6 +5,7 @@ writer used by predict."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,9 +15,13 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from lionfer.data.images import to_rgb
 
+# Phones also write .3gp/.3g2, camcorders AVCHD's .mts/.m2ts; MPEG-TS's .ts is left out, being
+# TypeScript's too (rename such a recording .mts).
 VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+    f".{suffix}"
+    for suffix in "mp4 avi mov mkv webm m4v mpg mpeg wmv flv 3gp 3g2 mts m2ts vob ogv asf".split()
 )
+VIDEO_KINDS = ", ".join(sorted(suffix[1:] for suffix in VIDEO_EXTENSIONS))  # for messages
 # (fourcc, suffix) tried in order; mp4v ships with every OpenCV build, MJPG/avi is the fallback.
 VIDEO_CODECS = (("mp4v", ".mp4"), ("MJPG", ".avi"))
 BOX_COLOUR = (255, 64, 64)
@@ -43,7 +48,7 @@ class DamagedVideoError(VideoError):
 
 # Containers whose header states the exact frame count; for the others OpenCV estimates it from
 # the duration, so a few frames short of the estimate is no sign of damage.
-EXACT_FRAME_COUNT = frozenset({".mp4", ".m4v", ".mov", ".avi"})
+EXACT_FRAME_COUNT = frozenset({".mp4", ".m4v", ".mov", ".avi", ".3gp", ".3g2"})
 
 
 # Image formats that may hold several frames: an animated GIF, PNG (APNG) or WebP, a multi-page
@@ -172,6 +177,11 @@ def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | Non
     DamagedVideoError after the last good frame when decoding stops before the declared end."""
     if stride < 1:
         raise ValueError(f"frame stride must be at least 1, got {stride}")
+    if Path(path).is_symlink() and not Path(path).exists():
+        raise VideoError(
+            f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; fix the "
+            "link or remove it"
+        )
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise EmptyVideoError(f"video file {path} is empty (0 bytes)")
     capture = cv2.VideoCapture(str(path))

@@ -1,0 +1,132 @@
+"""The image and video files practitioners have, through predict: float TIFFs, JPEGs over PIL's
+pixel limit, phone and camcorder video containers, linked folders and broken links."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from predict_helpers import faces, make_checkpoint, scene
+
+from lionfer.data.faces import Face
+from lionfer.data.images import ImageError, open_image, open_photo
+from lionfer.inference.predictions_file import predict_files
+from lionfer.inference.predictor import InputError, collect_sources, load
+from lionfer.inference.video import BOX_COLOUR, is_video_file
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+def test_a_float_tiff_in_0_to_1_is_read_as_its_grey_levels(tmp_path):
+    path = tmp_path / "float.tif"
+    Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32), mode="F").save(path)
+    np.testing.assert_array_equal(np.asarray(open_image(path))[0, :, 0], [0, 128, 255])
+    Image.fromarray(np.array([[0.0, 128.0, 255.0]], dtype=np.float32), mode="F").save(path)
+    np.testing.assert_array_equal(np.asarray(open_image(path))[0, :, 0], [0, 128, 255])
+
+
+def _jpeg(path: Path, size=(120, 80)) -> Path:
+    image = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    image[:, : size[0] // 2] = (200, 40, 40)  # a red left half, to follow through the scaling
+    Image.fromarray(image).save(path, quality=95)
+    return path
+
+
+def test_a_jpeg_over_pils_pixel_limit_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
+    path = _jpeg(tmp_path / "phone.jpg")  # 120×80 = 9,600 px
+    png = tmp_path / "phone.png"
+    Image.open(path).save(png)
+    plain, scale = open_photo(path)
+    assert scale == 1 and plain.tobytes() == open_image(path).tobytes()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # PIL would refuse: more than twice
+    with pytest.raises(ImageError, match="too large to decode safely.*downscale it"):
+        open_image(path)
+    image, scale = open_photo(path)  # 1/2 would be 2,400 px: 1/4 is the largest that fits
+    assert (scale, image.size) == (4, (30, 20))
+    assert tuple(np.asarray(image)[10, 5]) == pytest.approx((200, 40, 40), abs=12)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6000)  # over it, under twice it: PIL warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert open_photo(path)[0].size == (60, 40)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    with pytest.raises(ImageError, match="too large"):  # other formats: PIL's limit stands
+        open_photo(png)
+
+
+def test_boxes_of_a_reduced_jpeg_are_in_the_files_pixels(tmp_path, checkpoint, monkeypatch):
+    path = _jpeg(tmp_path / "phone.jpg")
+    seen = []
+
+    def one_face(image):
+        seen.append(image.size)
+        return [Face((4.0, 2.0, 10.0, 12.0), 0.9, None, "stub")]
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
+    predictor = load(checkpoint, detector=one_face)
+    row = predictor.predict(path).iloc[0]
+    assert seen == [(30, 20)] and pd.isna(row.error)
+    assert (row.x, row.y, row.w, row.h) == (16.0, 8.0, 40.0, 48.0)
+    cropped = predictor.predict(path, cropped=True).iloc[0]
+    assert (cropped.x, cropped.y, cropped.w, cropped.h) == (0.0, 0.0, 120.0, 80.0)
+    predict_files(
+        predictor, [str(path)], tmp_path / "p.csv", annotate=tmp_path / "ann", progress=False
+    )
+    drawn = np.asarray(Image.open(tmp_path / "ann" / "phone.jpg"))
+    assert drawn.shape[:2] == (20, 30)  # the image as decoded, its box where the face was found
+    assert np.abs(drawn[8, 4].astype(int) - BOX_COLOUR).max() < 60
+
+
+def test_phone_and_camcorder_video_containers_are_videos(tmp_path, checkpoint):
+    assert all(is_video_file(f"clip{s}") for s in (".3gp", ".3G2", ".mts", ".M2TS", ".vob"))
+    path = tmp_path / "phone.3gp"
+    frame = scene(faces()[:1])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, frame.size)
+    assert writer.isOpened()
+    for _ in range(3):
+        writer.write(np.ascontiguousarray(np.asarray(frame)[:, :, ::-1]))
+    writer.release()
+    table = load(checkpoint).predict([tmp_path], cropped=True)
+    assert table.frame.tolist() == [0, 1, 2] and table.time_s.tolist() == [0.0, 0.1, 0.2]
+    assert table.error.isna().all()
+
+
+def test_a_linked_folder_inside_an_input_folder_is_searched_and_a_loop_ends(tmp_path):
+    photos, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    photos.mkdir()
+    elsewhere.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    Image.new("RGB", (8, 8)).save(elsewhere / "b.png")
+    (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "back").symlink_to(photos, target_is_directory=True)  # a loop
+    sources, ignored = collect_sources([photos])
+    assert [s.name for s in sources] == [str(photos / "a.png"), str(photos / "linked" / "b.png")]
+    assert ignored == 0
+
+
+def test_a_broken_link_is_a_row_naming_its_missing_target(tmp_path, checkpoint):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(faces()[0]).save(folder / "a.png")
+    (folder / "gone.jpg").symlink_to(tmp_path / "moved.jpg")
+    (folder / "gone.mp4").symlink_to(tmp_path / "moved.mp4")
+    table = load(checkpoint).predict(folder, cropped=True)
+    errors = dict(zip(table.source, table.error, strict=True))
+    assert pd.isna(errors[str(folder / "a.png")])
+    for suffix in (".jpg", ".mp4"):
+        link, target = folder / f"gone{suffix}", tmp_path / f"moved{suffix}"
+        assert errors[str(link)] == (
+            f"unreadable: {link} is a symbolic link to {target}, which does not exist; fix the "
+            "link or remove it"
+        )
+    with pytest.raises(InputError, match="gone.jpg is a symbolic link to .*moved.jpg"):
+        collect_sources([folder / "gone.jpg"])
+    assert os.path.lexists(folder / "gone.jpg")

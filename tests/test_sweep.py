@@ -3,9 +3,12 @@ local subprocesses and submitit's local executor end to end, and every packaged 
 
 import json
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import TINY
@@ -120,7 +123,7 @@ def test_slug_names_folders():
     assert slug("lion:paper") == "lion-paper"
     assert slug("LION+LD+NL") == "lion-ld-nl"
     assert slug("lion tau=0.60") == "lion-tau-0.60"
-    with pytest.raises(ConfigError, match="no letters or digits"):
+    with pytest.raises(ConfigError, match="no ASCII letters or digits"):
         slug("+++")
 
 
@@ -347,3 +350,105 @@ def test_every_packaged_sweep_resolves(name):
     assert len(points) == budgets * len(sweep.seeds)
     assert len({p.folder for p, _ in points}) == len(points)
     assert sweep.description
+
+
+def test_a_damaged_summary_is_finished_again_not_counted_as_finished(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, 'algorithms = ["supervised", "lion", "fixmatch"]\n'))
+    points = expand(sweep)
+    out = tmp_path / "out"
+    folders = [out / p.folder for p, _ in points]
+    for folder, (_, cfg) in zip(folders, points, strict=True):
+        folder.mkdir(parents=True)
+        save_config(cfg, folder / "config.toml")
+    (folders[0] / "summary.json").write_text(
+        '{"algorithm": "supervised", "seed": 0, "test_acc": 0.5}'
+    )
+    for folder in folders[1:]:
+        (folder / "summary.json").write_text('{"algorithm": "lion", "te')  # cut short
+    (folders[1] / "checkpoints").mkdir()
+    (folders[1] / "checkpoints" / "last.pt").write_bytes(b"")
+    actions = plan(points, out)
+    assert [a.kind for a in actions] == ["skip", "resume", "conflict"]
+    assert "summary.json is damaged" in actions[1].note
+    assert "no checkpoint to finish it from" in actions[2].reason
+    assert (folders[2] / "summary.json").read_text() == '{"algorithm": "lion", "te'
+
+
+def test_a_repeated_seed_or_budget_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="seeds lists 0 twice"):
+        load_sweep(write_sweep(tmp_path, 'seeds = [0, 1, 0]\nalgorithms = ["lion"]\n'))
+    with pytest.raises(ConfigError, match="num_labels lists 28 twice"):
+        load_sweep(write_sweep(tmp_path, 'num_labels = [28, 28]\nalgorithms = ["lion"]\n'))
+    with pytest.raises(ConfigError, match="sweep.seeds lists 2 twice"):
+        load_sweep(write_sweep(tmp_path, 'algorithms = ["lion"]\n'), ["sweep.seeds=2,2"])
+
+
+def test_an_empty_list_of_methods_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="no method to run"):
+        load_sweep(write_sweep(tmp_path, "algorithms = []\n"))
+    with pytest.raises(ConfigError, match="sweep.only names no method"):
+        load_sweep(write_sweep(tmp_path, 'algorithms = ["lion"]\n'), ["sweep.only="])
+    sweep = load_sweep(write_sweep(tmp_path, ""))  # no methods named: the config's algorithm
+    assert [p.folder for p, _ in expand(sweep)] == ["synthetic@28/lion/s0"]
+
+
+def test_dry_run_commands_can_be_pasted_into_a_shell(tmp_path):
+    folder = tmp_path / "my sweeps é"
+    folder.mkdir()
+    lines = []
+    path = write_sweep(folder, 'algorithms = ["supervised"]\n')
+    out = folder / "out dir"
+    assert run_sweep(path, [], out, dry_run=True, echo=lines.append, gpus=[]) == 0
+    argv = shlex.split(lines[1].partition("would start: lionfer ")[2])
+    assert argv[:2] == ["train", str(folder / "base.toml")]
+    assert argv[argv.index("--out") + 1] == str((out / "synthetic@28/supervised/s0").resolve())
+    assert 'model.pretrained=""' in argv
+
+
+SLOW_TRAIN = """
+import os, signal, sys, time
+out = sys.argv[sys.argv.index("--out") + 1]
+os.makedirs(out, exist_ok=True)
+def stop(signum, frame):
+    open(os.path.join(out, "saved"), "w").close()
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+open(os.path.join(out, "pid"), "w").write(str(os.getpid()))
+time.sleep(60)
+"""
+
+
+def test_sigterm_to_the_sweep_stops_its_runs_first(tmp_path):
+    """A sweep stopped by SIGTERM (kill, a scheduler) asks its runs to save and stop, and waits
+    for them: no run goes on alone to write into a folder the next sweep resumes."""
+    fake = tmp_path / "slow_train.py"
+    fake.write_text(SLOW_TRAIN)
+    path = write_sweep(tmp_path, 'algorithms = ["supervised", "fixmatch"]\n')
+    out = tmp_path / "out"
+    driver = (
+        "import sys; import lionfer.experiments.launch as launch; "
+        f"launch.LIONFER = (sys.executable, {str(fake)!r}); from lionfer.cli import main; "
+        f"sys.exit(main(['sweep', {str(path)!r}, '--out', {str(out)!r}, '--jobs', '2']))"
+    )
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    sweep = subprocess.Popen(
+        [sys.executable, "-c", driver], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    runs = [out / "synthetic@28" / m / "s0" for m in ("supervised", "fixmatch")]
+    try:
+        for _ in range(300):
+            if all((run / "pid").is_file() and (run / "pid").read_text() for run in runs):
+                break
+            time.sleep(0.1)
+        sweep.send_signal(signal.SIGTERM)
+        assert sweep.wait(timeout=30) == 143
+        printed = sweep.stdout.read().decode()
+        assert "the sweep was stopped by SIGTERM" in printed
+        assert "interrupted: run the same command again to continue the sweep" in printed
+        assert all((run / "saved").is_file() for run in runs)
+        assert not (out / "sweep.lock").exists()
+    finally:
+        sweep.kill()
+        for run in runs:
+            if (run / "pid").is_file() and not (run / "saved").is_file():
+                os.kill(int((run / "pid").read_text()), signal.SIGKILL)

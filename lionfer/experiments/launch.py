@@ -1,19 +1,23 @@
 """Carrying out a sweep's runs (`lionfer train` jobs): N at a time as local subprocesses (one GPU
 per slot where GPUs are visible, a share of the CPU cores each), or as cluster jobs through
-submitit. A job that fails is reported with the end of its log; the others go on."""
+submitit. A job that fails is reported with the end of its log; the others go on. A sweep stopped
+by Ctrl-C or SIGTERM asks its local runs to save and stop, and waits for them."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lionfer.errors import ConfigError
+from lionfer.errors import ConfigError, Interrupted
 
 LIONFER = (sys.executable, "-m", "lionfer.cli")  # how a local run is started
 
@@ -90,6 +94,63 @@ def _report(result: Result, job: Job, echo: Callable[[str], None]) -> Result:
     return result
 
 
+class SweepStopped(Interrupted):
+    """The sweep got SIGTERM; its runs were asked to save their checkpoints and stop. An
+    Interrupted, so that the command line exits 128 + N, with the sweep's own message."""
+
+    def __init__(self, signum: int):
+        KeyboardInterrupt.__init__(self, f"the sweep was stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (kill, a scheduler) ends the sweep the way Ctrl-C does, through the code that
+    stops its runs, rather than at once, which would leave them running on their own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SweepStopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_runs(running: dict, timeout_s: float = 60.0) -> None:
+    """Ask every running run to save its checkpoint and stop (SIGTERM: Ctrl-C reaches them by
+    the terminal, a signal sent to the sweep alone does not, and a run already stopping ignores
+    it), then wait for them; a run that does not stop in time is killed."""
+    for _job, process, _log, _started in running.values():
+        if process.poll() is None:
+            process.terminate()
+    for _job, process, log, _started in running.values():
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _start(job: Job, slot: int, gpus: list[str], threads: int, echo) -> tuple:
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    log = job.log.open("a")
+    process = subprocess.Popen(
+        [*LIONFER, *job.argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=child_env(slot, gpus, threads),
+    )
+    device = f" on GPU {gpus[slot % len(gpus)]}" if gpus else ""
+    echo(job.line(f"{job.kind} {job.name}{device}"))
+    return job, process, log, time.monotonic()
+
+
 def run_local(
     jobs: list[Job],
     slots: int,
@@ -100,39 +161,26 @@ def run_local(
     """Carry out the jobs as `python -m lionfer.cli` subprocesses, `slots` at a time."""
     threads = max(1, (os.cpu_count() or 1) // slots)
     pending, running, results, free = list(jobs), {}, [], list(range(slots))
-    try:
-        while pending or running:
-            while pending and free:
-                job, slot = pending.pop(0), free.pop(0)
-                job.log.parent.mkdir(parents=True, exist_ok=True)
-                log = job.log.open("a")
-                process = subprocess.Popen(
-                    [*LIONFER, *job.argv],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=child_env(slot, gpus, threads),
-                )
-                running[slot] = (job, process, log, time.monotonic())
-                device = f" on GPU {gpus[slot % len(gpus)]}" if gpus else ""
-                echo(job.line(f"{job.kind} {job.name}{device}"))
-            time.sleep(poll_s)
-            for slot, (job, process, log, started) in list(running.items()):
-                if process.poll() is None:
-                    continue
-                log.close()
-                del running[slot]
-                free.append(slot)
-                result = outcome(job, process.returncode, time.monotonic() - started, job.log)
-                results.append(_report(result, job, echo))
-    except KeyboardInterrupt:
-        # The runs got the same Ctrl-C and save their checkpoints; wait for them to do so.
-        for _job, process, log, _started in running.values():
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.close()
-        raise
+    with stop_on_sigterm():
+        try:
+            while pending or running:
+                while pending and free:
+                    slot = free.pop(0)
+                    running[slot] = _start(pending.pop(0), slot, gpus, threads, echo)
+                time.sleep(poll_s)
+                for slot, (job, process, log, started) in list(running.items()):
+                    if process.poll() is None:
+                        continue
+                    log.close()
+                    del running[slot]
+                    free.append(slot)
+                    seconds = time.monotonic() - started
+                    results.append(
+                        _report(outcome(job, process.returncode, seconds, job.log), job, echo)
+                    )
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as SweepStopped
+            stop_runs(running)
+            raise
     return results
 
 

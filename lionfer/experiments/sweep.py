@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import socket
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -43,6 +44,7 @@ class Action:
     point: Point
     kind: str
     reason: str = ""
+    note: str = ""  # what the user should know before it runs (printed with the plan)
 
 
 def flatten(raw: dict, prefix: str = "") -> dict[str, Any]:
@@ -75,10 +77,21 @@ def config_differences(saved: dict, wanted: dict) -> list[str]:
     return diffs
 
 
+def summary_damage(path: Path) -> str:
+    """Why a run's summary.json cannot be read as one (cut short by a kill, emptied), or ""."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return str(error)
+    return "" if isinstance(summary, dict) else "not a JSON object"
+
+
 def plan(points: list[tuple[Point, Config]], out: Path) -> list[Action]:
     """Decide each point's action from its folder: summary.json = finished (skip),
     checkpoints/last.pt = unfinished (resume), a run of the same config without a checkpoint
-    (restart), nothing (start); a folder holding anything else is a conflict and is left alone."""
+    (restart), nothing (start); a folder holding anything else is a conflict and is left alone.
+    A summary.json that cannot be read is not a finished run: the run is finished again from
+    its last checkpoint, or, without one, left alone as a conflict."""
     actions = []
     for point, cfg in points:
         folder = out / point.folder
@@ -97,12 +110,26 @@ def plan(points: list[tuple[Point, Config]], out: Path) -> list[Action]:
             reason = f"{folder} holds a run of another config: " + "; ".join(diffs[:3])
             actions.append(Action(point, "conflict", reason))
         elif (folder / "summary.json").is_file():
-            actions.append(Action(point, "skip", "finished"))
+            actions.append(_finished(point, folder))
         elif (folder / "checkpoints" / "last.pt").is_file():
             actions.append(Action(point, "resume", "unfinished"))
         else:
             actions.append(Action(point, "restart", "stopped before its first checkpoint"))
     return actions
+
+
+def _finished(point: Point, folder: Path) -> Action:
+    damage = summary_damage(folder / "summary.json")
+    if not damage:
+        return Action(point, "skip", "finished")
+    if (folder / "checkpoints" / "last.pt").is_file():
+        note = f"its summary.json is damaged ({damage}): finishing it again from its checkpoint"
+        return Action(point, "resume", "unfinished", note)
+    reason = (
+        f"{folder}'s summary.json is damaged ({damage}) and there is no checkpoint to finish it "
+        "from; move the folder away to run it again"
+    )
+    return Action(point, "conflict", reason)
 
 
 def train_argv(action: Action, sweep: Sweep, out: Path, shared: bool = False) -> list[str]:
@@ -274,7 +301,7 @@ def run_sweep(
         f"finished before, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
     )
     if not failed:
-        echo(f"report with: lionfer report {out} --out {out / 'report'}")
+        echo(f"report with: lionfer report {shlex.join([str(out), '--out', str(out / 'report')])}")
     return 1 if failed else 0
 
 
@@ -305,6 +332,8 @@ def _announce(sweep: Sweep, actions: list[Action], out: Path, echo) -> list[str]
     for n, action in enumerate(actions, 1):
         if action.kind == "skip":
             echo(f"[{n}/{len(actions)}] skip {action.point.folder} (finished)")
+        elif action.note:
+            echo(f"[{n}/{len(actions)}] {action.kind} {action.point.folder}: {action.note}")
         elif action.kind == "conflict":
             echo(f"[{n}/{len(actions)}] CONFLICT {action.point.folder}: {action.reason}")
             conflicts.append(action.point.folder)
@@ -314,7 +343,7 @@ def _announce(sweep: Sweep, actions: list[Action], out: Path, echo) -> list[str]
 def _dry_run(sweep: Sweep, actions: list[Action], out: Path, echo, shared: bool) -> int:
     conflicts = _announce(sweep, actions, out, echo)
     for job in _jobs(actions, sweep, out, shared):
-        echo(job.line(f"would {job.kind}: lionfer {' '.join(job.argv)}"))
+        echo(job.line(f"would {job.kind}: lionfer {shlex.join(job.argv)}"))
     echo("dry run: nothing was started or written")
     return 1 if conflicts else 0
 

@@ -75,7 +75,10 @@ def slug(label: str) -> str:
     """A folder name for a variant label (run_names.slug); an error where it would be empty."""
     name = names.slug(label)
     if not name:
-        raise ConfigError(f"variant label {label!r} has no letters or digits to name a folder")
+        raise ConfigError(
+            f"variant label {label!r} has no ASCII letters or digits to name a folder (folder "
+            "names keep a-z, 0-9, '.' and '_')"
+        )
     return name
 
 
@@ -123,6 +126,9 @@ def _int_list(value: Any, key: str) -> tuple[int, ...]:
     values = value if isinstance(value, list | tuple) else [value]
     if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise ConfigError(f"{key}: expected a list of integers such as [0, 1, 2], got {value!r}")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:  # each would be one more run into the same folder
+        raise ConfigError(f"{key} lists {', '.join(map(str, repeated))} twice; list each once")
     return tuple(values)
 
 
@@ -153,6 +159,11 @@ def _methods(raw: dict, where: str) -> tuple[Method, ...]:
                 _str_list(variant.get("overrides", []), f"variant {variant['label']!r} overrides"),
                 () if budgets is None else _int_list(budgets, f"variant {variant['label']!r}"),
             )
+        )
+    if not methods and ("algorithms" in raw or "variants" in raw):
+        raise ConfigError(
+            f"{where} lists no method to run: name some in algorithms = [...] or [[variants]], "
+            "or leave both out to run the base config's own algorithm"
         )
     labels = [m.label for m in methods]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
@@ -205,6 +216,8 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
 
 def _select(methods: tuple[Method, ...], labels: tuple[str, ...]) -> tuple[Method, ...]:
     known = [m.label for m in methods]
+    if not labels:
+        raise ConfigError(f"sweep.only names no method; the sweep has {', '.join(known)}")
     unknown = [label for label in labels if label not in known]
     if unknown:
         raise ConfigError(
@@ -250,7 +263,8 @@ def expand(sweep: Sweep, overrides: list[str] | tuple = ()) -> list[tuple[Point,
                 if folder in folders:
                     raise ConfigError(
                         f"methods {folders[folder]!r} and {label!r} would share the folder "
-                        f"{folder}; give them labels that differ in letters or digits"
+                        f"{folder}; give them labels that differ in ASCII letters or digits "
+                        "(folder names keep a-z, 0-9, '.' and '_')"
                     )
                 folders[folder] = label
                 points.append((dataclasses.replace(point, folder=folder), cfg))

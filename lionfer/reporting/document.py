@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,25 +124,30 @@ def to_html(title: str, sections: list[Section]) -> str:
 
 @dataclass
 class Output:
-    """The report folder: every file written is recorded, to be listed in report.json."""
+    """The report's files, held until save(): every file is recorded, to be listed in
+    report.json, and none is written before the whole report is made."""
 
     folder: Path
     files: list[str] = field(default_factory=list)
+    data: dict[str, bytes] = field(default_factory=dict)
 
     def write_bytes(self, name: str, data: bytes) -> None:
-        path = self.folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        self.data[name] = data
         self.files.append(name)
 
     def csv(self, name: str, header: list[str], rows: list[list]) -> None:
-        path = self.folder / name
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows([["" if v is None else v for v in row] for row in rows])
-        self.files.append(name)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(header)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+        self.write_bytes(name, text.getvalue().encode())
 
     def image(self, name: str, png: bytes, caption: str) -> Image:
         self.write_bytes(f"figures/{name}", png)
         return Image(name, png, caption)
+
+    def save(self) -> None:
+        for name, data in self.data.items():
+            path = self.folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)

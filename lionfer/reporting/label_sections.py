@@ -35,12 +35,22 @@ def run_labels(c: Collection) -> list[RunLabels]:
     accounts = []
     for run in ordered_runs(c):
         warnings = [f"warning: {w}" for w in run.summary.get("warnings", [])]
-        lines = (*label_quality_lines(run.summary), *warnings)
+        lines = (*readable_lines(run.summary), *warnings)
         if lines:
             accounts.append(
                 RunLabels(run.method, run.column, run.seed, run.path / "relabels.csv", lines)
             )
     return accounts
+
+
+def readable_lines(summary: dict) -> list[str]:
+    """label_quality_lines, or one line saying why they cannot be read from a summary.json
+    edited by hand or written by another lionfer (a figure missing or of another shape)."""
+    try:
+        return label_quality_lines(summary)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+        reason = f"{type(error).__name__}: {error}"
+        return [f"the account of its labels cannot be read from its summary.json ({reason})"]
 
 
 def run_labels_sections(accounts: list[RunLabels]) -> list[Section]:

@@ -44,33 +44,60 @@ class ReportResult:
     warnings: list[str] = field(default_factory=list)  # one line per flagged method
     sections: list[Section] = field(default_factory=list)  # the report as written
     labels: list[RunLabels] = field(default_factory=list)  # each run's account of its labels
+    unfinished: list[tuple[Path, str]] = field(default_factory=list)  # not in the tables
 
     def __str__(self) -> str:
-        skipped = f", {self.skipped} skipped (see report.md)" if self.skipped else ""
+        left = [f"{self.skipped} skipped"] if self.skipped else []
+        left += [f"{len(self.unfinished)} not finished"] if self.unfinished else []
+        left_out = f", {' and '.join(left)} (see report.md)" if left else ""
         done = (
-            f"report of {self.runs} runs{skipped}: {self.out / 'report.md'}, "
+            f"report of {self.runs} runs{left_out}: {self.out / 'report.md'}, "
             f"{self.out / 'report.html'} and {sum(f.endswith('.csv') for f in self.files)} CSV "
             "files"
         )
         return "\n".join([done, *self.warnings])
 
 
-def prepare_out(out: Path) -> None:
-    """Write into a new or empty folder, or replace the files of an earlier report there; any
-    other content is refused, never overwritten."""
+def earlier_files(out: Path) -> list[str]:
+    """The files an earlier report in `out` wrote (its report.json), which a new one replaces;
+    [] for a new or empty folder. Any other content is refused, before the report is made."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the report")
     if not out.is_dir() or not any(out.iterdir()):
-        out.mkdir(parents=True, exist_ok=True)
-        return
+        return []
     if not (out / MARK).is_file():
         raise ConfigError(
             f"--out {out} holds files that are not a lionfer report; choose an empty or new folder"
         )
-    for name in json.loads((out / MARK).read_text()).get("files", []):
+    try:
+        files = json.loads((out / MARK).read_text(encoding="utf-8"))["files"]
+        if not all(isinstance(name, str) for name in files):
+            raise TypeError("its files are not a list of names")
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(
+            f"{out / MARK} is damaged ({error}), so the files of the earlier report are not "
+            "known; choose an empty or new folder"
+        ) from error
+    return files
+
+
+def save(output: Output, earlier: list[str], record: dict) -> None:
+    """Replace the earlier report's files by this one's; refused, before anything is written,
+    where a file this report writes is there and is not the earlier report's."""
+    out = output.folder
+    theirs = [n for n in output.files if (out / n).exists() and n not in earlier]
+    if theirs:
+        raise ConfigError(
+            f"--out {out} holds {', '.join(theirs)}, which the earlier report there did not "
+            "write; move it away or choose an empty or new folder"
+        )
+    for name in earlier:
         path = (out / name).resolve()
         if path.is_relative_to(out.resolve()) and path.is_file():
             path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    output.save()
+    (out / MARK).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def cell_rows(grid: T.Grid) -> list[list]:
@@ -385,6 +412,9 @@ def overview(c: Collection, paths) -> Section:
     if c.skipped:
         section.add(f"{len(c.skipped)} run folders were skipped:")
         section.add(Table(["folder", "why"], [[str(p), why] for p, why in c.skipped]))
+    if c.unfinished:
+        section.add(f"{len(c.unfinished)} runs have not finished and are not in the tables:")
+        section.add(Table(["folder", "how it stands"], [[str(p), h] for p, h in c.unfinished]))
     for note in c.notes:
         section.add(f"Note: {note}")
     return section
@@ -394,7 +424,7 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
     """Read the runs under `paths` and write the report into `out`."""
     collection = load_runs(paths)
     out = Path(out)
-    prepare_out(out)
+    earlier = earlier_files(out)
     output = Output(out)
     flags = {run.path: collapse.run_flags(run) for run in collection.runs}
     groups = collapse.group_flags(collection.runs, flags)
@@ -423,9 +453,10 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
         "files": output.files,
         "runs": [str(r.path) for r in collection.runs],
         "flags": collapse.records(ordered_runs(collection), flags),
+        "skipped": [[str(p), why] for p, why in collection.skipped],
+        "unfinished": [[str(p), how] for p, how in collection.unfinished],
     }
-    (out / MARK).write_text(json.dumps(record, indent=1) + "\n")
+    save(output, earlier, record)
     warnings = collapse.warnings(collection.methods, groups, out / "report.md")
-    return ReportResult(
-        out, len(collection.runs), len(collection.skipped), output.files, warnings, sections, labels
-    )
+    counts = (len(collection.runs), len(collection.skipped), output.files)
+    return ReportResult(out, *counts, warnings, sections, labels, collection.unfinished)

@@ -1,14 +1,18 @@
 """Reading finished runs for reports: find run folders (any folder holding summary.json) under the
 paths given, label them with the method and column a sweep gave them (sweep.json), and load each
 one's summary, config, evaluation and training events and relabels, and order them as reports
-show them. A run that cannot be read is skipped and counted, never fatal; a path that does not
-exist, or holds no run, is an error."""
+show them. A run that cannot be read is skipped and counted, never fatal; a run folder without
+summary.json, or a sweep's point without a run, is listed as not finished; a path that does not
+exist, or holds no finished run, is an error."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import shlex
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +20,7 @@ import numpy as np
 
 from lionfer import run_names
 from lionfer.errors import MissingInputError
-from lionfer.reporting.tables import column_key
+from lionfer.reporting.tables import column_key, dig
 from lionfer.run_names import method_name
 
 
@@ -45,7 +49,7 @@ class Run:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.summary.get("class_names", []))
+        return list(self.summary.get("class_names") or [])
 
 
 @dataclass
@@ -54,6 +58,7 @@ class Collection:
     skipped: list[tuple[Path, str]]  # folder, why
     methods: list[str]  # method order: the sweeps' order, then first appearance
     notes: list[str] = field(default_factory=list)
+    unfinished: list[tuple[Path, str]] = field(default_factory=list)  # folder, how it stands
 
 
 def column_name(summary: dict, config: dict) -> str:
@@ -97,17 +102,24 @@ def find_run_folders(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
+def _step(record: dict) -> bool:
+    """Whether a record's step, where it has one, is an integer (a damaged line's may not be)."""
+    step = record.get("step", 0)
+    return isinstance(step, int) and not isinstance(step, bool)
+
+
 def read_events(path: Path, kinds: tuple[str, ...] = ("eval", "train")) -> dict[str, list[dict]]:
-    """{kind: the events of that kind in metrics.jsonl, in order} ([] where the file is absent)."""
+    """{kind: the events of that kind in metrics.jsonl, in order} ([] where the file is absent).
+    Lines that are not such an event (cut short by a crash, damaged) are left out."""
     events: dict[str, list[dict]] = {kind: [] for kind in kinds}
     if not path.is_file():
         return events
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue  # a line cut short by a crash; the others still count
-        if isinstance(record, dict) and record.get("event") in events:
+        if isinstance(record, dict) and record.get("event") in events and _step(record):
             events[record["event"]].append(record)
     return events
 
@@ -115,27 +127,95 @@ def read_events(path: Path, kinds: tuple[str, ...] = ("eval", "train")) -> dict[
 def read_relabels(path: Path) -> list[dict]:
     if not path.is_file():
         return []
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.DictReader(f))
     needed = ("index", "given_label", "current_label")
     return [r for r in rows if all(str(r.get(k) or "").strip().isdigit() for k in needed)]
 
 
-def load_run(folder: Path, point: dict | None) -> Run:
-    """Raises ValueError/OSError with the reason when the run cannot be used."""
+# summary.json's figures that reports read as numbers, tables of numbers or tables, where present
+NUMBERS = ("steps", "mean_class_acc", "macro_f1", "mask_rate", "pseudo_label_acc")
+NUMBER_TABLES = ("per_class_acc", "relabel")
+TABLES = ("best", "label_quality", "evidence_by_class", "clb", "label_quality.evidence_check")
+TABLES += ("label_quality.evidence_audit",)
+
+
+def _text(path: Path) -> str:
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path.name} is not UTF-8 text ({error})") from error
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def read_summary(path: Path) -> dict:
+    """A run's summary.json; ValueError naming what is wrong where a report could not use it
+    (damaged, edited, or a figure of another shape)."""
+    try:
+        summary = json.loads(_text(path))
     except ValueError as error:
         raise ValueError(f"summary.json is not valid JSON ({error})") from error
+    if not isinstance(summary, dict):
+        raise ValueError(f"summary.json holds {type(summary).__name__}, not a JSON object")
     missing = [k for k in ("algorithm", "seed", "test_acc") if k not in summary]
     if missing:
         raise ValueError(f"summary.json lacks {', '.join(missing)}")
-    if not isinstance(summary["test_acc"], int | float):
-        raise ValueError(f"summary.json has test_acc {summary['test_acc']!r}, not a number")
+    acc, seed = summary["test_acc"], summary["seed"]
+    if not _is_number(acc):
+        raise ValueError(f"summary.json has test_acc {acc!r}, not a number")
+    if not (math.isfinite(acc) and 0 <= acc <= 1):
+        raise ValueError(f"summary.json has test_acc {acc!r}, not a fraction in [0, 1]")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"summary.json has seed {seed!r}, not an integer")
+    for key in NUMBERS:
+        if summary.get(key) is not None and not _is_number(summary[key]):
+            raise ValueError(f"summary.json has {key} {summary[key]!r}, not a number")
+    for key in NUMBER_TABLES + TABLES:
+        table = dig(summary, *key.split("."))
+        if table is not None and not isinstance(table, dict):
+            raise ValueError(f"summary.json's {key} is a {type(table).__name__}, not a table")
+    for key in NUMBER_TABLES:
+        wrong = _not_numbers(summary.get(key), key)
+        if wrong:
+            raise ValueError(f"summary.json has {wrong[0]} {wrong[1]!r}, not a number")
+    names = summary.get("class_names")
+    if names is not None and not isinstance(names, list):
+        raise ValueError(f"summary.json's class_names is a {type(names).__name__}, not a list")
+    matrix = summary.get("confusion_matrix")
+    if matrix is not None and not _square(matrix):
+        raise ValueError("summary.json's confusion_matrix is not a square table of numbers")
+    return summary
+
+
+def _not_numbers(node, name: str) -> tuple:
+    """(dotted name, value) of the first leaf of a nested table that is not a number, true,
+    false or null; () where there is none."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found = _not_numbers(value, f"{name}.{key}")
+            if found:
+                return found
+        return ()
+    return () if node is None or isinstance(node, bool) or _is_number(node) else (name, node)
+
+
+def _square(matrix) -> bool:
+    return isinstance(matrix, list) and all(
+        isinstance(row, list) and len(row) == len(matrix) and all(map(_is_number, row))
+        for row in matrix
+    )
+
+
+def load_run(folder: Path, point: dict | None) -> Run:
+    """Raises ValueError/OSError with the reason when the run cannot be used."""
+    summary = read_summary(folder / "summary.json")
     config = {}
     if (folder / "config.toml").is_file():
         try:
-            config = tomllib.loads((folder / "config.toml").read_text())
+            config = tomllib.loads(_text(folder / "config.toml"))
         except tomllib.TOMLDecodeError as error:
             raise ValueError(f"config.toml is not valid TOML ({error})") from error
     events = read_events(folder / "metrics.jsonl")
@@ -145,7 +225,7 @@ def load_run(folder: Path, point: dict | None) -> Run:
         column=point.get("column", column_name(summary, config))
         if point
         else column_name(summary, config),
-        seed=int(summary["seed"]),
+        seed=summary["seed"],
         summary=summary,
         config=config,
         evals=events["eval"],
@@ -154,27 +234,112 @@ def load_run(folder: Path, point: dict | None) -> Run:
     )
 
 
-def tell_settings_apart(runs: list[Run]) -> list[str]:
+def how_it_stands(folder: Path, history: dict[str, list[dict]]) -> str:
+    """What a run folder without summary.json tells of its run, from its metrics.jsonl events."""
+    ended = sorted(history["error"] + history["interrupted"], key=lambda r: r.get("step", 0))
+    steps = [r.get("step", 0) for kind in ("train", "eval") for r in history[kind]]
+    if ended and ended[-1].get("step", 0) >= max(steps, default=0):
+        last = ended[-1]
+        if last["event"] == "error":
+            return f"failed at step {last.get('step')}: {last.get('error', 'no reason recorded')}"
+        return (
+            f"stopped by {last.get('signal', 'a signal')} at step {last.get('step')}; continue it "
+            f"with lionfer train --resume --out {shlex.quote(str(folder))}"
+        )
+    if steps:
+        return (
+            f"no summary.json; its last record is of step {max(steps)} (still running, or killed)"
+        )
+    return "no summary.json and no step recorded (still starting, or stopped before its first step)"
+
+
+def find_unfinished(paths: list[Path], points: dict[Path, dict]) -> list[tuple[Path, str]]:
+    """Run folders under the paths without summary.json (their metrics.jsonl opens with
+    lionfer's start event), and sweep points below the paths whose folder holds no run, with how
+    each stands."""
+    found = {}
+    kinds = ("start", "train", "eval", "error", "interrupted")
+    for path in paths:
+        for log in sorted(path.rglob("metrics.jsonl")):
+            if not log.is_file() or (log.parent / "summary.json").exists():
+                continue
+            history = read_events(log, kinds)
+            if history["start"]:
+                found[log.parent.resolve()] = how_it_stands(log.parent, history)
+    resolved = [p.resolve() for p in paths]
+    for folder in points:
+        inside = any(folder == p or p in folder.parents for p in resolved)
+        if inside and folder not in found and not (folder / "summary.json").exists():
+            found[folder] = "listed in sweep.json, not started"
+    return sorted(found.items())
+
+
+def class_count(run: Run) -> int | None:
+    """The number of classes the run was trained on, from its summary (else its config)."""
+    if run.summary.get("class_names"):
+        return len(run.summary["class_names"])
+    if run.summary.get("confusion_matrix"):
+        return len(run.summary["confusion_matrix"])
+    return run.config.get("data", {}).get("num_classes")
+
+
+def tell_class_counts_apart(runs: list[Run]) -> list[str]:
+    """Runs of one column trained on different numbers of classes (7, or 8 with Contempt) are
+    not pooled: their columns name the count, `affectnet (8 classes)@2000`. Returns a note for
+    each column so split."""
+    by_column: dict[str, list[Run]] = {}
+    for run in runs:
+        by_column.setdefault(run.column, []).append(run)
+    notes = []
+    for column, group in by_column.items():
+        counts = {class_count(run) for run in group}
+        if len(counts) < 2:
+            continue
+        dataset, labels = run_names.split_column(column)
+        for run in group:
+            count = class_count(run)
+            named = f"{dataset} ({count} classes)" if count else f"{dataset} (classes unknown)"
+            run.column = run_names.column(named, labels)
+        shown = " and ".join(str(c) for c in sorted(counts, key=lambda c: c or 0))
+        notes.append(f"runs on {column} have {shown} classes: each count is a column of its own")
+    return notes
+
+
+def _length(run: Run) -> dict:
+    steps = run.summary.get("steps")
+    return {} if steps is None else {"steps": steps}
+
+
+def _params(run: Run) -> dict:
+    return run.params
+
+
+def tell_settings_apart(
+    runs: list[Run], settings_of: Callable = _params, by_column: bool = False
+) -> list[str]:
     """Runs named by their algorithm alone (no sweep label) whose algorithm settings differ get
     the differing settings in their method name, `lion:evidence (relabel_margin=2.0)`, so that
     no table pools runs of different settings as one method's seeds. Only settings that every
     run of the method records are compared (a run from an older lionfer may lack a newer key).
-    Returns a note for each method so split."""
-    by_method: dict[str, list[Run]] = {}
+    Returns a note for each method so split. `settings_of(run)`: the settings compared (_length:
+    the run's steps, `fixmatch (steps=300)`); by_column: compare runs of a method within each
+    column only (a method may rightly run longer on another dataset)."""
+    by_method: dict[tuple, list[Run]] = {}
     for run in runs:
-        by_method.setdefault(run.method, []).append(run)
+        by_method.setdefault((run.method, run.column if by_column else ""), []).append(run)
     notes = []
-    for method, group in by_method.items():
-        recorded = set.intersection(*(set(run.params) for run in group))
-        differ = sorted(k for k in recorded if len({repr(run.params[k]) for run in group}) > 1)
+    for (method, column), group in by_method.items():
+        settings = [settings_of(run) for run in group]
+        recorded = set.intersection(*(set(s) for s in settings))
+        differ = sorted(k for k in recorded if len({repr(s[k]) for s in settings}) > 1)
         if not differ:
             continue
-        for run in group:
-            settings = ", ".join(f"{k}={run.params[k]}" for k in differ)
-            run.method = f"{method} ({settings})"
+        for run, setting in zip(group, settings, strict=True):
+            run.method = f"{method} ({', '.join(f'{k}={setting[k]}' for k in differ)})"
+        keys = ", ".join("train.steps" if k == "steps" else f"algorithm.{k}" for k in differ)
+        where = f" on {column}" if column else ""
         notes.append(
-            f"{method} runs differ in algorithm.{', algorithm.'.join(differ)}: each setting is "
-            "shown as a method of its own"
+            f"{method} runs{where} differ in {keys}: each setting is shown as a method of its own"
         )
     return notes
 
@@ -192,7 +357,11 @@ def load_runs(paths) -> Collection:
     if not runs:
         reasons = "; ".join(f"{folder}: {why}" for folder, why in skipped[:3])
         raise MissingInputError(f"no readable run among {len(skipped)} folders ({reasons})")
-    notes = tell_settings_apart([r for r in runs if r.path not in points])
+    notes = tell_class_counts_apart(runs)
+    notes += tell_settings_apart([r for r in runs if r.path not in points])
+    # a sweep's label names its points whatever their settings, but no run pools with one of
+    # another length in its column
+    notes += tell_settings_apart(runs, _length, by_column=True)
     methods = [m for m in order if any(r.method == m for r in runs)]
     methods += list(dict.fromkeys(r.method for r in runs if r.method not in methods))
     seen: dict[tuple, list[Path]] = {}
@@ -204,7 +373,7 @@ def load_runs(paths) -> Collection:
                 f"{method} on {column}, seed {seed}, appears in {len(where)} runs "
                 f"({', '.join(str(p) for p in where)}); each is counted"
             )
-    return Collection(runs, skipped, methods, notes)
+    return Collection(runs, skipped, methods, notes, find_unfinished(paths, points))
 
 
 def shown_path(path: Path) -> str:

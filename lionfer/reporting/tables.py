@@ -241,7 +241,8 @@ def mean_confusion(runs) -> dict[tuple[str, str], tuple[list[str], np.ndarray, i
     for key, members in groups.items():
         matrices = [np.asarray(r.summary["confusion_matrix"], float) for r in members]
         same = [m for m in matrices if m.shape == matrices[0].shape]  # 7 and 8 classes never mix
-        out[key] = (members[0].class_names, row_normalise(np.mean(same, axis=0)), len(same))
+        names = members[0].class_names or [str(i) for i in range(len(matrices[0]))]
+        out[key] = (names, row_normalise(np.mean(same, axis=0)), len(same))
     return out
 
 

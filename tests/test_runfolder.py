@@ -169,3 +169,20 @@ def test_meta_git_is_lionfers_own_commit_only(tmp_path):
         [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert source_revision(checkout / "lionfer") == head
+
+
+def test_a_run_that_fails_writing_its_files_is_not_marked_finished(tiny_cfg, tmp_path, monkeypatch):
+    from lionfer.training import summary
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(summary, "write_confusion", full_disk)
+    small = ("data.num_train=70", "data.num_test=14", "data.num_labels=14")
+    cfg = tiny_cfg("algorithm.name=supervised", "train.steps=2", *small)
+    with pytest.raises(OSError, match="No space left"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "summary.json").exists()  # a sweep resumes it, not skips it
+    monkeypatch.undo()
+    train(None, tmp_path / "run", resume=True, progress=False)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2

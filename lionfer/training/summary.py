@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from lionfer.algorithms.lion_report import relabel_table
+from lionfer.atomic import write_text_atomic
 from lionfer.config import Config, save_config
 from lionfer.metrics import (
     macro_f1,
@@ -96,9 +97,10 @@ def finish_run(
     true_labeled = rd.labeled.true_labels
     summary.update(last.get("labels", {}))  # relabel and label_quality figures
     summary.update(algorithm.summary(true_labeled, rd.unlabeled.true_labels))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_relabels(out / "relabels.csv", algorithm, rd.labeled, names)
     write_confusion(out / "confusion.csv", cm, names)
+    # last, and whole or not at all: summary.json marks the run finished (sweeps skip it)
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

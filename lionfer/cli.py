@@ -357,13 +357,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{error}", file=sys.stderr)
             return error.exit_code
         except KeyboardInterrupt:
-            hint = ""
+            message = "stopped at once."
             if args.command == "train":
-                hint = (
+                message += (
                     " A run keeps its last saved checkpoint, if one was saved: "
                     "lionfer train --resume --out RUN"
                 )
-            print(f"\ninterrupted: stopped at once.{hint}", file=sys.stderr)
+            elif args.command == "sweep":  # its runs saved, and it said how to go on
+                message = "the sweep and its runs stopped."
+            print(f"\ninterrupted: {message}", file=sys.stderr)
             return 130
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)

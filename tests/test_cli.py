@@ -151,3 +151,15 @@ def test_a_gpu_run_is_continued_on_a_cpu_with_device(capsys, tmp_path, tiny_cfg)
     assert code == 0 and "2 steps" in stdout, err
     code, _, err = run(capsys, *resume, "--dry-run")
     assert code == 2 and "neither --overwrite nor --dry-run" in err
+
+
+def test_ctrl_c_on_a_sweep_does_not_say_it_stopped_its_runs_at_once(capsys, monkeypatch):
+    import lionfer.experiments.sweep as sweep
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_sweep", interrupted)
+    code, _, err = run(capsys, "sweep", "lion-digits", "--out", "unused")
+    assert code == 130 and "the sweep and its runs stopped." in err
+    assert "stopped at once" not in err

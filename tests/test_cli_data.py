@@ -215,3 +215,21 @@ def test_data_stats_refuses_settings_the_dataset_would_not_read(capsys, rafdb_ro
     code, stdout, err = run(capsys, *argv, "data.noise_rate=0.2")
     assert code == 2 and not stdout
     assert "changes no label with data.noise=none" in err
+
+
+def test_train_prints_the_datasets_notes_once(capsys, tmp_path):
+    from conftest import tiny
+
+    for name in ("happy", "sad"):
+        for k in range(6):
+            path = tmp_path / "faces" / name / f"{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (40 * k, 0, 0)).save(path)
+    (tmp_path / "faces" / "happy" / "notes.txt").write_text("mine")
+    data = ["data.dataset=folder", f"data.root={tmp_path / 'faces'}", "data.num_labels=4"]
+    argv = tiny(*data, "algorithm.name=supervised", "train.steps=1")
+    code, _, err = run(capsys, "train", *argv, "--out", str(tmp_path / "run"), "--no-progress")
+    assert code == 0, err
+    assert err.count("note: ignored 1 hidden or non-image files") == 1
+    unlabeled = "5 of 7 classes get no labeled image"  # a warning, not repeated as a note
+    assert err.count(unlabeled) == 1 and f"warning: {unlabeled}" in err

@@ -5,6 +5,8 @@ build_trainer(), a Trainer made from a config (device, checks, data, parts)."""
 from __future__ import annotations
 
 import dataclasses
+import sys
+import warnings
 from pathlib import Path
 
 from lionfer.config import Config, load_config, replace, resolve_paths
@@ -57,18 +59,40 @@ def train(
 
 def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm) -> dict | None:
     """train()'s work in this process, between joining the process group and leaving it."""
-    data = None
-    if resume:  # a finished run's config is not judged again
-        split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
-        data = build_run_data(split, cfg.seed, progress and comm.is_main)
-    else:
+    if not resume:  # a finished run's config is not judged again
         check_new_run(cfg)  # settings that would do nothing
-    # data and model first, so a bad root or weights file leaves no run folder
-    trainer = build_trainer(cfg, out, data, progress, command, comm)
+
+    def build() -> Trainer:  # data and model first, so a bad root or weights file leaves no run
+        data = None
+        if resume:
+            split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
+            data = build_run_data(split, cfg.seed, progress and comm.is_main)
+        return build_trainer(cfg, out, data, progress, command, comm)
+
+    if command and comm.is_main:  # the command line: the data's notes too, before training
+        caught, trainer = [], None
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")
+                trainer = build()
+        finally:  # the warnings even where building failed
+            show_notes(trainer.run_data.data.notes if trainer else [], caught)
+    else:
+        trainer = build()
     if not resume and comm.is_main:
         create_run_dir(out, overwrite)
     comm.barrier()
     return trainer.fit(resume=resume, stop_after=stop_after)
+
+
+def show_notes(notes: list[str], caught: list[warnings.WarningMessage]) -> None:
+    """The warnings caught, shown, then the notes that none of them already said."""
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    said = {str(w.message) for w in caught}
+    for note in notes:
+        if note not in said:
+            print(f"note: {note}", file=sys.stderr, flush=True)
 
 
 def build_trainer(

@@ -186,3 +186,20 @@ def test_a_run_that_fails_writing_its_files_is_not_marked_finished(tiny_cfg, tmp
     monkeypatch.undo()
     train(None, tmp_path / "run", resume=True, progress=False)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
+
+
+def test_overwrite_keeps_a_run_folder_that_holds_files_the_run_did_not_write(tmp_path, capsys):
+    run = fake_run(tmp_path / "run")
+    (run / "checkpoints").mkdir()
+    (run / "summary.json.tmp").write_text("{")  # a write cut short: the run's own
+    (run / "predictions.csv").write_text("mine\n")
+    (run / "exports").mkdir()
+    code = main(["train", "train.steps=2", "--out", str(run), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2 and "also holds 2 that the run did not write: exports/, predictions.csv" in err
+    assert (run / "predictions.csv").read_text() == "mine\n" and (run / "metrics.jsonl").is_file()
+    (run / "predictions.csv").unlink()
+    (run / "exports").rmdir()
+    check_run_dir(run, resume=False, overwrite=True)
+    create_run_dir(run, overwrite=True)
+    assert not any(run.iterdir())

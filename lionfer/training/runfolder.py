@@ -2,10 +2,10 @@
 and metrics.jsonl.
 
 A run is only ever written into a new or empty folder, or replaces a folder that is recognisably a
-lionfer run (--overwrite), and never the current folder, one of its parents or the home folder:
-nothing a user made is deleted. metrics.jsonl gets one JSON object per line (Python warnings
-included, as "warning" events); on resume the records after the checkpoint's step are dropped,
-so no step appears twice.
+lionfer run and holds only a run's own files (--overwrite), and never the current folder, one of
+its parents or the home folder: nothing a user made is deleted. metrics.jsonl gets one JSON
+object per line (Python warnings included, as "warning" events); on resume the records after the
+checkpoint's step are dropped, so no step appears twice.
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ from lionfer.errors import InputError, MissingInputError, RunExistsError
 
 METRICS = "metrics.jsonl"
 LAST = Path("checkpoints") / "last.pt"
+# what a run writes into its folder; --overwrite deletes a run folder holding nothing else
+RUN_ENTRIES = frozenset(
+    {"config.toml", "split.json", "meta.json", METRICS, "checkpoints", "summary.json"}
+    | {"relabels.csv", "confusion.csv", "tensorboard"}
+)
 REPLAYED_EVENTS = ("train", "eval", "warning")  # written again when a resumed run replays steps
 _SHOWN = 5
 
@@ -139,6 +144,24 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
             f"--overwrite will not delete {out}: it is the current folder, a parent of it, your "
             "home folder or a link. Replace the run by its own folder (e.g. --out runs/x)"
         )
+    others = foreign_entries(out)
+    if others:
+        shown = ", ".join(others[:_SHOWN]) + (", ..." if len(others) > _SHOWN else "")
+        raise RunExistsError(
+            f"--overwrite replaces a run's own files, and {out} also holds {len(others)} that "
+            f"the run did not write: {shown} (a prediction, an export, your notes?). Move "
+            "them out of the folder, or choose another --out"
+        )
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """The entries of a run folder that a run does not write (RUN_ENTRIES, and their .tmp while
+    being written), sorted, folders with a trailing /."""
+    return sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in folder.iterdir()
+        if p.name not in RUN_ENTRIES and p.name.removesuffix(".tmp") not in RUN_ENTRIES
+    )
 
 
 def create_run_dir(out: Path, overwrite: bool) -> None:

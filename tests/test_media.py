@@ -130,3 +130,19 @@ def test_a_broken_link_is_a_row_naming_its_missing_target(tmp_path, checkpoint):
     with pytest.raises(InputError, match="gone.jpg is a symbolic link to .*moved.jpg"):
         collect_sources([folder / "gone.jpg"])
     assert os.path.lexists(folder / "gone.jpg")
+
+
+def test_prepare_crops_a_jpeg_over_pils_pixel_limit_at_its_listed_box(tmp_path, monkeypatch):
+    from lionfer.data.base import ImageSet
+    from lionfer.data.prepare import _crops
+
+    path = _jpeg(tmp_path / "phone.jpg", size=(400, 240))  # red left half
+    images = ImageSet(images=[str(path)], labels=[0], boxes=[(40, 40, 160, 160)])  # in the red
+    whole = _crops(images, 0, 32, "haar", "largest", 8)[0][0]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 30_000)  # 96,000 px: read at 1/4
+    reduced = _crops(images, 0, 32, "haar", "largest", 8)[0][0]
+    assert whole.size == reduced.size == (32, 32)
+    difference = np.abs(np.asarray(whole, float) - np.asarray(reduced, float)).mean()
+    assert difference < 10 and tuple(np.asarray(reduced)[16, 16]) == pytest.approx(
+        (200, 40, 40), abs=12
+    )

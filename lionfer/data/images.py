@@ -79,7 +79,9 @@ def open_image(path: str | Path, min_size: int = 1) -> Image.Image:
 JPEG_SCALES = (1, 2, 4, 8)  # the reductions libjpeg decodes at (PIL's Image.draft)
 
 
-def open_photo(path: str | Path, max_pixels: int | None = None) -> tuple[Image.Image, int]:
+def open_photo(
+    path: str | Path, max_pixels: int | None = None, min_size: int = 1
+) -> tuple[Image.Image, int]:
     """open_image for photos of any size: a JPEG of more than max_pixels (default PIL's
     decompression-bomb limit, Image.MAX_IMAGE_PIXELS, 89 MP: above it PIL warns, and from twice it
     refuses) is decoded by libjpeg at 1/2, 1/4 or 1/8 scale, the largest that fits, so a 108 or
@@ -105,7 +107,7 @@ def open_photo(path: str | Path, max_pixels: int | None = None) -> tuple[Image.I
                     image.load()
                     # draft returns the box of the file in its own pixels: width / scale wide
                     return to_rgb(ImageOps.exif_transpose(image)), round(width / reduced_width)
-    return open_image(path), 1
+    return open_image(path, min_size), 1
 
 
 def _is_jpeg(path: Path) -> bool:

@@ -30,7 +30,7 @@ from lionfer.data.faces import (
     detect,
     pick_faces,
 )
-from lionfer.data.images import ImageError, ImageTooSmallError, open_image
+from lionfer.data.images import ImageError, ImageTooSmallError, open_photo
 from lionfer.errors import ConfigError, RunExistsError
 
 SPLITS = ("train", "test", "unlabeled")
@@ -166,9 +166,9 @@ def _crops(
         image = images.load(i)
         _check_size(image.size, min_size, f"image {images.ids[i]}")
         return [crop_square(image, (0, 0, *image.size), size)], 1
-    image = open_image(images.images[i], min_size=min_size)
+    image, scale = open_photo(images.images[i], min_size=min_size)  # a huge JPEG at 1/scale
     if images.boxes is not None:
-        box = tuple(int(v) for v in images.boxes[i])
+        box = tuple(round(int(v) / scale) for v in images.boxes[i])  # the list's, in file pixels
         _check_box(box, image.size, min_size, images.ids[i])
         return [crop_square(image, box, size, GIVEN_BOX_MARGIN)], 1
     faces = detect(image, detector)

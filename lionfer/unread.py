@@ -1,10 +1,13 @@
 """Settings a new run would not read, refused before it starts: a noise rate or map without its
 noise, data keys its dataset does not read (DATASET_KEYS), and LION's settings of the rule the run
-does not decide by (unread_settings). Each is a ConfigError naming the settings and the fix.
+does not decide by (unread_settings); and a run folder inside a `folder` dataset's images
+(check_out). Each is a ConfigError naming the settings and the fix.
 `lionfer train` checks a new run (not a resumed one: a finished run's config.toml is not judged
 again), and `lionfer sweep` every run it would start, before it starts any. Free of torch."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from lionfer.algorithms.lion_config import unread_settings
 from lionfer.config import Config, DataConfig
@@ -12,11 +15,33 @@ from lionfer.data.datasets import DATASET_KEYS
 from lionfer.errors import ConfigError
 
 
-def check_new_run(cfg: Config) -> None:
-    """Every check below, in turn."""
+def check_new_run(cfg: Config, out: str | Path | None = None) -> None:
+    """Every check below, in turn (check_out where the run's folder is given)."""
     check_dataset_keys(cfg)
     check_noise(cfg)
     check_lion_settings(cfg)
+    if out is not None:
+        check_out(cfg, out)
+
+
+def check_out(cfg: Config, out: str | Path) -> None:
+    """A run folder inside a `folder` dataset's image tree would become part of the data: every
+    folder under data.root is read as a class (data.unlabeled_root: as unlabeled images), so a
+    report's figures or annotated predictions written into the run later would be trained on."""
+    if cfg.data.dataset != "folder":
+        return
+    run = Path(out).expanduser().resolve()
+    for key in ("root", "unlabeled_root"):
+        value = getattr(cfg.data, key)
+        if not value:
+            continue
+        tree = Path(value).expanduser().resolve()
+        if run == tree or tree in run.parents:
+            raise ConfigError(
+                f"--out {out} lies inside data.{key}={value}, every folder of which is read as "
+                "data: the run's figures and predictions would be trained on next time. Choose "
+                "an --out outside it"
+            )
 
 
 def check_noise(cfg: Config) -> None:

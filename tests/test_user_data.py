@@ -210,3 +210,13 @@ def test_a_budget_too_small_for_the_classes_asks_for_as_many_labels_as_classes_w
     message = " ".join(str(w.message) for w in caught)
     assert "too small to label every class that has images: give at least 2" in message
     assert "Surprise, Fear, Disgust, Anger, Neutral have no training images" in message
+
+
+def test_a_run_folder_inside_the_image_folders_is_refused(tiny_cfg, tmp_path):
+    root = make_tree(tmp_path / "faces", {"happy": 6, "sad": 6})
+    items = ["data.dataset=folder", f"data.root={root}", "data.num_labels=4", "train.steps=1"]
+    for out in (root / "runs" / "x", root / "happy" / "run"):
+        with pytest.raises(ConfigError, match=r"lies inside data.root=.*Choose an --out outside"):
+            train(tiny_cfg(*items, "algorithm.name=supervised"), out, progress=False)
+        assert not out.exists()
+    assert sorted(p.name for p in root.iterdir()) == ["happy", "sad"]

@@ -238,7 +238,7 @@ def write_sweep_json(out: Path, sweep: Sweep, points: list[Point]) -> None:
     os.replace(tmp, path)
 
 
-def check_new_runs(points: list[tuple[Point, Config]], actions: list[Action]) -> None:
+def check_new_runs(points: list[tuple[Point, Config]], actions: list[Action], out: Path) -> None:
     """The runs the sweep would start (or start again) pass lionfer train's checks of a new
     run (check_new_run): else a ConfigError naming the first that does not and how many, before
     any run starts."""
@@ -247,7 +247,7 @@ def check_new_runs(points: list[tuple[Point, Config]], actions: list[Action]) ->
     for point, cfg in points:
         if point.folder in starting:
             try:
-                check_new_run(cfg)
+                check_new_run(cfg, out / point.folder)
             except ConfigError as error:
                 refused.append((point, error))
     if refused:
@@ -281,7 +281,7 @@ def run_sweep(
     check_out_dir(out)
     shared = shares_cores(launcher, jobs, gpus)
     actions = plan(points, out)
-    check_new_runs(points, actions)  # before the sweep writes anything
+    check_new_runs(points, actions, out)  # before the sweep writes anything
     if dry_run:
         return _dry_run(sweep, actions, out, echo, shared)
     with sweep_lock(out, echo):

@@ -60,7 +60,7 @@ def train(
 def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm) -> dict | None:
     """train()'s work in this process, between joining the process group and leaving it."""
     if not resume:  # a finished run's config is not judged again
-        check_new_run(cfg)  # settings that would do nothing
+        check_new_run(cfg, out)  # settings that would do nothing, a folder inside the data
 
     def build() -> Trainer:  # data and model first, so a bad root or weights file leaves no run
         data = None

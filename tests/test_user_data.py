@@ -89,6 +89,16 @@ def test_a_manifest_from_windows_reads(tmp_path):
     assert all(Path(p).is_file() for p in data.train.images)
 
 
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_manifest_separated_by_semicolons_or_tabs_reads(tmp_path, separator):
+    # spreadsheets where the decimal mark is a comma save CSV with semicolons
+    rows = [f"img/{k}.png{separator}{['happy', 'sad'][k % 2]}" for k in range(10)]
+    text = f"path{separator}label\n" + "\n".join(rows) + "\n"
+    data = manifest.load(cfg(manifest_dir(tmp_path, text)), seed=0)
+    assert len(data.train) + len(data.test) == 10
+    assert f"manifest: read as separated by {separator!r}" in data.notes
+
+
 def test_a_manifest_with_only_unlabeled_rows_says_so(tmp_path):
     rows = [f"img/{k}.png,,unlabeled" for k in range(10)]
     root = manifest_dir(tmp_path, "path,label,split\n" + "\n".join(rows) + "\n")

@@ -53,8 +53,10 @@ def find_csv(root: str, label_file: str) -> Path:
 
 def read_rows(path: Path) -> tuple[list[Row], list[str]]:
     """Rows of the manifest, checked field by field; errors name the file and line."""
-    with io.StringIO(_text(path), newline="") as handle:
-        reader = csv.reader(handle)
+    text = _text(path)
+    delimiter = _delimiter(text.partition("\n")[0])
+    with io.StringIO(text, newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
         header = [h.strip().lower() for h in next(reader, [])]
         missing = [c for c in REQUIRED if c not in header]
         if missing:
@@ -65,7 +67,7 @@ def read_rows(path: Path) -> tuple[list[Row], list[str]]:
         has_box = [c in header for c in BOX]
         if any(has_box) and not all(has_box):
             raise InputError(f"{path}, line 1: a face box needs all four columns x, y, w, h")
-        notes = []
+        notes = [] if delimiter == "," else [f"manifest: read as separated by {delimiter!r}"]
         unknown = [c for c in header if c not in KNOWN]
         if unknown:
             notes.append(f"manifest: ignored the columns {unknown}")
@@ -89,6 +91,14 @@ def read_rows(path: Path) -> tuple[list[Row], list[str]]:
     if not rows:
         raise InputError(f"{path} lists no images; add rows 'path,label'")
     return rows, notes
+
+
+def _delimiter(header: str) -> str:
+    """ "," unless the header line holds no comma but a semicolon (spreadsheets in locales with a
+    decimal comma save CSV so) or a tab."""
+    if "," in header:
+        return ","
+    return next((d for d in (";", "\t") if d in header), ",")
 
 
 def _text(path: Path) -> str:

@@ -390,6 +390,17 @@ def test_a_class_recalled_under_a_uniform_guess_is_flagged_lost(tmp_path):
     )
 
 
+def test_a_run_on_two_of_the_seven_classes_is_not_judged_collapsed(tmp_path):
+    # a folder of happy/ and sad/ faces: every prediction right, all on the two classes
+    cm = [[0] * C for _ in range(C)]
+    cm[3][3], cm[4][4] = 10, 10
+    run = load_runs([write_run(tmp_path, "two", algorithm="lion", cm=cm)]).runs[0]
+    assert K.run_flags(run) == []
+    cm[0][0] = 1  # a third class with a test image: judged, 95% on two classes
+    run = load_runs([write_run(tmp_path, "three", algorithm="lion", cm=cm)]).runs[0]
+    assert [f.rule for f in K.run_flags(run)] == [K.COLLAPSED]
+
+
 def test_a_class_recalled_as_often_as_a_uniform_guess_is_not_lost(tmp_path):
     # 7 classes of 7 test images each: recalling 1 of 7 is exactly 1/C
     cm = [[7 if i == j else 0 for j in range(C)] for i in range(C)]

@@ -33,7 +33,8 @@ RULES = (COLLAPSED, CHANCE, WORSE, MEMORISED, LOST)
 EXPLANATION = (
     f"A run is flagged (a) **{COLLAPSED}** when ≥ {COLLAPSE_SHARE:.0%} of its test predictions "
     f"(the confusion matrix's column sums) fall on {COLLAPSE_CLASSES} classes or fewer (judged "
-    f"where C > {COLLAPSE_CLASSES}), (b) **{CHANCE}** when every pseudo-label accuracy "
+    f"where C, the classes with test images, > {COLLAPSE_CLASSES}), (b) **{CHANCE}** when "
+    "every pseudo-label accuracy "
     f"logged after {LATE:.0%} of its steps is under {CHANCE_FACTOR:g}/C (judged where the run "
     f"logs one there), and (c) **{WORSE}** when its labeled set ends less accurate than given "
     "(judged where the run changes labels and the true labels are known), and (d) "
@@ -171,11 +172,18 @@ def evidence_memorised(run) -> str | None:
 
 def judged_matrix(run) -> np.ndarray | None:
     """The test confusion matrix rules (a) and (e) judge (floats), or None where the run has
-    none or only COLLAPSE_CLASSES classes."""
+    none or only COLLAPSE_CLASSES classes with test images (a folder of happy/ and sad/ faces is
+    judged on those two, not on the seven FER classes its labels could name)."""
     cm = run.summary.get("confusion_matrix")
-    if not cm or len(cm) <= COLLAPSE_CLASSES:
+    if not cm:
         return None
-    return np.asarray(cm, dtype=np.float64)
+    cm = np.asarray(cm, dtype=np.float64)
+    return cm if tested_classes(cm) > COLLAPSE_CLASSES else None
+
+
+def tested_classes(cm: np.ndarray) -> int:
+    """The number of classes with test images (rows of the confusion matrix with a count)."""
+    return int((cm.sum(axis=1) > 0).sum())
 
 
 def matrix_names(run, cm: np.ndarray) -> list[str]:
@@ -191,7 +199,7 @@ def class_lost(run) -> str | None:
     if cm is None:
         return None
     names = matrix_names(run, cm)
-    chance, parts = 1 / len(cm), []
+    chance, parts = 1 / len(cm), []  # a uniform guess over the classes the model names
     for c, row in enumerate(cm):
         total = row.sum()
         if not total or row[c] / total >= chance - EPS:
@@ -223,7 +231,8 @@ def collapsed(run) -> str | None:
     classes = ", ".join(f"{names[i]} {_pct(predicted[i] / total)}" for i in top)
     truth = cm.sum(axis=1)[top].sum() / total
     return (
-        f"{_pct(share)} of {int(total)} test predictions on {len(top)} of {len(cm)} classes "
+        f"{_pct(share)} of {int(total)} test predictions on {len(top)} of {tested_classes(cm)} "
+        "classes "
         f"({classes}; these classes hold {_pct(truth)} of the true labels)"
     )
 

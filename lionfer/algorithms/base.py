@@ -282,6 +282,15 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def first_occurrence(idx: torch.Tensor, size: int) -> torch.Tensor:
+    """(B,) the batch position of the first row holding the same index as each row (indices in
+    [0, size)); writes of per-sample state take every row's value from there, so an index that
+    appears twice in a batch is written once, deterministically."""
+    positions = torch.arange(len(idx), device=idx.device)
+    first = torch.full((size,), len(idx), dtype=torch.long, device=idx.device)
+    return first.scatter_reduce(0, idx, positions, "amin")[idx]
+
+
 def step_generator() -> torch.Generator:
     """The generator of a step's own random choices (mixup λ and partners, rotations): torch's
     global CPU generator, so they repeat with the seed, resume exactly (the Trainer restores it),

@@ -12,6 +12,8 @@ Boosting Semi-Supervised Learning with Curriculum Pseudo Labeling", NeurIPS 2021
 agree; the per-image record is updated with the fixed τ after the mask is taken (so T(c) reflects
 earlier steps), and at the start every β is 0, so every pseudo-label is used, by design. The code
 skips the update while all records are equal; lionfer evaluates the paper's formula every step.
+An image that a batch holds twice (an unlabeled set smaller than a batch is cycled) keeps the
+first row's record, on every device alike.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_views
+from lionfer.algorithms.base import (
+    Algorithm,
+    Batch,
+    Progress,
+    StepOutput,
+    first_occurrence,
+    forward_views,
+)
 from lionfer.algorithms.hparams import FlexMatchConfig
 from lionfer.losses import masked_cross_entropy
 
@@ -71,7 +80,8 @@ class FlexMatch(Algorithm):
         loss_unsup = masked_cross_entropy(logits_ulb_s, pseudo_labels, mask, normalise="all")
         confident = confidence >= cfg.threshold
         recorded = self.selected_label[batch.idx_ulb]
-        self.selected_label[batch.idx_ulb] = torch.where(confident, pseudo_labels, recorded)
+        first = first_occurrence(batch.idx_ulb, len(self.selected_label))  # one write an image
+        self.selected_label[batch.idx_ulb] = torch.where(confident, pseudo_labels, recorded)[first]
         logs = {
             "loss_sup": loss_sup.detach(),
             "loss_unsup": loss_unsup.detach(),

@@ -15,6 +15,9 @@ from lionfer.errors import check
 class SupervisedConfig:
     label_smoothing: float = 0.0
 
+    def __post_init__(self) -> None:
+        _check_range(self, ("label_smoothing",))
+
 
 @dataclass(frozen=True)
 class FixMatchConfig:
@@ -47,6 +50,9 @@ def _check_weights(config, names: tuple[str, ...]) -> None:
 @dataclass(frozen=True)
 class FullySupervisedConfig:
     label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_range(self, ("label_smoothing",))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,14 @@ from typing import NamedTuple
 
 import torch
 
-from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_outputs
+from lionfer.algorithms.base import (
+    Algorithm,
+    Batch,
+    Progress,
+    StepOutput,
+    first_occurrence,
+    forward_outputs,
+)
 from lionfer.algorithms.lion_config import LionConfig
 from lionfer.algorithms.lion_equations import (
     AMBIGUOUS_LOSSES,
@@ -42,7 +49,6 @@ from lionfer.algorithms.lion_equations import (
     disputed_by_confidence,
     disputed_by_margin,
     epoch_of,
-    first_occurrence,
     grow_complementary,
     initial_weights,
     masked_mean,
@@ -87,6 +93,7 @@ from lionfer.algorithms.lion_report import (
     label_figures,
     low_clear_message,
     mean_or_none,
+    never_started_message,
     summary_figures,
 )
 from lionfer.errors import ConfigError
@@ -487,6 +494,9 @@ class Lion(EvidenceDisambiguation, Algorithm):
     def summary(self, true_labeled=None, true_unlabeled=None) -> dict:
         state = self.state_dict()
         figures = summary_figures(state, self.cfg.recipe, true_unlabeled)
+        if self.heads is None and self.cfg.use_disambiguation and not bool(self.started):
+            fit = float(self.running[1]) / (1 - RUNNING ** max(int(self.running_steps), 1))
+            figures.setdefault("warnings", []).append(never_started_message(self.cfg, fit))
         if self.heads is not None:  # the evidence rule: how far its evidence holds, by class
             given = self.info.given_labels.cpu().numpy()
             names = self.info.class_names or tuple(map(str, range(self.info.num_classes)))

@@ -345,15 +345,6 @@ def clean_probs(out) -> torch.Tensor:
     return logits.detach().float().softmax(dim=1)
 
 
-def first_occurrence(idx: torch.Tensor, size: int) -> torch.Tensor:
-    """(B,) the batch position of the first row holding the same index as each row (indices in
-    [0, size)); writes of per-sample state take every row's value from there, so an index that
-    appears twice in a batch is written once, deterministically."""
-    positions = torch.arange(len(idx), device=idx.device)
-    first = torch.full((size,), len(idx), dtype=torch.long, device=idx.device)
-    return first.scatter_reduce(0, idx, positions, "amin")[idx]
-
-
 def epoch_of(step: int, epoch_steps: int) -> int:
     """1-based epoch of a 0-based step (the released code's per-epoch schedules)."""
     return step // epoch_steps + 1

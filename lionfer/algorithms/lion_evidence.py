@@ -14,11 +14,10 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from lionfer.algorithms.base import Progress
+from lionfer.algorithms.base import Progress, first_occurrence
 from lionfer.algorithms.lion_config import audit_read_point
 from lionfer.algorithms.lion_equations import (
     cosine_to_prototypes,
-    first_occurrence,
     grow_complementary,
     masked_mean,
     negative_learning_loss,
@@ -317,10 +316,12 @@ def any_class(verdict, features, prototypes, ready) -> torch.Tensor:
 
 def nearest_prototype_agrees(verdict, features, prototypes, ready) -> torch.Tensor:
     """evidence_agreement "prototype": (B,) a relabel also needs the nearest class prototype
-    (Eq. 3) to be the new class; one it does not name becomes a demotion."""
+    (Eq. 3) to be the new class; one it does not name becomes a demotion, as does every relabel
+    while no class has a prototype (no witness, not class 0's)."""
     similarity = cosine_to_prototypes(features, prototypes, ready)
     nearest = similarity.masked_fill(~ready, float("-inf")).argmax(dim=1)
-    return torch.where((verdict >= 0) & (nearest != verdict), DEMOTE, verdict)
+    agrees = (nearest == verdict) & ready.any()
+    return torch.where((verdict >= 0) & ~agrees, DEMOTE, verdict)
 
 
 AGREEMENTS = {"none": any_class, "prototype": nearest_prototype_agrees}

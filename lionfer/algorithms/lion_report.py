@@ -30,6 +30,25 @@ def low_clear_message(rate: float, step: int | None = None) -> str:
     )
 
 
+def never_started_message(cfg, fit_rate: float) -> str:
+    """summary.json's warning where the prototypes' rule never began disambiguation, so that no
+    label could change: what its start rule waited for (cfg: the run's LionConfig) and, for the
+    "fitted" rule, the running share of labeled images fitted at the end (fit_rate)."""
+    if cfg.start_rule == "fitted":
+        reason = (
+            f"it begins once {100 * cfg.fit_threshold:.0f}% of the labeled images are predicted "
+            f"as their label with p >= {cfg.clear_threshold:g} (algorithm.fit_threshold), and "
+            f"at the end {100 * fit_rate:.0f}% were; train longer or lower "
+            "algorithm.fit_threshold"
+        )
+    else:
+        reason = (
+            f"it begins after {100 * cfg.disambiguation_start:.0f}% of the steps "
+            "(algorithm.disambiguation_start), which the run did not reach; train longer"
+        )
+    return f"LION's label disambiguation never began, so no label was changed: {reason}"
+
+
 def mean_or_none(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 

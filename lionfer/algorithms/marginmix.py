@@ -8,7 +8,8 @@ class centroids are not published, so this is MixMatch with the two ideas its ab
 - Self-labeling by centroids: μ_c, an EMA of the labeled images' embeddings per class, gives a
   second guess softmax(cos(f̄(u), μ_c) / s_d) from the distance between an unlabeled image's
   mean embedding and each centroid; the guess that is mixed is
-  Sharpen((1 − ω)·q̄ + ω·centroid guess, T) once every class has a centroid (q̄ alone before).
+  Sharpen((1 − ω)·q̄ + ω·centroid guess, T) once every class with labeled images has a
+  centroid (q̄ alone before); a class without any gets no centroid and no share of that guess.
 
 Reference: C. Florea, M. Badea, L. Florea, A. Racoviteanu, C. Vertan, "Margin-Mix: Semi-Supervised
 Learning for Face Expression Recognition", ECCV 2020 Workshops. No code was released; the paper's
@@ -63,11 +64,18 @@ def update_centroids(
 
 
 def centroid_guess(
-    features: torch.Tensor, centroids: torch.Tensor, temperature: float
+    features: torch.Tensor,
+    centroids: torch.Tensor,
+    temperature: float,
+    ready: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """softmax(−d(f, μ_c) / s_d) with the cosine distance d = 1 − cos; (B, C)."""
+    """softmax(−d(f, μ_c) / s_d) with the cosine distance d = 1 − cos; (B, C). With ready (C,)
+    over the classes with a centroid only (0 for the others; 0 everywhere without any)."""
     cosine = F.normalize(features, dim=1) @ F.normalize(centroids, dim=1).T
-    return (-(1.0 - cosine) / temperature).softmax(dim=1)
+    logits = -(1.0 - cosine) / temperature
+    if ready is not None:
+        logits = logits.masked_fill(~ready, float("-inf"))
+    return torch.nan_to_num(logits.softmax(dim=1), nan=0.0)
 
 
 class MarginMix(Algorithm):
@@ -78,6 +86,14 @@ class MarginMix(Algorithm):
         super().__init__(cfg, info)
         self.centroids = torch.zeros(info.num_classes, info.feature_dim)  # (C, D) μ_c
         self.centroid_ready = torch.zeros(info.num_classes, dtype=torch.bool)
+        # (C,) the classes with labeled images, the only ones that can get a centroid
+        labeled = torch.bincount(info.given_labels.long(), minlength=info.num_classes) > 0
+        self.labeled_classes = labeled
+
+    def to(self, device: torch.device) -> MarginMix:
+        super().to(device)
+        self.labeled_classes = self.labeled_classes.to(device)
+        return self
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"centroids": self.centroids, "centroid_ready": self.centroid_ready}
@@ -95,9 +111,15 @@ class MarginMix(Algorithm):
         )
         probs = guess_labels([logits for logits, _ in ulb], temperature=1.0)  # plain mean
         features = torch.stack([f.float() for _, f in ulb]).mean(dim=0)
-        by_centroid = centroid_guess(features, self.centroids, cfg.distance_temperature)
-        weight = cfg.centroid_weight * self.centroid_ready.all().float()
+        ready = self.centroid_ready
+        by_centroid = centroid_guess(features, self.centroids, cfg.distance_temperature, ready)
+        weight = cfg.centroid_weight * self._centroids_ready().float()
         return sharpen((1 - weight) * probs + weight * by_centroid, cfg.temperature)
+
+    def _centroids_ready(self) -> torch.Tensor:
+        """() every class with labeled images has a centroid: a class without any never gets
+        one, and waiting for it would keep the centroid guess off for the whole run."""
+        return (self.centroid_ready | ~self.labeled_classes).all()
 
     def step(self, model, batch: Batch, progress: Progress) -> StepOutput:
         cfg, comm, num_labeled = self.cfg, self.comm, len(batch.y_lb)
@@ -118,7 +140,8 @@ class MarginMix(Algorithm):
             "loss_sup": loss_sup.detach(),
             "loss_unsup": loss_unsup.detach(),
             "weight_unsup": weight,
-            "centroids_ready": self.centroid_ready.float().mean(),
+            "centroids_ready": (self.centroid_ready & self.labeled_classes).sum()
+            / self.labeled_classes.sum().clamp(min=1),  # no boolean index: no host sync
         }
         pseudo_labels = targets_ulb.argmax(dim=1)
         mask = torch.ones_like(pseudo_labels, dtype=torch.bool)  # every guess is used (softly)

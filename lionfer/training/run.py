@@ -111,6 +111,7 @@ def build_trainer(
         run_data = build_run_data(setup.data_config(cfg), cfg.seed, progress and comm.is_main)
     setup.check_all_labeled(cfg, run_data)
     setup.check_unlabeled(cfg, run_data)
+    setup.check_labeled_classes(cfg, run_data)
     parts = setup.build_parts(cfg, run_data, device, comm)
     return Trainer(cfg, out, run_data, parts, device, progress, command, comm)
 

@@ -9,6 +9,7 @@ import random
 from contextlib import nullcontext
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from lionfer.algorithms.base import Algorithm, AlgorithmInfo
@@ -65,6 +66,41 @@ def check_unlabeled(cfg: Config, run_data: RunData) -> None:
         f"algorithm {cfg.algorithm.name} learns from unlabeled images, but {split} labels all "
         f"{len(run_data.labeled)} training images and leaves none unlabeled; lower "
         f"data.num_labels, {folder}or train with algorithm.name=supervised"
+    )
+
+
+def check_labeled_classes(cfg: Config, run_data: RunData) -> None:
+    """Every algorithm learns which class an image is from labeled images: a labeled set that
+    names one class alone (a dataset of one class, one class folder with images, or
+    data.num_labels=1) trains a model that predicts that class for every image."""
+    labeled = np.unique(run_data.labeled.labels[run_data.labeled.labels >= 0])
+    if len(labeled) >= 2:
+        return
+    names = run_data.data.class_names
+    train = run_data.data.train.labels
+    with_images = [names[c] for c in np.unique(train[train >= 0])]
+    needs = "a classifier needs labeled images of two classes at least"
+    if len(names) < 2:
+        problem = f"the data has one class ({names[0]})" if names else "the data has no class"
+    elif len(with_images) < 2:
+        problem = (
+            f"only {len(with_images)} of the data's {len(names)} classes has training images "
+            f"({', '.join(with_images) or 'none'})"
+        )
+    else:
+        fix = (
+            f"use a split whose labeled images hold two classes (not {cfg.data.split_file})"
+            if cfg.data.split_file
+            else f"raise data.num_labels to at least {len(with_images)}, one image a class"
+        )
+        raise ConfigError(
+            f"the labeled images name {len(labeled)} class "
+            f"({', '.join(names[c] for c in labeled) or 'none'}) of the {len(with_images)} with "
+            f"training images: {needs}, or the model predicts one class for every image; {fix}"
+        )
+    raise ConfigError(
+        f"{problem}: {needs}, or the model predicts one class for every image; add the images "
+        "of at least one more class (data.dataset=folder: a folder per class)"
     )
 
 

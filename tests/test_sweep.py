@@ -162,6 +162,20 @@ def test_plan_skips_finished_resumes_unfinished_and_leaves_foreign_folders(tmp_p
     assert {a.kind for a in plan(points_new, out)} == {"start"}
 
 
+def test_a_run_killed_before_its_config_was_written_is_started_again(tmp_path):
+    points = expand(load_sweep(write_sweep(tmp_path, GRID), ["sweep.seeds=0"]))[:2]
+    out = tmp_path / "out"
+    begun, mine = (out / point.folder for point, _ in points)
+    for folder in (begun, mine):
+        folder.mkdir(parents=True)
+        start = {"event": "start", "num_labeled": 14}  # its first log line, then the kill
+        (folder / "metrics.jsonl").write_text(json.dumps(start) + "\n")
+    (mine / "notes.txt").write_text("mine")  # and a file of the user's: left alone
+    kinds = [(a.kind, a.reason) for a in plan(points, out)]
+    assert kinds[0] == ("restart", "stopped before its config was written")
+    assert kinds[1][0] == "conflict"
+
+
 def test_out_folder_with_other_files_is_refused(tmp_path, capsys):
     path = write_sweep(tmp_path, GRID)
     (tmp_path / "mine").mkdir()

@@ -25,6 +25,7 @@ from lionfer.config import Config, load_config, parse_value
 from lionfer.errors import ConfigError
 from lionfer.experiments.launch import Job, Result, run_local, run_submitit, visible_gpus
 from lionfer.experiments.sweep_file import Point, Sweep, expand, load_sweep
+from lionfer.training.runfolder import foreign_entries, is_run_folder
 from lionfer.unread import check_new_run
 
 LOCK = "sweep.lock"
@@ -89,7 +90,8 @@ def summary_damage(path: Path) -> str:
 def plan(points: list[tuple[Point, Config]], out: Path) -> list[Action]:
     """Decide each point's action from its folder: summary.json = finished (skip),
     checkpoints/last.pt = unfinished (resume), a run of the same config without a checkpoint
-    (restart), nothing (start); a folder holding anything else is a conflict and is left alone.
+    (restart), a run's files without a config (a run killed as it began: restart), nothing
+    (start); a folder holding anything else is a conflict and is left alone.
     A summary.json that cannot be read is not a finished run: the run is finished again from
     its last checkpoint, or, without one, left alone as a conflict."""
     actions = []
@@ -99,6 +101,10 @@ def plan(points: list[tuple[Point, Config]], out: Path) -> list[Action]:
             actions.append(Action(point, "start"))
             continue
         saved = folder / "config.toml"
+        if not saved.is_file() and is_run_folder(folder) and not foreign_entries(folder):
+            # killed between its first log line and its config: nothing of it to keep
+            actions.append(Action(point, "restart", "stopped before its config was written"))
+            continue
         if not saved.is_file():
             actions.append(Action(point, "conflict", f"{folder} holds files that are not a run"))
             continue

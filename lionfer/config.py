@@ -248,6 +248,12 @@ def build_section(cls: type, values: dict, prefix: str) -> Any:
         return cls(**kwargs)
     except TypeError as error:
         raise ConfigError(f"{prefix.rstrip('.')}: {error}") from error
+    except ConfigError as error:  # a value checked by the section: say which value it was given
+        key, _, message = str(error).partition(": ")
+        name = key.removeprefix(prefix)
+        if key.startswith(prefix) and name in kwargs and "got " not in message:
+            raise ConfigError(f"{error}, got {kwargs[name]!r}") from None
+        raise
 
 
 def algorithm_config_class(name: str) -> type:

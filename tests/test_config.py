@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 
 import lionfer.data.datasets
-from lionfer.config import DEFAULT_CONFIG, ConfigError, load_config, replace, save_config
+from lionfer.config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    config_from_args,
+    load_config,
+    replace,
+    save_config,
+)
 from lionfer.data.datasets import DATASET_KEYS, DATASET_TABLE
 from lionfer.unread import check_dataset_keys
 
@@ -273,3 +280,17 @@ def test_the_keys_each_dataset_reads_are_the_ones_its_reader_reads():
     )
     for items in read:
         check_dataset_keys(load_config(None, items))
+
+
+def test_a_checked_value_out_of_range_is_named_with_the_value_given():
+    with pytest.raises(ConfigError, match=r"data.noise_rate: must lie in \[0, 1\], got 1.5$"):
+        config_from_args(["data.noise_rate=1.5"])
+    with pytest.raises(ConfigError, match=r"algorithm.threshold: must lie in \[0, 1\], got 2.0$"):
+        config_from_args(["algorithm.name=fixmatch", "algorithm.threshold=2"])
+
+
+def test_an_algorithm_switch_drops_the_algorithm_keys_set_before_it():
+    cfg = config_from_args(["algorithm.threshold=0.9", "algorithm.name=fixmatch"])
+    assert cfg.algorithm.params.threshold == 0.95  # as docs/cli.md says: name it first
+    cfg = config_from_args(["algorithm.name=fixmatch", "algorithm.threshold=0.9"])
+    assert cfg.algorithm.params.threshold == 0.9

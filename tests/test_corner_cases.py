@@ -209,3 +209,12 @@ def test_flexmatch_records_an_image_held_twice_in_a_batch_from_its_first_row():
     batch = Batch(rows([[0.5, 0.25, 0.25]]), T([0]), T([0]), weak, weak, T([0, 0, 1, 2]))
     flexmatch.step(Passthrough(3), batch, Progress(0, 10))
     assert flexmatch.selected_label.tolist() == [1, 0, -1]
+
+
+def test_marginmix_logs_the_share_of_labeled_classes_with_a_centroid():
+    cfg = MarginMixConfig(distance_temperature=0.5, centroid_weight=0.5, temperature=0.5)
+    marginmix = MarginMix(cfg, info(3, given=(0, 1, 0, 1)))  # class 2 has no labeled image
+    half = marginmix.step(Passthrough(3), guess_batch([0, 0]), Progress(1, 10))
+    assert half.logs["centroids_ready"].item() == pytest.approx(0.5)  # class 0's of 0 and 1
+    full = marginmix.step(Passthrough(3), guess_batch([0, 1]), Progress(2, 10))
+    assert full.logs["centroids_ready"].item() == pytest.approx(1.0)

@@ -230,3 +230,10 @@ def test_a_run_folder_inside_the_image_folders_is_refused(tiny_cfg, tmp_path):
             train(tiny_cfg(*items, "algorithm.name=supervised"), out, progress=False)
         assert not out.exists()
     assert sorted(p.name for p in root.iterdir()) == ["happy", "sad"]
+
+
+def test_a_manifest_row_naming_a_folder_says_so(tmp_path):
+    rows = [f"img/{k}.png,{['happy', 'sad'][k % 2]}" for k in range(10)]
+    root = manifest_dir(tmp_path, "path,label\n" + "\n".join([*rows, "img,happy"]) + "\n")
+    with pytest.raises(MissingInputError, match=r"1 listed entries are folders.*first: .*img\)"):
+        manifest.load(cfg(root), seed=0)

@@ -107,6 +107,13 @@ def check_listed_files(
                 "pick data.variant to match the image folder you have)"
             )
         )
+    folders = [p for p in missing if Path(p).is_dir()]
+    if folders and not skip_bad:  # not missing: a list names images, one a row
+        raise MissingInputError(
+            f"{dataset}: {len(folders)} listed entries are folders, not image files (first: "
+            f"{folders[0]}); list each image file on its own row, or set data.skip_bad=true "
+            "to skip them"
+        )
     if not skip_bad:
         shown = ", ".join(missing[:_SHOWN])
         raise MissingInputError(

@@ -145,8 +145,11 @@ def cmd_relabel(args):
 def cmd_audit(args):
     from lionfer.config import config_from_args
     from lionfer.inference.audit import SPLITS, audit_to_files
+    from lionfer.unread import check_dataset_keys, check_noise
 
     cfg = config_from_args(args.dataset)
+    check_dataset_keys(cfg)  # a dataset that would ignore a key is not the one asked for
+    check_noise(cfg)
     splits = SPLITS if args.split == "all" else (args.split,)
     return audit_to_files(_predictor(args), cfg.data, cfg.seed, args.out, args.html, args.top,
                           splits, args.overwrite, not args.no_progress)  # fmt: skip

@@ -158,6 +158,17 @@ def test_cli_audit_on_a_checkpoint_and_a_config_style_dataset(capsys, tmp_path):
     assert code == 2 and "already exists" in capsys.readouterr().err
 
 
+def test_cli_audit_refuses_a_key_its_dataset_would_not_read(capsys, tmp_path, labeled_folder):
+    model = make_checkpoint(tmp_path / "model.pt")
+    out = tmp_path / "suspects.csv"
+    folder = ["data.dataset=folder", f"data.root={labeled_folder}"]
+    code = main(["audit", str(model), *folder, "data.annotator=crowd10", "--out", str(out)])
+    assert code == 2 and "does not read data.annotator" in capsys.readouterr().err
+    code = main(["audit", str(model), *folder, "data.noise_rate=0.2", "--out", str(out)])
+    assert code == 2 and "changes no label with data.noise=none" in capsys.readouterr().err
+    assert not out.exists()
+
+
 # ---- relabel ----
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from lionfer.algorithms.base import Algorithm
 from lionfer.config import load_config
 from lionfer.data.pipeline import finished_run_data, load_dataset
 from lionfer.device import resolve_device
-from lionfer.errors import CheckpointError
+from lionfer.errors import CheckpointError, InputError, MissingInputError
 from lionfer.metrics import accuracy
 from lionfer.registry import ALGORITHMS
 from lionfer.training.checkpoint import checkpoint_model, load_checkpoint, restore_algorithm
@@ -20,11 +22,23 @@ from lionfer.training.summary import final_figures
 def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> dict:
     """The run's test figures of its checkpoint's EMA model; only the test images are read (and
     checked, as in training)."""
+    from lionfer.inference.model_file import checkpoint_file
+
+    run = Path(run)
+    if not run.exists():
+        raise MissingInputError(f"run folder not found: {run}")
+    if not (run.is_dir() and (run / "config.toml").is_file()):
+        raise InputError(
+            f"evaluate needs a run folder made by `lionfer train` (with config.toml and "
+            f"checkpoints/), got {run}; for a checkpoint or an exported file alone, use "
+            "`lionfer audit MODEL [CONFIG] [key=value ...]` on a labeled dataset"
+        )
     cfg = load_config(run / "config.toml")
-    path = run / "checkpoints" / f"{checkpoint}.pt"
+    path = checkpoint_file(run, checkpoint)
     state = load_checkpoint(path)
     model = checkpoint_model(state, path).to(resolve_device(device))
-    data = load_dataset(cfg.data, cfg.seed, check=("test",))
+    with run_data_context(run):
+        data = load_dataset(cfg.data, cfg.seed, check=("test",))
     if list(data.class_names) != list(state["class_names"]):
         raise CheckpointError(
             f"{run}: the checkpoint was trained on the classes {list(state['class_names'])}, but "
@@ -47,7 +61,8 @@ def label_figures(run: Path, cfg, state: dict, path: Path, device) -> dict:
     algorithm state and live model of its checkpoint (at path) ({} for the other algorithms)."""
     if ALGORITHMS.get(cfg.algorithm.name).diagnostics is Algorithm.diagnostics:
         return {}
-    run_data = finished_run_data(run, cfg)
+    with run_data_context(run):
+        run_data = finished_run_data(run, cfg)
     live = checkpoint_model(state, path, weights="model").to(device)
     algorithm = build_algorithm(cfg, run_data, live).to(device)
     restore_algorithm(algorithm, state)
@@ -58,4 +73,17 @@ def label_figures(run: Path, cfg, state: dict, path: Path, device) -> dict:
     return {"num_labels": len(run_data.labeled), **figures}
 
 
-__all__ = ["evaluate_run"]
+@contextmanager
+def run_data_context(run: Path) -> Iterator[None]:
+    """A missing file or folder of the run's own data becomes an error that says it is the run's
+    data, named in its config.toml, that moved or went."""
+    try:
+        yield
+    except MissingInputError as error:
+        raise MissingInputError(
+            f"the data that {run} trained on is not where its config.toml says ({error}); put "
+            f"it back there, or set data.root in {run / 'config.toml'} to where it is now"
+        ) from error
+
+
+__all__ = ["evaluate_run", "run_data_context"]

@@ -93,7 +93,7 @@ def test_a_run_folder_uses_last_or_best(tmp_path, checkpoint):
     run = tmp_path / "run"
     make_checkpoint(run / "checkpoints" / "last.pt", seed=1)
     assert load(run).info.path.endswith("last.pt")
-    with pytest.raises(InputError, match="best.pt is missing"):
+    with pytest.raises(InputError, match=r"no checkpoints/best.pt \(only last.pt\)"):
         load(run, checkpoint="best")
     with pytest.raises(InputError, match="model not found"):
         load(tmp_path / "nothing")

@@ -58,6 +58,8 @@ SPLITS = ("train", "test")
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; name the file to write, e.g. {path / 'out.csv'}")
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another")
 
@@ -302,13 +304,15 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
     """
     from lionfer.config import load_config
     from lionfer.data.pipeline import finished_run_data
+    from lionfer.evaluate import run_data_context
 
     run = Path(run)
     if not run.is_dir():
         raise InputError(f"relabel needs a run folder (made by `lionfer train`), got {run}")
     state = load_checkpoint(checkpoint_file(run, checkpoint), MODEL_KEYS, MODEL_FIX)
     cfg = load_config(run / "config.toml")
-    labeled = finished_run_data(run, cfg).labeled
+    with run_data_context(run):
+        labeled = finished_run_data(run, cfg).labeled
     names = list(state["class_names"])
     table = label_state(state.get("algorithm", {}), labeled.labels, len(names))
     weight_columns = [f"w_{n.lower()}" for n in names]

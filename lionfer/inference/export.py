@@ -103,12 +103,19 @@ def export(
 ) -> ExportResult:
     """Export MODEL (a run folder or checkpoint) to out; see the module docstring."""
     out = Path(out)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; name the file, e.g. {out / 'model.onnx'}")
     fmt = export_format(out, fmt)
     if out.exists() and not overwrite:
         raise InputError(
             f"{out} already exists; pass --overwrite to replace it or choose another --out"
         )
     source = checkpoint_file(model, checkpoint)
+    if out.exists() and out.resolve() == source.resolve():
+        raise InputError(
+            f"--out {out} is the checkpoint being exported; --overwrite would replace the run's "
+            "model with its export: choose another --out"
+        )
     if source.suffix.lower() == ".onnx":
         raise InputError(f"{source} is already an ONNX export; export from the run or checkpoint")
     module, info = torch_model(source, "cpu")

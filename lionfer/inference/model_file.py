@@ -39,22 +39,50 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+CHECKPOINTS = ("last", "best")
+
+
 def checkpoint_file(model: str | Path, checkpoint: str = "last") -> Path:
-    """The checkpoint a MODEL argument names: RUN/checkpoints/<checkpoint>.pt or the file itself."""
+    """The checkpoint a MODEL argument names: RUN/checkpoints/<checkpoint>.pt or the file itself.
+    A folder that is not a run, a run without that checkpoint (one still starting, or without a
+    best.pt) and a missing path are refused with what the folder holds and what to pass."""
+    if checkpoint not in CHECKPOINTS:
+        raise InputError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     path = Path(model)
     if path.is_dir():
         file = path / "checkpoints" / f"{checkpoint}.pt"
         if not file.is_file():
-            raise InputError(
-                f"{path} is not a finished lionfer run: {file} is missing (train one with "
-                "`lionfer train`, choose --checkpoint last|best, or pass a checkpoint file)"
-            )
+            raise InputError(missing_checkpoint(path, checkpoint))
         return file
     if not path.is_file():
         raise InputError(
             f"model not found: {path} (a run folder, a .pt checkpoint or a .onnx file)"
         )
     return path
+
+
+def missing_checkpoint(run: Path, checkpoint: str) -> str:
+    """Why RUN/checkpoints/<checkpoint>.pt is not there, and what to pass instead."""
+    if run.name == "checkpoints" and (run / f"{checkpoint}.pt").is_file():
+        return f"{run} is a run's checkpoints folder: pass the run, {run.parent}, or a file in it"
+    saved = sorted((run / "checkpoints").glob("*.pt"))
+    if not saved and not (run / "config.toml").is_file():
+        return f"{run} is not a lionfer run folder (it has no config.toml); {MODEL_FIX}"
+    if saved:
+        fix = (
+            "pass --checkpoint last"
+            if (run / "checkpoints" / "last.pt").is_file()
+            else f"pass one of its files, e.g. {saved[0]}"
+        )
+        return (
+            f"{run} is not a finished lionfer run: it has no checkpoints/{checkpoint}.pt (only "
+            f"{', '.join(p.name for p in saved)}); {fix}"
+        )
+    return (
+        f"{run} is not a finished lionfer run: it has no checkpoint yet: a run saves "
+        "checkpoints/last.pt every train.checkpoint_every steps and at its end: wait for the "
+        "first"
+    )
 
 
 def torch_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelInfo]:

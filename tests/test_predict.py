@@ -183,6 +183,19 @@ def test_cropped_inputs_are_one_face_each_without_detection(checkpoint):
     np.testing.assert_allclose(table[P_COLUMNS].to_numpy(), expected, atol=1e-6)
 
 
+def test_probabilities_take_crops_as_arrays_too(checkpoint):
+    predictor = load(checkpoint)
+    crops = faces((0, 1, 2))  # uint8 (N, H, W, 3)
+    expected = predictor.probabilities([Image.fromarray(c) for c in crops])
+    np.testing.assert_allclose(predictor.probabilities(crops), expected, atol=1e-6)
+    np.testing.assert_allclose(predictor.probabilities(list(crops)), expected, atol=1e-6)
+    np.testing.assert_allclose(predictor.probabilities(crops[1]), expected[1:2], atol=1e-6)
+    with pytest.raises(InputError, match="not a str; for files, use predict"):
+        predictor.probabilities(["face.png"])
+    with pytest.raises(InputError, match="arrays must be uint8"):
+        predictor.probabilities(crops.astype(np.float32))
+
+
 def test_collect_sources_expands_folders_and_globs(tmp_path):
     for name in ("b.png", "a.jpg", "deep/c.png", ".hidden/d.png", "clip.avi", "x.txt", "e.jfif"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,10 @@ class OnnxClassifier:
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types
-            raise InputError(f"cannot load {path} with ONNX Runtime: {error}") from error
+            raise InputError(
+                f"cannot load {path} with ONNX Runtime: {error}. If the file is damaged or cut "
+                "short, export it again: lionfer export RUN --out FILE.onnx"
+            ) from error
         self.input_name = self.session.get_inputs()[0].name
         self.info = onnx_info(self.session.get_modelmeta().custom_metadata_map, path)
 
@@ -325,11 +328,22 @@ class Predictor:
     def columns(self) -> list[str]:
         return columns(self.class_names)
 
-    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
-        """(N, C) class probabilities of face crops, in batches of batch_size."""
-        if not images:
+    def probabilities(self, images: Any) -> np.ndarray:
+        """(N, C) class probabilities of face crops, in batches of batch_size: one or a list of
+        PIL images or uint8 arrays, as predict takes them ((H, W, 3), (H, W), (N, H, W, 3))."""
+        if isinstance(images, Image.Image | np.ndarray):
+            images = [images]
+        crops = []
+        for image in images:
+            if not isinstance(image, Image.Image | np.ndarray):
+                raise InputError(
+                    f"probabilities takes face crops as PIL images or uint8 arrays, not a "
+                    f"{type(image).__name__}; for files, use predict(paths, cropped=True)"
+                )
+            crops += _memory_images(image)
+        if not crops:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        tensors = torch.stack([self.transform(to_rgb(image)) for image in images])
+        tensors = torch.stack([self.transform(crop) for crop in crops])
         return self._classify(tensors)
 
     def _classify(self, tensors: torch.Tensor) -> np.ndarray:

@@ -129,7 +129,7 @@ def elr_weight(out: Path) -> float:
 def cmd_evaluate(args) -> int:
     from lionfer.evaluate import evaluate_run
 
-    result = evaluate_run(Path(args.run), checkpoint=args.checkpoint)
+    result = evaluate_run(Path(args.run), checkpoint=args.checkpoint, device=args.device)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -270,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--checkpoint", choices=("last", "best"), default="last")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("list", help="list algorithms, models or datasets")

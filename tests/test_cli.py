@@ -26,6 +26,11 @@ def test_train_then_evaluate(capsys, tmp_path):
     code, stdout, _ = run(capsys, "evaluate", str(out), "--json")
     assert code == 0
     assert json.loads(stdout)["test_acc"] == summary["test_acc"]
+    code, stdout, _ = run(capsys, "evaluate", str(out), "--json", "--device", "cpu")
+    assert code == 0 and json.loads(stdout)["test_acc"] == summary["test_acc"]
+    if not torch.cuda.is_available():
+        code, _, err = run(capsys, "evaluate", str(out), "--device", "cuda")
+        assert code == 2 and "cuda" in err
     code, _, err = run(capsys, "train", *TINY, "--out", str(out), "--no-progress")
     assert code == 2 and "already holds a run" in err
 

@@ -147,7 +147,10 @@ def cmd_audit(args):
     from lionfer.inference.audit import SPLITS, audit_to_files
     from lionfer.unread import check_dataset_keys, check_noise
 
-    cfg = config_from_args(args.dataset)
+    items = args.dataset
+    if not items and (Path(args.model) / "config.toml").is_file():
+        items = [str(Path(args.model) / "config.toml")]  # a run alone: the data it trained on
+    cfg = config_from_args(items)
     check_dataset_keys(cfg)  # a dataset that would ignore a key is not the one asked for
     check_noise(cfg)
     splits = SPLITS if args.split == "all" else (args.split,)

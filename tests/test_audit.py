@@ -169,6 +169,16 @@ def test_cli_audit_refuses_a_key_its_dataset_would_not_read(capsys, tmp_path, la
     assert not out.exists()
 
 
+def test_cli_audit_of_a_run_alone_reads_the_data_it_trained_on(capsys, tmp_path_factory):
+    run = trained_run(tmp_path_factory)  # 70 + 14 embedded faces, not the default 2,100 + 700
+    out = tmp_path_factory.mktemp("audit")
+    code = main(["audit", str(run), "--out", str(out / "a.csv"), "--no-progress"])
+    assert code == 0 and "audited 84 labeled images" in capsys.readouterr().out
+    config = run / "config.toml"
+    code = main(["audit", str(run), str(config), "--out", str(out / "b.csv"), "--no-progress"])
+    assert code == 0 and "audited 84 labeled images" in capsys.readouterr().out
+
+
 # ---- relabel ----
 
 

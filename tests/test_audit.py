@@ -264,6 +264,10 @@ def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
     assert written[1]["changed"] == "true" and written[0]["changed"] == "false"
     assert main(["relabel", str(run), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+    own = (run / "relabels.csv").read_bytes()  # the run's own table, even with --overwrite
+    assert main(["relabel", str(run), "--out", str(run / "relabels.csv"), "--overwrite"]) == 2
+    assert "is a file of the run" in capsys.readouterr().err
+    assert (run / "relabels.csv").read_bytes() == own
     assert main(["relabel", str(path), "--out", str(tmp_path / "x.csv")]) == 2
     assert "needs a run folder" in capsys.readouterr().err
 

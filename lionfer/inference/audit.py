@@ -58,8 +58,15 @@ SPLITS = ("train", "test")
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
+    from lionfer.training.runfolder import RUN_ENTRIES, is_run_folder
+
     if path.is_dir():
         raise InputError(f"{path} is a folder; name the file to write, e.g. {path / 'out.csv'}")
+    if path.exists() and path.name in RUN_ENTRIES and is_run_folder(path.parent):
+        raise InputError(
+            f"{path} is a file of the run in {path.parent}; --overwrite would replace it: "
+            "choose another --out"
+        )
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another")
 

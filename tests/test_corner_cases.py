@@ -28,28 +28,12 @@ from lionfer.algorithms.lion_evidence import DEMOTE, KEEP, nearest_prototype_agr
 from lionfer.algorithms.marginmix import MarginMix, centroid_guess
 from lionfer.algorithms.mixmatch import sharpen
 from lionfer.errors import ConfigError
+from lionfer.schedules import METHODS as SHOWCASE_METHODS
 from lionfer.training import train
 
 T = torch.tensor
 
-METHODS = [
-    "supervised",
-    "fullysupervised",
-    "pseudolabel",
-    "mixmatch",
-    "uda",
-    "remixmatch",
-    "marginmix",
-    "fixmatch",
-    "adacm",
-    "flexmatch",
-    "freematch",
-    "softmatch",
-    "lion:evidence",
-    "lion:paper",
-    "lion:released",
-    "lion:robust",
-]
+METHODS = list(SHOWCASE_METHODS)  # every algorithm, LION with each recipe
 
 
 def method(name: str) -> list[str]:

@@ -80,6 +80,8 @@ def run_data_context(run: Path) -> Iterator[None]:
     try:
         yield
     except MissingInputError as error:
+        if not (run / "split.json").is_file():  # the run's own file, not its data, is missing
+            raise
         raise MissingInputError(
             f"the data that {run} trained on is not where its config.toml says ({error}); put "
             f"it back there, or set data.root in {run / 'config.toml'} to where it is now"

@@ -71,6 +71,13 @@ def test_a_run_whose_data_moved_says_so(run, tmp_path, capsys):
         assert "set data.root in" in err and str(tmp_path / "gone") in err, err
 
 
+def test_a_run_without_its_split_is_not_said_to_have_lost_its_data(run, tmp_path, capsys):
+    split = shutil.copytree(run, tmp_path / "nosplit")
+    (split / "split.json").unlink()
+    code, err = cli(capsys, "relabel", split, "--out", tmp_path / "r.csv")
+    assert code == 2 and "split.json" in err and "set data.root" not in err, err
+
+
 def test_export_never_replaces_the_checkpoint_or_a_folder(run, tmp_path, capsys):
     copy = shutil.copytree(run, tmp_path / "run")
     last = copy / "checkpoints" / "last.pt"

@@ -171,7 +171,11 @@ def test_the_prototype_check_demotes_every_relabel_while_no_class_has_a_prototyp
     "recipe, says",
     [
         ("robust", r"once 90% of the labeled images .* at the end 0% were"),
-        ("paper", r"after 30% of the steps \(algorithm.disambiguation_start\)"),
+        (
+            "paper",
+            r"after 30% of the steps \(algorithm.disambiguation_start\), which the run's last "
+            r"step did not reach; lower algorithm.disambiguation_start",
+        ),
     ],
 )
 def test_a_run_whose_disambiguation_never_began_says_so_in_its_summary(recipe, says):

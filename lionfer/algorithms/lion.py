@@ -404,7 +404,7 @@ class Lion(EvidenceDisambiguation, Algorithm):
         rates = torch.stack([clear.float().mean(), fitted.float().mean()])
         self.running.lerp_(rates.to(self.running), 1 - RUNNING)
         self.running_steps += 1
-        corrected = self.running / (1 - RUNNING ** self.running_steps.float())
+        corrected = self.corrected_rates()
         if not self.cfg.use_disambiguation:
             return
         start = self.rules.start(progress.fraction, corrected[1])
@@ -414,6 +414,10 @@ class Lion(EvidenceDisambiguation, Algorithm):
             just, corrected[0].to(self.clear_at_start), self.clear_at_start
         )
         self.started = self.started | start
+
+    def corrected_rates(self) -> torch.Tensor:
+        """(2,) the running clear and fit rates, bias-corrected (as of the first step)."""
+        return self.running / (1 - RUNNING ** self.running_steps.float().clamp(min=1))
 
     def _relabel_by_prototypes(self, probs, features, labels, disputed, idx, progress):
         """Eqs. 4-6 for this batch's labeled rows (state updates only, gated on the start);
@@ -495,7 +499,7 @@ class Lion(EvidenceDisambiguation, Algorithm):
         state = self.state_dict()
         figures = summary_figures(state, self.cfg.recipe, true_unlabeled)
         if self.heads is None and self.cfg.use_disambiguation and not bool(self.started):
-            fit = float(self.running[1]) / (1 - RUNNING ** max(int(self.running_steps), 1))
+            fit = float(self.corrected_rates()[1])
             figures.setdefault("warnings", []).append(never_started_message(self.cfg, fit))
         if self.heads is not None:  # the evidence rule: how far its evidence holds, by class
             given = self.info.given_labels.cpu().numpy()

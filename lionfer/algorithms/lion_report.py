@@ -44,7 +44,8 @@ def never_started_message(cfg, fit_rate: float) -> str:
     else:
         reason = (
             f"it begins after {100 * cfg.disambiguation_start:.0f}% of the steps "
-            "(algorithm.disambiguation_start), which the run did not reach; train longer"
+            "(algorithm.disambiguation_start), which the run's last step did not reach; lower "
+            "algorithm.disambiguation_start"
         )
     return f"LION's label disambiguation never began, so no label was changed: {reason}"
 

@@ -179,6 +179,8 @@ def run_local(
                         _report(outcome(job, process.returncode, seconds, job.log), job, echo)
                     )
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM as SweepStopped
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one: let them stop
             stop_runs(running)
             raise
     return results

@@ -183,6 +183,9 @@ def test_a_damaged_report_json_is_an_error_with_the_fix(tmp_path):
     (out / "report.json").write_text('{"files": ')
     with pytest.raises(ConfigError, match="report.json is damaged"):
         make_report([tmp_path / "runs"], out)
+    (out / "report.json").write_text('{"files": "report.md"}')  # a string, not a list of names
+    with pytest.raises(ConfigError, match="report.json is damaged"):
+        make_report([tmp_path / "runs"], out)
     assert (out / "report.md").is_file()
 
 

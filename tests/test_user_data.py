@@ -237,3 +237,9 @@ def test_a_manifest_row_naming_a_folder_says_so(tmp_path):
     root = manifest_dir(tmp_path, "path,label\n" + "\n".join([*rows, "img,happy"]) + "\n")
     with pytest.raises(MissingInputError, match=r"1 listed entries are folders.*first: .*img\)"):
         manifest.load(cfg(root), seed=0)
+
+
+def test_a_manifest_whose_every_row_names_a_folder_says_so(tmp_path):
+    root = manifest_dir(tmp_path, "path,label\nimg,happy\n")
+    with pytest.raises(MissingInputError, match="1 listed entries are folders"):
+        manifest.load(cfg(root), seed=0)

@@ -97,6 +97,13 @@ def check_listed_files(
     missing = [str(p) for p, ok in zip(paths, exists, strict=True) if not ok]
     if not missing:
         return exists, []
+    folders = [p for p in missing if Path(p).is_dir()]
+    if folders and not skip_bad:  # not missing: a list names images, one a row
+        raise MissingInputError(
+            f"{dataset}: {len(folders)} listed entries are folders, not image files (first: "
+            f"{folders[0]}); list each image file on its own row, or set data.skip_bad=true "
+            "to skip them"
+        )
     if len(missing) == len(paths):
         raise MissingInputError(
             f"{dataset}: none of the {len(paths)} listed images exist (the first expected is "
@@ -106,13 +113,6 @@ def check_listed_files(
                 or "data.root is probably wrong: point it at the dataset folder as it ships (or "
                 "pick data.variant to match the image folder you have)"
             )
-        )
-    folders = [p for p in missing if Path(p).is_dir()]
-    if folders and not skip_bad:  # not missing: a list names images, one a row
-        raise MissingInputError(
-            f"{dataset}: {len(folders)} listed entries are folders, not image files (first: "
-            f"{folders[0]}); list each image file on its own row, or set data.skip_bad=true "
-            "to skip them"
         )
     if not skip_bad:
         shown = ", ".join(missing[:_SHOWN])

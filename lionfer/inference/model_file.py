@@ -70,7 +70,7 @@ def missing_checkpoint(run: Path, checkpoint: str) -> str:
         return f"{run} is not a lionfer run folder (it has no config.toml); {MODEL_FIX}"
     if saved:
         fix = (
-            "pass --checkpoint last"
+            "pass --checkpoint last (checkpoint='last' in lionfer.load)"
             if (run / "checkpoints" / "last.pt").is_file()
             else f"pass one of its files, e.g. {saved[0]}"
         )

@@ -71,7 +71,7 @@ def earlier_files(out: Path) -> list[str]:
         )
     try:
         files = json.loads((out / MARK).read_text(encoding="utf-8"))["files"]
-        if not all(isinstance(name, str) for name in files):
+        if not isinstance(files, list) or not all(isinstance(name, str) for name in files):
             raise TypeError("its files are not a list of names")
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(

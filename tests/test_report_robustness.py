@@ -145,6 +145,19 @@ def test_runs_of_different_lengths_are_not_pooled(tmp_path):
     assert methods == {"FM (steps=20)", "FM (steps=300)"}
 
 
+def test_a_sweeps_method_split_by_length_keeps_its_place_in_the_sweeps_order(tmp_path):
+    sweep = tmp_path / "sweep"
+    points = []
+    for label, folder, steps in (("FM", "fm/s0", 20), ("FM", "fm/s1", 300), ("AA", "aa/s0", 20)):
+        run = fake_run(sweep, f"synthetic@100/{folder}", seed=int(folder[-1]), acc=0.5)
+        edit_summary(run, steps=steps)
+        points.append(
+            {"label": label, "column": "synthetic@100", "folder": f"synthetic@100/{folder}"}
+        )
+    (sweep / "sweep.json").write_text(json.dumps({"points": points}))
+    assert load_runs([sweep]).methods == ["FM (steps=20)", "FM (steps=300)", "AA"]
+
+
 def test_a_method_may_run_longer_in_another_column(tmp_path):
     root = tmp_path / "runs"
     fake_run(root, "few", labels=100, acc=0.5)

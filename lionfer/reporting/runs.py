@@ -362,8 +362,10 @@ def load_runs(paths) -> Collection:
     # a sweep's label names its points whatever their settings, but no run pools with one of
     # another length in its column
     notes += tell_settings_apart(runs, _length, by_column=True)
-    methods = [m for m in order if any(r.method == m for r in runs)]
-    methods += list(dict.fromkeys(r.method for r in runs if r.method not in methods))
+    # the sweeps' order, a method split by its settings in its own place; then first appearance
+    named = list(dict.fromkeys(r.method for r in runs))
+    methods = [m for base in order for m in named if m == base or m.startswith(f"{base} (")]
+    methods = list(dict.fromkeys([*methods, *named]))
     seen: dict[tuple, list[Path]] = {}
     for run in runs:
         seen.setdefault((run.method, run.column, run.seed), []).append(run.path)

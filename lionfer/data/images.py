@@ -160,13 +160,18 @@ def _decoding(path: Path) -> Iterator[None]:
         raise ImageError(f"cannot read image {path}: {_describe(error)}; {_FIX}") from error
 
 
+def broken_link(path: str | Path) -> str:
+    """What is wrong with a symbolic link whose target is gone ("" for any other path)."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        return f"{path} is a symbolic link to {os.readlink(path)}, which does not exist"
+    return ""
+
+
 def _check_file(path: Path) -> None:
     """Raise ImageError for a path that is not a non-empty regular file."""
-    if path.is_symlink() and not path.exists():
-        raise ImageError(
-            f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; fix the "
-            "link or remove it"
-        )
+    if broken := broken_link(path):
+        raise ImageError(f"{broken}; fix the link or remove it")
     if path.is_dir():
         raise ImageError(f"{path} is a directory, not an image file (check the label list)")
     if not path.is_file():

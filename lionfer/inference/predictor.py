@@ -31,7 +31,7 @@ from lionfer.data.faces import (
     detect,
     pick_faces,
 )
-from lionfer.data.images import ImageError, open_photo, to_rgb
+from lionfer.data.images import ImageError, broken_link, open_photo, to_rgb
 from lionfer.device import inference_device
 from lionfer.errors import InputError
 from lionfer.inference.model_file import ModelInfo, checkpoint_file, file_fingerprint, torch_model
@@ -215,10 +215,8 @@ def _expand_path(item: str) -> tuple[list[Path], int]:
         if not found:
             raise InputError(f"no images or videos match {item!r}")
         return found, ignored
-    if path.is_symlink():
-        raise InputError(
-            f"input {path} is a symbolic link to {os.readlink(path)}, which does not exist"
-        )
+    if broken := broken_link(path):
+        raise InputError(f"input {broken}")
     raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
 
 

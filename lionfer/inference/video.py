@@ -5,7 +5,6 @@ writer used by predict."""
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from lionfer.data.images import to_rgb
+from lionfer.data.images import broken_link, to_rgb
 
 # Phones also write .3gp/.3g2, camcorders AVCHD's .mts/.m2ts; MPEG-TS's .ts is left out, being
 # TypeScript's too (rename such a recording .mts).
@@ -177,11 +176,8 @@ def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | Non
     DamagedVideoError after the last good frame when decoding stops before the declared end."""
     if stride < 1:
         raise ValueError(f"frame stride must be at least 1, got {stride}")
-    if Path(path).is_symlink() and not Path(path).exists():
-        raise VideoError(
-            f"{path} is a symbolic link to {os.readlink(path)}, which does not exist; fix the "
-            "link or remove it"
-        )
+    if broken := broken_link(path):
+        raise VideoError(f"{broken}; fix the link or remove it")
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise EmptyVideoError(f"video file {path} is empty (0 bytes)")
     capture = cv2.VideoCapture(str(path))

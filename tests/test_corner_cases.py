@@ -206,3 +206,14 @@ def test_marginmix_logs_the_share_of_labeled_classes_with_a_centroid():
     assert half.logs["centroids_ready"].item() == pytest.approx(0.5)  # class 0's of 0 and 1
     full = marginmix.step(Passthrough(3), guess_batch([0, 1]), Progress(2, 10))
     assert full.logs["centroids_ready"].item() == pytest.approx(1.0)
+
+
+def test_the_never_began_warning_gives_the_figures_it_waited_for():
+    robust = Lion(lion_config("robust"), info(3, given=(0, 1, 2, 0)))
+    robust.running.copy_(T([0.5, 0.6]))
+    robust.running_steps.fill_(1000)  # the bias correction is then 1
+    (warning,) = robust.summary()["warnings"]
+    assert "at the end 60% were" in warning
+    paper = Lion(lion_config("paper", disambiguation_start=0.7), info(3, given=(0, 1, 2, 0)))
+    (warning,) = paper.summary()["warnings"]
+    assert "it begins after 70% of the steps" in warning

@@ -193,13 +193,19 @@ def test_data_stats_with_more_labels_than_images_still_counts_them(capsys, rafdb
     assert code == 0 and set(json.loads(stdout)) == {"train", "test"}
 
 
-def test_data_stats_prints_the_datasets_notes(capsys, tmp_path):
+def faces_with_notes(root, per_class: int):
+    """root/happy/ and root/sad/, per_class small images each, and a notes.txt among them."""
     for name in ("happy", "sad"):
-        for k in range(5):
-            path = tmp_path / "faces" / name / f"{k}.png"
+        for k in range(per_class):
+            path = root / name / f"{k}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (8, 8), (40 * k, 0, 0)).save(path)
-    (tmp_path / "faces" / "happy" / "notes.txt").write_text("mine")
+    (root / "happy" / "notes.txt").write_text("mine")
+    return root
+
+
+def test_data_stats_prints_the_datasets_notes(capsys, tmp_path):
+    faces_with_notes(tmp_path / "faces", 5)
     argv = ["data", "stats", "data.dataset=folder", f"data.root={tmp_path / 'faces'}"]
     code, _, err = run(capsys, *argv, "data.num_labels=4")
     assert code == 0, err
@@ -220,12 +226,7 @@ def test_data_stats_refuses_settings_the_dataset_would_not_read(capsys, rafdb_ro
 def test_train_prints_the_datasets_notes_once(capsys, tmp_path):
     from conftest import tiny
 
-    for name in ("happy", "sad"):
-        for k in range(6):
-            path = tmp_path / "faces" / name / f"{k}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (8, 8), (40 * k, 0, 0)).save(path)
-    (tmp_path / "faces" / "happy" / "notes.txt").write_text("mine")
+    faces_with_notes(tmp_path / "faces", 6)
     data = ["data.dataset=folder", f"data.root={tmp_path / 'faces'}", "data.num_labels=4"]
     argv = tiny(*data, "algorithm.name=supervised", "train.steps=1")
     code, _, err = run(capsys, "train", *argv, "--out", str(tmp_path / "run"), "--no-progress")

@@ -178,10 +178,15 @@ def test_one_seed_shows_no_std(tmp_path):
     assert row["std"] == "" and not math.isnan(float(row["mean"]))
 
 
-def test_a_report_never_overwrites_a_file_it_did_not_write(tmp_path):
+def earlier_report(tmp_path):
+    """A run and its report in tmp_path/report, as a user would have them before a new one."""
     fake_run(tmp_path / "runs", "a", acc=0.5)
-    out = tmp_path / "report"
-    make_report([tmp_path / "runs"], out)
+    make_report([tmp_path / "runs"], tmp_path / "report")
+    return tmp_path / "report"
+
+
+def test_a_report_never_overwrites_a_file_it_did_not_write(tmp_path):
+    out = earlier_report(tmp_path)
     (out / "table1_best_test.csv").write_text("my own table\n")
     with pytest.raises(ConfigError, match="table1_best_test.csv, which the earlier report"):
         make_report([tmp_path / "runs"], out, best_on_test=True)
@@ -190,9 +195,7 @@ def test_a_report_never_overwrites_a_file_it_did_not_write(tmp_path):
 
 
 def test_a_damaged_report_json_is_an_error_with_the_fix(tmp_path):
-    fake_run(tmp_path / "runs", "a", acc=0.5)
-    out = tmp_path / "report"
-    make_report([tmp_path / "runs"], out)
+    out = earlier_report(tmp_path)
     (out / "report.json").write_text('{"files": ')
     with pytest.raises(ConfigError, match="report.json is damaged"):
         make_report([tmp_path / "runs"], out)

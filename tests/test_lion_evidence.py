@@ -21,15 +21,13 @@ from lionfer.algorithms.lion import (
     stratified_folds,
     streak_update,
 )
+from lionfer.algorithms.lion_audit import audit_counts, audit_rows, no_trail
 from lionfer.algorithms.lion_config import LION_RECIPES, unread_settings
 from lionfer.algorithms.lion_evidence import (
-    audit_counts,
-    audit_rows,
     calibrated_evidence,
     cross_fit_loss,
     heads_trained,
     nearest_prototype_agrees,
-    no_trail,
     soft_target_loss,
     training_heads,
     within_known_classes,

@@ -12,8 +12,8 @@ import torch
 
 from lionfer.algorithms import lion_report
 from lionfer.algorithms.base import Probe
+from lionfer.algorithms.lion_audit import no_audit
 from lionfer.algorithms.lion_equations import cosine_to_prototypes, softmax_over_prototypes
-from lionfer.algorithms.lion_evidence import no_audit
 from lionfer.algorithms.lion_report import (
     MEMORISED_Z,
     RELABEL_COLUMNS,

@@ -3,8 +3,8 @@ default recipe), as pure functions: K cross-fitted heads give each labeled image
 out-of-fold prediction (its evidence); Confident Learning's per-class thresholds turn it into a
 verdict on the image's label (keep, relabel to a class, or demote the image to unlabeled),
 carried out once it holds for min_visits visits in a row; ELR keeps the model near its early
-predictions meanwhile. The pure pieces first, then EvidenceDisambiguation, the rule's part of
-Lion (lion.py), which resolves to it when its config says disambiguation = "evidence".
+predictions meanwhile. The pure pieces first (the audit's in lion_audit.py), then
+EvidenceDisambiguation, the rule's part of Lion (lion.py), chosen by disambiguation = "evidence".
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from lionfer.algorithms.base import Progress, first_occurrence
+from lionfer.algorithms.lion_audit import (
+    NO_Z,
+    audit_counts,
+    audit_held,
+    audit_rows,
+    no_agreement,
+    no_trail,
+    shuffled_by_class,
+)
 from lionfer.algorithms.lion_config import audit_read_point
 from lionfer.algorithms.lion_equations import (
     cosine_to_prototypes,
@@ -26,8 +35,6 @@ from lionfer.losses import masked_cross_entropy
 from lionfer.metrics import excess_agreement_z
 
 KEEP, DEMOTE = -2, -1  # evidence verdicts that are not a class
-NO_Z = float("-inf")  # the audit's z before it is read, or where none of it was seen (not NaN,
-# which no two processes' states would compare equal on)
 
 # the per-image state of the evidence rule, saved after LION's own (Lion.state_dict)
 EVIDENCE_STATE = (
@@ -65,13 +72,6 @@ class CrossFitHeads(torch.nn.Module):
         return self.scale * torch.einsum("bd,kcd->bkc", q, F.normalize(self.weight, dim=2))
 
 
-def shuffled_by_class(labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """(M,) the images' indices ordered by class, in a seeded random order within each class."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(labels), generator=generator)
-    return order[torch.sort(labels[order].cpu(), stable=True).indices]
-
-
 def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
     """(M,) a fold in [0, folds) per image, each class dealt round-robin over the folds in a
     seeded random order, so every fold holds every class alike."""
@@ -79,74 +79,6 @@ def stratified_folds(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.T
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order))
     return rank % folds
-
-
-def audit_rows(labels: torch.Tensor, fraction: float, seed: int = 1) -> torch.Tensor:
-    """(M,) bool: the audit, round(fraction · n_c) of the n_c images labeled c for every class c
-    (at least one where fraction > 0 and the class has three), drawn in a seeded order. It
-    leaves at least two images of every class to judge: stratified_folds deals them to two
-    folds, so that the head judging each trains on the other (heads_trained)."""
-    audit = torch.zeros(len(labels), dtype=torch.bool)
-    if fraction <= 0 or not len(labels):
-        return audit
-    order = shuffled_by_class(labels, seed)
-    ranked = labels[order].cpu()
-    counts = torch.bincount(ranked)
-    start = torch.cumsum(counts, dim=0) - counts  # each class's first place in order
-    rank = torch.arange(len(order)) - start[ranked]  # place within its class
-    wanted = (fraction * counts.double()).round().long()
-    wanted = torch.where(counts >= 3, wanted.clamp_min(1), wanted)
-    wanted = torch.minimum(wanted, (counts - 2).clamp_min(0))  # two of each class to judge
-    audit[order] = rank < wanted[ranked]
-    return audit
-
-
-def audit_held(audit: torch.Tensor, audit_step: torch.Tensor) -> torch.Tensor:
-    """Audit images that train as unlabeled ones: all of them until the audit is read (its step
-    is -1 until then), none after."""
-    return audit & (audit_step < 0)
-
-
-def no_audit(m: int, reads: int) -> dict[str, torch.Tensor]:
-    """The audit's state where there is none (evidence_audit = 0, or a state saved before it),
-    for a run that reads it up to `reads` times."""
-    return {
-        "audit": torch.zeros(m, dtype=torch.bool),
-        "audit_step": torch.full((), -1, dtype=torch.long),
-        "audit_z": torch.full((), NO_Z),
-        "audit_passed": torch.tensor(True),
-        "audit_agreement": no_agreement(),
-        "audit_trail": no_trail(reads),
-    }
-
-
-def no_trail(reads: int, step: int = -1, z: float = NO_Z) -> torch.Tensor:
-    """(reads, 2) the audit's reads in order, each its step and z; (-1, NO_Z) where a read was
-    not made. step, z: a first read to record (a state saved before the trail was kept)."""
-    trail = torch.tensor([[-1.0, NO_Z]]).repeat(reads, 1)
-    if step >= 0:
-        trail[0] = torch.tensor([float(step), z])
-    return trail
-
-
-def no_agreement() -> torch.Tensor:
-    """(2,) the audit's agreement rates where it has none (not read, none seen, or a state saved
-    before they were kept): -1, which no rate is."""
-    return torch.full((2,), -1.0)
-
-
-def audit_counts(
-    evidence: torch.Tensor, labels: torch.Tensor, judged: torch.Tensor, audit: torch.Tensor
-) -> tuple[int, int, int, int] | None:
-    """(hits, images) of the judged images (those whose labels the model trains on), then of the
-    audit's (whose labels no part of it trains on): how often the evidence names their labels,
-    for the audit's one-sided z (excess_agreement_z). None while either set is empty.
-    evidence (M, C), the rest (M,): labels as given, for judged and audit alike."""
-    named = evidence.argmax(dim=1) == labels
-    n_judged, n_audit = int(judged.sum()), int(audit.sum())
-    if not n_judged or not n_audit:
-        return None
-    return int((named & judged).sum()), n_judged, int((named & audit).sum()), n_audit
 
 
 def training_heads(folds: torch.Tensor, num_heads: int, set_aside: torch.Tensor) -> torch.Tensor:

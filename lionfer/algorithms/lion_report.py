@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lionfer.algorithms.lion_evidence import audit_held, no_agreement
+from lionfer.algorithms.lion_audit import audit_held, no_agreement
 from lionfer.metrics import excess_agreement_z, relabel_metrics
 
 LOW_CLEAR_RATE = 0.5

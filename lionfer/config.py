@@ -38,7 +38,7 @@ class DataConfig:
     num_labels: int = 140  # labeled budget; -1 labels every training image
     noise: str = "none"  # none | symmetric | asymmetric | instance (label noise for studies)
     noise_rate: float = 0.0
-    noise_map: dict = field(default_factory=dict)  # asymmetric {from_id: to_id}; {} = default
+    noise_map: dict = field(default_factory=dict)  # {from: to}, class names or ids; {}: default
     image_size: int = 32
     data_seed: int = 0  # seed of generated data (synthetic), independent of the run seed
     num_train: int = 2100  # synthetic: training images

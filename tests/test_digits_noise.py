@@ -228,6 +228,12 @@ def test_parse_noise_map():
         parse_noise_map({"fear": 0}, 7)
     with pytest.raises(ValueError, match="itself"):
         parse_noise_map({"3": 3}, 7)
+    names = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
+    assert parse_noise_map({"sadness": "Neutral", "1": "surprise"}, 7, names) == {4: 6, 1: 0}
+    with pytest.raises(ValueError, match="'Sadnes' is not a class.*Did you mean 'Sadness'"):
+        parse_noise_map({"Sadnes": 6}, 7, names)
+    with pytest.raises(ValueError, match="itself"):
+        parse_noise_map({"Fear": 1}, 7, names)
 
 
 def test_default_noise_maps():

@@ -179,6 +179,24 @@ def test_asymmetric_noise_the_classes_cannot_carry_is_refused(tmp_path, counts, 
         load_dataset(cfg(root, "folder", **settings), seed=0, check=())
 
 
+def test_an_asymmetric_map_names_the_classes_of_the_data(tmp_path):
+    root = make_tree(tmp_path, {"cat": 10, "dog": 10, "owl": 10})
+    by_name = {"noise": "asymmetric", "noise_rate": 0.5, "noise_map": {"Cat": "owl"}}
+    by_id = {**by_name, "noise_map": {"0": 2}}
+    named, numbered = (
+        load_dataset(cfg(root, "folder", **s), seed=0, check=()) for s in (by_name, by_id)
+    )
+    assert np.array_equal(named.train.labels, numbered.train.labels)
+    flipped = named.train.labels != named.train.true_labels
+    assert flipped.any() and set(named.train.true_labels[flipped].tolist()) == {0}
+    assert set(named.train.labels[flipped].tolist()) == {2}
+    misspelt = {**by_name, "noise_map": {"cat": "owel"}}
+    with pytest.raises(
+        ConfigError, match="'owel' is not a class of this data.*cat, dog, owl.*'owl'"
+    ):
+        load_dataset(cfg(root, "folder", **misspelt), seed=0, check=())
+
+
 def test_a_noisy_run_on_a_user_folder_trains_and_leaves_the_images_alone(tiny_cfg, tmp_path):
     root = make_tree(tmp_path / "faces", {"big cat": 6, "chien é": 6, "日本": 6})
     write_image(root / "big cat" / "gray.png", 1, "L")

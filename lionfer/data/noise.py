@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from lionfer.errors import ConfigError
+from lionfer.errors import ConfigError, did_you_mean
 
 NOISE_KINDS: tuple[str, ...] = ("none", "symmetric", "asymmetric", "instance")
 INSTANCE_RATE_SD = 0.1  # sd of the per-image flip rates around the noise rate (Xia et al.)
@@ -26,17 +26,17 @@ def default_noise_map(dataset_name: str) -> dict[int, int]:
     return dict(DIGIT_CONFUSIONS if dataset_name == "digits" else FER_CONFUSIONS)
 
 
-def parse_noise_map(mapping: dict, num_classes: int) -> dict[int, int]:
-    """A config map such as {"1": 0, "2": 5} (TOML keys are strings) → {1: 0, 2: 5}, checked."""
+def parse_noise_map(
+    mapping: dict, num_classes: int, class_names: tuple[str, ...] | list[str] = ()
+) -> dict[int, int]:
+    """A config map such as {"1": 0, "2": 5} (TOML keys are strings) or, with the data's
+    class_names, {"Sadness": "Neutral"} → {1: 0, 2: 5}, checked. A side written as an integer is
+    a class id; any other is a class name, matched without regard to case."""
     parsed = {}
     for key, value in mapping.items():
-        try:
-            source, target = int(key), int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"data.noise_map entry {key!r} = {value!r}: both sides must be class ids "
-                f'(integers 0..{num_classes - 1}, not names), e.g. noise_map = {{"1" = 0}}'
-            ) from None
+        source, target = (
+            map_side(side, key, value, num_classes, class_names) for side in (key, value)
+        )
         for class_id in (source, target):
             if not 0 <= class_id < num_classes:
                 raise ConfigError(
@@ -47,6 +47,29 @@ def parse_noise_map(mapping: dict, num_classes: int) -> dict[int, int]:
             raise ConfigError(f"data.noise_map entry {key!r} = {value!r} maps a class to itself")
         parsed[source] = target
     return parsed
+
+
+def map_side(side, key, value, num_classes: int, class_names) -> int:
+    """One side of a data.noise_map entry as a class id: an integer (or its digits), or the
+    name of one of class_names, matched without regard to case."""
+    if isinstance(side, (int, np.integer)) and not isinstance(side, bool):
+        return int(side)
+    text = str(side).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    by_name = {name.casefold(): i for i, name in enumerate(class_names)}
+    if text.casefold() in by_name:
+        return by_name[text.casefold()]
+    if not class_names:
+        raise ConfigError(
+            f"data.noise_map entry {key!r} = {value!r}: both sides must be class ids "
+            f'(integers 0..{num_classes - 1}, not names), e.g. noise_map = {{"1" = 0}}'
+        )
+    raise ConfigError(
+        f"data.noise_map entry {key!r} = {value!r}: {text!r} is not a class of this data "
+        f"(its classes: {', '.join(class_names)}; or ids 0..{num_classes - 1})."
+        + did_you_mean(text, class_names)
+    )
 
 
 def inject_noise(
@@ -114,8 +137,9 @@ def inject_noise(
 
 MAP_FIX = (
     "where data.noise_map is empty, the map is the dataset's default (the FER confusions "
-    f"{FER_CONFUSIONS} for FER classes); set data.noise_map to pairs of this data's class ids "
-    "(a folder's or manifest's other classes are numbered alphabetically), e.g. {\"1\" = 0}"
+    f"{FER_CONFUSIONS} for FER classes); set data.noise_map to pairs of this data's class names "
+    "or ids (a folder's or manifest's other classes are numbered alphabetically), e.g. "
+    '{"Sadness" = "Neutral"} or {"1" = 0}'
 )
 
 

@@ -62,7 +62,7 @@ def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool 
     data = read_dataset(cfg, seed)
     noisy_labels = cfg.noise != "none" and cfg.noise_rate > 0
     if noisy_labels:  # a noise the labels cannot carry is refused before the images are decoded
-        mapping = noise_map(cfg, data.num_classes)
+        mapping = noise_map(cfg, data.num_classes, data.class_names)
         check_noise_fits(cfg.noise, cfg.noise_rate, mapping, data.train.labels, data.num_classes)
     for part in check:
         check_part(data, part, cfg.skip_bad, progress)
@@ -101,10 +101,11 @@ def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool 
     return data
 
 
-def noise_map(cfg, num_classes: int) -> dict:
-    """data.noise_map parsed, or the dataset's default map."""
+def noise_map(cfg, num_classes: int, class_names=()) -> dict:
+    """data.noise_map parsed (class ids, or names of class_names), or the dataset's default
+    map."""
     if cfg.noise_map:
-        return parse_noise_map(cfg.noise_map, num_classes)
+        return parse_noise_map(cfg.noise_map, num_classes, class_names)
     return default_noise_map(cfg.dataset)
 
 

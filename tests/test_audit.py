@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny
 from PIL import Image
 from predict_helpers import IMAGE_SIZE, make_checkpoint, trained_run
+from test_corner_cases import make_folder
 
 from lionfer.cli import main
 from lionfer.config import load_config
@@ -25,8 +27,9 @@ from lionfer.inference.audit import (
     relabel_rows,
 )
 from lionfer.inference.model_file import ModelInfo
-from lionfer.inference.predictor import InputError, Predictor
+from lionfer.inference.predictor import InputError, Predictor, load
 from lionfer.labels import CLASS_NAMES
+from lionfer.training import train
 
 # red value of a flat image -> (given class folder, the stub model's probabilities)
 HAPPY, SAD, ANGER = 3, 4, 5
@@ -112,7 +115,7 @@ def test_audit_ranks_disputed_labels_first_and_lists_unreadable_images(labeled_f
     )
     assert float(first["p_anger"]) == pytest.approx(0.8)
     assert rows[-1]["error"].startswith("unreadable:") and rows[-1]["score"] == ""
-    assert report.counts == {"audited": 4, "disputed": 2, "unreadable": 1}
+    assert report.counts == {"audited": 4, "disputed": 2, "unreadable": 1, "untrained": 0}
     assert report.html == tmp_path / "suspects.html"
 
 
@@ -284,3 +287,120 @@ def test_the_audit_names_a_photo_labeled_twice_with_different_labels(labeled_fol
         "labels, e.g. train/happy/a.png (Happiness) and train/sad/a_again.png (Sadness)"
     )
     assert lines[1].startswith("audited 5 labeled images")
+
+
+# ---- classes the model never had a training label of ----
+
+TRAINED = ["Happiness", "Sadness", "Neutral"]
+
+
+@pytest.fixture(scope="module")
+def three_class_run(tmp_path_factory) -> Path:
+    """A folder run (7 FER outputs) on happy, sad and neutral faces only, stopped at step 2 of 4."""
+    root = make_folder(tmp_path_factory.mktemp("three") / "faces",
+                       {"happy": 8, "sad": 8, "neutral": 8})  # fmt: skip
+    items = ["data.dataset=folder", f"data.root={root}", "algorithm.name=supervised"]
+    items += ["data.num_labels=-1", "train.steps=4", "train.eval_every=2"]
+    out = root.parent / "run"
+    with pytest.warns(UserWarning, match="4 of 7 classes get no labeled image"):
+        assert train(load_config(None, tiny(*items)), out, stop_after=2, progress=False) is None
+    return out
+
+
+@pytest.fixture
+def mixed_folder(tmp_path) -> Path:
+    """Faces labeled with two trained classes (happy, sad) and two untrained ones (angry, fear)."""
+    return make_folder(tmp_path / "mixed", {"happy": 3, "sad": 3, "angry": 2, "fear": 2})
+
+
+def without_trained_classes(run: Path, copy: Path) -> Path:
+    """The run as a lionfer without trained_classes would have saved it."""
+    shutil.copytree(run, copy)
+    path = copy / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    state.pop("trained_classes", None)
+    torch.save(state, path)
+    return copy
+
+
+def test_a_checkpoint_records_the_classes_it_had_training_labels_of(three_class_run):
+    state = torch.load(three_class_run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["class_names"] == list(CLASS_NAMES) and state["trained_classes"] == TRAINED
+    info = load(three_class_run).info
+    assert info.trained_classes == tuple(TRAINED)
+    assert info.untrained_classes == ("Surprise", "Fear", "Disgust", "Anger")
+
+
+def test_the_audit_leaves_labels_of_untrained_classes_unjudged(
+    three_class_run, mixed_folder, tmp_path, capsys
+):
+    out = tmp_path / "suspects.csv"
+    folder = ["data.dataset=folder", f"data.root={mixed_folder}"]
+    code = main(["audit", str(three_class_run), *folder, "--out", str(out), "--no-progress"])
+    said = capsys.readouterr().out
+    assert code == 0
+    assert (
+        "note: the model never saw a training label of Fear, Anger: it cannot name these " in said
+    )
+    assert "the 4 images labeled with them are not judged" in said
+    assert "audited 6 labeled images" in said
+    assert "; 4 images of classes the model had no training label of not judged" in said
+    rows = read_rows(out)
+    unjudged = [r for r in rows if r["given_name"] in ("Anger", "Fear")]
+    assert len(rows) == 10 and rows[-4:] == unjudged
+    assert all(r["rank"] == r["model_name"] == r["score"] == "" for r in unjudged)
+    assert all(r["error"].startswith("untrained class: the model never saw") for r in unjudged)
+    assert [r["rank"] for r in rows[:6]] == ["1", "2", "3", "4", "5", "6"]
+    assert "never saw a training label of Fear, Anger" in (tmp_path / "suspects.html").read_text()
+
+
+def test_an_audit_of_untrained_classes_only_is_refused(three_class_run, tmp_path, capsys):
+    root = make_folder(tmp_path / "other", {"angry": 3, "fear": 3})
+    folder = ["data.dataset=folder", f"data.root={root}"]
+    code = main(["audit", str(three_class_run), *folder, "--out", str(tmp_path / "s.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "the model never saw a training label of Fear, Anger" in err, err
+    assert "the classes it was trained on (Happiness, Sadness, Neutral)" in err, err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_a_checkpoint_without_trained_classes_judges_every_class(
+    three_class_run, mixed_folder, tmp_path
+):
+    old = without_trained_classes(three_class_run, tmp_path / "old")
+    predictor = load(old)
+    assert predictor.info.trained_classes == CLASS_NAMES and not predictor.info.untrained_classes
+    cfg = load_config(None, ["data.dataset=folder", f"data.root={mixed_folder}"])
+    report = audit_to_files(predictor, cfg.data, 0, tmp_path / "s.csv", progress=False)
+    assert report.counts == {"audited": 10, "disputed": report.counts["disputed"],
+                             "unreadable": 0, "untrained": 0}  # fmt: skip
+    assert "not judged" not in report.summary()
+    assert all(r["rank"] for r in read_rows(tmp_path / "s.csv"))
+
+
+def test_a_run_saved_without_trained_classes_resumes_and_records_them(three_class_run, tmp_path):
+    old = without_trained_classes(three_class_run, tmp_path / "old")
+    with pytest.warns(UserWarning, match="4 of 7 classes get no labeled image"):
+        summary = train(None, old, resume=True, progress=False)
+    assert summary["steps"] == 4
+    state = torch.load(old / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 4 and state["trained_classes"] == TRAINED
+
+
+def test_an_onnx_export_carries_the_trained_classes(three_class_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    from lionfer.inference.export import export
+
+    out = tmp_path / "model.onnx"
+    export(three_class_run, out)
+    assert load(out).info.trained_classes == tuple(TRAINED)
+    graph = onnx.load(str(out))  # an export made before trained_classes was stored
+    kept = [(p.key, p.value) for p in graph.metadata_props if p.key != "trained_classes"]
+    del graph.metadata_props[:]
+    for key, value in kept:
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(out))
+    assert load(out).info.trained_classes == CLASS_NAMES

@@ -3,7 +3,9 @@
 `lionfer audit`: rank a labeled dataset's images by how strongly the model disputes their labels.
 score = p(model's label) − p(given label), the probability margin by which the model prefers its
 own label (0 when it agrees); ranked by score, descending, ties by p(given) ascending. Writes
-suspects.csv (every image) and a self-contained HTML page of the top suspects.
+suspects.csv (every image) and a self-contained HTML page of the top suspects. An image labeled
+with a class the model never had a training label of is not judged: the model cannot name that
+class, so its dispute would mean nothing.
 
 `lionfer relabel`: a run's labeled set with the given and current (corrected) labels, the step of
 each relabel and the candidate weights, from the checkpoint's algorithm state.
@@ -29,7 +31,7 @@ from lionfer.algorithms.lion_report import class_agreement
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
 from lionfer.errors import InputError
-from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
+from lionfer.inference.model_file import MODEL_FIX, ModelInfo, checkpoint_file
 from lionfer.inference.predictor import Predictor, probability_column
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
 
@@ -55,6 +57,7 @@ RELABEL_COLUMNS = (
 )
 THUMBNAIL = 96  # px, the longer side of a face on the HTML page
 SPLITS = ("train", "test")
+UNTRAINED = "untrained class"  # the error of an image whose label the model never trained on
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
@@ -109,15 +112,20 @@ def rank_order(score: np.ndarray, p_given: np.ndarray) -> np.ndarray:
 class AuditReport:
     out: Path
     html: Path
-    counts: Counter = field(default_factory=Counter)  # audited, disputed, unreadable
+    counts: Counter = field(default_factory=Counter)  # audited, disputed, unreadable, untrained
     top: int = 0
     notes: list[str] = field(default_factory=list)  # the dataset's, images that appear twice
 
     def summary(self) -> str:
         c = self.counts
+        untrained = (
+            f"; {c['untrained']} images of classes the model had no training label of not judged"
+            if c["untrained"]
+            else ""
+        )
         return "".join(f"note: {note}\n" for note in self.notes) + (
             f"audited {c['audited']} labeled images: the model disputes {c['disputed']} labels "
-            f"(its label differs); {c['unreadable']} unreadable images skipped\n"
+            f"(its label differs); {c['unreadable']} unreadable images skipped{untrained}\n"
             f"ranked table: {self.out}\ntop {self.top} suspects: {self.html}"
         )
 
@@ -129,11 +137,44 @@ def labeled_images(data: FERData, splits: tuple[str, ...]) -> Iterator[tuple[str
             yield split, images, int(i)
 
 
+def given_name(item: tuple[str, ImageSet, int], names) -> str:
+    _, images, i = item
+    return names[int(images.labels[i])]
+
+
+def by_training(items: list, info: ModelInfo) -> tuple[list, list]:
+    """(the items labeled with a class the model had training labels of, the others)."""
+    trained, untrained = [], []
+    for item in items:
+        known = given_name(item, info.class_names) in info.trained_classes
+        (trained if known else untrained).append(item)
+    return trained, untrained
+
+
+def untrained_row(item: tuple[str, ImageSet, int], names) -> dict:
+    name = given_name(item, names)
+    error = f"{UNTRAINED}: the model never saw a training label of {name}; not judged"
+    return _row(*item, names, error=error)
+
+
+def no_trained_labels(data: FERData, splits, items: list, info: ModelInfo) -> str:
+    """Why an audit of images labeled only with untrained classes is refused, and the fix."""
+    labels = {given_name(item, info.class_names) for item in items}
+    given = [name for name in info.class_names if name in labels]
+    return (
+        f"the model never saw a training label of {', '.join(given)}, the classes of all "
+        f"{len(items)} labeled images of {data.name} ({', '.join(splits)}), so it cannot judge "
+        f"their labels; audit images labeled with the classes it was trained on "
+        f"({', '.join(info.trained_classes)}), or train a model on labels of {', '.join(given)}"
+    )
+
+
 def audit(
     predictor: Predictor, data: FERData, splits: tuple[str, ...] = SPLITS, progress: bool = False
 ) -> list[dict]:
-    """One row per labeled image (AUDIT_COLUMNS + p_<class> + error), ranked; unreadable images
-    last, with their error and no rank."""
+    """One row per labeled image (AUDIT_COLUMNS + p_<class> + error), ranked; then the images
+    labeled with a class the model never had a training label of, not judged, and the unreadable
+    images, each with its error and no rank."""
     names = predictor.class_names
     if tuple(data.class_names) != tuple(names):
         raise InputError(
@@ -143,6 +184,10 @@ def audit(
     items = list(labeled_images(data, splits))
     if not items:
         raise InputError(f"{data.name} has no labeled images in {', '.join(splits)}")
+    items, unjudged = by_training(items, predictor.info)
+    if not items:
+        raise InputError(no_trained_labels(data, splits, unjudged, predictor.info))
+    untrained = [untrained_row(item, names) for item in unjudged]
     rows, failed = [], []
     with tqdm(total=len(items), desc="audit", unit="img", disable=not progress) as bar:
         for start in range(0, len(items), predictor.batch_size):
@@ -162,7 +207,7 @@ def audit(
         rows = [rows[i] for i in rank_order(score, p_given)]
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
-    return rows + failed
+    return rows + untrained + failed
 
 
 def _row(split, images: ImageSet, i: int, names, probs=None, error: str = "") -> dict:
@@ -205,16 +250,33 @@ def audit_to_files(
     columns = [*AUDIT_COLUMNS, *(probability_column(n) for n in names), "error"]
     write_csv(out, columns, rows)
     ranked = [r for r in rows if r["rank"] is not None]
+    untrained = [r for r in rows if r["error"].startswith(UNTRAINED)]
+    note = untrained_note(untrained, out)
     shown = ranked[:top]
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(audit_html(shown, data, names, predictor.info.path), encoding="utf-8")
-    report = AuditReport(out, page, top=len(shown), notes=data.notes + copy_notes(data))
+    page.write_text(audit_html(shown, data, names, predictor.info.path, note), encoding="utf-8")
+    notes = data.notes + copy_notes(data) + [note] * bool(note)
+    report = AuditReport(out, page, top=len(shown), notes=notes)
     report.counts.update(
         audited=len(ranked),
         disputed=sum(r["model_label"] != r["given_label"] for r in ranked),
-        unreadable=len(rows) - len(ranked),
+        unreadable=len(rows) - len(ranked) - len(untrained),
+        untrained=len(untrained),
     )
     return report
+
+
+def untrained_note(untrained: list[dict], out: Path) -> str:
+    """What the images the model never had a training label of mean for the audit ("": none)."""
+    if not untrained:
+        return ""
+    given = sorted({(r["given_label"], r["given_name"]) for r in untrained})  # class order
+    classes = ", ".join(name for _, name in given)
+    return (
+        f"the model never saw a training label of {classes}: it cannot name these classes, so "
+        f"the {len(untrained)} images labeled with them are not judged (in {out} without a "
+        f"rank, error '{UNTRAINED}'); audit them with a model trained on labels of them"
+    )
 
 
 def thumbnail_base64(image: Image.Image, size: int = THUMBNAIL) -> str:
@@ -227,8 +289,9 @@ def thumbnail_base64(image: Image.Image, size: int = THUMBNAIL) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def audit_html(rows: list[dict], data: FERData, names, model: str) -> str:
-    """A self-contained page: one table row per suspect with its face embedded as a PNG."""
+def audit_html(rows: list[dict], data: FERData, names, model: str, note: str = "") -> str:
+    """A self-contained page: one table row per suspect with its face embedded as a PNG; note,
+    where given, under the table."""
     sets = {"train": data.train, "test": data.test}
     body = []
     for r in rows:
@@ -247,8 +310,9 @@ def audit_html(rows: list[dict], data: FERData, names, model: str) -> str:
             f"<td>{bars}</td></tr>"
         )
     title = f"lionfer audit: top {len(rows)} suspected labels in {html.escape(data.name)}"
+    note = f"<p>Note: {html.escape(note)}.</p>" if note else ""
     return HTML_PAGE.format(
-        title=title, model=html.escape(model), rows="\n".join(body), count=len(rows)
+        title=title, model=html.escape(model), rows="\n".join(body), count=len(rows), note=note
     )
 
 
@@ -272,6 +336,7 @@ and fix the labels that are wrong.</p>
 {rows}
 </table>
 <p>{count} suspects shown; every labeled image is in the CSV file.</p>
+{note}
 </body></html>
 """
 

@@ -2,10 +2,10 @@
 
 The exported graph takes `input`, float32 (N, 3, S, S): RGB faces resized to S×S, scaled to [0, 1]
 and normalised as (x − mean) / std; it returns `logits` and `probabilities`, both (N, C). N is
-dynamic. Class names, S, mean, std and this description are stored in the file: ONNX
-metadata_props, or the TorchScript extra file `lionfer.json`. Each export is run once against
-PyTorch on a random batch before it is kept; its largest probability difference must be at most
-TOLERANCE.
+dynamic. Class names (and trained_classes, those the model had training labels of), S, mean,
+std and this description are stored in the file: ONNX metadata_props, or the TorchScript extra
+file `lionfer.json`. Each export is run once against PyTorch on a random batch before it is kept;
+its largest probability difference must be at most TOLERANCE.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ def metadata(info: ModelInfo) -> dict[str, str]:
         "lionfer_version": __version__,
         "model_name": info.model_name,
         "class_names": json.dumps(list(info.class_names)),
+        "trained_classes": json.dumps(list(info.trained_classes)),
         "image_size": str(s),
         "mean": json.dumps(list(info.mean)),
         "std": json.dumps(list(info.std)),

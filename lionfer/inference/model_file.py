@@ -29,6 +29,17 @@ class ModelInfo:
     std: tuple[float, ...]
     path: str
     fingerprint: str  # first 16 hex digits of the file's SHA-256
+    # the classes it had a labeled training image of; () where the file does not say: all
+    trained_classes: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.trained_classes:
+            object.__setattr__(self, "trained_classes", tuple(self.class_names))
+
+    @property
+    def untrained_classes(self) -> tuple[str, ...]:
+        """The classes it has an output for but never had a training label of."""
+        return tuple(n for n in self.class_names if n not in self.trained_classes)
 
 
 def file_fingerprint(path: Path) -> str:
@@ -97,5 +108,6 @@ def torch_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, Model
         tuple(model.std),
         str(path),
         file_fingerprint(path),
+        tuple(state.get("trained_classes", ())),  # checkpoints saved before it: all classes
     )
     return model.to(inference_device(device)), info

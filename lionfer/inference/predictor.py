@@ -120,6 +120,7 @@ def onnx_info(metadata: dict[str, str], path: Path) -> ModelInfo:
             tuple(json.loads(metadata["std"])),
             str(path),
             file_fingerprint(path),
+            tuple(json.loads(metadata.get("trained_classes", "[]"))),  # older exports: all
         )
     except (KeyError, ValueError) as error:
         raise InputError(

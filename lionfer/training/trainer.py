@@ -68,6 +68,9 @@ class Trainer:
         self.algorithm, self.optimizer = parts.algorithm, parts.optimizer
         self.weights_message = parts.weights_message
         self.memory_format = setup.memory_format(cfg)
+        given = set(run_data.labeled.labels.tolist())  # after any injected label noise
+        names = run_data.data.class_names
+        self.trained_classes = [name for c, name in enumerate(names) if c in given]
         truth = self.run_data.unlabeled.true_labels
         self.truth_ulb = None if truth is None else torch.as_tensor(truth, device=self.device)
         self.step, self.best, self.window = 0, {"acc": -1.0, "step": -1}, Window.empty()
@@ -102,6 +105,7 @@ class Trainer:
             "window": self.window.state(),
             "eval_window": self.eval_window.state(),
             "class_names": list(self.run_data.data.class_names),
+            "trained_classes": self.trained_classes,  # those with a labeled training image
             "model_name": self.cfg.model.name,
             "model_config": dataclasses.asdict(self.cfg.model),  # what shapes the network
             "image_size": self.cfg.data.image_size,

@@ -26,7 +26,8 @@ from lionfer.data import transforms
 from lionfer.data.faces import Face
 from lionfer.inference import predictor as P
 from lionfer.inference.model_file import torch_model
-from lionfer.inference.predictor import InputError, collect_sources, columns, load
+from lionfer.inference.predictor import InputError, columns, load
+from lionfer.inference.sources import ORIENTATION_TAG, Source, collect_sources
 from lionfer.labels import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -239,7 +240,7 @@ def test_a_pil_image_with_an_exif_orientation_is_read_upright_as_its_path(tmp_pa
     seen = []
     predictor = load(checkpoint, detector=lambda image: seen.append(image.size) or [])
     exif = Image.Exif()
-    exif[P.ORIENTATION_TAG] = 6  # shown turned 90° clockwise: stored 40×80, shown 80×40
+    exif[ORIENTATION_TAG] = 6  # shown turned 90° clockwise: stored 40×80, shown 80×40
     path = tmp_path / "phone.jpg"
     Image.new("RGB", (40, 80), (200, 100, 50)).save(path, exif=exif)
     with Image.open(path) as opened:
@@ -304,7 +305,7 @@ def test_the_stream_holds_at_most_a_batch_of_frames(stubbed, monkeypatch):
             yield index, index / 25, scene(faces((3,)), at=((10, 10),))
 
     monkeypatch.setattr(P, "clip_frames", endless)
-    sources = [P.Source("live.mp4", "video", path=Path("live.mp4"))]
+    sources = [Source("live.mp4", "video", path=Path("live.mp4"))]
     first = next(iter(stubbed.stream(sources)))
     assert first.index == 0 and first.probs.shape == (2, len(CLASS_NAMES))
     assert len(decoded) == 2  # 2 faces per frame fill the batch of 4 after 2 frames

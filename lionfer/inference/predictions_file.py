@@ -28,16 +28,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lionfer.inference.predictor import (
-    FIXED_COLUMNS,
-    Frame,
-    InputError,
-    Predictor,
-    Source,
-    SourceDone,
-    collect_sources,
-    located,
-)
+from lionfer.inference.predictor import FIXED_COLUMNS, Frame, InputError, Predictor, SourceDone
+from lionfer.inference.sources import Source, collect_sources, located
 from lionfer.inference.video import VIDEO_CODECS, VideoWriter, clip_fps, draw_faces
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}

@@ -8,8 +8,6 @@ evaluation transform, and yields one row per face with stable columns (`columns(
 
 from __future__ import annotations
 
-import glob
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from lionfer.data import transforms
-from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS, walk_files
 from lionfer.data.faces import (
     DETECT_MAX_SIDE,
     DETECTORS,
@@ -31,24 +28,20 @@ from lionfer.data.faces import (
     detect,
     pick_faces,
 )
-from lionfer.data.images import ImageError, broken_link, open_photo, to_rgb
+from lionfer.data.images import ImageError, open_photo
 from lionfer.device import inference_device
 from lionfer.errors import InputError
 from lionfer.inference.model_file import ModelInfo, checkpoint_file, file_fingerprint, torch_model
+from lionfer.inference.sources import Source, collect_sources, memory_images
 from lionfer.inference.video import (
-    VIDEO_KINDS,
     DamagedVideoError,
     EmptyVideoError,
     VideoError,
     clip_frames,
-    is_clip,
-    is_video_file,
 )
 
 FIXED_COLUMNS = ("source", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label")
 FACE_SIZE = 112  # `lionfer prepare`'s default --size: faces are aligned at it, then resized
-GLOB_CHARS = frozenset("*?[")
-ORIENTATION_TAG = 0x0112  # EXIF
 # MTCNN finds faces of at least 20 px (its min_face_size) and fails on a smaller image; the Haar
 # cascade looks for 24 px and more. Smaller images (as detection sees them) hold no face to find.
 MIN_DETECT_SIDE = 20
@@ -148,126 +141,6 @@ def load(
     return Predictor(TorchClassifier(module), info, detector, face_size, batch_size)
 
 
-# ---- inputs ----
-
-
-@dataclass(frozen=True, eq=False)
-class Source:
-    """One input: an image file, a video file, or an image given in memory."""
-
-    name: str  # the `source` column
-    kind: str  # "image" | "video" | "memory"
-    path: Path | None = None
-    image: Image.Image | None = None
-
-
-def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int]:
-    """(sources in order without duplicates, files in folders/globs ignored as not images or
-    videos). Paths may be files, folders (searched recursively) or glob patterns; PIL images and
-    uint8 arrays (H, W), (H, W, 3|4) or a stack (N, H, W, 3) are in-memory images, named
-    memory:0, memory:1, ... in order."""
-    sources, seen, ignored, in_memory = [], set(), 0, 0
-    for item in inputs:
-        if isinstance(item, Image.Image | np.ndarray):
-            for image in _memory_images(item):
-                sources.append(Source(f"memory:{in_memory}", "memory", image=image))
-                in_memory += 1
-            continue
-        if not isinstance(item, str | Path):
-            raise InputError(
-                f"cannot predict on a {type(item).__name__}: give paths, PIL images or arrays"
-            )
-        paths, skipped = _expand_path(str(item))
-        ignored += skipped
-        for path in paths:
-            if (key := located(path)) not in seen:  # photos/a.jpg and /abs/photos/a.jpg: once
-                seen.add(key)
-                kind = "video" if is_clip(path) else "image"  # an animated image is a clip
-                sources.append(Source(str(path), kind, path=path))
-    return sources, ignored
-
-
-def located(path: Path) -> Path:
-    """The absolute path of a file with the symbolic links of its folders resolved but not its
-    own: one key for photos/a.jpg, ./photos/../photos/a.jpg and /abs/photos/a.jpg, while a link
-    the user made stays a file of its own, where it is."""
-    return Path(os.path.realpath(path.parent)) / path.name
-
-
-def _expand_path(item: str) -> tuple[list[Path], int]:
-    path = Path(item)
-    if path.is_file():
-        return [path], 0
-    if path.is_dir():
-        found, ignored = _media_files(p for p in walk_files(path) if _visible(p, path))
-        if not found:
-            raise InputError(
-                f"folder {path} holds no images or videos ({ignored} other files); looked "
-                f"recursively for images ({IMAGE_KINDS}) and videos ({VIDEO_KINDS})"
-            )
-        return found, ignored
-    if GLOB_CHARS & set(item):
-        matches = [Path(p) for p in glob.glob(item, recursive=True)]
-        found, ignored = _media_files(
-            q
-            for m in matches
-            for q in ([m] if m.is_file() else (p for p in walk_files(m) if _visible(p, m)))
-        )
-        if not found:
-            raise InputError(f"no images or videos match {item!r}")
-        return found, ignored
-    if broken := broken_link(path):
-        raise InputError(f"input {broken}")
-    raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
-
-
-def _visible(path: Path, root: Path) -> bool:
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int]:
-    """(the image and video files among paths, sorted; how many other files there were). A
-    symbolic link whose target is missing is kept, to be reported as unreadable."""
-    found, ignored = [], 0
-    for path in paths:
-        if path.is_dir() or not (path.is_file() or path.is_symlink()):
-            continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS or is_video_file(path):
-            found.append(path)
-        else:
-            ignored += 1
-    return sorted(found), ignored
-
-
-def _memory_images(item: Image.Image | np.ndarray) -> list[Image.Image]:
-    if isinstance(item, Image.Image):
-        return [to_rgb(_upright(item))]
-    if item.dtype != np.uint8 or item.ndim not in (2, 3, 4):
-        raise InputError(
-            f"arrays must be uint8 RGB images (H, W, 3), grayscale (H, W) or a stack (N, H, W, 3);"
-            f" got dtype {item.dtype}, shape {item.shape}"
-        )
-    if item.ndim == 4:
-        return [image for array in item for image in _memory_images(array)]
-    if item.ndim == 3 and item.shape[2] not in (3, 4):
-        raise InputError(f"an image array needs 3 (RGB) or 4 (RGBA) channels, shape {item.shape}")
-    return [to_rgb(Image.fromarray(item))]
-
-
-def _upright(image: Image.Image) -> Image.Image:
-    """A PIL image turned as its EXIF orientation tag says (a phone photo from Image.open), as
-    the file's path would be read; ImageOps.exif_transpose drops the tag, so never twice."""
-    if image.getexif().get(ORIENTATION_TAG, 1) == 1:
-        return image
-    try:
-        return ImageOps.exif_transpose(image)
-    except (OSError, ValueError):  # a damaged file's lazy load: its row reports the error
-        return image
-
-
-# ---- faces, frames and batches ----
-
-
 @dataclass
 class FaceCrop:
     box: tuple[float, float, float, float]  # x, y, w, h in the frame's pixels
@@ -339,7 +212,7 @@ class Predictor:
                     f"probabilities takes face crops as PIL images or uint8 arrays, not a "
                     f"{type(image).__name__}; for files, use predict(paths, cropped=True)"
                 )
-            crops += _memory_images(image)
+            crops += memory_images(image)
         if not crops:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         tensors = torch.stack([self.transform(crop) for crop in crops])

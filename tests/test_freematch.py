@@ -49,6 +49,21 @@ def test_fairness_is_zero_without_masked_images_and_has_no_nan_gradient():
     assert loss.item() == 0.0 and torch.equal(logits_s.grad, torch.zeros(3, 4))
 
 
+def test_fairness_target_ranges_over_the_classes_with_labeled_images():
+    logits_s = torch.log(T([[0.8, 0.15, 0.05], [0.3, 0.65, 0.05]]))
+    mask, p_model, hist = T([True, True]), T([0.5, 0.4, 0.1]), T([0.5, 0.49, 0.01])
+    loss = fairness_loss(logits_s, mask, p_model, hist, classes=T([True, True, False]))
+    # a = SumNorm(1, 0.816, 0); p̄ = (0.55, 0.4, 0.05), h̄ = (0.5, 0.5, 0) → b = (0.579, 0.421, 0)
+    a0 = 1 / (1 + 0.4 / 0.49)
+    b0 = 1.1 / 1.9
+    expected = a0 * math.log(b0) + (1 - a0) * math.log(1 - b0)
+    assert math.isclose(loss.item(), expected, rel_tol=1e-5)
+    # over every class the faded class 2 (p̃/h̃ = 10) would take 85% of the target
+    assert fairness_loss(logits_s, mask, p_model, hist).item() < -20
+    algorithm = FreeMatch(FreeMatchConfig(), info(3, given=(0, 1, 0, 1)))
+    assert algorithm.classes.tolist() == [True, True, False]
+
+
 def test_step_updates_the_estimates_before_masking():
     algorithm = FreeMatch(FreeMatchConfig(ema=0.5, lambda_f=0.0), info(2))
     probs_w = [[0.9, 0.1], [0.4, 0.6]]

@@ -101,6 +101,26 @@ def test_alignment_changes_the_weight_not_the_label():
     assert outs[0].pseudo_labels.tolist() == outs[1].pseudo_labels.tolist() == [0]
 
 
+def test_uniform_alignment_toward_a_given_target():
+    probs = T([[0.5, 0.3, 0.2]])
+    # (0.5·0.5/0.5, 0.3·0.5/0.25, 0.2·0/0.25) = (0.5, 0.6, 0) → (5/11, 6/11, 0)
+    aligned = uniform_alignment(probs, T([0.5, 0.25, 0.25]), T([0.5, 0.5, 0.0]))
+    assert torch.allclose(aligned, T([[5 / 11, 6 / 11, 0.0]]))
+
+
+def test_a_class_without_labeled_images_takes_no_share_of_the_alignment():
+    algorithm = SoftMatch(SoftMatchConfig(ema=1.0), info(3, given=(0, 1, 0, 1)))
+    assert torch.equal(algorithm.alignment_target, T([0.5, 0.5, 0.0]))
+    algorithm.prob_max_mu, algorithm.prob_max_var = T(0.8), T(0.01)
+    algorithm.p_model = T([0.5, 0.49, 0.01])  # class 2, never predicted, has faded
+    probs_w = [[0.9, 0.09, 0.01]]
+    batch = Batch(rows([[0.7, 0.3, 0.0]]), T([0]), T([0]), rows(probs_w), rows(probs_w), T([0]))
+    out = algorithm.step(Passthrough(3), batch, Progress(0, 10))
+    # toward (1/2, 1/2, 0): (1.8, 0.184, 0) → max 0.907 ≥ μ: full weight. Toward u(3) it would
+    # be (1.8, 0.184, 1.0) → 0.603, and its weight exp(−(0.603 − 0.8)² / 0.005) ≈ 4e-4.
+    assert out.logs["mask_rate"].item() == 1.0 and out.mask.tolist() == [True]
+
+
 def test_state_round_trip_gives_the_same_next_step():
     def batch(probs_w):
         return Batch(rows([[0.7, 0.3]]), T([0]), T([0]), rows(probs_w), rows(probs_w), T([0, 1]))

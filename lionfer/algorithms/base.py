@@ -291,6 +291,13 @@ def first_occurrence(idx: torch.Tensor, size: int) -> torch.Tensor:
     return first.scatter_reduce(0, idx, positions, "amin")[idx]
 
 
+def labeled_classes(info: AlgorithmInfo) -> torch.Tensor:
+    """(C,) bool: the classes with a labeled image (a folder of some FER classes leaves the
+    others without one, and no method can learn to name them)."""
+    given = info.given_labels.long()
+    return torch.bincount(given, minlength=info.num_classes)[: info.num_classes] > 0
+
+
 def step_generator() -> torch.Generator:
     """The generator of a step's own random choices (mixup λ and partners, rotations): torch's
     global CPU generator, so they repeat with the seed, resume exactly (the Trainer restores it),

@@ -13,7 +13,10 @@ Reference: Y. Wang, H. Chen, Q. Heng, W. Hou, Y. Fan, Z. Wu, J. Wang, M. Savvide
 B. Raj, B. Schiele, X. Xie, "FreeMatch: Self-adaptive Thresholding for Semi-supervised Learning",
 ICLR 2023. As in the paper and its code the EMAs take the current batch before the mask is made;
 w_f = 0.01 is the value of the code whose results the paper reports (USB's configs use 0.001).
-1/h̄ and 1/h̃ are detached and 0 for an empty class; with no image passing, L_f is 0.
+1/h̄ and 1/h̃ are detached and 0 for an empty class; with no image passing, L_f is 0. Where some
+classes have no labeled image (a folder of some FER classes), the fairness target p̃/h̃ ranges
+over the others: h̃ of a class never predicted fades faster than p̃, and the target would ask the
+strong predictions for a class no label taught.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_views
+from lionfer.algorithms.base import (
+    Algorithm,
+    Batch,
+    Progress,
+    StepOutput,
+    forward_views,
+    labeled_classes,
+)
 from lionfer.algorithms.hparams import FreeMatchConfig
 from lionfer.losses import masked_cross_entropy
 
@@ -54,16 +64,22 @@ def _inverse(histogram: torch.Tensor) -> torch.Tensor:
 
 
 def fairness_loss(
-    logits_s: torch.Tensor, mask: torch.Tensor, p_model: torch.Tensor, label_hist: torch.Tensor
+    logits_s: torch.Tensor,
+    mask: torch.Tensor,
+    p_model: torch.Tensor,
+    label_hist: torch.Tensor,
+    classes: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_f = Σ_c a_c log(b_c), a = SumNorm(p̃/h̃), b = SumNorm(p̄/h̄) over the masked strong
-    predictions; the gradient flows through p̄ only; 0 when no image is masked."""
+    """L_f = Σ_c a_c log(b_c), a = SumNorm(p̃/h̃) over `classes` ((C,) bool; all by default),
+    b = SumNorm(p̄/h̄) over the masked strong predictions; the gradient flows through p̄ only;
+    0 when no image is masked."""
     probs_s = logits_s.float().softmax(dim=1)  # (B, C)
     weights = mask.to(probs_s.dtype)[:, None]
     count = weights.sum().clamp(min=1)
     mean_prob = (probs_s * weights).sum(dim=0) / count  # p̄
     histogram = (F.one_hot(probs_s.argmax(dim=1), probs_s.shape[1]) * weights).sum(dim=0) / count
-    a = _sum_norm(p_model * _inverse(label_hist))
+    target = p_model * _inverse(label_hist)
+    a = _sum_norm(target if classes is None else target * classes)
     b = _sum_norm(mean_prob * _inverse(histogram))
     value = (a * torch.log(b + 1e-12)).sum()
     return torch.where(mask.any(), value, torch.zeros_like(value))
@@ -79,6 +95,12 @@ class FreeMatch(Algorithm):
         self.time_p = torch.tensor(1.0 / c)  # τ_t
         self.p_model = torch.full((c,), 1.0 / c)  # p̃
         self.label_hist = torch.full((c,), 1.0 / c)  # h̃
+        self.classes = labeled_classes(info)  # those the fairness target ranges over
+
+    def to(self, device: torch.device) -> FreeMatch:
+        super().to(device)
+        self.classes = self.classes.to(device)
+        return self
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"time_p": self.time_p, "p_model": self.p_model, "label_hist": self.label_hist}
@@ -96,7 +118,7 @@ class FreeMatch(Algorithm):
         confidence, pseudo_labels = probs_w.max(dim=1)
         mask = confidence >= local_thresholds(self.time_p, self.p_model)[pseudo_labels]
         loss_unsup = masked_cross_entropy(logits_ulb_s, pseudo_labels, mask, normalise="all")
-        loss_fair = fairness_loss(logits_ulb_s, mask, self.p_model, self.label_hist)
+        loss_fair = fairness_loss(logits_ulb_s, mask, self.p_model, self.label_hist, self.classes)
         loss = loss_sup + cfg.lambda_u * loss_unsup + cfg.lambda_f * loss_fair
         logs = {
             "loss_sup": loss_sup.detach(),

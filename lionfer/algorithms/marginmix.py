@@ -34,6 +34,7 @@ from lionfer.algorithms.base import (
     StepOutput,
     forward_views,
     frozen_bn_statistics,
+    labeled_classes,
 )
 from lionfer.algorithms.hparams import MarginMixConfig
 from lionfer.algorithms.mixmatch import guess_labels, mix_pool, sharpen
@@ -87,8 +88,7 @@ class MarginMix(Algorithm):
         self.centroids = torch.zeros(info.num_classes, info.feature_dim)  # (C, D) μ_c
         self.centroid_ready = torch.zeros(info.num_classes, dtype=torch.bool)
         # (C,) the classes with labeled images, the only ones that can get a centroid
-        labeled = torch.bincount(info.given_labels.long(), minlength=info.num_classes) > 0
-        self.labeled_classes = labeled
+        self.labeled_classes = labeled_classes(info)
 
     def to(self, device: torch.device) -> MarginMix:
         super().to(device)

@@ -16,10 +16,13 @@ USB) differ: the weight's σ is σ_t / n_sigma with n_sigma = 2 (§4.1 divides t
 as both codes do; n_sigma = 1 is Eq. 5 as printed). The pseudo-label is the argmax of the
 unaligned p (§3.2 and both codes: UA changes the weight, not the label). μ_t and σ_t² come from
 the unaligned max p (Algorithm 1 and TorchSSL; USB takes them after UA). UA's target is the
-uniform u(C) (the paper and USB's dist_uniform; TorchSSL aligns to the labeled predictions) and
-p̂ starts uniform (TorchSSL; USB starts from the first batch). As in Algorithm 1 and both codes
-every EMA takes the current batch before its weights are made. mask_rate logs the mean weight
-(the paper's quantity, Eq. 3); the step's mask marks the full-weight images (max UA(p) ≥ μ_t).
+uniform u(C) (the paper and USB's dist_uniform; TorchSSL aligns to the labeled predictions),
+uniform over the classes with a labeled image where some have none (a folder of some FER
+classes: as p̂ of a class never predicted fades, p/p̂ would grow toward 1 there and UA would
+flatten every weight toward 0), and p̂ starts uniform (TorchSSL; USB starts from the first
+batch). As in Algorithm 1 and both codes every EMA takes the current batch before its weights
+are made. mask_rate logs the mean weight (the paper's quantity, Eq. 3); the step's mask marks
+the full-weight images (max UA(p) ≥ μ_t).
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lionfer.algorithms.base import Algorithm, Batch, Progress, StepOutput, forward_views
+from lionfer.algorithms.base import (
+    Algorithm,
+    Batch,
+    Progress,
+    StepOutput,
+    forward_views,
+    labeled_classes,
+)
 from lionfer.algorithms.hparams import SoftMatchConfig
 
 
@@ -44,9 +54,13 @@ def update_estimates(mu, var, p_model, probs_w: torch.Tensor, momentum: float):
     )
 
 
-def uniform_alignment(probs_w: torch.Tensor, p_model: torch.Tensor) -> torch.Tensor:
-    """UA(p) = Normalize(p · u(C) / p̂), row by row, (B, C)."""
-    aligned = probs_w * (1.0 / probs_w.shape[1]) / p_model
+def uniform_alignment(
+    probs_w: torch.Tensor, p_model: torch.Tensor, target: torch.Tensor | None = None
+) -> torch.Tensor:
+    """UA(p) = Normalize(p · u / p̂), row by row, (B, C); u the target distribution (C,),
+    uniform u(C) by default."""
+    u = 1.0 / probs_w.shape[1] if target is None else target
+    aligned = probs_w * u / p_model
     return aligned / aligned.sum(dim=1, keepdim=True)
 
 
@@ -68,6 +82,13 @@ class SoftMatch(Algorithm):
         self.prob_max_mu = torch.tensor(1.0 / c)  # μ_t
         self.prob_max_var = torch.tensor(1.0)  # σ_t²
         self.p_model = torch.full((c,), 1.0 / c)  # p̂
+        labeled = labeled_classes(info).float()
+        self.alignment_target = labeled / labeled.sum().clamp(min=1)  # u, (C,)
+
+    def to(self, device: torch.device) -> SoftMatch:
+        super().to(device)
+        self.alignment_target = self.alignment_target.to(device)
+        return self
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {
@@ -88,7 +109,8 @@ class SoftMatch(Algorithm):
         )
         pseudo_labels = probs_w.argmax(dim=1)
         if cfg.uniform_alignment:
-            confidence = uniform_alignment(probs_w, self.p_model).max(dim=1).values
+            aligned = uniform_alignment(probs_w, self.p_model, self.alignment_target)
+            confidence = aligned.max(dim=1).values
         else:
             confidence = probs_w.max(dim=1).values
         weight = truncated_gaussian_weight(

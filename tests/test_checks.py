@@ -125,3 +125,22 @@ def test_leaving_out_unlabeled_copies_hashes_each_file_once(tmp_path, monkeypatc
         os.path.realpath(tmp_path / n) for n in ("unl", "train", "test")
     )
     assert data.unlabeled is not None and not data.notes  # other bytes: no copy
+
+
+def test_a_face_box_outside_its_image_is_a_bad_image(tmp_path):
+    path = tmp_path / "a.png"
+    Image.new("RGB", (40, 30)).save(path)
+    boxes = [
+        [5, 5, 20, 20],  # inside
+        [30, 20, 20, 20],  # past the right and bottom edges: padded, kept
+        [45, 0, 10, 10],  # right of the image
+        [0, 35, 10, 10],  # below it upright, inside it turned a quarter (30 wide, 40 high)
+        [-20, 0, 10, 10],  # ends left of it
+        [0, 0, 0, 0],  # no box: the whole image
+    ]
+    images = ImageSet([str(path)] * len(boxes), np.zeros(len(boxes), int), boxes=boxes)
+    with pytest.raises(checks.ImageError, match=r"2 of 6 train .*x 45, y 0, w 10, h 10\) lies "):
+        checks.check_images(images, "train", skip_bad=False)
+    found = checks.check_images(images, "train", skip_bad=True)
+    assert found.keep.tolist() == [True, True, False, True, False, True]
+    assert "skipped 2 unreadable train images" in found.notes[0]

@@ -189,7 +189,7 @@ def test_label_id_out_of_range_names_file_and_line(tmp_path):
     ("row", "message"),
     [
         ('1/x.jpg,abc,0,10,10,"",1,0,0', r"line 15: face_x is 'abc', expected an integer"),
-        ("1/x.jpg,0,0,10", r"line 15: 4 fields, expected 9"),
+        ("1/x.jpg,0,0,10", r"line 15: 4 fields, expected 9; fix or delete that line"),
         ('1/x.jpg,0,0,10,10,"",happy,0,0', r"line 15: expression is 'happy'"),
     ],
 )
@@ -329,3 +329,80 @@ def test_small_npy_leaves_odd_files_to_np_load(tmp_path):
     np.save(path, np.asarray("12x"))
     with pytest.raises(ValueError, match="expression is '12x'"):
         affectnet.read_expression(path)
+
+
+# --- CSV files as downloads and spreadsheets leave them ---------------------------------------
+
+
+def test_csv_rows_without_a_face_box_are_dropped_and_counted(tmp_path):
+    no_box = [
+        '1/nan.jpg,NaN,3,10,12,"",1,0.1,-0.2',  # Happiness, but no box: dropped, counted
+        '1/empty.jpg,2,3,,12,"",4,0.1,-0.2',  # Fear, an empty field (pandas writes NaN so)
+        '1/none.jpg,,,,,"",9,-2,-2',  # Uncertain: dropped as Uncertain, box or not
+    ]
+    root = csv_release(tmp_path, extra_train=no_box)
+    for name in ("nan", "empty"):
+        save_image(root / affectnet.CSV_IMAGES / f"1/{name}.jpg")
+    data = affectnet.load(cfg(root), seed=0)
+    assert by_id(data.train) == {f"1/train_{e}.jpg": CANONICAL[e] for e in range(7)}
+    assert f"affectnet train: dropped 2 {affectnet.NO_BOX}" in data.notes
+    assert "affectnet train: dropped 2 Uncertain" in data.notes
+    assert "affectnet train: kept 7 of 16 listed faces" in data.notes
+
+
+def test_csv_box_that_ends_before_the_image_is_dropped(tmp_path):
+    outside = [csv_row("1/left.jpg", 1, (-40, 3, 30, 12)), csv_row("1/above.jpg", 1, (2, -9, 5, 9))]
+    root = csv_release(tmp_path, extra_train=outside)
+    for name in ("left", "above"):
+        save_image(root / affectnet.CSV_IMAGES / f"1/{name}.jpg")
+    data = affectnet.load(cfg(root), seed=0)
+    assert "1/left.jpg" not in data.train.ids and "1/above.jpg" not in data.train.ids
+    assert f"affectnet train: dropped 2 {affectnet.OUTSIDE_BOX}" in data.notes
+    partly = csv_release(tmp_path / "partly", extra_train=[csv_row("1/p.jpg", 1, (-5, -5, 20, 20))])
+    save_image(partly / affectnet.CSV_IMAGES / "1/p.jpg")
+    data = affectnet.load(cfg(partly), seed=0)
+    row = data.train.ids.index("1/p.jpg")  # partly inside: kept, cropped to the image
+    assert data.train.load(row).size == (15, 15)
+
+
+@pytest.mark.parametrize(
+    "folder", ["Manually_Annotated", "Manually_Annotated_compressed", affectnet.CSV_IMAGES]
+)
+def test_csv_images_unpacked_one_folder_deeper_are_found(tmp_path, folder):
+    root = csv_release(tmp_path / "release")
+    (root / affectnet.CSV_IMAGES).rename(tmp_path / "images")
+    (root / folder).mkdir(exist_ok=True)
+    (tmp_path / "images").rename(root / folder / affectnet.CSV_IMAGES)
+    data = affectnet.load(cfg(root), seed=0)
+    inner = root / folder / affectnet.CSV_IMAGES
+    assert data.train.images[0] == str(inner / "1/train_0.jpg")
+    assert any(note.startswith(f"affectnet: images read from {inner}") for note in data.notes)
+    assert by_id(data.train) == {f"1/train_{e}.jpg": CANONICAL[e] for e in range(7)}
+
+
+def test_csv_images_left_packed_say_extract(tmp_path):
+    root = csv_release(tmp_path, images=False)
+    (root / affectnet.CSV_IMAGES).rmdir()
+    (root / "Manually_Annotated.tar").write_bytes(b"x")
+    with pytest.raises(FileNotFoundError, match=r"Extract Manually_Annotated.tar in .* so that"):
+        affectnet.load(cfg(root), seed=0)
+
+
+def test_csv_list_not_utf8_names_the_line(tmp_path):
+    root = csv_release(tmp_path, extra_train=[csv_row("1/café.jpg", 1)])
+    path = root / affectnet.CSV_LISTS / "training.csv"
+    path.write_bytes(path.read_text().encode("latin-1"))
+    with pytest.raises(ValueError, match=r"training.csv, line 15: byte 0xe9 is not UTF-8 text"):
+        affectnet.load(cfg(root), seed=0)
+
+
+def test_csv_list_with_semicolons_or_the_lists_folder_as_root(tmp_path):
+    root = csv_release(tmp_path)
+    lists = root / affectnet.CSV_LISTS
+    with pytest.raises(
+        FileNotFoundError, match=rf"holds the lists themselves: set data.root={root}"
+    ):
+        affectnet.load(cfg(lists), seed=0)
+    (lists / "training.csv").write_text(HEADER.replace(",", ";") + "\n")
+    with pytest.raises(ValueError, match="holds no comma; AffectNet lists are comma-separated"):
+        affectnet.load(cfg(root), seed=0)

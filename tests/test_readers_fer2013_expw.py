@@ -11,7 +11,9 @@ from PIL import Image
 
 from lionfer.config import DataConfig
 from lionfer.data.datasets import expw, fer2013
+from lionfer.data.pipeline import load_dataset
 from lionfer.data.splits import stratified_holdout
+from lionfer.errors import InputError
 
 VOTE_HEADER = (
     "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
@@ -101,7 +103,7 @@ def test_fer2013_bad_pixel_row_fails_or_is_skipped(tmp_path):
     [
         ((7, 1, "Training"), r"line 3: label id 7 is out of range"),
         (("x", 1, "Training"), r"line 3: emotion is 'x', expected an integer"),
-        ((1, 1, "Validation"), r"line 3: Usage is 'Validation'"),
+        ((1, 1, "Validation"), r"line 3: Usage is 'Validation'.*; fix that line"),
         ((1, pixels(1).replace("1", "256", 1), "Training"), r"line 3: pixels must be"),
         ((1, pixels(1).replace("1", "a", 1), "Training"), r"line 3: pixels must be"),
     ],
@@ -118,13 +120,22 @@ def test_fer2013_bad_rows_name_the_line(tmp_path, row, message):
         ("", "is empty"),
         ("emotion,pixels,Usage\n", "holds no usable rows"),
         ("emotion,Usage\n1,Training\n", r"lacks the columns \['pixels'\]"),
-        (f"emotion,pixels,Usage\n1,{pixels(1)}\n", r"line 2: 2 fields, expected 3"),
+        (
+            f"emotion,pixels,Usage\n1,{pixels(1)}\n",
+            r"line 2: 2 fields, expected 3; fix or delete that line",
+        ),
     ],
 )
 def test_fer2013_malformed_files(tmp_path, text, message):
     (tmp_path / "fer2013.csv").write_text(text)
     with pytest.raises(ValueError, match=message):
         fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)
+
+
+def test_a_reader_s_error_names_its_dataset_once(tmp_path):
+    write_fer(tmp_path / "fer2013.csv", [r for r in fer_rows() if r[2] != "PrivateTest"])
+    with pytest.raises(InputError, match=r"^fer2013: no usable PrivateTest rows"):
+        load_dataset(cfg("fer2013", tmp_path), seed=0, check=())
 
 
 def test_fer2013_refuses_eight_classes_and_variants(tmp_path):
@@ -556,7 +567,7 @@ def test_expw_missing_images(tmp_path):
     ("line", "message"),
     [
         ("x.jpg 0 1 2 3 4 5.0 7", r"label.lst, line 71: label id 7 is out of range"),
-        ("x.jpg 0 1 2 3 4 5.0", r"line 71: 7 fields, expected 8"),
+        ("x.jpg 0 1 2 3 4 5.0", r"line 71: 7 fields, expected 8 .*; fix or delete that line"),
         ("x.jpg 0 1 two 3 4 5.0 1", r"line 71: left is 'two', expected an integer"),
         ("x.jpg 0 1 2 3 4 high 1", r"line 71: confidence is 'high', expected a number"),
     ],
@@ -575,3 +586,105 @@ def test_expw_wrong_root_and_empty_list(tmp_path):
         expw.load(cfg("expw", root), seed=0)
     with pytest.raises(ValueError, match="no Contempt class"):
         expw.load(cfg("expw", root, num_classes=8), seed=0)
+
+
+# --- downloads as they arrive ----------------------------------------------------------------
+
+
+def test_fer2013_download_left_packed_or_one_folder_down_says_what_to_do(tmp_path):
+    import gzip
+
+    source = write_fer(tmp_path / "src" / "fer2013.csv", fer_rows())
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "fer2013.tar.gz").write_bytes(gzip.compress(source.read_bytes()))
+    with pytest.raises(FileNotFoundError, match=r"Found fer2013.tar.gz in .*: unpack it"):
+        fer2013.load_fer2013(cfg("fer2013", packed), seed=0)
+    unpacked = tmp_path / "unpacked"
+    write_fer(unpacked / "fer2013" / "fer2013.csv", fer_rows())  # the tarball's own folder
+    with pytest.raises(FileNotFoundError, match=rf"set data.root={unpacked / 'fer2013'}$"):
+        fer2013.load_fer2013(cfg("fer2013", unpacked), seed=0)
+    kaggle = tmp_path / "kaggle"
+    kaggle.mkdir()
+    icml = source.read_text().replace("emotion,pixels,Usage", "emotion, pixels, Usage")
+    (kaggle / "icml_face_data.csv").write_text(icml)
+    with pytest.raises(FileNotFoundError, match="set data.label_file=icml_face_data.csv"):
+        fer2013.load_fer2013(cfg("fer2013", kaggle), seed=0)
+    data = fer2013.load_fer2013(cfg("fer2013", kaggle, label_file="icml_face_data.csv"), seed=0)
+    assert data.train.labels.tolist() == [FER_CANONICAL[e] for e in range(7)]
+    # gzip bytes under the CSV's own name (a browser that kept the encoding)
+    (tmp_path / "named" / "fer2013.csv").parent.mkdir()
+    (tmp_path / "named" / "fer2013.csv").write_bytes(gzip.compress(source.read_bytes()))
+    with pytest.raises(ValueError, match=r"fer2013.csv is a gzip archive, not CSV text: unpack"):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path / "named"), seed=0)
+
+
+def test_fer2013_csv_not_utf8_or_not_comma_separated(tmp_path):
+    path = write_fer(tmp_path / "fer2013.csv", fer_rows())
+    path.write_bytes(("\ufeff" + path.read_text()).encode("utf-16-le"))
+    with pytest.raises(ValueError, match=r"fer2013.csv, line 1: byte 0xff is not UTF-8 text"):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)
+    path.write_text(write_fer(path, fer_rows()).read_text().replace(",", "\t"))
+    with pytest.raises(ValueError, match=r"holds no comma; the file must be comma-separated"):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)
+
+
+def test_fer2013_kaggle_train_csv_says_which_file_to_use(tmp_path):
+    rows = [(e, p) for e, p, usage in fer_rows() if usage == "Training"]
+    (tmp_path / "train.csv").write_text(
+        "emotion,pixels\n" + "".join(f"{e},{pixels(p)}\n" for e, p in rows)
+    )
+    with pytest.raises(ValueError, match=r"lacks the columns \['Usage'\].*use fer2013.csv, or"):
+        fer2013.load_fer2013(cfg("fer2013", tmp_path, label_file="train.csv"), seed=0)
+
+
+def test_fer2013_truth_votes_in_a_folder_beside_say_move_them(tmp_path):
+    root = fer_with_votes(tmp_path)
+    (root / "FERPlus").mkdir()
+    (root / "fer2013new.csv").rename(root / "FERPlus" / "fer2013new.csv")
+    with pytest.raises(FileNotFoundError, match=rf"FERPlus/fer2013new.csv: move it into {root}$"):
+        fer2013.load_fer2013(cfg("fer2013", root, truth="ferplus"), seed=0)
+
+
+def test_expw_box_outside_the_photo_is_skipped_and_counted(tmp_path):
+    lines = expw_lines() + [
+        "left.jpg 0 10 -90 -20 60 9.0 3",  # left -90, right -20: ends left of the photo
+        "above.jpg 0 -50 10 60 -5 9.0 3",  # top -50, bottom -5: ends above it
+        "corner.jpg 0 -10 -10 30 30 9.0 3",  # partly inside: kept, cropped to the photo
+    ]
+    data = expw.load(cfg("expw", expw_release(tmp_path, lines)), seed=0)
+    ids = data.train.ids + data.test.ids
+    assert "left.jpg#0" not in ids and "above.jpg#0" not in ids and "corner.jpg#0" in ids
+    assert (
+        "expw: skipped 2 faces whose box lies outside the photo (ending left of or above it)"
+        in data.notes
+    )
+    for part in (data.train, data.test):
+        for i in range(len(part)):
+            part.load(i)  # every kept box crops
+
+
+def test_expw_photos_elsewhere_say_where(tmp_path):
+    lines = expw_lines()
+    packed = expw_release(tmp_path / "packed", lines, images=set())
+    (packed / "image" / "origin").rmdir()
+    (packed / "image" / "origin.7z.001").write_bytes(b"7z\xbc\xaf")
+    with pytest.raises(FileNotFoundError, match=r"Found origin.7z.001: unpack the archive"):
+        expw.load(cfg("expw", packed), seed=0)
+    nested = expw_release(tmp_path / "nested", lines)
+    origin = nested / "image" / "origin"
+    origin.rename(nested / "image" / "photos")
+    origin.mkdir()
+    (nested / "image" / "photos").rename(origin / "origin")
+    with pytest.raises(FileNotFoundError, match=rf"move the photos of {origin / 'origin'} into"):
+        expw.load(cfg("expw", nested), seed=0)
+    with pytest.raises(FileNotFoundError, match=rf"set data.root={nested}$"):
+        expw.load(cfg("expw", nested / "label"), seed=0)
+
+
+def test_expw_list_not_utf8_names_the_line(tmp_path):
+    root = expw_release(tmp_path, expw_lines())
+    path = root / "label" / "label.lst"
+    path.write_bytes(path.read_bytes() + "caf\xe9.jpg 0 1 2 3 4 5.0 1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"label.lst, line 71: byte 0xe9 is not UTF-8 text"):
+        expw.load(cfg("expw", root), seed=0)

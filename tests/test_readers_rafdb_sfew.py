@@ -204,6 +204,75 @@ def test_rafdb_refuses_eight_classes(tmp_path):
         rafdb.load(cfg(make_raf_a(tmp_path, raf_entries()), num_classes=8), seed=0)
 
 
+def test_rafdb_list_not_utf8_names_the_line(tmp_path):
+    entries = raf_entries()
+    root = make_raf_a(tmp_path, entries)
+    text = "\n".join(f"{n} {i}" for n, i in entries)
+    (root / "EmoLabel/list_patition_label.txt").write_bytes(("\ufeff" + text).encode("utf-16-le"))
+    with pytest.raises(
+        ValueError, match=r"list_patition_label.txt, line 1: byte 0xff is not UTF-8"
+    ):
+        rafdb.load(cfg(root), seed=0)
+
+
+def test_rafdb_list_naming_the_aligned_files(tmp_path):
+    entries = raf_entries()
+    text = "\n".join(f"{n[:-4]}_aligned.jpg {i}" for n, i in entries)
+    root = make_raf_a(tmp_path, entries, variants=("aligned", "original"), text=text)
+    data = rafdb.load(cfg(root), seed=0)
+    official = rafdb.load(cfg(make_raf_a(tmp_path / "official", entries)), seed=0)
+    assert data.train.labels.tolist() == official.train.labels.tolist()
+    assert data.test.labels.tolist() == official.test.labels.tolist()
+    assert data.train.images[0] == str(root / "Image/aligned/train_00001_aligned.jpg")
+    assert data.train.ids[0] == "train_00001_aligned.jpg"
+    original = rafdb.load(cfg(root, variant="original"), seed=0)
+    assert original.train.images[0] == str(root / "Image/original/train_00001.jpg")
+
+
+def test_rafdb_images_one_folder_deeper_are_named(tmp_path):
+    root = make_raf_a(tmp_path, raf_entries())
+    aligned = root / "Image" / "aligned"
+    aligned.rename(root / "Image" / "unpacked")
+    aligned.mkdir()
+    (root / "Image" / "unpacked").rename(aligned / "aligned")  # aligned.zip unpacked in aligned/
+    with pytest.raises(FileNotFoundError) as error:
+        rafdb.load(cfg(root), seed=0)
+    message = str(error.value)
+    assert f"The first one is at {aligned / 'aligned' / 'train_00001_aligned.jpg'}" in message
+    assert f"move the images of {aligned / 'aligned'} into {aligned}" in message
+    assert "data.root is probably wrong" not in message
+
+
+def test_rafdb_packed_images_say_extract(tmp_path):
+    root = make_raf_a(tmp_path, raf_entries())
+    for path in (root / "Image/aligned").iterdir():
+        path.unlink()
+    (root / "Image/aligned").rmdir()
+    (root / "Image/aligned.zip").write_bytes(b"PK\x03\x04")
+    with pytest.raises(FileNotFoundError, match=r"Extract aligned.zip in .*Image"):
+        rafdb.load(cfg(root), seed=0)
+
+
+def test_rafdb_root_above_basic_or_the_kaggle_copy_says_what_to_set(tmp_path):
+    root = make_raf_a(tmp_path / "RAF-DB" / "basic", raf_entries())
+    with pytest.raises(FileNotFoundError, match=rf"set data.root={root}$"):
+        rafdb.load(cfg(tmp_path / "RAF-DB"), seed=0)
+    kaggle = tmp_path / "kaggle" / "DATASET"
+    for split in ("train", "test"):
+        for raf_id in range(1, 8):
+            write_image(kaggle / split / str(raf_id) / f"{split}_{raf_id}_aligned.jpg")
+    for where in (kaggle, kaggle.parent):
+        with pytest.raises(FileNotFoundError) as error:
+            rafdb.load(cfg(where), seed=0)
+        assert f"data.dataset=folder data.root={kaggle} 'data.class_map={{1=0," in str(error.value)
+    # the suggested command reads the copy with RAF-DB's labels
+    folder = DATASETS.get("folder")(
+        DataConfig(root=str(kaggle), class_map={str(i): i - 1 for i in range(1, 8)}), 0
+    )
+    assert sorted(folder.test.labels.tolist()) == list(range(7))
+    assert folder.test.labels[folder.test.ids.index("test/7/test_7_aligned.jpg")] == 6  # Neutral
+
+
 # SFEW folder -> images in Train and Val; canonical ids from labels.SFEW_FOLDERS
 SFEW_COUNTS = {
     "Angry": (3, 1),
@@ -268,11 +337,63 @@ def test_sfew_unknown_class_folder_lists_expected_names(tmp_path):
 
 def test_sfew_wrong_root(tmp_path):
     root = make_sfew(tmp_path / "data")
-    with pytest.raises(FileNotFoundError, match="no Train/ folder.*holds Train/ and Val/"):
+    with pytest.raises(FileNotFoundError, match=rf"no Train/ folder.*set data.root={root}$"):
         sfew.load(cfg(tmp_path), seed=0)
+    with pytest.raises(FileNotFoundError, match="no Train/ folder.*holds Train/ and Val/"):
+        sfew.load(cfg(root / "Val"), seed=0)
     with pytest.raises(FileNotFoundError, match="SFEW root not found"):
         sfew.load(cfg(tmp_path / "nowhere"), seed=0)
     for path in (root / "Val").rglob("*.*"):
         path.unlink()
     with pytest.raises(FileNotFoundError, match="no images"):
+        sfew.load(cfg(root), seed=0)
+
+
+def by_folder_counts(data) -> tuple[list[int], list[int]]:
+    return (
+        np.bincount(data.train.labels, minlength=7).tolist(),
+        np.bincount(data.test.labels, minlength=7).tolist(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("train", "val"),
+    [
+        ("Train_Aligned_Faces", "Val_Aligned_Faces_new"),  # the aligned-face archives, unpacked
+        ("Train/Train_Aligned_Faces", "Val/Val_Aligned_Faces"),  # ... into Train/ and Val/
+        ("Train/Train", "Val/Val"),  # Train.zip unpacked into a Train/ folder
+    ],
+)
+def test_sfew_reads_the_aligned_faces_and_wrapped_folders(tmp_path, train, val):
+    expected = by_folder_counts(sfew.load(cfg(make_sfew(tmp_path / "plain")), seed=0))
+    data = sfew.load(cfg(make_sfew(tmp_path / "other", train, val)), seed=0)
+    assert by_folder_counts(data) == expected
+    pairs = zip(data.train.ids, data.train.labels, strict=True)
+    assert {i.split("/")[-2]: int(c) for i, c in pairs}["Neutral"] == 6
+    assert all(i.startswith(f"{train}/") for i in data.train.ids)
+    assert all(i.startswith(f"{val}/") for i in data.test.ids)
+    notes = "\n".join(data.notes)
+    assert f"SFEW: read {train.split('/')[0]}/ as Train/" in notes or f"in {train}/" in notes
+
+
+def test_sfew_ignores_macos_zip_metadata(tmp_path):
+    root = make_sfew(tmp_path)
+    (root / "Train/__MACOSX/Happy").mkdir(parents=True)
+    (root / "Train/__MACOSX/Happy/._Happy_0.png").write_bytes(b"\x00\x05\x16\x07")
+    data = sfew.load(cfg(root), seed=0)
+    assert len(data.train) == 15
+    assert "SFEW: ignored 1 hidden or non-image files in Train" in data.notes
+
+
+def test_sfew_missing_split_says_what_is_there(tmp_path):
+    root = make_sfew(tmp_path / "SFEW_2")
+    for path in sorted((root / "Val").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (root / "Val").rmdir()
+    (root / "Val.zip").write_bytes(b"PK\x03\x04")
+    with pytest.raises(FileNotFoundError, match=r"no Val/ folder in .*, but Val.zip: extract it"):
+        sfew.load(cfg(root), seed=0)
+    (root / "Val.zip").unlink()
+    (root / "Validation").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"it holds the folders \['Train', 'Validation'\]"):
         sfew.load(cfg(root), seed=0)

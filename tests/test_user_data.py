@@ -99,6 +99,17 @@ def test_a_manifest_separated_by_semicolons_or_tabs_reads(tmp_path, separator):
     assert f"manifest: read as separated by {separator!r}" in data.notes
 
 
+def test_a_prepared_manifest_s_source_column_is_read_past_quietly(tmp_path):
+    rows = "".join(
+        f"img/{k}.png,{'happy' if k % 2 else 'sad'},photos/{k}.jpg,x\n" for k in range(10)
+    )
+    root = manifest_dir(tmp_path, "path,label,source,comment\n" + rows)
+    data = load_dataset(cfg(root), seed=0, check=())
+    assert [n for n in data.notes if "ignored the columns" in n] == [
+        "manifest: ignored the columns ['comment']"
+    ]
+
+
 def test_a_manifest_with_only_unlabeled_rows_says_so(tmp_path):
     rows = [f"img/{k}.png,,unlabeled" for k in range(10)]
     root = manifest_dir(tmp_path, "path,label,split\n" + "\n".join(rows) + "\n")
@@ -152,6 +163,15 @@ def test_fer_names_beside_another_name_warn_that_the_classes_are_general(tmp_pat
 
 
 # --- label noise on a user's classes ------------------------------------------------------------
+
+
+def test_a_zip_s_macos_metadata_folder_is_no_class(tmp_path):
+    root = make_tree(tmp_path, {"happy": 4, "sad": 4})
+    (root / "__MACOSX" / "happy").mkdir(parents=True)
+    (root / "__MACOSX" / "happy" / "._00.png").write_bytes(b"\0\5\26\7")
+    data = load_dataset(cfg(root, "folder"), seed=0, check=())
+    assert set(data.train.labels.tolist()) | set(data.test.labels.tolist()) == {3, 4}
+    assert any("ignored 1 hidden or non-image files" in note for note in data.notes)
 
 
 def test_noise_on_a_folder_of_some_fer_classes_flips_only_between_them(tmp_path):

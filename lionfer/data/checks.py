@@ -62,6 +62,30 @@ def refuse_variant(cfg, name: str) -> None:
         raise ConfigError(f"{name}: data.variant is not used; leave it empty (got {cfg.variant!r})")
 
 
+def read_utf8(path: Path, fix: str) -> str:
+    """The file as UTF-8 text (a byte order mark dropped); a file in another encoding (UTF-16
+    from Windows Notepad, a legacy code page) raises not_utf8's error, whose fix is `fix`."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise not_utf8(path, fix, data) from None
+
+
+def not_utf8(path: Path, fix: str, data: bytes | None = None) -> InputError:
+    """The error for a file that is not UTF-8 text, naming the line and value of its first byte
+    that is not (data: the file's bytes, read here where not given), then the fix."""
+    data = Path(path).read_bytes() if data is None else data
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        return InputError(
+            f"{path}, line {line}: byte 0x{data[error.start]:02x} is not UTF-8 text; {fix}"
+        )
+    return InputError(f"{path} is not UTF-8 text; {fix}")
+
+
 def parse_int(text: str, column: str, where: str) -> int:
     """An integer field ("3" or "3.0"); anything else names the place and the column."""
     try:
@@ -73,7 +97,9 @@ def parse_int(text: str, column: str, where: str) -> int:
     except ValueError:
         number = float("nan")
     if not number.is_integer():
-        raise InputError(f"{where}: {column} is {text.strip()!r}, expected an integer")
+        raise InputError(
+            f"{where}: {column} is {text.strip()!r}, expected an integer; fix or delete that line"
+        )
     return int(number)
 
 
@@ -82,7 +108,9 @@ def parse_float(text: str, column: str, where: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise InputError(f"{where}: {column} is {text!r}, expected a number") from None
+        raise InputError(
+            f"{where}: {column} is {text!r}, expected a number; fix or delete that line"
+        ) from None
 
 
 def check_listed_files(
@@ -332,6 +360,8 @@ def check_images(images, part: str, skip_bad: bool, progress: bool = False) -> I
     if not images.is_files:
         return ImageCheck(np.ones(len(images), dtype=bool), [], _array_warnings(images, part))
     sizes, failures = _probe_files(images.images, part, progress)
+    if images.boxes is not None:
+        failures = _boxes_outside(images.boxes, sizes, failures)
     keep = np.array([error is None for error in failures], dtype=bool)
     bad = [(images.ids[i], failures[i]) for i in np.flatnonzero(~keep)]
     notes = []
@@ -353,6 +383,28 @@ def check_images(images, part: str, skip_bad: bool, progress: bool = False) -> I
         sizes[boxed] = images.boxes[boxed][:, 2:]
     small = [images.ids[i] for i in np.flatnonzero(keep & (sizes.min(axis=1) < MIN_IMAGE_SIDE))]
     return ImageCheck(keep, notes, _small_warning(small, len(images), part))
+
+
+def _boxes_outside(boxes: np.ndarray, sizes: np.ndarray, failures: list) -> list:
+    """failures, with an error for each readable image whose face box (x, y, w, h; w > 0) does
+    not overlap it, upright or turned a quarter (an EXIF rotation): its crop would be all
+    padding, a black image trained on as a face."""
+    x, y, w, h = (boxes[:, k] for k in range(4))
+    width, height = sizes[:, 0], sizes[:, 1]
+
+    def misses(wide, high):
+        return (x >= wide) | (y >= high) | (x + w <= 0) | (y + h <= 0)
+
+    outside = (w > 0) & misses(width, height) & misses(height, width)
+    return [
+        error
+        if error is not None or not outside[i]
+        else (
+            f"its face box (x {x[i]}, y {y[i]}, w {w[i]}, h {h[i]}) lies outside the "
+            f"{width[i]}x{height[i]} image"
+        )
+        for i, error in enumerate(failures)
+    ]
 
 
 def _probe_files(paths, part: str, progress: bool) -> tuple[np.ndarray, list[str | None]]:

@@ -49,8 +49,9 @@ def read_dataset(cfg, seed: int) -> FERData:
     except FileNotFoundError as error:
         raise MissingInputError(str(error)) from error
     except (ValueError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        raise InputError(f"{cfg.dataset}: {message}") from error
+        message = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+        named = message.startswith(f"{cfg.dataset}:")  # the reader named itself
+        raise InputError(message if named else f"{cfg.dataset}: {message}") from error
 
 
 def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool = False):

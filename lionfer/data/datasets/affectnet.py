@@ -21,10 +21,12 @@ from lionfer.data.checks import (
     check_label_ids,
     check_listed_files,
     drop_duplicates,
+    not_utf8,
     parse_int,
     require_dir,
     require_file,
 )
+from lionfer.errors import MissingInputError
 
 CSV_LISTS = "Manually_Annotated_file_lists"
 CSV_IMAGES = "Manually_Annotated_Images"
@@ -34,6 +36,7 @@ CSV_COLUMNS = (
     "facial_landmarks", "expression", "valence", "arousal",
 )  # fmt: skip
 NEEDED = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "expression")
+BOX_COLUMNS = NEEDED[1:5]
 NPY_FOLDERS = {"train": "train_set", "test": "val_set"}
 LAYOUTS = (
     f"csv: {CSV_LISTS}/training.csv and validation.csv with {CSV_IMAGES}/<subDirectory_filePath>",
@@ -42,6 +45,10 @@ LAYOUTS = (
 DROP_REASONS = {7: "Contempt (7-class mode)", 8: "None", 9: "Uncertain", 10: "Non-Face"}
 NPY_HEADER = re.compile(r"'descr':\s*'(?P<descr>[^']+)'.*'shape':\s*\((?P<shape>[^)]*)\)")
 EMPTY_BOX = "empty face box (width or height <= 0)"
+NO_BOX = "rows without a face box (face_x, face_y, face_width or face_height empty or NaN)"
+OUTSIDE_BOX = "face boxes outside the image (ending left of or above it)"
+MISSING = ("", "nan")  # how pandas and spreadsheets write an empty number
+ARCHIVES = (".zip", ".tar", ".tgz", ".gz", ".7z", ".rar")
 
 
 @dataclass
@@ -53,6 +60,7 @@ class Listing:
     boxes: np.ndarray | None  # (N, 4) x, y, w, h; None for pre-cropped images
     ids: list[str]  # name per entry, unique within the release
     notes: list[str]
+    no_box: np.ndarray | None = None  # (N,) bool: a face box field is empty or NaN
 
 
 def load(cfg, seed: int) -> FERData:
@@ -75,9 +83,12 @@ def load(cfg, seed: int) -> FERData:
         "affectnet: the validation set is the test set (the official test set was never released)",
     ]
     parts = {}
+    if variant == "csv":
+        image_dir, dir_notes = csv_image_dir(root)
+        notes += dir_notes
     for split in ("train", "test"):
         if variant == "csv":
-            listing = read_csv_list(root / CSV_LISTS / CSV_FILES[split], root / CSV_IMAGES)
+            listing = read_csv_list(root / CSV_LISTS / CSV_FILES[split], image_dir)
         else:
             listing = read_npy_split(root / NPY_FOLDERS[split], cfg.skip_bad)
         parts[split], split_notes = build_set(listing, cfg.num_classes, cfg.skip_bad, split)
@@ -112,48 +123,98 @@ def detect_variant(root: Path, variant: str) -> str:
             )
         return variant
     if not found:
+        fix = "Point data.root at the folder that holds them"
+        if (root / CSV_FILES["train"]).is_file():
+            fix = f"{root} holds the lists themselves: set data.root={root.parent}"
         raise FileNotFoundError(
             f"affectnet: {root} holds neither AffectNet layout. Expected one of: "
-            f"{'; '.join(LAYOUTS)}. Point data.root at the folder that holds them"
+            f"{'; '.join(LAYOUTS)}. {fix}"
         )
     if len(found) == 2:
         raise ValueError(f"affectnet: {root} holds both layouts; set data.variant to csv or npy")
     return found[0]
 
 
+def csv_image_dir(root: Path) -> tuple[Path, list[str]]:
+    """The folder the CSV lists' paths are relative to, and a note where it is not
+    root/Manually_Annotated_Images itself: unpacked one folder deeper, as the archives of the
+    release often are (Manually_Annotated/Manually_Annotated_Images/,
+    Manually_Annotated_Images/Manually_Annotated_Images/)."""
+    direct = root / CSV_IMAGES
+    if direct.is_dir():
+        inner = direct / CSV_IMAGES
+        entries = [e.name for e in os.scandir(direct) if not e.name.startswith(".")]
+        if entries == [CSV_IMAGES] and inner.is_dir():
+            return inner, [f"affectnet: images read from {inner} (unpacked one folder deeper)"]
+        return direct, []
+    below = sorted(c / CSV_IMAGES for c in root.iterdir() if (c / CSV_IMAGES).is_dir())
+    if len(below) == 1:
+        return below[0], [f"affectnet: images read from {below[0]}"]
+    fix = f"Expected the CSV release layout ({LAYOUTS[0]})"
+    archives = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_file() and p.name.startswith("Manually_Annotated") and p.suffix.lower() in ARCHIVES
+    )
+    if archives:
+        fix = f"Extract {', '.join(archives)} in {root} so that it holds {CSV_IMAGES}/"
+    elif below:
+        fix = f"Several folders hold {CSV_IMAGES}/ ({', '.join(map(str, below))}): keep one"
+    raise MissingInputError(
+        f"AffectNet image folder not found: expected the folder {direct}. {fix}"
+    )
+
+
 def read_csv_list(path: Path, image_dir: Path) -> Listing:
-    """Parse training.csv or validation.csv (a header row, or the nine columns in release order)."""
+    """Parse training.csv or validation.csv (a header row, or the nine columns in release order).
+    A face box field that is empty or NaN marks the row as having no box (Listing.no_box)."""
     require_file(path, "AffectNet list", f"Expected the CSV release layout ({LAYOUTS[0]})")
     require_dir(
         image_dir, "AffectNet image folder", f"Expected the CSV release layout ({LAYOUTS[0]})"
     )
     names: list[str] = []
     values: list[list[int]] = []  # face_x, face_y, face_width, face_height, expression
+    no_box: list[bool] = []
     lines: list[int] = []
     notes: list[str] = []
     index: dict[str, int] | None = None
-    with path.open(newline="", encoding="utf-8-sig") as file:
-        reader = csv.reader(file)
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if index is None:
-                index, is_header = column_index(row, path)
-                if is_header:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            for row in reader:
+                if not any(cell.strip() for cell in row):
                     continue
-                notes.append(f"affectnet: {path.name} has no header row; read in release order")
-            where = f"{path}, line {reader.line_num}"
-            if len(row) <= max(index.values()):
-                raise ValueError(f"{where}: {len(row)} fields, expected {len(CSV_COLUMNS)}")
-            names.append(row[index["subDirectory_filePath"]].strip())
-            values.append([parse_int(row[index[c]], c, where) for c in NEEDED[1:]])
-            lines.append(reader.line_num)
+                if index is None:
+                    index, is_header = column_index(row, path)
+                    if is_header:
+                        continue
+                    notes.append(f"affectnet: {path.name} has no header row; read in release order")
+                where = f"{path}, line {reader.line_num}"
+                if len(row) <= max(index.values()):
+                    raise ValueError(
+                        f"{where}: {len(row)} fields, expected {len(CSV_COLUMNS)}; fix or delete "
+                        "that line"
+                    )
+                box = [row[index[c]] for c in BOX_COLUMNS]
+                missing = any(cell.strip().lower() in MISSING for cell in box)
+                if missing:
+                    box = [0] * 4
+                else:
+                    box = [parse_int(v, c, where) for v, c in zip(box, BOX_COLUMNS, strict=True)]
+                names.append(row[index["subDirectory_filePath"]].strip())
+                values.append(box + [parse_int(row[index["expression"]], "expression", where)])
+                no_box.append(missing)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError:
+        fix = "save the list as UTF-8 (or re-copy it from the AffectNet release)"
+        raise not_utf8(path, fix) from None
     if not names:
         raise ValueError(f"{path} lists no images; re-copy it from the AffectNet release")
     table = np.asarray(values, dtype=np.int64)
     check_label_ids(table[:, 4], labels.AFFECTNET, str(path), lines)
     prefix = os.path.join(image_dir, "")  # plain string joins: pathlib costs ~2 s per 100k rows
-    return Listing([prefix + n for n in names], table[:, 4], table[:, :4], names, notes)
+    paths = [prefix + n for n in names]
+    return Listing(paths, table[:, 4], table[:, :4], names, notes, np.asarray(no_box, dtype=bool))
 
 
 def column_index(row: list[str], path: Path) -> tuple[dict[str, int], bool]:
@@ -168,6 +229,11 @@ def column_index(row: list[str], path: Path) -> tuple[dict[str, int], bool]:
         return {c: cells.index(c) for c in NEEDED}, True
     if len(cells) == len(CSV_COLUMNS):
         return {c: CSV_COLUMNS.index(c) for c in NEEDED}, False
+    if len(cells) == 1 and any(d in cells[0] for d in ";\t"):
+        raise ValueError(
+            f"{path}: the first row holds no comma; AffectNet lists are comma-separated (a "
+            "spreadsheet may have saved it with semicolons or tabs): re-copy it from the release"
+        )
     raise ValueError(
         f"{path}: the first row is neither the header {','.join(CSV_COLUMNS)} nor a row of "
         f"{len(CSV_COLUMNS)} fields; this is not an AffectNet list"
@@ -259,19 +325,31 @@ def small_npy(data: bytes) -> np.ndarray | None:
 
 
 def affectnet_keep(
-    expression: np.ndarray, boxes: np.ndarray | None, num_classes: int
+    expression: np.ndarray,
+    boxes: np.ndarray | None,
+    num_classes: int,
+    no_box: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Which entries are faces of the classes in use: (keep (N,) bool, dropped count per reason)."""
+    """Which entries are faces of the classes in use: (keep (N,) bool, dropped count per reason).
+    A row of a class in use is dropped without a box (no_box), with an empty box, or with a box
+    that ends left of or above the image (no pixel of it in the image); each reason is counted."""
     canonical = labels.to_canonical(expression, labels.AFFECTNET, num_classes)
     keep = canonical != labels.DROP
     dropped = {
         reason: int(np.sum(~keep & (expression == value))) for value, reason in DROP_REASONS.items()
     }
     if boxes is not None:
+        if no_box is not None:
+            missing = keep & no_box
+            dropped[NO_BOX] = int(missing.sum())
+            keep &= ~missing
         # HSEmotion skips face_width < 0; a zero-sized box would crop to nothing, so it goes too.
         empty = keep & ((boxes[:, 2] <= 0) | (boxes[:, 3] <= 0))
         dropped[EMPTY_BOX] = int(empty.sum())
         keep &= ~empty
+        outside = keep & ((boxes[:, 0] + boxes[:, 2] <= 0) | (boxes[:, 1] + boxes[:, 3] <= 0))
+        dropped[OUTSIDE_BOX] = int(outside.sum())
+        keep &= ~outside
     return keep, {reason: n for reason, n in dropped.items() if n}
 
 
@@ -280,7 +358,7 @@ def build_set(
 ) -> tuple[ImageSet, list[str]]:
     """Filter one split (classes, boxes, duplicates, missing files) into an ImageSet."""
     where = f"affectnet {split}"
-    keep, dropped = affectnet_keep(listing.expression, listing.boxes, num_classes)
+    keep, dropped = affectnet_keep(listing.expression, listing.boxes, num_classes, listing.no_box)
     notes = [f"{where}: dropped {n} {reason}" for reason, n in dropped.items()]
     # training.csv lists one Happy file twice: 283,902 7-class rows give 283,901 images.
     idx = np.flatnonzero(keep)

@@ -11,6 +11,7 @@ labelled by the truth.
 from __future__ import annotations
 
 import csv
+import glob
 import re
 import warnings
 from collections.abc import Iterator
@@ -24,11 +25,13 @@ from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import (
     check_label_ids,
     drop_duplicates,
+    not_utf8,
     parse_int,
     refuse_variant,
     require_file,
     require_seven,
 )
+from lionfer.errors import InputError
 
 SIDE = 48
 FER_COLUMNS = ("emotion", "pixels", "Usage")
@@ -50,6 +53,12 @@ FERPLUS_FIX = (
     "Set data.root to a folder holding fer2013.csv and FERPlus's fer2013new.csv "
     "(github.com/microsoft/FERPlus), or data.label_file to fer2013new.csv"
 )
+FER_COLUMNS_FIX = (
+    "The Kaggle competition's train.csv and test.csv have no Usage column (test.csv no emotion "
+    "either): use fer2013.csv, or the competition's icml_face_data.csv (emotion, Usage, pixels)"
+)
+PACKED = (".gz", ".tgz", ".zip", ".tar", ".7z", ".bz2")  # archive names a download keeps
+ARCHIVES = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"7z\xbc\xaf": "7z", b"BZh": "bzip2"}
 
 
 @dataclass
@@ -67,15 +76,15 @@ class FerRows:
 def load_fer2013(cfg, seed: int) -> FERData:
     """Read fer2013.csv (or cfg.label_file) under cfg.root; 7 classes."""
     require_seven(cfg, "fer2013")
-    path = require_file(
-        resolve(cfg, "fer2013", cfg.label_file or "fer2013.csv"), "FER2013 CSV", FER_FIX
-    )
+    path = resolve(cfg, "fer2013", cfg.label_file or "fer2013.csv")
+    require_csv(path, "FER2013 CSV", FER_FIX)
     fer = read_fer_csv(path, cfg.skip_bad)
     canonical = labels.to_canonical(fer.emotion, labels.FER2013)
     truth = error_types = None
     truth_notes = []
     if cfg.truth == "ferplus":
-        votes_path = require_file(path.parent / "fer2013new.csv", "FERPlus votes", TRUTH_FIX)
+        votes_path = path.parent / "fer2013new.csv"
+        require_csv(votes_path, "FERPlus votes", TRUTH_FIX)
         plus = read_ferplus_votes(votes_path)
         check_aligned(fer, plus, path, votes_path)
         truth, error_types = ferplus_truth(
@@ -97,10 +106,10 @@ def load_ferplus(cfg, seed: int) -> FERData:
     """Read fer2013.csv and fer2013new.csv (or cfg.label_file) under cfg.root."""
     names = labels.class_names(cfg.num_classes)
     refuse_variant(cfg, "ferplus")
-    fer_path = require_file(resolve(cfg, "ferplus", "fer2013.csv"), "FER2013 CSV", FERPLUS_FIX)
-    votes_path = require_file(
-        resolve(cfg, "ferplus", cfg.label_file or "fer2013new.csv"), "FERPlus votes", FERPLUS_FIX
-    )
+    fer_path = resolve(cfg, "ferplus", "fer2013.csv")
+    require_csv(fer_path, "FER2013 CSV", FERPLUS_FIX)
+    votes_path = resolve(cfg, "ferplus", cfg.label_file or "fer2013new.csv")
+    require_csv(votes_path, "FERPlus votes", FERPLUS_FIX)
     fer = read_fer_csv(fer_path, cfg.skip_bad)
     plus = read_ferplus_votes(votes_path)
     check_aligned(fer, plus, fer_path, votes_path)
@@ -207,11 +216,13 @@ def read_fer_csv(path: Path, skip_bad: bool) -> FerRows:
     """Parse fer2013.csv; a row with a wrong pixel string raises (or is skipped with skip_bad)."""
     emotion, usage, rows, lines, images, bad_lines = [], [], [], [], [], []
     total = 0
-    for row, (line, fields) in enumerate(csv_records(path, FER_COLUMNS)):
+    for row, (line, fields) in enumerate(csv_records(path, FER_COLUMNS, FER_COLUMNS_FIX)):
         total = row + 1
         where = f"{path}, line {line}"
         if fields["Usage"] not in USAGES:
-            raise ValueError(f"{where}: Usage is {fields['Usage']!r}, expected one of {USAGES}")
+            raise ValueError(
+                f"{where}: Usage is {fields['Usage']!r}, expected one of {USAGES}; fix that line"
+            )
         value = parse_int(fields["emotion"], "emotion", where)
         pixels = parse_pixels(fields["pixels"])
         if pixels is None:
@@ -346,28 +357,89 @@ def split_by_usage(
     return parts["train"], parts["test"], [note]
 
 
-def csv_records(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, {column: stripped text}) per data row of a CSV with a header row."""
-    with path.open(newline="", encoding="utf-8-sig") as file:
-        reader = csv.reader(file)
-        header = [cell.strip() for cell in next(reader, [])]
-        if not header:
-            raise ValueError(f"{path} is empty; expected a header row {','.join(columns)}")
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise ValueError(
-                f"{path}: the header {[cell[:24] for cell in header[:12]]} lacks the columns "
-                f"{missing}; expected {','.join(columns)}"
-            )
-        index = {c: header.index(c) for c in columns}
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
+def csv_records(
+    path: Path, columns: tuple[str, ...], fix: str = ""
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, {column: stripped text}) per data row of a CSV with a header row. fix: said
+    after the columns a header lacks."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            reader = csv.reader(file)
+            header = [cell.strip() for cell in next(reader, [])]
+            if not header:
+                raise ValueError(f"{path} is empty; expected a header row {','.join(columns)}")
+            if len(header) == 1 and any(d in header[0] for d in ";\t"):
                 raise ValueError(
-                    f"{path}, line {reader.line_num}: {len(row)} fields, expected {len(header)}"
+                    f"{path}: the header {header[0][:60]!r} holds no comma; the file must be "
+                    "comma-separated (a spreadsheet may have saved it with semicolons or tabs): "
+                    "re-copy it from the release"
                 )
-            yield reader.line_num, {c: row[i].strip() for c, i in index.items()}
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise ValueError(
+                    f"{path}: the header {[cell[:24] for cell in header[:12]]} lacks the "
+                    f"columns {missing}; expected {','.join(columns)}" + (f". {fix}" if fix else "")
+                )
+            index = {c: header.index(c) for c in columns}
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    raise ValueError(
+                        f"{path}, line {reader.line_num}: {len(row)} fields, expected "
+                        f"{len(header)}; fix or delete that line"
+                    )
+                yield reader.line_num, {c: row[i].strip() for c, i in index.items()}
+    except UnicodeDecodeError:
+        raise not_text(path) from None
+
+
+def not_text(path: Path) -> InputError:
+    """The error for a CSV that is not UTF-8 text: an archive left packed (named by its first
+    bytes, whatever the file's name), or the line of the first byte that is not UTF-8."""
+    with path.open("rb") as file:
+        head = file.read(8)
+    kind = next((kind for magic, kind in ARCHIVES.items() if head.startswith(magic)), None)
+    if kind:
+        return InputError(
+            f"{path} is a {kind} archive, not CSV text: unpack it and point data.root (or "
+            "data.label_file) at the CSV it holds"
+        )
+    return not_utf8(path, "save the file as UTF-8 (or re-copy it from the release)")
+
+
+def require_csv(path: Path, what: str, fix: str) -> Path:
+    """require_file, whose error adds csv_hint's sentence on where the file may be instead."""
+    return path if path.is_file() else require_file(path, what, fix + csv_hint(path))
+
+
+def csv_hint(path: Path) -> str:
+    """Where a missing CSV may be instead, as a sentence to add to the error, or "": in a folder
+    beside it (the Kaggle fer2013.tar.gz unpacks into fer2013/; a clone of FERPlus holds
+    fer2013new.csv), packed in an archive beside it, or, for fer2013.csv, as the Kaggle
+    competition's icml_face_data.csv."""
+    folder = path.parent
+    if not folder.is_dir():
+        return ""
+    below = sorted(folder.glob(f"*/{glob.escape(path.name)}"))
+    if below and path.name == "fer2013.csv":
+        return f". Found {below[0]}: set data.root={below[0].parent}"
+    if below:
+        return f". Found {below[0]}: move it into {folder}"
+    stem = path.name.split(".")[0]
+    packed = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_file() and p.name.startswith(stem) and p.suffix.lower() in PACKED
+    )
+    if packed:
+        return f". Found {packed[0]} in {folder}: unpack it (tar -xzf for .tar.gz, gunzip for .gz)"
+    if path.name == "fer2013.csv" and (folder / "icml_face_data.csv").is_file():
+        return (
+            f". {folder} holds the Kaggle competition's icml_face_data.csv (emotion, Usage, "
+            "pixels): set data.label_file=icml_face_data.csv"
+        )
+    return ""
 
 
 def resolve(cfg, name: str, relative: str) -> Path:

@@ -17,6 +17,8 @@ from lionfer.data.checks import IMAGE_KINDS, list_images, require_dir
 from lionfer.data.splits import hold_out
 from lionfer.errors import ConfigError, InputError, MissingInputError
 
+MAC_METADATA = "__MACOSX"  # what macOS adds to a zip it makes: AppleDouble ._ files only
+
 HOLDOUT = 0.2  # test fraction held out when the data has no test split
 
 
@@ -114,11 +116,15 @@ def _map_lookup(name: str, class_map: dict) -> int:
 
 
 def scan_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
-    """(class name -> image files found recursively in folder/<class>/, entries ignored)."""
+    """(class name -> image files found recursively in folder/<class>/, entries ignored).
+    Hidden entries and a zip's macOS metadata folder (MAC_METADATA) are no classes."""
     classes, ignored = {}, 0
     for child in sorted(folder.iterdir()):
         if child.name.startswith("."):
             ignored += child.is_file()  # .DS_Store beside the class folders
+            continue
+        if child.name == MAC_METADATA and child.is_dir():
+            ignored += sum(f.is_file() for f in child.rglob("*"))
             continue
         if child.is_dir():
             classes[child.name], skipped = list_images(child, recursive=True)

@@ -16,13 +16,20 @@ import numpy as np
 
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import check_label_ids, check_listed_files, drop_duplicates, require_file
+from lionfer.data.checks import (
+    check_label_ids,
+    check_listed_files,
+    drop_duplicates,
+    read_utf8,
+    require_file,
+)
 from lionfer.data.datasets.folder import holdout_test, resolve_classes
 from lionfer.errors import InputError
 
 REQUIRED = ("path", "label")
 BOX = ("x", "y", "w", "h")
-KNOWN = REQUIRED + ("split", "true_label") + BOX
+SOURCE = "source"  # the photo a crop came from (`lionfer prepare`): read past, unnoted
+KNOWN = REQUIRED + ("split", "true_label", SOURCE) + BOX
 SPLITS = ("train", "test", "unlabeled")
 # A label written as a number: "3", "+3", "3.0" (pandas writes "3.0" to a column with a gap)
 NUMBER = re.compile(r"[+-]?(\d+)(?:\.(\d*))?")
@@ -53,7 +60,11 @@ def find_csv(root: str, label_file: str) -> Path:
 
 def read_rows(path: Path) -> tuple[list[Row], list[str]]:
     """Rows of the manifest, checked field by field; errors name the file and line."""
-    text = _text(path)
+    text = read_utf8(
+        path,
+        "save the manifest as UTF-8 (in Excel: 'CSV UTF-8'; in pandas: to_csv(..., "
+        "encoding='utf-8'))",
+    )
     delimiter = _delimiter(text.partition("\n")[0])
     with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
@@ -99,20 +110,6 @@ def _delimiter(header: str) -> str:
     if "," in header:
         return ","
     return next((d for d in (";", "\t") if d in header), ",")
-
-
-def _text(path: Path) -> str:
-    """The manifest as text: UTF-8, with or without a byte order mark."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise InputError(
-            f"{path}, line {line}: byte 0x{data[error.start]:02x} is not UTF-8 text; save the "
-            "manifest as UTF-8 (in Excel: 'CSV UTF-8'; in pandas: to_csv(..., "
-            "encoding='utf-8'))"
-        ) from None
 
 
 def _label_text(text: str, column: str, where: str) -> str:

@@ -7,13 +7,20 @@ labels/RAF_{train,test}_label2.txt (ids 0-6) with images under images/{train,tes
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import numpy as np
 
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import check_label_ids, check_listed_files, drop_duplicates, require_file
+from lionfer.data.checks import (
+    check_label_ids,
+    check_listed_files,
+    drop_duplicates,
+    read_utf8,
+    require_file,
+)
 
 LIST_A = Path("EmoLabel") / "list_patition_label.txt"  # sic: "patition"
 LISTS_B = (Path("labels") / "RAF_train_label2.txt", Path("labels") / "RAF_test_label2.txt")
@@ -31,7 +38,7 @@ def read_list(
     """(names, ids, line numbers) of a whitespace-separated `name id [...]` list; blank lines are
     skipped, anything else malformed raises naming the file and line."""
     names, ids, lines = [], [], []
-    text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM; no trailing newline is fine
+    text = read_utf8(path, "save the list as UTF-8 (or re-copy it from the release)")
     for number, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts:
@@ -69,7 +76,24 @@ def detect_format(root: Path, label_file: str) -> str:
     raise FileNotFoundError(
         f"{root} does not look like RAF-DB. Expected {LAYOUTS}. data.root must be the folder "
         "that holds EmoLabel/ and Image/ (often named 'basic'), or labels/ and images/"
+        + layout_hint(root)
     )
+
+
+def layout_hint(root: Path) -> str:
+    """What to do with a root that holds RAF-DB in another place or form, or "" when unknown."""
+    for child in (root / "basic", root / "Basic"):
+        if (child / LIST_A).is_file():
+            return f". {root} holds the basic subset one folder down: set data.root={child}"
+    for base in (root, root / "DATASET"):
+        train = base / "train"
+        if train.is_dir() and {p.name for p in train.iterdir() if p.is_dir()} & set("1234567"):
+            return (
+                f". {base} holds one folder per RAF-DB label id (train/1 ... train/7, as the "
+                f"Kaggle copy ships): read it with data.dataset=folder data.root={base} "
+                "'data.class_map={1=0,2=1,3=2,4=3,5=4,6=5,7=6}' (RAF-DB id minus 1)"
+            )
+    return ""
 
 
 def pick_variant(root: Path, variant: str) -> str:
@@ -81,18 +105,44 @@ def pick_variant(root: Path, variant: str) -> str:
         return "aligned"
     if (root / "Image" / "original").is_dir():
         return "original"
+    archives = [p.name for p in sorted((root / "Image").glob("*.zip")) if p.stem in VARIANTS]
+    fix = "data.root must be the folder that holds EmoLabel/ and Image/"
+    if archives:
+        fix = (
+            f"Extract {' or '.join(archives)} in {root / 'Image'} (each unpacks into a folder "
+            "of its name)"
+        )
     raise FileNotFoundError(
         f"RAF-DB images not found: expected the folder {root / 'Image' / 'aligned'} or "
-        f"{root / 'Image' / 'original'}. data.root must be the folder that holds EmoLabel/ "
-        "and Image/"
+        f"{root / 'Image' / 'original'}. {fix}"
     )
 
 
 def image_path_a(root: Path, name: str, variant: str) -> Path:
-    """The aligned file of train_00001.jpg is Image/aligned/train_00001_aligned.jpg."""
+    """The aligned file of train_00001.jpg is Image/aligned/train_00001_aligned.jpg. A list that
+    names the aligned files already (train_00001_aligned.jpg) gets the same paths."""
+    stem = name.split(".")[0]
     if variant == "aligned":
-        return root / "Image" / "aligned" / f"{name.split('.')[0]}_aligned.jpg"
+        aligned = stem if stem.endswith("_aligned") else f"{stem}_aligned"
+        return root / "Image" / "aligned" / f"{aligned}.jpg"
+    if stem.endswith("_aligned"):
+        return root / "Image" / "original" / f"{stem.removesuffix('_aligned')}.jpg"
     return root / "Image" / "original" / name
+
+
+def images_fix(expected: Path, image_root: Path) -> str:
+    """The fix for a list none of whose images exist, where the first one lies elsewhere under
+    image_root (one or two folders off, as an archive unpacked into a folder of its own name
+    leaves it); "" when it is nowhere near."""
+    name = glob.escape(expected.name)
+    for pattern in (name, f"*/{name}", f"*/*/{name}"):
+        found = next(iter(sorted(image_root.glob(pattern))), None)
+        if found is not None and found != expected:
+            return (
+                f"The first one is at {found}: move the images of {found.parent} into "
+                f"{expected.parent}"
+            )
+    return ""
 
 
 def _resolve(root: Path, path: str) -> Path:
@@ -164,7 +214,10 @@ def load(cfg, seed: int) -> FERData:
     reader = read_format_a if layout == "A" else read_format_b
     paths, names, labels, notes = reader(cfg, root)
     keep, dup_notes = drop_duplicates(names, labels, "the RAF-DB list")
-    exists, missing_notes = check_listed_files(paths, cfg.skip_bad, "rafdb")
+    fix = ""
+    if paths and not paths[0].is_file():  # only a list none of whose images exist needs it
+        fix = images_fix(paths[0], root / ("Image" if layout == "A" else "images"))
+    exists, missing_notes = check_listed_files(paths, cfg.skip_bad, "rafdb", fix)
     keep &= exists
     is_train = np.array([n.startswith("train") for n in names]) & keep
     is_test = np.array([n.startswith("test") for n in names]) & keep

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def cmd_train(args) -> int:
             device=args.device,
         )
         if summary is not None:
-            print(format_summary(summary, out))
+            show(format_summary(summary, out))
         return 0
     extra = (f"train.device={args.device}",) if args.device else ()
     cfg = config_from_args(args.items, extra)
@@ -67,7 +68,7 @@ def cmd_train(args) -> int:
             summary = train(cfg, Path(tmp) / "run", progress=False, command=command)
         if summary is None:  # another process of a multi-process run: the main one reports
             return 0
-        print(
+        show(
             f"dry run ok: 2 steps of {cfg.algorithm.name} on {cfg.data.dataset}, "
             f"test_acc {summary['test_acc']:.4f} (nothing was saved)"
         )
@@ -81,8 +82,20 @@ def cmd_train(args) -> int:
         command=command,
     )
     if summary is not None:  # None: another process of a multi-process run
-        print(format_summary(summary, out))
+        show(format_summary(summary, out))
     return 0
+
+
+def show(text: str) -> None:
+    """Print a finished run's lines: a stdout closed meanwhile (`lionfer train | head`) loses
+    them, not the run, which is saved by now."""
+    try:
+        print(text, flush=True)
+    except (OSError, ValueError):  # a broken pipe, a closed file
+        try:  # the interpreter's last flush at exit must not fail on it again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
 
 
 def format_summary(summary: dict, out: Path) -> str:
@@ -229,6 +242,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+TRAIN_EXAMPLES = """examples:
+  lionfer train --dry-run                      2 steps of the default run, nothing saved
+  lionfer train                                LION on the embedded faces (600 steps, CPU)
+  lionfer train algorithm.name=fixmatch train.steps=100 --out runs/fixmatch
+  lionfer train --resume --out runs/fixmatch   continue it after Ctrl-C, SIGTERM or a failure
+  lionfer train data.dataset=digits seed=1 --no-progress
+  lionfer train runs/fixmatch/config.toml seed=2 --out runs/fixmatch-s2
+"""
+
+
 class Commands(argparse._SubParsersAction):
     """Subcommands whose own --help opens with the line the command list gives them."""
 
@@ -250,7 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lionfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, action=Commands)
 
-    p = sub.add_parser("train", help="train a model (LION on the embedded data by default)")
+    p = sub.add_parser(
+        "train",
+        help="train a model (LION on the embedded data by default)",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
     p.add_argument("--out", help="run folder (default runs/<dataset>@<labels>/<algorithm>/s<seed>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -343,11 +371,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one clean line, without Python's source line."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    """Warnings as one clean line, without Python's source line; none where stderr is closed
+    (a warning raised inside a training step must not stop it)."""
+    try:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def hold_standard_fds() -> None:
+    """A standard stream the process was started without (`2>&-`) is opened on /dev/null: else
+    the next file opened (a checkpoint being written) takes its number, and what is written to
+    that number (a library's message on stderr) would land in the file."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd
 
 
 def main(argv: list[str] | None = None) -> int:
+    hold_standard_fds()
     args = parse_args(argv)
     inference_environment(args.command)
     with warnings.catch_warnings():

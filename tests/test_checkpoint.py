@@ -191,3 +191,34 @@ def test_a_model_the_weights_do_not_fit_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(CheckpointError, match="'vit_huge' model, which this lionfer"):
         checkpoint_model(state | {"model_name": "vit_huge"}, tmp_path / "last.pt")
+
+
+SMALL = ("data.num_train=70", "data.num_test=14", "data.num_labels=14", "train.steps=6")
+
+
+def test_resume_from_a_damaged_or_foreign_last_pt_is_refused_before_the_data_are_read(
+    tiny_cfg, tmp_path, monkeypatch, capsys
+):
+    from lionfer.training import run as run_module
+    from lionfer.training.run import train
+
+    other = tmp_path / "other"
+    train(tiny_cfg("algorithm.name=fixmatch", *SMALL), other, progress=False, stop_after=2)
+    run = tmp_path / "run"
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL, "train.eval_every=2")
+    assert train(cfg, run, progress=False, stop_after=3) is None  # best.pt at step 2
+    last, best = run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt"
+    good = last.read_bytes()
+    monkeypatch.setattr(run_module, "build_run_data", None)  # reading the data fails the test
+    for damage in (b"", good[: len(good) // 3]):
+        last.write_bytes(damage)
+        assert main(["train", "--resume", "--out", str(run), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "the run cannot continue from it" in err
+        assert f"copying {best} over it" in err and "again with --overwrite" in err
+    last.write_bytes((other / "checkpoints" / "last.pt").read_bytes())
+    with pytest.raises(CheckpointError, match=r'algorithm.name \("fixmatch" then, "supervised"'):
+        train(None, run, resume=True, progress=False)
+    monkeypatch.undo()
+    last.write_bytes(best.read_bytes())  # the fix the message gives: on from the best step
+    assert train(None, run, resume=True, progress=False)["steps"] == 6

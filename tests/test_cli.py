@@ -1,7 +1,9 @@
 """The lionfer command end to end on tiny runs."""
 
 import argparse
+import io
 import json
+import os
 import tomllib
 
 import pytest
@@ -168,3 +170,69 @@ def test_ctrl_c_on_a_sweep_does_not_say_it_stopped_its_runs_at_once(capsys, monk
     code, _, err = run(capsys, "sweep", "lion-digits", "--out", "unused")
     assert code == 130 and "the sweep and its runs stopped." in err
     assert "stopped at once" not in err
+
+
+class ClosedPipe(io.StringIO):
+    """A stdout whose reader has gone (`lionfer train | head -1`)."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def fileno(self):
+        raise io.UnsupportedOperation("fileno")
+
+
+def test_a_run_goes_on_when_its_output_streams_are_gone(tmp_path, monkeypatch):
+    """Lines and bars are all a closed stdout or a missing stderr lose: the run completes."""
+    import sys
+
+    small = ["data.num_train=70", "data.num_test=14", "data.num_labels=14", "train.steps=4"]
+    argv = ["train", *TINY, "algorithm.name=supervised", *small, "train.log_every=1"]
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main([*argv, "--no-progress", "--out", str(tmp_path / "lines")]) == 0
+    assert (tmp_path / "lines" / "summary.json").is_file()
+    monkeypatch.setattr(sys, "stderr", None)  # started without one: no bars, no error
+    assert main([*argv, "--out", str(tmp_path / "bars")]) == 0
+    assert (tmp_path / "bars" / "summary.json").is_file()
+
+
+def test_the_examples_of_train_help_run(capsys, tmp_path, monkeypatch):
+    """Each example of `lionfer train --help`, in order, on tiny settings (the first item
+    without '=' stays the config file; flags as given)."""
+    from conftest import tiny
+
+    from lionfer.cli import TRAIN_EXAMPLES
+
+    monkeypatch.chdir(tmp_path)
+    examples = [
+        line.split("   ")[0].split()[2:]  # the command, without its description
+        for line in TRAIN_EXAMPLES.splitlines()
+        if line.strip().startswith("lionfer train")
+    ]
+    assert len(examples) >= 5
+    for argv in examples:
+        datasets = [item for item in argv if item.startswith("data.dataset=")]
+        extra = [] if "--resume" in argv else tiny(*datasets, "train.steps=4")
+        code, stdout, err = run(capsys, "train", *argv, *extra, "--no-progress")
+        assert code == 0, (argv, err)
+        assert "test accuracy" in stdout or "dry run ok" in stdout, argv
+
+
+def close_fd_2() -> None:
+    os.close(2)
+
+
+def test_a_process_started_without_stderr_keeps_its_files_off_fd_2(tmp_path):
+    """`lionfer ... 2>&-`: fd 2 is held on /dev/null, so no run file gets it (a note written to
+    stderr, e.g. by the stop handler, would land in that file)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys; from lionfer.cli import hold_standard_fds; hold_standard_fds(); "
+        f"fd = os.open({str(tmp_path / 'f')!r}, os.O_CREAT | os.O_WRONLY); print(fd)"
+    )
+    done = subprocess.run(  # as `2>&-` starts it: no fd 2
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, preexec_fn=close_fd_2
+    )
+    assert done.returncode == 0 and int(done.stdout) > 2

@@ -215,3 +215,19 @@ def test_stop_signals_set_a_flag_and_a_second_ctrl_c_stops_at_once():
         assert stop.signum == signal.SIGINT
         os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_stop_signal_with_stderr_closed_still_only_sets_the_flag(monkeypatch):
+    """The note on stderr is written from the handler, at any point of a step: a closed stderr
+    (a job detached from its terminal) must not turn the stop into an error there."""
+    from types import SimpleNamespace
+
+    from lionfer.training import interrupts
+
+    def closed(fd, data):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    monkeypatch.setattr(interrupts, "os", SimpleNamespace(write=closed))
+    stop = interrupts.StopSignals()
+    stop._handle(signal.SIGTERM, None)
+    assert stop.signum == signal.SIGTERM

@@ -4,17 +4,20 @@ home folder never are; metrics.jsonl gets resume events and no step twice."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY
 
 from lionfer.cli import main
-from lionfer.errors import RunExistsError
+from lionfer.errors import InputError, MissingInputError, RunExistsError
 from lionfer.training.checkpoint import REQUIRED_KEYS
 from lionfer.training.run import train
 from lionfer.training.runfolder import MetricsLog, check_run_dir, create_run_dir, is_run_folder
 
+TINY_ARGS = [*TINY, "--no-progress"]
 START = {"event": "start", "num_labeled": 28, "num_unlabeled": 182, "weights": "random init"}
 
 
@@ -51,6 +54,12 @@ def test_without_overwrite_a_non_run_folder_is_described_not_called_a_run(tmp_pa
         check_run_dir(folder, resume=False, overwrite=False)
     assert "not a lionfer run" in str(info.value) and "--overwrite" not in str(info.value)
     run = fake_run(tmp_path / "run")
+    with pytest.raises(RunExistsError, match="before its first checkpoint .*pass --overwrite"):
+        check_run_dir(run, resume=False, overwrite=False)  # no last.pt: --resume cannot help
+    with pytest.raises(FileNotFoundError, match="stopped before its first checkpoint.*--overwrite"):
+        check_run_dir(run, resume=True, overwrite=False)
+    (run / "checkpoints").mkdir()
+    torch.save({key: 0 for key in REQUIRED_KEYS}, run / "checkpoints" / "last.pt")
     with pytest.raises(RunExistsError, match="already holds a run; pass --resume"):
         check_run_dir(run, resume=False, overwrite=False)
     check_run_dir(tmp_path / "new", resume=False, overwrite=False)  # new and empty are fine
@@ -203,3 +212,62 @@ def test_overwrite_keeps_a_run_folder_that_holds_files_the_run_did_not_write(tmp
     check_run_dir(run, resume=False, overwrite=True)
     create_run_dir(run, overwrite=True)
     assert not any(run.iterdir())
+
+
+SMALL = ("data.num_train=70", "data.num_test=14", "data.num_labels=14", "train.steps=4")
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_the_data_are_read(
+    tiny_cfg, tmp_path, capsys, monkeypatch
+):
+    (tmp_path / "notes.txt").write_text("keep me\n")
+    code = main(["train", *TINY_ARGS, "--out", str(tmp_path / "notes.txt" / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "lies inside" in err and "notes.txt, which is a file" in err
+    assert (tmp_path / "notes.txt").read_text() == "keep me\n"
+
+    from lionfer.training import run, runfolder
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(runfolder.os, "access", lambda path, mode: Path(path) != locked)
+    monkeypatch.setattr(run, "build_run_data", None)  # reading the data would fail the test
+    for out in (locked, locked / "run"):  # the folder itself, or the one it would be made in
+        with pytest.raises(InputError, match=f"{locked} cannot be written .*choose an --out"):
+            train(tiny_cfg(*SMALL), out, progress=False)
+    assert not any(locked.iterdir())
+
+
+def test_resume_says_which_file_of_the_run_is_missing(tiny_cfg, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL)
+    assert train(cfg, run, progress=False, stop_after=2) is None
+    for name in ("config.toml", "split.json"):
+        (run / name).rename(run / f"{name}.bak")
+        with pytest.raises(MissingInputError, match=f"cannot resume .*{name} .* is missing"):
+            train(None, run, resume=True, progress=False)
+        (run / f"{name}.bak").rename(run / name)
+    (run / "metrics.jsonl").unlink()  # the history is gone; the checkpoint is not
+    assert train(None, run, resume=True, progress=False)["steps"] == 4
+    assert MetricsLog(run / "metrics.jsonl").records()[0]["event"] == "resume"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="folder locks are POSIX flock")
+def test_a_run_another_process_writes_is_neither_resumed_nor_replaced(tiny_cfg, tmp_path):
+    import fcntl
+
+    run = tmp_path / "run"
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL)
+    assert train(cfg, run, progress=False, stop_after=2) is None
+    before = {p.name: p.stat().st_mtime_ns for p in run.rglob("*")}
+    held = os.open(run, os.O_RDONLY)  # as a process still training there holds it
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(RunExistsError, match="being written by another lionfer process"):
+            train(None, run, resume=True, progress=False)
+        with pytest.raises(RunExistsError, match="being written by another lionfer process"):
+            train(cfg, run, overwrite=True, progress=False)
+        assert {p.name: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+    finally:
+        os.close(held)
+    assert train(None, run, resume=True, progress=False)["steps"] == 4

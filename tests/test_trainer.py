@@ -12,10 +12,17 @@ from PIL import Image
 
 from lionfer.config import ModelConfig
 from lionfer.data.images import ImageError
-from lionfer.errors import CheckpointError, InputError, NonFiniteLoss, RunExistsError
+from lionfer.errors import (
+    CheckpointError,
+    ConfigError,
+    InputError,
+    NonFiniteLoss,
+    RunExistsError,
+)
 from lionfer.labels import CLASS_NAMES
 from lionfer.training.checkpoint import check_state_fits, load_checkpoint
 from lionfer.training.run import train
+from lionfer.training.runfolder import MetricsLog
 
 
 @pytest.mark.parametrize("algorithm", ["supervised", "fixmatch", "lion"])
@@ -82,8 +89,14 @@ def test_resume_equals_uninterrupted(tiny_cfg, tmp_path):
     for part in ("model", "ema", "algorithm"):
         for key, value in a[part].items():
             assert torch.equal(value, b[part][key]), f"{part}.{key}"
-    assert full["test_acc"] == resumed["test_acc"]
-    assert full["relabel"] == resumed["relabel"]
+    assert without_speed(full) == without_speed(resumed)  # every figure of the summary
+    assert replayed(tmp_path / "full") == replayed(tmp_path / "split")
+
+
+def replayed(run: Path) -> list[dict]:
+    """The train and eval records of a run, without the measured speed."""
+    records = MetricsLog(run / "metrics.jsonl").records()
+    return [without_speed(r) for r in records if r["event"] in ("train", "eval")]
 
 
 def test_existing_run_is_never_overwritten_unless_asked(tiny_cfg, tmp_path):
@@ -244,3 +257,132 @@ def test_a_class_without_labels_is_a_warning_and_a_note(tiny_cfg):
         run_data = build_run_data(cfg.data, cfg.seed)
     assert "data.num_labels=3 is too small" in str(caught[0].message)
     assert any("get no labeled image" in note for note in run_data.data.notes)
+
+
+SMALL = ("data.num_train=70", "data.num_test=14", "data.num_labels=14", "train.steps=4")
+
+
+def edit_config(run: Path, section: str, key: str, value: str) -> None:
+    """Set `key = value` in [section] of the run's config.toml, as a user would by hand."""
+    lines, current = (run / "config.toml").read_text().splitlines(), ""
+    for i, line in enumerate(lines):
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current == section and line.partition("=")[0].strip() == key:
+            lines[i] = f"{key} = {value}"
+    (run / "config.toml").write_text("\n".join(lines) + "\n")
+
+
+def test_resume_refuses_a_config_toml_edited_to_train_otherwise(tiny_cfg, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL)
+    assert train(cfg, run, progress=False, stop_after=2) is None
+    records = (run / "metrics.jsonl").read_text()
+    edit_config(run, "train", "lr", "0.01")
+    edit_config(run, "", "seed", "3")
+    with pytest.raises(CheckpointError, match=r"seed \(0 then, 3 now\), train.lr \(0.0005 then"):
+        train(None, run, resume=True, progress=False)
+    assert (run / "metrics.jsonl").read_text() == records  # nothing written
+    edit_config(run, "train", "lr", "0.0005")
+    edit_config(run, "", "seed", "0")
+    edit_config(run, "train", "eval_every", "1")  # how the run is carried out: allowed
+    edit_config(run, "data", "num_workers", "1")
+    assert train(None, run, resume=True, progress=False)["steps"] == 4
+    resume = [r for r in MetricsLog(run / "metrics.jsonl").records() if r["event"] == "resume"]
+    assert resume[0]["changed"] == {"data.num_workers": [0, 1], "train.eval_every": [6, 1]}
+
+
+def test_resume_may_raise_train_steps_and_says_what_that_changes(tiny_cfg, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL)
+    assert train(cfg, run, progress=False, stop_after=3) is None
+    edit_config(run, "train", "steps", "2")
+    with pytest.raises(CheckpointError, match="at step 3, past train.steps=2.*3 or more"):
+        train(None, run, resume=True, progress=False)
+    edit_config(run, "train", "steps", "6")
+    with pytest.warns(UserWarning, match="train.steps is 6 .*4 when the run began"):
+        assert train(None, run, resume=True, progress=False)["steps"] == 6
+
+
+def test_resume_with_another_config_given_is_refused_not_ignored(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL)
+    assert train(cfg, tmp_path / "run", progress=False, stop_after=2) is None
+    other = tiny_cfg("algorithm.name=supervised", *SMALL, "train.lr=0.01")
+    with pytest.raises(ConfigError, match=r"differs from it: train.lr \(0.0005 there, 0.01 given"):
+        train(other, tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="either resumed or overwritten"):
+        train(cfg, tmp_path / "run", resume=True, overwrite=True, progress=False)
+    assert train(cfg, tmp_path / "run", resume=True, progress=False)["steps"] == 4
+
+
+def test_a_run_resumes_without_the_weights_file_it_began_from(tiny_cfg, tmp_path):
+    from lionfer.models import build_model
+
+    weights = tmp_path / "weights.pt"
+    torch.save(build_model(ModelConfig(name="cnn_small"), 7).state_dict(), weights)
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL, f"model.pretrained={weights}")
+    full = train(cfg, tmp_path / "full", progress=False)
+    assert train(cfg, tmp_path / "run", progress=False, stop_after=2) is None
+    weights.unlink()  # moved or deleted: the checkpoint holds the weights since
+    assert (
+        train(None, tmp_path / "run", resume=True, progress=False)["test_acc"] == full["test_acc"]
+    )
+
+
+def without_speed(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "steps_per_s"}
+
+
+def test_two_runs_in_one_process_repeat_and_leave_the_random_generators(tiny_cfg, tmp_path):
+    import random
+    import threading
+
+    cfg = tiny_cfg("algorithm.name=fixmatch", *SMALL)
+    torch.manual_seed(123)
+    random.seed(123)
+    np.random.seed(123)
+    first = train(cfg, tmp_path / "a", progress=False)
+    after = (torch.rand(1), random.random(), np.random.rand())
+    torch.manual_seed(123)
+    random.seed(123)
+    np.random.seed(123)
+    assert (torch.rand(1), random.random(), np.random.rand()) == after  # as train() found them
+    done = {}
+    thread = threading.Thread(  # not the main thread: no signal handlers, the same run
+        target=lambda: done.update(summary=train(cfg, tmp_path / "b", progress=True))
+    )
+    thread.start()
+    thread.join()
+    assert without_speed(done["summary"]) == without_speed(first)
+    assert_same_checkpoints(tmp_path / "a", tmp_path / "b")
+
+
+def assert_same_checkpoints(a: Path, b: Path) -> None:
+    first, second = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (a, b))
+    for part in ("model", "ema", "optimizer", "algorithm"):
+        for key, value in first[part].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, second[part][key]), f"{part}.{key}"
+
+
+def test_one_run_at_a_time_in_a_process(tiny_cfg, tmp_path):
+    from lionfer.training import run
+
+    assert run._RUNNING.acquire(blocking=False)  # as while another thread trains
+    try:
+        with pytest.raises(InputError, match="already running in this process"):
+            train(tiny_cfg(*SMALL), tmp_path / "run", progress=False)
+    finally:
+        run._RUNNING.release()
+    assert not (tmp_path / "run").exists()
+    assert train(tiny_cfg("algorithm.name=supervised", *SMALL), tmp_path / "run", progress=False)
+
+
+def test_resuming_a_finished_run_leaves_its_summary_as_it_was(tiny_cfg, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_cfg("algorithm.name=fixmatch", *SMALL)
+    first = train(cfg, run, progress=False)
+    files = {name: (run / name).read_text() for name in ("relabels.csv", "confusion.csv")}
+    again = train(None, run, resume=True, progress=False)
+    assert "mask_rate" in first and without_speed(again) == without_speed(first)
+    assert {name: (run / name).read_text() for name in files} == files

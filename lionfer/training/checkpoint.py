@@ -12,8 +12,10 @@ run's data (other classes, per-sample state of another length) is refused too.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 
 from lionfer.atomic import flush_to_disk, replacing
-from lionfer.config import ModelConfig
+from lionfer.config import ModelConfig, to_toml
 from lionfer.errors import CheckpointError, CheckpointWriteError, MissingInputError
 from lionfer.models import build_model, check_state_dict
 from lionfer.registry import MODELS
@@ -176,6 +178,87 @@ def checkpoint_model(state: dict, path: Path, weights: str = "ema") -> nn.Module
         )
     model.load_state_dict(state[weights])
     return model.eval()
+
+
+# The settings of how a run is carried out, not of what it learns (on one device a run repeats to
+# the bit whatever they are), and the weights it began from (the checkpoint holds the weights
+# since): a resumed run may change them, and train.steps.
+RESUME_FREE = frozenset(
+    {"train.device", "data.num_workers", "data.cache_images", "train.eval_batch_size"}
+    | {"train.eval_every", "train.log_every", "train.checkpoint_every", "train.tensorboard"}
+    | {"model.pretrained"}
+)
+
+
+def config_values(cfg) -> dict:
+    """A config (or the TOML text of one) as {"section.key": value}, values as TOML reads them."""
+    tree = tomllib.loads(cfg if isinstance(cfg, str) else to_toml(cfg))
+    values = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):  # a section; tables inside it (data.class_map) are values
+            values.update({f"{key}.{name}": item for name, item in value.items()})
+        else:
+            values[key] = value
+    return values
+
+
+def config_changes(state: dict, cfg) -> dict[str, list]:
+    """{key: [value in the checkpoint's config, value in cfg]} for each setting that differs.
+    Checkpoints that predate the config in them are compared on their model and image size;
+    settings that a checkpoint's version did not have are not compared."""
+    now = config_values(cfg)
+    if "config" in state:
+        saved = config_values(state["config"])
+    else:
+        model = state.get("model_config", {})
+        saved = {f"model.{key}": value for key, value in model.items()}
+        saved.update({"model.name": state["model_name"], "data.image_size": state["image_size"]})
+    return {k: [v, now[k]] for k, v in saved.items() if k in now and now[k] != v}
+
+
+def describe_changes(changes: dict[str, list], first: str, second: str) -> str:
+    shown = [f"{key} ({_toml(a)} {first}, {_toml(b)} {second})" for key, (a, b) in changes.items()]
+    return ", ".join(shown[:6]) + (f" and {len(shown) - 6} more" if len(shown) > 6 else "")
+
+
+def _toml(value) -> str:
+    """A config value as config.toml spells it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
+
+
+def check_resume_config(state: dict, cfg, path: Path) -> dict[str, list]:
+    """A run continues with the settings it was trained with (the config saved in its checkpoint):
+    refuse a config.toml that changes what it learns from (a setting outside RESUME_FREE but
+    train.steps), or a train.steps the checkpoint is past. Returns the changes allowed."""
+    run = Path(path).parent.parent
+    changes = config_changes(state, cfg)
+    refused = {k: v for k, v in changes.items() if k not in RESUME_FREE | {"train.steps"}}
+    if refused:
+        raise CheckpointError(
+            f"{path} (step {state['step']}) was trained with other settings than "
+            f"{run / 'config.toml'} holds: {describe_changes(refused, 'then', 'now')}. A run "
+            "continues with the settings it began with: put back the config.toml (or the "
+            "last.pt) the run was made with, or train the new settings as a new run (lionfer "
+            f"train {run / 'config.toml'} --out NEW); only train.steps and how the run is "
+            "carried out (train.device, data.num_workers, train.eval_every, ...) may change"
+        )
+    if state["step"] > cfg.train.steps:
+        raise CheckpointError(
+            f"{path} is at step {state['step']}, past train.steps={cfg.train.steps} in "
+            f"{run / 'config.toml'}; set train.steps to {state['step']} or more to continue it"
+        )
+    return changes
+
+
+def resume_fix(run: Path) -> str:
+    """What to do when a run's checkpoints/last.pt cannot be read."""
+    best = Path(run) / "checkpoints" / "best.pt"
+    fix = "the run cannot continue from it: put back a good copy of the file"
+    if best.is_file():
+        fix += f", or continue from the last best evaluation by copying {best} over it"
+    return f"{fix}, or start the run again with --overwrite"
 
 
 def restore_algorithm(algorithm, state: dict) -> None:

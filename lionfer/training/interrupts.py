@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
 from lionfer.errors import NonFiniteLoss
 
 
 class StopSignals:
-    """While active, SIGINT and SIGTERM only set `signum`: the loop finishes its step, saves and
-    stops. A second SIGINT stops at once (KeyboardInterrupt). Python handles signals in the main
-    thread only; elsewhere nothing is installed."""
+    """While active, SIGINT and SIGTERM only set `signum`: the loop finishes its unit of work (a
+    step; `lionfer prepare`'s image), saves and stops. A second SIGINT stops at once
+    (KeyboardInterrupt). Python handles signals in the main thread only; elsewhere nothing is
+    installed."""
 
-    def __init__(self):
+    def __init__(self, unit: str = "step"):
         self.signum: int | None = None
+        self.unit = unit  # what the stop waits for, as its note says
         self._previous: dict = {}
 
     def __enter__(self) -> StopSignals:
@@ -37,8 +40,13 @@ class StopSignals:
         if self.signum is None:
             self.signum = signum
             again = " (Ctrl-C again stops at once)" if signum == signal.SIGINT else ""
-            note = f"\n{signal.Signals(signum).name}: stopping after this step{again}\n"
-            os.write(2, note.encode())  # print() is not safe inside a signal handler
+            note = f"\n{signal.Signals(signum).name}: stopping after this {self.unit}{again}\n"
+            if sys.stderr is None:  # started without one: fd 2 may be a file opened since
+                return
+            try:
+                os.write(2, note.encode())  # print() is not safe inside a signal handler
+            except OSError:  # stderr closed: the stop goes on without its note
+                pass
 
 
 def stop_record(step: int, signum: int, cause: BaseException | None = None) -> dict:

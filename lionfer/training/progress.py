@@ -3,12 +3,62 @@ instead of it (for --no-progress, logs and batch jobs). Pure functions of explic
 
 from __future__ import annotations
 
+import sys
+
 from tqdm import tqdm
 
 
+class QuietStream:
+    """A text stream (sys.stdout or sys.stderr as they are when written to) whose writes stop,
+    without an error, once one fails: a closed pipe (`lionfer train | head`), a closed or missing
+    stream. What a run shows never stops the run."""
+
+    def __init__(self, name: str):
+        self.name, self.lost = name, False
+
+    def _stream(self):
+        return None if self.lost else getattr(sys, self.name)
+
+    def write(self, text: str) -> int:
+        stream = self._stream()
+        if stream is not None:
+            try:
+                stream.write(text)
+            except (OSError, ValueError):  # ValueError: a closed file
+                self.lost = True
+        return len(text)
+
+    def flush(self) -> None:
+        stream = self._stream()
+        if stream is not None:
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                self.lost = True
+
+    def print(self, line: str) -> None:
+        self.write(line + "\n")
+        self.flush()
+
+    def __getattr__(self, attribute: str):  # encoding, isatty, fileno: the stream's own
+        stream = getattr(sys, self.__dict__["name"])
+        if stream is None:
+            raise AttributeError(attribute)
+        return getattr(stream, attribute)
+
+
 def progress_bar(total: int, initial: int, enabled: bool, desc: str) -> tqdm:
-    """The bar of a run of `total` steps, resumed at step `initial`."""
-    return tqdm(total=total, initial=initial, disable=not enabled, dynamic_ncols=True, desc=desc)
+    """The bar of a run of `total` steps, resumed at step `initial`, on stderr (none without
+    one)."""
+    enabled = enabled and sys.stderr is not None
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not enabled,
+        dynamic_ncols=True,
+        desc=desc,
+        file=QuietStream("stderr"),
+    )
 
 
 def bar_figures(means: dict, best: dict, steps_per_s: float) -> dict:

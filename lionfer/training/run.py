@@ -5,18 +5,36 @@ build_trainer(), a Trainer made from a config (device, checks, data, parts)."""
 from __future__ import annotations
 
 import dataclasses
+import random
 import sys
+import threading
 import warnings
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from lionfer.config import Config, load_config, replace, resolve_paths
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.device import resolve_device
 from lionfer.distributed import LOCAL, Comm, join, leave, process_device
+from lionfer.errors import ConfigError, InputError
 from lionfer.training import setup
-from lionfer.training.runfolder import check_run_dir, create_run_dir
+from lionfer.training.checkpoint import (
+    check_resume_config,
+    config_values,
+    describe_changes,
+    load_checkpoint,
+    resume_fix,
+)
+from lionfer.training.progress import QuietStream
+from lionfer.training.runfolder import LAST, RunLock, check_run_dir, create_run_dir
 from lionfer.training.trainer import Trainer
 from lionfer.unread import check_new_run
+
+# One run at a time in a process: runs draw from the process's random generators (torch's,
+# Python's), so two at once in two threads would not repeat.
+_RUNNING = threading.Lock()
 
 
 def train(
@@ -29,20 +47,47 @@ def train(
     command: str = "",
     device: str | None = None,
 ) -> dict | None:
-    """Train one run into `out`; on resume the run's saved config is used (cfg may be None), on
-    `device` when one is given (e.g. a run begun on a GPU continued on a CPU). Started by
-    torchrun, the processes share the run (lionfer.distributed); the main one writes the run
-    folder and returns the summary, the others None.
+    """Train one run into `out`; on resume the run's saved config is used (cfg may be None, or
+    must equal it), on `device` when one is given (e.g. a run begun on a GPU continued on a
+    CPU). Started by torchrun, the processes share the run (lionfer.distributed); the main one
+    writes the run folder and returns the summary, the others None.
+
+    One run at a time in a process, from any thread (signals stop it gracefully only from the
+    main thread); the process's random generators are left as they were found.
 
     Raises InputError (bad config, data or run folder: nothing is written), Interrupted (SIGINT or
     SIGTERM: checkpoints/last.pt saved), or the failure of a step (an "error" event and a
     checkpoint are written first)."""
-    out = Path(out)
+    if not _RUNNING.acquire(blocking=False):
+        raise InputError(
+            "train() is already running in this process (in another thread): runs share the "
+            "process's random generators, so two at once would not repeat; train one after the "
+            "other, or in separate processes (lionfer sweep --jobs N runs several at a time)"
+        )
+    generators = random_state()
+    try:
+        args = (resume, overwrite, stop_after, progress, command, device)
+        return train_locked(cfg, Path(out), *args)
+    finally:
+        set_random_state(generators)
+        _RUNNING.release()
+
+
+def train_locked(cfg, out: Path, resume, overwrite, stop_after, progress, command, device):
+    """train()'s work, once it holds the process's run lock."""
+    if resume and overwrite:
+        raise ConfigError("a run is either resumed or overwritten: drop resume or overwrite")
     check_run_dir(out, resume, overwrite)
+    progress = progress and sys.stderr is not None  # no bars without a stream to draw them on
     if resume:
-        cfg = load_config(out / "config.toml")  # a resumed run continues with its own config
-        if device:
-            cfg = replace(cfg, f"train.device={device}")
+        try:  # a resumed run continues with its own config
+            saved = load_config(out / "config.toml")
+        except ConfigError as error:
+            raise ConfigError(f"cannot resume {out}: {out / 'config.toml'}: {error}") from error
+        if cfg is not None:
+            check_same_config(resolve_paths(cfg), saved, out)
+        cfg = replace(saved, f"train.device={device}") if device else saved
+        check_resume(cfg, out)
     else:
         cfg = resolve_paths(cfg)
     comm = join(resolve_device(cfg.train.device))
@@ -57,6 +102,47 @@ def train(
         leave(comm, finished)
 
 
+def check_resume(cfg: Config, out: Path) -> None:
+    """The run's checkpoints/last.pt is readable and was trained with cfg (what may differ:
+    lionfer.training.checkpoint.RESUME_FREE, and train.steps, with a warning); refused before
+    the data are read. The Trainer reads the checkpoint again to resume from it."""
+    state = load_checkpoint(out / LAST, fix=resume_fix(out))
+    changed = check_resume_config(state, cfg, out / LAST)
+    if "train.steps" in changed:
+        then, now = changed["train.steps"]
+        warnings.warn(
+            f"train.steps is {now} in {out / 'config.toml'}, {then} when the run began: it "
+            f"continues to step {now}, and what follows the run's length (warm-ups, schedules) "
+            f"follows {now} steps from here on, so it no longer equals an uninterrupted run of "
+            "either length",
+            stacklevel=4,
+        )
+
+
+def check_same_config(given: Config, saved: Config, out: Path) -> None:
+    """On resume, a config passed to train() is the run's own (config.toml) or nothing."""
+    theirs, ours = config_values(saved), config_values(given)
+    differ = {k: [v, ours.get(k)] for k, v in theirs.items() if ours.get(k) != v}
+    if differ:
+        raise ConfigError(
+            f"resume continues the run in {out} with its own config ({out / 'config.toml'}), "
+            f"and the config given differs from it: {describe_changes(differ, 'there', 'given')}; "
+            "pass cfg=None to continue the run as it is (device=... for another device), or "
+            "train the new config as a new run into another folder"
+        )
+
+
+def random_state() -> tuple:
+    """The process's random generators (torch's on the CPU, Python's, numpy's)."""
+    return torch.get_rng_state(), random.getstate(), np.random.get_state()
+
+
+def set_random_state(state: tuple) -> None:
+    torch.set_rng_state(state[0])
+    random.setstate(state[1])
+    np.random.set_state(state[2])
+
+
 def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm) -> dict | None:
     """train()'s work in this process, between joining the process group and leaving it."""
     if not resume:  # a finished run's config is not judged again
@@ -67,22 +153,28 @@ def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm)
         if resume:
             split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
             data = build_run_data(split, cfg.seed, progress and comm.is_main)
-        return build_trainer(cfg, out, data, progress, command, comm)
+        return build_trainer(cfg, out, data, progress, command, comm, pretrained=not resume)
 
-    if command and comm.is_main:  # the command line: the data's notes too, before training
-        caught, trainer = [], None
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("default")
-                trainer = build()
-        finally:  # the warnings even where building failed
-            show_notes(trainer.run_data.data.notes if trainer else [], caught)
-    else:
-        trainer = build()
-    if not resume and comm.is_main:
-        create_run_dir(out, overwrite)
-    comm.barrier()
-    return trainer.fit(resume=resume, stop_after=stop_after)
+    lock = RunLock()  # the main process writes the run folder: no other process at once
+    try:
+        if resume and comm.is_main:
+            lock.acquire(out)
+        if command and comm.is_main:  # the command line: the data's notes too, before training
+            caught, trainer = [], None
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("default")
+                    trainer = build()
+            finally:  # the warnings even where building failed
+                show_notes(trainer.run_data.data.notes if trainer else [], caught)
+        else:
+            trainer = build()
+        if not resume and comm.is_main:
+            create_run_dir(out, overwrite, lock)
+        comm.barrier()
+        return trainer.fit(resume=resume, stop_after=stop_after)
+    finally:
+        lock.release()
 
 
 def show_notes(notes: list[str], caught: list[warnings.WarningMessage]) -> None:
@@ -92,7 +184,7 @@ def show_notes(notes: list[str], caught: list[warnings.WarningMessage]) -> None:
     said = {str(w.message) for w in caught}
     for note in notes:
         if note not in said:
-            print(f"note: {note}", file=sys.stderr, flush=True)
+            QuietStream("stderr").print(f"note: {note}")
 
 
 def build_trainer(
@@ -102,9 +194,12 @@ def build_trainer(
     progress: bool = True,
     command: str = "",
     comm: Comm = LOCAL,
+    pretrained: bool = True,
 ) -> Trainer:
     """A Trainer for `cfg` writing into `out`: this process's device, the batch and label checks,
-    the run's data (read from cfg.data unless given) and its parts, seeded by cfg.seed."""
+    the run's data (read from cfg.data unless given) and its parts, seeded by cfg.seed;
+    pretrained=False: without reading model.pretrained (a resumed run's checkpoint has the
+    weights)."""
     device = process_device(resolve_device(cfg.train.device), comm)
     setup.check_batch_sizes(cfg, comm)
     if run_data is None:
@@ -112,7 +207,7 @@ def build_trainer(
     setup.check_all_labeled(cfg, run_data)
     setup.check_unlabeled(cfg, run_data)
     setup.check_labeled_classes(cfg, run_data)
-    parts = setup.build_parts(cfg, run_data, device, comm)
+    parts = setup.build_parts(cfg, run_data, device, comm, pretrained)
     return Trainer(cfg, out, run_data, parts, device, progress, command, comm)
 
 

@@ -11,6 +11,7 @@ checkpoint's step are dropped, so no step appears twice.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tomllib
@@ -121,11 +122,9 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse, before anything is built, a run folder that cannot be written as asked."""
     if out.exists() and not out.is_dir():
         raise RunExistsError(f"--out {out} is a file, not a folder; choose a folder for the run")
+    check_writable(out)
     if resume:
-        if not (out / LAST).is_file():
-            raise MissingInputError(
-                f"nothing to resume: {out / LAST} is missing (is --out the run folder?)"
-            )
+        check_resumable(out)
         return
     if not out.exists() or not any(out.iterdir()):
         return
@@ -133,6 +132,11 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         raise RunExistsError(
             f"{out} {describe_foreign(out)}. lionfer writes a run only into a new or empty folder "
             "and never deletes what it did not make: choose another --out"
+        )
+    if not overwrite and not (out / LAST).is_file():
+        raise RunExistsError(
+            f"run folder {out} already holds a run, which stopped before its first checkpoint "
+            "(nothing to resume); pass --overwrite to start it again, or choose another --out"
         )
     if not overwrite:
         raise RunExistsError(
@@ -154,6 +158,44 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         )
 
 
+def check_writable(out: Path) -> None:
+    """--out (and checkpoints/ in it), or the nearest folder above it that exists, is a folder
+    this process may write into: refused before the data are read, not at the run's first file."""
+    out_path = Path(os.path.abspath(out))
+    place = out_path
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise InputError(
+            f"--out {out} lies inside {place}, which is a file, not a folder; choose another --out"
+        )
+    folders = (place, place / "checkpoints") if place == out_path else (place,)
+    for folder in folders:
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(
+                f"--out {out}: {folder} cannot be written (no permission, or a read-only file "
+                "system); choose an --out you can write to (copy a run there to resume it)"
+            )
+
+
+def check_resumable(out: Path) -> None:
+    """A run folder that --resume can continue: its checkpoint, config and split are there."""
+    if not (out / LAST).is_file():
+        hint = (
+            f"the run in {out} stopped before its first checkpoint: start it again with --overwrite"
+            if is_run_folder(out)
+            else "is --out the run folder?"
+        )
+        raise MissingInputError(f"nothing to resume: {out / LAST} is missing; {hint}")
+    for name, what in (("config.toml", "its config"), ("split.json", "its split")):
+        if not (out / name).is_file():
+            raise MissingInputError(
+                f"cannot resume {out}: {out / name} ({what}, written when the run began) is "
+                "missing; put it back from a copy of the run, or start the run again with "
+                "--overwrite"
+            )
+
+
 def foreign_entries(folder: Path) -> list[str]:
     """The entries of a run folder that a run does not write (RUN_ENTRIES, and their .tmp while
     being written), sorted, folders with a trailing /."""
@@ -164,12 +206,56 @@ def foreign_entries(folder: Path) -> list[str]:
     )
 
 
-def create_run_dir(out: Path, overwrite: bool) -> None:
-    """Make the run folder; an existing run is deleted only with overwrite, re-checked here."""
+def create_run_dir(out: Path, overwrite: bool, lock: RunLock | None = None) -> None:
+    """Make the run folder; an existing run is deleted only with overwrite, re-checked here, and
+    with a `lock`, not while another process writes it; the lock then holds the new folder."""
     if out.exists() and any(out.iterdir()):
         check_run_dir(out, resume=False, overwrite=overwrite)
+        if lock is not None:
+            lock.acquire(out)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    if lock is not None:
+        lock.acquire(out)
+
+
+class RunLock:
+    """An exclusive lock on a run folder while a process writes it (flock on the folder itself:
+    no file of its own, and released when the process ends, however it ends). A second process
+    that would write the same run (a job launched twice with one --out, a resume while the run
+    still trains) is refused instead of interleaving its files with the first's. Where the file
+    system (or the platform) has no such locks, nothing is locked."""
+
+    def __init__(self):
+        self.fd: int | None = None
+
+    def acquire(self, folder: Path) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            return
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunExistsError(
+                f"{folder} is being written by another lionfer process (a run training there "
+                "now); let it finish or stop it first, or choose another --out"
+            ) from None
+        except OSError:  # a file system without locks
+            os.close(fd)
+            return
+        self.release()
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _plain(value: Any) -> Any:
@@ -177,6 +263,12 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot write {type(value).__name__} to {METRICS}")
+
+
+def plain(record: dict) -> dict:
+    """A record as metrics.jsonl reads back: numbers, strings, lists and dicts only (what a
+    checkpoint, loaded with weights_only, may hold)."""
+    return json.loads(json.dumps(record, default=_plain))
 
 
 class MetricsLog:
@@ -195,7 +287,9 @@ class MetricsLog:
     def rewind(self, step: int) -> int:
         """Drop the records of steps after `step` that a resumed run writes again (train, eval,
         warning); keep the run's history (start, resume, interrupted, error). Returns how many
-        records were dropped, counting a torn last line."""
+        records were dropped, counting a torn last line (none when the file is gone)."""
+        if not self.path.is_file():
+            return 0
         text = self.path.read_text(encoding="utf-8", errors="replace")
         lines = [line for line in text.splitlines() if line.strip()]
         records = read_records(self.path)

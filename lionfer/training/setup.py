@@ -149,13 +149,17 @@ class Parts(NamedTuple):
     weights_message: str
 
 
-def build_parts(cfg: Config, run_data: RunData, device: torch.device, comm: Comm) -> Parts:
-    """The run's parts, seeded by cfg.seed, in the order that fixes their initial state."""
+def build_parts(
+    cfg: Config, run_data: RunData, device: torch.device, comm: Comm, pretrained: bool = True
+) -> Parts:
+    """The run's parts, seeded by cfg.seed, in the order that fixes their initial state;
+    pretrained=False leaves model.pretrained unread (a resumed run's checkpoint holds the
+    weights since)."""
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = build_model(dataclasses.replace(cfg.model, pretrained=""), run_data.num_classes)
     weights_message = "random init"
-    if cfg.model.pretrained:
+    if cfg.model.pretrained and pretrained:
         weights_message = load_pretrained(model, cfg.model)
     model.to(device, memory_format=memory_format(cfg))
     ema = ModelEMA(model, cfg.train.ema_decay)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lionfer.algorithms.base import Batch, Progress
-from lionfer.config import Config
+from lionfer.config import Config, to_toml
 from lionfer.data.pipeline import RunData
 from lionfer.distributed import LOCAL, Comm, global_labels
 from lionfer.errors import CheckpointWriteError, Interrupted, NonFiniteLoss
@@ -24,6 +24,7 @@ from lionfer.tensorboard_log import TensorBoardLog
 from lionfer.training import setup, summary
 from lionfer.training.checkpoint import (
     check_state_fits,
+    config_changes,
     load_checkpoint,
     restore_algorithm,
     rng_state,
@@ -32,8 +33,14 @@ from lionfer.training.checkpoint import (
 )
 from lionfer.training.evaluation import better_best, eval_figures, feature_probe, labeled_probs
 from lionfer.training.interrupts import StopSignals, failure_record, stop_record
-from lionfer.training.progress import bar_figures, eval_line, progress_bar, progress_line
-from lionfer.training.runfolder import LAST, MetricsLog
+from lionfer.training.progress import (
+    QuietStream,
+    bar_figures,
+    eval_line,
+    progress_bar,
+    progress_line,
+)
+from lionfer.training.runfolder import LAST, MetricsLog, plain
 from lionfer.training.window import LossWatch, Window, pseudo_counts
 
 __all__ = ["Trainer"]
@@ -82,6 +89,7 @@ class Trainer:
         self.tensorboard = (
             TensorBoardLog(self.out / "tensorboard") if cfg.train.tensorboard else None
         )
+        self.lines = QuietStream("stdout")  # the plain lines of progress=False
 
     def loaders(self):
         """The labeled stream and, for an algorithm with views, the unlabeled one, from the
@@ -109,7 +117,14 @@ class Trainer:
             "model_name": self.cfg.model.name,
             "model_config": dataclasses.asdict(self.cfg.model),  # what shapes the network
             "image_size": self.cfg.data.image_size,
+            "config": to_toml(self.cfg),  # what a resumed run must continue with
+            "last_eval": self._eval_here(),  # what the summary is written from
         }
+
+    def _eval_here(self) -> dict | None:
+        """The evaluation of this step, if there was one, as plain values."""
+        here = self.last_eval is not None and self.last_eval["step"] == self.step
+        return plain(self.last_eval) if here else None
 
     def _restore(self, state: dict, path: Path) -> None:
         check_state_fits(state, self.algorithm.state_dict(), self.run_data, path)
@@ -119,8 +134,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         restore_algorithm(self.algorithm, state)
         self.best = state["best"]
-        self.window = Window(**state["window"])
-        self.eval_window = Window(**state["eval_window"])
+        self.last_eval = state.get("last_eval")  # a run resumed at its end: the summary's figures
+        self.window = Window.from_state(state["window"], self.device)
+        self.eval_window = Window.from_state(state["eval_window"], self.device)
         set_rng_state(state["rng"])
         setup.seed_device_rng(self.cfg, self.comm, self.device, self.step)
         self.saved_step = self.step
@@ -205,9 +221,13 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.out / LAST
-        self._restore(load_checkpoint(path), path)
+        state = load_checkpoint(path)
+        self._restore(state, path)
         dropped = self.metrics.rewind(self.step) if self.is_main else 0  # trained again
         record = {"event": "resume", "step": self.step, "checkpoint": str(LAST)}
+        changed = config_changes(state, self.cfg)  # those allowed: lionfer.training.run checks
+        if changed:
+            record["changed"] = changed
         self._log({**record, "dropped": dropped, "notes": self.run_data.data.notes})
 
     def fit(self, resume: bool = False, stop_after: int | None = None) -> dict | None:
@@ -330,7 +350,7 @@ class Trainer:
             self._log({"event": "train", "step": step, "steps_per_s": steps_per_s, **means})
             bar.set_postfix(**bar_figures(means, self.best, steps_per_s))
             if self.is_main and not self.progress:
-                print(progress_line(step, cfg.steps, means, steps_per_s), flush=True)
+                self.lines.print(progress_line(step, cfg.steps, means, steps_per_s))
             self.window = Window.empty()
         if (step % cfg.eval_every == 0 or last) and not self.is_main:
             self.eval_window = Window.empty()  # the main process evaluates
@@ -339,7 +359,7 @@ class Trainer:
             self._after_eval(record)
             bar.set_postfix(test_acc=f"{record['test_acc']:.3f}")
             if not self.progress:
-                print(eval_line(step, cfg.steps, record["test_acc"]), flush=True)
+                self.lines.print(eval_line(step, cfg.steps, record["test_acc"]))
         if step % cfg.checkpoint_every == 0 or last:
             self.comm.check_identical(
                 self.algorithm.state_dict(), f"algorithm state at step {step}"

@@ -71,14 +71,28 @@ class Window:
         return out
 
     def state(self) -> dict:
-        """Plain numbers for a checkpoint (Window(**state) restores it)."""
-        self._flush()
-        return {
+        """For a checkpoint (Window.from_state restores it): plain numbers, and the device sums
+        not read yet as they are, so that a resumed run adds them up in the same precision and
+        order as an uninterrupted one (and saving changes nothing of what is logged)."""
+        state = {
             "sums": dict(self.sums),
             "count": self.count,
             "pseudo_total": self.pseudo_total,
             "pseudo_correct": self.pseudo_correct,
         }
+        if self._total is not None:
+            state.update(keys=list(self._keys), total=self._total.detach().cpu())
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device | str = "cpu") -> Window:
+        """The window a checkpoint's state holds, its device sums on `device`."""
+        state = dict(state)
+        keys, total = tuple(state.pop("keys", ())), state.pop("total", None)
+        window = cls(**state)
+        if total is not None:
+            window._keys, window._total = keys, total.to(device)
+        return window
 
 
 def pseudo_counts(mask, pseudo_labels, truth_ulb, idx_ulb):

@@ -204,8 +204,10 @@ def cmd_data_stats(args) -> int:
 def cmd_prepare(args) -> int:
     from lionfer.data.pipeline import load_dataset
     from lionfer.data.prepare import prepare
+    from lionfer.unread import check_dataset_keys
 
     cfg = config_from_args(args.items)
+    check_dataset_keys(cfg)  # a key the dataset does not read would change no crop
     data = load_dataset(cfg.data, cfg.seed, check=())  # prepare lists unreadable files itself
     result = prepare(
         data,

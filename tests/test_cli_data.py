@@ -234,3 +234,18 @@ def test_train_prints_the_datasets_notes_once(capsys, tmp_path):
     assert err.count("note: ignored 1 hidden or non-image files") == 1
     unlabeled = "5 of 7 classes get no labeled image"  # a warning, not repeated as a note
     assert err.count(unlabeled) == 1 and f"warning: {unlabeled}" in err
+
+
+def test_prepare_refuses_a_data_key_its_dataset_does_not_read(capsys, tmp_path):
+    write_manifest(tmp_path)
+    code, _, err = run(
+        capsys,
+        "prepare",
+        "data.dataset=manifest",
+        f"data.root={tmp_path / 'faces.csv'}",
+        "data.variant=aligned",
+        "--out",
+        str(tmp_path / "cache"),
+    )
+    assert code == 2 and "does not read data.variant" in err
+    assert not (tmp_path / "cache").exists()

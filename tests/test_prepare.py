@@ -346,8 +346,10 @@ def test_missing_detector_stops_prepare_instead_of_failing_each_image(
         raise faces.DetectorUnavailable("MTCNN weights file mtcnn_pnet.pt is missing")
 
     monkeypatch.setattr(faces, "_mtcnn", unavailable)
-    with pytest.raises(faces.DetectorUnavailable, match="mtcnn_pnet.pt is missing"):
+    # exit code 2 with the message, as `lionfer predict` does, not a traceback
+    with pytest.raises(InputError, match="mtcnn_pnet.pt is missing") as stopped:
         prepare(tiny_data, tmp_path / "out", size=64, detector="mtcnn", progress=False)
+    assert isinstance(stopped.value.__cause__, faces.DetectorUnavailable)
     with pytest.warns(RuntimeWarning, match="falling back to the Haar cascade"):
         report = prepare(tiny_data, tmp_path / "auto", size=64, detector="auto", progress=False)
     assert report.counts["done"] == 4  # Haar found the astronaut
@@ -401,3 +403,183 @@ def test_prepare_multiple_faces(tmp_path, two_face_file, rule, names):
     for name, face in zip(names, found, strict=False):  # crop k is face k, largest first
         crop = np.asarray(Image.open(out / "faces/train" / name), dtype=float)
         assert np.abs(crop - np.asarray(align(image, face, 64), dtype=float)).mean() < 1
+
+
+# a user's own photo folders
+
+
+def photo_folder(root, astronaut, classes=("happy", "sad"), per_class=3):
+    """root/<class>/<k>.jpg: the 256-px astronaut (fake_detector's one face) per_class times."""
+    face = astronaut.resize((256, 256))
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for k in range(per_class):
+            face.save(root / name / f"{k}.jpg", quality=90)
+    return root
+
+
+def folder_data(root, **settings) -> FERData:
+    from lionfer.config import DataConfig
+    from lionfer.data.datasets import folder
+
+    return folder.load(DataConfig(dataset="folder", root=str(root), **settings), seed=0)
+
+
+def test_prepare_refuses_an_out_inside_the_photo_folder(tmp_path, astronaut, fake_detector):
+    # data.root=photos --out photos/faces: the folder dataset reads every folder under its root,
+    # so the crops would be trained on as a class "faces" next time
+    photos = photo_folder(tmp_path / "photos", astronaut)
+    data = folder_data(photos)
+    for out in (photos / "faces", photos / "happy" / "cache"):
+        with pytest.raises(InputError, match="lies inside data.root=.*photos, every folder"):
+            prepare(data, out, size=32, progress=False)
+        assert not out.exists()
+    unlabeled = photo_folder(tmp_path / "phone", astronaut, classes=("2024",), per_class=2)
+    data = folder_data(photos, unlabeled_root=str(unlabeled))
+    with pytest.raises(InputError, match="read as unlabeled images"):
+        prepare(data, unlabeled / "crops", size=32, progress=False)
+    assert prepare(data, tmp_path / "photos-faces", size=32, progress=False).rows == 8
+
+
+def test_prepare_refuses_to_write_among_the_images_it_crops(tmp_path, astronaut, fake_detector):
+    # prepare run on its own cache: "delete the folder to start again" would delete the input
+    cache = tmp_path / "cache"
+    prepare(folder_data(photo_folder(tmp_path / "photos", astronaut)), cache, size=32)
+    import lionfer.data.datasets  # noqa: F401  (registers "manifest")
+    from lionfer.config import DataConfig
+    from lionfer.registry import DATASETS
+
+    own = DATASETS.get("manifest")(DataConfig(dataset="manifest", root=str(cache)), seed=0)
+    before = sorted(p.relative_to(cache) for p in cache.rglob("*"))
+    with pytest.raises(InputError, match="holds the train images being prepared"):
+        prepare(own, cache, size=32, progress=False)
+    assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before
+
+
+def test_classes_of_the_data_s_own_keep_their_names_in_the_cache(
+    tmp_path, astronaut, fake_detector
+):
+    # as ids, cat = 0 and dog = 1 would be read back as the FER classes Surprise and Fear
+    import lionfer.data.datasets  # noqa: F401
+    from lionfer.config import DataConfig
+    from lionfer.registry import DATASETS
+
+    photos = photo_folder(tmp_path / "photos", astronaut, classes=("cat", "dog", "emu"))
+    data = folder_data(photos)
+    out = tmp_path / "out"
+    prepare(data, out, size=32, progress=False)
+    cache = DATASETS.get("manifest")(DataConfig(dataset="manifest", root=str(out)), seed=0)
+    assert cache.class_names == data.class_names == ("cat", "dog", "emu")
+    for part in ("train", "test"):
+        source = getattr(data, part)
+        labels = dict(zip(source.ids, source.labels.tolist(), strict=True))
+        rows = [r for r in read_csv(out / "manifest.csv") if r["split"] == part]
+        assert [labels[r["source"]] for r in rows] == getattr(cache, part).labels.tolist()
+    numbered = photo_folder(tmp_path / "numbered", astronaut, classes=("1", "2"))
+    with pytest.raises(InputError, match=r"class names \['1', '2'\] .* read as numbers"):
+        prepare(folder_data(numbered), tmp_path / "numbered-out", size=32, progress=False)
+    assert not (tmp_path / "numbered-out").exists()
+
+
+def test_a_given_box_outside_or_far_larger_than_its_image_is_a_bad_box(tmp_path, astronaut):
+    path = tmp_path / "face.jpg"
+    astronaut.resize((256, 256)).save(path)
+    boxes = [SMALL_BOX, (-500, -500, 100, 100), (10, 10, 100_000, 100_000), (200, 200, 100, 100)]
+    train = ImageSet(images=[str(path)] * 4, labels=[HAPPY] * 4, boxes=boxes)
+    data = FERData("boxed", CLASS_NAMES, train=train, test=train.subset(np.array([], int)))
+    report = prepare(data, tmp_path / "out", size=32, progress=False)
+    assert report.counts["done"] == 2 and report.counts["bad_box"] == 2  # the last: at the border
+    assert report.counts["unreadable"] == 0 and report.counts["errors"] == 0
+    reasons = [r["reason"] for r in read_csv(tmp_path / "out" / "failures.csv")]
+    assert reasons[0].startswith("bad box: face box (x=-500, y=-500, w=100, h=100)")
+    assert "lies outside its 256×256 image; fix the box" in reasons[0]
+    assert "w=100000, h=100000) of" in reasons[1] and "is more than 2× its 256×256" in reasons[1]
+
+
+def test_an_edited_manifest_is_not_replaced(tiny_data, tmp_path, fake_detector):
+    out = tmp_path / "out"
+    prepare(tiny_data, out, size=32, splits=("unlabeled",), progress=False)
+    edited = "path,label,split\nfaces/unlabeled/000000.png,,unlabeled\n"
+    (out / "manifest.csv").write_text(edited)
+    with pytest.raises(InputError, match="manifest.csv was changed since prepare wrote it"):
+        prepare(tiny_data, out, size=32, progress=False)
+    assert (out / "manifest.csv").read_text() == edited
+    (out / "manifest.csv").rename(out / "manifest-edited.csv")  # as the message says
+    assert prepare(tiny_data, out, size=32, progress=False).rows == 4
+    assert (out / "manifest-edited.csv").read_text() == edited
+    again = prepare(tiny_data, out, size=32, progress=False)  # its own manifest: replaced
+    assert again.counts["skipped_existing"] == 4
+    (out / "prepare.json").write_text('{"dataset": "tiny", "si')  # damaged by hand
+    with pytest.raises(InputError, match="prepare.json cannot be read"):
+        prepare(tiny_data, out, size=32, progress=False)
+
+
+def test_the_summary_says_what_was_left_out_and_where(tmp_path, astronaut, fake_detector):
+    photos = photo_folder(tmp_path / "photos", astronaut)
+    (photos / "sad" / "notes.txt").write_text("the sad ones")
+    Image.new("RGB", (128, 128)).save(photos / "sad" / "wall.png")  # no face
+    out = tmp_path / "out"
+    summary = prepare(folder_data(photos), out, size=32, progress=False).summary()
+    assert "no_face 1," in summary.splitlines()[0]
+    assert "note: ignored 1 hidden or non-image files" in summary
+    assert f"1 image gave no crop; {out / 'failures.csv'} lists each with its reason" in summary
+
+
+def test_images_with_several_faces_are_listed_also_after_a_resume(
+    tmp_path, astronaut, two_face_file
+):
+    path, _ = two_face_file
+    single = tmp_path / "one.jpg"
+    astronaut.resize((256, 256)).save(single)
+    train = ImageSet(images=[str(path), str(single)], labels=[HAPPY, HAPPY])
+    data = FERData("two", CLASS_NAMES, train=train, test=train.subset(np.array([], int)))
+    out = tmp_path / "out"
+    report = prepare(data, out, size=32, splits=("train",), progress=False)
+    assert f"several faces in 1 image (kept the largest face of each); {out}" in str(report)
+    listed = [{"source": str(path), "split": "train", "faces": 2}]
+    assert json.loads((out / "prepare.json").read_text())["several_faces"] == listed
+    again = prepare(data, out, size=32, splits=("train",), progress=False)
+    assert again.counts["skipped_existing"] == 2 and again.counts["multi_face"] == 0
+    assert json.loads((out / "prepare.json").read_text())["several_faces"] == listed
+
+
+STOP_SCRIPT = """
+import os, signal, sys
+from lionfer.cli import main
+from lionfer.data import prepare
+from lionfer.data.faces import Face
+
+calls = []
+
+def detect(image, detector):
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.{signal})  # while the second image is under way
+    return [Face((88, 33, 47, 47), 1.0, None, "fake")]
+
+prepare.detect = detect
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("name,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_stops_prepare_after_the_image_under_way(tmp_path, astronaut, name, code):
+    photos = photo_folder(tmp_path / "photos", astronaut)
+    out = tmp_path / "out"
+    argv = ["prepare", "data.dataset=folder", f"data.root={photos}", "--out", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-c", STOP_SCRIPT.replace("{signal}", name), *argv, "--size", "32"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == code, result.stderr
+    assert f"interrupted by {name}; the faces cropped so far are kept in {out}" in result.stderr
+    assert "Run the same command again to go on" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in (out / "faces" / "train").iterdir()) == [
+        "000000.png",
+        "000001.png",
+    ]
+    assert not json.loads((out / "prepare.json").read_text())["complete"]
+    assert not (out / "manifest.csv").exists()

@@ -1,8 +1,11 @@
 """`lionfer prepare`: crop every face of a dataset once into a cache that training reads fast.
 
 out_dir/faces/<split>/<index>.png (size×size RGB), manifest.csv (path,label,split,true_label,source;
-readable by the `manifest` dataset), failures.csv (source,split,reason) and prepare.json. Resumable:
-finished crops are skipped, writes are atomic, and a bad image is recorded, never fatal.
+readable by the `manifest` dataset: canonical ids for the FER classes, class names for classes of
+the data's own), failures.csv (source,split,reason) and prepare.json. Resumable: finished crops are
+skipped, writes are atomic, a bad image is recorded, never fatal, and SIGINT or SIGTERM stops after
+the image under way (PrepareInterrupted). out_dir never lies among the images it crops, and a
+manifest.csv edited since prepare wrote it is not replaced.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,13 +35,25 @@ from lionfer.data.faces import (
     pick_faces,
 )
 from lionfer.data.images import ImageError, ImageTooSmallError, open_photo
-from lionfer.errors import ConfigError, RunExistsError
+from lionfer.errors import ConfigError, InputError, Interrupted, RunExistsError
+from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
+from lionfer.training.interrupts import StopSignals
 
 SPLITS = ("train", "test", "unlabeled")
 MANIFEST_COLUMNS = ("path", "label", "split", "true_label", "source")
 FAILURE_COLUMNS = ("source", "split", "reason")
-COUNTS = ("done", "skipped_existing", "no_face", "unreadable", "too_small", "errors", "multi_face")
+COUNTS = (
+    "done",
+    "skipped_existing",
+    "no_face",
+    "unreadable",
+    "too_small",
+    "bad_box",
+    "errors",
+    "multi_face",
+)
 GIVEN_BOX_MARGIN = 1.1  # dataset boxes (AffectNet, ExpW) are tight; keep a little context
+MAX_BOX_SCALE = 2  # a given box wider or taller than this × the image's longer side is refused
 SETTINGS = ("dataset", "size", "detector", "multi_face")  # must match to resume into a folder
 TEMP_SUFFIX = ".part"
 _SHOWN = 3  # entries of a foreign --out folder an error names
@@ -51,6 +67,9 @@ class PrepareReport:
     counts: Counter = field(default_factory=Counter)
     per_split: dict[str, Counter] = field(default_factory=dict)
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # source, split, reason
+    several_faces: list[tuple[str, str, int]] = field(default_factory=list)  # source, split, faces
+    several_faces_rule: str = "largest"  # prepare's multi_face: which of them were kept
+    notes: list[str] = field(default_factory=list)  # the dataset's (files ignored, test held out)
     rows: int = 0
     seconds: float = 0.0
 
@@ -59,11 +78,48 @@ class PrepareReport:
 
     def summary(self) -> str:
         parts = ", ".join(f"{k} {self.counts[k]}" for k in COUNTS)
-        return f"prepared {self.out_dir}: {parts}; manifest rows {self.rows} ({self.seconds:.1f} s)"
+        lines = [
+            f"prepared {self.out_dir}: {parts}; manifest rows {self.rows} ({self.seconds:.1f} s)"
+        ]
+        lines += [f"note: {note}" for note in self.notes]
+        if self.failures:
+            lines.append(
+                f"{_images(len(self.failures))} gave no crop; {self.out_dir / 'failures.csv'} "
+                "lists each with its reason"
+            )
+        if self.several_faces:
+            kept = "the largest face of each" if self.several_faces_rule == "largest" else "each"
+            lines.append(
+                f"several faces in {_images(len(self.several_faces))} (kept {kept}); "
+                f"{self.out_dir / 'prepare.json'} lists them under several_faces"
+            )
+        return "\n".join(lines)
+
+
+def _images(n: int) -> str:
+    return f"{n} image" + "s" * (n != 1)
 
 
 class _NoFace(Exception):
     """The detector found no face in an image."""
+
+
+class _BadBox(Exception):
+    """A face box given with an image that cannot be cropped (outside or far larger than it)."""
+
+
+class PrepareInterrupted(Interrupted):
+    """prepare stopped on SIGINT or SIGTERM after the image under way; the crops made are kept,
+    and the same call again goes on where it stopped. A KeyboardInterrupt, exit code 128 + N."""
+
+    def __init__(self, signum: int, out: Path, done: int) -> None:
+        self.signum, self.step, self.run = signum, done, str(out)
+        KeyboardInterrupt.__init__(
+            self,
+            f"interrupted by {signal.Signals(signum).name}; the faces cropped so far are kept in "
+            f"{out} (manifest.csv is written when prepare finishes). Run the same command "
+            "again to go on: finished images are skipped",
+        )
 
 
 def prepare(
@@ -83,36 +139,61 @@ def prepare(
     min_size px on a side are failures ("too small").
     """
     _check_arguments(size, detector, multi_face, splits, min_size)
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()
     settings = {"dataset": data.name, "size": size, "detector": detector, "multi_face": multi_face}
+    label_text = _label_writer(data)
+    _check_out_apart(out, data)
     sources = _sources(data)
-    _check_resumable(out, settings, sources)
+    previous = _check_resumable(out, settings, sources)
+    # Images with several faces, by (source, split): those prepared before are kept unless redone.
+    several = {(e["source"], e["split"]): e["faces"] for e in previous.get("several_faces", [])}
     # Settings go on disk first, so even an interrupted run guards its folder against mixing.
-    started = {**settings, "sources": sources, "complete": False}
+    started = {
+        **settings,
+        "sources": sources,
+        "complete": False,
+        "written": previous.get("written") or {},
+        "several_faces": previous.get("several_faces") or [],
+    }
     _write_text(out / "prepare.json", json.dumps(started, indent=2))
-    report = PrepareReport(out_dir=out)
+    report = PrepareReport(out_dir=out, notes=list(data.notes), several_faces_rule=multi_face)
     start = time.perf_counter()
-    for split in splits:
-        images = _split_set(data, split)
-        if images is None or not len(images):
-            continue
-        folder = out / "faces" / split
-        folder.mkdir(parents=True, exist_ok=True)
-        _remove_partial_files(folder)
-        counts = report.per_split.setdefault(split, Counter())
-        for i in tqdm(
-            range(len(images)), desc=f"prepare {split}", unit="img", disable=not progress
-        ):
-            failure = _prepare_one(images, i, folder, size, detector, multi_face, min_size, counts)
-            if failure:
-                report.failures.append((images.ids[i], split, failure))
-        report.counts.update(counts)
-    rows = _manifest_rows(data, out, multi_face)
-    _write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows)
-    _write_csv(out / "failures.csv", FAILURE_COLUMNS, report.failures)
+    with StopSignals("image") as stop:
+        for split in splits:
+            images = _split_set(data, split)
+            if images is None or not len(images):
+                continue
+            folder = out / "faces" / split
+            folder.mkdir(parents=True, exist_ok=True)
+            _remove_partial_files(folder)
+            counts = report.per_split.setdefault(split, Counter())
+            for i in tqdm(
+                range(len(images)), desc=f"prepare {split}", unit="img", disable=not progress
+            ):
+                failure, faces = _prepare_one(
+                    images, i, folder, size, detector, multi_face, min_size, counts
+                )
+                if failure:
+                    report.failures.append((images.ids[i], split, failure))
+                if faces is not None:  # detected in this call, not skipped as done
+                    several.pop((images.ids[i], split), None)
+                    if faces > 1:
+                        several[images.ids[i], split] = faces
+                if stop.signum is not None:
+                    report.counts.update(counts)
+                    started["several_faces"] = _several_json(several)
+                    _write_text(out / "prepare.json", json.dumps(started, indent=2))
+                    raise PrepareInterrupted(stop.signum, out, report.counts["done"])
+            report.counts.update(counts)
+    report.several_faces = [(source, split, n) for (source, split), n in several.items()]
+    rows = _manifest_rows(data, out, multi_face, label_text)
+    written = {
+        "manifest.csv": _write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows),
+        "failures.csv": _write_csv(out / "failures.csv", FAILURE_COLUMNS, report.failures),
+    }
     report.rows = len(rows)
     report.seconds = time.perf_counter() - start
-    summary = {**_summary_json(data, settings, report), "sources": sources}
+    summary = {**_summary_json(data, settings, report), "sources": sources, "written": written}
     _write_text(out / "prepare.json", json.dumps(summary, indent=2))
     return report
 
@@ -126,36 +207,40 @@ def _prepare_one(
     multi_face: str,
     min_size: int,
     counts: Counter,
-) -> str:
-    """Crop image i into folder, updating counts; returns the failure reason, or ""."""
+) -> tuple[str, int | None]:
+    """Crop image i into folder, updating counts; returns (the failure reason or "", the number
+    of faces detected; None where the image was done before and skipped)."""
     if _is_done(folder, i, size, multi_face):
         counts["skipped_existing"] += 1
-        return ""
+        return "", None
     try:
         crops, num_faces = _crops(images, i, size, detector, multi_face, min_size)
     except _NoFace:
         counts["no_face"] += 1
-        return "no face found"
+        return "no face found", 0
+    except _BadBox as error:
+        counts["bad_box"] += 1
+        return f"bad box: {error}", 0
     except ImageTooSmallError as error:
         counts["too_small"] += 1
-        return f"too small: {error}"
+        return f"too small: {error}", 0
     except ImageError as error:
         counts["unreadable"] += 1
-        return f"unreadable: {error}"
-    except DetectorUnavailable:
-        raise  # a set-up problem, not a bad image
+        return f"unreadable: {error}", 0
+    except DetectorUnavailable as error:  # a set-up problem, not a bad image: stop
+        raise InputError(str(error)) from error
     except Exception as error:
         # A decoder or detector crash on one image must not stop a night-long run; it is
         # counted as "errors" and listed with its type so a systematic bug stays visible.
         counts["errors"] += 1
-        return f"error: {type(error).__name__}: {error}"
+        return f"error: {type(error).__name__}: {error}", 0
     counts["multi_face"] += int(num_faces > 1)
     # Highest k first: the unsuffixed file (largest) or _f0 (all) is written last, so its
     # presence marks the whole image as done.
     for k in reversed(range(len(crops))):
         _write_png(folder / _crop_name(i, k, multi_face), crops[k])
     counts["done"] += 1
-    return ""
+    return "", num_faces
 
 
 def _crops(
@@ -184,10 +269,16 @@ def _check_size(wh: tuple[int, int], min_size: int, what: str) -> None:
 
 def _check_box(box: tuple[int, ...], image_size: tuple[int, int], min_size: int, what: str) -> None:
     x, y, w, h = box
-    if w <= 0 or h <= 0 or x >= image_size[0] or y >= image_size[1] or x + w <= 0 or y + h <= 0:
-        raise ImageError(
-            f"face box (x={x}, y={y}, w={w}, h={h}) of {what} lies outside its "
-            f"{image_size[0]}×{image_size[1]} image; fix the box in the dataset's list"
+    width, height = image_size
+    where = f"face box (x={x}, y={y}, w={w}, h={h}) of {what}"
+    if w <= 0 or h <= 0 or x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise _BadBox(
+            f"{where} lies outside its {width}×{height} image; fix the box in the dataset's list"
+        )
+    if max(w, h) > MAX_BOX_SCALE * max(width, height):
+        raise _BadBox(
+            f"{where} is more than {MAX_BOX_SCALE}× its {width}×{height} image; fix the box in "
+            "the dataset's list (x, y, w, h in the file's pixels: left, top, width, height)"
         )
     _check_size((w, h), min_size, f"face box of {what}")
 
@@ -226,7 +317,7 @@ def _crop_files(folder: Path, i: int, multi_face: str) -> list[Path]:
     return files
 
 
-def _manifest_rows(data: FERData, out: Path, multi_face: str) -> list[tuple[str, ...]]:
+def _manifest_rows(data: FERData, out: Path, multi_face: str, label_text) -> list[tuple[str, ...]]:
     """One row per crop present on disk, for every split (also ones prepared by earlier calls)."""
     rows = []
     for split in SPLITS:
@@ -235,16 +326,34 @@ def _manifest_rows(data: FERData, out: Path, multi_face: str) -> list[tuple[str,
         if images is None or not folder.is_dir():
             continue
         for i in range(len(images)):
-            label = "" if split == "unlabeled" else _id_text(images.labels[i])
-            truth = "" if images.true_labels is None else _id_text(images.true_labels[i])
+            label = "" if split == "unlabeled" else label_text(images.labels[i])
+            truth = "" if images.true_labels is None else label_text(images.true_labels[i])
             for path in _crop_files(folder, i, multi_face):
                 relative = path.relative_to(out).as_posix()
                 rows.append((relative, label, split, truth, images.ids[i]))
     return rows
 
 
-def _id_text(value) -> str:
-    return "" if int(value) < 0 else str(int(value))
+def _label_writer(data: FERData):
+    """How a class id is written in manifest.csv: the canonical id for the FER classes; the class
+    name for classes of the data's own (a manifest reads every number as a canonical FER id, so
+    'cat' = 0 and 'dog' = 1 would come back as Surprise and Fear). Names that read as numbers
+    cannot be written so, and are refused before any work."""
+    if tuple(data.class_names) in (CLASS_NAMES, CLASS_NAMES_8):
+        return lambda value: "" if int(value) < 0 else str(int(value))
+    from lionfer.data.datasets.manifest import NUMBER
+
+    numbers = [name for name in data.class_names if NUMBER.fullmatch(name.strip())]
+    if numbers:
+        raise InputError(
+            f"the class names {numbers} of data.dataset={data.name} read as numbers, and its "
+            "classes are not the FER classes: the cache's manifest.csv, which reads every number "
+            "as a canonical FER id (0 Surprise ... 6 Neutral), would give its images other "
+            "classes. Rename those classes (folders) so that they are not numbers, or map each "
+            "class to a FER class with data.class_map"
+        )
+    names = tuple(data.class_names)
+    return lambda value: "" if int(value) < 0 else names[int(value)]
 
 
 def _split_set(data: FERData, split: str) -> ImageSet | None:
@@ -261,7 +370,15 @@ def _summary_json(data: FERData, settings: dict, report: PrepareReport) -> dict:
         "per_split": {s: {k: c[k] for k in COUNTS} for s, c in report.per_split.items()},
         "manifest_rows": report.rows,
         "seconds": round(report.seconds, 2),
+        "notes": report.notes,
+        "several_faces": _several_json(
+            {(source, split): n for source, split, n in report.several_faces}
+        ),
     }
+
+
+def _several_json(several: dict[tuple[str, str], int]) -> list[dict]:
+    return [{"source": s, "split": split, "faces": n} for (s, split), n in several.items()]
 
 
 def _check_arguments(
@@ -291,9 +408,53 @@ def _sources(data: FERData) -> dict[str, str]:
     return hashes
 
 
-def _check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> None:
-    """Refuse to write into a folder that is not a prepare cache, or to mix crops of different
-    settings or of other images in one."""
+def _check_out_apart(out: Path, data: FERData) -> None:
+    """Refuse an out_dir that holds images of data (prepare run on its own cache), or, for the
+    folder dataset, that lies inside its data.root or data.unlabeled_root (as `lionfer train`
+    refuses a run's --out there): every folder there is read as data, so the crops would be read
+    as a class of their own (or as unlabeled images) the next time."""
+    here, real = os.path.abspath(out), os.path.realpath(out)
+    for split in SPLITS:
+        images = _split_set(data, split)
+        if images is None or not len(images) or not images.is_files:
+            continue
+        paths = [os.path.abspath(p) for p in images.images]
+        inside = next((p for p in paths if p.startswith((here + os.sep, real + os.sep))), None)
+        if inside is not None:
+            raise RunExistsError(
+                f"--out {out} holds the {split} images being prepared (e.g. {inside}): prepare "
+                "would write its crops and files among them. Give an --out outside the dataset's "
+                "folders"
+            )
+        if data.name != "folder":
+            continue
+        key = "data.unlabeled_root" if split == "unlabeled" else "data.root"
+        tree = os.path.realpath(_read_folder(paths, images.ids, split))
+        if real == tree or real.startswith(tree + os.sep):
+            read_as = "unlabeled images" if split == "unlabeled" else "a class of their own"
+            raise RunExistsError(
+                f"--out {out} lies inside {key}={tree}, every folder of which the folder dataset "
+                f"reads as data: the crops would be read as {read_as} the next time. Give an "
+                f"--out outside it (e.g. {tree}-faces)"
+            )
+
+
+def _read_folder(paths: list[str], ids: list[str], split: str) -> str:
+    """The folder the folder dataset read a split's images from: the path less its id (ids are
+    relative to data.root, "unlabeled/<path>" below data.unlabeled_root), else the deepest
+    folder that holds them all."""
+    relative = Path(ids[0]).parts[split == "unlabeled" :]
+    parts = Path(paths[0]).parts
+    if relative and parts[-len(relative) :] == relative:
+        return str(Path(*parts[: -len(relative)]))
+    return os.path.commonpath([os.path.dirname(p) for p in paths])
+
+
+def _check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
+    """Refuse to write into a folder that is not a prepare cache, to mix crops of different
+    settings or of other images in one, or to replace a manifest.csv or failures.csv edited since
+    prepare wrote it (their sha256 is in prepare.json). Returns the previous prepare.json ({} if
+    there is none)."""
     if out.exists() and not out.is_dir():
         raise RunExistsError(f"--out {out} is a file; give a folder for the face cache")
     previous_file = out / "prepare.json"
@@ -307,8 +468,14 @@ def _check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> None
                 "manifest.csv, failures.csv, prepare.json and faces/ there and would replace "
                 "files of yours. Give a new or empty --out folder"
             )
-        return
-    previous = json.loads(previous_file.read_text())
+        return {}
+    try:
+        previous = json.loads(previous_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise RunExistsError(
+            f"{previous_file} cannot be read ({error}), so the settings its crops were made with "
+            f"are unknown; use a new output folder, or delete {out} to start again"
+        ) from None
     changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
     if changed:
         what = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
@@ -325,6 +492,18 @@ def _check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> None
                 "its crops are numbered by position and would get other images' labels. Use a "
                 f"new output folder, or delete {out} to start again"
             )
+    written = previous.get("written") or {}  # absent in caches made before it was recorded
+    for name, digest in written.items():
+        path = out / name
+        if path.is_file() and _sha256(path.read_bytes()) != digest:
+            edited = path.with_name(f"{path.stem}-edited.csv")
+            use = f"; train from it with data.root={edited}" if name == "manifest.csv" else ""
+            raise RunExistsError(
+                f"{path} was changed since prepare wrote it, and prepare would write it anew. "
+                f"Keep your edits under another name (e.g. {edited}, which prepare leaves "
+                f"alone{use}), then run prepare again"
+            )
+    return previous
 
 
 def _remove_partial_files(folder: Path) -> None:
@@ -339,12 +518,19 @@ def _write_png(path: Path, image: Image.Image) -> None:
     _write_bytes(path, buffer.getvalue())
 
 
-def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Write the CSV; returns its sha256."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    _write_text(path, buffer.getvalue())
+    data = buffer.getvalue().encode("utf-8")
+    _write_bytes(path, data)
+    return _sha256(data)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -18,11 +18,11 @@ unaligned p (§3.2 and both codes: UA changes the weight, not the label). μ_t a
 the unaligned max p (Algorithm 1 and TorchSSL; USB takes them after UA). UA's target is the
 uniform u(C) (the paper and USB's dist_uniform; TorchSSL aligns to the labeled predictions),
 uniform over the classes with a labeled image where some have none (a folder of some FER
-classes: as p̂ of a class never predicted fades, p/p̂ would grow toward 1 there and UA would
-flatten every weight toward 0), and p̂ starts uniform (TorchSSL; USB starts from the first
-batch). As in Algorithm 1 and both codes every EMA takes the current batch before its weights
-are made. mask_rate logs the mean weight (the paper's quantity, Eq. 3); the step's mask marks
-the full-weight images (max UA(p) ≥ μ_t).
+classes: as p̂ of a class never predicted fades, over many thousands of steps, p/p̂ would
+grow toward 1 there and UA would flatten every weight toward 0), and p̂ starts uniform
+(TorchSSL; USB starts from the first batch). As in Algorithm 1 and both codes every EMA takes
+the current batch before its weights are made. mask_rate logs the mean weight (the paper's
+quantity, Eq. 3); the step's mask marks the full-weight images (max UA(p) ≥ μ_t).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ manifest.csv edited since prepare wrote it is not replaced.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -35,11 +34,18 @@ from lionfer.data.faces import (
     pick_faces,
 )
 from lionfer.data.images import ImageError, ImageTooSmallError, open_photo
-from lionfer.errors import ConfigError, InputError, Interrupted, RunExistsError
+from lionfer.data.prepare_cache import (
+    SPLITS,
+    check_out_apart,
+    check_resumable,
+    image_sources,
+    sha256,
+    split_set,
+)
+from lionfer.errors import ConfigError, InputError, Interrupted
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
 from lionfer.training.interrupts import StopSignals
 
-SPLITS = ("train", "test", "unlabeled")
 MANIFEST_COLUMNS = ("path", "label", "split", "true_label", "source")
 FAILURE_COLUMNS = ("source", "split", "reason")
 COUNTS = (
@@ -56,7 +62,6 @@ GIVEN_BOX_MARGIN = 1.1  # dataset boxes (AffectNet, ExpW) are tight; keep a litt
 MAX_BOX_SCALE = 2  # a given box wider or taller than this × the image's longer side is refused
 SETTINGS = ("dataset", "size", "detector", "multi_face")  # must match to resume into a folder
 TEMP_SUFFIX = ".part"
-_SHOWN = 3  # entries of a foreign --out folder an error names
 
 
 @dataclass
@@ -142,9 +147,9 @@ def prepare(
     out = Path(out_dir).expanduser()
     settings = {"dataset": data.name, "size": size, "detector": detector, "multi_face": multi_face}
     label_text = _label_writer(data)
-    _check_out_apart(out, data)
-    sources = _sources(data)
-    previous = _check_resumable(out, settings, sources)
+    check_out_apart(out, data)
+    sources = image_sources(data)
+    previous = check_resumable(out, settings, sources)
     # Images with several faces, by (source, split): those prepared before are kept unless redone.
     several = {(e["source"], e["split"]): e["faces"] for e in previous.get("several_faces", [])}
     # Settings go on disk first, so even an interrupted run guards its folder against mixing.
@@ -160,7 +165,7 @@ def prepare(
     start = time.perf_counter()
     with StopSignals("image") as stop:
         for split in splits:
-            images = _split_set(data, split)
+            images = split_set(data, split)
             if images is None or not len(images):
                 continue
             folder = out / "faces" / split
@@ -321,7 +326,7 @@ def _manifest_rows(data: FERData, out: Path, multi_face: str, label_text) -> lis
     """One row per crop present on disk, for every split (also ones prepared by earlier calls)."""
     rows = []
     for split in SPLITS:
-        images = _split_set(data, split)
+        images = split_set(data, split)
         folder = out / "faces" / split
         if images is None or not folder.is_dir():
             continue
@@ -354,10 +359,6 @@ def _label_writer(data: FERData):
         )
     names = tuple(data.class_names)
     return lambda value: "" if int(value) < 0 else names[int(value)]
-
-
-def _split_set(data: FERData, split: str) -> ImageSet | None:
-    return {"train": data.train, "test": data.test, "unlabeled": data.unlabeled}[split]
 
 
 def _summary_json(data: FERData, settings: dict, report: PrepareReport) -> dict:
@@ -397,115 +398,6 @@ def _check_arguments(
         raise ConfigError(f"min_size must be at least 1 pixel, got {min_size}")
 
 
-def _sources(data: FERData) -> dict[str, str]:
-    """Per split, a hash of its image ids in order: crop i belongs to image i of its split."""
-    hashes = {}
-    for split in SPLITS:
-        images = _split_set(data, split)
-        if images is not None and len(images):
-            digest = hashlib.sha256("\n".join(map(str, images.ids)).encode())
-            hashes[split] = f"{len(images)} images, sha256 {digest.hexdigest()[:16]}"
-    return hashes
-
-
-def _check_out_apart(out: Path, data: FERData) -> None:
-    """Refuse an out_dir that holds images of data (prepare run on its own cache), or, for the
-    folder dataset, that lies inside its data.root or data.unlabeled_root (as `lionfer train`
-    refuses a run's --out there): every folder there is read as data, so the crops would be read
-    as a class of their own (or as unlabeled images) the next time."""
-    here, real = os.path.abspath(out), os.path.realpath(out)
-    for split in SPLITS:
-        images = _split_set(data, split)
-        if images is None or not len(images) or not images.is_files:
-            continue
-        paths = [os.path.abspath(p) for p in images.images]
-        inside = next((p for p in paths if p.startswith((here + os.sep, real + os.sep))), None)
-        if inside is not None:
-            raise RunExistsError(
-                f"--out {out} holds the {split} images being prepared (e.g. {inside}): prepare "
-                "would write its crops and files among them. Give an --out outside the dataset's "
-                "folders"
-            )
-        if data.name != "folder":
-            continue
-        key = "data.unlabeled_root" if split == "unlabeled" else "data.root"
-        tree = os.path.realpath(_read_folder(paths, images.ids, split))
-        if real == tree or real.startswith(tree + os.sep):
-            read_as = "unlabeled images" if split == "unlabeled" else "a class of their own"
-            raise RunExistsError(
-                f"--out {out} lies inside {key}={tree}, every folder of which the folder dataset "
-                f"reads as data: the crops would be read as {read_as} the next time. Give an "
-                f"--out outside it (e.g. {tree}-faces)"
-            )
-
-
-def _read_folder(paths: list[str], ids: list[str], split: str) -> str:
-    """The folder the folder dataset read a split's images from: the path less its id (ids are
-    relative to data.root, "unlabeled/<path>" below data.unlabeled_root), else the deepest
-    folder that holds them all."""
-    relative = Path(ids[0]).parts[split == "unlabeled" :]
-    parts = Path(paths[0]).parts
-    if relative and parts[-len(relative) :] == relative:
-        return str(Path(*parts[: -len(relative)]))
-    return os.path.commonpath([os.path.dirname(p) for p in paths])
-
-
-def _check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
-    """Refuse to write into a folder that is not a prepare cache, to mix crops of different
-    settings or of other images in one, or to replace a manifest.csv or failures.csv edited since
-    prepare wrote it (their sha256 is in prepare.json). Returns the previous prepare.json ({} if
-    there is none)."""
-    if out.exists() and not out.is_dir():
-        raise RunExistsError(f"--out {out} is a file; give a folder for the face cache")
-    previous_file = out / "prepare.json"
-    if not previous_file.is_file():
-        entries = sorted(out.iterdir()) if out.is_dir() else []
-        if entries:
-            shown = ", ".join(p.name + "/" * p.is_dir() for p in entries[:_SHOWN])
-            raise RunExistsError(
-                f"{out} holds {len(entries)} entries that are not a lionfer prepare cache "
-                f"({shown}{' ...' if len(entries) > _SHOWN else ''}); prepare writes "
-                "manifest.csv, failures.csv, prepare.json and faces/ there and would replace "
-                "files of yours. Give a new or empty --out folder"
-            )
-        return {}
-    try:
-        previous = json.loads(previous_file.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as error:
-        raise RunExistsError(
-            f"{previous_file} cannot be read ({error}), so the settings its crops were made with "
-            f"are unknown; use a new output folder, or delete {out} to start again"
-        ) from None
-    changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
-    if changed:
-        what = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
-        raise RunExistsError(
-            f"{out} was prepared with {what}; resuming would mix crops. Use a new output folder, "
-            f"or delete {out} to start again"
-        )
-    before = previous.get("sources") or {}  # absent in caches made before it was recorded
-    for split, now in sources.items():
-        if before.get(split, now) != now and (out / "faces" / split).is_dir():
-            raise RunExistsError(
-                f"the {split} images changed since {out} was prepared ({before[split]} then, "
-                f"{now} now: images added, removed or renamed, or another data.data_seed); "
-                "its crops are numbered by position and would get other images' labels. Use a "
-                f"new output folder, or delete {out} to start again"
-            )
-    written = previous.get("written") or {}  # absent in caches made before it was recorded
-    for name, digest in written.items():
-        path = out / name
-        if path.is_file() and _sha256(path.read_bytes()) != digest:
-            edited = path.with_name(f"{path.stem}-edited.csv")
-            use = f"; train from it with data.root={edited}" if name == "manifest.csv" else ""
-            raise RunExistsError(
-                f"{path} was changed since prepare wrote it, and prepare would write it anew. "
-                f"Keep your edits under another name (e.g. {edited}, which prepare leaves "
-                f"alone{use}), then run prepare again"
-            )
-    return previous
-
-
 def _remove_partial_files(folder: Path) -> None:
     """Temp files left by an interrupted run (the finished files are never partial)."""
     for path in folder.glob(f".*{TEMP_SUFFIX}"):
@@ -526,11 +418,7 @@ def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]])
     writer.writerows(rows)
     data = buffer.getvalue().encode("utf-8")
     _write_bytes(path, data)
-    return _sha256(data)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data)
 
 
 def _write_text(path: Path, text: str) -> None:

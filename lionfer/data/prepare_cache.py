@@ -1,0 +1,133 @@
+"""The folder `lionfer prepare` writes its face cache into: whether it may (not among the images
+it crops, not inside a folder dataset's tree, not someone else's folder, not a cache of other
+settings or images, not a manifest edited since), and what identifies the images it crops."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from lionfer.data.base import FERData, ImageSet
+from lionfer.errors import RunExistsError
+
+SPLITS = ("train", "test", "unlabeled")
+_SHOWN = 3  # entries of a foreign --out folder an error names
+
+
+def split_set(data: FERData, split: str) -> ImageSet | None:
+    return {"train": data.train, "test": data.test, "unlabeled": data.unlabeled}[split]
+
+
+def image_sources(data: FERData) -> dict[str, str]:
+    """Per split, a hash of its image ids in order: crop i belongs to image i of its split."""
+    hashes = {}
+    for split in SPLITS:
+        images = split_set(data, split)
+        if images is not None and len(images):
+            digest = hashlib.sha256("\n".join(map(str, images.ids)).encode())
+            hashes[split] = f"{len(images)} images, sha256 {digest.hexdigest()[:16]}"
+    return hashes
+
+
+def check_out_apart(out: Path, data: FERData) -> None:
+    """Refuse an out_dir that holds images of data (prepare run on its own cache), or, for the
+    folder dataset, that lies inside its data.root or data.unlabeled_root (as `lionfer train`
+    refuses a run's --out there): every folder there is read as data, so the crops would be read
+    as a class of their own (or as unlabeled images) the next time."""
+    here, real = os.path.abspath(out), os.path.realpath(out)
+    for split in SPLITS:
+        images = split_set(data, split)
+        if images is None or not len(images) or not images.is_files:
+            continue
+        paths = [os.path.abspath(p) for p in images.images]
+        inside = next((p for p in paths if p.startswith((here + os.sep, real + os.sep))), None)
+        if inside is not None:
+            raise RunExistsError(
+                f"--out {out} holds the {split} images being prepared (e.g. {inside}): prepare "
+                "would write its crops and files among them. Give an --out outside the dataset's "
+                "folders"
+            )
+        if data.name != "folder":
+            continue
+        key = "data.unlabeled_root" if split == "unlabeled" else "data.root"
+        tree = os.path.realpath(_read_folder(paths, images.ids, split))
+        if real == tree or real.startswith(tree + os.sep):
+            read_as = "unlabeled images" if split == "unlabeled" else "a class of their own"
+            raise RunExistsError(
+                f"--out {out} lies inside {key}={tree}, every folder of which the folder dataset "
+                f"reads as data: the crops would be read as {read_as} the next time. Give an "
+                f"--out outside it (e.g. {tree}-faces)"
+            )
+
+
+def _read_folder(paths: list[str], ids: list[str], split: str) -> str:
+    """The folder the folder dataset read a split's images from: the path less its id (ids are
+    relative to data.root, "unlabeled/<path>" below data.unlabeled_root), else the deepest
+    folder that holds them all."""
+    relative = Path(ids[0]).parts[split == "unlabeled" :]
+    parts = Path(paths[0]).parts
+    if relative and parts[-len(relative) :] == relative:
+        return str(Path(*parts[: -len(relative)]))
+    return os.path.commonpath([os.path.dirname(p) for p in paths])
+
+
+def check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
+    """Refuse to write into a folder that is not a prepare cache, to mix crops of different
+    settings or of other images in one, or to replace a manifest.csv or failures.csv edited since
+    prepare wrote it (their sha256 is in prepare.json). Returns the previous prepare.json ({} if
+    there is none)."""
+    if out.exists() and not out.is_dir():
+        raise RunExistsError(f"--out {out} is a file; give a folder for the face cache")
+    previous_file = out / "prepare.json"
+    if not previous_file.is_file():
+        entries = sorted(out.iterdir()) if out.is_dir() else []
+        if entries:
+            shown = ", ".join(p.name + "/" * p.is_dir() for p in entries[:_SHOWN])
+            raise RunExistsError(
+                f"{out} holds {len(entries)} entries that are not a lionfer prepare cache "
+                f"({shown}{' ...' if len(entries) > _SHOWN else ''}); prepare writes "
+                "manifest.csv, failures.csv, prepare.json and faces/ there and would replace "
+                "files of yours. Give a new or empty --out folder"
+            )
+        return {}
+    try:
+        previous = json.loads(previous_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise RunExistsError(
+            f"{previous_file} cannot be read ({error}), so the settings its crops were made with "
+            f"are unknown; use a new output folder, or delete {out} to start again"
+        ) from None
+    changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+    if changed:
+        what = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
+        raise RunExistsError(
+            f"{out} was prepared with {what}; resuming would mix crops. Use a new output folder, "
+            f"or delete {out} to start again"
+        )
+    before = previous.get("sources") or {}  # absent in caches made before it was recorded
+    for split, now in sources.items():
+        if before.get(split, now) != now and (out / "faces" / split).is_dir():
+            raise RunExistsError(
+                f"the {split} images changed since {out} was prepared ({before[split]} then, "
+                f"{now} now: images added, removed or renamed, or another data.data_seed); "
+                "its crops are numbered by position and would get other images' labels. Use a "
+                f"new output folder, or delete {out} to start again"
+            )
+    written = previous.get("written") or {}  # absent in caches made before it was recorded
+    for name, digest in written.items():
+        path = out / name
+        if path.is_file() and sha256(path.read_bytes()) != digest:
+            edited = path.with_name(f"{path.stem}-edited.csv")
+            use = f"; train from it with data.root={edited}" if name == "manifest.csv" else ""
+            raise RunExistsError(
+                f"{path} was changed since prepare wrote it, and prepare would write it anew. "
+                f"Keep your edits under another name (e.g. {edited}, which prepare leaves "
+                f"alone{use}), then run prepare again"
+            )
+    return previous
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

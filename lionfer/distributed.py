@@ -18,15 +18,32 @@ from __future__ import annotations
 import datetime
 import gc
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from lionfer.errors import ConfigError, RuntimeFailure
+from lionfer.errors import ConfigError, InputError, RuntimeFailure
 
 TIMEOUT = datetime.timedelta(minutes=60)  # the main process may evaluate while others wait
+T = TypeVar("T")
+
+
+class StoppedElsewhere(SystemExit):
+    """Raised in a process whose run another process refused before training (the main one, as
+    a rule): that process reports the error; this one exits with its exit code (2 for an
+    InputError, else 1) without a message of its own, so the error is printed once."""
+
+    def __init__(self, code: int, rank: int):
+        super().__init__(code)
+        self.rank = rank
+
+
+def exit_code(error: BaseException) -> int:
+    """The command line's exit code for an error raised before training."""
+    return 2 if isinstance(error, InputError) else 1
 
 
 class Comm:
@@ -63,6 +80,15 @@ class Comm:
 
     def check_identical(self, tensors: dict[str, torch.Tensor], what: str) -> None:
         """RuntimeFailure when a process holds other values than the main one."""
+
+    def settle(self, work: Callable[[], T]) -> T:
+        """work() in every process (what it does may differ between them, e.g. the main process
+        alone takes the run folder), then every process learns whether it failed in any: a
+        collective, so that no process waits for one that stopped. A process where it failed
+        raises its error when the main process did not fail, or is the main one; every other
+        process raises StoppedElsewhere, or, the main process, an error naming the process that
+        failed. With one process: work()."""
+        return work()
 
 
 LOCAL = Comm()
@@ -116,6 +142,26 @@ class ProcessGroup(Comm):
 
     def barrier(self) -> None:
         dist.barrier(group=self.control)
+
+    def settle(self, work: Callable[[], T]) -> T:
+        error, result = None, None
+        try:
+            result = work()
+        except Exception as caught:  # InputError, or a failure only this process met
+            error = caught
+        code = torch.tensor([exit_code(error) if error is not None else 0], dtype=torch.long)
+        codes = [torch.empty_like(code) for _ in range(self.world_size)]
+        dist.all_gather(codes, code, group=self.control)
+        failed = {rank: int(c) for rank, c in enumerate(codes) if int(c)}
+        if not failed:
+            return result
+        if error is not None and (self.is_main or 0 not in failed):
+            raise error
+        first = min(failed)
+        if self.is_main:
+            kind = InputError if failed[first] == 2 else RuntimeFailure
+            raise kind(f"process {first} of {self.world_size} stopped the run: see its error")
+        raise StoppedElsewhere(failed[first], first)
 
     def check_identical(self, tensors: dict[str, torch.Tensor], what: str) -> None:
         digests = torch.stack([digest(t) for t in tensors.values()]) if tensors else None

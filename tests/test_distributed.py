@@ -197,3 +197,67 @@ def test_a_state_digest_tells_equal_tensors_from_others():
     assert torch.equal(digest(bank), digest(bank.clone()))
     assert not torch.equal(digest(bank), digest(swapped)) or torch.equal(bank, swapped)
     assert not torch.equal(digest(torch.arange(5.0)), digest(torch.arange(5.0).flip(0)))
+
+
+def as_processes(world: int, args: list[str], timeout: float = 120) -> list:
+    """`python -m lionfer ARGS` as the `world` processes of a run, started as torchrun starts
+    them but without its agent, which would stop the others when one exits (as a node of a
+    multi-node run sees it): (exit code, stderr) of each, in rank order."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "WORLD_SIZE": str(world),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lionfer", *args],
+            env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(world)
+    ]
+    try:
+        return [(p.wait(timeout=timeout), p.stderr.read()) for p in started]
+    finally:
+        for p in started:
+            p.kill()
+            p.wait()
+
+
+def fake_run(folder: Path) -> None:
+    """A folder that is recognisably a run (its start event), without training one."""
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text('{"event": "start", "num_labeled": 28}\n')
+
+
+@pytest.mark.parametrize("case", ["locked", "exists", "damaged"])
+def test_every_process_exits_with_the_error_the_main_process_alone_met(tmp_path, case):
+    out = tmp_path / "run"
+    train_args = ["train", *TINY, "--out", str(out), "--no-progress"]
+    if case == "locked":  # another process writes the run: the main process alone takes it
+        import fcntl
+
+        fake_run(out)
+        held = os.open(out, os.O_RDONLY)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        args, message = [*train_args, "--overwrite"], "is being written by another lionfer"
+    elif case == "exists":
+        fake_run(out)
+        args, message = train_args, "already holds a run"
+    else:
+        fake_run(out)
+        (out / "checkpoints").mkdir()
+        (out / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+        for name in ("config.toml", "split.json"):
+            (out / name).write_text("")
+        args, message = ["train", "--resume", "--out", str(out), "--no-progress"], "last.pt"
+    done = as_processes(2, args)
+    assert [code for code, _ in done] == [2, 2], done
+    assert message in done[0][1] and done[0][1].count("error: ") == 1, done[0][1]
+    assert "error" not in done[1][1] and "Traceback" not in done[1][1], done[1][1]

@@ -77,9 +77,49 @@ def train_locked(cfg, out: Path, resume, overwrite, stop_after, progress, comman
     """train()'s work, once it holds the process's run lock."""
     if resume and overwrite:
         raise ConfigError("a run is either resumed or overwritten: drop resume or overwrite")
-    check_run_dir(out, resume, overwrite)
     progress = progress and sys.stderr is not None  # no bars without a stream to draw them on
+    comm = join(resolve_device(joining_device(cfg, out, resume, device)))
+    lock = RunLock()  # the main process writes the run folder: no other process at once
+    finished = False
+    try:
+        # the checks before the data are read, in every process; the main process takes the run
+        # folder too: where they fail in one process, every process stops (none is left waiting)
+        cfg = comm.settle(lambda: checked_config(cfg, out, resume, overwrite, device, comm, lock))
+        summary = train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm, lock)
+        finished = True
+        return summary
+    finally:
+        lock.release()
+        # train_here's Trainer is gone by now, and with it the DistributedDataParallel model,
+        # which holds the process group: no gloo work outlives the group into the exit
+        leave(comm, finished)
+
+
+def joining_device(cfg, out: Path, resume: bool, device: str | None) -> str:
+    """The device that picks the process group's backend, before the checks: on resume the run's
+    config's (or `device`), where it can be read (else the checks refuse the run anyway)."""
+    if device:
+        return device
     if resume:
+        try:
+            return load_config(out / "config.toml").train.device
+        except (ConfigError, OSError):
+            return "cpu"
+    return cfg.train.device if cfg is not None else "cpu"
+
+
+def checked_config(cfg, out: Path, resume, overwrite, device, comm: Comm, lock: RunLock) -> Config:
+    """The run's config, once the run folder can be written as asked (and, resumed, its
+    checkpoint continued with it), refused before the data are read; the main process holds a
+    resumed run's folder from here on. Warnings are shown by the main process alone."""
+    with warnings.catch_warnings():
+        if not comm.is_main:
+            warnings.simplefilter("ignore")
+        check_run_dir(out, resume, overwrite)
+        if not resume:
+            cfg = resolve_paths(cfg)
+            check_new_run(cfg, out)  # settings that would do nothing, a folder inside the data
+            return cfg
         try:  # a resumed run continues with its own config
             saved = load_config(out / "config.toml")
         except ConfigError as error:
@@ -88,18 +128,9 @@ def train_locked(cfg, out: Path, resume, overwrite, stop_after, progress, comman
             check_same_config(resolve_paths(cfg), saved, out)
         cfg = replace(saved, f"train.device={device}") if device else saved
         check_resume(cfg, out)
-    else:
-        cfg = resolve_paths(cfg)
-    comm = join(resolve_device(cfg.train.device))
-    finished = False
-    try:
-        summary = train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm)
-        finished = True
-        return summary
-    finally:
-        # train_here's Trainer is gone by now, and with it the DistributedDataParallel model,
-        # which holds the process group: no gloo work outlives the group into the exit
-        leave(comm, finished)
+    if comm.is_main:
+        lock.acquire(out)
+    return cfg
 
 
 def check_resume(cfg: Config, out: Path) -> None:
@@ -115,7 +146,7 @@ def check_resume(cfg: Config, out: Path) -> None:
             f"continues to step {now}, and what follows the run's length (warm-ups, schedules) "
             f"follows {now} steps from here on, so it no longer equals an uninterrupted run of "
             "either length",
-            stacklevel=4,
+            stacklevel=7,
         )
 
 
@@ -143,10 +174,10 @@ def set_random_state(state: tuple) -> None:
     np.random.set_state(state[2])
 
 
-def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm) -> dict | None:
+def train_here(
+    cfg, out, resume, overwrite, stop_after, progress, command, comm, lock: RunLock
+) -> dict | None:
     """train()'s work in this process, between joining the process group and leaving it."""
-    if not resume:  # a finished run's config is not judged again
-        check_new_run(cfg, out)  # settings that would do nothing, a folder inside the data
 
     def build() -> Trainer:  # data and model first, so a bad root or weights file leaves no run
         data = None
@@ -155,26 +186,19 @@ def train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm)
             data = build_run_data(split, cfg.seed, progress and comm.is_main)
         return build_trainer(cfg, out, data, progress, command, comm, pretrained=not resume)
 
-    lock = RunLock()  # the main process writes the run folder: no other process at once
-    try:
-        if resume and comm.is_main:
-            lock.acquire(out)
-        if command and comm.is_main:  # the command line: the data's notes too, before training
-            caught, trainer = [], None
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("default")
-                    trainer = build()
-            finally:  # the warnings even where building failed
-                show_notes(trainer.run_data.data.notes if trainer else [], caught)
-        else:
-            trainer = build()
-        if not resume and comm.is_main:
-            create_run_dir(out, overwrite, lock)
-        comm.barrier()
-        return trainer.fit(resume=resume, stop_after=stop_after)
-    finally:
-        lock.release()
+    if command and comm.is_main:  # the command line: the data's notes too, before training
+        caught, trainer = [], None
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")
+                trainer = build()
+        finally:  # the warnings even where building failed
+            show_notes(trainer.run_data.data.notes if trainer else [], caught)
+    else:
+        trainer = build()
+    if not resume:  # the main process makes the run folder; every process learns how it went
+        comm.settle(lambda: create_run_dir(out, overwrite, lock) if comm.is_main else None)
+    return trainer.fit(resume=resume, stop_after=stop_after)
 
 
 def show_notes(notes: list[str], caught: list[warnings.WarningMessage]) -> None:

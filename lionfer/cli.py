@@ -401,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return args.func(args)
         except Interrupted as error:
-            print(f"\n{error}", file=sys.stderr)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun every process stops alike
+                print(f"\n{error}", file=sys.stderr)
             return error.exit_code
         except KeyboardInterrupt:
             message = "stopped at once."

@@ -4,13 +4,16 @@ import argparse
 import io
 import json
 import os
+import signal
 import tomllib
 
 import pytest
 import torch
 from conftest import TINY
 
+import lionfer.cli
 from lionfer.cli import build_parser, main
+from lionfer.errors import Interrupted
 
 
 def run(capsys, *argv):
@@ -236,3 +239,17 @@ def test_a_process_started_without_stderr_keeps_its_files_off_fd_2(tmp_path):
         [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, preexec_fn=close_fd_2
     )
     assert done.returncode == 0 and int(done.stdout) > 2
+
+
+@pytest.mark.parametrize(("rank", "said"), [("0", True), ("1", False)])
+def test_a_stop_under_torchrun_is_reported_by_the_main_process_alone(
+    monkeypatch, capsys, rank, said
+):
+    def stopped(args):
+        raise Interrupted(signal.SIGTERM, 7, "runs/x")
+
+    monkeypatch.setenv("RANK", rank)
+    args = argparse.Namespace(command="train", func=stopped)
+    monkeypatch.setattr(lionfer.cli, "parse_args", lambda argv: args)
+    assert main(["train"]) == 143
+    assert ("interrupted by SIGTERM at step 7" in capsys.readouterr().err) is said

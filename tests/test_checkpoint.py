@@ -10,6 +10,7 @@ import io
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -222,3 +223,19 @@ def test_resume_from_a_damaged_or_foreign_last_pt_is_refused_before_the_data_are
     monkeypatch.undo()
     last.write_bytes(best.read_bytes())  # the fix the message gives: on from the best step
     assert train(None, run, resume=True, progress=False)["steps"] == 6
+
+
+def test_resume_may_move_the_images_but_not_cache_them():
+    from lionfer.config import DEFAULT_CONFIG, load_config, to_toml
+    from lionfer.training.checkpoint import check_resume_config
+
+    def cfg(*items):
+        return load_config(DEFAULT_CONFIG, ["data.dataset=folder", *items])
+
+    state = {"config": to_toml(cfg("data.root=/old/faces")), "step": 2}
+    last = Path("run/checkpoints/last.pt")
+    moved = check_resume_config(state, cfg("data.root=/new/faces"), last)
+    assert moved == {"data.root": ["/old/faces", "/new/faces"]}
+    cached = cfg("data.root=/old/faces", "data.cache_images=true")
+    with pytest.raises(CheckpointError, match=r"data.cache_images \(false then, true now\)"):
+        check_resume_config(state, cached, last)

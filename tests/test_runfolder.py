@@ -253,8 +253,13 @@ def test_resume_says_which_file_of_the_run_is_missing(tiny_cfg, tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="folder locks are POSIX flock")
-def test_a_run_another_process_writes_is_neither_resumed_nor_replaced(tiny_cfg, tmp_path):
+def test_a_run_another_process_writes_is_neither_resumed_nor_replaced(
+    tiny_cfg, tmp_path, monkeypatch
+):
     import fcntl
+
+    def data_read(*args, **kwargs):
+        raise AssertionError("the data were read")
 
     run = tmp_path / "run"
     cfg = tiny_cfg("algorithm.name=supervised", *SMALL)
@@ -265,9 +270,49 @@ def test_a_run_another_process_writes_is_neither_resumed_nor_replaced(tiny_cfg, 
     try:
         with pytest.raises(RunExistsError, match="being written by another lionfer process"):
             train(None, run, resume=True, progress=False)
-        with pytest.raises(RunExistsError, match="being written by another lionfer process"):
-            train(cfg, run, overwrite=True, progress=False)
+        with monkeypatch.context() as patch:  # refused before the data are read
+            patch.setattr("lionfer.training.run.build_run_data", data_read)
+            with pytest.raises(RunExistsError, match="being written by another lionfer process"):
+                train(cfg, run, overwrite=True, progress=False)
         assert {p.name: p.stat().st_mtime_ns for p in run.rglob("*")} == before
     finally:
         os.close(held)
+    assert train(None, run, resume=True, progress=False)["steps"] == 4
+
+
+def test_a_forked_child_does_not_keep_a_released_run_lock(tmp_path):
+    from lionfer.training.runfolder import RunLock
+
+    lock = RunLock()
+    lock.acquire(tmp_path)
+    read, write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a DataLoader worker that outlives the run that forked it
+        os.close(write)
+        os.write(ready_write, b"1")  # running: past the fork's hooks
+        os.read(read, 1)
+        os._exit(0)
+    try:
+        os.read(ready_read, 1)
+        lock.release()
+        other = RunLock()
+        other.acquire(tmp_path)  # refused while the child held a copy of the lock
+        other.release()
+    finally:
+        os.close(write)
+        os.waitpid(pid, 0)
+        for fd in (read, ready_read, ready_write):
+            os.close(fd)
+
+
+def test_a_run_saved_before_checkpoints_kept_their_config_resumes(tiny_cfg, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL)
+    assert train(cfg, run, progress=False, stop_after=2) is None
+    last = run / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    for key in ("config", "last_eval", "trained_classes"):  # what older versions did not save
+        state.pop(key)
+    torch.save(state, last)
     assert train(None, run, resume=True, progress=False)["steps"] == 4

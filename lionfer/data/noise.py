@@ -55,7 +55,7 @@ def map_side(side, key, value, num_classes: int, class_names) -> int:
     if isinstance(side, (int, np.integer)) and not isinstance(side, bool):
         return int(side)
     text = str(side).strip()
-    if text.lstrip("-").isdigit():
+    if text.lstrip("-").isdecimal() and text.isascii():
         return int(text)
     by_name = {name.casefold(): i for i, name in enumerate(class_names)}
     if text.casefold() in by_name:

@@ -181,12 +181,15 @@ def checkpoint_model(state: dict, path: Path, weights: str = "ema") -> nn.Module
 
 
 # The settings of how a run is carried out, not of what it learns (on one device a run repeats to
-# the bit whatever they are), and the weights it began from (the checkpoint holds the weights
-# since): a resumed run may change them, and train.steps.
+# the bit whatever they are), the weights it began from (the checkpoint holds the weights since)
+# and where its images are (a dataset moved, or a run copied to another machine: resume checks
+# the images themselves, by the training list's hash and the state's lengths): a resumed run may
+# change them, and train.steps. Not data.cache_images: the cache gives RandAugment the images at
+# data.image_size, so the strong views change.
 RESUME_FREE = frozenset(
-    {"train.device", "data.num_workers", "data.cache_images", "train.eval_batch_size"}
+    {"train.device", "data.num_workers", "train.eval_batch_size"}
     | {"train.eval_every", "train.log_every", "train.checkpoint_every", "train.tensorboard"}
-    | {"model.pretrained"}
+    | {"model.pretrained", "data.root", "data.unlabeled_root"}
 )
 
 

@@ -53,7 +53,8 @@ def train(
     writes the run folder and returns the summary, the others None.
 
     One run at a time in a process, from any thread (signals stop it gracefully only from the
-    main thread); the process's random generators are left as they were found.
+    main thread); the process's CPU random generators (torch's, Python's, numpy's) are left as
+    they were found (not CUDA's).
 
     Raises InputError (bad config, data or run folder: nothing is written), Interrupted (SIGINT or
     SIGTERM: checkpoints/last.pt saved), or the failure of a step (an "error" event and a
@@ -119,6 +120,10 @@ def checked_config(cfg, out: Path, resume, overwrite, device, comm: Comm, lock: 
         if not resume:
             cfg = resolve_paths(cfg)
             check_new_run(cfg, out)  # settings that would do nothing, a folder inside the data
+            if comm.is_main and overwrite and out.is_dir():  # a run training there: refused now
+                probe = RunLock()
+                probe.acquire(out)
+                probe.release()
             return cfg
         try:  # a resumed run continues with its own config
             saved = load_config(out / "config.toml")

@@ -219,12 +219,31 @@ def create_run_dir(out: Path, overwrite: bool, lock: RunLock | None = None) -> N
         lock.acquire(out)
 
 
+_HELD_LOCKS: set[int] = set()  # the descriptors of the run folders this process holds
+
+
+def _close_held_locks_in_child() -> None:
+    """A forked child (a DataLoader worker) closes its copies of the lock descriptors: an flock
+    is freed only once every copy is closed, and workers may outlive a run that failed."""
+    for fd in _HELD_LOCKS:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_locks_in_child)
+
+
 class RunLock:
     """An exclusive lock on a run folder while a process writes it (flock on the folder itself:
-    no file of its own, and released when the process ends, however it ends). A second process
-    that would write the same run (a job launched twice with one --out, a resume while the run
-    still trains) is refused instead of interleaving its files with the first's. Where the file
-    system (or the platform) has no such locks, nothing is locked."""
+    no file of its own, and released when the process ends, however it ends, or when release()
+    is called: forked children close their copies, see _close_held_locks_in_child). A second
+    process that would write the same run (a job launched twice with one --out, a resume while
+    the run still trains) is refused instead of interleaving its files with the first's. Where
+    the file system (or the platform) has no such locks, nothing is locked."""
 
     def __init__(self):
         self.fd: int | None = None
@@ -251,9 +270,11 @@ class RunLock:
             return
         self.release()
         self.fd = fd
+        _HELD_LOCKS.add(fd)
 
     def release(self) -> None:
         if self.fd is not None:
+            _HELD_LOCKS.discard(self.fd)
             os.close(self.fd)
             self.fd = None
 

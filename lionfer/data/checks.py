@@ -62,6 +62,20 @@ def refuse_variant(cfg, name: str) -> None:
         raise ConfigError(f"{name}: data.variant is not used; leave it empty (got {cfg.variant!r})")
 
 
+# what a download left packed is named with (an archive of the images or a list)
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".7z", ".rar", ".bz2")
+
+
+def first_match(root: Path, patterns: Sequence[str]) -> Path | None:
+    """The first path under root matching one of the glob patterns, tried in order (sorted
+    within a pattern): where a listed file lies when it is not where it is expected."""
+    for pattern in patterns:
+        found = next(iter(sorted(Path(root).glob(pattern))), None)
+        if found is not None:
+            return found
+    return None
+
+
 def read_utf8(path: Path, fix: str) -> str:
     """The file as UTF-8 text (a byte order mark dropped); a file in another encoding (UTF-16
     from Windows Notepad, a legacy code page) raises not_utf8's error, whose fix is `fix`."""

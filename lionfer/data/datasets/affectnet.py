@@ -18,6 +18,7 @@ import numpy as np
 from lionfer import labels
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import (
+    ARCHIVE_SUFFIXES,
     check_label_ids,
     check_listed_files,
     drop_duplicates,
@@ -48,7 +49,6 @@ EMPTY_BOX = "empty face box (width or height <= 0)"
 NO_BOX = "rows without a face box (face_x, face_y, face_width or face_height empty or NaN)"
 OUTSIDE_BOX = "face boxes outside the image (ending left of or above it)"
 MISSING = ("", "nan")  # how pandas and spreadsheets write an empty number
-ARCHIVES = (".zip", ".tar", ".tgz", ".gz", ".7z", ".rar")
 
 
 @dataclass
@@ -154,7 +154,9 @@ def csv_image_dir(root: Path) -> tuple[Path, list[str]]:
     archives = sorted(
         p.name
         for p in root.iterdir()
-        if p.is_file() and p.name.startswith("Manually_Annotated") and p.suffix.lower() in ARCHIVES
+        if p.is_file()
+        and p.name.startswith("Manually_Annotated")
+        and p.suffix.lower() in ARCHIVE_SUFFIXES
     )
     if archives:
         fix = f"Extract {', '.join(archives)} in {root} so that it holds {CSV_IMAGES}/"

@@ -17,6 +17,7 @@ from lionfer.data.checks import (
     check_label_ids,
     check_listed_files,
     drop_duplicates,
+    first_match,
     parse_float,
     parse_int,
     read_utf8,
@@ -121,14 +122,13 @@ def image_fix(root: Path, name: str) -> str:
             f"{root / IMAGE_DIR} holds the photos"
         )
     name = glob.escape(name)
-    for pattern in (f"image/{name}", f"image/*/*/{name}", f"*/{name}", name):
-        found = next(iter(sorted(root.glob(pattern))), None)
-        if found is not None:
-            return (
-                f"The first listed photo is at {found}: move the photos of {found.parent} "
-                f"into {root / IMAGE_DIR}"
-            )
-    return ""
+    found = first_match(root, (f"image/{name}", f"image/*/*/{name}", f"*/{name}", name))
+    if found is None:
+        return ""
+    return (
+        f"The first listed photo is at {found}: move the photos of {found.parent} into "
+        f"{root / IMAGE_DIR}"
+    )
 
 
 def read_label_list(path: Path) -> FaceList:

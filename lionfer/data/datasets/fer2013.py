@@ -23,6 +23,7 @@ import numpy as np
 from lionfer import labels
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import (
+    ARCHIVE_SUFFIXES,
     check_label_ids,
     drop_duplicates,
     not_utf8,
@@ -57,7 +58,6 @@ FER_COLUMNS_FIX = (
     "The Kaggle competition's train.csv and test.csv have no Usage column (test.csv no emotion "
     "either): use fer2013.csv, or the competition's icml_face_data.csv (emotion, Usage, pixels)"
 )
-PACKED = (".gz", ".tgz", ".zip", ".tar", ".7z", ".bz2")  # archive names a download keeps
 ARCHIVES = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"7z\xbc\xaf": "7z", b"BZh": "bzip2"}
 
 
@@ -430,7 +430,7 @@ def csv_hint(path: Path) -> str:
     packed = sorted(
         p.name
         for p in folder.iterdir()
-        if p.is_file() and p.name.startswith(stem) and p.suffix.lower() in PACKED
+        if p.is_file() and p.name.startswith(stem) and p.suffix.lower() in ARCHIVE_SUFFIXES
     )
     if packed:
         return f". Found {packed[0]} in {folder}: unpack it (tar -xzf for .tar.gz, gunzip for .gz)"

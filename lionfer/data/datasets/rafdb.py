@@ -18,6 +18,7 @@ from lionfer.data.checks import (
     check_label_ids,
     check_listed_files,
     drop_duplicates,
+    first_match,
     read_utf8,
     require_file,
 )
@@ -135,14 +136,10 @@ def images_fix(expected: Path, image_root: Path) -> str:
     image_root (one or two folders off, as an archive unpacked into a folder of its own name
     leaves it); "" when it is nowhere near."""
     name = glob.escape(expected.name)
-    for pattern in (name, f"*/{name}", f"*/*/{name}"):
-        found = next(iter(sorted(image_root.glob(pattern))), None)
-        if found is not None and found != expected:
-            return (
-                f"The first one is at {found}: move the images of {found.parent} into "
-                f"{expected.parent}"
-            )
-    return ""
+    found = first_match(image_root, (name, f"*/{name}", f"*/*/{name}"))
+    if found is None or found == expected:
+        return ""
+    return f"The first one is at {found}: move the images of {found.parent} into {expected.parent}"
 
 
 def _resolve(root: Path, path: str) -> Path:

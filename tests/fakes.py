@@ -1,10 +1,12 @@
-"""Test doubles shared by the algorithm tests: a model whose outputs the test chooses."""
+"""Test doubles shared by the algorithm tests: a model whose outputs the test chooses, and a
+process group of two whose other process mirrors this one."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lionfer.algorithms.base import AlgorithmInfo
+from lionfer.distributed import Comm
 from lionfer.models import Output
 
 T = torch.tensor
@@ -35,3 +37,13 @@ def rows(probs, features=None):
 
 def info(num_classes=3, given=(0, 1, 2, 0), num_unlabeled=6, feature_dim=2):
     return AlgorithmInfo(num_classes, len(given), num_unlabeled, feature_dim, T(given))
+
+
+class CopiesOnTwoProcesses(Comm):
+    """One of two processes, the other holding copies of this one's images: each view's
+    gathered rows are its own twice, in rank order."""
+
+    world_size = 2
+
+    def gather_views(self, tensor, sizes):
+        return [torch.cat([rows, rows]) for rows in torch.split(tensor, list(sizes))]

@@ -4,12 +4,11 @@ import math
 
 import pytest
 import torch
-from fakes import Passthrough, info, rows
+from fakes import CopiesOnTwoProcesses, Passthrough, info, rows
 
 from lionfer.algorithms.base import Batch, Progress
 from lionfer.algorithms.flexmatch import FlexMatch, flexible_thresholds, learning_effect
 from lionfer.algorithms.hparams import FlexMatchConfig
-from lionfer.distributed import Comm
 
 T = torch.tensor
 
@@ -127,16 +126,6 @@ def test_state_round_trip_gives_the_same_next_step():
     assert torch.equal(outs[0].loss, outs[1].loss)
     assert outs[0].mask.tolist() == outs[1].mask.tolist() == [False, False]
     assert outs[2].mask.tolist() == [True, True]
-
-
-class CopiesOnTwoProcesses(Comm):
-    """One of two processes, the other holding copies of this one's images: each view's
-    gathered rows are its own twice, in rank order."""
-
-    world_size = 2
-
-    def gather_views(self, tensor, sizes):
-        return [torch.cat([rows, rows]) for rows in torch.split(tensor, list(sizes))]
 
 
 def test_step_with_two_processes_uses_and_records_the_global_batch():

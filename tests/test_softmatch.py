@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from fakes import Passthrough, info, rows
+from fakes import CopiesOnTwoProcesses, Passthrough, info, rows
 
 from lionfer.algorithms.base import Batch, Progress
 from lionfer.algorithms.hparams import SoftMatchConfig
@@ -81,6 +81,7 @@ def test_step_by_hand_estimates_first_then_aligned_weights_on_unaligned_labels()
     assert out.mask.tolist() == [True, True, False]
     loss_unsup = (-math.log(0.8) - math.log(0.7) - w3 * math.log(0.6)) / 3
     assert math.isclose(out.logs["loss_unsup"].item(), loss_unsup, rel_tol=1e-5)
+    assert math.isclose(out.logs["loss_sup"].item(), -math.log(0.7), rel_tol=1e-5)
     assert math.isclose(out.loss.item(), -math.log(0.7) + loss_unsup, rel_tol=1e-5)
     assert math.isclose(out.logs["mask_rate"].item(), (2 + w3) / 3, rel_tol=1e-5)
     assert math.isclose(out.logs["threshold_global"].item(), mu, rel_tol=1e-5)
@@ -157,6 +158,30 @@ def test_a_confidence_exactly_at_the_mean_has_full_weight_and_is_logged():
     assert out.mask.tolist() == [True]
     assert out.logs["full_weight_rate"].item() == 1.0
     assert out.logs["threshold_var"].item() == pytest.approx(0.01)
+
+
+def test_to_moves_the_estimates_and_the_alignment_target():
+    # the trainer moves the algorithm to the GPU; "meta" stands in for a device other than the CPU
+    algorithm = SoftMatch(SoftMatchConfig(), info(3)).to(torch.device("meta"))
+    assert list(algorithm.state_dict()) == ["prob_max_mu", "prob_max_var", "p_model"]
+    for key, value in algorithm.state_dict().items():
+        assert value.device.type == "meta", key
+    assert algorithm.alignment_target.device.type == "meta"
+
+
+def test_step_with_two_processes_uses_the_global_batch():
+    algorithm = SoftMatch(SoftMatchConfig(ema=0.5), info(2))
+    algorithm.comm = CopiesOnTwoProcesses()
+    probs_w = [[0.9, 0.1], [0.4, 0.6]]
+    # labels and indices are the global batch's: this process's rows, then the other's
+    batch = Batch(
+        rows([[0.7, 0.3]]), T([0, 0]), T([0, 1]), rows(probs_w), rows(probs_w), T([0, 1, 2, 3])
+    )
+    out = algorithm.step(Passthrough(2), batch, Progress(0, 10))
+    assert out.pseudo_labels.tolist() == [0, 1, 0, 1]
+    # confidences (0.9, 0.6, 0.9, 0.6): unbiased variance 4 · 0.15² / 3 = 0.03 (0.045 over two)
+    assert math.isclose(algorithm.prob_max_var.item(), 0.5 + 0.5 * 0.03, rel_tol=1e-5)
+    assert math.isclose(out.logs["loss_sup"].item(), -math.log(0.7), rel_tol=1e-5)
 
 
 @pytest.mark.parametrize("field", ["ema=1.5", "lambda_u=-1", "n_sigma=0"])

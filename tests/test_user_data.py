@@ -165,6 +165,13 @@ def test_fer_names_beside_another_name_warn_that_the_classes_are_general(tmp_pat
 # --- label noise on a user's classes ------------------------------------------------------------
 
 
+def test_photos_without_class_folders_say_how_to_sort_them(tmp_path):
+    for k in range(3):
+        write_image(tmp_path / f"{k}.jpg", k)
+    with pytest.raises(MissingInputError, match="its 3 images lie in it directly.*unlabeled_root"):
+        load_dataset(cfg(tmp_path, "folder"), seed=0, check=())
+
+
 def test_a_zip_s_macos_metadata_folder_is_no_class(tmp_path):
     root = make_tree(tmp_path, {"happy": 4, "sad": 4})
     (root / "__MACOSX" / "happy").mkdir(parents=True)

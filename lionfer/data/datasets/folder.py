@@ -206,9 +206,17 @@ def load(cfg, seed: int) -> FERData:
     train_files, ignored = scan_split(train_dir or root)
     test_files, test_ignored = scan_split(test_dir) if test_dir else ({}, 0)
     if not any(train_files.values()):
+        loose, _ = list_images(train_dir or root)
+        hint = (
+            f"; its {len(loose)} images lie in it directly: put each class's images in a folder "
+            "named by the class, and images without a label in another folder given as "
+            "data.unlabeled_root"
+            if loose
+            else ""
+        )
         raise MissingInputError(
             f"no images found in class folders under {train_dir or root}; expected "
-            f"ROOT/<class>/<image>.jpg ({IMAGE_KINDS}) or ROOT/train/<class>/<image>.jpg"
+            f"ROOT/<class>/<image>.jpg ({IMAGE_KINDS}) or ROOT/train/<class>/<image>.jpg{hint}"
         )
     places = {name: f"folder {test_dir / name}" for name in test_files}
     places.update({name: f"folder {(train_dir or root) / name}" for name in train_files})

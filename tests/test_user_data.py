@@ -110,6 +110,22 @@ def test_a_prepared_manifest_s_source_column_is_read_past_quietly(tmp_path):
     ]
 
 
+def test_a_manifest_row_without_a_box_is_the_whole_image(tmp_path):
+    rows = "".join(f"img/{k}.png,{'happy' if k % 2 else 'sad'},2,3,10,12\n" for k in range(9))
+    root = manifest_dir(tmp_path, "path,label,x,y,w,h\n" + rows + "img/9.png,sad,,,,\n")
+    data = load_dataset(cfg(root), seed=0, check=())
+    sizes = {
+        name: images.load(i).size
+        for images in (data.train, data.test)
+        for i, name in enumerate(images.ids)
+    }
+    assert sizes.pop("img/9.png") == (20, 20)  # whole
+    assert set(sizes.values()) == {(10, 12)}  # their boxes
+    (root / "manifest.csv").write_text("path,label,x,y,w,h\n" + rows + "img/9.png,sad,1,,,\n")
+    with pytest.raises(InputError, match="line 11: x, y, w, h must be integers.*all four or none"):
+        load_dataset(cfg(root), seed=0, check=())
+
+
 def test_a_manifest_with_only_unlabeled_rows_says_so(tmp_path):
     rows = [f"img/{k}.png,,unlabeled" for k in range(10)]
     root = manifest_dir(tmp_path, "path,label,split\n" + "\n".join(rows) + "\n")

@@ -68,7 +68,7 @@ class ImageSet:
             image = Image.fromarray(array)
             return image if image.mode == "RGB" else image.convert("RGB")
         image = open_image(self.images[i])
-        if self.boxes is not None:
+        if self.boxes is not None and self.boxes[i, 2] > 0:  # (0, 0, 0, 0): the whole image
             x, y, w, h = (int(v) for v in self.boxes[i])
             image = image.crop((max(x, 0), max(y, 0), x + w, y + h))
         return image

@@ -134,11 +134,15 @@ def _row(values: dict[str, str], line: int, path: Path, has_box: bool) -> Row:
     if split not in SPLITS:
         raise InputError(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
     box = None
-    if has_box:
+    if has_box and not any(values[c] for c in BOX):
+        box = (0, 0, 0, 0)  # no box on this row: the whole image
+    elif has_box:
         try:
             box = tuple(int(values[c]) for c in BOX)
         except ValueError:
-            raise InputError(f"{where}: x, y, w, h must be integers (pixels)") from None
+            raise InputError(
+                f"{where}: x, y, w, h must be integers (pixels), all four or none (the whole image)"
+            ) from None
         if box[2] <= 0 or box[3] <= 0:
             raise InputError(f"{where}: the face box width and height must be positive")
     label = _label_text(values["label"], "label", where)

@@ -104,6 +104,29 @@ def test_heic_without_a_decoder_names_the_plugin(tmp_path):
         open_image(page)
 
 
+@pytest.mark.skipif(HEIF, reason="pillow-heif is installed: HEIC decodes")
+def test_a_heic_photo_named_jpg_is_named_by_its_bytes(tmp_path):
+    path = tmp_path / "IMG_0001.jpg"  # a phone's HEIC photo renamed, or shared as .jpg
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    with pytest.raises(ImageError, match=r"\(a HEIC photo, whatever its extension\).*pillow-heif"):
+        open_image(path)
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"PK\x03\x04", "a zip archive"),
+        (b"%PDF-1.7", "a PDF document"),
+        (b"\x1f\x8b\x08", "a gzip archive"),
+    ],
+)
+def test_an_archive_or_document_named_png_says_what_it_is(tmp_path, head, kind):
+    path = tmp_path / "face.png"
+    path.write_bytes(head + b"hello world" * 10)
+    with pytest.raises(ImageError, match=f"the file is {kind}.*, not an image"):
+        open_image(path)
+
+
 def test_the_missing_decoder_is_named_only_where_it_is_missing(tmp_path, monkeypatch):
     path = tmp_path / "broken.avif"  # binary content no decoder identifies
     path.write_bytes(b"\x00\x00\x00\x18ftypzzzz\x00\x00\x00\x00" + bytes(64))

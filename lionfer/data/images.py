@@ -147,13 +147,20 @@ def _decoding(path: Path) -> Iterator[None]:
             "downscale it (or, in Python, raise PIL.Image.MAX_IMAGE_PIXELS); otherwise remove it"
         ) from error
     except UnidentifiedImageError as error:
-        suffix, text = path.suffix.lower(), _head_text(path)
+        kind = _container(path)
+        suffix = kind if kind in PLUGINS else path.suffix.lower()
+        text = None if kind else _head_text(path)
         if suffix in PLUGINS and not _has_decoder(suffix) and text is None:
+            named = f" (a {suffix[1:].upper()} photo, whatever its extension)" * (
+                suffix != path.suffix.lower()
+            )
             raise ImageError(
-                f"cannot read image {path}: this Pillow has no {suffix[1:].upper()} decoder; "
-                f"{PLUGINS[suffix]}"
+                f"cannot read image {path}{named}: this Pillow has no {suffix[1:].upper()} "
+                f"decoder; {PLUGINS[suffix]}"
             ) from error
-        raise ImageError(f"cannot read image {path}: {_not_an_image(text)}; {_FIX}") from error
+        raise ImageError(
+            f"cannot read image {path}: {_not_an_image(text, kind)}; {_FIX}"
+        ) from error
     except Exception as error:
         # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
         # EOFError, struct.error, IndexError, ...): all mean "this file is unusable".
@@ -201,8 +208,33 @@ def _head_text(path: Path) -> str | None:
     return None if "\x00" in text else text
 
 
-def _not_an_image(text: str | None) -> str:
-    """Why PIL could not identify the file, from its first bytes as text (_head_text)."""
+# what a file that is no image often is, by its first bytes: (offset, bytes, kind)
+_MAGIC = (
+    (0, b"PK\x03\x04", "a zip archive"),
+    (0, b"\x1f\x8b", "a gzip archive"),
+    (0, b"7z\xbc\xaf", "a 7z archive"),
+    (0, b"%PDF", "a PDF document"),
+)
+_HEIF_BRANDS = {b"heic": ".heic", b"heix": ".heic", b"hevc": ".heic", b"heim": ".heic"}
+_HEIF_BRANDS |= {b"heis": ".heic", b"mif1": ".heif", b"msf1": ".heif", b"avif": ".avif"}
+
+
+def _container(path: Path) -> str:
+    """What the file is by its first bytes where PIL could not tell: the suffix of a HEIC, HEIF
+    or AVIF photo (ISO media, "ftyp" and a brand at bytes 4-12) whatever its name, a kind of
+    archive or document, or "" where none is recognised."""
+    with path.open("rb") as f:
+        head = f.read(12)
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return _HEIF_BRANDS[head[8:12]]
+    return next((kind for at, magic, kind in _MAGIC if head[at:].startswith(magic)), "")
+
+
+def _not_an_image(text: str | None, kind: str = "") -> str:
+    """Why PIL could not identify the file, from its first bytes: a kind of file recognised
+    (_container), or the bytes as text (_head_text)."""
+    if kind:
+        return f"the file is {kind}, not an image"
     if text is not None:
         hint = " (often an HTML error page saved by a failed download)" if "<" in text else ""
         return f"the file holds text, not an image{hint}"

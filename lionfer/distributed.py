@@ -36,10 +36,6 @@ class StoppedElsewhere(SystemExit):
     a rule): that process reports the error; this one exits with its exit code (2 for an
     InputError, else 1) without a message of its own, so the error is printed once."""
 
-    def __init__(self, code: int, rank: int):
-        super().__init__(code)
-        self.rank = rank
-
 
 def exit_code(error: BaseException) -> int:
     """The command line's exit code for an error raised before training."""
@@ -161,7 +157,7 @@ class ProcessGroup(Comm):
         if self.is_main:
             kind = InputError if failed[first] == 2 else RuntimeFailure
             raise kind(f"process {first} of {self.world_size} stopped the run: see its error")
-        raise StoppedElsewhere(failed[first], first)
+        raise StoppedElsewhere(failed[first])
 
     def check_identical(self, tensors: dict[str, torch.Tensor], what: str) -> None:
         digests = torch.stack([digest(t) for t in tensors.values()]) if tensors else None

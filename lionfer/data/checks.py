@@ -76,6 +76,16 @@ def first_match(root: Path, patterns: Sequence[str]) -> Path | None:
     return None
 
 
+def refuse_other_separators(path: Path, first_row: Sequence[str], what: str) -> None:
+    """ValueError for a CSV whose first row (parsed at commas) is one cell holding semicolons or
+    tabs: a spreadsheet saved it with another separator. what: "AffectNet lists are", ..."""
+    if len(first_row) == 1 and any(d in first_row[0] for d in ";\t"):
+        raise ValueError(
+            f"{path}: the first row {first_row[0][:60]!r} holds no comma; {what} comma-separated "
+            "(a spreadsheet may have saved it with semicolons or tabs): re-copy it from the release"
+        )
+
+
 def read_utf8(path: Path, fix: str) -> str:
     """The file as UTF-8 text (a byte order mark dropped); a file in another encoding (UTF-16
     from Windows Notepad, a legacy code page) raises not_utf8's error, whose fix is `fix`."""

@@ -24,6 +24,7 @@ from lionfer.data.checks import (
     drop_duplicates,
     not_utf8,
     parse_int,
+    refuse_other_separators,
     require_dir,
     require_file,
 )
@@ -231,11 +232,7 @@ def column_index(row: list[str], path: Path) -> tuple[dict[str, int], bool]:
         return {c: cells.index(c) for c in NEEDED}, True
     if len(cells) == len(CSV_COLUMNS):
         return {c: CSV_COLUMNS.index(c) for c in NEEDED}, False
-    if len(cells) == 1 and any(d in cells[0] for d in ";\t"):
-        raise ValueError(
-            f"{path}: the first row holds no comma; AffectNet lists are comma-separated (a "
-            "spreadsheet may have saved it with semicolons or tabs): re-copy it from the release"
-        )
+    refuse_other_separators(path, cells, "AffectNet lists are")
     raise ValueError(
         f"{path}: the first row is neither the header {','.join(CSV_COLUMNS)} nor a row of "
         f"{len(CSV_COLUMNS)} fields; this is not an AffectNet list"

@@ -28,6 +28,7 @@ from lionfer.data.checks import (
     drop_duplicates,
     not_utf8,
     parse_int,
+    refuse_other_separators,
     refuse_variant,
     require_file,
     require_seven,
@@ -368,12 +369,7 @@ def csv_records(
             header = [cell.strip() for cell in next(reader, [])]
             if not header:
                 raise ValueError(f"{path} is empty; expected a header row {','.join(columns)}")
-            if len(header) == 1 and any(d in header[0] for d in ";\t"):
-                raise ValueError(
-                    f"{path}: the header {header[0][:60]!r} holds no comma; the file must be "
-                    "comma-separated (a spreadsheet may have saved it with semicolons or tabs): "
-                    "re-copy it from the release"
-                )
+            refuse_other_separators(path, header, "the file must be")
             missing = [c for c in columns if c not in header]
             if missing:
                 raise ValueError(

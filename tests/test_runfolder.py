@@ -316,3 +316,12 @@ def test_a_run_saved_before_checkpoints_kept_their_config_resumes(tiny_cfg, tmp_
         state.pop(key)
     torch.save(state, last)
     assert train(None, run, resume=True, progress=False)["steps"] == 4
+
+
+def test_an_out_with_a_tilde_is_the_home_folder_s(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL)
+    assert train(cfg, "~/runs/x", progress=False, stop_after=1) is None
+    assert (tmp_path / "runs" / "x" / "config.toml").is_file()
+    assert not (tmp_path / "~").exists()

@@ -68,7 +68,7 @@ def train(
     generators = random_state()
     try:
         args = (resume, overwrite, stop_after, progress, command, device)
-        return train_locked(cfg, Path(out), *args)
+        return train_locked(cfg, Path(out).expanduser(), *args)  # "~/runs/x", as a shell reads it
     finally:
         set_random_state(generators)
         _RUNNING.release()

@@ -49,6 +49,14 @@ def test_views_name_transforms(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_to_leaves_no_tensor_of_the_algorithm_behind(name):
+    # the Trainer moves the algorithm to the run's device; "meta" stands in for a GPU here
+    algorithm = build(name, tiny_model()).to(torch.device("meta"))
+    tensors = {k: v for k, v in vars(algorithm).items() if isinstance(v, torch.Tensor)}
+    assert {k: v.device.type for k, v in tensors.items()} == dict.fromkeys(tensors, "meta")
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_one_step_trains_and_state_round_trips(name, tmp_path):
     torch.manual_seed(0)
     model = tiny_model().train()

@@ -179,6 +179,9 @@ class Algorithm:
     uses_all_labels: ClassVar[bool] = False
     # How the processes of a run communicate (set by the Trainer); one process: LOCAL.
     comm: Comm = LOCAL
+    # Tensors made from the run's data when the algorithm is built (not state: a checkpoint need
+    # not hold them) that the step reads on the run's device: to() moves them with the state.
+    device_buffers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg, info: AlgorithmInfo):
         self.cfg = cfg
@@ -222,6 +225,8 @@ class Algorithm:
     def to(self, device: torch.device) -> Algorithm:
         for key, value in self.state_dict().items():
             setattr(self, key, value.to(device))
+        for key in self.device_buffers:
+            setattr(self, key, getattr(self, key).to(device))
         modules = self.modules()
         if modules is not None:
             modules.to(device)

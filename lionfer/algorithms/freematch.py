@@ -88,6 +88,7 @@ def fairness_loss(
 class FreeMatch(Algorithm):
     config_class = FreeMatchConfig
     views = ("weak", "strong")
+    device_buffers = ("classes",)
 
     def __init__(self, cfg: FreeMatchConfig, info):
         super().__init__(cfg, info)
@@ -96,11 +97,6 @@ class FreeMatch(Algorithm):
         self.p_model = torch.full((c,), 1.0 / c)  # p̃
         self.label_hist = torch.full((c,), 1.0 / c)  # h̃
         self.classes = labeled_classes(info)  # those the fairness target ranges over
-
-    def to(self, device: torch.device) -> FreeMatch:
-        super().to(device)
-        self.classes = self.classes.to(device)
-        return self
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"time_p": self.time_p, "p_model": self.p_model, "label_hist": self.label_hist}

@@ -142,6 +142,7 @@ class PrototypeRows(NamedTuple):
 class Lion(EvidenceDisambiguation, Algorithm):
     config_class = LionConfig
     views = ("weak", "strong")
+    device_buffers = ("protected",)
 
     def __init__(self, cfg: LionConfig, info):
         super().__init__(cfg, info)
@@ -212,11 +213,6 @@ class Lion(EvidenceDisambiguation, Algorithm):
 
     def modules(self) -> torch.nn.Module | None:
         return self.heads
-
-    def to(self, device: torch.device) -> Lion:
-        super().to(device)
-        self.protected = self.protected.to(device)
-        return self
 
     # ---- the step ----
 

@@ -82,6 +82,7 @@ def centroid_guess(
 class MarginMix(Algorithm):
     config_class = MarginMixConfig
     views = ("weak", "weak")
+    device_buffers = ("labeled_classes",)
 
     def __init__(self, cfg: MarginMixConfig, info):
         super().__init__(cfg, info)
@@ -89,11 +90,6 @@ class MarginMix(Algorithm):
         self.centroid_ready = torch.zeros(info.num_classes, dtype=torch.bool)
         # (C,) the classes with labeled images, the only ones that can get a centroid
         self.labeled_classes = labeled_classes(info)
-
-    def to(self, device: torch.device) -> MarginMix:
-        super().to(device)
-        self.labeled_classes = self.labeled_classes.to(device)
-        return self
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"centroids": self.centroids, "centroid_ready": self.centroid_ready}

@@ -75,6 +75,7 @@ def truncated_gaussian_weight(
 class SoftMatch(Algorithm):
     config_class = SoftMatchConfig
     views = ("weak", "strong")
+    device_buffers = ("alignment_target",)
 
     def __init__(self, cfg: SoftMatchConfig, info):
         super().__init__(cfg, info)
@@ -84,11 +85,6 @@ class SoftMatch(Algorithm):
         self.p_model = torch.full((c,), 1.0 / c)  # p̂
         labeled = labeled_classes(info).float()
         self.alignment_target = labeled / labeled.sum().clamp(min=1)  # u, (C,)
-
-    def to(self, device: torch.device) -> SoftMatch:
-        super().to(device)
-        self.alignment_target = self.alignment_target.to(device)
-        return self
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {

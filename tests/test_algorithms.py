@@ -54,6 +54,8 @@ def test_to_leaves_no_tensor_of_the_algorithm_behind(name):
     algorithm = build(name, tiny_model()).to(torch.device("meta"))
     tensors = {k: v for k, v in vars(algorithm).items() if isinstance(v, torch.Tensor)}
     assert {k: v.device.type for k, v in tensors.items()} == dict.fromkeys(tensors, "meta")
+    modules = algorithm.modules()  # LION's cross-fitted heads, ReMixMatch's rotation head
+    assert modules is None or {p.device.type for p in modules.parameters()} == {"meta"}
 
 
 @pytest.mark.parametrize("name", NAMES)

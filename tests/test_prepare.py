@@ -325,6 +325,36 @@ def test_prepare_refuses_a_folder_that_is_not_its_cache(tiny_data, tmp_path):
     assert prepare(tiny_data, empty, size=64, splits=("unlabeled",), progress=False).rows == 2
 
 
+def test_a_second_prepare_into_a_folder_being_written_is_refused(
+    tiny_data, tmp_path, fake_detector
+):
+    import fcntl
+    import os
+
+    out = tmp_path / "out"
+    prepare(tiny_data, out, size=64, splits=("unlabeled",), progress=False)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    held = os.open(out, os.O_RDONLY)  # as a prepare still cropping there holds it
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(InputError, match="another lionfer process \\(a prepare writing"):
+            prepare(tiny_data, out, size=64, progress=False)
+    finally:
+        os.close(held)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert prepare(tiny_data, out, size=64, progress=False).counts["done"] == 2  # freed
+
+
+def test_a_refused_prepare_leaves_no_folder(tiny_data, tmp_path, monkeypatch):
+    def broken(data):
+        raise InputError("the images cannot be listed")
+
+    monkeypatch.setattr("lionfer.data.prepare.image_sources", broken)
+    with pytest.raises(InputError, match="cannot be listed"):
+        prepare(tiny_data, tmp_path / "new" / "out", size=64, progress=False)
+    assert not (tmp_path / "new").exists()
+
+
 def test_prepare_refuses_to_resume_on_other_images(tiny_data, tmp_path, fake_detector):
     # crops are numbered by position: an image added in front would shift every label by one
     out = tmp_path / "out"

@@ -4,8 +4,9 @@ out_dir/faces/<split>/<index>.png (size×size RGB), manifest.csv (path,label,spl
 readable by the `manifest` dataset: canonical ids for the FER classes, class names for classes of
 the data's own), failures.csv (source,split,reason) and prepare.json. Resumable: finished crops are
 skipped, writes are atomic, a bad image is recorded, never fatal, and SIGINT or SIGTERM stops after
-the image under way (PrepareInterrupted). out_dir never lies among the images it crops, and a
-manifest.csv edited since prepare wrote it is not replaced.
+the image under way (PrepareInterrupted). out_dir never lies among the images it crops, a
+manifest.csv edited since prepare wrote it is not replaced, and a second prepare into out_dir
+while one writes it is refused (flock, as training's RunLock).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from lionfer.data.prepare_cache import (
 from lionfer.errors import ConfigError, InputError, Interrupted
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
 from lionfer.training.interrupts import StopSignals
+from lionfer.training.runfolder import RunLock
 
 MANIFEST_COLUMNS = ("path", "label", "split", "true_label", "source")
 FAILURE_COLUMNS = ("source", "split", "reason")
@@ -148,6 +150,40 @@ def prepare(
     settings = {"dataset": data.name, "size": size, "detector": detector, "multi_face": multi_face}
     label_text = _label_writer(data)
     check_out_apart(out, data)
+    lock, created = RunLock(), _missing_folders(out)  # one prepare writes a folder at a time
+    if not out.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        lock.acquire(out, "a prepare writing its crops there now")
+    try:
+        return _prepare_locked(data, out, settings, label_text, splits, progress, min_size)
+    except BaseException:
+        for folder in created:  # refused before writing: no empty folders left behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    finally:
+        lock.release()
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """out and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not out.exists() and out != out.parent:
+        missing.append(out)
+        out = out.parent
+    return missing
+
+
+def _prepare_locked(
+    data: FERData,
+    out: Path,
+    settings: dict,
+    label_text,
+    splits: tuple[str, ...],
+    progress: bool,
+    min_size: int,
+) -> PrepareReport:
+    size, detector, multi_face = settings["size"], settings["detector"], settings["multi_face"]
     sources = image_sources(data)
     previous = check_resumable(out, settings, sources)
     # Images with several faces, by (source, split): those prepared before are kept unless redone.

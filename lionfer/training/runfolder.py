@@ -248,7 +248,8 @@ class RunLock:
     def __init__(self):
         self.fd: int | None = None
 
-    def acquire(self, folder: Path) -> None:
+    def acquire(self, folder: Path, writer: str = "a run training there now") -> None:
+        """Lock folder, or raise RunExistsError naming writer, what the other process does."""
         try:
             import fcntl
         except ImportError:  # Windows
@@ -262,8 +263,8 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             raise RunExistsError(
-                f"{folder} is being written by another lionfer process (a run training there "
-                "now); let it finish or stop it first, or choose another --out"
+                f"{folder} is being written by another lionfer process ({writer}); let it "
+                "finish or stop it first, or choose another --out"
             ) from None
         except OSError:  # a file system without locks
             os.close(fd)

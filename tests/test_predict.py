@@ -435,3 +435,24 @@ def test_a_truncated_animation_ends_with_a_row_saying_where_decoding_stopped(tmp
         assert 0 < len(read) < 6 and read == list(range(len(read)))
         assert last["error"].startswith(f"damaged video: decoding stopped at frame {len(read)} (")
         assert last["time_s"] == pytest.approx(len(read) / 10) and pd.isna(last["label"])
+
+
+def test_a_photo_stored_sideways_is_predicted_upright_but_video_frames_are_not_turned(
+    predictor, tmp_path
+):
+    from skimage import data as skdata
+
+    upright = Image.fromarray(skdata.astronaut()).resize((256, 256))
+    stored = upright.rotate(90, expand=True)  # a photo saved on its side, without EXIF
+    (face,) = predictor.faces(upright)
+    (turned,) = predictor.faces(stored)
+    torch.testing.assert_close(turned.tensor, face.tensor, atol=0.01, rtol=0)  # one crop
+    x, y, w, h = face.box
+    np.testing.assert_allclose(turned.box, (y, 256 - x - w, h, w))  # in the stored pixels
+    stored.save(tmp_path / "sideways.png")
+    table = predictor.predict(tmp_path / "sideways.png")
+    assert table["error"].isna().all() and len(table) == 1
+    # a video is not searched turned: its frames are many, and their orientation is the file's
+    clip = write_clip(tmp_path / "clip.avi", [stored] * 2, fps=10.0)
+    assert predictor.predict(clip)["error"].tolist() == ["no face found"] * 2
+    assert predictor.faces(stored, turn=False) == []

@@ -100,6 +100,42 @@ def test_large_images_are_shrunk_for_detection_and_boxes_scaled_back(astronaut):
     np.testing.assert_allclose(large.box, np.array(face.box) * 4, atol=0.1 * 4 * face.box[2])
 
 
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_photo_stored_sideways_is_searched_turned_and_cropped_upright(astronaut, degrees):
+    small = astronaut.resize((256, 256))
+    (upright,) = detect(small, "haar")
+    stored = small.rotate(degrees, expand=True)  # counter-clockwise, as a sideways photo lies
+    assert detect(stored, "haar") == []  # Haar finds no face on its side or upside down
+    (face,) = detect(stored, "haar", turn=True)
+    assert face.turned == (360 - degrees) % 360  # turned back by the rest of a full turn
+    # the box is in the stored photo's pixels: the upright box turned as the photo was
+    x, y, w, h = upright.box
+    expected = {
+        90: (y, 256 - x - w, h, w),
+        180: (256 - x - w, 256 - y - h, w, h),
+        270: (256 - y - h, x, h, w),
+    }[degrees]
+    np.testing.assert_allclose(face.box, expected, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(align(stored, face, 64)), align(small, upright, 64))
+    (found,) = detect(small, "haar", turn=True)  # an upright photo is searched as it is
+    assert found.turned == 0 and found.box == upright.box
+
+
+def test_mtcnn_landmarks_of_a_turned_photo_align_the_face_upright(astronaut, mtcnn_faces):
+    small = astronaut.resize((256, 256))
+    (upright,) = detect(small, "mtcnn")
+    stored = small.rotate(90, expand=True)
+    assert detect(stored, "mtcnn") == []
+    (face,) = detect(stored, "mtcnn", turn=True)
+    assert face.turned == 270
+    # landmarks back in the stored photo's pixels: the eyes lie on a vertical line there
+    left_eye, right_eye = face.landmarks[:2]
+    assert abs(left_eye[0] - right_eye[0]) < 5 < abs(left_eye[1] - right_eye[1])
+    crop = np.asarray(align(stored, face, 64), dtype=float)
+    reference = np.asarray(align(small, upright, 64), dtype=float)
+    assert np.abs(crop - reference).mean() < 25 < np.abs(crop[::-1] - reference).mean()
+
+
 def test_noise_has_no_face():
     noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     assert detect(Image.fromarray(noise), "auto") == []
@@ -200,7 +236,7 @@ def fake_detector(monkeypatch):
     """Replace the detectors inside prepare (for tests about files, not faces): the 256-px
     astronaut has one face, anything else none."""
 
-    def fake_detect(image, detector):
+    def fake_detect(image, detector, turn=False):
         return [Face(SMALL_BOX, 1.0, None, "fake")] if image.size == (256, 256) else []
 
     monkeypatch.setattr("lionfer.data.prepare.detect", fake_detect)
@@ -438,6 +474,28 @@ def test_prepare_multiple_faces(tmp_path, two_face_file, rule, names):
 # a user's own photo folders
 
 
+def test_prepare_crops_a_sideways_photo_upright_and_lists_it(tmp_path, astronaut):
+    photos = photo_folder(tmp_path / "photos", astronaut)
+    astronaut.resize((256, 256)).rotate(90, expand=True).save(photos / "sad" / "0.jpg")
+    out = tmp_path / "out"
+    report = prepare(folder_data(photos), out, size=64, detector="haar", progress=False)
+    assert report.counts["done"] == 6 and report.counts["no_face"] == 0
+    assert "1 image showed a face only when turned" in report.summary()
+    (listed,) = json.loads((out / "prepare.json").read_text())["turned"]
+    assert listed["source"] == "sad/0.jpg" and listed["degrees"] == 270
+    crops = [np.asarray(Image.open(p), dtype=float) for p in sorted(out.rglob("faces/*/*.png"))]
+    assert len(crops) == 6
+    # one face, every crop upright (JPEG's losses apart); upside down would be far off
+    assert (
+        max(np.abs(c - crops[0]).mean() for c in crops)
+        < 20
+        < np.abs(crops[0][::-1] - crops[0]).mean()
+    )
+    again = prepare(folder_data(photos), out, size=64, detector="haar", progress=False)
+    assert json.loads((out / "prepare.json").read_text())["turned"] == [listed]  # kept
+    assert again.counts["skipped_existing"] == 6
+
+
 def photo_folder(root, astronaut, classes=("happy", "sad"), per_class=3):
     """root/<class>/<k>.jpg: the 256-px astronaut (fake_detector's one face) per_class times."""
     face = astronaut.resize((256, 256))
@@ -581,7 +639,7 @@ from lionfer.data.faces import Face
 
 calls = []
 
-def detect(image, detector):
+def detect(image, detector, turn=False):
     calls.append(1)
     if len(calls) == 2:
         os.kill(os.getpid(), signal.{signal})  # while the second image is under way

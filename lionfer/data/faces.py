@@ -40,6 +40,14 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 # MTCNN's small convolutions gain nothing from more torch threads and lose 3-10x when the cores are
 # shared (0.14 s vs 0.5-2 s per 512 px image on a busy 2-core machine), so detect on one thread.
 MTCNN_THREADS = 1
+# Where a photo shows no face as stored, detect(turn=True) searches it turned a quarter each way
+# and upside down: a photo saved sideways without an EXIF rotation (EXIF-rotated ones are turned
+# upright when read). Degrees counter-clockwise, as PIL's transposes.
+TURNS = {
+    90: Image.Transpose.ROTATE_90,
+    270: Image.Transpose.ROTATE_270,
+    180: Image.Transpose.ROTATE_180,
+}
 
 
 class DetectorUnavailable(RuntimeError):
@@ -54,6 +62,7 @@ class Face:
     score: float  # MTCNN: face probability; Haar: neighbour count (not a probability)
     landmarks: np.ndarray | None  # (5, 2) x, y in ARCFACE_TEMPLATE_112's point order, or None
     detector: str
+    turned: int = 0  # degrees counter-clockwise the image was turned to find it (see detect)
 
     @property
     def area(self) -> float:
@@ -61,23 +70,62 @@ class Face:
 
 
 def detect(
-    image: Image.Image, detector: str = "auto", min_score: float = MTCNN_MIN_SCORE
+    image: Image.Image,
+    detector: str = "auto",
+    min_score: float = MTCNN_MIN_SCORE,
+    turn: bool = False,
 ) -> list[Face]:
     """Faces in an RGB image. "auto" runs MTCNN, and the Haar cascade only when MTCNN cannot be
     built (its weights missing or damaged; a warning says so), never when MTCNN ran and found
     nothing: Haar finds "faces" in lettering and textures that MTCNN rejects. "mtcnn" and "haar"
-    run only that detector."""
+    run only that detector. With turn, an image without a face is searched again turned by each
+    of TURNS, and the faces of the turn with the best-scoring face are kept: they come back in
+    the coordinates of the image given, with .turned set, and align() crops them upright (a
+    sideways face seen by MTCNN scores lower than the same face upright)."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
     small, scale = _shrink(image.convert("RGB"), DETECT_MAX_SIDE)
     if detector == "haar":
-        faces = _detect_haar(small)
+        find = _detect_haar
     elif detector == "mtcnn":
-        faces = _detect_mtcnn(_mtcnn(), small, min_score)
+        model = _mtcnn()
+        find = functools.partial(_detect_mtcnn, model, min_score=min_score)
     else:
         model = _mtcnn_or_none()
-        faces = _detect_mtcnn(model, small, min_score) if model is not None else _detect_haar(small)
+        find = (
+            functools.partial(_detect_mtcnn, model, min_score=min_score)
+            if model is not None
+            else _detect_haar
+        )
+    faces = find(small)
+    if turn and not faces:
+        turned = [
+            [_turned_back(f, degrees, small.size) for f in find(small.transpose(transpose))]
+            for degrees, transpose in TURNS.items()
+        ]
+        faces = max(turned, key=lambda found: max((f.score for f in found), default=-1.0))
     return [_rescaled(face, 1.0 / scale) for face in faces]
+
+
+def _turned_back(face: Face, degrees: int, size: tuple[int, int]) -> Face:
+    """A face found in an image (width, height = size) turned by degrees counter-clockwise, in
+    the coordinates of the image as given."""
+    width, height = size
+
+    def back(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if degrees == 90:
+            return width - v, u
+        if degrees == 270:
+            return v, height - u
+        return width - u, height - v
+
+    u, v, w, h = face.box
+    x0, y0 = back(np.array([u, u + w]), np.array([v, v + h]))
+    box = (float(x0.min()), float(y0.min()), float(np.ptp(x0)), float(np.ptp(y0)))
+    landmarks = None
+    if face.landmarks is not None:
+        landmarks = np.stack(back(face.landmarks[:, 0], face.landmarks[:, 1]), axis=1)
+    return Face(box, face.score, landmarks, face.detector, degrees)  # type: ignore[arg-type]
 
 
 def pick_faces(faces: list[Face], multi_face: str = "largest") -> list[Face]:
@@ -93,12 +141,14 @@ def pick_faces(faces: list[Face], multi_face: str = "largest") -> list[Face]:
 
 def align(image: Image.Image, face: Face, size: int) -> Image.Image:
     """A size×size RGB crop of the face: a similarity transform of its 5 landmarks onto the ArcFace
-    template scaled to size, or, without usable landmarks, a square box crop (BOX_MARGIN)."""
+    template scaled to size, or, without usable landmarks, a square box crop (BOX_MARGIN), turned
+    upright where the face was found in the image turned (Face.turned)."""
     if face.landmarks is not None:
         aligned = _warp_to_template(image.convert("RGB"), face.landmarks, size)
         if aligned is not None:
             return aligned
-    return crop_square(image, face.box, size, BOX_MARGIN)
+    square = crop_square(image, face.box, size, BOX_MARGIN)
+    return square.transpose(TURNS[face.turned]) if face.turned else square
 
 
 def crop_square(
@@ -168,7 +218,7 @@ def _rescaled(face: Face, factor: float) -> Face:
         return face
     box = tuple(float(v) * factor for v in face.box)
     landmarks = None if face.landmarks is None else face.landmarks * factor
-    return Face(box, face.score, landmarks, face.detector)  # type: ignore[arg-type]
+    return Face(box, face.score, landmarks, face.detector, face.turned)  # type: ignore[arg-type]
 
 
 def _detect_mtcnn(model: Any, image: Image.Image, min_score: float) -> list[Face]:

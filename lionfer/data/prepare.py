@@ -76,6 +76,7 @@ class PrepareReport:
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # source, split, reason
     several_faces: list[tuple[str, str, int]] = field(default_factory=list)  # source, split, faces
     several_faces_rule: str = "largest"  # prepare's multi_face: which of them were kept
+    turned: list[tuple[str, str, int]] = field(default_factory=list)  # source, split, degrees
     notes: list[str] = field(default_factory=list)  # the dataset's (files ignored, test held out)
     rows: int = 0
     seconds: float = 0.0
@@ -99,6 +100,12 @@ class PrepareReport:
             lines.append(
                 f"several faces in {_images(len(self.several_faces))} (kept {kept}); "
                 f"{self.out_dir / 'prepare.json'} lists them under several_faces"
+            )
+        if self.turned:
+            lines.append(
+                f"{_images(len(self.turned))} showed a face only when turned (stored sideways or "
+                f"upside down); their crops are upright, and {self.out_dir / 'prepare.json'} "
+                "lists them under turned"
             )
         return "\n".join(lines)
 
@@ -188,6 +195,7 @@ def _prepare_locked(
     previous = check_resumable(out, settings, sources)
     # Images with several faces, by (source, split): those prepared before are kept unless redone.
     several = {(e["source"], e["split"]): e["faces"] for e in previous.get("several_faces", [])}
+    turned = {(e["source"], e["split"]): e["degrees"] for e in previous.get("turned", [])}
     # Settings go on disk first, so even an interrupted run guards its folder against mixing.
     started = {
         **settings,
@@ -195,6 +203,7 @@ def _prepare_locked(
         "complete": False,
         "written": previous.get("written") or {},
         "several_faces": previous.get("several_faces") or [],
+        "turned": previous.get("turned") or [],
     }
     _write_text(out / "prepare.json", json.dumps(started, indent=2))
     report = PrepareReport(out_dir=out, notes=list(data.notes), several_faces_rule=multi_face)
@@ -211,22 +220,27 @@ def _prepare_locked(
             for i in tqdm(
                 range(len(images)), desc=f"prepare {split}", unit="img", disable=not progress
             ):
-                failure, faces = _prepare_one(
+                failure, faces, degrees = _prepare_one(
                     images, i, folder, size, detector, multi_face, min_size, counts
                 )
                 if failure:
                     report.failures.append((images.ids[i], split, failure))
                 if faces is not None:  # detected in this call, not skipped as done
                     several.pop((images.ids[i], split), None)
+                    turned.pop((images.ids[i], split), None)
                     if faces > 1:
                         several[images.ids[i], split] = faces
+                    if degrees:
+                        turned[images.ids[i], split] = degrees
                 if stop.signum is not None:
                     report.counts.update(counts)
                     started["several_faces"] = _several_json(several)
+                    started["turned"] = _turned_json(turned)
                     _write_text(out / "prepare.json", json.dumps(started, indent=2))
                     raise PrepareInterrupted(stop.signum, out, report.counts["done"])
             report.counts.update(counts)
     report.several_faces = [(source, split, n) for (source, split), n in several.items()]
+    report.turned = [(source, split, n) for (source, split), n in turned.items()]
     rows = _manifest_rows(data, out, multi_face, label_text)
     written = {
         "manifest.csv": _write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows),
@@ -248,59 +262,62 @@ def _prepare_one(
     multi_face: str,
     min_size: int,
     counts: Counter,
-) -> tuple[str, int | None]:
+) -> tuple[str, int | None, int]:
     """Crop image i into folder, updating counts; returns (the failure reason or "", the number
-    of faces detected; None where the image was done before and skipped)."""
+    of faces detected; None where the image was done before and skipped, the degrees the image
+    was turned to show them)."""
     if _is_done(folder, i, size, multi_face):
         counts["skipped_existing"] += 1
-        return "", None
+        return "", None, 0
     try:
-        crops, num_faces = _crops(images, i, size, detector, multi_face, min_size)
+        crops, num_faces, degrees = _crops(images, i, size, detector, multi_face, min_size)
     except _NoFace:
         counts["no_face"] += 1
-        return "no face found", 0
+        return "no face found", 0, 0
     except _BadBox as error:
         counts["bad_box"] += 1
-        return f"bad box: {error}", 0
+        return f"bad box: {error}", 0, 0
     except ImageTooSmallError as error:
         counts["too_small"] += 1
-        return f"too small: {error}", 0
+        return f"too small: {error}", 0, 0
     except ImageError as error:
         counts["unreadable"] += 1
-        return f"unreadable: {error}", 0
+        return f"unreadable: {error}", 0, 0
     except DetectorUnavailable as error:  # a set-up problem, not a bad image: stop
         raise InputError(str(error)) from error
     except Exception as error:
         # A decoder or detector crash on one image must not stop a night-long run; it is
         # counted as "errors" and listed with its type so a systematic bug stays visible.
         counts["errors"] += 1
-        return f"error: {type(error).__name__}: {error}", 0
+        return f"error: {type(error).__name__}: {error}", 0, 0
     counts["multi_face"] += int(num_faces > 1)
     # Highest k first: the unsuffixed file (largest) or _f0 (all) is written last, so its
     # presence marks the whole image as done.
     for k in reversed(range(len(crops))):
         _write_png(folder / _crop_name(i, k, multi_face), crops[k])
     counts["done"] += 1
-    return "", num_faces
+    return "", num_faces, degrees
 
 
 def _crops(
     images: ImageSet, i: int, size: int, detector: str, multi_face: str, min_size: int
-) -> tuple[list[Image.Image], int]:
-    """(face crops of image i, number of faces detected)."""
+) -> tuple[list[Image.Image], int, int]:
+    """(face crops of image i, number of faces detected, degrees the photo was turned to show
+    them: a photo without a face as stored is searched turned, see faces.detect)."""
     if not images.is_files:  # in-memory arrays are already faces: resize only
         image = images.load(i)
         _check_size(image.size, min_size, f"image {images.ids[i]}")
-        return [crop_square(image, (0, 0, *image.size), size)], 1
+        return [crop_square(image, (0, 0, *image.size), size)], 1, 0
     image, scale = open_photo(images.images[i], min_size=min_size)  # a huge JPEG at 1/scale
     if images.boxes is not None:
         box = tuple(round(int(v) / scale) for v in images.boxes[i])  # the list's, in file pixels
         _check_box(box, image.size, min_size, images.ids[i])
-        return [crop_square(image, box, size, GIVEN_BOX_MARGIN)], 1
-    faces = detect(image, detector)
+        return [crop_square(image, box, size, GIVEN_BOX_MARGIN)], 1, 0
+    faces = detect(image, detector, turn=True)
     if not faces:
         raise _NoFace()
-    return [align(image, face, size) for face in pick_faces(faces, multi_face)], len(faces)
+    crops = [align(image, face, size) for face in pick_faces(faces, multi_face)]
+    return crops, len(faces), faces[0].turned
 
 
 def _check_size(wh: tuple[int, int], min_size: int, what: str) -> None:
@@ -411,11 +428,16 @@ def _summary_json(data: FERData, settings: dict, report: PrepareReport) -> dict:
         "several_faces": _several_json(
             {(source, split): n for source, split, n in report.several_faces}
         ),
+        "turned": _turned_json({(source, split): n for source, split, n in report.turned}),
     }
 
 
 def _several_json(several: dict[tuple[str, str], int]) -> list[dict]:
     return [{"source": s, "split": split, "faces": n} for (s, split), n in several.items()]
+
+
+def _turned_json(turned: dict[tuple[str, str], int]) -> list[dict]:
+    return [{"source": s, "split": split, "degrees": n} for (s, split), n in turned.items()]
 
 
 def _check_arguments(

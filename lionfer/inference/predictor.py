@@ -231,20 +231,23 @@ class Predictor:
             return getattr(self.detector, "__name__", type(self.detector).__name__)
         return self.detector
 
-    def detect(self, image: Image.Image) -> list[Face]:
-        """The faces of an RGB image, largest first (ties: higher score first)."""
+    def detect(self, image: Image.Image, turn: bool = True) -> list[Face]:
+        """The faces of an RGB image, largest first (ties: higher score first). With turn, a photo
+        without a face as stored is searched turned (a photo saved sideways; faces.detect); a
+        detector of your own sees the image as given."""
         if callable(self.detector):
             return pick_faces(list(self.detector(image)), "all")
         if min(image.size) * min(1.0, DETECT_MAX_SIDE / max(image.size)) < MIN_DETECT_SIDE:
             return []
-        return pick_faces(detect(image, self.detector), "all")
+        return pick_faces(detect(image, self.detector, turn=turn), "all")
 
-    def faces(self, image: Image.Image, cropped: bool = False) -> list[FaceCrop]:
+    def faces(self, image: Image.Image, cropped: bool = False, turn: bool = True) -> list[FaceCrop]:
         """Every face of an RGB image, largest first (as `prepare --multi-face all` orders them),
-        aligned to face_size; with cropped=True the whole image is one face."""
+        aligned to face_size (upright where the image was turned to find it); with cropped=True
+        the whole image is one face. turn: see detect (video frames are not turned)."""
         if cropped:
             return [FaceCrop((0.0, 0.0, *map(float, image.size)), None, self.transform(image))]
-        found = self.detect(image)
+        found = self.detect(image, turn)
         return [
             FaceCrop(f.box, f.score, self.transform(align(image, f, self.face_size))) for f in found
         ]
@@ -343,7 +346,7 @@ class Predictor:
     ) -> Frame:
         frame = Frame(source, index, time_s, image=image if keep else None, scale=scale)
         try:
-            frame.faces = self.faces(image, cropped)
+            frame.faces = self.faces(image, cropped, turn=source.kind != "video")
         except DetectorUnavailable as error:  # a set-up problem: stop, keeping what is done
             raise InputError(str(error)) from error
         except Exception as error:

@@ -199,10 +199,11 @@ def test_a_state_digest_tells_equal_tensors_from_others():
     assert not torch.equal(digest(torch.arange(5.0)), digest(torch.arange(5.0).flip(0)))
 
 
-def as_processes(world: int, args: list[str], timeout: float = 120) -> list:
+def as_processes(world: int, args: list[str], timeout: float = 120, cwds=None) -> list:
     """`python -m lionfer ARGS` as the `world` processes of a run, started as torchrun starts
     them but without its agent, which would stop the others when one exits (as a node of a
-    multi-node run sees it): (exit code, stderr) of each, in rank order."""
+    multi-node run sees it), each in its folder of cwds (a node of its own): (exit code,
+    stderr) of each, in rank order."""
     port = free_port()
     env = {
         **os.environ,
@@ -216,6 +217,7 @@ def as_processes(world: int, args: list[str], timeout: float = 120) -> list:
         subprocess.Popen(
             [sys.executable, "-m", "lionfer", *args],
             env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
+            cwd=None if cwds is None else cwds[rank],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -261,3 +263,48 @@ def test_every_process_exits_with_the_error_the_main_process_alone_met(tmp_path,
     assert [code for code, _ in done] == [2, 2], done
     assert message in done[0][1] and done[0][1].count("error: ") == 1, done[0][1]
     assert "error" not in done[1][1] and "Traceback" not in done[1][1], done[1][1]
+
+
+@pytest.mark.parametrize("missing", ["data", "weights"])
+def test_a_file_missing_on_one_node_stops_every_process(tmp_path, missing):
+    # Each process reads its data and weights itself, from paths relative to its node's folder:
+    # where one node lacks them, the others must not wait for it at the model's collectives.
+    from PIL import Image
+
+    from lionfer.models import build_model
+
+    nodes = [tmp_path / "node0", tmp_path / "node1"]
+    for node in nodes:
+        for name in ("cat", "dog"):
+            (node / "photos" / name).mkdir(parents=True)
+            for k in range(6):
+                Image.new("RGB", (24, 24), (40 * k, 90, 200 if name == "dog" else 0)).save(
+                    node / "photos" / name / f"{k}.png"
+                )
+        torch.save(
+            build_model(load_config(DEFAULT_CONFIG, TINY).model, 2).state_dict(),
+            node / "weights.pt",
+        )
+    gone = {"data": nodes[1] / "photos", "weights": nodes[1] / "weights.pt"}[missing]
+    if gone.is_dir():
+        import shutil
+
+        shutil.rmtree(gone)
+    else:
+        gone.unlink()
+    args = [
+        "train",
+        *(t for t in TINY if not t.startswith(("data.num_", "model.pretrained"))),
+        "data.dataset=folder",
+        "data.root=photos",
+        "data.num_labels=8",
+        "model.pretrained=weights.pt",
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    ]
+    done = as_processes(2, args, timeout=90, cwds=nodes)
+    assert [code for code, _ in done] == [2, 2], done
+    assert "process 1 of 2 stopped the run" in done[0][1], done[0][1]
+    assert {"data": "photos", "weights": "weights.pt"}[missing] in done[1][1], done[1][1]
+    assert "Traceback" not in done[0][1] + done[1][1]

@@ -169,14 +169,18 @@ def check_same_config(given: Config, saved: Config, out: Path) -> None:
 
 
 def random_state() -> tuple:
-    """The process's random generators (torch's on the CPU, Python's, numpy's)."""
-    return torch.get_rng_state(), random.getstate(), np.random.get_state()
+    """The process's random generators: torch's on the CPU, Python's, numpy's, and torch's on
+    each GPU where the process uses CUDA already (reading them would start CUDA otherwise)."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), random.getstate(), np.random.get_state(), cuda
 
 
 def set_random_state(state: tuple) -> None:
     torch.set_rng_state(state[0])
     random.setstate(state[1])
     np.random.set_state(state[2])
+    if state[3] is not None:
+        torch.cuda.set_rng_state_all(state[3])
 
 
 def train_here(
@@ -186,9 +190,9 @@ def train_here(
 
     def build() -> Trainer:  # data and model first, so a bad root or weights file leaves no run
         data = None
-        if resume:
+        if resume:  # every process reads its data itself: none may wait for one that failed
             split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
-            data = build_run_data(split, cfg.seed, progress and comm.is_main)
+            data = comm.settle(lambda: build_run_data(split, cfg.seed, progress and comm.is_main))
         return build_trainer(cfg, out, data, progress, command, comm, pretrained=not resume)
 
     if command and comm.is_main:  # the command line: the data's notes too, before training
@@ -231,11 +235,19 @@ def build_trainer(
     weights)."""
     device = process_device(resolve_device(cfg.train.device), comm)
     setup.check_batch_sizes(cfg, comm)
-    if run_data is None:
-        run_data = build_run_data(setup.data_config(cfg), cfg.seed, progress and comm.is_main)
-    setup.check_all_labeled(cfg, run_data)
-    setup.check_unlabeled(cfg, run_data)
-    setup.check_labeled_classes(cfg, run_data)
+
+    def checked_data() -> RunData:
+        data = run_data
+        if data is None:
+            data = build_run_data(setup.data_config(cfg), cfg.seed, progress and comm.is_main)
+        setup.check_all_labeled(cfg, data)
+        setup.check_unlabeled(cfg, data)
+        setup.check_labeled_classes(cfg, data)
+        return data
+
+    # Every process reads the data itself (a root missing on one node fails there alone): all
+    # learn how it went before the model's collectives, where the others would wait.
+    run_data = comm.settle(checked_data)
     parts = setup.build_parts(cfg, run_data, device, comm, pretrained)
     return Trainer(cfg, out, run_data, parts, device, progress, command, comm)
 

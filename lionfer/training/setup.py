@@ -157,10 +157,17 @@ def build_parts(
     weights since)."""
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    model = build_model(dataclasses.replace(cfg.model, pretrained=""), run_data.num_classes)
-    weights_message = "random init"
-    if cfg.model.pretrained and pretrained:
-        weights_message = load_pretrained(model, cfg.model)
+
+    def weighted() -> tuple[torch.nn.Module, str]:
+        model = build_model(dataclasses.replace(cfg.model, pretrained=""), run_data.num_classes)
+        weights_message = "random init"
+        if cfg.model.pretrained and pretrained:
+            weights_message = load_pretrained(model, cfg.model)
+        return model, weights_message
+
+    # A weights file missing on one node fails there alone: every process learns of it before
+    # the wrapping's collectives, where the others would wait.
+    model, weights_message = comm.settle(weighted)
     model.to(device, memory_format=memory_format(cfg))
     ema = ModelEMA(model, cfg.train.ema_decay)
     synced = cfg.train.sync_batchnorm and comm.world_size > 1

@@ -357,6 +357,21 @@ def test_two_runs_in_one_process_repeat_and_leave_the_random_generators(tiny_cfg
     assert_same_checkpoints(tmp_path / "a", tmp_path / "b")
 
 
+def test_train_restores_the_gpu_generators_where_cuda_is_in_use(monkeypatch):
+    from lionfer.training.run import random_state, set_random_state
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["gpu0", "gpu1"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    set_random_state(random_state())
+    assert restored == [["gpu0", "gpu1"]]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # CUDA not started: unread
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("CUDA started"))
+    set_random_state(random_state())
+    assert restored == [["gpu0", "gpu1"]]
+
+
 def assert_same_checkpoints(a: Path, b: Path) -> None:
     first, second = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (a, b))
     for part in ("model", "ema", "optimizer", "algorithm"):

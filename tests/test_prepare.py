@@ -20,6 +20,7 @@ from lionfer.data import mtcnn as faces_mtcnn
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.faces import ARCFACE_TEMPLATE_112, Face, align, crop_square, detect, pick_faces
 from lionfer.data.prepare import prepare
+from lionfer.data.prepare_cache import crop_stems
 from lionfer.errors import InputError
 from lionfer.labels import CLASS_NAMES
 
@@ -42,6 +43,11 @@ def two_faces(astronaut: Image.Image) -> Image.Image:
     canvas.paste(astronaut.resize((320, 320)), (0, 0))
     canvas.paste(astronaut.resize((160, 160)), (320, 80))
     return canvas
+
+
+def crop(images: ImageSet, i: int, face: str = "") -> str:
+    """The file name of image i's crop (face: "_f0", ... under multi_face "all")."""
+    return f"{crop_stems(images, 'source')[i]}{face}.png"
 
 
 def read_csv(path) -> list[dict[str, str]]:
@@ -251,17 +257,19 @@ def test_prepare_writes_crops_manifest_failures_and_counts(tiny_data, tmp_path):
 
     rows = read_csv(out / "manifest.csv")
     assert list(rows[0]) == ["path", "label", "split", "true_label", "source"]
+    train, test, unlabeled = tiny_data.train, tiny_data.test, tiny_data.unlabeled
     assert [(r["path"], r["label"], r["split"], r["true_label"]) for r in rows] == [
-        ("faces/train/000000.png", "3", "train", ""),
-        ("faces/test/000000.png", "3", "test", ""),
-        ("faces/unlabeled/000000.png", "", "unlabeled", "0"),
-        ("faces/unlabeled/000001.png", "", "unlabeled", "1"),
+        (f"faces/train/{crop(train, 0)}", "3", "train", ""),
+        (f"faces/test/{crop(test, 0)}", "3", "test", ""),
+        (f"faces/unlabeled/{crop(unlabeled, 0)}", "", "unlabeled", "0"),
+        (f"faces/unlabeled/{crop(unlabeled, 1)}", "", "unlabeled", "1"),
     ]
     assert rows[0]["source"].endswith("astronaut.jpg") and rows[2]["source"] == "0"
+    assert crop(train, 0).startswith("astronaut-")  # the name of its photo, and a hash
     for row in rows:
         with Image.open(out / row["path"]) as image:
             assert image.mode == "RGB" and image.size == (64, 64)
-    assert sorted(p.name for p in (out / "faces" / "train").iterdir()) == ["000000.png"]
+    assert sorted(p.name for p in (out / "faces" / "train").iterdir()) == [crop(train, 0)]
 
     failures = {r["source"].rsplit("/", 1)[-1]: r for r in read_csv(out / "failures.csv")}
     assert sorted(failures) == ["corrupt.jpg", "noise.png", "tiny.png"]
@@ -279,14 +287,14 @@ def test_prepare_writes_crops_manifest_failures_and_counts(tiny_data, tmp_path):
 def test_prepare_crops_boxes_and_resizes_arrays(tiny_data, tmp_path, astronaut):
     out = tmp_path / "out"
     prepare(tiny_data, out, size=64, splits=("test", "unlabeled"), progress=False)
-    boxed = np.asarray(Image.open(out / "faces/test/000000.png"), dtype=float)
+    boxed = np.asarray(Image.open(out / "faces/test" / crop(tiny_data.test, 0)), dtype=float)
     source = astronaut.resize((256, 256))
     expected = np.asarray(crop_square(source, SMALL_BOX, 64, 1.1), dtype=float)
     assert np.abs(boxed - expected).mean() < 4  # the same crop, up to JPEG loss
     array = tiny_data.unlabeled.images[0]
     resized = np.asarray(Image.fromarray(array).resize((64, 64), Image.Resampling.BICUBIC))
-    crop = np.asarray(Image.open(out / "faces/unlabeled/000000.png"))
-    np.testing.assert_array_equal(crop[..., 1], resized)
+    cropped = np.asarray(Image.open(out / "faces/unlabeled" / crop(tiny_data.unlabeled, 0)))
+    np.testing.assert_array_equal(cropped[..., 1], resized)
     assert not (out / "faces" / "train").exists()
 
 
@@ -302,9 +310,9 @@ def test_prepare_resumes_and_skips_finished_images(tiny_data, tmp_path, fake_det
     assert (out / "failures.csv").read_bytes() == failures  # failures are retried, not forgotten
 
     # An interrupted run leaves a temp file and may have lost a crop; a damaged crop is redone.
-    (out / "faces/unlabeled/000001.png").unlink()
-    (out / "faces/unlabeled/.000001.png.123.part").write_bytes(b"half")
-    (out / "faces/test/000000.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (out / "faces/unlabeled" / crop(tiny_data.unlabeled, 1)).unlink()
+    (out / "faces/unlabeled" / f".{crop(tiny_data.unlabeled, 1)}.123.part").write_bytes(b"half")
+    (out / "faces/test" / crop(tiny_data.test, 0)).write_bytes(b"\x89PNG\r\n\x1a\n broken")
     third = prepare(tiny_data, out, size=64, progress=False)
     assert third.counts["done"] == 2 and third.counts["skipped_existing"] == 2
     assert not list(out.rglob("*.part"))
@@ -391,18 +399,67 @@ def test_a_refused_prepare_leaves_no_folder(tiny_data, tmp_path, monkeypatch):
     assert not (tmp_path / "new").exists()
 
 
-def test_prepare_refuses_to_resume_on_other_images(tiny_data, tmp_path, fake_detector):
-    # crops are numbered by position: an image added in front would shift every label by one
+def tinted_photos(folder, astronaut, names) -> list[str]:
+    """256-px astronauts (fake_detector's one face), each tinted its own colour."""
+    folder.mkdir()
+    paths = []
+    for k, name in enumerate(names):
+        tint = Image.new("RGB", (256, 256), ((60 * k) % 256, 40 * k, 255 - 50 * k))
+        Image.blend(astronaut.resize((256, 256)), tint, 0.5).save(folder / name)
+        paths.append(str(folder / name))
+    return paths
+
+
+def train_only(paths: list[str], labels: list[int]) -> FERData:
+    train = ImageSet(images=paths, labels=labels)
+    return FERData("tiny", CLASS_NAMES, train=train, test=train.subset(np.array([], int)))
+
+
+def test_a_cache_takes_images_added_removed_and_moved(tmp_path, astronaut, fake_detector):
+    # crops are named after their image: a photo added in front, one removed and the order
+    # changed leave every other crop with its own image and label
+    a, b, c = tinted_photos(tmp_path / "raw", astronaut, ["a.jpg", "b.jpg", "c.jpg"])
+    out = tmp_path / "out"
+    prepare(train_only([a, b, c], [HAPPY, SURPRISE, FEAR]), out, size=32, progress=False)
+    crops = {r["source"]: (out / r["path"]).read_bytes() for r in read_csv(out / "manifest.csv")}
+    (d,) = tinted_photos(tmp_path / "new", astronaut, ["d.jpg"])
+    again = prepare(train_only([d, c, a], [SURPRISE, FEAR, HAPPY]), out, size=32, progress=False)
+    assert again.counts["done"] == 1 and again.counts["skipped_existing"] == 2
+    rows = read_csv(out / "manifest.csv")
+    assert [(r["source"], r["label"]) for r in rows] == [
+        (d, str(SURPRISE)),
+        (c, str(FEAR)),
+        (a, str(HAPPY)),
+    ]
+    assert all((out / r["path"]).read_bytes() == crops[r["source"]] for r in rows[1:])
+    assert json.loads((out / "prepare.json").read_text())["naming"] == "source"
+    # b's crop stays on disk, out of the manifest
+    assert len(list((out / "faces" / "train").iterdir())) == 4
+
+
+def test_a_cache_named_by_position_refuses_other_images(tiny_data, tmp_path, fake_detector):
+    # caches made before crops were named after their image number them by position: an image
+    # added in front would shift every label by one
     out = tmp_path / "out"
     prepare(tiny_data, out, size=64, splits=("train",), progress=False)
+    made = json.loads((out / "prepare.json").read_text())
+    del made["naming"]  # as an older lionfer wrote it, with its crops named 000000.png, ...
+    (out / "prepare.json").write_text(json.dumps(made))
+    (out / "faces/train" / crop(tiny_data.train, 0)).rename(out / "faces/train/000000.png")
     train = tiny_data.train
     grown = ImageSet(images=train.images[:1] + train.images, labels=[FEAR, *train.labels])
     changed = FERData("tiny", CLASS_NAMES, train=grown, test=tiny_data.test)
     with pytest.raises(InputError, match=r"train images changed since .* \(4 images.*, 5 images"):
         prepare(changed, out, size=64, splits=("test",), progress=False)
-    assert [r["label"] for r in read_csv(out / "manifest.csv")] == [str(HAPPY)]
     again = prepare(tiny_data, out, size=64, progress=False)  # the same images resume
     assert again.counts["skipped_existing"] == 1
+    rows = read_csv(out / "manifest.csv")
+    assert [r["path"] for r in rows][:1] == ["faces/train/000000.png"]
+    assert json.loads((out / "prepare.json").read_text())["naming"] == "position"
+    made["naming"] = "by colour"  # a cache of a newer lionfer
+    (out / "prepare.json").write_text(json.dumps(made))
+    with pytest.raises(InputError, match="names its crops by 'by colour'"):
+        prepare(tiny_data, out, size=64, progress=False)
 
 
 def test_missing_detector_stops_prepare_instead_of_failing_each_image(
@@ -452,12 +509,11 @@ def test_two_faces_are_found_largest_first(two_face_file):
     assert big.box[0] < 320 <= small.box[0] and big.area > 3 * small.area
 
 
-@pytest.mark.parametrize(
-    "rule,names", [("largest", ["000000.png"]), ("all", ["000000_f0.png", "000000_f1.png"])]
-)
-def test_prepare_multiple_faces(tmp_path, two_face_file, rule, names):
+@pytest.mark.parametrize("rule,faces", [("largest", [""]), ("all", ["_f0", "_f1"])])
+def test_prepare_multiple_faces(tmp_path, two_face_file, rule, faces):
     path, found = two_face_file
     single = ImageSet(images=[str(path)], labels=[HAPPY])
+    names = [crop(single, 0, face) for face in faces]
     dataset = FERData("two", CLASS_NAMES, train=single, test=single.subset(np.array([], int)))
     out = tmp_path / rule
     report = prepare(dataset, out, size=64, multi_face=rule, progress=False)
@@ -467,8 +523,8 @@ def test_prepare_multiple_faces(tmp_path, two_face_file, rule, names):
     assert [r["path"].rsplit("/", 1)[-1] for r in rows] == names
     image = Image.open(path).convert("RGB")
     for name, face in zip(names, found, strict=False):  # crop k is face k, largest first
-        crop = np.asarray(Image.open(out / "faces/train" / name), dtype=float)
-        assert np.abs(crop - np.asarray(align(image, face, 64), dtype=float)).mean() < 1
+        made = np.asarray(Image.open(out / "faces/train" / name), dtype=float)
+        assert np.abs(made - np.asarray(align(image, face, 64), dtype=float)).mean() < 1
 
 
 # a user's own photo folders
@@ -665,9 +721,6 @@ def test_a_signal_stops_prepare_after_the_image_under_way(tmp_path, astronaut, n
     assert f"interrupted by {name}; the faces cropped so far are kept in {out}" in result.stderr
     assert "Run the same command again to go on" in result.stderr
     assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in (out / "faces" / "train").iterdir()) == [
-        "000000.png",
-        "000001.png",
-    ]
+    assert len(list((out / "faces" / "train").iterdir())) == 2
     assert not json.loads((out / "prepare.json").read_text())["complete"]
     assert not (out / "manifest.csv").exists()

@@ -1,12 +1,13 @@
 """`lionfer prepare`: crop every face of a dataset once into a cache that training reads fast.
 
-out_dir/faces/<split>/<index>.png (size×size RGB), manifest.csv (path,label,split,true_label,source;
-readable by the `manifest` dataset: canonical ids for the FER classes, class names for classes of
-the data's own), failures.csv (source,split,reason) and prepare.json. Resumable: finished crops are
-skipped, writes are atomic, a bad image is recorded, never fatal, and SIGINT or SIGTERM stops after
-the image under way (PrepareInterrupted). out_dir never lies among the images it crops, a
-manifest.csv edited since prepare wrote it is not replaced, and a second prepare into out_dir
-while one writes it is refused (flock, as training's RunLock).
+out_dir/faces/<split>/<name>-<hash>.png (size×size RGB, named after its image: crop_stems),
+manifest.csv (path,label,split,true_label,source; readable by the `manifest` dataset: canonical ids
+for the FER classes, class names for classes of the data's own), failures.csv (source,split,reason)
+and prepare.json. Resumable: finished crops are skipped (images added since are cropped, removed
+ones left out of manifest.csv), writes are atomic, a bad image is recorded, never fatal, and
+SIGINT or SIGTERM stops after the image under way (PrepareInterrupted). out_dir never lies among
+the images it crops, a manifest.csv edited since prepare wrote it is not replaced, and a second
+prepare into out_dir while one writes it is refused (flock, as training's RunLock).
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ from lionfer.data.prepare_cache import (
     SPLITS,
     check_out_apart,
     check_resumable,
+    crop_files,
+    crop_path,
+    crop_stems,
     image_sources,
+    is_done,
     sha256,
     split_set,
 )
@@ -200,6 +205,7 @@ def _prepare_locked(
     started = {
         **settings,
         "sources": sources,
+        "naming": previous["naming"],
         "complete": False,
         "written": previous.get("written") or {},
         "several_faces": previous.get("several_faces") or [],
@@ -217,11 +223,12 @@ def _prepare_locked(
             folder.mkdir(parents=True, exist_ok=True)
             _remove_partial_files(folder)
             counts = report.per_split.setdefault(split, Counter())
+            stems = crop_stems(images, previous["naming"])
             for i in tqdm(
                 range(len(images)), desc=f"prepare {split}", unit="img", disable=not progress
             ):
                 failure, faces, degrees = _prepare_one(
-                    images, i, folder, size, detector, multi_face, min_size, counts
+                    images, i, folder / stems[i], size, detector, multi_face, min_size, counts
                 )
                 if failure:
                     report.failures.append((images.ids[i], split, failure))
@@ -239,16 +246,26 @@ def _prepare_locked(
                     _write_text(out / "prepare.json", json.dumps(started, indent=2))
                     raise PrepareInterrupted(stop.signum, out, report.counts["done"])
             report.counts.update(counts)
-    report.several_faces = [(source, split, n) for (source, split), n in several.items()]
-    report.turned = [(source, split, n) for (source, split), n in turned.items()]
-    rows = _manifest_rows(data, out, multi_face, label_text)
+    present = {
+        (str(i), split) for split in SPLITS for i in getattr(split_set(data, split), "ids", [])
+    }
+    report.several_faces = [
+        (s, split, n) for (s, split), n in several.items() if (s, split) in present
+    ]
+    report.turned = [(s, split, n) for (s, split), n in turned.items() if (s, split) in present]
+    rows = _manifest_rows(data, out, multi_face, label_text, previous["naming"])
     written = {
         "manifest.csv": _write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows),
         "failures.csv": _write_csv(out / "failures.csv", FAILURE_COLUMNS, report.failures),
     }
     report.rows = len(rows)
     report.seconds = time.perf_counter() - start
-    summary = {**_summary_json(data, settings, report), "sources": sources, "written": written}
+    summary = {
+        **_summary_json(data, settings, report),
+        "naming": previous["naming"],
+        "sources": sources,
+        "written": written,
+    }
     _write_text(out / "prepare.json", json.dumps(summary, indent=2))
     return report
 
@@ -256,17 +273,17 @@ def _prepare_locked(
 def _prepare_one(
     images: ImageSet,
     i: int,
-    folder: Path,
+    stem: Path,
     size: int,
     detector: str,
     multi_face: str,
     min_size: int,
     counts: Counter,
 ) -> tuple[str, int | None, int]:
-    """Crop image i into folder, updating counts; returns (the failure reason or "", the number
-    of faces detected; None where the image was done before and skipped, the degrees the image
-    was turned to show them)."""
-    if _is_done(folder, i, size, multi_face):
+    """Crop image i into the files stem(_fK).png, updating counts; returns (the failure reason
+    or "", the number of faces detected; None where the image was done before and skipped, the
+    degrees the image was turned to show them)."""
+    if is_done(stem, size, multi_face):
         counts["skipped_existing"] += 1
         return "", None, 0
     try:
@@ -294,7 +311,7 @@ def _prepare_one(
     # Highest k first: the unsuffixed file (largest) or _f0 (all) is written last, so its
     # presence marks the whole image as done.
     for k in reversed(range(len(crops))):
-        _write_png(folder / _crop_name(i, k, multi_face), crops[k])
+        _write_png(crop_path(stem, k, multi_face), crops[k])
     counts["done"] += 1
     return "", num_faces, degrees
 
@@ -341,52 +358,21 @@ def _check_box(box: tuple[int, ...], image_size: tuple[int, int], min_size: int,
     _check_size((w, h), min_size, f"face box of {what}")
 
 
-def _crop_name(i: int, k: int, multi_face: str) -> str:
-    return f"{i:06d}.png" if multi_face == "largest" else f"{i:06d}_f{k}.png"
-
-
-def _is_done(folder: Path, i: int, size: int, multi_face: str) -> bool:
-    return _is_readable(folder / _crop_name(i, 0, multi_face), size)
-
-
-def _is_readable(path: Path, size: int) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        with Image.open(path) as image:
-            right_size = image.size == (size, size)
-            image.verify()  # checks the PNG chunks and CRCs without decoding
-        return right_size
-    except Exception:
-        return False
-
-
-def _crop_files(folder: Path, i: int, multi_face: str) -> list[Path]:
-    """The finished crop files of image i, in face order."""
-    first = folder / _crop_name(i, 0, multi_face)
-    if not first.is_file():
-        return []
-    if multi_face == "largest":
-        return [first]
-    files, k = [], 0
-    while (folder / _crop_name(i, k, multi_face)).is_file():
-        files.append(folder / _crop_name(i, k, multi_face))
-        k += 1
-    return files
-
-
-def _manifest_rows(data: FERData, out: Path, multi_face: str, label_text) -> list[tuple[str, ...]]:
-    """One row per crop present on disk, for every split (also ones prepared by earlier calls)."""
+def _manifest_rows(
+    data: FERData, out: Path, multi_face: str, label_text, naming: str
+) -> list[tuple[str, ...]]:
+    """One row per crop present on disk for an image of the data, for every split (also ones
+    prepared by earlier calls); crops of images no longer in the data are left out."""
     rows = []
     for split in SPLITS:
         images = split_set(data, split)
         folder = out / "faces" / split
         if images is None or not folder.is_dir():
             continue
-        for i in range(len(images)):
+        for i, stem in enumerate(crop_stems(images, naming)):
             label = "" if split == "unlabeled" else label_text(images.labels[i])
             truth = "" if images.true_labels is None else label_text(images.true_labels[i])
-            for path in _crop_files(folder, i, multi_face):
+            for path in crop_files(folder / stem, multi_face):
                 relative = path.relative_to(out).as_posix()
                 rows.append((relative, label, split, truth, images.ids[i]))
     return rows

@@ -1,19 +1,45 @@
 """The folder `lionfer prepare` writes its face cache into: whether it may (not among the images
 it crops, not inside a folder dataset's tree, not someone else's folder, not a cache of other
-settings or images, not a manifest edited since), and what identifies the images it crops."""
+settings, not a manifest edited since), what identifies the images it crops, and the names of
+their crop files."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+from collections import Counter
 from pathlib import Path
+
+from PIL import Image
 
 from lionfer.data.base import FERData, ImageSet
 from lionfer.errors import RunExistsError
 
 SPLITS = ("train", "test", "unlabeled")
 _SHOWN = 3  # entries of a foreign --out folder an error names
+# How crops are named in faces/<split>/: "source" (caches made now) after the image they come
+# from, so images added, removed or renamed since only add or leave crops; "position" (caches
+# made before) by the image's index in its split, so those may not change.
+NAMINGS = ("source", "position")
+_STEM_CHARS = 32  # of the source's file name kept in a crop's name, for people browsing faces/
+
+
+def crop_stems(images: ImageSet, naming: str) -> list[str]:
+    """The name of each image's crop file in its split's folder, without the face suffix and
+    .png: under "source", the source's file name (letters, digits, - and _ only) and a hash of
+    its id, an id listed twice getting a name per listing; under "position", its index."""
+    if naming == "position":
+        return [f"{i:06d}" for i in range(len(images))]
+    seen: Counter = Counter()
+    stems = []
+    for source in map(str, images.ids):
+        listed, seen[source] = seen[source], seen[source] + 1
+        digest = hashlib.sha256(f"{source}\n{listed}".encode()).hexdigest()[:16]
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(source.split("#")[0]).stem)
+        stems.append(f"{name[:_STEM_CHARS].strip('_') or 'image'}-{digest}")
+    return stems
 
 
 def split_set(data: FERData, split: str) -> ImageSet | None:
@@ -29,6 +55,41 @@ def image_sources(data: FERData) -> dict[str, str]:
             digest = hashlib.sha256("\n".join(map(str, images.ids)).encode())
             hashes[split] = f"{len(images)} images, sha256 {digest.hexdigest()[:16]}"
     return hashes
+
+
+def crop_path(stem: Path, k: int, multi_face: str) -> Path:
+    suffix = ".png" if multi_face == "largest" else f"_f{k}.png"
+    return stem.with_name(stem.name + suffix)
+
+
+def is_done(stem: Path, size: int, multi_face: str) -> bool:
+    return is_readable(crop_path(stem, 0, multi_face), size)
+
+
+def is_readable(path: Path, size: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as image:
+            right_size = image.size == (size, size)
+            image.verify()  # checks the PNG chunks and CRCs without decoding
+        return right_size
+    except Exception:
+        return False
+
+
+def crop_files(stem: Path, multi_face: str) -> list[Path]:
+    """The finished crop files of an image, in face order."""
+    first = crop_path(stem, 0, multi_face)
+    if not first.is_file():
+        return []
+    if multi_face == "largest":
+        return [first]
+    files, k = [], 0
+    while crop_path(stem, k, multi_face).is_file():
+        files.append(crop_path(stem, k, multi_face))
+        k += 1
+    return files
 
 
 def check_out_apart(out: Path, data: FERData) -> None:
@@ -75,9 +136,10 @@ def _read_folder(paths: list[str], ids: list[str], split: str) -> str:
 
 def check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
     """Refuse to write into a folder that is not a prepare cache, to mix crops of different
-    settings or of other images in one, or to replace a manifest.csv or failures.csv edited since
-    prepare wrote it (their sha256 is in prepare.json). Returns the previous prepare.json ({} if
-    there is none)."""
+    settings in one, or of other images where crops are named by position, or to replace a
+    manifest.csv or failures.csv edited since prepare wrote it (their sha256 is in prepare.json).
+    Returns the previous prepare.json ({} if there is none); its "naming" is the cache's (NAMINGS;
+    "position" where it was made before crops were named by source)."""
     if out.exists() and not out.is_dir():
         raise RunExistsError(f"--out {out} is a file; give a folder for the face cache")
     previous_file = out / "prepare.json"
@@ -91,7 +153,7 @@ def check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
                 "manifest.csv, failures.csv, prepare.json and faces/ there and would replace "
                 "files of yours. Give a new or empty --out folder"
             )
-        return {}
+        return {"naming": "source"}
     try:
         previous = json.loads(previous_file.read_text(encoding="utf-8"))
     except (ValueError, OSError) as error:
@@ -106,14 +168,25 @@ def check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
             f"{out} was prepared with {what}; resuming would mix crops. Use a new output folder, "
             f"or delete {out} to start again"
         )
+    previous["naming"] = previous.get("naming", "position")
+    if previous["naming"] not in NAMINGS:
+        raise RunExistsError(
+            f"{previous_file} names its crops by {previous['naming']!r}, which this lionfer does "
+            f"not know (a newer one made it?); use a new output folder, or delete {out}"
+        )
     before = previous.get("sources") or {}  # absent in caches made before it was recorded
     for split, now in sources.items():
-        if before.get(split, now) != now and (out / "faces" / split).is_dir():
+        if (
+            previous["naming"] == "position"
+            and before.get(split, now) != now
+            and (out / "faces" / split).is_dir()
+        ):
             raise RunExistsError(
                 f"the {split} images changed since {out} was prepared ({before[split]} then, "
                 f"{now} now: images added, removed or renamed, or another data.data_seed); "
-                "its crops are numbered by position and would get other images' labels. Use a "
-                f"new output folder, or delete {out} to start again"
+                "its crops are numbered by position (a cache made before lionfer named them by "
+                "image) and would get other images' labels. Use a new output folder, which "
+                f"takes added images from then on, or delete {out} to start again"
             )
     written = previous.get("written") or {}  # absent in caches made before it was recorded
     for name, digest in written.items():

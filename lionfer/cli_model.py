@@ -98,7 +98,15 @@ def _predictor(args):
     detection = {
         k: getattr(args, k) for k in ("detector", "face_size") if getattr(args, k, None) is not None
     }
-    return load(args.model, args.device, args.checkpoint, batch_size=args.batch_size, **detection)
+    embeddings = getattr(args, "embeddings", False)
+    return load(
+        args.model,
+        args.device,
+        args.checkpoint,
+        batch_size=args.batch_size,
+        embeddings=embeddings,
+        **detection,
+    )
 
 
 @model_command(resumable=True)
@@ -194,6 +202,12 @@ def add_model_use_parsers(sub) -> None:
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from the --out suffix")
     p.add_argument("--cropped", action="store_true", help="inputs are face crops: no detection")
     p.add_argument("--frame-stride", type=int, default=1, help="every N-th video frame")
+    p.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also each face's embedding, columns emb_0 ... (the unit-length feature the "
+        "classifier reads)",
+    )
     p.add_argument(
         "--annotate",
         metavar="DIR",

@@ -35,23 +35,26 @@ def onnx_file(checkpoint, tmp_path_factory) -> Path:
     return out
 
 
-def reference(checkpoint: Path, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def reference(checkpoint: Path, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     model, _ = torch_model(checkpoint)
     with torch.no_grad():
-        logits = model(x).logits
-    return logits.numpy(), logits.softmax(dim=1).numpy()
+        output = model(x)
+    logits = output.logits
+    return logits.numpy(), logits.softmax(dim=1).numpy(), output.features.numpy()
 
 
 @pytest.mark.parametrize("batch", [1, 5])
 def test_onnx_runtime_gives_pytorchs_outputs_for_any_batch(onnx_file, checkpoint, batch):
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    assert [o.name for o in session.get_outputs()] == ["logits", "probabilities"]
+    assert [o.name for o in session.get_outputs()] == ["logits", "probabilities", "features"]
     x = torch.randn(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(9))
-    logits, probs = session.run(None, {"input": x.numpy()})
-    expected_logits, expected_probs = reference(checkpoint, x)
-    assert probs.shape == (batch, len(CLASS_NAMES))
+    logits, probs, features = session.run(None, {"input": x.numpy()})
+    expected_logits, expected_probs, expected_features = reference(checkpoint, x)
+    assert probs.shape == (batch, len(CLASS_NAMES)) and features.shape == (batch, 128)
     np.testing.assert_allclose(probs, expected_probs, atol=TOLERANCE, rtol=0)
     np.testing.assert_allclose(logits, expected_logits, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(features, expected_features, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(features, axis=1), 1, atol=1e-5)
 
 
 def test_onnx_metadata_holds_classes_size_and_normalisation(onnx_file):
@@ -67,19 +70,24 @@ def test_a_predictor_on_the_onnx_file_matches_the_checkpoint(onnx_file, checkpoi
     from_onnx = load(onnx_file).probabilities(crops)
     from_torch = load(checkpoint).probabilities(crops)
     np.testing.assert_allclose(from_onnx, from_torch, atol=TOLERANCE, rtol=0)
+    onnx_embeddings = load(onnx_file).embeddings(crops)
+    np.testing.assert_allclose(onnx_embeddings, load(checkpoint).embeddings(crops), atol=TOLERANCE)
+    assert onnx_embeddings.shape == (3, 128)
     assert load(onnx_file).info.class_names == CLASS_NAMES
 
 
 def test_torchscript_export_runs_any_batch_and_carries_metadata(capsys, checkpoint, tmp_path):
     out = tmp_path / "model.pt"
     assert main(["export", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 0
-    assert "max probability difference against PyTorch" in capsys.readouterr().out
+    assert "max difference against PyTorch" in capsys.readouterr().out
     assert json.loads(read_metadata(out)["class_names"]) == list(CLASS_NAMES)
     x = torch.randn(4, 3, IMAGE_SIZE, IMAGE_SIZE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        logits, probs = torch.jit.load(str(out))(x)
-    np.testing.assert_allclose(probs.detach().numpy(), reference(checkpoint, x)[1], atol=1e-6)
+        logits, probs, features = torch.jit.load(str(out))(x)
+    _, expected_probs, expected_features = reference(checkpoint, x)
+    np.testing.assert_allclose(probs.detach().numpy(), expected_probs, atol=1e-6)
+    np.testing.assert_allclose(features.detach().numpy(), expected_features, atol=1e-6)
     with pytest.raises(InputError, match="TorchScript export"):
         load(out)  # an export is not a training checkpoint
     assert main(["export", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 2
@@ -94,3 +102,41 @@ def test_export_refuses_to_overwrite_and_names_bad_formats(checkpoint, onnx_file
     with pytest.raises(InputError, match="already an ONNX export"):
         export(onnx_file, tmp_path / "again.onnx")
     assert not list(tmp_path.iterdir())  # nothing half-written was left behind
+
+
+def test_an_onnx_file_exported_without_embeddings_predicts_but_names_how_to_get_them(
+    checkpoint, tmp_path
+):
+    import onnx
+
+    from lionfer.inference.export import ExportModule, metadata
+
+    class Older(ExportModule):  # as lionfer exported before embeddings were
+        def forward(self, x):
+            logits = self.model(x).logits
+            return logits, logits.softmax(dim=1)
+
+    module, info = torch_model(checkpoint)
+    old = tmp_path / "old.onnx"
+    batch = torch.export.Dim("batch")
+    with torch.no_grad():
+        torch.onnx.export(
+            Older(module).eval(),
+            (torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE),),
+            str(old),
+            input_names=["input"],
+            output_names=["logits", "probabilities"],
+            dynamic_shapes={"x": {0: batch}},
+            opset_version=18,
+            dynamo=True,
+        )
+    graph = onnx.load(str(old))
+    for key, value in metadata(info).items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(old))
+    crops = [Image.fromarray(f) for f in faces((0, 3))]
+    assert load(old).probabilities(crops).shape == (2, len(CLASS_NAMES))
+    with pytest.raises(InputError, match="exported without embeddings.*lionfer export"):
+        load(old).embeddings(crops)
+    with pytest.raises(InputError, match="exported without embeddings"):
+        load(old, embeddings=True)

@@ -438,3 +438,44 @@ def test_bad_arguments_exit_2_and_an_interrupt_exits_130(capsys, tmp_path, check
     monkeypatch.setattr(predictions, "collect_sources", interrupt)
     code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path / "p.csv")
     assert code == 130 and "run the same command again to resume" in err
+
+
+def test_embeddings_come_with_each_face_row_and_stay_apart_on_resume(
+    capsys, tmp_path, checkpoint, photos
+):
+    inputs = [photos / "a_group.png", photos / "c_wall.png"]
+    out = tmp_path / "preds.csv"
+    code, _, err = run(capsys, "predict", checkpoint, *inputs, "--out", out, "--embeddings",
+                       "--detector", "haar", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    rows = read_rows(out)
+    names = [f"emb_{k}" for k in range(128)]
+    assert list(rows[0]) == columns(CLASS_NAMES, 128)
+    assert list(rows[0])[-130:] == ["p_neutral", *names, "error"]
+    faces_found = [r for r in rows if not r["error"]]
+    assert len(faces_found) == 2 and all(r[names[0]] == "" for r in rows if r["error"])
+    vectors = np.array([[float(r[n]) for n in names] for r in faces_found])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    # the embedding of each face is the one its crop gets alone
+    predictor = load(checkpoint, detector="haar")
+    image = Image.open(photos / "a_group.png").convert("RGB")
+    alone = predictor.embeddings([P.align(image, f, predictor.face_size) for f in
+                                  predictor.detect(image)])  # fmt: skip
+    np.testing.assert_allclose(vectors, alone, atol=1e-5)
+    frame = predictor.predict(photos / "a_group.png")
+    assert "emb_0" not in frame.columns  # only when asked
+    with_embeddings = load(checkpoint, detector="haar", embeddings=True).predict(inputs)
+    np.testing.assert_allclose(with_embeddings[names].iloc[:2].to_numpy(), vectors, atol=1e-6)
+    code, _, err = run(capsys, "predict", checkpoint, *inputs, "--out", out, "--detector", "haar",
+                       "--no-progress")  # fmt: skip
+    assert code == 2 and "embedding_dim differ" in err  # no rows of another width in one file
+    older = tmp_path / "older.csv"  # a file written before embeddings: it resumes without them
+    assert run(capsys, "predict", checkpoint, *inputs, "--out", older, "--no-progress")[0] == 0
+    progress = Path(f"{older}.progress")
+    lines = progress.read_text().splitlines()
+    first = json.loads(lines[0])
+    del first["settings"]["embedding_dim"]
+    progress.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    before = older.read_text()
+    assert run(capsys, "predict", checkpoint, *inputs, "--out", older, "--no-progress")[0] == 0
+    assert older.read_text() == before

@@ -1,7 +1,8 @@
 """`lionfer export`: a trained model (the EMA weights, eval mode) as ONNX or TorchScript.
 
 The exported graph takes `input`, float32 (N, 3, S, S): RGB faces resized to S×S, scaled to [0, 1]
-and normalised as (x − mean) / std; it returns `logits` and `probabilities`, both (N, C). N is
+and normalised as (x − mean) / std; it returns `logits` and `probabilities`, both (N, C), and
+`features`, (N, D): the face's embedding, the unit-length feature the classifier reads. N is
 dynamic. Class names (and trained_classes, those the model had training labels of), S, mean,
 std and this description are stored in the file: ONNX metadata_props, or the TorchScript extra
 file `lionfer.json`. Each export is run once against PyTorch on a random batch before it is kept;
@@ -31,22 +32,22 @@ SUFFIXES = {
     ".ts": "torchscript",
     ".torchscript": "torchscript",
 }
-TOLERANCE = 1e-4  # max |p_onnx − p_torch| accepted, probabilities in [0, 1]
+TOLERANCE = 1e-4  # max |p_onnx − p_torch| accepted (probabilities in [0, 1]; features alike)
 CHECK_BATCH = 3  # differs from the export batch, so a batch size baked into the graph is caught
 EXPORT_BATCH = 2
 OPSET = 18
 
 
 class ExportModule(nn.Module):
-    """A lionfer model with plain tensor outputs: (logits, probabilities)."""
+    """A lionfer model with plain tensor outputs: (logits, probabilities, features)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(x).logits
-        return logits, logits.softmax(dim=1)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        output = self.model(x)
+        return output.logits, output.logits.softmax(dim=1), output.features
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,13 @@ class ExportResult:
     path: Path
     format: str
     info: ModelInfo
-    max_difference: float  # largest |Δ probability| against PyTorch on a random batch
+    max_difference: float  # largest |Δ probability| or |Δ feature| against PyTorch, a random batch
 
     def summary(self) -> str:
         i = self.info
         return (
             f"exported {i.model_name} ({len(i.class_names)} classes, input (N, 3, {i.image_size}, "
-            f"{i.image_size})) as {self.format} to {self.path}; max probability difference "
+            f"{i.image_size})) as {self.format} to {self.path}; max difference "
             f"against PyTorch {self.max_difference:.2e} (tolerance {TOLERANCE:g})"
         )
 
@@ -80,7 +81,10 @@ def metadata(info: ModelInfo) -> dict[str, str]:
             f"float32 (N, 3, {s}, {s}): RGB face crop resized to {s}x{s}, scaled to [0, 1], then "
             "(x - mean) / std per channel"
         ),
-        "outputs": "logits (N, C), probabilities (N, C), classes in class_names order",
+        "outputs": (
+            "logits (N, C), probabilities (N, C), classes in class_names order; features (N, D), "
+            "the face's unit-length embedding"
+        ),
         "source_fingerprint": info.fingerprint,
     }
 
@@ -132,8 +136,8 @@ def export(
             difference = _check_torchscript(wrapper, info, partial)
         if difference > TOLERANCE:
             raise RuntimeError(
-                f"the {fmt} export differs from PyTorch by {difference:.2e} in probability "
-                f"(tolerance {TOLERANCE:g}); it was not written"
+                f"the {fmt} export differs from PyTorch by {difference:.2e} in probability or "
+                f"embedding (tolerance {TOLERANCE:g}); it was not written"
             )
         os.replace(partial, out)
     finally:
@@ -162,7 +166,7 @@ def _export_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> None:
             (_example(info, EXPORT_BATCH, 0),),
             str(path),
             input_names=["input"],
-            output_names=["logits", "probabilities"],
+            output_names=["logits", "probabilities", "features"],
             dynamic_shapes={"x": {0: batch}},
             opset_version=OPSET,
             dynamo=True,
@@ -180,10 +184,13 @@ def _check_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> float:
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = _example(info, CHECK_BATCH, 1)
-    (probs,) = session.run(["probabilities"], {"input": x.numpy()})
+    probs, features = session.run(["probabilities", "features"], {"input": x.numpy()})
     with torch.no_grad():
-        expected = wrapper(x)[1].numpy()
-    return float(np.abs(probs - expected).max())
+        _, expected, expected_features = wrapper(x)
+    return max(
+        float(np.abs(probs - expected.numpy()).max()),
+        float(np.abs(features - expected_features.numpy()).max()),
+    )
 
 
 def _export_torchscript(wrapper: ExportModule, info: ModelInfo, path: Path) -> None:
@@ -200,7 +207,10 @@ def _check_torchscript(wrapper: ExportModule, info: ModelInfo, path: Path) -> fl
         warnings.simplefilter("ignore", FutureWarning)
         loaded = torch.jit.load(str(path))
         x = _example(info, CHECK_BATCH, 1)
-        return float((loaded(x)[1] - wrapper(x)[1]).abs().max())
+        (_, probs, features), (_, expected, expected_features) = loaded(x), wrapper(x)
+        return max(
+            float((probs - expected).abs().max()), float((features - expected_features).abs().max())
+        )
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

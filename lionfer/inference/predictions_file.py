@@ -110,6 +110,7 @@ class PredictionsFile:
                 "another --out"
             )
         header, finished = read_progress(self.progress_path)
+        header = {"embedding_dim": 0, **header}  # a file from before embeddings: none
         changed = sorted(
             k
             for k in {*header, *self.settings}
@@ -125,8 +126,8 @@ class PredictionsFile:
         if changed:
             raise InputError(
                 f"{self.path} was written with other settings ({', '.join(changed)} differ: "
-                "another model, format, detection settings or list of inputs); pass --overwrite "
-                "to replace it or choose another --out"
+                "another model, format, detection settings, embeddings or list of inputs); pass "
+                "--overwrite to replace it or choose another --out"
             )
         with self.path.open("r+b") as f:
             f.truncate(finished[-1]["offset"])
@@ -267,6 +268,7 @@ def job_settings(
         "detector": "none (cropped)" if cropped else predictor.detector_name,
         "face_size": predictor.face_size,
         "frame_stride": frame_stride,
+        "embedding_dim": predictor.embedding_dim,
         "inputs": {"count": len(sources), "sha256": hashlib.sha256(names).hexdigest()[:16]},
     }
 

@@ -3,7 +3,9 @@
 MODEL is a run folder, a checkpoint (.pt) or an exported ONNX file. The Predictor finds and aligns
 faces as `lionfer prepare` does (MTCNN with 5-point alignment to a FACE_SIZE crop, Haar fallback;
 or takes each input as one face with cropped=True), classifies them in batches with the model's
-evaluation transform, and yields one row per face with stable columns (`columns()`).
+evaluation transform, and yields one row per face with stable columns (`columns()`); with
+embeddings=True each row also holds the face's embedding, the unit-length feature the classifier
+reads (`emb_0` ... `emb_<D-1>`).
 """
 
 from __future__ import annotations
@@ -55,21 +57,30 @@ def probability_column(class_name: str) -> str:
     return "p_" + re.sub(r"\W+", "_", class_name.strip().lower())
 
 
-def columns(class_names: Iterable[str]) -> list[str]:
-    return [*FIXED_COLUMNS, *(probability_column(n) for n in class_names), "error"]
+def embedding_columns(dim: int) -> list[str]:
+    return [f"emb_{k}" for k in range(dim)]
+
+
+def columns(class_names: Iterable[str], embedding_dim: int = 0) -> list[str]:
+    """The output columns; embedding_dim > 0: the embedding's too (emb_0 ...)."""
+    probabilities = [probability_column(n) for n in class_names]
+    return [*FIXED_COLUMNS, *probabilities, *embedding_columns(embedding_dim), "error"]
 
 
 class TorchClassifier:
-    """(B, 3, S, S) normalised faces → (B, C) probabilities, with a PyTorch model."""
+    """(B, 3, S, S) normalised faces → (B, C) probabilities, and with features=True also their
+    (B, D) embeddings, with a PyTorch model."""
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self.device = next(model.parameters()).device
+        self.feature_dim: int = model.feature_dim
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
-        logits = self.model(x.to(self.device)).logits.float()
-        return logits.softmax(dim=1).cpu().numpy()
+    def __call__(self, x: torch.Tensor, features: bool = False):
+        output = self.model(x.to(self.device))
+        probs = output.logits.float().softmax(dim=1).cpu().numpy()
+        return (probs, output.features.float().cpu().numpy()) if features else probs
 
 
 class OnnxClassifier:
@@ -94,10 +105,22 @@ class OnnxClassifier:
             ) from error
         self.input_name = self.session.get_inputs()[0].name
         self.info = onnx_info(self.session.get_modelmeta().custom_metadata_map, path)
+        # files exported before embeddings were have no "features" output: feature_dim None
+        shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        self.feature_dim: int | None = shapes["features"][-1] if "features" in shapes else None
+        self.path = path
 
-    def __call__(self, x: torch.Tensor) -> np.ndarray:
-        (probs,) = self.session.run(["probabilities"], {self.input_name: x.numpy()})
-        return probs
+    def __call__(self, x: torch.Tensor, features: bool = False):
+        if not features:
+            (probs,) = self.session.run(["probabilities"], {self.input_name: x.numpy()})
+            return probs
+        if self.feature_dim is None:
+            raise InputError(
+                f"{self.path} was exported without embeddings (by an older lionfer); export "
+                "it again for them: lionfer export RUN --out FILE.onnx"
+            )
+        probs, feats = self.session.run(["probabilities", "features"], {self.input_name: x.numpy()})
+        return probs, feats
 
 
 def onnx_info(metadata: dict[str, str], path: Path) -> ModelInfo:
@@ -129,16 +152,20 @@ def load(
     detector: str | Detector = "auto",
     face_size: int = FACE_SIZE,
     batch_size: int = 32,
+    embeddings: bool = False,
 ) -> Predictor:
     """A Predictor for a run folder (its checkpoints/<checkpoint>.pt), a checkpoint file or an
-    exported .onnx file. detector: "auto", "mtcnn", "haar", or your own Detector."""
+    exported .onnx file. detector: "auto", "mtcnn", "haar", or your own Detector; embeddings:
+    each row of predict() also holds the face's embedding."""
     path = checkpoint_file(model, checkpoint)
     inference_device(device)  # a device that is not there is refused before any work
     if path.suffix.lower() == ".onnx":
         classifier = OnnxClassifier(path, device)
-        return Predictor(classifier, classifier.info, detector, face_size, batch_size)
-    module, info = torch_model(path, device)
-    return Predictor(TorchClassifier(module), info, detector, face_size, batch_size)
+        info = classifier.info
+    else:
+        module, info = torch_model(path, device)
+        classifier = TorchClassifier(module)
+    return Predictor(classifier, info, detector, face_size, batch_size, embeddings)
 
 
 @dataclass
@@ -162,6 +189,7 @@ class Frame:
     image: Image.Image | None = None  # kept only for annotation
     scale: int = 1  # the file's pixels per pixel of image (a huge JPEG is read reduced)
     probs: np.ndarray | None = None  # (F, C), set when its batch has run
+    features: np.ndarray | None = None  # (F, D), set with probs where embeddings are asked
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,6 +209,7 @@ class Predictor:
         detector: str | Detector = "auto",
         face_size: int = FACE_SIZE,
         batch_size: int = 32,
+        embeddings: bool = False,
     ):
         if not callable(detector) and detector not in DETECTORS:
             raise InputError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
@@ -188,8 +217,11 @@ class Predictor:
             raise InputError(
                 f"batch_size must be ≥ 1 and face_size ≥ 8 (got {batch_size}, {face_size})"
             )
+        if embeddings and getattr(classify, "feature_dim", None) is None:
+            classify(torch.zeros(0), features=True)  # raises, naming how to get them
         self.classify, self.info = classify, info
         self.detector, self.face_size, self.batch_size = detector, face_size, batch_size
+        self.embedding_dim = classify.feature_dim if embeddings else 0  # 0: no embeddings
         self.transform = transforms.evaluate(info.image_size, info.mean, info.std)
 
     @property
@@ -198,32 +230,50 @@ class Predictor:
 
     @property
     def columns(self) -> list[str]:
-        return columns(self.class_names)
+        return columns(self.class_names, self.embedding_dim)
 
     def probabilities(self, images: Any) -> np.ndarray:
         """(N, C) class probabilities of face crops, in batches of batch_size: one or a list of
         PIL images or uint8 arrays, as predict takes them ((H, W, 3), (H, W), (N, H, W, 3))."""
+        return self._classify(self._crop_tensors(images, "probabilities"))[0]
+
+    def embeddings(self, images: Any) -> np.ndarray:
+        """(N, D) embeddings of face crops (unit length: the feature the classifier reads, so
+        a dot product is their cosine similarity), taken as probabilities takes them."""
+        return self._classify(self._crop_tensors(images, "embeddings"), features=True)[1]
+
+    def _crop_tensors(self, images: Any, method: str) -> torch.Tensor:
         if isinstance(images, Image.Image | np.ndarray):
             images = [images]
         crops = []
         for image in images:
             if not isinstance(image, Image.Image | np.ndarray):
                 raise InputError(
-                    f"probabilities takes face crops as PIL images or uint8 arrays, not a "
+                    f"{method} takes face crops as PIL images or uint8 arrays, not a "
                     f"{type(image).__name__}; for files, use predict(paths, cropped=True)"
                 )
             crops += memory_images(image)
+        size = self.info.image_size
         if not crops:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        tensors = torch.stack([self.transform(crop) for crop in crops])
-        return self._classify(tensors)
+            return torch.zeros((0, 3, size, size))
+        return torch.stack([self.transform(crop) for crop in crops])
 
-    def _classify(self, tensors: torch.Tensor) -> np.ndarray:
-        parts = [
-            self.classify(tensors[i : i + self.batch_size])
-            for i in range(0, len(tensors), self.batch_size)
-        ]
-        return np.concatenate(parts).astype(np.float64)
+    def _classify(
+        self, tensors: torch.Tensor, features: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C) probabilities (float64) and, with features, (N, D) embeddings (float32)."""
+        if not len(tensors):
+            dim = getattr(self.classify, "feature_dim", None) if features else 0
+            if dim is None:
+                self.classify(tensors, features=True)  # a file without embeddings: raises
+            empty = np.zeros((0, len(self.class_names)))
+            return empty, np.zeros((0, dim or 0), dtype=np.float32) if features else None
+        size = self.batch_size
+        batches = [tensors[i : i + size] for i in range(0, len(tensors), size)]
+        if not features:  # a classify of one argument (x) serves too
+            return np.concatenate([self.classify(b) for b in batches]).astype(np.float64), None
+        probs, feats = zip(*(self.classify(b, features=True) for b in batches), strict=True)
+        return np.concatenate(probs).astype(np.float64), np.concatenate(feats).astype(np.float32)
 
     @property
     def detector_name(self) -> str:
@@ -297,10 +347,13 @@ class Predictor:
     def _flush(self, pending: list[Frame | SourceDone]) -> Iterator[Frame | SourceDone]:
         held = [item for item in pending if isinstance(item, Frame) and item.faces]
         if held:
-            probs = self._classify(torch.stack([f.tensor for item in held for f in item.faces]))
+            tensors = torch.stack([f.tensor for item in held for f in item.faces])
+            probs, features = self._classify(tensors, features=self.embedding_dim > 0)
             start = 0
             for item in held:
                 item.probs = probs[start : start + len(item.faces)]
+                if features is not None:
+                    item.features = features[start : start + len(item.faces)]
                 start += len(item.faces)
         items = list(pending)
         pending.clear()
@@ -363,12 +416,15 @@ class Predictor:
         """The output rows of a frame whose batch has run (columns())."""
         base = {"source": frame.source.name, "frame": frame.index, "time_s": frame.time_s}
         names = [probability_column(n) for n in self.class_names]
+        embedding = embedding_columns(self.embedding_dim)
         if frame.error:
             empty = dict.fromkeys(("face", "x", "y", "w", "h", "score", "label", *names))
+            empty.update(dict.fromkeys(embedding))
             return [{**base, **empty, "error": frame.error}]
         rows = []
         for k, (face, probs) in enumerate(zip(frame.faces, frame.probs, strict=True)):
             x, y, w, h = (float(v) for v in face.box)
+            features = () if frame.features is None else frame.features[k]
             rows.append(
                 {
                     **base,
@@ -380,6 +436,7 @@ class Predictor:
                     "score": face.score,
                     "label": self.class_names[int(np.argmax(probs))],
                     **{n: float(p) for n, p in zip(names, probs, strict=True)},
+                    **{n: float(v) for n, v in zip(embedding, features, strict=True)},
                     "error": None,
                 }
             )

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import socket
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -435,6 +437,33 @@ def test_a_cache_takes_images_added_removed_and_moved(tmp_path, astronaut, fake_
     assert json.loads((out / "prepare.json").read_text())["naming"] == "source"
     # b's crop stays on disk, out of the manifest
     assert len(list((out / "faces" / "train").iterdir())) == 4
+
+
+def test_a_crop_is_reused_only_for_the_same_image(tmp_path, astronaut, fake_detector):
+    # the same file names under another data.root, a photo replaced under its name and other
+    # pixels at the same position are other images: their crops are made anew
+    first = tinted_photos(tmp_path / "A", astronaut, ["x.jpg", "y.jpg"])
+    mirrored = astronaut.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    other = tinted_photos(tmp_path / "B", mirrored, ["y.jpg", "x.jpg"])  # other photos
+    out = tmp_path / "out"
+    prepare(train_only(first, [HAPPY, FEAR]), out, size=32, progress=False)
+    made = {r["source"]: (out / r["path"]).read_bytes() for r in read_csv(out / "manifest.csv")}
+    again = prepare(train_only(other[::-1], [HAPPY, FEAR]), out, size=32, progress=False)
+    assert again.counts["done"] == 2 and again.counts["skipped_existing"] == 0
+    rows = read_csv(out / "manifest.csv")
+    assert all((out / r["path"]).read_bytes() not in made.values() for r in rows)
+    x = Path(first[0])
+    Image.open(other[1]).save(x)  # replaced under its name, as a photo edited or swapped
+    os.utime(x, ns=(x.stat().st_atime_ns, x.stat().st_mtime_ns + 10**9))
+    third = prepare(train_only(first, [HAPPY, FEAR]), out, size=32, progress=False)
+    assert third.counts["done"] == 1 and third.counts["skipped_existing"] == 1
+    arrays = np.random.default_rng(2).integers(0, 256, (2, 48, 48), dtype=np.uint8)
+    unlabeled = ImageSet(images=arrays, labels=[-1, -1])
+    data = FERData("tiny", CLASS_NAMES, train=train_only(first, [HAPPY, FEAR]).train,
+                   test=ImageSet(images=[], labels=[]), unlabeled=unlabeled)  # fmt: skip
+    assert prepare(data, out, size=32, progress=False).counts["done"] == 2
+    unlabeled.images[0] = 255 - unlabeled.images[0]  # other pixels at the same position
+    assert prepare(data, out, size=32, progress=False).counts["done"] == 1
 
 
 def test_a_cache_named_by_position_refuses_other_images(tiny_data, tmp_path, fake_detector):

@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from lionfer.data.base import FERData, ImageSet
@@ -29,17 +30,36 @@ _STEM_CHARS = 32  # of the source's file name kept in a crop's name, for people 
 def crop_stems(images: ImageSet, naming: str) -> list[str]:
     """The name of each image's crop file in its split's folder, without the face suffix and
     .png: under "source", the source's file name (letters, digits, - and _ only) and a hash of
-    its id, an id listed twice getting a name per listing; under "position", its index."""
+    what the crop is made from (image_identity), an id listed twice getting a name per listing;
+    under "position", its index."""
     if naming == "position":
         return [f"{i:06d}" for i in range(len(images))]
     seen: Counter = Counter()
     stems = []
-    for source in map(str, images.ids):
+    for i, source in enumerate(map(str, images.ids)):
         listed, seen[source] = seen[source], seen[source] + 1
-        digest = hashlib.sha256(f"{source}\n{listed}".encode()).hexdigest()[:16]
+        identity = f"{source}\n{listed}\n{image_identity(images, i)}"
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
         name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(source.split("#")[0]).stem)
         stems.append(f"{name[:_STEM_CHARS].strip('_') or 'image'}-{digest}")
     return stems
+
+
+def image_identity(images: ImageSet, i: int) -> str:
+    """What crop i is made from, beyond its id (the same id may name another image: another
+    data.root with the same file names, a photo replaced under its name, another seed of the
+    embedded faces): a file's real path, size and modification time, or an in-memory image's
+    pixels; and its face box, where the dataset gives one."""
+    box = "" if images.boxes is None else " ".join(map(str, images.boxes[i].tolist()))
+    if not images.is_files:
+        pixels = np.ascontiguousarray(images.images[i])
+        return f"{pixels.shape} {pixels.dtype} {hashlib.sha256(pixels.tobytes()).hexdigest()}"
+    path = os.path.realpath(images.images[i])
+    try:
+        stat = os.stat(path)
+    except OSError:  # unreadable: it gives no crop, so no name is reused
+        return f"{path} missing {box}"
+    return f"{path} {stat.st_size} {stat.st_mtime_ns} {box}"
 
 
 def split_set(data: FERData, split: str) -> ImageSet | None:

@@ -40,14 +40,22 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 # MTCNN's small convolutions gain nothing from more torch threads and lose 3-10x when the cores are
 # shared (0.14 s vs 0.5-2 s per 512 px image on a busy 2-core machine), so detect on one thread.
 MTCNN_THREADS = 1
-# Where a photo shows no face as stored, detect(turn=True) searches it turned a quarter each way
-# and upside down: a photo saved sideways without an EXIF rotation (EXIF-rotated ones are turned
-# upright when read). Degrees counter-clockwise, as PIL's transposes.
+# Where a photo shows no sure face as stored, detect(turn=True) searches it turned a quarter each
+# way and upside down: a photo saved sideways without an EXIF rotation (EXIF-rotated ones are
+# turned upright when read). Degrees counter-clockwise, as PIL's transposes.
 TURNS = {
     90: Image.Transpose.ROTATE_90,
     270: Image.Transpose.ROTATE_270,
     180: Image.Transpose.ROTATE_180,
 }
+# A face found only in a turned photo must score at least this: three more looks at a photo find
+# more false faces in objects and textures (among scikit-image's sample pictures, MTCNN found one
+# at 0.92 in the coffee cup turned a quarter, Haar 6 to 13 neighbours in coins, gravel, cells and
+# a clock; the astronaut's face, turned, scores 0.99+ and 29 to 44). For MTCNN it is also the
+# score below which a photo is searched turned though a face was found as stored: MTCNN finds
+# some faces lying on their side (the astronaut turned clockwise: 0.96) with landmarks that do
+# not fit them.
+TURNED_MIN_SCORE = {"mtcnn": 0.99, "haar": 20.0}
 
 
 class DetectorUnavailable(RuntimeError):
@@ -78,10 +86,11 @@ def detect(
     """Faces in an RGB image. "auto" runs MTCNN, and the Haar cascade only when MTCNN cannot be
     built (its weights missing or damaged; a warning says so), never when MTCNN ran and found
     nothing: Haar finds "faces" in lettering and textures that MTCNN rejects. "mtcnn" and "haar"
-    run only that detector. With turn, an image without a face is searched again turned by each
-    of TURNS, and the faces of the turn with the best-scoring face are kept: they come back in
-    the coordinates of the image given, with .turned set, and align() crops them upright (a
-    sideways face seen by MTCNN scores lower than the same face upright)."""
+    run only that detector. With turn, an image without a face (for MTCNN: without one scoring
+    TURNED_MIN_SCORE) is searched again turned by each of TURNS, and the faces of the turn whose
+    best face scores highest are kept, where that face scores TURNED_MIN_SCORE and more than any
+    found as stored: they come back in the coordinates of the image given, with .turned set, and
+    align() crops them upright."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
     small, scale = _shrink(image.convert("RGB"), DETECT_MAX_SIDE)
@@ -98,12 +107,13 @@ def detect(
             else _detect_haar
         )
     faces = find(small)
-    if turn and not faces:
-        turned = [
-            [_turned_back(f, degrees, small.size) for f in find(small.transpose(transpose))]
-            for degrees, transpose in TURNS.items()
-        ]
-        faces = max(turned, key=lambda found: max((f.score for f in found), default=-1.0))
+    best = max((f.score for f in faces), default=-np.inf)
+    if turn and (not faces or (faces[0].detector == "mtcnn" and best < TURNED_MIN_SCORE["mtcnn"])):
+        for degrees, transpose in TURNS.items():
+            found = find(small.transpose(transpose))
+            top = max((f.score for f in found), default=-np.inf)
+            if found and top >= TURNED_MIN_SCORE[found[0].detector] and top > best:
+                faces, best = [_turned_back(f, degrees, small.size) for f in found], top
     return [_rescaled(face, 1.0 / scale) for face in faces]
 
 

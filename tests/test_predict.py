@@ -456,3 +456,15 @@ def test_a_photo_stored_sideways_is_predicted_upright_but_video_frames_are_not_t
     clip = write_clip(tmp_path / "clip.avi", [stored] * 2, fps=10.0)
     assert predictor.predict(clip)["error"].tolist() == ["no face found"] * 2
     assert predictor.faces(stored, turn=False) == []
+
+
+def test_embeddings_from_a_classifier_of_your_own_need_its_features(checkpoint):
+    predictor = load(checkpoint)
+
+    def probabilities_only(x):
+        return np.full((len(x), len(CLASS_NAMES)), 1 / len(CLASS_NAMES))
+
+    with pytest.raises(InputError, match="feature_dim attribute and classify"):
+        P.Predictor(probabilities_only, predictor.info, embeddings=True)
+    plain = P.Predictor(probabilities_only, predictor.info)  # without embeddings it serves
+    assert plain.probabilities(faces((3,))[0]).shape == (1, len(CLASS_NAMES))

@@ -372,6 +372,20 @@ def test_train_restores_the_gpu_generators_where_cuda_is_in_use(monkeypatch):
     assert restored == [["gpu0", "gpu1"]]
 
 
+def test_a_generator_restore_that_fails_hides_no_error_and_frees_train(monkeypatch, tmp_path):
+    from lionfer.errors import InputError
+    from lionfer.training import run as run_module
+
+    def refuses(state):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(run_module, "set_random_state", refuses)
+    (tmp_path / "file").write_text("")
+    for _ in range(2):  # the second is not refused as "already running"
+        with pytest.raises(InputError, match="inside a file|is a file|not a folder"):
+            train(None, tmp_path / "file" / "run", resume=True, progress=False)
+
+
 def assert_same_checkpoints(a: Path, b: Path) -> None:
     first, second = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (a, b))
     for part in ("model", "ema", "optimizer", "algorithm"):

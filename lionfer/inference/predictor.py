@@ -217,8 +217,13 @@ class Predictor:
             raise InputError(
                 f"batch_size must be ≥ 1 and face_size ≥ 8 (got {batch_size}, {face_size})"
             )
-        if embeddings and getattr(classify, "feature_dim", None) is None:
-            classify(torch.zeros(0), features=True)  # raises, naming how to get them
+        if embeddings and not hasattr(classify, "feature_dim"):
+            raise InputError(
+                "embeddings=True needs a classifier that gives them: a feature_dim attribute and "
+                "classify(x, features=True) returning (probabilities, features)"
+            )
+        if embeddings and classify.feature_dim is None:
+            classify(torch.zeros(0), features=True)  # a file without them: raises, naming why
         self.classify, self.info = classify, info
         self.detector, self.face_size, self.batch_size = detector, face_size, batch_size
         self.embedding_dim = classify.feature_dim if embeddings else 0  # 0: no embeddings
@@ -436,7 +441,8 @@ class Predictor:
                     "score": face.score,
                     "label": self.class_names[int(np.argmax(probs))],
                     **{n: float(p) for n, p in zip(names, probs, strict=True)},
-                    **{n: float(v) for n, v in zip(embedding, features, strict=True)},
+                    # 8 decimals: a float32 unit vector's precision, in half the text
+                    **{n: round(float(v), 8) for n, v in zip(embedding, features, strict=True)},
                     "error": None,
                 }
             )

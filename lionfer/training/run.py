@@ -4,6 +4,7 @@ build_trainer(), a Trainer made from a config (device, checks, data, parts)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import sys
@@ -68,10 +69,16 @@ def train(
     generators = random_state()
     try:
         args = (resume, overwrite, stop_after, progress, command, device)
-        return train_locked(cfg, Path(out).expanduser(), *args)  # "~/runs/x", as a shell reads it
-    finally:
+        result = train_locked(cfg, Path(out).expanduser(), *args)  # "~/runs/x", as a shell reads it
+    except BaseException:
+        with contextlib.suppress(Exception):  # a GPU in error may refuse: the run's error stands
+            set_random_state(generators)
+        raise
+    else:
         set_random_state(generators)
-        _RUNNING.release()
+        return result
+    finally:
+        _RUNNING.release()  # whatever happened, the next train() may run
 
 
 def train_locked(cfg, out: Path, resume, overwrite, stop_after, progress, command, device):

@@ -173,6 +173,22 @@ def test_manifest_splits_labels_and_relative_paths(tmp_path):
         assert data.unlabeled.ids == ["img/3.png", "img/4.png", "img/5.png"]
         assert data.unlabeled.labels.tolist() == [-1, -1, -1]
         assert data.unlabeled.true_labels.tolist() == [4, -1, 0]
+        assert data.train.true_labels is None  # no train row gives its true_label
+
+
+def test_a_train_row_without_its_true_label_has_no_known_truth(tmp_path):
+    make_images(tmp_path / "data", [f"img/{k}.png" for k in range(4)])
+    write_csv(
+        tmp_path / "data" / "manifest.csv",
+        "path,label,split,true_label\n"
+        "img/0.png,happy,train,sad\n"
+        "img/1.png,happy,train,\n"
+        "img/2.png,neutral,test,neutral\n"
+        "img/3.png,neutral,test,\n",
+    )
+    data = manifest.load(cfg(tmp_path / "data"), seed=0)
+    assert data.train.labels.tolist() == [3, 3]
+    assert data.train.true_labels.tolist() == [4, -1]  # known wrong; unknown, not "right"
 
 
 def test_manifest_without_test_rows_holds_out_20_percent(tmp_path):

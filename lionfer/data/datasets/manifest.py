@@ -215,12 +215,17 @@ def load(cfg, seed: int) -> FERData:
     if dropped.any():
         notes.append(f"manifest: dropped {int(dropped.sum())} rows whose class maps to -1")
         keep &= ~dropped
-    truth = np.array([to_id(r.true_label or r.label) for r in rows], dtype=np.int64)
     split = np.array([r.split for r in rows])
     is_train = keep & (split == "train") & (labels >= 0)
-    # an unlabeled row's label, if one is given, survives only as its true label (diagnostics)
     is_unlabeled = keep & ((split == "unlabeled") | ((split == "train") & (labels < 0)))
     is_test = keep & (split == "test")
+    # A row's truth is its true_label. An unlabeled row's label, if one is given, survives only
+    # as its truth (diagnostics). A labeled row without a true_label has no known truth, even
+    # where other rows give theirs (a prepared cache gives its test rows'): its label is what
+    # is judged, not the truth.
+    given_truth = np.array([to_id(r.true_label) for r in rows], dtype=np.int64)
+    hidden_label = np.where(is_unlabeled & (labels >= 0), labels, -1)
+    truth = np.where(given_truth >= 0, given_truth, hidden_label)
     has_truth = any(r.true_label for r in rows)
     if not is_train.any():
         raise InputError(

@@ -484,3 +484,14 @@ def test_wrong_relabels_are_pooled_by_class_over_runs(tmp_path):
     md = (out / "report.md").read_text()
     # 5 relabels with a known truth, 2 wrong, both broken correct labels
     assert "| lion | synthetic@100 | 5 | 2 | 2 | Happiness → Sadness 2 |" in md
+
+
+def test_the_command_line_counts_its_runs_in_words():
+    from pathlib import Path
+
+    from lionfer.reporting.report_command import ReportResult
+
+    one = ReportResult(Path("rep"), runs=1, skipped=0, files=["a.csv", "report.md"])
+    assert str(one).startswith("report of 1 run: rep/report.md, rep/report.html and 1 CSV file")
+    two = ReportResult(Path("rep"), runs=2, skipped=1, files=[])
+    assert str(two).startswith("report of 2 runs, 1 skipped (see report.md): rep/report.md")

@@ -50,10 +50,11 @@ class ReportResult:
         left = [f"{self.skipped} skipped"] if self.skipped else []
         left += [f"{len(self.unfinished)} not finished"] if self.unfinished else []
         left_out = f", {' and '.join(left)} (see report.md)" if left else ""
+        tables = sum(f.endswith(".csv") for f in self.files)
         done = (
-            f"report of {self.runs} runs{left_out}: {self.out / 'report.md'}, "
-            f"{self.out / 'report.html'} and {sum(f.endswith('.csv') for f in self.files)} CSV "
-            "files"
+            f"report of {self.runs} run{'s' * (self.runs != 1)}{left_out}: "
+            f"{self.out / 'report.md'}, {self.out / 'report.html'} and {tables} CSV "
+            f"file{'s' * (tables != 1)}"
         )
         return "\n".join([done, *self.warnings])
 

@@ -146,3 +146,22 @@ def test_prepare_crops_a_jpeg_over_pils_pixel_limit_at_its_listed_box(tmp_path, 
     assert difference < 10 and tuple(np.asarray(reduced)[16, 16]) == pytest.approx(
         (200, 40, 40), abs=12
     )
+
+
+def test_a_cameras_raw_photos_in_a_folder_are_listed_with_what_to_do(tmp_path, checkpoint):
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    _jpeg(folder / "a.jpg")
+    (folder / "IMG_0002.CR2").write_bytes(b"II*\x00\x10\x00\x00\x00CR\x02\x00" + bytes(64))
+    (folder / "DSC_0003.NEF").write_bytes(b"MM\x00*" + bytes(64))
+    Image.new("RGB", (40, 30), (90, 60, 30)).save(folder / "IMG_0004.dng", format="TIFF")
+    (folder / "notes.txt").write_text("not a photo")
+    sources, ignored = collect_sources([folder])
+    assert [s.path.name for s in sources] == ["DSC_0003.NEF", "IMG_0002.CR2", "IMG_0004.dng",
+                                              "a.jpg"]  # fmt: skip
+    assert ignored == 1  # the notes alone
+    table = load(checkpoint, detector=lambda image: []).predict(folder)
+    errors = dict(zip(table.source.map(lambda s: Path(s).name), table.error, strict=True))
+    for raw in ("IMG_0002.CR2", "DSC_0003.NEF"):
+        assert "a camera RAW photo, which lionfer does not decode; export it as JPEG" in errors[raw]
+    assert errors["IMG_0004.dng"] == "no face found"  # a DNG PIL can read (its TIFF) is read

@@ -25,6 +25,16 @@ PLUGINS = {
     ".heif": _HEIF_FIX,
     ".avif": "upgrade Pillow to a build with AVIF (11.3 or later), or convert it to JPEG",
 }
+# Cameras' RAW photos, which PIL does not decode: `lionfer predict` lists them with this reason
+# (where a DNG's embedded preview opens as a TIFF, that preview is read).
+RAW_SUFFIXES = frozenset(
+    {".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".orf", ".rw2"}
+    | {".raf", ".pef", ".srw", ".raw", ".rwl", ".3fr", ".erf", ".kdc", ".mrw", ".x3f", ".iiq"}
+)
+_RAW_FIX = (
+    "a camera RAW photo, which lionfer does not decode; export it as JPEG or PNG (the camera's "
+    "software, darktable or rawpy do)"
+)
 
 
 def _register_plugins() -> bool:
@@ -158,12 +168,16 @@ def _decoding(path: Path) -> Iterator[None]:
                 f"cannot read image {path}{named}: this Pillow has no {suffix[1:].upper()} "
                 f"decoder; {PLUGINS[suffix]}"
             ) from error
+        if path.suffix.lower() in RAW_SUFFIXES:
+            raise ImageError(f"cannot read image {path}: {_RAW_FIX}") from error
         raise ImageError(
             f"cannot read image {path}: {_not_an_image(text, kind)}; {_FIX}"
         ) from error
     except Exception as error:
         # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
         # EOFError, struct.error, IndexError, ...): all mean "this file is unusable".
+        if path.suffix.lower() in RAW_SUFFIXES:
+            raise ImageError(f"cannot read image {path}: {_RAW_FIX}") from error
         raise ImageError(f"cannot read image {path}: {_describe(error)}; {_FIX}") from error
 
 

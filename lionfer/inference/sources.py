@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS, walk_files
-from lionfer.data.images import broken_link, to_rgb
+from lionfer.data.images import RAW_SUFFIXES, broken_link, to_rgb
 from lionfer.errors import InputError
 from lionfer.inference.video import VIDEO_KINDS, is_clip, is_video_file
 
@@ -98,12 +98,14 @@ def _visible(path: Path, root: Path) -> bool:
 
 def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int]:
     """(the image and video files among paths, sorted; how many other files there were). A
-    symbolic link whose target is missing is kept, to be reported as unreadable."""
+    symbolic link whose target is missing is kept, to be reported as unreadable, and so is a
+    camera's RAW photo (one row saying to export it as JPEG), rather than ignored."""
     found, ignored = [], 0
     for path in paths:
         if path.is_dir() or not (path.is_file() or path.is_symlink()):
             continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS or is_video_file(path):
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_EXTENSIONS or suffix in RAW_SUFFIXES or is_video_file(path):
             found.append(path)
         else:
             ignored += 1

@@ -306,3 +306,27 @@ def test_manifest_absolute_and_dotted_paths_inside_the_folder_are_fine(tmp_path)
     write_csv(tmp_path / "data" / "manifest.csv", rows)
     data = manifest.load(cfg(tmp_path / "data"), seed=0)
     assert data.test.images == [str(tmp_path / "data" / "b.png")]
+
+
+def test_a_cameras_raw_photos_in_a_folder_are_named_in_its_note(tmp_path):
+    make_images(tmp_path / "photos", ["happy/a.png", "happy/b.png", "sad/c.png", "sad/d.png"])
+    make_images(tmp_path / "photos", ["happy/e.png", "sad/f.png"])
+    for name in ("sad/IMG_1.CR2", "sad/IMG_2.nef", ".DS_Store"):
+        (tmp_path / "photos" / name).write_bytes(b"II*\x00" + bytes(16))
+    data = folder.load(cfg(tmp_path / "photos"), seed=0)
+    assert (
+        "ignored 3 hidden or non-image files, 2 of them camera RAW photos (.cr2, .nef, .arw, "
+        ".dng, ...), which lionfer does not read: export them as JPEG or PNG" in data.notes
+    )
+    only_raw = tmp_path / "raw"
+    (only_raw / "happy").mkdir(parents=True)
+    (only_raw / "happy" / "IMG_3.ARW").write_bytes(b"II*\x00")
+    with pytest.raises(InputError, match="1 of them camera RAW photos"):
+        folder.load(cfg(only_raw), seed=0)
+    with pytest.raises(InputError, match="data.unlabeled_root=.*1 of them camera RAW photos"):
+        folder.load(cfg(tmp_path / "photos", unlabeled_root=str(only_raw)), seed=0)
+    plain = tmp_path / "plain"
+    make_images(plain, [f"{c}/{k}.png" for c in ("happy", "sad") for k in range(3)])
+    (plain / ".DS_Store").write_bytes(b"\x00")
+    notes = folder.load(cfg(plain), seed=0).notes
+    assert "ignored 1 hidden or non-image files" in notes  # no RAW photo: no word of them

@@ -13,7 +13,7 @@ import numpy as np
 
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import IMAGE_KINDS, list_images, require_dir
+from lionfer.data.checks import IMAGE_KINDS, list_images, raw_photos, require_dir
 from lionfer.data.splits import hold_out
 from lionfer.errors import ConfigError, InputError, MissingInputError
 
@@ -178,14 +178,21 @@ def read_unlabeled(folder: str) -> tuple[ImageSet, str]:
         "data.unlabeled_root must be a folder of images (searched recursively)",
     )
     paths, ignored = list_images(root, recursive=True)
+    raw = raw_photos(root) if ignored else ""
     if not paths:
-        raise MissingInputError(f"no images ({IMAGE_KINDS}) found under data.unlabeled_root={root}")
+        raise MissingInputError(
+            f"no images ({IMAGE_KINDS}) found under data.unlabeled_root={root}"
+            + (f" ({ignored} other files{raw})" if raw else "")
+        )
     unlabeled = ImageSet(
         images=[str(p) for p in paths],
         labels=np.full(len(paths), -1),
         ids=[f"unlabeled/{p.relative_to(root).as_posix()}" for p in paths],
     )
-    return unlabeled, f"{len(paths)} unlabeled images from {root} ({ignored} other files ignored)"
+    return (
+        unlabeled,
+        f"{len(paths)} unlabeled images from {root} ({ignored} other files ignored{raw})",
+    )
 
 
 def load(cfg, seed: int) -> FERData:
@@ -214,9 +221,11 @@ def load(cfg, seed: int) -> FERData:
             if loose
             else ""
         )
+        raw = raw_photos(train_dir or root) if ignored else ""
         raise MissingInputError(
             f"no images found in class folders under {train_dir or root}; expected "
             f"ROOT/<class>/<image>.jpg ({IMAGE_KINDS}) or ROOT/train/<class>/<image>.jpg{hint}"
+            + (f" ({ignored} other files{raw})" if raw else "")
         )
     places = {name: f"folder {test_dir / name}" for name in test_files}
     places.update({name: f"folder {(train_dir or root) / name}" for name in train_files})
@@ -239,7 +248,8 @@ def load(cfg, seed: int) -> FERData:
     if dropped:
         notes.append(f"dropped the classes {dropped} (data.class_map maps them to -1)")
     if ignored + test_ignored:
-        notes.append(f"ignored {ignored + test_ignored} hidden or non-image files")
+        raw = raw_photos(train_dir or root, test_dir)
+        notes.append(f"ignored {ignored + test_ignored} hidden or non-image files{raw}")
     unlabeled = None
     if cfg.unlabeled_root:
         unlabeled, note = read_unlabeled(cfg.unlabeled_root)

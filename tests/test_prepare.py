@@ -146,6 +146,23 @@ def test_mtcnn_landmarks_of_a_turned_photo_align_the_face_upright(astronaut, deg
     assert np.abs(crop - reference).mean() < 25 < np.abs(crop[::-1] - reference).mean()
 
 
+def test_a_face_read_again_turned_replaces_only_itself(astronaut):
+    # a group photo: one face upright but blurred (unsure), one lying on its side, which MTCNN
+    # finds as stored at 0.92; read turned it is sure, and the upright face stays as it is
+    from PIL import ImageFilter
+
+    face = astronaut.crop((120, 0, 270, 200))
+    canvas = Image.new("RGB", (520, 260), (128, 128, 128))
+    canvas.paste(face.filter(ImageFilter.GaussianBlur(6)), (20, 30))
+    canvas.paste(face.transpose(Image.Transpose.ROTATE_270), (260, 40))
+    stored = sorted(detect(canvas, "mtcnn"), key=lambda f: f.box[0])
+    assert len(stored) == 2 and all(f.score < faces.TURNED_MIN_SCORE["mtcnn"] for f in stored)
+    upright, sideways = sorted(detect(canvas, "mtcnn", turn=True), key=lambda f: f.box[0])
+    assert upright.turned == 0 and upright.box == stored[0].box
+    assert sideways.turned == 90 and sideways.score >= faces.TURNED_MIN_SCORE["mtcnn"]
+    assert faces.iou(sideways.box, stored[1].box) >= faces.SAME_FACE_IOU
+
+
 @pytest.mark.parametrize("detector", ["mtcnn", "haar"])
 def test_turning_finds_no_false_faces_in_objects_and_textures(detector):
     # pictures where turned searches found false faces before turned faces had to score more

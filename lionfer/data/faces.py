@@ -56,6 +56,7 @@ TURNS = {
 # some faces lying on their side (the astronaut turned clockwise: 0.96) with landmarks that do
 # not fit them.
 TURNED_MIN_SCORE = {"mtcnn": 0.99, "haar": 20.0}
+SAME_FACE_IOU = 0.3  # a face seen turned and one seen as stored with this overlap are one face
 
 
 class DetectorUnavailable(RuntimeError):
@@ -87,10 +88,9 @@ def detect(
     built (its weights missing or damaged; a warning says so), never when MTCNN ran and found
     nothing: Haar finds "faces" in lettering and textures that MTCNN rejects. "mtcnn" and "haar"
     run only that detector. With turn, an image without a face (for MTCNN: without one scoring
-    TURNED_MIN_SCORE) is searched again turned by each of TURNS, and the faces of the turn whose
-    best face scores highest are kept, where that face scores TURNED_MIN_SCORE and more than any
-    found as stored: they come back in the coordinates of the image given, with .turned set, and
-    align() crops them upright."""
+    TURNED_MIN_SCORE) is searched again turned by each of TURNS (_surer_when_turned): faces read
+    turned come back in the coordinates of the image given, with .turned set, and align() crops
+    them upright."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
     small, scale = _shrink(image.convert("RGB"), DETECT_MAX_SIDE)
@@ -109,12 +109,47 @@ def detect(
     faces = find(small)
     best = max((f.score for f in faces), default=-np.inf)
     if turn and (not faces or (faces[0].detector == "mtcnn" and best < TURNED_MIN_SCORE["mtcnn"])):
-        for degrees, transpose in TURNS.items():
-            found = find(small.transpose(transpose))
-            top = max((f.score for f in found), default=-np.inf)
-            if found and top >= TURNED_MIN_SCORE[found[0].detector] and top > best:
-                faces, best = [_turned_back(f, degrees, small.size) for f in found], top
+        turned = {
+            degrees: [_turned_back(f, degrees, small.size) for f in find(small.transpose(t))]
+            for degrees, t in TURNS.items()
+        }
+        faces = _surer_when_turned(faces, turned)
     return [_rescaled(face, 1.0 / scale) for face in faces]
+
+
+def _surer_when_turned(faces: list[Face], turned: dict[int, list[Face]]) -> list[Face]:
+    """The faces of a photo read again turned (turned: per turn, its faces in the photo's
+    coordinates). Without a face as stored: the faces of the turn whose best face scores highest,
+    where that scores TURNED_MIN_SCORE. With faces: each stored face that a face seen turned
+    overlaps (SAME_FACE_IOU) is that face where it scores TURNED_MIN_SCORE and more than it (a face
+    on its side, read upright); a face found only turned is not added, nor one only stored lost."""
+    sure = {
+        d: [f for f in found if f.score >= TURNED_MIN_SCORE[f.detector]]
+        for d, found in turned.items()
+    }
+    if not faces:
+        top = {d: max((f.score for f in found), default=-np.inf) for d, found in sure.items()}
+        degrees = max(top, key=top.get)
+        return turned[degrees] if top[degrees] > -np.inf else []
+    candidates = [f for found in sure.values() for f in found]
+    read = []
+    for face in faces:
+        better = [
+            t for t in candidates if t.score > face.score and iou(t.box, face.box) >= SAME_FACE_IOU
+        ]
+        choice = max(better, key=lambda t: t.score, default=face)
+        if all(choice is not r for r in read):
+            read.append(choice)
+    return read
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two boxes (x, y, w, h)."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(width, 0.0) * max(height, 0.0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _turned_back(face: Face, degrees: int, size: tuple[int, int]) -> Face:

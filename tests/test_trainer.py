@@ -376,7 +376,7 @@ def test_a_generator_restore_that_fails_hides_no_error_and_frees_train(monkeypat
     from lionfer.errors import InputError
     from lionfer.training import run as run_module
 
-    def refuses(state):
+    def refuses(*state):
         raise RuntimeError("CUDA error: device-side assert triggered")
 
     monkeypatch.setattr(run_module, "set_random_state", refuses)
@@ -384,6 +384,12 @@ def test_a_generator_restore_that_fails_hides_no_error_and_frees_train(monkeypat
     for _ in range(2):  # the second is not refused as "already running"
         with pytest.raises(InputError, match="inside a file|is a file|not a folder"):
             train(None, tmp_path / "file" / "run", resume=True, progress=False)
+    monkeypatch.setattr(run_module, "random_state", refuses)  # reading them fails too
+    with pytest.raises(RuntimeError, match="device-side assert"):
+        train(None, tmp_path / "file" / "run", resume=True, progress=False)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="inside a file|is a file|not a folder"):  # not "running"
+        train(None, tmp_path / "file" / "run", resume=True, progress=False)
 
 
 def assert_same_checkpoints(a: Path, b: Path) -> None:

@@ -66,16 +66,22 @@ def train(
             "process's random generators, so two at once would not repeat; train one after the "
             "other, or in separate processes (lionfer sweep --jobs N runs several at a time)"
         )
-    generators = random_state()
+    generators = None
     try:
+        generators = random_state()
         args = (resume, overwrite, stop_after, progress, command, device)
         result = train_locked(cfg, Path(out).expanduser(), *args)  # "~/runs/x", as a shell reads it
     except BaseException:
         with contextlib.suppress(Exception):  # a GPU in error may refuse: the run's error stands
-            set_random_state(generators)
+            if generators is not None:
+                set_random_state(generators)
         raise
     else:
-        set_random_state(generators)
+        try:
+            set_random_state(generators)
+        except Exception as error:  # the run is done and saved: say so, and return it
+            message = f"the process's random generators were not restored: {error}"
+            warnings.warn(message, stacklevel=2)
         return result
     finally:
         _RUNNING.release()  # whatever happened, the next train() may run

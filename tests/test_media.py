@@ -107,7 +107,7 @@ def test_a_linked_folder_inside_an_input_folder_is_searched_and_a_loop_ends(tmp_
     Image.new("RGB", (8, 8)).save(elsewhere / "b.png")
     (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
     (elsewhere / "back").symlink_to(photos, target_is_directory=True)  # a loop
-    sources, ignored = collect_sources([photos])
+    sources, ignored, _ = collect_sources([photos])
     assert [s.name for s in sources] == [str(photos / "a.png"), str(photos / "linked" / "b.png")]
     assert ignored == 0
 
@@ -148,20 +148,32 @@ def test_prepare_crops_a_jpeg_over_pils_pixel_limit_at_its_listed_box(tmp_path, 
     )
 
 
-def test_a_cameras_raw_photos_in_a_folder_are_listed_with_what_to_do(tmp_path, checkpoint):
+def test_a_cameras_raw_photos_are_named_with_what_to_do(tmp_path, checkpoint):
     folder = tmp_path / "shoot"
     folder.mkdir()
-    _jpeg(folder / "a.jpg")
+    _jpeg(folder / "IMG_0002.jpg")  # a camera saving RAW + JPEG: the JPEG is read
     (folder / "IMG_0002.CR2").write_bytes(b"II*\x00\x10\x00\x00\x00CR\x02\x00" + bytes(64))
     (folder / "DSC_0003.NEF").write_bytes(b"MM\x00*" + bytes(64))
     Image.new("RGB", (40, 30), (90, 60, 30)).save(folder / "IMG_0004.dng", format="TIFF")
     (folder / "notes.txt").write_text("not a photo")
-    sources, ignored = collect_sources([folder])
-    assert [s.path.name for s in sources] == ["DSC_0003.NEF", "IMG_0002.CR2", "IMG_0004.dng",
-                                              "a.jpg"]  # fmt: skip
-    assert ignored == 1  # the notes alone
-    table = load(checkpoint, detector=lambda image: []).predict(folder)
-    errors = dict(zip(table.source.map(lambda s: Path(s).name), table.error, strict=True))
-    for raw in ("IMG_0002.CR2", "DSC_0003.NEF"):
-        assert "a camera RAW photo, which lionfer does not decode; export it as JPEG" in errors[raw]
-    assert errors["IMG_0004.dng"] == "no face found"  # a DNG PIL can read (its TIFF) is read
+    sources, ignored, raw = collect_sources([folder])
+    assert [s.path.name for s in sources] == ["IMG_0002.jpg"]
+    assert (ignored, raw) == (4, 3)
+    predictor = load(checkpoint, detector=lambda image: [])
+    report = predict_files(predictor, [str(folder)], tmp_path / "p.csv", progress=False)
+    assert (
+        "ignored 4 files in folders that are not images or videos, 3 of them camera RAW photos "
+        "(.cr2, .nef, .arw, .dng, ...), which lionfer does not read: export them as JPEG or PNG"
+        in report.summary()
+    )
+    # given by its path, a RAW photo gets a row that says so, even one PIL could open (a DNG's
+    # TIFF preview is no photo to judge a face by)
+    table = predictor.predict([folder / "DSC_0003.NEF", folder / "IMG_0004.dng"])
+    assert all("a camera RAW photo, which lionfer does not decode" in e for e in table.error)
+    with pytest.raises(ImageError, match="camera RAW photo"):
+        open_image(folder / "IMG_0004.dng")
+    only_raw = tmp_path / "raw_only"
+    only_raw.mkdir()
+    (only_raw / "a.ARW").write_bytes(b"II*\x00")
+    with pytest.raises(InputError, match="1 other files, 1 of them camera RAW photos"):
+        collect_sources([only_raw])

@@ -201,7 +201,7 @@ def test_collect_sources_expands_folders_and_globs(tmp_path):
     for name in ("b.png", "a.jpg", "deep/c.png", ".hidden/d.png", "clip.avi", "x.txt", "e.jfif"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    sources, ignored = collect_sources([tmp_path, str(tmp_path / "*.png"), tmp_path / "a.jpg"])
+    sources, ignored, _ = collect_sources([tmp_path, str(tmp_path / "*.png"), tmp_path / "a.jpg"])
     names = [Path(s.name).relative_to(tmp_path).as_posix() for s in sources]
     assert names == ["a.jpg", "b.png", "clip.avi", "deep/c.png", "e.jfif"]  # sorted, once each
     assert [s.kind for s in sources] == ["image", "image", "video", "image", "image"]
@@ -414,7 +414,7 @@ def test_an_image_of_one_frame_stays_an_image_and_pages_have_no_time(tmp_path, c
     shown = [Image.fromarray(face) for face in faces((0, 1, 2))]
     still = _animation(tmp_path / "still.gif", shown[:1], duration=100)
     pages = _animation(tmp_path / "pages.tif", shown)  # a multi-page TIFF states no duration
-    sources, _ = collect_sources([still, pages])
+    sources, *_ = collect_sources([still, pages])
     assert [s.kind for s in sources] == ["image", "video"]
     table = predictor.predict([str(still), str(pages)], cropped=True)
     assert table["frame"].tolist() == [0, 0, 1, 2]

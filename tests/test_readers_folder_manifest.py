@@ -311,7 +311,8 @@ def test_manifest_absolute_and_dotted_paths_inside_the_folder_are_fine(tmp_path)
 def test_a_cameras_raw_photos_in_a_folder_are_named_in_its_note(tmp_path):
     make_images(tmp_path / "photos", ["happy/a.png", "happy/b.png", "sad/c.png", "sad/d.png"])
     make_images(tmp_path / "photos", ["happy/e.png", "sad/f.png"])
-    for name in ("sad/IMG_1.CR2", "sad/IMG_2.nef", ".DS_Store"):
+    (tmp_path / "photos" / ".trash").mkdir()
+    for name in ("sad/IMG_1.CR2", "sad/IMG_2.nef", ".DS_Store", ".trash/IMG_0.NEF"):
         (tmp_path / "photos" / name).write_bytes(b"II*\x00" + bytes(16))
     data = folder.load(cfg(tmp_path / "photos"), seed=0)
     assert (

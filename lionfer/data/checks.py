@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lionfer.data.images import RAW_SUFFIXES, ImageError, check_image_file
+from lionfer.data.images import RAW_PHOTOS, RAW_SUFFIXES, ImageError, check_image_file
 from lionfer.errors import ConfigError, InputError, MissingInputError
 
 # The image files read from folders, for training and for predict. HEIC/HEIF need the optional
@@ -351,19 +351,17 @@ def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path]
 
 def raw_photos(*folders: Path | None) -> str:
     """The words ", N of them camera RAW photos ...: export them" where the folders (searched
-    recursively) hold a camera's RAW photos, which are no image files here; "" where none."""
+    recursively, hidden files and folders left out as list_images leaves them) hold a camera's
+    RAW photos, which are no image files here; "" where none."""
     count = sum(
-        p.suffix.lower() in RAW_SUFFIXES and p.is_file()
+        p.suffix.lower() in RAW_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         for folder in folders
         if folder is not None
         for p in walk_files(folder)
     )
-    if not count:
-        return ""
-    return (
-        f", {count} of them camera RAW photos (.cr2, .nef, .arw, .dng, ...), which lionfer does "
-        "not read: export them as JPEG or PNG"
-    )
+    return f", {count} of them {RAW_PHOTOS}" if count else ""
 
 
 def walk_files(folder: Path) -> Iterator[Path]:

@@ -25,11 +25,15 @@ PLUGINS = {
     ".heif": _HEIF_FIX,
     ".avif": "upgrade Pillow to a build with AVIF (11.3 or later), or convert it to JPEG",
 }
-# Cameras' RAW photos, which PIL does not decode: `lionfer predict` lists them with this reason
-# (where a DNG's embedded preview opens as a TIFF, that preview is read).
+# Cameras' RAW photos, which lionfer does not decode (PIL would read some as the small TIFF
+# preview they embed): named as such wherever they are met.
 RAW_SUFFIXES = frozenset(
     {".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".orf", ".rw2"}
     | {".raf", ".pef", ".srw", ".raw", ".rwl", ".3fr", ".erf", ".kdc", ".mrw", ".x3f", ".iiq"}
+)
+RAW_PHOTOS = (  # in notes of files left out
+    "camera RAW photos (.cr2, .nef, .arw, .dng, ...), which lionfer does not read: export them "
+    "as JPEG or PNG"
 )
 _RAW_FIX = (
     "a camera RAW photo, which lionfer does not decode; export it as JPEG or PNG (the camera's "
@@ -168,16 +172,12 @@ def _decoding(path: Path) -> Iterator[None]:
                 f"cannot read image {path}{named}: this Pillow has no {suffix[1:].upper()} "
                 f"decoder; {PLUGINS[suffix]}"
             ) from error
-        if path.suffix.lower() in RAW_SUFFIXES:
-            raise ImageError(f"cannot read image {path}: {_RAW_FIX}") from error
         raise ImageError(
             f"cannot read image {path}: {_not_an_image(text, kind)}; {_FIX}"
         ) from error
     except Exception as error:
         # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
         # EOFError, struct.error, IndexError, ...): all mean "this file is unusable".
-        if path.suffix.lower() in RAW_SUFFIXES:
-            raise ImageError(f"cannot read image {path}: {_RAW_FIX}") from error
         raise ImageError(f"cannot read image {path}: {_describe(error)}; {_FIX}") from error
 
 
@@ -201,6 +201,8 @@ def _check_file(path: Path) -> None:
         )
     if path.stat().st_size == 0:
         raise ImageError(f"image file {path} is empty (0 bytes); {_FIX}")
+    if path.suffix.lower() in RAW_SUFFIXES:
+        raise ImageError(f"cannot read image {path}: {_RAW_FIX}")
 
 
 def _describe(error: Exception) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from lionfer.data.images import RAW_PHOTOS
 from lionfer.inference.predictor import FIXED_COLUMNS, Frame, InputError, Predictor, SourceDone
 from lionfer.inference.sources import Source, collect_sources, located
 from lionfer.inference.video import VIDEO_CODECS, VideoWriter, clip_fps, draw_faces
@@ -241,7 +242,10 @@ class PredictReport:
         if c["frames_without_face"]:
             lines.append(f"video frames without a face: {c['frames_without_face']}")
         if c["ignored"]:
-            lines.append(f"ignored {c['ignored']} files in folders that are not images or videos")
+            raw = f", {c['raw_photos']} of them {RAW_PHOTOS}" if c["raw_photos"] else ""
+            lines.append(
+                f"ignored {c['ignored']} files in folders that are not images or videos{raw}"
+            )
         if self.excluded:
             lines.append(
                 f"skipped {_count(self.excluded, 'file')} inside the --annotate folder "
@@ -305,7 +309,7 @@ def predict_files(
     fmt = output_format(out, fmt)
     if frame_stride < 1:  # checked before the output file is touched
         raise InputError(f"--frame-stride must be at least 1, got {frame_stride}")
-    sources, ignored = collect_sources(inputs)
+    sources, ignored, raw_photos = collect_sources(inputs)
     annotate_dir = Path(annotate) if annotate else None
     excluded = 0
     if annotate_dir is not None:
@@ -324,7 +328,8 @@ def predict_files(
     for record in file.done.values():  # what the earlier runs wrote counts too
         report.counts.update(record.get("counts", {}))
         report.skipped.update(record.get("skipped", {}))
-    report.counts.update(ignored=ignored, resumed=sum(s.name in file.done for s in sources))
+    resumed = sum(s.name in file.done for s in sources)
+    report.counts.update(ignored=ignored, raw_photos=raw_photos, resumed=resumed)
     todo = [s for s in sources if s.name not in file.done]
     bar = tqdm(total=len(todo), desc="predict", unit="input") if progress else _NoBar()
     before = (report.counts.copy(), report.skipped.copy())

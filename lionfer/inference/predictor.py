@@ -313,7 +313,7 @@ class Predictor:
         import pandas as pd
 
         items = images if isinstance(images, list | tuple) else [images]
-        sources, _ = collect_sources(items)
+        sources, *_ = collect_sources(items)
         rows = [
             row
             for item in self.stream(sources, cropped, frame_stride)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS, walk_files
-from lionfer.data.images import RAW_SUFFIXES, broken_link, to_rgb
+from lionfer.data.images import RAW_PHOTOS, RAW_SUFFIXES, broken_link, to_rgb
 from lionfer.errors import InputError
 from lionfer.inference.video import VIDEO_KINDS, is_clip, is_video_file
 
@@ -32,12 +32,13 @@ class Source:
     image: Image.Image | None = None
 
 
-def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int]:
+def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int, int]:
     """(sources in order without duplicates, files in folders/globs ignored as not images or
-    videos). Paths may be files, folders (searched recursively) or glob patterns; PIL images and
-    uint8 arrays (H, W), (H, W, 3|4) or a stack (N, H, W, 3) are in-memory images, named
-    memory:0, memory:1, ... in order."""
-    sources, seen, ignored, in_memory = [], set(), 0, 0
+    videos, how many of those are camera RAW photos). Paths may be files, folders (searched
+    recursively) or glob patterns; PIL images and uint8 arrays (H, W), (H, W, 3|4) or a stack
+    (N, H, W, 3) are in-memory images, named memory:0, memory:1, ... in order. A RAW photo given
+    by its path is a source (its row says what to do with it)."""
+    sources, seen, ignored, raw, in_memory = [], set(), 0, 0, 0
     for item in inputs:
         if isinstance(item, Image.Image | np.ndarray):
             for image in memory_images(item):
@@ -48,14 +49,14 @@ def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int]:
             raise InputError(
                 f"cannot predict on a {type(item).__name__}: give paths, PIL images or arrays"
             )
-        paths, skipped = _expand_path(str(item))
-        ignored += skipped
+        paths, skipped, skipped_raw = _expand_path(str(item))
+        ignored, raw = ignored + skipped, raw + skipped_raw
         for path in paths:
             if (key := located(path)) not in seen:  # photos/a.jpg and /abs/photos/a.jpg: once
                 seen.add(key)
                 kind = "video" if is_clip(path) else "image"  # an animated image is a clip
                 sources.append(Source(str(path), kind, path=path))
-    return sources, ignored
+    return sources, ignored, raw
 
 
 def located(path: Path) -> Path:
@@ -65,28 +66,29 @@ def located(path: Path) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-def _expand_path(item: str) -> tuple[list[Path], int]:
+def _expand_path(item: str) -> tuple[list[Path], int, int]:
     path = Path(item)
     if path.is_file():
-        return [path], 0
+        return [path], 0, 0
     if path.is_dir():
-        found, ignored = _media_files(p for p in walk_files(path) if _visible(p, path))
+        found, ignored, raw = _media_files(p for p in walk_files(path) if _visible(p, path))
         if not found:
+            raw_note = f", {raw} of them {RAW_PHOTOS}" if raw else ""
             raise InputError(
-                f"folder {path} holds no images or videos ({ignored} other files); looked "
-                f"recursively for images ({IMAGE_KINDS}) and videos ({VIDEO_KINDS})"
+                f"folder {path} holds no images or videos ({ignored} other files{raw_note}); "
+                f"looked recursively for images ({IMAGE_KINDS}) and videos ({VIDEO_KINDS})"
             )
-        return found, ignored
+        return found, ignored, raw
     if GLOB_CHARS & set(item):
         matches = [Path(p) for p in glob.glob(item, recursive=True)]
-        found, ignored = _media_files(
+        found, ignored, raw = _media_files(
             q
             for m in matches
             for q in ([m] if m.is_file() else (p for p in walk_files(m) if _visible(p, m)))
         )
         if not found:
             raise InputError(f"no images or videos match {item!r}")
-        return found, ignored
+        return found, ignored, raw
     if broken := broken_link(path):
         raise InputError(f"input {broken}")
     raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
@@ -96,20 +98,21 @@ def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int]:
-    """(the image and video files among paths, sorted; how many other files there were). A
-    symbolic link whose target is missing is kept, to be reported as unreadable, and so is a
-    camera's RAW photo (one row saying to export it as JPEG), rather than ignored."""
-    found, ignored = [], 0
+def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int, int]:
+    """(the image and video files among paths, sorted; how many other files there were; how
+    many of those are camera RAW photos: not read, as a camera saves a JPEG beside each or they
+    are to be exported). A symbolic link whose target is missing is kept, to be reported as
+    unreadable."""
+    found, ignored, raw = [], 0, 0
     for path in paths:
         if path.is_dir() or not (path.is_file() or path.is_symlink()):
             continue
-        suffix = path.suffix.lower()
-        if suffix in IMAGE_EXTENSIONS or suffix in RAW_SUFFIXES or is_video_file(path):
+        if path.suffix.lower() in IMAGE_EXTENSIONS or is_video_file(path):
             found.append(path)
         else:
             ignored += 1
-    return sorted(found), ignored
+            raw += path.suffix.lower() in RAW_SUFFIXES
+    return sorted(found), ignored, raw
 
 
 def memory_images(item: Image.Image | np.ndarray) -> list[Image.Image]:

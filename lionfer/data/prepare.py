@@ -198,9 +198,15 @@ def _prepare_locked(
     size, detector, multi_face = settings["size"], settings["detector"], settings["multi_face"]
     sources = image_sources(data)
     previous = check_resumable(out, settings, sources)
+    # each image's crop name, once: under the "source" naming it reads every file's identity
+    stems = {
+        split: crop_stems(images, previous["naming"])
+        for split in SPLITS
+        if (images := split_set(data, split)) is not None
+    }
     # Images with several faces, by (source, split): those prepared before are kept unless redone.
-    several = {(e["source"], e["split"]): e["faces"] for e in previous.get("several_faces", [])}
-    turned = {(e["source"], e["split"]): e["degrees"] for e in previous.get("turned", [])}
+    several = _entries(previous, "several_faces", "faces")
+    turned = _entries(previous, "turned", "degrees")
     # Settings go on disk first, so even an interrupted run guards its folder against mixing.
     started = {
         **settings,
@@ -208,8 +214,8 @@ def _prepare_locked(
         "naming": previous["naming"],
         "complete": False,
         "written": previous.get("written") or {},
-        "several_faces": previous.get("several_faces") or [],
-        "turned": previous.get("turned") or [],
+        "several_faces": _listing(several, "faces"),
+        "turned": _listing(turned, "degrees"),
     }
     _write_text(out / "prepare.json", json.dumps(started, indent=2))
     report = PrepareReport(out_dir=out, notes=list(data.notes), several_faces_rule=multi_face)
@@ -223,12 +229,12 @@ def _prepare_locked(
             folder.mkdir(parents=True, exist_ok=True)
             _remove_partial_files(folder)
             counts = report.per_split.setdefault(split, Counter())
-            stems = crop_stems(images, previous["naming"])
+            names = stems[split]
             for i in tqdm(
                 range(len(images)), desc=f"prepare {split}", unit="img", disable=not progress
             ):
                 failure, faces, degrees = _prepare_one(
-                    images, i, folder / stems[i], size, detector, multi_face, min_size, counts
+                    images, i, folder / names[i], size, detector, multi_face, min_size, counts
                 )
                 if failure:
                     report.failures.append((images.ids[i], split, failure))
@@ -241,19 +247,19 @@ def _prepare_locked(
                         turned[images.ids[i], split] = degrees
                 if stop.signum is not None:
                     report.counts.update(counts)
-                    started["several_faces"] = _several_json(several)
-                    started["turned"] = _turned_json(turned)
+                    started["several_faces"] = _listing(several, "faces")
+                    started["turned"] = _listing(turned, "degrees")
                     _write_text(out / "prepare.json", json.dumps(started, indent=2))
                     raise PrepareInterrupted(stop.signum, out, report.counts["done"])
             report.counts.update(counts)
     present = {
         (str(i), split) for split in SPLITS for i in getattr(split_set(data, split), "ids", [])
     }
-    report.several_faces = [
-        (s, split, n) for (s, split), n in several.items() if (s, split) in present
-    ]
-    report.turned = [(s, split, n) for (s, split), n in turned.items() if (s, split) in present]
-    rows = _manifest_rows(data, out, multi_face, label_text, previous["naming"])
+    several = {key: n for key, n in several.items() if key in present}
+    turned = {key: n for key, n in turned.items() if key in present}
+    report.several_faces = [(source, split, n) for (source, split), n in several.items()]
+    report.turned = [(source, split, n) for (source, split), n in turned.items()]
+    rows = _manifest_rows(data, out, multi_face, label_text, stems)
     written = {
         "manifest.csv": _write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows),
         "failures.csv": _write_csv(out / "failures.csv", FAILURE_COLUMNS, report.failures),
@@ -262,6 +268,8 @@ def _prepare_locked(
     report.seconds = time.perf_counter() - start
     summary = {
         **_summary_json(data, settings, report),
+        "several_faces": _listing(several, "faces"),
+        "turned": _listing(turned, "degrees"),
         "naming": previous["naming"],
         "sources": sources,
         "written": written,
@@ -359,17 +367,18 @@ def _check_box(box: tuple[int, ...], image_size: tuple[int, int], min_size: int,
 
 
 def _manifest_rows(
-    data: FERData, out: Path, multi_face: str, label_text, naming: str
+    data: FERData, out: Path, multi_face: str, label_text, stems: dict[str, list[str]]
 ) -> list[tuple[str, ...]]:
     """One row per crop present on disk for an image of the data, for every split (also ones
-    prepared by earlier calls); crops of images no longer in the data are left out."""
+    prepared by earlier calls); crops of images no longer in the data are left out. stems: each
+    split's crop names (crop_stems)."""
     rows = []
     for split in SPLITS:
         images = split_set(data, split)
         folder = out / "faces" / split
         if images is None or not folder.is_dir():
             continue
-        for i, stem in enumerate(crop_stems(images, naming)):
+        for i, stem in enumerate(stems[split]):
             label = "" if split == "unlabeled" else label_text(images.labels[i])
             truth = "" if images.true_labels is None else label_text(images.true_labels[i])
             for path in crop_files(folder / stem, multi_face):
@@ -411,19 +420,17 @@ def _summary_json(data: FERData, settings: dict, report: PrepareReport) -> dict:
         "manifest_rows": report.rows,
         "seconds": round(report.seconds, 2),
         "notes": report.notes,
-        "several_faces": _several_json(
-            {(source, split): n for source, split, n in report.several_faces}
-        ),
-        "turned": _turned_json({(source, split): n for source, split, n in report.turned}),
     }
 
 
-def _several_json(several: dict[tuple[str, str], int]) -> list[dict]:
-    return [{"source": s, "split": split, "faces": n} for (s, split), n in several.items()]
+def _entries(previous: dict, name: str, key: str) -> dict[tuple[str, str], int]:
+    """prepare.json's list `name` ({"source", "split", key}) as {(source, split): value}."""
+    return {(e["source"], e["split"]): e[key] for e in previous.get(name, [])}
 
 
-def _turned_json(turned: dict[tuple[str, str], int]) -> list[dict]:
-    return [{"source": s, "split": split, "degrees": n} for (s, split), n in turned.items()]
+def _listing(entries: dict[tuple[str, str], int], key: str) -> list[dict]:
+    """{(source, split): value} as prepare.json lists it (_entries reads it back)."""
+    return [{"source": s, "split": split, key: n} for (s, split), n in entries.items()]
 
 
 def _check_arguments(

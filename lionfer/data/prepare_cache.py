@@ -39,7 +39,7 @@ def crop_stems(images: ImageSet, naming: str) -> list[str]:
     for i, source in enumerate(map(str, images.ids)):
         listed, seen[source] = seen[source], seen[source] + 1
         identity = f"{source}\n{listed}\n{image_identity(images, i)}"
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+        digest = sha256(identity.encode())[:16]
         name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(source.split("#")[0]).stem)
         stems.append(f"{name[:_STEM_CHARS].strip('_') or 'image'}-{digest}")
     return stems
@@ -53,7 +53,7 @@ def image_identity(images: ImageSet, i: int) -> str:
     box = "" if images.boxes is None else " ".join(map(str, images.boxes[i].tolist()))
     if not images.is_files:
         pixels = np.ascontiguousarray(images.images[i])
-        return f"{pixels.shape} {pixels.dtype} {hashlib.sha256(pixels.tobytes()).hexdigest()}"
+        return f"{pixels.shape} {pixels.dtype} {sha256(pixels.tobytes())}"
     path = os.path.realpath(images.images[i])
     try:
         stat = os.stat(path)
@@ -67,13 +67,14 @@ def split_set(data: FERData, split: str) -> ImageSet | None:
 
 
 def image_sources(data: FERData) -> dict[str, str]:
-    """Per split, a hash of its image ids in order: crop i belongs to image i of its split."""
+    """Per split, a hash of its image ids in order, kept in prepare.json: a cache that names its
+    crops by position (crop i is image i of its split) may not resume on other images."""
     hashes = {}
     for split in SPLITS:
         images = split_set(data, split)
         if images is not None and len(images):
-            digest = hashlib.sha256("\n".join(map(str, images.ids)).encode())
-            hashes[split] = f"{len(images)} images, sha256 {digest.hexdigest()[:16]}"
+            digest = sha256("\n".join(map(str, images.ids)).encode())
+            hashes[split] = f"{len(images)} images, sha256 {digest[:16]}"
     return hashes
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lionfer.data.images import RAW_PHOTOS, RAW_SUFFIXES, ImageError, check_image_file
+from lionfer.data.images import RAW_SUFFIXES, ImageError, check_image_file, raw_note
 from lionfer.errors import ConfigError, InputError, MissingInputError
 
 # The image files read from folders, for training and for predict. HEIC/HEIF need the optional
@@ -350,18 +350,20 @@ def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path]
 
 
 def raw_photos(*folders: Path | None) -> str:
-    """The words ", N of them camera RAW photos ...: export them" where the folders (searched
-    recursively, hidden files and folders left out as list_images leaves them) hold a camera's
-    RAW photos, which are no image files here; "" where none."""
+    """raw_note for the camera RAW photos the folders hold (searched recursively, hidden files
+    and folders left out), which are no image files here."""
     count = sum(
-        p.suffix.lower() in RAW_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        p.suffix.lower() in RAW_SUFFIXES and p.is_file() and is_visible(p, folder)
         for folder in folders
         if folder is not None
         for p in walk_files(folder)
     )
-    return f", {count} of them {RAW_PHOTOS}" if count else ""
+    return raw_note(count)
+
+
+def is_visible(path: Path, root: Path) -> bool:
+    """Whether path, below root, is neither a hidden file nor in a hidden folder."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def walk_files(folder: Path) -> Iterator[Path]:

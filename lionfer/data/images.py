@@ -31,10 +31,19 @@ RAW_SUFFIXES = frozenset(
     {".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".orf", ".rw2"}
     | {".raf", ".pef", ".srw", ".raw", ".rwl", ".3fr", ".erf", ".kdc", ".mrw", ".x3f", ".iiq"}
 )
-RAW_PHOTOS = (  # in notes of files left out
-    "camera RAW photos (.cr2, .nef, .arw, .dng, ...), which lionfer does not read: export them "
-    "as JPEG or PNG"
-)
+
+
+def raw_note(count: int) -> str:
+    """The words ", N of them camera RAW photos ...: export them" for notes of files left out
+    where N of them are RAW photos; "" where none is."""
+    if not count:
+        return ""
+    return (
+        f", {count} of them camera RAW photos (.cr2, .nef, .arw, .dng, ...), which lionfer does "
+        "not read: export them as JPEG or PNG"
+    )
+
+
 _RAW_FIX = (
     "a camera RAW photo, which lionfer does not decode; export it as JPEG or PNG (the camera's "
     "software, darktable or rawpy do)"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from lionfer.data.images import RAW_PHOTOS
+from lionfer.data.images import raw_note
 from lionfer.inference.predictor import FIXED_COLUMNS, Frame, InputError, Predictor, SourceDone
 from lionfer.inference.sources import Source, collect_sources, located
 from lionfer.inference.video import VIDEO_CODECS, VideoWriter, clip_fps, draw_faces
@@ -242,9 +242,9 @@ class PredictReport:
         if c["frames_without_face"]:
             lines.append(f"video frames without a face: {c['frames_without_face']}")
         if c["ignored"]:
-            raw = f", {c['raw_photos']} of them {RAW_PHOTOS}" if c["raw_photos"] else ""
             lines.append(
-                f"ignored {c['ignored']} files in folders that are not images or videos{raw}"
+                f"ignored {c['ignored']} files in folders that are not images or videos"
+                + raw_note(c["raw_photos"])
             )
         if self.excluded:
             lines.append(

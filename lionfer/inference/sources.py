@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS, walk_files
-from lionfer.data.images import RAW_PHOTOS, RAW_SUFFIXES, broken_link, to_rgb
+from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS, is_visible, walk_files
+from lionfer.data.images import RAW_SUFFIXES, broken_link, raw_note, to_rgb
 from lionfer.errors import InputError
 from lionfer.inference.video import VIDEO_KINDS, is_clip, is_video_file
 
@@ -71,11 +71,10 @@ def _expand_path(item: str) -> tuple[list[Path], int, int]:
     if path.is_file():
         return [path], 0, 0
     if path.is_dir():
-        found, ignored, raw = _media_files(p for p in walk_files(path) if _visible(p, path))
+        found, ignored, raw = _media_files(p for p in walk_files(path) if is_visible(p, path))
         if not found:
-            raw_note = f", {raw} of them {RAW_PHOTOS}" if raw else ""
             raise InputError(
-                f"folder {path} holds no images or videos ({ignored} other files{raw_note}); "
+                f"folder {path} holds no images or videos ({ignored} other files{raw_note(raw)}); "
                 f"looked recursively for images ({IMAGE_KINDS}) and videos ({VIDEO_KINDS})"
             )
         return found, ignored, raw
@@ -84,7 +83,7 @@ def _expand_path(item: str) -> tuple[list[Path], int, int]:
         found, ignored, raw = _media_files(
             q
             for m in matches
-            for q in ([m] if m.is_file() else (p for p in walk_files(m) if _visible(p, m)))
+            for q in ([m] if m.is_file() else (p for p in walk_files(m) if is_visible(p, m)))
         )
         if not found:
             raise InputError(f"no images or videos match {item!r}")
@@ -92,10 +91,6 @@ def _expand_path(item: str) -> tuple[list[Path], int, int]:
     if broken := broken_link(path):
         raise InputError(f"input {broken}")
     raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
-
-
-def _visible(path: Path, root: Path) -> bool:
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int, int]:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lionfer.algorithms.base import AlgorithmInfo
+from lionfer.algorithms.base import AlgorithmInfo, Batch
 from lionfer.distributed import Comm
 from lionfer.models import Output
 
@@ -47,3 +47,18 @@ class CopiesOnTwoProcesses(Comm):
 
     def gather_views(self, tensor, sizes):
         return [torch.cat([rows, rows]) for rows in torch.split(tensor, list(sizes))]
+
+
+def global_batch(labeled_probs, unlabeled_probs):
+    """A step's batch on one of CopiesOnTwoProcesses: this process's one labeled image (class 0)
+    and its unlabeled images (weak and strong views alike), with the labels and indices of the
+    global batch, this process's rows then the other's."""
+    n = 2 * len(unlabeled_probs)
+    return Batch(
+        rows([labeled_probs]),
+        T([0, 0]),
+        T([0, 1]),
+        rows(unlabeled_probs),
+        rows(unlabeled_probs),
+        T(list(range(n))),
+    )

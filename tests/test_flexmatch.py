@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from fakes import CopiesOnTwoProcesses, Passthrough, info, rows
+from fakes import CopiesOnTwoProcesses, Passthrough, global_batch, info, rows
 
 from lionfer.algorithms.base import Batch, Progress
 from lionfer.algorithms.flexmatch import FlexMatch, flexible_thresholds, learning_effect
@@ -132,10 +132,7 @@ def test_step_with_two_processes_uses_and_records_the_global_batch():
     algorithm = FlexMatch(FlexMatchConfig(threshold=0.9), info(3, num_unlabeled=4))
     algorithm.comm = CopiesOnTwoProcesses()
     probs_w = [[0.95, 0.03, 0.02], [0.05, 0.05, 0.9]]
-    # labels and indices are the global batch's: this process's rows, then the other's
-    batch = Batch(
-        rows([[0.7, 0.2, 0.1]]), T([0, 0]), T([0, 1]), rows(probs_w), rows(probs_w), T([0, 1, 2, 3])
-    )
+    batch = global_batch([0.7, 0.2, 0.1], probs_w)
     out = algorithm.step(Passthrough(3), batch, Progress(0, 10))
     assert out.pseudo_labels.tolist() == [0, 2, 0, 2]
     assert out.mask.tolist() == [True, True, True, True]

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from fakes import CopiesOnTwoProcesses, Passthrough, info, rows
+from fakes import CopiesOnTwoProcesses, Passthrough, global_batch, info, rows
 
 from lionfer.algorithms.base import Batch, Progress
 from lionfer.algorithms.hparams import SoftMatchConfig
@@ -173,10 +173,7 @@ def test_step_with_two_processes_uses_the_global_batch():
     algorithm = SoftMatch(SoftMatchConfig(ema=0.5), info(2))
     algorithm.comm = CopiesOnTwoProcesses()
     probs_w = [[0.9, 0.1], [0.4, 0.6]]
-    # labels and indices are the global batch's: this process's rows, then the other's
-    batch = Batch(
-        rows([[0.7, 0.3]]), T([0, 0]), T([0, 1]), rows(probs_w), rows(probs_w), T([0, 1, 2, 3])
-    )
+    batch = global_batch([0.7, 0.3], probs_w)
     out = algorithm.step(Passthrough(2), batch, Progress(0, 10))
     assert out.pseudo_labels.tolist() == [0, 1, 0, 1]
     # confidences (0.9, 0.6, 0.9, 0.6): unbiased variance 4 · 0.15² / 3 = 0.03 (0.045 over two)

@@ -1,11 +1,11 @@
-"""The algorithms' shared pieces (lionfer.algorithms.base): a step's Batch of views and the run's
-Progress. Apart from test_algorithms.py, whose runs are too slow for `make mutation` to repeat for
-every mutant of base.py."""
+"""The algorithms' shared pieces (lionfer.algorithms.base): a step's Batch of views, the run's
+Progress and Algorithm.to. Apart from test_algorithms.py, whose runs are too slow for `make
+mutation` to repeat for every mutant of base.py."""
 
 import pytest
 import torch
 
-from lionfer.algorithms.base import Batch, Progress
+from lionfer.algorithms.base import Algorithm, Batch, Progress
 
 # ---- Batch: every view, and the two-view form that existing code builds ----
 
@@ -50,3 +50,33 @@ def test_progress_ramp():
     assert Progress(25, 100).ramp(0.5) == 0.5
     assert Progress(80, 100).ramp(0.5) == 1.0
     assert Progress(0, 100).ramp(0.0) == 1.0
+
+
+# ---- Algorithm.to: what the Trainer moves to the run's device ----
+
+
+class Holding(Algorithm):
+    """An algorithm with each kind of thing to move: state, a buffer built from the data and a
+    module of its own."""
+
+    device_buffers = ("classes",)
+
+    def __init__(self):
+        super().__init__(None, None)
+        self.counts = torch.zeros(3)
+        self.classes = torch.tensor([0, 2])
+        self.head = torch.nn.Linear(2, 3)
+
+    def state_dict(self):
+        return {"counts": self.counts}
+
+    def modules(self):
+        return self.head
+
+
+def test_to_moves_the_state_the_device_buffers_and_the_modules():
+    # "meta" stands in for a GPU
+    algorithm = Holding()
+    assert algorithm.to(torch.device("meta")) is algorithm
+    assert algorithm.counts.device.type == algorithm.classes.device.type == "meta"
+    assert {p.device.type for p in algorithm.head.parameters()} == {"meta"}

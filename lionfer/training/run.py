@@ -54,8 +54,8 @@ def train(
     writes the run folder and returns the summary, the others None.
 
     One run at a time in a process, from any thread (signals stop it gracefully only from the
-    main thread); the process's CPU random generators (torch's, Python's, numpy's) are left as
-    they were found (not CUDA's).
+    main thread); the process's random generators (torch's, Python's, numpy's, and torch's on
+    the GPUs where the process had started CUDA) are left as they were found.
 
     Raises InputError (bad config, data or run folder: nothing is written), Interrupted (SIGINT or
     SIGTERM: checkpoints/last.pt saved), or the failure of a step (an "error" event and a

@@ -271,6 +271,12 @@ def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
     assert main(["relabel", str(run), "--out", str(run / "relabels.csv"), "--overwrite"]) == 2
     assert "is a file of the run" in capsys.readouterr().err
     assert (run / "relabels.csv").read_bytes() == own
+    model = path.read_bytes()  # a checkpoint, one folder down, and a link to it
+    (tmp_path / "link.csv").symlink_to(path)
+    for target in (path, tmp_path / "link.csv"):
+        assert main(["relabel", str(run), "--out", str(target), "--overwrite"]) == 2
+        assert f"is a file of the run in {run} (checkpoints)" in capsys.readouterr().err
+    assert path.read_bytes() == model
     assert main(["relabel", str(path), "--out", str(tmp_path / "x.csv")]) == 2
     assert "needs a run folder" in capsys.readouterr().err
 

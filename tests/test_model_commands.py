@@ -78,13 +78,21 @@ def test_a_run_without_its_split_is_not_said_to_have_lost_its_data(run, tmp_path
     assert code == 2 and "split.json" in err and "set data.root" not in err, err
 
 
-def test_export_never_replaces_the_checkpoint_or_a_folder(run, tmp_path, capsys):
+def test_export_never_replaces_the_checkpoint_a_run_file_or_a_folder(run, tmp_path, capsys):
     copy = shutil.copytree(run, tmp_path / "run")
     last = copy / "checkpoints" / "last.pt"
-    before = last.read_bytes()
-    code, err = cli(capsys, "export", copy, "--out", last, "--format", "torchscript", "--overwrite")
+    kept = {p: p.read_bytes() for p in (last, copy / "config.toml")}
+    for out in kept:  # the checkpoint exported, and a file of the run it comes from
+        code, err = cli(capsys, "export", copy, "--out", out, "--format", "torchscript",
+                        "--overwrite")  # fmt: skip
+        assert code == 2 and f"is a file of the run in {copy}" in err, err
+    assert all(p.read_bytes() == before for p, before in kept.items())
+    assert not [p for p in copy.rglob(".*")]  # nothing half-written left there
+    alone = shutil.copy(last, tmp_path / "model.pt")  # a checkpoint outside any run
+    code, err = cli(capsys, "export", alone, "--out", alone, "--format", "torchscript",
+                    "--overwrite")  # fmt: skip
     assert code == 2 and "is the checkpoint being exported" in err, err
-    assert last.read_bytes() == before
+    assert Path(alone).read_bytes() == kept[last]
     (tmp_path / "out").mkdir()
     code, err = cli(capsys, "export", copy, "--out", tmp_path / "out", "--overwrite")
     assert code == 2 and "is a folder" in err, err

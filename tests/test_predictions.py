@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -479,3 +481,31 @@ def test_embeddings_come_with_each_face_row_and_stay_apart_on_resume(
     before = older.read_text()
     assert run(capsys, "predict", checkpoint, *inputs, "--out", older, "--no-progress")[0] == 0
     assert older.read_text() == before
+
+
+def test_predictions_never_replace_an_input_the_model_or_a_run_file(
+    capsys, tmp_path, checkpoint, photos
+):
+    photo = shutil.copy(photos / "a_group.png", tmp_path / "a.png")
+    model = shutil.copy(checkpoint, tmp_path / "model.pt")
+    (tmp_path / "link.csv").symlink_to(photo)
+    os.link(model, tmp_path / "hard.csv")
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text('{"event": "start", "num_labeled": 3}\n')
+    (run_dir / "checkpoints" / "best.pt").write_bytes(b"weights")
+    refused = {
+        photo: "is one of the inputs",
+        tmp_path / "link.csv": "is one of the inputs",
+        model: "is the model",
+        tmp_path / "hard.csv": "is the model",
+        run_dir / "metrics.jsonl": f"is a file of the run in {run_dir} (metrics.jsonl)",
+        run_dir / "checkpoints" / "best.pt": f"is a file of the run in {run_dir} (checkpoints)",
+    }
+    kept = {out: Path(out).read_bytes() for out in refused}
+    for out, named in refused.items():
+        code, _, err = run(capsys, "predict", model, photo, "--out", out, "--format", "csv",
+                           "--overwrite", "--no-progress", "--detector", "haar")  # fmt: skip
+        assert code == 2 and named in err and "choose another --out" in err, err
+    assert {out: Path(out).read_bytes() for out in refused} == kept
+    assert not list(tmp_path.glob("*.progress")) and not list(run_dir.rglob("*.progress"))

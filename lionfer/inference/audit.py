@@ -61,15 +61,11 @@ UNTRAINED = "untrained class"  # the error of an image whose label the model nev
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
-    from lionfer.training.runfolder import RUN_ENTRIES, is_run_folder
+    from lionfer.training.runfolder import refuse_run_file
 
     if path.is_dir():
         raise InputError(f"{path} is a folder; name the file to write, e.g. {path / 'out.csv'}")
-    if path.exists() and path.name in RUN_ENTRIES and is_run_folder(path.parent):
-        raise InputError(
-            f"{path} is a file of the run in {path.parent}; --overwrite would replace it: "
-            "choose another --out"
-        )
+    refuse_run_file(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another")
 

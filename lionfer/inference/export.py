@@ -23,6 +23,7 @@ from torch import nn
 
 from lionfer.errors import InputError
 from lionfer.inference.model_file import ModelInfo, checkpoint_file, torch_model
+from lionfer.training.runfolder import refuse_run_file
 from lionfer.version import __version__
 
 FORMATS = ("onnx", "torchscript")
@@ -111,6 +112,7 @@ def export(
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; name the file, e.g. {out / 'model.onnx'}")
     fmt = export_format(out, fmt)
+    refuse_run_file(out)
     if out.exists() and not overwrite:
         raise InputError(
             f"{out} already exists; pass --overwrite to replace it or choose another --out"

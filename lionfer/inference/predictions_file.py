@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from lionfer.data.images import raw_note
 from lionfer.inference.predictor import FIXED_COLUMNS, Frame, InputError, Predictor, SourceDone
-from lionfer.inference.sources import Source, collect_sources, located
+from lionfer.inference.sources import Source, collect_sources, located, refuse_reading
 from lionfer.inference.video import VIDEO_CODECS, VideoWriter, clip_fps, draw_faces
+from lionfer.training.runfolder import refuse_run_file
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_SUFFIX = ".progress"
@@ -309,7 +310,9 @@ def predict_files(
     fmt = output_format(out, fmt)
     if frame_stride < 1:  # checked before the output file is touched
         raise InputError(f"--frame-stride must be at least 1, got {frame_stride}")
+    refuse_run_file(out)
     sources, ignored, raw_photos = collect_sources(inputs)
+    refuse_reading(out, sources, predictor.info.path)
     annotate_dir = Path(annotate) if annotate else None
     excluded = 0
     if annotate_dir is not None:

@@ -59,6 +59,25 @@ def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int, int]:
     return sources, ignored, raw
 
 
+def refuse_reading(out: Path, sources: list[Source], model: str | Path) -> None:
+    """Refuse an existing --out that is one of the files a job reads, by any of its names (a link,
+    a hard link): an input photo or video, or the model, would be replaced by the predictions."""
+    if not out.exists():
+        return
+    written = os.stat(out)
+    named = [(s.path, "one of the inputs") for s in sources if s.path is not None]
+    for path, what in [*named, (Path(model), "the model")]:
+        try:
+            read = os.stat(path)
+        except OSError:  # a broken link: its row says so
+            continue
+        if (read.st_dev, read.st_ino) == (written.st_dev, written.st_ino):
+            raise InputError(
+                f"--out {out} is {what} ({path}); predictions written there would replace it: "
+                "choose another --out"
+            )
+
+
 def located(path: Path) -> Path:
     """The absolute path of a file with the symbolic links of its folders resolved but not its
     own: one key for photos/a.jpg, ./photos/../photos/a.jpg and /abs/photos/a.jpg, while a link

@@ -100,6 +100,23 @@ def is_run_folder(folder: Path) -> bool:
     return False
 
 
+def refuse_run_file(path: str | Path, flag: str = "--out") -> None:
+    """Refuse to write `path` where it is, or links to, a file a run wrote: its config.toml, a
+    checkpoint, metrics.jsonl, ... (RUN_ENTRIES, and anything inside checkpoints/ or
+    tensorboard/). No --overwrite replaces those: the run would lose its model or its record."""
+    path = Path(path)
+    if not path.exists():
+        return
+    for candidate in dict.fromkeys((Path(os.path.abspath(path)), path.resolve())):
+        for folder in candidate.parents:
+            entry = candidate.relative_to(folder).parts[0]
+            if entry.removesuffix(".tmp") in RUN_ENTRIES and is_run_folder(folder):
+                raise InputError(
+                    f"{flag} {path} is a file of the run in {folder} ({entry}); --overwrite "
+                    f"would replace it: choose another {flag}"
+                )
+
+
 def describe_foreign(folder: Path) -> str:
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
     shown = ", ".join(names[:_SHOWN]) + (", ..." if len(names) > _SHOWN else "")

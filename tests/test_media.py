@@ -127,9 +127,25 @@ def test_a_broken_link_is_a_row_naming_its_missing_target(tmp_path, checkpoint):
             f"unreadable: {link} is a symbolic link to {target}, which does not exist; fix the "
             "link or remove it"
         )
-    with pytest.raises(InputError, match="gone.jpg is a symbolic link to .*moved.jpg"):
+    with pytest.raises(InputError, match="gone.jpg is a symbolic link to .*moved.jpg.*fix the"):
         collect_sources([folder / "gone.jpg"])
     assert os.path.lexists(folder / "gone.jpg")
+    globbed = load(checkpoint).predict(str(folder / "*.jpg"), cropped=True)  # a glob keeps it
+    assert globbed.source.tolist() == [str(folder / "gone.jpg")]
+    assert globbed.error[0].startswith(f"unreadable: {folder / 'gone.jpg'} is a symbolic link")
+    (folder / "loop_a.jpg").symlink_to("loop_b.jpg")
+    (folder / "loop_b.jpg").symlink_to("loop_a.jpg")
+    (folder / "chain.jpg").symlink_to("gone.jpg")
+    table = load(checkpoint).predict(folder, cropped=True)
+    errors = dict(zip(table.source, table.error, strict=True))
+    assert errors[str(folder / "loop_a.jpg")] == (
+        f"unreadable: {folder / 'loop_a.jpg'} is a symbolic link in a loop (loop_a.jpg -> "
+        "loop_b.jpg -> loop_a.jpg), to no file; fix the link or remove it"
+    )
+    assert errors[str(folder / "chain.jpg")] == (
+        f"unreadable: {folder / 'chain.jpg'} is a symbolic link to gone.jpg -> "
+        f"{tmp_path / 'moved.jpg'}, which does not exist; fix the link or remove it"
+    )
 
 
 def test_prepare_crops_a_jpeg_over_pils_pixel_limit_at_its_listed_box(tmp_path, monkeypatch):

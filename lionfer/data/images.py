@@ -193,9 +193,17 @@ def _decoding(path: Path) -> Iterator[None]:
 def broken_link(path: str | Path) -> str:
     """What is wrong with a symbolic link whose target is gone ("" for any other path)."""
     path = Path(path)
-    if path.is_symlink() and not path.exists():
-        return f"{path} is a symbolic link to {os.readlink(path)}, which does not exist"
-    return ""
+    if not path.is_symlink() or path.exists():
+        return ""
+    chain, link = [], path  # a link to a link ...: followed as the system does, 40 at most
+    while link.is_symlink() and link not in chain and len(chain) < 40:
+        chain.append(link)
+        link = Path(os.path.normpath(link.parent / os.readlink(link)))
+    if link.is_symlink():
+        loop = " -> ".join(os.readlink(p) for p in chain)
+        return f"{path} is a symbolic link in a loop ({path.name} -> {loop}), to no file"
+    targets = " -> ".join(os.readlink(p) for p in chain)
+    return f"{path} is a symbolic link to {targets}, which does not exist"
 
 
 def _check_file(path: Path) -> None:

@@ -102,13 +102,13 @@ def _expand_path(item: str) -> tuple[list[Path], int, int]:
         found, ignored, raw = _media_files(
             q
             for m in matches
-            for q in ([m] if m.is_file() else (p for p in walk_files(m) if is_visible(p, m)))
+            for q in ([m] if not m.is_dir() else (p for p in walk_files(m) if is_visible(p, m)))
         )
         if not found:
             raise InputError(f"no images or videos match {item!r}")
         return found, ignored, raw
     if broken := broken_link(path):
-        raise InputError(f"input {broken}")
+        raise InputError(f"input {broken}; fix the link or remove it")
     raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
 
 

@@ -4,6 +4,7 @@ FERData of good, faceless, corrupt, too-small, in-memory and boxed images, resum
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import socket
@@ -161,6 +162,39 @@ def test_a_face_read_again_turned_replaces_only_itself(astronaut):
     assert upright.turned == 0 and upright.box == stored[0].box
     assert sideways.turned == 90 and sideways.score >= faces.TURNED_MIN_SCORE["mtcnn"]
     assert faces.iou(sideways.box, stored[1].box) >= faces.SAME_FACE_IOU
+
+
+def test_a_sure_face_found_only_turned_is_added_beside_the_faces_found_as_stored(astronaut):
+    # a portrait saved upside down as a JPEG: as stored MTCNN finds only a false face in the
+    # spacesuit (0.91); read upside down the real face is sure, and it is kept with the stored one
+    portrait = Image.new("RGB", (256, 400), "white")
+    portrait.paste(astronaut.resize((256, 256)), (0, 0))
+    saved = io.BytesIO()
+    portrait.transpose(Image.Transpose.ROTATE_180).save(saved, "JPEG")
+    stored = Image.open(saved).convert("RGB")
+    [false] = detect(stored, "mtcnn")
+    assert false.score < faces.TURNED_MIN_SCORE["mtcnn"]
+    real = next(f for f in detect(stored, "mtcnn", turn=True) if f.box != false.box)
+    assert real.turned == 180 and real.score >= faces.TURNED_MIN_SCORE["mtcnn"]
+    assert faces.iou(real.box, false.box) == 0 and real.box[1] > 256 > false.box[1]
+    assert pick_faces([false, real], "largest") == [real]
+
+
+def test_faces_found_only_turned_are_added_once_and_only_when_sure():
+    sure = faces.TURNED_MIN_SCORE["mtcnn"]
+
+    def face(x, score, turned=0):
+        return Face((x, 0.0, 10.0, 10.0), score, None, "mtcnn", turned)
+
+    stored = [face(0, 0.9)]
+    turned = {
+        90: [face(50, sure + 0.001, 90), face(100, sure - 0.01, 90)],
+        180: [face(51, sure + 0.005, 180)],  # the face at 50 again, surer
+        270: [face(200, sure, 270), face(1, sure + 0.009, 270)],  # and one over the stored face
+    }
+    read = faces._surer_when_turned(stored, turned)
+    assert [(f.box[0], f.turned) for f in read] == [(1, 270), (51, 180), (200, 270)]
+    assert faces._surer_when_turned(stored, {90: [face(100, sure - 0.01, 90)]}) == stored
 
 
 @pytest.mark.parametrize("detector", ["mtcnn", "haar"])

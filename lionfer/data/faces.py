@@ -122,7 +122,9 @@ def _surer_when_turned(faces: list[Face], turned: dict[int, list[Face]]) -> list
     coordinates). Without a face as stored: the faces of the turn whose best face scores highest,
     where that scores TURNED_MIN_SCORE. With faces: each stored face that a face seen turned
     overlaps (SAME_FACE_IOU) is that face where it scores TURNED_MIN_SCORE and more than it (a face
-    on its side, read upright); a face found only turned is not added, nor one only stored lost."""
+    on its side, read upright); a face seen turned scoring TURNED_MIN_SCORE that overlaps none is
+    added, the surest of those that overlap each other (a photo stored upside down, whose stored
+    reading found only a weaker false face); no face found as stored is lost."""
     sure = {
         d: [f for f in found if f.score >= TURNED_MIN_SCORE[f.detector]]
         for d, found in turned.items()
@@ -140,6 +142,9 @@ def _surer_when_turned(faces: list[Face], turned: dict[int, list[Face]]) -> list
         choice = max(better, key=lambda t: t.score, default=face)
         if all(choice is not r for r in read):
             read.append(choice)
+    for face in sorted(candidates, key=lambda t: -t.score):
+        if all(iou(face.box, f.box) < SAME_FACE_IOU for f in [*faces, *read]):
+            read.append(face)
     return read
 
 

@@ -184,6 +184,18 @@ def test_cropped_inputs_are_one_face_each_without_detection(checkpoint):
     np.testing.assert_allclose(table[P_COLUMNS].to_numpy(), expected, atol=1e-6)
 
 
+def test_an_empty_image_in_memory_is_an_unreadable_row(checkpoint):
+    predictor = load(checkpoint, detector="haar")
+    empty = np.zeros((0, 0, 3), np.uint8)
+    for cropped in (False, True):
+        table = predictor.predict([Image.new("RGB", (0, 4)), empty, faces((0,))[0]], cropped)
+        assert table["error"][:2].tolist() == [
+            "unreadable: the image is empty (0×4 pixels)",
+            "unreadable: the image is empty (0×0 pixels)",
+        ]
+        assert table["label"][:2].isna().all() and table["error"][2:].isna().all()
+
+
 def test_probabilities_take_crops_as_arrays_too(checkpoint):
     predictor = load(checkpoint)
     crops = faces((0, 1, 2))  # uint8 (N, H, W, 3)
@@ -262,8 +274,10 @@ def test_video_frames_are_streamed_with_stride_and_time(tmp_path, stubbed):
     np.testing.assert_allclose(table["time_s"].drop_duplicates(), [0.0, 0.2, 0.4, 0.6])
     assert table.groupby("frame").size().tolist() == [1, 2, 2, 1]  # frames 0 and 6 are blank
     assert table[table["frame"] == 0]["error"].tolist() == ["no face found"]
-    with pytest.raises(InputError, match="stride must be at least 1"):
-        stubbed.predict(str(clip), frame_stride=0)
+    for stride in (0, 2.5, "2", True):  # 2.5 read every frame whose index divides by it
+        with pytest.raises(InputError, match="frame stride .* whole number of at least 1, got"):
+            stubbed.predict(str(clip), frame_stride=stride)
+    assert stubbed.predict(str(clip), frame_stride=np.int64(3))["frame"].max() == 6
 
 
 def test_empty_and_unreadable_videos_are_skipped_rows(tmp_path, predictor):

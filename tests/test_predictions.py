@@ -433,6 +433,11 @@ def test_bad_arguments_exit_2_and_an_interrupt_exits_130(capsys, tmp_path, check
     assert code == 2 and "--format csv|jsonl" in err
     code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path)
     assert code == 2 and "is a folder" in err
+    for option, value, least in (("--batch-size", 0, 1), ("--face-size", 4, 8),
+                                 ("--frame-stride", 0, 1)):  # fmt: skip
+        code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path / "p.csv",
+                           option, value)  # fmt: skip
+        assert code == 2 and f"({option}, " in err and f"at least {least}, got {value}" in err
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt

@@ -29,7 +29,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lionfer.data.images import raw_note
-from lionfer.inference.predictor import FIXED_COLUMNS, Frame, InputError, Predictor, SourceDone
+from lionfer.inference.predictor import (
+    FIXED_COLUMNS,
+    Frame,
+    InputError,
+    Predictor,
+    SourceDone,
+    whole_number,
+)
 from lionfer.inference.sources import Source, collect_sources, located, refuse_reading
 from lionfer.inference.video import VIDEO_CODECS, VideoWriter, clip_fps, draw_faces
 from lionfer.training.runfolder import refuse_run_file
@@ -308,8 +315,8 @@ def predict_files(
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a file name such as {out / 'faces.csv'}")
     fmt = output_format(out, fmt)
-    if frame_stride < 1:  # checked before the output file is touched
-        raise InputError(f"--frame-stride must be at least 1, got {frame_stride}")
+    # checked before the output file is touched
+    whole_number("the frame stride (--frame-stride, frame_stride)", frame_stride, 1)
     refuse_run_file(out)
     sources, ignored, raw_photos = collect_sources(inputs)
     refuse_reading(out, sources, predictor.info.path)

@@ -199,6 +199,13 @@ class SourceDone:
     source: Source
 
 
+def whole_number(what: str, value: Any, minimum: int) -> None:
+    """Refuse a setting that is not a whole number of at least `minimum` (2.5 or "2" would pass
+    a comparison, or fail it with a TypeError, and then be misused)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise InputError(f"{what} must be a whole number of at least {minimum}, got {value!r}")
+
+
 class Predictor:
     """Faces in, probabilities out; see the module docstring."""
 
@@ -213,10 +220,8 @@ class Predictor:
     ):
         if not callable(detector) and detector not in DETECTORS:
             raise InputError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
-        if batch_size < 1 or face_size < 8:
-            raise InputError(
-                f"batch_size must be ≥ 1 and face_size ≥ 8 (got {batch_size}, {face_size})"
-            )
+        whole_number("the batch size (--batch-size, batch_size)", batch_size, 1)
+        whole_number("the face size (--face-size, face_size)", face_size, 8)
         if embeddings and not hasattr(classify, "feature_dim"):
             raise InputError(
                 "embeddings=True needs a classifier that gives them: a feature_dim attribute and "
@@ -335,8 +340,7 @@ class Predictor:
         At most batch_size frames (and about batch_size faces) are held at once, so memory is
         flat however long a video is.
         """
-        if frame_stride < 1:
-            raise InputError(f"the frame stride must be at least 1, got {frame_stride}")
+        whole_number("the frame stride (--frame-stride, frame_stride)", frame_stride, 1)
         pending: list[Frame | SourceDone] = []
         held_frames = held_faces = 0
         for source in sources:
@@ -366,6 +370,11 @@ class Predictor:
 
     def _frames(self, source: Source, cropped: bool, stride: int, keep: bool) -> Iterator[Frame]:
         if source.kind == "memory":
+            if 0 in source.image.size:
+                width, height = source.image.size
+                error = f"unreadable: the image is empty ({width}×{height} pixels)"
+                yield Frame(source, 0, None, error=error, reason="unreadable")
+                return
             yield self._frame(source, 0, None, source.image, cropped, keep)
         elif source.kind == "image":
             try:

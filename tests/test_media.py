@@ -18,7 +18,7 @@ from lionfer.data.faces import Face
 from lionfer.data.images import ImageError, open_image, open_photo
 from lionfer.inference.predictions_file import predict_files
 from lionfer.inference.predictor import InputError, collect_sources, load
-from lionfer.inference.video import BOX_COLOUR, is_video_file
+from lionfer.inference.video import BOX_COLOUR, clip_fps, is_video_file
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +193,16 @@ def test_a_cameras_raw_photos_are_named_with_what_to_do(tmp_path, checkpoint):
     (only_raw / "a.ARW").write_bytes(b"II*\x00")
     with pytest.raises(InputError, match="1 other files, 1 of them camera RAW photos"):
         collect_sources([only_raw])
+
+
+def test_an_animated_images_frame_rate_counts_its_last_frame(tmp_path):
+    frames = [Image.new("RGB", (8, 8), (40 * i, 0, 0)) for i in range(3)]
+    uneven = tmp_path / "uneven.gif"
+    frames[0].save(uneven, save_all=True, append_images=frames[1:], duration=[100, 200, 300])
+    assert clip_fps(uneven) == pytest.approx(3 / 0.6)  # 3 frames in 0.6 s
+    even = tmp_path / "even.gif"
+    frames[0].save(even, save_all=True, append_images=frames[1:], duration=250)
+    assert clip_fps(even) == pytest.approx(4.0)
+    pages = tmp_path / "pages.tif"  # pages have no duration
+    frames[0].save(pages, save_all=True, append_images=frames[1:])
+    assert clip_fps(pages) is None

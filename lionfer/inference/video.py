@@ -159,15 +159,18 @@ def clip_fps(path: str | Path) -> float | None:
     A damaged animated image gives the rate of the frames before the damage."""
     if Path(path).suffix.lower() not in ANIMATED_IMAGE_EXTENSIONS:
         return video_fps(path)
-    times = []
+    durations = []  # of each frame, in ms: the last frame's counts too
     try:
-        for _, time_s, _ in image_frames(path):
-            times.append(time_s)
-    except VideoError:  # predict reports the damage in the file's rows
+        with Image.open(path) as image:
+            for index in range(image.n_frames):
+                image.seek(index)
+                durations.append(image.info.get("duration"))
+    except Exception:  # predict reports the damage in the file's rows
         pass
-    if len(times) < 2 or times[-1] is None or times[-1] <= 0:
+    total = sum(float(d or 0) for d in durations)  # as image_frames times them
+    if len(durations) < 2 or durations[0] is None or total <= 0:
         return None
-    return (len(times) - 1) / times[-1]
+    return 1000 * len(durations) / total
 
 
 def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | None, Image.Image]]:

@@ -118,6 +118,8 @@ def test_a_heic_photo_named_jpg_is_named_by_its_bytes(tmp_path):
         (b"PK\x03\x04", "a zip archive"),
         (b"%PDF-1.7", "a PDF document"),
         (b"\x1f\x8b\x08", "a gzip archive"),
+        (b"\x00\x00\x00\x18ftypisom", r"an MP4 or QuickTime video \(named .mp4 or .mov"),
+        ((b"\x47" + bytes(187)) * 2, r"an MPEG transport stream video \(named .mts"),
     ],
 )
 def test_an_archive_or_document_named_png_says_what_it_is(tmp_path, head, kind):
@@ -234,7 +236,7 @@ def test_tiny_images_and_min_size(tmp_path):
     path = tmp_path / "dot.png"
     Image.new("RGB", (1, 1), (9, 9, 9)).save(path)
     assert open_image(path).size == (1, 1)  # default min_size=1 accepts it
-    with pytest.raises(ImageTooSmallError, match="too small \\(1×1\\); minimum is 8 px"):
+    with pytest.raises(ImageTooSmallError, match="\\(1×1\\); minimum is 8 px: use a larger copy"):
         open_image(path, min_size=8)
     wide = tmp_path / "wide.png"
     Image.new("RGB", (100, 7)).save(wide)

@@ -93,8 +93,8 @@ def open_image(path: str | Path, min_size: int = 1) -> Image.Image:
     if min(rgb.size) < min_size:
         width, height = rgb.size
         raise ImageTooSmallError(
-            f"image {path} is too small ({width}×{height}); minimum is {min_size} px. "
-            "Remove it from the dataset or lower the minimum size"
+            f"image {path} is too small ({width}×{height}); minimum is {min_size} px: use a "
+            "larger copy of it or remove it from the dataset"
         )
     return rgb
 
@@ -248,6 +248,9 @@ _MAGIC = (
     (0, b"7z\xbc\xaf", "a 7z archive"),
     (0, b"%PDF", "a PDF document"),
 )
+_VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V "}
+_VIDEO_BRANDS |= {b"qt  ", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"MSNV", b"f4v "}
+_TS_PACKET = 188  # bytes: an MPEG transport stream's packets each open with 0x47
 _HEIF_BRANDS = {b"heic": ".heic", b"heix": ".heic", b"hevc": ".heic", b"heim": ".heic"}
 _HEIF_BRANDS |= {b"heis": ".heic", b"mif1": ".heif", b"msf1": ".heif", b"avif": ".avif"}
 
@@ -255,11 +258,16 @@ _HEIF_BRANDS |= {b"heis": ".heic", b"mif1": ".heif", b"msf1": ".heif", b"avif": 
 def _container(path: Path) -> str:
     """What the file is by its first bytes where PIL could not tell: the suffix of a HEIC, HEIF
     or AVIF photo (ISO media, "ftyp" and a brand at bytes 4-12) whatever its name, a kind of
-    archive or document, or "" where none is recognised."""
+    archive, document or video (by the name a video needs to be read as one), or "" where none is
+    recognised."""
     with path.open("rb") as f:
-        head = f.read(12)
+        head = f.read(_TS_PACKET + 1)
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return _HEIF_BRANDS[head[8:12]]
+    if head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS:
+        return "an MP4 or QuickTime video (named .mp4 or .mov, it is read as a video)"
+    if len(head) > _TS_PACKET and head[0] == head[_TS_PACKET] == 0x47:  # two packets' sync bytes
+        return "an MPEG transport stream video (named .mts, it is read as a video)"
     return next((kind for at, magic, kind in _MAGIC if head[at:].startswith(magic)), "")
 
 

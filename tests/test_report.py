@@ -34,8 +34,10 @@ def fake_run(
     cm=((3, 1), (0, 4)),
     relabel=None,
     config_labels=None,
+    settings=None,
 ):
-    """A finished run folder written by hand: summary.json, config.toml, metrics.jsonl."""
+    """A finished run folder written by hand: summary.json, config.toml, metrics.jsonl;
+    `settings` ({"train.lr": 0.01, ...}) go into config.toml's [data], [model] and [train]."""
     path = root / folder
     path.mkdir(parents=True)
     summary = {
@@ -58,9 +60,14 @@ def fake_run(
     (path / "summary.json").write_text(json.dumps(summary))
     algo = "".join(f"{k} = {json.dumps(v)}\n" for k, v in (params or {}).items())
     budget = labels if config_labels is None else config_labels
+    sections = {"data": f'dataset = "synthetic"\nnum_labels = {budget}\n', "model": "", "train": ""}
+    for key, value in (settings or {}).items():
+        section, name = key.split(".")
+        sections[section] += f"{name} = {json.dumps(value)}\n"
     (path / "config.toml").write_text(
-        f'seed = {seed}\n[data]\ndataset = "synthetic"\nnum_labels = {budget}\n'
-        f'[algorithm]\nname = "{algorithm}"\n{algo}'
+        f"seed = {seed}\n"
+        + "".join(f"[{name}]\n{text}" for name, text in sections.items() if text)
+        + f'[algorithm]\nname = "{algorithm}"\n{algo}'
     )
     events = [{"event": "start"}] + [{"event": "eval", "step": s, **e} for s, e in evals]
     (path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))

@@ -325,7 +325,7 @@ def test_rule_c_judges_only_runs_with_relabel_figures_against_truth(tmp_path):
     unknown = {"count": 3, "precision": None, "given_accuracy": None, "current_accuracy": 0.5}
     runs = [
         write_run(tmp_path, "a", algorithm="lion", relabel=relabel_figures(0.8, 0.7)),
-        write_run(tmp_path, "b", algorithm="lion", relabel=unknown),
+        write_run(tmp_path, "b", algorithm="lion", seed=1, relabel=unknown),
         write_run(tmp_path, "c", algorithm="fixmatch"),
     ]
     collection = load_runs(runs).runs
@@ -351,9 +351,15 @@ def test_memorised_evidence_is_flagged_without_true_labels(tmp_path):
             tmp_path, "a", algorithm="lion", evidence_check=evidence_check(0.936, 0.644, 10.6)
         ),
         write_run(
-            tmp_path, "b", algorithm="lion", evidence_check=evidence_check(0.753, 0.771, -0.8)
+            tmp_path,
+            "b",
+            algorithm="lion",
+            seed=1,
+            evidence_check=evidence_check(0.753, 0.771, -0.8),
         ),
-        write_run(tmp_path, "c", algorithm="lion", evidence_check=evidence_check(0.9, 0.8, 3.0)),
+        write_run(
+            tmp_path, "c", algorithm="lion", seed=2, evidence_check=evidence_check(0.9, 0.8, 3.0)
+        ),
         write_run(tmp_path, "d", algorithm="fixmatch"),
     ]
     collection = load_runs(runs).runs

@@ -10,6 +10,7 @@ import pytest
 from test_report import cells, fake_run, read_csv
 
 from lionfer.errors import ConfigError
+from lionfer.reporting import tables as T
 from lionfer.reporting.report_command import make_report
 from lionfer.reporting.runs import load_runs
 
@@ -168,6 +169,104 @@ def test_a_method_may_run_longer_in_another_column(tmp_path):
         ("fixmatch", "synthetic@400"),
     }
     assert not collection.notes
+
+
+def test_runs_that_differ_in_a_setting_outside_the_algorithm_are_not_pooled(tmp_path):
+    root = tmp_path / "runs"
+    # two runs of seed 0, one of them from pretrained weights: two settings, not two seeds
+    for folder, seed, weights, acc in (("r18", 0, "", 0.4), ("r18b", 0, "w.pth", 0.6)):
+        settings = {"model.pretrained": weights, "train.lr": 0.01, "train.device": "cpu"}
+        fake_run(root, folder, seed=seed, acc=acc, settings=settings)
+    # another seed on another machine: how a run was carried out sets no run apart
+    settings = {"model.pretrained": "", "train.lr": 0.01, "train.device": "cuda"}
+    fake_run(root, "r19", seed=1, acc=0.5, settings=settings)
+    # a method may rightly train on larger images, at another rate, on another dataset
+    for seed in (0, 1):
+        settings = {"data.image_size": 112, "model.pretrained": "", "train.lr": 0.1}
+        fake_run(root, f"big{seed}", seed=seed, labels=400, acc=0.7, settings=settings)
+    result = make_report([root], tmp_path / "report")
+    assert result.skipped == 0
+    assert cells(read_csv(tmp_path / "report" / "table1.csv")) == {
+        ('fixmatch (model.pretrained="")', "synthetic@100"): (
+            2,
+            pytest.approx(45.0),
+            pytest.approx(math.sqrt(50)),
+        ),
+        ("fixmatch (model.pretrained=w.pth)", "synthetic@100"): (1, pytest.approx(60.0), None),
+        ("fixmatch", "synthetic@400"): (2, pytest.approx(70.0), pytest.approx(0.0)),
+    }
+    assert (
+        "Note: fixmatch runs on synthetic@100 differ in model.pretrained: each setting is shown "
+        "as a method of its own"
+    ) in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_seed_repeated_with_the_same_settings_counts_once(tmp_path):
+    root = tmp_path / "runs"
+    first = fake_run(root, "a", seed=0, acc=0.4, settings={"train.device": "cpu"})
+    again = fake_run(root, "a-again", seed=0, acc=0.6, settings={"train.device": "cuda"})
+    fake_run(root, "b", seed=1, acc=0.8, settings={"train.device": "cpu"})
+    result = make_report([root], tmp_path / "report")
+    assert (result.runs, result.skipped) == (2, 1)
+    assert cells(read_csv(tmp_path / "report" / "table1.csv")) == {
+        ("fixmatch", "synthetic@100"): (2, pytest.approx(60.0), pytest.approx(math.sqrt(800)))
+    }
+    collection = load_runs([root])
+    assert [(path, why) for path, why in collection.skipped] == [
+        (
+            again.resolve(),
+            "repeats seed 0 of fixmatch on synthetic@100 with settings the report does not "
+            f"tell apart from {first.resolve()}, which is counted in its place (a mean over seeds "
+            "counts each seed once); train another seed=N for one more seed",
+        )
+    ]
+    assert "repeats seed 0 of fixmatch" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_runs_of_other_embedded_data_pool_as_seeds(tmp_path):
+    # data.data_seed draws other faces: varied with the seed or beside it, it is a seed too
+    root = tmp_path / "runs"
+    for folder, seed, data_seed, acc in (("a", 0, 0, 0.4), ("b", 1, 1, 0.6), ("c", 0, 1, 0.8)):
+        settings = {"data.data_seed": data_seed, "data.augment_on": "cpu" if seed else "device"}
+        fake_run(root, folder, seed=seed, acc=acc, settings=settings)
+    result = make_report([root], tmp_path / "report")
+    assert (result.runs, result.skipped) == (3, 0)
+    assert cells(read_csv(tmp_path / "report" / "table1.csv")) == {
+        ("fixmatch", "synthetic@100"): (3, pytest.approx(60.0), pytest.approx(20.0))
+    }
+
+
+def test_a_sweeps_seed_repeated_by_another_sweep_is_not_counted_twice(tmp_path):
+    for name, lr, acc in (("a", 0.01, 0.4), ("b", 0.1, 0.6), ("c", 0.1, 0.8)):
+        sweep = tmp_path / "sweeps" / name
+        fake_run(sweep, "synthetic@100/fm/s0", acc=acc, settings={"train.lr": lr})
+        point = {"label": "FM", "column": "synthetic@100", "folder": "synthetic@100/fm/s0"}
+        (sweep / "sweep.json").write_text(json.dumps({"points": [point]}))
+    collection = load_runs([tmp_path / "sweeps"])
+    assert sorted((r.method, r.summary["test_acc"]) for r in collection.runs) == [
+        ("FM (train.lr=0.01)", 0.4),
+        ("FM (train.lr=0.1)", 0.6),
+    ]
+    assert collection.methods == ["FM (train.lr=0.01)", "FM (train.lr=0.1)"]
+    assert [path.parts[-4] for path, _ in collection.skipped] == ["c"]
+
+
+def test_ablation_and_sensitivity_pool_no_seed_twice(tmp_path):
+    root = tmp_path / "runs"
+    params = {"use_disambiguation": True, "clear_threshold": 0.8}
+    for folder, weights, acc in (("r18", "", 0.4), ("r18b", "w.pth", 0.6)):
+        settings = {"model.pretrained": weights}
+        fake_run(root, folder, algorithm="lion", acc=acc, params=params, settings=settings)
+    fake_run(root, "r19", algorithm="lion", seed=1, acc=0.5, params=params,
+             settings={"model.pretrained": ""})  # fmt: skip
+    runs = load_runs([root]).runs
+    _, rows = T.ablation(runs)
+    assert [(row.note, row.cells["synthetic@100"].n) for row in rows] == [
+        ("", 2),
+        ("model.pretrained=w.pth", 1),
+    ]
+    (point,) = T.sensitivity(runs, "clear_threshold")["synthetic@100"]
+    assert point[1].n == 2 and point[1].mean == pytest.approx(45.0)
 
 
 def test_one_seed_shows_no_std(tmp_path):

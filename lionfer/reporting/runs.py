@@ -23,6 +23,19 @@ from lionfer.errors import MissingInputError
 from lionfer.reporting.tables import column_key, dig
 from lionfer.run_names import method_name
 
+# Settings a column names (dataset@labels, the class count), and settings of how a run was
+# carried out, not of what it learns (lionfer.training.checkpoint.RESUME_FREE, and the memory
+# layout and compilation), or of where its files lie: neither sets a run apart from the other
+# seeds of its method.
+COLUMN_KEYS = ("data.dataset", "data.num_labels", "data.num_classes")
+HOW_IT_RAN = ("train.device", "data.num_workers", "train.eval_batch_size", "train.eval_every")
+HOW_IT_RAN += ("train.log_every", "train.checkpoint_every", "train.tensorboard")
+HOW_IT_RAN += ("train.channels_last", "train.compile", "data.allow_outside_root")
+HOW_IT_RAN += ("data.root", "data.unlabeled_root", "data.split_file", "data.cache_images")
+HOW_IT_RAN += ("data.augment_on", "train.sync_batchnorm")
+# the embedded data's own seed: runs that vary it vary their data as seeds do, and pool as seeds
+HOW_IT_RAN += ("data.data_seed",)
+
 
 @dataclass
 class Run:
@@ -46,6 +59,18 @@ class Run:
     def params(self) -> dict:
         """The algorithm's hyperparameters from config.toml (without its name)."""
         return {k: v for k, v in self.config.get("algorithm", {}).items() if k != "name"}
+
+    @property
+    def settings(self) -> dict:
+        """The other settings from config.toml that shape what the run learns and is tested on,
+        {"train.lr": 0.01, ...}: [data], [model] and [train], less those its column already
+        names and those of how it was carried out (HOW_IT_RAN)."""
+        return {
+            f"{section}.{key}": value
+            for section in ("data", "model", "train")
+            for key, value in (self.config.get(section) or {}).items()
+            if f"{section}.{key}" not in COLUMN_KEYS + HOW_IT_RAN
+        }
 
     @property
     def class_names(self) -> list[str]:
@@ -314,34 +339,86 @@ def _params(run: Run) -> dict:
     return run.params
 
 
+def _settings(run: Run) -> dict:
+    """Run.settings but its length (compared as _length, from the summary)."""
+    return {k: v for k, v in run.settings.items() if k != "train.steps"}
+
+
+def _all_settings(run: Run) -> dict:
+    return {**run.params, **_settings(run)}
+
+
+def _shown(value) -> str:
+    return '""' if value == "" else str(value)
+
+
+def _key(name: str) -> str:
+    """A setting's name in config.toml (_params' keys are [algorithm]'s, _length's the steps)."""
+    if "." in name:
+        return name
+    return "train.steps" if name == "steps" else f"algorithm.{name}"
+
+
 def tell_settings_apart(
-    runs: list[Run], settings_of: Callable = _params, by_column: bool = False
+    runs: list[Run], settings_of: Callable = _params, by_column: bool = False, every: bool = False
 ) -> list[str]:
     """Runs named by their algorithm alone (no sweep label) whose algorithm settings differ get
     the differing settings in their method name, `lion:evidence (relabel_margin=2.0)`, so that
     no table pools runs of different settings as one method's seeds. Only settings that every
     run of the method records are compared (a run from an older lionfer may lack a newer key).
     Returns a note for each method so split. `settings_of(run)`: the settings compared (_length:
-    the run's steps, `fixmatch (steps=300)`); by_column: compare runs of a method within each
-    column only (a method may rightly run longer on another dataset)."""
+    the run's steps, `fixmatch (steps=300)`; _settings: those of [data], [model] and [train],
+    `fixmatch (model.pretrained="")`); by_column: compare runs of a method within each column
+    only (a method may rightly run longer, or on larger images, on another dataset); every:
+    compare the settings that any run records, a run without one showing it as None."""
     by_method: dict[tuple, list[Run]] = {}
     for run in runs:
         by_method.setdefault((run.method, run.column if by_column else ""), []).append(run)
     notes = []
     for (method, column), group in by_method.items():
         settings = [settings_of(run) for run in group]
-        recorded = set.intersection(*(set(s) for s in settings))
-        differ = sorted(k for k in recorded if len({repr(s[k]) for s in settings}) > 1)
+        recorded = (set.union if every else set.intersection)(*(set(s) for s in settings))
+        differ = sorted(k for k in recorded if len({repr(s.get(k)) for s in settings}) > 1)
         if not differ:
             continue
         for run, setting in zip(group, settings, strict=True):
-            run.method = f"{method} ({', '.join(f'{k}={setting[k]}' for k in differ)})"
-        keys = ", ".join("train.steps" if k == "steps" else f"algorithm.{k}" for k in differ)
+            shown = ", ".join(f"{k}={_shown(setting.get(k))}" for k in differ)
+            run.method = f"{method} ({shown})"
+        keys = ", ".join(_key(k) for k in differ)
         where = f" on {column}" if column else ""
         notes.append(
             f"{method} runs{where} differ in {keys}: each setting is shown as a method of its own"
         )
     return notes
+
+
+def _by_seed(runs: list[Run]) -> dict[tuple, list[Run]]:
+    """The runs of each method, column and seed (with the embedded data's own seed)."""
+    seen: dict[tuple, list[Run]] = {}
+    for run in runs:
+        data_seed = (run.config.get("data") or {}).get("data_seed")
+        seen.setdefault((run.method, run.column, run.seed, data_seed), []).append(run)
+    return seen
+
+
+def drop_repeated_seeds(runs: list[Run]) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """A mean over seeds counts each seed once: of the runs of one method, column and seed (a
+    run trained again, or copied, with settings the report does not tell apart) the first is
+    kept. Returns the runs kept and (folder, why) for each run left out."""
+    dropped = []
+    for (method, column, seed, _), group in _by_seed(runs).items():
+        kept = shown_path(group[0].path)
+        dropped += [
+            (
+                run.path,
+                f"repeats seed {seed} of {method} on {column} with settings the report does not "
+                f"tell apart from {kept}, which is counted in its place (a mean over seeds counts "
+                "each seed once); train another seed=N for one more seed",
+            )
+            for run in group[1:]
+        ]
+    left_out = {path for path, _ in dropped}
+    return [run for run in runs if run.path not in left_out], dropped
 
 
 def load_runs(paths) -> Collection:
@@ -358,23 +435,23 @@ def load_runs(paths) -> Collection:
         reasons = "; ".join(f"{folder}: {why}" for folder, why in skipped[:3])
         raise MissingInputError(f"no readable run among {len(skipped)} folders ({reasons})")
     notes = tell_class_counts_apart(runs)
-    notes += tell_settings_apart([r for r in runs if r.path not in points])
+    outside = [r for r in runs if r.path not in points]
+    notes += tell_settings_apart(outside)
+    # other settings may rightly differ from one dataset to another (data.image_size, train.lr)
+    notes += tell_settings_apart(outside, _settings, by_column=True)
     # a sweep's label names its points whatever their settings, but no run pools with one of
-    # another length in its column
+    # another length in its column, nor with one of its own seed
     notes += tell_settings_apart(runs, _length, by_column=True)
+    repeated = [r for group in _by_seed(runs).values() if len(group) > 1 for r in group]
+    cells = {(r.method, r.column) for r in repeated}
+    twice = [r for r in runs if (r.method, r.column) in cells]
+    notes += tell_settings_apart(twice, _all_settings, by_column=True, every=True)
+    runs, repeats = drop_repeated_seeds(runs)
+    skipped += repeats
     # the sweeps' order, a method split by its settings in its own place; then first appearance
     named = list(dict.fromkeys(r.method for r in runs))
     methods = [m for base in order for m in named if m == base or m.startswith(f"{base} (")]
     methods = list(dict.fromkeys([*methods, *named]))
-    seen: dict[tuple, list[Path]] = {}
-    for run in runs:
-        seen.setdefault((run.method, run.column, run.seed), []).append(run.path)
-    for (method, column, seed), where in seen.items():
-        if len(where) > 1:
-            notes.append(
-                f"{method} on {column}, seed {seed}, appears in {len(where)} runs "
-                f"({', '.join(str(p) for p in where)}); each is counted"
-            )
     return Collection(runs, skipped, methods, notes, find_unfinished(paths, points))
 
 

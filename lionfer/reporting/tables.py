@@ -136,13 +136,43 @@ def _mode(values: list) -> object:
     return Counter(repr(v) for v in values).most_common(1)[0][0]
 
 
+def column_modes(runs) -> dict[str, dict[str, str]]:
+    """{column: {setting: repr of its most common value}} of the [data], [model] and [train]
+    settings (Run.settings) that every run of the column records (they may rightly differ from
+    one dataset to another)."""
+    by_column: dict[str, list] = {}
+    for run in runs:
+        by_column.setdefault(run.column, []).append(run)
+    return {
+        column: {
+            k: _mode([r.settings[k] for r in group])
+            for k in sorted(set.intersection(*(set(r.settings) for r in group)))
+        }
+        for column, group in by_column.items()
+    }
+
+
+def setting_differences(run, modes: dict[str, dict[str, str]]) -> str:
+    """The run's settings that differ from the most common ones of its column, `train.lr=0.01`."""
+    common = modes.get(run.column, {})
+    shown = {k: '""' if v == "" else v for k, v in run.settings.items()}
+    return ", ".join(f"{k}={shown[k]}" for k in common if repr(run.settings[k]) != common[k])
+
+
 def held_fixed(runs, vary: Iterable[str]) -> list:
     """The runs whose algorithm hyperparameters, apart from `vary`, all equal their most common
-    value among the runs (so one sweep's variants can be read apart from another's)."""
+    value among the runs (so one sweep's variants can be read apart from another's), and whose
+    other settings are the most common ones of their column."""
     vary = set(vary)
     keys = sorted({k for r in runs for k in r.params} - vary)
     modes = {k: _mode([r.params.get(k) for r in runs]) for k in keys}
-    return [r for r in runs if all(repr(r.params.get(k)) == modes[k] for k in keys)]
+    settings = column_modes(runs)
+    return [
+        r
+        for r in runs
+        if all(repr(r.params.get(k)) == modes[k] for k in keys)
+        and not setting_differences(r, settings)
+    ]
 
 
 def lion_runs(runs) -> list:
@@ -164,16 +194,19 @@ def _differences(params: dict, modes: dict) -> str:
 
 def ablation(runs) -> tuple[list[str], list[AblationRow]]:
     """LION runs grouped by the three switches (missing = on, the default); runs that differ in
-    other hyperparameters form rows of their own, noted. Rows in the paper's order."""
+    other hyperparameters, or in other settings from the most common ones of their column, form
+    rows of their own, noted. Rows in the paper's order."""
     runs = lion_runs(runs)
     if not runs:
         return [], []
     others = sorted({k for r in runs for k in r.params} - set(SWITCHES))
     modes = {k: _mode([r.params.get(k) for r in runs]) for k in others}
+    settings = column_modes(runs)
     groups: dict[tuple, dict[str, list[float]]] = {}
     for run in runs:
         switches = tuple(bool(run.params.get(s, True)) for s in SWITCHES)
-        key = (switches, _differences(run.params, modes))
+        note = [_differences(run.params, modes), setting_differences(run, settings)]
+        key = (switches, ", ".join(n for n in note if n))
         groups.setdefault(key, {}).setdefault(run.column, []).append(100 * run.summary["test_acc"])
     rows = [
         AblationRow(sw, note, {c: Cell.of(v) for c, v in by_column.items()})

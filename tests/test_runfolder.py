@@ -280,6 +280,30 @@ def test_a_run_another_process_writes_is_neither_resumed_nor_replaced(
     assert train(None, run, resume=True, progress=False)["steps"] == 4
 
 
+@pytest.mark.skipif(os.name != "posix", reason="folder locks are POSIX flock")
+def test_a_run_training_before_its_first_checkpoint_is_called_locked_not_stopped(
+    tiny_cfg, tmp_path, capsys
+):
+    import fcntl
+
+    run = fake_run(tmp_path / "run")  # begun, no last.pt yet: as a run in its first steps
+    before = {p.name: p.stat().st_mtime_ns for p in run.rglob("*")}
+    held = os.open(run, os.O_RDONLY)  # as the process training there holds it
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        code = main(["train", "--resume", "--out", str(run)])
+        err = capsys.readouterr().err
+        assert code == 2 and "being written by another lionfer process" in err
+        assert "nothing to resume" not in err and "--overwrite" not in err  # not for a live run
+        with pytest.raises(RunExistsError, match="being written by another lionfer process"):
+            train(tiny_cfg("algorithm.name=supervised"), run, progress=False)  # launched twice
+        assert {p.name: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+    finally:
+        os.close(held)
+    with pytest.raises(FileNotFoundError, match="stopped before its first checkpoint"):
+        train(None, run, resume=True, progress=False)  # once it is gone, the verdict stands
+
+
 def test_a_forked_child_does_not_keep_a_released_run_lock(tmp_path):
     from lionfer.training.runfolder import RunLock
 

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,12 +114,20 @@ def test_existing_run_is_never_overwritten_unless_asked(tiny_cfg, tmp_path):
 
 def test_nan_loss_stops_naming_the_step(tiny_cfg, tmp_path):
     cfg = tiny_cfg("algorithm.name=supervised", "train.lr=1e30", "train.steps=50")
-    with pytest.raises(NonFiniteLoss, match=r"at step \d+.*(last good checkpoint|no checkpoint)"):
+    with pytest.raises(NonFiniteLoss) as info:
         train(cfg, tmp_path / "run", progress=False)
+    message = str(info.value)
     records = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     last = json.loads(records[-1])
-    assert last["event"] == "error" and last["error"].startswith("NonFiniteLoss: loss is")
+    assert last["event"] == "error" and last["error"] == f"NonFiniteLoss: {message}"
     assert last["checkpoint"] == "checkpoints/error.pt"  # the state that gave the NaN
+    first = last["non_finite_step"]
+    noticed = "" if first == last["step"] else f", noticed at step {last['step']}"
+    assert message.startswith(f"loss is nan at step {first}{noticed} ")  # the event's steps
+    saved = f"the state at step {last['step']} is saved as {tmp_path / 'run' / last['checkpoint']}"
+    assert message.endswith(f"; {saved}, for inspection only")
+    assert "no checkpoint of this run was saved" not in message  # error.pt was
+    assert load_checkpoint(tmp_path / "run" / last["checkpoint"])["step"] == last["step"]
 
 
 def test_a_non_finite_step_is_named_and_no_checkpoint_follows_it(tiny_cfg, tmp_path, monkeypatch):
@@ -134,11 +143,20 @@ def test_a_non_finite_step_is_named_and_no_checkpoint_follows_it(tiny_cfg, tmp_p
 
     monkeypatch.setattr(Supervised, "step", nan_at_step_4)
     cfg = tiny_cfg("algorithm.name=supervised", "train.checkpoint_every=2")
-    with pytest.raises(NonFiniteLoss, match=r"loss is nan at step 4 .*\(step 4\)"):
+    # the 5th step (Progress counts from 0) went NaN; it is read at the checkpoint of step 6
+    last = re.escape(str(tmp_path / "run" / "checkpoints" / "last.pt"))
+    message = (
+        r"loss is nan at step 5, noticed at step 6 .*; "
+        rf"the last good checkpoint is {last} \(step 4\); "
+        r"the state at step 6 is saved as .*error\.pt, for inspection only$"
+    )
+    with pytest.raises(NonFiniteLoss, match=message):
         train(cfg, tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "error.pt")["step"] == 6
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert records[-1]["event"] == "error" and records[-1]["checkpoint"] == "checkpoints/error.pt"
+    assert records[-1]["step"] == 6 and records[-1]["non_finite_step"] == 5
     assert math.isnan(records[-1]["loss"]) and math.isfinite(records[-1]["loss_sup"])  # its logs
     assert [r["step"] for r in records if r["event"] == "train"] == [3]  # none after the NaN
 

@@ -29,7 +29,13 @@ from lionfer.training.checkpoint import (
     resume_fix,
 )
 from lionfer.training.progress import QuietStream
-from lionfer.training.runfolder import LAST, RunLock, check_run_dir, create_run_dir
+from lionfer.training.runfolder import (
+    LAST,
+    RunLock,
+    check_run_dir,
+    check_unlocked,
+    create_run_dir,
+)
 from lionfer.training.trainer import Trainer
 from lionfer.unread import check_new_run
 
@@ -129,14 +135,12 @@ def checked_config(cfg, out: Path, resume, overwrite, device, comm: Comm, lock: 
     with warnings.catch_warnings():
         if not comm.is_main:
             warnings.simplefilter("ignore")
+        if comm.is_main:  # a run training there is refused as such, before what its folder holds
+            check_unlocked(out)
         check_run_dir(out, resume, overwrite)
         if not resume:
             cfg = resolve_paths(cfg)
             check_new_run(cfg, out)  # settings that would do nothing, a folder inside the data
-            if comm.is_main and overwrite and out.is_dir():  # a run training there: refused now
-                probe = RunLock()
-                probe.acquire(out)
-                probe.release()
             return cfg
         try:  # a resumed run continues with its own config
             saved = load_config(out / "config.toml")

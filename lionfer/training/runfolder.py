@@ -297,6 +297,15 @@ class RunLock:
             self.fd = None
 
 
+def check_unlocked(folder: Path) -> None:
+    """Refuse a folder that another process holds with a RunLock (a run still training there,
+    even before its first checkpoint); nothing is held after the check."""
+    if folder.is_dir():
+        probe = RunLock()
+        probe.acquire(folder)
+        probe.release()
+
+
 def _plain(value: Any) -> Any:
     """JSON for 0-d tensors and numpy scalars in logs."""
     if hasattr(value, "tolist"):

@@ -154,17 +154,23 @@ class Trainer:
             self.saved_step = self.step
 
     def _check_finite(self) -> None:
-        """Raise NonFiniteLoss naming the first step whose loss was NaN or infinite (the loss is
-        checked on the device every step and read here, at log, evaluation and checkpoint
-        boundaries)."""
+        """Raise NonFiniteLoss naming the first step whose loss was NaN or infinite, and the
+        step where that was noticed (the loss is checked on the device every step and read here,
+        at log, evaluation and checkpoint boundaries); its logs carry the first as
+        non_finite_step."""
         bad = self.watch.check()
-        if bad is not None:
-            step, logs = bad
-            raise NonFiniteLoss(
-                f"loss is {logs.get('loss')} at step {step} (logs: {logs}); lower train.lr or "
-                f"check the data; {self._last_good()}",
-                logs,
-            )
+        if bad is None:
+            return
+        step, logs = bad
+        noticed = "" if step == self.step else f", noticed at step {self.step}"
+        good = "no checkpoint to resume from was saved"
+        if self.saved_step is not None:
+            good = self._last_good()
+        raise NonFiniteLoss(
+            f"loss is {logs.get('loss')} at step {step}{noticed} (logs of step {step}: {logs}); "
+            f"lower train.lr or check the data; {good}",
+            {"non_finite_step": step, **logs},
+        )
 
     def _last_good(self) -> str:
         if self.saved_step is None:
@@ -274,7 +280,11 @@ class Trainer:
         except Interrupted:
             raise
         except BaseException as error:
-            if stop.signum is not None and not self._mid_step:
+            if (
+                stop.signum is not None
+                and not self._mid_step
+                and not isinstance(error, NonFiniteLoss)
+            ):
                 # e.g. loader workers that got the same SIGTERM (Slurm signals every process)
                 self._stop(stop.signum, cause=error)
             self._fail(error)
@@ -299,15 +309,21 @@ class Trainer:
         last.pt; part-way through a step it goes to error.pt (for inspection), except on a
         second Ctrl-C, which saves nothing."""
         interrupted = isinstance(error, KeyboardInterrupt)
-        record = failure_record(error, self.step)
         unsure = self._mid_step or isinstance(error, NonFiniteLoss) or self.watch.seen()
         name = "error.pt" if unsure else "last.pt"
+        saved: dict = {}
         if not (interrupted and self._mid_step):
             try:
                 self._save(name)
-                record["checkpoint"] = str(Path("checkpoints") / name)
+                saved["checkpoint"] = str(Path("checkpoints") / name)
             except CheckpointWriteError as save_error:
-                record["checkpoint_error"] = str(save_error)
+                saved["checkpoint_error"] = str(save_error)
+        if isinstance(error, NonFiniteLoss) and "checkpoint" in saved:
+            # the message, written before the save, says where the state went once it is there
+            path = self.out / saved["checkpoint"]
+            kept = f"the state at step {self.step} is saved as {path}, for inspection only"
+            error.args = (f"{error}; {kept}",)
+        record = {**failure_record(error, self.step), **saved}
         try:
             self._log(record)
         except OSError:
@@ -329,7 +345,9 @@ class Trainer:
         self.optimizer.step()
         self.ema.update(self.model, self.step)
         logs = {"loss": out.loss.detach(), **out.logs}
-        self.watch.record(self.step, out.loss, logs)  # read at the next boundary, no sync now
+        # named as events name steps: the step that brings the run to step + 1; read at the next
+        # boundary, no sync now
+        self.watch.record(self.step + 1, out.loss, logs)
         correct, total = pseudo_counts(out.mask, out.pseudo_labels, self.truth_ulb, batch.idx_ulb)
         self.window.add(logs, correct, total)
         self.eval_window.add({k: v for k, v in logs.items() if k == "mask_rate"}, correct, total)

@@ -17,12 +17,13 @@ from PIL import Image
 from predict_helpers import IMAGE_SIZE, make_checkpoint, trained_run
 from test_corner_cases import make_folder
 
+from lionfer.algorithms.lion_report import label_state, relabel_table
 from lionfer.cli import main
 from lionfer.config import load_config
+from lionfer.data.pipeline import finished_run_data
 from lionfer.inference.audit import (
     audit_score,
     audit_to_files,
-    label_state,
     rank_order,
     relabel_rows,
 )
@@ -279,6 +280,46 @@ def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
     assert path.read_bytes() == model
     assert main(["relabel", str(path), "--out", str(tmp_path / "x.csv")]) == 2
     assert "needs a run folder" in capsys.readouterr().err
+
+
+def test_the_runs_relabels_csv_and_relabel_agree_on_every_row(tmp_path_factory, tmp_path):
+    # relabels.csv lists the relabeled and demoted images; `lionfer relabel` every image: where
+    # both have a row, the same step, weight and w_<class> (a demoted image: its evidence now)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run(tmp_path_factory), run)
+    path = run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    algorithm = state["algorithm"]
+    m = len(algorithm["label"])
+    given = int(algorithm["label"][1])
+    algorithm["label"][1] = (given + 1) % 7  # relabeled at step 5, then demoted
+    algorithm["relabel_step"][1] = 5
+    algorithm["relabel_weights"] = torch.zeros(m, 7)
+    algorithm["relabel_weights"][1, (given + 1) % 7] = 0.9
+    algorithm["demoted"] = torch.zeros(m, dtype=torch.bool)
+    algorithm["demoted"][[1, 2, 3]] = True
+    algorithm["evidence"] = torch.softmax(torch.arange(m * 7.0).reshape(m, 7) % 5, dim=1)
+    torch.save(state, path)
+
+    _, every = relabel_rows(run)
+    labeled = finished_run_data(run, load_config(run / "config.toml")).labeled
+    header, rows = relabel_table(algorithm, labeled, list(state["class_names"]))
+    assert [row[0] for row in rows] == [1, 2, 3]
+    for row in rows:
+        cells = dict(zip(header, row, strict=True))
+        assert cells.pop("status") == "demoted"
+        full = every[cells["index"]]
+        assert {k: cell_of(v) for k, v in cells.items()} == {k: cell_of(full[k]) for k in cells}
+    demoted = dict(zip(header, rows[1], strict=True))
+    assert demoted["step"] == "" and demoted["weight"] == ""
+    assert demoted["w_fear"] == f"{float(algorithm['evidence'][2, 1]):.4f}"
+
+
+def cell_of(value) -> str:
+    """A value as relabels.csv writes it: None empty, a float to 4 places."""
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def test_the_audit_names_a_photo_labeled_twice_with_different_labels(labeled_folder, tmp_path):

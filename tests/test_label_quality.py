@@ -420,3 +420,14 @@ def test_the_relabel_line_lists_the_new_classes_least_trusted_first():
     assert relabel_class_line(nothing) == ""
     summary = {"num_labels": 8, "relabel": {"count": 18}, "evidence_by_class": by_class}
     assert label_quality_lines(summary)[-1] == line
+
+
+def test_a_similarity_that_could_not_be_measured_prints_as_a_dash():
+    quality = {"ambiguous_fraction": 0.1, "prototype_acc": 0.5, "similarity_own": 0.81}
+    summary = {"num_labels": 10, "relabel": {"count": 0}, "label_quality": quality}
+    assert (
+        "similarity own/other class 0.81/-"
+        in label_quality_lines({**summary, "label_quality": {**quality, "similarity_other": None}})[
+            -1
+        ]
+    )

@@ -80,8 +80,9 @@ def test_label_figures_of_an_evaluation_by_hand():
     # ambiguous images 0 and 2: their candidates hold the given label once (0), the true twice
     assert quality["candidates_hold_given"] == 0.5 and quality["candidates_hold_true"] == 1.0
     # own class = truth where known, else given: 0, 2, 0, 0; cosines to the ready prototypes
-    # (1, 0), (0, 1), none for class 2: own 1, 0, 1, 0; the one other ready class 0, 1, 0, 1
-    assert quality["similarity_own"] == 0.5 and quality["similarity_other"] == 0.5
+    # (1, 0), (0, 1), none for class 2: own 1, 0, 1, 0; the other ready classes, averaged: class
+    # 1's 0, 0, 1 for images 0, 2, 3, and both classes' (0 + 1) / 2 for image 1 (own not ready)
+    assert quality["similarity_own"] == 0.5 and quality["similarity_other"] == 0.375
     assert quality["prototype_acc"] == pytest.approx(2 / 3)  # (−1, 0) is nearest class 1
 
 
@@ -89,11 +90,35 @@ def test_label_figures_under_the_softmax_similarity_by_hand():
     similarity = partial(softmax_over_prototypes, temperature=1.0)
     quality = label_figures(lion_state(), T(GIVEN), probe(), similarity)["label_quality"]
     # softmax of the cosines over the ready classes 0 and 1: (e, 1) / (e + 1) for (1, 0), (1, e)
-    # / (e + 1) for (0, 1); own classes 0, 2, 0, 0: e, 0, e, 1 over e + 1; the others the rest
+    # / (e + 1) for (0, 1); own classes 0, 2, 0, 0: e, 0, e, 1 over e + 1; the others 1, (1 +
+    # e) / 2 (image 1's own class has no prototype: both are others), 1, e over e + 1
     e = math.e
     assert quality["similarity_own"] == pytest.approx((2 * e + 1) / (4 * (e + 1)))
-    assert quality["similarity_other"] == pytest.approx((2 * e + 3) / (4 * (e + 1)))
+    assert quality["similarity_other"] == pytest.approx((3 * e + 5) / (8 * (e + 1)))
     assert quality["prototype_acc"] == pytest.approx(2 / 3)
+
+
+def test_similarity_other_averages_the_other_ready_classes_whether_the_own_is_ready_or_not():
+    # (0.6, 0.8) lies at cosine 0.6 to (1, 0) and 0.8 to (0, 1); class 2 has no prototype. Own
+    # class 2 (truth): both ready classes are others, (0.6 + 0.8) / 2 (it read 0.6 + 0.8 = 1.4)
+    features = T([[0.6, 0.8], [0.6, 0.8], [0.6, 0.8]])
+    parts = {"labeled": (features, np.array([0, 1, 1])), "test": probe().features("test")}
+    truth, given = np.array([2, 1, 0]), np.array([0, 1, 1])
+    labeled = Probe(truth, parts.__getitem__)
+    state = lion_state(prototypes=T([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+    quality = lion_report.prototype_figures(state, labeled, truth, given, cosine_to_prototypes)
+    # own 0 (no prototype), 0.8, 0.6; others 0.7, 0.6 (class 0), 0.8 (class 1)
+    assert quality["similarity_own"] == pytest.approx((0 + 0.8 + 0.6) / 3)
+    assert quality["similarity_other"] == pytest.approx((0.7 + 0.6 + 0.8) / 3)
+
+
+def test_similarity_other_leaves_out_an_image_with_no_other_ready_class():
+    d = np.array([[0.9, 0.0, 0.0], [0.3, 0.0, 0.0], [0.5, 0.0, 0.0]])
+    ready = np.array([True, False, False])  # only class 0 has a prototype
+    # image 0's own class is the only ready one: no other to compare; images 1 and 2 have 0
+    assert lion_report.other_similarity(d, ready, np.array([0, 1, 2])) == pytest.approx(0.4)
+    assert lion_report.other_similarity(d, ready, np.array([0, 0, 0])) is None
+    assert lion_report.other_similarity(d, ~ready, np.array([0, 0, 0])) == 0.0
 
 
 def test_the_nearest_prototype_is_nearest_in_angle_whatever_its_length():
@@ -155,13 +180,23 @@ def test_low_clear_message_says_the_rate_and_the_step_where_known():
 
 def test_relabels_csv_rows_by_hand():
     labeled = SimpleNamespace(labels=np.array(GIVEN), ids=["a", "b", "c", "d"], true_labels=TRUTH)
-    header, rows = relabel_table(lion_state(), labeled, ("X", "Y", "Z"))
+    evidence = T([[0.5, 0.3, 0.2], [0.0, 0.1, 0.9], [0.25, 0.35, 0.4], [0.2, 0.7, 0.1]])
+    header, rows = relabel_table(lion_state(evidence=evidence), labeled, ("X", "Y", "Z"))
     assert header == [*RELABEL_COLUMNS, "status", "w_x", "w_y", "w_z"]
     zeros = ["0.0000"] * 3
     assert rows == [
         [1, "b", 1, 2, 12, 2, "Y", "Z", "0.7000", "relabeled", "0.1000", "0.2000", "0.7000"],
-        [2, "c", 1, 1, -1, 0, "Y", "Y", "0.0000", "demoted", *zeros],
-        [3, "d", 0, 1, -1, -1, "X", "Y", "0.0000", "relabeled", *zeros],
+        # demoted, never relabeled: no step or weight, and the evidence that keeps it aside
+        [2, "c", 1, 1, "", 0, "Y", "Y", "", "demoted", "0.2500", "0.3500", "0.4000"],
+        [3, "d", 0, 1, "", -1, "X", "Y", "0.0000", "relabeled", *zeros],
+    ]
+    # relabeled, then demoted: its relabel, as `lionfer relabel` gives it; no evidence kept: the
+    # demoted image's w cells are empty
+    state = lion_state(demoted=T([False, True, True, False]))
+    header, rows = relabel_table(state, labeled, ("X", "Y", "Z"))
+    assert rows[:2] == [
+        [1, "b", 1, 2, 12, 2, "Y", "Z", "0.7000", "demoted", "0.1000", "0.2000", "0.7000"],
+        [2, "c", 1, 1, "", 0, "Y", "Y", "", "demoted", "", "", ""],
     ]
     # a state without relabel steps or weights, and no truth: those cells are empty
     state = {"label": T([0, 2, 1, 1])}

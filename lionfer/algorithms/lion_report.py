@@ -1,7 +1,8 @@
 """What LION reports, all read from its state (Lion.state_dict()): the label-quality figures of an
 evaluation (relabel metrics, candidate sets, Eq. 5's similarities, the prototypes), the figures
 of summary.json (the complementary label bank, the start of disambiguation and its warning, the
-evidence rule's agreement by class) and the relabel table (the rows of relabels.csv).
+evidence rule's agreement by class) and the relabel table (each labeled image's label state: the
+rows of relabels.csv and of `lionfer relabel`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lionfer.algorithms.lion_audit import audit_held, no_agreement
+from lionfer.errors import InputError
 from lionfer.metrics import excess_agreement_z, relabel_metrics
 
 LOW_CLEAR_RATE = 0.5
@@ -167,22 +169,32 @@ def evidence_check(
 
 
 def prototype_figures(state: dict, probe, truth, given, similarity) -> dict:
-    """Eq. 5's similarity for the own class and the others (own = true class where known),
-    and the test accuracy of the nearest-prototype classifier."""
+    """Eq. 5's similarity for the own class and the others (own = true class where known;
+    other_similarity), and the test accuracy of the nearest-prototype classifier."""
     prototypes, ready = state["prototypes"], state["prototype_ready"]
     features, _ = probe.features("labeled")
     d = similarity(features.to(prototypes), prototypes, ready, None).cpu().numpy()
     own_class = np.where(truth >= 0, truth, given) if truth is not None else given
     own = d[np.arange(len(own_class)), own_class]
-    others = (d.sum(axis=1) - own) / max(int(ready.cpu().numpy().sum()) - 1, 1)
     test_features, test_labels = probe.features("test")
     cosine = F.normalize(test_features.to(prototypes), dim=1) @ F.normalize(prototypes, dim=1).T
     nearest = cosine.masked_fill(~ready, float("-inf")).argmax(dim=1)
     return {
         "similarity_own": float(own.mean()),
-        "similarity_other": float(others.mean()),
+        "similarity_other": other_similarity(d, ready.cpu().numpy(), own_class),
         "prototype_acc": float((nearest.cpu().numpy() == test_labels).mean()),
     }
+
+
+def other_similarity(d: np.ndarray, ready: np.ndarray, own_class: np.ndarray) -> float | None:
+    """The mean over the images of d (N, C) averaged over the classes with a prototype (ready,
+    (C,)) other than the image's own (own_class, (N,)), whether its own has one or not. An image
+    with no such class is left out; None where every image is."""
+    other = np.repeat(ready[None, :].astype(bool), len(d), axis=0)
+    other[np.arange(len(d)), own_class] = False
+    count = other.sum(axis=1)
+    some = count > 0
+    return mean_or_none(np.where(other, d, 0.0)[some].sum(axis=1) / count[some])
 
 
 def summary_figures(state: dict, recipe: str, true_unlabeled=None) -> dict:
@@ -262,8 +274,7 @@ def evidence_by_class(state: dict, given: np.ndarray, names, truth=None) -> dict
     return figures
 
 
-# relabels.csv: these columns, then status (relabeled | demoted), then w_<class> (the candidate
-# weights at the relabel)
+# relabels.csv: these columns, then status (relabeled | demoted), then w_<class> (label_state's w)
 RELABEL_COLUMNS = (
     "index",
     "id",
@@ -278,39 +289,95 @@ RELABEL_COLUMNS = (
 
 
 def relabel_table(state: dict, labeled, names) -> tuple[list[str], list[list]]:
-    """(header, rows) of relabels.csv from an algorithm's state (LION's keys; an absent key
-    means no relabeling): one row per labeled image whose current label differs from the given
-    one (status relabeled), with the candidate weights that decided it (weight: the winning one;
-    w_<class>: all of them), and one per labeled image that training set aside as unlabeled
-    (status demoted, where the state holds a "demoted" flag per labeled image).
+    """(header, rows) of relabels.csv from an algorithm's state (label_state): one row per
+    labeled image whose current label differs from the given one (status relabeled) or that
+    training set aside as unlabeled (status demoted), with the step and winning weight of its
+    relabel (empty where it was never relabeled) and its w_<class> (empty where there are none).
     labeled: the run's labeled ImageSet (labels, ids, true_labels); names: the class names."""
     given = labeled.labels
-    current = state["label"].cpu().numpy() if "label" in state else given
-    demoted = (
-        state["demoted"].cpu().numpy().astype(bool)
-        if "demoted" in state
-        else np.zeros(len(given), dtype=bool)
-    )
-    steps = state["relabel_step"].cpu().numpy() if "relabel_step" in state else None
-    weights = state["relabel_weights"].cpu().numpy() if "relabel_weights" in state else None
+    table = label_state(state, given, len(names))
+    current, demoted, w = table["label"], table["demoted"], table["w"]
     truth = labeled.true_labels
-    weight_columns = [f"w_{name.lower()}" for name in names] if weights is not None else []
+    # a state that keeps no candidate weights (no relabel_weights) has no w columns
+    listed = "relabel_weights" in state
     rows = []
     for i in np.flatnonzero((current != given) | demoted):
-        row_weights = [] if weights is None else [f"{w:.4f}" for w in weights[i]]
+        step, weight = table["step"][i], table["weight"][i]
+        row_weights = ["" if np.isnan(v) else f"{v:.4f}" for v in w[i]] if listed else []
         rows.append(
             [
                 int(i),
                 labeled.ids[i],
                 int(given[i]),
                 int(current[i]),
-                int(steps[i]) if steps is not None else "",
+                int(step) if step >= 0 else "",
                 int(truth[i]) if truth is not None else "",
                 names[given[i]],
                 names[current[i]],
-                f"{weights[i, current[i]]:.4f}" if weights is not None else "",
+                "" if np.isnan(weight) else f"{weight:.4f}",
                 "demoted" if demoted[i] else "relabeled",
                 *row_weights,
             ]
         )
+    weight_columns = [f"w_{name.lower()}" for name in names] if listed else []
     return [*RELABEL_COLUMNS, "status", *weight_columns], rows
+
+
+def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """Per labeled image: label, step (-1 never), weight (NaN: none), w (M, C; NaN rows: none),
+    ambiguous, demoted and, for a relabeled image of the evidence recipe, agreement: the class
+    agreement (class_agreement) of its new class (NaN otherwise, or where the evidence names that
+    class for no kept image); from an algorithm state dict (LION's keys; absent keys mean no
+    relabeling). w: the candidate weights at the relabel for a relabeled image (the evidence
+    recipe: its evidence then), the current ones for one ambiguous now, the evidence now for one
+    demoted now (the running evidence that keeps it set aside). The rows of relabels.csv and of
+    `lionfer relabel`."""
+    m = len(given)
+
+    def get(key):
+        value = algorithm.get(key)
+        return None if value is None else value.detach().cpu().numpy()
+
+    label = get("label")
+    if label is not None and len(label) != m:
+        raise InputError(
+            f"the checkpoint's label state covers {len(label)} images but the run's labeled set "
+            f"has {m}: the dataset changed since training (check data.root)"
+        )
+    label = given.copy() if label is None else label.astype(np.int64)
+    step = get("relabel_step")
+    step = np.full(m, -1) if step is None else step
+    ambiguous = get("ambiguous")
+    ambiguous = np.zeros(m, dtype=bool) if ambiguous is None else ambiguous.astype(bool)
+    demoted = get("demoted")
+    demoted = np.zeros(m, dtype=bool) if demoted is None else demoted.astype(bool)
+    changed = label != given
+    w = np.full((m, num_classes), np.nan)
+    at_relabel, current, evidence = get("relabel_weights"), get("weights"), get("evidence")
+    if current is not None:
+        w[ambiguous & ~changed] = current[ambiguous & ~changed]
+    if evidence is not None:
+        w[demoted & ~changed] = evidence[demoted & ~changed]
+    if at_relabel is not None:
+        w[changed] = at_relabel[changed]
+    agreement = np.full(m, np.nan)  # of the class a relabeled image went to (evidence recipe)
+    visits = get("evidence_visits")
+    if evidence is not None and visits is not None:
+        named, agree = class_agreement(evidence, given, label, demoted, visits > 0)
+        per_class = np.where(named > 0, agree / np.maximum(named, 1), np.nan)
+        relabeled = changed & ~demoted
+        agreement[relabeled] = per_class[label[relabeled]]
+    weight = np.full(m, np.nan)
+    if at_relabel is not None:
+        weight[changed] = at_relabel[changed, label[changed]]
+    elif get("relabel_weight") is not None:  # older state: only the weight that crossed τ
+        weight[changed] = get("relabel_weight")[changed]
+    return {
+        "label": label,
+        "step": step,
+        "ambiguous": ambiguous,
+        "demoted": demoted,
+        "w": w,
+        "weight": weight,
+        "agreement": agreement,
+    }

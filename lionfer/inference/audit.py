@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lionfer.algorithms.lion_report import RELABEL_COLUMNS as RUN_RELABEL_COLUMNS
-from lionfer.algorithms.lion_report import class_agreement
+from lionfer.algorithms.lion_report import label_state
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
 from lionfer.errors import InputError
@@ -412,63 +412,6 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
         }
         rows.append(row)
     return [*RELABEL_COLUMNS, *weight_columns], rows
-
-
-def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
-    """Per labeled image: label, step (-1 never), weight (NaN: none), w (M, C; NaN rows: none),
-    ambiguous, demoted and, for a relabeled image of the evidence recipe, agreement: the class
-    agreement (lion_report.class_agreement) of its new class (NaN otherwise, or where the evidence
-    names that class for no kept image); from an algorithm state dict (LION's keys; absent keys
-    mean no relabeling)."""
-    m = len(given)
-
-    def get(key):
-        value = algorithm.get(key)
-        return None if value is None else value.detach().cpu().numpy()
-
-    label = get("label")
-    if label is not None and len(label) != m:
-        raise InputError(
-            f"the checkpoint's label state covers {len(label)} images but the run's labeled set "
-            f"has {m}: the dataset changed since training (check data.root)"
-        )
-    label = given.copy() if label is None else label.astype(np.int64)
-    step = get("relabel_step")
-    step = np.full(m, -1) if step is None else step
-    ambiguous = get("ambiguous")
-    ambiguous = np.zeros(m, dtype=bool) if ambiguous is None else ambiguous.astype(bool)
-    demoted = get("demoted")
-    demoted = np.zeros(m, dtype=bool) if demoted is None else demoted.astype(bool)
-    changed = label != given
-    w = np.full((m, num_classes), np.nan)
-    at_relabel, current, evidence = get("relabel_weights"), get("weights"), get("evidence")
-    if current is not None:
-        w[ambiguous & ~changed] = current[ambiguous & ~changed]
-    if evidence is not None:
-        w[demoted & ~changed] = evidence[demoted & ~changed]
-    if at_relabel is not None:
-        w[changed] = at_relabel[changed]
-    agreement = np.full(m, np.nan)  # of the class a relabeled image went to (evidence recipe)
-    visits = get("evidence_visits")
-    if evidence is not None and visits is not None:
-        named, agree = class_agreement(evidence, given, label, demoted, visits > 0)
-        per_class = np.where(named > 0, agree / np.maximum(named, 1), np.nan)
-        relabeled = changed & ~demoted
-        agreement[relabeled] = per_class[label[relabeled]]
-    weight = np.full(m, np.nan)
-    if at_relabel is not None:
-        weight[changed] = at_relabel[changed, label[changed]]
-    elif get("relabel_weight") is not None:  # older state: only the weight that crossed τ
-        weight[changed] = get("relabel_weight")[changed]
-    return {
-        "label": label,
-        "step": step,
-        "ambiguous": ambiguous,
-        "demoted": demoted,
-        "w": w,
-        "weight": weight,
-        "agreement": agreement,
-    }
 
 
 def write_relabel_table(

@@ -29,8 +29,8 @@ def label_quality_lines(summary: dict) -> list[str]:
         if quality.get("prototype_acc") is not None:
             parts.append(f"nearest-prototype test accuracy {_percent(quality['prototype_acc'])}")
             parts.append(
-                f"similarity own/other class {quality['similarity_own']:.2f}/"
-                f"{quality['similarity_other']:.2f}"
+                f"similarity own/other class {_decimal(quality['similarity_own'])}/"
+                f"{_decimal(quality['similarity_other'])}"
             )
         lines.append("; ".join(parts))
         if quality.get("evidence_audit"):
@@ -150,3 +150,8 @@ def relabel_class_line(by_class: dict) -> str:
 
 def _percent(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _decimal(value) -> str:
+    """A figure that is None where nothing could be measured (no other class had a prototype)."""
+    return "-" if value is None else f"{value:.2f}"

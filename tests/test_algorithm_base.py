@@ -14,6 +14,7 @@ from lionfer.algorithms.base import (
     forward_views,
     to_device,
 )
+from lionfer.distributed import LOCAL
 from lionfer.models import Output
 from tests.fakes import CopiesOnTwoProcesses
 
@@ -248,3 +249,24 @@ def test_forward_outputs_gathers_each_field_once_and_keeps_missing_ones():
     first, second = forward_outputs(Halves(False), a, b)
     assert first.clean_logits is None and second.clean_logits is None
     assert torch.equal(first.logits, a[:, :2]) and torch.equal(second.features, b[:, 2:])
+
+
+class Doubled(CopiesOnTwoProcesses):
+    def gather(self, tensor):
+        return torch.cat([tensor, tensor])
+
+
+def test_a_gathered_batch_holds_every_processs_images_and_the_global_indices():
+    x_lb, w, s = torch.rand(1, 3, 4, 4), torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
+    y_lb, idx_lb, idx_ulb = torch.tensor([0, 1]), torch.tensor([3, 4]), torch.tensor([0, 1, 2, 3])
+    batch = Batch.from_views(x_lb, y_lb, idx_lb, ("strong", "weak"), (s, w), idx_ulb)
+    assert batch.gathered(LOCAL) is batch
+    both = batch.gathered(Doubled())
+    assert torch.equal(both.x_lb, torch.cat([x_lb, x_lb]))
+    assert both.y_lb is y_lb and both.idx_lb is idx_lb and both.idx_ulb is idx_ulb
+    assert torch.equal(both.x_ulb[0], torch.cat([s, s])) and torch.equal(
+        both.x_ulb[1], torch.cat([w, w])
+    )
+    assert both.x_ulb_s is both.x_ulb[0] and both.x_ulb_w is both.x_ulb[1]
+    weak_only = Batch.from_views(x_lb, y_lb, idx_lb, ("weak",), (w,), idx_ulb).gathered(Doubled())
+    assert weak_only.x_ulb_s is None and weak_only.x_ulb_w is weak_only.x_ulb[0]

@@ -20,11 +20,13 @@ from lionfer.algorithms.lion_report import (
     audit_figures,
     evidence_check,
     label_figures,
+    label_state,
     low_clear_message,
     mean_or_none,
     relabel_table,
     summary_figures,
 )
+from lionfer.errors import InputError
 
 
 def T(x):
@@ -478,3 +480,33 @@ def test_evidence_by_class_by_hand():
         "agreement",
         "relabeled_to",
     }
+
+
+def test_label_state_by_hand():
+    given = np.array([0, 1, 2, 1])
+    state = {
+        "label": torch.tensor([0, 2, 2, 1]),
+        "relabel_step": torch.tensor([-1, 7, -1, -1]),
+        "ambiguous": torch.tensor([False, False, True, False]),
+        "weights": torch.tensor([[0.0, 0, 0], [0, 0, 0], [0.4, 0, 0.6], [0, 0, 0]]),
+        "relabel_weights": torch.tensor([[0.0, 0, 0], [0.1, 0.05, 0.85], [0, 0, 0], [0, 0, 0]]),
+        "demoted": torch.tensor([False, False, False, True]),
+        "evidence": torch.tensor([[0.7, 0.2, 0.1], [0, 0, 1], [0, 0, 1], [0.5, 0.1, 0.4]]),
+    }
+    table = label_state(state, given, 3)
+    assert table["demoted"].tolist() == [False, False, False, True]
+    np.testing.assert_allclose(table["w"][3], [0.5, 0.1, 0.4])  # demoted: the evidence now
+    assert table["label"].tolist() == [0, 2, 2, 1] and table["step"].tolist() == [-1, 7, -1, -1]
+    np.testing.assert_allclose(table["weight"], [np.nan, 0.85, np.nan, np.nan])
+    np.testing.assert_allclose(table["w"][1], [0.1, 0.05, 0.85])  # at the relabel
+    np.testing.assert_allclose(table["w"][2], [0.4, 0.0, 0.6])  # ambiguous now
+    assert np.isnan(table["w"][0]).all()
+    assert np.isnan(table["agreement"]).all()  # no evidence visits: no class agreement
+    legacy = label_state({"label": state["label"], "relabel_weight": torch.tensor([0, 0.9, 0, 0])},
+                         given, 3)  # fmt: skip
+    np.testing.assert_allclose(legacy["weight"], [np.nan, 0.9, np.nan, np.nan])
+    plain = label_state({}, given, 3)  # an algorithm that never changes labels
+    assert plain["label"].tolist() == given.tolist() and np.isnan(plain["w"]).all()
+    assert not plain["demoted"].any()
+    with pytest.raises(InputError, match="covers 2 images but .* has 4"):
+        label_state({"label": torch.tensor([0, 1])}, given, 3)

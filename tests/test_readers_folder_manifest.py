@@ -137,6 +137,36 @@ def test_folder_bad_roots(tmp_path):
         folder.load(cfg(tmp_path / "only_test"), seed=0)
 
 
+def test_folder_names_the_images_it_leaves_out(tmp_path):
+    make_tree(tmp_path / "train", {"happy": 3, "sad": 3})
+    make_tree(tmp_path / "val", {"happy": 2, "sad": 1})
+    write_image(tmp_path / "stray.png")
+    (tmp_path / "readme.txt").write_text("x")
+    data = folder.load(cfg(tmp_path), seed=0)
+    assert len(data.train) + len(data.test) == 6
+    (note,) = [n for n in data.notes if n.startswith("left out 3 images beside train/")]
+    assert "val/ (3 images)" in note and "rename val/ to test/" in note
+    assert "data.unlabeled_root" in note
+    assert any(n.startswith(f"left out 1 images lying directly in {tmp_path},") for n in data.notes)
+    assert "ignored 1 hidden or non-image files" in data.notes
+    # beside train/ and test/: class folders and val/, but not the data.unlabeled_root
+    make_tree(tmp_path / "test", {"happy": 1, "sad": 1})
+    make_tree(tmp_path, {"happy": 4})
+    write_image(tmp_path / "extra" / "u.png")
+    data = folder.load(cfg(tmp_path, unlabeled_root=str(tmp_path / "extra")), seed=0)
+    (note,) = [n for n in data.notes if n.startswith("left out 7 images beside train/ and test/")]
+    assert "happy/ (4 images), val/ (3 images)." in note and "rename" not in note
+    assert "extra/" not in note and len(data.unlabeled) == 1
+
+
+def test_folder_names_images_outside_class_folders(tmp_path):
+    make_tree(tmp_path, {"happy": 3, "sad": 3})
+    write_image(tmp_path / "loose.png")
+    notes = folder.load(cfg(tmp_path), seed=0).notes
+    assert any(n.startswith(f"left out 1 images lying directly in {tmp_path}") for n in notes)
+    assert not any(n.startswith("ignored") for n in notes)  # an image, not another file
+
+
 def write_csv(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -243,7 +273,13 @@ def test_manifest_general_classes_and_class_map(tmp_path):
         (  # a blank line: the lines named are the file's, not the entries' numbers
             "path,label\na.png,happy\n\nb.png,sad\na.png,sad\n",
             ValueError,
-            "twice with different labels \\(3 on line 2, 4 on line 5\\)",
+            "'a.png' is listed twice with different labels "
+            "\\('happy' on line 2, 'sad' on line 5\\)",
+        ),
+        (  # labels as the file writes them, not canonical ids; a path written otherwise named
+            "path,label\na.png,3\nb.png,sad\n./a.png,Anger\n",
+            ValueError,
+            "different labels \\('3' on line 2, 'Anger' as './a.png' on line 4\\)",
         ),
         ("path,label,x,y,w,h\na.png,happy,1,2,0,3\n", ValueError, "line 2: the face box"),
         ("path,label\n", ValueError, "lists no images"),
@@ -331,3 +367,34 @@ def test_a_cameras_raw_photos_in_a_folder_are_named_in_its_note(tmp_path):
     (plain / ".DS_Store").write_bytes(b"\x00")
     notes = folder.load(cfg(plain), seed=0).notes
     assert "ignored 1 hidden or non-image files" in notes  # no RAW photo: no word of them
+
+
+def test_manifest_ids_counting_from_one_are_refused(tmp_path):
+    # RAF-DB's ids 1-7: read as canonical ids, 7 (Neutral) became Contempt and every class shifted
+    make_images(tmp_path, [f"{k}{s}.png" for k in range(1, 8) for s in "ab"])
+    rows = "".join(f"{k}a.png,{k},train\n{k}b.png,{k},test\n" for k in range(1, 8))
+    write_csv(tmp_path / "manifest.csv", "path,label,split\n" + rows)
+    with pytest.raises(InputError, match=r"line 14: label id 7 .*look 1-based.*class_map=\{1=0"):
+        manifest.load(cfg(tmp_path), seed=0)
+    one_based = {str(k): k - 1 for k in range(1, 8)}
+    data = manifest.load(cfg(tmp_path, class_map=one_based), seed=0)
+    assert data.class_names == CLASS_NAMES
+    assert data.train.labels.tolist() == data.test.labels.tolist() == list(range(7))
+    eight = manifest.load(cfg(tmp_path, num_classes=8), seed=0)  # canonical, without Surprise
+    assert eight.class_names == CLASS_NAMES_8
+    assert not any("id 7" in note for note in eight.notes)
+    (tmp_path / "prepare.json").write_text("{}")  # lionfer prepare's cache: canonical ids
+    prepared = manifest.load(cfg(tmp_path), seed=0)
+    assert prepared.class_names == CLASS_NAMES_8 and not any("id 7" in n for n in prepared.notes)
+
+
+def test_manifest_contempt_id_beside_zero_is_said(tmp_path):
+    make_images(tmp_path, [f"{k}{s}.png" for k in range(7) for s in "ab"] + ["c.png"])
+    rows = "".join(f"{k}a.png,{k},train\n{k}b.png,{k},test\n" for k in range(7))
+    write_csv(tmp_path / "manifest.csv", "path,label,split\n" + rows + "c.png,7,train\n")
+    data = manifest.load(cfg(tmp_path), seed=0)
+    assert data.class_names == CLASS_NAMES_8
+    (note,) = [n for n in data.notes if "id 7" in n]
+    assert "1 labels are id 7, Contempt" in note and "line 16" in note
+    assert "data.num_classes=8" in note
+    assert not any("id 7" in n for n in manifest.load(cfg(tmp_path, num_classes=8), seed=0).notes)

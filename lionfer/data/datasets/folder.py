@@ -13,13 +13,14 @@ import numpy as np
 
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import IMAGE_KINDS, list_images, raw_photos, require_dir
+from lionfer.data.checks import IMAGE_KINDS, is_image_file, list_images, raw_photos, require_dir
 from lionfer.data.splits import hold_out
 from lionfer.errors import ConfigError, InputError, MissingInputError
 
 MAC_METADATA = "__MACOSX"  # what macOS adds to a zip it makes: AppleDouble ._ files only
 
 HOLDOUT = 0.2  # test fraction held out when the data has no test split
+VAL_NAMES = ("val", "valid", "validation")  # a validation folder, as other tools lay data out
 
 
 def resolve_classes(
@@ -132,6 +133,68 @@ def scan_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
         else:
             ignored += 1
     return classes, ignored
+
+
+def scan_beside(
+    root: Path, splits: tuple[Path, ...], unlabeled: Path | None
+) -> tuple[dict[str, int], int, list[Path]]:
+    """What root holds beside its split folders, which is not read: (folder name -> images found
+    recursively in it, other files, those folders). Hidden folders are no data; images under
+    data.unlabeled_root (unlabeled), read as unlabeled, are not counted, nor images lying
+    directly in root."""
+    images, ignored, folders = {}, 0, []
+    for child in sorted(root.iterdir()):
+        if child in splits or (child.name.startswith(".") and not child.is_file()):
+            continue
+        if child.is_dir():
+            found, other = list_images(child, recursive=True)
+            found = _not_under(found, unlabeled)
+            if found:
+                images[child.name] = len(found)
+            ignored += other
+            folders.append(child)
+        elif not is_image_file(child):
+            ignored += 1
+    return images, ignored, folders
+
+
+def _not_under(paths: list[Path], folder: Path | None) -> list[Path]:
+    if folder is None:
+        return paths
+    return [p for p in paths if not p.resolve().is_relative_to(folder)]
+
+
+def left_out_notes(
+    root: Path, train_dir: Path | None, test_dir: Path | None, beside: dict[str, int], loose
+) -> list[str]:
+    """Notes naming the images that are not read (beside: folder -> images, from scan_beside;
+    loose: folder -> images lying directly in it), and what to do to read them."""
+    notes = []
+    if beside:
+        splits = " and ".join(f"{d.name}/" for d in (train_dir, test_dir) if d)
+        shown = ", ".join(f"{name}/ ({count} images)" for name, count in beside.items())
+        val = next((name for name in beside if name.lower() in VAL_NAMES), None)
+        fixes = [
+            f"move them into {train_dir.name}/<class>/ to train on them (data.val_fraction sets "
+            "validation images aside from train)",
+            "set data.unlabeled_root to their folder to use them without labels",
+        ]
+        if val and not test_dir:
+            fixes.insert(0, f"rename {val}/ to test/ to test on its images")
+        notes.append(
+            f"left out {sum(beside.values())} images beside {splits} in {root}: {shown}. Only "
+            f"the class folders in train/ and test/ are read: {', '.join(fixes[:-1])}, or "
+            f"{fixes[-1]}"
+        )
+    for folder, images in loose.items():
+        if images:
+            classes = train_dir if folder == root and train_dir else folder
+            notes.append(
+                f"left out {len(images)} images lying directly in {folder}, in no class folder: "
+                f"put each in its class's folder ({classes}/<class>/), or images without a label "
+                "in a folder given as data.unlabeled_root"
+            )
+    return notes
 
 
 def find_child(root: Path, *names: str) -> Path | None:
@@ -247,9 +310,18 @@ def load(cfg, seed: int) -> FERData:
     dropped = sorted(name for name, c in mapping.items() if c == L.DROP)
     if dropped:
         notes.append(f"dropped the classes {dropped} (data.class_map maps them to -1)")
-    if ignored + test_ignored:
-        raw = raw_photos(train_dir or root, test_dir)
-        notes.append(f"ignored {ignored + test_ignored} hidden or non-image files{raw}")
+    unlabeled_dir = Path(cfg.unlabeled_root).expanduser().resolve() if cfg.unlabeled_root else None
+    beside, other, beside_dirs = ({}, 0, [])
+    if train_dir:
+        beside, other, beside_dirs = scan_beside(root, (train_dir, test_dir), unlabeled_dir)
+    loose = {d: list_images(d)[0] for d in (root, train_dir, test_dir) if d}  # in no class folder
+    unread = {d: _not_under(images, unlabeled_dir) for d, images in loose.items()}
+    notes += left_out_notes(root, train_dir, test_dir, beside, unread)
+    # scan_split counted the images lying directly in a split folder among the ignored files
+    ignored += test_ignored + other - sum(len(loose[d]) for d in (train_dir or root, test_dir) if d)
+    if ignored:
+        raw = raw_photos(train_dir or root, test_dir, *beside_dirs)
+        notes.append(f"ignored {ignored} hidden or non-image files{raw}")
     unlabeled = None
     if cfg.unlabeled_root:
         unlabeled, note = read_unlabeled(cfg.unlabeled_root)

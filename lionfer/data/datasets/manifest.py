@@ -158,10 +158,17 @@ def _is_int(text: str) -> bool:
 
 
 def label_space(rows: list[Row], class_map: dict, num_classes: int, source: Path):
-    """(class names, function label text -> class id, notes), from the labels that occur."""
+    """(class names, function label text -> class id, notes), from the labels that occur.
+    Numbers are canonical ids, unless class_map has numbers among its keys: then it maps them."""
     texts = {r.label for r in rows} | {r.true_label for r in rows}
-    names = sorted(t for t in texts if t and not _is_int(t))
-    numbered = [(int(t), r.line) for r in rows for t in (r.label, r.true_label) if _is_int(t)]
+    mapped = any(_is_int(str(key).strip()) for key in class_map)  # numbers are the file's own
+    names = sorted(t for t in texts if t not in ("", "-1") and (mapped or not _is_int(t)))
+    numbered = [
+        (int(t), r.line)
+        for r in rows
+        for t in (r.label, r.true_label)
+        if _is_int(t) and (not mapped or t == "-1")
+    ]
     ids = [i for i, _ in numbered]
     check_label_ids(ids, range(-1, 8), str(source), [line for _, line in numbered])
     places = {}
@@ -180,15 +187,40 @@ def label_space(rows: list[Row], class_map: dict, num_classes: int, source: Path
             f"{source}, line {line}: label {text!r} is neither a FER class name nor a canonical "
             "id, while other rows use canonical ids; give a data.class_map"
         )
+    # lionfer prepare's own manifest (prepare.json beside it) writes canonical ids: no guess
+    prepared = (source.parent / "prepare.json").is_file()
+    if not generic and L.CONTEMPT in ids and num_classes != 8 and not prepared:
+        notes.append(_contempt_id(numbered, source))
     if not generic and (L.CONTEMPT in ids or num_classes == 8):
         class_names = L.CLASS_NAMES_8
 
     def to_id(text: str) -> int:
         if not text or text == "-1":
             return -1
-        return int(text) if _is_int(text) else mapping[text]
+        return mapping[text] if text in mapping else int(text)
 
     return class_names, to_id, notes
+
+
+def _contempt_id(numbered: list[tuple[int, int]], source: Path) -> str:
+    """The note for label id 7 (Contempt) where data.num_classes is 7; ids 1-7 without a 0
+    (RAF-DB's, 1 Surprise ... 7 Neutral) are an error: read as canonical ids, every label would
+    be the next class."""
+    sevens = [line for i, line in numbered if i == L.CONTEMPT]
+    if not any(i == 0 for i, _ in numbered):
+        raise InputError(
+            f"{source}, line {sevens[0]}: label id 7 is Contempt in lionfer's canonical ids (0 "
+            "Surprise ... 6 Neutral, 7 Contempt), yet no label is 0: the ids look 1-based, as "
+            "RAF-DB numbers its classes (1 Surprise ... 7 Neutral), which would make every label "
+            "the next class. Map them with 'data.class_map={1=0,2=1,3=2,4=3,5=4,6=5,7=6}' (id "
+            "minus 1), or set data.num_classes=8 if they are canonical ids and 7 is Contempt"
+        )
+    return (
+        f"manifest: {len(sevens)} labels are id 7, Contempt in the canonical ids 0-7 (first on "
+        f"line {sevens[0]}), so the data has 8 classes: set data.num_classes=8 to confirm, "
+        "correct those labels if 7 is a mistake, or map the ids with data.class_map if the file "
+        "numbers its classes otherwise"
+    )
 
 
 def load(cfg, seed: int) -> FERData:
@@ -201,6 +233,7 @@ def load(cfg, seed: int) -> FERData:
     files = [str(path) for path in paths]  # 'a.png', './a.png' and 'x/../a.png' are one file
     _check_split_conflicts(rows, files, source)
     labels = np.array([to_id(r.label) for r in rows], dtype=np.int64)
+    _check_label_conflicts(rows, files, labels, source)
     keep, dup_notes = drop_duplicates(files, labels, str(source), [r.line for r in rows])
     exists, missing_notes = check_listed_files(
         paths,
@@ -292,6 +325,28 @@ def _check_split_conflicts(rows: list[Row], files: list[str], source: Path) -> N
                 f"{source}: {row.path!r} is listed as {seen.split} (line {seen.line}) and as "
                 f"{row.split} (line {row.line}); keep one of the two rows"
             )
+
+
+def _check_label_conflicts(
+    rows: list[Row], files: list[str], labels: np.ndarray, source: Path
+) -> None:
+    """An image listed twice with labels of different classes: which is right cannot be guessed.
+    The labels are named as the file writes them ('happy' and '3' are one class)."""
+    first: dict[str, int] = {}
+    for i, file in enumerate(files):
+        j = first.setdefault(file, i)
+        if labels[i] != labels[j]:
+            seen, row = rows[j], rows[i]
+            alias = f" as {row.path!r}" if row.path != seen.path else ""
+            raise InputError(
+                f"{source}: {seen.path!r} is listed twice with different labels "
+                f"({_shown(seen.label)} on line {seen.line}, {_shown(row.label)}{alias} on line "
+                f"{row.line}); remove the wrong entry"
+            )
+
+
+def _shown(label: str) -> str:
+    return repr(label) if label else "no label"
 
 
 @dataclass

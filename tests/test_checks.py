@@ -11,7 +11,7 @@ from lionfer.data import checks
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import TAIL_BYTES, copies_of, list_images, same_images
 from lionfer.data.pipeline import drop_labeled_copies
-from lionfer.errors import MissingInputError
+from lionfer.errors import InputError, MissingInputError
 
 
 def write_image(path, value: int = 0) -> None:
@@ -52,6 +52,24 @@ def test_all_listed_files_missing_gives_the_reader_s_fix(tmp_path):
     with pytest.raises(MissingInputError, match=r"a.png\)\. Keep the list beside") as info:
         checks.check_listed_files(paths, False, "manifest", "Keep the list beside its images")
     assert "data.variant" not in str(info.value)
+
+
+def test_drop_duplicates_words_a_conflict_as_the_file_does():
+    names, labels = ["a.jpg", "b.jpg", "a.jpg"], [0, 3, 6]  # labels: ids mapped from the file's
+    with pytest.raises(InputError) as error:
+        checks.drop_duplicates(names, labels, "list.txt", [2, 5, 9], written=["1", "4", "7"])
+    assert str(error.value) == (
+        "list.txt: 'a.jpg' is listed twice with different labels (1 on line 2, 7 on line 9); "
+        "remove the wrong entry"
+    )
+    with pytest.raises(InputError, match=r"\(happy on entry 1, sad on entry 3\)"):
+        checks.drop_duplicates(names, labels, written=["happy", "neutral", "sad"])
+    # without them: the labels given and the entries' positions, as before
+    with pytest.raises(InputError, match=r"^label list: 'a.jpg' .*\(0 on entry 1, 6 on entry 3\)"):
+        checks.drop_duplicates(names, labels)
+    keep, notes = checks.drop_duplicates(names, [0, 3, 0], "list.txt", written=["1", "4", "1"])
+    assert keep.tolist() == [True, True, False]
+    assert notes == ["dropped 1 duplicate entries in list.txt (each kept once)"]
 
 
 def test_copies_of_finds_the_same_file_and_byte_copies(tmp_path):

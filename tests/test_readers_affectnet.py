@@ -97,7 +97,8 @@ def test_csv_counts_each_drop_reason(tmp_path):
     for reason in ("1 None", "1 Uncertain", "1 Non-Face", "1 Contempt (7-class mode)"):
         assert f"affectnet train: dropped {reason}" in notes
     assert f"affectnet train: dropped 1 {affectnet.EMPTY_BOX}" in notes
-    assert "dropped 1 duplicate entries in affectnet train" in notes
+    training = tmp_path / affectnet.CSV_LISTS / "training.csv"
+    assert f"dropped 1 duplicate entries in {training} (each kept once)" in notes
     assert "affectnet test: kept 7 of 8 listed faces" in notes
     assert "validation set is the test set" in notes
 
@@ -201,7 +202,30 @@ def test_malformed_rows_name_the_line(tmp_path, row, message):
 
 def test_duplicate_with_different_labels_is_an_error(tmp_path):
     root = csv_release(tmp_path, extra_train=[csv_row("1/train_1.jpg", 2)])
-    with pytest.raises(ValueError, match="listed twice with different labels"):
+    with pytest.raises(ValueError) as error:
+        affectnet.load(cfg(root), seed=0)
+    # the file's lines (header on line 1; rows of dropped classes before it count too)
+    assert str(error.value) == (
+        f"{root / affectnet.CSV_LISTS / 'training.csv'}: '1/train_1.jpg' is listed twice with "
+        "different labels (1 on line 3, 2 on line 15); remove the wrong entry"
+    )
+
+
+@pytest.mark.parametrize("case", [str.lower, str.upper])
+def test_csv_header_in_any_case(tmp_path, case):
+    expected = affectnet.load(cfg(csv_release(tmp_path / "plain")), seed=0)
+    root = csv_release(tmp_path / "other")
+    for name in ("training.csv", "validation.csv"):
+        path = root / affectnet.CSV_LISTS / name
+        path.write_text(path.read_text().replace(HEADER, case(HEADER), 1))
+    data = affectnet.load(cfg(root), seed=0)
+    assert by_id(data.train) == by_id(expected.train)
+    assert data.train.boxes.tolist() == expected.train.boxes.tolist()
+    assert not any("no header row" in note for note in data.notes)
+    path = root / affectnet.CSV_LISTS / "training.csv"
+    header, rest = path.read_text().split("\n", 1)
+    path.write_text(header.replace(case("expression"), "mood") + "\n" + rest)
+    with pytest.raises(ValueError, match=r"lacks the columns \['expression'\]"):
         affectnet.load(cfg(root), seed=0)
 
 
@@ -277,6 +301,15 @@ def test_npy_label_out_of_range_names_the_file(tmp_path):
 def test_npy_missing_image_and_unlabelled_image(tmp_path):
     root = npy_release(tmp_path, {0: 1, 1: 2, 2: 3}, {0: 1})
     save_image(root / "train_set/images/99.jpg")
+    data = affectnet.load(cfg(root), seed=0)
+    assert len(data.train) == 3
+    assert "affectnet train_set: ignored 1 images without an _exp.npy" in data.notes
+    # hidden files (macOS's .DS_Store, its ._ copies of each file) are neither images nor labels
+    (root / "train_set/images/.DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "train_set/images/._0.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (root / "train_set/annotations/.DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "train_set/annotations/._0_exp.npy").write_bytes(b"\x00\x05\x16\x07")
+    (root / "train_set/images/notes.txt").write_text("x")
     data = affectnet.load(cfg(root), seed=0)
     assert len(data.train) == 3
     assert "affectnet train_set: ignored 1 images without an _exp.npy" in data.notes

@@ -80,6 +80,25 @@ def test_fer2013_columns_in_any_order(tmp_path):
     assert len(data.train) == 7 and data.test.labels.tolist() == [0]
 
 
+def test_fer2013_column_names_and_usage_values_in_any_case(tmp_path):
+    write_fer(tmp_path / "plain" / "fer2013.csv", fer_rows())
+    expected = fer2013.load_fer2013(cfg("fer2013", tmp_path / "plain"), seed=0)
+    rows = [(e, p, usage.lower()) for e, p, usage in fer_rows()]
+    path = write_fer(tmp_path / "lower" / "fer2013.csv", rows)
+    path.write_text(path.read_text().replace("emotion,pixels,Usage", "Emotion,PIXELS,usage", 1))
+    data = fer2013.load_fer2013(cfg("fer2013", path.parent), seed=0)
+    assert data.train.labels.tolist() == expected.train.labels.tolist()
+    assert data.test.labels.tolist() == expected.test.labels.tolist()
+    assert any("3 PublicTest rows (the validation set)" in note for note in data.notes)
+    # FERPlus's votes file too: its header and Usage in lower case, still row-aligned
+    root = fer_with_votes(tmp_path / "plus")
+    votes_path = root / "fer2013new.csv"
+    header, rest = votes_path.read_text().split("\n", 1)
+    votes_path.write_text(header.lower() + "\n" + rest.replace("Training", "TRAINING"))
+    data = fer2013.load_fer2013(cfg("fer2013", root, truth="ferplus"), 0)
+    assert data.test.ids == ["fer0000012.png", "fer0000014.png"]
+
+
 def test_fer2013_wrong_root(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"expected the file .*fer2013.csv"):
         fer2013.load_fer2013(cfg("fer2013", tmp_path), seed=0)

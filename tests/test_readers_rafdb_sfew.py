@@ -8,6 +8,8 @@ from PIL import Image
 
 from lionfer.config import DataConfig
 from lionfer.data.datasets import rafdb, sfew
+from lionfer.data.pipeline import read_dataset
+from lionfer.errors import InputError
 from lionfer.labels import CLASS_NAMES
 from lionfer.registry import DATASETS
 
@@ -149,11 +151,54 @@ def test_rafdb_wrong_root_lists_both_layouts(tmp_path):
 
 
 def test_rafdb_images_missing_everywhere_means_wrong_root(tmp_path):
-    root = make_raf_a(tmp_path, raf_entries(), variants=("original",))
-    with pytest.raises(
-        FileNotFoundError, match="none of the 14 listed images.*train_00001_aligned"
-    ):
-        rafdb.load(cfg(root, variant="aligned"), seed=0)
+    root = make_raf_a(tmp_path, raf_entries(), variants=())
+    write_image(root / "Image" / "aligned" / "other_00001.jpg")
+    with pytest.raises(FileNotFoundError) as error:
+        rafdb.load(cfg(root), seed=0)
+    message = str(error.value)
+    assert f"none of the 14 listed images exist (the first expected is {root}" in message
+    assert "Image/aligned/train_00001_aligned.*)" in message
+    assert "by its name with any image extension (avif, bmp" in message
+    assert "data.root is probably wrong" in message
+
+
+@pytest.mark.parametrize("extension", [".png", ".JPG", ".jpeg", ".Png"])
+@pytest.mark.parametrize("variant", ["aligned", "original"])
+def test_rafdb_finds_images_whatever_their_extension(tmp_path, extension, variant):
+    root = make_raf_a(tmp_path, raf_entries(), variants=(variant,))
+    for path in sorted((root / "Image" / variant).iterdir()):
+        value = np.asarray(Image.open(path))[0, 0, 0]
+        path.unlink()
+        write_image(path.with_suffix(extension), value)  # saved in the extension's format
+    (root / "Image" / variant / ".train_00001.txt").write_text("x")
+    data = rafdb.load(cfg(root), seed=0)
+    assert (len(data.train), len(data.test)) == (11, 3)
+    stem = "train_00001_aligned" if variant == "aligned" else "train_00001"
+    assert data.train.images[0] == str(root / "Image" / variant / f"{stem}{extension}")
+    assert data.train.ids[0] == "train_00001.jpg"
+    neutral = int(np.flatnonzero(data.train.labels == 6)[0])
+    assert np.asarray(data.train.load(neutral))[0, 0, 0] == 7
+
+
+def test_rafdb_prefers_the_jpg_where_a_stem_has_two_files(tmp_path):
+    root = make_raf_a(tmp_path, raf_entries())
+    write_image(root / "Image" / "aligned" / "train_00001_aligned.png")
+    data = rafdb.load(cfg(root), seed=0)
+    assert data.train.images[0] == str(root / "Image/aligned/train_00001_aligned.jpg")
+
+
+@pytest.mark.parametrize(("variant", "present"), [("original", "aligned"), ("aligned", "original")])
+def test_rafdb_variant_whose_folder_is_missing_names_the_one_there(tmp_path, variant, present):
+    root = make_raf_a(tmp_path, raf_entries(), variants=(present,))
+    with pytest.raises(FileNotFoundError) as error:
+        rafdb.load(cfg(root, variant=variant), seed=0)
+    message = str(error.value)
+    assert f"data.variant={variant}, but the folder {root / 'Image' / variant} does not" in message
+    assert f"holds {present}/ instead: set data.variant={present} (or leave it empty)" in message
+    assert "data.root is probably wrong" not in message
+    (root / "Image" / f"{variant}.zip").write_bytes(b"PK\x03\x04")
+    with pytest.raises(FileNotFoundError, match=rf"extract {variant}.zip in .*Image or set"):
+        rafdb.load(cfg(root, variant=variant), seed=0)
 
 
 def test_rafdb_some_missing_images_error_or_skip(tmp_path):
@@ -195,8 +240,26 @@ def test_rafdb_duplicates_kept_once_conflicts_rejected(tmp_path):
     assert len(data.train) == 11
     assert any("2 duplicate entries" in note for note in data.notes)
     text = "\n".join(f"{n} {i}" for n, i in entries + [(entries[0][0], 5)])
-    with pytest.raises(ValueError, match="listed twice with different labels"):
-        rafdb.load(cfg(make_raf_a(tmp_path / "conflict", entries, text=text)), seed=0)
+    root = make_raf_a(tmp_path / "conflict", entries, text=text)
+    with pytest.raises(ValueError) as error:
+        rafdb.load(cfg(root), seed=0)
+    # the ids and line numbers of the file (its ids are 1-7), not canonical ids or positions
+    assert str(error.value) == (
+        f"{root / 'EmoLabel/list_patition_label.txt'}: 'train_00001.jpg' is listed twice with "
+        "different labels (1 on line 1, 5 on line 15); remove the wrong entry"
+    )
+
+
+def test_rafdb_format_b_conflict_names_its_list_ids_and_lines(tmp_path):
+    root = make_raf_b(tmp_path, raf_entries())
+    listing = root / "labels/RAF_test_label2.txt"
+    listing.write_text(listing.read_text() + "\ntest_0012_aligned.jpg 4\n")
+    with pytest.raises(ValueError) as error:
+        rafdb.load(cfg(root), seed=0)
+    assert str(error.value) == (
+        f"{listing}: 'test_0012_aligned.jpg' is listed twice with different labels "
+        "(0 on line 1, 4 on line 5); remove the wrong entry"
+    )
 
 
 def test_rafdb_refuses_eight_classes(tmp_path):
@@ -395,5 +458,16 @@ def test_sfew_missing_split_says_what_is_there(tmp_path):
         sfew.load(cfg(root), seed=0)
     (root / "Val.zip").unlink()
     (root / "Validation").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"it holds the folders \['Train', 'Validation'\]"):
+    with pytest.raises(FileNotFoundError) as error:
         sfew.load(cfg(root), seed=0)
+    assert str(error.value) == (
+        f"sfew: no Val/ folder in {root} (it holds the folders ['Train', 'Validation']). "
+        "Rename Validation/ to Val/"
+    )
+
+
+def test_sfew_errors_name_the_dataset_once(tmp_path):
+    root = make_sfew(tmp_path)
+    write_image(root / "Train/Happiness/a.png")
+    with pytest.raises(InputError, match=r"^sfew: unknown class folders \['Happiness'\]"):
+        read_dataset(DataConfig(dataset="sfew", root=str(root)), seed=0)

@@ -181,16 +181,22 @@ def drop_duplicates(
     labels: Sequence[int] | None = None,
     source: str = "",
     lines: Sequence[int] | None = None,
+    *,
+    written: Sequence[object] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Keep each name's first entry: (keep_mask (N,) bool, notes).
 
     With labels given, a name listed twice with different labels is an error (which one is right
     cannot be guessed), naming both places: lines[i] where the file's line numbers are given,
-    else "entry i + 1".
+    else "entry i + 1", and both labels: written[i] where the labels as the file writes them are
+    given (labels may be ids mapped from them), else labels[i].
     """
 
     def place(i: int) -> str:
         return f"line {lines[i]}" if lines is not None else f"entry {i + 1}"
+
+    def label(i: int) -> str:
+        return str(written[i] if written is not None else labels[i])
 
     keep = np.zeros(len(names), dtype=bool)
     first: dict[str, int] = {}
@@ -200,7 +206,7 @@ def drop_duplicates(
             if labels is not None and int(labels[i]) != int(labels[j]):
                 raise InputError(
                     f"{source or 'label list'}: {name!r} is listed twice with different labels "
-                    f"({labels[j]} on {place(j)}, {labels[i]} on {place(i)}); "
+                    f"({label(j)} on {place(j)}, {label(i)} on {place(i)}); "
                     "remove the wrong entry"
                 )
             continue

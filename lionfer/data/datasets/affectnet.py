@@ -22,6 +22,7 @@ from lionfer.data.checks import (
     check_label_ids,
     check_listed_files,
     drop_duplicates,
+    is_image_file,
     not_utf8,
     parse_int,
     refuse_other_separators,
@@ -62,6 +63,8 @@ class Listing:
     ids: list[str]  # name per entry, unique within the release
     notes: list[str]
     no_box: np.ndarray | None = None  # (N,) bool: a face box field is empty or NaN
+    lines: list[int] | None = None  # line of each entry in its list (the CSV release)
+    source: str = ""  # the list read (the CSV release)
 
 
 def load(cfg, seed: int) -> FERData:
@@ -217,19 +220,22 @@ def read_csv_list(path: Path, image_dir: Path) -> Listing:
     check_label_ids(table[:, 4], labels.AFFECTNET, str(path), lines)
     prefix = os.path.join(image_dir, "")  # plain string joins: pathlib costs ~2 s per 100k rows
     paths = [prefix + n for n in names]
-    return Listing(paths, table[:, 4], table[:, :4], names, notes, np.asarray(no_box, dtype=bool))
+    no_box_mask = np.asarray(no_box, dtype=bool)
+    return Listing(paths, table[:, 4], table[:, :4], names, notes, no_box_mask, lines, str(path))
 
 
 def column_index(row: list[str], path: Path) -> tuple[dict[str, int], bool]:
-    """Position of each column the reader needs, and whether row is the header."""
+    """Position of each column the reader needs, and whether row is the header (its names in
+    any case)."""
     cells = [cell.strip() for cell in row]
-    if CSV_COLUMNS[0] in cells:
-        missing = [c for c in NEEDED if c not in cells]
+    lower = [cell.lower() for cell in cells]
+    if CSV_COLUMNS[0].lower() in lower:
+        missing = [c for c in NEEDED if c.lower() not in lower]
         if missing:
             raise ValueError(
                 f"{path}: the header lacks the columns {missing}; expected {CSV_COLUMNS}"
             )
-        return {c: cells.index(c) for c in NEEDED}, True
+        return {c: lower.index(c.lower()) for c in NEEDED}, True
     if len(cells) == len(CSV_COLUMNS):
         return {c: CSV_COLUMNS.index(c) for c in NEEDED}, False
     refuse_other_separators(path, cells, "AffectNet lists are")
@@ -246,7 +252,11 @@ def read_npy_split(folder: Path, skip_bad: bool) -> Listing:
     annotation_dir = require_dir(folder / "annotations", "AffectNet annotation folder", fix)
     suffix = "_exp.npy"
     stems = sorted(
-        (e.name[: -len(suffix)] for e in os.scandir(annotation_dir) if e.name.endswith(suffix)),
+        (
+            e.name[: -len(suffix)]
+            for e in os.scandir(annotation_dir)
+            if e.name.endswith(suffix) and not e.name.startswith(".")  # ._0_exp.npy: macOS
+        ),
         key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s),
     )
     if not stems:
@@ -272,7 +282,11 @@ def read_npy_split(folder: Path, skip_bad: bool) -> Listing:
                 f"are {sorted(labels.AFFECTNET)}. Check that this is an AffectNet annotation"
             )
     listed = set(stems)
-    unlabeled = sum(1 for e in os.scandir(image_dir) if Path(e.name).stem not in listed)
+    unlabeled = sum(
+        1
+        for e in os.scandir(image_dir)
+        if Path(e.name).stem not in listed and is_image_file(Path(e.path))
+    )
     if unlabeled:
         notes.append(f"affectnet {folder.name}: ignored {unlabeled} images without an _exp.npy")
     ids = [f"{folder.name}/images/{stem}.jpg" for stem in kept]
@@ -361,7 +375,13 @@ def build_set(
     notes = [f"{where}: dropped {n} {reason}" for reason, n in dropped.items()]
     # training.csv lists one Happy file twice: 283,902 7-class rows give 283,901 images.
     idx = np.flatnonzero(keep)
-    unique, more = drop_duplicates([listing.ids[i] for i in idx], listing.expression[idx], where)
+    unique, more = drop_duplicates(
+        [listing.ids[i] for i in idx],
+        listing.expression[idx],
+        listing.source or where,
+        None if listing.lines is None else [listing.lines[i] for i in idx],
+        written=listing.expression[idx],  # AffectNet's own ids, as the list writes them
+    )
     idx = idx[unique]
     exists, missing = check_listed_files([listing.paths[i] for i in idx], skip_bad, where)
     idx = idx[exists]

@@ -38,6 +38,7 @@ from lionfer.errors import InputError
 SIDE = 48
 FER_COLUMNS = ("emotion", "pixels", "Usage")
 USAGES = ("Training", "PublicTest", "PrivateTest")
+USAGE_OF = {usage.lower(): usage for usage in USAGES}  # Usage values are read in any case
 # Real fer2013.csv: 35,887 rows = Training 28,709 + PublicTest 3,589 + PrivateTest 3,589.
 SPLIT_OF_USAGE = {"Training": "train", "PrivateTest": "test"}
 VOTE_COLUMNS = labels.FERPLUS_COLUMNS + ("unknown", "NF")
@@ -220,7 +221,8 @@ def read_fer_csv(path: Path, skip_bad: bool) -> FerRows:
     for row, (line, fields) in enumerate(csv_records(path, FER_COLUMNS, FER_COLUMNS_FIX)):
         total = row + 1
         where = f"{path}, line {line}"
-        if fields["Usage"] not in USAGES:
+        usage_name = USAGE_OF.get(fields["Usage"].lower())
+        if usage_name is None:
             raise ValueError(
                 f"{where}: Usage is {fields['Usage']!r}, expected one of {USAGES}; fix that line"
             )
@@ -235,7 +237,7 @@ def read_fer_csv(path: Path, skip_bad: bool) -> FerRows:
             bad_lines.append(line)
             continue
         emotion.append(value)
-        usage.append(fields["Usage"])
+        usage.append(usage_name)
         rows.append(row)
         lines.append(line)
         images.append(pixels)
@@ -291,7 +293,7 @@ def read_ferplus_votes(path: Path) -> FerPlusVotes:
         if min(row) < 0:
             raise ValueError(f"{where}: a vote count is negative ({row})")
         names.append(fields["Image name"])
-        usage.append(fields["Usage"])
+        usage.append(USAGE_OF.get(fields["Usage"].lower(), fields["Usage"]))
         votes.append(row)
         lines.append(line)
     if not names:
@@ -361,8 +363,8 @@ def split_by_usage(
 def csv_records(
     path: Path, columns: tuple[str, ...], fix: str = ""
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, {column: stripped text}) per data row of a CSV with a header row. fix: said
-    after the columns a header lacks."""
+    """(line number, {column: stripped text}) per data row of a CSV with a header row, whose
+    column names match in any case. fix: said after the columns a header lacks."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:
             reader = csv.reader(file)
@@ -370,13 +372,18 @@ def csv_records(
             if not header:
                 raise ValueError(f"{path} is empty; expected a header row {','.join(columns)}")
             refuse_other_separators(path, header, "the file must be")
-            missing = [c for c in columns if c not in header]
+            lower = [cell.lower() for cell in header]
+            index = {
+                c: header.index(c) if c in header else lower.index(c.lower())
+                for c in columns
+                if c.lower() in lower
+            }
+            missing = [c for c in columns if c not in index]
             if missing:
                 raise ValueError(
                     f"{path}: the header {[cell[:24] for cell in header[:12]]} lacks the "
                     f"columns {missing}; expected {','.join(columns)}" + (f". {fix}" if fix else "")
                 )
-            index = {c: header.index(c) for c in columns}
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue

@@ -8,6 +8,7 @@ labels/RAF_{train,test}_label2.txt (ids 0-6) with images under images/{train,tes
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ import numpy as np
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import (
+    IMAGE_EXTENSIONS,
+    IMAGE_KINDS,
     check_label_ids,
     check_listed_files,
     drop_duplicates,
@@ -98,10 +101,22 @@ def layout_hint(root: Path) -> str:
 
 
 def pick_variant(root: Path, variant: str) -> str:
+    """The image folder to read: variant, or the one of Image/aligned, Image/original there is."""
     if variant and variant not in VARIANTS:
         raise ValueError(f"RAF-DB data.variant must be one of {VARIANTS} or empty, not {variant!r}")
     if variant:
-        return variant
+        folder = root / "Image" / variant
+        if folder.is_dir():
+            return variant
+        present = [v for v in VARIANTS if (root / "Image" / v).is_dir()]
+        fixes = [f"set data.variant={v} (or leave it empty) to read it" for v in present[:1]]
+        if (root / "Image" / f"{variant}.zip").is_file():
+            fixes.insert(0, f"extract {variant}.zip in {root / 'Image'}")
+        holds = f"; {root / 'Image'} holds {present[0]}/ instead" if present else ""
+        fix = " or ".join(fixes) or "data.root must be the folder that holds EmoLabel/ and Image/"
+        raise FileNotFoundError(
+            f"RAF-DB data.variant={variant}, but the folder {folder} does not exist{holds}: {fix}"
+        )
     if (root / "Image" / "aligned").is_dir():
         return "aligned"
     if (root / "Image" / "original").is_dir():
@@ -119,35 +134,80 @@ def pick_variant(root: Path, variant: str) -> str:
     )
 
 
-def image_path_a(root: Path, name: str, variant: str) -> Path:
-    """The aligned file of train_00001.jpg is Image/aligned/train_00001_aligned.jpg. A list that
-    names the aligned files already (train_00001_aligned.jpg) gets the same paths."""
+def image_stem(name: str, variant: str) -> str:
+    """The file name, less its extension, of a listed image in the variant's folder: the aligned
+    file of train_00001.jpg is train_00001_aligned, its original train_00001. A list that names
+    the aligned files already (train_00001_aligned.jpg) gets the same stems."""
     stem = name.split(".")[0]
     if variant == "aligned":
-        aligned = stem if stem.endswith("_aligned") else f"{stem}_aligned"
-        return root / "Image" / "aligned" / f"{aligned}.jpg"
-    if stem.endswith("_aligned"):
-        return root / "Image" / "original" / f"{stem.removesuffix('_aligned')}.jpg"
-    return root / "Image" / "original" / name
+        return stem if stem.endswith("_aligned") else f"{stem}_aligned"
+    return stem.removesuffix("_aligned")
+
+
+def image_index(folder: Path) -> dict[str, str]:
+    """The visible image files in folder by lower-case stem (the name up to its first dot), read
+    once: copies circulate as .jpg, .JPG or .png. Where two files share a stem, .jpg wins."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [
+                e.name
+                for e in entries
+                if not e.name.startswith(".")
+                and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+                and e.is_file()
+            ]
+    except OSError:
+        return {}
+    index: dict[str, str] = {}
+    for name in sorted(names, key=lambda n: (os.path.splitext(n)[1].lower() != ".jpg", n)):
+        index.setdefault(name.split(".")[0].lower(), name)
+    return index
+
+
+def image_paths_a(root: Path, names: list[str], variant: str) -> list[Path]:
+    """The image file of each listed name in Image/<variant>/, whatever its image extension and
+    its case; a name without one gets <folder>/<stem>.*, which names what was looked for."""
+    folder = root / "Image" / variant
+    index = image_index(folder)
+    paths = []
+    for name in names:
+        stem = image_stem(name, variant)
+        found = index.get(stem.lower())
+        paths.append(folder / (found if found is not None else f"{stem}.*"))
+    return paths
 
 
 def images_fix(expected: Path, image_root: Path) -> str:
     """The fix for a list none of whose images exist, where the first one lies elsewhere under
     image_root (one or two folders off, as an archive unpacked into a folder of its own name
-    leaves it); "" when it is nowhere near."""
+    leaves it), or a note of what was looked for, where expected ends in .* (any image
+    extension); "" when it is nowhere near."""
     name = glob.escape(expected.name)
+    if expected.suffix == ".*":
+        name = glob.escape(expected.stem) + ".*"
     found = first_match(image_root, (name, f"*/{name}", f"*/*/{name}"))
-    if found is None or found == expected:
+    if found is not None and found != expected:
+        return (
+            f"The first one is at {found}: move the images of {found.parent} into {expected.parent}"
+        )
+    if expected.suffix != ".*":
         return ""
-    return f"The first one is at {found}: move the images of {found.parent} into {expected.parent}"
+    return (
+        f"Each was looked for in {expected.parent} by its name with any image extension "
+        f"({IMAGE_KINDS}, any case). data.root is probably wrong: point it at the dataset folder "
+        "as it ships (or pick data.variant to match the image folder you have)"
+    )
 
 
 def _resolve(root: Path, path: str) -> Path:
     return Path(path) if Path(path).is_absolute() else root / path
 
 
-def read_format_a(cfg, root: Path) -> tuple[list[Path], list[str], np.ndarray, list[str]]:
-    """(paths, names, canonical labels, notes) of every entry in the list, train and test."""
+def read_format_a(
+    cfg, root: Path
+) -> tuple[list[Path], list[str], np.ndarray, np.ndarray, list[str]]:
+    """(paths, names, canonical labels, keep, notes) of every entry in the list, train and test;
+    keep is False for a repeated entry."""
     list_path = _resolve(root, cfg.label_file) if cfg.label_file else root / LIST_A
     require_file(
         list_path,
@@ -163,13 +223,17 @@ def read_format_a(cfg, root: Path) -> tuple[list[Path], list[str], np.ndarray, l
                 f"{list_path}, line {number}: {name!r} starts with neither 'train' nor 'test', "
                 "so its split is unknown; fix or delete that line"
             )
+    labels = L.to_canonical(ids, L.RAFDB_FILE)
+    keep, dup_notes = drop_duplicates(names, labels, str(list_path), lines, written=ids)
     variant = pick_variant(root, cfg.variant)
-    paths = [image_path_a(root, name, variant) for name in names]
-    notes = [f"rafdb: format A, {variant} images, list {list_path}"]
-    return paths, names, L.to_canonical(ids, L.RAFDB_FILE), notes
+    paths = image_paths_a(root, names, variant)
+    notes = [f"rafdb: format A, {variant} images, list {list_path}"] + dup_notes
+    return paths, names, labels, keep, notes
 
 
-def read_format_b(cfg, root: Path) -> tuple[list[Path], list[str], np.ndarray, list[str]]:
+def read_format_b(
+    cfg, root: Path
+) -> tuple[list[Path], list[str], np.ndarray, np.ndarray, list[str]]:
     """Like read_format_a; names are prefixed with their split ('train/x.jpg')."""
     if cfg.variant:
         raise ValueError(
@@ -185,7 +249,7 @@ def read_format_b(cfg, root: Path) -> tuple[list[Path], list[str], np.ndarray, l
                 "'train_list,test_list'"
             )
         list_paths[: len(override)] = override
-    paths, names, ids = [], [], []
+    paths, names, ids, keep, dup_notes = [], [], [], [], []
     for split, list_path in zip(("train", "test"), list_paths, strict=True):
         require_file(
             list_path,
@@ -195,11 +259,20 @@ def read_format_b(cfg, root: Path) -> tuple[list[Path], list[str], np.ndarray, l
         )
         split_names, split_ids, lines = read_list(list_path, 2, 3)
         check_label_ids(split_ids, L.RAFDB_ZERO, str(list_path), lines)
+        split_keep, split_notes = drop_duplicates(
+            split_names,
+            L.to_canonical(split_ids, L.RAFDB_ZERO),
+            str(list_path),
+            lines,
+            written=split_ids,
+        )
+        keep.append(split_keep)
+        dup_notes += split_notes
         paths += [root / "images" / split / name for name in split_names]
         names += [f"{split}/{name}" for name in split_names]
         ids += split_ids
-    notes = [f"rafdb: format B, lists {list_paths[0]} and {list_paths[1]}"]
-    return paths, names, L.to_canonical(ids, L.RAFDB_ZERO), notes
+    notes = [f"rafdb: format B, lists {list_paths[0]} and {list_paths[1]}"] + dup_notes
+    return paths, names, L.to_canonical(ids, L.RAFDB_ZERO), np.concatenate(keep), notes
 
 
 def load(cfg, seed: int) -> FERData:
@@ -209,8 +282,7 @@ def load(cfg, seed: int) -> FERData:
     root = Path(cfg.root).expanduser()
     layout = detect_format(root, cfg.label_file)
     reader = read_format_a if layout == "A" else read_format_b
-    paths, names, labels, notes = reader(cfg, root)
-    keep, dup_notes = drop_duplicates(names, labels, "the RAF-DB list")
+    paths, names, labels, keep, notes = reader(cfg, root)
     fix = ""
     if paths and not paths[0].is_file():  # only a list none of whose images exist needs it
         fix = images_fix(paths[0], root / ("Image" if layout == "A" else "images"))
@@ -229,7 +301,7 @@ def load(cfg, seed: int) -> FERData:
         train=_image_set(paths, names, labels, is_train, test=False),
         test=_image_set(paths, names, labels, is_test, test=True),
         split_rule="rafdb",
-        notes=notes + dup_notes + missing_notes,
+        notes=notes + missing_notes,
     )
 
 

@@ -37,7 +37,7 @@ def read_split(folder: Path, root: Path, test: bool, split: str = ""):
         return image_set_, [note] + inner_notes + _ignored_note(ignored, folder)
     if unknown:
         raise ValueError(
-            f"SFEW: unknown class folders {unknown} in {folder}; expected the folders "
+            f"sfew: unknown class folders {unknown} in {folder}; expected the folders "
             f"{sorted(L.SFEW_FOLDERS)}. Rename them, or use data.dataset=folder with a "
             "data.class_map"
         )
@@ -46,7 +46,7 @@ def read_split(folder: Path, root: Path, test: bool, split: str = ""):
         paths += class_paths
         labels += [by_lower[name.lower()]] * len(class_paths)
     if not paths:
-        raise FileNotFoundError(f"SFEW: no images ({IMAGE_KINDS}) under {folder}/<Class>/")
+        raise FileNotFoundError(f"sfew: no images ({IMAGE_KINDS}) under {folder}/<Class>/")
     notes = []
     absent = sorted(set(by_lower) - {name.lower() for name, p in files.items() if p})
     if absent:
@@ -79,14 +79,20 @@ def missing_split(root: Path, split: str, fix: str) -> FileNotFoundError:
     )
     if archives:
         return FileNotFoundError(
-            f"SFEW: no {name}/ folder in {root}, but {', '.join(archives)}: extract it there"
+            f"sfew: no {name}/ folder in {root}, but {', '.join(archives)}: extract it there"
         )
     folders = sorted(c for c in root.iterdir() if c.is_dir() and not c.name.startswith("."))
     below = [c for c in folders if split_folder(c, split) is not None]
+    # Validation/ for Val/, Training/ for Train/: the split under a longer name
+    renamed = [
+        c for c in folders if c.name.lower().startswith(split) and not is_wrapper(c.name, split)
+    ]
     if below:
         fix = f"The SFEW folders are one level down: set data.root={below[0]}"
+    elif len(renamed) == 1:
+        fix = f"Rename {renamed[0].name}/ to {name}/"
     holds = f" (it holds the folders {[c.name for c in folders]})" if folders else ""
-    return FileNotFoundError(f"SFEW: no {name}/ folder in {root}{holds}. {fix}")
+    return FileNotFoundError(f"sfew: no {name}/ folder in {root}{holds}. {fix}")
 
 
 def load(cfg, seed: int) -> FERData:

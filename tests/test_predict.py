@@ -278,6 +278,8 @@ def test_video_frames_are_streamed_with_stride_and_time(tmp_path, stubbed):
         with pytest.raises(InputError, match="frame stride .* whole number of at least 1, got"):
             stubbed.predict(str(clip), frame_stride=stride)
     assert stubbed.predict(str(clip), frame_stride=np.int64(3))["frame"].max() == 6
+    with pytest.raises(InputError, match="cropped must be True or False, got 'no'"):
+        stubbed.predict(str(clip), cropped="no")
 
 
 def test_empty_and_unreadable_videos_are_skipped_rows(tmp_path, predictor):
@@ -482,3 +484,21 @@ def test_embeddings_from_a_classifier_of_your_own_need_its_features(checkpoint):
         P.Predictor(probabilities_only, predictor.info, embeddings=True)
     plain = P.Predictor(probabilities_only, predictor.info)  # without embeddings it serves
     assert plain.probabilities(faces((3,))[0]).shape == (1, len(CLASS_NAMES))
+
+
+def test_a_model_names_only_the_classes_it_was_trained_on(tmp_path):
+    # a folder run on happy/, sad/ and neutral/ has seven outputs and learnt three
+    trained = ("Happiness", "Sadness", "Neutral")
+    full = load(make_checkpoint(tmp_path / "all.pt"))
+    three = load(make_checkpoint(tmp_path / "three.pt", trained_classes=list(trained)))
+    assert three.trained_classes == trained and full.trained_classes == tuple(CLASS_NAMES)
+    crops = faces((3, 0, 4, 1, 5))
+    everyone, only = full.probabilities(crops), three.probabilities(crops)
+    learnt = [CLASS_NAMES.index(name) for name in trained]
+    assert set(everyone.argmax(axis=1)) - set(learnt)  # random weights: untrained ones win too
+    assert (np.delete(only, learnt, axis=1) == 0).all()
+    softmax_of_learnt = everyone[:, learnt] / everyone[:, learnt].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(only[:, learnt], softmax_of_learnt, rtol=1e-6)
+    table = three.predict(crops, cropped=True)
+    assert set(table["label"]) <= set(trained)
+    np.testing.assert_allclose(table[[f"p_{n.lower()}" for n in trained]], softmax_of_learnt)

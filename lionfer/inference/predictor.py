@@ -239,12 +239,18 @@ class Predictor:
         return self.info.class_names
 
     @property
+    def trained_classes(self) -> tuple[str, ...]:
+        """The classes the model had labeled training images of: the only ones it names."""
+        return self.info.trained_classes
+
+    @property
     def columns(self) -> list[str]:
         return columns(self.class_names, self.embedding_dim)
 
     def probabilities(self, images: Any) -> np.ndarray:
         """(N, C) class probabilities of face crops, in batches of batch_size: one or a list of
-        PIL images or uint8 arrays, as predict takes them ((H, W, 3), (H, W), (N, H, W, 3))."""
+        PIL images or uint8 arrays, as predict takes them ((H, W, 3), (H, W), (N, H, W, 3)).
+        A class the model had no labeled training image of gets 0 (see _over_trained)."""
         return self._classify(self._crop_tensors(images, "probabilities"))[0]
 
     def embeddings(self, images: Any) -> np.ndarray:
@@ -281,9 +287,24 @@ class Predictor:
         size = self.batch_size
         batches = [tensors[i : i + size] for i in range(0, len(tensors), size)]
         if not features:  # a classify of one argument (x) serves too
-            return np.concatenate([self.classify(b) for b in batches]).astype(np.float64), None
+            probs = np.concatenate([self.classify(b) for b in batches]).astype(np.float64)
+            return self._over_trained(probs), None
         probs, feats = zip(*(self.classify(b, features=True) for b in batches), strict=True)
-        return np.concatenate(probs).astype(np.float64), np.concatenate(feats).astype(np.float32)
+        probs = self._over_trained(np.concatenate(probs).astype(np.float64))
+        return probs, np.concatenate(feats).astype(np.float32)
+
+    def _over_trained(self, probs: np.ndarray) -> np.ndarray:
+        """The probabilities over the classes the model was trained on (info.trained_classes):
+        an output it never had a labeled image of learnt nothing, and early in training may
+        outweigh the others (a run on happy/, sad/ and neutral/ named most faces Fear). Those
+        get 0 and the rest are renormalised: the softmax of the trained classes' logits alone."""
+        untrained = np.array([name not in self.trained_classes for name in self.class_names])
+        if not untrained.any():
+            return probs
+        probs = np.where(untrained, 0.0, probs)
+        total = probs.sum(axis=1, keepdims=True)
+        even = np.where(untrained, 0.0, 1.0 / (~untrained).sum())  # where all of them underflow
+        return np.where(total > 0, probs / np.where(total > 0, total, 1.0), even)
 
     @property
     def detector_name(self) -> str:
@@ -341,6 +362,8 @@ class Predictor:
         flat however long a video is.
         """
         whole_number("the frame stride (--frame-stride, frame_stride)", frame_stride, 1)
+        if not isinstance(cropped, bool | np.bool_):  # "no" would read as True
+            raise InputError(f"cropped must be True or False, got {cropped!r}")
         pending: list[Frame | SourceDone] = []
         held_frames = held_faces = 0
         for source in sources:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lionfer.algorithms.lion_config import unread_settings
+from lionfer.algorithms.lion_config import LION_RECIPES, unread_settings
 from lionfer.config import Config, DataConfig
 from lionfer.data.datasets import DATASET_KEYS
 from lionfer.errors import ConfigError
@@ -99,6 +99,16 @@ def check_lion_settings(cfg: Config) -> None:
             "the prototypes' rule (Eqs. 1-6: the paper, released and robust recipes)",
             f"decides from evidence ({recipe})",
             "algorithm.recipe=paper, released or robust",
+        )
+    own = LION_RECIPES.get(cfg.algorithm.recipe, {}).get("disambiguation", "prototypes")
+    if own != cfg.algorithm.disambiguation:  # the recipe was changed, its rule set apart
+        raise ConfigError(
+            f"{names} {verb} read only by {rule}, and this run {run.split(' (')[0]} "
+            f"(algorithm.disambiguation={cfg.algorithm.disambiguation}), while {recipe} "
+            f"decides {'from evidence' if own == 'evidence' else 'by prototypes'}: the config "
+            "sets the rule, and the settings, of another recipe (as a file written by `lionfer "
+            "config show` does). Write it again for this recipe (lionfer config show "
+            f"{recipe} > FILE), or drop algorithm.disambiguation and {names} from it"
         )
     raise ConfigError(
         f"{names} {verb} read only by {rule}, and this run {run}; drop {pronoun}, or train "

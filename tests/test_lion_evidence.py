@@ -275,6 +275,18 @@ def test_a_run_that_would_ignore_the_other_rules_settings_does_not_start(tiny_cf
     assert not (tmp_path / "run").exists()
 
 
+def test_a_config_written_for_one_recipe_run_with_another_says_so(tmp_path, capsys):
+    from lionfer.cli import main
+
+    assert main(["config", "show"]) == 0  # every setting of the default recipe, pinned
+    (tmp_path / "cfg.toml").write_text(capsys.readouterr().out)
+    code = main(["train", str(tmp_path / "cfg.toml"), "algorithm.recipe=paper", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "this run decides from evidence (algorithm.disambiguation=evidence)" in err
+    assert "while algorithm.recipe=paper decides by prototypes" in err
+    assert "lionfer config show algorithm.recipe=paper > FILE" in err
+
+
 UNLABELED_2 = ([[0.6, 0.4]], [[0.6, 0.4]], [[0.0, 1.0]])  # one unreliable image, 2 classes
 
 

@@ -11,6 +11,7 @@ to data.root), so a saved config works from anywhere.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -157,9 +158,13 @@ class TrainConfig:
             "eval_batch_size",
         ):
             check(getattr(self, name) > 0, f"train.{name}", "must be positive")
-        check(self.lr > 0, "train.lr", "must be positive")
+        check(0 < self.lr < math.inf, "train.lr", f"must be positive and finite, got {self.lr}")
         check(0.0 <= self.ema_decay < 1.0, "train.ema_decay", "must lie in [0, 1)")
-        check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        check(
+            0 <= self.weight_decay < math.inf,
+            "train.weight_decay",
+            f"must be >= 0 and finite, got {self.weight_decay}",
+        )
         check(
             DEVICE_PATTERN.fullmatch(self.device) is not None,
             "train.device",
@@ -271,6 +276,13 @@ def from_dict(raw: dict) -> Config:
     for key in raw:
         if key not in known:
             raise ConfigError(f"unknown key {key}.{_suggest(key, known)}")
+    for name in ("algorithm", *SECTIONS):
+        if not isinstance(raw.get(name, {}), dict):
+            raise ConfigError(
+                f"{name} is a section of settings, not a value ({name} = {raw[name]!r}): set "
+                f"one of its keys, e.g. {name}.{_first_key(name)}=..., or them in the "
+                f"[{name}] table of a TOML file"
+            )
     sections = {
         name: build_section(cls, dict(raw.get(name, {})), f"{name}.")
         for name, cls in SECTIONS.items()
@@ -285,6 +297,12 @@ def from_dict(raw: dict) -> Config:
     check_name(DATASETS, sections["data"].dataset, "data.dataset")
     check_name(MODELS, sections["model"].name, "model.name")
     return Config(seed=seed, algorithm=AlgorithmConfig(name=name, params=params), **sections)
+
+
+def _first_key(section: str) -> str:
+    if section == "algorithm":
+        return "name"
+    return next(iter(f.name for f in dataclasses.fields(SECTIONS[section])))
 
 
 def check_name(registry, name: str, key: str) -> None:
@@ -330,6 +348,11 @@ def apply_overrides(raw: dict, assignments: list[str] | tuple) -> None:
     model.pretrained override drops the file's model.pretrained: the weights a file names belong
     to its own model, so `lionfer train model.name=resnet18` trains a ResNet-18 from scratch
     (random init) rather than look for the default's ImageNet MobileNetV2 weights."""
+    if isinstance(assignments, str):
+        raise ConfigError(
+            f"overrides are a list of 'key=value' strings: pass [{assignments!r}], not "
+            f"{assignments!r}"
+        )
     model = raw.get("model")
     name_before = model.get("name", ModelConfig.name) if isinstance(model, dict) else None
     keys = set()

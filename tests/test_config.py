@@ -77,6 +77,11 @@ def test_file_then_overrides_win(tmp_path):
         ("data.noise=gaussian", "symmetric"),
         ("algorithm.clear_threshold=1.5", "must lie in"),
         ("steps", "key=value"),
+        ("train.lr=inf", "train.lr: must be positive and finite"),
+        ("train.lr=nan", "train.lr: must be positive and finite"),
+        ("train.weight_decay=inf", "train.weight_decay: must be >= 0 and finite"),
+        ("train=5", r"train is a section of settings, not a value \(train = 5\).*train.steps="),
+        ("algorithm=lion", "algorithm is a section .* algorithm.name="),
     ],
 )
 def test_bad_keys_and_values_are_errors_with_a_fix(override, message):
@@ -294,3 +299,11 @@ def test_an_algorithm_switch_drops_the_algorithm_keys_set_before_it():
     assert cfg.algorithm.params.threshold == 0.95  # as docs/cli.md says: name it first
     cfg = config_from_args(["algorithm.name=fixmatch", "algorithm.threshold=0.9"])
     assert cfg.algorithm.params.threshold == 0.9
+
+
+def test_a_section_given_a_value_in_a_file_or_overrides_as_one_string_are_errors(tmp_path):
+    (tmp_path / "bad.toml").write_text("seed = 1\ndata = 3\n")
+    with pytest.raises(ConfigError, match=r"data is a section of settings.*\[data\] table"):
+        load_config(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match=r"pass \['train.steps=3'\], not 'train.steps=3'"):
+        load_config(DEFAULT_CONFIG, "train.steps=3")

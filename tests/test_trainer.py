@@ -439,3 +439,14 @@ def test_resuming_a_finished_run_leaves_its_summary_as_it_was(tiny_cfg, tmp_path
     again = train(None, run, resume=True, progress=False)
     assert "mask_rate" in first and without_speed(again) == without_speed(first)
     assert {name: (run / name).read_text() for name in files} == files
+
+
+def test_train_takes_a_config_and_says_how_to_build_one(tmp_path):
+    from lionfer.errors import ConfigError
+
+    for cfg in ("cfg.toml", {"train": {"steps": 3}}):
+        with pytest.raises(ConfigError, match=r"train\(\) takes a Config, not a (str|dict): "):
+            train(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match=r"needs a Config unless it resumes a run"):
+        train(None, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

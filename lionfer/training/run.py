@@ -95,6 +95,16 @@ def train(
 
 def train_locked(cfg, out: Path, resume, overwrite, stop_after, progress, command, device):
     """train()'s work, once it holds the process's run lock."""
+    if cfg is not None and not isinstance(cfg, Config):
+        raise ConfigError(
+            f"train() takes a Config, not a {type(cfg).__name__}: build one with "
+            "lionfer.config.load_config(path, overrides) (a TOML file and 'key=value' strings)"
+        )
+    if cfg is None and not resume:
+        raise ConfigError(
+            "train() needs a Config unless it resumes a run (resume=True): "
+            "lionfer.config.load_config() builds the default one"
+        )
     if resume and overwrite:
         raise ConfigError("a run is either resumed or overwritten: drop resume or overwrite")
     progress = progress and sys.stderr is not None  # no bars without a stream to draw them on

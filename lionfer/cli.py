@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shlex
 import sys
 import tempfile
@@ -56,7 +57,13 @@ def cmd_train(args) -> int:
         return 0
     extra = (f"train.device={args.device}",) if args.device else ()
     cfg = config_from_args(args.items, extra)
+    out = Path(args.out).expanduser() if args.out else default_out(cfg)
     if args.dry_run:
+        from lionfer.training.runfolder import check_run_dir, check_unlocked
+
+        # the folder the real run would write: refused now, as the real run would refuse it
+        check_unlocked(out)
+        check_run_dir(out, resume=False, overwrite=args.overwrite)
         cfg = replace(
             cfg,
             "train.steps=2",
@@ -70,10 +77,9 @@ def cmd_train(args) -> int:
             return 0
         show(
             f"dry run ok: 2 steps of {cfg.algorithm.name} on {cfg.data.dataset}, "
-            f"test_acc {summary['test_acc']:.4f} (nothing was saved)"
+            f"test_acc {summary['test_acc']:.4f} (nothing was saved; the run would write {out})"
         )
         return 0
-    out = Path(args.out) if args.out else default_out(cfg)
     summary = train(
         cfg,
         out,
@@ -381,6 +387,16 @@ def print_warning(message, category, filename, lineno, file=None, line=None) -> 
         pass
 
 
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no stdout
+        return False
+
+
 def hold_standard_fds() -> None:
     """A standard stream the process was started without (`2>&-`) is opened on /dev/null: else
     the next file opened (a checkpoint being written) takes its number, and what is written to
@@ -418,6 +434,14 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except BrokenPipeError as error:
+            if not stdout_reader_gone():
+                print(f"error: {error}", file=sys.stderr)
+                return 1
+            # the reader stopped reading (`lionfer list algorithms | head -n1`): end quietly, as a
+            # command stopped by SIGPIPE, with nothing left for the interpreter's last flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + 13
         except (RuntimeFailure, OSError) as error:  # OSError: e.g. a full disk, a lost mount
             print(f"error: {error}", file=sys.stderr)
             return 1

@@ -43,8 +43,13 @@ def test_train_then_evaluate(capsys, tmp_path):
 def test_dry_run_saves_nothing(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, stdout, _ = run(capsys, "train", *TINY, "--dry-run")
-    assert code == 0 and "dry run ok" in stdout
+    assert code == 0 and "dry run ok" in stdout and "the run would write runs/" in stdout
     assert not (tmp_path / "runs").exists()
+    photos = tmp_path / "photos"  # an --out the run itself would refuse is refused now
+    photos.mkdir()
+    (photos / "me.jpg").write_bytes(b"mine")
+    code, _, err = run(capsys, "train", *TINY, "--out", str(photos), "--dry-run")
+    assert code == 2 and "not a lionfer run" in err and (photos / "me.jpg").read_bytes() == b"mine"
 
 
 def test_list_and_config_show(capsys):

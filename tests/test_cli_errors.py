@@ -150,3 +150,15 @@ def test_python_dash_m_lionfer_runs_the_command():
         timeout=120,
     )
     assert done.returncode == 0 and done.stdout.strip() == "lionfer 0.1.0"
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly():
+    # `lionfer list algorithms | head -n1`: the pipe closed before lionfer writes to it
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lionfer", "list", "algorithms"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert (process.returncode, err.decode()) == (141, "")

@@ -137,9 +137,14 @@ def test_audit_refuses_other_classes_and_existing_files(labeled_folder, tmp_path
     cfg = load_config(None, ["data.dataset=folder", f"data.root={labeled_folder}"])
     out = tmp_path / "s.csv"
     out.write_text("mine")
-    with pytest.raises(InputError, match="already exists"):
+    with pytest.raises(InputError, match="already exists; .* or choose another --out$"):
         audit_to_files(stub_predictor(), cfg.data, 0, out, progress=False)
     assert out.read_text() == "mine"
+    page = tmp_path / "page.html"
+    page.write_text("mine too")
+    with pytest.raises(InputError, match="page.html already exists; .* choose another --html$"):
+        audit_to_files(stub_predictor(), cfg.data, 0, tmp_path / "t.csv", page, progress=False)
+    assert page.read_text() == "mine too"
     digits = load_config(None, ["data.dataset=digits"])
     with pytest.raises(InputError, match="classes .* differ"):
         audit_to_files(stub_predictor(), digits.data, 0, tmp_path / "d.csv", progress=False)

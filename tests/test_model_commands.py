@@ -12,6 +12,7 @@ from conftest import tiny
 
 from lionfer.cli import main
 from lionfer.inference.predictor import InputError, load
+from lionfer.training.runfolder import RunLock
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,16 @@ def test_a_run_without_the_checkpoint_says_what_it_has(run, tmp_path, capsys):
         code, err = cli(capsys, *command)
         assert code == 2 and "(only last.pt); pass --checkpoint last" in err, err
     (copy / "checkpoints" / "last.pt").unlink()  # a run that has not saved its first checkpoint
-    code, err = cli(capsys, "evaluate", copy)
-    assert code == 2 and "no checkpoint yet" in err and "Traceback" not in err, err
+    training = RunLock()  # ... and trains there now
+    training.acquire(copy)
+    try:
+        code, err = cli(capsys, "evaluate", copy)
+    finally:
+        training.release()
+    assert code == 2 and "no checkpoint yet" in err and "wait for the first" in err, err
+    code, err = cli(capsys, "evaluate", copy)  # stopped (killed) before its first checkpoint
+    assert code == 2 and "it stopped before its first checkpoint" in err, err
+    assert "--overwrite" in err and "wait" not in err and "Traceback" not in err, err
 
 
 def test_a_folder_that_is_not_a_run_is_named_as_such(run, tmp_path, capsys):

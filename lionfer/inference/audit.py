@@ -60,14 +60,16 @@ SPLITS = ("train", "test")
 UNTRAINED = "untrained class"  # the error of an image whose label the model never trained on
 
 
-def refuse_existing(path: Path, overwrite: bool) -> None:
+def refuse_existing(path: Path, overwrite: bool, flag: str = "--out") -> None:
     from lionfer.training.runfolder import refuse_run_file
 
     if path.is_dir():
         raise InputError(f"{path} is a folder; name the file to write, e.g. {path / 'out.csv'}")
-    refuse_run_file(path)
+    refuse_run_file(path, flag)
     if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; pass --overwrite to replace it or choose another")
+        raise InputError(
+            f"{path} already exists; pass --overwrite to replace it or choose another {flag}"
+        )
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
@@ -239,7 +241,7 @@ def audit_to_files(
     if top < 1:
         raise InputError(f"--top must be at least 1, got {top}")
     refuse_existing(out, overwrite)
-    refuse_existing(page, overwrite)
+    refuse_existing(page, overwrite, "--html" if html_path else "--out")
     data = load_dataset(data_cfg, seed, check=())  # unreadable images are listed below
     rows = audit(predictor, data, splits, progress)
     names = predictor.class_names

@@ -89,10 +89,21 @@ def missing_checkpoint(run: Path, checkpoint: str) -> str:
             f"{run} is not a finished lionfer run: it has no checkpoints/{checkpoint}.pt (only "
             f"{', '.join(p.name for p in saved)}); {fix}"
         )
+    from lionfer.errors import RunExistsError
+    from lionfer.training.runfolder import check_unlocked
+
+    try:
+        check_unlocked(run)
+    except RunExistsError:  # a run training there now
+        return (
+            f"{run} is not a finished lionfer run: it has no checkpoint yet: a run saves "
+            "checkpoints/last.pt every train.checkpoint_every steps and at its end: wait for "
+            "the first"
+        )
     return (
-        f"{run} is not a finished lionfer run: it has no checkpoint yet: a run saves "
-        "checkpoints/last.pt every train.checkpoint_every steps and at its end: wait for the "
-        "first"
+        f"{run} is not a finished lionfer run: it stopped before its first checkpoint "
+        "(nothing trains there now), so it has no model: train it again (lionfer train "
+        f"--out {run} --overwrite, with its settings)"
     )
 
 

@@ -93,7 +93,13 @@ class DataConfig:
             "data.annotator",
             f"must be one of {', '.join(ANNOTATORS)}, got {self.annotator!r}",
         )
-        check(self.num_classes in (7, 8), "data.num_classes", "must be 7 or 8")
+        check(
+            self.num_classes in (7, 8),
+            "data.num_classes",
+            f"must be 7 or 8, the FER classes without or with Contempt, got {self.num_classes}; "
+            "data of classes of its own (digits, a folder or manifest of other names) takes "
+            "them from the data: drop the key",
+        )
         check(
             self.truth in ("", "ferplus"),
             "data.truth",

@@ -162,3 +162,13 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly():
     process.stdout.close()
     _, err = process.communicate(timeout=120)
     assert (process.returncode, err.decode()) == (141, "")
+
+
+def test_an_unlabeled_folder_of_the_labeled_images_is_named_when_nothing_is_left(
+    capsys, tmp_path, faces
+):
+    argv = ["data.dataset=folder", f"data.root={faces}", f"data.unlabeled_root={faces}"]
+    code, err = run(capsys, "train", *argv, "data.num_labels=-1", "--out", tmp_path / "run")
+    assert code == 2 and "leaves none unlabeled" in err, err
+    assert f"give data.unlabeled_root a folder of other images (none of {faces} is left" in err
+    assert "add a folder of unlabeled images" not in err and not (tmp_path / "run").exists()

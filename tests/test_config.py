@@ -82,6 +82,7 @@ def test_file_then_overrides_win(tmp_path):
         ("train.weight_decay=inf", "train.weight_decay: must be >= 0 and finite"),
         ("train=5", r"train is a section of settings, not a value \(train = 5\).*train.steps="),
         ("algorithm=lion", "algorithm is a section .* algorithm.name="),
+        ("data.num_classes=10", "must be 7 or 8, .* got 10; data of classes of its own"),
     ],
 )
 def test_bad_keys_and_values_are_errors_with_a_fix(override, message):

@@ -62,6 +62,12 @@ def check_unlabeled(cfg: Config, run_data: RunData) -> None:
     budget = f"data.num_labels={data.num_labels}"
     split = f"the split {data.split_file}" if data.split_file else budget
     folder = "add a folder of unlabeled images (data.unlabeled_root), " * (data.dataset == "folder")
+    if data.dataset == "folder" and data.unlabeled_root:  # given, and every image in it dropped
+        folder = (
+            f"give data.unlabeled_root a folder of other images (none of {data.unlabeled_root} "
+            "is left: copies of labeled or test images are dropped, as the dataset's notes "
+            "say), "
+        )
     raise ConfigError(
         f"algorithm {cfg.algorithm.name} learns from unlabeled images, but {split} labels all "
         f"{len(run_data.labeled)} training images and leaves none unlabeled; lower "

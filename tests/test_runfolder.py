@@ -349,3 +349,21 @@ def test_an_out_with_a_tilde_is_the_home_folder_s(tiny_cfg, tmp_path, monkeypatc
     assert train(cfg, "~/runs/x", progress=False, stop_after=1) is None
     assert (tmp_path / "runs" / "x" / "config.toml").is_file()
     assert not (tmp_path / "~").exists()
+
+
+def test_a_folder_a_run_has_just_begun_writing_is_locked_not_stopped(tmp_path):
+    # two runs launched into one --out at once: the first made the folder, locked it and wrote
+    # its first files; the second, past its checks, must not call that run stopped
+    import fcntl
+
+    from lionfer.training.runfolder import RunLock
+
+    run = fake_run(tmp_path / "run")
+    held = os.open(run, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(RunExistsError, match="being written by another lionfer process"):
+            create_run_dir(run, overwrite=False, lock=RunLock())
+    finally:
+        os.close(held)
+    assert (run / "config.toml").is_file()

@@ -227,9 +227,9 @@ def create_run_dir(out: Path, overwrite: bool, lock: RunLock | None = None) -> N
     """Make the run folder; an existing run is deleted only with overwrite, re-checked here, and
     with a `lock`, not while another process writes it; the lock then holds the new folder."""
     if out.exists() and any(out.iterdir()):
-        check_run_dir(out, resume=False, overwrite=overwrite)
-        if lock is not None:
+        if lock is not None:  # first: a run started there a moment ago is training, not stopped
             lock.acquire(out)
+        check_run_dir(out, resume=False, overwrite=overwrite)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     if lock is not None:

@@ -77,6 +77,8 @@ def build_cnn_small(cfg: Any, num_classes: int) -> FERNet:
         (0.5,) * 3,
         (0.5,) * 3,
         cfg.feature_scale,
+        weights_format="expected a lionfer model state dict of cnn_small (backbone.*, head.*), "
+        "bare or as a lionfer checkpoint",
     )
 
 
@@ -100,6 +102,9 @@ def build_mobilenet_v2(cfg: Any, num_classes: int) -> FERNet:
         IMAGENET_MEAN,
         IMAGENET_STD,
         cfg.feature_scale,
+        weights_format="expected a torch state dict of a torchvision mobilenet_v2 (features.*, "
+        "optionally classifier.*), bare or under the key 'state_dict', optionally with a "
+        "'module.' prefix, or a lionfer model state dict (backbone.*, head.*)",
     )
 
 

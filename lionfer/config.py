@@ -436,8 +436,14 @@ def resolve_paths(cfg: Config, base: str | Path | None = None) -> Config:
     return dataclasses.replace(cfg, data=data, model=model)
 
 
+WEIGHT_SETS = ("imagenet", "hub")  # model.pretrained's names of weight sets, never paths
+
+
 def _looks_like_a_path(value: str, base: Path) -> bool:
-    """A weights file, as opposed to the name of a weight set (a word such as `imagenet`)."""
+    """A weights file, as opposed to the name of a weight set (WEIGHT_SETS: `imagenet` stays the
+    packaged weights even beside a folder of that name; ./imagenet names the folder)."""
+    if value in WEIGHT_SETS:
+        return False
     path = Path(os.path.expanduser(value))
     return bool(value) and (len(path.parts) > 1 or bool(path.suffix) or (base / path).exists())
 

@@ -209,26 +209,39 @@ def read_state_dict(path: str | Path, expected: str = EXPECTED_FORMAT) -> dict[s
 def _read_state(path: str | Path, expected: str) -> tuple[dict[str, Tensor], list[str]]:
     """read_state_dict, with what unwrapping it took said in words."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"model.pretrained {path} is a folder: name the weights file in it; {expected}"
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"pretrained weights not found: {path}. Put the file there or fix model.pretrained "
             f"(empty = random init); {expected}"
         )
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         return _strip_module(_read_safetensors(path, expected))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        from lionfer.training.checkpoint import not_a_checkpoint
+
         raise ValueError(
-            f"cannot read {path} as plain tensors (loaded with weights_only=True, so files that "
-            f"hold arbitrary Python objects are refused): {err}. {expected}"
+            f"cannot read {path} as weights: {not_a_checkpoint(path, err)} (a whole pickled "
+            f"model: save its state_dict() instead). {expected}"
         ) from err
-    for key in ("state_dict", "model"):
+    # a lionfer checkpoint's "ema" first: the weights it evaluates and exports
+    for key in ("state_dict", "ema", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors; {expected}")
+    if (
+        not isinstance(obj, Mapping)
+        or not all(isinstance(k, str) for k in obj)
+        or not all(isinstance(v, Tensor) for v in obj.values())
+    ):
+        raise ValueError(
+            f"{path} does not hold a state dict of tensors named by strings; {expected}"
+        )
     return _strip_module(obj)
 
 

@@ -190,6 +190,12 @@ def test_paths_are_made_absolute_and_saved_so(tmp_path, monkeypatch):
         tmp_path / "elsewhere" / "weights"
     )
     assert load_config().data.root == ""  # empty stays empty
+    for name in ("imagenet", "hub"):  # a weight set's name, even beside a folder of that name
+        (tmp_path / "elsewhere" / name).mkdir()
+        assert load_config(None, [f"model.pretrained={name}"]).model.pretrained == name
+    assert load_config(None, ["model.pretrained=./imagenet"]).model.pretrained == str(
+        tmp_path / "elsewhere" / "imagenet"
+    )
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ moved; and --out paths that would destroy a file or name a folder."""
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,12 @@ def test_export_never_replaces_the_checkpoint_a_run_file_or_a_folder(run, tmp_pa
     assert code == 2 and "is a folder" in err, err
     code, err = cli(capsys, "relabel", copy, "--out", tmp_path / "out", "--overwrite")
     assert code == 2 and "is a folder" in err, err
+
+
+@pytest.mark.parametrize("missing", ["onnx", "onnxscript", "onnxruntime"])
+def test_onnx_export_without_its_packages_says_what_to_install(run, tmp_path, capsys, monkeypatch,
+                                                                missing):  # fmt: skip
+    monkeypatch.setitem(sys.modules, missing, None)  # import raises ImportError
+    code, err = cli(capsys, "export", run, "--out", tmp_path / "m.onnx")
+    assert code == 2 and "pip install 'lionfer[export]'" in err and "Traceback" not in err, err
+    assert not list(tmp_path.iterdir())

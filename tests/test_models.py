@@ -144,15 +144,50 @@ class Payload:
 def test_arbitrary_pickle_is_refused(tmp_path, resnet, msceleb_state):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": msceleb_state, "payload": Payload()}, path)
-    with pytest.raises(ValueError, match="weights_only"):
+    with pytest.raises(ValueError, match="holds Python objects besides tensors"):
         load_pretrained(resnet, path)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "the file is empty"),
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n", "a text file"),
+        (b"\x80\x02garbage", "damaged or truncated"),
+    ],
+)
+def test_a_file_that_is_no_weights_says_what_it_is(tmp_path, resnet, content, reason):
+    path = tmp_path / "resnet18_msceleb.pth"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"cannot read {path} as weights: .*{reason}") as error:
+        load_pretrained(resnet, path)
+    assert "weights_only=False" not in str(error.value)  # torch's advice to unpickle anything
+
+
+def test_a_folder_keys_not_named_by_strings_and_safetensors_in_capitals(tmp_path, resnet):
+    with pytest.raises(ValueError, match="is a folder: name the weights file in it"):
+        load_pretrained(resnet, tmp_path)
+    torch.save({0: torch.zeros(1)}, tmp_path / "numbered.pth")
+    with pytest.raises(ValueError, match="state dict of tensors named by strings"):
+        load_pretrained(resnet, tmp_path / "numbered.pth")
+    pytest.importorskip("safetensors")
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: v.contiguous() for k, v in resnet.state_dict().items()}, tmp_path / "w.SAFETENSORS"
+    )
+    assert "dropped" not in load_pretrained(resnet, tmp_path / "w.SAFETENSORS")
 
 
 def test_lionfer_model_state_round_trips(tmp_path):
     torch.manual_seed(0)
     source = build_model(model_cfg("cnn_small"), 7)
     path = tmp_path / "last.pt"
-    torch.save({"model": source.state_dict()}, path)
+    live = {
+        k: torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in source.state_dict().items()
+    }
+    torch.save({"model": live, "ema": source.state_dict()}, path)  # a checkpoint: its EMA weights
     torch.manual_seed(1)
     target = build_model(model_cfg("cnn_small"), 7)
     assert "dropped" not in load_pretrained(target, path)
@@ -211,3 +246,13 @@ def test_the_packaged_imagenet_weights_are_torchvisions_file(tmp_path, monkeypat
     damaged.unlink()
     with pytest.raises(FileNotFoundError, match="missing; reinstall lionfer"):
         models.resolve_pretrained("mobilenet_v2", "imagenet")
+
+
+def test_the_error_names_the_weights_each_model_expects(tmp_path, msceleb_state):
+    path = tmp_path / "resnet18_msceleb.pth"
+    torch.save({"state_dict": msceleb_state}, path)
+    for name in ("mobilenet_v2", "cnn_small"):
+        model = build_model(model_cfg(name), 7)
+        with pytest.raises(ValueError, match=f"expected a .*{name}") as error:
+            load_pretrained(model, path)
+        assert "resnet18 (conv1.weight" not in str(error.value)

@@ -156,6 +156,7 @@ def _export_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> None:
     try:
         import onnx
         import onnxruntime  # noqa: F401  (needed by the check; fail before the slow export)
+        import onnxscript  # noqa: F401  (torch.onnx.export's dynamo exporter)
     except ImportError as error:
         raise InputError(
             f"ONNX export needs onnx, onnxscript and onnxruntime: pip install 'lionfer[export]' "

@@ -502,3 +502,27 @@ def test_the_command_line_counts_its_runs_in_words():
     assert str(one).startswith("report of 1 run: rep/report.md, rep/report.html and 1 CSV file")
     two = ReportResult(Path("rep"), runs=2, skipped=1, files=[])
     assert str(two).startswith("report of 2 runs, 1 skipped (see report.md): rep/report.md")
+
+
+def test_sensitivity_to_tau_moved_in_eq_1_and_eq_6_together(tmp_path):
+    # fig4-rafdb's τ points set clear_threshold, resolve_threshold and relabel_threshold alike;
+    # its γ points leave them at 0.8
+    root = tmp_path / "runs"
+    for tau in (0.6, 0.7, 0.8):
+        for seed in (0, 1):
+            params = {"clear_threshold": tau, "resolve_threshold": tau, "relabel_threshold": tau}
+            params["reliable_threshold"] = 0.95
+            fake_run(root, f"t{tau}-{seed}", algorithm="lion", seed=seed, acc=tau - 0.1 * seed,
+                     params=params)  # fmt: skip
+    for gamma in (0.9, 0.99):
+        params = {"clear_threshold": 0.8, "resolve_threshold": 0.8, "relabel_threshold": 0.8}
+        fake_run(root, f"g{gamma}", algorithm="lion", acc=gamma - 0.5,
+                 params={**params, "reliable_threshold": gamma})  # fmt: skip
+    runs = load_runs([root]).runs
+    assert T.moved_with(runs, "clear_threshold") == ["relabel_threshold", "resolve_threshold"]
+    tau = T.sensitivity(runs, "clear_threshold")["synthetic@100"]
+    assert [(x, c.n) for x, c in tau] == [(0.6, 2), (0.7, 2), (0.8, 2)]
+    assert tau[1][1].mean == pytest.approx(65.0)
+    assert T.moved_with(runs, "reliable_threshold") == []  # τ takes many values at γ 0.95
+    gamma = T.sensitivity(runs, "reliable_threshold")["synthetic@100"]
+    assert [(x, c.n) for x, c in gamma] == [(0.9, 1), (0.95, 2), (0.99, 1)]  # τ held at 0.8

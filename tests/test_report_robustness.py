@@ -310,3 +310,19 @@ def test_paths_with_spaces_and_non_ascii_letters(tmp_path):
     result = make_report([root], tmp_path / "mes résultats" / "rapport été")
     assert result.runs == 1
     assert "runs τ/fixmatch s0" in (result.out / "runs.csv").read_text(encoding="utf-8")
+
+
+def test_figures_whose_names_would_meet_are_kept_apart(tmp_path):
+    from lionfer.reporting.document import Output
+
+    out = Output(tmp_path)
+    # 'lion evidence' (a sweep's label) and 'lion:evidence' both slug to lion-evidence
+    first = out.image("gallery_lion-evidence.png", b"seed 0", "lion evidence")
+    second = out.image("gallery_lion-evidence.png", b"seed 1", "lion:evidence")
+    third = out.image("gallery_lion-evidence.png", b"seed 2", "lion_evidence")
+    assert [first.name, second.name, third.name] == [
+        "gallery_lion-evidence.png",
+        "gallery_lion-evidence-2.png",
+        "gallery_lion-evidence-3.png",
+    ]
+    assert out.data["figures/gallery_lion-evidence-2.png"] == b"seed 1"

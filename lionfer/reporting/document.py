@@ -143,6 +143,13 @@ class Output:
         self.write_bytes(name, text.getvalue().encode())
 
     def image(self, name: str, png: bytes, caption: str) -> Image:
+        """A figure in figures/; a name already used in this report (two methods whose names
+        give one file name) gets -2, -3, ... before its suffix."""
+        stem, dot, suffix = name.rpartition(".")
+        copy = 1
+        while f"figures/{name}" in self.data:
+            copy += 1
+            name = f"{stem}-{copy}{dot}{suffix}"
         self.write_bytes(f"figures/{name}", png)
         return Image(name, png, caption)
 

@@ -216,10 +216,29 @@ def ablation(runs) -> tuple[list[str], list[AblationRow]]:
     return order_columns(runs), rows
 
 
+def moved_with(runs, key: str) -> list[str]:
+    """The other hyperparameters a sweep moves with `key`: those that take more than one value
+    over the runs, and one value wherever `key` takes one (fig4-rafdb sets τ in Eq. 1 and Eq. 6
+    together: clear_threshold, resolve_threshold and relabel_threshold)."""
+    moved = []
+    for other in sorted({k for r in runs for k in r.params} - {key}):
+        by_value: dict[str, set[str]] = {}
+        for run in runs:
+            by_value.setdefault(repr(run.params.get(key)), set()).add(repr(run.params.get(other)))
+        values = set().union(*by_value.values()) if by_value else set()
+        if len(values) > 1 and all(len(v) == 1 for v in by_value.values()):
+            moved.append(other)
+    return moved
+
+
 def sensitivity(runs, key: str) -> dict[str, list[tuple[float, Cell]]]:
     """Test accuracy (%) against one LION hyperparameter (e.g. clear_threshold), per column:
-    [(value, cell)] sorted by value, over the runs whose other hyperparameters are held fixed."""
-    runs = [r for r in held_fixed(lion_runs(runs), [key]) if r.params.get(key) is not None]
+    [(value, cell)] sorted by value, over the runs whose other hyperparameters are held fixed
+    but for those moved with it (moved_with)."""
+    runs = lion_runs(runs)
+    runs = [
+        r for r in held_fixed(runs, [key, *moved_with(runs, key)]) if r.params.get(key) is not None
+    ]
     out: dict[str, dict[float, list[float]]] = {}
     for run in runs:
         by_value = out.setdefault(run.column, {})

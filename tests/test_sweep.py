@@ -95,6 +95,8 @@ def test_selection_from_the_command_line(tmp_path):
         ('algorithms = ["lion", "lino"]\n', "unknown algorithm 'lino'"),
         ('[[variants]]\nlabel = "a b"\n[[variants]]\nlabel = "a-b"\n', "share the folder"),
         ('[[variants]]\nlabel = "x"\noverrides = ["train.stpes=3"]\n', "method 'x'.*'steps'"),
+        ('dataset_name = "../escaped"\n', "names a folder inside --out.*'escaped'"),
+        ('dataset_name = "/tmp/abs"\n', "names a folder inside --out.*'tmp-abs'"),
     ],
 )
 def test_bad_sweep_files_are_errors_with_the_fix(tmp_path, body, message):
@@ -134,6 +136,8 @@ def test_config_differences_ignore_device_and_compare_paths_absolutely(tmp_path,
     assert config_differences(a, b) == []
     c = load_config(None, ["data.root=data", "train.steps=7"]).to_dict()
     assert config_differences(c, a) == ["train.steps is 7 in the run, 600 in the sweep"]
+    how = ["train.eval_batch_size=7", "train.log_every=3", "train.checkpoint_every=100"]
+    assert config_differences(load_config(None, ["data.root=data", *how]).to_dict(), a) == []
 
 
 def test_plan_skips_finished_resumes_unfinished_and_leaves_foreign_folders(tmp_path):
@@ -466,3 +470,33 @@ def test_sigterm_to_the_sweep_stops_its_runs_first(tmp_path):
         for run in runs:
             if (run / "pid").is_file() and not (run / "saved").is_file():
                 os.kill(int((run / "pid").read_text()), signal.SIGKILL)
+
+
+def test_a_runs_process_does_not_import_the_users_files_from_the_current_folder(tmp_path):
+    import subprocess
+
+    from lionfer.experiments.launch import LIONFER, with_lionfer
+
+    (tmp_path / "json.py").write_text("raise RuntimeError('the user json.py was imported')\n")
+    done = subprocess.run([*LIONFER, "--version"], cwd=tmp_path, env=with_lionfer(os.environ),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and "user json.py" not in done.stderr, done.stderr
+
+
+def test_runs_in_conflict_are_left_as_they_are_with_their_record(tmp_path, monkeypatch):
+    fake = tmp_path / "fake_train.py"
+    fake.write_text(FAKE_TRAIN)
+    monkeypatch.setattr("lionfer.experiments.launch.LIONFER", (sys.executable, str(fake)))
+    body = 'algorithms = ["supervised"]\n'
+    out, lines = tmp_path / "out", []
+    assert run_sweep(write_sweep(tmp_path, body), ["sweep.seeds=0"], out, echo=lines.append) == 0
+    record = (out / "sweep.json").read_text()
+    lines.clear()  # the same sweep, longer: its finished run is a run of other settings now
+    code = run_sweep(write_sweep(tmp_path, body), ["sweep.seeds=0", "train.steps=99"], out,
+                     echo=lines.append)  # fmt: skip
+    assert code == 1 and "CONFLICT synthetic@28/supervised/s0" in "\n".join(lines)
+    assert lines[-1] == (
+        "sweep grid: 0 finished now, 0 finished before, 0 failed, 1 in conflict, left as they "
+        "are: synthetic@28/supervised/s0"
+    )
+    assert (out / "sweep.json").read_text() == record  # still the record of the run there

@@ -19,7 +19,10 @@ from pathlib import Path
 
 from lionfer.errors import ConfigError, Interrupted
 
-LIONFER = (sys.executable, "-m", "lionfer.cli")  # how a local run is started
+# How a local run is started. -P: without the current folder on the import path, which `-m`
+# puts there, so that a user's own grp.py or torch.py there is not imported in place of Python's
+# (lionfer itself is found installed, or through the PYTHONPATH that with_lionfer sets).
+LIONFER = (sys.executable, "-P", "-m", "lionfer.cli")
 
 
 @dataclass
@@ -56,12 +59,19 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+def with_lionfer(env: dict[str, str]) -> dict[str, str]:
+    """The environment with this lionfer on the import path where it is a source checkout (its
+    code, not an installed copy)."""
+    env = dict(env)
+    root = Path(__file__).resolve().parents[2]  # lionfer/experiments/launch.py → the checkout
+    if (root / "pyproject.toml").is_file():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return env
+
+
 def child_env(slot: int, gpus: list[str], threads: int) -> dict[str, str]:
     """A run's environment: this lionfer on the path, one GPU per slot, a share of the cores."""
-    env = dict(os.environ)
-    root = Path(__file__).resolve().parents[2]  # lionfer/experiments/launch.py → the checkout
-    if (root / "pyproject.toml").is_file():  # a source checkout: its code, not an installed copy
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    env = with_lionfer(os.environ)
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -189,7 +199,7 @@ def run_local(
 def run_in_process(argv: list[str], cwd: str) -> int:
     """A cluster job: `lionfer ...` on the node, its output in the job's log; raises when the
     run fails."""
-    code = subprocess.run([*LIONFER, *argv], cwd=cwd).returncode
+    code = subprocess.run([*LIONFER, *argv], cwd=cwd, env=with_lionfer(os.environ)).returncode
     if code != 0:
         raise RuntimeError(f"lionfer {' '.join(argv)} exited with {code}")
     return code

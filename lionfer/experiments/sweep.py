@@ -31,7 +31,9 @@ from lionfer.unread import check_new_run
 LOCK = "sweep.lock"
 PATH_KEYS = ("data.root", "data.unlabeled_root", "data.split_file", "data.label_file")
 PATH_KEYS += ("model.pretrained",)
-EXECUTION_KEYS = ("train.device", "data.num_workers", "train.tensorboard")  # change no result
+# change no result: a finished or resumed run of other values of these is the run asked for
+EXECUTION_KEYS = ("train.device", "data.num_workers", "train.tensorboard")
+EXECUTION_KEYS += ("train.eval_batch_size", "train.log_every", "train.checkpoint_every")
 # Runs that share the CPU cores make their views in their own process: a loader worker each would
 # only compete with the other runs for the cores (the views are the same either way). The sweep's
 # and the command line's overrides come after it, and win.
@@ -292,23 +294,32 @@ def run_sweep(
         return _dry_run(sweep, actions, out, echo, shared)
     with sweep_lock(out, echo):
         actions = plan(points, out)  # again, under the lock
-        write_sweep_json(out, sweep, [p for p, _ in points])
-        failed = _announce(sweep, actions, out, echo)
+        conflicts = _announce(sweep, actions, out, echo)
+        # a conflicting folder holds a run of other settings, left as it is, and so is its record
+        kept = [p for p, _ in points if p.folder not in conflicts]
+        if kept or not (out / "sweep.json").is_file():
+            write_sweep_json(out, sweep, kept)
         jobs_to_run = _jobs(actions, sweep, out, shared)
         try:
             results = _launch(jobs_to_run, sweep, out, jobs, launcher, slurm, echo, cluster, gpus)
         except KeyboardInterrupt:
             echo(f"interrupted: run {again} again to continue the sweep")
             raise
-    failed += [r.name for r in results if not r.ok]
+    failed = [r.name for r in results if not r.ok]
     skipped = sum(a.kind == "skip" for a in actions)
     echo(
         f"sweep {sweep.name}: {sum(r.ok for r in results)} finished now, {skipped} "
-        f"finished before, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else "")
+        f"finished before, {len(failed)} failed"
+        + (f": {', '.join(failed)}" if failed else "")
+        + (
+            f", {len(conflicts)} in conflict, left as they are: {', '.join(conflicts)}"
+            if conflicts
+            else ""
+        )
     )
-    if not failed:
+    if not failed and not conflicts:
         echo(f"report with: lionfer report {shlex.join([str(out), '--out', str(out / 'report')])}")
-    return 1 if failed else 0
+    return 1 if failed or conflicts else 0
 
 
 def _jobs(actions: list[Action], sweep: Sweep, out: Path, shared: bool) -> list[Job]:

@@ -200,6 +200,12 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
     slurm = raw.get("slurm", {})
     if not isinstance(slurm, dict):
         raise ConfigError(f"slurm in {path}: expected a table of submitit parameters")
+    dataset_name = str(raw.get("dataset_name", ""))
+    if dataset_name and names.slug(dataset_name) != dataset_name.lower():
+        raise ConfigError(
+            f"dataset_name {dataset_name!r} in {path} names a folder inside --out: use letters, "
+            f"digits, '.', '_' and '-' (e.g. {names.slug(dataset_name) or 'rafdb'!r})"
+        )
     return Sweep(
         name=path.stem,
         path=path.resolve(),
@@ -208,7 +214,7 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
         num_labels=budgets,
         seeds=seeds,
         methods=methods or (Method("", ()),),
-        dataset_name=str(raw.get("dataset_name", "")),
+        dataset_name=dataset_name,
         slurm=tuple(slurm.items()),
         description=str(raw.get("description", "")),
     )

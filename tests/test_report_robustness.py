@@ -326,3 +326,9 @@ def test_figures_whose_names_would_meet_are_kept_apart(tmp_path):
         "gallery_lion-evidence-3.png",
     ]
     assert out.data["figures/gallery_lion-evidence-2.png"] == b"seed 1"
+
+
+def test_a_negative_gallery_is_refused_before_anything_is_read(tmp_path):
+    with pytest.raises(ConfigError, match="--gallery is how many relabeled faces .* got -3"):
+        make_report([tmp_path / "none"], tmp_path / "report", gallery=-3)
+    assert not (tmp_path / "report").exists()

@@ -423,6 +423,11 @@ def overview(c: Collection, paths) -> Section:
 
 def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> ReportResult:
     """Read the runs under `paths` and write the report into `out`."""
+    if isinstance(gallery, bool) or not isinstance(gallery, int) or gallery < 0:
+        raise ConfigError(
+            f"--gallery is how many relabeled faces to show per method: 0 (none) or more, got "
+            f"{gallery!r}"
+        )
     collection = load_runs(paths)
     out = Path(out)
     earlier = earlier_files(out)

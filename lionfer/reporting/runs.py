@@ -121,7 +121,8 @@ def find_run_folders(paths: list[Path]) -> list[Path]:
         if not found:
             raise MissingInputError(
                 f"no finished run under {path}: a run writes summary.json when it finishes "
-                "(an unfinished one continues with lionfer train --resume --out RUN)"
+                "(one that stopped with a checkpoints/last.pt continues with lionfer train "
+                "--resume --out RUN; one that failed names why in its metrics.jsonl)"
             )
         folders += [f.resolve() for f in found]
     return list(dict.fromkeys(folders))

@@ -101,6 +101,9 @@ def test_export_refuses_to_overwrite_and_names_bad_formats(checkpoint, onnx_file
         export(checkpoint, tmp_path / "model.bin")
     with pytest.raises(InputError, match="already an ONNX export"):
         export(onnx_file, tmp_path / "again.onnx")
+    for name, fmt in (("model.onnx", "torchscript"), ("model.ts", "onnx")):
+        with pytest.raises(InputError, match=f"--format {fmt} into {name}, a .* file's name"):
+            export(checkpoint, tmp_path / name, fmt)
     assert not list(tmp_path.iterdir())  # nothing half-written was left behind
 
 

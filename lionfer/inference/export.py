@@ -94,6 +94,12 @@ def export_format(out: Path, fmt: str | None) -> str:
     if fmt:
         if fmt not in FORMATS:
             raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        named = SUFFIXES.get(out.suffix.lower())
+        if named is not None and named != fmt:  # m.onnx holding TorchScript reads as damaged
+            raise InputError(
+                f"--format {fmt} into {out.name}, a {named} file's name: name it for its format "
+                f"or drop --format"
+            )
         return fmt
     if out.suffix.lower() not in SUFFIXES:
         raise InputError(f"cannot tell the format from {out.name}; pass --format onnx|torchscript")

@@ -431,6 +431,9 @@ def test_bad_arguments_exit_2_and_an_interrupt_exits_130(capsys, tmp_path, check
     assert code == 2 and "model not found" in err
     code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path / "p.txt")
     assert code == 2 and "--format csv|jsonl" in err
+    code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path / "p.csv",
+                       "--format", "jsonl")  # fmt: skip
+    assert code == 2 and "--format jsonl into p.csv, a csv file's name" in err
     code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path)
     assert code == 2 and "is a folder" in err
     for option, value, least in (("--batch-size", 0, 1), ("--face-size", 4, 8),

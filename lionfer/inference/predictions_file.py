@@ -55,6 +55,12 @@ def output_format(out: Path, fmt: str | None) -> str:
     if fmt:
         if fmt not in ("csv", "jsonl"):
             raise InputError(f"unknown --format {fmt!r}; choose csv or jsonl")
+        named = FORMATS.get(out.suffix.lower())
+        if named is not None and named != fmt:  # JSON lines in p.csv: a spreadsheet's garbage
+            raise InputError(
+                f"--format {fmt} into {out.name}, a {named} file's name: name it for its format "
+                "or drop --format"
+            )
         return fmt
     if out.suffix.lower() not in FORMATS:
         raise InputError(
@@ -314,10 +320,10 @@ def predict_files(
     out = Path(out)
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a file name such as {out / 'faces.csv'}")
+    refuse_run_file(out)
     fmt = output_format(out, fmt)
     # checked before the output file is touched
     whole_number("the frame stride (--frame-stride, frame_stride)", frame_stride, 1)
-    refuse_run_file(out)
     sources, ignored, raw_photos = collect_sources(inputs)
     refuse_reading(out, sources, predictor.info.path)
     annotate_dir = Path(annotate) if annotate else None

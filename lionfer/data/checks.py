@@ -183,13 +183,16 @@ def drop_duplicates(
     lines: Sequence[int] | None = None,
     *,
     written: Sequence[object] | None = None,
+    named: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Keep each name's first entry: (keep_mask (N,) bool, notes).
 
     With labels given, a name listed twice with different labels is an error (which one is right
     cannot be guessed), naming both places: lines[i] where the file's line numbers are given,
     else "entry i + 1", and both labels: written[i] where the labels as the file writes them are
-    given (labels may be ids mapped from them), else labels[i].
+    given (labels may be ids mapped from them), else labels[i]. named[i]: the entry's name as the
+    file writes it, where names are normalised ('a.png' and './a.png' one file); the second is
+    named too where it is written otherwise.
     """
 
     def place(i: int) -> str:
@@ -198,15 +201,19 @@ def drop_duplicates(
     def label(i: int) -> str:
         return str(written[i] if written is not None else labels[i])
 
+    def alias(i: int, j: int) -> str:
+        return f" as {named[i]!r}" if named is not None and named[i] != named[j] else ""
+
     keep = np.zeros(len(names), dtype=bool)
     first: dict[str, int] = {}
     for i, name in enumerate(names):
         if name in first:
             j = first[name]
             if labels is not None and int(labels[i]) != int(labels[j]):
+                shown = named[j] if named is not None else name
                 raise InputError(
-                    f"{source or 'label list'}: {name!r} is listed twice with different labels "
-                    f"({label(j)} on {place(j)}, {label(i)} on {place(i)}); "
+                    f"{source or 'label list'}: {shown!r} is listed twice with different labels "
+                    f"({label(j)} on {place(j)}, {label(i)}{alias(i, j)} on {place(i)}); "
                     "remove the wrong entry"
                 )
             continue

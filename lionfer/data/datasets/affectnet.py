@@ -380,7 +380,6 @@ def build_set(
         listing.expression[idx],
         listing.source or where,
         None if listing.lines is None else [listing.lines[i] for i in idx],
-        written=listing.expression[idx],  # AffectNet's own ids, as the list writes them
     )
     idx = idx[unique]
     exists, missing = check_listed_files([listing.paths[i] for i in idx], skip_bad, where)

@@ -233,8 +233,14 @@ def load(cfg, seed: int) -> FERData:
     files = [str(path) for path in paths]  # 'a.png', './a.png' and 'x/../a.png' are one file
     _check_split_conflicts(rows, files, source)
     labels = np.array([to_id(r.label) for r in rows], dtype=np.int64)
-    _check_label_conflicts(rows, files, labels, source)
-    keep, dup_notes = drop_duplicates(files, labels, str(source), [r.line for r in rows])
+    keep, dup_notes = drop_duplicates(
+        files,
+        labels,
+        str(source),
+        [r.line for r in rows],
+        written=[_shown(r.label) for r in rows],  # 'happy' and '3' are one class
+        named=[r.path for r in rows],
+    )
     exists, missing_notes = check_listed_files(
         paths,
         cfg.skip_bad,
@@ -324,24 +330,6 @@ def _check_split_conflicts(rows: list[Row], files: list[str], source: Path) -> N
             raise InputError(
                 f"{source}: {row.path!r} is listed as {seen.split} (line {seen.line}) and as "
                 f"{row.split} (line {row.line}); keep one of the two rows"
-            )
-
-
-def _check_label_conflicts(
-    rows: list[Row], files: list[str], labels: np.ndarray, source: Path
-) -> None:
-    """An image listed twice with labels of different classes: which is right cannot be guessed.
-    The labels are named as the file writes them ('happy' and '3' are one class)."""
-    first: dict[str, int] = {}
-    for i, file in enumerate(files):
-        j = first.setdefault(file, i)
-        if labels[i] != labels[j]:
-            seen, row = rows[j], rows[i]
-            alias = f" as {row.path!r}" if row.path != seen.path else ""
-            raise InputError(
-                f"{source}: {seen.path!r} is listed twice with different labels "
-                f"({_shown(seen.label)} on line {seen.line}, {_shown(row.label)}{alias} on line "
-                f"{row.line}); remove the wrong entry"
             )
 
 

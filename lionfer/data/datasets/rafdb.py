@@ -249,7 +249,7 @@ def read_format_b(
                 "'train_list,test_list'"
             )
         list_paths[: len(override)] = override
-    paths, names, ids, keep, dup_notes = [], [], [], [], []
+    paths, names, labels, keep, dup_notes = [], [], [], [], []
     for split, list_path in zip(("train", "test"), list_paths, strict=True):
         require_file(
             list_path,
@@ -259,20 +259,17 @@ def read_format_b(
         )
         split_names, split_ids, lines = read_list(list_path, 2, 3)
         check_label_ids(split_ids, L.RAFDB_ZERO, str(list_path), lines)
+        split_labels = L.to_canonical(split_ids, L.RAFDB_ZERO)
         split_keep, split_notes = drop_duplicates(
-            split_names,
-            L.to_canonical(split_ids, L.RAFDB_ZERO),
-            str(list_path),
-            lines,
-            written=split_ids,
+            split_names, split_labels, str(list_path), lines, written=split_ids
         )
+        labels.append(split_labels)
         keep.append(split_keep)
         dup_notes += split_notes
         paths += [root / "images" / split / name for name in split_names]
         names += [f"{split}/{name}" for name in split_names]
-        ids += split_ids
     notes = [f"rafdb: format B, lists {list_paths[0]} and {list_paths[1]}"] + dup_notes
-    return paths, names, L.to_canonical(ids, L.RAFDB_ZERO), np.concatenate(keep), notes
+    return paths, names, np.concatenate(labels), np.concatenate(keep), notes
 
 
 def load(cfg, seed: int) -> FERData:

@@ -192,22 +192,34 @@ def build_model(cfg: Any, num_classes: int) -> nn.Module:
     return model
 
 
-def load_weights(model: nn.Module, model_name: str, pretrained: str) -> str:
+def load_weights(
+    model: nn.Module, model_name: str, pretrained: str, class_names: list[str] | None = None
+) -> str:
     """model.pretrained into the model: a file, a packaged weight set's name (imagenet), or
-    hub (timm:NAME and torchvision:NAME models, downloaded by their library)."""
+    hub (timm:NAME and torchvision:NAME models, downloaded by their library). class_names: the
+    classes of the model's outputs, to match a lionfer checkpoint's head to (fit_head)."""
     if pretrained == "hub":
         return load_state(model, hub_state_dict(model_name), f"the hub ({model_name})")
-    return load_pretrained(model, resolve_pretrained(model_name, pretrained))
+    return load_pretrained(model, resolve_pretrained(model_name, pretrained), class_names)
 
 
 def read_state_dict(path: str | Path, expected: str = EXPECTED_FORMAT) -> dict[str, Tensor]:
     """The tensors of a checkpoint file (torch or .safetensors), unwrapped from
     'state_dict'/'model' and 'module.'."""
-    return _read_state(path, expected)[0]
+    return _read_state(path, expected).state
 
 
-def _read_state(path: str | Path, expected: str) -> tuple[dict[str, Tensor], list[str]]:
-    """read_state_dict, with what unwrapping it took said in words."""
+class ReadState(NamedTuple):
+    """A weights file's tensors; what unwrapping them took, in words; and the classes of its
+    head's rows where the file says (a lionfer checkpoint's class_names), else None."""
+
+    state: dict[str, Tensor]
+    notes: list[str]
+    classes: list[str] | None
+
+
+def _read_state(path: str | Path, expected: str) -> ReadState:
+    """read_state_dict, with what unwrapping it took said in words, and the head's classes."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(
@@ -219,7 +231,7 @@ def _read_state(path: str | Path, expected: str) -> tuple[dict[str, Tensor], lis
             f"(empty = random init); {expected}"
         )
     if path.suffix.lower() == ".safetensors":
-        return _strip_module(_read_safetensors(path, expected))
+        return ReadState(*_strip_module(_read_safetensors(path, expected)), None)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
@@ -229,6 +241,9 @@ def _read_state(path: str | Path, expected: str) -> tuple[dict[str, Tensor], lis
             f"cannot read {path} as weights: {not_a_checkpoint(path, err)} (a whole pickled "
             f"model: save its state_dict() instead). {expected}"
         ) from err
+    classes = None
+    if isinstance(obj, Mapping) and _class_list(obj.get("class_names")):
+        classes = list(obj["class_names"])  # a lionfer checkpoint: its head's classes
     # a lionfer checkpoint's "ema" first: the weights it evaluates and exports
     for key in ("state_dict", "ema", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
@@ -242,7 +257,13 @@ def _read_state(path: str | Path, expected: str) -> tuple[dict[str, Tensor], lis
         raise ValueError(
             f"{path} does not hold a state dict of tensors named by strings; {expected}"
         )
-    return _strip_module(obj)
+    return ReadState(*_strip_module(obj), classes)
+
+
+def _class_list(value) -> bool:
+    return (
+        isinstance(value, list | tuple) and bool(value) and all(isinstance(v, str) for v in value)
+    )
 
 
 def _strip_module(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
@@ -266,7 +287,9 @@ def _read_safetensors(path: Path, expected: str) -> dict[str, Tensor]:
         raise ValueError(f"cannot read {path} as safetensors: {error}. {expected}") from error
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> str:
+def load_pretrained(
+    model: nn.Module, path: str | Path, class_names: list[str] | None = None
+) -> str:
     """Load a backbone (or whole-model) checkpoint file strictly; return what was loaded.
 
     Every backbone tensor must be in the file with the same shape. What may differ, and is said
@@ -276,20 +299,28 @@ def load_pretrained(model: nn.Module, path: str | Path) -> str:
     one of the backbone's (such as the `feature.*` layer of some shared MS-Celeb ResNet-18
     files); BatchNorm `num_batches_tracked` counters missing from the file (files saved by
     PyTorch < 0.4.1) are filled with 0, as torch's own loading of such files does. A lionfer
-    model state dict (backbone.* and head.*) is loaded into the whole model, head included.
+    model state dict (backbone.* and head.*) is loaded into the whole model, its head fitted to
+    class_names (fit_head).
     """
     expected = getattr(model, "weights_format", EXPECTED_FORMAT)
-    state, notes = _read_state(path, expected)
-    return load_state(model, state, str(path), notes)
+    read = _read_state(path, expected)
+    return load_state(model, read.state, str(path), read.notes, read.classes, class_names)
 
 
 def load_state(
-    model: nn.Module, state: Mapping[str, Tensor], source: str, notes: list[str] | None = None
+    model: nn.Module,
+    state: Mapping[str, Tensor],
+    source: str,
+    notes: list[str] | None = None,
+    trained_on: list[str] | None = None,
+    class_names: list[str] | None = None,
 ) -> str:
-    """load_pretrained's strict load of tensors that came from `source` (a file, the hub)."""
+    """load_pretrained's strict load of tensors that came from `source` (a file, the hub);
+    trained_on and class_names: the classes of the file's head and of the model's (fit_head)."""
     expected_format = getattr(model, "weights_format", EXPECTED_FORMAT)
     notes = list(notes or [])
     if any(k.startswith("backbone.") for k in state):
+        state = fit_head(model, state, trained_on, class_names, notes)
         target, droppable, layers = model, (), None
     else:
         target = model.backbone
@@ -318,6 +349,62 @@ def load_state(
         notes.append(f"dropped {', '.join(dropped)}")
     message = f"loaded {len(expected)} tensors from {source}"
     return message + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def fit_head(
+    model: nn.Module,
+    state: Mapping[str, Tensor],
+    trained_on: list[str] | None,
+    class_names: list[str] | None,
+    notes: list[str],
+) -> dict[str, Tensor]:
+    """A whole model's state with its head (head.weight, head.bias) made to fit the model's
+    classes, what was done appended to notes. Where both lists of classes are known, each of the
+    model's classes takes the file's row of the same name, and a class the file has no row for
+    keeps the model's initial one (a head trained on apple, banana, cherry is not read as one of
+    ant, bee, cat because the counts agree). Where they are not known, a head of another number
+    of classes is left out (the model's initial head trains instead); one of the same number is
+    taken as it is. A head of another feature width is left to the strict load to refuse."""
+    state = dict(state)
+    head = getattr(model, "head", None)
+    weight, bias = state.get("head.weight"), state.get("head.bias")
+    if not isinstance(head, nn.Linear) or weight is None or bias is None:
+        return state
+    if weight.dim() != 2 or weight.shape[1] != head.in_features or len(bias) != len(weight):
+        return state
+    own = head.out_features
+    if trained_on is None or class_names is None or len(trained_on) != len(weight):
+        if len(weight) != own:
+            state["head.weight"], state["head.bias"] = head.weight.detach(), head.bias.detach()
+            notes.append(
+                f"left out its head (for {len(weight)} classes; this model has {own}): the head "
+                "trains from its initial weights"
+            )
+        return state
+    class_names = list(class_names)
+    if list(trained_on) == class_names:
+        return state
+    rows = [trained_on.index(name) if name in trained_on else -1 for name in class_names]
+    taken = [name for name, row in zip(class_names, rows, strict=True) if row >= 0]
+    if not taken:
+        state["head.weight"], state["head.bias"] = head.weight.detach(), head.bias.detach()
+        notes.append(
+            f"left out its head: it was trained on {', '.join(trained_on)}, none of this run's "
+            f"classes ({', '.join(class_names)}); the head trains from its initial weights"
+        )
+        return state
+    new_weight, new_bias = head.weight.detach().clone(), head.bias.detach().clone()
+    for i, row in enumerate(rows):
+        if row >= 0:
+            new_weight[i], new_bias[i] = weight[row], bias[row]
+    state["head.weight"], state["head.bias"] = new_weight, new_bias
+    fresh = [name for name, row in zip(class_names, rows, strict=True) if row < 0]
+    notes.append(
+        f"matched its head to this run's classes by name ({', '.join(taken)} from the file"
+        + (f"; {', '.join(fresh)}, which it has no row for, from initial weights" if fresh else "")
+        + ")"
+    )
+    return state
 
 
 def _lacks_other_batchnorm(state: Mapping[str, Tensor], counters: list[str]) -> bool:

@@ -195,6 +195,65 @@ def test_lionfer_model_state_round_trips(tmp_path):
         assert torch.equal(target.state_dict()[key], value), key
 
 
+def _checkpoint_of(path, classes: list[str]) -> torch.nn.Module:
+    """A lionfer checkpoint of a cnn_small trained (randomly) on `classes`, saved at path."""
+    torch.manual_seed(5)
+    source = build_model(model_cfg("cnn_small"), len(classes))
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_()
+    torch.save({"ema": source.state_dict(), "class_names": classes}, path)
+    return source
+
+
+def test_a_checkpoints_head_is_matched_to_the_runs_classes_by_name(tmp_path):
+    """A head trained on Anger, Happiness, Sadness loaded for Sadness, Fear, Anger: Sadness and
+    Anger take their own rows (not the rows at their positions), Fear, which the file has no
+    row for, keeps the model's initial row; the backbone loads whole."""
+    path = tmp_path / "last.pt"
+    source = _checkpoint_of(path, ["Anger", "Happiness", "Sadness"])
+    torch.manual_seed(6)
+    target = build_model(model_cfg("cnn_small"), 3)
+    initial = target.head.weight.detach().clone(), target.head.bias.detach().clone()
+    message = load_pretrained(target, path, ["Sadness", "Fear", "Anger"])
+    assert "matched its head to this run's classes by name (Sadness, Anger from the file" in message
+    assert "Fear, which it has no row for, from initial weights" in message
+    weight, bias = target.head.weight, target.head.bias
+    assert torch.equal(weight[0], source.head.weight[2]) and torch.equal(
+        bias[0], source.head.bias[2]
+    )
+    assert torch.equal(weight[2], source.head.weight[0]) and torch.equal(
+        bias[2], source.head.bias[0]
+    )
+    assert torch.equal(weight[1], initial[0][1]) and torch.equal(bias[1], initial[1][1])
+    for key, value in source.backbone.state_dict().items():
+        assert torch.equal(target.backbone.state_dict()[key], value), key
+
+
+def test_a_checkpoints_head_of_other_classes_or_another_count_is_left_out(tmp_path):
+    """The same number of classes with no name in common: the head is not read as this run's (it
+    was loaded row for row before); a head of another count without names to match: left out,
+    where the strict load refused the whole file. The same classes in the same order: as saved."""
+    path = tmp_path / "last.pt"
+    source = _checkpoint_of(path, ["apple", "banana", "cherry"])
+    torch.manual_seed(6)
+    target = build_model(model_cfg("cnn_small"), 3)
+    initial = target.head.weight.detach().clone()
+    message = load_pretrained(target, path, ["ant", "bee", "cat"])
+    assert "left out its head: it was trained on apple, banana, cherry, none of this" in message
+    assert torch.equal(target.head.weight, initial)
+    for key, value in source.backbone.state_dict().items():
+        assert torch.equal(target.backbone.state_dict()[key], value), key
+    assert "its head" not in load_pretrained(target, path, ["apple", "banana", "cherry"])
+    assert torch.equal(target.head.weight, source.head.weight)
+    torch.save({"ema": source.state_dict()}, path)  # no class names
+    wider = build_model(model_cfg("cnn_small"), 7)
+    initial = wider.head.weight.detach().clone()
+    message = load_pretrained(wider, path, None)
+    assert "left out its head (for 3 classes; this model has 7)" in message
+    assert torch.equal(wider.head.weight, initial)
+
+
 def test_mobilenet_v2_loads_the_packaged_imagenet_weights():
     from lionfer.models import resolve_pretrained
 

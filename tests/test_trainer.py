@@ -180,21 +180,33 @@ def test_ctrl_c_saves_a_checkpoint_first(tiny_cfg, tmp_path, monkeypatch):
     assert train(cfg, tmp_path / "run", resume=True, progress=False)["steps"] == 12
 
 
-def test_pretrained_weights_are_loaded_and_reported(tiny_cfg, tmp_path):
+def test_pretrained_weights_are_loaded_and_reported(tiny_cfg, tmp_path, capsys):
 
     from lionfer.models import build_model
 
     source = build_model(ModelConfig(name="cnn_small"), 7)
     torch.save(source.state_dict(), tmp_path / "weights.pt")
-    cfg = tiny_cfg(
-        "algorithm.name=supervised",
-        "train.steps=2",
-        "train.eval_every=2",
-        f"model.pretrained={tmp_path / 'weights.pt'}",
-    )
+    cfg_items = ("algorithm.name=supervised", "train.steps=2", "train.eval_every=2")
+    cfg = tiny_cfg(*cfg_items, f"model.pretrained={tmp_path / 'weights.pt'}")
     train(cfg, tmp_path / "run", progress=False)
     start = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert start["weights"].startswith("loaded") and "weights.pt" in start["weights"]
+    # a lionfer checkpoint of the same classes in another order: its head's rows follow the
+    # names, and the command line says so before training
+    from lionfer.labels import CLASS_NAMES
+
+    torch.save(
+        {"ema": source.state_dict(), "class_names": list(reversed(CLASS_NAMES))},
+        tmp_path / "last.pt",
+    )
+    capsys.readouterr()
+    cfg = tiny_cfg(*cfg_items, f"model.pretrained={tmp_path / 'last.pt'}")
+    train(cfg, tmp_path / "run3", progress=False, command="lionfer train")
+    note = capsys.readouterr().err
+    assert "note: model.pretrained: loaded" in note
+    assert f"matched its head to this run's classes by name ({', '.join(CLASS_NAMES)} from" in note
+    trained = torch.load(tmp_path / "run3" / "checkpoints" / "last.pt", weights_only=True)
+    assert trained["class_names"] == list(CLASS_NAMES)
     missing = tiny_cfg(f"model.pretrained={tmp_path / 'nope.pt'}")
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         train(missing, tmp_path / "run2", progress=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lionfer.config import Config, load_config, replace, resolve_paths
+from lionfer.config import WEIGHT_SETS, Config, load_config, replace, resolve_paths
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.device import resolve_device
 from lionfer.distributed import LOCAL, Comm, join, leave, process_device
@@ -229,7 +229,10 @@ def train_here(
                 warnings.simplefilter("default")
                 trainer = build()
         finally:  # the warnings even where building failed
-            show_notes(trainer.run_data.data.notes if trainer else [], caught)
+            notes = list(trainer.run_data.data.notes) if trainer else []
+            if trainer and not resume and cfg.model.pretrained not in ("", *WEIGHT_SETS):
+                notes.append(f"model.pretrained: {trainer.weights_message}")  # a file's
+            show_notes(notes, caught)
     else:
         trainer = build()
     if not resume:  # the main process makes the run folder; every process learns how it went

@@ -168,7 +168,7 @@ def build_parts(
         model = build_model(dataclasses.replace(cfg.model, pretrained=""), run_data.num_classes)
         weights_message = "random init"
         if cfg.model.pretrained and pretrained:
-            weights_message = load_pretrained(model, cfg.model)
+            weights_message = load_pretrained(model, cfg.model, run_data.data.class_names)
         return model, weights_message
 
     # A weights file missing on one node fails there alone: every process learns of it before
@@ -205,10 +205,13 @@ def build_optimizer(cfg: Config, model, algorithm: Algorithm, device) -> torch.o
     )
 
 
-def load_pretrained(model: torch.nn.Module, model_cfg) -> str:
-    """model.pretrained loaded into the model (a file, or a packaged weight set's name)."""
+def load_pretrained(model: torch.nn.Module, model_cfg, class_names=None) -> str:
+    """model.pretrained loaded into the model (a file, or a packaged weight set's name), a
+    lionfer checkpoint's head matched to the run's classes (class_names) by name."""
     try:
-        return load_weights(model, model_cfg.name, model_cfg.pretrained)
+        return load_weights(
+            model, model_cfg.name, model_cfg.pretrained, list(class_names or []) or None
+        )
     except InputError:
         raise
     except FileNotFoundError as error:

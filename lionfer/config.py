@@ -41,7 +41,9 @@ class DataConfig:
     noise_rate: float = 0.0
     noise_map: dict = field(default_factory=dict)  # {from: to}, class names or ids; {}: default
     image_size: int = 32
-    data_seed: int = 0  # seed of generated data (synthetic), independent of the run seed
+    # seed of generated data (synthetic) and of the test set held out of data without one
+    # (folder, manifest, digits, ExpW), independent of the run seed
+    data_seed: int = 0
     num_train: int = 2100  # synthetic: training images
     num_test: int = 700  # synthetic: test images
     ambiguity: float = 0.35  # synthetic: fraction of faces blending two expressions

@@ -13,7 +13,7 @@ from algorithm_helpers import EXPECTED_LOGS, build, tiny_batch, tiny_model
 import lionfer.algorithms  # noqa: F401  (registers the algorithms)
 from lionfer.algorithms.base import Progress
 from lionfer.data import transforms
-from lionfer.errors import ConfigError
+from lionfer.errors import ConfigError, InputError
 from lionfer.registry import ALGORITHMS
 from lionfer.training.checkpoint import load_checkpoint, save_checkpoint
 from lionfer.training.run import build_trainer, train
@@ -153,6 +153,9 @@ def test_a_semi_supervised_run_with_no_unlabeled_image_says_so(tiny_cfg, tmp_pat
           progress=False)  # fmt: skip
     split = tmp_path / "full" / "split.json"
     with pytest.raises(ConfigError, match="split .*split.json labels all 210 training images"):
+        train(tiny_cfg(f"algorithm.name={name}", f"data.split_file={split}", "data.num_labels=-1"),
+              tmp_path / "run", progress=False)  # fmt: skip
+    with pytest.raises(InputError, match="data.num_labels=28, but split file .* labels 210"):
         train(tiny_cfg(f"algorithm.name={name}", f"data.split_file={split}"), tmp_path / "run",
               progress=False)  # fmt: skip
     # supervised training draws no unlabeled image, so everything labeled is fine for it

@@ -43,6 +43,9 @@ def test_rafdb_budgets_match_protocol_table(budget, fear, other):
 def test_rafdb_budget_outside_table_lists_supported_budgets():
     with pytest.raises(ValueError, match=r"\[100, 400, 1000, 2000, 4000\].*balanced"):
         labeled_budget("rafdb", 5000, RAF_TRAIN_COUNTS, CLASS_NAMES)
+    # the way to another budget is one a user can take (no setting selects a split rule)
+    with pytest.raises(ValueError, match=r"another budget, list the images in a manifest \(data"):
+        labeled_budget("rafdb", 140, RAF_TRAIN_COUNTS, CLASS_NAMES)
 
 
 def test_rafdb_class_that_cannot_fill_budget_is_named_never_shrunk():
@@ -260,3 +263,115 @@ def test_an_old_split_file_is_read_and_says_what_is_not_checked(tmp_path):
         split = load_split(path, data)
     assert split.extra_unlabeled_ids == ["u/a.jpg", "u/b.jpg"]  # a run saving it records them
     assert any("predates the unlabeled-set check" in note for note in data.notes)
+
+
+def test_a_split_file_records_its_test_set_and_says_when_it_changed(tmp_path):
+    """The test set a split was made beside is recorded (hash and count): resuming on other
+    test images is refused (the run's evaluations would mix two test sets), evaluating a
+    finished run on them is said, and a split file given to a new run keeps its training split
+    with a note. Another training list is refused in words that fit a resumed run."""
+    data = fake_data([10] * 7, rule="balanced")
+    path = tmp_path / "run" / "split.json"
+    path.parent.mkdir()
+    make_split(data, 14, seed=0).save(path)
+    payload = json.loads(path.read_text())
+    assert payload["num_test"] == 3 and payload["test_hash"] == source_hash(data.test)
+    assert payload["val_fraction"] == 0.0
+    assert load_split(path, data, "resume").test_hash == source_hash(data.test)
+    more_tests = fake_data([10] * 7, rule="balanced")
+    more_tests.test = more_tests.train.subset(np.arange(5))
+    with pytest.raises(InputError, match=r"test images or their labels changed since the run in"):
+        load_split(path, more_tests, "resume")
+    with pytest.raises(InputError, match=r"\(3 then, 5 now\)"):
+        load_split(path, more_tests, "resume")
+    with pytest.warns(UserWarning, match="not those the run in .* was evaluated on"):
+        load_split(path, more_tests, "finished")
+    with pytest.warns(UserWarning, match="made beside other test images"):
+        split = load_split(path, more_tests)
+    assert np.array_equal(split.labeled, make_split(data, 14, seed=0).labeled)
+    assert any("tested on the test set as it is now" in note for note in more_tests.notes)
+    relabeled_test = fake_data([10] * 7, rule="balanced")
+    relabeled_test.test = relabeled_test.test.subset(np.arange(3))  # not a view of train's
+    relabeled_test.test.labels[0] = (relabeled_test.test.labels[0] + 1) % 7
+    with pytest.raises(InputError, match="test images or their labels changed"):
+        load_split(path, relabeled_test, "resume")
+    grown = fake_data([11] * 7, rule="balanced")
+    with pytest.raises(InputError, match=r"changed since the run in .* \(70 images then, 77 now"):
+        load_split(path, grown, "resume")
+    with pytest.raises(InputError, match="another dataset or label list"):
+        load_split(path, grown)
+
+
+def test_a_split_file_from_before_the_test_set_was_recorded_is_not_checked_for_it(tmp_path):
+    data = fake_data([10] * 7, rule="balanced")
+    path = tmp_path / "split.json"
+    make_split(data, 14, seed=0).save(path)
+    payload = json.loads(path.read_text())
+    for key in ("test_hash", "num_test", "val_fraction"):
+        del payload[key]
+    path.write_text(json.dumps(payload))
+    other = fake_data([10] * 7, rule="balanced")
+    other.test = other.train.subset(np.arange(5))
+    split = load_split(path, other, "resume")
+    assert split.test_hash == "" and split.num_test is None and split.val_fraction is None
+    assert not other.notes
+
+
+def test_a_split_file_must_match_the_budget_and_validation_asked(tmp_path):
+    """data.split_file with another data.num_labels or data.val_fraction than the file's is
+    refused (the run was named by the budget asked and trained on the file's; validation asked
+    was test-set selection)."""
+    from types import SimpleNamespace
+
+    from lionfer.data.splits import check_split_settings
+
+    data = fake_data([10] * 7, rule="balanced")
+    path = tmp_path / "split.json"
+    split = make_split(data, 21, seed=0)
+    split.save(path)
+
+    def cfg(num_labels=21, val_fraction=0.0):
+        return SimpleNamespace(num_labels=num_labels, val_fraction=val_fraction)
+
+    check_split_settings(split, cfg(), path)
+    check_split_settings(split, cfg(num_labels=-1), path)  # the algorithm's own check
+    with pytest.raises(InputError, match=r"data.num_labels=35, but split file .* labels 21"):
+        check_split_settings(split, cfg(num_labels=35), path)
+    with pytest.raises(InputError, match=r"data.val_fraction=0.25, but split file .* holds none"):
+        check_split_settings(split, cfg(val_fraction=0.25), path)
+    with_val = make_split(data, 14, seed=0, val_fraction=0.2)
+    with pytest.raises(InputError, match=r"holds 14 validation images \(made with .*=0.2\)"):
+        check_split_settings(with_val, cfg(num_labels=14), path)
+    check_split_settings(with_val, cfg(num_labels=14, val_fraction=0.2), path)
+    old = Split.load(path)  # a split file from before val_fraction was recorded
+    object.__setattr__(old, "val_fraction", None)
+    check_split_settings(old, cfg(), path)
+    with pytest.raises(InputError, match="holds none"):
+        check_split_settings(old, cfg(val_fraction=0.1), path)
+
+
+def test_a_run_checks_its_split_file_against_the_settings_and_the_test_set(tiny_cfg, tmp_path):
+    """build_run_data with data.split_file: the budget asked must be the file's; other test
+    images are noted for a new run and refused on resume."""
+    import dataclasses
+
+    from lionfer.data.pipeline import build_run_data
+
+    cfg = tiny_cfg().data
+    made = build_run_data(cfg, 0).split
+    path = tmp_path / "run" / "split.json"
+    path.parent.mkdir()
+    made.save(path)
+    given = dataclasses.replace(cfg, split_file=str(path))
+    assert np.array_equal(build_run_data(given, 1).split.labeled, made.labeled)
+    with pytest.raises(InputError, match=r"data.num_labels=35, but split file .* labels 28"):
+        build_run_data(dataclasses.replace(given, num_labels=35), 0)
+    with pytest.raises(InputError, match=r"data.val_fraction=0.2, but split file"):
+        build_run_data(dataclasses.replace(given, val_fraction=0.2), 0)
+    more_tests = dataclasses.replace(given, num_test=cfg.num_test + 7)  # the same training set
+    with pytest.warns(UserWarning, match="made beside other test images"):
+        assert len(build_run_data(more_tests, 0).test) == cfg.num_test + 7
+    with pytest.raises(
+        InputError, match=r"test images .* changed since the run in .*\(70 then, 77"
+    ):
+        build_run_data(more_tests, 0, reread="resume")

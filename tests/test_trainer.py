@@ -259,6 +259,12 @@ def test_resume_refuses_a_changed_unlabeled_folder(tiny_cfg, tmp_path):
     with pytest.raises(InputError, match="4 then, 3 now; missing: unlabeled/3.png"):
         train(None, tmp_path / "run", resume=True, progress=False)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 1
+    save_png(tmp_path / "unlabeled" / "3.png", seed=103)  # back as it was
+    save_png(tmp_path / "faces" / "happiness" / "9.png", seed=999)  # a new training image
+    with pytest.raises(InputError, match=r"training images or their labels changed since the run"):
+        train(None, tmp_path / "run", resume=True, progress=False)
+    (tmp_path / "faces" / "happiness" / "9.png").unlink()
+    assert train(None, tmp_path / "run", resume=True, progress=False)["steps"] == 2
 
 
 def test_per_sample_state_must_cover_the_sets_it_indexes():

@@ -22,7 +22,7 @@ from lionfer.data.noise import (
     inject_noise,
     parse_noise_map,
 )
-from lionfer.data.splits import Split, load_split, make_split
+from lionfer.data.splits import Split, check_split_settings, load_split, make_split
 from lionfer.errors import ConfigError, InputError, LabelBudgetError, MissingInputError
 from lionfer.labels import ERROR_TYPES
 from lionfer.registry import DATASETS
@@ -276,14 +276,17 @@ class RunData:
         return self.data.num_classes
 
 
-def build_run_data(cfg, seed: int, progress: bool = False, recheck: bool = True) -> RunData:
+def build_run_data(
+    cfg, seed: int, progress: bool = False, recheck: bool = True, reread: str = ""
+) -> RunData:
     """The image sets of a run: the dataset read and checked, split by cfg.split_file or a new
     seeded split. progress: show a progress bar while a large set of image files is checked.
     recheck=False rebuilds a finished run's data without decoding every image again, unless
-    data.skip_bad dropped images (the check must then drop the same ones)."""
+    data.skip_bad dropped images (the check must then drop the same ones). reread: "resume" or
+    "finished" where cfg.split_file is the run's own split.json (load_split)."""
     check = PARTS if recheck or cfg.skip_bad else ()
     data = load_dataset(cfg, seed, check=check, progress=progress)
-    split = choose_split(cfg, seed, data)
+    split = choose_split(cfg, seed, data, reread)
     warn_unlabeled_classes(data, split, cfg.num_labels)
     train = data.train
     hidden = train.subset(split.unlabeled)
@@ -300,12 +303,17 @@ def finished_run_data(run: str | Path, cfg) -> RunData:
     config.toml) with the split it saved (run/split.json), rebuilt without decoding every image
     again (build_run_data's recheck=False)."""
     data_cfg = dataclasses.replace(cfg.data, split_file=str(Path(run) / "split.json"))
-    return build_run_data(data_cfg, cfg.seed, recheck=False)
+    return build_run_data(data_cfg, cfg.seed, recheck=False, reread="finished")
 
 
-def choose_split(cfg, seed: int, data: FERData) -> Split:
+def choose_split(cfg, seed: int, data: FERData, reread: str = "") -> Split:
+    """cfg.split_file's split, checked against the data (load_split) and, given as a setting,
+    against data.num_labels and data.val_fraction; else a new seeded split."""
     if cfg.split_file:
-        return load_split(cfg.split_file, data)
+        split = load_split(cfg.split_file, data, reread)
+        if not reread:
+            check_split_settings(split, cfg, cfg.split_file)
+        return split
     return make_split(data, cfg.num_labels, seed, cfg.val_fraction)
 
 

@@ -53,16 +53,23 @@ def labeled_budget(
     return _balanced_budget(num_labels, counts)
 
 
+# How to draw other budgets of RAF-DB's images: the rafdb rule is its reader's, not a setting.
+BALANCED_WAY = (
+    "list the images in a manifest (data.dataset=manifest: a CSV of path, label and split, "
+    "beside them), whose budgets are class-balanced"
+)
+
+
 def _rafdb_budget(num_labels: int, counts: np.ndarray, class_names) -> np.ndarray:
     if num_labels not in RAFDB_FEAR_BUDGET:
         raise ConfigError(
             f"data.num_labels={num_labels} is not a RAF-DB protocol budget; supported budgets are "
-            f"{sorted(RAFDB_FEAR_BUDGET)}. For another budget use split rule 'balanced'"
+            f"{sorted(RAFDB_FEAR_BUDGET)}. For another budget, {BALANCED_WAY}"
         )
     if len(counts) != 7 or class_names[FEAR] != "Fear":
         raise InputError(
             f"the rafdb split rule needs the 7 canonical classes with Fear at id {FEAR}, got "
-            f"{list(class_names)}; use split rule 'balanced'"
+            f"{list(class_names)}; {BALANCED_WAY}"
         )
     fear = RAFDB_FEAR_BUDGET[num_labels]
     budget = np.full(7, (num_labels - fear) // 6, dtype=np.int64)
@@ -75,7 +82,7 @@ def _rafdb_budget(num_labels: int, counts: np.ndarray, class_names) -> np.ndarra
         # Never shrink a budget silently: the protocol's numbers would no longer mean anything.
         raise ConfigError(
             f"the RAF-DB budget {num_labels} cannot be filled: {detail}. Use a smaller "
-            "data.num_labels, or split rule 'balanced'"
+            f"data.num_labels, or {BALANCED_WAY}"
         )
     return budget
 
@@ -112,6 +119,9 @@ class Split:
     per_class: dict[str, int] = field(default_factory=dict)
     source_hash: str = ""
     extra_unlabeled_ids: list[str] | None = None  # ids of FERData.unlabeled; None: not recorded
+    val_fraction: float | None = None  # None: not recorded (a split file from before)
+    test_hash: str = ""  # source_hash of the test set; "": not recorded
+    num_test: int | None = None
 
     def counts(self) -> dict[str, int]:
         return {
@@ -132,6 +142,9 @@ class Split:
             "unlabeled": self.unlabeled.tolist(),
             "val": self.val.tolist(),
             "extra_unlabeled_ids": self.extra_unlabeled_ids,
+            "val_fraction": self.val_fraction,
+            "test_hash": self.test_hash,
+            "num_test": self.num_test,
         }
         write_text_atomic(Path(path), json.dumps(payload, indent=1) + "\n")
 
@@ -165,6 +178,9 @@ class Split:
             per_class={str(k): int(v) for k, v in payload.get("per_class", {}).items()},
             source_hash=str(payload["source_hash"]),
             extra_unlabeled_ids=_ids_or_none(payload.get("extra_unlabeled_ids"), path),
+            val_fraction=_number_or_none(payload.get("val_fraction"), float),
+            test_hash=str(payload.get("test_hash") or ""),
+            num_test=_number_or_none(payload.get("num_test"), int),
         )
 
 
@@ -174,6 +190,10 @@ def _ids_or_none(value, path: Path) -> list[str] | None:
     if not isinstance(value, list):
         raise InputError(f"split file {path}: extra_unlabeled_ids must be a list; it is corrupt")
     return [str(v) for v in value]
+
+
+def _number_or_none(value, kind):
+    return None if value is None else kind(value)
 
 
 def source_hash(train: ImageSet) -> str:
@@ -247,6 +267,9 @@ def make_split(
         per_class={name: int(budget[c]) for c, name in enumerate(data.class_names)},
         source_hash=source_hash(data.train),
         extra_unlabeled_ids=extra_unlabeled_ids(data),
+        val_fraction=float(val_fraction),
+        test_hash=source_hash(data.test),
+        num_test=len(data.test),
     )
 
 
@@ -254,20 +277,37 @@ def extra_unlabeled_ids(data: FERData) -> list[str]:
     return [] if data.unlabeled is None else list(data.unlabeled.ids)
 
 
-def load_split(path: str | Path, data: FERData) -> Split:
-    """A saved split, checked against this dataset: the training list (hash and index ranges) and
-    the extra unlabeled images. A split file from before the unlabeled check adds a note saying
-    what is not checked."""
+REREADS = ("", "resume", "finished")
+
+
+def load_split(path: str | Path, data: FERData, reread: str = "") -> Split:
+    """A saved split, checked against this dataset: the training list (hash and index ranges),
+    the extra unlabeled images and the test set. reread: "" for a split file given as
+    data.split_file, "resume" for a run's own split read to continue it, "finished" for a
+    finished run's, read to evaluate it. Another test set is refused on resume (the run's
+    evaluations would mix two), noted otherwise. A split file from before a check adds a note
+    saying what is not checked."""
+    if reread not in REREADS:
+        raise ValueError(f"reread must be one of {REREADS}, not {reread!r}")
     split = Split.load(path)
+    n = len(data.train)
+    parts = np.concatenate([split.labeled, split.unlabeled, split.val])
     expected = source_hash(data.train)
+    if split.source_hash != expected and reread:
+        raise InputError(
+            f"the training images or their labels changed since the run in {Path(path).parent} "
+            f"started ({len(parts)} images then, {n} now; the {data.name} training list's hash "
+            f"was {split.source_hash}, it is {expected}). Per-image state is indexed by "
+            "position, so it would land on other images: restore the dataset as it was, or "
+            f"train on it as a new run (lionfer train {Path(path).parent / 'config.toml'} "
+            "--out NEW)"
+        )
     if split.source_hash != expected:
         raise InputError(
             f"split file {path} was made for another dataset or label list (hash "
             f"{split.source_hash}, this {data.name} training list has {expected}); "
             "use the split made for this data, or drop data.split_file to make a new one"
         )
-    n = len(data.train)
-    parts = np.concatenate([split.labeled, split.unlabeled, split.val])
     if len(parts) and (parts.min() < 0 or parts.max() >= n):
         raise InputError(f"split file {path} has indices outside 0..{n - 1}; it is corrupt")
     if len(np.unique(parts)) != len(parts) or len(parts) != n:
@@ -277,7 +317,67 @@ def load_split(path: str | Path, data: FERData) -> Split:
         )
     if not check_extra_unlabeled(split, data, path):
         split = dataclasses.replace(split, extra_unlabeled_ids=extra_unlabeled_ids(data))
+    check_test_set(split, data, path, reread)
     return split
+
+
+def check_test_set(split: Split, data: FERData, path: str | Path, reread: str) -> None:
+    """The test images and labels must be those the split was made with, where it records them
+    (test_hash): refused on resume, a note (and a warning) otherwise. A split file given as
+    data.split_file to a new run keeps its training split; the run then has its own test set,
+    which it records."""
+    if not split.test_hash or split.test_hash == source_hash(data.test):
+        return
+    then = "" if split.num_test is None else f"{split.num_test} then, "
+    counts = f"({then}{len(data.test)} now)"
+    run = Path(path).parent
+    if reread == "resume":
+        raise InputError(
+            f"the test images or their labels changed since the run in {run} started {counts}: "
+            "its evaluations so far are of the old ones. Restore them, or train on the new "
+            f"ones as a new run (lionfer train {run / 'config.toml'} --out NEW)"
+        )
+    if reread == "finished":
+        note = (
+            f"the test images or their labels are not those the run in {run} was evaluated on "
+            f"{counts}: these figures are of the test set as it is now, not comparable with "
+            "the run's own"
+        )
+    else:
+        note = (
+            f"split file {path} was made beside other test images or labels {counts}: this run "
+            "is tested on the test set as it is now"
+        )
+    data.notes.append(note)
+    warnings.warn(note, stacklevel=3)
+
+
+def check_split_settings(split: Split, cfg, path: str | Path) -> None:
+    """A split file given as data.split_file fixes the labeled images: data.num_labels and
+    data.val_fraction must be those it was made with (a run of another budget would carry the
+    budget's name with the file's labels, and one asking for validation would be selected on
+    the test set). data.num_labels=-1 (every image labeled, as an algorithm that uses every
+    label asks) is left to the algorithm's own check."""
+    if cfg.num_labels != -1 and cfg.num_labels != split.num_labels:
+        raise InputError(
+            f"data.num_labels={cfg.num_labels}, but split file {path} labels "
+            f"{len(split.labeled)} images (made with data.num_labels={split.num_labels}): set "
+            f"data.num_labels={split.num_labels} to train on it, or drop data.split_file to "
+            f"draw a split of {cfg.num_labels}"
+        )
+    if split.val_fraction is not None:
+        differs = not np.isclose(cfg.val_fraction, split.val_fraction)
+        made = f"data.val_fraction={split.val_fraction:g}"
+    else:  # a split file from before val_fraction was recorded: whether it holds any
+        differs = (cfg.val_fraction > 0) != (len(split.val) > 0)
+        made = f"data.val_fraction={'0' if not len(split.val) else 'above 0'}"
+    if differs:
+        holds = f"holds {len(split.val)} validation images" if len(split.val) else "holds none"
+        raise InputError(
+            f"data.val_fraction={cfg.val_fraction:g}, but split file {path} {holds} (made with "
+            f"{made}): set data.val_fraction as it was made to use it, or drop data.split_file "
+            "to draw a new split"
+        )
 
 
 def check_extra_unlabeled(split: Split, data: FERData, path: str | Path) -> bool:

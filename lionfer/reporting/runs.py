@@ -482,7 +482,10 @@ def labeled_faces(run: Run, rows: list[dict], size: int = 96) -> tuple[dict, str
     try:
         raw = dict(run.config.get("data", {}), split_file=str(run.path / "split.json"))
         data = build_run_data(
-            build_section(DataConfig, raw, "data."), run.config.get("seed", 0), recheck=False
+            build_section(DataConfig, raw, "data."),
+            run.config.get("seed", 0),
+            recheck=False,
+            reread="finished",
         )
     except (OSError, ValueError, KeyError, IndexError) as error:
         return {}, f"The faces of {run.path} could not be loaded: {error}"

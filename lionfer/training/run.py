@@ -219,7 +219,9 @@ def train_here(
         data = None
         if resume:  # every process reads its data itself: none may wait for one that failed
             split = dataclasses.replace(cfg.data, split_file=str(out / "split.json"))
-            data = comm.settle(lambda: build_run_data(split, cfg.seed, progress and comm.is_main))
+            data = comm.settle(
+                lambda: build_run_data(split, cfg.seed, progress and comm.is_main, reread="resume")
+            )
         return build_trainer(cfg, out, data, progress, command, comm, pretrained=not resume)
 
     if command and comm.is_main:  # the command line: the data's notes too, before training

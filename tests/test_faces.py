@@ -4,10 +4,14 @@ only where MTCNN cannot."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
+from predict_helpers import faces as rendered_faces
+from predict_helpers import scene
 from skimage import data as skdata
 
 from lionfer.data import faces
@@ -86,3 +90,22 @@ def test_images_too_small_for_a_face_have_none(size):
     image = Image.new("RGB", size, (128, 128, 128))
     for detector in faces.DETECTORS:
         assert detect(image, detector) == []
+
+
+def test_threads_detecting_with_haar_at_once_each_get_their_own_images_faces():
+    # One cascade shared by every thread gave an image the faces of another detected at the
+    # same time (a photo came back with the box of the face in the photo before it).
+    images = [
+        scene(rendered_faces((c,)), at=((20 + 37 * k, 10 + 9 * k),))
+        for k, c in enumerate((0, 3, 4, 5, 1, 2))
+    ]
+    images.append(scene(rendered_faces((3, 0)), at=((10, 40), (200, 20))))
+
+    def boxes(image):  # the cascade's own order varies with its threads: compare them sorted
+        return sorted(tuple(round(v) for v in face.box) for face in detect(image, "haar"))
+
+    alone = [boxes(image) for image in images]
+    assert all(alone) and len(alone[-1]) == 2
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(boxes, images * 4))
+    assert together == alone * 4

@@ -203,7 +203,7 @@ def test_probabilities_take_crops_as_arrays_too(checkpoint):
     np.testing.assert_allclose(predictor.probabilities(crops), expected, atol=1e-6)
     np.testing.assert_allclose(predictor.probabilities(list(crops)), expected, atol=1e-6)
     np.testing.assert_allclose(predictor.probabilities(crops[1]), expected[1:2], atol=1e-6)
-    with pytest.raises(InputError, match="not a str; for files, use predict"):
+    with pytest.raises(InputError, match="item 0 is a str, not a face crop .*; for files, use"):
         predictor.probabilities(["face.png"])
     with pytest.raises(InputError, match="arrays must be uint8"):
         predictor.probabilities(crops.astype(np.float32))
@@ -306,9 +306,10 @@ def test_a_crashing_detector_is_one_error_row_and_the_job_goes_on(checkpoint):
             raise RuntimeError("out of cheese")
         return two_faces(image)
 
-    table = load(checkpoint, detector=flaky).predict([scene(faces()), Image.fromarray(faces()[0])])
+    narrow = scene(faces(), size=(200, 160))  # both of two_faces' boxes lie in it
+    table = load(checkpoint, detector=flaky).predict([scene(faces()), narrow])
     assert table["error"].iloc[0] == "error: RuntimeError: out of cheese"
-    assert table["error"].iloc[1:].isna().all()
+    assert len(table) == 3 and table["error"].iloc[1:].isna().all()
 
 
 def test_the_stream_holds_at_most_a_batch_of_frames(stubbed, monkeypatch):
@@ -439,7 +440,10 @@ def test_an_image_of_one_frame_stays_an_image_and_pages_have_no_time(tmp_path, c
 
 def test_a_truncated_animation_ends_with_a_row_saying_where_decoding_stopped(tmp_path, stubbed):
     noise = np.random.default_rng(0)
-    shown = [Image.fromarray(noise.integers(0, 256, (60, 80, 3), dtype=np.uint8)) for _ in range(6)]
+    # 160 px wide: two_faces' box at x = 150 reaches into it
+    shown = [
+        Image.fromarray(noise.integers(0, 256, (60, 160, 3), dtype=np.uint8)) for _ in range(6)
+    ]
     whole = _animation(tmp_path / "clip.gif", shown, duration=100)
     data = whole.read_bytes()
     for fraction in (0.5, 0.99):  # cut inside a frame's data, or where the count cannot pass it

@@ -450,6 +450,15 @@ def test_bad_arguments_exit_2_and_an_interrupt_exits_130(capsys, tmp_path, check
     assert code == 130 and "run the same command again to resume" in err
 
 
+def test_an_empty_input_exits_2_and_reads_nothing(capsys, tmp_path, checkpoint, monkeypatch):
+    # "" is Path("."): a script's empty variable predicted on everything below the current folder
+    scene(faces()).save(tmp_path / "private.png")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "predict", checkpoint, "", "--out", tmp_path / "p.csv")
+    assert code == 2 and "input '' is an empty path; give a file, folder or glob" in err, err
+    assert not (tmp_path / "p.csv").exists()
+
+
 def test_embeddings_come_with_each_face_row_and_stay_apart_on_resume(
     capsys, tmp_path, checkpoint, photos
 ):

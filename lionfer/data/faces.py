@@ -1,13 +1,15 @@
 """Face detection and alignment, offline: MTCNN (lionfer.data.mtcnn, its weights shipped inside
 lionfer) with OpenCV's Haar cascade only where MTCNN cannot run, a 5-point similarity alignment to
 the ArcFace template, a square box crop when there are no landmarks, and the rule that picks faces
-in a crowded image. Detectors are built on first use and cached, never at import.
+in a crowded image. Detectors are built on first use and cached, never at import (the Haar
+cascade once per thread: it cannot serve two at once).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -328,10 +330,21 @@ def _mtcnn_or_none() -> Any | None:
         return None
 
 
-@functools.cache
+_HAAR = threading.local()
+
+
 def _haar() -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + HAAR_FILE
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise RuntimeError(f"cannot load the Haar cascade {path}; reinstall opencv-python-headless")
+    """This thread's Haar cascade, built on its first use in the thread (about 40 ms). One cascade
+    called from several threads at once mixes their images up (detectMultiScale2 keeps its
+    working state in the object: one image got another's faces), so threads sharing a Predictor
+    each detect with their own; a lock instead would make them take turns."""
+    cascade = getattr(_HAAR, "cascade", None)
+    if cascade is None:
+        path = cv2.data.haarcascades + HAAR_FILE
+        cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
+            raise RuntimeError(
+                f"cannot load the Haar cascade {path}; reinstall opencv-python-headless"
+            )
+        _HAAR.cascade = cascade
     return cascade

@@ -5,6 +5,7 @@ lionfer.training.checkpoint), and ModelInfo, what a model file says about itself
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +57,21 @@ CHECKPOINTS = ("last", "best")
 def checkpoint_file(model: str | Path, checkpoint: str = "last") -> Path:
     """The checkpoint a MODEL argument names: RUN/checkpoints/<checkpoint>.pt or the file itself.
     A folder that is not a run, a run without that checkpoint (one still starting, or without a
-    best.pt) and a missing path are refused with what the folder holds and what to pass."""
+    best.pt) and a missing path are refused with what the folder holds and what to pass; so is
+    checkpoint="best" beside a file other than a best.pt (the file is the checkpoint: "best"
+    would be ignored), and a MODEL that is no path (None) or an empty one (Path("") is the current
+    folder)."""
     if checkpoint not in CHECKPOINTS:
         raise InputError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
+    if not isinstance(model, str | os.PathLike):
+        raise InputError(
+            f"MODEL must be a path (a run folder, a .pt checkpoint or a .onnx file), got {model!r}"
+        )
+    if not str(model).strip():
+        raise InputError(
+            f"MODEL {str(model)!r} is an empty path; give a run folder, a .pt checkpoint or a "
+            ".onnx file (use '.' for the current folder)"
+        )
     path = Path(model)
     if path.is_dir():
         file = path / "checkpoints" / f"{checkpoint}.pt"
@@ -68,6 +81,17 @@ def checkpoint_file(model: str | Path, checkpoint: str = "last") -> Path:
     if not path.is_file():
         raise InputError(
             f"model not found: {path} (a run folder, a .pt checkpoint or a .onnx file)"
+        )
+    if checkpoint != CHECKPOINTS[0] and path.name != f"{checkpoint}.pt":
+        sibling = path.parent / f"{checkpoint}.pt"
+        fix = (
+            f"pass {sibling}"
+            if path.parent.name == "checkpoints" and sibling.is_file()
+            else "pass the run folder with it, or the checkpoint file you want alone"
+        )
+        raise InputError(
+            f"--checkpoint {checkpoint} (checkpoint={checkpoint!r} in lionfer.load) picks a run "
+            f"folder's checkpoint, but MODEL {path} is a file, which is the model used; {fix}"
         )
     return path
 

@@ -10,6 +10,8 @@ reads (`emb_0` ... `emb_<D-1>`).
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,10 +33,16 @@ from lionfer.data.faces import (
     pick_faces,
 )
 from lionfer.data.images import ImageError, open_photo
-from lionfer.device import inference_device
+from lionfer.device import inference_device, resolve_device
 from lionfer.errors import InputError
 from lionfer.inference.model_file import ModelInfo, checkpoint_file, file_fingerprint, torch_model
-from lionfer.inference.sources import Source, collect_sources, memory_images
+from lionfer.inference.sources import (
+    Source,
+    collect_sources,
+    described,
+    input_items,
+    memory_images,
+)
 from lionfer.inference.video import (
     DamagedVideoError,
     EmptyVideoError,
@@ -50,6 +58,22 @@ MIN_DETECT_SIDE = 20
 # A face detector of your own: RGB image -> faces (lionfer.data.faces.Face: box x, y, w, h in
 # pixels, score, optional (5, 2) landmarks for the alignment, detector name).
 Detector = Callable[[Image.Image], list[Face]]
+DETECTOR_CONTRACT = (
+    "a face detector must return a list of lionfer.data.faces.Face(box, score, landmarks, "
+    "detector), box = (x, y, w, h) in the image's pixels, score a number or None, landmarks a "
+    "(5, 2) array or None"
+)
+
+
+class DetectorContractError(InputError):
+    """A detector of your own that returned something other than a list of Faces: a mistake in
+    its code, the same on every image, so the job stops at the first instead of writing it as
+    an error row of each image."""
+
+
+class InvalidBox(ValueError):
+    """A box from a detector of your own that holds no face of the image: one with no area, or
+    none inside the image (see Predictor.checked_faces). Its frame gets an error row."""
 
 
 def probability_column(class_name: str) -> str:
@@ -155,9 +179,19 @@ def load(
     embeddings: bool = False,
 ) -> Predictor:
     """A Predictor for a run folder (its checkpoints/<checkpoint>.pt), a checkpoint file or an
-    exported .onnx file. detector: "auto", "mtcnn", "haar", or your own Detector; embeddings:
-    each row of predict() also holds the face's embedding."""
+    exported .onnx file. device: "cpu", "cuda", "cuda:N", "mps" or "auto" (CUDA where visible,
+    else the CPU, as train.device=auto); detector: "auto", "mtcnn", "haar", or your own Detector;
+    embeddings: each row of predict() also holds the face's embedding."""
     path = checkpoint_file(model, checkpoint)
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise InputError(
+            f"device must be a name such as 'cpu', 'cuda', 'cuda:0', 'mps' or 'auto', got "
+            f"{device!r}"
+        )
+    if device == "auto":
+        device = str(resolve_device(device))
     inference_device(device)  # a device that is not there is refused before any work
     if path.suffix.lower() == ".onnx":
         classifier = OnnxClassifier(path, device)
@@ -220,6 +254,8 @@ class Predictor:
     ):
         if not callable(detector) and detector not in DETECTORS:
             raise InputError(f"unknown face detector {detector!r}; choose one of {DETECTORS}")
+        if not isinstance(embeddings, bool | np.bool_):  # "no" would read as True
+            raise InputError(f"embeddings must be True or False, got {embeddings!r}")
         whole_number("the batch size (--batch-size, batch_size)", batch_size, 1)
         whole_number("the face size (--face-size, face_size)", face_size, 8)
         if embeddings and not hasattr(classify, "feature_dim"):
@@ -248,9 +284,11 @@ class Predictor:
         return columns(self.class_names, self.embedding_dim)
 
     def probabilities(self, images: Any) -> np.ndarray:
-        """(N, C) class probabilities of face crops, in batches of batch_size: one or a list of
-        PIL images or uint8 arrays, as predict takes them ((H, W, 3), (H, W), (N, H, W, 3)).
-        A class the model had no labeled training image of gets 0 (see _over_trained)."""
+        """(N, C) class probabilities of face crops, in batches of batch_size: one or a list (any
+        iterable) of PIL images or uint8 arrays, as predict takes them ((H, W, 3), (H, W),
+        (N, H, W, 3)). A class the model had no labeled training image of gets 0 (see
+        _over_trained). An item that is no face crop, an empty image or one that cannot be
+        decoded is an InputError naming its position: the result has no row to say so in."""
         return self._classify(self._crop_tensors(images, "probabilities"))[0]
 
     def embeddings(self, images: Any) -> np.ndarray:
@@ -259,16 +297,26 @@ class Predictor:
         return self._classify(self._crop_tensors(images, "embeddings"), features=True)[1]
 
     def _crop_tensors(self, images: Any, method: str) -> torch.Tensor:
-        if isinstance(images, Image.Image | np.ndarray):
-            images = [images]
         crops = []
-        for image in images:
-            if not isinstance(image, Image.Image | np.ndarray):
+        for k, item in enumerate(input_items(images)):
+            if not isinstance(item, Image.Image | np.ndarray):
+                files = "; for files, use predict(paths, cropped=True)"
                 raise InputError(
-                    f"{method} takes face crops as PIL images or uint8 arrays, not a "
-                    f"{type(image).__name__}; for files, use predict(paths, cropped=True)"
+                    f"{method}: item {k} is {described(item)}, not a face crop (a PIL image or a "
+                    f"uint8 array){files if isinstance(item, str | Path) else ''}"
                 )
-            crops += memory_images(image)
+            try:
+                images_k = memory_images(item)
+            except InputError as error:
+                raise InputError(f"{method}: item {k}: {error}") from error
+            for crop in images_k:
+                if 0 in crop.size:  # predict's row says unreadable: here nothing could
+                    width, height = crop.size
+                    raise InputError(
+                        f"{method}: item {k} is an empty image ({width}×{height} pixels); a face "
+                        "crop needs at least one pixel"
+                    )
+            crops += images_k
         size = self.info.image_size
         if not crops:
             return torch.zeros((0, 3, size, size))
@@ -317,10 +365,60 @@ class Predictor:
         without a face as stored is searched turned (a photo saved sideways; faces.detect); a
         detector of your own sees the image as given."""
         if callable(self.detector):
-            return pick_faces(list(self.detector(image)), "all")
+            return pick_faces(self.checked_faces(self.detector(image), image), "all")
         if min(image.size) * min(1.0, DETECT_MAX_SIDE / max(image.size)) < MIN_DETECT_SIDE:
             return []
         return pick_faces(detect(image, self.detector, turn=turn), "all")
+
+    def checked_faces(self, found: Any, image: Image.Image) -> list[Face]:
+        """The faces a detector of your own returned for image, checked. Anything but an iterable
+        of Faces with boxes of 4 numbers and a number (or None) for score breaks the contract
+        (DETECTOR_CONTRACT): DetectorContractError, which stops the job. A box that is not finite,
+        has no width or height, or lies wholly outside the image (its area clipped to the image is
+        0) holds no face of it: InvalidBox, an error row for the frame. A box partly outside is
+        kept as given, as MTCNN's are (its crop is padded black)."""
+        name = self.detector_name
+        if isinstance(found, str | bytes | Face) or not isinstance(found, Iterable):
+            raise DetectorContractError(
+                f"the face detector {name} returned {described(found)}; {DETECTOR_CONTRACT}"
+            )
+        faces = list(found)
+        for face in faces:
+            if not isinstance(face, Face):
+                raise DetectorContractError(
+                    f"the face detector {name} returned a list holding {described(face)}; "
+                    f"{DETECTOR_CONTRACT}"
+                )
+            box, score = face.box, face.score
+            if not (
+                isinstance(box, tuple | list | np.ndarray)
+                and len(box) == 4
+                and all(isinstance(v, numbers.Real) for v in box)
+            ):
+                raise DetectorContractError(
+                    f"the face detector {name} returned a Face whose box is {box!r}, not 4 "
+                    f"numbers; {DETECTOR_CONTRACT}"
+                )
+            if score is not None and not isinstance(score, numbers.Real):
+                raise DetectorContractError(
+                    f"the face detector {name} returned a Face whose score is {score!r}; "
+                    f"{DETECTOR_CONTRACT}"
+                )
+        width, height = image.size
+        for face in faces:
+            x, y, w, h = (float(v) for v in face.box)
+            inside_w = min(x + w, width) - max(x, 0.0)
+            inside_h = min(y + h, height) - max(y, 0.0)
+            finite = all(math.isfinite(v) for v in (x, y, w, h))
+            if not finite or min(w, h, inside_w, inside_h) <= 0:
+                why = "is not finite" if not finite else "has no area"
+                where = "" if not finite or min(w, h) <= 0 else " inside the image"
+                raise InvalidBox(
+                    f"the face detector {name} returned the box (x, y, w, h) = "
+                    f"({x:g}, {y:g}, {w:g}, {h:g}), which {why}{where}, for a {width}×{height} "
+                    "image"
+                )
+        return faces
 
     def faces(self, image: Image.Image, cropped: bool = False, turn: bool = True) -> list[FaceCrop]:
         """Every face of an RGB image, largest first (as `prepare --multi-face all` orders them),
@@ -335,11 +433,14 @@ class Predictor:
 
     def predict(self, images: Any, cropped: bool = False, frame_stride: int = 1):
         """A pandas DataFrame, one row per face (columns()): images are paths (image or video
-        files, folders, globs), PIL images or uint8 RGB arrays, one or a list."""
+        files, folders, globs), PIL images or uint8 RGB arrays, one or a list (any iterable).
+        Its column types are fixed whatever the rows hold (an empty table, or one of errors
+        only, included): frame and face Int64, source, label and error object with None where
+        missing (pandas 3 would infer its str type, with NaN, only where some value is text),
+        the others float64; so tables of several calls concatenate and write with one schema."""
         import pandas as pd
 
-        items = images if isinstance(images, list | tuple) else [images]
-        sources, *_ = collect_sources(items)
+        sources, *_ = collect_sources(input_items(images))
         rows = [
             row
             for item in self.stream(sources, cropped, frame_stride)
@@ -347,7 +448,12 @@ class Predictor:
             for row in self.rows(item)
         ]
         table = pd.DataFrame(rows, columns=self.columns)
-        return table.astype({"frame": "Int64", "face": "Int64", "time_s": "float64"})
+        text = ["source", "label", "error"]
+        types = {c: "Int64" if c in ("frame", "face") else "float64" for c in self.columns}
+        table = table.astype({c: t for c, t in types.items() if c not in text})
+        words = table[text].astype(object)
+        table[text] = words.where(words.notna(), None)
+        return table
 
     def stream(
         self,
@@ -393,6 +499,10 @@ class Predictor:
 
     def _frames(self, source: Source, cropped: bool, stride: int, keep: bool) -> Iterator[Frame]:
         if source.kind == "memory":
+            if source.error:  # a damaged image opened lazily: as its file would be by path
+                error = f"unreadable: {source.error}"
+                yield Frame(source, 0, None, error=error, reason="unreadable")
+                return
             if 0 in source.image.size:
                 width, height = source.image.size
                 error = f"unreadable: the image is empty ({width}×{height} pixels)"
@@ -439,6 +549,11 @@ class Predictor:
             frame.faces = self.faces(image, cropped, turn=source.kind != "video")
         except DetectorUnavailable as error:  # a set-up problem: stop, keeping what is done
             raise InputError(str(error)) from error
+        except DetectorContractError:  # a mistake in your detector's code: the same everywhere
+            raise
+        except InvalidBox as error:
+            frame.error, frame.reason = f"error: {error}", "error"
+            return frame
         except Exception as error:
             # A detector crash on one frame must not end a long job; it is reported per row.
             frame.error, frame.reason = f"error: {type(error).__name__}: {error}", "error"

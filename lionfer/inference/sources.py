@@ -1,5 +1,7 @@
 """A predictor's inputs: image and video files, folders (searched recursively), glob patterns
-and images in memory, gathered into Sources in order, each file once."""
+and images in memory, gathered into Sources in order, each file once. An image in memory is
+decoded here, once: a damaged file PIL opened lazily becomes a source with its error, as the
+same file given by its path would."""
 
 from __future__ import annotations
 
@@ -30,6 +32,40 @@ class Source:
     kind: str  # "image" | "video" | "memory"
     path: Path | None = None
     image: Image.Image | None = None
+    error: str = ""  # an image in memory that cannot be decoded: why (its row's error)
+
+
+class UndecodableImage(InputError):
+    """A PIL image in memory whose pixels cannot be decoded: a damaged or cut-short file that
+    Image.open read lazily (it reads the header only), or an image closed before use."""
+
+
+# Items that are one input however iterable they are: a string's or bytes' elements, or an
+# array's rows, are not inputs.
+SINGLE_ITEMS = (str, bytes, bytearray, memoryview, os.PathLike, Image.Image, np.ndarray)
+
+
+def input_items(images: Any) -> list[Any]:
+    """The inputs of an argument that is one input or many: a path, a PIL image or an array
+    alone is one; a list, a tuple or any other iterable (a generator, a pandas Series) holds
+    them. None and other objects are one item each, for the caller to refuse by their type
+    (described)."""
+    if isinstance(images, SINGLE_ITEMS) or not isinstance(images, Iterable):
+        return [images]
+    return list(images)
+
+
+def described(item: Any) -> str:
+    """What an item that is no input is, for an error message: 'None', 'a PosixPath', ...; bytes
+    with how to read them."""
+    if item is None:
+        return "None"
+    if isinstance(item, bytes | bytearray | memoryview):
+        return (
+            f"a {type(item).__name__} object (a file's bytes: open them first, "
+            "PIL.Image.open(io.BytesIO(data)))"
+        )
+    return f"a {type(item).__name__}"
 
 
 def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int, int]:
@@ -37,17 +73,30 @@ def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int, int]:
     videos, how many of those are camera RAW photos). Paths may be files, folders (searched
     recursively) or glob patterns; PIL images and uint8 arrays (H, W), (H, W, 3|4) or a stack
     (N, H, W, 3) are in-memory images, named memory:0, memory:1, ... in order. A RAW photo given
-    by its path is a source (its row says what to do with it)."""
+    by its path is a source (its row says what to do with it), and so is a PIL image that cannot
+    be decoded (Source.error). An empty path is refused: Path("") is the current folder, and a
+    form's empty field or a missing setting would predict on everything below it."""
     sources, seen, ignored, raw, in_memory = [], set(), 0, 0, 0
     for item in inputs:
         if isinstance(item, Image.Image | np.ndarray):
-            for image in memory_images(item):
+            try:
+                images = memory_images(item)
+            except UndecodableImage as error:
+                sources.append(Source(f"memory:{in_memory}", "memory", error=str(error)))
+                in_memory += 1
+                continue
+            for image in images:
                 sources.append(Source(f"memory:{in_memory}", "memory", image=image))
                 in_memory += 1
             continue
         if not isinstance(item, str | Path):
             raise InputError(
-                f"cannot predict on a {type(item).__name__}: give paths, PIL images or arrays"
+                f"cannot predict on {described(item)}: give paths, PIL images or uint8 arrays"
+            )
+        if not str(item).strip():
+            raise InputError(
+                f"input {str(item)!r} is an empty path; give a file, folder or glob (use '.' for "
+                "the current folder)"
             )
         paths, skipped, skipped_raw = _expand_path(str(item))
         ignored, raw = ignored + skipped, raw + skipped_raw
@@ -130,8 +179,10 @@ def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int, int]:
 
 
 def memory_images(item: Image.Image | np.ndarray) -> list[Image.Image]:
+    """The RGB images of a PIL image (decoded and turned upright: UndecodableImage where it cannot
+    be) or of a uint8 array (H, W), (H, W, 3|4) or stack (N, H, W, 3|4) (InputError for another)."""
     if isinstance(item, Image.Image):
-        return [to_rgb(_upright(item))]
+        return [_decoded(item)]
     if item.dtype != np.uint8 or item.ndim not in (2, 3, 4):
         raise InputError(
             f"arrays must be uint8 RGB images (H, W, 3), grayscale (H, W) or a stack (N, H, W, 3);"
@@ -140,8 +191,40 @@ def memory_images(item: Image.Image | np.ndarray) -> list[Image.Image]:
     if item.ndim == 4:
         return [image for array in item for image in memory_images(array)]
     if item.ndim == 3 and item.shape[2] not in (3, 4):
-        raise InputError(f"an image array needs 3 (RGB) or 4 (RGBA) channels, shape {item.shape}")
+        raise InputError(
+            f"an image array needs 3 (RGB) or 4 (RGBA) channels, got shape {item.shape}: a stack "
+            "of images must be (N, H, W, 3); for grayscale images pass (H, W) arrays one by one"
+        )
     return [to_rgb(Image.fromarray(item))]
+
+
+def _decoded(image: Image.Image) -> Image.Image:
+    """A PIL image decoded, upright and in RGB. Image.open reads only a file's header and decodes
+    on first use, so a damaged file would fail later, in detection or in the EXIF lookup, as
+    a crash of the whole call or a row of the wrong kind: it is decoded here, once, and what PIL
+    raises (its decoders raise a zoo of types) becomes UndecodableImage, saying why."""
+    try:
+        image.load()
+        return to_rgb(_upright(image))
+    except Exception as error:
+        raise UndecodableImage(f"the image cannot be decoded: {_why(error, image)}") from error
+
+
+def _why(error: Exception, image: Image.Image) -> str:
+    """A short human reason for a failed decode of an image in memory, with the fix."""
+    text = str(error) or type(error).__name__
+    # closed after its pixels were read, or before (its file is gone: PIL fails an assertion)
+    unread = getattr(image, "tile", None) and getattr(image, "fp", True) is None
+    if "closed image" in text or unread:
+        return (
+            "it was closed before use (Image.close(), or the end of its `with Image.open(...)` "
+            "block); pass it while it is open, or pass image.copy()"
+        )
+    if "truncated" in text.lower() or isinstance(error, EOFError):
+        kind = f"its data is truncated ({text}), e.g. an interrupted upload, copy or download"
+    else:
+        kind = f"its data is corrupt ({type(error).__name__}: {text})"
+    return f"{kind}; open a complete copy of the file"
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -149,10 +232,7 @@ def _upright(image: Image.Image) -> Image.Image:
     the file's path would be read; ImageOps.exif_transpose drops the tag, so never twice."""
     if image.getexif().get(ORIENTATION_TAG, 1) == 1:
         return image
-    try:
-        return ImageOps.exif_transpose(image)
-    except (OSError, ValueError):  # a damaged file's lazy load: its row reports the error
-        return image
+    return ImageOps.exif_transpose(image)
 
 
 # ---- faces, frames and batches ----

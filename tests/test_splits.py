@@ -109,7 +109,28 @@ def test_balanced_budget_cascades_until_stable():
     assert per_class.sum() == 70 and (per_class <= counts).all()
 
 
+def test_balanced_budget_never_gives_a_class_more_than_it_has():
+    # share 4: Surprise gives its 1, then 2 each, where Fear (5) can take only 1 more
+    per_class = labeled_budget("balanced", 13, [1, 5, 7], CLASS_NAMES[:3])
+    assert per_class.tolist() == [1, 5, 7]
+
+
+def test_the_draw_of_a_seed_stays_the_same():
+    """The labeled images a seed draws are part of every published result: the same data,
+    budget and seed must give these images in every version (recorded from the draw)."""
+    data = fake_data([6] * 7, rule="balanced")
+    assert make_split(data, 7, seed=3).labeled.tolist() == [6, 18, 19, 21, 24, 37, 41]
+    with_val = make_split(data, 7, seed=3, val_fraction=0.34)
+    assert with_val.labeled.tolist() == [0, 3, 4, 8, 20, 28, 34]
+    assert with_val.val.tolist() == [6, 9, 11, 16, 18, 19, 21, 24, 25, 33, 36, 37, 39, 41]
+
+
 def test_budget_errors_and_all_labeled():
+    with pytest.raises(ValueError, match="must be positive or -1"):
+        labeled_budget("balanced", 0, RAF_TRAIN_COUNTS, CLASS_NAMES)
+    eight = (*CLASS_NAMES, "Contempt")
+    with pytest.raises(ValueError, match="needs the 7 canonical classes with Fear at id 1"):
+        labeled_budget("rafdb", 100, (*RAF_TRAIN_COUNTS, 500), eight)
     with pytest.raises(ValueError, match="exceeds the 12271"):
         labeled_budget("balanced", 12272, RAF_TRAIN_COUNTS, CLASS_NAMES)
     with pytest.raises(ValueError, match="unknown split rule"):
@@ -178,8 +199,25 @@ def test_save_load_round_trip(tmp_path):
         assert np.array_equal(getattr(loaded, part), getattr(split, part))
     assert (loaded.seed, loaded.rule, loaded.num_labels) == (2, "rafdb", 1000)
     assert loaded.per_class == split.per_class and loaded.source_hash == source_hash(data.train)
-    assert loaded.labeled.dtype == np.int64
+    assert loaded.labeled.dtype == np.int64 and loaded.val_fraction == 0.05
     assert Split.load(path).counts()["labeled"] == 1000
+    counts = json.loads(path.read_text())["counts"]
+    assert counts == {"labeled": 1000, "unlabeled": len(split.unlabeled), "val": len(split.val)}
+
+
+def test_a_split_file_that_is_not_one_is_named(tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text("{not json")
+    with pytest.raises(InputError, match="split file .*split.json is not valid JSON"):
+        Split.load(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(InputError, match="holds no JSON object; it was not written by lionfer"):
+        Split.load(path)
+    make_split(fake_data([10] * 7, rule="balanced"), 14, seed=0).save(path)
+    payload = json.loads(path.read_text())
+    path.write_text(json.dumps({**payload, "extra_unlabeled_ids": "u/a.jpg"}))
+    with pytest.raises(InputError, match="extra_unlabeled_ids must be a list; it is corrupt"):
+        Split.load(path)
 
 
 def test_load_split_rejects_another_label_list(tmp_path):

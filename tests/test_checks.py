@@ -108,6 +108,13 @@ def test_same_images_groups_copies_by_content_not_by_size_or_tail(tmp_path):
     test = ImageSet([str(tmp_path / n) for n in ("a_copy", "c_link", "missing")], [1, 2, 0])
     groups = sorted(sorted(g) for g in same_images([train, test]))
     assert groups == [[(0, 0), (1, 0)], [(0, 2), (1, 1)]]
+    # what is held per file of a shared size is a digest of its tail, not the tail itself
+    from lionfer.data.checks import _tail
+
+    assert len(_tail(str(tmp_path / "a"))) == 16 and _tail(str(tmp_path / "a")) == _tail(
+        str(tmp_path / "b")
+    )
+    assert _tail(str(tmp_path / "a")) != _tail(str(tmp_path / "c"))
 
 
 def test_same_images_compares_arrays_and_face_boxes(tmp_path):

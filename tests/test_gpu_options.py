@@ -44,6 +44,55 @@ def test_the_cpu_path_is_the_default_and_device_views_differ_from_it(tiny_cfg, t
         tiny_cfg("data.augment_on=gpu")
 
 
+def test_a_cache_larger_than_the_memory_left_is_refused_before_the_run(
+    tiny_cfg, tmp_path, monkeypatch
+):
+    """A folder of 21 faces (14 left for training once its test set is held out, 7 of them
+    labeled) and 4 unlabeled images at 16 px takes (14 + 4) x 16 x 16 x 3 = 13,824 bytes in the
+    uint8 cache: with less memory available the run
+    is refused before its folder is made, naming the size and the ways out. The embedded faces
+    are made in memory at their size already, and cost the cache nothing."""
+    import numpy as np
+    from PIL import Image
+
+    from lionfer.errors import InputError
+    from lionfer.labels import CLASS_NAMES
+    from lionfer.training import setup
+
+    rng = np.random.default_rng(0)
+    for name in CLASS_NAMES:
+        for k in range(3):
+            path = tmp_path / "faces" / name.lower() / f"{k}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+    for k in range(4):
+        path = tmp_path / "unlabeled" / f"{k}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+    folder = (
+        "data.dataset=folder",
+        f"data.root={tmp_path / 'faces'}",
+        f"data.unlabeled_root={tmp_path / 'unlabeled'}",
+        "data.num_labels=7",
+        "data.image_size=16",
+        "train.steps=1",
+    )
+    monkeypatch.setattr(setup, "available_memory", lambda: 13_823)
+    for asked in ("data.cache_images=true", "data.augment_on=device"):
+        with pytest.raises(InputError, match=rf"{asked} holds the 18 training images decoded"):
+            train(tiny_cfg(*folder, asked), tmp_path / "run", progress=False)
+        assert not (tmp_path / "run").exists()
+    with pytest.raises(InputError, match=r"at 16 px: 0.00 GiB, but 0.00 GiB of memory is avail"):
+        train(tiny_cfg(*folder, "data.cache_images=true"), tmp_path / "run", progress=False)
+    monkeypatch.setattr(setup, "available_memory", lambda: 13_824)  # just enough
+    build_trainer(tiny_cfg(*folder, "data.cache_images=true"), tmp_path / "ok", progress=False)
+    monkeypatch.setattr(setup, "available_memory", lambda: None)  # unknown: not refused
+    build_trainer(tiny_cfg(*folder, "data.cache_images=true"), tmp_path / "ok2", progress=False)
+    monkeypatch.setattr(setup, "available_memory", lambda: 0)
+    build_trainer(tiny_cfg(*folder), tmp_path / "plain", progress=False)  # no cache asked
+    build_trainer(tiny_cfg("data.cache_images=true"), tmp_path / "faces", progress=False)
+
+
 def test_channels_last_and_compile_reach_the_training_model(tiny_cfg, tmp_path, monkeypatch):
     compiled = []
 

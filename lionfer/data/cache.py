@@ -67,6 +67,41 @@ def cache_images(
     return ImageSet(pixels, images.labels, images.true_labels, images.ids, None)
 
 
+def cache_bytes(sets: list[ImageSet], size: int) -> int:
+    """The bytes cache_images would hold for these sets at S×S (0 for those already cached)."""
+    return sum(len(images) * size * size * 3 for images in sets if not is_cached(images, size))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may still take: Linux's MemAvailable, capped by the cgroup's
+    limit less its use (a container's); None where neither can be read."""
+    found = []
+    try:
+        for line in open("/proc/meminfo", encoding="ascii"):
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError):
+        pass
+    for limit, used in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # cgroup v1
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            with open(limit, encoding="ascii") as f:
+                cap = f.read().strip()
+            with open(used, encoding="ascii") as f:
+                use = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if cap.isdigit() and int(cap) < 2**60:  # "max", or v1's huge number: no limit
+            found.append(max(0, int(cap) - use))
+        break
+    return min(found) if found else None
+
+
 def pixels_of(images: ImageSet) -> torch.Tensor:
     """The cache as a (N, S, S, 3) uint8 tensor sharing its memory."""
     return torch.from_numpy(images.images)

@@ -241,9 +241,9 @@ TAIL_BYTES = 4096  # a file's last bytes, read to tell same-size files apart bef
 
 def file_keys(path_lists: Sequence[Sequence[str | Path]]) -> list[list[object]]:
     """A key per path of each list, equal for two paths exactly when they hold the same content:
-    one file by several paths, or byte-identical files. Files are compared by size, then by their
-    last TAIL_BYTES, and only then hashed whole, so a set of distinct files is mostly not read;
-    each file is hashed at most once. A missing file gets a key of its own."""
+    one file by several paths, or byte-identical files. Files are compared by size, then by a
+    digest of their last TAIL_BYTES, and only then hashed whole, so a set of distinct files is
+    mostly not read; each file is hashed at most once. A missing file gets a key of its own."""
     keys: list[list[object]] = []
     by_size: dict[int, list[tuple[int, int, str]]] = {}
     for s, paths in enumerate(path_lists):
@@ -295,10 +295,13 @@ def same_images(sets: Sequence) -> list[list[tuple[int, int]]]:
 
 
 def _tail(path: str) -> bytes | None:
+    """A 16-byte digest of the file's last TAIL_BYTES (None where it cannot be read): the key
+    that file_keys holds for every file of a size shared by others, so a million files of one
+    size (BMP, PPM, uncompressed TIFF) hold 16 MB of keys rather than 4 GB of tails."""
     try:
         with open(path, "rb") as file:
             file.seek(max(0, os.fstat(file.fileno()).st_size - TAIL_BYTES))
-            return file.read()
+            return hashlib.blake2b(file.read(), digest_size=16).digest()
     except OSError:
         return None
 

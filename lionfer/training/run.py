@@ -275,6 +275,7 @@ def build_trainer(
         setup.check_all_labeled(cfg, data)
         setup.check_unlabeled(cfg, data)
         setup.check_labeled_classes(cfg, data)
+        setup.check_cache_memory(cfg, data)
         return data
 
     # Every process reads the data itself (a root missing on one node fails there alone): all

@@ -16,7 +16,7 @@ from lionfer.algorithms.base import Algorithm, AlgorithmInfo
 from lionfer.config import Config
 from lionfer.data import transforms
 from lionfer.data.base import ImageSet
-from lionfer.data.cache import cache_images
+from lionfer.data.cache import available_memory, cache_bytes, cache_images
 from lionfer.data.loaders import DeviceStream, stream_loader
 from lionfer.data.pipeline import RunData
 from lionfer.distributed import Comm, check_divisible, sync_batchnorm, wrap
@@ -72,6 +72,27 @@ def check_unlabeled(cfg: Config, run_data: RunData) -> None:
         f"algorithm {cfg.algorithm.name} learns from unlabeled images, but {split} labels all "
         f"{len(run_data.labeled)} training images and leaves none unlabeled; lower "
         f"data.num_labels, {folder}or train with algorithm.name=supervised"
+    )
+
+
+def check_cache_memory(cfg: Config, run_data: RunData) -> None:
+    """The uint8 cache (data.cache_images, and data.augment_on=device, which implies it) must
+    fit in the memory left: refused before the run starts, where it would fail part-way (or be
+    killed without a word) after decoding."""
+    data = cfg.data
+    if not (data.cache_images or data.augment_on == "device"):
+        return
+    sets = [run_data.labeled, run_data.unlabeled]
+    need, free = cache_bytes(sets, data.image_size), available_memory()
+    if free is None or need <= free:
+        return
+    asked = "data.cache_images=true" if data.cache_images else "data.augment_on=device"
+    count = sum(len(images) for images in sets)
+    raise InputError(
+        f"{asked} holds the {count} training images decoded at {data.image_size} px: "
+        f"{need / 2**30:.2f} GiB, but {free / 2**30:.2f} GiB of memory is available. Set "
+        "data.cache_images=false and data.augment_on=cpu (loader workers decode each batch), "
+        "lower data.image_size, or free memory"
     )
 
 

@@ -162,7 +162,7 @@ def test_a_full_disk_says_so_and_keeps_the_last_good_checkpoint(tiny_cfg, tmp_pa
 
     def disk_full_after_two_saves(obj, f, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] > 2:  # best.pt and last.pt of step 2 are written, then the disk is full
+        if calls["n"] > 1:  # last.pt of step 2 is written (best.pt its copy), then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_save(obj, f, *args, **kwargs)
 
@@ -174,9 +174,37 @@ def test_a_full_disk_says_so_and_keeps_the_last_good_checkpoint(tiny_cfg, tmp_pa
     assert "could not write checkpoint" in message and "No space left on device" in message
     assert f"the last good checkpoint is {run / 'checkpoints' / 'last.pt'} (step 2)" in message
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    last, best = (run / "checkpoints" / name for name in ("last.pt", "best.pt"))
+    assert last.read_bytes() == best.read_bytes()  # one state, written once
     monkeypatch.setattr(torch, "save", real_save)
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
     assert events(run)[-1]["event"] == "error" and "checkpoint_error" in events(run)[-1]
+
+
+def test_a_full_disk_at_last_pt_names_a_newer_best_pt_to_go_on_from(
+    tiny_cfg, tmp_path, monkeypatch
+):
+    """Evaluated every 2 steps and checkpointed every 4: best.pt of step 2 is the newest state on
+    disk when last.pt of step 4 cannot be written, and the message says how to resume from it."""
+    real_save, order = torch.save, []
+
+    def last_pt_fails(obj, f, *args, **kwargs):
+        name = Path(getattr(getattr(f, "handle", f), "name", "")).name
+        order.append(name)
+        if "last.pt" in name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", last_pt_fails)
+    run = tmp_path / "run"
+    cfg = tiny_cfg(*SUPERVISED, "train.eval_every=2", "train.checkpoint_every=4")
+    with pytest.raises(CheckpointWriteError) as info:
+        train(cfg, run, progress=False)
+    best = run / "checkpoints" / "best.pt"
+    assert f"{best} holds step 2, the newest state saved: copy it over" in str(info.value)
+    assert order[0] == "best.pt.tmp" and set(order[1:]) == {"last.pt.tmp"}
+    monkeypatch.setattr(torch, "save", real_save)
+    assert load_checkpoint(best)["step"] == 2
 
 
 def test_a_loader_failure_after_sigterm_still_stops_as_interrupted(tiny_cfg, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import tomllib
 import warnings
 from pathlib import Path
@@ -51,6 +52,19 @@ def save_checkpoint(state: dict, path: Path) -> None:
                 if writer.error is None:
                     raise
                 raise writer.error from error  # torch reports a failed write (ENOSPC) vaguely
+            flush_to_disk(handle)
+    except OSError as error:
+        reason = error.strerror or os.strerror(error.errno or errno.EIO) or str(error)
+        raise CheckpointWriteError(f"could not write checkpoint {path}: {reason}") from error
+
+
+def copy_checkpoint(source: Path, path: Path) -> None:
+    """Write `path` as a copy of the checkpoint `source`, as save_checkpoint writes (a temporary
+    file renamed over it): best.pt at the step last.pt was just saved at holds the same state."""
+    path = Path(path)
+    try:
+        with replacing(path) as tmp, open(source, "rb") as src, open(tmp, "wb") as handle:
+            shutil.copyfileobj(src, handle, 1 << 20)
             flush_to_disk(handle)
     except OSError as error:
         reason = error.strerror or os.strerror(error.errno or errno.EIO) or str(error)

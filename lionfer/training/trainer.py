@@ -25,6 +25,7 @@ from lionfer.training import setup, summary
 from lionfer.training.checkpoint import (
     check_state_fits,
     config_changes,
+    copy_checkpoint,
     load_checkpoint,
     restore_algorithm,
     rng_state,
@@ -85,6 +86,8 @@ class Trainer:
         self.watch = LossWatch()
         self.last_eval: dict | None = None
         self.saved_step: int | None = None  # the step of checkpoints/last.pt on disk
+        self._best_due = False  # best.pt to be written beside last.pt at this step
+        self.best_saved_step: int | None = None  # the step of checkpoints/best.pt written here
         self._mid_step = False  # True while a step's updates are under way
         self.tensorboard = (
             TensorBoardLog(self.out / "tensorboard") if cfg.train.tensorboard else None
@@ -142,16 +145,27 @@ class Trainer:
         self.saved_step = self.step
 
     def _save(self, name: str = "last.pt") -> None:
-        """Write checkpoints/<name> (the main process; the state is the same in every one)."""
+        """Write checkpoints/<name> (the main process; the state is the same in every one).
+        last.pt first where best.pt is due at the same step (_after_eval): best.pt is then a copy
+        of it, so a disk with room for one more file keeps the one a resume reads."""
         if name != "error.pt":
             self._check_finite()  # a checkpoint never holds the state after a non-finite loss
         if self.is_main:
+            folder = self.out / "checkpoints"
             try:
-                save_checkpoint(self._state(), self.out / "checkpoints" / name)
+                save_checkpoint(self._state(), folder / name)
+                if name == "last.pt":
+                    self.saved_step = self.step
+                    if self._best_due:
+                        copy_checkpoint(folder / name, folder / "best.pt")
+                        self.best_saved_step = self.step
+                elif name == "best.pt":
+                    self.best_saved_step = self.step
             except CheckpointWriteError as error:
                 raise CheckpointWriteError(f"{error}; {self._last_good()}") from error
         if name == "last.pt":
             self.saved_step = self.step
+            self._best_due = False
 
     def _check_finite(self) -> None:
         """Raise NonFiniteLoss naming the first step whose loss was NaN or infinite, and the
@@ -173,6 +187,18 @@ class Trainer:
         )
 
     def _last_good(self) -> str:
+        """Where the run can go on from: last.pt's step, and best.pt where it is newer (an
+        evaluation between checkpoints), with how to resume from it."""
+        best, best_step = self.out / "checkpoints" / "best.pt", self.best_saved_step
+        newer = best_step is not None and best_step > (
+            self.saved_step if self.saved_step is not None else -1
+        )
+        if newer:
+            return (
+                f"{best} holds step {best_step}, the newest state saved: copy it over "
+                f"{self.out / LAST} to resume from there"
+                + ("" if self.saved_step is None else f" (last.pt holds step {self.saved_step})")
+            )
         if self.saved_step is None:
             return "no checkpoint of this run was saved yet"
         return f"the last good checkpoint is {self.out / LAST} (step {self.saved_step})"
@@ -204,7 +230,11 @@ class Trainer:
         best = better_best(self.best, record, self.step)
         if best is not None:
             self.best = best
-            self._save("best.pt")
+            cfg = self.cfg.train
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                self._best_due = True  # written with last.pt at this step, as its copy (_save)
+            else:
+                self._save("best.pt")
         self._log({k: v for k, v in record.items() if not k.endswith("_confusion")})
 
     # ---- the loop ----

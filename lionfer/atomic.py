@@ -1,7 +1,9 @@
 """Atomic file writes: a reader (or a crash) sees the old file or the new one, never half of one.
 
 Content goes to `<name>.tmp` beside the target, is flushed to disk, and replaces the target with
-os.replace; on any failure the temporary file is removed and the target is left as it was.
+os.replace; on any failure the temporary file is removed and the target is left as it was. A
+failed write is raised as an OSError that names the target (`naming`): a failed write() names no
+file, and a message that names none cannot say which disk is full.
 """
 
 from __future__ import annotations
@@ -12,15 +14,46 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from lionfer.errors import InputError
+
+
+def named(error: OSError, path: str | Path, *temporary: str | Path) -> OSError:
+    """`error` naming `path` where it names no file or one of the `temporary` files written for
+    it (the target is the file the user knows); lionfer's own errors are left as they are. An
+    error without an errno (a library's own words, such as numpy's `N requested and M written`)
+    keeps its words as the reason."""
+    if isinstance(error, InputError):
+        return error
+    if error.filename is not None and str(error.filename) not in {str(t) for t in temporary}:
+        return error
+    if error.errno is None and type(error) is not OSError:
+        return error
+    reason = error.strerror or str(error)
+    return OSError(error.errno, reason, str(path))
+
+
+@contextlib.contextmanager
+def naming(path: str | Path, *temporary: str | Path) -> Iterator[None]:
+    """Raise an OSError from inside again naming `path` (see `named`)."""
+    try:
+        yield
+    except OSError as error:
+        renamed = named(error, path, *temporary)
+        if renamed is error:
+            raise
+        raise renamed from error
+
 
 @contextlib.contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
+    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed.
+    An OSError that names no file, or the temporary one, is raised again naming `path`."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with naming(path, tmp):
+            yield tmp
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -46,6 +79,12 @@ def sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        flush_to_disk(handle)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -111,8 +111,12 @@ def _predictor(args):
 
 @model_command(resumable=True)
 def cmd_predict(args):
-    from lionfer.inference.predictions_file import predict_files
+    from lionfer.inference.predictions_file import check_progress_name, predict_files
     from lionfer.inference.predictor import InputError
+    from lionfer.training.runfolder import check_out_file
+
+    check_out_file(args.out)  # before the model is loaded
+    check_progress_name(Path(args.out))
 
     if args.cropped:  # the detection options would be ignored
         options = (("--detector", args.detector), ("--face-size", args.face_size))

@@ -12,6 +12,7 @@ prepare into out_dir while one writes it is refused (flock, as training's RunLoc
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,6 +26,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from lionfer.atomic import naming
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.faces import (
     DETECTORS,
@@ -69,6 +71,7 @@ GIVEN_BOX_MARGIN = 1.1  # dataset boxes (AffectNet, ExpW) are tight; keep a litt
 MAX_BOX_SCALE = 2  # a given box wider or taller than this × the image's longer side is refused
 SETTINGS = ("dataset", "size", "detector", "multi_face")  # must match to resume into a folder
 TEMP_SUFFIX = ".part"
+ROOT_FILES = ("manifest.csv", "failures.csv", "prepare.json")  # out_dir's own files
 
 
 @dataclass
@@ -217,6 +220,7 @@ def _prepare_locked(
         "several_faces": _listing(several, "faces"),
         "turned": _listing(turned, "degrees"),
     }
+    _remove_partial_files(out, ROOT_FILES)  # of a run stopped while writing them
     _write_text(out / "prepare.json", json.dumps(started, indent=2))
     report = PrepareReport(out_dir=out, notes=list(data.notes), several_faces_rule=multi_face)
     start = time.perf_counter()
@@ -449,10 +453,13 @@ def _check_arguments(
         raise ConfigError(f"min_size must be at least 1 pixel, got {min_size}")
 
 
-def _remove_partial_files(folder: Path) -> None:
-    """Temp files left by an interrupted run (the finished files are never partial)."""
-    for path in folder.glob(f".*{TEMP_SUFFIX}"):
-        path.unlink()
+def _remove_partial_files(folder: Path, names: tuple[str, ...] = ("*",)) -> None:
+    """Temp files left by an interrupted or failed run (the finished files are never partial):
+    those _write_bytes wrote for the files named by `names` (glob patterns)."""
+    for name in names:
+        for path in folder.glob(f".{name}{TEMP_SUFFIX}" if name == "*" else f".{name}.*"):
+            if path.name.endswith(TEMP_SUFFIX):
+                path.unlink()
 
 
 def _write_png(path: Path, image: Image.Image) -> None:
@@ -477,8 +484,15 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write to a hidden temp name, then rename: a reader never sees half a file."""
+    """Write to a hidden temp name, then rename: a reader never sees half a file. A failed write
+    (a full disk) removes the temp file and is raised naming `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
-    temp.write_bytes(data)
-    os.replace(temp, path)
+    try:
+        with naming(path, temp):
+            temp.write_bytes(data)
+            os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+        raise

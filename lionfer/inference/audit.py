@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from lionfer.algorithms.lion_report import RELABEL_COLUMNS as RUN_RELABEL_COLUMNS
 from lionfer.algorithms.lion_report import label_state
+from lionfer.atomic import write_bytes_atomic, write_text_atomic
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
 from lionfer.errors import InputError
@@ -61,10 +62,11 @@ UNTRAINED = "untrained class"  # the error of an image whose label the model nev
 
 
 def refuse_existing(path: Path, overwrite: bool, flag: str = "--out") -> None:
-    from lionfer.training.runfolder import refuse_run_file
+    from lionfer.training.runfolder import check_out_file, refuse_run_file
 
     if path.is_dir():
         raise InputError(f"{path} is a folder; name the file to write, e.g. {path / 'out.csv'}")
+    check_out_file(path, flag)
     refuse_run_file(path, flag)
     if path.exists() and not overwrite:
         raise InputError(
@@ -73,15 +75,15 @@ def refuse_existing(path: Path, overwrite: bool, flag: str = "--out") -> None:
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    """All rows at once via a temporary file, so a reader never sees half a table."""
+    """All rows at once via a temporary file (lionfer.atomic), so a reader never sees half a
+    table and a failed write leaves none."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else _cell(row[c]) for c in columns])
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
-    with partial.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow(["" if row.get(c) is None else _cell(row[c]) for c in columns])
-    partial.replace(path)
+    write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))
 
 
 def _cell(value):
@@ -246,13 +248,20 @@ def audit_to_files(
     rows = audit(predictor, data, splits, progress)
     names = predictor.class_names
     columns = [*AUDIT_COLUMNS, *(probability_column(n) for n in names), "error"]
-    write_csv(out, columns, rows)
     ranked = [r for r in rows if r["rank"] is not None]
     untrained = [r for r in rows if r["error"].startswith(UNTRAINED)]
     note = untrained_note(untrained, out)
     shown = ranked[:top]
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(audit_html(shown, data, names, predictor.info.path, note), encoding="utf-8")
+    text = audit_html(shown, data, names, predictor.info.path, note)
+    new = not out.exists()
+    write_csv(out, columns, rows)
+    try:
+        page.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(page, text)
+    except BaseException:  # the command again needs no --overwrite for a table it just wrote
+        if new:
+            out.unlink(missing_ok=True)
+        raise
     notes = data.notes + copy_notes(data) + [note] * bool(note)
     report = AuditReport(out, page, top=len(shown), notes=notes)
     report.counts.update(

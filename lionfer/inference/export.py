@@ -7,12 +7,16 @@ dynamic. Class names (and trained_classes, those the model had training labels o
 std and this description are stored in the file: ONNX metadata_props, or the TorchScript extra
 file `lionfer.json`. Each export is run once against PyTorch on a random batch before it is kept;
 its largest probability difference must be at most TOLERANCE.
+
+The export is made and checked in memory, then written whole through lionfer.atomic: a failed write
+(a full disk) is an OSError naming --out, and leaves no partial file (TorchScript's own file writer
+cannot report one: it aborts the process).
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from lionfer.atomic import write_bytes_atomic
 from lionfer.errors import InputError
 from lionfer.inference.model_file import ModelInfo, checkpoint_file, torch_model
-from lionfer.training.runfolder import refuse_run_file
+from lionfer.training.runfolder import check_out_file, refuse_run_file
 from lionfer.version import __version__
 
 FORMATS = ("onnx", "torchscript")
@@ -118,6 +123,7 @@ def export(
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; name the file, e.g. {out / 'model.onnx'}")
     fmt = export_format(out, fmt)
+    check_out_file(out)
     refuse_run_file(out)
     if out.exists() and not overwrite:
         raise InputError(
@@ -133,23 +139,19 @@ def export(
         raise InputError(f"{source} is already an ONNX export; export from the run or checkpoint")
     module, info = torch_model(source, "cpu")
     wrapper = ExportModule(module).eval()
+    if fmt == "onnx":
+        data = _export_onnx(wrapper, info)
+        difference = _check_onnx(wrapper, info, data)
+    else:
+        data = _export_torchscript(wrapper, info)
+        difference = _check_torchscript(wrapper, info, data)
+    if difference > TOLERANCE:
+        raise RuntimeError(
+            f"the {fmt} export differs from PyTorch by {difference:.2e} in probability or "
+            f"embedding (tolerance {TOLERANCE:g}); it was not written"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.part")
-    try:
-        if fmt == "onnx":
-            _export_onnx(wrapper, info, partial)
-            difference = _check_onnx(wrapper, info, partial)
-        else:
-            _export_torchscript(wrapper, info, partial)
-            difference = _check_torchscript(wrapper, info, partial)
-        if difference > TOLERANCE:
-            raise RuntimeError(
-                f"the {fmt} export differs from PyTorch by {difference:.2e} in probability or "
-                f"embedding (tolerance {TOLERANCE:g}); it was not written"
-            )
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_bytes_atomic(out, data)  # a failed write: an OSError naming out, no file left
     return ExportResult(out, fmt, info, difference)
 
 
@@ -158,9 +160,11 @@ def _example(info: ModelInfo, batch: int, seed: int) -> torch.Tensor:
     return torch.randn(batch, 3, info.image_size, info.image_size, generator=generator)
 
 
-def _export_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> None:
+def _export_onnx(wrapper: ExportModule, info: ModelInfo) -> bytes:
+    """The ONNX file's bytes, weights inside it: exported in memory (torch.onnx writes a file's
+    weights beside it as external data, which an export must not need)."""
     try:
-        import onnx
+        import onnx  # noqa: F401  (the exporter's model format)
         import onnxruntime  # noqa: F401  (needed by the check; fail before the slow export)
         import onnxscript  # noqa: F401  (torch.onnx.export's dynamo exporter)
     except ImportError as error:
@@ -170,10 +174,10 @@ def _export_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> None:
         ) from error
     batch = torch.export.Dim("batch")
     with torch.no_grad():
-        torch.onnx.export(
+        program = torch.onnx.export(
             wrapper,
             (_example(info, EXPORT_BATCH, 0),),
-            str(path),
+            None,  # not saved: model_proto holds the weights
             input_names=["input"],
             output_names=["logits", "probabilities", "features"],
             dynamic_shapes={"x": {0: batch}},
@@ -181,17 +185,17 @@ def _export_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> None:
             dynamo=True,
             verbose=False,
         )
-    graph = onnx.load(str(path))
+    graph = program.model_proto
     del graph.metadata_props[:]
     for key, value in metadata(info).items():
         graph.metadata_props.add(key=key, value=value)
-    onnx.save(graph, str(path))
+    return graph.SerializeToString()
 
 
-def _check_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> float:
+def _check_onnx(wrapper: ExportModule, info: ModelInfo, data: bytes) -> float:
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     x = _example(info, CHECK_BATCH, 1)
     probs, features = session.run(["probabilities", "features"], {"input": x.numpy()})
     with torch.no_grad():
@@ -202,19 +206,23 @@ def _check_onnx(wrapper: ExportModule, info: ModelInfo, path: Path) -> float:
     )
 
 
-def _export_torchscript(wrapper: ExportModule, info: ModelInfo, path: Path) -> None:
+def _export_torchscript(wrapper: ExportModule, info: ModelInfo) -> bytes:
+    """The TorchScript file's bytes. Saved into memory: torch.jit.save's own file writer, on a
+    full disk, throws from a destructor and aborts the process, which no handler can catch."""
     # PyTorch marks TorchScript as deprecated (FutureWarning) but still loads and runs it.
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(wrapper, _example(info, EXPORT_BATCH, 0))
         extra = {"lionfer.json": json.dumps(metadata(info), indent=2)}
-        torch.jit.save(traced, str(path), _extra_files=extra)
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files=extra)
+    return buffer.getvalue()
 
 
-def _check_torchscript(wrapper: ExportModule, info: ModelInfo, path: Path) -> float:
+def _check_torchscript(wrapper: ExportModule, info: ModelInfo, data: bytes) -> float:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", FutureWarning)
-        loaded = torch.jit.load(str(path))
+        loaded = torch.jit.load(io.BytesIO(data))
         x = _example(info, CHECK_BATCH, 1)
         (_, probs, features), (_, expected, expected_features) = loaded(x), wrapper(x)
         return max(

@@ -17,6 +17,7 @@ are never read as inputs.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -26,8 +27,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
 from tqdm import tqdm
 
+from lionfer.atomic import naming, replacing
 from lionfer.data.images import raw_note
 from lionfer.inference.predictor import (
     FIXED_COLUMNS,
@@ -39,7 +42,7 @@ from lionfer.inference.predictor import (
 )
 from lionfer.inference.sources import Source, collect_sources, located, refuse_reading
 from lionfer.inference.video import VIDEO_CODECS, VideoWriter, clip_fps, draw_faces
-from lionfer.training.runfolder import refuse_run_file
+from lionfer.training.runfolder import check_out_file, refuse_run_file
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_SUFFIX = ".progress"
@@ -105,12 +108,22 @@ class PredictionsFile:
         )
 
     def _start(self) -> None:
+        """The output's header and the progress file's; where either fails (a full disk), both
+        files go again: half a header would make the next run refuse them."""
         header = b""
         if self.fmt == "csv":
             header = self._encode_csv(self.columns)
-        self.path.write_bytes(header)
         record = {"lionfer_predictions": 1, "settings": self.settings, "offset": len(header)}
-        self.progress_path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        try:
+            with naming(self.path):
+                self.path.write_bytes(header)
+            with naming(self.progress_path):
+                self.progress_path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        except OSError:
+            for path in (self.path, self.progress_path):
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
+            raise
 
     def _resume(self) -> None:
         if not is_predictions_file(self.path, self.fmt):
@@ -144,36 +157,45 @@ class PredictionsFile:
                 "another model, format, detection settings, embeddings or list of inputs); pass "
                 "--overwrite to replace it or choose another --out"
             )
-        with self.path.open("r+b") as f:
+        with naming(self.path), self.path.open("r+b") as f:
             f.truncate(finished[-1]["offset"])
         self.done = {record["source"]: record for record in finished[1:]}
 
     def write(self, rows: list[dict]) -> None:
-        for row in rows:
-            values = [format_value(row[c]) for c in self.columns]
-            if self.fmt == "csv":
-                self._out.write(self._encode_csv(["" if v is None else v for v in values]))
-            else:
-                record = dict(zip(self.columns, values, strict=True))
-                self._out.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+        with naming(self.path):  # a failed write (a full disk) names no file of its own
+            for row in rows:
+                values = [format_value(row[c]) for c in self.columns]
+                if self.fmt == "csv":
+                    self._out.write(self._encode_csv(["" if v is None else v for v in values]))
+                else:
+                    record = dict(zip(self.columns, values, strict=True))
+                    line = json.dumps(record, ensure_ascii=False) + "\n"
+                    self._out.write(line.encode("utf-8"))
 
     def finished(self, source: str, counts: Counter, skipped: Counter) -> None:
         """Flush the rows written so far and record `source` as complete, with what it added to
         the report (so that a resumed job reports the whole file)."""
-        self._out.flush()
+        with naming(self.path):
+            self._out.flush()
         record = {
             "source": source,
             "offset": self._out.tell(),
             "counts": dict(counts),
             "skipped": dict(skipped),
         }
-        self._progress.write(json.dumps(record) + "\n")
-        self._progress.flush()
+        with naming(self.progress_path):
+            self._progress.write(json.dumps(record) + "\n")
+            self._progress.flush()
         self.done[source] = record
 
     def close(self) -> None:
-        self._out.close()
-        self._progress.close()
+        """Close both files, even where the first fails to flush (a full disk)."""
+        try:
+            with naming(self.path):
+                self._out.close()
+        finally:
+            with naming(self.progress_path):
+                self._progress.close()
 
     @staticmethod
     def _encode_csv(values: list) -> bytes:
@@ -320,6 +342,8 @@ def predict_files(
     out = Path(out)
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a file name such as {out / 'faces.csv'}")
+    check_out_file(out)
+    check_progress_name(out)
     refuse_run_file(out)
     fmt = output_format(out, fmt)
     # checked before the output file is touched
@@ -375,6 +399,32 @@ def predict_files(
     return report
 
 
+def name_max(path: Path) -> int:
+    """The longest file name, in bytes, that the folder of `path` (or the nearest one of its
+    folders that exists) takes; 255, the common limit, where the system does not say."""
+    place = Path(os.path.abspath(path)).parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        return int(os.pathconf(place, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), no such limit
+        return 255
+
+
+def check_progress_name(out: Path) -> None:
+    """Refuse an --out whose progress file (OUT.progress) would be a name longer than the file
+    system allows: predict would fail on a file the user never named."""
+    limit = name_max(out)
+    size = len(os.fsencode(out.name + PROGRESS_SUFFIX))
+    if size > limit:
+        raise InputError(
+            f"--out {out}: predict keeps its progress beside it, in a file named as --out with "
+            f"{PROGRESS_SUFFIX} added ({size} bytes), and this file system takes names of at "
+            f"most {limit} bytes; choose a shorter --out name (at most "
+            f"{limit - len(PROGRESS_SUFFIX)} bytes)"
+        )
+
+
 def exclude_folder(sources: list[Source], folder: Path) -> tuple[list[Source], int]:
     """(the sources outside folder, how many were inside it): the --annotate folder's files are
     lionfer's output, never input, wherever the folder is."""
@@ -427,6 +477,33 @@ def video_stem(target: Path) -> Path:
     return target.with_name(target.name + ".video")
 
 
+def save_annotated(image: Image.Image, target: Path) -> Path:
+    """Save `image` at `target` in the format its suffix names, or, where PIL cannot write that
+    format or this image's mode in it (.gif frames, a .tif mode, a suffix it does not know), as
+    PNG at target + ".png" (a.gif -> a.gif.png: never the annotated copy of another input a.png).
+    Each is written whole through a temporary file, so a failed write (a full disk) leaves no
+    partial image and is raised as the OSError it is, naming the file. Returns the path."""
+    fmt = Image.registered_extensions().get(target.suffix.lower())
+    if fmt is not None and fmt in Image.SAVE:
+        try:
+            _save_whole(image, target, fmt)
+            return target
+        except (KeyError, ValueError):  # a mode or option the format does not take
+            pass
+        except OSError as error:
+            if error.errno is not None:  # the file system's: no space, too large, read-only
+                raise
+            # PIL's own "cannot write mode RGBA as JPEG": the format cannot hold this image
+    fallback = target.with_name(target.name + ".png")
+    _save_whole(image, fallback, "PNG")
+    return fallback
+
+
+def _save_whole(image: Image.Image, target: Path, fmt: str) -> None:
+    with replacing(target) as tmp:
+        image.save(tmp, format=fmt)
+
+
 class Annotator:
     """Writes each image with its boxes and labels, and each video as an annotated video."""
 
@@ -456,11 +533,7 @@ class Annotator:
             writer.write(image)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            image.save(target)
-        except (ValueError, OSError):  # a suffix PIL cannot write (.gif frames, .tif modes...)
-            # a.gif -> a.gif.png: never the annotated copy of another input a.png
-            image.save(target.with_name(target.name + ".png"))
+        save_annotated(image, target)
 
     def check_free(self, sources: list[Source]) -> None:
         """Refuse a job whose annotated copies would replace files already in the folder (an

@@ -3,13 +3,16 @@ and metrics.jsonl.
 
 A run is only ever written into a new or empty folder, or replaces a folder that is recognisably a
 lionfer run and holds only a run's own files (--overwrite), and never the current folder, one of
-its parents or the home folder: nothing a user made is deleted. metrics.jsonl gets one JSON
-object per line (Python warnings included, as "warning" events); on resume the records after the
-checkpoint's step are dropped, so no step appears twice.
+its parents or the home folder: nothing a user made is deleted. A folder holding nothing but an
+empty metrics.jsonl (a run whose very first write failed, e.g. on a full disk) counts as empty.
+metrics.jsonl gets one JSON object per line (Python warnings included, as "warning" events); on
+resume the records after the checkpoint's step are dropped, so no step appears twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -21,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from lionfer.atomic import write_text_atomic
+from lionfer.atomic import naming, write_text_atomic
 from lionfer.errors import InputError, MissingInputError, RunExistsError
 
 METRICS = "metrics.jsonl"
@@ -100,6 +103,35 @@ def is_run_folder(folder: Path) -> bool:
     return False
 
 
+def stopped_at_first_write(folder: Path) -> bool:
+    """A folder whose only entry is an empty metrics.jsonl: a run that failed at its very first
+    write (a full disk), which lionfer made and may begin again there."""
+    entries = list(itertools.islice(folder.iterdir(), 2)) if folder.is_dir() else []
+    if len(entries) != 1 or entries[0].name != METRICS or entries[0].is_symlink():
+        return False
+    return entries[0].is_file() and entries[0].stat().st_size == 0
+
+
+def check_out_file(path: str | Path, flag: str = "--out") -> None:
+    """The folder a file is to be written into (made if missing) can be: no file stands where a
+    folder of its path must be, and the nearest folder of it that exists may be written into.
+    Refused before any work, as training's --out (check_writable)."""
+    path = Path(path)
+    place = Path(os.path.abspath(path)).parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise InputError(
+            f"{flag} {path} lies inside {place}, which is a file, not a folder; choose another "
+            f"{flag}"
+        )
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{flag} {path}: {place} cannot be written (no permission, or a read-only file "
+            f"system); choose an {flag} you can write to"
+        )
+
+
 def refuse_run_file(path: str | Path, flag: str = "--out") -> None:
     """Refuse to write `path` where it is, or links to, a file a run wrote: its config.toml, a
     checkpoint, metrics.jsonl, ... (RUN_ENTRIES, and anything inside checkpoints/ or
@@ -143,7 +175,7 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if resume:
         check_resumable(out)
         return
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or not any(out.iterdir()) or stopped_at_first_write(out):
         return
     if not is_run_folder(out):
         raise RunExistsError(
@@ -198,11 +230,18 @@ def check_writable(out: Path) -> None:
 def check_resumable(out: Path) -> None:
     """A run folder that --resume can continue: its checkpoint, config and split are there."""
     if not (out / LAST).is_file():
-        hint = (
-            f"the run in {out} stopped before its first checkpoint: start it again with --overwrite"
-            if is_run_folder(out)
-            else "is --out the run folder?"
-        )
+        if stopped_at_first_write(out):
+            hint = (
+                f"the run in {out} stopped at its first write, before it saved anything: run the "
+                "same command without --resume to start it again"
+            )
+        elif is_run_folder(out):
+            hint = (
+                f"the run in {out} stopped before its first checkpoint: start it again with "
+                "--overwrite"
+            )
+        else:
+            hint = "is --out the run folder?"
         raise MissingInputError(f"nothing to resume: {out / LAST} is missing; {hint}")
     for name, what in (("config.toml", "its config"), ("split.json", "its split")):
         if not (out / name).is_file():
@@ -230,7 +269,10 @@ def create_run_dir(out: Path, overwrite: bool, lock: RunLock | None = None) -> N
         if lock is not None:  # first: a run started there a moment ago is training, not stopped
             lock.acquire(out)
         check_run_dir(out, resume=False, overwrite=overwrite)
-        shutil.rmtree(out)
+        if stopped_at_first_write(out):  # its one file: the folder may be the user's (cwd)
+            (out / METRICS).unlink()
+        else:
+            shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     if lock is not None:
         lock.acquire(out)
@@ -326,8 +368,18 @@ class MetricsLog:
         self.path = Path(path)
 
     def append(self, record: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=_plain) + "\n")
+        """Append one line; an OSError names the file. A file this call created is removed
+        again when the write fails (a full disk): an empty metrics.jsonl would read as no run."""
+        line = json.dumps(record, default=_plain) + "\n"
+        created = not self.path.exists()
+        try:
+            with naming(self.path), self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+        except OSError:
+            if created:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+            raise
 
     def records(self) -> list[dict]:
         return read_records(self.path) if self.path.is_file() else []

@@ -1,10 +1,11 @@
 """A run's own files: config.toml, split.json and meta.json at the start; summary.json,
 relabels.csv and confusion.csv at the end, written from explicit values (the run's data, its
-algorithm, its last evaluation)."""
+algorithm, its last evaluation). Each is written atomically (lionfer.atomic)."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import platform
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from lionfer.algorithms.lion_report import relabel_table
-from lionfer.atomic import write_text_atomic
+from lionfer.atomic import write_bytes_atomic, write_text_atomic
 from lionfer.config import Config, save_config
 from lionfer.metrics import (
     macro_f1,
@@ -46,7 +47,7 @@ def write_meta(
         "processes": processes,
         "command": command or " ".join(sys.argv),
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
 
 
 def _nan_to_none(values) -> list:
@@ -108,15 +109,17 @@ def write_relabels(path: Path, algorithm, labeled, names) -> None:
     """relabels.csv from the algorithm's state: the relabel table (lion_report.relabel_table),
     empty for an algorithm that changes no labels."""
     header, rows = relabel_table(algorithm.state_dict(), labeled, names)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
+    _write_csv(path, [header, *rows])
 
 
 def write_confusion(path: Path, cm: np.ndarray, names) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true\\predicted", *names])
-        for name, row in zip(names, cm.astype(int).tolist(), strict=True):
-            writer.writerow([name, *row])
+    table = [["true\\predicted", *names]]
+    table += [[name, *row] for name, row in zip(names, cm.astype(int).tolist(), strict=True)]
+    _write_csv(path, table)
+
+
+def _write_csv(path: Path, rows: list) -> None:
+    """A CSV file (the csv module's \\r\\n line ends) written whole or not at all."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows(rows)
+    write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))

@@ -59,3 +59,21 @@ def tiny_cfg():
         return load_config(None, tiny(*overrides))
 
     return make
+
+
+# A model file for the inference tests (tests/predict_helpers.py's make_checkpoint: a small
+# model of the seven classes), one per module, and a Predictor of it with the Haar detector.
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from predict_helpers import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    from lionfer.inference.predictor import load
+
+    return load(checkpoint, detector="haar", batch_size=4)

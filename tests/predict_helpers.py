@@ -16,6 +16,8 @@ from lionfer.data.datasets import synthetic
 from lionfer.labels import CLASS_NAMES
 from lionfer.models import build_model
 
+P_COLUMNS = [f"p_{n.lower()}" for n in CLASS_NAMES]  # the table's probability columns
+
 IMAGE_SIZE = 24
 TINIER = [
     "data.num_train=70",

@@ -11,24 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from predict_helpers import blank, faces, make_checkpoint, scene
+from predict_helpers import P_COLUMNS, blank, faces, make_checkpoint, scene
 
 from lionfer.data.faces import Face
 from lionfer.inference.predictor import InputError, load
-from lionfer.labels import CLASS_NAMES
-
-P_COLUMNS = [f"p_{n.lower()}" for n in CLASS_NAMES]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
-
-
-@pytest.fixture(scope="module")
-def predictor(checkpoint):
-    return load(checkpoint, detector="haar", batch_size=4)
-
 
 # ---- lionfer.load ----
 

@@ -12,18 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from predict_helpers import faces, make_checkpoint, scene
+from predict_helpers import faces, scene
 
 from lionfer.data.faces import Face
 from lionfer.data.images import ImageError, open_image, open_photo
 from lionfer.inference.predictions_file import predict_files
 from lionfer.inference.predictor import InputError, collect_sources, load
 from lionfer.inference.video import BOX_COLOUR, clip_fps, is_video_file
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
 
 
 def test_a_float_tiff_in_0_to_1_is_read_as_its_grey_levels(tmp_path):

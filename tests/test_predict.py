@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageOps
 from predict_helpers import (
     IMAGE_SIZE,
+    P_COLUMNS,
     blank,
     faces,
     make_checkpoint,
@@ -31,17 +32,6 @@ from lionfer.inference.sources import ORIENTATION_TAG, Source, collect_sources
 from lionfer.labels import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
-P_COLUMNS = [f"p_{n.lower()}" for n in CLASS_NAMES]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
-
-
-@pytest.fixture(scope="module")
-def predictor(checkpoint):
-    return load(checkpoint, detector="haar", batch_size=4)
 
 
 def two_faces(image: Image.Image) -> list[Face]:

@@ -23,11 +23,6 @@ from lionfer.labels import CLASS_NAMES
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     """A folder as users have them: two group photos, a face-less image, a corrupt file, a
     non-image, and a 6-frame clip whose frames 0 and 3 show no face."""

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from conftest import tiny
 from PIL import Image
-from predict_helpers import faces, make_checkpoint
+from predict_helpers import faces
 
 from lionfer.atomic import write_text_atomic
 from lionfer.cli import main
@@ -111,11 +111,6 @@ def cli(capsys, *args) -> tuple[int, str]:
 def files_in(folder: Path) -> list[str]:
     """Every file below folder, hidden ones too, relative and sorted."""
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("model") / "model.pt")
 
 
 @pytest.fixture(scope="module")

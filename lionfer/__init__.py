@@ -4,7 +4,12 @@
 imported on first use, so `import lionfer` stays light (no torch).
 """
 
+from typing import TYPE_CHECKING
+
 from lionfer.version import __version__
+
+if TYPE_CHECKING:  # type checkers see load's signature; at run time it is imported on first use
+    from lionfer.inference.predictor import load
 
 __all__ = ["__version__", "load"]
 

@@ -78,6 +78,10 @@ CASES = {
     ),
     "missing weights": (["model.pretrained={tmp}/w.pth"], "model.pretrained: pretrained weights"),
     "config file and stray word": (["default", "extra"], "expected one config file"),
+    "packaged weights of another model": (  # named once, as the setting reads
+        ["model.name=resnet18", "model.pretrained=imagenet"],
+        "error: model.pretrained=imagenet: lionfer ships ImageNet weights only for",
+    ),
 }
 
 

@@ -143,3 +143,16 @@ def test_an_onnx_file_exported_without_embeddings_predicts_but_names_how_to_get_
         load(old).embeddings(crops)
     with pytest.raises(InputError, match="exported without embeddings"):
         load(old, embeddings=True)
+
+
+def test_an_onnxscript_too_old_for_the_exporter_is_refused_naming_the_upgrade():
+    """onnxscript before 0.6 fails inside torch.onnx.export under torch 2.14 ("No module named
+    'onnx_ir'"): refused first, in one line."""
+    from lionfer.errors import InputError
+    from lionfer.inference.export import check_onnxscript
+
+    for old in ("0.2.0", "0.5.7"):
+        with pytest.raises(InputError, match=rf"onnxscript 0.6 or later .* {old} is installed"):
+            check_onnxscript(old)
+    for fine in ("0.6.0", "0.6.0rc1", "0.7.2", "1.0", "unknown", ""):
+        check_onnxscript(fine)

@@ -302,9 +302,22 @@ def test_the_packaged_imagenet_weights_are_torchvisions_file(tmp_path, monkeypat
     monkeypatch.setattr(models, "_VERIFIED", set())
     with pytest.raises(ValueError, match="is damaged .*reinstall lionfer"):
         models.resolve_pretrained("mobilenet_v2", "imagenet")
+    from lionfer.training import setup
+
+    model, weights = (
+        build_model(model_cfg("mobilenet_v2"), 7),
+        model_cfg("mobilenet_v2", "imagenet"),
+    )
+    with pytest.raises(ValueError) as error:  # as a run reports it: the setting named once
+        setup.load_pretrained(model, weights)
+    assert str(error.value).startswith("model.pretrained=imagenet: ") and "damaged" in str(
+        error.value
+    )
     damaged.unlink()
     with pytest.raises(FileNotFoundError, match="missing; reinstall lionfer"):
         models.resolve_pretrained("mobilenet_v2", "imagenet")
+    with pytest.raises(FileNotFoundError, match=r"^model.pretrained=imagenet: the packaged"):
+        setup.load_pretrained(model, weights)
 
 
 def test_the_error_names_the_weights_each_model_expects(tmp_path, msceleb_state):

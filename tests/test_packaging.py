@@ -64,12 +64,14 @@ def test_the_wheel_carries_weights_configs_and_py_typed(source, tmp_path):
         assert "lionfer/configs/sweeps/lion-embedded.toml" in names
         info = f"lionfer-{lionfer.__version__}.dist-info"
         assert f"{info}/licenses/LICENSE" in names
+        for notice in ("LICENSE-torchvision.txt", "MTCNN-LICENSE.txt"):  # the shipped weights'
+            assert f"{info}/licenses/lionfer/weights/{notice}" in names
         metadata = archive.read(f"{info}/METADATA").decode()
         import hashlib
 
         data = archive.read(f"lionfer/weights/{weights}")
         assert hashlib.sha256(data).hexdigest() == sha256
-    assert "License-Expression: MIT" in metadata
+    assert "License-Expression: MIT AND BSD-3-Clause" in metadata
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert not any("==" in line.split(";")[0] for line in requires), requires  # ranges, not pins
     assert "Requires-Dist: opencv-python-headless<5,>=4.8" in requires  # 5 lacks Haar
@@ -98,7 +100,7 @@ def test_the_sdist_carries_the_tests_and_what_they_read(source, tmp_path):
 def test_one_version_and_a_spdx_licence():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "version" not in project and project["dynamic"] == ["version"]
-    assert project["license"] == "MIT"
+    assert project["license"] == "MIT AND BSD-3-Clause"  # the code and MTCNN; torchvision's
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     pins = [d for d in project["dependencies"] if "==" in d]
     assert not pins, pins

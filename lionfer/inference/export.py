@@ -16,6 +16,7 @@ cannot report one: it aborts the process).
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import warnings
 from dataclasses import dataclass
@@ -160,6 +161,37 @@ def _example(info: ModelInfo, batch: int, seed: int) -> torch.Tensor:
     return torch.randn(batch, 3, info.image_size, info.image_size, generator=generator)
 
 
+# The oldest onnxscript whose exporter runs under the torch lionfer needs (older ones fail inside
+# torch.onnx.export: "No module named 'onnx_ir'", "onnxscript._framework_apis.torch_2_11").
+ONNXSCRIPT_MIN = (0, 6)
+
+
+def onnxscript_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnxscript")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def check_onnxscript(installed: str) -> None:
+    """Refuse an onnxscript older than ONNXSCRIPT_MIN, naming the upgrade (a version that cannot
+    be read passes: the export then says what it could not import)."""
+    parts = []
+    for part in installed.split(".")[:2]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            return
+        parts.append(int(digits))
+    if tuple(parts) < ONNXSCRIPT_MIN:
+        wanted = ".".join(map(str, ONNXSCRIPT_MIN))
+        raise InputError(
+            f"ONNX export needs onnxscript {wanted} or later with torch {torch.__version__}, and "
+            f"{installed} is installed: pip install --upgrade 'lionfer[export]'"
+        )
+
+
 def _export_onnx(wrapper: ExportModule, info: ModelInfo) -> bytes:
     """The ONNX file's bytes, weights inside it: exported in memory (torch.onnx writes a file's
     weights beside it as external data, which an export must not need)."""
@@ -172,19 +204,27 @@ def _export_onnx(wrapper: ExportModule, info: ModelInfo) -> bytes:
             f"ONNX export needs onnx, onnxscript and onnxruntime: pip install 'lionfer[export]' "
             f"({error})"
         ) from error
+    check_onnxscript(onnxscript_version())
     batch = torch.export.Dim("batch")
-    with torch.no_grad():
-        program = torch.onnx.export(
-            wrapper,
-            (_example(info, EXPORT_BATCH, 0),),
-            None,  # not saved: model_proto holds the weights
-            input_names=["input"],
-            output_names=["logits", "probabilities", "features"],
-            dynamic_shapes={"x": {0: batch}},
-            opset_version=OPSET,
-            dynamo=True,
-            verbose=False,
-        )
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(
+                wrapper,
+                (_example(info, EXPORT_BATCH, 0),),
+                None,  # not saved: model_proto holds the weights
+                input_names=["input"],
+                output_names=["logits", "probabilities", "features"],
+                dynamic_shapes={"x": {0: batch}},
+                opset_version=OPSET,
+                dynamo=True,
+                verbose=False,
+            )
+    except ImportError as error:  # a part of onnxscript this torch's exporter imports
+        raise InputError(
+            f"ONNX export failed importing {error.name or error}: the installed onnxscript "
+            f"({onnxscript_version()}) does not fit torch {torch.__version__}; pip install "
+            f"--upgrade 'lionfer[export]'"
+        ) from error
     graph = program.model_proto
     del graph.metadata_props[:]
     for key, value in metadata(info).items():

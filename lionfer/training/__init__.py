@@ -6,6 +6,12 @@ evaluation on the test set (evaluation.py), and train(), one run from config to 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type checkers see their signatures; at run time each is loaded on first use
+    from lionfer.training.run import train
+    from lionfer.training.trainer import Trainer
+
 __all__ = ["Trainer", "train"]
 
 

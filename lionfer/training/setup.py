@@ -236,9 +236,16 @@ def load_pretrained(model: torch.nn.Module, model_cfg, class_names=None) -> str:
     except InputError:
         raise
     except FileNotFoundError as error:
-        raise MissingInputError(f"model.pretrained: {error}") from error
+        raise MissingInputError(_named_setting(error)) from error
     except ValueError as error:
-        raise InputError(f"model.pretrained: {error}") from error
+        raise InputError(_named_setting(error)) from error
+
+
+def _named_setting(error: Exception) -> str:
+    """The error's text led by the setting it is about, once (the packaged weights' messages
+    name model.pretrained=imagenet already)."""
+    text = str(error)
+    return text if text.startswith("model.pretrained") else f"model.pretrained: {text}"
 
 
 def training_sets(cfg: Config, run_data: RunData, progress: bool) -> tuple[ImageSet, ImageSet]:

@@ -225,6 +225,11 @@ def test_an_out_that_cannot_be_written_is_refused_before_the_data_are_read(
     err = capsys.readouterr().err
     assert code == 2 and "lies inside" in err and "notes.txt, which is a file" in err
     assert (tmp_path / "notes.txt").read_text() == "keep me\n"
+    # a name longer than the file system takes: refused (exit 2) before any folder is made
+    code = main(["train", *TINY_ARGS, "--out", str(tmp_path / "new" / ("x" * 300))])
+    err = capsys.readouterr().err
+    assert code == 2 and "has 300 bytes, more than the" in err, err
+    assert not (tmp_path / "new").exists()
 
     from lionfer.training import run, runfolder
 

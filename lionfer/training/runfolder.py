@@ -218,6 +218,21 @@ def check_writable(out: Path) -> None:
         raise InputError(
             f"--out {out} lies inside {place}, which is a file, not a folder; choose another --out"
         )
+    try:
+        longest = os.pathconf(place, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not told (Windows): the mkdir will say
+        longest = None
+    too_long = [
+        part
+        for part in out_path.relative_to(place).parts
+        if longest and len(os.fsencode(part)) > longest
+    ]
+    if too_long:
+        raise InputError(
+            f"--out {out}: the name {too_long[0][:40]}... has {len(os.fsencode(too_long[0]))} "
+            f"bytes, more than the {longest} a name may have on that file system; choose a "
+            "shorter --out"
+        )
     folders = (place, place / "checkpoints") if place == out_path else (place,)
     for folder in folders:
         if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):

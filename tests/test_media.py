@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -12,12 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from predict_helpers import faces, scene
+from predict_helpers import faces, scene, write_clip, write_mp4
 
 from lionfer.data.faces import Face
 from lionfer.data.images import ImageError, open_image, open_photo
 from lionfer.inference.predictions_file import predict_files
 from lionfer.inference.predictor import InputError, collect_sources, load
+from lionfer.inference.sources import ignored_kinds
 from lionfer.inference.video import BOX_COLOUR, clip_fps, is_video_file
 
 
@@ -94,6 +96,30 @@ def test_phone_and_camcorder_video_containers_are_videos(tmp_path, checkpoint):
     assert table.error.isna().all()
 
 
+def test_the_video_kinds_opencv_reads_are_videos_by_path_and_in_folders(tmp_path, checkpoint):
+    """A camcorder's .mxf or .dv, a CCTV recorder's raw .h264, an old .divx, ... given by its path
+    is read as a video, not called a corrupt image; a folder's files of other kinds are named by
+    extension where they are counted."""
+    kinds = ".mxf .dv .divx .y4m .f4v .qt .h264 .264 .h265 .265 .HEVC".split()
+    assert all(is_video_file(f"rec{suffix}") for suffix in kinds)
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    shown = [scene(faces()[:1])] * 3
+    write_clip(tmp_path / "old.avi", shown).rename(folder / "old.divx")  # an AVI
+    write_mp4(tmp_path / "cam.mp4", shown).rename(folder / "cam.qt")  # QuickTime's name
+    (folder / "rec.ts").write_bytes(bytes(188))  # not searched for: TypeScript's suffix too
+    (folder / "notes.txt").write_text("not a video")
+    predictor = load(checkpoint, detector=lambda image: [])
+    table = predictor.predict([folder / "old.divx", folder / "cam.qt"])
+    assert table.frame.tolist() == [0, 1, 2, 0, 1, 2]
+    assert (table.error == "no face found").all()  # read, frame by frame
+    summary = predict_files(predictor, [folder], tmp_path / "p.csv", progress=False).summary()
+    assert "0 images and 2 videos" in summary
+    assert "ignored 2 files in folders that are not images or videos (.ts 1, .txt 1)" in summary
+    many = Counter({".a": 1, ".b": 3, "": 2, ".c": 1, ".d": 1, ".e": 1, ".f": 1})
+    assert ignored_kinds(many) == ".b 3, no extension 2, .a 1, .c 1, .d 1, 2 more kinds"
+
+
 def test_a_linked_folder_inside_an_input_folder_is_searched_and_a_loop_ends(tmp_path):
     photos, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
     photos.mkdir()
@@ -104,7 +130,7 @@ def test_a_linked_folder_inside_an_input_folder_is_searched_and_a_loop_ends(tmp_
     (elsewhere / "back").symlink_to(photos, target_is_directory=True)  # a loop
     sources, ignored, _ = collect_sources([photos])
     assert [s.name for s in sources] == [str(photos / "a.png"), str(photos / "linked" / "b.png")]
-    assert ignored == 0
+    assert not ignored
 
 
 def test_a_broken_link_is_a_row_naming_its_missing_target(tmp_path, checkpoint):
@@ -169,11 +195,12 @@ def test_a_cameras_raw_photos_are_named_with_what_to_do(tmp_path, checkpoint):
     (folder / "notes.txt").write_text("not a photo")
     sources, ignored, raw = collect_sources([folder])
     assert [s.path.name for s in sources] == ["IMG_0002.jpg"]
-    assert (ignored, raw) == (4, 3)
+    assert (ignored, raw) == ({".cr2": 1, ".nef": 1, ".dng": 1, ".txt": 1}, 3)
     predictor = load(checkpoint, detector=lambda image: [])
     report = predict_files(predictor, [str(folder)], tmp_path / "p.csv", progress=False)
     assert (
-        "ignored 4 files in folders that are not images or videos, 3 of them camera RAW photos "
+        "ignored 4 files in folders that are not images or videos (.cr2 1, .dng 1, .nef 1, "
+        ".txt 1), 3 of them camera RAW photos "
         "(.cr2, .nef, .arw, .dng, ...), which lionfer does not read: export them as JPEG or PNG"
         in report.summary()
     )
@@ -186,7 +213,7 @@ def test_a_cameras_raw_photos_are_named_with_what_to_do(tmp_path, checkpoint):
     only_raw = tmp_path / "raw_only"
     only_raw.mkdir()
     (only_raw / "a.ARW").write_bytes(b"II*\x00")
-    with pytest.raises(InputError, match="1 other files, 1 of them camera RAW photos"):
+    with pytest.raises(InputError, match=r"1 other files \(.arw 1\), 1 of them camera RAW photos"):
         collect_sources([only_raw])
 
 

@@ -77,6 +77,31 @@ def test_predict_over_a_folder_finishes_with_a_skip_report(capsys, tmp_path, che
     assert "video frames without a face: 2" in stdout and "ignored 1 files" in stdout
 
 
+def test_times_are_written_to_the_microsecond_and_other_numbers_to_6_digits(tmp_path):
+    """6 significant digits gave a time stamp 0.1 s steps from 10,000 s (2 h 47 min) on: three
+    consecutive frames of a 29.97 fps video shared one."""
+    names = ["source", "frame", "time_s", "face", "x", "score", "label", "p_a", "error"]
+    times = [10790.0 + k * 1001 / 30000 for k in range(4)]  # frames 323,376 to 323,379
+    rows = [
+        {"source": "cctv.mp4", "frame": 323376 + k, "time_s": t, "face": 0, "x": 1234.56789,
+         "score": 0.99999912, "label": "a", "p_a": 0.123456789, "error": None}
+        for k, t in enumerate(times)
+    ]  # fmt: skip
+    for fmt in ("csv", "jsonl"):
+        path = tmp_path / f"p.{fmt}"
+        file = predictions.PredictionsFile(path, fmt, names, {}, overwrite=True)
+        file.write(rows)
+        file.close()
+        if fmt == "csv":
+            written = read_rows(path)
+        else:
+            written = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [float(r["time_s"]) for r in written] == [round(t, 6) for t in times]
+        assert len({r["time_s"] for r in written}) == 4
+        others = [str(written[0][k]) for k in ("x", "score", "p_a")]
+        assert others == ["1234.57", "0.999999", "0.123457"]  # as they always were
+
+
 def test_jsonl_rows_have_the_same_columns_and_null_for_skips(tmp_path, checkpoint, photos):
     out = tmp_path / "preds.jsonl"
     predictor = load(checkpoint, detector="haar")

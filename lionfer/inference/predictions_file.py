@@ -40,8 +40,20 @@ from lionfer.inference.predictor import (
     SourceDone,
     whole_number,
 )
-from lionfer.inference.sources import Source, collect_sources, located, refuse_reading
-from lionfer.inference.video import VIDEO_CODECS, VideoWriter, clip_fps, draw_faces
+from lionfer.inference.sources import (
+    Source,
+    collect_sources,
+    ignored_kinds,
+    located,
+    refuse_reading,
+)
+from lionfer.inference.video import (
+    VIDEO_CODECS,
+    VideoWriter,
+    clip_fps,
+    draw_faces,
+    is_video_file,
+)
 from lionfer.training.runfolder import check_out_file, refuse_run_file
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -73,10 +85,16 @@ def output_format(out: Path, fmt: str | None) -> str:
     return FORMATS[out.suffix.lower()]
 
 
-def format_value(value) -> str | float | int | None:
-    """Floats with 6 significant digits; None stays None (empty in CSV, null in JSONL)."""
+# Columns of seconds: written to the microsecond, not to 6 significant digits, which from
+# 10,000 s (2 h 47 min) on would give 0.1 s steps and three frames of a 30 fps video one time.
+TIME_COLUMNS = frozenset({"time_s"})
+
+
+def format_value(value, column: str = "") -> str | float | int | None:
+    """Floats with 6 significant digits, a time column's (TIME_COLUMNS) to the microsecond; None
+    stays None (empty in CSV, null in JSONL)."""
     if isinstance(value, float):
-        return float(f"{value:.6g}")
+        return round(value, 6) if column in TIME_COLUMNS else float(f"{value:.6g}")
     return value
 
 
@@ -164,7 +182,7 @@ class PredictionsFile:
     def write(self, rows: list[dict]) -> None:
         with naming(self.path):  # a failed write (a full disk) names no file of its own
             for row in rows:
-                values = [format_value(row[c]) for c in self.columns]
+                values = [format_value(row[c], c) for c in self.columns]
                 if self.fmt == "csv":
                     self._out.write(self._encode_csv(["" if v is None else v for v in values]))
                 else:
@@ -259,6 +277,7 @@ class PredictReport:
     skipped: Counter = field(default_factory=Counter)  # inputs by reason (SKIP_REASONS)
     annotated: list[Path] = field(default_factory=list)
     excluded: int = 0  # files inside the --annotate folder, not read as inputs
+    ignored: Counter = field(default_factory=Counter)  # files in folders left out, by extension
     annotate_dir: Path | None = None
 
     def summary(self) -> str:
@@ -278,8 +297,9 @@ class PredictReport:
         if c["frames_without_face"]:
             lines.append(f"video frames without a face: {c['frames_without_face']}")
         if c["ignored"]:
+            kinds = f" ({ignored_kinds(self.ignored)})" if self.ignored else ""
             lines.append(
-                f"ignored {c['ignored']} files in folders that are not images or videos"
+                f"ignored {c['ignored']} files in folders that are not images or videos{kinds}"
                 + raw_note(c["raw_photos"])
             )
         if self.excluded:
@@ -364,12 +384,12 @@ def predict_files(
         annotator.check_free(sources)
     settings = job_settings(predictor, cropped, frame_stride, sources)
     file = PredictionsFile(out, fmt, predictor.columns, settings, overwrite)
-    report = PredictReport(out, excluded=excluded, annotate_dir=annotate_dir)
+    report = PredictReport(out, excluded=excluded, annotate_dir=annotate_dir, ignored=ignored)
     for record in file.done.values():  # what the earlier runs wrote counts too
         report.counts.update(record.get("counts", {}))
         report.skipped.update(record.get("skipped", {}))
     resumed = sum(s.name in file.done for s in sources)
-    report.counts.update(ignored=ignored, raw_photos=raw_photos, resumed=resumed)
+    report.counts.update(ignored=ignored.total(), raw_photos=raw_photos, resumed=resumed)
     todo = [s for s in sources if s.name not in file.done]
     bar = tqdm(total=len(todo), desc="predict", unit="input") if progress else _NoBar()
     before = (report.counts.copy(), report.skipped.copy())
@@ -530,7 +550,8 @@ class Annotator:
             if writer is None:
                 fps = (clip_fps(frame.source.path) or 25.0) / self.frame_stride
                 writer = self.videos[frame.source.name] = VideoWriter(video_stem(target), fps)
-            writer.write(image)
+            # a video's frames go at their times; an animated image's, at its mean rate, once each
+            writer.write(image, frame.time_s if is_video_file(frame.source.path) else None)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         save_annotated(image, target)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,15 +69,16 @@ def described(item: Any) -> str:
     return f"a {type(item).__name__}"
 
 
-def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], int, int]:
-    """(sources in order without duplicates, files in folders/globs ignored as not images or
-    videos, how many of those are camera RAW photos). Paths may be files, folders (searched
-    recursively) or glob patterns; PIL images and uint8 arrays (H, W), (H, W, 3|4) or a stack
-    (N, H, W, 3) are in-memory images, named memory:0, memory:1, ... in order. A RAW photo given
-    by its path is a source (its row says what to do with it), and so is a PIL image that cannot
-    be decoded (Source.error). An empty path is refused: Path("") is the current folder, and a
-    form's empty field or a missing setting would predict on everything below it."""
-    sources, seen, ignored, raw, in_memory = [], set(), 0, 0, 0
+def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], Counter, int]:
+    """(sources in order without duplicates, the files in folders/globs ignored as not images or
+    videos counted by extension (ignored_kinds names them), how many of those are camera RAW
+    photos). Paths may be files, folders (searched recursively) or glob patterns; PIL images and
+    uint8 arrays (H, W), (H, W, 3|4) or a stack (N, H, W, 3) are in-memory images, named
+    memory:0, memory:1, ... in order. A RAW photo given by its path is a source (its row says
+    what to do with it), and so is a PIL image that cannot be decoded (Source.error). An empty
+    path is refused: Path("") is the current folder, and a form's empty field or a missing
+    setting would predict on everything below it."""
+    sources, seen, ignored, raw, in_memory = [], set(), Counter(), 0, 0
     for item in inputs:
         if isinstance(item, Image.Image | np.ndarray):
             try:
@@ -134,16 +136,17 @@ def located(path: Path) -> Path:
     return Path(os.path.realpath(path.parent)) / path.name
 
 
-def _expand_path(item: str) -> tuple[list[Path], int, int]:
+def _expand_path(item: str) -> tuple[list[Path], Counter, int]:
     path = Path(item)
     if path.is_file():
-        return [path], 0, 0
+        return [path], Counter(), 0
     if path.is_dir():
         found, ignored, raw = _media_files(p for p in walk_files(path) if is_visible(p, path))
         if not found:
             raise InputError(
-                f"folder {path} holds no images or videos ({ignored} other files{raw_note(raw)}); "
-                f"looked recursively for images ({IMAGE_KINDS}) and videos ({VIDEO_KINDS})"
+                f"folder {path} holds no images or videos, only {ignored.total()} other files "
+                f"({ignored_kinds(ignored)}){raw_note(raw)}; looked recursively for images "
+                f"({IMAGE_KINDS}) and videos ({VIDEO_KINDS})"
             )
         return found, ignored, raw
     if GLOB_CHARS & set(item):
@@ -161,21 +164,31 @@ def _expand_path(item: str) -> tuple[list[Path], int, int]:
     raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
 
 
-def _media_files(paths: Iterable[Path]) -> tuple[list[Path], int, int]:
-    """(the image and video files among paths, sorted; how many other files there were; how
+def _media_files(paths: Iterable[Path]) -> tuple[list[Path], Counter, int]:
+    """(the image and video files among paths, sorted; the other files counted by extension; how
     many of those are camera RAW photos: not read, as a camera saves a JPEG beside each or they
     are to be exported). A symbolic link whose target is missing is kept, to be reported as
     unreadable."""
-    found, ignored, raw = [], 0, 0
+    found, ignored, raw = [], Counter(), 0
     for path in paths:
         if path.is_dir() or not (path.is_file() or path.is_symlink()):
             continue
         if path.suffix.lower() in IMAGE_EXTENSIONS or is_video_file(path):
             found.append(path)
         else:
-            ignored += 1
+            ignored[path.suffix.lower()] += 1
             raw += path.suffix.lower() in RAW_SUFFIXES
     return sorted(found), ignored, raw
+
+
+def ignored_kinds(ignored: Counter, shown: int = 5) -> str:
+    """The extensions of files left out, commonest first, with their counts: ".ts 2, .txt 1, no
+    extension 1", the first `shown` and how many more; so that a video or photo of a kind not
+    read (an MPEG-TS .ts recording) is named, not lost in a count."""
+    kinds = sorted(ignored.items(), key=lambda item: (-item[1], item[0]))
+    named = ", ".join(f"{suffix or 'no extension'} {n}" for suffix, n in kinds[:shown])
+    more = len(kinds) - shown
+    return named + (f", {more} more {'kind' if more == 1 else 'kinds'}" if more > 0 else "")
 
 
 def memory_images(item: Image.Image | np.ndarray) -> list[Image.Image]:

@@ -1,12 +1,17 @@
 """Videos, streamed: frames are decoded one at a time (OpenCV; PIL for animated images), so memory
-stays flat however long the clip; plus the drawing of boxes and labels and the annotated-video
-writer used by predict."""
+stays flat however long the clip, each timed as its decoder times it; what a video's container
+states (whether the file is whole, its video track's duration, its tracks), to tell a damaged
+video from one whose frame count OpenCV overstates; plus the drawing of boxes and labels and the
+annotated-video writer used by predict."""
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -14,11 +19,16 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from lionfer.data.images import broken_link, to_rgb
 
-# Phones also write .3gp/.3g2, camcorders AVCHD's .mts/.m2ts; MPEG-TS's .ts is left out, being
-# TypeScript's too (rename such a recording .mts).
+# Phones also write .3gp/.3g2, camcorders AVCHD's .mts/.m2ts, professional camcorders .mxf and
+# .dv, CCTV recorders and dash cams raw H.264/H.265 streams (.h264, .264, .h265, .265, .hevc);
+# .f4v and .qt are MP4 and QuickTime, .divx an AVI, .y4m raw YUV frames: OpenCV reads them all.
+# MPEG-TS's .ts is left out, being TypeScript's too (rename such a recording .mts).
 VIDEO_EXTENSIONS = frozenset(
     f".{suffix}"
-    for suffix in "mp4 avi mov mkv webm m4v mpg mpeg wmv flv 3gp 3g2 mts m2ts vob ogv asf".split()
+    for suffix in (
+        "mp4 avi mov mkv webm m4v mpg mpeg wmv flv 3gp 3g2 mts m2ts vob ogv asf "
+        "mxf dv divx y4m f4v qt h264 264 h265 265 hevc"
+    ).split()
 )
 VIDEO_KINDS = ", ".join(sorted(suffix[1:] for suffix in VIDEO_EXTENSIONS))  # for messages
 # (fourcc, suffix) tried in order; mp4v ships with every OpenCV build, MJPG/avi is the fallback.
@@ -37,7 +47,7 @@ class EmptyVideoError(VideoError):
 
 
 class DamagedVideoError(VideoError):
-    """A video whose decoding stopped before the frames its header declares: the frames before
+    """A video whose decoding stopped well before the end its header declares: the frames before
     `frame` were yielded; `time_s` is that frame's time (None without a frame rate)."""
 
     def __init__(self, message: str, frame: int, time_s: float | None):
@@ -45,9 +55,16 @@ class DamagedVideoError(VideoError):
         self.frame, self.time_s = frame, time_s
 
 
-# Containers whose header states the exact frame count; for the others OpenCV estimates it from
-# the duration, so a few frames short of the estimate is no sign of damage.
-EXACT_FRAME_COUNT = frozenset({".mp4", ".m4v", ".mov", ".avi", ".3gp", ".3g2"})
+# A rate OpenCV reports at or above this is no frame rate (it gave a DV file of 25 fps 60,000);
+# such a video is timed by its decoder alone.
+MAX_FPS = 1000.0
+# A decoder time this close to index / fps is taken as index / fps: a constant rate in a container
+# whose clock counts milliseconds (Matroska, WebM, FLV), or a float's last digit.
+SNAP_S = 0.0005
+# How far short of the duration OpenCV estimates (the container's, every track's, or one worked
+# out from the bit rate) decoding must stop to be called damage in a container whose structure
+# cannot be checked: an audio track may run on, and estimates miss by a fraction.
+ESTIMATE_MARGIN_S, ESTIMATE_MARGIN = 1.0, 0.1
 
 
 # Image formats that may hold several frames: an animated GIF, PNG (APNG) or WebP, a multi-page
@@ -174,9 +191,13 @@ def clip_fps(path: str | Path) -> float | None:
 
 
 def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | None, Image.Image]]:
-    """(frame index, time in seconds or None when the file has no frame rate, RGB frame) for every
-    stride-th frame, decoded one at a time. Raises VideoError when nothing can be read, and
-    DamagedVideoError after the last good frame when decoding stops before the declared end."""
+    """(frame index, time in seconds, RGB frame) for every stride-th frame, decoded one at a time.
+    A frame's time is the decoder's (its presentation time, which a variable frame rate spaces
+    unevenly), see _FrameClock; None where neither the decoder nor a frame rate gives one.
+    Decoding goes on to the decoder's end, past the frame count OpenCV reports (often an
+    estimate). Raises VideoError when nothing can be read (EmptyVideoError where the file holds
+    no frame or no video track), and DamagedVideoError after the last good frame where decoding
+    stopped well before the end the file declares (see _shortfall)."""
     if stride < 1:
         raise ValueError(f"frame stride must be at least 1, got {stride}")
     if broken := broken_link(path):
@@ -185,14 +206,17 @@ def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | Non
         raise EmptyVideoError(f"video file {path} is empty (0 bytes)")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
+        capture.release()
+        if no_picture := _no_picture(container_facts(path)):
+            raise EmptyVideoError(f"video {path} {no_picture}: there is no frame to predict on")
         raise VideoError(
             f"cannot open video {path}: not a video, damaged or truncated (an .mp4 cut short "
             "loses its index), or a codec OpenCV lacks here"
         )
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    fps = fps if math.isfinite(fps) and fps > 0 else None
+    fps = _rate(capture.get(cv2.CAP_PROP_FPS))
     declared = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     declared = int(declared) if math.isfinite(declared) and declared > 0 else 0
+    clock = _FrameClock(fps)
     index = 0
     try:
         while True:
@@ -200,23 +224,106 @@ def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | Non
             if index % stride:
                 if not capture.grab():
                     break
+                clock.time(index, capture.get(cv2.CAP_PROP_POS_MSEC))
             else:
                 ok, bgr = capture.read()
                 if not ok:
                     break
-                yield index, (index / fps if fps else None), Image.fromarray(bgr[:, :, ::-1])
+                time_s = clock.time(index, capture.get(cv2.CAP_PROP_POS_MSEC))
+                yield index, time_s, Image.fromarray(bgr[:, :, ::-1])
             index += 1
     finally:
         capture.release()
     if index == 0:
         raise EmptyVideoError(f"video {path} has no readable frame (empty, truncated or corrupt)")
-    slack = 0 if Path(path).suffix.lower() in EXACT_FRAME_COUNT else max(2, declared // 50)
-    if index < declared - slack:
-        raise stopped_at(
-            index,
-            index / fps if fps else None,
-            f" of the {declared} frames its header declares (truncated or corrupt file)",
+    end = clock.carried(index) if fps else clock.last  # where the next frame would have been
+    if why := _shortfall(container_facts(path), end, declared, fps):
+        raise stopped_at(index, end, why)
+
+
+class _FrameClock:
+    """The time of each frame read, in seconds: the decoder's own (OpenCV's CAP_PROP_POS_MSEC),
+    or, where it gives none that fits (not a number, negative, 0 after the first frame as a raw
+    .h264 stream without time stamps gives, or not after the frame before), the last good one
+    carried on at the nominal rate: index / fps where no frame had one; None with neither. A
+    decoder time within SNAP_S of index / fps is index / fps, so that a constant-rate video's
+    times are the exact multiples of 1 / fps they always were."""
+
+    def __init__(self, fps: float | None):
+        self.fps = fps
+        self.offset = 0.0  # the last good decoder time less index / fps at its frame
+        self.last: float | None = None  # the time of the frame before
+
+    def time(self, index: int, msec: float) -> float | None:
+        t = msec / 1000
+        good = math.isfinite(t) and t >= 0 and (index == 0 or t > 0)
+        if good and (self.last is None or t > self.last):
+            if self.fps:
+                nominal = index / self.fps
+                t = nominal if abs(t - nominal) < SNAP_S else t
+                self.offset = t - nominal
+        else:
+            t = self.carried(index)
+        if t is not None:
+            self.last = t
+        return t
+
+    def carried(self, index: int) -> float | None:
+        """Frame `index`'s time at the nominal rate from the last good decoder time."""
+        return index / self.fps + self.offset if self.fps else None
+
+
+def _rate(fps: float) -> float | None:
+    """A frame rate OpenCV reports, or None where it is none (0, not a number, MAX_FPS or more)."""
+    return fps if math.isfinite(fps) and 0 < fps < MAX_FPS else None
+
+
+def _shortfall(facts: Container, end: float | None, declared: int, fps: float | None) -> str:
+    """Why a video whose decoding stopped at `end` seconds is damaged, said after "decoding
+    stopped at frame N (T s)"; "" where it is not. OpenCV's frame count is exact for an AVI but
+    for other containers counts frames an MP4 edit list hides (a trimmed phone video) or is the
+    container's duration (every track's: an audio track may run on) times a nominal rate (off for
+    a variable one), so stopping short of it is no damage in itself. A video is damaged where
+    decoding stops more than two frames short of the duration stated for its video track (an
+    MP4's, a QuickTime's, edits applied; an AVI's frame count); else of the container's duration
+    where the file is cut (an element runs past its end), or any time where that is all it says;
+    a container whose structure cannot be checked must stop short of OpenCV's estimate by a clear
+    margin (ESTIMATE_MARGIN_S, ESTIMATE_MARGIN). A whole Matroska file stopping short of its
+    container's duration is an audio track longer than the video, not damage."""
+    if end is None:
+        return ""
+    estimate = declared / fps if declared and fps else None
+    slack = 2 / fps if fps else 0.1  # two frames
+    cut = " (truncated file)" if facts.whole is False else " (truncated or corrupt file)"
+    stated = facts.video_s or (estimate if facts.kind == "avi" else None)
+    if stated is not None:
+        return f" of the {stated:.2f} s its header declares{cut}" if end < stated - slack else ""
+    if facts.whole:
+        return ""
+    if facts.whole is False:
+        if estimate is None:
+            return ", where the file ends short of the size its header declares (truncated file)"
+        return (
+            f" of the {estimate:.2f} s its header declares{cut}" if end < estimate - slack else ""
         )
+    margin = max(ESTIMATE_MARGIN_S, ESTIMATE_MARGIN * estimate) if estimate else 0.0
+    if estimate is not None and end < estimate - margin:
+        return f" of the {estimate:.2f} s its header declares{cut}"
+    return ""
+
+
+def _no_picture(facts: Container) -> str:
+    """What a file OpenCV cannot open holds instead of a picture, where its tracks say: "holds no
+    video track, only audio", "holds a video track with no frame"; "" where they do not."""
+    if facts.tracks is None:
+        return ""
+    if "video" not in facts.tracks:
+        others = ", ".join(sorted(set(facts.tracks)))
+        only = f", only {others} (a sound recording, or a video whose picture was removed)"
+        return "holds no video track" + (only if others else "")
+    if facts.video_frames == 0:
+        return "holds a video track with no frame (a recording stopped before its first frame)"
+    return ""
 
 
 def video_fps(path: str | Path) -> float | None:
@@ -224,7 +331,237 @@ def video_fps(path: str | Path) -> float | None:
     capture = cv2.VideoCapture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
     capture.release()
-    return fps if math.isfinite(fps) and fps > 0 else None
+    return _rate(fps)
+
+
+# ---- what a video file's container states: its kind, whether the file is whole, its tracks ----
+
+
+@dataclass(frozen=True)
+class Container:
+    """What a video file's own structure says, where it can be read (MP4/QuickTime, Matroska/WebM,
+    AVI): `whole` is False where an element runs past the end of the file (a cut copy), True
+    where every one ends inside it, None where that cannot be told (another container, a live
+    recording's elements of unknown size); `video_s` is the video track's duration in seconds,
+    edits applied (MP4/QuickTime); `tracks` the kinds of its tracks ("video", "audio", ...)
+    (MP4/QuickTime, Matroska/WebM) and `video_frames` the frames its video tracks index
+    (MP4/QuickTime)."""
+
+    kind: str = ""  # "iso" | "matroska" | "avi" | "" (another, or unreadable)
+    whole: bool | None = None
+    video_s: float | None = None
+    tracks: tuple[str, ...] | None = None
+    video_frames: int | None = None
+
+
+# ISO media handler types and Matroska TrackType values, as track kinds
+_ISO_TRACKS = {b"vide": "video", b"soun": "audio", b"text": "subtitles", b"sbtl": "subtitles"}
+_ISO_TRACKS |= {b"subt": "subtitles", b"tmcd": "timecode", b"meta": "metadata", b"hint": "hint"}
+_MATROSKA_TRACKS = {1: "video", 2: "audio", 17: "subtitles", 33: "metadata"}
+_ISO_TOP = {b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"styp"}
+_EBML, _SEGMENT, _TRACKS, _CLUSTER = (
+    bytes.fromhex(h) for h in ("1a45dfa3", "18538067", "1654ae6b", "1f43b675")
+)
+
+
+def container_facts(path: str | Path) -> Container:
+    """Container for a video file, read from its boxes or elements (a few small reads, and an
+    MP4's index); an empty Container where it is none of these or cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(12)
+            if head[:4] == _EBML:
+                return _matroska(f, size)
+            if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
+                return Container("avi", _riff_whole(f, size))
+            if head[4:8] in _ISO_TOP:
+                return _iso(f, size)
+    except (OSError, ValueError, IndexError):  # unreadable, or not what its first bytes promise
+        pass
+    return Container()
+
+
+def _iso(f: BinaryIO, size: int) -> Container:
+    """An MP4/QuickTime file's top-level boxes (each must end inside the file) and its index."""
+    at, whole, moov = 0, True, None
+    while at < size:
+        f.seek(at)
+        header = f.read(16)
+        box, kind, length = int.from_bytes(header[:4], "big"), header[4:8], 8
+        if box == 1:
+            box, length = int.from_bytes(header[8:16], "big"), 16
+        elif box == 0:  # the last box, to the end of the file
+            box = size - at
+        if len(header) < length or at + box > size:
+            whole = False
+            break
+        if box < length:
+            return Container("iso")  # no box: nothing to go by
+        if kind == b"moov":
+            f.seek(at + length)
+            moov = f.read(box - length)
+        at += box
+    if moov is None:
+        return Container("iso", whole)
+    tracks, video_s, video_frames = [], None, None
+    movie_scale = _iso_timescale(_iso_child(moov, b"mvhd"))
+    for kind, trak in _iso_boxes(moov):
+        if kind != b"trak":
+            continue
+        mdia = _iso_child(trak, b"mdia")
+        handler = _iso_child(mdia, b"hdlr")[8:12]
+        tracks.append(_ISO_TRACKS.get(handler, handler.decode("latin-1").strip() or "unknown"))
+        if handler != b"vide":
+            continue
+        stbl = _iso_child(_iso_child(mdia, b"minf"), b"stbl")
+        counted = _iso_child(stbl, b"stsz") or _iso_child(stbl, b"stz2")
+        frames = int.from_bytes(counted[8:12], "big") if len(counted) >= 12 else None
+        video_frames = frames if video_frames is None else video_frames + (frames or 0)
+        seconds = _iso_track_seconds(trak, movie_scale)
+        if seconds is not None:
+            video_s = max(video_s or 0.0, seconds)
+    return Container("iso", whole, video_s, tuple(tracks), video_frames)
+
+
+def _riff_whole(f: BinaryIO, size: int) -> bool:
+    """Whether every top-level chunk of an AVI file (RIFF AVI, then RIFF AVIX past 1 GB) ends
+    inside it."""
+    at = 0
+    while at + 8 <= size:
+        f.seek(at + 4)
+        length = int.from_bytes(f.read(4), "little")
+        at += 8 + length + (length & 1)  # chunks are padded to an even size
+    return at <= size + 1  # an odd last chunk's pad byte may be missing
+
+
+def _iso_track_seconds(trak: bytes, movie_scale: int | None) -> float | None:
+    """A track's presented duration in seconds: its edit list's edits that show media (an empty
+    edit, a delay, shows none), else its tkhd duration; None where unknown (0 or all ones, as a
+    fragmented file writes) or where an edit plays at another rate than 1 (a slow-motion edit)."""
+    if not movie_scale:
+        return None
+    elst = _iso_child(_iso_child(trak, b"edts"), b"elst")
+    if len(elst) >= 8:
+        width = 8 if elst[0] == 1 else 4  # bytes of an edit's duration and of its media time
+        step, total = 2 * width + 4, 0  # an edit: duration, media time, rate (16.16)
+        for k in range(int.from_bytes(elst[4:8], "big")):
+            entry = elst[8 + k * step : 8 + (k + 1) * step]
+            if len(entry) < step:
+                return None
+            if int.from_bytes(entry[width : 2 * width], "big", signed=True) == -1:
+                continue  # an empty edit
+            if int.from_bytes(entry[2 * width : 2 * width + 2], "big") != 1:
+                return None
+            total += int.from_bytes(entry[:width], "big")
+        return total / movie_scale if total else None
+    tkhd = _iso_child(trak, b"tkhd")
+    wide = tkhd[:1] == b"\x01"
+    field = tkhd[28:36] if wide else tkhd[20:24]
+    duration = int.from_bytes(field, "big") if field else 0
+    if duration in (0, (1 << (8 * len(field))) - 1):
+        return None
+    return duration / movie_scale
+
+
+def _iso_timescale(mvhd: bytes) -> int | None:
+    """The movie's time units per second, from its mvhd box; None where missing."""
+    field = mvhd[20:24] if mvhd[:1] == b"\x01" else mvhd[12:16]
+    return (int.from_bytes(field, "big") or None) if len(field) == 4 else None
+
+
+def _iso_boxes(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(type, contents) of the boxes in data, up to the first that does not fit."""
+    at = 0
+    while at + 8 <= len(data):
+        box, kind, length = int.from_bytes(data[at : at + 4], "big"), data[at + 4 : at + 8], 8
+        if box == 1:
+            box, length = int.from_bytes(data[at + 8 : at + 16], "big"), 16
+        elif box == 0:
+            box = len(data) - at
+        if box < length or at + box > len(data):
+            return
+        yield kind, data[at + length : at + box]
+        at += box
+
+
+def _iso_child(data: bytes, kind: bytes) -> bytes:
+    """The contents of the first `kind` box in data, b"" where there is none."""
+    return next((contents for k, contents in _iso_boxes(data) if k == kind), b"")
+
+
+def _ebml_element(header: bytes) -> tuple[bytes, int | None, int] | None:
+    """(ID, data size or None where unknown, header length) of the EBML element header at the
+    start of `header` (12 bytes are enough), or None where it is cut off or invalid."""
+    if len(header) < 2 or not header[0]:
+        return None
+    id_length = 9 - header[0].bit_length()
+    if id_length > 4 or len(header) <= id_length or not header[id_length]:
+        return None
+    size_length = 9 - header[id_length].bit_length()
+    end = id_length + size_length
+    if len(header) < end:
+        return None
+    size = int.from_bytes(header[id_length:end], "big") & ((1 << (7 * size_length)) - 1)
+    unknown = size == (1 << (7 * size_length)) - 1
+    return header[:id_length], None if unknown else size, end
+
+
+def _matroska(f: BinaryIO, size: int) -> Container:
+    """A Matroska/WebM file: whole where its Segment ends inside the file or, of unknown size as a
+    live recording writes it, where every element in it does (None where one is of unknown size
+    too: a live recording's cluster); its tracks from its Tracks element."""
+    f.seek(0)
+    ebml = _ebml_element(f.read(12))
+    if ebml is None or ebml[1] is None:
+        return Container("matroska")
+    at = ebml[2] + ebml[1]
+    f.seek(at)
+    segment = _ebml_element(f.read(12))
+    if segment is None or segment[0] != _SEGMENT:
+        return Container("matroska", False if at >= size else None)
+    start, sized = at + segment[2], segment[1]
+    whole = None if sized is None else start + sized <= size
+    tracks, at = None, start
+    while at < (size if sized is None else min(size, start + sized)):
+        f.seek(at)
+        element = _ebml_element(f.read(12))
+        if element is None:  # its header cut off by the end of the file
+            whole = False
+            break
+        kind, length, header = element
+        if length is None:  # a cluster still open when the recording stopped: no end to check
+            break
+        if kind == _TRACKS:
+            f.seek(at + header)
+            tracks = _matroska_tracks(f.read(length))
+        at += header + length
+        if at > size:
+            whole = False
+            break
+        if sized is not None and (tracks is not None or kind == _CLUSTER):
+            break  # the Segment's size tells whether the file is whole
+    else:
+        whole = True if sized is None else whole
+    return Container("matroska", whole, tracks=tracks)
+
+
+def _matroska_tracks(data: bytes) -> tuple[str, ...]:
+    """The kinds of the TrackEntry elements in a Tracks element's data."""
+    kinds, at = [], 0
+    while (entry := _ebml_element(data[at : at + 12])) and entry[1] is not None:
+        kind, length, header = entry
+        if kind == b"\xae":  # TrackEntry
+            body, inner = data[at + header : at + header + length], 0
+            while (field := _ebml_element(body[inner : inner + 12])) and field[1] is not None:
+                if field[0] == b"\x83":  # TrackType
+                    value = int.from_bytes(
+                        body[inner + field[2] : inner + field[2] + field[1]], "big"
+                    )
+                    kinds.append(_MATROSKA_TRACKS.get(value, "other"))
+                inner += field[2] + field[1]
+        at += header + length
+    return tuple(kinds)
 
 
 def draw_faces(image: Image.Image, faces: list[tuple[tuple[float, ...], str]]) -> Image.Image:
@@ -255,25 +592,43 @@ def label_font(size: tuple[int, int]) -> ImageFont.ImageFont | ImageFont.FreeTyp
 
 
 class VideoWriter:
-    """Writes RGB frames to `stem` + .mp4 (mp4v) or, where that codec is missing, .avi (MJPG).
+    """Writes RGB frames to `stem` + .mp4 (mp4v) or, where that codec is missing, .avi (MJPG), at
+    a constant `fps`.
 
     Opened on the first frame (its size fixes the video's; a later frame of another size, as a
     multi-page TIFF's may be, is scaled to fit it and padded black, since OpenCV drops such a
-    frame); `path` is None until then.
+    frame); `path` is None until then. A frame written with its time goes where that time falls
+    on the copy's constant rate, so the copy keeps the source's timing however unevenly its
+    frames are spaced (a variable frame rate, a pause): the frame before is repeated up to it (the
+    first frame fills any time before it), and a frame whose place an earlier one took already is
+    left out (it is repeated in the place after, where the next frame comes later). Frames at
+    the copy's rate are each written once. Without times, each frame is written once.
     """
 
     def __init__(self, stem: Path, fps: float | None):
         self.stem, self.fps = Path(stem), fps or 25.0
         self.path: Path | None = None
         self.size: tuple[int, int] | None = None
+        self.written = 0  # frames in the file so far
         self._writer: cv2.VideoWriter | None = None
+        self._last: np.ndarray | None = None  # the latest frame given, to repeat
 
-    def write(self, image: Image.Image) -> None:
+    def write(self, image: Image.Image, time_s: float | None = None) -> None:
         if self._writer is None:
             self._open(image.size)
         if image.size != self.size:
             image = ImageOps.pad(image.convert("RGB"), self.size, color=(0, 0, 0))
-        self._writer.write(np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1]))
+        frame = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+        place = self.written if time_s is None else round(time_s * self.fps)
+        if place >= self.written:
+            self._put(frame if self._last is None else self._last, place - self.written)
+            self._put(frame, 1)
+        self._last = frame
+
+    def _put(self, frame: np.ndarray, times: int) -> None:
+        for _ in range(times):
+            self._writer.write(frame)
+        self.written += max(times, 0)
 
     def _open(self, size: tuple[int, int]) -> None:
         self.stem.parent.mkdir(parents=True, exist_ok=True)

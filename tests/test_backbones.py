@@ -7,16 +7,18 @@ import sys
 import urllib.error
 
 import pytest
-import timm
 import torch
 import torchvision
-from safetensors.torch import save_file
 
 from lionfer.cli import main
 from lionfer.config import ModelConfig, load_config
 from lionfer.errors import ConfigError, InputError
 from lionfer.models import build_model, load_pretrained
 from lionfer.registry import MODELS
+
+# timm models and .safetensors files: the timm extra (in the dev extra); skipped without it
+timm = pytest.importorskip("timm")
+save_file = pytest.importorskip("safetensors.torch").save_file
 
 # Tiny members of each family: timm's own test models, torchvision's smallest classifier.
 FAMILY_MODELS = [("timm:test_resnet", 96, "fc."), ("torchvision:shufflenet_v2_x0_5", 1024, "fc.")]

@@ -9,8 +9,10 @@ file, and a message that names none cannot say which disk is full.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -45,11 +47,12 @@ def naming(path: str | Path, *temporary: str | Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def replacing(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed.
-    An OSError that names no file, or the temporary one, is raised again naming `path`."""
+def replacing(path: str | Path, tmp: str | Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path to write (`tmp`, by default `<name>.tmp` beside `path`); on success
+    it replaces `path`, on failure it is removed. An OSError that names no file, or the
+    temporary one, is raised again naming `path`."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp") if tmp is None else Path(tmp)
     try:
         with naming(path, tmp):
             yield tmp
@@ -85,6 +88,14 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with replacing(path) as tmp, open(tmp, "wb") as handle:
         handle.write(data)
         flush_to_disk(handle)
+
+
+def write_csv_atomic(path: str | Path, rows: Iterable, lineterminator: str = "\r\n") -> None:
+    """Rows as a UTF-8 CSV file (the csv module's \\r\\n line ends by default), written whole or
+    not at all."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer, lineterminator=lineterminator).writerows(rows)
+    write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -12,7 +12,6 @@ prepare into out_dir while one writes it is refused (flock, as training's RunLoc
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -26,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from lionfer.atomic import naming
+from lionfer.atomic import replacing
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.faces import (
     DETECTORS,
@@ -487,12 +486,5 @@ def _write_bytes(path: Path, data: bytes) -> None:
     """Write to a hidden temp name, then rename: a reader never sees half a file. A failed write
     (a full disk) removes the temp file and is raised naming `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
-    try:
-        with naming(path, temp):
-            temp.write_bytes(data)
-            os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink(missing_ok=True)
-        raise
+    with replacing(path, path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")) as temp:
+        temp.write_bytes(data)

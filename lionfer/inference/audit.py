@@ -14,7 +14,6 @@ each relabel and the candidate weights, from the checkpoint's algorithm state.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 from collections import Counter
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from lionfer.algorithms.lion_report import RELABEL_COLUMNS as RUN_RELABEL_COLUMNS
 from lionfer.algorithms.lion_report import label_state
-from lionfer.atomic import write_bytes_atomic, write_text_atomic
+from lionfer.atomic import write_csv_atomic, write_text_atomic
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.images import ImageError
 from lionfer.errors import InputError
@@ -77,13 +76,10 @@ def refuse_existing(path: Path, overwrite: bool, flag: str = "--out") -> None:
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
     """All rows at once via a temporary file (lionfer.atomic), so a reader never sees half a
     table and a failed write leaves none."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(["" if row.get(c) is None else _cell(row[c]) for c in columns])
+    table = [columns]
+    table += [["" if row.get(c) is None else _cell(row[c]) for c in columns] for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))
+    write_csv_atomic(path, table, lineterminator="\n")
 
 
 def _cell(value):

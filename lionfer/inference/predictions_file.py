@@ -54,7 +54,12 @@ from lionfer.inference.video import (
     draw_faces,
     is_video_file,
 )
-from lionfer.training.runfolder import check_out_file, refuse_run_file
+from lionfer.training.runfolder import (
+    check_out_file,
+    longest_name,
+    nearest_existing,
+    refuse_run_file,
+)
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_SUFFIX = ".progress"
@@ -422,13 +427,7 @@ def predict_files(
 def name_max(path: Path) -> int:
     """The longest file name, in bytes, that the folder of `path` (or the nearest one of its
     folders that exists) takes; 255, the common limit, where the system does not say."""
-    place = Path(os.path.abspath(path)).parent
-    while not place.exists() and place != place.parent:
-        place = place.parent
-    try:
-        return int(os.pathconf(place, "PC_NAME_MAX"))
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), no such limit
-        return 255
+    return longest_name(nearest_existing(Path(os.path.abspath(path)).parent)) or 255
 
 
 def check_progress_name(out: Path) -> None:

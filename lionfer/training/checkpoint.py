@@ -54,8 +54,13 @@ def save_checkpoint(state: dict, path: Path) -> None:
                 raise writer.error from error  # torch reports a failed write (ENOSPC) vaguely
             flush_to_disk(handle)
     except OSError as error:
-        reason = error.strerror or os.strerror(error.errno or errno.EIO) or str(error)
-        raise CheckpointWriteError(f"could not write checkpoint {path}: {reason}") from error
+        raise _write_failed(path, error) from error
+
+
+def _write_failed(path: Path, error: OSError) -> CheckpointWriteError:
+    """A checkpoint write's OSError as CheckpointWriteError naming the file and the reason."""
+    reason = error.strerror or os.strerror(error.errno or errno.EIO) or str(error)
+    return CheckpointWriteError(f"could not write checkpoint {path}: {reason}")
 
 
 def copy_checkpoint(source: Path, path: Path) -> None:
@@ -67,8 +72,7 @@ def copy_checkpoint(source: Path, path: Path) -> None:
             shutil.copyfileobj(src, handle, 1 << 20)
             flush_to_disk(handle)
     except OSError as error:
-        reason = error.strerror or os.strerror(error.errno or errno.EIO) or str(error)
-        raise CheckpointWriteError(f"could not write checkpoint {path}: {reason}") from error
+        raise _write_failed(path, error) from error
 
 
 class _KeepWriteError:

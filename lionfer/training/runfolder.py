@@ -112,19 +112,40 @@ def stopped_at_first_write(folder: Path) -> bool:
     return entries[0].is_file() and entries[0].stat().st_size == 0
 
 
-def check_out_file(path: str | Path, flag: str = "--out") -> None:
-    """The folder a file is to be written into (made if missing) can be: no file stands where a
-    folder of its path must be, and the nearest folder of it that exists may be written into.
-    Refused before any work, as training's --out (check_writable)."""
-    path = Path(path)
-    place = Path(os.path.abspath(path)).parent
+def nearest_existing(path: str | Path) -> Path:
+    """`path` made absolute, or the nearest of the folders above it that exists."""
+    place = Path(os.path.abspath(path))
     while not place.exists() and place != place.parent:
         place = place.parent
+    return place
+
+
+def longest_name(folder: Path) -> int | None:
+    """The longest file name, in bytes, that the file system of `folder` takes; None where the
+    system does not say (no pathconf, as on Windows)."""
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def refuse_file_as_folder(path: str | Path, place: Path, flag: str = "--out") -> None:
+    """Refuse `path` where `place`, the nearest existing part of its path (nearest_existing),
+    is a file: the folders below it could never be made."""
     if not place.is_dir():
         raise InputError(
             f"{flag} {path} lies inside {place}, which is a file, not a folder; choose another "
             f"{flag}"
         )
+
+
+def check_out_file(path: str | Path, flag: str = "--out") -> None:
+    """The folder a file is to be written into (made if missing) can be: no file stands where a
+    folder of its path must be, and the nearest folder of it that exists may be written into.
+    Refused before any work, as training's --out (check_writable)."""
+    path = Path(path)
+    place = nearest_existing(Path(os.path.abspath(path)).parent)
+    refuse_file_as_folder(path, place, flag)
     if not os.access(place, os.W_OK | os.X_OK):
         raise InputError(
             f"{flag} {path}: {place} cannot be written (no permission, or a read-only file "
@@ -211,17 +232,9 @@ def check_writable(out: Path) -> None:
     """--out (and checkpoints/ in it), or the nearest folder above it that exists, is a folder
     this process may write into: refused before the data are read, not at the run's first file."""
     out_path = Path(os.path.abspath(out))
-    place = out_path
-    while not place.exists() and place != place.parent:
-        place = place.parent
-    if not place.is_dir():
-        raise InputError(
-            f"--out {out} lies inside {place}, which is a file, not a folder; choose another --out"
-        )
-    try:
-        longest = os.pathconf(place, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # not told (Windows): the mkdir will say
-        longest = None
+    place = nearest_existing(out_path)
+    refuse_file_as_folder(out, place)
+    longest = longest_name(place)  # None where not told (Windows): the mkdir will say
     too_long = [
         part
         for part in out_path.relative_to(place).parts

@@ -4,8 +4,6 @@ algorithm, its last evaluation). Each is written atomically (lionfer.atomic)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import platform
 import sys
@@ -15,7 +13,7 @@ import numpy as np
 import torch
 
 from lionfer.algorithms.lion_report import relabel_table
-from lionfer.atomic import write_bytes_atomic, write_text_atomic
+from lionfer.atomic import write_csv_atomic, write_text_atomic
 from lionfer.config import Config, save_config
 from lionfer.metrics import (
     macro_f1,
@@ -109,17 +107,10 @@ def write_relabels(path: Path, algorithm, labeled, names) -> None:
     """relabels.csv from the algorithm's state: the relabel table (lion_report.relabel_table),
     empty for an algorithm that changes no labels."""
     header, rows = relabel_table(algorithm.state_dict(), labeled, names)
-    _write_csv(path, [header, *rows])
+    write_csv_atomic(path, [header, *rows])
 
 
 def write_confusion(path: Path, cm: np.ndarray, names) -> None:
     table = [["true\\predicted", *names]]
     table += [[name, *row] for name, row in zip(names, cm.astype(int).tolist(), strict=True)]
-    _write_csv(path, table)
-
-
-def _write_csv(path: Path, rows: list) -> None:
-    """A CSV file (the csv module's \\r\\n line ends) written whole or not at all."""
-    buffer = io.StringIO(newline="")
-    csv.writer(buffer).writerows(rows)
-    write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))
+    write_csv_atomic(path, table)

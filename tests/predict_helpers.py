@@ -65,9 +65,12 @@ def blank(size=(160, 120)) -> Image.Image:
     return Image.new("RGB", size, (128, 128, 128))
 
 
-def write_clip(path: Path, frames: list[Image.Image], fps: float = 10.0) -> Path:
-    """An MJPG .avi of RGB frames (all of one size)."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, frames[0].size)
+def write_clip(
+    path: Path, frames: list[Image.Image], fps: float = 10.0, codec: str = "MJPG"
+) -> Path:
+    """A video of RGB frames (all of one size) as OpenCV writes it: an MJPG .avi by default, the
+    container chosen by path's suffix."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, frames[0].size)
     assert writer.isOpened()
     for frame in frames:
         writer.write(np.ascontiguousarray(np.asarray(frame)[:, :, ::-1]))
@@ -89,11 +92,7 @@ def trained_run(tmp_path_factory) -> Path:
 def write_mp4(path: Path, frames: list[Image.Image], fps: float = 10.0) -> Path:
     """An mp4v .mp4 of RGB frames with its index (moov) moved before the frame data, as cameras
     and `ffmpeg -movflags +faststart` write them: a copy cut short still opens."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, frames[0].size)
-    assert writer.isOpened()
-    for frame in frames:
-        writer.write(np.ascontiguousarray(np.asarray(frame)[:, :, ::-1]))
-    writer.release()
+    write_clip(path, frames, fps, codec="mp4v")
     boxes = _boxes(path.read_bytes())
     moov = next(box for kind, box in boxes if kind == b"moov")
     moov = _shift_chunk_offsets(moov, len(moov))

@@ -48,12 +48,7 @@ def which_grey(frame: np.ndarray) -> int:
 def write_mkv(path: Path, images: list[Image.Image], fps: float = 10.0) -> Path:
     """A Matroska file (mp4v) of RGB frames, as OpenCV writes it: its Segment's size and its
     duration stated."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, images[0].size)
-    assert writer.isOpened()
-    for image in images:
-        writer.write(np.ascontiguousarray(np.asarray(image)[:, :, ::-1]))
-    writer.release()
-    return path
+    return write_clip(path, images, fps, codec="mp4v")
 
 
 def decoder_times(monkeypatch, msec: list[float]) -> None:

@@ -544,6 +544,26 @@ def test_collapse_names_only_the_classes_predicted_at_all(tmp_path):
     )
 
 
+def test_collapse_on_classes_without_test_images_says_so(tmp_path):
+    # a 7-class head on a folder of happy/, sad/ and angry/: every prediction on Fear and
+    # Disgust, which have no test images; they are not 2 of the data's 3 classes
+    cm = [[0] * C for _ in range(C)]
+    cm[3][1], cm[4][1], cm[5][1], cm[3][2], cm[4][2], cm[5][2] = 4, 4, 4, 2, 2, 2
+    run = one_run(tmp_path, cm=cm)
+    assert K.collapsed(run) == (
+        "100% of 18 test predictions on 2 classes (Fear 67%, Disgust 33%), neither of which has "
+        "test images (the test set's 3 classes are Happiness, Sadness, Anger)"
+    )
+    cm[3] = [0, 0, 0, 6, 0, 0, 0]  # Happiness predicted right: one of the two is tested
+    cm[4], cm[5] = [0, 6, 0, 0, 0, 0, 0], [0, 6, 0, 0, 0, 0, 0]
+    run = one_run(tmp_path / "b", cm=cm)
+    assert K.collapsed(run) == (
+        "100% of 18 test predictions on 2 classes (Fear 67%, Happiness 33%), of which Fear has "
+        "no test images (the test set's 3 classes are Happiness, Sadness, Anger; these classes "
+        "hold 33% of the true labels)"
+    )
+
+
 def test_a_tie_for_the_second_class_names_the_first_of_them(tmp_path):
     # Sadness, Anger and Neutral tie at 10 predictions: the text names Sadness, the same on
     # every machine

@@ -9,10 +9,15 @@ precision and recall can be measured against them.
 
 from __future__ import annotations
 
+import json
+import shlex
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
 
 from lionfer.errors import ConfigError, did_you_mean
+from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8, DROP, NAME_ALIASES, class_from_name
 
 NOISE_KINDS: tuple[str, ...] = ("none", "symmetric", "asymmetric", "instance")
 INSTANCE_RATE_SD = 0.1  # sd of the per-image flip rates around the noise rate (Xia et al.)
@@ -21,9 +26,91 @@ FER_CONFUSIONS: dict[int, int] = {1: 0, 2: 5, 4: 6}  # Fear→Surprise, Disgust�
 DIGIT_CONFUSIONS: dict[int, int] = {7: 1, 2: 7, 5: 6, 6: 5, 3: 8}
 
 
-def default_noise_map(dataset_name: str) -> dict[int, int]:
-    """The asymmetric map used when the config gives none: digit confusions or FER confusions."""
-    return dict(DIGIT_CONFUSIONS if dataset_name == "digits" else FER_CONFUSIONS)
+def default_noise_map(
+    dataset_name: str, class_names: Sequence[str] = (), class_map: dict | None = None
+) -> dict[int, int]:
+    """The asymmetric map used when the config gives none: the digit confusions for digits, the
+    FER confusions where the classes are the FER expressions (class_names the canonical names,
+    or not given, and no class_map numbering them its own way: own_numbered). Other classes
+    have none: ConfigError naming them, with a data.noise_map that a user could write."""
+    if dataset_name == "digits":
+        return dict(DIGIT_CONFUSIONS)
+    if class_names and tuple(class_names) not in (CLASS_NAMES, CLASS_NAMES_8):
+        raise ConfigError(
+            f"data.noise=asymmetric without data.noise_map: the classes {listed(class_names)} "
+            "are not the FER expressions, so they have no default confusion map (the defaults "
+            "are the FER confusions and the digits'). Set data.noise_map to the pairs to flip, "
+            f"by your classes' names, e.g. {example_noise_map(class_names)}"
+        )
+    own = own_numbered(class_map or {})
+    if own:
+        raise ConfigError(renumbered_without_map(class_map, own))
+    return dict(FER_CONFUSIONS)
+
+
+def class_map_ids(class_map: dict) -> dict:
+    """The canonical id data.class_map gives each class it keeps (a value of digits or an
+    expression's name; the reader has checked them), by its key."""
+    ids = {}
+    for key, value in class_map.items():
+        text = str(value).strip()
+        class_id = int(text) if text.lstrip("-").isdigit() else class_from_name(text)
+        if class_id != DROP:
+            ids[key] = class_id
+    return ids
+
+
+def own_numbered(class_map: dict) -> list:
+    """The keys of a folder's or manifest's data.class_map that number their class their own
+    way: named otherwise than the expression of the id they get ("cat" = 0, "happy" = 0). A
+    class given its expression by name ("cat" = "Happiness") keeps the FER meaning, and so does
+    a number of a file's own (a manifest's 1-7 mapped to 0-6, as for RAF-DB's ids)."""
+    own = []
+    for key, class_id in class_map_ids(class_map).items():
+        name = str(key).strip()
+        by_name = not str(class_map[key]).strip().lstrip("-").isdigit()
+        number = name.lstrip("+-").isdigit()
+        if not (by_name or number or NAME_ALIASES.get(name.lower()) == class_id):
+            own.append(key)
+    return own
+
+
+def renumbered_without_map(class_map: dict, own: list) -> str:
+    """The error for asymmetric noise without data.noise_map on classes data.class_map numbers
+    its own way (own: their keys), with a data.noise_map in the ids it gives them."""
+    ids = class_map_ids(class_map)
+    source = own[0]
+    target = next((k for k, i in ids.items() if i != ids[source]), source)
+    numbered = ", ".join(f"{key} = {ids[key]}" for key in own)
+    pair = f'data.noise_map={{"{ids[source]}" = {ids[target]}}}'
+    return (
+        f"data.noise=asymmetric without data.noise_map: data.class_map numbers classes its own "
+        f"way ({numbered}), not as the FER expressions of those ids, so they have no default "
+        "confusion map. Set data.noise_map to the pairs to flip by the ids data.class_map "
+        f"gives, e.g. {shlex.quote(pair)} (flips {source} labels to {target}); or, if the "
+        "classes are FER expressions, map each to its expression by name in data.class_map "
+        f'({source} = "{CLASS_NAMES_8[ids[source]]}") to flip them by the FER confusions'
+    )
+
+
+def listed(class_names: Sequence[str], most: int = 12) -> str:
+    """The class names joined, the first `most` of a longer list and how many there are."""
+    if len(class_names) <= most:
+        return ", ".join(class_names)
+    return f"{', '.join(class_names[:most])}, ... ({len(class_names)} classes)"
+
+
+def example_noise_map(class_names: Sequence[str]) -> str:
+    """A data.noise_map setting, quoted for a shell, that flips the first class to the second,
+    and what it does. A class named by a whole number is written as its id (map_side reads
+    such a side as an id)."""
+    ids = (0, 1 % len(class_names))
+    sides = (
+        str(i) if class_names[i].strip().lstrip("-").isdecimal() else class_names[i] for i in ids
+    )
+    pair = " = ".join(json.dumps(side, ensure_ascii=False) for side in sides)
+    source, target = (class_names[i] for i in ids)
+    return f"{shlex.quote(f'data.noise_map={{{pair}}}')} (flips {source} labels to {target})"
 
 
 def parse_noise_map(
@@ -143,47 +230,73 @@ MAP_FIX = (
 )
 
 
-def checked_map(class_map: dict, num_classes: int, present: np.ndarray) -> dict[int, int]:
+def checked_map(
+    class_map: dict, num_classes: int, present: np.ndarray, class_names: Sequence[str] = ()
+) -> dict[int, int]:
     """The asymmetric map, parsed, checked against the classes with labels: a class with labels
     must map to a class with labels (a flip must not invent a class the data lacks), and some
     class of the map must have labels (else the noise flips nothing). Pairs of classes without
-    labels are inert: the FER confusions stay usable on a folder with some of the classes."""
+    labels are inert: the FER confusions stay usable on a folder with some of the classes. The
+    errors name the classes by class_names where given ("Sadness (4)"), else by id."""
     try:
-        parsed = parse_noise_map(class_map, num_classes)
+        parsed = parse_noise_map(class_map, num_classes, class_names)
     except ConfigError as error:
         raise ConfigError(f"asymmetric noise: {error}; {MAP_FIX}") from None
-    with_labels = set(present.tolist())
+    with_labels = sorted(set(present.tolist()))
+    having = ", ".join(class_label(c, class_names) for c in with_labels)
     for source, target in parsed.items():
         if source in with_labels and target not in with_labels:
             raise ConfigError(
-                f"asymmetric noise would flip class {source} to class {target}, which has no "
-                f"training labels (classes with labels: {sorted(with_labels)}); {MAP_FIX}"
+                f"asymmetric noise would flip {pair_label(source, target, class_names)}, but "
+                f"{class_label(target, class_names)} has no training labels (classes with "
+                f"labels: {having}); {MAP_FIX}"
             )
-    if not with_labels & set(parsed):
+    if not set(with_labels) & set(parsed):
+        pairs = ", ".join(pair_label(s, t, class_names) for s, t in parsed.items())
         raise ConfigError(
-            f"asymmetric noise with the map {parsed} would flip no label: none of its classes "
-            f"has training labels (classes with labels: {sorted(with_labels)}); {MAP_FIX}"
+            f"asymmetric noise with the map {pairs} would flip no label: none of its classes "
+            f"has training labels (classes with labels: {having}); {MAP_FIX}"
         )
     return parsed
 
 
+def class_label(class_id: int, class_names: Sequence[str] = ()) -> str:
+    """A class as errors name it: "Sadness (4)", or "class 4" without names."""
+    if 0 <= class_id < len(class_names):
+        return f"{class_names[class_id]} ({class_id})"
+    return f"class {class_id}"
+
+
+def pair_label(source: int, target: int, class_names: Sequence[str] = ()) -> str:
+    """A pair of an asymmetric map as errors name it: "Sadness (4) → Neutral (6)"."""
+    return f"{class_label(source, class_names)} → {class_label(target, class_names)}"
+
+
 def check_noise_fits(
-    kind: str, rate: float, class_map: dict | None, labels: np.ndarray, num_classes: int
+    kind: str,
+    rate: float,
+    class_map: dict | None,
+    labels: np.ndarray,
+    num_classes: int,
+    class_names: Sequence[str] = (),
 ) -> None:
     """The checks inject_noise makes of a noise against the labels it would change (the rate, and
-    an asymmetric map), made alone: the pipeline makes them before it decodes any image."""
+    an asymmetric map, its errors naming class_names), made alone: the pipeline makes them before
+    it decodes any image."""
     labels = np.asarray(labels, dtype=np.int64)
     present = np.unique(labels[labels >= 0])
     check_rate(kind, rate, len(present))
     if kind == "asymmetric" and class_map is not None:
-        checked_map(class_map, num_classes, present)
+        checked_map(class_map, num_classes, present, class_names)
 
 
 def check_rate(kind: str, rate: float, num_present: int) -> None:
-    """ConfigError for a noise that labels of num_present classes cannot carry: symmetric noise
-    from (P - 1)/P (the true class no likelier a label than each other one), asymmetric noise
-    above 0.5 (a mapped class labeled wrongly more often than rightly). Instance noise spreads
-    an image's wrong labels over the other classes, and has no such limit."""
+    """ConfigError for a noise that labels of num_present classes cannot carry: symmetric and
+    instance noise from (P - 1)/P (the true class no likelier a label than each other one; for
+    instance noise, whose wrong labels gather on a few classes, less likely than some), and
+    asymmetric noise from 0.5 (a mapped class labeled wrongly as often as rightly, or more).
+    Below these a class can still lose its most frequent label to another by chance or, with
+    instance noise, by the images it holds: outvoted_classes finds those after the draw."""
     if rate == 0.0:
         return
     if kind in ("symmetric", "instance") and num_present < 2:
@@ -191,22 +304,51 @@ def check_rate(kind: str, rate: float, num_present: int) -> None:
             f"{kind} noise needs labels of at least 2 classes to flip between; these labels "
             f"have {num_present}"
         )
-    if kind == "symmetric" and rate >= (num_present - 1) / num_present:
+    if kind in ("symmetric", "instance") and rate >= (num_present - 1) / num_present:
         reason = (
             f"on {num_present} classes the true class would be no likelier a label than each "
             "other one"
         )
+        if kind == "instance":
+            reason += " even were the wrong labels spread evenly (instance noise gathers them)"
         limit = f"below {(num_present - 1) / num_present:.3g}"
-    elif kind == "asymmetric" and rate > 0.5:
-        reason = "a mapped class's images would be labeled as the class it maps to more often than"
-        reason += " as themselves"
-        limit = "of at most 0.5"
+    elif kind == "asymmetric" and rate >= 0.5:
+        reason = "a mapped class's images would be labeled as the class it maps to no less often"
+        reason += " than as their own class"
+        limit = "below 0.5"
     else:
         return
     raise ConfigError(
         f"data.noise_rate={rate} is too high for {kind} noise: {reason}, so the labels would no "
         f"longer name the classes. Use a rate {limit}"
     )
+
+
+def outvoted_classes(
+    reference: np.ndarray, labels: np.ndarray, class_names: Sequence[str], subject: str = "of {}"
+) -> list[str]:
+    """Each class c whose images (those of reference class c) carry some other label more often
+    than c in `labels`, as "the images of Fear are labeled Surprise more often than Fear (40
+    against 31)": such a class's labels no longer name it. subject formats the class name
+    after "the images " ("of {}" by default; e.g. "labeled {} before the noise"). Images with
+    an unknown label (-1) in either array are left out; classes in id order."""
+    reference = np.asarray(reference, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    known = (reference >= 0) & (labels >= 0)
+    c = len(class_names)
+    counts = np.bincount(reference[known] * c + labels[known], minlength=c * c).reshape(c, c)
+    phrases = []
+    for own, row in enumerate(counts):
+        others = row.copy()
+        others[own] = -1
+        other = int(np.argmax(others))  # the first of a tie
+        if others[other] > row[own]:
+            phrases.append(
+                f"the images {subject.format(class_names[own])} are labeled "
+                f"{class_names[other]} more often than {class_names[own]} ({others[other]} "
+                f"against {row[own]})"
+            )
+    return phrases
 
 
 def instance_noise(

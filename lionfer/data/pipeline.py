@@ -20,6 +20,7 @@ from lionfer.data.noise import (
     default_noise_map,
     image_features,
     inject_noise,
+    outvoted_classes,
     parse_noise_map,
 )
 from lionfer.data.splits import Split, check_split_settings, load_split, make_split
@@ -63,8 +64,17 @@ def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool 
     data = read_dataset(cfg, seed)
     noisy_labels = cfg.noise != "none" and cfg.noise_rate > 0
     if noisy_labels:  # a noise the labels cannot carry is refused before the images are decoded
-        mapping = noise_map(cfg, data.num_classes, data.class_names)
-        check_noise_fits(cfg.noise, cfg.noise_rate, mapping, data.train.labels, data.num_classes)
+        mapping = None  # only asymmetric noise reads a map: the others need no default one
+        if cfg.noise == "asymmetric":
+            mapping = noise_map(cfg, data.num_classes, data.class_names)
+        check_noise_fits(
+            cfg.noise,
+            cfg.noise_rate,
+            mapping,
+            data.train.labels,
+            data.num_classes,
+            data.class_names,
+        )
     for part in check:
         check_part(data, part, cfg.skip_bad, progress)
     drop_labeled_copies(data)
@@ -97,17 +107,36 @@ def load_dataset(cfg, seed: int, check: tuple[str, ...] = PARTS, progress: bool 
         )
         flipped = int((noisy != train.labels).sum())
         data.notes.append(f"{cfg.noise} noise at rate {cfg.noise_rate}: {flipped} labels flipped")
+        warn_outvoted_by_noise(cfg, data, train.labels, truth)
     elif cfg.noise != "none":  # a rate sweep's clean point
         data.notes.append(f"{cfg.noise} noise at rate 0: no label flipped")
     return data
 
 
 def noise_map(cfg, num_classes: int, class_names=()) -> dict:
-    """data.noise_map parsed (class ids, or names of class_names), or the dataset's default
-    map."""
+    """data.noise_map parsed (class ids, or names of class_names), or the dataset's default map
+    (default_noise_map: none for classes that are not the FER expressions, by their names or by
+    a folder's or manifest's data.class_map)."""
     if cfg.noise_map:
         return parse_noise_map(cfg.noise_map, num_classes, class_names)
-    return default_noise_map(cfg.dataset)
+    class_map = cfg.class_map if cfg.dataset in ("folder", "manifest") else {}
+    return default_noise_map(cfg.dataset, class_names, class_map)
+
+
+def warn_outvoted_by_noise(cfg, data: FERData, before: np.ndarray, truth: np.ndarray) -> None:
+    """Warn where the noise left a class's training images labeled with another class more
+    often than with their own (outvoted_classes), judged against the labels before the noise:
+    the noise's own doing, not the dataset's label errors (an annotator's, which a class may
+    have before any noise). Where those labels differ from the truth, the warning says so."""
+    known = (before >= 0) & (truth >= 0)
+    subject = "of {}" if (before == truth)[known].all() else "labeled {} before the noise"
+    outvoted = outvoted_classes(before, data.train.labels, data.class_names, subject)
+    if outvoted:
+        warnings.warn(
+            f"after {cfg.noise} noise at rate {cfg.noise_rate}, {'; '.join(outvoted)}: these "
+            "labels no longer name their class; use a lower data.noise_rate",
+            stacklevel=3,
+        )
 
 
 def noise_error_types(train: ImageSet, noisy: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -288,6 +317,7 @@ def build_run_data(
     data = load_dataset(cfg, seed, check=check, progress=progress)
     split = choose_split(cfg, seed, data, reread)
     warn_unlabeled_classes(data, split, cfg.num_labels)
+    note_labeled_quality(cfg, data, split)
     train = data.train
     hidden = train.subset(split.unlabeled)
     if hidden.true_labels is None:
@@ -338,6 +368,39 @@ def warn_unlabeled_classes(data: FERData, split: Split, num_labels: int) -> None
         )
     data.notes.append(message)
     warnings.warn(message, stacklevel=3)
+
+
+def note_labeled_quality(cfg, data: FERData, split: Split) -> None:
+    """Where the labeled images' true labels are known, how many of them are wrongly labeled (a
+    note, for every method), and a warning (and note) naming each class whose labeled images
+    are labeled with another class more often than with their own (outvoted_classes): a small
+    budget can draw a labeled set noisier than the rate data.noise was checked against."""
+    truth = data.train.true_labels
+    if truth is None:
+        return
+    given, true = data.train.labels[split.labeled], truth[split.labeled]
+    known = (true >= 0) & (given >= 0)
+    if not known.any():
+        return
+    wrong = int((given[known] != true[known]).sum())
+    share = f"{counted(wrong, 'is', 'are')} wrongly labeled ({wrong / known.sum():.0%})"
+    if known.all():
+        data.notes.append(f"of the {len(given)} labeled images, {share}")
+    else:
+        data.notes.append(
+            f"of the {len(given)} labeled images, {int(known.sum())} have a known true label; "
+            f"of these, {share}"
+        )
+    outvoted = outvoted_classes(true[known], given[known], data.class_names)
+    if outvoted:
+        lower = " or a lower data.noise_rate" if cfg.noise != "none" else ""
+        message = (
+            f"in the labeled set, {'; '.join(outvoted)}: these labels no longer name their "
+            f"class; a larger data.num_labels{lower} gives a labeled set nearer the training "
+            "set's label quality"
+        )
+        data.notes.append(message)
+        warnings.warn(message, stacklevel=3)
 
 
 def count_by_class(labels: np.ndarray, class_names) -> dict[str, int]:

@@ -217,7 +217,9 @@ def class_lost(run) -> str | None:
 def collapsed(run) -> str | None:
     """Rule (a): the evidence when ≥ COLLAPSE_SHARE of the test predictions (the confusion
     matrix's column sums) fall on COLLAPSE_CLASSES classes or fewer; None otherwise, and where
-    the run has no confusion matrix or only COLLAPSE_CLASSES classes."""
+    the run has no confusion matrix or only COLLAPSE_CLASSES classes. Predicted classes without
+    test images (a FER head on a folder of some expressions) are said to be such, beside the
+    classes the test set has."""
     cm = judged_matrix(run)
     if cm is None:
         return None
@@ -230,11 +232,19 @@ def collapsed(run) -> str | None:
     names = matrix_names(run, cm)
     classes = ", ".join(f"{names[i]} {_pct(predicted[i] / total)}" for i in top)
     truth = cm.sum(axis=1)[top].sum() / total
-    return (
-        f"{_pct(share)} of {int(total)} test predictions on {len(top)} of {tested_classes(cm)} "
-        "classes "
-        f"({classes}; these classes hold {_pct(truth)} of the true labels)"
-    )
+    held = f"these classes hold {_pct(truth)} of the true labels"
+    text = f"{_pct(share)} of {int(total)} test predictions on "
+    untested = [names[i] for i in top if not cm[i].sum()]
+    if not untested:
+        return text + f"{len(top)} of {tested_classes(cm)} classes ({classes}; {held})"
+    tested = [names[i] for i in np.flatnonzero(cm.sum(axis=1) > 0)]
+    test_set = f"the test set's {len(tested)} classes are {', '.join(tested)}"
+    on = f"{len(top)} class{'es' if len(top) > 1 else ''} ({classes})"
+    if len(untested) == len(top):
+        which = {1: "which has no", 2: "neither of which has"}.get(len(top), "none of which has")
+        return text + f"{on}, {which} test images ({test_set})"
+    verb = "has" if len(untested) == 1 else "have"
+    return text + f"{on}, of which {', '.join(untested)} {verb} no test images ({test_set}; {held})"
 
 
 def chance_pseudo_labels(run) -> str | None:

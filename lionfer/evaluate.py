@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> d
     checked, as in training)."""
     from lionfer.inference.model_file import checkpoint_file
 
-    run = Path(run)
+    run = Path(os.path.expanduser(run))  # "~/runs/x", as a shell reads it
     if not run.exists():
         raise MissingInputError(f"run folder not found: {run}")
     if not (run.is_dir() and (run / "config.toml").is_file()):

@@ -312,13 +312,38 @@ def _torch_threads(count: int) -> Iterator[None]:
 
 @functools.cache
 def _mtcnn() -> Any:
-    """lionfer's MTCNN on CPU, from the weight files shipped in lionfer/weights."""
+    """lionfer's MTCNN on CPU, from the weight files shipped in lionfer/weights; its networks'
+    first random weights, which the files replace, are drawn from a generator of their own."""
     from lionfer.data.mtcnn import MTCNN, WeightsError
 
     try:
-        return MTCNN(device="cpu")
+        with _private_initialisers():
+            return MTCNN(device="cpu")
     except WeightsError as error:
         raise DetectorUnavailable(f"{error} (or use detector='haar')") from error
+
+
+def _private_initialisers() -> Any:
+    """A block (of this thread) in which torch's weight initialisers draw from a generator of
+    their own, not from torch's global one: building a detector leaves a caller's seeded stream,
+    and a run training in another thread, where they were."""
+    import torch
+    from torch.nn import init
+    from torch.overrides import TorchFunctionMode
+
+    fills = {init.uniform_, init.normal_, init.trunc_normal_, init.kaiming_uniform_}
+    fills |= {init.kaiming_normal_, init.xavier_uniform_, init.xavier_normal_, init.orthogonal_}
+    fills |= {init.sparse_, torch.Tensor.uniform_, torch.Tensor.normal_}
+    generator = torch.Generator().manual_seed(0)
+
+    class PrivateInitialisers(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = dict(kwargs or {})
+            if func in fills and kwargs.get("generator") is None:
+                kwargs["generator"] = generator
+            return func(*args, **kwargs)
+
+    return PrivateInitialisers()
 
 
 def _mtcnn_or_none() -> Any | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -381,7 +382,7 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
     from lionfer.data.pipeline import finished_run_data
     from lionfer.evaluate import run_data_context
 
-    run = Path(run)
+    run = Path(os.path.expanduser(run))  # "~/runs/x", as a shell reads it
     if not run.is_dir():
         raise InputError(f"relabel needs a run folder (made by `lionfer train`), got {run}")
     state = load_checkpoint(checkpoint_file(run, checkpoint), MODEL_KEYS, MODEL_FIX)

@@ -72,7 +72,7 @@ def checkpoint_file(model: str | Path, checkpoint: str = "last") -> Path:
             f"MODEL {str(model)!r} is an empty path; give a run folder, a .pt checkpoint or a "
             ".onnx file (use '.' for the current folder)"
         )
-    path = Path(model)
+    path = Path(os.path.expanduser(model))  # "~/runs/x", as a shell reads it
     if path.is_dir():
         file = path / "checkpoints" / f"{checkpoint}.pt"
         if not file.is_file():

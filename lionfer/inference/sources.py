@@ -100,7 +100,7 @@ def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], Counter, int]:
                 f"input {str(item)!r} is an empty path; give a file, folder or glob (use '.' for "
                 "the current folder)"
             )
-        paths, skipped, skipped_raw = _expand_path(str(item))
+        paths, skipped, skipped_raw = _expand_path(os.path.expanduser(item))  # "~", as a shell
         ignored, raw = ignored + skipped, raw + skipped_raw
         for path in paths:
             if (key := located(path)) not in seen:  # photos/a.jpg and /abs/photos/a.jpg: once

@@ -187,15 +187,44 @@ def checkpoint_model(state: dict, path: Path, weights: str = "ema") -> nn.Module
         )
     saved = state.get("model_config", {})
     shape = {k: saved[k] for k in ("dropout", "feature_scale") if k in saved}
-    model = build_model(ModelConfig(name=name, **shape), num_classes)
+    model_cfg = ModelConfig(name=name, **shape)
+    model, on_meta = unfilled_model(model_cfg, num_classes)
     problems = check_state_dict(model.state_dict(), state[weights])
     if problems:
         raise CheckpointError(
             f"{path}: the weights do not fit lionfer's {name!r} model ({'; '.join(problems)}); "
             "the checkpoint was written by another lionfer version"
         )
+    if on_meta:
+        model.to_empty(device="cpu")  # memory for the weights, without drawing any
     model.load_state_dict(state[weights])
     return model.eval()
+
+
+def unfilled_model(model_cfg: ModelConfig, num_classes: int) -> tuple[nn.Module, bool]:
+    """(the model of model_cfg, for a state dict to fill; whether it is on the meta device).
+    Built on the meta device, its initial weights are never drawn: loading a model leaves
+    torch's global random generator alone (a caller's seeded stream, a run training in another
+    thread). A model with tensors that no state dict holds (non-persistent buffers), or one
+    that cannot be built there, is built on the CPU as usual, which draws from it."""
+    try:
+        with torch.device("meta"):
+            model = build_model(model_cfg, num_classes)
+        if state_holds_all(model):
+            return model, True
+    except Exception:  # built again below, where a real error is raised
+        pass
+    return build_model(model_cfg, num_classes), False
+
+
+def state_holds_all(model: nn.Module) -> bool:
+    """Whether the model's state dict holds every tensor it has (no non-persistent buffer, no
+    tensor kept as a plain attribute)."""
+    held = set(model.state_dict(keep_vars=True))
+    named = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    named += [n for n, _ in model.named_buffers(remove_duplicate=False)]
+    plain = any(isinstance(v, torch.Tensor) for m in model.modules() for v in vars(m).values())
+    return set(named) <= held and not plain
 
 
 # The settings of how a run is carried out, not of what it learns (on one device a run repeats to

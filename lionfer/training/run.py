@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import random
 import sys
 import threading
@@ -63,9 +64,11 @@ def train(
     main thread); the process's random generators (torch's, Python's, numpy's, and torch's on
     the GPUs where the process had started CUDA) are left as they were found.
 
-    Raises InputError (bad config, data or run folder: nothing is written), Interrupted (SIGINT or
-    SIGTERM: checkpoints/last.pt saved), or the failure of a step (an "error" event and a
-    checkpoint are written first)."""
+    Raises InputError (bad arguments, config, data or run folder: nothing is written),
+    Interrupted (SIGINT or SIGTERM: checkpoints/last.pt saved), or the failure of a step (an
+    "error" event and a checkpoint are written first). It trains whatever grad mode the caller
+    is in (no_grad, inference_mode), but only with torch's default dtype float32."""
+    check_arguments(cfg, out, resume, overwrite, stop_after, progress)
     if not _RUNNING.acquire(blocking=False):
         raise InputError(
             "train() is already running in this process (in another thread): runs share the "
@@ -76,7 +79,8 @@ def train(
     try:
         generators = random_state()
         args = (resume, overwrite, stop_after, progress, command, device)
-        result = train_locked(cfg, Path(out).expanduser(), *args)  # "~/runs/x", as a shell reads it
+        with torch.enable_grad(), torch.inference_mode(False):  # under a caller's no_grad too
+            result = train_locked(cfg, Path(out).expanduser(), *args)  # "~": as a shell reads it
     except BaseException:
         with contextlib.suppress(Exception):  # a GPU in error may refuse: the run's error stands
             if generators is not None:
@@ -93,8 +97,9 @@ def train(
         _RUNNING.release()  # whatever happened, the next train() may run
 
 
-def train_locked(cfg, out: Path, resume, overwrite, stop_after, progress, command, device):
-    """train()'s work, once it holds the process's run lock."""
+def check_arguments(cfg, out, resume, overwrite, stop_after, progress) -> None:
+    """train()'s arguments, refused with ConfigError (an InputError) naming the argument and
+    what to pass, before anything is read or written; and torch's default dtype."""
     if cfg is not None and not isinstance(cfg, Config):
         raise ConfigError(
             f"train() takes a Config, not a {type(cfg).__name__}: build one with "
@@ -105,8 +110,34 @@ def train_locked(cfg, out: Path, resume, overwrite, stop_after, progress, comman
             "train() needs a Config unless it resumes a run (resume=True): "
             "lionfer.config.load_config() builds the default one"
         )
+    if cfg is not None and (type(cfg.seed) is not int or cfg.seed < 0):
+        raise ConfigError(
+            f"train(): cfg.seed must be a non-negative int, got {cfg.seed!r}: set it with "
+            "lionfer.config.replace(cfg, 'seed=1') or dataclasses.replace(cfg, seed=1)"
+        )
+    if not isinstance(out, str | os.PathLike):
+        raise ConfigError(f"train(): out must be a folder path (a str or a Path), got {out!r}")
+    flags = {"resume": resume, "overwrite": overwrite, "progress": progress}
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"train(): {name} must be True or False, got {value!r}")
+    if stop_after is not None and (type(stop_after) is not int or stop_after < 0):
+        raise ConfigError(
+            f"train(): stop_after must be None (train to train.steps) or a number of steps "
+            f"(an int >= 0), got {stop_after!r}"
+        )
     if resume and overwrite:
         raise ConfigError("a run is either resumed or overwritten: drop resume or overwrite")
+    if torch.get_default_dtype() != torch.float32:
+        raise InputError(
+            f"train() trains in float32, but torch's default dtype is "
+            f"{torch.get_default_dtype()}: call torch.set_default_dtype(torch.float32) "
+            "before train() (and set it back after, if you need it)"
+        )
+
+
+def train_locked(cfg, out: Path, resume, overwrite, stop_after, progress, command, device):
+    """train()'s work, once it holds the process's run lock and its arguments are checked."""
     progress = progress and sys.stderr is not None  # no bars without a stream to draw them on
     comm = join(resolve_device(joining_device(cfg, out, resume, device)))
     lock = RunLock()  # the main process writes the run folder: no other process at once

@@ -17,6 +17,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import threading
 import tomllib
 import warnings
 from collections.abc import Callable, Iterator
@@ -432,14 +434,67 @@ class MetricsLog:
 
     @contextmanager
     def recording_warnings(self, step: Callable[[], int]) -> Iterator[None]:
-        """Each Python warning shown meanwhile is also logged as a "warning" event; how it is
-        shown stays the caller's (the command line prints one `warning: ...` line)."""
+        """The calling (training) thread's warnings meanwhile are logged as "warning" events
+        whatever the filters (WarningRecorder); how every warning is shown stays the caller's."""
+        recorder = WarningRecorder(self, step)
         with warnings.catch_warnings():
-            show = warnings.showwarning
+            warnings.simplefilter("always")  # all reach the recorder, which applies the filters
+            warnings.showwarning = recorder
+            try:
+                yield
+            finally:
+                recorder.run = None  # finished: nothing of the run is held or written to after
 
-            def record(message, category, filename, lineno, file=None, line=None):
-                self.append({"event": "warning", "step": step(), "message": str(message)})
-                show(message, category, filename, lineno, file, line)
 
-            warnings.showwarning = record
-            yield
+class WarningRecorder:
+    """warnings.showwarning while a run trains. The warnings of the thread that made it are
+    logged to the run, each text and place once, whatever the filters; every warning, of any
+    thread, is then shown as the filters in force before say (ignored, raised, once, always), by
+    the showwarning it replaced. Once finished (`run` None) it only shows: a copy that another
+    thread's warnings.catch_warnings put back never writes to the run."""
+
+    # what Python's default filters ignore: a run records what a fresh `lionfer train` records
+    unrecorded = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+    def __init__(self, log: MetricsLog, step: Callable[[], int]):
+        self.run: tuple[MetricsLog, Callable[[], int]] | None = (log, step)
+        self.thread = threading.get_ident()
+        self.show, self.filters = warnings.showwarning, tuple(warnings.filters)
+        self.recorded, self.shown = set(), set()  # places logged; places (or texts) shown
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        run, text = self.run, str(message)
+        place = (text, category, filename, lineno)
+        mine = run is not None and threading.get_ident() == self.thread
+        if mine and not issubclass(category, self.unrecorded) and place not in self.recorded:
+            self.recorded.add(place)
+            run[0].append({"event": "warning", "step": run[1](), "message": text})
+        action = filter_action(self.filters, text, category, filename, lineno)
+        if action == "error":
+            raise message if isinstance(message, Warning) else category(message)
+        keys = {"once": place[:2], "module": place[:3], "default": place}
+        if action == "ignore" or keys.get(action) in self.shown:
+            return
+        if action in keys:
+            self.shown.add(keys[action])
+        self.show(message, category, filename, lineno, file, line)
+
+
+def filter_action(filters: tuple, text: str, category: type, filename: str, lineno: int) -> str:
+    """The action of the first of warnings' `filters` that fits a warning, as warn_explicit picks
+    it; its module: the __name__ of the nearest frame in `filename` on the stack, else the file."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename != filename:
+        frame = frame.f_back
+    module = frame.f_globals.get("__name__", "") if frame else filename.removesuffix(".py")
+    for action, message, kind, module_pattern, filter_line in filters:
+        fits = matches(message, text) and matches(module_pattern, module)
+        if fits and issubclass(category, kind) and filter_line in (0, lineno):
+            return action
+    return warnings.defaultaction
+
+
+def matches(rule, text: str) -> bool:
+    """A filter's message or module test: None fits all, a plain string (Python's own default
+    filters hold some) only itself, a compiled pattern what it matches from the start."""
+    return rule is None or (rule == text if isinstance(rule, str) else bool(rule.match(text)))

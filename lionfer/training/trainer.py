@@ -3,7 +3,8 @@ checkpoint, counted in steps, resumable exactly, with a run folder as its only o
 
 SIGINT and SIGTERM stop the loop at the next step boundary with checkpoints/last.pt saved and an
 "interrupted" event (Interrupted is raised); any other failure in the loop writes an "error" event
-and a checkpoint before it propagates. Python warnings become "warning" events.
+and a checkpoint before it propagates. The training thread's Python warnings become "warning"
+events.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ from lionfer.training.runfolder import LAST, MetricsLog, plain
 from lionfer.training.window import LossWatch, Window, pseudo_counts
 
 __all__ = ["Trainer"]
+
+
+def shut_down(*iterators) -> None:
+    """Stop the worker processes of DataLoader iterators now, not when they are collected: a
+    failed run's exception, kept by the caller (IPython's sys.last_value), would keep them."""
+    for iterator in iterators:
+        stop = getattr(iterator, "_shutdown_workers", None)  # DataLoader's, with workers
+        if stop is not None:
+            stop()
 
 
 class Trainer:
@@ -321,6 +331,9 @@ class Trainer:
             raise
         finally:
             bar.close()
+            # a traceback the caller keeps holds this frame: stop the workers, let go of them
+            shut_down(labeled_iter, unlabeled_iter)
+            labeled = unlabeled = labeled_iter = unlabeled_iter = ulb = None
 
     def _finish(self) -> dict:
         """summary.json, relabels.csv and confusion.csv, from the last evaluation."""

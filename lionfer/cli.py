@@ -31,10 +31,20 @@ def default_out(cfg) -> Path:
     return Path("runs") / run_folder(cfg.data.dataset, labels, cfg.algorithm.name, cfg.seed)
 
 
+def check_device_option(device: str | None) -> None:
+    """A --device given to train or evaluate names a device of this machine: else a ConfigError
+    naming --device (not the train.device it becomes) and the fix."""
+    if device:
+        from lionfer.device import resolve_device
+
+        resolve_device(device, what="--device")
+
+
 def cmd_train(args) -> int:
     from lionfer.training.run import train
 
     command = shlex.join(["lionfer", *sys.argv[1:]])
+    check_device_option(args.device)
     if args.resume:
         if not args.out:
             raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
@@ -73,7 +83,10 @@ def cmd_train(args) -> int:
             "train.checkpoint_every=2",
         )
         with tempfile.TemporaryDirectory(prefix="lionfer-dry-run-") as tmp:
-            summary = train(cfg, Path(tmp) / "run", progress=False, command=command)
+            try:
+                summary = train(cfg, Path(tmp) / "run", progress=False, command=command)
+            except RuntimeFailure as error:
+                raise dry_run_failure(error, tmp) from None
         if summary is None:  # another process of a multi-process run: the main one reports
             return 0
         show(
@@ -91,6 +104,20 @@ def cmd_train(args) -> int:
     if summary is not None:  # None: another process of a multi-process run
         show(format_summary(summary, out))
     return 0
+
+
+def dry_run_failure(error: RuntimeFailure, tmp: str) -> RuntimeFailure:
+    """A dry run's failure, without the clauses naming files of its temporary folder (removed by
+    now: a NaN loss's error.pt), saying that nothing was kept and how to keep them."""
+    clauses = str(error).split("; ")
+    kept = [clause for clause in clauses if tmp not in clause]
+    if len(kept) < len(clauses):
+        kept.append(
+            "dry run: nothing was kept (run without --dry-run to keep the failing state, e.g. "
+            "the checkpoints/error.pt of a NaN loss, in the run folder)"
+        )
+    error.args = ("; ".join(kept),)
+    return error
 
 
 def show(text: str) -> None:
@@ -140,8 +167,11 @@ def elr_weight(out: Path) -> float:
     path = out / "config.toml"
     if not path.is_file():
         return 0.0
-    algorithm = tomllib.loads(path.read_text()).get("algorithm", {})
-    if algorithm.get("disambiguation") != "evidence":
+    try:  # TOML is UTF-8, whatever the locale's encoding; a damaged file gives no hint
+        algorithm = tomllib.loads(path.read_bytes().decode("utf-8")).get("algorithm", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return 0.0
+    if not isinstance(algorithm, dict) or algorithm.get("disambiguation") != "evidence":
         return 0.0
     return float(algorithm.get("lambda_elr", 0.0))
 
@@ -149,6 +179,7 @@ def elr_weight(out: Path) -> float:
 def cmd_evaluate(args) -> int:
     from lionfer.evaluate import evaluate_run
 
+    check_device_option(args.device)
     result = evaluate_run(Path(args.run), checkpoint=args.checkpoint, device=args.device)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -271,6 +302,16 @@ class Commands(argparse._SubParsersAction):
         return super().add_parser(name, **kwargs)
 
 
+def needs_subcommand(parser: argparse.ArgumentParser, usage: str) -> None:
+    """A command of subcommands run without one says which to give (argparse's own message
+    would name its internal `action`), as a usage error (exit 2)."""
+
+    def refuse(args) -> int:
+        parser.error(f"a subcommand is needed: {usage} (lionfer {args.command} --help)")
+
+    parser.set_defaults(func=refuse)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lionfer",
@@ -304,10 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run's model on its test set")
-    p.add_argument("run")
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("run", help="a run folder (one holding config.toml and checkpoints/)")
+    p.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="which of the run's checkpoints (default last)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as JSON (per-class accuracies, confusion matrix, label quality)",
+    )
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("list", help="list algorithms, models or datasets")
@@ -315,25 +365,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("config", help="show the resolved config")
-    config_sub = p.add_subparsers(dest="action", required=True, action=Commands)
+    config_sub = p.add_subparsers(dest="action", action=Commands)
+    needs_subcommand(p, "lionfer config show [CONFIG] [key=value ...] prints the resolved config")
     show = config_sub.add_parser("show", help="print the resolved config as TOML")
     show.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
     show.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser("data", help="dataset tools")
-    data_sub = p.add_subparsers(dest="action", required=True, action=Commands)
+    data_sub = p.add_subparsers(dest="action", action=Commands)
+    needs_subcommand(p, "lionfer data stats [CONFIG] [key=value ...] counts a dataset's classes")
     stats = data_sub.add_parser("stats", help="per-class counts of train/test and the split")
     stats.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
-    stats.add_argument("--json", action="store_true")
+    stats.add_argument("--json", action="store_true", help="print the counts as JSON")
     stats.set_defaults(func=cmd_data_stats)
 
     p = sub.add_parser("prepare", help="detect, align and cache faces from raw images")
     p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
     p.add_argument("--out", required=True, help="cache folder")
     p.add_argument("--size", type=int, default=112, help="face size in pixels (default 112)")
-    p.add_argument("--detector", choices=("auto", "mtcnn", "haar"), default="auto")
-    p.add_argument("--multi-face", choices=("largest", "all"), default="largest")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--detector",
+        choices=("auto", "mtcnn", "haar"),
+        default="auto",
+        help="face detector (default auto: MTCNN, Haar only where MTCNN cannot be built)",
+    )
+    p.add_argument(
+        "--multi-face",
+        choices=("largest", "all"),
+        default="largest",
+        help="an image with several faces: keep the largest (default) or each",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (a line at the end)")
     p.set_defaults(func=cmd_prepare)
     add_model_use_parsers(sub)
 
@@ -342,7 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("items", nargs="*", metavar="key=value", help="overrides for every run")
     p.add_argument("--out", required=True, help="the sweep's folder")
     p.add_argument("--jobs", type=int, help="runs at a time (default: one per GPU, else 1)")
-    p.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    p.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default="local",
+        help="local subprocesses (default) or cluster jobs through submitit",
+    )
     p.add_argument(
         "--slurm",
         action="append",

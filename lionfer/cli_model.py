@@ -191,7 +191,11 @@ def add_model_use_parsers(sub) -> None:
             )
         if detection:
             # None when not given: lionfer.load's defaults apply
-            p.add_argument("--detector", choices=("auto", "mtcnn", "haar"))
+            p.add_argument(
+                "--detector",
+                choices=("auto", "mtcnn", "haar"),
+                help="face detector (default auto: MTCNN, Haar only where MTCNN cannot be built)",
+            )
             p.add_argument(
                 "--face-size",
                 type=int,
@@ -217,7 +221,7 @@ def add_model_use_parsers(sub) -> None:
         metavar="DIR",
         help="write images/videos with boxes and labels (--overwrite replaces files there too)",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a model to ONNX or TorchScript")
@@ -227,8 +231,13 @@ def add_model_use_parsers(sub) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("relabel", help="a run's labeled set with given and corrected labels")
-    p.add_argument("run")
-    p.add_argument("--checkpoint", choices=("last", "best"), default="last")
+    p.add_argument("run", help="a run folder (one holding config.toml and checkpoints/)")
+    p.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="which of the run's checkpoints (default last)",
+    )
     p.add_argument("--out", required=True, help="CSV file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_relabel)
@@ -241,6 +250,11 @@ def add_model_use_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="suspects CSV (every labeled image, ranked)")
     p.add_argument("--html", help="HTML page of the top suspects (default: --out with .html)")
     p.add_argument("--top", type=int, default=50, help="suspects on the HTML page (default 50)")
-    p.add_argument("--split", choices=("all", "train", "test"), default="all")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--split",
+        choices=("all", "train", "test"),
+        default="all",
+        help="which labeled images to rank (default all: train and test)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_audit)

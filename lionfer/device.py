@@ -7,20 +7,33 @@ from __future__ import annotations
 
 import torch
 
+from lionfer.config import DEVICE_PATTERN
 from lionfer.errors import ConfigError, InputError
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, what: str = "train.device") -> torch.device:
     """'auto' (CUDA when visible, else CPU) or the named device, with a ConfigError that says what
-    to pass when the named one is not available here."""
+    to pass when the name is not a device, or the device is not here (CUDA not visible, a cuda:N
+    beyond the GPUs). `what` names where the name came from: the config key `train.device` (the
+    default), or an option such as `--device`, whose fix is phrased for the command line."""
+    option = what.startswith("-")
+    given = f"{what} {name}" if option else f"{what}={name}"
+    fix = f"{what} cpu or auto" if option else f"{what}=cpu or auto"
+    if not option:  # a run's config: it may be continued on another machine
+        fix += " (to continue a run here: lionfer train --resume --out RUN --device cpu)"
+    if not isinstance(name, str) or DEVICE_PATTERN.fullmatch(name) is None:
+        raise ConfigError(f"{what} {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
     if device.type in available and not available[device.type]():
+        raise ConfigError(f"{given} but {device.type} is not available here; use {fix}")
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.index is not None and device.index >= count:
         raise ConfigError(
-            f"train.device={name} but {device.type} is not available here; use train.device=cpu "
-            "or auto (to continue a run here: lionfer train --resume --out RUN --device cpu)"
+            f"{given} but this machine has {count} CUDA GPU{'s' * (count != 1)} (cuda:0 to "
+            f"cuda:{count - 1}); use one of them, or {'cuda' if option else what + '=cuda'}"
         )
     return device
 

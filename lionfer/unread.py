@@ -3,16 +3,20 @@ noise, data keys its dataset does not read (DATASET_KEYS), and LION's settings o
 does not decide by (unread_settings); and a run folder inside a `folder` dataset's images
 (check_out). Each is a ConfigError naming the settings and the fix.
 `lionfer train` checks a new run (not a resumed one: a finished run's config.toml is not judged
-again), and `lionfer sweep` every run it would start, before it starts any. Free of torch."""
+again), and `lionfer sweep` every run it would start, before it starts any. A sweep also hands
+each run only the shared `algorithm.*` settings its algorithm has (algorithm_reads), and refuses
+a semi-supervised run left without unlabeled images (check_unlabeled_images). Free of torch at
+import."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from lionfer.algorithms.lion_config import LION_RECIPES, unread_settings
-from lionfer.config import Config, DataConfig
+from lionfer.config import Config, DataConfig, algorithm_config_class
 from lionfer.data.datasets import DATASET_KEYS
-from lionfer.errors import ConfigError
+from lionfer.errors import ConfigError, did_you_mean
 
 
 def check_new_run(cfg: Config, out: str | Path | None = None) -> None:
@@ -113,4 +117,64 @@ def check_lion_settings(cfg: Config) -> None:
     raise ConfigError(
         f"{names} {verb} read only by {rule}, and this run {run}; drop {pronoun}, or train "
         f"with {fix}"
+    )
+
+
+def algorithm_setting(assignment: str) -> str:
+    """The field an `algorithm.FIELD=...` override sets ("" for algorithm.name and for keys of
+    other sections): the settings an algorithm may not have."""
+    key = assignment.partition("=")[0].strip()
+    section, _, rest = key.partition(".")
+    field = rest.partition(".")[0]
+    return field if section == "algorithm" and field and field != "name" else ""
+
+
+def algorithm_fields(algorithm: str) -> set[str]:
+    """The `algorithm.*` settings a run of `algorithm` has (its config's fields)."""
+    return {f.name for f in fields(algorithm_config_class(algorithm))}
+
+
+def algorithm_reads(algorithm: str, assignment: str) -> bool:
+    """Whether a run of `algorithm` reads the override `assignment`: any key but an
+    `algorithm.FIELD` that its config lacks (FixMatch has no algorithm.recipe)."""
+    field = algorithm_setting(assignment)
+    return not field or field in algorithm_fields(algorithm)
+
+
+def check_read_by_some(assignments, algorithms, where: str) -> None:
+    """Each `algorithm.*` override of `assignments` is a setting of at least one of `algorithms`
+    (the algorithms of a sweep's runs): else a ConfigError naming it, and the closest setting."""
+    algorithms = sorted(set(algorithms))
+    for assignment in assignments:
+        if any(algorithm_reads(a, assignment) for a in algorithms):
+            continue
+        known = set().union(*(algorithm_fields(a) for a in algorithms))
+        field = algorithm_setting(assignment)
+        hint = did_you_mean(field, known)
+        raise ConfigError(
+            f"{assignment.strip()} in {where} is read by no run of this sweep: none of its "
+            f"algorithms ({', '.join(algorithms)}) has algorithm.{field}.{hint or ''} Drop it, "
+            "or add a method whose algorithm has it"
+        )
+
+
+def check_unlabeled_images(cfg: Config) -> None:
+    """A semi-supervised algorithm (one with unlabeled views) with data.num_labels=-1 and no
+    other source of unlabeled images (a `folder` dataset's data.unlabeled_root, a split file)
+    has none to learn from: the error the run gives once its data are read, told before any
+    run of a sweep starts. Imports the algorithm (and torch) only for such a run."""
+    data = cfg.data
+    if data.num_labels != -1 or data.split_file:
+        return
+    if data.dataset == "folder" and data.unlabeled_root:
+        return
+    from lionfer.registry import ALGORITHMS
+
+    if not ALGORITHMS.get(cfg.algorithm.name).views:
+        return
+    folder = "add a folder of unlabeled images (data.unlabeled_root), " * (data.dataset == "folder")
+    raise ConfigError(
+        f"algorithm {cfg.algorithm.name} learns from unlabeled images, but "
+        "data.num_labels=-1 labels all training images and leaves none unlabeled; lower "
+        f"data.num_labels, {folder}or train with algorithm.name=supervised"
     )

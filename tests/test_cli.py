@@ -92,6 +92,87 @@ def test_bad_input_exits_2_with_the_fix(capsys, tmp_path):
     assert code == 2 and "nothing to resume" in err
 
 
+def test_a_bad_device_option_names_device_and_its_fix(capsys, tmp_path):
+    for argv in (
+        ("evaluate", str(tmp_path / "run"), "--device", "gpu"),
+        ("train", "--resume", "--out", str(tmp_path / "run"), "--device", "gpu"),
+        ("train", *TINY, "--dry-run", "--device", "gpu"),
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 2, err
+        assert err == "error: --device 'gpu' is not a device; use auto, cpu, cuda, cuda:N or mps\n"
+    if not torch.cuda.is_available():  # phrased for the command line, not for train.device
+        code, _, err = run(capsys, "evaluate", str(tmp_path / "run"), "--device", "cuda:1")
+        assert code == 2 and "--device cuda:1 but cuda is not available here" in err
+        assert "use --device cpu or auto" in err and "train.device" not in err
+
+
+def test_a_dry_run_stopped_by_a_nan_loss_names_no_file_of_its_deleted_folder(capsys, tmp_path):
+    argv = ("train", *TINY, "algorithm.name=supervised", "train.lr=1e30", "--dry-run")
+    code, _, err = run(capsys, *argv, "--out", str(tmp_path / "run"))
+    assert code == 1 and "loss is nan at step" in err, err
+    assert "lionfer-dry-run-" not in err and "dry run: nothing was kept" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["config", "data"])
+def test_a_command_of_subcommands_without_one_says_which(capsys, command):
+    with pytest.raises(SystemExit) as info:
+        main([command])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "action" not in err
+    shown = {"config": "lionfer config show [CONFIG]", "data": "lionfer data stats [CONFIG]"}
+    assert f"a subcommand is needed: {shown[command]}" in err
+
+
+def test_every_option_has_help_and_is_in_its_docs_table():
+    """`--help` explains every option, and the docs' table of commands lists each."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    rows = [
+        line
+        for page in ("cli.md", "inference.md")
+        for line in (docs / page).read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `lionfer ")
+    ]
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            if isinstance(action, argparse._HelpAction) or not action.option_strings:
+                continue
+            assert action.help, f"lionfer {name} {action.option_strings[0]} has no help text"
+        row = [line for line in rows if line.startswith(f"| `lionfer {name} ")]
+        if not row:  # sweep and report have pages of their own
+            continue
+        flags = [a.option_strings[-1] for a in command._actions if a.option_strings]
+        missing = [f for f in flags if f not in ("-h", "--help") and f not in row[0]]
+        assert not missing, f"docs' line of lionfer {name} lacks {missing}"
+    for name in ("evaluate", "relabel"):
+        run_arg = next(a for a in commands.choices[name]._actions if a.dest == "run")
+        assert run_arg.help, name
+
+
+def test_a_runs_elr_weight_is_read_as_utf8_whatever_the_locale(tmp_path):
+    import subprocess
+    import sys
+
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    text = '[data]\nroot = "données"\n[algorithm]\ndisambiguation = "evidence"\nlambda_elr = 0.5\n'
+    (run_folder / "config.toml").write_text(text, encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "POSIX", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    code = "import sys; from pathlib import Path; from lionfer.cli import elr_weight; "
+    code += "print(elr_weight(Path(sys.argv[1])))"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(run_folder)], env=env, capture_output=True, text=True
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "0.5"), result.stderr
+    (run_folder / "config.toml").write_bytes(b"\xff\xfe[train]\n")  # not UTF-8: no hint
+    assert lionfer.cli.elr_weight(run_folder) == 0.0
+
+
 def test_data_stats_json(capsys):
     code, stdout, _ = run(
         capsys, "data", "stats", *[t for t in TINY if t.startswith("data.")], "--json"

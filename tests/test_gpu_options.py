@@ -108,3 +108,33 @@ def test_channels_last_and_compile_reach_the_training_model(tiny_cfg, tmp_path, 
     assert conv.is_contiguous(memory_format=torch.channels_last)
     plain = build_trainer(tiny_cfg(), tmp_path / "plain", progress=False)
     assert len(compiled) == 1 and plain.model.backbone[0][0].weight.is_contiguous()
+
+
+def test_resolve_device_names_the_setting_and_the_gpus_there_are(monkeypatch):
+    from lionfer.device import resolve_device
+
+    with pytest.raises(ConfigError, match="train.device 'gpu' is not a device; use auto, cpu"):
+        resolve_device("gpu")
+    with pytest.raises(ConfigError, match="--device 'cuda:x' is not a device"):
+        resolve_device("cuda:x", what="--device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match=r"--device cuda:7 but this machine has 1 CUDA GPU \("):
+        resolve_device("cuda:7", what="--device")
+    with pytest.raises(ConfigError, match=r"train.device=cuda:1 but .* use one of them, or train"):
+        resolve_device("cuda:1")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+
+
+def test_the_memory_left_is_read_without_leaving_a_file_open():
+    import warnings
+    from pathlib import Path
+
+    from lionfer.data.cache import available_memory
+
+    if not Path("/proc/meminfo").is_file():
+        pytest.skip("no /proc/meminfo here")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert available_memory() > 0
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

@@ -16,18 +16,18 @@ from conftest import TINY
 from lionfer.cli import main
 from lionfer.config import ConfigError, load_config, replace, save_config
 from lionfer.experiments.launch import child_env, visible_gpus
-from lionfer.experiments.sweep import config_differences, plan, run_sweep
+from lionfer.experiments.sweep import config_differences, plan, run_sweep, write_sweep_json
 from lionfer.experiments.sweep_file import expand, load_sweep, packaged_sweeps, slug
 from lionfer.training.run import train
 
 
-def write_sweep(tmp_path, body: str, name: str = "grid.toml"):
+def write_sweep(tmp_path, body: str, name: str = "grid.toml", shared=()):
     base = tmp_path / "base.toml"
     base.write_text(
         "[data]\n" + "\n".join(t.removeprefix("data.") for t in TINY if t.startswith("data."))
     )
     path = tmp_path / name
-    others = [t for t in TINY if not t.startswith("data.")]
+    others = [t for t in TINY if not t.startswith("data.")] + list(shared)
     path.write_text(f'config = "base.toml"\noverrides = {json.dumps(others)}\n' + body)
     return path
 
@@ -97,11 +97,104 @@ def test_selection_from_the_command_line(tmp_path):
         ('[[variants]]\nlabel = "x"\noverrides = ["train.stpes=3"]\n', "method 'x'.*'steps'"),
         ('dataset_name = "../escaped"\n', "names a folder inside --out.*'escaped'"),
         ('dataset_name = "/tmp/abs"\n', "names a folder inside --out.*'tmp-abs'"),
+        ("variants = [1, 2]\n", r"expected \[\[variants\]\] tables.*got \[1, 2\]"),
+        ('[[variants]]\nlabel = ""\n', "variant 1 .* needs a label"),
+        (
+            '[[variants]]\nlabel = "a"\noverrides = ["seed=5"]\n',
+            r"seed=5 in the overrides of variant 'a' .*sweep's grid.*seeds = \[\.\.\.\]",
+        ),
+        (
+            '[[variants]]\nlabel = "a"\noverrides = ["data.num_labels=70"]\n',
+            r"data.num_labels=70 in the overrides of variant 'a'.*num_labels = \[\.\.\.\] in its",
+        ),
+        (  # -1 labels every image: a semi-supervised method has no unlabeled image left
+            'num_labels = [28, -1]\nalgorithms = ["supervised", "fixmatch"]\n',
+            "method 'fixmatch', seed 0: algorithm fixmatch learns from unlabeled images, but "
+            "data.num_labels=-1 labels all training images",
+        ),
     ],
 )
 def test_bad_sweep_files_are_errors_with_the_fix(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):
         expand(load_sweep(write_sweep(tmp_path, body)))
+
+
+@pytest.mark.parametrize(
+    ("shared", "message"),
+    [
+        (["seed=3"], r"seed=3 in the overrides of .*grid.toml would lose.*seeds = \[\.\.\.\]"),
+        (["data.num_labels=70"], r"data.num_labels=70 .*num_labels = \[\.\.\.\] \(a variant"),
+        (  # a setting of none of the sweep's algorithms
+            ["algorithm.threshhold=0.5"],
+            r"algorithm.threshhold=0.5 in the overrides of .* is read by no run of this sweep: "
+            r"none of its algorithms \(fixmatch, supervised\).*Did you mean 'threshold'",
+        ),
+    ],
+)
+def test_shared_overrides_the_grid_would_override_or_no_run_reads_are_refused(
+    tmp_path, shared, message
+):
+    body = 'algorithms = ["supervised", "fixmatch"]\n'
+    with pytest.raises(ConfigError, match=message):
+        expand(load_sweep(write_sweep(tmp_path, body, shared=shared)))
+
+
+def test_each_method_gets_the_shared_algorithm_settings_it_has(tmp_path):
+    """A shared algorithm.* setting reaches every method whose algorithm has it, after the
+    method's algorithm.name (which would drop it) and before its own settings (which win); the
+    runs, the plan and sweep.json list only the settings each run gets."""
+    body = """algorithms = ["fixmatch", "supervised"]
+[[variants]]
+label = "lion"
+overrides = ["algorithm.name=lion"]
+[[variants]]
+label = "strict"
+overrides = ["algorithm.name=fixmatch", "algorithm.threshold=0.9"]
+"""
+    shared = ["algorithm.threshold=0.5", "algorithm.recipe=paper"]
+    path = write_sweep(tmp_path, body, shared=shared)
+    points = expand(load_sweep(path), ["algorithm.lambda_u=2"])
+    runs = {p.label: (p.overrides, cfg) for p, cfg in points}
+    overrides, cfg = runs["fixmatch"]
+    assert overrides[-4:] == (
+        "algorithm.name=fixmatch",
+        "algorithm.threshold=0.5",
+        "seed=0",
+        "algorithm.lambda_u=2",
+    )
+    assert "algorithm.recipe=paper" not in overrides
+    assert (cfg.algorithm.threshold, cfg.algorithm.lambda_u) == (0.5, 2.0)
+    overrides, cfg = runs["supervised"]
+    assert not [o for o in overrides if o.startswith("algorithm.") and "name" not in o]
+    overrides, cfg = runs["lion"]
+    assert "algorithm.recipe=paper" in overrides and "algorithm.threshold=0.5" not in overrides
+    assert cfg.algorithm.recipe == "paper"
+    overrides, cfg = runs["strict"]
+    assert cfg.algorithm.threshold == 0.9 and cfg.algorithm.lambda_u == 2.0
+    lines = []
+    out = tmp_path / "out"
+    assert run_sweep(path, [], out, dry_run=True, echo=lines.append, gpus=[]) == 0
+    plan_line = next(line for line in lines if "/supervised/s0" in line)
+    assert "algorithm.threshold" not in plan_line and "algorithm.recipe" not in plan_line
+    write_sweep_json(out, load_sweep(path), [p for p, _ in points])
+    recorded = json.loads((out / "sweep.json").read_text())["points"]
+    assert {p["label"]: p["overrides"] for p in recorded}["supervised"][-2:] == [
+        "algorithm.name=supervised",
+        "seed=0",
+    ]
+    with pytest.raises(ConfigError, match="algorithm.tau=1 in the command line is read by no run"):
+        expand(load_sweep(path), ["algorithm.tau=1"])
+
+
+def test_a_sweep_file_that_is_not_utf8_is_an_error_with_the_fix(tmp_path, capsys):
+    path = tmp_path / "latin.toml"
+    path.write_bytes('description = "caf\xe9"\nconfig = "default"\n'.encode("latin-1"))
+    code = main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "latin.toml is not UTF-8 text (invalid continuation byte" in err
+    assert "TOML files must be UTF-8" in err and "Traceback" not in err
+    path.write_bytes(b'\xef\xbb\xbfconfig = "default"\n')  # a byte-order mark is skipped
+    assert load_sweep(path).config.name == "default.toml"
 
 
 def test_unknown_sweep_name_lists_the_packaged_ones(capsys, tmp_path):
@@ -348,6 +441,10 @@ def test_submitit_local_executor_runs_the_same_runs(tmp_path):
 
 def test_submitit_parameters_are_checked(tmp_path):
     path = write_sweep(tmp_path, 'algorithms = ["supervised"]\n')
+    with pytest.raises(ConfigError, match="--slurm 'foo' must look like KEY=VALUE"):
+        run_sweep(path, [], tmp_path / "out", launcher="slurm", slurm=["foo"], dry_run=True,
+                  echo=lambda line: None, gpus=[])  # fmt: skip
+    assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="need to be prefixed"):
         run_sweep(
             path,

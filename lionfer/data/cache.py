@@ -77,9 +77,10 @@ def available_memory() -> int | None:
     limit less its use (a container's); None where neither can be read."""
     found = []
     try:
-        for line in open("/proc/meminfo", encoding="ascii"):
-            if line.startswith("MemAvailable:"):
-                found.append(int(line.split()[1]) * 1024)
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError):
         pass
     for limit, used in (

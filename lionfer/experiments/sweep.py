@@ -189,7 +189,7 @@ def sweep_lock(out: Path, echo: Callable[[str], None]):
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        holder = lock.read_text().strip()
+        holder = lock.read_text(encoding="utf-8", errors="replace").strip()
         if not _gone(holder):
             raise ConfigError(
                 f"another sweep is running in {out} ({holder}); wait for it to end, or delete "
@@ -228,7 +228,7 @@ def write_sweep_json(out: Path, sweep: Sweep, points: list[Point]) -> None:
     kept = []
     if path.is_file():
         try:
-            earlier = json.loads(path.read_text())["points"]
+            earlier = json.loads(path.read_text(encoding="utf-8"))["points"]
         except (ValueError, KeyError, TypeError) as error:
             raise ConfigError(
                 f"{path} is damaged ({error}); move it away (the run folders stay usable)"
@@ -242,7 +242,7 @@ def write_sweep_json(out: Path, sweep: Sweep, points: list[Point]) -> None:
     }
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -284,6 +284,7 @@ def run_sweep(
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     sweep = load_sweep(name, select)
+    parameters = slurm_parameters(sweep, slurm)  # checked before the plan, as the rest
     out = Path(out)
     points = expand(sweep, overrides)
     check_out_dir(out)
@@ -301,7 +302,7 @@ def run_sweep(
             write_sweep_json(out, sweep, kept)
         jobs_to_run = _jobs(actions, sweep, out, shared)
         try:
-            results = _launch(jobs_to_run, sweep, out, jobs, launcher, slurm, echo, cluster, gpus)
+            results = _launch(jobs_to_run, out, jobs, launcher, parameters, echo, cluster, gpus)
         except KeyboardInterrupt:
             echo(f"interrupted: run {again} again to continue the sweep")
             raise
@@ -365,16 +366,24 @@ def _dry_run(sweep: Sweep, actions: list[Action], out: Path, echo, shared: bool)
     return 1 if conflicts else 0
 
 
-def _launch(jobs_to_run, sweep, out, slots, launcher, slurm, echo, cluster, gpus) -> list[Result]:
+def slurm_parameters(sweep: Sweep, slurm: list[str] | tuple) -> dict[str, Any]:
+    """The submitit parameters: the sweep file's [slurm] table, then each --slurm KEY=VALUE (a
+    ConfigError where one does not look like that)."""
+    parameters = dict(sweep.slurm)
+    for assignment in slurm:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"--slurm {assignment!r} must look like KEY=VALUE, e.g. --slurm timeout_min=60"
+            )
+        parameters[key.strip()] = parse_value(text.strip())
+    return parameters
+
+
+def _launch(jobs_to_run, out, slots, launcher, parameters, echo, cluster, gpus) -> list[Result]:
     if not jobs_to_run:
         return []
     if launcher == "slurm":
-        parameters = dict(sweep.slurm)
-        for assignment in slurm:
-            key, sep, text = assignment.partition("=")
-            if not sep:
-                raise ConfigError(f"--slurm {assignment!r} must look like KEY=VALUE")
-            parameters[key.strip()] = parse_value(text.strip())
         return run_submitit(jobs_to_run, out / "slurm", parameters, echo, cluster=cluster)
     gpus = visible_gpus() if gpus is None else gpus
     return run_local(jobs_to_run, slots or max(len(gpus), 1), gpus, echo)

@@ -15,6 +15,12 @@ from typing import Any
 from lionfer import run_names as names
 from lionfer.config import PACKAGED_CONFIGS, Config, load_config, parse_value
 from lionfer.errors import ConfigError, did_you_mean
+from lionfer.unread import (
+    algorithm_reads,
+    algorithm_setting,
+    check_read_by_some,
+    check_unlabeled_images,
+)
 
 PACKAGED_SWEEPS = PACKAGED_CONFIGS / "sweeps"
 SWEEP_KEYS = (
@@ -30,6 +36,11 @@ SWEEP_KEYS = (
 )
 VARIANT_KEYS = ("label", "overrides", "num_labels")
 SELECT_KEYS = ("seeds", "num_labels", "only")  # sweep.<key>=... on the command line
+# settings the grid sets for each run: an override of them would lose to the grid's value
+GRID_KEYS = {"seed": "seeds", "data.num_labels": "num_labels"}
+FOLDER_RULE = (
+    "folder names keep a-z, 0-9, '.', '_' and '-'; any other run of characters becomes '-'"
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,8 @@ def slug(label: str) -> str:
     name = names.slug(label)
     if not name:
         raise ConfigError(
-            f"variant label {label!r} has no ASCII letters or digits to name a folder (folder "
-            "names keep a-z, 0-9, '.' and '_')"
+            f"variant label {label!r} has no ASCII letters or digits to name a folder "
+            f"({FOLDER_RULE})"
         )
     return name
 
@@ -140,24 +151,50 @@ def _str_list(value: Any, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _check_grid_keys(overrides, where: str, place: str) -> None:
+    """seed= and data.num_labels= in a sweep file's overrides would lose to the grid's values:
+    refused, naming the grid's key for them (`place`: "sweep" for the file's own overrides,
+    "variant" for a variant's)."""
+    for assignment in overrides:
+        key = assignment.partition("=")[0].strip()
+        if key not in GRID_KEYS:
+            continue
+        if key == "seed":
+            fix = "list the seeds in seeds = [...] at the top of the sweep file"
+        elif place == "variant":
+            fix = "give the variant its own budgets: num_labels = [...] in its [[variants]] table"
+        else:
+            fix = "list the budgets in num_labels = [...] (a variant may have its own)"
+        raise ConfigError(
+            f"{assignment.strip()} in {where} would lose to the sweep's grid, which sets {key} "
+            f"for every run; {fix}"
+        )
+
+
 def _methods(raw: dict, where: str) -> tuple[Method, ...]:
     methods = [
         Method(name, (f"algorithm.name={name}",))
         for name in _str_list(raw.get("algorithms", []), "algorithms")
     ]
     variants = raw.get("variants", [])
-    if not isinstance(variants, list):
-        raise ConfigError(f"variants in {where}: expected [[variants]] tables")
+    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
+        raise ConfigError(
+            f"variants in {where}: expected [[variants]] tables, each with a label and its "
+            f'overrides (label = "LION", overrides = ["algorithm.name=lion"]), got {variants!r}'
+        )
     for i, variant in enumerate(variants):
         _check_keys(variant, VARIANT_KEYS, f"variant {i + 1} of {where}")
-        if not isinstance(variant.get("label"), str):
+        label = variant.get("label")
+        if not isinstance(label, str) or not label.strip():
             raise ConfigError(f'variant {i + 1} of {where} needs a label, e.g. label = "LION"')
+        overrides = _str_list(variant.get("overrides", []), f"variant {label!r} overrides")
+        _check_grid_keys(overrides, f"the overrides of variant {label!r} of {where}", "variant")
         budgets = variant.get("num_labels")
         methods.append(
             Method(
-                variant["label"],
-                _str_list(variant.get("overrides", []), f"variant {variant['label']!r} overrides"),
-                () if budgets is None else _int_list(budgets, f"variant {variant['label']!r}"),
+                label,
+                overrides,
+                () if budgets is None else _int_list(budgets, f"variant {label!r}"),
             )
         )
     if not methods and ("algorithms" in raw or "variants" in raw):
@@ -176,15 +213,21 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
     """Read a sweep file; `select` holds `sweep.seeds=...`, `sweep.num_labels=...` and
     `sweep.only=LABEL,...` assignments that narrow its grid."""
     path = find_sweep(name)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path} is not valid TOML: {error}") from error
+    raw = read_sweep_toml(path)
     _check_keys(raw, SWEEP_KEYS, str(path))
     if not isinstance(raw.get("config"), str):
         raise ConfigError(f'{path} needs a base config, e.g. config = "rafdb-paper"')
     base = _base_config(raw["config"], path.parent)
     methods = _methods(raw, str(path))
+    overrides = _str_list(raw.get("overrides", []), "overrides")
+    _check_grid_keys(overrides, f"the overrides of {path}", "sweep")
+    algorithms = [
+        _algorithm_of(base, (*overrides, *m.overrides)) for m in methods or [Method("", ())]
+    ]
+    if None not in algorithms:  # else expand names the method whose algorithm is not valid
+        check_read_by_some(
+            [o for o in overrides if algorithm_setting(o)], algorithms, f"the overrides of {path}"
+        )
     seeds = _int_list(raw.get("seeds", [0]), "seeds")
     budgets = _int_list(raw["num_labels"], "num_labels") if "num_labels" in raw else ()
     for assignment in select:
@@ -210,7 +253,7 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
         name=path.stem,
         path=path.resolve(),
         config=base,
-        overrides=_str_list(raw.get("overrides", []), "overrides"),
+        overrides=overrides,
         num_labels=budgets,
         seeds=seeds,
         methods=methods or (Method("", ()),),
@@ -218,6 +261,49 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
         slurm=tuple(slurm.items()),
         description=str(raw.get("description", "")),
     )
+
+
+def read_sweep_toml(path: Path) -> dict:
+    """A sweep file's tables, read as UTF-8 whatever the locale (TOML is UTF-8; a leading
+    byte-order mark is skipped): other text or bad TOML is a ConfigError naming the file."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}): TOML files must be "
+            "UTF-8; save it as UTF-8 (not UTF-16 or a local code page)"
+        ) from error
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from error
+
+
+def _algorithm_of(base: Path, overrides) -> str | None:
+    """The algorithm a run of the base config and these overrides trains: the last
+    algorithm.name= among them, else the base config's; None where that name is not valid
+    (expand reports it, naming the method)."""
+    names = [o for o in overrides if o.partition("=")[0].strip() == "algorithm.name"]
+    try:
+        return load_config(base, names[-1:]).algorithm.name
+    except ConfigError:
+        return None
+
+
+def run_overrides(shared, own, algorithm: str | None) -> tuple[str, ...]:
+    """A method's overrides after the sweep's shared ones: the shared `algorithm.*` settings its
+    algorithm has, right after the last algorithm.name= (an algorithm switch starts its settings
+    afresh), and before its own settings (which win); the others left out."""
+    shared_algo = [o for o in shared if algorithm_setting(o)]
+    if algorithm is not None:
+        shared_algo = [o for o in shared_algo if algorithm_reads(algorithm, o)]
+    chosen = [o for o in shared if not algorithm_setting(o)]
+    own = list(own)
+    switch = [i for i, o in enumerate(own) if o.partition("=")[0].strip() == "algorithm.name"]
+    if switch:
+        cut = switch[-1] + 1
+        return (*chosen, *own[:cut], *shared_algo, *own[cut:])
+    return (*chosen, *shared_algo, *own)
 
 
 def _select(methods: tuple[Method, ...], labels: tuple[str, ...]) -> tuple[Method, ...]:
@@ -240,19 +326,31 @@ def expand(sweep: Sweep, overrides: list[str] | tuple = ()) -> list[tuple[Point,
     order: seed by seed, so the first seed of every method finishes first."""
     for assignment in overrides:
         key = assignment.partition("=")[0].strip()
-        if key in ("seed", "data.num_labels"):
-            option = "seeds" if key == "seed" else "num_labels"
+        if key in GRID_KEYS:
             raise ConfigError(
-                f"{key} is set by the sweep's grid; choose values with sweep.{option}=... instead"
+                f"{key} is set by the sweep's grid; choose values with "
+                f"sweep.{GRID_KEYS[key]}=... instead"
             )
+    algorithms = {
+        m.label: _algorithm_of(sweep.config, (*sweep.overrides, *m.overrides, *overrides))
+        for m in sweep.methods
+    }
+    if None not in algorithms.values():  # else the method's run names its algorithm's error
+        check_read_by_some(
+            [o for o in overrides if algorithm_setting(o)], algorithms.values(), "the command line"
+        )
     points, folders = [], {}
     for seed in sweep.seeds:
         for method in sweep.methods:
+            algorithm = algorithms[method.label]
+            own = run_overrides(sweep.overrides, method.overrides, algorithm)
+            line = [o for o in overrides if algorithm is None or algorithm_reads(algorithm, o)]
             for budget in method.num_labels or sweep.num_labels or (None,):
                 grid = [] if budget is None else [f"data.num_labels={budget}"]
-                chosen = (*sweep.overrides, *method.overrides, *grid, f"seed={seed}", *overrides)
+                chosen = (*own, *grid, f"seed={seed}", *line)
                 try:
                     cfg = load_config(sweep.config, list(chosen))
+                    check_unlabeled_images(cfg)
                 except ConfigError as error:
                     where = f"method {method.label!r}, " if method.label else ""
                     raise ConfigError(f"sweep {sweep.name}, {where}seed {seed}: {error}") from error
@@ -270,7 +368,7 @@ def expand(sweep: Sweep, overrides: list[str] | tuple = ()) -> list[tuple[Point,
                     raise ConfigError(
                         f"methods {folders[folder]!r} and {label!r} would share the folder "
                         f"{folder}; give them labels that differ in ASCII letters or digits "
-                        "(folder names keep a-z, 0-9, '.' and '_')"
+                        f"({FOLDER_RULE})"
                     )
                 folders[folder] = label
                 points.append((dataclasses.replace(point, folder=folder), cfg))

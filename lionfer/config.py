@@ -11,9 +11,11 @@ to data.root), so a saved config works from anywhere.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import os
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,6 +32,38 @@ MIN_IMAGE_SIZE = 16  # px: the smallest input the models reduce to a 1×1 featur
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # the same as lionfer.data.annotators.ANNOTATORS (test_annotators checks it)
 ANNOTATORS = ("single", "crowd10", "crowd40", "legacy", "truth")
+SEED_LIMIT = 2**63  # torch and numpy take seeds that fit a signed 64-bit integer
+# An override's key: dotted bare names (`train.steps`, `data.class_map.happy`). A table key with
+# dots, spaces or quotes is set in the table form instead (`data.class_map={"a.b" = 3}`).
+KEY_PATTERN = re.compile(r"[A-Za-z_][\w-]*(?:\.[\w-]+)*")
+# Top-level keys of a sweep file (lionfer.experiments.sweep_file) that no config file has.
+SWEEP_FILE_KEYS = ("config", "algorithms", "variants", "seeds")
+
+
+def check_seed(seed: int, key: str) -> None:
+    """A seed torch and numpy take: 0 <= seed < 2**63, else ConfigError naming `key`."""
+    check(seed >= 0, key, f"must be a non-negative integer, got {seed}")
+    check(seed < SEED_LIMIT, key, f"must be below 2**63 (a 64-bit seed), got {seed}")
+
+
+def check_class_map(class_map: dict) -> None:
+    """data.class_map maps each class name to a class id (an integer, -1 drops the class) or to a
+    FER class name; any other value (true, 3.5, a list or table) is a ConfigError naming it."""
+    for name, value in class_map.items():
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(
+                f"data.class_map[{name!r}] = {as_toml(value)}: give a class id 0-7, -1 to drop "
+                'the class, or a FER class name, e.g. {happy = 3} or {happy = "Happiness"}'
+            )
+
+
+def as_toml(value: Any) -> str:
+    """A parsed value as it is written in TOML (true, 2024-01-01, 3.5, 'x'), for messages."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -114,6 +148,8 @@ class DataConfig:
         )
         check(0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must lie in [0, 1)")
         check(self.num_workers >= 0, "data.num_workers", "must be >= 0")
+        check_seed(self.data_seed, "data.data_seed")
+        check_class_map(self.class_map)
         check(
             self.augment_on in ("cpu", "device"),
             "data.augment_on",
@@ -132,7 +168,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check(0.0 <= self.dropout < 1.0, "model.dropout", "must lie in [0, 1)")
-        check(self.feature_scale > 0, "model.feature_scale", "must be positive")
+        check(
+            0 < self.feature_scale < math.inf,
+            "model.feature_scale",
+            f"must be positive and finite, got {self.feature_scale}",
+        )
 
 
 @dataclass(frozen=True)
@@ -238,15 +278,50 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
         )
         return float(value)
     if kind is str:
-        check(isinstance(value, str), key, f"expected a string, got {value!r}")
+        check(isinstance(value, str), key, f"expected a string, got {_quote_hint(value, key)}")
         return value
     if kind is dict:
-        check(isinstance(value, dict), key, f"expected a table such as {{a = 1}}, got {value!r}")
+        check(
+            isinstance(value, dict),
+            key,
+            f"expected a table such as {{a = 1}}, got {value!r}{_unquoted_hint(value, '{')}",
+        )
         return dict(value)
     if kind is tuple:
-        check(isinstance(value, list | tuple), key, f"expected a list, got {value!r}")
+        check(
+            isinstance(value, list | tuple),
+            key,
+            f"expected a list, got {value!r}{_unquoted_hint(value, '[')}",
+        )
         return tuple(value)
     return value
+
+
+SCALAR_KINDS = {bool: "a boolean", int: "an integer", float: "a number"}
+
+
+def _quote_hint(value: Any, key: str) -> str:
+    """A value TOML read as another type than the string wanted (true, 123, 2024-01-01), with
+    how to give it as a string: in quotes."""
+    if isinstance(value, list | dict):
+        return repr(value)
+    text = as_toml(value)
+    time = "a time" if isinstance(value, datetime.time) else "a date"
+    kind = next((w for t, w in SCALAR_KINDS.items() if isinstance(value, t)), time)
+    name = key.rpartition(".")[2]
+    return (
+        f"{text}, which TOML reads as {kind}; put it in quotes: '{key}=\"{text}\"' on a "
+        f'command line, {name} = "{text}" in a file'
+    )
+
+
+def _unquoted_hint(value: Any, opening: str) -> str:
+    """For a table or list that did not parse (left as the text typed): strings in it need
+    quotes."""
+    if not (isinstance(value, str) and value.lstrip().startswith(opening)):
+        return ""
+    example = '{Fear = "Surprise"}' if opening == "{" else '["Neutral"]'
+    return f"; it is not valid TOML: the strings in it need quotes, e.g. {example}"
 
 
 def build_section(cls: type, values: dict, prefix: str) -> Any:
@@ -264,9 +339,18 @@ def build_section(cls: type, values: dict, prefix: str) -> Any:
     except ConfigError as error:  # a value checked by the section: say which value it was given
         key, _, message = str(error).partition(": ")
         name = key.removeprefix(prefix)
-        if key.startswith(prefix) and name in kwargs and "got " not in message:
+        if key.startswith(prefix) and name in kwargs and not _names_value(message, kwargs[name]):
             raise ConfigError(f"{error}, got {kwargs[name]!r}") from None
         raise
+
+
+def _names_value(message: str, value: Any) -> bool:
+    """Whether a check's message already gives the value (`got 2`, `unknown recipe 'papr'`,
+    `ferplus is the truth of ...`)."""
+    if "got " in message:
+        return True
+    pattern = rf"(?<![\w.]){re.escape(str(value))}(?![\w.])"
+    return isinstance(value, str) and re.search(pattern, message) is not None
 
 
 def algorithm_config_class(name: str) -> type:
@@ -297,11 +381,11 @@ def from_dict(raw: dict) -> Config:
     }
     algo = dict(raw.get("algorithm", {}))
     name = algo.pop("name", AlgorithmConfig.name)
-    check(isinstance(name, str), "algorithm.name", "expected a string")
+    check(isinstance(name, str), "algorithm.name", f"expected a string, got {as_toml(name)}")
     config_class = algorithm_config_class(name)
     params = build_section(config_class, algo, "algorithm.")  # LION: its recipe applies here
     seed = _coerce(raw.get("seed", Config.seed), int, "seed")
-    check(seed >= 0, "seed", f"must be a non-negative integer, got {seed}")
+    check_seed(seed, "seed")
     check_name(DATASETS, sections["data"].dataset, "data.dataset")
     check_name(MODELS, sections["model"].name, "model.name")
     return Config(seed=seed, algorithm=AlgorithmConfig(name=name, params=params), **sections)
@@ -329,28 +413,55 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_override(raw: dict, assignment: str) -> None:
-    """Apply one `dotted.key=value` to a nested dict in place."""
+def override_key(assignment: str) -> list[str]:
+    """The parts of a `dotted.key=value` override's key; ConfigError for an item without '=' or
+    a key that is not dotted bare names (quotes, spaces: a table key of that kind goes in the
+    table form, `data.class_map={"a.b" = 3}`)."""
+    if not isinstance(assignment, str):
+        raise ConfigError(
+            f"override {assignment!r} is not text: give each override as a 'key=value' string, "
+            "e.g. 'train.steps=100'"
+        )
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r} must look like key=value, e.g. train.steps=100")
-    key, text = assignment.split("=", 1)
-    parts = key.strip().split(".")
+    key = assignment.split("=", 1)[0].strip()
+    if KEY_PATTERN.fullmatch(key) is None:
+        bare = re.split(r"[\"'\s]", key)[0]  # the dotted names before the first quote or space
+        table = bare.rstrip(".") if bare.endswith(".") else bare.rpartition(".")[0]
+        raise ConfigError(
+            f"override key {key!r} is not a dotted key such as train.steps: a table key with "
+            "quotes, dots or spaces is given in the table's {...} form, e.g. "
+            f"'{table if '.' in table else 'data.class_map'}={{\"a.b\" = 3}}'"
+        )
+    return key.split(".")
+
+
+def apply_override(raw: dict, assignment: str) -> bool:
+    """Apply one `dotted.key=value` to a nested dict in place. An algorithm.name that switches
+    algorithm drops the algorithm fields raw holds (they are the previous algorithm's); returns
+    whether it switched."""
+    parts = override_key(assignment)
     node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{key}: {part} is a value, not a section")
-    value = parse_value(text.strip())
-    if parts == ["algorithm", "name"] and value != node.get("name", AlgorithmConfig.name):
-        # Switching algorithm drops the previous algorithm's own fields from the file (a file
-        # that names none holds the default algorithm's).
+            raise ConfigError(f"{'.'.join(parts)}: {part} is a value, not a section")
+    value = parse_value(assignment.split("=", 1)[1].strip())
+    switched = parts == ["algorithm", "name"] and value != node.get("name", AlgorithmConfig.name)
+    if switched:  # a file that names no algorithm holds the default algorithm's fields
         raw["algorithm"] = {k: v for k, v in node.items() if k == "name"}
         node = raw["algorithm"]
     node[parts[-1]] = value
+    return switched
 
 
 def apply_overrides(raw: dict, assignments: list[str] | tuple) -> None:
     """Apply `dotted.key=value` overrides in order, in place.
+
+    The order of algorithm.* overrides and an algorithm.name switch does not matter: a switch
+    drops the algorithm fields the config file set (the previous algorithm's) and applies the
+    algorithm.* overrides given before it again, so each is read by the new algorithm (one it
+    has no field for is an unknown key, as after the switch).
 
     Switching model (a model.name override that differs from the file's) without a
     model.pretrained override drops the file's model.pretrained: the weights a file names belong
@@ -363,10 +474,15 @@ def apply_overrides(raw: dict, assignments: list[str] | tuple) -> None:
         )
     model = raw.get("model")
     name_before = model.get("name", ModelConfig.name) if isinstance(model, dict) else None
-    keys = set()
+    keys, algorithm_settings = set(), []
     for assignment in assignments:
-        apply_override(raw, assignment)
-        keys.add(assignment.split("=", 1)[0].strip())
+        key = ".".join(override_key(assignment))
+        if apply_override(raw, assignment):
+            for earlier in algorithm_settings:
+                apply_override(raw, earlier)
+        elif key.startswith("algorithm.") and key != "algorithm.name":
+            algorithm_settings.append(assignment)
+        keys.add(key)
     model = raw.get("model")
     if (
         "model.name" in keys
@@ -378,18 +494,53 @@ def apply_overrides(raw: dict, assignments: list[str] | tuple) -> None:
         model["pretrained"] = ""
 
 
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    """The tables of a TOML file. TOML is UTF-8 whatever the locale (a leading byte-order mark is
+    skipped); a folder, a missing or unreadable file, other text or bad TOML is a ConfigError
+    naming the file (`what` says what it was given as)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder, not a TOML file")
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}): TOML files must be "
+            "UTF-8; save it as UTF-8 (not UTF-16 or a local code page)"
+        ) from error
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from error
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Defaults < the TOML file at `path` < `key=value` overrides, validated, paths absolute."""
     raw: dict = {}
+    if not (path is None or isinstance(path, str | os.PathLike)):
+        raise ConfigError(
+            f"load_config() takes a config file's path first, not a {type(path).__name__}: "
+            "pass the overrides second, load_config(DEFAULT_CONFIG, [...])"
+        )
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path} is not valid TOML: {error}") from error
+        raw = read_toml(path)
+        _refuse_sweep_file(raw, Path(path))
     apply_overrides(raw, overrides)
     return resolve_paths(from_dict(raw))
+
+
+def _refuse_sweep_file(raw: dict, path: Path) -> None:
+    """A sweep file given where a config file belongs: say how to run it."""
+    found = [key for key in SWEEP_FILE_KEYS if key in raw]
+    if found:
+        raise ConfigError(
+            f"{path} looks like a sweep file, not a config file (it sets {', '.join(found)}): "
+            f"run it with lionfer sweep {shlex.quote(str(path))} --out DIR"
+        )
 
 
 def replace(cfg: Config, *overrides: str) -> Config:
@@ -472,24 +623,51 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 
 def split_config_args(items: list[str]) -> tuple[Path | None, list[str]]:
-    """[CONFIG] [key=value ...] in any order: the one item without '=' is a TOML file or a packaged
-    config; without one, the packaged default.toml (the embedded data at CPU scale)."""
-    names = [item for item in items if "=" not in item]
-    overrides = [item for item in items if "=" in item]
+    """[CONFIG] [key=value ...] in any order: the config is the one item that names an existing
+    file, ends in .toml or holds no '=' (a TOML file or a packaged config); without one, the
+    packaged default.toml (the embedded data at CPU scale). An item is an override where the text
+    before its first '=' is a dotted key, so `runs/lr=1e-3/config.toml` is a config file."""
+    names, overrides = [], []
+    for item in items:
+        kind = _item_kind(item)
+        (names if kind == "config" else overrides).append(item)
     if not names:
         return DEFAULT_CONFIG, overrides
     if len(names) > 1:
         raise ConfigError(
-            f"expected one config file and key=value overrides, got {len(names)} items without "
-            f"'=': {', '.join(map(repr, names))}"
+            f"expected one config file and key=value overrides, got {len(names)} config files: "
+            f"{', '.join(map(repr, names))}"
         )
-    name = names[0]
+    return _find_config(names[0]), overrides
+
+
+def _item_kind(item: str) -> str:
+    """'config' or 'override' for a command-line item; ConfigError for one that is neither."""
+    if "=" not in item or Path(item).is_file():
+        return "config"
+    key = item.split("=", 1)[0].strip()
+    if KEY_PATTERN.fullmatch(key) or re.match(r"(?:[\w-]+\.)*[\"']", key):
+        return "override"  # a quoted key is refused with its fix by override_key
+    if item.endswith(".toml"):
+        return "config"
+    raise ConfigError(
+        f"{item!r} is neither an existing config file nor key=value with a dotted key (e.g. "
+        "train.steps=100)"
+    )
+
+
+def _find_config(name: str) -> Path:
+    """The config file an item names: a file, or a packaged config by name."""
     path = Path(name)
     if path.is_file():
-        return path, overrides
+        return path
+    if path.is_dir():
+        own = path / "config.toml"
+        hint = f"; the run's own config is {own}" if own.is_file() else ": give a .toml file"
+        raise ConfigError(f"{name} is a folder, not a config file{hint}")
     packaged = PACKAGED_CONFIGS / f"{name.removesuffix('.toml')}.toml"
     if packaged.is_file():
-        return packaged, overrides
+        return packaged
     names = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml")))
     raise ConfigError(f"config file not found: {name} (packaged configs: {names})")
 

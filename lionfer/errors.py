@@ -86,6 +86,10 @@ def check(condition: bool, key: str, message: str) -> None:
 
 
 def did_you_mean(name: str, options) -> str:
-    """ " Did you mean 'x'?" for the option closest to a misspelt name, "" when none is close."""
-    close = difflib.get_close_matches(name, list(options), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    """ " Did you mean 'x'?" for the option closest to a misspelt name, whatever its case
+    ('FixMatch' finds 'fixmatch'); "" when none is close."""
+    lowered = {}
+    for option in options:
+        lowered.setdefault(str(option).lower(), option)
+    close = difflib.get_close_matches(str(name).lower(), list(lowered), n=1)
+    return f" Did you mean {lowered[close[0]]!r}?" if close else ""

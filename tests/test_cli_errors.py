@@ -56,6 +56,13 @@ def traversal_manifest(folder: Path) -> Path:
     return path
 
 
+def utf16_config(folder: Path) -> Path:
+    """A config saved as UTF-16 (as Windows Notepad may): TOML files are UTF-8."""
+    path = folder / "utf16.toml"
+    path.write_bytes("[train]\nsteps = 3\n".encode("utf-16"))
+    return path
+
+
 CASES = {
     "negative seed": (["seed=-1"], "seed: must be a non-negative integer"),
     "tiny image_size": (["data.image_size=8"], "data.image_size: must lie in [16, 1024]"),
@@ -78,6 +85,24 @@ CASES = {
     ),
     "missing weights": (["model.pretrained={tmp}/w.pth"], "model.pretrained: pretrained weights"),
     "config file and stray word": (["default", "extra"], "expected one config file"),
+    "config file not UTF-8": (["{utf16}"], "utf16.toml is not UTF-8 text"),
+    "class id as a protected class": (
+        ["algorithm.recipe=released", "algorithm.protected_classes=[6]"],
+        'algorithm.protected_classes: give class names, e.g. ["neutral"]; got 6',
+    ),
+    "class map to a list": (
+        ["data.dataset=folder", "data.root={faces}", "data.class_map={{happy=[3]}}"],
+        "data.class_map['happy'] = [3]: give a class id 0-7",
+    ),
+    "synthetic faces too small": (
+        ["data.image_size=16"],
+        "error: data.image_size: the synthetic faces are drawn at 24 to 224 px, got 16",
+    ),
+    "split file that is a folder": (["data.split_file={tmp}"], "is a folder; data.split_file"),
+    "unlabeled weight not a number": (
+        ["algorithm.name=fixmatch", "algorithm.lambda_u=nan"],
+        "algorithm.lambda_u: must be >= 0 and finite",
+    ),
     "packaged weights of another model": (  # named once, as the setting reads
         ["model.name=resnet18", "model.pretrained=imagenet"],
         "error: model.pretrained=imagenet: lionfer ships ImageNet weights only for",
@@ -93,6 +118,7 @@ def test_bad_input_exits_2_naming_the_key_or_file(capsys, tmp_path, faces, case)
         "faces": faces,
         "split": bad_split(tmp_path),
         "manifest": traversal_manifest(tmp_path),
+        "utf16": utf16_config(tmp_path),
     }
     argv = [item.format(**values) for item in overrides]
     code, err = run(capsys, "train", *argv, "--out", tmp_path / "run", "--no-progress")

@@ -1,5 +1,9 @@
 """Config: defaults < file < overrides, strictness, suggestions, TOML round trip, paths."""
 
+import os
+import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -301,11 +305,29 @@ def test_a_checked_value_out_of_range_is_named_with_the_value_given():
         config_from_args(["algorithm.name=fixmatch", "algorithm.threshold=2"])
 
 
-def test_an_algorithm_switch_drops_the_algorithm_keys_set_before_it():
-    cfg = config_from_args(["algorithm.threshold=0.9", "algorithm.name=fixmatch"])
-    assert cfg.algorithm.params.threshold == 0.95  # as docs/cli.md says: name it first
-    cfg = config_from_args(["algorithm.name=fixmatch", "algorithm.threshold=0.9"])
-    assert cfg.algorithm.params.threshold == 0.9
+def test_algorithm_overrides_apply_whatever_their_order_around_a_switch(tmp_path):
+    """An algorithm.name switch drops the file's algorithm keys (the old algorithm's) but applies
+    the algorithm.* overrides given before it again, as docs/cli.md says."""
+    before = config_from_args(["algorithm.threshold=0.9", "algorithm.name=fixmatch"])
+    after = config_from_args(["algorithm.name=fixmatch", "algorithm.threshold=0.9"])
+    assert before == after and before.algorithm.params.threshold == 0.9
+    twice = ["algorithm.threshold=0.5", "algorithm.name=fixmatch", "algorithm.lambda_u=2"]
+    cfg = config_from_args([*twice, "algorithm.name=flexmatch"])
+    assert (cfg.algorithm.name, cfg.algorithm.threshold, cfg.algorithm.lambda_u) == (
+        "flexmatch",
+        0.5,
+        2.0,
+    )
+    path = tmp_path / "fixmatch.toml"
+    path.write_text('[algorithm]\nname = "fixmatch"\nthreshold = 0.7\n')
+    cfg = load_config(path, ["algorithm.recipe=paper", "algorithm.name=lion"])
+    assert cfg.algorithm.recipe == "paper"  # the file's threshold is fixmatch's: dropped
+    switched = replace(load_config(), "algorithm.threshold=0.8", "algorithm.name=fixmatch")
+    assert switched.algorithm.threshold == 0.8
+    for order in (1, -1):  # a key the new algorithm lacks: the same error in either order
+        items = ["algorithm.clear_threshold=0.7", "algorithm.name=fixmatch"][::order]
+        with pytest.raises(ConfigError, match="unknown key algorithm.clear_threshold. Did you"):
+            config_from_args(items)
 
 
 def test_a_section_given_a_value_in_a_file_or_overrides_as_one_string_are_errors(tmp_path):
@@ -314,3 +336,115 @@ def test_a_section_given_a_value_in_a_file_or_overrides_as_one_string_are_errors
         load_config(tmp_path / "bad.toml")
     with pytest.raises(ConfigError, match=r"pass \['train.steps=3'\], not 'train.steps=3'"):
         load_config(DEFAULT_CONFIG, "train.steps=3")
+
+
+def test_a_config_path_with_an_equals_sign_is_the_config_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "lr=1e-3"
+    run.mkdir(parents=True)
+    (run / "config.toml").write_text("[train]\nsteps = 7\n")
+    cfg = config_from_args(["seed=2", "runs/lr=1e-3/config.toml"])
+    assert (cfg.train.steps, cfg.seed) == (7, 2)
+    (tmp_path / "a=b.toml").write_text("seed = 5\n")
+    assert config_from_args(["./a=b.toml"]).seed == 5
+    with pytest.raises(ConfigError, match="config file not found: runs/seed=0/config.toml"):
+        config_from_args(["runs/seed=0/config.toml"])
+    with pytest.raises(ConfigError, match="'/x/y=1' is neither an existing config file nor key="):
+        config_from_args(["/x/y=1"])
+
+
+def test_config_files_are_read_as_utf8_whatever_the_locale(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes('[data]\nroot = "données"\n'.encode())
+    check = f"from lionfer.config import load_config; print(ascii(load_config({str(path)!r})))"
+    env = {**os.environ, "LC_ALL": "POSIX", "PYTHONUTF8": "0", "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and "root='/" in done.stdout, done.stderr
+    assert "donn\\xe9es'" in done.stdout  # not 'donnÃ©es' (cp1252) or a decode error (ASCII)
+    path.write_bytes("\ufeffseed = 3\n".encode())  # a byte-order mark (Notepad) is skipped
+    assert load_config(path).seed == 3
+    path.write_bytes("seed = 3\n".encode("utf-16"))
+    with pytest.raises(ConfigError, match="c.toml is not UTF-8 text .*TOML files must be UTF-8"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.feature_scale=inf", "model.feature_scale: must be positive and finite"),
+        ("algorithm.lambda_supervised=inf", "algorithm.lambda_supervised: must be >= 0 and fin"),
+        ("algorithm.similarity_temperature=inf", "similarity_temperature: must be > 0 and finite"),
+        ("data.data_seed=-5", "data.data_seed: must be a non-negative integer, got -5"),
+        ("seed=18446744073709551616", r"seed: must be below 2\*\*63"),
+    ],
+)
+def test_infinite_weights_and_out_of_range_seeds_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "key", "value", "message"),
+    [
+        ("fixmatch", "lambda_u", "-3", "must be >= 0 and finite"),
+        ("fixmatch", "lambda_u", "nan", "must be >= 0 and finite"),
+        ("mixmatch", "temperature", "inf", "must be positive and finite"),
+        ("softmatch", "n_sigma", "inf", "must be positive and finite"),
+        ("uda", "lambda_u", "inf", "must be >= 0 and finite"),
+        ("remixmatch", "lambda_rot", "inf", "must be >= 0 and finite"),
+    ],
+)
+def test_every_methods_weights_and_temperatures_are_finite(algorithm, key, value, message):
+    with pytest.raises(ConfigError, match=f"algorithm.{key}: {message}"):
+        load_config(None, [f"algorithm.name={algorithm}", f"algorithm.{key}={value}"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ('data.class_map."a.b"=3', r"""'data.class_map."a.b"' is not a dotted key.*\{"a.b" = 3"""),
+        ("data.class_map={happy=true}", r"data.class_map\['happy'\] = true: give a class id 0-7"),
+        ("data.class_map={happy=3.5}", r"data.class_map\['happy'\] = 3.5: give a class id"),
+        ("data.class_map.happy.x=3", r"data.class_map\['happy'\] = \{'x': 3\}: give a class id"),
+        ("algorithm.protected_classes=[6]", r"protected_classes: give class names.*; got 6$"),
+        ("data.root=2024-01-01", """as a date; put it in quotes: 'data.root="2024-01-01"'"""),
+        ("data.root=123", 'reads as an integer; put it in quotes:.* root = "123" in a file'),
+        ("data.noise_map={Fear=Surprise}", r'strings in it need quotes, e.g. \{Fear = "Surpr'),
+        ("algorithm.name=FixMatch", "Did you mean 'fixmatch'"),
+        ("algorithm.name=LION", "Did you mean 'lion'"),
+        ("algorithm.recipe=papr", r"Recipes: paper, released, robust, evidence$"),
+        ("data.truth=ferplus", "not of 'synthetic'$"),
+    ],
+)  # fmt: skip
+def test_messages_that_say_how_to_fix_the_value(override, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_args([override])
+
+
+def test_a_folder_or_a_sweep_file_given_as_the_config_is_named(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ConfigError, match="run is a folder, not a config file: give a .toml"):
+        config_from_args([str(tmp_path / "run")])
+    (tmp_path / "run" / "config.toml").write_text("seed = 1\n")
+    with pytest.raises(ConfigError, match="folder, not a config file; the run's own config is"):
+        config_from_args([str(tmp_path / "run")])
+    with pytest.raises(ConfigError, match="config file .*run is a folder, not a TOML file"):
+        load_config(tmp_path / "run")
+    sweep = tmp_path / "grid.toml"
+    sweep.write_text('config = "default"\nalgorithms = ["fixmatch"]\n')
+    with pytest.raises(
+        ConfigError, match=r"looks like a sweep file.*lionfer sweep .*grid.toml --out"
+    ):
+        config_from_args([str(sweep)])
+
+
+@pytest.mark.parametrize(
+    ("path", "overrides", "message"),
+    [
+        (["train.steps=5"], (), "pass the overrides second"),
+        (DEFAULT_CONFIG, ["seed=1", 2], "give each override as a 'key=value' string"),
+    ],
+)
+def test_load_config_arguments_of_the_wrong_kind_say_what_to_pass(path, overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, overrides)

@@ -698,6 +698,15 @@ def test_protected_classes_are_never_relabeled_to_or_from():
         assert (lion.label.tolist() == [0]) is relabeled
 
 
+def test_protected_classes_are_class_names_and_lions_weights_finite():
+    with pytest.raises(ConfigError, match=r"protected_classes: give class names.*got 6"):
+        lion_config("released", protected_classes=(6,))
+    assert lion_config(protected_classes=("neutral",)).protected_classes == ("neutral",)
+    for name in ("lambda_supervised", "lambda_elr", "negative_decay", "evidence_scale"):
+        with pytest.raises(ConfigError, match=f"algorithm.{name}: must be .* finite"):
+            lion_config(**{name: math.inf})
+
+
 def test_protected_mask_names_the_classes_when_a_name_is_unknown():
     names = ("Surprise", "Fear", "Neutral")
     assert protected_mask(("neutral",), names).tolist() == [False, False, True]

@@ -8,7 +8,7 @@ from PIL import Image, features
 
 from lionfer.config import DataConfig
 from lionfer.data.datasets import folder, manifest
-from lionfer.errors import InputError
+from lionfer.errors import ConfigError, InputError
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
 from lionfer.registry import DATASETS
 
@@ -111,6 +111,14 @@ def test_folder_class_map(tmp_path):
         folder.load(cfg(root, class_map={"pos": 3, "neg": 4}), seed=0)
     with pytest.raises(ValueError, match="canonical ids are 0-6"):
         folder.load(cfg(root, class_map={"pos": 9, "neg": 4, "junk": 1}), seed=0)
+
+
+@pytest.mark.parametrize("value", [True, 3.5, [3], {"x": 3}, float("inf")])
+def test_class_map_values_are_class_ids_or_names(tmp_path, value):
+    """true would be class 1 and 3.5 class 3 by int(); a list, table or inf a traceback."""
+    root = make_tree(tmp_path, {"pos": 2, "neg": 2})
+    with pytest.raises(ConfigError, match=r"data.class_map\['pos'\] = .*: give a class id 0-7"):
+        folder.load(cfg(root, class_map={"pos": value, "neg": 4}), seed=0)
 
 
 def test_folder_unlabeled_root_recursive(tmp_path):

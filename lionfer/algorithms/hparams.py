@@ -5,6 +5,7 @@ the methods themselves live one per file beside this one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from lionfer.algorithms.lion_config import LION_RECIPES, LION_RULE_CHOICES, LionConfig, lion_config  # noqa: F401
@@ -26,6 +27,7 @@ class FixMatchConfig:
 
     def __post_init__(self) -> None:
         check(0.0 <= self.threshold <= 1.0, "algorithm.threshold", "must lie in [0, 1]")
+        _check_weights(self, ("lambda_u",))
 
 
 def _check_range(config, names: tuple[str, ...], low: float = 0.0, high: float = 1.0) -> None:
@@ -38,13 +40,17 @@ def _check_range(config, names: tuple[str, ...], low: float = 0.0, high: float =
 
 
 def _check_positive(config, names: tuple[str, ...]) -> None:
+    """Temperatures, mixup α, step counts: positive and finite (inf and NaN are refused)."""
     for name in names:
-        check(getattr(config, name) > 0, f"algorithm.{name}", "must be positive")
+        check(
+            0 < getattr(config, name) < math.inf, f"algorithm.{name}", "must be positive and finite"
+        )
 
 
 def _check_weights(config, names: tuple[str, ...]) -> None:
+    """Loss weights: >= 0 and finite (an infinite weight makes the loss inf or NaN)."""
     for name in names:
-        check(getattr(config, name) >= 0, f"algorithm.{name}", "must be >= 0")
+        check(0 <= getattr(config, name) < math.inf, f"algorithm.{name}", "must be >= 0 and finite")
 
 
 @dataclass(frozen=True)

@@ -198,7 +198,9 @@ class LionConfig:
             "reliable_threshold_step",
             "lambda_elr",
         ):
-            check(getattr(self, name) >= 0, f"algorithm.{name}", "must be >= 0")
+            check(
+                0 <= getattr(self, name) < math.inf, f"algorithm.{name}", "must be >= 0 and finite"
+            )
         check(
             1 <= self.relabel_margin < math.inf,
             "algorithm.relabel_margin",
@@ -211,11 +213,17 @@ class LionConfig:
             "algorithm.bank_keep",
             "must be >= 1 (the bank never holds every class)",
         )
-        check(self.similarity_temperature > 0, "algorithm.similarity_temperature", "must be > 0")
+        check(
+            0 < self.similarity_temperature < math.inf,
+            "algorithm.similarity_temperature",
+            "must be > 0 and finite",
+        )
         check(
             self.folds >= 2, "algorithm.folds", "must be >= 2 (a head per fold, each judging one)"
         )
-        check(self.evidence_scale > 0, "algorithm.evidence_scale", "must be > 0")
+        check(
+            0 < self.evidence_scale < math.inf, "algorithm.evidence_scale", "must be > 0 and finite"
+        )
         check(
             0.0 <= self.evidence_audit < 0.5,
             "algorithm.evidence_audit",
@@ -248,6 +256,7 @@ class LionConfig:
             "algorithm.relabel_threshold",
             "must be >= algorithm.resolve_threshold (a relabel also resolves the ambiguity)",
         )
+        _check_class_names(self.protected_classes)
         for name, choices in LION_RULE_CHOICES.items():
             value = getattr(self, name)
             check(
@@ -255,6 +264,17 @@ class LionConfig:
                 f"algorithm.{name}",
                 f"must be one of {', '.join(choices)}, got {value!r}",
             )
+
+
+def _check_class_names(names: tuple) -> None:
+    """protected_classes holds class names (a class id is refused: ids name different classes
+    in different datasets)."""
+    for name in names:
+        check(
+            isinstance(name, str),
+            "algorithm.protected_classes",
+            f'give class names, e.g. ["neutral"]; got {name!r}',
+        )
 
 
 # Recipes: the fields each one sets over the dataclass defaults (a field given explicitly wins).

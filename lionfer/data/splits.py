@@ -151,13 +151,18 @@ class Split:
     @classmethod
     def load(cls, path: str | Path) -> Split:
         path = Path(path)
+        if path.is_dir():
+            raise InputError(
+                f"split file {path} is a folder; data.split_file must name a split.json file "
+                "written by an earlier run (e.g. RUN/split.json)"
+            )
         if not path.is_file():
             raise MissingInputError(
                 f"split file not found: {path}; data.split_file must name a split.json "
                 "written by an earlier run"
             )
         try:
-            payload = json.loads(path.read_text())
+            payload = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise InputError(f"split file {path} is not valid JSON: {error}") from error
         if not isinstance(payload, dict):

@@ -101,7 +101,7 @@ def _sweep_points(paths: list[Path]) -> tuple[dict[Path, dict], list[str]]:
     points, order = {}, []
     for file in sorted(files):
         try:
-            listed = json.loads(file.read_text())["points"]
+            listed = json.loads(file.read_text(encoding="utf-8"))["points"]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a damaged sweep.json only loses its labels
         for point in listed:

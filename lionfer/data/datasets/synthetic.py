@@ -17,6 +17,7 @@ import numpy as np
 from lionfer.data import annotators
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.datasets.synthetic_drawing import draw_faces, sample_appearance
+from lionfer.errors import ConfigError
 from lionfer.labels import CLASS_NAMES
 
 PARAM_NAMES: tuple[str, ...] = (
@@ -210,6 +211,11 @@ def label_error_note(faces: SyntheticFaces) -> str:
 def _faces(cfg, n: int, stream: int) -> SyntheticFaces:
     """The faces of one of cfg.data_seed's streams (0: training, 1: test): separate streams, so
     changing num_test leaves the training set unchanged."""
+    if not MIN_SIZE <= cfg.image_size <= MAX_SIZE:
+        raise ConfigError(
+            f"data.image_size: the synthetic faces are drawn at {MIN_SIZE} to {MAX_SIZE} px, got "
+            f"{cfg.image_size}; set data.image_size in that range"
+        )
     rng = np.random.default_rng([cfg.data_seed, stream])
     return generate(n, cfg.image_size, cfg.ambiguity, rng, getattr(cfg, "annotator", "single"))
 

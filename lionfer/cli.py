@@ -17,7 +17,8 @@ import warnings
 from pathlib import Path
 
 from lionfer.cli_model import add_model_use_parsers, inference_environment
-from lionfer.config import ConfigError, config_from_args, replace, to_toml
+from lionfer.config import ConfigError, config_from_args, replace
+from lionfer.config_text import to_toml
 from lionfer.errors import InputError, Interrupted, RuntimeFailure
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
 from lionfer.run_names import run_folder

@@ -9,7 +9,8 @@ import dataclasses
 import pytest
 
 from lionfer.algorithms.hparams import LionConfig, lion_config
-from lionfer.config import PACKAGED_CONFIGS, load_config, split_config_args
+from lionfer.config import PACKAGED_CONFIGS, load_config
+from lionfer.config_text import split_config_args
 from lionfer.data.datasets import FILE_DATASETS
 from lionfer.experiments.sweep_file import expand, load_sweep, packaged_sweeps
 from lionfer.unread import check_new_run

@@ -14,7 +14,8 @@ import pytest
 from conftest import TINY
 
 from lionfer.cli import main
-from lionfer.config import ConfigError, load_config, replace, save_config
+from lionfer.config import ConfigError, load_config, replace
+from lionfer.config_text import save_config
 from lionfer.experiments.launch import child_env, visible_gpus
 from lionfer.experiments.sweep import config_differences, plan, run_sweep, write_sweep_json
 from lionfer.experiments.sweep_file import expand, load_sweep, packaged_sweeps, slug

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lionfer.config import Config, load_config, parse_value
+from lionfer.config import Config, load_config
+from lionfer.config_text import parse_value
 from lionfer.errors import ConfigError
 from lionfer.experiments.launch import Job, Result, run_local, run_submitit, visible_gpus
 from lionfer.experiments.sweep_file import Point, Sweep, expand, load_sweep

@@ -7,13 +7,13 @@ lionfer.experiments.sweep; the file format is in docs/sweeps.md.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lionfer import run_names as names
-from lionfer.config import PACKAGED_CONFIGS, Config, load_config, parse_value
+from lionfer.config import PACKAGED_CONFIGS, Config, load_config
+from lionfer.config_text import parse_value, read_toml
 from lionfer.errors import ConfigError, did_you_mean
 from lionfer.unread import (
     algorithm_reads,
@@ -213,7 +213,7 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
     """Read a sweep file; `select` holds `sweep.seeds=...`, `sweep.num_labels=...` and
     `sweep.only=LABEL,...` assignments that narrow its grid."""
     path = find_sweep(name)
-    raw = read_sweep_toml(path)
+    raw = read_toml(path, "sweep file")
     _check_keys(raw, SWEEP_KEYS, str(path))
     if not isinstance(raw.get("config"), str):
         raise ConfigError(f'{path} needs a base config, e.g. config = "rafdb-paper"')
@@ -261,22 +261,6 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
         slurm=tuple(slurm.items()),
         description=str(raw.get("description", "")),
     )
-
-
-def read_sweep_toml(path: Path) -> dict:
-    """A sweep file's tables, read as UTF-8 whatever the locale (TOML is UTF-8; a leading
-    byte-order mark is skipped): other text or bad TOML is a ConfigError naming the file."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}): TOML files must be "
-            "UTF-8; save it as UTF-8 (not UTF-16 or a local code page)"
-        ) from error
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path} is not valid TOML: {error}") from error
 
 
 def _algorithm_of(base: Path, overrides) -> str | None:

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from lionfer.atomic import flush_to_disk, replacing
-from lionfer.config import ModelConfig, to_toml
+from lionfer.config import ModelConfig
+from lionfer.config_text import to_toml
 from lionfer.errors import CheckpointError, CheckpointWriteError, MissingInputError
 from lionfer.models import build_model, check_state_dict
 from lionfer.registry import MODELS

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from lionfer.algorithms.base import Batch, Progress
-from lionfer.config import Config, to_toml
+from lionfer.config import Config
+from lionfer.config_text import to_toml
 from lionfer.data.pipeline import RunData
 from lionfer.distributed import LOCAL, Comm, global_labels
 from lionfer.errors import CheckpointWriteError, Interrupted, NonFiniteLoss

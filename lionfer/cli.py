@@ -16,7 +16,12 @@ import traceback
 import warnings
 from pathlib import Path
 
-from lionfer.cli_model import add_model_use_parsers, inference_environment
+from lionfer.cli_model import (
+    RUN_HELP,
+    add_checkpoint_option,
+    add_model_use_parsers,
+    inference_environment,
+)
 from lionfer.config import ConfigError, config_from_args, replace
 from lionfer.config_text import to_toml
 from lionfer.errors import InputError, Interrupted, RuntimeFailure
@@ -346,13 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run's model on its test set")
-    p.add_argument("run", help="a run folder (one holding config.toml and checkpoints/)")
-    p.add_argument(
-        "--checkpoint",
-        choices=("last", "best"),
-        default="last",
-        help="which of the run's checkpoints (default last)",
-    )
+    p.add_argument("run", help=RUN_HELP)
+    add_checkpoint_option(p)
     p.add_argument(
         "--json",
         action="store_true",

@@ -170,17 +170,20 @@ def cmd_audit(args):
                           splits, args.overwrite, not args.no_progress)  # fmt: skip
 
 
+RUN_HELP = "a run folder (one holding config.toml and checkpoints/)"
+
+
+def add_checkpoint_option(p, text: str = "which of the run's checkpoints (default last)") -> None:
+    """--checkpoint last|best, of the commands that read a run's model."""
+    p.add_argument("--checkpoint", choices=("last", "best"), default="last", help=text)
+
+
 def add_model_use_parsers(sub) -> None:
     """The parsers of predict, export, relabel and audit."""
 
     def model_args(p, classify: bool = True, detection: bool = True) -> None:
         p.add_argument("model", help="run folder, checkpoint .pt or exported .onnx")
-        p.add_argument(
-            "--checkpoint",
-            choices=("last", "best"),
-            default="last",
-            help="which checkpoint of a run folder (default last)",
-        )
+        add_checkpoint_option(p, "which checkpoint of a run folder (default last)")
         if classify:
             p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
             p.add_argument("--batch-size", type=int, default=32, help="faces per model call")
@@ -231,13 +234,8 @@ def add_model_use_parsers(sub) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("relabel", help="a run's labeled set with given and corrected labels")
-    p.add_argument("run", help="a run folder (one holding config.toml and checkpoints/)")
-    p.add_argument(
-        "--checkpoint",
-        choices=("last", "best"),
-        default="last",
-        help="which of the run's checkpoints (default last)",
-    )
+    p.add_argument("run", help=RUN_HELP)
+    add_checkpoint_option(p)
     p.add_argument("--out", required=True, help="CSV file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_relabel)

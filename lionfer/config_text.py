@@ -6,6 +6,7 @@ the Config from them."""
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import shlex
 import tomllib
@@ -157,8 +158,10 @@ def split_config_args(items: list[str]) -> tuple[Path | None, list[str]]:
 
 
 def _item_kind(item: str) -> str:
-    """'config' or 'override' for a command-line item; ConfigError for one that is neither."""
-    if "=" not in item or Path(item).is_file():
+    """'config' or 'override' for a command-line item; ConfigError for one that is neither. An
+    existing file or folder is the config (a folder is refused by _find_config, naming its
+    config.toml); os.path's tests, unlike Path's, take an override too long to be a file name."""
+    if "=" not in item or os.path.isfile(item) or os.path.isdir(item):
         return "config"
     key = item.split("=", 1)[0].strip()
     if KEY_PATTERN.fullmatch(key) or re.match(r"(?:[\w-]+\.)*[\"']", key):

@@ -23,7 +23,7 @@ from lionfer.errors import InputError
 from lionfer.evaluate import evaluate_run
 from lionfer.inference.audit import relabel_rows
 from lionfer.training import train
-from lionfer.training.runfolder import MetricsLog
+from lionfer.training.runfolder import MetricsLog, WarningRecorder
 
 SHORT = ("train.steps=2", "train.eval_every=2", "train.log_every=2", "train.checkpoint_every=2")
 
@@ -135,6 +135,48 @@ def test_a_background_run_records_neither_other_threads_warnings_nor_any_after_i
         warnings.warn("a warning after the run folder went", UserWarning, stacklevel=1)
     assert "the notebook's own warning" in shown and "a warning after the run" in shown
     assert not run.exists()
+
+
+def test_a_leaked_finished_recorder_shows_by_the_filters_now_less_the_runs_own_always(tmp_path):
+    log, shown = MetricsLog(tmp_path / "metrics.jsonl"), []
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # as Python's defaults
+        warnings.showwarning = lambda message, *rest, **kw: shown.append(str(message))
+        straddling = warnings.catch_warnings()  # another thread's, entered during the run
+        with log.recording_warnings(lambda: 0):
+            straddling.__enter__()
+        straddling.__exit__(None, None, None)  # left after it: the recorder and "always" back
+        assert isinstance(warnings.showwarning, WarningRecorder)
+        warnings.simplefilter("always", DeprecationWarning)  # the user asks to see these now
+        for _ in range(2):
+            warnings.warn("deprecated", DeprecationWarning, stacklevel=1)
+            warnings.warn("default: once here", UserWarning, stacklevel=1)  # not the run's always
+        warnings.simplefilter("always")  # the user's own, equal to the run's: it counts
+        for _ in range(2):
+            warnings.warn("always now", UserWarning, stacklevel=1)
+    assert shown == ["deprecated", "default: once here", "deprecated", "always now", "always now"]
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_a_forked_workers_copy_of_the_recorder_shows_but_records_nothing(tmp_path):
+    log, pipe = MetricsLog(tmp_path / "metrics.jsonl"), multiprocessing.get_context("fork").Pipe()
+    shown = []
+
+    def worker():  # as a DataLoader worker, forked by the training thread during the run
+        warnings.warn("a worker's warning", UserWarning, stacklevel=1)
+        pipe[1].send(shown)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *rest, **kw: shown.append(str(message))
+        with log.recording_warnings(lambda: 0):
+            process = multiprocessing.get_context("fork").Process(target=worker)
+            process.start()
+            process.join(60)
+            warnings.warn("the run's own warning", UserWarning, stacklevel=1)
+    assert process.exitcode == 0 and pipe[0].recv() == ["a worker's warning"]
+    assert warning_messages(tmp_path) == ["the run's own warning"]
 
 
 # ---- 2: no draws from torch's global generator ----

@@ -351,6 +351,17 @@ def test_a_config_path_with_an_equals_sign_is_the_config_file(tmp_path, monkeypa
         config_from_args(["runs/seed=0/config.toml"])
     with pytest.raises(ConfigError, match="'/x/y=1' is neither an existing config file nor key="):
         config_from_args(["/x/y=1"])
+    (tmp_path / "r=1").mkdir()  # a run folder whose name holds '='
+    (tmp_path / "r=1" / "config.toml").write_text("seed = 3\n")
+    with pytest.raises(ConfigError, match=r"r=1 is a folder.*r=1/config.toml"):
+        config_from_args(["r=1"])
+
+
+def test_an_override_longer_than_a_file_name_is_an_override():
+    names = {f"class_{i:03d}_{'x' * 20}": i % 7 for i in range(12)}  # a table of 300+ characters
+    table = "{" + ", ".join(f"{name} = {i}" for name, i in names.items()) + "}"
+    cfg = config_from_args(["data.dataset=folder", "data.root=.", f"data.class_map={table}"])
+    assert cfg.data.class_map == names
 
 
 def test_config_files_are_read_as_utf8_whatever_the_locale(tmp_path):

@@ -220,6 +220,15 @@ def test_a_split_file_that_is_not_one_is_named(tmp_path):
         Split.load(path)
 
 
+def test_a_split_file_an_editor_saved_with_a_byte_order_mark_is_read(tmp_path):
+    data = fake_data(RAF_TRAIN_COUNTS)
+    split, path = make_split(data, 1000, seed=2), tmp_path / "split.json"
+    split.save(path)
+    path.write_text(path.read_text(encoding="utf-8"), encoding="utf-8-sig")  # as Notepad saves it
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert np.array_equal(load_split(path, data).labeled, split.labeled)
+
+
 def test_load_split_rejects_another_label_list(tmp_path):
     data = fake_data(RAF_TRAIN_COUNTS)
     path = tmp_path / "split.json"

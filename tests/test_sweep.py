@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 from conftest import TINY
@@ -105,8 +106,9 @@ def test_selection_from_the_command_line(tmp_path):
             r"seed=5 in the overrides of variant 'a' .*sweep's grid.*seeds = \[\.\.\.\]",
         ),
         (
-            '[[variants]]\nlabel = "a"\noverrides = ["data.num_labels=70"]\n',
-            r"data.num_labels=70 in the overrides of variant 'a'.*num_labels = \[\.\.\.\] in its",
+            'num_labels = [28]\n[[variants]]\nlabel = "a"\noverrides = ["data.num_labels=70"]\n',
+            r"data.num_labels=70 in the overrides of variant 'a'.*budgets \(28\).*"
+            r"num_labels = \[\.\.\.\] in its",
         ),
         (  # -1 labels every image: a semi-supervised method has no unlabeled image left
             'num_labels = [28, -1]\nalgorithms = ["supervised", "fixmatch"]\n',
@@ -135,9 +137,23 @@ def test_bad_sweep_files_are_errors_with_the_fix(tmp_path, body, message):
 def test_shared_overrides_the_grid_would_override_or_no_run_reads_are_refused(
     tmp_path, shared, message
 ):
-    body = 'algorithms = ["supervised", "fixmatch"]\n'
+    body = 'num_labels = [28]\nalgorithms = ["supervised", "fixmatch"]\n'
     with pytest.raises(ConfigError, match=message):
         expand(load_sweep(write_sweep(tmp_path, body, shared=shared)))
+
+
+def test_a_budget_override_without_a_budget_list_is_the_runs_budget(tmp_path):
+    """data.num_labels= in a sweep's or a variant's overrides is refused only where a budget
+    list (the sweep's, the variant's, sweep.num_labels=) would set it instead."""
+    body = '[[variants]]\nlabel = "a"\noverrides = ["data.num_labels=21"]\n'
+    sweep = load_sweep(write_sweep(tmp_path, body, shared=["data.num_labels=28"]))
+    assert [cfg.data.num_labels for _, cfg in expand(sweep)] == [21]
+    sweep = load_sweep(write_sweep(tmp_path, "", shared=["data.num_labels=28"]))
+    assert [cfg.data.num_labels for _, cfg in expand(sweep)] == [28]
+    with pytest.raises(ConfigError, match=r"would lose to the sweep's budgets \(14\)"):
+        load_sweep(
+            write_sweep(tmp_path, "", shared=["data.num_labels=28"]), ["sweep.num_labels=[14]"]
+        )
 
 
 def test_each_method_gets_the_shared_algorithm_settings_it_has(tmp_path):
@@ -598,3 +614,20 @@ def test_runs_in_conflict_are_left_as_they_are_with_their_record(tmp_path, monke
         "are: synthetic@28/supervised/s0"
     )
     assert (out / "sweep.json").read_text() == record  # still the record of the run there
+
+
+def test_a_base_configs_algorithm_setting_another_method_has_is_a_warning(tmp_path):
+    """threshold=0.7 in a FixMatch base config does not reach FlexMatch: said, with the fix."""
+    base = tmp_path / "fm.toml"
+    base.write_text('[algorithm]\nname = "fixmatch"\nthreshold = 0.7\n')
+    path = tmp_path / "s.toml"
+    path.write_text('config = "fm.toml"\nalgorithms = ["fixmatch", "flexmatch"]\n')
+    with pytest.warns(UserWarning, match=r"threshold=0.7 for fixmatch; flexmatch.*sweep's overr"):
+        load_sweep(path)
+    path.write_text(
+        'config = "fm.toml"\nalgorithms = ["fixmatch", "flexmatch"]\n'
+        'overrides = ["algorithm.threshold=0.7"]\n'
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_sweep(path)  # shared: every method has it

@@ -225,9 +225,23 @@ def inject_noise(
 MAP_FIX = (
     "where data.noise_map is empty, the map is the dataset's default (the FER confusions "
     f"{FER_CONFUSIONS} for FER classes); set data.noise_map to pairs of this data's class names "
-    "or ids (a folder's or manifest's other classes are numbered alphabetically), e.g. "
-    '{"Sadness" = "Neutral"} or {"1" = 0}'
+    "or ids (a folder's or manifest's other classes are numbered alphabetically)"
 )
+
+
+def map_fix(with_labels: Sequence[int], class_names: Sequence[str] = ()) -> str:
+    """MAP_FIX, with an example pair of two classes that have training labels (by name where
+    class_names name both and neither name is a whole number, which map_side reads as an id;
+    and by id): none where fewer than two have labels."""
+    if len(with_labels) < 2:
+        return MAP_FIX
+    target, source = with_labels[:2]
+    examples = [f'{{"{source}" = {target}}}']
+    names = [class_names[i] for i in (source, target) if i < len(class_names)]
+    if len(names) == 2 and not any(n.strip().lstrip("-").isdecimal() for n in names):
+        quoted = [json.dumps(n, ensure_ascii=False) for n in names]
+        examples.insert(0, f"{{{quoted[0]} = {quoted[1]}}}")
+    return f"{MAP_FIX}, e.g. {' or '.join(examples)}"
 
 
 def checked_map(
@@ -238,24 +252,25 @@ def checked_map(
     class of the map must have labels (else the noise flips nothing). Pairs of classes without
     labels are inert: the FER confusions stay usable on a folder with some of the classes. The
     errors name the classes by class_names where given ("Sadness (4)"), else by id."""
+    with_labels = sorted(set(present.tolist()))
+    fix = map_fix(with_labels, class_names)
     try:
         parsed = parse_noise_map(class_map, num_classes, class_names)
     except ConfigError as error:
-        raise ConfigError(f"asymmetric noise: {error}; {MAP_FIX}") from None
-    with_labels = sorted(set(present.tolist()))
+        raise ConfigError(f"asymmetric noise: {error}; {fix}") from None
     having = ", ".join(class_label(c, class_names) for c in with_labels)
     for source, target in parsed.items():
         if source in with_labels and target not in with_labels:
             raise ConfigError(
                 f"asymmetric noise would flip {pair_label(source, target, class_names)}, but "
                 f"{class_label(target, class_names)} has no training labels (classes with "
-                f"labels: {having}); {MAP_FIX}"
+                f"labels: {having}); {fix}"
             )
     if not set(with_labels) & set(parsed):
         pairs = ", ".join(pair_label(s, t, class_names) for s, t in parsed.items())
         raise ConfigError(
             f"asymmetric noise with the map {pairs} would flip no label: none of its classes "
-            f"has training labels (classes with labels: {having}); {MAP_FIX}"
+            f"has training labels (classes with labels: {having}); {fix}"
         )
     return parsed
 
@@ -311,7 +326,7 @@ def check_rate(kind: str, rate: float, num_present: int) -> None:
         )
         if kind == "instance":
             reason += " even were the wrong labels spread evenly (instance noise gathers them)"
-        limit = f"below {(num_present - 1) / num_present:.3g}"
+        limit = f"below {rate_bound(num_present - 1, num_present)}"
     elif kind == "asymmetric" and rate >= 0.5:
         reason = "a mapped class's images would be labeled as the class it maps to no less often"
         reason += " than as their own class"
@@ -322,6 +337,17 @@ def check_rate(kind: str, rate: float, num_present: int) -> None:
         f"data.noise_rate={rate} is too high for {kind} noise: {reason}, so the labels would no "
         f"longer name the classes. Use a rate {limit}"
     )
+
+
+def rate_bound(numerator: int, denominator: int) -> str:
+    """A bound on the rate as messages print it: its decimal where 3 places hold it ("0.75"),
+    else the fraction and its decimal cut, not rounded, to 3 places ("2/3 (0.666...)"): a
+    printed bound is never above the true one."""
+    thousandths = numerator * 1000 // denominator
+    decimal = f"{thousandths / 1000:g}"
+    if thousandths * denominator == numerator * 1000:
+        return decimal
+    return f"{numerator}/{denominator} ({decimal}...)"
 
 
 def outvoted_classes(

@@ -162,7 +162,7 @@ class Split:
                 "written by an earlier run"
             )
         try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
+            payload = json.loads(path.read_text(encoding="utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise InputError(f"split file {path} is not valid JSON: {error}") from error
         if not isinstance(payload, dict):

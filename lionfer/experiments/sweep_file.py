@@ -7,15 +7,17 @@ lionfer.experiments.sweep; the file format is in docs/sweeps.md.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lionfer import run_names as names
-from lionfer.config import PACKAGED_CONFIGS, Config, load_config
+from lionfer.config import PACKAGED_CONFIGS, AlgorithmConfig, Config, load_config
 from lionfer.config_text import parse_value, read_toml
 from lionfer.errors import ConfigError, did_you_mean
 from lionfer.unread import (
+    algorithm_fields,
     algorithm_reads,
     algorithm_setting,
     check_read_by_some,
@@ -124,6 +126,31 @@ def _base_config(text: str, near: Path) -> Path:
     )
 
 
+def warn_base_settings_left_out(base: Path, runs) -> None:
+    """The base config's own algorithm.* settings belong to its algorithm: a method of another
+    algorithm that has the same setting, and does not set it itself, runs at its own default.
+    Warn, naming the settings and how to share them (the sweep's overrides), so a comparison does
+    not differ by accident. runs: (algorithm, the overrides it gets) of each method."""
+    table = read_toml(base).get("algorithm", {})
+    own = table.get("name", AlgorithmConfig.name) if isinstance(table, dict) else None
+    if not isinstance(table, dict) or not isinstance(own, str):
+        return
+    for algorithm, overrides in runs:
+        if algorithm in (None, own):
+            continue
+        given = {algorithm_setting(o) for o in overrides}
+        fields = algorithm_fields(algorithm)
+        left = sorted(k for k in table if k != "name" and k in fields and k not in given)
+        if left:
+            settings = ", ".join(f"algorithm.{k}={table[k]!r}" for k in left)
+            warnings.warn(
+                f"{base.name} sets {settings} for {own}; {algorithm}, which has the same "
+                "setting, runs at its own default: to share a setting, put it in the sweep's "
+                "overrides",
+                stacklevel=3,
+            )
+
+
 def _check_keys(table: dict, allowed: tuple[str, ...], where: str) -> None:
     for key in table:
         if key not in allowed:
@@ -152,23 +179,47 @@ def _str_list(value: Any, key: str) -> tuple[str, ...]:
 
 
 def _check_grid_keys(overrides, where: str, place: str) -> None:
-    """seed= and data.num_labels= in a sweep file's overrides would lose to the grid's values:
-    refused, naming the grid's key for them (`place`: "sweep" for the file's own overrides,
-    "variant" for a variant's)."""
+    """seed= in a sweep file's overrides would lose to the grid's seeds: refused, naming the
+    grid's key (`place`: "sweep" for the file's own overrides, "variant" for a variant's).
+    data.num_labels= is checked once the budgets are known (_check_budget_overrides)."""
     for assignment in overrides:
         key = assignment.partition("=")[0].strip()
-        if key not in GRID_KEYS:
+        if key != "seed":
             continue
-        if key == "seed":
-            fix = "list the seeds in seeds = [...] at the top of the sweep file"
-        elif place == "variant":
-            fix = "give the variant its own budgets: num_labels = [...] in its [[variants]] table"
-        else:
-            fix = "list the budgets in num_labels = [...] (a variant may have its own)"
         raise ConfigError(
             f"{assignment.strip()} in {where} would lose to the sweep's grid, which sets {key} "
-            f"for every run; {fix}"
+            "for every run; list the seeds in seeds = [...] at the top of the sweep file"
         )
+
+
+def _check_budget_overrides(
+    overrides, methods: tuple[Method, ...], budgets: tuple[int, ...], where: str
+) -> None:
+    """data.num_labels= in the sweep's or a variant's overrides loses to the grid wherever a
+    budget list applies to that method (its own num_labels, else the sweep's or
+    sweep.num_labels=): refused, naming the list to use. Without one it is the runs' budget."""
+    for method in methods:
+        if not (method.num_labels or budgets):
+            continue
+        for source, place in ((overrides, "sweep"), (method.overrides, "variant")):
+            for assignment in source:
+                if assignment.partition("=")[0].strip() != "data.num_labels":
+                    continue
+                at = (
+                    f"the overrides of {where}"
+                    if place == "sweep"
+                    else f"the overrides of variant {method.label!r} of {where}"
+                )
+                fix = (
+                    "give the variant its own budgets: num_labels = [...] in its [[variants]] table"
+                    if place == "variant"
+                    else "list the budgets in num_labels = [...] (a variant may have its own)"
+                )
+                raise ConfigError(
+                    f"{assignment.strip()} in {at} would lose to the sweep's budgets "
+                    f"({', '.join(map(str, method.num_labels or budgets))}), which set "
+                    f"data.num_labels for its runs; {fix}"
+                )
 
 
 def _methods(raw: dict, where: str) -> tuple[Method, ...]:
@@ -228,6 +279,9 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
         check_read_by_some(
             [o for o in overrides if algorithm_setting(o)], algorithms, f"the overrides of {path}"
         )
+        given = [(*overrides, *m.overrides) for m in methods] or [overrides]
+        runs = zip(algorithms, given, strict=True)
+        warn_base_settings_left_out(base, {(a, tuple(o)) for a, o in runs})
     seeds = _int_list(raw.get("seeds", [0]), "seeds")
     budgets = _int_list(raw["num_labels"], "num_labels") if "num_labels" in raw else ()
     for assignment in select:
@@ -240,6 +294,7 @@ def load_sweep(name: str | Path, select: list[str] | tuple = ()) -> Sweep:
             budgets = _int_list(value, "sweep.num_labels")
         else:
             methods = _select(methods, _str_list(value, "sweep.only"))
+    _check_budget_overrides(overrides, methods or (Method("", ()),), budgets, str(path))
     slurm = raw.get("slurm", {})
     if not isinstance(slurm, dict):
         raise ConfigError(f"slurm in {path}: expected a table of submitit parameters")

@@ -439,6 +439,7 @@ class MetricsLog:
         recorder = WarningRecorder(self, step)
         with warnings.catch_warnings():
             warnings.simplefilter("always")  # all reach the recorder, which applies the filters
+            recorder.always = warnings.filters[0]  # this very tuple, not an equal one of the user's
             warnings.showwarning = recorder
             try:
                 yield
@@ -451,25 +452,31 @@ class WarningRecorder:
     logged to the run, each text and place once, whatever the filters; every warning, of any
     thread, is then shown as the filters in force before say (ignored, raised, once, always), by
     the showwarning it replaced. Once finished (`run` None) it only shows: a copy that another
-    thread's warnings.catch_warnings put back never writes to the run."""
+    thread's warnings.catch_warnings put back never writes to the run, and shows as plain Python
+    would, by the filters in force then less the run's own "always" (which that put back too).
+    Only the process that made it records: a forked loader worker's copy only shows."""
 
     # what Python's default filters ignore: a run records what a fresh `lionfer train` records
     unrecorded = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
     def __init__(self, log: MetricsLog, step: Callable[[], int]):
         self.run: tuple[MetricsLog, Callable[[], int]] | None = (log, step)
-        self.thread = threading.get_ident()
+        self.thread, self.pid = threading.get_ident(), os.getpid()
         self.show, self.filters = warnings.showwarning, tuple(warnings.filters)
+        self.always: tuple | None = None  # the filter entry recording_warnings put in front
         self.recorded, self.shown = set(), set()  # places logged; places (or texts) shown
 
     def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
         run, text = self.run, str(message)
         place = (text, category, filename, lineno)
-        mine = run is not None and threading.get_ident() == self.thread
+        mine = run is not None and (threading.get_ident(), os.getpid()) == (self.thread, self.pid)
         if mine and not issubclass(category, self.unrecorded) and place not in self.recorded:
             self.recorded.add(place)
             run[0].append({"event": "warning", "step": run[1](), "message": text})
-        action = filter_action(self.filters, text, category, filename, lineno)
+        filters = self.filters
+        if run is None:  # finished: the filters now, one copy read at once, less the run's own
+            filters = tuple(f for f in tuple(warnings.filters) if f is not self.always)
+        action = filter_action(filters, text, category, filename, lineno)
         if action == "error":
             raise message if isinstance(message, Warning) else category(message)
         keys = {"once": place[:2], "module": place[:3], "default": place}

@@ -5,7 +5,6 @@ No ML logic lives here, and nothing imports torch until a command needs it."""
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import select
@@ -16,6 +15,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from lionfer.cli_failures import os_error_message
 from lionfer.cli_model import (
     RUN_HELP,
     add_checkpoint_option,
@@ -26,6 +26,7 @@ from lionfer.config import ConfigError, config_from_args, replace
 from lionfer.config_text import to_toml
 from lionfer.errors import InputError, Interrupted, RuntimeFailure
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
+from lionfer.reporting.run_summary import format_summary
 from lionfer.run_names import run_folder
 from lionfer.version import __version__
 
@@ -136,50 +137,6 @@ def show(text: str) -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
-
-
-def format_summary(summary: dict, out: Path) -> str:
-    lines = [
-        f"run: {out}",
-        f"{summary['algorithm']} on {summary['dataset']} ({summary['num_labels']} labels, "
-        f"seed {summary['seed']}, {summary['steps']} steps)",
-        f"test accuracy {summary['test_acc']:.4f} (EMA), {summary['test_acc_raw']:.4f} (raw); "
-        f"mean class accuracy {summary['mean_class_acc']:.4f}",
-    ]
-    from lionfer.reporting.run_summary import label_quality_lines
-
-    lines += label_quality_lines(summary)
-    if "relabel" in summary:
-        lines.append(f"corrected labels: {out / 'relabels.csv'}")
-    from lionfer.reporting.collapse import LOST, summary_flags
-
-    flags = summary_flags(summary)
-    lines += [f"warning: {w}" for w in (*summary.get("warnings", []), *flags)]
-    elr = elr_weight(out)
-    if elr and any(flag.startswith(f"{LOST}:") for flag in flags):
-        lines.append(
-            f"hint: ELR (algorithm.lambda_elr={elr:g}) can hold a whole class away from its "
-            "labels; train again with algorithm.lambda_elr=0 to see whether it does here "
-            '(docs/lion.md, "More labels than unlabeled images: Neutral lost again")'
-        )
-    return "\n".join(lines)
-
-
-def elr_weight(out: Path) -> float:
-    """The run's ELR weight (algorithm.lambda_elr) from its config.toml; 0 for a method or a
-    LION rule without ELR (only the evidence rule has it), or a folder without the file."""
-    import tomllib
-
-    path = out / "config.toml"
-    if not path.is_file():
-        return 0.0
-    try:  # TOML is UTF-8, whatever the locale's encoding; a damaged file gives no hint
-        algorithm = tomllib.loads(path.read_bytes().decode("utf-8")).get("algorithm", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return 0.0
-    if not isinstance(algorithm, dict) or algorithm.get("disambiguation") != "evidence":
-        return 0.0
-    return float(algorithm.get("lambda_elr", 0.0))
 
 
 def cmd_evaluate(args) -> int:
@@ -432,69 +389,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gallery", type=int, default=8, help="relabeled faces shown per method")
     p.set_defaults(func=cmd_report)
     return parser
-
-
-# Write failures the user fixes on the disk (or by another --out): the message says which file
-# and what to do, then how the command goes on.
-FULL_DISK = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-WRITE_ERRNOS = (*FULL_DISK, errno.EFBIG, errno.EROFS)
-# Commands that go on where they stopped when run again (docs/cli.md, docs/inference.md).
-RESUMING = {
-    "predict": "the rows of the inputs finished so far are kept, and it goes on from there",
-    "prepare": "the faces cropped so far are kept, and it goes on from there",
-    "sweep": "its finished runs are skipped and the unfinished ones resumed",
-}
-
-
-def os_error_message(error: OSError, args: argparse.Namespace) -> str:
-    """An OSError as one line: the file(s) it names and the reason; for a write that failed on
-    the disk (full, a quota, a file-size limit, read-only), what to do and how to go on."""
-    files = [str(f) for f in (error.filename, error.filename2) if f is not None]
-    reason = error.strerror or str(error)
-    if error.errno not in WRITE_ERRNOS:
-        return f"{' -> '.join(files)}: {reason}" if files else str(error)
-    where = f"could not write {files[0]}: {reason}" if files else f"could not write: {reason}"
-    if error.errno in FULL_DISK:
-        fix = f"free space on {'that' if files else 'its'} disk"
-    elif error.errno == errno.EFBIG:
-        fix = "the file system or a file-size limit (ulimit -f) takes no larger file: raise it"
-    else:
-        fix = "the file system is read-only: choose an --out you can write to"
-    return f"{where}; {fix}, then {go_on(args, error.errno == errno.EROFS)}"
-
-
-def go_on(args: argparse.Namespace, moved: bool) -> str:
-    """How the failed command goes on once the disk is fixed (moved: into another --out)."""
-    command = args.command
-    if command == "train" and not getattr(args, "dry_run", False):
-        return train_go_on(args, moved)
-    if moved:
-        return "run the command again with that --out"
-    if command in RESUMING:
-        return f"run the same command again: {RESUMING[command]}"
-    elsewhere = " (or with another --out)" if getattr(args, "out", None) else ""
-    return f"run the same command again{elsewhere}"
-
-
-def train_go_on(args: argparse.Namespace, moved: bool) -> str:
-    """A failed run goes on from its last checkpoint, or starts again where it saved none."""
-    from lionfer.training.runfolder import LAST, is_run_folder
-
-    try:
-        out = Path(args.out).expanduser() if args.out else default_out(config_from_args(args.items))
-    except Exception:  # the run's folder cannot be told: say what holds for any
-        out = None
-    if out is None:
-        return "continue the run with lionfer train --resume --out RUN if it saved a checkpoint"
-    if (out / LAST).is_file():
-        if moved:
-            return f"copy the run {out} there and continue it with lionfer train --resume"
-        return f"continue the run with: lionfer train --resume --out {shlex.quote(str(out))}"
-    if moved:
-        return "start the run again there"
-    if is_run_folder(out):  # its first files, but no checkpoint yet
-        return "run the same command again with --overwrite (the run saved no checkpoint yet)"
-    return "run the same command again"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

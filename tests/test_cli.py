@@ -163,14 +163,17 @@ def test_a_runs_elr_weight_is_read_as_utf8_whatever_the_locale(tmp_path):
     text = '[data]\nroot = "données"\n[algorithm]\ndisambiguation = "evidence"\nlambda_elr = 0.5\n'
     (run_folder / "config.toml").write_text(text, encoding="utf-8")
     env = {**os.environ, "LC_ALL": "POSIX", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
-    code = "import sys; from pathlib import Path; from lionfer.cli import elr_weight; "
+    code = "import sys; from pathlib import Path; "
+    code += "from lionfer.reporting.run_summary import elr_weight; "
     code += "print(elr_weight(Path(sys.argv[1])))"
     result = subprocess.run(
         [sys.executable, "-c", code, str(run_folder)], env=env, capture_output=True, text=True
     )
     assert (result.returncode, result.stdout.strip()) == (0, "0.5"), result.stderr
     (run_folder / "config.toml").write_bytes(b"\xff\xfe[train]\n")  # not UTF-8: no hint
-    assert lionfer.cli.elr_weight(run_folder) == 0.0
+    from lionfer.reporting.run_summary import elr_weight
+
+    assert elr_weight(run_folder) == 0.0
 
 
 def test_data_stats_json(capsys):

@@ -451,7 +451,7 @@ def test_a_collapsed_run_is_not_also_flagged_lost(tmp_path):
 
 
 def test_a_run_prints_the_test_matrix_flags_when_it_ends(tmp_path):
-    from lionfer.cli import format_summary
+    from lionfer.reporting.run_summary import format_summary
 
     cm = moved({(6, 4): 81, (6, 5): 15})  # Neutral: 4 of 100 recalled, 81 went to Sadness
     path = write_run(tmp_path, "lost", algorithm="lion", cm=cm)

@@ -1,7 +1,10 @@
-"""A finished run's summary as text: the label-quality lines `lionfer train` and `lionfer
-evaluate` print, and that reports show for each run."""
+"""A finished run's summary as text: what `lionfer train` prints at its end (format_summary),
+the label-quality lines `lionfer train` and `lionfer evaluate` print, and that reports show for
+each run."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def label_quality_lines(summary: dict) -> list[str]:
@@ -155,3 +158,45 @@ def _percent(value) -> str:
 def _decimal(value) -> str:
     """A figure that is None where nothing could be measured (no other class had a prototype)."""
     return "-" if value is None else f"{value:.2f}"
+
+
+def format_summary(summary: dict, out: Path) -> str:
+    lines = [
+        f"run: {out}",
+        f"{summary['algorithm']} on {summary['dataset']} ({summary['num_labels']} labels, "
+        f"seed {summary['seed']}, {summary['steps']} steps)",
+        f"test accuracy {summary['test_acc']:.4f} (EMA), {summary['test_acc_raw']:.4f} (raw); "
+        f"mean class accuracy {summary['mean_class_acc']:.4f}",
+    ]
+    lines += label_quality_lines(summary)
+    if "relabel" in summary:
+        lines.append(f"corrected labels: {out / 'relabels.csv'}")
+    from lionfer.reporting.collapse import LOST, summary_flags
+
+    flags = summary_flags(summary)
+    lines += [f"warning: {w}" for w in (*summary.get("warnings", []), *flags)]
+    elr = elr_weight(out)
+    if elr and any(flag.startswith(f"{LOST}:") for flag in flags):
+        lines.append(
+            f"hint: ELR (algorithm.lambda_elr={elr:g}) can hold a whole class away from its "
+            "labels; train again with algorithm.lambda_elr=0 to see whether it does here "
+            '(docs/lion.md, "More labels than unlabeled images: Neutral lost again")'
+        )
+    return "\n".join(lines)
+
+
+def elr_weight(out: Path) -> float:
+    """The run's ELR weight (algorithm.lambda_elr) from its config.toml; 0 for a method or a
+    LION rule without ELR (only the evidence rule has it), or a folder without the file."""
+    import tomllib
+
+    path = out / "config.toml"
+    if not path.is_file():
+        return 0.0
+    try:  # TOML is UTF-8, whatever the locale's encoding; a damaged file gives no hint
+        algorithm = tomllib.loads(path.read_bytes().decode("utf-8")).get("algorithm", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return 0.0
+    if not isinstance(algorithm, dict) or algorithm.get("disambiguation") != "evidence":
+        return 0.0
+    return float(algorithm.get("lambda_elr", 0.0))

@@ -15,6 +15,7 @@ from lionfer.data.noise import (
     default_noise_map,
     image_features,
     inject_noise,
+    instance_noise,
     parse_noise_map,
 )
 from lionfer.data.pipeline import load_dataset
@@ -332,3 +333,162 @@ def test_a_noise_at_rate_zero_is_noted():
     data = load_dataset(DataConfig(dataset="digits", noise="symmetric", noise_rate=0.0), 0, ())
     assert (data.train.labels == data.train.true_labels).all()
     assert "symmetric noise at rate 0: no label flipped" in data.notes
+
+
+# --- the edges of inject_noise --------------------------------------------------------------------
+
+
+def test_a_label_equal_to_the_class_count_is_out_of_range():
+    with pytest.raises(ConfigError) as refused:
+        inject_noise(np.array([0, 7]), 7, "symmetric", 0.1, seed=0)
+    assert str(refused.value) == "labels must be in 0..6 (or -1 for unknown)"
+    inject_noise(np.array([0, 6, -1]), 7, "symmetric", 0.1, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "features", "message"),
+    [
+        ("instance", None, "instance noise needs features, one row per label (image_features)"),
+        (
+            "instance",
+            np.ones((19, 4)),  # one row short
+            "instance noise needs features, one row per label (image_features)",
+        ),
+        (
+            "asymmetric",
+            None,
+            "asymmetric noise needs a class_map (class id -> class id); pass "
+            "default_noise_map(dataset_name) or parse_noise_map(cfg.noise_map, C)",
+        ),
+    ],
+)
+def test_noise_without_what_it_reads_says_so_in_full(kind, features, message):
+    with pytest.raises(ConfigError) as refused:
+        inject_noise(balanced(20, 7), 7, kind, 0.2, seed=0, features=features)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.float64])
+def test_labels_of_another_type_come_back_as_int64_class_ids(dtype):
+    labels = balanced(70, 7)
+    features = np.random.default_rng(0).standard_normal((70, 4))
+    for kind in ("none", "symmetric", "asymmetric", "instance"):
+        rate = 0.0 if kind == "none" else 0.3
+        extra = {"class_map": FER_CONFUSIONS, "features": features}
+        noisy = inject_noise(labels.astype(dtype), 7, kind, rate, seed=1, **extra)
+        assert noisy.dtype == np.int64
+        np.testing.assert_array_equal(noisy, inject_noise(labels, 7, kind, rate, seed=1, **extra))
+    # instance_noise alone as well
+    as_given = instance_noise(labels.astype(dtype), features, 7, 0.3, np.random.default_rng(2))
+    as_ids = instance_noise(labels, features, 7, 0.3, np.random.default_rng(2))
+    assert as_given.dtype == np.int64
+    np.testing.assert_array_equal(as_given, as_ids)
+
+
+def test_a_map_side_that_is_neither_an_id_nor_a_name_is_refused():
+    # TOML's true is no class id (bool is an int to Python)
+    with pytest.raises(ConfigError, match="'2' = True: both sides must be class ids"):
+        parse_noise_map({"2": True}, 7)
+    # a name that holds digits is a name: "X3" is no id 3
+    assert parse_noise_map({"X3": "b"}, 2, ("X3", "b")) == {0: 1}
+    with pytest.raises(ConfigError, match="'X3' = 0: both sides must be class ids"):
+        parse_noise_map({"X3": 0}, 7)
+    names = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
+    with pytest.raises(ConfigError) as refused:
+        parse_noise_map({"Sadnes": 6}, 7, names)
+    assert str(refused.value) == (
+        "data.noise_map entry 'Sadnes' = 6: 'Sadnes' is not a class of this data (its classes: "
+        "Surprise, Fear, Disgust, Happiness, Sadness, Anger, Neutral; or ids 0..6). "
+        "Did you mean 'Sadness'?"
+    )
+
+
+# --- instance noise, draw by draw -----------------------------------------------------------------
+
+
+class ScriptedRng:
+    """A generator whose draws are given: normal() hands out `normals` in turn (and records
+    each call's loc, scale and size), standard_normal() the class maps, random() `uniforms`."""
+
+    def __init__(self, normals, maps, uniforms):
+        self.normals, self.maps, self.uniforms = list(normals), np.asarray(maps), uniforms
+        self.calls = []
+
+    def normal(self, loc, scale, size=None):
+        self.calls.append((loc, scale, size))
+        return np.array(self.normals.pop(0), dtype=np.float64)
+
+    def standard_normal(self, shape):
+        assert shape == self.maps.shape
+        return self.maps.copy()
+
+    def random(self, size):
+        assert size == len(self.uniforms)
+        return np.array(self.uniforms, dtype=np.float64)
+
+
+def test_instance_flip_rates_outside_zero_to_one_are_redrawn_until_inside():
+    # two classes: an image's one wrong class gets its flip rate q, its own class 1 - q. The
+    # first draw puts q[0] above 1 and q[1] below 0: both are redrawn; q[0] again lands above 1
+    # and is redrawn once more, to 0.02.
+    rng = ScriptedRng(
+        normals=[[1.5, -0.2, 0.3, 0.6], [1.7, 0.9], [0.02]],
+        maps=np.zeros((2, 1, 2)),
+        uniforms=[0.5, 0.95, 0.75, 0.5],
+    )
+    labels = np.array([0, 1, 0, 1])
+    noisy = instance_noise(labels, np.ones((4, 1)), 2, 0.3, rng)
+    assert rng.calls == [(0.3, 0.1, 4), (0.3, 0.1, 2), (0.3, 0.1, 1)]
+    # q = (0.02, 0.9, 0.3, 0.6); a label flips where its draw passes 1 - q (class 0 first) or
+    # falls below q (class 1 first, its wrong class 0 first in the cumulative sum)
+    np.testing.assert_array_equal(noisy, [0, 1, 1, 0])
+
+
+def test_instance_noise_picks_the_wrong_class_by_a_softmax_that_large_logits_do_not_break():
+    # three classes, one feature of 1: image n's logits are its class's map row. Class 0 sends
+    # its wrong labels 3:1 to classes 1 and 2 (logits 1000 and 1000 - ln 3), class 1 evenly to
+    # 0 and 2 (logits -1000), class 2 evenly to 0 and 1 (logits 0): an exp of these overflows
+    # or underflows unless each row's largest logit is taken off first.
+    maps = np.array(
+        [
+            [[0.0, 1000.0, 1000.0 - np.log(3)]],
+            [[-1000.0, 0.0, -1000.0]],
+            [[0.0, 0.0, 0.0]],
+        ]
+    )
+    rng = ScriptedRng(normals=[[0.4] * 4], maps=maps, uniforms=[0.7, 0.95, 0.9, 0.5])
+    noisy = instance_noise(np.array([0, 0, 1, 2]), np.ones((4, 1)), 3, 0.4, rng)
+    # q = 0.4 each. Class 0: p = (0.6, 0.3, 0.1), cumulative (0.6, 0.9, 1): 0.7 -> 1, 0.95 -> 2.
+    # Class 1: p = (0.2, 0.6, 0.2), cumulative (0.2, 0.8, 1): 0.9 -> 2.
+    # Class 2: p = (0.2, 0.2, 0.6), cumulative (0.2, 0.4, 1): 0.5 -> 2, kept.
+    np.testing.assert_array_equal(noisy, [1, 2, 2, 2])
+
+
+# --- what instance noise reads of an image --------------------------------------------------------
+
+
+def standardised(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return (values - values.mean()) / values.std()
+
+
+def test_image_features_upscale_bilinearly():
+    # an 8 x 8 step from 50 to 200 at 16 x 16: output pixel j samples input x = j/2 - 1/4, so
+    # pixels 7 and 8 of a row fall between input pixels 3 and 4: 50 + 150/4 = 87.5 -> 88 and
+    # 50 + 150 * 3/4 = 162.5 -> 163. Bicubic resampling would undershoot 50 and overshoot 200.
+    pixels = np.full((1, 8, 8, 3), 50, dtype=np.uint8)
+    pixels[0, :, 4:] = 200
+    row = [50] * 7 + [88, 163] + [200] * 7
+    (features,) = image_features(ImageSet(pixels, [0]))
+    np.testing.assert_allclose(features, standardised(np.tile(row, 16)), atol=1e-9)
+
+
+def test_an_image_barely_off_flat_is_standardised_not_zeroed():
+    # 16 x 16 (no resampling): one pixel of 101 among 100s, a standard deviation of 0.06
+    pixels = np.full((1, 16, 16, 3), 100, dtype=np.uint8)
+    pixels[0, 5, 9] = 101
+    (features,) = image_features(ImageSet(pixels, [0]))
+    gray = np.full(256, 100.0)
+    gray[5 * 16 + 9] = 101
+    np.testing.assert_allclose(features, standardised(gray), atol=1e-9)
+    assert abs(features.std() - 1) < 1e-9

@@ -5,6 +5,7 @@ said for every method."""
 
 import hashlib
 import re
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,20 @@ import pytest
 from PIL import Image
 
 from lionfer.config import DataConfig
-from lionfer.data.noise import DIGIT_CONFUSIONS, FER_CONFUSIONS, inject_noise
+from lionfer.data.noise import (
+    DIGIT_CONFUSIONS,
+    FER_CONFUSIONS,
+    check_noise_fits,
+    checked_map,
+    class_map_ids,
+    default_noise_map,
+    example_noise_map,
+    inject_noise,
+    listed,
+    outvoted_classes,
+    own_numbered,
+    parse_noise_map,
+)
 from lionfer.data.pipeline import build_run_data, load_dataset, noise_map
 from lionfer.errors import ConfigError
 from lionfer.labels import CLASS_NAMES
@@ -287,3 +301,189 @@ def test_the_same_seed_flips_the_same_labels(kind, rate, digest):
     features = np.random.default_rng(3).standard_normal((700, 16))
     noisy = inject_noise(labels, 7, kind, rate, 11, class_map=FER_CONFUSIONS, features=features)
     assert hashlib.sha256(noisy.astype("<i8").tobytes()).hexdigest()[:16] == digest
+
+
+# --- the refusals' words --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "rate", "labels", "message"),
+    [
+        (
+            "symmetric",
+            0.5,
+            [0, 1] * 5,
+            "data.noise_rate=0.5 is too high for symmetric noise: on 2 classes the true class "
+            "would be no likelier a label than each other one, so the labels would no longer name "
+            "the classes. Use a rate below 0.5",
+        ),
+        (
+            "instance",
+            0.9,
+            list(range(10)),
+            "data.noise_rate=0.9 is too high for instance noise: on 10 classes the true class "
+            "would be no likelier a label than each other one even were the wrong labels spread "
+            "evenly (instance noise gathers them), so the labels would no longer name the "
+            "classes. Use a rate below 0.9",
+        ),
+        (
+            "asymmetric",
+            0.5,
+            [0, 1] * 5,
+            "data.noise_rate=0.5 is too high for asymmetric noise: a mapped class's images would "
+            "be labeled as the class it maps to no less often than as their own class, so the "
+            "labels would no longer name the classes. Use a rate below 0.5",
+        ),
+        # one class present: nothing to flip to, whatever the rate
+        (
+            "symmetric",
+            0.1,
+            [4] * 10,
+            "symmetric noise needs labels of at least 2 classes to flip between; these labels "
+            "have 1",
+        ),
+        (
+            "instance",
+            0.1,
+            [4] * 10,
+            "instance noise needs labels of at least 2 classes to flip between; these labels "
+            "have 1",
+        ),
+    ],
+)
+def test_a_refused_rate_says_why_in_full(kind, rate, labels, message):
+    features = np.ones((len(labels), 4))
+    with pytest.raises(ConfigError) as refused:
+        inject_noise(np.array(labels), 10, kind, rate, 0, class_map={1: 0}, features=features)
+    assert str(refused.value) == message
+
+
+def test_asymmetric_noise_on_one_class_is_refused_by_its_map_not_by_the_class_count():
+    # the rate check asks 2 classes of symmetric and instance noise only: an asymmetric map
+    # from the one class with labels fails as a map (its target has no labels)
+    with pytest.raises(ConfigError) as refused:
+        inject_noise(np.array([4] * 10), 7, "asymmetric", 0.3, 0, class_map={4: 6})
+    assert str(refused.value).startswith(
+        "asymmetric noise would flip class 4 → class 6, but class 6 has no training labels "
+        "(classes with labels: class 4); "
+    )
+
+
+# --- the map checks made before decoding, by class names ----------------------------------------
+
+
+def test_a_map_by_class_names_is_checked_and_its_errors_name_the_classes():
+    # Sadness -> Neutral on a folder of Happiness, Sadness and Neutral faces: read by names
+    assert checked_map({"Sadness": "Neutral"}, 7, np.array([3, 4, 6]), CLASS_NAMES) == {4: 6}
+    # labels as floats (a column read as numbers) are class ids as well
+    for labels in (np.array([3, 4, 3, 4]), np.array([3.0, 4.0, 3.0, 4.0])):
+        with pytest.raises(ConfigError) as refused:
+            check_noise_fits("asymmetric", 0.3, {"Sadness": "Neutral"}, labels, 7, CLASS_NAMES)
+        assert str(refused.value).startswith(
+            "asymmetric noise would flip Sadness (4) → Neutral (6), but Neutral (6) has no "
+            "training labels (classes with labels: Happiness (3), Sadness (4)); "
+        )
+    with pytest.raises(ConfigError) as refused:
+        check_noise_fits("asymmetric", 0.3, FER_CONFUSIONS, np.array([3, 3]), 7, CLASS_NAMES)
+    assert str(refused.value).startswith(
+        "asymmetric noise with the map Fear (1) → Surprise (0), Disgust (2) → Anger (5), "
+        "Sadness (4) → Neutral (6) would flip no label: none of its classes has training labels "
+        "(classes with labels: Happiness (3)); "
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        # two classes with labels are enough for an example; names outside ASCII as they are
+        (("Überraschung", "Angst"), ['{"Angst" = "Überraschung"}', '{"1" = 0}']),
+        # a whole-number name ("-1") is read as an id: the example is by id alone
+        (("-1", "X1"), ['{"1" = 0}']),
+        (("X1", "b"), ['{"b" = "X1"}', '{"1" = 0}']),  # "X1" is a name
+    ],
+)
+def test_a_refused_map_on_two_classes_suggests_one_by_names_that_read_as_names(names, expected):
+    labels = np.array([0, 1, 0, 1])
+    with pytest.raises(ConfigError) as refused:
+        check_noise_fits("asymmetric", 0.3, {names[1]: names[1]}, labels, 2, names)
+    assert str(refused.value).split("e.g. ")[-1].split(" or ") == expected
+    for example in expected:  # each is a data.noise_map this data accepts
+        written = tomllib.loads(f"noise_map = {example}")["noise_map"]
+        check_noise_fits("asymmetric", 0.3, written, labels, 2, names)
+
+
+def test_only_asymmetric_noise_reads_a_map_and_only_when_one_is_given():
+    labels = np.array([3, 4, 3, 4])
+    # a map that would flip no label here is no error for symmetric noise, which reads none
+    check_noise_fits("symmetric", 0.3, {"Fear": "Surprise"}, labels, 7, CLASS_NAMES)
+    check_noise_fits("asymmetric", 0.3, None, labels, 7, CLASS_NAMES)
+
+
+# --- a class outvoted -----------------------------------------------------------------------------
+
+
+def test_outvoted_classes_leave_out_images_unknown_in_either_labeling():
+    # a: 1 image kept, 2 labeled b; b: 1 image kept. The image of b with no label and the image
+    # of unknown class labeled a count for neither class.
+    reference = [0, 0, 0, 1, 1, -1]
+    labels = [0, 1, 1, -1, 1, 0]
+    expected = ["the images of a are labeled b more often than a (2 against 1)"]
+    assert outvoted_classes(np.array(reference), np.array(labels), ("a", "b")) == expected
+    as_floats = (np.array(reference, dtype=float), np.array(labels, dtype=float))
+    assert outvoted_classes(*as_floats, ("a", "b")) == expected
+
+
+# --- the default map's helpers --------------------------------------------------------------------
+
+
+def test_a_class_map_that_drops_a_class_gives_it_no_id():
+    class_map = {"happy": 3, "sad": "Sadness", "other": -1, "unsure": "-1"}
+    assert class_map_ids(class_map) == {"happy": 3, "sad": 4}
+    assert default_noise_map("folder", (), {"sad": "Sadness", "neutral": 6, "x": -1}) == (
+        FER_CONFUSIONS
+    )
+
+
+def test_keys_that_are_numbers_keep_the_fer_meaning_of_the_ids_they_get():
+    # a manifest's own numbers, signed or not, are no names of their own; "X1" and "x2" are
+    assert own_numbered({"1": 0, "-1": 6, "+2": 1, "X1": 0, "x2": 3, "sad": 4}) == ["X1", "x2"]
+
+
+def test_a_class_map_with_one_id_for_every_class_is_refused_with_its_numbering():
+    with pytest.raises(ConfigError, match=r"its own way \(cat = 0, dog = 0\)") as refused:
+        default_noise_map("folder", (), {"cat": 0, "dog": 0})
+    assert "e.g." not in str(refused.value)  # no map flipping a class to itself
+    assert "it gives every class one id" in str(refused.value)
+
+
+def test_one_general_class_is_refused_without_a_map_that_flips_it_to_itself():
+    with pytest.raises(ConfigError, match="these data have one class") as refused:
+        default_noise_map("folder", ("c00",))
+    assert "e.g." not in str(refused.value)
+
+
+def test_listed_names_all_of_twelve_classes_and_counts_more():
+    names = [f"k{i:02d}" for i in range(13)]
+    assert listed(names[:12]) == ", ".join(names[:12])
+    assert listed(names) == f"{', '.join(names[:12])}, ... (13 classes)"
+
+
+@pytest.mark.parametrize(
+    ("names", "example", "pair"),
+    [
+        # classes named by whole numbers are written by id: map_side reads such a side as an id
+        (("3", "5", "8"), """'data.noise_map={"0" = "1"}' (flips 3 labels to 5)""", {0: 1}),
+        (("-1", "X1"), """'data.noise_map={"0" = "X1"}' (flips -1 labels to X1)""", {0: 1}),
+        # names outside ASCII are written as they are, not as JSON escapes
+        (
+            ("Überraschung", "Angst"),
+            """'data.noise_map={"Überraschung" = "Angst"}' (flips Überraschung labels to Angst)""",
+            {0: 1},
+        ),
+    ],
+)
+def test_the_example_noise_map_flips_the_first_class_to_the_second(names, example, pair):
+    assert example_noise_map(names) == example
+    table = re.search(r"data\.noise_map=(\{.*\})'", example).group(1)  # as a user writes it
+    written = tomllib.loads(f"noise_map = {table}")["noise_map"]
+    assert parse_noise_map(written, len(names), names) == pair

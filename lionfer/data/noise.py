@@ -40,7 +40,12 @@ def default_noise_map(
             f"data.noise=asymmetric without data.noise_map: the classes {listed(class_names)} "
             "are not the FER expressions, so they have no default confusion map (the defaults "
             "are the FER confusions and the digits'). Set data.noise_map to the pairs to flip, "
-            f"by your classes' names, e.g. {example_noise_map(class_names)}"
+            "by your classes' names"
+            + (
+                f", e.g. {example_noise_map(class_names)}"
+                if len(class_names) > 1
+                else " (asymmetric noise flips a class to another: these data have one class)"
+            )
         )
     own = own_numbered(class_map or {})
     if own:
@@ -80,14 +85,18 @@ def renumbered_without_map(class_map: dict, own: list) -> str:
     its own way (own: their keys), with a data.noise_map in the ids it gives them."""
     ids = class_map_ids(class_map)
     source = own[0]
-    target = next((k for k, i in ids.items() if i != ids[source]), source)
+    target = next((k for k, i in ids.items() if i != ids[source]), None)
     numbered = ", ".join(f"{key} = {ids[key]}" for key in own)
-    pair = f'data.noise_map={{"{ids[source]}" = {ids[target]}}}'
+    if target is None:  # one id for every class: no other class to flip to
+        example = " (asymmetric noise flips a class to another: it gives every class one id)"
+    else:
+        pair = f'data.noise_map={{"{ids[source]}" = {ids[target]}}}'
+        example = f", e.g. {shlex.quote(pair)} (flips {source} labels to {target})"
     return (
         f"data.noise=asymmetric without data.noise_map: data.class_map numbers classes its own "
         f"way ({numbered}), not as the FER expressions of those ids, so they have no default "
         "confusion map. Set data.noise_map to the pairs to flip by the ids data.class_map "
-        f"gives, e.g. {shlex.quote(pair)} (flips {source} labels to {target}); or, if the "
+        f"gives{example}; or, if the "
         "classes are FER expressions, map each to its expression by name in data.class_map "
         f'({source} = "{CLASS_NAMES_8[ids[source]]}") to flip them by the FER confusions'
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,11 +109,17 @@ def wait_policy(args) -> None:
     )
     print(f"{'batch':>6}{'unset':>16}{'PASSIVE':>16}{'ratio (median)':>16}")
     for k, batch in enumerate((1, args.batch)):
-        unset = sorted(r[k] for r in results["unset"])
-        passive = sorted(r[k] for r in results["PASSIVE"])
-        ratio = sorted(p / u for p, u in zip(passive, unset, strict=True))[len(unset) // 2]
-        span = lambda v: f"{v[0]:.1f}–{v[-1]:.1f}"  # noqa: E731
+        unset = [r[k] for r in results["unset"]]  # in round order: round i's two runs pair up
+        passive = [r[k] for r in results["PASSIVE"]]
+        ratio = median_ratio(unset, passive)
+        span = lambda v: f"{min(v):.1f}–{max(v):.1f}"  # noqa: E731
         print(f"{batch:>6}{span(unset):>16}{span(passive):>16}{ratio:>15.1f}x")
+
+
+def median_ratio(unset: list[float], passive: list[float]) -> float:
+    """The median over the alternating rounds of PASSIVE / unset, each round's two runs paired
+    (the load they ran under is what they share)."""
+    return statistics.median(p / u for p, u in zip(passive, unset, strict=True))
 
 
 def main() -> None:

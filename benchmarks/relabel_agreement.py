@@ -5,7 +5,11 @@ before summary.json carried it count too) and the relabels to that class; the (r
 are pooled into bins of agreement, and each bin's relabels are scored against the truth.
 
     python benchmarks/relabel_agreement.py runs/faces-700/seed*
-    python benchmarks/relabel_agreement.py --bins 0.7 0.8 0.9 runs/*/
+    python benchmarks/relabel_agreement.py runs/*/ --bins 0.7,0.8,0.9
+
+Only finished runs (with summary.json) are read: an unfinished one is refused, by name. A run
+that is not of the evidence recipe (FixMatch, supervised, the paper recipe beside it in a sweep)
+is skipped with a note.
 
 Needs data with known truth (the synthetic faces, injected noise, or fer2013 with
 data.truth=ferplus); relabels of images of unknown truth are left out of the scores.
@@ -26,6 +30,21 @@ from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
 
 
+class NotEvidence(Exception):
+    """A run of another algorithm or recipe: skipped, with a note."""
+
+
+def check_finished(run: Path, state: dict, cfg) -> None:
+    """Refuse a run that has not finished (no summary.json, or its last checkpoint short of
+    train.steps): its state is not the end of a run, and would be pooled as if it were."""
+    step = state.get("step")
+    if not (run / "summary.json").is_file() or (step is not None and step < cfg.train.steps):
+        where = f"stopped at step {step} of {cfg.train.steps}" if step is not None else "stopped"
+        raise SystemExit(
+            f"{run} {where} (no summary.json): not a finished run; leave it out, or let it finish"
+        )
+
+
 def run_classes(run: Path) -> list[tuple[float, int, int]]:
     """(agreement, relabels of known truth, right) for each class of the run that the evidence
     names for some kept image."""
@@ -34,8 +53,9 @@ def run_classes(run: Path) -> list[tuple[float, int, int]]:
     state = load_checkpoint(checkpoint_file(run, "last"), MODEL_KEYS, MODEL_FIX)
     algorithm = state.get("algorithm", {})
     if "evidence" not in algorithm:
-        raise SystemExit(f"{run} is not a run of the evidence recipe (no evidence in its state)")
+        raise NotEvidence(f"{run} is not a run of the evidence recipe (no evidence in its state)")
     cfg = load_config(run / "config.toml")
+    check_finished(run, state, cfg)
     labeled = finished_run_data(run, cfg).labeled
     if labeled.true_labels is None:
         raise SystemExit(f"{run}: its data has no truth to score relabels against")
@@ -49,18 +69,49 @@ def run_classes(run: Path) -> list[tuple[float, int, int]]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders of the evidence recipe")
-    parser.add_argument("--bins", nargs="+", type=float, default=[0.7, 0.8, 0.9],
-                        help="inner edges of the agreement bins (default 0.7 0.8 0.9)")  # fmt: skip
-    args = parser.parse_args()
+def agreement_edges(text: str) -> list[float]:
+    """--bins: the inner edges of the agreement bins, comma-separated, each inside (0, 1)."""
     try:
-        rows = np.array([row for run in args.runs for row in run_classes(run)], dtype=float)
-    except InputError as error:  # a run not finished, a config that no longer loads
+        edges = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not numbers separated by commas: {text!r}") from None
+    if not edges or not all(0 < edge < 1 for edge in edges):
+        raise argparse.ArgumentTypeError(f"each edge must lie strictly between 0 and 1: {text!r}")
+    return sorted(set(edges))
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="e.g. relabel_agreement.py runs/*/ --bins 0.7,0.8,0.9",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run folders of the evidence "
+                        "recipe (others are skipped with a note)")  # fmt: skip
+    parser.add_argument("--bins", type=agreement_edges, default=[0.7, 0.8, 0.9],
+                        help="inner edges of the agreement bins, comma-separated, each in (0, 1) "
+                        "(default 0.7,0.8,0.9)")  # fmt: skip
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
+    pairs, read, skipped = [], 0, []
+    try:
+        for run in args.runs:
+            try:
+                pairs += run_classes(run)
+                read += 1
+            except NotEvidence as note:
+                skipped.append(run)
+                print(f"skipped: {note}")
+    except InputError as error:  # a config that no longer loads, a missing split
         raise SystemExit(str(error)) from None
-    edges = [0.0, *sorted(args.bins), 1.0 + 1e-9]
-    print(f"{len(args.runs)} runs, {len(rows)} (run, class) pairs")
+    if not read:
+        raise SystemExit("no run of the evidence recipe among the runs given")
+    rows = np.array(pairs, dtype=float).reshape(-1, 3)
+    edges = [0.0, *args.bins, 1.0 + 1e-9]
+    note = f" ({len(skipped)} other runs skipped)" if skipped else ""
+    print(f"{read} runs{note}, {len(rows)} (run, class) pairs")
     print("agreement      classes  relabels  right  precision")
     for low, high in zip(edges[:-1], edges[1:], strict=True):
         inside = rows[(rows[:, 0] >= low) & (rows[:, 0] < high)]

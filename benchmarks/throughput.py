@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -36,10 +38,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from lionfer.algorithms.base import AlgorithmInfo, Batch, Progress, forward_outputs
 from lionfer.algorithms.lion import clean_probs
 from lionfer.config import DEFAULT_CONFIG, load_config
+from lionfer.device import resolve_device
+from lionfer.errors import ConfigError
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
 from lionfer.syncs import count_syncs
 from lionfer.training.run import build_trainer
+from lionfer.training.setup import build_optimizer
 from lionfer.training.trainer import Trainer
 
 # "lion": the paper's rules with their state busy (realistic_lion); "lion-evidence": the default
@@ -62,7 +67,7 @@ class CountOps(TorchDispatchMode):
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # the device in use, not the current one (cuda:0)
 
 
 def autocast(device: torch.device):
@@ -237,7 +242,7 @@ def timed_bare(trainer: Trainer, batch, steps: int, device: torch.device) -> flo
     images = torch.cat([x_lb, x_w, x_s]).to(device, memory_format=trainer.memory_format)
     labels = y_lb.to(device).repeat(3)
     model = trainer.model
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.0)
+    optimizer = bare_optimizer(trainer, device)
     times = []
     for i in range(steps + 2):
         synchronize(device)
@@ -251,6 +256,15 @@ def timed_bare(trainer: Trainer, batch, steps: int, device: torch.device) -> flo
         if i >= 2:
             times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def bare_optimizer(trainer: Trainer, device: torch.device) -> torch.optim.Optimizer:
+    """The Trainer's own optimiser settings (fused Adam on a GPU), its learning rate at 0: the
+    full cost of an update and a fixed state."""
+    optimizer = build_optimizer(trainer.cfg, trainer.model, trainer.algorithm, device)
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0
+    return optimizer
 
 
 def timed_loader(trainer: Trainer, batches: int, device: torch.device) -> float:
@@ -291,7 +305,7 @@ def trainer_section(args, b: int, device: torch.device, with_loader: bool) -> No
 # ---- 4. scaling over processes ----
 
 
-def scaling_section(args, b: int) -> None:
+def scaling_section(args, b: int) -> bool:
     print(f"\n[scaling] torchrun, global batch {b}, {args.scale_steps} steps, gloo/nccl")
     repo = Path(__file__).resolve().parent.parent
     rates = {}
@@ -314,44 +328,125 @@ def scaling_section(args, b: int) -> None:
                 env["OMP_NUM_THREADS"] = str(max(1, torch.get_num_threads() // n))
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             if done.returncode != 0:
-                print(f"  {n} processes failed:\n{done.stderr[-2000:]}")
-                return
+                print(f"  {n} processes failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                return False
             records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
             first, second = [r for r in records if r["event"] == "train"][:2]
             t1, t2 = first["step"] / first["steps_per_s"], second["step"] / second["steps_per_s"]
             rates[n] = (second["step"] - first["step"]) / (t2 - t1)
             print(f"  {n} process{'es' if n > 1 else ''}: {rates[n]:.2f} steps/s", flush=True)
     print(f"  2 / 1 processes: {rates[2] / rates[1]:.2f}x")
+    return True
 
 
 def device_type(args) -> str:
     return "cuda" if args.device.startswith("cuda") else "cpu"
 
 
+SECTIONS = ("step", "trainer", "loader", "scaling")
+
+
+def at_least(low: int):
+    """An argparse type: an integer of at least `low`."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    check.__name__ = f"integer >= {low}"
+    return check
+
+
+positive_int = at_least(1)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].replace(", every figure a ratio measured in the "
+                                                      "same run:", ""),
+        epilog="Every figure is a ratio measured in the same run. Sections: step (one "
+        "optimisation step of each algorithm against a bare forward+backward), trainer (the "
+        "Trainer end to end against a bare step of its own batch), loader (the training streams' "
+        "images/s; with trainer), scaling (torchrun with 1 and 2 processes; needs 2 GPUs on CUDA). "
+        "The exit status is 1 when a section fails.",
+    )  # fmt: skip
+    parser.add_argument("--model", default="resnet18", help="lionfer model name (resnet18)")
+    parser.add_argument("--size", type=positive_int, default=48, help="image size in pixels (48)")
+    parser.add_argument("--batch", type=positive_int, nargs="+", default=[16, 64],
+                        help="batch sizes per stream, each measured in turn (16 64)")  # fmt: skip
+    parser.add_argument("--steps", type=positive_int, default=10,
+                        help="timed steps (and loader batches) per figure (10)")  # fmt: skip
+    parser.add_argument("--scale-steps", type=at_least(2), default=20,
+                        help="training steps of each scaling run, at least 2 (20)")  # fmt: skip
+    parser.add_argument("--workers", type=at_least(0), default=0,
+                        help="loader workers (CPU views)")  # fmt: skip
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu, cuda or cuda:N (auto: CUDA when visible)")  # fmt: skip
+    parser.add_argument("--threads", type=at_least(0), default=0,
+                        help="torch CPU threads (0: default)")  # fmt: skip
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        metavar="SECTION",
+                        help=f"which to run, of {', '.join(SECTIONS)} (all)")  # fmt: skip
+    return parser
+
+
+def scaling_skipped(args) -> str:
+    """Why the scaling section cannot run here ('' when it can): 2 processes need 2 GPUs."""
+    if device_type(args) == "cuda" and torch.cuda.device_count() < 2:
+        return f"2 processes need 2 GPUs; {torch.cuda.device_count()} visible"
+    return ""
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--size", type=int, default=48)
-    parser.add_argument("--batch", type=int, nargs="+", default=[16, 64])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--scale-steps", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=0, help="loader workers (CPU views)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    parser.add_argument("--sections", nargs="+", default=["step", "trainer", "loader", "scaling"])
-    args = parser.parse_args()
+    parser_ = parser()
+    args = parser_.parse_args()
+    try:
+        device = resolve_device(args.device, "--device")
+    except ConfigError as error:
+        parser_.error(str(error))
+    args.device = str(device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     print(f"{args.model} at {args.size} px on {device} ({torch.get_num_threads()} threads), "
           f"torch {torch.__version__}")  # fmt: skip
+    failed = run_sections(args, device)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run_sections(args, device: torch.device) -> list[str]:
+    """Every section asked for, for every batch size; the ones that failed (each is reported and
+    the others still run)."""
+    failed = []
+    skip = scaling_skipped(args) if "scaling" in args.sections else ""
+    if skip:
+        print(f"\n[scaling] skipped: {skip}")
     for b in args.batch:
-        if "step" in args.sections:
-            step_section(args, b, device)
-        if "trainer" in args.sections or "loader" in args.sections:
-            trainer_section(args, b, device, "loader" in args.sections)
-        if "scaling" in args.sections:
-            scaling_section(args, b)
+        loader = "loader" in args.sections
+        sections = [
+            ("step", "step" in args.sections, partial(step_section, args, b, device)),
+            ("trainer", "trainer" in args.sections or loader,
+             partial(trainer_section, args, b, device, loader)),
+            ("scaling", "scaling" in args.sections and not skip, partial(scaling_section, args, b)),
+        ]  # fmt: skip
+        for name, wanted, section in sections:
+            if not wanted:
+                continue
+            try:
+                ok = section()
+            except Exception as error:  # noqa: BLE001  (report it; the other sections still run)
+                traceback.print_exc()
+                print(f"  {name} section failed at batch {b}: {error}", file=sys.stderr)
+                ok = False
+            if ok is False:
+                failed.append(f"{name} (batch {b})")
+    return failed
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 
 On the CPU nothing waits, so these calls are counted by wrapping them while a `count_syncs()`
 block runs: a test on the CPU shows what would block a GPU. On CUDA, torch's own sync debug mode
-reports the synchronisations it performs (the wrappers count the same calls too). Used by the
+reports the synchronisations it performs: a wrapped call counts once (its own warnings with it),
+and a warning raised outside any wrapped call (e.g. a blocking copy) counts once. Used by the
 tests of the training step and by benchmarks/throughput.py.
 """
 
@@ -60,6 +61,8 @@ def count_syncs(device: torch.device | str = "cpu") -> Iterator[SyncCount]:
     """Count the host synchronisations of the code run inside the block."""
     counted = SyncCount()
     active = [True]  # a wrapper calling another wrapped method counts once
+    caught: list = []  # the warnings recorded below (CUDA's sync debug mode among them)
+    explained: set[int] = set()  # those raised inside a counted call: counted already
 
     def wrap(owner, name: str, label: str, when=None):
         original = owner.__dict__.get(name)  # None: inherited, restored by deleting the wrapper
@@ -69,12 +72,16 @@ def count_syncs(device: torch.device | str = "cpu") -> Iterator[SyncCount]:
         def counting(*args, **kwargs):
             if not active[0]:
                 return call(*args, **kwargs)
-            if when is None or when(*args, **kwargs):
+            counts = when is None or when(*args, **kwargs)
+            if counts:
                 counted.calls.append(label)
             active[0] = False
+            first = len(caught)
             try:
                 return call(*args, **kwargs)
             finally:
+                if counts:
+                    explained.update(range(first, len(caught)))
                 active[0] = True
 
         setattr(owner, name, counting)
@@ -105,9 +112,9 @@ def count_syncs(device: torch.device | str = "cpu") -> Iterator[SyncCount]:
                 delattr(owner, name)
             else:
                 setattr(owner, name, original)
-    if cuda:
-        for warning in caught:
-            if "synchroniz" in str(warning.message):
+    if cuda:  # a sync that no counted call explains (one inside a counted call is counted)
+        for i, warning in enumerate(caught):
+            if "synchroniz" in str(warning.message) and i not in explained:
                 counted.calls.append(f"cuda: {str(warning.message)[:60]}")
     for warning in caught:
         if "synchroniz" not in str(warning.message):

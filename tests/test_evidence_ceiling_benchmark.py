@@ -108,3 +108,8 @@ def test_a_real_run_is_read_and_printed(bench, tmp_path_factory, tmp_path, capsy
     monkeypatch.setattr("sys.argv", ["evidence_ceiling.py", str(unfinished)])
     with pytest.raises(SystemExit, match="not a finished lionfer run"):
         bench.main()
+    stopped = tmp_path / "stopped"  # a run interrupted: its checkpoint, no summary.json
+    shutil.copytree(run, stopped)
+    (stopped / "summary.json").unlink()
+    with pytest.raises(SystemExit, match=r"stopped.* \(no summary.json\): not a finished run"):
+        bench.run_rows(stopped)

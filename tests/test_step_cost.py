@@ -44,6 +44,29 @@ def test_the_counter_sees_each_kind_of_sync_and_restores_torch():
     assert counted.count == 0
 
 
+def test_on_cuda_a_sync_counts_once(monkeypatch):
+    """CUDA's sync debug mode warns for a sync inside a wrapped call (counted by the wrapper) and
+    for one no wrapper sees (a blocking copy): each counts once, never twice. The debug mode is
+    faked with warnings, so this runs on a CPU."""
+    import warnings
+
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", lambda mode: None)
+    item = torch.Tensor.item
+
+    def warning_item(self):
+        warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=2)
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", warning_item)
+    x = torch.arange(3.0)
+    with count_syncs("cuda") as counted:
+        x[0].item()  # the wrapper and the debug mode both see it
+        x[1:].sum()  # no sync
+        warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=1)
+    assert counted.count == 2, str(counted)
+    assert counted.calls[0] == "Tensor.item" and counted.calls[1].startswith("cuda: ")
+
+
 def busy_lion_batch(generator):
     """Labeled rows that are clear, disputed and unsure; unlabeled rows that are reliable and
     unreliable with small classes; unit features. Probabilities go in as Passthrough rows."""

@@ -33,18 +33,8 @@ from lionfer.data.datasets.synthetic import FACE_MODEL, training_faces
 from lionfer.data.pipeline import finished_run_data
 from lionfer.errors import InputError
 from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
+from lionfer.reporting.runs import unfinished_reason
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
-
-
-def check_finished(run: Path, state: dict, cfg) -> None:
-    """Refuse a run that has not finished (no summary.json, or its last checkpoint short of
-    train.steps): its state is not the end of a run, and would be pooled as if it were."""
-    step = state.get("step")
-    if not (run / "summary.json").is_file() or (step is not None and step < cfg.train.steps):
-        where = f"stopped at step {step} of {cfg.train.steps}" if step is not None else "stopped"
-        raise SystemExit(
-            f"{run} {where} (no summary.json): not a finished run; leave it out, or let it finish"
-        )
 
 
 def run_rows(run: Path) -> dict:
@@ -61,7 +51,9 @@ def run_rows(run: Path) -> dict:
     algorithm = state.get("algorithm", {})
     if "evidence" not in algorithm:
         raise SystemExit(f"{run} is not a run of the evidence recipe (no evidence in its state)")
-    check_finished(run, state, cfg)
+    unfinished = unfinished_reason(run, state.get("step"), cfg.train.steps)
+    if unfinished:
+        raise SystemExit(unfinished)
     run_data = finished_run_data(run, cfg)
     faces = training_faces(cfg.data)
     rows = run_data.split.labeled

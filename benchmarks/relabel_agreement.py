@@ -27,22 +27,12 @@ from lionfer.config import load_config
 from lionfer.data.pipeline import finished_run_data
 from lionfer.errors import InputError
 from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
+from lionfer.reporting.runs import unfinished_reason
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
 
 
 class NotEvidence(Exception):
     """A run of another algorithm or recipe: skipped, with a note."""
-
-
-def check_finished(run: Path, state: dict, cfg) -> None:
-    """Refuse a run that has not finished (no summary.json, or its last checkpoint short of
-    train.steps): its state is not the end of a run, and would be pooled as if it were."""
-    step = state.get("step")
-    if not (run / "summary.json").is_file() or (step is not None and step < cfg.train.steps):
-        where = f"stopped at step {step} of {cfg.train.steps}" if step is not None else "stopped"
-        raise SystemExit(
-            f"{run} {where} (no summary.json): not a finished run; leave it out, or let it finish"
-        )
 
 
 def run_classes(run: Path) -> list[tuple[float, int, int]]:
@@ -55,7 +45,9 @@ def run_classes(run: Path) -> list[tuple[float, int, int]]:
     if "evidence" not in algorithm:
         raise NotEvidence(f"{run} is not a run of the evidence recipe (no evidence in its state)")
     cfg = load_config(run / "config.toml")
-    check_finished(run, state, cfg)
+    unfinished = unfinished_reason(run, state.get("step"), cfg.train.steps)
+    if unfinished:
+        raise SystemExit(unfinished)
     labeled = finished_run_data(run, cfg).labeled
     if labeled.true_labels is None:
         raise SystemExit(f"{run}: its data has no truth to score relabels against")

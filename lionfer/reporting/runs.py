@@ -506,3 +506,12 @@ def labeled_faces(run: Run, rows: list[dict], size: int = 96) -> tuple[dict, str
             f"{', '.join(mismatched)}; those faces are not shown."
         )
     return faces, note
+
+
+def unfinished_reason(run: Path, step: int | None, steps: int) -> str | None:
+    """Why a run folder is not a finished run (no summary.json, or its last checkpoint at `step`
+    short of train.steps), for tools that read a run's end state; None where it finished."""
+    if (run / "summary.json").is_file() and (step is None or step >= steps):
+        return None
+    where = f"stopped at step {step} of {steps}" if step is not None else "stopped"
+    return f"{run} {where} (no summary.json): not a finished run; leave it out, or let it finish"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -73,6 +74,11 @@ class Comm:
 
     def barrier(self) -> None:
         """Wait for every process."""
+
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The main process's values of `tensor` (a CPU tensor of the same shape and dtype in
+        every process), written into it in every process."""
+        return tensor
 
     def check_identical(self, tensors: dict[str, torch.Tensor], what: str) -> None:
         """RuntimeFailure when a process holds other values than the main one."""
@@ -139,6 +145,10 @@ class ProcessGroup(Comm):
     def barrier(self) -> None:
         dist.barrier(group=self.control)
 
+    def broadcast(self, tensor: torch.Tensor) -> torch.Tensor:
+        dist.broadcast(tensor, src=0, group=self.control)
+        return tensor
+
     def settle(self, work: Callable[[], T]) -> T:
         error, result = None, None
         try:
@@ -171,8 +181,10 @@ class ProcessGroup(Comm):
                 names = [n for n, d in zip(tensors, differs.tolist(), strict=True) if d]
                 raise RuntimeFailure(
                     f"{what}: process {rank} holds other values of {', '.join(names)} than "
-                    "process 0; the processes diverged (a non-deterministic operation on the "
-                    "device?). The last checkpoint is that of process 0; resume from it"
+                    "process 0; the processes diverged: a non-deterministic operation on the "
+                    "device, or state computed from each process's own BatchNorm statistics "
+                    "(train.sync_batchnorm=false, or a BatchNorm layer it could not "
+                    "synchronise). The last checkpoint is that of process 0; resume from it"
                 )
 
 
@@ -314,7 +326,8 @@ def _all_reduce_sum(tensor: torch.Tensor, comm: Comm) -> torch.Tensor:
 def sync_batchnorm(model: nn.Module, comm: Comm, device: torch.device) -> nn.Module:
     """The model with its BatchNorm layers taking global-batch statistics: torch's (or, for timm
     models, timm's) SyncBatchNorm on GPUs; on CPUs GlobalBatchNorm in place of every
-    nn.BatchNorm2d (timm's BatchNormAct2d keeps each process's statistics there). Parameters and
+    nn.BatchNorm2d, and GlobalBatchNormAct in place of timm's BatchNormAct2d (other BatchNorm
+    layers keep each process's statistics there: see unsynced_batchnorms). Parameters and
     buffers are kept (the same tensors)."""
     if comm.world_size == 1:
         return model
@@ -325,18 +338,51 @@ def sync_batchnorm(model: nn.Module, comm: Comm, device: torch.device) -> nn.Mod
 
             return convert_sync_batchnorm(model)
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    for name, module in list(model.named_modules()):  # torch's BatchNorm2d layers
-        if type(module) is nn.BatchNorm2d:
+    norm_act = _timm_batchnorm_act()
+    for name, module in list(model.named_modules()):
+        if type(module) is nn.BatchNorm2d or (norm_act and type(module) is norm_act):
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, _global_copy(module, comm))
     return model
 
 
+def unsynced_batchnorms(model: nn.Module) -> list[str]:
+    """The types of the model's BatchNorm layers that keep each process's statistics (after
+    sync_batchnorm: those it does not convert on CPUs), sorted, each once."""
+    synced = (GlobalBatchNorm, nn.SyncBatchNorm)
+    return sorted(
+        {
+            f"{type(m).__module__}.{type(m).__qualname__}"
+            for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, synced)
+        }
+    )
+
+
+def _timm_batchnorm_act() -> type | None:
+    try:
+        from timm.layers import BatchNormAct2d
+    except ImportError:  # timm is optional
+        return None
+    return BatchNormAct2d
+
+
+class GlobalBatchNormAct(GlobalBatchNorm):
+    """GlobalBatchNorm followed by the dropout and activation of the timm BatchNormAct2d it
+    replaces (the same submodules, so the state dict keeps its keys)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(super().forward(x)))
+
+
 def _global_copy(module: nn.BatchNorm2d, comm: Comm) -> GlobalBatchNorm:
-    new = GlobalBatchNorm(
+    kind = GlobalBatchNormAct if hasattr(module, "act") else GlobalBatchNorm
+    new = kind(
         module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
     )
+    if kind is GlobalBatchNormAct:
+        new.drop, new.act = module.drop, module.act
     new.comm = comm
     new.train(module.training)
     if module.affine:
@@ -349,11 +395,20 @@ def _global_copy(module: nn.BatchNorm2d, comm: Comm) -> GlobalBatchNorm:
 
 def wrap(model: nn.Module, comm: Comm, device: torch.device, synced_batchnorm: bool) -> nn.Module:
     """The training model: DistributedDataParallel with several processes (buffers broadcast from
-    the main process unless BatchNorm is synchronised), the model itself with one."""
+    the main process before every forward unless every BatchNorm layer is synchronised; the
+    main process warns of those that are not), the model itself with one."""
     if comm.world_size == 1:
         return model
+    unsynced = unsynced_batchnorms(model) if synced_batchnorm else []
+    if unsynced and comm.is_main:
+        warnings.warn(
+            f"train.sync_batchnorm=true leaves {', '.join(unsynced)} on {device.type} to each "
+            "process's own statistics (the main process's running statistics are given to the "
+            "others before every step): several processes do not train exactly what one would",
+            stacklevel=2,
+        )
     return nn.parallel.DistributedDataParallel(
         model,
         device_ids=[device.index] if device.type == "cuda" else None,
-        forward_sync_buffers=not synced_batchnorm,
+        forward_sync_buffers=not synced_batchnorm or bool(unsynced),
     )

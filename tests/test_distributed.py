@@ -167,6 +167,8 @@ def test_a_run_moves_from_one_to_two_processes_and_back(one_process, tmp_path):
     assert_same_run(one_process, out)
     resumes = [r for r in records(out) if r["event"] == "resume"]
     assert [r["step"] for r in resumes] == [2, 4]
+    assert [(r["processes"], r["device"]) for r in resumes] == [(2, "cpu"), (1, "cpu")]
+    assert json.loads((out / "meta.json").read_text())["processes"] == 1  # how it began
 
 
 def test_cpu_batchnorm_takes_over_the_same_tensors_and_evaluates_alone():
@@ -308,3 +310,72 @@ def test_a_file_missing_on_one_node_stops_every_process(tmp_path, missing):
     assert "process 1 of 2 stopped the run" in done[0][1], done[0][1]
     assert {"data": "photos", "weights": "weights.pt"}[missing] in done[1][1], done[1][1]
     assert "Traceback" not in done[0][1] + done[1][1]
+
+
+def torchrun(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node 2 -m lionfer ARGS` on one thread per process."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [*command, "-m", "lionfer", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_adacm_with_per_process_batchnorm_statistics_trains_under_torchrun(tmp_path):
+    # Each process's EMA keeps its own BatchNorm statistics; Ada-CM's thresholds, taken from the
+    # EMA's predictions, must still be the same in every process (the main process's).
+    out = tmp_path / "run"
+    settings = [
+        *TINY,
+        "algorithm.name=adacm",
+        "algorithm.epoch_steps=3",
+        "algorithm.threshold=0.05",
+        "train.sync_batchnorm=false",
+    ]
+    done = torchrun(["train", *settings, "--out", str(out), "--no-progress"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    thresholds = load_checkpoint(out / "checkpoints" / "last.pt")["algorithm"]["thresholds"]
+    assert (thresholds > 0.05).any()  # they moved: a divergence would have shown
+
+
+def test_cpu_batchnorm_takes_over_timms_batchnorm_with_its_activation():
+    from lionfer.config import ModelConfig
+    from lionfer.distributed import Comm, GlobalBatchNorm, sync_batchnorm, unsynced_batchnorms
+
+    pytest.importorskip("timm")
+    from lionfer.models import build_model
+
+    class TwoProcesses(Comm):
+        world_size = 2
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="timm:mobilenetv3_small_050", pretrained="", dropout=0.0)
+    model = build_model(cfg, 7).eval()
+    assert unsynced_batchnorms(model)  # timm's BatchNormAct2d
+    x = torch.randn(2, 3, 32, 32)
+    before, tensors = model(x).logits, {k: v.data_ptr() for k, v in model.state_dict().items()}
+    model = sync_batchnorm(model, TwoProcesses(), torch.device("cpu"))
+    assert unsynced_batchnorms(model) == []
+    assert any(
+        type(m) is not GlobalBatchNorm for m in model.modules() if isinstance(m, GlobalBatchNorm)
+    )
+    assert {k: v.data_ptr() for k, v in model.state_dict().items()} == tensors
+    assert torch.equal(model(x).logits, before)  # the activations kept, in their place
+    odd = torch.nn.Sequential(torch.nn.BatchNorm2d(3), torch.nn.BatchNorm1d(3))
+    assert unsynced_batchnorms(sync_batchnorm(odd, TwoProcesses(), torch.device("cpu"))) == [
+        "torch.nn.modules.batchnorm.BatchNorm1d"
+    ]
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_the_stop_note_is_written_by_the_main_process_alone(monkeypatch, capfd, rank):
+    import signal
+
+    from lionfer.training.interrupts import StopSignals
+
+    monkeypatch.setenv("RANK", rank)
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.signum == signal.SIGTERM  # every process stops
+    written = capfd.readouterr().err
+    assert ("SIGTERM: stopping after this step" in written) == (rank == "0"), written

@@ -43,6 +43,8 @@ class StopSignals:
             note = f"\n{signal.Signals(signum).name}: stopping after this {self.unit}{again}\n"
             if sys.stderr is None:  # started without one: fd 2 may be a file opened since
                 return
+            if os.environ.get("RANK", "0") != "0":  # under torchrun the main process says it
+                return
             try:
                 os.write(2, note.encode())  # print() is not safe inside a signal handler
             except OSError:  # stderr closed: the stop goes on without its note

@@ -271,7 +271,13 @@ class Trainer:
         state = load_checkpoint(path)
         self._restore(state, path)
         dropped = self.metrics.rewind(self.step) if self.is_main else 0  # trained again
-        record = {"event": "resume", "step": self.step, "checkpoint": str(LAST)}
+        record = {
+            "event": "resume",
+            "step": self.step,
+            "checkpoint": str(LAST),
+            "processes": self.comm.world_size,  # meta.json keeps those the run began with
+            "device": str(self.device),
+        }
         changed = config_changes(state, self.cfg)  # those allowed: lionfer.training.run checks
         if changed:
             record["changed"] = changed
@@ -397,8 +403,14 @@ class Trainer:
         self.eval_window.add({k: v for k, v in logs.items() if k == "mask_rate"}, correct, total)
 
     def _labeled_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The EMA model's probabilities on the labeled set at this step, and the given labels."""
-        return labeled_probs(self.ema.module, self.run_data, self.cfg, self.step, self.device)
+        """The EMA model's probabilities on the labeled set at this step, and the given labels:
+        the main process's probabilities in every process, as the EMA's BatchNorm statistics
+        may be each process's own (train.sync_batchnorm=false, or a layer it leaves alone), and
+        what the algorithm makes of them must be the same everywhere."""
+        probs, labels = labeled_probs(
+            self.ema.module, self.run_data, self.cfg, self.step, self.device
+        )
+        return self.comm.broadcast(probs.contiguous()), labels
 
     def _periodic(self, bar, started: float, start: int) -> None:
         cfg, step = self.cfg.train, self.step

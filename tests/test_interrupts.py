@@ -255,7 +255,7 @@ def test_a_stop_signal_with_stderr_closed_still_only_sets_the_flag(monkeypatch):
     def closed(fd, data):
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
 
-    monkeypatch.setattr(interrupts, "os", SimpleNamespace(write=closed))
+    monkeypatch.setattr(interrupts, "os", SimpleNamespace(write=closed, environ={}))
     stop = interrupts.StopSignals()
     stop._handle(signal.SIGTERM, None)
     assert stop.signum == signal.SIGTERM

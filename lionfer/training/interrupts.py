@@ -22,6 +22,7 @@ class StopSignals:
         self.signum: int | None = None
         self.unit = unit  # what the stop waits for, as its note says
         self._previous: dict = {}
+        self._notes = os.environ.get("RANK", "0") == "0"  # under torchrun the main process says it
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -43,7 +44,7 @@ class StopSignals:
             note = f"\n{signal.Signals(signum).name}: stopping after this {self.unit}{again}\n"
             if sys.stderr is None:  # started without one: fd 2 may be a file opened since
                 return
-            if os.environ.get("RANK", "0") != "0":  # under torchrun the main process says it
+            if not self._notes:
                 return
             try:
                 os.write(2, note.encode())  # print() is not safe inside a signal handler

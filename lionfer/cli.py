@@ -5,6 +5,7 @@ No ML logic lives here, and nothing imports torch until a command needs it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -47,20 +48,40 @@ def check_device_option(device: str | None) -> None:
         resolve_device(device, what="--device")
 
 
+@contextlib.contextmanager
+def said_once():
+    """Under torchrun every process reads the same command line, so an error in it is the same
+    in each: the main process prints it, the others exit with its code (2) without a word."""
+    try:
+        yield
+    except InputError as error:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0":
+            from lionfer.distributed import StoppedElsewhere
+
+            raise StoppedElsewhere(2) from error
+        raise
+
+
+def check_train_arguments(args) -> None:
+    """train's options that contradict each other, and --device."""
+    check_device_option(args.device)
+    if not args.resume:
+        return
+    if not args.out:
+        raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
+    if args.items:
+        raise ConfigError("--resume continues a run with its saved config; drop the overrides")
+    if args.overwrite or args.dry_run:
+        raise ConfigError("--resume continues a run: it takes neither --overwrite nor --dry-run")
+
+
 def cmd_train(args) -> int:
     from lionfer.training.run import train
 
     command = shlex.join(["lionfer", *sys.argv[1:]])
-    check_device_option(args.device)
+    with said_once():
+        check_train_arguments(args)
     if args.resume:
-        if not args.out:
-            raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
-        if args.items:
-            raise ConfigError("--resume continues a run with its saved config; drop the overrides")
-        if args.overwrite or args.dry_run:
-            raise ConfigError(
-                "--resume continues a run: it takes neither --overwrite nor --dry-run"
-            )
         out = Path(args.out)
         summary = train(
             None,
@@ -74,7 +95,8 @@ def cmd_train(args) -> int:
             show(format_summary(summary, out))
         return 0
     extra = (f"train.device={args.device}",) if args.device else ()
-    cfg = config_from_args(args.items, extra)
+    with said_once():
+        cfg = config_from_args(args.items, extra)
     out = Path(args.out).expanduser() if args.out else default_out(cfg)
     if args.dry_run:
         from lionfer.training.runfolder import check_run_dir, check_unlocked

@@ -342,3 +342,19 @@ def test_a_stop_under_torchrun_is_reported_by_the_main_process_alone(
     monkeypatch.setattr(lionfer.cli, "parse_args", lambda argv: args)
     assert main(["train"]) == 143
     assert ("interrupted by SIGTERM at step 7" in capsys.readouterr().err) is said
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_under_torchrun_a_bad_command_line_is_printed_by_the_main_process_alone(
+    monkeypatch, capsys, rank
+):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    if rank == "0":
+        assert main(["train", "algorithm.bogus=1", "--dry-run"]) == 2
+        assert "unknown key algorithm.bogus" in capsys.readouterr().err
+    else:
+        with pytest.raises(SystemExit) as stopped:
+            main(["train", "algorithm.bogus=1", "--dry-run"])
+        assert stopped.value.code == 2
+        assert capsys.readouterr().err == ""

@@ -297,7 +297,7 @@ def build_trainer(
     pretrained=False: without reading model.pretrained (a resumed run's checkpoint has the
     weights)."""
     device = process_device(resolve_device(cfg.train.device), comm)
-    setup.check_batch_sizes(cfg, comm)
+    comm.settle(lambda: setup.check_batch_sizes(cfg, comm))  # the main process says it
 
     def checked_data() -> RunData:
         data = run_data

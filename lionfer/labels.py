@@ -114,6 +114,14 @@ def from_canonical(ids, table: dict[int, int]) -> np.ndarray:
     return np.asarray([inverse[int(i)] for i in np.asarray(ids).tolist()], dtype=np.int64)
 
 
+def class_map_id(value: int | str) -> int:
+    """The class id a data.class_map value gives: an integer, or its digits (-1 drops the class),
+    or an expression's name (class_from_name)."""
+    if isinstance(value, str) and not value.lstrip("-").isdigit():
+        return class_from_name(value)
+    return int(value)
+
+
 def class_from_name(name: str) -> int:
     """Canonical id for a class name such as 'happy', 'Anger' or 'SU'."""
     key = name.strip().lower()

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from lionfer.errors import ConfigError, did_you_mean
-from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8, DROP, NAME_ALIASES, class_from_name
+from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8, DROP, NAME_ALIASES, class_map_id
 
 NOISE_KINDS: tuple[str, ...] = ("none", "symmetric", "asymmetric", "instance")
 INSTANCE_RATE_SD = 0.1  # sd of the per-image flip rates around the noise rate (Xia et al.)
@@ -56,13 +56,8 @@ def default_noise_map(
 def class_map_ids(class_map: dict) -> dict:
     """The canonical id data.class_map gives each class it keeps (a value of digits or an
     expression's name; the reader has checked them), by its key."""
-    ids = {}
-    for key, value in class_map.items():
-        text = str(value).strip()
-        class_id = int(text) if text.lstrip("-").isdigit() else class_from_name(text)
-        if class_id != DROP:
-            ids[key] = class_id
-    return ids
+    ids = {key: class_map_id(value) for key, value in class_map.items()}
+    return {key: class_id for key, class_id in ids.items() if class_id != DROP}
 
 
 def own_numbered(class_map: dict) -> list:

@@ -104,10 +104,7 @@ def _map_lookup(name: str, class_map: dict) -> int:
             f"class {name!r} is not in data.class_map (keys: {sorted(map(str, class_map))}); "
             "add it, mapping to a canonical id 0-7 or -1 to drop it"
         )
-    value = class_map.get(name, lowered.get(name.strip().lower()))
-    if isinstance(value, str) and not value.lstrip("-").isdigit():
-        return L.class_from_name(value)
-    value = int(value)
+    value = L.class_map_id(class_map.get(name, lowered.get(name.strip().lower())))
     if value != L.DROP and not 0 <= value <= L.CONTEMPT:
         raise ConfigError(
             f"data.class_map[{name!r}] = {value}: canonical ids are 0-6 "

@@ -55,9 +55,9 @@ def said_once():
     try:
         yield
     except InputError as error:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0":
-            from lionfer.distributed import StoppedElsewhere
+        from lionfer.distributed import StoppedElsewhere, launched
 
+        if launched() and os.environ.get("RANK", "0") != "0":
             raise StoppedElsewhere(2) from error
         raise
 

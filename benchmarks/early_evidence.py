@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_args import at_least, positive_int
 
 from lionfer.config import DEFAULT_CONFIG, load_config
 from lionfer.data import transforms
@@ -180,18 +181,24 @@ def text(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--every", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--steps", type=positive_int, default=200, help="training steps (200)")
+    parser.add_argument("--every", type=positive_int, default=10,
+                        help="steps between two readings of the labeled set (10)")  # fmt: skip
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (1)")
     parser.add_argument(
         "--out-of-fold", action="store_true", help="predict each labeled image by a model that "
         "never trained on it (one model per fold)"
     )  # fmt: skip
-    parser.add_argument("--folds", type=int, default=5, help="folds of --out-of-fold")
+    parser.add_argument("--folds", type=at_least(2), default=5,
+                        help="folds of --out-of-fold, at least 2 (5)")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="key=value on the default config")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     overrides = ["data.num_workers=0", *args.overrides]
     if args.out_of_fold:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_args import at_least, positive_float, positive_int
 from PIL import Image
 
 import lionfer.algorithms  # noqa: F401  (registers the algorithms)
@@ -34,6 +35,7 @@ from lionfer.registry import ALGORITHMS
 WORKERS = (0, 1, 2)
 SOURCES = ("raw", "cache")
 NUM_LABELS = 70  # 10 per class; the rest of train is the unlabeled stream measured
+MIN_IMAGES = 100  # after the held-out test set, more training images than NUM_LABELS
 
 
 def write_raw_folder(root: Path, n: int, raw_size: int, seed: int) -> None:
@@ -79,21 +81,30 @@ def folder_size_mb(folder: Path, pattern: str) -> float:
     return sum(p.stat().st_size for p in folder.rglob(pattern)) / 2**20
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=400, help="synthetic images (default 400)")
-    parser.add_argument("--raw-size", type=int, default=256, help="raw JPEG side in px")
-    parser.add_argument("--size", type=int, default=112, help="cache and training size in px")
-    parser.add_argument("--batch", type=int, default=16, help="unlabeled batch size")
-    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per setting")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n", type=at_least(MIN_IMAGES), default=400,
+                        help=f"synthetic images, at least {MIN_IMAGES}: {NUM_LABELS} are labeled "
+                        "and about a sixth held out as the test set (400)")  # fmt: skip
+    parser.add_argument("--raw-size", type=at_least(8), default=256,
+                        help="raw JPEG side in px (256)")  # fmt: skip
+    parser.add_argument("--size", type=at_least(8), default=112,
+                        help="cache and training size in px (112)")  # fmt: skip
+    parser.add_argument("--batch", type=positive_int, default=16, help="unlabeled batch size (16)")
+    parser.add_argument("--seconds", type=positive_float, default=5.0,
+                        help="timed seconds per setting (5)")  # fmt: skip
+    parser.add_argument("--seed", type=at_least(0), default=0)
     parser.add_argument(
         "--threads",
-        type=int,
+        type=at_least(0),
         default=0,
         help="torch threads of the main process (0: torch's default, as in the trainer)",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.threads:
         # With 0 workers the transforms run here; on a busy machine, spinning intra-op threads
         # on tiny per-image tensors can cost more than the work itself.

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_args import at_least, positive_int
 from PIL import Image
 
 from lionfer.config import ModelConfig
@@ -122,18 +123,26 @@ def median_ratio(unset: list[float], passive: list[float]) -> float:
     return statistics.median(p / u for p, u in zip(passive, unset, strict=True))
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--size", type=int, default=112, help="model input size")
-    parser.add_argument("--images", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=32, help="the batched runs' batch size")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--model", default="resnet18", help="lionfer model name (resnet18)")
+    parser.add_argument("--size", type=at_least(8), default=112, help="model input size (112)")
+    parser.add_argument("--images", type=positive_int, default=64, help="images per case (64)")
+    parser.add_argument("--batch", type=positive_int, default=32,
+                        help="the batched runs' batch size (32)")  # fmt: skip
+    parser.add_argument("--repeats", type=positive_int, default=2,
+                        help="timed runs of each case (2)")  # fmt: skip
+    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads(),
+                        help="torch CPU threads (torch's default)")  # fmt: skip
     parser.add_argument("--wait-policy", action="store_true", help="OMP_WAIT_POLICY under load")
-    parser.add_argument("--load", type=int, default=2, help="busy processes for --wait-policy")
+    parser.add_argument("--load", type=at_least(0), default=2,
+                        help="busy processes for --wait-policy (2)")  # fmt: skip
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.child:
         child(args.child, args.images, args.batch)
         return

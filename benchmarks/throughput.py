@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_args import at_least, positive_int
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from lionfer.algorithms.base import AlgorithmInfo, Batch, Progress, forward_outputs
@@ -344,25 +345,6 @@ def device_type(args) -> str:
 
 
 SECTIONS = ("step", "trainer", "loader", "scaling")
-
-
-def at_least(low: int):
-    """An argparse type: an integer of at least `low`."""
-
-    def check(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    check.__name__ = f"integer >= {low}"
-    return check
-
-
-positive_int = at_least(1)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -69,3 +69,29 @@ def test_relabel_agreement_takes_the_runs_first_and_the_bins_as_one_value(capsys
         capsys, "relabel_agreement", ["runs/a", "--bins", "1.5"]
     )
     assert "separated by commas" in usage_error(capsys, "relabel_agreement", ["r", "--bins", "a"])
+
+
+@pytest.mark.parametrize(
+    "script, argv, message",
+    [
+        ("early_evidence", ["--every", "0"], "argument --every: must be at least 1, got 0"),
+        ("early_evidence", ["--folds", "1"], "argument --folds: must be at least 2, got 1"),
+        ("early_evidence", ["--steps", "-5"], "argument --steps: must be at least 1, got -5"),
+        ("predict_speed", ["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+        ("predict_speed", ["--images", "x"], "argument --images: not an integer: 'x'"),
+        ("predict_speed", ["--load", "-1"], "argument --load: must be at least 0, got -1"),
+        ("pipeline_speed", ["--n", "50"], "argument --n: must be at least 100, got 50"),
+        ("pipeline_speed", ["--seconds", "0"], "--seconds: must be a number above 0, got 0"),
+        ("pipeline_speed", ["--seconds", "nan"], "--seconds: must be a number above 0, got nan"),
+        ("throughput", ["--scale-steps", "1"], "argument --scale-steps: must be at least 2, got 1"),
+    ],
+)
+def test_a_benchmark_refuses_a_count_it_cannot_measure_by_naming_the_option(
+    capsys, script, argv, message
+):
+    assert message in usage_error(capsys, script, argv)
+
+
+def test_the_benchmarks_defaults_pass_their_own_checks():
+    for script in ("early_evidence", "predict_speed", "pipeline_speed", "throughput"):
+        load_benchmark(script).parser().parse_args([])

@@ -312,8 +312,9 @@ def test_a_path_beginning_with_a_tilde_is_in_the_home_folder(home, monkeypatch, 
         ({"overwrite": "no"}, "overwrite must be True or False, got 'no'"),
         ({"resume": 1}, "resume must be True or False, got 1"),
         ({"progress": None}, "progress must be True or False, got None"),
-        ({"seed": "1"}, r"seed must be a non-negative int, got '1'.*replace\(cfg, seed=1\)"),
-        ({"seed": -1}, "seed must be a non-negative int, got -1"),
+        ({"seed": "1"}, r"seed must be an int from 0 to 2\*\*63 - 1, got '1'.*seed=1\)"),
+        ({"seed": -1}, r"seed must be an int from 0 to 2\*\*63 - 1, got -1"),
+        ({"seed": 2**63}, r"seed must be an int from 0 to 2\*\*63 - 1, got 9223372036854775808"),
     ],
 )
 def test_train_refuses_arguments_of_the_wrong_kind_before_writing(tmp_path, arguments, says):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lionfer.config import WEIGHT_SETS, Config, load_config, replace, resolve_paths
+from lionfer.config import SEED_LIMIT, WEIGHT_SETS, Config, load_config, replace, resolve_paths
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.device import resolve_device
 from lionfer.distributed import LOCAL, Comm, join, leave, process_device
@@ -110,9 +110,9 @@ def check_arguments(cfg, out, resume, overwrite, stop_after, progress) -> None:
             "train() needs a Config unless it resumes a run (resume=True): "
             "lionfer.config.load_config() builds the default one"
         )
-    if cfg is not None and (type(cfg.seed) is not int or cfg.seed < 0):
+    if cfg is not None and (type(cfg.seed) is not int or not 0 <= cfg.seed < SEED_LIMIT):
         raise ConfigError(
-            f"train(): cfg.seed must be a non-negative int, got {cfg.seed!r}: set it with "
+            f"train(): cfg.seed must be an int from 0 to 2**63 - 1, got {cfg.seed!r}: set it with "
             "lionfer.config.replace(cfg, 'seed=1') or dataclasses.replace(cfg, seed=1)"
         )
     if not isinstance(out, str | os.PathLike):

@@ -55,9 +55,9 @@ def said_once():
     try:
         yield
     except InputError as error:
-        from lionfer.distributed import StoppedElsewhere, launched
+        from lionfer.distributed import StoppedElsewhere, launched, main_process
 
-        if launched() and os.environ.get("RANK", "0") != "0":
+        if launched() and not main_process():
             raise StoppedElsewhere(2) from error
         raise
 
@@ -465,7 +465,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return args.func(args)
         except Interrupted as error:
-            if os.environ.get("RANK", "0") == "0":  # under torchrun every process stops alike
+            from lionfer.distributed import main_process
+
+            if main_process():  # under torchrun every process stops alike
                 print(f"\n{error}", file=sys.stderr)
             return error.exit_code
         except KeyboardInterrupt:

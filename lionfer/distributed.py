@@ -201,6 +201,12 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def main_process() -> bool:
+    """True outside torchrun and in its main process (rank 0), read from torchrun's environment:
+    it holds before the process group is joined, and after a failure to join."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def join(device: torch.device) -> Comm:
     """LOCAL outside torchrun; else this process joins the run's process group (nccl for GPUs,
     gloo for CPUs). `device` is the configured device (cuda: this process's GPU is picked by

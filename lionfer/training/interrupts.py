@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 
+from lionfer.distributed import main_process
 from lionfer.errors import NonFiniteLoss
 
 
@@ -22,7 +23,7 @@ class StopSignals:
         self.signum: int | None = None
         self.unit = unit  # what the stop waits for, as its note says
         self._previous: dict = {}
-        self._notes = os.environ.get("RANK", "0") == "0"  # under torchrun the main process says it
+        self._notes = main_process()  # under torchrun the main process says it
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():

@@ -308,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lionfer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, action=Commands)
 
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
+    add_inspect_parsers(sub)
+    add_prepare_parser(sub)
+    add_model_use_parsers(sub)
+    add_sweep_parser(sub)
+    add_report_parser(sub)
+    return parser
+
+
+def add_train_parser(sub) -> None:
+    """`lionfer train`: one run, new or resumed."""
     p = sub.add_parser(
         "train",
         help="train a model (LION on the embedded data by default)",
@@ -329,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
+
+def add_evaluate_parser(sub) -> None:
+    """`lionfer evaluate`: a run's model on its test set."""
     p = sub.add_parser("evaluate", help="evaluate a run's model on its test set")
     p.add_argument("run", help=RUN_HELP)
     add_checkpoint_option(p)
@@ -340,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     p.set_defaults(func=cmd_evaluate)
 
+
+def add_inspect_parsers(sub) -> None:
+    """`lionfer list`, `config show` and `data stats`: what there is, without training."""
     p = sub.add_parser("list", help="list algorithms, models or datasets")
     p.add_argument("what", choices=("algorithms", "models", "datasets"))
     p.set_defaults(func=cmd_list)
@@ -359,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print the counts as JSON")
     stats.set_defaults(func=cmd_data_stats)
 
+
+def add_prepare_parser(sub) -> None:
+    """`lionfer prepare`: faces detected, aligned and cached from raw images."""
     p = sub.add_parser("prepare", help="detect, align and cache faces from raw images")
     p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
     p.add_argument("--out", required=True, help="cache folder")
@@ -377,8 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (a line at the end)")
     p.set_defaults(func=cmd_prepare)
-    add_model_use_parsers(sub)
 
+
+def add_sweep_parser(sub) -> None:
+    """`lionfer sweep`: a grid of runs."""
     p = sub.add_parser("sweep", help="run a grid of runs (methods x label budgets x seeds)")
     p.add_argument("sweep", help="a sweep TOML file or a packaged sweep name (e.g. embedded)")
     p.add_argument("items", nargs="*", metavar="key=value", help="overrides for every run")
@@ -400,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.set_defaults(func=cmd_sweep)
 
+
+def add_report_parser(sub) -> None:
+    """`lionfer report`: tables and figures over finished runs."""
     p = sub.add_parser("report", help="tables and figures over finished runs and sweeps")
     p.add_argument("runs", nargs="+", metavar="RUNS_OR_SWEEP")
     p.add_argument("--out", required=True, help="folder for report.md, report.html and CSVs")
@@ -410,7 +436,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gallery", type=int, default=8, help="relabeled faces shown per method")
     p.set_defaults(func=cmd_report)
-    return parser
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -26,6 +26,7 @@ from lionfer.cli_model import (
 from lionfer.config import ConfigError, config_from_args, replace
 from lionfer.config_text import to_toml
 from lionfer.errors import InputError, Interrupted, RuntimeFailure
+from lionfer.processes import launched, main_process
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
 from lionfer.reporting.run_summary import format_summary
 from lionfer.run_names import run_folder
@@ -55,11 +56,21 @@ def said_once():
     try:
         yield
     except InputError as error:
-        from lionfer.distributed import StoppedElsewhere, launched, main_process
+        from lionfer.distributed import StoppedElsewhere
 
         if launched() and not main_process():
             raise StoppedElsewhere(2) from error
         raise
+
+
+def check_launch(command: str) -> None:
+    """Only `train` shares its work among torchrun's processes; any other command would run
+    whole in each process, each writing the same files (a sweep: the same runs)."""
+    if launched() and command != "train":
+        raise ConfigError(
+            f"lionfer {command} runs in one process: start it without torchrun (torchrun "
+            "shares one training run among its processes: torchrun ... -m lionfer train ...)"
+        )
 
 
 def check_train_arguments(args) -> None:
@@ -488,10 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = print_warning
         try:
+            with said_once():
+                check_launch(args.command)
             return args.func(args)
         except Interrupted as error:
-            from lionfer.distributed import main_process
-
             if main_process():  # under torchrun every process stops alike
                 print(f"\n{error}", file=sys.stderr)
             return error.exit_code

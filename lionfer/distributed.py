@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lionfer.errors import ConfigError, InputError, RuntimeFailure
+from lionfer.processes import launched
 
 TIMEOUT = datetime.timedelta(minutes=60)  # the main process may evaluate while others wait
 T = TypeVar("T")
@@ -194,17 +195,6 @@ def digest(tensor: torch.Tensor) -> torch.Tensor:
     values = tensor.detach().reshape(-1).double().cpu()
     weights = torch.arange(1, len(values) + 1, dtype=torch.float64).remainder(9973) + 1
     return torch.stack([values.sum(), (values * weights).sum()])
-
-
-def launched() -> bool:
-    """True in a process that torchrun started for a run of several processes."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def main_process() -> bool:
-    """True outside torchrun and in its main process (rank 0), read from torchrun's environment:
-    it holds before the process group is joined, and after a failure to join."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 def join(device: torch.device) -> Comm:

@@ -358,3 +358,24 @@ def test_under_torchrun_a_bad_command_line_is_printed_by_the_main_process_alone(
             main(["train", "algorithm.bogus=1", "--dry-run"])
         assert stopped.value.code == 2
         assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", [["sweep", "embedded", "--out", "x"], ["list", "models"]])
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_under_torchrun_only_train_runs_and_the_refusal_is_printed_once(
+    monkeypatch, capsys, tmp_path, rank, command
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    if rank == "0":
+        assert main(command) == 2
+        assert f"lionfer {command[0]} runs in one process: start it without torchrun" in (
+            capsys.readouterr().err
+        )
+    else:
+        with pytest.raises(SystemExit) as stopped:
+            main(command)
+        assert stopped.value.code == 2
+        assert capsys.readouterr().err == ""
+    assert list(tmp_path.iterdir()) == []  # each process would have written the sweep's folder

@@ -9,8 +9,8 @@ import signal
 import sys
 import threading
 
-from lionfer.distributed import main_process
 from lionfer.errors import NonFiniteLoss
+from lionfer.processes import main_process
 
 
 class StopSignals:

@@ -237,12 +237,15 @@ def process_device(device: torch.device, comm: Comm) -> torch.device:
 
 
 def check_divisible(sizes: dict[str, int], comm: Comm) -> None:
-    """The global batch must split into equal shares."""
+    """The global batch must split into equal shares. A resumed run keeps its batch sizes, so
+    the refusal also names the process counts that share them."""
     for key, size in sizes.items():
         if size % comm.world_size:
+            counts = [n for n in range(1, 65) if all(s % n == 0 for s in sizes.values())]
             raise ConfigError(
                 f"{key}={size} is the global batch, which {comm.world_size} processes share "
-                f"equally: make it a multiple of {comm.world_size}"
+                f"equally: make it a multiple of {comm.world_size}, or start "
+                f"{' or '.join(map(str, counts))} processes (a resumed run keeps its batch sizes)"
             )
 
 

@@ -379,3 +379,22 @@ def test_the_stop_note_is_written_by_the_main_process_alone(monkeypatch, capfd, 
     assert stop.signum == signal.SIGTERM  # every process stops
     written = capfd.readouterr().err
     assert ("SIGTERM: stopping after this step" in written) == (rank == "0"), written
+
+
+def test_a_batch_the_processes_cannot_share_names_the_process_counts_that_can():
+    from fakes import CopiesOnTwoProcesses
+
+    from lionfer.distributed import check_divisible
+    from lionfer.errors import ConfigError
+
+    check_divisible(
+        {"train.batch_size": 4, "batch_size x unlabeled_ratio": 28}, CopiesOnTwoProcesses()
+    )
+    with pytest.raises(ConfigError) as refused:
+        check_divisible(
+            {"train.batch_size": 5, "batch_size x unlabeled_ratio": 35}, CopiesOnTwoProcesses()
+        )
+    assert str(refused.value) == (
+        "train.batch_size=5 is the global batch, which 2 processes share equally: make it a "
+        "multiple of 2, or start 1 or 5 processes (a resumed run keeps its batch sizes)"
+    )

@@ -28,25 +28,48 @@ def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.nd
     return probs.argmax(axis=1), probs
 
 
+@torch.no_grad()
+def predict_each(models, loader, device: torch.device) -> list[np.ndarray]:
+    """The predicted class of every image of an evaluation loader by each model, in one pass:
+    each batch is decoded and moved once for all of them."""
+    for model in models:
+        model.eval()
+    predicted = [[] for _ in models]
+    for images, _, _ in loader:
+        images = images.to(device)
+        for model, classes in zip(models, predicted, strict=True):
+            logits = model(images).logits.float()
+            classes.append(logits.softmax(dim=1).argmax(dim=1).cpu())
+    return [torch.cat(classes).numpy() for classes in predicted]
+
+
+def confusions_on(models, images, num_classes: int, cfg: Config, device) -> list[np.ndarray]:
+    """The (C, C) confusion matrix of each model (the same architecture and input normalisation)
+    on an ImageSet, eval transform, no TTA."""
+    tf = transforms.evaluate(cfg.data.image_size, models[0].mean, models[0].std)
+    loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
+    return [
+        confusion_matrix(images.labels, predicted, num_classes)
+        for predicted in predict_each(models, loader, device)
+    ]
+
+
 def confusion_on(model, images, num_classes: int, cfg: Config, device) -> np.ndarray:
     """The (C, C) test confusion matrix of `model` on an ImageSet, eval transform, no TTA."""
-    tf = transforms.evaluate(cfg.data.image_size, model.mean, model.std)
-    loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
-    predicted, _ = predict(model, loader, device)
-    return confusion_matrix(images.labels, predicted, num_classes)
+    return confusions_on([model], images, num_classes, cfg, device)[0]
 
 
 def eval_figures(ema_model, model, run_data: RunData, cfg: Config, device) -> dict:
     """{part}_acc of the EMA model, {part}_acc_raw of the live one and {part}_confusion (EMA), for
-    the test set and, where the run holds one out, the validation set."""
+    the test set and, where the run holds one out, the validation set; both models read each
+    batch of images once."""
     rd, record = run_data, {}
     parts = {"test": rd.test, **({"val": rd.val} if rd.val is not None else {})}
     for part, images in parts.items():
-        for tag, evaluated in (("", ema_model), ("_raw", model)):
-            cm = confusion_on(evaluated, images, rd.num_classes, cfg, device)
-            record[f"{part}_acc{tag}"] = accuracy(cm)
-            if not tag:
-                record[f"{part}_confusion"] = cm.tolist()
+        ema_cm, raw_cm = confusions_on([ema_model, model], images, rd.num_classes, cfg, device)
+        record[f"{part}_acc"] = accuracy(ema_cm)
+        record[f"{part}_confusion"] = ema_cm.tolist()
+        record[f"{part}_acc_raw"] = accuracy(raw_cm)
     return record
 
 

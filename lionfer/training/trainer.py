@@ -271,6 +271,8 @@ class Trainer:
         state = load_checkpoint(path)
         self._restore(state, path)
         dropped = self.metrics.rewind(self.step) if self.is_main else 0  # trained again
+        if self.tensorboard is not None:
+            self.tensorboard.rewind(self.step)
         record = {
             "event": "resume",
             "step": self.step,

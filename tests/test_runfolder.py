@@ -372,3 +372,33 @@ def test_a_folder_a_run_has_just_begun_writing_is_locked_not_stopped(tmp_path):
     finally:
         os.close(held)
     assert (run / "config.toml").is_file()
+
+
+def test_metrics_jsonl_is_standard_json_with_non_finite_numbers_spelled_out(tmp_path):
+    import math
+
+    import numpy as np
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.append(
+        {
+            "event": "error",
+            "step": 3,
+            "loss": float("nan"),
+            "grad": torch.tensor(float("inf")),
+            "low": np.float64(-math.inf),
+            "rates": [0.5, float("nan")],
+            "labels": {"kept": np.int64(4), "ok": True, "note": None},
+        }
+    )
+    line = (tmp_path / "metrics.jsonl").read_text()
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in {line}")) == {
+        "event": "error",
+        "step": 3,
+        "loss": "NaN",
+        "grad": "Infinity",
+        "low": "-Infinity",
+        "rates": [0.5, "NaN"],
+        "labels": {"kept": 4, "ok": True, "note": None},
+    }
+    assert log.rewind(2) == 0 and log.records()[0]["grad"] == "Infinity"

@@ -130,6 +130,10 @@ def test_nan_loss_stops_naming_the_step(tiny_cfg, tmp_path):
     assert load_checkpoint(tmp_path / "run" / last["checkpoint"])["step"] == last["step"]
 
 
+def refuse_non_standard(constant: str):
+    raise ValueError(f"{constant} is not standard JSON")
+
+
 def test_a_non_finite_step_is_named_and_no_checkpoint_follows_it(tiny_cfg, tmp_path, monkeypatch):
     from lionfer.algorithms.supervised import Supervised
 
@@ -154,10 +158,12 @@ def test_a_non_finite_step_is_named_and_no_checkpoint_follows_it(tiny_cfg, tmp_p
         train(cfg, tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "error.pt")["step"] == 6
-    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line, parse_constant=refuse_non_standard) for line in lines]
     assert records[-1]["event"] == "error" and records[-1]["checkpoint"] == "checkpoints/error.pt"
     assert records[-1]["step"] == 6 and records[-1]["non_finite_step"] == 5
-    assert math.isnan(records[-1]["loss"]) and math.isfinite(records[-1]["loss_sup"])  # its logs
+    assert records[-1]["loss"] == "NaN" and math.isnan(float(records[-1]["loss"]))  # its logs,
+    assert math.isfinite(records[-1]["loss_sup"])  # in standard JSON
     assert [r["step"] for r in records if r["event"] == "train"] == [3]  # none after the NaN
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -378,17 +379,35 @@ def check_unlocked(folder: Path) -> None:
         probe.release()
 
 
+NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}  # NaN: "NaN"
+
+
 def _plain(value: Any) -> Any:
-    """JSON for 0-d tensors and numpy scalars in logs."""
+    """A value of a log as JSON holds it: 0-d tensors and numpy scalars as numbers, and a NaN or
+    infinite number as the string "NaN", "Infinity" or "-Infinity" (JSON has no such numbers;
+    Python's float() and JavaScript's Number() read the strings back)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else NON_FINITE.get(value, "NaN")
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return _plain(value.tolist())
+    if value is None or isinstance(value, str | int):
+        return value
     raise TypeError(f"cannot write {type(value).__name__} to {METRICS}")
+
+
+def json_line(record: dict) -> str:
+    """One line of metrics.jsonl: standard JSON, which any JSON reader takes."""
+    return json.dumps(_plain(record), allow_nan=False) + "\n"
 
 
 def plain(record: dict) -> dict:
     """A record as metrics.jsonl reads back: numbers, strings, lists and dicts only (what a
     checkpoint, loaded with weights_only, may hold)."""
-    return json.loads(json.dumps(record, default=_plain))
+    return json.loads(json_line(record))
 
 
 class MetricsLog:
@@ -400,7 +419,7 @@ class MetricsLog:
     def append(self, record: dict) -> None:
         """Append one line; an OSError names the file. A file this call created is removed
         again when the write fails (a full disk): an empty metrics.jsonl would read as no run."""
-        line = json.dumps(record, default=_plain) + "\n"
+        line = json_line(record)
         created = not self.path.exists()
         try:
             with naming(self.path), self.path.open("a", encoding="utf-8") as handle:
@@ -428,7 +447,7 @@ class MetricsLog:
             for r in records
             if not (r.get("event") in REPLAYED_EVENTS and int(r.get("step", 0)) > step)
         ]
-        text = "".join(json.dumps(r, default=_plain) + "\n" for r in kept)
+        text = "".join(json_line(r) for r in kept)
         write_text_atomic(self.path, text)
         return len(lines) - len(kept)
 

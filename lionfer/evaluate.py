@@ -46,7 +46,9 @@ def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> d
             f"the run's data now has {list(data.class_names)}; restore the data of the run"
         )
     device = next(model.parameters()).device
-    cm = confusion_on(model, data.test, data.num_classes, cfg, device)
+    trained = state.get("trained_classes") or data.class_names  # saved before it: all
+    trained_ids = [c for c, name in enumerate(data.class_names) if name in trained]
+    cm = confusion_on(model, data.test, data.num_classes, cfg, device, trained_ids)
     return {
         "run": str(run),
         "checkpoint": checkpoint,

@@ -40,3 +40,20 @@ def test_both_models_are_scored_from_one_pass_over_the_test_images(monkeypatch):
     assert record["test_acc"] == np.trace(alone[""]) / 12
     assert record["test_acc_raw"] == np.trace(alone["_raw"]) / 12
     assert record["test_confusion"] == alone[""].tolist()
+
+
+def test_only_the_classes_a_model_was_trained_on_are_predicted():
+    cfg = load_config(None, TINY)
+    torch.manual_seed(1)
+    model = build_model(cfg.model, 7)
+    rng = np.random.default_rng(1)
+    test = ImageSet(rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), rng.integers(0, 7, 40))
+    everything = evaluation.confusion_on(model, test, 7, cfg, CPU)
+    assert everything.sum(axis=0)[[1, 3, 4, 5, 6]].sum() > 0  # untrained outputs win somewhere
+    only = evaluation.confusion_on(model, test, 7, cfg, CPU, trained=[0, 2])
+    assert only.sum(axis=0)[[1, 3, 4, 5, 6]].sum() == 0
+    assert only.sum() == 40 and (only.sum(axis=1) == everything.sum(axis=1)).all()
+    # an image predicted as a trained class keeps its prediction
+    assert (only[:, [0, 2]] >= everything[:, [0, 2]]).all()
+    every_class = evaluation.confusion_on(model, test, 7, cfg, CPU, trained=range(7))
+    assert np.array_equal(every_class, everything)

@@ -29,9 +29,11 @@ def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.nd
 
 
 @torch.no_grad()
-def predict_each(models, loader, device: torch.device) -> list[np.ndarray]:
+def predict_each(models, loader, device: torch.device, trained=None) -> list[np.ndarray]:
     """The predicted class of every image of an evaluation loader by each model, in one pass:
-    each batch is decoded and moved once for all of them."""
+    each batch is decoded and moved once for all of them. trained: the class ids the models had
+    labeled training images of (None: every class); an output never trained on a label means
+    nothing, so the prediction is the most probable of those (as `lionfer predict` gives)."""
     for model in models:
         model.eval()
     predicted = [[] for _ in models]
@@ -39,34 +41,46 @@ def predict_each(models, loader, device: torch.device) -> list[np.ndarray]:
         images = images.to(device)
         for model, classes in zip(models, predicted, strict=True):
             logits = model(images).logits.float()
+            if trained is not None:
+                untrained = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
+                untrained[list(trained)] = False
+                logits = logits.masked_fill(untrained, -torch.inf)
             classes.append(logits.softmax(dim=1).argmax(dim=1).cpu())
     return [torch.cat(classes).numpy() for classes in predicted]
 
 
-def confusions_on(models, images, num_classes: int, cfg: Config, device) -> list[np.ndarray]:
+def confusions_on(
+    models, images, num_classes: int, cfg: Config, device, trained=None
+) -> list[np.ndarray]:
     """The (C, C) confusion matrix of each model (the same architecture and input normalisation)
-    on an ImageSet, eval transform, no TTA."""
+    on an ImageSet, eval transform, no TTA; trained: as for predict_each."""
+    if trained is not None and len(set(trained)) == num_classes:
+        trained = None  # every class: the plain argmax
     tf = transforms.evaluate(cfg.data.image_size, models[0].mean, models[0].std)
     loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
     return [
         confusion_matrix(images.labels, predicted, num_classes)
-        for predicted in predict_each(models, loader, device)
+        for predicted in predict_each(models, loader, device, trained)
     ]
 
 
-def confusion_on(model, images, num_classes: int, cfg: Config, device) -> np.ndarray:
-    """The (C, C) test confusion matrix of `model` on an ImageSet, eval transform, no TTA."""
-    return confusions_on([model], images, num_classes, cfg, device)[0]
+def confusion_on(model, images, num_classes: int, cfg: Config, device, trained=None) -> np.ndarray:
+    """The (C, C) test confusion matrix of `model` on an ImageSet, eval transform, no TTA;
+    trained: as for predict_each."""
+    return confusions_on([model], images, num_classes, cfg, device, trained)[0]
 
 
-def eval_figures(ema_model, model, run_data: RunData, cfg: Config, device) -> dict:
+def eval_figures(ema_model, model, run_data: RunData, cfg: Config, device, trained=None) -> dict:
     """{part}_acc of the EMA model, {part}_acc_raw of the live one and {part}_confusion (EMA), for
     the test set and, where the run holds one out, the validation set; both models read each
-    batch of images once."""
+    batch of images once. trained: the class ids with labeled training images (None: all), the
+    only classes predicted."""
     rd, record = run_data, {}
     parts = {"test": rd.test, **({"val": rd.val} if rd.val is not None else {})}
     for part, images in parts.items():
-        ema_cm, raw_cm = confusions_on([ema_model, model], images, rd.num_classes, cfg, device)
+        ema_cm, raw_cm = confusions_on(
+            [ema_model, model], images, rd.num_classes, cfg, device, trained
+        )
         record[f"{part}_acc"] = accuracy(ema_cm)
         record[f"{part}_confusion"] = ema_cm.tolist()
         record[f"{part}_acc_raw"] = accuracy(raw_cm)

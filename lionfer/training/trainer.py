@@ -89,7 +89,8 @@ class Trainer:
         self.memory_format = setup.memory_format(cfg)
         given = set(run_data.labeled.labels.tolist())  # after any injected label noise
         names = run_data.data.class_names
-        self.trained_classes = [name for c, name in enumerate(names) if c in given]
+        self.trained_ids = sorted(given)  # the classes predicted at evaluation
+        self.trained_classes = [names[c] for c in self.trained_ids]
         truth = self.run_data.unlabeled.true_labels
         self.truth_ulb = None if truth is None else torch.as_tensor(truth, device=self.device)
         self.step, self.best, self.window = 0, {"acc": -1.0, "step": -1}, Window.empty()
@@ -225,7 +226,7 @@ class Trainer:
 
     def _evaluate(self) -> dict:
         rd, cfg = self.run_data, self.cfg
-        figures = eval_figures(self.ema.module, self.model, rd, cfg, self.device)
+        figures = eval_figures(self.ema.module, self.model, rd, cfg, self.device, self.trained_ids)
         record = {"event": "eval", "step": self.step, **figures}
         self.model.train()
         means = self.eval_window.means()

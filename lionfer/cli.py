@@ -345,7 +345,9 @@ def add_train_parser(sub) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="2 steps of the real path, nothing saved")
     p.add_argument(
-        "--device", help="cpu, cuda, cuda:N, mps (default: cuda when available; also on --resume)"
+        "--device",
+        help="auto, cpu, cuda, cuda:N, mps (default: the config's train.device, auto: cuda when "
+        "available; also on --resume)",
     )
     p.add_argument(
         "--no-progress", action="store_true", help="one plain line per log interval, no bars"
@@ -445,7 +447,12 @@ def add_report_parser(sub) -> None:
         action="store_true",
         help="also report the best evaluation on the test set (optimistic)",
     )
-    p.add_argument("--gallery", type=int, default=8, help="relabeled faces shown per method")
+    p.add_argument(
+        "--gallery",
+        type=int,
+        default=8,
+        help="relabeled faces shown per method (default 8; 0: none)",
+    )
     p.set_defaults(func=cmd_report)
 
 

@@ -208,8 +208,14 @@ def test_collect_sources_expands_folders_and_globs(tmp_path):
     assert names == ["a.jpg", "b.png", "clip.avi", "deep/c.png", "e.jfif"]  # sorted, once each
     assert [s.kind for s in sources] == ["image", "image", "video", "image", "image"]
     assert ignored == {".txt": 1}  # x.txt; hidden folders are not searched
-    with pytest.raises(InputError, match="holds no images or videos"):
+    with pytest.raises(InputError, match="holds no images or videos, no files at all; looked"):
         collect_sources([_empty_folder(tmp_path)])
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_bytes(b"")
+    with pytest.raises(
+        InputError, match=r"holds no images or videos, only 1 other files \(\.txt 1\)"
+    ):
+        collect_sources([tmp_path / "notes"])
     with pytest.raises(InputError, match="no images or videos match"):
         collect_sources([str(tmp_path / "*.gif")])
     with pytest.raises(InputError, match="input not found"):

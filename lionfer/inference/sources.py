@@ -143,10 +143,14 @@ def _expand_path(item: str) -> tuple[list[Path], Counter, int]:
     if path.is_dir():
         found, ignored, raw = _media_files(p for p in walk_files(path) if is_visible(p, path))
         if not found:
+            held = (
+                f"only {ignored.total()} other files ({ignored_kinds(ignored)})"
+                if ignored.total()
+                else "no files at all"
+            )
             raise InputError(
-                f"folder {path} holds no images or videos, only {ignored.total()} other files "
-                f"({ignored_kinds(ignored)}){raw_note(raw)}; looked recursively for images "
-                f"({IMAGE_KINDS}) and videos ({VIDEO_KINDS})"
+                f"folder {path} holds no images or videos, {held}{raw_note(raw)}; looked "
+                f"recursively for images ({IMAGE_KINDS}) and videos ({VIDEO_KINDS})"
             )
         return found, ignored, raw
     if GLOB_CHARS & set(item):

@@ -1,7 +1,8 @@
 """MkDocs hooks (mkdocs.yml `hooks:`): the parts of the pages that come from the code.
 
 A page line `<!-- generated: NAME -->` is replaced when the site is built, so these tables cannot
-drift from the code:
+drift from the code (with the line after it, where that line reads "_Rendered when the site is
+built ..._": it says where to find the section for a reader of the page unbuilt, on GitHub):
 - `config-keys`: every key of the `seed`, `[data]`, `[model]` and `[train]` sections, from the
   dataclasses of lionfer/config.py: type, default, the packaged default.toml's value, comment;
 - `algorithm-keys`: every method's `[algorithm]` keys, from lionfer/algorithms/hparams.py (LION
@@ -31,7 +32,10 @@ from typing import Any, get_type_hints
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # document the checkout being built, not an installed lionfer
 
-MARKER = re.compile(r"^<!-- generated: (.+?) -->$", re.MULTILINE)
+# a marker and the line that stands in for its section where the page is read unbuilt (GitHub)
+MARKER = re.compile(
+    r"^<!-- generated: (.+?) -->$(?:\n_Rendered when the site is built[^\n]*_$)?", re.MULTILINE
+)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 
 

@@ -114,6 +114,18 @@ def test_the_config_tables_are_generated_with_every_key(site):
     assert "<!-- generated" not in html
 
 
+def test_each_generated_section_says_where_to_find_it_on_the_unbuilt_page(site):
+    """GitHub shows the pages unbuilt: a line under each marker stands in for the section, and
+    the build replaces both."""
+    for page in sorted(DOCS.glob("*.md")):
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("<!-- generated: ") and line != "<!-- generated: contributing -->":
+                assert lines[i + 1].startswith("_Rendered when the site is built"), (page, line)
+    for html in site.rglob("*.html"):
+        assert "Rendered when the site is built" not in html.read_text(encoding="utf-8"), html
+
+
 def test_the_registry_listings_are_what_lionfer_list_prints(site, capsys):
     from lionfer.cli import main
 

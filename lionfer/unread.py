@@ -4,8 +4,11 @@ does not decide by (unread_settings); and a run folder inside a `folder` dataset
 (check_out). Each is a ConfigError naming the settings and the fix.
 `lionfer train` checks a new run (not a resumed one: a finished run's config.toml is not judged
 again), and `lionfer sweep` every run it would start, before it starts any. A sweep also hands
-each run only the shared `algorithm.*` settings its algorithm has (algorithm_reads), and refuses
-a semi-supervised run left without unlabeled images (check_unlabeled_images). Free of torch at
+each run only the shared `algorithm.*` settings its algorithm has (algorithm_reads), refuses a
+semi-supervised run left without unlabeled images (check_unlabeled_images), and a run whose
+data.root or model.pretrained file is missing (check_inputs), which the run would refuse once it
+reads them: data.root empty for a dataset that reads files (check_root, the check of every
+reading of a dataset, lionfer.data.pipeline.read_dataset), or naming nothing. Free of torch at
 import."""
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from lionfer.algorithms.lion_config import LION_RECIPES, unread_settings
-from lionfer.config import Config, DataConfig, algorithm_config_class
-from lionfer.data.datasets import DATASET_KEYS
+from lionfer.config import WEIGHT_SETS, Config, DataConfig, algorithm_config_class
+from lionfer.data.datasets import DATASET_KEYS, FILE_DATASETS
 from lionfer.errors import ConfigError, did_you_mean
 
 
@@ -26,6 +29,53 @@ def check_new_run(cfg: Config, out: str | Path | None = None) -> None:
     check_lion_settings(cfg)
     if out is not None:
         check_out(cfg, out)
+
+
+def check_root(data: DataConfig) -> None:
+    """A dataset that reads files (FILE_DATASETS) with an empty data.root: refused from the
+    config alone, before anything is read (by lionfer.data.pipeline.read_dataset, and by
+    check_inputs for each run a sweep would start)."""
+    if data.dataset in FILE_DATASETS and not data.root:
+        raise ConfigError(
+            f"data.root is empty, but the {data.dataset} dataset reads files: set data.root to "
+            "the dataset's folder (e.g. data.root=/data/faces); `lionfer list datasets` shows "
+            "the built-in ones that need none"
+        )
+
+
+def check_inputs(cfg: Config, paths: bool = True) -> None:
+    """A new run's data.root and model.pretrained file, where the run would refuse them once it
+    reads them: data.root empty (check_root), or naming nothing (the dataset's reader refuses
+    it), and a weights file that is not there (refused after the data are read). Told from the
+    config and the paths alone, reading nothing, so that a sweep refuses before it starts a run
+    that would fail. Paths are taken as the run takes them, from the current folder (~
+    expanded; a loaded config's are absolute already); data.root is left to the reader where
+    data.label_file names a file outside it (fer2013 reads such a file alone). paths=False:
+    data.root empty only (runs on other machines, a cluster's, may see other files)."""
+    data = cfg.data
+    check_root(data)
+    if not paths:
+        return
+    root = Path(data.root).expanduser().absolute()
+    labels = [p.strip() for p in data.label_file.split(",") if p.strip()]
+    alone = any(root not in Path(p).expanduser().absolute().parents for p in labels)
+    if data.dataset in FILE_DATASETS and data.root and not alone:
+        if not root.exists():
+            raise ConfigError(
+                f"data.root={data.root} does not exist: the {data.dataset} dataset would not be "
+                "found; set data.root to the dataset's folder"
+            )
+    pretrained = cfg.model.pretrained
+    if pretrained in ("", *WEIGHT_SETS):  # none, or the name of a weight set
+        return
+    path = Path(pretrained).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"model.pretrained={pretrained} is a folder: name the weights file in it")
+    if not path.is_file():
+        raise ConfigError(
+            f"model.pretrained={pretrained} does not exist: put the weights file there, or fix "
+            'model.pretrained (model.pretrained="" trains from random weights)'
+        )
 
 
 def check_out(cfg: Config, out: str | Path) -> None:

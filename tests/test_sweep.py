@@ -17,10 +17,12 @@ from conftest import TINY
 from lionfer.cli import main
 from lionfer.config import ConfigError, load_config, replace
 from lionfer.config_text import save_config
+from lionfer.data.pipeline import read_dataset
 from lionfer.experiments.launch import child_env, visible_gpus
 from lionfer.experiments.sweep import config_differences, plan, run_sweep, write_sweep_json
 from lionfer.experiments.sweep_file import expand, load_sweep, packaged_sweeps, slug
 from lionfer.training.run import train
+from lionfer.unread import check_inputs
 
 
 def write_sweep(tmp_path, body: str, name: str = "grid.toml", shared=()):
@@ -154,6 +156,35 @@ def test_a_budget_override_without_a_budget_list_is_the_runs_budget(tmp_path):
         load_sweep(
             write_sweep(tmp_path, "", shared=["data.num_labels=28"]), ["sweep.num_labels=[14]"]
         )
+
+
+def test_a_budget_on_the_command_line_without_a_budget_list_is_the_runs_budget(tmp_path, capsys):
+    """data.num_labels= on the command line follows the rule of the sweep file's overrides:
+    refused wherever a budget list (the sweep's, a variant's, sweep.num_labels=) would set it;
+    without one it is the runs' budget. seed= is always the grid's (seeds = [0] by default)."""
+    path = write_sweep(tmp_path, 'algorithms = ["supervised"]\n')
+    sweep = load_sweep(path)
+    [(point, cfg)] = expand(sweep, ["data.num_labels=21"])
+    assert point.folder == "synthetic@21/supervised/s0" and cfg.data.num_labels == 21
+    assert point.overrides[-1] == "data.num_labels=21"
+    with pytest.raises(
+        ConfigError,
+        match=r"data.num_labels is set by the sweep's grid \(its budgets: 14, 28\); choose "
+        r"values with sweep.num_labels=\.\.\. instead",
+    ):
+        expand(load_sweep(path, ["sweep.num_labels=14,28"]), ["data.num_labels=21"])
+    body = '[[variants]]\nlabel = "all"\noverrides = ["algorithm.name=supervised"]\n'
+    own = write_sweep(tmp_path, body + "num_labels = [-1]\n", name="own.toml")
+    with pytest.raises(ConfigError, match=r"grid \(the budgets of variant 'all': -1\)"):
+        expand(load_sweep(own), ["data.num_labels=21"])
+    with pytest.raises(ConfigError, match=r"seed is set by the sweep's grid.*sweep.seeds=\.\.\."):
+        expand(sweep, ["seed=1"])
+    nobudget = tmp_path / "nobudget.toml"
+    nobudget.write_text('config = "default"\nseeds = [0]\nalgorithms = ["supervised"]\n')
+    argv = ["sweep", str(nobudget), "--out", str(tmp_path / "y"), "--dry-run"]
+    assert main([*argv, "data.num_labels=70"]) == 0
+    printed = capsys.readouterr().out
+    assert "synthetic@70/supervised/s0" in printed and "seed=0 data.num_labels=70 --out" in printed
 
 
 def test_each_method_gets_the_shared_algorithm_settings_it_has(tmp_path):
@@ -342,6 +373,100 @@ def test_runs_that_would_not_start_stop_the_sweep_before_it_writes_anything(tmp_
     lines = []  # without it, the same sweep plans its two runs
     assert run_sweep(path, [], tmp_path / "out", dry_run=True, echo=lines.append, gpus=[]) == 0
     assert "2 to start" in lines[0]
+
+
+NARROW = ["sweep.seeds=0", "sweep.num_labels=100", "sweep.only=supervised,fixmatch"]
+
+
+def test_a_sweep_without_its_datas_root_is_refused_before_any_run_starts(tmp_path, monkeypatch):
+    """data.root left out of a sweep of a dataset that reads files: each run would stop with
+    read_dataset's error; the plan gives it (as --dry-run does), once, naming a run, before
+    anything starts or is written."""
+    fake = tmp_path / "fake_train.py"
+    fake.write_text(FAKE_TRAIN)
+    monkeypatch.setattr("lionfer.experiments.launch.LIONFER", (sys.executable, str(fake)))
+    point, cfg = expand(load_sweep("table1-rafdb", NARROW))[0]
+    with pytest.raises(ConfigError) as run_error:
+        read_dataset(cfg.data, cfg.seed)  # what the run would say
+    assert str(run_error.value).startswith("data.root is empty, but the rafdb dataset reads")
+    out = tmp_path / "out"
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError) as refused:
+            run_sweep("table1-rafdb", NARROW, out, dry_run=dry_run, echo=print, gpus=[])
+        assert str(refused.value) == (
+            f"the sweep's run {point.folder} (and 1 more of its runs): {run_error.value}"
+        )
+        assert not out.exists()
+    with pytest.raises(ConfigError) as refused:  # every run of the paper's grid, said once
+        run_sweep("table1-rafdb", [], out, dry_run=True, echo=print, gpus=[])
+    assert "(and 158 more of its runs): data.root is empty" in str(refused.value)
+    assert str(refused.value).count("data.root is empty") == 1
+
+
+def test_a_missing_data_root_or_weights_file_is_refused_before_any_run_starts(
+    tmp_path, monkeypatch
+):
+    """A data.root that names nothing, or a model.pretrained file that is not there (each run
+    would refuse them when it reads them), stops the plan; paths as the runs take them."""
+    monkeypatch.chdir(tmp_path)
+    out, data, weights = tmp_path / "out", tmp_path / "raf", tmp_path / "w.pth"
+
+    def refusal(*items):
+        with pytest.raises(ConfigError) as refused:
+            run_sweep("table1-rafdb", [*NARROW, *items], out, dry_run=True, echo=print, gpus=[])
+        assert not out.exists()
+        return str(refused.value)
+
+    assert f"data.root={data} does not exist: the rafdb dataset" in refusal("data.root=raf")
+    lines = []  # a cluster's nodes may see other files: left to its runs
+    slurm = run_sweep(
+        "table1-rafdb", [*NARROW, "data.root=raf"], out, launcher="slurm", dry_run=True,
+        echo=lines.append, gpus=[],
+    )  # fmt: skip
+    assert slurm == 0 and "2 to start" in lines[0]
+    with pytest.raises(ConfigError, match="data.root is empty"):  # but an empty one is refused
+        run_sweep("table1-rafdb", NARROW, out, launcher="slurm", dry_run=True, gpus=[])
+    data.mkdir()
+    message = refusal("data.root=raf", "model.pretrained=w.pth")
+    assert message.startswith("the sweep's run rafdb@100/supervised/s0 (and 1 more of its runs)")
+    assert f"model.pretrained={weights} does not exist" in message
+    assert "is a folder" in refusal("data.root=raf", f"model.pretrained={tmp_path}")
+    weights.write_bytes(b"")
+    lines = []
+    given = [*NARROW, "data.root=raf", "model.pretrained=w.pth"]
+    assert run_sweep("table1-rafdb", given, out, dry_run=True, echo=lines.append, gpus=[]) == 0
+    assert "2 to start" in lines[0]
+    # fer2013 reads a data.label_file outside data.root alone: left to the run
+    csv, missing = tmp_path / "fer2013.csv", tmp_path / "none"
+    check_inputs(load_config(None, ["data.dataset=fer2013", f"data.root={missing}",
+                                    f"data.label_file={csv}"]))  # fmt: skip
+    with pytest.raises(ConfigError, match=f"data.root={missing} does not exist"):
+        check_inputs(load_config(None, ["data.dataset=fer2013", f"data.root={missing}"]))
+
+
+def test_finished_runs_are_not_checked_again(tmp_path):
+    """The plan checks only the runs it would start: finished ones are skipped as they are,
+    even where their weights file has gone since."""
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    path = write_sweep(tmp_path, 'algorithms = ["supervised", "fixmatch"]\n')
+    given = f"model.pretrained={weights}"
+    out = tmp_path / "out"
+    for point, cfg in expand(load_sweep(path), [given]):
+        (out / point.folder).mkdir(parents=True)
+        save_config(cfg, out / point.folder / "config.toml")
+        (out / point.folder / "summary.json").write_text("{}")
+    (out / "sweep.json").write_text('{"points": []}')
+    weights.unlink()
+    lines = []
+    assert run_sweep(path, [given], out, echo=lines.append, gpus=[]) == 0
+    assert "0 finished now, 2 finished before, 0 failed" in lines[-2]
+    with pytest.raises(
+        ConfigError,
+        match=r"the sweep's run synthetic@28/supervised/s1 \(and 1 more of its runs\): "
+        r"model.pretrained=\S+w.pth does not exist",
+    ):
+        run_sweep(path, ["sweep.seeds=0,1", given], out, dry_run=True, echo=print, gpus=[])
 
 
 def test_one_gpu_per_slot_and_a_share_of_the_cores(monkeypatch):

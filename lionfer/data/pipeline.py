@@ -14,7 +14,6 @@ import numpy as np
 
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import check_images, copies_of, same_images
-from lionfer.data.datasets import FILE_DATASETS
 from lionfer.data.noise import (
     check_noise_fits,
     default_noise_map,
@@ -24,9 +23,10 @@ from lionfer.data.noise import (
     parse_noise_map,
 )
 from lionfer.data.splits import Split, check_split_settings, load_split, make_split
-from lionfer.errors import ConfigError, InputError, LabelBudgetError, MissingInputError
+from lionfer.errors import InputError, LabelBudgetError, MissingInputError
 from lionfer.labels import ERROR_TYPES
 from lionfer.registry import DATASETS
+from lionfer.unread import check_root
 
 PARTS = ("train", "test", "unlabeled")
 NONE, SLIP, UNKNOWN_TYPE = ERROR_TYPES.index("none"), ERROR_TYPES.index("slip"), -1
@@ -36,12 +36,7 @@ def read_dataset(cfg, seed: int) -> FERData:
     """Call the reader of cfg.dataset. Readers report bad data with ValueError (or InputError) and
     missing files with FileNotFoundError; both become InputError here, the one place where a
     dataset's own files are read, so the command line answers them with exit code 2."""
-    if cfg.dataset in FILE_DATASETS and not cfg.root:
-        raise ConfigError(
-            f"data.root is empty, but the {cfg.dataset} dataset reads files: set data.root to "
-            "the dataset's folder (e.g. data.root=/data/faces); `lionfer list datasets` shows "
-            "the built-in ones that need none"
-        )
+    check_root(cfg)  # from the config alone, as `lionfer sweep` checks its runs before any starts
     reader = DATASETS.get(cfg.dataset)
     try:
         return reader(cfg, seed)

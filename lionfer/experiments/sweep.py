@@ -27,7 +27,7 @@ from lionfer.errors import ConfigError
 from lionfer.experiments.launch import Job, Result, run_local, run_submitit, visible_gpus
 from lionfer.experiments.sweep_file import Point, Sweep, expand, load_sweep
 from lionfer.training.runfolder import foreign_entries, is_run_folder
-from lionfer.unread import check_new_run
+from lionfer.unread import check_inputs, check_new_run
 
 LOCK = "sweep.lock"
 PATH_KEYS = ("data.root", "data.unlabeled_root", "data.split_file", "data.label_file")
@@ -247,16 +247,22 @@ def write_sweep_json(out: Path, sweep: Sweep, points: list[Point]) -> None:
     os.replace(tmp, path)
 
 
-def check_new_runs(points: list[tuple[Point, Config]], actions: list[Action], out: Path) -> None:
+def check_new_runs(
+    points: list[tuple[Point, Config]], actions: list[Action], out: Path, local: bool = True
+) -> None:
     """The runs the sweep would start (or start again) pass lionfer train's checks of a new
-    run (check_new_run): else a ConfigError naming the first that does not and how many, before
-    any run starts."""
+    run (check_new_run), and give a data.root and a model.pretrained file that are there
+    (check_inputs, what each run would refuse once it reads them; for runs on this machine only,
+    `local`: a cluster's nodes may see other files): else a ConfigError naming the first that
+    does not and how many, before any run starts. Finished runs are skipped and resumed ones
+    continue with their own config: neither is checked."""
     starting = {a.point.folder for a in actions if a.kind in ("start", "restart")}
     refused = []
     for point, cfg in points:
         if point.folder in starting:
             try:
                 check_new_run(cfg, out / point.folder)
+                check_inputs(cfg, paths=local)
             except ConfigError as error:
                 refused.append((point, error))
     if refused:
@@ -291,7 +297,7 @@ def run_sweep(
     check_out_dir(out)
     shared = shares_cores(launcher, jobs, gpus)
     actions = plan(points, out)
-    check_new_runs(points, actions, out)  # before the sweep writes anything
+    check_new_runs(points, actions, out, local=launcher == "local")  # before anything is written
     if dry_run:
         return _dry_run(sweep, actions, out, echo, shared)
     with sweep_lock(out, echo):

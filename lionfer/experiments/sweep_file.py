@@ -192,18 +192,29 @@ def _check_grid_keys(overrides, where: str, place: str) -> None:
         )
 
 
+def _budgets(method: Method, budgets: tuple[int, ...]) -> tuple[int, ...]:
+    """The budget list that sets data.num_labels for a method's runs: its own num_labels, else
+    the sweep's (or sweep.num_labels=); () where none does (data.num_labels= is then the runs'
+    budget, as in the base config)."""
+    return method.num_labels or budgets
+
+
+def _sets_budget(assignment: str) -> bool:
+    return assignment.partition("=")[0].strip() == "data.num_labels"
+
+
 def _check_budget_overrides(
     overrides, methods: tuple[Method, ...], budgets: tuple[int, ...], where: str
 ) -> None:
     """data.num_labels= in the sweep's or a variant's overrides loses to the grid wherever a
-    budget list applies to that method (its own num_labels, else the sweep's or
-    sweep.num_labels=): refused, naming the list to use. Without one it is the runs' budget."""
+    budget list applies to that method (_budgets): refused, naming the list to use. Without one
+    it is the runs' budget."""
     for method in methods:
-        if not (method.num_labels or budgets):
+        if not _budgets(method, budgets):
             continue
         for source, place in ((overrides, "sweep"), (method.overrides, "variant")):
             for assignment in source:
-                if assignment.partition("=")[0].strip() != "data.num_labels":
+                if not _sets_budget(assignment):
                     continue
                 at = (
                     f"the overrides of {where}"
@@ -217,9 +228,25 @@ def _check_budget_overrides(
                 )
                 raise ConfigError(
                     f"{assignment.strip()} in {at} would lose to the sweep's budgets "
-                    f"({', '.join(map(str, method.num_labels or budgets))}), which set "
+                    f"({', '.join(map(str, _budgets(method, budgets)))}), which set "
                     f"data.num_labels for its runs; {fix}"
                 )
+
+
+def _check_line_budget(overrides, sweep: Sweep) -> None:
+    """data.num_labels= on the command line, by the rule of _check_budget_overrides: refused
+    wherever a budget list applies to one of the sweep's methods (the command line comes after
+    the grid's budget, and would replace it); without one it is the runs' budget."""
+    listed = [m for m in sweep.methods if _budgets(m, sweep.num_labels)]
+    if not listed or not any(_sets_budget(o) for o in overrides):
+        return
+    method = listed[0]
+    whose = f"the budgets of variant {method.label!r}" if method.num_labels else "its budgets"
+    raise ConfigError(
+        f"data.num_labels is set by the sweep's grid ({whose}: "
+        f"{', '.join(map(str, _budgets(method, sweep.num_labels)))}); choose values with "
+        "sweep.num_labels=... instead"
+    )
 
 
 def _methods(raw: dict, where: str) -> tuple[Method, ...]:
@@ -364,12 +391,11 @@ def expand(sweep: Sweep, overrides: list[str] | tuple = ()) -> list[tuple[Point,
     """Every grid point with its resolved config (so a typo fails before anything runs), in run
     order: seed by seed, so the first seed of every method finishes first."""
     for assignment in overrides:
-        key = assignment.partition("=")[0].strip()
-        if key in GRID_KEYS:
+        if assignment.partition("=")[0].strip() == "seed":  # seeds = [0] where none are listed
             raise ConfigError(
-                f"{key} is set by the sweep's grid; choose values with "
-                f"sweep.{GRID_KEYS[key]}=... instead"
+                "seed is set by the sweep's grid; choose values with sweep.seeds=... instead"
             )
+    _check_line_budget(overrides, sweep)
     algorithms = {
         m.label: _algorithm_of(sweep.config, (*sweep.overrides, *m.overrides, *overrides))
         for m in sweep.methods

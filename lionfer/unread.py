@@ -36,10 +36,15 @@ def check_root(data: DataConfig) -> None:
     config alone, before anything is read (by lionfer.data.pipeline.read_dataset, and by
     check_inputs for each run a sweep would start)."""
     if data.dataset in FILE_DATASETS and not data.root:
+        folder = (
+            "the face cache `lionfer prepare` made (e.g. data.root=cache/sfew), or a manifest "
+            "CSV of your own, or the folder holding it as manifest.csv"
+            if data.dataset == "manifest"
+            else "the dataset's folder (e.g. data.root=/data/faces)"
+        )
         raise ConfigError(
             f"data.root is empty, but the {data.dataset} dataset reads files: set data.root to "
-            "the dataset's folder (e.g. data.root=/data/faces); `lionfer list datasets` shows "
-            "the built-in ones that need none"
+            f"{folder}; `lionfer list datasets` shows the built-in ones that need none"
         )
 
 

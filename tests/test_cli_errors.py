@@ -70,6 +70,11 @@ CASES = {
     "unknown dataset": (["data.dataset=rafbd"], "data.dataset: unknown dataset 'rafbd'"),
     "unknown model": (["model.name=resnet"], "model.name: unknown model 'resnet'"),
     "folder without root": (["data.dataset=folder"], "data.root is empty"),
+    "manifest without root": (
+        ["data.dataset=manifest"],
+        r"data.root is empty, but the manifest dataset reads files: set data.root to the face "
+        r"cache `lionfer prepare` made",
+    ),
     "missing root": (["data.dataset=folder", "data.root={tmp}/nope"], "image folder not found"),
     "labels beyond the data": (
         ["data.dataset=folder", "data.root={faces}", "data.num_labels=100"],

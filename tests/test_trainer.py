@@ -186,6 +186,31 @@ def test_ctrl_c_saves_a_checkpoint_first(tiny_cfg, tmp_path, monkeypatch):
     assert train(cfg, tmp_path / "run", resume=True, progress=False)["steps"] == 12
 
 
+def test_a_ctrl_c_during_an_evaluation_keeps_the_last_saved_checkpoint(
+    tiny_cfg, tmp_path, monkeypatch
+):
+    """A last.pt of the step whose evaluation was cut short would resume after it: that
+    evaluation would never be made."""
+    from lionfer.training.trainer import Trainer
+
+    original = Trainer._evaluate
+
+    def interrupt_at_step_6(self):
+        if self.step == 6:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_evaluate", interrupt_at_step_6)
+    cfg = tiny_cfg("algorithm.name=fixmatch", "train.checkpoint_every=4", "train.eval_every=6")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
+    monkeypatch.setattr(Trainer, "_evaluate", original)
+    train(cfg, tmp_path / "run", resume=True, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [r["step"] for r in records if r["event"] == "eval"] == [6, 12]
+
+
 def test_pretrained_weights_are_loaded_and_reported(tiny_cfg, tmp_path, capsys):
 
     from lionfer.models import build_model

@@ -101,6 +101,7 @@ class Trainer:
         self._best_due = False  # best.pt to be written beside last.pt at this step
         self.best_saved_step: int | None = None  # the step of checkpoints/best.pt written here
         self._mid_step = False  # True while a step's updates are under way
+        self._at_boundary = False  # True while a step's logs, evaluation and checkpoint are made
         self.tensorboard = (
             TensorBoardLog(self.out / "tensorboard") if cfg.train.tensorboard else None
         )
@@ -318,8 +319,9 @@ class Trainer:
                 self.step += 1
                 if self.algorithm.period() and self.step % self.algorithm.period() == 0:
                     self.algorithm.on_period(self._labeled_probs)
-                self._mid_step = False
+                self._mid_step, self._at_boundary = False, True
                 self._periodic(bar, started, start)
+                self._at_boundary = False
                 signum = self.comm.agree(stop.signum or 0)  # every process stops at this step
                 if signum:
                     self._stop(signum)
@@ -359,13 +361,14 @@ class Trainer:
 
     def _fail(self, error: BaseException) -> None:
         """Record a failure in the loop. At a step boundary the state is exact and goes to
-        last.pt; part-way through a step it goes to error.pt (for inspection), except on a
-        second Ctrl-C, which saves nothing."""
+        last.pt; part-way through a step it goes to error.pt (for inspection). A second Ctrl-C
+        saves nothing there, nor while a step's logs, evaluation and checkpoint are made (a
+        last.pt of that step would resume after an evaluation that never happened)."""
         interrupted = isinstance(error, KeyboardInterrupt)
         unsure = self._mid_step or isinstance(error, NonFiniteLoss) or self.watch.seen()
         name = "error.pt" if unsure else "last.pt"
         saved: dict = {}
-        if not (interrupted and self._mid_step):
+        if not (interrupted and (self._mid_step or self._at_boundary)):
             try:
                 self._save(name)
                 saved["checkpoint"] = str(Path("checkpoints") / name)

@@ -499,3 +499,21 @@ def test_train_takes_a_config_and_says_how_to_build_one(tmp_path):
     with pytest.raises(ConfigError, match=r"needs a Config unless it resumes a run"):
         train(None, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_logs_a_warning_it_logged_before_it_stopped_once(tiny_cfg, tmp_path):
+    """LION warns once a run (its flag is not in the checkpoint): the resumed process warns
+    again, and metrics.jsonl still holds the warning once, as a run never stopped does."""
+    import warnings
+
+    from lionfer.training.runfolder import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.append({"event": "warning", "step": 3, "message": "began at step 2 with 0% clear"})
+    with warnings.catch_warnings(), log.recording_warnings(lambda: 9):
+        warnings.warn("began at step 2 with 0% clear", stacklevel=1)
+        warnings.warn("something new", stacklevel=1)
+    assert [(r["step"], r["message"]) for r in log.records()] == [
+        (3, "began at step 2 with 0% clear"),
+        (9, "something new"),
+    ]

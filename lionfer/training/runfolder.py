@@ -468,7 +468,8 @@ class MetricsLog:
 
 class WarningRecorder:
     """warnings.showwarning while a run trains. The warnings of the thread that made it are
-    logged to the run, each text and place once, whatever the filters; every warning, of any
+    logged to the run, each text and place once (a text a resumed run logged before it stopped,
+    not again), whatever the filters; every warning, of any
     thread, is then shown as the filters in force before say (ignored, raised, once, always), by
     the showwarning it replaced. Once finished (`run` None) it only shows: a copy that another
     thread's warnings.catch_warnings put back never writes to the run, and shows as plain Python
@@ -484,6 +485,8 @@ class WarningRecorder:
         self.show, self.filters = warnings.showwarning, tuple(warnings.filters)
         self.always: tuple | None = None  # the filter entry recording_warnings put in front
         self.recorded, self.shown = set(), set()  # places logged; places (or texts) shown
+        # texts a resumed run logged before it stopped: logged once, as in a run never stopped
+        self.earlier = {r.get("message") for r in log.records() if r.get("event") == "warning"}
 
     def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
         run, text = self.run, str(message)
@@ -491,7 +494,8 @@ class WarningRecorder:
         mine = run is not None and (threading.get_ident(), os.getpid()) == (self.thread, self.pid)
         if mine and not issubclass(category, self.unrecorded) and place not in self.recorded:
             self.recorded.add(place)
-            run[0].append({"event": "warning", "step": run[1](), "message": text})
+            if text not in self.earlier:
+                run[0].append({"event": "warning", "step": run[1](), "message": text})
         filters = self.filters
         if run is None:  # finished: the filters now, one copy read at once, less the run's own
             filters = tuple(f for f in tuple(warnings.filters) if f is not self.always)

@@ -526,3 +526,48 @@ def test_sensitivity_to_tau_moved_in_eq_1_and_eq_6_together(tmp_path):
     assert T.moved_with(runs, "reliable_threshold") == []  # τ takes many values at γ 0.95
     gamma = T.sensitivity(runs, "reliable_threshold")["synthetic@100"]
     assert [(x, c.n) for x, c in gamma] == [(0.9, 1), (0.95, 2), (0.99, 1)]  # τ held at 0.8
+
+
+def recipe_params(recipe, **changed):
+    """[algorithm] of a LION run of a recipe as config.toml records it: the recipe and the
+    hyperparameters it sets (a few of the dozen that `paper` and `evidence` set apart)."""
+    sets = {
+        "paper": {"reliable_threshold": 0.83, "reliable_loss_norm": "reliable", "folds": 0},
+        "evidence": {"reliable_threshold": 0.95, "reliable_loss_norm": "batch", "folds": 5},
+    }
+    return {"recipe": recipe, "clear_threshold": 0.8, **sets[recipe], **changed}
+
+
+def test_sensitivity_keeps_to_one_recipe(tmp_path):
+    # the quick start's runs: the default recipe (γ 0.95) on two seeds, FixMatch, and one run of
+    # algorithm.recipe=paper (γ 0.83): no γ was swept, so there is no curve
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        fake_run(root, f"ev{seed}", algorithm="lion", seed=seed, acc=0.5 + 0.1 * seed,
+                 recipe="evidence", params=recipe_params("evidence"))  # fmt: skip
+    fake_run(root, "fm", acc=0.4)
+    fake_run(root, "paper", algorithm="lion", acc=0.3, recipe="paper",
+             params=recipe_params("paper"))  # fmt: skip
+    runs = load_runs([root]).runs
+    assert T.moved_with(runs, "reliable_threshold") == []
+    for key in ("reliable_threshold", "clear_threshold"):
+        assert all(len(points) == 1 for points in T.sensitivity(runs, key).values())
+    out = tmp_path / "report"
+    make_report([root], out)
+    assert not list(out.glob("sensitivity_*.csv"))
+    assert not list((out / "figures").glob("sensitivity_*.png"))
+    assert "Sensitivity to" not in (out / "report.md").read_text()
+    # a γ sweep of the paper recipe beside them: its curve, with the evidence runs left out
+    for gamma in (0.77, 0.89):
+        fake_run(root, f"g{gamma}", algorithm="lion", acc=gamma - 0.5, recipe="paper",
+                 params=recipe_params("paper", reliable_threshold=gamma))  # fmt: skip
+    runs = load_runs([root]).runs
+    curves = T.sensitivity_curves(runs, "reliable_threshold")
+    recipe, gamma = curves["synthetic@100"]
+    assert recipe == "lion:paper"
+    assert [(x, c.n) for x, c in gamma] == [(0.77, 1), (0.83, 1), (0.89, 1)]
+    assert gamma[1][1].mean == pytest.approx(30.0)
+    make_report([root], out)
+    rows = read_csv(out / "sensitivity_reliable_threshold.csv")
+    assert [r["reliable_threshold"] for r in rows] == ["0.77", "0.83", "0.89"]
+    assert "within one recipe (`lion:paper`)" in (out / "report.md").read_text()

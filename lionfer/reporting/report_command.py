@@ -245,9 +245,20 @@ def ablation_section(c: Collection, out: Output) -> list[Section]:
 def sensitivity_sections(c: Collection, out: Output) -> list[Section]:
     sections = []
     for key, symbol in SENSITIVITY:
-        series = {col: pts for col, pts in T.sensitivity(c.runs, key).items() if len(pts) > 1}
-        if not series:
+        curves = {
+            col: curve
+            for col, curve in T.sensitivity_curves(c.runs, key).items()
+            if len(curve[1]) > 1
+        }
+        if not curves:
             continue
+        series = {col: pts for col, (_, pts) in curves.items()}
+        recipes = {recipe for recipe, _ in curves.values()}
+        within = (
+            f"`{next(iter(recipes))}`"
+            if len(recipes) == 1
+            else ", ".join(f"`{recipe}` on {col}" for col, (recipe, _) in curves.items())
+        )
         name = f"sensitivity_{key}"
         rows = [
             [col, x, cell.n, cell.mean, cell.std] for col, pts in series.items() for x, cell in pts
@@ -264,8 +275,9 @@ def sensitivity_sections(c: Collection, out: Output) -> list[Section]:
         )
         text = (
             f"LION's final test accuracy against {symbol} (`algorithm.{key}`), as in the paper's "
-            "Fig. 4; each point pools the runs with that value whose other hyperparameters are "
-            "the most common ones. " + HOW
+            f"Fig. 4, within one recipe ({within}): each point pools that recipe's runs with that "
+            "value whose other hyperparameters are the most common ones (but for those a sweep "
+            "moves with it); runs of other recipes are no points of the curve. " + HOW
         )
         sections.append(
             Section(f"Sensitivity to {symbol}").add(text, figure, table, f"CSV: `{name}.csv`.")

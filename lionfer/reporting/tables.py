@@ -216,37 +216,87 @@ def ablation(runs) -> tuple[list[str], list[AblationRow]]:
     return order_columns(runs), rows
 
 
+def recipe_of(run) -> str:
+    """The run's algorithm and LION recipe, `lion:paper` (the algorithm alone where the run
+    records no recipe)."""
+    recipe = run.params.get("recipe", run.summary.get("recipe"))
+    return f"{run.algorithm}:{recipe}" if recipe else run.algorithm
+
+
+def by_recipe(runs) -> dict[str, list]:
+    """The runs grouped by recipe_of, in the order first met."""
+    groups: dict[str, list] = {}
+    for run in runs:
+        groups.setdefault(recipe_of(run), []).append(run)
+    return groups
+
+
+def _values(runs, key: str) -> set[str]:
+    return {repr(run.params.get(key)) for run in runs}
+
+
 def moved_with(runs, key: str) -> list[str]:
-    """The other hyperparameters a sweep moves with `key`: those that take more than one value
-    over the runs, and one value wherever `key` takes one (fig4-rafdb sets τ in Eq. 1 and Eq. 6
-    together: clear_threshold, resolve_threshold and relabel_threshold)."""
+    """The other hyperparameters a sweep moves with `key`, within one recipe: over the runs of
+    each recipe (by_recipe) where `key` takes at least two values, those that take more than one
+    value and one value wherever `key` takes one (fig4-rafdb sets τ in Eq. 1 and Eq. 6 together:
+    clear_threshold, resolve_threshold and relabel_threshold). The recipe is never one of them:
+    it sets a dozen hyperparameters at once, so runs of two recipes (or algorithms) are no points
+    of one sweep, whatever their values of `key`."""
+    groups = [g for g in by_recipe(runs).values() if len(_values(g, key)) > 1]
+    others = sorted({k for g in groups for r in g for k in r.params} - {key, "recipe"})
     moved = []
-    for other in sorted({k for r in runs for k in r.params} - {key}):
-        by_value: dict[str, set[str]] = {}
-        for run in runs:
-            by_value.setdefault(repr(run.params.get(key)), set()).add(repr(run.params.get(other)))
-        values = set().union(*by_value.values()) if by_value else set()
-        if len(values) > 1 and all(len(v) == 1 for v in by_value.values()):
+    for other in others:
+        together, varies = True, False
+        for group in groups:
+            by_value: dict[str, set[str]] = {}
+            for run in group:
+                by_value.setdefault(repr(run.params.get(key)), set()).add(
+                    repr(run.params.get(other))
+                )
+            together &= all(len(v) == 1 for v in by_value.values())
+            varies |= len(set().union(*by_value.values())) > 1
+        if together and varies:
             moved.append(other)
     return moved
 
 
-def sensitivity(runs, key: str) -> dict[str, list[tuple[float, Cell]]]:
+Points = list[tuple[float, Cell]]
+
+
+def sensitivity_curves(runs, key: str) -> dict[str, tuple[str, Points]]:
     """Test accuracy (%) against one LION hyperparameter (e.g. clear_threshold), per column:
-    [(value, cell)] sorted by value, over the runs whose other hyperparameters are held fixed
-    but for those moved with it (moved_with)."""
-    runs = lion_runs(runs)
-    runs = [
-        r for r in held_fixed(runs, [key, *moved_with(runs, key)]) if r.params.get(key) is not None
-    ]
-    out: dict[str, dict[float, list[float]]] = {}
-    for run in runs:
-        by_value = out.setdefault(run.column, {})
-        by_value.setdefault(float(run.params[key]), []).append(100 * run.summary["test_acc"])
+    (recipe, [(value, cell)] sorted by value). A curve keeps to one recipe (recipe_of): over its
+    runs whose other hyperparameters are held fixed (held_fixed, among that recipe's runs) but
+    for those moved with `key` (moved_with). Where runs of several recipes hold `key` in a
+    column, the curve is the recipe's with the most values of it there (then the most runs, then
+    the first recipe by name): one recipe's default beside another's is no curve."""
+    candidates: dict[str, dict[str, Points]] = {}
+    for recipe, group in sorted(by_recipe(lion_runs(runs)).items()):
+        kept = held_fixed(group, [key, *moved_with(group, key)])
+        by_column: dict[str, dict[float, list[float]]] = {}
+        for run in kept:
+            if run.params.get(key) is not None:
+                by_value = by_column.setdefault(run.column, {})
+                by_value.setdefault(float(run.params[key]), []).append(
+                    100 * run.summary["test_acc"]
+                )
+        for column, by_value in by_column.items():
+            points = sorted((x, Cell.of(v)) for x, v in by_value.items())
+            candidates.setdefault(column, {})[recipe] = points
     return {
-        column: sorted((x, Cell.of(v)) for x, v in by_value.items())
-        for column, by_value in sorted(out.items(), key=lambda item: column_key(item[0]))
+        column: max(
+            by_recipe_points.items(),
+            key=lambda item: (len(item[1]), sum(cell.n for _, cell in item[1])),
+        )
+        for column, by_recipe_points in sorted(
+            candidates.items(), key=lambda item: column_key(item[0])
+        )
     }
+
+
+def sensitivity(runs, key: str) -> dict[str, Points]:
+    """{column: [(value, cell)]} of sensitivity_curves, without the recipe."""
+    return {column: points for column, (_, points) in sensitivity_curves(runs, key).items()}
 
 
 # ---- curves, matrices, per-class figures ----

@@ -517,3 +517,20 @@ def test_a_resumed_run_logs_a_warning_it_logged_before_it_stopped_once(tiny_cfg,
         (3, "began at step 2 with 0% clear"),
         (9, "something new"),
     ]
+
+
+def test_a_finished_run_that_trains_on_reads_as_unfinished_until_it_ends(tiny_cfg, tmp_path):
+    from lionfer.config import replace
+    from lionfer.config_text import save_config
+
+    run = tmp_path / "run"
+    cfg = tiny_cfg("algorithm.name=fixmatch", "train.steps=6", "train.eval_every=3")
+    train(cfg, run, progress=False)
+    save_config(replace(cfg, "train.steps=12"), run / "config.toml")
+    with pytest.warns(UserWarning, match="train.steps is 12"):
+        assert train(None, run, resume=True, progress=False, stop_after=3) is None
+    assert not any(
+        (run / name).exists() for name in ("summary.json", "relabels.csv", "confusion.csv")
+    )
+    assert train(None, run, resume=True, progress=False)["steps"] == 12
+    assert json.loads((run / "summary.json").read_text())["steps"] == 12

@@ -63,6 +63,17 @@ def final_figures(cm: np.ndarray, class_names) -> dict:
     }
 
 
+FINAL_FILES = ("summary.json", "relabels.csv", "confusion.csv")  # summary.json first: finished
+
+
+def unfinish_run(out: Path) -> None:
+    """A finished run that trains on (train.steps raised): its final files are removed, so that
+    while it trains it reads as unfinished (sweeps resume it, reports list it as not finished);
+    finish_run writes them again. Their figures stay in metrics.jsonl's eval records."""
+    for name in FINAL_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
 def finish_run(
     out: Path, cfg: Config, run_data, algorithm, last_eval: dict, steps: int, best: dict
 ) -> dict:

@@ -273,6 +273,8 @@ class Trainer:
         state = load_checkpoint(path)
         self._restore(state, path)
         dropped = self.metrics.rewind(self.step) if self.is_main else 0  # trained again
+        if self.is_main and self.step < self.cfg.train.steps:
+            summary.unfinish_run(self.out)  # a finished run trained on (train.steps raised)
         if self.tensorboard is not None:
             self.tensorboard.rewind(self.step)
         record = {

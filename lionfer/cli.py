@@ -81,7 +81,10 @@ def check_train_arguments(args) -> None:
     if not args.out:
         raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
     if args.items:
-        raise ConfigError("--resume continues a run with its saved config; drop the overrides")
+        raise ConfigError(
+            f"--resume continues a run with its own config ({Path(args.out) / 'config.toml'}): "
+            f"drop {shlex.join(args.items)}"
+        )
     if args.overwrite or args.dry_run:
         raise ConfigError("--resume continues a run: it takes neither --overwrite nor --dry-run")
 

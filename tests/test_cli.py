@@ -90,6 +90,8 @@ def test_bad_input_exits_2_with_the_fix(capsys, tmp_path):
     assert code == 2 and "config file not found" in err
     code, _, err = run(capsys, "train", "--resume", "--out", str(tmp_path / "none"))
     assert code == 2 and "nothing to resume" in err
+    code, _, err = run(capsys, "train", "mine.toml", "seed=1", "--resume", "--out", "runs/x")
+    assert code == 2 and "its own config (runs/x/config.toml): drop mine.toml seed=1" in err
 
 
 def test_a_bad_device_option_names_device_and_its_fix(capsys, tmp_path):

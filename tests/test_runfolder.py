@@ -15,7 +15,13 @@ from lionfer.cli import main
 from lionfer.errors import InputError, MissingInputError, RunExistsError
 from lionfer.training.checkpoint import REQUIRED_KEYS
 from lionfer.training.run import train
-from lionfer.training.runfolder import MetricsLog, check_run_dir, create_run_dir, is_run_folder
+from lionfer.training.runfolder import (
+    MetricsLog,
+    check_run_dir,
+    create_run_dir,
+    foreign_entries,
+    is_run_folder,
+)
 
 TINY_ARGS = [*TINY, "--no-progress"]
 START = {"event": "start", "num_labeled": 28, "num_unlabeled": 182, "weights": "random init"}
@@ -215,6 +221,78 @@ def test_overwrite_keeps_a_run_folder_that_holds_files_the_run_did_not_write(tmp
 
 
 SMALL = ("data.num_train=70", "data.num_test=14", "data.num_labels=14", "train.steps=4")
+
+
+def test_overwrite_keeps_files_of_yours_inside_checkpoints_and_tensorboard(tmp_path, capsys):
+    run = fake_run(tmp_path / "run")
+    checkpoints, board = run / "checkpoints", run / "tensorboard"
+    checkpoints.mkdir()
+    board.mkdir()
+    for name in ("last.pt", "best.pt", "error.pt", "last.pt.tmp", "best.pt.tmp"):  # the run's
+        torch.save({key: 0 for key in REQUIRED_KEYS}, checkpoints / name)
+    (board / "events.out.tfevents.1700000000.host.123.0").write_bytes(b"\x00")
+    (checkpoints / "my_step2_backup.pt").write_text("precious\n")
+    (checkpoints / "notes.txt").write_text("mine\n")
+    (checkpoints / "exports").mkdir()
+    (checkpoints / "exports" / "model.onnx").write_text("x\n")
+    (board / "my_other_run_events").write_text("mine\n")
+    code = main(["train", *TINY_ARGS, "--out", str(run), "--overwrite"])
+    err = capsys.readouterr().err
+    shown = "checkpoints/exports/, checkpoints/my_step2_backup.pt, checkpoints/notes.txt, "
+    shown += "tensorboard/my_other_run_events"
+    assert code == 2 and f"also holds 4 that the run did not write: {shown}" in err, err
+    with pytest.raises(RunExistsError, match="tensorboard/my_other_run_events"):
+        create_run_dir(run, overwrite=True)
+    assert (checkpoints / "my_step2_backup.pt").read_text() == "precious\n"
+    assert (checkpoints / "exports" / "model.onnx").read_text() == "x\n"
+    assert (board / "my_other_run_events").read_text() == "mine\n"
+    assert (checkpoints / "last.pt").is_file() and (run / "metrics.jsonl").is_file()
+    for name in ("my_step2_backup.pt", "notes.txt", "exports/model.onnx"):
+        (checkpoints / name).unlink()
+    (checkpoints / "exports").rmdir()
+    (board / "my_other_run_events").unlink()
+    (checkpoints / "best.pt").unlink()
+    (checkpoints / "best.pt").mkdir()  # a folder of a checkpoint's name is not the run's
+    (run / "checkpoints.tmp").mkdir()  # nor one of a .tmp name of the run's folders
+    assert foreign_entries(run) == ["checkpoints.tmp/", "checkpoints/best.pt/"]
+    (checkpoints / "best.pt").rmdir()
+    (run / "checkpoints.tmp").rmdir()
+    assert foreign_entries(run) == []
+    check_run_dir(run, resume=False, overwrite=True)
+    create_run_dir(run, overwrite=True)
+    assert not any(run.iterdir())
+
+
+def test_a_run_without_last_pt_but_with_best_pt_says_to_copy_it_over(tiny_cfg, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_cfg("algorithm.name=supervised", *SMALL, "train.eval_every=1")
+    assert train(cfg, run, progress=False, stop_after=2) is None
+    last, best = run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt"
+    step = torch.load(best, weights_only=True)["step"]
+    last.unlink()  # killed before its first last.pt was whole: the write left a 0-byte .tmp
+    last.with_name("last.pt.tmp").write_bytes(b"")
+    with pytest.raises(MissingInputError) as info:
+        check_run_dir(run, resume=True, overwrite=False)
+    said = str(info.value)
+    assert f"{best} holds step {step}" in said and f"copy it over {last}" in said, said
+    assert "nothing to resume" not in said and "--overwrite" in said
+    with pytest.raises(RunExistsError, match=f"holds step {step} .*copy it over .*--resume"):
+        check_run_dir(run, resume=False, overwrite=False)
+    last.write_bytes(best.read_bytes())  # as told: the run continues from best.pt's step
+    assert train(None, run, resume=True, progress=False)["steps"] == 4
+    resumed = [r for r in MetricsLog(run / "metrics.jsonl").records() if r["event"] == "resume"]
+    assert [r["step"] for r in resumed] == [step]
+
+
+def test_a_best_pt_that_cannot_be_read_is_not_offered_for_resuming(tmp_path):
+    run = fake_run(tmp_path / "run")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "best.pt").write_bytes(b"")
+    with pytest.raises(MissingInputError, match="stopped before its first checkpoint") as info:
+        check_run_dir(run, resume=True, overwrite=False)
+    assert "best.pt" not in str(info.value)
+    with pytest.raises(RunExistsError, match=r"\(nothing to resume\); pass --overwrite"):
+        check_run_dir(run, resume=False, overwrite=False)
 
 
 def test_an_out_that_cannot_be_written_is_refused_before_the_data_are_read(

@@ -32,11 +32,15 @@ from lionfer.errors import InputError, MissingInputError, RunExistsError
 
 METRICS = "metrics.jsonl"
 LAST = Path("checkpoints") / "last.pt"
+BEST = Path("checkpoints") / "best.pt"
 # what a run writes into its folder; --overwrite deletes a run folder holding nothing else
-RUN_ENTRIES = frozenset(
-    {"config.toml", "split.json", "meta.json", METRICS, "checkpoints", "summary.json"}
-    | {"relabels.csv", "confusion.csv", "tensorboard"}
+RUN_FILES = frozenset(
+    {"config.toml", "split.json", "meta.json", METRICS, "summary.json"}
+    | {"relabels.csv", "confusion.csv"}
 )
+CHECKPOINT_FILES = frozenset({"last.pt", "best.pt", "error.pt"})  # in checkpoints/
+TENSORBOARD_FILES = "events.out.tfevents."  # how the names of tensorboard/'s files begin
+RUN_ENTRIES = RUN_FILES | {"checkpoints", "tensorboard"}
 REPLAYED_EVENTS = ("train", "eval", "warning")  # written again when a resumed run replays steps
 _SHOWN = 5
 
@@ -207,6 +211,14 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
             "and never deletes what it did not make: choose another --out"
         )
     if not overwrite and not (out / LAST).is_file():
+        best = best_to_resume(out)
+        if best is not None:
+            raise RunExistsError(
+                f"run folder {out} already holds a run, which stopped before its first "
+                f"{LAST.as_posix()} was written, but {best}: copy it over {out / LAST} and pass "
+                "--resume to continue from there, or pass --overwrite to start the run again "
+                "(which deletes best.pt too), or choose another --out"
+            )
         raise RunExistsError(
             f"run folder {out} already holds a run, which stopped before its first checkpoint "
             "(nothing to resume); pass --overwrite to start it again, or choose another --out"
@@ -261,6 +273,14 @@ def check_writable(out: Path) -> None:
 def check_resumable(out: Path) -> None:
     """A run folder that --resume can continue: its checkpoint, config and split are there."""
     if not (out / LAST).is_file():
+        best = None if stopped_at_first_write(out) else best_to_resume(out)
+        if best is not None:
+            raise MissingInputError(
+                f"cannot resume {out}: {out / LAST} is missing (the run stopped before it was "
+                f"first written), but {best}: copy it over {out / LAST} to continue the run "
+                "from there with --resume, or start the run again with --overwrite (which "
+                "deletes best.pt too)"
+            )
         if stopped_at_first_write(out):
             hint = (
                 f"the run in {out} stopped at its first write, before it saved anything: run the "
@@ -283,14 +303,59 @@ def check_resumable(out: Path) -> None:
             )
 
 
+def best_to_resume(out: Path) -> str | None:
+    """Where a run has no checkpoints/last.pt (stopped after an evaluation wrote best.pt and
+    before the first last.pt was whole) but a readable checkpoints/best.pt: the words naming it
+    and its step, which a run continues from exactly once it is copied over last.pt; else None."""
+    best = out / BEST
+    if not best.is_file():
+        return None
+    from lionfer.training.checkpoint import load_checkpoint  # torch, only when there is one
+
+    try:
+        step = load_checkpoint(best)["step"]
+    except InputError:
+        return None
+    return f"{best} holds step {step} (its best evaluation)"
+
+
 def foreign_entries(folder: Path) -> list[str]:
-    """The entries of a run folder that a run does not write (RUN_ENTRIES, and their .tmp while
-    being written), sorted, folders with a trailing /."""
-    return sorted(
+    """What a run folder holds that a run does not write, named by its path in the folder,
+    sorted, folders with a trailing /: anything but the run's files (RUN_FILES, and their .tmp
+    while being written) and its checkpoints/ and tensorboard/ folders; inside checkpoints/,
+    anything but last.pt, best.pt and error.pt (and their .tmp); inside tensorboard/, anything
+    but TensorBoard's event files. A link is judged by its name: deleting it leaves what it
+    links to alone."""
+    foreign = []
+    for entry in folder.iterdir():
+        name, real_folder = entry.name, entry.is_dir() and not entry.is_symlink()
+        if name == "checkpoints" and real_folder:
+            foreign += [f"{name}/{inner}" for inner in _foreign_inside(entry, _checkpoint_file)]
+        elif name == "tensorboard" and real_folder:
+            foreign += [f"{name}/{inner}" for inner in _foreign_inside(entry, _event_file)]
+        elif name in ("checkpoints", "tensorboard") and entry.is_symlink():
+            continue
+        elif real_folder or name.removesuffix(".tmp") not in RUN_FILES:
+            foreign.append(name + ("/" if entry.is_dir() else ""))
+    return sorted(foreign)
+
+
+def _checkpoint_file(name: str) -> bool:
+    return name.removesuffix(".tmp") in CHECKPOINT_FILES
+
+
+def _event_file(name: str) -> bool:
+    return name.startswith(TENSORBOARD_FILES)
+
+
+def _foreign_inside(folder: Path, written: Callable[[str], bool]) -> list[str]:
+    """The entries of a run's `folder` that are not files the run wrote there (by their name,
+    `written`), folders with a trailing /."""
+    return [
         p.name + ("/" if p.is_dir() else "")
         for p in folder.iterdir()
-        if p.name not in RUN_ENTRIES and p.name.removesuffix(".tmp") not in RUN_ENTRIES
-    )
+        if not written(p.name) or (p.is_dir() and not p.is_symlink())
+    ]
 
 
 def create_run_dir(out: Path, overwrite: bool, lock: RunLock | None = None) -> None:

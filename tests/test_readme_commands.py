@@ -43,6 +43,8 @@ def readme_commands() -> list[list[str]]:
         for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.DOTALL):
             for line in block.replace("\\\n", " ").splitlines():
                 tokens = shlex.split(line, comments=True)
+                while tokens and re.fullmatch(r"[A-Z_]+=\S*", tokens[0]):
+                    tokens = tokens[1:]  # the command's environment: OMP_WAIT_POLICY=PASSIVE
                 if tokens and tokens not in commands:
                     commands.append(tokens)
     return commands

@@ -241,3 +241,41 @@ def test_resume_may_move_the_images_but_not_cache_them():
     cached = cfg("data.root=/old/faces", "data.cache_images=true")
     with pytest.raises(CheckpointError, match=r"data.cache_images \(false then, true now\)"):
         check_resume_config(state, cached, last)
+
+
+def test_a_checkpoint_of_a_run_records_its_split_and_a_resume_checks_it(tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lionfer.data.splits import Split
+    from lionfer.errors import InputError
+    from lionfer.training.checkpoint import check_state_fits, run_split_record, split_state
+
+    def split(seed: int) -> Split:
+        order = np.random.default_rng(seed).permutation(20)
+        labeled, unlabeled, val = np.sort(order[:6]), np.sort(order[6:]), np.zeros(0, np.int64)
+        return Split(labeled, unlabeled, val, seed, "balanced", 6, source_hash="abc")
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    split(0).save(run / "split.json")
+    save_checkpoint(
+        lionfer_state(3) | {"split": split_state(split(0))}, run / "checkpoints" / "last.pt"
+    )
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["split"]["labeled"].tolist() == split(0).labeled.tolist()
+    assert run_split_record(run)["digest"] == state["split"]["digest"]
+    fresh = {"label": torch.zeros(6)}
+    state = state | {"algorithm": fresh}
+
+    def run_data(s: Split):
+        names = SimpleNamespace(class_names=("a", "b"))
+        return SimpleNamespace(data=names, split=s, labeled=[0] * 6, unlabeled=[0] * 14)
+
+    last = run / "checkpoints" / "last.pt"
+    check_state_fits(state, fresh, run_data(split(0)), last)
+    with pytest.raises(InputError, match=r"run/split.json is not the split the run in .* its labe"):
+        check_state_fits(state, fresh, run_data(split(1)), last)
+    old = {k: v for k, v in state.items() if k != "split"}  # saved before: nothing to compare
+    check_state_fits(old, fresh, run_data(split(1)), last)

@@ -1,5 +1,6 @@
 """Labeled budgets against the protocol tables, seeded splits, split files and their checks."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,10 +9,13 @@ import pytest
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.splits import (
     Split,
+    check_run_split,
     labeled_budget,
     load_split,
     make_split,
     source_hash,
+    split_digest,
+    split_record,
     stratified_holdout,
 )
 from lionfer.errors import InputError, LabelBudgetError
@@ -422,3 +426,55 @@ def test_a_run_checks_its_split_file_against_the_settings_and_the_test_set(tiny_
         InputError, match=r"test images .* changed since the run in .*\(70 then, 77"
     ):
         build_run_data(more_tests, 0, reread="resume")
+
+
+def test_the_digest_of_a_split_is_that_of_its_positions():
+    data = fake_data([40, 20, 30, 50, 30, 20, 40])
+    split = make_split(data, 70, seed=0, val_fraction=0.1, rule="balanced")
+    same = make_split(data, 70, seed=0, val_fraction=0.1, rule="balanced")
+    assert split_digest(split) == split_digest(same)
+    assert split_digest(split) != split_digest(make_split(data, 70, 1, 0.1, "balanced"))
+    moved = dataclasses.replace(split, unlabeled=split.unlabeled[::-1])  # the same images
+    assert split_digest(moved) != split_digest(split)
+    val_first = dataclasses.replace(split, labeled=split.val, val=split.labeled)
+    assert split_digest(val_first) != split_digest(split)
+
+
+def test_a_runs_split_is_checked_against_the_record_of_its_checkpoint(tmp_path):
+    data = fake_data([40, 20, 30, 50, 30, 20, 40])
+    split = make_split(data, 70, seed=0, val_fraction=0.1, rule="balanced")
+    record = split_record(split)
+    path = tmp_path / "run" / "split.json"
+    check_run_split(split, record, path, "resume")  # its own
+    other = make_split(data, 70, seed=1, val_fraction=0.1, rule="balanced")
+    lost = len(np.setdiff1d(split.labeled, other.labeled))
+    with pytest.raises(InputError) as info:
+        check_run_split(other, record, path, "resume")
+    message = str(info.value)
+    assert message.startswith(f"{path} is not the split the run in {path.parent} trained on: ")
+    assert f"its labeled images are not the ones the run trained on: {lost} of 70 differ" in message
+    assert "it was drawn with seed=1, the run's with seed=0" in message
+    assert "put back the run's own split.json" in message and "--out NEW" in message
+    smaller = make_split(data, 35, seed=0, val_fraction=0.1, rule="balanced")
+    with pytest.raises(InputError, match="it lists 35 labeled images, the run's split 70"):
+        check_run_split(smaller, record, path, "finished")
+    without_val = make_split(data, 70, seed=0, rule="balanced")
+    with pytest.raises(InputError, match=r"it lists 0 validation images, the run's split 23"):
+        check_run_split(without_val, record, path, "finished")
+    relabeled = dataclasses.replace(split, source_hash="0" * 16)
+    with pytest.raises(InputError, match="made for other training images or labels"):
+        check_run_split(relabeled, record, path, "finished")
+
+
+def test_without_a_record_a_drawn_split_is_checked_against_the_runs_settings(tmp_path):
+    data = fake_data([40, 20, 30, 50, 30, 20, 40])
+    split = make_split(data, 70, seed=1, rule="balanced")
+    path = tmp_path / "split.json"
+    settings = {"seed": 0, "data.num_labels": 70, "data.val_fraction": 0.0, "data.split_file": ""}
+    with pytest.raises(InputError, match="it was drawn with seed=1, the run has seed=0"):
+        check_run_split(split, None, path, "resume", settings)
+    check_run_split(split, None, path, "resume", {**settings, "seed": 1})
+    check_run_split(split, None, path, "resume", {**settings, "data.split_file": "made.json"})
+    check_run_split(split, None, path, "resume")  # nothing to compare with
+    every = make_split(data, -1, seed=1, rule="balanced")  # as an all-labels algorithm draws
+    check_run_split(every, None, path, "resume", {**settings, "seed": 1})

@@ -26,6 +26,7 @@ from torch import nn
 from lionfer.atomic import flush_to_disk, replacing
 from lionfer.config import ModelConfig
 from lionfer.config_text import to_toml
+from lionfer.data.splits import Split, check_run_split, split_record
 from lionfer.errors import CheckpointError, CheckpointWriteError, MissingInputError
 from lionfer.models import build_model, check_state_dict
 from lionfer.registry import MODELS
@@ -56,6 +57,56 @@ def save_checkpoint(state: dict, path: Path) -> None:
             flush_to_disk(handle)
     except OSError as error:
         raise _write_failed(path, error) from error
+
+
+def split_state(split: Split) -> dict:
+    """split_record as a checkpoint holds it: its index lists as tensors (quick to load)."""
+    record = split_record(split)
+    for key in ("labeled", "val"):
+        record[key] = torch.from_numpy(record[key])
+    return record
+
+
+def saved_split(state: dict) -> dict | None:
+    """The split record a checkpoint holds (split_state), with numpy index lists; None for a
+    checkpoint saved before checkpoints recorded their split."""
+    record = state.get("split")
+    if not isinstance(record, dict) or "digest" not in record:
+        return None
+    record = dict(record)
+    for key in ("labeled", "val"):
+        record[key] = torch.as_tensor(record[key]).numpy().astype("int64")
+    return record
+
+
+def run_split_record(run: Path) -> dict | None:
+    """The split record of a run's checkpoints (last.pt, else best.pt: every checkpoint of a run
+    records the same split), read without loading its weights (mapped, not read); None where
+    neither is there or readable, or they record none."""
+    for name in ("last.pt", "best.pt"):
+        path = Path(run) / "checkpoints" / name
+        if not path.is_file():
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return saved_split(state) if isinstance(state, dict) else None
+        except Exception:  # noqa: BLE001 (the command's own load of it says what is wrong)
+            continue
+    return None
+
+
+def check_split_fits(state: dict, split: Split, split_file: Path, reread: str, cfg=None) -> None:
+    """The split a run re-reads (its split.json) against the one its checkpoint recorded; for a
+    checkpoint saved before checkpoints recorded it, against the run's settings (cfg, else the
+    config the checkpoint holds); check_run_split."""
+    settings = None
+    if cfg is not None:
+        settings = config_values(cfg)
+    elif "config" in state:
+        settings = config_values(state["config"])
+    check_run_split(split, saved_split(state), split_file, reread, settings)
 
 
 def _write_failed(path: Path, error: OSError) -> CheckpointWriteError:
@@ -300,6 +351,9 @@ def check_resume_config(state: dict, cfg, path: Path) -> dict[str, list]:
             f"{path} is at step {state['step']}, past train.steps={cfg.train.steps} in "
             f"{run / 'config.toml'}; set train.steps to {state['step']} or more to continue it"
         )
+    split_file = run / "split.json"
+    if split_file.is_file():  # the split its state is indexed by, checked before the data
+        check_split_fits(state, Split.load(split_file), split_file, "resume", cfg)
     return changes
 
 
@@ -337,14 +391,18 @@ def set_rng_state(state: dict) -> None:
 
 
 def check_state_fits(state: dict, fresh: dict, run_data, path: Path) -> None:
-    """A checkpoint must fit the run's data: the same classes, and per-sample algorithm state as
-    long as the labeled / unlabeled set it indexes (else it would land on other images)."""
+    """A checkpoint must fit the run's data: the same classes, the split it recorded (the run's
+    split.json, check_split_fits), and per-sample algorithm state as long as the labeled /
+    unlabeled set it indexes (else it would land on other images)."""
     names = list(run_data.data.class_names)
     if list(state["class_names"]) != names:
         raise CheckpointError(
             f"{path} was trained on the classes {list(state['class_names'])}, but the run's data "
             f"now has {names}; restore the data the run was made with, or start a new run"
         )
+    split = getattr(run_data, "split", None)
+    if split is not None:
+        check_split_fits(state, split, Path(path).parent.parent / "split.json", "resume")
     saved = state["algorithm"]
     if set(saved) != set(fresh):
         raise CheckpointError(

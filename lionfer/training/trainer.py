@@ -33,6 +33,7 @@ from lionfer.training.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+    split_state,
 )
 from lionfer.training.evaluation import better_best, eval_figures, feature_probe, labeled_probs
 from lionfer.training.interrupts import StopSignals, failure_record, stop_record
@@ -135,6 +136,7 @@ class Trainer:
             "image_size": self.cfg.data.image_size,
             "config": to_toml(self.cfg),  # what a resumed run must continue with
             "last_eval": self._eval_here(),  # what the summary is written from
+            "split": split_state(self.run_data.split),  # what its per-image state is indexed by
         }
 
     def _eval_here(self) -> dict | None:

@@ -10,6 +10,7 @@ from lionfer.data.base import FERData, ImageSet
 from lionfer.data.splits import (
     Split,
     check_run_split,
+    ids_hash,
     labeled_budget,
     load_split,
     make_split,
@@ -478,3 +479,173 @@ def test_without_a_record_a_drawn_split_is_checked_against_the_runs_settings(tmp
     check_run_split(split, None, path, "resume")  # nothing to compare with
     every = make_split(data, -1, seed=1, rule="balanced")  # as an all-labels algorithm draws
     check_run_split(every, None, path, "resume", {**settings, "seed": 1})
+
+
+def _run_split(extra=("u/a.jpg", "u/b.jpg")):
+    data = with_extra_unlabeled(fake_data([40, 20, 30, 50, 30, 20, 40]), list(extra))
+    return make_split(data, 70, seed=0, val_fraction=0.1, rule="balanced")
+
+
+def _refusal(split, record, path, reread="finished") -> str:
+    with pytest.raises(InputError) as info:
+        check_run_split(split, record, path, reread)
+    return str(info.value)
+
+
+def test_the_digest_is_16_hex_chars_whatever_the_index_dtype():
+    """split_digest is of the positions, not of how the arrays hold them: int32 or big-endian
+    index arrays (as np.load may give) digest as the int64 ones."""
+    split = _run_split()
+    digest = split_digest(split)
+    assert len(digest) == 16 and int(digest, 16) >= 0
+    for dtype in ("<i4", ">i8"):
+        same = dataclasses.replace(
+            split,
+            labeled=split.labeled.astype(dtype),
+            unlabeled=split.unlabeled.astype(dtype),
+            val=split.val.astype(dtype),
+        )
+        assert split_digest(same) == digest
+
+
+def test_a_split_in_other_index_dtypes_is_the_runs_and_its_record_fits_a_checkpoint(tmp_path):
+    """A run's split whose index arrays are int32 or big-endian is the split it recorded; its
+    record keeps int64 copies of the labeled and val lists, so a checkpoint can hold them as
+    tensors and read them back."""
+    from lionfer.training.checkpoint import saved_split, split_state
+
+    split = _run_split()
+    path = tmp_path / "run" / "split.json"
+    for dtype in ("<i4", ">i8"):
+        other = dataclasses.replace(
+            split,
+            labeled=split.labeled.astype(dtype),
+            unlabeled=split.unlabeled.astype(dtype),
+            val=split.val.astype(dtype),
+        )
+        check_run_split(other, split_record(split), path, "resume")
+        check_run_split(split, split_record(other), path, "resume")
+        record = split_record(other)
+        assert record["labeled"].dtype == np.int64 and record["val"].dtype == np.int64
+        assert np.array_equal(record["labeled"], split.labeled)
+        assert np.array_equal(record["val"], split.val)
+        read_back = saved_split({"split": split_state(other)})
+        assert np.array_equal(read_back["labeled"], split.labeled)
+        check_run_split(split, read_back, path, "resume")
+
+
+def test_a_record_of_extra_unlabeled_ids_is_a_16_char_hash_and_none_without_them():
+    assert ids_hash(None) is None
+    hashed = ids_hash(["u/a.jpg", "u/b.jpg"])
+    assert len(hashed) == 16 and int(hashed, 16) >= 0
+    assert hashed == ids_hash(["u/a.jpg", "u/b.jpg"])
+    assert hashed != ids_hash(["u/b.jpg", "u/a.jpg"]) and hashed != ids_hash(["u/a.jpg"])
+    assert (
+        split_record(dataclasses.replace(_run_split(), extra_unlabeled_ids=None))["extra_unlabeled"]
+        is None
+    )
+
+
+def test_a_split_listing_its_unlabeled_images_in_another_order_is_refused(tmp_path):
+    """The same labeled and val lists, but the unlabeled ones in another order: the unlabeled
+    per-image state would land on other images."""
+    split = _run_split()
+    moved = dataclasses.replace(split, unlabeled=split.unlabeled[::-1].copy())
+    message = _refusal(moved, split_record(split), tmp_path / "run" / "split.json")
+    assert "its unlabeled images are not listed as the run's were" in message
+
+
+def test_a_split_beside_other_extra_unlabeled_images_is_refused(tmp_path):
+    """Another extra unlabeled set (recorded on both sides) is named; where either side does
+    not record it (a split file from before it was recorded) it is not compared."""
+    split = _run_split()
+    path = tmp_path / "run" / "split.json"
+    record = split_record(split)
+    for extra in (["u/a.jpg"], ["u/b.jpg", "u/a.jpg"], []):
+        other = dataclasses.replace(split, extra_unlabeled_ids=extra)
+        message = _refusal(other, record, path)
+        assert message.startswith(f"{path} is not the split the run in {path.parent} trained on: ")
+        assert "it lists other extra unlabeled images" in message
+    unrecorded = dataclasses.replace(split, extra_unlabeled_ids=None)
+    check_run_split(unrecorded, record, path, "resume")  # the split file does not record them
+    check_run_split(split, split_record(unrecorded), path, "resume")  # nor did the checkpoint
+    check_run_split(unrecorded, split_record(unrecorded), path, "resume")
+
+
+def test_the_same_positions_recorded_with_another_seed_or_budget_are_the_runs(tmp_path):
+    """The check is of positions: a split.json whose index lists are the run's is not refused
+    for the seed or budget it records; where the lists differ, each is named beside them."""
+    split = _run_split()
+    record = split_record(split)
+    path = tmp_path / "run" / "split.json"
+    check_run_split(dataclasses.replace(split, seed=5), record, path, "resume")
+    check_run_split(dataclasses.replace(split, num_labels=35), record, path, "resume")
+    check_run_split(dataclasses.replace(split, seed=5, num_labels=35), record, path, "resume")
+    data = with_extra_unlabeled(fake_data([40, 20, 30, 50, 30, 20, 40]), ["u/a.jpg", "u/b.jpg"])
+    smaller = make_split(data, 35, seed=0, val_fraction=0.1, rule="balanced")
+    message = _refusal(smaller, record, path)
+    assert "it was drawn with data.num_labels=35, the run's with data.num_labels=70" in message
+    assert "seed=" not in message  # the seeds are the same
+    reseeded = make_split(data, 70, seed=1, val_fraction=0.1, rule="balanced")
+    message = _refusal(reseeded, record, path)
+    assert "it was drawn with seed=1, the run's with seed=0" in message
+    assert "data.num_labels=" not in message  # the budgets are the same
+
+
+def test_a_refusal_lists_each_difference_and_the_fix_for_how_the_split_was_read(tmp_path):
+    split = _run_split()
+    record = split_record(split)
+    path = tmp_path / "run" / "split.json"
+    other = dataclasses.replace(split, labeled=split.labeled[::-1].copy(), seed=3)
+    message = _refusal(other, record, path, "finished")
+    assert (
+        "trained on: its labeled images are the run's, but listed in another order; "
+        "it was drawn with seed=3, the run's with seed=0. The run's per-image state"
+    ) in message
+    assert message.endswith(
+        "so it would land on other images: put back the run's own split.json (the one it wrote "
+        "when it began)"
+    )
+    assert "--out NEW" not in message
+    message = _refusal(other, record, path, "resume")
+    assert message.endswith(
+        "put back the run's own split.json (the one it wrote when it began), or train as a new "
+        f"run (lionfer train {path.parent / 'config.toml'} --out NEW)"
+    )
+
+
+def test_without_a_record_the_budget_and_validation_fraction_are_compared(tmp_path):
+    """A checkpoint saved before it recorded its split: a split drawn with another
+    data.num_labels or data.val_fraction than the run's settings is refused; a setting the run's
+    config does not hold, or a split file that does not record it, is not compared."""
+    data = fake_data([40, 20, 30, 50, 30, 20, 40])
+    path = tmp_path / "run" / "split.json"
+    settings = {"seed": 0, "data.num_labels": 70, "data.val_fraction": 0.1, "data.split_file": ""}
+    split = make_split(data, 70, seed=0, val_fraction=0.1, rule="balanced")
+    check_run_split(split, None, path, "resume", settings)
+    check_run_split(split, None, path, "resume", {**settings, "data.val_fraction": 0.1 + 1e-12})
+    smaller = make_split(data, 35, seed=0, val_fraction=0.1, rule="balanced")
+    with pytest.raises(
+        InputError, match="it was drawn with data.num_labels=35, the run has data.num_labels=70"
+    ):
+        check_run_split(smaller, None, path, "resume", settings)
+    without_val = make_split(data, 70, seed=0, rule="balanced")
+    with pytest.raises(
+        InputError,
+        match=r"it was drawn with data.val_fraction=0, the run has data.val_fraction=0.1",
+    ):
+        check_run_split(without_val, None, path, "resume", settings)
+    unset = {k: v for k, v in settings.items() if k not in ("data.num_labels", "data.val_fraction")}
+    check_run_split(smaller, None, path, "resume", unset)
+    check_run_split(without_val, None, path, "resume", unset)
+    old_file = dataclasses.replace(without_val, val_fraction=None)  # not recorded
+    check_run_split(old_file, None, path, "resume", settings)
+
+
+def test_the_digest_a_checkpoint_records_stays_the_same():
+    """Checkpoints keep the digest of their run's split and of its extra unlabeled images: every
+    later version must compute the same, or runs saved before could not be resumed (recorded
+    from the digest)."""
+    split = Split(np.array([3, 1, 4]), np.array([0, 2, 5, 6]), np.array([7]), 0, "balanced", 3)
+    assert split_digest(split) == "750207d41b8e8f9b"
+    assert ids_hash(["a.png", "b.png"]) == "1baca9d47fd86b4a"

@@ -67,12 +67,17 @@ class CheckpointWriteError(RuntimeFailure):
 class Interrupted(KeyboardInterrupt):
     """Training stopped on SIGINT or SIGTERM at a step boundary, after saving a checkpoint."""
 
-    def __init__(self, signum: int, step: int, run: str):
+    def __init__(self, signum: int, step: int, run: str, kept: str = ""):
+        """kept: what the run keeps where it saved nothing now (its evaluation cut short), in
+        place of "checkpoints/last.pt is saved"."""
         self.signum, self.step, self.run = signum, step, run
         name = signal.Signals(signum).name
+        go_on = f"resume with: lionfer train --resume --out {shlex.quote(run)}"
+        if kept and "last.pt" not in kept:  # nothing to resume from
+            go_on = "start it again: the same command with --overwrite"
         super().__init__(
-            f"interrupted by {name} at step {step}; checkpoints/last.pt is saved; "
-            f"resume with: lionfer train --resume --out {shlex.quote(run)}"
+            f"interrupted by {name} at step {step}; {kept or 'checkpoints/last.pt is saved'}; "
+            f"{go_on}"
         )
 
     @property

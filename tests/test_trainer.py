@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from lionfer.errors import (
     CheckpointError,
     ConfigError,
     InputError,
+    Interrupted,
     NonFiniteLoss,
     RunExistsError,
 )
@@ -197,12 +199,13 @@ def test_a_ctrl_c_during_an_evaluation_keeps_the_last_saved_checkpoint(
 
     def interrupt_at_step_6(self):
         if self.step == 6:
-            raise KeyboardInterrupt
+            signal.raise_signal(signal.SIGINT)  # the first Ctrl-C: stop at the next boundary
+            raise KeyboardInterrupt  # the second, while the evaluation runs
         return original(self)
 
     monkeypatch.setattr(Trainer, "_evaluate", interrupt_at_step_6)
     cfg = tiny_cfg("algorithm.name=fixmatch", "train.checkpoint_every=4", "train.eval_every=6")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match="at step 6; checkpoints/last.pt keeps step 4; resume"):
         train(cfg, tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 4
     monkeypatch.setattr(Trainer, "_evaluate", original)

@@ -341,8 +341,10 @@ class Trainer:
                 and not self._mid_step
                 and not isinstance(error, NonFiniteLoss)
             ):
-                # e.g. loader workers that got the same SIGTERM (Slurm signals every process)
-                self._stop(stop.signum, cause=error)
+                # e.g. loader workers that got the same SIGTERM (Slurm signals every process), or
+                # a second Ctrl-C; during the step's evaluation nothing is saved (a last.pt of
+                # this step would resume after an evaluation that never happened)
+                self._stop(stop.signum, cause=error, save=not self._at_boundary)
             self._fail(error)
             raise
         finally:
@@ -358,7 +360,15 @@ class Trainer:
             self.out, self.cfg, self.run_data, self.algorithm, last, self.step, self.best
         )
 
-    def _stop(self, signum: int, cause: BaseException | None = None) -> None:
+    def _stop(self, signum: int, cause: BaseException | None = None, save: bool = True) -> None:
+        if not save:
+            self._log(stop_record(self.step, signum, cause))
+            kept = (
+                "nothing was saved yet"
+                if self.saved_step is None
+                else f"checkpoints/last.pt keeps step {self.saved_step}"
+            )
+            raise Interrupted(signum, self.step, str(self.out), kept) from cause
         self._save()
         self._log({**stop_record(self.step, signum, cause), "checkpoint": str(LAST)})
         raise Interrupted(signum, self.step, str(self.out)) from cause

@@ -492,6 +492,12 @@ def _refusal(split, record, path, reread="finished") -> str:
     return str(info.value)
 
 
+def _in_dtype(split: Split, dtype: str) -> Split:
+    """The same split with its index arrays held in another dtype."""
+    lists = {key: getattr(split, key).astype(dtype) for key in ("labeled", "unlabeled", "val")}
+    return dataclasses.replace(split, **lists)
+
+
 def test_the_digest_is_16_hex_chars_whatever_the_index_dtype():
     """split_digest is of the positions, not of how the arrays hold them: int32 or big-endian
     index arrays (as np.load may give) digest as the int64 ones."""
@@ -499,13 +505,7 @@ def test_the_digest_is_16_hex_chars_whatever_the_index_dtype():
     digest = split_digest(split)
     assert len(digest) == 16 and int(digest, 16) >= 0
     for dtype in ("<i4", ">i8"):
-        same = dataclasses.replace(
-            split,
-            labeled=split.labeled.astype(dtype),
-            unlabeled=split.unlabeled.astype(dtype),
-            val=split.val.astype(dtype),
-        )
-        assert split_digest(same) == digest
+        assert split_digest(_in_dtype(split, dtype)) == digest
 
 
 def test_a_split_in_other_index_dtypes_is_the_runs_and_its_record_fits_a_checkpoint(tmp_path):
@@ -517,12 +517,7 @@ def test_a_split_in_other_index_dtypes_is_the_runs_and_its_record_fits_a_checkpo
     split = _run_split()
     path = tmp_path / "run" / "split.json"
     for dtype in ("<i4", ">i8"):
-        other = dataclasses.replace(
-            split,
-            labeled=split.labeled.astype(dtype),
-            unlabeled=split.unlabeled.astype(dtype),
-            val=split.val.astype(dtype),
-        )
+        other = _in_dtype(split, dtype)
         check_run_split(other, split_record(split), path, "resume")
         check_run_split(split, split_record(other), path, "resume")
         record = split_record(other)

@@ -341,6 +341,10 @@ def test_a_split_file_records_its_test_set_and_says_when_it_changed(tmp_path):
     with pytest.warns(UserWarning, match="made beside other test images"):
         split = load_split(path, more_tests)
     assert np.array_equal(split.labeled, make_split(data, 14, seed=0).labeled)
+    # the new run records the test set it is tested on, so that it can be resumed
+    assert (split.test_hash, split.num_test) == (source_hash(more_tests.test), 5)
+    split.save(tmp_path / "new_run.json")
+    assert load_split(tmp_path / "new_run.json", more_tests, "resume").num_test == 5
     assert any("tested on the test set as it is now" in note for note in more_tests.notes)
     relabeled_test = fake_data([10] * 7, rule="balanced")
     relabeled_test.test = relabeled_test.test.subset(np.arange(3))  # not a view of train's

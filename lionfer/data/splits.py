@@ -323,6 +323,10 @@ def load_split(path: str | Path, data: FERData, reread: str = "") -> Split:
     if not check_extra_unlabeled(split, data, path):
         split = dataclasses.replace(split, extra_unlabeled_ids=extra_unlabeled_ids(data))
     check_test_set(split, data, path, reread)
+    if not reread and split.test_hash:  # a new run records the test set it is tested on
+        test_hash = source_hash(data.test)
+        if test_hash != split.test_hash:
+            split = dataclasses.replace(split, test_hash=test_hash, num_test=len(data.test))
     return split
 
 

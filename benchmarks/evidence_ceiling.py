@@ -54,7 +54,7 @@ def run_rows(run: Path) -> dict:
     unfinished = unfinished_reason(run, state.get("step"), cfg.train.steps)
     if unfinished:
         raise SystemExit(unfinished)
-    run_data = finished_run_data(run, cfg)
+    run_data = finished_run_data(run, cfg, state)
     faces = training_faces(cfg.data)
     rows = run_data.split.labeled
     labeled = run_data.labeled

@@ -48,7 +48,7 @@ def run_classes(run: Path) -> list[tuple[float, int, int]]:
     unfinished = unfinished_reason(run, state.get("step"), cfg.train.steps)
     if unfinished:
         raise SystemExit(unfinished)
-    labeled = finished_run_data(run, cfg).labeled
+    labeled = finished_run_data(run, cfg, state).labeled
     if labeled.true_labels is None:
         raise SystemExit(f"{run}: its data has no truth to score relabels against")
     figures = evidence_by_class(

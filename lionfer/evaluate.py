@@ -65,7 +65,7 @@ def label_figures(run: Path, cfg, state: dict, path: Path, device) -> dict:
     if ALGORITHMS.get(cfg.algorithm.name).diagnostics is Algorithm.diagnostics:
         return {}
     with run_data_context(run):
-        run_data = finished_run_data(run, cfg)
+        run_data = finished_run_data(run, cfg, state)
     live = checkpoint_model(state, path, weights="model").to(device)
     algorithm = build_algorithm(cfg, run_data, live).to(device)
     restore_algorithm(algorithm, state)

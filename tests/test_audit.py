@@ -278,7 +278,7 @@ def test_the_runs_relabels_csv_and_relabel_agree_on_every_row(tmp_path_factory, 
     torch.save(state, path)
 
     _, every = relabel_rows(run)
-    labeled = finished_run_data(run, load_config(run / "config.toml")).labeled
+    labeled = finished_run_data(run, load_config(run / "config.toml"), state).labeled
     header, rows = relabel_table(algorithm, labeled, list(state["class_names"]))
     assert [row[0] for row in rows] == [1, 2, 3]
     for row in rows:

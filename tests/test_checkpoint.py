@@ -248,9 +248,9 @@ def test_a_checkpoint_of_a_run_records_its_split_and_a_resume_checks_it(tmp_path
 
     import numpy as np
 
-    from lionfer.data.splits import Split
+    from lionfer.data.splits import Split, split_digest
     from lionfer.errors import InputError
-    from lionfer.training.checkpoint import check_state_fits, run_split_record, split_state
+    from lionfer.training.checkpoint import check_state_fits, saved_split, split_state
 
     def split(seed: int) -> Split:
         order = np.random.default_rng(seed).permutation(20)
@@ -265,7 +265,7 @@ def test_a_checkpoint_of_a_run_records_its_split_and_a_resume_checks_it(tmp_path
     )
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["split"]["labeled"].tolist() == split(0).labeled.tolist()
-    assert run_split_record(run)["digest"] == state["split"]["digest"]
+    assert saved_split(state)["digest"] == split_digest(split(0)) == state["split"]["digest"]
     fresh = {"label": torch.zeros(6)}
     state = state | {"algorithm": fresh}
 

@@ -323,19 +323,16 @@ def build_run_data(
     return RunData(data, split, train.subset(split.labeled), unlabeled, val, data.test)
 
 
-def finished_run_data(run: str | Path, cfg, state: dict | None = None) -> RunData:
+def finished_run_data(run: str | Path, cfg, state: dict) -> RunData:
     """The image sets a finished run trained on: its config's data (cfg, from the run's
     config.toml) with the split it saved (run/split.json), rebuilt without decoding every image
     again (build_run_data's recheck=False). The split.json must be the split the run's
-    checkpoint (state, else the one in run/checkpoints) recorded, as on resume: its per-image
-    state is indexed by position in it (check_split_fits)."""
-    from lionfer.training.checkpoint import check_split_fits, run_split_record
+    checkpoint (state, as the caller loaded it) recorded, as on resume: its per-image state is
+    indexed by position in it (check_split_fits)."""
+    from lionfer.training.checkpoint import check_split_fits
 
     split_file = Path(run) / "split.json"
     if split_file.is_file():  # a missing one is named by build_run_data, as the run's data
-        if state is None:
-            record = run_split_record(Path(run))
-            state = {} if record is None else {"split": record}
         check_split_fits(state, Split.load(split_file), split_file, "finished", cfg)
     data_cfg = dataclasses.replace(cfg.data, split_file=str(split_file))
     return build_run_data(data_cfg, cfg.seed, recheck=False, reread="finished")

@@ -388,7 +388,7 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
     state = load_checkpoint(checkpoint_file(run, checkpoint), MODEL_KEYS, MODEL_FIX)
     cfg = load_config(run / "config.toml")
     with run_data_context(run):
-        labeled = finished_run_data(run, cfg).labeled
+        labeled = finished_run_data(run, cfg, state).labeled
     names = list(state["class_names"])
     table = label_state(state.get("algorithm", {}), labeled.labels, len(names))
     weight_columns = [f"w_{n.lower()}" for n in names]

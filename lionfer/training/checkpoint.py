@@ -79,24 +79,6 @@ def saved_split(state: dict) -> dict | None:
     return record
 
 
-def run_split_record(run: Path) -> dict | None:
-    """The split record of a run's checkpoints (last.pt, else best.pt: every checkpoint of a run
-    records the same split), read without loading its weights (mapped, not read); None where
-    neither is there or readable, or they record none."""
-    for name in ("last.pt", "best.pt"):
-        path = Path(run) / "checkpoints" / name
-        if not path.is_file():
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            return saved_split(state) if isinstance(state, dict) else None
-        except Exception:  # noqa: BLE001 (the command's own load of it says what is wrong)
-            continue
-    return None
-
-
 def check_split_fits(state: dict, split: Split, split_file: Path, reread: str, cfg=None) -> None:
     """The split a run re-reads (its split.json) against the one its checkpoint recorded; for a
     checkpoint saved before checkpoints recorded it, against the run's settings (cfg, else the

@@ -29,11 +29,12 @@ def predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[np.nd
 
 
 @torch.no_grad()
-def predict_each(models, loader, device: torch.device, trained=None) -> list[np.ndarray]:
+def predict_each(models, loader, device: torch.device, untrained=None) -> list[np.ndarray]:
     """The predicted class of every image of an evaluation loader by each model, in one pass:
-    each batch is decoded and moved once for all of them. trained: the class ids the models had
-    labeled training images of (None: every class); an output never trained on a label means
-    nothing, so the prediction is the most probable of those (as `lionfer predict` gives)."""
+    each batch is decoded and moved once for all of them. untrained: a (C,) bool tensor on
+    `device`, True for the classes the models had no labeled training images of (None: none);
+    an output never trained on a label means nothing, so the prediction is the most probable of
+    the others (as `lionfer predict` gives)."""
     for model in models:
         model.eval()
     predicted = [[] for _ in models]
@@ -41,9 +42,7 @@ def predict_each(models, loader, device: torch.device, trained=None) -> list[np.
         images = images.to(device)
         for model, classes in zip(models, predicted, strict=True):
             logits = model(images).logits.float()
-            if trained is not None:
-                untrained = torch.ones(logits.shape[1], dtype=torch.bool, device=logits.device)
-                untrained[list(trained)] = False
+            if untrained is not None:
                 logits = logits.masked_fill(untrained, -torch.inf)
             classes.append(logits.softmax(dim=1).argmax(dim=1).cpu())
     return [torch.cat(classes).numpy() for classes in predicted]
@@ -53,20 +52,23 @@ def confusions_on(
     models, images, num_classes: int, cfg: Config, device, trained=None
 ) -> list[np.ndarray]:
     """The (C, C) confusion matrix of each model (the same architecture and input normalisation)
-    on an ImageSet, eval transform, no TTA; trained: as for predict_each."""
-    if trained is not None and len(set(trained)) == num_classes:
-        trained = None  # every class: the plain argmax
+    on an ImageSet, eval transform, no TTA; trained: the class ids the models had labeled
+    training images of, the only ones predicted (None: every class)."""
+    untrained = None
+    if trained is not None and len(set(trained)) < num_classes:  # else the plain argmax
+        untrained = torch.ones(num_classes, dtype=torch.bool, device=device)
+        untrained[list(trained)] = False
     tf = transforms.evaluate(cfg.data.image_size, models[0].mean, models[0].std)
     loader = eval_loader(images, tf, cfg.train.eval_batch_size, cfg.data.num_workers)
     return [
         confusion_matrix(images.labels, predicted, num_classes)
-        for predicted in predict_each(models, loader, device, trained)
+        for predicted in predict_each(models, loader, device, untrained)
     ]
 
 
 def confusion_on(model, images, num_classes: int, cfg: Config, device, trained=None) -> np.ndarray:
     """The (C, C) test confusion matrix of `model` on an ImageSet, eval transform, no TTA;
-    trained: as for predict_each."""
+    trained: as for confusions_on."""
     return confusions_on([model], images, num_classes, cfg, device, trained)[0]
 
 

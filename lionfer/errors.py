@@ -67,18 +67,21 @@ class CheckpointWriteError(RuntimeFailure):
 class Interrupted(KeyboardInterrupt):
     """Training stopped on SIGINT or SIGTERM at a step boundary, after saving a checkpoint."""
 
-    def __init__(self, signum: int, step: int, run: str, kept: str = ""):
-        """kept: what the run keeps where it saved nothing now (its evaluation cut short), in
-        place of "checkpoints/last.pt is saved"."""
+    def __init__(
+        self, signum: int, step: int, run: str, saved: bool = True, kept_step: int | None = None
+    ):
+        """saved=False: the run saved nothing now (its evaluation was cut short); its last.pt
+        keeps kept_step, or there is none yet (None)."""
         self.signum, self.step, self.run = signum, step, run
         name = signal.Signals(signum).name
-        go_on = f"resume with: lionfer train --resume --out {shlex.quote(run)}"
-        if kept and "last.pt" not in kept:  # nothing to resume from
-            go_on = "start it again: the same command with --overwrite"
-        super().__init__(
-            f"interrupted by {name} at step {step}; {kept or 'checkpoints/last.pt is saved'}; "
-            f"{go_on}"
-        )
+        resume = f"resume with: lionfer train --resume --out {shlex.quote(run)}"
+        if saved:
+            kept = f"checkpoints/last.pt is saved; {resume}"
+        elif kept_step is not None:
+            kept = f"checkpoints/last.pt keeps step {kept_step}; {resume}"
+        else:
+            kept = "nothing was saved yet; start it again: the same command with --overwrite"
+        super().__init__(f"interrupted by {name} at step {step}; {kept}")
 
     @property
     def exit_code(self) -> int:

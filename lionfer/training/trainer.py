@@ -363,12 +363,8 @@ class Trainer:
     def _stop(self, signum: int, cause: BaseException | None = None, save: bool = True) -> None:
         if not save:
             self._log(stop_record(self.step, signum, cause))
-            kept = (
-                "nothing was saved yet"
-                if self.saved_step is None
-                else f"checkpoints/last.pt keeps step {self.saved_step}"
-            )
-            raise Interrupted(signum, self.step, str(self.out), kept) from cause
+            kept = self.saved_step  # last.pt stays as it is
+            raise Interrupted(signum, self.step, str(self.out), False, kept) from cause
         self._save()
         self._log({**stop_record(self.step, signum, cause), "checkpoint": str(LAST)})
         raise Interrupted(signum, self.step, str(self.out)) from cause

@@ -4,6 +4,7 @@ mutation` to repeat for every mutant of base.py."""
 
 import pytest
 import torch
+from fakes import CopiesOnTwoProcesses
 
 from lionfer.algorithms.base import (
     Algorithm,
@@ -16,7 +17,6 @@ from lionfer.algorithms.base import (
 )
 from lionfer.distributed import LOCAL
 from lionfer.models import Output
-from tests.fakes import CopiesOnTwoProcesses
 
 # ---- Batch: every view, and the two-view form that existing code builds ----
 

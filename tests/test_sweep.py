@@ -606,6 +606,16 @@ def test_submitit_parameters_are_checked(tmp_path):
         )
 
 
+def test_slurm_without_submitit_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit raises ImportError
+    path = write_sweep(tmp_path, 'algorithms = ["supervised"]\n')
+    for dry_run in (True, False):
+        with pytest.raises(ConfigError, match=r"pip install 'lionfer\[slurm\]'"):
+            run_sweep(path, [], tmp_path / "out", launcher="slurm", dry_run=dry_run,
+                      echo=lambda line: None, gpus=[])  # fmt: skip
+        assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("name", packaged_sweeps())
 def test_every_packaged_sweep_resolves(name):
     sweep = load_sweep(name)

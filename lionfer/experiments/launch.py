@@ -205,13 +205,20 @@ def run_in_process(argv: list[str], cwd: str) -> int:
     return code
 
 
-def _executor(folder: Path, parameters: dict, cluster: str):
+def submitit_module():
+    """The submitit package, or a ConfigError saying how to install it (before anything of a
+    sweep is written, and where it submits)."""
     try:
         import submitit
     except ImportError as error:
         raise ConfigError(
             "--launcher slurm needs the submitit package: pip install 'lionfer[slurm]'"
         ) from error
+    return submitit
+
+
+def _executor(folder: Path, parameters: dict, cluster: str):
+    submitit = submitit_module()
     try:
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster=cluster)
         executor.update_parameters(**{"name": "lionfer", **parameters})

@@ -24,7 +24,14 @@ from typing import Any
 from lionfer.config import Config, load_config
 from lionfer.config_text import parse_value
 from lionfer.errors import ConfigError
-from lionfer.experiments.launch import Job, Result, run_local, run_submitit, visible_gpus
+from lionfer.experiments.launch import (
+    Job,
+    Result,
+    run_local,
+    run_submitit,
+    submitit_module,
+    visible_gpus,
+)
 from lionfer.experiments.sweep_file import Point, Sweep, expand, load_sweep
 from lionfer.training.runfolder import foreign_entries, is_run_folder
 from lionfer.unread import check_inputs, check_new_run
@@ -292,6 +299,8 @@ def run_sweep(
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     sweep = load_sweep(name, select)
     parameters = slurm_parameters(sweep, slurm)  # checked before the plan, as the rest
+    if launcher == "slurm":
+        submitit_module()
     out = Path(out)
     points = expand(sweep, overrides)
     check_out_dir(out)

@@ -1,4 +1,5 @@
-"""`make demo`: the packaged sweep `demo` (the supervised baseline, FixMatch and LION's four
+"""The demo (`make demo` in a checkout, `python -m lionfer.experiments.demo` wherever lionfer is
+installed): the packaged sweep `demo` (the supervised baseline, FixMatch and LION's four
 recipes, the default `evidence` last, on the embedded synthetic faces, seed 0), then its report,
 from which it prints the tables of test accuracy, mask rate and relabeling, each run's account of
 its labels, and what one seed can and cannot show.
@@ -28,6 +29,7 @@ from lionfer.experiments.sweep_file import expand, load_sweep
 from lionfer.reporting.document import Table, text_table
 from lionfer.reporting.label_sections import RELABEL
 from lionfer.reporting.report_command import MAIN, MASK, ReportResult, make_report
+from lionfer.version import docs_page
 
 SWEEP = "demo"  # lionfer/configs/sweeps/demo.toml
 TABLES = (MAIN, MASK, RELABEL)  # the report's sections whose tables are printed
@@ -36,7 +38,8 @@ ONE_SEED = (
     "One seed shows that every method runs and what LION did to the labels; it cannot rank\n"
     "methods. Over seeds 0-2 of this default a method's test accuracy moves by about 3-5 points\n"
     "(sample std), and floating-point kernels differ between CPUs and thread counts, so another\n"
-    "machine prints other digits. docs/results.md gives mean and std over seeds:\n"
+    "machine prints other digits. Mean and std over seeds are in lionfer's Results page,\n"
+    f"{docs_page('results.md')}, made by\n"
     "lionfer sweep lion-evidence-faces --out runs/lion-evidence-faces --jobs 2"
 )
 

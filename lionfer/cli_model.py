@@ -115,6 +115,17 @@ def cmd_predict(args):
     from lionfer.inference.predictor import InputError
     from lionfer.training.runfolder import check_out_file
 
+    # "-" is no file name here: a file named so is ./-
+    if "-" in args.inputs:
+        raise InputError(
+            "input -: standard input is not supported, predict reads image and video files; save "
+            "it to a file and give its path (a file named - as ./-)"
+        )
+    if args.out == "-":
+        raise InputError(
+            "--out -: standard output is not supported, predict writes a file and its progress "
+            "beside it; give a file name such as faces.csv (a file named - as ./-)"
+        )
     check_out_file(args.out)  # before the model is loaded
     check_progress_name(Path(args.out))
 

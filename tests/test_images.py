@@ -4,6 +4,9 @@ check_images: every image of a set checked once before a run reads it."""
 from __future__ import annotations
 
 import io
+import re
+import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -306,3 +309,97 @@ def test_in_memory_images_are_checked_by_shape():
     )
     with pytest.raises(InputError, match="must be uint8"):
         check_images(ImageSet(np.zeros((5, 24, 24, 3)), np.zeros(5)), "test", skip_bad=False)
+
+
+def exif_with_a_tag_of_the_wrong_type(orientation: int) -> bytes:
+    """An EXIF block as buggy camera software writes it: ImageWidth (0x0100) as ASCII text, which
+    PIL reads but cannot write back, beside the orientation tag."""
+    text = b"Camera\x00"
+    at = 8 + 2 + 2 * 12 + 4  # the text, after the header and the IFD of two 12-byte entries
+    tiff = b"MM\x00*" + struct.pack(">IH", 8, 2)
+    tiff += struct.pack(">HHII", 0x0100, 2, len(text), at)  # ImageWidth, type 2: ASCII
+    tiff += struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0)  # Orientation, type 3: SHORT
+    return b"Exif\x00\x00" + tiff + struct.pack(">I", 0) + text
+
+
+def test_a_tag_of_the_wrong_type_neither_refuses_a_photo_nor_keeps_it_sideways(tmp_path):
+    """Viewers show such a photo upright: it is read turned by its orientation tag, the check
+    before training passes it as the reader does, and the copy read holds no orientation left
+    to apply again."""
+    path = tmp_path / "sideways.jpg"
+    Image.fromarray(noise(20, 40)).save(path, exif=exif_with_a_tag_of_the_wrong_type(6))
+    image = open_image(path)
+    assert image.size == (20, 40)  # turned a quarter, as orientation 6 says
+    assert image.getexif().get(0x0112, 1) == 1
+    assert check_image_file(path) == (40, 20)  # the stored size
+    assert images.open_photo(path)[0].size == (20, 40)
+
+
+def test_exif_that_cannot_be_read_is_a_warning_naming_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(noise(20, 40)).save(path)
+
+    def unreadable(image):
+        raise SyntaxError("not a TIFF file")
+
+    monkeypatch.setattr(Image.Image, "getexif", unreadable)
+    named = f"^{re.escape(str(path))}: EXIF metadata unreadable"
+    with pytest.warns(UserWarning, match=named) as caught:
+        assert open_image(path).size == (40, 20)  # as stored
+        assert check_image_file(path) == (40, 20)
+    assert len(caught) == 2
+
+
+def test_a_colour_key_marks_transparent_pixels_too(tmp_path):
+    """A PNG's tRNS colour key (RGB, grey, 16-bit grey) is transparency, composited on white as
+    an alpha channel's is."""
+    rgb = np.full((4, 4, 3), 90, dtype=np.uint8)
+    rgb[:, :2] = 0  # the key colour
+    Image.fromarray(rgb).save(tmp_path / "rgb.png", transparency=(0, 0, 0))
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "l.png", transparency=0)
+    deep = (rgb[..., 0].astype(np.uint16)) * 257
+    Image.fromarray(deep).save(tmp_path / "i16.png", transparency=0)
+    for name in ("rgb.png", "l.png", "i16.png"):
+        array = np.asarray(open_image(tmp_path / name))
+        assert (array[:, :2] == 255).all() and (array[:, 2:] == 90).all(), name
+
+
+def test_pils_warnings_name_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "large.png"
+    Image.fromarray(noise(12, 12)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 144 px: a warning, not yet an error
+    with pytest.warns(Image.DecompressionBombWarning, match=f"^{re.escape(str(path))}: Image size"):
+        open_image(path)
+    bad_exif = b"Exif\x00\x00II*\x00" + (0x7FFFFFF0).to_bytes(4, "little") + bytes(8)
+    corrupt = tmp_path / "corrupt_exif.jpg"
+    Image.fromarray(noise(8, 8)).save(corrupt, exif=bad_exif)
+    with pytest.warns(UserWarning, match=f"^{re.escape(str(corrupt))}: Corrupt EXIF data"):
+        open_image(corrupt)
+
+
+def test_the_image_check_names_the_file_of_each_warning_from_its_threads(tmp_path, monkeypatch):
+    images = file_set(tmp_path, [12] * 6)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    shown = warnings.showwarning
+    with pytest.warns(Image.DecompressionBombWarning) as caught:
+        check_images(images, "train", skip_bad=False)
+    assert sorted(str(w.message).split(":")[0] for w in caught) == sorted(images.images)
+    assert warnings.showwarning is shown  # the threads left Python's warnings as they were
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\x00\x00\x00\x18ftypisom", "an MP4 or QuickTime video"),
+        (b"RIFF\x00\x10\x00\x00AVI LIST", "an AVI video"),
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81", "a Matroska or WebM video"),
+    ],
+)
+def test_a_video_named_as_an_image_is_named_without_advice_to_download_it_again(
+    tmp_path, head, kind
+):
+    path = tmp_path / "clip.jpg"
+    path.write_bytes(head + bytes(300))
+    with pytest.raises(ImageError, match=f"the file is {kind}") as info:
+        open_image(path)
+    assert "re-download" not in str(info.value)

@@ -20,7 +20,13 @@ from lionfer.data.images import ImageError, open_image, open_photo
 from lionfer.inference.predictions_file import predict_files
 from lionfer.inference.predictor import InputError, collect_sources, load
 from lionfer.inference.sources import ignored_kinds
-from lionfer.inference.video import BOX_COLOUR, clip_fps, is_video_file
+from lionfer.inference.video import (
+    BOX_COLOUR,
+    clip_fps,
+    image_frames,
+    is_animated_image,
+    is_video_file,
+)
 
 
 def test_a_float_tiff_in_0_to_1_is_read_as_its_grey_levels(tmp_path):
@@ -228,3 +234,22 @@ def test_an_animated_images_frame_rate_counts_its_last_frame(tmp_path):
     pages = tmp_path / "pages.tif"  # pages have no duration
     frames[0].save(pages, save_all=True, append_images=frames[1:])
     assert clip_fps(pages) is None
+
+
+def test_an_animated_webps_frame_rate_is_its_own(tmp_path):
+    """Pillow's WebP reader gives a frame's duration once the frame is decoded."""
+    frames = [Image.new("RGB", (8, 8), (40 * i, 0, 0)) for i in range(3)]
+    path = tmp_path / "anim.webp"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=200)
+    assert clip_fps(path) == pytest.approx(5.0)
+
+
+def test_pils_warnings_on_an_animated_image_name_the_file(tmp_path, monkeypatch):
+    frames = [Image.new("RGB", (12, 12), (40 * i, 0, 0)) for i in range(2)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 144 px: a warning, not yet an error
+    with pytest.warns(Image.DecompressionBombWarning) as caught:
+        assert is_animated_image(path)
+        assert len(list(image_frames(path))) == 2
+    assert caught and all(str(w.message).startswith(f"{path}: Image size") for w in caught)

@@ -546,3 +546,60 @@ def test_predictions_never_replace_an_input_the_model_or_a_run_file(
         assert code == 2 and named in err and "choose another --out" in err, err
     assert {out: Path(out).read_bytes() for out in refused} == kept
     assert not list(tmp_path.glob("*.progress")) and not list(run_dir.rglob("*.progress"))
+
+
+def test_a_name_that_is_not_utf8_is_read_and_written_with_its_bytes_escaped(tmp_path, checkpoint):
+    """A photo named in Latin-1 (an old zip, CD or Windows share): read, named in the CSV and
+    JSONL as caf\\xe9.png (the files stay UTF-8), and the job resumes."""
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    scene(faces()).save(folder / os.fsdecode(b"caf\xe9.png"))
+    predictor = load(checkpoint, detector=lambda image: [])
+    for name in ("p.csv", "p.jsonl"):
+        out = tmp_path / name
+        predict_files(predictor, [folder], out, progress=False)
+        if name.endswith(".csv"):
+            (row,) = read_rows(out)
+        else:
+            (row,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert row["source"] == f"{folder}/caf\\xe9.png" and "no face" in row["error"]
+        again = predict_files(predictor, [folder], out, progress=False)
+        assert again.counts["resumed"] == 1
+
+
+def test_an_annotated_copy_whose_name_is_too_long_is_refused_before_any_output(
+    capsys, tmp_path, checkpoint
+):
+    """A 252-byte name is a file's, but its copy (+ .tmp while written, or a video's + .mp4)
+    is longer than the file system's 255 bytes."""
+    image = tmp_path / ("b" * 248 + ".png")
+    scene(faces()).save(image)
+    clip = write_clip(tmp_path / ("v" * 248 + ".avi"), [blank((64, 48))] * 2)
+    out, folder = tmp_path / "p.csv", tmp_path / "annotated"
+    for source in (image, clip):
+        code, _, err = run(capsys, "predict", checkpoint, source, "--out", out, "--annotate",
+                           folder, "--detector", "haar", "--no-progress")  # fmt: skip
+        assert code == 2 and "256 bytes" in err and "at most 251 bytes" in err, err
+        assert not out.exists()
+
+
+def test_two_inputs_never_share_an_annotated_copy(tmp_path, checkpoint):
+    """`shot` (a JPEG without a suffix, whose copy is written as PNG) and `shot.png`."""
+    (tmp_path / "in").mkdir()
+    scene(faces()).save(tmp_path / "in" / "shot", format="JPEG")
+    blank().save(tmp_path / "in" / "shot.png")
+    folder = tmp_path / "annotated"
+    inputs = [tmp_path / "in" / "shot", tmp_path / "in" / "shot.png"]
+    predict_files(load(checkpoint, detector=lambda image: []), inputs, tmp_path / "p.csv",
+                  annotate=folder, progress=False)  # fmt: skip
+    sizes = {Image.open(p).size for p in folder.iterdir()}
+    assert sizes == {(320, 160), (160, 120)}
+
+
+def test_standard_input_and_output_are_refused(capsys, tmp_path, checkpoint):
+    scene(faces()).save(tmp_path / "a.png")
+    code, _, err = run(capsys, "predict", checkpoint, "-", "--out", tmp_path / "p.csv")
+    assert code == 2 and "standard input" in err
+    code, _, err = run(capsys, "predict", checkpoint, tmp_path / "a.png", "--out", "-",
+                       "--format", "csv")  # fmt: skip
+    assert code == 2 and "standard output" in err and not Path("-").exists()

@@ -23,7 +23,7 @@ from lionfer.data import mtcnn as faces_mtcnn
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.faces import ARCFACE_TEMPLATE_112, Face, align, crop_square, detect, pick_faces
 from lionfer.data.prepare import prepare
-from lionfer.data.prepare_cache import crop_stems
+from lionfer.data.prepare_cache import crop_stems, image_sources
 from lionfer.errors import InputError
 from lionfer.labels import CLASS_NAMES
 
@@ -819,3 +819,13 @@ def test_a_signal_stops_prepare_after_the_image_under_way(tmp_path, astronaut, n
     assert len(list((out / "faces" / "train").iterdir())) == 2
     assert not json.loads((out / "prepare.json").read_text())["complete"]
     assert not (out / "manifest.csv").exists()
+
+
+def test_crop_names_and_the_cache_digest_take_a_name_that_is_not_utf8():
+    """A source named in Latin-1 bytes (held with surrogate escapes), as the Python API may pass."""
+    name = os.fsdecode(b"caf\xe9.jpg")
+    images = ImageSet(np.zeros((1, 8, 8, 3), np.uint8), np.zeros(1, np.int64), ids=[name])
+    (stem,) = crop_stems(images, "source")
+    assert stem.startswith("caf-")
+    data = FERData("latin1", CLASS_NAMES, images, images)
+    assert image_sources(data)["train"].startswith("1 images, sha256 ")

@@ -1,5 +1,6 @@
 """The folder and manifest readers (a user's own images) on tiny generated trees and CSVs."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,15 @@ def test_folder_unlabeled_root_recursive(tmp_path):
     assert data.unlabeled.load(0).size == (8, 8)
     with pytest.raises(FileNotFoundError, match="unlabeled image folder not found"):
         folder.load(cfg(root, unlabeled_root=str(tmp_path / "none")), seed=0)
+
+
+def test_folder_refuses_a_file_name_that_is_not_utf8(tmp_path):
+    """A Latin-1 name (an old zip, CD or Windows share): the run's files could not name it."""
+    root = make_tree(tmp_path / "data", {"happy": 5, "sad": 5})
+    write_image(root / "happy" / os.fsdecode(b"caf\xe9.png"))
+    with pytest.raises(InputError, match=r"happy/caf\\xe9.png: the file name is not UTF-8") as info:
+        folder.load(cfg(root), seed=0)
+    assert "rename" in str(info.value)
 
 
 def test_folder_bad_roots(tmp_path):

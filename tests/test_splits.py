@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -273,6 +274,15 @@ def test_source_hash_depends_on_ids_and_labels():
     renamed = data.train.subset(np.arange(len(data.train)))
     renamed.ids[0] = "other.jpg"
     assert source_hash(renamed) != base
+
+
+def test_source_hash_takes_a_name_that_is_not_utf8():
+    """A file name Python holds with surrogate escapes (Latin-1 bytes) is hashed by its bytes."""
+    data = fake_data([3] * 7)
+    data.train.ids[0] = os.fsdecode(b"caf\xe9.jpg")
+    latin1 = source_hash(data.train)
+    data.train.ids[0] = "caf\u00e9.jpg"  # the same name in UTF-8: other bytes
+    assert len(latin1) == 16 and latin1 != source_hash(data.train)
 
 
 def test_stratified_holdout_is_seeded_and_per_class():

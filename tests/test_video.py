@@ -18,6 +18,7 @@ from lionfer.inference.predictor import load
 from lionfer.inference.video import (
     Container,
     DamagedVideoError,
+    VideoWriter,
     _shortfall,
     container_facts,
     frames,
@@ -214,3 +215,9 @@ def test_a_file_with_no_video_track_says_so(tmp_path, checkpoint):
         f"empty video: video {sound} holds no video track, only audio (a sound recording, or a "
         "video whose picture was removed): there is no frame to predict on"
     )
+
+
+def test_a_video_copy_that_cannot_be_made_says_why_without_blaming_codecs(tmp_path):
+    writer = VideoWriter(tmp_path / ("v" * 254), 10.0)  # + .mp4: 258 bytes, a name too long
+    with pytest.raises(OSError, match="too long"):
+        writer.write(Image.new("RGB", (16, 16)))

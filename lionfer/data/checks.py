@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lionfer.data.images import RAW_SUFFIXES, ImageError, check_image_file, raw_note
+from lionfer.data.images import (
+    RAW_SUFFIXES,
+    ImageError,
+    check_image_file,
+    named_warnings,
+    path_text,
+    raw_note,
+)
 from lionfer.errors import ConfigError, InputError, MissingInputError
 
 # The image files read from folders, for training and for predict. HEIC/HEIF need the optional
@@ -350,7 +357,8 @@ def is_image_file(path: Path) -> bool:
 def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path], int]:
     """(sorted image files in folder, number of other entries ignored). Hidden files and folders
     and files with other extensions are ignored; with recursive, subfolders are searched too,
-    symbolic links to folders included (each real folder once, so a link loop ends)."""
+    symbolic links to folders included (each real folder once, so a link loop ends). An image
+    whose path is not UTF-8 is refused (not_utf8_names)."""
     folder = Path(folder)
     entries = walk_files(folder) if recursive else folder.iterdir()
     images, ignored = [], 0
@@ -362,7 +370,22 @@ def list_images(folder: str | Path, recursive: bool = False) -> tuple[list[Path]
             images.append(path)
         elif path.is_file():
             ignored += 1
+    not_utf8_names(images)
     return sorted(images), ignored
+
+
+def not_utf8_names(paths: Sequence[Path]) -> None:
+    """Refuse image files whose path is not UTF-8 (a Latin-1 name from an old zip, CD or Windows
+    share, which Python holds with surrogate escapes): a run's files (relabels.csv, prepare's
+    manifest.csv) could not name them."""
+    bad = [p for p in paths if path_text(p) != str(p)]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise InputError(
+            f"{path_text(bad[0])}{more}: the file name is not UTF-8 (a byte shown as \\xNN), "
+            "which the run's files cannot hold; rename it in UTF-8 (`convmv -f latin1 -t utf8 -r "
+            "--notest FOLDER` renames every such name below a folder)"
+        )
 
 
 def raw_photos(*folders: Path | None) -> str:
@@ -475,7 +498,7 @@ def _probe_files(paths, part: str, progress: bool) -> tuple[np.ndarray, list[str
 
     workers = min(8, os.cpu_count() or 1)
     show = progress and len(paths) >= PROGRESS_FROM
-    with ThreadPoolExecutor(workers) as pool:
+    with named_warnings(), ThreadPoolExecutor(workers) as pool:  # PIL's warnings name the file
         results = list(
             tqdm(
                 pool.map(probe, paths),

@@ -3,17 +3,20 @@ that cannot be used (missing, empty, truncated, corrupt, not an image, too small
 naming the file and the fix. Truncated files are errors: PIL.ImageFile.LOAD_TRUNCATED_IMAGES stays
 False, so partial data is never silently accepted. HEIC/HEIF photos (phones) are read where the
 optional pillow-heif is installed; it is registered with PIL on import. open_photo reads a JPEG
-too large for PIL's decompression-bomb limit at reduced scale, for prediction."""
+too large for PIL's decompression-bomb limit at reduced scale, for prediction. PIL's warnings
+while a file is decoded name the file (named_warnings)."""
 
 from __future__ import annotations
 
 import os
+import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError, features
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError, features
 
 from lionfer.errors import InputError
 
@@ -87,9 +90,9 @@ def open_image(path: str | Path, min_size: int = 1) -> Image.Image:
     with _decoding(path):
         with Image.open(path) as image:
             image.load()
-            # exif_transpose returns a new image (a copy when there is no rotation), so the result
+            # upright returns a new image (a copy when there is no rotation), so the result
             # survives the `with` closing the file's image core.
-            rgb = to_rgb(ImageOps.exif_transpose(image))
+            rgb = to_rgb(upright(image))
     if min(rgb.size) < min_size:
         width, height = rgb.size
         raise ImageTooSmallError(
@@ -113,6 +116,11 @@ def open_photo(
     open_image; other formats over the limit stay PIL's warning or error."""
     path = Path(path)
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    with _decoding(path):  # around both ways of reading it: its warnings shown once
+        return _open_photo(path, limit, min_size)
+
+
+def _open_photo(path: Path, limit: int | None, min_size: int) -> tuple[Image.Image, int]:
     if limit and _is_jpeg(path):
         with _decoding(path):
             # Not Image.open, which judges the size the file declares: the size decoded is what
@@ -129,7 +137,7 @@ def open_photo(
                     _, (_, _, reduced_width, _) = image.draft(image.mode, target)
                     image.load()
                     # draft returns the box of the file in its own pixels: width / scale wide
-                    return to_rgb(ImageOps.exif_transpose(image)), round(width / reduced_width)
+                    return to_rgb(upright(image)), round(width / reduced_width)
     return open_image(path, min_size), 1
 
 
@@ -147,7 +155,8 @@ def check_image_file(path: str | Path) -> tuple[int, int]:
 
     JPEGs are decoded at reduced scale (libjpeg's DCT scaling still reads every byte, so a
     truncated or corrupt file fails as it would in training) to keep a check of a large dataset
-    fast. Raises ImageError like open_image.
+    fast. The decoded image goes through what open_image does with it (upright, to_rgb), so that
+    whatever open_image refuses, the check refuses first. Raises ImageError like open_image.
     """
     path = Path(path)
     with _decoding(path):
@@ -155,15 +164,111 @@ def check_image_file(path: str | Path) -> tuple[int, int]:
             size = image.size
             image.draft("RGB", (32, 32))  # a no-op for formats other than JPEG
             image.load()
+            to_rgb(upright(image))
     return size
+
+
+ORIENTATION = 0x0112  # the EXIF orientation tag
+# The turn that makes an image stored with each EXIF orientation upright, as
+# ImageOps.exif_transpose turns it
+_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Where PIL finds an orientation besides the EXIF tag: dropped from a turned image
+_ORIENTATION_INFO = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """A new image: `image` (decoded) turned as its EXIF orientation tag says, without its EXIF
+    and XMP where turned, so that nothing turns it again; a copy where there is nothing to turn.
+    Unlike ImageOps.exif_transpose it never writes the EXIF back, which fails on a tag of the wrong
+    type that viewers ignore, refusing a photo whose pixels are fine. EXIF that cannot be read
+    is a warning (named_warnings adds the file), and the image is used as stored."""
+    try:
+        orientation = image.getexif().get(ORIENTATION, 1)
+    except Exception as error:  # PIL's zoo of parse errors
+        warnings.warn(
+            f"EXIF metadata unreadable ({type(error).__name__}: {error}); the image is used as "
+            "stored, not turned by its orientation tag",
+            stacklevel=2,
+        )
+        orientation = 1
+    turn = _TURNS.get(orientation) if isinstance(orientation, int) else None
+    if turn is None:
+        return image.copy()
+    turned = image.transpose(turn)
+    for key in _ORIENTATION_INFO:
+        turned.info.pop(key, None)
+    return turned
+
+
+def path_text(path: str | Path) -> str:
+    """A path as text any UTF-8 file can hold: the bytes of a name that is not UTF-8 (a Latin-1
+    name from an old zip, CD or Windows share, which Python holds with surrogate escapes) as
+    \\xNN, e.g. caf\\xe9.jpg; a UTF-8 name as it is."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+_reading = threading.local()  # .path: the file this thread is decoding, for named_warnings
+_naming = False  # named_warnings is catching warnings
+
+
+@contextmanager
+def named_warnings(path: str | Path | None = None, shown: bool = True) -> Iterator[None]:
+    """Python warnings raised while `path` is decoded (PIL's "Corrupt EXIF data", its
+    decompression-bomb warning) are shown after, each starting with the file's path: in a folder
+    of thousands, a warning that names no file is of little use. Without a path: the warnings of
+    the files decoded meanwhile by threads this one waits on (the image check's pool), each named.
+    Each is shown once however often it was raised meanwhile (a file opened twice); none with
+    shown=False, for a look at a file whose reader warns after (is_animated_image). Catching
+    warnings changes the process's state, so only the main thread catches, and only once (the
+    outermost call); elsewhere warnings pass as they are, with the file named where a catch of the
+    main thread's is under way."""
+    global _naming
+    before = getattr(_reading, "path", None)
+    _reading.path = path if path is not None else before
+    catch = not _naming and threading.current_thread() is threading.main_thread()
+    if not catch:
+        try:
+            yield
+        finally:
+            _reading.path = before
+        return
+    caught = {}  # (file, text, category, place) -> None, in the order raised
+
+    def keep(message, category, filename, lineno, file=None, line=None) -> None:
+        named = getattr(_reading, "path", None)
+        caught[(named, str(message), category, filename, lineno)] = None
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")  # every file's warning, not the first of its place
+            warnings.showwarning = keep
+            _naming = True
+            yield
+    finally:
+        _naming, _reading.path = False, before
+        for named, text, category, filename, lineno in caught if shown else ():
+            where = f"{path_text(named)}: " if named is not None else ""
+            warnings.warn_explicit(f"{where}{text}", category, filename, lineno)  # at PIL's place
 
 
 @contextmanager
 def _decoding(path: Path) -> Iterator[None]:
-    """Turn whatever PIL raises on a bad file into an ImageError naming it and the fix."""
+    """Turn whatever PIL raises on a bad file into an ImageError naming it and the fix; its
+    warnings name it too (named_warnings)."""
     _check_file(path)
     try:
-        yield
+        with named_warnings(path):
+            yield
+    except ImageError:  # a _decoding's inside this one
+        raise
     except Image.DecompressionBombError as error:
         raise ImageError(
             f"image {path} is too large to decode safely: {error}. If you trust the file, "
@@ -181,9 +286,8 @@ def _decoding(path: Path) -> Iterator[None]:
                 f"cannot read image {path}{named}: this Pillow has no {suffix[1:].upper()} "
                 f"decoder; {PLUGINS[suffix]}"
             ) from error
-        raise ImageError(
-            f"cannot read image {path}: {_not_an_image(text, kind)}; {_FIX}"
-        ) from error
+        fix = "" if kind in _VIDEOS else f"; {_FIX}"  # an intact video: nothing to re-copy
+        raise ImageError(f"cannot read image {path}: {_not_an_image(text, kind)}{fix}") from error
     except Exception as error:
         # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
         # EOFError, struct.error, IndexError, ...): all mean "this file is unusable".
@@ -253,6 +357,12 @@ _VIDEO_BRANDS |= {b"qt  ", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"MSNV",
 _TS_PACKET = 188  # bytes: an MPEG transport stream's packets each open with 0x47
 _HEIF_BRANDS = {b"heic": ".heic", b"heix": ".heic", b"hevc": ".heic", b"heim": ".heic"}
 _HEIF_BRANDS |= {b"heis": ".heic", b"mif1": ".heif", b"msf1": ".heif", b"avif": ".avif"}
+# videos, by the name a video needs to be read as one
+_MP4 = "an MP4 or QuickTime video (named .mp4 or .mov, it is read as a video)"
+_TS = "an MPEG transport stream video (named .mts, it is read as a video)"
+_AVI = "an AVI video (named .avi, it is read as a video)"
+_MATROSKA = "a Matroska or WebM video (named .mkv or .webm, it is read as a video)"
+_VIDEOS = frozenset({_MP4, _TS, _AVI, _MATROSKA})
 
 
 def _container(path: Path) -> str:
@@ -265,9 +375,13 @@ def _container(path: Path) -> str:
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return _HEIF_BRANDS[head[8:12]]
     if head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS:
-        return "an MP4 or QuickTime video (named .mp4 or .mov, it is read as a video)"
+        return _MP4
     if len(head) > _TS_PACKET and head[0] == head[_TS_PACKET] == 0x47:  # two packets' sync bytes
-        return "an MPEG transport stream video (named .mts, it is read as a video)"
+        return _TS
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return _AVI
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML
+        return _MATROSKA
     return next((kind for at, magic, kind in _MAGIC if head[at:].startswith(magic)), "")
 
 
@@ -285,13 +399,18 @@ def _not_an_image(text: str | None, kind: str = "") -> str:
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode (L, LA, P, PA, RGBA, CMYK, YCbCr, I;16, I, F) to 8-bit RGB.
 
-    Transparency is composited on white; 16-bit images are scaled to 8 bits (value / 257); a
-    float image (F) whose values all lie in [0, 1], as float images are kept, is scaled by 255.
+    Transparency, an alpha channel's or a colour key's (a PNG's tRNS chunk), is composited on
+    white; 16-bit images are scaled to 8 bits (value / 257); a float image (F) whose values all
+    lie in [0, 1], as float images are kept, is scaled by 255.
     """
-    if image.mode == "RGB":
+    if image.mode == "RGB" and not _keyed(image):
         return image
     if image.mode.startswith("I;16"):
-        return _gray_to_rgb(np.asarray(image, dtype=np.float64) * (255.0 / 65535.0))
+        array = np.asarray(image, dtype=np.float64)
+        key = image.info.get("transparency")
+        if isinstance(key, int):  # the grey level of transparent pixels: white
+            array = np.where(array == key, 65535.0, array)
+        return _gray_to_rgb(array * (255.0 / 65535.0))
     if image.mode in ("I", "F"):
         array = np.asarray(image, dtype=np.float64)
         # Mode I/F carries no bit depth: values above 255 can only be 16-bit data, and float
@@ -300,14 +419,23 @@ def to_rgb(image: Image.Image) -> Image.Image:
         if image.mode == "F" and high <= 1.0:
             return _gray_to_rgb(array * 255.0)
         return _gray_to_rgb(array * (255.0 / 65535.0) if high > 255 else array)
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info
-    ):
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or _keyed(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+def _keyed(image: Image.Image) -> bool:
+    """Whether the image marks its transparent pixels by a colour key, as a PNG's tRNS chunk
+    does: a palette index (P), a grey level (L, 1) or a colour (RGB)."""
+    key = image.info.get("transparency")
+    if image.mode == "P":
+        return key is not None
+    if image.mode == "RGB":
+        return isinstance(key, tuple)
+    return image.mode in ("L", "1") and isinstance(key, int)
 
 
 def _gray_to_rgb(array: np.ndarray) -> Image.Image:

@@ -39,7 +39,7 @@ def crop_stems(images: ImageSet, naming: str) -> list[str]:
     for i, source in enumerate(map(str, images.ids)):
         listed, seen[source] = seen[source], seen[source] + 1
         identity = f"{source}\n{listed}\n{image_identity(images, i)}"
-        digest = sha256(identity.encode())[:16]
+        digest = sha256(identity.encode("utf-8", "surrogateescape"))[:16]
         name = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(source.split("#")[0]).stem)
         stems.append(f"{name[:_STEM_CHARS].strip('_') or 'image'}-{digest}")
     return stems
@@ -73,7 +73,7 @@ def image_sources(data: FERData) -> dict[str, str]:
     for split in SPLITS:
         images = split_set(data, split)
         if images is not None and len(images):
-            digest = sha256("\n".join(map(str, images.ids)).encode())
+            digest = sha256("\n".join(map(str, images.ids)).encode("utf-8", "surrogateescape"))
             hashes[split] = f"{len(images)} images, sha256 {digest[:16]}"
     return hashes
 

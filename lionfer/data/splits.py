@@ -202,10 +202,11 @@ def _number_or_none(value, kind):
 
 
 def source_hash(train: ImageSet) -> str:
-    """First 16 hex chars of sha256 over (id, given label) pairs, in order."""
+    """First 16 hex chars of sha256 over (id, given label) pairs, in order, in UTF-8 (a file name
+    that is not UTF-8, held with surrogate escapes, by its own bytes)."""
     digest = hashlib.sha256()
     for image_id, label in zip(train.ids, train.labels.tolist(), strict=True):
-        digest.update(f"{image_id}\t{label}\n".encode())
+        digest.update(f"{image_id}\t{label}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:16]
 
 

@@ -11,8 +11,11 @@ or one written with other settings or for another list of inputs, is refused unl
 given.
 
 Annotated copies go under the --annotate folder at their path below the inputs' deepest common
-folder, so two inputs never share one and nothing is written outside it; files inside that folder
-are never read as inputs.
+folder, so two inputs never share one (a copy whose name another input's copy takes is numbered)
+and nothing is written outside it; files inside that folder are never read as inputs.
+
+A file name that is not UTF-8 (surrogate escapes in Python) is written to OUT with its bytes as
+\\xNN (path_text), so that OUT stays UTF-8; OUT.progress keeps it exactly (JSON's \\udcNN).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lionfer.atomic import naming, replacing
-from lionfer.data.images import raw_note
+from lionfer.data.images import path_text, raw_note
 from lionfer.inference.predictor import (
     FIXED_COLUMNS,
     Frame,
@@ -97,9 +100,12 @@ TIME_COLUMNS = frozenset({"time_s"})
 
 def format_value(value, column: str = "") -> str | float | int | None:
     """Floats with 6 significant digits, a time column's (TIME_COLUMNS) to the microsecond; None
-    stays None (empty in CSV, null in JSONL)."""
+    stays None (empty in CSV, null in JSONL); text with the bytes of a file name that is not UTF-8
+    as \\xNN (path_text)."""
     if isinstance(value, float):
         return round(value, 6) if column in TIME_COLUMNS else float(f"{value:.6g}")
+    if isinstance(value, str):
+        return path_text(value)
     return value
 
 
@@ -327,7 +333,7 @@ def job_settings(
     predictor: Predictor, cropped: bool, frame_stride: int, sources: list[Source]
 ) -> dict:
     info = predictor.info
-    names = "\n".join(source.name for source in sources).encode("utf-8")
+    names = "\n".join(source.name for source in sources).encode("utf-8", "surrogateescape")
     return {
         "model": info.fingerprint,
         "detector": "none (cropped)" if cropped else predictor.detector_name,
@@ -384,6 +390,8 @@ def predict_files(
             )
         sources, excluded = exclude_folder(sources, annotate_dir)
     annotator = Annotator(annotate_dir, frame_stride, sources) if annotate_dir else None
+    if annotator:
+        annotator.check_names(sources)
     fresh = not has_content(out)  # a resumed job's copies are its own
     if annotator and fresh and not overwrite:
         annotator.check_free(sources)
@@ -496,14 +504,50 @@ def video_stem(target: Path) -> Path:
     return target.with_name(target.name + ".video")
 
 
+def copy_paths(folder: Path, sources: list[Source], root: Path | None) -> dict[str, Path]:
+    """Where each source's annotated copy goes: annotated_path (a video's less its suffix,
+    video_stem), with ".png" added where PIL cannot write the image's format (a.gif -> a.gif.png);
+    numbered where another input's copy takes that name (`shot`, a JPEG named without a suffix,
+    -> shot.1.png beside the copy of `shot.png`)."""
+    copies, taken, as_png = {}, set(), []
+    for source in sources:
+        target = annotated_path(folder, source, root)
+        if source.kind == "video":
+            copies[source.name] = video_stem(target)
+        elif save_format(target):
+            copies[source.name] = _free(target, taken)
+        else:
+            as_png.append((source, target))
+    for source, target in as_png:  # after the copies that keep their input's name
+        copies[source.name] = _free(target.with_name(target.name + ".png"), taken)
+    return copies
+
+
+def _free(path: Path, taken: set[Path]) -> Path:
+    """path, or path numbered before its suffix (shot.1.png, shot.2.png, ...) where a copy in
+    `taken` has its name; added to taken."""
+    free, n = path, 0
+    while free in taken:
+        n += 1
+        free = path.with_name(f"{path.stem}.{n}{path.suffix}")
+    taken.add(free)
+    return free
+
+
+def save_format(target: Path) -> str | None:
+    """The format PIL writes a file named as target in, by its suffix; None where it writes none."""
+    fmt = Image.registered_extensions().get(target.suffix.lower())
+    return fmt if fmt is not None and fmt in Image.SAVE else None
+
+
 def save_annotated(image: Image.Image, target: Path) -> Path:
     """Save `image` at `target` in the format its suffix names, or, where PIL cannot write that
     format or this image's mode in it (.gif frames, a .tif mode, a suffix it does not know), as
     PNG at target + ".png" (a.gif -> a.gif.png: never the annotated copy of another input a.png).
     Each is written whole through a temporary file, so a failed write (a full disk) leaves no
     partial image and is raised as the OSError it is, naming the file. Returns the path."""
-    fmt = Image.registered_extensions().get(target.suffix.lower())
-    if fmt is not None and fmt in Image.SAVE:
+    fmt = save_format(target)
+    if fmt is not None:
         try:
             _save_whole(image, target, fmt)
             return target
@@ -529,6 +573,7 @@ class Annotator:
     def __init__(self, folder: Path, frame_stride: int, sources: list[Source]):
         self.folder, self.frame_stride = folder, frame_stride
         self.root = annotation_root(sources)  # of every input, also those done before a resume
+        self.copies = copy_paths(folder, sources, self.root)  # source name -> its copy's path
         self.videos: dict[str, VideoWriter] = {}
 
     def add(self, frame: Frame, rows: list[dict]) -> None:
@@ -543,12 +588,12 @@ class Annotator:
             if r["label"] is not None
         ]
         image = draw_faces(frame.image, faces)
-        target = annotated_path(self.folder, frame.source, self.root)
+        target = self.copies[frame.source.name]
         if frame.source.kind == "video":
             writer = self.videos.get(frame.source.name)
             if writer is None:
                 fps = (clip_fps(frame.source.path) or 25.0) / self.frame_stride
-                writer = self.videos[frame.source.name] = VideoWriter(video_stem(target), fps)
+                writer = self.videos[frame.source.name] = VideoWriter(target, fps)
             # a video's frames go at their times; an animated image's, at its mean rate, once each
             writer.write(image, frame.time_s if is_video_file(frame.source.path) else None)
             return
@@ -559,17 +604,37 @@ class Annotator:
         """Refuse a job whose annotated copies would replace files already in the folder (an
         earlier job's, or the user's own), before anything is written."""
         for source in sources:
-            target = annotated_path(self.folder, source, self.root)
+            copy = self.copies[source.name]
             if source.kind == "video":
-                names = [video_stem(target).with_suffix(suffix) for _, suffix in VIDEO_CODECS]
+                names = [copy.with_suffix(suffix) for _, suffix in VIDEO_CODECS]
             else:
-                names = [target, target.with_name(target.name + ".png")]
+                names = [copy, copy.with_name(copy.name + ".png")]
             taken = next((p for p in names if p.exists()), None)
             if taken is not None:
                 raise InputError(
                     f"--annotate {self.folder} already holds {taken}, where the annotated copy "
                     f"of {source.name} goes; choose another --annotate folder, or pass "
                     "--overwrite to replace its files"
+                )
+
+    def check_names(self, sources: list[Source]) -> None:
+        """Refuse a job whose annotated copies, or the temporary files an image's is written
+        through (+ .tmp), would have names longer than the file system takes, before anything
+        is written."""
+        limit = name_max(self.folder / "copy")  # the folder's file system's
+        for source in sources:
+            copy = self.copies[source.name]
+            names = [copy.name + ".tmp"]  # save_annotated writes it through a temporary file
+            if source.kind == "video":
+                names = [copy.with_suffix(suffix).name for _, suffix in VIDEO_CODECS]
+            longest = max(len(os.fsencode(name)) for name in names)
+            if longest > limit:
+                own = len(os.fsencode(source.path.name)) if source.path else 0
+                raise InputError(
+                    f"--annotate {self.folder}: the annotated copy of {path_text(source.name)} "
+                    f"needs a name of {longest} bytes ({longest - own} more than the input's), "
+                    f"and this file system takes names of at most {limit} bytes; rename the "
+                    f"input to at most {limit - longest + own} bytes, or leave out --annotate"
                 )
 
     @staticmethod

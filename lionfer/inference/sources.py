@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS, is_visible, walk_files
-from lionfer.data.images import RAW_SUFFIXES, broken_link, raw_note, to_rgb
+from lionfer.data.images import RAW_SUFFIXES, broken_link, raw_note, to_rgb, upright
 from lionfer.errors import InputError
 from lionfer.inference.video import VIDEO_KINDS, is_clip, is_video_file
 
@@ -246,10 +246,10 @@ def _why(error: Exception, image: Image.Image) -> str:
 
 def _upright(image: Image.Image) -> Image.Image:
     """A PIL image turned as its EXIF orientation tag says (a phone photo from Image.open), as
-    the file's path would be read; ImageOps.exif_transpose drops the tag, so never twice."""
+    the file's path would be read; upright drops the tag, so never twice."""
     if image.getexif().get(ORIENTATION_TAG, 1) == 1:
         return image
-    return ImageOps.exif_transpose(image)
+    return upright(image)
 
 
 # ---- faces, frames and batches ----

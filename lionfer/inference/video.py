@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from lionfer.data.images import broken_link, to_rgb
+from lionfer.data.images import broken_link, named_warnings, to_rgb, upright
 
 # Phones also write .3gp/.3g2, camcorders AVCHD's .mts/.m2ts, professional camcorders .mxf and
 # .dv, CCTV recorders and dash cams raw H.264/H.265 streams (.h264, .264, .h265, .265, .hevc);
@@ -83,10 +83,11 @@ def is_animated_image(path: str | Path) -> bool:
     if Path(path).suffix.lower() not in ANIMATED_IMAGE_EXTENSIONS:
         return False
     try:
-        image = Image.open(path)
+        with named_warnings(path, shown=False):  # its reader warns after, naming the file
+            image = Image.open(path)
     except Exception:  # PIL's zoo of decode errors: open_image names the problem later
         return False
-    with image:
+    with image, named_warnings(path, shown=False):
         try:
             return getattr(image, "n_frames", 1) > 1
         except Exception:
@@ -118,19 +119,22 @@ def image_frames(
     if stride < 1:
         raise ValueError(f"frame stride must be at least 1, got {stride}")
     try:
-        image = Image.open(path)
+        with named_warnings(path):
+            image = Image.open(path)
     except Exception as error:
         raise VideoError(f"cannot open {path} as an image: {error}") from error
     with image:
         try:
-            declared = getattr(image, "n_frames", 1)
+            with named_warnings(path):
+                declared = getattr(image, "n_frames", 1)
         except Exception:  # a frame the count cannot pass: decoding stops there
             declared = None
         elapsed_ms, timed, index = 0.0, None, 0
         while declared is None or index < declared:
             try:
-                image.seek(index)
-                image.load()
+                with named_warnings(path):  # not around the yield: the caller's are its own
+                    image.seek(index)
+                    image.load()
             except Exception as error:
                 if index == 0:
                     raise VideoError(f"{path} has no readable frame: {error}") from error
@@ -142,7 +146,8 @@ def image_frames(
             if timed is None:  # the first frame tells whether the file is timed
                 timed = duration is not None
             if index % stride == 0:
-                frame = to_rgb(ImageOps.exif_transpose(image.copy()))
+                with named_warnings(path):
+                    frame = to_rgb(upright(image.copy()))
                 yield index, (elapsed_ms / 1000 if timed else None), frame
             elapsed_ms += float(duration or 0)
             index += 1
@@ -178,9 +183,10 @@ def clip_fps(path: str | Path) -> float | None:
         return video_fps(path)
     durations = []  # of each frame, in ms: the last frame's counts too
     try:
-        with Image.open(path) as image:
+        with named_warnings(path), Image.open(path) as image:
             for index in range(image.n_frames):
                 image.seek(index)
+                image.load()  # Pillow's WebP reader gives a frame's duration once decoded
                 durations.append(image.info.get("duration"))
     except Exception:  # predict reports the damage in the file's rows
         pass
@@ -639,6 +645,7 @@ class VideoWriter:
                 self.path, self.size, self._writer = path, size, writer
                 return
             writer.release()
+        _check_writable(self.stem.with_suffix(VIDEO_CODECS[0][1]))
         tried = ", ".join(f"{c} ({s})" for c, s in VIDEO_CODECS)
         raise VideoError(f"OpenCV here cannot write video with any of {tried}")
 
@@ -646,3 +653,13 @@ class VideoWriter:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+
+
+def _check_writable(path: Path) -> None:
+    """Raise the file system's OSError, naming path, where a file cannot be made there (a name
+    too long, a folder not writable, a full disk): OpenCV's writer says only that it failed."""
+    existed = path.exists()
+    with open(path, "ab"):
+        pass
+    if not existed:
+        path.unlink()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from predict_helpers import P_COLUMNS, blank, faces, make_checkpoint, scene
 
@@ -30,6 +31,38 @@ def test_checkpoint_best_beside_a_checkpoint_file_is_refused_not_ignored(tmp_pat
     alone = make_checkpoint(tmp_path / "model.pt")
     with pytest.raises(InputError, match="pass the run folder with it, or the checkpoint file"):
         load(alone, checkpoint="best")
+
+
+def test_a_model_of_nan_weights_is_refused_and_a_failed_run_not_sent_to_its_error_pt(tmp_path):
+    run = tmp_path / "run"
+    (run / "config.toml").parent.mkdir()
+    (run / "config.toml").write_text("")
+    error = make_checkpoint(run / "checkpoints" / "error.pt")
+    state = torch.load(error, weights_only=False)
+    next(iter(state["ema"].values())).fill_(float("nan"))
+    torch.save(state, error)
+    with pytest.raises(InputError, match="error.pt, the state it failed in, is for inspection"):
+        load(run)  # it named error.pt as the file to pass
+    with pytest.raises(InputError, match=r"1 of the model's weight tensors hold NaN.*last.pt"):
+        load(error)  # it predicted NaN probabilities labeled as the first class
+
+
+def test_a_row_of_non_finite_probabilities_has_no_label(predictor):
+    class Broken:
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        def __call__(self, batch, features=False):
+            return np.full((len(batch), len(predictor.class_names)), np.nan)
+
+    inner = predictor.classify
+    predictor.classify = Broken()
+    try:
+        table = predictor.predict([faces()[0]], cropped=True)
+    finally:
+        predictor.classify = inner
+    assert table["label"].isna().all() and (table["error"] == "the model's probabilities are "
+                                               "not finite").all()  # fmt: skip
 
 
 @pytest.mark.parametrize(

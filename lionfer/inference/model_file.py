@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from lionfer.device import inference_device
-from lionfer.errors import InputError
+from lionfer.errors import CheckpointError, InputError
 from lionfer.training.checkpoint import MODEL_KEYS, checkpoint_model, load_checkpoint
 
 # What to pass instead of a file that is not a lionfer checkpoint.
@@ -103,11 +103,16 @@ def missing_checkpoint(run: Path, checkpoint: str) -> str:
     saved = sorted((run / "checkpoints").glob("*.pt"))
     if not saved and not (run / "config.toml").is_file():
         return f"{run} is not a lionfer run folder (it has no config.toml); {MODEL_FIX}"
+    usable = [p for p in saved if p.name != "error.pt"]  # error.pt: for inspection only
     if saved:
         fix = (
             "pass --checkpoint last (checkpoint='last' in lionfer.load)"
             if (run / "checkpoints" / "last.pt").is_file()
-            else f"pass one of its files, e.g. {saved[0]}"
+            else f"pass one of its files, e.g. {usable[0]}"
+            if usable
+            else "it failed before its first checkpoint, and error.pt, the state it failed "
+            f"in, is for inspection only: train it again (lionfer train --out {run} "
+            "--overwrite, with its settings)"
         )
         return (
             f"{run} is not a finished lionfer run: it has no checkpoints/{checkpoint}.pt (only "
@@ -131,10 +136,28 @@ def missing_checkpoint(run: Path, checkpoint: str) -> str:
     )
 
 
+def check_finite(model: torch.nn.Module, path: Path) -> None:
+    """Refuse a model with NaN or infinite weights (the error.pt of a run whose loss went NaN
+    may hold them): every prediction would be NaN, its label the first class."""
+    bad = [
+        name
+        for name, tensor in model.state_dict().items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} of the model's weight tensors hold NaN or infinite values "
+            f"(first: {bad[0]}), so it has no predictions; a run whose loss went NaN saves such "
+            "weights in checkpoints/error.pt, for inspection only: use the run's last.pt or "
+            "best.pt, or train it again (a lower train.lr)"
+        )
+
+
 def torch_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
     """(the checkpoint's EMA model in eval mode on device, its ModelInfo)."""
     state = load_checkpoint(path, MODEL_KEYS, MODEL_FIX)
     model = checkpoint_model(state, path)
+    check_finite(model, path)
     info = ModelInfo(
         state["model_name"],
         tuple(state["class_names"]),

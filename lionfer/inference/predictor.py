@@ -577,6 +577,7 @@ class Predictor:
         for k, (face, probs) in enumerate(zip(frame.faces, frame.probs, strict=True)):
             x, y, w, h = (float(v) for v in face.box)
             features = () if frame.features is None else frame.features[k]
+            finite = bool(np.isfinite(probs).all())  # an exported model of NaN weights: no label
             rows.append(
                 {
                     **base,
@@ -586,11 +587,11 @@ class Predictor:
                     "w": w,
                     "h": h,
                     "score": face.score,
-                    "label": self.class_names[int(np.argmax(probs))],
+                    "label": self.class_names[int(np.argmax(probs))] if finite else None,
                     **{n: float(p) for n, p in zip(names, probs, strict=True)},
                     # 8 decimals: a float32 unit vector's precision, in half the text
                     **{n: round(float(v), 8) for n, v in zip(embedding, features, strict=True)},
-                    "error": None,
+                    "error": None if finite else "the model's probabilities are not finite",
                 }
             )
         return rows

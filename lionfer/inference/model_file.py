@@ -139,10 +139,12 @@ def missing_checkpoint(run: Path, checkpoint: str) -> str:
 def check_finite(model: torch.nn.Module, path: Path) -> None:
     """Refuse a model with NaN or infinite weights (the error.pt of a run whose loss went NaN
     may hold them): every prediction would be NaN, its label the first class."""
+    weights = dict(model.named_parameters())  # a buffer may hold -inf on purpose (a mask)
     bad = [
         name
         for name, tensor in model.state_dict().items()
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+        if tensor.is_floating_point()
+        and (tensor.isnan().any() or (name in weights and tensor.isinf().any()))
     ]
     if bad:
         raise CheckpointError(

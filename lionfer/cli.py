@@ -25,7 +25,7 @@ from lionfer.cli_model import (
     inference_environment,
 )
 from lionfer.config import ConfigError, config_from_args, replace
-from lionfer.config_text import to_toml
+from lionfer.config_text import packaged_listing, to_toml
 from lionfer.errors import InputError, Interrupted, RuntimeFailure
 from lionfer.processes import launched, main_process
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
@@ -198,6 +198,12 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_list(args) -> int:
+    if args.what in ("configs", "sweeps"):
+        rows = packaged_listing(args.what)
+        width = max(len(name) for name, _ in rows)
+        for name, about in rows:
+            print(f"{name:<{width}}  {about}")
+        return 0
     if args.what == "algorithms":
         import lionfer.algorithms  # noqa: F401  (the table of algorithms; no torch)
     elif args.what == "datasets":
@@ -353,8 +359,10 @@ def add_evaluate_parser(sub) -> None:
 
 def add_inspect_parsers(sub) -> None:
     """`lionfer list`, `config show` and `data stats`: what there is, without training."""
-    p = sub.add_parser("list", help="list algorithms, models or datasets")
-    p.add_argument("what", choices=("algorithms", "models", "datasets"))
+    p = sub.add_parser(
+        "list", help="list algorithms, models, datasets, or the packaged configs and sweeps"
+    )
+    p.add_argument("what", choices=("algorithms", "models", "datasets", "configs", "sweeps"))
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("config", help="show the resolved config")

@@ -31,6 +31,22 @@ SWEEP_FILE_KEYS = ("config", "algorithms", "variants", "seeds")
 SCALAR_KINDS = {bool: "a boolean", int: "an integer", float: "a number"}
 
 
+def packaged_listing(what: str) -> list[tuple[str, str]]:
+    """(name, what it is) of every packaged config (its comment's opening phrase) or sweep (its
+    description), the names `lionfer train NAME` and `lionfer sweep NAME` take."""
+    folder = PACKAGED_CONFIGS if what == "configs" else PACKAGED_CONFIGS / "sweeps"
+    rows = []
+    for path in sorted(folder.glob("*.toml")):
+        text = path.read_text(encoding="utf-8")
+        if what == "sweeps":
+            about = str(tomllib.loads(text).get("description", ""))
+        else:
+            first = next((line for line in text.splitlines() if line.startswith("#")), "")
+            about = re.split(r"[:.](?:\s|$)", first.lstrip("# ").strip(), maxsplit=1)[0]
+        rows.append((path.stem, about))
+    return rows
+
+
 def as_toml(value: Any) -> str:
     """A parsed value as it is written in TOML (true, 2024-01-01, 3.5, 'x'), for messages."""
     if isinstance(value, bool):

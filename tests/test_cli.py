@@ -14,6 +14,7 @@ from conftest import TINY
 import lionfer.cli
 from lionfer.cli import build_parser, main
 from lionfer.errors import Interrupted
+from lionfer.experiments.sweep_file import load_sweep, packaged_sweeps
 
 
 def run(capsys, *argv):
@@ -65,6 +66,17 @@ def test_list_and_config_show(capsys):
     code, stdout, _ = run(capsys, "config", "show", "train.steps=9", "algorithm.name=fixmatch")
     shown = tomllib.loads(stdout)
     assert shown["train"]["steps"] == 9 and shown["algorithm"]["threshold"] == 0.95
+
+
+def test_list_names_the_packaged_configs_and_sweeps(capsys):
+    code, stdout, _ = run(capsys, "list", "configs")
+    rows = dict(line.split(maxsplit=1) for line in stdout.splitlines())
+    assert code == 0 and set(rows) == {"default", "rafdb-paper", "sfew-paper", "affectnet-paper"}
+    assert rows["rafdb-paper"] == "LION at paper scale on RAF-DB (Du et al., IJCAI 2023, Table 1)"
+    code, stdout, _ = run(capsys, "list", "sweeps")
+    rows = dict(line.split(maxsplit=1) for line in stdout.splitlines())
+    assert code == 0 and sorted(rows) == packaged_sweeps()
+    assert rows["table2-sfew"] == load_sweep("table2-sfew").description
 
 
 def test_help_says_what_lionfer_and_each_command_do():

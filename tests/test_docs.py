@@ -161,6 +161,27 @@ def test_contributing_has_a_line_for_every_module():
         assert (ROOT / path).exists(), f"CONTRIBUTING.md lists {path}, which does not exist"
 
 
+def test_the_command_table_has_a_row_for_every_command():
+    """docs/cli.md's table names every subcommand of `lionfer`; one documented on another page
+    links to it (README.md: "every command and flag")."""
+    import argparse
+
+    from lionfer.cli import build_parser
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    text = (DOCS / "cli.md").read_text()
+    described = {
+        found[1]: line.rsplit(" | ", 1)[-1]  # the row's last cell: what the command does
+        for line in text.splitlines()
+        if (found := re.match(r"\| `lionfer (\w+)", line))
+    }
+    assert set(sub.choices) <= set(described), set(sub.choices) - set(described)
+    for command in ("sweep", "report", "predict", "export", "relabel", "audit"):
+        links = re.findall(r"\]\(([\w-]+\.md)(#[\w-]+)?\)", described[command])
+        assert links, f"the row of lionfer {command} links to no page"
+        assert all((DOCS / page).is_file() for page, _ in links)
+
+
 def load_hooks():
     import importlib.util
 

@@ -36,6 +36,7 @@ from lionfer.training.runfolder import (
     check_run_dir,
     check_unlocked,
     create_run_dir,
+    words_for,
 )
 from lionfer.training.trainer import Trainer
 from lionfer.unread import check_new_run
@@ -63,6 +64,10 @@ def train(
     One run at a time in a process, from any thread (signals stop it gracefully only from the
     main thread); the process's random generators (torch's, Python's, numpy's, and torch's on
     the GPUs where the process had started CUDA) are left as they were found.
+
+    `command` is the command line that started the run (for meta.json): the command line passes
+    it, and a refused run folder then names its flags (--resume, --overwrite, --out); called
+    without one, the refusal names train()'s arguments (resume=True, overwrite=True, out).
 
     Raises InputError (bad arguments, config, data or run folder: nothing is written),
     Interrupted (SIGINT or SIGTERM: checkpoints/last.pt saved), or the failure of a step (an
@@ -145,7 +150,9 @@ def train_locked(cfg, out: Path, resume, overwrite, stop_after, progress, comman
     try:
         # the checks before the data are read, in every process; the main process takes the run
         # folder too: where they fail in one process, every process stops (none is left waiting)
-        cfg = comm.settle(lambda: checked_config(cfg, out, resume, overwrite, device, comm, lock))
+        words = words_for(command)  # the refusals name --resume, or resume=True from Python
+        checks = (resume, overwrite, device, comm, lock, words)
+        cfg = comm.settle(lambda: checked_config(cfg, out, *checks))
         summary = train_here(cfg, out, resume, overwrite, stop_after, progress, command, comm, lock)
         finished = True
         return summary
@@ -169,7 +176,9 @@ def joining_device(cfg, out: Path, resume: bool, device: str | None) -> str:
     return cfg.train.device if cfg is not None else "cpu"
 
 
-def checked_config(cfg, out: Path, resume, overwrite, device, comm: Comm, lock: RunLock) -> Config:
+def checked_config(
+    cfg, out: Path, resume, overwrite, device, comm: Comm, lock: RunLock, words: dict
+) -> Config:
     """The run's config, once the run folder can be written as asked (and, resumed, its
     checkpoint continued with it), refused before the data are read; the main process holds a
     resumed run's folder from here on. Warnings are shown by the main process alone."""
@@ -178,7 +187,7 @@ def checked_config(cfg, out: Path, resume, overwrite, device, comm: Comm, lock: 
             warnings.simplefilter("ignore")
         if comm.is_main:  # a run training there is refused as such, before what its folder holds
             check_unlocked(out)
-        check_run_dir(out, resume, overwrite)
+        check_run_dir(out, resume, overwrite, words)
         if not resume:
             cfg = resolve_paths(cfg)
             check_new_run(cfg, out)  # settings that would do nothing, a folder inside the data
@@ -269,7 +278,8 @@ def train_here(
     else:
         trainer = build()
     if not resume:  # the main process makes the run folder; every process learns how it went
-        comm.settle(lambda: create_run_dir(out, overwrite, lock) if comm.is_main else None)
+        words = words_for(command)
+        comm.settle(lambda: create_run_dir(out, overwrite, lock, words) if comm.is_main else None)
     return trainer.fit(resume=resume, stop_after=stop_after)
 
 

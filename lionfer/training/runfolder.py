@@ -195,20 +195,38 @@ def _protected(folder: Path) -> bool:
     return any(target == place or target in place.parents for place in places)
 
 
-def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse, before anything is built, a run folder that cannot be written as asked."""
+# How the messages of a refused run folder name the caller's choices: the command line's flags,
+# or train()'s arguments (a run started from Python)
+CLI_WORDS = {"resume": "--resume", "overwrite": "--overwrite", "out": "--out"}
+CLI_WORDS["own_folder"] = "--out runs/x"
+API_WORDS = {"resume": "resume=True", "overwrite": "overwrite=True", "out": "out"}
+API_WORDS["own_folder"] = "out='runs/x'"
+
+
+def words_for(command: str) -> dict[str, str]:
+    """CLI_WORDS for a run the command line started (it passes train() its command line),
+    else API_WORDS."""
+    return CLI_WORDS if command else API_WORDS
+
+
+def check_run_dir(out: Path, resume: bool, overwrite: bool, words: dict = CLI_WORDS) -> None:
+    """Refuse, before anything is built, a run folder that cannot be written as asked; the
+    messages name the choices in `words` (CLI_WORDS, API_WORDS)."""
+    w = words
     if out.exists() and not out.is_dir():
-        raise RunExistsError(f"--out {out} is a file, not a folder; choose a folder for the run")
+        raise RunExistsError(
+            f"{w['out']} {out} is a file, not a folder; choose a folder for the run"
+        )
     check_writable(out)
     if resume:
-        check_resumable(out)
+        check_resumable(out, words)
         return
     if not out.exists() or not any(out.iterdir()) or stopped_at_first_write(out):
         return
     if not is_run_folder(out):
         raise RunExistsError(
             f"{out} {describe_foreign(out)}. lionfer writes a run only into a new or empty folder "
-            "and never deletes what it did not make: choose another --out"
+            f"and never deletes what it did not make: choose another {w['out']}"
         )
     if not overwrite and not (out / LAST).is_file():
         best = best_to_resume(out)
@@ -216,30 +234,32 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
             raise RunExistsError(
                 f"run folder {out} already holds a run, which stopped before its first "
                 f"{LAST.as_posix()} was written, but {best}: copy it over {out / LAST} and pass "
-                "--resume to continue from there, or pass --overwrite to start the run again "
-                "(which deletes best.pt too), or choose another --out"
+                f"{w['resume']} to continue from there, or pass {w['overwrite']} to start the "
+                f"run again (which deletes best.pt too), or choose another {w['out']}"
             )
         raise RunExistsError(
             f"run folder {out} already holds a run, which stopped before its first checkpoint "
-            "(nothing to resume); pass --overwrite to start it again, or choose another --out"
+            f"(nothing to resume); pass {w['overwrite']} to start it again, or choose another "
+            f"{w['out']}"
         )
     if not overwrite:
         raise RunExistsError(
-            f"run folder {out} already holds a run; pass --resume to continue it, --overwrite to "
-            "replace it, or choose another --out"
+            f"run folder {out} already holds a run; pass {w['resume']} to continue it, "
+            f"{w['overwrite']} to replace it, or choose another {w['out']}"
         )
     if _protected(out) or out.is_symlink():
         raise RunExistsError(
-            f"--overwrite will not delete {out}: it is the current folder, a parent of it, your "
-            "home folder or a link. Replace the run by its own folder (e.g. --out runs/x)"
+            f"{w['overwrite']} will not delete {out}: it is the current folder, a parent of it, "
+            f"your home folder or a link. Replace the run by its own folder (e.g. "
+            f"{w['own_folder']})"
         )
     others = foreign_entries(out)
     if others:
         shown = ", ".join(others[:_SHOWN]) + (", ..." if len(others) > _SHOWN else "")
         raise RunExistsError(
-            f"--overwrite replaces a run's own files, and {out} also holds {len(others)} that "
-            f"the run did not write: {shown} (a prediction, an export, your notes?). Move "
-            "them out of the folder, or choose another --out"
+            f"{w['overwrite']} replaces a run's own files, and {out} also holds {len(others)} "
+            f"that the run did not write: {shown} (a prediction, an export, your notes?). Move "
+            f"them out of the folder, or choose another {w['out']}"
         )
 
 
@@ -270,36 +290,37 @@ def check_writable(out: Path) -> None:
             )
 
 
-def check_resumable(out: Path) -> None:
+def check_resumable(out: Path, words: dict = CLI_WORDS) -> None:
     """A run folder that --resume can continue: its checkpoint, config and split are there."""
+    w = words
     if not (out / LAST).is_file():
         best = None if stopped_at_first_write(out) else best_to_resume(out)
         if best is not None:
             raise MissingInputError(
                 f"cannot resume {out}: {out / LAST} is missing (the run stopped before it was "
                 f"first written), but {best}: copy it over {out / LAST} to continue the run "
-                "from there with --resume, or start the run again with --overwrite (which "
-                "deletes best.pt too)"
+                f"from there with {w['resume']}, or start the run again with {w['overwrite']} "
+                "(which deletes best.pt too)"
             )
         if stopped_at_first_write(out):
             hint = (
                 f"the run in {out} stopped at its first write, before it saved anything: run the "
-                "same command without --resume to start it again"
+                f"same command without {w['resume']} to start it again"
             )
         elif is_run_folder(out):
             hint = (
                 f"the run in {out} stopped before its first checkpoint: start it again with "
-                "--overwrite"
+                f"{w['overwrite']}"
             )
         else:
-            hint = "is --out the run folder?"
+            hint = f"is {w['out']} the run folder?"
         raise MissingInputError(f"nothing to resume: {out / LAST} is missing; {hint}")
     for name, what in (("config.toml", "its config"), ("split.json", "its split")):
         if not (out / name).is_file():
             raise MissingInputError(
                 f"cannot resume {out}: {out / name} ({what}, written when the run began) is "
-                "missing; put it back from a copy of the run, or start the run again with "
-                "--overwrite"
+                f"missing; put it back from a copy of the run, or start the run again with "
+                f"{w['overwrite']}"
             )
 
 
@@ -358,13 +379,16 @@ def _foreign_inside(folder: Path, written: Callable[[str], bool]) -> list[str]:
     ]
 
 
-def create_run_dir(out: Path, overwrite: bool, lock: RunLock | None = None) -> None:
-    """Make the run folder; an existing run is deleted only with overwrite, re-checked here, and
-    with a `lock`, not while another process writes it; the lock then holds the new folder."""
+def create_run_dir(
+    out: Path, overwrite: bool, lock: RunLock | None = None, words: dict = CLI_WORDS
+) -> None:
+    """Make the run folder; an existing run is deleted only with overwrite, re-checked here (its
+    refusal in `words`), and with a `lock`, not while another process writes it; the lock then
+    holds the new folder."""
     if out.exists() and any(out.iterdir()):
         if lock is not None:  # first: a run started there a moment ago is training, not stopped
             lock.acquire(out)
-        check_run_dir(out, resume=False, overwrite=overwrite)
+        check_run_dir(out, resume=False, overwrite=overwrite, words=words)
         if stopped_at_first_write(out):  # its one file: the folder may be the user's (cwd)
             (out / METRICS).unlink()
         else:

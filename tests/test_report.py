@@ -443,7 +443,9 @@ def test_relabel_gallery_shows_the_faces_of_a_real_run(tiny_cfg, tmp_path):
         ("3", "7", names[0], names[1], names[1]),
         ("6", "9", names[2], names[4], ""),
     ]
-    assert shown[0]["weights"] == f"{names[4][:3]}=0.90"
+    # a candidate weight per class, by the class's full name, as relabels.csv has them
+    assert shown[0][f"w_{names[4].lower()}"] == "0.9" and shown[0][f"w_{names[0].lower()}"] == ""
+    assert [float(shown[1][f"w_{n.lower()}"]) for n in names] == [0.1] * 7
     assert (out / "figures" / "gallery_lion-evidence.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
     assert "no longer matches relabels.csv at index 6" in md  # the labeled set was rebuilt
@@ -571,3 +573,68 @@ def test_sensitivity_keeps_to_one_recipe(tmp_path):
     rows = read_csv(out / "sensitivity_reliable_threshold.csv")
     assert [r["reliable_threshold"] for r in rows] == ["0.77", "0.83", "0.89"]
     assert "within one recipe (`lion:paper`)" in (out / "report.md").read_text()
+
+
+def test_a_run_without_a_component_is_no_point_of_a_sensitivity_curve(tmp_path):
+    # τ 0.6 and 0.7 with every component, beside runs without label disambiguation at τ 0.8,
+    # where τ does nothing: an ablation, no third point of the curve
+    root = tmp_path / "runs"
+    for tau, switch in ((0.6, True), (0.7, True), (0.8, False)):
+        for seed in (0, 1):
+            params = recipe_params("paper", clear_threshold=tau, use_disambiguation=switch)
+            fake_run(root, f"t{tau}-{seed}", algorithm="lion", seed=seed, recipe="paper",
+                     acc=tau - 0.1 * seed, params=params)  # fmt: skip
+    runs = load_runs([root]).runs
+    assert T.moved_with(runs, "clear_threshold") == []
+    tau = T.sensitivity(runs, "clear_threshold")["synthetic@100"]
+    assert [(x, c.n) for x, c in tau] == [(0.6, 2), (0.7, 2)]
+    # a sweep's setting that stays at one value over two of τ's is no part of the τ sweep
+    for tau, margin in ((0.6, 1.0), (0.7, 1.0), (0.8, 2.0)):
+        params = recipe_params("paper", clear_threshold=tau, relabel_margin=margin)
+        fake_run(root, f"m{tau}", algorithm="lion", seed=5, recipe="paper", acc=0.5,
+                 params=params)  # fmt: skip
+    assert "relabel_margin" not in T.moved_with(load_runs([root]).runs, "clear_threshold")
+
+
+def test_the_packaged_fig4_sweep_draws_seven_points_of_each_curve():
+    from pathlib import Path
+
+    from lionfer.experiments.sweep_file import expand, load_sweep
+
+    sweep = load_sweep("fig4-rafdb")
+    runs = []
+    for point, cfg in expand(sweep, ["data.root=/data/placeholder"]):
+        config = cfg.to_dict()
+        summary = {"algorithm": "lion", "recipe": cfg.algorithm.recipe, "seed": point.seed,
+                   "test_acc": 0.5 + 0.01 * point.seed, "steps": cfg.train.steps}  # fmt: skip
+        runs.append(Run(Path(point.label) / str(point.seed), point.label, "rafdb@100",
+                        point.seed, summary, config))  # fmt: skip
+    assert T.moved_with(runs, "clear_threshold") == ["relabel_threshold", "resolve_threshold"]
+    tau = T.sensitivity(runs, "clear_threshold")["rafdb@100"]
+    assert [(x, c.n) for x, c in tau] == [(t, 3) for t in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)]
+    gamma = T.sensitivity(runs, "reliable_threshold")["rafdb@100"]
+    assert [x for x, _ in gamma] == [0.77, 0.79, 0.81, 0.83, 0.85, 0.87, 0.89]
+
+
+def test_class_names_are_whole_in_the_gallery_and_its_weights_one_column_each(tmp_path):
+    names = ["cat_big", "cat_small", "dog, a=b"]
+    run = fake_run(tmp_path / "runs", "lion", algorithm="lion", acc=0.5, relabel={"count": 2})
+    summary = json.loads((run / "summary.json").read_text())
+    summary["class_names"] = names
+    (run / "summary.json").write_text(json.dumps(summary))
+    header = ["index", "given_label", "current_label", "step", *(f"w_{n}" for n in names)]
+    with (run / "relabels.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([header, [3, 1, 0, 7, 0.78, 0.2, 0.02], [4, 0, 2, 8, 0, 0.3, 0.7]])
+    out = tmp_path / "report"
+    make_report([tmp_path / "runs"], out)
+    rows = read_csv(out / "gallery.csv")
+    assert [(r["given"], r["current"]) for r in rows] == [
+        ("cat_small", "cat_big"),
+        ("cat_big", "dog, a=b"),
+    ]
+    assert [[r[f"w_{n}"] for n in names] for r in rows] == [
+        ["0.78", "0.2", "0.02"],
+        ["0.0", "0.3", "0.7"],
+    ]
+    md = (out / "report.md").read_text()
+    assert "| cat_big: 0.78 · cat_small: 0.20 · dog, a=b: 0.02 |" in md

@@ -1,6 +1,11 @@
 """A report as data (sections of paragraphs, tables and figures), written as Markdown (figures as
 PNG files beside it), as one self-contained HTML file (figures embedded as base64 PNG) and its
-tables as plain text for a terminal; the report folder, which records every file written."""
+tables as plain text for a terminal; the report folder, which records every file written.
+
+A paragraph is the report's own words in Markdown (`code` and **strong** spans), a value from the
+runs put into it through plain() or code(); a table cell and a caption are values, shown as they
+are in both formats, unless a cell is Markup (the report's own words, as a paragraph). So a name
+such as `*x*` or `<i>` reads the same in report.md, rendered or not, and in report.html."""
 
 from __future__ import annotations
 
@@ -12,32 +17,63 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lionfer.atomic import flush_to_disk, replacing
+
+
+class Markup(str):
+    """A table cell in the report's own words (Markdown, as a paragraph), not a value."""
+
 
 @dataclass
 class Table:
     header: list[str]
-    rows: list[list[str]]
+    rows: list[list[str]]  # values, or Markup
 
 
 @dataclass
 class Image:
     name: str  # file name under figures/
     png: bytes
-    caption: str
+    caption: str  # a value: shown as it is
 
 
 @dataclass
 class Section:
     title: str
-    blocks: list = field(default_factory=list)  # str paragraphs, Table, Image
+    blocks: list = field(default_factory=list)  # str paragraphs (Markdown), Table, Image
 
     def add(self, *blocks) -> Section:
         self.blocks.extend(blocks)
         return self
 
 
-def _md_cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+# Markdown's inline characters, and "_" where it may open or close emphasis (not inside a word)
+_SPECIAL = re.compile(r"[\\`*\[\]#&<>~]|(?<![^\W_])_|_(?![^\W_])")
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "~": "&#126;"}  # not every renderer takes \<
+
+
+def _one_line(value) -> str:
+    return " ".join(str(value).splitlines())
+
+
+def plain(value) -> str:
+    """A value (a name, a path, a reason) as Markdown that any renderer shows as it is: its
+    Markdown characters backslash-escaped, its HTML ones as entities, a line break as a space."""
+    return _SPECIAL.sub(lambda m: _ENTITIES.get(m[0], "\\" + m[0]), _one_line(value))
+
+
+def code(value) -> str:
+    """A value as a Markdown code span: fenced by one backtick more than it holds in a row, and
+    padded with a space where it begins or ends with one (renderers strip one)."""
+    text = _one_line(value)
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[:1] in ("`", " ") or text[-1:] in ("`", " ") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_cell(cell) -> str:
+    text = str(cell) if isinstance(cell, Markup) else plain(cell)
+    return _one_line(text).replace("|", "\\|")
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -65,7 +101,7 @@ def to_markdown(title: str, sections: list[Section], figures: str = "figures") -
                 cells = [[_md_cell(c) for c in row] for row in block.rows]
                 lines.append(markdown_table([_md_cell(h) for h in block.header], cells))
             elif isinstance(block, Image):
-                lines.append(f"![{block.caption}]({figures}/{block.name})")
+                lines.append(f"![{plain(block.caption)}]({figures}/{block.name})")
             else:
                 lines.append(str(block))
             lines.append("")
@@ -85,13 +121,41 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
 
+# what Markdown reads in the report's own words: a backslash escape, a run of backticks (a code
+# span's fence), ** (strong) and an entity
+_TOKEN = re.compile(r"\\([!-/:-@\[-`{-~])|(`+)|\*\*|&(?:#\d+|#[xX][\da-fA-F]+|[A-Za-z]\w*);")
+
+
 def _inline(text: str) -> str:
-    """Escape, then render `code` and **strong** spans as in the Markdown."""
-    parts = html.escape(str(text)).split("`")
-    return "".join(
-        f"<code>{p}</code>" if i % 2 else re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", p)
-        for i, p in enumerate(parts)
-    )
+    """The report's own words (Markdown) as HTML: `code` and **strong** spans as elements, a
+    backslash escape or an entity as the character it stands for, the rest escaped."""
+    out, strong, at = [], False, 0
+    while (found := _TOKEN.search(text, at)) is not None:
+        out.append(html.escape(text[at : found.start()]))
+        at = found.end()
+        if found[1] is not None:
+            out.append(html.escape(found[1]))
+        elif found[2] is not None:  # a code span runs to the next run of as many backticks
+            close = re.compile(f"(?<!`){found[2]}(?!`)").search(text, at)
+            if close is None:
+                out.append(found[2])
+                continue
+            span = text[at : close.start()]
+            if span.startswith(" ") and span.endswith(" ") and span.strip():
+                span = span[1:-1]
+            out.append(f"<code>{html.escape(span)}</code>")
+            at = close.end()
+        elif found[0] == "**":
+            out.append("</strong>" if strong else "<strong>")
+            strong = not strong
+        else:
+            out.append(html.escape(html.unescape(found[0])))
+    out.append(html.escape(text[at:]))
+    return "".join(out) + ("</strong>" if strong else "")
+
+
+def _html_cell(cell) -> str:
+    return _inline(cell) if isinstance(cell, Markup) else html.escape(str(cell))
 
 
 def to_html(title: str, sections: list[Section]) -> str:
@@ -105,16 +169,17 @@ def to_html(title: str, sections: list[Section]) -> str:
         out.append(f"<h2>{html.escape(section.title)}</h2>")
         for block in section.blocks:
             if isinstance(block, Table):
-                out.append("<table><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in block.header))
+                header = "".join(f"<th>{_html_cell(h)}</th>" for h in block.header)
+                out.append(f"<table><tr>{header}")
                 for row in block.rows:
-                    out.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>")
+                    out.append("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>")
                 out.append("</table>")
             elif isinstance(block, Image):
                 data = base64.b64encode(block.png).decode("ascii")
                 out.append(
                     f'<figure><img alt="{html.escape(block.caption)}" '
                     f'src="data:image/png;base64,{data}"><figcaption>'
-                    f"{_inline(block.caption)}</figcaption></figure>"
+                    f"{html.escape(block.caption)}</figcaption></figure>"
                 )
             else:
                 out.append(f"<p>{_inline(block)}</p>")
@@ -154,7 +219,18 @@ class Output:
         return Image(name, png, caption)
 
     def save(self) -> None:
+        """Write every file (write_file): each whole, or not at all."""
         for name, data in self.data.items():
-            path = self.folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            write_file(self.folder / name, data)
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: into `<name>.tmp` beside it, made anew (a leftover or a
+    link there is removed first, never written through), then renamed over it, so that a link
+    at its name is replaced, not followed. An OSError names `path` (lionfer.atomic.replacing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as tmp:
+        tmp.unlink(missing_ok=True)
+        with open(tmp, "xb") as handle:
+            handle.write(data)
+            flush_to_disk(handle)

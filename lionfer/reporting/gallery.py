@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from lionfer.reporting.runs import Run, labeled_faces
 
-GALLERY_COLUMNS = tuple("method column seed index id step given current true weights".split())
+# gallery.csv's columns before its w_<class> ones (a class's candidate weight, as in relabels.csv)
+GALLERY_COLUMNS = tuple("method column seed index id step given current true".split())
 
 
 def _weights(row: dict, names: list[str], current: str) -> dict[str, float]:

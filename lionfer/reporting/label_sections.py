@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lionfer.reporting import plots
 from lionfer.reporting import tables as T
-from lionfer.reporting.document import Output, Section, Table
+from lionfer.reporting.document import Output, Section, Table, plain
 from lionfer.reporting.gallery import GALLERY_COLUMNS, class_name, gallery_items, relabeled_rows
 from lionfer.reporting.run_summary import label_quality_lines
 from lionfer.reporting.runs import Collection, ordered_runs, shown_path
@@ -53,7 +53,7 @@ def readable_lines(summary: dict) -> list[str]:
         return [f"the account of its labels cannot be read from its summary.json ({reason})"]
 
 
-def run_labels_sections(accounts: list[RunLabels]) -> list[Section]:
+def run_labels_sections(accounts: list[RunLabels], out: Path) -> list[Section]:
     if not accounts:
         return []
     text = (
@@ -64,7 +64,7 @@ def run_labels_sections(accounts: list[RunLabels]) -> list[Section]:
         "when its disambiguation began and its prototypes, and the run's warnings."
     )
     rows = [
-        [a.method, a.column, str(a.seed), " · ".join(a.lines), f"`{shown_path(a.relabels)}`"]
+        [a.method, a.column, str(a.seed), " · ".join(a.lines), shown_path(a.relabels, out)]
         for a in accounts
     ]
     table = Table(["method", "column", "seed", "labels", "relabels"], rows)
@@ -173,25 +173,36 @@ def gallery_sections(c: Collection, out: Output, limit: int) -> list[Section]:
         f"change (the class that crossed τ in red). The first {limit} changes (by step) of one "
         "run per method: the first column's lowest seed."
     )
-    rows = []
+    items, classes = [], {}
     for method in c.methods:
         runs = [r for r in c.runs if r.method == method and relabeled_rows(r)]
         if not runs:
             continue
         run = min(runs, key=lambda r: (T.column_key(r.column), r.seed))
-        items, note = gallery_items(run, limit)
+        faces, note = gallery_items(run, limit)
         if note:
-            section.add(note)
-        names = run.class_names
-        png = plots.gallery_figure(items, names)
+            section.add(plain(note))
+        png = plots.gallery_figure(faces, run.class_names, method)
         caption = f"{method}: relabeled faces of {run.column}, seed {run.seed}"
         section.add(out.image(f"gallery_{T.slug(method)}.png", png, caption))
-        for item in items:
-            weights = " ".join(f"{k[:3]}={v:.2f}" for k, v in item["weights"].items())
-            row = {**item, "column": run.column, "weights": weights}
-            rows.append([row[k] for k in GALLERY_COLUMNS])
-    if not rows:
+        items += [{**item, "column": run.column} for item in faces]
+        classes.update(dict.fromkeys(run.class_names))
+    if not items:
         return []
-    out.csv("gallery.csv", list(GALLERY_COLUMNS), rows)
-    table = Table(list(GALLERY_COLUMNS), [[str(v) for v in r] for r in rows])
+    # a column per class, as relabels.csv has: class names may hold spaces, "=" or ","
+    weights = [f"w_{name.lower()}" for name in classes]
+    rows = [
+        [*(item[k] for k in GALLERY_COLUMNS), *(item["weights"].get(n) for n in classes)]
+        for item in items
+    ]
+    out.csv("gallery.csv", [*GALLERY_COLUMNS, *weights], rows)
+    cells = [
+        [*(str(item[k]) for k in GALLERY_COLUMNS), weights_text(item["weights"])] for item in items
+    ]
+    table = Table([*GALLERY_COLUMNS, "weights"], cells)
     return [section.add(table, "CSV: `gallery.csv`.")]
+
+
+def weights_text(weights: dict[str, float]) -> str:
+    """A face's candidate weights for the report's table: 'Happiness: 0.81 · Sadness: 0.19'."""
+    return " · ".join(f"{name}: {value:.2f}" for name, value in weights.items())

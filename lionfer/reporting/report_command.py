@@ -6,16 +6,29 @@ lionfer.reporting.plots; this module puts them in order and writes them."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lionfer.atomic import naming
 from lionfer.errors import ConfigError
 from lionfer.reporting import collapse, plots
 from lionfer.reporting import tables as T
-from lionfer.reporting.document import Output, Section, Table, to_html, to_markdown
+from lionfer.reporting.document import (
+    Markup,
+    Output,
+    Section,
+    Table,
+    code,
+    plain,
+    to_html,
+    to_markdown,
+    write_file,
+)
 from lionfer.reporting.label_sections import (
     RunLabels,
     gallery_sections,
@@ -25,6 +38,7 @@ from lionfer.reporting.label_sections import (
     run_labels_sections,
 )
 from lionfer.reporting.runs import Collection, Run, load_runs, ordered_runs, shown_path
+from lionfer.training.runfolder import nearest_existing, refuse_file_as_folder
 
 MARK = "report.json"  # lists the files a report wrote, so that the next one may replace them
 SENSITIVITY = (("clear_threshold", "τ"), ("reliable_threshold", "γ"))
@@ -61,9 +75,17 @@ class ReportResult:
 
 def earlier_files(out: Path) -> list[str]:
     """The files an earlier report in `out` wrote (its report.json), which a new one replaces;
-    [] for a new or empty folder. Any other content is refused, before the report is made."""
+    [] for a new or empty folder. Any other content is refused, before the report is made, and
+    so is an `out` that cannot be a folder (below a file) or cannot be written."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the report")
+    place = nearest_existing(out)
+    refuse_file_as_folder(out, place)
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--out {out}: {place} cannot be written (no permission, or a read-only file "
+            "system); choose an --out you can write to"
+        )
     if not out.is_dir() or not any(out.iterdir()):
         return []
     if not (out / MARK).is_file():
@@ -82,9 +104,55 @@ def earlier_files(out: Path) -> list[str]:
     return files
 
 
+# Every name a report may write besides report.json: only these are ever replaced or deleted,
+# whatever an edited report.json lists. A figure's name ends in a slug (T.slug), maybe with -2.
+REPORT_FILES = frozenset(
+    {"report.md", "report.html", "table1.csv", "mean_class_acc.csv", "table1_best_val.csv"}
+    | {"table1_best_test.csv", "mask_rate.csv", "ablation.csv", "runs.csv", "gallery.csv"}
+    | {f"sensitivity_{key}.csv" for key, _ in SENSITIVITY}
+    | {"learning_curves.csv", "label_accuracy.csv", "per_class_acc.csv", "confusion.csv"}
+    | {"relabel.csv", "relabel_pairs.csv"}
+)
+FIGURE_FILE = re.compile(
+    r"figures/(learning_curves|label_accuracy|(sensitivity|per_class|confusion|gallery)_"
+    r"[a-z0-9._-]+)\.png"
+)
+
+
+def report_file(name: str) -> bool:
+    """Whether a report may write a file of this name (REPORT_FILES, FIGURE_FILE)."""
+    return name in REPORT_FILES or FIGURE_FILE.fullmatch(name) is not None
+
+
+def check_links(out: Path, names: list[str]) -> None:
+    """Refuse, before anything is written, a link where this report writes: a folder of its
+    files (figures/) that is a link, or a file's name that links out of `out`. A link at a
+    file's name that stays inside `out` is replaced by the file (document.write_file)."""
+    inside = out.resolve()
+    for name in names:
+        path = out / name
+        folder = path.parent
+        if folder != out and folder.is_symlink():
+            raise ConfigError(
+                f"--out {out} holds {folder.relative_to(out)}, a link to {folder.resolve()}: the "
+                "report writes its figures into a folder of its own, never through a link; "
+                "remove the link or choose an empty or new folder"
+            )
+        if path.is_symlink() and not path.resolve().is_relative_to(inside):
+            raise ConfigError(
+                f"--out {out} holds {name}, a link to {path.resolve()}, outside {out}, which the "
+                "report will neither write through nor replace (it writes nothing outside its "
+                "folder); remove the link or choose an empty or new folder"
+            )
+
+
 def save(output: Output, earlier: list[str], record: dict) -> None:
     """Replace the earlier report's files by this one's; refused, before anything is written,
-    where a file this report writes is there and is not the earlier report's."""
+    where a file this report writes is there and is not the earlier report's, or where it would
+    write through a link (check_links). Each file is written whole, then its earlier files
+    that this report does not write again are deleted, then report.json: a write that fails
+    leaves the earlier report in place but for the files written before it, and report.json
+    listing both reports' files, so that the same command can run again."""
     out = output.folder
     theirs = [n for n in output.files if (out / n).exists() and n not in earlier]
     if theirs:
@@ -92,13 +160,26 @@ def save(output: Output, earlier: list[str], record: dict) -> None:
             f"--out {out} holds {', '.join(theirs)}, which the earlier report there did not "
             "write; move it away or choose an empty or new folder"
         )
-    for name in earlier:
-        path = (out / name).resolve()
-        if path.is_relative_to(out.resolve()) and path.is_file():
-            path.unlink()
+    unknown = [name for name in output.files if not report_file(name)]
+    if unknown:  # a new table or figure: name it in REPORT_FILES or FIGURE_FILE
+        raise RuntimeError(f"report files of no known name: {', '.join(unknown)}")
+    check_links(out, [*output.files, MARK])
     out.mkdir(parents=True, exist_ok=True)
+    both = list(dict.fromkeys([*earlier, *output.files]))
+    write_file(out / MARK, record_text({**record, "files": both}))
     output.save()
-    (out / MARK).write_text(json.dumps(record, indent=1) + "\n")
+    for name in earlier:
+        path = out / name
+        stale = name not in output.files and report_file(name)
+        linked = path.parent != out and path.parent.is_symlink()  # figures/ made a link since
+        if stale and not linked and (path.is_symlink() or path.is_file()):
+            with naming(path):
+                path.unlink()  # a link itself, not what it links to
+    write_file(out / MARK, record_text(record))
+
+
+def record_text(record: dict) -> bytes:
+    return (json.dumps(record, indent=1) + "\n").encode()
 
 
 def cell_rows(grid: T.Grid) -> list[list]:
@@ -194,7 +275,7 @@ def mask_sections(c: Collection, out: Output) -> list[Section]:
     return [grid_section(MASK, text, grid, out, "mask_rate.csv")]
 
 
-def flags_section(c: Collection, flags: dict) -> Section:
+def flags_section(c: Collection, flags: dict, out: Path) -> Section:
     judged = collapse.judged(c.runs)
     section = Section("Flags").add(
         collapse.EXPLANATION,
@@ -207,9 +288,9 @@ def flags_section(c: Collection, flags: dict) -> Section:
             run.method,
             run.column,
             str(run.seed),
-            "; ".join(f"**{f.rule}**: {f.evidence}" for f in found),
+            Markup("; ".join(f"**{f.rule}**: {plain(f.evidence)}" for f in found)),
             found[0].term,
-            shown_path(run.path),
+            shown_path(run.path, out),
         ]
         for run in ordered_runs(c)
         if (found := flags.get(run.path))
@@ -255,9 +336,9 @@ def sensitivity_sections(c: Collection, out: Output) -> list[Section]:
         series = {col: pts for col, (_, pts) in curves.items()}
         recipes = {recipe for recipe, _ in curves.values()}
         within = (
-            f"`{next(iter(recipes))}`"
+            code(next(iter(recipes)))
             if len(recipes) == 1
-            else ", ".join(f"`{recipe}` on {col}" for col, (recipe, _) in curves.items())
+            else ", ".join(f"{code(recipe)} on {plain(col)}" for col, (recipe, _) in curves.items())
         )
         name = f"sensitivity_{key}"
         rows = [
@@ -354,7 +435,7 @@ def per_class_sections(c: Collection, out: Output) -> list[Section]:
         ]
         png = plots.per_class_figure(column, methods, names, cells)
         section.add(
-            f"**{column}**",
+            f"**{plain(column)}**",
             Table(["method", *names], rows),
             out.image(f"per_class_{T.slug(column)}.png", png, f"Per-class accuracy on {column}"),
         )
@@ -387,10 +468,10 @@ def confusion_sections(c: Collection, out: Output) -> list[Section]:
     return [section.add("CSV: `confusion.csv`.")]
 
 
-def run_row(run: Run, flags: list) -> dict:
-    """A run's figures for runs.csv."""
+def run_row(run: Run, flags: list, out: Path) -> dict:
+    """A run's figures for runs.csv, its folder as seen from the report folder `out`."""
     summary, best = run.summary, run.summary.get("best") or {}
-    row = {"folder": shown_path(run.path), "method": run.method, "column": run.column}
+    row = {"folder": shown_path(run.path, out), "method": run.method, "column": run.column}
     row.update({k: summary.get(k) for k in ("seed", "steps", "test_acc", "mean_class_acc")})
     row.update({k: summary.get(k) for k in ("macro_f1", "mask_rate", "pseudo_label_acc")})
     row.update({f"best_{k}": best.get(k) for k in ("acc", "step", "selected_on", "test_acc")})
@@ -401,7 +482,7 @@ def run_row(run: Run, flags: list) -> dict:
 
 def runs_section(c: Collection, out: Output, flags: dict) -> Section:
     ordered = ordered_runs(c)
-    rows = [run_row(run, flags.get(run.path, [])) for run in ordered]
+    rows = [run_row(run, flags.get(run.path, []), out.folder) for run in ordered]
     columns = list(dict.fromkeys(key for row in rows for key in row))  # relabel ones where present
     out.csv("runs.csv", columns, [[row.get(key) for key in columns] for row in rows])
     keys = ("folder", "method", "column", "seed", "steps")
@@ -410,26 +491,39 @@ def runs_section(c: Collection, out: Output, flags: dict) -> Section:
     if any(flags.values()):  # a marked row per flagged run
         header.append("flags")
         for row, run in zip(shown, ordered, strict=True):
-            row.append(", ".join(f"**{f.rule}**" for f in flags.get(run.path, [])))
+            row.append(Markup(", ".join(f"**{f.rule}**" for f in flags.get(run.path, []))))
     table = Table(header, shown)
     return Section("Runs").add(table, "CSV (every figure of every run): `runs.csv`.")
 
 
-def overview(c: Collection, paths) -> Section:
+def counted(n: int, noun: str, verb: str = "") -> str:
+    """'1 run folder was', '2 run folders were' (verb "was" or "has"), '3 methods'."""
+    plural = n != 1
+    verb = {"was": "were", "has": "have"}.get(verb, verb) if plural else verb
+    return f"{n} {noun}{'s' * plural}" + (f" {verb}" if verb else "")
+
+
+def overview(c: Collection, paths, out: Path) -> Section:
     columns = T.order_columns(c.runs)
+    read = ", ".join(code(shown_path(Path(p), out)) for p in paths)
     section = Section("Overview").add(
-        f"{len(c.runs)} finished runs of {len(c.methods)} methods on {', '.join(columns)}, read "
-        f"from {', '.join(f'`{p}`' for p in paths)}. Made by lionfer on "
-        f"{time.strftime('%Y-%m-%d %H:%M')}."
+        f"{counted(len(c.runs), 'finished run')} of {counted(len(c.methods), 'method')} on "
+        f"{', '.join(plain(col) for col in columns)}, read from {read} (folders in this report are "
+        f"relative to its folder). Made by lionfer on {time.strftime('%Y-%m-%d %H:%M')}."
     )
     if c.skipped:
-        section.add(f"{len(c.skipped)} run folders were skipped:")
-        section.add(Table(["folder", "why"], [[str(p), why] for p, why in c.skipped]))
+        section.add(f"{counted(len(c.skipped), 'run folder', 'was')} skipped:")
+        rows = [[shown_path(p, out), why] for p, why in c.skipped]
+        section.add(Table(["folder", "why"], rows))
     if c.unfinished:
-        section.add(f"{len(c.unfinished)} runs have not finished and are not in the tables:")
-        section.add(Table(["folder", "how it stands"], [[str(p), h] for p, h in c.unfinished]))
+        section.add(
+            f"{counted(len(c.unfinished), 'run', 'has')} not finished and "
+            f"{'is' if len(c.unfinished) == 1 else 'are'} not in the tables:"
+        )
+        rows = [[shown_path(p, out), how] for p, how in c.unfinished]
+        section.add(Table(["folder", "how it stands"], rows))
     for note in c.notes:
-        section.add(f"Note: {note}")
+        section.add(f"Note: {plain(note)}")
     return section
 
 
@@ -440,17 +534,17 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
             f"--gallery is how many relabeled faces to show per method: 0 (none) or more, got "
             f"{gallery!r}"
         )
-    collection = load_runs(paths)
     out = Path(out)
     earlier = earlier_files(out)
+    collection = load_runs(paths)
     output = Output(out)
     flags = {run.path: collapse.run_flags(run) for run in collection.runs}
     groups = collapse.group_flags(collection.runs, flags)
     labels = run_labels(collection)
     sections = [
-        overview(collection, paths),
+        overview(collection, paths, out),
         *accuracy_sections(collection, output, best_on_test, groups),
-        flags_section(collection, flags),
+        flags_section(collection, flags, out),
         *ablation_section(collection, output),
         *sensitivity_sections(collection, output),
         *curve_section(collection, output, LEARNING),
@@ -459,7 +553,7 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
         *mask_sections(collection, output),
         *relabel_sections(collection, output),
         *relabel_pair_sections(collection, output),
-        *run_labels_sections(labels),
+        *run_labels_sections(labels, out),
         *curve_section(collection, output, LABELS),
         *gallery_sections(collection, output, gallery),
         runs_section(collection, output, flags),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shlex
 import tomllib
 from collections.abc import Callable
@@ -116,6 +117,14 @@ def find_run_folders(paths: list[Path]) -> list[Path]:
     for path in paths:
         if not path.exists():
             raise MissingInputError(f"{path} does not exist; give run folders or sweep folders")
+        if path.is_file():
+            in_run = any(
+                (path.parent / name).is_file() for name in ("summary.json", "metrics.jsonl")
+            )
+            hint = (
+                f"the run folder that holds it: {path.parent}" if in_run else "run or sweep folders"
+            )
+            raise MissingInputError(f"{path} is a file; give {hint}")
         found = [path] if (path / "summary.json").is_file() else []
         found += sorted(p.parent for p in path.rglob("*/summary.json"))
         if not found:
@@ -291,7 +300,8 @@ def find_unfinished(paths: list[Path], points: dict[Path, dict]) -> list[tuple[P
                 continue
             history = read_events(log, kinds)
             if history["start"]:
-                found[log.parent.resolve()] = how_it_stands(log.parent, history)
+                folder = log.parent.resolve()  # its command runs from anywhere
+                found[folder] = how_it_stands(folder, history)
     resolved = [p.resolve() for p in paths]
     for folder in points:
         inside = any(folder == p or p in folder.parents for p in resolved)
@@ -408,7 +418,7 @@ def drop_repeated_seeds(runs: list[Run]) -> tuple[list[Run], list[tuple[Path, st
     kept. Returns the runs kept and (folder, why) for each run left out."""
     dropped = []
     for (method, column, seed, _), group in _by_seed(runs).items():
-        kept = shown_path(group[0].path)
+        kept = group[0].path
         dropped += [
             (
                 run.path,
@@ -456,11 +466,13 @@ def load_runs(paths) -> Collection:
     return Collection(runs, skipped, methods, notes, find_unfinished(paths, points))
 
 
-def shown_path(path: Path) -> str:
-    """A run folder as the report shows it: relative to the working directory where it lies
-    below it."""
+def shown_path(path: Path, base: Path) -> str:
+    """A path as a report shows it: relative to `base`, the report's folder, so that it resolves
+    from there wherever the report is read (and still does once the report and the runs move
+    together); absolute where no relative path leads there (another drive)."""
+    path, base = Path(path).resolve(), Path(base).resolve()
     try:
-        return str(path.relative_to(Path.cwd()))
+        return os.path.relpath(path, base)
     except ValueError:
         return str(path)
 

@@ -237,27 +237,27 @@ def _values(runs, key: str) -> set[str]:
 
 def moved_with(runs, key: str) -> list[str]:
     """The other hyperparameters a sweep moves with `key`, within one recipe: over the runs of
-    each recipe (by_recipe) where `key` takes at least two values, those that take more than one
-    value and one value wherever `key` takes one (fig4-rafdb sets τ in Eq. 1 and Eq. 6 together:
-    clear_threshold, resolve_threshold and relabel_threshold). The recipe is never one of them:
-    it sets a dozen hyperparameters at once, so runs of two recipes (or algorithms) are no points
-    of one sweep, whatever their values of `key`."""
+    each recipe (by_recipe) where `key` takes at least two values, those that take one value
+    wherever `key` takes one, and another wherever `key` takes another (fig4-rafdb sets τ in
+    Eq. 1 and Eq. 6 together: clear_threshold, resolve_threshold and relabel_threshold). A
+    setting that keeps one value over several of `key`'s (LD off at τ 0.8 beside LD on at 0.6
+    and 0.7) is no part of the sweep of `key`, and LION's switches (SWITCHES) and the recipe
+    never are: a switch turns a component off, which is an ablation, not a point of a curve,
+    and a recipe sets a dozen hyperparameters at once, so runs of two recipes (or algorithms)
+    are no points of one sweep, whatever their values of `key`."""
     groups = [g for g in by_recipe(runs).values() if len(_values(g, key)) > 1]
-    others = sorted({k for g in groups for r in g for k in r.params} - {key, "recipe"})
-    moved = []
-    for other in others:
-        together, varies = True, False
-        for group in groups:
-            by_value: dict[str, set[str]] = {}
-            for run in group:
-                by_value.setdefault(repr(run.params.get(key)), set()).add(
-                    repr(run.params.get(other))
-                )
-            together &= all(len(v) == 1 for v in by_value.values())
-            varies |= len(set().union(*by_value.values())) > 1
-        if together and varies:
-            moved.append(other)
-    return moved
+    others = sorted({k for g in groups for r in g for k in r.params} - {key, "recipe", *SWITCHES})
+    return [other for other in others if all(_moves(g, key, other) for g in groups)]
+
+
+def _moves(runs, key: str, other: str) -> bool:
+    """Whether `other` takes one value at each value of `key` over the runs, a different one at
+    each (one to one)."""
+    by_value: dict[str, set[str]] = {}
+    for run in runs:
+        by_value.setdefault(repr(run.params.get(key)), set()).add(repr(run.params.get(other)))
+    single = all(len(values) == 1 for values in by_value.values())
+    return single and len(set().union(*by_value.values())) == len(by_value)
 
 
 Points = list[tuple[float, Cell]]

@@ -182,6 +182,20 @@ def test_the_command_table_has_a_row_for_every_command():
         assert all((DOCS / page).is_file() for page, _ in links)
 
 
+def test_the_pages_lionfer_sends_users_to_online_are_there():
+    """Messages name documentation by its online address (an installed lionfer has no docs/):
+    each page docs_page names, and each #anchor after it, is one of docs/."""
+    sent = []
+    for path in (ROOT / "lionfer").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        sent += re.findall(r"docs_page\(['\"]([\w.-]+)['\"]\)\}?(?:#([\w-]+))?", text)
+    assert len(sent) >= 3
+    for page, anchor in sent:
+        assert (DOCS / page).is_file(), page
+        headings = re.findall(r"^#+ (.+)$", (DOCS / page).read_text(), flags=re.M)
+        assert not anchor or anchor in {github_slug(h) for h in headings}, (page, anchor)
+
+
 def load_hooks():
     import importlib.util
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from lionfer.reporting.runs import Run
 from lionfer.reporting.tables import column_key
+from lionfer.version import docs_page
 
 COLLAPSE_SHARE = 0.90  # (a): share of the test predictions ...
 COLLAPSE_CLASSES = 2  # ... that fall on this many classes or fewer (judged where C > this)
@@ -46,7 +47,7 @@ EXPLANATION = (
     f"{COLLAPSED} is not flagged {LOST} too). Each reason names "
     "the schedule term that drove the unlabeled loss, with its numbers over the last half of "
     "the run from metrics.jsonl and config.toml; "
-    "docs/report-flags.md in lionfer's repository explains how to read them."
+    f"{docs_page('report-flags.md')} explains how to read them."
 )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lionfer.version import docs_page
+
 
 def label_quality_lines(summary: dict) -> list[str]:
     """The printed account of an algorithm that changes labels (empty for the others)."""
@@ -180,7 +182,7 @@ def format_summary(summary: dict, out: Path) -> str:
         lines.append(
             f"hint: ELR (algorithm.lambda_elr={elr:g}) can hold a whole class away from its "
             "labels; train again with algorithm.lambda_elr=0 to see whether it does here "
-            '(docs/lion.md, "More labels than unlabeled images: Neutral lost again")'
+            f"({docs_page('lion.md')}#more-labels-than-unlabeled-images-neutral-lost-again)"
         )
     return "\n".join(lines)
 

@@ -106,7 +106,7 @@ def test_existing_run_is_never_overwritten_unless_asked(tiny_cfg, tmp_path):
     cfg = tiny_cfg("algorithm.name=supervised", "train.steps=2", "train.eval_every=2")
     train(cfg, tmp_path / "run", progress=False)
     before = (tmp_path / "run" / "summary.json").read_text()
-    with pytest.raises(RunExistsError, match="--resume"):
+    with pytest.raises(RunExistsError, match="resume=True"):
         train(cfg, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "summary.json").read_text() == before
     train(cfg, tmp_path / "run", overwrite=True, progress=False)

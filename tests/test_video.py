@@ -4,7 +4,10 @@ timing, complete files whose frame count OpenCV overstates, cut copies, files wi
 from __future__ import annotations
 
 import csv
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -221,3 +224,33 @@ def test_a_video_copy_that_cannot_be_made_says_why_without_blaming_codecs(tmp_pa
     writer = VideoWriter(tmp_path / ("v" * 254), 10.0)  # + .mp4: 258 bytes, a name too long
     with pytest.raises(OSError, match="too long"):
         writer.write(Image.new("RGB", (16, 16)))
+
+
+def test_a_video_and_an_annotate_folder_named_in_latin_1_are_read_and_written(tmp_path, checkpoint):
+    # OpenCV crashes the process on a str holding such a name: the child's crash fails the test
+    video = Path(os.fsdecode(os.fsencode(tmp_path) + b"/v\xe9.mp4"))
+    write_mp4(tmp_path / "v.mp4", greys(3), fps=10.0).rename(video)
+    gif = tmp_path / "anim.gif"
+    greys(3)[0].save(gif, save_all=True, append_images=greys(3)[1:], duration=100)
+    folder, out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/an\xe9")), tmp_path / "p.csv"
+    child = (
+        "import sys\n"
+        "from lionfer.inference.predictions_file import predict_files\n"
+        "from lionfer.inference.predictor import load\n"
+        "model, video, gif, out, folder = sys.argv[1:]\n"
+        "predictor = load(model, detector=lambda image: [])\n"
+        "predict_files(predictor, [video, gif], out, annotate=folder, progress=False)\n"
+    )
+    args = [checkpoint, video, gif, out, folder]
+    done = subprocess.run([sys.executable, "-c", child, *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with out.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    named = [(row["source"].rpartition("/")[2], row["frame"], row["error"]) for row in rows]
+    assert named == [
+        *[("v\\xe9.mp4", str(frame), "no face found") for frame in range(3)],  # read whole
+        *[("anim.gif", str(frame), "no face found") for frame in range(3)],
+    ]
+    copies = sorted(path.name for path in folder.iterdir())
+    assert copies == ["anim.gif.mp4", os.fsdecode(b"v\xe9.mp4.mp4")]
+    assert times(folder / copies[1]) == [0.0, 0.1, 0.2]  # the video's annotated copy

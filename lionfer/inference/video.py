@@ -210,7 +210,9 @@ def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | Non
         raise VideoError(f"{broken}; fix the link or remove it")
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise EmptyVideoError(f"video file {path} is empty (0 bytes)")
-    capture = cv2.VideoCapture(str(path))
+    # The name's bytes: OpenCV crashes the process on a str holding a name that is not UTF-8
+    # (a Latin-1 name, held by Python with surrogate escapes); it opens the bytes.
+    capture = cv2.VideoCapture(os.fsencode(path))
     if not capture.isOpened():
         capture.release()
         if no_picture := _no_picture(container_facts(path)):
@@ -334,7 +336,7 @@ def _no_picture(facts: Container) -> str:
 
 def video_fps(path: str | Path) -> float | None:
     """The frame rate a video file declares, or None."""
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(os.fsencode(path))  # bytes, as frames() passes them
     fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
     capture.release()
     return _rate(fps)
@@ -640,7 +642,8 @@ class VideoWriter:
         self.stem.parent.mkdir(parents=True, exist_ok=True)
         for fourcc, suffix in VIDEO_CODECS:
             path = self.stem.with_suffix(suffix)
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), self.fps, size)
+            code = cv2.VideoWriter_fourcc(*fourcc)  # the name as bytes, as frames() passes it
+            writer = cv2.VideoWriter(os.fsencode(path), code, self.fps, size)
             if writer.isOpened():
                 self.path, self.size, self._writer = path, size, writer
                 return

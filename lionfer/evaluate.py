@@ -23,7 +23,7 @@ from lionfer.training.summary import final_figures
 def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> dict:
     """The run's test figures of its checkpoint's EMA model; only the test images are read (and
     checked, as in training)."""
-    from lionfer.inference.model_file import checkpoint_file
+    from lionfer.inference.model_file import check_finite, checkpoint_file
 
     run = Path(os.path.expanduser(run))  # "~/runs/x", as a shell reads it
     if not run.exists():
@@ -37,7 +37,9 @@ def evaluate_run(run: Path, checkpoint: str = "last", device: str = "auto") -> d
     cfg = load_config(run / "config.toml")
     path = checkpoint_file(run, checkpoint)
     state = load_checkpoint(path)
-    model = checkpoint_model(state, path).to(resolve_device(device))
+    model = checkpoint_model(state, path)
+    check_finite(model, path)  # NaN weights would predict the first class everywhere
+    model = model.to(resolve_device(device))
     with run_data_context(run):
         data = load_dataset(cfg.data, cfg.seed, check=("test",))
     if list(data.class_names) != list(state["class_names"]):

@@ -149,10 +149,23 @@ def check_finite(model: torch.nn.Module, path: Path) -> None:
     if bad:
         raise CheckpointError(
             f"{path}: {len(bad)} of the model's weight tensors hold NaN or infinite values "
-            f"(first: {bad[0]}), so it has no predictions; a run whose loss went NaN saves such "
-            "weights in checkpoints/error.pt, for inspection only: use the run's last.pt or "
-            "best.pt, or train it again (a lower train.lr)"
+            f"(first: {bad[0]}), so it has no predictions; {_finite_fix(Path(path))}"
         )
+
+
+def _finite_fix(path: Path) -> str:
+    """What to use instead of a checkpoint of non-finite weights: the run's other checkpoint
+    where the file is one of the two and the other is there."""
+    again = "train the run again (a lower train.lr)"
+    if path.name not in ("last.pt", "best.pt"):
+        return (
+            "a run whose loss went NaN saves such weights in checkpoints/error.pt, for "
+            f"inspection only: use the run's last.pt or best.pt, or {again}"
+        )
+    other = path.with_name("best.pt" if path.name == "last.pt" else "last.pt")
+    if not other.is_file():
+        return again
+    return f"use the run's {other.name} ({other}; --checkpoint {other.stem}), or {again}"
 
 
 def torch_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelInfo]:

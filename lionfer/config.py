@@ -462,7 +462,9 @@ def absolute(path: str, base: str | Path) -> str:
 
 def resolve_paths(cfg: Config, base: str | Path | None = None) -> Config:
     """cfg with its paths absolute: relative to `base` (default: the current folder), and
-    data.label_file (one path, or two separated by a comma) relative to data.root."""
+    data.label_file (one path, or two separated by a comma) relative to data.root; a path that
+    is not UTF-8 refused (check_utf8_paths)."""
+    check_utf8_paths(cfg)
     base = Path.cwd() if base is None else Path(base)
     data = cfg.data
     root = absolute(data.root, base)
@@ -483,6 +485,34 @@ def resolve_paths(cfg: Config, base: str | Path | None = None) -> Config:
 
 
 WEIGHT_SETS = ("imagenet", "hub")  # model.pretrained's names of weight sets, never paths
+# the settings that may name files or folders (model.pretrained: or a weight set)
+PATH_KEYS = (
+    "data.root",
+    "data.unlabeled_root",
+    "data.split_file",
+    "data.label_file",
+    "model.pretrained",
+)
+
+
+def check_utf8_paths(cfg: Config) -> None:
+    """Refuse a path whose name is not UTF-8 (a Latin-1 folder from an old zip, CD or Windows
+    share, given on the command line and held by Python with surrogate escapes): the run's
+    config.toml, UTF-8 text, cannot hold it. Checked wherever a config's paths are resolved, so
+    before any command reads or writes a file."""
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            from lionfer.data.images import path_text  # numpy and PIL: only for the message
+
+            raise ConfigError(
+                f"{key}={path_text(value)}: the name is not UTF-8 (a byte shown as \\xNN), "
+                "which a run's config.toml cannot hold; rename it in UTF-8 (`convmv -f latin1 "
+                "-t utf8 --notest PATH` renames one, with -r every name below a folder)"
+            ) from None
 
 
 def _looks_like_a_path(value: str, base: Path) -> bool:

@@ -169,3 +169,12 @@ def test_a_face_box_outside_its_image_is_a_bad_image(tmp_path):
     found = checks.check_images(images, "train", skip_bad=True)
     assert found.keep.tolist() == [True, True, False, True, False, True]
     assert "skipped 2 unreadable train images" in found.notes[0]
+
+
+def test_a_missing_file_or_folder_is_named_with_a_latin_1_byte_as_xnn(tmp_path):
+    latin = os.fsdecode(os.fsencode(tmp_path) + b"/man\xe9")
+    os.mkdir(latin)
+    with pytest.raises(MissingInputError, match=r"the file .*/man\\xe9/manifest.csv\. "):
+        checks.require_file(os.path.join(latin, "manifest.csv"), "image manifest", "")
+    with pytest.raises(MissingInputError, match=r"the folder .*/man\\xe9/faces\. "):
+        checks.require_dir(os.path.join(latin, "faces"), "image folder", "")

@@ -1,5 +1,6 @@
 """Config: defaults < file < overrides, strictness, suggestions, TOML round trip, paths."""
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -459,3 +460,17 @@ def test_a_folder_or_a_sweep_file_given_as_the_config_is_named(tmp_path):
 def test_load_config_arguments_of_the_wrong_kind_say_what_to_pass(path, overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path, overrides)
+
+
+def test_a_path_that_is_not_utf8_is_refused_naming_its_key_before_a_run_folder_is_made(tmp_path):
+    from lionfer.training.run import train
+
+    latin = os.fsdecode(os.fsencode(tmp_path) + b"/man\xe9")  # a Latin-1 folder name
+    for key in ("data.root", "data.label_file", "model.pretrained"):
+        with pytest.raises(ConfigError, match=rf"^{key}=.*/man\\xe9: the name is not UTF-8"):
+            load_config(None, ["data.dataset=manifest", f"{key}={latin}"])
+    cfg = load_config(None, ["data.dataset=manifest", f"data.root={tmp_path}"])
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=latin))  # from Python
+    with pytest.raises(ConfigError, match=r"^data.root=.*/man\\xe9: the name is not UTF-8"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

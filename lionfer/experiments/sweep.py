@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lionfer.config import Config, load_config
+from lionfer.config import PATH_KEYS, Config, load_config
 from lionfer.config_text import parse_value
 from lionfer.errors import ConfigError
 from lionfer.experiments.launch import (
@@ -37,8 +37,6 @@ from lionfer.training.runfolder import foreign_entries, is_run_folder
 from lionfer.unread import check_inputs, check_new_run
 
 LOCK = "sweep.lock"
-PATH_KEYS = ("data.root", "data.unlabeled_root", "data.split_file", "data.label_file")
-PATH_KEYS += ("model.pretrained",)
 # change no result: a finished or resumed run of other values of these is the run asked for
 EXECUTION_KEYS = ("train.device", "data.num_workers", "train.tensorboard")
 EXECUTION_KEYS += ("train.eval_batch_size", "train.log_every", "train.checkpoint_every")

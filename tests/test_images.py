@@ -387,6 +387,29 @@ def test_the_image_check_names_the_file_of_each_warning_from_its_threads(tmp_pat
     assert warnings.showwarning is shown  # the threads left Python's warnings as they were
 
 
+def test_a_warning_the_filters_make_an_error_is_refused_by_the_check_as_by_the_loader(
+    tmp_path, monkeypatch
+):
+    """Under python -W error a file that warns (here: PIL's decompression-bomb warning, and
+    corrupt EXIF) is unreadable in the check's threads as in the loader: refused or skipped
+    before training, not at its first step; and no advice to download it again."""
+    images = file_set(tmp_path, [12, 8, 8])  # 0.png: 144 px, over the limit below
+    corrupt = tmp_path / "corrupt_exif.jpg"
+    bad_exif = b"Exif\x00\x00II*\x00" + (0x7FFFFFF0).to_bytes(4, "little") + bytes(8)
+    Image.fromarray(noise(8, 8)).save(corrupt, exif=bad_exif)
+    images = ImageSet([*images.images, str(corrupt)], np.zeros(4), ids=[*images.ids, "exif"])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in (images.images[0], corrupt):
+            with pytest.raises(ImageError, match="warnings filters in force make an error"):
+                open_image(path)
+        with pytest.raises(ImageError, match="2 of 4 train images cannot be read") as info:
+            check_images(images, "train", skip_bad=False)
+        assert check_images(images, "train", skip_bad=True).keep.tolist() == [0, 1, 1, 0]
+    assert "DecompressionBombWarning" in str(info.value) and "re-download" not in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("head", "kind"),
     [

@@ -4,6 +4,7 @@ pixel limit, phone and camcorder video containers, linked folders and broken lin
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -63,6 +64,22 @@ def test_a_jpeg_over_pils_pixel_limit_is_decoded_at_reduced_scale(tmp_path, monk
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)
     with pytest.raises(ImageError, match="too large"):  # other formats: PIL's limit stands
         open_photo(png)
+
+
+def test_outside_the_main_thread_a_photos_warning_is_shown_once(tmp_path):
+    """named_warnings folds a file's repeated warning only in the main thread: elsewhere the
+    photo must be opened once (open_photo opened a JPEG for its size, then again to read it)."""
+    path = tmp_path / "corrupt_exif.jpg"
+    bad_exif = b"Exif\x00\x00II*\x00" + (0x7FFFFFF0).to_bytes(4, "little") + bytes(8)
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(path, exif=bad_exif)
+    sizes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reader = threading.Thread(target=lambda: sizes.append(open_photo(path)[0].size))
+        reader.start()
+        reader.join()
+    assert sizes == [(8, 8)]
+    assert [str(w.message).split(".")[0] for w in caught] == ["Corrupt EXIF data"]
 
 
 def test_boxes_of_a_reduced_jpeg_are_in_the_files_pixels(tmp_path, checkpoint, monkeypatch):

@@ -41,18 +41,20 @@ PROGRESS_FROM = 500  # image checks of this many files or more show a progress b
 
 
 def require_file(path: str | Path, what: str, fix: str) -> Path:
-    """The path if it is a file, else MissingInputError naming it, what it is, and the fix."""
+    """The path if it is a file, else MissingInputError naming it (path_text), what it is, and
+    the fix."""
     path = Path(path)
     if not path.is_file():
-        raise MissingInputError(f"{what} not found: expected the file {path}. {fix}")
+        raise MissingInputError(f"{what} not found: expected the file {path_text(path)}. {fix}")
     return path
 
 
 def require_dir(path: str | Path, what: str, fix: str) -> Path:
-    """The path if it is a folder, else MissingInputError naming it, what it is, and the fix."""
+    """The path if it is a folder, else MissingInputError naming it (path_text), what it is, and
+    the fix."""
     path = Path(path)
     if not path.is_dir():
-        raise MissingInputError(f"{what} not found: expected the folder {path}. {fix}")
+        raise MissingInputError(f"{what} not found: expected the folder {path_text(path)}. {fix}")
     return path
 
 

@@ -93,6 +93,10 @@ def open_image(path: str | Path, min_size: int = 1) -> Image.Image:
             # upright returns a new image (a copy when there is no rotation), so the result
             # survives the `with` closing the file's image core.
             rgb = to_rgb(upright(image))
+    return _large_enough(rgb, path, min_size)
+
+
+def _large_enough(rgb: Image.Image, path: Path, min_size: int) -> Image.Image:
     if min(rgb.size) < min_size:
         width, height = rgb.size
         raise ImageTooSmallError(
@@ -116,29 +120,26 @@ def open_photo(
     open_image; other formats over the limit stay PIL's warning or error."""
     path = Path(path)
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    with _decoding(path):  # around both ways of reading it: its warnings shown once
-        return _open_photo(path, limit, min_size)
-
-
-def _open_photo(path: Path, limit: int | None, min_size: int) -> tuple[Image.Image, int]:
-    if limit and _is_jpeg(path):
-        with _decoding(path):
-            # Not Image.open, which judges the size the file declares: the size decoded is what
-            # takes memory, and draft bounds it.
-            with JpegImagePlugin.JpegImageFile(path) as image:
-                width, height = image.size
-                fits = [s for s in JPEG_SCALES if -(-width // s) * -(-height // s) <= limit]
-                if not fits:
-                    raise Image.DecompressionBombError(
-                        f"{width}×{height} px is more than {limit} pixels even at 1/8 scale"
-                    )
-                if fits[0] > 1:
-                    target = (max(1, width // fits[0]), max(1, height // fits[0]))
-                    _, (_, _, reduced_width, _) = image.draft(image.mode, target)
-                    image.load()
-                    # draft returns the box of the file in its own pixels: width / scale wide
-                    return to_rgb(upright(image)), round(width / reduced_width)
-    return open_image(path, min_size), 1
+    if not (limit and _is_jpeg(path)):
+        return open_image(path, min_size), 1
+    # Not Image.open, which judges the size the file declares: the size decoded is what takes
+    # memory, and draft bounds it. The file is opened once, so that its warnings come once in
+    # every thread (named_warnings folds a second showing only in the main thread).
+    with _decoding(path), JpegImagePlugin.JpegImageFile(path) as image:
+        width, height = image.size
+        fits = [s for s in JPEG_SCALES if -(-width // s) * -(-height // s) <= limit]
+        if not fits:
+            raise Image.DecompressionBombError(
+                f"{width}×{height} px is more than {limit} pixels even at 1/8 scale"
+            )
+        scale = 1
+        if fits[0] > 1:
+            target = (max(1, width // fits[0]), max(1, height // fits[0]))
+            _, (_, _, reduced_width, _) = image.draft(image.mode, target)
+            scale = round(width / reduced_width)  # draft gives the box width / scale wide
+        image.load()
+        rgb = to_rgb(upright(image))
+    return _large_enough(rgb, path, min_size), scale
 
 
 def _is_jpeg(path: Path) -> bool:
@@ -215,6 +216,24 @@ def path_text(path: str | Path) -> str:
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _filter_action(filters: tuple, text: str, category: type, filename: str, lineno: int) -> str:
+    """The action of the first of warnings' `filters` that fits a warning as warn_explicit raises
+    it at (filename, lineno), named_warnings' showing of a caught one: its module is the file's
+    name less .py."""
+    module = filename[:-3] if filename.lower().endswith(".py") else filename
+    for action, message, kind, module_rule, rule_line in filters:
+        fits = _fits(message, text) and _fits(module_rule, module)
+        if fits and issubclass(category, kind) and rule_line in (0, lineno):
+            return action
+    return warnings.defaultaction
+
+
+def _fits(rule, text: str) -> bool:
+    """A filter's message or module test: None fits all, a plain string (Python's own default
+    filters hold some) only itself, a compiled pattern what it matches from the start."""
+    return rule is None or (rule == text if isinstance(rule, str) else bool(rule.match(text)))
+
+
 _reading = threading.local()  # .path: the file this thread is decoding, for named_warnings
 _naming = False  # named_warnings is catching warnings
 
@@ -229,7 +248,9 @@ def named_warnings(path: str | Path | None = None, shown: bool = True) -> Iterat
     shown=False, for a look at a file whose reader warns after (is_animated_image). Catching
     warnings changes the process's state, so only the main thread catches, and only once (the
     outermost call); elsewhere warnings pass as they are, with the file named where a catch of the
-    main thread's is under way."""
+    main thread's is under way. A warning that the filters in force make an error (python -W
+    error) is raised where it is raised, named or not, as Python raises it: the file's reader
+    fails (an ImageError), in the image check's pool as in the loader."""
     global _naming
     before = getattr(_reading, "path", None)
     _reading.path = path if path is not None else before
@@ -241,9 +262,13 @@ def named_warnings(path: str | Path | None = None, shown: bool = True) -> Iterat
             _reading.path = before
         return
     caught = {}  # (file, text, category, place) -> None, in the order raised
+    filters = tuple(warnings.filters)  # those in force: a warning they make an error raises
 
     def keep(message, category, filename, lineno, file=None, line=None) -> None:
         named = getattr(_reading, "path", None)
+        text = f"{path_text(named)}: {message}" if named is not None else str(message)
+        if _filter_action(filters, text, category, filename, lineno) == "error":
+            raise message if isinstance(message, Warning) else category(message)  # at PIL's place
         caught[(named, str(message), category, filename, lineno)] = None
 
     try:
@@ -288,6 +313,13 @@ def _decoding(path: Path) -> Iterator[None]:
             ) from error
         fix = "" if kind in _VIDEOS else f"; {_FIX}"  # an intact video: nothing to re-copy
         raise ImageError(f"cannot read image {path}: {_not_an_image(text, kind)}{fix}") from error
+    except Warning as error:  # the pixels may be fine: nothing to re-copy
+        raise ImageError(
+            f"cannot read image {path}: {type(error).__name__} ({str(error).strip()}), a warning "
+            "that the warnings filters in force make an error (python -W error); remove the file, "
+            "or let that warning pass (a filter that ignores it, by its category or by its "
+            "message from the file's path)"
+        ) from error
     except Exception as error:
         # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
         # EOFError, struct.error, IndexError, ...): all mean "this file is unusable".

@@ -113,3 +113,21 @@ def test_gallery_tiles_name_classes_in_full_and_no_title_overlaps_another():
     ticks = [t.get_window_extent(renderer) for ax in bars for t in ax.get_xticklabels()]
     titles = [ax.title.get_window_extent(renderer) for ax in fig.axes[::2]]
     assert not any(overlap(tick, title) for tick in ticks for title in titles)
+
+
+def test_a_name_starting_with_an_underscore_has_its_legend_entry(monkeypatch):
+    # matplotlib leaves such labels out of a legend: the green curve went unnamed
+    methods = ["lion", "_hidden", "supervised"]
+    many = [(4, Cell(50.0, 1.0, 3)), (8, Cell(55.0, 1.0, 3)), (12, Cell(60.0, 1.0, 3))]
+    curves = {("test_acc", "lion"): many, ("test_acc", "_hidden"): many}
+    curves[("test_acc", "supervised")] = many[:1]  # drawn as error bars
+    cells = {(m, "test_acc"): {"happy": Cell(50.0, 1.0, 3)} for m in methods}
+    figures = [
+        plots.curves_plot(curves, ["test_acc"], methods, "accuracy (%)"),
+        plots.per_class_plot("test_acc", methods, ["happy"], cells),
+    ]
+    monkeypatch.setattr(plots, "_png", figures.append)
+    plots.sensitivity_figure({m: [(0.8, Cell(50.0, 1.0, 3))] for m in methods}, "tau")
+    for fig in figures:
+        (legend,) = fig.legends
+        assert [t.get_text() for t in legend.get_texts()] == methods

@@ -4,6 +4,7 @@ ever deleted; a write that fails names its file; --out below a file and a file g
 are bad input (exit 2)."""
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -114,3 +115,13 @@ def test_a_file_given_as_a_run_names_its_run_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"summary.json is a file; give the run folder that holds it: {run}" in err
     assert "no finished run" not in err
+
+
+def test_a_run_folder_named_in_latin_1_is_shown_with_its_byte_as_xnn(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    fake_run(runs, os.fsdecode(b"tr\xe9"), acc=0.5, evals=[(10, {"test_acc": 0.5})])
+    make_report([runs], tmp_path / "report")
+    for name in ("report.md", "report.html", "runs.csv"):
+        text = (tmp_path / "report" / name).read_bytes().decode("utf-8")  # UTF-8 throughout
+        assert "runs/tr\\xe9" in text, name

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lionfer.atomic import flush_to_disk, replacing
+from lionfer.data.images import path_text
 
 
 class Markup(str):
@@ -200,12 +201,17 @@ class Output:
         self.data[name] = data
         self.files.append(name)
 
+    def write_text(self, name: str, text: str) -> None:
+        """Text as UTF-8, a run folder's name that is not UTF-8 (a Latin-1 name, which Python
+        holds with surrogate escapes) in it with its bytes as \\xNN (path_text)."""
+        self.write_bytes(name, path_text(text).encode())
+
     def csv(self, name: str, header: list[str], rows: list[list]) -> None:
         text = io.StringIO(newline="")
         writer = csv.writer(text)
         writer.writerow(header)
         writer.writerows([["" if v is None else v for v in row] for row in rows])
-        self.write_bytes(name, text.getvalue().encode())
+        self.write_text(name, text.getvalue())
 
     def image(self, name: str, png: bytes, caption: str) -> Image:
         """A figure in figures/; a name already used in this report (two methods whose names

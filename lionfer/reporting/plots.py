@@ -57,11 +57,15 @@ def method_styles(methods: list[str]) -> dict[str, dict]:
 
 def shared_legend(fig: Figure, axes, fontsize: float = 7, order: list[str] = ()) -> None:
     """One legend for every panel, below them (outside every axis, so it covers no data): each
-    label once, in `order` (then as first drawn), long ones wrapped."""
-    drawn = {}
+    label once, in `order` (then as first drawn), long ones wrapped. A label in `order` is shown
+    even where it starts with "_", which matplotlib's own gathering leaves out (its mark for
+    artists without a name)."""
+    drawn, named = {}, set(order)
     for ax in axes:
-        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
-            drawn.setdefault(text, handle)
+        for handle in [*ax.containers, *ax.lines, *ax.patches, *ax.collections]:
+            text = handle.get_label()
+            if text in named or (text and not text.startswith("_")):
+                drawn.setdefault(text, handle)
     if not drawn:
         return
     entries = {text: drawn[text] for text in order if text in drawn} | drawn
@@ -88,7 +92,7 @@ def sensitivity_figure(series: dict, xlabel: str) -> bytes:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
-    shared_legend(fig, [ax], fontsize=8)
+    shared_legend(fig, [ax], fontsize=8, order=list(series))
     return _png(fig)
 
 

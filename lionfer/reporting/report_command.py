@@ -559,8 +559,8 @@ def make_report(paths, out, best_on_test: bool = False, gallery: int = 8) -> Rep
         runs_section(collection, output, flags),
     ]
     title = "lionfer report"
-    output.write_bytes("report.md", to_markdown(title, sections).encode())
-    output.write_bytes("report.html", to_html(title, sections).encode())
+    output.write_text("report.md", to_markdown(title, sections))
+    output.write_text("report.html", to_html(title, sections))
     record = {
         "files": output.files,
         "runs": [str(r.path) for r in collection.runs],

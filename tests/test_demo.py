@@ -40,6 +40,14 @@ def test_the_demo_sweep_holds_the_six_runs_of_make_demo():
     ]
 
 
+def test_the_demo_is_named_by_its_command_too_where_there_is_no_makefile():
+    # an installed lionfer has no Makefile: `lionfer list sweeps` showed "make demo: ..."
+    named = "the demo (make demo, or python -m lionfer.experiments.demo)"
+    assert load_sweep("demo").description.startswith(f"{named}: supervised, FixMatch")
+    first = DEFAULT_CONFIG.read_text().split("\n# The paper's")[0]
+    assert " ".join(first.replace("# ", "").split()).endswith(f"and {named} run without a config.")
+
+
 def test_runs_sharing_the_cpu_make_their_views_without_a_loader_worker(tmp_path):
     sweep = load_sweep("demo")
 

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError, features
 
 from lionfer.errors import InputError
+from lionfer.warning_filters import filter_action
 
 _FIX = "re-copy or re-download it, or remove it"
 # Formats a Pillow may lack a decoder for: what to install, or to do, to read them.
@@ -216,24 +217,6 @@ def path_text(path: str | Path) -> str:
     return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _filter_action(filters: tuple, text: str, category: type, filename: str, lineno: int) -> str:
-    """The action of the first of warnings' `filters` that fits a warning as warn_explicit raises
-    it at (filename, lineno), named_warnings' showing of a caught one: its module is the file's
-    name less .py."""
-    module = filename[:-3] if filename.lower().endswith(".py") else filename
-    for action, message, kind, module_rule, rule_line in filters:
-        fits = _fits(message, text) and _fits(module_rule, module)
-        if fits and issubclass(category, kind) and rule_line in (0, lineno):
-            return action
-    return warnings.defaultaction
-
-
-def _fits(rule, text: str) -> bool:
-    """A filter's message or module test: None fits all, a plain string (Python's own default
-    filters hold some) only itself, a compiled pattern what it matches from the start."""
-    return rule is None or (rule == text if isinstance(rule, str) else bool(rule.match(text)))
-
-
 _reading = threading.local()  # .path: the file this thread is decoding, for named_warnings
 _naming = False  # named_warnings is catching warnings
 
@@ -267,7 +250,8 @@ def named_warnings(path: str | Path | None = None, shown: bool = True) -> Iterat
     def keep(message, category, filename, lineno, file=None, line=None) -> None:
         named = getattr(_reading, "path", None)
         text = f"{path_text(named)}: {message}" if named is not None else str(message)
-        if _filter_action(filters, text, category, filename, lineno) == "error":
+        module = filename[:-3] if filename.lower().endswith(".py") else filename  # warn_explicit's
+        if filter_action(filters, text, category, module, lineno) == "error":
             raise message if isinstance(message, Warning) else category(message)  # at PIL's place
         caught[(named, str(message), category, filename, lineno)] = None
 

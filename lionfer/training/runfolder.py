@@ -29,6 +29,7 @@ from typing import Any
 
 from lionfer.atomic import naming, write_text_atomic
 from lionfer.errors import InputError, MissingInputError, RunExistsError
+from lionfer.warning_filters import filter_action
 
 METRICS = "metrics.jsonl"
 LAST = Path("checkpoints") / "last.pt"
@@ -588,7 +589,8 @@ class WarningRecorder:
         filters = self.filters
         if run is None:  # finished: the filters now, one copy read at once, less the run's own
             filters = tuple(f for f in tuple(warnings.filters) if f is not self.always)
-        action = filter_action(filters, text, category, filename, lineno)
+        module = warning_module(filename)
+        action = filter_action(filters, text, category, module, lineno)
         if action == "error":
             raise message if isinstance(message, Warning) else category(message)
         keys = {"once": place[:2], "module": place[:3], "default": place}
@@ -599,21 +601,10 @@ class WarningRecorder:
         self.show(message, category, filename, lineno, file, line)
 
 
-def filter_action(filters: tuple, text: str, category: type, filename: str, lineno: int) -> str:
-    """The action of the first of warnings' `filters` that fits a warning, as warn_explicit picks
-    it; its module: the __name__ of the nearest frame in `filename` on the stack, else the file."""
+def warning_module(filename: str) -> str:
+    """The module a warning raised in `filename` counts as for the filters: the __name__ of the
+    nearest frame in that file on the stack, else the file's name less .py."""
     frame = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename != filename:
         frame = frame.f_back
-    module = frame.f_globals.get("__name__", "") if frame else filename.removesuffix(".py")
-    for action, message, kind, module_pattern, filter_line in filters:
-        fits = matches(message, text) and matches(module_pattern, module)
-        if fits and issubclass(category, kind) and filter_line in (0, lineno):
-            return action
-    return warnings.defaultaction
-
-
-def matches(rule, text: str) -> bool:
-    """A filter's message or module test: None fits all, a plain string (Python's own default
-    filters hold some) only itself, a compiled pattern what it matches from the start."""
-    return rule is None or (rule == text if isinstance(rule, str) else bool(rule.match(text)))
+    return frame.f_globals.get("__name__", "") if frame else filename.removesuffix(".py")

@@ -190,7 +190,8 @@ def test_relabels_csv_rows_by_hand():
         [1, "b", 1, 2, 12, 2, "Y", "Z", "0.7000", "relabeled", "0.1000", "0.2000", "0.7000"],
         # demoted, never relabeled: no step or weight, and the evidence that keeps it aside
         [2, "c", 1, 1, "", 0, "Y", "Y", "", "demoted", "0.2500", "0.3500", "0.4000"],
-        [3, "d", 0, 1, "", -1, "X", "Y", "0.0000", "relabeled", *zeros],
+        # its truth unknown (-1): empty, as `lionfer relabel` gives it
+        [3, "d", 0, 1, "", "", "X", "Y", "0.0000", "relabeled", *zeros],
     ]
     # relabeled, then demoted: its relabel, as `lionfer relabel` gives it; no evidence kept: the
     # demoted image's w cells are empty

@@ -311,7 +311,7 @@ def relabel_table(state: dict, labeled, names) -> tuple[list[str], list[list]]:
                 int(given[i]),
                 int(current[i]),
                 int(step) if step >= 0 else "",
-                int(truth[i]) if truth is not None else "",
+                int(truth[i]) if truth is not None and truth[i] >= 0 else "",  # -1: unknown
                 names[given[i]],
                 names[current[i]],
                 "" if np.isnan(weight) else f"{weight:.4f}",

@@ -26,6 +26,7 @@ from lionfer.inference.audit import (
     audit_to_files,
     rank_order,
     relabel_rows,
+    write_relabel_table,
 )
 from lionfer.inference.model_file import ModelInfo
 from lionfer.inference.predictor import InputError, Predictor, load
@@ -289,6 +290,10 @@ def test_the_runs_relabels_csv_and_relabel_agree_on_every_row(tmp_path_factory, 
     demoted = dict(zip(header, rows[1], strict=True))
     assert demoted["step"] == "" and demoted["weight"] == ""
     assert demoted["w_fear"] == f"{float(algorithm['evidence'][2, 1]):.4f}"
+    # relabeled, then demoted: counted as demoted, never as changed, as summary.json counts it
+    assert every[1]["demoted"] and not every[1]["changed"]
+    report = write_relabel_table(run, tmp_path / "labels.csv")
+    assert report.changed == 0 and report.demoted == 3
 
 
 def cell_of(value) -> str:

@@ -407,7 +407,8 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
             "given_name": names[given],
             "current_name": names[current],
             "weight": None if np.isnan(table["weight"][i]) else float(table["weight"][i]),
-            "changed": current != given,
+            # a demoted image trains unlabeled: counted as demoted, never as changed (summary.json)
+            "changed": current != given and not bool(table["demoted"][i]),
             "ambiguous": bool(table["ambiguous"][i]),
             "demoted": bool(table["demoted"][i]),
             "new_class_agreement": (

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lionfer.atomic import flush_to_disk, replacing
+from lionfer.atomic import write_bytes_atomic
 from lionfer.data.images import path_text
 
 
@@ -231,12 +231,10 @@ class Output:
 
 
 def write_file(path: Path, data: bytes) -> None:
-    """Write `path` whole or not at all: into `<name>.tmp` beside it, made anew (a leftover or a
-    link there is removed first, never written through), then renamed over it, so that a link
-    at its name is replaced, not followed. An OSError names `path` (lionfer.atomic.replacing)."""
+    """Write `path` whole or not at all (lionfer.atomic.write_bytes_atomic: into `<name>.tmp`
+    beside it, then renamed over it, so that a link at its name is replaced, not followed; an
+    OSError names `path`), the `<name>.tmp` a leftover or a link left there removed first, so that
+    it is made anew, never written through."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp:
-        tmp.unlink(missing_ok=True)
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-            flush_to_disk(handle)
+    path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+    write_bytes_atomic(path, data)

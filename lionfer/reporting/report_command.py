@@ -6,7 +6,6 @@ lionfer.reporting.plots; this module puts them in order and writes them."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from lionfer.reporting.label_sections import (
     run_labels_sections,
 )
 from lionfer.reporting.runs import Collection, Run, load_runs, ordered_runs, shown_path
-from lionfer.training.runfolder import nearest_existing, refuse_file_as_folder
+from lionfer.training.runfolder import check_out_folder
 
 MARK = "report.json"  # lists the files a report wrote, so that the next one may replace them
 SENSITIVITY = (("clear_threshold", "τ"), ("reliable_threshold", "γ"))
@@ -79,13 +78,7 @@ def earlier_files(out: Path) -> list[str]:
     so is an `out` that cannot be a folder (below a file) or cannot be written."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the report")
-    place = nearest_existing(out)
-    refuse_file_as_folder(out, place)
-    if not os.access(place, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"--out {out}: {place} cannot be written (no permission, or a read-only file "
-            "system); choose an --out you can write to"
-        )
+    check_out_folder(out)
     if not out.is_dir() or not any(out.iterdir()):
         return []
     if not (out / MARK).is_file():

@@ -152,7 +152,17 @@ def check_out_file(path: str | Path, flag: str = "--out") -> None:
     folder of its path must be, and the nearest folder of it that exists may be written into.
     Refused before any work, as training's --out (check_writable)."""
     path = Path(path)
-    place = nearest_existing(Path(os.path.abspath(path)).parent)
+    _check_place(path, nearest_existing(Path(os.path.abspath(path)).parent), flag)
+
+
+def check_out_folder(path: str | Path, flag: str = "--out") -> None:
+    """The folder `path` (made if missing) can be: as check_out_file, for the folder itself."""
+    path = Path(path)
+    _check_place(path, nearest_existing(path), flag)
+
+
+def _check_place(path: Path, place: Path, flag: str) -> None:
+    """`place`, the nearest existing folder of `path`'s, is a folder this process may write."""
     refuse_file_as_folder(path, place, flag)
     if not os.access(place, os.W_OK | os.X_OK):
         raise InputError(

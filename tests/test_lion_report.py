@@ -201,6 +201,9 @@ def test_relabels_csv_rows_by_hand():
         [1, "b", 1, 2, 12, 2, "Y", "Z", "0.7000", "demoted", "0.1000", "0.2000", "0.7000"],
         [2, "c", 1, 1, "", 0, "Y", "Y", "", "demoted", "", "", ""],
     ]
+    # a relabel at step 0 (in the first step) has its step, not an empty cell
+    _, rows = relabel_table(lion_state(relabel_step=T([-1, 0, -1, -1])), labeled, ("X", "Y", "Z"))
+    assert rows[0][4] == 0
     # a state without relabel steps or weights, and no truth: those cells are empty
     state = {"label": T([0, 2, 1, 1])}
     labeled.true_labels = None

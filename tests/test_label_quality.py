@@ -283,6 +283,48 @@ def test_the_audit_line_says_when_no_class_could_give_it_an_image():
     )
 
 
+NOISE_CHECK = {
+    "reads": 54,
+    "held": 0,
+    "noise_min": 0.02,
+    "threshold": 1.645,
+    "read_step": 594,
+    "z": 0.0,
+    "rate": 0.043,
+    "temperature": 0.4,
+    "holds": False,
+}
+
+
+@pytest.mark.parametrize(
+    "check, says",
+    [
+        (
+            {},
+            "at none of its 54 reads did the given labels look nearly right (under 2% of them "
+            "ruled out by the evidence, z above 1.645), so it held no decision back (last read "
+            "at step 594: 4.3% ruled out, z = 0.0)",
+        ),
+        (
+            {"held": 38, "z": 3.14, "rate": 0.002, "holds": True},
+            "at 38 of its 54 reads the given labels looked nearly right (under 2% of them ruled "
+            "out by the evidence, z above 1.645), and no decision was made until the next read "
+            "(last read at step 594: 0.2% ruled out, z = 3.1); it held decisions back at the end",
+        ),
+        (
+            {"held": 3, "z": 1.2, "rate": 0.012},
+            "at 3 of its 54 reads the given labels looked nearly right (under 2% of them ruled "
+            "out by the evidence, z above 1.645), and no decision was made until the next read "
+            "(last read at step 594: 1.2% ruled out, z = 1.2)",
+        ),
+    ],
+)
+def test_the_noise_check_line_says_how_often_it_held_decisions_back(check, says):
+    from lionfer.reporting.run_summary import noise_check_line
+
+    assert noise_check_line({**NOISE_CHECK, **check}) == "noise check: " + says
+
+
 # A fabricated labeled set with known truth, error types and a demoted image per seed:
 #                 0  1  2  3  4  5  6  7
 GIVEN = np.array([0, 1, 2, 0, 1, 2, 0, 1])

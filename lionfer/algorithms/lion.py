@@ -64,6 +64,7 @@ from lionfer.algorithms.lion_evidence import (
     stratified_folds,
     streak_update,
 )
+from lionfer.algorithms.lion_noise import no_noise_read
 from lionfer.algorithms.lion_report import (
     LOW_CLEAR_RATE,
     evidence_by_class,
@@ -192,7 +193,8 @@ class Lion(EvidenceDisambiguation, Algorithm):
         return {name: getattr(self, name) for name in self._state_names}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """A state saved before the evidence rule had its audit loads as a run without one; one
+        """A state saved before the evidence rule had its audit loads as a run without one, and
+        one saved before its noise check as a run without one; one
         saved before the audit kept its agreement rates, without them; one saved before it kept
         its reads, with its one read as the first; one that stored the audit's open flag, with
         the flag derived from its step as now."""
@@ -208,8 +210,11 @@ class Lion(EvidenceDisambiguation, Algorithm):
         if "audit_trail" not in state:
             first = int(state["audit_step"]), float(state["audit_z"])
             state = {**state, "audit_trail": no_trail(self.cfg.audit_reads, *first)}
+        if "noise_reads" not in state:  # saved before the noise check: decides without one
+            state = {**state, "noise_reads": torch.tensor([-1, 0]), "noise_read": no_noise_read()}
         super().load_state_dict(state)
         self._mirror_audit()
+        self._mirror_noise()
 
     def modules(self) -> torch.nn.Module | None:
         return self.heads
@@ -402,6 +407,8 @@ class Lion(EvidenceDisambiguation, Algorithm):
             self.rules.similarity,
             self.heads,
             self.cfg.audit_z,
+            self.cfg.noise_min,
+            self.cfg.noise_z,
         )
         start = figures["label_quality"]["clear_rate_at_start"]
         if start is not None and start < LOW_CLEAR_RATE and not self._warned:

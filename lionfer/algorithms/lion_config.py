@@ -140,6 +140,13 @@ class LionConfig:
     # on successive steps).
     audit_wait_z: float = 1.645
     audit_reads: int = 1
+    # The noise check (lion_noise.py): once the audit lets decisions go on, the given labels
+    # are fitted by the evidence and a floor under every class at a rate ρ (about the share of
+    # labels the evidence rules out) every 1% of the steps; while the fitted ρ is below
+    # noise_min with a one-sided z above noise_z, the labels look nearly right and no decision
+    # is made. noise_min 0: no check.
+    noise_min: float = 0.0
+    noise_z: float = 1.645
     lambda_elr: float = 0.0  # ELR's weight: λ log(1 − ⟨p, t⟩) keeps p near its early targets t
     elr_momentum: float = 0.7  # β of ELR's per-image targets t ← β t + (1 − β) p
     # What ELR pulls p toward: "own", the image's running average of its own predictions (ELR's
@@ -237,6 +244,12 @@ class LionConfig:
             "the two is inconclusive)",
         )
         check(self.audit_reads >= 1, "algorithm.audit_reads", "must be >= 1")
+        check(
+            0.0 <= self.noise_min < 1.0,
+            "algorithm.noise_min",
+            "must lie in [0, 1) (0: no noise check)",
+        )
+        check(0 <= self.noise_z < math.inf, "algorithm.noise_z", "must be >= 0 and finite")
         check(
             self.audit_reads == 1
             or self.evidence_audit == 0
@@ -368,6 +381,8 @@ EVIDENCE_SETTINGS = (
     "audit_z",
     "audit_wait_z",
     "audit_reads",
+    "noise_min",
+    "noise_z",
     "lambda_elr",
     "elr_momentum",
     "elr_target",

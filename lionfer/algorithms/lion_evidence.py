@@ -31,6 +31,7 @@ from lionfer.algorithms.lion_equations import (
     masked_mean,
     negative_learning_loss,
 )
+from lionfer.algorithms.lion_noise import no_noise_read, noise_floor_fit
 from lionfer.losses import masked_cross_entropy
 from lionfer.metrics import excess_agreement_z
 
@@ -52,7 +53,10 @@ EVIDENCE_STATE = (
     "audit_passed",
     "audit_agreement",
     "audit_trail",
+    "noise_reads",
+    "noise_read",
 )
+NOISE_READ_SHARE = 0.01  # the noise check is read every 1% of the steps
 
 
 class CrossFitHeads(torch.nn.Module):
@@ -313,6 +317,12 @@ class EvidenceDisambiguation:
         self.audit_agreement = no_agreement()  # its rates then: the judged images', the audit's
         self.audit_trail = no_trail(cfg.audit_reads)  # every read: its step and z
         self._mirror_audit()
+        # the noise check (lion_noise.py): its reads, and those that held decisions back (reads
+        # -1: no check, in a run resumed from a state saved before it); its last read (step,
+        # clean z, rate, temperature; step -1: none)
+        self.noise_reads = torch.zeros(2, dtype=torch.long)
+        self.noise_read = no_noise_read()
+        self._mirror_noise()
 
     @property
     def audit_open(self) -> torch.Tensor:
@@ -324,6 +334,15 @@ class EvidenceDisambiguation:
         self._audit_pending = bool(self.audit_open)
         self._audit_reads = int((self.audit_trail[:, 0] >= 0).sum())
         self._decisions_allowed = bool(self.audit_passed) and not self._audit_pending
+
+    def _mirror_noise(self) -> None:
+        """The noise check's flags as Python values, so that the step reads them without a sync:
+        whether the run has one, its last read's step, and whether that read held decisions
+        back."""
+        step, clean_z = self.noise_read[:2].tolist()
+        self._noise_last_read = int(step)
+        self._noise_holds = step >= 0 and clean_z > self.cfg.noise_z
+        self._noise_checks = self.cfg.noise_min > 0 and int(self.noise_reads[0]) >= 0
 
     def _set_aside(self, idx) -> torch.Tensor:
         """(B,) rows that train as unlabeled images: demoted, or in the audit before its read."""
@@ -360,6 +379,7 @@ class EvidenceDisambiguation:
             cfg.use_disambiguation
             and progress.fraction >= cfg.evidence_start
             and self._audit_passes(progress)
+            and self._noise_allows(progress)
         ):
             decided = self._decide(
                 evidence, thresholds, known, features, labels, idx, first, progress
@@ -425,6 +445,27 @@ class EvidenceDisambiguation:
                     self.audit_agreement.copy_(rates)
             self._mirror_audit()
         return self._decisions_allowed
+
+    def _noise_allows(self, progress: Progress) -> bool:
+        """Whether the noise check (lion_noise.py) lets decisions be made: read from the first
+        step they may be made and every NOISE_READ_SHARE of the steps after it, it holds them
+        back until its next read where the given labels look nearly right (a floor under
+        noise_min, z above noise_z). It reads every visited labeled image's evidence against
+        its given label."""
+        cfg = self.cfg
+        if not self._noise_checks:
+            return True
+        every = max(1, round(NOISE_READ_SHARE * progress.total))
+        if self._noise_last_read < 0 or progress.step - self._noise_last_read >= every:
+            visited = self.evidence_visits > 0
+            given = self.info.given_labels.to(self.label.device)
+            fit = noise_floor_fit(self.evidence[visited], given[visited], cfg.noise_min)
+            read = [float(progress.step), fit.clean_z, fit.rate, fit.temperature]
+            self.noise_read.copy_(torch.tensor(read))
+            self._mirror_noise()  # whether it holds, read from the state as saved
+            self.noise_reads[0] += 1
+            self.noise_reads[1] += int(self._noise_holds)
+        return not self._noise_holds
 
     def _heads_know(self, num_heads: int, num_classes: int) -> torch.Tensor:
         """(K, C) head k trains on some image labeled c now (heads_trained)."""

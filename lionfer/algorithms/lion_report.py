@@ -57,12 +57,20 @@ def mean_or_none(values: np.ndarray) -> float | None:
 
 
 def label_figures(
-    state: dict, given_labels: torch.Tensor, probe, similarity, heads=None, audit_z=None
+    state: dict,
+    given_labels: torch.Tensor,
+    probe,
+    similarity,
+    heads=None,
+    audit_z=None,
+    noise_min: float = 0.0,
+    noise_z: float = 0.0,
 ) -> dict:
     """Label-quality figures at an evaluation: how the labeled set's labels compare with the
     truth (where known), the candidate sets, Eq. 5's similarities and the prototypes, and with
     the evidence rule's cross-fitted heads (heads, None for the other rules) the evidence check
-    and the audit (audit_z: the z above which it stops decisions).
+    and the audit (audit_z: the z above which it stops decisions), and its noise check where
+    it has one (noise_min > 0, with noise_z: the z above which a read holds decisions back).
     similarity: the run's d(q, S_c) (features, prototypes, ready, candidates) → (N, C)."""
     given = given_labels.cpu().numpy()
     current = state["label"].cpu().numpy()
@@ -96,7 +104,30 @@ def label_figures(
         # an audit held, or one asked for that no class had the labeled images to make
         if bool(state["audit"].any()) or not bool(state["audit_passed"]):
             quality["evidence_audit"] = audit_figures(state, audit_z)
+        # a check that was read (the audit can stop decisions before its first read)
+        if noise_min > 0 and int(state.get("noise_reads", torch.tensor([0]))[0]) > 0:
+            quality["noise_check"] = noise_figures(state, noise_min, noise_z)
     return {"relabel": relabel, "label_quality": quality}
+
+
+def noise_figures(state: dict, rate_min: float, threshold: float) -> dict:
+    """The evidence rule's noise check (lion_noise.py), once read: its reads and those that held
+    decisions back, the floor it asks about (noise_min) and the z above which a read holds them
+    back (noise_z); and its last read: its step, its z, the fitted share of labels the evidence
+    rules out (rate) and the fit's temperature, and whether it held decisions back."""
+    step, z, rate, temperature = state["noise_read"].tolist()
+    reads, held = state["noise_reads"].tolist()
+    return {
+        "reads": int(reads),
+        "held": int(held),
+        "noise_min": float(rate_min),
+        "threshold": float(threshold),
+        "read_step": int(step),
+        "z": z,
+        "rate": rate,
+        "temperature": temperature,
+        "holds": z > threshold,
+    }
 
 
 def audit_figures(state: dict, threshold: float) -> dict:

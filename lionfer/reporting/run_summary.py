@@ -40,6 +40,8 @@ def label_quality_lines(summary: dict) -> list[str]:
         lines.append("; ".join(parts))
         if quality.get("evidence_audit"):
             lines.append(evidence_audit_line(quality["evidence_audit"]))
+        if quality.get("noise_check"):
+            lines.append(noise_check_line(quality["noise_check"]))
         if quality.get("evidence_check"):
             changed = relabel["count"] > 0 or bool((relabel.get("demoted") or {}).get("count"))
             lines.append(evidence_check_line(quality["evidence_check"], changed))
@@ -80,6 +82,27 @@ def evidence_audit_line(audit: dict) -> str:
         f": the evidence named the others' given labels far more often than theirs "
         f"({rates}z = {audit['z']:.1f}{bound}); the features had learnt the labels, so no label "
         "was changed"
+    )
+
+
+def noise_check_line(check: dict) -> str:
+    """The evidence rule's noise check (lion_report.noise_figures) in a sentence."""
+    floor = f"under {check['noise_min']:.0%} of them ruled out by the evidence"
+    last = (
+        f"last read at step {check['read_step']}: {check['rate']:.1%} ruled out, "
+        f"z = {check['z']:.1f}"
+    )
+    reads, held = check["reads"], check["held"]
+    if not held:
+        return (
+            f"noise check: at none of its {reads} reads did the given labels look nearly right "
+            f"({floor}, z above {check['threshold']:g}), so it held no decision back ({last})"
+        )
+    ending = "; it held decisions back at the end" if check["holds"] else ""
+    return (
+        f"noise check: at {held} of its {reads} reads the given labels looked nearly right "
+        f"({floor}, z above {check['threshold']:g}), and no decision was made until the next "
+        f"read ({last}){ending}"
     )
 
 

@@ -172,7 +172,7 @@ def read_relabels(path: Path) -> list[dict]:
 NUMBERS = ("steps", "mean_class_acc", "macro_f1", "mask_rate", "pseudo_label_acc")
 NUMBER_TABLES = ("per_class_acc", "relabel")
 TABLES = ("best", "label_quality", "evidence_by_class", "clb", "label_quality.evidence_check")
-TABLES += ("label_quality.evidence_audit",)
+TABLES += ("label_quality.evidence_audit", "label_quality.noise_check")
 
 
 def _text(path: Path) -> str:

@@ -126,6 +126,7 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
     import torch
 
     from lionfer.evaluate import evaluate_run
+    from lionfer.reporting.run_summary import noise_check_line
 
     cfg = tiny_cfg("algorithm.name=lion", "algorithm.audit_z=2.5")
     summary = train(cfg, tmp_path / "run", progress=False)
@@ -145,7 +146,15 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
     assert audit["reads"][-1] == {"step": audit["read_step"], "z": audit["z"]}
     assert all(1.645 < read["z"] <= 3 for read in audit["reads"][:-1])
     assert 0 <= audit["judged_agreement"] <= 1 and 0 <= audit["audit_agreement"] <= 1
-    assert label_quality_lines(summary)[-2].startswith(f"evidence audit: {audit['images']} ")
+    lines = label_quality_lines(summary)
+    assert lines[-3].startswith(f"evidence audit: {audit['images']} ")
+    # the default's noise check, read from the audit's read on: in the summary and its line
+    check = summary["label_quality"]["noise_check"]
+    assert check["reads"] >= 1 and 0 <= check["held"] <= check["reads"]
+    assert check["noise_min"] == 0.02 and check["read_step"] >= audit["read_step"]
+    assert check["threshold"] == 1.645 and check["holds"] is (check["z"] > 1.645)
+    assert check["held"] >= int(check["holds"]) and 0 <= check["rate"] < 1
+    assert lines[-2] == noise_check_line(check)
     evaluated = evaluate_run(tmp_path / "run", device="cpu")["label_quality"]["evidence_audit"]
     assert evaluated == audit  # lionfer evaluate reads the same audit, its threshold too
     # a run saved before the audit kept its rates: the rest of the audit, without them
@@ -154,8 +163,15 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
     state = saved["algorithm"]
     del state["audit_agreement"]
     torch.save(saved, last)
-    older = evaluate_run(tmp_path / "run", device="cpu")["label_quality"]["evidence_audit"]
-    assert older == {k: v for k, v in audit.items() if not k.endswith("_agreement")}
+    older = evaluate_run(tmp_path / "run", device="cpu")["label_quality"]
+    assert older["evidence_audit"] == {
+        k: v for k, v in audit.items() if not k.endswith("_agreement")
+    }
+    assert older["noise_check"] == check  # lionfer evaluate reads the same check
+    # a run saved before the noise check: it loads as a run without one, and says nothing of it
+    del state["noise_reads"], state["noise_read"]
+    torch.save(saved, last)
+    assert "noise_check" not in evaluate_run(tmp_path / "run", device="cpu")["label_quality"]
     # a run saved before the audit existed: its state lacks the audit's keys
     for name in ("audit", "audit_step", "audit_z", "audit_passed"):
         del state[name]

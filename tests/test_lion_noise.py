@@ -17,6 +17,7 @@ from lionfer.algorithms.lion_noise import (
     no_noise_read,
     noise_floor_fit,
 )
+from lionfer.algorithms.lion_report import noise_figures
 from lionfer.errors import ConfigError
 
 
@@ -200,6 +201,36 @@ def test_the_check_is_read_only_once_the_audit_lets_decisions_go_on():
     assert lion.noise_reads.tolist() == [0, 0]
     visit_0(lion, 500)
     assert lion.noise_reads.tolist() == [1, 1]
+    visit_0(lion, 509)  # 9 steps after the first read: not read again
+    assert lion.noise_reads.tolist() == [1, 1]
+    visit_0(lion, 510)
+    assert lion.noise_reads.tolist() == [2, 2]
+
+
+def test_in_a_run_of_100_steps_the_check_is_read_every_step():
+    lion = check_lion(0.2)
+    visit_0(lion, 0, total=100)
+    visit_0(lion, 1, total=100)
+    assert lion.noise_reads.tolist() == [2, 2] and int(lion.noise_read[0]) == 1
+
+
+def test_the_checks_figures_are_its_state_as_saved():
+    state = {
+        "noise_read": torch.tensor([594.0, 1.5, 0.01, 0.4]),
+        "noise_reads": torch.tensor([10, 3]),
+    }
+    figures = noise_figures(state, 0.02, 1.5)
+    assert figures == {
+        "reads": 10,
+        "held": 3,
+        "noise_min": 0.02,
+        "threshold": 1.5,
+        "read_step": 594,
+        "z": 1.5,
+        "rate": pytest.approx(0.01),
+        "temperature": pytest.approx(0.4),
+        "holds": False,  # a z at the threshold, as stored, lets decisions go on
+    }
 
 
 def test_the_check_reads_given_labels_not_those_decisions_made():

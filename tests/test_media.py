@@ -3,6 +3,7 @@ pixel limit, phone and camcorder video containers, linked folders and broken lin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -190,6 +191,57 @@ def test_a_broken_link_is_a_row_naming_its_missing_target(tmp_path, checkpoint):
         f"unreadable: {folder / 'chain.jpg'} is a symbolic link to gone.jpg -> "
         f"{tmp_path / 'moved.jpg'}, which does not exist; fix the link or remove it"
     )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_a_row_never_opened_and_an_error_by_its_name(tmp_path, checkpoint):
+    """Opening a named pipe to read waits for a writer: a pipe (or a link to one) named as a
+    photo or video must be reported, not read, or the job would wait for ever."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(faces()[0]).save(folder / "a.png")
+    for name in ("pipe.jpg", "pipe.gif", "pipe.mp4", "pipe.txt"):
+        os.mkfifo(folder / name)
+    (folder / "link.png").symlink_to("pipe.jpg")
+    fired, done = [], threading.Event()
+
+    def release():  # after 30 s, a writer at each pipe, each second, ends a read waiting on it
+        while not done.wait(30 if not fired else 1):
+            fired.append(True)
+            for name in ("pipe.jpg", "pipe.gif", "pipe.mp4"):
+                with contextlib.suppress(OSError):
+                    os.close(os.open(folder / name, os.O_WRONLY | os.O_NONBLOCK))
+
+    alarm = threading.Thread(target=release, daemon=True)
+    alarm.start()  # should a reader open a pipe after all, the test fails instead of hanging
+    try:
+        sources, ignored, _ = collect_sources([folder])
+        assert [Path(s.name).name for s in sources] == [
+            "a.png",
+            "link.png",
+            "pipe.gif",
+            "pipe.jpg",
+            "pipe.mp4",
+        ] and ignored == Counter({".txt": 1})  # a pipe without a media name is counted, not lost
+        table = load(checkpoint).predict(folder, cropped=True)
+    finally:
+        done.set()
+    assert not fired, "a named pipe was opened"
+    errors = dict(zip(table.source.map(lambda s: Path(s).name), table.error, strict=True))
+    assert pd.isna(errors["a.png"])
+    assert errors["pipe.jpg"] == (
+        f"unreadable: {folder / 'pipe.jpg'} is a named pipe (FIFO), not a regular file: give "
+        "image files"
+    )
+    assert errors["pipe.mp4"].endswith(
+        "is a named pipe (FIFO), not a regular file: give video files"
+    )
+    assert "pipe.gif is a named pipe" in errors["pipe.gif"]
+    assert "link.png is a named pipe (FIFO) through a symbolic link" in errors["link.png"]
+    with pytest.raises(InputError, match=r"pipe.jpg is a named pipe \(FIFO\), not a regular file"):
+        collect_sources([folder / "pipe.jpg"])
+    with pytest.raises(InputError, match="null is a device, not a regular file"):
+        collect_sources(["/dev/null"])
 
 
 def test_prepare_crops_a_jpeg_over_pils_pixel_limit_at_its_listed_box(tmp_path, monkeypatch):

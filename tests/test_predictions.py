@@ -74,7 +74,7 @@ def test_predict_over_a_folder_finishes_with_a_skip_report(capsys, tmp_path, che
             assert abs(sum(probs) - 1) < 1e-4
     assert "12 faces from 4 images and 1 video (6 video frames read)" in stdout
     assert "skipped inputs: no face found 1, unreadable 1" in stdout
-    assert "video frames without a face: 2" in stdout and "ignored 1 files" in stdout
+    assert "video frames without a face: 2" in stdout and "ignored 1 file in folders" in stdout
 
 
 def test_times_are_written_to_the_microsecond_and_other_numbers_to_6_digits(tmp_path):
@@ -214,6 +214,51 @@ def test_resuming_with_other_settings_or_without_progress_is_refused(tmp_path, c
     Path(f"{out}.progress").unlink()
     with pytest.raises(InputError, match="preds.csv.progress.*is missing"):
         predict_files(predictor, [str(photos)], out, progress=False)
+
+
+def test_resuming_after_an_input_changed_is_refused(tmp_path, checkpoint, photos):
+    """A photo replaced under its name since it was predicted: resuming would keep the rows of
+    the old one."""
+    predictor = load(checkpoint, detector="haar")
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for name in ("a_group.png", "c_wall.png"):
+        (folder / name).write_bytes((photos / name).read_bytes())
+    out = tmp_path / "preds.csv"
+    predict_files(predictor, [str(folder)], out, progress=False)
+    report = predict_files(predictor, [str(folder)], out, progress=False)  # unchanged: resumed
+    assert "already complete from an earlier run: 2 inputs" in report.summary()
+    written = out.read_bytes()
+    (folder / "c_wall.png").write_bytes((photos / "b_group.jpg").read_bytes())
+    with pytest.raises(InputError, match=r"1 input changed since.*c_wall.png;.*--overwrite"):
+        predict_files(predictor, [str(folder)], out, progress=False)
+    assert out.read_bytes() == written
+    os.utime(folder / "c_wall.png", ns=(0, 0))  # the same bytes at another time: refused too
+    (folder / "c_wall.png").write_bytes((photos / "c_wall.png").read_bytes())
+    os.utime(folder / "c_wall.png", ns=(10**9, 10**9))
+    with pytest.raises(InputError, match="changed since"):
+        predict_files(predictor, [str(folder)], out, progress=False)
+    report = predict_files(predictor, [str(folder)], out, overwrite=True, progress=False)
+    assert report.counts["resumed"] == 0 and report.counts["images"] == 2
+
+
+def test_another_jobs_progress_file_is_no_out_even_with_overwrite(tmp_path, checkpoint, photos):
+    predictor = load(checkpoint, detector="haar")
+    out = tmp_path / "preds.csv"
+    predict_files(predictor, [str(photos / "a_group.png")], out, progress=False)
+    progress = Path(f"{out}.progress")
+    kept = progress.read_bytes()
+    for overwrite in (False, True):
+        with pytest.raises(
+            InputError, match="is the progress file of the predictions in preds.csv"
+        ):
+            predict_files(predictor, [str(photos / "a_group.png")], progress, fmt="csv",
+                          overwrite=overwrite, progress=False)  # fmt: skip
+    assert progress.read_bytes() == kept
+    report = predict_files(predictor, [str(photos / "a_group.png")], out, progress=False)
+    assert report.summary().endswith(
+        "already complete from an earlier run: 1 input (counted above)"
+    )
 
 
 def test_annotate_writes_images_and_a_video(tmp_path, checkpoint, photos):

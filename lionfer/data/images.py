@@ -9,6 +9,7 @@ while a file is decoded name the file (named_warnings)."""
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
@@ -144,7 +145,10 @@ def open_photo(
 
 
 def _is_jpeg(path: Path) -> bool:
-    """Whether the file starts with a JPEG's start-of-image marker (False if unreadable)."""
+    """Whether the file starts with a JPEG's start-of-image marker (False if unreadable, and for
+    a named pipe, which is not opened: special_file)."""
+    if special_file(path):
+        return False
     try:
         with path.open("rb") as f:
             return f.read(3) == b"\xff\xd8\xff"
@@ -326,10 +330,33 @@ def broken_link(path: str | Path) -> str:
     return f"{path} is a symbolic link to {targets}, which does not exist"
 
 
+def special_file(path: str | Path) -> str:
+    """What a path that exists but is neither a regular file nor a folder is (a named pipe, a
+    socket, a device), directly or through a symbolic link; "" for any other path. Opening a
+    named pipe to read it waits for a writer, for ever: such a path is never opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing, a broken link, a name the system refuses
+        return ""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return ""
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+    )
+    through = " through a symbolic link" if Path(path).is_symlink() else ""
+    return f"{path} is {kind}{through}, not a regular file"
+
+
 def _check_file(path: Path) -> None:
     """Raise ImageError for a path that is not a non-empty regular file."""
     if broken := broken_link(path):
         raise ImageError(f"{broken}; fix the link or remove it")
+    if special := special_file(path):
+        raise ImageError(f"{special}: give image files")
     if path.is_dir():
         raise ImageError(f"{path} is a directory, not an image file (check the label list)")
     if not path.is_file():

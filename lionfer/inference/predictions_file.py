@@ -3,12 +3,13 @@ progress file beside it (OUT.progress) that makes an interrupted job resumable, 
 and videos, and the closing skip report.
 
 OUT.progress is JSON lines: first the job's settings (model fingerprint, columns, detection
-settings, a digest of the list of inputs), then one {"source", "offset", "counts", "skipped"} line
-per finished input, written after that input's rows are flushed. Rerunning the same command
-truncates OUT to the last finished input's offset (rows of an input cut off halfway go), skips the
-finished inputs and reports the whole file. An existing OUT that is not a lionfer predictions file,
-or one written with other settings or for another list of inputs, is refused unless overwrite is
-given.
+settings, a digest of the list of inputs), then one {"source", "offset", "counts", "skipped",
+"stamp"} line per finished input, written after that input's rows are flushed ("stamp": the input
+file's size and modification time). Rerunning the same command truncates OUT to the last finished
+input's offset (rows of an input cut off halfway go), skips the finished inputs and reports the
+whole file. An existing OUT that is not a lionfer predictions file, one written with other settings
+or for another list of inputs, or one whose finished inputs have changed since, is refused unless
+overwrite is given; so is an --out that is another job's progress file, even with overwrite.
 
 Annotated copies go under the --annotate folder at their path below the inputs' deepest common
 folder, so two inputs never share one (a copy whose name another input's copy takes is numbered)
@@ -112,8 +113,19 @@ def format_value(value, column: str = "") -> str | float | int | None:
 class PredictionsFile:
     """The output file and its progress file; see the module docstring."""
 
-    def __init__(self, path: Path, fmt: str, columns: list[str], settings: dict, overwrite: bool):
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        columns: list[str],
+        settings: dict,
+        overwrite: bool,
+        stamps: dict[str, list[int] | None] | None = None,
+    ):
+        """stamps: each input file's size and modification time (file_stamp) by its name, kept
+        with it once it is complete, so that a resumed job refuses inputs changed since."""
         self.path, self.fmt, self.columns = Path(path), fmt, columns
+        self.stamps = stamps or {}
         self.progress_path = self.path.with_name(self.path.name + PROGRESS_SUFFIX)
         self.settings = {**settings, "format": fmt, "columns": columns}
         self.done: dict[str, dict] = {}  # finished source -> its progress record
@@ -182,13 +194,38 @@ class PredictionsFile:
             )
         if changed:
             raise InputError(
-                f"{self.path} was written with other settings ({', '.join(changed)} differ: "
+                f"{self.path} was written with other settings ({', '.join(changed)} "
+                f"{'differs' if len(changed) == 1 else 'differ'}: "
                 "another model, format, detection settings, embeddings or list of inputs); pass "
                 "--overwrite to replace it or choose another --out"
             )
+        done = {record["source"]: record for record in finished[1:]}
+        self._refuse_changed(done)
         with naming(self.path), self.path.open("r+b") as f:
             f.truncate(finished[-1]["offset"])
-        self.done = {record["source"]: record for record in finished[1:]}
+        self.done = done
+
+    def _refuse_changed(self, done: dict[str, dict]) -> None:
+        """Refuse to resume where an input predicted before has changed since (another size or
+        modification time): its rows would be the old file's. Records without a stamp (inputs
+        in memory, unreadable paths, a job from before stamps) are taken as they are."""
+        changed = [
+            name
+            for name, record in done.items()
+            if record.get("stamp") is not None
+            and self.stamps.get(name) is not None
+            and record["stamp"] != self.stamps[name]
+        ]
+        if changed:
+            shown = ", ".join(changed[:3]) + (
+                f" and {len(changed) - 3} more" if changed[3:] else ""
+            )
+            raise InputError(
+                f"{self.path} holds predictions of {_count(len(changed), 'input')} changed since "
+                f"they were made (another size or modification time): {shown}; to predict on "
+                "them as they are now, pass --overwrite (everything is predicted again) or choose "
+                "another --out"
+            )
 
     def write(self, rows: list[dict]) -> None:
         with naming(self.path):  # a failed write (a full disk) names no file of its own
@@ -211,6 +248,7 @@ class PredictionsFile:
             "offset": self._out.tell(),
             "counts": dict(counts),
             "skipped": dict(skipped),
+            "stamp": self.stamps.get(source),
         }
         with naming(self.progress_path):
             self._progress.write(json.dumps(record) + "\n")
@@ -310,8 +348,8 @@ class PredictReport:
         if c["ignored"]:
             kinds = f" ({ignored_kinds(self.ignored)})" if self.ignored else ""
             lines.append(
-                f"ignored {c['ignored']} files in folders that are not images or videos{kinds}"
-                + raw_note(c["raw_photos"])
+                f"ignored {_count(c['ignored'], 'file')} in folders that are not images or videos"
+                f"{kinds}" + raw_note(c["raw_photos"])
             )
         if self.excluded:
             lines.append(
@@ -320,9 +358,20 @@ class PredictReport:
             )
         if c["resumed"]:
             lines.append(
-                f"already complete from an earlier run: {c['resumed']} inputs (counted above)"
+                f"already complete from an earlier run: {_count(c['resumed'], 'input')} (counted "
+                "above)"
             )
         return "\n".join(lines)
+
+
+def file_stamp(path: Path) -> list[int] | None:
+    """[size, modification time in ns] of a file (through links); None where it cannot be read
+    (a broken link: its row says so)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return [info.st_size, info.st_mtime_ns]
 
 
 def _count(n: int, noun: str) -> str:
@@ -374,6 +423,12 @@ def predict_files(
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a file name such as {out / 'faces.csv'}")
     check_out_file(out)
+    if out.is_file() and is_progress_file(out):
+        raise InputError(
+            f"--out {out} is the progress file of the predictions in "
+            f"{out.name.removesuffix(PROGRESS_SUFFIX)}, which predict keeps to resume that job; "
+            "choose another --out"
+        )
     check_progress_name(out)
     refuse_run_file(out)
     fmt = output_format(out, fmt)
@@ -396,7 +451,8 @@ def predict_files(
     if annotator and fresh and not overwrite:
         annotator.check_free(sources)
     settings = job_settings(predictor, cropped, frame_stride, sources)
-    file = PredictionsFile(out, fmt, predictor.columns, settings, overwrite)
+    stamps = {s.name: file_stamp(s.path) for s in sources if s.path is not None}
+    file = PredictionsFile(out, fmt, predictor.columns, settings, overwrite, stamps)
     report = PredictReport(out, excluded=excluded, annotate_dir=annotate_dir, ignored=ignored)
     for record in file.done.values():  # what the earlier runs wrote counts too
         report.counts.update(record.get("counts", {}))

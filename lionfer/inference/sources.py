@@ -17,7 +17,14 @@ import numpy as np
 from PIL import Image
 
 from lionfer.data.checks import IMAGE_EXTENSIONS, IMAGE_KINDS, is_visible, walk_files
-from lionfer.data.images import RAW_SUFFIXES, broken_link, raw_note, to_rgb, upright
+from lionfer.data.images import (
+    RAW_SUFFIXES,
+    broken_link,
+    raw_note,
+    special_file,
+    to_rgb,
+    upright,
+)
 from lionfer.errors import InputError
 from lionfer.inference.video import VIDEO_KINDS, is_clip, is_video_file
 
@@ -165,6 +172,8 @@ def _expand_path(item: str) -> tuple[list[Path], Counter, int]:
         return found, ignored, raw
     if broken := broken_link(path):
         raise InputError(f"input {broken}; fix the link or remove it")
+    if special := special_file(path):
+        raise InputError(f"input {special}; give image or video files, folders or globs")
     raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
 
 
@@ -172,10 +181,11 @@ def _media_files(paths: Iterable[Path]) -> tuple[list[Path], Counter, int]:
     """(the image and video files among paths, sorted; the other files counted by extension; how
     many of those are camera RAW photos: not read, as a camera saves a JPEG beside each or they
     are to be exported). A symbolic link whose target is missing is kept, to be reported as
-    unreadable."""
+    unreadable, and so is a named pipe, socket or device (never opened: a pipe would wait for a
+    writer)."""
     found, ignored, raw = [], Counter(), 0
     for path in paths:
-        if path.is_dir() or not (path.is_file() or path.is_symlink()):
+        if path.is_dir():
             continue
         if path.suffix.lower() in IMAGE_EXTENSIONS or is_video_file(path):
             found.append(path)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from lionfer.data.images import broken_link, named_warnings, to_rgb, upright
+from lionfer.data.images import broken_link, named_warnings, special_file, to_rgb, upright
 
 # Phones also write .3gp/.3g2, camcorders AVCHD's .mts/.m2ts, professional camcorders .mxf and
 # .dv, CCTV recorders and dash cams raw H.264/H.265 streams (.h264, .264, .h265, .265, .hevc);
@@ -80,8 +80,8 @@ def is_animated_image(path: str | Path) -> bool:
     """Whether path is an image file of more than one frame, or one whose frames cannot be
     counted (damaged after its first: read as a clip, the damage is reported where decoding
     stops). False for a file PIL cannot open, which is then read, and reported, as an image."""
-    if Path(path).suffix.lower() not in ANIMATED_IMAGE_EXTENSIONS:
-        return False
+    if Path(path).suffix.lower() not in ANIMATED_IMAGE_EXTENSIONS or special_file(path):
+        return False  # a named pipe is never opened: it would wait for a writer
     try:
         with named_warnings(path, shown=False):  # its reader warns after, naming the file
             image = Image.open(path)
@@ -208,6 +208,8 @@ def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | Non
         raise ValueError(f"frame stride must be at least 1, got {stride}")
     if broken := broken_link(path):
         raise VideoError(f"{broken}; fix the link or remove it")
+    if special := special_file(path):
+        raise VideoError(f"{special}: give video files")
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise EmptyVideoError(f"video file {path} is empty (0 bytes)")
     # The name's bytes: OpenCV crashes the process on a str holding a name that is not UTF-8

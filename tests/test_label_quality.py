@@ -151,7 +151,7 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
     # the default's noise check, read from the audit's read on: in the summary and its line
     check = summary["label_quality"]["noise_check"]
     assert check["reads"] >= 1 and 0 <= check["held"] <= check["reads"]
-    assert check["noise_min"] == 0.02 and check["read_step"] >= audit["read_step"]
+    assert check["noise_min"] == 0.035 and check["read_step"] >= audit["read_step"]
     assert check["threshold"] == 1.645 and check["holds"] is (check["z"] > 1.645)
     assert check["held"] >= int(check["holds"]) and 0 <= check["rate"] < 1
     assert lines[-2] == noise_check_line(check)
@@ -302,7 +302,7 @@ def test_the_audit_line_says_when_no_class_could_give_it_an_image():
 NOISE_CHECK = {
     "reads": 54,
     "held": 0,
-    "noise_min": 0.02,
+    "noise_min": 0.035,
     "threshold": 1.645,
     "read_step": 594,
     "z": 0.0,
@@ -317,19 +317,19 @@ NOISE_CHECK = {
     [
         (
             {},
-            "at none of its 54 reads did the given labels look nearly right (under 2% of them "
+            "at none of its 54 reads did the given labels look nearly right (under 3.5% of them "
             "ruled out by the evidence, z above 1.645), so it held no decision back (last read "
             "at step 594: 4.3% ruled out, z = 0.0)",
         ),
         (
             {"held": 38, "z": 3.14, "rate": 0.002, "holds": True},
-            "at 38 of its 54 reads the given labels looked nearly right (under 2% of them ruled "
+            "at 38 of its 54 reads the given labels looked nearly right (under 3.5% of them ruled "
             "out by the evidence, z above 1.645), and no decision was made until the next read "
             "(last read at step 594: 0.2% ruled out, z = 3.1); it held decisions back at the end",
         ),
         (
             {"held": 3, "z": 1.2, "rate": 0.012},
-            "at 3 of its 54 reads the given labels looked nearly right (under 2% of them ruled "
+            "at 3 of its 54 reads the given labels looked nearly right (under 3.5% of them ruled "
             "out by the evidence, z above 1.645), and no decision was made until the next read "
             "(last read at step 594: 1.2% ruled out, z = 1.2)",
         ),

@@ -87,7 +87,7 @@ def evidence_audit_line(audit: dict) -> str:
 
 def noise_check_line(check: dict) -> str:
     """The evidence rule's noise check (lion_report.noise_figures) in a sentence."""
-    floor = f"under {check['noise_min']:.0%} of them ruled out by the evidence"
+    floor = f"under {check['noise_min'] * 100:g}% of them ruled out by the evidence"
     last = (
         f"last read at step {check['read_step']}: {check['rate']:.1%} ruled out, "
         f"z = {check['z']:.1f}"

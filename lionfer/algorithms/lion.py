@@ -194,10 +194,10 @@ class Lion(EvidenceDisambiguation, Algorithm):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """A state saved before the evidence rule had its audit loads as a run without one, and
-        one saved before its noise check as a run without one; one
-        saved before the audit kept its agreement rates, without them; one saved before it kept
-        its reads, with its one read as the first; one that stored the audit's open flag, with
-        the flag derived from its step as now."""
+        one saved before its noise check as a run without one; one saved before the audit kept
+        its agreement rates, without them; one saved before it kept its reads, with its one read
+        as the first; one that stored the audit's open flag, with the flag derived from its step
+        as now."""
         if self.heads is None:
             super().load_state_dict(state)
             return

@@ -312,7 +312,7 @@ def test_the_stream_holds_at_most_a_batch_of_frames(stubbed, monkeypatch):
     """An endless video: the first rows come out after batch_size frames were decoded."""
     decoded = []
 
-    def endless(path, stride):
+    def endless(path, stride, start=0):
         for index in range(10**9):
             decoded.append(index)
             yield index, index / 25, scene(faces((3,)), at=((10, 10),))

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -142,6 +143,105 @@ def test_an_interrupted_job_resumes_where_it_stopped(tmp_path, checkpoint, photo
     assert seen == ["e_clip.avi"]  # only the unfinished input again
     assert report.counts["resumed"] == 2
     assert out.read_text() == whole.read_text()
+
+
+UNPATCHED_FRAMES = P.Predictor._frames
+
+
+def _stopped_after(frames: int, clip: str, monkeypatch, starts: list[int]):
+    """Predictor._frames that raises KeyboardInterrupt after `frames` frames of `clip`, and
+    records the first frame each input is asked to start from in `starts`."""
+    real_frames = UNPATCHED_FRAMES
+
+    def stopping(self, source, cropped, stride, keep, start=0):
+        starts.append(start)
+        for i, frame in enumerate(real_frames(self, source, cropped, stride, keep, start)):
+            if frames is not None and source.name.endswith(clip) and i == frames:
+                raise KeyboardInterrupt
+            yield frame
+
+    monkeypatch.setattr(P.Predictor, "_frames", stopping)
+
+
+@pytest.mark.parametrize("clip, stride", [("e_clip.avi", 1), ("e_clip.avi", 2), ("f.gif", 1)])
+def test_a_job_stopped_halfway_through_a_clip_goes_on_from_its_last_mark(
+    tmp_path, checkpoint, photos, monkeypatch, clip, stride
+):
+    """A long video cut off is not read again from its start: the job marks how far its rows
+    go (every CHECKPOINT_S seconds; here after every frame) and goes on from the frame after
+    the last mark, to the same file and report as a job never stopped."""
+    frames = [blank((320, 160)) if i % 3 == 0 else scene(faces()) for i in range(6)]
+    frames[0].save(tmp_path / "f.gif", save_all=True, append_images=frames[1:], duration=200)
+    source = tmp_path / clip if clip == "f.gif" else photos / clip
+    predictor = load(checkpoint, detector="haar", batch_size=2)
+    inputs = [str(photos / "a_group.png"), str(source), str(photos / "c_wall.png")]
+    whole = tmp_path / "whole.csv"
+    expected = predict_files(predictor, inputs, whole, progress=False, frame_stride=stride)
+
+    monkeypatch.setattr(predictions, "CHECKPOINT_S", 0.0)
+    out, starts = tmp_path / "preds.csv", []
+    _stopped_after(2, clip, monkeypatch, starts)
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(predictor, inputs, out, progress=False, frame_stride=stride)
+    _stopped_after(None, clip, monkeypatch, starts)
+    starts.clear()
+    report = predict_files(predictor, inputs, out, progress=False, frame_stride=stride)
+    # the clip's first two frames were written (a batch) and marked: it goes on from the next
+    assert starts == [stride + 1, 0]  # then the last input, from its start
+    assert out.read_text() == whole.read_text()
+    assert report.went_on == (str(source), starts[0])
+    assert report.counts - Counter(resumed=1) == expected.counts
+    assert report.skipped == expected.skipped
+    assert f"went on with {source} from frame {starts[0]}" in report.summary()
+
+
+def test_an_annotating_job_reads_a_clip_cut_off_again_from_its_start(
+    tmp_path, checkpoint, photos, monkeypatch
+):
+    """An annotated video is written whole, so with --annotate a clip cut off is read again from
+    its start (its marks and rows go), and the job marks none: a later job without --annotate
+    cannot go on from a mark whose rows were dropped."""
+    clip = photos / "e_clip.avi"
+    predictor = load(checkpoint, detector="haar", batch_size=2)
+    inputs = [str(photos / "a_group.png"), str(clip)]
+    whole = tmp_path / "whole.csv"
+    predict_files(predictor, inputs, whole, progress=False)
+    monkeypatch.setattr(predictions, "CHECKPOINT_S", 0.0)
+    out, folder, starts = tmp_path / "preds.csv", tmp_path / "boxes", []
+    _stopped_after(2, "e_clip.avi", monkeypatch, starts)
+    with pytest.raises(KeyboardInterrupt):  # marks after frames 1: no --annotate
+        predict_files(predictor, inputs, out, progress=False)
+    starts.clear()
+    _stopped_after(4, "e_clip.avi", monkeypatch, starts)
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(predictor, inputs, out, annotate=folder, progress=False)
+    assert starts == [0]  # from its start
+    progress = (tmp_path / "preds.csv.progress").read_text().splitlines()
+    assert not any('"partial"' in line for line in progress)
+    starts.clear()
+    _stopped_after(None, "e_clip.avi", monkeypatch, starts)
+    report = predict_files(predictor, inputs, out, annotate=folder, progress=False)
+    assert starts == [0] and report.went_on is None
+    assert out.read_text() == whole.read_text()
+    video = cv2.VideoCapture(str(report.annotated[0]))
+    assert video.get(cv2.CAP_PROP_FRAME_COUNT) == 6  # the annotated copy is whole
+    video.release()
+
+
+def test_a_clip_changed_after_its_last_mark_is_refused(tmp_path, checkpoint, photos, monkeypatch):
+    clip = tmp_path / "clip.avi"
+    shutil.copy(photos / "e_clip.avi", clip)
+    predictor = load(checkpoint, detector="haar", batch_size=2)
+    monkeypatch.setattr(predictions, "CHECKPOINT_S", 0.0)
+    _stopped_after(2, "clip.avi", monkeypatch, [])
+    out = tmp_path / "preds.csv"
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(predictor, [str(clip)], out, progress=False)
+    written = out.read_bytes()
+    os.utime(clip, ns=(10**9, 10**9))
+    with pytest.raises(InputError, match=r"1 input changed since.*clip.avi;.*--overwrite"):
+        predict_files(predictor, [str(clip)], out, progress=False)
+    assert out.read_bytes() == written
 
 
 def test_rows_of_an_input_cut_off_halfway_are_dropped_on_resume(tmp_path, checkpoint, photos):

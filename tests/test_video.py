@@ -107,6 +107,27 @@ def test_a_variable_rate_video_is_timed_by_its_decoder(tmp_path, monkeypatch):
     assert times(path, stride=2) == pytest.approx([0.0, 0.2, 0.9])  # skipped frames are timed too
 
 
+def test_reading_on_from_a_frame_gives_a_whole_reads_frames_from_it(tmp_path, monkeypatch):
+    """A job going on where it stopped reads a video from frame `start`: the frames before it
+    are passed over, so indices, times (a variable rate's too) and pictures are a whole read's;
+    a cut copy is still damaged, after the same frame."""
+    path = write_clip(tmp_path / "clip.avi", greys(6), fps=10.0)
+    decoder_times(monkeypatch, [0.0, 100.0, 200.0, 500.0, 900.0, 1000.0])
+    whole = [(i, t, which_grey(np.asarray(im))) for i, t, im in frames(path, 2)]
+    for start in (0, 1, 2, 3, 5, 6, 9):
+        tail = [(i, t, which_grey(np.asarray(im))) for i, t, im in frames(path, 2, start)]
+        assert tail == [w for w in whole if w[0] >= start]
+    with pytest.raises(ValueError, match="first frame must be 0 or more"):
+        next(frames(path, 1, -1))
+    monkeypatch.undo()
+    cut = _cut(write_clip(tmp_path / "long.avi", noise(12), fps=10.0))
+    with pytest.raises(DamagedVideoError) as whole_read:
+        list(frames(cut))
+    with pytest.raises(DamagedVideoError) as read_on:
+        assert [i for i, _, _ in frames(cut, 1, 3)] == list(range(3, whole_read.value.frame))
+    assert read_on.value.frame == whole_read.value.frame
+
+
 def test_a_frame_without_a_decoder_time_carries_the_last_one_on_at_the_frame_rate(
     tmp_path, monkeypatch
 ):

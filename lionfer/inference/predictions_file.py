@@ -5,11 +5,15 @@ and videos, and the closing skip report.
 OUT.progress is JSON lines: first the job's settings (model fingerprint, columns, detection
 settings, a digest of the list of inputs), then one {"source", "offset", "counts", "skipped",
 "stamp"} line per finished input, written after that input's rows are flushed ("stamp": the input
-file's size and modification time). Rerunning the same command truncates OUT to the last finished
-input's offset (rows of an input cut off halfway go), skips the finished inputs and reports the
-whole file. An existing OUT that is not a lionfer predictions file, one written with other settings
-or for another list of inputs, or one whose finished inputs have changed since, is refused unless
-overwrite is given; so is an --out that is another job's progress file, even with overwrite.
+file's size and modification time). While a video or animated image is read, a {"partial",
+"next_frame", "offset", "counts", "skipped", "stamp"} line every CHECKPOINT_S seconds marks how far
+its rows go ("partial": its name; not without --annotate, whose annotated video is written whole).
+Rerunning the same command truncates OUT to the last line's offset (rows of an input cut off
+after it go), skips the finished inputs, goes on with a clip cut off at its last mark from the
+frame after it (from its start with --annotate) and reports the whole file. An existing OUT that
+is not a lionfer predictions file, one written with other settings or for another list of
+inputs, or one whose predicted inputs have changed since, is refused unless overwrite is given;
+so is an --out that is another job's progress file, even with overwrite.
 
 Annotated copies go under the --annotate folder at their path below the inputs' deepest common
 folder, so two inputs never share one (a copy whose name another input's copy takes is numbered)
@@ -27,6 +31,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +72,9 @@ from lionfer.training.runfolder import (
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_SUFFIX = ".progress"
+# How often a clip being read marks how far its rows go, in seconds: a job stopped halfway
+# through a long video goes on from its last mark, not from the video's start.
+CHECKPOINT_S = 10.0
 SKIP_REASONS = {
     "unreadable": "unreadable",
     "no_face": "no face found",
@@ -121,14 +129,19 @@ class PredictionsFile:
         settings: dict,
         overwrite: bool,
         stamps: dict[str, list[int] | None] | None = None,
+        go_on: bool = True,
     ):
         """stamps: each input file's size and modification time (file_stamp) by its name, kept
-        with it once it is complete, so that a resumed job refuses inputs changed since."""
+        with it once it is complete, so that a resumed job refuses inputs changed since.
+        go_on: a clip cut off after a mark (checkpoint) goes on from there on resume; False
+        (annotating, whose video copy is written whole) drops its rows and reads it again."""
         self.path, self.fmt, self.columns = Path(path), fmt, columns
         self.stamps = stamps or {}
         self.progress_path = self.path.with_name(self.path.name + PROGRESS_SUFFIX)
         self.settings = {**settings, "format": fmt, "columns": columns}
         self.done: dict[str, dict] = {}  # finished source -> its progress record
+        self.partial: dict | None = None  # the mark of a clip cut off, to go on from
+        self.go_on = go_on
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if overwrite or not has_content(self.path):
             self._check_progress_path(overwrite)
@@ -178,7 +191,7 @@ class PredictionsFile:
                 "inputs are complete, is missing; pass --overwrite to start again or choose "
                 "another --out"
             )
-        header, finished = read_progress(self.progress_path)
+        header, finished, ends = read_progress_lines(self.progress_path)
         header = {"embedding_dim": 0, **header}  # a file from before embeddings: none
         changed = sorted(
             k
@@ -199,23 +212,33 @@ class PredictionsFile:
                 "another model, format, detection settings, embeddings or list of inputs); pass "
                 "--overwrite to replace it or choose another --out"
             )
-        done = {record["source"]: record for record in finished[1:]}
-        self._refuse_changed(done)
+        done = {r["source"]: r for r in finished[1:] if "partial" not in r}
+        kept = len(finished) - 1  # the records the job goes on from: all, or up to a finished one
+        partial = finished[kept] if "partial" in finished[kept] else None
+        self._refuse_changed([*done.values(), *([partial] if partial else [])])
+        if partial and not self.go_on:  # its rows go: the clip is read again from its start
+            while "partial" in finished[kept]:
+                kept -= 1
+            partial = None
         with naming(self.path), self.path.open("r+b") as f:
-            f.truncate(finished[-1]["offset"])
-        self.done = done
+            f.truncate(finished[kept]["offset"])
+        # the lines after it go too (a torn line, marks of rows now dropped), so that what is
+        # appended next follows the records it goes on from
+        with naming(self.progress_path), self.progress_path.open("r+b") as f:
+            f.truncate(ends[kept])
+        self.done, self.partial = done, partial
 
-    def _refuse_changed(self, done: dict[str, dict]) -> None:
-        """Refuse to resume where an input predicted before has changed since (another size or
-        modification time): its rows would be the old file's. Records without a stamp (inputs
-        in memory, unreadable paths, a job from before stamps) are taken as they are."""
-        changed = [
-            name
-            for name, record in done.items()
-            if record.get("stamp") is not None
-            and self.stamps.get(name) is not None
-            and record["stamp"] != self.stamps[name]
-        ]
+    def _refuse_changed(self, records: list[dict]) -> None:
+        """Refuse to resume where an input predicted before, wholly or up to a mark, has changed
+        since (another size or modification time): its rows would be the old file's. Records
+        without a stamp (inputs in memory, unreadable paths, a job from before stamps) are taken
+        as they are."""
+        changed = []
+        for record in records:
+            name = record.get("source", record.get("partial"))
+            stamp = record.get("stamp")
+            if stamp is not None and self.stamps.get(name) not in (None, stamp):
+                changed.append(name)
         if changed:
             shown = ", ".join(changed[:3]) + (
                 f" and {len(changed) - 3} more" if changed[3:] else ""
@@ -250,10 +273,30 @@ class PredictionsFile:
             "skipped": dict(skipped),
             "stamp": self.stamps.get(source),
         }
+        self._record(record)
+        self.done[source] = record
+
+    def mark(self, source: str, next_frame: int, counts: Counter, skipped: Counter) -> None:
+        """Flush the rows written so far and record that `source`, a clip, has its rows up to
+        frame next_frame - 1 in the file, with what they added to the report: a job stopped
+        after this goes on from next_frame."""
+        with naming(self.path):
+            self._out.flush()
+        self._record(
+            {
+                "partial": source,
+                "next_frame": next_frame,
+                "offset": self._out.tell(),
+                "counts": dict(counts),
+                "skipped": dict(skipped),
+                "stamp": self.stamps.get(source),
+            }
+        )
+
+    def _record(self, record: dict) -> None:
         with naming(self.progress_path):
             self._progress.write(json.dumps(record) + "\n")
             self._progress.flush()
-        self.done[source] = record
 
     def close(self) -> None:
         """Close both files, even where the first fails to flush (a full disk)."""
@@ -302,19 +345,27 @@ def is_progress_file(path: Path) -> bool:
 
 def read_progress(path: Path) -> tuple[dict, list[dict]]:
     """(settings, [{"source": None, "offset": header end}, {"source", "offset", "counts",
-    "skipped"}, ...]); a torn last line is ignored."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records = []
-    for line in lines:
+    "skipped", "stamp"} or a clip's mark {"partial", "next_frame", ...}, ...]); a torn last line
+    is ignored."""
+    settings, finished, _ = read_progress_lines(path)
+    return settings, finished
+
+
+def read_progress_lines(path: Path) -> tuple[dict, list[dict], list[int]]:
+    """read_progress, and where each record's line ends in the file (bytes)."""
+    records, ends, end = [], [], 0
+    for line in path.read_bytes().splitlines(keepends=True):
         try:
-            records.append(json.loads(line))
+            records.append(json.loads(line.decode("utf-8")))
         except ValueError:
             break  # written when the job was killed; what follows cannot be trusted
+        end += len(line)
+        ends.append(end)
     if not records or records[0].get("lionfer_predictions") != 1:
         raise InputError(f"{path} is not a lionfer progress file; pass --overwrite to start again")
     finished = [{"source": None, "offset": int(records[0]["offset"])}]
     finished += [{**r, "offset": int(r["offset"])} for r in records[1:]]
-    return records[0]["settings"], finished
+    return records[0]["settings"], finished, ends
 
 
 @dataclass
@@ -328,6 +379,7 @@ class PredictReport:
     excluded: int = 0  # files inside the --annotate folder, not read as inputs
     ignored: Counter = field(default_factory=Counter)  # files in folders left out, by extension
     annotate_dir: Path | None = None
+    went_on: tuple[str, int] | None = None  # a clip cut off in an earlier run, and its next frame
 
     def summary(self) -> str:
         c = self.counts
@@ -360,6 +412,12 @@ class PredictReport:
             lines.append(
                 f"already complete from an earlier run: {_count(c['resumed'], 'input')} (counted "
                 "above)"
+            )
+        if self.went_on:
+            name, frame = self.went_on
+            lines.append(
+                f"went on with {path_text(name)} from frame {frame}, where an earlier run stopped "
+                "(its frames before it counted above)"
             )
         return "\n".join(lines)
 
@@ -452,7 +510,10 @@ def predict_files(
         annotator.check_free(sources)
     settings = job_settings(predictor, cropped, frame_stride, sources)
     stamps = {s.name: file_stamp(s.path) for s in sources if s.path is not None}
-    file = PredictionsFile(out, fmt, predictor.columns, settings, overwrite, stamps)
+    # an annotated video is written whole, so a clip cut off is read again from its start
+    file = PredictionsFile(
+        out, fmt, predictor.columns, settings, overwrite, stamps, go_on=annotator is None
+    )
     report = PredictReport(out, excluded=excluded, annotate_dir=annotate_dir, ignored=ignored)
     for record in file.done.values():  # what the earlier runs wrote counts too
         report.counts.update(record.get("counts", {}))
@@ -462,8 +523,17 @@ def predict_files(
     todo = [s for s in sources if s.name not in file.done]
     bar = tqdm(total=len(todo), desc="predict", unit="input") if progress else _NoBar()
     before = (report.counts.copy(), report.skipped.copy())
+    start_frames = {}
+    if file.partial:  # its rows so far count in its finished record, as a whole read's would
+        report.counts.update(file.partial.get("counts", {}))
+        report.skipped.update(file.partial.get("skipped", {}))
+        report.went_on = (file.partial["partial"], file.partial["next_frame"])
+        start_frames = dict([report.went_on])
+    marked = time.monotonic()
     try:
-        for item in predictor.stream(todo, cropped, frame_stride, keep_images=bool(annotator)):
+        for item in predictor.stream(
+            todo, cropped, frame_stride, keep_images=bool(annotator), start_frames=start_frames
+        ):
             if isinstance(item, SourceDone):
                 _count_source(report, item.source)
                 file.finished(
@@ -479,6 +549,10 @@ def predict_files(
             _count_frame(report, item, len(rows))
             if annotator:
                 annotator.add(item, rows)
+            elif _decoded_frame(item) and time.monotonic() - marked >= CHECKPOINT_S:
+                counts, skipped = report.counts - before[0], report.skipped - before[1]
+                file.mark(item.source.name, item.index + 1, counts, skipped)
+                marked = time.monotonic()
             bar.set_postfix(faces=report.counts["faces"])
     finally:
         bar.close()
@@ -523,6 +597,12 @@ def exclude_folder(sources: list[Source], folder: Path) -> tuple[list[Source], i
 
 def _count_source(report: PredictReport, source: Source) -> None:
     report.counts["videos" if source.kind == "video" else "images"] += 1
+
+
+def _decoded_frame(frame: Frame) -> bool:
+    """A frame of a clip that was read (with or without a face), not a row saying why reading
+    stopped or failed: the frames after it can be read on from it."""
+    return frame.source.kind == "video" and frame.reason in ("", "no_face", "error")
 
 
 def _count_frame(report: PredictReport, frame: Frame, rows: int) -> None:

@@ -461,19 +461,23 @@ class Predictor:
         cropped: bool = False,
         frame_stride: int = 1,
         keep_images: bool = False,
+        start_frames: dict[str, int] | None = None,
     ) -> Iterator[Frame | SourceDone]:
         """Frames with their probabilities, in input order, and a SourceDone after each source.
 
         At most batch_size frames (and about batch_size faces) are held at once, so memory is
-        flat however long a video is.
+        flat however long a video is. start_frames: a clip's first frame by its source name (a
+        job going on where it stopped); the others start at frame 0.
         """
+        start_frames = start_frames or {}
         whole_number("the frame stride (--frame-stride, frame_stride)", frame_stride, 1)
         if not isinstance(cropped, bool | np.bool_):  # "no" would read as True
             raise InputError(f"cropped must be True or False, got {cropped!r}")
         pending: list[Frame | SourceDone] = []
         held_frames = held_faces = 0
         for source in sources:
-            for frame in self._frames(source, cropped, frame_stride, keep_images):
+            start = start_frames.get(source.name, 0)
+            for frame in self._frames(source, cropped, frame_stride, keep_images, start):
                 pending.append(frame)
                 held_frames, held_faces = held_frames + 1, held_faces + len(frame.faces)
                 if held_faces >= self.batch_size or held_frames >= self.batch_size:
@@ -497,7 +501,9 @@ class Predictor:
         pending.clear()
         yield from items
 
-    def _frames(self, source: Source, cropped: bool, stride: int, keep: bool) -> Iterator[Frame]:
+    def _frames(
+        self, source: Source, cropped: bool, stride: int, keep: bool, start: int = 0
+    ) -> Iterator[Frame]:
         if source.kind == "memory":
             if source.error:  # a damaged image opened lazily: as its file would be by path
                 error = f"unreadable: {source.error}"
@@ -518,7 +524,7 @@ class Predictor:
             yield self._frame(source, 0, None, image, cropped, keep, scale)
         else:
             try:
-                for index, time_s, image in clip_frames(source.path, stride):
+                for index, time_s, image in clip_frames(source.path, stride, start):
                     yield self._frame(source, index, time_s, image, cropped, keep)
             except DamagedVideoError as error:
                 yield Frame(

@@ -100,24 +100,30 @@ def is_clip(path: str | Path) -> bool:
 
 
 def clip_frames(
-    path: str | Path, stride: int = 1
+    path: str | Path, stride: int = 1, start: int = 0
 ) -> Iterator[tuple[int, float | None, Image.Image]]:
     """frames() of a video, image_frames() of an animated image."""
     if Path(path).suffix.lower() in ANIMATED_IMAGE_EXTENSIONS:
-        return image_frames(path, stride)
-    return frames(path, stride)
+        return image_frames(path, stride, start)
+    return frames(path, stride, start)
+
+
+def _check_reading(stride: int, start: int) -> None:
+    if stride < 1:
+        raise ValueError(f"frame stride must be at least 1, got {stride}")
+    if start < 0:
+        raise ValueError(f"the first frame must be 0 or more, got {start}")
 
 
 def image_frames(
-    path: str | Path, stride: int = 1
+    path: str | Path, stride: int = 1, start: int = 0
 ) -> Iterator[tuple[int, float | None, Image.Image]]:
     """(frame index, time in seconds, RGB frame) for every stride-th frame of an image file of
-    several frames, as frames() gives a video's. A frame's time is the sum of the durations of
-    the frames before it; None where the file states no duration (a multi-page TIFF). Raises
-    VideoError when no frame can be read, and DamagedVideoError after the last good frame when
-    decoding fails before the end of the file."""
-    if stride < 1:
-        raise ValueError(f"frame stride must be at least 1, got {stride}")
+    several frames from frame `start` on, as frames() gives a video's. A frame's time is the sum
+    of the durations of the frames before it; None where the file states no duration (a
+    multi-page TIFF). Raises VideoError when no frame can be read, and DamagedVideoError after
+    the last good frame when decoding fails before the end of the file."""
+    _check_reading(stride, start)
     try:
         with named_warnings(path):
             image = Image.open(path)
@@ -145,7 +151,7 @@ def image_frames(
             duration = image.info.get("duration")
             if timed is None:  # the first frame tells whether the file is timed
                 timed = duration is not None
-            if index % stride == 0:
+            if index % stride == 0 and index >= start:
                 with named_warnings(path):
                     frame = to_rgb(upright(image.copy()))
                 yield index, (elapsed_ms / 1000 if timed else None), frame
@@ -196,16 +202,19 @@ def clip_fps(path: str | Path) -> float | None:
     return 1000 * len(durations) / total
 
 
-def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | None, Image.Image]]:
+def frames(
+    path: str | Path, stride: int = 1, start: int = 0
+) -> Iterator[tuple[int, float | None, Image.Image]]:
     """(frame index, time in seconds, RGB frame) for every stride-th frame, decoded one at a time.
+    From frame `start` on (a job going on where it stopped): the frames before it are passed
+    over as the stride's are, so indices, times and the damage check are a whole read's.
     A frame's time is the decoder's (its presentation time, which a variable frame rate spaces
     unevenly), see _FrameClock; None where neither the decoder nor a frame rate gives one.
     Decoding goes on to the decoder's end, past the frame count OpenCV reports (often an
     estimate). Raises VideoError when nothing can be read (EmptyVideoError where the file holds
     no frame or no video track), and DamagedVideoError after the last good frame where decoding
     stopped well before the end the file declares (see _shortfall)."""
-    if stride < 1:
-        raise ValueError(f"frame stride must be at least 1, got {stride}")
+    _check_reading(stride, start)
     if broken := broken_link(path):
         raise VideoError(f"{broken}; fix the link or remove it")
     if special := special_file(path):
@@ -231,7 +240,7 @@ def frames(path: str | Path, stride: int = 1) -> Iterator[tuple[int, float | Non
     try:
         while True:
             # grab() skips a frame without converting it; read() = grab() + retrieve().
-            if index % stride:
+            if index % stride or index < start:
                 if not capture.grab():
                     break
                 clock.time(index, capture.get(cv2.CAP_PROP_POS_MSEC))

@@ -257,6 +257,23 @@ def test_rows_of_an_input_cut_off_halfway_are_dropped_on_resume(tmp_path, checkp
     assert out.read_text() == finished
 
 
+def test_a_progress_line_torn_by_a_kill_is_dropped_not_joined_to_the_next(
+    tmp_path, checkpoint, photos
+):
+    """A job killed while writing a progress line leaves half a line; a resume drops it, so the
+    next finished input's line is a line of its own and a third run finds every input done."""
+    predictor = load(checkpoint, detector="haar")
+    inputs = [str(photos / "a_group.png"), str(photos / "c_wall.png")]
+    out, progress = tmp_path / "preds.csv", tmp_path / "preds.csv.progress"
+    predict_files(predictor, inputs, out, progress=False)
+    whole = out.read_text()
+    lines = progress.read_text().splitlines(keepends=True)
+    progress.write_text("".join(lines[:2]) + lines[2][:25])  # c_wall.png's line, torn
+    assert predict_files(predictor, inputs, out, progress=False).counts["resumed"] == 1
+    assert predict_files(predictor, inputs, out, progress=False).counts["resumed"] == 2
+    assert out.read_text() == whole
+
+
 def test_a_users_file_is_never_overwritten_silently(capsys, tmp_path, checkpoint, photos):
     out = tmp_path / "results.csv"
     out.write_text("name,score\nalice,3\n")

@@ -29,8 +29,9 @@ def model_command(resumable: bool = False):
             except KeyboardInterrupt:
                 if not resumable:
                     raise
-                print(f"\ninterrupted: finished inputs are kept in {args.out}; run the same "
-                      "command again to resume", file=sys.stderr)  # fmt: skip
+                print(f"\ninterrupted: the finished inputs, and a video up to its last mark, "
+                      f"are kept in {args.out}; run the same command again to resume",
+                      file=sys.stderr)  # fmt: skip
                 return 130
             return 0
 

@@ -4,6 +4,7 @@ pixel limit, phone and camcorder video containers, linked folders and broken lin
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import threading
 import warnings
@@ -124,21 +125,34 @@ def test_the_video_kinds_opencv_reads_are_videos_by_path_and_in_folders(tmp_path
     """A camcorder's .mxf or .dv, a CCTV recorder's raw .h264, an old .divx, ... given by its path
     is read as a video, not called a corrupt image; a folder's files of other kinds are named by
     extension where they are counted."""
-    kinds = ".mxf .dv .divx .y4m .f4v .qt .h264 .264 .h265 .265 .HEVC".split()
+    kinds = ".mxf .dv .divx .y4m .f4v .qt .h264 .264 .h265 .265 .HEVC .mjpeg .MJPG".split()
     assert all(is_video_file(f"rec{suffix}") for suffix in kinds)
     folder = tmp_path / "recordings"
     folder.mkdir()
     shown = [scene(faces()[:1])] * 3
     write_clip(tmp_path / "old.avi", shown).rename(folder / "old.divx")  # an AVI
     write_mp4(tmp_path / "cam.mp4", shown).rename(folder / "cam.qt")  # QuickTime's name
-    (folder / "rec.ts").write_bytes(bytes(188))  # not searched for: TypeScript's suffix too
+    (folder / "app.ts").write_text("export const x: number = 1;\n" * 20)  # TypeScript
     (folder / "notes.txt").write_text("not a video")
+    writer = cv2.VideoWriter(str(folder / "dvb.ts"), cv2.VideoWriter_fourcc(*"MPEG"), 10.0,
+                             shown[0].size)  # fmt: skip
+    for frame in shown:  # an MPEG transport stream, as recorders and OBS write them
+        writer.write(np.ascontiguousarray(np.asarray(frame)[:, :, ::-1]))
+    writer.release()
+    assert is_video_file(folder / "dvb.ts") and not is_video_file(folder / "app.ts")
+    motion = b""  # an IP camera's motion JPEG stream: JPEG after JPEG
+    for frame in shown:
+        buffer = io.BytesIO()
+        frame.save(buffer, format="JPEG")
+        motion += buffer.getvalue()
+    (folder / "ipcam.mjpeg").write_bytes(motion)
     predictor = load(checkpoint, detector=lambda image: [])
-    table = predictor.predict([folder / "old.divx", folder / "cam.qt"])
-    assert table.frame.tolist() == [0, 1, 2, 0, 1, 2]
+    clips = ["old.divx", "cam.qt", "dvb.ts", "ipcam.mjpeg"]
+    table = predictor.predict([folder / name for name in clips])
+    assert table.frame.tolist() == [0, 1, 2] * 4
     assert (table.error == "no face found").all()  # read, frame by frame
     summary = predict_files(predictor, [folder], tmp_path / "p.csv", progress=False).summary()
-    assert "0 images and 2 videos" in summary
+    assert "0 images and 4 videos" in summary
     assert "ignored 2 files in folders that are not images or videos (.ts 1, .txt 1)" in summary
     many = Counter({".a": 1, ".b": 3, "": 2, ".c": 1, ".d": 1, ".e": 1, ".f": 1})
     assert ignored_kinds(many) == ".b 3, no extension 2, .a 1, .c 1, .d 1, 2 more kinds"
@@ -200,7 +214,7 @@ def test_a_named_pipe_is_a_row_never_opened_and_an_error_by_its_name(tmp_path, c
     folder = tmp_path / "photos"
     folder.mkdir()
     Image.fromarray(faces()[0]).save(folder / "a.png")
-    for name in ("pipe.jpg", "pipe.gif", "pipe.mp4", "pipe.txt"):
+    for name in ("pipe.jpg", "pipe.gif", "pipe.mp4", "pipe.ts", "pipe.txt"):
         os.mkfifo(folder / name)
     (folder / "link.png").symlink_to("pipe.jpg")
     fired, done = [], threading.Event()
@@ -208,7 +222,7 @@ def test_a_named_pipe_is_a_row_never_opened_and_an_error_by_its_name(tmp_path, c
     def release():  # after 30 s, a writer at each pipe, each second, ends a read waiting on it
         while not done.wait(30 if not fired else 1):
             fired.append(True)
-            for name in ("pipe.jpg", "pipe.gif", "pipe.mp4"):
+            for name in ("pipe.jpg", "pipe.gif", "pipe.mp4", "pipe.ts"):
                 with contextlib.suppress(OSError):
                     os.close(os.open(folder / name, os.O_WRONLY | os.O_NONBLOCK))
 
@@ -222,7 +236,7 @@ def test_a_named_pipe_is_a_row_never_opened_and_an_error_by_its_name(tmp_path, c
             "pipe.gif",
             "pipe.jpg",
             "pipe.mp4",
-        ] and ignored == Counter({".txt": 1})  # a pipe without a media name is counted, not lost
+        ] and ignored == Counter({".txt": 1, ".ts": 1})  # counted, not lost (.ts: not sniffed)
         table = load(checkpoint).predict(folder, cropped=True)
     finally:
         done.set()
@@ -288,7 +302,9 @@ def test_a_cameras_raw_photos_are_named_with_what_to_do(tmp_path, checkpoint):
     only_raw = tmp_path / "raw_only"
     only_raw.mkdir()
     (only_raw / "a.ARW").write_bytes(b"II*\x00")
-    with pytest.raises(InputError, match=r"1 other files \(.arw 1\), 1 of them camera RAW photos"):
+    with pytest.raises(
+        InputError, match=r"1 other file \(.arw 1\), 1 of them a camera RAW photo .*: export it as"
+    ):
         collect_sources([only_raw])
 
 

@@ -213,7 +213,7 @@ def test_collect_sources_expands_folders_and_globs(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_bytes(b"")
     with pytest.raises(
-        InputError, match=r"holds no images or videos, only 1 other files \(\.txt 1\)"
+        InputError, match=r"holds no images or videos, only 1 other file \(\.txt 1\)"
     ):
         collect_sources([tmp_path / "notes"])
     with pytest.raises(InputError, match="no images or videos match"):

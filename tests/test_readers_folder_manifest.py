@@ -376,9 +376,9 @@ def test_a_cameras_raw_photos_in_a_folder_are_named_in_its_note(tmp_path):
     only_raw = tmp_path / "raw"
     (only_raw / "happy").mkdir(parents=True)
     (only_raw / "happy" / "IMG_3.ARW").write_bytes(b"II*\x00")
-    with pytest.raises(InputError, match="1 of them camera RAW photos"):
+    with pytest.raises(InputError, match=r"\(1 other file, 1 of them a camera RAW photo "):
         folder.load(cfg(only_raw), seed=0)
-    with pytest.raises(InputError, match="data.unlabeled_root=.*1 of them camera RAW photos"):
+    with pytest.raises(InputError, match="data.unlabeled_root=.*1 of them a camera RAW photo"):
         folder.load(cfg(tmp_path / "photos", unlabeled_root=str(only_raw)), seed=0)
     plain = tmp_path / "plain"
     make_images(plain, [f"{c}/{k}.png" for c in ("happy", "sad") for k in range(3)])

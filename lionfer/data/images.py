@@ -43,9 +43,10 @@ def raw_note(count: int) -> str:
     where N of them are RAW photos; "" where none is."""
     if not count:
         return ""
+    photos, them = ("a camera RAW photo", "it") if count == 1 else ("camera RAW photos", "them")
     return (
-        f", {count} of them camera RAW photos (.cr2, .nef, .arw, .dng, ...), which lionfer does "
-        "not read: export them as JPEG or PNG"
+        f", {count} of them {photos} (.cr2, .nef, .arw, .dng, ...), which lionfer does not "
+        f"read: export {them} as JPEG or PNG"
     )
 
 

@@ -151,7 +151,8 @@ def _expand_path(item: str) -> tuple[list[Path], Counter, int]:
         found, ignored, raw = _media_files(p for p in walk_files(path) if is_visible(p, path))
         if not found:
             held = (
-                f"only {ignored.total()} other files ({ignored_kinds(ignored)})"
+                f"only {ignored.total()} other file{'s' * (ignored.total() > 1)} "
+                f"({ignored_kinds(ignored)})"
                 if ignored.total()
                 else "no files at all"
             )

@@ -27,10 +27,16 @@ VIDEO_EXTENSIONS = frozenset(
     f".{suffix}"
     for suffix in (
         "mp4 avi mov mkv webm m4v mpg mpeg wmv flv 3gp 3g2 mts m2ts vob ogv asf "
-        "mxf dv divx y4m f4v qt h264 264 h265 265 hevc"
+        "mxf dv divx y4m f4v qt h264 264 h265 265 hevc mjpeg mjpg"
     ).split()
 )
-VIDEO_KINDS = ", ".join(sorted(suffix[1:] for suffix in VIDEO_EXTENSIONS))  # for messages
+# .ts is an MPEG transport stream's (broadcast and IPTV recordings, OBS, dash cams) and
+# TypeScript's: such a file is a video where it starts as a transport stream does (is_video_file).
+TRANSPORT_STREAM = ".ts"
+TS_PACKET, TS_SYNC = 188, 0x47  # a transport stream's packet size and the byte each starts with
+VIDEO_KINDS = ", ".join(  # for messages
+    sorted([*(suffix[1:] for suffix in VIDEO_EXTENSIONS), "ts (a transport stream)"])
+)
 # (fourcc, suffix) tried in order; mp4v ships with every OpenCV build, MJPG/avi is the fallback.
 VIDEO_CODECS = (("mp4v", ".mp4"), ("MJPG", ".avi"))
 BOX_COLOUR = (255, 64, 64)
@@ -73,7 +79,26 @@ ANIMATED_IMAGE_EXTENSIONS = frozenset({".gif", ".png", ".webp", ".tif", ".tiff"}
 
 
 def is_video_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+    """A video by its suffix; a .ts file where it is an MPEG transport stream by its first bytes
+    (is_transport_stream), not TypeScript."""
+    suffix = Path(path).suffix.lower()
+    if suffix == TRANSPORT_STREAM:
+        return is_transport_stream(path)
+    return suffix in VIDEO_EXTENSIONS
+
+
+def is_transport_stream(path: str | Path) -> bool:
+    """Whether the file starts as an MPEG transport stream does: its first two packets of
+    TS_PACKET bytes each begin with the sync byte 0x47. False for one that cannot be read, and
+    for a named pipe, socket or device, which is never opened (a pipe would wait for a writer)."""
+    if special_file(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(TS_PACKET + 1)
+    except OSError:
+        return False
+    return len(head) > TS_PACKET and head[0] == head[TS_PACKET] == TS_SYNC
 
 
 def is_animated_image(path: str | Path) -> bool:

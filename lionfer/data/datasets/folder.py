@@ -242,7 +242,7 @@ def read_unlabeled(folder: str) -> tuple[ImageSet, str]:
     if not paths:
         raise MissingInputError(
             f"no images ({IMAGE_KINDS}) found under data.unlabeled_root={root}"
-            + (f" ({ignored} other files{raw})" if raw else "")
+            + (f" ({ignored} other file{'s' * (ignored != 1)}{raw})" if raw else "")
         )
     unlabeled = ImageSet(
         images=[str(p) for p in paths],
@@ -251,7 +251,8 @@ def read_unlabeled(folder: str) -> tuple[ImageSet, str]:
     )
     return (
         unlabeled,
-        f"{len(paths)} unlabeled images from {root} ({ignored} other files ignored{raw})",
+        f"{len(paths)} unlabeled image{'s' * (len(paths) != 1)} from {root} ({ignored} other "
+        f"file{'s' * (ignored != 1)} ignored{raw})",
     )
 
 
@@ -285,7 +286,7 @@ def load(cfg, seed: int) -> FERData:
         raise MissingInputError(
             f"no images found in class folders under {train_dir or root}; expected "
             f"ROOT/<class>/<image>.jpg ({IMAGE_KINDS}) or ROOT/train/<class>/<image>.jpg{hint}"
-            + (f" ({ignored} other files{raw})" if raw else "")
+            + (f" ({ignored} other file{'s' * (ignored != 1)}{raw})" if raw else "")
         )
     places = {name: f"folder {test_dir / name}" for name in test_files}
     places.update({name: f"folder {(train_dir or root) / name}" for name in train_files})

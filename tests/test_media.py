@@ -140,6 +140,10 @@ def test_the_video_kinds_opencv_reads_are_videos_by_path_and_in_folders(tmp_path
         writer.write(np.ascontiguousarray(np.asarray(frame)[:, :, ::-1]))
     writer.release()
     assert is_video_file(folder / "dvb.ts") and not is_video_file(folder / "app.ts")
+    blu_ray = (bytes(4) + b"\x47" + bytes(187)) * 2  # each packet after a 4-byte time stamp
+    (tmp_path / "bd.ts").write_bytes(blu_ray)
+    (tmp_path / "one.ts").write_bytes(b"\x47" + bytes(400))  # a first sync byte is not enough
+    assert is_video_file(tmp_path / "bd.ts") and not is_video_file(tmp_path / "one.ts")
     motion = b""  # an IP camera's motion JPEG stream: JPEG after JPEG
     for frame in shown:
         buffer = io.BytesIO()

@@ -57,11 +57,11 @@ from lionfer.inference.sources import (
     refuse_reading,
 )
 from lionfer.inference.video import (
+    ANIMATED_IMAGE_EXTENSIONS,
     VIDEO_CODECS,
     VideoWriter,
     clip_fps,
     draw_faces,
-    is_video_file,
 )
 from lionfer.training.runfolder import (
     check_out_file,
@@ -731,7 +731,8 @@ class Annotator:
                 fps = (clip_fps(frame.source.path) or 25.0) / self.frame_stride
                 writer = self.videos[frame.source.name] = VideoWriter(target, fps)
             # a video's frames go at their times; an animated image's, at its mean rate, once each
-            writer.write(image, frame.time_s if is_video_file(frame.source.path) else None)
+            animated = frame.source.path.suffix.lower() in ANIMATED_IMAGE_EXTENSIONS
+            writer.write(image, None if animated else frame.time_s)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         save_annotated(image, target)

@@ -34,6 +34,7 @@ VIDEO_EXTENSIONS = frozenset(
 # TypeScript's: such a file is a video where it starts as a transport stream does (is_video_file).
 TRANSPORT_STREAM = ".ts"
 TS_PACKET, TS_SYNC = 188, 0x47  # a transport stream's packet size and the byte each starts with
+TS_PREFIX = 4  # a Blu-ray (BDAV) stream's packets come each after a 4-byte time stamp
 VIDEO_KINDS = ", ".join(  # for messages
     sorted([*(suffix[1:] for suffix in VIDEO_EXTENSIONS), "ts (a transport stream)"])
 )
@@ -89,16 +90,20 @@ def is_video_file(path: str | Path) -> bool:
 
 def is_transport_stream(path: str | Path) -> bool:
     """Whether the file starts as an MPEG transport stream does: its first two packets of
-    TS_PACKET bytes each begin with the sync byte 0x47. False for one that cannot be read, and
-    for a named pipe, socket or device, which is never opened (a pipe would wait for a writer)."""
+    TS_PACKET bytes each begin with the sync byte 0x47, directly or after a TS_PREFIX time stamp
+    each (a Blu-ray stream's). False for one that cannot be read, and for a named pipe, socket or
+    device, which is never opened (a pipe would wait for a writer)."""
     if special_file(path):
         return False
     try:
         with open(path, "rb") as f:
-            head = f.read(TS_PACKET + 1)
+            head = f.read(2 * (TS_PREFIX + TS_PACKET))
     except OSError:
         return False
-    return len(head) > TS_PACKET and head[0] == head[TS_PACKET] == TS_SYNC
+    return any(
+        len(head) > at + step and head[at] == head[at + step] == TS_SYNC
+        for at, step in ((0, TS_PACKET), (TS_PREFIX, TS_PREFIX + TS_PACKET))
+    )
 
 
 def is_animated_image(path: str | Path) -> bool:

@@ -122,7 +122,8 @@ def test_a_heic_photo_named_jpg_is_named_by_its_bytes(tmp_path):
         (b"%PDF-1.7", "a PDF document"),
         (b"\x1f\x8b\x08", "a gzip archive"),
         (b"\x00\x00\x00\x18ftypisom", r"an MP4 or QuickTime video \(named .mp4 or .mov"),
-        ((b"\x47" + bytes(187)) * 2, r"an MPEG transport stream video \(named .mts"),
+        ((b"\x47" + bytes(187)) * 3, r"an MPEG transport stream video \(named .ts or .mts"),
+        (bytes(50) + (b"\x47" + bytes(191)) * 3, "an MPEG transport stream video"),  # Blu-ray
     ],
 )
 def test_an_archive_or_document_named_png_says_what_it_is(tmp_path, head, kind):

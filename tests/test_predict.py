@@ -218,6 +218,16 @@ def test_collect_sources_expands_folders_and_globs(tmp_path):
         collect_sources([tmp_path / "notes"])
     with pytest.raises(InputError, match="no images or videos match"):
         collect_sources([str(tmp_path / "*.gif")])
+    with pytest.raises(InputError, match=r"match '.*\*.txt': it matches only 1 other file \("):
+        collect_sources([str(tmp_path / "*" / "*.txt")])
+    (tmp_path / "notes" / "app.ts").write_text("let x = 1;\n")
+    with pytest.raises(InputError, match=r"\(\.ts 1, \.txt 1\) \(a \.ts file is read only where"):
+        collect_sources([tmp_path / "notes"])
+    (tmp_path / "kept" / ".cache").mkdir(parents=True)
+    for name in (".a.png", ".cache/b.png"):
+        (tmp_path / "kept" / name).write_bytes(b"")
+    with pytest.raises(InputError, match=r"only hidden files \(2\), which are skipped; looked"):
+        collect_sources([tmp_path / "kept"])
     with pytest.raises(InputError, match="input not found"):
         collect_sources([tmp_path / "missing.jpg"])
     with pytest.raises(InputError, match="uint8"):

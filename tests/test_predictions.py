@@ -75,7 +75,8 @@ def test_predict_over_a_folder_finishes_with_a_skip_report(capsys, tmp_path, che
             assert abs(sum(probs) - 1) < 1e-4
     assert "12 faces from 4 images and 1 video (6 video frames read)" in stdout
     assert "skipped inputs: no face found 1, unreadable 1" in stdout
-    assert "video frames without a face: 2" in stdout and "ignored 1 file in folders" in stdout
+    assert "video frames without a face: 2" in stdout
+    assert "ignored 1 file in folders or globs, neither images nor videos (.txt 1)" in stdout
 
 
 def test_times_are_written_to_the_microsecond_and_other_numbers_to_6_digits(tmp_path):

@@ -199,6 +199,65 @@ def test_a_video_trimmed_by_an_edit_list_is_whole_and_its_cut_copy_damaged(tmp_p
         times(_cut(trimmed, 0.8))
 
 
+def _transport_stream(path: Path, images: list[Image.Image], fps: float = 10.0) -> Path:
+    """An MPEG-2 video in an MPEG transport stream, as recorders and OBS write them."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MPEG"), fps, images[0].size)
+    for image in images:
+        writer.write(np.ascontiguousarray(np.asarray(image)[:, :, ::-1]))
+    writer.release()
+    return path
+
+
+def _motion_jpeg(path: Path, images: list[Image.Image]) -> Path:
+    """An IP camera's motion JPEG: JPEG after JPEG."""
+    with path.open("wb") as f:
+        for image in images:
+            image.save(f, format="JPEG")
+    return path
+
+
+def test_a_transport_stream_or_motion_jpeg_cut_inside_a_packet_or_frame_is_damaged(tmp_path):
+    """Neither states a duration (OpenCV's estimate shrinks with the file), so their ends say
+    whether they are whole: a stream must end with a whole packet, a motion JPEG with a JPEG's
+    end marker. A stream cut between packets cannot be told from a whole one."""
+    stream = _transport_stream(tmp_path / "rec.ts", noise(12))
+    data = stream.read_bytes()
+    assert container_facts(stream) == Container("ts", True) and len(times(stream)) == 12
+    whole_packets = stream.with_name("packets.ts")
+    whole_packets.write_bytes(data[: len(data) // 2 // 188 * 188])
+    assert container_facts(whole_packets).whole and times(whole_packets)  # no error
+    inside = stream.with_name("inside.ts")
+    inside.write_bytes(data[: len(data) // 2 // 188 * 188 + 77])
+    garbage = stream.with_name("garbage.ts")
+    garbage.write_bytes(data[: 20 * 188] + bytes(range(256)) * 40)
+    for cut in (inside, garbage):
+        with pytest.raises(DamagedVideoError, match="ends inside a packet of its stream"):
+            times(cut)
+    jpeg = _motion_jpeg(tmp_path / "cam.mjpeg", noise(6))
+    assert container_facts(jpeg) == Container("mjpeg", True) and len(times(jpeg)) == 6
+    with pytest.raises(DamagedVideoError, match="ends inside a JPEG frame"):
+        times(_cut(jpeg, 0.6))
+
+
+def test_a_ts_file_that_is_no_transport_stream_named_by_its_path_says_so(tmp_path, checkpoint):
+    script = tmp_path / "app.ts"
+    script.write_text("export const answer: number = 42;\n" * 40)
+    (tmp_path / "empty.ts").write_bytes(b"")
+    table = load(checkpoint).predict([script, tmp_path / "empty.ts"], cropped=True)
+    assert table.error.tolist() == [
+        f"unreadable: {script} is not an MPEG transport stream, the only .ts files read as videos "
+        "(its first bytes are not a stream's packets; TypeScript files are named .ts too)",
+        f"empty video: video file {tmp_path / 'empty.ts'} is empty (0 bytes)",
+    ]
+
+
+def test_the_summary_counts_one_video_frame_as_one(tmp_path, checkpoint):
+    clip = _motion_jpeg(tmp_path / "still.mjpeg", noise(1))
+    report = predict_files(load(checkpoint), [str(clip)], tmp_path / "p.csv", cropped=True,
+                           progress=False)  # fmt: skip
+    assert "from 0 images and 1 video (1 video frame read): 1 row in" in report.summary()
+
+
 def test_a_matroska_file_whose_audio_runs_on_is_whole_and_its_cut_copy_damaged(tmp_path):
     """An audio track longer than the video makes the container's duration, and OpenCV's frame
     count (that duration times the rate), longer than the video: the file is whole all the same."""

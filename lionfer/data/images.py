@@ -398,12 +398,30 @@ _MAGIC = (
 )
 _VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V "}
 _VIDEO_BRANDS |= {b"qt  ", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"MSNV", b"f4v "}
-_TS_PACKET = 188  # bytes: an MPEG transport stream's packets each open with 0x47
+# An MPEG transport stream's packets, each with the sync byte 0x47: (packet size, bytes before
+# its sync byte) of a plain stream, a Blu-ray (BDAV) stream's (a 4-byte time stamp first) and
+# DVB's with error-correction bytes after.
+TS_PACKETS = ((188, 0), (192, 4), (204, 0))
+TS_SYNC = 0x47
+TS_HEAD = 4 * 204  # bytes read to find three packets in a row, from any start
+
+
+def transport_stream_layout(head: bytes) -> tuple[int, int, int] | None:
+    """(where the first whole packet starts, packet size, bytes before its sync byte) where
+    `head`, a file's first TS_HEAD bytes, holds three packets of an MPEG transport stream in a
+    row, read from any point of a packet (a stream may be cut anywhere); None where it does not."""
+    for size, before in TS_PACKETS:
+        for at in range(min(size, len(head) - 2 * size)):
+            if head[at] == head[at + size] == head[at + 2 * size] == TS_SYNC:
+                return (at - before) % size, size, before
+    return None
+
+
 _HEIF_BRANDS = {b"heic": ".heic", b"heix": ".heic", b"hevc": ".heic", b"heim": ".heic"}
 _HEIF_BRANDS |= {b"heis": ".heic", b"mif1": ".heif", b"msf1": ".heif", b"avif": ".avif"}
 # videos, by the name a video needs to be read as one
 _MP4 = "an MP4 or QuickTime video (named .mp4 or .mov, it is read as a video)"
-_TS = "an MPEG transport stream video (named .mts, it is read as a video)"
+_TS = "an MPEG transport stream video (named .ts or .mts, it is read as a video)"
 _AVI = "an AVI video (named .avi, it is read as a video)"
 _MATROSKA = "a Matroska or WebM video (named .mkv or .webm, it is read as a video)"
 _VIDEOS = frozenset({_MP4, _TS, _AVI, _MATROSKA})
@@ -415,18 +433,17 @@ def _container(path: Path) -> str:
     archive, document or video (by the name a video needs to be read as one), or "" where none is
     recognised."""
     with path.open("rb") as f:
-        head = f.read(_TS_PACKET + 1)
+        head = f.read(TS_HEAD)
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return _HEIF_BRANDS[head[8:12]]
     if head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS:
         return _MP4
-    if len(head) > _TS_PACKET and head[0] == head[_TS_PACKET] == 0x47:  # two packets' sync bytes
-        return _TS
     if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
         return _AVI
     if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML
         return _MATROSKA
-    return next((kind for at, magic, kind in _MAGIC if head[at:].startswith(magic)), "")
+    known = next((kind for at, magic, kind in _MAGIC if head[at:].startswith(magic)), "")
+    return known or (_TS if transport_stream_layout(head) else "")
 
 
 def _not_an_image(text: str | None, kind: str = "") -> str:

@@ -385,7 +385,7 @@ class PredictReport:
         c = self.counts
         lines = [
             f"{_count(c['faces'], 'face')} from {_count(c['images'], 'image')} and "
-            f"{_count(c['videos'], 'video')} ({c['frames']} video frames read): "
+            f"{_count(c['videos'], 'video')} ({_count(c['frames'], 'video frame')} read): "
             f"{_count(c['rows'], 'row')} in {self.out}"
         ]
         skipped = ", ".join(f"{SKIP_REASONS[k]} {n}" for k, n in sorted(self.skipped.items()))
@@ -400,8 +400,8 @@ class PredictReport:
         if c["ignored"]:
             kinds = f" ({ignored_kinds(self.ignored)})" if self.ignored else ""
             lines.append(
-                f"ignored {_count(c['ignored'], 'file')} in folders that are not images or videos"
-                f"{kinds}" + raw_note(c["raw_photos"])
+                f"ignored {_count(c['ignored'], 'file')} in folders or globs, neither images nor "
+                f"videos{kinds}" + raw_note(c["raw_photos"])
             )
         if self.excluded:
             lines.append(

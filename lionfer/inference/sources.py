@@ -26,7 +26,7 @@ from lionfer.data.images import (
     upright,
 )
 from lionfer.errors import InputError
-from lionfer.inference.video import VIDEO_KINDS, is_clip, is_video_file
+from lionfer.inference.video import TRANSPORT_STREAM, VIDEO_KINDS, is_clip, is_video_file
 
 GLOB_CHARS = frozenset("*?[")
 ORIENTATION_TAG = 0x0112  # EXIF
@@ -112,7 +112,10 @@ def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], Counter, int]:
         for path in paths:
             if (key := located(path)) not in seen:  # photos/a.jpg and /abs/photos/a.jpg: once
                 seen.add(key)
-                kind = "video" if is_clip(path) else "image"  # an animated image is a clip
+                # an animated image is a clip; a .ts that is no transport stream, named by the
+                # user, is a video its reader says why it cannot read
+                clip = is_clip(path) or path.suffix.lower() == TRANSPORT_STREAM
+                kind = "video" if clip else "image"
                 sources.append(Source(str(path), kind, path=path))
     return sources, ignored, raw
 
@@ -148,12 +151,15 @@ def _expand_path(item: str) -> tuple[list[Path], Counter, int]:
     if path.is_file():
         return [path], Counter(), 0
     if path.is_dir():
-        found, ignored, raw = _media_files(p for p in walk_files(path) if is_visible(p, path))
+        entries = list(walk_files(path))
+        found, ignored, raw = _media_files(p for p in entries if is_visible(p, path))
         if not found:
+            hidden = sum(not is_visible(p, path) and not p.is_dir() for p in entries)
             held = (
-                f"only {ignored.total()} other file{'s' * (ignored.total() > 1)} "
-                f"({ignored_kinds(ignored)})"
+                f"only {_others(ignored)}"
                 if ignored.total()
+                else f"only hidden files ({hidden}), which are skipped"
+                if hidden
                 else "no files at all"
             )
             raise InputError(
@@ -169,13 +175,23 @@ def _expand_path(item: str) -> tuple[list[Path], Counter, int]:
             for q in ([m] if not m.is_dir() else (p for p in walk_files(m) if is_visible(p, m)))
         )
         if not found:
-            raise InputError(f"no images or videos match {item!r}")
+            held = f": it matches only {_others(ignored)}{raw_note(raw)}" if ignored else ""
+            raise InputError(f"no images or videos match {item!r}{held}")
         return found, ignored, raw
     if broken := broken_link(path):
         raise InputError(f"input {broken}; fix the link or remove it")
     if special := special_file(path):
         raise InputError(f"input {special}; give image or video files, folders or globs")
     raise InputError(f"input not found: {path} (give image or video files, folders or globs)")
+
+
+def _others(ignored: Counter) -> str:
+    """ "3 other files (.ts 2, .txt 1)", with a word on .ts files where there are some."""
+    n = ignored.total()
+    ts = " (a .ts file is read only where it is an MPEG transport stream)" * bool(
+        ignored[TRANSPORT_STREAM]
+    )
+    return f"{n} other file{'s' * (n != 1)} ({ignored_kinds(ignored)}){ts}"
 
 
 def _media_files(paths: Iterable[Path]) -> tuple[list[Path], Counter, int]:
@@ -199,7 +215,8 @@ def _media_files(paths: Iterable[Path]) -> tuple[list[Path], Counter, int]:
 def ignored_kinds(ignored: Counter, shown: int = 5) -> str:
     """The extensions of files left out, commonest first, with their counts: ".ts 2, .txt 1, no
     extension 1", the first `shown` and how many more; so that a video or photo of a kind not
-    read (an MPEG-TS .ts recording) is named, not lost in a count."""
+    read (a camera's RAW photo, a .ts that is no transport stream) is named, not lost in a
+    count."""
     kinds = sorted(ignored.items(), key=lambda item: (-item[1], item[0]))
     named = ", ".join(f"{suffix or 'no extension'} {n}" for suffix, n in kinds[:shown])
     more = len(kinds) - shown

@@ -17,12 +17,22 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from lionfer.data.images import broken_link, named_warnings, special_file, to_rgb, upright
+from lionfer.data.images import (
+    TS_HEAD,
+    TS_SYNC,
+    broken_link,
+    named_warnings,
+    special_file,
+    to_rgb,
+    transport_stream_layout,
+    upright,
+)
 
 # Phones also write .3gp/.3g2, camcorders AVCHD's .mts/.m2ts, professional camcorders .mxf and
-# .dv, CCTV recorders and dash cams raw H.264/H.265 streams (.h264, .264, .h265, .265, .hevc);
-# .f4v and .qt are MP4 and QuickTime, .divx an AVI, .y4m raw YUV frames: OpenCV reads them all.
-# MPEG-TS's .ts is left out, being TypeScript's too (rename such a recording .mts).
+# .dv, CCTV recorders and dash cams raw H.264/H.265 streams (.h264, .264, .h265, .265, .hevc), IP
+# cameras motion JPEG (.mjpeg, .mjpg); .f4v and .qt are MP4 and QuickTime, .divx an AVI, .y4m raw
+# YUV frames: OpenCV reads them all. An MPEG-TS .ts is a video where its bytes say so
+# (is_video_file), .ts being TypeScript's too.
 VIDEO_EXTENSIONS = frozenset(
     f".{suffix}"
     for suffix in (
@@ -33,8 +43,6 @@ VIDEO_EXTENSIONS = frozenset(
 # .ts is an MPEG transport stream's (broadcast and IPTV recordings, OBS, dash cams) and
 # TypeScript's: such a file is a video where it starts as a transport stream does (is_video_file).
 TRANSPORT_STREAM = ".ts"
-TS_PACKET, TS_SYNC = 188, 0x47  # a transport stream's packet size and the byte each starts with
-TS_PREFIX = 4  # a Blu-ray (BDAV) stream's packets come each after a 4-byte time stamp
 VIDEO_KINDS = ", ".join(  # for messages
     sorted([*(suffix[1:] for suffix in VIDEO_EXTENSIONS), "ts (a transport stream)"])
 )
@@ -80,30 +88,28 @@ ANIMATED_IMAGE_EXTENSIONS = frozenset({".gif", ".png", ".webp", ".tif", ".tiff"}
 
 
 def is_video_file(path: str | Path) -> bool:
-    """A video by its suffix; a .ts file where it is an MPEG transport stream by its first bytes
-    (is_transport_stream), not TypeScript."""
+    """A video by its suffix; a .ts file where it is an MPEG transport stream by its first bytes,
+    not TypeScript, or where that cannot be told (a broken link, a pipe: is_transport_stream), so
+    that its reader reports why it cannot be read."""
     suffix = Path(path).suffix.lower()
     if suffix == TRANSPORT_STREAM:
-        return is_transport_stream(path)
+        return is_transport_stream(path) is not False
     return suffix in VIDEO_EXTENSIONS
 
 
-def is_transport_stream(path: str | Path) -> bool:
-    """Whether the file starts as an MPEG transport stream does: its first two packets of
-    TS_PACKET bytes each begin with the sync byte 0x47, directly or after a TS_PREFIX time stamp
-    each (a Blu-ray stream's). False for one that cannot be read, and for a named pipe, socket or
-    device, which is never opened (a pipe would wait for a writer)."""
-    if special_file(path):
-        return False
+def is_transport_stream(path: str | Path) -> bool | None:
+    """Whether the file holds an MPEG transport stream: three packets in a row, each with its
+    sync byte 0x47, in its first bytes (transport_stream_layout). None where that cannot be told:
+    a broken link, a file that cannot be read, or a named pipe, socket or device, which is never
+    opened (a pipe would wait for a writer)."""
+    if broken_link(path) or special_file(path):
+        return None
     try:
         with open(path, "rb") as f:
-            head = f.read(2 * (TS_PREFIX + TS_PACKET))
+            head = f.read(TS_HEAD)
     except OSError:
-        return False
-    return any(
-        len(head) > at + step and head[at] == head[at + step] == TS_SYNC
-        for at, step in ((0, TS_PACKET), (TS_PREFIX, TS_PREFIX + TS_PACKET))
-    )
+        return None
+    return transport_stream_layout(head) is not None
 
 
 def is_animated_image(path: str | Path) -> bool:
@@ -251,6 +257,11 @@ def frames(
         raise VideoError(f"{special}: give video files")
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise EmptyVideoError(f"video file {path} is empty (0 bytes)")
+    if Path(path).suffix.lower() == TRANSPORT_STREAM and is_transport_stream(path) is False:
+        raise VideoError(
+            f"{path} is not an MPEG transport stream, the only .ts files read as videos (its "
+            "first bytes are not a stream's packets; TypeScript files are named .ts too)"
+        )
     # The name's bytes: OpenCV crashes the process on a str holding a name that is not UTF-8
     # (a Latin-1 name, held by Python with surrogate escapes); it opens the bytes.
     capture = cv2.VideoCapture(os.fsencode(path))
@@ -338,7 +349,9 @@ def _shortfall(facts: Container, end: float | None, declared: int, fps: float | 
     where the file is cut (an element runs past its end), or any time where that is all it says;
     a container whose structure cannot be checked must stop short of OpenCV's estimate by a clear
     margin (ESTIMATE_MARGIN_S, ESTIMATE_MARGIN). A whole Matroska file stopping short of its
-    container's duration is an audio track longer than the video, not damage."""
+    container's duration is an audio track longer than the video, not damage. A transport stream
+    or motion JPEG states no duration (OpenCV's estimate shrinks with the file): one is damaged
+    where it ends inside a packet or a frame."""
     if end is None:
         return ""
     estimate = declared / fps if declared and fps else None
@@ -350,6 +363,8 @@ def _shortfall(facts: Container, end: float | None, declared: int, fps: float | 
     if facts.whole:
         return ""
     if facts.whole is False:
+        if facts.kind in _ENDS_INSIDE:  # no duration to go by: the file's end says it
+            return f", where the file ends inside {_ENDS_INSIDE[facts.kind]} (truncated file)"
         if estimate is None:
             return ", where the file ends short of the size its header declares (truncated file)"
         return (
@@ -359,6 +374,10 @@ def _shortfall(facts: Container, end: float | None, declared: int, fps: float | 
     if estimate is not None and end < estimate - margin:
         return f" of the {estimate:.2f} s its header declares{cut}"
     return ""
+
+
+# what a file of a kind without a stated duration, cut short, ends inside
+_ENDS_INSIDE = {"ts": "a packet of its stream", "mjpeg": "a JPEG frame"}
 
 
 def _no_picture(facts: Container) -> str:
@@ -389,14 +408,15 @@ def video_fps(path: str | Path) -> float | None:
 @dataclass(frozen=True)
 class Container:
     """What a video file's own structure says, where it can be read (MP4/QuickTime, Matroska/WebM,
-    AVI): `whole` is False where an element runs past the end of the file (a cut copy), True
+    AVI; an MPEG transport stream or a motion JPEG, `whole` alone): `whole` is False where an
+    element runs past the end of the file (a cut copy; a packet or a JPEG frame cut), True
     where every one ends inside it, None where that cannot be told (another container, a live
     recording's elements of unknown size); `video_s` is the video track's duration in seconds,
     edits applied (MP4/QuickTime); `tracks` the kinds of its tracks ("video", "audio", ...)
     (MP4/QuickTime, Matroska/WebM) and `video_frames` the frames its video tracks index
     (MP4/QuickTime)."""
 
-    kind: str = ""  # "iso" | "matroska" | "avi" | "" (another, or unreadable)
+    kind: str = ""  # "iso" | "matroska" | "avi" | "ts" | "mjpeg" | "" (another, or unreadable)
     whole: bool | None = None
     video_s: float | None = None
     tracks: tuple[str, ...] | None = None
@@ -419,16 +439,40 @@ def container_facts(path: str | Path) -> Container:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            head = f.read(12)
+            head = f.read(TS_HEAD)
             if head[:4] == _EBML:
                 return _matroska(f, size)
             if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
                 return Container("avi", _riff_whole(f, size))
             if head[4:8] in _ISO_TOP:
                 return _iso(f, size)
+            if head[:3] == _JPEG_START:
+                return Container("mjpeg", _jpeg_whole(f, size))
+            if layout := transport_stream_layout(head):
+                return Container("ts", _packets_whole(f, size, *layout))
     except (OSError, ValueError, IndexError):  # unreadable, or not what its first bytes promise
         pass
     return Container()
+
+
+_JPEG_START, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
+
+
+def _jpeg_whole(f: BinaryIO, size: int) -> bool:
+    """Whether a motion JPEG file (JPEG after JPEG) ends as a JPEG does, with its end marker
+    (blank lines after it allowed): one cut short ends inside a frame."""
+    f.seek(max(0, size - 64))
+    return f.read().rstrip(b"\r\n\t ").endswith(_JPEG_END)
+
+
+def _packets_whole(f: BinaryIO, size: int, start: int, packet: int, before: int) -> bool:
+    """Whether an MPEG transport stream whose first whole packet starts at `start` ends with a
+    whole packet: a file cut inside one (or ending in other bytes) is truncated or corrupt. A
+    stream cut between two packets cannot be told from a whole one."""
+    if (size - start) % packet or size - start < packet:
+        return False
+    f.seek(size - packet + before)
+    return f.read(1) == bytes([TS_SYNC])
 
 
 def _iso(f: BinaryIO, size: int) -> Container:

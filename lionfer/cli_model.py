@@ -29,9 +29,11 @@ def model_command(resumable: bool = False):
             except KeyboardInterrupt:
                 if not resumable:
                     raise
-                print(f"\ninterrupted: the finished inputs, and a video up to its last mark, "
-                      f"are kept in {args.out}; run the same command again to resume",
-                      file=sys.stderr)  # fmt: skip
+                marked = (
+                    "" if getattr(args, "annotate", None) else ", and a video up to its last mark,"
+                )
+                print(f"\ninterrupted: the finished inputs{marked} are kept in {args.out}; run "
+                      "the same command again to resume", file=sys.stderr)  # fmt: skip
                 return 130
             return 0
 

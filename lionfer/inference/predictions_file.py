@@ -7,7 +7,8 @@ settings, a digest of the list of inputs), then one {"source", "offset", "counts
 "stamp"} line per finished input, written after that input's rows are flushed ("stamp": the input
 file's size and modification time). While a video or animated image is read, a {"partial",
 "next_frame", "offset", "counts", "skipped", "stamp"} line every CHECKPOINT_S seconds marks how far
-its rows go ("partial": its name; not without --annotate, whose annotated video is written whole).
+its rows go ("partial": its name; at the end of a batch, so that a job going on from it batches
+the frames as an uninterrupted one; not with --annotate, whose annotated video is written whole).
 Rerunning the same command truncates OUT to the last line's offset (rows of an input cut off
 after it go), skips the finished inputs, goes on with a clip cut off at its last mark from the
 frame after it (from its start with --annotate) and reports the whole file. An existing OUT that
@@ -58,6 +59,7 @@ from lionfer.inference.sources import (
 )
 from lionfer.inference.video import (
     ANIMATED_IMAGE_EXTENSIONS,
+    PARTIAL,
     VIDEO_CODECS,
     VideoWriter,
     clip_fps,
@@ -212,20 +214,25 @@ class PredictionsFile:
                 "another model, format, detection settings, embeddings or list of inputs); pass "
                 "--overwrite to replace it or choose another --out"
             )
+        # the records the job goes on from: all but those whose rows are not in the file (a job
+        # stopped between cutting the file back and cutting these records)
+        size = self.path.stat().st_size
+        kept = max(i for i, r in enumerate(finished) if r["offset"] <= size or i == 0)
+        finished = finished[: kept + 1]
         done = {r["source"]: r for r in finished[1:] if "partial" not in r}
-        kept = len(finished) - 1  # the records the job goes on from: all, or up to a finished one
         partial = finished[kept] if "partial" in finished[kept] else None
         self._refuse_changed([*done.values(), *([partial] if partial else [])])
         if partial and not self.go_on:  # its rows go: the clip is read again from its start
             while "partial" in finished[kept]:
                 kept -= 1
             partial = None
-        with naming(self.path), self.path.open("r+b") as f:
-            f.truncate(finished[kept]["offset"])
-        # the lines after it go too (a torn line, marks of rows now dropped), so that what is
-        # appended next follows the records it goes on from
+        # the lines after it go first (a torn line, marks of rows about to be dropped), so that
+        # what is appended next follows the records it goes on from, and no record points past
+        # the file's end, whenever the job stops
         with naming(self.progress_path), self.progress_path.open("r+b") as f:
             f.truncate(ends[kept])
+        with naming(self.path), self.path.open("r+b") as f:
+            f.truncate(finished[kept]["offset"])
         self.done, self.partial = done, partial
 
     def _refuse_changed(self, records: list[dict]) -> None:
@@ -413,6 +420,12 @@ class PredictReport:
                 f"already complete from an earlier run: {_count(c['resumed'], 'input')} (counted "
                 "above)"
             )
+        if c["copies_missing"]:
+            lines.append(
+                f"no annotated copy of {_count(c['copies_missing'], 'input')} finished by an "
+                "earlier run without --annotate; pass --overwrite to predict everything again "
+                "with copies"
+            )
         if self.went_on:
             name, frame = self.went_on
             lines.append(
@@ -505,7 +518,12 @@ def predict_files(
     annotator = Annotator(annotate_dir, frame_stride, sources) if annotate_dir else None
     if annotator:
         annotator.check_names(sources)
-    fresh = not has_content(out)  # a resumed job's copies are its own
+    # a resumed job's copies are its own (a JSON lines job stopped before its first row leaves
+    # an empty --out beside its progress file)
+    progress_file = out.with_name(out.name + PROGRESS_SUFFIX)
+    fresh = not has_content(out) and not (
+        progress_file.is_file() and is_progress_file(progress_file)
+    )
     if annotator and fresh and not overwrite:
         annotator.check_free(sources)
     settings = job_settings(predictor, cropped, frame_stride, sources)
@@ -520,6 +538,8 @@ def predict_files(
         report.skipped.update(record.get("skipped", {}))
     resumed = sum(s.name in file.done for s in sources)
     report.counts.update(ignored=ignored.total(), raw_photos=raw_photos, resumed=resumed)
+    if annotator and file.done:
+        report.counts["copies_missing"] = annotator.missing(file.done, sources)
     todo = [s for s in sources if s.name not in file.done]
     bar = tqdm(total=len(todo), desc="predict", unit="input") if progress else _NoBar()
     before = (report.counts.copy(), report.skipped.copy())
@@ -536,12 +556,12 @@ def predict_files(
         ):
             if isinstance(item, SourceDone):
                 _count_source(report, item.source)
+                if annotator:  # its copy whole before it counts as done
+                    annotator.finish(item.source, report)
                 file.finished(
                     item.source.name, report.counts - before[0], report.skipped - before[1]
                 )
                 before = (report.counts.copy(), report.skipped.copy())
-                if annotator:
-                    annotator.finish(item.source, report)
                 bar.update(1)
                 continue
             rows = predictor.rows(item)
@@ -549,9 +569,13 @@ def predict_files(
             _count_frame(report, item, len(rows))
             if annotator:
                 annotator.add(item, rows)
-            elif _decoded_frame(item) and time.monotonic() - marked >= CHECKPOINT_S:
+            elif (
+                item.batch_end
+                and _decoded_frame(item)
+                and time.monotonic() - marked >= CHECKPOINT_S
+            ):
                 counts, skipped = report.counts - before[0], report.skipped - before[1]
-                file.mark(item.source.name, item.index + 1, counts, skipped)
+                file.mark(item.source.name, item.index + frame_stride, counts, skipped)
                 marked = time.monotonic()
             bar.set_postfix(faces=report.counts["faces"])
     finally:
@@ -741,12 +765,7 @@ class Annotator:
         """Refuse a job whose annotated copies would replace files already in the folder (an
         earlier job's, or the user's own), before anything is written."""
         for source in sources:
-            copy = self.copies[source.name]
-            if source.kind == "video":
-                names = [copy.with_suffix(suffix) for _, suffix in VIDEO_CODECS]
-            else:
-                names = [copy, copy.with_name(copy.name + ".png")]
-            taken = next((p for p in names if p.exists()), None)
+            taken = next((p for p in self.copy_names(source) if p.exists()), None)
             if taken is not None:
                 raise InputError(
                     f"--annotate {self.folder} already holds {taken}, where the annotated copy "
@@ -755,15 +774,15 @@ class Annotator:
                 )
 
     def check_names(self, sources: list[Source]) -> None:
-        """Refuse a job whose annotated copies, or the temporary files an image's is written
-        through (+ .tmp), would have names longer than the file system takes, before anything
-        is written."""
+        """Refuse a job whose annotated copies, or the temporary files they are written through
+        (an image's + .tmp, a video's .partial.mp4), would have names longer than the file system
+        takes, before anything is written."""
         limit = name_max(self.folder / "copy")  # the folder's file system's
         for source in sources:
             copy = self.copies[source.name]
             names = [copy.name + ".tmp"]  # save_annotated writes it through a temporary file
-            if source.kind == "video":
-                names = [copy.with_suffix(suffix).name for _, suffix in VIDEO_CODECS]
+            if source.kind == "video":  # VideoWriter writes it as .partial.mp4 until it is whole
+                names = [copy.with_suffix(PARTIAL + suffix).name for _, suffix in VIDEO_CODECS]
             longest = max(len(os.fsencode(name)) for name in names)
             if longest > limit:
                 own = len(os.fsencode(source.path.name)) if source.path else 0
@@ -785,6 +804,24 @@ class Annotator:
             report.annotated.append(writer.path)
 
     def close(self) -> None:
+        """Close the copies of videos cut off (a job stopped): each stays a .partial file."""
         for writer in self.videos.values():
-            writer.close()
+            writer.close(whole=False)
         self.videos.clear()
+
+    def missing(self, done: dict[str, dict], sources: list[Source]) -> int:
+        """How many of the inputs finished by earlier runs have no annotated copy here (those
+        runs were without --annotate, or wrote their copies elsewhere)."""
+        return sum(
+            not any(name.exists() for name in self.copy_names(source))
+            for source in sources
+            if source.name in done and source.path is not None
+        )
+
+    def copy_names(self, source: Source) -> list[Path]:
+        """The names an input's annotated copy may have: a video's with each codec's suffix, an
+        image's as planned or with .png added (save_annotated's fallback)."""
+        copy = self.copies[source.name]
+        if source.kind == "video":
+            return [copy.with_suffix(suffix) for _, suffix in VIDEO_CODECS]
+        return [copy, copy.with_name(copy.name + ".png")]

@@ -224,6 +224,9 @@ class Frame:
     scale: int = 1  # the file's pixels per pixel of image (a huge JPEG is read reduced)
     probs: np.ndarray | None = None  # (F, C), set when its batch has run
     features: np.ndarray | None = None  # (F, D), set with probs where embeddings are asked
+    # the last frame of its batch: a job going on after it batches the frames as before, so
+    # that its probabilities are those of an uninterrupted job to the last digit
+    batch_end: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -499,6 +502,9 @@ class Predictor:
                 start += len(item.faces)
         items = list(pending)
         pending.clear()
+        frames = [item for item in items if isinstance(item, Frame)]
+        if frames:
+            frames[-1].batch_end = True
         yield from items
 
     def _frames(

@@ -684,9 +684,13 @@ def label_font(size: tuple[int, int]) -> ImageFont.ImageFont | ImageFont.FreeTyp
         return ImageFont.load_default()
 
 
+PARTIAL = ".partial"  # a video copy being written: stem.partial.mp4 until it is whole
+
+
 class VideoWriter:
     """Writes RGB frames to `stem` + .mp4 (mp4v) or, where that codec is missing, .avi (MJPG), at
-    a constant `fps`.
+    a constant `fps`: to `stem` + .partial.mp4 (.partial.avi) until close(), which renames it;
+    close(whole=False), a job stopped halfway, leaves it under that name, never under the copy's.
 
     Opened on the first frame (its size fixes the video's; a later frame of another size, as a
     multi-page TIFF's may be, is scaled to fit it and padded black, since OpenCV drops such a
@@ -726,21 +730,27 @@ class VideoWriter:
     def _open(self, size: tuple[int, int]) -> None:
         self.stem.parent.mkdir(parents=True, exist_ok=True)
         for fourcc, suffix in VIDEO_CODECS:
-            path = self.stem.with_suffix(suffix)
+            path = self.stem.with_suffix(PARTIAL + suffix)
             code = cv2.VideoWriter_fourcc(*fourcc)  # the name as bytes, as frames() passes it
             writer = cv2.VideoWriter(os.fsencode(path), code, self.fps, size)
             if writer.isOpened():
                 self.path, self.size, self._writer = path, size, writer
                 return
             writer.release()
-        _check_writable(self.stem.with_suffix(VIDEO_CODECS[0][1]))
+        _check_writable(self.stem.with_suffix(PARTIAL + VIDEO_CODECS[0][1]))
         tried = ", ".join(f"{c} ({s})" for c, s in VIDEO_CODECS)
         raise VideoError(f"OpenCV here cannot write video with any of {tried}")
 
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+    def close(self, whole: bool = True) -> None:
+        """Finish the file; where it is `whole`, give it the copy's name (path then names it)."""
+        if self._writer is None:
+            return
+        self._writer.release()
+        self._writer = None
+        if whole and self.path is not None:
+            final = self.stem.with_suffix(self.path.suffix)
+            os.replace(self.path, final)
+            self.path = final
 
 
 def _check_writable(path: Path) -> None:

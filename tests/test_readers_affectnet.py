@@ -167,11 +167,11 @@ def test_missing_validation_list(tmp_path):
 def test_listed_image_missing_fails_or_is_skipped(tmp_path):
     csv_release(tmp_path)
     (tmp_path / affectnet.CSV_IMAGES / "1/train_2.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match="1 of 7 listed images are missing.*train_2.jpg"):
+    with pytest.raises(FileNotFoundError, match="1 of 7 listed images is missing.*train_2.jpg"):
         affectnet.load(cfg(tmp_path), seed=0)
     data = affectnet.load(cfg(tmp_path, skip_bad=True), seed=0)
     assert len(data.train) == 6 and "1/train_2.jpg" not in data.train.ids
-    assert any("skipped 1 missing files" in note for note in data.notes)
+    assert any("skipped 1 missing file " in note for note in data.notes)
 
 
 def test_no_images_at_all_means_a_wrong_root(tmp_path):
@@ -303,7 +303,7 @@ def test_npy_missing_image_and_unlabelled_image(tmp_path):
     save_image(root / "train_set/images/99.jpg")
     data = affectnet.load(cfg(root), seed=0)
     assert len(data.train) == 3
-    assert "affectnet train_set: ignored 1 images without an _exp.npy" in data.notes
+    assert "affectnet train_set: ignored 1 image without an _exp.npy" in data.notes
     # hidden files (macOS's .DS_Store, its ._ copies of each file) are neither images nor labels
     (root / "train_set/images/.DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (root / "train_set/images/._0.jpg").write_bytes(b"\x00\x05\x16\x07")
@@ -312,9 +312,9 @@ def test_npy_missing_image_and_unlabelled_image(tmp_path):
     (root / "train_set/images/notes.txt").write_text("x")
     data = affectnet.load(cfg(root), seed=0)
     assert len(data.train) == 3
-    assert "affectnet train_set: ignored 1 images without an _exp.npy" in data.notes
+    assert "affectnet train_set: ignored 1 image without an _exp.npy" in data.notes
     (root / "train_set/images/2.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match="listed images are missing.*2.jpg"):
+    with pytest.raises(FileNotFoundError, match="listed images is missing.*2.jpg"):
         affectnet.load(cfg(root), seed=0)
 
 

@@ -135,6 +135,33 @@ def test_folder_unlabeled_root_recursive(tmp_path):
         folder.load(cfg(root, unlabeled_root=str(tmp_path / "none")), seed=0)
 
 
+def test_a_contempt_folder_makes_eight_classes_and_says_so(tmp_path):
+    root = make_tree(tmp_path, {"happy": 5, "sad": 5, "contempt": 5})
+    data = folder.load(cfg(root), seed=0)
+    assert data.class_names == CLASS_NAMES_8
+    assert any(
+        n.startswith("the class 'contempt' is Contempt, AffectNet's eighth") for n in data.notes
+    )
+    data = folder.load(cfg(root, class_map={"happy": 3, "sad": 4, "contempt": -1}), seed=0)
+    assert data.class_names == CLASS_NAMES and not any("eighth" in n for n in data.notes)
+
+
+def test_an_unlabeled_root_among_the_class_folders_is_no_class(tmp_path):
+    """data.unlabeled_root=my_faces/unlabeled beside my_faces/happy/...: read as unlabeled images,
+    not as a class named "unlabeled" (which turned the FER classes into general ones)."""
+    root = make_tree(tmp_path / "faces", {"happy": 5, "sad": 5, "neutral": 5})
+    for k in range(3):
+        write_image(root / "unlabeled" / f"u{k}.png")
+    data = folder.load(cfg(root, unlabeled_root=str(root / "unlabeled")), seed=0)
+    assert data.class_names == CLASS_NAMES and len(data.train) + len(data.test) == 15
+    assert len(data.unlabeled) == 3
+    split = make_tree(tmp_path / "split" / "train", {"happy": 5, "sad": 5})
+    make_tree(tmp_path / "split" / "test", {"happy": 2, "sad": 2})
+    write_image(split / "unlabeled" / "u.png")
+    data = folder.load(cfg(tmp_path / "split", unlabeled_root=str(split / "unlabeled")), seed=0)
+    assert data.class_names == CLASS_NAMES and len(data.train) == 10 and len(data.unlabeled) == 1
+
+
 def test_folder_refuses_a_file_name_that_is_not_utf8(tmp_path):
     """A Latin-1 name (an old zip, CD or Windows share): the run's files could not name it."""
     root = make_tree(tmp_path / "data", {"happy": 5, "sad": 5})
@@ -165,7 +192,7 @@ def test_folder_names_the_images_it_leaves_out(tmp_path):
     (note,) = [n for n in data.notes if n.startswith("left out 3 images beside train/")]
     assert "val/ (3 images)" in note and "rename val/ to test/" in note
     assert "data.unlabeled_root" in note
-    assert any(n.startswith(f"left out 1 images lying directly in {tmp_path},") for n in data.notes)
+    assert any(n.startswith(f"left out 1 image lying directly in {tmp_path},") for n in data.notes)
     assert "ignored 1 hidden or non-image files" in data.notes
     # beside train/ and test/: class folders and val/, but not the data.unlabeled_root
     make_tree(tmp_path / "test", {"happy": 1, "sad": 1})
@@ -181,7 +208,7 @@ def test_folder_names_images_outside_class_folders(tmp_path):
     make_tree(tmp_path, {"happy": 3, "sad": 3})
     write_image(tmp_path / "loose.png")
     notes = folder.load(cfg(tmp_path), seed=0).notes
-    assert any(n.startswith(f"left out 1 images lying directly in {tmp_path}") for n in notes)
+    assert any(n.startswith(f"left out 1 image lying directly in {tmp_path}") for n in notes)
     assert not any(n.startswith("ignored") for n in notes)  # an image, not another file
 
 
@@ -319,7 +346,7 @@ def test_manifest_missing_files(tmp_path):
         manifest.load(cfg(tmp_path), seed=0)
     data = manifest.load(cfg(tmp_path, skip_bad=True), seed=0)
     assert data.train.ids == ["a.png", "b.png"]
-    assert any("skipped 1 missing files" in note for note in data.notes)
+    assert any("skipped 1 missing file " in note for note in data.notes)
     write_csv(tmp_path / "elsewhere" / "manifest.csv", rows)
     with pytest.raises(FileNotFoundError, match="none of the 4 listed images"):
         manifest.load(cfg(tmp_path / "elsewhere"), seed=0)

@@ -223,6 +223,30 @@ def test_a_seed_repeated_with_the_same_settings_counts_once(tmp_path):
     assert "repeats seed 0 of fixmatch" in (tmp_path / "report" / "report.md").read_text()
 
 
+def test_runs_on_other_photos_are_told_apart_and_the_same_photos_moved_pool(tmp_path):
+    """Two folders of one's own photos are two datasets, whatever the reader and the budget: a
+    data.root is compared by its folder's name (a manifest's by its file's and folder's), so
+    that the same data at another path on another machine still pools as seeds."""
+    root = tmp_path / "runs"
+    for folder, seed, data_root, acc in (
+        ("d1", 0, "/home/ana/d1", 0.4),
+        ("d1-moved", 1, "/mnt/cluster/d1/", 0.6),
+        ("d2", 0, "/home/ana/d2", 0.8),
+        ("m1", 0, "/a/project1/labels.csv", 0.3),
+        ("m2", 0, "/a/project2/labels.csv", 0.5),
+    ):
+        fake_run(root, folder, seed=seed, acc=acc, settings={"data.root": data_root})
+    collection = load_runs([root])
+    assert not collection.skipped
+    assert sorted((r.method, r.seed) for r in collection.runs) == [
+        ("fixmatch (data.root=d1)", 0),
+        ("fixmatch (data.root=d1)", 1),
+        ("fixmatch (data.root=d2)", 0),
+        ("fixmatch (data.root=project1/labels.csv)", 0),
+        ("fixmatch (data.root=project2/labels.csv)", 0),
+    ]
+
+
 def test_runs_of_other_embedded_data_pool_as_seeds(tmp_path):
     # data.data_seed draws other faces: varied with the seed or beside it, it is a seed too
     root = tmp_path / "runs"

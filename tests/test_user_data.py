@@ -301,11 +301,13 @@ def test_a_run_folder_inside_the_image_folders_is_refused(tiny_cfg, tmp_path):
 def test_a_manifest_row_naming_a_folder_says_so(tmp_path):
     rows = [f"img/{k}.png,{['happy', 'sad'][k % 2]}" for k in range(10)]
     root = manifest_dir(tmp_path, "path,label\n" + "\n".join([*rows, "img,happy"]) + "\n")
-    with pytest.raises(MissingInputError, match=r"1 listed entries are folders.*first: .*img\)"):
+    with pytest.raises(
+        MissingInputError, match=r"1 listed entry is a folder, not an image file \(first: .*img\)"
+    ):
         manifest.load(cfg(root), seed=0)
 
 
 def test_a_manifest_whose_every_row_names_a_folder_says_so(tmp_path):
     root = manifest_dir(tmp_path, "path,label\nimg,happy\n")
-    with pytest.raises(MissingInputError, match="1 listed entries are folders"):
+    with pytest.raises(MissingInputError, match="1 listed entry is a folder"):
         manifest.load(cfg(root), seed=0)

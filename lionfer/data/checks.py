@@ -161,7 +161,13 @@ def check_listed_files(
     folders = [p for p in missing if Path(p).is_dir()]
     if folders and not skip_bad:  # not missing: a list names images, one a row
         raise MissingInputError(
-            f"{dataset}: {len(folders)} listed entries are folders, not image files (first: "
+            f"{dataset}: {len(folders)} listed "
+            + (
+                "entry is a folder, not an image file"
+                if len(folders) == 1
+                else "entries are folders, not image files"
+            )
+            + " (first: "
             f"{folders[0]}); list each image file on its own row, or set data.skip_bad=true "
             "to skip them"
         )
@@ -178,10 +184,14 @@ def check_listed_files(
     if not skip_bad:
         shown = ", ".join(missing[:_SHOWN])
         raise MissingInputError(
-            f"{dataset}: {len(missing)} of {len(paths)} listed images are missing "
+            f"{dataset}: {len(missing)} of {len(paths)} listed images "
+            f"{'is' if len(missing) == 1 else 'are'} missing "
             f"(first: {shown}). Restore them or set data.skip_bad=true to skip them"
         )
-    note = f"{dataset}: skipped {len(missing)} missing files (first: {missing[0]})"
+    note = (
+        f"{dataset}: skipped {len(missing)} missing file{'s' * (len(missing) != 1)} (first: "
+        f"{missing[0]})"
+    )
     return exists, [note]
 
 

@@ -161,7 +161,7 @@ def drop_labeled_copies(data: FERData) -> None:
     copies = of_train | of_test
     if not copies.any():
         return
-    first = ", ".join(unlabeled.ids[i] for i in np.flatnonzero(copies)[:3])
+    first = ", ".join(str(unlabeled.images[i]) for i in np.flatnonzero(copies)[:3])  # files
     data.notes.append(
         f"left out {int(copies.sum())} of the {len(unlabeled)} extra unlabeled images: they are "
         f"also training or test images (the same file or a copy; {int(of_test.sum())} of them "
@@ -232,9 +232,11 @@ def copy_notes(data: FERData) -> list[str]:
         seen = sum(s == 1 for g in shared for s, _ in g)
         test = next(e for e in shared[0] if e[0] == 1)
         train = next(e for e in shared[0] if e[0] == 0)
+        also = counted(
+            seen, "test image is also a training image", "test images are also training images"
+        )
         notes.append(
-            f"{counted(seen, 'test image is', 'test images are')} also training images (the "
-            "same file or a byte-identical copy), e.g. the test image "
+            f"{also} (the same file or a byte-identical copy), e.g. the test image "
             f"{named(*test)} is the training image {named(*train)}: "
             "test accuracy counts them as seen images; remove one copy of each"
         )

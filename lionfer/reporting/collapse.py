@@ -209,7 +209,8 @@ def class_lost(run) -> str | None:
         others[c] = -1
         to = int(np.argmax(others))
         parts.append(
-            f"{names[c]} recalled on {_pct(row[c] / total)} of its {int(total)} test images "
+            f"{names[c]} recalled on {_pct(row[c] / total)} of its {int(total)} test "
+            f"image{'s' * (int(total) != 1)} "
             f"(a uniform guess: {_pct(chance)}; {_pct(row[to] / total)} predicted {names[to]})"
         )
     return "; ".join(parts) or None

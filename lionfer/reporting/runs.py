@@ -32,7 +32,10 @@ COLUMN_KEYS = ("data.dataset", "data.num_labels", "data.num_classes")
 HOW_IT_RAN = ("train.device", "data.num_workers", "train.eval_batch_size", "train.eval_every")
 HOW_IT_RAN += ("train.log_every", "train.checkpoint_every", "train.tensorboard")
 HOW_IT_RAN += ("train.channels_last", "train.compile", "data.allow_outside_root")
-HOW_IT_RAN += ("data.root", "data.unlabeled_root", "data.split_file", "data.cache_images")
+HOW_IT_RAN += ("data.split_file", "data.cache_images")
+# Where a dataset lies differs from machine to machine, so its folders are compared by name alone:
+# runs on my_faces/ and on other_faces/ are not one method's seeds, the same data moved are.
+BY_FOLDER_NAME = ("data.root", "data.unlabeled_root")
 HOW_IT_RAN += ("data.augment_on", "train.sync_batchnorm")
 # the embedded data's own seed: runs that vary it vary their data as seeds do, and pool as seeds
 HOW_IT_RAN += ("data.data_seed",)
@@ -65,17 +68,29 @@ class Run:
     def settings(self) -> dict:
         """The other settings from config.toml that shape what the run learns and is tested on,
         {"train.lr": 0.01, ...}: [data], [model] and [train], less those its column already
-        names and those of how it was carried out (HOW_IT_RAN)."""
-        return {
+        names and those of how it was carried out (HOW_IT_RAN); where the data lies by name
+        (BY_FOLDER_NAME, _by_name)."""
+        settings = {
             f"{section}.{key}": value
             for section in ("data", "model", "train")
             for key, value in (self.config.get(section) or {}).items()
             if f"{section}.{key}" not in COLUMN_KEYS + HOW_IT_RAN
         }
+        for key in BY_FOLDER_NAME:
+            if settings.get(key):
+                settings[key] = _by_name(str(settings[key]))
+        return settings
 
     @property
     def class_names(self) -> list[str]:
         return list(self.summary.get("class_names") or [])
+
+
+def _by_name(path: str) -> str:
+    """A data path as runs on other machines name it too: a folder's name (my_faces), a file's
+    with its folder's (project/labels.csv, as a manifest is often named alike in every folder)."""
+    path = Path(path.rstrip("/\\"))
+    return f"{path.parent.name}/{path.name}" if path.suffix else path.name
 
 
 @dataclass

@@ -288,7 +288,10 @@ def read_npy_split(folder: Path, skip_bad: bool) -> Listing:
         if Path(e.name).stem not in listed and is_image_file(Path(e.path))
     )
     if unlabeled:
-        notes.append(f"affectnet {folder.name}: ignored {unlabeled} images without an _exp.npy")
+        notes.append(
+            f"affectnet {folder.name}: ignored {unlabeled} image{'s' * (unlabeled != 1)} without "
+            "an _exp.npy"
+        )
     ids = [f"{folder.name}/images/{stem}.jpg" for stem in kept]
     paths = [str(image_dir / f"{stem}.jpg") for stem in kept]
     return Listing(paths, np.asarray(expression, dtype=np.int64), None, ids, notes)

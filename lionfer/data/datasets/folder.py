@@ -42,7 +42,15 @@ def resolve_classes(
         _warn_mixed(names)
         return _general_classes(names)
     eight = num_classes == 8 or L.CONTEMPT in mapping.values()
-    return (L.CLASS_NAMES_8 if eight else L.CLASS_NAMES), mapping, []
+    notes = []
+    if eight and num_classes != 8:
+        named = next(name for name, c in mapping.items() if c == L.CONTEMPT)
+        notes.append(
+            f"the class {named!r} is Contempt, AffectNet's eighth expression: the model has "
+            f"its eight classes ({', '.join(L.CLASS_NAMES_8)}); map it to -1 in data.class_map "
+            "to train on the seven"
+        )
+    return (L.CLASS_NAMES_8 if eight else L.CLASS_NAMES), mapping, notes
 
 
 def _refuse_misspelt(names: list[str], places: dict[str, str]) -> None:
@@ -113,10 +121,16 @@ def _map_lookup(name: str, class_map: dict) -> int:
     return value
 
 
-def scan_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
+def scan_split(folder: Path, unlabeled: Path | None = None) -> tuple[dict[str, list[Path]], int]:
     """(class name -> image files found recursively in folder/<class>/, entries ignored).
-    Hidden entries and a zip's macOS metadata folder (MAC_METADATA) are no classes."""
+    Hidden entries and a zip's macOS metadata folder (MAC_METADATA) are no classes, nor is the
+    folder given as data.unlabeled_root (unlabeled, resolved), whose images are read as
+    unlabeled ones wherever it lies."""
     classes, ignored = {}, 0
+    # data.unlabeled_root below this folder is no class; this folder itself, or one above it,
+    # still holds its classes (their images left out of the unlabeled ones as copies)
+    inside = unlabeled is not None and unlabeled.parent.is_relative_to(folder.resolve())
+    unlabeled = unlabeled if inside else None
     for child in sorted(folder.iterdir()):
         if child.name.startswith("."):
             ignored += child.is_file()  # .DS_Store beside the class folders
@@ -124,8 +138,11 @@ def scan_split(folder: Path) -> tuple[dict[str, list[Path]], int]:
         if child.name == MAC_METADATA and child.is_dir():
             ignored += sum(f.is_file() for f in child.rglob("*"))
             continue
+        if unlabeled is not None and child.resolve() == unlabeled:
+            continue
         if child.is_dir():
-            classes[child.name], skipped = list_images(child, recursive=True)
+            found, skipped = list_images(child, recursive=True)
+            classes[child.name] = _not_under(found, unlabeled)
             ignored += skipped
         else:
             ignored += 1
@@ -187,7 +204,8 @@ def left_out_notes(
         if images:
             classes = train_dir if folder == root and train_dir else folder
             notes.append(
-                f"left out {len(images)} images lying directly in {folder}, in no class folder: "
+                f"left out {len(images)} image{'s' * (len(images) != 1)} lying directly in "
+                f"{folder}, in no class folder: "
                 f"put each in its class's folder ({classes}/<class>/), or images without a label "
                 "in a folder given as data.unlabeled_root"
             )
@@ -271,8 +289,9 @@ def load(cfg, seed: int) -> FERData:
             f"{root} has a test/ folder but no train/ folder; put the training class folders "
             "under ROOT/train/, or move the class folders up to ROOT/<class>/"
         )
-    train_files, ignored = scan_split(train_dir or root)
-    test_files, test_ignored = scan_split(test_dir) if test_dir else ({}, 0)
+    unlabeled_dir = Path(cfg.unlabeled_root).expanduser().resolve() if cfg.unlabeled_root else None
+    train_files, ignored = scan_split(train_dir or root, unlabeled_dir)
+    test_files, test_ignored = scan_split(test_dir, unlabeled_dir) if test_dir else ({}, 0)
     if not any(train_files.values()):
         loose, _ = list_images(train_dir or root)
         hint = (
@@ -308,7 +327,6 @@ def load(cfg, seed: int) -> FERData:
     dropped = sorted(name for name, c in mapping.items() if c == L.DROP)
     if dropped:
         notes.append(f"dropped the classes {dropped} (data.class_map maps them to -1)")
-    unlabeled_dir = Path(cfg.unlabeled_root).expanduser().resolve() if cfg.unlabeled_root else None
     beside, other, beside_dirs = ({}, 0, [])
     if train_dir:
         beside, other, beside_dirs = scan_beside(root, (train_dir, test_dir), unlabeled_dir)

@@ -305,7 +305,8 @@ def resolve_paths(rows: list[Row], source: Path, allow_outside: bool) -> list[Pa
         first = outside[0]
         raise InputError(
             f"{source}, line {first.line}: the image path {first.path!r} points outside the "
-            f"manifest's folder {folder} ({len(outside)} rows do). Paths must stay inside it: "
+            f"manifest's folder {folder} ({len(outside)} "
+            f"{'row does' if len(outside) == 1 else 'rows do'}). Paths must stay inside it: "
             "move the images (or the manifest) so they do, or set data.allow_outside_root=true "
             "if you trust this manifest"
         )

@@ -135,6 +135,13 @@ def test_folder_unlabeled_root_recursive(tmp_path):
         folder.load(cfg(root, unlabeled_root=str(tmp_path / "none")), seed=0)
 
 
+def test_a_data_root_naming_an_image_file_says_it_is_a_file(tmp_path):
+    root = make_tree(tmp_path, {"happy": 2, "sad": 2})
+    image = next((root / "happy").iterdir())
+    with pytest.raises(FileNotFoundError, match=f"image folder: {image} is a file, not a folder"):
+        folder.load(cfg(image), seed=0)
+
+
 def test_a_contempt_folder_makes_eight_classes_and_says_so(tmp_path):
     root = make_tree(tmp_path, {"happy": 5, "sad": 5, "contempt": 5})
     data = folder.load(cfg(root), seed=0)
@@ -304,6 +311,17 @@ def test_manifest_general_classes_and_class_map(tmp_path):
     "text, error, message",
     [
         ("path,lab\na.png,happy\n", ValueError, "line 1: the header lacks \\['label'\\]"),
+        (  # no header row: the first row is taken for one, and said to look like a row
+            "a.png,happy\nb.png,sad\n",
+            ValueError,
+            "line 1: the header lacks .*; it looks like a row: add the line 'path,label' above it",
+        ),
+        (  # blank lines before the header are skipped, and the lines named are the file's
+            "\n\npath,label\na.png,happy\nb.png,9\n",
+            ValueError,
+            r"line 5: label id 9 is out of range",
+        ),
+        ("\n\npath,lab\na.png,happy\n", ValueError, "line 3: the header lacks \\['label'\\]"),
         ("path,label,x,y\na.png,happy,1,2\n", ValueError, "needs all four columns"),
         ("path,label\na.png,happy\nb.png,sad,extra\n", ValueError, "line 3: 3 fields"),
         ("path,label,split\na.png,happy,val\n", ValueError, "line 2: split 'val' must be"),

@@ -53,6 +53,8 @@ def require_dir(path: str | Path, what: str, fix: str) -> Path:
     """The path if it is a folder, else MissingInputError naming it (path_text), what it is, and
     the fix."""
     path = Path(path)
+    if path.is_file():
+        raise MissingInputError(f"{what}: {path_text(path)} is a file, not a folder. {fix}")
     if not path.is_dir():
         raise MissingInputError(f"{what} not found: expected the folder {path_text(path)}. {fix}")
     return path

@@ -17,6 +17,7 @@ import numpy as np
 from lionfer import labels as L
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import (
+    IMAGE_EXTENSIONS,
     check_label_ids,
     check_listed_files,
     drop_duplicates,
@@ -65,19 +66,23 @@ def read_rows(path: Path) -> tuple[list[Row], list[str]]:
         "save the manifest as UTF-8 (in Excel: 'CSV UTF-8'; in pandas: to_csv(..., "
         "encoding='utf-8'))",
     )
-    delimiter = _delimiter(text.partition("\n")[0])
+    delimiter = _delimiter(next((line for line in text.splitlines() if line.strip()), ""))
     with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
-        header = [h.strip().lower() for h in next(reader, [])]
+        # the first line that is not blank (blank lines are skipped, before the header too)
+        first = next((fields for fields in reader if any(f.strip() for f in fields)), [])
+        header, at = [h.strip().lower() for h in first], f"line {max(reader.line_num, 1)}"
         missing = [c for c in REQUIRED if c not in header]
         if missing:
+            looks = any(Path(h).suffix in IMAGE_EXTENSIONS for h in header)
+            hint = "; it looks like a row: add the line 'path,label' above it" if looks else ""
             raise InputError(
-                f"{path}, line 1: the header lacks {missing}; it must start with 'path,label' "
-                f"(optional columns: split, true_label, x, y, w, h), got {header}"
+                f"{path}, {at}: the header lacks {missing}; it must start with 'path,label' "
+                f"(optional columns: split, true_label, x, y, w, h), got {header}{hint}"
             )
         has_box = [c in header for c in BOX]
         if any(has_box) and not all(has_box):
-            raise InputError(f"{path}, line 1: a face box needs all four columns x, y, w, h")
+            raise InputError(f"{path}, {at}: a face box needs all four columns x, y, w, h")
         notes = [] if delimiter == "," else [f"manifest: read as separated by {delimiter!r}"]
         unknown = [c for c in header if c not in KNOWN]
         if unknown:

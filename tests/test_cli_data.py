@@ -210,7 +210,7 @@ def test_data_stats_prints_the_datasets_notes(capsys, tmp_path):
     code, _, err = run(capsys, *argv, "data.num_labels=4")
     assert code == 0, err
     assert "note: no test split: held out" in err  # a note of the dataset's own
-    assert "note: ignored 1 hidden or non-image files" in err  # notes.txt
+    assert "note: ignored 1 hidden or non-image file" in err  # notes.txt
 
 
 def test_data_stats_refuses_settings_the_dataset_would_not_read(capsys, rafdb_root):
@@ -231,7 +231,7 @@ def test_train_prints_the_datasets_notes_once(capsys, tmp_path):
     argv = tiny(*data, "algorithm.name=supervised", "train.steps=1")
     code, _, err = run(capsys, "train", *argv, "--out", str(tmp_path / "run"), "--no-progress")
     assert code == 0, err
-    assert err.count("note: ignored 1 hidden or non-image files") == 1
+    assert err.count("note: ignored 1 hidden or non-image file") == 1
     unlabeled = "5 of 7 classes get no labeled image"  # a warning, not repeated as a note
     assert err.count(unlabeled) == 1 and f"warning: {unlabeled}" in err
 

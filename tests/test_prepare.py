@@ -760,7 +760,7 @@ def test_the_summary_says_what_was_left_out_and_where(tmp_path, astronaut, fake_
     out = tmp_path / "out"
     summary = prepare(folder_data(photos), out, size=32, progress=False).summary()
     assert "no_face 1," in summary.splitlines()[0]
-    assert "note: ignored 1 hidden or non-image files" in summary
+    assert "note: ignored 1 hidden or non-image file" in summary
     assert f"1 image gave no crop; {out / 'failures.csv'} lists each with its reason" in summary
 
 

@@ -200,7 +200,7 @@ def test_folder_names_the_images_it_leaves_out(tmp_path):
     assert "val/ (3 images)" in note and "rename val/ to test/" in note
     assert "data.unlabeled_root" in note
     assert any(n.startswith(f"left out 1 image lying directly in {tmp_path},") for n in data.notes)
-    assert "ignored 1 hidden or non-image files" in data.notes
+    assert "ignored 1 hidden or non-image file" in data.notes
     # beside train/ and test/: class folders and val/, but not the data.unlabeled_root
     make_tree(tmp_path / "test", {"happy": 1, "sad": 1})
     make_tree(tmp_path, {"happy": 4})
@@ -429,7 +429,7 @@ def test_a_cameras_raw_photos_in_a_folder_are_named_in_its_note(tmp_path):
     make_images(plain, [f"{c}/{k}.png" for c in ("happy", "sad") for k in range(3)])
     (plain / ".DS_Store").write_bytes(b"\x00")
     notes = folder.load(cfg(plain), seed=0).notes
-    assert "ignored 1 hidden or non-image files" in notes  # no RAW photo: no word of them
+    assert "ignored 1 hidden or non-image file" in notes  # no RAW photo: no word of them
 
 
 def test_manifest_ids_counting_from_one_are_refused(tmp_path):

@@ -445,7 +445,7 @@ def test_sfew_ignores_macos_zip_metadata(tmp_path):
     (root / "Train/__MACOSX/Happy/._Happy_0.png").write_bytes(b"\x00\x05\x16\x07")
     data = sfew.load(cfg(root), seed=0)
     assert len(data.train) == 15
-    assert "SFEW: ignored 1 hidden or non-image files in Train" in data.notes
+    assert "SFEW: ignored 1 hidden or non-image file in Train" in data.notes
 
 
 def test_sfew_missing_split_says_what_is_there(tmp_path):

@@ -326,6 +326,7 @@ def test_a_class_without_labels_is_a_warning_and_a_note(tiny_cfg):
     with pytest.warns(UserWarning, match=r"4 of 7 classes get no labeled image") as caught:
         run_data = build_run_data(cfg.data, cfg.seed)
     assert "data.num_labels=3 is too small" in str(caught[0].message)
+    assert "the test images of those classes count as errors" in str(caught[0].message)
     assert any("get no labeled image" in note for note in run_data.data.notes)
 
 

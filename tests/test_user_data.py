@@ -194,7 +194,7 @@ def test_a_zip_s_macos_metadata_folder_is_no_class(tmp_path):
     (root / "__MACOSX" / "happy" / "._00.png").write_bytes(b"\0\5\26\7")
     data = load_dataset(cfg(root, "folder"), seed=0, check=())
     assert set(data.train.labels.tolist()) | set(data.test.labels.tolist()) == {3, 4}
-    assert any("ignored 1 hidden or non-image files" in note for note in data.notes)
+    assert any("ignored 1 hidden or non-image file" in note for note in data.notes)
 
 
 def test_noise_on_a_folder_of_some_fer_classes_flips_only_between_them(tmp_path):

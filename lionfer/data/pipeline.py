@@ -370,6 +370,14 @@ def warn_unlabeled_classes(data: FERData, split: Split, num_labels: int) -> None
             f"; data.num_labels={num_labels} is too small to label every class that has "
             f"images: give at least {with_images}"
         )
+    tested = np.bincount(data.test.labels[data.test.labels >= 0], minlength=data.num_classes)
+    untaught = [c for c in np.flatnonzero((counts == 0) & (tested > 0))]
+    if untaught:  # the model never names a class it had no labeled image of
+        shown = ", ".join(f"{data.class_names[c]} {int(tested[c])}" for c in untaught)
+        message += (
+            f"; the test images of {'that class' if len(untaught) == 1 else 'those classes'} "
+            f"count as errors: a model never names a class it had no labeled image of ({shown})"
+        )
     data.notes.append(message)
     warnings.warn(message, stacklevel=3)
 

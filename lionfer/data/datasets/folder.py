@@ -337,7 +337,8 @@ def load(cfg, seed: int) -> FERData:
     ignored += test_ignored + other - sum(len(loose[d]) for d in (train_dir or root, test_dir) if d)
     if ignored:
         raw = raw_photos(train_dir or root, test_dir, *beside_dirs)
-        notes.append(f"ignored {ignored} hidden or non-image files{raw}")
+        files = "file" if ignored == 1 else "files"
+        notes.append(f"ignored {ignored} hidden or non-image {files}{raw}")
     unlabeled = None
     if cfg.unlabeled_root:
         unlabeled, note = read_unlabeled(cfg.unlabeled_root)

@@ -57,7 +57,8 @@ def read_split(folder: Path, root: Path, test: bool, split: str = ""):
 def _ignored_note(ignored: int, folder: Path) -> list[str]:
     if not ignored:
         return []
-    return [f"SFEW: ignored {ignored} hidden or non-image files in {folder.name}"]
+    files = "file" if ignored == 1 else "files"
+    return [f"SFEW: ignored {ignored} hidden or non-image {files} in {folder.name}"]
 
 
 def split_folder(root: Path, split: str) -> Path | None:

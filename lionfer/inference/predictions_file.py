@@ -139,7 +139,7 @@ class PredictionsFile:
         (annotating, whose video copy is written whole) drops its rows and reads it again."""
         self.path, self.fmt, self.columns = Path(path), fmt, columns
         self.stamps = stamps or {}
-        self.progress_path = self.path.with_name(self.path.name + PROGRESS_SUFFIX)
+        self.progress_path = progress_path(self.path)
         self.settings = {**settings, "format": fmt, "columns": columns}
         self.done: dict[str, dict] = {}  # finished source -> its progress record
         self.partial: dict | None = None  # the mark of a clip cut off, to go on from
@@ -334,6 +334,11 @@ def is_predictions_file(path: Path, fmt: str) -> bool:
     return isinstance(record, dict) and list(record)[: len(FIXED_COLUMNS)] == list(FIXED_COLUMNS)
 
 
+def progress_path(out: Path) -> Path:
+    """Where the job writing `out` keeps its progress: OUT.progress beside it."""
+    return out.with_name(out.name + PROGRESS_SUFFIX)
+
+
 def has_content(path: Path) -> bool:
     """Whether `--out` holds something: a job writing into it resumes rather than starts."""
     return path.is_file() and path.stat().st_size > 0
@@ -520,9 +525,8 @@ def predict_files(
         annotator.check_names(sources)
     # a resumed job's copies are its own (a JSON lines job stopped before its first row leaves
     # an empty --out beside its progress file)
-    progress_file = out.with_name(out.name + PROGRESS_SUFFIX)
     fresh = not has_content(out) and not (
-        progress_file.is_file() and is_progress_file(progress_file)
+        progress_path(out).is_file() and is_progress_file(progress_path(out))
     )
     if annotator and fresh and not overwrite:
         annotator.check_free(sources)

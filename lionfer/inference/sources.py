@@ -114,7 +114,7 @@ def collect_sources(inputs: Iterable[Any]) -> tuple[list[Source], Counter, int]:
                 seen.add(key)
                 # an animated image is a clip; a .ts that is no transport stream, named by the
                 # user, is a video its reader says why it cannot read
-                clip = is_clip(path) or path.suffix.lower() == TRANSPORT_STREAM
+                clip = path.suffix.lower() == TRANSPORT_STREAM or is_clip(path)
                 kind = "video" if clip else "image"
                 sources.append(Source(str(path), kind, path=path))
     return sources, ignored, raw

@@ -90,12 +90,25 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         flush_to_disk(handle)
 
 
-def write_csv_atomic(path: str | Path, rows: Iterable, lineterminator: str = "\r\n") -> None:
-    """Rows as a UTF-8 CSV file (the csv module's \\r\\n line ends by default), written whole or
-    not at all."""
+def csv_text(rows: Iterable, lineterminator: str = "\r\n") -> str:
+    """Rows as CSV text. A field holding a line break of either kind (\\r or \\n) is quoted
+    whatever the line end: the csv module quotes only the characters of its own line end, so
+    with "\\n" lines a file name holding a carriage return split its row in two for every
+    reader."""
     buffer = io.StringIO(newline="")
-    csv.writer(buffer, lineterminator=lineterminator).writerows(rows)
-    write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow(row)
+        buffer.seek(buffer.tell() - 2)  # the row's \r\n, replaced by the line end asked for
+        buffer.write(lineterminator)
+        buffer.truncate()
+    return buffer.getvalue()
+
+
+def write_csv_atomic(path: str | Path, rows: Iterable, lineterminator: str = "\r\n") -> None:
+    """Rows as a UTF-8 CSV file (the csv module's \\r\\n line ends by default; csv_text),
+    written whole or not at all."""
+    write_bytes_atomic(path, csv_text(rows, lineterminator).encode("utf-8"))
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -832,6 +832,24 @@ def test_a_name_that_is_not_utf8_is_read_and_written_with_its_bytes_escaped(tmp_
         assert again.counts["resumed"] == 1
 
 
+def test_a_name_holding_a_carriage_return_stays_one_csv_field(tmp_path, checkpoint):
+    """A file name may hold a carriage return (Linux allows any byte but / and NUL): its CSV
+    field is quoted, so every reader sees one row with the name whole, and the job resumes."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    names = ["cr\rname.png", "both\r\nends.png", "comma,name.png"]
+    for name in names:
+        scene(faces()).save(folder / name, format="PNG")
+    predictor = load(checkpoint, detector=lambda image: [])
+    out = tmp_path / "p.csv"
+    predict_files(predictor, [folder], out, progress=False)
+    with open(out, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["source"] for row in rows) == sorted(f"{folder}/{name}" for name in names)
+    assert all("no face" in row["error"] for row in rows)
+    assert predict_files(predictor, [folder], out, progress=False).counts["resumed"] == 3
+
+
 def test_an_annotated_copy_whose_name_is_too_long_is_refused_before_any_output(
     capsys, tmp_path, checkpoint
 ):

@@ -22,7 +22,7 @@ from conftest import tiny
 from PIL import Image
 from predict_helpers import faces
 
-from lionfer.atomic import write_text_atomic
+from lionfer.atomic import write_csv_atomic, write_text_atomic
 from lionfer.cli import main
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.prepare import prepare
@@ -505,3 +505,15 @@ def test_a_failed_write_of_a_run_with_a_checkpoint_says_to_resume(tmp_path):
     args = argparse.Namespace(command="train", out=str(run), resume=True, dry_run=False, items=[])
     message = os_error_message(OSError(errno.ENOSPC, NO_SPACE, str(run / METRICS)), args)
     assert message.endswith(f"then continue the run with: lionfer train --resume --out '{run}'")
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_a_csv_field_holding_a_line_break_of_either_kind_stays_one_field(tmp_path, line_end):
+    """What lionfer's CSV files (audit, prepare's manifest, relabels) write of a file name with
+    a carriage return or a line feed in it reads back as the rows written, with either line end."""
+    rows = [["path", "label"], ["cr\rname.png", 1], ["lf\nname.png", 2], ["both\r\n.png", 3]]
+    out = tmp_path / "t.csv"
+    write_csv_atomic(out, rows, lineterminator=line_end)
+    with open(out, newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle)) == [[str(v) for v in row] for row in rows]
+    assert out.read_bytes().endswith(b"3" + line_end.encode())

@@ -12,7 +12,6 @@ prepare into out_dir while one writes it is refused (flock, as training's RunLoc
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -25,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from lionfer.atomic import replacing
+from lionfer.atomic import csv_text, replacing
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.faces import (
     DETECTORS,
@@ -469,11 +468,7 @@ def _write_png(path: Path, image: Image.Image) -> None:
 
 def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     """Write the CSV; returns its sha256."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    data = buffer.getvalue().encode("utf-8")
+    data = csv_text([header, *rows], lineterminator="\n").encode("utf-8")
     _write_bytes(path, data)
     return sha256(data)
 

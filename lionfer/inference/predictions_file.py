@@ -27,9 +27,7 @@ A file name that is not UTF-8 (surrogate escapes in Python) is written to OUT wi
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import os
 import time
@@ -40,7 +38,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from lionfer.atomic import naming, replacing
+from lionfer.atomic import csv_text, naming, replacing
 from lionfer.data.images import path_text, raw_note
 from lionfer.inference.predictor import (
     FIXED_COLUMNS,
@@ -316,9 +314,7 @@ class PredictionsFile:
 
     @staticmethod
     def _encode_csv(values: list) -> bytes:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
-        return buffer.getvalue().encode("utf-8")
+        return csv_text([values], lineterminator="\n").encode("utf-8")
 
 
 def is_predictions_file(path: Path, fmt: str) -> bool:

@@ -164,6 +164,8 @@ def test_the_video_kinds_opencv_reads_are_videos_by_path_and_in_folders(tmp_path
     )
     many = Counter({".a": 1, ".b": 3, "": 2, ".c": 1, ".d": 1, ".e": 1, ".f": 1})
     assert ignored_kinds(many) == ".b 3, no extension 2, .a 1, .c 1, .d 1, 2 more kinds"
+    # a name ending in a space ("photo.jpg ") is no .jpg: its extension is shown quoted
+    assert ignored_kinds(Counter({".jpg ": 1, ".txt": 1})) == "'.jpg ' 1, .txt 1"
 
 
 def test_a_linked_folder_inside_an_input_folder_is_searched_and_a_loop_ends(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, features
 from predict_helpers import (
     IMAGE_SIZE,
     P_COLUMNS,
@@ -412,7 +412,12 @@ def _animation(path: Path, images: list[Image.Image], **save) -> Path:
     return path
 
 
-@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png"])
+AVIF = pytest.param(
+    ".avif", marks=pytest.mark.skipif(not features.check("avif"), reason="Pillow without AVIF")
+)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".webp", ".png", AVIF])
 def test_an_animated_image_is_read_frame_by_frame_as_a_clip(tmp_path, checkpoint, suffix):
     predictor = load(checkpoint, detector=lambda image: pytest.fail("cropped: no detection"))
     shown = [Image.fromarray(face) for face in faces((0, 1, 2, 3, 4))]

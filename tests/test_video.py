@@ -334,3 +334,23 @@ def test_a_video_and_an_annotate_folder_named_in_latin_1_are_read_and_written(tm
     copies = sorted(path.name for path in folder.iterdir())
     assert copies == ["anim.gif.mp4", os.fsdecode(b"v\xe9.mp4.mp4")]
     assert times(folder / copies[1]) == [0.0, 0.1, 0.2]  # the video's annotated copy
+
+
+def test_a_video_whose_relative_name_holds_a_colon_is_read_and_annotated(
+    tmp_path, checkpoint, monkeypatch
+):
+    """FFmpeg reads a name with a colon before its first slash as a protocol (12:30:00.mp4, a
+    camera's cam:1/ folder): named relative to the working folder, such a video is read whole,
+    and its annotated copy is written into a folder named so too."""
+    monkeypatch.chdir(tmp_path)
+    Path("cam:1").mkdir()
+    for clip in (Path("12:30:00.mp4"), Path("cam:1") / "a.mp4"):
+        write_clip(tmp_path / clip, greys(4), fps=10.0, codec="mp4v")
+        assert [which_grey(np.asarray(im)) for _, _, im in frames(clip)] == [0, 1, 2, 3]
+    predictor = load(checkpoint, detector=lambda image: [])
+    report = predict_files(
+        predictor, [Path("cam:1")], Path("p.csv"), annotate=Path("ann:1"), progress=False
+    )
+    assert report.counts["unreadable"] == 0, report.counts
+    (copy,) = Path("ann:1").glob("*.mp4")
+    assert OPENCV_CAPTURE(str(copy.resolve())).get(cv2.CAP_PROP_FRAME_COUNT) == 4

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import features
 from tqdm import tqdm
 
 from lionfer.data.images import (
@@ -29,10 +30,12 @@ from lionfer.errors import ConfigError, InputError, MissingInputError
 
 # The image files read from folders, for training and for predict. HEIC/HEIF need the optional
 # pillow-heif (registered in lionfer.data.images when installed); without it such a file is
-# listed and fails with a message that says so.
+# listed and fails with a message that says so. Icons and Netpbm files are read as any other
+# image; JPEG 2000 where this Pillow has its decoder (OpenJPEG, in Pillow's wheels).
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-    | {".avif", ".heic", ".heif"}
+    | {".avif", ".heic", ".heif", ".ico", ".ppm", ".pgm", ".pbm", ".pnm"}
+    | ({".jp2", ".j2k"} if features.check_codec("jpg_2000") else set())
 )
 IMAGE_KINDS = ", ".join(sorted(suffix[1:] for suffix in IMAGE_EXTENSIONS))  # for messages
 _SHOWN = 3  # how many offending entries an error message lists

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError, features
 
+from lionfer.data.file_kinds import FIX, container, describe, head_text, not_an_image
 from lionfer.errors import InputError
 from lionfer.warning_filters import filter_action
 
-_FIX = "re-copy or re-download it, or remove it"
 # Formats a Pillow may lack a decoder for: what to install, or to do, to read them.
 _HEIF_FIX = "pip install pillow-heif (lionfer uses it when installed), or convert it to JPEG"
 PLUGINS = {
@@ -285,13 +285,14 @@ def _decoding(path: Path) -> Iterator[None]:
         raise
     except Image.DecompressionBombError as error:
         raise ImageError(
-            f"image {path} is too large to decode safely: {error}. If you trust the file, "
-            "downscale it (or, in Python, raise PIL.Image.MAX_IMAGE_PIXELS); otherwise remove it"
+            f"image {path} is too large to decode safely: {str(error).rstrip('.')}. If you "
+            "trust the file, downscale it (or, in Python, raise PIL.Image.MAX_IMAGE_PIXELS); "
+            "otherwise remove it"
         ) from error
     except UnidentifiedImageError as error:
-        kind = _container(path)
+        kind = container(path)
         suffix = kind if kind in PLUGINS else path.suffix.lower()
-        text = None if kind else _head_text(path)
+        text = None if kind else head_text(path)
         if suffix in PLUGINS and not _has_decoder(suffix) and text is None:
             named = f" (a {suffix[1:].upper()} photo, whatever its extension)" * (
                 suffix != path.suffix.lower()
@@ -300,8 +301,7 @@ def _decoding(path: Path) -> Iterator[None]:
                 f"cannot read image {path}{named}: this Pillow has no {suffix[1:].upper()} "
                 f"decoder; {PLUGINS[suffix]}"
             ) from error
-        fix = "" if kind in _VIDEOS else f"; {_FIX}"  # an intact video: nothing to re-copy
-        raise ImageError(f"cannot read image {path}: {_not_an_image(text, kind)}{fix}") from error
+        raise ImageError(f"cannot read image {path}: {not_an_image(path, text, kind)}") from error
     except Warning as error:  # the pixels may be fine: nothing to re-copy
         raise ImageError(
             f"cannot read image {path}: {type(error).__name__} ({str(error).strip()}), a warning "
@@ -312,7 +312,7 @@ def _decoding(path: Path) -> Iterator[None]:
     except Exception as error:
         # PIL's decoders raise a zoo of types on bad data (OSError, SyntaxError, ValueError,
         # EOFError, struct.error, IndexError, ...): all mean "this file is unusable".
-        raise ImageError(f"cannot read image {path}: {_describe(error)}; {_FIX}") from error
+        raise ImageError(f"cannot read image {path}: {describe(error)}; {FIX}") from error
 
 
 def broken_link(path: str | Path) -> str:
@@ -365,96 +365,9 @@ def _check_file(path: Path) -> None:
             f"image file not found: {path} (check the dataset root and the label list)"
         )
     if path.stat().st_size == 0:
-        raise ImageError(f"image file {path} is empty (0 bytes); {_FIX}")
+        raise ImageError(f"image file {path} is empty (0 bytes); {FIX}")
     if path.suffix.lower() in RAW_SUFFIXES:
         raise ImageError(f"cannot read image {path}: {_RAW_FIX}")
-
-
-def _describe(error: Exception) -> str:
-    """A short human reason for a decode error."""
-    text = str(error) or type(error).__name__
-    if "truncated" in text.lower() or isinstance(error, EOFError):
-        return f"the file is truncated ({text}), e.g. an interrupted copy or download"
-    return f"the file is corrupt ({type(error).__name__}: {text})"
-
-
-def _head_text(path: Path) -> str | None:
-    """The file's first 512 bytes as text, or None where they are binary."""
-    with path.open("rb") as f:
-        head = f.read(512)
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return None if "\x00" in text else text
-
-
-# what a file that is no image often is, by its first bytes: (offset, bytes, kind)
-_MAGIC = (
-    (0, b"PK\x03\x04", "a zip archive"),
-    (0, b"\x1f\x8b", "a gzip archive"),
-    (0, b"7z\xbc\xaf", "a 7z archive"),
-    (0, b"%PDF", "a PDF document"),
-)
-_VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V "}
-_VIDEO_BRANDS |= {b"qt  ", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"MSNV", b"f4v "}
-# An MPEG transport stream's packets, each with the sync byte 0x47: (packet size, bytes before
-# its sync byte) of a plain stream, a Blu-ray (BDAV) stream's (a 4-byte time stamp first) and
-# DVB's with error-correction bytes after.
-TS_PACKETS = ((188, 0), (192, 4), (204, 0))
-TS_SYNC = 0x47
-TS_HEAD = 4 * 204  # bytes read to find three packets in a row, from any start
-
-
-def transport_stream_layout(head: bytes) -> tuple[int, int, int] | None:
-    """(where the first whole packet starts, packet size, bytes before its sync byte) where
-    `head`, a file's first TS_HEAD bytes, holds three packets of an MPEG transport stream in a
-    row, read from any point of a packet (a stream may be cut anywhere); None where it does not."""
-    for size, before in TS_PACKETS:
-        for at in range(min(size, len(head) - 2 * size)):
-            if head[at] == head[at + size] == head[at + 2 * size] == TS_SYNC:
-                return (at - before) % size, size, before
-    return None
-
-
-_HEIF_BRANDS = {b"heic": ".heic", b"heix": ".heic", b"hevc": ".heic", b"heim": ".heic"}
-_HEIF_BRANDS |= {b"heis": ".heic", b"mif1": ".heif", b"msf1": ".heif", b"avif": ".avif"}
-# videos, by the name a video needs to be read as one
-_MP4 = "an MP4 or QuickTime video (named .mp4 or .mov, it is read as a video)"
-_TS = "an MPEG transport stream video (named .ts or .mts, it is read as a video)"
-_AVI = "an AVI video (named .avi, it is read as a video)"
-_MATROSKA = "a Matroska or WebM video (named .mkv or .webm, it is read as a video)"
-_VIDEOS = frozenset({_MP4, _TS, _AVI, _MATROSKA})
-
-
-def _container(path: Path) -> str:
-    """What the file is by its first bytes where PIL could not tell: the suffix of a HEIC, HEIF
-    or AVIF photo (ISO media, "ftyp" and a brand at bytes 4-12) whatever its name, a kind of
-    archive, document or video (by the name a video needs to be read as one), or "" where none is
-    recognised."""
-    with path.open("rb") as f:
-        head = f.read(TS_HEAD)
-    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
-        return _HEIF_BRANDS[head[8:12]]
-    if head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS:
-        return _MP4
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return _AVI
-    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML
-        return _MATROSKA
-    known = next((kind for at, magic, kind in _MAGIC if head[at:].startswith(magic)), "")
-    return known or (_TS if transport_stream_layout(head) else "")
-
-
-def _not_an_image(text: str | None, kind: str = "") -> str:
-    """Why PIL could not identify the file, from its first bytes: a kind of file recognised
-    (_container), or the bytes as text (_head_text)."""
-    if kind:
-        return f"the file is {kind}, not an image"
-    if text is not None:
-        hint = " (often an HTML error page saved by a failed download)" if "<" in text else ""
-        return f"the file holds text, not an image{hint}"
-    return "the content is not a known image format (corrupt, or a wrong file extension)"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -462,10 +375,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
     Transparency, an alpha channel's or a colour key's (a PNG's tRNS chunk), is composited on
     white; 16-bit images are scaled to 8 bits (value / 257); a float image (F) whose values all
-    lie in [0, 1], as float images are kept, is scaled by 255.
+    lie in [0, 1], as float images are kept, is scaled by 255. A converted image keeps only the
+    info that fits any RGB image (_rgb_info), not the encoder settings of its file's mode.
     """
     if image.mode == "RGB" and not _keyed(image):
         return image
+    rgb = _converted(image)
+    rgb.info = _rgb_info(image.info)
+    return rgb
+
+
+def _converted(image: Image.Image) -> Image.Image:
+    """to_rgb's pixels: image, of any mode but plain RGB, as 8-bit RGB (its info is to_rgb's)."""
     if image.mode.startswith("I;16"):
         array = np.asarray(image, dtype=np.float64)
         key = image.info.get("transparency")
@@ -486,6 +407,21 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB")
+
+
+# What an image's info may keep when it becomes RGB: an ICC profile only where it describes RGB
+# (a grey or CMYK profile does not fit the converted pixels). Encoder settings (a 1-bit TIFF's
+# "compression", group4, which RGB cannot be written with; a palette's "transparency") are dropped.
+_RGB_INFO = ("dpi", "exif", "icc_profile")
+
+
+def _rgb_info(info: dict) -> dict:
+    """The entries of an image's info that still fit it converted to RGB."""
+    kept = {key: info[key] for key in _RGB_INFO if key in info}
+    icc = kept.get("icc_profile")
+    if icc is not None and not (isinstance(icc, bytes) and icc[16:20] == b"RGB "):
+        del kept["icc_profile"]  # the colour space of a profile, bytes 16-20 of its header
+    return kept
 
 
 def _keyed(image: Image.Image) -> bool:

@@ -218,9 +218,17 @@ def ignored_kinds(ignored: Counter, shown: int = 5) -> str:
     read (a camera's RAW photo, a .ts that is no transport stream) is named, not lost in a
     count."""
     kinds = sorted(ignored.items(), key=lambda item: (-item[1], item[0]))
-    named = ", ".join(f"{suffix or 'no extension'} {n}" for suffix, n in kinds[:shown])
+    named = ", ".join(f"{_suffix_text(suffix)} {n}" for suffix, n in kinds[:shown])
     more = len(kinds) - shown
     return named + (f", {more} more {'kind' if more == 1 else 'kinds'}" if more > 0 else "")
+
+
+def _suffix_text(suffix: str) -> str:
+    """An extension as ignored_kinds names it: quoted where it holds a space or a character that
+    does not show (a name ending in a space, "photo.jpg ", is no .jpg), "no extension" for none."""
+    if not suffix:
+        return "no extension"
+    return repr(suffix) if not suffix.isprintable() or suffix != suffix.strip() else suffix
 
 
 def memory_images(item: Image.Image | np.ndarray) -> list[Image.Image]:

@@ -17,16 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from lionfer.data.images import (
-    TS_HEAD,
-    TS_SYNC,
-    broken_link,
-    named_warnings,
-    special_file,
-    to_rgb,
-    transport_stream_layout,
-    upright,
-)
+from lionfer.data.file_kinds import TS_HEAD, TS_SYNC, transport_stream_layout
+from lionfer.data.images import broken_link, named_warnings, special_file, to_rgb, upright
 
 # Phones also write .3gp/.3g2, camcorders AVCHD's .mts/.m2ts, professional camcorders .mxf and
 # .dv, CCTV recorders and dash cams raw H.264/H.265 streams (.h264, .264, .h265, .265, .hevc), IP
@@ -82,9 +74,9 @@ SNAP_S = 0.0005
 ESTIMATE_MARGIN_S, ESTIMATE_MARGIN = 1.0, 0.1
 
 
-# Image formats that may hold several frames: an animated GIF, PNG (APNG) or WebP, a multi-page
-# TIFF. Such a file with more than one frame is a clip, read frame by frame like a video.
-ANIMATED_IMAGE_EXTENSIONS = frozenset({".gif", ".png", ".webp", ".tif", ".tiff"})
+# Image formats that may hold several frames: an animated GIF, PNG (APNG), WebP or AVIF, a
+# multi-page TIFF. Such a file with more than one frame is a clip, read frame by frame like a video.
+ANIMATED_IMAGE_EXTENSIONS = frozenset({".gif", ".png", ".webp", ".avif", ".tif", ".tiff"})
 
 
 def is_video_file(path: str | Path) -> bool:
@@ -262,9 +254,7 @@ def frames(
             f"{path} is not an MPEG transport stream, the only .ts files read as videos (its "
             "first bytes are not a stream's packets; TypeScript files are named .ts too)"
         )
-    # The name's bytes: OpenCV crashes the process on a str holding a name that is not UTF-8
-    # (a Latin-1 name, held by Python with surrogate escapes); it opens the bytes.
-    capture = cv2.VideoCapture(os.fsencode(path))
+    capture = cv2.VideoCapture(opencv_name(path))
     if not capture.isOpened():
         capture.release()
         if no_picture := _no_picture(container_facts(path)):
@@ -394,9 +384,18 @@ def _no_picture(facts: Container) -> str:
     return ""
 
 
+def opencv_name(path: str | Path) -> bytes:
+    """The name to hand OpenCV for a video file: its absolute path, as bytes. FFmpeg reads a
+    name with a colon before its first slash as a protocol and a resource (12:30:00.mp4,
+    cam:1/a.mp4, pipe:0.mp4), and fails to open it or opens something else; an absolute path
+    starts with a slash. Bytes, because OpenCV crashes the process on a str holding a name that
+    is not UTF-8 (a Latin-1 name, held by Python with surrogate escapes)."""
+    return os.fsencode(os.path.abspath(path))
+
+
 def video_fps(path: str | Path) -> float | None:
     """The frame rate a video file declares, or None."""
-    capture = cv2.VideoCapture(os.fsencode(path))  # bytes, as frames() passes them
+    capture = cv2.VideoCapture(opencv_name(path))
     fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
     capture.release()
     return _rate(fps)
@@ -731,8 +730,8 @@ class VideoWriter:
         self.stem.parent.mkdir(parents=True, exist_ok=True)
         for fourcc, suffix in VIDEO_CODECS:
             path = self.stem.with_suffix(PARTIAL + suffix)
-            code = cv2.VideoWriter_fourcc(*fourcc)  # the name as bytes, as frames() passes it
-            writer = cv2.VideoWriter(os.fsencode(path), code, self.fps, size)
+            code = cv2.VideoWriter_fourcc(*fourcc)
+            writer = cv2.VideoWriter(opencv_name(path), code, self.fps, size)
             if writer.isOpened():
                 self.path, self.size, self._writer = path, size, writer
                 return

@@ -206,11 +206,23 @@ def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
     algorithm["demoted"] = torch.zeros(len(algorithm["label"]), dtype=torch.bool)
     algorithm["demoted"][[2, 3]] = True
     algorithm["evidence"] = torch.full((len(algorithm["label"]), 7), 1 / 7)
-    # the evidence names the new class n for images 4 and 5, kept on their labels, and for no
+    # the evidence names the new class n for two images kept on their labels whose fold head
+    # trains on another image of their label (the others' evidence cannot name it), and for no
     # other kept image: n's agreement is the share of those two given n
     new = (given + 1) % 7
+    labels, folds = algorithm["label"].tolist(), algorithm["fold"].tolist()
+    trains = [i not in (2, 3) for i in range(len(labels))]  # the demoted ones are set aside
+    judged = [
+        i
+        for i in range(4, len(labels))
+        if any(
+            trains[j] and labels[j] == labels[i] and folds[j] != folds[i]
+            for j in range(len(labels))
+        )
+    ][:2]
+    assert len(judged) == 2
     algorithm["evidence"][:, (new + 1) % 7] = 0.2
-    algorithm["evidence"][[4, 5], new] = 0.5
+    algorithm["evidence"][judged, new] = 0.5
     algorithm["evidence_visits"] = torch.ones(len(algorithm["label"]), dtype=torch.long)
     torch.save(state, path)
 
@@ -220,7 +232,7 @@ def test_relabel_exports_a_runs_labeled_set(tmp_path_factory, tmp_path, capsys):
         "current_name", "weight", "changed", "ambiguous", "demoted", "new_class_agreement",
     ]  # fmt: skip
     assert columns[13:] == [f"w_{n.lower()}" for n in CLASS_NAMES]
-    named_new = [r["given_label"] == new for r in rows[4:6]]
+    named_new = [rows[i]["given_label"] == new for i in judged]
     assert rows[1]["new_class_agreement"] == pytest.approx(sum(named_new) / 2)
     assert all(r["new_class_agreement"] is None for r in rows if not r["changed"])
     assert [r["demoted"] for r in rows[:5]] == [False, False, True, True, False]

@@ -27,7 +27,8 @@ def test_train_then_evaluate(capsys, tmp_path):
     out = tmp_path / "run"
     code, stdout, _ = run(capsys, "train", *TINY, "--out", str(out), "--no-progress")
     assert code == 0, stdout
-    assert "test accuracy" in stdout and "relabeled" in stdout
+    assert "test accuracy" in stdout
+    assert "relabeled" in stdout or "no label changed" in stdout
     summary = json.loads((out / "summary.json").read_text())
     code, stdout, _ = run(capsys, "evaluate", str(out), "--json")
     assert code == 0

@@ -563,11 +563,16 @@ def test_summary_scores_the_bank_against_the_unlabeled_truth_it_is_given():
 
 
 def test_the_evidence_rule_summary_gives_its_agreement_by_class_under_the_class_names():
-    lion = make_lion([0, 1, 1], recipe="evidence", names=("X", "Y", "Z"))
-    lion.evidence = T([[0.9, 0.1, 0.0], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8]])
-    lion.evidence_visits = T([1, 1, 1])
-    lion.label = T([0, 1, 2])  # image 2 relabeled 1 → 2, truly 2
-    figures = lion.summary([0, 0, 2])["evidence_by_class"]
+    lion = make_lion([0, 1, 1, 0, 1], recipe="evidence", names=("X", "Y", "Z"))
+    lion.evidence = T(
+        [[0.9, 0.1, 0.0], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]]
+    )
+    lion.evidence_visits = T([1, 1, 1, 1, 1])
+    lion.label = T([0, 1, 2, 0, 1])  # image 2 relabeled 1 → 2, truly 2
+    # every kept image's fold head trains on another image of its label (head 0 on images 1
+    # and 3, labels 1 and 0; head 1 on images 0, 2 and 4), none held out by an audit
+    lion.fold, lion.audit = T([0, 1, 0, 1, 0]), torch.zeros(5, dtype=torch.bool)
+    figures = lion.summary([0, 0, 2, 0, 1])["evidence_by_class"]
     assert figures["X"]["named"] == 2 and figures["X"]["agreement"] == 0.5
     assert (figures["Z"]["relabeled_to"], figures["Z"]["relabeled_to_right"]) == (1, 1)
     unnamed = make_lion([0, 1, 1], recipe="evidence")

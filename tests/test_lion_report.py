@@ -286,8 +286,11 @@ def test_the_evidence_check_needs_test_labels_and_reaches_the_label_figures():
     figures = label_figures(
         state, T(CHECK_GIVEN), check_probe(), cosine_to_prototypes, OffsetHeads()
     )
+    # the heads train on the state's labels 0, 2, 1, 1 less the demoted image 2: head 0 on image
+    # 3 (label 1), head 1 on images 0 and 1 (labels 0, 2); image 0's head trains on no image
+    # given its label 0, so the check leaves it out
     assert figures["label_quality"]["evidence_check"] == evidence_check(
-        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe()
+        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), JUDGED
     )
 
 
@@ -301,6 +304,11 @@ def test_the_evidence_check_counts_only_the_labeled_images_trained_on_their_labe
     assert evidence_check(OffsetHeads(), CHECK_FOLDS, given, check_probe(), trained) == check
     none = np.zeros(4, dtype=bool)
     assert evidence_check(OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), none) is None
+
+
+# the images of lion_state's labels whose fold head (CHECK_FOLDS) trains on an image of their
+# given label (CHECK_GIVEN), as the label figures count them: all but image 0
+JUDGED = np.array([False, True, True, True])
 
 
 def audit_state(step, z, passed=True):
@@ -333,7 +341,7 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
     }
     trained = np.array([True, True, False, True])
     assert figures["evidence_check"] == evidence_check(
-        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), trained
+        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), trained & JUDGED
     )
     figures = label_figures(
         audit_state(60, 4.5, passed=False),
@@ -352,7 +360,7 @@ def test_the_label_figures_report_the_audit_and_leave_its_open_images_out_of_the
     }
     assert figures["evidence_check"]["labeled_agreement"] == 1.0
     assert figures["evidence_check"] == evidence_check(
-        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe()
+        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), JUDGED
     )  # read: the audit trains on its labels and counts
     state = audit_state(-1, float("-inf"))
     state["audit"] = T([False] * 4)
@@ -419,7 +427,7 @@ def test_an_audit_read_at_step_0_reports_step_0():
     assert figures["evidence_audit"]["read_step"] == 0
     # read: its image counts in the check like any other
     assert figures["evidence_check"] == evidence_check(
-        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe()
+        OffsetHeads(), CHECK_FOLDS, CHECK_GIVEN, check_probe(), JUDGED
     )
 
 

@@ -293,10 +293,12 @@ def test_every_semi_supervised_method_names_its_schedule_terms():
     assert unlabeled <= set(SCHEDULE_TERMS)
 
 
-def relabel_figures(given, current, count=20, precision=0.15, broken=15):
+def relabel_figures(given, current, count=20, precision=0.15, broken=15, right=3):
     return {
         "count": count,
         "precision": precision,
+        "count_known": count,  # the truth of every relabel known
+        "count_right": right,
         "given_accuracy": given,
         "current_accuracy": current,
         "broken": broken,
@@ -335,7 +337,7 @@ def test_rule_c_judges_only_runs_with_relabel_figures_against_truth(tmp_path):
 
 def test_one_relabel_reads_in_the_singular(tmp_path):
     run = write_run(
-        tmp_path, "one", algorithm="lion", relabel=relabel_figures(0.75, 0.74, 1, 0.0, 1)
+        tmp_path, "one", algorithm="lion", relabel=relabel_figures(0.75, 0.74, 1, 0.0, 1, 0)
     )
     evidence = K.run_flags(load_runs([run]).runs[0])[0].evidence
     assert evidence.endswith(": 1 relabel, 0 of them right (0%), 1 correct label broken")

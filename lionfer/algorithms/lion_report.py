@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lionfer.algorithms.lion_audit import audit_held, no_agreement
+from lionfer.algorithms.lion_evidence import heads_trained
 from lionfer.errors import InputError
 from lionfer.metrics import excess_agreement_z, relabel_metrics
 
@@ -77,6 +78,8 @@ def label_figures(
     truth = probe.true_labeled
     demoted = state["demoted"].cpu().numpy() if "demoted" in state else None
     relabel = relabel_metrics(given, current, truth, probe.error_types_labeled, demoted)
+    if truth is not None:
+        relabel.update(relabel_counts(given, current, truth, demoted))
     ambiguous = state["ambiguous"].cpu().numpy()
     candidates = state["candidates"].cpu().numpy()
     rows = np.flatnonzero(ambiguous)
@@ -94,12 +97,14 @@ def label_figures(
     if bool(state["prototype_ready"].any()):
         quality.update(prototype_figures(state, probe, truth, given, similarity))
     if heads is not None:
+        held = audit_held(state["audit"], state["audit_step"])
         quality["evidence_check"] = evidence_check(
             heads,
             state["fold"],
             given,
             probe,
-            ~audit_held(state["audit"], state["audit_step"]).cpu().numpy(),
+            ~held.cpu().numpy(),
+            (state["label"], ~(state["demoted"] | held)),
         )
         # an audit held, or one asked for that no class had the labeled images to make
         if bool(state["audit"].any()) or not bool(state["audit_passed"]):
@@ -108,6 +113,21 @@ def label_figures(
         if noise_min > 0 and int(state.get("noise_reads", torch.tensor([0]))[0]) > 0:
             quality["noise_check"] = noise_figures(state, noise_min, noise_z)
     return {"relabel": relabel, "label_quality": quality}
+
+
+def relabel_counts(given, current, truth, demoted=None) -> dict:
+    """The relabels' counts behind relabel_metrics' precision: count_known, the relabels (current
+    label not the given one, demoted images excepted) whose truth is known (truth >= 0), and
+    count_right, those of them now right. precision is count_right / count_known, and count
+    includes the relabels of unknown truth: count · precision is not the number right."""
+    given, current, truth = (np.asarray(a).reshape(-1) for a in (given, current, truth))
+    if demoted is not None:
+        current = np.where(np.asarray(demoted, dtype=bool).reshape(-1), given, current)
+    known = (current != given) & (truth >= 0)
+    return {
+        "count_known": int(known.sum()),
+        "count_right": int((known & (current == truth)).sum()),
+    }
 
 
 def noise_figures(state: dict, rate_min: float, threshold: float) -> dict:
@@ -160,7 +180,12 @@ def audit_figures(state: dict, threshold: float) -> dict:
 
 
 def evidence_check(
-    heads, folds: torch.Tensor, given: np.ndarray, probe, trained: np.ndarray | None = None
+    heads,
+    folds: torch.Tensor,
+    given: np.ndarray,
+    probe,
+    trained: np.ndarray | None = None,
+    training: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict | None:
     """Whether the heads' out-of-fold evidence is out of sample in fact. Each labeled image's
     fold head never trained on it, but the features it reads come from a backbone that trained
@@ -171,8 +196,12 @@ def evidence_check(
     than chance matches at least as often, where the test labels are true). So: the fold head's
     agreement with the given labels, the heads' (mean p) agreement with the test labels, and
     the one-sided z of the first above the second; memorised when z > MEMORISED_Z. trained
-    (M,) bool: the labeled images whose labels the model trains on (default all). None without
-    such images or test labels."""
+    (M,) bool: the labeled images whose labels the model trains on (default all). training:
+    what the heads train on, (labels (M,), trains (M,) bool: the rows not set aside), where
+    known: an image whose fold head trains on no other image of its given label cannot have it
+    named (heads_trained), so it is left out of the labeled agreement as the rule gives it no
+    verdict; where none is left, labeled_agreement and z are None and memorised false: the check
+    could not be made. None without trained images or test labels."""
     features, _ = probe.features("labeled")
     test_features, test_labels = probe.features("test")
     test_labels = np.asarray(test_labels)
@@ -188,15 +217,62 @@ def evidence_check(
         rows = torch.arange(len(given), device=logits.device)
         judged = logits[rows, folds.to(logits.device)].argmax(dim=1).cpu().numpy()
         test = heads(test_features.to(weight)).softmax(dim=2).mean(dim=1).argmax(dim=1)
-    hits_labeled = int(((judged == given) & trained).sum())
     hits_test = int((test.cpu().numpy()[known] == test_labels[known]).sum())
-    z = excess_agreement_z(hits_labeled, num_trained, hits_test, num_test)
+    counted = trained.copy()
+    if training is not None:
+        counted &= head_knows_label(folds, given, *training, *logits.shape[1:])
+    num_counted = int(counted.sum())
+    if not num_counted:  # no image its head could judge: the check cannot be made
+        return {
+            "labeled_agreement": None,
+            "test_agreement": hits_test / num_test,
+            "z": None,
+            "memorised": False,
+        }
+    hits_labeled = int(((judged == given) & counted).sum())
+    z = excess_agreement_z(hits_labeled, num_counted, hits_test, num_test)
     return {
-        "labeled_agreement": hits_labeled / num_trained,
+        "labeled_agreement": hits_labeled / num_counted,
         "test_agreement": hits_test / num_test,
         "z": z,
         "memorised": z > MEMORISED_Z,
     }
+
+
+def head_knows_label(
+    folds: torch.Tensor,
+    classes: np.ndarray,
+    labels: torch.Tensor,
+    trains: torch.Tensor,
+    num_heads: int,
+    num_classes: int,
+) -> np.ndarray:
+    """(M,) bool: the head of image i's fold trains on some image labeled classes[i]
+    (heads_trained over the heads' labels, the rows that train (trains)): only then can it name
+    that class for image i, which it never trained on."""
+    folds, labels, trains = folds.cpu().long(), labels.cpu().long(), trains.cpu().bool()
+    counts = heads_trained(folds, labels, trains, num_heads, num_classes)
+    classes = torch.as_tensor(np.asarray(classes), dtype=torch.long)
+    return (counts[folds, classes] > 0).numpy()
+
+
+def judgeable(state: dict, given: np.ndarray, num_classes: int) -> np.ndarray:
+    """(M,) bool: the labeled images whose fold's head trains on some other image of their given
+    label (head_knows_label over the state's labels and the rows not set aside: demoted, or in
+    the audit before its read), from an evidence rule's state; all where the state has no folds.
+    The evidence of the others cannot name their label: it is no evidence for or against it."""
+    given = np.asarray(given)
+    if state.get("fold") is None or state.get("label") is None:
+        return np.ones(len(given), dtype=bool)
+    folds, labels = state["fold"].cpu(), state["label"].cpu().long()
+    aside = torch.zeros(len(labels), dtype=torch.bool)
+    if state.get("demoted") is not None:
+        aside |= state["demoted"].cpu().bool()
+    if state.get("audit") is not None and state.get("audit_step") is not None:
+        aside |= audit_held(state["audit"].cpu(), state["audit_step"].cpu())
+    # the folds' heads (the state keeps no K; a head of no fold judges no image)
+    num_heads = int(folds.max()) + 1 if len(folds) else 1
+    return head_knows_label(folds, given, labels, ~aside, num_heads, num_classes)
 
 
 def prototype_figures(state: dict, probe, truth, given, similarity) -> dict:
@@ -279,14 +355,17 @@ def class_agreement(
 def evidence_by_class(state: dict, given: np.ndarray, names, truth=None) -> dict:
     """summary.json's evidence_by_class: for each class, the evidence's agreement with the given
     labels where it names the class (class_agreement: named, agreement, None where it names it for
-    no kept image), and the labels changed to it (relabeled_to; demoted images excepted), with,
-    where the truth is passed, how many of those have a known truth (relabeled_to_known) and how
-    many of those are right (relabeled_to_right)."""
+    no kept image; an image whose fold head trains on no other image of its label, judgeable,
+    is left out: its evidence cannot name its label), and the labels changed to it
+    (relabeled_to; demoted images excepted), with, where the truth is passed, how many of those
+    have a known truth (relabeled_to_known) and how many of those are right
+    (relabeled_to_right)."""
     given = np.asarray(given)
     truth = None if truth is None else np.asarray(truth)
     current = state["label"].cpu().numpy()
     demoted = state["demoted"].cpu().numpy().astype(bool)
     visited = state["evidence_visits"].cpu().numpy() > 0
+    visited &= judgeable(state, given, len(names))  # evidence that can name the label
     named, agree = class_agreement(state["evidence"], given, current, demoted, visited)
     changed = (current != given) & ~demoted
     figures = {}
@@ -394,7 +473,8 @@ def label_state(algorithm: dict, given: np.ndarray, num_classes: int) -> dict[st
     agreement = np.full(m, np.nan)  # of the class a relabeled image went to (evidence recipe)
     visits = get("evidence_visits")
     if evidence is not None and visits is not None:
-        named, agree = class_agreement(evidence, given, label, demoted, visits > 0)
+        judged = (visits > 0) & judgeable(algorithm, given, num_classes)
+        named, agree = class_agreement(evidence, given, label, demoted, judged)
         per_class = np.where(named > 0, agree / np.maximum(named, 1), np.nan)
         relabeled = changed & ~demoted
         agreement[relabeled] = per_class[label[relabeled]]

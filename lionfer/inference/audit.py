@@ -354,20 +354,39 @@ class RelabelReport:
     labeled: int
     changed: int
     ambiguous: int
-    corrected: int | None  # changed to the true label, where true labels are known
+    corrected: int | None  # changed to the true label, of those whose true label is known
     demoted: int = 0  # training as unlabeled images now (the evidence recipe)
-    demoted_wrong: int | None = None  # of them, wrongly labeled as given, where known
+    demoted_wrong: int | None = None  # of them, wrongly labeled as given, of those known
+    changed_known: int | None = None  # the relabeled images of known truth (None: all)
+    demoted_known: int | None = None  # the demoted images of known truth (None: all)
 
     def summary(self) -> str:
         line = f"{self.labeled} labeled images, {self.changed} relabeled"
-        if self.corrected is not None:
-            line += f" ({self.corrected} to the true label)"
+        line += _of_known(
+            self.corrected, self.changed, self.changed_known, "to the true label", "to it"
+        )
         line += f", {self.ambiguous} ambiguous now"
         if self.demoted:
             line += f", {self.demoted} demoted to unlabeled"
-            if self.demoted_wrong is not None:
-                line += f" ({self.demoted_wrong} of them wrongly labeled)"
+            line += _of_known(
+                self.demoted_wrong,
+                self.demoted,
+                self.demoted_known,
+                "of them wrongly labeled",
+                "wrongly labeled",
+            )
         return f"{line} -> {self.out}"
+
+
+def _of_known(count: int | None, total: int, known: int | None, every: str, some: str) -> str:
+    """A truth count of `total` images: ' (2 to the true label)' where the truth of all of them
+    is known (known None or total), ' (1 of the 3 with a known true label to it)' where of some,
+    '' where of none (or count None: no truth at all)."""
+    if count is None or known == 0:
+        return ""
+    if known is None or known == total:
+        return f" ({count} {every})"
+    return f" ({count} of the {known} with a known true label {some})"
 
 
 def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], list[dict]]:
@@ -430,15 +449,24 @@ def write_relabel_table(
     refuse_existing(out, overwrite)
     columns, rows = relabel_rows(run, checkpoint)
     write_csv(out, columns, rows)
+    # the truth counts are over the images whose true label is known, where any is
     changed = [r for r in rows if r["changed"]]
     demoted = [r for r in rows if r["demoted"]]
-    known = all(r["true_label"] is not None for r in rows)
+    changed_known = [r for r in changed if r["true_label"] is not None]
+    demoted_known = [r for r in demoted if r["true_label"] is not None]
+    known = any(r["true_label"] is not None for r in rows)
     return RelabelReport(
         out,
         labeled=len(rows),
         changed=len(changed),
         ambiguous=sum(r["ambiguous"] for r in rows),
-        corrected=sum(r["current_label"] == r["true_label"] for r in changed) if known else None,
+        corrected=(
+            sum(r["current_label"] == r["true_label"] for r in changed_known) if known else None
+        ),
         demoted=len(demoted),
-        demoted_wrong=sum(r["given_label"] != r["true_label"] for r in demoted) if known else None,
+        demoted_wrong=(
+            sum(r["given_label"] != r["true_label"] for r in demoted_known) if known else None
+        ),
+        changed_known=len(changed_known) if known else None,
+        demoted_known=len(demoted_known) if known else None,
     )

@@ -15,6 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from lionfer.reporting.label_flags import (
+    EPS,
+    _number,
+    _pct,
+    evidence_check,
+    evidence_memorised,
+    judged_relabel,
+    labels_made_worse,
+)
 from lionfer.reporting.runs import Run
 from lionfer.reporting.tables import column_key
 from lionfer.version import docs_page
@@ -23,7 +32,6 @@ COLLAPSE_SHARE = 0.90  # (a): share of the test predictions ...
 COLLAPSE_CLASSES = 2  # ... that fall on this many classes or fewer (judged where C > this)
 CHANCE_FACTOR = 1.5  # (b): pseudo-label accuracy under CHANCE_FACTOR / C is chance
 LATE = 0.5  # (b) and the terms' numbers read the logs of steps after this fraction of the run
-EPS = 1e-9  # so that exactly 90% (63 of 70) counts as 90%
 
 COLLAPSED = "collapsed"
 CHANCE = "pseudo-labels at chance"
@@ -65,14 +73,6 @@ def run_text(flags: list[Flag]) -> str:
     return " | ".join(
         [*(f"{f.rule}: {f.evidence}" for f in flags), f"schedule term: {flags[0].term}"]
     )
-
-
-def _number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.0f}%"
 
 
 def _times(ratio: float) -> str:
@@ -120,55 +120,6 @@ def _ratio(logs: list[dict], loss: str, weight) -> float | None:
 
 
 # ---- the rules ----
-
-
-def _relabel(run) -> dict:
-    """summary.json's relabel figures where they can be judged: given and current accuracy of
-    the labeled set against the true labels (a method that changes labels, truth known)."""
-    relabel = run.summary.get("relabel") or {}
-    known = _number(relabel.get("given_accuracy")) and _number(relabel.get("current_accuracy"))
-    return relabel if known else {}
-
-
-def labels_made_worse(run) -> str | None:
-    """Rule (c): the evidence when the labeled set ends less accurate than given (its relabels
-    broke more correct labels than they fixed wrong ones); None otherwise, and where the run
-    changes no labels or has no true labels."""
-    relabel = _relabel(run)
-    if not relabel or relabel["current_accuracy"] >= relabel["given_accuracy"] - EPS:
-        return None
-    count, precision = relabel.get("count"), relabel.get("precision")
-    text = f"labels {_pct(relabel['given_accuracy'])} right as given → "
-    text += f"{_pct(relabel['current_accuracy'])} at the end"
-    if _number(count):
-        text += f": {count:g} relabel{'' if count == 1 else 's'}"
-        if _number(precision):
-            text += f", {round(count * precision):g} of them right ({_pct(precision)})"
-    if _number(relabel.get("broken")):
-        broken = relabel["broken"]
-        text += f", {broken:g} correct label{'' if broken == 1 else 's'} broken"
-    return text
-
-
-def _evidence_check(run) -> dict:
-    """summary.json's evidence check (LION's evidence rule), {} where the run has none."""
-    quality = run.summary.get("label_quality") or {}
-    check = quality.get("evidence_check") or {}
-    return check if _number(check.get("z")) else {}
-
-
-def evidence_memorised(run) -> str | None:
-    """Rule (d): the evidence when the run's evidence check found its out-of-fold evidence
-    memorised (memorised true: z above lion_report.MEMORISED_Z); None otherwise, and where the
-    run reports no evidence check."""
-    check = _evidence_check(run)
-    if not check.get("memorised"):
-        return None
-    return (
-        f"out of fold, the heads name the given label of {_pct(check['labeled_agreement'])} of "
-        f"labeled images and the label of {_pct(check['test_agreement'])} of test images "
-        f"(z = {check['z']:.1f}): its relabels are not evidence"
-    )
 
 
 def judged_matrix(run) -> np.ndarray | None:
@@ -451,8 +402,8 @@ def judged(runs) -> dict[str, int]:
             bool(num_classes(r)) and any(_number(e.get("pseudo_label_acc")) for e in late_logs(r))
             for r in runs
         ),
-        WORSE: sum(bool(_relabel(r)) for r in runs),
-        MEMORISED: sum(bool(_evidence_check(r)) for r in runs),
+        WORSE: sum(bool(judged_relabel(r)) for r in runs),
+        MEMORISED: sum(bool(evidence_check(r)) for r in runs),
         LOST: sum(judged_matrix(r) is not None for r in runs),
     }
 

@@ -14,14 +14,10 @@ def label_quality_lines(summary: dict) -> list[str]:
     relabel, quality = summary.get("relabel"), summary.get("label_quality")
     if not relabel:
         return []
-    lines = [f"relabeled {relabel['count']} of {summary['num_labels']} labeled images"]
-    if relabel.get("given_accuracy") is not None:
-        lines[0] += (
-            f": precision {_percent(relabel['precision'])}, recall {_percent(relabel['recall'])};"
-            f" labels right {_percent(relabel['given_accuracy'])} as given, "
-            f"{_percent(relabel['current_accuracy'])} now"
-        )
-    types = error_type_line(relabel)
+    lines = [relabel_line(relabel, summary["num_labels"])]
+    # a run that changed nothing still says how many wrong labels it left (the first line says
+    # the rest)
+    types = error_type_line(relabel) if changed_labels(relabel) else fixed_line(relabel)
     if types:
         lines.append(types)
     by_class = relabel_class_line(summary.get("evidence_by_class") or {})
@@ -43,9 +39,40 @@ def label_quality_lines(summary: dict) -> list[str]:
         if quality.get("noise_check"):
             lines.append(noise_check_line(quality["noise_check"]))
         if quality.get("evidence_check"):
-            changed = relabel["count"] > 0 or bool((relabel.get("demoted") or {}).get("count"))
-            lines.append(evidence_check_line(quality["evidence_check"], changed))
+            lines.append(evidence_check_line(quality["evidence_check"], changed_labels(relabel)))
     return lines
+
+
+def changed_labels(relabel: dict) -> bool:
+    """Whether the run relabeled or demoted any labeled image (summary.json's relabel)."""
+    return relabel["count"] > 0 or bool((relabel.get("demoted") or {}).get("count"))
+
+
+def relabel_line(relabel: dict, num_labels: int) -> str:
+    """'relabeled 12 of 100 labeled images: precision 75.0%, recall 40.0%; labels right 80.0% as
+    given, 86.0% now', the figures against the truth where known; where the run changed no
+    label, a sentence that says so."""
+    of = f"of {_count(num_labels, 'labeled image')}"
+    given, current = relabel.get("given_accuracy"), relabel.get("current_accuracy")
+    if not changed_labels(relabel):  # "none demoted" where the algorithm demotes
+        line = "no label changed, none demoted," if "demoted" in relabel else "no label changed,"
+        line += f" {of}"
+        if given is not None:
+            line += f"; labels right {_percent(given)}"
+        return line
+    line = f"relabeled {relabel['count']} {of}"
+    if given is None:
+        return line
+    rates = [
+        f"{name} {_percent(relabel.get(key))}"
+        for key, name in (("precision", "precision"), ("recall", "recall"))
+        if relabel.get(key) is not None  # none relabeled, or no wrong label given
+    ]
+    known = relabel.get("count_known")  # absent from the summaries of runs made before it
+    if relabel.get("precision") is not None and known is not None and known < relabel["count"]:
+        rates[0] += f" (of the {known} of known truth)"
+    line += f": {', '.join(rates)};" if rates else ";"
+    return line + f" labels right {_percent(given)} as given, {_percent(current)} now"
 
 
 def evidence_audit_line(audit: dict) -> str:
@@ -55,13 +82,19 @@ def evidence_audit_line(audit: dict) -> str:
             "evidence audit: no class had the three labeled images it needs (one held out, two "
             "to judge), so it could not be made and no label was changed"
         )
-    line = f"evidence audit: {audit['images']} labeled images held out of training on their labels"
+    its = "its label" if audit["images"] == 1 else "their labels"
+    line = (
+        f"evidence audit: {_count(audit['images'], 'labeled image')} held out of training on {its}"
+    )
     reads = audit.get("reads") or []  # absent from the summaries of runs made before it was kept
     if audit["read_step"] is None:
         line += " to the end: the run made no decision"
         return line + (f"; it ended after {_inconclusive(reads)}" if reads else "")
     waited = reads[:-1]
-    line += f" until the first decision, at step {audit['read_step']}"
+    # an audit that stopped the decisions was read, and no decision followed
+    stopped = audit["z"] is not None and not audit["passed"]
+    until = "the audit was read" if stopped else "the first decision"
+    line += f" until {until}, at step {audit['read_step']}"
     if waited:
         line += f", after {_inconclusive(waited)}"
     if audit["z"] is None:
@@ -93,16 +126,23 @@ def noise_check_line(check: dict) -> str:
         f"z = {check['z']:.1f}"
     )
     reads, held = check["reads"], check["held"]
+    rule = f"({floor}, z above {check['threshold']:g})"
     if not held:
+        at = "its only read" if reads == 1 else f"none of its {reads} reads"
         return (
-            f"noise check: at none of its {reads} reads did the given labels look nearly right "
-            f"({floor}, z above {check['threshold']:g}), so it held no decision back ({last})"
+            f"noise check: at {at} did the given labels look nearly right {rule}, so it held no "
+            f"decision back ({last})"
+        )
+    if held >= reads:  # read from the first step decisions could be made: none was made
+        at = "its only read" if reads == 1 else f"all {reads} of its reads"
+        return (
+            f"noise check: at {at} the given labels looked nearly right {rule}, so it held "
+            f"back every decision: no decision was made in the run ({last})"
         )
     ending = "; it held decisions back at the end" if check["holds"] else ""
     return (
         f"noise check: at {held} of its {reads} reads the given labels looked nearly right "
-        f"({floor}, z above {check['threshold']:g}), and no decision was made until the next "
-        f"read ({last}){ending}"
+        f"{rule}, and no decision was made until the next read ({last}){ending}"
     )
 
 
@@ -116,6 +156,13 @@ def _inconclusive(reads: list) -> str:
 def evidence_check_line(check: dict, changed: bool = True) -> str:
     """The evidence check (lion_report.evidence_check) in a sentence, with what it means.
     changed: whether the run relabeled or demoted any image."""
+    if check["labeled_agreement"] is None:  # no labeled image's head trains on its label
+        return (
+            "evidence check: could not be made: no labeled image's fold head trained on another "
+            "image of its given label, so none could have that label named out of fold (the "
+            "rule gives such an image no verdict); a class needs two labeled images for its "
+            "evidence to be judged: raise data.num_labels"
+        )
     line = (
         f"evidence check: out of fold, the heads name the given label of "
         f"{_percent(check['labeled_agreement'])} of labeled images and the label of "
@@ -132,25 +179,36 @@ def evidence_check_line(check: dict, changed: bool = True) -> str:
     return line + ": no sign that the evidence has learnt the labels"
 
 
+def fixed_line(relabel: dict) -> str:
+    """'wrong labels fixed: slips 5 of 12, ambiguous 3 of 20', "" where the wrong labels are not
+    known by their kind (relabel_metrics' by_error_type)."""
+    by_type = relabel.get("by_error_type")
+    if not by_type:
+        return ""
+    fixed = [
+        f"{name} {by_type[key]['fixed']} of {by_type[key]['wrong_given']}"
+        for key, name in (("slip", "slips"), ("ambiguity", "ambiguous"))
+        if key in by_type
+    ]
+    return "wrong labels fixed: " + ", ".join(fixed)
+
+
 def error_type_line(relabel: dict) -> str:
     """'wrong labels fixed: slips 5 of 12, ambiguous 3 of 20; correct labels broken: 1; demoted
     8 (5 of them wrongly labeled)', from the parts of relabel_metrics that are there."""
-    parts = []
-    by_type = relabel.get("by_error_type")
-    if by_type:
-        fixed = [
-            f"{name} {by_type[key]['fixed']} of {by_type[key]['wrong_given']}"
-            for key, name in (("slip", "slips"), ("ambiguity", "ambiguous"))
-            if key in by_type
-        ]
-        parts.append("wrong labels fixed: " + ", ".join(fixed))
+    parts = [fixed_line(relabel)] if relabel.get("by_error_type") else []
     if relabel.get("broken") is not None:
         parts.append(f"correct labels broken: {relabel['broken']}")
     demoted = relabel.get("demoted")
-    if demoted:
+    if demoted and not demoted["count"]:
+        parts.append("none demoted to unlabeled")
+    elif demoted:
         text = f"demoted to unlabeled: {demoted['count']}"
-        if demoted.get("wrong_given") is not None:
-            text += f" ({demoted['wrong_given']} of them wrongly labeled)"
+        wrong = demoted.get("wrong_given")
+        if wrong is not None and demoted["count"] == 1:
+            text += " (wrongly labeled)" if wrong else " (rightly labeled)"
+        elif wrong is not None:
+            text += f" ({wrong} of them wrongly labeled)"
         parts.append(text)
     return "; ".join(parts)
 
@@ -174,6 +232,11 @@ def relabel_class_line(by_class: dict) -> str:
         "where it names the class; the lower, the more of its relabels tend to be wrong): "
         + "; ".join(cells)
     )
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 labeled image', '3 labeled images'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _percent(value) -> str:

@@ -300,8 +300,10 @@ def test_the_audit_line_says_when_no_class_could_give_it_an_image():
 
     audit = {"images": 0, "read_step": None, "z": None, "threshold": 3.0, "passed": False}
     assert evidence_audit_line(audit) == (
-        "evidence audit: no class had the three labeled images it needs (one held out, two to "
-        "judge), so it could not be made and no label was changed"
+        "evidence audit: fewer than two labeled images could be held out (a class gives one "
+        "from three labeled images on: one held out, two to judge), too few to tell whether the "
+        "features have learnt the labels, so it could not be made and no label was changed; "
+        "raise data.num_labels"
     )
 
 

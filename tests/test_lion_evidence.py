@@ -794,6 +794,17 @@ def test_an_audit_no_class_can_give_an_image_to_stops_every_decision_from_the_st
     assert bool(off.audit_passed) and off.label.tolist() == [1, 0, 1, 1]
 
 
+def test_an_audit_of_one_image_is_none_and_stops_every_decision():
+    """One image could not stop decisions whatever the evidence said of it (20 judged images
+    named at 85%, it missed: z = 2.1, under 3), so it is no audit; two can (z = 3.1)."""
+    assert excess_agreement_z(17, 20, 0, 1) < 3.0 < excess_agreement_z(17, 19, 0, 2)
+    labels = T([0, 0, 0, 1, 1, 2, 2])  # only class 0 has the three labeled images to give one
+    assert not audit_rows(labels, 0.1).any()
+    assert audit_rows(T([0, 0, 0, 1, 1, 1]), 0.1).sum() == 2  # two classes give one each
+    lion = evidence_lion([0, 0, 0, 1, 1], min_visits=1, evidence_audit=0.1)
+    assert not lion.audit.any() and not bool(lion.audit_passed)
+
+
 def test_audit_counts_give_the_z_of_the_trained_labels_agreement_above_the_audits():
     # evidence names labels 0, 1, 1, 0, 1, 0; labels 0, 1, 1, 0 | 0, 1
     evidence = T([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.4, 0.6], [0.7, 0.3]])

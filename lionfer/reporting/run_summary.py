@@ -79,8 +79,10 @@ def evidence_audit_line(audit: dict) -> str:
     """The evidence rule's audit (lion_report.audit_figures) in a sentence."""
     if not audit["images"]:
         return (
-            "evidence audit: no class had the three labeled images it needs (one held out, two "
-            "to judge), so it could not be made and no label was changed"
+            "evidence audit: fewer than two labeled images could be held out (a class gives one "
+            "from three labeled images on: one held out, two to judge), too few to tell whether "
+            "the features have learnt the labels, so it could not be made and no label was "
+            "changed; raise data.num_labels"
         )
     its = "its label" if audit["images"] == 1 else "their labels"
     line = (

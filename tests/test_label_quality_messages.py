@@ -18,6 +18,7 @@ from lionfer.reporting.run_summary import (
     error_type_line,
     evidence_audit_line,
     evidence_check_line,
+    fixed_line,
     label_quality_lines,
     noise_check_line,
 )
@@ -421,3 +422,15 @@ def test_a_run_that_changed_no_label_still_counts_the_wrong_labels_it_left():
     lines = label_quality_lines({"num_labels": 100, "relabel": relabel})
     assert lines[0].startswith("no label changed, none demoted, of 100 labeled images")
     assert lines[1] == "wrong labels fixed: slips 0 of 5, ambiguous 0 of 7"
+
+
+def test_a_kind_of_error_the_labels_do_not_hold_is_not_listed():
+    """Injected noise makes slips alone: 'ambiguous 0 of 0' says nothing."""
+    by_type = {
+        "slip": {"wrong_given": 9, "fixed": 4, "changed": 5},
+        "ambiguity": {"wrong_given": 0, "fixed": 0, "changed": 0},
+    }
+    assert fixed_line({"by_error_type": by_type}) == "wrong labels fixed: slips 4 of 9"
+    clean = {k: {"wrong_given": 0, "fixed": 0, "changed": 0} for k in by_type}
+    assert fixed_line({"by_error_type": clean}) == ""
+    assert error_type_line({"by_error_type": clean, "broken": 2}) == "correct labels broken: 2"

@@ -182,23 +182,25 @@ def evidence_check_line(check: dict, changed: bool = True) -> str:
 
 
 def fixed_line(relabel: dict) -> str:
-    """'wrong labels fixed: slips 5 of 12, ambiguous 3 of 20', "" where the wrong labels are not
-    known by their kind (relabel_metrics' by_error_type)."""
+    """'wrong labels fixed: slips 5 of 12, ambiguous 3 of 20', the kinds the wrong labels hold;
+    "" where they are not known by their kind (relabel_metrics' by_error_type) or none is
+    wrong."""
     by_type = relabel.get("by_error_type")
     if not by_type:
         return ""
     fixed = [
         f"{name} {by_type[key]['fixed']} of {by_type[key]['wrong_given']}"
         for key, name in (("slip", "slips"), ("ambiguity", "ambiguous"))
-        if key in by_type
+        if by_type.get(key, {}).get("wrong_given")  # a kind of error the labels do not hold
+        # (injected noise makes slips alone) is not listed
     ]
-    return "wrong labels fixed: " + ", ".join(fixed)
+    return "wrong labels fixed: " + ", ".join(fixed) if fixed else ""
 
 
 def error_type_line(relabel: dict) -> str:
     """'wrong labels fixed: slips 5 of 12, ambiguous 3 of 20; correct labels broken: 1; demoted
     8 (5 of them wrongly labeled)', from the parts of relabel_metrics that are there."""
-    parts = [fixed_line(relabel)] if relabel.get("by_error_type") else []
+    parts = [fixed] if (fixed := fixed_line(relabel)) else []
     if relabel.get("broken") is not None:
         parts.append(f"correct labels broken: {relabel['broken']}")
     demoted = relabel.get("demoted")

@@ -108,7 +108,10 @@ def relabel_metrics(
     """How many labels were changed and, where the truth is known (true ≥ 0), how well.
 
     count: samples whose current label differs from the given one (demoted ones excepted).
-    precision: of those, the fraction now equal to the true label (None when count is 0).
+    count_known, count_right: of those, the ones whose true label is known, and of these the
+    ones now equal to it (count includes changes of unknown truth: count · precision is not the
+    number right).
+    precision: count_right / count_known (None when count_known is 0).
     recall: of the wrongly given labels, the fraction now equal to the true label (None if none).
     wrong_given: the number of given labels that differ from the true ones.
     given_accuracy, current_accuracy: the fraction of given / current labels equal to the truth;
@@ -149,9 +152,12 @@ def relabel_metrics(
     given, current, true, changed = given[known], current[known], true[known], changed[known]
     wrong = given != true
     given_accuracy, current_accuracy = fraction(given == true), fraction(current == true)
+    right = current[changed] == true[changed]
     out = {
         "count": count,
-        "precision": fraction(current[changed] == true[changed]),
+        "count_known": int(changed.sum()),
+        "count_right": int(right.sum()),
+        "precision": fraction(right),
         "recall": fraction(current[wrong] == true[wrong]),
         "wrong_given": int(wrong.sum()),
         "given_accuracy": given_accuracy,

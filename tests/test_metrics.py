@@ -88,6 +88,8 @@ def test_relabel_metrics_hand_computed():
     current = [0, 2, 1, 1, 1, 1]  # items 1, 2, 3, 4 relabeled; 1 and 3 to the truth
     assert relabel_metrics(given, current, true) == {
         "count": 4,
+        "count_known": 4,  # the truth of every one is known
+        "count_right": 2,  # items 1 and 3
         "precision": 0.5,
         "recall": 1.0,
         "wrong_given": 2,
@@ -101,6 +103,7 @@ def test_relabel_metrics_hand_computed():
 def test_relabel_metrics_skip_unknown_truth_for_accuracy_but_count_every_change():
     out = relabel_metrics([0, 1, 2, 2], [1, 1, 0, 2], [1, -1, -1, 2])
     assert out["count"] == 2  # items 0 and 2 changed; item 2's truth is unknown
+    assert out["count_known"] == 1 and out["count_right"] == 1  # item 0 alone, right
     assert out["precision"] == 1.0 and out["recall"] == 1.0 and out["wrong_given"] == 1
     assert out["given_accuracy"] == 0.5 and out["current_accuracy"] == 1.0
     assert out["accuracy_gain"] == 0.5
@@ -128,6 +131,7 @@ def test_relabel_metrics_by_error_type_broken_and_demoted_by_hand():
     # 7 and 8 are demoted, so they keep their given labels.
     assert out["count"] == 5
     assert out["precision"] == 0.25  # of 1, 2, 4, 6 only 1 is right now
+    assert (out["count_known"], out["count_right"]) == (4, 1)  # 9's truth is unknown
     assert out["wrong_given"] == 5 and out["recall"] == 0.2  # 1 of 1, 3, 4, 6, 8
     assert out["given_accuracy"] == 4 / 9  # 0, 2, 5, 7
     assert out["current_accuracy"] == 4 / 9  # 0, 1, 5, 7 (7 with its given label)

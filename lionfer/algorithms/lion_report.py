@@ -78,8 +78,6 @@ def label_figures(
     truth = probe.true_labeled
     demoted = state["demoted"].cpu().numpy() if "demoted" in state else None
     relabel = relabel_metrics(given, current, truth, probe.error_types_labeled, demoted)
-    if truth is not None:
-        relabel.update(relabel_counts(given, current, truth, demoted))
     ambiguous = state["ambiguous"].cpu().numpy()
     candidates = state["candidates"].cpu().numpy()
     rows = np.flatnonzero(ambiguous)
@@ -104,7 +102,7 @@ def label_figures(
             given,
             probe,
             ~held.cpu().numpy(),
-            (state["label"], ~(state["demoted"] | held)),
+            judgeable(state, given, candidates.shape[1]),
         )
         # an audit held, or one asked for that no class had the labeled images to make
         if bool(state["audit"].any()) or not bool(state["audit_passed"]):
@@ -113,21 +111,6 @@ def label_figures(
         if noise_min > 0 and int(state.get("noise_reads", torch.tensor([0]))[0]) > 0:
             quality["noise_check"] = noise_figures(state, noise_min, noise_z)
     return {"relabel": relabel, "label_quality": quality}
-
-
-def relabel_counts(given, current, truth, demoted=None) -> dict:
-    """The relabels' counts behind relabel_metrics' precision: count_known, the relabels (current
-    label not the given one, demoted images excepted) whose truth is known (truth >= 0), and
-    count_right, those of them now right. precision is count_right / count_known, and count
-    includes the relabels of unknown truth: count · precision is not the number right."""
-    given, current, truth = (np.asarray(a).reshape(-1) for a in (given, current, truth))
-    if demoted is not None:
-        current = np.where(np.asarray(demoted, dtype=bool).reshape(-1), given, current)
-    known = (current != given) & (truth >= 0)
-    return {
-        "count_known": int(known.sum()),
-        "count_right": int((known & (current == truth)).sum()),
-    }
 
 
 def noise_figures(state: dict, rate_min: float, threshold: float) -> dict:
@@ -185,7 +168,7 @@ def evidence_check(
     given: np.ndarray,
     probe,
     trained: np.ndarray | None = None,
-    training: tuple[torch.Tensor, torch.Tensor] | None = None,
+    can_judge: np.ndarray | None = None,
 ) -> dict | None:
     """Whether the heads' out-of-fold evidence is out of sample in fact. Each labeled image's
     fold head never trained on it, but the features it reads come from a backbone that trained
@@ -196,12 +179,11 @@ def evidence_check(
     than chance matches at least as often, where the test labels are true). So: the fold head's
     agreement with the given labels, the heads' (mean p) agreement with the test labels, and
     the one-sided z of the first above the second; memorised when z > MEMORISED_Z. trained
-    (M,) bool: the labeled images whose labels the model trains on (default all). training:
-    what the heads train on, (labels (M,), trains (M,) bool: the rows not set aside), where
-    known: an image whose fold head trains on no other image of its given label cannot have it
-    named (heads_trained), so it is left out of the labeled agreement as the rule gives it no
-    verdict; where none is left, labeled_agreement and z are None and memorised false: the check
-    could not be made. None without trained images or test labels."""
+    (M,) bool: the labeled images whose labels the model trains on (default all). can_judge
+    (M,) bool (judgeable; default all): an image whose fold head trains on no other image of its
+    given label cannot have it named, so it is left out of the labeled agreement as the rule
+    gives it no verdict; where none is left, labeled_agreement and z are None and memorised
+    false: the check could not be made. None without trained images or test labels."""
     features, _ = probe.features("labeled")
     test_features, test_labels = probe.features("test")
     test_labels = np.asarray(test_labels)
@@ -218,9 +200,7 @@ def evidence_check(
         judged = logits[rows, folds.to(logits.device)].argmax(dim=1).cpu().numpy()
         test = heads(test_features.to(weight)).softmax(dim=2).mean(dim=1).argmax(dim=1)
     hits_test = int((test.cpu().numpy()[known] == test_labels[known]).sum())
-    counted = trained.copy()
-    if training is not None:
-        counted &= head_knows_label(folds, given, *training, *logits.shape[1:])
+    counted = trained if can_judge is None else trained & can_judge
     num_counted = int(counted.sum())
     if not num_counted:  # no image its head could judge: the check cannot be made
         return {
@@ -239,32 +219,15 @@ def evidence_check(
     }
 
 
-def head_knows_label(
-    folds: torch.Tensor,
-    classes: np.ndarray,
-    labels: torch.Tensor,
-    trains: torch.Tensor,
-    num_heads: int,
-    num_classes: int,
-) -> np.ndarray:
-    """(M,) bool: the head of image i's fold trains on some image labeled classes[i]
-    (heads_trained over the heads' labels, the rows that train (trains)): only then can it name
-    that class for image i, which it never trained on."""
-    folds, labels, trains = folds.cpu().long(), labels.cpu().long(), trains.cpu().bool()
-    counts = heads_trained(folds, labels, trains, num_heads, num_classes)
-    classes = torch.as_tensor(np.asarray(classes), dtype=torch.long)
-    return (counts[folds, classes] > 0).numpy()
-
-
 def judgeable(state: dict, given: np.ndarray, num_classes: int) -> np.ndarray:
     """(M,) bool: the labeled images whose fold's head trains on some other image of their given
-    label (head_knows_label over the state's labels and the rows not set aside: demoted, or in
-    the audit before its read), from an evidence rule's state; all where the state has no folds.
+    label (heads_trained over the state's labels and the rows not set aside: demoted, or in the
+    audit before its read), from an evidence rule's state; all where the state has no folds.
     The evidence of the others cannot name their label: it is no evidence for or against it."""
     given = np.asarray(given)
     if state.get("fold") is None or state.get("label") is None:
         return np.ones(len(given), dtype=bool)
-    folds, labels = state["fold"].cpu(), state["label"].cpu().long()
+    folds, labels = state["fold"].cpu().long(), state["label"].cpu().long()
     aside = torch.zeros(len(labels), dtype=torch.bool)
     if state.get("demoted") is not None:
         aside |= state["demoted"].cpu().bool()
@@ -272,7 +235,8 @@ def judgeable(state: dict, given: np.ndarray, num_classes: int) -> np.ndarray:
         aside |= audit_held(state["audit"].cpu(), state["audit_step"].cpu())
     # the folds' heads (the state keeps no K; a head of no fold judges no image)
     num_heads = int(folds.max()) + 1 if len(folds) else 1
-    return head_knows_label(folds, given, labels, ~aside, num_heads, num_classes)
+    counts = heads_trained(folds, labels, ~aside, num_heads, num_classes)
+    return (counts[folds, torch.as_tensor(given, dtype=torch.long)] > 0).numpy()
 
 
 def prototype_figures(state: dict, probe, truth, given, similarity) -> dict:

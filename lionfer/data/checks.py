@@ -27,6 +27,7 @@ from lionfer.data.images import (
     raw_note,
 )
 from lionfer.errors import ConfigError, InputError, MissingInputError
+from lionfer.words import counted
 
 # The image files read from folders, for training and for predict. HEIC/HEIF need the optional
 # pillow-heif (registered in lionfer.data.images when installed); without it such a file is
@@ -193,10 +194,7 @@ def check_listed_files(
             f"{'is' if len(missing) == 1 else 'are'} missing "
             f"(first: {shown}). Restore them or set data.skip_bad=true to skip them"
         )
-    note = (
-        f"{dataset}: skipped {len(missing)} missing file{'s' * (len(missing) != 1)} (first: "
-        f"{missing[0]})"
-    )
+    note = f"{dataset}: skipped {counted(len(missing), 'missing file')} (first: {missing[0]})"
     return exists, [note]
 
 

@@ -52,6 +52,7 @@ from lionfer.errors import ConfigError, InputError, Interrupted
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
 from lionfer.training.interrupts import StopSignals
 from lionfer.training.runfolder import RunLock
+from lionfer.words import counted
 
 MANIFEST_COLUMNS = ("path", "label", "split", "true_label", "source")
 FAILURE_COLUMNS = ("source", "split", "reason")
@@ -98,26 +99,22 @@ class PrepareReport:
         lines += [f"note: {note}" for note in self.notes]
         if self.failures:
             lines.append(
-                f"{_images(len(self.failures))} gave no crop; {self.out_dir / 'failures.csv'} "
-                "lists each with its reason"
+                f"{counted(len(self.failures), 'image')} gave no crop; "
+                f"{self.out_dir / 'failures.csv'} lists each with its reason"
             )
         if self.several_faces:
             kept = "the largest face of each" if self.several_faces_rule == "largest" else "each"
             lines.append(
-                f"several faces in {_images(len(self.several_faces))} (kept {kept}); "
+                f"several faces in {counted(len(self.several_faces), 'image')} (kept {kept}); "
                 f"{self.out_dir / 'prepare.json'} lists them under several_faces"
             )
         if self.turned:
             lines.append(
-                f"{_images(len(self.turned))} showed a face only when turned (stored sideways or "
-                f"upside down); their crops are upright, and {self.out_dir / 'prepare.json'} "
-                "lists them under turned"
+                f"{counted(len(self.turned), 'image')} showed a face only when turned (stored "
+                f"sideways or upside down); their crops are upright, and "
+                f"{self.out_dir / 'prepare.json'} lists them under turned"
             )
         return "\n".join(lines)
-
-
-def _images(n: int) -> str:
-    return f"{n} image" + "s" * (n != 1)
 
 
 class _NoFace(Exception):

@@ -69,6 +69,7 @@ from lionfer.training.runfolder import (
     nearest_existing,
     refuse_run_file,
 )
+from lionfer.words import counted
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_SUFFIX = ".progress"
@@ -249,7 +250,7 @@ class PredictionsFile:
                 f" and {len(changed) - 3} more" if changed[3:] else ""
             )
             raise InputError(
-                f"{self.path} holds predictions of {_count(len(changed), 'input')} changed since "
+                f"{self.path} holds predictions of {counted(len(changed), 'input')} changed since "
                 f"they were made (another size or modification time): {shown}; to predict on "
                 "them as they are now, pass --overwrite (everything is predicted again) or choose "
                 "another --out"
@@ -392,9 +393,9 @@ class PredictReport:
     def summary(self) -> str:
         c = self.counts
         lines = [
-            f"{_count(c['faces'], 'face')} from {_count(c['images'], 'image')} and "
-            f"{_count(c['videos'], 'video')} ({_count(c['frames'], 'video frame')} read): "
-            f"{_count(c['rows'], 'row')} in {self.out}"
+            f"{counted(c['faces'], 'face')} from {counted(c['images'], 'image')} and "
+            f"{counted(c['videos'], 'video')} ({counted(c['frames'], 'video frame')} read): "
+            f"{counted(c['rows'], 'row')} in {self.out}"
         ]
         skipped = ", ".join(f"{SKIP_REASONS[k]} {n}" for k, n in sorted(self.skipped.items()))
         lines.append(f"skipped inputs: {skipped or 'none'}")
@@ -408,22 +409,22 @@ class PredictReport:
         if c["ignored"]:
             kinds = f" ({ignored_kinds(self.ignored)})" if self.ignored else ""
             lines.append(
-                f"ignored {_count(c['ignored'], 'file')} in folders or globs, neither images nor "
+                f"ignored {counted(c['ignored'], 'file')} in folders or globs, neither images nor "
                 f"videos{kinds}" + raw_note(c["raw_photos"])
             )
         if self.excluded:
             lines.append(
-                f"skipped {_count(self.excluded, 'file')} inside the --annotate folder "
+                f"skipped {counted(self.excluded, 'file')} inside the --annotate folder "
                 f"{self.annotate_dir} (annotated output is never read as input)"
             )
         if c["resumed"]:
             lines.append(
-                f"already complete from an earlier run: {_count(c['resumed'], 'input')} (counted "
+                f"already complete from an earlier run: {counted(c['resumed'], 'input')} (counted "
                 "above)"
             )
         if c["copies_missing"]:
             lines.append(
-                f"no annotated copy of {_count(c['copies_missing'], 'input')} finished by an "
+                f"no annotated copy of {counted(c['copies_missing'], 'input')} finished by an "
                 "earlier run without --annotate; pass --overwrite to predict everything again "
                 "with copies"
             )
@@ -444,10 +445,6 @@ def file_stamp(path: Path) -> list[int] | None:
     except (OSError, ValueError):
         return None
     return [info.st_size, info.st_mtime_ns]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def job_settings(
@@ -521,9 +518,8 @@ def predict_files(
         annotator.check_names(sources)
     # a resumed job's copies are its own (a JSON lines job stopped before its first row leaves
     # an empty --out beside its progress file)
-    fresh = not has_content(out) and not (
-        progress_path(out).is_file() and is_progress_file(progress_path(out))
-    )
+    kept = progress_path(out)
+    fresh = not has_content(out) and not (kept.is_file() and is_progress_file(kept))
     if annotator and fresh and not overwrite:
         annotator.check_free(sources)
     settings = job_settings(predictor, cropped, frame_stride, sources)

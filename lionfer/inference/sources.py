@@ -27,6 +27,7 @@ from lionfer.data.images import (
 )
 from lionfer.errors import InputError
 from lionfer.inference.video import TRANSPORT_STREAM, VIDEO_KINDS, is_clip, is_video_file
+from lionfer.words import counted
 
 GLOB_CHARS = frozenset("*?[")
 ORIENTATION_TAG = 0x0112  # EXIF
@@ -191,7 +192,7 @@ def _others(ignored: Counter) -> str:
     ts = " (a .ts file is read only where it is an MPEG transport stream)" * bool(
         ignored[TRANSPORT_STREAM]
     )
-    return f"{n} other file{'s' * (n != 1)} ({ignored_kinds(ignored)}){ts}"
+    return f"{counted(n, 'other file')} ({ignored_kinds(ignored)}){ts}"
 
 
 def _media_files(paths: Iterable[Path]) -> tuple[list[Path], Counter, int]:

@@ -59,6 +59,11 @@ def right_relabels(relabel: dict) -> str:
     return f"{right:g} of the {known:g} of known truth right ({precision})"
 
 
+def changed_labels(relabel: dict) -> bool:
+    """Whether the run relabeled or demoted any labeled image (summary.json's relabel)."""
+    return relabel["count"] > 0 or bool((relabel.get("demoted") or {}).get("count"))
+
+
 def evidence_check(run) -> dict:
     """summary.json's evidence check (LION's evidence rule), {} where the run has none."""
     quality = run.summary.get("label_quality") or {}
@@ -80,7 +85,6 @@ def evidence_memorised(run) -> str | None:
         f"(z = {check['z']:.1f})"
     )
     relabel = run.summary.get("relabel") or {}
-    demoted = (relabel.get("demoted") or {}).get("count")
-    if relabel.get("count") == 0 and not demoted:  # its audit stopped the decisions, say
+    if "count" in relabel and not changed_labels(relabel):  # its audit stopped them, say
         return found + ": the features had learnt the labels, but this run changed no label"
     return found + ": its relabels are not evidence"

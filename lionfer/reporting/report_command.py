@@ -38,6 +38,7 @@ from lionfer.reporting.label_sections import (
 )
 from lionfer.reporting.runs import Collection, Run, load_runs, ordered_runs, shown_path
 from lionfer.training.runfolder import check_out_folder
+from lionfer.words import counted
 
 MARK = "report.json"  # lists the files a report wrote, so that the next one may replace them
 SENSITIVITY = (("clear_threshold", "τ"), ("reliable_threshold", "γ"))
@@ -487,13 +488,6 @@ def runs_section(c: Collection, out: Output, flags: dict) -> Section:
             row.append(Markup(", ".join(f"**{f.rule}**" for f in flags.get(run.path, []))))
     table = Table(header, shown)
     return Section("Runs").add(table, "CSV (every figure of every run): `runs.csv`.")
-
-
-def counted(n: int, noun: str, verb: str = "") -> str:
-    """'1 run folder was', '2 run folders were' (verb "was" or "has"), '3 methods'."""
-    plural = n != 1
-    verb = {"was": "were", "has": "have"}.get(verb, verb) if plural else verb
-    return f"{n} {noun}{'s' * plural}" + (f" {verb}" if verb else "")
 
 
 def overview(c: Collection, paths, out: Path) -> Section:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lionfer.reporting.label_flags import changed_labels
 from lionfer.version import docs_page
+from lionfer.words import counted
 
 
 def label_quality_lines(summary: dict) -> list[str]:
@@ -43,16 +45,11 @@ def label_quality_lines(summary: dict) -> list[str]:
     return lines
 
 
-def changed_labels(relabel: dict) -> bool:
-    """Whether the run relabeled or demoted any labeled image (summary.json's relabel)."""
-    return relabel["count"] > 0 or bool((relabel.get("demoted") or {}).get("count"))
-
-
 def relabel_line(relabel: dict, num_labels: int) -> str:
     """'relabeled 12 of 100 labeled images: precision 75.0%, recall 40.0%; labels right 80.0% as
     given, 86.0% now', the figures against the truth where known; where the run changed no
     label, a sentence that says so."""
-    of = f"of {_count(num_labels, 'labeled image')}"
+    of = f"of {counted(num_labels, 'labeled image')}"
     given, current = relabel.get("given_accuracy"), relabel.get("current_accuracy")
     if not changed_labels(relabel):  # "none demoted" where the algorithm demotes
         line = "no label changed, none demoted," if "demoted" in relabel else "no label changed,"
@@ -86,7 +83,7 @@ def evidence_audit_line(audit: dict) -> str:
         )
     its = "its label" if audit["images"] == 1 else "their labels"
     line = (
-        f"evidence audit: {_count(audit['images'], 'labeled image')} held out of training on {its}"
+        f"evidence audit: {counted(audit['images'], 'labeled image')} held out of training on {its}"
     )
     reads = audit.get("reads") or []  # absent from the summaries of runs made before it was kept
     if audit["read_step"] is None:
@@ -236,11 +233,6 @@ def relabel_class_line(by_class: dict) -> str:
         "where it names the class; the lower, the more of its relabels tend to be wrong): "
         + "; ".join(cells)
     )
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 labeled image', '3 labeled images'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _percent(value) -> str:

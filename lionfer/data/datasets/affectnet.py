@@ -30,6 +30,7 @@ from lionfer.data.checks import (
     require_file,
 )
 from lionfer.errors import MissingInputError
+from lionfer.words import counted
 
 CSV_LISTS = "Manually_Annotated_file_lists"
 CSV_IMAGES = "Manually_Annotated_Images"
@@ -289,8 +290,7 @@ def read_npy_split(folder: Path, skip_bad: bool) -> Listing:
     )
     if unlabeled:
         notes.append(
-            f"affectnet {folder.name}: ignored {unlabeled} image{'s' * (unlabeled != 1)} without "
-            "an _exp.npy"
+            f"affectnet {folder.name}: ignored {counted(unlabeled, 'image')} without an _exp.npy"
         )
     ids = [f"{folder.name}/images/{stem}.jpg" for stem in kept]
     paths = [str(image_dir / f"{stem}.jpg") for stem in kept]

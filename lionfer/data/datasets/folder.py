@@ -16,6 +16,7 @@ from lionfer.data.base import FERData, ImageSet
 from lionfer.data.checks import IMAGE_KINDS, is_image_file, list_images, raw_photos, require_dir
 from lionfer.data.splits import hold_out
 from lionfer.errors import ConfigError, InputError, MissingInputError
+from lionfer.words import counted
 
 MAC_METADATA = "__MACOSX"  # what macOS adds to a zip it makes: AppleDouble ._ files only
 
@@ -204,7 +205,7 @@ def left_out_notes(
         if images:
             classes = train_dir if folder == root and train_dir else folder
             notes.append(
-                f"left out {len(images)} image{'s' * (len(images) != 1)} lying directly in "
+                f"left out {counted(len(images), 'image')} lying directly in "
                 f"{folder}, in no class folder: "
                 f"put each in its class's folder ({classes}/<class>/), or images without a label "
                 "in a folder given as data.unlabeled_root"
@@ -260,7 +261,7 @@ def read_unlabeled(folder: str) -> tuple[ImageSet, str]:
     if not paths:
         raise MissingInputError(
             f"no images ({IMAGE_KINDS}) found under data.unlabeled_root={root}"
-            + (f" ({ignored} other file{'s' * (ignored != 1)}{raw})" if raw else "")
+            + (f" ({counted(ignored, 'other file')}{raw})" if raw else "")
         )
     unlabeled = ImageSet(
         images=[str(p) for p in paths],
@@ -269,8 +270,8 @@ def read_unlabeled(folder: str) -> tuple[ImageSet, str]:
     )
     return (
         unlabeled,
-        f"{len(paths)} unlabeled image{'s' * (len(paths) != 1)} from {root} ({ignored} other "
-        f"file{'s' * (ignored != 1)} ignored{raw})",
+        f"{counted(len(paths), 'unlabeled image')} from {root} "
+        f"({counted(ignored, 'other file')} ignored{raw})",
     )
 
 
@@ -305,7 +306,7 @@ def load(cfg, seed: int) -> FERData:
         raise MissingInputError(
             f"no images found in class folders under {train_dir or root}; expected "
             f"ROOT/<class>/<image>.jpg ({IMAGE_KINDS}) or ROOT/train/<class>/<image>.jpg{hint}"
-            + (f" ({ignored} other file{'s' * (ignored != 1)}{raw})" if raw else "")
+            + (f" ({counted(ignored, 'other file')}{raw})" if raw else "")
         )
     places = {name: f"folder {test_dir / name}" for name in test_files}
     places.update({name: f"folder {(train_dir or root) / name}" for name in train_files})

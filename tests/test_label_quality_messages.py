@@ -201,6 +201,24 @@ def test_the_evidence_check_leaves_out_the_images_whose_head_cannot_name_their_l
     assert check["labeled_agreement"] == 1.0  # image 3 alone
 
 
+def test_an_image_set_aside_trains_no_head_so_others_of_its_label_may_go_unjudged():
+    """judgeable: a demoted image, or one the audit holds before its read, trains no head.
+    FOLDS 0, 1, 0, 1 and labels 0, 1, 2, 2: images 2 and 3 (label 2) are judged by heads that
+    train on each other; set image 3 aside and image 2's head trains on no image labeled 2."""
+    assert lion_report.judgeable(evidence_rule_state(), GIVEN, 3).tolist() == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    demoted = evidence_rule_state(demoted=(False, False, False, True))
+    assert lion_report.judgeable(demoted, GIVEN, 3).tolist() == [False, False, False, True]
+    held = {**evidence_rule_state(), "audit": T([False, False, False, True])}  # not read yet
+    assert lion_report.judgeable(held, GIVEN, 3).tolist() == [False, False, False, True]
+    read = {**held, "audit_step": T(5)}  # read: it trains on its label again
+    assert lion_report.judgeable(read, GIVEN, 3).tolist() == [False, False, True, True]
+
+
 def test_where_no_head_trains_on_another_image_of_a_label_the_check_cannot_be_made():
     # folds 0, 0, 1, 1: head 0 trains on labels 2, 2 and head 1 on 0, 1: no image is judged
     state = evidence_rule_state(folds=T([0, 0, 1, 1]))

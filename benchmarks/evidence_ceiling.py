@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lionfer.algorithms.lion_evidence import class_thresholds, evidence_verdict
+from lionfer.algorithms.lion_evidence_rules import class_thresholds, evidence_verdict
 from lionfer.config import load_config
 from lionfer.data.annotators import SLIP, class_posterior
 from lionfer.data.datasets.synthetic import FACE_MODEL, training_faces

@@ -32,7 +32,7 @@ import torch
 from bench_args import at_least, positive_int
 from PIL import Image
 
-from lionfer.config import ModelConfig
+from lionfer.config_sections import ModelConfig
 from lionfer.data.datasets import synthetic
 from lionfer.inference.export import export
 from lionfer.inference.predictor import load

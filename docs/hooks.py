@@ -4,7 +4,8 @@ A page line `<!-- generated: NAME -->` is replaced when the site is built, so th
 drift from the code (with the line after it, where that line reads "_Rendered when the site is
 built ..._": it says where to find the section for a reader of the page unbuilt, on GitHub):
 - `config-keys`: every key of the `seed`, `[data]`, `[model]` and `[train]` sections, from the
-  dataclasses of lionfer/config.py: type, default, the packaged default.toml's value, comment;
+  dataclasses of lionfer/config_sections.py (seed: lionfer/config.py's Config): type, default,
+  the packaged default.toml's value, comment;
 - `algorithm-keys`: every method's `[algorithm]` keys, from lionfer/algorithms/hparams.py (LION
   with a column per recipe);
 - `lionfer list algorithms|models|datasets`: what that command prints (the registries);
@@ -128,7 +129,8 @@ def key_rows(
 
 
 def config_keys() -> str:
-    from lionfer.config import DEFAULT_CONFIG, SECTIONS, AlgorithmConfig, Config
+    from lionfer.config import DEFAULT_CONFIG, Config
+    from lionfer.config_sections import SECTIONS, AlgorithmConfig
 
     packaged = tomllib.loads(DEFAULT_CONFIG.read_text())
     header = ["| key | type | default | `default.toml` | what it is |", "|---|---|---|---|---|"]
@@ -145,7 +147,8 @@ def config_keys() -> str:
 
 def algorithm_keys() -> str:
     import lionfer.algorithms  # noqa: F401  (registers the methods; imports no torch)
-    from lionfer.config import DEFAULT_CONFIG, AlgorithmConfig
+    from lionfer.config import DEFAULT_CONFIG
+    from lionfer.config_sections import AlgorithmConfig
     from lionfer.registry import ALGORITHMS
 
     packaged = tomllib.loads(DEFAULT_CONFIG.read_text()).get("algorithm", {})

@@ -24,21 +24,14 @@ from lionfer.cli_model import (
     add_model_use_parsers,
     inference_environment,
 )
-from lionfer.config import ConfigError, config_from_args, replace
-from lionfer.config_text import packaged_listing, to_toml
+from lionfer.cli_run_folder import default_out
+from lionfer.config import ConfigError, config_from_args, replace, to_toml
+from lionfer.config_text import packaged_listing
 from lionfer.errors import InputError, Interrupted, RuntimeFailure
 from lionfer.processes import launched, main_process
 from lionfer.registry import ALGORITHMS, DATASETS, MODELS
 from lionfer.reporting.run_summary import format_summary
-from lionfer.run_names import run_folder
 from lionfer.version import __version__
-
-
-def default_out(cfg) -> Path:
-    from lionfer.training.setup import data_config  # fullysupervised labels every image
-
-    labels = data_config(cfg).num_labels
-    return Path("runs") / run_folder(cfg.data.dataset, labels, cfg.algorithm.name, cfg.seed)
 
 
 def check_device_option(device: str | None) -> None:
@@ -114,7 +107,8 @@ def cmd_train(args) -> int:
         cfg = config_from_args(args.items, extra)
     out = Path(args.out).expanduser() if args.out else default_out(cfg)
     if args.dry_run:
-        from lionfer.training.runfolder import check_run_dir, check_unlocked
+        from lionfer.training.run_lock import check_unlocked
+        from lionfer.training.runfolder import check_run_dir
 
         # the folder the real run would write: refused now, as the real run would refuse it
         check_unlocked(out)

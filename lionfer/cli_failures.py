@@ -53,7 +53,7 @@ def go_on(args: argparse.Namespace, moved: bool) -> str:
 
 def train_go_on(args: argparse.Namespace, moved: bool) -> str:
     """A failed run goes on from its last checkpoint, or starts again where it saved none."""
-    from lionfer.cli import default_out
+    from lionfer.cli_run_folder import default_out
     from lionfer.config import config_from_args
     from lionfer.training.runfolder import LAST, is_run_folder
 

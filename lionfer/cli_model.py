@@ -114,7 +114,8 @@ def _predictor(args):
 
 @model_command(resumable=True)
 def cmd_predict(args):
-    from lionfer.inference.predictions_file import check_progress_name, predict_files
+    from lionfer.inference.predict_job import predict_files
+    from lionfer.inference.predictions_file import check_progress_name
     from lionfer.inference.predictor import InputError
     from lionfer.training.runfolder import check_out_file
 

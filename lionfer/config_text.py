@@ -1,7 +1,7 @@
-"""Config as text: TOML files read as UTF-8 and configs written as TOML; the command line's
-`[CONFIG] [key=value ...]` items (which one is the config file, each override's key and value);
-values written as TOML in messages, with a hint where a value wants quotes. lionfer.config builds
-the Config from them."""
+"""Config as text: TOML files read as UTF-8; the command line's `[CONFIG] [key=value ...]` items
+(which one is the config file, each override's key and value); values written as TOML in
+messages, with a hint where a value wants quotes. lionfer.config builds the Config from them (and
+writes it as TOML)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lionfer.atomic import write_text_atomic
 from lionfer.errors import ConfigError
-
-if TYPE_CHECKING:
-    from lionfer.config import Config
 
 PACKAGED_CONFIGS = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = PACKAGED_CONFIGS / "default.toml"  # the embedded data at CPU scale
@@ -204,24 +200,3 @@ def _find_config(name: str) -> Path:
         return packaged
     names = ", ".join(sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.toml")))
     raise ConfigError(f"config file not found: {name} (packaged configs: {names})")
-
-
-def _plain(value: Any) -> Any:
-    """A config value as tomli-w writes it: tuples as lists, table keys as strings."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def to_toml(cfg: Config) -> str:
-    """The config as TOML that tomllib reads back to the same values (written by tomli-w, which
-    quotes and escapes every string and key)."""
-    import tomli_w
-
-    return tomli_w.dumps(_plain(cfg.to_dict()))
-
-
-def save_config(cfg: Config, path: str | Path) -> None:
-    write_text_atomic(path, to_toml(cfg))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from lionfer.config import DEVICE_PATTERN
+from lionfer.config_sections import DEVICE_PATTERN
 from lionfer.errors import ConfigError, InputError
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from lionfer.errors import ConfigError
 from lionfer.registry import MODELS
+from lionfer.torch_refusals import not_a_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -235,8 +236,6 @@ def _read_state(path: str | Path, expected: str) -> ReadState:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        from lionfer.training.checkpoint import not_a_checkpoint
-
         raise ValueError(
             f"cannot read {path} as weights: {not_a_checkpoint(path, err)} (a whole pickled "
             f"model: save its state_dict() instead). {expected}"

@@ -17,7 +17,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from lionfer.algorithms.lion_config import LION_RECIPES, unread_settings
-from lionfer.config import WEIGHT_SETS, Config, DataConfig, algorithm_config_class
+from lionfer.config import WEIGHT_SETS, Config, algorithm_config_class
+from lionfer.config_sections import DataConfig
 from lionfer.data.datasets import DATASET_KEYS, FILE_DATASETS
 from lionfer.errors import ConfigError, did_you_mean
 

@@ -5,7 +5,7 @@ import torch
 
 import lionfer.algorithms  # noqa: F401  (registers the algorithms)
 from lionfer.algorithms.base import AlgorithmInfo, Batch
-from lionfer.config import ModelConfig
+from lionfer.config_sections import ModelConfig
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
 

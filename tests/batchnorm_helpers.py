@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import torch
 
-from lionfer.config import ModelConfig
+from lionfer.config_sections import ModelConfig
 from lionfer.models import build_model
 
 STATISTICS = ("running_mean", "running_var", "num_batches_tracked")

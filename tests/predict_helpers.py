@@ -11,7 +11,7 @@ import torch
 from conftest import TINY
 from PIL import Image
 
-from lionfer.config import ModelConfig
+from lionfer.config_sections import ModelConfig
 from lionfer.data.datasets import synthetic
 from lionfer.labels import CLASS_NAMES
 from lionfer.models import build_model

@@ -164,7 +164,7 @@ def test_a_semi_supervised_run_with_no_unlabeled_image_says_so(tiny_cfg, tmp_pat
 
 
 def test_default_run_folder_says_all_labels_for_full_supervision(tiny_cfg):
-    from lionfer.cli import default_out
+    from lionfer.cli_run_folder import default_out
 
     assert "synthetic@all" in str(default_out(tiny_cfg("algorithm.name=fullysupervised")))
     assert "synthetic@28" in str(default_out(tiny_cfg("algorithm.name=fixmatch")))

@@ -7,8 +7,9 @@ from math import erf, exp, sqrt
 import numpy as np
 import pytest
 
-from lionfer import config as config_module
-from lionfer.config import DataConfig, load_config
+from lionfer import config_sections
+from lionfer.config import load_config
+from lionfer.config_sections import DataConfig
 from lionfer.data import annotators as ann
 from lionfer.data.calibration import calibration
 from lionfer.data.datasets import synthetic as syn
@@ -215,7 +216,7 @@ def test_unknown_mode_and_config_value_are_refused():
         syn.generate(7, 24, 0.3, np.random.default_rng(0), "crowd7")
     with pytest.raises(ConfigError, match="data.annotator"):
         load_config(None, ["data.annotator=crowd7"])
-    assert config_module.ANNOTATORS == ann.ANNOTATORS
+    assert config_sections.ANNOTATORS == ann.ANNOTATORS
     assert DataConfig().annotator == "single"
 
 

@@ -23,7 +23,7 @@ from lionfer.errors import InputError
 from lionfer.evaluate import evaluate_run
 from lionfer.inference.audit import relabel_rows
 from lionfer.training import train
-from lionfer.training.runfolder import MetricsLog, WarningRecorder
+from lionfer.training.metrics_log import MetricsLog, WarningRecorder
 
 SHORT = ("train.steps=2", "train.eval_every=2", "train.log_every=2", "train.checkpoint_every=2")
 

@@ -11,7 +11,8 @@ import torch
 import torchvision
 
 from lionfer.cli import main
-from lionfer.config import ModelConfig, load_config
+from lionfer.config import load_config
+from lionfer.config_sections import ModelConfig
 from lionfer.errors import ConfigError, InputError
 from lionfer.models import build_model, load_pretrained
 from lionfer.registry import MODELS

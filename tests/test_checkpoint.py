@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from lionfer.cli import main
-from lionfer.config import ModelConfig
-from lionfer.config_text import save_config
+from lionfer.config import save_config
+from lionfer.config_sections import ModelConfig
 from lionfer.errors import CheckpointError, CheckpointWriteError, MissingInputError
 from lionfer.models import build_model
 from lionfer.training.checkpoint import (
@@ -227,8 +227,7 @@ def test_resume_from_a_damaged_or_foreign_last_pt_is_refused_before_the_data_are
 
 
 def test_resume_may_move_the_images_but_not_cache_them():
-    from lionfer.config import DEFAULT_CONFIG, load_config
-    from lionfer.config_text import to_toml
+    from lionfer.config import DEFAULT_CONFIG, load_config, to_toml
     from lionfer.training.checkpoint import check_resume_config
 
     def cfg(*items):
@@ -248,7 +247,8 @@ def test_a_checkpoint_of_a_run_records_its_split_and_a_resume_checks_it(tmp_path
 
     import numpy as np
 
-    from lionfer.data.splits import Split, split_digest
+    from lionfer.data.split_record import split_digest
+    from lionfer.data.splits import Split
     from lionfer.errors import InputError
     from lionfer.training.checkpoint import check_state_fits, saved_split, split_state
 

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lionfer.data import checks
+from lionfer.data import checks, image_copies
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import TAIL_BYTES, copies_of, list_images, same_images
+from lionfer.data.checks import list_images
+from lionfer.data.image_check import check_images
+from lionfer.data.image_copies import TAIL_BYTES, copies_of, same_images
+from lionfer.data.images import ImageError
 from lionfer.data.pipeline import drop_labeled_copies
 from lionfer.errors import InputError, MissingInputError
 
@@ -109,7 +112,7 @@ def test_same_images_groups_copies_by_content_not_by_size_or_tail(tmp_path):
     groups = sorted(sorted(g) for g in same_images([train, test]))
     assert groups == [[(0, 0), (1, 0)], [(0, 2), (1, 1)]]
     # what is held per file of a shared size is a digest of its tail, not the tail itself
-    from lionfer.data.checks import _tail
+    from lionfer.data.image_copies import _tail
 
     assert len(_tail(str(tmp_path / "a"))) == 16 and _tail(str(tmp_path / "a")) == _tail(
         str(tmp_path / "b")
@@ -136,8 +139,10 @@ def test_leaving_out_unlabeled_copies_hashes_each_file_once(tmp_path, monkeypatc
     for name, first in (("unl", b"U"), ("train", b"A"), ("test", b"B")):
         (tmp_path / name).write_bytes(first + tail)
     hashed = []
-    real_digest = checks._digest
-    monkeypatch.setattr(checks, "_digest", lambda path: hashed.append(path) or real_digest(path))
+    real_digest = image_copies._digest
+    monkeypatch.setattr(
+        image_copies, "_digest", lambda path: hashed.append(path) or real_digest(path)
+    )
     data = FERData(
         "files",
         ("a", "b"),
@@ -164,9 +169,9 @@ def test_a_face_box_outside_its_image_is_a_bad_image(tmp_path):
         [0, 0, 0, 0],  # no box: the whole image
     ]
     images = ImageSet([str(path)] * len(boxes), np.zeros(len(boxes), int), boxes=boxes)
-    with pytest.raises(checks.ImageError, match=r"2 of 6 train .*x 45, y 0, w 10, h 10\) lies "):
-        checks.check_images(images, "train", skip_bad=False)
-    found = checks.check_images(images, "train", skip_bad=True)
+    with pytest.raises(ImageError, match=r"2 of 6 train .*x 45, y 0, w 10, h 10\) lies "):
+        check_images(images, "train", skip_bad=False)
+    found = check_images(images, "train", skip_bad=True)
     assert found.keep.tolist() == [True, True, False, True, False, True]
     assert "skipped 2 unreadable train images" in found.notes[0]
 

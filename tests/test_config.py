@@ -17,8 +17,8 @@ from lionfer.config import (
     config_from_args,
     load_config,
     replace,
+    save_config,
 )
-from lionfer.config_text import save_config
 from lionfer.data.datasets import DATASET_KEYS, DATASET_TABLE
 from lionfer.unread import check_dataset_keys
 

@@ -24,7 +24,7 @@ from lionfer.algorithms.hparams import (
     lion_config,
 )
 from lionfer.algorithms.lion import Lion
-from lionfer.algorithms.lion_evidence import DEMOTE, KEEP, nearest_prototype_agrees
+from lionfer.algorithms.lion_evidence_rules import DEMOTE, KEEP, nearest_prototype_agrees
 from lionfer.algorithms.marginmix import MarginMix, centroid_guess
 from lionfer.algorithms.mixmatch import sharpen
 from lionfer.errors import ConfigError

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lionfer.config import DataConfig
+from lionfer.config_sections import DataConfig
 from lionfer.data.datasets import folder, manifest
 from lionfer.data.pipeline import dataset_stats, load_dataset
 from lionfer.errors import ConfigError, InputError, MissingInputError

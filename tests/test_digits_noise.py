@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lionfer.config import DataConfig
+from lionfer.config_sections import DataConfig
 from lionfer.data.base import ImageSet
 from lionfer.data.datasets import digits
 from lionfer.data.noise import (

@@ -172,7 +172,7 @@ def test_a_run_moves_from_one_to_two_processes_and_back(one_process, tmp_path):
 
 
 def test_cpu_batchnorm_takes_over_the_same_tensors_and_evaluates_alone():
-    from lionfer.config import ModelConfig
+    from lionfer.config_sections import ModelConfig
     from lionfer.distributed import Comm, GlobalBatchNorm, sync_batchnorm
     from lionfer.models import build_model
 
@@ -339,7 +339,7 @@ def test_adacm_with_per_process_batchnorm_statistics_trains_under_torchrun(tmp_p
 
 
 def test_cpu_batchnorm_takes_over_timms_batchnorm_with_its_activation():
-    from lionfer.config import ModelConfig
+    from lionfer.config_sections import ModelConfig
     from lionfer.distributed import Comm, GlobalBatchNorm, sync_batchnorm, unsynced_batchnorms
 
     pytest.importorskip("timm")

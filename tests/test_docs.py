@@ -95,7 +95,7 @@ def test_the_links_of_the_readme_and_contributing_resolve(source, site):
 
 def test_the_config_tables_are_generated_with_every_key(site):
     import lionfer.algorithms  # noqa: F401  (registers the methods)
-    from lionfer.config import SECTIONS
+    from lionfer.config_sections import SECTIONS
     from lionfer.registry import ALGORITHMS
 
     html = page_html(site, "config.md")

@@ -11,7 +11,7 @@ from PIL import Image, ImageCms, features
 
 from lionfer.data.checks import list_images
 from lionfer.data.images import ImageError, check_image_file, open_image, to_rgb
-from lionfer.inference.predictions_file import save_annotated
+from lionfer.inference.annotate_folder import save_annotated
 from lionfer.inference.sources import collect_sources
 
 

@@ -14,7 +14,7 @@ from PIL import Image, ImageFile
 
 from lionfer.data import images
 from lionfer.data.base import ImageSet
-from lionfer.data.checks import MIN_IMAGE_SIDE, check_images
+from lionfer.data.image_check import MIN_IMAGE_SIDE, check_images
 from lionfer.data.images import (
     HEIF,
     ImageError,

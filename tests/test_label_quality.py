@@ -174,6 +174,13 @@ def test_the_audit_reaches_the_summary_and_a_checkpoint_saved_without_it_still_l
         k: v for k, v in audit.items() if not k.endswith("_agreement")
     }
     assert older["noise_check"] == check  # lionfer evaluate reads the same check
+    # a check read once is reported; one never read (the audit stopped decisions first) is not
+    for reads in (1, 0):
+        state["noise_reads"] = torch.tensor([reads, 0])
+        torch.save(saved, last)
+        figures = evaluate_run(tmp_path / "run", device="cpu")["label_quality"]
+        assert figures.get("noise_check", {"reads": 0})["reads"] == reads
+        assert ("noise_check" in figures) is (reads == 1)
     # a run saved before the noise check: it loads as a run without one, and says nothing of it
     del state["noise_reads"], state["noise_read"]
     torch.save(saved, last)
@@ -402,7 +409,7 @@ def test_error_type_figures_of_a_fabricated_case_by_hand():
 def test_error_type_figures_reach_the_report_tables(tmp_path):
     from lionfer.reporting import tables as T
     from lionfer.reporting.report_command import make_report
-    from lionfer.reporting.runs import load_runs
+    from lionfer.reporting.run_finder import load_runs
 
     root = tmp_path / "runs"
     for summary in fabricated_summaries():

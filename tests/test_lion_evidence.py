@@ -23,7 +23,7 @@ from lionfer.algorithms.lion import (
 )
 from lionfer.algorithms.lion_audit import audit_counts, audit_rows, no_trail
 from lionfer.algorithms.lion_config import LION_RECIPES, unread_settings
-from lionfer.algorithms.lion_evidence import (
+from lionfer.algorithms.lion_evidence_rules import (
     calibrated_evidence,
     cross_fit_loss,
     heads_trained,

@@ -20,16 +20,11 @@ from predict_helpers import faces, scene, write_clip, write_mp4
 
 from lionfer.data.faces import Face
 from lionfer.data.images import ImageError, open_image, open_photo
-from lionfer.inference.predictions_file import predict_files
+from lionfer.inference.annotated_copies import BOX_COLOUR
+from lionfer.inference.predict_job import predict_files
 from lionfer.inference.predictor import InputError, collect_sources, load
 from lionfer.inference.sources import ignored_kinds
-from lionfer.inference.video import (
-    BOX_COLOUR,
-    clip_fps,
-    image_frames,
-    is_animated_image,
-    is_video_file,
-)
+from lionfer.inference.video import clip_fps, image_frames, is_animated_image, is_video_file
 
 
 def test_a_float_tiff_in_0_to_1_is_read_as_its_grey_levels(tmp_path):

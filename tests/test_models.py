@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from lionfer.config import ModelConfig
+from lionfer.config_sections import ModelConfig
 from lionfer.models import MODELS, Output, build_model, load_pretrained
 
 

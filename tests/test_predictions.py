@@ -16,9 +16,10 @@ from PIL import Image
 from predict_helpers import blank, faces, make_checkpoint, scene, write_clip
 
 from lionfer.cli import main
+from lionfer.inference import predict_job
 from lionfer.inference import predictions_file as predictions
 from lionfer.inference import predictor as P
-from lionfer.inference.predictions_file import predict_files
+from lionfer.inference.predict_job import predict_files
 from lionfer.inference.predictor import InputError, columns, load
 from lionfer.labels import CLASS_NAMES
 
@@ -179,7 +180,7 @@ def test_a_job_stopped_halfway_through_a_clip_goes_on_from_its_last_mark(
     whole = tmp_path / "whole.csv"
     expected = predict_files(predictor, inputs, whole, progress=False, frame_stride=stride)
 
-    monkeypatch.setattr(predictions, "CHECKPOINT_S", 0.0)
+    monkeypatch.setattr(predict_job, "CHECKPOINT_S", 0.0)
     out, starts = tmp_path / "preds.csv", []
     _stopped_after(2, clip, monkeypatch, starts)
     with pytest.raises(KeyboardInterrupt):
@@ -207,7 +208,7 @@ def test_an_annotating_job_reads_a_clip_cut_off_again_from_its_start(
     inputs = [str(photos / "a_group.png"), str(clip)]
     whole = tmp_path / "whole.csv"
     predict_files(predictor, inputs, whole, progress=False)
-    monkeypatch.setattr(predictions, "CHECKPOINT_S", 0.0)
+    monkeypatch.setattr(predict_job, "CHECKPOINT_S", 0.0)
     out, folder, starts = tmp_path / "preds.csv", tmp_path / "boxes", []
     _stopped_after(2, "e_clip.avi", monkeypatch, starts)
     with pytest.raises(KeyboardInterrupt):  # marks after frames 1: no --annotate
@@ -234,7 +235,7 @@ def test_marks_fall_at_the_end_of_a_batch(tmp_path, checkpoint, monkeypatch):
     probabilities of a face depend, in their last digits, on the faces beside it in a batch):
     with batches of 4 faceless frames, every mark is after a fourth frame."""
     clip = write_clip(tmp_path / "wall.avi", [blank((64, 48))] * 11)
-    monkeypatch.setattr(predictions, "CHECKPOINT_S", 0.0)
+    monkeypatch.setattr(predict_job, "CHECKPOINT_S", 0.0)
     out = tmp_path / "p.csv"
     predict_files(load(checkpoint, detector="haar", batch_size=4), [str(clip)], out,
                   progress=False)  # fmt: skip
@@ -252,7 +253,7 @@ def test_a_job_stopped_while_cutting_back_its_files_resumes_without_a_gap(
     inputs = [str(photos / "a_group.png"), str(photos / "e_clip.avi")]
     whole = tmp_path / "whole.csv"
     predict_files(predictor, inputs, whole, progress=False)
-    monkeypatch.setattr(predictions, "CHECKPOINT_S", 0.0)
+    monkeypatch.setattr(predict_job, "CHECKPOINT_S", 0.0)
     out = tmp_path / "preds.csv"
     _stopped_after(4, "e_clip.avi", monkeypatch, [])
     with pytest.raises(KeyboardInterrupt):
@@ -335,7 +336,7 @@ def test_a_clip_changed_after_its_last_mark_is_refused(tmp_path, checkpoint, pho
     clip = tmp_path / "clip.avi"
     shutil.copy(photos / "e_clip.avi", clip)
     predictor = load(checkpoint, detector="haar", batch_size=2)
-    monkeypatch.setattr(predictions, "CHECKPOINT_S", 0.0)
+    monkeypatch.setattr(predict_job, "CHECKPOINT_S", 0.0)
     _stopped_after(2, "clip.avi", monkeypatch, [])
     out = tmp_path / "preds.csv"
     with pytest.raises(KeyboardInterrupt):
@@ -688,13 +689,13 @@ def test_no_progress_builds_no_progress_bar(tmp_path, checkpoint, photos, monkey
     def no_bar(*args, **kwargs):
         raise AssertionError("a progress bar was built with progress off")
 
-    monkeypatch.setattr(predictions, "tqdm", no_bar)
+    monkeypatch.setattr(predict_job, "tqdm", no_bar)
     predict_files(load(checkpoint, detector="haar"), [str(photos / "c_wall.png")],
                   tmp_path / "p.csv", progress=False)  # fmt: skip
 
 
 def test_label_text_grows_with_the_image():
-    from lionfer.inference.video import BOX_COLOUR, draw_faces
+    from lionfer.inference.annotated_copies import BOX_COLOUR, draw_faces
 
     def label_height(size: int) -> int:
         """Rows of the caption's background above the box (the box starts at 30% of size)."""
@@ -730,7 +731,7 @@ def test_bad_arguments_exit_2_and_an_interrupt_exits_130(capsys, tmp_path, check
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(predictions, "collect_sources", interrupt)
+    monkeypatch.setattr(predict_job, "collect_sources", interrupt)
     code, _, err = run(capsys, "predict", checkpoint, empty, "--out", tmp_path / "p.csv")
     assert code == 130 and "run the same command again to resume" in err
 

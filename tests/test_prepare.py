@@ -572,7 +572,7 @@ def test_missing_detector_stops_prepare_instead_of_failing_each_image(
 
 def test_manifest_is_readable_by_the_manifest_dataset(tiny_data, tmp_path, fake_detector):
     import lionfer.data.datasets  # noqa: F401  (registers "manifest")
-    from lionfer.config import DataConfig
+    from lionfer.config_sections import DataConfig
     from lionfer.registry import DATASETS
 
     out = tmp_path / "out"
@@ -658,7 +658,7 @@ def photo_folder(root, astronaut, classes=("happy", "sad"), per_class=3):
 
 
 def folder_data(root, **settings) -> FERData:
-    from lionfer.config import DataConfig
+    from lionfer.config_sections import DataConfig
     from lionfer.data.datasets import folder
 
     return folder.load(DataConfig(dataset="folder", root=str(root), **settings), seed=0)
@@ -685,7 +685,7 @@ def test_prepare_refuses_to_write_among_the_images_it_crops(tmp_path, astronaut,
     cache = tmp_path / "cache"
     prepare(folder_data(photo_folder(tmp_path / "photos", astronaut)), cache, size=32)
     import lionfer.data.datasets  # noqa: F401  (registers "manifest")
-    from lionfer.config import DataConfig
+    from lionfer.config_sections import DataConfig
     from lionfer.registry import DATASETS
 
     own = DATASETS.get("manifest")(DataConfig(dataset="manifest", root=str(cache)), seed=0)
@@ -700,7 +700,7 @@ def test_classes_of_the_data_s_own_keep_their_names_in_the_cache(
 ):
     # as ids, cat = 0 and dog = 1 would be read back as the FER classes Surprise and Fear
     import lionfer.data.datasets  # noqa: F401
-    from lionfer.config import DataConfig
+    from lionfer.config_sections import DataConfig
     from lionfer.registry import DATASETS
 
     photos = photo_folder(tmp_path / "photos", astronaut, classes=("cat", "dog", "emu"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lionfer.config import DataConfig
+from lionfer.config_sections import DataConfig
 from lionfer.data.datasets import expw, fer2013
 from lionfer.data.pipeline import load_dataset
 from lionfer.data.splits import stratified_holdout

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
-from lionfer.config import DataConfig
+from lionfer.config_sections import DataConfig
 from lionfer.data.datasets import folder, manifest
 from lionfer.errors import ConfigError, InputError
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lionfer.config import DataConfig
+from lionfer.config_sections import DataConfig
 from lionfer.data.datasets import rafdb, sfew
 from lionfer.data.pipeline import read_dataset
 from lionfer.errors import InputError

@@ -10,7 +10,7 @@ from lionfer.algorithms.base import Batch, Progress
 from lionfer.algorithms.hparams import ReMixMatchConfig
 from lionfer.algorithms.mixmatch import sharpen
 from lionfer.algorithms.remixmatch import ReMixMatch, align_distribution, rotate_quarters
-from lionfer.config import ModelConfig
+from lionfer.config_sections import ModelConfig
 from lionfer.models import build_model
 
 T = torch.tensor

@@ -14,7 +14,8 @@ from test_report import fake_run
 
 from lionfer.cli import main
 from lionfer.errors import ConfigError
-from lionfer.reporting.report_command import make_report, report_file
+from lionfer.reporting.report_command import make_report
+from lionfer.reporting.report_folder import report_file
 
 
 def earlier_report(tmp_path):

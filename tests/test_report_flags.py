@@ -12,7 +12,8 @@ import pytest
 from lionfer.cli import main
 from lionfer.reporting import collapse as K
 from lionfer.reporting.report_command import make_report
-from lionfer.reporting.runs import Run, load_runs
+from lionfer.reporting.run_finder import load_runs
+from lionfer.reporting.runs import Run
 
 NAMES = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
 C = len(NAMES)

@@ -12,7 +12,7 @@ from test_report import cells, fake_run, read_csv
 from lionfer.errors import ConfigError
 from lionfer.reporting import tables as T
 from lionfer.reporting.report_command import make_report
-from lionfer.reporting.runs import load_runs
+from lionfer.reporting.run_finder import load_runs
 
 
 def edit_summary(folder, **changes):

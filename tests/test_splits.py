@@ -8,16 +8,13 @@ import numpy as np
 import pytest
 
 from lionfer.data.base import FERData, ImageSet
+from lionfer.data.split_record import check_run_split, ids_hash, split_digest, split_record
 from lionfer.data.splits import (
     Split,
-    check_run_split,
-    ids_hash,
     labeled_budget,
     load_split,
     make_split,
     source_hash,
-    split_digest,
-    split_record,
     stratified_holdout,
 )
 from lionfer.errors import InputError, LabelBudgetError

@@ -10,7 +10,7 @@ import lionfer.algorithms  # noqa: F401  (registers the algorithms)
 from lionfer.algorithms.base import AlgorithmInfo, Batch, Progress
 from lionfer.algorithms.hparams import lion_config
 from lionfer.algorithms.lion import Lion
-from lionfer.config import ModelConfig
+from lionfer.config_sections import ModelConfig
 from lionfer.models import build_model
 from lionfer.registry import ALGORITHMS
 from lionfer.syncs import count_syncs

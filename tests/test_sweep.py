@@ -17,8 +17,7 @@ from conftest import TINY
 
 import lionfer
 from lionfer.cli import main
-from lionfer.config import ConfigError, load_config, replace
-from lionfer.config_text import save_config
+from lionfer.config import ConfigError, load_config, replace, save_config
 from lionfer.data.pipeline import read_dataset
 from lionfer.experiments.launch import child_env, visible_gpus
 from lionfer.experiments.sweep import config_differences, plan, run_sweep, write_sweep_json

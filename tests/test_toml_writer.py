@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lionfer.config import DEFAULT_CONFIG, from_dict, load_config
-from lionfer.config_text import save_config, to_toml
+from lionfer.config import DEFAULT_CONFIG, from_dict, load_config, save_config, to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 

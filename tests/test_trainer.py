@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lionfer.config import ModelConfig
+from lionfer.config_sections import ModelConfig
 from lionfer.data.images import ImageError
 from lionfer.errors import (
     CheckpointError,
@@ -24,8 +24,8 @@ from lionfer.errors import (
 )
 from lionfer.labels import CLASS_NAMES
 from lionfer.training.checkpoint import check_state_fits, load_checkpoint
+from lionfer.training.metrics_log import MetricsLog
 from lionfer.training.run import train
-from lionfer.training.runfolder import MetricsLog
 
 
 @pytest.mark.parametrize("algorithm", ["supervised", "fixmatch", "lion"])
@@ -510,7 +510,7 @@ def test_a_resumed_run_logs_a_warning_it_logged_before_it_stopped_once(tiny_cfg,
     again, and metrics.jsonl still holds the warning once, as a run never stopped does."""
     import warnings
 
-    from lionfer.training.runfolder import MetricsLog
+    from lionfer.training.metrics_log import MetricsLog
 
     log = MetricsLog(tmp_path / "metrics.jsonl")
     log.append({"event": "warning", "step": 3, "message": "began at step 2 with 0% clear"})
@@ -524,8 +524,7 @@ def test_a_resumed_run_logs_a_warning_it_logged_before_it_stopped_once(tiny_cfg,
 
 
 def test_a_finished_run_that_trains_on_reads_as_unfinished_until_it_ends(tiny_cfg, tmp_path):
-    from lionfer.config import replace
-    from lionfer.config_text import save_config
+    from lionfer.config import replace, save_config
 
     run = tmp_path / "run"
     cfg = tiny_cfg("algorithm.name=fixmatch", "train.steps=6", "train.eval_every=3")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lionfer.config import DataConfig
+from lionfer.config_sections import DataConfig
 from lionfer.data.datasets import folder, manifest
 from lionfer.data.images import ImageError
 from lionfer.data.pipeline import load_dataset

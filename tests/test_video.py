@@ -16,16 +16,11 @@ import pytest
 from PIL import Image
 from predict_helpers import write_clip, write_mp4
 
-from lionfer.inference.predictions_file import predict_files
+from lionfer.inference.annotated_copies import VideoWriter
+from lionfer.inference.predict_job import predict_files
 from lionfer.inference.predictor import load
-from lionfer.inference.video import (
-    Container,
-    DamagedVideoError,
-    VideoWriter,
-    _shortfall,
-    container_facts,
-    frames,
-)
+from lionfer.inference.video import DamagedVideoError, _shortfall, frames
+from lionfer.inference.video_containers import Container, container_facts
 
 OPENCV_CAPTURE = cv2.VideoCapture
 
@@ -315,7 +310,7 @@ def test_a_video_and_an_annotate_folder_named_in_latin_1_are_read_and_written(tm
     folder, out = Path(os.fsdecode(os.fsencode(tmp_path) + b"/an\xe9")), tmp_path / "p.csv"
     child = (
         "import sys\n"
-        "from lionfer.inference.predictions_file import predict_files\n"
+        "from lionfer.inference.predict_job import predict_files\n"
         "from lionfer.inference.predictor import load\n"
         "model, video, gif, out, folder = sys.argv[1:]\n"
         "predictor = load(model, detector=lambda image: [])\n"

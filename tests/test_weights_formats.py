@@ -13,7 +13,7 @@ import pytest
 import torch
 import torchvision
 
-from lionfer.config import ModelConfig
+from lionfer.config_sections import ModelConfig
 from lionfer.models import build_model, load_pretrained
 from lionfer.training.run import train
 

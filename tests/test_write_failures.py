@@ -29,9 +29,9 @@ from lionfer.data.prepare import prepare
 from lionfer.errors import RunExistsError
 from lionfer.inference.predictor import columns
 from lionfer.labels import CLASS_NAMES
+from lionfer.training.metrics_log import MetricsLog
 from lionfer.training.runfolder import (
     METRICS,
-    MetricsLog,
     check_resumable,
     check_run_dir,
     create_run_dir,
@@ -305,7 +305,7 @@ def test_an_annotated_image_on_a_full_disk_leaves_no_file_and_is_not_taken_for_a
 
 
 def test_a_format_pil_cannot_write_falls_back_to_png(tmp_path):
-    from lionfer.inference.predictions_file import save_annotated
+    from lionfer.inference.annotate_folder import save_annotated
 
     rgba = Image.new("RGBA", (8, 8), (10, 20, 30, 128))  # JPEG holds no alpha
     assert save_annotated(rgba, tmp_path / "x.jpg") == tmp_path / "x.jpg.png"

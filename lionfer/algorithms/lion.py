@@ -52,12 +52,11 @@ from lionfer.algorithms.lion_equations import (
     update_prototypes,
     update_weights,
 )
-from lionfer.algorithms.lion_evidence import (
+from lionfer.algorithms.lion_evidence import EVIDENCE_STATE, EvidenceDisambiguation
+from lionfer.algorithms.lion_evidence_rules import (
     DEMOTE,
-    EVIDENCE_STATE,
     KEEP,
     CrossFitHeads,
-    EvidenceDisambiguation,
     class_thresholds,
     elr_loss,
     evidence_verdict,

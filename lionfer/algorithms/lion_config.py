@@ -178,6 +178,12 @@ class LionConfig:
         self.__post_init__()
 
     def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_evidence_rule()
+        self._check_rules()
+
+    def _check_numbers(self) -> None:
+        """The shares, weights and counts of every rule in their ranges."""
         for name in (
             "clear_threshold",
             "reliable_threshold",
@@ -225,6 +231,9 @@ class LionConfig:
             "algorithm.similarity_temperature",
             "must be > 0 and finite",
         )
+
+    def _check_evidence_rule(self) -> None:
+        """The evidence rule's folds, heads, audit and noise check."""
         check(
             self.folds >= 2, "algorithm.folds", "must be >= 2 (a head per fold, each judging one)"
         )
@@ -258,6 +267,10 @@ class LionConfig:
             "times algorithm.evidence_start must be under 1: the audit is read every "
             "evidence_start of the steps, and every read must fall within the run",
         )
+
+    def _check_rules(self) -> None:
+        """Eqs. 1-6's settings that contradict each other, the protected classes' names and
+        the rules named."""
         check(
             self.weight_update == "ema" or self.weight_init == "probs",
             "algorithm.weight_init",

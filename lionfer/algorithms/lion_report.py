@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lionfer.algorithms.lion_audit import audit_held, no_agreement
-from lionfer.algorithms.lion_evidence import heads_trained
+from lionfer.algorithms.lion_evidence_rules import heads_trained
 from lionfer.errors import InputError
 from lionfer.metrics import excess_agreement_z, relabel_metrics
 

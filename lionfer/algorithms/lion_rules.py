@@ -29,7 +29,7 @@ from lionfer.algorithms.lion_equations import (
     threshold_given_candidates,
     unbacked_by_classifier,
 )
-from lionfer.algorithms.lion_evidence import AGREEMENTS, ELR_FORMS, ELR_TARGETS, JUDGING_HEADS
+from lionfer.algorithms.lion_evidence_rules import AGREEMENTS, ELR_FORMS, ELR_TARGETS, JUDGING_HEADS
 
 
 class LionRules(NamedTuple):

@@ -1,31 +1,20 @@
 """Shared checks for dataset readers: expected files and folders, listed files that are missing,
 duplicate entries, out-of-range label ids, number fields and config options a reader cannot use,
-unlabeled images that are copies of labeled ones, images that appear twice, and the check of
-every image a run will read. Each failure names the file (and line) and the fix; with
-data.skip_bad missing and unreadable files are dropped instead and counted in a note.
+and the image files a folder holds. Each failure names the file (and line) and the fix; with
+data.skip_bad missing files are dropped instead and counted in a note. Copies of one image are
+found in image_copies.py; every image a run will read is checked in image_check.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import features
-from tqdm import tqdm
 
-from lionfer.data.images import (
-    RAW_SUFFIXES,
-    ImageError,
-    check_image_file,
-    named_warnings,
-    path_text,
-    raw_note,
-)
+from lionfer.data.images import RAW_SUFFIXES, path_text, raw_note
 from lionfer.errors import ConfigError, InputError, MissingInputError
 from lionfer.words import counted
 
@@ -40,8 +29,6 @@ IMAGE_EXTENSIONS = frozenset(
 )
 IMAGE_KINDS = ", ".join(sorted(suffix[1:] for suffix in IMAGE_EXTENSIONS))  # for messages
 _SHOWN = 3  # how many offending entries an error message lists
-MIN_IMAGE_SIDE = 16  # px; a smaller image (or face box) is used, with a warning
-PROGRESS_FROM = 500  # image checks of this many files or more show a progress bar
 
 
 def require_file(path: str | Path, what: str, fix: str) -> Path:
@@ -248,100 +235,6 @@ def drop_duplicates(
     return keep, [f"dropped {duplicates} duplicate entries{where} (each kept once)"]
 
 
-def copies_of(paths: Sequence[str | Path], *others: Sequence[str | Path]) -> list[np.ndarray]:
-    """For each list of `others`, (N,) bool: paths[i] is one of the files it lists, by another
-    path (a link, a folder given twice) or as a byte-identical copy (compared as file_keys
-    compares them, in one pass over every list: a file is hashed at most once); missing files
-    are no copies (the image check reports them)."""
-    mine, *theirs = file_keys([paths, *others])
-    listed = [set(keys) for keys in theirs]
-    return [np.array([key in keys for key in mine], dtype=bool) for keys in listed]
-
-
-TAIL_BYTES = 4096  # a file's last bytes, read to tell same-size files apart before hashing
-
-
-def file_keys(path_lists: Sequence[Sequence[str | Path]]) -> list[list[object]]:
-    """A key per path of each list, equal for two paths exactly when they hold the same content:
-    one file by several paths, or byte-identical files. Files are compared by size, then by a
-    digest of their last TAIL_BYTES, and only then hashed whole, so a set of distinct files is
-    mostly not read; each file is hashed at most once. A missing file gets a key of its own."""
-    keys: list[list[object]] = []
-    by_size: dict[int, list[tuple[int, int, str]]] = {}
-    for s, paths in enumerate(path_lists):
-        keys.append([])
-        for i, path in enumerate(paths):
-            real = os.path.realpath(path)
-            size = _size(real)
-            keys[s].append(("file", real) if size is not None else ("missing", s, i))
-            if size is not None:
-                by_size.setdefault(size, []).append((s, i, real))
-    digests: dict[str, bytes | None] = {}
-    for candidates in by_size.values():
-        if len({real for _, _, real in candidates}) < 2:
-            continue
-        by_tail: dict[bytes, list[tuple[int, int, str]]] = {}
-        for s, i, real in candidates:
-            tail = _tail(real)
-            if tail is not None:
-                by_tail.setdefault(tail, []).append((s, i, real))
-        for same_tail in by_tail.values():
-            if len({real for _, _, real in same_tail}) < 2:
-                continue
-            for s, i, real in same_tail:
-                if real not in digests:
-                    digests[real] = _digest(real)
-                if digests[real] is not None:
-                    keys[s][i] = ("bytes", digests[real])
-    return keys
-
-
-def same_images(sets: Sequence) -> list[list[tuple[int, int]]]:
-    """Groups of two or more entries, as (set number, entry number) over `sets` (ImageSets),
-    that show the same image: files with the same content (file_keys) or equal in-memory
-    arrays; where a set has face boxes, the box must match too. Missing files match nothing
-    (the image check reports them)."""
-    files = [s for s, images in enumerate(sets) if images.is_files]
-    content = dict(zip(files, file_keys([sets[s].images for s in files]), strict=True))
-    groups: dict[object, list[tuple[int, int]]] = {}
-    for s, images in enumerate(sets):
-        for i in range(len(images)):
-            if images.is_files:
-                key = content[s][i]
-            else:
-                array = np.ascontiguousarray(images.images[i])
-                key = ("array", array.shape, hashlib.sha256(array.tobytes()).digest())
-            box = None if images.boxes is None else tuple(int(v) for v in images.boxes[i])
-            groups.setdefault((key, box), []).append((s, i))
-    return [group for group in groups.values() if len(group) > 1]
-
-
-def _tail(path: str) -> bytes | None:
-    """A 16-byte digest of the file's last TAIL_BYTES (None where it cannot be read): the key
-    that file_keys holds for every file of a size shared by others, so a million files of one
-    size (BMP, PPM, uncompressed TIFF) hold 16 MB of keys rather than 4 GB of tails."""
-    try:
-        with open(path, "rb") as file:
-            file.seek(max(0, os.fstat(file.fileno()).st_size - TAIL_BYTES))
-            return hashlib.blake2b(file.read(), digest_size=16).digest()
-    except OSError:
-        return None
-
-
-def _digest(path: str) -> bytes | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).digest()
-    except OSError:
-        return None
-
-
-def _size(path: str) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
-
-
 def check_label_ids(
     ids: Sequence[int] | np.ndarray,
     valid: Collection[int],
@@ -432,121 +325,3 @@ def walk_files(folder: Path) -> Iterator[Path]:
             seen.add(real)
         for name in files + folders:
             yield Path(parent, name)
-
-
-@dataclass
-class ImageCheck:
-    """What check_images found: keep (N,) bool (False for unreadable images dropped with
-    skip_bad), notes for the run, and warnings to raise (small images)."""
-
-    keep: np.ndarray
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def check_images(images, part: str, skip_bad: bool, progress: bool = False) -> ImageCheck:
-    """Check every image of an ImageSet once, before training reads it.
-
-    In-memory arrays are checked by shape and type; files are decoded (in threads, with a progress
-    bar from PROGRESS_FROM files on). An unreadable file is an ImageError listing the first few, or
-    with skip_bad is dropped and counted in a note. Images whose shorter side is under
-    MIN_IMAGE_SIDE pixels are used, with a warning.
-    """
-    if not images.is_files:
-        return ImageCheck(np.ones(len(images), dtype=bool), [], _array_warnings(images, part))
-    sizes, failures = _probe_files(images.images, part, progress)
-    if images.boxes is not None:
-        failures = _boxes_outside(images.boxes, sizes, failures)
-    keep = np.array([error is None for error in failures], dtype=bool)
-    bad = [(images.ids[i], failures[i]) for i in np.flatnonzero(~keep)]
-    notes = []
-    if bad:
-        first = "; ".join(f"{name}: {error}" for name, error in bad[:_SHOWN])
-        more = f" (and {len(bad) - _SHOWN} more)" if len(bad) > _SHOWN else ""
-        if not skip_bad or len(bad) == len(images):
-            raise ImageError(
-                f"{len(bad)} of {len(images)} {part} images cannot be read. First: {first}{more}. "
-                "Fix or remove them, or set data.skip_bad=true to skip unreadable images "
-                "(they are counted in the run's notes)"
-            )
-        shown = ", ".join(name for name, _ in bad[:_SHOWN])
-        notes.append(
-            f"skipped {len(bad)} unreadable {part} images (data.skip_bad=true): {shown}{more}"
-        )
-    if images.boxes is not None:  # a face box is what training sees
-        boxed = images.boxes[:, 2] > 0
-        sizes[boxed] = images.boxes[boxed][:, 2:]
-    small = [images.ids[i] for i in np.flatnonzero(keep & (sizes.min(axis=1) < MIN_IMAGE_SIDE))]
-    return ImageCheck(keep, notes, _small_warning(small, len(images), part))
-
-
-def _boxes_outside(boxes: np.ndarray, sizes: np.ndarray, failures: list) -> list:
-    """failures, with an error for each readable image whose face box (x, y, w, h; w > 0) does
-    not overlap it, upright or turned a quarter (an EXIF rotation): its crop would be all
-    padding, a black image trained on as a face."""
-    x, y, w, h = (boxes[:, k] for k in range(4))
-    width, height = sizes[:, 0], sizes[:, 1]
-
-    def misses(wide, high):
-        return (x >= wide) | (y >= high) | (x + w <= 0) | (y + h <= 0)
-
-    outside = (w > 0) & misses(width, height) & misses(height, width)
-    return [
-        error
-        if error is not None or not outside[i]
-        else (
-            f"its face box (x {x[i]}, y {y[i]}, w {w[i]}, h {h[i]}) lies outside the "
-            f"{width[i]}x{height[i]} image"
-        )
-        for i, error in enumerate(failures)
-    ]
-
-
-def _probe_files(paths, part: str, progress: bool) -> tuple[np.ndarray, list[str | None]]:
-    """((N, 2) width and height, error message or None per file), decoded in a thread pool."""
-
-    def probe(path) -> tuple[tuple[int, int], str | None]:
-        try:
-            return check_image_file(path), None
-        except ImageError as error:
-            return (0, 0), str(error)
-
-    workers = min(8, os.cpu_count() or 1)
-    show = progress and len(paths) >= PROGRESS_FROM
-    with named_warnings(), ThreadPoolExecutor(workers) as pool:  # PIL's warnings name the file
-        results = list(
-            tqdm(
-                pool.map(probe, paths),
-                total=len(paths),
-                desc=f"checking {part} images",
-                disable=not show,
-                unit="img",
-            )
-        )
-    sizes = np.array([size for size, _ in results], dtype=np.int64).reshape(-1, 2)
-    return sizes, [error for _, error in results]
-
-
-def _array_warnings(images, part: str) -> list[str]:
-    """In-memory images: (N, H, W) or (N, H, W, 3) uint8; all share one size."""
-    array = images.images
-    shape_ok = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] == 3)
-    if not shape_ok or array.dtype != np.uint8:
-        raise InputError(
-            f"{part} images are a {array.dtype} array of shape {array.shape}; in-memory images "
-            "must be uint8 (N, H, W) or (N, H, W, 3)"
-        )
-    side = min(array.shape[1], array.shape[2])
-    return _small_warning(list(images.ids) if side < MIN_IMAGE_SIDE else [], len(images), part)
-
-
-def _small_warning(small: list[str], total: int, part: str) -> list[str]:
-    if not small:
-        return []
-    shown = ", ".join(small[:_SHOWN]) + (
-        f" (and {len(small) - _SHOWN} more)" if len(small) > _SHOWN else ""
-    )
-    return [
-        f"{len(small)} of {total} {part} images are smaller than {MIN_IMAGE_SIDE} px on a side "
-        f"({shown}); they are upscaled to data.image_size and carry little detail"
-    ]

@@ -1,8 +1,8 @@
 """What a file that PIL cannot read is, from its first bytes, and what to do about it: a decode
 error in words (describe), the file as text (head_text), a kind of photo, archive, document or
 video by its magic (container), an SVG file, or a TIFF whose samples PIL has no decoder for
-(not_an_image). Also the MPEG transport stream's packet layout, which video.py reads .ts files by
-(transport_stream_layout)."""
+(not_an_image). Also the MPEG transport stream's packet layout, by which
+lionfer/inference/video_containers.py reads .ts files (transport_stream_layout)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from lionfer.data.base import FERData, ImageSet
-from lionfer.data.checks import check_images, copies_of, same_images
+from lionfer.data.image_check import check_images
+from lionfer.data.image_copies import copies_of, same_images
 from lionfer.data.noise import (
     check_noise_fits,
     default_noise_map,

@@ -51,7 +51,7 @@ from lionfer.data.prepare_cache import (
 from lionfer.errors import ConfigError, InputError, Interrupted
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
 from lionfer.training.interrupts import StopSignals
-from lionfer.training.runfolder import RunLock
+from lionfer.training.run_lock import RunLock
 from lionfer.words import counted
 
 MANIFEST_COLUMNS = ("path", "label", "split", "true_label", "source")

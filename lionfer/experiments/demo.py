@@ -28,7 +28,8 @@ from lionfer.experiments.sweep import run_sweep
 from lionfer.experiments.sweep_file import expand, load_sweep
 from lionfer.reporting.document import Table, text_table
 from lionfer.reporting.label_sections import RELABEL
-from lionfer.reporting.report_command import MAIN, MASK, ReportResult, make_report
+from lionfer.reporting.report_command import ReportResult, make_report
+from lionfer.reporting.table_sections import MAIN, MASK
 from lionfer.version import docs_page
 
 SWEEP = "demo"  # lionfer/configs/sweeps/demo.toml

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lionfer import run_names as names
-from lionfer.config import PACKAGED_CONFIGS, AlgorithmConfig, Config, load_config
+from lionfer.config import PACKAGED_CONFIGS, Config, load_config
+from lionfer.config_sections import AlgorithmConfig
 from lionfer.config_text import parse_value, read_toml
 from lionfer.errors import ConfigError, did_you_mean
 from lionfer.unread import (

@@ -1,24 +1,21 @@
-"""`lionfer predict`'s output: a CSV or JSONL predictions file written row by row and flushed, a
-progress file beside it (OUT.progress) that makes an interrupted job resumable, annotated images
-and videos, and the closing skip report.
+"""`lionfer predict`'s output: a CSV or JSONL predictions file written row by row and flushed, and
+a progress file beside it (OUT.progress) that makes an interrupted job resumable (the job itself:
+lionfer.inference.predict_job; its annotated copies: lionfer.inference.annotate_folder).
 
 OUT.progress is JSON lines: first the job's settings (model fingerprint, columns, detection
 settings, a digest of the list of inputs), then one {"source", "offset", "counts", "skipped",
 "stamp"} line per finished input, written after that input's rows are flushed ("stamp": the input
 file's size and modification time). While a video or animated image is read, a {"partial",
-"next_frame", "offset", "counts", "skipped", "stamp"} line every CHECKPOINT_S seconds marks how far
-its rows go ("partial": its name; at the end of a batch, so that a job going on from it batches
-the frames as an uninterrupted one; not with --annotate, whose annotated video is written whole).
+"next_frame", "offset", "counts", "skipped", "stamp"} line every predict_job.CHECKPOINT_S seconds
+marks how far its rows go ("partial": its name; at the end of a batch, so that a job going on from
+it batches the frames as an uninterrupted one; not with --annotate, whose annotated video is
+written whole).
 Rerunning the same command truncates OUT to the last line's offset (rows of an input cut off
 after it go), skips the finished inputs, goes on with a clip cut off at its last mark from the
 frame after it (from its start with --annotate) and reports the whole file. An existing OUT that
 is not a lionfer predictions file, one written with other settings or for another list of
 inputs, or one whose predicted inputs have changed since, is refused unless overwrite is given;
 so is an --out that is another job's progress file, even with overwrite.
-
-Annotated copies go under the --annotate folder at their path below the inputs' deepest common
-folder, so two inputs never share one (a copy whose name another input's copy takes is numbered)
-and nothing is written outside it; files inside that folder are never read as inputs.
 
 A file name that is not UTF-8 (surrogate escapes in Python) is written to OUT with its bytes as
 \\xNN (path_text), so that OUT stays UTF-8; OUT.progress keeps it exactly (JSON's \\udcNN).
@@ -27,61 +24,20 @@ A file name that is not UTF-8 (surrogate escapes in Python) is written to OUT wi
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-from tqdm import tqdm
-
-from lionfer.atomic import csv_text, naming, replacing
-from lionfer.data.images import path_text, raw_note
-from lionfer.inference.predictor import (
-    FIXED_COLUMNS,
-    Frame,
-    InputError,
-    Predictor,
-    SourceDone,
-    whole_number,
-)
-from lionfer.inference.sources import (
-    Source,
-    collect_sources,
-    ignored_kinds,
-    located,
-    refuse_reading,
-)
-from lionfer.inference.video import (
-    ANIMATED_IMAGE_EXTENSIONS,
-    PARTIAL,
-    VIDEO_CODECS,
-    VideoWriter,
-    clip_fps,
-    draw_faces,
-)
-from lionfer.training.runfolder import (
-    check_out_file,
-    longest_name,
-    nearest_existing,
-    refuse_run_file,
-)
+from lionfer.atomic import csv_text, naming
+from lionfer.data.images import path_text
+from lionfer.errors import InputError
+from lionfer.inference.predictor import FIXED_COLUMNS
+from lionfer.training.runfolder import longest_name, nearest_existing
 from lionfer.words import counted
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 PROGRESS_SUFFIX = ".progress"
-# How often a clip being read marks how far its rows go, in seconds: a job stopped halfway
-# through a long video goes on from its last mark, not from the video's start.
-CHECKPOINT_S = 10.0
-SKIP_REASONS = {
-    "unreadable": "unreadable",
-    "no_face": "no face found",
-    "empty_video": "empty video",
-    "error": "errors",
-}
 
 
 def output_format(out: Path, fmt: str | None) -> str:
@@ -377,66 +333,6 @@ def read_progress_lines(path: Path) -> tuple[dict, list[dict], list[int]]:
     return records[0]["settings"], finished, ends
 
 
-@dataclass
-class PredictReport:
-    """What one predict_files call did."""
-
-    out: Path
-    counts: Counter = field(default_factory=Counter)  # images, videos, frames, faces, rows, ...
-    skipped: Counter = field(default_factory=Counter)  # inputs by reason (SKIP_REASONS)
-    annotated: list[Path] = field(default_factory=list)
-    excluded: int = 0  # files inside the --annotate folder, not read as inputs
-    ignored: Counter = field(default_factory=Counter)  # files in folders left out, by extension
-    annotate_dir: Path | None = None
-    went_on: tuple[str, int] | None = None  # a clip cut off in an earlier run, and its next frame
-
-    def summary(self) -> str:
-        c = self.counts
-        lines = [
-            f"{counted(c['faces'], 'face')} from {counted(c['images'], 'image')} and "
-            f"{counted(c['videos'], 'video')} ({counted(c['frames'], 'video frame')} read): "
-            f"{counted(c['rows'], 'row')} in {self.out}"
-        ]
-        skipped = ", ".join(f"{SKIP_REASONS[k]} {n}" for k, n in sorted(self.skipped.items()))
-        lines.append(f"skipped inputs: {skipped or 'none'}")
-        if c["damaged_videos"]:
-            lines.append(
-                f"damaged videos, read up to the damage (see their error rows): "
-                f"{c['damaged_videos']}"
-            )
-        if c["frames_without_face"]:
-            lines.append(f"video frames without a face: {c['frames_without_face']}")
-        if c["ignored"]:
-            kinds = f" ({ignored_kinds(self.ignored)})" if self.ignored else ""
-            lines.append(
-                f"ignored {counted(c['ignored'], 'file')} in folders or globs, neither images nor "
-                f"videos{kinds}" + raw_note(c["raw_photos"])
-            )
-        if self.excluded:
-            lines.append(
-                f"skipped {counted(self.excluded, 'file')} inside the --annotate folder "
-                f"{self.annotate_dir} (annotated output is never read as input)"
-            )
-        if c["resumed"]:
-            lines.append(
-                f"already complete from an earlier run: {counted(c['resumed'], 'input')} (counted "
-                "above)"
-            )
-        if c["copies_missing"]:
-            lines.append(
-                f"no annotated copy of {counted(c['copies_missing'], 'input')} finished by an "
-                "earlier run without --annotate; pass --overwrite to predict everything again "
-                "with copies"
-            )
-        if self.went_on:
-            name, frame = self.went_on
-            lines.append(
-                f"went on with {path_text(name)} from frame {frame}, where an earlier run stopped "
-                "(its frames before it counted above)"
-            )
-        return "\n".join(lines)
-
-
 def file_stamp(path: Path) -> list[int] | None:
     """[size, modification time in ns] of a file (through links); None where it cannot be read
     (a broken link: its row says so)."""
@@ -445,141 +341,6 @@ def file_stamp(path: Path) -> list[int] | None:
     except (OSError, ValueError):
         return None
     return [info.st_size, info.st_mtime_ns]
-
-
-def job_settings(
-    predictor: Predictor, cropped: bool, frame_stride: int, sources: list[Source]
-) -> dict:
-    info = predictor.info
-    names = "\n".join(source.name for source in sources).encode("utf-8", "surrogateescape")
-    return {
-        "model": info.fingerprint,
-        "detector": "none (cropped)" if cropped else predictor.detector_name,
-        "face_size": predictor.face_size,
-        "frame_stride": frame_stride,
-        "embedding_dim": predictor.embedding_dim,
-        "inputs": {"count": len(sources), "sha256": hashlib.sha256(names).hexdigest()[:16]},
-    }
-
-
-class _NoBar:
-    """Stands in for tqdm when progress is off: no object whose teardown a late Ctrl-C can
-    interrupt with a traceback."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **values) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def predict_files(
-    predictor: Predictor,
-    inputs: list[str],
-    out: str | Path,
-    fmt: str | None = None,
-    cropped: bool = False,
-    frame_stride: int = 1,
-    annotate: str | Path | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> PredictReport:
-    """Predict on every input into `out` (see the module docstring); resumable."""
-    out = Path(out)
-    if out.is_dir():
-        raise InputError(f"--out {out} is a folder; give a file name such as {out / 'faces.csv'}")
-    check_out_file(out)
-    if out.is_file() and is_progress_file(out):
-        raise InputError(
-            f"--out {out} is the progress file of the predictions in "
-            f"{out.name.removesuffix(PROGRESS_SUFFIX)}, which predict keeps to resume that job; "
-            "choose another --out"
-        )
-    check_progress_name(out)
-    refuse_run_file(out)
-    fmt = output_format(out, fmt)
-    # checked before the output file is touched
-    whole_number("the frame stride (--frame-stride, frame_stride)", frame_stride, 1)
-    sources, ignored, raw_photos = collect_sources(inputs)
-    refuse_reading(out, sources, predictor.info.path)
-    annotate_dir = Path(annotate) if annotate else None
-    excluded = 0
-    if annotate_dir is not None:
-        if annotate_dir.exists() and not annotate_dir.is_dir():
-            raise InputError(
-                f"--annotate {annotate_dir} is a file; give a folder (it is created if missing)"
-            )
-        sources, excluded = exclude_folder(sources, annotate_dir)
-    annotator = Annotator(annotate_dir, frame_stride, sources) if annotate_dir else None
-    if annotator:
-        annotator.check_names(sources)
-    # a resumed job's copies are its own (a JSON lines job stopped before its first row leaves
-    # an empty --out beside its progress file)
-    kept = progress_path(out)
-    fresh = not has_content(out) and not (kept.is_file() and is_progress_file(kept))
-    if annotator and fresh and not overwrite:
-        annotator.check_free(sources)
-    settings = job_settings(predictor, cropped, frame_stride, sources)
-    stamps = {s.name: file_stamp(s.path) for s in sources if s.path is not None}
-    # an annotated video is written whole, so a clip cut off is read again from its start
-    file = PredictionsFile(
-        out, fmt, predictor.columns, settings, overwrite, stamps, go_on=annotator is None
-    )
-    report = PredictReport(out, excluded=excluded, annotate_dir=annotate_dir, ignored=ignored)
-    for record in file.done.values():  # what the earlier runs wrote counts too
-        report.counts.update(record.get("counts", {}))
-        report.skipped.update(record.get("skipped", {}))
-    resumed = sum(s.name in file.done for s in sources)
-    report.counts.update(ignored=ignored.total(), raw_photos=raw_photos, resumed=resumed)
-    if annotator and file.done:
-        report.counts["copies_missing"] = annotator.missing(file.done, sources)
-    todo = [s for s in sources if s.name not in file.done]
-    bar = tqdm(total=len(todo), desc="predict", unit="input") if progress else _NoBar()
-    before = (report.counts.copy(), report.skipped.copy())
-    start_frames = {}
-    if file.partial:  # its rows so far count in its finished record, as a whole read's would
-        report.counts.update(file.partial.get("counts", {}))
-        report.skipped.update(file.partial.get("skipped", {}))
-        report.went_on = (file.partial["partial"], file.partial["next_frame"])
-        start_frames = dict([report.went_on])
-    marked = time.monotonic()
-    try:
-        for item in predictor.stream(
-            todo, cropped, frame_stride, keep_images=bool(annotator), start_frames=start_frames
-        ):
-            if isinstance(item, SourceDone):
-                _count_source(report, item.source)
-                if annotator:  # its copy whole before it counts as done
-                    annotator.finish(item.source, report)
-                file.finished(
-                    item.source.name, report.counts - before[0], report.skipped - before[1]
-                )
-                before = (report.counts.copy(), report.skipped.copy())
-                bar.update(1)
-                continue
-            rows = predictor.rows(item)
-            file.write(rows)
-            _count_frame(report, item, len(rows))
-            if annotator:
-                annotator.add(item, rows)
-            elif (
-                item.batch_end
-                and _decoded_frame(item)
-                and time.monotonic() - marked >= CHECKPOINT_S
-            ):
-                counts, skipped = report.counts - before[0], report.skipped - before[1]
-                file.mark(item.source.name, item.index + frame_stride, counts, skipped)
-                marked = time.monotonic()
-            bar.set_postfix(faces=report.counts["faces"])
-    finally:
-        bar.close()
-        file.close()
-        if annotator:
-            annotator.close()
-    return report
 
 
 def name_max(path: Path) -> int:
@@ -600,224 +361,3 @@ def check_progress_name(out: Path) -> None:
             f"most {limit} bytes; choose a shorter --out name (at most "
             f"{limit - len(PROGRESS_SUFFIX)} bytes)"
         )
-
-
-def exclude_folder(sources: list[Source], folder: Path) -> tuple[list[Source], int]:
-    """(the sources outside folder, how many were inside it): the --annotate folder's files are
-    lionfer's output, never input, wherever the folder is."""
-    inside = folder.resolve()
-    kept = [s for s in sources if s.path is None or not s.path.resolve().is_relative_to(inside)]
-    if sources and not kept:
-        raise InputError(
-            f"every input is inside the --annotate folder {folder}, whose files are never read as "
-            "inputs; choose another --annotate folder"
-        )
-    return kept, len(sources) - len(kept)
-
-
-def _count_source(report: PredictReport, source: Source) -> None:
-    report.counts["videos" if source.kind == "video" else "images"] += 1
-
-
-def _decoded_frame(frame: Frame) -> bool:
-    """A frame of a clip that was read (with or without a face), not a row saying why reading
-    stopped or failed: the frames after it can be read on from it."""
-    return frame.source.kind == "video" and frame.reason in ("", "no_face", "error")
-
-
-def _count_frame(report: PredictReport, frame: Frame, rows: int) -> None:
-    report.counts["rows"] += rows
-    report.counts["faces"] += len(frame.faces)
-    video = frame.source.kind == "video"
-    report.counts["frames"] += int(video and frame.reason in ("", "no_face", "error"))
-    if frame.reason == "damaged_video":
-        report.counts["damaged_videos"] += 1
-    elif video and frame.reason in ("no_face", "error"):
-        report.counts["frames_without_face"] += 1
-    elif frame.reason:
-        report.skipped[frame.reason] += 1
-
-
-def annotation_root(sources: list[Source]) -> Path | None:
-    """The deepest folder holding every file input (resolved), or None without file inputs."""
-    parents = [str(located(s.path).parent) for s in sources if s.path is not None]
-    return Path(os.path.commonpath(parents)) if parents else None
-
-
-def annotated_path(folder: Path, source: Source, root: Path | None) -> Path:
-    """folder / the source's absolute path below root (annotation_root of every input), so that
-    `../in/a.jpg` and `in/a.jpg` stay apart and an absolute path is not copied whole; a symbolic
-    link's copy is at the link's path, not its target's (which may be another input); an image in
-    memory is folder / memory_N.png."""
-    if source.path is None or root is None:
-        return folder / f"{source.name.replace(':', '_')}.png"
-    return folder / located(source.path).relative_to(root)
-
-
-def video_stem(target: Path) -> Path:
-    """Where a video's annotated copy goes, less its suffix: clip.avi -> clip.avi.mp4, so that
-    two inputs never share an annotated video."""
-    return target.with_name(target.name + ".video")
-
-
-def copy_paths(folder: Path, sources: list[Source], root: Path | None) -> dict[str, Path]:
-    """Where each source's annotated copy goes: annotated_path (a video's less its suffix,
-    video_stem), with ".png" added where PIL cannot write the image's format (a.gif -> a.gif.png);
-    numbered where another input's copy takes that name (`shot`, a JPEG named without a suffix,
-    -> shot.1.png beside the copy of `shot.png`)."""
-    copies, taken, as_png = {}, set(), []
-    for source in sources:
-        target = annotated_path(folder, source, root)
-        if source.kind == "video":
-            copies[source.name] = video_stem(target)
-        elif save_format(target):
-            copies[source.name] = _free(target, taken)
-        else:
-            as_png.append((source, target))
-    for source, target in as_png:  # after the copies that keep their input's name
-        copies[source.name] = _free(target.with_name(target.name + ".png"), taken)
-    return copies
-
-
-def _free(path: Path, taken: set[Path]) -> Path:
-    """path, or path numbered before its suffix (shot.1.png, shot.2.png, ...) where a copy in
-    `taken` has its name; added to taken."""
-    free, n = path, 0
-    while free in taken:
-        n += 1
-        free = path.with_name(f"{path.stem}.{n}{path.suffix}")
-    taken.add(free)
-    return free
-
-
-def save_format(target: Path) -> str | None:
-    """The format PIL writes a file named as target in, by its suffix; None where it writes none."""
-    fmt = Image.registered_extensions().get(target.suffix.lower())
-    return fmt if fmt is not None and fmt in Image.SAVE else None
-
-
-def save_annotated(image: Image.Image, target: Path) -> Path:
-    """Save `image` at `target` in the format its suffix names, or, where PIL cannot write that
-    format or this image's mode in it (.gif frames, a .tif mode, a suffix it does not know), as
-    PNG at target + ".png" (a.gif -> a.gif.png: never the annotated copy of another input a.png).
-    Each is written whole through a temporary file, so a failed write (a full disk) leaves no
-    partial image and is raised as the OSError it is, naming the file. Returns the path."""
-    fmt = save_format(target)
-    if fmt is not None:
-        try:
-            _save_whole(image, target, fmt)
-            return target
-        except (KeyError, ValueError):  # a mode or option the format does not take
-            pass
-        except OSError as error:
-            if error.errno is not None:  # the file system's: no space, too large, read-only
-                raise
-            # PIL's own "cannot write mode RGBA as JPEG": the format cannot hold this image
-    fallback = target.with_name(target.name + ".png")
-    _save_whole(image, fallback, "PNG")
-    return fallback
-
-
-def _save_whole(image: Image.Image, target: Path, fmt: str) -> None:
-    with replacing(target) as tmp:
-        image.save(tmp, format=fmt)
-
-
-class Annotator:
-    """Writes each image with its boxes and labels, and each video as an annotated video."""
-
-    def __init__(self, folder: Path, frame_stride: int, sources: list[Source]):
-        self.folder, self.frame_stride = folder, frame_stride
-        self.root = annotation_root(sources)  # of every input, also those done before a resume
-        self.copies = copy_paths(folder, sources, self.root)  # source name -> its copy's path
-        self.videos: dict[str, VideoWriter] = {}
-
-    def add(self, frame: Frame, rows: list[dict]) -> None:
-        if frame.image is None:  # an input that could not be read
-            return
-        faces = [  # rows give boxes in the file's pixels, frame.scale of the image's
-            (
-                tuple(r[k] / frame.scale for k in ("x", "y", "w", "h")),
-                f"{r['label']} {max(self._probs(r)):.2f}",
-            )
-            for r in rows
-            if r["label"] is not None
-        ]
-        image = draw_faces(frame.image, faces)
-        target = self.copies[frame.source.name]
-        if frame.source.kind == "video":
-            writer = self.videos.get(frame.source.name)
-            if writer is None:
-                fps = (clip_fps(frame.source.path) or 25.0) / self.frame_stride
-                writer = self.videos[frame.source.name] = VideoWriter(target, fps)
-            # a video's frames go at their times; an animated image's, at its mean rate, once each
-            animated = frame.source.path.suffix.lower() in ANIMATED_IMAGE_EXTENSIONS
-            writer.write(image, None if animated else frame.time_s)
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save_annotated(image, target)
-
-    def check_free(self, sources: list[Source]) -> None:
-        """Refuse a job whose annotated copies would replace files already in the folder (an
-        earlier job's, or the user's own), before anything is written."""
-        for source in sources:
-            taken = next((p for p in self.copy_names(source) if p.exists()), None)
-            if taken is not None:
-                raise InputError(
-                    f"--annotate {self.folder} already holds {taken}, where the annotated copy "
-                    f"of {source.name} goes; choose another --annotate folder, or pass "
-                    "--overwrite to replace its files"
-                )
-
-    def check_names(self, sources: list[Source]) -> None:
-        """Refuse a job whose annotated copies, or the temporary files they are written through
-        (an image's + .tmp, a video's .partial.mp4), would have names longer than the file system
-        takes, before anything is written."""
-        limit = name_max(self.folder / "copy")  # the folder's file system's
-        for source in sources:
-            copy = self.copies[source.name]
-            names = [copy.name + ".tmp"]  # save_annotated writes it through a temporary file
-            if source.kind == "video":  # VideoWriter writes it as .partial.mp4 until it is whole
-                names = [copy.with_suffix(PARTIAL + suffix).name for _, suffix in VIDEO_CODECS]
-            longest = max(len(os.fsencode(name)) for name in names)
-            if longest > limit:
-                own = len(os.fsencode(source.path.name)) if source.path else 0
-                raise InputError(
-                    f"--annotate {self.folder}: the annotated copy of {path_text(source.name)} "
-                    f"needs a name of {longest} bytes ({longest - own} more than the input's), "
-                    f"and this file system takes names of at most {limit} bytes; rename the "
-                    f"input to at most {limit - longest + own} bytes, or leave out --annotate"
-                )
-
-    @staticmethod
-    def _probs(row: dict) -> list[float]:
-        return [v for k, v in row.items() if k.startswith("p_")]
-
-    def finish(self, source: Source, report: PredictReport) -> None:
-        writer = self.videos.pop(source.name, None)
-        if writer is not None:
-            writer.close()
-            report.annotated.append(writer.path)
-
-    def close(self) -> None:
-        """Close the copies of videos cut off (a job stopped): each stays a .partial file."""
-        for writer in self.videos.values():
-            writer.close(whole=False)
-        self.videos.clear()
-
-    def missing(self, done: dict[str, dict], sources: list[Source]) -> int:
-        """How many of the inputs finished by earlier runs have no annotated copy here (those
-        runs were without --annotate, or wrote their copies elsewhere)."""
-        return sum(
-            not any(name.exists() for name in self.copy_names(source))
-            for source in sources
-            if source.name in done and source.path is not None
-        )
-
-    def copy_names(self, source: Source) -> list[Path]:
-        """The names an input's annotated copy may have: a video's with each codec's suffix, an
-        image's as planned or with .png added (save_annotated's fallback)."""
-        copy = self.copies[source.name]
-        if source.kind == "video":
-            return [copy.with_suffix(suffix) for _, suffix in VIDEO_CODECS]
-        return [copy, copy.with_name(copy.name + ".png")]

@@ -5,13 +5,12 @@ faces as `lionfer prepare` does (MTCNN with 5-point alignment to a FACE_SIZE cro
 or takes each input as one face with cropped=True), classifies them in batches with the model's
 evaluation transform, and yields one row per face with stable columns (`columns()`); with
 embeddings=True each row also holds the face's embedding, the unit-length feature the classifier
-reads (`emb_0` ... `emb_<D-1>`).
+reads (`emb_0` ... `emb_<D-1>`). The model runs in lionfer.inference.classifiers, faces are found
+in lionfer.inference.face_finding.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,19 +22,22 @@ import torch
 from PIL import Image
 
 from lionfer.data import transforms
-from lionfer.data.faces import (
-    DETECT_MAX_SIDE,
-    DETECTORS,
-    DetectorUnavailable,
-    Face,
-    align,
-    detect,
-    pick_faces,
-)
+from lionfer.data.faces import DETECTORS, DetectorUnavailable, Face, align
 from lionfer.data.images import ImageError, open_photo
 from lionfer.device import inference_device, resolve_device
 from lionfer.errors import InputError
-from lionfer.inference.model_file import ModelInfo, checkpoint_file, file_fingerprint, torch_model
+from lionfer.inference.classifiers import OnnxClassifier, TorchClassifier, over_trained
+from lionfer.inference.face_finding import (
+    FACE_SIZE,
+    Detector,
+    DetectorContractError,
+    FaceCrop,
+    InvalidBox,
+    checked_faces,
+    detector_name,
+    find_faces,
+)
+from lionfer.inference.model_file import ModelInfo, checkpoint_file, torch_model
 from lionfer.inference.sources import (
     Source,
     collect_sources,
@@ -51,29 +53,6 @@ from lionfer.inference.video import (
 )
 
 FIXED_COLUMNS = ("source", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label")
-FACE_SIZE = 112  # `lionfer prepare`'s default --size: faces are aligned at it, then resized
-# MTCNN finds faces of at least 20 px (its min_face_size) and fails on a smaller image; the Haar
-# cascade looks for 24 px and more. Smaller images (as detection sees them) hold no face to find.
-MIN_DETECT_SIDE = 20
-# A face detector of your own: RGB image -> faces (lionfer.data.faces.Face: box x, y, w, h in
-# pixels, score, optional (5, 2) landmarks for the alignment, detector name).
-Detector = Callable[[Image.Image], list[Face]]
-DETECTOR_CONTRACT = (
-    "a face detector must return a list of lionfer.data.faces.Face(box, score, landmarks, "
-    "detector), box = (x, y, w, h) in the image's pixels, score a number or None, landmarks a "
-    "(5, 2) array or None"
-)
-
-
-class DetectorContractError(InputError):
-    """A detector of your own that returned something other than a list of Faces: a mistake in
-    its code, the same on every image, so the job stops at the first instead of writing it as
-    an error row of each image."""
-
-
-class InvalidBox(ValueError):
-    """A box from a detector of your own that holds no face of the image: one with no area, or
-    none inside the image (see Predictor.checked_faces). Its frame gets an error row."""
 
 
 def probability_column(class_name: str) -> str:
@@ -89,84 +68,6 @@ def columns(class_names: Iterable[str], embedding_dim: int = 0) -> list[str]:
     """The output columns; embedding_dim > 0: the embedding's too (emb_0 ...)."""
     probabilities = [probability_column(n) for n in class_names]
     return [*FIXED_COLUMNS, *probabilities, *embedding_columns(embedding_dim), "error"]
-
-
-class TorchClassifier:
-    """(B, 3, S, S) normalised faces → (B, C) probabilities, and with features=True also their
-    (B, D) embeddings, with a PyTorch model."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-        self.device = next(model.parameters()).device
-        self.feature_dim: int = model.feature_dim
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor, features: bool = False):
-        output = self.model(x.to(self.device))
-        probs = output.logits.float().softmax(dim=1).cpu().numpy()
-        return (probs, output.features.float().cpu().numpy()) if features else probs
-
-
-class OnnxClassifier:
-    """The same, with ONNX Runtime on a file written by `lionfer export --format onnx`."""
-
-    def __init__(self, path: Path, device: str = "cpu"):
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise InputError(
-                "an .onnx MODEL needs onnxruntime: pip install 'lionfer[export]'"
-            ) from error
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
-        except Exception as error:  # onnxruntime raises its own exception types
-            raise InputError(
-                f"cannot load {path} with ONNX Runtime: {error}. If the file is damaged or cut "
-                "short, export it again: lionfer export RUN --out FILE.onnx"
-            ) from error
-        self.input_name = self.session.get_inputs()[0].name
-        self.info = onnx_info(self.session.get_modelmeta().custom_metadata_map, path)
-        # files exported before embeddings were have no "features" output: feature_dim None
-        shapes = {o.name: o.shape for o in self.session.get_outputs()}
-        self.feature_dim: int | None = shapes["features"][-1] if "features" in shapes else None
-        self.path = path
-
-    def __call__(self, x: torch.Tensor, features: bool = False):
-        if not features:
-            (probs,) = self.session.run(["probabilities"], {self.input_name: x.numpy()})
-            return probs
-        if self.feature_dim is None:
-            raise InputError(
-                f"{self.path} was exported without embeddings (by an older lionfer); export "
-                "it again for them: lionfer export RUN --out FILE.onnx"
-            )
-        probs, feats = self.session.run(["probabilities", "features"], {self.input_name: x.numpy()})
-        return probs, feats
-
-
-def onnx_info(metadata: dict[str, str], path: Path) -> ModelInfo:
-    """ModelInfo from the metadata_props that `lionfer export` writes."""
-    import json
-
-    try:
-        return ModelInfo(
-            metadata["model_name"],
-            tuple(json.loads(metadata["class_names"])),
-            int(metadata["image_size"]),
-            tuple(json.loads(metadata["mean"])),
-            tuple(json.loads(metadata["std"])),
-            str(path),
-            file_fingerprint(path),
-            tuple(json.loads(metadata.get("trained_classes", "[]"))),  # older exports: all
-        )
-    except (KeyError, ValueError) as error:
-        raise InputError(
-            f"{path} lacks lionfer's metadata ({error}); export it with `lionfer export MODEL "
-            "--format onnx`"
-        ) from error
 
 
 def load(
@@ -200,13 +101,6 @@ def load(
         module, info = torch_model(path, device)
         classifier = TorchClassifier(module)
     return Predictor(classifier, info, detector, face_size, batch_size, embeddings)
-
-
-@dataclass
-class FaceCrop:
-    box: tuple[float, float, float, float]  # x, y, w, h in the frame's pixels
-    score: float | None  # MTCNN probability or Haar neighbour count; None for cropped inputs
-    tensor: torch.Tensor  # (3, S, S), the model's input
 
 
 @dataclass
@@ -290,8 +184,9 @@ class Predictor:
         """(N, C) class probabilities of face crops, in batches of batch_size: one or a list (any
         iterable) of PIL images or uint8 arrays, as predict takes them ((H, W, 3), (H, W),
         (N, H, W, 3)). A class the model had no labeled training image of gets 0 (see
-        _over_trained). An item that is no face crop, an empty image or one that cannot be
-        decoded is an InputError naming its position: the result has no row to say so in."""
+        classifiers.over_trained). An item that is no face crop, an empty image or one that
+        cannot be decoded is an InputError naming its position: the result has no row to say so
+        in."""
         return self._classify(self._crop_tensors(images, "probabilities"))[0]
 
     def embeddings(self, images: Any) -> np.ndarray:
@@ -339,89 +234,26 @@ class Predictor:
         batches = [tensors[i : i + size] for i in range(0, len(tensors), size)]
         if not features:  # a classify of one argument (x) serves too
             probs = np.concatenate([self.classify(b) for b in batches]).astype(np.float64)
-            return self._over_trained(probs), None
+            return over_trained(probs, self.class_names, self.trained_classes), None
         probs, feats = zip(*(self.classify(b, features=True) for b in batches), strict=True)
-        probs = self._over_trained(np.concatenate(probs).astype(np.float64))
+        probs = np.concatenate(probs).astype(np.float64)
+        probs = over_trained(probs, self.class_names, self.trained_classes)
         return probs, np.concatenate(feats).astype(np.float32)
-
-    def _over_trained(self, probs: np.ndarray) -> np.ndarray:
-        """The probabilities over the classes the model was trained on (info.trained_classes):
-        an output it never had a labeled image of learnt nothing, and early in training may
-        outweigh the others (a run on happy/, sad/ and neutral/ named most faces Fear). Those
-        get 0 and the rest are renormalised: the softmax of the trained classes' logits alone."""
-        untrained = np.array([name not in self.trained_classes for name in self.class_names])
-        if not untrained.any():
-            return probs
-        probs = np.where(untrained, 0.0, probs)
-        total = probs.sum(axis=1, keepdims=True)
-        even = np.where(untrained, 0.0, 1.0 / (~untrained).sum())  # where all of them underflow
-        return np.where(total > 0, probs / np.where(total > 0, total, 1.0), even)
 
     @property
     def detector_name(self) -> str:
-        if callable(self.detector):
-            return getattr(self.detector, "__name__", type(self.detector).__name__)
-        return self.detector
+        return detector_name(self.detector)
 
     def detect(self, image: Image.Image, turn: bool = True) -> list[Face]:
         """The faces of an RGB image, largest first (ties: higher score first). With turn, a photo
         without a face as stored is searched turned (a photo saved sideways; faces.detect); a
         detector of your own sees the image as given."""
-        if callable(self.detector):
-            return pick_faces(self.checked_faces(self.detector(image), image), "all")
-        if min(image.size) * min(1.0, DETECT_MAX_SIDE / max(image.size)) < MIN_DETECT_SIDE:
-            return []
-        return pick_faces(detect(image, self.detector, turn=turn), "all")
+        return find_faces(image, self.detector, turn)
 
     def checked_faces(self, found: Any, image: Image.Image) -> list[Face]:
-        """The faces a detector of your own returned for image, checked. Anything but an iterable
-        of Faces with boxes of 4 numbers and a number (or None) for score breaks the contract
-        (DETECTOR_CONTRACT): DetectorContractError, which stops the job. A box that is not finite,
-        has no width or height, or lies wholly outside the image (its area clipped to the image is
-        0) holds no face of it: InvalidBox, an error row for the frame. A box partly outside is
-        kept as given, as MTCNN's are (its crop is padded black)."""
-        name = self.detector_name
-        if isinstance(found, str | bytes | Face) or not isinstance(found, Iterable):
-            raise DetectorContractError(
-                f"the face detector {name} returned {described(found)}; {DETECTOR_CONTRACT}"
-            )
-        faces = list(found)
-        for face in faces:
-            if not isinstance(face, Face):
-                raise DetectorContractError(
-                    f"the face detector {name} returned a list holding {described(face)}; "
-                    f"{DETECTOR_CONTRACT}"
-                )
-            box, score = face.box, face.score
-            if not (
-                isinstance(box, tuple | list | np.ndarray)
-                and len(box) == 4
-                and all(isinstance(v, numbers.Real) for v in box)
-            ):
-                raise DetectorContractError(
-                    f"the face detector {name} returned a Face whose box is {box!r}, not 4 "
-                    f"numbers; {DETECTOR_CONTRACT}"
-                )
-            if score is not None and not isinstance(score, numbers.Real):
-                raise DetectorContractError(
-                    f"the face detector {name} returned a Face whose score is {score!r}; "
-                    f"{DETECTOR_CONTRACT}"
-                )
-        width, height = image.size
-        for face in faces:
-            x, y, w, h = (float(v) for v in face.box)
-            inside_w = min(x + w, width) - max(x, 0.0)
-            inside_h = min(y + h, height) - max(y, 0.0)
-            finite = all(math.isfinite(v) for v in (x, y, w, h))
-            if not finite or min(w, h, inside_w, inside_h) <= 0:
-                why = "is not finite" if not finite else "has no area"
-                where = "" if not finite or min(w, h) <= 0 else " inside the image"
-                raise InvalidBox(
-                    f"the face detector {name} returned the box (x, y, w, h) = "
-                    f"({x:g}, {y:g}, {w:g}, {h:g}), which {why}{where}, for a {width}×{height} "
-                    "image"
-                )
-        return faces
+        """The faces a detector of your own returned for image, checked: see
+        lionfer.inference.face_finding.checked_faces."""
+        return checked_faces(found, image, self.detector_name)
 
     def faces(self, image: Image.Image, cropped: bool = False, turn: bool = True) -> list[FaceCrop]:
         """Every face of an RGB image, largest first (as `prepare --multi-face all` orders them),

@@ -1,9 +1,9 @@
-"""Reading finished runs for reports: find run folders (any folder holding summary.json) under the
-paths given, label them with the method and column a sweep gave them (sweep.json), and load each
-one's summary, config, evaluation and training events and relabels, and order them as reports
-show them. A run that cannot be read is skipped and counted, never fatal; a run folder without
-summary.json, or a sweep's point without a run, is listed as not finished; a path that does not
-exist, or holds no finished run, is an error."""
+"""One finished run as reports see it (Run) and reading it from its folder: summary.json, checked
+for what reports read from it, config.toml, the evaluation and training events of metrics.jsonl,
+and relabels.csv; a run that cannot be used raises ValueError or OSError with the reason. Also
+the Collection of runs a report reads (lionfer.reporting.run_finder), the order reports show
+them in, their folders as a report shows them, a run's labeled faces rebuilt from its data, and
+why a run folder is not a finished run."""
 
 from __future__ import annotations
 
@@ -11,16 +11,13 @@ import csv
 import json
 import math
 import os
-import shlex
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from lionfer import run_names
-from lionfer.errors import MissingInputError
 from lionfer.reporting.tables import column_key, dig
 from lionfer.run_names import method_name
 
@@ -106,50 +103,6 @@ def column_name(summary: dict, config: dict) -> str:
     dataset = summary.get("dataset", config.get("data", {}).get("dataset", "?"))
     budget = config.get("data", {}).get("num_labels")
     return run_names.column(dataset, -1 if budget == -1 else summary.get("num_labels", budget))
-
-
-def _sweep_points(paths: list[Path]) -> tuple[dict[Path, dict], list[str]]:
-    """Folder → point of every sweep.json under the paths or above them."""
-    files = set()
-    for path in paths:
-        files.update(path.rglob("sweep.json"))
-        files.update(p / "sweep.json" for p in path.parents if (p / "sweep.json").is_file())
-    points, order = {}, []
-    for file in sorted(files):
-        try:
-            listed = json.loads(file.read_text(encoding="utf-8"))["points"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # a damaged sweep.json only loses its labels
-        for point in listed:
-            points[(file.parent / point["folder"]).resolve()] = point
-            if point["label"] not in order:
-                order.append(point["label"])
-    return points, order
-
-
-def find_run_folders(paths: list[Path]) -> list[Path]:
-    folders = []
-    for path in paths:
-        if not path.exists():
-            raise MissingInputError(f"{path} does not exist; give run folders or sweep folders")
-        if path.is_file():
-            in_run = any(
-                (path.parent / name).is_file() for name in ("summary.json", "metrics.jsonl")
-            )
-            hint = (
-                f"the run folder that holds it: {path.parent}" if in_run else "run or sweep folders"
-            )
-            raise MissingInputError(f"{path} is a file; give {hint}")
-        found = [path] if (path / "summary.json").is_file() else []
-        found += sorted(p.parent for p in path.rglob("*/summary.json"))
-        if not found:
-            raise MissingInputError(
-                f"no finished run under {path}: a run writes summary.json when it finishes "
-                "(one that stopped with a checkpoints/last.pt continues with lionfer train "
-                "--resume --out RUN; one that failed names why in its metrics.jsonl)"
-            )
-        folders += [f.resolve() for f in found]
-    return list(dict.fromkeys(folders))
 
 
 def _step(record: dict) -> bool:
@@ -284,203 +237,6 @@ def load_run(folder: Path, point: dict | None) -> Run:
     )
 
 
-def how_it_stands(folder: Path, history: dict[str, list[dict]]) -> str:
-    """What a run folder without summary.json tells of its run, from its metrics.jsonl events."""
-    ended = sorted(history["error"] + history["interrupted"], key=lambda r: r.get("step", 0))
-    steps = [r.get("step", 0) for kind in ("train", "eval") for r in history[kind]]
-    if ended and ended[-1].get("step", 0) >= max(steps, default=0):
-        last = ended[-1]
-        if last["event"] == "error":
-            return f"failed at step {last.get('step')}: {last.get('error', 'no reason recorded')}"
-        return (
-            f"stopped by {last.get('signal', 'a signal')} at step {last.get('step')}; continue it "
-            f"with lionfer train --resume --out {shlex.quote(str(folder))}"
-        )
-    if steps:
-        return (
-            f"no summary.json; its last record is of step {max(steps)} (still running, or killed)"
-        )
-    return "no summary.json and no step recorded (still starting, or stopped before its first step)"
-
-
-def find_unfinished(paths: list[Path], points: dict[Path, dict]) -> list[tuple[Path, str]]:
-    """Run folders under the paths without summary.json (their metrics.jsonl opens with
-    lionfer's start event), and sweep points below the paths whose folder holds no run, with how
-    each stands."""
-    found = {}
-    kinds = ("start", "train", "eval", "error", "interrupted")
-    for path in paths:
-        for log in sorted(path.rglob("metrics.jsonl")):
-            if not log.is_file() or (log.parent / "summary.json").exists():
-                continue
-            history = read_events(log, kinds)
-            if history["start"]:
-                folder = log.parent.resolve()  # its command runs from anywhere
-                found[folder] = how_it_stands(folder, history)
-    resolved = [p.resolve() for p in paths]
-    for folder in points:
-        inside = any(folder == p or p in folder.parents for p in resolved)
-        if inside and folder not in found and not (folder / "summary.json").exists():
-            found[folder] = "listed in sweep.json, not started"
-    return sorted(found.items())
-
-
-def class_count(run: Run) -> int | None:
-    """The number of classes the run was trained on, from its summary (else its config)."""
-    if run.summary.get("class_names"):
-        return len(run.summary["class_names"])
-    if run.summary.get("confusion_matrix"):
-        return len(run.summary["confusion_matrix"])
-    return run.config.get("data", {}).get("num_classes")
-
-
-def tell_class_counts_apart(runs: list[Run]) -> list[str]:
-    """Runs of one column trained on different numbers of classes (7, or 8 with Contempt) are
-    not pooled: their columns name the count, `affectnet (8 classes)@2000`. Returns a note for
-    each column so split."""
-    by_column: dict[str, list[Run]] = {}
-    for run in runs:
-        by_column.setdefault(run.column, []).append(run)
-    notes = []
-    for column, group in by_column.items():
-        counts = {class_count(run) for run in group}
-        if len(counts) < 2:
-            continue
-        dataset, labels = run_names.split_column(column)
-        for run in group:
-            count = class_count(run)
-            named = f"{dataset} ({count} classes)" if count else f"{dataset} (classes unknown)"
-            run.column = run_names.column(named, labels)
-        shown = " and ".join(str(c) for c in sorted(counts, key=lambda c: c or 0))
-        notes.append(f"runs on {column} have {shown} classes: each count is a column of its own")
-    return notes
-
-
-def _length(run: Run) -> dict:
-    steps = run.summary.get("steps")
-    return {} if steps is None else {"steps": steps}
-
-
-def _params(run: Run) -> dict:
-    return run.params
-
-
-def _settings(run: Run) -> dict:
-    """Run.settings but its length (compared as _length, from the summary)."""
-    return {k: v for k, v in run.settings.items() if k != "train.steps"}
-
-
-def _all_settings(run: Run) -> dict:
-    return {**run.params, **_settings(run)}
-
-
-def _shown(value) -> str:
-    return '""' if value == "" else str(value)
-
-
-def _key(name: str) -> str:
-    """A setting's name in config.toml (_params' keys are [algorithm]'s, _length's the steps)."""
-    if "." in name:
-        return name
-    return "train.steps" if name == "steps" else f"algorithm.{name}"
-
-
-def tell_settings_apart(
-    runs: list[Run], settings_of: Callable = _params, by_column: bool = False, every: bool = False
-) -> list[str]:
-    """Runs named by their algorithm alone (no sweep label) whose algorithm settings differ get
-    the differing settings in their method name, `lion:evidence (relabel_margin=2.0)`, so that
-    no table pools runs of different settings as one method's seeds. Only settings that every
-    run of the method records are compared (a run from an older lionfer may lack a newer key).
-    Returns a note for each method so split. `settings_of(run)`: the settings compared (_length:
-    the run's steps, `fixmatch (steps=300)`; _settings: those of [data], [model] and [train],
-    `fixmatch (model.pretrained="")`); by_column: compare runs of a method within each column
-    only (a method may rightly run longer, or on larger images, on another dataset); every:
-    compare the settings that any run records, a run without one showing it as None."""
-    by_method: dict[tuple, list[Run]] = {}
-    for run in runs:
-        by_method.setdefault((run.method, run.column if by_column else ""), []).append(run)
-    notes = []
-    for (method, column), group in by_method.items():
-        settings = [settings_of(run) for run in group]
-        recorded = (set.union if every else set.intersection)(*(set(s) for s in settings))
-        differ = sorted(k for k in recorded if len({repr(s.get(k)) for s in settings}) > 1)
-        if not differ:
-            continue
-        for run, setting in zip(group, settings, strict=True):
-            shown = ", ".join(f"{k}={_shown(setting.get(k))}" for k in differ)
-            run.method = f"{method} ({shown})"
-        keys = ", ".join(_key(k) for k in differ)
-        where = f" on {column}" if column else ""
-        notes.append(
-            f"{method} runs{where} differ in {keys}: each setting is shown as a method of its own"
-        )
-    return notes
-
-
-def _by_seed(runs: list[Run]) -> dict[tuple, list[Run]]:
-    """The runs of each method, column and seed (with the embedded data's own seed)."""
-    seen: dict[tuple, list[Run]] = {}
-    for run in runs:
-        data_seed = (run.config.get("data") or {}).get("data_seed")
-        seen.setdefault((run.method, run.column, run.seed, data_seed), []).append(run)
-    return seen
-
-
-def drop_repeated_seeds(runs: list[Run]) -> tuple[list[Run], list[tuple[Path, str]]]:
-    """A mean over seeds counts each seed once: of the runs of one method, column and seed (a
-    run trained again, or copied, with settings the report does not tell apart) the first is
-    kept. Returns the runs kept and (folder, why) for each run left out."""
-    dropped = []
-    for (method, column, seed, _), group in _by_seed(runs).items():
-        kept = group[0].path
-        dropped += [
-            (
-                run.path,
-                f"repeats seed {seed} of {method} on {column} with settings the report does not "
-                f"tell apart from {kept}, which is counted in its place (a mean over seeds counts "
-                "each seed once); train another seed=N for one more seed",
-            )
-            for run in group[1:]
-        ]
-    left_out = {path for path, _ in dropped}
-    return [run for run in runs if run.path not in left_out], dropped
-
-
-def load_runs(paths) -> Collection:
-    paths = [Path(p) for p in paths]
-    folders = find_run_folders(paths)
-    points, order = _sweep_points(paths)
-    runs, skipped = [], []
-    for folder in folders:
-        try:
-            runs.append(load_run(folder, points.get(folder)))
-        except (OSError, ValueError) as error:
-            skipped.append((folder, str(error)))
-    if not runs:
-        reasons = "; ".join(f"{folder}: {why}" for folder, why in skipped[:3])
-        raise MissingInputError(f"no readable run among {len(skipped)} folders ({reasons})")
-    notes = tell_class_counts_apart(runs)
-    outside = [r for r in runs if r.path not in points]
-    notes += tell_settings_apart(outside)
-    # other settings may rightly differ from one dataset to another (data.image_size, train.lr)
-    notes += tell_settings_apart(outside, _settings, by_column=True)
-    # a sweep's label names its points whatever their settings, but no run pools with one of
-    # another length in its column, nor with one of its own seed
-    notes += tell_settings_apart(runs, _length, by_column=True)
-    repeated = [r for group in _by_seed(runs).values() if len(group) > 1 for r in group]
-    cells = {(r.method, r.column) for r in repeated}
-    twice = [r for r in runs if (r.method, r.column) in cells]
-    notes += tell_settings_apart(twice, _all_settings, by_column=True, every=True)
-    runs, repeats = drop_repeated_seeds(runs)
-    skipped += repeats
-    # the sweeps' order, a method split by its settings in its own place; then first appearance
-    named = list(dict.fromkeys(r.method for r in runs))
-    methods = [m for base in order for m in named if m == base or m.startswith(f"{base} (")]
-    methods = list(dict.fromkeys([*methods, *named]))
-    return Collection(runs, skipped, methods, notes, find_unfinished(paths, points))
-
-
 def shown_path(path: Path, base: Path) -> str:
     """A path as a report shows it: relative to `base`, the report's folder, so that it resolves
     from there wherever the report is read (and still does once the report and the runs move
@@ -501,7 +257,8 @@ def labeled_faces(run: Run, rows: list[dict], size: int = 96) -> tuple[dict, str
     """{index: (H, W, 3) uint8 thumbnail} of the labeled images named by relabels.csv rows,
     from the run's data rebuilt with its config.toml and split.json; a note instead of faces
     when the data cannot be rebuilt (moved, missing) or no longer matches the run."""
-    from lionfer.config import DataConfig, build_section
+    from lionfer.config import build_section
+    from lionfer.config_sections import DataConfig
     from lionfer.data.pipeline import build_run_data
 
     if not rows:

@@ -24,12 +24,14 @@ import torch
 from torch import nn
 
 from lionfer.atomic import flush_to_disk, replacing
-from lionfer.config import ModelConfig
-from lionfer.config_text import to_toml
-from lionfer.data.splits import Split, check_run_split, split_record
+from lionfer.config import to_toml
+from lionfer.config_sections import ModelConfig
+from lionfer.data.split_record import check_run_split, split_record
+from lionfer.data.splits import Split
 from lionfer.errors import CheckpointError, CheckpointWriteError, MissingInputError
 from lionfer.models import build_model, check_state_dict
 from lionfer.registry import MODELS
+from lionfer.torch_refusals import not_a_checkpoint
 
 # What using a checkpoint's model needs (prediction, export, audit).
 MODEL_KEYS = ("ema", "class_names", "model_name", "image_size")
@@ -160,51 +162,6 @@ def load_checkpoint(path: Path, keys: tuple[str, ...] = REQUIRED_KEYS, fix: str 
             f"{path} is not a lionfer checkpoint: {hint} (missing {listed}); {fix}"
         )
     return state
-
-
-IMAGE_MAGIC = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG", "PNG"),
-    (b"GIF8", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
-
-
-def not_a_checkpoint(path: Path, error: Exception) -> str:
-    """Why torch.load refused a file, in words and from its first bytes, without torch's advice
-    (which is to unpickle arbitrary objects)."""
-    text = str(error)
-    with path.open("rb") as f:
-        head = f.read(4096)
-    if not head:
-        return "the file is empty (0 bytes)"
-    for magic, kind in IMAGE_MAGIC:
-        if head.startswith(magic):
-            return f"it is a {kind} image (the model comes first: lionfer predict MODEL INPUT...)"
-    if head[8:12] == b"WEBP":
-        return "it is a WebP image (the model comes first: lionfer predict MODEL INPUT...)"
-    if "TorchScript" in text:
-        return "it is a TorchScript export, which lionfer does not read back"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):  # torch's zip or pickle
-        if "Weights only load failed" in text and "GLOBAL" in text.upper():
-            return (
-                "it holds Python objects besides tensors and plain values, which lionfer does "
-                "not unpickle (a file of another program)"
-            )
-        first_entry = head[30 : 30 + int.from_bytes(head[26:28], "little")]
-        if head.startswith(b"PK\x03\x04") and not first_entry.endswith(b"/data.pkl"):
-            return "it is a ZIP archive, not a PyTorch file"  # torch's zip opens with data.pkl
-        return "it is a damaged or truncated PyTorch file (copy it again)"
-    if b"\x00" not in head:
-        try:
-            head.decode("utf-8")
-            return "it is a text file, not a PyTorch file"
-        except UnicodeDecodeError as bad:
-            if bad.start >= len(head) - 4:  # a character cut at the end of the 4096 bytes
-                return "it is a text file, not a PyTorch file"
-    return "it is not a PyTorch file"
 
 
 def checkpoint_model(state: dict, path: Path, weights: str = "ema") -> nn.Module:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lionfer.config import SEED_LIMIT, WEIGHT_SETS, Config, load_config, replace, resolve_paths
+from lionfer.config import WEIGHT_SETS, Config, load_config, replace, resolve_paths
+from lionfer.config_sections import SEED_LIMIT
 from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.device import resolve_device
 from lionfer.distributed import LOCAL, Comm, join, leave, process_device
@@ -30,14 +31,8 @@ from lionfer.training.checkpoint import (
     resume_fix,
 )
 from lionfer.training.progress import QuietStream
-from lionfer.training.runfolder import (
-    LAST,
-    RunLock,
-    check_run_dir,
-    check_unlocked,
-    create_run_dir,
-    words_for,
-)
+from lionfer.training.run_lock import RunLock, check_unlocked
+from lionfer.training.runfolder import LAST, check_run_dir, create_run_dir, words_for
 from lionfer.training.trainer import Trainer
 from lionfer.unread import check_new_run
 

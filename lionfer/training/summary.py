@@ -14,8 +14,7 @@ import torch
 
 from lionfer.algorithms.lion_report import relabel_table
 from lionfer.atomic import write_csv_atomic, write_text_atomic
-from lionfer.config import Config
-from lionfer.config_text import save_config
+from lionfer.config import Config, save_config
 from lionfer.metrics import (
     macro_f1,
     mean_class_accuracy,

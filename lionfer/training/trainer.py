@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from lionfer.algorithms.base import Batch, Progress
-from lionfer.config import Config
-from lionfer.config_text import to_toml
+from lionfer.config import Config, to_toml
 from lionfer.data.pipeline import RunData
 from lionfer.distributed import LOCAL, Comm, global_labels
 from lionfer.errors import CheckpointWriteError, Interrupted, NonFiniteLoss
@@ -37,6 +36,7 @@ from lionfer.training.checkpoint import (
 )
 from lionfer.training.evaluation import better_best, eval_figures, feature_probe, labeled_probs
 from lionfer.training.interrupts import StopSignals, failure_record, stop_record
+from lionfer.training.metrics_log import MetricsLog, plain
 from lionfer.training.progress import (
     QuietStream,
     bar_figures,
@@ -44,7 +44,7 @@ from lionfer.training.progress import (
     progress_bar,
     progress_line,
 )
-from lionfer.training.runfolder import LAST, MetricsLog, plain
+from lionfer.training.runfolder import LAST
 from lionfer.training.window import LossWatch, Window, pseudo_counts
 
 __all__ = ["Trainer"]

@@ -30,11 +30,11 @@ from lionfer.algorithms.lion_evidence_rules import class_thresholds, evidence_ve
 from lionfer.config import load_config
 from lionfer.data.annotators import SLIP, class_posterior
 from lionfer.data.datasets.synthetic import FACE_MODEL, training_faces
-from lionfer.data.pipeline import finished_run_data
 from lionfer.errors import InputError
 from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
 from lionfer.reporting.runs import unfinished_reason
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
+from lionfer.training.finished_run import finished_run_data
 
 
 def run_rows(run: Path) -> dict:

@@ -24,11 +24,11 @@ import numpy as np
 
 from lionfer.algorithms.lion_report import evidence_by_class
 from lionfer.config import load_config
-from lionfer.data.pipeline import finished_run_data
 from lionfer.errors import InputError
 from lionfer.inference.model_file import MODEL_FIX, checkpoint_file
 from lionfer.reporting.runs import unfinished_reason
 from lionfer.training.checkpoint import MODEL_KEYS, load_checkpoint
+from lionfer.training.finished_run import finished_run_data
 
 
 class NotEvidence(Exception):

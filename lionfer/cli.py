@@ -107,7 +107,7 @@ def cmd_train(args) -> int:
         cfg = config_from_args(args.items, extra)
     out = Path(args.out).expanduser() if args.out else default_out(cfg)
     if args.dry_run:
-        from lionfer.training.run_lock import check_unlocked
+        from lionfer.run_lock import check_unlocked
         from lionfer.training.runfolder import check_run_dir
 
         # the folder the real run would write: refused now, as the real run would refuse it

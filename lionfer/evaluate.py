@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from lionfer.algorithms.base import Algorithm
 from lionfer.config import load_config
-from lionfer.data.pipeline import finished_run_data, load_dataset
+from lionfer.data.pipeline import load_dataset
 from lionfer.device import resolve_device
 from lionfer.errors import CheckpointError, InputError, MissingInputError
 from lionfer.metrics import accuracy
 from lionfer.registry import ALGORITHMS
 from lionfer.training.checkpoint import checkpoint_model, load_checkpoint, restore_algorithm
 from lionfer.training.evaluation import confusion_on, feature_probe
+from lionfer.training.finished_run import finished_run_data, run_data_context
 from lionfer.training.setup import build_algorithm
 from lionfer.training.summary import final_figures
 
@@ -78,19 +77,4 @@ def label_figures(run: Path, cfg, state: dict, path: Path, device) -> dict:
     return {"num_labels": len(run_data.labeled), **figures}
 
 
-@contextmanager
-def run_data_context(run: Path) -> Iterator[None]:
-    """A missing file or folder of the run's own data becomes an error that says it is the run's
-    data, named in its config.toml, that moved or went."""
-    try:
-        yield
-    except MissingInputError as error:
-        if not (run / "split.json").is_file():  # the run's own file, not its data, is missing
-            raise
-        raise MissingInputError(
-            f"the data that {run} trained on is not where its config.toml says ({error}); put "
-            f"it back there, or set data.root in {run / 'config.toml'} to where it is now"
-        ) from error
-
-
-__all__ = ["evaluate_run", "run_data_context"]
+__all__ = ["evaluate_run"]

@@ -7,8 +7,8 @@ again), and `lionfer sweep` every run it would start, before it starts any. A sw
 each run only the shared `algorithm.*` settings its algorithm has (algorithm_reads), refuses a
 semi-supervised run left without unlabeled images (check_unlabeled_images), and a run whose
 data.root or model.pretrained file is missing (check_inputs), which the run would refuse once it
-reads them: data.root empty for a dataset that reads files (check_root, the check of every
-reading of a dataset, lionfer.data.pipeline.read_dataset), or naming nothing. Free of torch at
+reads them: data.root empty for a dataset that reads files (lionfer.data.datasets.check_root,
+the check of every reading of a dataset), or naming nothing. Free of torch at
 import."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from lionfer.algorithms.lion_config import LION_RECIPES, unread_settings
 from lionfer.config import WEIGHT_SETS, Config, algorithm_config_class
 from lionfer.config_sections import DataConfig
-from lionfer.data.datasets import DATASET_KEYS, FILE_DATASETS
+from lionfer.data.datasets import DATASET_KEYS, FILE_DATASETS, check_root
 from lionfer.errors import ConfigError, did_you_mean
 
 
@@ -30,23 +30,6 @@ def check_new_run(cfg: Config, out: str | Path | None = None) -> None:
     check_lion_settings(cfg)
     if out is not None:
         check_out(cfg, out)
-
-
-def check_root(data: DataConfig) -> None:
-    """A dataset that reads files (FILE_DATASETS) with an empty data.root: refused from the
-    config alone, before anything is read (by lionfer.data.pipeline.read_dataset, and by
-    check_inputs for each run a sweep would start)."""
-    if data.dataset in FILE_DATASETS and not data.root:
-        folder = (
-            "the face cache `lionfer prepare` made (e.g. data.root=cache/sfew), or a manifest "
-            "CSV of your own, or the folder holding it as manifest.csv"
-            if data.dataset == "manifest"
-            else "the dataset's folder (e.g. data.root=/data/faces)"
-        )
-        raise ConfigError(
-            f"data.root is empty, but the {data.dataset} dataset reads files: set data.root to "
-            f"{folder}; `lionfer list datasets` shows the built-in ones that need none"
-        )
 
 
 def check_inputs(cfg: Config, paths: bool = True) -> None:

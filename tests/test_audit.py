@@ -20,7 +20,6 @@ from test_corner_cases import make_folder
 from lionfer.algorithms.lion_report import relabel_table
 from lionfer.cli import main
 from lionfer.config import load_config
-from lionfer.data.pipeline import finished_run_data
 from lionfer.inference.audit import (
     audit_score,
     audit_to_files,
@@ -32,6 +31,7 @@ from lionfer.inference.model_file import ModelInfo
 from lionfer.inference.predictor import InputError, Predictor, load
 from lionfer.labels import CLASS_NAMES
 from lionfer.training import train
+from lionfer.training.finished_run import finished_run_data
 
 # red value of a flat image -> (given class folder, the stub model's probabilities)
 HAPPY, SAD, ANGER = 3, 4, 5

@@ -371,7 +371,7 @@ def test_cpu_batchnorm_takes_over_timms_batchnorm_with_its_activation():
 def test_the_stop_note_is_written_by_the_main_process_alone(monkeypatch, capfd, rank):
     import signal
 
-    from lionfer.training.interrupts import StopSignals
+    from lionfer.stop_signals import StopSignals
 
     monkeypatch.setenv("RANK", rank)
     with StopSignals() as stop:

@@ -230,7 +230,7 @@ def test_a_loader_failure_after_sigterm_still_stops_as_interrupted(tiny_cfg, tmp
 
 
 def test_stop_signals_set_a_flag_and_a_second_ctrl_c_stops_at_once():
-    from lionfer.training.interrupts import StopSignals
+    from lionfer.stop_signals import StopSignals
 
     before = signal.getsignal(signal.SIGTERM)
     with StopSignals() as stop:
@@ -250,12 +250,12 @@ def test_a_stop_signal_with_stderr_closed_still_only_sets_the_flag(monkeypatch):
     (a job detached from its terminal) must not turn the stop into an error there."""
     from types import SimpleNamespace
 
-    from lionfer.training import interrupts
+    from lionfer import stop_signals
 
     def closed(fd, data):
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
 
-    monkeypatch.setattr(interrupts, "os", SimpleNamespace(write=closed, environ={}))
-    stop = interrupts.StopSignals()
+    monkeypatch.setattr(stop_signals, "os", SimpleNamespace(write=closed, environ={}))
+    stop = stop_signals.StopSignals()
     stop._handle(signal.SIGTERM, None)
     assert stop.signum == signal.SIGTERM

@@ -13,7 +13,7 @@ from conftest import tiny
 
 from lionfer.cli import main
 from lionfer.inference.predictor import InputError, load
-from lionfer.training.run_lock import RunLock
+from lionfer.run_lock import RunLock
 
 
 @pytest.fixture(scope="module")

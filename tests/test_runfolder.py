@@ -388,7 +388,7 @@ def test_a_run_training_before_its_first_checkpoint_is_called_locked_not_stopped
 
 
 def test_a_forked_child_does_not_keep_a_released_run_lock(tmp_path):
-    from lionfer.training.run_lock import RunLock
+    from lionfer.run_lock import RunLock
 
     lock = RunLock()
     lock.acquire(tmp_path)
@@ -439,7 +439,7 @@ def test_a_folder_a_run_has_just_begun_writing_is_locked_not_stopped(tmp_path):
     # its first files; the second, past its checks, must not call that run stopped
     import fcntl
 
-    from lionfer.training.run_lock import RunLock
+    from lionfer.run_lock import RunLock
 
     run = fake_run(tmp_path / "run")
     held = os.open(run, os.O_RDONLY)

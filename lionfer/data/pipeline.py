@@ -5,14 +5,13 @@ counts. Also the one place where a reader's complaints about the user's files be
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from lionfer.data.base import FERData, ImageSet
+from lionfer.data.datasets import check_root
 from lionfer.data.image_check import check_images
 from lionfer.data.image_copies import copies_of, same_images
 from lionfer.data.noise import (
@@ -27,7 +26,6 @@ from lionfer.data.splits import Split, check_split_settings, load_split, make_sp
 from lionfer.errors import InputError, LabelBudgetError, MissingInputError
 from lionfer.labels import ERROR_TYPES
 from lionfer.registry import DATASETS
-from lionfer.unread import check_root
 
 PARTS = ("train", "test", "unlabeled")
 NONE, SLIP, UNKNOWN_TYPE = ERROR_TYPES.index("none"), ERROR_TYPES.index("slip"), -1
@@ -324,21 +322,6 @@ def build_run_data(
     unlabeled = concat(hidden, data.unlabeled)
     val = train.subset(split.val) if len(split.val) else None
     return RunData(data, split, train.subset(split.labeled), unlabeled, val, data.test)
-
-
-def finished_run_data(run: str | Path, cfg, state: dict) -> RunData:
-    """The image sets a finished run trained on: its config's data (cfg, from the run's
-    config.toml) with the split it saved (run/split.json), rebuilt without decoding every image
-    again (build_run_data's recheck=False). The split.json must be the split the run's
-    checkpoint (state, as the caller loaded it) recorded, as on resume: its per-image state is
-    indexed by position in it (check_split_fits)."""
-    from lionfer.training.checkpoint import check_split_fits
-
-    split_file = Path(run) / "split.json"
-    if split_file.is_file():  # a missing one is named by build_run_data, as the run's data
-        check_split_fits(state, Split.load(split_file), split_file, "finished", cfg)
-    data_cfg = dataclasses.replace(cfg.data, split_file=str(split_file))
-    return build_run_data(data_cfg, cfg.seed, recheck=False, reread="finished")
 
 
 def choose_split(cfg, seed: int, data: FERData, reread: str = "") -> Split:

@@ -50,8 +50,8 @@ from lionfer.data.prepare_cache import (
 )
 from lionfer.errors import ConfigError, InputError, Interrupted
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
-from lionfer.training.interrupts import StopSignals
-from lionfer.training.run_lock import RunLock
+from lionfer.run_lock import RunLock
+from lionfer.stop_signals import StopSignals
 from lionfer.words import counted
 
 MANIFEST_COLUMNS = ("path", "label", "split", "true_label", "source")

@@ -398,8 +398,7 @@ def relabel_rows(run: str | Path, checkpoint: str = "last") -> tuple[list[str], 
     state leaves every current label equal to the given one.
     """
     from lionfer.config import load_config
-    from lionfer.data.pipeline import finished_run_data
-    from lionfer.evaluate import run_data_context
+    from lionfer.training.finished_run import finished_run_data, run_data_context
 
     run = Path(os.path.expanduser(run))  # "~/runs/x", as a shell reads it
     if not run.is_dir():

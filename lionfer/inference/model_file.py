@@ -119,7 +119,7 @@ def missing_checkpoint(run: Path, checkpoint: str) -> str:
             f"{', '.join(p.name for p in saved)}); {fix}"
         )
     from lionfer.errors import RunExistsError
-    from lionfer.training.run_lock import check_unlocked
+    from lionfer.run_lock import check_unlocked
 
     try:
         check_unlocked(run)

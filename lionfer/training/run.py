@@ -22,6 +22,7 @@ from lionfer.data.pipeline import RunData, build_run_data
 from lionfer.device import resolve_device
 from lionfer.distributed import LOCAL, Comm, join, leave, process_device
 from lionfer.errors import ConfigError, InputError
+from lionfer.run_lock import RunLock, check_unlocked
 from lionfer.training import setup
 from lionfer.training.checkpoint import (
     check_resume_config,
@@ -31,7 +32,6 @@ from lionfer.training.checkpoint import (
     resume_fix,
 )
 from lionfer.training.progress import QuietStream
-from lionfer.training.run_lock import RunLock, check_unlocked
 from lionfer.training.runfolder import LAST, check_run_dir, create_run_dir, words_for
 from lionfer.training.trainer import Trainer
 from lionfer.unread import check_new_run

@@ -1,6 +1,6 @@
 """The run folder: what makes a folder a lionfer run, and the checks before a run is written into
 one. Its metrics.jsonl is written and read in metrics_log.py; the lock a writing process holds on
-the folder is run_lock.py's.
+the folder is lionfer/run_lock.py's.
 
 A run is only ever written into a new or empty folder, or replaces a folder that is recognisably a
 lionfer run and holds only a run's own files (--overwrite), and never the current folder, one of
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lionfer.errors import InputError, MissingInputError, RunExistsError
-from lionfer.training.run_lock import RunLock
+from lionfer.run_lock import RunLock
 
 METRICS = "metrics.jsonl"
 LAST = Path("checkpoints") / "last.pt"

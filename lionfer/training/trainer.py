@@ -21,6 +21,7 @@ from lionfer.config import Config, to_toml
 from lionfer.data.pipeline import RunData
 from lionfer.distributed import LOCAL, Comm, global_labels
 from lionfer.errors import CheckpointWriteError, Interrupted, NonFiniteLoss
+from lionfer.stop_signals import StopSignals
 from lionfer.tensorboard_log import TensorBoardLog
 from lionfer.training import setup, summary
 from lionfer.training.checkpoint import (
@@ -35,7 +36,7 @@ from lionfer.training.checkpoint import (
     split_state,
 )
 from lionfer.training.evaluation import better_best, eval_figures, feature_probe, labeled_probs
-from lionfer.training.interrupts import StopSignals, failure_record, stop_record
+from lionfer.training.interrupts import failure_record, stop_record
 from lionfer.training.metrics_log import MetricsLog, plain
 from lionfer.training.progress import (
     QuietStream,

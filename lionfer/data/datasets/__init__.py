@@ -7,6 +7,7 @@ numpy) is imported only when the dataset is read, so listing the names and valid
 stay light. The readers themselves know nothing of the registry.
 """
 
+from lionfer.errors import ConfigError
 from lionfer.registry import DATASETS
 
 # name, reader ("module:function" in this package), description, whether it reads data.root
@@ -86,3 +87,21 @@ DATASET_KEYS = {
     "ambiguity": frozenset({"synthetic"}),
     "annotator": frozenset({"synthetic"}),
 }
+
+
+def check_root(data) -> None:
+    """A dataset that reads files (FILE_DATASETS) with an empty data.root (data: a config's data
+    section): refused from the config alone, before anything is read (by
+    lionfer.data.pipeline.read_dataset, and by lionfer.unread.check_inputs for each run a sweep
+    would start)."""
+    if data.dataset in FILE_DATASETS and not data.root:
+        folder = (
+            "the face cache `lionfer prepare` made (e.g. data.root=cache/sfew), or a manifest "
+            "CSV of your own, or the folder holding it as manifest.csv"
+            if data.dataset == "manifest"
+            else "the dataset's folder (e.g. data.root=/data/faces)"
+        )
+        raise ConfigError(
+            f"data.root is empty, but the {data.dataset} dataset reads files: set data.root to "
+            f"{folder}; `lionfer list datasets` shows the built-in ones that need none"
+        )

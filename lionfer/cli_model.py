@@ -195,34 +195,44 @@ def add_checkpoint_option(p, text: str = "which of the run's checkpoints (defaul
 
 def add_model_use_parsers(sub) -> None:
     """The parsers of predict, export, relabel and audit."""
+    _add_predict_parser(sub)
+    _add_export_parser(sub)
+    _add_relabel_parser(sub)
+    _add_audit_parser(sub)
 
-    def model_args(p, classify: bool = True, detection: bool = True) -> None:
-        p.add_argument("model", help="run folder, checkpoint .pt or exported .onnx")
-        add_checkpoint_option(p, "which checkpoint of a run folder (default last)")
-        if classify:
-            p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
-            p.add_argument("--batch-size", type=int, default=32, help="faces per model call")
-            p.add_argument(
-                "--threads",
-                type=int,
-                help="torch threads (default: OMP_NUM_THREADS, else the usable cores)",
-            )
-        if detection:
-            # None when not given: lionfer.load's defaults apply
-            p.add_argument(
-                "--detector",
-                choices=("auto", "mtcnn", "haar"),
-                help="face detector (default auto: MTCNN, Haar only where MTCNN cannot be built)",
-            )
-            p.add_argument(
-                "--face-size",
-                type=int,
-                help="aligned face size before the model's resize, as prepare --size",
-            )
-        p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
+def _add_model_args(p, classify: bool = True, detection: bool = True) -> None:
+    """The model argument and the options of the commands that run a model: --checkpoint,
+    --overwrite; where classify, --device, --batch-size and --threads; where detection,
+    --detector and --face-size."""
+    p.add_argument("model", help="run folder, checkpoint .pt or exported .onnx")
+    add_checkpoint_option(p, "which checkpoint of a run folder (default last)")
+    if classify:
+        p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+        p.add_argument("--batch-size", type=int, default=32, help="faces per model call")
+        p.add_argument(
+            "--threads",
+            type=int,
+            help="torch threads (default: OMP_NUM_THREADS, else the usable cores)",
+        )
+    if detection:
+        # None when not given: lionfer.load's defaults apply
+        p.add_argument(
+            "--detector",
+            choices=("auto", "mtcnn", "haar"),
+            help="face detector (default auto: MTCNN, Haar only where MTCNN cannot be built)",
+        )
+        p.add_argument(
+            "--face-size",
+            type=int,
+            help="aligned face size before the model's resize, as prepare --size",
+        )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def _add_predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="expressions of every face in images, folders and videos")
-    model_args(p)
+    _add_model_args(p)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video, folder or glob")
     p.add_argument("--out", required=True, help="predictions file, .csv or .jsonl")
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from the --out suffix")
@@ -242,12 +252,16 @@ def add_model_use_parsers(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX or TorchScript")
-    model_args(p, classify=False, detection=False)
+    _add_model_args(p, classify=False, detection=False)
     p.add_argument("--format", choices=("onnx", "torchscript"), help="default: from the suffix")
     p.add_argument("--out", required=True, help="the exported file (.onnx, .pt)")
     p.set_defaults(func=cmd_export)
 
+
+def _add_relabel_parser(sub) -> None:
     p = sub.add_parser("relabel", help="a run's labeled set with given and corrected labels")
     p.add_argument("run", help=RUN_HELP)
     add_checkpoint_option(p)
@@ -255,10 +269,12 @@ def add_model_use_parsers(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_relabel)
 
+
+def _add_audit_parser(sub) -> None:
     p = sub.add_parser(
         "audit", help="rank a labeled dataset's labels by how much the model doubts them"
     )
-    model_args(p, detection=False)
+    _add_model_args(p, detection=False)
     p.add_argument("dataset", nargs="*", metavar="[CONFIG] [key=value]", help="the dataset")
     p.add_argument("--out", required=True, help="suspects CSV (every labeled image, ranked)")
     p.add_argument("--html", help="HTML page of the top suspects (default: --out with .html)")

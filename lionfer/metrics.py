@@ -126,13 +126,10 @@ def relabel_metrics(
     with its given label (in current_accuracy, recall and the rest) and never as changed.
     Without the truth, the result is {"count": ...} (and demoted's count where given).
     """
-    given, current = as_labels(given), as_labels(current)
-    if given.shape != current.shape:
-        raise ValueError(f"{given.size} given labels but {current.size} current labels")
+    given = as_labels(given)
+    current = _as_long_as(given, as_labels(current), "current labels")
     if demoted is not None:
-        demoted = np.asarray(demoted, dtype=bool).reshape(-1)
-        if demoted.shape != given.shape:
-            raise ValueError(f"{given.size} given labels but {demoted.size} demoted flags")
+        demoted = _as_long_as(given, np.asarray(demoted, dtype=bool).reshape(-1), "demoted flags")
         current = np.where(demoted, given, current)
     changed = current != given
     if true is None:
@@ -140,13 +137,10 @@ def relabel_metrics(
         if demoted is not None:
             out["demoted"] = {"count": int(demoted.sum())}
         return out
-    true = as_labels(true)
-    if true.shape != given.shape:
-        raise ValueError(f"{given.size} given labels but {true.size} true labels")
+    true = _as_long_as(given, as_labels(true), "true labels")
     if error_types is not None:
-        error_types = np.asarray(error_types).astype(np.int64).reshape(-1)
-        if error_types.shape != given.shape:
-            raise ValueError(f"{given.size} given labels but {error_types.size} error types")
+        codes = np.asarray(error_types).astype(np.int64).reshape(-1)
+        error_types = _as_long_as(given, codes, "error types")
     count = int(changed.sum())
     known = true >= 0
     given, current, true, changed = given[known], current[known], true[known], changed[known]
@@ -166,18 +160,32 @@ def relabel_metrics(
         "broken": int((changed & ~wrong).sum()),
     }
     if error_types is not None:
-        codes = error_types[known]
-        out["by_error_type"] = {
-            name: {
-                "wrong_given": int((wrong & (codes == code)).sum()),
-                "fixed": int((wrong & (codes == code) & (current == true)).sum()),
-                "changed": int((changed & (codes == code)).sum()),
-            }
-            for name, code in ERROR_TYPE_CODES.items()
-        }
+        out["by_error_type"] = _by_error_type(error_types[known], wrong, changed, current == true)
     if demoted is not None:
         out["demoted"] = {
             "count": int(demoted.sum()),
             "wrong_given": int((demoted[known] & wrong).sum()),
         }
     return out
+
+
+def _as_long_as(given: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
+    """values, refused unless there is one for each given label."""
+    if values.shape != given.shape:
+        raise ValueError(f"{given.size} given labels but {values.size} {what}")
+    return values
+
+
+def _by_error_type(
+    codes: np.ndarray, wrong: np.ndarray, changed: np.ndarray, right: np.ndarray
+) -> dict[str, dict[str, int]]:
+    """relabel_metrics' by_error_type from the labels' ERROR_TYPES codes and (M,) masks: wrongly
+    given, changed, and now equal to the truth."""
+    return {
+        name: {
+            "wrong_given": int((wrong & (codes == code)).sum()),
+            "fixed": int((wrong & (codes == code) & right).sum()),
+            "changed": int((changed & (codes == code)).sum()),
+        }
+        for name, code in ERROR_TYPE_CODES.items()
+    }

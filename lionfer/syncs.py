@@ -56,54 +56,28 @@ def _boolean_index(index) -> bool:
     return any(isinstance(p, torch.Tensor) and p.dtype == torch.bool and p.dim() > 0 for p in parts)
 
 
+@dataclass
+class _Watch:
+    """What the wrapped calls of one count_syncs block share."""
+
+    counted: SyncCount
+    active: bool = True  # a wrapper calling another wrapped method counts once
+    caught: list = field(default_factory=list)  # the warnings recorded (CUDA's sync debug mode)
+    explained: set[int] = field(default_factory=set)  # raised inside a counted call: counted
+
+
 @contextmanager
 def count_syncs(device: torch.device | str = "cpu") -> Iterator[SyncCount]:
     """Count the host synchronisations of the code run inside the block."""
-    counted = SyncCount()
-    active = [True]  # a wrapper calling another wrapped method counts once
-    caught: list = []  # the warnings recorded below (CUDA's sync debug mode among them)
-    explained: set[int] = set()  # those raised inside a counted call: counted already
-
-    def wrap(owner, name: str, label: str, when=None):
-        original = owner.__dict__.get(name)  # None: inherited, restored by deleting the wrapper
-        call = getattr(owner, name)
-
-        @functools.wraps(call)
-        def counting(*args, **kwargs):
-            if not active[0]:
-                return call(*args, **kwargs)
-            counts = when is None or when(*args, **kwargs)
-            if counts:
-                counted.calls.append(label)
-            active[0] = False
-            first = len(caught)
-            try:
-                return call(*args, **kwargs)
-            finally:
-                if counts:
-                    explained.update(range(first, len(caught)))
-                active[0] = True
-
-        setattr(owner, name, counting)
-        return original
-
-    saved = []
-    for name in SYNCING_METHODS:
-        saved.append((torch.Tensor, name, wrap(torch.Tensor, name, f"Tensor.{name}")))
-    for name in SYNCING_FUNCTIONS:
-        saved.append((torch, name, wrap(torch, name, f"torch.{name}")))
-    saved.append((torch, "where", wrap(torch, "where", "torch.where(cond)", _one_argument)))
-    for name in ("__getitem__", "__setitem__"):
-        when = _index_argument_is_a_mask
-        saved.append((torch.Tensor, name, wrap(torch.Tensor, name, "Tensor[mask]", when)))
-    saved.append((torch.cuda, "synchronize", wrap(torch.cuda, "synchronize", "cuda.synchronize")))
+    watch = _Watch(SyncCount())
+    saved = _wrap_syncing_calls(watch)
     cuda = torch.device(device).type == "cuda"
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as watch.caught:
             warnings.simplefilter("always")
             if cuda:
                 torch.cuda.set_sync_debug_mode("warn")
-            yield counted
+            yield watch.counted
     finally:
         if cuda:
             torch.cuda.set_sync_debug_mode("default")
@@ -113,14 +87,58 @@ def count_syncs(device: torch.device | str = "cpu") -> Iterator[SyncCount]:
             else:
                 setattr(owner, name, original)
     if cuda:  # a sync that no counted call explains (one inside a counted call is counted)
-        for i, warning in enumerate(caught):
-            if "synchroniz" in str(warning.message) and i not in explained:
-                counted.calls.append(f"cuda: {str(warning.message)[:60]}")
-    for warning in caught:
+        for i, warning in enumerate(watch.caught):
+            if "synchroniz" in str(warning.message) and i not in watch.explained:
+                watch.counted.calls.append(f"cuda: {str(warning.message)[:60]}")
+    for warning in watch.caught:
         if "synchroniz" not in str(warning.message):
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
+
+
+def _wrap_syncing_calls(watch: _Watch) -> list[tuple]:
+    """Wrap every call that syncs so that it counts in watch; returns (owner, name, the
+    original: None where inherited) of each, to restore them."""
+    saved = []
+    for name in SYNCING_METHODS:
+        saved.append((torch.Tensor, name, _wrap(watch, torch.Tensor, name, f"Tensor.{name}")))
+    for name in SYNCING_FUNCTIONS:
+        saved.append((torch, name, _wrap(watch, torch, name, f"torch.{name}")))
+    where = _wrap(watch, torch, "where", "torch.where(cond)", _one_argument)
+    saved.append((torch, "where", where))
+    for name in ("__getitem__", "__setitem__"):
+        when = _index_argument_is_a_mask
+        saved.append((torch.Tensor, name, _wrap(watch, torch.Tensor, name, "Tensor[mask]", when)))
+    synchronize = _wrap(watch, torch.cuda, "synchronize", "cuda.synchronize")
+    saved.append((torch.cuda, "synchronize", synchronize))
+    return saved
+
+
+def _wrap(watch: _Watch, owner, name: str, label: str, when=None):
+    """Replace owner.name by a wrapper that counts a call as label in watch (where `when` of its
+    arguments holds); returns the original (None: inherited, restored by deleting the wrapper)."""
+    original = owner.__dict__.get(name)
+    call = getattr(owner, name)
+
+    @functools.wraps(call)
+    def counting(*args, **kwargs):
+        if not watch.active:
+            return call(*args, **kwargs)
+        counts = when is None or when(*args, **kwargs)
+        if counts:
+            watch.counted.calls.append(label)
+        watch.active = False
+        first = len(watch.caught)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            if counts:
+                watch.explained.update(range(first, len(watch.caught)))
+            watch.active = True
+
+    setattr(owner, name, counting)
+    return original
 
 
 def _one_argument(*args, **kwargs) -> bool:

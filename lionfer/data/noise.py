@@ -181,20 +181,8 @@ def inject_noise(
     (a class of the label space the data lacks). A rate at which a wrong class would be as
     likely a label as the true one is refused (check_noise_fits).
     """
-    if kind not in NOISE_KINDS:
-        raise ConfigError(f"unknown noise kind {kind!r}; use one of {', '.join(NOISE_KINDS)}")
-    if not 0.0 <= rate <= 1.0:
-        raise ConfigError(f"noise rate must be a probability in [0, 1], got {rate}")
-    labels = np.asarray(labels, dtype=np.int64)
-    known = labels >= 0
-    if (labels[known] >= num_classes).any():
-        raise ConfigError(f"labels must be in 0..{num_classes - 1} (or -1 for unknown)")
+    labels, known = _checked_labels(labels, num_classes, kind, rate)
     if kind == "none":
-        if rate != 0.0:
-            raise ConfigError(
-                f"noise rate {rate} given with noise kind 'none'; set the kind to symmetric or "
-                "asymmetric, or the rate to 0"
-            )
         return labels.copy()
     present = np.unique(labels[known])  # the classes a label can flip to
     check_rate(kind, rate, len(present))
@@ -206,14 +194,55 @@ def inject_noise(
             labels, np.asarray(features, dtype=np.float64), num_classes, rate, rng
         )
     flip = (rng.random(len(labels)) < rate) & known
-    noisy = labels.copy()
     if kind == "symmetric":
-        # An offset in 1..P-1 among the P present classes never lands on the label itself and is
-        # uniform over the others (with every class present, P = C and positions are ids).
-        position = np.searchsorted(present, labels)
-        offset = rng.integers(1, len(present), len(labels))
-        noisy[flip] = present[(position[flip] + offset[flip]) % len(present)]
-        return noisy
+        return _flip_symmetric(labels, flip, present, rng)
+    return _flip_asymmetric(labels, flip, num_classes, class_map, present)
+
+
+def _checked_labels(
+    labels: np.ndarray, num_classes: int, kind: str, rate: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(labels as int64, which are known: not -1), once inject_noise's kind, rate and labels are
+    checked (ConfigError)."""
+    if kind not in NOISE_KINDS:
+        raise ConfigError(f"unknown noise kind {kind!r}; use one of {', '.join(NOISE_KINDS)}")
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"noise rate must be a probability in [0, 1], got {rate}")
+    labels = np.asarray(labels, dtype=np.int64)
+    known = labels >= 0
+    if (labels[known] >= num_classes).any():
+        raise ConfigError(f"labels must be in 0..{num_classes - 1} (or -1 for unknown)")
+    if kind == "none" and rate != 0.0:
+        raise ConfigError(
+            f"noise rate {rate} given with noise kind 'none'; set the kind to symmetric or "
+            "asymmetric, or the rate to 0"
+        )
+    return labels, known
+
+
+def _flip_symmetric(
+    labels: np.ndarray, flip: np.ndarray, present: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """A copy of labels, those where flip holds moved to a uniformly chosen other class among
+    the present ones."""
+    noisy = labels.copy()
+    # An offset in 1..P-1 among the P present classes never lands on the label itself and is
+    # uniform over the others (with every class present, P = C and positions are ids).
+    position = np.searchsorted(present, labels)
+    offset = rng.integers(1, len(present), len(labels))
+    noisy[flip] = present[(position[flip] + offset[flip]) % len(present)]
+    return noisy
+
+
+def _flip_asymmetric(
+    labels: np.ndarray,
+    flip: np.ndarray,
+    num_classes: int,
+    class_map: dict[int, int] | None,
+    present: np.ndarray,
+) -> np.ndarray:
+    """A copy of labels, those where flip holds moved by class_map (checked_map)."""
+    noisy = labels.copy()
     if class_map is None:
         raise ConfigError(
             "asymmetric noise needs a class_map (class id -> class id); "

@@ -179,67 +179,83 @@ def copy_notes(data: FERData) -> list[str]:
     groups = same_images(sets)
     if not groups:
         return []
-    names = data.class_names
-
-    def named(s: int, i: int) -> str:
-        label = int(sets[s].labels[i])
-        return f"{sets[s].ids[i]} ({names[label] if label >= 0 else 'no label'})"
-
-    def label(entry: tuple[int, int]) -> int:
-        s, i = entry
-        return int(sets[s].labels[i])
-
-    def labels_of(group) -> set[int]:
-        return {label(e) for e in group if label(e) >= 0}
-
-    def two_labels(group) -> str:
-        """Two entries of a group under different labels, named."""
-        first = next(e for e in group if label(e) >= 0)
-        other = next(e for e in group if label(e) >= 0 and label(e) != label(first))
-        return f"{named(*first)} and {named(*other)}"
-
+    entries = _CopyEntries(sets, data.class_names)
     notes = []
+    for part, where in ((0, "training"), (1, "test")):
+        within = [[e for e in g if e[0] == part] for g in groups]
+        within = [g for g in within if len(g) > 1]
+        if within:
+            notes.append(_repeats_note(within, part, where, entries))
+    shared = [g for g in groups if {s for s, _ in g} == {0, 1}]
+    if shared:
+        notes.append(_seen_in_training_note(shared, entries))
+    return notes
+
+
+@dataclass
+class _CopyEntries:
+    """The entries (s, i) of copy groups: image i of sets[s] (0 train, 1 test), by label."""
+
+    sets: list[ImageSet]
+    names: tuple[str, ...]
+
+    def named(self, s: int, i: int) -> str:
+        label = int(self.sets[s].labels[i])
+        return f"{self.sets[s].ids[i]} ({self.names[label] if label >= 0 else 'no label'})"
+
+    def label(self, entry: tuple[int, int]) -> int:
+        s, i = entry
+        return int(self.sets[s].labels[i])
+
+    def labels_of(self, group) -> set[int]:
+        return {self.label(e) for e in group if self.label(e) >= 0}
+
+    def two_labels(self, group) -> str:
+        """Two entries of a group under different labels, named."""
+        first = next(e for e in group if self.label(e) >= 0)
+        other = next(e for e in group if self.label(e) >= 0 and self.label(e) != self.label(first))
+        return f"{self.named(*first)} and {self.named(*other)}"
+
+
+def _repeats_note(within: list, part: int, where: str, entries: _CopyEntries) -> str:
+    """The note on the groups of copies within one part (where: its name in the note)."""
     costs = {
         0: ("each copy trains on its own label", "those images weigh more in training"),
         1: ("test accuracy scores each copy by its own label", "they count twice in test accuracy"),
     }
-    for part, where in ((0, "training"), (1, "test")):
-        within = [[e for e in g if e[0] == part] for g in groups]
-        within = [g for g in within if len(g) > 1]
-        if not within:
-            continue
-        repeats = sum(len(g) - 1 for g in within)
-        mixed = [g for g in within if len(labels_of(g)) > 1]
-        copies = counted(repeats, f"{where} image is a copy", f"{where} images are copies")
-        photos = counted(len(within), "image appears", "images appear")
-        note = (
-            f"{copies} of another {where} image (the same file by another path, or "
-            f"byte-identical; {photos} more than once)"
+    repeats = sum(len(g) - 1 for g in within)
+    mixed = [g for g in within if len(entries.labels_of(g)) > 1]
+    copies = counted(repeats, f"{where} image is a copy", f"{where} images are copies")
+    photos = counted(len(within), "image appears", "images appear")
+    note = (
+        f"{copies} of another {where} image (the same file by another path, or "
+        f"byte-identical; {photos} more than once)"
+    )
+    if mixed:
+        carry = counted(len(mixed), "of these carries", "of these carry")
+        note += (
+            f": {carry} different labels, e.g. {entries.two_labels(mixed[0])}; "
+            f"{costs[part][0]}, so keep the copy "
+            "whose label is right and remove the others"
         )
-        if mixed:
-            carry = counted(len(mixed), "of these carries", "of these carry")
-            note += (
-                f": {carry} different labels, e.g. {two_labels(mixed[0])}; {costs[part][0]}, "
-                "so keep the copy "
-                "whose label is right and remove the others"
-            )
-        else:
-            note += f", each with one label: {costs[part][1]}"
-        notes.append(note)
-    shared = [g for g in groups if {s for s, _ in g} == {0, 1}]
-    if shared:
-        seen = sum(s == 1 for g in shared for s, _ in g)
-        test = next(e for e in shared[0] if e[0] == 1)
-        train = next(e for e in shared[0] if e[0] == 0)
-        also = counted(
-            seen, "test image is also a training image", "test images are also training images"
-        )
-        notes.append(
-            f"{also} (the same file or a byte-identical copy), e.g. the test image "
-            f"{named(*test)} is the training image {named(*train)}: "
-            "test accuracy counts them as seen images; remove one copy of each"
-        )
-    return notes
+    else:
+        note += f", each with one label: {costs[part][1]}"
+    return note
+
+
+def _seen_in_training_note(shared: list, entries: _CopyEntries) -> str:
+    """The note on the groups of copies in both train and test."""
+    seen = sum(s == 1 for g in shared for s, _ in g)
+    test = next(e for e in shared[0] if e[0] == 1)
+    train = next(e for e in shared[0] if e[0] == 0)
+    also = counted(
+        seen, "test image is also a training image", "test images are also training images"
+    )
+    return (
+        f"{also} (the same file or a byte-identical copy), e.g. the test image "
+        f"{entries.named(*test)} is the training image {entries.named(*train)}: "
+        "test accuracy counts them as seen images; remove one copy of each"
+    )
 
 
 def counted(n: int, one: str, many: str) -> str:

@@ -12,9 +12,7 @@ prepare into out_dir while one writes it is refused (flock, as training's RunLoc
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import signal
 import time
 from collections import Counter
@@ -24,7 +22,6 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from lionfer.atomic import csv_text, replacing
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.faces import (
     DETECTORS,
@@ -45,8 +42,11 @@ from lionfer.data.prepare_cache import (
     crop_stems,
     image_sources,
     is_done,
-    sha256,
+    remove_partial_files,
     split_set,
+    write_csv,
+    write_png,
+    write_text,
 )
 from lionfer.errors import ConfigError, InputError, Interrupted
 from lionfer.labels import CLASS_NAMES, CLASS_NAMES_8
@@ -69,7 +69,6 @@ COUNTS = (
 GIVEN_BOX_MARGIN = 1.1  # dataset boxes (AffectNet, ExpW) are tight; keep a little context
 MAX_BOX_SCALE = 2  # a given box wider or taller than this × the image's longer side is refused
 SETTINGS = ("dataset", "size", "detector", "multi_face")  # must match to resume into a folder
-TEMP_SUFFIX = ".part"
 ROOT_FILES = ("manifest.csv", "failures.csv", "prepare.json")  # out_dir's own files
 
 
@@ -193,7 +192,6 @@ def _prepare_locked(
     progress: bool,
     min_size: int,
 ) -> PrepareReport:
-    size, detector, multi_face = settings["size"], settings["detector"], settings["multi_face"]
     sources = image_sources(data)
     previous = check_resumable(out, settings, sources)
     # each image's crop name, once: under the "source" naming it reads every file's identity
@@ -205,6 +203,31 @@ def _prepare_locked(
     # Images with several faces, by (source, split): those prepared before are kept unless redone.
     several = _entries(previous, "several_faces", "faces")
     turned = _entries(previous, "turned", "degrees")
+    started = _write_started(out, settings, sources, previous, several, turned)
+    found = (several, turned)
+    multi_face = settings["multi_face"]
+    report = PrepareReport(out_dir=out, notes=list(data.notes), several_faces_rule=multi_face)
+    start = time.perf_counter()
+    with StopSignals("image") as stop:
+        for split in splits:
+            images = split_set(data, split)
+            if images is None or not len(images):
+                continue
+            if _crop_split(
+                images, split, out, stems[split], settings, min_size, progress, report, found, stop
+            ):
+                started["several_faces"] = _listing(several, "faces")
+                started["turned"] = _listing(turned, "degrees")
+                write_text(out / "prepare.json", json.dumps(started, indent=2))
+                raise PrepareInterrupted(stop.signum, out, report.counts["done"])
+    _write_results(data, out, settings, label_text, stems, report, several, turned, started, start)
+    return report
+
+
+def _write_started(
+    out: Path, settings: dict, sources: dict, previous: dict, several: dict, turned: dict
+) -> dict:
+    """Write prepare.json as of a run begun (complete: false), and return what it holds."""
     # Settings go on disk first, so even an interrupted run guards its folder against mixing.
     started = {
         **settings,
@@ -215,42 +238,67 @@ def _prepare_locked(
         "several_faces": _listing(several, "faces"),
         "turned": _listing(turned, "degrees"),
     }
-    _remove_partial_files(out, ROOT_FILES)  # of a run stopped while writing them
-    _write_text(out / "prepare.json", json.dumps(started, indent=2))
-    report = PrepareReport(out_dir=out, notes=list(data.notes), several_faces_rule=multi_face)
-    start = time.perf_counter()
-    with StopSignals("image") as stop:
-        for split in splits:
-            images = split_set(data, split)
-            if images is None or not len(images):
-                continue
-            folder = out / "faces" / split
-            folder.mkdir(parents=True, exist_ok=True)
-            _remove_partial_files(folder)
-            counts = report.per_split.setdefault(split, Counter())
-            names = stems[split]
-            for i in tqdm(
-                range(len(images)), desc=f"prepare {split}", unit="img", disable=not progress
-            ):
-                failure, faces, degrees = _prepare_one(
-                    images, i, folder / names[i], size, detector, multi_face, min_size, counts
-                )
-                if failure:
-                    report.failures.append((images.ids[i], split, failure))
-                if faces is not None:  # detected in this call, not skipped as done
-                    several.pop((images.ids[i], split), None)
-                    turned.pop((images.ids[i], split), None)
-                    if faces > 1:
-                        several[images.ids[i], split] = faces
-                    if degrees:
-                        turned[images.ids[i], split] = degrees
-                if stop.signum is not None:
-                    report.counts.update(counts)
-                    started["several_faces"] = _listing(several, "faces")
-                    started["turned"] = _listing(turned, "degrees")
-                    _write_text(out / "prepare.json", json.dumps(started, indent=2))
-                    raise PrepareInterrupted(stop.signum, out, report.counts["done"])
+    remove_partial_files(out, ROOT_FILES)  # of a run stopped while writing them
+    write_text(out / "prepare.json", json.dumps(started, indent=2))
+    return started
+
+
+def _crop_split(
+    images: ImageSet,
+    split: str,
+    out: Path,
+    names: list[str],
+    settings: dict,
+    min_size: int,
+    progress: bool,
+    report: PrepareReport,
+    found: tuple[dict, dict],
+    stop: StopSignals,
+) -> bool:
+    """Crop a split's images into out/faces/<split> (names: their crop_stems), counting them in
+    report; found is (several, turned), {(source, split): faces or degrees}, where the images
+    detected now replace what earlier runs noted. True where a stop signal came (after the
+    image under way)."""
+    size, detector, multi_face = settings["size"], settings["detector"], settings["multi_face"]
+    several, turned = found
+    folder = out / "faces" / split
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_partial_files(folder)
+    counts = report.per_split.setdefault(split, Counter())
+    for i in tqdm(range(len(images)), desc=f"prepare {split}", unit="img", disable=not progress):
+        failure, faces, degrees = _prepare_one(
+            images, i, folder / names[i], size, detector, multi_face, min_size, counts
+        )
+        if failure:
+            report.failures.append((images.ids[i], split, failure))
+        if faces is not None:  # detected in this call, not skipped as done
+            several.pop((images.ids[i], split), None)
+            turned.pop((images.ids[i], split), None)
+            if faces > 1:
+                several[images.ids[i], split] = faces
+            if degrees:
+                turned[images.ids[i], split] = degrees
+        if stop.signum is not None:
             report.counts.update(counts)
+            return True
+    report.counts.update(counts)
+    return False
+
+
+def _write_results(
+    data: FERData,
+    out: Path,
+    settings: dict,
+    label_text,
+    stems: dict[str, list[str]],
+    report: PrepareReport,
+    several: dict,
+    turned: dict,
+    started: dict,
+    start: float,
+) -> None:
+    """Once every image is cropped: manifest.csv, failures.csv and prepare.json complete, which
+    list the several faces and turned images only of images still in the data."""
     present = {
         (str(i), split) for split in SPLITS for i in getattr(split_set(data, split), "ids", [])
     }
@@ -258,10 +306,10 @@ def _prepare_locked(
     turned = {key: n for key, n in turned.items() if key in present}
     report.several_faces = [(source, split, n) for (source, split), n in several.items()]
     report.turned = [(source, split, n) for (source, split), n in turned.items()]
-    rows = _manifest_rows(data, out, multi_face, label_text, stems)
+    rows = _manifest_rows(data, out, settings["multi_face"], label_text, stems)
     written = {
-        "manifest.csv": _write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows),
-        "failures.csv": _write_csv(out / "failures.csv", FAILURE_COLUMNS, report.failures),
+        "manifest.csv": write_csv(out / "manifest.csv", MANIFEST_COLUMNS, rows),
+        "failures.csv": write_csv(out / "failures.csv", FAILURE_COLUMNS, report.failures),
     }
     report.rows = len(rows)
     report.seconds = time.perf_counter() - start
@@ -269,12 +317,11 @@ def _prepare_locked(
         **_summary_json(data, settings, report),
         "several_faces": _listing(several, "faces"),
         "turned": _listing(turned, "degrees"),
-        "naming": previous["naming"],
-        "sources": sources,
+        "naming": started["naming"],
+        "sources": started["sources"],
         "written": written,
     }
-    _write_text(out / "prepare.json", json.dumps(summary, indent=2))
-    return report
+    write_text(out / "prepare.json", json.dumps(summary, indent=2))
 
 
 def _prepare_one(
@@ -318,7 +365,7 @@ def _prepare_one(
     # Highest k first: the unsuffixed file (largest) or _f0 (all) is written last, so its
     # presence marks the whole image as done.
     for k in reversed(range(len(crops))):
-        _write_png(crop_path(stem, k, multi_face), crops[k])
+        write_png(crop_path(stem, k, multi_face), crops[k])
     counts["done"] += 1
     return "", num_faces, degrees
 
@@ -446,37 +493,3 @@ def _check_arguments(
         raise ConfigError(f"splits must be a non-empty subset of {SPLITS}, got {tuple(splits)}")
     if min_size < 1:
         raise ConfigError(f"min_size must be at least 1 pixel, got {min_size}")
-
-
-def _remove_partial_files(folder: Path, names: tuple[str, ...] = ("*",)) -> None:
-    """Temp files left by an interrupted or failed run (the finished files are never partial):
-    those _write_bytes wrote for the files named by `names` (glob patterns)."""
-    for name in names:
-        for path in folder.glob(f".{name}{TEMP_SUFFIX}" if name == "*" else f".{name}.*"):
-            if path.name.endswith(TEMP_SUFFIX):
-                path.unlink()
-
-
-def _write_png(path: Path, image: Image.Image) -> None:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    _write_bytes(path, buffer.getvalue())
-
-
-def _write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    """Write the CSV; returns its sha256."""
-    data = csv_text([header, *rows], lineterminator="\n").encode("utf-8")
-    _write_bytes(path, data)
-    return sha256(data)
-
-
-def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, text.encode("utf-8"))
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write to a hidden temp name, then rename: a reader never sees half a file. A failed write
-    (a full disk) removes the temp file and is raised naming `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path, path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")) as temp:
-        temp.write_bytes(data)

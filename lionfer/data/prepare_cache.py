@@ -1,11 +1,12 @@
 """The folder `lionfer prepare` writes its face cache into: whether it may (not among the images
 it crops, not inside a folder dataset's tree, not someone else's folder, not a cache of other
-settings, not a manifest edited since), what identifies the images it crops, and the names of
-their crop files."""
+settings, not a manifest edited since), what identifies the images it crops, the names of their
+crop files, and how a file is written there (whole or not at all: under a temp name, renamed)."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lionfer.atomic import csv_text, replacing
 from lionfer.data.base import FERData, ImageSet
 from lionfer.errors import RunExistsError
 
@@ -25,6 +27,7 @@ _SHOWN = 3  # entries of a foreign --out folder an error names
 # made before) by the image's index in its split, so those may not change.
 NAMINGS = ("source", "position")
 _STEM_CHARS = 32  # of the source's file name kept in a crop's name, for people browsing faces/
+TEMP_SUFFIX = ".part"  # a file being written: .<name>.<pid>.part, renamed to <name> when whole
 
 
 def crop_stems(images: ImageSet, naming: str) -> list[str]:
@@ -165,23 +168,9 @@ def check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
         raise RunExistsError(f"--out {out} is a file; give a folder for the face cache")
     previous_file = out / "prepare.json"
     if not previous_file.is_file():
-        entries = sorted(out.iterdir()) if out.is_dir() else []
-        if entries:
-            shown = ", ".join(p.name + "/" * p.is_dir() for p in entries[:_SHOWN])
-            raise RunExistsError(
-                f"{out} holds {len(entries)} entries that are not a lionfer prepare cache "
-                f"({shown}{' ...' if len(entries) > _SHOWN else ''}); prepare writes "
-                "manifest.csv, failures.csv, prepare.json and faces/ there and would replace "
-                "files of yours. Give a new or empty --out folder"
-            )
+        _check_empty(out)
         return {"naming": "source"}
-    try:
-        previous = json.loads(previous_file.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as error:
-        raise RunExistsError(
-            f"{previous_file} cannot be read ({error}), so the settings its crops were made with "
-            f"are unknown; use a new output folder, or delete {out} to start again"
-        ) from None
+    previous = _read_previous(out, previous_file)
     changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
     if changed:
         what = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
@@ -195,13 +184,42 @@ def check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
             f"{previous_file} names its crops by {previous['naming']!r}, which this lionfer does "
             f"not know (a newer one made it?); use a new output folder, or delete {out}"
         )
+    if previous["naming"] == "position":
+        _check_same_images(out, previous, sources)
+    _check_unedited(out, previous)
+    return previous
+
+
+def _check_empty(out: Path) -> None:
+    """A folder without prepare.json must be new or empty: prepare would replace files there."""
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if entries:
+        shown = ", ".join(p.name + "/" * p.is_dir() for p in entries[:_SHOWN])
+        raise RunExistsError(
+            f"{out} holds {len(entries)} entries that are not a lionfer prepare cache "
+            f"({shown}{' ...' if len(entries) > _SHOWN else ''}); prepare writes "
+            "manifest.csv, failures.csv, prepare.json and faces/ there and would replace "
+            "files of yours. Give a new or empty --out folder"
+        )
+
+
+def _read_previous(out: Path, previous_file: Path) -> dict:
+    """The cache's prepare.json; one that cannot be read is refused: its settings are unknown."""
+    try:
+        return json.loads(previous_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise RunExistsError(
+            f"{previous_file} cannot be read ({error}), so the settings its crops were made with "
+            f"are unknown; use a new output folder, or delete {out} to start again"
+        ) from None
+
+
+def _check_same_images(out: Path, previous: dict, sources: dict[str, str]) -> None:
+    """Crops named by position (crop i is image i of its split) may not resume on a split
+    whose images changed (sources: each split's image_sources now)."""
     before = previous.get("sources") or {}  # absent in caches made before it was recorded
     for split, now in sources.items():
-        if (
-            previous["naming"] == "position"
-            and before.get(split, now) != now
-            and (out / "faces" / split).is_dir()
-        ):
+        if before.get(split, now) != now and (out / "faces" / split).is_dir():
             raise RunExistsError(
                 f"the {split} images changed since {out} was prepared ({before[split]} then, "
                 f"{now} now: images added, removed or renamed, or another data.data_seed); "
@@ -209,6 +227,11 @@ def check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
                 "image) and would get other images' labels. Use a new output folder, which "
                 f"takes added images from then on, or delete {out} to start again"
             )
+
+
+def _check_unedited(out: Path, previous: dict) -> None:
+    """The files prepare wrote (their sha256 in prepare.json's "written") must be as it wrote
+    them: prepare would replace a user's edits."""
     written = previous.get("written") or {}  # absent in caches made before it was recorded
     for name, digest in written.items():
         path = out / name
@@ -220,8 +243,41 @@ def check_resumable(out: Path, settings: dict, sources: dict[str, str]) -> dict:
                 f"Keep your edits under another name (e.g. {edited}, which prepare leaves "
                 f"alone{use}), then run prepare again"
             )
-    return previous
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def remove_partial_files(folder: Path, names: tuple[str, ...] = ("*",)) -> None:
+    """Temp files left by an interrupted or failed run (the finished files are never partial):
+    those the writers here wrote for the files named by `names` (glob patterns)."""
+    for name in names:
+        for path in folder.glob(f".{name}{TEMP_SUFFIX}" if name == "*" else f".{name}.*"):
+            if path.name.endswith(TEMP_SUFFIX):
+                path.unlink()
+
+
+def write_png(path: Path, image: Image.Image) -> None:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    _write_bytes(path, buffer.getvalue())
+
+
+def write_csv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """Write the CSV; returns its sha256."""
+    data = csv_text([header, *rows], lineterminator="\n").encode("utf-8")
+    _write_bytes(path, data)
+    return sha256(data)
+
+
+def write_text(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode("utf-8"))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write to a hidden temp name, then rename: a reader never sees half a file. A failed write
+    (a full disk) removes the temp file and is raised naming `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path, path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")) as temp:
+        temp.write_bytes(data)

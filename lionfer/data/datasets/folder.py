@@ -283,63 +283,25 @@ def load(cfg, seed: int) -> FERData:
         "data.root must hold one folder per class (ROOT/<class>/*.jpg), or train/ and test/ "
         "folders that do",
     )
-    train_dir = find_child(root, "train")
-    test_dir = find_child(root, "test")
-    if test_dir and not train_dir:
-        raise MissingInputError(
-            f"{root} has a test/ folder but no train/ folder; put the training class folders "
-            "under ROOT/train/, or move the class folders up to ROOT/<class>/"
-        )
+    train_dir, test_dir = _split_folders(root)
     unlabeled_dir = Path(cfg.unlabeled_root).expanduser().resolve() if cfg.unlabeled_root else None
     train_files, ignored = scan_split(train_dir or root, unlabeled_dir)
     test_files, test_ignored = scan_split(test_dir, unlabeled_dir) if test_dir else ({}, 0)
     if not any(train_files.values()):
-        loose, _ = list_images(train_dir or root)
-        hint = (
-            f"; its {len(loose)} images lie in it directly: put each class's images in a folder "
-            "named by the class, and images without a label in another folder given as "
-            "data.unlabeled_root"
-            if loose
-            else ""
-        )
-        raw = raw_photos(train_dir or root) if ignored else ""
-        raise MissingInputError(
-            f"no images found in class folders under {train_dir or root}; expected "
-            f"ROOT/<class>/<image>.jpg ({IMAGE_KINDS}) or ROOT/train/<class>/<image>.jpg{hint}"
-            + (f" ({counted(ignored, 'other file')}{raw})" if raw else "")
-        )
+        _refuse_no_class_images(train_dir or root, ignored)
     places = {name: f"folder {test_dir / name}" for name in test_files}
     places.update({name: f"folder {(train_dir or root) / name}" for name in train_files})
     class_names, mapping, notes = resolve_classes(
         sorted(set(train_files) | set(test_files)), cfg.class_map, cfg.num_classes, places
     )
-    train = _collect(train_files, mapping, root, test=False)
-    if test_dir:
-        test = _collect(test_files, mapping, root, test=True)
-        if not len(test):
-            raise MissingInputError(
-                f"no test images found in class folders under {test_dir}; put them in "
-                f"{test_dir}/<class>/, or remove the empty {test_dir.name}/ folder to hold out "
-                f"{HOLDOUT:.0%} of train as test"
-            )
-    else:
-        train, test, note = holdout_test(train, cfg.data_seed)
-        notes.append(note)
+    train, test, held_out = _train_and_test(
+        train_files, test_files, mapping, root, test_dir, cfg.data_seed
+    )
+    notes += held_out
     dropped = sorted(name for name, c in mapping.items() if c == L.DROP)
     if dropped:
         notes.append(f"dropped the classes {dropped} (data.class_map maps them to -1)")
-    beside, other, beside_dirs = ({}, 0, [])
-    if train_dir:
-        beside, other, beside_dirs = scan_beside(root, (train_dir, test_dir), unlabeled_dir)
-    loose = {d: list_images(d)[0] for d in (root, train_dir, test_dir) if d}  # in no class folder
-    unread = {d: _not_under(images, unlabeled_dir) for d, images in loose.items()}
-    notes += left_out_notes(root, train_dir, test_dir, beside, unread)
-    # scan_split counted the images lying directly in a split folder among the ignored files
-    ignored += test_ignored + other - sum(len(loose[d]) for d in (train_dir or root, test_dir) if d)
-    if ignored:
-        raw = raw_photos(train_dir or root, test_dir, *beside_dirs)
-        files = "file" if ignored == 1 else "files"
-        notes.append(f"ignored {ignored} hidden or non-image {files}{raw}")
+    notes += _unread_notes(root, train_dir, test_dir, unlabeled_dir, ignored + test_ignored)
     unlabeled = None
     if cfg.unlabeled_root:
         unlabeled, note = read_unlabeled(cfg.unlabeled_root)
@@ -353,6 +315,86 @@ def load(cfg, seed: int) -> FERData:
         split_rule="balanced",
         notes=notes,
     )
+
+
+def _split_folders(root: Path) -> tuple[Path | None, Path | None]:
+    """root's train/ and test/ folders (None where it has none); test/ alone is refused."""
+    train_dir = find_child(root, "train")
+    test_dir = find_child(root, "test")
+    if test_dir and not train_dir:
+        raise MissingInputError(
+            f"{root} has a test/ folder but no train/ folder; put the training class folders "
+            "under ROOT/train/, or move the class folders up to ROOT/<class>/"
+        )
+    return train_dir, test_dir
+
+
+def _refuse_no_class_images(folder: Path, ignored: int) -> None:
+    """The error for a train folder with no image in a class folder (ignored: the other files
+    scan_split counted), saying where the images it has directly would go."""
+    loose, _ = list_images(folder)
+    hint = (
+        f"; its {len(loose)} images lie in it directly: put each class's images in a folder "
+        "named by the class, and images without a label in another folder given as "
+        "data.unlabeled_root"
+        if loose
+        else ""
+    )
+    raw = raw_photos(folder) if ignored else ""
+    raise MissingInputError(
+        f"no images found in class folders under {folder}; expected "
+        f"ROOT/<class>/<image>.jpg ({IMAGE_KINDS}) or ROOT/train/<class>/<image>.jpg{hint}"
+        + (f" ({counted(ignored, 'other file')}{raw})" if raw else "")
+    )
+
+
+def _train_and_test(
+    train_files: dict[str, list[Path]],
+    test_files: dict[str, list[Path]],
+    mapping: dict[str, int],
+    root: Path,
+    test_dir: Path | None,
+    seed: int,
+) -> tuple[ImageSet, ImageSet, list[str]]:
+    """(train, test, notes): test/'s images, or without a test/ folder a stratified HOLDOUT of
+    train (noted); an empty test/ is refused."""
+    train = _collect(train_files, mapping, root, test=False)
+    if not test_dir:
+        train, test, note = holdout_test(train, seed)
+        return train, test, [note]
+    test = _collect(test_files, mapping, root, test=True)
+    if not len(test):
+        raise MissingInputError(
+            f"no test images found in class folders under {test_dir}; put them in "
+            f"{test_dir}/<class>/, or remove the empty {test_dir.name}/ folder to hold out "
+            f"{HOLDOUT:.0%} of train as test"
+        )
+    return train, test, []
+
+
+def _unread_notes(
+    root: Path,
+    train_dir: Path | None,
+    test_dir: Path | None,
+    unlabeled_dir: Path | None,
+    ignored: int,
+) -> list[str]:
+    """Notes on the files of the tree that give no image: folders beside train/ and test/,
+    images in no class folder, and hidden or non-image files (ignored: those scan_split
+    counted, the images lying directly in a split folder among them)."""
+    beside, other, beside_dirs = ({}, 0, [])
+    if train_dir:
+        beside, other, beside_dirs = scan_beside(root, (train_dir, test_dir), unlabeled_dir)
+    loose = {d: list_images(d)[0] for d in (root, train_dir, test_dir) if d}  # in no class folder
+    unread = {d: _not_under(images, unlabeled_dir) for d, images in loose.items()}
+    notes = left_out_notes(root, train_dir, test_dir, beside, unread)
+    # scan_split counted the images lying directly in a split folder among the ignored files
+    ignored += other - sum(len(loose[d]) for d in (train_dir or root, test_dir) if d)
+    if ignored:
+        raw = raw_photos(train_dir or root, test_dir, *beside_dirs)
+        files = "file" if ignored == 1 else "files"
+        notes.append(f"ignored {ignored} hidden or non-image {files}{raw}")
+    return notes
 
 
 def _collect(files: dict[str, list[Path]], mapping: dict[str, int], root: Path, test: bool):

@@ -238,38 +238,13 @@ def load(cfg, seed: int) -> FERData:
     files = [str(path) for path in paths]  # 'a.png', './a.png' and 'x/../a.png' are one file
     _check_split_conflicts(rows, files, source)
     labels = np.array([to_id(r.label) for r in rows], dtype=np.int64)
-    keep, dup_notes = drop_duplicates(
-        files,
-        labels,
-        str(source),
-        [r.line for r in rows],
-        written=[_shown(r.label) for r in rows],  # 'happy' and '3' are one class
-        named=[r.path for r in rows],
-    )
-    exists, missing_notes = check_listed_files(
-        paths,
-        cfg.skip_bad,
-        "manifest",
-        f"Image paths are read relative to the manifest's folder {source.parent}: keep the "
-        "manifest beside the images it lists",
-    )
-    notes += dup_notes + missing_notes
-    keep &= exists
-    dropped = keep & np.array([bool(r.label) for r in rows]) & (labels == L.DROP)
-    if dropped.any():
-        notes.append(f"manifest: dropped {int(dropped.sum())} rows whose class maps to -1")
-        keep &= ~dropped
+    keep, kept_notes = _rows_kept(rows, paths, files, labels, source, cfg.skip_bad)
+    notes += kept_notes
     split = np.array([r.split for r in rows])
     is_train = keep & (split == "train") & (labels >= 0)
     is_unlabeled = keep & ((split == "unlabeled") | ((split == "train") & (labels < 0)))
     is_test = keep & (split == "test")
-    # A row's truth is its true_label. An unlabeled row's label, if one is given, survives only
-    # as its truth (diagnostics). A labeled row without a true_label has no known truth, even
-    # where other rows give theirs (a prepared cache gives its test rows'): its label is what
-    # is judged, not the truth.
-    given_truth = np.array([to_id(r.true_label) for r in rows], dtype=np.int64)
-    hidden_label = np.where(is_unlabeled & (labels >= 0), labels, -1)
-    truth = np.where(given_truth >= 0, given_truth, hidden_label)
+    truth = _truth(rows, to_id, labels, is_unlabeled)
     has_truth = any(r.true_label for r in rows)
     if not is_train.any():
         raise InputError(
@@ -293,6 +268,50 @@ def load(cfg, seed: int) -> FERData:
         split_rule="balanced",
         notes=notes,
     )
+
+
+def _rows_kept(
+    rows: list[Row],
+    paths: list[Path],
+    files: list[str],
+    labels: np.ndarray,
+    source: Path,
+    skip_bad: bool,
+) -> tuple[np.ndarray, list[str]]:
+    """(which rows load keeps, notes on those it leaves out): a second row of one image, a
+    missing or unreadable file (skip_bad) and a label whose class data.class_map drops."""
+    keep, dup_notes = drop_duplicates(
+        files,
+        labels,
+        str(source),
+        [r.line for r in rows],
+        written=[_shown(r.label) for r in rows],  # 'happy' and '3' are one class
+        named=[r.path for r in rows],
+    )
+    exists, missing_notes = check_listed_files(
+        paths,
+        skip_bad,
+        "manifest",
+        f"Image paths are read relative to the manifest's folder {source.parent}: keep the "
+        "manifest beside the images it lists",
+    )
+    notes = dup_notes + missing_notes
+    keep &= exists
+    dropped = keep & np.array([bool(r.label) for r in rows]) & (labels == L.DROP)
+    if dropped.any():
+        notes.append(f"manifest: dropped {int(dropped.sum())} rows whose class maps to -1")
+        keep &= ~dropped
+    return keep, notes
+
+
+def _truth(rows: list[Row], to_id, labels: np.ndarray, is_unlabeled: np.ndarray) -> np.ndarray:
+    """Each row's true class (-1 unknown). A row's truth is its true_label. An unlabeled row's
+    label, if one is given, survives only as its truth (diagnostics). A labeled row without a
+    true_label has no known truth, even where other rows give theirs (a prepared cache gives its
+    test rows'): its label is what is judged, not the truth."""
+    given_truth = np.array([to_id(r.true_label) for r in rows], dtype=np.int64)
+    hidden_label = np.where(is_unlabeled & (labels >= 0), labels, -1)
+    return np.where(given_truth >= 0, given_truth, hidden_label)
 
 
 def resolve_paths(rows: list[Row], source: Path, allow_outside: bool) -> list[Path]:

@@ -195,6 +195,23 @@ def test_the_check_is_read_every_hundredth_of_the_steps_and_holds_until_the_next
     assert int(lion.noise_read[0]) == 10
 
 
+def test_the_check_fits_the_images_visited_alone():
+    """An image not yet visited has no evidence of its own (its row is as first set), so the fit
+    leaves it out: here the unvisited half would look like confident slips and let decisions
+    go on."""
+    lion = check_lion(0.2)
+    lion.evidence_visits[100:] = 0
+    lion.evidence[100::2] = torch.tensor([0.01, 0.99])  # labeled 0 (i % 2), sure of 1
+    lion.evidence[101::2] = torch.tensor([0.99, 0.01])  # labeled 1, sure of 0
+    visit_0(lion, 0)
+    assert lion.noise_reads.tolist() == [1, 1]
+    given = lion.info.given_labels
+    fit = noise_floor_fit(lion.evidence[:100], given[:100], 0.2)
+    assert float(lion.noise_read[2]) == pytest.approx(fit.rate, abs=1e-9)
+    # a fit of every row would have let decisions go on
+    assert noise_floor_fit(lion.evidence, given, 0.2).clean_z < 1.645
+
+
 def test_the_check_is_read_only_once_the_audit_lets_decisions_go_on():
     lion = check_lion(0.2, evidence_start=0.5)
     visit_0(lion, 499)

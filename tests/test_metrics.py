@@ -152,10 +152,15 @@ def test_relabel_metrics_new_parts_are_optional():
     }
     unknown = relabel_metrics([0, 1], [1, 1], [1, 1], error_types=[-1, -1])
     assert unknown["by_error_type"]["slip"] == {"wrong_given": 0, "fixed": 0, "changed": 0}
-    with pytest.raises(ValueError, match="demoted"):
-        relabel_metrics([0, 1], [0, 1], [0, 1], demoted=[True])
-    with pytest.raises(ValueError, match="error types"):
-        relabel_metrics([0, 1], [0, 1], [0, 1], error_types=[0])
+    # one of each per given label, or an error naming which
+    for args, kwargs, what in [
+        (([0, 1], [0]), {}, "1 current labels"),
+        (([0, 1], [0, 1], [0, 1, 2]), {}, "3 true labels"),
+        (([0, 1], [0, 1], [0, 1]), {"demoted": [True]}, "1 demoted flags"),
+        (([0, 1], [0, 1], [0, 1]), {"error_types": [0]}, "1 error types"),
+    ]:
+        with pytest.raises(ValueError, match=f"^2 given labels but {what}$"):
+            relabel_metrics(*args, **kwargs)
 
 
 def test_labels_of_any_shape_are_read_as_one_column():

@@ -519,6 +519,33 @@ def test_sweep_skips_finished_runs_and_resumes_unfinished_ones(tmp_path):
     assert "0 finished now, 2 finished before, 0 failed" in lines[-2]
 
 
+def test_a_run_stopped_before_its_first_last_pt_goes_on_from_its_best_pt(tmp_path):
+    """A run stopped after an evaluation wrote best.pt and before last.pt was first whole: the
+    sweep continues it from best.pt (copied over last.pt), where starting it again with
+    --overwrite would delete best.pt with the steps it holds."""
+    path = write_sweep(tmp_path, 'algorithms = ["lion"]\n')
+    out = tmp_path / "out"
+    point, cfg = expand(load_sweep(path))[0]
+    run = out / point.folder
+    assert train(cfg, run, progress=False, stop_after=6) is None
+    best = run / "checkpoints" / "best.pt"
+    os.replace(run / "checkpoints" / "last.pt", best)  # as if last.pt were never written
+    (out / "sweep.json").write_text('{"points": []}')
+    lines = []
+    assert run_sweep(path, [], out, echo=lines.append, dry_run=True, gpus=[]) == 0
+    assert lines[1] == (
+        f"[1/1] resume {point.folder}: it stopped before its first checkpoints/last.pt, but "
+        f"{best} holds step 6 (its best evaluation): continuing from it"
+    )
+    assert not (run / "checkpoints" / "last.pt").exists()  # a dry run writes nothing
+    lines.clear()
+    assert run_sweep(path, [], out, echo=lines.append, gpus=[]) == 0, lines
+    assert json.loads((run / "summary.json").read_text())["steps"] == 12
+    events = [json.loads(line)["event"] for line in (run / "metrics.jsonl").open()]
+    assert events.count("start") == 1  # continued, not started again
+    assert best.is_file()  # kept: the run's best evaluation so far
+
+
 FAKE_TRAIN = """
 import json, os, sys
 out = sys.argv[sys.argv.index("--out") + 1]

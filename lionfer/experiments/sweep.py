@@ -33,7 +33,7 @@ from lionfer.experiments.launch import (
     visible_gpus,
 )
 from lionfer.experiments.sweep_file import Point, Sweep, expand, load_sweep
-from lionfer.training.runfolder import foreign_entries, is_run_folder
+from lionfer.training.runfolder import BEST, LAST, best_to_resume, foreign_entries, is_run_folder
 from lionfer.unread import check_inputs, check_new_run
 
 LOCK = "sweep.lock"
@@ -44,6 +44,7 @@ EXECUTION_KEYS += ("train.eval_batch_size", "train.log_every", "train.checkpoint
 # only compete with the other runs for the cores (the views are the same either way). The sweep's
 # and the command line's overrides come after it, and win.
 SHARED_CORES = ("data.num_workers=0",)
+FROM_BEST = "from its best.pt"  # the reason of a resume from checkpoints/best.pt
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,11 @@ def summary_damage(path: Path) -> str:
 
 def plan(points: list[tuple[Point, Config]], out: Path) -> list[Action]:
     """Decide each point's action from its folder: summary.json = finished (skip),
-    checkpoints/last.pt = unfinished (resume), a run of the same config without a checkpoint
-    (restart), a run's files without a config (a run killed as it began: restart), nothing
-    (start); a folder holding anything else is a conflict and is left alone.
+    checkpoints/last.pt = unfinished (resume), a run of the same config without last.pt but with
+    a readable best.pt (stopped after an evaluation and before its first last.pt: resume from
+    best.pt, copied over last.pt when the sweep runs, FROM_BEST), a run of the same config
+    without a checkpoint (restart), a run's files without a config (a run killed as it began:
+    restart), nothing (start); a folder holding anything else is a conflict and is left alone.
     A summary.json that cannot be read is not a finished run: the run is finished again from
     its last checkpoint, or, without one, left alone as a conflict."""
     actions = []
@@ -125,11 +128,27 @@ def plan(points: list[tuple[Point, Config]], out: Path) -> list[Action]:
             actions.append(Action(point, "conflict", reason))
         elif (folder / "summary.json").is_file():
             actions.append(_finished(point, folder))
-        elif (folder / "checkpoints" / "last.pt").is_file():
+        elif (folder / LAST).is_file():
             actions.append(Action(point, "resume", "unfinished"))
+        elif (best := best_to_resume(folder)) is not None:
+            note = f"it stopped before its first {LAST.as_posix()}, but {best}: continuing from it"
+            actions.append(Action(point, "resume", FROM_BEST, note=note))
         else:
             actions.append(Action(point, "restart", "stopped before its first checkpoint"))
     return actions
+
+
+def resume_from_best(actions: list[Action], out: Path) -> None:
+    """For each run to resume from its best.pt (FROM_BEST), best.pt copied over last.pt, which
+    the run then continues from; best.pt is kept."""
+    from_best = [a for a in actions if a.reason == FROM_BEST]
+    if not from_best:
+        return
+    from lionfer.training.checkpoint import copy_checkpoint  # torch, only for such a run
+
+    for action in from_best:
+        folder = out / action.point.folder
+        copy_checkpoint(folder / BEST, folder / LAST)
 
 
 def _finished(point: Point, folder: Path) -> Action:
@@ -314,6 +333,7 @@ def run_sweep(
         kept = [p for p, _ in points if p.folder not in conflicts]
         if kept or not (out / "sweep.json").is_file():
             write_sweep_json(out, sweep, kept)
+        resume_from_best(actions, out)
         jobs_to_run = _jobs(actions, sweep, out, shared)
         try:
             results = _launch(jobs_to_run, out, jobs, launcher, parameters, echo, cluster, gpus)

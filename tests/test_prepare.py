@@ -821,6 +821,24 @@ def test_a_signal_stops_prepare_after_the_image_under_way(tmp_path, astronaut, n
     assert not (out / "manifest.csv").exists()
 
 
+def test_an_interrupted_prepare_counts_the_images_of_the_split_under_way(
+    tiny_data, tmp_path, monkeypatch
+):
+    """PrepareInterrupted.step: the images done, those of the split it stopped in among them."""
+    import signal
+
+    from lionfer.data.prepare import PrepareInterrupted
+
+    def detect_then_stop(image, detector, turn=False):
+        os.kill(os.getpid(), signal.SIGTERM)  # while the first image is under way
+        return [Face(SMALL_BOX, 1.0, None, "fake")]
+
+    monkeypatch.setattr("lionfer.data.prepare.detect", detect_then_stop)
+    with pytest.raises(PrepareInterrupted) as stopped:
+        prepare(tiny_data, tmp_path / "out", size=32, splits=("train",), progress=False)
+    assert stopped.value.step == 1 and stopped.value.signum == signal.SIGTERM
+
+
 def test_crop_names_and_the_cache_digest_take_a_name_that_is_not_utf8():
     """A source named in Latin-1 bytes (held with surrogate escapes), as the Python API may pass."""
     name = os.fsdecode(b"caf\xe9.jpg")

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from lionfer.data import faces
 from lionfer.data import mtcnn as faces_mtcnn
 from lionfer.data.base import FERData, ImageSet
 from lionfer.data.faces import ARCFACE_TEMPLATE_112, Face, align, crop_square, detect, pick_faces
-from lionfer.data.prepare import prepare
+from lionfer.data.prepare import PrepareInterrupted, prepare
 from lionfer.data.prepare_cache import crop_stems, image_sources
 from lionfer.errors import InputError
 from lionfer.labels import CLASS_NAMES
@@ -825,9 +826,6 @@ def test_an_interrupted_prepare_counts_the_images_of_the_split_under_way(
     tiny_data, tmp_path, monkeypatch
 ):
     """PrepareInterrupted.step: the images done, those of the split it stopped in among them."""
-    import signal
-
-    from lionfer.data.prepare import PrepareInterrupted
 
     def detect_then_stop(image, detector, turn=False):
         os.kill(os.getpid(), signal.SIGTERM)  # while the first image is under way

@@ -21,7 +21,7 @@ from lionfer.algorithms.lion import (
     stratified_folds,
     streak_update,
 )
-from lionfer.algorithms.lion_audit import audit_counts, audit_rows, no_trail
+from lionfer.algorithms.lion_audit import audit_counts, audit_rows, no_trail, shuffled_by_class
 from lionfer.algorithms.lion_config import LION_RECIPES, unread_settings
 from lionfer.algorithms.lion_evidence_rules import (
     calibrated_evidence,
@@ -92,6 +92,15 @@ def test_stratified_folds_deal_each_class_over_every_fold():
         assert sorted(folds[labels == c].tolist()) == [0, 0, 1, 1]
     assert sorted(folds[labels == 2].tolist()) == [0, 1]
     assert torch.equal(folds, stratified_folds(labels, 2))  # seeded
+
+
+def test_shuffled_by_class_keeps_the_seeded_order_within_each_class():
+    # 300 images: enough for torch's default (unstable) sort to reorder ties, which would make
+    # the folds and the audit depend on the sort's implementation rather than on the seed
+    labels = torch.arange(300) % 7
+    order = torch.randperm(300, generator=torch.Generator().manual_seed(3))
+    expected = [i for c in range(7) for i in order.tolist() if labels[i] == c]
+    assert shuffled_by_class(labels, 3).tolist() == expected
 
 
 def test_stratified_folds_default_to_seed_0_which_every_published_table_used():

@@ -16,6 +16,7 @@ from PIL import Image
 from predict_helpers import blank, faces, make_checkpoint, scene, write_clip
 
 from lionfer.cli import main
+from lionfer.data.faces import Face
 from lionfer.inference import predict_job
 from lionfer.inference import predictions_file as predictions
 from lionfer.inference import predictor as P
@@ -404,6 +405,38 @@ def test_detection_options_with_cropped_inputs_are_refused(capsys, tmp_path, che
     code, _, _ = run(capsys, "predict", checkpoint, photos / "a_group.png", "--out", out,
                      "--cropped", "--no-progress")  # fmt: skip
     assert code == 0 and len(read_rows(out)) == 1  # the whole picture, one face
+
+
+def test_faces_too_small_to_carry_detail_are_counted_in_the_report(capsys, tmp_path, checkpoint):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for name, size in (("dot", (1, 1)), ("sliver", (40, 15)), ("edge", (16, 16)), ("ok", (64, 48))):
+        Image.new("RGB", size, (120, 90, 80)).save(crops / f"{name}.png")
+    out = tmp_path / "faces.csv"
+    code, stdout, err = run(capsys, "predict", checkpoint, crops, "--out", out, "--cropped",
+                            "--no-progress")  # fmt: skip
+    assert code == 0, err
+    assert len(read_rows(out)) == 4  # predicted all the same
+    assert "2 faces smaller than 16 px on a side (their rows' w and h)" in stdout
+    # the same job run again counts what its earlier run read
+    code, stdout, err = run(capsys, "predict", checkpoint, crops, "--out", out, "--cropped",
+                            "--no-progress")  # fmt: skip
+    assert code == 0 and "already complete from an earlier run: 4 inputs" in stdout, err
+    assert "2 faces smaller than 16 px" in stdout
+    (crops / "dot.png").unlink(), (crops / "sliver.png").unlink()
+    code, stdout, _ = run(capsys, "predict", checkpoint, crops, "--out", out, "--cropped",
+                          "--overwrite", "--no-progress")  # fmt: skip
+    assert code == 0 and "smaller than" not in stdout
+
+
+def test_small_faces_a_detector_finds_are_counted_by_their_boxes(tmp_path, checkpoint, photos):
+    def mine(image):  # one face under 16 px on a side, one at 16
+        return [Face((5, 5, 40, 12), 0.9, None, "mine"), Face((60, 20, 16, 16), 0.8, None, "mine")]
+
+    report = predict_files(load(checkpoint, detector=mine), [str(photos / "a_group.png")],
+                           tmp_path / "faces.csv", progress=False)  # fmt: skip
+    assert report.counts["faces"] == 2 and report.counts["small_faces"] == 1
+    assert "1 face smaller than 16 px on a side" in report.summary()
 
 
 def test_a_users_progress_named_file_is_never_overwritten(tmp_path, checkpoint, photos):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from lionfer.data.image_check import MIN_IMAGE_SIDE
 from lionfer.errors import InputError
 from lionfer.inference.annotate_folder import Annotator, exclude_folder
 from lionfer.inference.predict_report import PredictReport
@@ -243,6 +244,9 @@ def _decoded_frame(frame: Frame) -> bool:
 def _count_frame(report: PredictReport, frame: Frame, rows: int) -> None:
     report.counts["rows"] += rows
     report.counts["faces"] += len(frame.faces)
+    # a face's detail is the pixels it was read from (boxes are in the file's pixels)
+    side = MIN_IMAGE_SIDE * frame.scale
+    report.counts["small_faces"] += sum(min(f.box[2], f.box[3]) < side for f in frame.faces)
     video = frame.source.kind == "video"
     report.counts["frames"] += int(video and frame.reason in ("", "no_face", "error"))
     if frame.reason == "damaged_video":

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lionfer.data.image_check import MIN_IMAGE_SIDE
 from lionfer.data.images import path_text, raw_note
 from lionfer.inference.sources import ignored_kinds
 from lionfer.words import counted
@@ -46,6 +47,11 @@ class PredictReport:
             lines.append(
                 f"damaged videos, read up to the damage (see their error rows): "
                 f"{c['damaged_videos']}"
+            )
+        if c["small_faces"]:
+            lines.append(
+                f"{counted(c['small_faces'], 'face')} smaller than {MIN_IMAGE_SIDE} px on a side "
+                "(their rows' w and h): upscaled to the model's input, they carry little detail"
             )
         if c["frames_without_face"]:
             lines.append(f"video frames without a face: {c['frames_without_face']}")

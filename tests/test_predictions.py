@@ -423,7 +423,8 @@ def test_faces_too_small_to_carry_detail_are_counted_in_the_report(capsys, tmp_p
                             "--no-progress")  # fmt: skip
     assert code == 0 and "already complete from an earlier run: 4 inputs" in stdout, err
     assert "2 faces smaller than 16 px" in stdout
-    (crops / "dot.png").unlink(), (crops / "sliver.png").unlink()
+    for name in ("dot", "sliver"):
+        (crops / f"{name}.png").unlink()
     code, stdout, _ = run(capsys, "predict", checkpoint, crops, "--out", out, "--cropped",
                           "--overwrite", "--no-progress")  # fmt: skip
     assert code == 0 and "smaller than" not in stdout
